@@ -1,0 +1,54 @@
+/* dream/graph.h - execution plans: a model run forward to chosen values at one input size,
+ * and backward from those values to the input.
+ *
+ * A plan is built once per input shape: shapes are inferred, constant sub-graphs (the int64
+ * shape arithmetic exporters emit) are evaluated, every buffer is allocated in one arena,
+ * and only the nodes the targets need are scheduled.  Forward and backward then run without
+ * allocating.
+ */
+#ifndef DREAM_GRAPH_H
+#define DREAM_GRAPH_H
+
+#include "dream/model.h"
+
+typedef struct dd_plan dd_plan;
+
+/* A graph input given to the plan: its value index and shape, and optionally its data when
+ * it is to be treated as a constant (folded at plan time). */
+typedef struct dd_binding {
+  int value;
+  dd_shape shape;
+  const dd_tensor *constant;
+} dd_binding;
+
+/* Prepare backward: gradients flow from the targets to the first binding. */
+#define DD_PLAN_GRAD 1u
+
+/* Build a plan computing `targets` from `inputs`.  max_bytes (0: none) caps the memory of
+ * the plan's buffers: a plan that would need more fails with DD_ELIMIT, saying how much. */
+int dd_plan_new(const dd_model *m, const dd_binding *inputs, int n_inputs, const int *targets,
+                int n_targets, unsigned flags, size_t max_bytes, dd_plan **out, dd_err *err);
+void dd_plan_free(dd_plan *p);
+
+/* The tensor holding `value` in this plan (inputs are written here before forward), or NULL
+ * when the plan does not compute it.  Owned by the plan. */
+dd_tensor *dd_plan_tensor(dd_plan *p, int value);
+/* The gradient buffer of `value`, or NULL when no gradient reaches it.  Seed the targets'
+ * gradients here (after dd_plan_zero_grad), then call dd_plan_backward. */
+dd_tensor *dd_plan_grad(dd_plan *p, int value);
+
+void dd_plan_forward(dd_plan *p);
+void dd_plan_zero_grad(dd_plan *p);
+/* Propagates the seeded gradients to the first binding: dd_plan_grad(p, input). */
+void dd_plan_backward(dd_plan *p);
+
+/* Bytes of all buffers the plan holds. */
+size_t dd_plan_bytes(const dd_plan *p);
+/* FLOPs of one forward of `node` in this plan (0 when it does not run at run time). */
+int64_t dd_plan_node_flops(const dd_plan *p, int node);
+/* 1 when `node` runs at run time (it is needed and not constant-folded). */
+int dd_plan_node_runs(const dd_plan *p, int node);
+/* Parameters (initializer elements) `node` reads. */
+int64_t dd_model_node_params(const dd_model *m, int node);
+
+#endif

@@ -1,0 +1,13 @@
+/* Shared by the op families: the op interface, attribute helpers, threading thresholds. */
+#ifndef DREAM_OPS_COMMON_H
+#define DREAM_OPS_COMMON_H
+
+#include "dream/error.h"
+#include "dream/tensor.h"
+#include "model_internal.h"
+#include "ops/op.h"
+
+/* Element counts below which a loop is not worth splitting across threads. */
+#define DD_PAR_MIN 32768
+
+#endif

@@ -1,0 +1,51 @@
+/* The operator interface.  Each operator family lives in one file of src/ops/ with its
+ * forward and backward side by side, and exports `const dd_op dd_op_<OpType>`; the list of
+ * operators is src/ops/ops.def, from which the lookup table is generated.
+ *
+ * Life of a node:
+ *   init     once at load: validate attributes (dd_node_check_attrs), parse them into
+ *            node->params.  Errors name what is unsupported.
+ *   infer    once per plan (per input size): from the input shapes -- and the input data
+ *            when it is constant, in[i]->data != NULL -- set out[i]->dtype and ->shape, and
+ *            *scratch to the workspace bytes forward and backward need (0 for none).
+ *            in[i] is NULL for an omitted optional input, out[k] NULL for an output the
+ *            graph does not name (skip it, in infer and forward alike).
+ *   forward  compute out from in.  Never fails: everything that can fail was checked by infer.
+ *   backward ACCUMULATE (+=) into din[i] the gradient of the objective w.r.t. in[i], given
+ *            dout (the gradient w.r.t. each output, NULL when no gradient reaches it).  din[i]
+ *            is NULL for inputs that need no gradient (weights, shapes).  NULL backward: the
+ *            op is not differentiable, and a plan that needs its gradient is refused.
+ *   flops    optional: multiply-adds x2 of one forward, for `dream layers` and the benchmark.
+ *
+ * Kernels may use OpenMP for the outer loops; they never allocate: scratch is given.
+ */
+#ifndef DREAM_OP_H
+#define DREAM_OP_H
+
+#include "dream/error.h"
+#include "dream/tensor.h"
+#include "model_internal.h"
+
+/* The output depends on the input's shape only (Shape, Size): folded at plan time. */
+#define DD_OP_SHAPE_ONLY 1u
+
+typedef struct dd_op {
+  const char *name;
+  int (*init)(dd_node *node, dd_err *err);
+  int (*infer)(const dd_node *node, const dd_tensor *const *in, dd_tensor *const *out,
+               size_t *scratch, dd_err *err);
+  void (*forward)(const dd_node *node, const dd_tensor *const *in, dd_tensor *const *out,
+                  void *scratch);
+  void (*backward)(const dd_node *node, const dd_tensor *const *in, const dd_tensor *const *out,
+                   const dd_tensor *const *dout, dd_tensor *const *din, void *scratch);
+  int64_t (*flops)(const dd_node *node, const dd_tensor *const *in,
+                   const dd_tensor *const *out);
+  unsigned flags;
+} dd_op;
+
+/* The op called `op_type` in the default ONNX domain, or NULL. */
+const dd_op *dd_op_find(const char *op_type);
+/* Names of all supported ops, NULL-terminated. */
+const char *const *dd_op_names(void);
+
+#endif
