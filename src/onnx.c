@@ -320,7 +320,7 @@ static int heap_pop(int *h, int *n) {
 
 static int topo_sort(dd_model *m, dd_err *err) {
   int n = m->n_nodes, nv = m->n_values, rc = DD_OK;
-  if (n == 0) return DD_OK;
+  if (n <= 0 || nv < 0) return DD_OK;
   int *indeg = calloc((size_t)n, sizeof(int));
   int *order = malloc((size_t)n * sizeof(int));
   int *heap = malloc((size_t)n * sizeof(int));

@@ -1,0 +1,48 @@
+/* dream/image.h - photos in and out (stb_image / stb_image_write, Debian's libstb), resizing
+ * (stb_image_resize), and conversion to and from a model's input tensor.
+ *
+ * Images are 3-channel RGB, float, 0..255, row-major HWC.
+ */
+#ifndef DREAM_IMAGE_H
+#define DREAM_IMAGE_H
+
+#include <stddef.h>
+
+#include "dream/error.h"
+
+typedef struct dd_image {
+  int w, h;
+  float *rgb; /* w*h*3 */
+} dd_image;
+
+/* Default cap on pixels decoded from a file (the header is checked before decoding). */
+#define DD_IMAGE_MAX_PIXELS ((size_t)1 << 28)
+
+/* New black image; DD_ELIMIT when w*h is not in 1..max (0: DD_IMAGE_MAX_PIXELS). */
+int dd_image_new(int w, int h, dd_image **out, dd_err *err);
+void dd_image_free(dd_image *im);
+/* Decode any format stb_image reads (JPEG, PNG, BMP, GIF, PSD, TGA, PNM).  The header's
+ * width x height is checked against max_pixels (0: default) before anything is decoded.
+ * Grey and alpha images are converted to RGB. */
+int dd_image_load(const char *path, size_t max_pixels, dd_image **out, dd_err *err);
+/* Encode by extension (.png, .jpg/.jpeg, .bmp, .tga), pixels rounded and clamped to 0..255.
+ * Written to a temporary file and renamed, so a failure never leaves a partial file. */
+int dd_image_save(const char *path, const dd_image *im, dd_err *err);
+/* Resampled copy (stb_image_resize, Mitchell filter down / Catmull-Rom up). */
+int dd_image_resize(const dd_image *im, int w, int h, dd_image **out, dd_err *err);
+
+/* A model's input preprocessing: x[c] = (p[c] / 255 * scale - mean[c]) / std[c], with p in
+ * 0..255 and channels in BGR order when `bgr` is set. */
+typedef struct dd_preproc {
+  int bgr;
+  float scale;
+  float mean[3];
+  float std[3];
+} dd_preproc;
+
+/* Image -> NCHW float tensor data (1x3xHxW), `out` holds 3*w*h floats. */
+void dd_image_to_input(const dd_image *im, const dd_preproc *pp, float *out);
+/* NCHW (1x3xHxW) model input -> image pixels (not clamped). */
+void dd_input_to_image(const float *in, const dd_preproc *pp, dd_image *im);
+
+#endif

@@ -1,0 +1,42 @@
+/* dream/preset.h - model presets: weights/<name>.preset text files saying which ONNX file a
+ * model is, where it is found, how its input is preprocessed, its default dream layer and
+ * its labels.
+ *
+ * Model files are searched in: each directory of $DREAM_MODEL_PATH (colon-separated), then
+ * weights/models/ of the source tree (weights/setup.sh links or downloads them there).
+ */
+#ifndef DREAM_PRESET_H
+#define DREAM_PRESET_H
+
+#include <limits.h>
+
+#include "dream/error.h"
+#include "dream/image.h"
+
+#ifndef PATH_MAX
+#define PATH_MAX 4096
+#endif
+
+typedef struct dd_preset {
+  char name[64];
+  char model_path[PATH_MAX];  /* resolved path of the .onnx file */
+  char labels_path[PATH_MAX]; /* resolved labels file, "" if none */
+  dd_preproc pre;
+  char layer[256]; /* default dream layer */
+  int size;        /* classification input size (square), e.g. 224 */
+  char url[512];   /* where to download the model when it is not found */
+} dd_preset;
+
+/* `spec` is a preset name ("googlenet", "squeezenet") or a path to any .onnx file (then the
+ * preprocessing defaults to RGB, scale 1, ImageNet mean/std, size 224, no labels).  Fails with
+ * DD_ENOTFOUND naming where it looked and how to get the file. */
+int dd_preset_resolve(const char *spec, dd_preset *out, dd_err *err);
+
+/* Labels: one per line ("n02110185 Siberian husky" -> "Siberian husky").  *labels is an
+ * array of *n malloc'ed strings; free with dd_labels_free. */
+int dd_labels_load(const char *path, char ***labels, int *n, dd_err *err);
+void dd_labels_free(char **labels, int n);
+/* Class index from a label name (case-insensitive, exact or unique prefix) or a number. */
+int dd_labels_find(char *const *labels, int n, const char *query, int *index, dd_err *err);
+
+#endif
