@@ -1,19 +1,62 @@
-/* Temporary entry point: loads a model and reports.  Replaced by the subcommand CLI. */
+/* dream: the command line.  `dream [SUBCOMMAND] [options]`; without a known subcommand word
+ * the arguments are the dream's, so `dream --layer inception_4c/output in.jpg out.jpg` works. */
 #include <stdio.h>
+#include <string.h>
 
-#include "dream/graph.h"
-#include "dream/model.h"
+#include "cli/cli.h"
+
+/* Weak while subcommands are being written: a missing one says so instead of breaking the
+ * build. */
+#define DD_CMD(name, summary) int cmd_##name(int argc, char **argv) __attribute__((weak));
+#include "cli/commands.def"
+#undef DD_CMD
+
+typedef struct command {
+  const char *name, *summary;
+  int (*run)(int argc, char **argv);
+} command;
+
+static const command commands[] = {
+#define DD_CMD(name, summary) {#name, summary, cmd_##name},
+#include "cli/commands.def"
+#undef DD_CMD
+};
+#define N_COMMANDS (sizeof commands / sizeof commands[0])
+
+static void usage(FILE *f) {
+  fprintf(f,
+          "usage: dream [SUBCOMMAND] [options] ...\n"
+          "       dream [dream] [options] IN OUT     (the subcommand word is optional)\n\n"
+          "subcommands:\n");
+  for (size_t i = 0; i < N_COMMANDS; i++)
+    if (commands[i].run) fprintf(f, "  %-12s %s\n", commands[i].name, commands[i].summary);
+  fprintf(f, "\n`dream SUBCOMMAND --help` for each one's options.\n");
+}
 
 int main(int argc, char **argv) {
-  dd_err err = {0};
-  dd_model *m;
-  if (argc < 2) return 2;
-  if (dd_model_load(argv[1], &m, &err)) {
-    fprintf(stderr, "dream: %s\n", err.msg);
-    return 1;
+  if (argc >= 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help"))) {
+    usage(stdout);
+    return 0;
   }
-  printf("%s: opset %lld, %d nodes, %lld params\n", dd_model_name(m), (long long)dd_model_opset(m),
-         dd_model_num_nodes(m), (long long)dd_model_num_params(m));
-  dd_model_free(m);
-  return 0;
+  if (argc >= 2)
+    for (size_t i = 0; i < N_COMMANDS; i++)
+      if (!strcmp(argv[1], commands[i].name)) {
+        if (!commands[i].run) {
+          fprintf(stderr, "dream: the '%s' subcommand is not available in this build\n", argv[1]);
+          return 2;
+        }
+        return commands[i].run(argc - 1, argv + 1);
+      }
+  if (argc < 2) {
+    usage(stderr);
+    return 2;
+  }
+  if (!cmd_dream) {
+    fprintf(stderr, "dream: unknown subcommand '%s'\n", argv[1]);
+    usage(stderr);
+    return 2;
+  }
+  /* No subcommand word: the whole command line is the dream's. */
+  argv[0] = "dream";
+  return cmd_dream(argc, argv);
 }
