@@ -41,6 +41,7 @@ typedef struct dd_node {
   int n_attr;
   dd_attr *attrs;
   void *params; /* parsed attributes, op-private, freed with free() */
+  int64_t opset; /* the model's default-domain opset; 0 when unknown (tests) */
 } dd_node;
 
 struct dd_model {

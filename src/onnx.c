@@ -446,6 +446,7 @@ static int read_node(dd_model *m, const Onnx__NodeProto *np, int index, dd_err *
     return dd_fail(err, DD_EUNSUPPORTED, "%s: operator '%s' is not supported (supported: %s)",
                    what, type, list);
   }
+  node->opset = m->opset;
   if (node->op->init) {
     int rc = node->op->init(node, err);
     if (rc) return dd_err_prefix(err, "%s", what);
