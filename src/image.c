@@ -1,0 +1,217 @@
+/* Image IO on Debian's libstb.  libstb.so already exports stb_image, stb_image_write and
+ * stb_image_resize (stbi_load_from_memory, stbi_write_png_to_func, stbir_resize_float_generic
+ * are all in `nm -D`), so no STB_*_IMPLEMENTATION is defined here: defining one would put a
+ * second copy of each library in the binary. */
+#include "dream/image.h"
+
+#include <ctype.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <stb_image.h>
+#include <stb_image_resize.h>
+#include <stb_image_write.h>
+
+#include "util.h"
+
+/* Largest image file read; far above any photo, it only stops a stray multi-GiB file. */
+#define IMAGE_MAX_FILE ((size_t)1 << 30)
+#define JPEG_QUALITY 95
+
+int dd_image_new(int w, int h, dd_image **out, dd_err *err) {
+  if (w < 1 || h < 1 || (size_t)w * (size_t)h > DD_IMAGE_MAX_PIXELS)
+    return dd_fail(err, DD_ELIMIT, "image size %dx%d is not in 1..%zu pixels", w, h,
+                   (size_t)DD_IMAGE_MAX_PIXELS);
+  dd_image *im = malloc(sizeof *im);
+  float *rgb = calloc((size_t)w * (size_t)h * 3, sizeof *rgb);
+  if (!im || !rgb) {
+    free(im);
+    free(rgb);
+    return dd_fail(err, DD_ENOMEM, "out of memory for a %dx%d image", w, h);
+  }
+  im->w = w;
+  im->h = h;
+  im->rgb = rgb;
+  *out = im;
+  return DD_OK;
+}
+
+void dd_image_free(dd_image *im) {
+  if (!im) return;
+  free(im->rgb);
+  free(im);
+}
+
+/* stb's reasons are terse ("unknown image type"); it keeps the last one per thread. */
+static const char *stb_reason(void) {
+  const char *r = stbi_failure_reason();
+  return r ? r : "unknown reason";
+}
+
+int dd_image_load(const char *path, size_t max_pixels, dd_image **out, dd_err *err) {
+  if (!max_pixels) max_pixels = DD_IMAGE_MAX_PIXELS;
+  void *buf;
+  size_t len;
+  int rc = dd_read_file(path, IMAGE_MAX_FILE, &buf, &len, err);
+  if (rc) return rc;
+  if (len == 0) {
+    free(buf);
+    return dd_fail(err, DD_EFORMAT, "%s: not an image (the file is empty)", path);
+  }
+  if (len > INT32_MAX) {
+    free(buf);
+    return dd_fail(err, DD_ELIMIT, "%s: file too large for the image decoder", path);
+  }
+  /* The header alone says how much decoding would allocate: refuse before decoding. */
+  int w, h, comp;
+  if (!stbi_info_from_memory(buf, (int)len, &w, &h, &comp)) {
+    free(buf);
+    return dd_fail(err, DD_EFORMAT, "%s: not an image (stb_image: %s)", path, stb_reason());
+  }
+  if (w < 1 || h < 1 || (uint64_t)w * (uint64_t)h > max_pixels) {
+    free(buf);
+    return dd_fail(err, DD_ELIMIT, "%s: image is %dx%d, more than the limit of %zu pixels", path,
+                   w, h, max_pixels);
+  }
+  /* Grey becomes RGB in stb; alpha is kept so that it can be composited below. */
+  int has_alpha = comp == 2 || comp == 4;
+  int want = has_alpha ? 4 : 3;
+  int dw, dh, dc;
+  unsigned char *px = stbi_load_from_memory(buf, (int)len, &dw, &dh, &dc, want);
+  free(buf);
+  if (!px) return dd_fail(err, DD_EFORMAT, "%s: not an image (stb_image: %s)", path, stb_reason());
+  if (dw != w || dh != h) {
+    stbi_image_free(px);
+    return dd_fail(err, DD_EFORMAT, "%s: header says %dx%d but the data is %dx%d", path, w, h,
+                   dw, dh);
+  }
+  dd_image *im;
+  rc = dd_image_new(w, h, &im, err);
+  if (rc) {
+    stbi_image_free(px);
+    return dd_err_prefix(err, "%s", path);
+  }
+  size_t n = (size_t)w * (size_t)h;
+  for (size_t i = 0; i < n; i++) {
+    const unsigned char *p = px + i * (size_t)want;
+    /* Transparent pixels carry arbitrary colour; compositing on white is what a viewer
+     * shows for most transparent photos and logos. */
+    float a = has_alpha ? p[3] / 255.f : 1.f;
+    for (int c = 0; c < 3; c++) im->rgb[i * 3 + c] = p[c] * a + 255.f * (1.f - a);
+  }
+  stbi_image_free(px);
+  *out = im;
+  return DD_OK;
+}
+
+typedef struct membuf {
+  unsigned char *data;
+  size_t len, cap;
+  int failed;
+} membuf;
+
+static void membuf_write(void *ctx, void *data, int size) {
+  membuf *b = ctx;
+  if (b->failed || size <= 0) return;
+  if (b->len + (size_t)size > b->cap) {
+    size_t cap = b->cap ? b->cap : 65536;
+    while (cap < b->len + (size_t)size) cap *= 2;
+    unsigned char *d = realloc(b->data, cap);
+    if (!d) {
+      b->failed = 1;
+      return;
+    }
+    b->data = d;
+    b->cap = cap;
+  }
+  memcpy(b->data + b->len, data, (size_t)size);
+  b->len += (size_t)size;
+}
+
+static int ext_is(const char *ext, const char *want) {
+  for (; *ext && *want; ext++, want++)
+    if (tolower((unsigned char)*ext) != *want) return 0;
+  return !*ext && !*want;
+}
+
+static unsigned char to_byte(float v) {
+  if (!(v > 0.f)) return 0; /* also NaN */
+  if (v >= 255.f) return 255;
+  return (unsigned char)lrintf(v);
+}
+
+int dd_image_save(const char *path, const dd_image *im, dd_err *err) {
+  const char *dot = strrchr(path, '.');
+  const char *slash = strrchr(path, '/');
+  if (!dot || (slash && dot < slash))
+    return dd_fail(err, DD_EARG, "%s: no file extension; use .png, .jpg, .bmp or .tga", path);
+  const char *ext = dot + 1;
+  enum { PNG, JPG, BMP, TGA } fmt;
+  if (ext_is(ext, "png")) fmt = PNG;
+  else if (ext_is(ext, "jpg") || ext_is(ext, "jpeg")) fmt = JPG;
+  else if (ext_is(ext, "bmp")) fmt = BMP;
+  else if (ext_is(ext, "tga")) fmt = TGA;
+  else
+    return dd_fail(err, DD_EARG, "%s: unknown image format '.%s'; use .png, .jpg, .bmp or .tga",
+                   path, ext);
+  if (!im || im->w < 1 || im->h < 1 || (int64_t)im->w * 3 > INT32_MAX)
+    return dd_fail(err, DD_EARG, "%s: invalid image", path);
+  size_t n = (size_t)im->w * (size_t)im->h * 3;
+  unsigned char *px = malloc(n);
+  if (!px) return dd_fail(err, DD_ENOMEM, "%s: out of memory", path);
+  for (size_t i = 0; i < n; i++) px[i] = to_byte(im->rgb[i]);
+  membuf b = {0};
+  int ok = 0;
+  switch (fmt) {
+    case PNG: ok = stbi_write_png_to_func(membuf_write, &b, im->w, im->h, 3, px, im->w * 3); break;
+    case JPG: ok = stbi_write_jpg_to_func(membuf_write, &b, im->w, im->h, 3, px, JPEG_QUALITY); break;
+    case BMP: ok = stbi_write_bmp_to_func(membuf_write, &b, im->w, im->h, 3, px); break;
+    case TGA: ok = stbi_write_tga_to_func(membuf_write, &b, im->w, im->h, 3, px); break;
+  }
+  free(px);
+  int rc;
+  if (b.failed) rc = dd_fail(err, DD_ENOMEM, "%s: out of memory encoding the image", path);
+  else if (!ok || !b.len) rc = dd_fail(err, DD_EIO, "%s: stb_image_write could not encode the image", path);
+  else rc = dd_write_file_atomic(path, b.data, b.len, err);
+  free(b.data);
+  return rc;
+}
+
+int dd_image_resize(const dd_image *im, int w, int h, dd_image **out, dd_err *err) {
+  dd_image *r;
+  int rc = dd_image_new(w, h, &r, err);
+  if (rc) return rc;
+  if (w == im->w && h == im->h) {
+    memcpy(r->rgb, im->rgb, (size_t)w * (size_t)h * 3 * sizeof(float));
+  } else if (!stbir_resize_float_generic(im->rgb, im->w, im->h, 0, r->rgb, w, h, 0, 3,
+                                         STBIR_ALPHA_CHANNEL_NONE, 0, STBIR_EDGE_CLAMP,
+                                         STBIR_FILTER_DEFAULT, STBIR_COLORSPACE_LINEAR, NULL)) {
+    dd_image_free(r);
+    return dd_fail(err, DD_ENOMEM, "out of memory resizing %dx%d to %dx%d", im->w, im->h, w, h);
+  }
+  *out = r;
+  return DD_OK;
+}
+
+void dd_image_to_input(const dd_image *im, const dd_preproc *pp, float *out) {
+  size_t n = (size_t)im->w * (size_t)im->h;
+  for (int c = 0; c < 3; c++) {
+    int src = pp->bgr ? 2 - c : c;
+    float k = pp->scale / 255.f / pp->std[c], b = pp->mean[c] / pp->std[c];
+    float *o = out + (size_t)c * n;
+    for (size_t i = 0; i < n; i++) o[i] = im->rgb[i * 3 + (size_t)src] * k - b;
+  }
+}
+
+void dd_input_to_image(const float *in, const dd_preproc *pp, dd_image *im) {
+  size_t n = (size_t)im->w * (size_t)im->h;
+  for (int c = 0; c < 3; c++) {
+    int dst = pp->bgr ? 2 - c : c;
+    float k = 255.f / pp->scale;
+    const float *x = in + (size_t)c * n;
+    for (size_t i = 0; i < n; i++)
+      im->rgb[i * 3 + (size_t)dst] = (x[i] * pp->std[c] + pp->mean[c]) * k;
+  }
+}
