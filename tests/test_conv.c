@@ -1,0 +1,311 @@
+/* Conv: forward and input gradient against a naive direct convolution written from the
+ * ONNX definition, finite-difference gradient checks, and the errors infer must report. */
+#include <criterion/criterion.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "helper_ops.h"
+
+typedef struct conv_case {
+  const char *what;
+  int one_d;                 /* input N,C,W (H = 1) */
+  int64_t n, c, h, w, m, kh, kw, group, sh, sw, dh, dw;
+  int64_t pt, pl, pb, pr;    /* explicit pads (NOTSET) */
+  const char *auto_pad;      /* NULL: NOTSET with the pads above */
+  int bias;
+  int kernel_attr;           /* also write kernel_shape */
+} conv_case;
+
+static const conv_case cases[] = {
+    {"3x3 pad 1 with bias", 0, 2, 3, 7, 8, 4, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, NULL, 1, 0},
+    {"1x1 fast path", 0, 2, 5, 6, 7, 3, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, NULL, 1, 1},
+    {"1x1 grouped", 0, 1, 4, 5, 5, 6, 1, 1, 2, 1, 1, 1, 1, 0, 0, 0, 0, NULL, 0, 0},
+    {"1x1 stride 2 (im2col)", 0, 1, 3, 7, 6, 2, 1, 1, 1, 2, 2, 1, 1, 0, 0, 0, 0, NULL, 1, 0},
+    {"groups, stride 2, asymmetric pads", 0, 2, 4, 9, 8, 6, 3, 3, 2, 2, 2, 1, 1, 1, 0, 2, 1,
+     NULL, 1, 0},
+    {"depthwise", 0, 2, 4, 6, 7, 4, 3, 3, 4, 1, 1, 1, 1, 1, 1, 1, 1, NULL, 1, 0},
+    {"depthwise x2, stride 2, dilation 2", 0, 1, 3, 9, 10, 6, 3, 3, 3, 2, 2, 2, 2, 2, 1, 0, 2,
+     NULL, 0, 0},
+    {"dilations, 5x3 kernel", 0, 1, 2, 12, 9, 3, 5, 3, 1, 1, 2, 2, 3, 3, 1, 0, 2, NULL, 1, 1},
+    {"SAME_UPPER even kernel stride 2", 0, 1, 3, 7, 8, 2, 4, 4, 1, 2, 2, 1, 1, 0, 0, 0, 0,
+     "SAME_UPPER", 1, 0},
+    {"SAME_LOWER 2x2", 0, 2, 2, 5, 6, 3, 2, 2, 1, 1, 1, 1, 1, 0, 0, 0, 0, "SAME_LOWER", 0, 0},
+    {"VALID stride 3", 0, 1, 3, 10, 11, 2, 3, 2, 1, 3, 3, 1, 1, 0, 0, 0, 0, "VALID", 1, 0},
+    {"1-D stride 2 pads (1,2)", 1, 2, 3, 1, 11, 4, 1, 3, 1, 1, 2, 1, 1, 0, 1, 0, 2, NULL, 1, 1},
+    {"1-D grouped dilated SAME_UPPER", 1, 1, 4, 1, 13, 2, 1, 3, 2, 1, 1, 1, 2, 0, 0, 0, 0,
+     "SAME_UPPER", 0, 0},
+    {"larger, threads", 0, 2, 16, 13, 14, 8, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, NULL, 1, 0},
+};
+
+/* Pads and output size as the ONNX Conv definition gives them, computed independently of
+ * the library's window code. */
+static void expected_geometry(const conv_case *k, int64_t *pt, int64_t *pl, int64_t *ho,
+                              int64_t *wo) {
+  int64_t in[2] = {k->h, k->w}, ks[2] = {k->kh, k->kw}, s[2] = {k->sh, k->sw},
+          d[2] = {k->dh, k->dw}, pbeg[2] = {k->pt, k->pl}, pend[2] = {k->pb, k->pr}, out[2];
+  for (int i = 0; i < 2; i++) {
+    int64_t ke = (ks[i] - 1) * d[i] + 1;
+    if (k->auto_pad && !strncmp(k->auto_pad, "SAME", 4)) {
+      out[i] = (in[i] + s[i] - 1) / s[i];
+      int64_t total = (out[i] - 1) * s[i] + ke - in[i];
+      if (total < 0) total = 0;
+      pbeg[i] = !strcmp(k->auto_pad, "SAME_UPPER") ? total / 2 : (total + 1) / 2;
+    } else if (k->auto_pad) { /* VALID */
+      pbeg[i] = 0;
+      out[i] = (in[i] - ke) / s[i] + 1;
+    } else {
+      out[i] = (in[i] + pbeg[i] + pend[i] - ke) / s[i] + 1;
+    }
+  }
+  *pt = pbeg[0], *pl = pbeg[1], *ho = out[0], *wo = out[1];
+}
+
+static void setup_node(th_node *t, const conv_case *k) {
+  th_init(t, "Conv", k->bias ? 3 : 2, 1);
+  int nsp = k->one_d ? 1 : 2;
+  int64_t strides[2] = {k->sh, k->sw}, dil[2] = {k->dh, k->dw}, ker[2] = {k->kh, k->kw};
+  int64_t pads[4] = {k->pt, k->pl, k->pb, k->pr};
+  int64_t pads1[2] = {k->pl, k->pr};
+  int first = k->one_d ? 1 : 0;
+  th_attr_ints(t, "strides", nsp, strides + first);
+  th_attr_ints(t, "dilations", nsp, dil + first);
+  if (k->group != 1) th_attr_int(t, "group", k->group);
+  if (k->kernel_attr) th_attr_ints(t, "kernel_shape", nsp, ker + first);
+  if (k->auto_pad)
+    th_attr_string(t, "auto_pad", k->auto_pad);
+  else
+    th_attr_ints(t, "pads", 2 * nsp, k->one_d ? pads1 : pads);
+}
+
+/* The inputs X, W, B of a case (B NULL without bias). */
+static void make_inputs(const conv_case *k, uint64_t seed, dd_tensor **in) {
+  int64_t xd4[4] = {k->n, k->c, k->h, k->w}, xd3[3] = {k->n, k->c, k->w};
+  int64_t wd4[4] = {k->m, k->c / k->group, k->kh, k->kw}, wd3[3] = {k->m, k->c / k->group, k->kw};
+  in[0] = k->one_d ? th_random(3, xd3, seed, -1, 1) : th_random(4, xd4, seed, -1, 1);
+  in[1] = k->one_d ? th_random(3, wd3, seed + 1, -1, 1) : th_random(4, wd4, seed + 1, -1, 1);
+  in[2] = k->bias ? th_random(1, &k->m, seed + 2, -1, 1) : NULL;
+}
+
+/* y[n][m][oh][ow] = b[m] + sum over the group's channels and taps, straight from the
+ * definition; dx is the adjoint of the same loops applied to dy (when dy is not NULL). */
+static void naive_conv(const conv_case *k, const float *x, const float *w, const float *b,
+                       float *y, const float *dy, float *dx) {
+  int64_t pt, pl, ho, wo;
+  expected_geometry(k, &pt, &pl, &ho, &wo);
+  int64_t cg = k->c / k->group, mg = k->m / k->group;
+  for (int64_t n = 0; n < k->n; n++)
+    for (int64_t m = 0; m < k->m; m++)
+      for (int64_t oh = 0; oh < ho; oh++)
+        for (int64_t ow = 0; ow < wo; ow++) {
+          int64_t yi = ((n * k->m + m) * ho + oh) * wo + ow;
+          double acc = b ? b[m] : 0;
+          for (int64_t c = 0; c < cg; c++)
+            for (int64_t i = 0; i < k->kh; i++)
+              for (int64_t j = 0; j < k->kw; j++) {
+                int64_t ih = oh * k->sh - pt + i * k->dh, iw = ow * k->sw - pl + j * k->dw;
+                if (ih < 0 || ih >= k->h || iw < 0 || iw >= k->w) continue;
+                int64_t ci = (m / mg) * cg + c;
+                int64_t xi = ((n * k->c + ci) * k->h + ih) * k->w + iw;
+                float wv = w[((m * cg + c) * k->kh + i) * k->kw + j];
+                acc += (double)x[xi] * wv;
+                if (dy) dx[xi] += wv * dy[yi];
+              }
+          if (y) y[yi] = (float)acc;
+        }
+}
+
+/* Runs op->backward with the given dout into a zeroed gradient of X (plus `initial`). */
+static dd_tensor *run_backward(th_node *t, dd_tensor **in, dd_tensor *y, dd_tensor *dy,
+                               float initial) {
+  dd_err err;
+  dd_tensor shape, *outs[1] = {&shape};
+  memset(&shape, 0, sizeof shape);
+  size_t scratch = 0;
+  cr_assert_eq(t->node.op->infer(&t->node, (const dd_tensor *const *)in, outs, &scratch, &err), 0);
+  dd_tensor *dx = th_tensor(in[0]->shape.ndim, in[0]->shape.d);
+  for (int64_t i = 0; i < dd_tensor_numel(dx); i++) dd_f32(dx)[i] = initial;
+  dd_tensor *din[3] = {dx, NULL, NULL};
+  const dd_tensor *dout[1] = {dy}, *out[1] = {y};
+  void *s = scratch ? malloc(scratch) : NULL;
+  t->node.op->backward(&t->node, (const dd_tensor *const *)in, out, dout, din, s);
+  free(s);
+  return dx;
+}
+
+Test(conv, matches_naive_reference_forward_and_backward) {
+  for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ci++) {
+    const conv_case *k = &cases[ci];
+    th_node t;
+    setup_node(&t, k);
+    dd_err err;
+    cr_assert_eq(th_setup(&t, &err), 0, "%s: %s", k->what, err.msg);
+    dd_tensor *in[3], *y[1];
+    make_inputs(k, 100 + ci, in);
+    cr_assert_eq(th_forward(&t, in, y, &err), 0, "%s: %s", k->what, err.msg);
+    int64_t pt, pl, ho, wo;
+    expected_geometry(k, &pt, &pl, &ho, &wo);
+    int64_t e4[4] = {k->n, k->m, ho, wo}, e3[3] = {k->n, k->m, wo};
+    dd_shape es = k->one_d ? dd_shape_make(3, e3) : dd_shape_make(4, e4);
+    cr_assert(dd_shape_eq(&y[0]->shape, &es), "%s: wrong output shape", k->what);
+    dd_tensor *ref = th_tensor(es.ndim, es.d);
+    naive_conv(k, dd_f32(in[0]), dd_f32(in[1]), in[2] ? dd_f32(in[2]) : NULL, dd_f32(ref), NULL,
+               NULL);
+    double scale = fmax(1.0, th_max_abs(ref));
+    double e = th_max_abs_diff(y[0], ref);
+    cr_assert(e <= 1e-5 * scale, "%s: forward differs by %g (scale %g)", k->what, e, scale);
+
+    /* Backward accumulates: start the gradient at 0.5 and expect 0.5 + the adjoint. */
+    dd_tensor *dy = th_random(es.ndim, es.d, 900 + ci, -1, 1);
+    dd_tensor *dx = run_backward(&t, in, y[0], dy, 0.5f);
+    dd_tensor *dref = th_tensor(in[0]->shape.ndim, in[0]->shape.d);
+    for (int64_t i = 0; i < dd_tensor_numel(dref); i++) dd_f32(dref)[i] = 0.5f;
+    naive_conv(k, dd_f32(in[0]), dd_f32(in[1]), NULL, NULL, dd_f32(dy), dd_f32(dref));
+    double de = th_max_abs_diff(dx, dref);
+    cr_assert(de <= 1e-5 * fmax(1.0, th_max_abs(dref)), "%s: backward differs by %g", k->what,
+              de);
+    for (int i = 0; i < 3; i++) dd_tensor_free(in[i]);
+    dd_tensor_free(y[0]);
+    dd_tensor_free(ref);
+    dd_tensor_free(dy);
+    dd_tensor_free(dx);
+    dd_tensor_free(dref);
+    free(t.node.params);
+  }
+}
+
+Test(conv, gradient_matches_finite_differences) {
+  static const int picks[] = {0, 2, 4, 6, 8, 11};
+  for (size_t pi = 0; pi < sizeof picks / sizeof picks[0]; pi++) {
+    const conv_case *k = &cases[picks[pi]];
+    th_node t;
+    setup_node(&t, k);
+    dd_err err;
+    cr_assert_eq(th_setup(&t, &err), 0, "%s", err.msg);
+    dd_tensor *in[3];
+    make_inputs(k, 300 + pi, in);
+    int skipped = -1;
+    double e = th_gradcheck(&t, in, 0, 1e-2f, 11 + pi, &skipped);
+    cr_assert(e >= 0 && e < 1e-2, "%s: relative error %g", k->what, e);
+    cr_assert_eq(skipped, 0, "%s: %d coordinates skipped in a linear op", k->what, skipped);
+    for (int i = 0; i < 3; i++) dd_tensor_free(in[i]);
+    free(t.node.params);
+  }
+}
+
+/* The weight and bias gradients, for plans where W is computed rather than constant. */
+Test(conv, weight_and_bias_gradients_match_finite_differences) {
+  static const int picks[] = {0, 1, 4, 6};
+  for (size_t pi = 0; pi < sizeof picks / sizeof picks[0]; pi++) {
+    const conv_case *k = &cases[picks[pi]];
+    th_node t;
+    setup_node(&t, k);
+    dd_err err;
+    cr_assert_eq(th_setup(&t, &err), 0, "%s", err.msg);
+    dd_tensor *in[3];
+    make_inputs(k, 500 + pi, in);
+    for (int which = 1; which < (k->bias ? 3 : 2); which++) {
+      int skipped = -1;
+      double e = th_gradcheck(&t, in, which, 1e-2f, 21 + pi, &skipped);
+      cr_assert(e >= 0 && e < 1e-2, "%s: input %d relative error %g", k->what, which, e);
+      cr_assert_eq(skipped, 0);
+    }
+    for (int i = 0; i < 3; i++) dd_tensor_free(in[i]);
+    free(t.node.params);
+  }
+}
+
+static int infer_status(th_node *t, dd_tensor **in, dd_err *err) {
+  dd_tensor shape, *outs[1] = {&shape};
+  memset(&shape, 0, sizeof shape);
+  size_t scratch = 0;
+  int rc = th_setup(t, err);
+  if (rc) return rc;
+  rc = t->node.op->infer(&t->node, (const dd_tensor *const *)in, outs, &scratch, err);
+  free(t->node.params);
+  t->node.params = NULL;
+  return rc;
+}
+
+Test(conv, infer_rejects_bad_shapes_with_clear_errors) {
+  dd_err err;
+  th_node t;
+  int64_t xd[4] = {1, 4, 5, 5}, wd[4] = {6, 2, 3, 3}, bad_w[4] = {6, 3, 3, 3};
+  dd_tensor *x = th_tensor(4, xd), *w = th_tensor(4, wd), *wb = th_tensor(4, bad_w);
+
+  th_init(&t, "Conv", 2, 1);
+  th_attr_int(&t, "group", 2);
+  cr_assert_eq(infer_status(&t, (dd_tensor *[]){x, w}, &err), 0, "%s", err.msg);
+
+  th_init(&t, "Conv", 2, 1);
+  th_attr_int(&t, "group", 3);
+  cr_assert_eq(infer_status(&t, (dd_tensor *[]){x, w}, &err), DD_ESHAPE);
+  cr_assert(strstr(err.msg, "group"), "%s", err.msg);
+
+  th_init(&t, "Conv", 2, 1);
+  th_attr_int(&t, "group", 2);
+  cr_assert_eq(infer_status(&t, (dd_tensor *[]){x, wb}, &err), DD_ESHAPE);
+  cr_assert(strstr(err.msg, "input channels per group"), "%s", err.msg);
+
+  th_init(&t, "Conv", 2, 1);
+  th_attr_int(&t, "group", 2);
+  th_attr_ints(&t, "kernel_shape", 2, (int64_t[]){3, 2});
+  cr_assert_eq(infer_status(&t, (dd_tensor *[]){x, w}, &err), DD_ESHAPE);
+  cr_assert(strstr(err.msg, "kernel_shape"), "%s", err.msg);
+
+  int64_t big[4] = {6, 2, 7, 7};
+  dd_tensor *wbig = th_tensor(4, big);
+  th_init(&t, "Conv", 2, 1);
+  th_attr_int(&t, "group", 2);
+  cr_assert_eq(infer_status(&t, (dd_tensor *[]){x, wbig}, &err), DD_ESHAPE);
+  cr_assert(strstr(err.msg, "larger than the padded input"), "%s", err.msg);
+
+  int64_t bd[1] = {5};
+  dd_tensor *b = th_tensor(1, bd);
+  th_init(&t, "Conv", 3, 1);
+  th_attr_int(&t, "group", 2);
+  cr_assert_eq(infer_status(&t, (dd_tensor *[]){x, w, b}, &err), DD_ESHAPE);
+  cr_assert(strstr(err.msg, "bias"), "%s", err.msg);
+
+  int64_t x5[5] = {1, 2, 4, 4, 4}, w5[5] = {2, 2, 1, 1, 1};
+  dd_tensor *x3d = th_tensor(5, x5), *w3d = th_tensor(5, w5);
+  th_init(&t, "Conv", 2, 1);
+  cr_assert_eq(infer_status(&t, (dd_tensor *[]){x3d, w3d}, &err), DD_EUNSUPPORTED);
+  cr_assert(strstr(err.msg, "3-D"), "%s", err.msg);
+
+  th_init(&t, "Conv", 2, 1);
+  th_attr_int(&t, "group", 2);
+  th_attr_ints(&t, "strides", 3, (int64_t[]){1, 1, 1});
+  cr_assert_eq(infer_status(&t, (dd_tensor *[]){x, w}, &err), DD_ESHAPE);
+  cr_assert(strstr(err.msg, "strides"), "%s", err.msg);
+
+  th_init(&t, "Conv", 2, 1);
+  th_attr_string(&t, "auto_pad", "SAME");
+  cr_assert_neq(th_setup(&t, &err), 0);
+  cr_assert(strstr(err.msg, "auto_pad"), "%s", err.msg);
+
+  th_init(&t, "Conv", 2, 1);
+  th_attr_int(&t, "group", 0);
+  cr_assert_neq(th_setup(&t, &err), 0);
+
+  dd_tensor *all[] = {x, w, wb, wbig, b, x3d, w3d};
+  for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) dd_tensor_free(all[i]);
+}
+
+Test(conv, flops_count_multiply_adds_twice) {
+  th_node t;
+  setup_node(&t, &cases[4]);
+  dd_err err;
+  cr_assert_eq(th_setup(&t, &err), 0);
+  dd_tensor *in[3], *y[1];
+  make_inputs(&cases[4], 1, in);
+  cr_assert_eq(th_forward(&t, in, y, &err), 0);
+  const conv_case *k = &cases[4];
+  int64_t expect = 2 * k->n * k->m * y[0]->shape.d[2] * y[0]->shape.d[3] * (k->c / k->group) *
+                   k->kh * k->kw;
+  cr_assert_eq(t.node.op->flops(&t.node, (const dd_tensor *const *)in,
+                                (const dd_tensor *const *)y), expect);
+  for (int i = 0; i < 3; i++) dd_tensor_free(in[i]);
+  dd_tensor_free(y[0]);
+  free(t.node.params);
+}
