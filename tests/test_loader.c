@@ -1,0 +1,311 @@
+/* Bad model and tensor files: each gives a clear error naming the file and the problem, never
+ * a crash.  The bad models are written by hand with protobuf-c, so the tests need no Python
+ * at run time. */
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "dream/model.h"
+#include "dream/tensor.h"
+#include "helper_ops.h"
+#include "onnx.pb-c.h"
+
+/* Writes `len` bytes to a new file under /tmp; its name goes to `path`. */
+static void write_temp(const void *buf, size_t len, char *path, size_t size) {
+  snprintf(path, size, "/tmp/dream_loader_XXXXXX");
+  int fd = mkstemp(path);
+  cr_assert(fd >= 0, "mkstemp failed");
+  cr_assert_eq(write(fd, buf, len), (ssize_t)len);
+  close(fd);
+}
+
+static void *read_shared(const char *rel, size_t *len) {
+  char path[1024];
+  th_shared(path, sizeof path, rel);
+  FILE *f = fopen(path, "rb");
+  cr_assert(f, "%s: missing (the shared models)", path);
+  fseek(f, 0, SEEK_END);
+  long n = ftell(f);
+  fseek(f, 0, SEEK_SET);
+  void *buf = malloc((size_t)n);
+  cr_assert(buf && fread(buf, 1, (size_t)n, f) == (size_t)n);
+  fclose(f);
+  *len = (size_t)n;
+  return buf;
+}
+
+/* Loads `path` expecting failure with `code`; every word of the NULL-terminated `words` must
+ * be in the message, and so must the file name. */
+static void expect_load_error(const char *path, int code, const char *const *words) {
+  dd_model *m = NULL;
+  dd_err err = {0};
+  int rc = dd_model_load(path, &m, &err);
+  cr_assert_eq(rc, code, "%s: got %s, expected %s (%s)", path, dd_errname(rc), dd_errname(code),
+               err.msg);
+  cr_assert_null(m, "a failed load must leave the output untouched");
+  cr_log_info("%s", err.msg);
+  cr_assert(strstr(err.msg, path), "the message does not name the file: %s", err.msg);
+  for (const char *const *w = words; w && *w; w++)
+    cr_assert(strstr(err.msg, *w), "the message does not say '%s': %s", *w, err.msg);
+}
+
+Test(loader, missing_file) {
+  const char *path = "/tmp/dream_loader_no_such_file.onnx";
+  unlink(path);
+  expect_load_error(path, DD_EIO, (const char *[]){"cannot open", "No such file", NULL});
+}
+
+Test(loader, directory_instead_of_file) {
+  expect_load_error("/tmp", DD_EIO, (const char *[]){"directory", NULL});
+}
+
+Test(loader, empty_file) {
+  char path[64];
+  write_temp("", 0, path, sizeof path);
+  expect_load_error(path, DD_EFORMAT, (const char *[]){"empty", NULL});
+  unlink(path);
+}
+
+Test(loader, random_bytes) {
+  uint8_t buf[4096];
+  uint64_t s = 12345;
+  for (size_t i = 0; i < sizeof buf; i++) buf[i] = (uint8_t)th_rand_next(&s);
+  char path[64];
+  write_temp(buf, sizeof buf, path, sizeof path);
+  expect_load_error(path, DD_EFORMAT, (const char *[]){"not a valid ONNX model", NULL});
+  unlink(path);
+}
+
+Test(loader, truncated_squeezenet) {
+  size_t len;
+  uint8_t *buf = read_shared("models/squeezenet1.1.onnx", &len);
+  /* inside the header, inside the weights, and one byte short of the end */
+  size_t cuts[] = {7, 1000, len / 3, len / 2, len - 1};
+  for (size_t i = 0; i < sizeof cuts / sizeof cuts[0]; i++) {
+    char path[64];
+    write_temp(buf, cuts[i], path, sizeof path);
+    expect_load_error(path, DD_EFORMAT, (const char *[]){"truncated", NULL});
+    unlink(path);
+  }
+  free(buf);
+}
+
+/* ---- hand-built models ---------------------------------------------------------------- */
+
+#define TINY_MAX 4
+
+/* A ModelProto of up to TINY_MAX nodes, initializers, inputs and outputs; everything lives in
+ * the struct, so packing needs no allocation. */
+typedef struct tiny {
+  Onnx__ModelProto model;
+  Onnx__GraphProto graph;
+  Onnx__OperatorSetIdProto opset, *opsets[1];
+  Onnx__NodeProto node[TINY_MAX], *nodes[TINY_MAX];
+  Onnx__TensorProto init[TINY_MAX], *inits[TINY_MAX];
+  Onnx__ValueInfoProto in[TINY_MAX], *ins[TINY_MAX], out[TINY_MAX], *outs[TINY_MAX];
+} tiny;
+
+static void tiny_init(tiny *t) {
+  memset(t, 0, sizeof *t);
+  onnx__model_proto__init(&t->model);
+  onnx__graph_proto__init(&t->graph);
+  onnx__operator_set_id_proto__init(&t->opset);
+  t->opset.has_version = 1;
+  t->opset.version = 13;
+  t->opsets[0] = &t->opset;
+  t->model.has_ir_version = 1;
+  t->model.ir_version = 8;
+  t->model.n_opset_import = 1;
+  t->model.opset_import = t->opsets;
+  t->model.graph = &t->graph;
+  t->graph.name = "tiny";
+  t->graph.node = t->nodes;
+  t->graph.initializer = t->inits;
+  t->graph.input = t->ins;
+  t->graph.output = t->outs;
+}
+
+static void tiny_node(tiny *t, const char *name, const char *op, int n_in, char **in, int n_out,
+                      char **out) {
+  size_t i = t->graph.n_node++;
+  onnx__node_proto__init(&t->node[i]);
+  t->node[i].name = (char *)name;
+  t->node[i].op_type = (char *)op;
+  t->node[i].n_input = (size_t)n_in;
+  t->node[i].input = in;
+  t->node[i].n_output = (size_t)n_out;
+  t->node[i].output = out;
+  t->nodes[i] = &t->node[i];
+}
+
+static void tiny_io(tiny *t, int is_output, const char *name) {
+  Onnx__ValueInfoProto *v = is_output ? &t->out[t->graph.n_output] : &t->in[t->graph.n_input];
+  onnx__value_info_proto__init(v);
+  v->name = (char *)name;
+  if (is_output) t->outs[t->graph.n_output++] = v;
+  else t->ins[t->graph.n_input++] = v;
+}
+
+/* Packs the model into a temporary file; returns its bytes' length. */
+static void tiny_write(tiny *t, char *path, size_t size) {
+  size_t len = onnx__model_proto__get_packed_size(&t->model);
+  uint8_t *buf = malloc(len);
+  cr_assert(buf);
+  onnx__model_proto__pack(&t->model, buf);
+  write_temp(buf, len, path, size);
+  free(buf);
+}
+
+Test(loader, valid_tiny_model_loads) {
+  /* the builder itself is sound: a Relu graph loads */
+  tiny t;
+  tiny_init(&t);
+  char *x[] = {"x"}, *y[] = {"y"};
+  tiny_io(&t, 0, "x");
+  tiny_io(&t, 1, "y");
+  tiny_node(&t, "relu1", "Relu", 1, x, 1, y);
+  char path[64];
+  tiny_write(&t, path, sizeof path);
+  dd_model *m = NULL;
+  dd_err err = {0};
+  cr_assert_eq(dd_model_load(path, &m, &err), DD_OK, "%s", err.msg);
+  cr_assert_eq(dd_model_num_nodes(m), 1);
+  dd_model_free(m);
+  unlink(path);
+}
+
+Test(loader, initializer_length_disagrees_with_dims) {
+  tiny t;
+  tiny_init(&t);
+  float w[10] = {0};
+  int64_t dims[] = {8, 3, 3, 3};
+  Onnx__TensorProto *tp = &t.init[0];
+  onnx__tensor_proto__init(tp);
+  tp->name = "conv1_w";
+  tp->n_dims = 4;
+  tp->dims = dims;
+  tp->has_data_type = 1;
+  tp->data_type = ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT;
+  tp->has_raw_data = 1;
+  tp->raw_data.len = sizeof w;
+  tp->raw_data.data = (uint8_t *)w;
+  t.inits[0] = tp;
+  t.graph.n_initializer = 1;
+  char *in[] = {"x", "conv1_w"}, *out[] = {"y"};
+  tiny_io(&t, 0, "x");
+  tiny_io(&t, 1, "y");
+  tiny_node(&t, "conv1", "Conv", 2, in, 1, out);
+  char path[64];
+  tiny_write(&t, path, sizeof path);
+  /* 8x3x3x3 = 216 floats declared, 10 stored */
+  expect_load_error(path, DD_EFORMAT,
+                    (const char *[]){"conv1_w", "8x3x3x3", "216", "raw_data", "10", NULL});
+  unlink(path);
+}
+
+Test(loader, unsupported_operator_names_node_and_type) {
+  tiny t;
+  tiny_init(&t);
+  char *x[] = {"x"}, *h[] = {"h"}, *y[] = {"y"};
+  tiny_io(&t, 0, "x");
+  tiny_io(&t, 1, "y");
+  tiny_node(&t, "relu1", "Relu", 1, x, 1, h);
+  tiny_node(&t, "warp7", "GridSample", 1, h, 1, y);
+  char path[64];
+  tiny_write(&t, path, sizeof path);
+  expect_load_error(path, DD_EUNSUPPORTED,
+                    (const char *[]){"warp7", "GridSample", "not supported", NULL});
+  unlink(path);
+}
+
+Test(loader, graph_cycle) {
+  /* a -> relu_b -> b -> relu_a -> a: every value has a producer, none can run first */
+  tiny t;
+  tiny_init(&t);
+  char *a[] = {"a"}, *b[] = {"b"}, *x[] = {"x"}, *y[] = {"y"};
+  tiny_io(&t, 0, "x");
+  tiny_io(&t, 1, "y");
+  tiny_node(&t, "relu_a", "Relu", 1, b, 1, a);
+  tiny_node(&t, "relu_b", "Relu", 1, a, 1, b);
+  tiny_node(&t, "relu_y", "Relu", 1, x, 1, y);
+  char path[64];
+  tiny_write(&t, path, sizeof path);
+  expect_load_error(path, DD_EFORMAT, (const char *[]){"cycle", "relu_", NULL});
+  unlink(path);
+}
+
+Test(loader, node_reads_an_undefined_value) {
+  tiny t;
+  tiny_init(&t);
+  char *ghost[] = {"ghost"}, *y[] = {"y"};
+  tiny_io(&t, 0, "x");
+  tiny_io(&t, 1, "y");
+  tiny_node(&t, "relu1", "Relu", 1, ghost, 1, y);
+  char path[64];
+  tiny_write(&t, path, sizeof path);
+  expect_load_error(path, DD_EFORMAT, (const char *[]){"relu1", "ghost", NULL});
+  unlink(path);
+}
+
+/* ---- TensorProto files ---------------------------------------------------------------- */
+
+static void expect_pb_error(const char *path, int code, const char *const *words) {
+  dd_tensor *t = NULL;
+  dd_err err = {0};
+  int rc = dd_tensor_load_pb(path, &t, NULL, &err);
+  cr_assert_eq(rc, code, "%s: got %s, expected %s (%s)", path, dd_errname(rc), dd_errname(code),
+               err.msg);
+  cr_assert_null(t);
+  cr_log_info("%s", err.msg);
+  cr_assert(strstr(err.msg, path), "the message does not name the file: %s", err.msg);
+  for (const char *const *w = words; w && *w; w++)
+    cr_assert(strstr(err.msg, *w), "the message does not say '%s': %s", *w, err.msg);
+}
+
+Test(loader, tensor_pb_with_wrong_length) {
+  float v[4] = {1, 2, 3, 4};
+  int64_t dims[] = {2, 3};
+  Onnx__TensorProto tp;
+  onnx__tensor_proto__init(&tp);
+  tp.name = "short";
+  tp.n_dims = 2;
+  tp.dims = dims;
+  tp.has_data_type = 1;
+  tp.data_type = ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT;
+  tp.has_raw_data = 1;
+  tp.raw_data.len = sizeof v;
+  tp.raw_data.data = (uint8_t *)v;
+  uint8_t buf[256];
+  size_t len = onnx__tensor_proto__pack(&tp, buf);
+  char path[64];
+  write_temp(buf, len, path, sizeof path);
+  expect_pb_error(path, DD_EFORMAT, (const char *[]){"2x3", "6", "raw_data", "4", NULL});
+  unlink(path);
+  /* a byte count that is not a whole number of floats */
+  tp.raw_data.len = 10;
+  len = onnx__tensor_proto__pack(&tp, buf);
+  write_temp(buf, len, path, sizeof path);
+  expect_pb_error(path, DD_EFORMAT, (const char *[]){"raw_data", "10", NULL});
+  unlink(path);
+}
+
+Test(loader, tensor_pb_truncated_and_empty) {
+  size_t len;
+  uint8_t *buf = read_shared("models/squeezenet1.1.test_data_set_0/output_0.pb", &len);
+  char path[64];
+  write_temp(buf, len / 2, path, sizeof path);
+  expect_pb_error(path, DD_EFORMAT, (const char *[]){"TensorProto", NULL});
+  unlink(path);
+  write_temp(buf, 0, path, sizeof path);
+  expect_pb_error(path, DD_EFORMAT, (const char *[]){"empty", NULL});
+  unlink(path);
+  free(buf);
+}
+
+Test(loader, tensor_pb_missing_file) {
+  const char *path = "/tmp/dream_loader_no_such_tensor.pb";
+  unlink(path);
+  expect_pb_error(path, DD_EIO, (const char *[]){"cannot open", NULL});
+}
