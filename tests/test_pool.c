@@ -1,0 +1,417 @@
+/* MaxPool, AveragePool, GlobalMaxPool, GlobalAveragePool against naive references written
+ * from the ONNX definitions (output size, padding, ceil_mode, count_include_pad), their
+ * adjoints, finite-difference gradient checks and infer's errors. */
+#include <criterion/criterion.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "helper_ops.h"
+
+typedef struct pool_case {
+  const char *what, *op;
+  int nsp;
+  int64_t n, c, in[3], k[3], s[3], d[3], pads[6];
+  const char *auto_pad; /* NULL: NOTSET with pads */
+  int ceil_mode, count_include_pad, dilations_attr;
+} pool_case;
+
+static const pool_case cases[] = {
+    {"max 3x3 s2 ceil (GoogLeNet)", "MaxPool", 2, 2, 3, {9, 10}, {3, 3}, {2, 2}, {1, 1},
+     {0, 0, 0, 0}, NULL, 1, 0, 0},
+    {"max 3x3 s2 floor", "MaxPool", 2, 1, 2, {9, 10}, {3, 3}, {2, 2}, {1, 1}, {0}, NULL, 0, 0, 0},
+    {"max asymmetric pads", "MaxPool", 2, 1, 3, {7, 6}, {3, 2}, {2, 1}, {1, 1}, {1, 0, 2, 1},
+     NULL, 0, 0, 0},
+    {"max ceil with pads: window starting in the right padding dropped", "MaxPool", 2, 1, 2,
+     {6, 6}, {3, 3}, {2, 2}, {1, 1}, {1, 1, 1, 1}, NULL, 1, 0, 0},
+    {"max dilations", "MaxPool", 2, 1, 2, {8, 9}, {2, 3}, {1, 2}, {2, 2}, {0, 1, 0, 1}, NULL, 0, 0,
+     1},
+    {"max SAME_UPPER", "MaxPool", 2, 1, 2, {7, 8}, {3, 2}, {2, 2}, {1, 1}, {0}, "SAME_UPPER", 0, 0,
+     0},
+    {"max SAME_LOWER", "MaxPool", 2, 2, 1, {5, 6}, {2, 2}, {1, 1}, {1, 1}, {0}, "SAME_LOWER", 0, 0,
+     0},
+    {"max VALID", "MaxPool", 2, 1, 2, {7, 8}, {3, 3}, {2, 3}, {1, 1}, {0}, "VALID", 0, 0, 0},
+    {"max 1-D", "MaxPool", 1, 2, 3, {11}, {3}, {2}, {1}, {1, 1}, NULL, 1, 0, 0},
+    {"max 3-D", "MaxPool", 3, 1, 2, {4, 5, 5}, {2, 2, 3}, {2, 1, 2}, {1, 1, 1}, {0, 1, 0, 1, 0, 1},
+     NULL, 0, 0, 0},
+    {"avg 3x3 s1 pad 1 exclude pad", "AveragePool", 2, 2, 2, {6, 7}, {3, 3}, {1, 1}, {1, 1},
+     {1, 1, 1, 1}, NULL, 0, 0, 0},
+    {"avg 3x3 s1 pad 1 include pad", "AveragePool", 2, 2, 2, {6, 7}, {3, 3}, {1, 1}, {1, 1},
+     {1, 1, 1, 1}, NULL, 0, 1, 0},
+    {"avg ceil exclude pad", "AveragePool", 2, 1, 2, {7, 8}, {3, 3}, {2, 2}, {1, 1}, {0, 1, 1, 0},
+     NULL, 1, 0, 0},
+    {"avg ceil include pad: divisor stops at the padding", "AveragePool", 2, 1, 2, {7, 8},
+     {3, 3}, {2, 2}, {1, 1}, {1, 1, 1, 0}, NULL, 1, 1, 0},
+    {"avg 5x5 s3", "AveragePool", 2, 1, 3, {11, 12}, {5, 5}, {3, 3}, {1, 1}, {0}, NULL, 0, 0, 0},
+    {"avg SAME_UPPER include pad", "AveragePool", 2, 1, 2, {5, 7}, {3, 2}, {2, 2}, {1, 1}, {0},
+     "SAME_UPPER", 0, 1, 0},
+    {"avg SAME_LOWER", "AveragePool", 2, 1, 2, {5, 7}, {2, 2}, {1, 1}, {1, 1}, {0}, "SAME_LOWER",
+     0, 0, 0},
+    {"avg 1-D", "AveragePool", 1, 2, 2, {9}, {4}, {2}, {1}, {2, 1}, NULL, 1, 1, 0},
+    {"avg 3-D", "AveragePool", 3, 1, 2, {4, 4, 5}, {2, 2, 2}, {1, 2, 2}, {1, 1, 1},
+     {0, 0, 1, 0, 1, 1}, NULL, 0, 0, 0},
+    {"avg 7x7 global-like, threads", "AveragePool", 2, 2, 40, {28, 28}, {7, 7}, {3, 3}, {1, 1},
+     {0}, NULL, 0, 0, 0},
+};
+
+/* Output size and padding from the ONNX definitions, independently of the library. */
+static void expected_geometry(const pool_case *k, int64_t *out, int64_t *pb, int64_t *pe) {
+  for (int i = 0; i < k->nsp; i++) {
+    int64_t ke = (k->k[i] - 1) * k->d[i] + 1;
+    if (k->auto_pad && !strncmp(k->auto_pad, "SAME", 4)) {
+      out[i] = (k->in[i] + k->s[i] - 1) / k->s[i];
+      int64_t total = (out[i] - 1) * k->s[i] + ke - k->in[i];
+      if (total < 0) total = 0;
+      pb[i] = !strcmp(k->auto_pad, "SAME_UPPER") ? total / 2 : total - total / 2;
+      pe[i] = total - pb[i];
+      continue;
+    }
+    int valid = k->auto_pad != NULL;
+    pb[i] = valid ? 0 : k->pads[i];
+    pe[i] = valid ? 0 : k->pads[k->nsp + i];
+    double q = (double)(k->in[i] + pb[i] + pe[i] - ke) / (double)k->s[i];
+    out[i] = (int64_t)(k->ceil_mode ? ceil(q) : floor(q)) + 1;
+    if (k->ceil_mode && (out[i] - 1) * k->s[i] >= k->in[i] + pb[i]) out[i]--;
+  }
+}
+
+static void setup_node(th_node *t, const pool_case *k) {
+  th_init(t, k->op, 1, 1);
+  th_attr_ints(t, "kernel_shape", k->nsp, k->k);
+  th_attr_ints(t, "strides", k->nsp, k->s);
+  if (k->dilations_attr) th_attr_ints(t, "dilations", k->nsp, k->d);
+  if (k->auto_pad)
+    th_attr_string(t, "auto_pad", k->auto_pad);
+  else
+    th_attr_ints(t, "pads", 2 * k->nsp, k->pads);
+  if (k->ceil_mode) th_attr_int(t, "ceil_mode", 1);
+  if (k->count_include_pad) th_attr_int(t, "count_include_pad", 1);
+}
+
+/* Overwrites x with a shuffled ramp: distinct values whose neighbours differ by 0.05, far
+ * more than the finite-difference step, so no max moves under a perturbation. */
+static void distinct_values(dd_tensor *x, uint64_t seed) {
+  int64_t n = dd_tensor_numel(x);
+  uint64_t st = seed;
+  for (int64_t i = 0; i < n; i++) dd_f32(x)[i] = 0.05f * (float)(i - n / 2);
+  for (int64_t i = n - 1; i > 0; i--) {
+    int64_t j = (int64_t)(th_rand_next(&st) % (uint64_t)(i + 1));
+    float tmp = dd_f32(x)[i];
+    dd_f32(x)[i] = dd_f32(x)[j];
+    dd_f32(x)[j] = tmp;
+  }
+}
+
+static dd_tensor *make_input(const pool_case *k, uint64_t seed, int distinct) {
+  int64_t dims[5] = {k->n, k->c};
+  for (int i = 0; i < k->nsp; i++) dims[2 + i] = k->in[i];
+  dd_tensor *x = th_random(2 + k->nsp, dims, seed, -1, 1);
+  if (distinct) distinct_values(x, seed);
+  return x;
+}
+
+/* Naive pooling over each window tap by tap.  y and dx may be NULL; argmax (may be NULL)
+ * receives the row-major plane offset of each first maximum. */
+static void naive_pool(const pool_case *k, const float *x, float *y, int64_t *argmax,
+                       const float *dy, float *dx) {
+  int64_t out[3] = {1, 1, 1}, pb[3] = {0}, pe[3] = {0};
+  expected_geometry(k, out, pb, pe);
+  int64_t in3[3] = {1, 1, 1}, k3[3] = {1, 1, 1}, s3[3] = {1, 1, 1}, d3[3] = {1, 1, 1},
+          o3[3] = {1, 1, 1}, b3[3] = {0, 0, 0}, e3[3] = {0, 0, 0};
+  for (int i = 0; i < k->nsp; i++) {
+    int j = 3 - k->nsp + i;
+    in3[j] = k->in[i], k3[j] = k->k[i], s3[j] = k->s[i], d3[j] = k->d[i];
+    o3[j] = out[i], b3[j] = pb[i], e3[j] = pe[i];
+  }
+  int64_t isz = in3[0] * in3[1] * in3[2], osz = o3[0] * o3[1] * o3[2];
+  int is_max = !strcmp(k->op, "MaxPool");
+  for (int64_t p = 0; p < k->n * k->c; p++)
+    for (int64_t a = 0; a < o3[0]; a++)
+      for (int64_t b = 0; b < o3[1]; b++)
+        for (int64_t c = 0; c < o3[2]; c++) {
+          int64_t yi = p * osz + (a * o3[1] + b) * o3[2] + c;
+          double sum = 0;
+          int64_t count = 0, best = -1;
+          for (int64_t u = 0; u < k3[0]; u++)
+            for (int64_t v = 0; v < k3[1]; v++)
+              for (int64_t w = 0; w < k3[2]; w++) {
+                int64_t pos[3] = {a * s3[0] - b3[0] + u * d3[0], b * s3[1] - b3[1] + v * d3[1],
+                                  c * s3[2] - b3[2] + w * d3[2]};
+                int inside = 1, padded = 1;
+                for (int i = 0; i < 3; i++) {
+                  inside &= pos[i] >= 0 && pos[i] < in3[i];
+                  padded &= pos[i] >= -b3[i] && pos[i] < in3[i] + e3[i];
+                }
+                if (k->count_include_pad ? padded : inside) count++;
+                if (!inside) continue;
+                int64_t off = (pos[0] * in3[1] + pos[1]) * in3[2] + pos[2];
+                sum += x[p * isz + off];
+                if (best < 0 || x[p * isz + off] > x[p * isz + best]) best = off;
+              }
+          if (is_max) {
+            if (y) y[yi] = x[p * isz + best];
+            if (argmax) argmax[yi] = best;
+            if (dx) dx[p * isz + best] += dy[yi];
+            continue;
+          }
+          if (y) y[yi] = (float)(sum / (double)count);
+          if (!dx) continue;
+          for (int64_t u = 0; u < k3[0]; u++)
+            for (int64_t v = 0; v < k3[1]; v++)
+              for (int64_t w = 0; w < k3[2]; w++) {
+                int64_t pos[3] = {a * s3[0] - b3[0] + u * d3[0], b * s3[1] - b3[1] + v * d3[1],
+                                  c * s3[2] - b3[2] + w * d3[2]};
+                int inside = 1;
+                for (int i = 0; i < 3; i++) inside &= pos[i] >= 0 && pos[i] < in3[i];
+                if (inside)
+                  dx[p * isz + (pos[0] * in3[1] + pos[1]) * in3[2] + pos[2]] +=
+                      dy[yi] / (float)count;
+              }
+        }
+}
+
+static dd_tensor *run_backward(th_node *t, dd_tensor *x, dd_tensor *dy, float initial) {
+  dd_err err;
+  dd_tensor shape[2], *outs[2] = {&shape[0], &shape[1]};
+  memset(shape, 0, sizeof shape);
+  size_t scratch = 0;
+  cr_assert_eq(t->node.op->infer(&t->node, (const dd_tensor *const *)&x, outs, &scratch, &err), 0);
+  dd_tensor *dx = th_tensor(x->shape.ndim, x->shape.d);
+  for (int64_t i = 0; i < dd_tensor_numel(dx); i++) dd_f32(dx)[i] = initial;
+  const dd_tensor *dout[2] = {dy, NULL}, *out[2] = {NULL, NULL};
+  void *s = scratch ? malloc(scratch) : NULL;
+  t->node.op->backward(&t->node, (const dd_tensor *const *)&x, out, dout, &dx, s);
+  free(s);
+  return dx;
+}
+
+Test(pool, matches_naive_reference_forward_and_backward) {
+  for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ci++) {
+    const pool_case *k = &cases[ci];
+    th_node t;
+    setup_node(&t, k);
+    dd_err err;
+    cr_assert_eq(th_setup(&t, &err), 0, "%s: %s", k->what, err.msg);
+    dd_tensor *x = make_input(k, 40 + ci, 0), *y[1];
+    cr_assert_eq(th_forward(&t, &x, y, &err), 0, "%s: %s", k->what, err.msg);
+    int64_t out[3], pb[3], pe[3], dims[5] = {k->n, k->c};
+    expected_geometry(k, out, pb, pe);
+    for (int i = 0; i < k->nsp; i++) dims[2 + i] = out[i];
+    dd_shape es = dd_shape_make(2 + k->nsp, dims);
+    cr_assert(dd_shape_eq(&y[0]->shape, &es), "%s: wrong output shape", k->what);
+    dd_tensor *ref = th_tensor(es.ndim, es.d);
+    naive_pool(k, dd_f32(x), dd_f32(ref), NULL, NULL, NULL);
+    double e = th_max_abs_diff(y[0], ref);
+    cr_assert(e <= 1e-6, "%s: forward differs by %g", k->what, e);
+
+    dd_tensor *dy = th_random(es.ndim, es.d, 70 + ci, -1, 1);
+    dd_tensor *dx = run_backward(&t, x, dy, 0.25f);
+    dd_tensor *dref = th_tensor(x->shape.ndim, x->shape.d);
+    for (int64_t i = 0; i < dd_tensor_numel(dref); i++) dd_f32(dref)[i] = 0.25f;
+    naive_pool(k, dd_f32(x), NULL, NULL, dd_f32(dy), dd_f32(dref));
+    double de = th_max_abs_diff(dx, dref);
+    cr_assert(de <= 1e-6, "%s: backward differs by %g", k->what, de);
+    dd_tensor_free(x);
+    dd_tensor_free(y[0]);
+    dd_tensor_free(ref);
+    dd_tensor_free(dy);
+    dd_tensor_free(dx);
+    dd_tensor_free(dref);
+    free(t.node.params);
+  }
+}
+
+Test(pool, ceil_mode_output_sizes_follow_onnx) {
+  /* Hand-checked: 112 -> 56 for GoogLeNet's pool1 (3x3 s2 ceil), 6 with pads 1 -> 4 rather
+   * than 5 (a fifth window would start in the right padding). */
+  const pool_case *g = &cases[0];
+  pool_case k = *g;
+  k.in[0] = k.in[1] = 112;
+  int64_t out[3], pb[3], pe[3];
+  expected_geometry(&k, out, pb, pe);
+  cr_assert_eq(out[0], 56);
+  expected_geometry(&cases[3], out, pb, pe);
+  cr_assert_eq(out[0], 4);
+  th_node t;
+  setup_node(&t, &cases[3]);
+  dd_err err;
+  cr_assert_eq(th_setup(&t, &err), 0);
+  dd_tensor *x = make_input(&cases[3], 1, 0), *y[1];
+  cr_assert_eq(th_forward(&t, &x, y, &err), 0, "%s", err.msg);
+  cr_assert_eq(y[0]->shape.d[2], 4);
+  cr_assert_eq(y[0]->shape.d[3], 4);
+  dd_tensor_free(x);
+  dd_tensor_free(y[0]);
+  free(t.node.params);
+}
+
+Test(pool, max_ties_go_to_the_first_maximum) {
+  th_node t;
+  th_init(&t, "MaxPool", 1, 1);
+  th_attr_ints(&t, "kernel_shape", 2, (int64_t[]){2, 2});
+  dd_err err;
+  cr_assert_eq(th_setup(&t, &err), 0);
+  int64_t dims[4] = {1, 1, 2, 2};
+  dd_tensor *x = th_tensor(4, dims);
+  for (int i = 0; i < 4; i++) dd_f32(x)[i] = 1.f;
+  int64_t od[4] = {1, 1, 1, 1};
+  dd_tensor *dy = th_tensor(4, od);
+  dd_f32(dy)[0] = 3.f;
+  dd_tensor *dx = run_backward(&t, x, dy, 0.f);
+  cr_assert_eq(dd_f32(dx)[0], 3.f);
+  for (int i = 1; i < 4; i++) cr_assert_eq(dd_f32(dx)[i], 0.f);
+  dd_tensor_free(x);
+  dd_tensor_free(dy);
+  dd_tensor_free(dx);
+  free(t.node.params);
+}
+
+Test(pool, max_indices_output_row_and_column_major) {
+  for (int order = 0; order < 2; order++) {
+    const pool_case *k = &cases[2];
+    th_node t;
+    setup_node(&t, k);
+    th_attr_int(&t, "storage_order", order);
+    t.node.n_out = 2;
+    dd_err err;
+    cr_assert_eq(th_setup(&t, &err), 0, "%s", err.msg);
+    dd_tensor *x = make_input(k, 5, 1), *y[2];
+    cr_assert_eq(th_forward(&t, &x, y, &err), 0, "%s", err.msg);
+    cr_assert_eq(y[1]->dtype, DD_I64);
+    cr_assert(dd_shape_eq(&y[0]->shape, &y[1]->shape));
+    int64_t n = dd_tensor_numel(y[0]);
+    int64_t *ref = malloc((size_t)n * sizeof *ref);
+    naive_pool(k, dd_f32(x), NULL, ref, NULL, NULL);
+    int64_t h = k->in[0], w = k->in[1], osz = n / (k->n * k->c);
+    for (int64_t i = 0; i < n; i++) {
+      int64_t plane = i / osz, off = ref[i];
+      int64_t want = plane * h * w + (order ? (off % w) * h + off / w : off);
+      cr_assert_eq(dd_i64(y[1])[i], want, "order %d element %lld", order, (long long)i);
+      cr_assert_eq(dd_f32(x)[plane * h * w + off], dd_f32(y[0])[i]);
+    }
+    free(ref);
+    dd_tensor_free(x);
+    dd_tensor_free(y[0]);
+    dd_tensor_free(y[1]);
+    free(t.node.params);
+  }
+}
+
+Test(pool, gradient_matches_finite_differences) {
+  static const int picks[] = {0, 2, 4, 8, 9, 11, 13, 17, 18};
+  for (size_t pi = 0; pi < sizeof picks / sizeof picks[0]; pi++) {
+    const pool_case *k = &cases[picks[pi]];
+    th_node t;
+    setup_node(&t, k);
+    dd_err err;
+    cr_assert_eq(th_setup(&t, &err), 0, "%s", err.msg);
+    dd_tensor *x = make_input(k, 200 + pi, 1);
+    int skipped = -1;
+    double e = th_gradcheck(&t, &x, 0, 1e-2f, 3 + pi, &skipped);
+    cr_assert(e >= 0 && e < 1e-2, "%s: relative error %g", k->what, e);
+    cr_assert_eq(skipped, 0, "%s: %d coordinates skipped with distinct inputs", k->what, skipped);
+    dd_tensor_free(x);
+    free(t.node.params);
+  }
+}
+
+Test(pool, global_pools_match_reference_and_gradients) {
+  int64_t shapes[3][5] = {{2, 3, 7}, {2, 3, 4, 5}, {1, 2, 3, 2, 4}};
+  for (int r = 0; r < 3; r++) {
+    int nd = 3 + r;
+    for (int op = 0; op < 2; op++) {
+      th_node t;
+      th_init(&t, op ? "GlobalMaxPool" : "GlobalAveragePool", 1, 1);
+      dd_err err;
+      cr_assert_eq(th_setup(&t, &err), 0);
+      dd_tensor *xd = th_random(nd, shapes[r], 9 + r, -1, 1);
+      if (op) distinct_values(xd, 9 + r);
+      dd_tensor *y[1];
+      cr_assert_eq(th_forward(&t, &xd, y, &err), 0, "%s", err.msg);
+      cr_assert_eq(y[0]->shape.ndim, nd);
+      cr_assert_eq(y[0]->shape.d[1], shapes[r][1]);
+      for (int i = 2; i < nd; i++) cr_assert_eq(y[0]->shape.d[i], 1);
+      int64_t planes = shapes[r][0] * shapes[r][1], sz = dd_tensor_numel(xd) / planes;
+      for (int64_t p = 0; p < planes; p++) {
+        double acc = op ? -INFINITY : 0;
+        for (int64_t i = 0; i < sz; i++) {
+          double v = dd_f32(xd)[p * sz + i];
+          acc = op ? fmax(acc, v) : acc + v / (double)sz;
+        }
+        cr_assert(fabs(dd_f32(y[0])[p] - acc) < 1e-6, "%s plane %lld", t.op_type, (long long)p);
+      }
+      int skipped = -1;
+      double e = th_gradcheck(&t, &xd, 0, 1e-2f, 4, &skipped);
+      cr_assert(e >= 0 && e < 1e-2, "%s rank %d: relative error %g", t.op_type, nd, e);
+      cr_assert_eq(skipped, 0);
+      dd_tensor_free(xd);
+      dd_tensor_free(y[0]);
+      free(t.node.params);
+    }
+  }
+}
+
+static int infer_status(th_node *t, dd_tensor *x, dd_err *err) {
+  dd_tensor shape[2], *outs[2] = {&shape[0], &shape[1]};
+  memset(shape, 0, sizeof shape);
+  size_t scratch = 0;
+  int rc = th_setup(t, err);
+  if (rc) return rc;
+  rc = t->node.op->infer(&t->node, (const dd_tensor *const *)&x, outs, &scratch, err);
+  free(t->node.params);
+  t->node.params = NULL;
+  return rc;
+}
+
+Test(pool, infer_rejects_bad_attributes_with_clear_errors) {
+  dd_err err;
+  th_node t;
+  int64_t dims[4] = {1, 2, 5, 5};
+  dd_tensor *x = th_tensor(4, dims);
+
+  th_init(&t, "MaxPool", 1, 1);
+  cr_assert_neq(th_setup(&t, &err), 0);
+  cr_assert(strstr(err.msg, "kernel_shape"), "%s", err.msg);
+
+  th_init(&t, "MaxPool", 1, 1);
+  th_attr_ints(&t, "kernel_shape", 2, (int64_t[]){2, 2});
+  th_attr_int(&t, "storage_order", 2);
+  cr_assert_neq(th_setup(&t, &err), 0);
+  cr_assert(strstr(err.msg, "storage_order"), "%s", err.msg);
+
+  th_init(&t, "MaxPool", 1, 1);
+  th_attr_ints(&t, "kernel_shape", 3, (int64_t[]){2, 2, 2});
+  cr_assert_eq(infer_status(&t, x, &err), DD_ESHAPE);
+  cr_assert(strstr(err.msg, "kernel_shape"), "%s", err.msg);
+
+  th_init(&t, "MaxPool", 1, 1);
+  th_attr_ints(&t, "kernel_shape", 2, (int64_t[]){6, 2});
+  cr_assert_eq(infer_status(&t, x, &err), DD_ESHAPE);
+  cr_assert(strstr(err.msg, "larger than the padded input"), "%s", err.msg);
+
+  th_init(&t, "MaxPool", 1, 1);
+  th_attr_ints(&t, "kernel_shape", 2, (int64_t[]){2, 2});
+  th_attr_ints(&t, "pads", 4, (int64_t[]){2, 0, 0, 0});
+  cr_assert_eq(infer_status(&t, x, &err), DD_ESHAPE);
+  cr_assert(strstr(err.msg, "padding only"), "%s", err.msg);
+
+  th_init(&t, "AveragePool", 1, 1);
+  th_attr_ints(&t, "kernel_shape", 2, (int64_t[]){2, 2});
+  th_attr_int(&t, "storage_order", 0);
+  cr_assert_eq(th_setup(&t, &err), DD_EUNSUPPORTED);
+
+  int64_t d6[6] = {1, 1, 2, 2, 2, 2};
+  dd_tensor *x6 = th_tensor(6, d6);
+  th_init(&t, "AveragePool", 1, 1);
+  th_attr_ints(&t, "kernel_shape", 3, (int64_t[]){1, 1, 1});
+  cr_assert_eq(infer_status(&t, x6, &err), DD_EUNSUPPORTED);
+
+  int64_t d2[2] = {2, 3};
+  dd_tensor *x2 = th_tensor(2, d2);
+  th_init(&t, "GlobalAveragePool", 1, 1);
+  cr_assert_eq(infer_status(&t, x2, &err), DD_ESHAPE);
+
+  dd_tensor_free(x);
+  dd_tensor_free(x6);
+  dd_tensor_free(x2);
+}
