@@ -27,9 +27,16 @@ typedef struct dd_preset {
   char url[512];   /* where to download the model when it is not found */
 } dd_preset;
 
-/* `spec` is a preset name ("googlenet", "squeezenet") or a path to any .onnx file (then the
- * preprocessing defaults to RGB, scale 1, ImageNet mean/std, size 224, no labels).  Fails with
- * DD_ENOTFOUND naming where it looked and how to get the file. */
+/* `spec` is one of:
+ *  - a preset name ("googlenet", "squeezenet"): <name>.preset is looked for in each directory
+ *    of $DREAM_PRESET_PATH, then in the source tree's weights/;
+ *  - a path to a .preset file;
+ *  - a path to any ONNX file (a name ending in .onnx or holding a '/', or an existing file no
+ *    preset claims): the preprocessing defaults to RGB, scale 1, ImageNet mean/std, size 224,
+ *    no labels, no default layer.
+ * A preset's model and labels files are searched in $DREAM_MODEL_PATH, weights/models/, then
+ * the preset's own directory.  Fails with DD_ENOTFOUND naming where it looked and how to get
+ * the file, DD_EFORMAT for a malformed preset (with its line number). */
 int dd_preset_resolve(const char *spec, dd_preset *out, dd_err *err);
 
 /* Labels: one per line ("n02110185 Siberian husky" -> "Siberian husky").  *labels is an
