@@ -63,7 +63,16 @@ void cli_model_close(cli_model *m);
 int cli_report(const dd_err *err);
 /* printf-style error to stderr prefixed "dream: "; returns 1. */
 int cli_errorf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-/* Half of physical memory. */
+/* The shape to bind to the model's data input for a w x h image: the declared shape with
+ * symbolic dims filled in (batch 1, 3 channels, h, w for NCHW).  Declared fixed H and W are
+ * kept when w or h is 0.  Prints the error and returns 1 when the input cannot take it. */
+int cli_input_shape(const dd_model *m, int w, int h, dd_shape *out);
+/* Usage error: "dream <cmd>: <message>" and a pointer to --help on stderr; returns 2. */
+int cli_usage_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* For getopt_long's '?' or ':' (use an optstring starting with ':' and opterr = 0): names
+ * the unknown option or the one missing its value; returns 2. */
+int cli_getopt_error(const char *cmd, int c, char *const *argv);
+/* Half of physical memory (sysconf). */
 size_t cli_default_max_memory(void);
 /* "4G", "512M", "1000000" -> bytes; -1 on error. */
 long long cli_parse_size(const char *s);

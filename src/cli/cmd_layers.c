@@ -1,0 +1,149 @@
+/* dream layers: every value of a model in graph order, with the op that makes it, its shape
+ * at one input size, the parameters its node reads and its MFLOPs. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli/cli.h"
+#include "dream/graph.h"
+
+static const char layers_help[] =
+    "usage: dream layers [--model M] [--size WxH]\n\n"
+    "Lists every value of the model in graph order: the op that computes it, its shape for\n"
+    "an input of the given size, the parameters its node reads, its MFLOPs (2 x multiply-adds)\n"
+    "and its convN alias, which the other subcommands accept as a layer name.\n\n"
+    "options:\n" CLI_MODEL_HELP
+    "  -s, --size WxH       input size (default: the preset's, 224x224); N means NxN\n"
+    "  -h, --help           this help\n";
+
+/* "224x320" (width x height) or "224". */
+static int parse_wh(const char *s, int *w, int *h) {
+  char *end;
+  long a = strtol(s, &end, 10), b = a;
+  if (end == s) return -1;
+  if (*end == 'x' || *end == 'X') {
+    const char *t = end + 1;
+    b = strtol(t, &end, 10);
+    if (end == t) return -1;
+  }
+  if (*end || a < 1 || b < 1 || a > 65536 || b > 65536) return -1;
+  *w = (int)a;
+  *h = (int)b;
+  return 0;
+}
+
+static void thousands(char *buf, size_t size, long long v) {
+  char digits[32];
+  int n = snprintf(digits, sizeof digits, "%lld", v < 0 ? -v : v);
+  size_t o = 0;
+  if (v < 0 && o + 1 < size) buf[o++] = '-';
+  for (int i = 0; i < n && o + 1 < size; i++) {
+    if (i && (n - i) % 3 == 0 && o + 2 < size) buf[o++] = ',';
+    buf[o++] = digits[i];
+  }
+  buf[o] = 0;
+}
+
+int cmd_layers(int argc, char **argv) {
+  static const struct option longopts[] = {
+      CLI_MODEL_LONGOPTS, {"size", required_argument, NULL, 's'}, {"help", no_argument, NULL, 'h'},
+      {NULL, 0, NULL, 0}};
+  cli_model_opts mo;
+  cli_model_opts_init(&mo);
+  int w = 0, h = 0, c;
+  opterr = 0;
+  while ((c = getopt_long(argc, argv, ":m:s:h", longopts, NULL)) != -1) {
+    int r = cli_model_opt(&mo, c, optarg);
+    if (r < 0) return 2;
+    if (r) continue;
+    switch (c) {
+      case 's':
+        if (parse_wh(optarg, &w, &h))
+          return cli_usage_error("layers", "--size: expected WxH like 224x224, got '%s'", optarg);
+        break;
+      case 'h':
+        fputs(layers_help, stdout);
+        return 0;
+      default:
+        return cli_getopt_error("layers", c, argv);
+    }
+  }
+  if (optind < argc) return cli_usage_error("layers", "unexpected argument '%s'", argv[optind]);
+
+  cli_model cm;
+  if (cli_model_open(&mo, &cm)) return 1;
+  const dd_model *m = cm.model;
+  if (!w) {
+    /* The preset's size, unless the model declares a fixed one. */
+    dd_shape decl = dd_model_input_shape(m);
+    int fixed = decl.ndim == 4 && decl.d[2] > 0 && decl.d[3] > 0;
+    w = h = fixed ? 0 : cm.preset.size;
+  }
+  dd_shape in_shape;
+  if (cli_input_shape(m, w, h, &in_shape)) {
+    cli_model_close(&cm);
+    return 1;
+  }
+  int n_nodes = dd_model_num_nodes(m), n_targets = 0;
+  int *targets = malloc(((size_t)dd_model_num_values(m) + 1) * sizeof *targets);
+  if (!targets) {
+    cli_model_close(&cm);
+    return cli_errorf("out of memory");
+  }
+  for (int i = 0; i < n_nodes; i++)
+    for (int k = 0; k < dd_model_node_num_outputs(m, i); k++)
+      if (dd_model_node_output(m, i, k) >= 0) targets[n_targets++] = dd_model_node_output(m, i, k);
+  dd_binding bind = {dd_model_input(m), in_shape, NULL};
+  dd_plan *plan;
+  dd_err err;
+  if (dd_plan_new(m, &bind, 1, targets, n_targets, 0, cm.max_memory, &plan, &err)) {
+    free(targets);
+    cli_model_close(&cm);
+    return cli_report(&err);
+  }
+
+  int name_w = 5, op_w = 5;
+  for (int t = 0; t < n_targets; t++) {
+    int len = (int)strlen(dd_model_value_name(m, targets[t]));
+    if (len > name_w) name_w = len;
+  }
+  for (int i = 0; i < n_nodes; i++) {
+    int len = (int)strlen(dd_model_node_op(m, i)) + (dd_plan_node_runs(plan, i) ? 0 : 9);
+    if (len > op_w) op_w = len;
+  }
+  char sb[128], pb[32];
+  printf("%s: opset %lld, input '%s' %s\n", dd_model_name(m), (long long)dd_model_opset(m),
+         dd_model_value_name(m, bind.value), dd_shape_str(&in_shape, sb, sizeof sb));
+  printf("%-*s  %-*s  %-18s %11s %10s  %s\n", name_w, "value", op_w, "op", "shape", "params",
+         "MFLOPs", "alias");
+  printf("%-*s  %-*s  %-18s %11s %10s\n", name_w, dd_model_value_name(m, bind.value), op_w,
+         "(input)", dd_shape_str(&in_shape, sb, sizeof sb), "", "");
+  double total_flops = 0;
+  for (int i = 0; i < n_nodes; i++) {
+    int runs = dd_plan_node_runs(plan, i);
+    double mflops = dd_plan_node_flops(plan, i) / 1e6;
+    total_flops += mflops;
+    char op[96];
+    snprintf(op, sizeof op, "%s%s", dd_model_node_op(m, i), runs ? "" : " (folded)");
+    for (int k = 0; k < dd_model_node_num_outputs(m, i); k++) {
+      int v = dd_model_node_output(m, i, k);
+      if (v < 0) continue;
+      dd_tensor *t = dd_plan_tensor(plan, v);
+      const char *alias = dd_model_alias(m, v);
+      pb[0] = 0;
+      if (k == 0) thousands(pb, sizeof pb, (long long)dd_model_node_params(m, i));
+      printf("%-*s  %-*s  %-18s %11s ", name_w, dd_model_value_name(m, v), op_w, op,
+             t ? dd_shape_str(&t->shape, sb, sizeof sb) : "?", pb);
+      if (k == 0 && runs) printf("%10.2f", mflops);
+      else printf("%10s", "");
+      printf("%s%s\n", alias ? "  " : "", alias ? alias : "");
+    }
+  }
+  thousands(pb, sizeof pb, (long long)dd_model_num_params(m));
+  printf("total: %d nodes, %s parameters, %.2f MFLOPs, %.1f MiB of buffers at this size\n",
+         n_nodes, pb, total_flops, dd_plan_bytes(plan) / 1048576.0);
+  dd_plan_free(plan);
+  free(targets);
+  cli_model_close(&cm);
+  return 0;
+}

@@ -1,0 +1,157 @@
+/* dream run: the graph on one TensorProto input; chosen values saved as TensorProto files,
+ * the format of the ONNX test sets, so they compare directly with other runtimes. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "cli/cli.h"
+#include "dream/graph.h"
+
+static const char run_help[] =
+    "usage: dream run [--model M] --input IN.pb --output NAME [--output NAME]... --save DIR\n\n"
+    "Runs the model on the tensor in IN.pb (an ONNX TensorProto, as in the ONNX test sets)\n"
+    "and writes each requested value to DIR/NAME.pb, with every '/' of NAME replaced by '_'\n"
+    "(float32, dims set, the tensor's name field holding the value's name).  NAME is a value\n"
+    "name as `dream layers` lists it, or a convN alias.  Without --output, the model's outputs\n"
+    "are written.\n\n"
+    "options:\n" CLI_MODEL_HELP
+    "  -i, --input IN.pb    the input tensor\n"
+    "  -o, --output NAME    a value to save (repeatable)\n"
+    "  -d, --save DIR       directory to write to (created if missing)\n"
+    "  -h, --help           this help\n";
+
+int cmd_run(int argc, char **argv) {
+  static const struct option longopts[] = {CLI_MODEL_LONGOPTS,
+                                           {"input", required_argument, NULL, 'i'},
+                                           {"output", required_argument, NULL, 'o'},
+                                           {"save", required_argument, NULL, 'd'},
+                                           {"help", no_argument, NULL, 'h'},
+                                           {NULL, 0, NULL, 0}};
+  cli_model_opts mo;
+  cli_model_opts_init(&mo);
+  const char *input = NULL, *dir = NULL;
+  const char **names = calloc((size_t)argc + 1, sizeof *names);
+  if (!names) return cli_errorf("out of memory");
+  int n_names = 0, c;
+  opterr = 0;
+  while ((c = getopt_long(argc, argv, ":m:i:o:d:h", longopts, NULL)) != -1) {
+    int r = cli_model_opt(&mo, c, optarg);
+    if (r < 0) {
+      free(names);
+      return 2;
+    }
+    if (r) continue;
+    switch (c) {
+      case 'i': input = optarg; break;
+      case 'o': names[n_names++] = optarg; break;
+      case 'd': dir = optarg; break;
+      case 'h':
+        free(names);
+        fputs(run_help, stdout);
+        return 0;
+      default:
+        free(names);
+        return cli_getopt_error("run", c, argv);
+    }
+  }
+  if (optind < argc || !input || !dir) {
+    free(names);
+    if (optind < argc) return cli_usage_error("run", "unexpected argument '%s'", argv[optind]);
+    return cli_usage_error("run", "%s is required", !input ? "--input" : "--save");
+  }
+
+  cli_model cm;
+  if (cli_model_open(&mo, &cm)) {
+    free(names);
+    return 1;
+  }
+  const dd_model *m = cm.model;
+  int status = 1;
+  dd_err err;
+  dd_tensor *x = NULL;
+  dd_plan *plan = NULL;
+  int *targets = calloc((size_t)n_names + (size_t)dd_model_num_outputs(m) + 1, sizeof *targets);
+  if (!targets) {
+    cli_errorf("out of memory");
+    goto done;
+  }
+  if (!n_names)
+    for (int i = 0; i < dd_model_num_outputs(m); i++)
+      names[n_names++] = dd_model_value_name(m, dd_model_output(m, i));
+  for (int i = 0; i < n_names; i++)
+    if (dd_model_resolve(m, names[i], &targets[i], &err)) {
+      cli_report(&err);
+      goto done;
+    }
+  if (dd_tensor_load_pb(input, &x, NULL, &err)) {
+    cli_report(&err);
+    goto done;
+  }
+  int in = dd_model_input(m);
+  if (in < 0) {
+    cli_errorf("%s: the model has no data input", dd_model_name(m));
+    goto done;
+  }
+  char sb[128], db[128];
+  if (x->dtype != DD_F32) {
+    cli_errorf("%s: the tensor is %s; the model's input '%s' takes float32", input,
+               dd_dtype_name(x->dtype), dd_model_value_name(m, in));
+    goto done;
+  }
+  /* The declared input shape, where it is fixed, must match. */
+  dd_shape decl = dd_model_input_shape(m);
+  int fits = decl.ndim == 0 || decl.ndim == x->shape.ndim;
+  for (int i = 0; fits && i < decl.ndim; i++) fits = decl.d[i] < 0 || decl.d[i] == x->shape.d[i];
+  if (!fits) {
+    cli_errorf("%s: shape %s does not fit the model's input '%s' (%s; -1 is any size)", input,
+               dd_shape_str(&x->shape, sb, sizeof sb), dd_model_value_name(m, in),
+               dd_shape_str(&decl, db, sizeof db));
+    goto done;
+  }
+  dd_binding bind = {in, x->shape, NULL};
+  if (dd_plan_new(m, &bind, 1, targets, n_names, 0, cm.max_memory, &plan, &err)) {
+    cli_report(&err);
+    goto done;
+  }
+  memcpy(dd_plan_tensor(plan, in)->data, x->data, (size_t)dd_tensor_numel(x) * sizeof(float));
+  dd_plan_forward(plan);
+
+  if (mkdir(dir, 0777) != 0 && errno != EEXIST) {
+    cli_errorf("%s: cannot create the directory: %s", dir, strerror(errno));
+    goto done;
+  }
+  for (int i = 0; i < n_names; i++) {
+    const dd_tensor *t = dd_plan_tensor(plan, targets[i]);
+    if (!t) { /* a model input or weight asked for by name: the plan only borrows it */
+      cli_errorf("%s: '%s' is not computed by the graph", dd_model_name(m), names[i]);
+      goto done;
+    }
+    size_t len = strlen(dir) + strlen(names[i]) + 8;
+    char *path = malloc(len);
+    if (!path) {
+      cli_errorf("out of memory");
+      goto done;
+    }
+    int n = snprintf(path, len, "%s/", dir);
+    for (const char *s = names[i]; *s; s++) path[n++] = *s == '/' ? '_' : *s;
+    memcpy(path + n, ".pb", 4);
+    int rc = dd_tensor_save_pb(path, t, dd_model_value_name(m, targets[i]), &err);
+    if (!rc) printf("%s  %s  %s\n", path, dd_model_value_name(m, targets[i]),
+                    dd_shape_str(&t->shape, sb, sizeof sb));
+    free(path);
+    if (rc) {
+      cli_report(&err);
+      goto done;
+    }
+  }
+  status = 0;
+done:
+  dd_plan_free(plan);
+  dd_tensor_free(x);
+  free(targets);
+  free(names);
+  cli_model_close(&cm);
+  return status;
+}
