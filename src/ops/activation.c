@@ -8,6 +8,7 @@
 typedef struct act_params {
   float alpha;        /* LeakyRelu slope */
   float lo, hi;       /* Clip bounds (attribute form, opset < 11) */
+  int has_attrs;      /* Clip: the bounds are attributes */
 } act_params;
 
 static int same_shape_infer(const dd_node *node, const dd_tensor *const *in,
@@ -58,3 +59,183 @@ static void relu_backward(const dd_node *node, const dd_tensor *const *in,
 
 const dd_op dd_op_Relu = {"Relu", relu_init, same_shape_infer, relu_forward, relu_backward,
                           elementwise_flops, 0};
+
+/* ---- LeakyRelu ---- */
+
+static int leakyrelu_init(dd_node *node, dd_err *err) {
+  static const char *const known[] = {"alpha", NULL};
+  int rc = dd_node_check_attrs(node, known, err);
+  if (rc) return rc;
+  act_params *p = calloc(1, sizeof *p);
+  if (!p) return dd_fail(err, DD_ENOMEM, "out of memory");
+  rc = dd_attr_float(node, "alpha", 0.01f, &p->alpha, err);
+  if (rc) {
+    free(p);
+    return rc;
+  }
+  node->params = p;
+  return DD_OK;
+}
+
+static void leakyrelu_forward(const dd_node *node, const dd_tensor *const *in,
+                              dd_tensor *const *out, void *scratch) {
+  if (!out[0]) return;
+  const act_params *p = node->params;
+  const float a = p->alpha;
+  const float *x = dd_f32(in[0]);
+  float *y = dd_f32(out[0]);
+  int64_t n = dd_tensor_numel(in[0]);
+#pragma omp parallel for simd if (n > DD_PAR_MIN) schedule(static)
+  for (int64_t i = 0; i < n; i++) y[i] = x[i] > 0.f ? x[i] : a * x[i];
+}
+
+/* As PyTorch: the slope at exactly 0 is alpha. */
+static void leakyrelu_backward(const dd_node *node, const dd_tensor *const *in,
+                               const dd_tensor *const *out, const dd_tensor *const *dout,
+                               dd_tensor *const *din, void *scratch) {
+  if (!din[0] || !dout[0]) return;
+  const act_params *p = node->params;
+  const float a = p->alpha;
+  const float *x = dd_f32(in[0]), *dy = dd_f32(dout[0]);
+  float *dx = dd_f32(din[0]);
+  int64_t n = dd_tensor_numel(in[0]);
+#pragma omp parallel for simd if (n > DD_PAR_MIN) schedule(static)
+  for (int64_t i = 0; i < n; i++) dx[i] += x[i] > 0.f ? dy[i] : a * dy[i];
+}
+
+const dd_op dd_op_LeakyRelu = {"LeakyRelu", leakyrelu_init, same_shape_infer, leakyrelu_forward,
+                               leakyrelu_backward, elementwise_flops, 0};
+
+/* ---- Clip ----
+ * Opset < 11 gives the bounds as attributes min/max; opset >= 11 as optional scalar inputs,
+ * which we require to be constant so the kernel never has to fail.  Which form a node uses
+ * is decided by what it carries, so a mislabelled opset does not matter. */
+
+static int clip_init(dd_node *node, dd_err *err) {
+  static const char *const known[] = {"min", "max", NULL};
+  int rc = dd_node_check_attrs(node, known, err);
+  if (rc) return rc;
+  act_params *p = calloc(1, sizeof *p);
+  if (!p) return dd_fail(err, DD_ENOMEM, "out of memory");
+  p->has_attrs = dd_node_attr(node, "min") || dd_node_attr(node, "max");
+  rc = dd_attr_float(node, "min", -INFINITY, &p->lo, err);
+  if (!rc) rc = dd_attr_float(node, "max", INFINITY, &p->hi, err);
+  if (!rc && p->has_attrs && node->n_in > 1)
+    rc = dd_fail(err, DD_EFORMAT, "Clip has both min/max attributes (opset < 11) and bound "
+                 "inputs (opset >= 11)");
+  if (!rc && node->n_in > 3) rc = dd_fail(err, DD_EFORMAT, "Clip takes at most 3 inputs, got %d", node->n_in);
+  if (rc) {
+    free(p);
+    return rc;
+  }
+  node->params = p;
+  return DD_OK;
+}
+
+static int clip_bound_ok(const dd_tensor *b, const char *what, dd_err *err) {
+  if (!b) return DD_OK;
+  if (b->dtype != DD_F32) return dd_fail(err, DD_EUNSUPPORTED, "Clip %s must be float32", what);
+  if (dd_tensor_numel(b) != 1)
+    return dd_fail(err, DD_ESHAPE, "Clip %s must be a scalar, it has %lld elements", what,
+                   (long long)dd_tensor_numel(b));
+  if (!b->data)
+    return dd_fail(err, DD_EUNSUPPORTED, "Clip %s must be constant (an initializer or computed "
+                   "from constants), it is computed at run time", what);
+  return DD_OK;
+}
+
+static int clip_infer(const dd_node *node, const dd_tensor *const *in, dd_tensor *const *out,
+                      size_t *scratch, dd_err *err) {
+  int rc = same_shape_infer(node, in, out, scratch, err);
+  if (!rc && node->n_in > 1) rc = clip_bound_ok(in[1], "min", err);
+  if (!rc && node->n_in > 2) rc = clip_bound_ok(in[2], "max", err);
+  return rc;
+}
+
+static void clip_bounds(const dd_node *node, const dd_tensor *const *in, float *lo, float *hi) {
+  const act_params *p = node->params;
+  *lo = p->lo;
+  *hi = p->hi;
+  if (node->n_in > 1 && in[1]) *lo = dd_f32(in[1])[0];
+  if (node->n_in > 2 && in[2]) *hi = dd_f32(in[2])[0];
+}
+
+/* min(max(x, lo), hi) as numpy.clip: hi wins when lo > hi; NaN passes through. */
+static void clip_forward(const dd_node *node, const dd_tensor *const *in, dd_tensor *const *out,
+                         void *scratch) {
+  if (!out[0]) return;
+  float lo, hi;
+  clip_bounds(node, in, &lo, &hi);
+  const float *x = dd_f32(in[0]);
+  float *y = dd_f32(out[0]);
+  int64_t n = dd_tensor_numel(in[0]);
+#pragma omp parallel for simd if (n > DD_PAR_MIN) schedule(static)
+  for (int64_t i = 0; i < n; i++) {
+    float v = x[i] < lo ? lo : x[i];
+    y[i] = v > hi ? hi : v;
+  }
+}
+
+/* As PyTorch's clamp: the gradient passes where lo <= x <= hi, bounds included. */
+static void clip_backward(const dd_node *node, const dd_tensor *const *in,
+                          const dd_tensor *const *out, const dd_tensor *const *dout,
+                          dd_tensor *const *din, void *scratch) {
+  if (!din[0] || !dout[0]) return;
+  float lo, hi;
+  clip_bounds(node, in, &lo, &hi);
+  const float *x = dd_f32(in[0]), *dy = dd_f32(dout[0]);
+  float *dx = dd_f32(din[0]);
+  int64_t n = dd_tensor_numel(in[0]);
+#pragma omp parallel for simd if (n > DD_PAR_MIN) schedule(static)
+  for (int64_t i = 0; i < n; i++) dx[i] += x[i] >= lo && x[i] <= hi ? dy[i] : 0.f;
+}
+
+const dd_op dd_op_Clip = {"Clip", clip_init, clip_infer, clip_forward, clip_backward,
+                          elementwise_flops, 0};
+
+/* ---- Sigmoid ---- */
+
+static int sigmoid_init(dd_node *node, dd_err *err) {
+  static const char *const known[] = {NULL};
+  return dd_node_check_attrs(node, known, err);
+}
+
+/* Two branches so exp never overflows: exp of a non-positive number only. */
+static inline float sigmoidf(float x) {
+  if (x >= 0.f) return 1.f / (1.f + expf(-x));
+  float e = expf(x);
+  return e / (1.f + e);
+}
+
+static void sigmoid_forward(const dd_node *node, const dd_tensor *const *in,
+                            dd_tensor *const *out, void *scratch) {
+  if (!out[0]) return;
+  const float *x = dd_f32(in[0]);
+  float *y = dd_f32(out[0]);
+  int64_t n = dd_tensor_numel(in[0]);
+#pragma omp parallel for if (n > DD_PAR_MIN) schedule(static)
+  for (int64_t i = 0; i < n; i++) y[i] = sigmoidf(x[i]);
+}
+
+/* Recomputed from x rather than read from the output, which the graph may not keep. */
+static void sigmoid_backward(const dd_node *node, const dd_tensor *const *in,
+                             const dd_tensor *const *out, const dd_tensor *const *dout,
+                             dd_tensor *const *din, void *scratch) {
+  if (!din[0] || !dout[0]) return;
+  const float *x = dd_f32(in[0]), *dy = dd_f32(dout[0]);
+  float *dx = dd_f32(din[0]);
+  int64_t n = dd_tensor_numel(in[0]);
+#pragma omp parallel for if (n > DD_PAR_MIN) schedule(static)
+  for (int64_t i = 0; i < n; i++) {
+    float s = sigmoidf(x[i]);
+    dx[i] += dy[i] * s * (1.f - s);
+  }
+}
+
+static int64_t sigmoid_flops(const dd_node *node, const dd_tensor *const *in,
+                             const dd_tensor *const *out) {
+  return 4 * dd_tensor_numel(in[0]);
+}
+
+const dd_op dd_op_Sigmoid = {"Sigmoid", sigmoid_init, same_shape_infer, sigmoid_forward,
+                             sigmoid_backward, sigmoid_flops, 0};
