@@ -1,0 +1,367 @@
+/* Element-wise arithmetic with numpy (multidirectional) broadcasting: Add, Sub, Mul, Div and
+ * the variadic Sum, on float32 or int64 (the shape arithmetic exporters emit).  The backward
+ * pass reduces the output gradient over the dims an input was broadcast along.
+ *
+ * Every kernel walks the output as rows of its innermost (collapsed) dim: dims of size 1 are
+ * dropped and neighbours that are contiguous for every operand are merged, so a per-channel
+ * constant against NCHW is C rows of H*W, and same-shape operands are one long row cut into
+ * blocks for the threads. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "ops/common.h"
+
+enum { OP_ADD, OP_SUB, OP_MUL, OP_DIV };
+
+/* Elements per block of work: rows longer than this are split so threads share them. */
+#define BLOCK 8192
+
+/* An iteration space over the output with up to three operands: 0 is the output (or the
+ * tensor iterated densely), 1 and 2 are inputs; s[k][i] is operand k's element stride along
+ * dim i, 0 where it is broadcast. */
+typedef struct bcast {
+  int nd;
+  int64_t d[DD_MAX_DIMS];
+  int64_t s[3][DD_MAX_DIMS];
+  int64_t rows, nblk; /* rows of d[nd-1] elements, each cut into nblk blocks */
+} bcast;
+
+/* Strides of `in` aligned to the right of `out` (already checked to broadcast). */
+static void aligned_strides(const dd_shape *out, const dd_shape *in, int64_t *s) {
+  int64_t st = 1;
+  for (int i = out->ndim - 1; i >= 0; i--) {
+    int j = i - (out->ndim - in->ndim);
+    if (j < 0 || in->d[j] == 1) {
+      s[i] = 0;
+    } else {
+      s[i] = st;
+      st *= in->d[j];
+    }
+  }
+}
+
+static void bcast_make(bcast *b, const dd_shape *out, const dd_shape *a, const dd_shape *c) {
+  int64_t s[3][DD_MAX_DIMS];
+  aligned_strides(out, out, s[0]);
+  aligned_strides(out, a, s[1]);
+  aligned_strides(out, c, s[2]);
+  b->nd = 0;
+  for (int i = 0; i < out->ndim; i++) {
+    if (out->d[i] == 1) continue;
+    int n = b->nd;
+    int merge = n > 0;
+    for (int k = 0; k < 3 && merge; k++) merge = s[k][i] * out->d[i] == b->s[k][n - 1] ||
+                                                  (s[k][i] == 0 && b->s[k][n - 1] == 0);
+    if (merge) {
+      b->d[n - 1] *= out->d[i];
+      for (int k = 0; k < 3; k++) b->s[k][n - 1] = s[k][i];
+      continue;
+    }
+    b->d[n] = out->d[i];
+    for (int k = 0; k < 3; k++) b->s[k][n] = s[k][i];
+    b->nd++;
+  }
+  if (b->nd == 0) { /* a scalar, or all dims 1 */
+    b->nd = 1;
+    b->d[0] = 1;
+    for (int k = 0; k < 3; k++) b->s[k][0] = 0;
+  }
+  int64_t inner = b->d[b->nd - 1];
+  b->rows = 1;
+  for (int i = 0; i < b->nd - 1; i++) b->rows *= b->d[i];
+  b->nblk = inner > BLOCK ? (inner + BLOCK - 1) / BLOCK : 1;
+  if (inner == 0) b->rows = 0;
+}
+
+/* Block `blk` of the iteration: operand offsets, and the element range of its row. */
+static inline void bcast_block(const bcast *b, int64_t blk, int64_t off[3], int64_t *i0,
+                               int64_t *i1) {
+  int64_t row = blk / b->nblk, part = blk % b->nblk;
+  off[0] = off[1] = off[2] = 0;
+  for (int i = b->nd - 2; i >= 0; i--) {
+    int64_t q = row % b->d[i];
+    row /= b->d[i];
+    for (int k = 0; k < 3; k++) off[k] += q * b->s[k][i];
+  }
+  int64_t inner = b->d[b->nd - 1];
+  *i0 = part * BLOCK;
+  *i1 = *i0 + BLOCK < inner ? *i0 + BLOCK : inner;
+}
+
+/* ---- forward ---- */
+
+static inline int64_t idiv(int64_t a, int64_t b) {
+  /* Division by zero and INT64_MIN / -1 trap on x86: give 0 rather than crash. */
+  if (b == 0 || (b == -1 && a == INT64_MIN)) return 0;
+  return a / b;
+}
+
+/* y[i] = a[i*sa] OP c[i*sc] for one block; sa, sc are 0 or 1 (the innermost strides). */
+#define BINARY_BLOCK(T, EXPR)                                             \
+  do {                                                                    \
+    if (sa && sc)                                                         \
+      for (int64_t i = i0; i < i1; i++) { T x = pa[i], z = pc[i]; py[i] = EXPR; } \
+    else if (sa)                                                          \
+      for (int64_t i = i0; i < i1; i++) { T x = pa[i], z = pc[0]; py[i] = EXPR; } \
+    else if (sc)                                                          \
+      for (int64_t i = i0; i < i1; i++) { T x = pa[0], z = pc[i]; py[i] = EXPR; } \
+    else                                                                  \
+      for (int64_t i = i0; i < i1; i++) { T x = pa[0], z = pc[0]; py[i] = EXPR; } \
+  } while (0)
+
+#define BINARY_KERNEL(T, EXPR)                                                   \
+  do {                                                                           \
+    const int64_t sa = b->s[1][b->nd - 1], sc = b->s[2][b->nd - 1];              \
+    const int64_t nblk = b->rows * b->nblk;                                      \
+    _Pragma("omp parallel for if (total > DD_PAR_MIN) schedule(static)")         \
+    for (int64_t blk = 0; blk < nblk; blk++) {                                   \
+      int64_t off[3], i0, i1;                                                    \
+      bcast_block(b, blk, off, &i0, &i1);                                        \
+      const T *pa = (const T *)a + off[1], *pc = (const T *)c + off[2];         \
+      T *py = (T *)y + off[0];                                                   \
+      BINARY_BLOCK(T, EXPR);                                                     \
+    }                                                                            \
+  } while (0)
+
+/* y = a OP c over the iteration `b` (y dense in the output shape; y may alias a). */
+static void binary_run(int op, dd_dtype dt, const bcast *b, const void *a, const void *c,
+                       void *y, int64_t total) {
+  if (dt == DD_F32) {
+    switch (op) {
+      case OP_ADD: BINARY_KERNEL(float, x + z); break;
+      case OP_SUB: BINARY_KERNEL(float, x - z); break;
+      case OP_MUL: BINARY_KERNEL(float, x * z); break;
+      default: BINARY_KERNEL(float, x / z); break;
+    }
+  } else {
+    /* Wrapping arithmetic via unsigned, as numpy's int64 does, without signed overflow. */
+    switch (op) {
+      case OP_ADD: BINARY_KERNEL(int64_t, (int64_t)((uint64_t)x + (uint64_t)z)); break;
+      case OP_SUB: BINARY_KERNEL(int64_t, (int64_t)((uint64_t)x - (uint64_t)z)); break;
+      case OP_MUL: BINARY_KERNEL(int64_t, (int64_t)((uint64_t)x * (uint64_t)z)); break;
+      default: BINARY_KERNEL(int64_t, idiv(x, z)); break;
+    }
+  }
+}
+
+/* ---- backward ----
+ * dt += reduce(f(dy, t, o)) where t is the input whose gradient is wanted (operand 1 of the
+ * iteration) and o the other input (operand 2).  When t is broadcast the reduction writes
+ * one element from many positions, so it runs serially; otherwise every output position
+ * owns its element and the blocks run in parallel. */
+enum { G_ONE, G_NEG, G_MUL_OTHER, G_DIV_OTHER, G_DIV_DENOM };
+
+#define GRAD_BLOCK(EXPR)                                                                \
+  do {                                                                                  \
+    if (st) {                                                                           \
+      for (int64_t i = i0; i < i1; i++) {                                               \
+        float g = pdy[i], t = pt[i], o = po[i * so];                                    \
+        (void)t; (void)o;                                                               \
+        pdt[i] += EXPR;                                                                 \
+      }                                                                                 \
+    } else {                                                                            \
+      float acc = 0.f, t = pt[0];                                                       \
+      (void)t;                                                                          \
+      for (int64_t i = i0; i < i1; i++) {                                               \
+        float g = pdy[i], o = po[i * so];                                               \
+        (void)o;                                                                        \
+        acc += EXPR;                                                                    \
+      }                                                                                 \
+      pdt[0] += acc;                                                                    \
+    }                                                                                   \
+  } while (0)
+
+#define GRAD_KERNEL(EXPR)                                                               \
+  do {                                                                                  \
+    _Pragma("omp parallel for if (par) schedule(static)")                               \
+    for (int64_t blk = 0; blk < nblk; blk++) {                                          \
+      int64_t off[3], i0, i1;                                                           \
+      bcast_block(b, blk, off, &i0, &i1);                                               \
+      const float *pdy = dy + off[0], *pt = t + off[1], *po = o + off[2];               \
+      float *pdt = dt + off[1];                                                         \
+      GRAD_BLOCK(EXPR);                                                                 \
+    }                                                                                   \
+  } while (0)
+
+static void grad_run(int kind, const dd_tensor *dout, const dd_tensor *target,
+                     const dd_tensor *other, dd_tensor *dtarget) {
+  bcast bb;
+  const bcast *b = &bb;
+  bcast_make(&bb, &dout->shape, &target->shape, &other->shape);
+  const int64_t st = b->s[1][b->nd - 1], so = b->s[2][b->nd - 1];
+  const int64_t nblk = b->rows * b->nblk, total = dd_tensor_numel(dout);
+  const int par = total > DD_PAR_MIN && dd_tensor_numel(target) == total;
+  const float *dy = dd_f32(dout), *t = dd_f32(target), *o = dd_f32(other);
+  float *dt = dd_f32(dtarget);
+  switch (kind) {
+    case G_ONE: GRAD_KERNEL(g); break;
+    case G_NEG: GRAD_KERNEL(-g); break;
+    case G_MUL_OTHER: GRAD_KERNEL(g * o); break;
+    case G_DIV_OTHER: GRAD_KERNEL(g / o); break;
+    default: GRAD_KERNEL(-g * o / (t * t)); break; /* d(o/t)/dt */
+  }
+}
+
+/* ---- the ops ---- */
+
+typedef struct bin_params {
+  int op;
+} bin_params;
+
+static int binary_init_op(dd_node *node, int op, dd_err *err) {
+  static const char *const known[] = {NULL};
+  if (dd_node_attr(node, "broadcast") || dd_node_attr(node, "axis"))
+    return dd_fail(err, DD_EUNSUPPORTED,
+                   "the legacy 'broadcast'/'axis' attributes (opset < 7) are not supported; "
+                   "re-export the model with opset 7 or later (numpy broadcasting)");
+  int rc = dd_node_check_attrs(node, known, err);
+  if (rc) return rc;
+  bin_params *p = malloc(sizeof *p);
+  if (!p) return dd_fail(err, DD_ENOMEM, "out of memory");
+  p->op = op;
+  node->params = p;
+  return DD_OK;
+}
+
+static int add_init(dd_node *node, dd_err *err) { return binary_init_op(node, OP_ADD, err); }
+static int sub_init(dd_node *node, dd_err *err) { return binary_init_op(node, OP_SUB, err); }
+static int mul_init(dd_node *node, dd_err *err) { return binary_init_op(node, OP_MUL, err); }
+static int div_init(dd_node *node, dd_err *err) { return binary_init_op(node, OP_DIV, err); }
+
+/* The numpy broadcast of the shapes of in[0..n-1] into *out, all of one element type. */
+static int broadcast_shapes(const dd_tensor *const *in, int n, dd_shape *out, dd_dtype *dt,
+                            dd_err *err) {
+  char s1[128], s2[128];
+  dd_shape r = {0};
+  for (int k = 0; k < n; k++) {
+    if (!in[k]) return dd_fail(err, DD_EFORMAT, "input %d is missing", k);
+    if (in[k]->dtype != DD_F32 && in[k]->dtype != DD_I64)
+      return dd_fail(err, DD_EUNSUPPORTED, "input %d must be float32 or int64", k);
+    if (in[k]->dtype != in[0]->dtype)
+      return dd_fail(err, DD_EUNSUPPORTED, "inputs have different types (%s and %s)",
+                     dd_dtype_name(in[0]->dtype), dd_dtype_name(in[k]->dtype));
+    const dd_shape *s = &in[k]->shape;
+    int nd = s->ndim > r.ndim ? s->ndim : r.ndim;
+    dd_shape m = {.ndim = nd};
+    for (int i = 0; i < nd; i++) {
+      int ir = i - (nd - r.ndim), is = i - (nd - s->ndim);
+      int64_t a = ir >= 0 ? r.d[ir] : 1, b = is >= 0 ? s->d[is] : 1;
+      if (a != b && a != 1 && b != 1)
+        return dd_fail(err, DD_ESHAPE, "shapes %s and %s do not broadcast (dim %d: %lld vs %lld)",
+                       dd_shape_str(&r, s1, sizeof s1), dd_shape_str(s, s2, sizeof s2), i,
+                       (long long)a, (long long)b);
+      m.d[i] = a == 1 ? b : a;
+    }
+    r = m;
+  }
+  *out = r;
+  *dt = in[0]->dtype;
+  return DD_OK;
+}
+
+static int binary_infer(const dd_node *node, const dd_tensor *const *in, dd_tensor *const *out,
+                        size_t *scratch, dd_err *err) {
+  if (node->n_in != 2) return dd_fail(err, DD_EFORMAT, "needs 2 inputs, got %d", node->n_in);
+  if (node->n_out < 1) return dd_fail(err, DD_EFORMAT, "needs an output");
+  dd_shape s;
+  dd_dtype dt;
+  int rc = broadcast_shapes(in, 2, &s, &dt, err);
+  if (rc) return rc;
+  if (out[0]) {
+    out[0]->dtype = dt;
+    out[0]->shape = s;
+  }
+  *scratch = 0;
+  return DD_OK;
+}
+
+static void binary_forward(const dd_node *node, const dd_tensor *const *in,
+                           dd_tensor *const *out, void *scratch) {
+  if (!out[0]) return;
+  const bin_params *p = node->params;
+  bcast b;
+  bcast_make(&b, &out[0]->shape, &in[0]->shape, &in[1]->shape);
+  binary_run(p->op, out[0]->dtype, &b, in[0]->data, in[1]->data, out[0]->data,
+             dd_tensor_numel(out[0]));
+}
+
+static void binary_backward(const dd_node *node, const dd_tensor *const *in,
+                            const dd_tensor *const *out, const dd_tensor *const *dout,
+                            dd_tensor *const *din, void *scratch) {
+  if (!dout[0] || in[0]->dtype != DD_F32) return;
+  const bin_params *p = node->params;
+  static const int ka[] = {G_ONE, G_ONE, G_MUL_OTHER, G_DIV_OTHER};
+  static const int kb[] = {G_ONE, G_NEG, G_MUL_OTHER, G_DIV_DENOM};
+  if (din[0]) grad_run(ka[p->op], dout[0], in[0], in[1], din[0]);
+  if (din[1]) grad_run(kb[p->op], dout[0], in[1], in[0], din[1]);
+}
+
+static int64_t binary_flops(const dd_node *node, const dd_tensor *const *in,
+                            const dd_tensor *const *out) {
+  return out[0] ? dd_tensor_numel(out[0]) : 0;
+}
+
+const dd_op dd_op_Add = {"Add", add_init, binary_infer, binary_forward, binary_backward,
+                         binary_flops, 0};
+const dd_op dd_op_Sub = {"Sub", sub_init, binary_infer, binary_forward, binary_backward,
+                         binary_flops, 0};
+const dd_op dd_op_Mul = {"Mul", mul_init, binary_infer, binary_forward, binary_backward,
+                         binary_flops, 0};
+const dd_op dd_op_Div = {"Div", div_init, binary_infer, binary_forward, binary_backward,
+                         binary_flops, 0};
+
+/* ---- Sum: out = in0 + in1 + ... with all inputs broadcast together ---- */
+
+static int sum_init(dd_node *node, dd_err *err) {
+  static const char *const known[] = {NULL};
+  if (node->n_in < 1) return dd_fail(err, DD_EFORMAT, "Sum needs at least one input");
+  return dd_node_check_attrs(node, known, err);
+}
+
+static int sum_infer(const dd_node *node, const dd_tensor *const *in, dd_tensor *const *out,
+                     size_t *scratch, dd_err *err) {
+  if (node->n_out < 1) return dd_fail(err, DD_EFORMAT, "needs an output");
+  dd_shape s;
+  dd_dtype dt;
+  int rc = broadcast_shapes(in, node->n_in, &s, &dt, err);
+  if (rc) return rc;
+  if (out[0]) {
+    out[0]->dtype = dt;
+    out[0]->shape = s;
+  }
+  *scratch = 0;
+  return DD_OK;
+}
+
+static void sum_forward(const dd_node *node, const dd_tensor *const *in, dd_tensor *const *out,
+                        void *scratch) {
+  if (!out[0]) return;
+  const dd_tensor *y = out[0];
+  int64_t total = dd_tensor_numel(y);
+  bcast b;
+  if (node->n_in == 1) {
+    memcpy(y->data, in[0]->data, (size_t)total * dd_dtype_size(y->dtype));
+    return;
+  }
+  bcast_make(&b, &y->shape, &in[0]->shape, &in[1]->shape);
+  binary_run(OP_ADD, y->dtype, &b, in[0]->data, in[1]->data, y->data, total);
+  for (int k = 2; k < node->n_in; k++) { /* y += in[k], in place: y is operand 1 */
+    bcast_make(&b, &y->shape, &y->shape, &in[k]->shape);
+    binary_run(OP_ADD, y->dtype, &b, y->data, in[k]->data, y->data, total);
+  }
+}
+
+static void sum_backward(const dd_node *node, const dd_tensor *const *in,
+                         const dd_tensor *const *out, const dd_tensor *const *dout,
+                         dd_tensor *const *din, void *scratch) {
+  if (!dout[0] || in[0]->dtype != DD_F32) return;
+  for (int k = 0; k < node->n_in; k++)
+    if (din[k]) grad_run(G_ONE, dout[0], in[k], in[k], din[k]);
+}
+
+static int64_t sum_flops(const dd_node *node, const dd_tensor *const *in,
+                         const dd_tensor *const *out) {
+  return out[0] ? dd_tensor_numel(out[0]) * (node->n_in - 1) : 0;
+}
+
+const dd_op dd_op_Sum = {"Sum", sum_init, sum_infer, sum_forward, sum_backward, sum_flops, 0};
