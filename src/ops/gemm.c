@@ -1,0 +1,326 @@
+/* Gemm (Y = alpha * A' B' + beta * C, C broadcast to Y) and MatMul (numpy semantics: 1-D
+ * operands, broadcast batch dims).  Forward and backward side by side; every product is one
+ * cblas_sgemm, and backward produces the gradients of A, B and C that the plan asks for.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include <cblas.h>
+#include <limits.h>
+
+#include "ops/common.h"
+
+typedef struct gemm_params {
+  float alpha, beta;
+  int trans_a, trans_b;
+} gemm_params;
+
+/* ---- Gemm ---- */
+
+static int gemm_init(dd_node *node, dd_err *err) {
+  /* 'broadcast' is opset 1..6's switch for what opset 7 made the rule: accepted, ignored. */
+  static const char *const known[] = {"alpha", "beta", "broadcast", "transA", "transB", NULL};
+  int rc = dd_node_check_attrs(node, known, err);
+  if (rc) return rc;
+  gemm_params p;
+  int64_t ta, tb;
+  rc = dd_attr_float(node, "alpha", 1.f, &p.alpha, err);
+  if (!rc) rc = dd_attr_float(node, "beta", 1.f, &p.beta, err);
+  if (!rc) rc = dd_attr_int(node, "transA", 0, &ta, err);
+  if (!rc) rc = dd_attr_int(node, "transB", 0, &tb, err);
+  if (rc) return rc;
+  if ((ta != 0 && ta != 1) || (tb != 0 && tb != 1))
+    return dd_fail(err, DD_EFORMAT, "transA and transB must be 0 or 1");
+  p.trans_a = (int)ta;
+  p.trans_b = (int)tb;
+  gemm_params *q = malloc(sizeof *q);
+  if (!q) return dd_fail(err, DD_ENOMEM, "out of memory");
+  *q = p;
+  node->params = q;
+  return DD_OK;
+}
+
+/* Sizes of one Gemm, and how C's elements map onto Y (stride 0 along a broadcast dim). */
+typedef struct gemm_geom {
+  int64_t m, n, k;
+  int64_t c_sm, c_sn;
+} gemm_geom;
+
+static const dd_tensor *gemm_c(const dd_node *node, const dd_tensor *const *in) {
+  return node->n_in > 2 ? in[2] : NULL;
+}
+
+static int gemm_geometry(const gemm_params *p, const dd_tensor *a, const dd_tensor *b,
+                         const dd_tensor *c, gemm_geom *g, dd_err *err) {
+  if (a->shape.ndim != 2 || b->shape.ndim != 2)
+    return dd_fail(err, DD_ESHAPE, "A and B must be 2-D (have %d and %d dims)", a->shape.ndim,
+                   b->shape.ndim);
+  g->m = p->trans_a ? a->shape.d[1] : a->shape.d[0];
+  g->k = p->trans_a ? a->shape.d[0] : a->shape.d[1];
+  int64_t kb = p->trans_b ? b->shape.d[1] : b->shape.d[0];
+  g->n = p->trans_b ? b->shape.d[0] : b->shape.d[1];
+  if (kb != g->k)
+    return dd_fail(err, DD_ESHAPE, "A' is %lldx%lld but B' is %lldx%lld: inner sizes differ",
+                   (long long)g->m, (long long)g->k, (long long)kb, (long long)g->n);
+  if (g->m > INT_MAX || g->n > INT_MAX || g->k > INT_MAX)
+    return dd_fail(err, DD_ELIMIT, "the product is too large for the BLAS interface");
+  g->c_sm = g->c_sn = 0;
+  if (c) {
+    const dd_shape *cs = &c->shape;
+    int64_t cm = cs->ndim >= 2 ? cs->d[cs->ndim - 2] : 1, cn = cs->ndim >= 1 ? cs->d[cs->ndim - 1] : 1;
+    if (cs->ndim > 2 || (cm != 1 && cm != g->m) || (cn != 1 && cn != g->n)) {
+      char buf[96];
+      return dd_fail(err, DD_ESHAPE, "C of shape %s does not broadcast to %lldx%lld",
+                     dd_shape_str(cs, buf, sizeof buf), (long long)g->m, (long long)g->n);
+    }
+    g->c_sm = cm == 1 ? 0 : cn;
+    g->c_sn = cn == 1 ? 0 : 1;
+  }
+  return DD_OK;
+}
+
+static int gemm_infer(const dd_node *node, const dd_tensor *const *in, dd_tensor *const *out,
+                      size_t *scratch, dd_err *err) {
+  if (node->n_in < 2 || node->n_in > 3 || !in[0] || !in[1])
+    return dd_fail(err, DD_EFORMAT, "needs inputs A, B and optionally C");
+  const dd_tensor *c = gemm_c(node, in);
+  if (in[0]->dtype != DD_F32 || in[1]->dtype != DD_F32 || (c && c->dtype != DD_F32))
+    return dd_fail(err, DD_EUNSUPPORTED, "inputs must be float32");
+  gemm_geom g;
+  int rc = gemm_geometry(node->params, in[0], in[1], c, &g, err);
+  if (rc) return rc;
+  if (node->n_out != 1) return dd_fail(err, DD_EFORMAT, "has %d outputs, expected 1", node->n_out);
+  if (out[0]) {
+    out[0]->dtype = DD_F32;
+    out[0]->shape = dd_shape_make(2, (int64_t[]){g.m, g.n});
+  }
+  *scratch = 0;
+  return DD_OK;
+}
+
+static void gemm_forward(const dd_node *node, const dd_tensor *const *in, dd_tensor *const *out,
+                         void *scratch) {
+  if (!out[0]) return;
+  const gemm_params *p = node->params;
+  const dd_tensor *ct = gemm_c(node, in);
+  gemm_geom g;
+  gemm_geometry(p, in[0], in[1], ct, &g, NULL);
+  float *y = dd_f32(out[0]);
+  if (g.m == 0 || g.n == 0) return;
+  if (ct) {
+    const float *c = dd_f32(ct);
+    for (int64_t i = 0; i < g.m; i++)
+      for (int64_t j = 0; j < g.n; j++) y[i * g.n + j] = p->beta * c[i * g.c_sm + j * g.c_sn];
+  } else {
+    memset(y, 0, (size_t)(g.m * g.n) * sizeof *y);
+  }
+  if (g.k == 0) return;
+  cblas_sgemm(CblasRowMajor, p->trans_a ? CblasTrans : CblasNoTrans,
+              p->trans_b ? CblasTrans : CblasNoTrans, (int)g.m, (int)g.n, (int)g.k, p->alpha,
+              dd_f32(in[0]), (int)in[0]->shape.d[1], dd_f32(in[1]), (int)in[1]->shape.d[1], 1.f,
+              y, (int)g.n);
+}
+
+static void gemm_backward(const dd_node *node, const dd_tensor *const *in,
+                          const dd_tensor *const *out, const dd_tensor *const *dout,
+                          dd_tensor *const *din, void *scratch) {
+  if (!dout[0]) return;
+  const gemm_params *p = node->params;
+  const dd_tensor *ct = gemm_c(node, in);
+  gemm_geom g;
+  gemm_geometry(p, in[0], in[1], ct, &g, NULL);
+  if (g.m == 0 || g.n == 0) return;
+  const float *a = dd_f32(in[0]), *b = dd_f32(in[1]), *dy = dd_f32(dout[0]);
+  int m = (int)g.m, n = (int)g.n, k = (int)g.k;
+  int lda = (int)in[0]->shape.d[1], ldb = (int)in[1]->shape.d[1];
+  if (din[0] && k > 0) {
+    float *da = dd_f32(din[0]);
+    if (!p->trans_a) /* dA (MxK) = alpha dY B'^T */
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, p->trans_b ? CblasNoTrans : CblasTrans, m, k, n,
+                  p->alpha, dy, n, b, ldb, 1.f, da, k);
+    else /* dA (KxM) = alpha B' dY^T */
+      cblas_sgemm(CblasRowMajor, p->trans_b ? CblasTrans : CblasNoTrans, CblasTrans, k, m, n,
+                  p->alpha, b, ldb, dy, n, 1.f, da, m);
+  }
+  if (din[1] && k > 0) {
+    float *db = dd_f32(din[1]);
+    if (!p->trans_b) /* dB (KxN) = alpha A'^T dY */
+      cblas_sgemm(CblasRowMajor, p->trans_a ? CblasNoTrans : CblasTrans, CblasNoTrans, k, n, m,
+                  p->alpha, a, lda, dy, n, 1.f, db, n);
+    else /* dB (NxK) = alpha dY^T A' */
+      cblas_sgemm(CblasRowMajor, CblasTrans, p->trans_a ? CblasTrans : CblasNoTrans, n, k, m,
+                  p->alpha, dy, n, a, lda, 1.f, db, k);
+  }
+  if (ct && node->n_in > 2 && din[2]) {
+    float *dc = dd_f32(din[2]);
+    for (int64_t i = 0; i < g.m; i++)
+      for (int64_t j = 0; j < g.n; j++) dc[i * g.c_sm + j * g.c_sn] += p->beta * dy[i * g.n + j];
+  }
+}
+
+static int64_t gemm_flops(const dd_node *node, const dd_tensor *const *in,
+                          const dd_tensor *const *out) {
+  gemm_geom g;
+  if (gemm_geometry(node->params, in[0], in[1], NULL, &g, NULL)) return 0;
+  return 2 * g.m * g.n * g.k;
+}
+
+const dd_op dd_op_Gemm = {"Gemm", gemm_init, gemm_infer, gemm_forward, gemm_backward,
+                          gemm_flops, 0};
+
+/* ---- MatMul ---- */
+
+/* A batched product: Y[b] = A[b] B[b] over the broadcast batch dims, matrices row-major. */
+typedef struct mm_geom {
+  int64_t m, n, k, batch;
+  int nb;                                 /* batch rank of Y */
+  int64_t dims[DD_MAX_DIMS];              /* batch dims of Y */
+  int64_t sa[DD_MAX_DIMS], sb[DD_MAX_DIMS]; /* A's and B's stride per batch dim, in matrices */
+  dd_shape y;
+} mm_geom;
+
+static int matmul_init(dd_node *node, dd_err *err) {
+  static const char *const known[] = {NULL};
+  return dd_node_check_attrs(node, known, err);
+}
+
+static int mm_geometry(const dd_shape *as, const dd_shape *bs, mm_geom *g, dd_err *err) {
+  char sa_buf[96], sb_buf[96];
+  if (as->ndim < 1 || bs->ndim < 1)
+    return dd_fail(err, DD_ESHAPE, "MatMul operands must have at least 1 dim");
+  memset(g, 0, sizeof *g);
+  g->m = as->ndim >= 2 ? as->d[as->ndim - 2] : 1;
+  g->k = as->d[as->ndim - 1];
+  int64_t kb = bs->ndim >= 2 ? bs->d[bs->ndim - 2] : bs->d[0];
+  g->n = bs->ndim >= 2 ? bs->d[bs->ndim - 1] : 1;
+  if (kb != g->k)
+    return dd_fail(err, DD_ESHAPE, "A %s and B %s: inner sizes %lld and %lld differ",
+                   dd_shape_str(as, sa_buf, sizeof sa_buf), dd_shape_str(bs, sb_buf, sizeof sb_buf),
+                   (long long)g->k, (long long)kb);
+  if (g->m > INT_MAX || g->n > INT_MAX || g->k > INT_MAX)
+    return dd_fail(err, DD_ELIMIT, "the product is too large for the BLAS interface");
+  int na = as->ndim > 2 ? as->ndim - 2 : 0, nbb = bs->ndim > 2 ? bs->ndim - 2 : 0;
+  g->nb = na > nbb ? na : nbb;
+  int64_t stride_a = 1, stride_b = 1;
+  g->batch = 1;
+  for (int i = g->nb - 1; i >= 0; i--) {
+    int ia = i - (g->nb - na), ib = i - (g->nb - nbb);
+    int64_t da = ia >= 0 ? as->d[ia] : 1, db = ib >= 0 ? bs->d[ib] : 1;
+    if (da != db && da != 1 && db != 1)
+      return dd_fail(err, DD_ESHAPE, "A %s and B %s: batch dims do not broadcast",
+                     dd_shape_str(as, sa_buf, sizeof sa_buf),
+                     dd_shape_str(bs, sb_buf, sizeof sb_buf));
+    g->dims[i] = da == 1 ? db : da;
+    g->sa[i] = da == 1 ? 0 : stride_a;
+    g->sb[i] = db == 1 ? 0 : stride_b;
+    stride_a *= da;
+    stride_b *= db;
+    g->batch *= g->dims[i];
+  }
+  g->y.ndim = 0;
+  for (int i = 0; i < g->nb; i++) g->y.d[g->y.ndim++] = g->dims[i];
+  if (as->ndim >= 2) g->y.d[g->y.ndim++] = g->m;
+  if (bs->ndim >= 2) g->y.d[g->y.ndim++] = g->n;
+  return DD_OK;
+}
+
+static int matmul_infer(const dd_node *node, const dd_tensor *const *in, dd_tensor *const *out,
+                        size_t *scratch, dd_err *err) {
+  if (node->n_in != 2 || !in[0] || !in[1]) return dd_fail(err, DD_EFORMAT, "needs inputs A and B");
+  if (in[0]->dtype != DD_F32 || in[1]->dtype != DD_F32)
+    return dd_fail(err, DD_EUNSUPPORTED, "inputs must be float32");
+  mm_geom g;
+  int rc = mm_geometry(&in[0]->shape, &in[1]->shape, &g, err);
+  if (rc) return rc;
+  if (node->n_out != 1) return dd_fail(err, DD_EFORMAT, "has %d outputs, expected 1", node->n_out);
+  if (out[0]) {
+    out[0]->dtype = DD_F32;
+    out[0]->shape = g.y;
+  }
+  *scratch = 0;
+  return DD_OK;
+}
+
+/* Matrix offsets of A and B for batch index b of Y. */
+static void mm_offsets(const mm_geom *g, int64_t b, int64_t *oa, int64_t *ob) {
+  *oa = *ob = 0;
+  for (int i = g->nb - 1; i >= 0; i--) {
+    int64_t idx = b % g->dims[i];
+    b /= g->dims[i];
+    *oa += idx * g->sa[i];
+    *ob += idx * g->sb[i];
+  }
+}
+
+/* B shared by every batch and A not broadcast: the batches stack into one tall product. */
+static int mm_stacked(const mm_geom *g) {
+  for (int i = 0; i < g->nb; i++)
+    if (g->sb[i] != 0 || (g->dims[i] > 1 && g->sa[i] == 0)) return 0;
+  return 1;
+}
+
+static void matmul_forward(const dd_node *node, const dd_tensor *const *in,
+                           dd_tensor *const *out, void *scratch) {
+  if (!out[0]) return;
+  mm_geom g;
+  mm_geometry(&in[0]->shape, &in[1]->shape, &g, NULL);
+  const float *a = dd_f32(in[0]), *b = dd_f32(in[1]);
+  float *y = dd_f32(out[0]);
+  if (g.batch * g.m * g.n == 0) return;
+  if (g.k == 0) {
+    memset(y, 0, (size_t)(g.batch * g.m * g.n) * sizeof *y);
+    return;
+  }
+  int m = (int)g.m, n = (int)g.n, k = (int)g.k;
+  if (mm_stacked(&g) && g.batch * g.m <= INT_MAX) {
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)(g.batch * g.m), n, k, 1.f, a, k,
+                b, n, 0.f, y, n);
+    return;
+  }
+  for (int64_t bi = 0; bi < g.batch; bi++) {
+    int64_t oa, ob;
+    mm_offsets(&g, bi, &oa, &ob);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, n, k, 1.f, a + oa * g.m * g.k, k,
+                b + ob * g.k * g.n, n, 0.f, y + bi * g.m * g.n, n);
+  }
+}
+
+static void matmul_backward(const dd_node *node, const dd_tensor *const *in,
+                            const dd_tensor *const *out, const dd_tensor *const *dout,
+                            dd_tensor *const *din, void *scratch) {
+  if (!dout[0]) return;
+  mm_geom g;
+  mm_geometry(&in[0]->shape, &in[1]->shape, &g, NULL);
+  if (g.batch * g.m * g.n * g.k == 0) return;
+  const float *a = dd_f32(in[0]), *b = dd_f32(in[1]), *dy = dd_f32(dout[0]);
+  float *da = din[0] ? dd_f32(din[0]) : NULL, *db = din[1] ? dd_f32(din[1]) : NULL;
+  int m = (int)g.m, n = (int)g.n, k = (int)g.k;
+  if (mm_stacked(&g) && g.batch * g.m <= INT_MAX) {
+    int rows = (int)(g.batch * g.m);
+    if (da) cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, k, n, 1.f, dy, n, b, n, 1.f, da, k);
+    if (db) cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, k, n, rows, 1.f, a, k, dy, n, 1.f, db, n);
+    return;
+  }
+  /* One batch at a time: broadcast operands collect from several batches in turn. */
+  for (int64_t bi = 0; bi < g.batch; bi++) {
+    int64_t oa, ob;
+    mm_offsets(&g, bi, &oa, &ob);
+    const float *dyb = dy + bi * g.m * g.n;
+    if (da)
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, k, n, 1.f, dyb, n,
+                  b + ob * g.k * g.n, n, 1.f, da + oa * g.m * g.k, k);
+    if (db)
+      cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, k, n, m, 1.f, a + oa * g.m * g.k, k,
+                  dyb, n, 1.f, db + ob * g.k * g.n, n);
+  }
+}
+
+static int64_t matmul_flops(const dd_node *node, const dd_tensor *const *in,
+                            const dd_tensor *const *out) {
+  mm_geom g;
+  if (mm_geometry(&in[0]->shape, &in[1]->shape, &g, NULL)) return 0;
+  return 2 * g.batch * g.m * g.n * g.k;
+}
+
+const dd_op dd_op_MatMul = {"MatMul", matmul_init, matmul_infer, matmul_forward,
+                            matmul_backward, matmul_flops, 0};
