@@ -116,8 +116,8 @@ int cmd_layers(int argc, char **argv) {
          dd_model_value_name(m, bind.value), dd_shape_str(&in_shape, sb, sizeof sb));
   printf("%-*s  %-*s  %-18s %11s %10s  %s\n", name_w, "value", op_w, "op", "shape", "params",
          "MFLOPs", "alias");
-  printf("%-*s  %-*s  %-18s %11s %10s\n", name_w, dd_model_value_name(m, bind.value), op_w,
-         "(input)", dd_shape_str(&in_shape, sb, sizeof sb), "", "");
+  printf("%-*s  %-*s  %s\n", name_w, dd_model_value_name(m, bind.value), op_w, "(input)",
+         dd_shape_str(&in_shape, sb, sizeof sb));
   double total_flops = 0;
   for (int i = 0; i < n_nodes; i++) {
     int runs = dd_plan_node_runs(plan, i);

@@ -102,7 +102,7 @@ int cmd_run(int argc, char **argv) {
   }
   /* The declared input shape, where it is fixed, must match. */
   dd_shape decl = dd_model_input_shape(m);
-  int fits = decl.ndim == 0 || decl.ndim == x->shape.ndim;
+  int fits = decl.ndim < 0 || decl.ndim == x->shape.ndim;
   for (int i = 0; fits && i < decl.ndim; i++) fits = decl.d[i] < 0 || decl.d[i] == x->shape.d[i];
   if (!fits) {
     cli_errorf("%s: shape %s does not fit the model's input '%s' (%s; -1 is any size)", input,

@@ -177,7 +177,7 @@ int cli_input_shape(const dd_model *m, int w, int h, dd_shape *out) {
   int in = dd_model_input(m);
   if (in < 0) return cli_errorf("%s: the model has no data input", dd_model_name(m));
   dd_shape s = dd_model_input_shape(m);
-  if (s.ndim == 0) { /* undeclared: assume an image model */
+  if (s.ndim < 0) { /* rank not declared: assume an image model */
     s.ndim = 4;
     for (int i = 0; i < 4; i++) s.d[i] = -1;
   }
