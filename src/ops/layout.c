@@ -1,0 +1,704 @@
+/* Ops that only move data: Flatten, Reshape, Dropout (inference: the identity), Identity,
+ * Transpose, Pad (constant mode), Squeeze, Unsqueeze.  Forward works on float32 and int64;
+ * the gradient (float32 only) is the inverse movement, accumulated into din.
+ *
+ * Shape operands (Reshape's shape, Squeeze/Unsqueeze's axes, Pad's pads) must be known at
+ * plan time: attributes, or inputs that are initializers or folded from constants. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "ops/common.h"
+
+/* ---- shared helpers ---- */
+
+/* Copies the values of a constant 1-D (or scalar) int64 input into vals[0..*n-1]. */
+static int const_ints(const dd_tensor *t, const char *what, int max, int64_t *vals, int *n,
+                      dd_err *err) {
+  if (t->dtype != DD_I64 || t->shape.ndim > 1)
+    return dd_fail(err, DD_EFORMAT, "%s must be a 1-D int64 tensor", what);
+  if (!t->data)
+    return dd_fail(err, DD_EUNSUPPORTED, "%s must be constant (an initializer or computed from "
+                   "constants), it is computed at run time", what);
+  int64_t k = dd_tensor_numel(t);
+  if (k > max) return dd_fail(err, DD_ELIMIT, "%s has %lld values, at most %d are supported", what,
+                              (long long)k, max);
+  memcpy(vals, t->data, (size_t)k * sizeof *vals);
+  *n = (int)k;
+  return DD_OK;
+}
+
+static int data_input_ok(const dd_node *node, const dd_tensor *const *in, dd_err *err) {
+  if (node->n_in < 1 || !in[0]) return dd_fail(err, DD_EFORMAT, "needs an input");
+  if (in[0]->dtype != DD_F32 && in[0]->dtype != DD_I64)
+    return dd_fail(err, DD_EUNSUPPORTED, "input must be float32 or int64");
+  if (node->n_out < 1) return dd_fail(err, DD_EFORMAT, "needs an output");
+  return DD_OK;
+}
+
+static int no_params_init(dd_node *node, const char *const *known, dd_err *err) {
+  return dd_node_check_attrs(node, known, err);
+}
+
+static int set_out(dd_tensor *const *out, dd_dtype dt, const dd_shape *s, size_t *scratch) {
+  if (out[0]) {
+    out[0]->dtype = dt;
+    out[0]->shape = *s;
+  }
+  *scratch = 0;
+  return DD_OK;
+}
+
+/* Same elements in the same order under another shape. */
+static void copy_forward(const dd_node *node, const dd_tensor *const *in, dd_tensor *const *out,
+                         void *scratch) {
+  if (!out[0]) return;
+  int64_t n = dd_tensor_numel(in[0]);
+  memcpy(out[0]->data, in[0]->data, (size_t)n * dd_dtype_size(in[0]->dtype));
+}
+
+static void copy_backward(const dd_node *node, const dd_tensor *const *in,
+                          const dd_tensor *const *out, const dd_tensor *const *dout,
+                          dd_tensor *const *din, void *scratch) {
+  if (!din[0] || !dout[0] || in[0]->dtype != DD_F32) return;
+  const float *dy = dd_f32(dout[0]);
+  float *dx = dd_f32(din[0]);
+  int64_t n = dd_tensor_numel(in[0]);
+#pragma omp parallel for simd if (n > DD_PAR_MIN) schedule(static)
+  for (int64_t i = 0; i < n; i++) dx[i] += dy[i];
+}
+
+/* Normalizes `axis` in [-rank, rank) (or [-rank, rank] when `end_ok`) into *out. */
+static int norm_axis(int64_t axis, int rank, int end_ok, int *out, dd_err *err) {
+  int hi = rank + (end_ok ? 1 : 0);
+  if (axis < -(int64_t)rank || axis >= hi)
+    return dd_fail(err, DD_EFORMAT, "axis %lld is out of range for %d dims", (long long)axis, rank);
+  *out = (int)(axis < 0 ? axis + rank : axis);
+  return DD_OK;
+}
+
+/* ---- Identity ---- */
+
+static int identity_init(dd_node *node, dd_err *err) {
+  static const char *const known[] = {NULL};
+  return no_params_init(node, known, err);
+}
+
+static int identity_infer(const dd_node *node, const dd_tensor *const *in, dd_tensor *const *out,
+                          size_t *scratch, dd_err *err) {
+  int rc = data_input_ok(node, in, err);
+  if (rc) return rc;
+  return set_out(out, in[0]->dtype, &in[0]->shape, scratch);
+}
+
+const dd_op dd_op_Identity = {"Identity", identity_init, identity_infer, copy_forward,
+                              copy_backward, NULL, 0};
+
+/* ---- Flatten: [d0..d(axis-1)] x [d(axis)..] ---- */
+
+typedef struct axis_params {
+  int64_t axis;
+} axis_params;
+
+static int flatten_init(dd_node *node, dd_err *err) {
+  static const char *const known[] = {"axis", NULL};
+  int rc = dd_node_check_attrs(node, known, err);
+  if (rc) return rc;
+  axis_params *p = malloc(sizeof *p);
+  if (!p) return dd_fail(err, DD_ENOMEM, "out of memory");
+  rc = dd_attr_int(node, "axis", 1, &p->axis, err);
+  if (rc) {
+    free(p);
+    return rc;
+  }
+  node->params = p;
+  return DD_OK;
+}
+
+static int flatten_infer(const dd_node *node, const dd_tensor *const *in, dd_tensor *const *out,
+                         size_t *scratch, dd_err *err) {
+  const axis_params *p = node->params;
+  int rc = data_input_ok(node, in, err);
+  if (rc) return rc;
+  const dd_shape *s = &in[0]->shape;
+  int axis = 0;
+  rc = norm_axis(p->axis, s->ndim, 1, &axis, err);
+  if (rc) return rc;
+  dd_shape o = {.ndim = 2, .d = {1, 1}};
+  for (int i = 0; i < s->ndim; i++) o.d[i < axis ? 0 : 1] *= s->d[i];
+  return set_out(out, in[0]->dtype, &o, scratch);
+}
+
+const dd_op dd_op_Flatten = {"Flatten", flatten_init, flatten_infer, copy_forward, copy_backward,
+                             NULL, 0};
+
+/* ---- Reshape ----
+ * The target shape is the constant second input (opset >= 5) or the `shape` attribute
+ * (opset 1).  0 copies the input's dim at that position unless allowzero=1; one -1 is
+ * inferred from the element count. */
+
+typedef struct reshape_params {
+  int64_t allowzero;
+  int n_attr_shape; /* -1: from the input */
+  int64_t attr_shape[DD_MAX_DIMS];
+} reshape_params;
+
+static int reshape_init(dd_node *node, dd_err *err) {
+  static const char *const known[] = {"allowzero", "shape", NULL};
+  int rc = dd_node_check_attrs(node, known, err);
+  if (rc) return rc;
+  reshape_params *p = calloc(1, sizeof *p);
+  if (!p) return dd_fail(err, DD_ENOMEM, "out of memory");
+  rc = dd_attr_int(node, "allowzero", 0, &p->allowzero, err);
+  if (!rc) rc = dd_attr_ints(node, "shape", DD_MAX_DIMS, p->attr_shape, &p->n_attr_shape, err);
+  if (!rc && p->n_attr_shape < 0 && node->n_in < 2)
+    rc = dd_fail(err, DD_EFORMAT, "Reshape needs a shape input");
+  if (rc) {
+    free(p);
+    return rc;
+  }
+  node->params = p;
+  return DD_OK;
+}
+
+static int reshape_infer(const dd_node *node, const dd_tensor *const *in, dd_tensor *const *out,
+                         size_t *scratch, dd_err *err) {
+  const reshape_params *p = node->params;
+  char s1[128], s2[128];
+  int rc = data_input_ok(node, in, err);
+  if (rc) return rc;
+  int64_t sh[DD_MAX_DIMS];
+  int n = p->n_attr_shape;
+  if (n >= 0) {
+    memcpy(sh, p->attr_shape, sizeof sh);
+  } else {
+    if (!in[1]) return dd_fail(err, DD_EFORMAT, "Reshape needs a shape input");
+    rc = const_ints(in[1], "the shape input", DD_MAX_DIMS, sh, &n, err);
+    if (rc) return rc;
+  }
+  const dd_shape *is = &in[0]->shape;
+  dd_shape o = {.ndim = n};
+  int infer_at = -1;
+  int64_t known = 1;
+  for (int i = 0; i < n; i++) {
+    int64_t d = sh[i];
+    if (d == 0 && !p->allowzero) {
+      if (i >= is->ndim)
+        return dd_fail(err, DD_ESHAPE, "shape[%d] = 0 copies input dim %d, but the input %s has "
+                       "only %d dims", i, i, dd_shape_str(is, s1, sizeof s1), is->ndim);
+      d = is->d[i];
+    }
+    if (d == -1) {
+      if (infer_at >= 0) return dd_fail(err, DD_ESHAPE, "shape has more than one -1");
+      infer_at = i;
+      continue;
+    }
+    if (d < 0) return dd_fail(err, DD_ESHAPE, "shape[%d] = %lld is negative", i, (long long)d);
+    o.d[i] = d;
+    if (d && known > INT64_MAX / d) return dd_fail(err, DD_ELIMIT, "shape is too large");
+    known *= d;
+  }
+  int64_t numel = dd_tensor_numel(in[0]);
+  if (infer_at >= 0) {
+    if (known == 0 || numel % known)
+      return dd_fail(err, DD_ESHAPE, "cannot infer the -1 of the shape: %lld elements are not "
+                     "a multiple of %lld", (long long)numel, (long long)known);
+    o.d[infer_at] = numel / known;
+    known = numel;
+  }
+  if (known != numel)
+    return dd_fail(err, DD_ESHAPE, "cannot reshape %s (%lld elements) to %s",
+                   dd_shape_str(is, s1, sizeof s1), (long long)numel,
+                   dd_shape_str(&o, s2, sizeof s2));
+  return set_out(out, in[0]->dtype, &o, scratch);
+}
+
+const dd_op dd_op_Reshape = {"Reshape", reshape_init, reshape_infer, copy_forward, copy_backward,
+                             NULL, 0};
+
+/* ---- Dropout: inference only, so the identity ----
+ * The optional mask output is all ones ("keep"): bool in ONNX since opset 10, held as
+ * int64 here; before opset 10 it has the input's type. */
+
+static int dropout_init(dd_node *node, dd_err *err) {
+  static const char *const known[] = {"ratio", "seed", "is_test", NULL};
+  if (node->n_in < 1 || node->n_in > 3)
+    return dd_fail(err, DD_EFORMAT, "Dropout takes 1 to 3 inputs, got %d", node->n_in);
+  return dd_node_check_attrs(node, known, err);
+}
+
+static int dropout_infer(const dd_node *node, const dd_tensor *const *in, dd_tensor *const *out,
+                         size_t *scratch, dd_err *err) {
+  int rc = data_input_ok(node, in, err);
+  if (rc) return rc;
+  if (node->n_in > 2 && in[2]) {
+    const dd_tensor *t = in[2];
+    if (!t->data || dd_tensor_numel(t) != 1)
+      return dd_fail(err, DD_EUNSUPPORTED, "Dropout's training_mode must be a constant scalar");
+    int on = t->dtype == DD_I64 ? dd_i64(t)[0] != 0 : dd_f32(t)[0] != 0.f;
+    if (on)
+      return dd_fail(err, DD_EUNSUPPORTED, "Dropout with training_mode=true is not supported; "
+                     "only inference (the identity) is");
+  }
+  if (node->n_out > 1 && out[1]) {
+    out[1]->dtype = node->opset > 0 && node->opset < 10 ? in[0]->dtype : DD_I64;
+    out[1]->shape = in[0]->shape;
+  }
+  return set_out(out, in[0]->dtype, &in[0]->shape, scratch);
+}
+
+static void dropout_forward(const dd_node *node, const dd_tensor *const *in,
+                            dd_tensor *const *out, void *scratch) {
+  copy_forward(node, in, out, scratch);
+  if (node->n_out > 1 && out[1]) {
+    int64_t n = dd_tensor_numel(out[1]);
+    if (out[1]->dtype == DD_F32)
+      for (int64_t i = 0; i < n; i++) dd_f32(out[1])[i] = 1.f;
+    else
+      for (int64_t i = 0; i < n; i++) dd_i64(out[1])[i] = 1;
+  }
+}
+
+const dd_op dd_op_Dropout = {"Dropout", dropout_init, dropout_infer, dropout_forward,
+                             copy_backward, NULL, 0};
+
+/* ---- Squeeze / Unsqueeze ----
+ * Axes are an attribute before opset 13 and a constant input from 13 on; the node's own
+ * form decides. */
+
+typedef struct axes_params {
+  int n_axes; /* -1: none in the attributes */
+  int64_t axes[DD_MAX_DIMS];
+} axes_params;
+
+static int axes_init(dd_node *node, dd_err *err) {
+  static const char *const known[] = {"axes", NULL};
+  int rc = dd_node_check_attrs(node, known, err);
+  if (rc) return rc;
+  axes_params *p = calloc(1, sizeof *p);
+  if (!p) return dd_fail(err, DD_ENOMEM, "out of memory");
+  rc = dd_attr_ints(node, "axes", DD_MAX_DIMS, p->axes, &p->n_axes, err);
+  if (!rc && p->n_axes >= 0 && node->n_in > 1 && node->in[1] >= 0)
+    rc = dd_fail(err, DD_EFORMAT, "axes given both as attribute and as input");
+  if (!rc && node->n_in > 2)
+    rc = dd_fail(err, DD_EFORMAT, "takes at most 2 inputs, got %d", node->n_in);
+  if (rc) {
+    free(p);
+    return rc;
+  }
+  node->params = p;
+  return DD_OK;
+}
+
+/* The axes of the node, *n = -1 when it has none. */
+static int node_axes(const dd_node *node, const dd_tensor *const *in, int64_t *axes, int *n,
+                     dd_err *err) {
+  const axes_params *p = node->params;
+  *n = p->n_axes;
+  memcpy(axes, p->axes, sizeof p->axes);
+  if (node->n_in > 1 && in[1]) return const_ints(in[1], "the axes input", DD_MAX_DIMS, axes, n, err);
+  return DD_OK;
+}
+
+static int squeeze_infer(const dd_node *node, const dd_tensor *const *in, dd_tensor *const *out,
+                         size_t *scratch, dd_err *err) {
+  char sb[128];
+  int rc = data_input_ok(node, in, err);
+  if (rc) return rc;
+  int64_t axes[DD_MAX_DIMS];
+  int n;
+  rc = node_axes(node, in, axes, &n, err);
+  if (rc) return rc;
+  const dd_shape *s = &in[0]->shape;
+  unsigned char drop[DD_MAX_DIMS] = {0};
+  if (n < 0) { /* every dim of size 1 */
+    for (int i = 0; i < s->ndim; i++) drop[i] = s->d[i] == 1;
+  } else {
+    for (int k = 0; k < n; k++) {
+      int a = 0;
+      rc = norm_axis(axes[k], s->ndim, 0, &a, err);
+      if (rc) return rc;
+      if (s->d[a] != 1)
+        return dd_fail(err, DD_ESHAPE, "cannot squeeze axis %lld of shape %s: its size is not 1",
+                       (long long)axes[k], dd_shape_str(s, sb, sizeof sb));
+      drop[a] = 1;
+    }
+  }
+  dd_shape o = {0};
+  for (int i = 0; i < s->ndim; i++)
+    if (!drop[i]) o.d[o.ndim++] = s->d[i];
+  return set_out(out, in[0]->dtype, &o, scratch);
+}
+
+static int unsqueeze_infer(const dd_node *node, const dd_tensor *const *in,
+                           dd_tensor *const *out, size_t *scratch, dd_err *err) {
+  int rc = data_input_ok(node, in, err);
+  if (rc) return rc;
+  int64_t axes[DD_MAX_DIMS];
+  int n;
+  rc = node_axes(node, in, axes, &n, err);
+  if (rc) return rc;
+  if (n < 0) return dd_fail(err, DD_EFORMAT, "Unsqueeze needs axes");
+  const dd_shape *s = &in[0]->shape;
+  int rank = s->ndim + n;
+  if (rank > DD_MAX_DIMS)
+    return dd_fail(err, DD_ELIMIT, "the result would have %d dims, at most %d are supported",
+                   rank, DD_MAX_DIMS);
+  unsigned char ins[DD_MAX_DIMS] = {0};
+  for (int k = 0; k < n; k++) {
+    int a = 0;
+    rc = norm_axis(axes[k], rank, 0, &a, err);
+    if (rc) return rc;
+    if (ins[a]) return dd_fail(err, DD_EFORMAT, "axis %lld is repeated", (long long)axes[k]);
+    ins[a] = 1;
+  }
+  dd_shape o = {.ndim = rank};
+  for (int i = 0, j = 0; i < rank; i++) o.d[i] = ins[i] ? 1 : s->d[j++];
+  return set_out(out, in[0]->dtype, &o, scratch);
+}
+
+const dd_op dd_op_Squeeze = {"Squeeze", axes_init, squeeze_infer, copy_forward, copy_backward,
+                             NULL, 0};
+const dd_op dd_op_Unsqueeze = {"Unsqueeze", axes_init, unsqueeze_infer, copy_forward,
+                               copy_backward, NULL, 0};
+
+/* ---- Transpose ----
+ * The output is walked in rows of its innermost dim after dropping size-1 dims and merging
+ * output dims that are also neighbours, in order, in the input. */
+
+typedef struct transpose_params {
+  int n_perm; /* -1: reverse the dims */
+  int64_t perm[DD_MAX_DIMS];
+} transpose_params;
+
+static int transpose_init(dd_node *node, dd_err *err) {
+  static const char *const known[] = {"perm", NULL};
+  int rc = dd_node_check_attrs(node, known, err);
+  if (rc) return rc;
+  transpose_params *p = calloc(1, sizeof *p);
+  if (!p) return dd_fail(err, DD_ENOMEM, "out of memory");
+  rc = dd_attr_ints(node, "perm", DD_MAX_DIMS, p->perm, &p->n_perm, err);
+  if (rc) {
+    free(p);
+    return rc;
+  }
+  node->params = p;
+  return DD_OK;
+}
+
+static void node_perm(const dd_node *node, int rank, int *perm) {
+  const transpose_params *p = node->params;
+  for (int i = 0; i < rank; i++) perm[i] = p->n_perm < 0 ? rank - 1 - i : (int)p->perm[i];
+}
+
+static int transpose_infer(const dd_node *node, const dd_tensor *const *in,
+                           dd_tensor *const *out, size_t *scratch, dd_err *err) {
+  const transpose_params *p = node->params;
+  int rc = data_input_ok(node, in, err);
+  if (rc) return rc;
+  const dd_shape *s = &in[0]->shape;
+  if (p->n_perm >= 0 && p->n_perm != s->ndim)
+    return dd_fail(err, DD_ESHAPE, "perm has %d values but the input has %d dims", p->n_perm,
+                   s->ndim);
+  unsigned char seen[DD_MAX_DIMS] = {0};
+  for (int i = 0; i < p->n_perm; i++) {
+    if (p->perm[i] < 0 || p->perm[i] >= s->ndim || seen[p->perm[i]])
+      return dd_fail(err, DD_EFORMAT, "perm is not a permutation of 0..%d", s->ndim - 1);
+    seen[p->perm[i]] = 1;
+  }
+  int perm[DD_MAX_DIMS];
+  node_perm(node, s->ndim, perm);
+  dd_shape o = {.ndim = s->ndim};
+  for (int i = 0; i < s->ndim; i++) o.d[i] = s->d[perm[i]];
+  return set_out(out, in[0]->dtype, &o, scratch);
+}
+
+/* Merged output dims with the input stride of each. */
+typedef struct moves {
+  int nd;
+  int64_t d[DD_MAX_DIMS], xs[DD_MAX_DIMS];
+  int64_t rows, inner, ixs; /* rows of `inner` elements, input stride along a row */
+} moves;
+
+static void transpose_moves(const dd_node *node, const dd_shape *s, moves *m) {
+  int perm[DD_MAX_DIMS];
+  node_perm(node, s->ndim, perm);
+  int64_t st[DD_MAX_DIMS], acc = 1;
+  for (int i = s->ndim - 1; i >= 0; i--) {
+    st[i] = acc;
+    acc *= s->d[i];
+  }
+  m->nd = 0;
+  int prev = -2;
+  for (int i = 0; i < s->ndim; i++) {
+    int a = perm[i];
+    if (s->d[a] == 1) continue;
+    if (m->nd && a == prev + 1) {
+      m->d[m->nd - 1] *= s->d[a];
+      m->xs[m->nd - 1] = st[a];
+    } else {
+      m->d[m->nd] = s->d[a];
+      m->xs[m->nd++] = st[a];
+    }
+    prev = a;
+  }
+  if (m->nd == 0) {
+    m->nd = 1;
+    m->d[0] = 1;
+    m->xs[0] = 1;
+  }
+  m->inner = m->d[m->nd - 1];
+  m->ixs = m->xs[m->nd - 1];
+  m->rows = m->inner ? dd_shape_numel(s) / m->inner : 0;
+}
+
+static inline int64_t row_offset(const moves *m, int64_t row) {
+  int64_t off = 0;
+  for (int i = m->nd - 2; i >= 0; i--) {
+    off += (row % m->d[i]) * m->xs[i];
+    row /= m->d[i];
+  }
+  return off;
+}
+
+#define TRANSPOSE_ROWS(T)                                                        \
+  do {                                                                           \
+    const T *x = (const T *)in[0]->data;                                         \
+    T *y = (T *)out[0]->data;                                                    \
+    _Pragma("omp parallel for if (total > DD_PAR_MIN) schedule(static)")         \
+    for (int64_t r = 0; r < m.rows; r++) {                                       \
+      const T *xr = x + row_offset(&m, r);                                       \
+      T *yr = y + r * m.inner;                                                   \
+      for (int64_t j = 0; j < m.inner; j++) yr[j] = xr[j * m.ixs];               \
+    }                                                                            \
+  } while (0)
+
+static void transpose_forward(const dd_node *node, const dd_tensor *const *in,
+                              dd_tensor *const *out, void *scratch) {
+  if (!out[0]) return;
+  moves m;
+  transpose_moves(node, &in[0]->shape, &m);
+  int64_t total = dd_tensor_numel(in[0]);
+  if (in[0]->dtype == DD_F32) TRANSPOSE_ROWS(float);
+  else TRANSPOSE_ROWS(int64_t);
+}
+
+static void transpose_backward(const dd_node *node, const dd_tensor *const *in,
+                               const dd_tensor *const *out, const dd_tensor *const *dout,
+                               dd_tensor *const *din, void *scratch) {
+  if (!din[0] || !dout[0] || in[0]->dtype != DD_F32) return;
+  moves m;
+  transpose_moves(node, &in[0]->shape, &m);
+  int64_t total = dd_tensor_numel(in[0]);
+  const float *dy = dd_f32(dout[0]);
+  float *dx = dd_f32(din[0]);
+  /* Each output element comes from one input element: the rows write disjoint places. */
+#pragma omp parallel for if (total > DD_PAR_MIN) schedule(static)
+  for (int64_t r = 0; r < m.rows; r++) {
+    float *xr = dx + row_offset(&m, r);
+    const float *yr = dy + r * m.inner;
+    for (int64_t j = 0; j < m.inner; j++) xr[j * m.ixs] += yr[j];
+  }
+}
+
+const dd_op dd_op_Transpose = {"Transpose", transpose_init, transpose_infer, transpose_forward,
+                               transpose_backward, NULL, 0};
+
+/* ---- Pad (constant mode) ----
+ * pads = [x1_begin, x2_begin, ..., x1_end, x2_end, ...]; negative pads crop.  Before opset
+ * 11 pads and value are attributes (`paddings` in opset 1); from 11 on they are inputs, pads
+ * constant, and from 18 an optional axes input says which dims the pads are for. */
+
+typedef struct pad_params {
+  int n_pads; /* -1: from the input */
+  int64_t pads[2 * DD_MAX_DIMS];
+  float value;
+} pad_params;
+
+static int pad_init(dd_node *node, dd_err *err) {
+  static const char *const known[] = {"mode", "pads", "paddings", "value", NULL};
+  int rc = dd_node_check_attrs(node, known, err);
+  if (rc) return rc;
+  const char *mode;
+  rc = dd_attr_string(node, "mode", "constant", &mode, err);
+  if (rc) return rc;
+  if (strcmp(mode, "constant") != 0)
+    return dd_fail(err, DD_EUNSUPPORTED, "Pad mode '%s' is not supported (only 'constant')", mode);
+  pad_params *p = calloc(1, sizeof *p);
+  if (!p) return dd_fail(err, DD_ENOMEM, "out of memory");
+  const char *name = dd_node_attr(node, "pads") ? "pads" : "paddings";
+  rc = dd_attr_ints(node, name, 2 * DD_MAX_DIMS, p->pads, &p->n_pads, err);
+  if (!rc) rc = dd_attr_float(node, "value", 0.f, &p->value, err);
+  if (!rc && p->n_pads < 0 && node->n_in < 2)
+    rc = dd_fail(err, DD_EFORMAT, "Pad needs pads (an attribute before opset 11, an input after)");
+  if (!rc && p->n_pads >= 0 && node->n_in > 1)
+    rc = dd_fail(err, DD_EFORMAT, "pads given both as attribute and as input");
+  if (!rc && node->n_in > 4) rc = dd_fail(err, DD_EFORMAT, "Pad takes at most 4 inputs");
+  if (rc) {
+    free(p);
+    return rc;
+  }
+  node->params = p;
+  return DD_OK;
+}
+
+/* Begin and end pads per dim of the input. */
+static int pad_resolve(const dd_node *node, const dd_tensor *const *in, int64_t *begin,
+                       int64_t *end, dd_err *err) {
+  const pad_params *p = node->params;
+  int rank = in[0]->shape.ndim;
+  int64_t pads[2 * DD_MAX_DIMS];
+  int n = p->n_pads;
+  memcpy(pads, p->pads, sizeof pads);
+  if (n < 0) {
+    if (!in[1]) return dd_fail(err, DD_EFORMAT, "Pad needs pads");
+    int rc = const_ints(in[1], "the pads input", 2 * DD_MAX_DIMS, pads, &n, err);
+    if (rc) return rc;
+  }
+  int64_t axes[DD_MAX_DIMS];
+  int na = rank;
+  for (int i = 0; i < rank; i++) axes[i] = i;
+  if (node->n_in > 3 && in[3]) {
+    int rc = const_ints(in[3], "the axes input", DD_MAX_DIMS, axes, &na, err);
+    if (rc) return rc;
+  }
+  if (n != 2 * na)
+    return dd_fail(err, DD_ESHAPE, "pads has %d values, expected %d (2 per padded dim)", n, 2 * na);
+  for (int i = 0; i < rank; i++) begin[i] = end[i] = 0;
+  unsigned char seen[DD_MAX_DIMS] = {0};
+  for (int k = 0; k < na; k++) {
+    int a = 0;
+    int rc = norm_axis(axes[k], rank, 0, &a, err);
+    if (rc) return rc;
+    if (seen[a]) return dd_fail(err, DD_EFORMAT, "axis %lld is repeated", (long long)axes[k]);
+    seen[a] = 1;
+    begin[a] = pads[k];
+    end[a] = pads[na + k];
+  }
+  return DD_OK;
+}
+
+static int pad_infer(const dd_node *node, const dd_tensor *const *in, dd_tensor *const *out,
+                     size_t *scratch, dd_err *err) {
+  int rc = data_input_ok(node, in, err);
+  if (rc) return rc;
+  int64_t begin[DD_MAX_DIMS], end[DD_MAX_DIMS];
+  rc = pad_resolve(node, in, begin, end, err);
+  if (rc) return rc;
+  if (node->n_in > 2 && in[2]) {
+    const dd_tensor *v = in[2];
+    if (v->dtype != in[0]->dtype || dd_tensor_numel(v) != 1)
+      return dd_fail(err, DD_EFORMAT, "constant_value must be a scalar of the input's type");
+    if (!v->data)
+      return dd_fail(err, DD_EUNSUPPORTED, "constant_value must be constant, it is computed at "
+                     "run time");
+  }
+  const dd_shape *s = &in[0]->shape;
+  dd_shape o = {.ndim = s->ndim};
+  for (int i = 0; i < s->ndim; i++) {
+    int64_t d = s->d[i] + begin[i] + end[i];
+    if (begin[i] > INT64_MAX / 4 || end[i] > INT64_MAX / 4 || d < 0)
+      return dd_fail(err, DD_ESHAPE, "pads %lld, %lld on a dim of %lld give a negative size",
+                     (long long)begin[i], (long long)end[i], (long long)s->d[i]);
+    o.d[i] = d;
+  }
+  return set_out(out, in[0]->dtype, &o, scratch);
+}
+
+/* One output row (innermost dim): where its input row starts (-1: all padding) and which
+ * output positions [lo, hi) come from it. */
+typedef struct pad_geom {
+  int rank;
+  int64_t begin[DD_MAX_DIMS], in_d[DD_MAX_DIMS], out_d[DD_MAX_DIMS], xs[DD_MAX_DIMS];
+  int64_t rows, inner, lo, hi;
+} pad_geom;
+
+static void pad_geometry(const dd_node *node, const dd_tensor *const *in, const dd_shape *os,
+                         pad_geom *g) {
+  int64_t end[DD_MAX_DIMS];
+  pad_resolve(node, in, g->begin, end, NULL);
+  const dd_shape *s = &in[0]->shape;
+  g->rank = s->ndim;
+  int64_t acc = 1;
+  for (int i = s->ndim - 1; i >= 0; i--) {
+    g->in_d[i] = s->d[i];
+    g->out_d[i] = os->d[i];
+    g->xs[i] = acc;
+    acc *= s->d[i];
+  }
+  if (s->ndim == 0) { /* a scalar: one row of one element, nothing padded */
+    g->inner = 1, g->rows = 1, g->lo = 0, g->hi = 1;
+    return;
+  }
+  int last = s->ndim - 1;
+  g->inner = os->d[last];
+  g->rows = g->inner ? dd_shape_numel(os) / g->inner : 0;
+  int64_t b = g->begin[last], lo = b > 0 ? b : 0, hi = b + s->d[last];
+  if (hi > g->inner) hi = g->inner;
+  if (hi < lo) hi = lo;
+  g->lo = lo;
+  g->hi = hi;
+}
+
+/* 0 when output row `row` lies in the padding; else 1 and *src such that output position j
+ * of the row reads input element *src + j (for j in [lo, hi)). */
+static inline int pad_row_src(const pad_geom *g, int64_t row, int64_t *src) {
+  int64_t off = 0;
+  for (int i = g->rank - 2; i >= 0; i--) {
+    int64_t o = row % g->out_d[i], s = o - g->begin[i];
+    row /= g->out_d[i];
+    if (s < 0 || s >= g->in_d[i]) return 0;
+    off += s * g->xs[i];
+  }
+  *src = g->rank ? off - g->begin[g->rank - 1] : 0;
+  return 1;
+}
+
+#define PAD_ROWS(T, VALUE)                                                       \
+  do {                                                                           \
+    const T *x = (const T *)in[0]->data;                                         \
+    T *y = (T *)out[0]->data;                                                    \
+    const T v = (VALUE);                                                         \
+    _Pragma("omp parallel for if (total > DD_PAR_MIN) schedule(static)")         \
+    for (int64_t r = 0; r < g.rows; r++) {                                       \
+      T *yr = y + r * g.inner;                                                   \
+      int64_t src = 0;                                                           \
+      int in_ = pad_row_src(&g, r, &src);                                        \
+      int64_t lo = in_ ? g.lo : g.inner, hi = in_ ? g.hi : g.inner;              \
+      for (int64_t j = 0; j < lo; j++) yr[j] = v;                                \
+      for (int64_t j = lo; j < hi; j++) yr[j] = x[src + j];                      \
+      for (int64_t j = hi; j < g.inner; j++) yr[j] = v;                          \
+    }                                                                            \
+  } while (0)
+
+static void pad_forward(const dd_node *node, const dd_tensor *const *in, dd_tensor *const *out,
+                        void *scratch) {
+  if (!out[0]) return;
+  const pad_params *p = node->params;
+  pad_geom g;
+  pad_geometry(node, in, &out[0]->shape, &g);
+  int64_t total = dd_tensor_numel(out[0]);
+  const dd_tensor *cv = node->n_in > 2 ? in[2] : NULL;
+  if (in[0]->dtype == DD_F32) PAD_ROWS(float, cv ? dd_f32(cv)[0] : p->value);
+  else PAD_ROWS(int64_t, cv ? dd_i64(cv)[0] : (int64_t)p->value);
+}
+
+static void pad_backward(const dd_node *node, const dd_tensor *const *in,
+                         const dd_tensor *const *out, const dd_tensor *const *dout,
+                         dd_tensor *const *din, void *scratch) {
+  if (!din[0] || !dout[0] || in[0]->dtype != DD_F32) return;
+  pad_geom g;
+  pad_geometry(node, in, &dout[0]->shape, &g);
+  int64_t total = dd_tensor_numel(dout[0]);
+  const float *dy = dd_f32(dout[0]);
+  float *dx = dd_f32(din[0]);
+  /* Every input element lands in at most one output place: rows write disjoint places. */
+#pragma omp parallel for if (total > DD_PAR_MIN) schedule(static)
+  for (int64_t r = 0; r < g.rows; r++) {
+    int64_t src;
+    if (!pad_row_src(&g, r, &src)) continue;
+    const float *yr = dy + r * g.inner;
+    for (int64_t j = g.lo; j < g.hi; j++) dx[src + j] += yr[j];
+  }
+}
+
+const dd_op dd_op_Pad = {"Pad", pad_init, pad_infer, pad_forward, pad_backward, NULL, 0};
