@@ -206,13 +206,19 @@ static hc_status run_set(run_state *s, const char *set_dir, int const_rest, doub
     return setf(reason, size, HC_FAIL, "too many graph inputs or outputs for the runner");
   dd_binding bind[MAX_IO];
   for (int i = 0; i < m->n_inputs; i++) {
-    int type;
+    /* Inputs are read as the library reads tensors (double as float32, int32 as int64),
+     * matching how dd_model_load declared them. */
     snprintf(path, sizeof path, "%s/input_%d.pb", set_dir, i);
-    int rc = load_pb(path, &s->in[i], &type, &err);
-    if (!rc && !s->in[i])
-      rc = dd_fail(&err, DD_EFORMAT, "%s: element type %s, but the model loaded this input",
-                   path, onnx_type_name(type));
+    int rc = dd_tensor_load_pb(path, &s->in[i], NULL, &err);
     if (rc) return setf(reason, size, HC_FAIL, "%s", err.msg);
+    if (s->in[i]->dtype != m->values[m->inputs[i]].dtype) {
+      char tmp[HC_REASON_MAX];
+      snprintf(tmp, sizeof tmp, "%s: holds %s but the model declares %s", path,
+               dd_dtype_name(s->in[i]->dtype), dd_dtype_name(m->values[m->inputs[i]].dtype));
+      dd_tensor_free(s->in[i]);
+      s->in[i] = NULL;
+      return setf(reason, size, HC_FAIL, "%s", tmp);
+    }
     s->n_in = i + 1;
     /* int64 inputs are shapes, axes and indices: constants folded at plan time. */
     int as_const = s->in[i]->dtype == DD_I64 || (const_rest && i > 0);

@@ -9,7 +9,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
+#include "dream/tensor.h"
 #include "helper_conformance.h"
 
 static void free_cases(struct criterion_test_params *p) { cr_free(p->params); }
@@ -47,4 +50,55 @@ Test(conformance, testdata_present) {
             hc_node_dir());
   /* libonnx-testdata 1.12 has 217 cases made only of our operators */
   cr_assert(n >= 200, "only %d in-scope cases under %s", n, hc_node_dir());
+}
+
+/* The runner itself: a copy of test_relu passes, and the same case with one expected value
+ * nudged by 1e-2 relative fails, naming the element. */
+static void copy_file(const char *from, const char *to) {
+  FILE *in = fopen(from, "rb"), *out = fopen(to, "wb");
+  cr_assert(in && out, "cannot copy %s to %s", from, to);
+  char buf[4096];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof buf, in)) > 0) cr_assert_eq(fwrite(buf, 1, n, out), n);
+  fclose(in);
+  fclose(out);
+}
+
+Test(conformance, runner_detects_a_wrong_value) {
+  char src[1024], dir[] = "/tmp/dream_conformance_XXXXXX", a[1200], b[1200], reason[HC_REASON_MAX];
+  snprintf(src, sizeof src, "%s/test_relu", hc_node_dir());
+  cr_assert(mkdtemp(dir));
+  snprintf(a, sizeof a, "%s/model.onnx", src);
+  snprintf(b, sizeof b, "%s/model.onnx", dir);
+  copy_file(a, b);
+  snprintf(b, sizeof b, "%s/test_data_set_0", dir);
+  cr_assert_eq(mkdir(b, 0755), 0);
+  snprintf(a, sizeof a, "%s/test_data_set_0/input_0.pb", src);
+  snprintf(b, sizeof b, "%s/test_data_set_0/input_0.pb", dir);
+  copy_file(a, b);
+  snprintf(a, sizeof a, "%s/test_data_set_0/output_0.pb", src);
+  snprintf(b, sizeof b, "%s/test_data_set_0/output_0.pb", dir);
+  copy_file(a, b);
+  cr_assert_eq(hc_run_case(dir, reason, sizeof reason), HC_PASS, "%s", reason);
+
+  dd_tensor *y = NULL;
+  char *name = NULL;
+  dd_err err = {0};
+  cr_assert_eq(dd_tensor_load_pb(a, &y, &name, &err), DD_OK, "%s", err.msg);
+  dd_f32(y)[7] = dd_f32(y)[7] * 1.01f + 0.01f;
+  cr_assert_eq(dd_tensor_save_pb(b, y, name, &err), DD_OK, "%s", err.msg);
+  hc_status st = hc_run_case(dir, reason, sizeof reason);
+  cr_log_info("%s", reason);
+  cr_assert_eq(st, HC_FAIL, "a wrong value went unnoticed: %s", reason);
+  cr_assert(strstr(reason, "1 of 60 elements") && strstr(reason, "worst at [0,1,2]"), "%s", reason);
+  dd_tensor_free(y);
+  free(name);
+  unlink(b);
+  snprintf(b, sizeof b, "%s/test_data_set_0/input_0.pb", dir);
+  unlink(b);
+  snprintf(b, sizeof b, "%s/test_data_set_0", dir);
+  rmdir(b);
+  snprintf(b, sizeof b, "%s/model.onnx", dir);
+  unlink(b);
+  rmdir(dir);
 }
