@@ -1,0 +1,563 @@
+/* Constants and the int64 shape arithmetic exporters emit around reshapes: Constant, Shape,
+ * Gather, Slice, Cast.  Constant and Shape are folded at plan time; Gather and Slice also
+ * move float data and have gradients w.r.t. it. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ops/common.h"
+
+static int normalize_axis(int64_t axis, int rank, int *out, dd_err *err) {
+  if (axis < -(int64_t)rank || axis >= rank)
+    return dd_fail(err, DD_EFORMAT, "axis %lld is out of range for %d dims", (long long)axis, rank);
+  *out = (int)(axis < 0 ? axis + rank : axis);
+  return DD_OK;
+}
+
+/* ---- Constant ----
+ * The value is the `value` tensor attribute, or one of value_float(s) / value_int(s); the
+ * latter are copied into a tensor living in params (one allocation, freed with free()). */
+
+typedef struct const_params {
+  const dd_tensor *value; /* the attribute's tensor, or `own` */
+  dd_tensor own;
+  int64_t data[]; /* own.data: the attribute's values as float or int64 */
+} const_params;
+
+static int constant_init(dd_node *node, dd_err *err) {
+  static const char *const known[] = {"value", "value_float", "value_floats", "value_int",
+                                      "value_ints", NULL};
+  static const char *const unsupported[] = {"sparse_value", "value_string", "value_strings"};
+  for (size_t k = 0; k < sizeof unsupported / sizeof *unsupported; k++)
+    if (dd_node_attr(node, unsupported[k]))
+      return dd_fail(err, DD_EUNSUPPORTED, "Constant with '%s' is not supported (only float "
+                     "and integer tensors)", unsupported[k]);
+  int rc = dd_node_check_attrs(node, known, err);
+  if (rc) return rc;
+  if (node->n_attr != 1)
+    return dd_fail(err, DD_EFORMAT, "Constant needs exactly one value attribute, it has %d",
+                   node->n_attr);
+  const dd_attr *a = &node->attrs[0];
+  int64_t n = 1;
+  int want;
+  dd_dtype dt;
+  if (!strcmp(a->name, "value")) want = DD_ATTR_TENSOR, dt = DD_F32;
+  else if (!strcmp(a->name, "value_float")) want = DD_ATTR_FLOAT, dt = DD_F32;
+  else if (!strcmp(a->name, "value_int")) want = DD_ATTR_INT, dt = DD_I64;
+  else if (!strcmp(a->name, "value_floats")) want = DD_ATTR_FLOATS, dt = DD_F32, n = a->n;
+  else want = DD_ATTR_INTS, dt = DD_I64, n = a->n;
+  if (a->type != want || (want == DD_ATTR_TENSOR && !a->t))
+    return dd_fail(err, DD_EFORMAT, "Constant attribute '%s' has the wrong type", a->name);
+  const_params *p = calloc(1, sizeof *p + (size_t)(n ? n : 1) * 8);
+  if (!p) return dd_fail(err, DD_ENOMEM, "out of memory");
+  if (want == DD_ATTR_TENSOR) {
+    p->value = a->t;
+  } else {
+    dd_shape s = {.ndim = want == DD_ATTR_FLOATS || want == DD_ATTR_INTS ? 1 : 0, .d = {n}};
+    p->own = dd_tensor_wrap(dt, &s, p->data);
+    float *f = dd_f32(&p->own);
+    for (int64_t i = 0; i < n; i++) {
+      if (want == DD_ATTR_FLOAT) f[i] = a->f;
+      else if (want == DD_ATTR_FLOATS) f[i] = a->floats[i];
+      else if (want == DD_ATTR_INT) p->data[i] = a->i;
+      else p->data[i] = a->ints[i];
+    }
+    p->value = &p->own;
+  }
+  node->params = p;
+  return DD_OK;
+}
+
+static int constant_infer(const dd_node *node, const dd_tensor *const *in,
+                          dd_tensor *const *out, size_t *scratch, dd_err *err) {
+  const const_params *p = node->params;
+  if (node->n_in != 0) return dd_fail(err, DD_EFORMAT, "Constant takes no inputs");
+  if (node->n_out < 1) return dd_fail(err, DD_EFORMAT, "needs an output");
+  if (out[0]) {
+    out[0]->dtype = p->value->dtype;
+    out[0]->shape = p->value->shape;
+  }
+  *scratch = 0;
+  return DD_OK;
+}
+
+static void constant_forward(const dd_node *node, const dd_tensor *const *in,
+                             dd_tensor *const *out, void *scratch) {
+  const const_params *p = node->params;
+  if (!out[0]) return;
+  memcpy(out[0]->data, p->value->data,
+         (size_t)dd_tensor_numel(p->value) * dd_dtype_size(p->value->dtype));
+}
+
+const dd_op dd_op_Constant = {"Constant", constant_init, constant_infer, constant_forward, NULL,
+                              NULL, 0};
+
+/* ---- Shape: the input's dims [start, end) as int64 (start/end from opset 15) ---- */
+
+typedef struct shape_params {
+  int64_t start, end;
+  int has_end;
+} shape_params;
+
+static int shape_init(dd_node *node, dd_err *err) {
+  static const char *const known[] = {"start", "end", NULL};
+  int rc = dd_node_check_attrs(node, known, err);
+  if (rc) return rc;
+  shape_params *p = calloc(1, sizeof *p);
+  if (!p) return dd_fail(err, DD_ENOMEM, "out of memory");
+  p->has_end = dd_node_attr(node, "end") != NULL;
+  rc = dd_attr_int(node, "start", 0, &p->start, err);
+  if (!rc) rc = dd_attr_int(node, "end", 0, &p->end, err);
+  if (rc) {
+    free(p);
+    return rc;
+  }
+  node->params = p;
+  return DD_OK;
+}
+
+/* ONNX clamps start and end into [0, rank] after adding rank to negative ones. */
+static void shape_range(const dd_node *node, int rank, int *lo, int *hi) {
+  const shape_params *p = node->params;
+  int64_t s = p->start, e = p->has_end ? p->end : rank;
+  if (s < 0) s += rank;
+  if (e < 0) e += rank;
+  s = s < 0 ? 0 : s > rank ? rank : s;
+  e = e < 0 ? 0 : e > rank ? rank : e;
+  *lo = (int)s;
+  *hi = (int)(e > s ? e : s);
+}
+
+static int shape_infer(const dd_node *node, const dd_tensor *const *in, dd_tensor *const *out,
+                       size_t *scratch, dd_err *err) {
+  if (node->n_in < 1 || !in[0]) return dd_fail(err, DD_EFORMAT, "needs an input");
+  if (node->n_out < 1) return dd_fail(err, DD_EFORMAT, "needs an output");
+  int lo, hi;
+  shape_range(node, in[0]->shape.ndim, &lo, &hi);
+  if (out[0]) {
+    out[0]->dtype = DD_I64;
+    out[0]->shape = (dd_shape){.ndim = 1, .d = {hi - lo}};
+  }
+  *scratch = 0;
+  return DD_OK;
+}
+
+/* Reads only the input's shape: its data may not exist yet (folded at plan time). */
+static void shape_forward(const dd_node *node, const dd_tensor *const *in, dd_tensor *const *out,
+                          void *scratch) {
+  if (!out[0]) return;
+  int lo, hi;
+  shape_range(node, in[0]->shape.ndim, &lo, &hi);
+  for (int i = lo; i < hi; i++) dd_i64(out[0])[i - lo] = in[0]->shape.d[i];
+}
+
+const dd_op dd_op_Shape = {"Shape", shape_init, shape_infer, shape_forward, NULL, NULL,
+                           DD_OP_SHAPE_ONLY};
+
+/* ---- Gather: out[o, j..., i] = data[o, idx[j...], i] along `axis` ---- */
+
+typedef struct gather_params {
+  int64_t axis;
+} gather_params;
+
+static int gather_init(dd_node *node, dd_err *err) {
+  static const char *const known[] = {"axis", NULL};
+  int rc = dd_node_check_attrs(node, known, err);
+  if (rc) return rc;
+  if (node->n_in != 2) return dd_fail(err, DD_EFORMAT, "Gather needs 2 inputs, got %d", node->n_in);
+  gather_params *p = malloc(sizeof *p);
+  if (!p) return dd_fail(err, DD_ENOMEM, "out of memory");
+  rc = dd_attr_int(node, "axis", 0, &p->axis, err);
+  if (rc) {
+    free(p);
+    return rc;
+  }
+  node->params = p;
+  return DD_OK;
+}
+
+static int gather_infer(const dd_node *node, const dd_tensor *const *in, dd_tensor *const *out,
+                        size_t *scratch, dd_err *err) {
+  const gather_params *p = node->params;
+  char sb[128];
+  if (!in[0] || !in[1]) return dd_fail(err, DD_EFORMAT, "needs data and indices");
+  if (node->n_out < 1) return dd_fail(err, DD_EFORMAT, "needs an output");
+  const dd_tensor *x = in[0], *idx = in[1];
+  if (x->dtype != DD_F32 && x->dtype != DD_I64)
+    return dd_fail(err, DD_EUNSUPPORTED, "data must be float32 or int64");
+  if (idx->dtype != DD_I64) return dd_fail(err, DD_EFORMAT, "indices must be integers");
+  int axis = 0;
+  int rc = normalize_axis(p->axis, x->shape.ndim, &axis, err);
+  if (rc) return rc;
+  int rank = x->shape.ndim - 1 + idx->shape.ndim;
+  if (rank > DD_MAX_DIMS)
+    return dd_fail(err, DD_ELIMIT, "the result would have %d dims, at most %d are supported",
+                   rank, DD_MAX_DIMS);
+  int64_t d = x->shape.d[axis];
+  if (idx->data) /* checked now when known; at run time a bad index reads zeros */
+    for (int64_t i = 0; i < dd_tensor_numel(idx); i++) {
+      int64_t v = dd_i64(idx)[i];
+      if (v < -d || v >= d)
+        return dd_fail(err, DD_EFORMAT, "index %lld is out of range for axis %d of shape %s",
+                       (long long)v, axis, dd_shape_str(&x->shape, sb, sizeof sb));
+    }
+  dd_shape o = {.ndim = rank};
+  int k = 0;
+  for (int i = 0; i < axis; i++) o.d[k++] = x->shape.d[i];
+  for (int i = 0; i < idx->shape.ndim; i++) o.d[k++] = idx->shape.d[i];
+  for (int i = axis + 1; i < x->shape.ndim; i++) o.d[k++] = x->shape.d[i];
+  if (out[0]) {
+    out[0]->dtype = x->dtype;
+    out[0]->shape = o;
+  }
+  *scratch = 0;
+  return DD_OK;
+}
+
+typedef struct gather_geom {
+  int64_t outer, d, inner, nidx;
+} gather_geom;
+
+static void gather_geometry(const dd_node *node, const dd_tensor *const *in, gather_geom *g) {
+  const gather_params *p = node->params;
+  const dd_shape *s = &in[0]->shape;
+  int axis = 0;
+  normalize_axis(p->axis, s->ndim, &axis, NULL);
+  g->outer = g->inner = 1;
+  for (int i = 0; i < axis; i++) g->outer *= s->d[i];
+  for (int i = axis + 1; i < s->ndim; i++) g->inner *= s->d[i];
+  g->d = s->d[axis];
+  g->nidx = dd_tensor_numel(in[1]);
+}
+
+static void gather_forward(const dd_node *node, const dd_tensor *const *in,
+                           dd_tensor *const *out, void *scratch) {
+  if (!out[0]) return;
+  gather_geom g;
+  gather_geometry(node, in, &g);
+  size_t es = dd_dtype_size(in[0]->dtype), row = (size_t)g.inner * es;
+  const char *x = in[0]->data;
+  char *y = out[0]->data;
+  const int64_t *idx = dd_i64(in[1]);
+  int64_t total = dd_tensor_numel(out[0]);
+#pragma omp parallel for if (total > DD_PAR_MIN) schedule(static)
+  for (int64_t o = 0; o < g.outer; o++)
+    for (int64_t j = 0; j < g.nidx; j++) {
+      int64_t v = idx[j] < 0 ? idx[j] + g.d : idx[j];
+      char *dst = y + (size_t)(o * g.nidx + j) * row;
+      if (v < 0 || v >= g.d) memset(dst, 0, row);
+      else memcpy(dst, x + (size_t)(o * g.d + v) * row, row);
+    }
+}
+
+/* Repeated indices add up; parallel over the outer dims only, whose rows are disjoint. */
+static void gather_backward(const dd_node *node, const dd_tensor *const *in,
+                            const dd_tensor *const *out, const dd_tensor *const *dout,
+                            dd_tensor *const *din, void *scratch) {
+  if (!din[0] || !dout[0] || in[0]->dtype != DD_F32) return;
+  gather_geom g;
+  gather_geometry(node, in, &g);
+  const float *dy = dd_f32(dout[0]);
+  float *dx = dd_f32(din[0]);
+  const int64_t *idx = dd_i64(in[1]);
+  int64_t total = dd_tensor_numel(dout[0]);
+#pragma omp parallel for if (total > DD_PAR_MIN && g.outer > 1) schedule(static)
+  for (int64_t o = 0; o < g.outer; o++)
+    for (int64_t j = 0; j < g.nidx; j++) {
+      int64_t v = idx[j] < 0 ? idx[j] + g.d : idx[j];
+      if (v < 0 || v >= g.d) continue;
+      const float *src = dy + (o * g.nidx + j) * g.inner;
+      float *dst = dx + (o * g.d + v) * g.inner;
+      for (int64_t i = 0; i < g.inner; i++) dst[i] += src[i];
+    }
+}
+
+const dd_op dd_op_Gather = {"Gather", gather_init, gather_infer, gather_forward, gather_backward,
+                            NULL, 0};
+
+/* ---- Slice ----
+ * starts/ends/axes are attributes before opset 10; from 10 on they and steps are inputs,
+ * which must be constant.  Out-of-range starts and ends are clamped as ONNX says: into
+ * [0, d] for positive steps, [-1, d-1] (start: [0, d-1]) for negative ones. */
+
+typedef struct slice_params {
+  int n; /* -1: from the inputs */
+  int n_axes;
+  int64_t starts[DD_MAX_DIMS], ends[DD_MAX_DIMS], axes[DD_MAX_DIMS];
+} slice_params;
+
+static int slice_init(dd_node *node, dd_err *err) {
+  static const char *const known[] = {"starts", "ends", "axes", NULL};
+  int rc = dd_node_check_attrs(node, known, err);
+  if (rc) return rc;
+  slice_params *p = calloc(1, sizeof *p);
+  if (!p) return dd_fail(err, DD_ENOMEM, "out of memory");
+  int ne;
+  rc = dd_attr_ints(node, "starts", DD_MAX_DIMS, p->starts, &p->n, err);
+  if (!rc) rc = dd_attr_ints(node, "ends", DD_MAX_DIMS, p->ends, &ne, err);
+  if (!rc) rc = dd_attr_ints(node, "axes", DD_MAX_DIMS, p->axes, &p->n_axes, err);
+  if (!rc && p->n != ne)
+    rc = dd_fail(err, DD_EFORMAT, "attributes starts and ends differ in length");
+  if (!rc && p->n >= 0 && node->n_in > 1)
+    rc = dd_fail(err, DD_EFORMAT, "starts/ends given both as attributes and as inputs");
+  if (!rc && p->n < 0 && (node->n_in < 3 || node->n_in > 5))
+    rc = dd_fail(err, DD_EFORMAT, "Slice needs inputs data, starts, ends and optionally axes "
+                 "and steps; got %d inputs", node->n_in);
+  if (rc) {
+    free(p);
+    return rc;
+  }
+  node->params = p;
+  return DD_OK;
+}
+
+static int slice_input(const dd_tensor *t, const char *what, int64_t *v, int *n, dd_err *err) {
+  if (t->dtype != DD_I64 || t->shape.ndim != 1)
+    return dd_fail(err, DD_EFORMAT, "%s must be a 1-D integer tensor", what);
+  if (!t->data)
+    return dd_fail(err, DD_EUNSUPPORTED, "%s must be constant (an initializer or computed from "
+                   "constants), it is computed at run time", what);
+  if (t->shape.d[0] > DD_MAX_DIMS)
+    return dd_fail(err, DD_EFORMAT, "%s has %lld values", what, (long long)t->shape.d[0]);
+  *n = (int)t->shape.d[0];
+  memcpy(v, t->data, (size_t)*n * sizeof *v);
+  return DD_OK;
+}
+
+/* Per input dim: first index, step and count of the slice. */
+typedef struct slice_box {
+  int64_t start[DD_MAX_DIMS], step[DD_MAX_DIMS], len[DD_MAX_DIMS];
+} slice_box;
+
+static int slice_resolve(const dd_node *node, const dd_tensor *const *in, slice_box *b,
+                         dd_err *err) {
+  const slice_params *p = node->params;
+  const dd_shape *s = &in[0]->shape;
+  int64_t starts[DD_MAX_DIMS], ends[DD_MAX_DIMS], axes[DD_MAX_DIMS], steps[DD_MAX_DIMS];
+  int n = p->n, ne = p->n, na = p->n_axes, ns = -1, rc;
+  memcpy(starts, p->starts, sizeof starts);
+  memcpy(ends, p->ends, sizeof ends);
+  memcpy(axes, p->axes, sizeof axes);
+  if (n < 0) {
+    na = -1;
+    if (!in[1] || !in[2]) return dd_fail(err, DD_EFORMAT, "Slice needs starts and ends");
+    if ((rc = slice_input(in[1], "starts", starts, &n, err))) return rc;
+    if ((rc = slice_input(in[2], "ends", ends, &ne, err))) return rc;
+    if (node->n_in > 3 && in[3] && (rc = slice_input(in[3], "axes", axes, &na, err))) return rc;
+    if (node->n_in > 4 && in[4] && (rc = slice_input(in[4], "steps", steps, &ns, err))) return rc;
+  }
+  if (ne != n || (na >= 0 && na != n) || (ns >= 0 && ns != n))
+    return dd_fail(err, DD_EFORMAT, "starts, ends, axes and steps differ in length");
+  if (n > s->ndim)
+    return dd_fail(err, DD_EFORMAT, "%d starts for %d dims", n, s->ndim);
+  for (int i = 0; i < s->ndim; i++) {
+    b->start[i] = 0;
+    b->step[i] = 1;
+    b->len[i] = s->d[i];
+  }
+  unsigned char seen[DD_MAX_DIMS] = {0};
+  for (int k = 0; k < n; k++) {
+    int a = k;
+    if (na >= 0 && (rc = normalize_axis(axes[k], s->ndim, &a, err))) return rc;
+    if (seen[a]) return dd_fail(err, DD_EFORMAT, "axis %d is repeated", a);
+    seen[a] = 1;
+    int64_t d = s->d[a], st = ns >= 0 ? steps[k] : 1, lo = starts[k], hi = ends[k];
+    if (st == 0) return dd_fail(err, DD_EFORMAT, "step 0 on axis %d", a);
+    if (lo < 0) lo += d;
+    if (hi < 0) hi += d;
+    int64_t len;
+    if (st > 0) {
+      lo = lo < 0 ? 0 : lo > d ? d : lo;
+      hi = hi < 0 ? 0 : hi > d ? d : hi;
+      len = hi > lo ? (hi - lo - 1) / st + 1 : 0;
+    } else {
+      lo = lo < 0 ? 0 : lo > d - 1 ? d - 1 : lo;
+      hi = hi < -1 ? -1 : hi > d - 1 ? d - 1 : hi;
+      if (lo <= hi) len = 0;
+      else if (st == INT64_MIN) len = 1; /* -st would overflow */
+      else len = (lo - hi - 1) / -st + 1;
+    }
+    b->start[a] = len ? lo : 0;
+    b->step[a] = len > 1 ? st : 1; /* a step never taken must not overflow the offsets */
+    b->len[a] = len;
+  }
+  return DD_OK;
+}
+
+static int slice_infer(const dd_node *node, const dd_tensor *const *in, dd_tensor *const *out,
+                       size_t *scratch, dd_err *err) {
+  if (!in[0]) return dd_fail(err, DD_EFORMAT, "needs an input");
+  if (in[0]->dtype != DD_F32 && in[0]->dtype != DD_I64)
+    return dd_fail(err, DD_EUNSUPPORTED, "input must be float32 or int64");
+  if (node->n_out < 1) return dd_fail(err, DD_EFORMAT, "needs an output");
+  slice_box b;
+  int rc = slice_resolve(node, in, &b, err);
+  if (rc) return rc;
+  if (out[0]) {
+    out[0]->dtype = in[0]->dtype;
+    out[0]->shape.ndim = in[0]->shape.ndim;
+    for (int i = 0; i < in[0]->shape.ndim; i++) out[0]->shape.d[i] = b.len[i];
+  }
+  *scratch = 0;
+  return DD_OK;
+}
+
+/* Output rows (innermost dim) and the input offset of each. */
+typedef struct slice_geom {
+  int rank;
+  int64_t len[DD_MAX_DIMS], base, xs[DD_MAX_DIMS]; /* xs: input stride * step per dim */
+  int64_t rows, inner, ixs;
+} slice_geom;
+
+static void slice_geometry(const dd_node *node, const dd_tensor *const *in, slice_geom *g) {
+  slice_box b;
+  slice_resolve(node, in, &b, NULL);
+  const dd_shape *s = &in[0]->shape;
+  g->rank = s->ndim;
+  g->base = 0;
+  int64_t acc = 1;
+  for (int i = s->ndim - 1; i >= 0; i--) {
+    g->len[i] = b.len[i];
+    g->base += b.start[i] * acc;
+    g->xs[i] = b.step[i] * acc;
+    acc *= s->d[i];
+  }
+  g->inner = s->ndim ? g->len[s->ndim - 1] : 1;
+  g->ixs = s->ndim ? g->xs[s->ndim - 1] : 0;
+  int64_t total = 1;
+  for (int i = 0; i < s->ndim; i++) total *= g->len[i];
+  g->rows = g->inner ? total / g->inner : 0;
+}
+
+static inline int64_t slice_row(const slice_geom *g, int64_t row) {
+  int64_t off = g->base;
+  for (int i = g->rank - 2; i >= 0; i--) {
+    off += (row % g->len[i]) * g->xs[i];
+    row /= g->len[i];
+  }
+  return off;
+}
+
+#define SLICE_ROWS(T)                                                            \
+  do {                                                                           \
+    const T *x = (const T *)in[0]->data;                                         \
+    T *y = (T *)out[0]->data;                                                    \
+    _Pragma("omp parallel for if (total > DD_PAR_MIN) schedule(static)")         \
+    for (int64_t r = 0; r < g.rows; r++) {                                       \
+      const T *xr = x + slice_row(&g, r);                                        \
+      T *yr = y + r * g.inner;                                                   \
+      for (int64_t j = 0; j < g.inner; j++) yr[j] = xr[j * g.ixs];               \
+    }                                                                            \
+  } while (0)
+
+static void slice_forward(const dd_node *node, const dd_tensor *const *in, dd_tensor *const *out,
+                          void *scratch) {
+  if (!out[0]) return;
+  slice_geom g;
+  slice_geometry(node, in, &g);
+  int64_t total = dd_tensor_numel(out[0]);
+  if (in[0]->dtype == DD_F32) SLICE_ROWS(float);
+  else SLICE_ROWS(int64_t);
+}
+
+/* Distinct output elements come from distinct input elements: rows write disjoint places. */
+static void slice_backward(const dd_node *node, const dd_tensor *const *in,
+                           const dd_tensor *const *out, const dd_tensor *const *dout,
+                           dd_tensor *const *din, void *scratch) {
+  if (!din[0] || !dout[0] || in[0]->dtype != DD_F32) return;
+  slice_geom g;
+  slice_geometry(node, in, &g);
+  int64_t total = dd_tensor_numel(dout[0]);
+  const float *dy = dd_f32(dout[0]);
+  float *dx = dd_f32(din[0]);
+#pragma omp parallel for if (total > DD_PAR_MIN) schedule(static)
+  for (int64_t r = 0; r < g.rows; r++) {
+    float *xr = dx + slice_row(&g, r);
+    const float *yr = dy + r * g.inner;
+    for (int64_t j = 0; j < g.inner; j++) xr[j * g.ixs] += yr[j];
+  }
+}
+
+const dd_op dd_op_Slice = {"Slice", slice_init, slice_infer, slice_forward, slice_backward, NULL,
+                           0};
+
+/* ---- Cast: to float32 (1) or int64 (7) ---- */
+
+typedef struct cast_params {
+  dd_dtype to;
+} cast_params;
+
+static int cast_init(dd_node *node, dd_err *err) {
+  static const char *const known[] = {"to", "saturate", NULL};
+  int rc = dd_node_check_attrs(node, known, err);
+  if (rc) return rc;
+  int64_t to;
+  rc = dd_attr_int(node, "to", -1, &to, err);
+  if (rc) return rc;
+  if (to == -1) return dd_fail(err, DD_EFORMAT, "Cast needs the 'to' attribute");
+  if (to != DD_F32 && to != DD_I64)
+    return dd_fail(err, DD_EUNSUPPORTED, "Cast to ONNX type %lld is not supported (only FLOAT, "
+                   "1, and INT64, 7)", (long long)to);
+  cast_params *p = malloc(sizeof *p);
+  if (!p) return dd_fail(err, DD_ENOMEM, "out of memory");
+  p->to = (dd_dtype)to;
+  node->params = p;
+  return DD_OK;
+}
+
+static int cast_infer(const dd_node *node, const dd_tensor *const *in, dd_tensor *const *out,
+                      size_t *scratch, dd_err *err) {
+  const cast_params *p = node->params;
+  if (node->n_in != 1 || !in[0]) return dd_fail(err, DD_EFORMAT, "needs one input");
+  if (node->n_out < 1) return dd_fail(err, DD_EFORMAT, "needs an output");
+  if (out[0]) {
+    out[0]->dtype = p->to;
+    out[0]->shape = in[0]->shape;
+  }
+  *scratch = 0;
+  return DD_OK;
+}
+
+/* float -> int64 truncates toward zero; NaN gives 0 and out-of-range values saturate, where
+ * a plain C conversion would be undefined. */
+static inline int64_t f2i(float v) {
+  if (v != v) return 0;
+  if (v >= 9.2233720368547758e18f) return INT64_MAX;
+  if (v < -9.2233720368547758e18f) return INT64_MIN;
+  return (int64_t)v;
+}
+
+static void cast_forward(const dd_node *node, const dd_tensor *const *in, dd_tensor *const *out,
+                         void *scratch) {
+  if (!out[0]) return;
+  int64_t n = dd_tensor_numel(in[0]);
+  dd_dtype from = in[0]->dtype, to = out[0]->dtype;
+  if (from == to) {
+    memcpy(out[0]->data, in[0]->data, (size_t)n * dd_dtype_size(to));
+  } else if (to == DD_I64) {
+    const float *x = dd_f32(in[0]);
+    int64_t *y = dd_i64(out[0]);
+#pragma omp parallel for if (n > DD_PAR_MIN) schedule(static)
+    for (int64_t i = 0; i < n; i++) y[i] = f2i(x[i]);
+  } else {
+    const int64_t *x = dd_i64(in[0]);
+    float *y = dd_f32(out[0]);
+#pragma omp parallel for if (n > DD_PAR_MIN) schedule(static)
+    for (int64_t i = 0; i < n; i++) y[i] = (float)x[i];
+  }
+}
+
+/* float -> float passes the gradient; a cast to int64 is piecewise constant: zero. */
+static void cast_backward(const dd_node *node, const dd_tensor *const *in,
+                          const dd_tensor *const *out, const dd_tensor *const *dout,
+                          dd_tensor *const *din, void *scratch) {
+  const cast_params *p = node->params;
+  if (!din[0] || !dout[0] || in[0]->dtype != DD_F32 || p->to != DD_F32) return;
+  const float *dy = dd_f32(dout[0]);
+  float *dx = dd_f32(din[0]);
+  int64_t n = dd_tensor_numel(in[0]);
+#pragma omp parallel for simd if (n > DD_PAR_MIN) schedule(static)
+  for (int64_t i = 0; i < n; i++) dx[i] += dy[i];
+}
+
+const dd_op dd_op_Cast = {"Cast", cast_init, cast_infer, cast_forward, cast_backward, NULL, 0};

@@ -1,0 +1,388 @@
+#include <criterion/criterion.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "helper_ops.h"
+
+static void unravel(const dd_shape *s, int64_t e, int64_t *idx) {
+  for (int i = s->ndim - 1; i >= 0; i--) {
+    idx[i] = e % s->d[i];
+    e /= s->d[i];
+  }
+}
+
+static int64_t ravel(const dd_shape *s, const int64_t *idx) {
+  int64_t e = 0;
+  for (int i = 0; i < s->ndim; i++) e = e * s->d[i] + idx[i];
+  return e;
+}
+
+/* ---- Constant ---- */
+
+Test(constant, value_tensor_and_scalar_forms) {
+  int64_t dims[] = {2, 3};
+  dd_tensor *v = th_random(2, dims, 1, -1, 1), *y[1];
+  th_node t;
+  th_init(&t, "Constant", 0, 1);
+  t.attrs[0] = (dd_attr){.name = "value", .type = DD_ATTR_TENSOR, .t = v};
+  t.node.n_attr = 1;
+  dd_err err;
+  cr_assert_eq(th_setup(&t, &err), 0, "%s", err.msg);
+  cr_assert_eq(th_forward(&t, NULL, y, &err), 0, "%s", err.msg);
+  cr_assert_eq(th_max_abs_diff(v, y[0]), 0);
+  dd_tensor_free(y[0]);
+  free(t.node.params);
+  dd_tensor_free(v);
+
+  th_init(&t, "Constant", 0, 1);
+  th_attr_float(&t, "value_float", 2.5f);
+  cr_assert_eq(th_setup(&t, &err), 0, "%s", err.msg);
+  cr_assert_eq(th_forward(&t, NULL, y, &err), 0, "%s", err.msg);
+  cr_assert_eq(y[0]->shape.ndim, 0);
+  cr_assert_eq(y[0]->dtype, DD_F32);
+  cr_assert_eq(dd_f32(y[0])[0], 2.5f);
+  dd_tensor_free(y[0]);
+  free(t.node.params);
+
+  const int64_t ints[] = {4, -1, 7};
+  th_init(&t, "Constant", 0, 1);
+  th_attr_ints(&t, "value_ints", 3, ints);
+  cr_assert_eq(th_setup(&t, &err), 0, "%s", err.msg);
+  cr_assert_eq(th_forward(&t, NULL, y, &err), 0, "%s", err.msg);
+  cr_assert_eq(y[0]->shape.ndim, 1);
+  cr_assert_eq(y[0]->shape.d[0], 3);
+  cr_assert_eq(y[0]->dtype, DD_I64);
+  for (int i = 0; i < 3; i++) cr_assert_eq(dd_i64(y[0])[i], ints[i]);
+  dd_tensor_free(y[0]);
+  free(t.node.params);
+
+  const float fl[] = {1.5f, -2.f};
+  th_init(&t, "Constant", 0, 1);
+  th_attr_floats(&t, "value_floats", 2, fl);
+  cr_assert_eq(th_setup(&t, &err), 0, "%s", err.msg);
+  cr_assert_eq(th_forward(&t, NULL, y, &err), 0, "%s", err.msg);
+  cr_assert(y[0]->dtype == DD_F32 && dd_f32(y[0])[0] == 1.5f && dd_f32(y[0])[1] == -2.f);
+  dd_tensor_free(y[0]);
+  free(t.node.params);
+
+  th_init(&t, "Constant", 0, 1);
+  th_attr_int(&t, "value_int", -3);
+  cr_assert_eq(th_setup(&t, &err), 0, "%s", err.msg);
+  cr_assert_eq(th_forward(&t, NULL, y, &err), 0, "%s", err.msg);
+  cr_assert(y[0]->dtype == DD_I64 && y[0]->shape.ndim == 0 && dd_i64(y[0])[0] == -3);
+  dd_tensor_free(y[0]);
+  free(t.node.params);
+}
+
+Test(constant, refuses_strings_and_ambiguity) {
+  th_node t;
+  dd_err err;
+  th_init(&t, "Constant", 0, 1);
+  th_attr_string(&t, "value_string", "x");
+  cr_assert_eq(th_setup(&t, &err), DD_EUNSUPPORTED);
+  cr_assert(strstr(err.msg, "value_string"), "%s", err.msg);
+  th_init(&t, "Constant", 0, 1);
+  th_attr_int(&t, "value_int", 1);
+  th_attr_float(&t, "value_float", 1);
+  cr_assert_eq(th_setup(&t, &err), DD_EFORMAT);
+  th_init(&t, "Constant", 0, 1);
+  cr_assert_eq(th_setup(&t, &err), DD_EFORMAT);
+}
+
+/* ---- Shape ---- */
+
+Test(shape, start_and_end_clamped) {
+  int64_t dims[] = {2, 3, 4, 5};
+  /* The input's data is never read: Shape is folded while the data does not exist. */
+  dd_tensor x = {.dtype = DD_F32, .shape = dd_shape_make(4, dims)};
+  dd_tensor *xp = &x, *y[1];
+  static const struct {
+    int has_start, has_end;
+    int64_t start, end, lo, hi;
+  } cases[] = {
+      {0, 0, 0, 0, 0, 4},   {1, 0, 1, 0, 1, 4},   {1, 0, -1, 0, 3, 4}, {0, 1, 0, 1, 0, 1},
+      {0, 1, 0, -1, 0, 3},  {1, 1, 1, 2, 1, 2},   {1, 1, 1, -1, 1, 3}, {1, 0, -10, 0, 0, 4},
+      {0, 1, 0, 10, 0, 4},  {1, 1, 3, 1, 3, 3},   {1, 0, 10, 0, 4, 4},
+  };
+  for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+    th_node t;
+    th_init(&t, "Shape", 1, 1);
+    if (cases[k].has_start) th_attr_int(&t, "start", cases[k].start);
+    if (cases[k].has_end) th_attr_int(&t, "end", cases[k].end);
+    dd_err err;
+    cr_assert_eq(th_setup(&t, &err), 0, "%s", err.msg);
+    cr_assert(t.node.op->flags & DD_OP_SHAPE_ONLY);
+    cr_assert_eq(th_forward(&t, &xp, y, &err), 0, "%s", err.msg);
+    cr_assert_eq(y[0]->dtype, DD_I64);
+    cr_assert_eq(y[0]->shape.d[0], cases[k].hi - cases[k].lo, "case %zu", k);
+    for (int64_t i = cases[k].lo; i < cases[k].hi; i++)
+      cr_assert_eq(dd_i64(y[0])[i - cases[k].lo], dims[i]);
+    dd_tensor_free(y[0]);
+    free(t.node.params);
+  }
+}
+
+/* ---- Gather ---- */
+
+static void check_gather(const dd_tensor *x, int64_t axis, int ni, const int64_t *idims,
+                         const int64_t *idx, int grad) {
+  th_node t;
+  th_init(&t, "Gather", 2, 1);
+  th_attr_int(&t, "axis", axis);
+  dd_err err;
+  cr_assert_eq(th_setup(&t, &err), 0, "%s", err.msg);
+  dd_tensor *in[2] = {(dd_tensor *)x, th_tensor_i64(ni, idims, idx)}, *y[1];
+  cr_assert_eq(th_forward(&t, in, y, &err), 0, "%s", err.msg);
+  int r = x->shape.ndim, a = (int)(axis < 0 ? axis + r : axis);
+  cr_assert_eq(y[0]->shape.ndim, r - 1 + ni);
+  int64_t oi[DD_MAX_DIMS], xi[DD_MAX_DIMS];
+  for (int64_t o = 0; o < dd_tensor_numel(y[0]); o++) {
+    unravel(&y[0]->shape, o, oi);
+    for (int i = 0; i < a; i++) xi[i] = oi[i];
+    int64_t v = dd_i64(in[1])[ravel(&in[1]->shape, oi + a)];
+    xi[a] = v < 0 ? v + x->shape.d[a] : v;
+    for (int i = a + 1; i < r; i++) xi[i] = oi[i - 1 + ni];
+    int64_t src = ravel(&x->shape, xi);
+    if (x->dtype == DD_F32) cr_assert_eq(dd_f32(y[0])[o], dd_f32(x)[src]);
+    else cr_assert_eq(dd_i64(y[0])[o], dd_i64(x)[src]);
+  }
+  if (grad) {
+    int skipped = -1;
+    double e = th_gradcheck(&t, in, 0, 1e-2f, 3, &skipped);
+    cr_assert(e >= 0 && e < 1e-4, "relative error %g", e);
+    cr_assert_eq(skipped, 0);
+  }
+  dd_tensor_free(in[1]);
+  dd_tensor_free(y[0]);
+  free(t.node.params);
+}
+
+Test(gather, every_axis_negative_and_repeated_indices) {
+  int64_t dims[] = {3, 4, 5};
+  dd_tensor *x = th_random(3, dims, 1, -1, 1);
+  int64_t i1[] = {4}, i2[] = {2, 2}, i0[] = {0};
+  const int64_t v1[] = {0, -1, 2, 0}; /* repeated: gradients add up */
+  const int64_t v2[] = {1, -2, 0, 1};
+  const int64_t v0[] = {-1};
+  for (int64_t axis = -3; axis < 3; axis++) {
+    check_gather(x, axis, 1, i1, v1, axis == 0 || axis == -1);
+    check_gather(x, axis, 2, i2, v2, axis == 1);
+    check_gather(x, axis, 0, i0, v0, axis == 2); /* scalar index: the axis disappears */
+  }
+  dd_tensor *xi = th_tensor_i64(3, dims, NULL);
+  for (int i = 0; i < 60; i++) dd_i64(xi)[i] = 1000 - i;
+  check_gather(xi, 0, 1, i1, v1, 0);
+  check_gather(xi, 2, 2, i2, v2, 0);
+  dd_tensor_free(xi);
+  dd_tensor_free(x);
+}
+
+Test(gather, refuses_indices_out_of_range) {
+  int64_t dims[] = {3, 4}, ni[] = {1};
+  const int64_t bad[] = {4, -5};
+  for (int k = 0; k < 2; k++) {
+    th_node t;
+    th_init(&t, "Gather", 2, 1);
+    th_attr_int(&t, "axis", 1);
+    dd_err err;
+    cr_assert_eq(th_setup(&t, &err), 0, "%s", err.msg);
+    dd_tensor *in[2] = {th_random(2, dims, 1, 0, 1), th_tensor_i64(1, ni, &bad[k])}, *y[1];
+    cr_assert_eq(th_forward(&t, in, y, &err), DD_EFORMAT);
+    cr_assert(strstr(err.msg, "out of range"), "%s", err.msg);
+    dd_tensor_free(in[0]);
+    dd_tensor_free(in[1]);
+    free(t.node.params);
+  }
+}
+
+/* ---- Slice ---- */
+
+/* Naive: the python range(start, end, step) of each axis after ONNX's clamping. */
+static int64_t naive_range(int64_t d, int64_t s, int64_t e, int64_t st, int64_t *first) {
+  if (s < 0) s += d;
+  if (e < 0) e += d;
+  if (st > 0) {
+    s = s < 0 ? 0 : s > d ? d : s;
+    e = e < 0 ? 0 : e > d ? d : e;
+  } else {
+    s = s < 0 ? 0 : s > d - 1 ? d - 1 : s;
+    e = e < -1 ? -1 : e > d - 1 ? d - 1 : e;
+  }
+  int64_t n = 0;
+  for (int64_t i = s; st > 0 ? i < e : i > e; i += st) n++;
+  *first = s;
+  return n;
+}
+
+/* form 0: attributes (no steps); 1: inputs, all of them; 2: inputs without axes/steps. */
+static void check_slice(const dd_tensor *x, int n, const int64_t *starts, const int64_t *ends,
+                        const int64_t *axes, const int64_t *steps, int form, int grad) {
+  int r = x->shape.ndim;
+  th_node t;
+  th_init(&t, "Slice", form == 0 ? 1 : form == 1 ? 5 : 3, 1);
+  if (form == 0) {
+    th_attr_ints(&t, "starts", n, starts);
+    th_attr_ints(&t, "ends", n, ends);
+    if (axes) th_attr_ints(&t, "axes", n, axes);
+  }
+  dd_err err;
+  cr_assert_eq(th_setup(&t, &err), 0, "%s", err.msg);
+  int64_t nn[] = {n};
+  dd_tensor *in[5] = {(dd_tensor *)x, NULL, NULL, NULL, NULL}, *y[1];
+  if (form) {
+    in[1] = th_tensor_i64(1, nn, starts);
+    in[2] = th_tensor_i64(1, nn, ends);
+  }
+  if (form == 1) {
+    in[3] = axes ? th_tensor_i64(1, nn, axes) : NULL;
+    in[4] = steps ? th_tensor_i64(1, nn, steps) : NULL;
+  }
+  cr_assert_eq(th_forward(&t, in, y, &err), 0, "%s", err.msg);
+  int64_t first[DD_MAX_DIMS], step[DD_MAX_DIMS];
+  for (int i = 0; i < r; i++) {
+    first[i] = 0;
+    step[i] = 1;
+  }
+  int64_t len[DD_MAX_DIMS];
+  for (int i = 0; i < r; i++) len[i] = x->shape.d[i];
+  for (int k = 0; k < n; k++) {
+    int a = axes ? (int)(axes[k] < 0 ? axes[k] + r : axes[k]) : k;
+    step[a] = steps && form == 1 ? steps[k] : 1;
+    len[a] = naive_range(x->shape.d[a], starts[k], ends[k], step[a], &first[a]);
+  }
+  for (int i = 0; i < r; i++) cr_assert_eq(y[0]->shape.d[i], len[i], "dim %d", i);
+  int64_t oi[DD_MAX_DIMS];
+  for (int64_t o = 0; o < dd_tensor_numel(y[0]); o++) {
+    unravel(&y[0]->shape, o, oi);
+    for (int i = 0; i < r; i++) oi[i] = first[i] + oi[i] * step[i];
+    int64_t src = ravel(&x->shape, oi);
+    if (x->dtype == DD_F32) cr_assert_eq(dd_f32(y[0])[o], dd_f32(x)[src]);
+    else cr_assert_eq(dd_i64(y[0])[o], dd_i64(x)[src]);
+  }
+  if (grad && dd_tensor_numel(y[0])) {
+    int skipped = -1;
+    double e = th_gradcheck(&t, in, 0, 1e-2f, 3, &skipped);
+    cr_assert(e >= 0 && e < 1e-4, "relative error %g", e);
+    cr_assert_eq(skipped, 0);
+  }
+  for (int k = 1; k < 5; k++) dd_tensor_free(in[k]);
+  dd_tensor_free(y[0]);
+  free(t.node.params);
+}
+
+Test(slice, random_starts_ends_steps_and_clamping) {
+  int64_t dims[] = {5, 6, 7};
+  dd_tensor *x = th_random(3, dims, 1, -1, 1);
+  dd_tensor *xi = th_tensor_i64(3, dims, NULL);
+  for (int i = 0; i < 210; i++) dd_i64(xi)[i] = i * 3 - 100;
+  uint64_t st = 9;
+  for (int trial = 0; trial < 200; trial++) {
+    int n = 1 + (int)(th_rand_next(&st) % 3);
+    int64_t starts[3], ends[3], axes[3], steps[3];
+    int perm[3] = {0, 1, 2};
+    for (int i = 2; i > 0; i--) { /* distinct axes in random order */
+      int j = (int)(th_rand_next(&st) % (uint64_t)(i + 1)), tmp = perm[i];
+      perm[i] = perm[j];
+      perm[j] = tmp;
+    }
+    for (int k = 0; k < n; k++) {
+      axes[k] = perm[k] - (th_rand_next(&st) % 2 ? 3 : 0);
+      starts[k] = (int64_t)(th_rand_next(&st) % 21) - 10;
+      ends[k] = (int64_t)(th_rand_next(&st) % 21) - 10;
+      steps[k] = (int64_t)(th_rand_next(&st) % 7) - 3;
+      if (steps[k] == 0) steps[k] = 1;
+      if (th_rand_next(&st) % 8 == 0) ends[k] = steps[k] > 0 ? INT64_MAX : INT64_MIN;
+      if (th_rand_next(&st) % 8 == 0) starts[k] = steps[k] > 0 ? INT64_MIN : INT64_MAX;
+    }
+    int form = trial % 3;
+    if (form == 2) for (int k = 0; k < n; k++) axes[k] = k;
+    check_slice(trial % 7 == 3 ? xi : x, n, starts, ends, form == 2 ? NULL : axes,
+                form == 1 ? steps : NULL, form, trial % 10 == 0 && trial % 7 != 3);
+  }
+  dd_tensor_free(x);
+  dd_tensor_free(xi);
+}
+
+Test(slice, large_negative_step_takes_the_threaded_path) {
+  int64_t dims[] = {1, 16, 64, 64};
+  dd_tensor *x = th_random(4, dims, 1, -1, 1);
+  const int64_t starts[] = {-1, 60}, ends[] = {INT64_MIN, 2}, axes[] = {3, 2}, steps[] = {-1, -2};
+  check_slice(x, 2, starts, ends, axes, steps, 1, 0);
+  dd_tensor_free(x);
+}
+
+Test(slice, refuses_zero_steps_and_runtime_starts) {
+  int64_t dims[] = {4}, n1[] = {1};
+  const int64_t z = 0, one = 1;
+  th_node t;
+  th_init(&t, "Slice", 5, 1);
+  dd_err err;
+  cr_assert_eq(th_setup(&t, &err), 0, "%s", err.msg);
+  dd_tensor *in[5] = {th_random(1, dims, 1, 0, 1), th_tensor_i64(1, n1, &z), th_tensor_i64(1, n1, &one),
+                      NULL, th_tensor_i64(1, n1, &z)}, *y[1];
+  cr_assert_eq(th_forward(&t, in, y, &err), DD_EFORMAT);
+  cr_assert(strstr(err.msg, "step"), "%s", err.msg);
+  dd_tensor runtime = {.dtype = DD_I64, .shape = {.ndim = 1, .d = {1}}};
+  const dd_tensor *cin[3] = {in[0], &runtime, in[2]};
+  dd_tensor ys = {0}, *outs[1] = {&ys};
+  size_t scratch;
+  free(t.node.params);
+  th_init(&t, "Slice", 3, 1);
+  cr_assert_eq(th_setup(&t, &err), 0, "%s", err.msg);
+  cr_assert_eq(t.node.op->infer(&t.node, cin, outs, &scratch, &err), DD_EUNSUPPORTED);
+  cr_assert(strstr(err.msg, "constant"), "%s", err.msg);
+  for (int k = 0; k < 5; k++) dd_tensor_free(in[k]);
+  free(t.node.params);
+}
+
+/* ---- Cast ---- */
+
+Test(cast, float_and_int64_both_ways) {
+  int64_t dims[] = {8};
+  dd_tensor *x = th_tensor(1, dims), *y[1];
+  const float xs[] = {1.9f, -1.9f, 0.f, -0.5f, 1e20f, -1e20f, NAN, 123456.f};
+  const int64_t want[] = {1, -1, 0, 0, INT64_MAX, INT64_MIN, 0, 123456};
+  memcpy(x->data, xs, sizeof xs);
+  th_node t;
+  th_init(&t, "Cast", 1, 1);
+  th_attr_int(&t, "to", 7);
+  dd_err err;
+  cr_assert_eq(th_setup(&t, &err), 0, "%s", err.msg);
+  cr_assert_eq(th_forward(&t, &x, y, &err), 0, "%s", err.msg);
+  cr_assert_eq(y[0]->dtype, DD_I64);
+  for (int i = 0; i < 8; i++) cr_assert_eq(dd_i64(y[0])[i], want[i], "%g", xs[i]);
+  free(t.node.params);
+
+  th_init(&t, "Cast", 1, 1);
+  th_attr_int(&t, "to", 1);
+  cr_assert_eq(th_setup(&t, &err), 0, "%s", err.msg);
+  dd_tensor *z[1];
+  cr_assert_eq(th_forward(&t, y, z, &err), 0, "%s", err.msg);
+  cr_assert_eq(z[0]->dtype, DD_F32);
+  for (int i = 0; i < 8; i++) cr_assert_eq(dd_f32(z[0])[i], (float)want[i]);
+  dd_tensor_free(z[0]);
+  /* float -> float: a copy, and the gradient passes */
+  dd_tensor *xr = th_random(1, dims, 3, -1, 1);
+  cr_assert_eq(th_forward(&t, &xr, z, &err), 0, "%s", err.msg);
+  cr_assert_eq(th_max_abs_diff(xr, z[0]), 0);
+  int skipped = -1;
+  double e = th_gradcheck(&t, &xr, 0, 1e-2f, 3, &skipped);
+  cr_assert(e >= 0 && e < 1e-4, "relative error %g", e);
+  dd_tensor_free(z[0]);
+  dd_tensor_free(xr);
+  dd_tensor_free(y[0]);
+  dd_tensor_free(x);
+  free(t.node.params);
+}
+
+Test(cast, refuses_other_types) {
+  const int64_t types[] = {10, 11, 6, 9, 8};
+  for (int k = 0; k < 5; k++) {
+    th_node t;
+    th_init(&t, "Cast", 1, 1);
+    th_attr_int(&t, "to", types[k]);
+    dd_err err;
+    cr_assert_eq(th_setup(&t, &err), DD_EUNSUPPORTED, "to = %lld", (long long)types[k]);
+  }
+}
