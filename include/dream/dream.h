@@ -1,0 +1,149 @@
+/* dream/dream.h - DeepDream: gradient ascent on an image to amplify what layers of a network
+ * respond to.
+ *
+ * The algorithm is the original DeepDream notebook's (Mordvintsev, Olah, Tyka, 2015), on any
+ * model whose input is an RGB image:
+ *   - octaves: the image is downscaled `octaves - 1` times by `octave_scale` (bilinear); the
+ *     dream starts on the smallest, and after each octave the detail it added (dreamed minus
+ *     base) is upscaled and added to the next larger base;
+ *   - each iteration rolls the image by a random offset of up to `jitter` pixels, computes the
+ *     gradient of the objective with respect to the pixels, normalizes it over the whole image
+ *     (mean |g|, standard deviation, or the Laplacian pyramid of the TensorFlow tutorial),
+ *     steps by `step` (in 0..255 pixel units, so the notebook's 1.5 means the same on every
+ *     model) and clips the pixels to 0..255;
+ *   - objective: sum over the layers of weight * 1/2 sum(a^2) (one channel of a layer when
+ *     `channel` >= 0), or with a guide image the notebook's objective_guide: at each position
+ *     of the layer, the guide's feature vector with the largest dot product is the gradient;
+ *   - large images are cut into tiles that share one plan (built once per tile size); a random
+ *     roll moves the tile borders every iteration so no seams show, and the normalization
+ *     still runs once over the whole image.  Tiles are used when asked (`tile`) or when the
+ *     whole image's plan would exceed the memory budget.
+ *
+ * Nothing is allocated inside the iteration loop: buffers are made once per run, plans once
+ * per input size.  Results depend only on the inputs and `seed` (no global random state).
+ */
+#ifndef DREAM_DREAM_H
+#define DREAM_DREAM_H
+
+#include <signal.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "dream/error.h"
+#include "dream/image.h"
+#include "dream/model.h"
+#include "dream/tensor.h"
+
+#define DD_DREAM_MAX_LAYERS 16
+/* Octaves whose shorter side would be smaller than this are skipped. */
+#define DD_DREAM_MIN_SIDE 32
+/* Smallest tile side accepted. */
+#define DD_DREAM_MIN_TILE 32
+
+/* One term of the objective. */
+typedef struct dd_dream_layer {
+  int value;    /* value index in the model (dd_model_resolve) */
+  int channel;  /* -1: every channel; otherwise only this index of dimension 1 */
+  float weight; /* the term's weight; negative weights suppress what the layer sees */
+} dd_dream_layer;
+
+typedef enum dd_dream_norm {
+  DD_NORM_MEANABS,  /* g / mean|g|: the notebook */
+  DD_NORM_STD,      /* g / std(g) */
+  DD_NORM_LAPLACIAN /* each level of a Laplacian pyramid scaled to unit RMS, then merged */
+} dd_dream_norm;
+
+typedef struct dd_dream_params {
+  dd_dream_layer layers[DD_DREAM_MAX_LAYERS];
+  int n_layers;
+  int octaves;        /* number of scales, >= 1 (4) */
+  float octave_scale; /* size ratio between octaves, > 1 (1.4) */
+  int iters;          /* gradient steps per octave, >= 1 (10) */
+  float step;         /* step size in pixel units after normalization, > 0 (1.5) */
+  int jitter;         /* random roll of up to this many pixels each way, >= 0 (32) */
+  dd_dream_norm norm; /* DD_NORM_MEANABS */
+  int lap_levels;     /* levels of the Laplacian pyramid, 1..12 (4) */
+  int tile;           /* 0: whole image unless over max_memory; else tiles of tile x tile */
+  size_t max_memory;  /* bytes for the plan's buffers; 0: no limit */
+  uint64_t seed;      /* of the jitter's generator */
+  const dd_image *guide; /* NULL: 1/2 sum a^2; else objective_guide with this image */
+  /* Polled between iterations and between tiles: when it becomes nonzero the run stops with
+   * DD_EINTR (a signal handler may set it).  NULL: never. */
+  const volatile sig_atomic_t *cancel;
+  int checkpoint_every; /* > 0: pass the full-size current result to the callback every N
+                           iterations (counted over all octaves) */
+} dd_dream_params;
+
+/* The notebook's defaults, no layers (n_layers = 0), seed 0. */
+void dd_dream_params_default(dd_dream_params *p);
+
+/* Splits a layer spec "NAME[#CHANNEL][:WEIGHT]" (pure syntax, no model): `name` receives NAME,
+ * *channel -1 when absent, *weight 1 when absent.  A weight must be a finite number, a
+ * channel a non-negative integer.  DD_EARG with the reason otherwise. */
+int dd_dream_layer_spec(const char *spec, char *name, size_t name_size, int *channel,
+                        float *weight, dd_err *err);
+/* Resolves a spec against a model: NAME is a value name or a "convN" alias
+ * (dd_model_resolve); a spec that is as a whole a value name is taken as that name.
+ * DD_ENOTFOUND with the closest names when no layer has that name.  The channel is checked
+ * against the layer's shape when a plan is built (dd_dream_run, dd_input_gradient). */
+int dd_dream_layer_resolve(const dd_model *m, const char *spec, dd_dream_layer *out,
+                           dd_err *err);
+
+/* What the progress callback sees after each iteration. */
+typedef struct dd_dream_progress {
+  int octave, n_octaves; /* 0-based; octave 0 is the smallest */
+  int iter, n_iters;     /* 0-based iteration of this octave just completed */
+  int w, h;              /* this octave's size */
+  int tiles;             /* tiles per gradient (1: whole image) */
+  double objective;      /* before this iteration's step; with tiles, the sum over tiles */
+  double done;           /* fraction of the whole run's work completed, 0..1 */
+  /* On checkpoint iterations (checkpoint_every): the current result at the input's size,
+   * valid during the call; NULL otherwise. */
+  const dd_image *checkpoint;
+} dd_dream_progress;
+
+/* Returns 0 to go on; any other value stops the run, which returns that value (use a
+ * dd_status, e.g. DD_EIO when a checkpoint could not be written). */
+typedef int (*dd_dream_progress_fn)(const dd_dream_progress *info, void *user);
+
+/* Dreams `img` in place with model `m` (preprocessing `pp`) and parameters `p`.  `fn` (may be
+ * NULL) is called after every iteration.  On failure -- bad parameters (DD_EARG), a layer that
+ * does not depend on the input or a channel out of range (DD_EARG), a budget too small even
+ * for the smallest tile (DD_ELIMIT), cancellation (DD_EINTR) -- img is left untouched. */
+int dd_dream_run(const dd_model *m, const dd_preproc *pp, const dd_dream_params *p,
+                 dd_image *img, dd_dream_progress_fn fn, void *user, dd_err *err);
+
+/* The gradient machinery of a dream, for tools and tests: plans (one at a time, rebuilt when
+ * the size changes), the guide's features, tile buffers. */
+typedef struct dd_dreamer dd_dreamer;
+
+/* Validates `p` and computes the guide's features (p->guide is not kept). */
+int dd_dreamer_new(const dd_model *m, const dd_preproc *pp, const dd_dream_params *p,
+                   dd_dreamer **out, dd_err *err);
+void dd_dreamer_free(dd_dreamer *d);
+
+/* Gradient of the objective with respect to the pixels of `img` rolled by (dx, dy) (the
+ * notebook's np.roll: the network sees img[y - dy][x - dx]), un-rolled: grad[i] is the
+ * derivative by img->rgb[i] (w*h*3 floats, the layout of img).  Tiles as p->tile says (auto:
+ * when the whole image would exceed max_memory); each tile owns the pixels nearest its center.
+ * *objective (may be NULL) receives the objective, summed over tiles.  Not normalized. */
+int dd_dreamer_gradient(dd_dreamer *d, const dd_image *img, int dx, int dy, float *grad,
+                        double *objective, dd_err *err);
+/* Tile side the last gradient used along x and y (the image's size when untiled). */
+void dd_dreamer_tile_size(const dd_dreamer *d, int *tw, int *th);
+
+/* Gradient normalization as the dream does it, in place on w*h*3 floats.  `work` holds
+ * dd_dream_norm_work(w, h, levels) floats (only the Laplacian needs it; may be NULL then
+ * for the others). */
+void dd_dream_normalize(dd_dream_norm norm, int levels, float *g, int w, int h, float *work);
+size_t dd_dream_norm_work(dd_dream_norm norm, int w, int h, int levels);
+
+/* The gradient of sum over `layers` of weight * 1/2 sum(a^2) with respect to the model input
+ * `input` as given (any shape the model accepts), for `dream grad`: a new tensor of input's
+ * shape in *grad, the objective in *objective (may be NULL).  max_bytes caps the plan (0:
+ * none). */
+int dd_input_gradient(const dd_model *m, const dd_tensor *input, const dd_dream_layer *layers,
+                      int n_layers, size_t max_bytes, dd_tensor **grad, double *objective,
+                      dd_err *err);
+
+#endif

@@ -1,0 +1,821 @@
+/* DeepDream: objective, gradient through tiles, normalization, octaves (see dream/dream.h). */
+#include "dream/dream.h"
+
+#include <cblas.h>
+#include <ctype.h>
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "dream/graph.h"
+
+/* Rows of the guide's dot-product matrix computed at once: bounds its buffer. */
+#define GUIDE_BLOCK 256
+
+typedef struct guide_feat {
+  float *y; /* c x m: the guide image's activations at the layer */
+  int64_t c, m;
+} guide_feat;
+
+struct dd_dreamer {
+  const dd_model *m;
+  dd_dream_params p; /* p.guide is not kept */
+  int input;
+  float k[3], b[3]; /* model channel c: x = pixel * k[c] - b[c] */
+  int src[3];       /* model channel c reads this pixel channel */
+  int targets[DD_DREAM_MAX_LAYERS], n_targets;
+  dd_plan *plan;
+  int pw, ph; /* the plan's input size */
+  int iw, ih; /* the image size the tiling was chosen for */
+  int tw, th; /* tile size for that image (the image's size when untiled) */
+  int *mapx, *mapy, map_cap;
+  guide_feat guide[DD_DREAM_MAX_LAYERS];
+  float *gemm;
+};
+
+/* ---- small helpers ---- */
+
+static uint64_t rng_next(uint64_t *s) {
+  uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+  return z ^ (z >> 31);
+}
+
+/* Uniform integer in lo..hi. */
+static int rng_range(uint64_t *s, int lo, int hi) {
+  uint64_t span = (uint64_t)((int64_t)hi - lo + 1);
+  return lo + (int)(((rng_next(s) >> 32) * span) >> 32);
+}
+
+static int wrap(int64_t i, int n) {
+  int64_t r = i % n;
+  return (int)(r < 0 ? r + n : r);
+}
+
+static float *alloc_floats(size_t n) { return malloc((n ? n : 1) * sizeof(float)); }
+
+/* ---- layer specs ---- */
+
+void dd_dream_params_default(dd_dream_params *p) {
+  memset(p, 0, sizeof *p);
+  p->octaves = 4;
+  p->octave_scale = 1.4f;
+  p->iters = 10;
+  p->step = 1.5f;
+  p->jitter = 32;
+  p->norm = DD_NORM_MEANABS;
+  p->lap_levels = 4;
+}
+
+int dd_dream_layer_spec(const char *spec, char *name, size_t name_size, int *channel,
+                        float *weight, dd_err *err) {
+  size_t len = strlen(spec);
+  float w = 1.f;
+  int ch = -1;
+  const char *colon = strrchr(spec, ':');
+  if (colon) {
+    const char *ws = colon + 1;
+    char *end;
+    errno = 0;
+    double d = strtod(ws, &end);
+    if (!*ws || end == ws || *end || errno || !isfinite(d) || isspace((unsigned char)*ws))
+      return dd_fail(err, DD_EARG, "layer '%s': the weight after ':' must be a number, got '%s'",
+                     spec, ws);
+    w = (float)d;
+    len = (size_t)(colon - spec);
+  }
+  const char *hash = NULL;
+  for (size_t i = len; i-- > 0 && !hash;)
+    if (spec[i] == '#') hash = spec + i;
+  if (hash) {
+    const char *cs = hash + 1;
+    size_t cl = (size_t)(spec + len - cs);
+    long v = 0;
+    int ok = cl > 0 && cl <= 9;
+    for (size_t i = 0; ok && i < cl; i++) {
+      if (!isdigit((unsigned char)cs[i])) ok = 0;
+      else v = v * 10 + (cs[i] - '0');
+    }
+    if (!ok)
+      return dd_fail(err, DD_EARG,
+                     "layer '%s': the channel after '#' must be a non-negative integer, got '%.*s'",
+                     spec, (int)cl, cs);
+    ch = (int)v;
+    len = (size_t)(hash - spec);
+  }
+  if (len == 0) return dd_fail(err, DD_EARG, "layer '%s': no layer name", spec);
+  if (len >= name_size) return dd_fail(err, DD_ELIMIT, "layer '%s': name too long", spec);
+  memcpy(name, spec, len);
+  name[len] = 0;
+  *channel = ch;
+  *weight = w;
+  return DD_OK;
+}
+
+int dd_dream_layer_resolve(const dd_model *m, const char *spec, dd_dream_layer *out,
+                           dd_err *err) {
+  int v = dd_model_find(m, spec);
+  if (v >= 0 && !dd_model_value_is_const(m, v)) {
+    out->value = v;
+    out->channel = -1;
+    out->weight = 1.f;
+    return DD_OK;
+  }
+  char name[512];
+  int ch;
+  float w;
+  int rc = dd_dream_layer_spec(spec, name, sizeof name, &ch, &w, err);
+  if (rc) return rc;
+  rc = dd_model_resolve(m, name, &v, err);
+  if (rc) return rc;
+  if (dd_model_value_is_const(m, v))
+    return dd_fail(err, DD_EARG, "%s: '%s' is a weight, not a layer", dd_model_name(m), name);
+  out->value = v;
+  out->channel = ch;
+  out->weight = w;
+  return DD_OK;
+}
+
+/* ---- the objective ---- */
+
+/* Checks the layers against a built plan: each must reach the input and have its channel. */
+static int check_layers(const dd_model *m, dd_plan *plan, int input, const dd_dream_layer *ls,
+                        int n, dd_err *err) {
+  if (!dd_plan_grad(plan, input))
+    return dd_fail(err, DD_EARG, "%s: no gradient reaches the input '%s'", dd_model_name(m),
+                   dd_model_value_name(m, input));
+  for (int i = 0; i < n; i++) {
+    const char *name = dd_model_value_name(m, ls[i].value);
+    dd_tensor *t = dd_plan_tensor(plan, ls[i].value);
+    if (!t || t->dtype != DD_F32 || !dd_plan_grad(plan, ls[i].value))
+      return dd_fail(err, DD_EARG, "%s: layer '%s' does not depend on the input",
+                     dd_model_name(m), name);
+    if (ls[i].channel >= 0) {
+      int64_t c = t->shape.ndim >= 2 ? t->shape.d[1] : 1;
+      if (ls[i].channel >= c)
+        return dd_fail(err, DD_EARG, "%s: layer '%s' has %lld channels; channel %d is out of "
+                       "range (0..%lld)", dd_model_name(m), name, (long long)c, ls[i].channel,
+                       (long long)c - 1);
+    }
+  }
+  return DD_OK;
+}
+
+/* Objective_guide at one layer: each position's gradient is the guide feature with the
+ * largest dot product; the objective is the sum of those dot products. */
+static double guide_seed(const float *a, float *g, int64_t c, int64_t n, const guide_feat *gf,
+                         float w, float *buf) {
+  double obj = 0;
+  for (int64_t i0 = 0; i0 < n; i0 += GUIDE_BLOCK) {
+    int64_t nb = n - i0 < GUIDE_BLOCK ? n - i0 : GUIDE_BLOCK;
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)nb, (int)gf->m, (int)c, 1.f,
+                a + i0, (int)n, gf->y, (int)gf->m, 0.f, buf, (int)gf->m);
+    for (int64_t r = 0; r < nb; r++) {
+      const float *row = buf + r * gf->m;
+      int64_t best = 0;
+      for (int64_t j = 1; j < gf->m; j++)
+        if (row[j] > row[best]) best = j;
+      obj += (double)w * row[best];
+      for (int64_t ch = 0; ch < c; ch++) g[ch * n + i0 + r] += w * gf->y[ch * gf->m + best];
+    }
+  }
+  return obj;
+}
+
+/* Seeds the layers' gradients (after dd_plan_zero_grad) and returns the objective. */
+static double seed_objective(dd_plan *plan, const dd_dream_layer *ls, int n,
+                             const guide_feat *guide, float *gemm) {
+  double obj = 0;
+  for (int l = 0; l < n; l++) {
+    const dd_tensor *t = dd_plan_tensor(plan, ls[l].value);
+    float *g = dd_f32(dd_plan_grad(plan, ls[l].value));
+    const float *a = dd_f32(t);
+    int64_t total = dd_tensor_numel(t);
+    float w = ls[l].weight;
+    if (guide && guide[l].y) {
+      int64_t c = guide[l].c;
+      obj += guide_seed(a, g, c, total / c, &guide[l], w, gemm);
+      continue;
+    }
+    double s = 0;
+    if (ls[l].channel < 0) {
+      for (int64_t i = 0; i < total; i++) {
+        s += (double)a[i] * a[i];
+        g[i] += w * a[i];
+      }
+    } else {
+      int64_t batch = t->shape.d[0], c = t->shape.d[1], per = total / (batch * c);
+      for (int64_t bi = 0; bi < batch; bi++) {
+        int64_t off = (bi * c + ls[l].channel) * per;
+        for (int64_t i = 0; i < per; i++) {
+          s += (double)a[off + i] * a[off + i];
+          g[off + i] += w * a[off + i];
+        }
+      }
+    }
+    obj += 0.5 * w * s;
+  }
+  return obj;
+}
+
+static int unique_targets(const dd_dream_layer *ls, int n, int *targets) {
+  int k = 0;
+  for (int i = 0; i < n; i++) {
+    int seen = 0;
+    for (int j = 0; j < k; j++) seen |= targets[j] == ls[i].value;
+    if (!seen) targets[k++] = ls[i].value;
+  }
+  return k;
+}
+
+int dd_input_gradient(const dd_model *m, const dd_tensor *input, const dd_dream_layer *layers,
+                      int n_layers, size_t max_bytes, dd_tensor **grad, double *objective,
+                      dd_err *err) {
+  int in = dd_model_input(m);
+  if (in < 0) return dd_fail(err, DD_EARG, "%s: the model has no data input", dd_model_name(m));
+  if (input->dtype != DD_F32)
+    return dd_fail(err, DD_EARG, "%s: input '%s' must be float32", dd_model_name(m),
+                   dd_model_value_name(m, in));
+  if (n_layers < 1 || n_layers > DD_DREAM_MAX_LAYERS)
+    return dd_fail(err, DD_EARG, "between 1 and %d layers, not %d", DD_DREAM_MAX_LAYERS,
+                   n_layers);
+  for (int i = 0; i < n_layers; i++)
+    if (layers[i].value < 0 || layers[i].value >= dd_model_num_values(m))
+      return dd_fail(err, DD_EARG, "layer %d names no value", i);
+  int targets[DD_DREAM_MAX_LAYERS];
+  int nt = unique_targets(layers, n_layers, targets);
+  dd_binding b = {in, input->shape, NULL};
+  dd_plan *plan;
+  int rc = dd_plan_new(m, &b, 1, targets, nt, DD_PLAN_GRAD, max_bytes, &plan, err);
+  if (rc) return rc;
+  rc = check_layers(m, plan, in, layers, n_layers, err);
+  dd_tensor *out = NULL;
+  if (!rc) rc = dd_tensor_new(DD_F32, &input->shape, 0, &out, err);
+  if (rc) {
+    dd_plan_free(plan);
+    return rc;
+  }
+  dd_tensor *x = dd_plan_tensor(plan, in);
+  memcpy(x->data, input->data, (size_t)dd_tensor_numel(input) * sizeof(float));
+  dd_plan_forward(plan);
+  dd_plan_zero_grad(plan);
+  double obj = seed_objective(plan, layers, n_layers, NULL, NULL);
+  dd_plan_backward(plan);
+  memcpy(out->data, dd_plan_grad(plan, in)->data, (size_t)dd_tensor_numel(out) * sizeof(float));
+  dd_plan_free(plan);
+  *grad = out;
+  if (objective) *objective = obj;
+  return DD_OK;
+}
+
+/* ---- the dreamer: plans, tiles, guide ---- */
+
+static int check_params(const dd_model *m, const dd_dream_params *p, dd_err *err) {
+  if (p->n_layers < 1 || p->n_layers > DD_DREAM_MAX_LAYERS)
+    return dd_fail(err, DD_EARG, "give between 1 and %d layers (got %d)", DD_DREAM_MAX_LAYERS,
+                   p->n_layers);
+  for (int i = 0; i < p->n_layers; i++) {
+    if (p->layers[i].value < 0 || p->layers[i].value >= dd_model_num_values(m))
+      return dd_fail(err, DD_EARG, "layer %d names no value of %s", i, dd_model_name(m));
+    if (!isfinite(p->layers[i].weight))
+      return dd_fail(err, DD_EARG, "layer '%s': the weight must be finite",
+                     dd_model_value_name(m, p->layers[i].value));
+    if (p->guide && p->layers[i].channel >= 0)
+      return dd_fail(err, DD_EARG, "layer '%s': a guide image and a single channel cannot be "
+                     "combined", dd_model_value_name(m, p->layers[i].value));
+  }
+  if (p->octaves < 1 || p->octaves > 64)
+    return dd_fail(err, DD_EARG, "octaves must be 1..64 (got %d)", p->octaves);
+  if (p->octaves > 1 && !(p->octave_scale > 1.f && p->octave_scale <= 16.f))
+    return dd_fail(err, DD_EARG, "the octave scale must be > 1 and <= 16 (got %g)",
+                   p->octave_scale);
+  if (p->iters < 1 || p->iters > 1000000)
+    return dd_fail(err, DD_EARG, "iterations per octave must be 1..1000000 (got %d)", p->iters);
+  if (!(p->step > 0.f) || !isfinite(p->step))
+    return dd_fail(err, DD_EARG, "the step must be a number > 0 (got %g)", p->step);
+  if (p->jitter < 0 || p->jitter > 1 << 20)
+    return dd_fail(err, DD_EARG, "the jitter must be >= 0 (got %d)", p->jitter);
+  if (p->norm != DD_NORM_MEANABS && p->norm != DD_NORM_STD && p->norm != DD_NORM_LAPLACIAN)
+    return dd_fail(err, DD_EARG, "unknown normalization %d", (int)p->norm);
+  if (p->norm == DD_NORM_LAPLACIAN && (p->lap_levels < 1 || p->lap_levels > 12))
+    return dd_fail(err, DD_EARG, "Laplacian levels must be 1..12 (got %d)", p->lap_levels);
+  if (p->tile != 0 && (p->tile < DD_DREAM_MIN_TILE || p->tile > 1 << 16))
+    return dd_fail(err, DD_EARG, "the tile size must be %d..65536 (got %d)", DD_DREAM_MIN_TILE,
+                   p->tile);
+  if (p->checkpoint_every < 0)
+    return dd_fail(err, DD_EARG, "checkpoint interval must be >= 0 (got %d)",
+                   p->checkpoint_every);
+  if (p->guide && (!p->guide->rgb || p->guide->w < 1 || p->guide->h < 1))
+    return dd_fail(err, DD_EARG, "the guide image is empty");
+  int in = dd_model_input(m);
+  if (in < 0) return dd_fail(err, DD_EARG, "%s: the model has no data input", dd_model_name(m));
+  dd_shape s = dd_model_input_shape(m);
+  if (s.ndim != 0 && (s.ndim != 4 || (s.d[1] >= 0 && s.d[1] != 3) || s.d[0] > 1))
+    return dd_fail(err, DD_EUNSUPPORTED, "%s: input '%s' is not an image (1x3xHxW)",
+                   dd_model_name(m), dd_model_value_name(m, in));
+  return DD_OK;
+}
+
+static dd_binding image_binding(int input, int w, int h) {
+  int64_t dims[4] = {1, 3, h, w};
+  dd_binding b = {input, dd_shape_make(4, dims), NULL};
+  return b;
+}
+
+/* Model input (planar, model channel order) from pixels: out[c][y][x] for the rows and
+ * columns of `img` listed in mapy/mapx. */
+static void fill_input(const dd_dreamer *d, const dd_image *img, const int *mapy,
+                       const int *mapx, int tw, int th, float *out) {
+  size_t plane = (size_t)tw * th;
+  for (int c = 0; c < 3; c++) {
+    float k = d->k[c], b = d->b[c];
+    int src = d->src[c];
+    float *o = out + c * plane;
+#pragma omp parallel for schedule(static) if (plane > 65536)
+    for (int y = 0; y < th; y++) {
+      const float *row = img->rgb + (size_t)mapy[y] * img->w * 3 + src;
+      float *orow = o + (size_t)y * tw;
+      for (int x = 0; x < tw; x++) orow[x] = row[(size_t)mapx[x] * 3] * k - b;
+    }
+  }
+}
+
+static int compute_guide(dd_dreamer *d, const dd_image *guide, dd_err *err) {
+  dd_plan *plan;
+  dd_binding b = image_binding(d->input, guide->w, guide->h);
+  int rc = dd_plan_new(d->m, &b, 1, d->targets, d->n_targets, 0, d->p.max_memory, &plan, err);
+  if (rc) return dd_err_prefix(err, "guide image (%dx%d)", guide->w, guide->h);
+  int *mx = malloc(sizeof(int) * (size_t)guide->w), *my = malloc(sizeof(int) * (size_t)guide->h);
+  if (!mx || !my) {
+    free(mx);
+    free(my);
+    dd_plan_free(plan);
+    return dd_fail(err, DD_ENOMEM, "out of memory");
+  }
+  for (int x = 0; x < guide->w; x++) mx[x] = x;
+  for (int y = 0; y < guide->h; y++) my[y] = y;
+  fill_input(d, guide, my, mx, guide->w, guide->h, dd_f32(dd_plan_tensor(plan, d->input)));
+  free(mx);
+  free(my);
+  dd_plan_forward(plan);
+  int64_t max_m = 0;
+  for (int l = 0; l < d->p.n_layers && !rc; l++) {
+    const dd_tensor *t = dd_plan_tensor(plan, d->p.layers[l].value);
+    if (!t || t->dtype != DD_F32 || t->shape.ndim < 2 || t->shape.d[0] != 1) {
+      rc = dd_fail(err, DD_EARG, "%s: layer '%s' cannot be guided (not a 1xCx... activation)",
+                   dd_model_name(d->m), dd_model_value_name(d->m, d->p.layers[l].value));
+      break;
+    }
+    guide_feat *gf = &d->guide[l];
+    gf->c = t->shape.d[1];
+    gf->m = dd_tensor_numel(t) / gf->c;
+    gf->y = alloc_floats((size_t)dd_tensor_numel(t));
+    if (!gf->y) rc = dd_fail(err, DD_ENOMEM, "out of memory");
+    else memcpy(gf->y, t->data, (size_t)dd_tensor_numel(t) * sizeof(float));
+    if (gf->m > max_m) max_m = gf->m;
+  }
+  dd_plan_free(plan);
+  if (rc) return rc;
+  d->gemm = alloc_floats((size_t)GUIDE_BLOCK * (size_t)max_m);
+  if (!d->gemm) return dd_fail(err, DD_ENOMEM, "out of memory");
+  return DD_OK;
+}
+
+void dd_dreamer_free(dd_dreamer *d) {
+  if (!d) return;
+  dd_plan_free(d->plan);
+  free(d->mapx);
+  free(d->mapy);
+  for (int l = 0; l < DD_DREAM_MAX_LAYERS; l++) free(d->guide[l].y);
+  free(d->gemm);
+  free(d);
+}
+
+int dd_dreamer_new(const dd_model *m, const dd_preproc *pp, const dd_dream_params *p,
+                   dd_dreamer **out, dd_err *err) {
+  int rc = check_params(m, p, err);
+  if (rc) return rc;
+  for (int c = 0; c < 3; c++)
+    if (!(pp->std[c] > 0) || !(pp->scale > 0) || !isfinite(pp->mean[c]))
+      return dd_fail(err, DD_EARG, "invalid preprocessing (scale and std must be > 0)");
+  dd_dreamer *d = calloc(1, sizeof *d);
+  if (!d) return dd_fail(err, DD_ENOMEM, "out of memory");
+  d->m = m;
+  d->p = *p;
+  d->p.guide = NULL;
+  d->input = dd_model_input(m);
+  for (int c = 0; c < 3; c++) {
+    d->k[c] = pp->scale / 255.f / pp->std[c];
+    d->b[c] = pp->mean[c] / pp->std[c];
+    d->src[c] = pp->bgr ? 2 - c : c;
+  }
+  d->n_targets = unique_targets(p->layers, p->n_layers, d->targets);
+  if (p->guide && (rc = compute_guide(d, p->guide, err))) {
+    dd_dreamer_free(d);
+    return rc;
+  }
+  *out = d;
+  return DD_OK;
+}
+
+static int ensure_plan(dd_dreamer *d, int w, int h, dd_err *err) {
+  if (d->plan && d->pw == w && d->ph == h) return DD_OK;
+  dd_plan_free(d->plan);
+  d->plan = NULL;
+  dd_binding b = image_binding(d->input, w, h);
+  dd_plan *plan;
+  int rc = dd_plan_new(d->m, &b, 1, d->targets, d->n_targets, DD_PLAN_GRAD, d->p.max_memory,
+                       &plan, err);
+  if (rc) return rc;
+  rc = check_layers(d->m, plan, d->input, d->p.layers, d->p.n_layers, err);
+  for (int l = 0; !rc && l < d->p.n_layers; l++) {
+    const dd_tensor *t = dd_plan_tensor(plan, d->p.layers[l].value);
+    if (d->guide[l].y && (t->shape.ndim < 2 || t->shape.d[0] != 1 || t->shape.d[1] != d->guide[l].c))
+      rc = dd_fail(err, DD_EARG, "layer '%s' cannot be guided",
+                   dd_model_value_name(d->m, d->p.layers[l].value));
+  }
+  if (rc) {
+    dd_plan_free(plan);
+    return rc;
+  }
+  d->plan = plan;
+  d->pw = w;
+  d->ph = h;
+  return DD_OK;
+}
+
+/* Chooses the tiles for a w x h image and makes their plan. */
+static int prepare(dd_dreamer *d, int w, int h, dd_err *err) {
+  if (d->plan && d->iw == w && d->ih == h) return DD_OK;
+  static const int sizes[] = {1024, 768, 512, 384, 256, 192, 128, 96, 64, 48, DD_DREAM_MIN_TILE};
+  int tw = w, th = h, rc;
+  if (d->p.tile > 0) {
+    tw = d->p.tile < w ? d->p.tile : w;
+    th = d->p.tile < h ? d->p.tile : h;
+    rc = ensure_plan(d, tw, th, err);
+  } else {
+    rc = ensure_plan(d, w, h, err);
+    for (size_t i = 0; rc == DD_ELIMIT && i < sizeof sizes / sizeof sizes[0]; i++) {
+      if (sizes[i] >= w && sizes[i] >= h) continue;
+      tw = sizes[i] < w ? sizes[i] : w;
+      th = sizes[i] < h ? sizes[i] : h;
+      rc = ensure_plan(d, tw, th, err);
+    }
+  }
+  if (rc) {
+    d->iw = d->ih = 0;
+    return dd_err_prefix(err, "%dx%d image", w, h);
+  }
+  int need = tw > th ? tw : th;
+  if (need > d->map_cap) {
+    int *mx = realloc(d->mapx, sizeof(int) * (size_t)need);
+    if (mx) d->mapx = mx;
+    int *my = realloc(d->mapy, sizeof(int) * (size_t)need);
+    if (my) d->mapy = my;
+    if (!mx || !my) return dd_fail(err, DD_ENOMEM, "out of memory");
+    d->map_cap = need;
+  }
+  d->iw = w;
+  d->ih = h;
+  d->tw = tw;
+  d->th = th;
+  return DD_OK;
+}
+
+void dd_dreamer_tile_size(const dd_dreamer *d, int *tw, int *th) {
+  *tw = d->tw;
+  *th = d->th;
+}
+
+/* Tiles along one axis of length n with tiles of t <= n: count, and the margin `lo` before the
+ * part of each tile that it owns (every tile owns about n/count pixels around its center). */
+static void axis_tiles(int n, int t, int *count, int *lo) {
+  int k = (n + t - 1) / t;
+  int maxlen = (n + k - 1) / k;
+  *count = k;
+  *lo = (t - maxlen) / 2;
+}
+
+int dd_dreamer_gradient(dd_dreamer *d, const dd_image *img, int dx, int dy, float *grad,
+                        double *objective, dd_err *err) {
+  int rc = prepare(d, img->w, img->h, err);
+  if (rc) return rc;
+  int W = img->w, H = img->h, tw = d->tw, th = d->th;
+  int nx, ny, lox, loy;
+  axis_tiles(W, tw, &nx, &lox);
+  axis_tiles(H, th, &ny, &loy);
+  float *x = dd_f32(dd_plan_tensor(d->plan, d->input));
+  const float *gin = dd_f32(dd_plan_grad(d->plan, d->input));
+  size_t plane = (size_t)tw * th;
+  double obj = 0;
+  for (int ty = 0; ty < ny; ty++) {
+    int y0 = (int)((int64_t)ty * H / ny), y1 = (int)((int64_t)(ty + 1) * H / ny);
+    for (int tx = 0; tx < nx; tx++) {
+      if (d->p.cancel && *d->p.cancel) return dd_fail(err, DD_EINTR, "interrupted");
+      int x0 = (int)((int64_t)tx * W / nx), x1 = (int)((int64_t)(tx + 1) * W / nx);
+      /* tile pixel (lx, ly) is rolled pixel (x0 - lox + lx, y0 - loy + ly) on the torus */
+      for (int l = 0; l < tw; l++) d->mapx[l] = wrap((int64_t)x0 - lox + l - dx, W);
+      for (int l = 0; l < th; l++) d->mapy[l] = wrap((int64_t)y0 - loy + l - dy, H);
+      fill_input(d, img, d->mapy, d->mapx, tw, th, x);
+      dd_plan_forward(d->plan);
+      dd_plan_zero_grad(d->plan);
+      obj += seed_objective(d->plan, d->p.layers, d->p.n_layers, d->guide, d->gemm);
+      dd_plan_backward(d->plan);
+      for (int c = 0; c < 3; c++) {
+        const float *g = gin + c * plane;
+        float k = d->k[c];
+        int src = d->src[c];
+        for (int ly = loy; ly < loy + (y1 - y0); ly++) {
+          float *row = grad + (size_t)d->mapy[ly] * W * 3 + src;
+          for (int lx = lox; lx < lox + (x1 - x0); lx++)
+            row[(size_t)d->mapx[lx] * 3] = g[(size_t)ly * tw + lx] * k;
+        }
+      }
+    }
+  }
+  if (objective) *objective = obj;
+  return DD_OK;
+}
+
+/* ---- normalization ---- */
+
+static const float binom5[5] = {1.f / 16, 4.f / 16, 6.f / 16, 4.f / 16, 1.f / 16};
+
+/* TensorFlow's 'SAME' padding before the first sample, for a stride-2 5-tap filter on n. */
+static int same_pad(int n) {
+  int out = (n + 1) / 2;
+  int total = (out - 1) * 2 + 5 - n;
+  return total > 0 ? total / 2 : 0;
+}
+
+/* Stride-2 blur along x (dir 0) or y (dir 1) of a w x h x 3 image; out is halved (ceil). */
+static void down1(const float *in, int w, int h, int dir, float *out) {
+  int n = dir ? h : w, no = (n + 1) / 2, pb = same_pad(n);
+  int ow = dir ? w : no, oh = dir ? no : h;
+  for (int y = 0; y < oh; y++)
+    for (int x = 0; x < ow; x++) {
+      float s[3] = {0, 0, 0};
+      int o = dir ? y : x;
+      for (int k = 0; k < 5; k++) {
+        int i = 2 * o - pb + k;
+        if (i < 0 || i >= n) continue;
+        const float *p = in + ((size_t)(dir ? i : y) * w + (dir ? x : i)) * 3;
+        for (int c = 0; c < 3; c++) s[c] += binom5[k] * p[c];
+      }
+      float *q = out + ((size_t)y * ow + x) * 3;
+      for (int c = 0; c < 3; c++) q[c] = s[c];
+    }
+}
+
+/* The transpose of down1 times 2 (conv2d_transpose with 4 x the 2-D kernel, split in two):
+ * from the halved size back to n along the axis. */
+static void up1(const float *in, int w, int h, int dir, int n, float *out) {
+  int pb = same_pad(n), nin = dir ? h : w;
+  int ow = dir ? w : n, oh = dir ? n : h;
+  for (int y = 0; y < oh; y++)
+    for (int x = 0; x < ow; x++) {
+      float s[3] = {0, 0, 0};
+      int i = dir ? y : x;
+      for (int k = 0; k < 5; k++) {
+        int t = i + pb - k;
+        if (t < 0 || t & 1 || t / 2 >= nin) continue;
+        const float *p = in + ((size_t)(dir ? t / 2 : y) * w + (dir ? x : t / 2)) * 3;
+        for (int c = 0; c < 3; c++) s[c] += 2.f * binom5[k] * p[c];
+      }
+      float *q = out + ((size_t)y * ow + x) * 3;
+      for (int c = 0; c < 3; c++) q[c] = s[c];
+    }
+}
+
+static void scale_rms(float *v, size_t n) {
+  double s = 0;
+  for (size_t i = 0; i < n; i++) s += (double)v[i] * v[i];
+  double rms = sqrt(s / (double)(n ? n : 1));
+  float inv = (float)(1.0 / (rms > 1e-10 ? rms : 1e-10));
+  for (size_t i = 0; i < n; i++) v[i] *= inv;
+}
+
+size_t dd_dream_norm_work(dd_dream_norm norm, int w, int h, int levels) {
+  if (norm != DD_NORM_LAPLACIAN) return 0;
+  size_t total = (size_t)((w + 1) / 2) * h * 3; /* the one-axis temporary, largest at level 0 */
+  int lw = w, lh = h;
+  for (int i = 0; i < levels; i++) {
+    total += (size_t)lw * lh * 3; /* hi_i */
+    lw = (lw + 1) / 2;
+    lh = (lh + 1) / 2;
+    total += (size_t)lw * lh * 3; /* lo_{i+1} */
+  }
+  return total;
+}
+
+/* The TensorFlow DeepDream tutorial's lap_normalize: split into `levels` band-pass images and
+ * the low-pass rest, scale each to unit RMS, merge. */
+static void lap_normalize(float *g, int w, int h, int levels, float *work) {
+  float *tmp = work;
+  float *p = tmp + (size_t)((w + 1) / 2) * h * 3;
+  float *hi[13], *lo[13];
+  int lw[13], lh[13];
+  lw[0] = w;
+  lh[0] = h;
+  lo[0] = g;
+  for (int i = 0; i < levels; i++) {
+    hi[i] = p;
+    p += (size_t)lw[i] * lh[i] * 3;
+    lw[i + 1] = (lw[i] + 1) / 2;
+    lh[i + 1] = (lh[i] + 1) / 2;
+    lo[i + 1] = p;
+    p += (size_t)lw[i + 1] * lh[i + 1] * 3;
+  }
+  for (int i = 0; i < levels; i++) {
+    down1(lo[i], lw[i], lh[i], 0, tmp);
+    down1(tmp, lw[i + 1], lh[i], 1, lo[i + 1]);
+    up1(lo[i + 1], lw[i + 1], lh[i + 1], 1, lh[i], tmp);
+    up1(tmp, lw[i + 1], lh[i], 0, lw[i], hi[i]);
+    size_t n = (size_t)lw[i] * lh[i] * 3;
+    for (size_t j = 0; j < n; j++) hi[i][j] = lo[i][j] - hi[i][j];
+  }
+  scale_rms(lo[levels], (size_t)lw[levels] * lh[levels] * 3);
+  for (int i = 0; i < levels; i++) scale_rms(hi[i], (size_t)lw[i] * lh[i] * 3);
+  for (int i = levels - 1; i >= 0; i--) {
+    up1(lo[i + 1], lw[i + 1], lh[i + 1], 1, lh[i], tmp);
+    up1(tmp, lw[i + 1], lh[i], 0, lw[i], lo[i]);
+    size_t n = (size_t)lw[i] * lh[i] * 3;
+    for (size_t j = 0; j < n; j++) lo[i][j] += hi[i][j];
+  }
+}
+
+void dd_dream_normalize(dd_dream_norm norm, int levels, float *g, int w, int h, float *work) {
+  size_t n = (size_t)w * h * 3;
+  if (norm == DD_NORM_LAPLACIAN) {
+    lap_normalize(g, w, h, levels, work);
+    return;
+  }
+  double s = 0, s2 = 0;
+  for (size_t i = 0; i < n; i++) {
+    s += fabs((double)g[i]);
+    s2 += (double)g[i] * g[i];
+  }
+  double scale;
+  if (norm == DD_NORM_STD) {
+    double mean = 0;
+    for (size_t i = 0; i < n; i++) mean += g[i];
+    mean /= (double)n;
+    double var = s2 / (double)n - mean * mean;
+    scale = 1.0 / (sqrt(var > 0 ? var : 0) + 1e-8);
+  } else {
+    double mean_abs = s / (double)n;
+    /* a zero gradient (a dead layer) leaves the image as it is */
+    scale = mean_abs > 0 ? 1.0 / mean_abs : 0;
+  }
+  for (size_t i = 0; i < n; i++) g[i] = (float)(g[i] * scale);
+}
+
+/* ---- octaves ---- */
+
+/* Bilinear resize of w x h x 3 with corners mapped to corners, as scipy.ndimage.zoom(order=1)
+ * does in the notebook. */
+static void resize_bilinear(const float *src, int sw, int sh, float *dst, int dw, int dh) {
+  for (int y = 0; y < dh; y++) {
+    double fy = dh > 1 ? (double)y * (sh - 1) / (dh - 1) : 0;
+    int y0 = (int)fy, y1 = y0 + 1 < sh ? y0 + 1 : sh - 1;
+    float ty = (float)(fy - y0);
+    for (int x = 0; x < dw; x++) {
+      double fx = dw > 1 ? (double)x * (sw - 1) / (dw - 1) : 0;
+      int x0 = (int)fx, x1 = x0 + 1 < sw ? x0 + 1 : sw - 1;
+      float tx = (float)(fx - x0);
+      const float *a = src + ((size_t)y0 * sw + x0) * 3, *b = src + ((size_t)y0 * sw + x1) * 3;
+      const float *c = src + ((size_t)y1 * sw + x0) * 3, *e = src + ((size_t)y1 * sw + x1) * 3;
+      float *o = dst + ((size_t)y * dw + x) * 3;
+      for (int k = 0; k < 3; k++)
+        o[k] = (1 - ty) * ((1 - tx) * a[k] + tx * b[k]) + ty * ((1 - tx) * c[k] + tx * e[k]);
+    }
+  }
+}
+
+static void clip255(float *v, size_t n) {
+  for (size_t i = 0; i < n; i++) v[i] = v[i] < 0.f ? 0.f : v[i] > 255.f ? 255.f : v[i];
+}
+
+typedef struct run_bufs {
+  float *base[64]; /* base[0] is the input image (borrowed) */
+  float *cur, *grad, *work;
+  dd_image ckpt;
+} run_bufs;
+
+static void free_bufs(run_bufs *b, int n) {
+  for (int k = 1; k < n; k++) free(b->base[k]);
+  free(b->cur);
+  free(b->grad);
+  free(b->work);
+  free(b->ckpt.rgb);
+}
+
+/* The current result at full size: the base plus this octave's detail, upscaled. */
+static void make_checkpoint(run_bufs *b, int k, const int *ow, const int *oh) {
+  size_t n = (size_t)ow[k] * oh[k] * 3, full = (size_t)ow[0] * oh[0] * 3;
+  if (k == 0) {
+    memcpy(b->ckpt.rgb, b->cur, full * sizeof(float));
+    return;
+  }
+  for (size_t i = 0; i < n; i++) b->grad[i] = b->cur[i] - b->base[k][i];
+  resize_bilinear(b->grad, ow[k], oh[k], b->ckpt.rgb, ow[0], oh[0]);
+  for (size_t i = 0; i < full; i++) b->ckpt.rgb[i] += b->base[0][i];
+  clip255(b->ckpt.rgb, full);
+}
+
+int dd_dream_run(const dd_model *m, const dd_preproc *pp, const dd_dream_params *p,
+                 dd_image *img, dd_dream_progress_fn fn, void *user, dd_err *err) {
+  if (!img || !img->rgb || img->w < 1 || img->h < 1)
+    return dd_fail(err, DD_EARG, "empty image");
+  dd_dreamer *d;
+  int rc = dd_dreamer_new(m, pp, p, &d, err);
+  if (rc) return rc;
+  /* Octave sizes, largest first, each the previous one divided by the scale. */
+  int ow[64], oh[64], n = 1;
+  ow[0] = img->w;
+  oh[0] = img->h;
+  while (n < p->octaves) {
+    int w = (int)lround(ow[n - 1] / p->octave_scale), h = (int)lround(oh[n - 1] / p->octave_scale);
+    if ((w < h ? w : h) < DD_DREAM_MIN_SIDE) break;
+    ow[n] = w;
+    oh[n] = h;
+    n++;
+  }
+  size_t full = (size_t)img->w * img->h * 3;
+  run_bufs b;
+  memset(&b, 0, sizeof b);
+  b.base[0] = img->rgb;
+  int ok = 1;
+  for (int k = 1; k < n; k++) ok &= (b.base[k] = alloc_floats((size_t)ow[k] * oh[k] * 3)) != NULL;
+  b.cur = alloc_floats(full);
+  b.grad = alloc_floats(full);
+  size_t nw = dd_dream_norm_work(p->norm, img->w, img->h, p->lap_levels);
+  if (nw) b.work = alloc_floats(nw);
+  if (p->checkpoint_every > 0) {
+    b.ckpt.w = img->w;
+    b.ckpt.h = img->h;
+    b.ckpt.rgb = alloc_floats(full);
+    ok &= b.ckpt.rgb != NULL;
+  }
+  if (!ok || !b.cur || !b.grad || (nw && !b.work)) {
+    free_bufs(&b, n);
+    dd_dreamer_free(d);
+    return dd_fail(err, DD_ENOMEM, "out of memory for a %dx%d image", img->w, img->h);
+  }
+  for (int k = 1; k < n; k++)
+    resize_bilinear(b.base[k - 1], ow[k - 1], oh[k - 1], b.base[k], ow[k], oh[k]);
+  double total = 0, done = 0;
+  for (int k = 0; k < n; k++) total += (double)ow[k] * oh[k] * p->iters;
+  memcpy(b.cur, b.base[n - 1], (size_t)ow[n - 1] * oh[n - 1] * 3 * sizeof(float));
+  uint64_t rng = p->seed;
+  long it_total = 0;
+  for (int o = 0; o < n && !rc; o++) {
+    int k = n - 1 - o, w = ow[k], h = oh[k];
+    size_t sz = (size_t)w * h * 3;
+    if (o > 0) {
+      /* carry the detail dreamed at the smaller octave up to this one */
+      size_t prev = (size_t)ow[k + 1] * oh[k + 1] * 3;
+      for (size_t i = 0; i < prev; i++) b.grad[i] = b.cur[i] - b.base[k + 1][i];
+      resize_bilinear(b.grad, ow[k + 1], oh[k + 1], b.cur, w, h);
+      for (size_t i = 0; i < sz; i++) b.cur[i] += b.base[k][i];
+    }
+    rc = prepare(d, w, h, err);
+    dd_image view = {w, h, b.cur};
+    for (int it = 0; it < p->iters && !rc; it++) {
+      if (p->cancel && *p->cancel) {
+        rc = dd_fail(err, DD_EINTR, "interrupted");
+        break;
+      }
+      int dx = rng_range(&rng, -p->jitter, p->jitter), dy = rng_range(&rng, -p->jitter, p->jitter);
+      /* with tiles, move the tile borders anywhere so no seam stays in one place */
+      if (d->tw < w) dx += rng_range(&rng, 0, w - 1);
+      if (d->th < h) dy += rng_range(&rng, 0, h - 1);
+      double obj;
+      rc = dd_dreamer_gradient(d, &view, dx, dy, b.grad, &obj, err);
+      if (rc) break;
+      dd_dream_normalize(p->norm, p->lap_levels, b.grad, w, h, b.work);
+      for (size_t i = 0; i < sz; i++) b.cur[i] += p->step * b.grad[i];
+      clip255(b.cur, sz);
+      done += (double)w * h;
+      it_total++;
+      dd_dream_progress info = {o, n, it, p->iters, w, h, 0, obj, done / total, NULL};
+      int nx, ny, lo;
+      axis_tiles(w, d->tw, &nx, &lo);
+      axis_tiles(h, d->th, &ny, &lo);
+      info.tiles = nx * ny;
+      if (p->checkpoint_every > 0 && it_total % p->checkpoint_every == 0) {
+        make_checkpoint(&b, k, ow, oh);
+        info.checkpoint = &b.ckpt;
+      }
+      if (fn && (rc = fn(&info, user)) != 0)
+        dd_fail(err, rc, "stopped by the progress callback (%s)", dd_strerror(rc));
+    }
+  }
+  if (!rc) memcpy(img->rgb, b.cur, full * sizeof(float));
+  free_bufs(&b, n);
+  dd_dreamer_free(d);
+  return rc;
+}

@@ -1,0 +1,136 @@
+/* Input gradients of the whole network against PyTorch autograd (tests/ref/grad_torch.py runs
+ * the same ONNX file through bench/onnx_torch.py in float64).  The reference is required:
+ * without /usr/bin/python3 and torch these tests fail, they do not skip. */
+#include <criterion/criterion.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "dream/dream.h"
+#include "helper_ops.h"
+
+static const char *const layers[] = {"conv2/3x3", "inception_3b/output", "inception_4c/output",
+                                     "inception_5b/output"};
+#define N_LAYERS (int)(sizeof layers / sizeof layers[0])
+
+static char tmpdir[64];
+
+static void make_tmpdir(void) {
+  snprintf(tmpdir, sizeof tmpdir, "/tmp/dream_grad_XXXXXX");
+  cr_assert_not_null(mkdtemp(tmpdir));
+}
+
+static void remove_tmpdir(void) {
+  char cmd[128];
+  snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
+  if (system(cmd) != 0) cr_log_warn("could not remove %s", tmpdir);
+}
+
+/* ||a - b|| / ||b|| */
+static double rel_l2(const dd_tensor *a, const dd_tensor *b) {
+  double d = 0, n = 0;
+  for (int64_t i = 0; i < dd_tensor_numel(b); i++) {
+    double x = dd_f32(a)[i], y = dd_f32(b)[i];
+    d += (x - y) * (x - y);
+    n += y * y;
+  }
+  return sqrt(d) / sqrt(n);
+}
+
+Test(grad, googlenet_matches_torch_autograd, .init = make_tmpdir, .fini = remove_tmpdir,
+     .timeout = 600) {
+  char mp[512], dp[512];
+  th_shared(mp, sizeof mp, "models/bvlc_googlenet.onnx");
+  th_shared(dp, sizeof dp, "models/bvlc_googlenet.golden/data.pb");
+  char cmd[4096];
+  int n = snprintf(cmd, sizeof cmd,
+                   "/usr/bin/python3 '%s/tests/ref/grad_torch.py' --model '%s' --input '%s'",
+                   DREAM_SOURCE_DIR, mp, dp);
+  for (int i = 0; i < N_LAYERS; i++)
+    n += snprintf(cmd + n, sizeof cmd - (size_t)n, " --layer '%s' --save '%s/ref%d.pb'", layers[i],
+                  tmpdir, i);
+  int rc = system(cmd);
+  cr_assert_eq(rc, 0, "the PyTorch reference failed (status %d): /usr/bin/python3 with torch and "
+               "onnx is required (Debian python3-torch, python3-onnx)\n%s", rc, cmd);
+
+  dd_err err;
+  dd_model *m;
+  cr_assert_eq(dd_model_load(mp, &m, &err), 0, "%s", err.msg);
+  dd_tensor *x;
+  cr_assert_eq(dd_tensor_load_pb(dp, &x, NULL, &err), 0, "%s", err.msg);
+  for (int i = 0; i < N_LAYERS; i++) {
+    dd_dream_layer l;
+    cr_assert_eq(dd_dream_layer_resolve(m, layers[i], &l, &err), 0, "%s", err.msg);
+    dd_tensor *g, *ref;
+    double obj;
+    cr_assert_eq(dd_input_gradient(m, x, &l, 1, 0, &g, &obj, &err), 0, "%s", err.msg);
+    char rp[256];
+    snprintf(rp, sizeof rp, "%s/ref%d.pb", tmpdir, i);
+    char *name = NULL;
+    cr_assert_eq(dd_tensor_load_pb(rp, &ref, &name, &err), 0, "%s", err.msg);
+    cr_assert(dd_shape_eq(&g->shape, &ref->shape));
+    double e = rel_l2(g, ref);
+    printf("grad %-22s objective %.6g  relative L2 error vs torch %.3g\n", layers[i], obj, e);
+    cr_expect(e <= 1e-3, "%s: relative L2 error %g > 1e-3", layers[i], e);
+    free(name);
+    dd_tensor_free(g);
+    dd_tensor_free(ref);
+  }
+  dd_tensor_free(x);
+  dd_model_free(m);
+}
+
+/* The command line writes what the library computes, named after the graph input. */
+Test(grad, cli_writes_the_gradient, .init = make_tmpdir, .fini = remove_tmpdir, .timeout = 120) {
+  char mp[512], dp[512], out[256], cmd[2048];
+  th_shared(mp, sizeof mp, "models/bvlc_googlenet.onnx");
+  th_shared(dp, sizeof dp, "models/bvlc_googlenet.golden/data.pb");
+  snprintf(out, sizeof out, "%s/cli.pb", tmpdir);
+  snprintf(cmd, sizeof cmd, "'%s' grad --model '%s' --input '%s' --layer 'conv2/3x3#5:2' --save '%s' >/dev/null",
+           DREAM_BINARY, mp, dp, out);
+  cr_assert_eq(system(cmd), 0, "%s", cmd);
+  dd_err err;
+  dd_model *m;
+  cr_assert_eq(dd_model_load(mp, &m, &err), 0, "%s", err.msg);
+  dd_tensor *x, *g, *file;
+  char *name = NULL;
+  cr_assert_eq(dd_tensor_load_pb(dp, &x, NULL, &err), 0, "%s", err.msg);
+  cr_assert_eq(dd_tensor_load_pb(out, &file, &name, &err), 0, "%s", err.msg);
+  cr_assert_str_eq(name, "data");
+  dd_dream_layer l;
+  cr_assert_eq(dd_dream_layer_resolve(m, "conv2/3x3#5:2", &l, &err), 0, "%s", err.msg);
+  cr_assert_eq(l.channel, 5);
+  cr_assert_float_eq(l.weight, 2.f, 0);
+  cr_assert_eq(dd_input_gradient(m, x, &l, 1, 0, &g, NULL, &err), 0, "%s", err.msg);
+  cr_assert_eq(th_max_abs_diff(g, file), 0.0);
+  cr_assert_gt(th_max_abs(g), 0.0);
+
+  /* the objective is a sum over channels, so the one-channel gradients of all 192 channels
+   * add up to the whole layer's */
+  dd_tensor *all;
+  dd_dream_layer whole = {l.value, -1, 1.f};
+  cr_assert_eq(dd_input_gradient(m, x, &whole, 1, 0, &all, NULL, &err), 0, "%s", err.msg);
+  dd_dream_layer per[DD_DREAM_MAX_LAYERS];
+  dd_tensor *sum = NULL;
+  for (int c0 = 0; c0 < 192; c0 += DD_DREAM_MAX_LAYERS) {
+    for (int k = 0; k < DD_DREAM_MAX_LAYERS; k++) per[k] = (dd_dream_layer){l.value, c0 + k, 1.f};
+    dd_tensor *part;
+    cr_assert_eq(dd_input_gradient(m, x, per, DD_DREAM_MAX_LAYERS, 0, &part, NULL, &err), 0,
+                 "%s", err.msg);
+    if (!sum) sum = part;
+    else {
+      for (int64_t i = 0; i < dd_tensor_numel(part); i++) dd_f32(sum)[i] += dd_f32(part)[i];
+      dd_tensor_free(part);
+    }
+  }
+  cr_assert_leq(th_max_abs_diff(sum, all), 1e-4 * th_max_abs(all));
+  free(name);
+  dd_tensor_free(sum);
+  dd_tensor_free(all);
+  dd_tensor_free(x);
+  dd_tensor_free(g);
+  dd_tensor_free(file);
+  dd_model_free(m);
+}
