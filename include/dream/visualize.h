@@ -1,0 +1,175 @@
+/* dream/visualize.h - seeing inside a network.
+ *
+ *   filters       the kernels of a first convolution as a grid of small colour images
+ *   feature vis.  an image optimized from noise to excite one channel of a layer, or one class
+ *                 logit (Olah et al. 2017, "Feature Visualization"): the image is a 1/f-scaled
+ *                 Fourier spectrum behind a colour-decorrelation matrix and a sigmoid, and each
+ *                 step sees it through a random jitter, scale and rotation
+ *   activations   the feature maps of a layer for a photo, as heat maps, with statistics
+ *   explain       Grad-CAM (Selvaraju et al. 2017) and gradient saliency (Simonyan et al.
+ *                 2014, SmoothGrad by Smilkov et al. 2017) for one class of a prediction
+ *
+ * Images are dd_image (RGB, 0..255 floats).  Nothing here prints; every fallible function
+ * returns a dd_status with the reason in `err` and leaves its outputs untouched on failure.
+ * Randomness comes only from the seeds given.
+ */
+#ifndef DREAM_VISUALIZE_H
+#define DREAM_VISUALIZE_H
+
+#include <stdint.h>
+
+#include "dream/error.h"
+#include "dream/image.h"
+#include "dream/model.h"
+#include "dream/tensor.h"
+
+/* ---- colour maps and grids ------------------------------------------------------------ */
+
+typedef enum dd_cmap { DD_CMAP_INFERNO, DD_CMAP_VIRIDIS } dd_cmap;
+
+/* Colour of t in [0, 1] (clamped; NaN gives the first entry) as RGB 0..255, interpolated
+ * linearly between the 256 entries of the map. */
+void dd_colormap(dd_cmap map, float t, float rgb[3]);
+
+/* Geometry of a grid of equal tiles: tile i is at x = gap + (i % cols) * (tile_w + gap),
+ * y = gap + (i / cols) * (tile_h + gap). */
+typedef struct dd_grid {
+  int n, cols, rows;
+  int tile_w, tile_h, gap;
+} dd_grid;
+
+/* Lays `n` tiles of the same size out in a near-square grid (cols = ceil(sqrt(n))) on a
+ * background of grey level `bg` (0..255), `gap` pixels around and between them.  The tiles
+ * are borrowed.  DD_EARG when n < 1 or the tile sizes differ. */
+int dd_vis_grid(const dd_image *const *tiles, int n, int gap, float bg, dd_image **out,
+                dd_grid *grid, dd_err *err);
+
+/* ---- finding layers ------------------------------------------------------------------- */
+
+/* The Conv node whose kernels make `value`: its producer when that is a Conv, else the Conv
+ * found by walking back through single-data-input nodes (Relu, LRN, BatchNormalization, ...)
+ * that directly follow it.  DD_ENOTFOUND, naming the value, when there is none. */
+int dd_vis_find_conv(const dd_model *m, int value, int *node, dd_err *err);
+
+/* The class scores before any softmax: the input of the Softmax that produces the model's
+ * first output when there is one (GoogLeNet's Gemm output), else that output itself
+ * (SqueezeNet's logits). */
+int dd_vis_logits(const dd_model *m, int *value, dd_err *err);
+
+/* ---- filters -------------------------------------------------------------------------- */
+
+/* The kernels of Conv node `node` (which must have 3 input channels) drawn as a grid: one
+ * tile per output channel, its 3 input channels as colours (swapped to RGB when the model
+ * reads BGR, `bgr` set), scaled per kernel symmetrically around 0 (0 is mid-grey, the largest
+ * |weight| of the kernel is 0 or 255), enlarged `zoom` times by nearest neighbour (zoom <= 0:
+ * chosen so a tile is at least 32 pixels).  DD_EUNSUPPORTED for a grouped convolution or
+ * one with other than 3 input channels. */
+int dd_vis_filters(const dd_model *m, int node, int bgr, int zoom, int gap, dd_image **out,
+                   dd_grid *grid, dd_err *err);
+
+/* ---- feature visualization ------------------------------------------------------------ */
+
+typedef struct dd_fv_opts {
+  int size;       /* side of the square image the network sees, px (default 128) */
+  int iters;      /* optimization steps (default 256) */
+  float lr;       /* Adam step size on the spectrum (default 0.05) */
+  int jitter;     /* largest random translation per step, px (default size / 16) */
+  float scale;    /* random scale in [1 - scale, 1 + scale] per step (default 0.1) */
+  float rotate;   /* random rotation in [-rotate, rotate] degrees per step (default 10) */
+  size_t max_bytes; /* memory cap of the gradient plan (0: none) */
+  /* Called after each step with the objective seen through that step's transform; a
+   * nonzero return stops the run with DD_EINTR.  May be NULL. */
+  int (*progress)(void *user, int iter, float objective);
+  void *user;
+} dd_fv_opts;
+
+/* The defaults above. */
+void dd_fv_opts_init(dd_fv_opts *o);
+
+typedef struct dd_fv dd_fv;
+
+/* Prepares feature visualization of `value` (any value computed from the model's input with
+ * dims N x C [x H x W]): one gradient plan at size x size, reused by every dd_fv_run.  The
+ * objective of channel c is the mean of value[0, c, ...] -- for a class logit, the logit.
+ * The model and preprocessing are borrowed and must outlive the context. */
+int dd_fv_new(const dd_model *m, const dd_preproc *pp, int value, const dd_fv_opts *o,
+              dd_fv **out, dd_err *err);
+void dd_fv_free(dd_fv *fv);
+/* Number of channels of the value (its dim 1). */
+int dd_fv_channels(const dd_fv *fv);
+
+/* Optimizes an image from noise (drawn from `seed`) by gradient ascent on channel
+ * `channel`'s objective.  *out is the size x size image (the untransformed view of the
+ * parameterization); *objective (may be NULL) its objective, measured on *out as saved
+ * (rounded to 8 bits).  DD_EARG for a channel out of range, DD_EINTR when the progress
+ * callback stopped it. */
+int dd_fv_run(dd_fv *fv, int channel, uint64_t seed, dd_image **out, float *objective,
+              dd_err *err);
+
+/* ---- activations ---------------------------------------------------------------------- */
+
+/* Runs the model forward on `im` at the image's own size and returns a copy of `value`'s
+ * first batch item as a C x H x W tensor (a 2-D value N x C gives C x 1 x 1). */
+int dd_vis_activations(const dd_model *m, const dd_preproc *pp, int value, const dd_image *im,
+                       size_t max_bytes, dd_tensor **out, dd_err *err);
+
+typedef struct dd_chan_stats {
+  float mean, max;
+  float zeros; /* fraction of elements exactly 0 (what a ReLU switched off) */
+} dd_chan_stats;
+
+/* Statistics of each channel of a C x H x W tensor; `st` has C entries. */
+void dd_vis_channel_stats(const dd_tensor *act, dd_chan_stats *st);
+
+/* Channels c0..c1-1 of a C x H x W tensor as a grid of heat maps: each map scaled from 0 to
+ * its own maximum (negative values clamp to 0; an all-zero map is the map's darkest colour),
+ * enlarged `zoom` times by nearest neighbour (zoom <= 0: so a tile is at least 24 pixels). */
+int dd_vis_activation_grid(const dd_tensor *act, int c0, int c1, int zoom, int gap,
+                           dd_cmap map, dd_image **out, dd_grid *grid, dd_err *err);
+
+/* ---- explanations --------------------------------------------------------------------- */
+
+#define DD_TOPK 5
+
+typedef struct dd_explain_opts {
+  int size;       /* the image is resized to size x size for the network (default 224) */
+  int cls;        /* class to explain; -1: the top prediction */
+  int layer;      /* Grad-CAM value; -1: the last value with spatial dims > 1 */
+  int smoothgrad; /* noisy copies averaged for the saliency map; 0 or 1: plain gradient */
+  float noise;    /* SmoothGrad sigma as a fraction of the input's range (default 0.15) */
+  uint64_t seed;  /* SmoothGrad noise */
+  size_t max_bytes;
+} dd_explain_opts;
+
+/* The defaults above. */
+void dd_explain_opts_init(dd_explain_opts *o);
+
+typedef struct dd_explanation {
+  int n_classes;
+  int top[DD_TOPK];       /* class indices, best first */
+  float prob[DD_TOPK];    /* their softmax probabilities */
+  int cls;                /* the class explained */
+  float logit, prob_cls;  /* its score and probability */
+  int layer;              /* the Grad-CAM value */
+  int cam_w, cam_h;       /* the layer's spatial size */
+  int w, h;               /* the image's size; the maps below are w x h, row-major */
+  float *cam;             /* Grad-CAM, upsampled bilinearly, >= 0, not normalized */
+  float *saliency;        /* max over channels of |d score / d input|, upsampled */
+  int cam_x, cam_y;       /* position of the Grad-CAM maximum in the image */
+} dd_explanation;
+
+/* Classifies `im` and explains class o->cls (or the top one): Grad-CAM on o->layer and the
+ * gradient saliency map, both brought back to the image's size.  DD_EARG for a class out of
+ * range or a layer the score does not depend on, DD_ESHAPE for a layer that is not
+ * N x C x H x W. */
+int dd_explain(const dd_model *m, const dd_preproc *pp, const dd_image *im,
+               const dd_explain_opts *o, dd_explanation **out, dd_err *err);
+void dd_explanation_free(dd_explanation *e);
+
+/* Side by side, each `height` pixels high (<= 0: the image's height, at most 320): the image,
+ * the Grad-CAM heat map (inferno) blended over it with its maximum marked, and the saliency
+ * map (inferno, scaled to its 99.5th percentile). */
+int dd_explain_picture(const dd_image *im, const dd_explanation *e, int height, dd_image **out,
+                       dd_err *err);
+
+#endif

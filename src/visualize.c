@@ -1,0 +1,955 @@
+/* Seeing inside a network: filter grids, feature visualization, activation maps, Grad-CAM and
+ * saliency.  See include/dream/visualize.h. */
+#include "dream/visualize.h"
+
+#include <float.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "dream/graph.h"
+#include "fourier.h"
+#include "model_internal.h"
+
+#define PI 3.14159265358979323846
+
+/* ---- random numbers ------------------------------------------------------------------- */
+
+/* splitmix64: the whole state is one word carried by the caller, so runs are reproducible
+ * from their seed alone.  (dream.h has no shared generator yet; this one is private.) */
+static uint64_t rng_next(uint64_t *s) {
+  uint64_t z = (*s += UINT64_C(0x9E3779B97F4A7C15));
+  z = (z ^ (z >> 30)) * UINT64_C(0xBF58476D1CE4E5B9);
+  z = (z ^ (z >> 27)) * UINT64_C(0x94D049BB133111EB);
+  return z ^ (z >> 31);
+}
+
+/* Uniform in [0, 1). */
+static float rng_uniform(uint64_t *s) { return (float)(rng_next(s) >> 40) * (1.0f / 16777216.0f); }
+
+/* Standard normal (Box-Muller; the first uniform is kept away from 0 for the log). */
+static float rng_normal(uint64_t *s) {
+  double u1 = ((double)(rng_next(s) >> 11) + 1.0) / 9007199254740993.0;
+  double u2 = (double)(rng_next(s) >> 11) / 9007199254740992.0;
+  return (float)(sqrt(-2.0 * log(u1)) * cos(2.0 * PI * u2));
+}
+
+/* ---- small image helpers -------------------------------------------------------------- */
+
+/* Bilinear resampling of a single-channel map (half-pixel centres, edges clamped), the
+ * convention of Grad-CAM's upsampling. */
+static void resample_map(const float *src, int sw, int sh, float *dst, int dw, int dh) {
+  for (int y = 0; y < dh; y++) {
+    float fy = ((float)y + 0.5f) * (float)sh / (float)dh - 0.5f;
+    if (fy < 0) fy = 0;
+    if (fy > (float)(sh - 1)) fy = (float)(sh - 1);
+    int y0 = (int)fy, y1 = y0 + 1 < sh ? y0 + 1 : y0;
+    float ay = fy - (float)y0;
+    for (int x = 0; x < dw; x++) {
+      float fx = ((float)x + 0.5f) * (float)sw / (float)dw - 0.5f;
+      if (fx < 0) fx = 0;
+      if (fx > (float)(sw - 1)) fx = (float)(sw - 1);
+      int x0 = (int)fx, x1 = x0 + 1 < sw ? x0 + 1 : x0;
+      float ax = fx - (float)x0;
+      float top = (1 - ax) * src[(size_t)y0 * sw + x0] + ax * src[(size_t)y0 * sw + x1];
+      float bot = (1 - ax) * src[(size_t)y1 * sw + x0] + ax * src[(size_t)y1 * sw + x1];
+      dst[(size_t)y * dw + x] = (1 - ay) * top + ay * bot;
+    }
+  }
+}
+
+static void put_pixel(dd_image *im, int x, int y, const float rgb[3]) {
+  if (x < 0 || y < 0 || x >= im->w || y >= im->h) return;
+  float *p = im->rgb + ((size_t)y * im->w + x) * 3;
+  p[0] = rgb[0];
+  p[1] = rgb[1];
+  p[2] = rgb[2];
+}
+
+int dd_vis_grid(const dd_image *const *tiles, int n, int gap, float bg, dd_image **out,
+                dd_grid *grid, dd_err *err) {
+  if (n < 1 || !tiles || !tiles[0]) return dd_fail(err, DD_EARG, "grid: no tiles");
+  if (gap < 0 || gap > 64) return dd_fail(err, DD_EARG, "grid: gap %d is not in 0..64", gap);
+  int tw = tiles[0]->w, th = tiles[0]->h;
+  for (int i = 1; i < n; i++)
+    if (!tiles[i] || tiles[i]->w != tw || tiles[i]->h != th)
+      return dd_fail(err, DD_EARG, "grid: tile %d is not %dx%d like the first", i, tw, th);
+  int cols = (int)ceil(sqrt((double)n));
+  int rows = (n + cols - 1) / cols;
+  int64_t W = (int64_t)gap + (int64_t)cols * (tw + gap), H = (int64_t)gap + (int64_t)rows * (th + gap);
+  if (W > 65535 || H > 65535)
+    return dd_fail(err, DD_ELIMIT, "grid: %d tiles of %dx%d make a %lldx%lld picture, too large",
+                   n, tw, th, (long long)W, (long long)H);
+  dd_image *im;
+  int rc = dd_image_new((int)W, (int)H, &im, err);
+  if (rc) return rc;
+  for (size_t i = 0; i < (size_t)W * (size_t)H * 3; i++) im->rgb[i] = bg;
+  for (int i = 0; i < n; i++) {
+    int ox = gap + (i % cols) * (tw + gap), oy = gap + (i / cols) * (th + gap);
+    for (int y = 0; y < th; y++)
+      memcpy(im->rgb + ((size_t)(oy + y) * im->w + ox) * 3, tiles[i]->rgb + (size_t)y * tw * 3,
+             (size_t)tw * 3 * sizeof(float));
+  }
+  if (grid) *grid = (dd_grid){n, cols, rows, tw, th, gap};
+  *out = im;
+  return DD_OK;
+}
+
+static void free_tiles(dd_image **tiles, int n) {
+  if (!tiles) return;
+  for (int i = 0; i < n; i++) dd_image_free(tiles[i]);
+  free(tiles);
+}
+
+/* ---- finding layers ------------------------------------------------------------------- */
+
+/* Ops that keep a Conv's channels one to one, so their output still "is" that Conv's. */
+static int passes_channels(const char *op) {
+  static const char *const ops[] = {"Relu", "LeakyRelu", "Clip", "Sigmoid", "BatchNormalization",
+                                    "Identity", "Dropout", NULL};
+  for (int i = 0; ops[i]; i++)
+    if (!strcmp(op, ops[i])) return 1;
+  return 0;
+}
+
+int dd_vis_find_conv(const dd_model *m, int value, int *node, dd_err *err) {
+  if (value < 0 || value >= m->n_values) return dd_fail(err, DD_EARG, "no value %d", value);
+  int v = value;
+  for (int hop = 0; hop < 16; hop++) {
+    int p = m->values[v].producer;
+    if (p < 0) break;
+    const dd_node *n = &m->nodes[p];
+    if (!strcmp(n->op_type, "Conv")) {
+      *node = p;
+      return DD_OK;
+    }
+    if (!passes_channels(n->op_type) || n->n_in < 1 || n->in[0] < 0) break;
+    v = n->in[0];
+  }
+  return dd_fail(err, DD_ENOTFOUND,
+                 "%s: '%s' is not the output of a Conv (nor of an activation right after one)",
+                 m->name, m->values[value].name);
+}
+
+int dd_vis_logits(const dd_model *m, int *value, dd_err *err) {
+  if (m->n_outputs < 1) return dd_fail(err, DD_ENOTFOUND, "%s: the graph has no output", m->name);
+  int v = m->outputs[0];
+  int p = m->values[v].producer;
+  if (p >= 0 && !strcmp(m->nodes[p].op_type, "Softmax") && m->nodes[p].n_in >= 1 &&
+      m->nodes[p].in[0] >= 0)
+    v = m->nodes[p].in[0];
+  *value = v;
+  return DD_OK;
+}
+
+/* ---- filters -------------------------------------------------------------------------- */
+
+int dd_vis_filters(const dd_model *m, int node, int bgr, int zoom, int gap, dd_image **out,
+                   dd_grid *grid, dd_err *err) {
+  if (node < 0 || node >= m->n_nodes) return dd_fail(err, DD_EARG, "no node %d", node);
+  const dd_node *n = &m->nodes[node];
+  if (strcmp(n->op_type, "Conv"))
+    return dd_fail(err, DD_EARG, "%s: node '%s' is a %s, not a Conv", m->name, n->name, n->op_type);
+  const dd_tensor *w = n->n_in >= 2 && n->in[1] >= 0 ? m->values[n->in[1]].init : NULL;
+  if (!w || w->dtype != DD_F32 || w->shape.ndim != 4)
+    return dd_fail(err, DD_EUNSUPPORTED, "%s: node '%s': the kernels are not a constant 4-D "
+                   "float tensor", m->name, n->name);
+  const dd_attr *g = dd_node_attr(n, "group");
+  if (g && g->i != 1)
+    return dd_fail(err, DD_EUNSUPPORTED, "%s: node '%s' is a grouped convolution (group %lld); "
+                   "only plain convolutions are drawn", m->name, n->name, (long long)g->i);
+  int64_t O = w->shape.d[0], I = w->shape.d[1], kh = w->shape.d[2], kw = w->shape.d[3];
+  if (I != 3)
+    return dd_fail(err, DD_EUNSUPPORTED, "%s: node '%s' reads %lld channels; kernels are drawn "
+                   "as colour images only for a first convolution (3 channels); use --optimize "
+                   "for other layers", m->name, n->name, (long long)I);
+  if (O < 1 || O > 4096 || kh < 1 || kw < 1 || kh > 64 || kw > 64)
+    return dd_fail(err, DD_ELIMIT, "%s: node '%s': %lld kernels of %lldx%lld is out of range",
+                   m->name, n->name, (long long)O, (long long)kh, (long long)kw);
+  if (zoom <= 0) zoom = (int)((32 + (kh > kw ? kh : kw) - 1) / (kh > kw ? kh : kw));
+  if (zoom > 64) return dd_fail(err, DD_EARG, "zoom %d is larger than 64", zoom);
+  dd_image **tiles = calloc((size_t)O, sizeof *tiles);
+  if (!tiles) return dd_fail(err, DD_ENOMEM, "out of memory");
+  int rc = DD_OK;
+  const float *wd = dd_f32(w);
+  for (int64_t o = 0; o < O && !rc; o++) {
+    const float *k = wd + o * 3 * kh * kw;
+    float amax = 0;
+    for (int64_t i = 0; i < 3 * kh * kw; i++) amax = fmaxf(amax, fabsf(k[i]));
+    /* Symmetric scaling keeps 0 at mid-grey, so the sign of each weight stays readable. */
+    float s = amax > 0 ? 127.5f / amax : 0;
+    rc = dd_image_new((int)(kw * zoom), (int)(kh * zoom), &tiles[o], err);
+    for (int64_t y = 0; y < kh * zoom && !rc; y++)
+      for (int64_t x = 0; x < kw * zoom; x++)
+        for (int c = 0; c < 3; c++) {
+          int ic = bgr ? 2 - c : c;
+          float v = k[(ic * kh + y / zoom) * kw + x / zoom];
+          tiles[o]->rgb[(y * kw * zoom + x) * 3 + c] = 127.5f + s * v;
+        }
+  }
+  if (!rc) rc = dd_vis_grid((const dd_image *const *)tiles, (int)O, gap, 255, out, grid, err);
+  free_tiles(tiles, (int)O);
+  return rc;
+}
+
+/* ---- model input ---------------------------------------------------------------------- */
+
+/* Planar RGB in 0..1 (3 x n) -> the model's input (3 x n) and the derivative of an input
+ * channel with respect to its pixel channel. */
+static void planar_to_input(const float *rgb01, size_t n, const dd_preproc *pp, float *x) {
+  for (int c = 0; c < 3; c++) {
+    int mc = pp->bgr ? 2 - c : c;
+    float a = pp->scale / pp->std[mc], b = -pp->mean[mc] / pp->std[mc];
+    for (size_t i = 0; i < n; i++) x[mc * n + i] = a * rgb01[c * n + i] + b;
+  }
+}
+
+static int check_preproc(const dd_preproc *pp, dd_err *err) {
+  for (int c = 0; c < 3; c++)
+    if (!(pp->std[c] > 0) || !isfinite(pp->mean[c]))
+      return dd_fail(err, DD_EARG, "preprocessing: std must be > 0 and mean finite");
+  if (!(pp->scale > 0)) return dd_fail(err, DD_EARG, "preprocessing: scale must be > 0");
+  return DD_OK;
+}
+
+static dd_binding input_binding(const dd_model *m, int w, int h) {
+  dd_binding b = {0};
+  b.value = dd_model_input(m);
+  int64_t dims[4] = {1, 3, h, w};
+  b.shape = dd_shape_make(4, dims);
+  return b;
+}
+
+/* ---- feature visualization ------------------------------------------------------------ */
+
+/* Square root of ImageNet's colour covariance (from its SVD), as in lucid: multiplying
+ * decorrelated channels by it gives natural colour statistics.  Normalized by its largest
+ * column norm below. */
+static const float color_sqrt[3][3] = {
+    {0.26f, 0.09f, 0.02f}, {0.27f, 0.00f, -0.05f}, {0.27f, -0.09f, 0.03f}};
+
+struct dd_fv {
+  const dd_model *m;
+  dd_preproc pp;
+  dd_fv_opts o;
+  int value, input;
+  dd_plan *plan;
+  int channels;
+  int64_t per_channel; /* elements of one channel of the value */
+  int S, P;            /* view side, canvas side (a power of two) */
+  dd_fft2 *fft;
+  float color[3][3];
+  float *fscale;        /* P*P: 1/f spectrum scale */
+  float *spec;          /* 6*P*P: per channel, the real then the imaginary part */
+  float *adam_m, *adam_v; /* 6*P*P */
+  float *re, *im;       /* 3*P*P work */
+  float *rgb;           /* 3*P*P: the canvas, 0..1 */
+  float *grgb;          /* 3*P*P */
+  float *view;          /* 3*S*S: the network's view, 0..1 */
+};
+
+void dd_fv_opts_init(dd_fv_opts *o) {
+  memset(o, 0, sizeof *o);
+  o->size = 128;
+  o->iters = 256;
+  o->lr = 0.05f;
+  o->jitter = -1;
+  o->scale = 0.1f;
+  o->rotate = 10;
+}
+
+void dd_fv_free(dd_fv *fv) {
+  if (!fv) return;
+  dd_plan_free(fv->plan);
+  dd_fft2_free(fv->fft);
+  free(fv->fscale);
+  free(fv->spec);
+  free(fv->adam_m);
+  free(fv->adam_v);
+  free(fv->re);
+  free(fv->im);
+  free(fv->rgb);
+  free(fv->grgb);
+  free(fv->view);
+  free(fv);
+}
+
+int dd_fv_channels(const dd_fv *fv) { return fv->channels; }
+
+int dd_fv_new(const dd_model *m, const dd_preproc *pp, int value, const dd_fv_opts *o,
+              dd_fv **out, dd_err *err) {
+  int rc = check_preproc(pp, err);
+  if (rc) return rc;
+  if (value < 0 || value >= m->n_values) return dd_fail(err, DD_EARG, "no value %d", value);
+  if (o->size < 16 || o->size > 2048)
+    return dd_fail(err, DD_EARG, "size %d is not in 16..2048", o->size);
+  if (o->iters < 0 || o->iters > 100000)
+    return dd_fail(err, DD_EARG, "iterations %d is not in 0..100000", o->iters);
+  if (!(o->lr > 0) || o->lr > 10) return dd_fail(err, DD_EARG, "learning rate must be in (0, 10]");
+  if (!(o->scale >= 0 && o->scale < 0.5f))
+    return dd_fail(err, DD_EARG, "random scale %g is not in [0, 0.5)", o->scale);
+  if (!(o->rotate >= 0 && o->rotate <= 180))
+    return dd_fail(err, DD_EARG, "random rotation %g is not in [0, 180] degrees", o->rotate);
+  if (o->jitter > o->size / 2)
+    return dd_fail(err, DD_EARG, "jitter %d is more than half the size %d", o->jitter, o->size);
+  dd_fv *fv = calloc(1, sizeof *fv);
+  if (!fv) return dd_fail(err, DD_ENOMEM, "out of memory");
+  fv->m = m;
+  fv->pp = *pp;
+  fv->o = *o;
+  if (fv->o.jitter < 0) fv->o.jitter = o->size / 16;
+  fv->value = value;
+  fv->input = dd_model_input(m);
+  fv->S = o->size;
+  /* The canvas leaves room for the jitter; the view is a (warped) crop of it. */
+  fv->P = 2;
+  while (fv->P < fv->S + 2 * fv->o.jitter) fv->P *= 2;
+  dd_binding b = input_binding(m, fv->S, fv->S);
+  rc = dd_plan_new(m, &b, 1, &value, 1, DD_PLAN_GRAD, o->max_bytes, &fv->plan, err);
+  if (rc) goto fail;
+  dd_tensor *t = dd_plan_tensor(fv->plan, value);
+  if (!t || t->shape.ndim < 2 || t->shape.d[0] < 1 || t->shape.d[1] < 1) {
+    rc = dd_fail(err, DD_ESHAPE, "%s: '%s' is not N x C [x H x W], so it has no channels",
+                 m->name, m->values[value].name);
+    goto fail;
+  }
+  if (!dd_plan_grad(fv->plan, value) || !dd_plan_grad(fv->plan, fv->input)) {
+    rc = dd_fail(err, DD_EARG, "%s: '%s' does not depend on the input", m->name,
+                 m->values[value].name);
+    goto fail;
+  }
+  fv->channels = (int)t->shape.d[1];
+  fv->per_channel = 1;
+  for (int d = 2; d < t->shape.ndim; d++) fv->per_channel *= t->shape.d[d];
+  rc = dd_fft2_new(fv->P, &fv->fft, err);
+  if (rc) goto fail;
+  size_t pp2 = (size_t)fv->P * fv->P, ss = (size_t)fv->S * fv->S;
+  fv->fscale = malloc(pp2 * sizeof(float));
+  fv->spec = malloc(6 * pp2 * sizeof(float));
+  fv->adam_m = malloc(6 * pp2 * sizeof(float));
+  fv->adam_v = malloc(6 * pp2 * sizeof(float));
+  fv->re = malloc(3 * pp2 * sizeof(float));
+  fv->im = malloc(3 * pp2 * sizeof(float));
+  fv->rgb = malloc(3 * pp2 * sizeof(float));
+  fv->grgb = malloc(3 * pp2 * sizeof(float));
+  fv->view = malloc(3 * ss * sizeof(float));
+  if (!fv->fscale || !fv->spec || !fv->adam_m || !fv->adam_v || !fv->re || !fv->im ||
+      !fv->rgb || !fv->grgb || !fv->view) {
+    rc = dd_fail(err, DD_ENOMEM, "out of memory");
+    goto fail;
+  }
+  /* 1/f: every frequency band gets equal energy, as in natural images, so the optimizer
+   * does not fill the picture with high-frequency patterns first.  The floor at 1/P keeps
+   * the DC term finite. */
+  int P = fv->P;
+  for (int v = 0; v < P; v++)
+    for (int u = 0; u < P; u++) {
+      float fu = (float)(u <= P / 2 ? u : u - P) / (float)P;
+      float fy = (float)(v <= P / 2 ? v : v - P) / (float)P;
+      float f = sqrtf(fu * fu + fy * fy);
+      fv->fscale[(size_t)v * P + u] = 1.0f / fmaxf(f, 1.0f / (float)P);
+    }
+  float maxnorm = 0;
+  for (int c = 0; c < 3; c++) {
+    float s = 0;
+    for (int r = 0; r < 3; r++) s += color_sqrt[r][c] * color_sqrt[r][c];
+    maxnorm = fmaxf(maxnorm, sqrtf(s));
+  }
+  for (int r = 0; r < 3; r++)
+    for (int c = 0; c < 3; c++) fv->color[r][c] = color_sqrt[r][c] / maxnorm;
+  *out = fv;
+  return DD_OK;
+fail:
+  dd_fv_free(fv);
+  return rc;
+}
+
+/* Spectrum -> canvas: rgb = sigmoid(color x Re(ifft(fscale * spec)) / (4 P)).  The 1/(4P)
+ * is lucid's unitary normalization and its /4, so a step size of 0.05 suits any size. */
+static void fv_render(dd_fv *fv) {
+  int P = fv->P;
+  size_t n = (size_t)P * P;
+  float k = 1.0f / (4.0f * (float)P);
+  for (int c = 0; c < 3; c++) {
+    float *re = fv->re + c * n, *im = fv->im + c * n;
+    const float *sr = fv->spec + 2 * c * n, *si = sr + n;
+    for (size_t i = 0; i < n; i++) {
+      re[i] = sr[i] * fv->fscale[i];
+      im[i] = si[i] * fv->fscale[i];
+    }
+    dd_fft2_run(fv->fft, re, im, +1);
+  }
+  for (size_t i = 0; i < n; i++) {
+    float t[3] = {fv->re[i] * k, fv->re[n + i] * k, fv->re[2 * n + i] * k};
+    for (int c = 0; c < 3; c++) {
+      float l = fv->color[c][0] * t[0] + fv->color[c][1] * t[1] + fv->color[c][2] * t[2];
+      fv->rgb[c * n + i] = 1.0f / (1.0f + expf(-l));
+    }
+  }
+}
+
+/* One random view: where view pixel (x, y) samples the canvas. */
+typedef struct warp {
+  float cx, cy;       /* canvas point under the view's centre */
+  float a, b, c, d;   /* canvas offset = [a b; c d] (view offset from the centre) */
+} warp;
+
+static warp fv_warp(const dd_fv *fv, uint64_t *rng, int random) {
+  float centre = (float)(fv->P - 1) / 2;
+  warp w = {centre, centre, 1, 0, 0, 1};
+  if (!random) return w;
+  float J = (float)fv->o.jitter;
+  w.cx += J * (2 * rng_uniform(rng) - 1);
+  w.cy += J * (2 * rng_uniform(rng) - 1);
+  float s = 1 + fv->o.scale * (2 * rng_uniform(rng) - 1);
+  float th = (float)(fv->o.rotate * PI / 180) * (2 * rng_uniform(rng) - 1);
+  w.a = cosf(th) / s;
+  w.b = -sinf(th) / s;
+  w.c = sinf(th) / s;
+  w.d = cosf(th) / s;
+  return w;
+}
+
+/* Bilinear sampling of the canvas through `w`, wrapping around: the Fourier canvas is
+ * periodic, so the wrap is seamless.  With grad set, the adjoint: scatter g into the canvas
+ * gradient with the same weights. */
+static void fv_sample(dd_fv *fv, const warp *w, const float *g) {
+  int S = fv->S, P = fv->P, mask = P - 1;
+  size_t n = (size_t)P * P, ss = (size_t)S * S;
+  float h = (float)(S - 1) / 2;
+  for (int y = 0; y < S; y++)
+    for (int x = 0; x < S; x++) {
+      float u = (float)x - h, v = (float)y - h;
+      float sx = w->cx + w->a * u + w->b * v, sy = w->cy + w->c * u + w->d * v;
+      float fx0 = floorf(sx), fy0 = floorf(sy);
+      float ax = sx - fx0, ay = sy - fy0;
+      int x0 = (int)fx0 & mask, y0 = (int)fy0 & mask;
+      int x1 = (x0 + 1) & mask, y1 = (y0 + 1) & mask;
+      size_t i00 = (size_t)y0 * P + x0, i01 = (size_t)y0 * P + x1;
+      size_t i10 = (size_t)y1 * P + x0, i11 = (size_t)y1 * P + x1;
+      float w00 = (1 - ax) * (1 - ay), w01 = ax * (1 - ay), w10 = (1 - ax) * ay, w11 = ax * ay;
+      size_t o = (size_t)y * S + x;
+      for (int c = 0; c < 3; c++) {
+        if (g) {
+          float gv = g[c * ss + o];
+          float *d = fv->grgb + c * n;
+          d[i00] += w00 * gv;
+          d[i01] += w01 * gv;
+          d[i10] += w10 * gv;
+          d[i11] += w11 * gv;
+        } else {
+          const float *r = fv->rgb + c * n;
+          fv->view[c * ss + o] = w00 * r[i00] + w01 * r[i01] + w10 * r[i10] + w11 * r[i11];
+        }
+      }
+    }
+}
+
+/* Where the gradient of channel `ch` of the value is seeded: through a Relu to its input,
+ * and through a channel Concat to the input holding the channel, as lucid optimizes
+ * GoogLeNet's *_pre_relu layers.  A ReLU channel that is zero everywhere on the starting
+ * noise has no gradient at all; its pre-activation always has one, and raising the mean of
+ * the pre-activation everywhere raises the activation's mean too. */
+static void fv_seed_target(const dd_fv *fv, int ch, int *value, int *channel) {
+  const dd_model *m = fv->m;
+  int v = fv->value;
+  for (int hop = 0; hop < 16; hop++) {
+    int p = m->values[v].producer;
+    if (p < 0) break;
+    const dd_node *n = &m->nodes[p];
+    if (!strcmp(n->op_type, "Relu") && n->n_in >= 1 && n->in[0] >= 0 &&
+        dd_plan_grad(fv->plan, n->in[0])) {
+      v = n->in[0];
+      continue;
+    }
+    if (strcmp(n->op_type, "Concat")) break;
+    const dd_attr *ax = dd_node_attr(n, "axis");
+    dd_tensor *t = dd_plan_tensor(fv->plan, v);
+    if (!ax || !t || (ax->i != 1 && ax->i != 1 - t->shape.ndim)) break;
+    int next = -1;
+    for (int j = 0, off = 0; j < n->n_in; j++) {
+      dd_tensor *tj = n->in[j] >= 0 ? dd_plan_tensor(fv->plan, n->in[j]) : NULL;
+      if (!tj) break;
+      if (ch < off + tj->shape.d[1]) {
+        if (dd_plan_grad(fv->plan, n->in[j])) next = n->in[j], ch -= off;
+        break;
+      }
+      off += (int)tj->shape.d[1];
+    }
+    if (next < 0) break;
+    v = next;
+  }
+  *value = v;
+  *channel = ch;
+}
+
+/* Forward on the current view; returns channel `ch`'s mean. */
+static float fv_forward(dd_fv *fv, int ch) {
+  size_t ss = (size_t)fv->S * fv->S;
+  planar_to_input(fv->view, ss, &fv->pp, dd_f32(dd_plan_tensor(fv->plan, fv->input)));
+  dd_plan_forward(fv->plan);
+  const float *a = dd_f32(dd_plan_tensor(fv->plan, fv->value)) + (size_t)ch * fv->per_channel;
+  double s = 0;
+  for (int64_t i = 0; i < fv->per_channel; i++) s += a[i];
+  return (float)(s / (double)fv->per_channel);
+}
+
+/* Gradient of channel `ch`'s objective, seen through warp `w`, with respect to the spectrum,
+ * into gspec (laid out like fv->spec).  Needs fv_forward on the same view first. */
+static void fv_backward(dd_fv *fv, int ch, const warp *w, float *gspec) {
+  int P = fv->P, S = fv->S;
+  size_t n = (size_t)P * P, ss = (size_t)S * S;
+  int tv, tch;
+  fv_seed_target(fv, ch, &tv, &tch);
+  dd_plan_zero_grad(fv->plan);
+  dd_tensor *g = dd_plan_grad(fv->plan, tv);
+  int64_t per = dd_tensor_numel(g) / g->shape.d[1];
+  float *seed = dd_f32(g) + (size_t)tch * per;
+  for (int64_t i = 0; i < per; i++) seed[i] = 1.0f / (float)per;
+  dd_plan_backward(fv->plan);
+  /* d input / d view, in place in the view buffer (the view is no longer needed). */
+  const float *gx = dd_f32(dd_plan_grad(fv->plan, fv->input));
+  for (int c = 0; c < 3; c++) {
+    int mc = fv->pp.bgr ? 2 - c : c;
+    float a = fv->pp.scale / fv->pp.std[mc];
+    for (size_t i = 0; i < ss; i++) fv->view[c * ss + i] = a * gx[mc * ss + i];
+  }
+  memset(fv->grgb, 0, 3 * n * sizeof(float));
+  fv_sample(fv, w, fv->view);
+  /* Through the sigmoid and the colour matrix (transposed). */
+  float k = 1.0f / (4.0f * (float)P);
+  for (size_t i = 0; i < n; i++) {
+    float gl[3];
+    for (int c = 0; c < 3; c++) {
+      float r = fv->rgb[c * n + i];
+      gl[c] = fv->grgb[c * n + i] * r * (1 - r);
+    }
+    for (int d = 0; d < 3; d++) {
+      fv->re[d * n + i] =
+          k * (fv->color[0][d] * gl[0] + fv->color[1][d] * gl[1] + fv->color[2][d] * gl[2]);
+      fv->im[d * n + i] = 0;
+    }
+  }
+  /* The adjoint of Re(inverse DFT) is the forward DFT: d/d(re + i im) = sum g e^{-i..}. */
+  for (int d = 0; d < 3; d++) {
+    float *re = fv->re + d * n, *im = fv->im + d * n;
+    dd_fft2_run(fv->fft, re, im, -1);
+    float *gr = gspec + 2 * d * n, *gi = gr + n;
+    for (size_t i = 0; i < n; i++) {
+      gr[i] = re[i] * fv->fscale[i];
+      gi[i] = im[i] * fv->fscale[i];
+    }
+  }
+}
+
+int dd_fv_run(dd_fv *fv, int channel, uint64_t seed, dd_image **out, float *objective,
+              dd_err *err) {
+  if (channel < 0 || channel >= fv->channels)
+    return dd_fail(err, DD_EARG, "%s: channel %d of '%s' is not in 0..%d", fv->m->name, channel,
+                   fv->m->values[fv->value].name, fv->channels - 1);
+  int S = fv->S, P = fv->P;
+  size_t n6 = 6 * (size_t)P * P, ss = (size_t)S * S;
+  dd_image *im;
+  int rc = dd_image_new(S, S, &im, err);
+  if (rc) return rc;
+  float *gspec = malloc(n6 * sizeof(float));
+  if (!gspec) {
+    dd_image_free(im);
+    return dd_fail(err, DD_ENOMEM, "out of memory");
+  }
+  uint64_t rng = seed;
+  for (size_t i = 0; i < n6; i++) fv->spec[i] = 0.01f * rng_normal(&rng);
+  memset(fv->adam_m, 0, n6 * sizeof(float));
+  memset(fv->adam_v, 0, n6 * sizeof(float));
+  const float b1 = 0.9f, b2 = 0.999f, eps = 1e-8f;
+  double b1t = 1, b2t = 1;
+  for (int it = 0; it < fv->o.iters; it++) {
+    fv_render(fv);
+    warp w = fv_warp(fv, &rng, 1);
+    fv_sample(fv, &w, NULL);
+    float obj = fv_forward(fv, channel);
+    fv_backward(fv, channel, &w, gspec);
+    b1t *= b1;
+    b2t *= b2;
+    float lr = fv->o.lr * (float)(sqrt(1 - b2t) / (1 - b1t));
+    /* Adam, ascending: the objective is maximized. */
+    for (size_t i = 0; i < n6; i++) {
+      float g = gspec[i];
+      fv->adam_m[i] = b1 * fv->adam_m[i] + (1 - b1) * g;
+      fv->adam_v[i] = b2 * fv->adam_v[i] + (1 - b2) * g * g;
+      fv->spec[i] += lr * fv->adam_m[i] / (sqrtf(fv->adam_v[i]) + eps);
+    }
+    if (fv->o.progress && fv->o.progress(fv->o.user, it, obj)) {
+      free(gspec);
+      dd_image_free(im);
+      return dd_fail(err, DD_EINTR, "stopped at step %d", it);
+    }
+  }
+  free(gspec);
+  fv_render(fv);
+  warp id = fv_warp(fv, NULL, 0);
+  fv_sample(fv, &id, NULL);
+  /* Rounded to 8 bits as a file would hold it, so the objective is the saved picture's. */
+  for (size_t i = 0; i < ss; i++)
+    for (int c = 0; c < 3; c++) {
+      float p = roundf(fv->view[c * ss + i] * 255);
+      im->rgb[i * 3 + c] = p;
+      fv->view[c * ss + i] = p / 255;
+    }
+  float obj = fv_forward(fv, channel);
+  if (objective) *objective = obj;
+  *out = im;
+  return DD_OK;
+}
+
+/* ---- activations ---------------------------------------------------------------------- */
+
+int dd_vis_activations(const dd_model *m, const dd_preproc *pp, int value, const dd_image *im,
+                       size_t max_bytes, dd_tensor **out, dd_err *err) {
+  int rc = check_preproc(pp, err);
+  if (rc) return rc;
+  if (value < 0 || value >= m->n_values) return dd_fail(err, DD_EARG, "no value %d", value);
+  dd_binding b = input_binding(m, im->w, im->h);
+  dd_plan *p;
+  rc = dd_plan_new(m, &b, 1, &value, 1, 0, max_bytes, &p, err);
+  if (rc) return rc;
+  dd_tensor *t = dd_plan_tensor(p, value);
+  if (!t || t->dtype != DD_F32 || t->shape.ndim < 2 || t->shape.ndim > 4 || t->shape.d[0] < 1) {
+    dd_plan_free(p);
+    return dd_fail(err, DD_ESHAPE, "%s: '%s' is not a float N x C [x H [x W]] tensor", m->name,
+                   m->values[value].name);
+  }
+  dd_image_to_input(im, pp, dd_f32(dd_plan_tensor(p, b.value)));
+  dd_plan_forward(p);
+  int64_t dims[3] = {t->shape.d[1], 1, 1};
+  for (int d = 2; d < t->shape.ndim; d++) dims[d - 1] = t->shape.d[d];
+  dd_shape s = dd_shape_make(3, dims);
+  dd_tensor *a;
+  rc = dd_tensor_new(DD_F32, &s, 0, &a, err);
+  if (!rc) {
+    memcpy(a->data, t->data, (size_t)dd_tensor_numel(a) * sizeof(float));
+    *out = a;
+  }
+  dd_plan_free(p);
+  return rc;
+}
+
+void dd_vis_channel_stats(const dd_tensor *act, dd_chan_stats *st) {
+  int64_t C = act->shape.d[0], n = act->shape.d[1] * act->shape.d[2];
+  for (int64_t c = 0; c < C; c++) {
+    const float *a = dd_f32(act) + c * n;
+    double sum = 0;
+    float mx = -FLT_MAX;
+    int64_t zeros = 0;
+    for (int64_t i = 0; i < n; i++) {
+      sum += a[i];
+      mx = fmaxf(mx, a[i]);
+      zeros += a[i] == 0;
+    }
+    st[c].mean = (float)(sum / (double)n);
+    st[c].max = mx;
+    st[c].zeros = (float)zeros / (float)n;
+  }
+}
+
+int dd_vis_activation_grid(const dd_tensor *act, int c0, int c1, int zoom, int gap, dd_cmap map,
+                           dd_image **out, dd_grid *grid, dd_err *err) {
+  if (act->shape.ndim != 3) return dd_fail(err, DD_ESHAPE, "activations must be C x H x W");
+  int64_t C = act->shape.d[0], H = act->shape.d[1], W = act->shape.d[2];
+  if (c0 < 0 || c1 > C || c0 >= c1)
+    return dd_fail(err, DD_EARG, "channels %d..%d are not within 0..%lld", c0, c1 - 1,
+                   (long long)C - 1);
+  if (zoom <= 0) {
+    int64_t side = H > W ? H : W;
+    zoom = (int)((24 + side - 1) / side);
+  }
+  if (zoom > 64 || H * zoom > 4096 || W * zoom > 4096)
+    return dd_fail(err, DD_ELIMIT, "%lldx%lld maps enlarged %d times are too large",
+                   (long long)W, (long long)H, zoom);
+  int n = c1 - c0;
+  dd_image **tiles = calloc((size_t)n, sizeof *tiles);
+  if (!tiles) return dd_fail(err, DD_ENOMEM, "out of memory");
+  int rc = DD_OK;
+  for (int i = 0; i < n && !rc; i++) {
+    const float *a = dd_f32(act) + (int64_t)(c0 + i) * H * W;
+    float mx = 0;
+    for (int64_t j = 0; j < H * W; j++) mx = fmaxf(mx, a[j]);
+    rc = dd_image_new((int)(W * zoom), (int)(H * zoom), &tiles[i], err);
+    for (int64_t y = 0; y < H * zoom && !rc; y++)
+      for (int64_t x = 0; x < W * zoom; x++) {
+        float rgb[3];
+        dd_colormap(map, mx > 0 ? a[(y / zoom) * W + x / zoom] / mx : 0, rgb);
+        put_pixel(tiles[i], (int)x, (int)y, rgb);
+      }
+  }
+  if (!rc) rc = dd_vis_grid((const dd_image *const *)tiles, n, gap, 255, out, grid, err);
+  free_tiles(tiles, n);
+  return rc;
+}
+
+/* ---- explanations --------------------------------------------------------------------- */
+
+void dd_explain_opts_init(dd_explain_opts *o) {
+  memset(o, 0, sizeof *o);
+  o->size = 224;
+  o->cls = -1;
+  o->layer = -1;
+  o->noise = 0.15f;
+}
+
+void dd_explanation_free(dd_explanation *e) {
+  if (!e) return;
+  free(e->cam);
+  free(e->saliency);
+  free(e);
+}
+
+/* The last value the score depends on that still has a spatial extent: where Grad-CAM
+ * looks, just before global pooling. */
+static int last_spatial(const dd_model *m, dd_plan *p) {
+  for (int i = m->n_nodes - 1; i >= 0; i--) {
+    if (!dd_plan_node_runs(p, i)) continue;
+    const dd_node *n = &m->nodes[i];
+    for (int k = 0; k < n->n_out; k++) {
+      int v = n->out[k];
+      dd_tensor *t = v >= 0 ? dd_plan_tensor(p, v) : NULL;
+      if (t && dd_plan_grad(p, v) && t->shape.ndim == 4 && t->shape.d[2] * t->shape.d[3] > 1)
+        return v;
+    }
+  }
+  return -1;
+}
+
+static void top_k(const float *prob, int n, int *idx, float *val) {
+  for (int k = 0; k < DD_TOPK; k++) {
+    idx[k] = -1;
+    val[k] = -1;
+  }
+  for (int i = 0; i < n; i++)
+    for (int k = 0; k < DD_TOPK; k++)
+      if (prob[i] > val[k]) {
+        for (int j = DD_TOPK - 1; j > k; j--) {
+          idx[j] = idx[j - 1];
+          val[j] = val[j - 1];
+        }
+        idx[k] = i;
+        val[k] = prob[i];
+        break;
+      }
+}
+
+int dd_explain(const dd_model *m, const dd_preproc *pp, const dd_image *im,
+               const dd_explain_opts *o, dd_explanation **out, dd_err *err) {
+  int rc = check_preproc(pp, err);
+  if (rc) return rc;
+  if (o->size < 16 || o->size > 4096)
+    return dd_fail(err, DD_EARG, "size %d is not in 16..4096", o->size);
+  if (o->smoothgrad < 0 || o->smoothgrad > 1000)
+    return dd_fail(err, DD_EARG, "smoothgrad %d is not in 0..1000", o->smoothgrad);
+  if (!(o->noise >= 0 && o->noise <= 10))
+    return dd_fail(err, DD_EARG, "noise %g is not in 0..10", o->noise);
+  int logits;
+  rc = dd_vis_logits(m, &logits, err);
+  if (rc) return rc;
+  int S = o->size;
+  size_t ss = (size_t)S * S;
+  dd_image *small = NULL;
+  dd_plan *p = NULL;
+  dd_explanation *e = calloc(1, sizeof *e);
+  float *prob = NULL, *cam = NULL, *sal = NULL, *x0 = NULL, *gsum = NULL;
+  if (!e) return dd_fail(err, DD_ENOMEM, "out of memory");
+  rc = dd_image_resize(im, S, S, &small, err);
+  if (rc) goto done;
+  dd_binding b = input_binding(m, S, S);
+  rc = dd_plan_new(m, &b, 1, &logits, 1, DD_PLAN_GRAD, o->max_bytes, &p, err);
+  if (rc) goto done;
+  dd_tensor *lt = dd_plan_tensor(p, logits);
+  int64_t nc = dd_tensor_numel(lt);
+  if (!dd_plan_grad(p, logits) || nc < 1 || nc > 1000000) {
+    rc = dd_fail(err, DD_ESHAPE, "%s: the scores '%s' are not a vector computed from the input",
+                 m->name, m->values[logits].name);
+    goto done;
+  }
+  int layer = o->layer >= 0 ? o->layer : last_spatial(m, p);
+  if (layer < 0 || layer >= m->n_values) {
+    rc = dd_fail(err, DD_ENOTFOUND, "%s: no value with a spatial extent feeds the scores",
+                 m->name);
+    goto done;
+  }
+  dd_tensor *A = dd_plan_tensor(p, layer);
+  if (!A || !dd_plan_grad(p, layer)) {
+    rc = dd_fail(err, DD_EARG, "%s: the score '%s' does not depend on '%s'", m->name,
+                 m->values[logits].name, m->values[layer].name);
+    goto done;
+  }
+  if (A->shape.ndim != 4) {
+    char sb[128];
+    rc = dd_fail(err, DD_ESHAPE, "%s: '%s' is %s, not N x C x H x W", m->name,
+                 m->values[layer].name, dd_shape_str(&A->shape, sb, sizeof sb));
+    goto done;
+  }
+  int64_t K = A->shape.d[1], ch = A->shape.d[2], cw = A->shape.d[3];
+  float *x = dd_f32(dd_plan_tensor(p, b.value));
+  dd_image_to_input(small, pp, x);
+  dd_plan_forward(p);
+
+  prob = malloc((size_t)nc * sizeof(float));
+  cam = malloc((size_t)(ch * cw) * sizeof(float));
+  sal = malloc(ss * sizeof(float));
+  e->cam = malloc((size_t)im->w * im->h * sizeof(float));
+  e->saliency = malloc((size_t)im->w * im->h * sizeof(float));
+  x0 = malloc(3 * ss * sizeof(float));
+  gsum = calloc(3 * ss, sizeof(float));
+  if (!prob || !cam || !sal || !e->cam || !e->saliency || !x0 || !gsum) {
+    rc = dd_fail(err, DD_ENOMEM, "out of memory");
+    goto done;
+  }
+  const float *z = dd_f32(lt);
+  float zmax = -FLT_MAX;
+  for (int64_t i = 0; i < nc; i++) zmax = fmaxf(zmax, z[i]);
+  double zs = 0;
+  for (int64_t i = 0; i < nc; i++) zs += exp((double)z[i] - zmax);
+  for (int64_t i = 0; i < nc; i++) prob[i] = (float)(exp((double)z[i] - zmax) / zs);
+  e->n_classes = (int)nc;
+  top_k(prob, (int)nc, e->top, e->prob);
+  int cls = o->cls >= 0 ? o->cls : e->top[0];
+  if (cls >= nc) {
+    rc = dd_fail(err, DD_EARG, "class %d is not in 0..%lld", cls, (long long)nc - 1);
+    goto done;
+  }
+  e->cls = cls;
+  e->logit = z[cls];
+  e->prob_cls = prob[cls];
+  e->layer = layer;
+  e->cam_w = (int)cw;
+  e->cam_h = (int)ch;
+  e->w = im->w;
+  e->h = im->h;
+
+  dd_plan_zero_grad(p);
+  dd_f32(dd_plan_grad(p, logits))[cls] = 1;
+  dd_plan_backward(p);
+  /* Grad-CAM: each channel weighted by its spatially averaged gradient. */
+  const float *a = dd_f32(A), *ga = dd_f32(dd_plan_grad(p, layer));
+  for (int64_t i = 0; i < ch * cw; i++) cam[i] = 0;
+  for (int64_t k = 0; k < K; k++) {
+    double alpha = 0;
+    for (int64_t i = 0; i < ch * cw; i++) alpha += ga[k * ch * cw + i];
+    alpha /= (double)(ch * cw);
+    for (int64_t i = 0; i < ch * cw; i++) cam[i] += (float)alpha * a[k * ch * cw + i];
+  }
+  for (int64_t i = 0; i < ch * cw; i++) cam[i] = fmaxf(cam[i], 0);
+
+  /* Saliency; SmoothGrad averages the gradient over noisy copies of the input. */
+  const float *gx = dd_f32(dd_plan_grad(p, b.value));
+  memcpy(gsum, gx, 3 * ss * sizeof(float));
+  if (o->smoothgrad > 1) {
+    memcpy(x0, x, 3 * ss * sizeof(float));
+    float lo = FLT_MAX, hi = -FLT_MAX;
+    for (size_t i = 0; i < 3 * ss; i++) {
+      lo = fminf(lo, x0[i]);
+      hi = fmaxf(hi, x0[i]);
+    }
+    float sigma = o->noise * (hi - lo);
+    uint64_t rng = o->seed;
+    memset(gsum, 0, 3 * ss * sizeof(float));
+    for (int s = 0; s < o->smoothgrad; s++) {
+      for (size_t i = 0; i < 3 * ss; i++) x[i] = x0[i] + sigma * rng_normal(&rng);
+      dd_plan_forward(p);
+      dd_plan_zero_grad(p);
+      dd_f32(dd_plan_grad(p, logits))[cls] = 1;
+      dd_plan_backward(p);
+      for (size_t i = 0; i < 3 * ss; i++) gsum[i] += gx[i] / (float)o->smoothgrad;
+    }
+  }
+  for (size_t i = 0; i < ss; i++)
+    sal[i] = fmaxf(fabsf(gsum[i]), fmaxf(fabsf(gsum[ss + i]), fabsf(gsum[2 * ss + i])));
+
+  resample_map(cam, (int)cw, (int)ch, e->cam, im->w, im->h);
+  resample_map(sal, S, S, e->saliency, im->w, im->h);
+  size_t best = 0;
+  for (size_t i = 1; i < (size_t)im->w * im->h; i++)
+    if (e->cam[i] > e->cam[best]) best = i;
+  e->cam_x = (int)(best % (size_t)im->w);
+  e->cam_y = (int)(best / (size_t)im->w);
+  *out = e;
+  e = NULL;
+done:
+  dd_explanation_free(e);
+  dd_image_free(small);
+  dd_plan_free(p);
+  free(prob);
+  free(cam);
+  free(sal);
+  free(x0);
+  free(gsum);
+  return rc;
+}
+
+static int cmp_float(const void *a, const void *b) {
+  float x = *(const float *)a, y = *(const float *)b;
+  return (x > y) - (x < y);
+}
+
+int dd_explain_picture(const dd_image *im, const dd_explanation *e, int height, dd_image **out,
+                       dd_err *err) {
+  if (im->w != e->w || im->h != e->h)
+    return dd_fail(err, DD_EARG, "the image is %dx%d but the explanation is of a %dx%d image",
+                   im->w, im->h, e->w, e->h);
+  if (height <= 0) height = im->h < 320 ? im->h : 320;
+  if (height > 4096) return dd_fail(err, DD_EARG, "height %d is larger than 4096", height);
+  int W = (int)lround((double)im->w * height / im->h), H = height, gap = 4;
+  if (W < 1) W = 1;
+  dd_image *panel = NULL, *pic = NULL;
+  float *cam = malloc((size_t)W * H * sizeof(float)), *sal = malloc((size_t)W * H * sizeof(float));
+  float *sorted = malloc((size_t)e->w * e->h * sizeof(float));
+  int rc = DD_OK;
+  if (!cam || !sal || !sorted) {
+    rc = dd_fail(err, DD_ENOMEM, "out of memory");
+    goto done;
+  }
+  rc = dd_image_resize(im, W, H, &panel, err);
+  if (!rc) rc = dd_image_new(3 * W + 2 * gap, H, &pic, err);
+  if (rc) goto done;
+  resample_map(e->cam, e->w, e->h, cam, W, H);
+  resample_map(e->saliency, e->w, e->h, sal, W, H);
+  float cmax = 0;
+  for (size_t i = 0; i < (size_t)W * H; i++) cmax = fmaxf(cmax, cam[i]);
+  /* Saliency is spiky: scaling to the maximum would leave a black picture with a few dots. */
+  memcpy(sorted, e->saliency, (size_t)e->w * e->h * sizeof(float));
+  qsort(sorted, (size_t)e->w * e->h, sizeof(float), cmp_float);
+  float smax = sorted[(size_t)((double)(e->w * (size_t)e->h - 1) * 0.995)];
+  for (size_t i = 0; i < (size_t)pic->w * pic->h * 3; i++) pic->rgb[i] = 255;
+  for (int y = 0; y < H; y++)
+    for (int x = 0; x < W; x++) {
+      size_t i = (size_t)y * W + x;
+      const float *src = panel->rgb + i * 3;
+      float heat[3], sv[3], blend[3];
+      dd_colormap(DD_CMAP_INFERNO, cmax > 0 ? cam[i] / cmax : 0, heat);
+      dd_colormap(DD_CMAP_INFERNO, smax > 0 ? sal[i] / smax : 0, sv);
+      for (int c = 0; c < 3; c++) blend[c] = 0.45f * src[c] + 0.55f * heat[c];
+      put_pixel(pic, x, y, src);
+      put_pixel(pic, W + gap + x, y, blend);
+      put_pixel(pic, 2 * (W + gap) + x, y, sv);
+    }
+  /* A cross on the maximum, black-edged cyan so it shows on any colour. */
+  int mx = W + gap + (int)((e->cam_x + 0.5) * W / e->w), my = (int)((e->cam_y + 0.5) * H / e->h);
+  const float black[3] = {0, 0, 0}, cyan[3] = {0, 255, 255};
+  int arm = H / 30 + 3;
+  for (int pass = 0; pass < 2; pass++)
+    for (int d = -arm; d <= arm; d++)
+      for (int t = -(2 - pass); t <= 2 - pass; t++) {
+        const float *col = pass ? cyan : black;
+        if (mx + d >= W + gap && mx + d < 2 * W + gap) put_pixel(pic, mx + d, my + t, col);
+        if (mx + t >= W + gap && mx + t < 2 * W + gap) put_pixel(pic, mx + t, my + d, col);
+      }
+  *out = pic;
+  pic = NULL;
+done:
+  dd_image_free(panel);
+  dd_image_free(pic);
+  free(cam);
+  free(sal);
+  free(sorted);
+  return rc;
+}
