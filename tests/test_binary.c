@@ -162,8 +162,8 @@ Test(binary, int64_arithmetic) {
     cr_assert_eq(y[0]->dtype, DD_I64);
     for (int i = 0; i < 8; i++) {
       int64_t a = va[i], b = vb[i % 4], want;
-      if (k == 0) want = a + b;
-      else if (k == 1) want = a - b;
+      if (k == 0) want = (int64_t)((uint64_t)a + (uint64_t)b); /* wraps, as numpy */
+      else if (k == 1) want = (int64_t)((uint64_t)a - (uint64_t)b);
       else if (k == 2) want = (int64_t)((uint64_t)a * (uint64_t)b); /* INT64_MIN * -3 wraps */
       else want = (a == INT64_MIN && b == -1) ? 0 : a / b; /* C truncation; no trap */
       cr_assert_eq(dd_i64(y[0])[i], want, "%s %lld, %lld", ops[k], (long long)a, (long long)b);

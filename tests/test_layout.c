@@ -467,3 +467,15 @@ Test(pad, refuses_other_modes_and_bad_pads) {
   dd_tensor_free(in[1]);
   free(t.node.params);
 }
+
+Test(pad, begin_pad_beyond_a_cropped_row) {
+  /* [a, b] with pads begin 3, end -4: the output is [v], all padding; the row must not be
+   * written past its end (ASan caught this once). */
+  int64_t dims[] = {2, 2}, pads[] = {0, 3, 0, -4};
+  dd_tensor *x = th_random(2, dims, 1, -1, 1);
+  check_pad(x, pads, 7.f, 0, 0);
+  check_pad(x, pads, 7.f, 1, 0);
+  int64_t pads2[] = {0, -3, 0, 2}; /* crop past the start: the row is all padding */
+  check_pad(x, pads2, 7.f, 1, 0);
+  dd_tensor_free(x);
+}

@@ -632,7 +632,9 @@ static void pad_geometry(const dd_node *node, const dd_tensor *const *in, const 
   int last = s->ndim - 1;
   g->inner = os->d[last];
   g->rows = g->inner ? dd_shape_numel(os) / g->inner : 0;
+  /* A begin pad may exceed a row that the end pad crops: clamp both ends into the row. */
   int64_t b = g->begin[last], lo = b > 0 ? b : 0, hi = b + s->d[last];
+  if (lo > g->inner) lo = g->inner;
   if (hi > g->inner) hi = g->inner;
   if (hi < lo) hi = lo;
   g->lo = lo;
