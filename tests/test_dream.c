@@ -1,0 +1,728 @@
+/* DeepDream on BVLC GoogLeNet: the objective rises, seeds reproduce, tiles agree with the
+ * whole image, the Laplacian normalization matches a naive transcription of the TensorFlow
+ * tutorial, cancellation and checkpoints, and the command line refuses nonsense clearly.
+ *
+ * To stay fast the photos are shrunk first (224 px wide for the default-parameter run). */
+#include <criterion/criterion.h>
+#include <fcntl.h>
+#include <math.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "dream/dream.h"
+#include "dream/graph.h"
+#include "helper_ops.h"
+
+extern char **environ;
+
+static dd_model *load_googlenet(void) {
+  char p[512];
+  dd_err err;
+  dd_model *m;
+  cr_assert_eq(dd_model_load(th_shared(p, sizeof p, "models/bvlc_googlenet.onnx"), &m, &err), 0,
+               "%s", err.msg);
+  return m;
+}
+
+static const dd_preproc caffe = {1, 255.f, {104.f, 117.f, 123.f}, {1.f, 1.f, 1.f}};
+
+/* A photo of ../shared/images shrunk to `w` pixels wide. */
+static dd_image *photo(const char *name, int w) {
+  char p[512], rel[128];
+  dd_err err;
+  dd_image *im, *r;
+  snprintf(rel, sizeof rel, "images/%s", name);
+  cr_assert_eq(dd_image_load(th_shared(p, sizeof p, rel), 0, &im, &err), 0, "%s", err.msg);
+  int h = (int)lround((double)im->h * w / im->w);
+  cr_assert_eq(dd_image_resize(im, w, h, &r, &err), 0, "%s", err.msg);
+  dd_image_free(im);
+  return r;
+}
+
+static dd_image *clone_image(const dd_image *im) {
+  dd_image *c;
+  dd_err err;
+  cr_assert_eq(dd_image_new(im->w, im->h, &c, &err), 0, "%s", err.msg);
+  memcpy(c->rgb, im->rgb, (size_t)im->w * im->h * 3 * sizeof(float));
+  return c;
+}
+
+static void params_for(const dd_model *m, const char *layer, dd_dream_params *p) {
+  dd_err err;
+  dd_dream_params_default(p);
+  p->n_layers = 1;
+  cr_assert_eq(dd_dream_layer_resolve(m, layer, &p->layers[0], &err), 0, "%s", err.msg);
+}
+
+/* The objective of the whole image, unrolled, untiled. */
+static double objective_of(const dd_model *m, const dd_dream_params *p, const dd_image *im) {
+  dd_dreamer *d;
+  dd_err err;
+  dd_dream_params q = *p;
+  q.tile = 0;
+  q.max_memory = 0;
+  cr_assert_eq(dd_dreamer_new(m, &caffe, &q, &d, &err), 0, "%s", err.msg);
+  float *g = malloc((size_t)im->w * im->h * 3 * sizeof(float));
+  double obj;
+  cr_assert_eq(dd_dreamer_gradient(d, im, 0, 0, g, &obj, &err), 0, "%s", err.msg);
+  free(g);
+  dd_dreamer_free(d);
+  return obj;
+}
+
+Test(dream, objective_rises_threefold_with_default_parameters, .timeout = 600) {
+  dd_model *m = load_googlenet();
+  dd_image *im = photo("dog.jpg", 224);
+  dd_dream_params p;
+  params_for(m, "inception_4c/output", &p);
+  p.seed = 1;
+  double before = objective_of(m, &p, im);
+  dd_err err;
+  cr_assert_eq(dd_dream_run(m, &caffe, &p, im, NULL, NULL, &err), 0, "%s", err.msg);
+  double after = objective_of(m, &p, im);
+  printf("dream: inception_4c/output on dog.jpg at %dx%d, default parameters: objective %.4g -> "
+         "%.4g (x%.2f)\n", im->w, im->h, before, after, after / before);
+  cr_assert_gt(before, 0);
+  cr_assert_geq(after, 3 * before, "objective rose only %.2fx", after / before);
+  for (size_t i = 0; i < (size_t)im->w * im->h * 3; i++)
+    cr_assert(im->rgb[i] >= 0.f && im->rgb[i] <= 255.f, "pixel %zu = %g", i, im->rgb[i]);
+  dd_image_free(im);
+  dd_model_free(m);
+}
+
+static void quick(dd_dream_params *p) {
+  p->octaves = 2;
+  p->iters = 3;
+}
+
+Test(dream, same_seed_same_output, .timeout = 300) {
+  dd_model *m = load_googlenet();
+  dd_image *im = photo("eagle.jpg", 128);
+  dd_image *a = clone_image(im), *b = clone_image(im), *c = clone_image(im);
+  dd_dream_params p;
+  params_for(m, "inception_3b/output", &p);
+  quick(&p);
+  dd_err err;
+  p.seed = 42;
+  cr_assert_eq(dd_dream_run(m, &caffe, &p, a, NULL, NULL, &err), 0, "%s", err.msg);
+  cr_assert_eq(dd_dream_run(m, &caffe, &p, b, NULL, NULL, &err), 0, "%s", err.msg);
+  p.seed = 43;
+  cr_assert_eq(dd_dream_run(m, &caffe, &p, c, NULL, NULL, &err), 0, "%s", err.msg);
+  size_t n = (size_t)im->w * im->h * 3;
+  cr_assert_eq(memcmp(a->rgb, b->rgb, n * sizeof(float)), 0, "same seed, different outputs");
+  cr_assert_neq(memcmp(a->rgb, c->rgb, n * sizeof(float)), 0, "the seed changes nothing");
+  cr_assert_neq(memcmp(a->rgb, im->rgb, n * sizeof(float)), 0, "the image did not change");
+  dd_image_free(im);
+  dd_image_free(a);
+  dd_image_free(b);
+  dd_image_free(c);
+  dd_model_free(m);
+}
+
+static float *gradient(const dd_model *m, const dd_dream_params *p, const dd_image *im, int dx,
+                       int dy, int *tw, int *th) {
+  dd_dreamer *d;
+  dd_err err;
+  cr_assert_eq(dd_dreamer_new(m, &caffe, p, &d, &err), 0, "%s", err.msg);
+  float *g = malloc((size_t)im->w * im->h * 3 * sizeof(float));
+  cr_assert_eq(dd_dreamer_gradient(d, im, dx, dy, g, NULL, &err), 0, "%s", err.msg);
+  dd_dreamer_tile_size(d, tw, th);
+  dd_dreamer_free(d);
+  return g;
+}
+
+Test(dream, one_tile_equals_the_whole_image, .timeout = 300) {
+  dd_model *m = load_googlenet();
+  dd_image *im = photo("horses.jpg", 200);
+  dd_dream_params p;
+  params_for(m, "inception_4c/output", &p);
+  int tw, th;
+  float *whole = gradient(m, &p, im, 13, -7, &tw, &th);
+  cr_assert(tw == im->w && th == im->h);
+  p.tile = 256; /* larger than the image: one tile */
+  float *tiled = gradient(m, &p, im, 13, -7, &tw, &th);
+  cr_assert(tw == im->w && th == im->h);
+  cr_assert_eq(memcmp(whole, tiled, (size_t)im->w * im->h * 3 * sizeof(float)), 0);
+  free(whole);
+  free(tiled);
+  dd_image_free(im);
+  dd_model_free(m);
+}
+
+/* With 2x2 tiles of 96 on a 160x160 image (tiles at -8 and 72 on the torus, both multiples
+ * of conv2/3x3's stride 4), pixels farther than conv2/3x3's receptive field (19 px) from any
+ * tile or image border get exactly the whole image's gradient. */
+Test(dream, tiles_agree_with_the_whole_image_away_from_borders, .timeout = 300) {
+  dd_model *m = load_googlenet();
+  dd_image *full = photo("giraffe.jpg", 160);
+  cr_assert_eq(full->h, 160);
+  dd_dream_params p;
+  params_for(m, "conv2/3x3", &p);
+  int tw, th;
+  float *whole = gradient(m, &p, full, 0, 0, &tw, &th);
+  p.tile = 96;
+  float *tiled = gradient(m, &p, full, 0, 0, &tw, &th);
+  cr_assert(tw == 96 && th == 96, "tile %dx%d", tw, th);
+  /* tile 0 sees rolled -8..87 and owns 0..79; tile 1 sees 72..167 and owns 80..159 */
+  static const int lo[2] = {-8, 72};
+  const int margin = 24;
+  double maxg = 0, maxd = 0;
+  int compared = 0;
+  for (int y = 0; y < 160; y++)
+    for (int x = 0; x < 160; x++) {
+      int ok = x >= margin && x < 160 - margin && y >= margin && y < 160 - margin;
+      int tx = x < 80 ? 0 : 1, ty = y < 80 ? 0 : 1;
+      ok &= x - lo[tx] >= margin && x - lo[tx] < 96 - margin;
+      ok &= y - lo[ty] >= margin && y - lo[ty] < 96 - margin;
+      for (int c = 0; c < 3; c++) {
+        size_t i = ((size_t)y * 160 + x) * 3 + c;
+        if (fabs(whole[i]) > maxg) maxg = fabs(whole[i]);
+        if (!ok) continue;
+        compared++;
+        double d = fabs(whole[i] - tiled[i]);
+        if (d > maxd) maxd = d;
+      }
+    }
+  printf("dream: tiles vs whole image: %d values compared, max |diff| %.3g (max |g| %.3g)\n",
+         compared, maxd, maxg);
+  cr_assert_gt(compared, 3 * 4 * 1000);
+  cr_assert_leq(maxd, 1e-5 * maxg);
+  free(whole);
+  free(tiled);
+  dd_image_free(full);
+  dd_model_free(m);
+}
+
+Test(dream, tiles_when_the_budget_is_too_small, .timeout = 300) {
+  dd_model *m = load_googlenet();
+  dd_image *im = photo("kite.jpg", 400);
+  dd_dream_params p;
+  params_for(m, "inception_4c/output", &p);
+  p.max_memory = 48u << 20;
+  int tw, th;
+  float *g = gradient(m, &p, im, 0, 0, &tw, &th);
+  cr_assert(tw < im->w, "tile %dx%d for a %dx%d image", tw, th, im->w, im->h);
+  double s = 0;
+  for (size_t i = 0; i < (size_t)im->w * im->h * 3; i++) s += fabs(g[i]);
+  cr_assert_gt(s, 0);
+  free(g);
+  /* a budget that no tile fits fails cleanly */
+  p.max_memory = 1u << 20;
+  dd_err err;
+  dd_image *copy = clone_image(im);
+  int rc = dd_dream_run(m, &caffe, &p, copy, NULL, NULL, &err);
+  cr_assert_eq(rc, DD_ELIMIT, "%s", err.msg);
+  cr_assert_eq(memcmp(copy->rgb, im->rgb, (size_t)im->w * im->h * 3 * sizeof(float)), 0);
+  dd_image_free(copy);
+  dd_image_free(im);
+  dd_model_free(m);
+}
+
+/* ---- normalization ---- */
+
+static const float k1[5] = {1, 4, 6, 4, 1};
+
+/* TensorFlow's SAME padding before the first tap, stride 2, 5 taps. */
+static int tf_pad(int n) {
+  int out = (n + 1) / 2, total = (out - 1) * 2 + 5 - n;
+  return total > 0 ? total / 2 : 0;
+}
+
+/* tf.nn.conv2d(img, k5x5, [1,2,2,1], 'SAME'), k5x5 = outer(k1, k1)/256 per channel. */
+static void naive_down(const float *in, int w, int h, float *out) {
+  int ow = (w + 1) / 2, oh = (h + 1) / 2, px = tf_pad(w), py = tf_pad(h);
+  for (int y = 0; y < oh; y++)
+    for (int x = 0; x < ow; x++)
+      for (int c = 0; c < 3; c++) {
+        double s = 0;
+        for (int a = 0; a < 5; a++)
+          for (int b = 0; b < 5; b++) {
+            int iy = 2 * y - py + a, ix = 2 * x - px + b;
+            if (iy >= 0 && iy < h && ix >= 0 && ix < w)
+              s += k1[a] * k1[b] / 256.0 * in[((size_t)iy * w + ix) * 3 + c];
+          }
+        out[((size_t)y * ow + x) * 3 + c] = (float)s;
+      }
+}
+
+/* tf.nn.conv2d_transpose(lo, k5x5 * 4, shape of a w x h image, [1,2,2,1]): the adjoint. */
+static void naive_up(const float *lo, int w, int h, float *out) {
+  int ow = (w + 1) / 2, oh = (h + 1) / 2, px = tf_pad(w), py = tf_pad(h);
+  memset(out, 0, (size_t)w * h * 3 * sizeof(float));
+  for (int y = 0; y < oh; y++)
+    for (int x = 0; x < ow; x++)
+      for (int a = 0; a < 5; a++)
+        for (int b = 0; b < 5; b++) {
+          int iy = 2 * y - py + a, ix = 2 * x - px + b;
+          if (iy < 0 || iy >= h || ix < 0 || ix >= w) continue;
+          for (int c = 0; c < 3; c++)
+            out[((size_t)iy * w + ix) * 3 + c] +=
+                (float)(4 * k1[a] * k1[b] / 256.0) * lo[((size_t)y * ow + x) * 3 + c];
+        }
+}
+
+static void naive_rms(float *v, size_t n) {
+  double s = 0;
+  for (size_t i = 0; i < n; i++) s += (double)v[i] * v[i];
+  double r = sqrt(s / n);
+  if (r < 1e-10) r = 1e-10;
+  for (size_t i = 0; i < n; i++) v[i] = (float)(v[i] / r);
+}
+
+/* lap_normalize of the tutorial: lap_split_n, normalize_std on each level, lap_merge. */
+static void naive_lapnorm(float *g, int w, int h, int levels) {
+  float *hi[8], *lo[9];
+  int lw[9], lh[9];
+  lo[0] = g;
+  lw[0] = w;
+  lh[0] = h;
+  for (int i = 0; i < levels; i++) {
+    lw[i + 1] = (lw[i] + 1) / 2;
+    lh[i + 1] = (lh[i] + 1) / 2;
+    lo[i + 1] = malloc((size_t)lw[i + 1] * lh[i + 1] * 3 * sizeof(float));
+    hi[i] = malloc((size_t)lw[i] * lh[i] * 3 * sizeof(float));
+    naive_down(lo[i], lw[i], lh[i], lo[i + 1]);
+    naive_up(lo[i + 1], lw[i], lh[i], hi[i]);
+    for (size_t j = 0; j < (size_t)lw[i] * lh[i] * 3; j++) hi[i][j] = lo[i][j] - hi[i][j];
+  }
+  naive_rms(lo[levels], (size_t)lw[levels] * lh[levels] * 3);
+  for (int i = 0; i < levels; i++) naive_rms(hi[i], (size_t)lw[i] * lh[i] * 3);
+  for (int i = levels - 1; i >= 0; i--) {
+    float *up = malloc((size_t)lw[i] * lh[i] * 3 * sizeof(float));
+    naive_up(lo[i + 1], lw[i], lh[i], up);
+    for (size_t j = 0; j < (size_t)lw[i] * lh[i] * 3; j++) lo[i][j] = up[j] + hi[i][j];
+    free(up);
+  }
+  for (int i = 0; i < levels; i++) {
+    free(lo[i + 1]);
+    free(hi[i]);
+  }
+}
+
+Test(dream, laplacian_normalization_matches_naive_tensorflow_transcription) {
+  static const int sizes[][3] = {{37, 23, 3}, {64, 48, 4}, {9, 5, 2}, {1, 1, 1}};
+  for (size_t t = 0; t < sizeof sizes / sizeof sizes[0]; t++) {
+    int w = sizes[t][0], h = sizes[t][1], levels = sizes[t][2];
+    size_t n = (size_t)w * h * 3;
+    float *g = malloc(n * sizeof(float)), *ref = malloc(n * sizeof(float));
+    uint64_t s = 5 + t;
+    for (size_t i = 0; i < n; i++) g[i] = ref[i] = th_rand_uniform(&s, -3, 3) * (i % 7 + 1);
+    float *work = malloc(dd_dream_norm_work(DD_NORM_LAPLACIAN, w, h, levels) * sizeof(float));
+    dd_dream_normalize(DD_NORM_LAPLACIAN, levels, g, w, h, work);
+    naive_lapnorm(ref, w, h, levels);
+    double maxd = 0, maxr = 0;
+    for (size_t i = 0; i < n; i++) {
+      maxd = fmax(maxd, fabs(g[i] - ref[i]));
+      maxr = fmax(maxr, fabs(ref[i]));
+    }
+    cr_assert_leq(maxd, 1e-5 * maxr, "%dx%d, %d levels: max diff %g of %g", w, h, levels, maxd,
+                  maxr);
+    cr_assert_gt(maxr, 0);
+    free(g);
+    free(ref);
+    free(work);
+  }
+}
+
+Test(dream, meanabs_and_std_normalization) {
+  size_t n = 50 * 30 * 3;
+  float *g = malloc(n * sizeof(float)), *h = malloc(n * sizeof(float));
+  uint64_t s = 9;
+  for (size_t i = 0; i < n; i++) g[i] = h[i] = th_rand_uniform(&s, -0.01f, 0.03f);
+  dd_dream_normalize(DD_NORM_MEANABS, 0, g, 50, 30, NULL);
+  dd_dream_normalize(DD_NORM_STD, 0, h, 50, 30, NULL);
+  double sa = 0, mean = 0, var = 0;
+  for (size_t i = 0; i < n; i++) sa += fabs(g[i]), mean += h[i];
+  mean /= n;
+  for (size_t i = 0; i < n; i++) var += (h[i] - mean) * (h[i] - mean);
+  cr_assert_float_eq(sa / n, 1.0, 1e-5);
+  cr_assert_float_eq(sqrt(var / n), 1.0, 1e-5);
+  /* a dead layer's zero gradient stays zero rather than turning into NaN */
+  memset(g, 0, n * sizeof(float));
+  dd_dream_normalize(DD_NORM_MEANABS, 0, g, 50, 30, NULL);
+  for (size_t i = 0; i < n; i++) cr_assert_eq(g[i], 0.f);
+  free(g);
+  free(h);
+}
+
+/* ---- guide ---- */
+
+/* objective_guide: sum over the layer's positions of the best dot product with the guide's
+ * features, computed here naively from the activations of both images. */
+Test(dream, guide_objective_is_the_best_matching_dot_product, .timeout = 300) {
+  dd_model *m = load_googlenet();
+  dd_image *im = photo("dog.jpg", 160), *guide = photo("scream.jpg", 96);
+  dd_dream_params p;
+  params_for(m, "inception_3b/output", &p);
+  p.guide = guide;
+  dd_dreamer *d;
+  dd_err err;
+  cr_assert_eq(dd_dreamer_new(m, &caffe, &p, &d, &err), 0, "%s", err.msg);
+  float *g = malloc((size_t)im->w * im->h * 3 * sizeof(float));
+  double obj;
+  cr_assert_eq(dd_dreamer_gradient(d, im, 0, 0, g, &obj, &err), 0, "%s", err.msg);
+  dd_dreamer_free(d);
+
+  float *feat[2];
+  int64_t c = 0, n[2];
+  const dd_image *ims[2] = {im, guide};
+  for (int k = 0; k < 2; k++) {
+    int64_t dims[4] = {1, 3, ims[k]->h, ims[k]->w};
+    dd_binding b = {dd_model_input(m), dd_shape_make(4, dims), NULL};
+    dd_plan *plan;
+    cr_assert_eq(dd_plan_new(m, &b, 1, &p.layers[0].value, 1, 0, 0, &plan, &err), 0, "%s",
+                 err.msg);
+    dd_image_to_input(ims[k], &caffe, dd_f32(dd_plan_tensor(plan, dd_model_input(m))));
+    dd_plan_forward(plan);
+    const dd_tensor *t = dd_plan_tensor(plan, p.layers[0].value);
+    c = t->shape.d[1];
+    n[k] = dd_tensor_numel(t) / c;
+    feat[k] = malloc((size_t)dd_tensor_numel(t) * sizeof(float));
+    memcpy(feat[k], t->data, (size_t)dd_tensor_numel(t) * sizeof(float));
+    dd_plan_free(plan);
+  }
+  double ref = 0;
+  for (int64_t i = 0; i < n[0]; i++) {
+    double best = -INFINITY;
+    for (int64_t j = 0; j < n[1]; j++) {
+      double s = 0;
+      for (int64_t ch = 0; ch < c; ch++) s += (double)feat[0][ch * n[0] + i] * feat[1][ch * n[1] + j];
+      if (s > best) best = s;
+    }
+    ref += best;
+  }
+  printf("dream: guide objective %.6g, naive %.6g\n", obj, ref);
+  cr_assert_float_eq(obj, ref, 1e-4 * fabs(ref));
+  double l1 = 0;
+  for (size_t i = 0; i < (size_t)im->w * im->h * 3; i++) l1 += fabs(g[i]);
+  cr_assert_gt(l1, 0);
+  free(feat[0]);
+  free(feat[1]);
+  free(g);
+  dd_image_free(im);
+  dd_image_free(guide);
+  dd_model_free(m);
+}
+
+/* ---- errors, cancellation, checkpoints ---- */
+
+Test(dream, layer_specs) {
+  char name[64];
+  int ch;
+  float w;
+  dd_err err;
+  cr_assert_eq(dd_dream_layer_spec("inception_4c/output#97:-0.5", name, sizeof name, &ch, &w, &err), 0);
+  cr_assert_str_eq(name, "inception_4c/output");
+  cr_assert_eq(ch, 97);
+  cr_assert_float_eq(w, -0.5f, 0);
+  cr_assert_eq(dd_dream_layer_spec("conv2/3x3", name, sizeof name, &ch, &w, &err), 0);
+  cr_assert(ch == -1 && w == 1.f);
+  static const char *const bad[] = {"x:abc", "x:", "x:1.5.2", "x#", "x#-1", "x#1a", ":2", "#3",
+                                    "x: 2", "x:nan", "x:inf"};
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    cr_assert_eq(dd_dream_layer_spec(bad[i], name, sizeof name, &ch, &w, &err), DD_EARG,
+                 "'%s' was accepted", bad[i]);
+    cr_assert(strstr(err.msg, bad[i]), "message '%s' does not quote '%s'", err.msg, bad[i]);
+  }
+}
+
+Test(dream, rejects_bad_parameters_with_clear_errors, .timeout = 120) {
+  dd_model *m = load_googlenet();
+  dd_image *im = photo("person.jpg", 96);
+  dd_dream_layer l;
+  dd_err err;
+  cr_assert_eq(dd_dream_layer_resolve(m, "inception_4c/outptu", &l, &err), DD_ENOTFOUND);
+  cr_assert(strstr(err.msg, "closest") && strstr(err.msg, "inception_4c/output"), "%s", err.msg);
+  cr_assert_eq(dd_dream_layer_resolve(m, "conv2", &l, &err), 0, "%s", err.msg); /* alias */
+  int w = 0;
+  while (!dd_model_value_is_const(m, w)) w++;
+  cr_assert_eq(dd_dream_layer_resolve(m, dd_model_value_name(m, w), &l, &err), DD_EARG,
+               "the weight '%s' was accepted as a layer", dd_model_value_name(m, w));
+
+  dd_dream_params p;
+  params_for(m, "inception_4c/output#600", &p);
+  dd_image *copy = clone_image(im);
+  cr_assert_eq(dd_dream_run(m, &caffe, &p, copy, NULL, NULL, &err), DD_EARG);
+  cr_assert(strstr(err.msg, "512 channels") && strstr(err.msg, "out of range"), "%s", err.msg);
+  cr_assert_eq(memcmp(copy->rgb, im->rgb, (size_t)im->w * im->h * 3 * sizeof(float)), 0);
+
+  params_for(m, "inception_4c/output", &p);
+  p.octaves = -2;
+  cr_assert_eq(dd_dream_run(m, &caffe, &p, copy, NULL, NULL, &err), DD_EARG);
+  cr_assert(strstr(err.msg, "octaves"), "%s", err.msg);
+  params_for(m, "inception_4c/output", &p);
+  p.octave_scale = 0.5f;
+  cr_assert_eq(dd_dream_run(m, &caffe, &p, copy, NULL, NULL, &err), DD_EARG);
+  cr_assert(strstr(err.msg, "octave scale"), "%s", err.msg);
+  params_for(m, "inception_4c/output", &p);
+  p.step = NAN;
+  cr_assert_eq(dd_dream_run(m, &caffe, &p, copy, NULL, NULL, &err), DD_EARG);
+  cr_assert(strstr(err.msg, "step"), "%s", err.msg);
+  params_for(m, "inception_4c/output", &p);
+  p.tile = 5;
+  cr_assert_eq(dd_dream_run(m, &caffe, &p, copy, NULL, NULL, &err), DD_EARG);
+  cr_assert(strstr(err.msg, "tile"), "%s", err.msg);
+  params_for(m, "inception_4c/output#3", &p);
+  p.guide = im;
+  cr_assert_eq(dd_dream_run(m, &caffe, &p, copy, NULL, NULL, &err), DD_EARG);
+  cr_assert(strstr(err.msg, "guide"), "%s", err.msg);
+  p.n_layers = 0;
+  cr_assert_eq(dd_dream_run(m, &caffe, &p, copy, NULL, NULL, &err), DD_EARG);
+  cr_assert_eq(memcmp(copy->rgb, im->rgb, (size_t)im->w * im->h * 3 * sizeof(float)), 0);
+  dd_image_free(copy);
+  dd_image_free(im);
+  dd_model_free(m);
+}
+
+typedef struct watch {
+  volatile sig_atomic_t flag;
+  int calls, stop_after, checkpoints;
+  int ckpt_w, ckpt_h;
+  float *last_ckpt;
+  double last_done;
+} watch;
+
+static int on_progress(const dd_dream_progress *p, void *user) {
+  watch *w = user;
+  w->calls++;
+  cr_assert_geq(p->done, w->last_done);
+  w->last_done = p->done;
+  if (w->stop_after && w->calls == w->stop_after) w->flag = 1;
+  if (p->checkpoint) {
+    w->checkpoints++;
+    w->ckpt_w = p->checkpoint->w;
+    w->ckpt_h = p->checkpoint->h;
+    size_t n = (size_t)p->checkpoint->w * p->checkpoint->h * 3;
+    free(w->last_ckpt);
+    w->last_ckpt = malloc(n * sizeof(float));
+    memcpy(w->last_ckpt, p->checkpoint->rgb, n * sizeof(float));
+  }
+  return 0;
+}
+
+Test(dream, cancel_stops_between_iterations_and_leaves_the_image, .timeout = 300) {
+  dd_model *m = load_googlenet();
+  dd_image *im = photo("horses.jpg", 128), *copy = clone_image(im);
+  dd_dream_params p;
+  params_for(m, "inception_3b/output", &p);
+  quick(&p);
+  watch w = {0};
+  w.stop_after = 2;
+  p.cancel = &w.flag;
+  dd_err err;
+  cr_assert_eq(dd_dream_run(m, &caffe, &p, copy, on_progress, &w, &err), DD_EINTR, "%s", err.msg);
+  cr_assert_eq(w.calls, 2);
+  cr_assert_eq(memcmp(copy->rgb, im->rgb, (size_t)im->w * im->h * 3 * sizeof(float)), 0);
+  dd_image_free(copy);
+  dd_image_free(im);
+  dd_model_free(m);
+}
+
+Test(dream, checkpoints_are_full_size_and_the_last_is_the_result, .timeout = 300) {
+  dd_model *m = load_googlenet();
+  dd_image *im = photo("horses.jpg", 128);
+  dd_dream_params p;
+  params_for(m, "inception_3b/output", &p);
+  quick(&p); /* 2 octaves x 3 iterations */
+  p.checkpoint_every = 2;
+  p.seed = 3;
+  watch w = {0};
+  dd_err err;
+  cr_assert_eq(dd_dream_run(m, &caffe, &p, im, on_progress, &w, &err), 0, "%s", err.msg);
+  cr_assert_eq(w.calls, 6);
+  cr_assert_eq(w.checkpoints, 3);
+  cr_assert(w.ckpt_w == im->w && w.ckpt_h == im->h);
+  cr_assert_float_eq(w.last_done, 1.0, 1e-9);
+  cr_assert_eq(memcmp(w.last_ckpt, im->rgb, (size_t)im->w * im->h * 3 * sizeof(float)), 0);
+  free(w.last_ckpt);
+  dd_image_free(im);
+  dd_model_free(m);
+}
+
+/* ---- the command line ---- */
+
+static char tmpdir[64];
+
+static void cli_setup(void) {
+  snprintf(tmpdir, sizeof tmpdir, "/tmp/dream_cli_XXXXXX");
+  cr_assert_not_null(mkdtemp(tmpdir));
+  char models[512];
+  setenv("DREAM_MODEL_PATH", th_shared(models, sizeof models, "models"), 1);
+}
+
+static void cli_teardown(void) {
+  char cmd[128];
+  snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
+  if (system(cmd) != 0) cr_log_warn("could not remove %s", tmpdir);
+}
+
+static const char *tmp(char *buf, size_t size, const char *name) {
+  snprintf(buf, size, "%s/%s", tmpdir, name);
+  return buf;
+}
+
+static char *slurp(const char *path, size_t *len) {
+  FILE *f = fopen(path, "rb");
+  if (!f) return NULL;
+  fseek(f, 0, SEEK_END);
+  long n = ftell(f);
+  fseek(f, 0, SEEK_SET);
+  char *s = malloc((size_t)n + 1);
+  size_t got = fread(s, 1, (size_t)n, f);
+  s[got] = 0;
+  fclose(f);
+  if (len) *len = got;
+  return s;
+}
+
+/* Starts DREAM_BINARY with the NULL-terminated args, stderr to tmpdir/stderr.txt. */
+static pid_t spawn(const char *const *args) {
+  char err_path[128];
+  tmp(err_path, sizeof err_path, "stderr.txt");
+  posix_spawn_file_actions_t fa;
+  posix_spawn_file_actions_init(&fa);
+  posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
+  posix_spawn_file_actions_addopen(&fa, 2, err_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  char *argv[64];
+  int n = 0;
+  argv[n++] = DREAM_BINARY;
+  for (; args[n - 1] && n < 63; n++) argv[n] = (char *)args[n - 1];
+  argv[n] = NULL;
+  pid_t pid;
+  cr_assert_eq(posix_spawn(&pid, DREAM_BINARY, &fa, NULL, argv, environ), 0);
+  posix_spawn_file_actions_destroy(&fa);
+  return pid;
+}
+
+/* Exit status (-signal when killed); *err_out receives stderr. */
+static int finish(pid_t pid, char **err_out) {
+  int ws;
+  cr_assert_eq(waitpid(pid, &ws, 0), pid);
+  char p[128];
+  *err_out = slurp(tmp(p, sizeof p, "stderr.txt"), NULL);
+  return WIFEXITED(ws) ? WEXITSTATUS(ws) : -WTERMSIG(ws);
+}
+
+static int run(const char *const *args, char **err_out) { return finish(spawn(args), err_out); }
+
+static void small_photo(const char *path, int w) {
+  dd_image *im = photo("dog.jpg", w);
+  dd_err err;
+  cr_assert_eq(dd_image_save(path, im, &err), 0, "%s", err.msg);
+  dd_image_free(im);
+}
+
+Test(dream_cli, same_seed_gives_byte_identical_files, .init = cli_setup, .fini = cli_teardown,
+     .timeout = 300) {
+  char in[128], a[128], b[128];
+  small_photo(tmp(in, sizeof in, "in.png"), 112);
+  tmp(a, sizeof a, "a.jpg");
+  tmp(b, sizeof b, "b.jpg");
+  const char *args1[] = {"--layer", "inception_3b/output", "--octaves", "2", "--iters", "2",
+                         "--seed", "7", "-q", in, a, NULL};
+  const char *args2[] = {"dream", "--layer", "inception_3b/output", "--octaves", "2", "--iters",
+                         "2", "--seed", "7", "-q", in, b, NULL};
+  char *e;
+  cr_assert_eq(run(args1, &e), 0, "%s", e);
+  free(e);
+  cr_assert_eq(run(args2, &e), 0, "%s", e);
+  free(e);
+  size_t la, lb;
+  char *da = slurp(a, &la), *db = slurp(b, &lb);
+  cr_assert(da && db && la > 1000);
+  cr_assert((unsigned char)da[0] == 0xFF && (unsigned char)da[1] == 0xD8, "not a JPEG");
+  cr_assert(la == lb && memcmp(da, db, la) == 0, "the same seed gave different files");
+  free(da);
+  free(db);
+}
+
+Test(dream_cli, rejects_nonsense_with_clear_errors, .init = cli_setup, .fini = cli_teardown,
+     .timeout = 300) {
+  char in[128], out[128], link[128];
+  small_photo(tmp(in, sizeof in, "in.png"), 64);
+  tmp(out, sizeof out, "out.jpg");
+  tmp(link, sizeof link, "link.png");
+  cr_assert_eq(symlink(in, link), 0);
+  struct {
+    const char *args[8];
+    const char *words[3];
+  } cases[] = {
+      {{"--octaves", "-2", in, out}, {"--octaves", "-2"}},
+      {{"--octaves", "many", in, out}, {"--octaves", "many"}},
+      {{"--octave-scale", "0.5", in, out}, {"--octave-scale"}},
+      {{"--step", "nan", in, out}, {"--step"}},
+      {{"--norm", "l3", in, out}, {"--norm", "laplacian"}},
+      {{"--tile", "4", in, out}, {"--tile"}},
+      {{"--layer", "inception_4c/output:1.2.3", in, out}, {"--layer", "1.2.3", "number"}},
+      {{"--layer", "inception_4c/output#x", in, out}, {"--layer", "channel"}},
+      {{"--layer", "inception_4c/outptu", in, out}, {"inception_4c/outptu", "closest", "inception_4c/output"}},
+      {{"--layer", "inception_4c/output#600", in, out}, {"512 channels", "out of range"}},
+      {{"--bogus", in, out}, {"unknown option", "--bogus"}},
+      {{"--iters", in, out}, {"--iters"}},
+      {{in}, {"IN and OUT"}},
+      {{in, out, out}, {"only IN and OUT"}},
+      {{in, "out.gif"}, {"out.gif", ".jpg"}},
+      {{in, in}, {"never overwritten"}},
+      {{in, link}, {"same file", "never overwritten"}},
+      {{"--mean", "1,2", in, out}, {"--mean"}},
+      {{"--seed", "-1", in, out}, {"--seed"}},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    char *e;
+    int st = run(cases[i].args, &e);
+    cr_expect_neq(st, 0, "case %zu was accepted", i);
+    for (int k = 0; k < 3 && cases[i].words[k]; k++)
+      cr_expect(e && strstr(e, cases[i].words[k]), "case %zu: '%s' not in: %s", i,
+                cases[i].words[k], e ? e : "(nothing)");
+    free(e);
+  }
+  struct stat st;
+  cr_assert_neq(stat(out, &st), 0, "an output was written");
+}
+
+/* Ctrl-C: no output, or with checkpoints the last complete one. */
+Test(dream_cli, interrupt_writes_nothing_or_the_last_checkpoint, .init = cli_setup,
+     .fini = cli_teardown, .timeout = 300) {
+  char in[128], out[128], ck[128];
+  small_photo(tmp(in, sizeof in, "in.png"), 160);
+  tmp(out, sizeof out, "out.png");
+  tmp(ck, sizeof ck, "ck.png");
+  const char *args[] = {"--layer", "inception_3b/output", "--iters", "1000", "-q", in, out, NULL};
+  pid_t pid = spawn(args);
+  struct timespec ts = {1, 500000000};
+  nanosleep(&ts, NULL);
+  kill(pid, SIGINT);
+  char *e;
+  int st = finish(pid, &e);
+  /* 130 when the signal came during the dream, killed by it when still loading */
+  cr_assert(st == 130 || st == -SIGINT, "status %d: %s", st, e);
+  struct stat sb;
+  cr_assert_neq(stat(out, &sb), 0, "an interrupted run wrote its output");
+  free(e);
+
+  const char *args2[] = {"--layer", "inception_3b/output", "--iters", "1000",
+                         "--checkpoint-every", "1", "-q", in, ck, NULL};
+  pid = spawn(args2);
+  for (int i = 0; i < 600 && stat(ck, &sb) != 0; i++) {
+    struct timespec t = {0, 100000000};
+    nanosleep(&t, NULL);
+  }
+  cr_assert_eq(stat(ck, &sb), 0, "no checkpoint after a minute");
+  kill(pid, SIGTERM);
+  st = finish(pid, &e);
+  cr_assert_eq(st, 130, "status %d: %s", st, e);
+  cr_assert(e && strstr(e, "checkpoint"), "%s", e);
+  free(e);
+  dd_image *im;
+  dd_err err;
+  cr_assert_eq(dd_image_load(ck, 0, &im, &err), 0, "%s", err.msg);
+  cr_assert(im->w == 160);
+  dd_image_free(im);
+}
