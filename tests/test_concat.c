@@ -17,7 +17,8 @@ typedef struct concat_case {
 static const concat_case cases[] = {
     {"1-D axis 0", 1, 2, 0, {{3}, {5}}},
     {"2-D axis -1", 2, 3, -1, {{2, 3}, {2, 1}, {2, 4}}},
-    {"4-D axis 1, inception-like", 4, 4, 1, {{2, 3, 4, 5}, {2, 1, 4, 5}, {2, 6, 4, 5}, {2, 2, 4, 5}}},
+    {"4-D axis 1, inception-like", 4, 4, 1,
+     {{2, 3, 4, 5}, {2, 1, 4, 5}, {2, 6, 4, 5}, {2, 2, 4, 5}}},
     {"3-D axis 0", 3, 2, 0, {{1, 2, 3}, {2, 2, 3}}},
     {"3-D axis -2 with an empty input", 3, 3, -2, {{2, 2, 3}, {2, 0, 3}, {2, 4, 3}}},
     {"4-D last axis", 4, 2, 3, {{1, 2, 2, 3}, {1, 2, 2, 1}}},
@@ -159,7 +160,8 @@ Test(concat, infer_rejects_mismatches_with_clear_errors) {
   dd_err err;
   th_node t;
   int64_t a[3] = {2, 3, 4}, b[3] = {2, 5, 4}, c[3] = {2, 3, 5}, d[2] = {2, 3};
-  dd_tensor *ta = th_tensor(3, a), *tb = th_tensor(3, b), *tc = th_tensor(3, c), *td = th_tensor(2, d);
+  dd_tensor *ta = th_tensor(3, a), *tb = th_tensor(3, b), *tc = th_tensor(3, c);
+  dd_tensor *td = th_tensor(2, d);
   dd_tensor *ti = th_tensor_i64(3, a, NULL);
 
   th_init(&t, "Concat", 2, 1);

@@ -122,6 +122,7 @@ static void concat_backward(const dd_node *node, const dd_tensor *const *in,
       for (int64_t o = 0; o < outer; o++) {
         const float *s = dy + o * row + off;
         float *d = dx + o * run;
+#pragma omp simd
         for (int64_t k = 0; k < run; k++) d[k] += s[k];
       }
     }

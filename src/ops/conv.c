@@ -174,10 +174,12 @@ static void im2col(const conv_geom *g, const float *x, float *col) {
       }
       const float *s = src + ih * g->w + off;
       for (int64_t ow = 0; ow < o0; ow++) d[ow] = 0.f;
-      if (g->sw == 1)
+      if (g->sw == 1) {
         memcpy(d + o0, s + o0, (size_t)(o1 - o0) * sizeof *d);
-      else
+      } else {
+#pragma omp simd
         for (int64_t ow = o0; ow < o1; ow++) d[ow] = s[ow * g->sw];
+      }
       for (int64_t ow = o1; ow < g->wo; ow++) d[ow] = 0.f;
     }
   }
@@ -200,10 +202,13 @@ static void col2im_add(const conv_geom *g, const float *col, float *dx) {
           if (ih < 0 || ih >= g->h) continue;
           float *d = dst + ih * g->w + off;
           const float *s = src + oh * g->wo;
-          if (g->sw == 1)
+          if (g->sw == 1) {
+#pragma omp simd
             for (int64_t ow = o0; ow < o1; ow++) d[ow] += s[ow];
-          else
+          } else {
+#pragma omp simd
             for (int64_t ow = o0; ow < o1; ow++) d[ow * g->sw] += s[ow];
+          }
         }
       }
   }
@@ -231,6 +236,7 @@ static void depthwise_forward(const conv_geom *g, const float *x, const float *w
           if (ih < 0 || ih >= g->h) continue;
           const float *s = src + ih * g->w + off;
           float *d = dst + oh * g->wo;
+#pragma omp simd
           for (int64_t ow = o0; ow < o1; ow++) d[ow] += kv * s[ow * g->sw];
         }
       }
@@ -258,6 +264,7 @@ static void depthwise_backward(const conv_geom *g, const float *wt, const float 
             if (ih < 0 || ih >= g->h) continue;
             float *d = dst + ih * g->w + off;
             const float *s = src + oh * g->wo;
+#pragma omp simd
             for (int64_t ow = o0; ow < o1; ow++) d[ow * g->sw] += kv * s[ow];
           }
         }
@@ -345,7 +352,8 @@ static void conv_backward(const dd_node *node, const dd_tensor *const *in,
               int64_t ih = oh * g.sh - g.ph + ki * g.dh;
               if (ih < 0 || ih >= g.h) continue;
               const float *s = xg + ih * g.w + kj * g.dw - g.pw;
-              for (int64_t ow = o0; ow < o1; ow++) acc += (double)dyg[m * g.ocol + oh * g.wo + ow] * s[ow * g.sw];
+              const float *d = dyg + m * g.ocol + oh * g.wo;
+              for (int64_t ow = o0; ow < o1; ow++) acc += (double)d[ow] * s[ow * g.sw];
             }
             dw[gi * g.mg * g.kcol + r] += (float)acc;
           }

@@ -67,7 +67,8 @@ static int gemm_geometry(const gemm_params *p, const dd_tensor *a, const dd_tens
   g->c_sm = g->c_sn = 0;
   if (c) {
     const dd_shape *cs = &c->shape;
-    int64_t cm = cs->ndim >= 2 ? cs->d[cs->ndim - 2] : 1, cn = cs->ndim >= 1 ? cs->d[cs->ndim - 1] : 1;
+    int64_t cm = cs->ndim >= 2 ? cs->d[cs->ndim - 2] : 1;
+    int64_t cn = cs->ndim >= 1 ? cs->d[cs->ndim - 1] : 1;
     if (cs->ndim > 2 || (cm != 1 && cm != g->m) || (cn != 1 && cn != g->n)) {
       char buf[96];
       return dd_fail(err, DD_ESHAPE, "C of shape %s does not broadcast to %lldx%lld",
@@ -297,8 +298,12 @@ static void matmul_backward(const dd_node *node, const dd_tensor *const *in,
   int m = (int)g.m, n = (int)g.n, k = (int)g.k;
   if (mm_stacked(&g) && g.batch * g.m <= INT_MAX) {
     int rows = (int)(g.batch * g.m);
-    if (da) cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, k, n, 1.f, dy, n, b, n, 1.f, da, k);
-    if (db) cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, k, n, rows, 1.f, a, k, dy, n, 1.f, db, n);
+    if (da)
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, k, n, 1.f, dy, n, b, n, 1.f, da,
+                  k);
+    if (db)
+      cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, k, n, rows, 1.f, a, k, dy, n, 1.f, db,
+                  n);
     return;
   }
   /* One batch at a time: broadcast operands collect from several batches in turn. */

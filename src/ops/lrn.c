@@ -58,13 +58,18 @@ static int lrn_infer(const dd_node *node, const dd_tensor *const *in, dd_tensor 
   return DD_OK;
 }
 
-/* s^-beta, with GoogLeNet's and AlexNet's beta = 0.75 done by square roots. */
-static inline float pow_neg_beta(float s, float beta) {
+/* pw = s^-beta, with GoogLeNet's and AlexNet's beta = 0.75 done by square roots, which
+ * vectorize (powf does not). */
+static inline void pow_neg_beta(const float *s, float beta, int64_t len, float *pw) {
   if (beta == 0.75f) {
-    float r = sqrtf(s);
-    return 1.f / (r * sqrtf(r));
+#pragma omp simd
+    for (int64_t i = 0; i < len; i++) {
+      float r = sqrtf(s[i]);
+      pw[i] = 1.f / (r * sqrtf(r));
+    }
+  } else {
+    for (int64_t i = 0; i < len; i++) pw[i] = powf(s[i], -beta);
   }
-  return powf(s, -beta);
 }
 
 /* scale[i] = bias + alpha/size * sum of squares over the channel window of c, for the
@@ -77,9 +82,11 @@ static inline void window_scale(const lrn_params *p, const float *x, int64_t c_c
   for (int64_t i = 0; i < len; i++) scale[i] = 0.f;
   for (int64_t k = c0; k <= c1; k++) {
     const float *xk = x + (n * c_count + k) * spatial + s0;
+#pragma omp simd
     for (int64_t i = 0; i < len; i++) scale[i] += xk[i] * xk[i];
   }
   float a = p->alpha / (float)p->size;
+#pragma omp simd
   for (int64_t i = 0; i < len; i++) scale[i] = p->bias + a * scale[i];
 }
 
@@ -103,10 +110,12 @@ static void lrn_forward(const dd_node *node, const dd_tensor *const *in, dd_tens
   for (int64_t job = 0; job < nn * cc * chunks; job++) {
     int64_t n = job / (cc * chunks), c = job / chunks % cc, s0 = job % chunks * LRN_CHUNK;
     int64_t len = sp - s0 < LRN_CHUNK ? sp - s0 : LRN_CHUNK;
-    float scale[LRN_CHUNK];
+    float scale[LRN_CHUNK], pw[LRN_CHUNK];
     window_scale(p, x, cc, sp, n, c, s0, len, scale);
+    pow_neg_beta(scale, p->beta, len, pw);
     int64_t base = (n * cc + c) * sp + s0;
-    for (int64_t i = 0; i < len; i++) y[base + i] = x[base + i] * pow_neg_beta(scale[i], p->beta);
+#pragma omp simd
+    for (int64_t i = 0; i < len; i++) y[base + i] = x[base + i] * pw[i];
   }
 }
 
@@ -127,13 +136,14 @@ static void lrn_backward(const dd_node *node, const dd_tensor *const *in,
   for (int64_t job = 0; job < jobs; job++) {
     int64_t n = job / (cc * chunks), c = job / chunks % cc, s0 = job % chunks * LRN_CHUNK;
     int64_t len = sp - s0 < LRN_CHUNK ? sp - s0 : LRN_CHUNK;
-    float scale[LRN_CHUNK];
+    float scale[LRN_CHUNK], pw[LRN_CHUNK];
     window_scale(p, x, cc, sp, n, c, s0, len, scale);
+    pow_neg_beta(scale, p->beta, len, pw);
     int64_t base = (n * cc + c) * sp + s0;
+#pragma omp simd
     for (int64_t i = 0; i < len; i++) {
-      float pb = pow_neg_beta(scale[i], p->beta);
-      dx[base + i] += dy[base + i] * pb;
-      t[base + i] = dy[base + i] * x[base + i] * pb / scale[i];
+      dx[base + i] += dy[base + i] * pw[i];
+      t[base + i] = dy[base + i] * x[base + i] * pw[i] / scale[i];
     }
   }
   /* x[c] appears in the windows of channels c - hi .. c + lo. */
@@ -148,9 +158,11 @@ static void lrn_backward(const dd_node *node, const dd_tensor *const *in,
     for (int64_t i = 0; i < len; i++) acc[i] = 0.f;
     for (int64_t j = j0; j <= j1; j++) {
       const float *tj = t + (n * cc + j) * sp + s0;
+#pragma omp simd
       for (int64_t i = 0; i < len; i++) acc[i] += tj[i];
     }
     int64_t base = (n * cc + c) * sp + s0;
+#pragma omp simd
     for (int64_t i = 0; i < len; i++) dx[base + i] += k * x[base + i] * acc[i];
   }
 }

@@ -91,19 +91,13 @@ static int pool_geometry(const pool_params *p, const dd_shape *xs, pool_geom *g,
   }
   int nsp = xs->ndim - 2;
   if (nsp > DD_WIN_MAX)
-    return dd_fail(err, DD_EUNSUPPORTED, "pooling over %d spatial dims is not supported (1 to %d are)",
-                   nsp, DD_WIN_MAX);
+    return dd_fail(err, DD_EUNSUPPORTED,
+                   "pooling over %d spatial dims is not supported (1 to %d are)", nsp, DD_WIN_MAX);
   int rc = dd_window_resolve(&p->win, nsp, xs->d + 2, p->win.kernel, &g->w, err);
   if (rc) return rc;
   g->in_sz = g->w.in[0] * g->w.in[1] * g->w.in[2];
   g->out_sz = dd_window_out_numel(&g->w);
   return DD_OK;
-}
-
-/* The taps of output (o0, o1, o2) inside [lo, hi) of each dim, as three half-open ranges. */
-static inline void window_taps(const dd_window *w, const int64_t *o, const int64_t *lo,
-                               const int64_t *hi, int64_t *t0, int64_t *t1) {
-  for (int i = 0; i < DD_WIN_MAX; i++) dd_window_taps(w, i, o[i], lo[i], hi[i], &t0[i], &t1[i]);
 }
 
 static int pool_infer(const dd_node *node, const dd_tensor *const *in, dd_tensor *const *out,
@@ -130,7 +124,8 @@ static int pool_infer(const dd_node *node, const dd_tensor *const *in, dd_tensor
   }
   if (node->n_out > 1 && out[1] && p->kind != POOL_MAX)
     return dd_fail(err, DD_EFORMAT, "has %d outputs, expected 1", node->n_out);
-  if (node->n_out > 2) return dd_fail(err, DD_EFORMAT, "has %d outputs, expected 1 or 2", node->n_out);
+  if (node->n_out > 2)
+    return dd_fail(err, DD_EFORMAT, "has %d outputs, expected 1 or 2", node->n_out);
   dd_shape ys = in[0]->shape;
   for (int i = 2; i < ys.ndim; i++)
     ys.d[i] = p->kind >= POOL_GLOBAL_MAX ? 1 : g.w.out[DD_WIN_MAX - (ys.ndim - 2) + (i - 2)];
@@ -143,57 +138,156 @@ static int pool_infer(const dd_node *node, const dd_tensor *const *in, dd_tensor
   return DD_OK;
 }
 
-/* Position of the first maximum of the window of output o in plane x, as an offset into the
- * plane; -1 only for a window without input elements (refused by infer). */
-static inline int64_t window_argmax(const dd_window *w, const float *x, const int64_t *o) {
-  static const int64_t lo[DD_WIN_MAX] = {0, 0, 0};
-  int64_t t0[DD_WIN_MAX], t1[DD_WIN_MAX];
-  window_taps(w, o, lo, w->in, t0, t1);
-  int64_t best = -1;
-  float bv = 0.f;
-  for (int64_t a = t0[0]; a < t1[0]; a++) {
-    int64_t id = o[0] * w->s[0] - w->pb[0] + a * w->d[0];
-    for (int64_t b = t0[1]; b < t1[1]; b++) {
-      int64_t ih = o[1] * w->s[1] - w->pb[1] + b * w->d[1];
-      const float *row = x + (id * w->in[1] + ih) * w->in[2];
-      for (int64_t c = t0[2]; c < t1[2]; c++) {
-        int64_t iw = o[2] * w->s[2] - w->pb[2] + c * w->d[2];
-        /* strict >: the first maximum in scan order wins ties, as in PyTorch and Caffe */
-        if (best < 0 || row[iw] > bv) {
-          bv = row[iw];
-          best = (id * w->in[1] + ih) * w->in[2] + iw;
-        }
-      }
-    }
-  }
-  return best;
-}
+/* What pool_plane does at each window. */
+enum { WALK_MAX, WALK_AVG, WALK_MAX_BACK, WALK_AVG_BACK };
 
-/* The divisor of an average window: its taps inside the input, or inside the padded input
- * with count_include_pad (never past the padding, where ceil_mode windows may reach). */
-static inline int64_t window_count(const dd_window *w, const int64_t *o, int include_pad) {
-  int64_t n = 1;
-  for (int i = 0; i < DD_WIN_MAX; i++) {
-    int64_t t0, t1;
-    if (include_pad)
-      dd_window_taps(w, i, o[i], -w->pb[i], w->in[i] + w->pe[i], &t0, &t1);
-    else
-      dd_window_taps(w, i, o[i], 0, w->in[i], &t0, &t1);
-    n *= t1 > t0 ? t1 - t0 : 0;
-  }
-  return n;
-}
-
-static inline void unravel(const dd_window *w, int64_t j, int64_t *o) {
-  o[2] = j % w->out[2];
-  o[1] = j / w->out[2] % w->out[1];
-  o[0] = j / (w->out[2] * w->out[1]);
+/* Taps of output o along dim i counted by an average: inside the input, or inside the padded
+ * input with count_include_pad (never past the padding, where ceil_mode windows may reach). */
+static inline int64_t taps_counted(const dd_window *w, int i, int64_t o, int include_pad) {
+  int64_t t0, t1;
+  if (include_pad)
+    dd_window_taps(w, i, o, -w->pb[i], w->in[i] + w->pe[i], &t0, &t1);
+  else
+    dd_window_taps(w, i, o, 0, w->in[i], &t0, &t1);
+  return t1 > t0 ? t1 - t0 : 0;
 }
 
 /* Row-major plane offset -> the Indices value for storage_order 1 (column-major spatial). */
 static inline int64_t column_major(const dd_window *w, int64_t off) {
   int64_t iw = off % w->in[2], ih = off / w->in[2] % w->in[1], id = off / (w->in[2] * w->in[1]);
   return id + w->in[0] * (ih + w->in[1] * iw);
+}
+
+/* Walks every window of one (n, c) plane in output order and applies `what`:
+ *   WALK_MAX       y = the first maximum (strict >, so ties go to the first in scan order,
+ *                  as in PyTorch and Caffe); idx (may be NULL) = its Indices value
+ *   WALK_AVG       y = the average
+ *   WALK_MAX_BACK  dx[argmax] += dy
+ *   WALK_AVG_BACK  dx[each tap] += dy / count
+ * The tap ranges come per dim from the loop nest, so nothing is divided per tap. */
+static void pool_plane(const pool_params *p, const dd_window *w, int what, const float *x,
+                       float *y, int64_t *idx, int64_t idx_base, const float *dy, float *dx) {
+  const int64_t H = w->in[1], W = w->in[2];
+  const int avg = what == WALK_AVG || what == WALK_AVG_BACK;
+  int64_t j = 0;
+  for (int64_t od = 0; od < w->out[0]; od++) {
+    int64_t a0, a1, d0 = od * w->s[0] - w->pb[0];
+    dd_window_taps(w, 0, od, 0, w->in[0], &a0, &a1);
+    int64_t nd = avg ? taps_counted(w, 0, od, p->count_include_pad) : 1;
+    for (int64_t oh = 0; oh < w->out[1]; oh++) {
+      int64_t b0, b1, h0 = oh * w->s[1] - w->pb[1];
+      dd_window_taps(w, 1, oh, 0, H, &b0, &b1);
+      int64_t nh = avg ? taps_counted(w, 1, oh, p->count_include_pad) : 1;
+      for (int64_t ow = 0; ow < w->out[2]; ow++, j++) {
+        int64_t c0, c1, w0 = ow * w->s[2] - w->pb[2];
+        dd_window_taps(w, 2, ow, 0, W, &c0, &c1);
+        if (!avg) {
+          /* Branch-free: the data decides each comparison, so a branch would mispredict
+           * often.  Strict > keeps the first maximum in scan order (as PyTorch and Caffe),
+           * and -inf / NaN taps still leave `best` on the window's first tap. */
+          int64_t best = ((d0 + a0 * w->d[0]) * H + h0 + b0 * w->d[1]) * W + w0 + c0 * w->d[2];
+          float bv = -INFINITY;
+          for (int64_t a = a0; a < a1; a++)
+            for (int64_t b = b0; b < b1; b++) {
+              int64_t rowoff = ((d0 + a * w->d[0]) * H + h0 + b * w->d[1]) * W + w0;
+              for (int64_t c = c0; c < c1; c++) {
+                int64_t off = rowoff + c * w->d[2];
+                float v = x[off];
+                int gt = v > bv;
+                best = gt ? off : best;
+                bv = gt ? v : bv;
+              }
+            }
+          if (what == WALK_MAX_BACK) {
+            dx[best] += dy[j];
+          } else {
+            if (y) y[j] = x[best];
+            if (idx) idx[j] = idx_base + (p->storage_order ? column_major(w, best) : best);
+          }
+          continue;
+        }
+        int64_t count = nd * nh * taps_counted(w, 2, ow, p->count_include_pad);
+        if (what == WALK_AVG) {
+          float sum = 0.f;
+          for (int64_t a = a0; a < a1; a++)
+            for (int64_t b = b0; b < b1; b++) {
+              const float *row = x + ((d0 + a * w->d[0]) * H + h0 + b * w->d[1]) * W + w0;
+              for (int64_t c = c0; c < c1; c++) sum += row[c * w->d[2]];
+            }
+          y[j] = count > 0 ? sum / (float)count : 0.f;
+        } else if (count > 0) {
+          float v = dy[j] / (float)count;
+          for (int64_t a = a0; a < a1; a++)
+            for (int64_t b = b0; b < b1; b++) {
+              float *row = dx + ((d0 + a * w->d[0]) * H + h0 + b * w->d[1]) * W + w0;
+              for (int64_t c = c0; c < c1; c++) row[c * w->d[2]] += v;
+            }
+        }
+      }
+    }
+  }
+}
+
+/* MaxPool over a 2-D undilated window, the case of nearly every CNN: same results as
+ * pool_plane (first maximum in scan order), but windows wholly inside the input run a
+ * fixed-size loop, which the 3x3 instantiation below unrolls.  y (forward; idx may be NULL)
+ * or dy/dx (backward) are given. */
+static inline __attribute__((always_inline)) void max_plane_2d(
+    const dd_window *w, int storage_order, const float *x, float *y, int64_t *idx,
+    int64_t idx_base, const float *dy, float *dx, const int64_t kh, const int64_t kw) {
+  const int64_t H = w->in[1], W = w->in[2], sh = w->s[1], sw = w->s[2];
+  const int64_t ho = w->out[1], wo = w->out[2];
+  for (int64_t oh = 0; oh < ho; oh++) {
+    int64_t h0 = oh * sh - w->pb[1];
+    int64_t b0 = h0 < 0 ? -h0 : 0, b1 = H - h0 < kh ? H - h0 : kh;
+    for (int64_t ow = 0; ow < wo; ow++) {
+      int64_t w0 = ow * sw - w->pb[2];
+      int64_t c0 = w0 < 0 ? -w0 : 0, c1 = W - w0 < kw ? W - w0 : kw;
+      int64_t origin = h0 * W + w0, best = origin + b0 * W + c0;
+      float bv = -INFINITY;
+      if (b0 == 0 && b1 == kh && c0 == 0 && c1 == kw) {
+        for (int64_t b = 0; b < kh; b++)
+          for (int64_t c = 0; c < kw; c++) {
+            int64_t off = origin + b * W + c;
+            float v = x[off];
+            int gt = v > bv;
+            best = gt ? off : best;
+            bv = gt ? v : bv;
+          }
+      } else {
+        for (int64_t b = b0; b < b1; b++)
+          for (int64_t c = c0; c < c1; c++) {
+            int64_t off = origin + b * W + c;
+            float v = x[off];
+            int gt = v > bv;
+            best = gt ? off : best;
+            bv = gt ? v : bv;
+          }
+      }
+      int64_t j = oh * wo + ow;
+      if (dx) {
+        dx[best] += dy[j];
+      } else {
+        if (y) y[j] = x[best];
+        if (idx) idx[j] = idx_base + (storage_order ? column_major(w, best) : best);
+      }
+    }
+  }
+}
+
+static int is_plain_2d(const dd_window *w) {
+  return w->in[0] == 1 && w->k[0] == 1 && w->out[0] == 1 && w->d[1] == 1 && w->d[2] == 1;
+}
+
+/* The max walk of one plane: the 2-D kernel when it applies, else the general walk. */
+static void max_plane(const pool_params *p, const dd_window *w, const float *x, float *y,
+                      int64_t *idx, int64_t idx_base, const float *dy, float *dx) {
+  if (!is_plain_2d(w))
+    pool_plane(p, w, dx ? WALK_MAX_BACK : WALK_MAX, x, y, idx, idx_base, dy, dx);
+  else if (w->k[1] == 3 && w->k[2] == 3)
+    max_plane_2d(w, p->storage_order, x, y, idx, idx_base, dy, dx, 3, 3);
+  else
+    max_plane_2d(w, p->storage_order, x, y, idx, idx_base, dy, dx, w->k[1], w->k[2]);
 }
 
 static void pool_forward(const dd_node *node, const dd_tensor *const *in, dd_tensor *const *out,
@@ -205,45 +299,22 @@ static void pool_forward(const dd_node *node, const dd_tensor *const *in, dd_ten
   float *y = out[0] ? dd_f32(out[0]) : NULL;
   int64_t *idx = node->n_out > 1 && out[1] ? dd_i64(out[1]) : NULL;
   if (!y && !idx) return;
-  const dd_window *w = &g.w;
 #pragma omp parallel for if (g.planes * g.in_sz > DD_PAR_MIN) schedule(static)
   for (int64_t pl = 0; pl < g.planes; pl++) {
     const float *xp = x + pl * g.in_sz;
-    if (p->kind == POOL_GLOBAL_MAX || p->kind == POOL_GLOBAL_AVG) {
-      if (p->kind == POOL_GLOBAL_MAX) {
-        float m = xp[0];
-        for (int64_t i = 1; i < g.in_sz; i++) m = xp[i] > m ? xp[i] : m;
-        y[pl] = m;
-      } else {
-        double s = 0;
-        for (int64_t i = 0; i < g.in_sz; i++) s += xp[i];
-        y[pl] = (float)(s / (double)g.in_sz);
-      }
-      continue;
-    }
-    for (int64_t j = 0; j < g.out_sz; j++) {
-      int64_t o[DD_WIN_MAX];
-      unravel(w, j, o);
-      if (p->kind == POOL_MAX) {
-        int64_t a = window_argmax(w, xp, o);
-        if (y) y[pl * g.out_sz + j] = xp[a];
-        if (idx) idx[pl * g.out_sz + j] = pl * g.in_sz + (p->storage_order ? column_major(w, a) : a);
-        continue;
-      }
-      static const int64_t lo[DD_WIN_MAX] = {0, 0, 0};
-      int64_t t0[DD_WIN_MAX], t1[DD_WIN_MAX];
-      window_taps(w, o, lo, w->in, t0, t1);
-      float s = 0.f;
-      for (int64_t a = t0[0]; a < t1[0]; a++) {
-        int64_t id = o[0] * w->s[0] - w->pb[0] + a * w->d[0];
-        for (int64_t b = t0[1]; b < t1[1]; b++) {
-          int64_t ih = o[1] * w->s[1] - w->pb[1] + b * w->d[1];
-          const float *row = xp + (id * w->in[1] + ih) * w->in[2];
-          for (int64_t c = t0[2]; c < t1[2]; c++) s += row[o[2] * w->s[2] - w->pb[2] + c * w->d[2]];
-        }
-      }
-      int64_t n = window_count(w, o, p->count_include_pad);
-      y[pl * g.out_sz + j] = n > 0 ? s / (float)n : 0.f;
+    if (p->kind == POOL_GLOBAL_MAX) {
+      float m = xp[0];
+      for (int64_t i = 1; i < g.in_sz; i++) m = xp[i] > m ? xp[i] : m;
+      y[pl] = m;
+    } else if (p->kind == POOL_GLOBAL_AVG) {
+      double s = 0;
+      for (int64_t i = 0; i < g.in_sz; i++) s += xp[i];
+      y[pl] = (float)(s / (double)g.in_sz);
+    } else if (p->kind == POOL_MAX) {
+      max_plane(p, &g.w, xp, y ? y + pl * g.out_sz : NULL, idx ? idx + pl * g.out_sz : NULL,
+                pl * g.in_sz, NULL, NULL);
+    } else {
+      pool_plane(p, &g.w, WALK_AVG, xp, y + pl * g.out_sz, NULL, 0, NULL, NULL);
     }
   }
 }
@@ -257,45 +328,22 @@ static void pool_backward(const dd_node *node, const dd_tensor *const *in,
   pool_geometry(p, &in[0]->shape, &g, NULL);
   const float *x = dd_f32(in[0]), *dy = dd_f32(dout[0]);
   float *dx = dd_f32(din[0]);
-  const dd_window *w = &g.w;
 #pragma omp parallel for if (g.planes * g.in_sz > DD_PAR_MIN) schedule(static)
   for (int64_t pl = 0; pl < g.planes; pl++) {
     const float *xp = x + pl * g.in_sz;
     float *dxp = dx + pl * g.in_sz;
-    const float *dyp = dy + pl * g.out_sz;
     if (p->kind == POOL_GLOBAL_MAX) {
       int64_t a = 0;
       for (int64_t i = 1; i < g.in_sz; i++)
         if (xp[i] > xp[a]) a = i;
-      dxp[a] += dyp[0];
-      continue;
-    }
-    if (p->kind == POOL_GLOBAL_AVG) {
-      float v = (float)(dyp[0] / (double)g.in_sz);
+      dxp[a] += dy[pl];
+    } else if (p->kind == POOL_GLOBAL_AVG) {
+      float v = (float)(dy[pl] / (double)g.in_sz);
       for (int64_t i = 0; i < g.in_sz; i++) dxp[i] += v;
-      continue;
-    }
-    for (int64_t j = 0; j < g.out_sz; j++) {
-      int64_t o[DD_WIN_MAX];
-      unravel(w, j, o);
-      if (p->kind == POOL_MAX) {
-        dxp[window_argmax(w, xp, o)] += dyp[j];
-        continue;
-      }
-      int64_t n = window_count(w, o, p->count_include_pad);
-      if (n <= 0) continue;
-      float v = dyp[j] / (float)n;
-      static const int64_t lo[DD_WIN_MAX] = {0, 0, 0};
-      int64_t t0[DD_WIN_MAX], t1[DD_WIN_MAX];
-      window_taps(w, o, lo, w->in, t0, t1);
-      for (int64_t a = t0[0]; a < t1[0]; a++) {
-        int64_t id = o[0] * w->s[0] - w->pb[0] + a * w->d[0];
-        for (int64_t b = t0[1]; b < t1[1]; b++) {
-          int64_t ih = o[1] * w->s[1] - w->pb[1] + b * w->d[1];
-          float *row = dxp + (id * w->in[1] + ih) * w->in[2];
-          for (int64_t c = t0[2]; c < t1[2]; c++) row[o[2] * w->s[2] - w->pb[2] + c * w->d[2]] += v;
-        }
-      }
+    } else if (p->kind == POOL_MAX) {
+      max_plane(p, &g.w, xp, NULL, NULL, 0, dy + pl * g.out_sz, dxp);
+    } else {
+      pool_plane(p, &g.w, WALK_AVG_BACK, xp, NULL, NULL, 0, dy + pl * g.out_sz, dxp);
     }
   }
 }

@@ -54,6 +54,11 @@ static inline int64_t dd_window_out_numel(const dd_window *w) {
 static inline void dd_window_taps(const dd_window *w, int i, int64_t o, int64_t lo, int64_t hi,
                                   int64_t *t0, int64_t *t1) {
   int64_t start = o * w->s[i] - w->pb[i], d = w->d[i];
+  if (d == 1) { /* the common case, without divisions: this runs once per output */
+    *t0 = start >= lo ? 0 : lo - start;
+    *t1 = hi - start < w->k[i] ? hi - start : w->k[i];
+    return;
+  }
   int64_t a = start >= lo ? 0 : (lo - start + d - 1) / d;
   int64_t b = start >= hi ? 0 : (hi - start + d - 1) / d;
   *t0 = a;
