@@ -36,6 +36,8 @@ static const conv_case cases[] = {
     {"1-D grouped dilated SAME_UPPER", 1, 1, 4, 1, 13, 2, 1, 3, 2, 1, 1, 1, 2, 0, 0, 0, 0,
      "SAME_UPPER", 0, 0},
     {"larger, threads", 0, 2, 16, 13, 14, 8, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, NULL, 1, 0},
+    /* 576 x 4200 columns exceed the 2M-float im2col block: two blocks of output rows */
+    {"blocks of output rows", 0, 1, 64, 70, 60, 4, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, NULL, 1, 0},
 };
 
 /* Pads and output size as the ONNX Conv definition gives them, computed independently of
@@ -88,9 +90,10 @@ static void make_inputs(const conv_case *k, uint64_t seed, dd_tensor **in) {
 }
 
 /* y[n][m][oh][ow] = b[m] + sum over the group's channels and taps, straight from the
- * definition; dx is the adjoint of the same loops applied to dy (when dy is not NULL). */
+ * definition; dx and dw are the adjoints of the same loops applied to dy (when dy is not
+ * NULL). */
 static void naive_conv(const conv_case *k, const float *x, const float *w, const float *b,
-                       float *y, const float *dy, float *dx) {
+                       float *y, const float *dy, float *dx, float *dw) {
   int64_t pt, pl, ho, wo;
   expected_geometry(k, &pt, &pl, &ho, &wo);
   int64_t cg = k->c / k->group, mg = k->m / k->group;
@@ -109,15 +112,19 @@ static void naive_conv(const conv_case *k, const float *x, const float *w, const
                 int64_t xi = ((n * k->c + ci) * k->h + ih) * k->w + iw;
                 float wv = w[((m * cg + c) * k->kh + i) * k->kw + j];
                 acc += (double)x[xi] * wv;
-                if (dy) dx[xi] += wv * dy[yi];
+                if (dy) {
+                  dx[xi] += wv * dy[yi];
+                  dw[((m * cg + c) * k->kh + i) * k->kw + j] += x[xi] * dy[yi];
+                }
               }
           if (y) y[yi] = (float)acc;
         }
 }
 
-/* Runs op->backward with the given dout into a zeroed gradient of X (plus `initial`). */
+/* Runs op->backward with the given dout into gradients of X and W starting at `initial`;
+ * the gradient of W is left in *dw. */
 static dd_tensor *run_backward(th_node *t, dd_tensor **in, dd_tensor *y, dd_tensor *dy,
-                               float initial) {
+                               float initial, dd_tensor **dw) {
   dd_err err;
   dd_tensor shape, *outs[1] = {&shape};
   memset(&shape, 0, sizeof shape);
@@ -125,7 +132,9 @@ static dd_tensor *run_backward(th_node *t, dd_tensor **in, dd_tensor *y, dd_tens
   cr_assert_eq(t->node.op->infer(&t->node, (const dd_tensor *const *)in, outs, &scratch, &err), 0);
   dd_tensor *dx = th_tensor(in[0]->shape.ndim, in[0]->shape.d);
   for (int64_t i = 0; i < dd_tensor_numel(dx); i++) dd_f32(dx)[i] = initial;
-  dd_tensor *din[3] = {dx, NULL, NULL};
+  *dw = th_tensor(in[1]->shape.ndim, in[1]->shape.d);
+  for (int64_t i = 0; i < dd_tensor_numel(*dw); i++) dd_f32(*dw)[i] = initial;
+  dd_tensor *din[3] = {dx, *dw, NULL};
   const dd_tensor *dout[1] = {dy}, *out[1] = {y};
   void *s = scratch ? malloc(scratch) : NULL;
   t->node.op->backward(&t->node, (const dd_tensor *const *)in, out, dout, din, s);
@@ -150,26 +159,34 @@ Test(conv, matches_naive_reference_forward_and_backward) {
     cr_assert(dd_shape_eq(&y[0]->shape, &es), "%s: wrong output shape", k->what);
     dd_tensor *ref = th_tensor(es.ndim, es.d);
     naive_conv(k, dd_f32(in[0]), dd_f32(in[1]), in[2] ? dd_f32(in[2]) : NULL, dd_f32(ref), NULL,
-               NULL);
+               NULL, NULL);
     double scale = fmax(1.0, th_max_abs(ref));
     double e = th_max_abs_diff(y[0], ref);
     cr_assert(e <= 1e-5 * scale, "%s: forward differs by %g (scale %g)", k->what, e, scale);
 
     /* Backward accumulates: start the gradient at 0.5 and expect 0.5 + the adjoint. */
     dd_tensor *dy = th_random(es.ndim, es.d, 900 + ci, -1, 1);
-    dd_tensor *dx = run_backward(&t, in, y[0], dy, 0.5f);
+    dd_tensor *dw, *dx = run_backward(&t, in, y[0], dy, 0.5f, &dw);
     dd_tensor *dref = th_tensor(in[0]->shape.ndim, in[0]->shape.d);
+    dd_tensor *dwref = th_tensor(in[1]->shape.ndim, in[1]->shape.d);
     for (int64_t i = 0; i < dd_tensor_numel(dref); i++) dd_f32(dref)[i] = 0.5f;
-    naive_conv(k, dd_f32(in[0]), dd_f32(in[1]), NULL, NULL, dd_f32(dy), dd_f32(dref));
+    for (int64_t i = 0; i < dd_tensor_numel(dwref); i++) dd_f32(dwref)[i] = 0.5f;
+    naive_conv(k, dd_f32(in[0]), dd_f32(in[1]), NULL, NULL, dd_f32(dy), dd_f32(dref),
+               dd_f32(dwref));
     double de = th_max_abs_diff(dx, dref);
     cr_assert(de <= 1e-5 * fmax(1.0, th_max_abs(dref)), "%s: backward differs by %g", k->what,
               de);
+    double dwe = th_max_abs_diff(dw, dwref);
+    cr_assert(dwe <= 1e-5 * fmax(1.0, th_max_abs(dwref)), "%s: weight gradient differs by %g",
+              k->what, dwe);
     for (int i = 0; i < 3; i++) dd_tensor_free(in[i]);
     dd_tensor_free(y[0]);
     dd_tensor_free(ref);
     dd_tensor_free(dy);
     dd_tensor_free(dx);
     dd_tensor_free(dref);
+    dd_tensor_free(dw);
+    dd_tensor_free(dwref);
     free(t.node.params);
   }
 }

@@ -30,8 +30,14 @@ typedef struct conv_geom {
   int64_t h, w, kh, kw, sh, sw, dh, dw, ph, pw, ho, wo;
   int64_t kcol; /* rows of the column matrix: cg * kh * kw */
   int64_t ocol; /* columns: ho * wo */
+  int64_t block; /* output rows per im2col block */
   int pointwise, depthwise;
 } conv_geom;
+
+/* The im2col buffer holds at most this many floats (or one output row): large images are
+ * convolved in blocks of output rows, which bounds the scratch memory and keeps the block
+ * in cache between im2col and the sgemm that reads it. */
+#define CONV_COL_MAX (1 << 21)
 
 static int conv_init(dd_node *node, dd_err *err) {
   static const char *const known[] = {"auto_pad", "dilations", "group",   "kernel_shape",
@@ -113,6 +119,9 @@ static int conv_geometry(const conv_params *p, const dd_tensor *x, const dd_tens
   if (g->kcol > INT_MAX || g->ocol > INT_MAX || g->mg > INT_MAX || g->h * g->w > INT_MAX)
     return dd_fail(err, DD_ELIMIT, "the convolution is too large for the BLAS interface");
   g->depthwise = !g->pointwise && g->cg == 1 && g->group > 1;
+  g->block = CONV_COL_MAX / (g->kcol * g->wo);
+  if (g->block < 1) g->block = 1;
+  if (g->block > g->ho) g->block = g->ho;
   return DD_OK;
 }
 
@@ -129,7 +138,7 @@ static int conv_infer(const dd_node *node, const dd_tensor *const *in, dd_tensor
   int rc = conv_geometry(p, in[0], in[1], b, &g, err);
   if (rc) return rc;
   /* The column buffer, counted in elements first so a huge image reports a limit, not a wrap. */
-  int64_t col = (g.pointwise || g.depthwise) ? 0 : g.kcol * g.ocol;
+  int64_t col = (g.pointwise || g.depthwise) ? 0 : g.kcol * g.block * g.wo;
   if (col < 0 || (uint64_t)col > SIZE_MAX / sizeof(float) / 2)
     return dd_fail(err, DD_ELIMIT, "the im2col buffer would be too large");
   *scratch = (size_t)col * sizeof(float);
@@ -153,20 +162,21 @@ static void col_range(const conv_geom *g, int64_t kj, int64_t *o0, int64_t *o1) 
   if (*o1 < *o0) *o1 = *o0;
 }
 
-/* col[(c*kh + ki)*kw + kj][oh*wo + ow] = x[c][oh*sh - ph + ki*dh][ow*sw - pw + kj*dw], 0 in
- * the padding.  x holds the cg channels of one image and group. */
-static void im2col(const conv_geom *g, const float *x, float *col) {
-  int64_t rows = g->kcol;
-#pragma omp parallel for if (rows * g->ocol > DD_PAR_MIN) schedule(static)
+/* col[(c*kh + ki)*kw + kj][(oh - oh0)*wo + ow] = x[c][oh*sh - ph + ki*dh][ow*sw - pw + kj*dw]
+ * for the output rows oh0 <= oh < oh1, 0 in the padding.  x holds the cg channels of one
+ * image and group. */
+static void im2col(const conv_geom *g, const float *x, int64_t oh0, int64_t oh1, float *col) {
+  int64_t rows = g->kcol, ncols = (oh1 - oh0) * g->wo;
+#pragma omp parallel for if (rows * ncols > DD_PAR_MIN) schedule(static)
   for (int64_t r = 0; r < rows; r++) {
     int64_t c = r / (g->kh * g->kw), ki = r / g->kw % g->kh, kj = r % g->kw;
     const float *src = x + c * g->h * g->w;
-    float *dst = col + r * g->ocol;
+    float *dst = col + r * ncols;
     int64_t o0, o1;
     col_range(g, kj, &o0, &o1);
     int64_t off = kj * g->dw - g->pw;
-    for (int64_t oh = 0; oh < g->ho; oh++) {
-      float *d = dst + oh * g->wo;
+    for (int64_t oh = oh0; oh < oh1; oh++) {
+      float *d = dst + (oh - oh0) * g->wo;
       int64_t ih = oh * g->sh - g->ph + ki * g->dh;
       if (ih < 0 || ih >= g->h) {
         memset(d, 0, (size_t)g->wo * sizeof *d);
@@ -185,23 +195,25 @@ static void im2col(const conv_geom *g, const float *x, float *col) {
   }
 }
 
-/* The adjoint of im2col: dx[c][ih][iw] += every column entry that im2col copied from it.
- * Split by channel so that no two threads add into the same element. */
-static void col2im_add(const conv_geom *g, const float *col, float *dx) {
-#pragma omp parallel for if (g->kcol * g->ocol > DD_PAR_MIN) schedule(static)
+/* The adjoint of im2col over the same output rows: dx[c][ih][iw] += every column entry that
+ * im2col copied from it.  Split by channel so that no two threads add into one element. */
+static void col2im_add(const conv_geom *g, const float *col, int64_t oh0, int64_t oh1,
+                       float *dx) {
+  int64_t ncols = (oh1 - oh0) * g->wo;
+#pragma omp parallel for if (g->kcol * ncols > DD_PAR_MIN) schedule(static)
   for (int64_t c = 0; c < g->cg; c++) {
     float *dst = dx + c * g->h * g->w;
     for (int64_t ki = 0; ki < g->kh; ki++)
       for (int64_t kj = 0; kj < g->kw; kj++) {
-        const float *src = col + ((c * g->kh + ki) * g->kw + kj) * g->ocol;
+        const float *src = col + ((c * g->kh + ki) * g->kw + kj) * ncols;
         int64_t o0, o1;
         col_range(g, kj, &o0, &o1);
         int64_t off = kj * g->dw - g->pw;
-        for (int64_t oh = 0; oh < g->ho; oh++) {
+        for (int64_t oh = oh0; oh < oh1; oh++) {
           int64_t ih = oh * g->sh - g->ph + ki * g->dh;
           if (ih < 0 || ih >= g->h) continue;
           float *d = dst + ih * g->w + off;
-          const float *s = src + oh * g->wo;
+          const float *s = src + (oh - oh0) * g->wo;
           if (g->sw == 1) {
 #pragma omp simd
             for (int64_t ow = o0; ow < o1; ow++) d[ow] += s[ow];
@@ -294,14 +306,20 @@ static void conv_forward(const dd_node *node, const dd_tensor *const *in, dd_ten
       const float *xg = x + (n * g.c + gi * g.cg) * g.h * g.w;
       const float *wg = wt + gi * g.mg * g.kcol;
       float *yg = y + (n * g.m + gi * g.mg) * g.ocol;
-      const float *b = xg;
-      if (!g.pointwise) {
-        im2col(&g, xg, col);
-        b = col;
+      if (g.pointwise) {
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)g.mg, (int)g.ocol,
+                    (int)g.kcol, 1.f, wg, (int)g.kcol, xg, (int)g.ocol, bias ? 1.f : 0.f, yg,
+                    (int)g.ocol);
+        continue;
       }
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)g.mg, (int)g.ocol,
-                  (int)g.kcol, 1.f, wg, (int)g.kcol, b, (int)g.ocol, bias ? 1.f : 0.f, yg,
-                  (int)g.ocol);
+      for (int64_t oh0 = 0; oh0 < g.ho; oh0 += g.block) {
+        int64_t oh1 = oh0 + g.block < g.ho ? oh0 + g.block : g.ho, ncols = (oh1 - oh0) * g.wo;
+        im2col(&g, xg, oh0, oh1, col);
+        /* the block's columns of Y_g: a sub-matrix with row stride ocol */
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)g.mg, (int)ncols,
+                    (int)g.kcol, 1.f, wg, (int)g.kcol, col, (int)ncols, bias ? 1.f : 0.f,
+                    yg + oh0 * g.wo, (int)g.ocol);
+      }
     }
   }
 }
@@ -336,44 +354,49 @@ static void conv_backward(const dd_node *node, const dd_tensor *const *in,
       const float *xg = x + (n * g.c + gi * g.cg) * g.h * g.w;
       const float *wg = wt + gi * g.mg * g.kcol;
       const float *dyg = dy + (n * g.m + gi * g.mg) * g.ocol;
-      if (dw) { /* dW_g += dY_g * col(x)^T */
-        const float *b = xg;
-        if (!g.pointwise && !g.depthwise) {
-          im2col(&g, xg, col);
-          b = col;
-        }
-        if (g.depthwise) { /* no column buffer: one dot product per weight */
-          for (int64_t r = 0; r < g.mg * g.kcol; r++) {
-            int64_t m = r / g.kcol, ki = r % g.kcol / g.kw, kj = r % g.kw;
-            int64_t o0, o1;
-            col_range(&g, kj, &o0, &o1);
-            double acc = 0;
-            for (int64_t oh = 0; oh < g.ho; oh++) {
-              int64_t ih = oh * g.sh - g.ph + ki * g.dh;
-              if (ih < 0 || ih >= g.h) continue;
-              const float *s = xg + ih * g.w + kj * g.dw - g.pw;
-              const float *d = dyg + m * g.ocol + oh * g.wo;
-              for (int64_t ow = o0; ow < o1; ow++) acc += (double)d[ow] * s[ow * g.sw];
-            }
-            dw[gi * g.mg * g.kcol + r] += (float)acc;
+      if (dw && g.depthwise) { /* no column buffer: one dot product per weight */
+        for (int64_t r = 0; r < g.mg * g.kcol; r++) {
+          int64_t m = r / g.kcol, ki = r % g.kcol / g.kw, kj = r % g.kw;
+          int64_t o0, o1;
+          col_range(&g, kj, &o0, &o1);
+          double acc = 0;
+          for (int64_t oh = 0; oh < g.ho; oh++) {
+            int64_t ih = oh * g.sh - g.ph + ki * g.dh;
+            if (ih < 0 || ih >= g.h) continue;
+            const float *s = xg + ih * g.w + kj * g.dw - g.pw;
+            const float *d = dyg + m * g.ocol + oh * g.wo;
+            for (int64_t ow = o0; ow < o1; ow++) acc += (double)d[ow] * s[ow * g.sw];
           }
-        } else {
-          cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)g.mg, (int)g.kcol,
-                      (int)g.ocol, 1.f, dyg, (int)g.ocol, b, (int)g.ocol, 1.f,
-                      dw + gi * g.mg * g.kcol, (int)g.kcol);
+          dw[gi * g.mg * g.kcol + r] += (float)acc;
         }
       }
-      if (dx) {
-        float *dxg = dx + (n * g.c + gi * g.cg) * g.h * g.w;
-        if (g.pointwise) { /* dX_g += W_g^T * dY_g, straight into the NCHW gradient */
+      float *dxg = dx ? dx + (n * g.c + gi * g.cg) * g.h * g.w : NULL;
+      float *dwg = dw ? dw + gi * g.mg * g.kcol : NULL;
+      if (g.pointwise) { /* straight on the NCHW data, as in forward */
+        if (dwg) /* dW_g += dY_g * X_g^T */
+          cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)g.mg, (int)g.cg,
+                      (int)g.ocol, 1.f, dyg, (int)g.ocol, xg, (int)g.ocol, 1.f, dwg, (int)g.cg);
+        if (dxg) /* dX_g += W_g^T * dY_g */
           cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)g.cg, (int)g.ocol,
                       (int)g.mg, 1.f, wg, (int)g.kcol, dyg, (int)g.ocol, 1.f, dxg,
                       (int)g.ocol);
-        } else {
-          cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)g.kcol, (int)g.ocol,
-                      (int)g.mg, 1.f, wg, (int)g.kcol, dyg, (int)g.ocol, 0.f, col,
-                      (int)g.ocol);
-          col2im_add(&g, col, dxg);
+        continue;
+      }
+      if (g.depthwise) continue;
+      for (int64_t oh0 = 0; oh0 < g.ho; oh0 += g.block) {
+        int64_t oh1 = oh0 + g.block < g.ho ? oh0 + g.block : g.ho, ncols = (oh1 - oh0) * g.wo;
+        const float *dyb = dyg + oh0 * g.wo; /* the block's columns of dY_g, row stride ocol */
+        if (dwg) { /* dW_g += dY_g * col(X_g)^T */
+          im2col(&g, xg, oh0, oh1, col);
+          cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)g.mg, (int)g.kcol,
+                      (int)ncols, 1.f, dyb, (int)g.ocol, col, (int)ncols, 1.f, dwg,
+                      (int)g.kcol);
+        }
+        if (dxg) { /* dX_g += col2im(W_g^T * dY_g) */
+          cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)g.kcol, (int)ncols,
+                      (int)g.mg, 1.f, wg, (int)g.kcol, dyb, (int)g.ocol, 0.f, col,
+                      (int)ncols);
+          col2im_add(&g, col, oh0, oh1, dxg);
         }
       }
     }
