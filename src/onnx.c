@@ -270,6 +270,14 @@ static int read_value_info(dd_model *m, const Onnx__ValueInfoProto *vi, const ch
   val->dtype = DD_F32;
   val->shape.ndim = -1; /* unknown rank */
   const Onnx__TypeProto *tp = vi->type;
+  if (tp && tp->value_case != ONNX__TYPE_PROTO__VALUE__NOT_SET &&
+      tp->value_case != ONNX__TYPE_PROTO__VALUE_TENSOR_TYPE)
+    return dd_fail(err, DD_EUNSUPPORTED, "%s: input '%s' is of %s type, only tensors are supported",
+                   what, vi->name,
+                   tp->value_case == ONNX__TYPE_PROTO__VALUE_SEQUENCE_TYPE   ? "sequence"
+                   : tp->value_case == ONNX__TYPE_PROTO__VALUE_OPTIONAL_TYPE ? "optional"
+                   : tp->value_case == ONNX__TYPE_PROTO__VALUE_MAP_TYPE      ? "map"
+                                                                             : "sparse tensor");
   if (tp && tp->value_case == ONNX__TYPE_PROTO__VALUE_TENSOR_TYPE && tp->tensor_type) {
     int et = tp->tensor_type->has_elem_type ? tp->tensor_type->elem_type : ONNX_FLOAT;
     if (et != ONNX_FLOAT && et != ONNX_INT64 && et != ONNX_INT32 && et != ONNX_DOUBLE)

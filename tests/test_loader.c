@@ -249,6 +249,35 @@ Test(loader, node_reads_an_undefined_value) {
   unlink(path);
 }
 
+Test(loader, sequence_input_is_unsupported) {
+  /* a sequence of float tensors must not be taken for a float tensor of unknown rank */
+  Onnx__TypeProto__Tensor elem;
+  onnx__type_proto__tensor__init(&elem);
+  elem.has_elem_type = 1;
+  elem.elem_type = ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT;
+  Onnx__TypeProto inner, type;
+  onnx__type_proto__init(&inner);
+  inner.value_case = ONNX__TYPE_PROTO__VALUE_TENSOR_TYPE;
+  inner.tensor_type = &elem;
+  Onnx__TypeProto__Sequence seq;
+  onnx__type_proto__sequence__init(&seq);
+  seq.elem_type = &inner;
+  onnx__type_proto__init(&type);
+  type.value_case = ONNX__TYPE_PROTO__VALUE_SEQUENCE_TYPE;
+  type.sequence_type = &seq;
+  tiny t;
+  tiny_init(&t);
+  char *x[] = {"x"}, *y[] = {"y"};
+  tiny_io(&t, 0, "x");
+  t.in[0].type = &type;
+  tiny_io(&t, 1, "y");
+  tiny_node(&t, "id1", "Identity", 1, x, 1, y);
+  char path[64];
+  tiny_write(&t, path, sizeof path);
+  expect_load_error(path, DD_EUNSUPPORTED, (const char *[]){"'x'", "sequence", NULL});
+  unlink(path);
+}
+
 /* ---- TensorProto files ---------------------------------------------------------------- */
 
 static void expect_pb_error(const char *path, int code, const char *const *words) {
