@@ -40,13 +40,14 @@ static const char dream_help[] =
     "                       from the clock, printed at the end)\n"
     "      --checkpoint-every N  write OUT every N iterations, so an interrupted run leaves\n"
     "                       the last complete checkpoint\n"
+    "      --max-side N     shrink IN first so that its longer side is at most N pixels\n"
     "  -q, --quiet          no progress bar, no summary\n"
     "  -h, --help           this help\n\n"
     "Ctrl-C stops between iterations without writing OUT (a second Ctrl-C kills at once).\n";
 
 enum {
   OPT_OCTAVES = 2001, OPT_OCTAVE_SCALE, OPT_ITERS, OPT_STEP, OPT_JITTER, OPT_NORM,
-  OPT_LAP_LEVELS, OPT_TILE, OPT_GUIDE, OPT_GUIDE_SIZE, OPT_SEED, OPT_CHECKPOINT
+  OPT_LAP_LEVELS, OPT_TILE, OPT_GUIDE, OPT_GUIDE_SIZE, OPT_SEED, OPT_CHECKPOINT, OPT_MAX_SIDE
 };
 
 /* ---- parsing (pure) ---- */
@@ -123,6 +124,7 @@ int cli_dream_parse(int argc, char **argv, cli_dream_args *out, dd_err *err) {
       {"guide-size", required_argument, NULL, OPT_GUIDE_SIZE},
       {"seed", required_argument, NULL, OPT_SEED},
       {"checkpoint-every", required_argument, NULL, OPT_CHECKPOINT},
+      {"max-side", required_argument, NULL, OPT_MAX_SIDE},
       {"quiet", no_argument, NULL, 'q'},
       {"help", no_argument, NULL, 'h'},
       {NULL, 0, NULL, 0}};
@@ -197,6 +199,7 @@ int cli_dream_parse(int argc, char **argv, cli_dream_args *out, dd_err *err) {
       case OPT_CHECKPOINT:
         rc = parse_int("checkpoint-every", v, 1, 1 << 30, &a.params.checkpoint_every, err);
         break;
+      case OPT_MAX_SIDE: rc = parse_int("max-side", v, 0, 1 << 20, &a.max_side, err); break;
       case 'q': a.quiet = 1; break;
       case 'h': a.help = 1; break;
       case ':':
@@ -290,8 +293,8 @@ static int same_file(const char *a, const char *b) {
   return sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
 }
 
-/* The guide, shrunk (keeping its aspect) so its longer side is at most `size`. */
-static int load_guide(const char *path, int size, dd_image **out, dd_err *err) {
+/* An image, shrunk (keeping its aspect) so its longer side is at most `size` (0: any). */
+static int load_shrunk(const char *path, int size, dd_image **out, dd_err *err) {
   dd_image *g;
   int rc = dd_image_load(path, 0, &g, err);
   if (rc) return rc;
@@ -338,12 +341,12 @@ int cmd_dream(int argc, char **argv) {
       cli_report(&err);
       goto done;
     }
-  if (dd_image_load(a.in, 0, &img, &err)) {
+  if (load_shrunk(a.in, a.max_side, &img, &err)) {
     cli_report(&err);
     goto done;
   }
   if (a.guide) {
-    if (load_guide(a.guide, a.guide_size, &guide, &err)) {
+    if (load_shrunk(a.guide, a.guide_size, &guide, &err)) {
       cli_report(&err);
       goto done;
     }

@@ -16,6 +16,7 @@ typedef struct cli_dream_args {
   int seed_given;         /* --seed was given; otherwise the caller picks one */
   const char *guide;      /* --guide image, NULL for none */
   int guide_size;         /* the guide is shrunk to this longer side first; 0: as it is */
+  int max_side;           /* IN is shrunk to this longer side first; 0: as it is */
   int quiet;
   int help; /* --help: nothing else was checked */
   const char *in, *out;
