@@ -32,7 +32,9 @@ sort -t "$(printf '\t')" -k1,1 "$tmp" | awk -F '\t' -v data="$data" -v pkg="$pkg
     printf "outputs compared as |ours - expected| <= 1e-7 + 1e-3 |expected| (the ONNX backend test\n"
     printf "defaults). A case is skipped only when our loader or planner refuses it as unsupported\n"
     printf "(its message is the reason) or when an expected output has an element type dream does not\n"
-    printf "hold. For passes, the reason gives the worst |d|/tolerance.\n\n"
+    printf "hold. For passes, the reason gives the worst |d|/tolerance. When an op refuses at run\n"
+    printf "time a float input that real models hold as an initializer (Clip'"'"'s bounds, Pad'"'"'s value),\n"
+    printf "the case runs again with the inputs after the first bound as constants, and says so.\n\n"
     printf "Regenerate: `tools/conformance_report.sh BUILD_DIR > docs/conformance.md`.\n\n"
     printf "**%d cases: %d pass, %d skip, %d fail.**\n\n", NR, count["pass"], count["skip"], count["fail"]
     printf "| case | status | reason |\n|---|---|---|\n"
