@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "model_internal.h"
 #include "ops/op.h"
@@ -24,7 +25,16 @@ struct dd_plan {
   size_t arena_bytes;
   void *scratch;
   size_t scratch_bytes;
+  double *profile; /* NULL, or 2 per node: forward and backward seconds (caller's) */
 };
+
+static double now_seconds(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+void dd_plan_set_profile(dd_plan *p, double *seconds) { p->profile = seconds; }
 
 static size_t round_up(size_t n) { return (n + ALIGN - 1) / ALIGN * ALIGN; }
 
@@ -310,7 +320,9 @@ void dd_plan_forward(dd_plan *p) {
     dd_tensor *outs[64];
     for (int j = 0; j < n->n_in; j++) in[j] = n->in[j] >= 0 ? &p->val[n->in[j]] : NULL;
     for (int k = 0; k < n->n_out; k++) outs[k] = n->out[k] >= 0 ? &p->val[n->out[k]] : NULL;
+    double t0 = p->profile ? now_seconds() : 0;
     n->op->forward(n, in, outs, p->scratch);
+    if (p->profile) p->profile[2 * p->order[o]] += now_seconds() - t0;
   }
 }
 
@@ -339,7 +351,10 @@ void dd_plan_backward(dd_plan *p) {
       din[j] = v >= 0 && p->grad[v].data ? &p->grad[v] : NULL;
       any_in |= din[j] != NULL;
     }
-    if (any_out && any_in) n->op->backward(n, in, outs, dout, din, p->scratch);
+    if (!any_out || !any_in) continue;
+    double t0 = p->profile ? now_seconds() : 0;
+    n->op->backward(n, in, outs, dout, din, p->scratch);
+    if (p->profile) p->profile[2 * p->order[o] + 1] += now_seconds() - t0;
   }
 }
 

@@ -42,6 +42,10 @@ void dd_plan_zero_grad(dd_plan *p);
 /* Propagates the seeded gradients to the first binding: dd_plan_grad(p, input). */
 void dd_plan_backward(dd_plan *p);
 
+/* Profiling: when `seconds` is not NULL (2 * dd_model_num_nodes doubles), forward adds each
+ * node's wall time to seconds[2 * node] and backward to seconds[2 * node + 1].  NULL: off. */
+void dd_plan_set_profile(dd_plan *p, double *seconds);
+
 /* Bytes of all buffers the plan holds. */
 size_t dd_plan_bytes(const dd_plan *p);
 /* FLOPs of one forward of `node` in this plan (0 when it does not run at run time). */

@@ -1,0 +1,311 @@
+/* bench_engine: the engine's side of the benchmark harness (bench/run.py runs it).
+ *
+ *   bench_engine sgemm   [--threads N] [--size N] [--reps N]
+ *       cblas_sgemm GFLOP/s on N x N x N (the ceiling the convolutions are judged against).
+ *   bench_engine forward [--preset P] [--layer L] [--size WxH] [--iters N] [--warmup N]
+ *       forward pass only, from the image to the layer (one plan, reused).
+ *   bench_engine grad    [... same ...] [--tile N] [--max-memory BYTES]
+ *       one dream iteration's gradient (forward + backward to the pixels, through
+ *       dd_dreamer_gradient, tiled when asked or when over the memory budget).
+ *   --profile  also prints the time per operator type and the slowest nodes.
+ *
+ * Prints one line of key=value pairs per run (times in ms, the median over --iters after
+ * --warmup), for the harness to parse.  Convolution GFLOP counts forward Conv work, twice
+ * for `grad` (the data gradient of a convolution costs what its forward does).
+ */
+#include <cblas.h>
+#include <errno.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <time.h>
+
+#include "dream/dream.h"
+#include "dream/graph.h"
+#include "dream/image.h"
+#include "dream/model.h"
+#include "dream/preset.h"
+
+/* OpenBLAS's own thread control (declared in its cblas.h; repeated so any cblas.h works). */
+void openblas_set_num_threads(int n);
+
+typedef struct bench_opts {
+  const char *preset, *layer;
+  int w, h, iters, warmup, tile, profile, threads, size, reps;
+  size_t max_memory;
+} bench_opts;
+
+static double now_seconds(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static int cmp_double(const void *a, const void *b) {
+  double x = *(const double *)a, y = *(const double *)b;
+  return x < y ? -1 : x > y;
+}
+
+static double median(double *v, int n) {
+  qsort(v, (size_t)n, sizeof *v, cmp_double);
+  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+static double peak_rss_mb(void) {
+  struct rusage ru;
+  getrusage(RUSAGE_SELF, &ru);
+  return ru.ru_maxrss / 1024.0;
+}
+
+static uint64_t rng_next(uint64_t *s) {
+  uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+  return z ^ (z >> 31);
+}
+
+static int usage(void) {
+  fputs("usage: bench_engine sgemm|forward|grad [--preset P] [--layer L] [--size WxH|N]\n"
+        "       [--iters N] [--warmup N] [--tile N] [--max-memory BYTES] [--threads N]\n"
+        "       [--reps N] [--profile]\n",
+        stderr);
+  return 2;
+}
+
+static int parse_opts(int argc, char **argv, bench_opts *o) {
+  o->preset = "googlenet";
+  o->layer = "inception_4c/output";
+  o->w = 1024, o->h = 768;
+  o->iters = 5, o->warmup = 1;
+  o->size = 2048, o->reps = 5, o->threads = 0;
+  for (int i = 2; i < argc; i++) {
+    const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+    if (!strcmp(a, "--profile")) {
+      o->profile = 1;
+      continue;
+    }
+    if (!v) return -1;
+    i++;
+    if (!strcmp(a, "--preset")) o->preset = v;
+    else if (!strcmp(a, "--layer")) o->layer = v;
+    else if (!strcmp(a, "--size")) {
+      if (sscanf(v, "%dx%d", &o->w, &o->h) != 2) {
+        if (sscanf(v, "%d", &o->size) != 1) return -1;
+      }
+    } else if (!strcmp(a, "--iters")) o->iters = atoi(v);
+    else if (!strcmp(a, "--warmup")) o->warmup = atoi(v);
+    else if (!strcmp(a, "--tile")) o->tile = atoi(v);
+    else if (!strcmp(a, "--threads")) o->threads = atoi(v);
+    else if (!strcmp(a, "--reps")) o->reps = atoi(v);
+    else if (!strcmp(a, "--max-memory")) o->max_memory = (size_t)strtoull(v, NULL, 10);
+    else return -1;
+  }
+  if (o->w < 1 || o->h < 1 || o->iters < 1 || o->warmup < 0 || o->size < 1 || o->reps < 1)
+    return -1;
+  return 0;
+}
+
+static int bench_sgemm(const bench_opts *o) {
+  if (o->threads > 0) openblas_set_num_threads(o->threads);
+  int n = o->size;
+  float *a = malloc(sizeof(float) * (size_t)n * n), *b = malloc(sizeof(float) * (size_t)n * n),
+        *c = malloc(sizeof(float) * (size_t)n * n);
+  double *t = malloc(sizeof(double) * (size_t)o->reps);
+  if (!a || !b || !c || !t) return 1;
+  uint64_t s = 1;
+  for (size_t i = 0; i < (size_t)n * n; i++) {
+    a[i] = (float)(rng_next(&s) >> 40) / (1 << 24) - 0.5f;
+    b[i] = (float)(rng_next(&s) >> 40) / (1 << 24) - 0.5f;
+  }
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1.f, a, n, b, n, 0.f, c, n);
+  for (int r = 0; r < o->reps; r++) {
+    double t0 = now_seconds();
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1.f, a, n, b, n, 0.f, c, n);
+    t[r] = now_seconds() - t0;
+  }
+  double med = median(t, o->reps);
+  printf("sgemm threads=%d size=%d median_ms=%.3f gflops=%.1f\n", o->threads, n, med * 1e3,
+         2.0 * n * n * (double)n / med * 1e-9);
+  free(a), free(b), free(c), free(t);
+  return 0;
+}
+
+/* Sum of the forward FLOPs of the Conv nodes the plan runs. */
+static double conv_flops(const dd_model *m, const dd_plan *p) {
+  double f = 0;
+  for (int i = 0; i < dd_model_num_nodes(m); i++)
+    if (dd_plan_node_runs(p, i) && !strcmp(dd_model_node_op(m, i), "Conv"))
+      f += (double)dd_plan_node_flops(p, i);
+  return f;
+}
+
+typedef struct op_time {
+  const char *op;
+  double fwd, bwd;
+} op_time;
+
+static void print_profile(const dd_model *m, const dd_plan *p, const double *sec, int runs) {
+  int nn = dd_model_num_nodes(m);
+  op_time ops[64];
+  int nops = 0;
+  double total = 0;
+  for (int i = 0; i < nn; i++) {
+    if (!dd_plan_node_runs(p, i)) continue;
+    const char *op = dd_model_node_op(m, i);
+    int k = 0;
+    while (k < nops && strcmp(ops[k].op, op)) k++;
+    if (k == nops && nops < 64) ops[nops++] = (op_time){op, 0, 0};
+    if (k < nops) {
+      ops[k].fwd += sec[2 * i] / runs;
+      ops[k].bwd += sec[2 * i + 1] / runs;
+    }
+    total += (sec[2 * i] + sec[2 * i + 1]) / runs;
+  }
+  printf("# per operator type (ms per run): forward backward\n");
+  for (int k = 0; k < nops; k++)
+    printf("#   %-20s %9.2f %9.2f  %4.1f%%\n", ops[k].op, ops[k].fwd * 1e3, ops[k].bwd * 1e3,
+           100 * (ops[k].fwd + ops[k].bwd) / total);
+  printf("# nodes (ms per run, forward backward, conv GFLOP/s forward backward):\n");
+  for (int i = 0; i < nn; i++) {
+    if (!dd_plan_node_runs(p, i)) continue;
+    double f = sec[2 * i] / runs, b = sec[2 * i + 1] / runs;
+    double fl = (double)dd_plan_node_flops(p, i);
+    if (strcmp(dd_model_node_op(m, i), "Conv")) fl = 0;
+    printf("#   %-32s %-8s %8.2f %8.2f  %6.1f %6.1f\n", dd_model_node_name(m, i),
+           dd_model_node_op(m, i), f * 1e3, b * 1e3, f > 0 ? fl / f * 1e-9 : 0,
+           b > 0 ? fl / b * 1e-9 : 0);
+  }
+}
+
+/* A deterministic test picture: smooth colour ramps plus noise, 0..255. */
+static void fill_image(dd_image *im) {
+  uint64_t s = 7;
+  for (int y = 0; y < im->h; y++)
+    for (int x = 0; x < im->w; x++)
+      for (int c = 0; c < 3; c++) {
+        float ramp = c == 0 ? 255.f * x / im->w : c == 1 ? 255.f * y / im->h : 128.f;
+        float noise = (float)(rng_next(&s) >> 40) / (1 << 24) * 64.f - 32.f;
+        float v = ramp + noise;
+        im->rgb[((size_t)y * im->w + x) * 3 + c] = v < 0 ? 0 : v > 255 ? 255 : v;
+      }
+}
+
+static int bench_model(const bench_opts *o, int grad) {
+  dd_err err;
+  dd_preset ps;
+  dd_model *m = NULL;
+  if (dd_preset_resolve(o->preset, &ps, &err) || dd_model_load(ps.model_path, &m, &err)) {
+    fprintf(stderr, "bench_engine: %s\n", err.msg);
+    return 1;
+  }
+  int layer;
+  if (dd_model_resolve(m, o->layer, &layer, &err)) {
+    fprintf(stderr, "bench_engine: %s\n", err.msg);
+    dd_model_free(m);
+    return 1;
+  }
+  int nn = dd_model_num_nodes(m), total = o->warmup + o->iters;
+  double *t = calloc((size_t)total, sizeof(double));
+  double *prof = calloc(2 * (size_t)nn, sizeof(double));
+  dd_image *im = NULL;
+  int rc = 1, tiles = 1, tw = o->w, th = o->h;
+  double flops = 0, plan_mb = 0;
+  if (!t || !prof || dd_image_new(o->w, o->h, &im, &err)) goto done;
+  fill_image(im);
+  double t_setup = now_seconds();
+  if (!grad) {
+    int in = dd_model_input(m);
+    int64_t dims[4] = {1, 3, o->h, o->w};
+    dd_binding b = {in, dd_shape_make(4, dims), NULL};
+    dd_plan *p;
+    if (dd_plan_new(m, &b, 1, &layer, 1, 0, o->max_memory, &p, &err)) goto done;
+    t_setup = now_seconds() - t_setup;
+    dd_image_to_input(im, &ps.pre, dd_f32(dd_plan_tensor(p, in)));
+    for (int r = 0; r < total; r++) {
+      if (o->profile && r == o->warmup) dd_plan_set_profile(p, prof);
+      double t0 = now_seconds();
+      dd_plan_forward(p);
+      t[r] = now_seconds() - t0;
+    }
+    flops = conv_flops(m, p);
+    plan_mb = dd_plan_bytes(p) / 1048576.0;
+    if (o->profile) print_profile(m, p, prof, o->iters);
+    dd_plan_free(p);
+  } else {
+    dd_dream_params dp;
+    dd_dream_params_default(&dp);
+    dp.n_layers = 1;
+    dp.layers[0] = (dd_dream_layer){layer, -1, 1.f};
+    dp.tile = o->tile;
+    dp.max_memory = o->max_memory;
+    dd_dreamer *d;
+    if (dd_dreamer_new(m, &ps.pre, &dp, &d, &err)) goto done;
+    float *g = malloc(sizeof(float) * (size_t)o->w * o->h * 3);
+    uint64_t s = 3;
+    for (int r = 0; r < total && g; r++) {
+      int dx = (int)(rng_next(&s) % 65) - 32, dy = (int)(rng_next(&s) % 65) - 32;
+      double t0 = now_seconds();
+      if (dd_dreamer_gradient(d, im, dx, dy, g, NULL, &err)) {
+        free(g);
+        dd_dreamer_free(d);
+        goto done;
+      }
+      t[r] = now_seconds() - t0;
+      if (r == 0) t_setup = t[0];
+    }
+    free(g);
+    dd_dreamer_tile_size(d, &tw, &th);
+    dd_dreamer_free(d);
+    /* Count the work with a forward plan of one tile, built after timing. */
+    tiles = ((o->w + tw - 1) / tw) * ((o->h + th - 1) / th);
+    int in = dd_model_input(m);
+    int64_t dims[4] = {1, 3, th, tw};
+    dd_binding b = {in, dd_shape_make(4, dims), NULL};
+    double rss = peak_rss_mb();
+    dd_plan *p;
+    if (dd_plan_new(m, &b, 1, &layer, 1, DD_PLAN_GRAD, 0, &p, &err)) goto done;
+    flops = 2 * conv_flops(m, p) * tiles;
+    plan_mb = dd_plan_bytes(p) / 1048576.0;
+    if (o->profile) {
+      dd_plan_set_profile(p, prof);
+      int in_v = dd_model_input(m);
+      dd_image_to_input(im, &ps.pre, dd_f32(dd_plan_tensor(p, in_v)));
+      for (int r = 0; r < o->iters; r++) {
+        dd_plan_forward(p);
+        dd_plan_zero_grad(p);
+        dd_tensor *a = dd_plan_tensor(p, layer), *ga = dd_plan_grad(p, layer);
+        memcpy(ga->data, a->data, (size_t)dd_tensor_numel(a) * sizeof(float));
+        dd_plan_backward(p);
+      }
+      print_profile(m, p, prof, o->iters);
+    }
+    dd_plan_free(p);
+    printf("# peak RSS before the counting plan: %.1f MB\n", rss);
+  }
+  double med = median(t + o->warmup, o->iters), best = t[o->warmup];
+  for (int r = o->warmup; r < total; r++) best = t[r] < best ? t[r] : best;
+  printf("%s size=%dx%d tile=%dx%d tiles=%d iters=%d median_ms=%.2f min_ms=%.2f first_ms=%.2f "
+         "conv_gflop=%.2f conv_gflops=%.1f plan_mb=%.1f peak_rss_mb=%.1f\n",
+         grad ? "grad" : "forward", o->w, o->h, tw, th, tiles, o->iters, med * 1e3, best * 1e3,
+         t_setup * 1e3, flops * 1e-9, flops / med * 1e-9, plan_mb, peak_rss_mb());
+  rc = 0;
+done:
+  if (rc) fprintf(stderr, "bench_engine: %s\n", err.msg);
+  dd_image_free(im);
+  free(t);
+  free(prof);
+  dd_model_free(m);
+  return rc;
+}
+
+int main(int argc, char **argv) {
+  bench_opts o;
+  memset(&o, 0, sizeof o);
+  if (argc < 2 || parse_opts(argc, argv, &o)) return usage();
+  if (!strcmp(argv[1], "sgemm")) return bench_sgemm(&o);
+  if (!strcmp(argv[1], "forward")) return bench_model(&o, 0);
+  if (!strcmp(argv[1], "grad")) return bench_model(&o, 1);
+  return usage();
+}
