@@ -32,6 +32,12 @@ static const pool_case cases[] = {
      0},
     {"max VALID", "MaxPool", 2, 1, 2, {7, 8}, {3, 3}, {2, 3}, {1, 1}, {0}, "VALID", 0, 0, 0},
     {"max 1-D", "MaxPool", 1, 2, 3, {11}, {3}, {2}, {1}, {1, 1}, NULL, 1, 0, 0},
+    {"max 3x3 s1 pad 1, rows longer than a vector batch", "MaxPool", 2, 1, 3, {5, 150}, {3, 3},
+     {1, 1}, {1, 1}, {1, 1, 1, 1}, NULL, 0, 0, 0},
+    {"max 3x3 s2 pad 1, rows longer than a vector batch", "MaxPool", 2, 1, 2, {6, 161}, {3, 3},
+     {2, 2}, {1, 1}, {1, 1, 1, 1}, NULL, 1, 0, 0},
+    {"max 2x3 s(1,3), no 3x3 kernel", "MaxPool", 2, 1, 2, {6, 100}, {2, 3}, {1, 3}, {1, 1},
+     {0, 1, 1, 1}, NULL, 0, 0, 0},
     {"max 3-D", "MaxPool", 3, 1, 2, {4, 5, 5}, {2, 2, 3}, {2, 1, 2}, {1, 1, 1}, {0, 1, 0, 1, 0, 1},
      NULL, 0, 0, 0},
     {"avg 3x3 s1 pad 1 exclude pad", "AveragePool", 2, 2, 2, {6, 7}, {3, 3}, {1, 1}, {1, 1},
@@ -185,14 +191,19 @@ static dd_tensor *run_backward(th_node *t, dd_tensor *x, dd_tensor *dy, float in
   return dx;
 }
 
+/* Each case twice: on random values, and on rectified ones (half of them exactly 0, as after
+ * a ReLU), where windows tie and the first maximum in scan order must get the gradient. */
 Test(pool, matches_naive_reference_forward_and_backward) {
-  for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ci++) {
+  for (size_t run = 0; run < 2 * sizeof cases / sizeof cases[0]; run++) {
+    size_t ci = run / 2;
     const pool_case *k = &cases[ci];
     th_node t;
     setup_node(&t, k);
     dd_err err;
     cr_assert_eq(th_setup(&t, &err), 0, "%s: %s", k->what, err.msg);
     dd_tensor *x = make_input(k, 40 + ci, 0), *y[1];
+    if (run % 2)
+      for (int64_t i = 0; i < dd_tensor_numel(x); i++) dd_f32(x)[i] = fmaxf(dd_f32(x)[i], 0.f);
     cr_assert_eq(th_forward(&t, &x, y, &err), 0, "%s: %s", k->what, err.msg);
     int64_t out[3], pb[3], pe[3], dims[5] = {k->n, k->c};
     expected_geometry(k, out, pb, pe);
@@ -298,7 +309,7 @@ Test(pool, max_indices_output_row_and_column_major) {
 }
 
 Test(pool, gradient_matches_finite_differences) {
-  static const int picks[] = {0, 2, 4, 8, 9, 11, 13, 17, 18};
+  static const int picks[] = {0, 2, 4, 8, 9, 10, 12, 14, 16, 20, 21};
   for (size_t pi = 0; pi < sizeof picks / sizeof picks[0]; pi++) {
     const pool_case *k = &cases[picks[pi]];
     th_node t;

@@ -7,6 +7,7 @@
  * keeps the plan free of a per-node index buffer.
  */
 #include <math.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -228,55 +229,113 @@ static void pool_plane(const pool_params *p, const dd_window *w, int what, const
   }
 }
 
-/* MaxPool over a 2-D undilated window, the case of nearly every CNN: same results as
- * pool_plane (first maximum in scan order), but windows wholly inside the input run a
- * fixed-size loop, which the 3x3 instantiation below unrolls.  y (forward; idx may be NULL)
- * or dy/dx (backward) are given. */
+/* Outputs handled per vector batch of the 2-D max kernel. */
+#define MAX_BATCH 64
+
+/* The first maximum of the window starting at plane offset `origin` (top-left tap) whose
+ * taps [b0, b1) x [c0, c1) are inside the input.  Branch-free: the data decides each
+ * comparison, so a branch would mispredict often.  Strict > keeps the first maximum in scan
+ * order (as PyTorch and Caffe), and -inf / NaN taps leave the result on the first tap. */
+static inline __attribute__((always_inline)) int64_t window_first_max(
+    const float *x, int64_t W, int64_t origin, int64_t b0, int64_t b1, int64_t c0, int64_t c1) {
+  int64_t best = origin + b0 * W + c0;
+  float bv = -INFINITY;
+  for (int64_t b = b0; b < b1; b++)
+    for (int64_t c = c0; c < c1; c++) {
+      int64_t off = origin + b * W + c;
+      float v = x[off];
+      int gt = v > bv;
+      best = gt ? off : best;
+      bv = gt ? v : bv;
+    }
+  return best;
+}
+
+/* One tap of a branch-free first-maximum scan (see window_first_max). */
+static inline __attribute__((always_inline)) void max_tap(float v, int32_t off, float *bv,
+                                                          int32_t *best) {
+  int gt = v > *bv;
+  *best = gt ? off : *best;
+  *bv = gt ? v : *bv;
+}
+
+/* best[i] = plane offset of the first maximum of the 3x3 window whose top-left tap is
+ * xb[i * sw] (plane offset base + i * sw), for n windows wholly inside the input: one
+ * window per vector lane. */
+static inline __attribute__((always_inline)) void max_batch_3x3(
+    const float *xb, int32_t base, int32_t W, const int64_t sw, int64_t n, int32_t *best) {
+#pragma omp simd
+  for (int64_t i = 0; i < n; i++) {
+    const float *r = xb + i * sw;
+    int32_t o = base + (int32_t)(i * sw), bst = o;
+    float bv = r[0];
+    max_tap(r[1], o + 1, &bv, &bst);
+    max_tap(r[2], o + 2, &bv, &bst);
+    max_tap(r[W], o + W, &bv, &bst);
+    max_tap(r[W + 1], o + W + 1, &bv, &bst);
+    max_tap(r[W + 2], o + W + 2, &bv, &bst);
+    max_tap(r[2 * W], o + 2 * W, &bv, &bst);
+    max_tap(r[2 * W + 1], o + 2 * W + 1, &bv, &bst);
+    max_tap(r[2 * W + 2], o + 2 * W + 2, &bv, &bst);
+    best[i] = bst;
+  }
+}
+
+/* MaxPool over a 2-D undilated window, the case of nearly every CNN, with the same results
+ * as pool_plane.  The windows of an output row that lie wholly inside the input are done
+ * MAX_BATCH at a time, one output per vector lane (kh, kw are constants in the 3x3
+ * instantiation, so the taps unroll); their argmaxes are then applied one by one, since
+ * overlapping windows can share one, which a vector scatter-add would lose.  y (forward;
+ * idx may be NULL) or dy and dx (backward) are given.  Plane offsets fit in int32. */
 static inline __attribute__((always_inline)) void max_plane_2d(
     const dd_window *w, int storage_order, const float *x, float *y, int64_t *idx,
-    int64_t idx_base, const float *dy, float *dx, const int64_t kh, const int64_t kw) {
-  const int64_t H = w->in[1], W = w->in[2], sh = w->s[1], sw = w->s[2];
+    int64_t idx_base, const float *dy, float *dx, const int64_t kh, const int64_t kw,
+    const int64_t sw) {
+  const int64_t H = w->in[1], W = w->in[2], sh = w->s[1], pw = w->pb[2];
   const int64_t ho = w->out[1], wo = w->out[2];
+  /* outputs [in0, in1) of a row have all their columns inside: w0 >= 0 and w0 + kw <= W */
+  int64_t in0 = (pw + sw - 1) / sw, in1 = W + pw - kw >= 0 ? (W + pw - kw) / sw + 1 : 0;
+  if (in0 > wo) in0 = wo;
+  if (in1 > wo) in1 = wo;
+  if (in1 < in0) in1 = in0;
   for (int64_t oh = 0; oh < ho; oh++) {
     int64_t h0 = oh * sh - w->pb[1];
     int64_t b0 = h0 < 0 ? -h0 : 0, b1 = H - h0 < kh ? H - h0 : kh;
-    for (int64_t ow = 0; ow < wo; ow++) {
-      int64_t w0 = ow * sw - w->pb[2];
-      int64_t c0 = w0 < 0 ? -w0 : 0, c1 = W - w0 < kw ? W - w0 : kw;
-      int64_t origin = h0 * W + w0, best = origin + b0 * W + c0;
-      float bv = -INFINITY;
-      if (b0 == 0 && b1 == kh && c0 == 0 && c1 == kw) {
-        for (int64_t b = 0; b < kh; b++)
-          for (int64_t c = 0; c < kw; c++) {
-            int64_t off = origin + b * W + c;
-            float v = x[off];
-            int gt = v > bv;
-            best = gt ? off : best;
-            bv = gt ? v : bv;
-          }
+    int full_rows = b0 == 0 && b1 == kh;
+    for (int64_t ow = 0; ow < wo;) {
+      int32_t best[MAX_BATCH];
+      int64_t n;
+      if (full_rows && ow >= in0 && ow < in1) {
+        n = in1 - ow < MAX_BATCH ? in1 - ow : MAX_BATCH;
+        const int64_t base = h0 * W - pw + ow * sw;
+        if (kh == 3 && kw == 3)
+          max_batch_3x3(x + base, (int32_t)base, (int32_t)W, sw, n, best);
+        else
+          for (int64_t i = 0; i < n; i++)
+            best[i] = (int32_t)window_first_max(x, W, base + i * sw, 0, kh, 0, kw);
       } else {
-        for (int64_t b = b0; b < b1; b++)
-          for (int64_t c = c0; c < c1; c++) {
-            int64_t off = origin + b * W + c;
-            float v = x[off];
-            int gt = v > bv;
-            best = gt ? off : best;
-            bv = gt ? v : bv;
-          }
+        n = 1;
+        int64_t w0 = ow * sw - pw;
+        int64_t c0 = w0 < 0 ? -w0 : 0, c1 = W - w0 < kw ? W - w0 : kw;
+        best[0] = (int32_t)window_first_max(x, W, h0 * W + w0, b0, b1, c0, c1);
       }
       int64_t j = oh * wo + ow;
-      if (dx) {
-        dx[best] += dy[j];
-      } else {
-        if (y) y[j] = x[best];
-        if (idx) idx[j] = idx_base + (storage_order ? column_major(w, best) : best);
+      for (int64_t i = 0; i < n; i++) {
+        if (dx) {
+          dx[best[i]] += dy[j + i];
+        } else {
+          if (y) y[j + i] = x[best[i]];
+          if (idx) idx[j + i] = idx_base + (storage_order ? column_major(w, best[i]) : best[i]);
+        }
       }
+      ow += n;
     }
   }
 }
 
 static int is_plain_2d(const dd_window *w) {
-  return w->in[0] == 1 && w->k[0] == 1 && w->out[0] == 1 && w->d[1] == 1 && w->d[2] == 1;
+  return w->in[0] == 1 && w->k[0] == 1 && w->out[0] == 1 && w->d[1] == 1 && w->d[2] == 1 &&
+         w->in[1] * w->in[2] <= INT32_MAX;
 }
 
 /* The max walk of one plane: the 2-D kernel when it applies, else the general walk. */
@@ -284,10 +343,12 @@ static void max_plane(const pool_params *p, const dd_window *w, const float *x, 
                       int64_t *idx, int64_t idx_base, const float *dy, float *dx) {
   if (!is_plain_2d(w))
     pool_plane(p, w, dx ? WALK_MAX_BACK : WALK_MAX, x, y, idx, idx_base, dy, dx);
-  else if (w->k[1] == 3 && w->k[2] == 3)
-    max_plane_2d(w, p->storage_order, x, y, idx, idx_base, dy, dx, 3, 3);
+  else if (w->k[1] == 3 && w->k[2] == 3 && w->s[2] == 1)
+    max_plane_2d(w, p->storage_order, x, y, idx, idx_base, dy, dx, 3, 3, 1);
+  else if (w->k[1] == 3 && w->k[2] == 3 && w->s[2] == 2)
+    max_plane_2d(w, p->storage_order, x, y, idx, idx_base, dy, dx, 3, 3, 2);
   else
-    max_plane_2d(w, p->storage_order, x, y, idx, idx_base, dy, dx, w->k[1], w->k[2]);
+    max_plane_2d(w, p->storage_order, x, y, idx, idx_base, dy, dx, w->k[1], w->k[2], w->s[2]);
 }
 
 static void pool_forward(const dd_node *node, const dd_tensor *const *in, dd_tensor *const *out,
