@@ -41,13 +41,16 @@ static const char dream_help[] =
     "      --checkpoint-every N  write OUT every N iterations, so an interrupted run leaves\n"
     "                       the last complete checkpoint\n"
     "      --max-side N     shrink IN first so that its longer side is at most N pixels\n"
+    "      --timing         print the time of the dream itself (after loading, before\n"
+    "                       writing) on stderr, for benchmarks: 'dream: loop S s'\n"
     "  -q, --quiet          no progress bar, no summary\n"
     "  -h, --help           this help\n\n"
     "Ctrl-C stops between iterations without writing OUT (a second Ctrl-C kills at once).\n";
 
 enum {
   OPT_OCTAVES = 2001, OPT_OCTAVE_SCALE, OPT_ITERS, OPT_STEP, OPT_JITTER, OPT_NORM,
-  OPT_LAP_LEVELS, OPT_TILE, OPT_GUIDE, OPT_GUIDE_SIZE, OPT_SEED, OPT_CHECKPOINT, OPT_MAX_SIDE
+  OPT_LAP_LEVELS, OPT_TILE, OPT_GUIDE, OPT_GUIDE_SIZE, OPT_SEED, OPT_CHECKPOINT, OPT_MAX_SIDE,
+  OPT_TIMING
 };
 
 /* ---- parsing (pure) ---- */
@@ -125,6 +128,7 @@ int cli_dream_parse(int argc, char **argv, cli_dream_args *out, dd_err *err) {
       {"seed", required_argument, NULL, OPT_SEED},
       {"checkpoint-every", required_argument, NULL, OPT_CHECKPOINT},
       {"max-side", required_argument, NULL, OPT_MAX_SIDE},
+      {"timing", no_argument, NULL, OPT_TIMING},
       {"quiet", no_argument, NULL, 'q'},
       {"help", no_argument, NULL, 'h'},
       {NULL, 0, NULL, 0}};
@@ -200,6 +204,7 @@ int cli_dream_parse(int argc, char **argv, cli_dream_args *out, dd_err *err) {
         rc = parse_int("checkpoint-every", v, 1, 1 << 30, &a.params.checkpoint_every, err);
         break;
       case OPT_MAX_SIDE: rc = parse_int("max-side", v, 0, 1 << 20, &a.max_side, err); break;
+      case OPT_TIMING: a.timing = 1; break;
       case 'q': a.quiet = 1; break;
       case 'h': a.help = 1; break;
       case ':':
@@ -365,7 +370,9 @@ int cmd_dream(int argc, char **argv) {
   sigaction(SIGTERM, &sa, NULL);
 
   progress_state ps = {!a.quiet && isatty(STDERR_FILENO), now_seconds(), a.out, 0, 0, 0};
+  double loop_start = now_seconds();
   int rc = dd_dream_run(cm.model, &cm.preset.pre, &p, img, on_progress, &ps, &err);
+  double loop_seconds = now_seconds() - loop_start;
   if (ps.drawn) fputc('\n', stderr);
   if (rc == DD_EINTR) {
     if (ps.checkpoints)
@@ -383,6 +390,7 @@ int cmd_dream(int argc, char **argv) {
     cli_report(&err);
     goto done;
   }
+  if (a.timing) fprintf(stderr, "dream: loop %.3f s\n", loop_seconds);
   if (!a.quiet)
     fprintf(stderr, "dream: wrote %s (%dx%d) in %.1f s, seed %llu\n", a.out, img->w, img->h,
             now_seconds() - ps.start, (unsigned long long)p.seed);

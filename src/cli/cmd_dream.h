@@ -18,6 +18,7 @@ typedef struct cli_dream_args {
   int guide_size;         /* the guide is shrunk to this longer side first; 0: as it is */
   int max_side;           /* IN is shrunk to this longer side first; 0: as it is */
   int quiet;
+  int timing; /* --timing: print the seconds dd_dream_run took */
   int help; /* --help: nothing else was checked */
   const char *in, *out;
 } cli_dream_args;
