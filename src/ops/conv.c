@@ -182,13 +182,13 @@ static void im2col(const conv_geom *g, const float *x, int64_t oh0, int64_t oh1,
         memset(d, 0, (size_t)g->wo * sizeof *d);
         continue;
       }
-      const float *s = src + ih * g->w + off;
+      const float *row = src + ih * g->w; /* ow*sw + off is inside it for o0 <= ow < o1 */
       for (int64_t ow = 0; ow < o0; ow++) d[ow] = 0.f;
-      if (g->sw == 1) {
-        memcpy(d + o0, s + o0, (size_t)(o1 - o0) * sizeof *d);
+      if (g->sw == 1 && o1 > o0) {
+        memcpy(d + o0, row + o0 + off, (size_t)(o1 - o0) * sizeof *d);
       } else {
 #pragma omp simd
-        for (int64_t ow = o0; ow < o1; ow++) d[ow] = s[ow * g->sw];
+        for (int64_t ow = o0; ow < o1; ow++) d[ow] = row[ow * g->sw + off];
       }
       for (int64_t ow = o1; ow < g->wo; ow++) d[ow] = 0.f;
     }
@@ -212,14 +212,14 @@ static void col2im_add(const conv_geom *g, const float *col, int64_t oh0, int64_
         for (int64_t oh = oh0; oh < oh1; oh++) {
           int64_t ih = oh * g->sh - g->ph + ki * g->dh;
           if (ih < 0 || ih >= g->h) continue;
-          float *d = dst + ih * g->w + off;
+          float *row = dst + ih * g->w;
           const float *s = src + (oh - oh0) * g->wo;
           if (g->sw == 1) {
 #pragma omp simd
-            for (int64_t ow = o0; ow < o1; ow++) d[ow] += s[ow];
+            for (int64_t ow = o0; ow < o1; ow++) row[ow + off] += s[ow];
           } else {
 #pragma omp simd
-            for (int64_t ow = o0; ow < o1; ow++) d[ow * g->sw] += s[ow];
+            for (int64_t ow = o0; ow < o1; ow++) row[ow * g->sw + off] += s[ow];
           }
         }
       }
@@ -246,10 +246,10 @@ static void depthwise_forward(const conv_geom *g, const float *x, const float *w
         for (int64_t oh = 0; oh < g->ho; oh++) {
           int64_t ih = oh * g->sh - g->ph + ki * g->dh;
           if (ih < 0 || ih >= g->h) continue;
-          const float *s = src + ih * g->w + off;
+          const float *row = src + ih * g->w;
           float *d = dst + oh * g->wo;
 #pragma omp simd
-          for (int64_t ow = o0; ow < o1; ow++) d[ow] += kv * s[ow * g->sw];
+          for (int64_t ow = o0; ow < o1; ow++) d[ow] += kv * row[ow * g->sw + off];
         }
       }
   }
@@ -274,10 +274,10 @@ static void depthwise_backward(const conv_geom *g, const float *wt, const float 
           for (int64_t oh = 0; oh < g->ho; oh++) {
             int64_t ih = oh * g->sh - g->ph + ki * g->dh;
             if (ih < 0 || ih >= g->h) continue;
-            float *d = dst + ih * g->w + off;
+            float *row = dst + ih * g->w;
             const float *s = src + oh * g->wo;
 #pragma omp simd
-            for (int64_t ow = o0; ow < o1; ow++) d[ow * g->sw] += kv * s[ow];
+            for (int64_t ow = o0; ow < o1; ow++) row[ow * g->sw + off] += kv * s[ow];
           }
         }
     }
@@ -363,9 +363,9 @@ static void conv_backward(const dd_node *node, const dd_tensor *const *in,
           for (int64_t oh = 0; oh < g.ho; oh++) {
             int64_t ih = oh * g.sh - g.ph + ki * g.dh;
             if (ih < 0 || ih >= g.h) continue;
-            const float *s = xg + ih * g.w + kj * g.dw - g.pw;
-            const float *d = dyg + m * g.ocol + oh * g.wo;
-            for (int64_t ow = o0; ow < o1; ow++) acc += (double)d[ow] * s[ow * g.sw];
+            const float *row = xg + ih * g.w, *d = dyg + m * g.ocol + oh * g.wo;
+            int64_t off = kj * g.dw - g.pw;
+            for (int64_t ow = o0; ow < o1; ow++) acc += (double)d[ow] * row[ow * g.sw + off];
           }
           dw[gi * g.mg * g.kcol + r] += (float)acc;
         }

@@ -212,16 +212,16 @@ static void pool_plane(const pool_params *p, const dd_window *w, int what, const
           float sum = 0.f;
           for (int64_t a = a0; a < a1; a++)
             for (int64_t b = b0; b < b1; b++) {
-              const float *row = x + ((d0 + a * w->d[0]) * H + h0 + b * w->d[1]) * W + w0;
-              for (int64_t c = c0; c < c1; c++) sum += row[c * w->d[2]];
+              int64_t rowoff = ((d0 + a * w->d[0]) * H + h0 + b * w->d[1]) * W + w0;
+              for (int64_t c = c0; c < c1; c++) sum += x[rowoff + c * w->d[2]];
             }
           y[j] = count > 0 ? sum / (float)count : 0.f;
         } else if (count > 0) {
           float v = dy[j] / (float)count;
           for (int64_t a = a0; a < a1; a++)
             for (int64_t b = b0; b < b1; b++) {
-              float *row = dx + ((d0 + a * w->d[0]) * H + h0 + b * w->d[1]) * W + w0;
-              for (int64_t c = c0; c < c1; c++) row[c * w->d[2]] += v;
+              int64_t rowoff = ((d0 + a * w->d[0]) * H + h0 + b * w->d[1]) * W + w0;
+              for (int64_t c = c0; c < c1; c++) dx[rowoff + c * w->d[2]] += v;
             }
         }
       }
