@@ -7,7 +7,9 @@
  *   bench_engine grad    [... same ...] [--tile N] [--max-memory BYTES]
  *       one dream iteration's gradient (forward + backward to the pixels, through
  *       dd_dreamer_gradient, tiled when asked or when over the memory budget).
- *   --profile  also prints the time per operator type and the slowest nodes.
+ *   bench_engine count   [--preset P] [--layer L] [--size WxH]
+ *       the forward convolution GFLOP at that size, without running anything.
+ *   --profile  also prints the time per operator type and every node's time.
  *
  * Prints one line of key=value pairs per run (times in ms, the median over --iters after
  * --warmup), for the harness to parse.  Convolution GFLOP counts forward Conv work, twice
@@ -67,7 +69,7 @@ static uint64_t rng_next(uint64_t *s) {
 }
 
 static int usage(void) {
-  fputs("usage: bench_engine sgemm|forward|grad [--preset P] [--layer L] [--size WxH|N]\n"
+  fputs("usage: bench_engine sgemm|forward|grad|count [--preset P] [--layer L] [--size WxH|N]\n"
         "       [--iters N] [--warmup N] [--tile N] [--max-memory BYTES] [--threads N]\n"
         "       [--reps N] [--profile]\n",
         stderr);
@@ -192,6 +194,33 @@ static void fill_image(dd_image *im) {
       }
 }
 
+static int count_flops(const bench_opts *o) {
+  dd_err err;
+  dd_preset ps;
+  dd_model *m = NULL;
+  dd_plan *p = NULL;
+  int layer, in;
+  if (dd_preset_resolve(o->preset, &ps, &err) || dd_model_load(ps.model_path, &m, &err) ||
+      dd_model_resolve(m, o->layer, &layer, &err)) {
+    fprintf(stderr, "bench_engine: %s\n", err.msg);
+    dd_model_free(m);
+    return 1;
+  }
+  in = dd_model_input(m);
+  /* The plan's buffers are allocated but never touched, so this costs address space only. */
+  int64_t dims[4] = {1, 3, o->h, o->w};
+  dd_binding b = {in, dd_shape_make(4, dims), NULL};
+  if (dd_plan_new(m, &b, 1, &layer, 1, 0, 0, &p, &err)) {
+    fprintf(stderr, "bench_engine: %s\n", err.msg);
+    dd_model_free(m);
+    return 1;
+  }
+  printf("count size=%dx%d conv_gflop=%.4f\n", o->w, o->h, conv_flops(m, p) * 1e-9);
+  dd_plan_free(p);
+  dd_model_free(m);
+  return 0;
+}
+
 static int bench_model(const bench_opts *o, int grad) {
   dd_err err;
   dd_preset ps;
@@ -307,5 +336,6 @@ int main(int argc, char **argv) {
   if (!strcmp(argv[1], "sgemm")) return bench_sgemm(&o);
   if (!strcmp(argv[1], "forward")) return bench_model(&o, 0);
   if (!strcmp(argv[1], "grad")) return bench_model(&o, 1);
+  if (!strcmp(argv[1], "count")) return count_flops(&o);
   return usage();
 }
