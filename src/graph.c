@@ -187,6 +187,19 @@ int dd_plan_new(const dd_model *m, const dd_binding *inputs, int n_inputs, const
       if (v < 0) continue;
       size_t b;
       outs[k]->dtype = outs[k]->dtype ? outs[k]->dtype : DD_F32;
+      /* One tensor over the cap is refused here, saying how much it needs, even when it is
+       * too large to be planned at all. */
+      int64_t ne = outs[k]->shape.ndim >= 0 && outs[k]->shape.ndim <= DD_MAX_DIMS
+                       ? dd_shape_numel(&outs[k]->shape) : -1;
+      double need_b = (double)ne * (double)dd_dtype_size(outs[k]->dtype);
+      if (ne >= 0 && max_bytes && need_b > (double)max_bytes) {
+        rc = dd_fail(err, DD_ELIMIT, "%s: node '%s' (%s): output '%s' of shape %s alone needs "
+                     "%.0f MiB, more than the %.0f MiB limit (use a smaller image or tiles, or "
+                     "raise --max-memory)", m->name, n->name, n->op_type, m->values[v].name,
+                     dd_shape_str(&outs[k]->shape, sb, sizeof sb), need_b / 1048576.0,
+                     max_bytes / 1048576.0);
+        goto fail;
+      }
       if (outs[k]->shape.ndim < 0 || outs[k]->shape.ndim > DD_MAX_DIMS || tensor_bytes(outs[k], &b)) {
         rc = dd_fail(err, DD_ELIMIT, "%s: node '%s' (%s): output '%s' has an invalid or too large shape %s",
                      m->name, n->name, n->op_type, m->values[v].name,

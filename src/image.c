@@ -14,6 +14,7 @@
 #include <stb_image_resize.h>
 #include <stb_image_write.h>
 
+#include "image_guard.h"
 #include "util.h"
 
 /* Largest image file read; far above any photo, it only stops a stray multi-GiB file. */
@@ -64,6 +65,11 @@ int dd_image_load(const char *path, size_t max_pixels, dd_image **out, dd_err *e
     free(buf);
     return dd_fail(err, DD_ELIMIT, "%s: file too large for the image decoder", path);
   }
+  rc = dd_image_guard(buf, len, path, err);
+  if (rc) {
+    free(buf);
+    return rc;
+  }
   /* The header alone says how much decoding would allocate: refuse before decoding. */
   int w, h, comp;
   if (!stbi_info_from_memory(buf, (int)len, &w, &h, &comp)) {
@@ -75,10 +81,14 @@ int dd_image_load(const char *path, size_t max_pixels, dd_image **out, dd_err *e
     return dd_fail(err, DD_ELIMIT, "%s: image is %dx%d, more than the limit of %zu pixels", path,
                    w, h, max_pixels);
   }
-  /* Grey becomes RGB in stb; alpha is kept so that it can be composited below. */
-  int has_alpha = comp == 2 || comp == 4;
-  int want = has_alpha ? 4 : 3;
-  int dw, dh, dc;
+  /* Asked for the channels the header has, stb converts nothing for the formats whose own
+   * conversion is unsafe (16-bit PNM: it reads past its buffer in 2.27, fixed upstream in
+   * 2.28); grey and alpha are spread to RGB below. */
+  int want = comp, dw, dh, dc;
+  if (want < 1 || want > 4) {
+    free(buf);
+    return dd_fail(err, DD_EFORMAT, "%s: image has %d channels", path, comp);
+  }
   unsigned char *px = stbi_load_from_memory(buf, (int)len, &dw, &dh, &dc, want);
   free(buf);
   if (!px) return dd_fail(err, DD_EFORMAT, "%s: not an image (stb_image: %s)", path, stb_reason());
@@ -98,8 +108,8 @@ int dd_image_load(const char *path, size_t max_pixels, dd_image **out, dd_err *e
     const unsigned char *p = px + i * (size_t)want;
     /* Transparent pixels carry arbitrary colour; compositing on white is what a viewer
      * shows for most transparent photos and logos. */
-    float a = has_alpha ? p[3] / 255.f : 1.f;
-    for (int c = 0; c < 3; c++) im->rgb[i * 3 + c] = p[c] * a + 255.f * (1.f - a);
+    float a = want == 2 || want == 4 ? p[want - 1] / 255.f : 1.f;
+    for (int c = 0; c < 3; c++) im->rgb[i * 3 + c] = p[want < 3 ? 0 : c] * a + 255.f * (1.f - a);
   }
   stbi_image_free(px);
   *out = im;

@@ -97,7 +97,7 @@ int dd_tensor_from_proto(const Onnx__TensorProto *tp, const char *what, dd_tenso
   dd_tensor *t;
   int rc = dd_tensor_new(is_float ? DD_F32 : DD_I64, &s, 0, &t, err);
   if (rc) return dd_err_prefix(err, "%s", what);
-  if (is_float) {
+  if (is_float && n > 0) { /* an empty tensor's data pointers may be NULL */
     float *d = dd_f32(t);
     if (type == ONNX_FLOAT && tp->has_raw_data) memcpy(d, tp->raw_data.data, (size_t)n * 4);
     else if (type == ONNX_FLOAT) memcpy(d, tp->float_data, (size_t)n * 4);
@@ -108,7 +108,7 @@ int dd_tensor_from_proto(const Onnx__TensorProto *tp, const char *what, dd_tenso
         else v = tp->double_data[i];
         d[i] = (float)v;
       }
-  } else {
+  } else if (!is_float) {
     int64_t *d = dd_i64(t);
     for (int64_t i = 0; i < n; i++) {
       if (tp->has_raw_data) d[i] = raw_int(tp->raw_data.data, type, i);

@@ -1,0 +1,89 @@
+#!/bin/sh
+# Seed corpora for the fuzz targets, gathered from what is on the machine (nothing here is
+# committed): tests/fuzz/seeds.sh TARGET DIR fills DIR for fuzz_onnx, fuzz_tensor,
+# fuzz_image or fuzz_cli.  The regression inputs of tests/fuzz/regressions/TARGET are always
+# included, so a fixed crash stays in the corpus.
+set -eu
+target=$1
+dir=$2
+here=$(cd "$(dirname "$0")" && pwd)
+shared=${DREAM_SHARED:-$here/../../../shared}
+node=/usr/share/libonnx-testdata/data/node
+mkdir -p "$dir"
+
+# copy SRC NAME: one seed, named so a re-run overwrites instead of duplicating.
+copy() { [ -f "$1" ] && cp -f "$1" "$dir/$2" || true; }
+
+case $target in
+fuzz_onnx)
+  if [ -d "$node" ]; then
+    for f in "$node"/*/model.onnx; do copy "$f" "$(basename "$(dirname "$f")").onnx"; done
+  fi
+  # Real models are far over -max_len: libFuzzer keeps their first bytes, a truncated model.
+  for f in "$shared"/models/*.onnx; do copy "$f" "$(basename "$f")"; done
+  ;;
+fuzz_tensor)
+  if [ -d "$node" ]; then
+    for f in "$node"/*/test_data_set_0/*.pb; do
+      t=$(basename "$(dirname "$(dirname "$f")")")
+      copy "$f" "$t.$(basename "$f")"
+    done
+  fi
+  for f in "$shared"/models/*.golden/*.pb "$shared"/models/*.test_data_set_0/*.pb; do
+    copy "$f" "$(basename "$(dirname "$f")").$(basename "$f")"
+  done
+  ;;
+fuzz_image)
+  # Every format and pixel layout stb_image decodes, tiny, made from one real photo.
+  src=$shared/images/scream.jpg
+  if [ -f "$src" ] && /usr/bin/python3 -c 'import PIL' 2>/dev/null; then
+    /usr/bin/python3 - "$src" "$dir" <<'PY'
+import sys
+from PIL import Image
+src, out = sys.argv[1], sys.argv[2]
+im = Image.open(src).convert("RGB").resize((13, 17))
+im.save(f"{out}/rgb.png")
+im.convert("L").save(f"{out}/grey.png")
+im.convert("RGBA").save(f"{out}/rgba.png")
+im.convert("LA").save(f"{out}/grey_alpha.png")
+im.convert("P").save(f"{out}/palette.png")
+im.convert("L").convert("I").save(f"{out}/grey16.png")
+im.save(f"{out}/interlaced.png", interlace=1)
+im.save(f"{out}/baseline.jpg", quality=80)
+im.save(f"{out}/progressive.jpg", quality=80, progressive=True)
+im.convert("L").save(f"{out}/grey.jpg")
+im.save(f"{out}/rgb.bmp")
+im.convert("P").save(f"{out}/palette.bmp")
+im.save(f"{out}/rgb.gif")
+im.save(f"{out}/rgb.tga")
+im.save(f"{out}/rle.tga", compression="tga_rle")
+im.save(f"{out}/rgb.ppm")
+im.convert("L").save(f"{out}/grey.pgm")
+PY
+  fi
+  for f in "$shared"/images/*.jpg; do copy "$f" "$(basename "$f")"; done
+  ;;
+fuzz_cli)
+  # NUL-separated argv words, as fuzz_cli splits its input.
+  n=0
+  while IFS= read -r line; do
+    n=$((n + 1))
+    printf '%s' "$line" | tr ' ' '\000' >"$dir/args$n"
+  done <<'ARGS'
+in.jpg out.jpg
+--layer inception_4c/output in.jpg out.jpg
+-m squeezenet --layer fire6/concat --octaves 4 --octave-scale 1.4 --steps 10 in.jpg out.png
+--layer conv3 --step-size 1.5 --jitter 32 --tile 512 --seed 42 in.jpg out.jpg
+--model x.onnx --mean 1,2,3 --std 0.5,0.5,0.5 --bgr --scale 255 --max-memory 512M a.png b.png
+--layer a --layer b --guide g.jpg --size 300x200 --iterations 5 in.jpg out.jpg
+--help
+ARGS
+  ;;
+*)
+  echo "seeds.sh: unknown target '$target'" >&2
+  exit 2
+  ;;
+esac
+if [ -d "$here/regressions/$target" ]; then
+  for f in "$here/regressions/$target"/*; do copy "$f" "regression.$(basename "$f")"; done
+fi

@@ -1,0 +1,630 @@
+/* Hostile input: files made to crash the loaders or to make them allocate without bound, and
+ * every input the fuzzers found (tests/fuzz/regressions/<target>/), replayed through the fuzz
+ * targets' own code, included here, so that the normal build runs exactly the calls that
+ * once failed. */
+#define _GNU_SOURCE
+#include <criterion/criterion.h>
+#include <dirent.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <stb_image.h>
+
+#include "dream/graph.h"
+#include "dream/image.h"
+#include "dream/model.h"
+#include "dream/tensor.h"
+#include "helper_ops.h"
+#include "onnx.pb-c.h"
+
+#define DD_FUZZ_REPLAY
+#define LLVMFuzzerTestOneInput replay_onnx
+#include "fuzz/fuzz_onnx.c"
+#undef LLVMFuzzerTestOneInput
+#define LLVMFuzzerTestOneInput replay_tensor
+#include "fuzz/fuzz_tensor.c"
+#undef LLVMFuzzerTestOneInput
+#define LLVMFuzzerTestOneInput replay_image
+#include "fuzz/fuzz_image.c"
+#undef LLVMFuzzerTestOneInput
+
+/* ---- helpers -------------------------------------------------------------------------- */
+
+static double now(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+/* Caps this test process's address space a little above what it uses now, so that any
+ * large allocation fails (Criterion runs each test in its own process).  Under ASan the
+ * shadow memory makes RLIMIT_AS unusable, but ASan itself aborts on an allocation over
+ * its maximum, which is as good a witness. */
+static void limit_address_space(size_t extra) {
+#ifndef __SANITIZE_ADDRESS__
+  FILE *f = fopen("/proc/self/statm", "r");
+  cr_assert_not_null(f);
+  unsigned long pages = 0;
+  cr_assert_eq(fscanf(f, "%lu", &pages), 1);
+  fclose(f);
+  rlim_t lim = pages * (rlim_t)sysconf(_SC_PAGESIZE) + extra;
+  struct rlimit rl = {lim, lim};
+  cr_assert_eq(setrlimit(RLIMIT_AS, &rl), 0);
+#else
+  (void)extra;
+#endif
+}
+
+static const char *tmp_file(char *buf, size_t size, const char *name) {
+  snprintf(buf, size, "/tmp/dream_hostile_%ld_%s", (long)getpid(), name);
+  return buf;
+}
+
+static void write_bytes(const char *path, const void *data, size_t len) {
+  FILE *f = fopen(path, "wb");
+  cr_assert_not_null(f, "%s", path);
+  cr_assert_eq(fwrite(data, 1, len, f), len);
+  cr_assert_eq(fclose(f), 0);
+}
+
+static void *read_all(const char *path, size_t *len) {
+  FILE *f = fopen(path, "rb");
+  cr_assert_not_null(f, "%s", path);
+  fseek(f, 0, SEEK_END);
+  long n = ftell(f);
+  fseek(f, 0, SEEK_SET);
+  void *buf = malloc((size_t)n + 1);
+  cr_assert(buf && fread(buf, 1, (size_t)n, f) == (size_t)n);
+  fclose(f);
+  *len = (size_t)n;
+  return buf;
+}
+
+/* A ModelProto: graph input "x" of the given dims, `n_relu` Relu nodes in a chain (x -> r1
+ * -> ... -> y), and optionally one unused initializer "w".  Returns the packed bytes. */
+typedef struct model_spec {
+  const int64_t *in_dims;
+  int n_in_dims;
+  int n_relu;
+  const Onnx__TensorProto *init; /* may be NULL */
+} model_spec;
+
+static uint8_t *pack_model(const model_spec *s, size_t *len) {
+  Onnx__ModelProto mp = ONNX__MODEL_PROTO__INIT;
+  Onnx__GraphProto g = ONNX__GRAPH_PROTO__INIT;
+  Onnx__OperatorSetIdProto os = ONNX__OPERATOR_SET_ID_PROTO__INIT, *osp = &os;
+  os.has_version = 1;
+  os.version = 13;
+  mp.has_ir_version = 1;
+  mp.ir_version = 8;
+  mp.n_opset_import = 1;
+  mp.opset_import = &osp;
+  mp.graph = &g;
+  g.name = "hostile";
+
+  Onnx__TensorShapeProto__Dimension dim[DD_MAX_DIMS], *dimp[DD_MAX_DIMS];
+  for (int i = 0; i < s->n_in_dims; i++) {
+    onnx__tensor_shape_proto__dimension__init(&dim[i]);
+    dim[i].value_case = ONNX__TENSOR_SHAPE_PROTO__DIMENSION__VALUE_DIM_VALUE;
+    dim[i].dim_value = s->in_dims[i];
+    dimp[i] = &dim[i];
+  }
+  Onnx__TensorShapeProto shape = ONNX__TENSOR_SHAPE_PROTO__INIT;
+  shape.n_dim = (size_t)s->n_in_dims;
+  shape.dim = dimp;
+  Onnx__TypeProto__Tensor tt = ONNX__TYPE_PROTO__TENSOR__INIT;
+  tt.has_elem_type = 1;
+  tt.elem_type = 1;
+  tt.shape = &shape;
+  Onnx__TypeProto type = ONNX__TYPE_PROTO__INIT;
+  type.value_case = ONNX__TYPE_PROTO__VALUE_TENSOR_TYPE;
+  type.tensor_type = &tt;
+  Onnx__ValueInfoProto in = ONNX__VALUE_INFO_PROTO__INIT, out = ONNX__VALUE_INFO_PROTO__INIT;
+  Onnx__ValueInfoProto *inp = &in, *outp = &out;
+  in.name = "x";
+  in.type = &type;
+  out.name = "y";
+  g.n_input = 1;
+  g.input = &inp;
+  g.n_output = 1;
+  g.output = &outp;
+
+  int n = s->n_relu;
+  Onnx__NodeProto *nodes = calloc((size_t)n, sizeof *nodes);
+  Onnx__NodeProto **nodep = calloc((size_t)n, sizeof *nodep);
+  char (*names)[24] = calloc((size_t)n + 1, sizeof *names);
+  char **ins = calloc((size_t)n, sizeof *ins), **outs = calloc((size_t)n, sizeof *outs);
+  cr_assert(nodes && nodep && names && ins && outs);
+  for (int i = 0; i <= n; i++) {
+    if (i == 0) strcpy(names[i], "x");
+    else if (i == n) strcpy(names[i], "y");
+    else snprintf(names[i], sizeof names[i], "r%d", i);
+  }
+  for (int i = 0; i < n; i++) {
+    onnx__node_proto__init(&nodes[i]);
+    nodes[i].op_type = "Relu";
+    ins[i] = names[i];
+    outs[i] = names[i + 1];
+    nodes[i].n_input = 1;
+    nodes[i].input = &ins[i];
+    nodes[i].n_output = 1;
+    nodes[i].output = &outs[i];
+    nodep[i] = &nodes[i];
+  }
+  g.n_node = (size_t)n;
+  g.node = nodep;
+  Onnx__TensorProto *initp = (Onnx__TensorProto *)s->init;
+  if (initp) {
+    g.n_initializer = 1;
+    g.initializer = &initp;
+  }
+  *len = onnx__model_proto__get_packed_size(&mp);
+  uint8_t *buf = malloc(*len);
+  cr_assert_not_null(buf);
+  onnx__model_proto__pack(&mp, buf);
+  free(nodes);
+  free(nodep);
+  free(names);
+  free(ins);
+  free(outs);
+  return buf;
+}
+
+/* ---- fuzzer findings ------------------------------------------------------------------ */
+
+/* Runs `one` on every file of tests/fuzz/regressions/<target>/; returns how many. */
+static int replay_dir(const char *target, int (*one)(const uint8_t *, size_t)) {
+  char dir[1024], path[1400];
+  snprintf(dir, sizeof dir, "%s/tests/fuzz/regressions/%s", DREAM_SOURCE_DIR, target);
+  DIR *d = opendir(dir);
+  if (!d) return 0;
+  int n = 0;
+  struct dirent *e;
+  while ((e = readdir(d))) {
+    if (e->d_name[0] == '.') continue;
+    snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+    size_t len;
+    uint8_t *buf = read_all(path, &len);
+    double t0 = now();
+    one(buf, len);
+    cr_log_info("%s/%s: %.3f s", target, e->d_name, now() - t0);
+    free(buf);
+    n++;
+  }
+  closedir(d);
+  return n;
+}
+
+Test(hostile, replay_fuzz_onnx, .timeout = 120) { replay_dir("fuzz_onnx", replay_onnx); }
+
+Test(hostile, replay_fuzz_tensor, .timeout = 60) {
+  cr_assert_gt(replay_dir("fuzz_tensor", replay_tensor), 0);
+}
+
+Test(hostile, replay_fuzz_image, .timeout = 60) {
+  cr_assert_gt(replay_dir("fuzz_image", replay_image), 0);
+}
+
+/* What each image finding now gives: the JPEGs that made stb 2.27 write past its Huffman
+ * tables or decode with tables never defined are refused before stb sees them; the 16-bit
+ * PGMs, which stb's channel conversion read past, load at their size. */
+Test(hostile, image_findings_are_refused_or_decoded_safely) {
+  static const struct {
+    const char *file;
+    int code;
+    const char *says; /* in the message, or the size "WxH" when it loads */
+  } cases[] = {
+      {"jpeg_dht_over_256_codes", DD_EFORMAT, "Huffman table has over 256 codes"},
+      {"jpeg_dht_over_256_codes_after_fill", DD_EFORMAT, "Huffman table has over 256 codes"},
+      {"jpeg_undefined_huffman_table_1", DD_EFORMAT, "Huffman table that is not defined"},
+      {"jpeg_undefined_huffman_table_2", DD_EFORMAT, "Huffman table that is not defined"},
+      {"jpeg_undefined_huffman_table_3", DD_EFORMAT, "Huffman table that is not defined"},
+      {"pgm_16bit_overread_1", DD_OK, "1x3"},
+      {"pgm_16bit_overread_2", DD_OK, "13x1"},
+      {"pgm_width_int_overflow", DD_ELIMIT, "more than the limit"},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    char path[1024];
+    snprintf(path, sizeof path, "%s/tests/fuzz/regressions/fuzz_image/%s", DREAM_SOURCE_DIR,
+             cases[i].file);
+    dd_image *im = NULL;
+    dd_err err = {0};
+    int rc = dd_image_load(path, 0, &im, &err);
+    cr_assert_eq(rc, cases[i].code, "%s: %s (%s)", cases[i].file, dd_errname(rc), err.msg);
+    if (rc) {
+      cr_assert(strstr(err.msg, cases[i].says) && strstr(err.msg, cases[i].file), "%s",
+                err.msg);
+    } else {
+      char size[32];
+      snprintf(size, sizeof size, "%dx%d", im->w, im->h);
+      cr_assert_str_eq(size, cases[i].says);
+      dd_image_free(im);
+    }
+  }
+}
+
+/* The JPEG checks follow stb's parsing: valid progressive, optimized and subsampled files
+ * (tests/fuzz/valid/, made by PIL/libjpeg) load, pixel for pixel as stb alone decodes them. */
+Test(hostile, image_guard_accepts_valid_jpegs) {
+  const char *files[] = {"progressive.jpg", "progressive_grey.jpg", "optimized.jpg",
+                         "subsampled_420.jpg"};
+  for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
+    char path[1024];
+    snprintf(path, sizeof path, "%s/tests/fuzz/valid/%s", DREAM_SOURCE_DIR, files[i]);
+    dd_image *im = NULL;
+    dd_err err;
+    cr_assert_eq(dd_image_load(path, 0, &im, &err), DD_OK, "%s", err.msg);
+    int w, h, c;
+    unsigned char *px = stbi_load(path, &w, &h, &c, 3);
+    cr_assert_not_null(px);
+    cr_assert(im->w == w && im->h == h && w == 24 && h == 16, "%s: %dx%d", files[i], w, h);
+    for (int k = 0; k < w * h * 3; k++)
+      cr_assert_eq(im->rgb[k], (float)px[k], "%s: byte %d", files[i], k);
+    stbi_image_free(px);
+    dd_image_free(im);
+  }
+  for (int k = 0; k < 7; k++) { /* and the shared photos */
+    static const char *photos[] = {"dog", "eagle", "giraffe", "horses", "kite", "person",
+                                   "scream"};
+    char rel[64], path[1024];
+    snprintf(rel, sizeof rel, "images/%s.jpg", photos[k]);
+    dd_image *im = NULL;
+    dd_err err;
+    cr_assert_eq(dd_image_load(th_shared(path, sizeof path, rel), 0, &im, &err), DD_OK, "%s",
+                 err.msg);
+    dd_image_free(im);
+  }
+}
+
+/* ---- sizes from the file -------------------------------------------------------------- */
+
+/* Initializers whose dims claim 2^40 elements or more, or overflow int64, with little or no
+ * data: refused from the dims alone, quickly, with nothing large allocated. */
+Test(hostile, huge_initializer_is_refused_without_allocating) {
+  static const struct {
+    int64_t dims[3];
+    int ndims;
+    int raw; /* carries 4 bytes of raw_data instead of no data */
+    int code;
+    const char *says;
+  } cases[] = {
+      {{INT64_C(1) << 20, INT64_C(1) << 20}, 2, 0, DD_EFORMAT, "need 1099511627776 elements"},
+      {{INT64_C(1) << 20, INT64_C(1) << 20}, 2, 1, DD_EFORMAT, "need 1099511627776 elements"},
+      {{INT64_C(1) << 21, INT64_C(1) << 20}, 2, 0, DD_ELIMIT, "too many elements"},
+      {{INT64_C(1) << 32, INT64_C(1) << 32, 4}, 3, 0, DD_ELIMIT, "too many elements"},
+      {{3, -5}, 2, 0, DD_EFORMAT, "negative"},
+  };
+  int64_t in_dims[] = {1, 3, 8, 8};
+  size_t lens[5];
+  uint8_t *bufs[5];
+  float four = 1.f;
+  for (int i = 0; i < 5; i++) {
+    Onnx__TensorProto tp = ONNX__TENSOR_PROTO__INIT;
+    tp.name = "w";
+    tp.has_data_type = 1;
+    tp.data_type = 1;
+    tp.n_dims = (size_t)cases[i].ndims;
+    tp.dims = (int64_t *)cases[i].dims;
+    if (cases[i].raw) {
+      tp.has_raw_data = 1;
+      tp.raw_data.len = 4;
+      tp.raw_data.data = (uint8_t *)&four;
+    }
+    model_spec s = {in_dims, 4, 1, &tp};
+    bufs[i] = pack_model(&s, &lens[i]);
+  }
+  limit_address_space((size_t)256 << 20);
+  for (int i = 0; i < 5; i++) {
+    dd_model *m = NULL;
+    dd_err err = {0};
+    double t0 = now();
+    int rc = dd_model_parse(bufs[i], lens[i], "huge_init.onnx", &m, &err);
+    double dt = now() - t0;
+    cr_assert_eq(rc, cases[i].code, "case %d: %s (%s)", i, dd_errname(rc), err.msg);
+    cr_assert_null(m);
+    cr_assert(strstr(err.msg, "huge_init.onnx: initializer 'w'") && strstr(err.msg, cases[i].says),
+              "case %d: %s", i, err.msg);
+    cr_assert_lt(dt, 1.0, "case %d took %.2f s", i, dt);
+    free(bufs[i]);
+  }
+}
+
+/* The same dims in a TensorProto file. */
+Test(hostile, huge_tensor_file_is_refused_without_allocating) {
+  int64_t dims[] = {INT64_C(1) << 20, INT64_C(1) << 20, 16};
+  Onnx__TensorProto tp = ONNX__TENSOR_PROTO__INIT;
+  tp.has_data_type = 1;
+  tp.data_type = 7;
+  tp.n_dims = 3;
+  tp.dims = dims;
+  size_t len = onnx__tensor_proto__get_packed_size(&tp);
+  uint8_t *buf = malloc(len);
+  onnx__tensor_proto__pack(&tp, buf);
+  char path[256];
+  write_bytes(tmp_file(path, sizeof path, "huge.pb"), buf, len);
+  free(buf);
+  limit_address_space((size_t)256 << 20);
+  dd_tensor *t = NULL;
+  dd_err err;
+  cr_assert_eq(dd_tensor_load_pb(path, &t, NULL, &err), DD_ELIMIT, "%s", err.msg);
+  cr_assert(strstr(err.msg, path) && strstr(err.msg, "1048576x1048576x16"), "%s", err.msg);
+  cr_assert_null(t);
+  unlink(path);
+}
+
+/* A graph input declared 1x3x2^20x2^20 (12 TiB as float32), planned at its declared size:
+ * refused by the planner's budget, saying how much one tensor needs, before allocating. */
+Test(hostile, plan_at_a_huge_declared_input_is_refused) {
+  int64_t dims[] = {1, 3, INT64_C(1) << 20, INT64_C(1) << 20};
+  model_spec s = {dims, 4, 1, NULL};
+  size_t len;
+  uint8_t *buf = pack_model(&s, &len);
+  dd_model *m = NULL;
+  dd_err err;
+  cr_assert_eq(dd_model_parse(buf, len, "huge_input.onnx", &m, &err), DD_OK, "%s", err.msg);
+  free(buf);
+  dd_shape shape = dd_model_input_shape(m);
+  cr_assert_eq(shape.d[3], INT64_C(1) << 20);
+  dd_binding b = {dd_model_input(m), shape, NULL};
+  int y = dd_model_find(m, "y");
+  limit_address_space((size_t)256 << 20);
+  dd_plan *p = NULL;
+  double t0 = now();
+  int rc = dd_plan_new(m, &b, 1, &y, 1, DD_PLAN_GRAD, (size_t)1 << 30, &p, &err);
+  cr_assert_eq(rc, DD_ELIMIT, "%s (%s)", dd_errname(rc), err.msg);
+  cr_assert_null(p);
+  /* 3 * 2^40 floats = 12582912 MiB */
+  cr_assert(strstr(err.msg, "huge_input.onnx") && strstr(err.msg, "1x3x1048576x1048576") &&
+                strstr(err.msg, "needs 12582912 MiB") && strstr(err.msg, "1024 MiB limit"),
+            "%s", err.msg);
+  /* Without a budget the planner's own ceiling still refuses it. */
+  rc = dd_plan_new(m, &b, 1, &y, 1, DD_PLAN_GRAD, 0, &p, &err);
+  cr_assert_eq(rc, DD_ELIMIT, "%s (%s)", dd_errname(rc), err.msg);
+  cr_assert_lt(now() - t0, 1.0);
+  dd_model_free(m);
+}
+
+/* A plan whose tensors each fit but whose sum does not: the message gives the sum. */
+Test(hostile, plan_over_budget_says_how_much_it_needs) {
+  int64_t dims[] = {1, 3, 4096, 4096};
+  model_spec s = {dims, 4, 1, NULL};
+  size_t len;
+  uint8_t *buf = pack_model(&s, &len);
+  dd_model *m = NULL;
+  dd_err err;
+  cr_assert_eq(dd_model_parse(buf, len, "big_input.onnx", &m, &err), DD_OK, "%s", err.msg);
+  free(buf);
+  dd_binding b = {dd_model_input(m), dd_model_input_shape(m), NULL};
+  int y = dd_model_find(m, "y");
+  limit_address_space((size_t)128 << 20);
+  dd_plan *p = NULL;
+  /* input 192 MiB + output 192 MiB, no gradients */
+  cr_assert_eq(dd_plan_new(m, &b, 1, &y, 1, 0, (size_t)256 << 20, &p, &err), DD_ELIMIT, "%s",
+               err.msg);
+  cr_assert(strstr(err.msg, "needs 384 MiB") && strstr(err.msg, "256 MiB limit"), "%s",
+            err.msg);
+  /* with gradients, twice that */
+  cr_assert_eq(dd_plan_new(m, &b, 1, &y, 1, DD_PLAN_GRAD, (size_t)256 << 20, &p, &err),
+               DD_ELIMIT);
+  cr_assert(strstr(err.msg, "needs 768 MiB"), "%s", err.msg);
+  /* and a small input under the same budget plans, within it */
+  b.shape = dd_shape_make(4, (int64_t[]){1, 3, 64, 64});
+  cr_assert_eq(dd_plan_new(m, &b, 1, &y, 1, DD_PLAN_GRAD, (size_t)1 << 20, &p, &err), DD_OK,
+               "%s", err.msg);
+  cr_assert_leq(dd_plan_bytes(p), (size_t)1 << 20);
+  dd_plan_free(p);
+  dd_model_free(m);
+}
+
+/* Headers claiming 20000x20000 in every format stb_image reads: refused from the header,
+ * before decoding (which would take 1.2 GB, and 4.8 GB as floats). */
+Test(hostile, huge_image_headers_are_refused_before_decoding) {
+  /* JPEG: SOI, SOF0 (8 bit, 20000x20000, 3 components), EOI */
+  const unsigned char jpeg[] = {0xFF, 0xD8, 0xFF, 0xC0, 0x00, 0x11, 0x08, 0x4E, 0x20, 0x4E,
+                                0x20, 0x03, 0x01, 0x22, 0x00, 0x02, 0x11, 0x01, 0x03, 0x11,
+                                0x01, 0xFF, 0xD9};
+  /* BMP: BITMAPFILEHEADER + BITMAPINFOHEADER, 24 bit, no pixels */
+  unsigned char bmp[54] = {'B', 'M', 0, 0, 0, 0, 0, 0, 0, 0, 54, 0, 0, 0, 40, 0, 0, 0,
+                           0x20, 0x4E, 0, 0, 0x20, 0x4E, 0, 0, 1, 0, 24, 0};
+  /* GIF: logical screen 20000x20000 */
+  const unsigned char gif[] = {'G', 'I', 'F', '8', '9', 'a', 0x20, 0x4E, 0x20, 0x4E, 0, 0, 0};
+  /* TGA: uncompressed true colour, 24 bit */
+  const unsigned char tga[18] = {0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x20, 0x4E, 0x20, 0x4E, 24, 0};
+  /* PSD: 3 channels, 8 bit, RGB */
+  const unsigned char psd[26] = {'8', 'B', 'P', 'S', 0, 1, 0, 0, 0, 0, 0, 0, 0, 3,
+                                 0, 0, 0x4E, 0x20, 0, 0, 0x4E, 0x20, 0, 8, 0, 3};
+  const char hdr[] = "#?RADIANCE\nFORMAT=32-bit_rle_rgbe\n\n-Y 20000 +X 20000\n";
+  const char pgm[] = "P5\n20000 20000\n255\n";
+  const struct {
+    const char *name;
+    const void *data;
+    size_t len;
+  } files[] = {{"huge.jpg", jpeg, sizeof jpeg}, {"huge.bmp", bmp, sizeof bmp},
+               {"huge.gif", gif, sizeof gif},   {"huge.tga", tga, sizeof tga},
+               {"huge.psd", psd, sizeof psd},   {"huge.hdr", hdr, sizeof hdr - 1},
+               {"huge.pgm", pgm, sizeof pgm - 1}};
+  char paths[7][256];
+  for (int i = 0; i < 7; i++)
+    write_bytes(tmp_file(paths[i], sizeof paths[i], files[i].name), files[i].data, files[i].len);
+  limit_address_space((size_t)256 << 20);
+  for (int i = 0; i < 7; i++) {
+    dd_image *im = NULL;
+    dd_err err = {0};
+    double t0 = now();
+    int rc = dd_image_load(paths[i], 0, &im, &err);
+    cr_assert_eq(rc, DD_ELIMIT, "%s: %s (%s)", files[i].name, dd_errname(rc), err.msg);
+    cr_assert(strstr(err.msg, paths[i]) && strstr(err.msg, "20000x20000"), "%s", err.msg);
+    cr_assert_null(im);
+    cr_assert_lt(now() - t0, 1.0);
+    unlink(paths[i]);
+  }
+}
+
+/* ---- malformed files ------------------------------------------------------------------ */
+
+/* Every prefix of a valid model: protobuf decoding fails (DD_EFORMAT, naming the file) or,
+ * cut exactly between fields, what remains is a smaller valid model; nothing crashes, also
+ * when the remains are planned and run as the fuzz target does. */
+Test(hostile, every_truncation_of_a_model, .timeout = 60) {
+  int64_t dims[] = {1, 3, 8, 8};
+  float w[6] = {1, 2, 3, 4, 5, 6};
+  int64_t wd[] = {2, 3};
+  Onnx__TensorProto tp = ONNX__TENSOR_PROTO__INIT;
+  tp.name = "w";
+  tp.has_data_type = 1;
+  tp.data_type = 1;
+  tp.n_dims = 2;
+  tp.dims = wd;
+  tp.n_float_data = 6;
+  tp.float_data = w;
+  model_spec s = {dims, 4, 3, &tp};
+  size_t len;
+  uint8_t *buf = pack_model(&s, &len);
+  int eformat = 0;
+  for (size_t cut = 0; cut < len; cut++) {
+    dd_model *m = NULL;
+    dd_err err = {0};
+    int rc = dd_model_parse(buf, cut, "cut.onnx", &m, &err);
+    if (rc == DD_OK) {
+      dd_model_free(m);
+    } else {
+      cr_assert(rc == DD_EFORMAT || rc == DD_EUNSUPPORTED, "cut at %zu: %s (%s)", cut,
+                dd_errname(rc), err.msg);
+      cr_assert(strncmp(err.msg, "cut.onnx: ", 10) == 0, "cut at %zu: %s", cut, err.msg);
+      eformat += rc == DD_EFORMAT;
+    }
+    replay_onnx(buf, cut);
+  }
+  /* all but the cuts that fall between top-level fields */
+  cr_assert_geq(eformat, (int)len - 4, "%d of %zu cuts were DD_EFORMAT", eformat, len);
+  free(buf);
+}
+
+Test(hostile, every_truncation_of_a_tensor_file) {
+  float v[12];
+  for (int i = 0; i < 12; i++) v[i] = (float)i;
+  dd_tensor t = dd_tensor_wrap(DD_F32, &(dd_shape){2, {3, 4}}, v);
+  char path[256], cut_path[256];
+  dd_err err;
+  cr_assert_eq(dd_tensor_save_pb(tmp_file(path, sizeof path, "t.pb"), &t, "t", &err), DD_OK);
+  size_t len;
+  uint8_t *buf = read_all(path, &len);
+  tmp_file(cut_path, sizeof cut_path, "cut.pb");
+  for (size_t cut = 0; cut < len; cut++) {
+    write_bytes(cut_path, buf, cut);
+    dd_tensor *out = NULL;
+    int rc = dd_tensor_load_pb(cut_path, &out, NULL, &err);
+    if (rc == DD_OK) {
+      dd_tensor_free(out);
+      continue;
+    }
+    cr_assert(rc == DD_EFORMAT || rc == DD_EUNSUPPORTED, "cut at %zu: %s", cut, err.msg);
+    cr_assert(strstr(err.msg, cut_path), "%s", err.msg);
+  }
+  free(buf);
+  unlink(path);
+  unlink(cut_path);
+}
+
+Test(hostile, every_truncation_of_an_image, .timeout = 60) {
+  dd_image *im;
+  dd_err err;
+  cr_assert_eq(dd_image_new(9, 7, &im, &err), DD_OK);
+  for (int i = 0; i < 9 * 7 * 3; i++) im->rgb[i] = (float)(i * 37 % 256);
+  const char *exts[] = {"png", "jpg", "bmp", "tga"};
+  for (int e = 0; e < 4; e++) {
+    char name[32], path[256], cut_path[256];
+    snprintf(name, sizeof name, "img.%s", exts[e]);
+    cr_assert_eq(dd_image_save(tmp_file(path, sizeof path, name), im, &err), DD_OK, "%s",
+                 err.msg);
+    size_t len;
+    uint8_t *buf = read_all(path, &len);
+    snprintf(name, sizeof name, "cut.%s", exts[e]);
+    tmp_file(cut_path, sizeof cut_path, name);
+    for (size_t cut = 0; cut < len; cut++) {
+      write_bytes(cut_path, buf, cut);
+      dd_image *out = NULL;
+      int rc = dd_image_load(cut_path, 0, &out, &err);
+      /* stb fills what is missing of a cut JPEG or BMP; what fails names the file */
+      if (rc == DD_OK) {
+        cr_assert(out->w == 9 && out->h == 7, "%s cut at %zu: %dx%d", exts[e], cut, out->w,
+                  out->h);
+        dd_image_free(out);
+        continue;
+      }
+      cr_assert(rc == DD_EFORMAT || rc == DD_ELIMIT, "%s cut at %zu: %s", exts[e], cut, err.msg);
+      cr_assert(strstr(err.msg, cut_path), "%s", err.msg);
+    }
+    free(buf);
+    unlink(path);
+    unlink(cut_path);
+  }
+  dd_image_free(im);
+}
+
+/* Random bytes, seeded: never a crash; every refusal names the source. */
+Test(hostile, random_bytes_everywhere, .timeout = 60) {
+  uint64_t state = 20240601;
+  uint8_t buf[2048];
+  char path[256];
+  tmp_file(path, sizeof path, "random.bin");
+  int model_eformat = 0, n = 200;
+  for (int k = 0; k < n; k++) {
+    size_t len = 1 + th_rand_next(&state) % sizeof buf;
+    for (size_t i = 0; i < len; i++) buf[i] = (uint8_t)th_rand_next(&state);
+    dd_err err;
+    dd_model *m = NULL;
+    int rc = dd_model_parse(buf, len, "random.onnx", &m, &err);
+    cr_assert_neq(rc, DD_OK);
+    cr_assert(strncmp(err.msg, "random.onnx: ", 13) == 0, "%s", err.msg);
+    model_eformat += rc == DD_EFORMAT;
+    dd_tensor *t = NULL;
+    rc = dd_tensor_parse_pb(buf, len, "random.pb", &t, NULL, &err);
+    if (rc == DD_OK) dd_tensor_free(t);
+    else cr_assert(strncmp(err.msg, "random.pb: ", 11) == 0, "%s", err.msg);
+    write_bytes(path, buf, len);
+    dd_image *im = NULL;
+    rc = dd_image_load(path, 0, &im, &err);
+    if (rc == DD_OK) dd_image_free(im); /* a few random headers pass as TGA */
+    else cr_assert(strstr(err.msg, path), "%s", err.msg);
+    replay_image(buf, len);
+  }
+  cr_assert_eq(model_eformat, n, "random bytes are a malformed model, not another error");
+  unlink(path);
+}
+
+/* A long chain is loaded, sorted and planned without recursion: no stack overflow, no
+ * quadratic time. */
+Test(hostile, a_chain_of_50000_nodes, .timeout = 60) {
+  int64_t dims[] = {1, 1, 2, 2};
+  model_spec s = {dims, 4, 50000, NULL};
+  size_t len;
+  uint8_t *buf = pack_model(&s, &len);
+  dd_model *m = NULL;
+  dd_err err;
+  double t0 = now();
+  cr_assert_eq(dd_model_parse(buf, len, "chain.onnx", &m, &err), DD_OK, "%s", err.msg);
+  free(buf);
+  cr_assert_eq(dd_model_num_nodes(m), 50000);
+  dd_binding b = {dd_model_input(m), dd_model_input_shape(m), NULL};
+  int y = dd_model_find(m, "y");
+  dd_plan *p = NULL;
+  cr_assert_eq(dd_plan_new(m, &b, 1, &y, 1, DD_PLAN_GRAD, 0, &p, &err), DD_OK, "%s", err.msg);
+  float x[4] = {-1, 2, -3, 4};
+  memcpy(dd_plan_tensor(p, b.value)->data, x, sizeof x);
+  dd_plan_forward(p);
+  dd_plan_zero_grad(p);
+  for (int i = 0; i < 4; i++) dd_f32(dd_plan_grad(p, y))[i] = 1.f;
+  dd_plan_backward(p);
+  for (int i = 0; i < 4; i++) {
+    cr_assert_eq(dd_f32(dd_plan_tensor(p, y))[i], x[i] > 0 ? x[i] : 0.f);
+    cr_assert_eq(dd_f32(dd_plan_grad(p, b.value))[i], x[i] > 0 ? 1.f : 0.f);
+  }
+  cr_log_info("50000-node chain: load + plan + forward + backward in %.2f s", now() - t0);
+  dd_plan_free(p);
+  dd_model_free(m);
+}
