@@ -30,6 +30,7 @@ struct dd_dreamer {
   int pw, ph; /* the plan's input size */
   int iw, ih; /* the image size the tiling was chosen for */
   int tw, th; /* tile size for that image (the image's size when untiled) */
+  int over_w, over_h; /* smallest whole image found over the budget (0: none yet) */
   int *mapx, *mapy, map_cap;
   guide_feat guide[DD_DREAM_MAX_LAYERS];
   float *gemm;
@@ -457,7 +458,14 @@ static int prepare(dd_dreamer *d, int w, int h, dd_err *err) {
     th = d->p.tile < h ? d->p.tile : h;
     rc = ensure_plan(d, tw, th, err);
   } else {
-    rc = ensure_plan(d, w, h, err);
+    /* an image at least as large as one already over the budget goes straight to tiles,
+     * keeping the tile plan it already has */
+    int over = d->over_w && w >= d->over_w && h >= d->over_h;
+    rc = over ? DD_ELIMIT : ensure_plan(d, w, h, err);
+    if (rc == DD_ELIMIT && (!d->over_w || (w <= d->over_w && h <= d->over_h))) {
+      d->over_w = w;
+      d->over_h = h;
+    }
     for (size_t i = 0; rc == DD_ELIMIT && i < sizeof sizes / sizeof sizes[0]; i++) {
       if (sizes[i] >= w && sizes[i] >= h) continue;
       tw = sizes[i] < w ? sizes[i] : w;

@@ -326,6 +326,15 @@ int cmd_dream(int argc, char **argv) {
   }
   if (same_file(a.in, a.out))
     return cli_errorf("%s and %s are the same file: the input is never overwritten", a.out, a.in);
+  if (a.guide && same_file(a.guide, a.out))
+    return cli_errorf("%s and %s are the same file: the guide is never overwritten", a.out,
+                      a.guide);
+  /* find out now, not after the dream, that OUT cannot be written */
+  char dir[4096];
+  const char *slash = strrchr(a.out, '/');
+  snprintf(dir, sizeof dir, "%.*s", slash ? (int)(slash - a.out) + 1 : 1, slash ? a.out : ".");
+  if (access(dir, W_OK) != 0)
+    return cli_errorf("%s: cannot write in %s: %s", a.out, dir, strerror(errno));
 
   cli_model cm;
   if (cli_model_open(&a.model, &cm)) return 1;
