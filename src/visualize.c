@@ -161,8 +161,8 @@ int dd_vis_filters(const dd_model *m, int node, int bgr, int zoom, int gap, dd_i
   int64_t O = w->shape.d[0], I = w->shape.d[1], kh = w->shape.d[2], kw = w->shape.d[3];
   if (I != 3)
     return dd_fail(err, DD_EUNSUPPORTED, "%s: node '%s' reads %lld channels; kernels are drawn "
-                   "as colour images only for a first convolution (3 channels); use --optimize "
-                   "for other layers", m->name, n->name, (long long)I);
+                   "as colour images only for a first convolution (3 channels)", m->name,
+                   n->name, (long long)I);
   if (O < 1 || O > 4096 || kh < 1 || kw < 1 || kh > 64 || kw > 64)
     return dd_fail(err, DD_ELIMIT, "%s: node '%s': %lld kernels of %lldx%lld is out of range",
                    m->name, n->name, (long long)O, (long long)kh, (long long)kw);
@@ -222,12 +222,6 @@ static dd_binding input_binding(const dd_model *m, int w, int h) {
 
 /* ---- feature visualization ------------------------------------------------------------ */
 
-/* Square root of ImageNet's colour covariance (from its SVD), as in lucid: multiplying
- * decorrelated channels by it gives natural colour statistics.  Normalized by its largest
- * column norm below. */
-static const float color_sqrt[3][3] = {
-    {0.26f, 0.09f, 0.02f}, {0.27f, 0.00f, -0.05f}, {0.27f, -0.09f, 0.03f}};
-
 struct dd_fv {
   const dd_model *m;
   dd_preproc pp;
@@ -237,15 +231,11 @@ struct dd_fv {
   int channels;
   int64_t per_channel; /* elements of one channel of the value */
   int S, P;            /* view side, canvas side (a power of two) */
-  dd_fft2 *fft;
-  float color[3][3];
-  float *fscale;        /* P*P: 1/f spectrum scale */
-  float *spec;          /* 6*P*P: per channel, the real then the imaginary part */
+  dd_fimage *canvas;
+  float *spec, *gspec;    /* 6*P*P */
   float *adam_m, *adam_v; /* 6*P*P */
-  float *re, *im;       /* 3*P*P work */
-  float *rgb;           /* 3*P*P: the canvas, 0..1 */
-  float *grgb;          /* 3*P*P */
-  float *view;          /* 3*S*S: the network's view, 0..1 */
+  float *grgb;            /* 3*P*P */
+  float *view;            /* 3*S*S: the network's view, 0..1, then its gradient */
 };
 
 void dd_fv_opts_init(dd_fv_opts *o) {
@@ -261,14 +251,11 @@ void dd_fv_opts_init(dd_fv_opts *o) {
 void dd_fv_free(dd_fv *fv) {
   if (!fv) return;
   dd_plan_free(fv->plan);
-  dd_fft2_free(fv->fft);
-  free(fv->fscale);
+  dd_fimage_free(fv->canvas);
   free(fv->spec);
+  free(fv->gspec);
   free(fv->adam_m);
   free(fv->adam_v);
-  free(fv->re);
-  free(fv->im);
-  free(fv->rgb);
   free(fv->grgb);
   free(fv->view);
   free(fv);
@@ -321,42 +308,19 @@ int dd_fv_new(const dd_model *m, const dd_preproc *pp, int value, const dd_fv_op
   fv->channels = (int)t->shape.d[1];
   fv->per_channel = 1;
   for (int d = 2; d < t->shape.ndim; d++) fv->per_channel *= t->shape.d[d];
-  rc = dd_fft2_new(fv->P, &fv->fft, err);
+  rc = dd_fimage_new(fv->P, &fv->canvas, err);
   if (rc) goto fail;
   size_t pp2 = (size_t)fv->P * fv->P, ss = (size_t)fv->S * fv->S;
-  fv->fscale = malloc(pp2 * sizeof(float));
   fv->spec = malloc(6 * pp2 * sizeof(float));
+  fv->gspec = malloc(6 * pp2 * sizeof(float));
   fv->adam_m = malloc(6 * pp2 * sizeof(float));
   fv->adam_v = malloc(6 * pp2 * sizeof(float));
-  fv->re = malloc(3 * pp2 * sizeof(float));
-  fv->im = malloc(3 * pp2 * sizeof(float));
-  fv->rgb = malloc(3 * pp2 * sizeof(float));
   fv->grgb = malloc(3 * pp2 * sizeof(float));
   fv->view = malloc(3 * ss * sizeof(float));
-  if (!fv->fscale || !fv->spec || !fv->adam_m || !fv->adam_v || !fv->re || !fv->im ||
-      !fv->rgb || !fv->grgb || !fv->view) {
+  if (!fv->spec || !fv->gspec || !fv->adam_m || !fv->adam_v || !fv->grgb || !fv->view) {
     rc = dd_fail(err, DD_ENOMEM, "out of memory");
     goto fail;
   }
-  /* 1/f: every frequency band gets equal energy, as in natural images, so the optimizer
-   * does not fill the picture with high-frequency patterns first.  The floor at 1/P keeps
-   * the DC term finite. */
-  int P = fv->P;
-  for (int v = 0; v < P; v++)
-    for (int u = 0; u < P; u++) {
-      float fu = (float)(u <= P / 2 ? u : u - P) / (float)P;
-      float fy = (float)(v <= P / 2 ? v : v - P) / (float)P;
-      float f = sqrtf(fu * fu + fy * fy);
-      fv->fscale[(size_t)v * P + u] = 1.0f / fmaxf(f, 1.0f / (float)P);
-    }
-  float maxnorm = 0;
-  for (int c = 0; c < 3; c++) {
-    float s = 0;
-    for (int r = 0; r < 3; r++) s += color_sqrt[r][c] * color_sqrt[r][c];
-    maxnorm = fmaxf(maxnorm, sqrtf(s));
-  }
-  for (int r = 0; r < 3; r++)
-    for (int c = 0; c < 3; c++) fv->color[r][c] = color_sqrt[r][c] / maxnorm;
   *out = fv;
   return DD_OK;
 fail:
@@ -364,85 +328,13 @@ fail:
   return rc;
 }
 
-/* Spectrum -> canvas: rgb = sigmoid(color x Re(ifft(fscale * spec)) / (4 P)).  The 1/(4P)
- * is lucid's unitary normalization and its /4, so a step size of 0.05 suits any size. */
-static void fv_render(dd_fv *fv) {
-  int P = fv->P;
-  size_t n = (size_t)P * P;
-  float k = 1.0f / (4.0f * (float)P);
-  for (int c = 0; c < 3; c++) {
-    float *re = fv->re + c * n, *im = fv->im + c * n;
-    const float *sr = fv->spec + 2 * c * n, *si = sr + n;
-    for (size_t i = 0; i < n; i++) {
-      re[i] = sr[i] * fv->fscale[i];
-      im[i] = si[i] * fv->fscale[i];
-    }
-    dd_fft2_run(fv->fft, re, im, +1);
-  }
-  for (size_t i = 0; i < n; i++) {
-    float t[3] = {fv->re[i] * k, fv->re[n + i] * k, fv->re[2 * n + i] * k};
-    for (int c = 0; c < 3; c++) {
-      float l = fv->color[c][0] * t[0] + fv->color[c][1] * t[1] + fv->color[c][2] * t[2];
-      fv->rgb[c * n + i] = 1.0f / (1.0f + expf(-l));
-    }
-  }
-}
-
-/* One random view: where view pixel (x, y) samples the canvas. */
-typedef struct warp {
-  float cx, cy;       /* canvas point under the view's centre */
-  float a, b, c, d;   /* canvas offset = [a b; c d] (view offset from the centre) */
-} warp;
-
-static warp fv_warp(const dd_fv *fv, uint64_t *rng, int random) {
-  float centre = (float)(fv->P - 1) / 2;
-  warp w = {centre, centre, 1, 0, 0, 1};
-  if (!random) return w;
+/* A random view: shift, scale and rotation, the robustness transforms of lucid. */
+static dd_warp fv_warp(const dd_fv *fv, uint64_t *rng) {
   float J = (float)fv->o.jitter;
-  w.cx += J * (2 * rng_uniform(rng) - 1);
-  w.cy += J * (2 * rng_uniform(rng) - 1);
+  float tx = J * (2 * rng_uniform(rng) - 1), ty = J * (2 * rng_uniform(rng) - 1);
   float s = 1 + fv->o.scale * (2 * rng_uniform(rng) - 1);
   float th = (float)(fv->o.rotate * PI / 180) * (2 * rng_uniform(rng) - 1);
-  w.a = cosf(th) / s;
-  w.b = -sinf(th) / s;
-  w.c = sinf(th) / s;
-  w.d = cosf(th) / s;
-  return w;
-}
-
-/* Bilinear sampling of the canvas through `w`, wrapping around: the Fourier canvas is
- * periodic, so the wrap is seamless.  With grad set, the adjoint: scatter g into the canvas
- * gradient with the same weights. */
-static void fv_sample(dd_fv *fv, const warp *w, const float *g) {
-  int S = fv->S, P = fv->P, mask = P - 1;
-  size_t n = (size_t)P * P, ss = (size_t)S * S;
-  float h = (float)(S - 1) / 2;
-  for (int y = 0; y < S; y++)
-    for (int x = 0; x < S; x++) {
-      float u = (float)x - h, v = (float)y - h;
-      float sx = w->cx + w->a * u + w->b * v, sy = w->cy + w->c * u + w->d * v;
-      float fx0 = floorf(sx), fy0 = floorf(sy);
-      float ax = sx - fx0, ay = sy - fy0;
-      int x0 = (int)fx0 & mask, y0 = (int)fy0 & mask;
-      int x1 = (x0 + 1) & mask, y1 = (y0 + 1) & mask;
-      size_t i00 = (size_t)y0 * P + x0, i01 = (size_t)y0 * P + x1;
-      size_t i10 = (size_t)y1 * P + x0, i11 = (size_t)y1 * P + x1;
-      float w00 = (1 - ax) * (1 - ay), w01 = ax * (1 - ay), w10 = (1 - ax) * ay, w11 = ax * ay;
-      size_t o = (size_t)y * S + x;
-      for (int c = 0; c < 3; c++) {
-        if (g) {
-          float gv = g[c * ss + o];
-          float *d = fv->grgb + c * n;
-          d[i00] += w00 * gv;
-          d[i01] += w01 * gv;
-          d[i10] += w10 * gv;
-          d[i11] += w11 * gv;
-        } else {
-          const float *r = fv->rgb + c * n;
-          fv->view[c * ss + o] = w00 * r[i00] + w01 * r[i01] + w10 * r[i10] + w11 * r[i11];
-        }
-      }
-    }
+  return dd_warp_make(fv->P, tx, ty, s, th);
 }
 
 /* Where the gradient of channel `ch` of the value is seeded: through a Relu to its input,
@@ -495,10 +387,10 @@ static float fv_forward(dd_fv *fv, int ch) {
 }
 
 /* Gradient of channel `ch`'s objective, seen through warp `w`, with respect to the spectrum,
- * into gspec (laid out like fv->spec).  Needs fv_forward on the same view first. */
-static void fv_backward(dd_fv *fv, int ch, const warp *w, float *gspec) {
+ * into fv->gspec.  Needs fv_forward on the same view first. */
+static void fv_backward(dd_fv *fv, int ch, const dd_warp *w) {
   int P = fv->P, S = fv->S;
-  size_t n = (size_t)P * P, ss = (size_t)S * S;
+  size_t ss = (size_t)S * S;
   int tv, tch;
   fv_seed_target(fv, ch, &tv, &tch);
   dd_plan_zero_grad(fv->plan);
@@ -507,39 +399,16 @@ static void fv_backward(dd_fv *fv, int ch, const warp *w, float *gspec) {
   float *seed = dd_f32(g) + (size_t)tch * per;
   for (int64_t i = 0; i < per; i++) seed[i] = 1.0f / (float)per;
   dd_plan_backward(fv->plan);
-  /* d input / d view, in place in the view buffer (the view is no longer needed). */
+  /* d input / d view, into the view buffer (the view itself is no longer needed). */
   const float *gx = dd_f32(dd_plan_grad(fv->plan, fv->input));
   for (int c = 0; c < 3; c++) {
     int mc = fv->pp.bgr ? 2 - c : c;
     float a = fv->pp.scale / fv->pp.std[mc];
     for (size_t i = 0; i < ss; i++) fv->view[c * ss + i] = a * gx[mc * ss + i];
   }
-  memset(fv->grgb, 0, 3 * n * sizeof(float));
-  fv_sample(fv, w, fv->view);
-  /* Through the sigmoid and the colour matrix (transposed). */
-  float k = 1.0f / (4.0f * (float)P);
-  for (size_t i = 0; i < n; i++) {
-    float gl[3];
-    for (int c = 0; c < 3; c++) {
-      float r = fv->rgb[c * n + i];
-      gl[c] = fv->grgb[c * n + i] * r * (1 - r);
-    }
-    for (int d = 0; d < 3; d++) {
-      fv->re[d * n + i] =
-          k * (fv->color[0][d] * gl[0] + fv->color[1][d] * gl[1] + fv->color[2][d] * gl[2]);
-      fv->im[d * n + i] = 0;
-    }
-  }
-  /* The adjoint of Re(inverse DFT) is the forward DFT: d/d(re + i im) = sum g e^{-i..}. */
-  for (int d = 0; d < 3; d++) {
-    float *re = fv->re + d * n, *im = fv->im + d * n;
-    dd_fft2_run(fv->fft, re, im, -1);
-    float *gr = gspec + 2 * d * n, *gi = gr + n;
-    for (size_t i = 0; i < n; i++) {
-      gr[i] = re[i] * fv->fscale[i];
-      gi[i] = im[i] * fv->fscale[i];
-    }
-  }
+  memset(fv->grgb, 0, 3 * (size_t)P * P * sizeof(float));
+  dd_warp_adjoint(fv->view, S, w, fv->grgb, P);
+  dd_fimage_adjoint(fv->canvas, fv->grgb, fv->gspec);
 }
 
 int dd_fv_run(dd_fv *fv, int channel, uint64_t seed, dd_image **out, float *objective,
@@ -552,11 +421,6 @@ int dd_fv_run(dd_fv *fv, int channel, uint64_t seed, dd_image **out, float *obje
   dd_image *im;
   int rc = dd_image_new(S, S, &im, err);
   if (rc) return rc;
-  float *gspec = malloc(n6 * sizeof(float));
-  if (!gspec) {
-    dd_image_free(im);
-    return dd_fail(err, DD_ENOMEM, "out of memory");
-  }
   uint64_t rng = seed;
   for (size_t i = 0; i < n6; i++) fv->spec[i] = 0.01f * rng_normal(&rng);
   memset(fv->adam_m, 0, n6 * sizeof(float));
@@ -564,31 +428,29 @@ int dd_fv_run(dd_fv *fv, int channel, uint64_t seed, dd_image **out, float *obje
   const float b1 = 0.9f, b2 = 0.999f, eps = 1e-8f;
   double b1t = 1, b2t = 1;
   for (int it = 0; it < fv->o.iters; it++) {
-    fv_render(fv);
-    warp w = fv_warp(fv, &rng, 1);
-    fv_sample(fv, &w, NULL);
+    dd_fimage_render(fv->canvas, fv->spec);
+    dd_warp w = fv_warp(fv, &rng);
+    dd_warp_sample(fv->canvas->rgb, P, &w, fv->view, S);
     float obj = fv_forward(fv, channel);
-    fv_backward(fv, channel, &w, gspec);
+    fv_backward(fv, channel, &w);
     b1t *= b1;
     b2t *= b2;
     float lr = fv->o.lr * (float)(sqrt(1 - b2t) / (1 - b1t));
     /* Adam, ascending: the objective is maximized. */
     for (size_t i = 0; i < n6; i++) {
-      float g = gspec[i];
+      float g = fv->gspec[i];
       fv->adam_m[i] = b1 * fv->adam_m[i] + (1 - b1) * g;
       fv->adam_v[i] = b2 * fv->adam_v[i] + (1 - b2) * g * g;
       fv->spec[i] += lr * fv->adam_m[i] / (sqrtf(fv->adam_v[i]) + eps);
     }
     if (fv->o.progress && fv->o.progress(fv->o.user, it, obj)) {
-      free(gspec);
       dd_image_free(im);
       return dd_fail(err, DD_EINTR, "stopped at step %d", it);
     }
   }
-  free(gspec);
-  fv_render(fv);
-  warp id = fv_warp(fv, NULL, 0);
-  fv_sample(fv, &id, NULL);
+  dd_fimage_render(fv->canvas, fv->spec);
+  dd_warp id = dd_warp_center(P);
+  dd_warp_sample(fv->canvas->rgb, P, &id, fv->view, S);
   /* Rounded to 8 bits as a file would hold it, so the objective is the saved picture's. */
   for (size_t i = 0; i < ss; i++)
     for (int c = 0; c < 3; c++) {
@@ -631,6 +493,34 @@ int dd_vis_activations(const dd_model *m, const dd_preproc *pp, int value, const
     *out = a;
   }
   dd_plan_free(p);
+  return rc;
+}
+
+static void softmax(const float *z, int64_t n, float *p) {
+  float zmax = -FLT_MAX;
+  for (int64_t i = 0; i < n; i++) zmax = fmaxf(zmax, z[i]);
+  double sum = 0;
+  for (int64_t i = 0; i < n; i++) sum += exp((double)z[i] - zmax);
+  for (int64_t i = 0; i < n; i++) p[i] = (float)(exp((double)z[i] - zmax) / sum);
+}
+
+int dd_vis_classify(const dd_model *m, const dd_preproc *pp, const dd_image *im,
+                    size_t max_bytes, dd_tensor **prob, dd_err *err) {
+  int logits;
+  int rc = dd_vis_logits(m, &logits, err);
+  if (rc) return rc;
+  dd_tensor *z;
+  rc = dd_vis_activations(m, pp, logits, im, max_bytes, &z, err);
+  if (rc) return rc;
+  int64_t n = dd_tensor_numel(z);
+  dd_shape s = dd_shape_make(1, &n);
+  dd_tensor *p;
+  rc = dd_tensor_new(DD_F32, &s, 0, &p, err);
+  if (!rc) {
+    softmax(dd_f32(z), n, dd_f32(p));
+    *prob = p;
+  }
+  dd_tensor_free(z);
   return rc;
 }
 
@@ -805,11 +695,7 @@ int dd_explain(const dd_model *m, const dd_preproc *pp, const dd_image *im,
     goto done;
   }
   const float *z = dd_f32(lt);
-  float zmax = -FLT_MAX;
-  for (int64_t i = 0; i < nc; i++) zmax = fmaxf(zmax, z[i]);
-  double zs = 0;
-  for (int64_t i = 0; i < nc; i++) zs += exp((double)z[i] - zmax);
-  for (int64_t i = 0; i < nc; i++) prob[i] = (float)(exp((double)z[i] - zmax) / zs);
+  softmax(z, nc, prob);
   e->n_classes = (int)nc;
   top_k(prob, (int)nc, e->top, e->prob);
   int cls = o->cls >= 0 ? o->cls : e->top[0];

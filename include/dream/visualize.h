@@ -91,6 +91,8 @@ typedef struct dd_fv dd_fv;
 /* Prepares feature visualization of `value` (any value computed from the model's input with
  * dims N x C [x H x W]): one gradient plan at size x size, reused by every dd_fv_run.  The
  * objective of channel c is the mean of value[0, c, ...] -- for a class logit, the logit.
+ * When the value is a Relu's output (or a channel Concat of them), the gradient is seeded on
+ * the channel's pre-activation, which a dead-at-start channel still has a gradient for.
  * The model and preprocessing are borrowed and must outlive the context. */
 int dd_fv_new(const dd_model *m, const dd_preproc *pp, int value, const dd_fv_opts *o,
               dd_fv **out, dd_err *err);
@@ -105,6 +107,11 @@ int dd_fv_channels(const dd_fv *fv);
  * callback stopped it. */
 int dd_fv_run(dd_fv *fv, int channel, uint64_t seed, dd_image **out, float *objective,
               dd_err *err);
+
+/* Class probabilities of `im` at the image's own size: the softmax of the scores
+ * (dd_vis_logits).  *prob is a 1-D tensor of the classes. */
+int dd_vis_classify(const dd_model *m, const dd_preproc *pp, const dd_image *im,
+                    size_t max_bytes, dd_tensor **prob, dd_err *err);
 
 /* ---- activations ---------------------------------------------------------------------- */
 

@@ -36,8 +36,11 @@ static int draw_kernels(const cli_model *cm, int value, int zoom, int gap, const
   dd_image *grid;
   dd_grid g;
   if (dd_vis_find_conv(cm->model, value, &node, &err) ||
-      dd_vis_filters(cm->model, node, cm->preset.pre.bgr, zoom, gap, &grid, &g, &err))
-    return cli_report(&err);
+      dd_vis_filters(cm->model, node, cm->preset.pre.bgr, zoom, gap, &grid, &g, &err)) {
+    cli_report(&err);
+    fprintf(stderr, "dream: for any layer, --optimize draws an image per channel instead\n");
+    return 1;
+  }
   int rc = dd_image_save(out, grid, &err);
   dd_image_free(grid);
   if (rc) return cli_report(&err);

@@ -1,0 +1,519 @@
+/* Visualization: the FFT and the image parameterization against naive references and finite
+ * differences, and on BVLC GoogLeNet: the filter grid, a class visualization the network
+ * recognizes, a channel visualization that beats every photo, Grad-CAM on the dog. */
+#include <criterion/criterion.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "dream/graph.h"
+#include "dream/image.h"
+#include "dream/visualize.h"
+#include "fourier.h"
+#include "helper_ops.h"
+#include "model_internal.h"
+
+static const dd_preproc caffe = {1, 255.f, {104.f, 117.f, 123.f}, {1.f, 1.f, 1.f}};
+
+static dd_model *load_googlenet(void) {
+  char p[512];
+  dd_model *m = NULL;
+  dd_err err;
+  cr_assert_eq(dd_model_load(th_shared(p, sizeof p, "models/bvlc_googlenet.onnx"), &m, &err), 0,
+               "%s", err.msg);
+  return m;
+}
+
+static int value_of(const dd_model *m, const char *name) {
+  int v;
+  dd_err err;
+  cr_assert_eq(dd_model_resolve(m, name, &v, &err), 0, "%s", err.msg);
+  return v;
+}
+
+static dd_image *load_photo(const char *name) {
+  char rel[128], p[512];
+  snprintf(rel, sizeof rel, "images/%s", name);
+  dd_image *im;
+  dd_err err;
+  cr_assert_eq(dd_image_load(th_shared(p, sizeof p, rel), 0, &im, &err), 0, "%s", err.msg);
+  return im;
+}
+
+/* ---- FFT and parameterization --------------------------------------------------------- */
+
+Test(visualize, fft_matches_naive_dft) {
+  const int n = 16;
+  dd_fft2 *f;
+  dd_err err;
+  cr_assert_eq(dd_fft2_new(n, &f, &err), 0, "%s", err.msg);
+  uint64_t s = 5;
+  float re[256], im[256], re0[256], im0[256];
+  for (int i = 0; i < n * n; i++) {
+    re0[i] = re[i] = th_rand_uniform(&s, -1, 1);
+    im0[i] = im[i] = th_rand_uniform(&s, -1, 1);
+  }
+  dd_fft2_run(f, re, im, -1);
+  double worst = 0;
+  for (int ky = 0; ky < n; ky++)
+    for (int kx = 0; kx < n; kx++) {
+      double sr = 0, si = 0;
+      for (int y = 0; y < n; y++)
+        for (int x = 0; x < n; x++) {
+          double a = -2 * 3.14159265358979323846 * ((double)ky * y + (double)kx * x) / n;
+          sr += re0[y * n + x] * cos(a) - im0[y * n + x] * sin(a);
+          si += re0[y * n + x] * sin(a) + im0[y * n + x] * cos(a);
+        }
+      worst = fmax(worst, fmax(fabs(sr - re[ky * n + kx]), fabs(si - im[ky * n + kx])));
+    }
+  cr_assert_lt(worst, 1e-4, "forward FFT vs naive DFT: %g", worst);
+  dd_fft2_run(f, re, im, +1);
+  for (int i = 0; i < n * n; i++) {
+    cr_assert_float_eq(re[i] / (n * n), re0[i], 1e-5);
+    cr_assert_float_eq(im[i] / (n * n), im0[i], 1e-5);
+  }
+  dd_fft2_free(f);
+  cr_assert_eq(dd_fft2_new(24, &f, &err), DD_EARG);
+}
+
+Test(visualize, warp_adjoint_is_the_transpose) {
+  const int P = 16, S = 11;
+  dd_warp w = dd_warp_make(P, 2.3f, -1.7f, 1.08f, 0.2f);
+  uint64_t s = 9;
+  float x[3 * 16 * 16], y[3 * 11 * 11], ax[3 * 11 * 11], aty[3 * 16 * 16] = {0};
+  for (int i = 0; i < 3 * P * P; i++) x[i] = th_rand_uniform(&s, -1, 1);
+  for (int i = 0; i < 3 * S * S; i++) y[i] = th_rand_uniform(&s, -1, 1);
+  dd_warp_sample(x, P, &w, ax, S);
+  dd_warp_adjoint(y, S, &w, aty, P);
+  double l = 0, r = 0;
+  for (int i = 0; i < 3 * S * S; i++) l += (double)ax[i] * y[i];
+  for (int i = 0; i < 3 * P * P; i++) r += (double)x[i] * aty[i];
+  cr_assert_lt(fabs(l - r), 1e-5 * fabs(l) + 1e-6, "<Ax,y> %g vs <x,A'y> %g", l, r);
+  /* The centre view of an even margin is an exact crop. */
+  dd_warp c = dd_warp_center(P);
+  dd_warp_sample(x, P, &c, ax, 10);
+  cr_assert_eq(ax[0], x[3 * P + 3]);
+  cr_assert_eq(ax[2 * 100 + 9 * 10 + 9], x[2 * P * P + 12 * P + 12]);
+}
+
+/* L(spec) = sum w * view(render(spec)): the analytic gradient against central differences
+ * along random directions (everything is smooth: sigmoid, linear maps, bilinear weights). */
+Test(visualize, parameterization_gradient_matches_finite_differences) {
+  const int P = 16, S = 12;
+  dd_fimage *f;
+  dd_err err;
+  cr_assert_eq(dd_fimage_new(P, &f, &err), 0, "%s", err.msg);
+  dd_warp w = dd_warp_make(P, 1.3f, -0.6f, 0.93f, -0.15f);
+  size_t n6 = 6 * P * P;
+  float *spec = malloc(n6 * sizeof(float)), *gspec = malloc(n6 * sizeof(float));
+  float *dir = malloc(n6 * sizeof(float)), *tmp = malloc(n6 * sizeof(float));
+  float *wt = malloc(3 * S * S * sizeof(float)), *view = malloc(3 * S * S * sizeof(float));
+  float *grgb = calloc(3 * P * P, sizeof(float));
+  uint64_t s = 11;
+  /* Large enough that the sigmoid is well into its curved part. */
+  for (size_t i = 0; i < n6; i++) spec[i] = th_rand_uniform(&s, -1, 1);
+  for (int i = 0; i < 3 * S * S; i++) wt[i] = th_rand_uniform(&s, -1, 1);
+  dd_fimage_render(f, spec);
+  dd_warp_adjoint(wt, S, &w, grgb, P);
+  dd_fimage_adjoint(f, grgb, gspec);
+  for (int trial = 0; trial < 4; trial++) {
+    for (size_t i = 0; i < n6; i++) dir[i] = th_rand_uniform(&s, -1, 1);
+    double analytic = 0, L[2];
+    for (size_t i = 0; i < n6; i++) analytic += (double)gspec[i] * dir[i];
+    const float eps = 1e-2f;
+    for (int k = 0; k < 2; k++) {
+      for (size_t i = 0; i < n6; i++) tmp[i] = spec[i] + (k ? -eps : eps) * dir[i];
+      dd_fimage_render(f, tmp);
+      dd_warp_sample(f->rgb, P, &w, view, S);
+      L[k] = 0;
+      for (int i = 0; i < 3 * S * S; i++) L[k] += (double)wt[i] * view[i];
+    }
+    double numeric = (L[0] - L[1]) / (2 * eps);
+    cr_assert_lt(fabs(numeric - analytic), 2e-3 * fabs(analytic) + 1e-5,
+                 "directional derivative: numeric %g, analytic %g", numeric, analytic);
+  }
+  /* Pixels are in 0..1 whatever the spectrum. */
+  for (size_t i = 0; i < n6; i++) tmp[i] = 100 * spec[i];
+  dd_fimage_render(f, tmp);
+  for (int i = 0; i < 3 * P * P; i++) cr_assert(f->rgb[i] >= 0 && f->rgb[i] <= 1);
+  free(spec);
+  free(gspec);
+  free(dir);
+  free(tmp);
+  free(wt);
+  free(view);
+  free(grgb);
+  dd_fimage_free(f);
+}
+
+/* ---- colour maps and grids -------------------------------------------------------------- */
+
+Test(visualize, colormaps_are_matplotlibs) {
+  /* First and last entries of matplotlib's _cm_listed.py, times 255. */
+  float rgb[3];
+  dd_colormap(DD_CMAP_INFERNO, 0, rgb);
+  cr_assert(fabsf(rgb[0] - 0.001462f * 255) < 0.5f && fabsf(rgb[2] - 0.013866f * 255) < 0.5f);
+  dd_colormap(DD_CMAP_INFERNO, 1, rgb);
+  cr_assert(fabsf(rgb[0] - 0.988362f * 255) < 0.5f && fabsf(rgb[1] - 0.998364f * 255) < 0.5f &&
+            fabsf(rgb[2] - 0.644924f * 255) < 0.5f);
+  dd_colormap(DD_CMAP_VIRIDIS, 0, rgb);
+  cr_assert(fabsf(rgb[0] - 0.267004f * 255) < 0.5f && fabsf(rgb[2] - 0.329415f * 255) < 0.5f);
+  dd_colormap(DD_CMAP_VIRIDIS, 1, rgb);
+  cr_assert(fabsf(rgb[0] - 0.993248f * 255) < 0.5f && fabsf(rgb[1] - 0.906157f * 255) < 0.5f);
+  /* Both maps were designed with lightness rising monotonically. */
+  for (int m = 0; m < 2; m++) {
+    float prev = -1;
+    for (int i = 0; i <= 64; i++) {
+      dd_colormap(m ? DD_CMAP_VIRIDIS : DD_CMAP_INFERNO, i / 64.f, rgb);
+      float luma = 0.2126f * rgb[0] + 0.7152f * rgb[1] + 0.0722f * rgb[2];
+      cr_assert_gt(luma, prev, "map %d, step %d", m, i);
+      prev = luma;
+    }
+  }
+  dd_colormap(DD_CMAP_INFERNO, NAN, rgb);
+  cr_assert(rgb[0] < 1 && rgb[1] < 1);
+}
+
+Test(visualize, grid_places_tiles) {
+  dd_image *t[5], *g;
+  dd_err err;
+  for (int i = 0; i < 5; i++) {
+    cr_assert_eq(dd_image_new(3, 2, &t[i], &err), 0);
+    for (int j = 0; j < 18; j++) t[i]->rgb[j] = (float)(10 * i + j % 3);
+  }
+  dd_grid gr;
+  cr_assert_eq(dd_vis_grid((const dd_image *const *)t, 5, 1, 255, &g, &gr, &err), 0, "%s", err.msg);
+  cr_assert_eq(gr.cols, 3);
+  cr_assert_eq(gr.rows, 2);
+  cr_assert_eq(g->w, 1 + 3 * 4);
+  cr_assert_eq(g->h, 1 + 2 * 3);
+  /* Tile 4 is at column 1 of row 1: x = 1 + 4, y = 1 + 3. */
+  cr_assert_eq(g->rgb[((size_t)4 * g->w + 5) * 3], 40.f);
+  cr_assert_eq(g->rgb[0], 255.f);
+  dd_image_free(g);
+  dd_image *odd;
+  cr_assert_eq(dd_image_new(2, 2, &odd, &err), 0);
+  t[4] = odd;
+  cr_assert_eq(dd_vis_grid((const dd_image *const *)t, 5, 1, 255, &g, &gr, &err), DD_EARG);
+  for (int i = 0; i < 5; i++) dd_image_free(t[i]);
+}
+
+Test(visualize, channel_stats_match_naive) {
+  int64_t dims[3] = {3, 4, 5};
+  dd_tensor *t = th_random(3, dims, 3, -1, 1);
+  float *a = dd_f32(t);
+  for (int i = 0; i < 60; i += 3) a[i] = 0;
+  dd_chan_stats st[3];
+  dd_vis_channel_stats(t, st);
+  for (int c = 0; c < 3; c++) {
+    double sum = 0, mx = -1e30;
+    int zeros = 0;
+    for (int i = 0; i < 20; i++) {
+      sum += a[c * 20 + i];
+      mx = fmax(mx, a[c * 20 + i]);
+      zeros += a[c * 20 + i] == 0;
+    }
+    cr_assert_float_eq(st[c].mean, sum / 20, 1e-6);
+    cr_assert_eq(st[c].max, (float)mx);
+    cr_assert_float_eq(st[c].zeros, zeros / 20.0, 1e-6);
+  }
+  dd_image *g;
+  dd_err err;
+  cr_assert_eq(dd_vis_activation_grid(t, 1, 3, 2, 1, DD_CMAP_VIRIDIS, &g, NULL, &err), 0);
+  cr_assert_eq(g->w, 1 + 2 * (10 + 1));
+  cr_assert_eq(g->h, 1 + 8 + 1);
+  dd_image_free(g);
+  cr_assert_eq(dd_vis_activation_grid(t, 2, 4, 2, 1, DD_CMAP_VIRIDIS, &g, NULL, &err), DD_EARG);
+  dd_tensor_free(t);
+}
+
+/* ---- GoogLeNet ------------------------------------------------------------------------- */
+
+Test(visualize, conv1_filter_grid) {
+  dd_model *m = load_googlenet();
+  dd_err err;
+  int node;
+  cr_assert_eq(dd_vis_find_conv(m, value_of(m, "conv1"), &node, &err), 0, "%s", err.msg);
+  cr_assert_str_eq(m->nodes[node].name, "conv1/7x7_s2");
+  int node2;
+  cr_assert_eq(dd_vis_find_conv(m, value_of(m, "conv1/7x7_s2_pre_relu"), &node2, &err), 0);
+  cr_assert_eq(node2, node);
+  dd_image *g;
+  dd_grid gr;
+  cr_assert_eq(dd_vis_filters(m, node, 1, 0, 2, &g, &gr, &err), 0, "%s", err.msg);
+  /* 64 kernels of 7x7, enlarged 5 times (the first zoom giving >= 32 px), 2 px apart. */
+  cr_assert_eq(gr.n, 64);
+  cr_assert_eq(gr.cols * gr.rows, 64);
+  cr_assert_eq(gr.tile_w, 35);
+  cr_assert_eq(gr.tile_h, 35);
+  cr_assert_eq(g->w, 2 + 8 * 37);
+  cr_assert_eq(g->h, 2 + 8 * 37);
+  /* Each tile against its kernel, from the weights: symmetric scaling, BGR shown as RGB. */
+  const dd_tensor *w = m->values[m->nodes[node].in[1]].init;
+  for (int k = 0; k < 64; k += 9) {
+    const float *kw = dd_f32(w) + k * 3 * 49;
+    float amax = 0;
+    for (int i = 0; i < 147; i++) amax = fmaxf(amax, fabsf(kw[i]));
+    int ox = 2 + (k % 8) * 37, oy = 2 + (k / 8) * 37;
+    float extreme = 0;
+    for (int y = 0; y < 35; y++)
+      for (int x = 0; x < 35; x++)
+        for (int c = 0; c < 3; c++) {
+          float px = g->rgb[((size_t)(oy + y) * g->w + ox + x) * 3 + c];
+          float want = 127.5f + 127.5f * kw[(2 - c) * 49 + (y / 5) * 7 + x / 5] / amax;
+          cr_assert_float_eq(px, want, 1e-3, "kernel %d (%d,%d,%d)", k, x, y, c);
+          extreme = fmaxf(extreme, fabsf(px - 127.5f));
+        }
+    cr_assert_float_eq(extreme, 127.5f, 1e-3);
+  }
+  dd_image_free(g);
+  /* Not a first convolution, not a convolution. */
+  cr_assert_eq(dd_vis_find_conv(m, value_of(m, "conv2/3x3"), &node, &err), 0);
+  cr_assert_eq(dd_vis_filters(m, node, 1, 0, 2, &g, &gr, &err), DD_EUNSUPPORTED);
+  cr_assert(strstr(err.msg, "64 channels"), "%s", err.msg);
+  cr_assert_eq(dd_vis_find_conv(m, value_of(m, "pool1/3x3_s2"), &node, &err), DD_ENOTFOUND);
+  dd_model_free(m);
+}
+
+Test(visualize, logits_are_the_softmax_input) {
+  dd_model *m = load_googlenet();
+  int v;
+  dd_err err;
+  cr_assert_eq(dd_vis_logits(m, &v, &err), 0);
+  cr_assert_str_eq(m->nodes[m->values[v].producer].op_type, "Gemm");
+  dd_model_free(m);
+}
+
+Test(visualize, class_visualization_is_recognized, .timeout = 240) {
+  dd_model *m = load_googlenet();
+  dd_err err;
+  int logits;
+  cr_assert_eq(dd_vis_logits(m, &logits, &err), 0);
+  dd_fv_opts o;
+  dd_fv_opts_init(&o);
+  o.size = 112;
+  o.iters = 32;
+  dd_fv *fv;
+  cr_assert_eq(dd_fv_new(m, &caffe, logits, &o, &fv, &err), 0, "%s", err.msg);
+  cr_assert_eq(dd_fv_channels(fv), 1000);
+  const int classes[] = {250 /* Siberian husky */, 1 /* goldfish */};
+  for (int k = 0; k < 2; k++) {
+    dd_image *im;
+    float logit;
+    cr_assert_eq(dd_fv_run(fv, classes[k], 7, &im, &logit, &err), 0, "%s", err.msg);
+    dd_tensor *p;
+    cr_assert_eq(dd_vis_classify(m, &caffe, im, 0, &p, &err), 0, "%s", err.msg);
+    float pc = dd_f32(p)[classes[k]];
+    cr_assert_gt(pc, 0.9f, "class %d: probability %g (logit %g)", classes[k], pc, logit);
+    dd_tensor_free(p);
+    dd_image_free(im);
+  }
+  dd_image *im;
+  cr_assert_eq(dd_fv_run(fv, 1000, 7, &im, NULL, &err), DD_EARG);
+  dd_fv_free(fv);
+  dd_model_free(m);
+}
+
+Test(visualize, channel_visualization_beats_every_photo, .timeout = 240) {
+  static const char *photos[] = {"dog.jpg", "eagle.jpg", "giraffe.jpg", "horses.jpg",
+                                 "kite.jpg", "person.jpg", "scream.jpg"};
+  dd_model *m = load_googlenet();
+  dd_err err;
+  int v = value_of(m, "inception_4c/output");
+  dd_fv_opts o;
+  dd_fv_opts_init(&o);
+  o.size = 96;
+  o.iters = 32;
+  dd_fv *fv;
+  cr_assert_eq(dd_fv_new(m, &caffe, v, &o, &fv, &err), 0, "%s", err.msg);
+  cr_assert_eq(dd_fv_channels(fv), 512);
+  /* Channel 2 is zero everywhere on the starting noise: it needs the pre-ReLU gradient. */
+  const int channels[] = {2, 300};
+  for (int k = 0; k < 2; k++) {
+    int ch = channels[k];
+    dd_image *vis;
+    float obj;
+    cr_assert_eq(dd_fv_run(fv, ch, 3, &vis, &obj, &err), 0, "%s", err.msg);
+    dd_tensor *a;
+    cr_assert_eq(dd_vis_activations(m, &caffe, v, vis, 0, &a, &err), 0, "%s", err.msg);
+    dd_chan_stats *st = malloc(512 * sizeof *st);
+    dd_vis_channel_stats(a, st);
+    float mine = st[ch].mean;
+    cr_assert_float_eq(mine, obj, 1e-3 * fabsf(obj) + 1e-3, "objective %g vs measured %g", obj, mine);
+    dd_tensor_free(a);
+    dd_image_free(vis);
+    for (size_t i = 0; i < sizeof photos / sizeof *photos; i++) {
+      dd_image *ph = load_photo(photos[i]), *small;
+      cr_assert_eq(dd_image_resize(ph, 96, 96, &small, &err), 0);
+      cr_assert_eq(dd_vis_activations(m, &caffe, v, small, 0, &a, &err), 0, "%s", err.msg);
+      dd_vis_channel_stats(a, st);
+      cr_assert_gt(mine, st[ch].mean, "channel %d: visualization %g, %s %g", ch, mine, photos[i],
+                   st[ch].mean);
+      cr_log_info("channel %d: visualization %g, %s %g", ch, mine, photos[i], st[ch].mean);
+      dd_tensor_free(a);
+      dd_image_free(small);
+      dd_image_free(ph);
+    }
+    free(st);
+  }
+  dd_fv_free(fv);
+  dd_model_free(m);
+}
+
+Test(visualize, gradcam_finds_the_dog, .timeout = 120) {
+  dd_model *m = load_googlenet();
+  dd_image *im = load_photo("dog.jpg");
+  dd_explain_opts o;
+  dd_explain_opts_init(&o);
+  o.cls = 250; /* Siberian husky */
+  dd_explanation *e;
+  dd_err err;
+  cr_assert_eq(dd_explain(m, &caffe, im, &o, &e, &err), 0, "%s", err.msg);
+  cr_assert_str_eq(m->values[e->layer].name, "inception_5b/output");
+  cr_assert_eq(e->cam_w, 7);
+  cr_assert_eq(e->top[0], 250);
+  cr_assert_gt(e->prob[0], e->prob[1]);
+  /* The dog, read off the 768x576 photo: ears at y 222, tail at x 135 and y 540, paws at
+   * x 305.  The bicycle's wheels and frame reach x 565, the truck and trees fill the top. */
+  cr_assert(e->cam_x >= 130 && e->cam_x <= 315 && e->cam_y >= 215 && e->cam_y <= 545,
+            "Grad-CAM maximum at (%d, %d)", e->cam_x, e->cam_y);
+  /* More of the map on the dog than beside it, on the bicycle's rear wheel. */
+  double dog = 0, wheel = 0;
+  for (int y = 300; y < 400; y++)
+    for (int x = 0; x < 100; x++) {
+      dog += e->cam[(size_t)y * 768 + 160 + x];
+      wheel += e->cam[(size_t)y * 768 + 420 + x];
+    }
+  cr_assert_gt(dog, 2 * wheel, "dog %g, wheel %g", dog, wheel);
+  for (size_t i = 0; i < 768 * 576; i++) cr_assert(e->cam[i] >= 0 && e->saliency[i] >= 0);
+  dd_image *pic;
+  cr_assert_eq(dd_explain_picture(im, e, 0, &pic, &err), 0, "%s", err.msg);
+  cr_assert_eq(pic->h, 320);
+  cr_assert_eq(pic->w, 3 * 427 + 2 * 4);
+  dd_image_free(pic);
+  dd_explanation_free(e);
+  /* A class and a layer that do not fit. */
+  o.cls = 1000;
+  cr_assert_eq(dd_explain(m, &caffe, im, &o, &e, &err), DD_EARG);
+  o.cls = -1;
+  o.layer = value_of(m, "prob");
+  cr_assert_neq(dd_explain(m, &caffe, im, &o, &e, &err), 0);
+  dd_image_free(im);
+  dd_model_free(m);
+}
+
+Test(visualize, smoothgrad_is_reproducible) {
+  dd_model *m = load_googlenet();
+  dd_image *im = load_photo("giraffe.jpg");
+  dd_explain_opts o;
+  dd_explain_opts_init(&o);
+  o.size = 96;
+  o.smoothgrad = 3;
+  o.seed = 4;
+  dd_explanation *a, *b;
+  dd_err err;
+  cr_assert_eq(dd_explain(m, &caffe, im, &o, &a, &err), 0, "%s", err.msg);
+  cr_assert_eq(dd_explain(m, &caffe, im, &o, &b, &err), 0, "%s", err.msg);
+  cr_assert_eq(memcmp(a->saliency, b->saliency, 500 * 500 * sizeof(float)), 0);
+  o.smoothgrad = 0;
+  dd_explanation_free(b);
+  cr_assert_eq(dd_explain(m, &caffe, im, &o, &b, &err), 0, "%s", err.msg);
+  cr_assert_neq(memcmp(a->saliency, b->saliency, 500 * 500 * sizeof(float)), 0);
+  dd_explanation_free(a);
+  dd_explanation_free(b);
+  dd_image_free(im);
+  dd_model_free(m);
+}
+
+Test(visualize, bad_options_are_refused) {
+  dd_model *m = load_googlenet();
+  dd_err err;
+  dd_fv_opts o;
+  dd_fv_opts_init(&o);
+  dd_fv *fv;
+  o.size = 8;
+  cr_assert_eq(dd_fv_new(m, &caffe, value_of(m, "conv1"), &o, &fv, &err), DD_EARG);
+  dd_fv_opts_init(&o);
+  o.lr = -1;
+  cr_assert_eq(dd_fv_new(m, &caffe, value_of(m, "conv1"), &o, &fv, &err), DD_EARG);
+  dd_fv_opts_init(&o);
+  dd_preproc bad = caffe;
+  bad.std[1] = 0;
+  cr_assert_eq(dd_fv_new(m, &bad, value_of(m, "conv1"), &o, &fv, &err), DD_EARG);
+  dd_model_free(m);
+}
+
+/* ---- the subcommands ------------------------------------------------------------------- */
+
+static int run(const char *args, char *out, size_t size) {
+  char models[512], cmd[2048];
+  snprintf(cmd, sizeof cmd, "DREAM_MODEL_PATH='%s' OMP_NUM_THREADS=2 %s %s 2>&1",
+           th_shared(models, sizeof models, "models"), DREAM_BINARY, args);
+  FILE *p = popen(cmd, "r");
+  cr_assert_not_null(p);
+  size_t n = fread(out, 1, size - 1, p);
+  out[n] = 0;
+  int st = pclose(p);
+  return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+Test(visualize, cli_filters_activations_explain, .timeout = 120) {
+  char dir[] = "/tmp/dream_test_vis.XXXXXX", args[1024], out[8192], path[512], photo[512];
+  cr_assert_not_null(mkdtemp(dir));
+  th_shared(photo, sizeof photo, "images/dog.jpg");
+  dd_err err;
+  dd_image *im;
+
+  snprintf(args, sizeof args, "filters --layer conv1 %s/f.png", dir);
+  cr_assert_eq(run(args, out, sizeof out), 0, "%s", out);
+  snprintf(path, sizeof path, "%s/f.png", dir);
+  cr_assert_eq(dd_image_load(path, 0, &im, &err), 0, "%s", err.msg);
+  cr_assert_eq(im->w, 298);
+  dd_image_free(im);
+  snprintf(args, sizeof args, "filters --layer inception_4c/output %s/f.png", dir);
+  cr_assert_eq(run(args, out, sizeof out), 1, "%s", out);
+  cr_assert(strstr(out, "--optimize"), "%s", out);
+  snprintf(args, sizeof args, "filters --optimize --layer conv2/3x3 --channels 5-6 --size 32 "
+           "--iters 4 -q %s/o.png", dir);
+  cr_assert_eq(run(args, out, sizeof out), 0, "%s", out);
+  snprintf(path, sizeof path, "%s/o.csv", dir);
+  FILE *f = fopen(path, "r");
+  cr_assert_not_null(f);
+  char line[256];
+  cr_assert_not_null(fgets(line, sizeof line, f));
+  cr_assert_str_eq(line, "channel,mean_activation\n");
+  cr_assert_not_null(fgets(line, sizeof line, f));
+  cr_assert_eq(strncmp(line, "5,", 2), 0, "%s", line);
+  fclose(f);
+
+  snprintf(args, sizeof args, "activations --layer conv2/3x3 %s %s/a.png", photo, dir);
+  cr_assert_eq(run(args, out, sizeof out), 0, "%s", out);
+  snprintf(path, sizeof path, "%s/a.csv", dir);
+  f = fopen(path, "r");
+  cr_assert_not_null(f);
+  int lines = 0;
+  while (fgets(line, sizeof line, f)) lines++;
+  fclose(f);
+  cr_assert_eq(lines, 1 + 192);
+
+  snprintf(args, sizeof args, "explain --class 'Siberian husky' %s %s/e.png", photo, dir);
+  cr_assert_eq(run(args, out, sizeof out), 0, "%s", out);
+  cr_assert(strstr(out, "Siberian husky"), "%s", out);
+  snprintf(path, sizeof path, "%s/e.json", dir);
+  f = fopen(path, "r");
+  cr_assert_not_null(f);
+  char json[4096];
+  size_t n = fread(json, 1, sizeof json - 1, f);
+  json[n] = 0;
+  fclose(f);
+  cr_assert(strstr(json, "\"argmax\": {\"x\": "), "%s", json);
+  cr_assert(strstr(json, "\"class\": 250"), "%s", json);
+
+  snprintf(args, sizeof args, "class --class 'no such thing' %s/c.png", dir);
+  cr_assert_eq(run(args, out, sizeof out), 1, "%s", out);
+  snprintf(args, sizeof args, "rm -rf '%s'", dir);
+  cr_assert_eq(system(args), 0);
+}
