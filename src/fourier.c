@@ -15,7 +15,6 @@ struct dd_fft2 {
   int n, log2n;
   int *rev;          /* bit reversal permutation */
   float *cos_, *sin_; /* twiddles cos/sin(2 pi k / n), k < n/2 */
-  float *col_re, *col_im;
 };
 
 int dd_fft2_new(int n, dd_fft2 **out, dd_err *err) {
@@ -30,9 +29,7 @@ int dd_fft2_new(int n, dd_fft2 **out, dd_err *err) {
   f->rev = malloc((size_t)n * sizeof *f->rev);
   f->cos_ = malloc((size_t)n / 2 * sizeof(float));
   f->sin_ = malloc((size_t)n / 2 * sizeof(float));
-  f->col_re = malloc((size_t)n * sizeof(float));
-  f->col_im = malloc((size_t)n * sizeof(float));
-  if (!f->rev || !f->cos_ || !f->sin_ || !f->col_re || !f->col_im) {
+  if (!f->rev || !f->cos_ || !f->sin_) {
     dd_fft2_free(f);
     return dd_fail(err, DD_ENOMEM, "out of memory");
   }
@@ -57,8 +54,6 @@ void dd_fft2_free(dd_fft2 *f) {
   free(f->rev);
   free(f->cos_);
   free(f->sin_);
-  free(f->col_re);
-  free(f->col_im);
   free(f);
 }
 
@@ -90,19 +85,24 @@ static void fft1(const dd_fft2 *f, float *re, float *im, int sign) {
   }
 }
 
+static void transpose(float *a, int n) {
+  for (int y = 0; y < n; y++)
+    for (int x = y + 1; x < n; x++) {
+      float t = a[(size_t)y * n + x];
+      a[(size_t)y * n + x] = a[(size_t)x * n + y];
+      a[(size_t)x * n + y] = t;
+    }
+}
+
+/* Rows, transpose, rows, transpose back: every pass works on contiguous rows, which are
+ * independent, so the threads share nothing. */
 void dd_fft2_run(dd_fft2 *f, float *re, float *im, int sign) {
   int n = f->n;
-  for (int y = 0; y < n; y++) fft1(f, re + (size_t)y * n, im + (size_t)y * n, sign);
-  for (int x = 0; x < n; x++) {
-    for (int y = 0; y < n; y++) {
-      f->col_re[y] = re[(size_t)y * n + x];
-      f->col_im[y] = im[(size_t)y * n + x];
-    }
-    fft1(f, f->col_re, f->col_im, sign);
-    for (int y = 0; y < n; y++) {
-      re[(size_t)y * n + x] = f->col_re[y];
-      im[(size_t)y * n + x] = f->col_im[y];
-    }
+  for (int pass = 0; pass < 2; pass++) {
+#pragma omp parallel for schedule(static)
+    for (int y = 0; y < n; y++) fft1(f, re + (size_t)y * n, im + (size_t)y * n, sign);
+    transpose(re, n);
+    transpose(im, n);
   }
 }
 
@@ -249,6 +249,7 @@ static tap warp_tap(const dd_warp *w, int P, int S, int x, int y) {
 
 void dd_warp_sample(const float *canvas, int P, const dd_warp *w, float *view, int S) {
   size_t n = (size_t)P * P, ss = (size_t)S * S;
+#pragma omp parallel for schedule(static)
   for (int y = 0; y < S; y++)
     for (int x = 0; x < S; x++) {
       tap t = warp_tap(w, P, S, x, y);
@@ -263,14 +264,14 @@ void dd_warp_sample(const float *canvas, int P, const dd_warp *w, float *view, i
 
 void dd_warp_adjoint(const float *gview, int S, const dd_warp *w, float *gcanvas, int P) {
   size_t n = (size_t)P * P, ss = (size_t)S * S;
-  for (int y = 0; y < S; y++)
-    for (int x = 0; x < S; x++) {
-      tap t = warp_tap(w, P, S, x, y);
-      size_t o = (size_t)y * S + x;
-      for (int c = 0; c < 3; c++) {
-        float g = gview[c * ss + o];
+  /* Scatters collide within a channel, never across: one channel per thread. */
+#pragma omp parallel for schedule(static)
+  for (int c = 0; c < 3; c++)
+    for (int y = 0; y < S; y++)
+      for (int x = 0; x < S; x++) {
+        tap t = warp_tap(w, P, S, x, y);
+        float g = gview[c * ss + (size_t)y * S + x];
         float *d = gcanvas + c * n;
         for (int k = 0; k < 4; k++) d[t.i[k]] += t.w[k] * g;
       }
-    }
 }

@@ -11,8 +11,8 @@
 
 typedef struct dd_fft2 dd_fft2;
 
-/* Plan for n x n transforms; DD_EARG unless n is a power of two in 2..8192.  A plan owns a
- * work buffer, so one plan must not run in two threads at once. */
+/* Plan for n x n transforms; DD_EARG unless n is a power of two in 2..8192.  Read-only once
+ * made: runs may share it. */
 int dd_fft2_new(int n, dd_fft2 **out, dd_err *err);
 void dd_fft2_free(dd_fft2 *f);
 
