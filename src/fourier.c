@@ -8,6 +8,7 @@
 
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
 
 #define PI 3.14159265358979323846
 
@@ -124,10 +125,11 @@ void dd_fimage_free(dd_fimage *f) {
   free(f);
 }
 
-int dd_fimage_new(int P, dd_fimage **out, dd_err *err) {
+int dd_fimage_new(int P, int pixels, dd_fimage **out, dd_err *err) {
   dd_fimage *f = calloc(1, sizeof *f);
   if (!f) return dd_fail(err, DD_ENOMEM, "out of memory");
   f->P = P;
+  f->pixels = pixels;
   int rc = dd_fft2_new(P, &f->fft, err);
   if (rc) {
     dd_fimage_free(f);
@@ -165,6 +167,10 @@ int dd_fimage_new(int P, dd_fimage **out, dd_err *err) {
 void dd_fimage_render(dd_fimage *f, const float *spec) {
   size_t n = (size_t)f->P * f->P;
   float k = 1.0f / (4.0f * (float)f->P);
+  if (f->pixels) {
+    for (size_t i = 0; i < 3 * n; i++) f->rgb[i] = 1.0f / (1.0f + expf(-spec[i]));
+    return;
+  }
   for (int c = 0; c < 3; c++) {
     float *re = f->re + c * n, *im = f->im + c * n;
     const float *sr = spec + 2 * c * n, *si = sr + n;
@@ -186,6 +192,11 @@ void dd_fimage_render(dd_fimage *f, const float *spec) {
 void dd_fimage_adjoint(dd_fimage *f, const float *grgb, float *gspec) {
   size_t n = (size_t)f->P * f->P;
   float k = 1.0f / (4.0f * (float)f->P);
+  if (f->pixels) {
+    for (size_t i = 0; i < 3 * n; i++) gspec[i] = grgb[i] * f->rgb[i] * (1 - f->rgb[i]);
+    memset(gspec + 3 * n, 0, 3 * n * sizeof(float));
+    return;
+  }
   /* Through the sigmoid and the colour matrix, transposed. */
   for (size_t i = 0; i < n; i++) {
     float gl[3];

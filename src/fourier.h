@@ -27,6 +27,7 @@ void dd_fft2_run(dd_fft2 *f, float *re, float *im, int sign);
  * 1/(4P) is lucid's unitary normalization and its /4. */
 typedef struct dd_fimage {
   int P;
+  int pixels; /* the naive baseline: rgb = sigmoid(spec[0 .. 3 P^2]), one logit per pixel */
   float *rgb; /* 3 x P x P planar, 0..1: the canvas of the last render */
   dd_fft2 *fft;
   float color[3][3];
@@ -34,7 +35,9 @@ typedef struct dd_fimage {
   float *re, *im;  /* 3 x P x P work */
 } dd_fimage;
 
-int dd_fimage_new(int P, dd_fimage **out, dd_err *err);
+/* pixels: the naive per-pixel parameterization instead of the Fourier one (same layout, the
+ * last 3 P^2 floats unused), to show what the Fourier one is for. */
+int dd_fimage_new(int P, int pixels, dd_fimage **out, dd_err *err);
 void dd_fimage_free(dd_fimage *f);
 /* spec -> f->rgb. */
 void dd_fimage_render(dd_fimage *f, const float *spec);

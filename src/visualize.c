@@ -308,7 +308,7 @@ int dd_fv_new(const dd_model *m, const dd_preproc *pp, int value, const dd_fv_op
   fv->channels = (int)t->shape.d[1];
   fv->per_channel = 1;
   for (int d = 2; d < t->shape.ndim; d++) fv->per_channel *= t->shape.d[d];
-  rc = dd_fimage_new(fv->P, &fv->canvas, err);
+  rc = dd_fimage_new(fv->P, o->pixels, &fv->canvas, err);
   if (rc) goto fail;
   size_t pp2 = (size_t)fv->P * fv->P, ss = (size_t)fv->S * fv->S;
   fv->spec = malloc(6 * pp2 * sizeof(float));

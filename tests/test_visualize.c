@@ -101,11 +101,11 @@ Test(visualize, warp_adjoint_is_the_transpose) {
 
 /* L(spec) = sum w * view(render(spec)): the analytic gradient against central differences
  * along random directions (everything is smooth: sigmoid, linear maps, bilinear weights). */
-Test(visualize, parameterization_gradient_matches_finite_differences) {
+static void check_parameterization(int pixels) {
   const int P = 16, S = 12;
   dd_fimage *f;
   dd_err err;
-  cr_assert_eq(dd_fimage_new(P, &f, &err), 0, "%s", err.msg);
+  cr_assert_eq(dd_fimage_new(P, pixels, &f, &err), 0, "%s", err.msg);
   dd_warp w = dd_warp_make(P, 1.3f, -0.6f, 0.93f, -0.15f);
   size_t n6 = 6 * P * P;
   float *spec = malloc(n6 * sizeof(float)), *gspec = malloc(n6 * sizeof(float));
@@ -133,7 +133,8 @@ Test(visualize, parameterization_gradient_matches_finite_differences) {
     }
     double numeric = (L[0] - L[1]) / (2 * eps);
     cr_assert_lt(fabs(numeric - analytic), 2e-3 * fabs(analytic) + 1e-5,
-                 "directional derivative: numeric %g, analytic %g", numeric, analytic);
+                 "pixels %d: directional derivative: numeric %g, analytic %g", pixels, numeric,
+                 analytic);
   }
   /* Pixels are in 0..1 whatever the spectrum. */
   for (size_t i = 0; i < n6; i++) tmp[i] = 100 * spec[i];
@@ -147,6 +148,11 @@ Test(visualize, parameterization_gradient_matches_finite_differences) {
   free(view);
   free(grgb);
   dd_fimage_free(f);
+}
+
+Test(visualize, parameterization_gradient_matches_finite_differences) {
+  check_parameterization(0);
+  check_parameterization(1);
 }
 
 /* ---- colour maps and grids -------------------------------------------------------------- */

@@ -76,6 +76,8 @@ typedef struct dd_fv_opts {
   int jitter;     /* largest random translation per step, px (default size / 16) */
   float scale;    /* random scale in [1 - scale, 1 + scale] per step (default 0.1) */
   float rotate;   /* random rotation in [-rotate, rotate] degrees per step (default 10) */
+  int pixels;     /* 1: the naive baseline, one free logit per pixel (no Fourier spectrum,
+                     no colour decorrelation) -- what the Fourier image is there to avoid */
   size_t max_bytes; /* memory cap of the gradient plan (0: none) */
   /* Called after each step with the objective seen through that step's transform; a
    * nonzero return stops the run with DD_EINTR.  May be NULL. */

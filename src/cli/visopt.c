@@ -77,6 +77,14 @@ int vis_fv_opt(vis_fv_cli *o, const char *cmd, int opt, const char *arg) {
     case VIS_OPT_QUIET:
       o->quiet = 1;
       return 1;
+    case VIS_OPT_PIXELS:
+      o->fv.pixels = 1;
+      return 1;
+    case VIS_OPT_NO_TRANSFORMS:
+      o->fv.jitter = 0;
+      o->fv.scale = 0;
+      o->fv.rotate = 0;
+      return 1;
   }
   return 0;
 }

@@ -20,13 +20,15 @@ int vis_range(const char *cmd, const char *opt, const char *arg, int *c0, int *c
 
 /* The feature-visualization options every optimizing subcommand takes. */
 enum { VIS_OPT_ITERS = 2001, VIS_OPT_SIZE, VIS_OPT_SEED, VIS_OPT_LR, VIS_OPT_JITTER,
-       VIS_OPT_QUIET };
+       VIS_OPT_QUIET, VIS_OPT_PIXELS, VIS_OPT_NO_TRANSFORMS };
 #define VIS_FV_LONGOPTS                                          \
   {"iters", required_argument, NULL, VIS_OPT_ITERS},             \
       {"size", required_argument, NULL, VIS_OPT_SIZE},           \
       {"seed", required_argument, NULL, VIS_OPT_SEED},           \
       {"lr", required_argument, NULL, VIS_OPT_LR},               \
       {"jitter", required_argument, NULL, VIS_OPT_JITTER},       \
+      {"pixels", no_argument, NULL, VIS_OPT_PIXELS},             \
+      {"no-transforms", no_argument, NULL, VIS_OPT_NO_TRANSFORMS}, \
       {"quiet", no_argument, NULL, VIS_OPT_QUIET}
 #define VIS_FV_HELP                                                                       \
   "      --iters N        optimization steps (default 256)\n"                              \
@@ -34,6 +36,8 @@ enum { VIS_OPT_ITERS = 2001, VIS_OPT_SIZE, VIS_OPT_SEED, VIS_OPT_LR, VIS_OPT_JIT
   "      --seed N         random seed of the noise and the transforms (default 0)\n"       \
   "      --lr X           Adam step size on the Fourier spectrum (default 0.05)\n"          \
   "      --jitter PX      largest random shift per step (default size/16)\n"               \
+  "      --no-transforms  no random shift, scale or rotation (to see why they are there)\n" \
+  "      --pixels         optimize raw pixels, not the decorrelated Fourier image (same)\n" \
   "  -q, --quiet          no progress on stderr\n"
 
 typedef struct vis_fv_cli {
