@@ -249,7 +249,7 @@ static int bench_model(const bench_opts *o, int grad) {
     int64_t dims[4] = {1, 3, o->h, o->w};
     dd_binding b = {in, dd_shape_make(4, dims), NULL};
     dd_plan *p;
-    if (dd_plan_new(m, &b, 1, &layer, 1, 0, o->max_memory, &p, &err)) goto done;
+    if (dd_plan_new(m, &b, 1, &layer, 1, DD_PLAN_REUSE, o->max_memory, &p, &err)) goto done;
     t_setup = now_seconds() - t_setup;
     dd_image_to_input(im, &ps.pre, dd_f32(dd_plan_tensor(p, in)));
     for (int r = 0; r < total; r++) {
@@ -294,7 +294,7 @@ static int bench_model(const bench_opts *o, int grad) {
     dd_binding b = {in, dd_shape_make(4, dims), NULL};
     double rss = peak_rss_mb();
     dd_plan *p;
-    if (dd_plan_new(m, &b, 1, &layer, 1, DD_PLAN_GRAD, 0, &p, &err)) goto done;
+    if (dd_plan_new(m, &b, 1, &layer, 1, DD_PLAN_GRAD | DD_PLAN_REUSE, 0, &p, &err)) goto done;
     flops = 2 * conv_flops(m, p) * tiles;
     plan_mb = dd_plan_bytes(p) / 1048576.0;
     if (o->profile) {

@@ -250,7 +250,8 @@ int dd_input_gradient(const dd_model *m, const dd_tensor *input, const dd_dream_
   int nt = unique_targets(layers, n_layers, targets);
   dd_binding b = {in, input->shape, NULL};
   dd_plan *plan;
-  int rc = dd_plan_new(m, &b, 1, targets, nt, DD_PLAN_GRAD, max_bytes, &plan, err);
+  int rc = dd_plan_new(m, &b, 1, targets, nt, DD_PLAN_GRAD | DD_PLAN_REUSE, max_bytes, &plan,
+                       err);
   if (rc) return rc;
   rc = check_layers(m, plan, in, layers, n_layers, err);
   dd_tensor *out = NULL;
@@ -347,7 +348,8 @@ static void fill_input(const dd_dreamer *d, const dd_image *img, const int *mapy
 static int compute_guide(dd_dreamer *d, const dd_image *guide, dd_err *err) {
   dd_plan *plan;
   dd_binding b = image_binding(d->input, guide->w, guide->h);
-  int rc = dd_plan_new(d->m, &b, 1, d->targets, d->n_targets, 0, d->p.max_memory, &plan, err);
+  int rc = dd_plan_new(d->m, &b, 1, d->targets, d->n_targets, DD_PLAN_REUSE, d->p.max_memory,
+                       &plan, err);
   if (rc) return dd_err_prefix(err, "guide image (%dx%d)", guide->w, guide->h);
   int *mx = malloc(sizeof(int) * (size_t)guide->w), *my = malloc(sizeof(int) * (size_t)guide->h);
   if (!mx || !my) {
@@ -428,8 +430,8 @@ static int ensure_plan(dd_dreamer *d, int w, int h, dd_err *err) {
   d->plan = NULL;
   dd_binding b = image_binding(d->input, w, h);
   dd_plan *plan;
-  int rc = dd_plan_new(d->m, &b, 1, d->targets, d->n_targets, DD_PLAN_GRAD, d->p.max_memory,
-                       &plan, err);
+  int rc = dd_plan_new(d->m, &b, 1, d->targets, d->n_targets, DD_PLAN_GRAD | DD_PLAN_REUSE,
+                       d->p.max_memory, &plan, err);
   if (rc) return rc;
   rc = check_layers(d->m, plan, d->input, d->p.layers, d->p.n_layers, err);
   for (int l = 0; !rc && l < d->p.n_layers; l++) {

@@ -26,6 +26,11 @@ struct dd_plan {
   void *scratch;
   size_t scratch_bytes;
   double *profile; /* NULL, or 2 per node: forward and backward seconds (caller's) */
+  /* DD_PLAN_REUSE only (NULL otherwise): */
+  unsigned char *skip; /* per order index: forward skipped, the output aliases the input */
+  int *zstart, *zlist; /* gradients zeroed before the backward of order index o:
+                          zlist[zstart[o] .. zstart[o + 1]) */
+  int *seeds, n_seeds; /* gradients dd_plan_zero_grad clears: the targets' */
 };
 
 static double now_seconds(void) {
@@ -51,6 +56,10 @@ void dd_plan_free(dd_plan *p) {
   free(p->runs);
   free(p->arena);
   free(p->scratch);
+  free(p->skip);
+  free(p->zstart);
+  free(p->zlist);
+  free(p->seeds);
   free(p);
 }
 
@@ -59,6 +68,243 @@ static int tensor_bytes(const dd_tensor *t, size_t *bytes) {
   if (n < 0 || (uint64_t)n > (UINT64_C(1) << 40)) return -1;
   *bytes = (size_t)n * dd_dtype_size(t->dtype);
   return 0;
+}
+
+/* What the layout of the arena needs to know about the plan being built. */
+typedef struct plan_build {
+  const int *targets;
+  int n_targets;
+  unsigned flags;
+  const unsigned char *known, *isconst, *onpath;
+  size_t *offset, *goffset;  /* out: arena offsets of each value and of its gradient */
+  unsigned char *hasgrad;    /* out: the value has a gradient buffer */
+} plan_build;
+
+static int runtime_value(const plan_build *b, int v) {
+  return v >= 0 && b->known[v] && !b->isconst[v];
+}
+
+static size_t value_bytes(const dd_plan *p, int v) {
+  size_t bytes = 0;
+  tensor_bytes(&p->val[v], &bytes);
+  return round_up(bytes);
+}
+
+/* Every value and every gradient of a value on the input's path in a place of its own:
+ * all of them stay readable after forward and backward. */
+static size_t layout_separate(const dd_plan *p, plan_build *b) {
+  size_t arena = 0;
+  for (int v = 0; v < p->nv; v++)
+    if (runtime_value(b, v)) {
+      b->offset[v] = arena;
+      arena += value_bytes(p, v);
+    }
+  if (b->flags & DD_PLAN_GRAD)
+    for (int v = 0; v < p->nv; v++)
+      if (runtime_value(b, v) && b->onpath[v]) {
+        b->hasgrad[v] = 1;
+        b->goffset[v] = arena;
+        arena += value_bytes(p, v);
+      }
+  return arena;
+}
+
+/* A buffer to place: live from step `start` to step `end` (inclusive). */
+typedef struct buf_item {
+  size_t size, off;
+  int start, end;
+} buf_item;
+
+static int cmp_item_size(const void *a, const void *b) {
+  const buf_item *x = *(buf_item *const *)a, *y = *(buf_item *const *)b;
+  if (x->size != y->size) return x->size < y->size ? 1 : -1;
+  return (x->start > y->start) - (x->start < y->start);
+}
+
+static int cmp_item_off(const void *a, const void *b) {
+  const buf_item *x = *(buf_item *const *)a, *y = *(buf_item *const *)b;
+  return (x->off > y->off) - (x->off < y->off);
+}
+
+/* Offsets such that buffers live at the same step never overlap: largest first, each at the
+ * lowest gap left by the placed buffers whose lifetimes meet its own.  Returns the arena
+ * size, or SIZE_MAX when out of memory. */
+static size_t place_items(buf_item *items, int n) {
+  buf_item **order = malloc(sizeof *order * (size_t)(n ? n : 1));
+  buf_item **meet = malloc(sizeof *meet * (size_t)(n ? n : 1));
+  if (!order || !meet) {
+    free(order);
+    free(meet);
+    return SIZE_MAX;
+  }
+  for (int i = 0; i < n; i++) order[i] = &items[i];
+  qsort(order, (size_t)n, sizeof *order, cmp_item_size);
+  size_t arena = 0;
+  for (int i = 0; i < n; i++) {
+    buf_item *it = order[i];
+    int k = 0;
+    for (int j = 0; j < i; j++)
+      if (order[j]->start <= it->end && it->start <= order[j]->end) meet[k++] = order[j];
+    qsort(meet, (size_t)k, sizeof *meet, cmp_item_off);
+    size_t at = 0;
+    for (int j = 0; j < k && meet[j]->off < at + it->size; j++)
+      if (meet[j]->off + meet[j]->size > at) at = meet[j]->off + meet[j]->size;
+    it->off = at;
+    if (at + it->size > arena) arena = at + it->size;
+  }
+  free(order);
+  free(meet);
+  return arena;
+}
+
+static int find_root(int *root, int v) {
+  while (root[v] != v) v = root[v] = root[root[v]];
+  return v;
+}
+
+/* DD_PLAN_REUSE: values and gradients share memory when their lifetimes do not meet.
+ *
+ * Steps: bound inputs are written at -1, node o of the order runs forward at o (0..N-1), the
+ * targets' gradients are seeded at N, and the backward of node o runs at 2N - o.  A value
+ * lives from its producer's step to its last reader's: forward consumers, the backward of
+ * nodes that read it (DD_OP_BWD_* say which do not), and the caller for inputs and targets.
+ * A gradient lives from its first accumulation (or the seeding) to its producer's backward.
+ * An in-place op (DD_OP_INPLACE) writes into its input's memory when it is the last reader
+ * of that memory; an alias op (DD_OP_ALIAS) points its output at it and does not run. */
+static size_t layout_shared(dd_plan *p, plan_build *b) {
+  const dd_model *m = p->m;
+  int nv = p->nv, N = p->n_order, END = 2 * N + 1;
+  int *def = malloc(sizeof(int) * (size_t)nv), *last = malloc(sizeof(int) * (size_t)nv);
+  int *root = malloc(sizeof(int) * (size_t)nv), *slast = malloc(sizeof(int) * (size_t)nv);
+  int *gfirst = malloc(sizeof(int) * (size_t)nv), *item_of = malloc(sizeof(int) * (size_t)nv);
+  unsigned char *bwd = calloc((size_t)N + 1, 1), *target = calloc((size_t)nv, 1);
+  buf_item *items = malloc(sizeof(buf_item) * 2 * (size_t)nv);
+  p->skip = calloc((size_t)N + 1, 1);
+  p->zstart = calloc((size_t)N + 2, sizeof(int));
+  p->zlist = malloc(sizeof(int) * (size_t)nv);
+  p->seeds = malloc(sizeof(int) * (size_t)(b->n_targets + 1));
+  size_t arena = SIZE_MAX;
+  if (!def || !last || !root || !slast || !gfirst || !item_of || !bwd || !target || !items ||
+      !p->skip || !p->zstart || !p->zlist || !p->seeds)
+    goto done;
+  for (int v = 0; v < nv; v++) {
+    def[v] = -1;
+    last[v] = -1;
+    root[v] = v;
+    gfirst[v] = END;
+  }
+  for (int t = 0; t < b->n_targets; t++) target[b->targets[t]] = 1;
+  for (int o = 0; o < N; o++) {
+    const dd_node *n = &m->nodes[p->order[o]];
+    for (int k = 0; k < n->n_out; k++)
+      if (runtime_value(b, n->out[k])) def[n->out[k]] = last[n->out[k]] = o;
+    for (int j = 0; j < n->n_in; j++)
+      if (runtime_value(b, n->in[j]) && last[n->in[j]] < o) last[n->in[j]] = o;
+  }
+  for (int v = 0; v < nv; v++)
+    if (runtime_value(b, v) && (target[v] || def[v] < 0)) last[v] = END;
+
+  /* Which gradients exist (reach a target) and which backward steps run. */
+  if (b->flags & DD_PLAN_GRAD) {
+    for (int v = 0; v < nv; v++)
+      if (target[v] && runtime_value(b, v) && b->onpath[v]) b->hasgrad[v] = 1;
+    for (int o = N - 1; o >= 0; o--) {
+      const dd_node *n = &m->nodes[p->order[o]];
+      int any_out = 0;
+      for (int k = 0; k < n->n_out; k++) any_out |= n->out[k] >= 0 && b->hasgrad[n->out[k]];
+      if (!any_out || !n->op->backward) continue;
+      for (int j = 0; j < n->n_in; j++) {
+        int v = n->in[j];
+        if (!runtime_value(b, v) || !b->onpath[v]) continue;
+        b->hasgrad[v] = 1;
+        bwd[o] = 1;
+        if (gfirst[v] == END) gfirst[v] = 2 * N - o;
+      }
+    }
+    for (int o = 0; o < N; o++) {
+      if (!bwd[o]) continue;
+      const dd_node *n = &m->nodes[p->order[o]];
+      unsigned fl = n->op->flags;
+      int others = 0;
+      for (int j = 1; j < n->n_in; j++) others |= n->in[j] >= 0 && b->hasgrad[n->in[j]];
+      for (int j = 0; j < n->n_in; j++) {
+        int v = n->in[j];
+        if (!runtime_value(b, v) || (j == 0 && (fl & DD_OP_BWD_NO_X) && !others)) continue;
+        if (last[v] < 2 * N - o) last[v] = 2 * N - o;
+      }
+      for (int k = 0; k < n->n_out && !(fl & DD_OP_BWD_NO_OUT); k++) {
+        int v = n->out[k];
+        if (runtime_value(b, v) && last[v] < 2 * N - o) last[v] = 2 * N - o;
+      }
+    }
+  }
+
+  /* In-place and alias ops join their output to the memory of their input. */
+  for (int v = 0; v < nv; v++) slast[v] = last[v];
+  for (int o = 0; o < N; o++) {
+    const dd_node *n = &m->nodes[p->order[o]];
+    unsigned fl = n->op->flags;
+    if (!(fl & (DD_OP_INPLACE | DD_OP_ALIAS)) || n->n_in < 1 || n->n_out < 1) continue;
+    int x = n->in[0], y = n->out[0];
+    if (!runtime_value(b, x) || !runtime_value(b, y) || value_bytes(p, x) != value_bytes(p, y))
+      continue;
+    int r = find_root(root, x), uses = 0, extra = 0;
+    for (int j = 0; j < n->n_in; j++) uses += n->in[j] == x;
+    for (int k = 1; k < n->n_out; k++) extra |= n->out[k] >= 0;
+    if ((fl & DD_OP_ALIAS) && !extra) {
+      p->skip[o] = 1;
+    } else if (!(fl & DD_OP_INPLACE) || uses != 1 || slast[r] != o) {
+      continue;
+    }
+    root[y] = r;
+    if (slast[y] > slast[r]) slast[r] = slast[y];
+  }
+
+  int ni = 0;
+  for (int v = 0; v < nv; v++) {
+    item_of[v] = -1;
+    if (!runtime_value(b, v) || find_root(root, v) != v) continue;
+    item_of[v] = ni;
+    items[ni++] = (buf_item){value_bytes(p, v), 0, def[v], slast[v]};
+  }
+  int gi0 = ni;
+  for (int v = 0; v < nv; v++) {
+    if (!b->hasgrad[v]) continue;
+    int start = target[v] ? N : gfirst[v];
+    int end = def[v] < 0 ? END : 2 * N - def[v];
+    items[ni++] = (buf_item){value_bytes(p, v), 0, start, end > start ? end : start};
+  }
+  arena = place_items(items, ni);
+  if (arena == SIZE_MAX) goto done;
+  for (int v = 0, g = gi0; v < nv; v++) {
+    if (runtime_value(b, v)) b->offset[v] = items[item_of[find_root(root, v)]].off;
+    if (b->hasgrad[v]) b->goffset[v] = items[g++].off;
+  }
+
+  /* Gradients are zeroed just before their first accumulation, the seeds by zero_grad. */
+  for (int v = 0; v < nv; v++)
+    if (b->hasgrad[v] && !target[v]) p->zstart[2 * N - gfirst[v] + 1]++;
+  for (int o = 0; o < N; o++) p->zstart[o + 1] += p->zstart[o];
+  for (int v = 0; v < nv; v++)
+    if (b->hasgrad[v] && !target[v]) p->zlist[p->zstart[2 * N - gfirst[v]]++] = v;
+  for (int o = N; o > 0; o--) p->zstart[o] = p->zstart[o - 1];
+  p->zstart[0] = 0;
+  for (int t = 0; t < b->n_targets; t++) {
+    int v = b->targets[t], seen = 0;
+    for (int i = 0; i < p->n_seeds; i++) seen |= p->seeds[i] == v;
+    if (b->hasgrad[v] && !seen) p->seeds[p->n_seeds++] = v;
+  }
+done:
+  free(def);
+  free(last);
+  free(root);
+  free(slast);
+  free(gfirst);
+  free(item_of);
+  free(bwd);
+  free(target);
+  free(items);
+  return arena;
 }
 
 int dd_plan_new(const dd_model *m, const dd_binding *inputs, int n_inputs, const int *targets,
@@ -83,6 +329,7 @@ int dd_plan_new(const dd_model *m, const dd_binding *inputs, int n_inputs, const
   unsigned char *onpath = calloc((size_t)p->nv, 1); /* depends on the grad input */
   size_t *offset = calloc((size_t)p->nv, sizeof(size_t));
   size_t *goffset = calloc((size_t)p->nv, sizeof(size_t));
+  unsigned char *hasgrad = NULL; /* made once the shapes are known */
   if (!p->val || !p->grad || !p->folded || !p->order || !p->flops || !p->runs || !needed ||
       !known || !isconst || !onpath || !offset || !goffset) {
     rc = dd_fail(err, DD_ENOMEM, "out of memory");
@@ -222,8 +469,6 @@ int dd_plan_new(const dd_model *m, const dd_binding *inputs, int n_inputs, const
         p->folded[v] = 1;
         isconst[v] = 1;
       } else {
-        offset[v] = arena;
-        arena += round_up(b);
         onpath[v] = (unsigned char)path;
       }
     }
@@ -251,24 +496,23 @@ int dd_plan_new(const dd_model *m, const dd_binding *inputs, int n_inputs, const
   /* Bound runtime inputs live in the arena too. */
   for (int i = 0; i < n_inputs; i++) {
     int v = inputs[i].value;
-    if (isconst[v]) continue;
     size_t b;
-    if (tensor_bytes(&p->val[v], &b)) {
+    if (!isconst[v] && tensor_bytes(&p->val[v], &b)) {
       rc = dd_fail(err, DD_ELIMIT, "%s: input too large", m->name);
       goto fail;
     }
-    offset[v] = arena;
-    arena += round_up(b);
   }
-  /* Gradient buffers: values on the input's path. */
-  if (flags & DD_PLAN_GRAD)
-    for (int v = 0; v < p->nv; v++)
-      if (onpath[v] && known[v] && !isconst[v]) {
-        size_t b = 0;
-        tensor_bytes(&p->val[v], &b);
-        goffset[v] = arena;
-        arena += round_up(b);
-      }
+  hasgrad = calloc((size_t)p->nv, 1);
+  if (!hasgrad) {
+    rc = dd_fail(err, DD_ENOMEM, "out of memory");
+    goto fail;
+  }
+  plan_build pb = {targets, n_targets, flags, known, isconst, onpath, offset, goffset, hasgrad};
+  arena = (flags & DD_PLAN_REUSE) ? layout_shared(p, &pb) : layout_separate(p, &pb);
+  if (arena == SIZE_MAX) {
+    rc = dd_fail(err, DD_ENOMEM, "out of memory");
+    goto fail;
+  }
   size_t total = arena + scratch;
   if (max_bytes && total > max_bytes) {
     rc = dd_fail(err, DD_ELIMIT, "%s: this input size needs %.0f MiB of buffers, more than the "
@@ -288,7 +532,7 @@ int dd_plan_new(const dd_model *m, const dd_binding *inputs, int n_inputs, const
   p->scratch_bytes = scratch;
   for (int v = 0; v < p->nv; v++) {
     if (known[v] && !isconst[v]) p->val[v].data = (char *)p->arena + offset[v];
-    if ((flags & DD_PLAN_GRAD) && onpath[v] && known[v] && !isconst[v]) {
+    if (hasgrad[v]) {
       p->grad[v] = p->val[v];
       p->grad[v].dtype = DD_F32;
       p->grad[v].data = (char *)p->arena + goffset[v];
@@ -302,6 +546,7 @@ int dd_plan_new(const dd_model *m, const dd_binding *inputs, int n_inputs, const
   free(onpath);
   free(offset);
   free(goffset);
+  free(hasgrad);
   *out = p;
   return DD_OK;
 fail:
@@ -311,6 +556,7 @@ fail:
   free(onpath);
   free(offset);
   free(goffset);
+  free(hasgrad);
   dd_plan_free(p);
   return rc;
 }
@@ -328,6 +574,7 @@ dd_tensor *dd_plan_grad(dd_plan *p, int v) {
 void dd_plan_forward(dd_plan *p) {
   const dd_model *m = p->m;
   for (int o = 0; o < p->n_order; o++) {
+    if (p->skip && p->skip[o]) continue;
     const dd_node *n = &m->nodes[p->order[o]];
     const dd_tensor *in[64];
     dd_tensor *outs[64];
@@ -339,10 +586,17 @@ void dd_plan_forward(dd_plan *p) {
   }
 }
 
+static void zero_tensor(dd_tensor *t) {
+  memset(t->data, 0, (size_t)dd_tensor_numel(t) * sizeof(float));
+}
+
 void dd_plan_zero_grad(dd_plan *p) {
+  if (p->seeds) {
+    for (int i = 0; i < p->n_seeds; i++) zero_tensor(&p->grad[p->seeds[i]]);
+    return;
+  }
   for (int v = 0; v < p->nv; v++)
-    if (p->grad[v].data)
-      memset(p->grad[v].data, 0, (size_t)dd_tensor_numel(&p->grad[v]) * sizeof(float));
+    if (p->grad[v].data) zero_tensor(&p->grad[v]);
 }
 
 void dd_plan_backward(dd_plan *p) {
@@ -365,6 +619,8 @@ void dd_plan_backward(dd_plan *p) {
       any_in |= din[j] != NULL;
     }
     if (!any_out || !any_in) continue;
+    if (p->zstart)
+      for (int z = p->zstart[o]; z < p->zstart[o + 1]; z++) zero_tensor(&p->grad[p->zlist[z]]);
     double t0 = p->profile ? now_seconds() : 0;
     n->op->backward(n, in, outs, dout, din, p->scratch);
     if (p->profile) p->profile[2 * p->order[o] + 1] += now_seconds() - t0;

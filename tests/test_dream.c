@@ -213,8 +213,8 @@ Test(dream, tiles_when_the_budget_is_too_small, .timeout = 300) {
   for (size_t i = 0; i < (size_t)im->w * im->h * 3; i++) s += fabs(g[i]);
   cr_assert_gt(s, 0);
   free(g);
-  /* a budget that no tile fits fails cleanly */
-  p.max_memory = 1u << 20;
+  /* a budget that no tile fits fails cleanly (a 32x32 tile's plan needs more than 64 KiB) */
+  p.max_memory = 64u << 10;
   dd_err err;
   dd_image *copy = clone_image(im);
   int rc = dd_dream_run(m, &caffe, &p, copy, NULL, NULL, &err);

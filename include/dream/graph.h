@@ -23,6 +23,12 @@ typedef struct dd_binding {
 
 /* Prepare backward: gradients flow from the targets to the first binding. */
 #define DD_PLAN_GRAD 1u
+/* Share memory between values (and between gradients) whose lifetimes do not meet, and let
+ * in-place ops (Relu) overwrite their input: a fraction of the memory, and warmer caches.
+ * Then only the inputs and the targets hold their values after forward, and only the first
+ * binding and the targets have gradients (seed only the targets' after dd_plan_zero_grad);
+ * other values and gradients are overwritten as the plan runs. */
+#define DD_PLAN_REUSE 2u
 
 /* Build a plan computing `targets` from `inputs`.  max_bytes (0: none) caps the memory of
  * the plan's buffers: a plan that would need more fails with DD_ELIMIT, saying how much. */

@@ -50,15 +50,16 @@ static void relu_backward(const dd_node *node, const dd_tensor *const *in,
                           const dd_tensor *const *out, const dd_tensor *const *dout,
                           dd_tensor *const *din, void *scratch) {
   if (!din[0] || !dout[0]) return;
-  const float *x = dd_f32(in[0]), *dy = dd_f32(dout[0]);
+  /* y > 0 exactly where x > 0: reading y lets forward run in place (DD_OP_INPLACE) */
+  const float *y = dd_f32(out[0]), *dy = dd_f32(dout[0]);
   float *dx = dd_f32(din[0]);
   int64_t n = dd_tensor_numel(in[0]);
 #pragma omp parallel for simd if (n > DD_PAR_MIN) schedule(static)
-  for (int64_t i = 0; i < n; i++) dx[i] += x[i] > 0.f ? dy[i] : 0.f;
+  for (int64_t i = 0; i < n; i++) dx[i] += y[i] > 0.f ? dy[i] : 0.f;
 }
 
 const dd_op dd_op_Relu = {"Relu", relu_init, same_shape_infer, relu_forward, relu_backward,
-                          elementwise_flops, 0};
+                          elementwise_flops, DD_OP_INPLACE | DD_OP_BWD_NO_X};
 
 /* ---- LeakyRelu ---- */
 

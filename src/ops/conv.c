@@ -409,5 +409,6 @@ static int64_t conv_flops(const dd_node *node, const dd_tensor *const *in,
   return 2 * g.n * g.m * g.ocol * g.kcol;
 }
 
+/* The data gradient reads only W and dY; X only for the gradient of W. */
 const dd_op dd_op_Conv = {"Conv", conv_init, conv_infer, conv_forward, conv_backward,
-                          conv_flops, 0};
+                          conv_flops, DD_OP_BWD_NO_OUT | DD_OP_BWD_NO_X};

@@ -48,6 +48,10 @@ static int set_out(dd_tensor *const *out, dd_dtype dt, const dd_shape *s, size_t
   return DD_OK;
 }
 
+/* Ops whose output is the input's bytes: a plan may alias them (the copy is skipped), and
+ * their backward reads neither tensor. */
+#define COPY_FLAGS (DD_OP_ALIAS | DD_OP_BWD_NO_OUT | DD_OP_BWD_NO_X)
+
 /* Same elements in the same order under another shape. */
 static void copy_forward(const dd_node *node, const dd_tensor *const *in, dd_tensor *const *out,
                          void *scratch) {
@@ -91,7 +95,7 @@ static int identity_infer(const dd_node *node, const dd_tensor *const *in, dd_te
 }
 
 const dd_op dd_op_Identity = {"Identity", identity_init, identity_infer, copy_forward,
-                              copy_backward, NULL, 0};
+                              copy_backward, NULL, COPY_FLAGS};
 
 /* ---- Flatten: [d0..d(axis-1)] x [d(axis)..] ---- */
 
@@ -129,7 +133,7 @@ static int flatten_infer(const dd_node *node, const dd_tensor *const *in, dd_ten
 }
 
 const dd_op dd_op_Flatten = {"Flatten", flatten_init, flatten_infer, copy_forward, copy_backward,
-                             NULL, 0};
+                             NULL, COPY_FLAGS};
 
 /* ---- Reshape ----
  * The target shape is the constant second input (opset >= 5) or the `shape` attribute
@@ -213,7 +217,7 @@ static int reshape_infer(const dd_node *node, const dd_tensor *const *in, dd_ten
 }
 
 const dd_op dd_op_Reshape = {"Reshape", reshape_init, reshape_infer, copy_forward, copy_backward,
-                             NULL, 0};
+                             NULL, COPY_FLAGS};
 
 /* ---- Dropout: inference only, so the identity ----
  * The optional mask output is all ones ("keep"): bool in ONNX since opset 10, held as
@@ -259,7 +263,7 @@ static void dropout_forward(const dd_node *node, const dd_tensor *const *in,
 }
 
 const dd_op dd_op_Dropout = {"Dropout", dropout_init, dropout_infer, dropout_forward,
-                             copy_backward, NULL, 0};
+                             copy_backward, NULL, COPY_FLAGS};
 
 /* ---- Squeeze / Unsqueeze ----
  * Axes are an attribute before opset 13 and a constant input from 13 on; the node's own
@@ -357,9 +361,9 @@ static int unsqueeze_infer(const dd_node *node, const dd_tensor *const *in,
 }
 
 const dd_op dd_op_Squeeze = {"Squeeze", axes_init, squeeze_infer, copy_forward, copy_backward,
-                             NULL, 0};
+                             NULL, COPY_FLAGS};
 const dd_op dd_op_Unsqueeze = {"Unsqueeze", axes_init, unsqueeze_infer, copy_forward,
-                               copy_backward, NULL, 0};
+                               copy_backward, NULL, COPY_FLAGS};
 
 /* ---- Transpose ----
  * The output is walked in rows of its innermost dim after dropping size-1 dims and merging

@@ -28,6 +28,16 @@
 
 /* The output depends on the input's shape only (Shape, Size): folded at plan time. */
 #define DD_OP_SHAPE_ONLY 1u
+/* What backward reads of the forward tensors, so that plans made with DD_PLAN_REUSE can give
+ * the memory of the others to later values.  Without these flags backward may read all of
+ * them.  Inputs after the first (weights and the like) always count as read. */
+#define DD_OP_BWD_NO_OUT 2u /* backward never reads the outputs' data */
+#define DD_OP_BWD_NO_X 4u   /* ... nor in[0]'s, unless another input's gradient is asked for */
+/* Forward and backward are correct with out[0] in the memory of in[0] (same size). */
+#define DD_OP_INPLACE 8u
+/* out[0] is in[0]'s bytes unchanged (Identity, Reshape, ...): out[0] may simply point at
+ * in[0]'s data, and forward is skipped then.  Only with no other output. */
+#define DD_OP_ALIAS 16u
 
 typedef struct dd_op {
   const char *name;

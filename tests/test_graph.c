@@ -1,0 +1,197 @@
+/* The planner's memory reuse (DD_PLAN_REUSE): lifetimes, in-place and alias ops must never
+ * change a result.  Each plan is checked against a plan that keeps every buffer apart (the
+ * executor of the golden and gradient tests) and, on a small graph, against the formula. */
+#include <criterion/criterion.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "dream/graph.h"
+#include "helper_ops.h"
+#include "onnx.pb-c.h"
+
+/* ---- a small graph built node by node ---- */
+
+#define G_MAX 16
+
+typedef struct mini_graph {
+  const char *op[G_MAX];
+  char *in[G_MAX][2], *out[G_MAX][1];
+  int n_in[G_MAX], n;
+} mini_graph;
+
+static void add_node(mini_graph *g, const char *op, const char *a, const char *b,
+                     const char *y) {
+  g->op[g->n] = op;
+  g->in[g->n][0] = (char *)a;
+  g->in[g->n][1] = (char *)b;
+  g->n_in[g->n] = b ? 2 : 1;
+  g->out[g->n][0] = (char *)y;
+  g->n++;
+}
+
+/* Input "x" (float32, shape set at plan time), outputs "y" and "w". */
+static dd_model *load_graph(const mini_graph *g) {
+  Onnx__ModelProto model;
+  Onnx__GraphProto graph;
+  Onnx__OperatorSetIdProto opset, *opsets[1] = {&opset};
+  Onnx__NodeProto node[G_MAX], *nodes[G_MAX];
+  Onnx__ValueInfoProto vin, vy, vw, *vins[1] = {&vin}, *vouts[2] = {&vy, &vw};
+  onnx__model_proto__init(&model);
+  onnx__graph_proto__init(&graph);
+  onnx__operator_set_id_proto__init(&opset);
+  opset.has_version = 1;
+  opset.version = 13;
+  model.has_ir_version = 1;
+  model.ir_version = 8;
+  model.n_opset_import = 1;
+  model.opset_import = opsets;
+  model.graph = &graph;
+  graph.name = "reuse";
+  onnx__value_info_proto__init(&vin);
+  onnx__value_info_proto__init(&vy);
+  onnx__value_info_proto__init(&vw);
+  vin.name = "x";
+  vy.name = "y";
+  vw.name = "w";
+  graph.n_input = 1;
+  graph.input = vins;
+  graph.n_output = 2;
+  graph.output = vouts;
+  for (int i = 0; i < g->n; i++) {
+    onnx__node_proto__init(&node[i]);
+    node[i].op_type = (char *)g->op[i];
+    node[i].n_input = (size_t)g->n_in[i];
+    node[i].input = (char **)g->in[i];
+    node[i].n_output = 1;
+    node[i].output = (char **)g->out[i];
+    nodes[i] = &node[i];
+  }
+  graph.n_node = (size_t)g->n;
+  graph.node = nodes;
+  size_t len = onnx__model_proto__get_packed_size(&model);
+  uint8_t *buf = malloc(len);
+  cr_assert_not_null(buf);
+  onnx__model_proto__pack(&model, buf);
+  dd_model *m = NULL;
+  dd_err err = {0};
+  cr_assert_eq(dd_model_parse(buf, len, "reuse.onnx", &m, &err), 0, "%s", err.msg);
+  free(buf);
+  return m;
+}
+
+/* Runs forward and backward (seeding each target's gradient with its value: the gradient of
+ * 1/2 sum y^2 + 1/2 sum w^2) on x; returns the plan. */
+static dd_plan *run_plan(const dd_model *m, const dd_shape *shape, const float *x,
+                         const int *targets, int nt, unsigned flags) {
+  dd_binding b = {dd_model_input(m), *shape, NULL};
+  dd_plan *p = NULL;
+  dd_err err;
+  cr_assert_eq(dd_plan_new(m, &b, 1, targets, nt, DD_PLAN_GRAD | flags, 0, &p, &err), 0, "%s",
+               err.msg);
+  dd_tensor *in = dd_plan_tensor(p, b.value);
+  memcpy(in->data, x, (size_t)dd_tensor_numel(in) * sizeof(float));
+  /* twice: the second pass must not see what the first one left in shared memory */
+  for (int pass = 0; pass < 2; pass++) {
+    dd_plan_forward(p);
+    dd_plan_zero_grad(p);
+    for (int t = 0; t < nt; t++) {
+      dd_tensor *v = dd_plan_tensor(p, targets[t]), *g = dd_plan_grad(p, targets[t]);
+      cr_assert(v && g);
+      memcpy(g->data, v->data, (size_t)dd_tensor_numel(v) * sizeof(float));
+    }
+    dd_plan_backward(p);
+  }
+  return p;
+}
+
+static void assert_same(const dd_tensor *a, const dd_tensor *b, const char *what) {
+  cr_assert(a && b && dd_shape_eq(&a->shape, &b->shape), "%s: shapes differ", what);
+  int64_t n = dd_tensor_numel(a);
+  for (int64_t i = 0; i < n; i++)
+    cr_assert_eq(dd_f32(a)[i], dd_f32(b)[i], "%s[%lld]: %g vs %g", what, (long long)i,
+                 dd_f32(a)[i], dd_f32(b)[i]);
+}
+
+/* c = x + x is read after the Relu that follows it, so that Relu must not run in place;
+ * t aliases r (Identity) and is read at the end; u = c + t is read last by its Relu, which
+ * may run in place; w = Relu(x) + x reads the graph input after a Relu of it. */
+Test(graph, reuse_respects_every_reader) {
+  mini_graph g = {0};
+  add_node(&g, "Add", "x", "x", "c");
+  add_node(&g, "Relu", "c", NULL, "r");
+  add_node(&g, "Identity", "r", NULL, "t");
+  add_node(&g, "Add", "c", "t", "u");
+  add_node(&g, "Relu", "u", NULL, "v");
+  add_node(&g, "Mul", "v", "t", "y");
+  add_node(&g, "Relu", "x", NULL, "z");
+  add_node(&g, "Add", "z", "x", "w");
+  dd_model *m = load_graph(&g);
+  int targets[2] = {dd_model_find(m, "y"), dd_model_find(m, "w")};
+  int64_t dims[] = {1, 2, 3, 5};
+  dd_shape shape = dd_shape_make(4, dims);
+  float x[30];
+  uint64_t st = 11;
+  for (int i = 0; i < 30; i++) x[i] = th_rand_uniform(&st, -1, 1);
+  dd_plan *sep = run_plan(m, &shape, x, targets, 2, 0);
+  dd_plan *reu = run_plan(m, &shape, x, targets, 2, DD_PLAN_REUSE);
+  const dd_tensor *y = dd_plan_tensor(reu, targets[0]), *w = dd_plan_tensor(reu, targets[1]);
+  const dd_tensor *gx = dd_plan_grad(reu, dd_model_input(m));
+  for (int i = 0; i < 30; i++) {
+    /* the formula: r = relu(2x), y = relu(2x + r) * r, w = relu(x) + x */
+    float c = x[i] + x[i], r = c > 0 ? c : 0, u = c + r, v = u > 0 ? u : 0;
+    cr_assert_eq(dd_f32(y)[i], v * r, "y[%d]", i);
+    cr_assert_eq(dd_f32(w)[i], (x[i] > 0 ? x[i] : 0) + x[i], "w[%d]", i);
+    /* d/dx of 1/2 y^2 + 1/2 w^2 */
+    float yv = v * r, wv = (x[i] > 0 ? x[i] : 0) + x[i];
+    double dy = x[i] > 0 ? 2.0 * (4 * 2 * (double)x[i]) : 0; /* y = 8x^2 for x > 0 */
+    double dw = x[i] > 0 ? 2 : 1;
+    double want = yv * dy + wv * dw;
+    cr_assert(fabs(dd_f32(gx)[i] - want) <= 1e-5 * (1 + fabs(want)), "dx[%d]: %g vs %g", i,
+              dd_f32(gx)[i], want);
+  }
+  assert_same(y, dd_plan_tensor(sep, targets[0]), "y");
+  assert_same(w, dd_plan_tensor(sep, targets[1]), "w");
+  assert_same(gx, dd_plan_grad(sep, dd_model_input(m)), "dx");
+  cr_assert_lt(dd_plan_bytes(reu), dd_plan_bytes(sep));
+  /* the input and the targets keep their values */
+  for (int i = 0; i < 30; i++) cr_assert_eq(dd_f32(dd_plan_tensor(reu, dd_model_input(m)))[i], x[i]);
+  dd_plan_free(sep);
+  dd_plan_free(reu);
+  dd_model_free(m);
+}
+
+/* GoogLeNet with three targets at once (one feeds the next): forward values and the input
+ * gradient are bit for bit those of the plan that keeps everything, in a fraction of the
+ * memory. */
+Test(graph, reuse_matches_on_googlenet, .timeout = 120) {
+  char mp[512];
+  th_shared(mp, sizeof mp, "models/bvlc_googlenet.onnx");
+  dd_model *m;
+  dd_err err;
+  cr_assert_eq(dd_model_load(mp, &m, &err), 0, "%s", err.msg);
+  const char *names[] = {"conv2/3x3", "inception_3b/output", "inception_4c/output"};
+  int targets[3];
+  for (int i = 0; i < 3; i++) cr_assert_eq(dd_model_resolve(m, names[i], &targets[i], &err), 0);
+  int64_t dims[] = {1, 3, 112, 144};
+  dd_shape shape = dd_shape_make(4, dims);
+  int64_t n = dd_shape_numel(&shape);
+  float *x = malloc(sizeof(float) * (size_t)n);
+  uint64_t st = 5;
+  for (int64_t i = 0; i < n; i++) x[i] = th_rand_uniform(&st, -120, 130);
+  dd_plan *sep = run_plan(m, &shape, x, targets, 3, 0);
+  dd_plan *reu = run_plan(m, &shape, x, targets, 3, DD_PLAN_REUSE);
+  for (int i = 0; i < 3; i++)
+    assert_same(dd_plan_tensor(reu, targets[i]), dd_plan_tensor(sep, targets[i]), names[i]);
+  assert_same(dd_plan_grad(reu, dd_model_input(m)), dd_plan_grad(sep, dd_model_input(m)),
+              "input gradient");
+  double ratio = (double)dd_plan_bytes(reu) / (double)dd_plan_bytes(sep);
+  cr_log_info("GoogLeNet to inception_4c with gradients: %.1f MB shared vs %.1f MB apart\n",
+              dd_plan_bytes(reu) / 1e6, dd_plan_bytes(sep) / 1e6);
+  cr_assert_lt(ratio, 0.5, "the shared plan needs %.0f%% of the separate one", 100 * ratio);
+  dd_plan_free(sep);
+  dd_plan_free(reu);
+  free(x);
+  dd_model_free(m);
+}
