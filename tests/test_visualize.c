@@ -202,6 +202,7 @@ Test(visualize, grid_places_tiles) {
   dd_image_free(g);
   dd_image *odd;
   cr_assert_eq(dd_image_new(2, 2, &odd, &err), 0);
+  dd_image_free(t[4]);
   t[4] = odd;
   cr_assert_eq(dd_vis_grid((const dd_image *const *)t, 5, 1, 255, &g, &gr, &err), DD_EARG);
   for (int i = 0; i < 5; i++) dd_image_free(t[i]);

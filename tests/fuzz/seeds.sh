@@ -71,11 +71,12 @@ fuzz_cli)
     printf '%s' "$line" | tr ' ' '\000' >"$dir/args$n"
   done <<'ARGS'
 in.jpg out.jpg
---layer inception_4c/output in.jpg out.jpg
--m squeezenet --layer fire6/concat --octaves 4 --octave-scale 1.4 --steps 10 in.jpg out.png
---layer conv3 --step-size 1.5 --jitter 32 --tile 512 --seed 42 in.jpg out.jpg
+dream --layer inception_4c/output in.jpg out.jpg
+-m squeezenet --layer fire6/concat --octaves 4 --octave-scale 1.4 --iters 10 in.jpg out.png
+--layer conv3#12:0.5 --layer inception_3b/output:2 --step 1.5 --jitter 32 --tile 512 --seed 42 in.jpg out.jpg
 --model x.onnx --mean 1,2,3 --std 0.5,0.5,0.5 --bgr --scale 255 --max-memory 512M a.png b.png
---layer a --layer b --guide g.jpg --size 300x200 --iterations 5 in.jpg out.jpg
+--norm laplacian --lap-levels 4 --guide g.jpg --guide-size 300 --max-side 800 -q in.jpg out.bmp
+--norm std --checkpoint-every 5 --timing --rgb in.png out.tga
 --help
 ARGS
   ;;
