@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -208,6 +209,43 @@ Test(hostile, replay_fuzz_tensor, .timeout = 60) {
 Test(hostile, replay_fuzz_image, .timeout = 60) {
   cr_assert_gt(replay_dir("fuzz_image", replay_image), 0);
 }
+
+/* fuzz_cli's findings: cli_dream_parse lives in the dream binary, not in the library the
+ * tests link, so each input's NUL-separated words are given to the binary itself, in an
+ * empty directory; it must exit (0, 1, 2 or 130), not die of a signal or hang. */
+static int replay_cli(const uint8_t *data, size_t size) {
+  char *text = malloc(size + 1), *argv[66];
+  cr_assert_not_null(text);
+  memcpy(text, data, size);
+  text[size] = 0;
+  int argc = 0;
+  argv[argc++] = "dream";
+  for (size_t i = 0; i <= size && argc < 65; i += strlen(text + i) + 1) argv[argc++] = text + i;
+  argv[argc] = NULL;
+  char dir[] = "/tmp/dream_hostile_cli_XXXXXX";
+  cr_assert_not_null(mkdtemp(dir));
+  pid_t pid = fork();
+  cr_assert(pid >= 0);
+  if (pid == 0) {
+    if (chdir(dir) != 0 || !freopen("/dev/null", "w", stdout) || !freopen("/dev/null", "w", stderr))
+      _exit(99);
+    alarm(60);
+    execv(DREAM_BINARY, argv);
+    _exit(98);
+  }
+  int st;
+  cr_assert_eq(waitpid(pid, &st, 0), pid);
+  cr_assert(WIFEXITED(st), "dream died of signal %d", WIFSIGNALED(st) ? WTERMSIG(st) : 0);
+  int code = WEXITSTATUS(st);
+  cr_assert(code == 0 || code == 1 || code == 2 || code == 130, "dream exited %d", code);
+  char cmd[128];
+  snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+  cr_assert_eq(system(cmd), 0);
+  free(text);
+  return 0;
+}
+
+Test(hostile, replay_fuzz_cli, .timeout = 300) { replay_dir("fuzz_cli", replay_cli); }
 
 /* What each image finding now gives: the JPEGs that made stb 2.27 write past its Huffman
  * tables or decode with tables never defined are refused before stb sees them; the 16-bit
