@@ -86,13 +86,18 @@ static void fft1(const dd_fft2 *f, float *re, float *im, int sign) {
   }
 }
 
+/* In place, in 32 x 32 blocks so both the rows read and the rows written stay in cache. */
 static void transpose(float *a, int n) {
-  for (int y = 0; y < n; y++)
-    for (int x = y + 1; x < n; x++) {
-      float t = a[(size_t)y * n + x];
-      a[(size_t)y * n + x] = a[(size_t)x * n + y];
-      a[(size_t)x * n + y] = t;
-    }
+  const int B = 32;
+#pragma omp parallel for schedule(dynamic)
+  for (int by = 0; by < n; by += B)
+    for (int bx = by; bx < n; bx += B)
+      for (int y = by; y < by + B && y < n; y++)
+        for (int x = bx == by ? y + 1 : bx; x < bx + B && x < n; x++) {
+          float t = a[(size_t)y * n + x];
+          a[(size_t)y * n + x] = a[(size_t)x * n + y];
+          a[(size_t)x * n + y] = t;
+        }
 }
 
 /* Rows, transpose, rows, transpose back: every pass works on contiguous rows, which are
