@@ -17,7 +17,7 @@ static const char class_help[] =
     "colour-decorrelated image seen through a random jitter, scale and rotation at each step.\n"
     "C is a label (\"Siberian husky\", case-insensitive, or a unique prefix) or an index.\n"
     "OUT.json beside the picture gives the class's score and the top 5 classes of the picture\n"
-    "as saved.\n\n"
+    "as read back from OUT (after a JPEG's compression, for .jpg).\n\n"
     "options:\n" CLI_MODEL_HELP
     "  -c, --class C        the class (required)\n" VIS_FV_HELP
     "  -h, --help           this help\n";
@@ -127,12 +127,16 @@ int cmd_class(int argc, char **argv) {
     status = cli_errorf("class %d is not in 0..%d", cls, dd_fv_channels(fv) - 1);
   else {
     vo.index = cls;
-    if (dd_fv_run(fv, cls, vo.seed, &im, &logit, &err) ||
-        dd_image_save(out, im, &err) ||
-        dd_vis_classify(cm.model, &cm.preset.pre, im, cm.max_memory, &prob, &err))
+    dd_image *saved = NULL;
+    /* Classified as read back from the file: a JPEG's compression can undo a pattern that
+     * only fools the network pixel by pixel. */
+    if (dd_fv_run(fv, cls, vo.seed, &im, &logit, &err) || dd_image_save(out, im, &err) ||
+        dd_image_load(out, 0, &saved, &err) ||
+        dd_vis_classify(cm.model, &cm.preset.pre, saved, cm.max_memory, &prob, &err))
       status = cli_report(&err);
     else
       status = write_json(json, &cm, &vo, cls, logit, prob);
+    dd_image_free(saved);
   }
   if (!status)
     printf("%s: class %d%s%s, score %.4g, probability %.4f at %dx%d -> %s, %s\n",
