@@ -717,7 +717,7 @@ Test(dream_cli, interrupt_writes_nothing_or_the_last_checkpoint, .init = cli_set
   cr_assert_eq(stat(ck, &sb), 0, "no checkpoint after a minute");
   kill(pid, SIGTERM);
   st = finish(pid, &e);
-  cr_assert_eq(st, 130, "status %d: %s", st, e);
+  cr_assert_eq(st, 143, "status %d: %s", st, e);
   cr_assert(e && strstr(e, "checkpoint"), "%s", e);
   free(e);
   dd_image *im;

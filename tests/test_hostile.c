@@ -502,6 +502,27 @@ Test(hostile, huge_image_headers_are_refused_before_decoding) {
   }
 }
 
+/* An image bomb under the CLI's budget: 12000x12000 passes the library's 2^28-pixel ceiling,
+ * but every command caps pixels at --max-memory / 64, so the header alone refuses it. */
+Test(hostile, cli_refuses_an_image_over_the_memory_budget, .timeout = 60) {
+  const char pgm[] = "P5\n12000 12000\n255\n";
+  char in[256], out[300], cmd[1024], msg[1024] = "";
+  write_bytes(tmp_file(in, sizeof in, "bomb.pgm"), pgm, sizeof pgm - 1);
+  snprintf(out, sizeof out, "%s.out.png", in);
+  snprintf(cmd, sizeof cmd, "'%s' --quiet --max-memory 512M '%s' '%s' 2>&1", DREAM_BINARY, in, out);
+  double t0 = now();
+  FILE *f = popen(cmd, "r");
+  cr_assert_not_null(f);
+  size_t n = fread(msg, 1, sizeof msg - 1, f);
+  msg[n] = 0;
+  int st = pclose(f);
+  cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 1, "status %d: %s", st, msg);
+  cr_assert(strstr(msg, in) && strstr(msg, "12000x12000") && strstr(msg, "limit"), "%s", msg);
+  cr_assert_lt(now() - t0, 10.0);
+  cr_assert_neq(access(out, F_OK), 0, "an output was written");
+  unlink(in);
+}
+
 /* ---- malformed files ------------------------------------------------------------------ */
 
 /* Every prefix of a valid model: protobuf decoding fails (DD_EFORMAT, naming the file) or,

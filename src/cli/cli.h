@@ -74,6 +74,10 @@ int cli_usage_error(const char *cmd, const char *fmt, ...) __attribute__((format
 int cli_getopt_error(const char *cmd, int c, char *const *argv);
 /* Half of physical memory (sysconf). */
 size_t cli_default_max_memory(void);
+/* Largest image (pixels) a command decodes under a memory budget: a decoded pixel costs 3
+ * bytes in stb and 12 as floats, and the commands hold a few copies, so budget/64 keeps an
+ * image bomb (a tiny PNG claiming 12000x12000) from taking more than the budget. */
+size_t cli_max_pixels(size_t max_memory);
 /* "4G", "512M", "1000000" -> bytes; -1 on error. */
 long long cli_parse_size(const char *s);
 

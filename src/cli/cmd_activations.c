@@ -124,7 +124,7 @@ int cmd_activations(int argc, char **argv) {
   dd_tensor *act = NULL;
   dd_grid g;
   int value, status = 0;
-  if (dd_model_resolve(cm.model, layer, &value, &err) || dd_image_load(in, 0, &photo, &err) ||
+  if (dd_model_resolve(cm.model, layer, &value, &err) || dd_image_load(in, cli_max_pixels(cm.max_memory), &photo, &err) ||
       fit(photo, size, &im, &err) ||
       dd_vis_activations(cm.model, &cm.preset.pre, value, im, cm.max_memory, &act, &err))
     status = cli_report(&err);

@@ -131,7 +131,7 @@ int cmd_class(int argc, char **argv) {
     /* Classified as read back from the file: a JPEG's compression can undo a pattern that
      * only fools the network pixel by pixel. */
     if (dd_fv_run(fv, cls, vo.seed, &im, &logit, &err) || dd_image_save(out, im, &err) ||
-        dd_image_load(out, 0, &saved, &err) ||
+        dd_image_load(out, cli_max_pixels(cm.max_memory), &saved, &err) ||
         dd_vis_classify(cm.model, &cm.preset.pre, saved, cm.max_memory, &prob, &err))
       status = cli_report(&err);
     else

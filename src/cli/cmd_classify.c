@@ -59,7 +59,7 @@ static int classify_one(const char *path, const cli_model *cm, dd_plan *plan, in
                         int top, double *prob) {
   dd_err err;
   dd_image *im, *sq;
-  if (dd_image_load(path, 0, &im, &err)) return cli_report(&err);
+  if (dd_image_load(path, cli_max_pixels(cm->max_memory), &im, &err)) return cli_report(&err);
   int rc = crop_resize(im, cm->preset.size, &sq, &err);
   dd_image_free(im);
   if (rc) {

@@ -243,10 +243,7 @@ int cli_dream_parse(int argc, char **argv, cli_dream_args *out, dd_err *err) {
 /* Set by SIGINT/SIGTERM, polled by the library between iterations: the one global. */
 static volatile sig_atomic_t interrupted;
 
-static void on_signal(int sig) {
-  (void)sig;
-  interrupted = 1;
-}
+static void on_signal(int sig) { interrupted = sig; }
 
 static double now_seconds(void) {
   struct timespec ts;
@@ -299,9 +296,10 @@ static int same_file(const char *a, const char *b) {
 }
 
 /* An image, shrunk (keeping its aspect) so its longer side is at most `size` (0: any). */
-static int load_shrunk(const char *path, int size, dd_image **out, dd_err *err) {
+static int load_shrunk(const char *path, int size, size_t max_memory, dd_image **out,
+                       dd_err *err) {
   dd_image *g;
-  int rc = dd_image_load(path, 0, &g, err);
+  int rc = dd_image_load(path, cli_max_pixels(max_memory), &g, err);
   if (rc) return rc;
   int longer = g->w > g->h ? g->w : g->h;
   if (size > 0 && longer > size) {
@@ -355,12 +353,12 @@ int cmd_dream(int argc, char **argv) {
       cli_report(&err);
       goto done;
     }
-  if (load_shrunk(a.in, a.max_side, &img, &err)) {
+  if (load_shrunk(a.in, a.max_side, cm.max_memory, &img, &err)) {
     cli_report(&err);
     goto done;
   }
   if (a.guide) {
-    if (load_shrunk(a.guide, a.guide_size, &guide, &err)) {
+    if (load_shrunk(a.guide, a.guide_size, cm.max_memory, &guide, &err)) {
       cli_report(&err);
       goto done;
     }
@@ -388,7 +386,7 @@ int cmd_dream(int argc, char **argv) {
       cli_errorf("interrupted; %s holds the last checkpoint", a.out);
     else
       cli_errorf("interrupted; %s was not written", a.out);
-    status = 130;
+    status = 128 + (interrupted ? (int)interrupted : SIGINT); /* 130 SIGINT, 143 SIGTERM */
     goto done;
   }
   if (rc) {

@@ -120,7 +120,7 @@ int cmd_explain(int argc, char **argv) {
   }
   if (!status && layer && dd_model_resolve(cm.model, layer, &eo.layer, &err))
     status = cli_report(&err);
-  if (!status && (dd_image_load(in, 0, &im, &err) ||
+  if (!status && (dd_image_load(in, cli_max_pixels(cm.max_memory), &im, &err) ||
                   dd_explain(cm.model, &cm.preset.pre, im, &eo, &e, &err) ||
                   dd_explain_picture(im, e, height, &pic, &err) || dd_image_save(out, pic, &err)))
     status = cli_report(&err);

@@ -146,6 +146,11 @@ int cli_getopt_error(const char *cmd, int c, char *const *argv) {
   return cli_usage_error(cmd, "unknown option '%s'", word);
 }
 
+size_t cli_max_pixels(size_t max_memory) {
+  size_t px = (max_memory ? max_memory : cli_default_max_memory()) / 64;
+  return px < DD_IMAGE_MAX_PIXELS ? px : DD_IMAGE_MAX_PIXELS;
+}
+
 size_t cli_default_max_memory(void) {
   long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGE_SIZE);
   if (pages <= 0 || page <= 0) return (size_t)1 << 31; /* unknown: a conservative 2 GiB */
