@@ -7,6 +7,8 @@
  *   bench_engine grad    [... same ...] [--tile N] [--max-memory BYTES]
  *       one dream iteration's gradient (forward + backward to the pixels, through
  *       dd_dreamer_gradient, tiled when asked or when over the memory budget).
+ *   bench_engine gemm    --shape MxNxK [--reps N]
+ *       OpenBLAS cblas_sgemm against dd_sgemm (src/ops/sgemm.c) on one product shape.
  *   bench_engine count   [--preset P] [--layer L] [--size WxH]
  *       the forward convolution GFLOP at that size, without running anything.
  *   --profile  also prints the time per operator type and every node's time.
@@ -29,19 +31,23 @@
 #include "dream/image.h"
 #include "dream/model.h"
 #include "dream/preset.h"
+#include "ops/sgemm.h"
 
 /* OpenBLAS's own thread control (declared in its cblas.h; repeated so any cblas.h works). */
 void openblas_set_num_threads(int n);
 
 typedef struct bench_opts {
   const char *preset, *layer;
+  int gm, gn, gk;
   int w, h, iters, warmup, tile, profile, threads, size, reps;
   size_t max_memory;
 } bench_opts;
 
+/* Wall time; with BENCH_CPU_TIME set, the process's CPU time instead, which a loaded machine
+ * disturbs less (for single-thread comparisons during development). */
 static double now_seconds(void) {
   struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
+  clock_gettime(getenv("BENCH_CPU_TIME") ? CLOCK_PROCESS_CPUTIME_ID : CLOCK_MONOTONIC, &ts);
   return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
@@ -69,9 +75,9 @@ static uint64_t rng_next(uint64_t *s) {
 }
 
 static int usage(void) {
-  fputs("usage: bench_engine sgemm|forward|grad|count [--preset P] [--layer L] [--size WxH|N]\n"
+  fputs("usage: bench_engine sgemm|forward|grad|count|gemm [--preset P] [--layer L] [--size WxH|N]\n"
         "       [--iters N] [--warmup N] [--tile N] [--max-memory BYTES] [--threads N]\n"
-        "       [--reps N] [--profile]\n",
+        "       [--reps N] [--profile] [--shape MxNxK]\n",
         stderr);
   return 2;
 }
@@ -102,6 +108,9 @@ static int parse_opts(int argc, char **argv, bench_opts *o) {
     else if (!strcmp(a, "--threads")) o->threads = atoi(v);
     else if (!strcmp(a, "--reps")) o->reps = atoi(v);
     else if (!strcmp(a, "--max-memory")) o->max_memory = (size_t)strtoull(v, NULL, 10);
+    else if (!strcmp(a, "--shape")) {
+      if (sscanf(v, "%dx%dx%d", &o->gm, &o->gn, &o->gk) != 3) return -1;
+    }
     else return -1;
   }
   if (o->w < 1 || o->h < 1 || o->iters < 1 || o->warmup < 0 || o->size < 1 || o->reps < 1)
@@ -131,6 +140,37 @@ static int bench_sgemm(const bench_opts *o) {
   printf("sgemm threads=%d size=%d median_ms=%.3f gflops=%.1f\n", o->threads, n, med * 1e3,
          2.0 * n * n * (double)n / med * 1e-9);
   free(a), free(b), free(c), free(t);
+  return 0;
+}
+
+static int bench_gemm(const bench_opts *o) {
+  int m = o->gm, n = o->gn, k = o->gk;
+  if (m < 1 || n < 1 || k < 1) return usage();
+  float *a = malloc(sizeof(float) * (size_t)m * k), *b = malloc(sizeof(float) * (size_t)k * n);
+  float *c = malloc(sizeof(float) * (size_t)m * n), *c2 = malloc(sizeof(float) * (size_t)m * n);
+  double *t = malloc(sizeof(double) * (size_t)o->reps), *t2 = malloc(sizeof(double) * (size_t)o->reps);
+  if (!a || !b || !c || !c2 || !t || !t2) return 1;
+  uint64_t s = 1;
+  for (size_t i = 0; i < (size_t)m * k; i++) a[i] = (float)(rng_next(&s) >> 40) / (1 << 24) - 0.5f;
+  for (size_t i = 0; i < (size_t)k * n; i++) b[i] = (float)(rng_next(&s) >> 40) / (1 << 24) - 0.5f;
+  for (int r = 0; r < o->reps; r++) {
+    double t0 = now_seconds();
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, n, k, 1.f, a, k, b, n, 0.f, c, n);
+    t[r] = now_seconds() - t0;
+    t0 = now_seconds();
+    dd_sgemm(m, n, k, a, k, 1, b, n, c2, n, 0, NULL, 1);
+    t2[r] = now_seconds() - t0;
+  }
+  double err = 0;
+  for (size_t i = 0; i < (size_t)m * n; i++) {
+    double d = c[i] > c2[i] ? c[i] - c2[i] : c2[i] - c[i];
+    err = d > err ? d : err;
+  }
+  double f = 2.0 * m * n * (double)k;
+  double mt = median(t, o->reps), mt2 = median(t2, o->reps);
+  printf("gemm shape=%dx%dx%d cblas_ms=%.3f cblas_gflops=%.1f dd_ms=%.3f dd_gflops=%.1f "
+         "max_diff=%.2g\n", m, n, k, mt * 1e3, f / mt * 1e-9, mt2 * 1e3, f / mt2 * 1e-9, err);
+  free(a), free(b), free(c), free(c2), free(t), free(t2);
   return 0;
 }
 
@@ -337,5 +377,6 @@ int main(int argc, char **argv) {
   if (!strcmp(argv[1], "forward")) return bench_model(&o, 0);
   if (!strcmp(argv[1], "grad")) return bench_model(&o, 1);
   if (!strcmp(argv[1], "count")) return count_flops(&o);
+  if (!strcmp(argv[1], "gemm")) return bench_gemm(&o);
   return usage();
 }

@@ -1,9 +1,11 @@
 /* Planner and executor. */
+#define _DEFAULT_SOURCE /* madvise */
 #include "dream/graph.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <time.h>
 
 #include "model_internal.h"
@@ -42,6 +44,20 @@ static double now_seconds(void) {
 void dd_plan_set_profile(dd_plan *p, double *seconds) { p->profile = seconds; }
 
 static size_t round_up(size_t n) { return (n + ALIGN - 1) / ALIGN * ALIGN; }
+
+/* Buffers of at least this size are aligned to it and asked to be backed by huge pages:
+ * a kernel walking a column of a wide image touches a new 4 KiB page at every row. */
+#define HUGE_PAGE ((size_t)2 << 20)
+
+static void *alloc_buffer(size_t bytes) {
+  if (bytes < 2 * HUGE_PAGE) return aligned_alloc(ALIGN, round_up(bytes ? bytes : 1));
+  size_t n = (bytes + HUGE_PAGE - 1) / HUGE_PAGE * HUGE_PAGE;
+  void *b = aligned_alloc(HUGE_PAGE, n);
+#ifdef MADV_HUGEPAGE
+  if (b) madvise(b, n, MADV_HUGEPAGE); /* advice only: no huge pages is no error */
+#endif
+  return b;
+}
 
 void dd_plan_free(dd_plan *p) {
   if (!p) return;
@@ -520,8 +536,8 @@ int dd_plan_new(const dd_model *m, const dd_binding *inputs, int n_inputs, const
                  m->name, total / 1048576.0, max_bytes / 1048576.0);
     goto fail;
   }
-  p->arena = aligned_alloc(ALIGN, arena ? arena : ALIGN);
-  p->scratch = scratch ? aligned_alloc(ALIGN, round_up(scratch)) : NULL;
+  p->arena = alloc_buffer(arena);
+  p->scratch = scratch ? alloc_buffer(scratch) : NULL;
   if (!p->arena || (scratch && !p->scratch)) {
     rc = dd_fail(err, DD_ENOMEM, "%s: out of memory allocating %.0f MiB", m->name,
                  total / 1048576.0);

@@ -1,0 +1,23 @@
+/* A matrix product for the shapes convolutions make: few rows (output channels), many
+ * columns (pixels or Winograd tiles).
+ *
+ *   C[i][j] = (accumulate ? C[i][j] : bias ? bias[i] : 0) + sum_k A(i, k) * B[k][j]
+ *
+ * for 0 <= i < m, 0 <= j < n, where A(i, k) is a[i * ars + k * acs] (so a row-major A has
+ * ars = lda, acs = 1, and its transpose ars = 1, acs = lda), B and C are row-major with
+ * leading dimensions ldb and ldc.
+ *
+ * Unlike cblas_sgemm it packs nothing (B is read in place, 32 columns at a time that stay in
+ * L1 while every row of A passes over them), so a product with 16 rows costs no more per
+ * flop than one with 256, and it runs on the OpenMP threads of the caller: `parallel` splits
+ * the columns over them; 0 runs on the calling thread only (inside a parallel region). */
+#ifndef DREAM_OPS_SGEMM_H
+#define DREAM_OPS_SGEMM_H
+
+#include <stdint.h>
+
+void dd_sgemm(int64_t m, int64_t n, int64_t k, const float *a, int64_t ars, int64_t acs,
+              const float *b, int64_t ldb, float *c, int64_t ldc, int accumulate,
+              const float *bias, int parallel);
+
+#endif
