@@ -6,6 +6,7 @@
 #include "ops/sgemm.h"
 
 #include <cblas.h>
+#include <stdint.h>
 
 #ifdef __AVX512F__
 #include <immintrin.h>
@@ -66,12 +67,16 @@ static void column_block(int64_t m, int64_t w, int64_t k, const float *a, int64_
   for (int64_t k0 = 0; k0 < k; k0 += KC) {
     int64_t kc = k - k0 < KC ? k - k0 : KC;
     int init = k0 > 0 || accumulate ? INIT_LOAD : bias ? INIT_BIAS : INIT_ZERO;
-    for (int64_t kk = 0; kk < kc; kk++) {
-      const float *src = b + (k0 + kk) * ldb;
-      _mm512_store_ps(pack + kk * NR, _mm512_maskz_loadu_ps(m0, src));
-      _mm512_store_ps(pack + kk * NR + 16, _mm512_maskz_loadu_ps(m1, src + 16));
-    }
     const float *bk = pack;
+    if (ldb == NR && w == NR && !((uintptr_t)b & 63)) {
+      bk = b + k0 * ldb; /* already a packed block */
+    } else {
+      for (int64_t kk = 0; kk < kc; kk++) {
+        const float *src = b + (k0 + kk) * ldb;
+        _mm512_store_ps(pack + kk * NR, _mm512_maskz_loadu_ps(m0, src));
+        _mm512_store_ps(pack + kk * NR + 16, _mm512_maskz_loadu_ps(m1, src + 16));
+      }
+    }
     for (int64_t i = 0; i < m; i += MR) {
       const float *ai = a + i * ars + k0 * acs;
       float *ci = c + i * ldc;

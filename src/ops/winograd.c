@@ -10,6 +10,7 @@
  */
 #include "ops/winograd.h"
 
+#include <stdint.h>
 #include <string.h>
 
 #include "ops/common.h"
@@ -17,51 +18,75 @@
 
 #define LANES 16
 /* Workspace of one chunk of tiles (transformed input + products), in floats: small enough to
- * stay near the caches, large enough for sgemm to run at speed. */
+ * stay near the caches, large enough that each U_k serves many column blocks in a row. */
 #define CHUNK_FLOATS (3 << 19)
+/* Tiles per column block of the products (dd_sgemm's register tile width). */
+#define BLOCK 32
 
-/* Tiles per chunk: a multiple of LANES, at least one group, at most all the tiles. */
+/* Tiles per chunk: a multiple of BLOCK, at most all the tiles (rounded up). */
 static int64_t chunk_tiles(const dd_wino_conv *c) {
   int64_t tiles = ((c->oh + 3) / 4) * ((c->ow + 3) / 4);
-  int64_t all = (tiles + LANES - 1) / LANES * LANES;
-  int64_t tb = CHUNK_FLOATS / (36 * (c->ci + c->co)) / LANES * LANES;
-  if (tb < 4 * LANES) tb = 4 * LANES;
+  int64_t all = (tiles + BLOCK - 1) / BLOCK * BLOCK;
+  int64_t tb = CHUNK_FLOATS / (36 * (c->ci + c->co)) / BLOCK * BLOCK;
+  if (tb < 2 * BLOCK) tb = 2 * BLOCK;
   return tb < all ? tb : all;
 }
 
 int64_t dd_wino_scratch(const dd_wino_conv *c) {
-  return 36 * c->co * c->ci + 36 * (c->ci + c->co) * chunk_tiles(c);
+  return 36 * c->co * c->ci + 36 * (c->ci + c->co) * chunk_tiles(c) + 16; /* + alignment */
 }
 
 /* G applied to the 3 values g0..g2 of one column or row of a kernel: 6 results. */
 #define G_ROWS(g0, g1, g2, r)                        \
   do {                                               \
-    float e = (g0) + (g2);                           \
+    float ge_ = (g0) + (g2);                         \
     r[0] = 0.25f * (g0);                             \
-    r[1] = -(e + (g1)) * (1.f / 6);                  \
-    r[2] = -(e - (g1)) * (1.f / 6);                  \
+    r[1] = -(ge_ + (g1)) * (1.f / 6);                \
+    r[2] = -(ge_ - (g1)) * (1.f / 6);                \
     r[3] = (g0) * (1.f / 24) + (g1) * (1.f / 12) + (g2) * (1.f / 6); \
     r[4] = (g0) * (1.f / 24) - (g1) * (1.f / 12) + (g2) * (1.f / 6); \
     r[5] = (g2);                                     \
   } while (0)
 
-/* U[k][o][i] = (G w(o, i) G^T)[k]: 36 rows of co x ci, one per k. */
+/* U[k][o][i] = (G w(o, i) G^T)[k]: 36 rows of co x ci, one per k.  16 input channels at a
+ * time, one per lane, so that the 36 results are stored as 16 contiguous floats each.  Shares
+ * the work among the threads of the enclosing parallel region. */
 static void transform_weights(const dd_wino_conv *c, const float *wt, float *u) {
-  int64_t co = c->co, ci = c->ci;
-#pragma omp parallel for if (co * ci > 4096) schedule(static)
-  for (int64_t o = 0; o < co; o++)
-    for (int64_t i = 0; i < ci; i++) {
-      float g[3][3], t[3][6], r[6];
-      for (int a = 0; a < 3; a++)
-        for (int b = 0; b < 3; b++)
-          g[a][b] = c->flip ? wt[((i * co + o) * 3 + 2 - a) * 3 + 2 - b]
-                            : wt[((o * ci + i) * 3 + a) * 3 + b];
-      for (int b = 0; b < 3; b++) G_ROWS(g[0][b], g[1][b], g[2][b], t[b]); /* (G g)^T */
-      for (int a = 0; a < 6; a++) {
-        G_ROWS(t[0][a], t[1][a], t[2][a], r); /* row a of G g G^T */
-        for (int b = 0; b < 6; b++) u[((int64_t)(a * 6 + b) * co + o) * ci + i] = r[b];
+  int64_t co = c->co, ci = c->ci, groups = (ci + LANES - 1) / LANES;
+#pragma omp for schedule(static)
+  for (int64_t job = 0; job < co * groups; job++) {
+    int64_t o = job / groups, i0 = job % groups * LANES;
+    int n = (int)(ci - i0 < LANES ? ci - i0 : LANES);
+    float g[3][3][LANES], t[3][6][LANES], r[6][LANES];
+    for (int a = 0; a < 3; a++)
+      for (int b = 0; b < 3; b++)
+        for (int l = 0; l < LANES; l++) {
+          int64_t i = i0 + (l < n ? l : 0);
+          g[a][b][l] = c->flip ? wt[((i * co + o) * 3 + 2 - a) * 3 + 2 - b]
+                               : wt[((o * ci + i) * 3 + a) * 3 + b];
+        }
+    for (int b = 0; b < 3; b++) { /* (G g)^T */
+      float *q[6] = {t[b][0], t[b][1], t[b][2], t[b][3], t[b][4], t[b][5]};
+#pragma omp simd
+      for (int l = 0; l < LANES; l++) {
+        float e[6];
+        G_ROWS(g[0][b][l], g[1][b][l], g[2][b][l], e);
+        for (int k = 0; k < 6; k++) q[k][l] = e[k];
       }
     }
+    for (int a = 0; a < 6; a++) { /* row a of G g G^T */
+#pragma omp simd
+      for (int l = 0; l < LANES; l++) {
+        float e[6];
+        G_ROWS(t[0][a][l], t[1][a][l], t[2][a][l], e);
+        for (int b = 0; b < 6; b++) r[b][l] = e[b];
+      }
+      for (int b = 0; b < 6; b++) {
+        float *dst = u + ((int64_t)(a * 6 + b) * co + o) * ci + i0;
+        for (int l = 0; l < n; l++) dst[l] = r[b][l];
+      }
+    }
+  }
 }
 
 /* B^T applied to the 6 values d0..d5 of one column or row of a patch. */
@@ -189,27 +214,39 @@ void dd_wino_run(const dd_wino_conv *c, const float *x, const float *wt, const f
   int64_t ci = c->ci, co = c->co;
   int64_t tiles_w = (c->ow + 3) / 4, tiles = ((c->oh + 3) / 4) * tiles_w;
   int64_t tb = chunk_tiles(c);
-  float *u = work, *v = u + 36 * co * ci, *p = v + 36 * ci * tb;
-  transform_weights(c, wt, u);
-  for (int64_t t0 = 0; t0 < tiles; t0 += tb) {
-    int64_t nt = tiles - t0 < tb ? tiles - t0 : tb;
-    int64_t groups = (nt + LANES - 1) / LANES;
-#pragma omp parallel for if (ci * nt > 2048) schedule(static)
-    for (int64_t job = 0; job < ci * groups; job++) {
-      int64_t i = job / groups, g = job % groups;
-      int n = (int)(nt - g * LANES < LANES ? nt - g * LANES : LANES);
-      input_group(c, x + i * c->ih * c->iw, tiles_w, t0 + g * LANES, n,
-                  v + i * tb + g * LANES, ci * tb);
-    }
-    for (int k = 0; k < 36; k++)
-      dd_sgemm(co, nt, ci, u + k * co * ci, ci, 1, v + k * ci * tb, tb, p + k * co * tb, tb, 0,
-               NULL, 1);
-#pragma omp parallel for if (co * nt > 2048) schedule(static)
-    for (int64_t job = 0; job < co * groups; job++) {
-      int64_t o = job / groups, g = job % groups;
-      int n = (int)(nt - g * LANES < LANES ? nt - g * LANES : LANES);
-      output_group(c, p + o * tb + g * LANES, co * tb, tiles_w, t0 + g * LANES, n,
-                   bias && !accumulate ? bias[o] : 0.f, accumulate, y + o * c->oh * c->ow);
+  float *u = work;
+  float *v = (float *)(((uintptr_t)(u + 36 * co * ci) + 63) & ~(uintptr_t)63);
+  float *p = v + 36 * ci * tb;
+  /* One parallel region for the whole convolution, three barriers per chunk: a team entered
+   * hundreds of times per layer spends its time in the runtime when the machine is busy. */
+#pragma omp parallel if (co * ci * tiles > 4 * DD_PAR_MIN)
+  {
+    transform_weights(c, wt, u);
+    for (int64_t t0 = 0; t0 < tiles; t0 += tb) {
+      int64_t nt = tiles - t0 < tb ? tiles - t0 : tb;
+      int64_t groups = (nt + LANES - 1) / LANES, blocks = (nt + BLOCK - 1) / BLOCK;
+#pragma omp for schedule(static)
+      for (int64_t job = 0; job < ci * groups; job++) {
+        int64_t i = job / groups, g = job % groups;
+        int n = (int)(nt - g * LANES < LANES ? nt - g * LANES : LANES);
+        input_group(c, x + i * c->ih * c->iw, tiles_w, t0 + g * LANES, n,
+                    v + i * tb + g * LANES, ci * tb);
+      }
+      /* k-major: each thread runs one U_k over many column blocks while it is in cache */
+#pragma omp for schedule(static)
+      for (int64_t job = 0; job < 36 * blocks; job++) {
+        int64_t k = job / blocks, j = job % blocks * BLOCK;
+        int64_t w = nt - j < BLOCK ? nt - j : BLOCK;
+        dd_sgemm(co, w, ci, u + k * co * ci, ci, 1, v + k * ci * tb + j, tb,
+                 p + k * co * tb + j, tb, 0, NULL, 0);
+      }
+#pragma omp for schedule(static)
+      for (int64_t job = 0; job < co * groups; job++) {
+        int64_t o = job / groups, g = job % groups;
+        int n = (int)(nt - g * LANES < LANES ? nt - g * LANES : LANES);
+        output_group(c, p + o * tb + g * LANES, co * tb, tiles_w, t0 + g * LANES, n,
+                     bias && !accumulate ? bias[o] : 0.f, accumulate, y + o * c->oh * c->ow);
+      }
     }
   }
 }
