@@ -543,7 +543,10 @@ int dd_plan_new(const dd_model *m, const dd_binding *inputs, int n_inputs, const
                  total / 1048576.0);
     goto fail;
   }
-  memset(p->arena, 0, arena);
+  /* With DD_PLAN_REUSE every buffer is written before it is read (outputs by their node,
+   * gradients zeroed before their first accumulation), and a buffer shared in turn by many
+   * values could not stay zero anyway: the pages are left to be faulted in by first use. */
+  if (!(flags & DD_PLAN_REUSE)) memset(p->arena, 0, arena);
   p->arena_bytes = arena;
   p->scratch_bytes = scratch;
   for (int v = 0; v < p->nv; v++) {
@@ -602,8 +605,17 @@ void dd_plan_forward(dd_plan *p) {
   }
 }
 
+/* Floats per thread below which zeroing stays on one thread. */
+#define ZERO_CHUNK ((int64_t)1 << 18)
+
 static void zero_tensor(dd_tensor *t) {
-  memset(t->data, 0, (size_t)dd_tensor_numel(t) * sizeof(float));
+  int64_t n = dd_tensor_numel(t), chunks = (n + ZERO_CHUNK - 1) / ZERO_CHUNK;
+  float *d = t->data;
+#pragma omp parallel for if (chunks > 1) schedule(static)
+  for (int64_t c = 0; c < chunks; c++) {
+    int64_t a = c * ZERO_CHUNK, len = n - a < ZERO_CHUNK ? n - a : ZERO_CHUNK;
+    memset(d + a, 0, (size_t)len * sizeof(float));
+  }
 }
 
 void dd_plan_zero_grad(dd_plan *p) {
