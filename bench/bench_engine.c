@@ -25,6 +25,7 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "dream/dream.h"
 #include "dream/graph.h"
@@ -32,6 +33,15 @@
 #include "dream/model.h"
 #include "dream/preset.h"
 #include "ops/sgemm.h"
+
+/* The same OpenMP spin default as the dream CLI (src/cli/omp_env.c): set GOMP_SPINCOUNT and
+ * start again, unless the user chose a wait policy. */
+__attribute__((constructor)) static void omp_spin_default(int argc, char **argv, char **envp) {
+  (void)envp;
+  if (argc < 1 || !argv || getenv("OMP_WAIT_POLICY") || getenv("GOMP_SPINCOUNT")) return;
+  if (setenv("GOMP_SPINCOUNT", "10000", 0) != 0) return;
+  execv("/proc/self/exe", argv);
+}
 
 /* OpenBLAS's own thread control (declared in its cblas.h; repeated so any cblas.h works). */
 void openblas_set_num_threads(int n);
