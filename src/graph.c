@@ -193,6 +193,8 @@ static size_t layout_shared(dd_plan *p, plan_build *b) {
   int *def = malloc(sizeof(int) * (size_t)nv), *last = malloc(sizeof(int) * (size_t)nv);
   int *root = malloc(sizeof(int) * (size_t)nv), *slast = malloc(sizeof(int) * (size_t)nv);
   int *gfirst = malloc(sizeof(int) * (size_t)nv), *item_of = malloc(sizeof(int) * (size_t)nv);
+  int *groot = malloc(sizeof(int) * (size_t)nv);
+  int *item_of_value = malloc(sizeof(int) * (size_t)nv);
   unsigned char *bwd = calloc((size_t)N + 1, 1), *target = calloc((size_t)nv, 1);
   buf_item *items = malloc(sizeof(buf_item) * 2 * (size_t)nv);
   p->skip = calloc((size_t)N + 1, 1);
@@ -200,7 +202,8 @@ static size_t layout_shared(dd_plan *p, plan_build *b) {
   p->zlist = malloc(sizeof(int) * (size_t)nv);
   p->seeds = malloc(sizeof(int) * (size_t)(b->n_targets + 1));
   size_t arena = SIZE_MAX;
-  if (!def || !last || !root || !slast || !gfirst || !item_of || !bwd || !target || !items ||
+  if (!def || !last || !root || !slast || !gfirst || !item_of || !groot || !item_of_value ||
+      !bwd || !target || !items ||
       !p->skip || !p->zstart || !p->zlist || !p->seeds)
     goto done;
   for (int v = 0; v < nv; v++) {
@@ -278,31 +281,55 @@ static size_t layout_shared(dd_plan *p, plan_build *b) {
 
   int ni = 0;
   for (int v = 0; v < nv; v++) {
-    item_of[v] = -1;
+    item_of_value[v] = -1;
     if (!runtime_value(b, v) || find_root(root, v) != v) continue;
-    item_of[v] = ni;
+    item_of_value[v] = ni;
     items[ni++] = (buf_item){value_bytes(p, v), 0, def[v], slast[v]};
+  }
+  /* An op with DD_OP_INPLACE_GRAD writing the first gradient of its input takes the memory
+   * of its output's gradient, which its own backward reads last: no zeroing, one buffer
+   * less. */
+  for (int v = 0; v < nv; v++) groot[v] = v;
+  for (int o = 0; o < N; o++) {
+    const dd_node *n = &m->nodes[p->order[o]];
+    if (!bwd[o] || !(n->op->flags & DD_OP_INPLACE_GRAD) || n->n_in < 1 || n->n_out < 1) continue;
+    int x = n->in[0], y = n->out[0], uses = 0, extra = 0;
+    for (int j = 0; j < n->n_in; j++) uses += n->in[j] == x;
+    for (int k = 1; k < n->n_out; k++) extra |= n->out[k] >= 0;
+    if (x < 0 || y < 0 || uses != 1 || extra || !b->hasgrad[x] || !b->hasgrad[y] ||
+        target[x] || target[y] || gfirst[x] != 2 * N - o || value_bytes(p, x) != value_bytes(p, y))
+      continue;
+    groot[x] = find_root(groot, y);
   }
   int gi0 = ni;
   for (int v = 0; v < nv; v++) {
-    if (!b->hasgrad[v]) continue;
-    int start = target[v] ? N : gfirst[v];
-    int end = def[v] < 0 ? END : 2 * N - def[v];
-    items[ni++] = (buf_item){value_bytes(p, v), 0, start, end > start ? end : start};
+    item_of[v] = -1;
+    if (!b->hasgrad[v] || find_root(groot, v) != v) continue;
+    item_of[v] = ni;
+    items[ni++] = (buf_item){value_bytes(p, v), 0, END, -1};
   }
+  for (int v = 0; v < nv; v++) { /* each gradient buffer lives as long as its members */
+    if (!b->hasgrad[v]) continue;
+    buf_item *it = &items[item_of[find_root(groot, v)]];
+    int start = target[v] ? N : gfirst[v], end = def[v] < 0 ? END : 2 * N - def[v];
+    if (start < it->start) it->start = start;
+    if (end > it->end) it->end = end;
+  }
+  for (int i = gi0; i < ni; i++)
+    if (items[i].end < items[i].start) items[i].end = items[i].start;
   arena = place_items(items, ni);
   if (arena == SIZE_MAX) goto done;
-  for (int v = 0, g = gi0; v < nv; v++) {
-    if (runtime_value(b, v)) b->offset[v] = items[item_of[find_root(root, v)]].off;
-    if (b->hasgrad[v]) b->goffset[v] = items[g++].off;
+  for (int v = 0; v < nv; v++) {
+    if (runtime_value(b, v)) b->offset[v] = items[item_of_value[find_root(root, v)]].off;
+    if (b->hasgrad[v]) b->goffset[v] = items[item_of[find_root(groot, v)]].off;
   }
 
   /* Gradients are zeroed just before their first accumulation, the seeds by zero_grad. */
   for (int v = 0; v < nv; v++)
-    if (b->hasgrad[v] && !target[v]) p->zstart[2 * N - gfirst[v] + 1]++;
+    if (b->hasgrad[v] && !target[v] && groot[v] == v) p->zstart[2 * N - gfirst[v] + 1]++;
   for (int o = 0; o < N; o++) p->zstart[o + 1] += p->zstart[o];
   for (int v = 0; v < nv; v++)
-    if (b->hasgrad[v] && !target[v]) p->zlist[p->zstart[2 * N - gfirst[v]]++] = v;
+    if (b->hasgrad[v] && !target[v] && groot[v] == v) p->zlist[p->zstart[2 * N - gfirst[v]]++] = v;
   for (int o = N; o > 0; o--) p->zstart[o] = p->zstart[o - 1];
   p->zstart[0] = 0;
   for (int t = 0; t < b->n_targets; t++) {
@@ -317,6 +344,8 @@ done:
   free(slast);
   free(gfirst);
   free(item_of);
+  free(groot);
+  free(item_of_value);
   free(bwd);
   free(target);
   free(items);

@@ -54,12 +54,18 @@ static void relu_backward(const dd_node *node, const dd_tensor *const *in,
   const float *y = dd_f32(out[0]), *dy = dd_f32(dout[0]);
   float *dx = dd_f32(din[0]);
   int64_t n = dd_tensor_numel(in[0]);
+  if (dx == dy) { /* the plan gave dx the memory of dy (DD_OP_INPLACE_GRAD): overwrite */
+#pragma omp parallel for simd if (n > DD_PAR_MIN) schedule(static)
+    for (int64_t i = 0; i < n; i++) dx[i] = y[i] > 0.f ? dx[i] : 0.f;
+    return;
+  }
 #pragma omp parallel for simd if (n > DD_PAR_MIN) schedule(static)
   for (int64_t i = 0; i < n; i++) dx[i] += y[i] > 0.f ? dy[i] : 0.f;
 }
 
 const dd_op dd_op_Relu = {"Relu", relu_init, same_shape_infer, relu_forward, relu_backward,
-                          elementwise_flops, DD_OP_INPLACE | DD_OP_BWD_NO_X};
+                          elementwise_flops,
+                          DD_OP_INPLACE | DD_OP_INPLACE_GRAD | DD_OP_BWD_NO_X};
 
 /* ---- LeakyRelu ---- */
 

@@ -35,6 +35,10 @@
 #define DD_OP_BWD_NO_X 4u   /* ... nor in[0]'s, unless another input's gradient is asked for */
 /* Forward and backward are correct with out[0] in the memory of in[0] (same size). */
 #define DD_OP_INPLACE 8u
+/* Backward is correct with din[0] in the memory of dout[0]: the planner may do so when this
+ * node writes the first gradient of in[0]; backward sees din[0]->data == dout[0]->data and
+ * must then overwrite it (dx = the gradient) instead of accumulating. */
+#define DD_OP_INPLACE_GRAD 32u
 /* out[0] is in[0]'s bytes unchanged (Identity, Reshape, ...): out[0] may simply point at
  * in[0]'s data, and forward is skipped then.  Only with no other output. */
 #define DD_OP_ALIAS 16u
