@@ -107,15 +107,30 @@ static void input_group(const dd_wino_conv *c, const float *x, int64_t tiles_w, 
   float d[6][6][LANES], m[6][6][LANES];
   int64_t ty = t / tiles_w, tx = t % tiles_w;
   int64_t y0 = ty * 4 - c->pad_y, x0 = tx * 4 - c->pad_x;
-  if (n == LANES && tx + LANES <= tiles_w && y0 >= 0 && y0 + 6 <= c->ih && x0 >= 0 &&
-      x0 + 4 * (LANES - 1) + 6 <= c->iw) {
+  if (tx + n <= tiles_w) { /* one row of tiles: whole rows of the patch are in or out */
+    int inside = n == LANES && x0 >= 0 && x0 + 4 * (LANES - 1) + 6 <= c->iw;
     for (int i = 0; i < 6; i++) {
-      const float *row = x + (y0 + i) * c->iw + x0;
-      for (int j = 0; j < 6; j++)
+      int64_t yy = y0 + i;
+      if (yy < 0 || yy >= c->ih) {
+        memset(d[i], 0, sizeof d[i]);
+        continue;
+      }
+      const float *row = x + yy * c->iw;
+      if (inside) {
+        for (int j = 0; j < 6; j++)
 #pragma omp simd
-        for (int l = 0; l < LANES; l++) d[i][j][l] = row[4 * l + j];
+          for (int l = 0; l < LANES; l++) d[i][j][l] = row[x0 + 4 * l + j];
+      } else { /* the left or right border, or fewer than LANES tiles */
+        for (int j = 0; j < 6; j++)
+#pragma omp simd
+          for (int l = 0; l < LANES; l++) {
+            int64_t xx = x0 + 4 * l + j;
+            int ok = l < n && xx >= 0 && xx < c->iw;
+            d[i][j][l] = ok ? row[ok ? xx : 0] : 0.f;
+          }
+      }
     }
-  } else {
+  } else { /* the tiles wrap to the next row: each lane on its own */
     for (int l = 0; l < LANES; l++) {
       int64_t ly = (t + l) / tiles_w * 4 - c->pad_y, lx = (t + l) % tiles_w * 4 - c->pad_x;
       for (int i = 0; i < 6; i++)
