@@ -352,9 +352,16 @@ done:
   return arena;
 }
 
+/* "384 MiB", or "64 KiB" under a mebibyte, so a small budget does not read as "0 MiB". */
+static const char *fmt_size(double bytes, char *buf, size_t size) {
+  if (bytes < 1048576.0) snprintf(buf, size, "%.0f KiB", bytes / 1024.0);
+  else snprintf(buf, size, "%.0f MiB", bytes / 1048576.0);
+  return buf;
+}
+
 int dd_plan_new(const dd_model *m, const dd_binding *inputs, int n_inputs, const int *targets,
                 int n_targets, unsigned flags, size_t max_bytes, dd_plan **out, dd_err *err) {
-  char sb[128];
+  char sb[128], s1[32], s2[32];
   int rc = DD_OK;
   dd_plan *p = calloc(1, sizeof *p);
   if (!p) return dd_fail(err, DD_ENOMEM, "out of memory");
@@ -486,10 +493,10 @@ int dd_plan_new(const dd_model *m, const dd_binding *inputs, int n_inputs, const
       double need_b = (double)ne * (double)dd_dtype_size(outs[k]->dtype);
       if (ne >= 0 && max_bytes && need_b > (double)max_bytes) {
         rc = dd_fail(err, DD_ELIMIT, "%s: node '%s' (%s): output '%s' of shape %s alone needs "
-                     "%.0f MiB, more than the %.0f MiB limit (use a smaller image or tiles, or "
+                     "%s, more than the %s limit (use a smaller image or tiles, or "
                      "raise --max-memory)", m->name, n->name, n->op_type, m->values[v].name,
-                     dd_shape_str(&outs[k]->shape, sb, sizeof sb), need_b / 1048576.0,
-                     max_bytes / 1048576.0);
+                     dd_shape_str(&outs[k]->shape, sb, sizeof sb),
+                     fmt_size(need_b, s1, sizeof s1), fmt_size((double)max_bytes, s2, sizeof s2));
         goto fail;
       }
       if (outs[k]->shape.ndim < 0 || outs[k]->shape.ndim > DD_MAX_DIMS || tensor_bytes(outs[k], &b)) {
@@ -502,8 +509,8 @@ int dd_plan_new(const dd_model *m, const dd_binding *inputs, int n_inputs, const
       if (fold) {
         folded_bytes += b;
         if (max_bytes && folded_bytes > max_bytes) {
-          rc = dd_fail(err, DD_ELIMIT, "%s: constants need more than the %.0f MiB limit",
-                       m->name, max_bytes / 1048576.0);
+          rc = dd_fail(err, DD_ELIMIT, "%s: constants need more than the %s limit",
+                       m->name, fmt_size((double)max_bytes, s2, sizeof s2));
           goto fail;
         }
         outs[k]->data = calloc(b ? b : 1, 1);
@@ -560,16 +567,17 @@ int dd_plan_new(const dd_model *m, const dd_binding *inputs, int n_inputs, const
   }
   size_t total = arena + scratch;
   if (max_bytes && total > max_bytes) {
-    rc = dd_fail(err, DD_ELIMIT, "%s: this input size needs %.0f MiB of buffers, more than the "
-                 "%.0f MiB limit (use a smaller image or tiles, or raise --max-memory)",
-                 m->name, total / 1048576.0, max_bytes / 1048576.0);
+    rc = dd_fail(err, DD_ELIMIT, "%s: this input size needs %s of buffers, more than the "
+                 "%s limit (use a smaller image or tiles, or raise --max-memory)",
+                 m->name, fmt_size((double)total, s1, sizeof s1),
+                 fmt_size((double)max_bytes, s2, sizeof s2));
     goto fail;
   }
   p->arena = alloc_buffer(arena);
   p->scratch = scratch ? alloc_buffer(scratch) : NULL;
   if (!p->arena || (scratch && !p->scratch)) {
-    rc = dd_fail(err, DD_ENOMEM, "%s: out of memory allocating %.0f MiB", m->name,
-                 total / 1048576.0);
+    rc = dd_fail(err, DD_ENOMEM, "%s: out of memory allocating %s", m->name,
+                 fmt_size((double)total, s1, sizeof s1));
     goto fail;
   }
   /* With DD_PLAN_REUSE every buffer is written before it is read (outputs by their node,
