@@ -2,7 +2,7 @@
 # Fuzzes the loaders: builds the libFuzzer targets of tests/fuzz/ with clang, ASan and UBSan
 # (library included) into build-fuzz/, seeds each from what is on the machine
 # (tests/fuzz/seeds.sh) and runs it for FUZZ_SECONDS.  Any crash, sanitizer report, leak,
-# timeout (> 10 s per input) or allocation over 2 GiB is a finding: its input is copied to
+# timeout (> 60 s per input) or allocation over 2 GiB is a finding: its input is copied to
 # tests/fuzz/regressions/<target>/, where tests/test_hostile.c replays it, and the script
 # exits 1.
 #
@@ -73,7 +73,7 @@ for t in $targets; do
   set +e
   # shellcheck disable=SC2086
   ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
-    "$build/$t" -max_len="$max_len" -rss_limit_mb=2048 -timeout=10 -max_total_time="$secs" \
+    "$build/$t" -max_len="$max_len" -rss_limit_mb=2048 -timeout=60 -max_total_time="$secs" \
     -print_final_stats=1 -artifact_prefix="$art/" $extra "$corpus" >"$log" 2>&1
   rc=$?
   set -e
