@@ -28,6 +28,8 @@ struct dd_dreamer {
   int targets[DD_DREAM_MAX_LAYERS], n_targets;
   dd_plan *plan;
   int pw, ph; /* the plan's input size */
+  dd_plan *host; /* NULL, or the plan of the largest size to come: smaller ones use its memory */
+  int hw, hh;    /* its input size */
   int iw, ih; /* the image size the tiling was chosen for */
   int tw, th; /* tile size for that image (the image's size when untiled) */
   int over_w, over_h; /* smallest whole image found over the budget (0: none yet) */
@@ -57,6 +59,41 @@ static int wrap(int64_t i, int n) {
 }
 
 static float *alloc_floats(size_t n) { return malloc((n ? n : 1) * sizeof(float)); }
+
+/* Element-wise passes over pictures use both cores above this many floats. */
+#define PAR_MIN 65536
+/* Sums are taken in at most this many chunks whose bounds depend only on n, added in order:
+ * the result is the same whatever the number of threads, so a seed repeats exactly. */
+#define SUM_CHUNKS 1024
+
+/* sum[0] = sum of |v|, sum[1] = sum of v^2, sum[2] = sum of v over v[0..n). */
+static void sums(const float *v, size_t n, double sum[3]) {
+  double part[SUM_CHUNKS][3];
+  size_t per = (n + SUM_CHUNKS - 1) / SUM_CHUNKS;
+  if (per < 4096) per = 4096;
+  size_t chunks = (n + per - 1) / per;
+#pragma omp parallel for schedule(static) if (n > PAR_MIN)
+  for (size_t c = 0; c < chunks; c++) {
+    size_t a = c * per, b = a + per < n ? a + per : n;
+    double s0 = 0, s1 = 0, s2 = 0;
+    for (size_t i = a; i < b; i++) {
+      s0 += fabs((double)v[i]);
+      s1 += (double)v[i] * v[i];
+      s2 += v[i];
+    }
+    part[c][0] = s0;
+    part[c][1] = s1;
+    part[c][2] = s2;
+  }
+  sum[0] = sum[1] = sum[2] = 0;
+  for (size_t c = 0; c < chunks; c++)
+    for (int k = 0; k < 3; k++) sum[k] += part[c][k];
+}
+
+static void scale_floats(float *v, size_t n, double k) {
+#pragma omp parallel for schedule(static) if (n > PAR_MIN)
+  for (size_t i = 0; i < n; i++) v[i] = (float)(v[i] * k);
+}
 
 /* ---- layer specs ---- */
 
@@ -201,21 +238,24 @@ static double seed_objective(dd_plan *plan, const dd_dream_layer *ls, int n,
       obj += guide_seed(a, g, c, total / c, &guide[l], w, gemm);
       continue;
     }
+    /* the whole tensor, or one channel in each image of the batch */
+    int64_t batch = 1, per = total, stride = 0, off0 = 0;
+    if (ls[l].channel >= 0) {
+      int64_t c = t->shape.d[1];
+      batch = t->shape.d[0];
+      per = total / (batch * c);
+      stride = c * per;
+      off0 = ls[l].channel * per;
+    }
     double s = 0;
-    if (ls[l].channel < 0) {
-      for (int64_t i = 0; i < total; i++) {
-        s += (double)a[i] * a[i];
-        g[i] += w * a[i];
-      }
-    } else {
-      int64_t batch = t->shape.d[0], c = t->shape.d[1], per = total / (batch * c);
-      for (int64_t bi = 0; bi < batch; bi++) {
-        int64_t off = (bi * c + ls[l].channel) * per;
-        for (int64_t i = 0; i < per; i++) {
-          s += (double)a[off + i] * a[off + i];
-          g[off + i] += w * a[off + i];
-        }
-      }
+    for (int64_t bi = 0; bi < batch; bi++) {
+      const float *ab = a + off0 + bi * stride;
+      float *gb = g + off0 + bi * stride;
+      double sm[3];
+      sums(ab, (size_t)per, sm);
+      s += sm[1];
+#pragma omp parallel for schedule(static) if (per > PAR_MIN)
+      for (int64_t i = 0; i < per; i++) gb[i] += w * ab[i];
     }
     obj += 0.5 * w * s;
   }
@@ -389,7 +429,8 @@ static int compute_guide(dd_dreamer *d, const dd_image *guide, dd_err *err) {
 
 void dd_dreamer_free(dd_dreamer *d) {
   if (!d) return;
-  dd_plan_free(d->plan);
+  if (d->plan != d->host) dd_plan_free(d->plan);
+  dd_plan_free(d->host);
   free(d->mapx);
   free(d->mapy);
   for (int l = 0; l < DD_DREAM_MAX_LAYERS; l++) free(d->guide[l].y);
@@ -426,12 +467,18 @@ int dd_dreamer_new(const dd_model *m, const dd_preproc *pp, const dd_dream_param
 
 static int ensure_plan(dd_dreamer *d, int w, int h, dd_err *err) {
   if (d->plan && d->pw == w && d->ph == h) return DD_OK;
-  dd_plan_free(d->plan);
+  if (d->plan != d->host) dd_plan_free(d->plan);
   d->plan = NULL;
+  if (d->host && d->hw == w && d->hh == h) {
+    d->plan = d->host;
+    d->pw = w;
+    d->ph = h;
+    return DD_OK;
+  }
   dd_binding b = image_binding(d->input, w, h);
   dd_plan *plan;
-  int rc = dd_plan_new(d->m, &b, 1, d->targets, d->n_targets, DD_PLAN_GRAD | DD_PLAN_REUSE,
-                       d->p.max_memory, &plan, err);
+  int rc = dd_plan_new_within(d->host, d->m, &b, 1, d->targets, d->n_targets,
+                              DD_PLAN_GRAD | DD_PLAN_REUSE, d->p.max_memory, &plan, err);
   if (rc) return rc;
   rc = check_layers(d->m, plan, d->input, d->p.layers, d->p.n_layers, err);
   for (int l = 0; !rc && l < d->p.n_layers; l++) {
@@ -495,6 +542,18 @@ static int prepare(dd_dreamer *d, int w, int h, dd_err *err) {
   return DD_OK;
 }
 
+/* Makes the plan for the largest image size the dream will see first, and keeps it: the plans
+ * of the smaller sizes (earlier octaves) then run in its memory instead of faulting in fresh
+ * pages for each one. */
+static int reserve(dd_dreamer *d, int w, int h, dd_err *err) {
+  int rc = prepare(d, w, h, err);
+  if (rc) return rc;
+  d->host = d->plan;
+  d->hw = d->pw;
+  d->hh = d->ph;
+  return DD_OK;
+}
+
 void dd_dreamer_tile_size(const dd_dreamer *d, int *tw, int *th) {
   *tw = d->tw;
   *th = d->th;
@@ -534,16 +593,16 @@ int dd_dreamer_gradient(dd_dreamer *d, const dd_image *img, int dx, int dy, floa
       dd_plan_zero_grad(d->plan);
       obj += seed_objective(d->plan, d->p.layers, d->p.n_layers, d->guide, d->gemm);
       dd_plan_backward(d->plan);
-      for (int c = 0; c < 3; c++) {
-        const float *g = gin + c * plane;
-        float k = d->k[c];
-        int src = d->src[c];
-        for (int ly = loy; ly < loy + (y1 - y0); ly++) {
-          float *row = grad + (size_t)d->mapy[ly] * W * 3 + src;
-          for (int lx = lox; lx < lox + (x1 - x0); lx++)
-            row[(size_t)d->mapx[lx] * 3] = g[(size_t)ly * tw + lx] * k;
+      /* the rows of a tile are distinct rows of the image (tiles are no taller than it) */
+      const int *mapx = d->mapx, *mapy = d->mapy;
+#pragma omp parallel for schedule(static) if (plane > PAR_MIN)
+      for (int ly = loy; ly < loy + (y1 - y0); ly++)
+        for (int c = 0; c < 3; c++) {
+          const float *g = gin + c * plane + (size_t)ly * tw;
+          float k = d->k[c];
+          float *row = grad + (size_t)mapy[ly] * W * 3 + d->src[c];
+          for (int lx = lox; lx < lox + (x1 - x0); lx++) row[(size_t)mapx[lx] * 3] = g[lx] * k;
         }
-      }
     }
   }
   if (objective) *objective = obj;
@@ -601,10 +660,11 @@ static void up1(const float *in, int w, int h, int dir, int n, float *out) {
 }
 
 static void scale_rms(float *v, size_t n) {
-  double s = 0;
-  for (size_t i = 0; i < n; i++) s += (double)v[i] * v[i];
-  double rms = sqrt(s / (double)(n ? n : 1));
+  double s[3];
+  sums(v, n, s);
+  double rms = sqrt(s[1] / (double)(n ? n : 1));
   float inv = (float)(1.0 / (rms > 1e-10 ? rms : 1e-10));
+#pragma omp parallel for schedule(static) if (n > PAR_MIN)
   for (size_t i = 0; i < n; i++) v[i] *= inv;
 }
 
@@ -663,24 +723,19 @@ void dd_dream_normalize(dd_dream_norm norm, int levels, float *g, int w, int h, 
     lap_normalize(g, w, h, levels, work);
     return;
   }
-  double s = 0, s2 = 0;
-  for (size_t i = 0; i < n; i++) {
-    s += fabs((double)g[i]);
-    s2 += (double)g[i] * g[i];
-  }
+  double sum[3];
+  sums(g, n, sum);
   double scale;
   if (norm == DD_NORM_STD) {
-    double mean = 0;
-    for (size_t i = 0; i < n; i++) mean += g[i];
-    mean /= (double)n;
-    double var = s2 / (double)n - mean * mean;
+    double mean = sum[2] / (double)n;
+    double var = sum[1] / (double)n - mean * mean;
     scale = 1.0 / (sqrt(var > 0 ? var : 0) + 1e-8);
   } else {
-    double mean_abs = s / (double)n;
+    double mean_abs = sum[0] / (double)n;
     /* a zero gradient (a dead layer) leaves the image as it is */
     scale = mean_abs > 0 ? 1.0 / mean_abs : 0;
   }
-  for (size_t i = 0; i < n; i++) g[i] = (float)(g[i] * scale);
+  scale_floats(g, n, scale);
 }
 
 /* ---- octaves ---- */
@@ -688,6 +743,7 @@ void dd_dream_normalize(dd_dream_norm norm, int levels, float *g, int w, int h, 
 /* Bilinear resize of w x h x 3 with corners mapped to corners, as scipy.ndimage.zoom(order=1)
  * does in the notebook. */
 static void resize_bilinear(const float *src, int sw, int sh, float *dst, int dw, int dh) {
+#pragma omp parallel for schedule(static) if ((size_t)dw * dh * 3 > PAR_MIN)
   for (int y = 0; y < dh; y++) {
     double fy = dh > 1 ? (double)y * (sh - 1) / (dh - 1) : 0;
     int y0 = (int)fy, y1 = y0 + 1 < sh ? y0 + 1 : sh - 1;
@@ -706,7 +762,17 @@ static void resize_bilinear(const float *src, int sw, int sh, float *dst, int dw
 }
 
 static void clip255(float *v, size_t n) {
+#pragma omp parallel for schedule(static) if (n > PAR_MIN)
   for (size_t i = 0; i < n; i++) v[i] = v[i] < 0.f ? 0.f : v[i] > 255.f ? 255.f : v[i];
+}
+
+/* cur = clip(cur + step * grad, 0, 255) */
+static void step_clip(float *cur, const float *grad, float step, size_t n) {
+#pragma omp parallel for schedule(static) if (n > PAR_MIN)
+  for (size_t i = 0; i < n; i++) {
+    float v = cur[i] + step * grad[i];
+    cur[i] = v < 0.f ? 0.f : v > 255.f ? 255.f : v;
+  }
 }
 
 typedef struct run_bufs {
@@ -780,6 +846,7 @@ int dd_dream_run(const dd_model *m, const dd_preproc *pp, const dd_dream_params 
   double total = 0, done = 0;
   for (int k = 0; k < n; k++) total += (double)ow[k] * oh[k] * p->iters;
   memcpy(b.cur, b.base[n - 1], (size_t)ow[n - 1] * oh[n - 1] * 3 * sizeof(float));
+  if (n > 1) rc = reserve(d, ow[0], oh[0], err);
   uint64_t rng = p->seed;
   long it_total = 0;
   for (int o = 0; o < n && !rc; o++) {
@@ -788,9 +855,12 @@ int dd_dream_run(const dd_model *m, const dd_preproc *pp, const dd_dream_params 
     if (o > 0) {
       /* carry the detail dreamed at the smaller octave up to this one */
       size_t prev = (size_t)ow[k + 1] * oh[k + 1] * 3;
-      for (size_t i = 0; i < prev; i++) b.grad[i] = b.cur[i] - b.base[k + 1][i];
+      const float *lo = b.base[k + 1], *hi = b.base[k];
+#pragma omp parallel for schedule(static) if (prev > PAR_MIN)
+      for (size_t i = 0; i < prev; i++) b.grad[i] = b.cur[i] - lo[i];
       resize_bilinear(b.grad, ow[k + 1], oh[k + 1], b.cur, w, h);
-      for (size_t i = 0; i < sz; i++) b.cur[i] += b.base[k][i];
+#pragma omp parallel for schedule(static) if (sz > PAR_MIN)
+      for (size_t i = 0; i < sz; i++) b.cur[i] += hi[i];
     }
     rc = prepare(d, w, h, err);
     dd_image view = {w, h, b.cur};
@@ -807,8 +877,7 @@ int dd_dream_run(const dd_model *m, const dd_preproc *pp, const dd_dream_params 
       rc = dd_dreamer_gradient(d, &view, dx, dy, b.grad, &obj, err);
       if (rc) break;
       dd_dream_normalize(p->norm, p->lap_levels, b.grad, w, h, b.work);
-      for (size_t i = 0; i < sz; i++) b.cur[i] += p->step * b.grad[i];
-      clip255(b.cur, sz);
+      step_clip(b.cur, b.grad, p->step, sz);
       done += (double)w * h;
       it_total++;
       dd_dream_progress info = {o, n, it, p->iters, w, h, 0, obj, done / total, NULL};

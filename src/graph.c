@@ -27,6 +27,7 @@ struct dd_plan {
   size_t arena_bytes;
   void *scratch;
   size_t scratch_bytes;
+  int borrowed; /* arena and scratch are a host plan's (dd_plan_new_within): not freed here */
   double *profile; /* NULL, or 2 per node: forward and backward seconds (caller's) */
   /* DD_PLAN_REUSE only (NULL otherwise): */
   unsigned char *skip; /* per order index: forward skipped, the output aliases the input */
@@ -70,8 +71,10 @@ void dd_plan_free(dd_plan *p) {
   free(p->order);
   free(p->flops);
   free(p->runs);
-  free(p->arena);
-  free(p->scratch);
+  if (!p->borrowed) {
+    free(p->arena);
+    free(p->scratch);
+  }
   free(p->skip);
   free(p->zstart);
   free(p->zlist);
@@ -359,8 +362,9 @@ static const char *fmt_size(double bytes, char *buf, size_t size) {
   return buf;
 }
 
-int dd_plan_new(const dd_model *m, const dd_binding *inputs, int n_inputs, const int *targets,
-                int n_targets, unsigned flags, size_t max_bytes, dd_plan **out, dd_err *err) {
+static int plan_new(dd_plan *host, const dd_model *m, const dd_binding *inputs, int n_inputs,
+                    const int *targets, int n_targets, unsigned flags, size_t max_bytes,
+                    dd_plan **out, dd_err *err) {
   char sb[128], s1[32], s2[32];
   int rc = DD_OK;
   dd_plan *p = calloc(1, sizeof *p);
@@ -573,8 +577,14 @@ int dd_plan_new(const dd_model *m, const dd_binding *inputs, int n_inputs, const
                  fmt_size((double)max_bytes, s2, sizeof s2));
     goto fail;
   }
-  p->arena = alloc_buffer(arena);
-  p->scratch = scratch ? alloc_buffer(scratch) : NULL;
+  if (host && arena <= host->arena_bytes && scratch <= host->scratch_bytes) {
+    p->arena = host->arena;
+    p->scratch = host->scratch;
+    p->borrowed = 1;
+  } else {
+    p->arena = alloc_buffer(arena);
+    p->scratch = scratch ? alloc_buffer(scratch) : NULL;
+  }
   if (!p->arena || (scratch && !p->scratch)) {
     rc = dd_fail(err, DD_ENOMEM, "%s: out of memory allocating %s", m->name,
                  fmt_size((double)total, s1, sizeof s1));
@@ -615,6 +625,17 @@ fail:
   free(hasgrad);
   dd_plan_free(p);
   return rc;
+}
+
+int dd_plan_new(const dd_model *m, const dd_binding *inputs, int n_inputs, const int *targets,
+                int n_targets, unsigned flags, size_t max_bytes, dd_plan **out, dd_err *err) {
+  return plan_new(NULL, m, inputs, n_inputs, targets, n_targets, flags, max_bytes, out, err);
+}
+
+int dd_plan_new_within(dd_plan *host, const dd_model *m, const dd_binding *inputs, int n_inputs,
+                       const int *targets, int n_targets, unsigned flags, size_t max_bytes,
+                       dd_plan **out, dd_err *err) {
+  return plan_new(host, m, inputs, n_inputs, targets, n_targets, flags, max_bytes, out, err);
 }
 
 dd_tensor *dd_plan_tensor(dd_plan *p, int v) {

@@ -81,16 +81,11 @@ static dd_model *load_graph(const mini_graph *g) {
   return m;
 }
 
-/* Runs forward and backward (seeding each target's gradient with its value: the gradient of
- * 1/2 sum y^2 + 1/2 sum w^2) on x; returns the plan. */
-static dd_plan *run_plan(const dd_model *m, const dd_shape *shape, const float *x,
-                         const int *targets, int nt, unsigned flags) {
-  dd_binding b = {dd_model_input(m), *shape, NULL};
-  dd_plan *p = NULL;
-  dd_err err;
-  cr_assert_eq(dd_plan_new(m, &b, 1, targets, nt, DD_PLAN_GRAD | flags, 0, &p, &err), 0, "%s",
-               err.msg);
-  dd_tensor *in = dd_plan_tensor(p, b.value);
+/* Writes x into p's input and runs forward and backward (seeding each target's gradient with
+ * its value: the gradient of 1/2 sum y^2 + 1/2 sum w^2). */
+static void run_again(dd_plan *p, const dd_model *m, const float *x, const int *targets,
+                      int nt) {
+  dd_tensor *in = dd_plan_tensor(p, dd_model_input(m));
   memcpy(in->data, x, (size_t)dd_tensor_numel(in) * sizeof(float));
   /* twice: the second pass must not see what the first one left in shared memory */
   for (int pass = 0; pass < 2; pass++) {
@@ -103,7 +98,22 @@ static dd_plan *run_plan(const dd_model *m, const dd_shape *shape, const float *
     }
     dd_plan_backward(p);
   }
+}
+
+static dd_plan *run_plan_within(dd_plan *host, const dd_model *m, const dd_shape *shape,
+                                const float *x, const int *targets, int nt, unsigned flags) {
+  dd_binding b = {dd_model_input(m), *shape, NULL};
+  dd_plan *p = NULL;
+  dd_err err;
+  cr_assert_eq(dd_plan_new_within(host, m, &b, 1, targets, nt, DD_PLAN_GRAD | flags, 0, &p, &err),
+               0, "%s", err.msg);
+  run_again(p, m, x, targets, nt);
   return p;
+}
+
+static dd_plan *run_plan(const dd_model *m, const dd_shape *shape, const float *x,
+                         const int *targets, int nt, unsigned flags) {
+  return run_plan_within(NULL, m, shape, x, targets, nt, flags);
 }
 
 static void assert_same(const dd_tensor *a, const dd_tensor *b, const char *what) {
@@ -194,6 +204,59 @@ Test(graph, reuse_matches_on_googlenet, .timeout = 120) {
   cr_assert_lt(ratio, 0.6, "the shared plan needs %.0f%% of the separate one", 100 * ratio);
   dd_plan_free(sep);
   dd_plan_free(reu);
+  free(x);
+  dd_model_free(m);
+}
+
+/* A dream's octaves: plans of smaller sizes made within the largest one's buffers give the
+ * results of plans of their own, bit for bit, and so does the host when it runs again after
+ * them; a plan larger than its host gets buffers of its own. */
+Test(graph, plans_within_a_host_match_their_own, .timeout = 120) {
+  char mp[512];
+  th_shared(mp, sizeof mp, "models/bvlc_googlenet.onnx");
+  dd_model *m;
+  dd_err err;
+  cr_assert_eq(dd_model_load(mp, &m, &err), 0, "%s", err.msg);
+  int target;
+  cr_assert_eq(dd_model_resolve(m, "inception_4c/output", &target, &err), 0);
+  int64_t big_dims[] = {1, 3, 160, 208}, small_dims[] = {1, 3, 112, 144},
+          huge_dims[] = {1, 3, 192, 240};
+  dd_shape big = dd_shape_make(4, big_dims), small = dd_shape_make(4, small_dims),
+           huge = dd_shape_make(4, huge_dims);
+  int64_t n = dd_shape_numel(&huge);
+  float *x = malloc(sizeof(float) * (size_t)n);
+  uint64_t st = 9;
+  for (int64_t i = 0; i < n; i++) x[i] = th_rand_uniform(&st, -120, 130);
+  unsigned f = DD_PLAN_REUSE;
+  dd_plan *host = run_plan(m, &big, x, &target, 1, f);
+  /* the inner plan runs in the host's memory: it overwrites what the host computed */
+  const dd_tensor *hg = dd_plan_grad(host, dd_model_input(m));
+  int64_t ng = dd_tensor_numel(hg);
+  float *before = malloc(sizeof(float) * (size_t)ng);
+  memcpy(before, hg->data, sizeof(float) * (size_t)ng);
+  dd_plan *inner = run_plan_within(host, m, &small, x, &target, 1, f);
+  dd_plan *own = run_plan(m, &small, x, &target, 1, f);
+  cr_assert_neq(memcmp(before, hg->data, sizeof(float) * (size_t)ng), 0,
+                "the inner plan did not use the host's memory");
+  free(before);
+  assert_same(dd_plan_tensor(inner, target), dd_plan_tensor(own, target), "small, within");
+  assert_same(dd_plan_grad(inner, dd_model_input(m)), dd_plan_grad(own, dd_model_input(m)),
+              "small input gradient, within");
+  run_again(host, m, x, &target, 1);
+  dd_plan *big_own = run_plan(m, &big, x, &target, 1, f);
+  assert_same(dd_plan_tensor(host, target), dd_plan_tensor(big_own, target), "host again");
+  assert_same(dd_plan_grad(host, dd_model_input(m)), dd_plan_grad(big_own, dd_model_input(m)),
+              "host input gradient again");
+  dd_plan *over = run_plan_within(host, m, &huge, x, &target, 1, f);
+  dd_plan *over_own = run_plan(m, &huge, x, &target, 1, f);
+  assert_same(dd_plan_grad(over, dd_model_input(m)), dd_plan_grad(over_own, dd_model_input(m)),
+              "larger than the host");
+  dd_plan_free(over_own);
+  dd_plan_free(over);
+  dd_plan_free(big_own);
+  dd_plan_free(own);
+  dd_plan_free(inner);
+  dd_plan_free(host);
   free(x);
   dd_model_free(m);
 }

@@ -34,6 +34,14 @@ typedef struct dd_binding {
  * the plan's buffers: a plan that would need more fails with DD_ELIMIT, saying how much. */
 int dd_plan_new(const dd_model *m, const dd_binding *inputs, int n_inputs, const int *targets,
                 int n_targets, unsigned flags, size_t max_bytes, dd_plan **out, dd_err *err);
+/* As dd_plan_new, but in the buffers of `host` when they are large enough (else in its own):
+ * a sequence of plans for sizes up to the host's -- a dream's octaves -- then touches no fresh
+ * memory (the kernel zeroes every new page at first touch, about 0.8 s per GB here).  The
+ * plan's buffers are the host's: the two must never run interleaved (run one, then the other;
+ * every run rewrites what it reads), and the host must outlive the plan. */
+int dd_plan_new_within(dd_plan *host, const dd_model *m, const dd_binding *inputs, int n_inputs,
+                       const int *targets, int n_targets, unsigned flags, size_t max_bytes,
+                       dd_plan **out, dd_err *err);
 void dd_plan_free(dd_plan *p);
 
 /* The tensor holding `value` in this plan (inputs are written here before forward), or NULL
