@@ -2,8 +2,9 @@
  * with >= 8 channels in and out) and dd_sgemm, each against a naive double-precision
  * reference written from the definition, on shapes that reach every border case: tiles cut
  * by the image edge, rows of 16 tiles inside and outside it, padding larger than 1 and
- * asymmetric, several chunks of tiles, rows and columns that are not multiples of the
- * register tile, k longer than one block. */
+ * asymmetric, several chunks of tiles, groups of 16 tiles that wrap onto the next rows of
+ * tiles (one to sixteen of them), channel counts that fill 16 lanes partly, rows and columns
+ * that are not multiples of the register tile, k longer than one block. */
 #include <criterion/criterion.h>
 #include <math.h>
 #include <stdlib.h>
@@ -25,6 +26,10 @@ static const wcase wcases[] = {
     {"pads 2 and asymmetric", 1, 8, 21, 23, 16, 2, 1, 0, 2, 1},
     {"image smaller than a tile", 1, 9, 3, 5, 8, 1, 1, 1, 1, 1},
     {"several chunks of tiles", 1, 8, 212, 244, 8, 1, 1, 1, 1, 1},
+    {"one tile wide: a group of 16 tiles spans 16 rows of tiles", 1, 8, 70, 3, 8, 1, 1, 1, 1, 1},
+    {"rows of exactly 16 tiles", 1, 8, 10, 64, 8, 1, 1, 1, 1, 0},
+    {"rows of 17 tiles, the last one column wide", 1, 8, 9, 65, 8, 1, 1, 1, 1, 1},
+    {"channels not a multiple of 16, pads only left and bottom", 2, 17, 13, 29, 23, 0, 2, 2, 0, 1},
 };
 
 static void naive(const wcase *k, const float *x, const float *w, const float *b, double *y,
