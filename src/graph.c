@@ -30,7 +30,8 @@ struct dd_plan {
   int borrowed; /* arena and scratch are a host plan's (dd_plan_new_within): not freed here */
   double *profile; /* NULL, or 2 per node: forward and backward seconds (caller's) */
   /* DD_PLAN_REUSE only (NULL otherwise): */
-  unsigned char *skip; /* per order index: forward skipped, the output aliases the input */
+  unsigned char *skip;  /* per order index: forward skipped, the output aliases the input */
+  unsigned char *bskip; /* per order index: backward skipped (a Concat's gradients alias) */
   int *zstart, *zlist; /* gradients zeroed before the backward of order index o:
                           zlist[zstart[o] .. zstart[o + 1]) */
   int *seeds, n_seeds; /* gradients dd_plan_zero_grad clears: the targets' */
@@ -76,6 +77,7 @@ void dd_plan_free(dd_plan *p) {
     free(p->scratch);
   }
   free(p->skip);
+  free(p->bskip);
   free(p->zstart);
   free(p->zlist);
   free(p->seeds);
@@ -176,9 +178,85 @@ static size_t place_items(buf_item *items, int n) {
   return arena;
 }
 
-static int find_root(int *root, int v) {
-  while (root[v] != v) v = root[v] = root[root[v]];
-  return v;
+/* Union-find with offsets: v's bytes start rel[v] bytes into root[v]'s, so that a Concat's
+ * inputs can be members of its output's buffer.  Returns v's set and, in *off, v's offset in
+ * that set's buffer; compresses the path. */
+static int find_root(int *root, size_t *rel, int v, size_t *off) {
+  size_t total = 0;
+  int r = v;
+  for (; root[r] != r; r = root[r]) total += rel[r];
+  if (off) *off = total;
+  for (size_t acc = total; root[v] != v;) {
+    int next = root[v];
+    size_t step = rel[v];
+    root[v] = r;
+    rel[v] = acc;
+    acc -= step;
+    v = next;
+  }
+  return r;
+}
+
+/* Bytes of v's data, unrounded. */
+static size_t exact_bytes(const dd_plan *p, int v) {
+  size_t bytes = 0;
+  tensor_bytes(&p->val[v], &bytes);
+  return bytes;
+}
+
+/* A Concat whose output is its inputs end to end: every dim before the axis is 1.  The axis
+ * is the first dim where the output differs from the first input (every other dim agrees). */
+static int concat_is_contiguous(const dd_plan *p, const dd_node *n) {
+  if (n->n_out != 1 || n->out[0] < 0 || n->n_in < 1 || n->in[0] < 0) return 0;
+  const dd_shape *y = &p->val[n->out[0]].shape, *x = &p->val[n->in[0]].shape;
+  if (x->ndim != y->ndim) return 0;
+  for (int d = 0; d < y->ndim; d++) {
+    if (y->d[d] != x->d[d]) return 1;
+    if (y->d[d] != 1) return 0;
+  }
+  return 0;
+}
+
+/* Places the inputs of the Concat `n` inside its output's buffer (the sets of root/rel), each
+ * at its offset, when that is safe: every input is read by this node only, is no target or
+ * bound input, is at the start of a set of its own size, no two share a set, and every piece
+ * starts aligned.  Values: sdef and slast (the sets' first and last steps) are merged too.
+ * Gradients (sdef == NULL): the inputs' gradients become pieces of the output's gradient.
+ * Returns 1 when done: the node's forward (or backward) then need not run. */
+static int join_concat(const dd_plan *p, const plan_build *b, const dd_node *n, const int *nread,
+                       const unsigned char *target, int *sdef, int *slast, int *root,
+                       size_t *rel) {
+  int grad = sdef == NULL, y = n->out[0];
+  if (!concat_is_contiguous(p, n) || !runtime_value(b, y) || (grad && !b->hasgrad[y])) return 0;
+  size_t oy, off = 0;
+  int ry = find_root(root, rel, y, &oy);
+  if ((oy % ALIGN) != 0) return 0;
+  for (int k = 0; k < n->n_in; k++) {
+    int x = n->in[k];
+    size_t ox;
+    if (x < 0 || !runtime_value(b, x) || nread[x] != 1 || target[x] || (grad && !b->hasgrad[x]))
+      return 0;
+    int rx = find_root(root, rel, x, &ox);
+    if (rx == ry || ox != 0 || value_bytes(p, rx) != value_bytes(p, x) || (!grad && sdef[rx] < 0))
+      return 0;
+    for (int j = 0; j < k; j++)
+      if (find_root(root, rel, n->in[j], NULL) == rx) return 0;
+    if (k < n->n_in - 1 && exact_bytes(p, x) % ALIGN) return 0;
+    off += exact_bytes(p, x);
+  }
+  if (off != exact_bytes(p, y)) return 0;
+  off = oy;
+  for (int k = 0; k < n->n_in; k++) {
+    int rx = find_root(root, rel, n->in[k], NULL);
+    root[rx] = ry;
+    rel[rx] = off;
+    off += exact_bytes(p, n->in[k]);
+    if (!grad) { /* the merged sets now live as one buffer */
+      if (slast[rx] > slast[ry]) slast[ry] = slast[rx];
+      if (sdef[rx] < sdef[ry]) sdef[ry] = sdef[rx];
+    }
+  }
+  return 1;
 }
 
 /* DD_PLAN_REUSE: values and gradients share memory when their lifetimes do not meet.
@@ -198,16 +276,19 @@ static size_t layout_shared(dd_plan *p, plan_build *b) {
   int *gfirst = malloc(sizeof(int) * (size_t)nv), *item_of = malloc(sizeof(int) * (size_t)nv);
   int *groot = malloc(sizeof(int) * (size_t)nv);
   int *item_of_value = malloc(sizeof(int) * (size_t)nv);
+  int *nread = calloc((size_t)nv, sizeof(int)), *sdef = malloc(sizeof(int) * (size_t)nv);
+  size_t *rel = calloc((size_t)nv, sizeof(size_t)), *grel = calloc((size_t)nv, sizeof(size_t));
   unsigned char *bwd = calloc((size_t)N + 1, 1), *target = calloc((size_t)nv, 1);
   buf_item *items = malloc(sizeof(buf_item) * 2 * (size_t)nv);
   p->skip = calloc((size_t)N + 1, 1);
+  p->bskip = calloc((size_t)N + 1, 1);
   p->zstart = calloc((size_t)N + 2, sizeof(int));
   p->zlist = malloc(sizeof(int) * (size_t)nv);
   p->seeds = malloc(sizeof(int) * (size_t)(b->n_targets + 1));
   size_t arena = SIZE_MAX;
   if (!def || !last || !root || !slast || !gfirst || !item_of || !groot || !item_of_value ||
-      !bwd || !target || !items ||
-      !p->skip || !p->zstart || !p->zlist || !p->seeds)
+      !nread || !sdef || !rel || !grel || !bwd || !target || !items || !p->skip || !p->bskip ||
+      !p->zstart || !p->zlist || !p->seeds)
     goto done;
   for (int v = 0; v < nv; v++) {
     def[v] = -1;
@@ -220,8 +301,10 @@ static size_t layout_shared(dd_plan *p, plan_build *b) {
     const dd_node *n = &m->nodes[p->order[o]];
     for (int k = 0; k < n->n_out; k++)
       if (runtime_value(b, n->out[k])) def[n->out[k]] = last[n->out[k]] = o;
-    for (int j = 0; j < n->n_in; j++)
+    for (int j = 0; j < n->n_in; j++) {
       if (runtime_value(b, n->in[j]) && last[n->in[j]] < o) last[n->in[j]] = o;
+      if (n->in[j] >= 0) nread[n->in[j]]++;
+    }
   }
   for (int v = 0; v < nv; v++)
     if (runtime_value(b, v) && (target[v] || def[v] < 0)) last[v] = END;
@@ -261,16 +344,25 @@ static size_t layout_shared(dd_plan *p, plan_build *b) {
     }
   }
 
-  /* In-place and alias ops join their output to the memory of their input. */
-  for (int v = 0; v < nv; v++) slast[v] = last[v];
+  /* In-place and alias ops join their output to the memory of their input; a Concat takes
+   * its inputs into its output's memory. */
+  for (int v = 0; v < nv; v++) {
+    slast[v] = last[v];
+    sdef[v] = def[v];
+  }
   for (int o = 0; o < N; o++) {
     const dd_node *n = &m->nodes[p->order[o]];
     unsigned fl = n->op->flags;
+    if (fl & DD_OP_CONCAT) {
+      if (join_concat(p, b, n, nread, target, sdef, slast, root, rel)) p->skip[o] = 1;
+      continue;
+    }
     if (!(fl & (DD_OP_INPLACE | DD_OP_ALIAS)) || n->n_in < 1 || n->n_out < 1) continue;
     int x = n->in[0], y = n->out[0];
     if (!runtime_value(b, x) || !runtime_value(b, y) || value_bytes(p, x) != value_bytes(p, y))
       continue;
-    int r = find_root(root, x), uses = 0, extra = 0;
+    size_t ox;
+    int r = find_root(root, rel, x, &ox), uses = 0, extra = 0;
     for (int j = 0; j < n->n_in; j++) uses += n->in[j] == x;
     for (int k = 1; k < n->n_out; k++) extra |= n->out[k] >= 0;
     if ((fl & DD_OP_ALIAS) && !extra) {
@@ -279,15 +371,16 @@ static size_t layout_shared(dd_plan *p, plan_build *b) {
       continue;
     }
     root[y] = r;
+    rel[y] = ox;
     if (slast[y] > slast[r]) slast[r] = slast[y];
   }
 
   int ni = 0;
   for (int v = 0; v < nv; v++) {
     item_of_value[v] = -1;
-    if (!runtime_value(b, v) || find_root(root, v) != v) continue;
+    if (!runtime_value(b, v) || find_root(root, rel, v, NULL) != v) continue;
     item_of_value[v] = ni;
-    items[ni++] = (buf_item){value_bytes(p, v), 0, def[v], slast[v]};
+    items[ni++] = (buf_item){value_bytes(p, v), 0, sdef[v], slast[v]};
   }
   /* An op with DD_OP_INPLACE_GRAD writing the first gradient of its input takes the memory
    * of its output's gradient, which its own backward reads last: no zeroing, one buffer
@@ -295,6 +388,11 @@ static size_t layout_shared(dd_plan *p, plan_build *b) {
   for (int v = 0; v < nv; v++) groot[v] = v;
   for (int o = 0; o < N; o++) {
     const dd_node *n = &m->nodes[p->order[o]];
+    if (bwd[o] && (n->op->flags & DD_OP_CONCAT) &&
+        join_concat(p, b, n, nread, target, NULL, NULL, groot, grel)) {
+      p->bskip[o] = 1;
+      continue;
+    }
     if (!bwd[o] || !(n->op->flags & DD_OP_INPLACE_GRAD) || n->n_in < 1 || n->n_out < 1) continue;
     int x = n->in[0], y = n->out[0], uses = 0, extra = 0;
     for (int j = 0; j < n->n_in; j++) uses += n->in[j] == x;
@@ -302,18 +400,22 @@ static size_t layout_shared(dd_plan *p, plan_build *b) {
     if (x < 0 || y < 0 || uses != 1 || extra || !b->hasgrad[x] || !b->hasgrad[y] ||
         target[x] || target[y] || gfirst[x] != 2 * N - o || value_bytes(p, x) != value_bytes(p, y))
       continue;
-    groot[x] = find_root(groot, y);
+    size_t oy;
+    int ry = find_root(groot, grel, y, &oy);
+    if (find_root(groot, grel, x, NULL) != x || ry == x) continue;
+    groot[x] = ry;
+    grel[x] = oy;
   }
   int gi0 = ni;
   for (int v = 0; v < nv; v++) {
     item_of[v] = -1;
-    if (!b->hasgrad[v] || find_root(groot, v) != v) continue;
+    if (!b->hasgrad[v] || find_root(groot, grel, v, NULL) != v) continue;
     item_of[v] = ni;
     items[ni++] = (buf_item){value_bytes(p, v), 0, END, -1};
   }
   for (int v = 0; v < nv; v++) { /* each gradient buffer lives as long as its members */
     if (!b->hasgrad[v]) continue;
-    buf_item *it = &items[item_of[find_root(groot, v)]];
+    buf_item *it = &items[item_of[find_root(groot, grel, v, NULL)]];
     int start = target[v] ? N : gfirst[v], end = def[v] < 0 ? END : 2 * N - def[v];
     if (start < it->start) it->start = start;
     if (end > it->end) it->end = end;
@@ -323,8 +425,9 @@ static size_t layout_shared(dd_plan *p, plan_build *b) {
   arena = place_items(items, ni);
   if (arena == SIZE_MAX) goto done;
   for (int v = 0; v < nv; v++) {
-    if (runtime_value(b, v)) b->offset[v] = items[item_of_value[find_root(root, v)]].off;
-    if (b->hasgrad[v]) b->goffset[v] = items[item_of[find_root(groot, v)]].off;
+    size_t o;
+    if (runtime_value(b, v)) b->offset[v] = items[item_of_value[find_root(root, rel, v, &o)]].off + o;
+    if (b->hasgrad[v]) b->goffset[v] = items[item_of[find_root(groot, grel, v, &o)]].off + o;
   }
 
   /* Gradients are zeroed just before their first accumulation, the seeds by zero_grad. */
@@ -349,6 +452,10 @@ done:
   free(item_of);
   free(groot);
   free(item_of_value);
+  free(nread);
+  free(sdef);
+  free(rel);
+  free(grel);
   free(bwd);
   free(target);
   free(items);
@@ -704,7 +811,7 @@ void dd_plan_backward(dd_plan *p) {
       din[j] = v >= 0 && p->grad[v].data ? &p->grad[v] : NULL;
       any_in |= din[j] != NULL;
     }
-    if (!any_out || !any_in) continue;
+    if (!any_out || !any_in || (p->bskip && p->bskip[o])) continue;
     if (p->zstart)
       for (int z = p->zstart[o]; z < p->zstart[o + 1]; z++) zero_tensor(&p->grad[p->zlist[z]]);
     double t0 = p->profile ? now_seconds() : 0;

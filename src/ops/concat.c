@@ -131,4 +131,4 @@ static void concat_backward(const dd_node *node, const dd_tensor *const *in,
 }
 
 const dd_op dd_op_Concat = {"Concat", concat_init, concat_infer, concat_forward,
-                            concat_backward, NULL, DD_OP_BWD_NO_OUT | DD_OP_BWD_NO_X};
+                            concat_backward, NULL, DD_OP_BWD_NO_OUT | DD_OP_BWD_NO_X | DD_OP_CONCAT};

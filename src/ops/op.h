@@ -42,6 +42,10 @@
 /* out[0] is in[0]'s bytes unchanged (Identity, Reshape, ...): out[0] may simply point at
  * in[0]'s data, and forward is skipped then.  Only with no other output. */
 #define DD_OP_ALIAS 16u
+/* out[0] is the inputs end to end along one axis (Concat): when every dim before that axis is
+ * 1, the planner may place the inputs inside out[0]'s memory (and their gradients inside its
+ * gradient) and skip forward (and backward). */
+#define DD_OP_CONCAT 64u
 
 typedef struct dd_op {
   const char *name;
