@@ -5,9 +5,8 @@
 
 #include "cli/cli.h"
 
-/* Weak while subcommands are being written: a missing one says so instead of breaking the
- * build. */
-#define DD_CMD(name, summary) int cmd_##name(int argc, char **argv) __attribute__((weak));
+/* Every subcommand listed in commands.def is defined in src/cli/cmd_<name>.c. */
+#define DD_CMD(name, summary) int cmd_##name(int argc, char **argv);
 #include "cli/commands.def"
 #undef DD_CMD
 
@@ -29,7 +28,7 @@ static void usage(FILE *f) {
           "       dream [dream] [options] IN OUT     (the subcommand word is optional)\n\n"
           "subcommands:\n");
   for (size_t i = 0; i < N_COMMANDS; i++)
-    if (commands[i].run) fprintf(f, "  %-12s %s\n", commands[i].name, commands[i].summary);
+    fprintf(f, "  %-12s %s\n", commands[i].name, commands[i].summary);
   fprintf(f, "\n`dream SUBCOMMAND --help` for each one's options.\n");
 }
 
@@ -40,19 +39,8 @@ int main(int argc, char **argv) {
   }
   if (argc >= 2)
     for (size_t i = 0; i < N_COMMANDS; i++)
-      if (!strcmp(argv[1], commands[i].name)) {
-        if (!commands[i].run) {
-          fprintf(stderr, "dream: the '%s' subcommand is not available in this build\n", argv[1]);
-          return 2;
-        }
-        return commands[i].run(argc - 1, argv + 1);
-      }
+      if (!strcmp(argv[1], commands[i].name)) return commands[i].run(argc - 1, argv + 1);
   if (argc < 2) {
-    usage(stderr);
-    return 2;
-  }
-  if (!cmd_dream) {
-    fprintf(stderr, "dream: unknown subcommand '%s'\n", argv[1]);
     usage(stderr);
     return 2;
   }

@@ -2,9 +2,8 @@
 
 #include "ops/op.h"
 
-/* Weak while the op families are being written: an op whose file is not linked in yet is
- * reported as unsupported rather than breaking the build. */
-#define DD_OP(name) extern const dd_op dd_op_##name __attribute__((weak));
+/* Every op listed in ops.def must be defined in src/ops/: a missing one is a link error. */
+#define DD_OP(name) extern const dd_op dd_op_##name;
 #include "ops/ops.def"
 #undef DD_OP
 
@@ -22,7 +21,7 @@ static const char *const op_names[] = {
 
 const dd_op *dd_op_find(const char *op_type) {
   for (size_t i = 0; i < sizeof op_table / sizeof op_table[0]; i++)
-    if (op_table[i] && strcmp(op_names[i], op_type) == 0) return op_table[i];
+    if (strcmp(op_names[i], op_type) == 0) return op_table[i];
   return NULL;
 }
 
