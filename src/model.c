@@ -183,6 +183,21 @@ int dd_node_check_attrs(const dd_node *n, const char *const *known, dd_err *err)
   return DD_OK;
 }
 
+int dd_node_axis_init(dd_node *n, int64_t def, dd_err *err) {
+  static const char *const known[] = {"axis", NULL};
+  int rc = dd_node_check_attrs(n, known, err);
+  if (rc) return rc;
+  dd_axis_params *p = malloc(sizeof *p);
+  if (!p) return dd_fail(err, DD_ENOMEM, "out of memory");
+  rc = dd_attr_int(n, "axis", def, &p->axis, err);
+  if (rc) {
+    free(p);
+    return rc;
+  }
+  n->params = p;
+  return DD_OK;
+}
+
 /* ---- layer names ---- */
 
 static int is_activation(const char *op) {

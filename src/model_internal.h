@@ -76,6 +76,14 @@ int dd_attr_ints(const dd_node *n, const char *name, int max, int64_t *out, int 
 /* Fails with DD_EUNSUPPORTED naming the first attribute not in the NULL-terminated `known`. */
 int dd_node_check_attrs(const dd_node *n, const char *const *known, dd_err *err);
 
+/* The params of ops whose one attribute is the integer `axis` (Concat, Flatten, Gather). */
+typedef struct dd_axis_params {
+  int64_t axis;
+} dd_axis_params;
+/* Init for those ops: refuses other attributes, reads `axis` (def when absent) into a new
+ * dd_axis_params at node->params. */
+int dd_node_axis_init(dd_node *n, int64_t def, dd_err *err);
+
 /* Loader internals (model.c). */
 int dd_model_hash_insert(dd_model *m, int value, dd_err *err);
 int dd_model_build_aliases(dd_model *m, dd_err *err);

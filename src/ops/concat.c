@@ -9,32 +9,15 @@
 
 #include "ops/common.h"
 
-typedef struct concat_params {
-  int64_t axis;
-} concat_params;
-
 static int concat_init(dd_node *node, dd_err *err) {
-  static const char *const known[] = {"axis", NULL};
-  int rc = dd_node_check_attrs(node, known, err);
-  if (rc) return rc;
-  concat_params *p = malloc(sizeof *p);
-  if (!p) return dd_fail(err, DD_ENOMEM, "out of memory");
   /* Opset 1..3 had a default axis of 1; from opset 4 it is required. */
-  if (!dd_node_attr(node, "axis") && !(node->opset > 0 && node->opset < 4)) {
-    free(p);
+  if (!dd_node_attr(node, "axis") && !(node->opset > 0 && node->opset < 4))
     return dd_fail(err, DD_EFORMAT, "attribute 'axis' is required");
-  }
-  rc = dd_attr_int(node, "axis", 1, &p->axis, err);
-  if (rc) {
-    free(p);
-    return rc;
-  }
-  node->params = p;
-  return DD_OK;
+  return dd_node_axis_init(node, 1, err);
 }
 
 /* The axis in [0, ndim), and the outer and inner element counts around it. */
-static void concat_layout(const concat_params *p, const dd_shape *s, int *axis, int64_t *outer,
+static void concat_layout(const dd_axis_params *p, const dd_shape *s, int *axis, int64_t *outer,
                           int64_t *inner) {
   int a = (int)(p->axis < 0 ? p->axis + s->ndim : p->axis);
   *axis = a;
@@ -45,7 +28,7 @@ static void concat_layout(const concat_params *p, const dd_shape *s, int *axis, 
 
 static int concat_infer(const dd_node *node, const dd_tensor *const *in, dd_tensor *const *out,
                         size_t *scratch, dd_err *err) {
-  const concat_params *p = node->params;
+  const dd_axis_params *p = node->params;
   if (node->n_in < 1) return dd_fail(err, DD_EFORMAT, "needs at least one input");
   for (int i = 0; i < node->n_in; i++)
     if (!in[i]) return dd_fail(err, DD_EFORMAT, "input %d is missing", i);

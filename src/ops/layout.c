@@ -99,28 +99,11 @@ const dd_op dd_op_Identity = {"Identity", identity_init, identity_infer, copy_fo
 
 /* ---- Flatten: [d0..d(axis-1)] x [d(axis)..] ---- */
 
-typedef struct axis_params {
-  int64_t axis;
-} axis_params;
-
-static int flatten_init(dd_node *node, dd_err *err) {
-  static const char *const known[] = {"axis", NULL};
-  int rc = dd_node_check_attrs(node, known, err);
-  if (rc) return rc;
-  axis_params *p = malloc(sizeof *p);
-  if (!p) return dd_fail(err, DD_ENOMEM, "out of memory");
-  rc = dd_attr_int(node, "axis", 1, &p->axis, err);
-  if (rc) {
-    free(p);
-    return rc;
-  }
-  node->params = p;
-  return DD_OK;
-}
+static int flatten_init(dd_node *node, dd_err *err) { return dd_node_axis_init(node, 1, err); }
 
 static int flatten_infer(const dd_node *node, const dd_tensor *const *in, dd_tensor *const *out,
                          size_t *scratch, dd_err *err) {
-  const axis_params *p = node->params;
+  const dd_axis_params *p = node->params;
   int rc = data_input_ok(node, in, err);
   if (rc) return rc;
   const dd_shape *s = &in[0]->shape;

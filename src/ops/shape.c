@@ -156,29 +156,14 @@ const dd_op dd_op_Shape = {"Shape", shape_init, shape_infer, shape_forward, NULL
 
 /* ---- Gather: out[o, j..., i] = data[o, idx[j...], i] along `axis` ---- */
 
-typedef struct gather_params {
-  int64_t axis;
-} gather_params;
-
 static int gather_init(dd_node *node, dd_err *err) {
-  static const char *const known[] = {"axis", NULL};
-  int rc = dd_node_check_attrs(node, known, err);
-  if (rc) return rc;
   if (node->n_in != 2) return dd_fail(err, DD_EFORMAT, "Gather needs 2 inputs, got %d", node->n_in);
-  gather_params *p = malloc(sizeof *p);
-  if (!p) return dd_fail(err, DD_ENOMEM, "out of memory");
-  rc = dd_attr_int(node, "axis", 0, &p->axis, err);
-  if (rc) {
-    free(p);
-    return rc;
-  }
-  node->params = p;
-  return DD_OK;
+  return dd_node_axis_init(node, 0, err);
 }
 
 static int gather_infer(const dd_node *node, const dd_tensor *const *in, dd_tensor *const *out,
                         size_t *scratch, dd_err *err) {
-  const gather_params *p = node->params;
+  const dd_axis_params *p = node->params;
   char sb[128];
   if (!in[0] || !in[1]) return dd_fail(err, DD_EFORMAT, "needs data and indices");
   if (node->n_out < 1) return dd_fail(err, DD_EFORMAT, "needs an output");
@@ -219,7 +204,7 @@ typedef struct gather_geom {
 } gather_geom;
 
 static void gather_geometry(const dd_node *node, const dd_tensor *const *in, gather_geom *g) {
-  const gather_params *p = node->params;
+  const dd_axis_params *p = node->params;
   const dd_shape *s = &in[0]->shape;
   int axis = 0;
   normalize_axis(p->axis, s->ndim, &axis, NULL);
