@@ -497,6 +497,19 @@ static int ensure_plan(dd_dreamer *d, int w, int h, dd_err *err) {
   return DD_OK;
 }
 
+/* Context each automatic tile has around the pixels it owns (the random roll moves the
+ * seams anyway; the notebook's tiles have none). */
+#define TILE_MARGIN 32
+
+/* The side of tiles no longer than t that cover n in the fewest tiles, each the tiles' share
+ * of n plus TILE_MARGIN on both sides. */
+static int fit_tile(int n, int t) {
+  if (t >= n || t <= 2 * TILE_MARGIN) return t;
+  int k = (n + t - 2 * TILE_MARGIN - 1) / (t - 2 * TILE_MARGIN);
+  int side = (n + k - 1) / k + 2 * TILE_MARGIN;
+  return side < t ? side : t;
+}
+
 /* Chooses the tiles for a w x h image and makes their plan. */
 static int prepare(dd_dreamer *d, int w, int h, dd_err *err) {
   if (d->plan && d->iw == w && d->ih == h) return DD_OK;
@@ -520,6 +533,17 @@ static int prepare(dd_dreamer *d, int w, int h, dd_err *err) {
       tw = sizes[i] < w ? sizes[i] : w;
       th = sizes[i] < h ? sizes[i] : h;
       rc = ensure_plan(d, tw, th, err);
+      if (rc == DD_OK) {
+        /* The largest tile that fits the budget: now the fewest tiles of it that cover the
+         * image, each shrunk to its share plus a margin of context on each side (a 2309-pixel
+         * row takes 3 tiles of 834, not 3 of 1024).  No dim grows, so the plan still fits. */
+        int sw = fit_tile(w, tw), sh = fit_tile(h, th);
+        if (sw != tw || sh != th) {
+          rc = ensure_plan(d, sw, sh, err);
+          tw = sw;
+          th = sh;
+        }
+      }
     }
   }
   if (rc) {
