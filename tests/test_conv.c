@@ -2,6 +2,7 @@
  * ONNX definition, finite-difference gradient checks, and the errors infer must report. */
 #include <criterion/criterion.h>
 #include <math.h>
+#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -38,6 +39,29 @@ static const conv_case cases[] = {
     {"larger, threads", 0, 2, 16, 13, 14, 8, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, NULL, 1, 0},
     /* 576 x 4200 columns exceed the 2M-float im2col block: two blocks of output rows */
     {"blocks of output rows", 0, 1, 64, 70, 60, 4, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, NULL, 1, 0},
+    /* The fused path packs 32 output columns at a time; with AVX-512, stride 1 or 2 without
+     * dilation loads each input row once for all the taps of a kernel row (up to 17 taps at
+     * stride 1, 33 at stride 2), other shapes take the per-tap path. */
+    {"conv1-like 7x7 stride 2 pad 3, odd sizes", 0, 1, 3, 45, 67, 16, 7, 7, 1, 2, 2, 1, 1, 3, 3, 3,
+     3, NULL, 1, 0},
+    {"5x5 pad 2, 400 rows (chunks of 256 split a kernel row)", 0, 1, 16, 19, 37, 8, 5, 5, 1, 1,
+     1, 1, 1, 2, 2, 2, 2, NULL, 1, 0},
+    {"7x7 stride 2 on an input narrower than the kernel", 0, 2, 2, 6, 5, 3, 7, 7, 1, 2, 2, 1, 1,
+     3, 3, 3, 3, NULL, 0, 0},
+    {"one output column: blocks span 32 output rows", 0, 1, 3, 70, 3, 4, 3, 3, 1, 2, 2, 1, 1, 1,
+     0, 1, 0, NULL, 1, 0},
+    {"stride 2 down, 1 across, 1x17 taps (the longest stride-1 row)", 0, 1, 2, 9, 40, 3, 2, 17,
+     1, 2, 1, 1, 1, 1, 8, 0, 5, NULL, 1, 0},
+    {"1x18 taps at stride 1 (per-tap path)", 0, 1, 2, 5, 41, 3, 1, 18, 1, 1, 1, 1, 1, 0, 9, 0,
+     4, NULL, 0, 0},
+    {"1-D 33 taps stride 2 (the longest stride-2 row)", 1, 1, 3, 1, 101, 4, 1, 33, 1, 1, 2, 1,
+     1, 0, 16, 0, 7, NULL, 1, 1},
+    {"1-D 35 taps stride 2 (per-tap path)", 1, 1, 2, 1, 90, 3, 1, 35, 1, 1, 2, 1, 1, 0, 17, 0,
+     17, NULL, 0, 1},
+    {"5x5 stride 2 across, 1 down, dilation 2 down", 0, 1, 4, 23, 50, 5, 5, 5, 1, 1, 2, 2, 1, 4,
+     2, 3, 1, NULL, 1, 0},
+    {"5 channels, 3x3 stride 1 grouped", 0, 1, 10, 33, 41, 6, 3, 3, 2, 1, 1, 1, 1, 1, 1, 1, 1,
+     NULL, 1, 0},
 };
 
 /* Pads and output size as the ONNX Conv definition gives them, computed independently of
@@ -142,52 +166,67 @@ static dd_tensor *run_backward(th_node *t, dd_tensor **in, dd_tensor *y, dd_tens
   return dx;
 }
 
-Test(conv, matches_naive_reference_forward_and_backward) {
-  for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ci++) {
-    const conv_case *k = &cases[ci];
-    th_node t;
-    setup_node(&t, k);
-    dd_err err;
-    cr_assert_eq(th_setup(&t, &err), 0, "%s: %s", k->what, err.msg);
-    dd_tensor *in[3], *y[1];
-    make_inputs(k, 100 + ci, in);
-    cr_assert_eq(th_forward(&t, in, y, &err), 0, "%s: %s", k->what, err.msg);
-    int64_t pt, pl, ho, wo;
-    expected_geometry(k, &pt, &pl, &ho, &wo);
-    int64_t e4[4] = {k->n, k->m, ho, wo}, e3[3] = {k->n, k->m, wo};
-    dd_shape es = k->one_d ? dd_shape_make(3, e3) : dd_shape_make(4, e4);
-    cr_assert(dd_shape_eq(&y[0]->shape, &es), "%s: wrong output shape", k->what);
-    dd_tensor *ref = th_tensor(es.ndim, es.d);
-    naive_conv(k, dd_f32(in[0]), dd_f32(in[1]), in[2] ? dd_f32(in[2]) : NULL, dd_f32(ref), NULL,
-               NULL, NULL);
-    double scale = fmax(1.0, th_max_abs(ref));
-    double e = th_max_abs_diff(y[0], ref);
-    cr_assert(e <= 1e-5 * scale, "%s: forward differs by %g (scale %g)", k->what, e, scale);
+/* Forward, data and weight gradients of one case against naive_conv. */
+static void check_case(const conv_case *k, uint64_t ci) {
+  th_node t;
+  setup_node(&t, k);
+  dd_err err;
+  cr_assert_eq(th_setup(&t, &err), 0, "%s: %s", k->what, err.msg);
+  dd_tensor *in[3], *y[1];
+  make_inputs(k, 100 + ci, in);
+  cr_assert_eq(th_forward(&t, in, y, &err), 0, "%s: %s", k->what, err.msg);
+  int64_t pt, pl, ho, wo;
+  expected_geometry(k, &pt, &pl, &ho, &wo);
+  int64_t e4[4] = {k->n, k->m, ho, wo}, e3[3] = {k->n, k->m, wo};
+  dd_shape es = k->one_d ? dd_shape_make(3, e3) : dd_shape_make(4, e4);
+  cr_assert(dd_shape_eq(&y[0]->shape, &es), "%s: wrong output shape", k->what);
+  dd_tensor *ref = th_tensor(es.ndim, es.d);
+  naive_conv(k, dd_f32(in[0]), dd_f32(in[1]), in[2] ? dd_f32(in[2]) : NULL, dd_f32(ref), NULL,
+             NULL, NULL);
+  double scale = fmax(1.0, th_max_abs(ref));
+  double e = th_max_abs_diff(y[0], ref);
+  cr_assert(e <= 1e-5 * scale, "%s: forward differs by %g (scale %g)", k->what, e, scale);
 
-    /* Backward accumulates: start the gradient at 0.5 and expect 0.5 + the adjoint. */
-    dd_tensor *dy = th_random(es.ndim, es.d, 900 + ci, -1, 1);
-    dd_tensor *dw, *dx = run_backward(&t, in, y[0], dy, 0.5f, &dw);
-    dd_tensor *dref = th_tensor(in[0]->shape.ndim, in[0]->shape.d);
-    dd_tensor *dwref = th_tensor(in[1]->shape.ndim, in[1]->shape.d);
-    for (int64_t i = 0; i < dd_tensor_numel(dref); i++) dd_f32(dref)[i] = 0.5f;
-    for (int64_t i = 0; i < dd_tensor_numel(dwref); i++) dd_f32(dwref)[i] = 0.5f;
-    naive_conv(k, dd_f32(in[0]), dd_f32(in[1]), NULL, NULL, dd_f32(dy), dd_f32(dref),
-               dd_f32(dwref));
-    double de = th_max_abs_diff(dx, dref);
-    cr_assert(de <= 1e-5 * fmax(1.0, th_max_abs(dref)), "%s: backward differs by %g", k->what,
-              de);
-    double dwe = th_max_abs_diff(dw, dwref);
-    cr_assert(dwe <= 1e-5 * fmax(1.0, th_max_abs(dwref)), "%s: weight gradient differs by %g",
-              k->what, dwe);
-    for (int i = 0; i < 3; i++) dd_tensor_free(in[i]);
-    dd_tensor_free(y[0]);
-    dd_tensor_free(ref);
-    dd_tensor_free(dy);
-    dd_tensor_free(dx);
-    dd_tensor_free(dref);
-    dd_tensor_free(dw);
-    dd_tensor_free(dwref);
-    free(t.node.params);
+  /* Backward accumulates: start the gradient at 0.5 and expect 0.5 + the adjoint. */
+  dd_tensor *dy = th_random(es.ndim, es.d, 900 + ci, -1, 1);
+  dd_tensor *dw, *dx = run_backward(&t, in, y[0], dy, 0.5f, &dw);
+  dd_tensor *dref = th_tensor(in[0]->shape.ndim, in[0]->shape.d);
+  dd_tensor *dwref = th_tensor(in[1]->shape.ndim, in[1]->shape.d);
+  for (int64_t i = 0; i < dd_tensor_numel(dref); i++) dd_f32(dref)[i] = 0.5f;
+  for (int64_t i = 0; i < dd_tensor_numel(dwref); i++) dd_f32(dwref)[i] = 0.5f;
+  naive_conv(k, dd_f32(in[0]), dd_f32(in[1]), NULL, NULL, dd_f32(dy), dd_f32(dref),
+             dd_f32(dwref));
+  double de = th_max_abs_diff(dx, dref);
+  cr_assert(de <= 1e-5 * fmax(1.0, th_max_abs(dref)), "%s: backward differs by %g", k->what,
+            de);
+  double dwe = th_max_abs_diff(dw, dwref);
+  cr_assert(dwe <= 1e-5 * fmax(1.0, th_max_abs(dwref)), "%s: weight gradient differs by %g",
+            k->what, dwe);
+  for (int i = 0; i < 3; i++) dd_tensor_free(in[i]);
+  dd_tensor_free(y[0]);
+  dd_tensor_free(ref);
+  dd_tensor_free(dy);
+  dd_tensor_free(dx);
+  dd_tensor_free(dref);
+  dd_tensor_free(dw);
+  dd_tensor_free(dwref);
+  free(t.node.params);
+}
+
+Test(conv, matches_naive_reference_forward_and_backward) {
+  for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ci++) check_case(&cases[ci], ci);
+}
+
+/* The data gradient splits its work so that no two threads add into one element of dx: by
+ * input channel when they share evenly (or there are many), by input rows otherwise.  Cases
+ * large enough to run in parallel, with thread counts that take each split. */
+Test(conv, parallel_splits_match_naive_reference) {
+  static const int picks[] = {15, 16, 24}; /* 3 channels, 16, groups of 5 */
+  static const int threads[] = {2, 3, 4};
+  for (size_t ti = 0; ti < sizeof threads / sizeof threads[0]; ti++) {
+    omp_set_num_threads(threads[ti]);
+    for (size_t pi = 0; pi < sizeof picks / sizeof picks[0]; pi++)
+      check_case(&cases[picks[pi]], 40 + pi);
   }
 }
 

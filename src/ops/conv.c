@@ -9,18 +9,27 @@
  *   winograd   3x3, stride 1, no dilation, one group, at least WINO_MIN_CH channels in and
  *              out: Winograd F(4x4, 3x3) (ops/winograd.c); on GoogLeNet's 3x3 layers 1.6x
  *              faster than im2col + sgemm (bench/README.md).
- *   general    im2col of one image and group into the scratch buffer, then one sgemm.
+ *   general    im2col fused with the product: each thread packs 32 output columns of the
+ *              column matrix at a time on its stack and multiplies them at once (see "The
+ *              fused path" below); the column matrix is never written to memory.
  * The products go through dd_sgemm (ops/sgemm.c), which suits their few-rows, many-columns
  * shapes better than cblas_sgemm does.
- * Backward w.r.t. the data is the transpose of each: W^T * dY then col2im (accumulating);
- * for winograd, the same algorithm on dY with the flipped, transposed kernel.
- * Gradients w.r.t. W and the bias are computed too when the plan asks for them.
+ * Backward w.r.t. the data is the transpose of each: W^T * dY then col2im (accumulating),
+ * for the general path block by block as in forward; for winograd, the same algorithm on dY
+ * with the flipped, transposed kernel.
+ * Gradients w.r.t. W and the bias are computed too when the plan asks for them (W's through
+ * im2col blocks in the scratch buffer: dreams never ask for it).
  */
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <cblas.h>
+#include <omp.h>
+
+#ifdef __AVX512F__
+#include <immintrin.h>
+#endif
 
 #include "ops/common.h"
 #include "ops/sgemm.h"
@@ -48,9 +57,8 @@ typedef struct conv_geom {
   int pointwise, depthwise, wino;
 } conv_geom;
 
-/* The im2col buffer holds at most this many floats (or one output row): large images are
- * convolved in blocks of output rows, which bounds the scratch memory and keeps the block
- * in cache between im2col and the sgemm that reads it. */
+/* The im2col buffer of the weight gradient holds at most this many floats (or one output
+ * row): large images are taken in blocks of output rows, which bounds the scratch memory. */
 #define CONV_COL_MAX (1 << 21)
 
 static int conv_init(dd_node *node, dd_err *err) {
@@ -225,34 +233,266 @@ static void im2col(const conv_geom *g, const float *x, int64_t oh0, int64_t oh1,
   }
 }
 
-/* The adjoint of im2col over the same output rows: dx[c][ih][iw] += every column entry that
- * im2col copied from it.  Split by channel so that no two threads add into one element. */
-static void col2im_add(const conv_geom *g, const float *col, int64_t oh0, int64_t oh1,
-                       float *dx) {
-  int64_t ncols = (oh1 - oh0) * g->wo;
-#pragma omp parallel for if (g->kcol * ncols > DD_PAR_MIN) schedule(static)
-  for (int64_t c = 0; c < g->cg; c++) {
-    float *dst = dx + c * g->h * g->w;
-    for (int64_t ki = 0; ki < g->kh; ki++)
-      for (int64_t kj = 0; kj < g->kw; kj++) {
-        const float *src = col + ((c * g->kh + ki) * g->kw + kj) * ncols;
-        int64_t o0, o1;
-        col_range(g, kj, &o0, &o1);
-        int64_t off = kj * g->dw - g->pw;
-        for (int64_t oh = oh0; oh < oh1; oh++) {
-          int64_t ih = oh * g->sh - g->ph + ki * g->dh;
-          if (ih < 0 || ih >= g->h) continue;
-          float *row = dst + ih * g->w;
-          const float *s = src + (oh - oh0) * g->wo;
-          if (g->sw == 1) {
+/* The fused path: the column matrix is never built whole.  Each thread takes blocks of
+ * CONV_NB output columns and packs the block's rows of the column matrix, CONV_KB at a
+ * time, into a buffer on its stack (32 KiB, in L1), which dd_sgemm multiplies in place (its
+ * own packed layout); the data gradient computes the same block of W^T * dY into that buffer
+ * and adds it into dx at once.  No scratch, and nothing written to memory but the result. */
+#ifdef __AVX512F__
+#define CONV_NB 32 /* dd_sgemm's column block, which it reads in place when packed */
+#else
+#define CONV_NB 128
+#endif
+#define CONV_KB (8192 / CONV_NB)
+
+/* d[t] = row[p + t*sw] for 0 <= t < len where 0 <= p + t*sw < w, else 0 (row NULL: all 0). */
+static void gather(const float *row, int64_t p, int64_t sw, int64_t w, int64_t len, float *d) {
+  if (!row) {
+    memset(d, 0, (size_t)len * sizeof *d);
+    return;
+  }
+  /* valid t: -p <= t*sw < w - p */
+  int64_t a = p >= 0 ? 0 : (-p + sw - 1) / sw;
+  int64_t b = p >= w ? 0 : (w - p + sw - 1) / sw;
+  if (a > len) a = len;
+  if (b > len) b = len;
+  if (b < a) b = a;
+  for (int64_t t = 0; t < a; t++) d[t] = 0.f;
 #pragma omp simd
-            for (int64_t ow = o0; ow < o1; ow++) row[ow + off] += s[ow];
-          } else {
+  for (int64_t t = a; t < b; t++) d[t] = row[p + t * sw];
+  for (int64_t t = b; t < len; t++) d[t] = 0.f;
+}
+
+/* The adjoint of gather: row[p + t*sw] += s[t] where 0 <= p + t*sw < w. */
+static void scatter_add(float *row, int64_t p, int64_t sw, int64_t w, int64_t len,
+                        const float *s) {
+  int64_t a = p >= 0 ? 0 : (-p + sw - 1) / sw;
+  int64_t b = p >= w ? 0 : (w - p + sw - 1) / sw;
+  if (b > len) b = len;
 #pragma omp simd
-            for (int64_t ow = o0; ow < o1; ow++) row[ow * g->sw + off] += s[ow];
-          }
-        }
+  for (int64_t t = a; t < b; t++) row[p + t * sw] += s[t];
+}
+
+#ifdef __AVX512F__
+/* The taps of one kernel row read one input row at offsets p + kj + t*sw: with stride 1 or
+ * 2 and no dilation, the row is loaded once (2 or 3 windows of 16 lanes per parity) and
+ * every tap is a lane shift of it, instead of loading each tap's 32 values again. */
+#define TAPS_FAST(g) \
+  ((g)->dw == 1 && (((g)->sw == 1 && (g)->kw <= 17) || ((g)->sw == 2 && (g)->kw <= 33)))
+
+/* Lanes [lo, hi) of 16. */
+static inline __mmask16 lanes(int64_t lo, int64_t hi) {
+  if (lo < 0) lo = 0;
+  if (hi > 16) hi = 16;
+  if (hi <= lo) return 0;
+  return (__mmask16)(((1u << hi) - 1) & ~((1u << lo) - 1));
+}
+
+static inline __m512i iota_plus(int64_t k) {
+  return _mm512_add_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
+                          _mm512_set1_epi32((int)k));
+}
+
+/* v[q] = row[p + 16q + lane], 0 outside [0, w).  Masked-off lanes are never read, so the
+ * windows may start before or end after the row. */
+static inline void load_windows(const float *row, int64_t p, int64_t w, int nv, __m512 *v) {
+  for (int q = 0; q < nv; q++)
+    v[q] = _mm512_maskz_loadu_ps(lanes(-p - 16 * q, w - p - 16 * q), row + p + 16 * q);
+}
+
+/* row[p + 16q + lane] += v[q] inside [0, w). */
+static inline void add_windows(float *row, int64_t p, int64_t w, int nv, const __m512 *v) {
+  for (int q = 0; q < nv; q++) {
+    __mmask16 m = lanes(-p - 16 * q, w - p - 16 * q);
+    float *d = row + p + 16 * q;
+    _mm512_mask_storeu_ps(d, m, _mm512_add_ps(_mm512_maskz_loadu_ps(m, d), v[q]));
+  }
+}
+
+/* Taps [ka, kb) of one kernel row: d[(kj - ka) * CONV_NB + t] = row[p + kj + t*sw] (0
+ * outside the row, row NULL: all 0) for t < len, whose lanes are lm. */
+static inline void pack_taps(const conv_geom *g, const float *row, int64_t p, int64_t ka,
+                             int64_t kb, uint32_t lm, float *d) {
+  __mmask16 l0 = (__mmask16)lm, l1 = (__mmask16)(lm >> 16);
+  if (!row) {
+    for (int64_t kj = ka; kj < kb; kj++, d += CONV_NB) {
+      _mm512_mask_storeu_ps(d, l0, _mm512_setzero_ps());
+      _mm512_mask_storeu_ps(d + 16, l1, _mm512_setzero_ps());
+    }
+    return;
+  }
+  if (g->sw == 1) {
+    __m512 v[3];
+    load_windows(row, p, g->w, 3, v);
+    for (int64_t kj = ka; kj < kb; kj++, d += CONV_NB) {
+      __m512i idx = iota_plus(kj);
+      _mm512_mask_storeu_ps(d, l0, _mm512_permutex2var_ps(v[0], idx, v[1]));
+      _mm512_mask_storeu_ps(d + 16, l1, _mm512_permutex2var_ps(v[1], idx, v[2]));
+    }
+    return;
+  }
+  /* stride 2: even and odd elements apart; tap kj is the parity kj % 2 shifted by kj / 2 */
+  __m512 v[6], e[2][3];
+  load_windows(row, p, g->w, 6, v);
+  __m512i even = _mm512_slli_epi32(iota_plus(0), 1);
+  __m512i odd = _mm512_add_epi32(even, _mm512_set1_epi32(1));
+  for (int q = 0; q < 3; q++) {
+    e[0][q] = _mm512_permutex2var_ps(v[2 * q], even, v[2 * q + 1]);
+    e[1][q] = _mm512_permutex2var_ps(v[2 * q], odd, v[2 * q + 1]);
+  }
+  for (int64_t kj = ka; kj < kb; kj++, d += CONV_NB) {
+    const __m512 *s = e[kj & 1];
+    __m512i idx = iota_plus(kj >> 1);
+    _mm512_mask_storeu_ps(d, l0, _mm512_permutex2var_ps(s[0], idx, s[1]));
+    _mm512_mask_storeu_ps(d + 16, l1, _mm512_permutex2var_ps(s[1], idx, s[2]));
+  }
+}
+
+/* The adjoint of pack_taps: row[p + kj + t*sw] += s[(kj - ka) * CONV_NB + t] inside the row. */
+static inline void unpack_taps(const conv_geom *g, float *row, int64_t p, int64_t ka,
+                               int64_t kb, uint32_t lm, const float *s) {
+  __mmask16 l0 = (__mmask16)lm, l1 = (__mmask16)(lm >> 16);
+  const __m512 z = _mm512_setzero_ps();
+  /* a[par][q]: window q of the parity par (stride 1: one parity of 3 windows) */
+  __m512 a[2][3] = {{z, z, z}, {z, z, z}};
+  int par_mask = g->sw == 2 ? 1 : 0, shift = g->sw == 2 ? 1 : 0;
+  for (int64_t kj = ka; kj < kb; kj++, s += CONV_NB) {
+    __m512 s0 = _mm512_maskz_loadu_ps(l0, s), s1 = _mm512_maskz_loadu_ps(l1, s + 16);
+    __m512i idx = iota_plus(16 - (kj >> shift)); /* lane i takes s[i - kj/sw] */
+    __m512 *acc = a[kj & par_mask];
+    acc[0] = _mm512_add_ps(acc[0], _mm512_permutex2var_ps(z, idx, s0));
+    acc[1] = _mm512_add_ps(acc[1], _mm512_permutex2var_ps(s0, idx, s1));
+    acc[2] = _mm512_add_ps(acc[2], _mm512_permutex2var_ps(s1, idx, z));
+  }
+  if (g->sw == 1) {
+    add_windows(row, p, g->w, 3, a[0]);
+    return;
+  }
+  __m512i ilo = _mm512_set_epi32(23, 7, 22, 6, 21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
+  __m512i ihi = _mm512_add_epi32(ilo, _mm512_set1_epi32(8));
+  __m512 v[6];
+  for (int q = 0; q < 3; q++) {
+    v[2 * q] = _mm512_permutex2var_ps(a[0][q], ilo, a[1][q]);
+    v[2 * q + 1] = _mm512_permutex2var_ps(a[0][q], ihi, a[1][q]);
+  }
+  add_windows(row, p, g->w, 6, v);
+}
+#endif
+
+/* Rows [r0, r1) of the column matrix of x (one image and group) for the output columns
+ * [j0, j0 + nw): buf[(r - r0) * CONV_NB + i] = col[r][j0 + i]. */
+static void pack_block(const conv_geom *g, const float *x, int64_t j0, int64_t nw, int64_t r0,
+                       int64_t r1, float *buf) {
+  int64_t khw = g->kh * g->kw;
+  int64_t c0 = r0 / khw, ki0 = r0 / g->kw % g->kh, kj0 = r0 % g->kw;
+  int64_t oh = j0 / g->wo, owa = j0 % g->wo;
+  for (int64_t i = 0, len; i < nw; i += len, oh++, owa = 0) { /* one output row at a time */
+    len = g->wo - owa < nw - i ? g->wo - owa : nw - i;
+    int64_t c = c0, ki = ki0, kj = kj0, p = owa * g->sw - g->pw;
+    for (int64_t r = r0; r < r1; ki++, kj = 0) { /* one kernel row: taps [kj, kb) */
+      if (ki == g->kh) ki = 0, c++;
+      int64_t kb = g->kw - kj < r1 - r ? g->kw : kj + r1 - r;
+      int64_t ih = oh * g->sh - g->ph + ki * g->dh;
+      const float *row = ih >= 0 && ih < g->h ? x + (c * g->h + ih) * g->w : NULL;
+      float *d = buf + (r - r0) * CONV_NB + i;
+#ifdef __AVX512F__
+      if (TAPS_FAST(g)) {
+        pack_taps(g, row, p, kj, kb, (uint32_t)(((uint64_t)1 << len) - 1), d);
+        r += kb - kj;
+        continue;
       }
+#endif
+      for (; kj < kb; kj++, r++, d += CONV_NB) gather(row, p + kj * g->dw, g->sw, g->w, len, d);
+    }
+  }
+}
+
+/* The adjoint of pack_block, limited to the input rows [ih0, ih1): dx[c][ih][iw] += every
+ * entry of buf that pack_block would have copied from there. */
+static void unpack_add_block(const conv_geom *g, const float *buf, int64_t j0, int64_t nw,
+                             int64_t r0, int64_t r1, int64_t ih0, int64_t ih1, float *dx) {
+  int64_t khw = g->kh * g->kw;
+  int64_t c0 = r0 / khw, ki0 = r0 / g->kw % g->kh, kj0 = r0 % g->kw;
+  int64_t oh = j0 / g->wo, owa = j0 % g->wo;
+  for (int64_t i = 0, len; i < nw; i += len, oh++, owa = 0) {
+    len = g->wo - owa < nw - i ? g->wo - owa : nw - i;
+    int64_t c = c0, ki = ki0, kj = kj0, p = owa * g->sw - g->pw;
+    for (int64_t r = r0; r < r1; ki++, kj = 0) {
+      if (ki == g->kh) ki = 0, c++;
+      int64_t kb = g->kw - kj < r1 - r ? g->kw : kj + r1 - r;
+      int64_t ih = oh * g->sh - g->ph + ki * g->dh;
+      const float *s = buf + (r - r0) * CONV_NB + i;
+      if (ih < ih0 || ih >= ih1) {
+        r += kb - kj;
+        continue;
+      }
+      float *row = dx + (c * g->h + ih) * g->w;
+#ifdef __AVX512F__
+      if (TAPS_FAST(g)) {
+        unpack_taps(g, row, p, kj, kb, (uint32_t)(((uint64_t)1 << len) - 1), s);
+        r += kb - kj;
+        continue;
+      }
+#endif
+      for (; kj < kb; kj++, r++, s += CONV_NB)
+        scatter_add(row, p + kj * g->dw, g->sw, g->w, len, s);
+    }
+  }
+}
+
+/* y_g = bias + W_g * col(x_g), block by block. */
+static void fused_forward(const conv_geom *g, const float *xg, const float *wg,
+                          const float *bg, float *yg) {
+  int64_t blocks = (g->ocol + CONV_NB - 1) / CONV_NB;
+#pragma omp parallel for if (g->mg * g->ocol * g->kcol > 4 * DD_PAR_MIN) schedule(static)
+  for (int64_t jb = 0; jb < blocks; jb++) {
+    float buf[CONV_KB * CONV_NB] __attribute__((aligned(64)));
+    int64_t j0 = jb * CONV_NB, nw = g->ocol - j0 < CONV_NB ? g->ocol - j0 : CONV_NB;
+    for (int64_t r0 = 0; r0 < g->kcol; r0 += CONV_KB) {
+      int64_t kc = g->kcol - r0 < CONV_KB ? g->kcol - r0 : CONV_KB;
+      pack_block(g, xg, j0, nw, r0, r0 + kc, buf);
+      dd_sgemm(g->mg, nw, kc, wg + r0, g->kcol, 1, buf, CONV_NB, yg + j0, g->ocol, r0 > 0,
+               bg, 0);
+    }
+  }
+}
+
+/* dx_g += col2im(W_g^T * dY_g), block by block.  Two threads never add into one element of
+ * dx: each owns either a range of input channels (all columns) or, with too few channels to
+ * share evenly, a range of input rows, for which it computes every output row that reaches
+ * them (the few output rows at the seams are computed twice, once on each side). */
+static void fused_backward_data(const conv_geom *g, const float *wg, const float *dyg,
+                                float *dxg) {
+  int64_t khw = g->kh * g->kw;
+#pragma omp parallel if (g->mg * g->ocol * g->kcol > 4 * DD_PAR_MIN)
+  {
+    int64_t nt = omp_get_num_threads(), t = omp_get_thread_num();
+    int64_t r_lo = 0, r_hi = g->kcol, ih0 = 0, ih1 = g->h, j_lo = 0, j_hi = g->ocol;
+    if (g->cg % nt == 0 || g->cg >= 4 * nt) {
+      r_lo = g->cg * t / nt * khw;
+      r_hi = g->cg * (t + 1) / nt * khw;
+    } else {
+      ih0 = g->h * t / nt;
+      ih1 = g->h * (t + 1) / nt;
+      /* output rows oh with ih0 <= oh*sh - ph + ki*dh < ih1 for some tap ki */
+      int64_t lo = ih0 + g->ph - (g->kh - 1) * g->dh, hi = ih1 - 1 + g->ph;
+      int64_t oh_lo = lo <= 0 ? 0 : (lo + g->sh - 1) / g->sh;
+      int64_t oh_hi = hi < 0 ? 0 : hi / g->sh + 1;
+      if (oh_hi > g->ho) oh_hi = g->ho;
+      if (oh_lo > oh_hi) oh_lo = oh_hi;
+      j_lo = oh_lo * g->wo;
+      j_hi = oh_hi * g->wo;
+    }
+    float buf[CONV_KB * CONV_NB] __attribute__((aligned(64)));
+    for (int64_t j0 = j_lo; j0 < j_hi; j0 += CONV_NB) {
+      int64_t nw = j_hi - j0 < CONV_NB ? j_hi - j0 : CONV_NB;
+      for (int64_t r0 = r_lo; r0 < r_hi; r0 += CONV_KB) {
+        int64_t kc = r_hi - r0 < CONV_KB ? r_hi - r0 : CONV_KB;
+        dd_sgemm(kc, nw, g->mg, wg + r0, 1, g->kcol, dyg + j0, g->ocol, buf, CONV_NB, 0, NULL,
+                 0);
+        unpack_add_block(g, buf, j0, nw, r0, r0 + kc, ih0, ih1, dxg);
+      }
+    }
   }
 }
 
@@ -343,13 +583,7 @@ static void conv_forward(const dd_node *node, const dd_tensor *const *in, dd_ten
         dd_sgemm(g.mg, g.ocol, g.kcol, wg, g.kcol, 1, xg, g.ocol, yg, g.ocol, 0, bg, 1);
         continue;
       }
-      for (int64_t oh0 = 0; oh0 < g.ho; oh0 += g.block) {
-        int64_t oh1 = oh0 + g.block < g.ho ? oh0 + g.block : g.ho, ncols = (oh1 - oh0) * g.wo;
-        im2col(&g, xg, oh0, oh1, col);
-        /* the block's columns of Y_g: a sub-matrix with row stride ocol */
-        dd_sgemm(g.mg, ncols, g.kcol, wg, g.kcol, 1, col, ncols, yg + oh0 * g.wo, g.ocol, 0, bg,
-                 1);
-      }
+      fused_forward(&g, xg, wg, bg, yg);
     }
   }
 }
@@ -418,19 +652,12 @@ static void conv_backward(const dd_node *node, const dd_tensor *const *in,
         continue;
       }
       if (g.depthwise) continue;
-      for (int64_t oh0 = 0; oh0 < g.ho; oh0 += g.block) {
+      if (dxg) fused_backward_data(&g, wg, dyg, dxg);
+      for (int64_t oh0 = 0; dwg && oh0 < g.ho; oh0 += g.block) { /* dW_g += dY_g * col(X_g)^T */
         int64_t oh1 = oh0 + g.block < g.ho ? oh0 + g.block : g.ho, ncols = (oh1 - oh0) * g.wo;
-        const float *dyb = dyg + oh0 * g.wo; /* the block's columns of dY_g, row stride ocol */
-        if (dwg) { /* dW_g += dY_g * col(X_g)^T */
-          im2col(&g, xg, oh0, oh1, col);
-          cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)g.mg, (int)g.kcol,
-                      (int)ncols, 1.f, dyb, (int)g.ocol, col, (int)ncols, 1.f, dwg,
-                      (int)g.kcol);
-        }
-        if (dxg) { /* dX_g += col2im(W_g^T * dY_g) */
-          dd_sgemm(g.kcol, ncols, g.mg, wg, 1, g.kcol, dyb, g.ocol, col, ncols, 0, NULL, 1);
-          col2im_add(&g, col, oh0, oh1, dxg);
-        }
+        im2col(&g, xg, oh0, oh1, col);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)g.mg, (int)g.kcol, (int)ncols,
+                    1.f, dyg + oh0 * g.wo, (int)g.ocol, col, (int)ncols, 1.f, dwg, (int)g.kcol);
       }
     }
 }
