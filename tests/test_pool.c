@@ -40,6 +40,26 @@ static const pool_case cases[] = {
      {0, 1, 1, 1}, NULL, 0, 0, 0},
     {"max 3-D", "MaxPool", 3, 1, 2, {4, 5, 5}, {2, 2, 3}, {2, 1, 2}, {1, 1, 1}, {0, 1, 0, 1, 0, 1},
      NULL, 0, 0, 0},
+    /* the 2-D kernel's strips (256 output columns), kernel limits and odd geometries */
+    {"max 3x3 s1 pad 1, two column strips", "MaxPool", 2, 1, 2, {4, 300}, {3, 3}, {1, 1}, {1, 1},
+     {1, 1, 1, 1}, NULL, 0, 0, 0},
+    {"max 3x3 s2 ceil, three strips, odd sizes", "MaxPool", 2, 1, 1, {5, 1031}, {3, 3}, {2, 2},
+     {1, 1}, {0}, NULL, 1, 0, 0},
+    {"max 3x3 s(2,1) pads (0,2,1,0)", "MaxPool", 2, 1, 2, {7, 9}, {3, 3}, {2, 1}, {1, 1},
+     {0, 2, 1, 0}, NULL, 0, 0, 0},
+    {"max 3x3 s(1,2) ceil pads 1", "MaxPool", 2, 1, 2, {8, 11}, {3, 3}, {1, 2}, {1, 1},
+     {1, 1, 1, 1}, NULL, 1, 0, 0},
+    {"max 2x2 s2, even", "MaxPool", 2, 2, 2, {6, 8}, {2, 2}, {2, 2}, {1, 1}, {0}, NULL, 0, 0, 0},
+    {"max 2x2 s3, stride past the kernel", "MaxPool", 2, 1, 2, {8, 10}, {2, 2}, {3, 3}, {1, 1},
+     {0}, NULL, 1, 0, 0},
+    {"max 8x8 s1 pad 3, the largest 2-D kernel", "MaxPool", 2, 1, 2, {10, 11}, {8, 8}, {1, 1},
+     {1, 1}, {3, 3, 4, 4}, NULL, 0, 0, 0},
+    {"max 9x9 s4, general walk", "MaxPool", 2, 1, 2, {13, 12}, {9, 9}, {4, 4}, {1, 1},
+     {2, 2, 2, 2}, NULL, 1, 0, 0},
+    {"max 1x5 s(1,3) on one row", "MaxPool", 2, 1, 2, {1, 23}, {1, 5}, {1, 3}, {1, 1},
+     {0, 2, 0, 2}, NULL, 1, 0, 0},
+    {"max 1-D 3 s1 pad 1, wider than a strip", "MaxPool", 1, 1, 2, {520}, {3}, {1}, {1}, {1, 1},
+     NULL, 0, 0, 0},
     {"avg 3x3 s1 pad 1 exclude pad", "AveragePool", 2, 2, 2, {6, 7}, {3, 3}, {1, 1}, {1, 1},
      {1, 1, 1, 1}, NULL, 0, 0, 0},
     {"avg 3x3 s1 pad 1 include pad", "AveragePool", 2, 2, 2, {6, 7}, {3, 3}, {1, 1}, {1, 1},
@@ -277,6 +297,67 @@ Test(pool, max_ties_go_to_the_first_maximum) {
   free(t.node.params);
 }
 
+/* Max pooling's values and gradients are exact: y is an input element and dx receives the
+ * same additions in the same order (output order) as the naive reference, whatever kernel
+ * computes them.  Checked bit for bit on every max case, on rectified inputs (ties). */
+Test(pool, max_is_bit_exact_against_the_naive_reference) {
+  for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ci++) {
+    const pool_case *k = &cases[ci];
+    if (strcmp(k->op, "MaxPool")) continue;
+    th_node t;
+    setup_node(&t, k);
+    dd_err err;
+    cr_assert_eq(th_setup(&t, &err), 0, "%s: %s", k->what, err.msg);
+    dd_tensor *x = make_input(k, 300 + ci, 0), *y[1];
+    for (int64_t i = 0; i < dd_tensor_numel(x); i++) dd_f32(x)[i] = fmaxf(dd_f32(x)[i], 0.f);
+    cr_assert_eq(th_forward(&t, &x, y, &err), 0, "%s: %s", k->what, err.msg);
+    dd_tensor *ref = th_tensor(y[0]->shape.ndim, y[0]->shape.d);
+    naive_pool(k, dd_f32(x), dd_f32(ref), NULL, NULL, NULL);
+    cr_assert_eq(memcmp(dd_f32(y[0]), dd_f32(ref), (size_t)dd_tensor_numel(ref) * sizeof(float)),
+                 0, "%s: forward is not bit-exact", k->what);
+    dd_tensor *dy = th_random(ref->shape.ndim, ref->shape.d, 400 + ci, -1, 1);
+    dd_tensor *dx = run_backward(&t, x, dy, 0.3f);
+    dd_tensor *dref = th_tensor(x->shape.ndim, x->shape.d);
+    for (int64_t i = 0; i < dd_tensor_numel(dref); i++) dd_f32(dref)[i] = 0.3f;
+    naive_pool(k, dd_f32(x), NULL, NULL, dd_f32(dy), dd_f32(dref));
+    for (int64_t i = 0; i < dd_tensor_numel(dref); i++)
+      cr_assert_eq(dd_f32(dx)[i], dd_f32(dref)[i], "%s: dx[%lld] is %.9g, expected %.9g",
+                   k->what, (long long)i, dd_f32(dx)[i], dd_f32(dref)[i]);
+    dd_tensor_free(x);
+    dd_tensor_free(y[0]);
+    dd_tensor_free(ref);
+    dd_tensor_free(dy);
+    dd_tensor_free(dx);
+    dd_tensor_free(dref);
+    free(t.node.params);
+  }
+}
+
+/* Windows of -inf only still take a tap of the window (its first inside the input), never a
+ * padding position, so the gradient lands inside the plane. */
+Test(pool, max_of_minus_infinity_goes_to_the_first_tap_inside) {
+  const pool_case *k = &cases[9]; /* 3x3 s1 pad 1 */
+  th_node t;
+  setup_node(&t, k);
+  dd_err err;
+  cr_assert_eq(th_setup(&t, &err), 0);
+  dd_tensor *x = make_input(k, 5, 0), *y[1];
+  for (int64_t i = 0; i < dd_tensor_numel(x); i++) dd_f32(x)[i] = -INFINITY;
+  cr_assert_eq(th_forward(&t, &x, y, &err), 0, "%s", err.msg);
+  for (int64_t i = 0; i < dd_tensor_numel(y[0]); i++) cr_assert(isinf(dd_f32(y[0])[i]));
+  dd_tensor *dy = th_random(y[0]->shape.ndim, y[0]->shape.d, 6, -1, 1);
+  dd_tensor *dx = run_backward(&t, x, dy, 0.f);
+  dd_tensor *dref = th_tensor(x->shape.ndim, x->shape.d);
+  naive_pool(k, dd_f32(x), NULL, NULL, dd_f32(dy), dd_f32(dref));
+  cr_assert_eq(th_max_abs_diff(dx, dref), 0.0);
+  dd_tensor_free(x);
+  dd_tensor_free(y[0]);
+  dd_tensor_free(dy);
+  dd_tensor_free(dx);
+  dd_tensor_free(dref);
+  free(t.node.params);
+}
+
 Test(pool, max_indices_output_row_and_column_major) {
   for (int order = 0; order < 2; order++) {
     const pool_case *k = &cases[2];
@@ -309,7 +390,7 @@ Test(pool, max_indices_output_row_and_column_major) {
 }
 
 Test(pool, gradient_matches_finite_differences) {
-  static const int picks[] = {0, 2, 4, 8, 9, 10, 12, 14, 16, 20, 21};
+  static const int picks[] = {0, 2, 4, 8, 9, 10, 12, 15, 16, 18, 19, 21, 24, 26, 30, 31};
   for (size_t pi = 0; pi < sizeof picks / sizeof picks[0]; pi++) {
     const pool_case *k = &cases[picks[pi]];
     th_node t;

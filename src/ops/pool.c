@@ -229,126 +229,204 @@ static void pool_plane(const pool_params *p, const dd_window *w, int what, const
   }
 }
 
-/* Outputs handled per vector batch of the 2-D max kernel. */
-#define MAX_BATCH 64
+/* ---- MaxPool over undilated 1-D and 2-D windows, the case of nearly every CNN ----
+ *
+ * The first maximum of a window in scan order (strict >, rows then columns) is the first, in
+ * row order, of its rows' first maxima.  So each input row is folded once along the width for
+ * the output columns (its "h": value and column of the first maximum of each window's taps in
+ * that row), and an output row folds the h of its kh input rows.  For 3x3 stride 1 that is
+ * 2 + 2 comparisons per output instead of 8, all on contiguous vectors, and the values and
+ * argmaxes are bit for bit those of the windowed scan.  Backward recomputes the argmaxes this
+ * way (the plan holds no index buffer) and adds dy to them serially, in output order.  Rows
+ * are cut into strips of STRIP output columns so that the row buffers fit on the stack. */
 
-/* The first maximum of the window starting at plane offset `origin` (top-left tap) whose
- * taps [b0, b1) x [c0, c1) are inside the input.  Branch-free: the data decides each
- * comparison, so a branch would mispredict often.  Strict > keeps the first maximum in scan
- * order (as PyTorch and Caffe), and -inf / NaN taps leave the result on the first tap. */
-static inline __attribute__((always_inline)) int64_t window_first_max(
-    const float *x, int64_t W, int64_t origin, int64_t b0, int64_t b1, int64_t c0, int64_t c1) {
-  int64_t best = origin + b0 * W + c0;
-  float bv = -INFINITY;
-  for (int64_t b = b0; b < b1; b++)
-    for (int64_t c = c0; c < c1; c++) {
-      int64_t off = origin + b * W + c;
-      float v = x[off];
+#define MAX_KERNEL 8 /* larger 2-D kernels take the general walk */
+#define STRIP 256
+
+typedef struct max2d {
+  const float *x;
+  int64_t H, W, ho, wo, kh, kw, sh, sw, ph, pw;
+  int64_t in0, in1; /* outputs of a row whose window columns all lie inside the input */
+} max2d;
+
+/* The h of the last kh input rows (slot r % kh), and the next input row to fold. */
+typedef struct hring {
+  float v[MAX_KERNEL][STRIP];
+  int32_t i[MAX_KERNEL][STRIP];
+  int64_t next;
+} hring;
+
+static void max2d_init(max2d *m, const dd_window *w, const float *x) {
+  *m = (max2d){x,        w->in[1], w->in[2], w->out[1], w->out[2], w->k[1], w->k[2],
+               w->s[1],  w->s[2],  w->pb[1], w->pb[2],  0,         0};
+  m->in0 = (m->pw + m->sw - 1) / m->sw;
+  m->in1 = m->W + m->pw - m->kw >= 0 ? (m->W + m->pw - m->kw) / m->sw + 1 : 0;
+  if (m->in0 > m->wo) m->in0 = m->wo;
+  if (m->in1 > m->wo) m->in1 = m->wo;
+  if (m->in1 < m->in0) m->in1 = m->in0;
+}
+
+/* h of input row r for the outputs [oa, ob), at hv[ow - oa] and (with want_idx) hi[ow - oa]
+ * as a plane offset.  Each fold starts on the window's first tap inside the input, so a row
+ * of -inf still yields a tap of the window. */
+static inline __attribute__((always_inline)) void hfold(const max2d *m, int64_t r, int64_t oa,
+                                                        int64_t ob, float *hv, int32_t *hi,
+                                                        const int64_t kw, const int64_t sw,
+                                                        const int want_idx) {
+  const float *xr = m->x + r * m->W;
+  const int64_t rowoff = r * m->W, pw = m->pw, W = m->W;
+  int64_t lo = m->in0 > oa ? m->in0 : oa, up = m->in1 < ob ? m->in1 : ob;
+  if (lo > ob) lo = ob;
+  if (up < lo) up = lo;
+  for (int64_t ow = oa; ow < ob; ow++) {
+    if (ow == lo && up > lo) {
+      const int n = (int)(up - lo), s = (int)sw;
+      const int32_t base = (int32_t)(rowoff + lo * sw - pw);
+      const float *p = m->x + base;
+      float *hvo = hv + (lo - oa);
+      int32_t *hio = hi + (lo - oa);
+#pragma omp simd
+      for (int i = 0; i < n; i++) {
+        const int32_t o = base + i * s;
+        float bv = p[i * s];
+        int32_t bi = o;
+        for (int t = 1; t < (int)kw; t++) {
+          float v = p[i * s + t];
+          int gt = v > bv;
+          bv = gt ? v : bv;
+          if (want_idx) bi = gt ? o + t : bi;
+        }
+        hvo[i] = bv;
+        if (want_idx) hio[i] = bi;
+      }
+      ow = up - 1;
+      continue;
+    }
+    const int64_t w0 = ow * sw - pw;
+    const int64_t c0 = w0 < 0 ? -w0 : 0, c1 = W - w0 < kw ? W - w0 : kw;
+    float bv = xr[w0 + c0];
+    int64_t bc = w0 + c0;
+    for (int64_t c = c0 + 1; c < c1; c++) {
+      float v = xr[w0 + c];
       int gt = v > bv;
-      best = gt ? off : best;
+      bc = gt ? w0 + c : bc;
       bv = gt ? v : bv;
     }
-  return best;
-}
-
-/* One tap of a branch-free first-maximum scan (see window_first_max). */
-static inline __attribute__((always_inline)) void max_tap(float v, int32_t off, float *bv,
-                                                          int32_t *best) {
-  int gt = v > *bv;
-  *best = gt ? off : *best;
-  *bv = gt ? v : *bv;
-}
-
-/* best[i] = plane offset of the first maximum of the 3x3 window whose top-left tap is
- * xb[i * sw] (plane offset base + i * sw), for n windows wholly inside the input: one
- * window per vector lane. */
-static inline __attribute__((always_inline)) void max_batch_3x3(
-    const float *xb, int32_t base, int32_t W, const int64_t sw, int64_t n, int32_t *best) {
-#pragma omp simd
-  for (int64_t i = 0; i < n; i++) {
-    const float *r = xb + i * sw;
-    int32_t o = base + (int32_t)(i * sw), bst = o;
-    float bv = r[0];
-    max_tap(r[1], o + 1, &bv, &bst);
-    max_tap(r[2], o + 2, &bv, &bst);
-    max_tap(r[W], o + W, &bv, &bst);
-    max_tap(r[W + 1], o + W + 1, &bv, &bst);
-    max_tap(r[W + 2], o + W + 2, &bv, &bst);
-    max_tap(r[2 * W], o + 2 * W, &bv, &bst);
-    max_tap(r[2 * W + 1], o + 2 * W + 1, &bv, &bst);
-    max_tap(r[2 * W + 2], o + 2 * W + 2, &bv, &bst);
-    best[i] = bst;
+    hv[ow - oa] = bv;
+    if (want_idx) hi[ow - oa] = (int32_t)(rowoff + bc);
   }
 }
 
-/* MaxPool over a 2-D undilated window, the case of nearly every CNN, with the same results
- * as pool_plane.  The windows of an output row that lie wholly inside the input are done
- * MAX_BATCH at a time, one output per vector lane (kh, kw are constants in the 3x3
- * instantiation, so the taps unroll); their argmaxes are then applied one by one, since
- * overlapping windows can share one, which a vector scatter-add would lose.  y (forward;
- * idx may be NULL) or dy and dx (backward) are given.  Plane offsets fit in int32. */
-static inline __attribute__((always_inline)) void max_plane_2d(
-    const dd_window *w, int storage_order, const float *x, float *y, int64_t *idx,
-    int64_t idx_base, const float *dy, float *dx, const int64_t kh, const int64_t kw,
+/* The first maxima of output row oh for the outputs [oa, ob): folds the input rows of its
+ * window not in the ring yet, then folds their h down the window: values into bv, plane
+ * offsets into bi when want_idx. */
+static inline __attribute__((always_inline)) void row_first_max(const max2d *m, hring *h,
+                                                                int64_t oh, int64_t oa,
+                                                                int64_t ob, float *bv,
+                                                                int32_t *bi, const int64_t kh,
+                                                                const int64_t kw,
+                                                                const int64_t sw,
+                                                                const int want_idx) {
+  const int64_t h0 = oh * m->sh - m->ph, n = ob - oa;
+  const int64_t rlo = h0 > 0 ? h0 : 0, rhi = h0 + kh < m->H ? h0 + kh : m->H;
+  for (int64_t r = h->next > rlo ? h->next : rlo; r < rhi; r++)
+    hfold(m, r, oa, ob, h->v[r % kh], h->i[r % kh], kw, sw, want_idx);
+  if (rhi > h->next) h->next = rhi;
+  const float *hv[MAX_KERNEL] = {NULL};
+  const int32_t *hi[MAX_KERNEL] = {NULL};
+  for (int64_t r = rlo; r < rhi; r++) {
+    hv[r - rlo] = h->v[r % kh];
+    hi[r - rlo] = h->i[r % kh];
+  }
+  if (rhi - rlo == kh) { /* the whole window inside: kh is a constant, one pass */
+#pragma omp simd
+    for (int64_t j = 0; j < n; j++) {
+      float v = hv[0][j];
+      int32_t b = want_idx ? hi[0][j] : 0;
+      for (int64_t k = 1; k < kh; k++) {
+        /* loaded unconditionally: a conditional load becomes a masked load and a spill */
+        const float vk = hv[k][j];
+        const int32_t bk = want_idx ? hi[k][j] : 0;
+        int gt = vk > v;
+        if (want_idx) b = gt ? bk : b;
+        v = gt ? vk : v;
+      }
+      bv[j] = v;
+      if (want_idx) bi[j] = b;
+    }
+    return;
+  }
+  memcpy(bv, hv[0], (size_t)n * sizeof *bv);
+  if (want_idx) memcpy(bi, hi[0], (size_t)n * sizeof *bi);
+  for (int64_t k = 1; k < rhi - rlo; k++) {
+    const float *v = hv[k];
+    const int32_t *o = hi[k];
+#pragma omp simd
+    for (int64_t j = 0; j < n; j++) {
+      const float vk = v[j];
+      const int32_t bk = want_idx ? o[j] : 0;
+      int gt = vk > bv[j];
+      if (want_idx) bi[j] = gt ? bk : bi[j];
+      bv[j] = gt ? vk : bv[j];
+    }
+  }
+}
+
+/* One plane: forward (y and/or idx may be NULL) as pool_plane gives them, or with dx the
+ * backward dx[argmax] += dy, in output order as the general walk adds them. */
+static inline __attribute__((always_inline)) void max2d_plane(
+    const max2d *m, hring *h, float *y, int64_t *idx, int64_t idx_base, int storage_order,
+    const dd_window *w, const float *dy, float *dx, const int64_t kh, const int64_t kw,
     const int64_t sw) {
-  const int64_t H = w->in[1], W = w->in[2], sh = w->s[1], pw = w->pb[2];
-  const int64_t ho = w->out[1], wo = w->out[2];
-  /* outputs [in0, in1) of a row have all their columns inside: w0 >= 0 and w0 + kw <= W */
-  int64_t in0 = (pw + sw - 1) / sw, in1 = W + pw - kw >= 0 ? (W + pw - kw) / sw + 1 : 0;
-  if (in0 > wo) in0 = wo;
-  if (in1 > wo) in1 = wo;
-  if (in1 < in0) in1 = in0;
-  for (int64_t oh = 0; oh < ho; oh++) {
-    int64_t h0 = oh * sh - w->pb[1];
-    int64_t b0 = h0 < 0 ? -h0 : 0, b1 = H - h0 < kh ? H - h0 : kh;
-    int full_rows = b0 == 0 && b1 == kh;
-    for (int64_t ow = 0; ow < wo;) {
-      int32_t best[MAX_BATCH];
-      int64_t n;
-      if (full_rows && ow >= in0 && ow < in1) {
-        n = in1 - ow < MAX_BATCH ? in1 - ow : MAX_BATCH;
-        const int64_t base = h0 * W - pw + ow * sw;
-        if (kh == 3 && kw == 3)
-          max_batch_3x3(x + base, (int32_t)base, (int32_t)W, sw, n, best);
-        else
-          for (int64_t i = 0; i < n; i++)
-            best[i] = (int32_t)window_first_max(x, W, base + i * sw, 0, kh, 0, kw);
-      } else {
-        n = 1;
-        int64_t w0 = ow * sw - pw;
-        int64_t c0 = w0 < 0 ? -w0 : 0, c1 = W - w0 < kw ? W - w0 : kw;
-        best[0] = (int32_t)window_first_max(x, W, h0 * W + w0, b0, b1, c0, c1);
+  float vb[STRIP];
+  int32_t ib[STRIP];
+  for (int64_t oa = 0; oa < m->wo; oa += STRIP) {
+    const int64_t ob = oa + STRIP < m->wo ? oa + STRIP : m->wo, n = ob - oa;
+    h->next = 0;
+    for (int64_t oh = 0; oh < m->ho; oh++) {
+      const int64_t j = oh * m->wo + oa;
+      if (!idx && !dx) {
+        row_first_max(m, h, oh, oa, ob, y + j, NULL, kh, kw, sw, 0);
+        continue;
       }
-      int64_t j = oh * wo + ow;
+      row_first_max(m, h, oh, oa, ob, vb, ib, kh, kw, sw, 1);
+      if (dx) {
+        /* serial: overlapping windows often share their argmax */
+        for (int64_t i = 0; i < n; i++) dx[ib[i]] += dy[j + i];
+        continue;
+      }
       for (int64_t i = 0; i < n; i++) {
-        if (dx) {
-          dx[best[i]] += dy[j + i];
-        } else {
-          if (y) y[j + i] = x[best[i]];
-          if (idx) idx[j + i] = idx_base + (storage_order ? column_major(w, best[i]) : best[i]);
-        }
+        if (y) y[j + i] = vb[i];
+        idx[j + i] = idx_base + (storage_order ? column_major(w, ib[i]) : ib[i]);
       }
-      ow += n;
     }
   }
 }
 
 static int is_plain_2d(const dd_window *w) {
   return w->in[0] == 1 && w->k[0] == 1 && w->out[0] == 1 && w->d[1] == 1 && w->d[2] == 1 &&
-         w->in[1] * w->in[2] <= INT32_MAX;
+         w->k[1] <= MAX_KERNEL && w->k[2] <= MAX_KERNEL && w->in[1] * w->in[2] <= INT32_MAX;
 }
 
-/* The max walk of one plane: the 2-D kernel when it applies, else the general walk. */
+/* The max walk of one plane: the 2-D kernel when it applies (3x3 windows with stride 1 or 2
+ * unroll as constants), else the general walk.  Forward gives y and/or idx, backward dy and
+ * dx. */
 static void max_plane(const pool_params *p, const dd_window *w, const float *x, float *y,
                       int64_t *idx, int64_t idx_base, const float *dy, float *dx) {
-  if (!is_plain_2d(w))
+  if (!is_plain_2d(w)) {
     pool_plane(p, w, dx ? WALK_MAX_BACK : WALK_MAX, x, y, idx, idx_base, dy, dx);
-  else if (w->k[1] == 3 && w->k[2] == 3 && w->s[2] == 1)
-    max_plane_2d(w, p->storage_order, x, y, idx, idx_base, dy, dx, 3, 3, 1);
-  else if (w->k[1] == 3 && w->k[2] == 3 && w->s[2] == 2)
-    max_plane_2d(w, p->storage_order, x, y, idx, idx_base, dy, dx, 3, 3, 2);
+    return;
+  }
+  max2d m;
+  hring h;
+  max2d_init(&m, w, x);
+  const int so = p->storage_order;
+  if (m.kh == 3 && m.kw == 3 && m.sw == 1)
+    max2d_plane(&m, &h, y, idx, idx_base, so, w, dy, dx, 3, 3, 1);
+  else if (m.kh == 3 && m.kw == 3 && m.sw == 2)
+    max2d_plane(&m, &h, y, idx, idx_base, so, w, dy, dx, 3, 3, 2);
   else
-    max_plane_2d(w, p->storage_order, x, y, idx, idx_base, dy, dx, w->k[1], w->k[2], w->s[2]);
+    max2d_plane(&m, &h, y, idx, idx_base, so, w, dy, dx, m.kh, m.kw, m.sw);
 }
 
 static void pool_forward(const dd_node *node, const dd_tensor *const *in, dd_tensor *const *out,
