@@ -128,10 +128,13 @@ Test(winograd, gradient_matches_finite_differences) {
 }
 
 /* dd_sgemm against a double-precision triple loop, A as given and transposed, with and
- * without accumulation and bias. */
+ * without accumulation and bias, on shapes that cut its panels and blocks every way. */
 Test(sgemm, matches_naive_product) {
   static const int64_t shapes[][3] = {{1, 1, 1},   {8, 32, 5},   {7, 33, 300}, {19, 70, 9},
-                                      {64, 100, 513}, {3, 17, 2}, {16, 31, 0}};
+                                      {64, 100, 513}, {3, 17, 2}, {16, 31, 0},
+                                      /* several panels of 4 blocks per thread, a short last
+                                       * panel and a short last block, k over two passes */
+                                      {9, 300, 40}, {5, 1000, 260}, {12, 161, 7}};
   uint64_t st = 3;
   for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++)
     for (int mode = 0; mode < 4; mode++) {

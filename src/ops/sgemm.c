@@ -1,11 +1,15 @@
 /* dd_sgemm (see sgemm.h).  With AVX-512: an 8 x 32 register tile (16 accumulators), B's 32
- * columns loaded once per k and A broadcast from memory, 256 values of k at a time.  That
- * 256 x 32 block of B is first copied to a contiguous buffer on the stack (32 KiB, in L1)
- * while all the rows of A pass over it: read in place, its rows would sit one page apart
- * for wide images and every k would miss the TLB.  Elsewhere: cblas_sgemm. */
+ * columns loaded once per k and A broadcast from memory, 256 values of k at a time.  Those
+ * 256 rows of B are first copied, 4 blocks of 32 columns at a time, to a contiguous buffer on
+ * the stack (128 KiB) while all the rows of A pass over each block (32 KiB, in L1): read in
+ * place, B's rows would sit one page apart for wide images and every k would miss the TLB;
+ * copied one block at a time, each row is a run of 128 bytes the prefetchers do not follow
+ * (4 blocks: 64x12288x192 one thread 122-127 -> 132-136 GFLOP/s, 128x12288x256 122-126 ->
+ * 125-132, the others within noise).  Elsewhere: cblas_sgemm. */
 #include "ops/sgemm.h"
 
 #include <cblas.h>
+#include <omp.h>
 #include <stdint.h>
 
 #ifdef __AVX512F__
@@ -19,6 +23,10 @@
 #define MR 8
 #define NR 32
 #define KC 256
+/* Blocks of NR columns packed together: the pack is PANEL x 32 KiB on the stack. */
+#ifndef PANEL
+#define PANEL 4
+#endif
 
 enum { INIT_ZERO, INIT_BIAS, INIT_LOAD };
 
@@ -57,13 +65,44 @@ static inline __attribute__((always_inline)) void tile(const int rows, int64_t k
   }
 }
 
-/* Columns [j, j + w) of C, w <= NR. */
-static void column_block(int64_t m, int64_t w, int64_t k, const float *a, int64_t ars,
+/* Masks of the first w (<= NR) of a block's 32 columns, 16 per half. */
+static inline void block_masks(int64_t w, __mmask16 *m0, __mmask16 *m1) {
+  *m0 = (__mmask16)(w >= 16 ? 0xffff : (1u << w) - 1);
+  *m1 = (__mmask16)(w >= 32 ? 0xffff : w > 16 ? (1u << (w - 16)) - 1 : 0);
+}
+
+/* All rows of C's columns [0, w), w <= NR, from the packed kc x NR block bk. */
+static void rows_of_block(int64_t m, int64_t w, int64_t kc, const float *a, int64_t ars,
+                          int64_t acs, const float *bk, float *c, int64_t ldc, int init,
+                          const float *bias) {
+  __mmask16 m0, m1;
+  block_masks(w, &m0, &m1);
+  for (int64_t i = 0; i < m; i += MR) {
+    const float *ai = a + i * ars;
+    float *ci = c + i * ldc;
+    const float *bi = bias ? bias + i : NULL;
+    switch (m - i < MR ? (int)(m - i) : MR) {
+      case 8: tile(8, kc, ai, ars, acs, bk, ci, ldc, init, bi, m0, m1); break;
+      case 7: tile(7, kc, ai, ars, acs, bk, ci, ldc, init, bi, m0, m1); break;
+      case 6: tile(6, kc, ai, ars, acs, bk, ci, ldc, init, bi, m0, m1); break;
+      case 5: tile(5, kc, ai, ars, acs, bk, ci, ldc, init, bi, m0, m1); break;
+      case 4: tile(4, kc, ai, ars, acs, bk, ci, ldc, init, bi, m0, m1); break;
+      case 3: tile(3, kc, ai, ars, acs, bk, ci, ldc, init, bi, m0, m1); break;
+      case 2: tile(2, kc, ai, ars, acs, bk, ci, ldc, init, bi, m0, m1); break;
+      default: tile(1, kc, ai, ars, acs, bk, ci, ldc, init, bi, m0, m1); break;
+    }
+  }
+}
+
+/* Columns [0, w) of C, w <= PANEL * NR: each KC rows of B are packed for the whole panel at
+ * once, reading every row of B as one run of w floats (the hardware prefetchers follow a few
+ * long runs, not KC short ones a page apart), then each 32-column block of the pack meets
+ * every row of A while it is in L1. */
+static void column_panel(int64_t m, int64_t w, int64_t k, const float *a, int64_t ars,
                          int64_t acs, const float *b, int64_t ldb, float *c, int64_t ldc,
                          int accumulate, const float *bias) {
-  __mmask16 m0 = (__mmask16)(w >= 16 ? 0xffff : (1u << w) - 1);
-  __mmask16 m1 = (__mmask16)(w >= 32 ? 0xffff : w > 16 ? (1u << (w - 16)) - 1 : 0);
-  float pack[KC * NR] __attribute__((aligned(64)));
+  float pack[PANEL * KC * NR] __attribute__((aligned(64)));
+  int64_t nb = (w + NR - 1) / NR;
   for (int64_t k0 = 0; k0 < k; k0 += KC) {
     int64_t kc = k - k0 < KC ? k - k0 : KC;
     int init = k0 > 0 || accumulate ? INIT_LOAD : bias ? INIT_BIAS : INIT_ZERO;
@@ -73,25 +112,31 @@ static void column_block(int64_t m, int64_t w, int64_t k, const float *a, int64_
     } else {
       for (int64_t kk = 0; kk < kc; kk++) {
         const float *src = b + (k0 + kk) * ldb;
-        _mm512_store_ps(pack + kk * NR, _mm512_maskz_loadu_ps(m0, src));
-        _mm512_store_ps(pack + kk * NR + 16, _mm512_maskz_loadu_ps(m1, src + 16));
+        for (int64_t jb = 0; jb < nb; jb++) {
+          __mmask16 m0, m1;
+          block_masks(w - jb * NR, &m0, &m1);
+          float *dst = pack + (jb * kc + kk) * NR;
+          _mm512_store_ps(dst, _mm512_maskz_loadu_ps(m0, src + jb * NR));
+          _mm512_store_ps(dst + 16, _mm512_maskz_loadu_ps(m1, src + jb * NR + 16));
+        }
       }
     }
-    for (int64_t i = 0; i < m; i += MR) {
-      const float *ai = a + i * ars + k0 * acs;
-      float *ci = c + i * ldc;
-      const float *bi = bias ? bias + i : NULL;
-      switch (m - i < MR ? (int)(m - i) : MR) {
-        case 8: tile(8, kc, ai, ars, acs, bk, ci, ldc, init, bi, m0, m1); break;
-        case 7: tile(7, kc, ai, ars, acs, bk, ci, ldc, init, bi, m0, m1); break;
-        case 6: tile(6, kc, ai, ars, acs, bk, ci, ldc, init, bi, m0, m1); break;
-        case 5: tile(5, kc, ai, ars, acs, bk, ci, ldc, init, bi, m0, m1); break;
-        case 4: tile(4, kc, ai, ars, acs, bk, ci, ldc, init, bi, m0, m1); break;
-        case 3: tile(3, kc, ai, ars, acs, bk, ci, ldc, init, bi, m0, m1); break;
-        case 2: tile(2, kc, ai, ars, acs, bk, ci, ldc, init, bi, m0, m1); break;
-        default: tile(1, kc, ai, ars, acs, bk, ci, ldc, init, bi, m0, m1); break;
-      }
+    for (int64_t jb = 0; jb < nb; jb++) {
+      int64_t bw = w - jb * NR < NR ? w - jb * NR : NR;
+      rows_of_block(m, bw, kc, a + k0 * acs, ars, acs, bk + jb * kc * NR, c + jb * NR, ldc, init,
+                    bias);
     }
+  }
+}
+
+/* Column blocks [b0, b1) of C (of n columns), a panel at a time. */
+static void column_run(int64_t m, int64_t n, int64_t k, const float *a, int64_t ars, int64_t acs,
+                       const float *b, int64_t ldb, float *c, int64_t ldc, int accumulate,
+                       const float *bias, int64_t b0, int64_t b1) {
+  for (int64_t jb = b0; jb < b1; jb += PANEL) {
+    int64_t j = jb * NR, j1 = (jb + PANEL < b1 ? jb + PANEL : b1) * NR;
+    if (j1 > n) j1 = n;
+    column_panel(m, j1 - j, k, a, ars, acs, b + j, ldb, c + j, ldc, accumulate, bias);
   }
 }
 
@@ -105,11 +150,16 @@ void dd_sgemm(int64_t m, int64_t n, int64_t k, const float *a, int64_t ars, int6
     return;
   }
   int64_t blocks = (n + NR - 1) / NR;
-#pragma omp parallel for if (parallel && blocks > 1 && m * n * k > 4 * DD_PAR_MIN) \
-    schedule(static)
-  for (int64_t jb = 0; jb < blocks; jb++) {
-    int64_t j = jb * NR, w = n - j < NR ? n - j : NR;
-    column_block(m, w, k, a, ars, acs, b + j, ldb, c + j, ldc, accumulate, bias);
+  if (!parallel || blocks == 1 || m * n * k <= 4 * DD_PAR_MIN) {
+    column_run(m, n, k, a, ars, acs, b, ldb, c, ldc, accumulate, bias, 0, blocks);
+    return;
+  }
+  /* Each thread takes one contiguous run of blocks (balanced to a block). */
+#pragma omp parallel
+  {
+    int64_t nt = omp_get_num_threads(), t = omp_get_thread_num();
+    column_run(m, n, k, a, ars, acs, b, ldb, c, ldc, accumulate, bias, blocks * t / nt,
+               blocks * (t + 1) / nt);
   }
 }
 
