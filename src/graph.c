@@ -33,7 +33,7 @@ struct dd_plan {
   unsigned char *skip;  /* per order index: forward skipped, the output aliases the input */
   unsigned char *bskip; /* per order index: backward skipped (a Concat's gradients alias) */
   int *zstart, *zlist; /* gradients zeroed before the backward of order index o:
-                          zlist[zstart[o] .. zstart[o + 1]) */
+                          zlist[zstart[o] .. zstart[o + 1]); -1 - v: v is handed over fresh */
   int *seeds, n_seeds; /* gradients dd_plan_zero_grad clears: the targets' */
 };
 
@@ -268,6 +268,26 @@ static int join_concat(const dd_plan *p, const plan_build *b, const dd_node *n, 
  * A gradient lives from its first accumulation (or the seeding) to its producer's backward.
  * An in-place op (DD_OP_INPLACE) writes into its input's memory when it is the last reader
  * of that memory; an alias op (DD_OP_ALIAS) points its output at it and does not run. */
+/* Whether node o, the first to write the gradient of v (the root of its set), may be handed
+ * it fresh: the op says it can, v is one of its inputs exactly once, and none of its other
+ * gradients, in or out, lives in v's buffer. */
+static int first_writer_overwrites(const dd_plan *p, const plan_build *b, int *groot, size_t *grel,
+                                   int o, int v) {
+  const dd_node *n = &p->m->nodes[p->order[o]];
+  if (!(n->op->flags & DD_OP_GRAD_FRESH)) return 0;
+  int uses = 0;
+  for (int j = 0; j < n->n_in; j++) {
+    int x = n->in[j];
+    if (x == v) uses++;
+    else if (x >= 0 && b->hasgrad[x] && find_root(groot, grel, x, NULL) == v) return 0;
+  }
+  for (int k = 0; k < n->n_out; k++) {
+    int y = n->out[k];
+    if (y >= 0 && b->hasgrad[y] && find_root(groot, grel, y, NULL) == v) return 0;
+  }
+  return uses == 1;
+}
+
 static size_t layout_shared(dd_plan *p, plan_build *b) {
   const dd_model *m = p->m;
   int nv = p->nv, N = p->n_order, END = 2 * N + 1;
@@ -430,12 +450,16 @@ static size_t layout_shared(dd_plan *p, plan_build *b) {
     if (b->hasgrad[v]) b->goffset[v] = items[item_of[find_root(groot, grel, v, &o)]].off + o;
   }
 
-  /* Gradients are zeroed just before their first accumulation, the seeds by zero_grad. */
+  /* Gradients are zeroed just before their first accumulation, the seeds by zero_grad; or
+   * handed over fresh, when the first writer can overwrite them. */
   for (int v = 0; v < nv; v++)
     if (b->hasgrad[v] && !target[v] && groot[v] == v) p->zstart[2 * N - gfirst[v] + 1]++;
   for (int o = 0; o < N; o++) p->zstart[o + 1] += p->zstart[o];
   for (int v = 0; v < nv; v++)
-    if (b->hasgrad[v] && !target[v] && groot[v] == v) p->zlist[p->zstart[2 * N - gfirst[v]]++] = v;
+    if (b->hasgrad[v] && !target[v] && groot[v] == v) {
+      int o = 2 * N - gfirst[v];
+      p->zlist[p->zstart[o]++] = first_writer_overwrites(p, b, groot, grel, o, v) ? -1 - v : v;
+    }
   for (int o = N; o > 0; o--) p->zstart[o] = p->zstart[o - 1];
   p->zstart[0] = 0;
   for (int t = 0; t < b->n_targets; t++) {
@@ -813,9 +837,16 @@ void dd_plan_backward(dd_plan *p) {
     }
     if (!any_out || !any_in || (p->bskip && p->bskip[o])) continue;
     if (p->zstart)
-      for (int z = p->zstart[o]; z < p->zstart[o + 1]; z++) zero_tensor(&p->grad[p->zlist[z]]);
+      for (int z = p->zstart[o]; z < p->zstart[o + 1]; z++) {
+        int v = p->zlist[z];
+        if (v >= 0) zero_tensor(&p->grad[v]);
+        else p->grad[-1 - v].fresh = 1;
+      }
     double t0 = p->profile ? now_seconds() : 0;
     n->op->backward(n, in, outs, dout, din, p->scratch);
+    if (p->zstart)
+      for (int z = p->zstart[o]; z < p->zstart[o + 1]; z++)
+        if (p->zlist[z] < 0) p->grad[-1 - p->zlist[z]].fresh = 0;
     if (p->profile) p->profile[2 * p->order[o] + 1] += now_seconds() - t0;
   }
 }

@@ -26,6 +26,8 @@ typedef struct dd_tensor {
   dd_shape shape;
   void *data; /* float * or int64_t *, numel elements */
   int owns;   /* data is freed with the tensor */
+  int fresh;  /* a plan's gradient handed to its first writer: its data is garbage (see
+                 DD_OP_GRAD_FRESH in src/ops/op.h); 0 everywhere else */
 } dd_tensor;
 
 /* Number of elements, or -1 when a dim is negative or the product overflows int64. */

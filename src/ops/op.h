@@ -46,6 +46,11 @@
  * 1, the planner may place the inputs inside out[0]'s memory (and their gradients inside its
  * gradient) and skip forward (and backward). */
 #define DD_OP_CONCAT 64u
+/* Backward handles a din[j] with ->fresh set: its data is garbage, and backward must write
+ * every element of it (= its gradient, not +=), so the planner need not zero it first.  Given
+ * only to the first node to write a gradient, when that input appears once among its inputs
+ * and shares no memory with its other gradients. */
+#define DD_OP_GRAD_FRESH 128u
 
 typedef struct dd_op {
   const char *name;
