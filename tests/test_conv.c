@@ -62,6 +62,12 @@ static const conv_case cases[] = {
      2, 3, 1, NULL, 1, 0},
     {"5 channels, 3x3 stride 1 grouped", 0, 1, 10, 33, 41, 6, 3, 3, 2, 1, 1, 1, 1, 1, 1, 1, 1,
      NULL, 1, 0},
+    /* 300 output channels: too many rows for the stage buffer, written in place */
+    {"300 output channels, 2x3 stride 2", 0, 1, 2, 9, 70, 300, 2, 3, 1, 2, 2, 1, 1, 1, 1, 0, 1,
+     NULL, 1, 0},
+    /* 16 x 511 x 521 floats (17 MB): streamed past the caches, planes not 64-byte aligned */
+    {"large output streamed, 1x1 stride 2", 0, 1, 1, 1021, 1041, 16, 1, 1, 1, 2, 2, 1, 1, 0, 0,
+     0, 0, NULL, 1, 0},
 };
 
 /* Pads and output size as the ONNX Conv definition gives them, computed independently of
@@ -115,12 +121,17 @@ static void make_inputs(const conv_case *k, uint64_t seed, dd_tensor **in) {
 
 /* y[n][m][oh][ow] = b[m] + sum over the group's channels and taps, straight from the
  * definition; dx and dw are the adjoints of the same loops applied to dy (when dy is not
- * NULL). */
+ * NULL), summed in double (a weight's gradient sums over every output position) and then
+ * added to what dx and dw hold. */
 static void naive_conv(const conv_case *k, const float *x, const float *w, const float *b,
                        float *y, const float *dy, float *dx, float *dw) {
   int64_t pt, pl, ho, wo;
   expected_geometry(k, &pt, &pl, &ho, &wo);
   int64_t cg = k->c / k->group, mg = k->m / k->group;
+  int64_t nx = k->n * k->c * k->h * k->w, nw = k->m * cg * k->kh * k->kw;
+  double *gx = dy ? calloc((size_t)nx, sizeof *gx) : NULL;
+  double *gw = dy ? calloc((size_t)nw, sizeof *gw) : NULL;
+  cr_assert(!dy || (gx && gw));
   for (int64_t n = 0; n < k->n; n++)
     for (int64_t m = 0; m < k->m; m++)
       for (int64_t oh = 0; oh < ho; oh++)
@@ -134,15 +145,19 @@ static void naive_conv(const conv_case *k, const float *x, const float *w, const
                 if (ih < 0 || ih >= k->h || iw < 0 || iw >= k->w) continue;
                 int64_t ci = (m / mg) * cg + c;
                 int64_t xi = ((n * k->c + ci) * k->h + ih) * k->w + iw;
-                float wv = w[((m * cg + c) * k->kh + i) * k->kw + j];
-                acc += (double)x[xi] * wv;
+                int64_t wi = ((m * cg + c) * k->kh + i) * k->kw + j;
+                acc += (double)x[xi] * w[wi];
                 if (dy) {
-                  dx[xi] += wv * dy[yi];
-                  dw[((m * cg + c) * k->kh + i) * k->kw + j] += x[xi] * dy[yi];
+                  gx[xi] += (double)w[wi] * dy[yi];
+                  gw[wi] += (double)x[xi] * dy[yi];
                 }
               }
           if (y) y[yi] = (float)acc;
         }
+  for (int64_t i = 0; dy && i < nx; i++) dx[i] = (float)(dx[i] + gx[i]);
+  for (int64_t i = 0; dy && i < nw; i++) dw[i] = (float)(dw[i] + gw[i]);
+  free(gx);
+  free(gw);
 }
 
 /* Runs op->backward with the given dout into gradients of X and W starting at `initial`;
@@ -221,7 +236,7 @@ Test(conv, matches_naive_reference_forward_and_backward) {
  * input channel when they share evenly (or there are many), by input rows otherwise.  Cases
  * large enough to run in parallel, with thread counts that take each split. */
 Test(conv, parallel_splits_match_naive_reference) {
-  static const int picks[] = {15, 16, 24}; /* 3 channels, 16, groups of 5 */
+  static const int picks[] = {15, 16, 24, 26}; /* 3 channels, 16, groups of 5, streamed */
   static const int threads[] = {2, 3, 4};
   for (size_t ti = 0; ti < sizeof threads / sizeof threads[0]; ti++) {
     omp_set_num_threads(threads[ti]);
