@@ -513,6 +513,10 @@ static void fused_backward_data(const conv_geom *g, const float *wg, const float
                                 float *dxg) {
   int64_t khw = g->kh * g->kw;
   int64_t sc = stage_cols(g->mg), step = sc ? sc : CONV_NB;
+  /* A = W_g^T has row stride 1; with a single row (kcol 1) that stride is never used, and
+   * dd_sgemm's cblas fallback takes A for untransposed then, with the row stride as its
+   * leading dimension, which must be at least mg. */
+  int64_t ars = g->kcol == 1 ? g->mg : 1;
 #pragma omp parallel if (g->mg * g->ocol * g->kcol > 4 * DD_PAR_MIN)
   {
     int64_t nt = omp_get_num_threads(), t = omp_get_thread_num();
@@ -548,8 +552,8 @@ static void fused_backward_data(const conv_geom *g, const float *wg, const float
         int64_t nw = s0 + sw - j0 < CONV_NB ? s0 + sw - j0 : CONV_NB;
         for (int64_t r0 = r_lo; r0 < r_hi; r0 += CONV_KB) {
           int64_t kc = r_hi - r0 < CONV_KB ? r_hi - r0 : CONV_KB;
-          dd_sgemm(kc, nw, g->mg, wg + r0, 1, g->kcol, sc ? stage + (j0 - s0) : dyg + j0, ldb,
-                   buf, CONV_NB, 0, NULL, 0);
+          dd_sgemm(kc, nw, g->mg, wg + r0, ars, g->kcol, sc ? stage + (j0 - s0) : dyg + j0,
+                   ldb, buf, CONV_NB, 0, NULL, 0);
           unpack_add_block(g, buf, j0, nw, r0, r0 + kc, ih0, ih1, dxg);
         }
       }
