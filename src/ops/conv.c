@@ -293,37 +293,48 @@ static inline __m512i iota_plus(int64_t k) {
                           _mm512_set1_epi32((int)k));
 }
 
+/* The mask of window q (lanes row[p + 16q + lane]) inside [0, w). */
+static inline __mmask16 window_mask(int64_t p, int64_t w, int q) {
+  if (p >= 0 && p + 16 * (q + 1) <= w) return 0xffff; /* the common case, in one test */
+  return lanes(-p - 16 * q, w - p - 16 * q);
+}
+
 /* v[q] = row[p + 16q + lane], 0 outside [0, w).  Masked-off lanes are never read, so the
  * windows may start before or end after the row. */
 static inline void load_windows(const float *row, int64_t p, int64_t w, int nv, __m512 *v) {
   for (int q = 0; q < nv; q++)
-    v[q] = _mm512_maskz_loadu_ps(lanes(-p - 16 * q, w - p - 16 * q), row + p + 16 * q);
+    v[q] = _mm512_maskz_loadu_ps(window_mask(p, w, q), row + p + 16 * q);
 }
 
 /* row[p + 16q + lane] += v[q] inside [0, w). */
 static inline void add_windows(float *row, int64_t p, int64_t w, int nv, const __m512 *v) {
   for (int q = 0; q < nv; q++) {
-    __mmask16 m = lanes(-p - 16 * q, w - p - 16 * q);
+    __mmask16 m = window_mask(p, w, q);
     float *d = row + p + 16 * q;
     _mm512_mask_storeu_ps(d, m, _mm512_add_ps(_mm512_maskz_loadu_ps(m, d), v[q]));
   }
 }
+
+/* Windows of 16 lanes holding row[p + t*sw + kj] for t < 32, kj < kb (at most 3 per
+ * parity). */
+static inline int windows(int64_t sw, int64_t kb) { return (int)((31 * sw + kb - 1) / 16 + 1); }
 
 /* Taps [ka, kb) of one kernel row: d[(kj - ka) * CONV_NB + t] = row[p + kj + t*sw] (0
  * outside the row, row NULL: all 0) for t < len, whose lanes are lm. */
 static inline void pack_taps(const conv_geom *g, const float *row, int64_t p, int64_t ka,
                              int64_t kb, uint32_t lm, float *d) {
   __mmask16 l0 = (__mmask16)lm, l1 = (__mmask16)(lm >> 16);
+  const __m512 z = _mm512_setzero_ps();
   if (!row) {
     for (int64_t kj = ka; kj < kb; kj++, d += CONV_NB) {
-      _mm512_mask_storeu_ps(d, l0, _mm512_setzero_ps());
-      _mm512_mask_storeu_ps(d + 16, l1, _mm512_setzero_ps());
+      _mm512_mask_storeu_ps(d, l0, z);
+      _mm512_mask_storeu_ps(d + 16, l1, z);
     }
     return;
   }
+  __m512 v[6] = {z, z, z, z, z, z};
+  load_windows(row, p, g->w, windows(g->sw, kb), v);
   if (g->sw == 1) {
-    __m512 v[3];
-    load_windows(row, p, g->w, 3, v);
     for (int64_t kj = ka; kj < kb; kj++, d += CONV_NB) {
       __m512i idx = iota_plus(kj);
       _mm512_mask_storeu_ps(d, l0, _mm512_permutex2var_ps(v[0], idx, v[1]));
@@ -332,19 +343,20 @@ static inline void pack_taps(const conv_geom *g, const float *row, int64_t p, in
     return;
   }
   /* stride 2: even and odd elements apart; tap kj is the parity kj % 2 shifted by kj / 2 */
-  __m512 v[6], e[2][3];
-  load_windows(row, p, g->w, 6, v);
   __m512i even = _mm512_slli_epi32(iota_plus(0), 1);
   __m512i odd = _mm512_add_epi32(even, _mm512_set1_epi32(1));
-  for (int q = 0; q < 3; q++) {
-    e[0][q] = _mm512_permutex2var_ps(v[2 * q], even, v[2 * q + 1]);
-    e[1][q] = _mm512_permutex2var_ps(v[2 * q], odd, v[2 * q + 1]);
-  }
+  __m512 e0 = _mm512_permutex2var_ps(v[0], even, v[1]);
+  __m512 e1 = _mm512_permutex2var_ps(v[2], even, v[3]);
+  __m512 e2 = _mm512_permutex2var_ps(v[4], even, v[5]);
+  __m512 o0 = _mm512_permutex2var_ps(v[0], odd, v[1]);
+  __m512 o1 = _mm512_permutex2var_ps(v[2], odd, v[3]);
+  __m512 o2 = _mm512_permutex2var_ps(v[4], odd, v[5]);
   for (int64_t kj = ka; kj < kb; kj++, d += CONV_NB) {
-    const __m512 *s = e[kj & 1];
     __m512i idx = iota_plus(kj >> 1);
-    _mm512_mask_storeu_ps(d, l0, _mm512_permutex2var_ps(s[0], idx, s[1]));
-    _mm512_mask_storeu_ps(d + 16, l1, _mm512_permutex2var_ps(s[1], idx, s[2]));
+    __m512 lo = _mm512_permutex2var_ps(kj & 1 ? o0 : e0, idx, kj & 1 ? o1 : e1);
+    __m512 hi = _mm512_permutex2var_ps(kj & 1 ? o1 : e1, idx, kj & 1 ? o2 : e2);
+    _mm512_mask_storeu_ps(d, l0, lo);
+    _mm512_mask_storeu_ps(d + 16, l1, hi);
   }
 }
 
@@ -353,29 +365,31 @@ static inline void unpack_taps(const conv_geom *g, float *row, int64_t p, int64_
                                int64_t kb, uint32_t lm, const float *s) {
   __mmask16 l0 = (__mmask16)lm, l1 = (__mmask16)(lm >> 16);
   const __m512 z = _mm512_setzero_ps();
-  /* a[par][q]: window q of the parity par (stride 1: one parity of 3 windows) */
-  __m512 a[2][3] = {{z, z, z}, {z, z, z}};
-  int par_mask = g->sw == 2 ? 1 : 0, shift = g->sw == 2 ? 1 : 0;
+  /* windows of the even (stride 1: all) and odd positions, each tap shifted into place */
+  __m512 e0 = z, e1 = z, e2 = z, o0 = z, o1 = z, o2 = z;
   for (int64_t kj = ka; kj < kb; kj++, s += CONV_NB) {
     __m512 s0 = _mm512_maskz_loadu_ps(l0, s), s1 = _mm512_maskz_loadu_ps(l1, s + 16);
-    __m512i idx = iota_plus(16 - (kj >> shift)); /* lane i takes s[i - kj/sw] */
-    __m512 *acc = a[kj & par_mask];
-    acc[0] = _mm512_add_ps(acc[0], _mm512_permutex2var_ps(z, idx, s0));
-    acc[1] = _mm512_add_ps(acc[1], _mm512_permutex2var_ps(s0, idx, s1));
-    acc[2] = _mm512_add_ps(acc[2], _mm512_permutex2var_ps(s1, idx, z));
+    int odd_tap = g->sw == 2 && (kj & 1);
+    __m512i idx = iota_plus(16 - (g->sw == 2 ? kj >> 1 : kj)); /* lane i takes s[i - shift] */
+    __m512 t0 = _mm512_permutex2var_ps(z, idx, s0), t1 = _mm512_permutex2var_ps(s0, idx, s1);
+    __m512 t2 = _mm512_permutex2var_ps(s1, idx, z);
+    if (odd_tap) {
+      o0 = _mm512_add_ps(o0, t0), o1 = _mm512_add_ps(o1, t1), o2 = _mm512_add_ps(o2, t2);
+    } else {
+      e0 = _mm512_add_ps(e0, t0), e1 = _mm512_add_ps(e1, t1), e2 = _mm512_add_ps(e2, t2);
+    }
   }
   if (g->sw == 1) {
-    add_windows(row, p, g->w, 3, a[0]);
+    __m512 v[3] = {e0, e1, e2};
+    add_windows(row, p, g->w, windows(1, kb), v);
     return;
   }
   __m512i ilo = _mm512_set_epi32(23, 7, 22, 6, 21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
   __m512i ihi = _mm512_add_epi32(ilo, _mm512_set1_epi32(8));
-  __m512 v[6];
-  for (int q = 0; q < 3; q++) {
-    v[2 * q] = _mm512_permutex2var_ps(a[0][q], ilo, a[1][q]);
-    v[2 * q + 1] = _mm512_permutex2var_ps(a[0][q], ihi, a[1][q]);
-  }
-  add_windows(row, p, g->w, 6, v);
+  __m512 v[6] = {_mm512_permutex2var_ps(e0, ilo, o0), _mm512_permutex2var_ps(e0, ihi, o0),
+                 _mm512_permutex2var_ps(e1, ilo, o1), _mm512_permutex2var_ps(e1, ihi, o1),
+                 _mm512_permutex2var_ps(e2, ilo, o2), _mm512_permutex2var_ps(e2, ihi, o2)};
+  add_windows(row, p, g->w, windows(2, kb), v);
 }
 #endif
 
