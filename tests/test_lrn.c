@@ -24,6 +24,15 @@ static const lrn_case cases[] = {
     {"rank 3", 3, {2, 5, 6}, 3, 0.4f, 0.5f, 1.f, 2.f, 0},
     {"rank 5", 5, {1, 5, 2, 3, 2}, 3, 0.4f, 1.2f, 1.f, 2.f, 0},
     {"spatial beyond one chunk", 4, {1, 5, 17, 19}, 3, 0.2f, 0.75f, 1.f, 2.f, 0},
+    {"two images, several chunks, odd tail", 4, {2, 9, 23, 29}, 5, 1e-3f, 0.75f, 1.f, 8.f, 0},
+    {"other beta over several short chunks", 4, {1, 6, 20, 21}, 3, 0.3f, 0.6f, 1.2f, 2.f, 0},
+    {"even size, beta 0.75", 4, {1, 7, 5, 7}, 4, 0.5f, 0.75f, 2.f, 2.f, 0},
+    {"size 2: the window is the channel and the one above", 4, {1, 5, 3, 7}, 2, 0.7f, 0.75f,
+     1.f, 2.f, 0},
+    {"strong normalization, scale up to 2e4", 4, {1, 8, 9, 9}, 5, 50.f, 0.75f, 1.f, 20.f, 0},
+    {"small bias, scale down to 1e-3", 3, {1, 6, 40}, 3, 0.1f, 0.75f, 1e-3f, 1.f, 0},
+    {"window wider than the stack's ring", 4, {1, 20, 3, 3}, 17, 0.5f, 0.75f, 1.f, 2.f, 0},
+    {"window wider than the ring, other beta", 4, {2, 19, 2, 3}, 18, 0.5f, 0.6f, 1.5f, 2.f, 0},
 };
 
 static void setup_node(th_node *t, const lrn_case *k) {
@@ -90,7 +99,7 @@ Test(lrn, matches_naive_reference_forward_and_backward) {
     size_t need = 0;
     dd_tensor shape, *outs[1] = {&shape};
     cr_assert_eq(t.node.op->infer(&t.node, (const dd_tensor *const *)&x, outs, &need, &err), 0);
-    void *s = malloc(need);
+    void *s = malloc(need ? need : 1);
     const dd_tensor *dout[1] = {dy}, *o[1] = {y[0]};
     t.node.op->backward(&t.node, (const dd_tensor *const *)&x, o, dout, &dx, s);
     free(s);
@@ -98,6 +107,21 @@ Test(lrn, matches_naive_reference_forward_and_backward) {
     double de = th_max_abs_diff(dx, dref);
     cr_assert(de <= 2e-6 * fmax(1.0, th_max_abs(dref)), "%s: backward differs by %g", k->what,
               de);
+
+    /* DD_OP_INPLACE_GRAD: with din[0] in dout[0]'s memory, dx is the gradient itself */
+    cr_assert(t.node.op->flags & DD_OP_INPLACE_GRAD);
+    dd_tensor *g = th_tensor(k->ndim, k->dims);
+    memcpy(dd_f32(g), dd_f32(dy), (size_t)dd_tensor_numel(dy) * sizeof(float));
+    for (int64_t i = 0; i < dd_tensor_numel(dref); i++) dd_f32(dref)[i] = 0.f;
+    naive_lrn(k, dd_f32(x), NULL, dd_f32(dy), dd_f32(dref));
+    s = malloc(need ? need : 1);
+    const dd_tensor *gout[1] = {g};
+    t.node.op->backward(&t.node, (const dd_tensor *const *)&x, o, gout, &g, s);
+    free(s);
+    de = th_max_abs_diff(g, dref);
+    cr_assert(de <= 2e-6 * fmax(1.0, th_max_abs(dref)), "%s: in-place backward differs by %g",
+              k->what, de);
+    dd_tensor_free(g);
     dd_tensor_free(x);
     dd_tensor_free(y[0]);
     dd_tensor_free(ref);
