@@ -33,6 +33,40 @@ Test(relu, gradient_matches_finite_differences) {
   dd_tensor_free(x);
 }
 
+/* Accumulating and in-place (DD_OP_INPLACE_GRAD) backward against the mask of y > 0, on
+ * tensors under the threading threshold, over it, and of odd length. */
+Test(relu, backward_accumulates_or_overwrites_in_place) {
+  int64_t shapes[][4] = {{2, 3, 5, 7}, {1, 3, 11, 13}, {1, 64, 40, 40}};
+  for (int si = 0; si < 3; si++) {
+    th_node t;
+    th_init(&t, "Relu", 1, 1);
+    dd_err err;
+    cr_assert_eq(th_setup(&t, &err), 0, "%s", err.msg);
+    dd_tensor *x = th_random(4, shapes[si], 20 + si, -1, 1), *y[1];
+    cr_assert_eq(th_forward(&t, &x, y, &err), 0, "%s", err.msg);
+    dd_tensor *dy = th_random(4, shapes[si], 30 + si, -1, 1);
+    dd_tensor *dx = th_random(4, shapes[si], 40 + si, -1, 1), *g = th_tensor(4, shapes[si]);
+    dd_tensor *dx0 = th_tensor(4, shapes[si]);
+    int64_t n = dd_tensor_numel(x);
+    memcpy(dd_f32(dx0), dd_f32(dx), (size_t)n * sizeof(float));
+    memcpy(dd_f32(g), dd_f32(dy), (size_t)n * sizeof(float));
+    const dd_tensor *o[1] = {y[0]}, *dout[1] = {dy}, *gout[1] = {g};
+    t.node.op->backward(&t.node, (const dd_tensor *const *)&x, o, dout, &dx, NULL);
+    t.node.op->backward(&t.node, (const dd_tensor *const *)&x, o, gout, &g, NULL);
+    for (int64_t i = 0; i < n; i++) {
+      float want = dd_f32(x)[i] > 0.f ? dd_f32(dy)[i] : 0.f;
+      cr_assert_eq(dd_f32(dx)[i], dd_f32(dx0)[i] + want, "shape %d at %lld", si, (long long)i);
+      cr_assert_eq(dd_f32(g)[i], want, "in place, shape %d at %lld", si, (long long)i);
+    }
+    dd_tensor_free(x);
+    dd_tensor_free(y[0]);
+    dd_tensor_free(dy);
+    dd_tensor_free(dx);
+    dd_tensor_free(dx0);
+    dd_tensor_free(g);
+  }
+}
+
 /* Moves values within `gap` of any point in `kinks` away from it, so finite differences do
  * not straddle a kink. */
 static void away_from(dd_tensor *x, const float *kinks, int nk, float gap) {

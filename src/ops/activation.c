@@ -1,5 +1,6 @@
 /* Element-wise activations: Relu, LeakyRelu, Clip, Sigmoid.  Forward and backward side by
- * side; backward accumulates into din. */
+ * side; backward accumulates into din.  The thread threshold is `if (parallel : ...)`: a
+ * bare `if` on `parallel for simd` applies to simd too, and tensors under it ran scalar. */
 #include <math.h>
 #include <stdlib.h>
 
@@ -42,7 +43,7 @@ static void relu_forward(const dd_node *node, const dd_tensor *const *in, dd_ten
   const float *x = dd_f32(in[0]);
   float *y = dd_f32(out[0]);
   int64_t n = dd_tensor_numel(in[0]);
-#pragma omp parallel for simd if (n > DD_PAR_MIN) schedule(static)
+#pragma omp parallel for simd if (parallel : n > DD_PAR_MIN) schedule(static)
   for (int64_t i = 0; i < n; i++) y[i] = x[i] > 0.f ? x[i] : 0.f;
 }
 
@@ -55,11 +56,11 @@ static void relu_backward(const dd_node *node, const dd_tensor *const *in,
   float *dx = dd_f32(din[0]);
   int64_t n = dd_tensor_numel(in[0]);
   if (dx == dy) { /* the plan gave dx the memory of dy (DD_OP_INPLACE_GRAD): overwrite */
-#pragma omp parallel for simd if (n > DD_PAR_MIN) schedule(static)
+#pragma omp parallel for simd if (parallel : n > DD_PAR_MIN) schedule(static)
     for (int64_t i = 0; i < n; i++) dx[i] = y[i] > 0.f ? dx[i] : 0.f;
     return;
   }
-#pragma omp parallel for simd if (n > DD_PAR_MIN) schedule(static)
+#pragma omp parallel for simd if (parallel : n > DD_PAR_MIN) schedule(static)
   for (int64_t i = 0; i < n; i++) dx[i] += y[i] > 0.f ? dy[i] : 0.f;
 }
 
@@ -92,7 +93,7 @@ static void leakyrelu_forward(const dd_node *node, const dd_tensor *const *in,
   const float *x = dd_f32(in[0]);
   float *y = dd_f32(out[0]);
   int64_t n = dd_tensor_numel(in[0]);
-#pragma omp parallel for simd if (n > DD_PAR_MIN) schedule(static)
+#pragma omp parallel for simd if (parallel : n > DD_PAR_MIN) schedule(static)
   for (int64_t i = 0; i < n; i++) y[i] = x[i] > 0.f ? x[i] : a * x[i];
 }
 
@@ -106,7 +107,7 @@ static void leakyrelu_backward(const dd_node *node, const dd_tensor *const *in,
   const float *x = dd_f32(in[0]), *dy = dd_f32(dout[0]);
   float *dx = dd_f32(din[0]);
   int64_t n = dd_tensor_numel(in[0]);
-#pragma omp parallel for simd if (n > DD_PAR_MIN) schedule(static)
+#pragma omp parallel for simd if (parallel : n > DD_PAR_MIN) schedule(static)
   for (int64_t i = 0; i < n; i++) dx[i] += x[i] > 0.f ? dy[i] : a * dy[i];
 }
 
@@ -176,7 +177,7 @@ static void clip_forward(const dd_node *node, const dd_tensor *const *in, dd_ten
   const float *x = dd_f32(in[0]);
   float *y = dd_f32(out[0]);
   int64_t n = dd_tensor_numel(in[0]);
-#pragma omp parallel for simd if (n > DD_PAR_MIN) schedule(static)
+#pragma omp parallel for simd if (parallel : n > DD_PAR_MIN) schedule(static)
   for (int64_t i = 0; i < n; i++) {
     float v = x[i] < lo ? lo : x[i];
     y[i] = v > hi ? hi : v;
@@ -193,7 +194,7 @@ static void clip_backward(const dd_node *node, const dd_tensor *const *in,
   const float *x = dd_f32(in[0]), *dy = dd_f32(dout[0]);
   float *dx = dd_f32(din[0]);
   int64_t n = dd_tensor_numel(in[0]);
-#pragma omp parallel for simd if (n > DD_PAR_MIN) schedule(static)
+#pragma omp parallel for simd if (parallel : n > DD_PAR_MIN) schedule(static)
   for (int64_t i = 0; i < n; i++) dx[i] += x[i] >= lo && x[i] <= hi ? dy[i] : 0.f;
 }
 
