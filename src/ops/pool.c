@@ -341,7 +341,8 @@ static inline __attribute__((always_inline)) void hfold(const max2d *m, int64_t 
 
 /* The first maxima of output row oh for the outputs [oa, ob): folds the input rows of its
  * window not in the ring yet, then folds their h down the window: values into bv, plane
- * offsets into bi when want_idx. */
+ * offsets into bi when want_idx.  dx (may be NULL) is the backward's gradient plane, whose
+ * rows are prefetched for writing along with the input's. */
 static inline __attribute__((always_inline)) void row_first_max(const max2d *m, hring *h,
                                                                 const float *dx,
                                                                 int64_t oh, int64_t oa,
