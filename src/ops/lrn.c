@@ -129,10 +129,9 @@ static inline __m512 pow_075_16(__m512 s, __m512 *pws) {
 #endif
 
 /* For channel c of the chunk [s0, s0 + len) of image n: pw = s^-beta and, when pws is not
- * NULL, pws = s^(-beta-1), s the window's scale.  GoogLeNet's and AlexNet's beta = 0.75
- * avoids powf, which does not vectorize: with AVX-512 by refined reciprocal square roots in
- * the same registers as the window's sum (a square root or a division costs several FMAs),
- * else by square roots. */
+ * NULL, pws = s^(-beta-1), s the window's scale.  The path without AVX-512, or for other
+ * betas or windows wider than LRN_RING; beta = 0.75 by square roots, which vectorize (powf
+ * does not). */
 static inline void row_factors(const lrn_params *p, const float *x, int64_t c_count,
                                int64_t spatial, int64_t n, int64_t c, int64_t s0, int64_t len,
                                float *pw, float *pws) {
@@ -140,24 +139,6 @@ static inline void row_factors(const lrn_params *p, const float *x, int64_t c_co
   int64_t c0 = c - lo < 0 ? 0 : c - lo, c1 = c + hi >= c_count ? c_count - 1 : c + hi;
   const float *x0 = x + (n * c_count + c0) * spatial + s0;
   int64_t rows = c1 - c0 + 1;
-#ifdef __AVX512F__
-  if (p->beta == 0.75f && rows <= LRN_RING) {
-    __m512 a = _mm512_set1_ps(p->alpha / (float)p->size), bias = _mm512_set1_ps(p->bias);
-    for (int64_t i = 0; i < len; i += 16) {
-      __mmask16 m = len - i >= 16 ? 0xffff : (__mmask16)((1u << (len - i)) - 1);
-      __m512 sum = _mm512_setzero_ps(), t;
-      for (int64_t k = 0; k < rows; k++) {
-        __m512 v = _mm512_maskz_loadu_ps(m, x0 + k * spatial + i);
-        sum = _mm512_fmadd_ps(v, v, sum);
-      }
-      /* masked-off lanes hold s = bias: finite, and never stored */
-      __m512 pv = pow_075_16(_mm512_fmadd_ps(a, sum, bias), pws ? &t : NULL);
-      _mm512_mask_storeu_ps(pw + i, m, pv);
-      if (pws) _mm512_mask_storeu_ps(pws + i, m, t);
-    }
-    return;
-  }
-#endif
   float s[LRN_CHUNK];
   window_scale(p, x0, rows, spatial, len, s);
   if (p->beta == 0.75f) {
@@ -201,6 +182,25 @@ static int64_t chunk_len(int64_t nn, int64_t sp) {
   return len;
 }
 
+#ifdef __AVX512F__
+/* Forward of one channel for beta = 0.75 and windows of up to LRN_RING rows, everything in
+ * registers: yc = xc s^-0.75, s from the window x0 (rows rows `spatial` apart). */
+static void forward_row_075(const lrn_params *p, int64_t len, const float *x0, int64_t rows,
+                            int64_t spatial, const float *xc, float *yc) {
+  __m512 a = _mm512_set1_ps(p->alpha / (float)p->size), bias = _mm512_set1_ps(p->bias);
+  for (int64_t i = 0; i < len; i += 16) {
+    __mmask16 m = len - i >= 16 ? 0xffff : (__mmask16)((1u << (len - i)) - 1);
+    __m512 sum = _mm512_setzero_ps();
+    for (int64_t k = 0; k < rows; k++) {
+      __m512 v = _mm512_maskz_loadu_ps(m, x0 + k * spatial + i);
+      sum = _mm512_fmadd_ps(v, v, sum);
+    }
+    __m512 pw = pow_075_16(_mm512_fmadd_ps(a, sum, bias), NULL);
+    _mm512_mask_storeu_ps(yc + i, m, _mm512_mul_ps(_mm512_maskz_loadu_ps(m, xc + i), pw));
+  }
+}
+#endif
+
 static void lrn_forward(const dd_node *node, const dd_tensor *const *in, dd_tensor *const *out,
                         void *scratch) {
   if (!out[0]) return;
@@ -209,7 +209,11 @@ static void lrn_forward(const dd_node *node, const dd_tensor *const *in, dd_tens
   shape_ncs(&in[0]->shape, &nn, &cc, &sp);
   const float *x = dd_f32(in[0]);
   float *y = dd_f32(out[0]);
-  int64_t chunk = chunk_len(nn, sp), chunks = (sp + chunk - 1) / chunk, hi = p->size / 2;
+  int64_t chunk = chunk_len(nn, sp), chunks = (sp + chunk - 1) / chunk;
+  int64_t lo = (p->size - 1) / 2, hi = p->size / 2;
+#ifdef __AVX512F__
+  int fused = p->size <= LRN_RING && p->beta == 0.75f;
+#endif
   /* A job is one chunk of one image through all its channels: the window's rows of x were
    * read by the previous channels and are still in L1. */
 #pragma omp parallel for if (nn * cc * sp * p->size > DD_PAR_MIN) schedule(static)
@@ -220,8 +224,16 @@ static void lrn_forward(const dd_node *node, const dd_tensor *const *in, dd_tens
     for (int64_t c = 0; c < cc; c++) {
       if (c + hi + LRN_AHEAD < cc)
         prefetch_row(x + (n * cc + c + hi + LRN_AHEAD) * sp + s0, len, 0);
-      row_factors(p, x, cc, sp, n, c, s0, len, pw, NULL);
       int64_t base = (n * cc + c) * sp + s0;
+#ifdef __AVX512F__
+      if (fused) {
+        int64_t c0 = c - lo < 0 ? 0 : c - lo, c1 = c + hi >= cc ? cc - 1 : c + hi;
+        forward_row_075(p, len, x + (n * cc + c0) * sp + s0, c1 - c0 + 1, sp, x + base,
+                        y + base);
+        continue;
+      }
+#endif
+      row_factors(p, x, cc, sp, n, c, s0, len, pw, NULL);
 #pragma omp simd
       for (int64_t i = 0; i < len; i++) y[base + i] = x[base + i] * pw[i];
     }
