@@ -205,7 +205,16 @@ Test(dream, tiles_when_the_budget_is_too_small, .timeout = 300) {
   dd_image *im = photo("kite.jpg", 400);
   dd_dream_params p;
   params_for(m, "inception_4c/output", &p);
-  p.max_memory = 48u << 20;
+  /* half of what the whole image's plan needs */
+  int64_t dims[] = {1, 3, im->h, im->w};
+  dd_binding b = {dd_model_input(m), dd_shape_make(4, dims), NULL};
+  dd_plan *whole;
+  dd_err perr;
+  cr_assert_eq(dd_plan_new(m, &b, 1, &p.layers[0].value, 1, DD_PLAN_GRAD | DD_PLAN_REUSE, 0,
+                           &whole, &perr), 0, "%s", perr.msg);
+  p.max_memory = dd_plan_bytes(whole) / 2;
+  cr_log_info("budget %.1f MB for a %dx%d image\n", p.max_memory / 1e6, im->w, im->h);
+  dd_plan_free(whole);
   int tw, th;
   float *g = gradient(m, &p, im, 0, 0, &tw, &th);
   cr_assert(tw < im->w, "tile %dx%d for a %dx%d image", tw, th, im->w, im->h);

@@ -196,18 +196,22 @@ static void naive_pool(const pool_case *k, const float *x, float *y, int64_t *ar
         }
 }
 
-static dd_tensor *run_backward(th_node *t, dd_tensor *x, dd_tensor *dy, float initial) {
+/* dx starts at `initial`, or with fresh != 0 as garbage (NaN) marked fresh, as the planner
+ * hands a gradient to its first writer: backward must then overwrite all of it. */
+static dd_tensor *run_backward(th_node *t, dd_tensor *x, dd_tensor *dy, float initial, int fresh) {
   dd_err err;
   dd_tensor shape[2], *outs[2] = {&shape[0], &shape[1]};
   memset(shape, 0, sizeof shape);
   size_t scratch = 0;
   cr_assert_eq(t->node.op->infer(&t->node, (const dd_tensor *const *)&x, outs, &scratch, &err), 0);
   dd_tensor *dx = th_tensor(x->shape.ndim, x->shape.d);
-  for (int64_t i = 0; i < dd_tensor_numel(dx); i++) dd_f32(dx)[i] = initial;
+  for (int64_t i = 0; i < dd_tensor_numel(dx); i++) dd_f32(dx)[i] = fresh ? NAN : initial;
+  dx->fresh = fresh;
   const dd_tensor *dout[2] = {dy, NULL}, *out[2] = {NULL, NULL};
   void *s = scratch ? malloc(scratch) : NULL;
   t->node.op->backward(&t->node, (const dd_tensor *const *)&x, out, dout, &dx, s);
   free(s);
+  dx->fresh = 0;
   return dx;
 }
 
@@ -236,12 +240,18 @@ Test(pool, matches_naive_reference_forward_and_backward) {
     cr_assert(e <= 1e-6, "%s: forward differs by %g", k->what, e);
 
     dd_tensor *dy = th_random(es.ndim, es.d, 70 + ci, -1, 1);
-    dd_tensor *dx = run_backward(&t, x, dy, 0.25f);
+    dd_tensor *dx = run_backward(&t, x, dy, 0.25f, 0);
     dd_tensor *dref = th_tensor(x->shape.ndim, x->shape.d);
     for (int64_t i = 0; i < dd_tensor_numel(dref); i++) dd_f32(dref)[i] = 0.25f;
     naive_pool(k, dd_f32(x), NULL, NULL, dd_f32(dy), dd_f32(dref));
     double de = th_max_abs_diff(dx, dref);
     cr_assert(de <= 1e-6, "%s: backward differs by %g", k->what, de);
+    dd_tensor_free(dx);
+    dx = run_backward(&t, x, dy, 0.f, 1);
+    for (int64_t i = 0; i < dd_tensor_numel(dref); i++) dd_f32(dref)[i] = 0.f;
+    naive_pool(k, dd_f32(x), NULL, NULL, dd_f32(dy), dd_f32(dref));
+    de = th_max_abs_diff(dx, dref);
+    cr_assert(de <= 1e-6, "%s: backward into a fresh gradient differs by %g", k->what, de);
     dd_tensor_free(x);
     dd_tensor_free(y[0]);
     dd_tensor_free(ref);
@@ -288,7 +298,7 @@ Test(pool, max_ties_go_to_the_first_maximum) {
   int64_t od[4] = {1, 1, 1, 1};
   dd_tensor *dy = th_tensor(4, od);
   dd_f32(dy)[0] = 3.f;
-  dd_tensor *dx = run_backward(&t, x, dy, 0.f);
+  dd_tensor *dx = run_backward(&t, x, dy, 0.f, 0);
   cr_assert_eq(dd_f32(dx)[0], 3.f);
   for (int i = 1; i < 4; i++) cr_assert_eq(dd_f32(dx)[i], 0.f);
   dd_tensor_free(x);
@@ -316,7 +326,7 @@ Test(pool, max_is_bit_exact_against_the_naive_reference) {
     cr_assert_eq(memcmp(dd_f32(y[0]), dd_f32(ref), (size_t)dd_tensor_numel(ref) * sizeof(float)),
                  0, "%s: forward is not bit-exact", k->what);
     dd_tensor *dy = th_random(ref->shape.ndim, ref->shape.d, 400 + ci, -1, 1);
-    dd_tensor *dx = run_backward(&t, x, dy, 0.3f);
+    dd_tensor *dx = run_backward(&t, x, dy, 0.3f, 0);
     dd_tensor *dref = th_tensor(x->shape.ndim, x->shape.d);
     for (int64_t i = 0; i < dd_tensor_numel(dref); i++) dd_f32(dref)[i] = 0.3f;
     naive_pool(k, dd_f32(x), NULL, NULL, dd_f32(dy), dd_f32(dref));
@@ -346,7 +356,7 @@ Test(pool, max_of_minus_infinity_goes_to_the_first_tap_inside) {
   cr_assert_eq(th_forward(&t, &x, y, &err), 0, "%s", err.msg);
   for (int64_t i = 0; i < dd_tensor_numel(y[0]); i++) cr_assert(isinf(dd_f32(y[0])[i]));
   dd_tensor *dy = th_random(y[0]->shape.ndim, y[0]->shape.d, 6, -1, 1);
-  dd_tensor *dx = run_backward(&t, x, dy, 0.f);
+  dd_tensor *dx = run_backward(&t, x, dy, 0.f, 0);
   dd_tensor *dref = th_tensor(x->shape.ndim, x->shape.d);
   naive_pool(k, dd_f32(x), NULL, NULL, dd_f32(dy), dd_f32(dref));
   cr_assert_eq(th_max_abs_diff(dx, dref), 0.0);

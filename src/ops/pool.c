@@ -494,10 +494,13 @@ static void pool_backward(const dd_node *node, const dd_tensor *const *in,
   pool_geometry(p, &in[0]->shape, &g, NULL);
   const float *x = dd_f32(in[0]), *dy = dd_f32(dout[0]);
   float *dx = dd_f32(din[0]);
+  int fresh = din[0]->fresh;
 #pragma omp parallel for if (g.planes * g.in_sz > DD_PAR_MIN) schedule(static)
   for (int64_t pl = 0; pl < g.planes; pl++) {
     const float *xp = x + pl * g.in_sz;
     float *dxp = dx + pl * g.in_sz;
+    /* a fresh gradient is zeroed here, a plane at a time, so the adds find it in cache */
+    if (fresh) memset(dxp, 0, (size_t)g.in_sz * sizeof *dxp);
     if (p->kind == POOL_GLOBAL_MAX) {
       int64_t a = 0;
       for (int64_t i = 1; i < g.in_sz; i++)
@@ -523,11 +526,14 @@ static int64_t pool_flops(const dd_node *node, const dd_tensor *const *in,
   return g.planes * g.out_sz * g.w.k[0] * g.w.k[1] * g.w.k[2];
 }
 
+/* Backward reads x and dy, never y. */
+#define POOL_FLAGS (DD_OP_BWD_NO_OUT | DD_OP_GRAD_FRESH)
+
 const dd_op dd_op_MaxPool = {"MaxPool", maxpool_init, pool_infer, pool_forward, pool_backward,
-                             pool_flops, 0};
+                             pool_flops, POOL_FLAGS};
 const dd_op dd_op_AveragePool = {"AveragePool", avgpool_init, pool_infer, pool_forward,
-                                 pool_backward, pool_flops, 0};
+                                 pool_backward, pool_flops, POOL_FLAGS};
 const dd_op dd_op_GlobalMaxPool = {"GlobalMaxPool", gmaxpool_init, pool_infer, pool_forward,
-                                   pool_backward, pool_flops, 0};
+                                   pool_backward, pool_flops, POOL_FLAGS};
 const dd_op dd_op_GlobalAveragePool = {"GlobalAveragePool", gavgpool_init, pool_infer,
-                                       pool_forward, pool_backward, pool_flops, 0};
+                                       pool_forward, pool_backward, pool_flops, POOL_FLAGS};
