@@ -160,24 +160,28 @@ static void naive_conv(const conv_case *k, const float *x, const float *w, const
   free(gw);
 }
 
-/* Runs op->backward with the given dout into gradients of X and W starting at `initial`;
- * the gradient of W is left in *dw. */
+/* Runs op->backward with the given dout into gradients of X and W starting at `initial`, or
+ * with `fresh` as NaN garbage marked fresh (as the planner hands a gradient to its first
+ * writer); the gradient of W is left in *dw. */
 static dd_tensor *run_backward(th_node *t, dd_tensor **in, dd_tensor *y, dd_tensor *dy,
-                               float initial, dd_tensor **dw) {
+                               float initial, int fresh, dd_tensor **dw) {
   dd_err err;
   dd_tensor shape, *outs[1] = {&shape};
   memset(&shape, 0, sizeof shape);
   size_t scratch = 0;
   cr_assert_eq(t->node.op->infer(&t->node, (const dd_tensor *const *)in, outs, &scratch, &err), 0);
   dd_tensor *dx = th_tensor(in[0]->shape.ndim, in[0]->shape.d);
+  if (fresh) initial = NAN;
   for (int64_t i = 0; i < dd_tensor_numel(dx); i++) dd_f32(dx)[i] = initial;
   *dw = th_tensor(in[1]->shape.ndim, in[1]->shape.d);
   for (int64_t i = 0; i < dd_tensor_numel(*dw); i++) dd_f32(*dw)[i] = initial;
+  dx->fresh = (*dw)->fresh = fresh;
   dd_tensor *din[3] = {dx, *dw, NULL};
   const dd_tensor *dout[1] = {dy}, *out[1] = {y};
   void *s = scratch ? malloc(scratch) : NULL;
   t->node.op->backward(&t->node, (const dd_tensor *const *)in, out, dout, din, s);
   free(s);
+  dx->fresh = (*dw)->fresh = 0;
   return dx;
 }
 
@@ -204,7 +208,7 @@ static void check_case(const conv_case *k, uint64_t ci) {
 
   /* Backward accumulates: start the gradient at 0.5 and expect 0.5 + the adjoint. */
   dd_tensor *dy = th_random(es.ndim, es.d, 900 + ci, -1, 1);
-  dd_tensor *dw, *dx = run_backward(&t, in, y[0], dy, 0.5f, &dw);
+  dd_tensor *dw, *dx = run_backward(&t, in, y[0], dy, 0.5f, 0, &dw);
   dd_tensor *dref = th_tensor(in[0]->shape.ndim, in[0]->shape.d);
   dd_tensor *dwref = th_tensor(in[1]->shape.ndim, in[1]->shape.d);
   for (int64_t i = 0; i < dd_tensor_numel(dref); i++) dd_f32(dref)[i] = 0.5f;
@@ -217,6 +221,20 @@ static void check_case(const conv_case *k, uint64_t ci) {
   double dwe = th_max_abs_diff(dw, dwref);
   cr_assert(dwe <= 1e-5 * fmax(1.0, th_max_abs(dwref)), "%s: weight gradient differs by %g",
             k->what, dwe);
+  /* Into fresh (garbage) gradients: the same, from zero. */
+  dd_tensor_free(dx);
+  dd_tensor_free(dw);
+  dx = run_backward(&t, in, y[0], dy, 0.f, 1, &dw);
+  for (int64_t i = 0; i < dd_tensor_numel(dref); i++) dd_f32(dref)[i] = 0.f;
+  for (int64_t i = 0; i < dd_tensor_numel(dwref); i++) dd_f32(dwref)[i] = 0.f;
+  naive_conv(k, dd_f32(in[0]), dd_f32(in[1]), NULL, NULL, dd_f32(dy), dd_f32(dref),
+             dd_f32(dwref));
+  de = th_max_abs_diff(dx, dref);
+  cr_assert(de <= 1e-5 * fmax(1.0, th_max_abs(dref)), "%s: fresh backward differs by %g",
+            k->what, de);
+  dwe = th_max_abs_diff(dw, dwref);
+  cr_assert(dwe <= 1e-5 * fmax(1.0, th_max_abs(dwref)),
+            "%s: fresh weight gradient differs by %g", k->what, dwe);
   for (int i = 0; i < 3; i++) dd_tensor_free(in[i]);
   dd_tensor_free(y[0]);
   dd_tensor_free(ref);

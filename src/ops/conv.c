@@ -679,6 +679,12 @@ static void conv_backward(const dd_node *node, const dd_tensor *const *in,
   float *dx = din[0] ? dd_f32(din[0]) : NULL;
   float *dw = din[1] ? dd_f32(din[1]) : NULL;
   float *db = node->n_in > 2 && din[2] ? dd_f32(din[2]) : NULL;
+  /* A fresh gradient (DD_OP_GRAD_FRESH) holds garbage: the Winograd and 1x1 products write
+   * the data gradient outright; every other path adds, into zeros. */
+  int overwrite = dx && din[0]->fresh && (g.wino || g.pointwise);
+  for (int j = 0; j < node->n_in && j < 3; j++)
+    if (din[j] && din[j]->fresh && !(j == 0 && overwrite))
+      memset(din[j]->data, 0, (size_t)dd_tensor_numel(din[j]) * sizeof(float));
   if (db)
     for (int64_t n = 0; n < g.n; n++)
       for (int64_t m = 0; m < g.m; m++) {
@@ -695,7 +701,8 @@ static void conv_backward(const dd_node *node, const dd_tensor *const *in,
     dd_wino_conv fw, bw;
     wino_convs(&g, &fw, &bw);
     for (int64_t n = 0; n < g.n; n++)
-      dd_wino_run(&bw, dy + n * g.m * g.ocol, wt, NULL, dx + n * g.c * g.h * g.w, 1, col);
+      dd_wino_run(&bw, dy + n * g.m * g.ocol, wt, NULL, dx + n * g.c * g.h * g.w, !overwrite,
+                  col);
     dx = NULL;
   }
   if (!dx && !dw) return;
@@ -726,8 +733,9 @@ static void conv_backward(const dd_node *node, const dd_tensor *const *in,
         if (dwg) /* dW_g += dY_g * X_g^T */
           cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)g.mg, (int)g.cg,
                       (int)g.ocol, 1.f, dyg, (int)g.ocol, xg, (int)g.ocol, 1.f, dwg, (int)g.cg);
-        if (dxg) /* dX_g += W_g^T * dY_g */
-          dd_sgemm(g.cg, g.ocol, g.mg, wg, 1, g.kcol, dyg, g.ocol, dxg, g.ocol, 1, NULL, 1);
+        if (dxg) /* dX_g (+)= W_g^T * dY_g */
+          dd_sgemm(g.cg, g.ocol, g.mg, wg, 1, g.kcol, dyg, g.ocol, dxg, g.ocol, !overwrite, NULL,
+                   1);
         continue;
       }
       if (g.depthwise) continue;
@@ -750,4 +758,4 @@ static int64_t conv_flops(const dd_node *node, const dd_tensor *const *in,
 
 /* The data gradient reads only W and dY; X only for the gradient of W. */
 const dd_op dd_op_Conv = {"Conv", conv_init, conv_infer, conv_forward, conv_backward,
-                          conv_flops, DD_OP_BWD_NO_OUT | DD_OP_BWD_NO_X};
+                          conv_flops, DD_OP_BWD_NO_OUT | DD_OP_BWD_NO_X | DD_OP_GRAD_FRESH};
