@@ -31,6 +31,8 @@ static const lrn_case cases[] = {
      1.f, 2.f, 0},
     {"strong normalization, scale up to 2e4", 4, {1, 8, 9, 9}, 5, 50.f, 0.75f, 1.f, 20.f, 0},
     {"small bias, scale down to 1e-3", 3, {1, 6, 40}, 3, 0.1f, 0.75f, 1e-3f, 1.f, 0},
+    {"squares beyond float range (scale inf, y 0)", 4, {1, 5, 3, 7}, 3, 1.f, 0.75f, 1.f, 1e25f,
+     0},
     {"window wider than the stack's ring", 4, {1, 20, 3, 3}, 17, 0.5f, 0.75f, 1.f, 2.f, 0},
     {"window wider than the ring, other beta", 4, {2, 19, 2, 3}, 18, 0.5f, 0.6f, 1.5f, 2.f, 0},
 };

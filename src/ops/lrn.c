@@ -117,12 +117,14 @@ static inline __m512 pow_075_16(__m512 s, __m512 *pws) {
   __m512 u0 = _mm512_rsqrt14_ps(r);
   __m512 q0 = _mm512_mul_ps(r, u0);
   __m512 q = _mm512_fmadd_ps(_mm512_mul_ps(half, u0), _mm512_fnmadd_ps(q0, q0, r), q0);
-  __m512 pw = _mm512_mul_ps(r, q);
+  /* squares beyond float range: s = inf, whose residual is inf * 0; the powers are 0 */
+  __mmask16 inf = _mm512_cmp_ps_mask(s, _mm512_set1_ps(INFINITY), _CMP_EQ_OQ);
+  __m512 pw = _mm512_mask_mov_ps(_mm512_mul_ps(r, q), inf, _mm512_setzero_ps());
   if (pws) {
     __m512 i0 = _mm512_rcp14_ps(s);
     __m512 ei = _mm512_fnmadd_ps(s, i0, one);
     __m512 inv = _mm512_fmadd_ps(i0, _mm512_fmadd_ps(ei, ei, ei), i0);
-    *pws = _mm512_mul_ps(pw, inv);
+    *pws = _mm512_mask_mov_ps(_mm512_mul_ps(pw, inv), inf, _mm512_setzero_ps());
   }
   return pw;
 }
