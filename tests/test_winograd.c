@@ -173,3 +173,24 @@ Test(sgemm, matches_naive_product) {
       free(bias);
     }
 }
+
+/* A single row or a single column of A leaves one of its strides unused: any value must do,
+ * 1 included (cblas would refuse lda = 1 for a row of k > 1 and leave C unchanged). */
+Test(sgemm, degenerate_strides_of_a_single_row_or_column) {
+  static const int64_t shapes[][2] = {{1, 9}, {6, 1}}; /* m x k */
+  uint64_t st = 8;
+  for (size_t si = 0; si < 2; si++) {
+    int64_t m = shapes[si][0], k = shapes[si][1], n = 37;
+    float a[9], b[9 * 37], c[6 * 37];
+    for (int64_t i = 0; i < m * k; i++) a[i] = th_rand_uniform(&st, -1, 1);
+    for (int64_t i = 0; i < k * n; i++) b[i] = th_rand_uniform(&st, -1, 1);
+    dd_sgemm(m, n, k, a, 1, 1, b, n, c, n, 0, NULL, 1);
+    for (int64_t i = 0; i < m; i++)
+      for (int64_t j = 0; j < n; j++) {
+        double want = 0;
+        for (int64_t q = 0; q < k; q++) want += (double)a[i + q] * b[q * n + j];
+        cr_assert(fabs(c[i * n + j] - want) <= 1e-5 * (1 + fabs(want)), "%lldx%lld (%lld, %lld)",
+                  (long long)m, (long long)k, (long long)i, (long long)j);
+      }
+  }
+}

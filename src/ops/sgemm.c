@@ -174,9 +174,27 @@ void dd_sgemm(int64_t m, int64_t n, int64_t k, const float *a, int64_t ars, int6
     for (int64_t i = 0; i < m; i++)
       for (int64_t j = 0; j < n; j++) c[i * ldc + j] = bias ? bias[i] : 0.f;
   if (k <= 0) return;
-  int trans = acs != 1;
-  cblas_sgemm(CblasRowMajor, trans ? CblasTrans : CblasNoTrans, CblasNoTrans, (int)m, (int)n,
-              (int)k, 1.f, a, (int)(trans ? acs : ars), b, (int)ldb, 1.f, c, (int)ldc);
+  /* A(i, q) = a[i * ars + q * acs] as cblas sees it: row-major with lda = ars (acs == 1), or
+   * the transpose of a row-major k x m with lda = acs (ars == 1).  A stride that never moves
+   * (one row, or one column) can be anything here, but cblas wants lda >= the row length. */
+  int64_t lda;
+  CBLAS_TRANSPOSE ta;
+  if (acs == 1 && (m == 1 || ars >= k)) {
+    ta = CblasNoTrans;
+    lda = m == 1 ? k : ars;
+  } else if (ars == 1 && (k == 1 || acs >= m)) {
+    ta = CblasTrans;
+    lda = k == 1 ? m : acs;
+  } else { /* strides cblas cannot express */
+    for (int64_t i = 0; i < m; i++)
+      for (int64_t q = 0; q < k; q++) {
+        float av = a[i * ars + q * acs];
+        for (int64_t j = 0; j < n; j++) c[i * ldc + j] += av * b[q * ldb + j];
+      }
+    return;
+  }
+  cblas_sgemm(CblasRowMajor, ta, CblasNoTrans, (int)m, (int)n, (int)k, 1.f, a, (int)lda, b,
+              (int)ldb, 1.f, c, (int)ldc);
 }
 
 #endif
