@@ -212,8 +212,9 @@ static void lrn_forward(const dd_node *node, const dd_tensor *const *in, dd_tens
   const float *x = dd_f32(in[0]);
   float *y = dd_f32(out[0]);
   int64_t chunk = chunk_len(nn, sp), chunks = (sp + chunk - 1) / chunk;
-  int64_t lo = (p->size - 1) / 2, hi = p->size / 2;
+  int64_t hi = p->size / 2;
 #ifdef __AVX512F__
+  int64_t lo = (p->size - 1) / 2;
   int fused = p->size <= LRN_RING && p->beta == 0.75f;
 #endif
   /* A job is one chunk of one image through all its channels: the window's rows of x were
