@@ -65,6 +65,11 @@ static const conv_case cases[] = {
     /* 300 output channels: too many rows for the stage buffer, written in place */
     {"300 output channels, 2x3 stride 2", 0, 1, 2, 9, 70, 300, 2, 3, 1, 2, 2, 1, 1, 1, 1, 0, 1,
      NULL, 1, 0},
+    /* GoogLeNet's inception_4c/5x5 and 4a/5x5 at a 224-pixel input */
+    {"4c/5x5: 24 to 64 channels, 14x14, pad 2", 0, 1, 24, 14, 14, 64, 5, 5, 1, 1, 1, 1, 1, 2, 2,
+     2, 2, NULL, 1, 0},
+    {"4a/5x5: 16 to 48 channels, 14x14, pad 2", 0, 1, 16, 14, 14, 48, 5, 5, 1, 1, 1, 1, 1, 2, 2,
+     2, 2, NULL, 1, 0},
     /* 16 x 511 x 521 floats (17 MB): streamed past the caches, planes not 64-byte aligned */
     {"large output streamed, 1x1 stride 2", 0, 1, 1, 1021, 1041, 16, 1, 1, 1, 2, 2, 1, 1, 0, 0,
      0, 0, NULL, 1, 0},
@@ -254,7 +259,7 @@ Test(conv, matches_naive_reference_forward_and_backward) {
  * input channel when they share evenly (or there are many), by input rows otherwise.  Cases
  * large enough to run in parallel, with thread counts that take each split. */
 Test(conv, parallel_splits_match_naive_reference) {
-  static const int picks[] = {15, 16, 24, 26}; /* 3 channels, 16, groups of 5, streamed */
+  static const int picks[] = {15, 16, 24, 26, 28}; /* 3 channels, 16, groups of 5, 24, streamed */
   static const int threads[] = {2, 3, 4};
   for (size_t ti = 0; ti < sizeof threads / sizeof threads[0]; ti++) {
     omp_set_num_threads(threads[ti]);
