@@ -67,7 +67,7 @@ static void copy_backward(const dd_node *node, const dd_tensor *const *in,
   const float *dy = dd_f32(dout[0]);
   float *dx = dd_f32(din[0]);
   int64_t n = dd_tensor_numel(in[0]);
-#pragma omp parallel for simd if (n > DD_PAR_MIN) schedule(static)
+#pragma omp parallel for simd if (parallel : n > DD_PAR_MIN) schedule(static)
   for (int64_t i = 0; i < n; i++) dx[i] += dy[i];
 }
 
