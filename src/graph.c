@@ -32,6 +32,8 @@ struct dd_plan {
   /* DD_PLAN_REUSE only (NULL otherwise): */
   unsigned char *skip;  /* per order index: forward skipped, the output aliases the input */
   unsigned char *bskip; /* per order index: backward skipped (a Concat's gradients alias) */
+  unsigned char *relu_out; /* per order index: the node applies the Relu after it (which is
+                              skipped) to its output: DD_OP_FOLD_RELU */
   int *zstart, *zlist; /* gradients zeroed before the backward of order index o:
                           zlist[zstart[o] .. zstart[o + 1]); -1 - v: v is handed over fresh */
   int *seeds, n_seeds; /* gradients dd_plan_zero_grad clears: the targets' */
@@ -78,6 +80,7 @@ void dd_plan_free(dd_plan *p) {
   }
   free(p->skip);
   free(p->bskip);
+  free(p->relu_out);
   free(p->zstart);
   free(p->zlist);
   free(p->seeds);
@@ -302,12 +305,13 @@ static size_t layout_shared(dd_plan *p, plan_build *b) {
   buf_item *items = malloc(sizeof(buf_item) * 2 * (size_t)nv);
   p->skip = calloc((size_t)N + 1, 1);
   p->bskip = calloc((size_t)N + 1, 1);
+  p->relu_out = calloc((size_t)N + 1, 1);
   p->zstart = calloc((size_t)N + 2, sizeof(int));
   p->zlist = malloc(sizeof(int) * (size_t)nv);
   p->seeds = malloc(sizeof(int) * (size_t)(b->n_targets + 1));
   size_t arena = SIZE_MAX;
   if (!def || !last || !root || !slast || !gfirst || !item_of || !groot || !item_of_value ||
-      !nread || !sdef || !rel || !grel || !bwd || !target || !items || !p->skip || !p->bskip ||
+      !nread || !sdef || !rel || !grel || !bwd || !target || !items || !p->skip || !p->bskip || !p->relu_out ||
       !p->zstart || !p->zlist || !p->seeds)
     goto done;
   for (int v = 0; v < nv; v++) {
@@ -393,6 +397,18 @@ static size_t layout_shared(dd_plan *p, plan_build *b) {
     root[y] = r;
     rel[y] = ox;
     if (slast[y] > slast[r]) slast[r] = slast[y];
+    /* A Relu in place on the output of an op that can apply it as it writes: folded there,
+     * when nothing else reads the value before the Relu (nor after: the producer's backward
+     * must not read its output). */
+    int q = def[x];
+    if ((fl & DD_OP_RELU) && !p->skip[o] && q >= 0 && nread[x] == 1 && !target[x]) {
+      const dd_node *pn = &m->nodes[p->order[q]];
+      unsigned pf = pn->op->flags;
+      if ((pf & DD_OP_FOLD_RELU) && (pf & DD_OP_BWD_NO_OUT) && pn->n_out >= 1 && pn->out[0] == x) {
+        p->skip[o] = 1;
+        p->relu_out[q] = 1;
+      }
+    }
   }
 
   int ni = 0;
@@ -788,9 +804,12 @@ void dd_plan_forward(dd_plan *p) {
     dd_tensor *outs[64];
     for (int j = 0; j < n->n_in; j++) in[j] = n->in[j] >= 0 ? &p->val[n->in[j]] : NULL;
     for (int k = 0; k < n->n_out; k++) outs[k] = n->out[k] >= 0 ? &p->val[n->out[k]] : NULL;
+    int relu = p->relu_out && p->relu_out[o];
+    if (relu) outs[0]->relu = 1;
     double t0 = p->profile ? now_seconds() : 0;
     n->op->forward(n, in, outs, p->scratch);
     if (p->profile) p->profile[2 * p->order[o]] += now_seconds() - t0;
+    if (relu) outs[0]->relu = 0;
   }
 }
 

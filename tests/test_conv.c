@@ -190,7 +190,25 @@ static dd_tensor *run_backward(th_node *t, dd_tensor **in, dd_tensor *y, dd_tens
   return dx;
 }
 
-/* Forward, data and weight gradients of one case against naive_conv. */
+/* Forward with the Relu after it folded in (out->relu, as a plan sets it): y = max(0, conv). */
+static dd_tensor *run_forward_relu(th_node *t, dd_tensor **in) {
+  dd_err err;
+  dd_tensor shape, *outs[1] = {&shape};
+  memset(&shape, 0, sizeof shape);
+  size_t scratch = 0;
+  cr_assert_eq(t->node.op->infer(&t->node, (const dd_tensor *const *)in, outs, &scratch, &err), 0);
+  dd_tensor *y = th_tensor(shape.shape.ndim, shape.shape.d);
+  for (int64_t i = 0; i < dd_tensor_numel(y); i++) dd_f32(y)[i] = NAN;
+  y->relu = 1;
+  void *s = scratch ? malloc(scratch) : NULL;
+  t->node.op->forward(&t->node, (const dd_tensor *const *)in, &y, s);
+  free(s);
+  y->relu = 0;
+  return y;
+}
+
+/* Forward (plain and with a folded Relu), data and weight gradients of one case against
+ * naive_conv. */
 static void check_case(const conv_case *k, uint64_t ci) {
   th_node t;
   setup_node(&t, k);
@@ -210,6 +228,17 @@ static void check_case(const conv_case *k, uint64_t ci) {
   double scale = fmax(1.0, th_max_abs(ref));
   double e = th_max_abs_diff(y[0], ref);
   cr_assert(e <= 1e-5 * scale, "%s: forward differs by %g (scale %g)", k->what, e, scale);
+  dd_tensor *yr = run_forward_relu(&t, in);
+  int64_t negatives = 0;
+  for (int64_t i = 0; i < dd_tensor_numel(ref); i++) {
+    float want = dd_f32(ref)[i] > 0.f ? dd_f32(ref)[i] : 0.f;
+    negatives += dd_f32(ref)[i] < 0.f;
+    cr_assert(fabs(dd_f32(yr)[i] - want) <= 1e-5 * scale && !(dd_f32(yr)[i] < 0.f),
+              "%s: forward with the Relu folded in, at %lld: %g vs %g", k->what, (long long)i,
+              dd_f32(yr)[i], want);
+  }
+  cr_assert_gt(negatives, 0, "%s: no negative output to rectify", k->what);
+  dd_tensor_free(yr);
 
   /* Backward accumulates: start the gradient at 0.5 and expect 0.5 + the adjoint. */
   dd_tensor *dy = th_random(es.ndim, es.d, 900 + ci, -1, 1);

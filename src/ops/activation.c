@@ -66,7 +66,7 @@ static void relu_backward(const dd_node *node, const dd_tensor *const *in,
 
 const dd_op dd_op_Relu = {"Relu", relu_init, same_shape_infer, relu_forward, relu_backward,
                           elementwise_flops,
-                          DD_OP_INPLACE | DD_OP_INPLACE_GRAD | DD_OP_BWD_NO_X};
+                          DD_OP_INPLACE | DD_OP_INPLACE_GRAD | DD_OP_BWD_NO_X | DD_OP_RELU};
 
 /* ---- LeakyRelu ---- */
 

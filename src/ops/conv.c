@@ -487,9 +487,9 @@ static void store_row(float *dst, const float *src, int64_t n, int stream) {
   memcpy(dst + i, src + i, (size_t)(n - i) * sizeof *dst);
 }
 
-/* y_g = bias + W_g * col(x_g), block by block. */
+/* y_g = bias + W_g * col(x_g), block by block; relu (DD_SGEMM_RELU or 0): then max(0, .). */
 static void fused_forward(const conv_geom *g, const float *xg, const float *wg,
-                          const float *bg, float *yg) {
+                          const float *bg, int relu, float *yg) {
   int64_t sc = stage_cols(g->mg), step = sc ? sc : CONV_NB;
   int64_t stages = (g->ocol + step - 1) / step;
   int stream = sc && g->mg * g->ocol * (int64_t)sizeof(float) >= CONV_STREAM_MIN;
@@ -506,8 +506,9 @@ static void fused_forward(const conv_geom *g, const float *xg, const float *wg,
         for (int64_t r0 = 0; r0 < g->kcol; r0 += CONV_KB) {
           int64_t kc = g->kcol - r0 < CONV_KB ? g->kcol - r0 : CONV_KB;
           pack_block(g, xg, j0, nw, r0, r0 + kc, buf);
+          int last = r0 + kc >= g->kcol;
           dd_sgemm(g->mg, nw, kc, wg + r0, g->kcol, 1, buf, CONV_NB,
-                   sc ? stage + (j0 - s0) : yg + j0, ldc, r0 > 0, bg, 0);
+                   sc ? stage + (j0 - s0) : yg + j0, ldc, (r0 > 0) | (last ? relu : 0), bg, 0);
         }
       }
       for (int64_t m = 0; sc && m < g->mg; m++)
@@ -641,15 +642,22 @@ static void conv_forward(const dd_node *node, const dd_tensor *const *in, dd_ten
   conv_geometry(node->params, in[0], in[1], bt, &g, NULL);
   const float *x = dd_f32(in[0]), *wt = dd_f32(in[1]), *bias = bt ? dd_f32(bt) : NULL;
   float *y = dd_f32(out[0]), *col = scratch;
+  /* the plan folded the Relu reading y into this node (out[0]->relu): y = max(0, conv) */
+  int relu = out[0]->relu ? DD_SGEMM_RELU : 0;
   if (g.depthwise) {
     depthwise_forward(&g, x, wt, bias, y);
+    if (relu) {
+      int64_t n = g.n * g.m * g.ocol;
+#pragma omp parallel for simd if (parallel : n > DD_PAR_MIN) schedule(static)
+      for (int64_t i = 0; i < n; i++) y[i] = y[i] > 0.f ? y[i] : 0.f;
+    }
     return;
   }
   if (g.wino) {
     dd_wino_conv fw, bw;
     wino_convs(&g, &fw, &bw);
     for (int64_t n = 0; n < g.n; n++)
-      dd_wino_run(&fw, x + n * g.c * g.h * g.w, wt, bias, y + n * g.m * g.ocol, 0, col);
+      dd_wino_run(&fw, x + n * g.c * g.h * g.w, wt, bias, y + n * g.m * g.ocol, relu, col);
     return;
   }
   for (int64_t n = 0; n < g.n; n++) {
@@ -659,10 +667,10 @@ static void conv_forward(const dd_node *node, const dd_tensor *const *in, dd_ten
       const float *wg = wt + gi * g.mg * g.kcol;
       float *yg = y + (n * g.m + gi * g.mg) * g.ocol;
       if (g.pointwise) {
-        dd_sgemm(g.mg, g.ocol, g.kcol, wg, g.kcol, 1, xg, g.ocol, yg, g.ocol, 0, bg, 1);
+        dd_sgemm(g.mg, g.ocol, g.kcol, wg, g.kcol, 1, xg, g.ocol, yg, g.ocol, relu, bg, 1);
         continue;
       }
-      fused_forward(&g, xg, wg, bg, yg);
+      fused_forward(&g, xg, wg, bg, relu, yg);
     }
   }
 }
@@ -758,4 +766,5 @@ static int64_t conv_flops(const dd_node *node, const dd_tensor *const *in,
 
 /* The data gradient reads only W and dY; X only for the gradient of W. */
 const dd_op dd_op_Conv = {"Conv", conv_init, conv_infer, conv_forward, conv_backward,
-                          conv_flops, DD_OP_BWD_NO_OUT | DD_OP_BWD_NO_X | DD_OP_GRAD_FRESH};
+                          conv_flops,
+                          DD_OP_BWD_NO_OUT | DD_OP_BWD_NO_X | DD_OP_GRAD_FRESH | DD_OP_FOLD_RELU};

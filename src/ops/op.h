@@ -51,6 +51,11 @@
  * only to the first node to write a gradient, when that input appears once among its inputs
  * and shares no memory with its other gradients. */
 #define DD_OP_GRAD_FRESH 128u
+/* The op is y = max(0, x) elementwise (Relu). */
+#define DD_OP_RELU 256u
+/* Forward applies max(0, .) to out[0] when out[0]->relu is set: the planner then skips the
+ * Relu that runs in place on out[0] (out[0] read by that Relu alone, and no target). */
+#define DD_OP_FOLD_RELU 512u
 
 typedef struct dd_op {
   const char *name;

@@ -18,6 +18,12 @@
 
 #include "ops/common.h"
 
+/* C = max(0, C) over m x n (NaN and -0 become +0, as Relu does). */
+static void relu_rows(int64_t m, int64_t n, float *c, int64_t ldc) {
+  for (int64_t i = 0; i < m; i++)
+    for (int64_t j = 0; j < n; j++) c[i * ldc + j] = c[i * ldc + j] > 0.f ? c[i * ldc + j] : 0.f;
+}
+
 #ifdef __AVX512F__
 
 #define MR 8
@@ -28,7 +34,7 @@
 #define PANEL 4
 #endif
 
-enum { INIT_ZERO, INIT_BIAS, INIT_LOAD };
+enum { INIT_ZERO, INIT_BIAS, INIT_LOAD, INIT_RELU = 4 /* or'ed: max(0, C) at the store */ };
 
 /* rows x w (w <= NR: masks m0, m1) of C from A and the packed block b (kc x NR). */
 static inline __attribute__((always_inline)) void tile(const int rows, int64_t kc,
@@ -38,6 +44,8 @@ static inline __attribute__((always_inline)) void tile(const int rows, int64_t k
                                                        const float *bias, __mmask16 m0,
                                                        __mmask16 m1) {
   __m512 c0[MR], c1[MR];
+  int relu = init & INIT_RELU;
+  init &= ~INIT_RELU;
 #pragma GCC unroll 8
   for (int r = 0; r < rows; r++) {
     if (init == INIT_LOAD) {
@@ -56,6 +64,14 @@ static inline __attribute__((always_inline)) void tile(const int rows, int64_t k
       __m512 av = _mm512_set1_ps(ak[r * ars]);
       c0[r] = _mm512_fmadd_ps(av, b0, c0[r]);
       c1[r] = _mm512_fmadd_ps(av, b1, c1[r]);
+    }
+  }
+  if (relu) {
+    const __m512 zero = _mm512_setzero_ps(); /* max_ps returns this operand for NaN and -0 */
+#pragma GCC unroll 8
+    for (int r = 0; r < rows; r++) {
+      c0[r] = _mm512_max_ps(c0[r], zero);
+      c1[r] = _mm512_max_ps(c1[r], zero);
     }
   }
 #pragma GCC unroll 8
@@ -105,7 +121,10 @@ static void column_panel(int64_t m, int64_t w, int64_t k, const float *a, int64_
   int64_t nb = (w + NR - 1) / NR;
   for (int64_t k0 = 0; k0 < k; k0 += KC) {
     int64_t kc = k - k0 < KC ? k - k0 : KC;
-    int init = k0 > 0 || accumulate ? INIT_LOAD : bias ? INIT_BIAS : INIT_ZERO;
+    int init = k0 > 0 || (accumulate & DD_SGEMM_ACCUMULATE) ? INIT_LOAD
+               : bias                                        ? INIT_BIAS
+                                                             : INIT_ZERO;
+    if ((accumulate & DD_SGEMM_RELU) && k0 + kc >= k) init |= INIT_RELU;
     const float *bk = pack;
     if (ldb == NR && w == NR && !((uintptr_t)b & 63)) {
       bk = b + k0 * ldb; /* already a packed block */
@@ -145,8 +164,9 @@ void dd_sgemm(int64_t m, int64_t n, int64_t k, const float *a, int64_t ars, int6
               const float *bias, int parallel) {
   if (m <= 0 || n <= 0) return;
   if (k <= 0) {
-    for (int64_t i = 0; i < m && !accumulate; i++)
+    for (int64_t i = 0; i < m && !(accumulate & DD_SGEMM_ACCUMULATE); i++)
       for (int64_t j = 0; j < n; j++) c[i * ldc + j] = bias ? bias[i] : 0.f;
+    if (accumulate & DD_SGEMM_RELU) relu_rows(m, n, c, ldc);
     return;
   }
   int64_t blocks = (n + NR - 1) / NR;
@@ -165,15 +185,24 @@ void dd_sgemm(int64_t m, int64_t n, int64_t k, const float *a, int64_t ars, int6
 
 #else
 
+static void product(int64_t m, int64_t n, int64_t k, const float *a, int64_t ars, int64_t acs,
+                    const float *b, int64_t ldb, float *c, int64_t ldc);
+
 void dd_sgemm(int64_t m, int64_t n, int64_t k, const float *a, int64_t ars, int64_t acs,
               const float *b, int64_t ldb, float *c, int64_t ldc, int accumulate,
               const float *bias, int parallel) {
   (void)parallel;
   if (m <= 0 || n <= 0) return;
-  if (!accumulate)
+  if (!(accumulate & DD_SGEMM_ACCUMULATE))
     for (int64_t i = 0; i < m; i++)
       for (int64_t j = 0; j < n; j++) c[i * ldc + j] = bias ? bias[i] : 0.f;
-  if (k <= 0) return;
+  if (k > 0) product(m, n, k, a, ars, acs, b, ldb, c, ldc);
+  if (accumulate & DD_SGEMM_RELU) relu_rows(m, n, c, ldc);
+}
+
+/* C += A B in cblas_sgemm, or a plain loop for strides it cannot express. */
+static void product(int64_t m, int64_t n, int64_t k, const float *a, int64_t ars, int64_t acs,
+                    const float *b, int64_t ldb, float *c, int64_t ldc) {
   /* A(i, q) = a[i * ars + q * acs] as cblas sees it: row-major with lda = ars (acs == 1), or
    * the transpose of a row-major k x m with lda = acs (ars == 1).  A stride that never moves
    * (one row, or one column) can be anything here, but cblas wants lda >= the row length. */

@@ -16,6 +16,12 @@
 
 #include <stdint.h>
 
+/* Bits of dd_sgemm's `accumulate`: add to C (else start from bias or 0); and, once the sum is
+ * complete, C = max(0, C) (a Relu folded into the product: with accumulation, the Relu is of
+ * the sum C + A B). */
+#define DD_SGEMM_ACCUMULATE 1
+#define DD_SGEMM_RELU 2
+
 void dd_sgemm(int64_t m, int64_t n, int64_t k, const float *a, int64_t ars, int64_t acs,
               const float *b, int64_t ldb, float *c, int64_t ldc, int accumulate,
               const float *bias, int parallel);

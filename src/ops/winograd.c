@@ -195,9 +195,9 @@ static void input_group(const dd_wino_conv *c, const float *x, int64_t tiles_w, 
 }
 
 /* Output tiles of `n` consecutive tiles from tile `t` of output plane y (bias b0 added, or
- * accumulated), from the products p[k * kstride + lane]. */
+ * accumulated, then with `relu` max(0, .)), from the products p[k * kstride + lane]. */
 static void output_group(const dd_wino_conv *c, const float *p, int64_t kstride,
-                         int64_t tiles_w, int64_t t, int n, float b0, int accumulate,
+                         int64_t tiles_w, int64_t t, int n, float b0, int accumulate, int relu,
                          float *y) {
   vf q[4][6], w[4][4];
   for (int j = 0; j < 6; j++) {
@@ -232,6 +232,7 @@ static void output_group(const dd_wino_conv *c, const float *p, int64_t kstride,
         float *dst = y + (ty * 4 + i) * c->ow + xv; /* masked lanes are not touched */
         vf r = _mm512_add_ps(accumulate ? _mm512_maskz_loadu_ps(m, dst) : w[i][v],
                              accumulate ? w[i][v] : _mm512_set1_ps(b0));
+        if (relu) r = _mm512_max_ps(r, _mm512_setzero_ps()); /* NaN and -0 give +0, as Relu */
         _mm512_mask_storeu_ps(dst, m, r);
       }
     }
@@ -345,9 +346,9 @@ static void input_group(const dd_wino_conv *c, const float *x, int64_t tiles_w, 
 }
 
 /* Output tiles of `n` consecutive tiles from tile `t` of output plane y (bias b0 added, or
- * accumulated), from the products p[k * kstride + lane]. */
+ * accumulated, then with `relu` max(0, .)), from the products p[k * kstride + lane]. */
 static void output_group(const dd_wino_conv *c, const float *p, int64_t kstride,
-                         int64_t tiles_w, int64_t t, int n, float b0, int accumulate,
+                         int64_t tiles_w, int64_t t, int n, float b0, int accumulate, int relu,
                          float *y) {
   float s[6][6][LANES], q[4][6][LANES], o[4][4][LANES];
   for (int k = 0; k < 36; k++) {
@@ -381,6 +382,7 @@ static void output_group(const dd_wino_conv *c, const float *p, int64_t kstride,
         for (int l = 0; l < LANES; l++)
           for (int j = 0; j < 4; j++) row[4 * l + j] = o[i][j][l] + b0;
       }
+      for (int e = 0; relu && e < 4 * LANES; e++) row[e] = row[e] > 0.f ? row[e] : 0.f;
     }
     return;
   }
@@ -390,6 +392,7 @@ static void output_group(const dd_wino_conv *c, const float *p, int64_t kstride,
       for (int j = 0; j < 4 && lx + j < c->ow; j++) {
         float *e = y + (ly + i) * c->ow + lx + j;
         *e = accumulate ? *e + o[i][j][l] : o[i][j][l] + b0;
+        if (relu) *e = *e > 0.f ? *e : 0.f;
       }
   }
 }
@@ -399,6 +402,7 @@ static void output_group(const dd_wino_conv *c, const float *p, int64_t kstride,
 void dd_wino_run(const dd_wino_conv *c, const float *x, const float *wt, const float *bias,
                  float *y, int accumulate, float *work) {
   int64_t ci = c->ci, co = c->co;
+  int acc = accumulate & DD_SGEMM_ACCUMULATE, relu = (accumulate & DD_SGEMM_RELU) != 0;
   int64_t tiles_w = (c->ow + 3) / 4, tiles = ((c->oh + 3) / 4) * tiles_w;
   int64_t tb = chunk_tiles(c);
   float *u = work;
@@ -432,7 +436,7 @@ void dd_wino_run(const dd_wino_conv *c, const float *x, const float *wt, const f
         int64_t o = job / groups, g = job % groups;
         int n = (int)(nt - g * LANES < LANES ? nt - g * LANES : LANES);
         output_group(c, p + o * tb + g * LANES, co * tb, tiles_w, t0 + g * LANES, n,
-                     bias && !accumulate ? bias[o] : 0.f, accumulate, y + o * c->oh * c->ow);
+                     bias && !acc ? bias[o] : 0.f, acc, relu, y + o * c->oh * c->ow);
       }
     }
   }

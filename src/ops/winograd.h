@@ -25,7 +25,9 @@ typedef struct dd_wino_conv {
 /* Floats of workspace dd_wino_run needs. */
 int64_t dd_wino_scratch(const dd_wino_conv *c);
 
-/* y = bias + conv (bias may be NULL: 0), or with `accumulate` y += conv (bias ignored). */
+/* y = bias + conv (bias may be NULL: 0), or with `accumulate` y += conv (bias ignored).
+ * `accumulate` takes dd_sgemm's bits: DD_SGEMM_ACCUMULATE, and DD_SGEMM_RELU for y = max(0, y)
+ * once written (ops/sgemm.h). */
 void dd_wino_run(const dd_wino_conv *c, const float *x, const float *wt, const float *bias,
                  float *y, int accumulate, float *work);
 
