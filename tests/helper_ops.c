@@ -1,5 +1,6 @@
 #include "helper_ops.h"
 
+#include <criterion/criterion.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -197,6 +198,24 @@ double th_max_abs_diff(const dd_tensor *a, const dd_tensor *b) {
 double th_max_abs(const dd_tensor *a) {
   double m = 0;
   for (int64_t i = 0; i < dd_tensor_numel(a); i++) m = fmax(m, fabs(dd_f32(a)[i]));
+  return m;
+}
+
+double th_rel_l2(const dd_tensor *a, const dd_tensor *b) {
+  double d = 0, n = 0;
+  for (int64_t i = 0; i < dd_tensor_numel(b); i++) {
+    double x = dd_f32(a)[i], y = dd_f32(b)[i];
+    d += (x - y) * (x - y);
+    n += y * y;
+  }
+  return sqrt(d) / sqrt(n);
+}
+
+dd_model *th_shared_model(const char *rel) {
+  char p[512];
+  dd_model *m = NULL;
+  dd_err err;
+  cr_assert_eq(dd_model_load(th_shared(p, sizeof p, rel), &m, &err), 0, "%s", err.msg);
   return m;
 }
 

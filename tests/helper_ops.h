@@ -52,7 +52,11 @@ double th_max_abs_diff(const dd_tensor *a, const dd_tensor *b);
 double th_max_abs(const dd_tensor *a);
 uint64_t th_rand_next(uint64_t *state);
 float th_rand_uniform(uint64_t *state, float lo, float hi);
+/* ||a - b|| / ||b|| over all elements (float32 tensors of one size). */
+double th_rel_l2(const dd_tensor *a, const dd_tensor *b);
 /* Path under ../shared (or $DREAM_SHARED): returns a static-per-call buffer from `buf`. */
 const char *th_shared(char *buf, size_t size, const char *rel);
+/* The model at `rel` under ../shared, loaded; the test fails when it cannot be. */
+dd_model *th_shared_model(const char *rel);
 
 #endif

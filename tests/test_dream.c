@@ -22,15 +22,6 @@
 
 extern char **environ;
 
-static dd_model *load_googlenet(void) {
-  char p[512];
-  dd_err err;
-  dd_model *m;
-  cr_assert_eq(dd_model_load(th_shared(p, sizeof p, "models/bvlc_googlenet.onnx"), &m, &err), 0,
-               "%s", err.msg);
-  return m;
-}
-
 static const dd_preproc caffe = {1, 255.f, {104.f, 117.f, 123.f}, {1.f, 1.f, 1.f}};
 
 /* A photo of ../shared/images shrunk to `w` pixels wide. */
@@ -78,7 +69,7 @@ static double objective_of(const dd_model *m, const dd_dream_params *p, const dd
 }
 
 Test(dream, objective_rises_threefold_with_default_parameters, .timeout = 600) {
-  dd_model *m = load_googlenet();
+  dd_model *m = th_shared_model("models/bvlc_googlenet.onnx");
   dd_image *im = photo("dog.jpg", 224);
   dd_dream_params p;
   params_for(m, "inception_4c/output", &p);
@@ -103,7 +94,7 @@ static void quick(dd_dream_params *p) {
 }
 
 Test(dream, same_seed_same_output, .timeout = 300) {
-  dd_model *m = load_googlenet();
+  dd_model *m = th_shared_model("models/bvlc_googlenet.onnx");
   dd_image *im = photo("eagle.jpg", 128);
   dd_image *a = clone_image(im), *b = clone_image(im), *c = clone_image(im);
   dd_dream_params p;
@@ -139,7 +130,7 @@ static float *gradient(const dd_model *m, const dd_dream_params *p, const dd_ima
 }
 
 Test(dream, one_tile_equals_the_whole_image, .timeout = 300) {
-  dd_model *m = load_googlenet();
+  dd_model *m = th_shared_model("models/bvlc_googlenet.onnx");
   dd_image *im = photo("horses.jpg", 200);
   dd_dream_params p;
   params_for(m, "inception_4c/output", &p);
@@ -160,7 +151,7 @@ Test(dream, one_tile_equals_the_whole_image, .timeout = 300) {
  * of conv2/3x3's stride 4), pixels farther than conv2/3x3's receptive field (19 px) from any
  * tile or image border get exactly the whole image's gradient. */
 Test(dream, tiles_agree_with_the_whole_image_away_from_borders, .timeout = 300) {
-  dd_model *m = load_googlenet();
+  dd_model *m = th_shared_model("models/bvlc_googlenet.onnx");
   dd_image *full = photo("giraffe.jpg", 160);
   cr_assert_eq(full->h, 160);
   dd_dream_params p;
@@ -201,7 +192,7 @@ Test(dream, tiles_agree_with_the_whole_image_away_from_borders, .timeout = 300) 
 }
 
 Test(dream, tiles_when_the_budget_is_too_small, .timeout = 300) {
-  dd_model *m = load_googlenet();
+  dd_model *m = th_shared_model("models/bvlc_googlenet.onnx");
   dd_image *im = photo("kite.jpg", 400);
   dd_dream_params p;
   params_for(m, "inception_4c/output", &p);
@@ -366,7 +357,7 @@ Test(dream, meanabs_and_std_normalization) {
 /* objective_guide: sum over the layer's positions of the best dot product with the guide's
  * features, computed here naively from the activations of both images. */
 Test(dream, guide_objective_is_the_best_matching_dot_product, .timeout = 300) {
-  dd_model *m = load_googlenet();
+  dd_model *m = th_shared_model("models/bvlc_googlenet.onnx");
   dd_image *im = photo("dog.jpg", 160), *guide = photo("scream.jpg", 96);
   dd_dream_params p;
   params_for(m, "inception_3b/output", &p);
@@ -443,7 +434,7 @@ Test(dream, layer_specs) {
 }
 
 Test(dream, rejects_bad_parameters_with_clear_errors, .timeout = 120) {
-  dd_model *m = load_googlenet();
+  dd_model *m = th_shared_model("models/bvlc_googlenet.onnx");
   dd_image *im = photo("person.jpg", 96);
   dd_dream_layer l;
   dd_err err;
@@ -517,7 +508,7 @@ static int on_progress(const dd_dream_progress *p, void *user) {
 }
 
 Test(dream, cancel_stops_between_iterations_and_leaves_the_image, .timeout = 300) {
-  dd_model *m = load_googlenet();
+  dd_model *m = th_shared_model("models/bvlc_googlenet.onnx");
   dd_image *im = photo("horses.jpg", 128), *copy = clone_image(im);
   dd_dream_params p;
   params_for(m, "inception_3b/output", &p);
@@ -535,7 +526,7 @@ Test(dream, cancel_stops_between_iterations_and_leaves_the_image, .timeout = 300
 }
 
 Test(dream, checkpoints_are_full_size_and_the_last_is_the_result, .timeout = 300) {
-  dd_model *m = load_googlenet();
+  dd_model *m = th_shared_model("models/bvlc_googlenet.onnx");
   dd_image *im = photo("horses.jpg", 128);
   dd_dream_params p;
   params_for(m, "inception_3b/output", &p);

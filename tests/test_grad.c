@@ -28,17 +28,6 @@ static void remove_tmpdir(void) {
   if (system(cmd) != 0) cr_log_warn("could not remove %s", tmpdir);
 }
 
-/* ||a - b|| / ||b|| */
-static double rel_l2(const dd_tensor *a, const dd_tensor *b) {
-  double d = 0, n = 0;
-  for (int64_t i = 0; i < dd_tensor_numel(b); i++) {
-    double x = dd_f32(a)[i], y = dd_f32(b)[i];
-    d += (x - y) * (x - y);
-    n += y * y;
-  }
-  return sqrt(d) / sqrt(n);
-}
-
 Test(grad, googlenet_matches_torch_autograd, .init = make_tmpdir, .fini = remove_tmpdir,
      .timeout = 600) {
   char mp[512], dp[512];
@@ -71,7 +60,7 @@ Test(grad, googlenet_matches_torch_autograd, .init = make_tmpdir, .fini = remove
     char *name = NULL;
     cr_assert_eq(dd_tensor_load_pb(rp, &ref, &name, &err), 0, "%s", err.msg);
     cr_assert(dd_shape_eq(&g->shape, &ref->shape));
-    double e = rel_l2(g, ref);
+    double e = th_rel_l2(g, ref);
     printf("grad %-22s objective %.6g  relative L2 error vs torch %.3g\n", layers[i], obj, e);
     cr_expect(e <= 1e-3, "%s: relative L2 error %g > 1e-3", layers[i], e);
     free(name);

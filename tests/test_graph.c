@@ -176,11 +176,8 @@ Test(graph, reuse_respects_every_reader) {
  * gradient are bit for bit those of the plan that keeps everything, in a fraction of the
  * memory. */
 Test(graph, reuse_matches_on_googlenet, .timeout = 120) {
-  char mp[512];
-  th_shared(mp, sizeof mp, "models/bvlc_googlenet.onnx");
-  dd_model *m;
+  dd_model *m = th_shared_model("models/bvlc_googlenet.onnx");
   dd_err err;
-  cr_assert_eq(dd_model_load(mp, &m, &err), 0, "%s", err.msg);
   const char *names[] = {"conv2/3x3", "inception_3b/output", "inception_4c/output"};
   int targets[3];
   for (int i = 0; i < 3; i++) cr_assert_eq(dd_model_resolve(m, names[i], &targets[i], &err), 0);
@@ -212,11 +209,8 @@ Test(graph, reuse_matches_on_googlenet, .timeout = 120) {
  * results of plans of their own, bit for bit, and so does the host when it runs again after
  * them; a plan larger than its host gets buffers of its own. */
 Test(graph, plans_within_a_host_match_their_own, .timeout = 120) {
-  char mp[512];
-  th_shared(mp, sizeof mp, "models/bvlc_googlenet.onnx");
-  dd_model *m;
+  dd_model *m = th_shared_model("models/bvlc_googlenet.onnx");
   dd_err err;
-  cr_assert_eq(dd_model_load(mp, &m, &err), 0, "%s", err.msg);
   int target;
   cr_assert_eq(dd_model_resolve(m, "inception_4c/output", &target, &err), 0);
   int64_t big_dims[] = {1, 3, 160, 208}, small_dims[] = {1, 3, 112, 144},

@@ -18,15 +18,6 @@
 
 static const dd_preproc caffe = {1, 255.f, {104.f, 117.f, 123.f}, {1.f, 1.f, 1.f}};
 
-static dd_model *load_googlenet(void) {
-  char p[512];
-  dd_model *m = NULL;
-  dd_err err;
-  cr_assert_eq(dd_model_load(th_shared(p, sizeof p, "models/bvlc_googlenet.onnx"), &m, &err), 0,
-               "%s", err.msg);
-  return m;
-}
-
 static int value_of(const dd_model *m, const char *name) {
   int v;
   dd_err err;
@@ -240,7 +231,7 @@ Test(visualize, channel_stats_match_naive) {
 /* ---- GoogLeNet ------------------------------------------------------------------------- */
 
 Test(visualize, conv1_filter_grid) {
-  dd_model *m = load_googlenet();
+  dd_model *m = th_shared_model("models/bvlc_googlenet.onnx");
   dd_err err;
   int node;
   cr_assert_eq(dd_vis_find_conv(m, value_of(m, "conv1"), &node, &err), 0, "%s", err.msg);
@@ -286,7 +277,7 @@ Test(visualize, conv1_filter_grid) {
 }
 
 Test(visualize, logits_are_the_softmax_input) {
-  dd_model *m = load_googlenet();
+  dd_model *m = th_shared_model("models/bvlc_googlenet.onnx");
   int v;
   dd_err err;
   cr_assert_eq(dd_vis_logits(m, &v, &err), 0);
@@ -295,7 +286,7 @@ Test(visualize, logits_are_the_softmax_input) {
 }
 
 Test(visualize, class_visualization_is_recognized, .timeout = 240) {
-  dd_model *m = load_googlenet();
+  dd_model *m = th_shared_model("models/bvlc_googlenet.onnx");
   dd_err err;
   int logits;
   cr_assert_eq(dd_vis_logits(m, &logits, &err), 0);
@@ -327,7 +318,7 @@ Test(visualize, class_visualization_is_recognized, .timeout = 240) {
 Test(visualize, channel_visualization_beats_every_photo, .timeout = 240) {
   static const char *photos[] = {"dog.jpg", "eagle.jpg", "giraffe.jpg", "horses.jpg",
                                  "kite.jpg", "person.jpg", "scream.jpg"};
-  dd_model *m = load_googlenet();
+  dd_model *m = th_shared_model("models/bvlc_googlenet.onnx");
   dd_err err;
   int v = value_of(m, "inception_4c/output");
   dd_fv_opts o;
@@ -371,7 +362,7 @@ Test(visualize, channel_visualization_beats_every_photo, .timeout = 240) {
 }
 
 Test(visualize, gradcam_finds_the_dog, .timeout = 120) {
-  dd_model *m = load_googlenet();
+  dd_model *m = th_shared_model("models/bvlc_googlenet.onnx");
   dd_image *im = load_photo("dog.jpg");
   dd_explain_opts o;
   dd_explain_opts_init(&o);
@@ -413,7 +404,7 @@ Test(visualize, gradcam_finds_the_dog, .timeout = 120) {
 }
 
 Test(visualize, smoothgrad_is_reproducible) {
-  dd_model *m = load_googlenet();
+  dd_model *m = th_shared_model("models/bvlc_googlenet.onnx");
   dd_image *im = load_photo("giraffe.jpg");
   dd_explain_opts o;
   dd_explain_opts_init(&o);
@@ -436,7 +427,7 @@ Test(visualize, smoothgrad_is_reproducible) {
 }
 
 Test(visualize, bad_options_are_refused) {
-  dd_model *m = load_googlenet();
+  dd_model *m = th_shared_model("models/bvlc_googlenet.onnx");
   dd_err err;
   dd_fv_opts o;
   dd_fv_opts_init(&o);

@@ -101,17 +101,6 @@ static dd_tensor *load_pb(const char *rel) {
   return t;
 }
 
-/* ||a - b|| / ||b|| */
-static double rel_l2(const dd_tensor *a, const dd_tensor *b) {
-  double d = 0, n = 0;
-  for (int64_t i = 0; i < dd_tensor_numel(b); i++) {
-    double x = dd_f32(a)[i], y = dd_f32(b)[i];
-    d += (x - y) * (x - y);
-    n += y * y;
-  }
-  return sqrt(d) / sqrt(n);
-}
-
 /* max|ours - ref| against the forward bound; logs and returns 1 when within it. */
 static int forward_ok(const char *what, const dd_tensor *ours, const dd_tensor *ref,
                       double *ratio) {
@@ -278,9 +267,9 @@ static int check_gradient(const zoo_case *c, dd_model *m, const dd_tensor *x) {
   dd_plan_backward(p);
   dd_tensor *g = dd_plan_grad(p, b.value), *ref = load_pb(c->grad);
   cr_assert(g && dd_shape_eq(&g->shape, &ref->shape), "%s: input gradient shape", what);
-  double raw = rel_l2(g, ref);
+  double raw = th_rel_l2(g, ref);
   int n_kinks, flipped = apply_kinks(c, m, x, ref, &n_kinks);
-  double e = rel_l2(g, ref);
+  double e = th_rel_l2(g, ref);
   cr_log_info("%-20s opset %d gradient of 1/2 sum(a^2), a = %s: activation max|d| / max = %.2g; "
               "input gradient relative L2 error %.2g (bound %g), %.2g before moving %d of %d "
               "near-kink elements to our side",
