@@ -107,12 +107,18 @@ typedef struct plan_build {
 static int runtime_value(const plan_build *b, int v) {
   return v >= 0 && b->known[v] && !b->isconst[v];
 }
-
-static size_t value_bytes(const dd_plan *p, int v) {
+/* Bytes of v's data, unrounded. */
+static size_t exact_bytes(const dd_plan *p, int v) {
   size_t bytes = 0;
   tensor_bytes(&p->val[v], &bytes);
-  return round_up(bytes);
+  return bytes;
 }
+
+/* ... and rounded up to ALIGN, as the arena places them. */
+static size_t value_bytes(const dd_plan *p, int v) { return round_up(exact_bytes(p, v)); }
+
+
+
 
 /* Every value and every gradient of a value on the input's path in a place of its own:
  * all of them stay readable after forward and backward. */
@@ -200,12 +206,6 @@ static int find_root(int *root, size_t *rel, int v, size_t *off) {
   return r;
 }
 
-/* Bytes of v's data, unrounded. */
-static size_t exact_bytes(const dd_plan *p, int v) {
-  size_t bytes = 0;
-  tensor_bytes(&p->val[v], &bytes);
-  return bytes;
-}
 
 /* A Concat whose output is its inputs end to end: every dim before the axis is 1.  The axis
  * is the first dim where the output differs from the first input (every other dim agrees). */
@@ -311,8 +311,8 @@ static size_t layout_shared(dd_plan *p, plan_build *b) {
   p->seeds = malloc(sizeof(int) * (size_t)(b->n_targets + 1));
   size_t arena = SIZE_MAX;
   if (!def || !last || !root || !slast || !gfirst || !item_of || !groot || !item_of_value ||
-      !nread || !sdef || !rel || !grel || !bwd || !target || !items || !p->skip || !p->bskip || !p->relu_out ||
-      !p->zstart || !p->zlist || !p->seeds)
+      !nread || !sdef || !rel || !grel || !bwd || !target || !items || !p->skip || !p->bskip ||
+      !p->relu_out || !p->zstart || !p->zlist || !p->seeds)
     goto done;
   for (int v = 0; v < nv; v++) {
     def[v] = -1;
@@ -462,7 +462,8 @@ static size_t layout_shared(dd_plan *p, plan_build *b) {
   if (arena == SIZE_MAX) goto done;
   for (int v = 0; v < nv; v++) {
     size_t o;
-    if (runtime_value(b, v)) b->offset[v] = items[item_of_value[find_root(root, rel, v, &o)]].off + o;
+    if (runtime_value(b, v))
+      b->offset[v] = items[item_of_value[find_root(root, rel, v, &o)]].off + o;
     if (b->hasgrad[v]) b->goffset[v] = items[item_of[find_root(groot, grel, v, &o)]].off + o;
   }
 
