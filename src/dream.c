@@ -359,13 +359,7 @@ static int check_params(const dd_model *m, const dd_dream_params *p, dd_err *err
                    p->checkpoint_every);
   if (p->guide && (!p->guide->rgb || p->guide->w < 1 || p->guide->h < 1))
     return dd_fail(err, DD_EARG, "the guide image is empty");
-  int in = dd_model_input(m);
-  if (in < 0) return dd_fail(err, DD_EARG, "%s: the model has no data input", dd_model_name(m));
-  dd_shape s = dd_model_input_shape(m);
-  if (s.ndim != 0 && (s.ndim != 4 || (s.d[1] >= 0 && s.d[1] != 3) || s.d[0] > 1))
-    return dd_fail(err, DD_EUNSUPPORTED, "%s: input '%s' is not an image (1x3xHxW)",
-                   dd_model_name(m), dd_model_value_name(m, in));
-  return DD_OK;
+  return dd_model_image_input(m, NULL, err);
 }
 
 static dd_binding image_binding(int input, int w, int h) {

@@ -98,6 +98,18 @@ dd_shape dd_model_input_shape(const dd_model *m) {
   if (m->n_inputs) s = m->values[m->inputs[0]].shape;
   return s;
 }
+int dd_model_image_input(const dd_model *m, int *value, dd_err *err) {
+  if (!m->n_inputs) return dd_fail(err, DD_EARG, "%s: the model has no data input", m->name);
+  const dd_value *v = &m->values[m->inputs[0]];
+  const dd_shape *s = &v->shape;
+  if (s->ndim >= 0 && (s->ndim != 4 || s->d[0] > 1 || (s->d[1] >= 0 && s->d[1] != 3))) {
+    char sb[128];
+    return dd_fail(err, DD_EUNSUPPORTED, "%s: input '%s' is not an image (1x3xHxW): it is %s",
+                   m->name, v->name, dd_shape_str(s, sb, sizeof sb));
+  }
+  if (value) *value = m->inputs[0];
+  return DD_OK;
+}
 int dd_model_num_outputs(const dd_model *m) { return m->n_outputs; }
 int dd_model_output(const dd_model *m, int i) { return m->outputs[i]; }
 int dd_model_num_nodes(const dd_model *m) { return m->n_nodes; }

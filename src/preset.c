@@ -372,53 +372,64 @@ void dd_labels_free(char **labels, int n) {
   free(labels);
 }
 
-static int lower_eq_prefix(const char *s, const char *prefix) {
-  for (; *prefix; s++, prefix++)
-    if (tolower((unsigned char)*s) != tolower((unsigned char)*prefix)) return 0;
-  return 1;
+/* Case-insensitive equality; and whether `word` occurs in `s` as a whole word. */
+static int lower_eq(const char *a, const char *b) {
+  for (; *a && *b; a++, b++)
+    if (tolower((unsigned char)*a) != tolower((unsigned char)*b)) return 0;
+  return !*a && !*b;
+}
+
+static int has_word(const char *s, const char *word) {
+  size_t n = strlen(word);
+  for (const char *p = s; *p; p++) {
+    if (p != s && isalnum((unsigned char)p[-1])) continue;
+    size_t i = 0;
+    while (i < n && p[i] && tolower((unsigned char)p[i]) == tolower((unsigned char)word[i])) i++;
+    if (i == n && !isalnum((unsigned char)p[n])) return 1;
+  }
+  return 0;
+}
+
+/* Appends "'label' (index)" to list. */
+static void list_add(char *list, size_t size, size_t *used, const char *label, int i) {
+  int w = snprintf(list + *used, size - *used, "%s'%s' (%d)", *used ? ", " : "", label, i);
+  if (w > 0 && (size_t)w < size - *used) *used += (size_t)w;
 }
 
 int dd_labels_find(char *const *labels, int n, const char *query, int *index, dd_err *err) {
   if (!query || !*query) return dd_fail(err, DD_EARG, "empty class name");
   char *end;
-  long v = strtol(query, &end, 10);
-  if (!*end) {
-    if (v < 0 || v >= n)
+  errno = 0;
+  long v = isdigit((unsigned char)query[0]) ? strtol(query, &end, 10) : -1;
+  if (v >= 0 && !*end) {
+    if (errno || v >= n)
       return dd_fail(err, DD_EARG, "class %s is out of range 0..%d", query, n - 1);
     *index = (int)v;
     return DD_OK;
   }
-  size_t ql = strlen(query);
-  int prefix_hit = -1, prefix_count = 0;
-  for (int i = 0; i < n; i++) {
-    if (!lower_eq_prefix(labels[i], query)) continue;
-    if (strlen(labels[i]) == ql) {
-      *index = i;
-      return DD_OK;
+  int hit = -1, hits = 0;
+  for (int i = 0; i < n; i++)
+    if (lower_eq(labels[i], query)) {
+      if (!hits++) hit = i;
     }
-    if (!prefix_count++) prefix_hit = i;
-  }
-  if (prefix_count == 1) {
-    *index = prefix_hit;
-    return DD_OK;
-  }
   char list[512];
   size_t used = 0;
   list[0] = 0;
-  if (prefix_count > 1) {
-    for (int i = 0, shown = 0; i < n && shown < 6; i++)
-      if (lower_eq_prefix(labels[i], query)) {
-        int w = snprintf(list + used, sizeof list - used, "%s'%s' (%d)", shown++ ? ", " : "",
-                         labels[i], i);
-        if (w > 0 && (size_t)w < sizeof list - used) used += (size_t)w;
-      }
-    return dd_fail(err, DD_EARG, "class '%s' is ambiguous: %s%s", query, list,
-                   prefix_count > 6 ? ", ..." : "");
+  if (hits == 1) {
+    *index = hit;
+    return DD_OK;
   }
-  /* Nothing starts with it: the three closest names by edit distance. */
+  if (hits > 1) { /* ImageNet has two 'crane's and two 'maillot's */
+    for (int i = 0; i < n; i++)
+      if (lower_eq(labels[i], query)) list_add(list, sizeof list, &used, labels[i], i);
+    return dd_fail(err, DD_EARG, "class '%s' names %d classes: %s; give the index", query, hits,
+                   list);
+  }
+  /* No label is the query: the labels that contain it as a word, then the closest by edit
+   * distance, three at most.  Never a silent pick. */
   int best[3] = {-1, -1, -1}, bestd[3] = {1 << 30, 1 << 30, 1 << 30};
   for (int i = 0; i < n; i++) {
-    int d = dd_edit_distance(query, labels[i]);
+    int d = has_word(labels[i], query) ? -1 : dd_edit_distance(query, labels[i]);
     for (int j = 0; j < 3; j++)
       if (d < bestd[j]) {
         for (int k = 2; k > j; k--) {
@@ -430,11 +441,8 @@ int dd_labels_find(char *const *labels, int n, const char *query, int *index, dd
         break;
       }
   }
-  for (int j = 0; j < 3 && best[j] >= 0; j++) {
-    int w = snprintf(list + used, sizeof list - used, "%s'%s' (%d)", j ? ", " : "",
-                     labels[best[j]], best[j]);
-    if (w > 0 && (size_t)w < sizeof list - used) used += (size_t)w;
-  }
-  return dd_fail(err, DD_ENOTFOUND, "no class named '%s'; closest: %s", query,
+  for (int j = 0; j < 3 && best[j] >= 0; j++)
+    list_add(list, sizeof list, &used, labels[best[j]], best[j]);
+  return dd_fail(err, DD_ENOTFOUND, "no class named '%s'; did you mean %s?", query,
                  list[0] ? list : "none");
 }

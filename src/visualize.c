@@ -266,6 +266,7 @@ int dd_fv_channels(const dd_fv *fv) { return fv->channels; }
 int dd_fv_new(const dd_model *m, const dd_preproc *pp, int value, const dd_fv_opts *o,
               dd_fv **out, dd_err *err) {
   int rc = check_preproc(pp, err);
+  if (!rc) rc = dd_model_image_input(m, NULL, err);
   if (rc) return rc;
   if (value < 0 || value >= m->n_values) return dd_fail(err, DD_EARG, "no value %d", value);
   if (o->size < 16 || o->size > 2048)
@@ -469,6 +470,7 @@ int dd_fv_run(dd_fv *fv, int channel, uint64_t seed, dd_image **out, float *obje
 int dd_vis_activations(const dd_model *m, const dd_preproc *pp, int value, const dd_image *im,
                        size_t max_bytes, dd_tensor **out, dd_err *err) {
   int rc = check_preproc(pp, err);
+  if (!rc) rc = dd_model_image_input(m, NULL, err);
   if (rc) return rc;
   if (value < 0 || value >= m->n_values) return dd_fail(err, DD_EARG, "no value %d", value);
   dd_binding b = input_binding(m, im->w, im->h);
@@ -631,6 +633,7 @@ static void top_k(const float *prob, int n, int *idx, float *val) {
 int dd_explain(const dd_model *m, const dd_preproc *pp, const dd_image *im,
                const dd_explain_opts *o, dd_explanation **out, dd_err *err) {
   int rc = check_preproc(pp, err);
+  if (!rc) rc = dd_model_image_input(m, NULL, err);
   if (rc) return rc;
   if (o->size < 16 || o->size > 4096)
     return dd_fail(err, DD_EARG, "size %d is not in 16..4096", o->size);
@@ -648,7 +651,14 @@ int dd_explain(const dd_model *m, const dd_preproc *pp, const dd_image *im,
   dd_explanation *e = calloc(1, sizeof *e);
   float *prob = NULL, *cam = NULL, *sal = NULL, *x0 = NULL, *gsum = NULL;
   if (!e) return dd_fail(err, DD_ENOMEM, "out of memory");
-  rc = dd_image_resize(im, S, S, &small, err);
+  /* An image already framed at the network's size is used as it is: a resample at scale 1
+   * still filters, and classify would then see other pixels than explain. */
+  if (im->w == S && im->h == S) {
+    rc = dd_image_new(S, S, &small, err);
+    if (!rc) memcpy(small->rgb, im->rgb, ss * 3 * sizeof(float));
+  } else {
+    rc = dd_image_resize(im, S, S, &small, err);
+  }
   if (rc) goto done;
   dd_binding b = input_binding(m, S, S);
   rc = dd_plan_new(m, &b, 1, &logits, 1, DD_PLAN_GRAD, o->max_bytes, &p, err);

@@ -475,7 +475,7 @@ Test(visualize, cli_filters_activations_explain, .timeout = 120) {
   cr_assert_eq(run(args, out, sizeof out), 1, "%s", out);
   cr_assert(strstr(out, "--optimize"), "%s", out);
   snprintf(args, sizeof args, "filters --optimize --layer conv2/3x3 --channels 5-6 --size 32 "
-           "--iters 4 -q %s/o.png", dir);
+           "--steps 4 -q %s/o.png", dir);
   cr_assert_eq(run(args, out, sizeof out), 0, "%s", out);
   snprintf(path, sizeof path, "%s/o.csv", dir);
   FILE *f = fopen(path, "r");

@@ -41,6 +41,10 @@ int dd_model_value_is_const(const dd_model *m, int value);
  * shape has -1 for symbolic or unknown dims. */
 int dd_model_input(const dd_model *m);
 dd_shape dd_model_input_shape(const dd_model *m);
+/* The data input, when it can take an image: rank 4 (or undeclared), batch 1, 3 channels.
+ * DD_EUNSUPPORTED "model: input 'x' is not an image (1x3xHxW): it is 3x4x5" otherwise;
+ * DD_EARG when the model has no input.  `value` may be NULL. */
+int dd_model_image_input(const dd_model *m, int *value, dd_err *err);
 int dd_model_num_outputs(const dd_model *m);
 int dd_model_output(const dd_model *m, int i);
 

@@ -43,7 +43,9 @@ int dd_preset_resolve(const char *spec, dd_preset *out, dd_err *err);
  * array of *n malloc'ed strings; free with dd_labels_free. */
 int dd_labels_load(const char *path, char ***labels, int *n, dd_err *err);
 void dd_labels_free(char **labels, int n);
-/* Class index from a label name (case-insensitive, exact or unique prefix) or a number. */
+/* Class index from a number, or a label matched whole (case-insensitive): never by prefix.
+ * DD_ENOTFOUND names the closest labels; DD_EARG for an index out of range or a label that
+ * names several classes (listed with their indices). */
 int dd_labels_find(char *const *labels, int n, const char *query, int *index, dd_err *err);
 
 #endif

@@ -11,23 +11,24 @@
 #define CLASS_SIZE 224
 
 static const char class_help[] =
-    "usage: dream class [--model M] --class C [options] OUT.png\n\n"
+    "usage: dream class --class C [options] OUT.png\n\n"
     "Optimizes an image from noise to maximize the score of class C before the softmax (the\n"
     "Gemm output feeding GoogLeNet's Softmax, SqueezeNet's logits): a Fourier-space,\n"
     "colour-decorrelated image seen through a random jitter, scale and rotation at each step.\n"
-    "C is a label (\"Siberian husky\", case-insensitive, or a unique prefix) or an index.\n"
-    "OUT.json beside the picture gives the class's score and the top 5 classes of the picture\n"
-    "as read back from OUT (after a JPEG's compression, for .jpg).\n\n"
+    "C is an index or a label matched whole, case-insensitively (\"Siberian husky\"); a name\n"
+    "that is no label is refused with the closest ones.  OUT.json beside the picture gives\n"
+    "the class's score and the top 5 classes of the picture as read back from OUT (after a\n"
+    "JPEG's compression, for .jpg), framed as `dream classify` frames photos.\n\n"
     "options:\n" CLI_MODEL_HELP
-    "  -c, --class C        the class (required)\n" VIS_FV_HELP
-    "  -h, --help           this help\n";
+    "      --class C        the class (required)\n" VIS_FV_HELP
+    CLI_QUALITY_HELP CLI_COMMON_HELP;
 
 static const char *label_of(const cli_model *cm, int i) {
   return cm->labels && i >= 0 && i < cm->n_labels ? cm->labels[i] : "";
 }
 
-static int write_json(const char *path, const cli_model *cm, const vis_fv_cli *vo, int cls,
-                      float logit, const dd_tensor *prob) {
+static int write_json(const char *path, const cli_model *cm, const vis_fv_cli *vo,
+                      uint64_t seed, int cls, float logit, const dd_tensor *prob) {
   const float *p = dd_f32(prob);
   int64_t n = dd_tensor_numel(prob);
   int top[DD_TOPK];
@@ -47,8 +48,8 @@ static int write_json(const char *path, const cli_model *cm, const vis_fv_cli *v
   vis_json_str(f, dd_model_name(cm->model));
   fprintf(f, ",\n  \"class\": %d,\n  \"label\": ", cls);
   vis_json_str(f, label_of(cm, cls));
-  fprintf(f, ",\n  \"size\": %d,\n  \"iters\": %d,\n  \"seed\": %llu,\n  \"lr\": %g,\n",
-          vo->fv.size, vo->fv.iters, (unsigned long long)vo->seed, vo->fv.lr);
+  fprintf(f, ",\n  \"size\": %d,\n  \"steps\": %d,\n  \"seed\": %llu,\n  \"lr\": %g,\n",
+          vo->fv.size, vo->fv.iters, (unsigned long long)seed, vo->fv.lr);
   fprintf(f, "  \"logit\": %.6g,\n  \"probability\": %.6g,\n  \"top5\": [", logit, p[cls]);
   for (int k = 0; k < DD_TOPK && top[k] >= 0; k++) {
     fprintf(f, "%s\n    {\"class\": %d, \"label\": ", k ? "," : "", top[k]);
@@ -59,41 +60,30 @@ static int write_json(const char *path, const cli_model *cm, const vis_fv_cli *v
   return vis_text_close(f, &buf, &len, path);
 }
 
-static int parse_class(const cli_model *cm, const char *query, int *cls) {
-  dd_err err;
-  if (cm->labels) return dd_labels_find(cm->labels, cm->n_labels, query, cls, &err) ? cli_report(&err) : 0;
-  char *end;
-  errno = 0;
-  long v = strtol(query, &end, 10);
-  if (errno || end == query || *end || v < 0 || v > 1000000)
-    return cli_errorf("%s has no labels: give the class as an index", dd_model_name(cm->model));
-  *cls = (int)v;
-  return 0;
-}
+enum { OPT_CLASS = 3001 };
 
 int cmd_class(int argc, char **argv) {
   static const struct option longopts[] = {CLI_MODEL_LONGOPTS,
                                            VIS_FV_LONGOPTS,
-                                           {"class", required_argument, NULL, 'c'},
-                                           {"help", no_argument, NULL, 'h'},
+                                           CLI_QUALITY_LONGOPT,
+                                           {"class", required_argument, NULL, OPT_CLASS},
                                            {NULL, 0, NULL, 0}};
-  cli_model_opts mo;
-  cli_model_opts_init(&mo);
+  cli_common co;
+  cli_common_init(&co);
   vis_fv_cli vo;
   vis_fv_cli_init(&vo, CLASS_SIZE);
   const char *query = NULL;
   int c;
+  dd_err err;
   opterr = 0;
-  while ((c = getopt_long(argc, argv, ":m:c:qh", longopts, NULL)) != -1) {
-    int r = cli_model_opt(&mo, c, optarg);
-    if (r < 0) return 2;
-    if (r) continue;
-    if (c == 'q') c = VIS_OPT_QUIET;
-    r = vis_fv_opt(&vo, "class", c, optarg);
-    if (r == 2) return 2;
+  optind = 0;
+  while ((c = getopt_long(argc, argv, ":m:qh", longopts, NULL)) != -1) {
+    int r = cli_common_opt(&co, c, optarg, &err);
+    if (!r) r = vis_fv_opt(&vo, c, optarg, &err);
+    if (r < 0) return cli_usage_error("class", "%s", err.msg);
     if (r) continue;
     switch (c) {
-      case 'c': query = optarg; break;
+      case OPT_CLASS: query = optarg; break;
       case 'h':
         printf(class_help, CLASS_SIZE);
         return 0;
@@ -105,12 +95,23 @@ int cmd_class(int argc, char **argv) {
     return cli_usage_error("class", optind >= argc ? "no output file given"
                                                    : "expected one output file");
   const char *out = argv[optind];
+  vis_fv_warn(&vo);
+  cli_common_warn(&co);
   char json[4096];
-  if (vis_sibling(out, ".json", json, sizeof json)) return 1;
+  if (cli_sibling(out, ".json", json, sizeof json)) return 1;
+  dd_preset pre;
+  if (cli_model_resolve(&co.model, &pre)) return 1;
+  cli_files files = {0};
+  cli_files_in(&files, pre.model_path);
+  cli_files_in(&files, pre.labels_path);
+  cli_files_out(&files, out, CLI_OUT_IMAGE);
+  cli_files_out(&files, json, CLI_OUT_JSON);
+  int status = cli_files_check("class", &files);
+  if (status) return status;
+
   cli_model cm;
-  if (cli_model_open(&mo, &cm)) return 1;
-  dd_err err;
-  int cls, logits, status = 0;
+  if (cli_model_load(&co.model, &pre, &cm)) return 1;
+  int cls, logits;
   dd_fv *fv = NULL;
   dd_image *im = NULL;
   dd_tensor *prob = NULL;
@@ -118,30 +119,34 @@ int cmd_class(int argc, char **argv) {
   vo.fv.max_bytes = cm.max_memory;
   vo.what = "class";
   vo.count = 1;
-  vis_fv_progress(&vo);
-  if (parse_class(&cm, query, &cls)) status = 1;
+  vis_fv_progress(&vo, &co);
+  if (cli_find_class(&cm, query, &cls)) status = 1;
   else if (dd_vis_logits(cm.model, &logits, &err) ||
            dd_fv_new(cm.model, &cm.preset.pre, logits, &vo.fv, &fv, &err))
     status = cli_report(&err);
   else if (cls >= dd_fv_channels(fv))
-    status = cli_errorf("class %d is not in 0..%d", cls, dd_fv_channels(fv) - 1);
+    status = cli_errorf("--class: class %d out of range 0..%d", cls, dd_fv_channels(fv) - 1);
   else {
     vo.index = cls;
-    dd_image *saved = NULL;
-    /* Classified as read back from the file: a JPEG's compression can undo a pattern that
-     * only fools the network pixel by pixel. */
-    if (dd_fv_run(fv, cls, vo.seed, &im, &logit, &err) || dd_image_save(out, im, &err) ||
-        dd_image_load(out, cli_max_pixels(cm.max_memory), &saved, &err) ||
-        dd_vis_classify(cm.model, &cm.preset.pre, saved, cm.max_memory, &prob, &err))
+    dd_image *saved = NULL, *framed = NULL;
+    /* Classified as read back from the file (a JPEG's compression can undo a pattern that
+     * only fools the network pixel by pixel), framed as classify frames a photo. */
+    if (dd_fv_run(fv, cls, co.seed.value, &im, &logit, &err) ||
+        cli_save_image(out, im, &co, NULL, &err) ||
+        dd_image_load(out, 0, &saved, &err) ||
+        dd_image_frame(saved, co.framing, cm.preset.size, cm.preset.size, &framed, NULL, &err) ||
+        dd_vis_classify(cm.model, &cm.preset.pre, framed, cm.max_memory, &prob, &err))
       status = cli_report(&err);
     else
-      status = write_json(json, &cm, &vo, cls, logit, prob);
+      status = write_json(json, &cm, &vo, co.seed.value, cls, logit, prob);
     dd_image_free(saved);
+    dd_image_free(framed);
   }
   if (!status)
-    printf("%s: class %d%s%s, score %.4g, probability %.4f at %dx%d -> %s, %s\n",
-           dd_model_name(cm.model), cls, cm.labels ? " " : "", label_of(&cm, cls), logit,
-           dd_f32(prob)[cls], vo.fv.size, vo.fv.size, out, json);
+    cli_summary(&co, "class %d%s%s of %s, score %.4g, probability %.4f at %dx%d, seed %llu -> "
+                "%s, %s", cls, cm.labels ? " " : "", label_of(&cm, cls), dd_model_name(cm.model),
+                logit, dd_f32(prob)[cls], vo.fv.size, vo.fv.size,
+                (unsigned long long)co.seed.value, out, json);
   dd_tensor_free(prob);
   dd_image_free(im);
   dd_fv_free(fv);

@@ -9,15 +9,19 @@
 #include "dream/image.h"
 
 static const char classify_help[] =
-    "usage: dream classify [--model M] [--top K] IMAGE...\n\n"
-    "Prints the top classes of each image with their probabilities and labels.  Each image is\n"
-    "cropped to its central square and resized to the preset's size (224x224): the same as\n"
-    "resizing the shorter side to 224 and cutting out the middle, the common ImageNet\n"
-    "evaluation.  Outputs that are not probabilities already (SqueezeNet's logits) go through a\n"
-    "softmax.\n\n"
+    "usage: dream classify [options] IMAGE...\n\n"
+    "Prints the top classes of each image with their probabilities and labels, one block per\n"
+    "image as soon as it is done.  Each image is framed for the network as every command that\n"
+    "classifies frames it (--framing; by default its shorter side is resized to the preset's\n"
+    "size, 224, and the centre cut out: the common ImageNet evaluation).  Outputs that are not\n"
+    "probabilities already (SqueezeNet's logits) go through a softmax.  A file that cannot be\n"
+    "read is reported and the others are still classified; the exit status is then 1.\n\n"
     "options:\n" CLI_MODEL_HELP
     "  -k, --top K          how many classes to print (default 5)\n"
-    "  -h, --help           this help\n";
+    "      --size S|WxH     the network's input size (default: the preset's)\n"
+    CLI_FRAMING_HELP CLI_COMMON_HELP;
+
+enum { OPT_SIZE = 3001 };
 
 /* Probabilities from the model's output: kept when they already are (in [0,1], summing to
  * 1), otherwise a softmax of them as logits. */
@@ -40,87 +44,95 @@ static void to_probabilities(const float *x, int64_t n, double *p) {
   for (int64_t i = 0; i < n; i++) p[i] /= sum;
 }
 
-/* The central square of `im` resized to size x size. */
-static int crop_resize(const dd_image *im, int size, dd_image **out, dd_err *err) {
-  int s = im->w < im->h ? im->w : im->h;
-  int x0 = (im->w - s) / 2, y0 = (im->h - s) / 2;
-  dd_image *sq;
-  int rc = dd_image_new(s, s, &sq, err);
-  if (rc) return rc;
-  for (int y = 0; y < s; y++)
-    memcpy(sq->rgb + (size_t)y * s * 3, im->rgb + ((size_t)(y + y0) * im->w + x0) * 3,
-           (size_t)s * 3 * sizeof(float));
-  rc = dd_image_resize(sq, size, size, out, err);
-  dd_image_free(sq);
-  return rc;
+typedef struct classify_job {
+  const cli_model *cm;
+  const cli_common *co;
+  dd_plan *plan;
+  int in, outv, top, w, h;
+  double *prob;
+  int progress; /* a progress line is on stderr */
+} classify_job;
+
+static void clear_progress(const classify_job *j) {
+  if (j->progress) fputs("\r\033[K", stderr);
 }
 
-static int classify_one(const char *path, const cli_model *cm, dd_plan *plan, int in, int outv,
-                        int top, double *prob) {
+static int classify_one(const classify_job *j, const char *path) {
   dd_err err;
-  dd_image *im, *sq;
-  if (dd_image_load(path, cli_max_pixels(cm->max_memory), &im, &err)) return cli_report(&err);
-  int rc = crop_resize(im, cm->preset.size, &sq, &err);
+  dd_image *im, *framed;
+  if (cli_load_image(path, j->cm, &im)) return 1;
+  int rc = dd_image_frame(im, j->co->framing, j->w, j->h, &framed, NULL, &err);
   dd_image_free(im);
   if (rc) {
     dd_err_prefix(&err, "%s", path);
     return cli_report(&err);
   }
-  dd_image_to_input(sq, &cm->preset.pre, dd_f32(dd_plan_tensor(plan, in)));
-  dd_image_free(sq);
-  dd_plan_forward(plan);
-  const dd_tensor *y = dd_plan_tensor(plan, outv);
+  if (framed->w != j->w || framed->h != j->h) { /* --framing fit: the plan is per size */
+    dd_image_free(framed);
+    return cli_errorf("%s: --framing fit gives each photo its own size; classify plans one size "
+                      "(use crop or squash)", path);
+  }
+  dd_image_to_input(framed, &j->cm->preset.pre, dd_f32(dd_plan_tensor(j->plan, j->in)));
+  dd_image_free(framed);
+  dd_plan_forward(j->plan);
+  clear_progress(j);
+  const dd_tensor *y = dd_plan_tensor(j->plan, j->outv);
   int64_t n = dd_tensor_numel(y);
+  double *prob = j->prob;
   to_probabilities(dd_f32(y), n, prob);
   printf("%s:\n", path);
-  for (int k = 0; k < top && k < n; k++) {
+  for (int k = 0; k < j->top && k < n; k++) {
     int64_t best = -1;
     for (int64_t i = 0; i < n; i++)
       if (prob[i] >= 0 && (best < 0 || prob[i] > prob[best])) best = i;
-    const char *label = cm->labels && best < cm->n_labels ? cm->labels[best] : NULL;
+    const char *label = j->cm->labels && best < j->cm->n_labels ? j->cm->labels[best] : NULL;
     printf("  %6.2f%%  %4lld%s%s\n", prob[best] * 100, (long long)best, label ? "  " : "",
            label ? label : "");
     prob[best] = -1; /* taken */
   }
+  /* Each finished image reaches the reader at once, even through a pipe that is then
+   * interrupted. */
+  fflush(stdout);
   return 0;
 }
 
 int cmd_classify(int argc, char **argv) {
-  static const struct option longopts[] = {CLI_MODEL_LONGOPTS,
+  static const struct option longopts[] = {CLI_MODEL_LONGOPTS, CLI_FRAMING_LONGOPT,
                                            {"top", required_argument, NULL, 'k'},
-                                           {"help", no_argument, NULL, 'h'},
+                                           {"size", required_argument, NULL, OPT_SIZE},
                                            {NULL, 0, NULL, 0}};
-  cli_model_opts mo;
-  cli_model_opts_init(&mo);
-  int top = 5, c;
+  cli_common co;
+  cli_common_init(&co);
+  int top = 5, w = 0, h = 0, c;
+  dd_err err;
   opterr = 0;
-  while ((c = getopt_long(argc, argv, ":m:k:h", longopts, NULL)) != -1) {
-    int r = cli_model_opt(&mo, c, optarg);
-    if (r < 0) return 2;
+  optind = 0;
+  while ((c = getopt_long(argc, argv, ":m:k:qh", longopts, NULL)) != -1) {
+    int r = cli_common_opt(&co, c, optarg, &err);
+    if (r < 0) return cli_usage_error("classify", "%s", err.msg);
     if (r) continue;
     switch (c) {
-      case 'k': {
-        char *end;
-        long v = strtol(optarg, &end, 10);
-        if (*end || end == optarg || v < 1 || v > 100000)
-          return cli_usage_error("classify", "--top: expected a count >= 1, got '%s'", optarg);
-        top = (int)v;
+      case 'k':
+        if (cli_parse_int("--top", optarg, 1, 100000, &top, &err))
+          return cli_usage_error("classify", "%s", err.msg);
         break;
-      }
-      case 'h':
-        fputs(classify_help, stdout);
-        return 0;
-      default:
-        return cli_getopt_error("classify", c, argv);
+      case OPT_SIZE:
+        if (cli_parse_wh("--size", optarg, &w, &h, &err))
+          return cli_usage_error("classify", "%s", err.msg);
+        break;
+      case 'h': fputs(classify_help, stdout); return 0;
+      default: return cli_getopt_error("classify", c, argv);
     }
   }
   if (optind >= argc) return cli_usage_error("classify", "no image given");
+  cli_common_warn(&co);
 
   cli_model cm;
-  if (cli_model_open(&mo, &cm)) return 1;
+  if (cli_model_open(&co.model, &cm)) return 1;
   const dd_model *m = cm.model;
+  if (!w) w = h = cm.preset.size;
   dd_shape shape;
-  if (cli_input_shape(m, cm.preset.size, cm.preset.size, &shape)) {
+  if (cli_input_shape(m, w, h, &shape)) {
     cli_model_close(&cm);
     return 1;
   }
@@ -129,26 +141,33 @@ int cmd_classify(int argc, char **argv) {
     cli_model_close(&cm);
     return 1;
   }
-  int in = dd_model_input(m), outv = dd_model_output(m, 0);
-  dd_binding bind = {in, shape, NULL};
-  dd_plan *plan;
-  dd_err err;
-  if (dd_plan_new(m, &bind, 1, &outv, 1, 0, cm.max_memory, &plan, &err)) {
+  classify_job j = {&cm, &co, NULL, dd_model_input(m), dd_model_output(m, 0), top,
+                    (int)shape.d[3], (int)shape.d[2], NULL, 0};
+  dd_binding bind = {j.in, shape, NULL};
+  if (dd_plan_new(m, &bind, 1, &j.outv, 1, 0, cm.max_memory, &j.plan, &err)) {
     cli_model_close(&cm);
     return cli_report(&err);
   }
-  int64_t n = dd_tensor_numel(dd_plan_tensor(plan, outv));
-  double *prob = malloc((size_t)(n > 0 ? n : 1) * sizeof *prob);
-  int status = 0;
-  if (!prob) status = cli_errorf("out of memory");
+  int64_t n = dd_tensor_numel(dd_plan_tensor(j.plan, j.outv));
+  j.prob = malloc((size_t)(n > 0 ? n : 1) * sizeof *j.prob);
+  int status = 0, n_images = argc - optind, progress = cli_progress_shown(&co) && n_images > 1;
+  if (!j.prob) status = cli_errorf("out of memory");
   else if (cm.labels && n != cm.n_labels)
-    fprintf(stderr, "dream: warning: %s gives %lld classes but %s has %d labels\n",
-            dd_model_name(m), (long long)n, cm.preset.labels_path, cm.n_labels);
+    cli_warnf("%s gives %lld classes but %s has %d labels", dd_model_name(m), (long long)n,
+              cm.preset.labels_path, cm.n_labels);
   /* One bad file does not stop the others; the exit status says something failed. */
-  for (int i = optind; i < argc && prob; i++)
-    if (classify_one(argv[i], &cm, plan, in, outv, top, prob)) status = 1;
-  free(prob);
-  dd_plan_free(plan);
+  for (int i = optind; i < argc && j.prob; i++) {
+    if (progress) {
+      fprintf(stderr, "\r\033[Kclassify %d/%d", i - optind + 1, n_images);
+      fflush(stderr);
+      j.progress = 1;
+    }
+    if (classify_one(&j, argv[i])) status = 1;
+    clear_progress(&j);
+    j.progress = 0;
+  }
+  free(j.prob);
+  dd_plan_free(j.plan);
   cli_model_close(&cm);
   return status;
 }

@@ -7,18 +7,17 @@
 #include "dream/dream.h"
 
 typedef struct cli_dream_args {
-  cli_model_opts model;
+  cli_common common; /* model options, -q, --seed, --quality */
   /* --layer specs as given (NAME[#CH][:W], syntax checked), pointing into argv; resolved
    * against the model later.  None: the preset's default layer. */
   const char *layers[DD_DREAM_MAX_LAYERS];
   int n_layers;
   dd_dream_params params; /* every knob but the layers, the cancel flag and the budget */
-  int seed_given;         /* --seed was given; otherwise the caller picks one */
   const char *guide;      /* --guide image, NULL for none */
   int guide_size;         /* the guide is shrunk to this longer side first; 0: as it is */
   int max_side;           /* IN is shrunk to this longer side first; 0: as it is */
-  int quiet;
   int timing; /* --timing: print the seconds dd_dream_run took */
+  int lap_levels_given; /* for the warnings of options that do nothing */
   int help; /* --help: nothing else was checked */
   const char *in, *out;
 } cli_dream_args;

@@ -11,7 +11,7 @@
 #define FILTERS_SIZE 128
 
 static const char filters_help[] =
-    "usage: dream filters [--model M] [--layer L] [options] OUT.png\n"
+    "usage: dream filters [options] OUT.png\n"
     "       dream filters --optimize [--layer L] [--channels A-B] [options] OUT.png\n\n"
     "Without --optimize: the kernels of a first convolution (3 input channels), one colour\n"
     "tile per output channel, each scaled on its own around 0 (mid-grey), enlarged so small\n"
@@ -26,11 +26,12 @@ static const char filters_help[] =
     "      --gap PX         pixels between tiles (default 2)\n"
     "      --optimize       channel visualizations instead of kernels\n"
     "  -c, --channels A-B   channels to optimize (default: all)\n" VIS_FV_HELP
-    "  -h, --help           this help\n";
+    CLI_QUALITY_HELP CLI_COMMON_HELP;
 
 enum { OPT_ZOOM = 3001, OPT_GAP, OPT_OPTIMIZE };
 
-static int draw_kernels(const cli_model *cm, int value, int zoom, int gap, const char *out) {
+static int draw_kernels(const cli_model *cm, const cli_common *co, int value, int zoom, int gap,
+                        const char *out) {
   dd_err err;
   int node;
   dd_image *grid;
@@ -41,23 +42,21 @@ static int draw_kernels(const cli_model *cm, int value, int zoom, int gap, const
     fprintf(stderr, "dream: for any layer, --optimize draws an image per channel instead\n");
     return 1;
   }
-  int rc = dd_image_save(out, grid, &err);
+  int rc = cli_save_image(out, grid, co, NULL, &err);
   dd_image_free(grid);
   if (rc) return cli_report(&err);
-  printf("%s: %d kernels of '%s' (%dx%d tiles, %d x %d grid) -> %s\n",
-         dd_model_name(cm->model), g.n, dd_model_node_name(cm->model, node), g.tile_w, g.tile_h,
-         g.cols, g.rows, out);
+  cli_summary(co, "%d kernels of '%s' of %s (%dx%d tiles, %d x %d grid) -> %s", g.n,
+              dd_model_node_name(cm->model, node), dd_model_name(cm->model), g.tile_w, g.tile_h,
+              g.cols, g.rows, out);
   return 0;
 }
 
-static int optimize_channels(const cli_model *cm, int value, int c0, int c1, vis_fv_cli *vo,
-                             int gap, const char *out) {
-  char csv[4096];
-  if (vis_sibling(out, ".csv", csv, sizeof csv)) return 1;
+static int optimize_channels(const cli_model *cm, const cli_common *co, int value, int c0,
+                             int c1, vis_fv_cli *vo, int gap, const char *out, const char *csv) {
   dd_err err;
   dd_fv *fv;
   vo->fv.max_bytes = cm->max_memory;
-  vis_fv_progress(vo);
+  vis_fv_progress(vo, co);
   if (dd_fv_new(cm->model, &cm->preset.pre, value, &vo->fv, &fv, &err)) return cli_report(&err);
   int C = dd_fv_channels(fv);
   if (c1 < 0) {
@@ -66,8 +65,8 @@ static int optimize_channels(const cli_model *cm, int value, int c0, int c1, vis
   }
   if (c1 > C) {
     dd_fv_free(fv);
-    return cli_errorf("%s: '%s' has %d channels, not %d", dd_model_name(cm->model),
-                      dd_model_value_name(cm->model, value), C, c1);
+    return cli_errorf("--channels: channel %d out of range 0..%d of '%s' (%s)", c1 - 1, C - 1,
+                      dd_model_value_name(cm->model, value), dd_model_name(cm->model));
   }
   int n = c1 - c0, status = 0;
   dd_image **tiles = calloc((size_t)n, sizeof *tiles);
@@ -78,7 +77,7 @@ static int optimize_channels(const cli_model *cm, int value, int c0, int c1, vis
   for (int i = 0; i < n && !status; i++) {
     vo->index = c0 + i;
     /* Each channel its own seed, so a channel's picture does not depend on the range. */
-    if (dd_fv_run(fv, c0 + i, vo->seed + (uint64_t)(c0 + i), &tiles[i], &obj[i], &err))
+    if (dd_fv_run(fv, c0 + i, co->seed.value + (uint64_t)(c0 + i), &tiles[i], &obj[i], &err))
       status = cli_report(&err);
   }
   dd_fv_free(fv);
@@ -86,7 +85,7 @@ static int optimize_channels(const cli_model *cm, int value, int c0, int c1, vis
   dd_grid g;
   if (!status && dd_vis_grid((const dd_image *const *)tiles, n, gap, 255, &grid, &g, &err))
     status = cli_report(&err);
-  if (!status && dd_image_save(out, grid, &err)) status = cli_report(&err);
+  if (!status && cli_save_image(out, grid, co, NULL, &err)) status = cli_report(&err);
   if (!status) {
     char *buf;
     size_t len;
@@ -99,9 +98,9 @@ static int optimize_channels(const cli_model *cm, int value, int c0, int c1, vis
     }
   }
   if (!status)
-    printf("%s: %d channels of '%s' at %dx%d, %d steps -> %s, %s\n", dd_model_name(cm->model),
-           n, dd_model_value_name(cm->model, value), vo->fv.size, vo->fv.size, vo->fv.iters,
-           out, csv);
+    cli_summary(co, "%d channels of '%s' of %s at %dx%d, %d steps, seed %llu -> %s, %s", n,
+                dd_model_value_name(cm->model, value), dd_model_name(cm->model), vo->fv.size,
+                vo->fv.size, vo->fv.iters, (unsigned long long)co->seed.value, out, csv);
   dd_image_free(grid);
   if (tiles)
     for (int i = 0; i < n; i++) dd_image_free(tiles[i]);
@@ -113,58 +112,76 @@ static int optimize_channels(const cli_model *cm, int value, int c0, int c1, vis
 int cmd_filters(int argc, char **argv) {
   static const struct option longopts[] = {CLI_MODEL_LONGOPTS,
                                            VIS_FV_LONGOPTS,
+                                           CLI_QUALITY_LONGOPT,
                                            {"layer", required_argument, NULL, 'l'},
                                            {"zoom", required_argument, NULL, OPT_ZOOM},
                                            {"gap", required_argument, NULL, OPT_GAP},
                                            {"optimize", no_argument, NULL, OPT_OPTIMIZE},
                                            {"channels", required_argument, NULL, 'c'},
-                                           {"help", no_argument, NULL, 'h'},
                                            {NULL, 0, NULL, 0}};
-  cli_model_opts mo;
-  cli_model_opts_init(&mo);
+  cli_common co;
+  cli_common_init(&co);
   vis_fv_cli vo;
   vis_fv_cli_init(&vo, FILTERS_SIZE);
   const char *layer = NULL;
-  int zoom = 0, gap = 2, optimize = 0, c0 = 0, c1 = -1, c;
+  int zoom = 0, gap = 2, optimize = 0, c0 = 0, c1 = -1, channels_given = 0, fv_given = 0,
+      zoom_given = 0, c;
+  dd_err err;
   opterr = 0;
+  optind = 0;
   while ((c = getopt_long(argc, argv, ":m:l:c:qh", longopts, NULL)) != -1) {
-    int r = cli_model_opt(&mo, c, optarg);
-    if (r < 0) return 2;
-    if (r) continue;
-    if (c == 'q') c = VIS_OPT_QUIET;
-    r = vis_fv_opt(&vo, "filters", c, optarg);
-    if (r == 2) return 2;
+    int r = cli_common_opt(&co, c, optarg, &err);
+    if (!r && (r = vis_fv_opt(&vo, c, optarg, &err)) > 0) fv_given = 1;
+    if (r < 0) return cli_usage_error("filters", "%s", err.msg);
     if (r) continue;
     switch (c) {
       case 'l': layer = optarg; break;
       case OPT_ZOOM:
-        if (vis_int("filters", "--zoom", optarg, 1, 64, &zoom)) return 2;
+        zoom_given = 1;
+        r = cli_parse_int("--zoom", optarg, 1, 64, &zoom, &err);
         break;
-      case OPT_GAP:
-        if (vis_int("filters", "--gap", optarg, 0, 64, &gap)) return 2;
-        break;
+      case OPT_GAP: r = cli_parse_int("--gap", optarg, 0, 64, &gap, &err); break;
       case OPT_OPTIMIZE: optimize = 1; break;
       case 'c':
-        if (vis_range("filters", "--channels", optarg, &c0, &c1)) return 2;
+        channels_given = 1;
+        r = cli_parse_range("--channels", optarg, &c0, &c1, &err);
         break;
       case 'h':
         printf(filters_help, FILTERS_SIZE);
         return 0;
       default: return cli_getopt_error("filters", c, argv);
     }
+    if (r) return cli_usage_error("filters", "%s", err.msg);
   }
   if (optind + 1 != argc)
     return cli_usage_error("filters", optind >= argc ? "no output file given"
                                                      : "expected one output file");
   const char *out = argv[optind];
+  if (!optimize && (channels_given || fv_given || co.seed_given))
+    cli_warnf("--channels, --steps, --size, --lr, --jitter, --pixels, --no-transforms and "
+              "--seed only act with --optimize");
+  if (optimize && zoom_given) cli_warnf("--zoom does nothing with --optimize");
+  vis_fv_warn(&vo);
+  cli_common_warn(&co);
+  char csv[4096];
+  if (cli_sibling(out, ".csv", csv, sizeof csv)) return 1;
+  dd_preset pre;
+  if (cli_model_resolve(&co.model, &pre)) return 1;
+  cli_files files = {0};
+  cli_files_in(&files, pre.model_path);
+  cli_files_in(&files, pre.labels_path);
+  cli_files_out(&files, out, CLI_OUT_IMAGE);
+  if (optimize) cli_files_out(&files, csv, CLI_OUT_CSV);
+  int status = cli_files_check("filters", &files);
+  if (status) return status;
+
   cli_model cm;
-  if (cli_model_open(&mo, &cm)) return 1;
+  if (cli_model_load(&co.model, &pre, &cm)) return 1;
   if (!layer) layer = optimize && cm.preset.layer[0] ? cm.preset.layer : "conv1";
-  dd_err err;
-  int value, status;
+  int value;
   if (dd_model_resolve(cm.model, layer, &value, &err)) status = cli_report(&err);
-  else if (optimize) status = optimize_channels(&cm, value, c0, c1, &vo, gap, out);
-  else status = draw_kernels(&cm, value, zoom, gap, out);
+  else if (optimize) status = optimize_channels(&cm, &co, value, c0, c1, &vo, gap, out, csv);
+  else status = draw_kernels(&cm, &co, value, zoom, gap, out);
   cli_model_close(&cm);
   return status;
 }

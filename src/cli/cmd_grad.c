@@ -9,7 +9,7 @@
 #include "dream/dream.h"
 
 static const char grad_help[] =
-    "usage: dream grad [--model M] --input IN.pb --layer NAME [--layer NAME]... --save OUT.pb\n\n"
+    "usage: dream grad [options] --input IN.pb --layer NAME [--layer NAME]... --save OUT.pb\n\n"
     "Writes to OUT.pb the gradient of sum over the layers of W * 1/2 sum(a^2) (a: the layer's\n"
     "activations) with respect to the model's input, for the input tensor in IN.pb as it is\n"
     "(an ONNX TensorProto, already preprocessed).  The result is a float32 TensorProto named\n"
@@ -18,35 +18,41 @@ static const char grad_help[] =
     "options:\n" CLI_MODEL_HELP
     "  -i, --input IN.pb    the input tensor\n"
     "  -l, --layer NAME     a layer of the objective (repeatable)\n"
-    "  -o, --save OUT.pb    where to write the gradient\n"
-    "  -h, --help           this help\n";
+    "  -o, --save OUT.pb    where to write the gradient\n" CLI_COMMON_HELP;
 
 int cmd_grad(int argc, char **argv) {
   static const struct option longopts[] = {CLI_MODEL_LONGOPTS,
                                            {"input", required_argument, NULL, 'i'},
                                            {"layer", required_argument, NULL, 'l'},
                                            {"save", required_argument, NULL, 'o'},
-                                           {"help", no_argument, NULL, 'h'},
                                            {NULL, 0, NULL, 0}};
-  cli_model_opts mo;
-  cli_model_opts_init(&mo);
+  cli_common co;
+  cli_common_init(&co);
   const char *input = NULL, *save = NULL;
   const char *specs[DD_DREAM_MAX_LAYERS];
   int n_specs = 0, c;
+  dd_err err;
   opterr = 0;
   optind = 0;
-  while ((c = getopt_long(argc, argv, ":m:i:l:o:h", longopts, NULL)) != -1) {
-    int r = cli_model_opt(&mo, c, optarg);
-    if (r < 0) return 2;
+  while ((c = getopt_long(argc, argv, ":m:i:l:o:qh", longopts, NULL)) != -1) {
+    int r = cli_common_opt(&co, c, optarg, &err);
+    if (r < 0) return cli_usage_error("grad", "%s", err.msg);
     if (r) continue;
     switch (c) {
       case 'i': input = optarg; break;
       case 'o': save = optarg; break;
-      case 'l':
+      case 'l': {
+        char name[512];
+        int ch;
+        float w;
         if (n_specs == DD_DREAM_MAX_LAYERS)
-          return cli_usage_error("grad", "at most %d layers", DD_DREAM_MAX_LAYERS);
+          return cli_usage_error("grad", "--layer: at most %d layers", DD_DREAM_MAX_LAYERS);
+        if (dd_dream_layer_spec(optarg, name, sizeof name, &ch, &w, &err))
+          return cli_usage_error("grad", "--layer: %s", err.msg);
+        if (w == 0) cli_warnf("--layer %s: weight 0, this layer does nothing", optarg);
         specs[n_specs++] = optarg;
         break;
+      }
       case 'h': fputs(grad_help, stdout); return 0;
       default: return cli_getopt_error("grad", c, argv);
     }
@@ -55,12 +61,21 @@ int cmd_grad(int argc, char **argv) {
   if (!input || !save || !n_specs)
     return cli_usage_error("grad", "%s is required",
                            !input ? "--input" : !n_specs ? "--layer" : "--save");
+  cli_common_warn(&co);
+  dd_preset pre;
+  if (cli_model_resolve(&co.model, &pre)) return 1;
+  cli_files files = {0};
+  cli_files_in(&files, input);
+  cli_files_in(&files, pre.model_path);
+  cli_files_in(&files, pre.labels_path);
+  cli_files_out(&files, save, CLI_OUT_PB);
+  int status = cli_files_check("grad", &files);
+  if (status) return status;
 
   cli_model cm;
-  if (cli_model_open(&mo, &cm)) return 1;
+  if (cli_model_load(&co.model, &pre, &cm)) return 1;
   const dd_model *m = cm.model;
-  int status = 1;
-  dd_err err;
+  status = 1;
   dd_tensor *x = NULL, *g = NULL;
   dd_dream_layer layers[DD_DREAM_MAX_LAYERS];
   for (int i = 0; i < n_specs; i++)
@@ -83,7 +98,7 @@ int cmd_grad(int argc, char **argv) {
   }
   double norm = 0;
   for (int64_t i = 0; i < dd_tensor_numel(g); i++) norm += (double)dd_f32(g)[i] * dd_f32(g)[i];
-  printf("objective %.9g, |grad| %.9g -> %s\n", obj, sqrt(norm), save);
+  cli_summary(&co, "objective %.9g, |grad| %.9g -> %s", obj, sqrt(norm), save);
   status = 0;
 done:
   dd_tensor_free(x);

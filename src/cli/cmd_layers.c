@@ -8,29 +8,13 @@
 #include "dream/graph.h"
 
 static const char layers_help[] =
-    "usage: dream layers [--model M] [--size WxH]\n\n"
+    "usage: dream layers [options]\n\n"
     "Lists every value of the model in graph order: the op that computes it, its shape for\n"
     "an input of the given size, the parameters its node reads, its MFLOPs (2 x multiply-adds)\n"
     "and its convN alias, which the other subcommands accept as a layer name.\n\n"
     "options:\n" CLI_MODEL_HELP
-    "  -s, --size WxH       input size (default: the preset's, 224x224); N means NxN\n"
-    "  -h, --help           this help\n";
-
-/* "224x320" (width x height) or "224". */
-static int parse_wh(const char *s, int *w, int *h) {
-  char *end;
-  long a = strtol(s, &end, 10), b = a;
-  if (end == s) return -1;
-  if (*end == 'x' || *end == 'X') {
-    const char *t = end + 1;
-    b = strtol(t, &end, 10);
-    if (end == t) return -1;
-  }
-  if (*end || a < 1 || b < 1 || a > 65536 || b > 65536) return -1;
-  *w = (int)a;
-  *h = (int)b;
-  return 0;
-}
+    "      --size S|WxH     the network's input size (default: the preset's, 224x224)\n"
+    CLI_COMMON_HELP;
 
 static void thousands(char *buf, size_t size, long long v) {
   char digits[32];
@@ -44,22 +28,25 @@ static void thousands(char *buf, size_t size, long long v) {
   buf[o] = 0;
 }
 
+enum { OPT_SIZE = 3001 };
+
 int cmd_layers(int argc, char **argv) {
   static const struct option longopts[] = {
-      CLI_MODEL_LONGOPTS, {"size", required_argument, NULL, 's'}, {"help", no_argument, NULL, 'h'},
-      {NULL, 0, NULL, 0}};
-  cli_model_opts mo;
-  cli_model_opts_init(&mo);
+      CLI_MODEL_LONGOPTS, {"size", required_argument, NULL, OPT_SIZE}, {NULL, 0, NULL, 0}};
+  cli_common co;
+  cli_common_init(&co);
   int w = 0, h = 0, c;
+  dd_err err;
   opterr = 0;
-  while ((c = getopt_long(argc, argv, ":m:s:h", longopts, NULL)) != -1) {
-    int r = cli_model_opt(&mo, c, optarg);
-    if (r < 0) return 2;
+  optind = 0;
+  while ((c = getopt_long(argc, argv, ":m:qh", longopts, NULL)) != -1) {
+    int r = cli_common_opt(&co, c, optarg, &err);
+    if (r < 0) return cli_usage_error("layers", "%s", err.msg);
     if (r) continue;
     switch (c) {
-      case 's':
-        if (parse_wh(optarg, &w, &h))
-          return cli_usage_error("layers", "--size: expected WxH like 224x224, got '%s'", optarg);
+      case OPT_SIZE:
+        if (cli_parse_wh("--size", optarg, &w, &h, &err))
+          return cli_usage_error("layers", "%s", err.msg);
         break;
       case 'h':
         fputs(layers_help, stdout);
@@ -70,8 +57,9 @@ int cmd_layers(int argc, char **argv) {
   }
   if (optind < argc) return cli_usage_error("layers", "unexpected argument '%s'", argv[optind]);
 
+  cli_common_warn(&co);
   cli_model cm;
-  if (cli_model_open(&mo, &cm)) return 1;
+  if (cli_model_open(&co.model, &cm)) return 1;
   const dd_model *m = cm.model;
   if (!w) {
     /* The preset's size, unless the model declares a fixed one. */
@@ -80,7 +68,7 @@ int cmd_layers(int argc, char **argv) {
     w = h = fixed ? 0 : cm.preset.size;
   }
   dd_shape in_shape;
-  if (cli_input_shape(m, w, h, &in_shape)) {
+  if (cli_any_input_shape(m, w, h, &in_shape)) {
     cli_model_close(&cm);
     return 1;
   }
@@ -95,7 +83,6 @@ int cmd_layers(int argc, char **argv) {
       if (dd_model_node_output(m, i, k) >= 0) targets[n_targets++] = dd_model_node_output(m, i, k);
   dd_binding bind = {dd_model_input(m), in_shape, NULL};
   dd_plan *plan;
-  dd_err err;
   if (dd_plan_new(m, &bind, 1, targets, n_targets, 0, cm.max_memory, &plan, &err)) {
     free(targets);
     cli_model_close(&cm);

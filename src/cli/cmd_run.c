@@ -10,7 +10,7 @@
 #include "dream/graph.h"
 
 static const char run_help[] =
-    "usage: dream run [--model M] --input IN.pb --output NAME [--output NAME]... --save DIR\n\n"
+    "usage: dream run [options] --input IN.pb --output NAME [--output NAME]... --save DIR\n\n"
     "Runs the model on the tensor in IN.pb (an ONNX TensorProto, as in the ONNX test sets)\n"
     "and writes each requested value to DIR/NAME.pb, with every '/' of NAME replaced by '_'\n"
     "(float32, dims set, the tensor's name field holding the value's name).  NAME is a value\n"
@@ -18,35 +18,37 @@ static const char run_help[] =
     "are written.\n\n"
     "options:\n" CLI_MODEL_HELP
     "  -i, --input IN.pb    the input tensor\n"
-    "  -o, --output NAME    a value to save (repeatable)\n"
-    "  -d, --save DIR       directory to write to (created if missing)\n"
-    "  -h, --help           this help\n";
+    "      --output NAME    a value to save (repeatable)\n"
+    "  -o, --save DIR       directory to write to (created if missing)\n" CLI_COMMON_HELP;
+
+enum { OPT_OUTPUT = 3001 };
 
 int cmd_run(int argc, char **argv) {
   static const struct option longopts[] = {CLI_MODEL_LONGOPTS,
                                            {"input", required_argument, NULL, 'i'},
-                                           {"output", required_argument, NULL, 'o'},
-                                           {"save", required_argument, NULL, 'd'},
-                                           {"help", no_argument, NULL, 'h'},
+                                           {"output", required_argument, NULL, OPT_OUTPUT},
+                                           {"save", required_argument, NULL, 'o'},
                                            {NULL, 0, NULL, 0}};
-  cli_model_opts mo;
-  cli_model_opts_init(&mo);
+  cli_common co;
+  cli_common_init(&co);
+  dd_err err;
   const char *input = NULL, *dir = NULL;
   const char **names = calloc((size_t)argc + 1, sizeof *names);
   if (!names) return cli_errorf("out of memory");
   int n_names = 0, c;
   opterr = 0;
-  while ((c = getopt_long(argc, argv, ":m:i:o:d:h", longopts, NULL)) != -1) {
-    int r = cli_model_opt(&mo, c, optarg);
+  optind = 0;
+  while ((c = getopt_long(argc, argv, ":m:i:o:qh", longopts, NULL)) != -1) {
+    int r = cli_common_opt(&co, c, optarg, &err);
     if (r < 0) {
       free(names);
-      return 2;
+      return cli_usage_error("run", "%s", err.msg);
     }
     if (r) continue;
     switch (c) {
       case 'i': input = optarg; break;
-      case 'o': names[n_names++] = optarg; break;
-      case 'd': dir = optarg; break;
+      case OPT_OUTPUT: names[n_names++] = optarg; break;
+      case 'o': dir = optarg; break;
       case 'h':
         free(names);
         fputs(run_help, stdout);
@@ -62,14 +64,15 @@ int cmd_run(int argc, char **argv) {
     return cli_usage_error("run", "%s is required", !input ? "--input" : "--save");
   }
 
+  cli_common_warn(&co);
+  dd_preset pre;
   cli_model cm;
-  if (cli_model_open(&mo, &cm)) {
+  if (cli_model_resolve(&co.model, &pre) || cli_model_load(&co.model, &pre, &cm)) {
     free(names);
     return 1;
   }
   const dd_model *m = cm.model;
   int status = 1;
-  dd_err err;
   dd_tensor *x = NULL;
   dd_plan *plan = NULL;
   int *targets = calloc((size_t)n_names + (size_t)dd_model_num_outputs(m) + 1, sizeof *targets);
@@ -118,7 +121,8 @@ int cmd_run(int argc, char **argv) {
   memcpy(dd_plan_tensor(plan, in)->data, x->data, (size_t)dd_tensor_numel(x) * sizeof(float));
   dd_plan_forward(plan);
 
-  if (mkdir(dir, 0777) != 0 && errno != EEXIST) {
+  struct stat st;
+  if (mkdir(dir, 0777) != 0 && (errno != EEXIST || stat(dir, &st) != 0 || !S_ISDIR(st.st_mode))) {
     cli_errorf("%s: cannot create the directory: %s", dir, strerror(errno));
     goto done;
   }
@@ -137,7 +141,19 @@ int cmd_run(int argc, char **argv) {
     int n = snprintf(path, len, "%s/", dir);
     for (const char *s = names[i]; *s; s++) path[n++] = *s == '/' ? '_' : *s;
     memcpy(path + n, ".pb", 4);
-    int rc = dd_tensor_save_pb(path, t, dd_model_value_name(m, targets[i]), &err);
+    /* Never over an input: the tensor file, the model, its labels. */
+    cli_files files = {0};
+    cli_files_in(&files, input);
+    cli_files_in(&files, pre.model_path);
+    cli_files_in(&files, pre.labels_path);
+    cli_files_out(&files, path, CLI_OUT_PB);
+    int rc = cli_files_check("run", &files);
+    if (rc) {
+      free(path);
+      status = rc;
+      goto done;
+    }
+    rc = dd_tensor_save_pb(path, t, dd_model_value_name(m, targets[i]), &err);
     if (!rc) printf("%s  %s  %s\n", path, dd_model_value_name(m, targets[i]),
                     dd_shape_str(&t->shape, sb, sizeof sb));
     free(path);
