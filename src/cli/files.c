@@ -69,6 +69,10 @@ int cli_files_check(const char *cmd, const cli_files *f) {
   for (int i = 0; i < f->n_out; i++) {
     const char *o = f->out[i];
     if (!*o) return cli_usage_error(cmd, "empty output file name");
+    for (int k = 0; k < f->n_in; k++)
+      if (same_path(o, f->in[k]))
+        return cli_usage_error(cmd, "%s is the same file as the input %s: inputs are never "
+                               "overwritten", o, f->in[k]);
     if (f->kind[i] == CLI_OUT_IMAGE && !cli_has_image_ext(o))
       return cli_usage_error(cmd, "%s: the output's extension must be .jpg, .jpeg, .png, .bmp or "
                              ".tga", o);
@@ -76,10 +80,6 @@ int cli_files_check(const char *cmd, const cli_files *f) {
         !ext_is(o, (const char *const[]){kind_ext[f->kind[i]] + 1}, 1))
       return cli_usage_error(cmd, "%s: the output's extension must be %s", o,
                              kind_ext[f->kind[i]]);
-    for (int k = 0; k < f->n_in; k++)
-      if (same_path(o, f->in[k]))
-        return cli_usage_error(cmd, "%s is the same file as the input %s: inputs are never "
-                               "overwritten", o, f->in[k]);
     for (int k = 0; k < i; k++)
       if (same_path(o, f->out[k]))
         return cli_usage_error(cmd, "%s and %s are the same file: give each output its own name",
