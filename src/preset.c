@@ -390,6 +390,12 @@ static int has_word(const char *s, const char *word) {
   return 0;
 }
 
+static int starts_with(const char *s, const char *prefix) {
+  for (; *prefix; s++, prefix++)
+    if (tolower((unsigned char)*s) != tolower((unsigned char)*prefix)) return 0;
+  return 1;
+}
+
 /* Appends "'label' (index)" to list. */
 static void list_add(char *list, size_t size, size_t *used, const char *label, int i) {
   int w = snprintf(list + *used, size - *used, "%s'%s' (%d)", *used ? ", " : "", label, i);
@@ -425,11 +431,12 @@ int dd_labels_find(char *const *labels, int n, const char *query, int *index, dd
     return dd_fail(err, DD_EARG, "class '%s' names %d classes: %s; give the index", query, hits,
                    list);
   }
-  /* No label is the query: the labels that contain it as a word, then the closest by edit
-   * distance, three at most.  Never a silent pick. */
+  /* No label is the query: the labels that contain it as a word, then those it begins,
+   * then the closest by edit distance, three at most.  Never a silent pick. */
   int best[3] = {-1, -1, -1}, bestd[3] = {1 << 30, 1 << 30, 1 << 30};
   for (int i = 0; i < n; i++) {
-    int d = has_word(labels[i], query) ? -1 : dd_edit_distance(query, labels[i]);
+    int d = has_word(labels[i], query) ? -2 : starts_with(labels[i], query) ? -1
+            : dd_edit_distance(query, labels[i]);
     for (int j = 0; j < 3; j++)
       if (d < bestd[j]) {
         for (int k = 2; k > j; k--) {

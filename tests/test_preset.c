@@ -184,15 +184,22 @@ Test(preset, imagenet_labels) {
   int k;
   cr_assert_eq(dd_labels_find(labels, n, "siberian HUSKY", &k, &err), DD_OK);
   cr_assert_eq(k, 250);
-  cr_assert_eq(dd_labels_find(labels, n, "Siber", &k, &err), DD_OK);
-  cr_assert_eq(k, 250);
-  cr_assert_eq(dd_labels_find(labels, n, "tiger", &k, &err), DD_OK); /* exact beats prefixes */
+  /* Never by prefix: a part of a name is refused, the names it begins suggested. */
+  k = -7;
+  cr_assert_eq(dd_labels_find(labels, n, "Siber", &k, &err), DD_ENOTFOUND);
+  cr_assert_eq(k, -7);
+  cr_assert(strstr(err.msg, "'Siberian husky' (250)"), "%s", err.msg);
+  cr_assert_eq(dd_labels_find(labels, n, "dog", &k, &err), DD_ENOTFOUND);
+  cr_assert(strstr(err.msg, "did you mean"), "%s", err.msg);
+  cr_assert_eq(dd_labels_find(labels, n, "tiger", &k, &err), DD_OK); /* the whole name */
   cr_assert_str_eq(labels[k], "tiger");
   cr_assert_eq(dd_labels_find(labels, n, "250", &k, &err), DD_OK);
   cr_assert_eq(k, 250);
   cr_assert_eq(dd_labels_find(labels, n, "1000", &k, &err), DD_EARG);
-  cr_assert_eq(dd_labels_find(labels, n, "box", &k, &err), DD_EARG);
-  cr_assert(strstr(err.msg, "ambiguous") && strstr(err.msg, "boxer"), "%s", err.msg);
+  cr_assert_eq(dd_labels_find(labels, n, "box", &k, &err), DD_ENOTFOUND);
+  cr_assert(strstr(err.msg, "boxer"), "%s", err.msg);
+  cr_assert_eq(dd_labels_find(labels, n, "crane", &k, &err), DD_EARG); /* two classes */
+  cr_assert(strstr(err.msg, "(134)") && strstr(err.msg, "(517)"), "%s", err.msg);
   cr_assert_eq(dd_labels_find(labels, n, "Siberian huskey", &k, &err), DD_ENOTFOUND);
   cr_assert(strstr(err.msg, "'Siberian husky' (250)"), "%s", err.msg);
   dd_labels_free(labels, n);
