@@ -49,9 +49,9 @@ dict=$build/onnx.dict
 
 # The command line's option names, from the option tables.
 cli_dict=$build/cli.dict
-grep -oh '{"[a-z-]*", *[a-z]*_argument' src/cli/cmd_dream.c src/cli/cli.h |
+grep -oh '{"[a-z-]*", *[a-z]*_argument' src/cli/*.c src/cli/*.h |
   sed 's/{"\([a-z-]*\)".*/"--\1"/' | sort -u >"$cli_dict"
-printf '"meanabs"\n"laplacian"\n"std"\n"#"\n":"\n' >>"$cli_dict"
+printf '"meanabs"\n"laplacian"\n"std"\n"#"\n":"\n"@in"\n"@out"\n"@csv"\n"@json"\n"random"\n' >>"$cli_dict"
 
 fail=0
 printf '%-12s %12s %8s %10s  %s\n' target executions seconds exec/s result
@@ -61,6 +61,7 @@ for t in $targets; do
   fuzz_tensor) max_len=65536 extra= ;;
   fuzz_image) max_len=16384 extra= ;;
   fuzz_cli) max_len=4096 extra="-dict=$cli_dict" ;;
+  fuzz_commands) max_len=1024 extra="-dict=$cli_dict -close_fd_mask=3" ;;
   *) max_len=65536 extra= ;;
   esac
   corpus=$build/corpus/$t

@@ -80,6 +80,29 @@ dream --layer inception_4c/output in.jpg out.jpg
 --help
 ARGS
   ;;
+fuzz_commands)
+  # Byte 0: the subcommand (0 classify, 1 explain, 2 activations, 3 class, 4 filters,
+  # 5 dream); bytes 1-2: the model (0: GoogLeNet, then libonnx-testdata's in sorted order);
+  # then NUL-separated words.
+  n=0
+  while IFS='|' read -r head words; do
+    n=$((n + 1))
+    { printf "$head"; printf '%s' "$words" | tr ' ' '\000'; } >"$dir/cmd$n"
+  done <<'ARGS'
+\000\000\000|@in
+\001\000\000|@in @out
+\001\000\000|--class 250 --layer inception_4c/output @in @out
+\002\000\000|--layer conv2/3x3 --channels 0-3 --stats @csv @in @out
+\003\000\000|--class 1 @out
+\004\000\000|--optimize --layer conv2/3x3 @out
+\004\000\000|--layer conv1 @out
+\005\000\000|--layer inception_3b/output @in @out
+\000\000\007|@in
+\001\000\021|@in @out
+\002\001\003|--layer y @in @out
+\005\000\100|--layer y @in @out
+ARGS
+  ;;
 *)
   echo "seeds.sh: unknown target '$target'" >&2
   exit 2
