@@ -342,3 +342,29 @@ Test(safety, classify_and_explain_agree) {
   th_result_free(&a);
   th_result_free(&b);
 }
+
+/* A 2000x20 strip: its shorter side goes to 224, but the longer side stops at 4 x 224 (the
+ * strip's centre), not 22400 pixels (3.4 GB of activations). */
+Test(safety, activations_cap_the_long_side) {
+  char in[256], out[256];
+  dd_image *im;
+  dd_err err;
+  cr_assert_eq(dd_image_new(2000, 20, &im, &err), 0);
+  for (int i = 0; i < 2000 * 20 * 3; i++) im->rgb[i] = (float)(i % 251);
+  cr_assert_eq(dd_image_save(th_tmp(in, sizeof in, "strip.png"), im, &err), 0);
+  dd_image_free(im);
+  th_result r = TH_RUN("activations", "--layer", "conv2/3x3", in, th_tmp(out, sizeof out, "a.png"));
+  cr_expect_eq(r.status, 0, "%s", r.err);
+  expect_in(&r, "at 896x224", "activations");
+  th_result_free(&r);
+}
+
+/* The pixel cap of a command follows from --max-memory, and its message says so. */
+Test(safety, pixel_cap_names_the_option) {
+  char dog[512];
+  th_shared(dog, sizeof dog, "images/dog.jpg");
+  th_result r = TH_RUN("classify", "--max-memory", "20M", dog);
+  cr_expect_eq(r.status, 1);
+  expect_in(&r, "--max-memory", "classify --max-memory 20M");
+  th_result_free(&r);
+}
