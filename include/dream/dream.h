@@ -25,6 +25,8 @@
 #ifndef DREAM_DREAM_H
 #define DREAM_DREAM_H
 
+#include "dream/api.h"
+
 #include <signal.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -33,6 +35,10 @@
 #include "dream/image.h"
 #include "dream/model.h"
 #include "dream/tensor.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
 
 #define DD_DREAM_MAX_LAYERS 16
 /* Octaves whose shorter side would be smaller than this are skipped. */
@@ -75,18 +81,18 @@ typedef struct dd_dream_params {
 } dd_dream_params;
 
 /* The notebook's defaults, no layers (n_layers = 0), seed 0. */
-void dd_dream_params_default(dd_dream_params *p);
+DD_API void dd_dream_params_default(dd_dream_params *p);
 
 /* Splits a layer spec "NAME[#CHANNEL][:WEIGHT]" (pure syntax, no model): `name` receives NAME,
  * *channel -1 when absent, *weight 1 when absent.  A weight must be a finite number, a
  * channel a non-negative integer.  DD_EARG with the reason otherwise. */
-int dd_dream_layer_spec(const char *spec, char *name, size_t name_size, int *channel,
+DD_API int dd_dream_layer_spec(const char *spec, char *name, size_t name_size, int *channel,
                         float *weight, dd_err *err);
 /* Resolves a spec against a model: NAME is a value name or a "convN" alias
  * (dd_model_resolve); a spec that is as a whole a value name is taken as that name.
  * DD_ENOTFOUND with the closest names when no layer has that name.  The channel is checked
  * against the layer's shape when a plan is built (dd_dream_run, dd_input_gradient). */
-int dd_dream_layer_resolve(const dd_model *m, const char *spec, dd_dream_layer *out,
+DD_API int dd_dream_layer_resolve(const dd_model *m, const char *spec, dd_dream_layer *out,
                            dd_err *err);
 
 /* What the progress callback sees after each iteration. */
@@ -110,7 +116,7 @@ typedef int (*dd_dream_progress_fn)(const dd_dream_progress *info, void *user);
  * NULL) is called after every iteration.  On failure -- bad parameters (DD_EARG), a layer that
  * does not depend on the input or a channel out of range (DD_EARG), a budget too small even
  * for the smallest tile (DD_ELIMIT), cancellation (DD_EINTR) -- img is left untouched. */
-int dd_dream_run(const dd_model *m, const dd_preproc *pp, const dd_dream_params *p,
+DD_API int dd_dream_run(const dd_model *m, const dd_preproc *pp, const dd_dream_params *p,
                  dd_image *img, dd_dream_progress_fn fn, void *user, dd_err *err);
 
 /* The gradient machinery of a dream, for tools and tests: plans (one at a time, rebuilt when
@@ -118,32 +124,36 @@ int dd_dream_run(const dd_model *m, const dd_preproc *pp, const dd_dream_params 
 typedef struct dd_dreamer dd_dreamer;
 
 /* Validates `p` and computes the guide's features (p->guide is not kept). */
-int dd_dreamer_new(const dd_model *m, const dd_preproc *pp, const dd_dream_params *p,
+DD_API int dd_dreamer_new(const dd_model *m, const dd_preproc *pp, const dd_dream_params *p,
                    dd_dreamer **out, dd_err *err);
-void dd_dreamer_free(dd_dreamer *d);
+DD_API void dd_dreamer_free(dd_dreamer *d);
 
 /* Gradient of the objective with respect to the pixels of `img` rolled by (dx, dy) (the
  * notebook's np.roll: the network sees img[y - dy][x - dx]), un-rolled: grad[i] is the
  * derivative by img->rgb[i] (w*h*3 floats, the layout of img).  Tiles as p->tile says (auto:
  * when the whole image would exceed max_memory); each tile owns the pixels nearest its center.
  * *objective (may be NULL) receives the objective, summed over tiles.  Not normalized. */
-int dd_dreamer_gradient(dd_dreamer *d, const dd_image *img, int dx, int dy, float *grad,
+DD_API int dd_dreamer_gradient(dd_dreamer *d, const dd_image *img, int dx, int dy, float *grad,
                         double *objective, dd_err *err);
 /* Tile side the last gradient used along x and y (the image's size when untiled). */
-void dd_dreamer_tile_size(const dd_dreamer *d, int *tw, int *th);
+DD_API void dd_dreamer_tile_size(const dd_dreamer *d, int *tw, int *th);
 
 /* Gradient normalization as the dream does it, in place on w*h*3 floats.  `work` holds
  * dd_dream_norm_work(w, h, levels) floats (only the Laplacian needs it; may be NULL then
  * for the others). */
-void dd_dream_normalize(dd_dream_norm norm, int levels, float *g, int w, int h, float *work);
-size_t dd_dream_norm_work(dd_dream_norm norm, int w, int h, int levels);
+DD_API void dd_dream_normalize(dd_dream_norm norm, int levels, float *g, int w, int h, float *work);
+DD_API size_t dd_dream_norm_work(dd_dream_norm norm, int w, int h, int levels);
 
 /* The gradient of sum over `layers` of weight * 1/2 sum(a^2) with respect to the model input
  * `input` as given (any shape the model accepts), for `dream grad`: a new tensor of input's
  * shape in *grad, the objective in *objective (may be NULL).  max_bytes caps the plan (0:
  * none). */
-int dd_input_gradient(const dd_model *m, const dd_tensor *input, const dd_dream_layer *layers,
+DD_API int dd_input_gradient(const dd_model *m, const dd_tensor *input, const dd_dream_layer *layers,
                       int n_layers, size_t max_bytes, dd_tensor **grad, double *objective,
                       dd_err *err);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

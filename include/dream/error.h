@@ -9,7 +9,13 @@
 #ifndef DREAM_ERROR_H
 #define DREAM_ERROR_H
 
+#include "dream/api.h"
+
 #include <stddef.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
 
 /* X(name, value, description): the one list the enum, dd_strerror and dd_errname come from. */
 #define DD_ERRNO_MAP(X)                                                  \
@@ -39,16 +45,20 @@ typedef struct dd_err {
 } dd_err;
 
 /* Description of a status code ("malformed file"); never NULL. */
-const char *dd_strerror(int code);
+DD_API const char *dd_strerror(int code);
 /* Name of a status code ("DD_EFORMAT"); never NULL. */
-const char *dd_errname(int code);
+DD_API const char *dd_errname(int code);
 
 /* Record `code` and a printf-style message in `err` (if not NULL); returns `code`,
  * so callers can write `return dd_fail(err, DD_EFORMAT, "%s: ...", path);`. */
-int dd_fail(dd_err *err, int code, const char *fmt, ...)
+DD_API int dd_fail(dd_err *err, int code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
 /* Prefix the message already in `err` with "prefix: " (e.g. a file name); returns err->code. */
-int dd_err_prefix(dd_err *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+DD_API int dd_err_prefix(dd_err *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

@@ -13,6 +13,8 @@
 #ifndef DREAM_FRAME_H
 #define DREAM_FRAME_H
 
+#include "dream/api.h"
+
 #include "dream/error.h"
 #include "dream/image.h"
 
@@ -38,18 +40,18 @@ typedef struct dd_frame_rect {
 /* Frames `im` for a network input of w x h (for DD_FRAME_FIT the output size follows the
  * photo's aspect; see above).  `rect` may be NULL.  DD_EARG for w or h < 1 or an unknown
  * framing; the errors of dd_image_resize.  On failure *out is untouched. */
-int dd_image_frame(const dd_image *im, dd_framing framing, int w, int h, dd_image **out,
+DD_API int dd_image_frame(const dd_image *im, dd_framing framing, int w, int h, dd_image **out,
                    dd_frame_rect *rect, dd_err *err);
 /* The layout alone: which part of an iw x ih photo the framing shows (*rect, whole pixels)
  * and the size of the framed image (*ow x *oh).  dd_image_frame is dd_image_cut of *rect
  * followed by dd_image_resize to *ow x *oh. */
-int dd_frame_layout(int iw, int ih, dd_framing framing, int w, int h, dd_frame_rect *rect,
+DD_API int dd_frame_layout(int iw, int ih, dd_framing framing, int w, int h, dd_frame_rect *rect,
                     int *ow, int *oh, dd_err *err);
 /* The cw x ch rectangle at (x0, y0) of `im` as a new image; DD_EARG when it is not inside. */
-int dd_image_cut(const dd_image *im, int x0, int y0, int cw, int ch, dd_image **out,
+DD_API int dd_image_cut(const dd_image *im, int x0, int y0, int cw, int ch, dd_image **out,
                  dd_err *err);
 /* "crop", "squash" or "fit". */
-const char *dd_framing_name(dd_framing framing);
+DD_API const char *dd_framing_name(dd_framing framing);
 
 #ifdef __cplusplus
 }

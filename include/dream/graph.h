@@ -9,7 +9,13 @@
 #ifndef DREAM_GRAPH_H
 #define DREAM_GRAPH_H
 
+#include "dream/api.h"
+
 #include "dream/model.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
 
 typedef struct dd_plan dd_plan;
 
@@ -32,41 +38,45 @@ typedef struct dd_binding {
 
 /* Build a plan computing `targets` from `inputs`.  max_bytes (0: none) caps the memory of
  * the plan's buffers: a plan that would need more fails with DD_ELIMIT, saying how much. */
-int dd_plan_new(const dd_model *m, const dd_binding *inputs, int n_inputs, const int *targets,
+DD_API int dd_plan_new(const dd_model *m, const dd_binding *inputs, int n_inputs, const int *targets,
                 int n_targets, unsigned flags, size_t max_bytes, dd_plan **out, dd_err *err);
 /* As dd_plan_new, but in the buffers of `host` when they are large enough (else in its own):
  * a sequence of plans for sizes up to the host's -- a dream's octaves -- then touches no fresh
  * memory (the kernel zeroes every new page at first touch, about 0.8 s per GB here).  The
  * plan's buffers are the host's: the two must never run interleaved (run one, then the other;
  * every run rewrites what it reads), and the host must outlive the plan. */
-int dd_plan_new_within(dd_plan *host, const dd_model *m, const dd_binding *inputs, int n_inputs,
+DD_API int dd_plan_new_within(dd_plan *host, const dd_model *m, const dd_binding *inputs, int n_inputs,
                        const int *targets, int n_targets, unsigned flags, size_t max_bytes,
                        dd_plan **out, dd_err *err);
-void dd_plan_free(dd_plan *p);
+DD_API void dd_plan_free(dd_plan *p);
 
 /* The tensor holding `value` in this plan (inputs are written here before forward), or NULL
  * when the plan does not compute it.  Owned by the plan. */
-dd_tensor *dd_plan_tensor(dd_plan *p, int value);
+DD_API dd_tensor *dd_plan_tensor(dd_plan *p, int value);
 /* The gradient buffer of `value`, or NULL when no gradient reaches it.  Seed the targets'
  * gradients here (after dd_plan_zero_grad), then call dd_plan_backward. */
-dd_tensor *dd_plan_grad(dd_plan *p, int value);
+DD_API dd_tensor *dd_plan_grad(dd_plan *p, int value);
 
-void dd_plan_forward(dd_plan *p);
-void dd_plan_zero_grad(dd_plan *p);
+DD_API void dd_plan_forward(dd_plan *p);
+DD_API void dd_plan_zero_grad(dd_plan *p);
 /* Propagates the seeded gradients to the first binding: dd_plan_grad(p, input). */
-void dd_plan_backward(dd_plan *p);
+DD_API void dd_plan_backward(dd_plan *p);
 
 /* Profiling: when `seconds` is not NULL (2 * dd_model_num_nodes doubles), forward adds each
  * node's wall time to seconds[2 * node] and backward to seconds[2 * node + 1].  NULL: off. */
-void dd_plan_set_profile(dd_plan *p, double *seconds);
+DD_API void dd_plan_set_profile(dd_plan *p, double *seconds);
 
 /* Bytes of all buffers the plan holds. */
-size_t dd_plan_bytes(const dd_plan *p);
+DD_API size_t dd_plan_bytes(const dd_plan *p);
 /* FLOPs of one forward of `node` in this plan (0 when it does not run at run time). */
-int64_t dd_plan_node_flops(const dd_plan *p, int node);
+DD_API int64_t dd_plan_node_flops(const dd_plan *p, int node);
 /* 1 when `node` runs at run time (it is needed and not constant-folded). */
-int dd_plan_node_runs(const dd_plan *p, int node);
+DD_API int dd_plan_node_runs(const dd_plan *p, int node);
 /* Parameters (initializer elements) `node` reads. */
-int64_t dd_model_node_params(const dd_model *m, int node);
+DD_API int64_t dd_model_node_params(const dd_model *m, int node);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

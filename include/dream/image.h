@@ -6,9 +6,15 @@
 #ifndef DREAM_IMAGE_H
 #define DREAM_IMAGE_H
 
+#include "dream/api.h"
+
 #include <stddef.h>
 
 #include "dream/error.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
 
 typedef struct dd_image {
   int w, h;
@@ -19,19 +25,19 @@ typedef struct dd_image {
 #define DD_IMAGE_MAX_PIXELS ((size_t)1 << 28)
 
 /* New black image; DD_ELIMIT when w or h is < 1 or w*h > DD_IMAGE_MAX_PIXELS. */
-int dd_image_new(int w, int h, dd_image **out, dd_err *err);
-void dd_image_free(dd_image *im);
+DD_API int dd_image_new(int w, int h, dd_image **out, dd_err *err);
+DD_API void dd_image_free(dd_image *im);
 /* Decode any format stb_image reads (JPEG, PNG, BMP, GIF, PSD, TGA, PNM).  The header's
  * width x height is checked against max_pixels (0: DD_IMAGE_MAX_PIXELS) before anything is
  * decoded (DD_ELIMIT).  Grey becomes RGB; an alpha channel is composited on white.  A file
  * stb_image cannot read fails with DD_EFORMAT, "path: not an image (stb_image: reason)". */
-int dd_image_load(const char *path, size_t max_pixels, dd_image **out, dd_err *err);
+DD_API int dd_image_load(const char *path, size_t max_pixels, dd_image **out, dd_err *err);
 /* Encode by extension (.png, .jpg/.jpeg, .bmp, .tga), pixels rounded and clamped to 0..255.
  * Written to a temporary file and renamed, so a failure never leaves a partial file. */
-int dd_image_save(const char *path, const dd_image *im, dd_err *err);
+DD_API int dd_image_save(const char *path, const dd_image *im, dd_err *err);
 /* Resampled copy (stb_image_resize, Mitchell filter down / Catmull-Rom up, edges clamped).
  * Not clamped to 0..255: the cubic filters may overshoot by a few levels at sharp edges. */
-int dd_image_resize(const dd_image *im, int w, int h, dd_image **out, dd_err *err);
+DD_API int dd_image_resize(const dd_image *im, int w, int h, dd_image **out, dd_err *err);
 
 /* A model's input preprocessing: x[c] = (p[c] / 255 * scale - mean[c]) / std[c], with p in
  * 0..255 and channels in BGR order when `bgr` is set. */
@@ -43,8 +49,12 @@ typedef struct dd_preproc {
 } dd_preproc;
 
 /* Image -> NCHW float tensor data (1x3xHxW), `out` holds 3*w*h floats. */
-void dd_image_to_input(const dd_image *im, const dd_preproc *pp, float *out);
+DD_API void dd_image_to_input(const dd_image *im, const dd_preproc *pp, float *out);
 /* NCHW (1x3xHxW) model input -> image pixels (not clamped). */
-void dd_input_to_image(const float *in, const dd_preproc *pp, dd_image *im);
+DD_API void dd_input_to_image(const float *in, const dd_preproc *pp, dd_image *im);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

@@ -8,8 +8,14 @@
 #ifndef DREAM_MODEL_H
 #define DREAM_MODEL_H
 
+#include "dream/api.h"
+
 #include "dream/error.h"
 #include "dream/tensor.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
 
 typedef struct dd_model dd_model;
 
@@ -18,52 +24,56 @@ typedef struct dd_model dd_model;
 
 /* Load `path`.  On failure *out is untouched and err says which file, node or tensor is
  * wrong and why. */
-int dd_model_load(const char *path, dd_model **out, dd_err *err);
+DD_API int dd_model_load(const char *path, dd_model **out, dd_err *err);
 /* Same from a buffer; `what` names it in messages. */
-int dd_model_parse(const void *buf, size_t len, const char *what, dd_model **out, dd_err *err);
-void dd_model_free(dd_model *m);
+DD_API int dd_model_parse(const void *buf, size_t len, const char *what, dd_model **out, dd_err *err);
+DD_API void dd_model_free(dd_model *m);
 
 /* The path or name the model was loaded from. */
-const char *dd_model_name(const dd_model *m);
-int64_t dd_model_opset(const dd_model *m);
+DD_API const char *dd_model_name(const dd_model *m);
+DD_API int64_t dd_model_opset(const dd_model *m);
 /* Total number of float parameters (initializer elements). */
-int64_t dd_model_num_params(const dd_model *m);
+DD_API int64_t dd_model_num_params(const dd_model *m);
 
 /* Values (every named tensor of the graph: inputs, initializers, node outputs). */
-int dd_model_num_values(const dd_model *m);
-const char *dd_model_value_name(const dd_model *m, int value);
+DD_API int dd_model_num_values(const dd_model *m);
+DD_API const char *dd_model_value_name(const dd_model *m, int value);
 /* Index of the value called `name`, or -1. */
-int dd_model_find(const dd_model *m, const char *name);
+DD_API int dd_model_find(const dd_model *m, const char *name);
 /* 1 when `value` is an initializer or folded constant of the file. */
-int dd_model_value_is_const(const dd_model *m, int value);
+DD_API int dd_model_value_is_const(const dd_model *m, int value);
 
 /* The graph's data input: the first graph input that is not an initializer.  Its declared
  * shape has -1 for symbolic or unknown dims. */
-int dd_model_input(const dd_model *m);
-dd_shape dd_model_input_shape(const dd_model *m);
+DD_API int dd_model_input(const dd_model *m);
+DD_API dd_shape dd_model_input_shape(const dd_model *m);
 /* The data input, when it can take an image: rank 4 (or undeclared), batch 1, 3 channels.
  * DD_EUNSUPPORTED "model: input 'x' is not an image (1x3xHxW): it is 3x4x5" otherwise;
  * DD_EARG when the model has no input.  `value` may be NULL. */
-int dd_model_image_input(const dd_model *m, int *value, dd_err *err);
-int dd_model_num_outputs(const dd_model *m);
-int dd_model_output(const dd_model *m, int i);
+DD_API int dd_model_image_input(const dd_model *m, int *value, dd_err *err);
+DD_API int dd_model_num_outputs(const dd_model *m);
+DD_API int dd_model_output(const dd_model *m, int i);
 
 /* Nodes, in topological order. */
-int dd_model_num_nodes(const dd_model *m);
-const char *dd_model_node_name(const dd_model *m, int node);
-const char *dd_model_node_op(const dd_model *m, int node);
-int dd_model_node_num_outputs(const dd_model *m, int node);
-int dd_model_node_output(const dd_model *m, int node, int i);
+DD_API int dd_model_num_nodes(const dd_model *m);
+DD_API const char *dd_model_node_name(const dd_model *m, int node);
+DD_API const char *dd_model_node_op(const dd_model *m, int node);
+DD_API int dd_model_node_num_outputs(const dd_model *m, int node);
+DD_API int dd_model_node_output(const dd_model *m, int node, int i);
 /* Node that produces `value`, or -1 for inputs and initializers. */
-int dd_model_producer(const dd_model *m, int value);
+DD_API int dd_model_producer(const dd_model *m, int value);
 
 /* Resolve a layer name for the CLI: a value name, or the alias "convN" (N from 1): the
  * N-th Conv in graph order, taken after the activation that directly follows it when
  * there is one.  Returns the value index, or DD_ENOTFOUND with the closest names in err. */
-int dd_model_resolve(const dd_model *m, const char *name, int *value, dd_err *err);
+DD_API int dd_model_resolve(const dd_model *m, const char *name, int *value, dd_err *err);
 /* Alias of a value ("conv3"), or NULL. Valid while the model lives. */
-const char *dd_model_alias(const dd_model *m, int value);
+DD_API const char *dd_model_alias(const dd_model *m, int value);
 /* Write up to `n` value names closest to `name` (edit distance) into buf, comma separated. */
-void dd_model_suggest(const dd_model *m, const char *name, int n, char *buf, size_t size);
+DD_API void dd_model_suggest(const dd_model *m, const char *name, int n, char *buf, size_t size);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

@@ -8,10 +8,16 @@
 #ifndef DREAM_PRESET_H
 #define DREAM_PRESET_H
 
+#include "dream/api.h"
+
 #include <limits.h>
 
 #include "dream/error.h"
 #include "dream/image.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
 
 #ifndef PATH_MAX
 #define PATH_MAX 4096
@@ -37,15 +43,19 @@ typedef struct dd_preset {
  * A preset's model and labels files are searched in $DREAM_MODEL_PATH, weights/models/, then
  * the preset's own directory.  Fails with DD_ENOTFOUND naming where it looked and how to get
  * the file, DD_EFORMAT for a malformed preset (with its line number). */
-int dd_preset_resolve(const char *spec, dd_preset *out, dd_err *err);
+DD_API int dd_preset_resolve(const char *spec, dd_preset *out, dd_err *err);
 
 /* Labels: one per line ("n02110185 Siberian husky" -> "Siberian husky").  *labels is an
  * array of *n malloc'ed strings; free with dd_labels_free. */
-int dd_labels_load(const char *path, char ***labels, int *n, dd_err *err);
-void dd_labels_free(char **labels, int n);
+DD_API int dd_labels_load(const char *path, char ***labels, int *n, dd_err *err);
+DD_API void dd_labels_free(char **labels, int n);
 /* Class index from a number, or a label matched whole (case-insensitive): never by prefix.
  * DD_ENOTFOUND names the closest labels; DD_EARG for an index out of range or a label that
  * names several classes (listed with their indices). */
-int dd_labels_find(char *const *labels, int n, const char *query, int *index, dd_err *err);
+DD_API int dd_labels_find(char *const *labels, int n, const char *query, int *index, dd_err *err);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

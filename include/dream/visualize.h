@@ -16,6 +16,8 @@
 #ifndef DREAM_VISUALIZE_H
 #define DREAM_VISUALIZE_H
 
+#include "dream/api.h"
+
 #include <stdint.h>
 
 #include "dream/error.h"
@@ -23,13 +25,17 @@
 #include "dream/model.h"
 #include "dream/tensor.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 /* ---- colour maps and grids ------------------------------------------------------------ */
 
 typedef enum dd_cmap { DD_CMAP_INFERNO, DD_CMAP_VIRIDIS } dd_cmap;
 
 /* Colour of t in [0, 1] (clamped; NaN gives the first entry) as RGB 0..255, interpolated
  * linearly between the 256 entries of the map. */
-void dd_colormap(dd_cmap map, float t, float rgb[3]);
+DD_API void dd_colormap(dd_cmap map, float t, float rgb[3]);
 
 /* Geometry of a grid of equal tiles: tile i is at x = gap + (i % cols) * (tile_w + gap),
  * y = gap + (i / cols) * (tile_h + gap). */
@@ -41,7 +47,7 @@ typedef struct dd_grid {
 /* Lays `n` tiles of the same size out in a near-square grid (cols = ceil(sqrt(n))) on a
  * background of grey level `bg` (0..255), `gap` pixels around and between them.  The tiles
  * are borrowed.  DD_EARG when n < 1 or the tile sizes differ. */
-int dd_vis_grid(const dd_image *const *tiles, int n, int gap, float bg, dd_image **out,
+DD_API int dd_vis_grid(const dd_image *const *tiles, int n, int gap, float bg, dd_image **out,
                 dd_grid *grid, dd_err *err);
 
 /* ---- finding layers ------------------------------------------------------------------- */
@@ -49,12 +55,12 @@ int dd_vis_grid(const dd_image *const *tiles, int n, int gap, float bg, dd_image
 /* The Conv node whose kernels make `value`: its producer when that is a Conv, else the Conv
  * found by walking back through single-data-input nodes (Relu, LRN, BatchNormalization, ...)
  * that directly follow it.  DD_ENOTFOUND, naming the value, when there is none. */
-int dd_vis_find_conv(const dd_model *m, int value, int *node, dd_err *err);
+DD_API int dd_vis_find_conv(const dd_model *m, int value, int *node, dd_err *err);
 
 /* The class scores before any softmax: the input of the Softmax that produces the model's
  * first output when there is one (GoogLeNet's Gemm output), else that output itself
  * (SqueezeNet's logits). */
-int dd_vis_logits(const dd_model *m, int *value, dd_err *err);
+DD_API int dd_vis_logits(const dd_model *m, int *value, dd_err *err);
 
 /* ---- filters -------------------------------------------------------------------------- */
 
@@ -64,7 +70,7 @@ int dd_vis_logits(const dd_model *m, int *value, dd_err *err);
  * |weight| of the kernel is 0 or 255), enlarged `zoom` times by nearest neighbour (zoom <= 0:
  * chosen so a tile is at least 32 pixels).  DD_EUNSUPPORTED for a grouped convolution or
  * one with other than 3 input channels. */
-int dd_vis_filters(const dd_model *m, int node, int bgr, int zoom, int gap, dd_image **out,
+DD_API int dd_vis_filters(const dd_model *m, int node, int bgr, int zoom, int gap, dd_image **out,
                    dd_grid *grid, dd_err *err);
 
 /* ---- feature visualization ------------------------------------------------------------ */
@@ -86,7 +92,7 @@ typedef struct dd_fv_opts {
 } dd_fv_opts;
 
 /* The defaults above. */
-void dd_fv_opts_init(dd_fv_opts *o);
+DD_API void dd_fv_opts_init(dd_fv_opts *o);
 
 typedef struct dd_fv dd_fv;
 
@@ -96,30 +102,30 @@ typedef struct dd_fv dd_fv;
  * When the value is a Relu's output (or a channel Concat of them), the gradient is seeded on
  * the channel's pre-activation, which a dead-at-start channel still has a gradient for.
  * The model and preprocessing are borrowed and must outlive the context. */
-int dd_fv_new(const dd_model *m, const dd_preproc *pp, int value, const dd_fv_opts *o,
+DD_API int dd_fv_new(const dd_model *m, const dd_preproc *pp, int value, const dd_fv_opts *o,
               dd_fv **out, dd_err *err);
-void dd_fv_free(dd_fv *fv);
+DD_API void dd_fv_free(dd_fv *fv);
 /* Number of channels of the value (its dim 1). */
-int dd_fv_channels(const dd_fv *fv);
+DD_API int dd_fv_channels(const dd_fv *fv);
 
 /* Optimizes an image from noise (drawn from `seed`) by gradient ascent on channel
  * `channel`'s objective.  *out is the size x size image (the untransformed view of the
  * parameterization); *objective (may be NULL) its objective, measured on *out as saved
  * (rounded to 8 bits).  DD_EARG for a channel out of range, DD_EINTR when the progress
  * callback stopped it. */
-int dd_fv_run(dd_fv *fv, int channel, uint64_t seed, dd_image **out, float *objective,
+DD_API int dd_fv_run(dd_fv *fv, int channel, uint64_t seed, dd_image **out, float *objective,
               dd_err *err);
 
 /* Class probabilities of `im` at the image's own size: the softmax of the scores
  * (dd_vis_logits).  *prob is a 1-D tensor of the classes. */
-int dd_vis_classify(const dd_model *m, const dd_preproc *pp, const dd_image *im,
+DD_API int dd_vis_classify(const dd_model *m, const dd_preproc *pp, const dd_image *im,
                     size_t max_bytes, dd_tensor **prob, dd_err *err);
 
 /* ---- activations ---------------------------------------------------------------------- */
 
 /* Runs the model forward on `im` at the image's own size and returns a copy of `value`'s
  * first batch item as a C x H x W tensor (a 2-D value N x C gives C x 1 x 1). */
-int dd_vis_activations(const dd_model *m, const dd_preproc *pp, int value, const dd_image *im,
+DD_API int dd_vis_activations(const dd_model *m, const dd_preproc *pp, int value, const dd_image *im,
                        size_t max_bytes, dd_tensor **out, dd_err *err);
 
 typedef struct dd_chan_stats {
@@ -128,12 +134,12 @@ typedef struct dd_chan_stats {
 } dd_chan_stats;
 
 /* Statistics of each channel of a C x H x W tensor; `st` has C entries. */
-void dd_vis_channel_stats(const dd_tensor *act, dd_chan_stats *st);
+DD_API void dd_vis_channel_stats(const dd_tensor *act, dd_chan_stats *st);
 
 /* Channels c0..c1-1 of a C x H x W tensor as a grid of heat maps: each map scaled from 0 to
  * its own maximum (negative values clamp to 0; an all-zero map is the map's darkest colour),
  * enlarged `zoom` times by nearest neighbour (zoom <= 0: so a tile is at least 24 pixels). */
-int dd_vis_activation_grid(const dd_tensor *act, int c0, int c1, int zoom, int gap,
+DD_API int dd_vis_activation_grid(const dd_tensor *act, int c0, int c1, int zoom, int gap,
                            dd_cmap map, dd_image **out, dd_grid *grid, dd_err *err);
 
 /* ---- explanations --------------------------------------------------------------------- */
@@ -151,7 +157,7 @@ typedef struct dd_explain_opts {
 } dd_explain_opts;
 
 /* The defaults above. */
-void dd_explain_opts_init(dd_explain_opts *o);
+DD_API void dd_explain_opts_init(dd_explain_opts *o);
 
 typedef struct dd_explanation {
   int n_classes;
@@ -171,14 +177,18 @@ typedef struct dd_explanation {
  * gradient saliency map, both brought back to the image's size.  DD_EARG for a class out of
  * range or a layer the score does not depend on, DD_ESHAPE for a layer that is not
  * N x C x H x W. */
-int dd_explain(const dd_model *m, const dd_preproc *pp, const dd_image *im,
+DD_API int dd_explain(const dd_model *m, const dd_preproc *pp, const dd_image *im,
                const dd_explain_opts *o, dd_explanation **out, dd_err *err);
-void dd_explanation_free(dd_explanation *e);
+DD_API void dd_explanation_free(dd_explanation *e);
 
 /* Side by side, each `height` pixels high (<= 0: the image's height, at most 320): the image,
  * the Grad-CAM heat map (inferno) blended over it with its maximum marked, and the saliency
  * map (inferno, scaled to its 99.5th percentile). */
-int dd_explain_picture(const dd_image *im, const dd_explanation *e, int height, dd_image **out,
+DD_API int dd_explain_picture(const dd_image *im, const dd_explanation *e, int height, dd_image **out,
                        dd_err *err);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif
