@@ -15,11 +15,14 @@
 #include <stb_image_write.h>
 
 #include "image_guard.h"
+#include "image_meta.h"
 #include "util.h"
 
 /* Largest image file read; far above any photo, it only stops a stray multi-GiB file. */
 #define IMAGE_MAX_FILE ((size_t)1 << 30)
 #define JPEG_QUALITY 95
+
+const char dd_image_formats[] = DD_IMAGE_FORMATS;
 
 int dd_image_new(int w, int h, dd_image **out, dd_err *err) {
   if (w < 1 || h < 1 || (size_t)w * (size_t)h > DD_IMAGE_MAX_PIXELS)
@@ -65,6 +68,12 @@ int dd_image_load(const char *path, size_t max_pixels, dd_image **out, dd_err *e
     free(buf);
     return dd_fail(err, DD_ELIMIT, "%s: file too large for the image decoder", path);
   }
+  const char *unsupported = dd_image_unsupported_format(buf, len);
+  if (unsupported) {
+    free(buf);
+    return dd_fail(err, DD_EFORMAT, "%s: %s images are not supported; supported formats: %s",
+                   path, unsupported, DD_IMAGE_FORMATS);
+  }
   rc = dd_image_guard(buf, len, path, err);
   if (rc) {
     free(buf);
@@ -74,7 +83,8 @@ int dd_image_load(const char *path, size_t max_pixels, dd_image **out, dd_err *e
   int w, h, comp;
   if (!stbi_info_from_memory(buf, (int)len, &w, &h, &comp)) {
     free(buf);
-    return dd_fail(err, DD_EFORMAT, "%s: not an image (stb_image: %s)", path, stb_reason());
+    return dd_fail(err, DD_EFORMAT, "%s: not an image (stb_image: %s); supported formats: %s",
+                   path, stb_reason(), DD_IMAGE_FORMATS);
   }
   if (w < 1 || h < 1 || (uint64_t)w * (uint64_t)h > max_pixels) {
     free(buf);

@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <stb_image.h>
 #include <stb_image_write.h>
 
 #include "dream/image.h"
@@ -347,4 +348,107 @@ Test(image, to_input_follows_the_formula_and_round_trips) {
     dd_image_free(back);
   }
   dd_image_free(im);
+}
+
+/* ---- formats --------------------------------------------------------------------------- */
+
+typedef struct bytes {
+  unsigned char *p;
+  size_t len, cap;
+} bytes;
+
+static void bytes_put(bytes *b, const void *data, size_t n) {
+  if (b->len + n > b->cap) {
+    b->cap = (b->len + n) * 2;
+    b->p = realloc(b->p, b->cap);
+    cr_assert_not_null(b->p);
+  }
+  memcpy(b->p + b->len, data, n);
+  b->len += n;
+}
+
+static void bytes_write(void *ctx, void *data, int size) { bytes_put(ctx, data, (size_t)size); }
+
+static dd_image *load_bytes(const bytes *b, const char *name, int *rc, dd_err *err) {
+  char path[128];
+  write_bytes(tmp_path(path, sizeof path, name), b->p, b->len);
+  dd_image *im = NULL;
+  *rc = dd_image_load(path, 0, &im, err);
+  return im;
+}
+
+Test(image, unsupported_formats_are_named) {
+  static const struct {
+    const char *name, *format;
+    const char *data;
+    size_t len;
+  } files[] = {
+      {"photo.webp", "WebP", "RIFF\x1a\0\0\0WEBPVP8L\x0d\0\0\0\x2f\0\0\0\x10\x07\x10\x11\x11\x88\x88\xfe\x07\0", 38},
+      {"scan.tif", "TIFF", "II*\0\x08\0\0\0\0\0\0\0\0\0", 14},
+      {"scan_mm.tiff", "TIFF", "MM\0*\0\0\0\x08\0\0\0\0\0\0", 14},
+      {"big.tif", "TIFF", "II+\0\x08\0\0\0\x10\0\0\0\0\0\0\0", 16},
+      {"phone.heic", "HEIC/HEIF", "\0\0\0\x18" "ftypheic\0\0\0\0mif1heic", 24},
+      {"still.heif", "HEIC/HEIF", "\0\0\0\x10" "ftypmif1\0\0\0\0", 16},
+      {"photo.avif", "AVIF", "\0\0\0\x1c" "ftypavif\0\0\0\0avifmif1miaf", 28},
+      {"brands.avif", "AVIF", "\0\0\0\x18" "ftypmif1\0\0\0\0mif1avif", 24},
+      {"photo.jxl", "JPEG XL", "\xff\x0a\xfa\x7f\x01\x90\x08", 7},
+      {"box.jxl", "JPEG XL", "\0\0\0\x0cJXL \r\n\x87\n\0\0\0\x14" "ftypjxl ", 20},
+      {"photo.jp2", "JPEG 2000", "\0\0\0\x0cjP  \r\n\x87\n\0\0\0\x14" "ftypjp2 ", 20},
+      {"photo.j2k", "JPEG 2000", "\xff\x4f\xff\x51\0\x29\0\0", 8},
+  };
+  for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
+    char path[128], want[256];
+    write_bytes(tmp_path(path, sizeof path, files[i].name), files[i].data, files[i].len);
+    dd_image *im = NULL;
+    dd_err err;
+    cr_assert_eq(dd_image_load(path, 0, &im, &err), DD_EFORMAT, "%s: %s", files[i].name, err.msg);
+    cr_assert_null(im);
+    snprintf(want, sizeof want, "%s: %s images are not supported; supported formats: %s", path,
+             files[i].format, DD_IMAGE_FORMATS);
+    cr_assert_str_eq(err.msg, want);
+  }
+  cr_assert_str_eq(dd_image_formats, DD_IMAGE_FORMATS);
+
+  /* Anything else unknown: stb's reason, and the list. */
+  char path[128];
+  dd_image *im = NULL;
+  dd_err err;
+  write_bytes(tmp_path(path, sizeof path, "movie.mp4"), "\0\0\0\x14" "ftypisom\0\0\0\0isom", 20);
+  cr_assert_eq(dd_image_load(path, 0, &im, &err), DD_EFORMAT);
+  cr_assert(strstr(err.msg, "movie.mp4: not an image (stb_image: ") &&
+            strstr(err.msg, "); supported formats: " DD_IMAGE_FORMATS), "%s", err.msg);
+}
+
+/* The list is honest: a minimal file of each format in it loads. */
+Test(image, every_listed_format_loads) {
+  bytes files[9] = {{0}};
+  const char *names[9] = {"a.jpg", "a.png", "a.bmp", "a.gif", "a.tga", "a.psd", "a.ppm", "a.hdr", "a.pic"};
+  unsigned char px[3] = {200, 100, 50};
+  cr_assert(stbi_write_jpg_to_func(bytes_write, &files[0], 1, 1, 3, px, 95));
+  cr_assert(stbi_write_png_to_func(bytes_write, &files[1], 1, 1, 3, px, 3));
+  cr_assert(stbi_write_bmp_to_func(bytes_write, &files[2], 1, 1, 3, px));
+  /* 1x1 GIF: a 2-colour palette (white, black), one LZW-coded white pixel */
+  bytes_put(&files[3], "GIF89a\1\0\1\0\x80\0\0\xff\xff\xff\0\0\0,\0\0\0\0\1\0\1\0\0\2\2D\1\0;", 35);
+  cr_assert(stbi_write_tga_to_func(bytes_write, &files[4], 1, 1, 3, px));
+  /* PSD: 3 channels of 1x1, 8 bits, RGB; no colour data, resources or layers; raw planes */
+  bytes_put(&files[5], "8BPS\0\1\0\0\0\0\0\0\0\3\0\0\0\1\0\0\0\1\0\x08\0\3", 26);
+  bytes_put(&files[5], "\0\0\0\0\0\0\0\0\0\0\0\0\0\0\xc8\x64\x32", 17);
+  bytes_put(&files[6], "P6\n1 1\n255\n\xc8\x64\x32", 14);
+  bytes_put(&files[7], "#?RADIANCE\nFORMAT=32-bit_rle_rgbe\n\n-Y 1 +X 1\n\x80\x80\x80\x80", 50);
+  /* Softimage PIC: magic, "PICT" at 88, 1x1, one uncompressed RGB channel packet */
+  unsigned char pic[104 + 4 + 3] = {0x53, 0x80, 0xF6, 0x34};
+  memcpy(pic + 88, "PICT", 4);
+  pic[93] = 1, pic[95] = 1;
+  pic[105] = 8, pic[107] = 0xE0;
+  pic[108] = 200, pic[109] = 100, pic[110] = 50;
+  bytes_put(&files[8], pic, sizeof pic);
+  for (int i = 0; i < 9; i++) {
+    int rc;
+    dd_err err;
+    dd_image *im = load_bytes(&files[i], names[i], &rc, &err);
+    cr_assert_eq(rc, DD_OK, "%s: %s", names[i], err.msg);
+    cr_assert(im->w == 1 && im->h == 1, "%s", names[i]);
+    dd_image_free(im);
+    free(files[i].p);
+  }
 }

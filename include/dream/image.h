@@ -10,6 +10,11 @@
 
 #include "dream/error.h"
 
+/* Formats dd_image_load decodes, for help texts and error messages. */
+#define DD_IMAGE_FORMATS "JPEG, PNG, BMP, GIF, TGA, PSD, PNM (PPM/PGM), HDR, PIC (Softimage)"
+/* The same list as a linkable string. */
+extern const char dd_image_formats[];
+
 typedef struct dd_image {
   int w, h;
   float *rgb; /* w*h*3 */
@@ -21,10 +26,13 @@ typedef struct dd_image {
 /* New black image; DD_ELIMIT when w or h is < 1 or w*h > DD_IMAGE_MAX_PIXELS. */
 int dd_image_new(int w, int h, dd_image **out, dd_err *err);
 void dd_image_free(dd_image *im);
-/* Decode any format stb_image reads (JPEG, PNG, BMP, GIF, PSD, TGA, PNM).  The header's
- * width x height is checked against max_pixels (0: DD_IMAGE_MAX_PIXELS) before anything is
- * decoded (DD_ELIMIT).  Grey becomes RGB; an alpha channel is composited on white.  A file
- * stb_image cannot read fails with DD_EFORMAT, "path: not an image (stb_image: reason)". */
+/* Decodes any format in DD_IMAGE_FORMATS.  The header's width x height is checked against
+ * max_pixels (0: DD_IMAGE_MAX_PIXELS) before anything is decoded (DD_ELIMIT).  Grey becomes
+ * RGB; an alpha channel is composited on white.
+ * Errors: DD_EIO (cannot read `path`), DD_ELIMIT, DD_ENOMEM, DD_EFORMAT: "path: WebP images
+ * are not supported; supported formats: ..." for WebP, TIFF, HEIC/HEIF, AVIF, JPEG XL and
+ * JPEG 2000, "path: not an image (stb_image: reason); supported formats: ..." for any
+ * other file stb_image cannot read. */
 int dd_image_load(const char *path, size_t max_pixels, dd_image **out, dd_err *err);
 /* Encode by extension (.png, .jpg/.jpeg, .bmp, .tga), pixels rounded and clamped to 0..255.
  * Written to a temporary file and renamed, so a failure never leaves a partial file. */
