@@ -162,7 +162,21 @@ static unsigned char to_byte(float v) {
   return (unsigned char)lrintf(v);
 }
 
+dd_image_save_opts dd_image_save_opts_init(void) {
+  return (dd_image_save_opts){.quality = JPEG_QUALITY};
+}
+
 int dd_image_save(const char *path, const dd_image *im, dd_err *err) {
+  dd_image_save_opts o = dd_image_save_opts_init();
+  return dd_image_save_with(path, im, &o, err);
+}
+
+int dd_image_save_with(const char *path, const dd_image *im, const dd_image_save_opts *opts,
+                       dd_err *err) {
+  dd_image_save_opts o = opts ? *opts : dd_image_save_opts_init();
+  if (o.quality == 0) o.quality = JPEG_QUALITY;
+  if (o.quality < 1 || o.quality > 100)
+    return dd_fail(err, DD_EARG, "%s: JPEG quality %d is not in 1..100", path, o.quality);
   const char *dot = strrchr(path, '.');
   const char *slash = strrchr(path, '/');
   if (!dot || (slash && dot < slash))
@@ -186,7 +200,7 @@ int dd_image_save(const char *path, const dd_image *im, dd_err *err) {
   int ok = 0;
   switch (fmt) {
     case PNG: ok = stbi_write_png_to_func(membuf_write, &b, im->w, im->h, 3, px, im->w * 3); break;
-    case JPG: ok = stbi_write_jpg_to_func(membuf_write, &b, im->w, im->h, 3, px, JPEG_QUALITY); break;
+    case JPG: ok = stbi_write_jpg_to_func(membuf_write, &b, im->w, im->h, 3, px, o.quality); break;
     case BMP: ok = stbi_write_bmp_to_func(membuf_write, &b, im->w, im->h, 3, px); break;
     case TGA: ok = stbi_write_tga_to_func(membuf_write, &b, im->w, im->h, 3, px); break;
   }

@@ -369,12 +369,77 @@ static void bytes_put(bytes *b, const void *data, size_t n) {
 
 static void bytes_write(void *ctx, void *data, int size) { bytes_put(ctx, data, (size_t)size); }
 
+static uint8_t *read_whole(const char *path, size_t *len) {
+  FILE *f = fopen(path, "rb");
+  cr_assert_not_null(f, "%s", path);
+  cr_assert_eq(fseek(f, 0, SEEK_END), 0);
+  long n = ftell(f);
+  cr_assert_geq(n, 0);
+  rewind(f);
+  uint8_t *buf = malloc((size_t)n + 1);
+  cr_assert_eq(fread(buf, 1, (size_t)n, f), (size_t)n);
+  fclose(f);
+  *len = (size_t)n;
+  return buf;
+}
+
 static dd_image *load_bytes(const bytes *b, const char *name, int *rc, dd_err *err) {
   char path[128];
   write_bytes(tmp_path(path, sizeof path, name), b->p, b->len);
   dd_image *im = NULL;
   *rc = dd_image_load(path, 0, &im, err);
   return im;
+}
+
+Test(image, jpeg_quality_is_an_option) {
+  char src[512], lo[128], hi[128], def[128];
+  dd_image *im;
+  dd_err err;
+  cr_assert_eq(dd_image_load(th_shared(src, sizeof src, "images/giraffe.jpg"), 0, &im, &err), 0);
+  dd_image_save_opts o = dd_image_save_opts_init();
+  cr_assert_eq(o.quality, 95);
+  o.quality = 20;
+  cr_assert_eq(dd_image_save_with(tmp_path(lo, sizeof lo, "q20.jpg"), im, &o, &err), DD_OK, "%s",
+               err.msg);
+  o.quality = 95;
+  cr_assert_eq(dd_image_save_with(tmp_path(hi, sizeof hi, "q95.jpg"), im, &o, &err), DD_OK);
+  o.quality = 0; /* the default */
+  cr_assert_eq(dd_image_save_with(tmp_path(def, sizeof def, "q0.jpg"), im, &o, &err), DD_OK);
+  size_t nlo, nhi, ndef;
+  uint8_t *blo = read_whole(lo, &nlo), *bhi = read_whole(hi, &nhi), *bdef = read_whole(def, &ndef);
+  cr_assert_lt(nlo, nhi, "quality 20: %zu bytes, 95: %zu", nlo, nhi);
+  cr_assert(ndef == nhi && !memcmp(bdef, bhi, nhi), "quality 0 is not the default");
+  free(blo);
+  free(bhi);
+  free(bdef);
+  double e[2];
+  const char *paths[2] = {lo, hi};
+  for (int k = 0; k < 2; k++) {
+    dd_image *back;
+    cr_assert_eq(dd_image_load(paths[k], 0, &back, &err), DD_OK, "%s", err.msg);
+    cr_assert(back->w == im->w && back->h == im->h);
+    double sum = 0;
+    for (size_t i = 0; i < (size_t)im->w * im->h * 3; i++) sum += fabs(back->rgb[i] - im->rgb[i]);
+    e[k] = sum / ((double)im->w * im->h * 3);
+    dd_image_free(back);
+  }
+  cr_assert_gt(e[0], e[1], "mean error %g at 20, %g at 95", e[0], e[1]);
+
+  const int bad[] = {-1, 101, 1000};
+  for (int k = 0; k < 3; k++) {
+    char path[128];
+    o.quality = bad[k];
+    cr_assert_eq(dd_image_save_with(tmp_path(path, sizeof path, "bad.jpg"), im, &o, &err), DD_EARG);
+    cr_assert(strstr(err.msg, "bad.jpg") && strstr(err.msg, "quality"), "%s", err.msg);
+    cr_assert_neq(access(path, F_OK), 0, "a file was left");
+  }
+  /* NULL options are the defaults; quality 1 and 100 are in range. */
+  cr_assert_eq(dd_image_save_with(tmp_path(def, sizeof def, "null.jpg"), im, NULL, &err), DD_OK);
+  o.quality = 1;
+  cr_assert_eq(dd_image_save_with(tmp_path(def, sizeof def, "q1.jpg"), im, &o, &err), DD_OK);
+  o.quality = 100;
+  cr_assert_eq(dd_image_save_with(tmp_path(def, sizeof def, "q100.jpg"), im, &o, &err), DD_OK);
+  dd_image_free(im);
 }
 
 Test(image, unsupported_formats_are_named) {

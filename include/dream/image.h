@@ -34,8 +34,20 @@ void dd_image_free(dd_image *im);
  * JPEG 2000, "path: not an image (stb_image: reason); supported formats: ..." for any
  * other file stb_image cannot read. */
 int dd_image_load(const char *path, size_t max_pixels, dd_image **out, dd_err *err);
-/* Encode by extension (.png, .jpg/.jpeg, .bmp, .tga), pixels rounded and clamped to 0..255.
- * Written to a temporary file and renamed, so a failure never leaves a partial file. */
+/* How dd_image_save_with writes. */
+typedef struct dd_image_save_opts {
+  int quality; /* JPEG quality, 1..100; 0: the default, 95.  Ignored by other formats. */
+} dd_image_save_opts;
+
+/* The defaults: quality 95. */
+dd_image_save_opts dd_image_save_opts_init(void);
+/* Encodes by extension (.png, .jpg/.jpeg, .bmp, .tga), pixels rounded and clamped to 0..255.
+ * Written to a temporary file and renamed, so a failure never leaves a partial file.
+ * opts NULL means the defaults.  Errors: DD_EARG (unknown extension, invalid image, quality
+ * outside 0..100), DD_ENOMEM, DD_EIO (cannot write `path`). */
+int dd_image_save_with(const char *path, const dd_image *im, const dd_image_save_opts *opts,
+                       dd_err *err);
+/* dd_image_save_with with the defaults. */
 int dd_image_save(const char *path, const dd_image *im, dd_err *err);
 /* Resampled copy (stb_image_resize, Mitchell filter down / Catmull-Rom up, edges clamped).
  * Not clamped to 0..255: the cubic filters may overshoot by a few levels at sharp edges. */
