@@ -35,9 +35,7 @@ int dd_image_new(int w, int h, dd_image **out, dd_err *err) {
     free(rgb);
     return dd_fail(err, DD_ENOMEM, "out of memory for a %dx%d image", w, h);
   }
-  im->w = w;
-  im->h = h;
-  im->rgb = rgb;
+  *im = (dd_image){.w = w, .h = h, .rgb = rgb};
   *out = im;
   return DD_OK;
 }
@@ -45,6 +43,8 @@ int dd_image_new(int w, int h, dd_image **out, dd_err *err) {
 void dd_image_free(dd_image *im) {
   if (!im) return;
   free(im->rgb);
+  free(im->icc);
+  free(im->exif);
   free(im);
 }
 
@@ -52,6 +52,22 @@ void dd_image_free(dd_image *im) {
 static const char *stb_reason(void) {
   const char *r = stbi_failure_reason();
   return r ? r : "unknown reason";
+}
+
+/* Where the stored pixel (x, y) of a w x h image is shown under EXIF orientation `o`, by the
+ * spec's table of where the stored 0th row and 0th column are shown: 2-4 mirror and turn
+ * within w x h; 5-8 swap the axes (the shown image is h x w). */
+static void orient(int o, int w, int h, int x, int y, int *ox, int *oy) {
+  switch (o) {
+    case 2: *ox = w - 1 - x, *oy = y; break;         /* row 0 top, column 0 right */
+    case 3: *ox = w - 1 - x, *oy = h - 1 - y; break; /* bottom, right: rotated 180 */
+    case 4: *ox = x, *oy = h - 1 - y; break;         /* bottom, left */
+    case 5: *ox = y, *oy = x; break;                 /* left, top: transposed */
+    case 6: *ox = h - 1 - y, *oy = x; break;         /* right, top: turned 90 clockwise */
+    case 7: *ox = h - 1 - y, *oy = w - 1 - x; break; /* right, bottom: transversed */
+    case 8: *ox = y, *oy = w - 1 - x; break;         /* left, bottom: turned 90 anticlockwise */
+    default: *ox = x, *oy = y; break;
+  }
 }
 
 int dd_image_load(const char *path, size_t max_pixels, dd_image **out, dd_err *err) {
@@ -99,29 +115,48 @@ int dd_image_load(const char *path, size_t max_pixels, dd_image **out, dd_err *e
     free(buf);
     return dd_fail(err, DD_EFORMAT, "%s: image has %d channels", path, comp);
   }
+  dd_image meta = {0};
+  if (dd_meta_read(buf, len, &meta)) {
+    free(buf);
+    return dd_fail(err, DD_ENOMEM, "%s: out of memory reading the metadata", path);
+  }
   unsigned char *px = stbi_load_from_memory(buf, (int)len, &dw, &dh, &dc, want);
   free(buf);
-  if (!px) return dd_fail(err, DD_EFORMAT, "%s: not an image (stb_image: %s)", path, stb_reason());
-  if (dw != w || dh != h) {
-    stbi_image_free(px);
-    return dd_fail(err, DD_EFORMAT, "%s: header says %dx%d but the data is %dx%d", path, w, h,
-                   dw, dh);
+  if (!px) {
+    rc = dd_fail(err, DD_EFORMAT, "%s: not an image (stb_image: %s)", path, stb_reason());
+  } else if (dw != w || dh != h) {
+    rc = dd_fail(err, DD_EFORMAT, "%s: header says %dx%d but the data is %dx%d", path, w, h, dw,
+                 dh);
   }
-  dd_image *im;
-  rc = dd_image_new(w, h, &im, err);
+  /* Viewers show a photo turned by its EXIF orientation; every command works on what they
+   * show, so the pixels are turned here and the tag reset to match them. */
+  int o = dd_exif_orientation(meta.exif, meta.exif_len);
+  dd_exif_reset_orientation(meta.exif, meta.exif_len);
+  int ow = o >= 5 ? h : w, oh = o >= 5 ? w : h;
+  dd_image *im = NULL;
+  if (!rc && (rc = dd_image_new(ow, oh, &im, err))) dd_err_prefix(err, "%s", path);
   if (rc) {
     stbi_image_free(px);
-    return dd_err_prefix(err, "%s", path);
+    free(meta.icc);
+    free(meta.exif);
+    return rc;
   }
-  size_t n = (size_t)w * (size_t)h;
-  for (size_t i = 0; i < n; i++) {
-    const unsigned char *p = px + i * (size_t)want;
-    /* Transparent pixels carry arbitrary colour; compositing on white is what a viewer
-     * shows for most transparent photos and logos. */
-    float a = want == 2 || want == 4 ? p[want - 1] / 255.f : 1.f;
-    for (int c = 0; c < 3; c++) im->rgb[i * 3 + c] = p[want < 3 ? 0 : c] * a + 255.f * (1.f - a);
-  }
+  for (int y = 0; y < h; y++)
+    for (int x = 0; x < w; x++) {
+      const unsigned char *p = px + ((size_t)y * (size_t)w + (size_t)x) * (size_t)want;
+      int X, Y;
+      orient(o, w, h, x, y, &X, &Y);
+      float *q = im->rgb + ((size_t)Y * (size_t)ow + (size_t)X) * 3;
+      /* Transparent pixels carry arbitrary colour; compositing on white is what a viewer
+       * shows for most transparent photos and logos. */
+      float a = want == 2 || want == 4 ? p[want - 1] / 255.f : 1.f;
+      for (int c = 0; c < 3; c++) q[c] = p[want < 3 ? 0 : c] * a + 255.f * (1.f - a);
+    }
   stbi_image_free(px);
+  im->icc = meta.icc;
+  im->icc_len = meta.icc_len;
+  im->exif = meta.exif;
+  im->exif_len = meta.exif_len;
   *out = im;
   return DD_OK;
 }

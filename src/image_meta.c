@@ -1,8 +1,24 @@
-/* The magic bytes of the formats stb_image cannot read. */
+/* EXIF and ICC metadata in JPEG and PNG files, read on load, and the
+ * magic bytes of the formats stb_image cannot read.
+ *
+ * The layouts followed: EXIF 2.3 (CIPA DC-008) for the APP1 "Exif\0\0" segment and its TIFF
+ * block; ICC.1 annex B.4 for the APP2 "ICC_PROFILE\0" chunks (1-based sequence number and
+ * chunk count, at most 255 chunks); PNG 1.2 and its eXIf extension for the chunks. */
 #include "image_meta.h"
 
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
+
+#include <stb_image.h>
+
+/* Largest ICC profile decompressed from a PNG: far above real profiles (a few MiB at most);
+ * it stops a zlib bomb in an iCCP chunk. */
+#define ICC_MAX ((size_t)16 << 20)
+
+static const unsigned char EXIF_ID[6] = {'E', 'x', 'i', 'f', 0, 0};
+static const unsigned char ICC_ID[12] = {'I', 'C', 'C', '_', 'P', 'R', 'O', 'F', 'I', 'L', 'E', 0};
+static const unsigned char PNG_SIG[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
 
 static uint32_t be32(const unsigned char *p) {
   return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
@@ -35,4 +51,194 @@ const char *dd_image_unsupported_format(const unsigned char *p, size_t len) {
     return found;
   }
   return NULL;
+}
+
+/* ---- EXIF ------------------------------------------------------------------------------ */
+
+typedef struct tiff {
+  const unsigned char *p;
+  size_t len;
+  int be;
+} tiff;
+
+static unsigned t_u16(const tiff *t, size_t at) {
+  return t->be ? (unsigned)t->p[at] << 8 | t->p[at + 1] : (unsigned)t->p[at + 1] << 8 | t->p[at];
+}
+
+static uint32_t t_u32(const tiff *t, size_t at) {
+  return t->be ? be32(t->p + at)
+               : (uint32_t)t->p[at + 3] << 24 | (uint32_t)t->p[at + 2] << 16 |
+                     (uint32_t)t->p[at + 1] << 8 | t->p[at];
+}
+
+/* Offset in the block of the orientation value (a SHORT), or 0 when there is no valid tag.
+ * Only IFD0 is read: it is where the tag for the main image lives (IFD1 describes the
+ * thumbnail), so no IFD chain is followed and a looping chain cannot matter. */
+static size_t orientation_at(const unsigned char *p, size_t len) {
+  if (!p || len < 8) return 0;
+  tiff t = {p, len, 0};
+  if (p[0] == 'M' && p[1] == 'M') t.be = 1;
+  else if (!(p[0] == 'I' && p[1] == 'I')) return 0;
+  if (t_u16(&t, 2) != 42) return 0;
+  uint32_t ifd = t_u32(&t, 4);
+  if (ifd < 8 || ifd > len - 2) return 0;
+  size_t n = t_u16(&t, ifd);
+  if (n > (len - ifd - 2) / 12) return 0; /* an IFD that does not fit is not trusted at all */
+  for (size_t i = 0; i < n; i++) {
+    size_t e = ifd + 2 + 12 * i;
+    /* type 3 is SHORT; one SHORT sits in the first two bytes of the 4-byte value field */
+    if (t_u16(&t, e) == 0x0112 && t_u16(&t, e + 2) == 3 && t_u32(&t, e + 4) == 1) {
+      unsigned v = t_u16(&t, e + 8);
+      return v >= 1 && v <= 8 ? e + 8 : 0;
+    }
+  }
+  return 0;
+}
+
+int dd_exif_orientation(const unsigned char *p, size_t len) {
+  size_t at = orientation_at(p, len);
+  if (!at) return 1;
+  return p[0] == 'M' ? p[at + 1] | p[at] << 8 : p[at] | p[at + 1] << 8;
+}
+
+void dd_exif_reset_orientation(unsigned char *p, size_t len) {
+  size_t at = orientation_at(p, len);
+  if (!at) return;
+  p[at] = p[0] == 'M' ? 0 : 1;
+  p[at + 1] = p[0] == 'M' ? 1 : 0;
+}
+
+/* ---- reading --------------------------------------------------------------------------- */
+
+static unsigned char *dup_bytes(const unsigned char *p, size_t n) {
+  unsigned char *d = malloc(n ? n : 1);
+  if (d) memcpy(d, p, n);
+  return d;
+}
+
+static int jpeg_read(const unsigned char *p, size_t len, dd_image *im) {
+  const unsigned char *chunk[256] = {0}; /* ICC chunk by sequence number, 1..count */
+  size_t chunk_len[256] = {0};
+  unsigned count = 0;
+  int icc_bad = 0;
+  const unsigned char *exif = NULL;
+  size_t exif_len = 0;
+  size_t i = 2;
+  /* Metadata segments come before the first scan; the walk ends there or at anything that
+   * is not a well-formed segment. */
+  while (i + 4 <= len && p[i] == 0xFF) {
+    unsigned m = p[i + 1];
+    if (m == 0xFF) {
+      i++; /* fill byte */
+      continue;
+    }
+    if (m == 0xDA || m == 0xD9 || m == 0x00 || m == 0x01 || (m >= 0xD0 && m <= 0xD8)) break;
+    size_t seg = (size_t)p[i + 2] << 8 | p[i + 3];
+    if (seg < 2 || seg > len - i - 2) break;
+    const unsigned char *d = p + i + 4;
+    size_t n = seg - 2;
+    if (m == 0xE1 && !exif && n >= 6 + 8 && !memcmp(d, EXIF_ID, 6)) {
+      exif = d + 6;
+      exif_len = n - 6;
+    } else if (m == 0xE2 && n >= 14 && !memcmp(d, ICC_ID, 12)) {
+      unsigned seq = d[12], cnt = d[13];
+      if (!cnt || !seq || seq > cnt || (count && cnt != count) || chunk[seq]) icc_bad = 1;
+      else {
+        count = cnt;
+        chunk[seq] = d + 14;
+        chunk_len[seq] = n - 14;
+      }
+    }
+    i += 2 + seg;
+  }
+  if (exif) {
+    if (!(im->exif = dup_bytes(exif, exif_len))) return DD_ENOMEM;
+    im->exif_len = exif_len;
+  }
+  size_t total = 0;
+  for (unsigned s = 1; s <= count; s++) {
+    if (!chunk[s]) icc_bad = 1;
+    total += chunk_len[s];
+  }
+  if (count && !icc_bad && total) {
+    unsigned char *icc = malloc(total);
+    if (!icc) return DD_ENOMEM;
+    size_t at = 0;
+    for (unsigned s = 1; s <= count; s++) {
+      memcpy(icc + at, chunk[s], chunk_len[s]);
+      at += chunk_len[s];
+    }
+    im->icc = icc;
+    im->icc_len = total;
+  }
+  return DD_OK;
+}
+
+/* zlib data of an iCCP chunk, decoded into a buffer that grows while stb reports it full,
+ * up to ICC_MAX.  NULL when corrupt or too large; *oom set when memory ran out. */
+static unsigned char *inflate_capped(const unsigned char *z, size_t zlen, size_t *out_len,
+                                     int *oom) {
+  if (zlen > INT32_MAX) return NULL;
+  size_t cap = zlen * 4 > 4096 ? zlen * 4 : 4096;
+  for (;;) {
+    if (cap > ICC_MAX) cap = ICC_MAX;
+    char *buf = malloc(cap);
+    if (!buf) {
+      *oom = 1;
+      return NULL;
+    }
+    int n = stbi_zlib_decode_buffer(buf, (int)cap, (const char *)z, (int)zlen);
+    if (n > 0) {
+      *out_len = (size_t)n;
+      return (unsigned char *)buf;
+    }
+    free(buf);
+    const char *why = stbi_failure_reason();
+    if (cap == ICC_MAX || !why || strcmp(why, "output buffer limit")) return NULL;
+    cap *= 2;
+  }
+}
+
+static int png_read(const unsigned char *p, size_t len, dd_image *im) {
+  int seen_icc = 0;
+  for (size_t i = 8; i + 12 <= len;) {
+    size_t n = be32(p + i);
+    if (n > len - i - 12) break;
+    const unsigned char *type = p + i + 4, *d = p + i + 8;
+    if (!memcmp(type, "IEND", 4)) break;
+    if (!memcmp(type, "eXIf", 4) && !im->exif && n >= 8) {
+      if (!(im->exif = dup_bytes(d, n))) return DD_ENOMEM;
+      im->exif_len = n;
+    } else if (!memcmp(type, "iCCP", 4) && !seen_icc) {
+      seen_icc = 1;
+      /* profile name (1..79 bytes), NUL, compression method 0 (zlib), zlib data */
+      size_t k = 0;
+      while (k < n && k < 80 && d[k]) k++;
+      if (k >= 1 && k < 80 && k + 2 < n && d[k + 1] == 0) {
+        int oom = 0;
+        size_t icc_len = 0;
+        unsigned char *icc = inflate_capped(d + k + 2, n - k - 2, &icc_len, &oom);
+        if (oom) return DD_ENOMEM;
+        if (icc) {
+          im->icc = icc;
+          im->icc_len = icc_len;
+        }
+      }
+    }
+    i += 12 + n;
+  }
+  return DD_OK;
+}
+
+int dd_meta_read(const unsigned char *buf, size_t len, dd_image *im) {
+  int rc = DD_OK;
+  if (len >= 2 && buf[0] == 0xFF && buf[1] == 0xD8) rc = jpeg_read(buf, len, im);
+  else if (len >= 8 && !memcmp(buf, PNG_SIG, 8)) rc = png_read(buf, len, im);
+  if (rc) {
+    free(im->exif);
+    free(im->icc);
+    im->exif = im->icc = NULL;
+    im->exif_len = im->icc_len = 0;
+  }
+  return rc;
 }

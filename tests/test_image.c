@@ -13,6 +13,9 @@
 #include "dream/image.h"
 #include "helper_ops.h"
 
+/* Exported by libstb.so; stb_image_write.h declares it only in its implementation part. */
+unsigned char *stbi_zlib_compress(unsigned char *data, int data_len, int *out_len, int quality);
+
 static char tmpdir[64];
 
 static void make_tmpdir(void) {
@@ -350,7 +353,7 @@ Test(image, to_input_follows_the_formula_and_round_trips) {
   dd_image_free(im);
 }
 
-/* ---- formats --------------------------------------------------------------------------- */
+/* ---- EXIF orientation, metadata, save options, unsupported formats ---------------------- */
 
 typedef struct bytes {
   unsigned char *p;
@@ -383,12 +386,314 @@ static uint8_t *read_whole(const char *path, size_t *len) {
   return buf;
 }
 
+static uint32_t crc32_of(const unsigned char *p, size_t n) {
+  uint32_t crc = 0xffffffffu;
+  for (size_t i = 0; i < n; i++) {
+    crc ^= p[i];
+    for (int k = 0; k < 8; k++) crc = (crc >> 1) ^ (0xedb88320u & -(crc & 1u));
+  }
+  return crc ^ 0xffffffffu;
+}
+
+/* The test pattern: 8x8 cells of flat colour, red by column, green by row, so that every
+ * mirror and turn of it differs; flat cells survive JPEG nearly unchanged. */
+#define PAT_W 40
+#define PAT_H 24
+static void pattern_rgb(int x, int y, float rgb[3]) {
+  rgb[0] = 20.f + 50.f * (float)(x / 8);
+  rgb[1] = 40.f + 80.f * (float)(y / 8);
+  rgb[2] = 128.f;
+}
+
+/* The pattern as a JPEG (quality 95) or PNG in memory, as stb_image_write makes it. */
+static bytes pattern_file(int png) {
+  unsigned char px[PAT_W * PAT_H * 3];
+  for (int y = 0; y < PAT_H; y++)
+    for (int x = 0; x < PAT_W; x++) {
+      float c[3];
+      pattern_rgb(x, y, c);
+      for (int k = 0; k < 3; k++) px[(y * PAT_W + x) * 3 + k] = (unsigned char)c[k];
+    }
+  bytes b = {0};
+  if (png) cr_assert(stbi_write_png_to_func(bytes_write, &b, PAT_W, PAT_H, 3, px, PAT_W * 3));
+  else cr_assert(stbi_write_jpg_to_func(bytes_write, &b, PAT_W, PAT_H, 3, px, 95));
+  return b;
+}
+
+static void put16(bytes *b, int be, unsigned v) {
+  unsigned char d[2] = {(unsigned char)(be ? v >> 8 : v), (unsigned char)(be ? v : v >> 8)};
+  bytes_put(b, d, 2);
+}
+
+static void put32(bytes *b, int be, uint32_t v) {
+  put16(b, be, be ? v >> 16 : v & 0xffff);
+  put16(b, be, be ? v & 0xffff : v >> 16);
+}
+
+/* A TIFF block as cameras write it: IFD0 with Make (ASCII, stored after the IFD) and
+ * Orientation (SHORT, `orientation`), no next IFD. */
+static bytes exif_block(int be, unsigned orientation) {
+  bytes t = {0};
+  bytes_put(&t, be ? "MM" : "II", 2);
+  put16(&t, be, 42);
+  put32(&t, be, 8);
+  put16(&t, be, 2);
+  put16(&t, be, 0x010F), put16(&t, be, 2), put32(&t, be, 6), put32(&t, be, 8 + 2 + 24 + 4);
+  put16(&t, be, 0x0112), put16(&t, be, 3), put32(&t, be, 1), put16(&t, be, orientation);
+  put16(&t, be, 0);
+  put32(&t, be, 0);
+  bytes_put(&t, "dream", 6);
+  return t;
+}
+
+/* `jpeg` with a segment (marker, payload) inserted right after SOI. */
+static bytes jpeg_with_segment(const bytes *jpeg, unsigned marker, const void *payload,
+                               size_t n) {
+  bytes o = {0};
+  bytes_put(&o, jpeg->p, 2);
+  unsigned char h[4] = {0xFF, (unsigned char)marker, (unsigned char)((n + 2) >> 8),
+                        (unsigned char)(n + 2)};
+  bytes_put(&o, h, 4);
+  bytes_put(&o, payload, n);
+  bytes_put(&o, jpeg->p + 2, jpeg->len - 2);
+  return o;
+}
+
+static bytes jpeg_with_exif(const bytes *jpeg, const void *tiff, size_t n) {
+  bytes app1 = {0};
+  bytes_put(&app1, "Exif\0", 6);
+  bytes_put(&app1, tiff, n);
+  bytes o = jpeg_with_segment(jpeg, 0xE1, app1.p, app1.len);
+  free(app1.p);
+  return o;
+}
+
+/* `png` with a chunk inserted after IHDR. */
+static bytes png_with_chunk(const bytes *png, const char *type, const void *data, size_t n) {
+  bytes o = {0}, c = {0};
+  bytes_put(&o, png->p, 33);
+  bytes_put(&c, type, 4);
+  bytes_put(&c, data, n);
+  put32(&o, 1, (uint32_t)n);
+  bytes_put(&o, c.p, c.len);
+  put32(&o, 1, crc32_of(c.p, c.len));
+  bytes_put(&o, png->p + 33, png->len - 33);
+  free(c.p);
+  return o;
+}
+
 static dd_image *load_bytes(const bytes *b, const char *name, int *rc, dd_err *err) {
   char path[128];
   write_bytes(tmp_path(path, sizeof path, name), b->p, b->len);
   dd_image *im = NULL;
   *rc = dd_image_load(path, 0, &im, err);
   return im;
+}
+
+/* Where the EXIF spec shows stored pixel (x, y) of a w x h image: "the 0th row represents
+ * the visual <row0> side, the 0th column the visual <col0> side", values 1 to 8. */
+static void spec_position(int v, int w, int h, int x, int y, int *X, int *Y) {
+  static const char row0[9][7] = {"", "top", "top", "bottom", "bottom", "left", "right", "right", "left"};
+  static const char col0[9][7] = {"", "left", "right", "right", "left", "top", "top", "bottom", "bottom"};
+  if (v <= 4) { /* rows stay rows */
+    *Y = !strcmp(row0[v], "top") ? y : h - 1 - y;
+    *X = !strcmp(col0[v], "left") ? x : w - 1 - x;
+  } else { /* stored rows become columns */
+    *X = !strcmp(row0[v], "left") ? y : h - 1 - y;
+    *Y = !strcmp(col0[v], "top") ? x : w - 1 - x;
+  }
+}
+
+Test(image, exif_orientation_is_applied_in_both_byte_orders) {
+  bytes jpeg = pattern_file(0);
+  for (int be = 0; be < 2; be++)
+    for (int v = 1; v <= 8; v++) {
+      bytes tiff = exif_block(be, (unsigned)v);
+      bytes file = jpeg_with_exif(&jpeg, tiff.p, tiff.len);
+      int rc;
+      dd_err err;
+      dd_image *im = load_bytes(&file, "oriented.jpg", &rc, &err);
+      cr_assert_eq(rc, DD_OK, "%s", err.msg);
+      int W = v >= 5 ? PAT_H : PAT_W, H = v >= 5 ? PAT_W : PAT_H;
+      cr_assert(im->w == W && im->h == H, "orientation %d: %dx%d", v, im->w, im->h);
+      /* Every stored pixel away from a cell edge is where the spec shows it. */
+      for (int y = 0; y < PAT_H; y++)
+        for (int x = 0; x < PAT_W; x++) {
+          if (x % 8 < 2 || x % 8 > 5 || y % 8 < 2 || y % 8 > 5) continue;
+          int X, Y;
+          spec_position(v, PAT_W, PAT_H, x, y, &X, &Y);
+          float want[3];
+          pattern_rgb(x, y, want);
+          for (int c = 0; c < 3; c++)
+            cr_assert_float_eq(im->rgb[((size_t)Y * W + X) * 3 + c], want[c], 8.f,
+                               "%s orientation %d: stored (%d,%d) shown at (%d,%d)",
+                               be ? "MM" : "II", v, x, y, X, Y);
+        }
+      /* The pixels are upright now: the EXIF kept says so. */
+      bytes upright = exif_block(be, 1);
+      cr_assert_eq(im->exif_len, upright.len);
+      cr_assert_eq(memcmp(im->exif, upright.p, upright.len), 0, "orientation %d", v);
+      dd_image_free(im);
+      free(upright.p);
+      free(file.p);
+      free(tiff.p);
+    }
+  free(jpeg.p);
+}
+
+Test(image, a_phone_photo_turned_by_exif_comes_out_as_shown) {
+  /* A real photo, 768x576 as stored, tagged "turned 90 clockwise" (6): 576x768, each pixel
+   * exactly where the untagged decode puts it turned. */
+  char path[512];
+  size_t len;
+  uint8_t *raw = read_whole(th_shared(path, sizeof path, "images/dog.jpg"), &len);
+  bytes jpeg = {raw, len, len};
+  bytes tiff = exif_block(1, 6);
+  bytes file = jpeg_with_exif(&jpeg, tiff.p, tiff.len);
+  dd_image *plain, *turned;
+  dd_err err;
+  cr_assert_eq(dd_image_load(path, 0, &plain, &err), DD_OK, "%s", err.msg);
+  int rc;
+  turned = load_bytes(&file, "phone.jpg", &rc, &err);
+  cr_assert_eq(rc, DD_OK, "%s", err.msg);
+  cr_assert(turned->w == 576 && turned->h == 768, "%dx%d", turned->w, turned->h);
+  for (int y = 0; y < 576; y++)
+    for (int x = 0; x < 768; x++)
+      for (int c = 0; c < 3; c++)
+        cr_assert_eq(turned->rgb[((size_t)x * 576 + (575 - y)) * 3 + c],
+                     plain->rgb[((size_t)y * 768 + x) * 3 + c]);
+  dd_image_free(plain);
+  dd_image_free(turned);
+
+  /* The same tag in a PNG's eXIf chunk, value 8 (turned 90 anticlockwise). */
+  bytes png = pattern_file(1);
+  free(tiff.p);
+  tiff = exif_block(0, 8);
+  bytes pfile = png_with_chunk(&png, "eXIf", tiff.p, tiff.len);
+  turned = load_bytes(&pfile, "phone.png", &rc, &err);
+  cr_assert_eq(rc, DD_OK, "%s", err.msg);
+  cr_assert(turned->w == PAT_H && turned->h == PAT_W);
+  for (int y = 0; y < PAT_H; y++)
+    for (int x = 0; x < PAT_W; x++) {
+      float want[3];
+      pattern_rgb(x, y, want);
+      for (int c = 0; c < 3; c++)
+        cr_assert_eq(turned->rgb[((size_t)(PAT_W - 1 - x) * PAT_H + y) * 3 + c], want[c]);
+    }
+  dd_image_free(turned);
+  free(png.p);
+  free(pfile.p);
+  free(file.p);
+  free(tiff.p);
+  free(raw);
+}
+
+Test(image, hostile_exif_and_icc_are_ignored) {
+  bytes jpeg = pattern_file(0);
+  /* Each block is malformed in one way; an orientation of 6 is there to be wrongly obeyed. */
+  bytes good = exif_block(1, 6);
+  bytes bad[10];
+  for (int i = 0; i < 10; i++) {
+    bad[i] = (bytes){0};
+    bytes_put(&bad[i], good.p, good.len);
+  }
+  unsigned char *p;
+  p = bad[0].p, p[4] = p[5] = p[6] = 0xFF, p[7] = 0xF0;        /* IFD0 past the end */
+  p = bad[1].p, p[8] = p[9] = 0xFF;                              /* 65535 entries */
+  p = bad[2].p, p[2] = 0, p[3] = 43;                             /* not TIFF's 42 */
+  p = bad[3].p, p[0] = 'M', p[1] = 'I';                          /* no byte order */
+  p = bad[4].p, p[10 + 12 + 9] = 9;                              /* orientation 9 */
+  p = bad[5].p, p[10 + 12 + 3] = 4;                              /* a LONG, not a SHORT */
+  p = bad[6].p, p[10 + 12 + 7] = 200;                            /* 200 values */
+  bad[7].len = 10 + 12 + 6;                                      /* cut inside the tag */
+  p = bad[8].p, p[4] = p[5] = p[6] = 0xFF, p[7] = 0xFE;          /* IFD0 at the last byte... */
+  bad[8].len = 8;                                                /* ...of a header-only block */
+  /* IFD0 whose next-IFD link points back at itself, and the Make offset past the end */
+  p = bad[9].p, p[10 + 12 + 1] = 0x10, p[10 + 24 + 3] = 8, p[10 + 8 + 3] = 0xFF;
+  for (int i = 0; i < 10; i++) {
+    bytes file = jpeg_with_exif(&jpeg, bad[i].p, bad[i].len);
+    int rc;
+    dd_err err;
+    dd_image *im = load_bytes(&file, "hostile.jpg", &rc, &err);
+    cr_assert_eq(rc, DD_OK, "block %d: %s", i, err.msg);
+    cr_assert(im->w == PAT_W && im->h == PAT_H, "block %d: %dx%d", i, im->w, im->h);
+    dd_image_free(im);
+    free(file.p);
+    free(bad[i].p);
+  }
+
+  /* An APP1 whose length runs past the end of the file: no crash, either answer. */
+  bytes cut = jpeg_with_exif(&jpeg, good.p, good.len);
+  cut.p[5] = 0xFF;
+  int rc;
+  dd_err err;
+  dd_image *im = load_bytes(&cut, "cut_app1.jpg", &rc, &err);
+  if (rc == DD_OK) dd_image_free(im);
+  else cr_assert_eq(rc, DD_EFORMAT, "%s", err.msg);
+  free(cut.p);
+
+  /* ICC chunks: "ICC_PROFILE\0", sequence number, count.  In the wrong order they are put
+   * back in sequence; a chunk missing, repeated or numbered out of range drops the profile. */
+  static const struct {
+    int n;
+    unsigned char seq[3], count[3];
+    int kept;
+  } cases[] = {{2, {2, 1}, {2, 2}, 1}, {2, {1, 1}, {2, 2}, 0}, {1, {1}, {2}, 0},
+               {2, {1, 3}, {2, 2}, 0}, {2, {0, 1}, {2, 2}, 0}, {2, {1, 2}, {2, 3}, 0},
+               {1, {1}, {0}, 0}};
+  for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+    bytes file = {0};
+    bytes_put(&file, jpeg.p, jpeg.len);
+    for (int c = cases[k].n - 1; c >= 0; c--) { /* each goes in front of the one before */
+      unsigned char seg[14 + 3];
+      memcpy(seg, "ICC_PROFILE", 12);
+      seg[12] = cases[k].seq[c];
+      seg[13] = cases[k].count[c];
+      memset(seg + 14, 'a' + cases[k].seq[c], 3);
+      bytes next = jpeg_with_segment(&file, 0xE2, seg, sizeof seg);
+      free(file.p);
+      file = next;
+    }
+    im = load_bytes(&file, "icc.jpg", &rc, &err);
+    cr_assert_eq(rc, DD_OK, "case %zu: %s", k, err.msg);
+    if (cases[k].kept) {
+      cr_assert_eq(im->icc_len, 6, "case %zu", k);
+      cr_assert_eq(memcmp(im->icc, "bbbccc", 6), 0, "case %zu: %.6s", k, (char *)im->icc);
+    } else {
+      cr_assert(im->icc == NULL && im->icc_len == 0, "case %zu", k);
+    }
+    dd_image_free(im);
+    free(file.p);
+  }
+
+  /* PNG: a zlib bomb, corrupt zlib and a name without its NUL in iCCP; eXIf too short. */
+  bytes png = pattern_file(1);
+  size_t big = (size_t)32 << 20; /* twice the largest profile decompressed */
+  unsigned char *zeros = calloc(big, 1);
+  int zlen;
+  unsigned char *bomb = stbi_zlib_compress(zeros, (int)big, &zlen, 8);
+  cr_assert_not_null(bomb);
+  free(zeros);
+  bytes chunks[4] = {{0}, {0}, {0}, {0}};
+  bytes_put(&chunks[0], "bomb\0\0", 6);
+  bytes_put(&chunks[0], bomb, (size_t)zlen);
+  bytes_put(&chunks[1], "junk\0\0\x78\x9c\xff\xff\xff\xff", 12);
+  bytes_put(&chunks[2], "nonul", 5);
+  bytes_put(&chunks[3], "MM\0*", 4);
+  const char *types[4] = {"iCCP", "iCCP", "iCCP", "eXIf"};
+  free(bomb);
+  for (int i = 0; i < 4; i++) {
+    bytes file = png_with_chunk(&png, types[i], chunks[i].p, chunks[i].len);
+    im = load_bytes(&file, "hostile.png", &rc, &err);
+    cr_assert_eq(rc, DD_OK, "chunk %d: %s", i, err.msg);
+    cr_assert(!im->icc && !im->exif, "chunk %d", i);
+    dd_image_free(im);
+    free(file.p);
+    free(chunks[i].p);
+  }
+  free(png.p);
+  free(good.p);
+  free(jpeg.p);
 }
 
 Test(image, jpeg_quality_is_an_option) {

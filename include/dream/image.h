@@ -1,7 +1,18 @@
 /* dream/image.h - photos in and out (stb_image / stb_image_write, Debian's libstb), resizing
  * (stb_image_resize), and conversion to and from a model's input tensor.
  *
- * Images are 3-channel RGB, float, 0..255, row-major HWC.
+ * Images are 3-channel RGB, float, 0..255, row-major HWC, upright: a photo's EXIF orientation
+ * is applied on load, and the image keeps its EXIF block and ICC profile.
+ *
+ * Limitations:
+ *  - reads what Debian's stb_image 2.27 decodes (DD_IMAGE_FORMATS): baseline and progressive
+ *    JPEG (no arithmetic coding, no 12-bit), BMP without RLE or 1 bit per pixel, the first
+ *    frame of a GIF, the composite of a PSD, HDR tone-mapped to 8 bits;
+ *  - writes PNG, JPEG, BMP and TGA, 8 bits per channel, no alpha;
+ *  - metadata is read from JPEG and PNG only and not written yet.  The EXIF block is kept
+ *    as it was (thumbnail and pixel dimensions included) but for its orientation, which is
+ *    set to 1 because the pixels are turned upright;
+ *  - pixels are not colour-managed: the ICC profile is carried, never applied.
  */
 #ifndef DREAM_IMAGE_H
 #define DREAM_IMAGE_H
@@ -18,22 +29,35 @@ extern const char dd_image_formats[];
 typedef struct dd_image {
   int w, h;
   float *rgb; /* w*h*3 */
+  /* Metadata of the file the image came from, owned (dd_image_free frees it); NULL and 0
+   * when absent.  exif is the TIFF block of an EXIF segment ("II*\0" or "MM\0*" ...),
+   * icc an ICC profile, both as bytes in the file. */
+  unsigned char *icc;
+  size_t icc_len;
+  unsigned char *exif;
+  size_t exif_len;
 } dd_image;
 
 /* Default cap on pixels decoded from a file (the header is checked before decoding). */
 #define DD_IMAGE_MAX_PIXELS ((size_t)1 << 28)
 
-/* New black image; DD_ELIMIT when w or h is < 1 or w*h > DD_IMAGE_MAX_PIXELS. */
+/* New black image without metadata; DD_ELIMIT when w or h is < 1 or w*h >
+ * DD_IMAGE_MAX_PIXELS, DD_ENOMEM. */
 int dd_image_new(int w, int h, dd_image **out, dd_err *err);
+/* Frees the pixels, the metadata and the image; accepts NULL. */
 void dd_image_free(dd_image *im);
 /* Decodes any format in DD_IMAGE_FORMATS.  The header's width x height is checked against
  * max_pixels (0: DD_IMAGE_MAX_PIXELS) before anything is decoded (DD_ELIMIT).  Grey becomes
- * RGB; an alpha channel is composited on white.
+ * RGB; an alpha channel is composited on white.  The EXIF orientation of a JPEG (APP1) or
+ * PNG (eXIf) is applied: orientations 5 to 8 swap width and height.  The EXIF block (its
+ * orientation rewritten to 1) and the ICC profile (JPEG APP2 chunks, PNG iCCP) are kept in
+ * the image; malformed metadata is ignored, never an error.
  * Errors: DD_EIO (cannot read `path`), DD_ELIMIT, DD_ENOMEM, DD_EFORMAT: "path: WebP images
  * are not supported; supported formats: ..." for WebP, TIFF, HEIC/HEIF, AVIF, JPEG XL and
  * JPEG 2000, "path: not an image (stb_image: reason); supported formats: ..." for any
  * other file stb_image cannot read. */
 int dd_image_load(const char *path, size_t max_pixels, dd_image **out, dd_err *err);
+
 /* How dd_image_save_with writes. */
 typedef struct dd_image_save_opts {
   int quality; /* JPEG quality, 1..100; 0: the default, 95.  Ignored by other formats. */
