@@ -48,6 +48,25 @@ void dd_image_free(dd_image *im) {
   free(im);
 }
 
+int dd_image_copy_meta(dd_image *dst, const dd_image *src, dd_err *err) {
+  if (dst == src) return DD_OK;
+  unsigned char *icc = NULL, *exif = NULL;
+  if (src->icc && src->icc_len && !(icc = malloc(src->icc_len))) goto oom;
+  if (src->exif && src->exif_len && !(exif = malloc(src->exif_len))) goto oom;
+  if (icc) memcpy(icc, src->icc, src->icc_len);
+  if (exif) memcpy(exif, src->exif, src->exif_len);
+  free(dst->icc);
+  free(dst->exif);
+  dst->icc = icc;
+  dst->icc_len = icc ? src->icc_len : 0;
+  dst->exif = exif;
+  dst->exif_len = exif ? src->exif_len : 0;
+  return DD_OK;
+oom:
+  free(icc);
+  return dd_fail(err, DD_ENOMEM, "out of memory copying image metadata");
+}
+
 /* stb's reasons are terse ("unknown image type"); it keeps the last one per thread. */
 static const char *stb_reason(void) {
   const char *r = stbi_failure_reason();
@@ -198,7 +217,7 @@ static unsigned char to_byte(float v) {
 }
 
 dd_image_save_opts dd_image_save_opts_init(void) {
-  return (dd_image_save_opts){.quality = JPEG_QUALITY};
+  return (dd_image_save_opts){.quality = JPEG_QUALITY, .keep_meta = 1};
 }
 
 int dd_image_save(const char *path, const dd_image *im, dd_err *err) {
@@ -240,10 +259,26 @@ int dd_image_save_with(const char *path, const dd_image *im, const dd_image_save
     case TGA: ok = stbi_write_tga_to_func(membuf_write, &b, im->w, im->h, 3, px); break;
   }
   free(px);
-  int rc;
-  if (b.failed) rc = dd_fail(err, DD_ENOMEM, "%s: out of memory encoding the image", path);
-  else if (!ok || !b.len) rc = dd_fail(err, DD_EIO, "%s: stb_image_write could not encode the image", path);
+  if (b.failed) {
+    free(b.data);
+    return dd_fail(err, DD_ENOMEM, "%s: out of memory encoding the image", path);
+  }
+  if (!ok || !b.len) {
+    free(b.data);
+    return dd_fail(err, DD_EIO, "%s: stb_image_write could not encode the image", path);
+  }
+  /* stb_image_write knows no metadata: it is spliced into the encoded bytes.  The BMP and
+   * TGA headers stb writes have no place for it. */
+  unsigned char *with = NULL;
+  size_t with_len = 0;
+  int rc = DD_OK;
+  if (o.keep_meta && fmt == JPG) rc = dd_meta_splice_jpeg(b.data, b.len, im, &with, &with_len);
+  if (o.keep_meta && fmt == PNG) rc = dd_meta_splice_png(b.data, b.len, im, &with, &with_len);
+  if (rc == DD_ENOMEM) rc = dd_fail(err, rc, "%s: out of memory adding the metadata", path);
+  else if (rc) rc = dd_fail(err, rc, "%s: stb_image_write's output has an unexpected layout", path);
+  else if (with) rc = dd_write_file_atomic(path, with, with_len, err);
   else rc = dd_write_file_atomic(path, b.data, b.len, err);
+  free(with);
   free(b.data);
   return rc;
 }

@@ -1,4 +1,4 @@
-/* EXIF and ICC metadata in JPEG and PNG files, read on load, and the
+/* EXIF and ICC metadata in JPEG and PNG files, read on load and written on save, and the
  * magic bytes of the formats stb_image cannot read.
  *
  * The layouts followed: EXIF 2.3 (CIPA DC-008) for the APP1 "Exif\0\0" segment and its TIFF
@@ -12,9 +12,15 @@
 
 #include <stb_image.h>
 
+/* Exported by libstb.so, but stb_image_write.h declares it only in its implementation part. */
+unsigned char *stbi_zlib_compress(unsigned char *data, int data_len, int *out_len, int quality);
+
 /* Largest ICC profile decompressed from a PNG: far above real profiles (a few MiB at most);
  * it stops a zlib bomb in an iCCP chunk. */
 #define ICC_MAX ((size_t)16 << 20)
+/* A JPEG segment holds 65535 bytes less its 2 length bytes and the identifier. */
+#define JPEG_EXIF_MAX (65535 - 2 - 6)
+#define JPEG_ICC_CHUNK (65535 - 2 - 14)
 
 static const unsigned char EXIF_ID[6] = {'E', 'x', 'i', 'f', 0, 0};
 static const unsigned char ICC_ID[12] = {'I', 'C', 'C', '_', 'P', 'R', 'O', 'F', 'I', 'L', 'E', 0};
@@ -22,6 +28,13 @@ static const unsigned char PNG_SIG[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, 
 
 static uint32_t be32(const unsigned char *p) {
   return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+static void put_be32(unsigned char *p, uint32_t v) {
+  p[0] = (unsigned char)(v >> 24);
+  p[1] = (unsigned char)(v >> 16);
+  p[2] = (unsigned char)(v >> 8);
+  p[3] = (unsigned char)v;
 }
 
 const char *dd_image_unsupported_format(const unsigned char *p, size_t len) {
@@ -240,5 +253,142 @@ int dd_meta_read(const unsigned char *buf, size_t len, dd_image *im) {
     im->exif = im->icc = NULL;
     im->exif_len = im->icc_len = 0;
   }
+  return rc;
+}
+
+/* ---- writing --------------------------------------------------------------------------- */
+
+/* `enc` with `ins` (already laid out) inserted at byte `at`. */
+static int splice(const unsigned char *enc, size_t len, size_t at, const unsigned char *ins,
+                  size_t ins_len, unsigned char **out, size_t *out_len) {
+  unsigned char *o = malloc(len + ins_len);
+  if (!o) return DD_ENOMEM;
+  memcpy(o, enc, at);
+  memcpy(o + at, ins, ins_len);
+  memcpy(o + at + ins_len, enc + at, len - at);
+  *out = o;
+  *out_len = len + ins_len;
+  return DD_OK;
+}
+
+int dd_meta_splice_jpeg(const unsigned char *enc, size_t len, const dd_image *im,
+                        unsigned char **out, size_t *out_len) {
+  *out = NULL;
+  /* What cannot fit is left out: an EXIF block over one segment, an ICC profile over 255
+   * chunks.  Neither has a standard way to continue in a JPEG. */
+  int exif = im->exif && im->exif_len >= 8 && im->exif_len <= JPEG_EXIF_MAX;
+  size_t chunks = im->icc && im->icc_len ? (im->icc_len + JPEG_ICC_CHUNK - 1) / JPEG_ICC_CHUNK : 0;
+  if (chunks > 255) chunks = 0;
+  if (!exif && !chunks) return DD_OK;
+  if (len < 4 || enc[0] != 0xFF || enc[1] != 0xD8) return DD_EFORMAT;
+  /* After SOI and the JFIF APP0 stb writes, as libjpeg orders them: JFIF readers want APP0
+   * first, and EXIF readers look through the APP segments for APP1. */
+  size_t at = 2;
+  if (enc[2] == 0xFF && enc[3] == 0xE0) {
+    if (len < 6) return DD_EFORMAT;
+    size_t seg = (size_t)enc[4] << 8 | enc[5];
+    if (seg < 2 || seg > len - 4) return DD_EFORMAT;
+    at = 4 + seg;
+  }
+  size_t n = (exif ? 4 + 6 + im->exif_len : 0) + chunks * (4 + 14) + (chunks ? im->icc_len : 0);
+  unsigned char *ins = malloc(n), *q = ins;
+  if (!ins) return DD_ENOMEM;
+  if (exif) {
+    size_t seg = 2 + 6 + im->exif_len;
+    *q++ = 0xFF;
+    *q++ = 0xE1;
+    *q++ = (unsigned char)(seg >> 8);
+    *q++ = (unsigned char)seg;
+    memcpy(q, EXIF_ID, 6);
+    memcpy(q + 6, im->exif, im->exif_len);
+    /* The pixels written are the upright ones: a viewer must not turn them again. */
+    dd_exif_reset_orientation(q + 6, im->exif_len);
+    q += 6 + im->exif_len;
+  }
+  for (size_t c = 0; c < chunks; c++) {
+    size_t off = c * JPEG_ICC_CHUNK;
+    size_t part = im->icc_len - off < JPEG_ICC_CHUNK ? im->icc_len - off : JPEG_ICC_CHUNK;
+    size_t seg = 2 + 14 + part;
+    *q++ = 0xFF;
+    *q++ = 0xE2;
+    *q++ = (unsigned char)(seg >> 8);
+    *q++ = (unsigned char)seg;
+    memcpy(q, ICC_ID, 12);
+    q[12] = (unsigned char)(c + 1);
+    q[13] = (unsigned char)chunks;
+    memcpy(q + 14, im->icc + off, part);
+    q += 14 + part;
+  }
+  int rc = splice(enc, len, at, ins, n, out, out_len);
+  free(ins);
+  return rc;
+}
+
+static uint32_t crc32_png(const unsigned char *a, size_t na, const unsigned char *b, size_t nb) {
+  uint32_t table[256];
+  for (uint32_t i = 0; i < 256; i++) {
+    uint32_t c = i;
+    for (int k = 0; k < 8; k++) c = c & 1 ? 0xEDB88320u ^ (c >> 1) : c >> 1;
+    table[i] = c;
+  }
+  uint32_t c = 0xFFFFFFFFu;
+  for (size_t i = 0; i < na; i++) c = table[(c ^ a[i]) & 0xFF] ^ (c >> 8);
+  for (size_t i = 0; i < nb; i++) c = table[(c ^ b[i]) & 0xFF] ^ (c >> 8);
+  return c ^ 0xFFFFFFFFu;
+}
+
+/* Lays out one chunk at q: length, type, data, CRC of type and data. */
+static unsigned char *put_chunk(unsigned char *q, const char *type, const unsigned char *d,
+                                size_t n) {
+  put_be32(q, (uint32_t)n);
+  memcpy(q + 4, type, 4);
+  if (n) memcpy(q + 8, d, n);
+  put_be32(q + 8 + n, crc32_png(q + 4, 4, d, n));
+  return q + 12 + n;
+}
+
+int dd_meta_splice_png(const unsigned char *enc, size_t len, const dd_image *im,
+                       unsigned char **out, size_t *out_len) {
+  *out = NULL;
+  int exif = im->exif && im->exif_len >= 8 && im->exif_len <= INT32_MAX;
+  int icc = im->icc && im->icc_len && im->icc_len <= INT32_MAX / 2;
+  if (!exif && !icc) return DD_OK;
+  /* The chunks go right after IHDR: iCCP must precede PLTE and IDAT, and eXIf readers look
+   * before IDAT. */
+  if (len < 33 || memcmp(enc, PNG_SIG, 8) || be32(enc + 8) != 13 || memcmp(enc + 12, "IHDR", 4))
+    return DD_EFORMAT;
+  static const char name[] = "ICC profile"; /* any Latin-1 name of 1..79 bytes */
+  unsigned char *iccp = NULL, *z = NULL;
+  size_t iccp_len = 0;
+  if (icc) {
+    int zlen = 0;
+    z = stbi_zlib_compress(im->icc, (int)im->icc_len, &zlen, 8);
+    if (!z) return DD_ENOMEM;
+    iccp_len = sizeof name + 1 + (size_t)zlen; /* name, its NUL, method 0, data */
+    iccp = malloc(iccp_len);
+    if (!iccp) {
+      free(z);
+      return DD_ENOMEM;
+    }
+    memcpy(iccp, name, sizeof name);
+    iccp[sizeof name] = 0;
+    memcpy(iccp + sizeof name + 1, z, (size_t)zlen);
+    free(z);
+  }
+  size_t n = (icc ? 12 + iccp_len : 0) + (exif ? 12 + im->exif_len : 0);
+  unsigned char *ins = malloc(n), *tiff = exif ? dup_bytes(im->exif, im->exif_len) : NULL;
+  int rc = DD_ENOMEM;
+  if (ins && (!exif || tiff)) {
+    unsigned char *q = ins;
+    if (icc) q = put_chunk(q, "iCCP", iccp, iccp_len);
+    if (exif) {
+      dd_exif_reset_orientation(tiff, im->exif_len);
+      put_chunk(q, "eXIf", tiff, im->exif_len);
+    }
+    rc = splice(enc, len, 33, ins, n, out, out_len);
+  }
+  free(ins);
+  free(tiff);
+  free(iccp);
   return rc;
 }

@@ -24,4 +24,12 @@ int dd_exif_orientation(const unsigned char *tiff, size_t len);
 /* Rewrites the orientation tag, when there is a valid one, to 1 (pixels already upright). */
 void dd_exif_reset_orientation(unsigned char *tiff, size_t len);
 
+/* `enc` with im's metadata inserted: a new malloc'ed buffer in *out, or *out = NULL when im
+ * has nothing the format can carry.  DD_ENOMEM, or DD_EFORMAT when `enc` is not what
+ * stb_image_write makes (an internal error). */
+int dd_meta_splice_jpeg(const unsigned char *enc, size_t len, const dd_image *im,
+                        unsigned char **out, size_t *out_len);
+int dd_meta_splice_png(const unsigned char *enc, size_t len, const dd_image *im,
+                       unsigned char **out, size_t *out_len);
+
 #endif

@@ -696,13 +696,130 @@ Test(image, hostile_exif_and_icc_are_ignored) {
   free(jpeg.p);
 }
 
+/* A stand-in ICC profile: its size is what a JPEG must split (over one 65519-byte chunk). */
+static void set_meta(dd_image *im, size_t icc_len, int be, unsigned orientation) {
+  uint64_t s = 42;
+  im->icc = malloc(icc_len);
+  cr_assert_not_null(im->icc);
+  for (size_t i = 0; i < icc_len; i++) im->icc[i] = (unsigned char)(th_rand_next(&s) % 7);
+  memcpy(im->icc + 36, "acsp", 4); /* the signature a real profile has */
+  im->icc_len = icc_len;
+  bytes t = exif_block(be, orientation);
+  im->exif = t.p;
+  im->exif_len = t.len;
+}
+
+/* Checks a PNG's chunk layout and CRCs; returns how many chunks of `type` come before IDAT. */
+static int png_chunks_before_idat(const uint8_t *p, size_t len, const char *type) {
+  cr_assert(len > 8 && !memcmp(p, "\x89PNG\r\n\x1a\n", 8));
+  int found = 0, idat = 0;
+  size_t i = 8;
+  for (;;) {
+    cr_assert_leq(i + 12, len);
+    uint32_t n = (uint32_t)p[i] << 24 | (uint32_t)p[i + 1] << 16 | (uint32_t)p[i + 2] << 8 | p[i + 3];
+    cr_assert_leq(i + 12 + n, len);
+    const uint8_t *c = p + i + 8 + n;
+    uint32_t crc = (uint32_t)c[0] << 24 | (uint32_t)c[1] << 16 | (uint32_t)c[2] << 8 | c[3];
+    cr_assert_eq(crc, crc32_of(p + i + 4, 4 + n), "chunk %.4s: bad CRC", (const char *)p + i + 4);
+    if (!memcmp(p + i + 4, "IDAT", 4)) idat = 1;
+    if (!memcmp(p + i + 4, type, 4) && !idat) found++;
+    if (!memcmp(p + i + 4, "IEND", 4)) break;
+    i += 12 + n;
+  }
+  cr_assert_eq(i + 12, len, "bytes after IEND");
+  return found;
+}
+
+Test(image, exif_and_icc_survive_a_save_and_load) {
+  const char *names[] = {"meta.jpg", "meta.png"};
+  for (int f = 0; f < 2; f++)
+    for (int be = 0; be < 2; be++) {
+      dd_image *im = random_image(37, 23, 3);
+      set_meta(im, 70000, be, 6);
+      char path[128];
+      dd_err err;
+      cr_assert_eq(dd_image_save(tmp_path(path, sizeof path, names[f]), im, &err), DD_OK, "%s",
+                   err.msg);
+      dd_image *back;
+      cr_assert_eq(dd_image_load(path, 0, &back, &err), DD_OK, "%s", err.msg);
+      /* written with orientation 1 (the pixels are as they are), so not turned again */
+      cr_assert(back->w == 37 && back->h == 23, "%s: %dx%d", names[f], back->w, back->h);
+      cr_assert_eq(back->icc_len, im->icc_len, "%s", names[f]);
+      cr_assert_eq(memcmp(back->icc, im->icc, im->icc_len), 0, "%s", names[f]);
+      bytes upright = exif_block(be, 1);
+      cr_assert_eq(back->exif_len, upright.len, "%s", names[f]);
+      cr_assert_eq(memcmp(back->exif, upright.p, upright.len), 0, "%s", names[f]);
+      free(upright.p);
+
+      /* Still a file stb_image decodes, by itself, to the same pixels. */
+      size_t len;
+      uint8_t *file = read_whole(path, &len);
+      int w, h, c;
+      unsigned char *px = stbi_load_from_memory(file, (int)len, &w, &h, &c, 3);
+      cr_assert_not_null(px, "%s: %s", names[f], stbi_failure_reason());
+      cr_assert(w == 37 && h == 23);
+      for (int i = 0; i < 37 * 23 * 3; i++) cr_assert_eq((float)px[i], back->rgb[i]);
+      stbi_image_free(px);
+      if (f == 1) {
+        cr_assert_eq(png_chunks_before_idat(file, len, "iCCP"), 1);
+        cr_assert_eq(png_chunks_before_idat(file, len, "eXIf"), 1);
+      } else {
+        /* SOI, stb's JFIF APP0, then APP1 Exif and the ICC profile in two APP2 chunks */
+        cr_assert(file[0] == 0xFF && file[1] == 0xD8 && file[2] == 0xFF && file[3] == 0xE0);
+        size_t at = 4 + ((size_t)file[4] << 8 | file[5]);
+        const unsigned markers[3] = {0xE1, 0xE2, 0xE2};
+        for (int k = 0; k < 3; k++) {
+          cr_assert(file[at] == 0xFF && file[at + 1] == markers[k], "segment %d", k);
+          if (k) cr_assert(file[at + 16] == k && file[at + 17] == 2, "ICC chunk %d", k);
+          at += 2 + ((size_t)file[at + 2] << 8 | file[at + 3]);
+        }
+      }
+      free(file);
+
+      /* What the commands do: a new image, the input's metadata copied onto it. */
+      dd_image *small;
+      cr_assert_eq(dd_image_resize(back, 20, 11, &small, &err), DD_OK);
+      cr_assert(!small->icc && !small->exif);
+      cr_assert_eq(dd_image_copy_meta(small, back, &err), DD_OK);
+      cr_assert_eq(dd_image_copy_meta(small, back, &err), DD_OK); /* replaces, no leak */
+      cr_assert_eq(dd_image_save(path, small, &err), DD_OK, "%s", err.msg);
+      dd_image *again;
+      cr_assert_eq(dd_image_load(path, 0, &again, &err), DD_OK, "%s", err.msg);
+      cr_assert(again->icc_len == back->icc_len && !memcmp(again->icc, back->icc, back->icc_len));
+      cr_assert(again->exif_len == back->exif_len &&
+                !memcmp(again->exif, back->exif, back->exif_len));
+      dd_image_free(again);
+
+      /* keep_meta 0 writes none; BMP and TGA have no place for any. */
+      dd_image_save_opts o = dd_image_save_opts_init();
+      o.keep_meta = 0;
+      cr_assert_eq(dd_image_save_with(path, small, &o, &err), DD_OK, "%s", err.msg);
+      cr_assert_eq(dd_image_load(path, 0, &again, &err), DD_OK, "%s", err.msg);
+      cr_assert(!again->icc && !again->exif && again->icc_len == 0 && again->exif_len == 0);
+      dd_image_free(again);
+      cr_assert_eq(dd_image_save(tmp_path(path, sizeof path, "meta.bmp"), small, &err), DD_OK);
+      cr_assert_eq(dd_image_load(path, 0, &again, &err), DD_OK, "%s", err.msg);
+      cr_assert(!again->icc && !again->exif);
+      dd_image_free(again);
+
+      /* No metadata on the source: copying clears the destination's. */
+      dd_image *bare = random_image(2, 2, 1);
+      cr_assert_eq(dd_image_copy_meta(small, bare, &err), DD_OK);
+      cr_assert(!small->icc && !small->exif && small->icc_len == 0 && small->exif_len == 0);
+      dd_image_free(bare);
+      dd_image_free(small);
+      dd_image_free(back);
+      dd_image_free(im);
+    }
+}
+
 Test(image, jpeg_quality_is_an_option) {
   char src[512], lo[128], hi[128], def[128];
   dd_image *im;
   dd_err err;
   cr_assert_eq(dd_image_load(th_shared(src, sizeof src, "images/giraffe.jpg"), 0, &im, &err), 0);
   dd_image_save_opts o = dd_image_save_opts_init();
-  cr_assert_eq(o.quality, 95);
+  cr_assert(o.quality == 95 && o.keep_meta == 1);
   o.quality = 20;
   cr_assert_eq(dd_image_save_with(tmp_path(lo, sizeof lo, "q20.jpg"), im, &o, &err), DD_OK, "%s",
                err.msg);
