@@ -370,6 +370,9 @@ static void bytes_put(bytes *b, const void *data, size_t n) {
   b->len += n;
 }
 
+/* A string literal's bytes, without the NUL the compiler adds. */
+#define BYTES_PUT_LIT(b, lit) bytes_put(b, lit, sizeof lit - 1)
+
 static void bytes_write(void *ctx, void *data, int size) { bytes_put(ctx, data, (size_t)size); }
 
 static uint8_t *read_whole(const char *path, size_t *len) {
@@ -442,7 +445,7 @@ static bytes exif_block(int be, unsigned orientation) {
   put16(&t, be, 0x0112), put16(&t, be, 3), put32(&t, be, 1), put16(&t, be, orientation);
   put16(&t, be, 0);
   put32(&t, be, 0);
-  bytes_put(&t, "dream", 6);
+  BYTES_PUT_LIT(&t, "dream\0"); /* ASCII counts its NUL */
   return t;
 }
 
@@ -461,7 +464,7 @@ static bytes jpeg_with_segment(const bytes *jpeg, unsigned marker, const void *p
 
 static bytes jpeg_with_exif(const bytes *jpeg, const void *tiff, size_t n) {
   bytes app1 = {0};
-  bytes_put(&app1, "Exif\0", 6);
+  BYTES_PUT_LIT(&app1, "Exif\0\0");
   bytes_put(&app1, tiff, n);
   bytes o = jpeg_with_segment(jpeg, 0xE1, app1.p, app1.len);
   free(app1.p);
@@ -675,11 +678,11 @@ Test(image, hostile_exif_and_icc_are_ignored) {
   cr_assert_not_null(bomb);
   free(zeros);
   bytes chunks[4] = {{0}, {0}, {0}, {0}};
-  bytes_put(&chunks[0], "bomb\0\0", 6);
+  BYTES_PUT_LIT(&chunks[0], "bomb\0\0");
   bytes_put(&chunks[0], bomb, (size_t)zlen);
-  bytes_put(&chunks[1], "junk\0\0\x78\x9c\xff\xff\xff\xff", 12);
-  bytes_put(&chunks[2], "nonul", 5);
-  bytes_put(&chunks[3], "MM\0*", 4);
+  BYTES_PUT_LIT(&chunks[1], "junk\0\0\x78\x9c\xff\xff\xff\xff");
+  BYTES_PUT_LIT(&chunks[2], "nonul");
+  BYTES_PUT_LIT(&chunks[3], "MM\0*");
   const char *types[4] = {"iCCP", "iCCP", "iCCP", "eXIf"};
   free(bomb);
   for (int i = 0; i < 4; i++) {
@@ -865,24 +868,27 @@ Test(image, jpeg_quality_is_an_option) {
 }
 
 Test(image, unsupported_formats_are_named) {
+  /* the length of each literal, less the NUL the compiler adds */
+#define MAGIC(name, format, data) {name, format, data, sizeof data - 1}
   static const struct {
     const char *name, *format;
     const char *data;
     size_t len;
   } files[] = {
-      {"photo.webp", "WebP", "RIFF\x1a\0\0\0WEBPVP8L\x0d\0\0\0\x2f\0\0\0\x10\x07\x10\x11\x11\x88\x88\xfe\x07\0", 38},
-      {"scan.tif", "TIFF", "II*\0\x08\0\0\0\0\0\0\0\0\0", 14},
-      {"scan_mm.tiff", "TIFF", "MM\0*\0\0\0\x08\0\0\0\0\0\0", 14},
-      {"big.tif", "TIFF", "II+\0\x08\0\0\0\x10\0\0\0\0\0\0\0", 16},
-      {"phone.heic", "HEIC/HEIF", "\0\0\0\x18" "ftypheic\0\0\0\0mif1heic", 24},
-      {"still.heif", "HEIC/HEIF", "\0\0\0\x10" "ftypmif1\0\0\0\0", 16},
-      {"photo.avif", "AVIF", "\0\0\0\x1c" "ftypavif\0\0\0\0avifmif1miaf", 28},
-      {"brands.avif", "AVIF", "\0\0\0\x18" "ftypmif1\0\0\0\0mif1avif", 24},
-      {"photo.jxl", "JPEG XL", "\xff\x0a\xfa\x7f\x01\x90\x08", 7},
-      {"box.jxl", "JPEG XL", "\0\0\0\x0cJXL \r\n\x87\n\0\0\0\x14" "ftypjxl ", 20},
-      {"photo.jp2", "JPEG 2000", "\0\0\0\x0cjP  \r\n\x87\n\0\0\0\x14" "ftypjp2 ", 20},
-      {"photo.j2k", "JPEG 2000", "\xff\x4f\xff\x51\0\x29\0\0", 8},
+      MAGIC("photo.webp", "WebP", "RIFF\x1a\0\0\0WEBPVP8L\x0d\0\0\0\x2f\0\0\0\x10\x07\x10\x11\x11\x88\x88\xfe\x07\0"),
+      MAGIC("scan.tif", "TIFF", "II*\0\x08\0\0\0\0\0\0\0\0\0"),
+      MAGIC("scan_mm.tiff", "TIFF", "MM\0*\0\0\0\x08\0\0\0\0\0\0"),
+      MAGIC("big.tif", "TIFF", "II+\0\x08\0\0\0\x10\0\0\0\0\0\0\0"),
+      MAGIC("phone.heic", "HEIC/HEIF", "\0\0\0\x18" "ftypheic\0\0\0\0mif1heic"),
+      MAGIC("still.heif", "HEIC/HEIF", "\0\0\0\x10" "ftypmif1\0\0\0\0"),
+      MAGIC("photo.avif", "AVIF", "\0\0\0\x1c" "ftypavif\0\0\0\0avifmif1miaf"),
+      MAGIC("brands.avif", "AVIF", "\0\0\0\x18" "ftypmif1\0\0\0\0mif1avif"),
+      MAGIC("photo.jxl", "JPEG XL", "\xff\x0a\xfa\x7f\x01\x90\x08"),
+      MAGIC("box.jxl", "JPEG XL", "\0\0\0\x0cJXL \r\n\x87\n\0\0\0\x14" "ftypjxl "),
+      MAGIC("photo.jp2", "JPEG 2000", "\0\0\0\x0cjP  \r\n\x87\n\0\0\0\x14" "ftypjp2 "),
+      MAGIC("photo.j2k", "JPEG 2000", "\xff\x4f\xff\x51\0\x29\0\0"),
   };
+#undef MAGIC
   for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
     char path[128], want[256];
     write_bytes(tmp_path(path, sizeof path, files[i].name), files[i].data, files[i].len);
@@ -915,13 +921,13 @@ Test(image, every_listed_format_loads) {
   cr_assert(stbi_write_png_to_func(bytes_write, &files[1], 1, 1, 3, px, 3));
   cr_assert(stbi_write_bmp_to_func(bytes_write, &files[2], 1, 1, 3, px));
   /* 1x1 GIF: a 2-colour palette (white, black), one LZW-coded white pixel */
-  bytes_put(&files[3], "GIF89a\1\0\1\0\x80\0\0\xff\xff\xff\0\0\0,\0\0\0\0\1\0\1\0\0\2\2D\1\0;", 35);
+  BYTES_PUT_LIT(&files[3], "GIF89a\1\0\1\0\x80\0\0\xff\xff\xff\0\0\0,\0\0\0\0\1\0\1\0\0\2\2D\1\0;");
   cr_assert(stbi_write_tga_to_func(bytes_write, &files[4], 1, 1, 3, px));
   /* PSD: 3 channels of 1x1, 8 bits, RGB; no colour data, resources or layers; raw planes */
-  bytes_put(&files[5], "8BPS\0\1\0\0\0\0\0\0\0\3\0\0\0\1\0\0\0\1\0\x08\0\3", 26);
-  bytes_put(&files[5], "\0\0\0\0\0\0\0\0\0\0\0\0\0\0\xc8\x64\x32", 17);
-  bytes_put(&files[6], "P6\n1 1\n255\n\xc8\x64\x32", 14);
-  bytes_put(&files[7], "#?RADIANCE\nFORMAT=32-bit_rle_rgbe\n\n-Y 1 +X 1\n\x80\x80\x80\x80", 50);
+  BYTES_PUT_LIT(&files[5], "8BPS\0\1\0\0\0\0\0\0\0\3\0\0\0\1\0\0\0\1\0\x08\0\3");
+  BYTES_PUT_LIT(&files[5], "\0\0\0\0\0\0\0\0\0\0\0\0\0\0\xc8\x64\x32");
+  BYTES_PUT_LIT(&files[6], "P6\n1 1\n255\n\xc8\x64\x32");
+  BYTES_PUT_LIT(&files[7], "#?RADIANCE\nFORMAT=32-bit_rle_rgbe\n\n-Y 1 +X 1\n\x80\x80\x80\x80");
   /* Softimage PIC: magic, "PICT" at 88, 1x1, one uncompressed RGB channel packet */
   unsigned char pic[104 + 4 + 3] = {0x53, 0x80, 0xF6, 0x34};
   memcpy(pic + 88, "PICT", 4);
