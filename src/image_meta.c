@@ -206,6 +206,7 @@ static unsigned char *inflate_capped(const unsigned char *z, size_t zlen, size_t
       return (unsigned char *)buf;
     }
     free(buf);
+    if (n == 0) return NULL; /* an empty profile is no profile */
     const char *why = stbi_failure_reason();
     if (cap == ICC_MAX || !why || strcmp(why, "output buffer limit")) return NULL;
     cap *= 2;

@@ -37,9 +37,10 @@ extern const char dd_image_formats[];
 typedef struct dd_image {
   int w, h;
   float *rgb; /* w*h*3 */
-  /* Metadata of the file the image came from, owned (dd_image_free frees it); NULL and 0
-   * when absent.  exif is the TIFF block of an EXIF segment ("II*\0" or "MM\0*" ...),
-   * icc an ICC profile, both as bytes in the file. */
+  /* Metadata of the file the image came from, owned (dd_image_free frees it, so a caller
+   * that sets them gives malloc'ed buffers); NULL and 0 when absent.  exif is the TIFF block
+   * of an EXIF segment ("II*\0" or "MM\0*" ...), icc an ICC profile, both as bytes in the
+   * file. */
   unsigned char *icc;
   size_t icc_len;
   unsigned char *exif;
