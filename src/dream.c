@@ -886,7 +886,7 @@ int dd_dream_run(const dd_model *m, const dd_preproc *pp, const dd_dream_params 
       for (size_t i = 0; i < sz; i++) b.cur[i] += hi[i];
     }
     rc = prepare(d, w, h, err);
-    dd_image view = {w, h, b.cur};
+    dd_image view = {.w = w, .h = h, .rgb = b.cur};
     for (int it = 0; it < p->iters && !rc; it++) {
       if (p->cancel && *p->cancel) {
         rc = dd_fail(err, DD_EINTR, "interrupted");

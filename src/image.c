@@ -15,11 +15,14 @@
 #include <stb_image_write.h>
 
 #include "image_guard.h"
+#include "image_meta.h"
 #include "util.h"
 
 /* Largest image file read; far above any photo, it only stops a stray multi-GiB file. */
 #define IMAGE_MAX_FILE ((size_t)1 << 30)
 #define JPEG_QUALITY 95
+
+const char dd_image_formats[] = DD_IMAGE_FORMATS;
 
 int dd_image_new(int w, int h, dd_image **out, dd_err *err) {
   if (w < 1 || h < 1 || (size_t)w * (size_t)h > DD_IMAGE_MAX_PIXELS)
@@ -32,9 +35,7 @@ int dd_image_new(int w, int h, dd_image **out, dd_err *err) {
     free(rgb);
     return dd_fail(err, DD_ENOMEM, "out of memory for a %dx%d image", w, h);
   }
-  im->w = w;
-  im->h = h;
-  im->rgb = rgb;
+  *im = (dd_image){.w = w, .h = h, .rgb = rgb};
   *out = im;
   return DD_OK;
 }
@@ -42,13 +43,50 @@ int dd_image_new(int w, int h, dd_image **out, dd_err *err) {
 void dd_image_free(dd_image *im) {
   if (!im) return;
   free(im->rgb);
+  free(im->icc);
+  free(im->exif);
   free(im);
+}
+
+int dd_image_copy_meta(dd_image *dst, const dd_image *src, dd_err *err) {
+  if (dst == src) return DD_OK;
+  unsigned char *icc = NULL, *exif = NULL;
+  if (src->icc && src->icc_len && !(icc = malloc(src->icc_len))) goto oom;
+  if (src->exif && src->exif_len && !(exif = malloc(src->exif_len))) goto oom;
+  if (icc) memcpy(icc, src->icc, src->icc_len);
+  if (exif) memcpy(exif, src->exif, src->exif_len);
+  free(dst->icc);
+  free(dst->exif);
+  dst->icc = icc;
+  dst->icc_len = icc ? src->icc_len : 0;
+  dst->exif = exif;
+  dst->exif_len = exif ? src->exif_len : 0;
+  return DD_OK;
+oom:
+  free(icc);
+  return dd_fail(err, DD_ENOMEM, "out of memory copying image metadata");
 }
 
 /* stb's reasons are terse ("unknown image type"); it keeps the last one per thread. */
 static const char *stb_reason(void) {
   const char *r = stbi_failure_reason();
   return r ? r : "unknown reason";
+}
+
+/* Where the stored pixel (x, y) of a w x h image is shown under EXIF orientation `o`, by the
+ * spec's table of where the stored 0th row and 0th column are shown: 2-4 mirror and turn
+ * within w x h; 5-8 swap the axes (the shown image is h x w). */
+static void orient(int o, int w, int h, int x, int y, int *ox, int *oy) {
+  switch (o) {
+    case 2: *ox = w - 1 - x, *oy = y; break;         /* row 0 top, column 0 right */
+    case 3: *ox = w - 1 - x, *oy = h - 1 - y; break; /* bottom, right: rotated 180 */
+    case 4: *ox = x, *oy = h - 1 - y; break;         /* bottom, left */
+    case 5: *ox = y, *oy = x; break;                 /* left, top: transposed */
+    case 6: *ox = h - 1 - y, *oy = x; break;         /* right, top: turned 90 clockwise */
+    case 7: *ox = h - 1 - y, *oy = w - 1 - x; break; /* right, bottom: transversed */
+    case 8: *ox = y, *oy = w - 1 - x; break;         /* left, bottom: turned 90 anticlockwise */
+    default: *ox = x, *oy = y; break;
+  }
 }
 
 int dd_image_load(const char *path, size_t max_pixels, dd_image **out, dd_err *err) {
@@ -65,6 +103,12 @@ int dd_image_load(const char *path, size_t max_pixels, dd_image **out, dd_err *e
     free(buf);
     return dd_fail(err, DD_ELIMIT, "%s: file too large for the image decoder", path);
   }
+  const char *unsupported = dd_image_unsupported_format(buf, len);
+  if (unsupported) {
+    free(buf);
+    return dd_fail(err, DD_EFORMAT, "%s: %s images are not supported; supported formats: %s",
+                   path, unsupported, DD_IMAGE_FORMATS);
+  }
   rc = dd_image_guard(buf, len, path, err);
   if (rc) {
     free(buf);
@@ -74,7 +118,8 @@ int dd_image_load(const char *path, size_t max_pixels, dd_image **out, dd_err *e
   int w, h, comp;
   if (!stbi_info_from_memory(buf, (int)len, &w, &h, &comp)) {
     free(buf);
-    return dd_fail(err, DD_EFORMAT, "%s: not an image (stb_image: %s)", path, stb_reason());
+    return dd_fail(err, DD_EFORMAT, "%s: not an image (stb_image: %s); supported formats: %s",
+                   path, stb_reason(), DD_IMAGE_FORMATS);
   }
   if (w < 1 || h < 1 || (uint64_t)w * (uint64_t)h > max_pixels) {
     free(buf);
@@ -89,29 +134,48 @@ int dd_image_load(const char *path, size_t max_pixels, dd_image **out, dd_err *e
     free(buf);
     return dd_fail(err, DD_EFORMAT, "%s: image has %d channels", path, comp);
   }
+  dd_image meta = {0};
+  if (dd_meta_read(buf, len, &meta)) {
+    free(buf);
+    return dd_fail(err, DD_ENOMEM, "%s: out of memory reading the metadata", path);
+  }
   unsigned char *px = stbi_load_from_memory(buf, (int)len, &dw, &dh, &dc, want);
   free(buf);
-  if (!px) return dd_fail(err, DD_EFORMAT, "%s: not an image (stb_image: %s)", path, stb_reason());
-  if (dw != w || dh != h) {
-    stbi_image_free(px);
-    return dd_fail(err, DD_EFORMAT, "%s: header says %dx%d but the data is %dx%d", path, w, h,
-                   dw, dh);
+  if (!px) {
+    rc = dd_fail(err, DD_EFORMAT, "%s: not an image (stb_image: %s)", path, stb_reason());
+  } else if (dw != w || dh != h) {
+    rc = dd_fail(err, DD_EFORMAT, "%s: header says %dx%d but the data is %dx%d", path, w, h, dw,
+                 dh);
   }
-  dd_image *im;
-  rc = dd_image_new(w, h, &im, err);
+  /* Viewers show a photo turned by its EXIF orientation; every command works on what they
+   * show, so the pixels are turned here and the tag reset to match them. */
+  int o = dd_exif_orientation(meta.exif, meta.exif_len);
+  dd_exif_reset_orientation(meta.exif, meta.exif_len);
+  int ow = o >= 5 ? h : w, oh = o >= 5 ? w : h;
+  dd_image *im = NULL;
+  if (!rc && (rc = dd_image_new(ow, oh, &im, err))) dd_err_prefix(err, "%s", path);
   if (rc) {
     stbi_image_free(px);
-    return dd_err_prefix(err, "%s", path);
+    free(meta.icc);
+    free(meta.exif);
+    return rc;
   }
-  size_t n = (size_t)w * (size_t)h;
-  for (size_t i = 0; i < n; i++) {
-    const unsigned char *p = px + i * (size_t)want;
-    /* Transparent pixels carry arbitrary colour; compositing on white is what a viewer
-     * shows for most transparent photos and logos. */
-    float a = want == 2 || want == 4 ? p[want - 1] / 255.f : 1.f;
-    for (int c = 0; c < 3; c++) im->rgb[i * 3 + c] = p[want < 3 ? 0 : c] * a + 255.f * (1.f - a);
-  }
+  for (int y = 0; y < h; y++)
+    for (int x = 0; x < w; x++) {
+      const unsigned char *p = px + ((size_t)y * (size_t)w + (size_t)x) * (size_t)want;
+      int X, Y;
+      orient(o, w, h, x, y, &X, &Y);
+      float *q = im->rgb + ((size_t)Y * (size_t)ow + (size_t)X) * 3;
+      /* Transparent pixels carry arbitrary colour; compositing on white is what a viewer
+       * shows for most transparent photos and logos. */
+      float a = want == 2 || want == 4 ? p[want - 1] / 255.f : 1.f;
+      for (int c = 0; c < 3; c++) q[c] = p[want < 3 ? 0 : c] * a + 255.f * (1.f - a);
+    }
   stbi_image_free(px);
+  im->icc = meta.icc;
+  im->icc_len = meta.icc_len;
+  im->exif = meta.exif;
+  im->exif_len = meta.exif_len;
   *out = im;
   return DD_OK;
 }
@@ -152,7 +216,21 @@ static unsigned char to_byte(float v) {
   return (unsigned char)lrintf(v);
 }
 
+dd_image_save_opts dd_image_save_opts_init(void) {
+  return (dd_image_save_opts){.quality = JPEG_QUALITY, .keep_meta = 1};
+}
+
 int dd_image_save(const char *path, const dd_image *im, dd_err *err) {
+  dd_image_save_opts o = dd_image_save_opts_init();
+  return dd_image_save_with(path, im, &o, err);
+}
+
+int dd_image_save_with(const char *path, const dd_image *im, const dd_image_save_opts *opts,
+                       dd_err *err) {
+  dd_image_save_opts o = opts ? *opts : dd_image_save_opts_init();
+  if (o.quality == 0) o.quality = JPEG_QUALITY;
+  if (o.quality < 1 || o.quality > 100)
+    return dd_fail(err, DD_EARG, "%s: JPEG quality %d is not in 1..100", path, o.quality);
   const char *dot = strrchr(path, '.');
   const char *slash = strrchr(path, '/');
   if (!dot || (slash && dot < slash))
@@ -176,15 +254,31 @@ int dd_image_save(const char *path, const dd_image *im, dd_err *err) {
   int ok = 0;
   switch (fmt) {
     case PNG: ok = stbi_write_png_to_func(membuf_write, &b, im->w, im->h, 3, px, im->w * 3); break;
-    case JPG: ok = stbi_write_jpg_to_func(membuf_write, &b, im->w, im->h, 3, px, JPEG_QUALITY); break;
+    case JPG: ok = stbi_write_jpg_to_func(membuf_write, &b, im->w, im->h, 3, px, o.quality); break;
     case BMP: ok = stbi_write_bmp_to_func(membuf_write, &b, im->w, im->h, 3, px); break;
     case TGA: ok = stbi_write_tga_to_func(membuf_write, &b, im->w, im->h, 3, px); break;
   }
   free(px);
-  int rc;
-  if (b.failed) rc = dd_fail(err, DD_ENOMEM, "%s: out of memory encoding the image", path);
-  else if (!ok || !b.len) rc = dd_fail(err, DD_EIO, "%s: stb_image_write could not encode the image", path);
+  if (b.failed) {
+    free(b.data);
+    return dd_fail(err, DD_ENOMEM, "%s: out of memory encoding the image", path);
+  }
+  if (!ok || !b.len) {
+    free(b.data);
+    return dd_fail(err, DD_EIO, "%s: stb_image_write could not encode the image", path);
+  }
+  /* stb_image_write knows no metadata: it is spliced into the encoded bytes.  The BMP and
+   * TGA headers stb writes have no place for it. */
+  unsigned char *with = NULL;
+  size_t with_len = 0;
+  int rc = DD_OK;
+  if (o.keep_meta && fmt == JPG) rc = dd_meta_splice_jpeg(b.data, b.len, im, &with, &with_len);
+  if (o.keep_meta && fmt == PNG) rc = dd_meta_splice_png(b.data, b.len, im, &with, &with_len);
+  if (rc == DD_ENOMEM) rc = dd_fail(err, rc, "%s: out of memory adding the metadata", path);
+  else if (rc) rc = dd_fail(err, rc, "%s: stb_image_write's output has an unexpected layout", path);
+  else if (with) rc = dd_write_file_atomic(path, with, with_len, err);
   else rc = dd_write_file_atomic(path, b.data, b.len, err);
+  free(with);
   free(b.data);
   return rc;
 }

@@ -14,7 +14,9 @@ for h in sorted((root / "include" / "dream").glob("*.h")):
         continue
     text = h.read_text()
     lines = text.split("\n")
-    out = [("DD_API " + l) if decl.match(l) else l for l in lines]
+    out = [("DD_API " + l) if decl.match(l) else
+           ("extern DD_API " + l[len("extern "):]) if re.match(r'^extern (?!"C"|DD_API )\w', l)
+           else l for l in lines]
     new = "\n".join(out)
     if '#include "dream/api.h"' not in new:
         # after the include guard's #define
