@@ -368,3 +368,108 @@ Test(safety, pixel_cap_names_the_option) {
   expect_in(&r, "--max-memory", "classify --max-memory 20M");
   th_result_free(&r);
 }
+
+/* ---- EXIF, ICC, quality ---- */
+
+/* `src` (a JPEG without metadata) with an APP1 Exif segment (big-endian TIFF, IFD0:
+ * Orientation = value) and an APP2 ICC_PROFILE segment spliced in after SOI. */
+static void tagged_jpeg(const char *src, const char *dst, int orientation, const char *icc) {
+  size_t n;
+  unsigned char *j = (unsigned char *)th_slurp(src, &n);
+  cr_assert(j && n > 4 && j[0] == 0xFF && j[1] == 0xD8);
+  static const unsigned char tiff_head[] = {'M', 'M', 0, 42, 0, 0, 0, 8, 0, 1,
+                                            0x01, 0x12, 0, 3, 0, 0, 0, 1};
+  unsigned char app1[64];
+  size_t a = 0;
+  app1[a++] = 0xFF, app1[a++] = 0xE1, a += 2;
+  memcpy(app1 + a, "Exif\0\0", 6), a += 6;
+  memcpy(app1 + a, tiff_head, sizeof tiff_head), a += sizeof tiff_head;
+  app1[a++] = 0, app1[a++] = (unsigned char)orientation, app1[a++] = 0, app1[a++] = 0;
+  app1[a++] = 0, app1[a++] = 0, app1[a++] = 0, app1[a++] = 0; /* no next IFD */
+  app1[2] = (unsigned char)((a - 2) >> 8), app1[3] = (unsigned char)(a - 2);
+  unsigned char app2[256];
+  size_t b = 0, il = strlen(icc);
+  app2[b++] = 0xFF, app2[b++] = 0xE2, b += 2;
+  memcpy(app2 + b, "ICC_PROFILE\0", 12), b += 12;
+  app2[b++] = 1, app2[b++] = 1;
+  memcpy(app2 + b, icc, il), b += il;
+  app2[2] = (unsigned char)((b - 2) >> 8), app2[3] = (unsigned char)(b - 2);
+  FILE *f = fopen(dst, "wb");
+  cr_assert_not_null(f);
+  fwrite(j, 1, 2, f);
+  fwrite(app1, 1, a, f);
+  fwrite(app2, 1, b, f);
+  fwrite(j + 2, 1, n - 2, f);
+  fclose(f);
+  free(j);
+}
+
+/* A phone photo: stored sideways (pixels turned 90 degrees counter-clockwise) with
+ * Orientation 6, which every viewer shows upright. */
+Test(safety, exif_orientation_is_applied_and_metadata_carried) {
+  char dog[512], side[256], rot[256], out[256], ref[256];
+  th_shared(dog, sizeof dog, "images/dog.jpg");
+  dd_image *up, *sw;
+  dd_err err;
+  cr_assert_eq(dd_image_load(dog, 0, &up, &err), 0, "%s", err.msg);
+  cr_assert_eq(dd_image_new(up->h, up->w, &sw, &err), 0);
+  for (int y = 0; y < up->h; y++) /* stored (x', y') = (y, W-1-x) */
+    for (int x = 0; x < up->w; x++)
+      memcpy(sw->rgb + ((size_t)(up->w - 1 - x) * sw->w + y) * 3,
+             up->rgb + ((size_t)y * up->w + x) * 3, 3 * sizeof(float));
+  dd_image_save_opts o = dd_image_save_opts_init();
+  o.keep_meta = 0;
+  cr_assert_eq(dd_image_save_with(th_tmp(side, sizeof side, "side.jpg"), sw, &o, &err), 0);
+  dd_image_free(sw);
+  dd_image_free(up);
+  const char *icc = "a stand-in ICC profile, carried byte for byte";
+  tagged_jpeg(side, th_tmp(rot, sizeof rot, "phone.jpg"), 6, icc);
+  /* dream returns the photo as every viewer shows it: 768 wide, 576 high, with its ICC
+   * profile and EXIF. */
+  th_result r = TH_RUN("dream", "--octaves", "1", "--iters", "1", "--layer", "conv2/3x3", rot,
+                       th_tmp(out, sizeof out, "out.jpg"));
+  cr_assert_eq(r.status, 0, "%s", r.err);
+  th_result_free(&r);
+  dd_image *im;
+  cr_assert_eq(dd_image_load(out, 0, &im, &err), 0, "%s", err.msg);
+  cr_expect_eq(im->w, 768);
+  cr_expect_eq(im->h, 576);
+  cr_expect(im->icc && im->icc_len == strlen(icc) && !memcmp(im->icc, icc, im->icc_len),
+            "the ICC profile was not carried");
+  cr_expect(im->exif != NULL, "the EXIF block was not carried");
+  dd_image_free(im);
+  /* classify sees the upright pixels: the same output as for a lossless copy of them. */
+  cr_assert_eq(dd_image_load(rot, 0, &im, &err), 0, "%s", err.msg);
+  cr_assert_eq(im->w, 768);
+  cr_assert_eq(dd_image_save(th_tmp(ref, sizeof ref, "upright.png"), im, &err), 0);
+  dd_image_free(im);
+  th_result a = TH_RUN("classify", ref);
+  th_result b = TH_RUN("classify", rot);
+  cr_assert_eq(a.status, 0);
+  cr_assert_eq(b.status, 0);
+  const char *la = strchr(a.out, '\n'), *lb = strchr(b.out, '\n');
+  cr_expect(la && lb && !strcmp(la, lb), "upright: %s phone: %s", a.out, b.out);
+  th_result_free(&a);
+  th_result_free(&b);
+}
+
+Test(safety, quality_sets_the_jpeg_quality) {
+  char in[256], lo[256], hi[256];
+  th_photo("dog.jpg", 160, th_tmp(in, sizeof in, "d.png"));
+  const char *common[] = {"--octaves", "1", "--iters", "1", "--layer", "conv2/3x3", "-q"};
+  th_result r = TH_RUN("dream", common[0], common[1], common[2], common[3], common[4], common[5],
+                       common[6], "--quality", "20", in, th_tmp(lo, sizeof lo, "lo.jpg"));
+  cr_assert_eq(r.status, 0, "%s", r.err);
+  th_result_free(&r);
+  r = TH_RUN("dream", common[0], common[1], common[2], common[3], common[4], common[5],
+             common[6], in, th_tmp(hi, sizeof hi, "hi.jpg"));
+  cr_assert_eq(r.status, 0, "%s", r.err);
+  th_result_free(&r);
+  size_t nl, nh;
+  free(th_slurp(lo, &nl));
+  free(th_slurp(hi, &nh));
+  cr_expect_lt(nl * 2, nh, "--quality 20: %zu bytes, default: %zu", nl, nh);
+  r = TH_RUN("dream", "--quality", "101", in, lo);
+  cr_expect_eq(r.status, 2);
+  th_result_free(&r);
+}

@@ -198,7 +198,9 @@ size_t cli_max_pixels(size_t max_memory);
 struct dd_image;
 int cli_load_image(const char *path, const cli_model *cm, struct dd_image **out);
 /* Writes `im` atomically with --quality, carrying the EXIF and ICC profile of `meta_from`
- * (NULL: none) where the format holds them.  Returns a status with err set. */
+ * (NULL: none) where the format holds them (JPEG, PNG).  Pictures drawn with colour maps
+ * (activations, explain, filters) carry none: their colours are sRGB whatever the photo's
+ * profile.  Returns a status with err set. */
 int cli_save_image(const char *path, const struct dd_image *im, const cli_common *co,
                    const struct dd_image *meta_from, dd_err *err);
 /* A class named by the user: its index, or its label matched exactly (case-insensitive).

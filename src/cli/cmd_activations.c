@@ -134,7 +134,7 @@ int cmd_activations(int argc, char **argv) {
       status = cli_errorf("--channels: channel %d out of range 0..%d of '%s'", c1 - 1, C - 1,
                           layer);
     else if (dd_vis_activation_grid(act, c0, c1, zoom, gap, map, &grid, &g, &err) ||
-             cli_save_image(out, grid, &co, photo, &err))
+             cli_save_image(out, grid, &co, NULL, &err))
       status = cli_report(&err);
     else
       status = write_stats(csv, act);

@@ -18,9 +18,12 @@
 static const char dream_help[] =
     "usage: dream [dream] [options] IN OUT\n\n"
     "DeepDream: gradient ascent on IN to amplify what the chosen layers respond to, written to\n"
-    "OUT (.jpg, .jpeg, .png, .bmp or .tga).  The defaults are the original DeepDream notebook's\n"
-    "on BVLC GoogLeNet: inception_4c/output, 4 octaves of scale 1.4, 10 iterations per octave,\n"
-    "step 1.5, random jitter up to 32 px, gradient divided by its mean absolute value.\n\n"
+    "OUT (.jpg, .jpeg, .png, .bmp or .tga; a JPEG or PNG keeps IN's EXIF and ICC profile).\n"
+    "The defaults are the original DeepDream notebook's on BVLC GoogLeNet: inception_4c/output,\n"
+    "4 octaves of scale 1.4, 10 iterations per octave, step 1.5, random jitter up to 32 px,\n"
+    "gradient divided by its mean absolute value.\n\n"
+    "IN: " DD_IMAGE_FORMATS ";\n"
+    "its EXIF orientation is applied.\n\n"
     "options:\n" CLI_MODEL_HELP
     "  -l, --layer SPEC     NAME[#CHANNEL][:WEIGHT], repeatable: a value name as `dream layers`\n"
     "                       lists it or a convN alias; #CHANNEL: that channel only; :WEIGHT\n"
@@ -227,10 +230,14 @@ static int load_shrunk(const char *path, int size, const cli_model *cm, dd_image
   int longer = g->w > g->h ? g->w : g->h;
   if (size > 0 && longer > size) {
     int w = (int)lround((double)g->w * size / longer), h = (int)lround((double)g->h * size / longer);
-    dd_image *r;
+    dd_image *r = NULL;
     rc = dd_image_resize(g, w < 1 ? 1 : w, h < 1 ? 1 : h, &r, err);
+    if (!rc) rc = dd_image_copy_meta(r, g, err); /* the photo's EXIF and ICC go to OUT */
     dd_image_free(g);
-    if (rc) return cli_report(err);
+    if (rc) {
+      dd_image_free(r);
+      return cli_report(err);
+    }
     g = r;
   }
   *out = g;

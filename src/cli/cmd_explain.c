@@ -143,7 +143,7 @@ int cmd_explain(int argc, char **argv) {
            dd_image_cut(photo, (int)rect.x, (int)rect.y, (int)rect.w, (int)rect.h, &im, &err) ||
            dd_explain(cm.model, &cm.preset.pre, im, &eo, &e, &err) ||
            dd_explain_picture(im, e, height, &pic, &err) ||
-           cli_save_image(out, pic, &co, photo, &err))
+           cli_save_image(out, pic, &co, NULL, &err))
     status = cli_report(&err);
   if (!status) status = write_json(json, &cm, in, e, &rect, eo.smoothgrad);
   if (!status) {

@@ -119,7 +119,13 @@ int cli_load_image(const char *path, const cli_model *cm, dd_image **out) {
 
 int cli_save_image(const char *path, const dd_image *im, const cli_common *co,
                    const dd_image *meta_from, dd_err *err) {
-  (void)co;
-  (void)meta_from;
-  return dd_image_save(path, im, err);
+  dd_image_save_opts o = dd_image_save_opts_init();
+  if (co && co->quality) o.quality = co->quality;
+  /* A view of the pixels with the metadata of meta_from: nothing is copied or owned. */
+  dd_image view = *im;
+  view.icc = meta_from ? meta_from->icc : NULL;
+  view.icc_len = meta_from ? meta_from->icc_len : 0;
+  view.exif = meta_from ? meta_from->exif : NULL;
+  view.exif_len = meta_from ? meta_from->exif_len : 0;
+  return dd_image_save_with(path, &view, &o, err);
 }
