@@ -254,3 +254,90 @@ Test(graph, plans_within_a_host_match_their_own, .timeout = 120) {
   free(x);
   dd_model_free(m);
 }
+
+/* ---- the smallest input ---- */
+
+/* The smallest input of a target, by shape inference: sizes one pixel smaller fail, and a
+ * plan for an image below it says so in pixels instead of naming a pooling deep inside. */
+static void check_min_input(const char *rel, const char *layer, int want) {
+  dd_model *m = th_shared_model(rel);
+  dd_err err;
+  int target = -1, w = 0, h = 0;
+  if (layer) cr_assert_eq(dd_model_resolve(m, layer, &target, &err), 0, "%s", err.msg);
+  cr_assert_eq(dd_plan_min_input(m, layer ? &target : NULL, layer ? 1 : 0, &w, &h, &err), 0,
+               "%s", err.msg);
+  cr_assert(w == want && h == want, "%s %s: smallest input %dx%d, expected %dx%d", rel,
+            layer ? layer : "(outputs)", w, h, want, want);
+  if (!layer) target = dd_model_output(m, 0);
+  int sizes[3][2] = {{want, want}, {want - 1, want}, {want, want - 1}};
+  for (int i = 0; i < 3; i++) {
+    int64_t dims[4] = {1, 3, sizes[i][1], sizes[i][0]};
+    dd_binding b = {dd_model_input(m), dd_shape_make(4, dims), NULL};
+    dd_plan *p = NULL;
+    int rc = dd_plan_new(m, &b, 1, &target, 1, DD_PLAN_GRAD | DD_PLAN_REUSE, 0, &p, &err);
+    if (i == 0) {
+      cr_assert_eq(rc, DD_OK, "%dx%d: %s", want, want, err.msg);
+      dd_plan_free(p);
+      continue;
+    }
+    char expect[128];
+    snprintf(expect, sizeof expect, "a %dx%d input is too small", sizes[i][0], sizes[i][1]);
+    cr_assert_eq(rc, DD_ESHAPE, "%s", err.msg);
+    cr_assert(strstr(err.msg, expect), "%s", err.msg);
+    snprintf(expect, sizeof expect, "the smallest input this model accepts is %dx%d pixels",
+             want, want);
+    cr_assert(strstr(err.msg, expect), "%s", err.msg);
+    cr_log_info("%s", err.msg);
+  }
+  dd_model_free(m);
+}
+
+Test(graph, smallest_input_of_googlenet) {
+  check_min_input("models/bvlc_googlenet.onnx", "inception_4c/output", 23);
+  check_min_input("models/bvlc_googlenet.onnx", "inception_5b/output", 47);
+  check_min_input("models/bvlc_googlenet.onnx", NULL, 47);
+  check_min_input("models/bvlc_googlenet.onnx", "conv2/3x3", 5);
+}
+
+Test(graph, smallest_input_of_squeezenet) {
+  check_min_input("models/squeezenet1.1.onnx", "fire5/concat", 13);
+  check_min_input("models/squeezenet1.1.onnx", NULL, 25);
+}
+
+/* The message of the issue: a 20x20 image for GoogLeNet's default dream layer. */
+Test(graph, too_small_input_is_said_in_pixels) {
+  dd_model *m = th_shared_model("models/bvlc_googlenet.onnx");
+  dd_err err;
+  int target;
+  cr_assert_eq(dd_model_resolve(m, "inception_4c/output", &target, &err), 0);
+  int64_t dims[4] = {1, 3, 20, 20};
+  dd_binding b = {dd_model_input(m), dd_shape_make(4, dims), NULL};
+  dd_plan *p = NULL;
+  cr_assert_eq(dd_plan_new(m, &b, 1, &target, 1, DD_PLAN_GRAD, 0, &p, &err), DD_ESHAPE);
+  cr_assert_null(p);
+  cr_assert(strstr(err.msg, "bvlc_googlenet.onnx: a 20x20 input is too small: 'pool3/3x3_s2' "
+                            "would have no output; the smallest input this model accepts is "
+                            "23x23 pixels"), "%s", err.msg);
+  dd_model_free(m);
+}
+
+/* dd_plan_measure gives the bytes of the plan dd_plan_new makes, without making it. */
+Test(graph, measure_is_the_plan_size) {
+  dd_model *m = th_shared_model("models/squeezenet1.1.onnx");
+  dd_err err;
+  int target = dd_model_output(m, 0);
+  int64_t dims[4] = {1, 3, 96, 128};
+  dd_binding b = {dd_model_input(m), dd_shape_make(4, dims), NULL};
+  unsigned flags[3] = {0, DD_PLAN_GRAD, DD_PLAN_GRAD | DD_PLAN_REUSE};
+  for (int i = 0; i < 3; i++) {
+    size_t bytes = 0;
+    dd_plan *p = NULL;
+    cr_assert_eq(dd_plan_measure(m, &b, 1, &target, 1, flags[i], &bytes, &err), 0, "%s",
+                 err.msg);
+    cr_assert_eq(dd_plan_new(m, &b, 1, &target, 1, flags[i], 0, &p, &err), 0, "%s", err.msg);
+    cr_assert_eq(bytes, dd_plan_bytes(p), "flags %u: measured %zu, the plan has %zu", flags[i],
+                 bytes, dd_plan_bytes(p));
+    dd_plan_free(p);
+  }
+  dd_model_free(m);
+}

@@ -44,6 +44,28 @@ int dd_plan_new_within(dd_plan *host, const dd_model *m, const dd_binding *input
                        dd_plan **out, dd_err *err);
 void dd_plan_free(dd_plan *p);
 
+/* The bytes dd_plan_new would allocate for these arguments (dd_plan_bytes of the plan),
+ * found by shape inference and laying out the arena without allocating it.  Fails as
+ * dd_plan_new does, except that no limit applies. */
+int dd_plan_measure(const dd_model *m, const dd_binding *inputs, int n_inputs, const int *targets,
+                    int n_targets, unsigned flags, size_t *bytes, dd_err *err);
+
+/* The smallest image the model's data input (N x C x H x W, bound as 1 x C x H x W when N or
+ * C is symbolic, C = 3 then) may have for `targets` to be computed (NULL or n_targets < 1:
+ * the model's outputs), found by shape inference alone: nothing the size of a plan is
+ * allocated.  *w x *h is the smallest height that works at the width of a size known to
+ * work, then the smallest width at that height: N x N for a convolutional network, whose
+ * axes do not constrain each other.  Every size below is tried, so a network that takes only
+ * one size (a classifier with a fixed Gemm) is answered with its smallest.  Sides up to 8192
+ * are searched: DD_ESHAPE with the reason a 224 x 224 input fails when none works;
+ * DD_EUNSUPPORTED when the input is not 4-D.
+ *
+ * dd_plan_new uses it when shape inference fails: an image smaller than this fails with
+ * DD_ESHAPE and "model.onnx: a 20x20 input is too small: 'pool3/3x3_s2' would have no
+ * output; the smallest input this model accepts is 27x27 pixels" (for its targets). */
+int dd_plan_min_input(const dd_model *m, const int *targets, int n_targets, int *w, int *h,
+                      dd_err *err);
+
 /* The tensor holding `value` in this plan (inputs are written here before forward), or NULL
  * when the plan does not compute it.  Owned by the plan. */
 dd_tensor *dd_plan_tensor(dd_plan *p, int value);
