@@ -522,7 +522,8 @@ static int too_small_input(const dd_model *m, const dd_binding *inputs, int n_in
 
 static int plan_new(dd_plan *host, const dd_model *m, const dd_binding *inputs, int n_inputs,
                     const int *targets, int n_targets, unsigned flags, size_t max_bytes,
-                    plan_mode mode, size_t *measured, dd_plan **out, dd_err *err) {
+                    plan_mode mode, size_t *measured, dd_shape *target_shapes, dd_plan **out,
+                    dd_err *err) {
   char sb[128], s1[32], s2[32];
   int rc = DD_OK;
   dd_plan *p = calloc(1, sizeof *p);
@@ -735,6 +736,7 @@ static int plan_new(dd_plan *host, const dd_model *m, const dd_binding *inputs, 
   size_t total = arena + scratch;
   if (mode == PLAN_MEASURE) {
     *measured = total;
+    for (int t = 0; target_shapes && t < n_targets; t++) target_shapes[t] = p->val[targets[t]].shape;
     goto fail; /* rc is DD_OK: the caller wanted the size only */
   }
   if (max_bytes && total > max_bytes) {
@@ -744,7 +746,18 @@ static int plan_new(dd_plan *host, const dd_model *m, const dd_binding *inputs, 
                  fmt_size((double)max_bytes, s2, sizeof s2));
     goto fail;
   }
-  if (host && arena <= host->arena_bytes && scratch <= host->scratch_bytes) {
+  int in_host = host && arena <= host->arena_bytes && scratch <= host->scratch_bytes;
+  /* Buffers of its own are held beside the host's, which stays: both count. */
+  if (host && !in_host && max_bytes && total + dd_plan_bytes(host) > max_bytes) {
+    rc = dd_fail(err, DD_ELIMIT, "%s: this input size needs %s of buffers besides the %s of "
+                 "the plan it would share them with, more than the %s limit (use a smaller "
+                 "image or tiles, or raise --max-memory)", m->name,
+                 fmt_size((double)total, s1, sizeof s1),
+                 fmt_size((double)dd_plan_bytes(host), sb, sizeof sb),
+                 fmt_size((double)max_bytes, s2, sizeof s2));
+    goto fail;
+  }
+  if (in_host) {
     p->arena = host->arena;
     p->scratch = host->scratch;
     p->borrowed = 1;
@@ -797,21 +810,22 @@ fail:
 int dd_plan_new(const dd_model *m, const dd_binding *inputs, int n_inputs, const int *targets,
                 int n_targets, unsigned flags, size_t max_bytes, dd_plan **out, dd_err *err) {
   return plan_new(NULL, m, inputs, n_inputs, targets, n_targets, flags, max_bytes, PLAN_BUILD,
-                  NULL, out, err);
+                  NULL, NULL, out, err);
 }
 
 int dd_plan_new_within(dd_plan *host, const dd_model *m, const dd_binding *inputs, int n_inputs,
                        const int *targets, int n_targets, unsigned flags, size_t max_bytes,
                        dd_plan **out, dd_err *err) {
   return plan_new(host, m, inputs, n_inputs, targets, n_targets, flags, max_bytes, PLAN_BUILD,
-                  NULL, out, err);
+                  NULL, NULL, out, err);
 }
 
 int dd_plan_measure(const dd_model *m, const dd_binding *inputs, int n_inputs, const int *targets,
-                    int n_targets, unsigned flags, size_t *bytes, dd_err *err) {
+                    int n_targets, unsigned flags, size_t *bytes, dd_shape *target_shapes,
+                    dd_err *err) {
   size_t total = 0;
   int rc = plan_new(NULL, m, inputs, n_inputs, targets, n_targets, flags, 0, PLAN_MEASURE,
-                    &total, NULL, err);
+                    &total, target_shapes, NULL, err);
   if (!rc) *bytes = total;
   return rc;
 }
@@ -828,7 +842,7 @@ static int try_size(const dd_model *m, dd_binding *work, int n_inputs, const int
   work[0].shape.d[2] = h;
   work[0].shape.d[3] = w;
   return plan_new(NULL, m, work, n_inputs, targets, n_targets, 0, 0, PLAN_SHAPES, NULL, NULL,
-                  err);
+                  NULL, err);
 }
 
 /* Finds the smallest size inputs[0] (N x C x H x W) may have: a size that works is looked

@@ -332,12 +332,39 @@ Test(graph, measure_is_the_plan_size) {
   for (int i = 0; i < 3; i++) {
     size_t bytes = 0;
     dd_plan *p = NULL;
-    cr_assert_eq(dd_plan_measure(m, &b, 1, &target, 1, flags[i], &bytes, &err), 0, "%s",
+    cr_assert_eq(dd_plan_measure(m, &b, 1, &target, 1, flags[i], &bytes, NULL, &err), 0, "%s",
                  err.msg);
     cr_assert_eq(dd_plan_new(m, &b, 1, &target, 1, flags[i], 0, &p, &err), 0, "%s", err.msg);
     cr_assert_eq(bytes, dd_plan_bytes(p), "flags %u: measured %zu, the plan has %zu", flags[i],
                  bytes, dd_plan_bytes(p));
     dd_plan_free(p);
   }
+  dd_model_free(m);
+}
+
+/* A plan too large for its host's buffers gets its own, held beside the host's: the cap
+ * counts both. */
+Test(graph, a_plan_beside_its_host_counts_both, .timeout = 60) {
+  dd_model *m = th_shared_model("models/squeezenet1.1.onnx");
+  dd_err err;
+  int target = dd_model_output(m, 0);
+  int64_t small_dims[4] = {1, 3, 64, 64}, big_dims[4] = {1, 3, 128, 128};
+  dd_binding small = {dd_model_input(m), dd_shape_make(4, small_dims), NULL};
+  dd_binding big = {dd_model_input(m), dd_shape_make(4, big_dims), NULL};
+  unsigned f = DD_PLAN_GRAD | DD_PLAN_REUSE;
+  dd_plan *host = NULL, *p = NULL;
+  cr_assert_eq(dd_plan_new(m, &small, 1, &target, 1, f, 0, &host, &err), 0, "%s", err.msg);
+  size_t need;
+  cr_assert_eq(dd_plan_measure(m, &big, 1, &target, 1, f, &need, NULL, &err), 0, "%s", err.msg);
+  cr_assert_eq(dd_plan_new_within(host, m, &big, 1, &target, 1, f, need, &p, &err), DD_ELIMIT);
+  cr_assert(strstr(err.msg, "besides the"), "%s", err.msg);
+  cr_assert_eq(dd_plan_new_within(host, m, &big, 1, &target, 1, f, need + dd_plan_bytes(host), &p,
+                                  &err), 0, "%s", err.msg);
+  dd_plan_free(p);
+  /* a plan that fits in the host's buffers adds nothing */
+  cr_assert_eq(dd_plan_new_within(host, m, &small, 1, &target, 1, f, dd_plan_bytes(host), &p,
+                                  &err), 0, "%s", err.msg);
+  dd_plan_free(p);
+  dd_plan_free(host);
   dd_model_free(m);
 }

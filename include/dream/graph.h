@@ -34,7 +34,8 @@ typedef struct dd_binding {
  * the plan's buffers: a plan that would need more fails with DD_ELIMIT, saying how much. */
 int dd_plan_new(const dd_model *m, const dd_binding *inputs, int n_inputs, const int *targets,
                 int n_targets, unsigned flags, size_t max_bytes, dd_plan **out, dd_err *err);
-/* As dd_plan_new, but in the buffers of `host` when they are large enough (else in its own):
+/* As dd_plan_new, but in the buffers of `host` when they are large enough (else in its own,
+ * and then max_bytes caps them and the host's together, since both are held):
  * a sequence of plans for sizes up to the host's -- a dream's octaves -- then touches no fresh
  * memory (the kernel zeroes every new page at first touch, about 0.8 s per GB here).  The
  * plan's buffers are the host's: the two must never run interleaved (run one, then the other;
@@ -45,10 +46,12 @@ int dd_plan_new_within(dd_plan *host, const dd_model *m, const dd_binding *input
 void dd_plan_free(dd_plan *p);
 
 /* The bytes dd_plan_new would allocate for these arguments (dd_plan_bytes of the plan),
- * found by shape inference and laying out the arena without allocating it.  Fails as
- * dd_plan_new does, except that no limit applies. */
+ * found by shape inference and laying out the arena without allocating it, and the shape
+ * of each target in target_shapes (n_targets entries; may be NULL).  Fails as dd_plan_new
+ * does, except that no limit applies. */
 int dd_plan_measure(const dd_model *m, const dd_binding *inputs, int n_inputs, const int *targets,
-                    int n_targets, unsigned flags, size_t *bytes, dd_err *err);
+                    int n_targets, unsigned flags, size_t *bytes, dd_shape *target_shapes,
+                    dd_err *err);
 
 /* The smallest image the model's data input (N x C x H x W, bound as 1 x C x H x W when N or
  * C is symbolic, C = 3 then) may have for `targets` to be computed (NULL or n_targets < 1:
