@@ -153,10 +153,10 @@ typedef struct dd_dream_budget {
  * counting every buffer of the job (see above) and the smallest tiles' plan, found by shape
  * inference without allocating.  Fills *out in every case but a parameter error, and returns:
  *  - DD_OK when it fits: dream with p->max_memory = out->plan_budget;
- *  - DD_ELIMIT when it does not: "4096x3072 image: the dream needs 573 MiB (562 MiB for the
- *    image, its octaves and gradient, 27 MiB for the model's weights, 9 MiB for the network
+ *  - DD_ELIMIT when it does not: "4096x3072 image: the dream needs 595 MiB (562 MiB for the
+ *    image, its octaves and gradient, 27 MiB for the model's weights, 7 MiB for the network
  *    on the smallest tiles of 32x32), more than the 512 MiB limit; an image of at most
- *    3840x2880 would fit" (out->fit_w x fit_h);
+ *    3780x2835 would fit" (out->fit_w x fit_h);
  *  - DD_ESHAPE when the image, or its smallest octave, is smaller than the layers' smallest
  *    input (dd_plan_min_input), saying so in pixels ("...: use at most 2 octaves");
  *  - DD_EARG for bad parameters (as dd_dream_run). */
