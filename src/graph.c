@@ -518,7 +518,7 @@ typedef enum plan_mode {
 } plan_mode;
 
 static int too_small_input(const dd_model *m, const dd_binding *inputs, int n_inputs,
-                           const int *targets, int n_targets, const char *node, dd_err *err);
+                           const int *targets, int n_targets, const dd_node *node, dd_err *err);
 
 static int plan_new(dd_plan *host, const dd_model *m, const dd_binding *inputs, int n_inputs,
                     const int *targets, int n_targets, unsigned flags, size_t max_bytes,
@@ -638,7 +638,7 @@ static int plan_new(dd_plan *host, const dd_model *m, const dd_binding *inputs, 
       /* A shape error deep in the network is most often an image smaller than the
        * network's windows: then say so, and how small an input may be. */
       if (rc != DD_ESHAPE || mode == PLAN_SHAPES ||
-          too_small_input(m, inputs, n_inputs, targets, n_targets, n->name, err) != DD_ESHAPE)
+          too_small_input(m, inputs, n_inputs, targets, n_targets, n, err) != DD_ESHAPE)
         dd_err_prefix(err, "%s: node '%s' (%s)", m->name, n->name, n->op_type);
       goto fail;
     }
@@ -885,14 +885,16 @@ static int find_min_input(const dd_model *m, const dd_binding *inputs, int n_inp
  * input the targets can be computed from, replaces the message by one that says so and
  * returns DD_ESHAPE; otherwise leaves err alone and returns DD_OK. */
 static int too_small_input(const dd_model *m, const dd_binding *inputs, int n_inputs,
-                           const int *targets, int n_targets, const char *node, dd_err *err) {
+                           const int *targets, int n_targets, const dd_node *node, dd_err *err) {
   if (!err || n_inputs < 1 || inputs[0].constant || inputs[0].shape.ndim != 4) return DD_OK;
   int w = (int)inputs[0].shape.d[3], h = (int)inputs[0].shape.d[2], mw, mh;
   if (find_min_input(m, inputs, n_inputs, targets, n_targets, &mw, &mh) || (w >= mw && h >= mh))
     return DD_OK;
-  return dd_fail(err, DD_ESHAPE, "%s: a %dx%d input is too small: '%s' would have no output; "
-                 "the smallest input this model accepts is %dx%d pixels", m->name, w, h, node,
-                 mw, mh);
+  /* a window larger than its input is the usual case; a fixed-size Reshape or Gemm another */
+  int window = !strcmp(node->op_type, "Conv") || strstr(node->op_type, "Pool") != NULL;
+  return dd_fail(err, DD_ESHAPE, "%s: a %dx%d input is too small: '%s' %s; the smallest input "
+                 "this model accepts is %dx%d pixels", m->name, w, h, node->name,
+                 window ? "would have no output" : "cannot take it", mw, mh);
 }
 
 int dd_plan_min_input(const dd_model *m, const int *targets, int n_targets, int *w, int *h,
@@ -900,7 +902,7 @@ int dd_plan_min_input(const dd_model *m, const int *targets, int n_targets, int 
   int in = dd_model_input(m);
   if (in < 0) return dd_fail(err, DD_EARG, "%s: the model has no data input", m->name);
   dd_shape decl = m->values[in].shape;
-  if (decl.ndim != 0 && decl.ndim != 4)
+  if (decl.ndim > 0 && decl.ndim != 4) /* 0 or -1: not declared */
     return dd_fail(err, DD_EUNSUPPORTED, "%s: input '%s' has %d dims, not N x C x H x W",
                    m->name, m->values[in].name, decl.ndim);
   int64_t dims[4] = {decl.ndim == 4 && decl.d[0] > 0 ? decl.d[0] : 1,

@@ -368,3 +368,110 @@ Test(graph, a_plan_beside_its_host_counts_both, .timeout = 60) {
   dd_plan_free(host);
   dd_model_free(m);
 }
+
+/* x -> Reshape(x, [1, 180]) -> y: only inputs of 60 pixels work (6x10, 10x6, 4x15 ...),
+ * none of them square; `declare` gives x the declared shape 1x3x6x10. */
+static dd_model *load_fixed_size(int declare) {
+  Onnx__ModelProto model;
+  Onnx__GraphProto graph;
+  Onnx__OperatorSetIdProto opset, *opsets[1] = {&opset};
+  Onnx__NodeProto node, *nodes[1] = {&node};
+  Onnx__TensorProto shape, *inits[1] = {&shape};
+  Onnx__ValueInfoProto vin, vy, *vins[1] = {&vin}, *vouts[1] = {&vy};
+  Onnx__TypeProto type;
+  Onnx__TypeProto__Tensor tt;
+  Onnx__TensorShapeProto sp;
+  Onnx__TensorShapeProto__Dimension dim[4], *dims[4] = {&dim[0], &dim[1], &dim[2], &dim[3]};
+  int64_t decl[4] = {1, 3, 6, 10}, target[2] = {1, 180}, tdims[1] = {2};
+  char *in[2] = {"x", "s"}, *out[1] = {"y"};
+  onnx__model_proto__init(&model);
+  onnx__graph_proto__init(&graph);
+  onnx__operator_set_id_proto__init(&opset);
+  opset.has_version = 1;
+  opset.version = 13;
+  model.has_ir_version = 1;
+  model.ir_version = 8;
+  model.n_opset_import = 1;
+  model.opset_import = opsets;
+  model.graph = &graph;
+  graph.name = "fixed";
+  onnx__value_info_proto__init(&vin);
+  onnx__value_info_proto__init(&vy);
+  vin.name = "x";
+  vy.name = "y";
+  if (declare) {
+    onnx__type_proto__init(&type);
+    onnx__type_proto__tensor__init(&tt);
+    onnx__tensor_shape_proto__init(&sp);
+    for (int i = 0; i < 4; i++) {
+      onnx__tensor_shape_proto__dimension__init(&dim[i]);
+      dim[i].value_case = ONNX__TENSOR_SHAPE_PROTO__DIMENSION__VALUE_DIM_VALUE;
+      dim[i].dim_value = decl[i];
+    }
+    sp.n_dim = 4;
+    sp.dim = dims;
+    tt.has_elem_type = 1;
+    tt.elem_type = ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT;
+    tt.shape = &sp;
+    type.value_case = ONNX__TYPE_PROTO__VALUE_TENSOR_TYPE;
+    type.tensor_type = &tt;
+    vin.type = &type;
+  }
+  onnx__tensor_proto__init(&shape);
+  shape.name = "s";
+  shape.n_dims = 1;
+  shape.dims = tdims;
+  shape.has_data_type = 1;
+  shape.data_type = ONNX__TENSOR_PROTO__DATA_TYPE__INT64;
+  shape.n_int64_data = 2;
+  shape.int64_data = target;
+  graph.n_initializer = 1;
+  graph.initializer = inits;
+  graph.n_input = 1;
+  graph.input = vins;
+  graph.n_output = 1;
+  graph.output = vouts;
+  onnx__node_proto__init(&node);
+  node.op_type = "Reshape";
+  node.n_input = 2;
+  node.input = in;
+  node.n_output = 1;
+  node.output = out;
+  graph.n_node = 1;
+  graph.node = nodes;
+  size_t len = onnx__model_proto__get_packed_size(&model);
+  uint8_t *buf = malloc(len);
+  cr_assert_not_null(buf);
+  onnx__model_proto__pack(&model, buf);
+  dd_model *m = NULL;
+  dd_err err = {0};
+  cr_assert_eq(dd_model_parse(buf, len, "fixed.onnx", &m, &err), 0, "%s", err.msg);
+  free(buf);
+  return m;
+}
+
+/* A network that takes one size only: the search starts from the declared size and answers
+ * it, and a larger input that fails is not called too small. */
+Test(graph, smallest_input_of_a_fixed_size_network) {
+  dd_model *m = load_fixed_size(1);
+  dd_err err;
+  int w = 0, h = 0, y = dd_model_output(m, 0);
+  cr_assert_eq(dd_plan_min_input(m, NULL, 0, &w, &h, &err), 0, "%s", err.msg);
+  cr_assert(w == 10 && h == 6, "%dx%d", w, h);
+  int64_t big[4] = {1, 3, 12, 12}, small[4] = {1, 3, 5, 5};
+  dd_binding b = {dd_model_input(m), dd_shape_make(4, big), NULL};
+  dd_plan *p = NULL;
+  cr_assert_eq(dd_plan_new(m, &b, 1, &y, 1, 0, 0, &p, &err), DD_ESHAPE);
+  cr_assert_null(strstr(err.msg, "too small"), "%s", err.msg);
+  b.shape = dd_shape_make(4, small);
+  cr_assert_eq(dd_plan_new(m, &b, 1, &y, 1, 0, 0, &p, &err), DD_ESHAPE);
+  cr_assert(strstr(err.msg, "a 5x5 input is too small: 'Reshape_0' cannot take it; the smallest "
+                            "input this model accepts is 10x6 pixels"), "%s", err.msg);
+  dd_model_free(m);
+  /* undeclared, no square and not 224x224 works: the reason 224x224 fails is given */
+  m = load_fixed_size(0);
+  cr_assert_eq(dd_plan_min_input(m, NULL, 0, &w, &h, &err), DD_ESHAPE);
+  cr_assert(strstr(err.msg, "no input size up to 8192x8192 works") && strstr(err.msg, "Reshape"),
+            "%s", err.msg);
+  dd_model_free(m);
+}
