@@ -968,11 +968,12 @@ size_t dd_dream_decode_bytes(int w, int h) {
   return (size_t)w * (size_t)h * (4 + 3 * sizeof(float));
 }
 
-/* Tile sides the automatic tiling tries, largest first (prepare's list). */
+/* Tile sides the automatic tiling tries, largest first: the list of prepare(), which the
+ * budget must follow (a test runs a dream at exactly the budget's smallest tile). */
 static const int budget_tile_sides[] = {1024, 768, 512, 384, 256, 192, 128, 96, 64, 48,
                                         DD_DREAM_MIN_TILE};
 
-/* Bytes of the gradient plan at w x h (its input; tw x th clamped to the image). */
+/* Bytes of the dream's gradient plan for a w x h input. */
 static int grad_plan_bytes(const dd_model *m, const int *targets, int nt, int w, int h,
                            size_t *bytes, dd_err *err) {
   dd_binding b = image_binding(dd_model_input(m), w, h);
