@@ -56,16 +56,17 @@ int dd_plan_measure(const dd_model *m, const dd_binding *inputs, int n_inputs, c
 /* The smallest image the model's data input (N x C x H x W, bound as 1 x C x H x W when N or
  * C is symbolic, C = 3 then) may have for `targets` to be computed (NULL or n_targets < 1:
  * the model's outputs), found by shape inference alone: nothing the size of a plan is
- * allocated.  *w x *h is the smallest height that works at the width of a size known to
- * work, then the smallest width at that height: N x N for a convolutional network, whose
+ * allocated.  A size that works is looked for among the declared size, 224 x 224 and the
+ * squares of sides 1, 2, 4 ... 8192; *w x *h is then the smallest height that works at its
+ * width, and the smallest width at that height: N x N for a convolutional network, whose
  * axes do not constrain each other.  Every size below is tried, so a network that takes only
- * one size (a classifier with a fixed Gemm) is answered with its smallest.  Sides up to 8192
- * are searched: DD_ESHAPE with the reason a 224 x 224 input fails when none works;
- * DD_EUNSUPPORTED when the input is not 4-D.
+ * one size (a classifier with a fixed Gemm) is answered with its smallest.  When none works,
+ * the status and reason of 224 x 224's failure (DD_ESHAPE for a size that does not fit),
+ * after "no input size up to 8192x8192 works"; DD_EUNSUPPORTED when the input is not 4-D.
  *
  * dd_plan_new uses it when shape inference fails: an image smaller than this fails with
  * DD_ESHAPE and "model.onnx: a 20x20 input is too small: 'pool3/3x3_s2' would have no
- * output; the smallest input this model accepts is 27x27 pixels" (for its targets). */
+ * output; the smallest input this model accepts is 23x23 pixels" (for its targets). */
 int dd_plan_min_input(const dd_model *m, const int *targets, int n_targets, int *w, int *h,
                       dd_err *err);
 
