@@ -926,3 +926,158 @@ int dd_dream_run(const dd_model *m, const dd_preproc *pp, const dd_dream_params 
   dd_dreamer_free(d);
   return rc;
 }
+
+/* ---- what a job needs ---- */
+
+int dd_dream_octaves(int w, int h, const dd_dream_params *p, int *ow, int *oh) {
+  /* as dd_dream_run makes them: each the previous one divided by the scale, rounded */
+  int n = 1;
+  ow[0] = w;
+  oh[0] = h;
+  while (n < p->octaves && n < 64) {
+    int ww = (int)lround(ow[n - 1] / p->octave_scale), hh = (int)lround(oh[n - 1] / p->octave_scale);
+    if ((ww < hh ? ww : hh) < DD_DREAM_MIN_SIDE) break;
+    ow[n] = ww;
+    oh[n] = hh;
+    n++;
+  }
+  return n;
+}
+
+/* Bytes of a w x h picture of floats. */
+static size_t picture_bytes(int w, int h) { return (size_t)w * (size_t)h * 3 * sizeof(float); }
+
+size_t dd_dream_image_bytes(int w, int h, const dd_dream_params *p) {
+  int ow[64], oh[64], n = dd_dream_octaves(w, h, p, ow, oh);
+  size_t bytes = 3 * picture_bytes(w, h); /* the image, the current result, the gradient */
+  for (int k = 1; k < n; k++) bytes += picture_bytes(ow[k], oh[k]); /* the smaller octaves */
+  bytes += dd_dream_norm_work(p->norm, w, h, p->lap_levels) * sizeof(float);
+  if (p->checkpoint_every > 0) bytes += picture_bytes(w, h);
+  bytes += 2 * sizeof(int) * (size_t)(w > h ? w : h); /* the tiles' row and column maps */
+  return bytes;
+}
+
+size_t dd_dream_decode_bytes(int w, int h) {
+  /* stb's 8-bit pixels (up to 4 channels) and the float copy made from them */
+  return (size_t)w * (size_t)h * (4 + 3 * sizeof(float));
+}
+
+/* Tile sides the automatic tiling tries, largest first: the list of prepare(), which the
+ * budget must follow (a test runs a dream at exactly the budget's smallest tile). */
+static const int budget_tile_sides[] = {1024, 768, 512, 384, 256, 192, 128, 96, 64, 48,
+                                        DD_DREAM_MIN_TILE};
+
+/* Bytes of the dream's gradient plan for a w x h input. */
+static int grad_plan_bytes(const dd_model *m, const int *targets, int nt, int w, int h,
+                           size_t *bytes, dd_err *err) {
+  dd_binding b = image_binding(dd_model_input(m), w, h);
+  return dd_plan_measure(m, &b, 1, targets, nt, DD_PLAN_GRAD | DD_PLAN_REUSE, bytes, NULL, err);
+}
+
+/* The parts of a budget that depend on the image size: fills b->image, b->min_plan, b->tile
+ * and b->need (the guide's part and the weights already in b). */
+static int budget_at(const dd_model *m, const dd_dream_params *p, const int *targets, int nt,
+                     int min_side, size_t guide_plan, int w, int h, dd_dream_budget *b,
+                     dd_err *err) {
+  int t = p->tile;
+  for (size_t i = sizeof budget_tile_sides / sizeof budget_tile_sides[0]; !t && i-- > 0;)
+    if (budget_tile_sides[i] >= min_side || i == 0) t = budget_tile_sides[i];
+  int tw = t < w ? t : w, th = t < h ? t : h;
+  size_t plan;
+  int rc = grad_plan_bytes(m, targets, nt, tw, th, &plan, err);
+  if (rc) return rc;
+  b->tile = t;
+  b->image = dd_dream_image_bytes(w, h, p);
+  b->min_plan = plan;
+  b->need = b->weights + b->image + b->guide + (plan > guide_plan ? plan : guide_plan);
+  return DD_OK;
+}
+
+/* "384 MiB", or "64 KiB" under a mebibyte. */
+static const char *budget_size(size_t bytes, char *buf, size_t size) {
+  if (bytes < 1048576) snprintf(buf, size, "%.0f KiB", bytes / 1024.0);
+  else snprintf(buf, size, "%.0f MiB", bytes / 1048576.0);
+  return buf;
+}
+
+int dd_dream_check_budget(const dd_model *m, const dd_dream_params *p, int w, int h,
+                          size_t max_memory, dd_dream_budget *out, dd_err *err) {
+  int rc = check_params(m, p, err);
+  if (rc) return rc;
+  if (w < 1 || h < 1 || (size_t)w * (size_t)h > DD_IMAGE_MAX_PIXELS)
+    return dd_fail(err, DD_EARG, "image size %dx%d is not in 1..%zu pixels", w, h,
+                   (size_t)DD_IMAGE_MAX_PIXELS);
+  const char *mname = dd_model_name(m), *layer = dd_model_value_name(m, p->layers[0].value);
+  int targets[DD_DREAM_MAX_LAYERS], nt = unique_targets(p->layers, p->n_layers, targets);
+  /* the image and every octave must be at least the smallest input of the layers */
+  int mw, mh, ow[64], oh[64], n = dd_dream_octaves(w, h, p, ow, oh);
+  rc = dd_plan_min_input(m, targets, nt, &mw, &mh, err);
+  if (rc) return rc;
+  if (w < mw || h < mh)
+    return dd_fail(err, DD_ESHAPE, "%s: a %dx%d image is too small for '%s': the smallest "
+                   "input this model accepts is %dx%d pixels", mname, w, h, layer, mw, mh);
+  int usable = 0;
+  while (usable < n && ow[usable] >= mw && oh[usable] >= mh) usable++;
+  if (usable < n)
+    return dd_fail(err, DD_ESHAPE, "%s: the %dx%d image's octave %d is %dx%d, smaller than the "
+                   "%dx%d pixels '%s' needs: use at most %d octave%s", mname, w, h, n - usable,
+                   ow[n - 1], oh[n - 1], mw, mh, layer, usable, usable > 1 ? "s" : "");
+  dd_dream_budget b;
+  memset(&b, 0, sizeof b);
+  b.weights = (size_t)dd_model_num_params(m) * sizeof(float);
+  size_t guide_plan = 0;
+  if (p->guide) {
+    /* the guide's picture, its features at each layer and their dot products; its
+     * forward-only plan is held while the features are computed, before the dream's */
+    dd_shape shapes[DD_DREAM_MAX_LAYERS];
+    dd_binding gb = image_binding(dd_model_input(m), p->guide->w, p->guide->h);
+    rc = dd_plan_measure(m, &gb, 1, targets, nt, DD_PLAN_REUSE, &guide_plan, shapes, err);
+    if (rc) return dd_err_prefix(err, "guide image (%dx%d)", p->guide->w, p->guide->h);
+    size_t feats = 0, max_m = 0;
+    for (int l = 0; l < p->n_layers; l++) {
+      int t = 0;
+      while (targets[t] != p->layers[l].value) t++;
+      int64_t numel = dd_shape_numel(&shapes[t]), c = shapes[t].ndim >= 2 ? shapes[t].d[1] : 1;
+      feats += (size_t)numel * sizeof(float);
+      if (c > 0 && (size_t)(numel / c) > max_m) max_m = (size_t)(numel / c);
+    }
+    b.guide = picture_bytes(p->guide->w, p->guide->h) + feats + GUIDE_BLOCK * max_m * sizeof(float);
+  }
+  rc = budget_at(m, p, targets, nt, mw > mh ? mw : mh, guide_plan, w, h, &b, err);
+  if (rc) return rc;
+  /* what is left for the plans; 0 would mean no limit to dd_dream_run */
+  size_t fixed = b.weights + b.image + b.guide;
+  b.plan_budget = !max_memory ? 0 : max_memory > fixed ? max_memory - fixed : 1;
+  b.fit_w = w;
+  b.fit_h = h;
+  if (max_memory && b.need > max_memory) {
+    /* the largest size of this aspect whose job fits: the need grows with the size */
+    int longer = w > h ? w : h, lo = 0, hi = longer;
+    dd_dream_budget t = b;
+    while (lo < hi) {
+      int mid = lo + (hi - lo + 1) / 2;
+      int sw = (int)lround((double)w * mid / longer), sh = (int)lround((double)h * mid / longer);
+      int ok = sw >= mw && sh >= mh &&
+               !budget_at(m, p, targets, nt, mw > mh ? mw : mh, guide_plan, sw, sh, &t, NULL) &&
+               t.need <= max_memory;
+      if (ok) lo = mid;
+      else hi = mid - 1;
+    }
+    b.fit_w = lo ? (int)lround((double)w * lo / longer) : 0;
+    b.fit_h = lo ? (int)lround((double)h * lo / longer) : 0;
+    char s[6][32], fit[96];
+    if (lo) snprintf(fit, sizeof fit, "an image of at most %dx%d would fit", b.fit_w, b.fit_h);
+    else snprintf(fit, sizeof fit, "no image size fits");
+    rc = dd_fail(err, DD_ELIMIT, "%dx%d image: the dream needs %s (%s for the image, its "
+                 "octaves and gradient, %s for the model's weights, %s for the network on the "
+                 "smallest tiles of %dx%d%s%s), more than the %s limit; %s", w, h,
+                 budget_size(b.need, s[0], sizeof s[0]), budget_size(b.image, s[1], sizeof s[1]),
+                 budget_size(b.weights, s[2], sizeof s[2]),
+                 budget_size(b.min_plan > guide_plan ? b.min_plan : guide_plan, s[3], sizeof s[3]),
+                 b.tile < w ? b.tile : w, b.tile < h ? b.tile : h, p->guide ? ", and the guide " : "",
+                 p->guide ? budget_size(b.guide, s[4], sizeof s[4]) : "",
+                 budget_size(max_memory, s[5], sizeof s[5]), fit);
+  }
+  *out = b;
+  return rc;
+}

@@ -510,9 +510,20 @@ static const char *fmt_size(double bytes, char *buf, size_t size) {
   return buf;
 }
 
+/* How far plan_new goes: to a plan, or only to what a plan would need. */
+typedef enum plan_mode {
+  PLAN_BUILD,   /* allocate and return the plan */
+  PLAN_MEASURE, /* infer shapes and lay out the arena: *measured = the plan's bytes */
+  PLAN_SHAPES   /* infer shapes only: does this input size work at all */
+} plan_mode;
+
+static int too_small_input(const dd_model *m, const dd_binding *inputs, int n_inputs,
+                           const int *targets, int n_targets, const dd_node *node, dd_err *err);
+
 static int plan_new(dd_plan *host, const dd_model *m, const dd_binding *inputs, int n_inputs,
                     const int *targets, int n_targets, unsigned flags, size_t max_bytes,
-                    dd_plan **out, dd_err *err) {
+                    plan_mode mode, size_t *measured, dd_shape *target_shapes, dd_plan **out,
+                    dd_err *err) {
   char sb[128], s1[32], s2[32];
   int rc = DD_OK;
   dd_plan *p = calloc(1, sizeof *p);
@@ -624,7 +635,11 @@ static int plan_new(dd_plan *host, const dd_model *m, const dd_binding *inputs, 
     size_t need = 0;
     rc = n->op->infer(n, in, outs, &need, err);
     if (rc) {
-      dd_err_prefix(err, "%s: node '%s' (%s)", m->name, n->name, n->op_type);
+      /* A shape error deep in the network is most often an image smaller than the
+       * network's windows: then say so, and how small an input may be. */
+      if (rc != DD_ESHAPE || mode == PLAN_SHAPES ||
+          too_small_input(m, inputs, n_inputs, targets, n_targets, n, err) != DD_ESHAPE)
+        dd_err_prefix(err, "%s: node '%s' (%s)", m->name, n->name, n->op_type);
       goto fail;
     }
     int fold = all_const || (n->op->flags & DD_OP_SHAPE_ONLY);
@@ -697,6 +712,7 @@ static int plan_new(dd_plan *host, const dd_model *m, const dd_binding *inputs, 
       }
     }
   }
+  if (mode == PLAN_SHAPES) goto fail; /* rc is DD_OK: nothing more to check */
   /* Bound runtime inputs live in the arena too. */
   for (int i = 0; i < n_inputs; i++) {
     int v = inputs[i].value;
@@ -718,6 +734,11 @@ static int plan_new(dd_plan *host, const dd_model *m, const dd_binding *inputs, 
     goto fail;
   }
   size_t total = arena + scratch;
+  if (mode == PLAN_MEASURE) {
+    *measured = total;
+    for (int t = 0; target_shapes && t < n_targets; t++) target_shapes[t] = p->val[targets[t]].shape;
+    goto fail; /* rc is DD_OK: the caller wanted the size only */
+  }
   if (max_bytes && total > max_bytes) {
     rc = dd_fail(err, DD_ELIMIT, "%s: this input size needs %s of buffers, more than the "
                  "%s limit (use a smaller image or tiles, or raise --max-memory)",
@@ -725,7 +746,18 @@ static int plan_new(dd_plan *host, const dd_model *m, const dd_binding *inputs, 
                  fmt_size((double)max_bytes, s2, sizeof s2));
     goto fail;
   }
-  if (host && arena <= host->arena_bytes && scratch <= host->scratch_bytes) {
+  int in_host = host && arena <= host->arena_bytes && scratch <= host->scratch_bytes;
+  /* Buffers of its own are held beside the host's, which stays: both count. */
+  if (host && !in_host && max_bytes && total + dd_plan_bytes(host) > max_bytes) {
+    rc = dd_fail(err, DD_ELIMIT, "%s: this input size needs %s of buffers besides the %s of "
+                 "the plan it would share them with, more than the %s limit (use a smaller "
+                 "image or tiles, or raise --max-memory)", m->name,
+                 fmt_size((double)total, s1, sizeof s1),
+                 fmt_size((double)dd_plan_bytes(host), sb, sizeof sb),
+                 fmt_size((double)max_bytes, s2, sizeof s2));
+    goto fail;
+  }
+  if (in_host) {
     p->arena = host->arena;
     p->scratch = host->scratch;
     p->borrowed = 1;
@@ -777,13 +809,125 @@ fail:
 
 int dd_plan_new(const dd_model *m, const dd_binding *inputs, int n_inputs, const int *targets,
                 int n_targets, unsigned flags, size_t max_bytes, dd_plan **out, dd_err *err) {
-  return plan_new(NULL, m, inputs, n_inputs, targets, n_targets, flags, max_bytes, out, err);
+  return plan_new(NULL, m, inputs, n_inputs, targets, n_targets, flags, max_bytes, PLAN_BUILD,
+                  NULL, NULL, out, err);
 }
 
 int dd_plan_new_within(dd_plan *host, const dd_model *m, const dd_binding *inputs, int n_inputs,
                        const int *targets, int n_targets, unsigned flags, size_t max_bytes,
                        dd_plan **out, dd_err *err) {
-  return plan_new(host, m, inputs, n_inputs, targets, n_targets, flags, max_bytes, out, err);
+  return plan_new(host, m, inputs, n_inputs, targets, n_targets, flags, max_bytes, PLAN_BUILD,
+                  NULL, NULL, out, err);
+}
+
+int dd_plan_measure(const dd_model *m, const dd_binding *inputs, int n_inputs, const int *targets,
+                    int n_targets, unsigned flags, size_t *bytes, dd_shape *target_shapes,
+                    dd_err *err) {
+  size_t total = 0;
+  int rc = plan_new(NULL, m, inputs, n_inputs, targets, n_targets, flags, 0, PLAN_MEASURE,
+                    &total, target_shapes, NULL, err);
+  if (!rc) *bytes = total;
+  return rc;
+}
+
+/* ---- the smallest input ---- */
+
+/* Largest side the search for the smallest input tries. */
+#define MIN_INPUT_MAX 8192
+
+/* The status of inferring every shape with inputs[0]'s last two dims set to h and w (the
+ * other bindings as given), in `work`, a copy of the bindings. */
+static int try_size(const dd_model *m, dd_binding *work, int n_inputs, const int *targets,
+                    int n_targets, int w, int h, dd_err *err) {
+  work[0].shape.d[2] = h;
+  work[0].shape.d[3] = w;
+  return plan_new(NULL, m, work, n_inputs, targets, n_targets, 0, 0, PLAN_SHAPES, NULL, NULL,
+                  NULL, err);
+}
+
+/* Finds the smallest size inputs[0] (N x C x H x W) may have: a size that works is looked
+ * for among the declared one, 224 x 224 and the squares of sides 1, 2, 4 ... MIN_INPUT_MAX; below it,
+ * the smallest height that works at its width, then the smallest width at that height.
+ * Every size below the one found is tried, so a network that takes only some sizes (a
+ * fixed-size classifier) is answered right too.  DD_OK with *w, *h; DD_ENOTFOUND when no
+ * size tried works; DD_ENOMEM. */
+static int find_min_input(const dd_model *m, const dd_binding *inputs, int n_inputs,
+                          const int *targets, int n_targets, int *w, int *h) {
+  dd_binding *work = malloc(sizeof *work * (size_t)n_inputs);
+  if (!work) return DD_ENOMEM;
+  memcpy(work, inputs, sizeof *work * (size_t)n_inputs);
+  const dd_shape *decl = &m->values[inputs[0].value].shape;
+  int w0 = 0, h0 = 0;
+  if (decl->ndim == 4 && decl->d[2] > 0 && decl->d[3] > 0 && decl->d[2] <= MIN_INPUT_MAX &&
+      decl->d[3] <= MIN_INPUT_MAX &&
+      !try_size(m, work, n_inputs, targets, n_targets, (int)decl->d[3], (int)decl->d[2], NULL)) {
+    w0 = (int)decl->d[3];
+    h0 = (int)decl->d[2];
+  }
+  /* ImageNet's size first: the one fixed-size classifiers take when they declare none */
+  if (!w0 && !try_size(m, work, n_inputs, targets, n_targets, 224, 224, NULL)) w0 = h0 = 224;
+  for (int s = 1; !w0 && s <= MIN_INPUT_MAX; s *= 2)
+    if (!try_size(m, work, n_inputs, targets, n_targets, s, s, NULL)) w0 = h0 = s;
+  if (!w0) {
+    free(work);
+    return DD_ENOTFOUND;
+  }
+  int hh = 1, ww = 1;
+  while (hh < h0 && try_size(m, work, n_inputs, targets, n_targets, w0, hh, NULL)) hh++;
+  while (ww < w0 && try_size(m, work, n_inputs, targets, n_targets, ww, hh, NULL)) ww++;
+  free(work);
+  *w = ww;
+  *h = hh;
+  return DD_OK;
+}
+
+/* After a shape error in a plan for an image: when the image is smaller than the smallest
+ * input the targets can be computed from, replaces the message by one that says so and
+ * returns DD_ESHAPE; otherwise leaves err alone and returns DD_OK. */
+static int too_small_input(const dd_model *m, const dd_binding *inputs, int n_inputs,
+                           const int *targets, int n_targets, const dd_node *node, dd_err *err) {
+  if (!err || n_inputs < 1 || inputs[0].constant || inputs[0].shape.ndim != 4) return DD_OK;
+  int w = (int)inputs[0].shape.d[3], h = (int)inputs[0].shape.d[2], mw, mh;
+  if (find_min_input(m, inputs, n_inputs, targets, n_targets, &mw, &mh) || (w >= mw && h >= mh))
+    return DD_OK;
+  /* a window larger than its input is the usual case; a fixed-size Reshape or Gemm another */
+  int window = !strcmp(node->op_type, "Conv") || strstr(node->op_type, "Pool") != NULL;
+  return dd_fail(err, DD_ESHAPE, "%s: a %dx%d input is too small: '%s' %s; the smallest input "
+                 "this model accepts is %dx%d pixels", m->name, w, h, node->name,
+                 window ? "would have no output" : "cannot take it", mw, mh);
+}
+
+int dd_plan_min_input(const dd_model *m, const int *targets, int n_targets, int *w, int *h,
+                      dd_err *err) {
+  int in = dd_model_input(m);
+  if (in < 0) return dd_fail(err, DD_EARG, "%s: the model has no data input", m->name);
+  dd_shape decl = m->values[in].shape;
+  if (decl.ndim > 0 && decl.ndim != 4) /* 0 or -1: not declared */
+    return dd_fail(err, DD_EUNSUPPORTED, "%s: input '%s' has %d dims, not N x C x H x W",
+                   m->name, m->values[in].name, decl.ndim);
+  int64_t dims[4] = {decl.ndim == 4 && decl.d[0] > 0 ? decl.d[0] : 1,
+                     decl.ndim == 4 && decl.d[1] > 0 ? decl.d[1] : 3, 1, 1};
+  dd_binding b = {in, dd_shape_make(4, dims), NULL};
+  int outs[64], n_outs = 0;
+  if (!targets || n_targets < 1) {
+    for (int i = 0; i < m->n_outputs && n_outs < 64; i++) outs[n_outs++] = m->outputs[i];
+    targets = outs;
+    n_targets = n_outs;
+  }
+  int mw, mh, rc = find_min_input(m, &b, 1, targets, n_targets, &mw, &mh);
+  if (rc == DD_ENOMEM) return dd_fail(err, DD_ENOMEM, "out of memory");
+  if (rc) {
+    /* the reason the usual size fails says more than "nothing works" */
+    dd_binding work = b;
+    rc = try_size(m, &work, 1, targets, n_targets, 224, 224, err);
+    if (rc) return dd_err_prefix(err, "no input size up to %dx%d works", MIN_INPUT_MAX,
+                                 MIN_INPUT_MAX);
+    return dd_fail(err, DD_ESHAPE, "%s: no input size up to %dx%d works", m->name,
+                   MIN_INPUT_MAX, MIN_INPUT_MAX);
+  }
+  *w = mw;
+  *h = mh;
+  return DD_OK;
 }
 
 dd_tensor *dd_plan_tensor(dd_plan *p, int v) {

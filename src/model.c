@@ -275,6 +275,7 @@ void dd_model_suggest(const dd_model *m, const char *name, int n, char *buf, siz
       cand = m->values[i].name;
     } else {
       cand = m->alias_name[i - m->n_values];
+      if (dd_model_find(m, cand) >= 0) continue; /* the value of that name is a candidate */
     }
     int d = dd_edit_distance(name, cand);
     /* a name that contains what was typed is a good guess too */
@@ -302,6 +303,7 @@ void dd_model_suggest(const dd_model *m, const char *name, int n, char *buf, siz
 }
 
 int dd_model_resolve(const dd_model *m, const char *name, int *value, dd_err *err) {
+  /* a value's own name wins over an alias spelled the same (SqueezeNet's conv10) */
   int v = dd_model_find(m, name);
   if (v < 0)
     for (int i = 0; i < m->n_alias; i++)
@@ -313,4 +315,31 @@ int dd_model_resolve(const dd_model *m, const char *name, int *value, dd_err *er
   }
   *value = v;
   return DD_OK;
+}
+
+/* The value a real name takes from alias i, or -1 when no value of another meaning has the
+ * alias's name. */
+static int shadow_of(const dd_model *m, int i) {
+  int v = dd_model_find(m, m->alias_name[i]);
+  return v >= 0 && v != m->alias_value[i] ? v : -1;
+}
+
+const char *dd_model_conv_alias(const dd_model *m, int value, int *shadowed) {
+  for (int i = 0; i < m->n_alias; i++)
+    if (m->alias_value[i] == value) {
+      if (shadowed) *shadowed = shadow_of(m, i) >= 0;
+      return m->alias_name[i];
+    }
+  if (shadowed) *shadowed = 0;
+  return NULL;
+}
+
+int dd_model_alias_shadowed(const dd_model *m, const char *name, int *alias_value) {
+  for (int i = 0; i < m->n_alias; i++)
+    if (!strcmp(m->alias_name[i], name)) {
+      if (shadow_of(m, i) < 0) return 0;
+      if (alias_value) *alias_value = m->alias_value[i];
+      return 1;
+    }
+  return 0;
 }

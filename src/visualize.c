@@ -787,49 +787,90 @@ static int cmp_float(const void *a, const void *b) {
   return (x > y) - (x < y);
 }
 
+/* Panels drawn at the image's own height are kept at least this many pixels on their shorter
+ * side: a thumbnail smaller than that shows nothing. */
+#define PANEL_MIN 64
+/* Longest panel side at the default height. */
+#define PANEL_DEFAULT_MAX 320
+/* A panel is at most this many times longer than wide (or wide than long); a more elongated
+ * image is letterboxed in it, so a 4000x2 image does not make a 12008x2 picture. */
+#define PANEL_MAX_ASPECT 4
+
+/* The panels' size for a w x h image and a requested height (<= 0: automatic), and the size
+ * and place of the image inside a panel. */
+static void panel_geometry(int w, int h, int height, int *pw, int *ph, int *iw, int *ih, int *ox,
+                           int *oy) {
+  double a = (double)w / h;
+  double pa = a < 1.0 / PANEL_MAX_ASPECT ? 1.0 / PANEL_MAX_ASPECT
+              : a > PANEL_MAX_ASPECT     ? PANEL_MAX_ASPECT
+                                         : a;
+  int H, W;
+  if (height > 0) {
+    H = height;
+    W = (int)lround(H * pa);
+  } else {
+    H = h < PANEL_MIN ? PANEL_MIN : h > PANEL_DEFAULT_MAX ? PANEL_DEFAULT_MAX : h;
+    W = (int)lround(H * pa);
+    if (W < PANEL_MIN) { /* tall and narrow: widen, and lengthen to keep the aspect */
+      W = PANEL_MIN;
+      H = (int)lround(W / pa);
+    }
+  }
+  if (W < 1) W = 1;
+  /* the image, scaled to fit the panel, centred */
+  double k = fmin((double)W / w, (double)H / h);
+  int cw = (int)lround(w * k), ch = (int)lround(h * k);
+  *iw = cw < 1 ? 1 : cw > W ? W : cw;
+  *ih = ch < 1 ? 1 : ch > H ? H : ch;
+  *pw = W;
+  *ph = H;
+  *ox = (W - *iw) / 2;
+  *oy = (H - *ih) / 2;
+}
+
 int dd_explain_picture(const dd_image *im, const dd_explanation *e, int height, dd_image **out,
                        dd_err *err) {
   if (im->w != e->w || im->h != e->h)
     return dd_fail(err, DD_EARG, "the image is %dx%d but the explanation is of a %dx%d image",
                    im->w, im->h, e->w, e->h);
-  if (height <= 0) height = im->h < 320 ? im->h : 320;
   if (height > 4096) return dd_fail(err, DD_EARG, "height %d is larger than 4096", height);
-  int W = (int)lround((double)im->w * height / im->h), H = height, gap = 4;
-  if (W < 1) W = 1;
+  int W, H, iw, ih, ox, oy, gap = 4;
+  panel_geometry(im->w, im->h, height, &W, &H, &iw, &ih, &ox, &oy);
   dd_image *panel = NULL, *pic = NULL;
-  float *cam = malloc((size_t)W * H * sizeof(float)), *sal = malloc((size_t)W * H * sizeof(float));
+  float *cam = malloc((size_t)iw * ih * sizeof(float)), *sal = malloc((size_t)iw * ih * sizeof(float));
   float *sorted = malloc((size_t)e->w * e->h * sizeof(float));
   int rc = DD_OK;
   if (!cam || !sal || !sorted) {
     rc = dd_fail(err, DD_ENOMEM, "out of memory");
     goto done;
   }
-  rc = dd_image_resize(im, W, H, &panel, err);
+  rc = dd_image_resize(im, iw, ih, &panel, err);
   if (!rc) rc = dd_image_new(3 * W + 2 * gap, H, &pic, err);
   if (rc) goto done;
-  resample_map(e->cam, e->w, e->h, cam, W, H);
-  resample_map(e->saliency, e->w, e->h, sal, W, H);
+  resample_map(e->cam, e->w, e->h, cam, iw, ih);
+  resample_map(e->saliency, e->w, e->h, sal, iw, ih);
   float cmax = 0;
-  for (size_t i = 0; i < (size_t)W * H; i++) cmax = fmaxf(cmax, cam[i]);
+  for (size_t i = 0; i < (size_t)iw * ih; i++) cmax = fmaxf(cmax, cam[i]);
   /* Saliency is spiky: scaling to the maximum would leave a black picture with a few dots. */
   memcpy(sorted, e->saliency, (size_t)e->w * e->h * sizeof(float));
   qsort(sorted, (size_t)e->w * e->h, sizeof(float), cmp_float);
   float smax = sorted[(size_t)((double)(e->w * (size_t)e->h - 1) * 0.995)];
   for (size_t i = 0; i < (size_t)pic->w * pic->h * 3; i++) pic->rgb[i] = 255;
-  for (int y = 0; y < H; y++)
-    for (int x = 0; x < W; x++) {
-      size_t i = (size_t)y * W + x;
+  for (int y = 0; y < ih; y++)
+    for (int x = 0; x < iw; x++) {
+      size_t i = (size_t)y * iw + x;
       const float *src = panel->rgb + i * 3;
       float heat[3], sv[3], blend[3];
       dd_colormap(DD_CMAP_INFERNO, cmax > 0 ? cam[i] / cmax : 0, heat);
       dd_colormap(DD_CMAP_INFERNO, smax > 0 ? sal[i] / smax : 0, sv);
       for (int c = 0; c < 3; c++) blend[c] = 0.45f * src[c] + 0.55f * heat[c];
-      put_pixel(pic, x, y, src);
-      put_pixel(pic, W + gap + x, y, blend);
-      put_pixel(pic, 2 * (W + gap) + x, y, sv);
+      put_pixel(pic, ox + x, oy + y, src);
+      put_pixel(pic, W + gap + ox + x, oy + y, blend);
+      put_pixel(pic, 2 * (W + gap) + ox + x, oy + y, sv);
     }
   /* A cross on the maximum, black-edged cyan so it shows on any colour. */
-  int mx = W + gap + (int)((e->cam_x + 0.5) * W / e->w), my = (int)((e->cam_y + 0.5) * H / e->h);
+  int mx = W + gap + ox + (int)((e->cam_x + 0.5) * iw / e->w);
+  int my = oy + (int)((e->cam_y + 0.5) * ih / e->h);
   const float black[3] = {0, 0, 0}, cyan[3] = {0, 255, 255};
   int arm = H / 30 + 3;
   for (int pass = 0; pass < 2; pass++)
@@ -848,4 +889,48 @@ done:
   free(sal);
   free(sorted);
   return rc;
+}
+
+/* ---- fitting an image for the network ------------------------------------------------- */
+
+int dd_vis_fit(const dd_image *im, int shorter, int max_longer, dd_image **out, dd_err *err) {
+  if (!im || !im->rgb || im->w < 1 || im->h < 1) return dd_fail(err, DD_EARG, "empty image");
+  if (shorter < 1 || shorter > 65536)
+    return dd_fail(err, DD_EARG, "the shorter side must be 1..65536 pixels (got %d)", shorter);
+  if (max_longer <= 0) max_longer = 4 * shorter;
+  if (max_longer < shorter)
+    return dd_fail(err, DD_EARG, "the longer side's cap (%d) is smaller than the shorter side "
+                   "(%d)", max_longer, shorter);
+  int wide = im->w >= im->h;
+  double s_side = wide ? im->h : im->w, l_side = wide ? im->w : im->h;
+  double longer = l_side * shorter / s_side;
+  if (longer <= max_longer) {
+    int l = (int)lround(longer);
+    return dd_image_resize(im, wide ? l : shorter, wide ? shorter : l, out, err);
+  }
+  /* Too elongated: scaled so the longer side is the cap, and letterboxed to the shorter side
+   * in the image's mean colour, which the network sees as the least of a feature. */
+  int inner = (int)lround(s_side * max_longer / l_side);
+  if (inner < 1) inner = 1;
+  dd_image *r, *c;
+  int rc = dd_image_resize(im, wide ? max_longer : inner, wide ? inner : max_longer, &r, err);
+  if (rc) return rc;
+  rc = dd_image_new(wide ? max_longer : shorter, wide ? shorter : max_longer, &c, err);
+  if (rc) {
+    dd_image_free(r);
+    return rc;
+  }
+  double mean[3] = {0, 0, 0};
+  size_t n = (size_t)im->w * im->h;
+  for (size_t i = 0; i < n; i++)
+    for (int k = 0; k < 3; k++) mean[k] += im->rgb[i * 3 + k];
+  for (size_t i = 0; i < (size_t)c->w * c->h; i++)
+    for (int k = 0; k < 3; k++) c->rgb[i * 3 + k] = (float)(mean[k] / (double)n);
+  int ox = (c->w - r->w) / 2, oy = (c->h - r->h) / 2;
+  for (int y = 0; y < r->h; y++)
+    memcpy(c->rgb + ((size_t)(oy + y) * c->w + ox) * 3, r->rgb + (size_t)y * r->w * 3,
+           (size_t)r->w * 3 * sizeof(float));
+  dd_image_free(r);
+  *out = c;
+  return DD_OK;
 }

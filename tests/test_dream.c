@@ -225,6 +225,127 @@ Test(dream, tiles_when_the_budget_is_too_small, .timeout = 300) {
   dd_model_free(m);
 }
 
+/* ---- what a job needs ---- */
+
+static size_t px_bytes(int w, int h) { return (size_t)w * h * 3 * sizeof(float); }
+
+/* The image buffers of a 4096x3072 dream, added up by hand; the budget of a job, all of it:
+ * at 512 MiB the default 4 octaves do not fit (562 MiB of image buffers alone) and the
+ * message says the largest size that does; one octave fits, in tiles; at 1 GiB the plan is
+ * given what the rest leaves. */
+Test(dream, budget_of_a_large_photo, .timeout = 60) {
+  dd_model *m = th_shared_model("models/bvlc_googlenet.onnx");
+  dd_dream_params p;
+  params_for(m, "inception_4c/output", &p);
+  int ow[64], oh[64];
+  cr_assert_eq(dd_dream_octaves(4096, 3072, &p, ow, oh), 4);
+  cr_assert(ow[1] == 2926 && oh[1] == 2194 && ow[3] == 1493 && oh[3] == 1119);
+  size_t image = 3 * px_bytes(4096, 3072) + px_bytes(2926, 2194) + px_bytes(2090, 1567) +
+                 px_bytes(1493, 1119) + 2 * sizeof(int) * 4096;
+  cr_assert_eq(dd_dream_image_bytes(4096, 3072, &p), image);
+  size_t mib = (size_t)1 << 20, weights = (size_t)dd_model_num_params(m) * 4;
+  dd_dream_budget b;
+  dd_err err;
+  int rc = dd_dream_check_budget(m, &p, 4096, 3072, 512 * mib, &b, &err);
+  cr_log_info("%s", err.msg);
+  cr_assert_eq(rc, DD_ELIMIT, "%s", rc ? err.msg : "fits");
+  cr_assert_eq(b.image, image);
+  cr_assert_eq(b.weights, weights);
+  cr_assert_eq(b.tile, 32);
+  cr_assert_eq(b.need, weights + image + b.min_plan);
+  char want[160];
+  snprintf(want, sizeof want, "4096x3072 image: the dream needs %.0f MiB", (double)b.need / mib);
+  cr_assert(strstr(err.msg, want), "%s", err.msg);
+  cr_assert(strstr(err.msg, "more than the 512 MiB limit"), "%s", err.msg);
+  snprintf(want, sizeof want, "an image of at most %dx%d would fit", b.fit_w, b.fit_h);
+  cr_assert(strstr(err.msg, want), "%s", err.msg);
+  /* the size named fits, one pixel more of the longer side does not */
+  dd_dream_budget f;
+  cr_assert_eq(dd_dream_check_budget(m, &p, b.fit_w, b.fit_h, 512 * mib, &f, &err), 0, "%s",
+               err.msg);
+  int w1 = b.fit_w + 1, h1 = (int)lround(3072.0 * w1 / 4096);
+  cr_assert_eq(dd_dream_check_budget(m, &p, w1, h1, 512 * mib, &f, &err), DD_ELIMIT);
+  /* one octave at 512 MiB: in tiles, the plans given what the rest leaves */
+  p.octaves = 1;
+  cr_assert_eq(dd_dream_check_budget(m, &p, 4096, 3072, 512 * mib, &b, &err), 0, "%s", err.msg);
+  cr_assert_eq(b.image, 3 * px_bytes(4096, 3072) + 2 * sizeof(int) * 4096);
+  cr_assert_eq(b.plan_budget, 512 * mib - weights - b.image);
+  cr_assert_lt(b.plan_budget, (size_t)100 * mib); /* far less than one 4096x3072 plan */
+  /* four octaves at 1 GiB */
+  p.octaves = 4;
+  cr_assert_eq(dd_dream_check_budget(m, &p, 4096, 3072, 1024 * mib, &b, &err), 0, "%s", err.msg);
+  cr_assert_eq(b.plan_budget, 1024 * mib - weights - image);
+  /* a budget below the image buffers themselves */
+  cr_assert_eq(dd_dream_check_budget(m, &p, 4096, 3072, 100 * mib, &b, &err), DD_ELIMIT);
+  cr_assert(strstr(err.msg, "the dream needs 595 MiB (562 MiB for the image"), "%s", err.msg);
+  cr_assert(b.fit_w > 0 && b.fit_w < 2048, "fits at %dx%d", b.fit_w, b.fit_h);
+  /* decoding the photo: 8-bit pixels and their float copy */
+  cr_assert_eq(dd_dream_decode_bytes(4096, 3072), (size_t)4096 * 3072 * 16);
+  dd_model_free(m);
+}
+
+static int record_octave(const dd_dream_progress *info, void *user) {
+  int *sizes = user;
+  sizes[2 * info->octave] = info->w;
+  sizes[2 * info->octave + 1] = info->h;
+  return 0;
+}
+
+/* A run with exactly the stated need works, in the smallest tiles, with one byte less it
+ * does not; the octaves are those dd_dream_octaves says. */
+Test(dream, a_budget_of_the_stated_need_is_enough, .timeout = 300) {
+  dd_model *m = th_shared_model("models/bvlc_googlenet.onnx");
+  dd_image *im = photo("kite.jpg", 120);
+  dd_dream_params p;
+  params_for(m, "inception_4c/output", &p);
+  p.iters = 1;
+  p.seed = 3;
+  dd_dream_budget b;
+  dd_err err;
+  cr_assert_eq(dd_dream_check_budget(m, &p, im->w, im->h, 0, &b, &err), 0, "%s", err.msg);
+  cr_assert_eq(b.plan_budget, 0);
+  size_t need = b.need;
+  cr_assert_eq(dd_dream_check_budget(m, &p, im->w, im->h, need, &b, &err), 0, "%s", err.msg);
+  cr_assert_eq(b.plan_budget, b.min_plan);
+  dd_dream_params q = p;
+  q.max_memory = b.plan_budget;
+  dd_image *copy = clone_image(im);
+  int sizes[128] = {0}, ow[64], oh[64], n = dd_dream_octaves(im->w, im->h, &p, ow, oh);
+  cr_assert_eq(dd_dream_run(m, &caffe, &q, copy, record_octave, sizes, &err), 0, "%s", err.msg);
+  cr_assert_eq(n, 3);
+  for (int o = 0; o < n; o++)
+    cr_assert(sizes[2 * o] == ow[n - 1 - o] && sizes[2 * o + 1] == oh[n - 1 - o],
+              "octave %d: %dx%d, dd_dream_octaves says %dx%d", o, sizes[2 * o],
+              sizes[2 * o + 1], ow[n - 1 - o], oh[n - 1 - o]);
+  dd_image_free(copy);
+  cr_assert_eq(dd_dream_check_budget(m, &p, im->w, im->h, need - 1, &b, &err), DD_ELIMIT);
+  q.max_memory = b.min_plan - 1;
+  copy = clone_image(im);
+  cr_assert_eq(dd_dream_run(m, &caffe, &q, copy, NULL, NULL, &err), DD_ELIMIT, "%s", err.msg);
+  dd_image_free(copy);
+  dd_image_free(im);
+  dd_model_free(m);
+}
+
+/* Images and octaves smaller than the layer's smallest input are refused in pixels. */
+Test(dream, budget_refuses_images_below_the_smallest_input, .timeout = 60) {
+  dd_model *m = th_shared_model("models/bvlc_googlenet.onnx");
+  dd_dream_params p;
+  params_for(m, "inception_4c/output", &p);
+  dd_dream_budget b;
+  dd_err err;
+  cr_assert_eq(dd_dream_check_budget(m, &p, 20, 20, 0, &b, &err), DD_ESHAPE);
+  cr_assert(strstr(err.msg, "a 20x20 image is too small for 'inception_4c/output': the smallest "
+                            "input this model accepts is 23x23 pixels"), "%s", err.msg);
+  params_for(m, "inception_5b/output", &p);
+  cr_assert_eq(dd_dream_check_budget(m, &p, 60, 60, 0, &b, &err), DD_ESHAPE);
+  cr_assert(strstr(err.msg, "octave 1 is 43x43, smaller than the 47x47 pixels "
+                            "'inception_5b/output' needs: use at most 1 octave"), "%s", err.msg);
+  p.octaves = 1;
+  cr_assert_eq(dd_dream_check_budget(m, &p, 60, 60, 0, &b, &err), 0, "%s", err.msg);
+  dd_model_free(m);
+}
+
 /* ---- normalization ---- */
 
 static const float k1[5] = {1, 4, 6, 4, 1};

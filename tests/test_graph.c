@@ -254,3 +254,224 @@ Test(graph, plans_within_a_host_match_their_own, .timeout = 120) {
   free(x);
   dd_model_free(m);
 }
+
+/* ---- the smallest input ---- */
+
+/* The smallest input of a target, by shape inference: sizes one pixel smaller fail, and a
+ * plan for an image below it says so in pixels instead of naming a pooling deep inside. */
+static void check_min_input(const char *rel, const char *layer, int want) {
+  dd_model *m = th_shared_model(rel);
+  dd_err err;
+  int target = -1, w = 0, h = 0;
+  if (layer) cr_assert_eq(dd_model_resolve(m, layer, &target, &err), 0, "%s", err.msg);
+  cr_assert_eq(dd_plan_min_input(m, layer ? &target : NULL, layer ? 1 : 0, &w, &h, &err), 0,
+               "%s", err.msg);
+  cr_assert(w == want && h == want, "%s %s: smallest input %dx%d, expected %dx%d", rel,
+            layer ? layer : "(outputs)", w, h, want, want);
+  if (!layer) target = dd_model_output(m, 0);
+  int sizes[3][2] = {{want, want}, {want - 1, want}, {want, want - 1}};
+  for (int i = 0; i < 3; i++) {
+    int64_t dims[4] = {1, 3, sizes[i][1], sizes[i][0]};
+    dd_binding b = {dd_model_input(m), dd_shape_make(4, dims), NULL};
+    dd_plan *p = NULL;
+    int rc = dd_plan_new(m, &b, 1, &target, 1, DD_PLAN_GRAD | DD_PLAN_REUSE, 0, &p, &err);
+    if (i == 0) {
+      cr_assert_eq(rc, DD_OK, "%dx%d: %s", want, want, err.msg);
+      dd_plan_free(p);
+      continue;
+    }
+    char expect[128];
+    snprintf(expect, sizeof expect, "a %dx%d input is too small", sizes[i][0], sizes[i][1]);
+    cr_assert_eq(rc, DD_ESHAPE, "%s", err.msg);
+    cr_assert(strstr(err.msg, expect), "%s", err.msg);
+    snprintf(expect, sizeof expect, "the smallest input this model accepts is %dx%d pixels",
+             want, want);
+    cr_assert(strstr(err.msg, expect), "%s", err.msg);
+    cr_log_info("%s", err.msg);
+  }
+  dd_model_free(m);
+}
+
+Test(graph, smallest_input_of_googlenet) {
+  check_min_input("models/bvlc_googlenet.onnx", "inception_4c/output", 23);
+  check_min_input("models/bvlc_googlenet.onnx", "inception_5b/output", 47);
+  check_min_input("models/bvlc_googlenet.onnx", NULL, 47);
+  check_min_input("models/bvlc_googlenet.onnx", "conv2/3x3", 5);
+}
+
+Test(graph, smallest_input_of_squeezenet) {
+  check_min_input("models/squeezenet1.1.onnx", "fire5/concat", 13);
+  check_min_input("models/squeezenet1.1.onnx", NULL, 25);
+}
+
+/* The message of the issue: a 20x20 image for GoogLeNet's default dream layer. */
+Test(graph, too_small_input_is_said_in_pixels) {
+  dd_model *m = th_shared_model("models/bvlc_googlenet.onnx");
+  dd_err err;
+  int target;
+  cr_assert_eq(dd_model_resolve(m, "inception_4c/output", &target, &err), 0);
+  int64_t dims[4] = {1, 3, 20, 20};
+  dd_binding b = {dd_model_input(m), dd_shape_make(4, dims), NULL};
+  dd_plan *p = NULL;
+  cr_assert_eq(dd_plan_new(m, &b, 1, &target, 1, DD_PLAN_GRAD, 0, &p, &err), DD_ESHAPE);
+  cr_assert_null(p);
+  cr_assert(strstr(err.msg, "bvlc_googlenet.onnx: a 20x20 input is too small: 'pool3/3x3_s2' "
+                            "would have no output; the smallest input this model accepts is "
+                            "23x23 pixels"), "%s", err.msg);
+  dd_model_free(m);
+}
+
+/* dd_plan_measure gives the bytes of the plan dd_plan_new makes, without making it. */
+Test(graph, measure_is_the_plan_size) {
+  dd_model *m = th_shared_model("models/squeezenet1.1.onnx");
+  dd_err err;
+  int target = dd_model_output(m, 0);
+  int64_t dims[4] = {1, 3, 96, 128};
+  dd_binding b = {dd_model_input(m), dd_shape_make(4, dims), NULL};
+  unsigned flags[3] = {0, DD_PLAN_GRAD, DD_PLAN_GRAD | DD_PLAN_REUSE};
+  for (int i = 0; i < 3; i++) {
+    size_t bytes = 0;
+    dd_plan *p = NULL;
+    cr_assert_eq(dd_plan_measure(m, &b, 1, &target, 1, flags[i], &bytes, NULL, &err), 0, "%s",
+                 err.msg);
+    cr_assert_eq(dd_plan_new(m, &b, 1, &target, 1, flags[i], 0, &p, &err), 0, "%s", err.msg);
+    cr_assert_eq(bytes, dd_plan_bytes(p), "flags %u: measured %zu, the plan has %zu", flags[i],
+                 bytes, dd_plan_bytes(p));
+    dd_plan_free(p);
+  }
+  dd_model_free(m);
+}
+
+/* A plan too large for its host's buffers gets its own, held beside the host's: the cap
+ * counts both. */
+Test(graph, a_plan_beside_its_host_counts_both, .timeout = 60) {
+  dd_model *m = th_shared_model("models/squeezenet1.1.onnx");
+  dd_err err;
+  int target = dd_model_output(m, 0);
+  int64_t small_dims[4] = {1, 3, 64, 64}, big_dims[4] = {1, 3, 128, 128};
+  dd_binding small = {dd_model_input(m), dd_shape_make(4, small_dims), NULL};
+  dd_binding big = {dd_model_input(m), dd_shape_make(4, big_dims), NULL};
+  unsigned f = DD_PLAN_GRAD | DD_PLAN_REUSE;
+  dd_plan *host = NULL, *p = NULL;
+  cr_assert_eq(dd_plan_new(m, &small, 1, &target, 1, f, 0, &host, &err), 0, "%s", err.msg);
+  size_t need;
+  cr_assert_eq(dd_plan_measure(m, &big, 1, &target, 1, f, &need, NULL, &err), 0, "%s", err.msg);
+  cr_assert_eq(dd_plan_new_within(host, m, &big, 1, &target, 1, f, need, &p, &err), DD_ELIMIT);
+  cr_assert(strstr(err.msg, "besides the"), "%s", err.msg);
+  cr_assert_eq(dd_plan_new_within(host, m, &big, 1, &target, 1, f, need + dd_plan_bytes(host), &p,
+                                  &err), 0, "%s", err.msg);
+  dd_plan_free(p);
+  /* a plan that fits in the host's buffers adds nothing */
+  cr_assert_eq(dd_plan_new_within(host, m, &small, 1, &target, 1, f, dd_plan_bytes(host), &p,
+                                  &err), 0, "%s", err.msg);
+  dd_plan_free(p);
+  dd_plan_free(host);
+  dd_model_free(m);
+}
+
+/* x -> Reshape(x, [1, 180]) -> y: only inputs of 60 pixels work (6x10, 10x6, 4x15 ...),
+ * none of them square; `declare` gives x the declared shape 1x3x6x10. */
+static dd_model *load_fixed_size(int declare) {
+  Onnx__ModelProto model;
+  Onnx__GraphProto graph;
+  Onnx__OperatorSetIdProto opset, *opsets[1] = {&opset};
+  Onnx__NodeProto node, *nodes[1] = {&node};
+  Onnx__TensorProto shape, *inits[1] = {&shape};
+  Onnx__ValueInfoProto vin, vy, *vins[1] = {&vin}, *vouts[1] = {&vy};
+  Onnx__TypeProto type;
+  Onnx__TypeProto__Tensor tt;
+  Onnx__TensorShapeProto sp;
+  Onnx__TensorShapeProto__Dimension dim[4], *dims[4] = {&dim[0], &dim[1], &dim[2], &dim[3]};
+  int64_t decl[4] = {1, 3, 6, 10}, target[2] = {1, 180}, tdims[1] = {2};
+  char *in[2] = {"x", "s"}, *out[1] = {"y"};
+  onnx__model_proto__init(&model);
+  onnx__graph_proto__init(&graph);
+  onnx__operator_set_id_proto__init(&opset);
+  opset.has_version = 1;
+  opset.version = 13;
+  model.has_ir_version = 1;
+  model.ir_version = 8;
+  model.n_opset_import = 1;
+  model.opset_import = opsets;
+  model.graph = &graph;
+  graph.name = "fixed";
+  onnx__value_info_proto__init(&vin);
+  onnx__value_info_proto__init(&vy);
+  vin.name = "x";
+  vy.name = "y";
+  if (declare) {
+    onnx__type_proto__init(&type);
+    onnx__type_proto__tensor__init(&tt);
+    onnx__tensor_shape_proto__init(&sp);
+    for (int i = 0; i < 4; i++) {
+      onnx__tensor_shape_proto__dimension__init(&dim[i]);
+      dim[i].value_case = ONNX__TENSOR_SHAPE_PROTO__DIMENSION__VALUE_DIM_VALUE;
+      dim[i].dim_value = decl[i];
+    }
+    sp.n_dim = 4;
+    sp.dim = dims;
+    tt.has_elem_type = 1;
+    tt.elem_type = ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT;
+    tt.shape = &sp;
+    type.value_case = ONNX__TYPE_PROTO__VALUE_TENSOR_TYPE;
+    type.tensor_type = &tt;
+    vin.type = &type;
+  }
+  onnx__tensor_proto__init(&shape);
+  shape.name = "s";
+  shape.n_dims = 1;
+  shape.dims = tdims;
+  shape.has_data_type = 1;
+  shape.data_type = ONNX__TENSOR_PROTO__DATA_TYPE__INT64;
+  shape.n_int64_data = 2;
+  shape.int64_data = target;
+  graph.n_initializer = 1;
+  graph.initializer = inits;
+  graph.n_input = 1;
+  graph.input = vins;
+  graph.n_output = 1;
+  graph.output = vouts;
+  onnx__node_proto__init(&node);
+  node.op_type = "Reshape";
+  node.n_input = 2;
+  node.input = in;
+  node.n_output = 1;
+  node.output = out;
+  graph.n_node = 1;
+  graph.node = nodes;
+  size_t len = onnx__model_proto__get_packed_size(&model);
+  uint8_t *buf = malloc(len);
+  cr_assert_not_null(buf);
+  onnx__model_proto__pack(&model, buf);
+  dd_model *m = NULL;
+  dd_err err = {0};
+  cr_assert_eq(dd_model_parse(buf, len, "fixed.onnx", &m, &err), 0, "%s", err.msg);
+  free(buf);
+  return m;
+}
+
+/* A network that takes one size only: the search starts from the declared size and answers
+ * it, and a larger input that fails is not called too small. */
+Test(graph, smallest_input_of_a_fixed_size_network) {
+  dd_model *m = load_fixed_size(1);
+  dd_err err;
+  int w = 0, h = 0, y = dd_model_output(m, 0);
+  cr_assert_eq(dd_plan_min_input(m, NULL, 0, &w, &h, &err), 0, "%s", err.msg);
+  cr_assert(w == 10 && h == 6, "%dx%d", w, h);
+  int64_t big[4] = {1, 3, 12, 12}, small[4] = {1, 3, 5, 5};
+  dd_binding b = {dd_model_input(m), dd_shape_make(4, big), NULL};
+  dd_plan *p = NULL;
+  cr_assert_eq(dd_plan_new(m, &b, 1, &y, 1, 0, 0, &p, &err), DD_ESHAPE);
+  cr_assert_null(strstr(err.msg, "too small"), "%s", err.msg);
+  b.shape = dd_shape_make(4, small);
+  cr_assert_eq(dd_plan_new(m, &b, 1, &y, 1, 0, 0, &p, &err), DD_ESHAPE);
+  cr_assert(strstr(err.msg, "a 5x5 input is too small: 'Reshape_0' cannot take it; the smallest "
+                            "input this model accepts is 10x6 pixels"), "%s", err.msg);
+  dd_model_free(m);
+  /* undeclared, no square and not 224x224 works: the reason 224x224 fails is given */
+  m = load_fixed_size(0);
+  cr_assert_eq(dd_plan_min_input(m, NULL, 0, &w, &h, &err), DD_ESHAPE);
+  cr_assert(strstr(err.msg, "no input size up to 8192x8192 works") && strstr(err.msg, "Reshape"),
+            "%s", err.msg);
+  dd_model_free(m);
+}

@@ -338,3 +338,32 @@ Test(loader, tensor_pb_missing_file) {
   unlink(path);
   expect_pb_error(path, DD_EIO, (const char *[]){"cannot open", NULL});
 }
+
+/* SqueezeNet has a value named conv10, its last Conv's Relu, while the alias conv10 stands for
+ * its 10th Conv: the real name wins, and the alias is reported shadowed. */
+Test(loader, conv_alias_shadowed_by_a_real_name) {
+  dd_model *m = th_shared_model("models/squeezenet1.1.onnx");
+  dd_err err;
+  int v = -1, real = dd_model_find(m, "conv10"), tenth = dd_model_find(m, "fire4/expand3x3");
+  cr_assert(real >= 0 && tenth >= 0);
+  cr_assert_eq(dd_model_resolve(m, "conv10", &v, &err), 0, "%s", err.msg);
+  cr_assert_eq(v, real, "conv10 resolved to '%s'", dd_model_value_name(m, v));
+  int alias_value = -1, shadowed = -1;
+  cr_assert_eq(dd_model_alias_shadowed(m, "conv10", &alias_value), 1);
+  cr_assert_eq(alias_value, tenth, "the alias stands for '%s'",
+               dd_model_value_name(m, alias_value));
+  const char *a = dd_model_conv_alias(m, tenth, &shadowed);
+  cr_assert(a && !strcmp(a, "conv10") && shadowed == 1, "%s %d", a ? a : "(none)", shadowed);
+  /* conv1 is both the alias and the name of one value; conv26 names the real conv10 */
+  cr_assert_eq(dd_model_alias_shadowed(m, "conv1", NULL), 0);
+  a = dd_model_conv_alias(m, real, &shadowed);
+  cr_assert(a && !strcmp(a, "conv26") && shadowed == 0, "%s %d", a ? a : "(none)", shadowed);
+  cr_assert_eq(dd_model_alias_shadowed(m, "fire4/expand3x3", NULL), 0);
+  /* a suggestion lists conv10 once, not once as a name and once as an alias */
+  char sug[512];
+  dd_model_suggest(m, "conv10x", 8, sug, sizeof sug);
+  int count = 0;
+  for (char *tok = strtok(sug, ", "); tok; tok = strtok(NULL, ", ")) count += !strcmp(tok, "conv10");
+  cr_assert_eq(count, 1, "conv10 suggested %d times", count);
+  dd_model_free(m);
+}

@@ -444,6 +444,111 @@ Test(visualize, bad_options_are_refused) {
   dd_model_free(m);
 }
 
+/* ---- sizes of pictures and network inputs ---------------------------------------------- */
+
+/* A w x h image with a horizontal ramp from 0 to 250, and an explanation of it whose maps are the ramp too,
+ * the Grad-CAM maximum at the right end. */
+static dd_image *ramp_image(int w, int h, dd_explanation *e) {
+  dd_image *im;
+  dd_err err;
+  cr_assert_eq(dd_image_new(w, h, &im, &err), 0, "%s", err.msg);
+  memset(e, 0, sizeof *e);
+  e->w = w;
+  e->h = h;
+  e->cam = malloc(sizeof(float) * (size_t)w * h);
+  e->saliency = malloc(sizeof(float) * (size_t)w * h);
+  cr_assert(e->cam && e->saliency);
+  for (int y = 0; y < h; y++)
+    for (int x = 0; x < w; x++) {
+      size_t i = (size_t)y * w + x;
+      for (int c = 0; c < 3; c++) im->rgb[i * 3 + c] = 250.f * (float)x / (float)(w > 1 ? w - 1 : 1);
+      e->cam[i] = e->saliency[i] = (float)(x + 1);
+    }
+  e->cam_x = w - 1;
+  e->cam_y = h / 2;
+  return im;
+}
+
+/* Panels of 1x1, 2000x20 and 4000x2 images were 1x1 to 4000x2 pixels: now the shorter side is
+ * at least 64, the longer at most 4 times that, and the image is drawn inside, letterboxed. */
+Test(visualize, explain_panels_have_a_usable_size) {
+  const int sizes[][4] = {/* w, h, expected panel w, h */
+                          {1, 1, 64, 64},     {2000, 20, 256, 64}, {4000, 2, 256, 64},
+                          {2, 4000, 80, 320}, {2, 100, 64, 256}, {768, 576, 427, 320}};
+  for (size_t k = 0; k < sizeof sizes / sizeof sizes[0]; k++) {
+    int w = sizes[k][0], h = sizes[k][1], pw = sizes[k][2], ph = sizes[k][3];
+    dd_explanation e;
+    dd_image *im = ramp_image(w, h, &e), *pic = NULL;
+    dd_err err;
+    cr_assert_eq(dd_explain_picture(im, &e, 0, &pic, &err), 0, "%s", err.msg);
+    cr_assert(pic->w == 3 * pw + 2 * 4 && pic->h == ph, "%dx%d: a %dx%d picture, expected %dx%d",
+              w, h, pic->w, pic->h, 3 * pw + 8, ph);
+    /* the image spans the first panel's whole width on some row, or its whole height on some
+     * column (the background is white, the ramp darker) */
+    int across = 0, down = 0;
+    for (int y = 0; y < ph; y++) {
+      int n = 0;
+      for (int x = 0; x < pw; x++) n += pic->rgb[((size_t)y * pic->w + x) * 3] < 254.f;
+      across = n > across ? n : across;
+    }
+    for (int x = 0; x < pw; x++) {
+      int n = 0;
+      for (int y = 0; y < ph; y++) n += pic->rgb[((size_t)y * pic->w + x) * 3] < 254.f;
+      down = n > down ? n : down;
+    }
+    cr_assert(across >= pw - 1 || down == ph, "%dx%d: the image spans %d of %d columns, %d of "
+              "%d rows", w, h, across, pw, down, ph);
+    dd_image_free(pic);
+    /* an explicit height is kept, and the width follows it within the aspect cap */
+    cr_assert_eq(dd_explain_picture(im, &e, 100, &pic, &err), 0, "%s", err.msg);
+    cr_assert_eq(pic->h, 100);
+    cr_assert_leq(pic->w, 3 * 400 + 8);
+    dd_image_free(pic);
+    free(e.cam);
+    free(e.saliency);
+    dd_image_free(im);
+  }
+}
+
+/* dd_vis_fit: the shorter side as asked, the longer side capped (4x by default), an elongated
+ * image letterboxed in its mean colour rather than blown up to 22400x224. */
+Test(visualize, fit_caps_the_longer_side) {
+  const int cases[][6] = {/* w, h, shorter, max_longer, expected w, h */
+                          {2000, 20, 224, 0, 896, 224},   {20, 2000, 224, 0, 224, 896},
+                          {4000, 2, 224, 0, 896, 224},    {1, 1, 224, 0, 224, 224},
+                          {640, 480, 224, 0, 299, 224},   {2000, 20, 224, 300, 300, 224},
+                          {900, 300, 100, 300, 300, 100}, {300, 900, 100, 250, 100, 250}};
+  for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+    const int *c = cases[k];
+    dd_explanation e;
+    dd_image *im = ramp_image(c[0], c[1], &e), *out = NULL;
+    dd_err err;
+    cr_assert_eq(dd_vis_fit(im, c[2], c[3], &out, &err), 0, "%s", err.msg);
+    cr_assert(out->w == c[4] && out->h == c[5], "%dx%d at %d (cap %d): %dx%d, expected %dx%d",
+              c[0], c[1], c[2], c[3], out->w, out->h, c[4], c[5]);
+    dd_image_free(out);
+    free(e.cam);
+    free(e.saliency);
+    dd_image_free(im);
+  }
+  /* 2000x20 at 224: the ramp across the middle row, the mean colour above and below it */
+  dd_explanation e;
+  dd_image *im = ramp_image(2000, 20, &e), *out = NULL;
+  dd_err err;
+  cr_assert_eq(dd_vis_fit(im, 224, 0, &out, &err), 0, "%s", err.msg);
+  const float *mid = out->rgb + (size_t)112 * out->w * 3, *top = out->rgb;
+  cr_assert_lt(mid[0], 10.f);
+  cr_assert_gt(mid[(out->w - 1) * 3], 240.f);
+  cr_assert(fabsf(top[0] - 125.f) < 0.5f && fabsf(top[(out->w - 1) * 3] - 125.f) < 0.5f,
+            "letterbox %g %g", top[0], top[(out->w - 1) * 3]);
+  dd_image_free(out);
+  cr_assert_eq(dd_vis_fit(im, 224, 100, &out, &err), DD_EARG);
+  cr_assert_eq(dd_vis_fit(im, 0, 0, &out, &err), DD_EARG);
+  free(e.cam);
+  free(e.saliency);
+  dd_image_free(im);
+}
+
 /* ---- the subcommands ------------------------------------------------------------------- */
 
 static int run(const char *args, char *out, size_t size) {

@@ -119,6 +119,56 @@ typedef int (*dd_dream_progress_fn)(const dd_dream_progress *info, void *user);
 DD_API int dd_dream_run(const dd_model *m, const dd_preproc *pp, const dd_dream_params *p,
                  dd_image *img, dd_dream_progress_fn fn, void *user, dd_err *err);
 
+/* ---- what a job needs -------------------------------------------------------------------
+ *
+ * A dream holds, besides the network's plan (bounded by p->max_memory): the image, the
+ * smaller octaves, the current result and the gradient (12 bytes a pixel each), the
+ * Laplacian's scratch, a checkpoint picture, the guide's features.  The functions below add
+ * them up so that a caller with one memory budget for the whole job can give the plan what
+ * is left, and refuse only an image that cannot be dreamed even in the smallest tiles. */
+
+/* The octave sizes dd_dream_run uses for a w x h image, largest first (ow[0] = w): each the
+ * previous one divided by p->octave_scale, down to DD_DREAM_MIN_SIDE.  ow and oh hold 64
+ * entries.  Returns their number. */
+DD_API int dd_dream_octaves(int w, int h, const dd_dream_params *p, int *ow, int *oh);
+/* Bytes dd_dream_run holds for a w x h image besides its plans and the guide: the image
+ * itself (the caller's), the smaller octaves, the current result, the gradient, the
+ * Laplacian normalization's scratch, the checkpoint picture, the tiles' maps. */
+DD_API size_t dd_dream_image_bytes(int w, int h, const dd_dream_params *p);
+/* Peak bytes of decoding a w x h file with dd_image_load: stb's 8-bit pixels (up to 4
+ * channels) and the float image made from them, 16 bytes a pixel.  A caller may cap the
+ * pixels it decodes at budget / dd_dream_decode_bytes(1, 1). */
+DD_API size_t dd_dream_decode_bytes(int w, int h);
+
+/* A dream job's memory, in bytes (dd_dream_check_budget). */
+typedef struct dd_dream_budget {
+  size_t weights;     /* the model's parameters */
+  size_t image;       /* dd_dream_image_bytes */
+  size_t guide;       /* the guide image, its features and their dot products (0: none) */
+  size_t min_plan;    /* the gradient plan of the smallest tile the dream can use */
+  int tile;           /* that tile's side (clamped to the image when larger) */
+  size_t need;        /* the least the job needs: weights + image + guide + the larger of
+                         min_plan and the guide's own plan */
+  size_t plan_budget; /* what max_memory leaves the plans: give it as p->max_memory, and the
+                         job stays within max_memory (0 when max_memory is 0: no limit) */
+  int fit_w, fit_h;   /* the largest size of the image's aspect that fits (w x h when it
+                         does; 0 x 0 when none does) */
+} dd_dream_budget;
+
+/* Whether dreaming a w x h image with `m` and `p` fits in max_memory bytes (0: no limit),
+ * counting every buffer of the job (see above) and the smallest tiles' plan, found by shape
+ * inference without allocating.  Fills *out in every case but a parameter error, and returns:
+ *  - DD_OK when it fits: dream with p->max_memory = out->plan_budget;
+ *  - DD_ELIMIT when it does not: "4096x3072 image: the dream needs 595 MiB (562 MiB for the
+ *    image, its octaves and gradient, 27 MiB for the model's weights, 7 MiB for the network
+ *    on the smallest tiles of 32x32), more than the 512 MiB limit; an image of at most
+ *    3780x2835 would fit" (out->fit_w x fit_h);
+ *  - DD_ESHAPE when the image, or its smallest octave, is smaller than the layers' smallest
+ *    input (dd_plan_min_input), saying so in pixels ("...: use at most 2 octaves");
+ *  - DD_EARG for bad parameters (as dd_dream_run). */
+DD_API int dd_dream_check_budget(const dd_model *m, const dd_dream_params *p, int w, int h,
+                          size_t max_memory, dd_dream_budget *out, dd_err *err);
+
 /* The gradient machinery of a dream, for tools and tests: plans (one at a time, rebuilt when
  * the size changes), the guide's features, tile buffers. */
 typedef struct dd_dreamer dd_dreamer;

@@ -40,7 +40,8 @@ typedef struct dd_binding {
  * the plan's buffers: a plan that would need more fails with DD_ELIMIT, saying how much. */
 DD_API int dd_plan_new(const dd_model *m, const dd_binding *inputs, int n_inputs, const int *targets,
                 int n_targets, unsigned flags, size_t max_bytes, dd_plan **out, dd_err *err);
-/* As dd_plan_new, but in the buffers of `host` when they are large enough (else in its own):
+/* As dd_plan_new, but in the buffers of `host` when they are large enough (else in its own,
+ * and then max_bytes caps them and the host's together, since both are held):
  * a sequence of plans for sizes up to the host's -- a dream's octaves -- then touches no fresh
  * memory (the kernel zeroes every new page at first touch, about 0.8 s per GB here).  The
  * plan's buffers are the host's: the two must never run interleaved (run one, then the other;
@@ -49,6 +50,31 @@ DD_API int dd_plan_new_within(dd_plan *host, const dd_model *m, const dd_binding
                        const int *targets, int n_targets, unsigned flags, size_t max_bytes,
                        dd_plan **out, dd_err *err);
 DD_API void dd_plan_free(dd_plan *p);
+
+/* The bytes dd_plan_new would allocate for these arguments (dd_plan_bytes of the plan),
+ * found by shape inference and laying out the arena without allocating it, and the shape
+ * of each target in target_shapes (n_targets entries; may be NULL).  Fails as dd_plan_new
+ * does, except that no limit applies. */
+DD_API int dd_plan_measure(const dd_model *m, const dd_binding *inputs, int n_inputs, const int *targets,
+                    int n_targets, unsigned flags, size_t *bytes, dd_shape *target_shapes,
+                    dd_err *err);
+
+/* The smallest image the model's data input (N x C x H x W, bound as 1 x C x H x W when N or
+ * C is symbolic, C = 3 then) may have for `targets` to be computed (NULL or n_targets < 1:
+ * the model's outputs), found by shape inference alone: nothing the size of a plan is
+ * allocated.  A size that works is looked for among the declared size, 224 x 224 and the
+ * squares of sides 1, 2, 4 ... 8192; *w x *h is then the smallest height that works at its
+ * width, and the smallest width at that height: N x N for a convolutional network, whose
+ * axes do not constrain each other.  Every size below is tried, so a network that takes only
+ * one size (a classifier with a fixed Gemm) is answered with its smallest.  When none works,
+ * the status and reason of 224 x 224's failure (DD_ESHAPE for a size that does not fit),
+ * after "no input size up to 8192x8192 works"; DD_EUNSUPPORTED when the input is not 4-D.
+ *
+ * dd_plan_new uses it when shape inference fails: an image smaller than this fails with
+ * DD_ESHAPE and "model.onnx: a 20x20 input is too small: 'pool3/3x3_s2' would have no
+ * output; the smallest input this model accepts is 23x23 pixels" (for its targets). */
+DD_API int dd_plan_min_input(const dd_model *m, const int *targets, int n_targets, int *w, int *h,
+                      dd_err *err);
 
 /* The tensor holding `value` in this plan (inputs are written here before forward), or NULL
  * when the plan does not compute it.  Owned by the plan. */

@@ -65,10 +65,19 @@ DD_API int dd_model_producer(const dd_model *m, int value);
 
 /* Resolve a layer name for the CLI: a value name, or the alias "convN" (N from 1): the
  * N-th Conv in graph order, taken after the activation that directly follows it when
- * there is one.  Returns the value index, or DD_ENOTFOUND with the closest names in err. */
+ * there is one.  A value's own name wins over an alias spelled the same: SqueezeNet's
+ * "conv10" is its value conv10 (the 26th Conv), never the 10th Conv (fire4/expand3x3).
+ * Returns the value index, or DD_ENOTFOUND with the closest names in err. */
 DD_API int dd_model_resolve(const dd_model *m, const char *name, int *value, dd_err *err);
-/* Alias of a value ("conv3"), or NULL. Valid while the model lives. */
+/* Alias of a value ("conv3"), or NULL, shadowed or not. Valid while the model lives. */
 DD_API const char *dd_model_alias(const dd_model *m, int value);
+/* The same, and *shadowed (may be NULL) is 1 when another value has the alias's name, so
+ * that the alias cannot be used: dd_model_resolve gives that value instead. */
+DD_API const char *dd_model_conv_alias(const dd_model *m, int value, int *shadowed);
+/* 1 when `name` is a convN alias shadowed by a value of the same name (see
+ * dd_model_conv_alias), with the value the alias stands for in *alias_value (may be NULL);
+ * 0 otherwise (not an alias, or the alias names the value called so, like conv1). */
+DD_API int dd_model_alias_shadowed(const dd_model *m, const char *name, int *alias_value);
 /* Write up to `n` value names closest to `name` (edit distance) into buf, comma separated. */
 DD_API void dd_model_suggest(const dd_model *m, const char *name, int n, char *buf, size_t size);
 
