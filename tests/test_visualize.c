@@ -510,45 +510,6 @@ Test(visualize, explain_panels_have_a_usable_size) {
   }
 }
 
-/* dd_vis_fit: the shorter side as asked, the longer side capped (4x by default), an elongated
- * image letterboxed in its mean colour rather than blown up to 22400x224. */
-Test(visualize, fit_caps_the_longer_side) {
-  const int cases[][6] = {/* w, h, shorter, max_longer, expected w, h */
-                          {2000, 20, 224, 0, 896, 224},   {20, 2000, 224, 0, 224, 896},
-                          {4000, 2, 224, 0, 896, 224},    {1, 1, 224, 0, 224, 224},
-                          {640, 480, 224, 0, 299, 224},   {2000, 20, 224, 300, 300, 224},
-                          {900, 300, 100, 300, 300, 100}, {300, 900, 100, 250, 100, 250}};
-  for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
-    const int *c = cases[k];
-    dd_explanation e;
-    dd_image *im = ramp_image(c[0], c[1], &e), *out = NULL;
-    dd_err err;
-    cr_assert_eq(dd_vis_fit(im, c[2], c[3], &out, &err), 0, "%s", err.msg);
-    cr_assert(out->w == c[4] && out->h == c[5], "%dx%d at %d (cap %d): %dx%d, expected %dx%d",
-              c[0], c[1], c[2], c[3], out->w, out->h, c[4], c[5]);
-    dd_image_free(out);
-    free(e.cam);
-    free(e.saliency);
-    dd_image_free(im);
-  }
-  /* 2000x20 at 224: the ramp across the middle row, the mean colour above and below it */
-  dd_explanation e;
-  dd_image *im = ramp_image(2000, 20, &e), *out = NULL;
-  dd_err err;
-  cr_assert_eq(dd_vis_fit(im, 224, 0, &out, &err), 0, "%s", err.msg);
-  const float *mid = out->rgb + (size_t)112 * out->w * 3, *top = out->rgb;
-  cr_assert_lt(mid[0], 10.f);
-  cr_assert_gt(mid[(out->w - 1) * 3], 240.f);
-  cr_assert(fabsf(top[0] - 125.f) < 0.5f && fabsf(top[(out->w - 1) * 3] - 125.f) < 0.5f,
-            "letterbox %g %g", top[0], top[(out->w - 1) * 3]);
-  dd_image_free(out);
-  cr_assert_eq(dd_vis_fit(im, 224, 100, &out, &err), DD_EARG);
-  cr_assert_eq(dd_vis_fit(im, 0, 0, &out, &err), DD_EARG);
-  free(e.cam);
-  free(e.saliency);
-  dd_image_free(im);
-}
-
 /* ---- the subcommands ------------------------------------------------------------------- */
 
 static int run(const char *args, char *out, size_t size) {

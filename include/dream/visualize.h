@@ -123,14 +123,6 @@ DD_API int dd_vis_classify(const dd_model *m, const dd_preproc *pp, const dd_ima
 
 /* ---- activations ---------------------------------------------------------------------- */
 
-/* A copy of `im` sized for the network: its shorter side `shorter` pixels, keeping the
- * aspect, while the longer side stays within `max_longer` (<= 0: 4 * shorter).  A more
- * elongated image is scaled so that its longer side is max_longer and centred on a
- * max_longer x shorter canvas of its own mean colour: a 2000x20 image at 224 gives 896x224
- * holding it at 896x9, not 22400x224.  DD_EARG for an empty image, shorter outside
- * 1..65536 or max_longer < shorter. */
-DD_API int dd_vis_fit(const dd_image *im, int shorter, int max_longer, dd_image **out, dd_err *err);
-
 /* Runs the model forward on `im` at the image's own size and returns a copy of `value`'s
  * first batch item as a C x H x W tensor (a 2-D value N x C gives C x 1 x 1). */
 DD_API int dd_vis_activations(const dd_model *m, const dd_preproc *pp, int value, const dd_image *im,
