@@ -473,3 +473,55 @@ Test(safety, quality_sets_the_jpeg_quality) {
   cr_expect_eq(r.status, 2);
   th_result_free(&r);
 }
+
+/* ---- limits in pixels and bytes ---- */
+
+Test(safety, too_small_images_say_the_smallest_size) {
+  char in[256], out[256];
+  dd_image *im;
+  dd_err err;
+  cr_assert_eq(dd_image_new(20, 20, &im, &err), 0);
+  cr_assert_eq(dd_image_save(th_tmp(in, sizeof in, "tiny.png"), im, &err), 0);
+  dd_image_free(im);
+  th_result r = TH_RUN("dream", in, th_tmp(out, sizeof out, "o.png"));
+  cr_expect_eq(r.status, 1);
+  expect_in(&r, "the smallest input this model accepts is 23x23 pixels", "20x20");
+  th_result_free(&r);
+  char dog[512];
+  r = TH_RUN("dream", "--max-side", "1", th_shared(dog, sizeof dog, "images/dog.jpg"), out);
+  cr_expect_eq(r.status, 1);
+  expect_in(&r, "--max-side 1", "--max-side 1");
+  expect_in(&r, "23x23 pixels", "--max-side 1");
+  th_result_free(&r);
+}
+
+/* A budget the whole image's plan exceeds is dreamed in tiles; one the job cannot fit even
+ * in tiles is refused naming --max-memory, the size that fits and the budget that would. */
+Test(safety, memory_budget_means_tiles_or_a_size_that_fits) {
+  char dog[512], out[256];
+  th_shared(dog, sizeof dog, "images/dog.jpg");
+  th_result r = TH_RUN("dream", "--max-memory", "60M", "--octaves", "1", "--iters", "1", "-q",
+                       dog, th_tmp(out, sizeof out, "o.jpg"));
+  cr_expect_eq(r.status, 0, "%s", r.err);
+  th_result_free(&r);
+  r = TH_RUN("dream", "--max-memory", "40M", dog, out);
+  cr_expect_eq(r.status, 1);
+  expect_in(&r, "--max-memory 40M", "40M");
+  expect_in(&r, "use --max-side", "40M");
+  th_result_free(&r);
+}
+
+Test(safety, shadowed_aliases_are_reported) {
+  th_result r = TH_RUN("layers", "-m", "squeezenet");
+  cr_assert_eq(r.status, 0, "%s", r.err);
+  expect_in(&r, "conv10 (shadowed)", "layers");
+  th_result_free(&r);
+  char in[256], out[256];
+  th_photo("dog.jpg", 96, th_tmp(in, sizeof in, "d.png"));
+  r = TH_RUN("activations", "-m", "squeezenet", "--layer", "conv10", in,
+             th_tmp(out, sizeof out, "a.png"));
+  cr_expect_eq(r.status, 0, "%s", r.err);
+  expect_in(&r, "shadowed", "--layer conv10");
+  expect_in(&r, "1000 channels", "--layer conv10 is the real conv10");
+  th_result_free(&r);
+}

@@ -197,12 +197,19 @@ size_t cli_max_pixels(size_t max_memory);
  * Prints; 0 or 1. */
 struct dd_image;
 int cli_load_image(const char *path, const cli_model *cm, struct dd_image **out);
+/* The same with the cap at --max-memory / bytes_per_pixel (dream: what decoding costs; what
+ * the job then needs is checked against the whole budget). */
+int cli_load_image_capped(const char *path, const cli_model *cm, size_t bytes_per_pixel,
+                          struct dd_image **out);
 /* Writes `im` atomically with --quality, carrying the EXIF and ICC profile of `meta_from`
  * (NULL: none) where the format holds them (JPEG, PNG).  Pictures drawn with colour maps
  * (activations, explain, filters) carry none: their colours are sRGB whatever the photo's
  * profile.  Returns a status with err set. */
 int cli_save_image(const char *path, const struct dd_image *im, const cli_common *co,
                    const struct dd_image *meta_from, dd_err *err);
+/* dd_model_resolve, with a warning when the name is also a convN alias that a value of the
+ * same name shadows (SqueezeNet's conv10).  `name` may be a dream layer spec (NAME#C:W). */
+int cli_resolve(const dd_model *m, const char *name, int *value, dd_err *err);
 /* A class named by the user: its index, or its label matched exactly (case-insensitive).
  * Prints the error (with the closest labels) and returns 1. */
 int cli_find_class(const cli_model *cm, const char *query, int *cls);

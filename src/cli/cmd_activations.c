@@ -120,7 +120,7 @@ int cmd_activations(int argc, char **argv) {
   dd_grid g;
   int value;
   if (dd_model_image_input(cm.model, NULL, &err) ||
-      dd_model_resolve(cm.model, layer, &value, &err))
+      cli_resolve(cm.model, layer, &value, &err))
     status = cli_report(&err);
   else if (cli_load_image(in, &cm, &photo))
     status = 1;

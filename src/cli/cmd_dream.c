@@ -225,7 +225,9 @@ static int on_progress(const dd_dream_progress *p, void *user) {
 static int load_shrunk(const char *path, int size, const cli_model *cm, dd_image **out,
                        dd_err *err) {
   dd_image *g;
-  if (cli_load_image(path, cm, &g)) return 1;
+  /* Decoding is all the cap covers here: whether the job then fits, in tiles if need be, is
+   * dd_dream_check_budget's answer. */
+  if (cli_load_image_capped(path, cm, dd_dream_decode_bytes(1, 1), &g)) return 1;
   int rc;
   int longer = g->w > g->h ? g->w : g->h;
   if (size > 0 && longer > size) {
@@ -287,6 +289,7 @@ int cmd_dream(int argc, char **argv) {
   cli_model cm;
   if (cli_model_load(&a.common.model, &pre, &cm)) return 1;
   status = 1;
+  int rc;
   dd_image *img = NULL, *guide = NULL;
   dd_dream_params p = a.params;
   if (!a.n_layers) {
@@ -299,7 +302,8 @@ int cmd_dream(int argc, char **argv) {
   }
   p.n_layers = a.n_layers;
   for (int i = 0; i < a.n_layers; i++) {
-    if (dd_dream_layer_resolve(cm.model, a.layers[i], &p.layers[i], &err)) {
+    if (dd_dream_layer_resolve(cm.model, a.layers[i], &p.layers[i], &err) ||
+        cli_resolve(cm.model, a.layers[i], &(int){0}, &err)) {
       cli_report(&err);
       goto done;
     }
@@ -317,8 +321,28 @@ int cmd_dream(int argc, char **argv) {
     p.guide = guide;
   }
   p.seed = a.common.seed.value;
-  p.max_memory = cm.max_memory;
   p.cancel = &interrupted;
+  /* The whole job within --max-memory: the image's buffers, the weights and the plans (in
+   * tiles when the whole image's would not fit); refused only when even the smallest tiles
+   * would not, naming the size that would. */
+  dd_dream_budget budget;
+  rc = dd_dream_check_budget(cm.model, &p, img->w, img->h, cm.max_memory, &budget, &err);
+  if (rc == DD_ELIMIT) {
+    int side = budget.fit_w > budget.fit_h ? budget.fit_w : budget.fit_h;
+    if (side > 0)
+      cli_errorf("--max-memory %.0fM: %s; use --max-side %d or raise --max-memory to %.0fM",
+                 cm.max_memory / 1048576.0, err.msg, side, ceil(budget.need / 1048576.0));
+    else
+      cli_errorf("--max-memory %.0fM: %s; raise --max-memory to %.0fM",
+                 cm.max_memory / 1048576.0, err.msg, ceil(budget.need / 1048576.0));
+    goto done;
+  }
+  if (rc) {
+    if (a.max_side) dd_err_prefix(&err, "--max-side %d", a.max_side);
+    cli_report(&err);
+    goto done;
+  }
+  p.max_memory = budget.plan_budget;
 
   struct sigaction sa;
   memset(&sa, 0, sizeof sa);
@@ -330,7 +354,7 @@ int cmd_dream(int argc, char **argv) {
 
   progress_state ps = {cli_progress_shown(&a.common), now_seconds(), a.out, &a.common, 0, 0, 0};
   double loop_start = now_seconds();
-  int rc = dd_dream_run(cm.model, &cm.preset.pre, &p, img, on_progress, &ps, &err);
+  rc = dd_dream_run(cm.model, &cm.preset.pre, &p, img, on_progress, &ps, &err);
   double loop_seconds = now_seconds() - loop_start;
   if (ps.drawn) fputc('\n', stderr);
   if (rc == DD_EINTR) {

@@ -133,7 +133,7 @@ int cmd_explain(int argc, char **argv) {
   int ow, oh;
   if (dd_model_image_input(cm.model, NULL, &err)) status = cli_report(&err);
   else if (query && cli_find_class(&cm, query, &eo.cls)) status = 1;
-  else if (layer && dd_model_resolve(cm.model, layer, &eo.layer, &err)) status = cli_report(&err);
+  else if (layer && cli_resolve(cm.model, layer, &eo.layer, &err)) status = cli_report(&err);
   else if (cli_load_image(in, &cm, &photo)) status = 1;
   /* The part of the photo the network sees, at full resolution: dd_explain resizes it to
    * the network's square exactly as dd_image_frame would, so classify and explain see the

@@ -179,7 +179,7 @@ int cmd_filters(int argc, char **argv) {
   if (cli_model_load(&co.model, &pre, &cm)) return 1;
   if (!layer) layer = optimize && cm.preset.layer[0] ? cm.preset.layer : "conv1";
   int value;
-  if (dd_model_resolve(cm.model, layer, &value, &err)) status = cli_report(&err);
+  if (cli_resolve(cm.model, layer, &value, &err)) status = cli_report(&err);
   else if (optimize) status = optimize_channels(&cm, &co, value, c0, c1, &vo, gap, out, csv);
   else status = draw_kernels(&cm, &co, value, zoom, gap, out);
   cli_model_close(&cm);

@@ -116,7 +116,13 @@ int cmd_layers(int argc, char **argv) {
       int v = dd_model_node_output(m, i, k);
       if (v < 0) continue;
       dd_tensor *t = dd_plan_tensor(plan, v);
-      const char *alias = dd_model_alias(m, v);
+      int shadowed = 0;
+      const char *alias = dd_model_conv_alias(m, v, &shadowed);
+      char alias_buf[64];
+      if (alias && shadowed) { /* a value of that name wins: the alias cannot be used */
+        snprintf(alias_buf, sizeof alias_buf, "%s (shadowed)", alias);
+        alias = alias_buf;
+      }
       pb[0] = 0;
       if (k == 0) thousands(pb, sizeof pb, (long long)dd_model_node_params(m, i));
       printf("%-*s  %-*s  %-18s %11s ", name_w, dd_model_value_name(m, v), op_w, op,

@@ -84,7 +84,7 @@ int cmd_run(int argc, char **argv) {
     for (int i = 0; i < dd_model_num_outputs(m); i++)
       names[n_names++] = dd_model_value_name(m, dd_model_output(m, i));
   for (int i = 0; i < n_names; i++)
-    if (dd_model_resolve(m, names[i], &targets[i], &err)) {
+    if (cli_resolve(m, names[i], &targets[i], &err)) {
       cli_report(&err);
       goto done;
     }

@@ -160,3 +160,17 @@ int cli_find_class(const cli_model *cm, const char *query, int *cls) {
   *cls = (int)v;
   return 0;
 }
+
+int cli_resolve(const dd_model *m, const char *name, int *value, dd_err *err) {
+  int rc = dd_model_resolve(m, name, value, err);
+  if (rc) return rc;
+  /* A spec such as "conv10#3:0.5" names its layer before the '#' or ':'. */
+  char base[512];
+  snprintf(base, sizeof base, "%s", name);
+  base[strcspn(base, "#:")] = 0;
+  int av;
+  if (dd_model_alias_shadowed(m, base, &av))
+    cli_warnf("'%s' is the layer named %s; the alias %s (the Conv '%s') is shadowed by it", base,
+              base, base, dd_model_value_name(m, av));
+  return DD_OK;
+}

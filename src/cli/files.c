@@ -106,15 +106,22 @@ int cli_sibling(const char *path, const char *ext, char *buf, size_t size) {
   return 0;
 }
 
-int cli_load_image(const char *path, const cli_model *cm, dd_image **out) {
+int cli_load_image_capped(const char *path, const cli_model *cm, size_t bytes_per_pixel,
+                          dd_image **out) {
   dd_err err;
-  size_t cap = cli_max_pixels(cm->max_memory);
+  size_t cap = cm->max_memory / bytes_per_pixel;
+  if (cap > DD_IMAGE_MAX_PIXELS) cap = DD_IMAGE_MAX_PIXELS;
+  if (cap < 1) cap = 1;
   int rc = dd_image_load(path, cap, out, &err);
   if (rc == DD_ELIMIT && cap < DD_IMAGE_MAX_PIXELS)
-    return cli_errorf("%s (the limit is --max-memory / 64 bytes per pixel, with --max-memory "
-                      "%.0f MiB%s)", err.msg, cm->max_memory / 1048576.0,
+    return cli_errorf("%s (the limit is --max-memory / %zu bytes per pixel, with --max-memory "
+                      "%.0f MiB%s)", err.msg, bytes_per_pixel, cm->max_memory / 1048576.0,
                       cm->memory_given ? "" : ", half of RAM by default");
   return rc ? cli_report(&err) : 0;
+}
+
+int cli_load_image(const char *path, const cli_model *cm, dd_image **out) {
+  return cli_load_image_capped(path, cm, 64, out);
 }
 
 int cli_save_image(const char *path, const dd_image *im, const cli_common *co,
