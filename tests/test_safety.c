@@ -359,13 +359,21 @@ Test(safety, activations_cap_the_long_side) {
   th_result_free(&r);
 }
 
-/* The pixel cap of a command follows from --max-memory, and its message says so. */
+/* The pixel cap of a command follows from --max-memory, and its message says so: a
+ * 3000x3000 photo (9 M pixels) under 256 MiB (4 M pixels at 64 bytes each), where the
+ * network's own buffers (51 MiB) fit. */
 Test(safety, pixel_cap_names_the_option) {
-  char dog[512];
-  th_shared(dog, sizeof dog, "images/dog.jpg");
-  th_result r = TH_RUN("classify", "--max-memory", "20M", dog);
+  char big[256];
+  dd_image *im;
+  dd_err err;
+  cr_assert_eq(dd_image_new(3000, 3000, &im, &err), 0);
+  cr_assert_eq(dd_image_save(th_tmp(big, sizeof big, "big.png"), im, &err), 0);
+  dd_image_free(im);
+  th_result r = TH_RUN("classify", "--max-memory", "256M", big);
   cr_expect_eq(r.status, 1);
-  expect_in(&r, "--max-memory", "classify --max-memory 20M");
+  expect_in(&r, "image is 3000x3000, more than the limit of 4194304 pixels", "classify");
+  expect_in(&r, "the limit is --max-memory / 64 bytes per pixel, with --max-memory 256 MiB",
+            "classify");
   th_result_free(&r);
 }
 
