@@ -22,16 +22,7 @@
 #include "helper_ops.h"
 #include "onnx.pb-c.h"
 
-#define DD_FUZZ_REPLAY
-#define LLVMFuzzerTestOneInput replay_onnx
-#include "fuzz/fuzz_onnx.c"
-#undef LLVMFuzzerTestOneInput
-#define LLVMFuzzerTestOneInput replay_tensor
-#include "fuzz/fuzz_tensor.c"
-#undef LLVMFuzzerTestOneInput
-#define LLVMFuzzerTestOneInput replay_image
-#include "fuzz/fuzz_image.c"
-#undef LLVMFuzzerTestOneInput
+#include "fuzz/fuzz.h"
 
 /* ---- helpers -------------------------------------------------------------------------- */
 
@@ -200,14 +191,14 @@ static int replay_dir(const char *target, int (*one)(const uint8_t *, size_t)) {
   return n;
 }
 
-Test(hostile, replay_fuzz_onnx, .timeout = 120) { replay_dir("fuzz_onnx", replay_onnx); }
+Test(hostile, replay_fuzz_onnx, .timeout = 120) { replay_dir("fuzz_onnx", dd_fuzz_onnx); }
 
 Test(hostile, replay_fuzz_tensor, .timeout = 60) {
-  cr_assert_gt(replay_dir("fuzz_tensor", replay_tensor), 0);
+  cr_assert_gt(replay_dir("fuzz_tensor", dd_fuzz_tensor), 0);
 }
 
 Test(hostile, replay_fuzz_image, .timeout = 60) {
-  cr_assert_gt(replay_dir("fuzz_image", replay_image), 0);
+  cr_assert_gt(replay_dir("fuzz_image", dd_fuzz_image), 0);
 }
 
 /* fuzz_cli's findings: cli_dream_parse lives in the dream binary, not in the library the
@@ -556,7 +547,7 @@ Test(hostile, every_truncation_of_a_model, .timeout = 60) {
       cr_assert(strncmp(err.msg, "cut.onnx: ", 10) == 0, "cut at %zu: %s", cut, err.msg);
       eformat += rc == DD_EFORMAT;
     }
-    replay_onnx(buf, cut);
+    dd_fuzz_onnx(buf, cut);
   }
   /* all but the cuts that fall between top-level fields */
   cr_assert_geq(eformat, (int)len - 4, "%d of %zu cuts were DD_EFORMAT", eformat, len);
@@ -650,7 +641,7 @@ Test(hostile, random_bytes_everywhere, .timeout = 60) {
     rc = dd_image_load(path, 0, &im, &err);
     if (rc == DD_OK) dd_image_free(im); /* a few random headers pass as TGA */
     else cr_assert(strstr(err.msg, path), "%s", err.msg);
-    replay_image(buf, len);
+    dd_fuzz_image(buf, len);
   }
   cr_assert_eq(model_eformat, n, "random bytes are a malformed model, not another error");
   unlink(path);

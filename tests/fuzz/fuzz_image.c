@@ -25,12 +25,13 @@
 #pragma clang attribute pop
 #endif
 
+#include "fuzz/fuzz.h"
 #include "dream/image.h"
 
 /* A small cap keeps each run quick; the header check before it is what matters. */
 #define FUZZ_MAX_PIXELS ((size_t)1 << 16)
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+int dd_fuzz_image(const uint8_t *data, size_t size) {
   static int fd = -1;
   static char path[64];
   if (fd < 0) {
@@ -57,3 +58,5 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   dd_image_free(im);
   return 0;
 }
+
+DD_FUZZ_TARGET(dd_fuzz_image)

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fuzz/fuzz.h"
 #include "dream/graph.h"
 #include "dream/model.h"
 #include "model_internal.h"
@@ -78,7 +79,7 @@ static void run_plan(const dd_model *m, const dd_binding *b, int nb, const int *
   dd_plan_free(p);
 }
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+int dd_fuzz_onnx(const uint8_t *data, size_t size) {
   dd_err err;
   dd_model *m = NULL;
   if (dd_model_parse(data, size, "fuzz.onnx", &m, &err)) return 0;
@@ -110,3 +111,5 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   dd_model_free(m);
   return 0;
 }
+
+DD_FUZZ_TARGET(dd_fuzz_onnx)

@@ -3,9 +3,10 @@
 #include <stdint.h>
 #include <stdlib.h>
 
+#include "fuzz/fuzz.h"
 #include "dream/tensor.h"
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+int dd_fuzz_tensor(const uint8_t *data, size_t size) {
   dd_err err;
   dd_tensor *t = NULL;
   char *name = NULL;
@@ -21,3 +22,5 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   free(name);
   return 0;
 }
+
+DD_FUZZ_TARGET(dd_fuzz_tensor)
