@@ -764,8 +764,10 @@ void dd_dream_normalize(dd_dream_norm norm, int levels, float *g, int w, int h, 
 /* ---- octaves ---- */
 
 /* Bilinear resize of w x h x 3 with corners mapped to corners, as scipy.ndimage.zoom(order=1)
- * does in the notebook. */
-static void resize_bilinear(const float *src, int sw, int sh, float *dst, int dw, int dh) {
+ * does in the notebook: dst = resized src, or with `add`, dst += resized src (the same
+ * values added, so either way gives the same sums bit for bit). */
+static void resize_bilinear_to(const float *src, int sw, int sh, float *dst, int dw, int dh,
+                               int add) {
 #pragma omp parallel for schedule(static) if ((size_t)dw * dh * 3 > PAR_MIN)
   for (int y = 0; y < dh; y++) {
     double fy = dh > 1 ? (double)y * (sh - 1) / (dh - 1) : 0;
@@ -778,10 +780,16 @@ static void resize_bilinear(const float *src, int sw, int sh, float *dst, int dw
       const float *a = src + ((size_t)y0 * sw + x0) * 3, *b = src + ((size_t)y0 * sw + x1) * 3;
       const float *c = src + ((size_t)y1 * sw + x0) * 3, *e = src + ((size_t)y1 * sw + x1) * 3;
       float *o = dst + ((size_t)y * dw + x) * 3;
-      for (int k = 0; k < 3; k++)
-        o[k] = (1 - ty) * ((1 - tx) * a[k] + tx * b[k]) + ty * ((1 - tx) * c[k] + tx * e[k]);
+      for (int k = 0; k < 3; k++) {
+        float v = (1 - ty) * ((1 - tx) * a[k] + tx * b[k]) + ty * ((1 - tx) * c[k] + tx * e[k]);
+        o[k] = add ? o[k] + v : v;
+      }
     }
   }
+}
+
+static void resize_bilinear(const float *src, int sw, int sh, float *dst, int dw, int dh) {
+  resize_bilinear_to(src, sw, sh, dst, dw, dh, 0);
 }
 
 static void clip255(float *v, size_t n) {
@@ -799,17 +807,22 @@ static void step_clip(float *cur, const float *grad, float step, size_t n) {
 }
 
 typedef struct run_bufs {
-  float *base[64]; /* base[0] is the input image (borrowed) */
+  float *base[64];  /* base[0] is the input image (borrowed) */
   float *cur, *grad, *work;
+  int cur_is_img;   /* in place, largest octave: cur is the input image (borrowed) */
   dd_image ckpt;
 } run_bufs;
 
 static void free_bufs(run_bufs *b, int n) {
-  for (int k = 1; k < n; k++) free(b->base[k]);
-  free(b->cur);
+  for (int k = 1; k < n; k++) {
+    free(b->base[k]);
+    b->base[k] = NULL;
+  }
+  if (!b->cur_is_img) free(b->cur);
   free(b->grad);
   free(b->work);
   free(b->ckpt.rgb);
+  b->cur = b->grad = b->work = b->ckpt.rgb = NULL;
 }
 
 /* The current result at full size: the base plus this octave's detail, upscaled. */
@@ -844,13 +857,22 @@ int dd_dream_run(const dd_model *m, const dd_preproc *pp, const dd_dream_params 
     n++;
   }
   size_t full = (size_t)img->w * img->h * 3;
+  /* In place, the smaller octaves need buffers of the second octave's size only, and the
+   * largest works in img itself with a full-size gradient allocated when it starts. */
+  size_t small = n > 1 ? (size_t)ow[1] * oh[1] * 3 : 0, first = p->in_place ? small : full;
   run_bufs b;
   memset(&b, 0, sizeof b);
   b.base[0] = img->rgb;
   int ok = 1;
   for (int k = 1; k < n; k++) ok &= (b.base[k] = alloc_floats((size_t)ow[k] * oh[k] * 3)) != NULL;
-  b.cur = alloc_floats(full);
-  b.grad = alloc_floats(full);
+  if (p->in_place && n == 1) {
+    b.cur = img->rgb;
+    b.cur_is_img = 1;
+    first = full;
+  } else {
+    b.cur = alloc_floats(first);
+  }
+  b.grad = alloc_floats(first);
   size_t nw = dd_dream_norm_work(p->norm, img->w, img->h, p->lap_levels);
   if (nw) b.work = alloc_floats(nw);
   if (p->checkpoint_every > 0) {
@@ -868,7 +890,8 @@ int dd_dream_run(const dd_model *m, const dd_preproc *pp, const dd_dream_params 
     resize_bilinear(b.base[k - 1], ow[k - 1], oh[k - 1], b.base[k], ow[k], oh[k]);
   double total = 0, done = 0;
   for (int k = 0; k < n; k++) total += (double)ow[k] * oh[k] * p->iters;
-  memcpy(b.cur, b.base[n - 1], (size_t)ow[n - 1] * oh[n - 1] * 3 * sizeof(float));
+  if (b.cur != b.base[n - 1])
+    memcpy(b.cur, b.base[n - 1], (size_t)ow[n - 1] * oh[n - 1] * 3 * sizeof(float));
   if (n > 1) rc = reserve(d, ow[0], oh[0], err);
   uint64_t rng = p->seed;
   long it_total = 0;
@@ -881,9 +904,26 @@ int dd_dream_run(const dd_model *m, const dd_preproc *pp, const dd_dream_params 
       const float *lo = b.base[k + 1], *hi = b.base[k];
 #pragma omp parallel for schedule(static) if (prev > PAR_MIN)
       for (size_t i = 0; i < prev; i++) b.grad[i] = b.cur[i] - lo[i];
-      resize_bilinear(b.grad, ow[k + 1], oh[k + 1], b.cur, w, h);
+      if (p->in_place && k == 0) {
+        /* img += the detail, upscaled; then the small buffers give way to a full gradient */
+        resize_bilinear_to(b.grad, ow[1], oh[1], img->rgb, w, h, 1);
+        for (int j = 1; j < n; j++) {
+          free(b.base[j]);
+          b.base[j] = NULL;
+        }
+        free(b.cur);
+        free(b.grad);
+        b.cur = img->rgb;
+        b.cur_is_img = 1;
+        if (!(b.grad = alloc_floats(full))) {
+          rc = dd_fail(err, DD_ENOMEM, "out of memory for a %dx%d image", w, h);
+          break;
+        }
+      } else {
+        resize_bilinear(b.grad, ow[k + 1], oh[k + 1], b.cur, w, h);
 #pragma omp parallel for schedule(static) if (sz > PAR_MIN)
-      for (size_t i = 0; i < sz; i++) b.cur[i] += hi[i];
+        for (size_t i = 0; i < sz; i++) b.cur[i] += hi[i];
+      }
     }
     rc = prepare(d, w, h, err);
     dd_image view = {.w = w, .h = h, .rgb = b.cur};
@@ -921,7 +961,7 @@ int dd_dream_run(const dd_model *m, const dd_preproc *pp, const dd_dream_params 
         dd_fail(err, rc, "stopped by the progress callback (%s)", dd_strerror(rc));
     }
   }
-  if (!rc) memcpy(img->rgb, b.cur, full * sizeof(float));
+  if (!rc && !b.cur_is_img) memcpy(img->rgb, b.cur, full * sizeof(float));
   free_bufs(&b, n);
   dd_dreamer_free(d);
   return rc;
@@ -949,8 +989,18 @@ static size_t picture_bytes(int w, int h) { return (size_t)w * (size_t)h * 3 * s
 
 size_t dd_dream_image_bytes(int w, int h, const dd_dream_params *p) {
   int ow[64], oh[64], n = dd_dream_octaves(w, h, p, ow, oh);
-  size_t bytes = 3 * picture_bytes(w, h); /* the image, the current result, the gradient */
-  for (int k = 1; k < n; k++) bytes += picture_bytes(ow[k], oh[k]); /* the smaller octaves */
+  size_t bases = 0; /* the smaller octaves */
+  for (int k = 1; k < n; k++) bases += picture_bytes(ow[k], oh[k]);
+  size_t bytes;
+  if (p->in_place) {
+    /* the image always; then either the smaller octaves with a current result and a
+     * gradient of the second octave's size, or a full-size gradient */
+    size_t small = n > 1 ? 2 * picture_bytes(ow[1], oh[1]) + bases : 0;
+    size_t last = picture_bytes(w, h);
+    bytes = picture_bytes(w, h) + (small > last ? small : last);
+  } else {
+    bytes = 3 * picture_bytes(w, h) + bases; /* the image, the current result, the gradient */
+  }
   bytes += dd_dream_norm_work(p->norm, w, h, p->lap_levels) * sizeof(float);
   if (p->checkpoint_every > 0) bytes += picture_bytes(w, h);
   bytes += 2 * sizeof(int) * (size_t)(w > h ? w : h); /* the tiles' row and column maps */

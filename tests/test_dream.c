@@ -847,3 +847,39 @@ Test(dream_cli, interrupt_writes_nothing_or_the_last_checkpoint, .init = cli_set
   cr_assert(im->w == 160);
   dd_image_free(im);
 }
+
+/* In place, the largest octave works in the image itself: the same picture bit for bit, with
+ * one full-size buffer less (dd_dream_image_bytes), for one octave, several, tiles and
+ * checkpoints. */
+Test(dream, in_place_gives_the_same_picture_with_less_memory, .timeout = 300) {
+  dd_model *m = th_shared_model("models/bvlc_googlenet.onnx");
+  dd_image *im = photo("horses.jpg", 160);
+  dd_dream_params p;
+  params_for(m, "inception_3b/output", &p);
+  p.iters = 2;
+  const struct {
+    int octaves, tile, checkpoint;
+  } cases[] = {{1, 0, 0}, {3, 0, 0}, {3, 64, 0}, {3, 0, 2}};
+  for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+    p.octaves = cases[k].octaves;
+    p.tile = cases[k].tile;
+    p.checkpoint_every = cases[k].checkpoint;
+    dd_image *a = clone_image(im), *b = clone_image(im);
+    dd_err err;
+    p.in_place = 0;
+    cr_assert_eq(dd_dream_run(m, &caffe, &p, a, NULL, NULL, &err), 0, "%s", err.msg);
+    size_t copy_bytes = dd_dream_image_bytes(im->w, im->h, &p);
+    p.in_place = 1;
+    cr_assert_eq(dd_dream_run(m, &caffe, &p, b, NULL, NULL, &err), 0, "%s", err.msg);
+    size_t in_place_bytes = dd_dream_image_bytes(im->w, im->h, &p);
+    cr_expect_eq(memcmp(a->rgb, b->rgb, (size_t)im->w * im->h * 3 * sizeof(float)), 0,
+                 "case %zu: in place gave another picture", k);
+    size_t picture = (size_t)im->w * im->h * 3 * sizeof(float);
+    cr_expect_geq(copy_bytes - in_place_bytes, picture - (p.octaves > 1 ? picture / 2 + 8192 : 0),
+                  "case %zu: %zu bytes in place, %zu with a copy", k, in_place_bytes, copy_bytes);
+    dd_image_free(a);
+    dd_image_free(b);
+  }
+  dd_image_free(im);
+  dd_model_free(m);
+}

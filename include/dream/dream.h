@@ -78,6 +78,11 @@ typedef struct dd_dream_params {
   const volatile sig_atomic_t *cancel;
   int checkpoint_every; /* > 0: pass the full-size current result to the callback every N
                            iterations (counted over all octaves) */
+  int in_place; /* nonzero: the largest octave is dreamed in img itself and the smaller ones in
+                   buffers of their own size, so the job holds one full-size picture less
+                   (dd_dream_image_bytes); the result is the same, but a run stopped or failed
+                   in the largest octave leaves img partly dreamed.  0: img is untouched
+                   unless the run succeeds. */
 } dd_dream_params;
 
 /* The notebook's defaults, no layers (n_layers = 0), seed 0. */

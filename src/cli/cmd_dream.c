@@ -322,6 +322,9 @@ int cmd_dream(int argc, char **argv) {
   }
   p.seed = a.common.seed.value;
   p.cancel = &interrupted;
+  /* An interrupted run writes nothing (or its last checkpoint, a buffer of its own), so the
+   * largest octave may work in the image itself: one full-size picture less to hold. */
+  p.in_place = 1;
   /* The whole job within --max-memory: the image's buffers, the weights and the plans (in
    * tiles when the whole image's would not fit); refused only when even the smallest tiles
    * would not, naming the size that would. */
