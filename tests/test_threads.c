@@ -4,9 +4,11 @@
  * The cause found was the Conv data gradient of the fused im2col path (the 5x5 and 7x7
  * layers): its blocks of rows of the column matrix started at each thread's first channel,
  * and its column blocks at each thread's first output row, so the partial sums that reach
- * one element of dx were grouped differently for each number of threads.  The tests go from
- * that op, through every gradient of a GoogLeNet plan, to whole dreams (untiled, tiled, each
- * normalization, guided) and the visualizations. */
+ * one element of dx were grouped differently for each number of threads.  And OpenBLAS's
+ * products differ with its thread count: the classifier's Gemm (a dream or a class
+ * visualization through loss3/classifier).  The tests go from those ops, through every
+ * gradient of a GoogLeNet plan, to whole dreams (untiled, tiled, each normalization, guided)
+ * and the visualizations. */
 #include <cblas.h>
 #include <criterion/criterion.h>
 #include <math.h>
@@ -137,6 +139,49 @@ Test(threads, conv_input_gradient_is_bit_identical) {
     dd_tensor_free(y[0]);
     dd_tensor_free(dy);
     dd_tensor_free(ref);
+    free(t.node.params);
+  }
+}
+
+/* ---- the op: Gemm at batch 1 (a classifier), forward and data gradient ------------------- */
+
+Test(threads, gemm_at_batch_1_is_bit_identical) {
+  /* GoogLeNet's loss3/classifier: Y (1x1000) = X (1x1024) W^T + B, and the same with W
+   * stored the other way round */
+  for (int tb = 1; tb >= 0; tb--) {
+    th_node t;
+    th_init(&t, "Gemm", 3, 1);
+    th_attr_int(&t, "transB", tb);
+    dd_err err;
+    cr_assert_eq(th_setup(&t, &err), 0, "%s", err.msg);
+    int64_t xd[2] = {1, 1024}, wd[2] = {tb ? 1000 : 1024, tb ? 1024 : 1000}, bd = 1000;
+    dd_tensor *in[3] = {th_random(2, xd, 1, -1, 1), th_random(2, wd, 2, -1, 1),
+                        th_random(1, &bd, 3, -1, 1)};
+    int64_t yd[2] = {1, 1000};
+    dd_tensor *dy = th_random(2, yd, 4, -1, 1), *y0 = NULL, *dx0 = NULL;
+    for (int i = 0; i < N_COUNTS; i++) {
+      set_threads(counts[i]);
+      dd_tensor *y[1];
+      cr_assert_eq(th_forward(&t, in, y, &err), 0, "%s", err.msg);
+      dd_tensor *dx = th_tensor(2, xd);
+      dd_tensor *din[3] = {dx, NULL, NULL};
+      const dd_tensor *dout[1] = {dy}, *out[1] = {y[0]};
+      t.node.op->backward(&t.node, (const dd_tensor *const *)in, out, dout, din, NULL);
+      if (!y0) {
+        y0 = y[0];
+        dx0 = dx;
+        continue;
+      }
+      assert_same(dd_f32(y0), dd_f32(y[0]), 1000, tb ? "Gemm forward" : "Gemm forward (W KxN)",
+                  counts[i]);
+      assert_same(dd_f32(dx0), dd_f32(dx), 1024, tb ? "Gemm dX" : "Gemm dX (W KxN)", counts[i]);
+      dd_tensor_free(y[0]);
+      dd_tensor_free(dx);
+    }
+    for (int i = 0; i < 3; i++) dd_tensor_free(in[i]);
+    dd_tensor_free(dy);
+    dd_tensor_free(y0);
+    dd_tensor_free(dx0);
     free(t.node.params);
   }
 }
