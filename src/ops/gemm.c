@@ -17,6 +17,26 @@
 /* Columns of C one thread takes at a time in the row-by-row product (on its stack). */
 #define ROW_CHUNK 256
 
+/* sum x[q * sx] y[q * sy] over q < k, in 16 lane sums added in order at the end (strides of
+ * 1 apart, so that they compile to vector loads) */
+static float dot(const float *x, int64_t sx, const float *y, int64_t sy, int64_t k) {
+  float lane[16] = {0};
+  int64_t q = 0;
+  if (sx == 1 && sy == 1) {
+    for (; q + 16 <= k; q += 16)
+#pragma omp simd
+      for (int l = 0; l < 16; l++) lane[l] += x[q + l] * y[q + l];
+  } else {
+    for (; q + 16 <= k; q += 16)
+#pragma omp simd
+      for (int l = 0; l < 16; l++) lane[l] += x[(q + l) * sx] * y[(q + l) * sy];
+  }
+  float t = 0.f;
+  for (; q < k; q++) t += x[q * sx] * y[q * sy];
+  for (int l = 0; l < 16; l++) t += lane[l];
+  return t;
+}
+
 /* C = alpha op(A) op(B) + beta C, row-major, as cblas_sgemm (beta 0: C is not read).
  * OpenBLAS's results depend on its number of threads (it shares a product out differently),
  * which would make a dream through a classifier differ between 1 and 2 threads.  So a
@@ -56,20 +76,11 @@ static void product(int ta, int tb, int m, int n, int k, float alpha, const floa
       }
     return;
   }
-  /* each element a dot product in 16 lane sums, added in order */
+  /* each element one dot product */
 #pragma omp parallel for collapse(2) schedule(static) if (par)
   for (int64_t i = 0; i < m; i++)
     for (int64_t j = 0; j < n; j++) {
-      const float *ar = a + i * ai, *bc = b + j * bj;
-      float lane[16] = {0};
-      int64_t q = 0;
-      for (; q + 16 <= k; q += 16)
-#pragma omp simd
-        for (int l = 0; l < 16; l++) lane[l] += ar[(q + l) * aq] * bc[(q + l) * bq];
-      float t = 0.f;
-      for (; q < k; q++) t += ar[q * aq] * bc[q * bq];
-      for (int l = 0; l < 16; l++) t += lane[l];
-      float *e = c + i * ldc + j;
+      float t = dot(a + i * ai, aq, b + j * bj, bq, k), *e = c + i * ldc + j;
       *e = alpha * t + (beta != 0.f ? beta * *e : 0.f);
     }
 }
