@@ -1,5 +1,5 @@
 /* Results do not depend on the number of threads: the same seed gives the same picture, bit
- * for bit, on 1, 2 or 3 threads (OpenMP's and OpenBLAS's counts set alike).
+ * for bit, on 1, 2 or 3 threads (OpenMP's and OpenBLAS's counts set alike, see set_threads).
  *
  * The cause found was the Conv data gradient of the fused im2col path (the 5x5 and 7x7
  * layers): its blocks of rows of the column matrix started at each thread's first channel,
@@ -29,9 +29,14 @@ static const dd_preproc caffe = {1, 255.f, {104.f, 117.f, 123.f}, {1.f, 1.f, 1.f
 static const int counts[] = {1, 2, 3};
 #define N_COUNTS ((int)(sizeof counts / sizeof counts[0]))
 
+/* OpenBLAS's thread count changes with OpenMP's, as OMP_NUM_THREADS sets both.  Except
+ * without AVX-512, where the convolution products run in OpenBLAS, and a picture repeats only
+ * on OpenBLAS's same thread count (README, "Reproducible"): there only OpenMP's changes. */
 static void set_threads(int n) {
   omp_set_num_threads(n);
+#ifdef __AVX512F__
   openblas_set_num_threads(n);
+#endif
 }
 
 /* Asserts that n floats are bit-identical, naming the first that is not. */

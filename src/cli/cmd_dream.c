@@ -15,6 +15,16 @@
 
 #include "dream/image.h"
 
+/* Without AVX-512 the convolution products run in OpenBLAS, whose sums depend on its own
+ * thread count (README, "Reproducible"). */
+#ifdef __AVX512F__
+#define SEED_NOTE ""
+#else
+#define SEED_NOTE                                                                        \
+  "\n                       and, as this build's products run in OpenBLAS, with the same\n" \
+  "                       OPENBLAS_NUM_THREADS"
+#endif
+
 static const char dream_help[] =
     "usage: dream [dream] [options] IN OUT\n\n"
     "DeepDream: gradient ascent on IN to amplify what the chosen layers respond to, written to\n"
@@ -36,8 +46,9 @@ static const char dream_help[] =
     "                       image would exceed --max-memory)\n"
     "      --guide IMG      guided dream: the features of IMG that best match each position\n"
     "      --guide-size N   shrink the guide to N pixels on its longer side first (224; 0: no)\n"
-    "      --seed N         seed of the jitter: the same seed gives the same output (default:\n"
-    "                       from the clock, printed at the end)\n"
+    "      --seed N         seed of the jitter (default: from the clock, printed at the end):\n"
+    "                       the same seed gives the same output, byte for byte, on any\n"
+    "                       number of threads, from the same build on the same CPU" SEED_NOTE "\n"
     "      --checkpoint-every N  write OUT every N iterations, so an interrupted run leaves\n"
     "                       the last complete checkpoint\n"
     "      --max-side N     shrink IN first so that its longer side is at most N pixels\n"
