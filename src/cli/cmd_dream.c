@@ -15,14 +15,17 @@
 
 #include "dream/image.h"
 
-/* Without AVX-512 the convolution products run in OpenBLAS, whose sums depend on its own
- * thread count (README, "Reproducible"). */
+/* Without AVX-512 the convolution products run in OpenBLAS, whose sums depend on its thread
+ * count and on the pieces our threads hand it (README, "Reproducible"). */
 #ifdef __AVX512F__
-#define SEED_NOTE ""
+#define SEED_HELP                                                                        \
+  "                       the same seed gives the same output, byte for byte, on any\n" \
+  "                       number of threads, from the same build on the same CPU\n"
 #else
-#define SEED_NOTE                                                                        \
-  "\n                       and, as this build's products run in OpenBLAS, with the same\n" \
-  "                       OPENBLAS_NUM_THREADS"
+#define SEED_HELP                                                                        \
+  "                       the same seed gives the same output, byte for byte, from the\n" \
+  "                       same build on the same CPU with the same OMP_NUM_THREADS and\n" \
+  "                       OPENBLAS_NUM_THREADS (this build's products run in OpenBLAS)\n"
 #endif
 
 static const char dream_help[] =
@@ -47,8 +50,7 @@ static const char dream_help[] =
     "      --guide IMG      guided dream: the features of IMG that best match each position\n"
     "      --guide-size N   shrink the guide to N pixels on its longer side first (224; 0: no)\n"
     "      --seed N         seed of the jitter (default: from the clock, printed at the end):\n"
-    "                       the same seed gives the same output, byte for byte, on any\n"
-    "                       number of threads, from the same build on the same CPU" SEED_NOTE "\n"
+    SEED_HELP
     "      --checkpoint-every N  write OUT every N iterations, so an interrupted run leaves\n"
     "                       the last complete checkpoint\n"
     "      --max-side N     shrink IN first so that its longer side is at most N pixels\n"
