@@ -1,7 +1,6 @@
 /* DeepDream: objective, gradient through tiles, normalization, octaves (see dream/dream.h). */
 #include "dream/dream.h"
 
-#include <cblas.h>
 #include <ctype.h>
 #include <errno.h>
 #include <math.h>
@@ -10,6 +9,7 @@
 #include <string.h>
 
 #include "dream/graph.h"
+#include "ops/sgemm.h"
 
 /* Rows of the guide's dot-product matrix computed at once: bounds its buffer. */
 #define GUIDE_BLOCK 256
@@ -218,8 +218,10 @@ static double guide_seed(const float *a, float *g, int64_t c, int64_t n, const g
   double obj = 0;
   for (int64_t i0 = 0; i0 < n; i0 += GUIDE_BLOCK) {
     int64_t nb = n - i0 < GUIDE_BLOCK ? n - i0 : GUIDE_BLOCK;
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)nb, (int)gf->m, (int)c, 1.f,
-                a + i0, (int)n, gf->y, (int)gf->m, 0.f, buf, (int)gf->m);
+    /* buf (nb x m) = a's columns i0.. (c x nb, transposed) times the guide's features
+     * (c x m); dd_sgemm's sums do not depend on the number of threads (OpenBLAS's do, and a
+     * flipped argmax would change the picture) */
+    dd_sgemm(nb, gf->m, c, a + i0, 1, n, gf->y, gf->m, buf, gf->m, 0, NULL, 1);
     for (int64_t r = 0; r < nb; r++) {
       const float *row = buf + r * gf->m;
       int64_t best = 0;

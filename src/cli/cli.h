@@ -74,9 +74,22 @@ enum {
 #define CLI_COMMON_HELP                                                  \
   "  -q, --quiet          no progress and no summary line on stderr\n"    \
   "  -h, --help           this help\n"
+/* Without AVX-512 the convolution products run in OpenBLAS, whose sums depend on its thread
+ * count and on the pieces our threads hand it (README, "Reproducible"). */
+#ifdef __AVX512F__
+#define CLI_SEED_SAME                                                                    \
+  "                       byte for byte on any number of threads, from the same build on\n" \
+  "                       the same kind of CPU\n"
+#else
+#define CLI_SEED_SAME                                                                    \
+  "                       byte for byte from the same build on the same kind of CPU with\n" \
+  "                       the same OMP_NUM_THREADS and OPENBLAS_NUM_THREADS (this build's\n" \
+  "                       products run in OpenBLAS)\n"
+#endif
 #define CLI_SEED_HELP                                                                    \
-  "      --seed N         seed of every random choice: the same seed gives the same\n"    \
-  "                       output (default 0; 'random': from the clock, printed)\n"
+  "      --seed N         seed of every random choice (default 0; 'random': from the\n"   \
+  "                       clock, printed); the same seed gives the same output,\n"       \
+  CLI_SEED_SAME
 #define CLI_QUALITY_HELP                                                                 \
   "      --quality Q      JPEG quality of the output, 1..100 (default 95)\n"
 #define CLI_FRAMING_HELP                                                                 \
@@ -208,8 +221,14 @@ int cli_load_image_capped(const char *path, const cli_model *cm, size_t bytes_pe
 int cli_save_image(const char *path, const struct dd_image *im, const cli_common *co,
                    const struct dd_image *meta_from, dd_err *err);
 /* dd_model_resolve, with a warning when the name is also a convN alias that a value of the
- * same name shadows (SqueezeNet's conv10).  `name` may be a dream layer spec (NAME#C:W). */
+ * same name shadows (SqueezeNet's conv10). */
 int cli_resolve(const dd_model *m, const char *name, int *value, dd_err *err);
+/* dd_dream_layer_resolve of a spec NAME[#CHANNEL][:WEIGHT], with the same warning. */
+struct dd_dream_layer;
+int cli_resolve_spec(const dd_model *m, const char *spec, struct dd_dream_layer *out,
+                     dd_err *err);
+/* The warning alone. */
+void cli_warn_shadowed(const dd_model *m, const char *name);
 /* A class named by the user: its index, or its label matched exactly (case-insensitive).
  * Prints the error (with the closest labels) and returns 1. */
 int cli_find_class(const cli_model *cm, const char *query, int *cls);

@@ -302,8 +302,7 @@ int cmd_dream(int argc, char **argv) {
   }
   p.n_layers = a.n_layers;
   for (int i = 0; i < a.n_layers; i++) {
-    if (dd_dream_layer_resolve(cm.model, a.layers[i], &p.layers[i], &err) ||
-        cli_resolve(cm.model, a.layers[i], &(int){0}, &err)) {
+    if (cli_resolve_spec(cm.model, a.layers[i], &p.layers[i], &err)) {
       cli_report(&err);
       goto done;
     }

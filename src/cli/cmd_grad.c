@@ -79,8 +79,7 @@ int cmd_grad(int argc, char **argv) {
   dd_tensor *x = NULL, *g = NULL;
   dd_dream_layer layers[DD_DREAM_MAX_LAYERS];
   for (int i = 0; i < n_specs; i++)
-    if (dd_dream_layer_resolve(m, specs[i], &layers[i], &err) ||
-        cli_resolve(m, specs[i], &(int){0}, &err)) {
+    if (cli_resolve_spec(m, specs[i], &layers[i], &err)) {
       cli_report(&err);
       goto done;
     }

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
+#include "dream/dream.h"
 
 void cli_model_opts_init(cli_model_opts *o) {
   memset(o, 0, sizeof *o);
@@ -161,16 +162,25 @@ int cli_find_class(const cli_model *cm, const char *query, int *cls) {
   return 0;
 }
 
+void cli_warn_shadowed(const dd_model *m, const char *name) {
+  int av;
+  if (dd_model_alias_shadowed(m, name, &av))
+    cli_warnf("'%s' is the layer named %s; the alias %s (the Conv '%s') is shadowed by it", name,
+              name, name, dd_model_value_name(m, av));
+}
+
 int cli_resolve(const dd_model *m, const char *name, int *value, dd_err *err) {
   int rc = dd_model_resolve(m, name, value, err);
+  if (!rc) cli_warn_shadowed(m, name);
+  return rc;
+}
+
+int cli_resolve_spec(const dd_model *m, const char *spec, dd_dream_layer *out, dd_err *err) {
+  int rc = dd_dream_layer_resolve(m, spec, out, err);
   if (rc) return rc;
-  /* A spec such as "conv10#3:0.5" names its layer before the '#' or ':'. */
-  char base[512];
-  snprintf(base, sizeof base, "%s", name);
-  base[strcspn(base, "#:")] = 0;
-  int av;
-  if (dd_model_alias_shadowed(m, base, &av))
-    cli_warnf("'%s' is the layer named %s; the alias %s (the Conv '%s') is shadowed by it", base,
-              base, base, dd_model_value_name(m, av));
+  char name[512];
+  int ch;
+  float w;
+  if (!dd_dream_layer_spec(spec, name, sizeof name, &ch, &w, err)) cli_warn_shadowed(m, name);
   return DD_OK;
 }

@@ -520,10 +520,31 @@ static void fused_forward(const conv_geom *g, const float *xg, const float *wg,
   }
 }
 
+/* The end of the block of rows of the column matrix that starts at row r0 (a block
+ * boundary) and ends by r_hi (a channel boundary): as many whole channels as CONV_KB rows
+ * hold, or, for kernels of more than CONV_KB taps, CONV_KB rows counted from the channel's
+ * first.  The blocks are then the same however the rows are shared among threads, and so is
+ * the order of the adds into each element of dx: unpack_add_block adds a block's entries
+ * output row by output row, summing the taps of a kernel row first, so a block boundary that
+ * moved with the number of threads would regroup those sums and round differently. */
+static int64_t row_block_end(const conv_geom *g, int64_t r0, int64_t r_hi) {
+  int64_t khw = g->kh * g->kw, end;
+  if (khw <= CONV_KB) {
+    end = r0 + CONV_KB / khw * khw;
+  } else {
+    int64_t channel_end = (r0 / khw + 1) * khw;
+    end = r0 + CONV_KB < channel_end ? r0 + CONV_KB : channel_end;
+  }
+  return end < r_hi ? end : r_hi;
+}
+
 /* dx_g += col2im(W_g^T * dY_g), block by block.  Two threads never add into one element of
  * dx: each owns either a range of input channels (all columns) or, with too few channels to
  * share evenly, a range of input rows, for which it computes every output row that reaches
- * them (the few output rows at the seams are computed twice, once on each side). */
+ * them (the few output rows at the seams are computed twice, once on each side).  Either
+ * way each element of dx receives the same terms in the same order, whatever the number of
+ * threads: the row blocks are fixed by row_block_end, and the column blocks lie on one grid
+ * of CONV_NB columns from column 0 (a range of input rows starts its columns on that grid). */
 static void fused_backward_data(const conv_geom *g, const float *wg, const float *dyg,
                                 float *dxg) {
   int64_t khw = g->kh * g->kw;
@@ -548,7 +569,7 @@ static void fused_backward_data(const conv_geom *g, const float *wg, const float
       int64_t oh_hi = hi < 0 ? 0 : hi / g->sh + 1;
       if (oh_hi > g->ho) oh_hi = g->ho;
       if (oh_lo > oh_hi) oh_lo = oh_hi;
-      j_lo = oh_lo * g->wo;
+      j_lo = oh_lo * g->wo / CONV_NB * CONV_NB;
       j_hi = oh_hi * g->wo;
     }
     float buf[CONV_KB * CONV_NB] __attribute__((aligned(64)));
@@ -565,11 +586,12 @@ static void fused_backward_data(const conv_geom *g, const float *wg, const float
       }
       for (int64_t j0 = s0; j0 < s0 + sw; j0 += CONV_NB) {
         int64_t nw = s0 + sw - j0 < CONV_NB ? s0 + sw - j0 : CONV_NB;
-        for (int64_t r0 = r_lo; r0 < r_hi; r0 += CONV_KB) {
-          int64_t kc = r_hi - r0 < CONV_KB ? r_hi - r0 : CONV_KB;
+        for (int64_t r0 = r_lo, r1; r0 < r_hi; r0 = r1) {
+          r1 = row_block_end(g, r0, r_hi);
+          int64_t kc = r1 - r0;
           dd_sgemm(kc, nw, g->mg, wg + r0, ars, g->kcol, sc ? stage + (j0 - s0) : dyg + j0,
                    ldb, buf, CONV_NB, 0, NULL, 0);
-          unpack_add_block(g, buf, j0, nw, r0, r0 + kc, ih0, ih1, dxg);
+          unpack_add_block(g, buf, j0, nw, r0, r1, ih0, ih1, dxg);
         }
       }
     }

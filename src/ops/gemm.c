@@ -1,6 +1,7 @@
 /* Gemm (Y = alpha * A' B' + beta * C, C broadcast to Y) and MatMul (numpy semantics: 1-D
  * operands, broadcast batch dims).  Forward and backward side by side; every product is one
- * cblas_sgemm, and backward produces the gradients of A, B and C that the plan asks for.
+ * call of product() below, and backward produces the gradients of A, B and C that the plan
+ * asks for.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -9,6 +10,80 @@
 #include <limits.h>
 
 #include "ops/common.h"
+
+/* Products with at most this many rows or columns are matrix-vector products (a classifier
+ * at batch 1, and its data gradient): product() computes them itself. */
+#define FEW 4
+/* Columns of C one thread takes at a time in the row-by-row product (on its stack). */
+#define ROW_CHUNK 256
+
+/* sum x[q * sx] y[q * sy] over q < k, in 16 lane sums added in order at the end (strides of
+ * 1 apart, so that they compile to vector loads) */
+static float dot(const float *x, int64_t sx, const float *y, int64_t sy, int64_t k) {
+  float lane[16] = {0};
+  int64_t q = 0;
+  if (sx == 1 && sy == 1) {
+    for (; q + 16 <= k; q += 16)
+#pragma omp simd
+      for (int l = 0; l < 16; l++) lane[l] += x[q + l] * y[q + l];
+  } else {
+    for (; q + 16 <= k; q += 16)
+#pragma omp simd
+      for (int l = 0; l < 16; l++) lane[l] += x[(q + l) * sx] * y[(q + l) * sy];
+  }
+  float t = 0.f;
+  for (; q < k; q++) t += x[q * sx] * y[q * sy];
+  for (int l = 0; l < 16; l++) t += lane[l];
+  return t;
+}
+
+/* C = alpha op(A) op(B) + beta C, row-major, as cblas_sgemm (beta 0: C is not read).
+ * OpenBLAS's results depend on its number of threads (it shares a product out differently),
+ * which would make a dream through a classifier differ between 1 and 2 threads.  So a
+ * matrix-vector product, where OpenBLAS's blocking brings nothing anyway, is computed here:
+ * every element of C by one thread, its sum in an order fixed by the shapes alone.  Larger
+ * products go to OpenBLAS. */
+static void product(int ta, int tb, int m, int n, int k, float alpha, const float *a, int lda,
+                    const float *b, int ldb, float beta, float *c, int ldc) {
+  if (m <= 0 || n <= 0) return;
+  if ((m > FEW && n > FEW) || k <= 0) {
+    cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, m,
+                n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+    return;
+  }
+  /* op(A)(i, q) = a[i * ai + q * aq], op(B)(q, j) = b[q * bq + j * bj] */
+  int64_t ai = ta ? 1 : lda, aq = ta ? lda : 1, bq = tb ? 1 : ldb, bj = tb ? ldb : 1;
+  int par = (int64_t)m * n * k > DD_PAR_MIN;
+  if (m <= FEW && bj == 1) {
+    /* few rows, B's rows contiguous: ROW_CHUNK columns of a row of C at a time, each summed
+     * down the rows of B (q ascending) */
+    int64_t chunks = (n + ROW_CHUNK - 1) / ROW_CHUNK;
+#pragma omp parallel for collapse(2) schedule(static) if (par)
+    for (int64_t i = 0; i < m; i++)
+      for (int64_t ch = 0; ch < chunks; ch++) {
+        int64_t j0 = ch * ROW_CHUNK, w = n - j0 < ROW_CHUNK ? n - j0 : ROW_CHUNK;
+        float acc[ROW_CHUNK];
+        memset(acc, 0, sizeof acc);
+        for (int64_t q = 0; q < k; q++) {
+          float av = a[i * ai + q * aq];
+          const float *br = b + q * bq + j0;
+#pragma omp simd
+          for (int64_t j = 0; j < w; j++) acc[j] += av * br[j];
+        }
+        float *cr = c + i * ldc + j0;
+        for (int64_t j = 0; j < w; j++)
+          cr[j] = alpha * acc[j] + (beta != 0.f ? beta * cr[j] : 0.f);
+      }
+    return;
+  }
+  /* each element one dot product */
+#pragma omp parallel for collapse(2) schedule(static) if (par)
+  for (int64_t i = 0; i < m; i++)
+    for (int64_t j = 0; j < n; j++) {
+      float t = dot(a + i * ai, aq, b + j * bj, bq, k), *e = c + i * ldc + j;
+      *e = alpha * t + (beta != 0.f ? beta * *e : 0.f);
+    }
+}
 
 typedef struct gemm_params {
   float alpha, beta;
@@ -116,10 +191,8 @@ static void gemm_forward(const dd_node *node, const dd_tensor *const *in, dd_ten
     memset(y, 0, (size_t)(g.m * g.n) * sizeof *y);
   }
   if (g.k == 0) return;
-  cblas_sgemm(CblasRowMajor, p->trans_a ? CblasTrans : CblasNoTrans,
-              p->trans_b ? CblasTrans : CblasNoTrans, (int)g.m, (int)g.n, (int)g.k, p->alpha,
-              dd_f32(in[0]), (int)in[0]->shape.d[1], dd_f32(in[1]), (int)in[1]->shape.d[1], 1.f,
-              y, (int)g.n);
+  product(p->trans_a, p->trans_b, (int)g.m, (int)g.n, (int)g.k, p->alpha, dd_f32(in[0]),
+          (int)in[0]->shape.d[1], dd_f32(in[1]), (int)in[1]->shape.d[1], 1.f, y, (int)g.n);
 }
 
 static void gemm_backward(const dd_node *node, const dd_tensor *const *in,
@@ -137,20 +210,16 @@ static void gemm_backward(const dd_node *node, const dd_tensor *const *in,
   if (din[0] && k > 0) {
     float *da = dd_f32(din[0]);
     if (!p->trans_a) /* dA (MxK) = alpha dY B'^T */
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, p->trans_b ? CblasNoTrans : CblasTrans, m, k, n,
-                  p->alpha, dy, n, b, ldb, 1.f, da, k);
+      product(0, !p->trans_b, m, k, n, p->alpha, dy, n, b, ldb, 1.f, da, k);
     else /* dA (KxM) = alpha B' dY^T */
-      cblas_sgemm(CblasRowMajor, p->trans_b ? CblasTrans : CblasNoTrans, CblasTrans, k, m, n,
-                  p->alpha, b, ldb, dy, n, 1.f, da, m);
+      product(p->trans_b, 1, k, m, n, p->alpha, b, ldb, dy, n, 1.f, da, m);
   }
   if (din[1] && k > 0) {
     float *db = dd_f32(din[1]);
     if (!p->trans_b) /* dB (KxN) = alpha A'^T dY */
-      cblas_sgemm(CblasRowMajor, p->trans_a ? CblasNoTrans : CblasTrans, CblasNoTrans, k, n, m,
-                  p->alpha, a, lda, dy, n, 1.f, db, n);
+      product(!p->trans_a, 0, k, n, m, p->alpha, a, lda, dy, n, 1.f, db, n);
     else /* dB (NxK) = alpha dY^T A' */
-      cblas_sgemm(CblasRowMajor, CblasTrans, p->trans_a ? CblasTrans : CblasNoTrans, n, k, m,
-                  p->alpha, dy, n, a, lda, 1.f, db, k);
+      product(1, p->trans_a, n, k, m, p->alpha, dy, n, a, lda, 1.f, db, k);
   }
   if (ct && node->n_in > 2 && din[2]) {
     float *dc = dd_f32(din[2]);
@@ -274,15 +343,14 @@ static void matmul_forward(const dd_node *node, const dd_tensor *const *in,
   }
   int m = (int)g.m, n = (int)g.n, k = (int)g.k;
   if (mm_stacked(&g) && g.batch * g.m <= INT_MAX) {
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)(g.batch * g.m), n, k, 1.f, a, k,
-                b, n, 0.f, y, n);
+    product(0, 0, (int)(g.batch * g.m), n, k, 1.f, a, k, b, n, 0.f, y, n);
     return;
   }
   for (int64_t bi = 0; bi < g.batch; bi++) {
     int64_t oa, ob;
     mm_offsets(&g, bi, &oa, &ob);
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, n, k, 1.f, a + oa * g.m * g.k, k,
-                b + ob * g.k * g.n, n, 0.f, y + bi * g.m * g.n, n);
+    product(0, 0, m, n, k, 1.f, a + oa * g.m * g.k, k, b + ob * g.k * g.n, n, 0.f,
+            y + bi * g.m * g.n, n);
   }
 }
 
@@ -299,11 +367,9 @@ static void matmul_backward(const dd_node *node, const dd_tensor *const *in,
   if (mm_stacked(&g) && g.batch * g.m <= INT_MAX) {
     int rows = (int)(g.batch * g.m);
     if (da)
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, k, n, 1.f, dy, n, b, n, 1.f, da,
-                  k);
+      product(0, 1, rows, k, n, 1.f, dy, n, b, n, 1.f, da, k);
     if (db)
-      cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, k, n, rows, 1.f, a, k, dy, n, 1.f, db,
-                  n);
+      product(1, 0, k, n, rows, 1.f, a, k, dy, n, 1.f, db, n);
     return;
   }
   /* One batch at a time: broadcast operands collect from several batches in turn. */
@@ -312,11 +378,9 @@ static void matmul_backward(const dd_node *node, const dd_tensor *const *in,
     mm_offsets(&g, bi, &oa, &ob);
     const float *dyb = dy + bi * g.m * g.n;
     if (da)
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, k, n, 1.f, dyb, n,
-                  b + ob * g.k * g.n, n, 1.f, da + oa * g.m * g.k, k);
+      product(0, 1, m, k, n, 1.f, dyb, n, b + ob * g.k * g.n, n, 1.f, da + oa * g.m * g.k, k);
     if (db)
-      cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, k, n, m, 1.f, a + oa * g.m * g.k, k,
-                  dyb, n, 1.f, db + ob * g.k * g.n, n);
+      product(1, 0, k, n, m, 1.f, a + oa * g.m * g.k, k, dyb, n, 1.f, db + ob * g.k * g.n, n);
   }
 }
 
