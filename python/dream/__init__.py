@@ -270,7 +270,10 @@ class Model:
         self.close()
 
     def __del__(self):
-        self.close()
+        try:
+            self.close()
+        except Exception:  # at interpreter exit the library may already be gone
+            pass
 
     @property
     def _model(self):
@@ -854,7 +857,8 @@ def activations(model, rgb, layer=None, *, size=None, framing="fit", channels=No
                 gap=2, cmap="inferno", max_memory=None):
     """Runs the model on a photo framed as `dream activations` frames it (dd_image_frame,
     fit by default: shorter side to `size`, the preset's) and draws the channels of `layer`
-    (default the preset's) as heat maps (dd_vis_activation_grid)."""
+    (default the preset's) as heat maps (dd_vis_activation_grid).  channels: a range of the
+    channels to draw (default all; the statistics always cover all)."""
     with _Closing(model) as m:
         if layer is None:
             layer = m.default_layer or "conv1"

@@ -44,6 +44,18 @@ def test_dream_guide_and_budget(cli, squeezenet, photo, tmp_path):
     assert np.array_equal(got, dream.load_image(out))
 
 
+def test_dream_preprocessing_overrides(cli, squeezenet, photo, tmp_path):
+    """Model(mean=, std=, bgr=, scale=) acts as --mean, --std, --bgr and --scale."""
+    out = tmp_path / "out.png"
+    cli("-q", "-m", "squeezenet", "--bgr", "--scale", "2", "--mean", "0.4,0.5,0.6", "--std",
+        "0.3", "--seed", 1, "--octaves", 1, "--iters", 2, "--max-side", 80, photo[0], out)
+    with dream.Model("squeezenet", bgr=True, scale=2, mean=(0.4, 0.5, 0.6), std=0.3) as m:
+        got = dream.dream(photo[1], model=m, seed=1, octaves=1, iters=2, max_side=80)
+    assert np.array_equal(got, dream.load_image(out))
+    plain = dream.dream(photo[1], model=squeezenet, seed=1, octaves=1, iters=2, max_side=80)
+    assert not np.array_equal(got, plain)
+
+
 def test_dream_progress_and_stop(squeezenet, photo):
     seen = []
     dream.dream(photo[1], model=squeezenet, octaves=2, iters=2, max_side=96,
