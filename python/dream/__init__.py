@@ -11,14 +11,16 @@ calls the same library functions in the same order (see src/cli/cmd_*.c).  Image
 H x W x 3 arrays (uint8, or floats in 0..255); pictures come back as uint8, rounded and
 clamped as the library rounds them when it writes a file.  Failures raise dream.Error with
 the library's message and status code.
+
+Not here yet: the audit report (issue #14), which has no C API to call.
 """
 import math
 import os
 import re
 import warnings
 from collections import namedtuple
-from dataclasses import dataclass, field
-from typing import List, Optional, Tuple
+from dataclasses import dataclass
+from typing import List, Tuple
 
 import numpy as np
 
@@ -651,6 +653,9 @@ def dream(rgb, model=None, layer=None, *, octaves=None, octave_scale=None, iters
         p.n_layers = n
         for i in range(n):
             p.layers[i] = specs[i]
+            if specs[i].value == lib.dd_model_input(m._model):
+                warnings.warn("layer %d is the model's input: its gradient is the image itself, "
+                              "so the dream only brightens what is bright" % i, stacklevel=2)
         for k, v in (("octaves", octaves), ("octave_scale", octave_scale), ("iters", iters),
                      ("step", step), ("jitter", jitter), ("lap_levels", lap_levels),
                      ("tile", tile)):
