@@ -38,9 +38,12 @@ def test_dream_guide_and_budget(cli, squeezenet, photo, tmp_path):
     """A guided dream, with a budget that makes the dream tile."""
     out = tmp_path / "out.png"
     cli("-q", "-m", "squeezenet", "--seed", 5, "--octaves", 1, "--iters", 2, "--max-memory",
-        "40M", "--guide", photo[0], "--guide-size", 40, "-l", "fire3/concat", photo[0], out)
+        "8M", "--guide", photo[0], "--guide-size", 40, "-l", "fire3/concat", photo[0], out)
+    seen = []
     got = dream.dream(photo[1], model=squeezenet, seed=5, octaves=1, iters=2,
-                      max_memory=40 << 20, guide=photo[1], guide_size=40, layer="fire3/concat")
+                      max_memory=8 << 20, guide=photo[1], guide_size=40, layer="fire3/concat",
+                      progress=seen.append)
+    assert seen[0].tiles > 1
     assert np.array_equal(got, dream.load_image(out))
 
 
