@@ -1,0 +1,964 @@
+"""dream: DeepDream and CNN visualization on libdream, with numpy arrays in and out.
+
+    import dream
+    m = dream.Model("googlenet")                 # a preset name or a path to an .onnx file
+    pic = dream.load_image("kite.jpg")           # uint8, H x W x 3
+    out = dream.dream(pic, model=m, layer="inception_4c/output", octaves=4, seed=3)
+    dream.save_image("kite-dream.png", out)      # the PNG `dream` would write
+
+Every function gives what the CLI computes with the same options, bit for bit: the module
+calls the same library functions in the same order (see src/cli/cmd_*.c).  Images are
+H x W x 3 arrays (uint8, or floats in 0..255); pictures come back as uint8, rounded and
+clamped as the library rounds them when it writes a file.  Failures raise dream.Error with
+the library's message and status code.
+
+Not here yet: the audit report (issue #14), which has no C API to call.
+"""
+import math
+import os
+import re
+import warnings
+from collections import namedtuple
+from dataclasses import dataclass
+from typing import List, Tuple
+
+import numpy as np
+
+from dream._ffi import ffi, lib, library_path
+
+__all__ = [
+    "Error", "Model", "Layer", "dream", "load_image", "save_image", "load_tensor",
+    "save_tensor", "filters", "optimize_channels", "class_image", "activations", "explain",
+    "Filters", "ChannelImages", "ClassImage", "Activations", "Explanation", "Progress",
+    "default_max_memory", "library_path",
+]
+
+# Status codes (include/dream/error.h, DD_ERRNO_MAP).
+OK, EIO, EFORMAT, EUNSUPPORTED, ESHAPE, ENOMEM, ELIMIT, EARG, ENOTFOUND, EINTR = (
+    0, -1, -2, -3, -4, -5, -6, -7, -8, -9)
+
+
+class Error(Exception):
+    """A failure reported by libdream: `message` says why, `code` is the status (dream.EARG,
+    dream.ENOTFOUND, ...) and `name` its name ("DD_ENOTFOUND")."""
+
+    def __init__(self, message, code):
+        super().__init__(message)
+        self.message = message
+        self.code = code
+        self.name = _str(lib.dd_errname(code))
+
+
+def _str(p):
+    return ffi.string(p).decode("utf-8", "replace") if p != ffi.NULL else None
+
+
+def _check(rc, err):
+    if rc:
+        msg = _str(err.msg) if err.code == rc and err.msg[0] != b"\0" else None
+        raise Error(msg or _str(lib.dd_strerror(rc)), rc)
+
+
+def _fail(code, message):
+    raise Error(message, code)
+
+
+def default_max_memory():
+    """Half of physical memory, the CLI's default --max-memory (cli_default_max_memory)."""
+    try:
+        pages, page = os.sysconf("SC_PHYS_PAGES"), os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError):
+        pages = page = -1
+    if pages <= 0 or page <= 0:
+        return 1 << 31
+    return pages * page // 2
+
+
+# ---- images and tensors ----------------------------------------------------------------
+
+def _image_from_array(a, what="image"):
+    """An owned dd_image (freed with the returned cdata) holding an H x W x 3 (or H x W grey)
+    array of 0..255 values."""
+    a = np.asarray(a)
+    if a.ndim == 2:
+        a = np.repeat(a[:, :, None], 3, axis=2)
+    if a.ndim != 3 or a.shape[2] != 3:
+        raise ValueError("%s: expected an H x W x 3 (RGB) or H x W (grey) array, got shape %s"
+                         % (what, a.shape))
+    if a.dtype.kind not in "uif":
+        raise TypeError("%s: expected numbers, got %s" % (what, a.dtype))
+    h, w = a.shape[:2]
+    err = ffi.new("dd_err *")
+    out = ffi.new("dd_image **")
+    _check(lib.dd_image_new(w, h, out, err), err)
+    im = ffi.gc(out[0], lib.dd_image_free)
+    _image_view(im)[...] = a
+    return im
+
+
+def _image_view(im):
+    """The pixels of a dd_image as an H x W x 3 float32 array (no copy)."""
+    n = im.w * im.h * 3
+    return np.frombuffer(ffi.buffer(im.rgb, n * 4), dtype=np.float32).reshape(im.h, im.w, 3)
+
+
+def _take_image(pp):
+    """Owns the dd_image at *pp (freed when the cdata goes)."""
+    return ffi.gc(pp[0], lib.dd_image_free)
+
+
+def _to_bytes(v):
+    """Pixels to bytes exactly as the library writes them (to_byte in src/image.c): 0 for
+    anything not > 0 (NaN too), 255 from 255 up, else rounded to nearest, ties to even
+    (lrintf in the default rounding mode, which is np.rint's)."""
+    v = np.asarray(v, dtype=np.float32)
+    v = np.where(v > 0, v, np.float32(0))
+    v = np.minimum(v, np.float32(255))
+    return np.rint(v).astype(np.uint8)
+
+
+def _image_bytes(im):
+    return _to_bytes(_image_view(im))
+
+
+def load_image(path, dtype=np.uint8, max_pixels=0):
+    """Decodes an image file with the library (dd_image_load: EXIF orientation applied, grey
+    spread to RGB, alpha composited on white).  dtype uint8 gives the pixels as a file would
+    store them again; float32 gives the decoded values as the CLI works on them."""
+    err = ffi.new("dd_err *")
+    out = ffi.new("dd_image **")
+    _check(lib.dd_image_load(os.fsencode(path), max_pixels, out, err), err)
+    im = _take_image(out)
+    if np.dtype(dtype) == np.uint8:
+        return _image_bytes(im)
+    return _image_view(im).astype(dtype)
+
+
+def save_image(path, rgb, quality=95):
+    """Writes an H x W x 3 image by its extension (.png, .jpg, .bmp, .tga), as the CLI does
+    (dd_image_save_with; floats rounded and clamped to bytes)."""
+    im = _image_from_array(rgb)
+    opts = ffi.new("dd_image_save_opts *", {"quality": quality, "keep_meta": 0})
+    err = ffi.new("dd_err *")
+    _check(lib.dd_image_save_with(os.fsencode(path), im, opts, err), err)
+
+
+def _tensor_to_array(t):
+    shape = tuple(t.shape.d[i] for i in range(t.shape.ndim))
+    n = int(np.prod(shape, dtype=np.int64)) if shape else 1
+    dtype = np.float32 if t.dtype == lib.DD_F32 else np.int64
+    return np.frombuffer(ffi.buffer(t.data, n * 4 if dtype == np.float32 else n * 8),
+                         dtype=dtype).reshape(shape).copy()
+
+
+def _shape_of(a):
+    if a.ndim > 8:
+        raise ValueError("at most 8 dimensions, got %d" % a.ndim)
+    s = ffi.new("dd_shape *")
+    s.ndim = a.ndim
+    for i, d in enumerate(a.shape):
+        s.d[i] = d
+    return s
+
+
+def _array_to_tensor(a):
+    """An owned dd_tensor holding a copy of a float32 or int64 array."""
+    a = np.ascontiguousarray(a)
+    if a.dtype == np.float32:
+        dt = lib.DD_F32
+    elif a.dtype == np.int64:
+        dt = lib.DD_I64
+    else:
+        raise TypeError("tensors are float32 or int64, not %s" % a.dtype)
+    err = ffi.new("dd_err *")
+    out = ffi.new("dd_tensor **")
+    _check(lib.dd_tensor_new(dt, _shape_of(a), 0, out, err), err)
+    t = ffi.gc(out[0], lib.dd_tensor_free)
+    if a.size:
+        ffi.memmove(t.data, a, a.nbytes)
+    return t
+
+
+def load_tensor(path):
+    """Reads an ONNX TensorProto file (dd_tensor_load_pb): (array, name or None)."""
+    err = ffi.new("dd_err *")
+    out = ffi.new("dd_tensor **")
+    name = ffi.new("char **")
+    _check(lib.dd_tensor_load_pb(os.fsencode(path), out, name, err), err)
+    t = ffi.gc(out[0], lib.dd_tensor_free)
+    s = _str(name[0])
+    lib.free(name[0])  # malloc'ed by the library
+    return _tensor_to_array(t), s
+
+
+def save_tensor(path, a, name=None):
+    """Writes a float32 or int64 array as an ONNX TensorProto file (dd_tensor_save_pb)."""
+    t = _array_to_tensor(np.asarray(a))
+    err = ffi.new("dd_err *")
+    _check(lib.dd_tensor_save_pb(os.fsencode(path), t, name.encode() if name else ffi.NULL,
+                                 err), err)
+
+
+# ---- models ----------------------------------------------------------------------------
+
+Layer = namedtuple("Layer", "name op shape params mflops alias runs")
+Layer.__doc__ = """One value of `Model.layers()`, as `dream layers` lists it: the op that
+computes it (None for the input), its shape at the listed size, the parameters its node reads
+(0 after a node's first output), its MFLOPs (0 when folded), its convN alias (None) and
+whether its node runs at run time (False: folded into a constant)."""
+
+
+def _triple(v, what, positive):
+    vals = [float(v)] * 3 if np.isscalar(v) else [float(x) for x in v]
+    if len(vals) != 3 or not all(math.isfinite(x) and (x > 0 or not positive) for x in vals):
+        raise ValueError("%s: expected three finite numbers%s" %
+                         (what, " > 0" if positive else ""))
+    return vals
+
+
+class Model:
+    """A network: `Model("googlenet")`, `Model("squeezenet")`, `Model("path/to/net.onnx")`
+    (dd_preset_resolve, dd_model_load, dd_labels_load).  mean, std (three numbers or one),
+    bgr and scale override the preset's preprocessing as --mean, --std, --bgr/--rgb and
+    --scale do; max_memory (bytes) is every call's memory budget, by default half of RAM.
+    Close it with close() or use it as a context manager."""
+
+    def __init__(self, model="googlenet", *, mean=None, std=None, bgr=None, scale=None,
+                 max_memory=None):
+        err = ffi.new("dd_err *")
+        pre = ffi.new("dd_preset *")
+        _check(lib.dd_preset_resolve(os.fsencode(model), pre, err), err)
+        if mean is not None:
+            pre.pre.mean = _triple(mean, "mean", False)
+        if std is not None:
+            pre.pre.std = _triple(std, "std", True)
+        if bgr is not None:
+            pre.pre.bgr = 1 if bgr else 0
+        if scale is not None:
+            if not (scale > 0 and math.isfinite(scale)):
+                raise ValueError("scale: expected a finite number > 0, got %r" % (scale,))
+            pre.pre.scale = scale
+        self._preset = pre
+        self.max_memory = int(max_memory) if max_memory else default_max_memory()
+        out = ffi.new("dd_model **")
+        _check(lib.dd_model_load(pre.model_path, out, err), err)
+        self._m = out[0]
+        self._labels = ffi.NULL
+        self._n_labels = 0
+        self.labels = []
+        if pre.labels_path[0] != b"\0":
+            labels = ffi.new("char ***")
+            n = ffi.new("int *")
+            if lib.dd_labels_load(pre.labels_path, labels, n, err):
+                self.close()
+                _check(err.code, err)
+            self._labels, self._n_labels = labels[0], n[0]
+            self.labels = [_str(self._labels[i]) for i in range(n[0])]
+
+    # ---- lifetime
+    def close(self):
+        """Frees the model; using it afterwards raises dream.Error."""
+        if getattr(self, "_m", None):
+            lib.dd_model_free(self._m)
+            self._m = None
+        if getattr(self, "_labels", ffi.NULL) != ffi.NULL:
+            lib.dd_labels_free(self._labels, self._n_labels)
+            self._labels = ffi.NULL
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:  # at interpreter exit the library may already be gone
+            pass
+
+    @property
+    def _model(self):
+        if not self._m:
+            _fail(EARG, "the model is closed")
+        return self._m
+
+    def __repr__(self):
+        return "dream.Model(%r)" % (self.path if self._m else "<closed>")
+
+    # ---- what it is
+    @property
+    def path(self):
+        """The .onnx file."""
+        return os.fsdecode(ffi.string(self._preset.model_path))
+
+    @property
+    def preset(self):
+        """The preset's name ("googlenet"), or None for a bare .onnx file."""
+        return _str(self._preset.name) or None
+
+    @property
+    def name(self):
+        return _str(lib.dd_model_name(self._model))
+
+    @property
+    def default_layer(self):
+        """The preset's dream layer, or None."""
+        return _str(self._preset.layer) or None
+
+    @property
+    def size(self):
+        """The classification input side (224)."""
+        return self._preset.size
+
+    @property
+    def preprocessing(self):
+        p = self._preset.pre
+        return {"bgr": bool(p.bgr), "scale": p.scale, "mean": list(p.mean), "std": list(p.std)}
+
+    @property
+    def opset(self):
+        return lib.dd_model_opset(self._model)
+
+    @property
+    def num_params(self):
+        return lib.dd_model_num_params(self._model)
+
+    @property
+    def input_name(self):
+        """The data input's value name, or None when the model has none."""
+        v = lib.dd_model_input(self._model)
+        return _str(lib.dd_model_value_name(self._model, v)) if v >= 0 else None
+
+    @property
+    def input_shape(self):
+        """The data input's declared shape, -1 for symbolic dims (None: rank undeclared)."""
+        s = lib.dd_model_input_shape(self._model)
+        return tuple(s.d[i] for i in range(s.ndim)) if s.ndim >= 0 else None
+
+    @property
+    def value_names(self):
+        """Every named value of the graph: inputs, weights, node outputs."""
+        m = self._model
+        return [_str(lib.dd_model_value_name(m, i)) for i in range(lib.dd_model_num_values(m))]
+
+    @property
+    def outputs(self):
+        m = self._model
+        return [_str(lib.dd_model_value_name(m, lib.dd_model_output(m, i)))
+                for i in range(lib.dd_model_num_outputs(m))]
+
+    def resolve(self, name):
+        """Value index of a value name or convN alias (a dream layer spec NAME#C:W is taken
+        by its NAME).  Warns when the name shadows an alias, as the CLI does."""
+        m = self._model
+        err = ffi.new("dd_err *")
+        v = ffi.new("int *")
+        _check(lib.dd_model_resolve(m, name.encode(), v, err), err)
+        self._warn_shadowed(name)
+        return v[0]
+
+    def _warn_shadowed(self, spec):
+        base = re.split("[#:]", spec, maxsplit=1)[0]  # as cli_resolve reads a spec
+        av = ffi.new("int *")
+        if lib.dd_model_alias_shadowed(self._model, base.encode(), av):
+            warnings.warn("'%s' is the layer named %s; the alias %s (the Conv '%s') is shadowed "
+                          "by it" % (base, base, base,
+                                     _str(lib.dd_model_value_name(self._model, av[0]))),
+                          stacklevel=3)
+
+    def _layer_specs(self, layers):
+        """dd_dream_layer[] for specs NAME[#CH][:W] (a str or a list of them)."""
+        if layers is None:
+            if not self.default_layer:
+                _fail(EARG, "%s: the model has no default layer; give one" % self.name)
+            layers = [self.default_layer]
+        elif isinstance(layers, str):
+            layers = [layers]
+        layers = list(layers)
+        if not 1 <= len(layers) <= 16:
+            _fail(EARG, "between 1 and 16 layers, not %d" % len(layers))
+        out = ffi.new("dd_dream_layer[]", len(layers))
+        err = ffi.new("dd_err *")
+        for i, spec in enumerate(layers):
+            _check(lib.dd_dream_layer_resolve(self._model, spec.encode(), out + i, err), err)
+            self._warn_shadowed(spec)
+        return out, len(layers)
+
+    def _class_index(self, cls):
+        """A class given as an index or a label matched whole (cli_find_class)."""
+        if self._n_labels:
+            err = ffi.new("dd_err *")
+            i = ffi.new("int *")
+            q = str(cls).encode()
+            _check(lib.dd_labels_find(self._labels, self._n_labels, q, i, err), err)
+            return i[0]
+        if isinstance(cls, (int, np.integer)) and 0 <= cls <= 1000000:
+            return int(cls)
+        _fail(EARG, "%s has no labels: give the class as an index" % self.name)
+
+    def label(self, i):
+        return self.labels[i] if 0 <= i < len(self.labels) else ""
+
+    def _input_shape(self, w, h, image_only):
+        """cli_input_shape / cli_any_input_shape: the shape to bind for a w x h image."""
+        m = self._model
+        v = lib.dd_model_input(m)
+        if v < 0:
+            _fail(EARG, "%s: the model has no data input" % self.name)
+        s = lib.dd_model_input_shape(m)
+        d = [s.d[i] for i in range(s.ndim)] if s.ndim >= 0 else [-1] * 4
+        if len(d) != 4 or (d[1] >= 0 and d[1] != 3) or d[0] > 1:
+            if image_only:
+                _fail(EUNSUPPORTED, "%s: input '%s' is not an image (1x3xHxW): it is %s" % (
+                    self.name, self.input_name, "x".join(map(str, d))))
+            return [x if x >= 0 else 1 for x in d]
+        d[0], d[1] = 1, 3
+        for i, want in enumerate((h, w)):
+            if want <= 0:
+                if d[2 + i] < 0:
+                    _fail(EARG, "%s: input '%s' has no fixed size; give one" %
+                          (self.name, self.input_name))
+                continue
+            if d[2 + i] >= 0 and d[2 + i] != want:
+                _fail(EARG, "%s: input '%s' takes %dx%d images only, not %dx%d" % (
+                    self.name, self.input_name, d[3], d[2], w, h))
+            d[2 + i] = want
+        return d
+
+    def layers(self, size=None):
+        """Every value computed by the graph, in graph order, at an input of `size` (an int
+        or (w, h); default the preset's, unless the model fixes it), as `dream layers`
+        lists them: a list of Layer, the input first."""
+        m = self._model
+        if size is None:
+            s = lib.dd_model_input_shape(m)
+            fixed = s.ndim == 4 and s.d[2] > 0 and s.d[3] > 0
+            w = h = 0 if fixed else self.size
+        else:
+            w, h = (size, size) if np.isscalar(size) else size
+        shape = self._input_shape(w, h, False)
+        targets = [lib.dd_model_node_output(m, i, k)
+                   for i in range(lib.dd_model_num_nodes(m))
+                   for k in range(lib.dd_model_node_num_outputs(m, i))
+                   if lib.dd_model_node_output(m, i, k) >= 0]
+        plan = self._plan(np.empty(0), targets, 0, self.max_memory, shape=shape)
+        try:
+            out = [Layer(self.input_name, None, tuple(shape), 0, 0.0, None, True)]
+            for i in range(lib.dd_model_num_nodes(m)):
+                runs = bool(lib.dd_plan_node_runs(plan, i))
+                for k in range(lib.dd_model_node_num_outputs(m, i)):
+                    v = lib.dd_model_node_output(m, i, k)
+                    if v < 0:
+                        continue
+                    t = lib.dd_plan_tensor(plan, v)
+                    tshape = tuple(t.shape.d[j] for j in range(t.shape.ndim)) \
+                        if t != ffi.NULL else None
+                    alias = _str(lib.dd_model_conv_alias(m, v, ffi.NULL))
+                    out.append(Layer(_str(lib.dd_model_value_name(m, v)),
+                                     _str(lib.dd_model_node_op(m, i)), tshape,
+                                     lib.dd_model_node_params(m, i) if k == 0 else 0,
+                                     lib.dd_plan_node_flops(plan, i) / 1e6 if k == 0 and runs
+                                     else 0.0, alias, runs))
+            return out
+        finally:
+            lib.dd_plan_free(plan)
+
+    def _plan(self, x, targets, flags, max_memory, shape=None):
+        m = self._model
+        b = ffi.new("dd_binding *")
+        b.value = lib.dd_model_input(m)
+        if b.value < 0:
+            _fail(EARG, "%s: the model has no data input" % self.name)
+        shape = list(x.shape) if shape is None else shape
+        b.shape.ndim = len(shape)
+        for i, d in enumerate(shape):
+            b.shape.d[i] = d
+        tg = ffi.new("int[]", list(targets))
+        out = ffi.new("dd_plan **")
+        err = ffi.new("dd_err *")
+        _check(lib.dd_plan_new(m, b, 1, tg, len(targets), flags, max_memory, out, err), err)
+        return out[0]
+
+    # ---- computing
+    def run(self, x, names=None, *, max_memory=None):
+        """Runs the graph on the input tensor x (as given: already preprocessed, any shape
+        the model takes) and returns {name: float32 array} for each value in `names` (a name
+        or a list of value names or convN aliases, keys as given; default: the model's
+        outputs), as `dream run` writes them."""
+        m = self._model
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        names = self.outputs if names is None else [names] if isinstance(names, str) \
+            else list(names)
+        targets = [self.resolve(n) for n in names]
+        decl = self.input_shape
+        if decl is not None and (len(decl) != x.ndim or
+                                 any(d >= 0 and d != e for d, e in zip(decl, x.shape))):
+            _fail(ESHAPE, "shape %s does not fit the model's input '%s' (%s; -1 is any size)" % (
+                "x".join(map(str, x.shape)), self.input_name, "x".join(map(str, decl))))
+        plan = self._plan(x, targets, 0, max_memory or self.max_memory)
+        try:
+            inp = lib.dd_plan_tensor(plan, lib.dd_model_input(m))
+            ffi.memmove(inp.data, x, x.nbytes)
+            lib.dd_plan_forward(plan)
+            out = {}
+            for n, v in zip(names, targets):
+                t = lib.dd_plan_tensor(plan, v)
+                if t == ffi.NULL:
+                    _fail(EARG, "%s: '%s' is not computed by the graph" % (self.name, n))
+                out[n] = _tensor_to_array(t)
+            return out
+        finally:
+            lib.dd_plan_free(plan)
+
+    def grad(self, x, layers=None, *, max_memory=None):
+        """The gradient of sum over `layers` of W * 1/2 sum(a^2) with respect to the input
+        tensor x (as given, already preprocessed), as `dream grad` computes it
+        (dd_input_gradient): (float32 array shaped like x, objective).  layers: a spec
+        NAME[#CHANNEL][:WEIGHT] or a list of them; default the preset's layer."""
+        specs, n = self._layer_specs(layers)
+        t = _array_to_tensor(np.asarray(x, dtype=np.float32))
+        g = ffi.new("dd_tensor **")
+        obj = ffi.new("double *")
+        err = ffi.new("dd_err *")
+        _check(lib.dd_input_gradient(self._model, t, specs, n, max_memory or self.max_memory,
+                                     g, obj, err), err)
+        gt = ffi.gc(g[0], lib.dd_tensor_free)
+        return _tensor_to_array(gt), obj[0]
+
+    def classify(self, rgb, top=5, framing="crop", size=None):
+        """The top classes of a photo framed as `dream classify`/`explain` frame it, computed
+        by dd_vis_classify (softmax of the scores): [(class, label, probability)]."""
+        return _top(self, self.probabilities(rgb, framing, size), top)
+
+    def probabilities(self, rgb, framing="crop", size=None):
+        """Every class's probability for a photo, framed as in classify()."""
+        im = _image_from_array(rgb)
+        s = size or self.size
+        framed = _frame(im, framing, s, s)
+        p = ffi.new("dd_tensor **")
+        err = ffi.new("dd_err *")
+        _check(lib.dd_vis_classify(self._model, ffi.addressof(self._preset.pre), framed,
+                                   self.max_memory, p, err), err)
+        return _tensor_to_array(ffi.gc(p[0], lib.dd_tensor_free))
+
+
+def _top(model, prob, k):
+    """The k best classes, ties to the lower index (as the CLI picks them)."""
+    order = sorted(range(len(prob)), key=lambda i: (-prob[i], i))[:k]
+    return [(i, model.label(i), float(prob[i])) for i in order]
+
+
+_FRAMINGS = {"crop": 0, "squash": 1, "fit": 2}
+
+
+def _framing(name):
+    if name not in _FRAMINGS:
+        _fail(EARG, "framing: expected crop, squash or fit, got '%s'" % (name,))
+    return _FRAMINGS[name]
+
+
+def _frame(im, framing, w, h, rect=None):
+    out = ffi.new("dd_image **")
+    err = ffi.new("dd_err *")
+    _check(lib.dd_image_frame(im, _framing(framing), w, h, out, rect or ffi.NULL, err), err)
+    return _take_image(out)
+
+
+def _open_model(model):
+    """(Model, owned): a Model as given, or one opened from a preset name or path."""
+    if isinstance(model, Model):
+        return model, False
+    return Model(model if model is not None else "googlenet"), True
+
+
+class _Closing:
+    def __init__(self, model):
+        self.model, self.owned = _open_model(model)
+
+    def __enter__(self):
+        return self.model
+
+    def __exit__(self, *exc):
+        if self.owned:
+            self.model.close()
+
+
+# ---- DeepDream --------------------------------------------------------------------------
+
+Progress = namedtuple("Progress", "octave n_octaves iter n_iters w h tiles objective done")
+Progress.__doc__ = "What a dream's progress callback receives after each iteration."
+
+_NORMS = {"meanabs": 0, "std": 1, "laplacian": 2}
+
+
+class _Callback:
+    """A C progress callback that calls `fn` and turns an exception in it (a KeyboardInterrupt
+    too) into a stop: the run returns DD_EINTR and the exception is raised again after."""
+
+    def __init__(self, signature, convert, fn):
+        self.exc = None
+
+        def call(*args):
+            try:
+                return EINTR if fn is not None and fn(convert(*args)) else 0
+            except BaseException as e:  # Ctrl-C too: it must stop the C loop
+                self.exc = e
+                return EINTR
+
+        self.c = ffi.callback(signature, call)
+
+    def check(self, rc, err):
+        if self.exc is not None:
+            raise self.exc
+        _check(rc, err)
+
+
+def _shrunk(im, size):
+    """load_shrunk of cmd_dream.c: the image resized so its longer side is at most size."""
+    longer = max(im.w, im.h)
+    if size <= 0 or longer <= size:
+        return im
+    w = max(1, _round_half_away(im.w * size / longer))
+    h = max(1, _round_half_away(im.h * size / longer))
+    out = ffi.new("dd_image **")
+    err = ffi.new("dd_err *")
+    _check(lib.dd_image_resize(im, w, h, out, err), err)
+    return _take_image(out)
+
+
+def _round_half_away(v):
+    """C's lround."""
+    return int(math.floor(v + 0.5)) if v >= 0 else -int(math.floor(-v + 0.5))
+
+
+def dream(rgb, model=None, layer=None, *, octaves=None, octave_scale=None, iters=None,
+          step=None, jitter=None, norm=None, lap_levels=None, tile=None, guide=None,
+          guide_size=224, seed=0, max_side=0, max_memory=None, progress=None):
+    """DeepDreams an H x W x 3 image (uint8, or floats in 0..255) and returns the uint8
+    H' x W' x 3 pixels `dream` writes to a PNG with the same options (H' x W': after
+    max_side).  model: a Model, a preset name or an .onnx path (default googlenet); layer: a
+    spec NAME[#CHANNEL][:WEIGHT] or a list of them (default the preset's).  Options left at
+    None take the library's defaults (octaves 4, octave_scale 1.4, iters 10, step 1.5,
+    jitter 32, norm "meanabs", lap_levels 4, tile: only when over the budget).  guide: an
+    image whose features guide the dream (shrunk to guide_size first).  max_memory: the
+    whole job's budget in bytes (default the model's, half of RAM).  progress(Progress) is
+    called after each iteration; an exception in it (or Ctrl-C) stops the dream and is
+    raised."""
+    with _Closing(model) as m:
+        # The steps of cmd_dream.c, in its order.
+        p = ffi.new("dd_dream_params *")
+        lib.dd_dream_params_default(p)
+        specs, n = m._layer_specs(layer)
+        p.n_layers = n
+        for i in range(n):
+            p.layers[i] = specs[i]
+            if specs[i].value == lib.dd_model_input(m._model):
+                warnings.warn("layer %d is the model's input: its gradient is the image itself, "
+                              "so the dream only brightens what is bright" % i, stacklevel=2)
+        for k, v in (("octaves", octaves), ("octave_scale", octave_scale), ("iters", iters),
+                     ("step", step), ("jitter", jitter), ("lap_levels", lap_levels),
+                     ("tile", tile)):
+            if v is not None:
+                setattr(p, k, v)
+        if norm is not None:
+            if norm not in _NORMS:
+                _fail(EARG, "norm: expected meanabs, std or laplacian, got '%s'" % (norm,))
+            p.norm = _NORMS[norm]
+        err = ffi.new("dd_err *")
+        _check(lib.dd_model_image_input(m._model, ffi.NULL, err), err)
+        img = _shrunk(_image_from_array(rgb), max_side)
+        g = None
+        if guide is not None:
+            g = _shrunk(_image_from_array(guide, "guide"), guide_size)
+            p.guide = g
+        p.seed = seed
+        # as the CLI: the largest octave is dreamed in the image (the module's own copy)
+        p.in_place = 1
+        budget_bytes = max_memory or m.max_memory
+        b = ffi.new("dd_dream_budget *")
+        rc = lib.dd_dream_check_budget(m._model, p, img.w, img.h, budget_bytes, b, err)
+        if rc == ELIMIT:
+            side = max(b.fit_w, b.fit_h)
+            hint = "use max_side=%d or " % side if side > 0 else ""
+            _fail(rc, "max_memory=%.0fM: %s; %sraise max_memory to %.0fM" % (
+                budget_bytes / 1048576.0, _str(err.msg), hint, math.ceil(b.need / 1048576.0)))
+        if rc and max_side:
+            _fail(rc, "max_side=%d: %s" % (max_side, _str(err.msg)))
+        _check(rc, err)
+        p.max_memory = b.plan_budget
+        cb = _Callback("int(const dd_dream_progress *, void *)",
+                       lambda info, user: Progress(info.octave, info.n_octaves, info.iter,
+                                                   info.n_iters, info.w, info.h, info.tiles,
+                                                   info.objective, info.done), progress)
+        rc = lib.dd_dream_run(m._model, ffi.addressof(m._preset.pre), p, img, cb.c, ffi.NULL,
+                              err)
+        cb.check(rc, err)
+        return _image_bytes(img)
+
+
+# ---- visualizations ---------------------------------------------------------------------
+
+@dataclass
+class Filters:
+    """The kernels of a first convolution (`dream filters`)."""
+    image: np.ndarray  # uint8 H x W x 3, the grid as written
+    node: str          # the Conv node
+    n: int             # kernels (tiles)
+    cols: int
+    rows: int
+    tile_w: int
+    tile_h: int
+
+
+def filters(model=None, layer="conv1", *, zoom=0, gap=2):
+    """The kernels of the Conv making `layer` (its output, the activation after it or a convN
+    alias) as a grid of colour tiles, as `dream filters` draws them (dd_vis_filters)."""
+    with _Closing(model) as m:
+        v = m.resolve(layer)
+        node = ffi.new("int *")
+        out = ffi.new("dd_image **")
+        grid = ffi.new("dd_grid *")
+        err = ffi.new("dd_err *")
+        _check(lib.dd_vis_find_conv(m._model, v, node, err), err)
+        _check(lib.dd_vis_filters(m._model, node[0], m._preset.pre.bgr, zoom, gap, out, grid,
+                                  err), err)
+        im = _take_image(out)
+        return Filters(_image_bytes(im), _str(lib.dd_model_node_name(m._model, node[0])),
+                       grid.n, grid.cols, grid.rows, grid.tile_w, grid.tile_h)
+
+
+def _fv_opts(m, size, steps, lr, jitter, transforms, pixels, max_memory):
+    o = ffi.new("dd_fv_opts *")
+    lib.dd_fv_opts_init(o)
+    o.size = size
+    if steps is not None:
+        o.iters = steps
+    if lr is not None:
+        o.lr = lr
+    if jitter is not None:
+        o.jitter = jitter
+    o.pixels = 1 if pixels else 0
+    if not transforms:  # --no-transforms
+        o.jitter, o.scale, o.rotate = 0, 0, 0
+    o.max_bytes = max_memory or m.max_memory
+    return o
+
+
+def _fv_callback(progress):
+    """progress(iter, objective) after each step of a feature visualization."""
+    return _Callback("int(void *, int, float)", lambda user, it, obj: (it, obj),
+                     None if progress is None else lambda a: progress(*a))
+
+
+@dataclass
+class ChannelImages:
+    """Images optimized to excite each channel of a layer (`dream filters --optimize`)."""
+    image: np.ndarray              # uint8, the grid as written
+    images: List[np.ndarray]       # uint8 size x size x 3, one per channel
+    channels: List[int]
+    objectives: List[float]        # each channel's mean activation on its image (the CSV)
+    layer: str
+
+
+def optimize_channels(model=None, layer=None, *, channels=None, size=128, steps=None, lr=None,
+                      jitter=None, transforms=True, pixels=False, seed=0, gap=2,
+                      max_memory=None, progress=None):
+    """One image per channel of `layer` (default the preset's), optimized from noise
+    (dd_fv_new, dd_fv_run with seed + channel for each channel, as `dream filters --optimize`
+    does).  channels: a range or list of indices (default all); progress(iter, objective)
+    is called after each step."""
+    with _Closing(model) as m:
+        if layer is None:
+            layer = m.default_layer or "conv1"
+        v = m.resolve(layer)
+        o = _fv_opts(m, size, steps, lr, jitter, transforms, pixels, max_memory)
+        cb = _fv_callback(progress)
+        o.progress = cb.c
+        fv = ffi.new("dd_fv **")
+        err = ffi.new("dd_err *")
+        _check(lib.dd_fv_new(m._model, ffi.addressof(m._preset.pre), v, o, fv, err), err)
+        fv = ffi.gc(fv[0], lib.dd_fv_free)
+        C = lib.dd_fv_channels(fv)
+        chans = list(range(C)) if channels is None else [int(c) for c in channels]
+        for c in chans:
+            if not 0 <= c < C:
+                _fail(EARG, "channels: channel %d out of range 0..%d of '%s' (%s)" % (
+                    c, C - 1, layer, m.name))
+        if not chans:
+            _fail(EARG, "channels: none given")
+        tiles, objs = [], []
+        for c in chans:
+            out = ffi.new("dd_image **")
+            obj = ffi.new("float *")
+            rc = lib.dd_fv_run(fv, c, (seed + c) & 0xFFFFFFFFFFFFFFFF, out, obj, err)
+            cb.check(rc, err)
+            tiles.append(_take_image(out))
+            objs.append(obj[0])
+        grid = _grid(tiles, gap)
+        return ChannelImages(_image_bytes(grid), [_image_bytes(t) for t in tiles], chans, objs,
+                             layer)
+
+
+def _grid(tiles, gap):
+    arr = ffi.new("dd_image *[]", tiles)
+    out = ffi.new("dd_image **")
+    g = ffi.new("dd_grid *")
+    err = ffi.new("dd_err *")
+    _check(lib.dd_vis_grid(arr, len(tiles), gap, 255, out, g, err), err)
+    return _take_image(out)
+
+
+@dataclass
+class ClassImage:
+    """An image optimized to maximize one class's score (`dream class`)."""
+    image: np.ndarray                     # uint8 size x size x 3
+    cls: int
+    label: str
+    logit: float                          # the score, measured on the image as saved
+    probability: float                    # of cls, on the image framed as classify frames it
+    top5: List[Tuple[int, str, float]]    # (class, label, probability)
+
+
+def class_image(model=None, cls=0, *, size=224, steps=None, lr=None, jitter=None,
+                transforms=True, pixels=False, seed=0, max_memory=None, progress=None):
+    """An image optimized from noise to maximize class `cls` (an index or a label) before the
+    softmax (dd_vis_logits, dd_fv_new, dd_fv_run with `seed`), and its top 5 read back as
+    from a PNG, framed as `dream classify` frames photos (what `dream class` writes)."""
+    with _Closing(model) as m:
+        c = m._class_index(cls)
+        logits = ffi.new("int *")
+        err = ffi.new("dd_err *")
+        _check(lib.dd_vis_logits(m._model, logits, err), err)
+        o = _fv_opts(m, size, steps, lr, jitter, transforms, pixels, max_memory)
+        cb = _fv_callback(progress)
+        o.progress = cb.c
+        fv = ffi.new("dd_fv **")
+        _check(lib.dd_fv_new(m._model, ffi.addressof(m._preset.pre), logits[0], o, fv, err),
+               err)
+        fv = ffi.gc(fv[0], lib.dd_fv_free)
+        if c >= lib.dd_fv_channels(fv):
+            _fail(EARG, "class: class %d out of range 0..%d" % (c, lib.dd_fv_channels(fv) - 1))
+        out = ffi.new("dd_image **")
+        obj = ffi.new("float *")
+        cb.check(lib.dd_fv_run(fv, c, seed, out, obj, err), err)
+        pixels_ = _image_bytes(_take_image(out))
+        # Read back as a PNG holds it: the bytes.
+        prob = m.probabilities(pixels_)
+        return ClassImage(pixels_, c, m.label(c), obj[0], float(prob[c]), _top(m, prob, 5))
+
+
+@dataclass
+class Activations:
+    """A layer's feature maps for one photo (`dream activations`)."""
+    image: np.ndarray        # uint8, the heat-map grid as written
+    values: np.ndarray       # float32 C x H x W
+    mean: np.ndarray         # per channel, as the CSV
+    max: np.ndarray
+    zero_fraction: np.ndarray
+    input: np.ndarray        # uint8 view of the framed photo the network saw
+    layer: str
+
+
+def activations(model, rgb, layer=None, *, size=None, framing="fit", channels=None, zoom=0,
+                gap=2, cmap="inferno", max_memory=None):
+    """Runs the model on a photo framed as `dream activations` frames it (dd_image_frame,
+    fit by default: shorter side to `size`, the preset's) and draws the channels of `layer`
+    (default the preset's) as heat maps (dd_vis_activation_grid).  channels: a range of the
+    channels to draw (default all; the statistics always cover all)."""
+    with _Closing(model) as m:
+        if layer is None:
+            layer = m.default_layer or "conv1"
+        if size is None:
+            w = h = m.size
+        else:
+            w, h = (size, size) if np.isscalar(size) else size
+        if cmap not in ("inferno", "viridis"):
+            _fail(EARG, "cmap: expected inferno or viridis, got '%s'" % (cmap,))
+        err = ffi.new("dd_err *")
+        _check(lib.dd_model_image_input(m._model, ffi.NULL, err), err)
+        v = m.resolve(layer)
+        im = _frame(_image_from_array(rgb), framing, w, h)
+        a = ffi.new("dd_tensor **")
+        _check(lib.dd_vis_activations(m._model, ffi.addressof(m._preset.pre), v, im,
+                                      max_memory or m.max_memory, a, err), err)
+        act = ffi.gc(a[0], lib.dd_tensor_free)
+        C = act.shape.d[0]
+        c0, c1 = (0, C) if channels is None else (channels.start or 0, channels.stop)
+        if c1 > C:
+            _fail(EARG, "channels: channel %d out of range 0..%d of '%s'" % (c1 - 1, C - 1,
+                                                                            layer))
+        st = ffi.new("dd_chan_stats[]", C)
+        lib.dd_vis_channel_stats(act, st)
+        out = ffi.new("dd_image **")
+        g = ffi.new("dd_grid *")
+        _check(lib.dd_vis_activation_grid(act, c0, c1, zoom, gap, 0 if cmap == "inferno" else 1,
+                                          out, g, err), err)
+        return Activations(_image_bytes(_take_image(out)), _tensor_to_array(act),
+                           np.array([st[i].mean for i in range(C)], dtype=np.float32),
+                           np.array([st[i].max for i in range(C)], dtype=np.float32),
+                           np.array([st[i].zeros for i in range(C)], dtype=np.float32),
+                           _image_bytes(im), layer)
+
+
+@dataclass
+class Explanation:
+    """Why a network sees a class in a photo (`dream explain`)."""
+    top5: List[Tuple[int, str, float]]  # (class, label, probability), best first
+    cls: int                            # the class explained
+    label: str
+    score: float                        # its logit
+    probability: float
+    layer: str                          # the Grad-CAM layer
+    cam_resolution: Tuple[int, int]     # the layer's width, height
+    cam: np.ndarray                     # float32 h x w Grad-CAM, >= 0, not normalized
+    saliency: np.ndarray                # float32 h x w, max over colours of |d score/d pixel|
+    argmax: Tuple[int, int]             # (x, y) of the Grad-CAM maximum in the pictured part
+    argmax_in_photo: Tuple[int, int]
+    frame: Tuple[float, float, float, float]  # (x, y, w, h): the part of the photo pictured
+    picture: np.ndarray                 # uint8: the part, Grad-CAM over it, saliency
+
+
+def explain(model, rgb, cls=None, *, layer=None, smoothgrad=0, seed=0, size=None, height=0,
+            framing="crop", max_memory=None):
+    """Classifies a photo and explains class `cls` (an index or a label; default the top
+    one): the photo is framed as `dream explain` frames it (dd_frame_layout, dd_image_cut at
+    full resolution), then dd_explain and dd_explain_picture."""
+    with _Closing(model) as m:
+        if framing == "fit":
+            _fail(EARG, "framing fit: Grad-CAM's network input is a square; use crop or squash")
+        eo = ffi.new("dd_explain_opts *")
+        lib.dd_explain_opts_init(eo)
+        eo.smoothgrad = smoothgrad
+        eo.seed = seed
+        eo.size = size or m.size
+        eo.max_bytes = max_memory or m.max_memory
+        err = ffi.new("dd_err *")
+        _check(lib.dd_model_image_input(m._model, ffi.NULL, err), err)
+        if cls is not None:
+            eo.cls = m._class_index(cls)
+        if layer is not None:
+            eo.layer = m.resolve(layer)
+        photo = _image_from_array(rgb)
+        r = ffi.new("dd_frame_rect *")
+        ow, oh = ffi.new("int *"), ffi.new("int *")
+        _check(lib.dd_frame_layout(photo.w, photo.h, _framing(framing), eo.size, eo.size, r,
+                                   ow, oh, err), err)
+        cut = ffi.new("dd_image **")
+        _check(lib.dd_image_cut(photo, int(r.x), int(r.y), int(r.w), int(r.h), cut, err), err)
+        im = _take_image(cut)
+        ep = ffi.new("dd_explanation **")
+        _check(lib.dd_explain(m._model, ffi.addressof(m._preset.pre), im, eo, ep, err), err)
+        e = ffi.gc(ep[0], lib.dd_explanation_free)
+        pic = ffi.new("dd_image **")
+        _check(lib.dd_explain_picture(im, e, height, pic, err), err)
+        picture = _image_bytes(_take_image(pic))
+        n = e.w * e.h
+        cam = np.frombuffer(ffi.buffer(e.cam, n * 4), np.float32).reshape(e.h, e.w).copy()
+        sal = np.frombuffer(ffi.buffer(e.saliency, n * 4), np.float32).reshape(e.h, e.w).copy()
+        top = [(e.top[k], m.label(e.top[k]), e.prob[k]) for k in range(5) if e.top[k] >= 0]
+        return Explanation(top, e.cls, m.label(e.cls), e.logit, e.prob_cls,
+                           _str(lib.dd_model_value_name(m._model, e.layer)), (e.cam_w, e.cam_h),
+                           cam, sal, (e.cam_x, e.cam_y),
+                           (int(r.x) + e.cam_x, int(r.y) + e.cam_y), (r.x, r.y, r.w, r.h),
+                           picture)

@@ -1,0 +1,223 @@
+"""The C declarations the module uses, written out from include/dream/*.h for cffi's ABI mode,
+and the search for libdream.so.
+
+ABI mode compiles nothing: the layouts below must match the headers byte for byte.
+tests/test_abi.py compares every struct's size and field offsets with the C compiler's.
+"""
+import glob
+import os
+
+from cffi import FFI
+
+ffi = FFI()
+ffi.cdef(r"""
+/* libc: strings the library malloc's for the caller */
+void free(void *);
+
+/* error.h */
+typedef struct dd_err { int code; char msg[1024]; } dd_err;
+const char *dd_strerror(int code);
+const char *dd_errname(int code);
+
+/* tensor.h */
+typedef enum dd_dtype { DD_F32 = 1, DD_I64 = 7 } dd_dtype;
+typedef struct dd_shape { int ndim; int64_t d[8]; } dd_shape;
+typedef struct dd_tensor {
+  dd_dtype dtype; dd_shape shape; void *data; int owns; int fresh; int relu;
+} dd_tensor;
+int64_t dd_shape_numel(const dd_shape *s);
+const char *dd_dtype_name(dd_dtype t);
+int dd_tensor_new(dd_dtype dtype, const dd_shape *shape, size_t max_bytes, dd_tensor **out,
+                  dd_err *err);
+void dd_tensor_free(dd_tensor *t);
+int dd_tensor_load_pb(const char *path, dd_tensor **out, char **name_out, dd_err *err);
+int dd_tensor_save_pb(const char *path, const dd_tensor *t, const char *name, dd_err *err);
+
+/* model.h */
+typedef struct dd_model dd_model;
+int dd_model_load(const char *path, dd_model **out, dd_err *err);
+void dd_model_free(dd_model *m);
+const char *dd_model_name(const dd_model *m);
+int64_t dd_model_opset(const dd_model *m);
+int64_t dd_model_num_params(const dd_model *m);
+int dd_model_num_values(const dd_model *m);
+const char *dd_model_value_name(const dd_model *m, int value);
+int dd_model_find(const dd_model *m, const char *name);
+int dd_model_value_is_const(const dd_model *m, int value);
+int dd_model_input(const dd_model *m);
+dd_shape dd_model_input_shape(const dd_model *m);
+int dd_model_image_input(const dd_model *m, int *value, dd_err *err);
+int dd_model_num_outputs(const dd_model *m);
+int dd_model_output(const dd_model *m, int i);
+int dd_model_num_nodes(const dd_model *m);
+const char *dd_model_node_name(const dd_model *m, int node);
+const char *dd_model_node_op(const dd_model *m, int node);
+int dd_model_node_num_outputs(const dd_model *m, int node);
+int dd_model_node_output(const dd_model *m, int node, int i);
+int dd_model_resolve(const dd_model *m, const char *name, int *value, dd_err *err);
+const char *dd_model_conv_alias(const dd_model *m, int value, int *shadowed);
+int dd_model_alias_shadowed(const dd_model *m, const char *name, int *alias_value);
+
+/* image.h */
+typedef struct dd_image {
+  int w, h; float *rgb;
+  unsigned char *icc; size_t icc_len; unsigned char *exif; size_t exif_len;
+} dd_image;
+int dd_image_new(int w, int h, dd_image **out, dd_err *err);
+void dd_image_free(dd_image *im);
+int dd_image_load(const char *path, size_t max_pixels, dd_image **out, dd_err *err);
+typedef struct dd_image_save_opts { int quality; int keep_meta; } dd_image_save_opts;
+int dd_image_save_with(const char *path, const dd_image *im, const dd_image_save_opts *opts,
+                       dd_err *err);
+int dd_image_resize(const dd_image *im, int w, int h, dd_image **out, dd_err *err);
+typedef struct dd_preproc { int bgr; float scale; float mean[3]; float std[3]; } dd_preproc;
+
+/* preset.h (PATH_MAX is 4096 on Linux) */
+typedef struct dd_preset {
+  char name[64]; char model_path[4096]; char labels_path[4096]; dd_preproc pre;
+  char layer[256]; int size; char url[512];
+} dd_preset;
+int dd_preset_resolve(const char *spec, dd_preset *out, dd_err *err);
+int dd_labels_load(const char *path, char ***labels, int *n, dd_err *err);
+void dd_labels_free(char **labels, int n);
+int dd_labels_find(char *const *labels, int n, const char *query, int *index, dd_err *err);
+
+/* frame.h */
+typedef enum dd_framing { DD_FRAME_CROP, DD_FRAME_SQUASH, DD_FRAME_FIT } dd_framing;
+typedef struct dd_frame_rect { double x, y, w, h; } dd_frame_rect;
+int dd_image_frame(const dd_image *im, dd_framing framing, int w, int h, dd_image **out,
+                   dd_frame_rect *rect, dd_err *err);
+int dd_frame_layout(int iw, int ih, dd_framing framing, int w, int h, dd_frame_rect *rect,
+                    int *ow, int *oh, dd_err *err);
+int dd_image_cut(const dd_image *im, int x0, int y0, int cw, int ch, dd_image **out,
+                 dd_err *err);
+
+/* graph.h */
+typedef struct dd_plan dd_plan;
+typedef struct dd_binding { int value; dd_shape shape; const dd_tensor *constant; } dd_binding;
+int dd_plan_new(const dd_model *m, const dd_binding *inputs, int n_inputs, const int *targets,
+                int n_targets, unsigned flags, size_t max_bytes, dd_plan **out, dd_err *err);
+void dd_plan_free(dd_plan *p);
+dd_tensor *dd_plan_tensor(dd_plan *p, int value);
+void dd_plan_forward(dd_plan *p);
+size_t dd_plan_bytes(const dd_plan *p);
+int64_t dd_plan_node_flops(const dd_plan *p, int node);
+int dd_plan_node_runs(const dd_plan *p, int node);
+int64_t dd_model_node_params(const dd_model *m, int node);
+
+/* dream.h */
+typedef struct dd_dream_layer { int value; int channel; float weight; } dd_dream_layer;
+typedef enum dd_dream_norm { DD_NORM_MEANABS, DD_NORM_STD, DD_NORM_LAPLACIAN } dd_dream_norm;
+typedef struct dd_dream_params {
+  dd_dream_layer layers[16]; int n_layers; int octaves; float octave_scale; int iters;
+  float step; int jitter; dd_dream_norm norm; int lap_levels; int tile; size_t max_memory;
+  uint64_t seed; const dd_image *guide;
+  const void *cancel; /* const volatile sig_atomic_t * */
+  int checkpoint_every;
+  int in_place;
+} dd_dream_params;
+void dd_dream_params_default(dd_dream_params *p);
+int dd_dream_layer_resolve(const dd_model *m, const char *spec, dd_dream_layer *out,
+                           dd_err *err);
+typedef struct dd_dream_progress {
+  int octave, n_octaves; int iter, n_iters; int w, h; int tiles; double objective;
+  double done; const dd_image *checkpoint;
+} dd_dream_progress;
+typedef int (*dd_dream_progress_fn)(const dd_dream_progress *info, void *user);
+int dd_dream_run(const dd_model *m, const dd_preproc *pp, const dd_dream_params *p,
+                 dd_image *img, dd_dream_progress_fn fn, void *user, dd_err *err);
+typedef struct dd_dream_budget {
+  size_t weights; size_t image; size_t guide; size_t min_plan; int tile; size_t need;
+  size_t plan_budget; int fit_w, fit_h;
+} dd_dream_budget;
+int dd_dream_check_budget(const dd_model *m, const dd_dream_params *p, int w, int h,
+                          size_t max_memory, dd_dream_budget *out, dd_err *err);
+size_t dd_dream_decode_bytes(int w, int h);
+int dd_input_gradient(const dd_model *m, const dd_tensor *input, const dd_dream_layer *layers,
+                      int n_layers, size_t max_bytes, dd_tensor **grad, double *objective,
+                      dd_err *err);
+
+/* visualize.h */
+typedef enum dd_cmap { DD_CMAP_INFERNO, DD_CMAP_VIRIDIS } dd_cmap;
+typedef struct dd_grid { int n, cols, rows; int tile_w, tile_h, gap; } dd_grid;
+int dd_vis_grid(const dd_image *const *tiles, int n, int gap, float bg, dd_image **out,
+                dd_grid *grid, dd_err *err);
+int dd_vis_find_conv(const dd_model *m, int value, int *node, dd_err *err);
+int dd_vis_logits(const dd_model *m, int *value, dd_err *err);
+int dd_vis_filters(const dd_model *m, int node, int bgr, int zoom, int gap, dd_image **out,
+                   dd_grid *grid, dd_err *err);
+typedef struct dd_fv_opts {
+  int size; int iters; float lr; int jitter; float scale; float rotate; int pixels;
+  size_t max_bytes; int (*progress)(void *user, int iter, float objective); void *user;
+} dd_fv_opts;
+void dd_fv_opts_init(dd_fv_opts *o);
+typedef struct dd_fv dd_fv;
+int dd_fv_new(const dd_model *m, const dd_preproc *pp, int value, const dd_fv_opts *o,
+              dd_fv **out, dd_err *err);
+void dd_fv_free(dd_fv *fv);
+int dd_fv_channels(const dd_fv *fv);
+int dd_fv_run(dd_fv *fv, int channel, uint64_t seed, dd_image **out, float *objective,
+              dd_err *err);
+int dd_vis_classify(const dd_model *m, const dd_preproc *pp, const dd_image *im,
+                    size_t max_bytes, dd_tensor **prob, dd_err *err);
+int dd_vis_activations(const dd_model *m, const dd_preproc *pp, int value, const dd_image *im,
+                       size_t max_bytes, dd_tensor **out, dd_err *err);
+typedef struct dd_chan_stats { float mean, max; float zeros; } dd_chan_stats;
+void dd_vis_channel_stats(const dd_tensor *act, dd_chan_stats *st);
+int dd_vis_activation_grid(const dd_tensor *act, int c0, int c1, int zoom, int gap,
+                           dd_cmap map, dd_image **out, dd_grid *grid, dd_err *err);
+typedef struct dd_explain_opts {
+  int size; int cls; int layer; int smoothgrad; float noise; uint64_t seed; size_t max_bytes;
+} dd_explain_opts;
+void dd_explain_opts_init(dd_explain_opts *o);
+typedef struct dd_explanation {
+  int n_classes; int top[5]; float prob[5]; int cls; float logit, prob_cls; int layer;
+  int cam_w, cam_h; int w, h; float *cam; float *saliency; int cam_x, cam_y;
+} dd_explanation;
+int dd_explain(const dd_model *m, const dd_preproc *pp, const dd_image *im,
+               const dd_explain_opts *o, dd_explanation **out, dd_err *err);
+void dd_explanation_free(dd_explanation *e);
+int dd_explain_picture(const dd_image *im, const dd_explanation *e, int height, dd_image **out,
+                       dd_err *err);
+""")
+
+_HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def _candidates():
+    """Where libdream.so may be, in the order tried."""
+    env = os.environ.get("DREAM_LIBRARY")
+    if env:
+        yield env
+        return
+    try:  # written by `cmake --install`: the library installed with this package
+        from dream._paths import LIBRARY
+        yield LIBRARY
+    except ImportError:
+        pass
+    # Next to the package: a copy in the package, or the install tree's lib/ (the package is
+    # P/lib/python3/dist-packages/dream), and the build tree (python/dream -> build/).
+    lib = os.path.normpath(os.path.join(_HERE, "..", "..", ".."))
+    for d in (_HERE, lib, os.path.join(_HERE, "..", "..", "build")):
+        found = sorted(glob.glob(os.path.join(d, "libdream.so*")), key=len)
+        if found:
+            yield found[0]
+    yield "libdream.so"  # the dynamic linker's own search (ld.so.cache, LD_LIBRARY_PATH)
+
+
+def _open():
+    # What the CLI does for itself (src/cli/omp_env.c): libgomp, loaded with the library,
+    # reads its environment once; spinning briefly at barriers keeps a shared machine fast.
+    if "OMP_WAIT_POLICY" not in os.environ and "GOMP_SPINCOUNT" not in os.environ:
+        os.environ["GOMP_SPINCOUNT"] = "10000"
+    tried = []
+    for path in _candidates():
+        try:
+            return ffi.dlopen(path), path
+        except OSError as e:
+            tried.append("%s (%s)" % (path, e))
+    raise ImportError("dream: cannot load libdream.so; set DREAM_LIBRARY to its path. Tried: "
+                      + "; ".join(tried))
+
+
+lib, library_path = _open()
