@@ -883,3 +883,21 @@ Test(dream, in_place_gives_the_same_picture_with_less_memory, .timeout = 300) {
   dd_image_free(im);
   dd_model_free(m);
 }
+
+/* The CLI-safety issue's case: a 4096x3072 photo under --max-memory 512M is dreamed (in tiles,
+ * the largest octave in place; measured: 485 MiB peak, README), where holding a copy of the
+ * image would not fit. */
+Test(dream, a_12_megapixel_photo_fits_512_mib_in_place) {
+  dd_model *m = th_shared_model("models/bvlc_googlenet.onnx");
+  dd_dream_params p;
+  params_for(m, "inception_4c/output", &p);
+  dd_dream_budget b;
+  dd_err err;
+  p.in_place = 1;
+  cr_expect_eq(dd_dream_check_budget(m, &p, 4096, 3072, (size_t)512 << 20, &b, &err), DD_OK,
+               "%s", err.msg);
+  cr_expect_lt(b.need, (size_t)512 << 20);
+  p.in_place = 0;
+  cr_expect_eq(dd_dream_check_budget(m, &p, 4096, 3072, (size_t)512 << 20, &b, &err), DD_ELIMIT);
+  dd_model_free(m);
+}
