@@ -246,7 +246,7 @@ static void fill_image(dd_image *im) {
 
 static int count_flops(const bench_opts *o) {
   dd_err err;
-  dd_preset ps;
+  dd_preset ps = {0};
   dd_model *m = NULL;
   dd_plan *p = NULL;
   int layer, in;
@@ -254,8 +254,10 @@ static int count_flops(const bench_opts *o) {
       dd_model_resolve(m, o->layer, &layer, &err)) {
     fprintf(stderr, "bench_engine: %s\n", err.msg);
     dd_model_free(m);
+    dd_preset_clear(&ps);
     return 1;
   }
+  dd_preset_clear(&ps);
   in = dd_model_input(m);
   /* The plan's buffers are allocated but never touched, so this costs address space only. */
   int64_t dims[4] = {1, 3, o->h, o->w};
@@ -273,16 +275,18 @@ static int count_flops(const bench_opts *o) {
 
 static int bench_model(const bench_opts *o, int grad) {
   dd_err err;
-  dd_preset ps;
+  dd_preset ps = {0};
   dd_model *m = NULL;
   if (dd_preset_resolve(o->preset, &ps, &err) || dd_model_load(ps.model_path, &m, &err)) {
     fprintf(stderr, "bench_engine: %s\n", err.msg);
+    dd_preset_clear(&ps);
     return 1;
   }
   int layer;
   if (dd_model_resolve(m, o->layer, &layer, &err)) {
     fprintf(stderr, "bench_engine: %s\n", err.msg);
     dd_model_free(m);
+    dd_preset_clear(&ps);
     return 1;
   }
   int nn = dd_model_num_nodes(m), total = o->warmup + o->iters;
@@ -376,6 +380,7 @@ done:
   free(t);
   free(prof);
   dd_model_free(m);
+  dd_preset_clear(&ps);
   return rc;
 }
 

@@ -16,7 +16,7 @@ int main(int argc, char **argv) {
     return 2;
   }
   dd_err err;
-  dd_preset preset;
+  dd_preset preset = {0};
   dd_model *model = NULL;
   dd_image *img = NULL;
   int status = 1;
@@ -42,5 +42,6 @@ int main(int argc, char **argv) {
 done:
   dd_image_free(img);
   dd_model_free(model);
+  dd_preset_clear(&preset);
   return status;
 }

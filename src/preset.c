@@ -5,6 +5,7 @@
 #include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -92,7 +93,19 @@ static int find_model_file(const char *file, const char *extra_dir, char *found,
   return -1;
 }
 
-static void preset_defaults(dd_preset *p) {
+/* A preset while it is read: fixed buffers, copied into the public dd_preset's own strings
+ * at the end (dd_preset_resolve). */
+typedef struct preset_buf {
+  char name[64];
+  char model_path[PATH_MAX];
+  char labels_path[PATH_MAX];
+  dd_preproc pre;
+  char layer[256];
+  int size;
+  char url[512];
+} preset_buf;
+
+static void preset_defaults(preset_buf *p) {
   memset(p, 0, sizeof *p);
   p->pre.bgr = 0;
   p->pre.scale = 1.f;
@@ -129,7 +142,7 @@ static char *trim(char *s) {
 }
 
 /* Parses the preset text; the file's `file` and `labels` names go to file_out/labels_out. */
-static int parse_preset(const char *path, char *text, dd_preset *p, char *file_out,
+static int parse_preset(const char *path, char *text, preset_buf *p, char *file_out,
                         char *labels_out, dd_err *err) {
   int line_no = 0;
   char *save = NULL;
@@ -192,7 +205,7 @@ static int not_found(dd_err *err, const char *preset, const char *what, const se
                  url && url[0] ? url : "");
 }
 
-static int load_preset_file(const char *path, const char *name, dd_preset *out, dd_err *err) {
+static int load_preset_file(const char *path, const char *name, preset_buf *out, dd_err *err) {
   void *buf;
   size_t len;
   int rc = dd_read_file(path, PRESET_MAX_FILE, &buf, &len, err);
@@ -207,7 +220,7 @@ static int load_preset_file(const char *path, const char *name, dd_preset *out, 
     free(text);
     return dd_fail(err, DD_EFORMAT, "%s: not a text file", path);
   }
-  dd_preset p;
+  preset_buf p;
   preset_defaults(&p);
   snprintf(p.name, sizeof p.name, "%s", name);
   char file[PATH_MAX], labels[PATH_MAX];
@@ -257,7 +270,7 @@ static int preset_exists(const char *name) {
          preset_visit(DREAM_WEIGHTS_DIR, &s);
 }
 
-int dd_preset_resolve(const char *spec, dd_preset *out, dd_err *err) {
+static int resolve(const char *spec, preset_buf *out, dd_err *err) {
   if (!spec || !*spec) return dd_fail(err, DD_EARG, "empty model name");
   if (strlen(spec) >= PATH_MAX) return dd_fail(err, DD_EARG, "model name too long");
   const char *base = strrchr(spec, '/');
@@ -275,7 +288,7 @@ int dd_preset_resolve(const char *spec, dd_preset *out, dd_err *err) {
     if (stat(spec, &st) != 0)
       return dd_fail(err, DD_ENOTFOUND, "%s: cannot open: %s", spec, strerror(errno));
     if (!S_ISREG(st.st_mode)) return dd_fail(err, DD_EIO, "%s: not a regular file", spec);
-    dd_preset p;
+    preset_buf p;
     preset_defaults(&p);
     size_t n = strlen(base);
     if (ends_with(base, ".onnx")) n -= 5;
@@ -312,6 +325,30 @@ static int is_wnid(const char *s, size_t n) {
   for (size_t i = 1; i < 9; i++)
     if (!isdigit((unsigned char)s[i])) return 0;
   return 1;
+}
+
+void dd_preset_clear(dd_preset *p) {
+  if (!p) return;
+  free(p->name);
+  free(p->model_path);
+  free(p->labels_path);
+  free(p->layer);
+  free(p->url);
+  memset(p, 0, sizeof *p);
+}
+
+int dd_preset_resolve(const char *spec, dd_preset *out, dd_err *err) {
+  preset_buf b;
+  int rc = resolve(spec, &b, err);
+  if (rc) return rc;
+  dd_preset p = {dd_strdup(b.name), dd_strdup(b.model_path), dd_strdup(b.labels_path), b.pre,
+                 dd_strdup(b.layer), b.size, dd_strdup(b.url)};
+  if (!p.name || !p.model_path || !p.labels_path || !p.layer || !p.url) {
+    dd_preset_clear(&p);
+    return dd_fail(err, DD_ENOMEM, "out of memory");
+  }
+  *out = p;
+  return DD_OK;
 }
 
 int dd_labels_load(const char *path, char ***labels, int *n, dd_err *err) {

@@ -41,7 +41,7 @@ static int ends_with(const char *s, const char *suffix) {
 }
 
 Test(preset, googlenet_is_caffe_preprocessing) {
-  dd_preset p;
+  dd_preset p __attribute__((cleanup(dd_preset_clear))) = {0};
   dd_err err;
   cr_assert_eq(dd_preset_resolve("googlenet", &p, &err), DD_OK, "%s", err.msg);
   cr_assert_str_eq(p.name, "googlenet");
@@ -60,7 +60,7 @@ Test(preset, googlenet_is_caffe_preprocessing) {
 }
 
 Test(preset, squeezenet_is_torchvision_preprocessing) {
-  dd_preset p;
+  dd_preset p __attribute__((cleanup(dd_preset_clear))) = {0};
   dd_err err;
   cr_assert_eq(dd_preset_resolve("squeezenet", &p, &err), DD_OK, "%s", err.msg);
   cr_assert(ends_with(p.model_path, "/squeezenet1.1.onnx"), "%s", p.model_path);
@@ -76,7 +76,7 @@ Test(preset, squeezenet_is_torchvision_preprocessing) {
 
 Test(preset, any_onnx_file_gets_imagenet_defaults) {
   char path[512];
-  dd_preset p;
+  dd_preset p __attribute__((cleanup(dd_preset_clear))) = {0};
   dd_err err;
   th_shared(path, sizeof path, "models/squeezenet1.1.onnx");
   cr_assert_eq(dd_preset_resolve(path, &p, &err), DD_OK, "%s", err.msg);
@@ -94,7 +94,7 @@ Test(preset, any_onnx_file_gets_imagenet_defaults) {
 }
 
 Test(preset, unknown_name_lists_the_presets) {
-  dd_preset p;
+  dd_preset p __attribute__((cleanup(dd_preset_clear))) = {0};
   dd_err err;
   cr_assert_eq(dd_preset_resolve("alexnet", &p, &err), DD_ENOTFOUND);
   cr_assert(strstr(err.msg, "alexnet"), "%s", err.msg);
@@ -107,7 +107,7 @@ Test(preset, missing_model_says_where_it_looked_and_what_to_do) {
   cr_assert_eq(setenv("DREAM_PRESET_PATH", tmpdir, 1), 0);
   cr_assert_eq(setenv("DREAM_MODEL_PATH", "/nonexistent/a:/nonexistent/b", 1), 0);
   write_text("ghost.preset", "file ghost.onnx\nurl https://example.org/ghost.onnx\n");
-  dd_preset p;
+  dd_preset p __attribute__((cleanup(dd_preset_clear))) = {0};
   dd_err err;
   cr_assert_eq(dd_preset_resolve("ghost", &p, &err), DD_ENOTFOUND);
   cr_assert(strstr(err.msg, "ghost.onnx not found"), "%s", err.msg);
@@ -126,7 +126,7 @@ Test(preset, user_presets_and_files_beside_them) {
              "file mine.onnx   # trailing comment\n"
              "labels mine.txt\n"
              "bgr yes\nscale 255\nmean 1,2,3\nstd 2\nlayer conv3\nsize 299\n");
-  dd_preset p;
+  dd_preset p __attribute__((cleanup(dd_preset_clear))) = {0};
   dd_err err;
   cr_assert_eq(dd_preset_resolve("mine", &p, &err), DD_OK, "%s", err.msg);
   char want[256];
@@ -162,7 +162,7 @@ Test(preset, malformed_presets_name_the_line) {
   };
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
     write_text("bad.preset", cases[i].text);
-    dd_preset p;
+    dd_preset p __attribute__((cleanup(dd_preset_clear))) = {0};
     dd_err err;
     cr_assert_eq(dd_preset_resolve("bad", &p, &err), DD_EFORMAT, "case %zu", i);
     cr_assert(strstr(err.msg, cases[i].want), "case %zu: %s", i, err.msg);

@@ -10,8 +10,6 @@
 
 #include "dream/api.h"
 
-#include <limits.h>
-
 #include "dream/error.h"
 #include "dream/image.h"
 
@@ -19,18 +17,15 @@
 extern "C" {
 #endif
 
-#ifndef PATH_MAX
-#define PATH_MAX 4096
-#endif
-
+/* A resolved preset.  Its strings belong to it: dd_preset_clear frees them. */
 typedef struct dd_preset {
-  char name[64];
-  char model_path[PATH_MAX];  /* resolved path of the .onnx file */
-  char labels_path[PATH_MAX]; /* resolved labels file, "" if none */
+  char *name;
+  char *model_path;  /* resolved path of the .onnx file */
+  char *labels_path; /* resolved labels file, "" if none */
   dd_preproc pre;
-  char layer[256]; /* default dream layer */
-  int size;        /* classification input size (square), e.g. 224 */
-  char url[512];   /* where to download the model when it is not found */
+  char *layer;       /* default dream layer, "" if none */
+  int size;          /* classification input size (square), e.g. 224 */
+  char *url;         /* where the model comes from when it is not found, "" if unknown */
 } dd_preset;
 
 /* `spec` is one of:
@@ -44,6 +39,8 @@ typedef struct dd_preset {
  * the preset's own directory.  Fails with DD_ENOTFOUND naming where it looked and how to get
  * the file, DD_EFORMAT for a malformed preset (with its line number). */
 DD_API int dd_preset_resolve(const char *spec, dd_preset *out, dd_err *err);
+/* Frees a resolved preset's strings and zeroes it; a zeroed dd_preset is accepted. */
+DD_API void dd_preset_clear(dd_preset *p);
 
 /* Labels: one per line ("n02110185 Siberian husky" -> "Siberian husky").  *labels is an
  * array of *n malloc'ed strings; free with dd_labels_free. */

@@ -238,7 +238,7 @@ class Model:
             if not (scale > 0 and math.isfinite(scale)):
                 raise ValueError("scale: expected a finite number > 0, got %r" % (scale,))
             pre.pre.scale = scale
-        self._preset = pre
+        self._preset = pre  # freed by close()
         self.max_memory = int(max_memory) if max_memory else default_max_memory()
         out = ffi.new("dd_model **")
         _check(lib.dd_model_load(pre.model_path, out, err), err)
@@ -264,6 +264,8 @@ class Model:
         if getattr(self, "_labels", ffi.NULL) != ffi.NULL:
             lib.dd_labels_free(self._labels, self._n_labels)
             self._labels = ffi.NULL
+        if getattr(self, "_preset", None) is not None:
+            lib.dd_preset_clear(self._preset)  # its strings are the library's
 
     def __enter__(self):
         return self
@@ -290,6 +292,8 @@ class Model:
     @property
     def path(self):
         """The .onnx file."""
+        if self._preset.model_path == ffi.NULL:
+            return None
         return os.fsdecode(ffi.string(self._preset.model_path))
 
     @property

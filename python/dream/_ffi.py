@@ -72,12 +72,13 @@ int dd_image_save_with(const char *path, const dd_image *im, const dd_image_save
 int dd_image_resize(const dd_image *im, int w, int h, dd_image **out, dd_err *err);
 typedef struct dd_preproc { int bgr; float scale; float mean[3]; float std[3]; } dd_preproc;
 
-/* preset.h (PATH_MAX is 4096 on Linux) */
+/* preset.h */
 typedef struct dd_preset {
-  char name[64]; char model_path[4096]; char labels_path[4096]; dd_preproc pre;
-  char layer[256]; int size; char url[512];
+  char *name; char *model_path; char *labels_path; dd_preproc pre;
+  char *layer; int size; char *url;
 } dd_preset;
 int dd_preset_resolve(const char *spec, dd_preset *out, dd_err *err);
+void dd_preset_clear(dd_preset *p);
 int dd_labels_load(const char *path, char ***labels, int *n, dd_err *err);
 void dd_labels_free(char **labels, int n);
 int dd_labels_find(char *const *labels, int n, const char *query, int *index, dd_err *err);

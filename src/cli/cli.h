@@ -139,11 +139,12 @@ typedef struct cli_model {
 } cli_model;
 
 /* Resolves the preset and applies the overrides, without loading anything (so the model
- * and label files can be checked against the outputs first).  Prints; 0 or 1. */
+ * and label files can be checked against the outputs first).  Prints; 0 or 1.  On success
+ * *p owns strings: pass it to cli_model_load or dd_preset_clear it. */
 int cli_model_resolve(const cli_model_opts *o, dd_preset *p);
-/* Loads the model and labels of a resolved preset.  Prints the error and returns 1 on
- * failure, 0 on success. */
-int cli_model_load(const cli_model_opts *o, const dd_preset *p, cli_model *out);
+/* Loads the model and labels of a resolved preset, taking its strings (*p is cleared, on
+ * failure too).  Prints the error and returns 1 on failure, 0 on success. */
+int cli_model_load(const cli_model_opts *o, dd_preset *p, cli_model *out);
 /* Both. */
 int cli_model_open(const cli_model_opts *o, cli_model *out);
 void cli_model_close(cli_model *m);

@@ -109,7 +109,10 @@ int cmd_activations(int argc, char **argv) {
   cli_files_out(&files, out, CLI_OUT_IMAGE);
   cli_files_out(&files, csv, CLI_OUT_CSV);
   int status = cli_files_check("activations", &files);
-  if (status) return status;
+  if (status) {
+    dd_preset_clear(&pre);
+    return status;
+  }
 
   cli_model cm;
   if (cli_model_load(&co.model, &pre, &cm)) return 1;

@@ -284,7 +284,10 @@ int cmd_dream(int argc, char **argv) {
   cli_files_in(&files, pre.labels_path);
   cli_files_out(&files, a.out, CLI_OUT_IMAGE);
   int status = cli_files_check("dream", &files);
-  if (status) return status;
+  if (status) {
+    dd_preset_clear(&pre);
+    return status;
+  }
 
   cli_model cm;
   if (cli_model_load(&a.common.model, &pre, &cm)) return 1;

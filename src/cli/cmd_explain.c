@@ -121,7 +121,10 @@ int cmd_explain(int argc, char **argv) {
   cli_files_out(&files, out, CLI_OUT_IMAGE);
   cli_files_out(&files, json, CLI_OUT_JSON);
   int status = cli_files_check("explain", &files);
-  if (status) return status;
+  if (status) {
+    dd_preset_clear(&pre);
+    return status;
+  }
 
   cli_model cm;
   if (cli_model_load(&co.model, &pre, &cm)) return 1;

@@ -173,7 +173,10 @@ int cmd_filters(int argc, char **argv) {
   cli_files_out(&files, out, CLI_OUT_IMAGE);
   if (optimize) cli_files_out(&files, csv, CLI_OUT_CSV);
   int status = cli_files_check("filters", &files);
-  if (status) return status;
+  if (status) {
+    dd_preset_clear(&pre);
+    return status;
+  }
 
   cli_model cm;
   if (cli_model_load(&co.model, &pre, &cm)) return 1;

@@ -70,7 +70,10 @@ int cmd_grad(int argc, char **argv) {
   cli_files_in(&files, pre.labels_path);
   cli_files_out(&files, save, CLI_OUT_PB);
   int status = cli_files_check("grad", &files);
-  if (status) return status;
+  if (status) {
+    dd_preset_clear(&pre);
+    return status;
+  }
 
   cli_model cm;
   if (cli_model_load(&co.model, &pre, &cm)) return 1;

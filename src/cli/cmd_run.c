@@ -144,8 +144,8 @@ int cmd_run(int argc, char **argv) {
     /* Never over an input: the tensor file, the model, its labels. */
     cli_files files = {0};
     cli_files_in(&files, input);
-    cli_files_in(&files, pre.model_path);
-    cli_files_in(&files, pre.labels_path);
+    cli_files_in(&files, cm.preset.model_path);
+    cli_files_in(&files, cm.preset.labels_path);
     cli_files_out(&files, path, CLI_OUT_PB);
     int rc = cli_files_check("run", &files);
     if (rc) {

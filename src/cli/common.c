@@ -20,6 +20,7 @@ void cli_model_opts_init(cli_model_opts *o) {
 
 int cli_model_resolve(const cli_model_opts *o, dd_preset *p) {
   dd_err err;
+  memset(p, 0, sizeof *p);
   if (dd_preset_resolve(o->model ? o->model : "googlenet", p, &err)) return cli_report(&err);
   /* The values were checked when the options were parsed. */
   if (o->mean) cli_parse_triple("--mean", o->mean, 0, p->pre.mean, &err);
@@ -29,18 +30,23 @@ int cli_model_resolve(const cli_model_opts *o, dd_preset *p) {
   return 0;
 }
 
-int cli_model_load(const cli_model_opts *o, const dd_preset *p, cli_model *out) {
+int cli_model_load(const cli_model_opts *o, dd_preset *p, cli_model *out) {
   memset(out, 0, sizeof *out);
   dd_err err;
   dd_model *m;
-  if (dd_model_load(p->model_path, &m, &err)) return cli_report(&err);
+  if (dd_model_load(p->model_path, &m, &err)) {
+    dd_preset_clear(p);
+    return cli_report(&err);
+  }
   char **labels = NULL;
   int n_labels = 0;
   if (p->labels_path[0] && dd_labels_load(p->labels_path, &labels, &n_labels, &err)) {
     dd_model_free(m);
+    dd_preset_clear(p);
     return cli_report(&err);
   }
-  out->preset = *p;
+  out->preset = *p; /* the strings move to out */
+  memset(p, 0, sizeof *p);
   out->model = m;
   out->labels = labels;
   out->n_labels = n_labels;
@@ -59,6 +65,7 @@ void cli_model_close(cli_model *m) {
   if (!m) return;
   dd_model_free(m->model);
   dd_labels_free(m->labels, m->n_labels);
+  dd_preset_clear(&m->preset);
   memset(m, 0, sizeof *m);
 }
 
