@@ -49,6 +49,13 @@ class Error(Exception):
         self.name = _str(lib.dd_errname(code))
 
 
+# Bound now, not on first use: close() runs from __del__, which the garbage collector may
+# call while cffi is building another attribute of lib under its lock.
+_model_free = lib.dd_model_free
+_labels_free = lib.dd_labels_free
+_preset_clear = lib.dd_preset_clear
+
+
 def _str(p):
     return ffi.string(p).decode("utf-8", "replace") if p != ffi.NULL else None
 
@@ -259,13 +266,13 @@ class Model:
     def close(self):
         """Frees the model; using it afterwards raises dream.Error."""
         if getattr(self, "_m", None):
-            lib.dd_model_free(self._m)
+            _model_free(self._m)
             self._m = None
         if getattr(self, "_labels", ffi.NULL) != ffi.NULL:
-            lib.dd_labels_free(self._labels, self._n_labels)
+            _labels_free(self._labels, self._n_labels)
             self._labels = ffi.NULL
         if getattr(self, "_preset", None) is not None:
-            lib.dd_preset_clear(self._preset)  # its strings are the library's
+            _preset_clear(self._preset)  # its strings are the library's
 
     def __enter__(self):
         return self
