@@ -660,8 +660,7 @@ static int plan_new(dd_plan *host, const dd_model *m, const dd_binding *inputs, 
       double need_b = (double)ne * (double)dd_dtype_size(outs[k]->dtype);
       if (ne >= 0 && max_bytes && need_b > (double)max_bytes) {
         rc = dd_fail(err, DD_ELIMIT, "%s: node '%s' (%s): output '%s' of shape %s alone needs "
-                     "%s, more than the %s limit (use a smaller image or tiles, or "
-                     "raise --max-memory)", m->name, n->name, n->op_type, m->values[v].name,
+                     "%s, more than the %s limit", m->name, n->name, n->op_type, m->values[v].name,
                      dd_shape_str(&outs[k]->shape, sb, sizeof sb),
                      fmt_size(need_b, s1, sizeof s1), fmt_size((double)max_bytes, s2, sizeof s2));
         goto fail;
@@ -741,7 +740,7 @@ static int plan_new(dd_plan *host, const dd_model *m, const dd_binding *inputs, 
   }
   if (max_bytes && total > max_bytes) {
     rc = dd_fail(err, DD_ELIMIT, "%s: this input size needs %s of buffers, more than the "
-                 "%s limit (use a smaller image or tiles, or raise --max-memory)",
+                 "%s limit",
                  m->name, fmt_size((double)total, s1, sizeof s1),
                  fmt_size((double)max_bytes, s2, sizeof s2));
     goto fail;
@@ -750,8 +749,7 @@ static int plan_new(dd_plan *host, const dd_model *m, const dd_binding *inputs, 
   /* Buffers of its own are held beside the host's, which stays: both count. */
   if (host && !in_host && max_bytes && total + dd_plan_bytes(host) > max_bytes) {
     rc = dd_fail(err, DD_ELIMIT, "%s: this input size needs %s of buffers besides the %s of "
-                 "the plan it would share them with, more than the %s limit (use a smaller "
-                 "image or tiles, or raise --max-memory)", m->name,
+                 "the plan it would share them with, more than the %s limit", m->name,
                  fmt_size((double)total, s1, sizeof s1),
                  fmt_size((double)dd_plan_bytes(host), sb, sizeof sb),
                  fmt_size((double)max_bytes, s2, sizeof s2));
