@@ -7,8 +7,8 @@
  *   depthwise  one input channel per group: a direct loop (a gemm with one row would spend
  *              its time on im2col copies).
  *   winograd   3x3, stride 1, no dilation, one group, at least WINO_MIN_CH channels in and
- *              out: Winograd F(4x4, 3x3) (ops/winograd.c); on GoogLeNet's 3x3 layers 1.6x
- *              faster than im2col + sgemm (bench/README.md).
+ *              out: Winograd F(4x4, 3x3) (ops/winograd.c): fewer multiplications than
+ *              im2col + sgemm, which pays from that many channels (bench/README.md).
  *   general    im2col fused with the product: each thread packs 32 output columns of the
  *              column matrix at a time on its stack and multiplies them at once (see "The
  *              fused path" below); the column matrix is never written to memory.

@@ -267,8 +267,8 @@ static void max2d_init(max2d *m, const dd_window *w, const float *x) {
 }
 
 /* Input rows (and in backward the dx rows) are fetched this far ahead of their fold: a
- * plane's rows are short streams that the hardware prefetcher picks up late.  About 5% off
- * GoogLeNet's pools at 1024x768, forward and backward alike. */
+ * plane's rows are short streams that the hardware prefetcher picks up late (the gain is in
+ * bench/README.md). */
 #define PREFETCH_ROWS 4
 
 /* Prefetches the part of plane row r (if any) that the outputs [oa, ob) read, for writing
