@@ -947,12 +947,10 @@ void dd_plan_forward(dd_plan *p) {
     dd_tensor *outs[64];
     for (int j = 0; j < n->n_in; j++) in[j] = n->in[j] >= 0 ? &p->val[n->in[j]] : NULL;
     for (int k = 0; k < n->n_out; k++) outs[k] = n->out[k] >= 0 ? &p->val[n->out[k]] : NULL;
-    int relu = p->relu_out && p->relu_out[o];
-    if (relu) outs[0]->relu = 1;
+    dd_op_call call = {p->relu_out && p->relu_out[o], 0};
     double t0 = p->profile ? now_seconds() : 0;
-    n->op->forward(n, in, outs, p->scratch);
+    dd_op_forward(n, in, outs, p->scratch, &call);
     if (p->profile) p->profile[2 * p->order[o]] += now_seconds() - t0;
-    if (relu) outs[0]->relu = 0;
   }
 }
 
@@ -978,6 +976,15 @@ void dd_plan_zero_grad(dd_plan *p) {
     if (p->grad[v].data) zero_tensor(&p->grad[v]);
 }
 
+/* The bits of dd_op_call.fresh for gradient v handed over fresh to node n: those of the
+ * inputs that are v (one: see first_writer_overwrites). */
+static uint64_t fresh_bits(const dd_node *n, int v) {
+  uint64_t bits = 0;
+  for (int j = 0; j < n->n_in; j++)
+    if (n->in[j] == v) bits |= UINT64_C(1) << j;
+  return bits;
+}
+
 void dd_plan_backward(dd_plan *p) {
   const dd_model *m = p->m;
   for (int o = p->n_order - 1; o >= 0; o--) {
@@ -998,17 +1005,15 @@ void dd_plan_backward(dd_plan *p) {
       any_in |= din[j] != NULL;
     }
     if (!any_out || !any_in || (p->bskip && p->bskip[o])) continue;
+    dd_op_call call = {0, 0};
     if (p->zstart)
       for (int z = p->zstart[o]; z < p->zstart[o + 1]; z++) {
         int v = p->zlist[z];
         if (v >= 0) zero_tensor(&p->grad[v]);
-        else p->grad[-1 - v].fresh = 1;
+        else call.fresh |= fresh_bits(n, -1 - v);
       }
     double t0 = p->profile ? now_seconds() : 0;
-    n->op->backward(n, in, outs, dout, din, p->scratch);
-    if (p->zstart)
-      for (int z = p->zstart[o]; z < p->zstart[o + 1]; z++)
-        if (p->zlist[z] < 0) p->grad[-1 - p->zlist[z]].fresh = 0;
+    dd_op_backward(n, in, outs, dout, din, p->scratch, &call);
     if (p->profile) p->profile[2 * p->order[o] + 1] += now_seconds() - t0;
   }
 }
