@@ -1,8 +1,6 @@
 /* The executor: a plan (plan/plan.h) run forward, and backward to its input. */
 #include "dream/graph.h"
 
-#include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
