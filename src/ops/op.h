@@ -16,6 +16,10 @@
  *            is NULL for inputs that need no gradient (weights, shapes).  NULL backward: the
  *            op is not differentiable, and a plan that needs its gradient is refused.
  *   flops    optional: multiply-adds x2 of one forward, for `dream layers` and the benchmark.
+ *   forward_call, backward_call
+ *            optional: forward and backward with the plan's hints for one call (dd_op_call:
+ *            a Relu folded into the output, gradients handed over fresh).  The executor calls
+ *            them through dd_op_forward and dd_op_backward; the hints never live in a tensor.
  *
  * Kernels may use OpenMP for the outer loops; they never allocate: scratch is given.
  */
