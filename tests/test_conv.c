@@ -165,9 +165,9 @@ static void naive_conv(const conv_case *k, const float *x, const float *w, const
   free(gw);
 }
 
-/* Runs op->backward with the given dout into gradients of X and W starting at `initial`, or
- * with `fresh` as NaN garbage marked fresh (as the planner hands a gradient to its first
- * writer); the gradient of W is left in *dw. */
+/* Runs the op's backward with the given dout into gradients of X and W starting at
+ * `initial`, or with `fresh` as NaN garbage handed over fresh (dd_op_call.fresh, as the
+ * planner hands a gradient to its first writer); the gradient of W is left in *dw. */
 static dd_tensor *run_backward(th_node *t, dd_tensor **in, dd_tensor *y, dd_tensor *dy,
                                float initial, int fresh, dd_tensor **dw) {
   dd_err err;
@@ -180,17 +180,17 @@ static dd_tensor *run_backward(th_node *t, dd_tensor **in, dd_tensor *y, dd_tens
   for (int64_t i = 0; i < dd_tensor_numel(dx); i++) dd_f32(dx)[i] = initial;
   *dw = th_tensor(in[1]->shape.ndim, in[1]->shape.d);
   for (int64_t i = 0; i < dd_tensor_numel(*dw); i++) dd_f32(*dw)[i] = initial;
-  dx->fresh = (*dw)->fresh = fresh;
+  dd_op_call call = {0, fresh ? 3 : 0}; /* din[0] and din[1] */
   dd_tensor *din[3] = {dx, *dw, NULL};
   const dd_tensor *dout[1] = {dy}, *out[1] = {y};
   void *s = scratch ? malloc(scratch) : NULL;
-  t->node.op->backward(&t->node, (const dd_tensor *const *)in, out, dout, din, s);
+  dd_op_backward(&t->node, (const dd_tensor *const *)in, out, dout, din, s, &call);
   free(s);
-  dx->fresh = (*dw)->fresh = 0;
   return dx;
 }
 
-/* Forward with the Relu after it folded in (out->relu, as a plan sets it): y = max(0, conv). */
+/* Forward with the Relu after it folded in (dd_op_call.relu_out, as a plan sets it):
+ * y = max(0, conv). */
 static dd_tensor *run_forward_relu(th_node *t, dd_tensor **in) {
   dd_err err;
   dd_tensor shape, *outs[1] = {&shape};
@@ -199,11 +199,10 @@ static dd_tensor *run_forward_relu(th_node *t, dd_tensor **in) {
   cr_assert_eq(t->node.op->infer(&t->node, (const dd_tensor *const *)in, outs, &scratch, &err), 0);
   dd_tensor *y = th_tensor(shape.shape.ndim, shape.shape.d);
   for (int64_t i = 0; i < dd_tensor_numel(y); i++) dd_f32(y)[i] = NAN;
-  y->relu = 1;
+  dd_op_call call = {1, 0};
   void *s = scratch ? malloc(scratch) : NULL;
-  t->node.op->forward(&t->node, (const dd_tensor *const *)in, &y, s);
+  dd_op_forward(&t->node, (const dd_tensor *const *)in, &y, s, &call);
   free(s);
-  y->relu = 0;
   return y;
 }
 

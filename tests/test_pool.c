@@ -196,8 +196,9 @@ static void naive_pool(const pool_case *k, const float *x, float *y, int64_t *ar
         }
 }
 
-/* dx starts at `initial`, or with fresh != 0 as garbage (NaN) marked fresh, as the planner
- * hands a gradient to its first writer: backward must then overwrite all of it. */
+/* dx starts at `initial`, or with fresh != 0 as garbage (NaN) handed over fresh
+ * (dd_op_call.fresh), as the planner hands a gradient to its first writer: backward must then
+ * overwrite all of it. */
 static dd_tensor *run_backward(th_node *t, dd_tensor *x, dd_tensor *dy, float initial, int fresh) {
   dd_err err;
   dd_tensor shape[2], *outs[2] = {&shape[0], &shape[1]};
@@ -206,12 +207,11 @@ static dd_tensor *run_backward(th_node *t, dd_tensor *x, dd_tensor *dy, float in
   cr_assert_eq(t->node.op->infer(&t->node, (const dd_tensor *const *)&x, outs, &scratch, &err), 0);
   dd_tensor *dx = th_tensor(x->shape.ndim, x->shape.d);
   for (int64_t i = 0; i < dd_tensor_numel(dx); i++) dd_f32(dx)[i] = fresh ? NAN : initial;
-  dx->fresh = fresh;
+  dd_op_call call = {0, fresh ? 1 : 0};
   const dd_tensor *dout[2] = {dy, NULL}, *out[2] = {NULL, NULL};
   void *s = scratch ? malloc(scratch) : NULL;
-  t->node.op->backward(&t->node, (const dd_tensor *const *)&x, out, dout, &dx, s);
+  dd_op_backward(&t->node, (const dd_tensor *const *)&x, out, dout, &dx, s, &call);
   free(s);
-  dx->fresh = 0;
   return dx;
 }
 

@@ -32,10 +32,6 @@ typedef struct dd_tensor {
   dd_shape shape;
   void *data; /* float * or int64_t *, numel elements */
   int owns;   /* data is freed with the tensor */
-  int fresh;  /* a plan's gradient handed to its first writer: its data is garbage (see
-                 DD_OP_GRAD_FRESH in src/ops/op.h); 0 everywhere else */
-  int relu;   /* a plan's value while its producer runs, when the Relu reading it is folded
-                 into that producer: write max(0, y) (DD_OP_FOLD_RELU); 0 everywhere else */
 } dd_tensor;
 
 /* Number of elements, or -1 when a dim is negative or the product overflows int64. */

@@ -7,8 +7,8 @@
  *   depthwise  one input channel per group: a direct loop (a gemm with one row would spend
  *              its time on im2col copies).
  *   winograd   3x3, stride 1, no dilation, one group, at least WINO_MIN_CH channels in and
- *              out: Winograd F(4x4, 3x3) (ops/winograd.c); on GoogLeNet's 3x3 layers 1.6x
- *              faster than im2col + sgemm (bench/README.md).
+ *              out: Winograd F(4x4, 3x3) (ops/winograd.c): fewer multiplications than
+ *              im2col + sgemm, which pays from that many channels (bench/README.md).
  *   general    im2col fused with the product: each thread packs 32 output columns of the
  *              column matrix at a time on its stack and multiplies them at once (see "The
  *              fused path" below); the column matrix is never written to memory.
@@ -656,16 +656,17 @@ static void depthwise_backward(const conv_geom *g, const float *wt, const float 
   }
 }
 
-static void conv_forward(const dd_node *node, const dd_tensor *const *in, dd_tensor *const *out,
-                         void *scratch) {
+/* call->relu_out (DD_OP_FOLD_RELU): the plan folded the Relu reading y into this node, and
+ * y = max(0, conv). */
+static void conv_forward_call(const dd_node *node, const dd_tensor *const *in,
+                              dd_tensor *const *out, void *scratch, const dd_op_call *call) {
   if (!out[0]) return;
   const dd_tensor *bt = node->n_in > 2 ? in[2] : NULL;
   conv_geom g;
   conv_geometry(node->params, in[0], in[1], bt, &g, NULL);
   const float *x = dd_f32(in[0]), *wt = dd_f32(in[1]), *bias = bt ? dd_f32(bt) : NULL;
   float *y = dd_f32(out[0]), *col = scratch;
-  /* the plan folded the Relu reading y into this node (out[0]->relu): y = max(0, conv) */
-  int relu = out[0]->relu ? DD_SGEMM_RELU : 0;
+  int relu = call->relu_out ? DD_SGEMM_RELU : 0;
   if (g.depthwise) {
     depthwise_forward(&g, x, wt, bias, y);
     if (relu) {
@@ -697,9 +698,146 @@ static void conv_forward(const dd_node *node, const dd_tensor *const *in, dd_ten
   }
 }
 
-static void conv_backward(const dd_node *node, const dd_tensor *const *in,
-                          const dd_tensor *const *out, const dd_tensor *const *dout,
-                          dd_tensor *const *din, void *scratch) {
+static void conv_forward(const dd_node *node, const dd_tensor *const *in, dd_tensor *const *out,
+                         void *scratch) {
+  static const dd_op_call none = {0, 0};
+  conv_forward_call(node, in, out, scratch, &none);
+}
+
+/* ---- backward: a dispatcher over the gradients of the bias, the data and the weights ---- */
+
+/* Whether the data gradient's path writes dx outright instead of adding into it: the
+ * Winograd and 1x1 products can, and do when dx is handed over fresh. */
+static int backward_data_overwrites(const conv_geom *g, int dx_fresh) {
+  return dx_fresh && (g->wino || g->pointwise);
+}
+
+/* A fresh gradient (DD_OP_GRAD_FRESH) holds garbage: zeroed here, except dx when its path
+ * overwrites it; every other path adds, into zeros. */
+static void backward_clear_fresh(const dd_node *node, dd_tensor *const *din, uint64_t fresh,
+                                 int dx_overwritten) {
+  for (int j = 0; j < node->n_in && j < 3; j++)
+    if (din[j] && (fresh >> j & 1) && !(j == 0 && dx_overwritten))
+      memset(din[j]->data, 0, (size_t)dd_tensor_numel(din[j]) * sizeof(float));
+}
+
+/* db (M) += the sum of dy (N, M, ho*wo) over images and positions, in double. */
+static void backward_bias(const conv_geom *g, const float *dy, float *db) {
+  for (int64_t n = 0; n < g->n; n++)
+    for (int64_t m = 0; m < g->m; m++) {
+      const float *s = dy + (n * g->m + m) * g->ocol;
+      double acc = 0;
+      for (int64_t i = 0; i < g->ocol; i++) acc += s[i];
+      db[m] += (float)acc;
+    }
+}
+
+/* Winograd: dx (N, C, H, W) (+)= the same algorithm on dy with the flipped, transposed
+ * kernel; col is the scratch buffer. */
+static void backward_data_winograd(const conv_geom *g, const float *wt, const float *dy,
+                                   float *dx, int overwrite, float *col) {
+  dd_wino_conv fw, bw;
+  wino_convs(g, &fw, &bw);
+  for (int64_t n = 0; n < g->n; n++)
+    dd_wino_run(&bw, dy + n * g->m * g->ocol, wt, NULL, dx + n * g->c * g->h * g->w, !overwrite,
+                col);
+}
+
+/* 1x1: dX_g (cg, H*W) (+)= W_g^T (cg, mg) * dY_g (mg, H*W), straight on the NCHW data. */
+static void backward_data_pointwise(const conv_geom *g, const float *wt, const float *dy,
+                                    float *dx, int overwrite) {
+  for (int64_t n = 0; n < g->n; n++)
+    for (int64_t gi = 0; gi < g->group; gi++)
+      dd_sgemm(g->cg, g->ocol, g->mg, wt + gi * g->mg * g->kcol, 1, g->kcol,
+               dy + (n * g->m + gi * g->mg) * g->ocol, g->ocol,
+               dx + (n * g->c + gi * g->cg) * g->h * g->w, g->ocol, !overwrite, NULL, 1);
+}
+
+/* General: dX_g += col2im(W_g^T * dY_g), block by block (fused_backward_data). */
+static void backward_data_general(const conv_geom *g, const float *wt, const float *dy,
+                                  float *dx) {
+  for (int64_t n = 0; n < g->n; n++)
+    for (int64_t gi = 0; gi < g->group; gi++)
+      fused_backward_data(g, wt + gi * g->mg * g->kcol, dy + (n * g->m + gi * g->mg) * g->ocol,
+                          dx + (n * g->c + gi * g->cg) * g->h * g->w);
+}
+
+/* The data gradient dx (N, C, H, W) on the path of the geometry. */
+static void backward_data(const conv_geom *g, const float *wt, const float *dy, float *dx,
+                          int overwrite, float *col) {
+  if (g->depthwise) depthwise_backward(g, wt, dy, dx);
+  else if (g->wino) backward_data_winograd(g, wt, dy, dx, overwrite, col);
+  else if (g->pointwise) backward_data_pointwise(g, wt, dy, dx, overwrite);
+  else backward_data_general(g, wt, dy, dx);
+}
+
+/* Depthwise: no column buffer, one dot product (in double) per weight of dW_g (mg, kh*kw). */
+static void backward_weights_depthwise(const conv_geom *g, const float *x, const float *dy,
+                                       float *dw) {
+  for (int64_t n = 0; n < g->n; n++)
+    for (int64_t gi = 0; gi < g->group; gi++) {
+      const float *xg = x + (n * g->c + gi * g->cg) * g->h * g->w;
+      const float *dyg = dy + (n * g->m + gi * g->mg) * g->ocol;
+      for (int64_t r = 0; r < g->mg * g->kcol; r++) {
+        int64_t m = r / g->kcol, ki = r % g->kcol / g->kw, kj = r % g->kw;
+        int64_t o0, o1;
+        col_range(g, kj, &o0, &o1);
+        double acc = 0;
+        for (int64_t oh = 0; oh < g->ho; oh++) {
+          int64_t ih = oh * g->sh - g->ph + ki * g->dh;
+          if (ih < 0 || ih >= g->h) continue;
+          const float *row = xg + ih * g->w, *d = dyg + m * g->ocol + oh * g->wo;
+          int64_t off = kj * g->dw - g->pw;
+          for (int64_t ow = o0; ow < o1; ow++) acc += (double)d[ow] * row[ow * g->sw + off];
+        }
+        dw[gi * g->mg * g->kcol + r] += (float)acc;
+      }
+    }
+}
+
+/* 1x1: dW_g (mg, cg) += dY_g (mg, H*W) * X_g^T (H*W, cg). */
+static void backward_weights_pointwise(const conv_geom *g, const float *x, const float *dy,
+                                       float *dw) {
+  for (int64_t n = 0; n < g->n; n++)
+    for (int64_t gi = 0; gi < g->group; gi++)
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)g->mg, (int)g->cg, (int)g->ocol,
+                  1.f, dy + (n * g->m + gi * g->mg) * g->ocol, (int)g->ocol,
+                  x + (n * g->c + gi * g->cg) * g->h * g->w, (int)g->ocol, 1.f,
+                  dw + gi * g->mg * g->kcol, (int)g->cg);
+}
+
+/* General and Winograd: dW_g (mg, kcol) += dY_g * col(X_g)^T, through im2col blocks of
+ * g->block output rows in col, the scratch buffer (kcol, block*wo). */
+static void backward_weights_im2col(const conv_geom *g, const float *x, const float *dy,
+                                    float *dw, float *col) {
+  for (int64_t n = 0; n < g->n; n++)
+    for (int64_t gi = 0; gi < g->group; gi++) {
+      const float *xg = x + (n * g->c + gi * g->cg) * g->h * g->w;
+      const float *dyg = dy + (n * g->m + gi * g->mg) * g->ocol;
+      float *dwg = dw + gi * g->mg * g->kcol;
+      for (int64_t oh0 = 0; oh0 < g->ho; oh0 += g->block) {
+        int64_t oh1 = oh0 + g->block < g->ho ? oh0 + g->block : g->ho, ncols = (oh1 - oh0) * g->wo;
+        im2col(g, xg, oh0, oh1, col);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)g->mg, (int)g->kcol,
+                    (int)ncols, 1.f, dyg + oh0 * g->wo, (int)g->ocol, col, (int)ncols, 1.f, dwg,
+                    (int)g->kcol);
+      }
+    }
+}
+
+/* The weight gradient dw (M, cg, kh, kw) on the path of the geometry. */
+static void backward_weights(const conv_geom *g, const float *x, const float *dy, float *dw,
+                             float *col) {
+  if (g->depthwise) backward_weights_depthwise(g, x, dy, dw);
+  else if (g->pointwise) backward_weights_pointwise(g, x, dy, dw);
+  else backward_weights_im2col(g, x, dy, dw, col);
+}
+
+/* Each gradient asked for (din[j] != NULL), from dy alone (bias), W and dy (data) or X and
+ * dy (weights); call->fresh (DD_OP_GRAD_FRESH): those gradients hold garbage. */
+static void conv_backward_call(const dd_node *node, const dd_tensor *const *in,
+                               const dd_tensor *const *out, const dd_tensor *const *dout,
+                               dd_tensor *const *din, void *scratch, const dd_op_call *call) {
   if (!dout[0]) return;
   const dd_tensor *bt = node->n_in > 2 ? in[2] : NULL;
   conv_geom g;
@@ -709,74 +847,18 @@ static void conv_backward(const dd_node *node, const dd_tensor *const *in,
   float *dx = din[0] ? dd_f32(din[0]) : NULL;
   float *dw = din[1] ? dd_f32(din[1]) : NULL;
   float *db = node->n_in > 2 && din[2] ? dd_f32(din[2]) : NULL;
-  /* A fresh gradient (DD_OP_GRAD_FRESH) holds garbage: the Winograd and 1x1 products write
-   * the data gradient outright; every other path adds, into zeros. */
-  int overwrite = dx && din[0]->fresh && (g.wino || g.pointwise);
-  for (int j = 0; j < node->n_in && j < 3; j++)
-    if (din[j] && din[j]->fresh && !(j == 0 && overwrite))
-      memset(din[j]->data, 0, (size_t)dd_tensor_numel(din[j]) * sizeof(float));
-  if (db)
-    for (int64_t n = 0; n < g.n; n++)
-      for (int64_t m = 0; m < g.m; m++) {
-        const float *s = dy + (n * g.m + m) * g.ocol;
-        double acc = 0;
-        for (int64_t i = 0; i < g.ocol; i++) acc += s[i];
-        db[m] += (float)acc;
-      }
-  if (dx && g.depthwise) {
-    depthwise_backward(&g, wt, dy, dx);
-    dx = NULL;
-  }
-  if (dx && g.wino) {
-    dd_wino_conv fw, bw;
-    wino_convs(&g, &fw, &bw);
-    for (int64_t n = 0; n < g.n; n++)
-      dd_wino_run(&bw, dy + n * g.m * g.ocol, wt, NULL, dx + n * g.c * g.h * g.w, !overwrite,
-                  col);
-    dx = NULL;
-  }
-  if (!dx && !dw) return;
-  for (int64_t n = 0; n < g.n; n++)
-    for (int64_t gi = 0; gi < g.group; gi++) {
-      const float *xg = x + (n * g.c + gi * g.cg) * g.h * g.w;
-      const float *wg = wt + gi * g.mg * g.kcol;
-      const float *dyg = dy + (n * g.m + gi * g.mg) * g.ocol;
-      if (dw && g.depthwise) { /* no column buffer: one dot product per weight */
-        for (int64_t r = 0; r < g.mg * g.kcol; r++) {
-          int64_t m = r / g.kcol, ki = r % g.kcol / g.kw, kj = r % g.kw;
-          int64_t o0, o1;
-          col_range(&g, kj, &o0, &o1);
-          double acc = 0;
-          for (int64_t oh = 0; oh < g.ho; oh++) {
-            int64_t ih = oh * g.sh - g.ph + ki * g.dh;
-            if (ih < 0 || ih >= g.h) continue;
-            const float *row = xg + ih * g.w, *d = dyg + m * g.ocol + oh * g.wo;
-            int64_t off = kj * g.dw - g.pw;
-            for (int64_t ow = o0; ow < o1; ow++) acc += (double)d[ow] * row[ow * g.sw + off];
-          }
-          dw[gi * g.mg * g.kcol + r] += (float)acc;
-        }
-      }
-      float *dxg = dx ? dx + (n * g.c + gi * g.cg) * g.h * g.w : NULL;
-      float *dwg = dw ? dw + gi * g.mg * g.kcol : NULL;
-      if (g.pointwise) { /* straight on the NCHW data, as in forward */
-        if (dwg) /* dW_g += dY_g * X_g^T */
-          cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)g.mg, (int)g.cg,
-                      (int)g.ocol, 1.f, dyg, (int)g.ocol, xg, (int)g.ocol, 1.f, dwg, (int)g.cg);
-        if (dxg) /* dX_g (+)= W_g^T * dY_g */
-          dd_sgemm(g.cg, g.ocol, g.mg, wg, 1, g.kcol, dyg, g.ocol, dxg, g.ocol, !overwrite, NULL,
-                   1);
-        continue;
-      }
-      if (g.depthwise) continue;
-      if (dxg) fused_backward_data(&g, wg, dyg, dxg);
-      for (int64_t oh0 = 0; dwg && oh0 < g.ho; oh0 += g.block) { /* dW_g += dY_g * col(X_g)^T */
-        int64_t oh1 = oh0 + g.block < g.ho ? oh0 + g.block : g.ho, ncols = (oh1 - oh0) * g.wo;
-        im2col(&g, xg, oh0, oh1, col);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)g.mg, (int)g.kcol, (int)ncols,
-                    1.f, dyg + oh0 * g.wo, (int)g.ocol, col, (int)ncols, 1.f, dwg, (int)g.kcol);
-      }
-    }
+  int overwrite = dx && backward_data_overwrites(&g, (int)(call->fresh & 1));
+  backward_clear_fresh(node, din, call->fresh, overwrite);
+  if (db) backward_bias(&g, dy, db);
+  if (dx) backward_data(&g, wt, dy, dx, overwrite, col);
+  if (dw) backward_weights(&g, x, dy, dw, col);
+}
+
+static void conv_backward(const dd_node *node, const dd_tensor *const *in,
+                          const dd_tensor *const *out, const dd_tensor *const *dout,
+                          dd_tensor *const *din, void *scratch) {
+  static const dd_op_call none = {0, 0};
+  conv_backward_call(node, in, out, dout, din, scratch, &none);
 }
 
 static int64_t conv_flops(const dd_node *node, const dd_tensor *const *in,
@@ -787,6 +869,12 @@ static int64_t conv_flops(const dd_node *node, const dd_tensor *const *in,
 }
 
 /* The data gradient reads only W and dY; X only for the gradient of W. */
-const dd_op dd_op_Conv = {"Conv", conv_init, conv_infer, conv_forward, conv_backward,
+const dd_op dd_op_Conv = {"Conv",
+                          conv_init,
+                          conv_infer,
+                          conv_forward,
+                          conv_backward,
                           conv_flops,
-                          DD_OP_BWD_NO_OUT | DD_OP_BWD_NO_X | DD_OP_GRAD_FRESH | DD_OP_FOLD_RELU};
+                          DD_OP_BWD_NO_OUT | DD_OP_BWD_NO_X | DD_OP_GRAD_FRESH | DD_OP_FOLD_RELU,
+                          conv_forward_call,
+                          conv_backward_call};

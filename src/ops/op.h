@@ -16,6 +16,10 @@
  *            is NULL for inputs that need no gradient (weights, shapes).  NULL backward: the
  *            op is not differentiable, and a plan that needs its gradient is refused.
  *   flops    optional: multiply-adds x2 of one forward, for `dream layers` and the benchmark.
+ *   forward_call, backward_call
+ *            optional: forward and backward with the plan's hints for one call (dd_op_call:
+ *            a Relu folded into the output, gradients handed over fresh).  The executor calls
+ *            them through dd_op_forward and dd_op_backward; the hints never live in a tensor.
  *
  * Kernels may use OpenMP for the outer loops; they never allocate: scratch is given.
  */
@@ -46,16 +50,29 @@
  * 1, the planner may place the inputs inside out[0]'s memory (and their gradients inside its
  * gradient) and skip forward (and backward). */
 #define DD_OP_CONCAT 64u
-/* Backward handles a din[j] with ->fresh set: its data is garbage, and backward must write
- * every element of it (= its gradient, not +=), so the planner need not zero it first.  Given
- * only to the first node to write a gradient, when that input appears once among its inputs
- * and shares no memory with its other gradients. */
+/* Backward (backward_call) handles a din[j] handed over fresh (bit j of call->fresh): its
+ * data is garbage, and backward must write every element of it (= its gradient, not +=), so
+ * the planner need not zero it first.  Given only to the first node to write a gradient, when
+ * that input appears once among its inputs and shares no memory with its other gradients. */
 #define DD_OP_GRAD_FRESH 128u
 /* The op is y = max(0, x) elementwise (Relu). */
 #define DD_OP_RELU 256u
-/* Forward applies max(0, .) to out[0] when out[0]->relu is set: the planner then skips the
- * Relu that runs in place on out[0] (out[0] read by that Relu alone, and no target). */
+/* Forward (forward_call) applies max(0, .) to out[0] when call->relu_out is set: the planner
+ * then skips the Relu that runs in place on out[0] (out[0] read by that Relu alone, and no
+ * target). */
 #define DD_OP_FOLD_RELU 512u
+
+/* What the plan tells one call of forward or backward beyond its tensors: hints that hold
+ * for this call only, so they travel with the call and not with the tensors.  All zero: no
+ * hint, the plain forward and backward. */
+typedef struct dd_op_call {
+  int relu_out;   /* forward (DD_OP_FOLD_RELU): write max(0, y) to out[0] */
+  uint64_t fresh; /* backward (DD_OP_GRAD_FRESH): bit j, din[j] is handed over fresh */
+} dd_op_call;
+
+/* The op tables of src/ops/ are positional initializers that end at `flags`: the hooks after
+ * it are optional, and left out means NULL. */
+#pragma GCC diagnostic ignored "-Wmissing-field-initializers"
 
 typedef struct dd_op {
   const char *name;
@@ -69,7 +86,28 @@ typedef struct dd_op {
   int64_t (*flops)(const dd_node *node, const dd_tensor *const *in,
                    const dd_tensor *const *out);
   unsigned flags;
+  /* Ops that take hints (DD_OP_FOLD_RELU, DD_OP_GRAD_FRESH): forward and backward with the
+   * hints of this call; forward and backward above are these with none.  NULL otherwise. */
+  void (*forward_call)(const dd_node *node, const dd_tensor *const *in, dd_tensor *const *out,
+                       void *scratch, const dd_op_call *call);
+  void (*backward_call)(const dd_node *node, const dd_tensor *const *in,
+                        const dd_tensor *const *out, const dd_tensor *const *dout,
+                        dd_tensor *const *din, void *scratch, const dd_op_call *call);
 } dd_op;
+
+/* One call of node's forward (backward) with the plan's hints: through forward_call
+ * (backward_call) when the op takes hints, else the plain one, which needs none. */
+static inline void dd_op_forward(const dd_node *node, const dd_tensor *const *in,
+                                 dd_tensor *const *out, void *scratch, const dd_op_call *call) {
+  if (node->op->forward_call) node->op->forward_call(node, in, out, scratch, call);
+  else node->op->forward(node, in, out, scratch);
+}
+static inline void dd_op_backward(const dd_node *node, const dd_tensor *const *in,
+                                  const dd_tensor *const *out, const dd_tensor *const *dout,
+                                  dd_tensor *const *din, void *scratch, const dd_op_call *call) {
+  if (node->op->backward_call) node->op->backward_call(node, in, out, dout, din, scratch, call);
+  else node->op->backward(node, in, out, dout, din, scratch);
+}
 
 /* The op called `op_type` in the default ONNX domain, or NULL. */
 const dd_op *dd_op_find(const char *op_type);

@@ -267,8 +267,8 @@ static void max2d_init(max2d *m, const dd_window *w, const float *x) {
 }
 
 /* Input rows (and in backward the dx rows) are fetched this far ahead of their fold: a
- * plane's rows are short streams that the hardware prefetcher picks up late.  About 5% off
- * GoogLeNet's pools at 1024x768, forward and backward alike. */
+ * plane's rows are short streams that the hardware prefetcher picks up late (the gain is in
+ * bench/README.md). */
 #define PREFETCH_ROWS 4
 
 /* Prefetches the part of plane row r (if any) that the outputs [oa, ob) read, for writing
@@ -485,16 +485,17 @@ static void pool_forward(const dd_node *node, const dd_tensor *const *in, dd_ten
   }
 }
 
-static void pool_backward(const dd_node *node, const dd_tensor *const *in,
-                          const dd_tensor *const *out, const dd_tensor *const *dout,
-                          dd_tensor *const *din, void *scratch) {
+/* call->fresh bit 0 (DD_OP_GRAD_FRESH): dx holds garbage and is overwritten. */
+static void pool_backward_call(const dd_node *node, const dd_tensor *const *in,
+                               const dd_tensor *const *out, const dd_tensor *const *dout,
+                               dd_tensor *const *din, void *scratch, const dd_op_call *call) {
   if (!din[0] || !dout[0]) return;
   const pool_params *p = node->params;
   pool_geom g;
   pool_geometry(p, &in[0]->shape, &g, NULL);
   const float *x = dd_f32(in[0]), *dy = dd_f32(dout[0]);
   float *dx = dd_f32(din[0]);
-  int fresh = din[0]->fresh;
+  int fresh = (int)(call->fresh & 1);
 #pragma omp parallel for if (g.planes * g.in_sz > DD_PAR_MIN) schedule(static)
   for (int64_t pl = 0; pl < g.planes; pl++) {
     const float *xp = x + pl * g.in_sz;
@@ -517,6 +518,13 @@ static void pool_backward(const dd_node *node, const dd_tensor *const *in,
   }
 }
 
+static void pool_backward(const dd_node *node, const dd_tensor *const *in,
+                          const dd_tensor *const *out, const dd_tensor *const *dout,
+                          dd_tensor *const *din, void *scratch) {
+  static const dd_op_call none = {0, 0};
+  pool_backward_call(node, in, out, dout, din, scratch, &none);
+}
+
 static int64_t pool_flops(const dd_node *node, const dd_tensor *const *in,
                           const dd_tensor *const *out) {
   const pool_params *p = node->params;
@@ -530,10 +538,11 @@ static int64_t pool_flops(const dd_node *node, const dd_tensor *const *in,
 #define POOL_FLAGS (DD_OP_BWD_NO_OUT | DD_OP_GRAD_FRESH)
 
 const dd_op dd_op_MaxPool = {"MaxPool", maxpool_init, pool_infer, pool_forward, pool_backward,
-                             pool_flops, POOL_FLAGS};
+                             pool_flops, POOL_FLAGS, NULL, pool_backward_call};
 const dd_op dd_op_AveragePool = {"AveragePool", avgpool_init, pool_infer, pool_forward,
-                                 pool_backward, pool_flops, POOL_FLAGS};
+                                 pool_backward, pool_flops, POOL_FLAGS, NULL, pool_backward_call};
 const dd_op dd_op_GlobalMaxPool = {"GlobalMaxPool", gmaxpool_init, pool_infer, pool_forward,
-                                   pool_backward, pool_flops, POOL_FLAGS};
+                                   pool_backward, pool_flops, POOL_FLAGS, NULL, pool_backward_call};
 const dd_op dd_op_GlobalAveragePool = {"GlobalAveragePool", gavgpool_init, pool_infer,
-                                       pool_forward, pool_backward, pool_flops, POOL_FLAGS};
+                                       pool_forward, pool_backward, pool_flops, POOL_FLAGS, NULL,
+                                       pool_backward_call};

@@ -1,0 +1,66 @@
+/* plan/plan.h - the plan's insides, shared by the planner (plan/plan.c), its memory planning
+ * (plan/memory.c) and the executor (graph.c).
+ *
+ * Planning runs in phases (plan/plan.c):
+ *   1. values known before any node runs: the file's constants and the bound inputs;
+ *   2. needed nodes: walked back from the targets;
+ *   3. shape inference and constant folding, in node order: the order of the nodes that run,
+ *      their flops and the scratch they need;
+ *   4. memory layout (plan/memory.c): every runtime value and gradient reserved in the arena
+ *      (plan/arena.h), shared by lifetime under DD_PLAN_REUSE, and the executor's schedule
+ *      (skipped nodes, folded Relus, gradients zeroed or handed over fresh);
+ *   5. arena binding: one allocation, or the host plan's memory, and every tensor's data
+ *      pointed into it.
+ */
+#ifndef DREAM_PLAN_PLAN_H
+#define DREAM_PLAN_PLAN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "dream/graph.h"
+#include "model_internal.h"
+#include "plan/arena.h"
+
+struct dd_plan {
+  const dd_model *m;
+  int nv, nn;
+  dd_tensor *val;         /* (nv) shape, dtype, data (arena, constant or folded) */
+  dd_tensor *grad;        /* (nv) gradient buffer, data NULL when none */
+  unsigned char *folded;  /* (nv) plan-owned constant data (free it) */
+  int *order, n_order;    /* (nn) nodes that run, topological */
+  int64_t *flops;         /* (nn) */
+  unsigned char *runs;    /* (nn) */
+  int grad_input;
+  dd_arena arena;   /* every runtime value and gradient */
+  dd_arena scratch; /* the ops' workspace, one buffer for all */
+  double *profile; /* NULL, or 2 per node: forward and backward seconds (caller's) */
+  /* The executor's schedule, per order index; DD_PLAN_REUSE only (NULL otherwise): */
+  unsigned char *skip;     /* (n_order) forward skipped, the output aliases the input */
+  unsigned char *bskip;    /* (n_order) backward skipped (a Concat's gradients alias) */
+  unsigned char *relu_out; /* (n_order) the node applies the Relu after it (which is skipped)
+                              to its output: DD_OP_FOLD_RELU */
+  int *zstart, *zlist; /* gradients zeroed before the backward of order index o:
+                          zlist[zstart[o] .. zstart[o + 1]); -1 - v: v is handed over fresh */
+  int *seeds, n_seeds; /* gradients dd_plan_zero_grad clears: the targets' */
+};
+
+/* What memory planning needs to know about the plan being built, and what it gives back. */
+typedef struct plan_build {
+  const int *targets;
+  int n_targets;
+  unsigned flags;
+  const unsigned char *known, *isconst, *onpath; /* (nv) */
+  size_t *offset, *goffset; /* (nv) out: arena offsets of each value and of its gradient */
+  unsigned char *hasgrad;   /* (nv) out: the value has a gradient buffer */
+} plan_build;
+
+/* Bytes of t's data; -1 when its shape is invalid or too large. */
+int plan_tensor_bytes(const dd_tensor *t, size_t *bytes);
+
+/* Phase 4: reserves every runtime value (and gradient, with DD_PLAN_GRAD) of p in `arena`,
+ * places them and fills b's offsets; with DD_PLAN_REUSE also p's schedule.  Returns the
+ * arena's size, or SIZE_MAX when out of memory. */
+size_t plan_memory(dd_plan *p, plan_build *b, dd_arena *arena);
+
+#endif
