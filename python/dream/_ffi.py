@@ -23,7 +23,7 @@ const char *dd_errname(int code);
 typedef enum dd_dtype { DD_F32 = 1, DD_I64 = 7 } dd_dtype;
 typedef struct dd_shape { int ndim; int64_t d[8]; } dd_shape;
 typedef struct dd_tensor {
-  dd_dtype dtype; dd_shape shape; void *data; int owns; int fresh; int relu;
+  dd_dtype dtype; dd_shape shape; void *data; int owns;
 } dd_tensor;
 int64_t dd_shape_numel(const dd_shape *s);
 const char *dd_dtype_name(dd_dtype t);
