@@ -10,29 +10,9 @@
 #include "dream/graph.h"
 #include "fourier.h"
 #include "model_internal.h"
+#include "util.h"
 
 #define PI 3.14159265358979323846
-
-/* ---- random numbers ------------------------------------------------------------------- */
-
-/* splitmix64: the whole state is one word carried by the caller, so runs are reproducible
- * from their seed alone.  (dream.h has no shared generator yet; this one is private.) */
-static uint64_t rng_next(uint64_t *s) {
-  uint64_t z = (*s += UINT64_C(0x9E3779B97F4A7C15));
-  z = (z ^ (z >> 30)) * UINT64_C(0xBF58476D1CE4E5B9);
-  z = (z ^ (z >> 27)) * UINT64_C(0x94D049BB133111EB);
-  return z ^ (z >> 31);
-}
-
-/* Uniform in [0, 1). */
-static float rng_uniform(uint64_t *s) { return (float)(rng_next(s) >> 40) * (1.0f / 16777216.0f); }
-
-/* Standard normal (Box-Muller; the first uniform is kept away from 0 for the log). */
-static float rng_normal(uint64_t *s) {
-  double u1 = ((double)(rng_next(s) >> 11) + 1.0) / 9007199254740993.0;
-  double u2 = (double)(rng_next(s) >> 11) / 9007199254740992.0;
-  return (float)(sqrt(-2.0 * log(u1)) * cos(2.0 * PI * u2));
-}
 
 /* ---- small image helpers -------------------------------------------------------------- */
 
@@ -332,9 +312,9 @@ fail:
 /* A random view: shift, scale and rotation, the robustness transforms of lucid. */
 static dd_warp fv_warp(const dd_fv *fv, uint64_t *rng) {
   float J = (float)fv->o.jitter;
-  float tx = J * (2 * rng_uniform(rng) - 1), ty = J * (2 * rng_uniform(rng) - 1);
-  float s = 1 + fv->o.scale * (2 * rng_uniform(rng) - 1);
-  float th = (float)(fv->o.rotate * PI / 180) * (2 * rng_uniform(rng) - 1);
+  float tx = J * (2 * dd_rng_uniform(rng) - 1), ty = J * (2 * dd_rng_uniform(rng) - 1);
+  float s = 1 + fv->o.scale * (2 * dd_rng_uniform(rng) - 1);
+  float th = (float)(fv->o.rotate * PI / 180) * (2 * dd_rng_uniform(rng) - 1);
   return dd_warp_make(fv->P, tx, ty, s, th);
 }
 
@@ -423,7 +403,7 @@ int dd_fv_run(dd_fv *fv, int channel, uint64_t seed, dd_image **out, float *obje
   int rc = dd_image_new(S, S, &im, err);
   if (rc) return rc;
   uint64_t rng = seed;
-  for (size_t i = 0; i < n6; i++) fv->spec[i] = 0.01f * rng_normal(&rng);
+  for (size_t i = 0; i < n6; i++) fv->spec[i] = 0.01f * dd_rng_normal(&rng);
   memset(fv->adam_m, 0, n6 * sizeof(float));
   memset(fv->adam_v, 0, n6 * sizeof(float));
   const float b1 = 0.9f, b2 = 0.999f, eps = 1e-8f;
@@ -750,7 +730,7 @@ int dd_explain(const dd_model *m, const dd_preproc *pp, const dd_image *im,
     uint64_t rng = o->seed;
     memset(gsum, 0, 3 * ss * sizeof(float));
     for (int s = 0; s < o->smoothgrad; s++) {
-      for (size_t i = 0; i < 3 * ss; i++) x[i] = x0[i] + sigma * rng_normal(&rng);
+      for (size_t i = 0; i < 3 * ss; i++) x[i] = x0[i] + sigma * dd_rng_normal(&rng);
       dd_plan_forward(p);
       dd_plan_zero_grad(p);
       dd_f32(dd_plan_grad(p, logits))[cls] = 1;

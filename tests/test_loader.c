@@ -71,7 +71,7 @@ Test(loader, empty_file) {
 Test(loader, random_bytes) {
   uint8_t buf[4096];
   uint64_t s = 12345;
-  for (size_t i = 0; i < sizeof buf; i++) buf[i] = (uint8_t)th_rand_next(&s);
+  for (size_t i = 0; i < sizeof buf; i++) buf[i] = (uint8_t)dd_rng_next(&s);
   char path[64];
   write_temp(buf, sizeof buf, path, sizeof path);
   expect_load_error(path, DD_EFORMAT, (const char *[]){"not a valid ONNX model", NULL});
