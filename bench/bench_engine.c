@@ -308,7 +308,7 @@ static int bench_model(const bench_opts *o, int grad) {
     dd_plan_free(p);
   } else {
     dd_dream_params dp;
-    dd_dream_params_default(&dp);
+    dd_dream_params_init(&dp);
     dp.n_layers = 1;
     dp.layers[0] = (dd_dream_layer){layer, -1, 1.f};
     dp.tile = o->tile;

@@ -92,7 +92,7 @@ static void scale_floats(float *v, size_t n, double k) {
 
 /* ---- layer specs ---- */
 
-void dd_dream_params_default(dd_dream_params *p) {
+void dd_dream_params_init(dd_dream_params *p) {
   memset(p, 0, sizeof *p);
   p->octaves = 4;
   p->octave_scale = 1.4f;
@@ -268,7 +268,7 @@ static int unique_targets(const dd_dream_layer *ls, int n, int *targets) {
 }
 
 int dd_input_gradient(const dd_model *m, const dd_tensor *input, const dd_dream_layer *layers,
-                      int n_layers, size_t max_bytes, dd_tensor **grad, double *objective,
+                      int n_layers, size_t max_memory, dd_tensor **grad, double *objective,
                       dd_err *err) {
   int in = dd_model_input(m);
   if (in < 0) return dd_fail(err, DD_EARG, "%s: the model has no data input", dd_model_name(m));
@@ -285,7 +285,7 @@ int dd_input_gradient(const dd_model *m, const dd_tensor *input, const dd_dream_
   int nt = unique_targets(layers, n_layers, targets);
   dd_binding b = {in, input->shape, NULL};
   dd_plan *plan;
-  int rc = dd_plan_new(m, &b, 1, targets, nt, DD_PLAN_GRAD | DD_PLAN_REUSE, max_bytes, &plan,
+  int rc = dd_plan_new(m, &b, 1, targets, nt, DD_PLAN_GRAD | DD_PLAN_REUSE, max_memory, &plan,
                        err);
   if (rc) return rc;
   rc = check_layers(m, plan, in, layers, n_layers, err);

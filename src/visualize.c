@@ -273,7 +273,7 @@ int dd_fv_new(const dd_model *m, const dd_preproc *pp, int value, const dd_fv_op
   fv->P = 2;
   while (fv->P < fv->S + 2 * fv->o.jitter) fv->P *= 2;
   dd_binding b = input_binding(m, fv->S, fv->S);
-  rc = dd_plan_new(m, &b, 1, &value, 1, DD_PLAN_GRAD, o->max_bytes, &fv->plan, err);
+  rc = dd_plan_new(m, &b, 1, &value, 1, DD_PLAN_GRAD, o->max_memory, &fv->plan, err);
   if (rc) goto fail;
   dd_tensor *t = dd_plan_tensor(fv->plan, value);
   if (!t || t->shape.ndim < 2 || t->shape.d[0] < 1 || t->shape.d[1] < 1) {
@@ -424,9 +424,13 @@ int dd_fv_run(dd_fv *fv, int channel, uint64_t seed, dd_image **out, float *obje
       fv->adam_v[i] = b2 * fv->adam_v[i] + (1 - b2) * g * g;
       fv->spec[i] += lr * fv->adam_m[i] / (sqrtf(fv->adam_v[i]) + eps);
     }
-    if (fv->o.progress && fv->o.progress(fv->o.user, it, obj)) {
-      dd_image_free(im);
-      return dd_fail(err, DD_EINTR, "stopped at step %d", it);
+    if (fv->o.progress) {
+      dd_fv_progress info = {channel, it, fv->o.iters, obj};
+      if ((rc = fv->o.progress(&info, fv->o.user)) != 0) {
+        dd_image_free(im);
+        return dd_fail(err, rc, "stopped at step %d by the progress callback (%s)", it,
+                       dd_strerror(rc));
+      }
     }
   }
   dd_fimage_render(fv->canvas, fv->spec);
@@ -448,14 +452,14 @@ int dd_fv_run(dd_fv *fv, int channel, uint64_t seed, dd_image **out, float *obje
 /* ---- activations ---------------------------------------------------------------------- */
 
 int dd_vis_activations(const dd_model *m, const dd_preproc *pp, int value, const dd_image *im,
-                       size_t max_bytes, dd_tensor **out, dd_err *err) {
+                       size_t max_memory, dd_tensor **out, dd_err *err) {
   int rc = check_preproc(pp, err);
   if (!rc) rc = dd_model_image_input(m, NULL, err);
   if (rc) return rc;
   if (value < 0 || value >= m->n_values) return dd_fail(err, DD_EARG, "no value %d", value);
   dd_binding b = input_binding(m, im->w, im->h);
   dd_plan *p;
-  rc = dd_plan_new(m, &b, 1, &value, 1, 0, max_bytes, &p, err);
+  rc = dd_plan_new(m, &b, 1, &value, 1, 0, max_memory, &p, err);
   if (rc) return rc;
   dd_tensor *t = dd_plan_tensor(p, value);
   if (!t || t->dtype != DD_F32 || t->shape.ndim < 2 || t->shape.ndim > 4 || t->shape.d[0] < 1) {
@@ -487,12 +491,12 @@ static void softmax(const float *z, int64_t n, float *p) {
 }
 
 int dd_vis_classify(const dd_model *m, const dd_preproc *pp, const dd_image *im,
-                    size_t max_bytes, dd_tensor **prob, dd_err *err) {
+                    size_t max_memory, dd_tensor **prob, dd_err *err) {
   int logits;
   int rc = dd_vis_logits(m, &logits, err);
   if (rc) return rc;
   dd_tensor *z;
-  rc = dd_vis_activations(m, pp, logits, im, max_bytes, &z, err);
+  rc = dd_vis_activations(m, pp, logits, im, max_memory, &z, err);
   if (rc) return rc;
   int64_t n = dd_tensor_numel(z);
   dd_shape s = dd_shape_make(1, &n);
@@ -641,7 +645,7 @@ int dd_explain(const dd_model *m, const dd_preproc *pp, const dd_image *im,
   }
   if (rc) goto done;
   dd_binding b = input_binding(m, S, S);
-  rc = dd_plan_new(m, &b, 1, &logits, 1, DD_PLAN_GRAD, o->max_bytes, &p, err);
+  rc = dd_plan_new(m, &b, 1, &logits, 1, DD_PLAN_GRAD, o->max_memory, &p, err);
   if (rc) goto done;
   dd_tensor *lt = dd_plan_tensor(p, logits);
   int64_t nc = dd_tensor_numel(lt);

@@ -794,7 +794,8 @@ Test(image, exif_and_icc_survive_a_save_and_load) {
       dd_image_free(again);
 
       /* keep_meta 0 writes none; BMP and TGA have no place for any. */
-      dd_image_save_opts o = dd_image_save_opts_init();
+      dd_image_save_opts o;
+      dd_image_save_opts_init(&o);
       o.keep_meta = 0;
       cr_assert_eq(dd_image_save_with(path, small, &o, &err), DD_OK, "%s", err.msg);
       cr_assert_eq(dd_image_load(path, 0, &again, &err), DD_OK, "%s", err.msg);
@@ -821,7 +822,8 @@ Test(image, jpeg_quality_is_an_option) {
   dd_image *im;
   dd_err err;
   cr_assert_eq(dd_image_load(th_shared(src, sizeof src, "images/giraffe.jpg"), 0, &im, &err), 0);
-  dd_image_save_opts o = dd_image_save_opts_init();
+  dd_image_save_opts o;
+  dd_image_save_opts_init(&o);
   cr_assert(o.quality == 95 && o.keep_meta == 1);
   o.quality = 20;
   cr_assert_eq(dd_image_save_with(tmp_path(lo, sizeof lo, "q20.jpg"), im, &o, &err), DD_OK, "%s",

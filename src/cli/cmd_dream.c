@@ -88,7 +88,7 @@ int cli_dream_parse(int argc, char **argv, cli_dream_args *out, dd_err *err) {
   cli_dream_args a;
   memset(&a, 0, sizeof a);
   cli_common_init(&a.common);
-  dd_dream_params_default(&a.params);
+  dd_dream_params_init(&a.params);
   a.guide_size = 224;
   int c, rc = DD_OK;
   char name[512];
