@@ -9,7 +9,6 @@
 
 #include "dream/graph.h"
 #include "fourier.h"
-#include "model_internal.h"
 #include "util.h"
 
 #define PI 3.14159265358979323846
@@ -93,31 +92,34 @@ static int passes_channels(const char *op) {
 }
 
 int dd_vis_find_conv(const dd_model *m, int value, int *node, dd_err *err) {
-  if (value < 0 || value >= m->n_values) return dd_fail(err, DD_EARG, "no value %d", value);
+  if (value < 0 || value >= dd_model_num_values(m)) return dd_fail(err, DD_EARG, "no value %d", value);
   int v = value;
   for (int hop = 0; hop < 16; hop++) {
-    int p = m->values[v].producer;
+    int p = dd_model_producer(m, v);
     if (p < 0) break;
-    const dd_node *n = &m->nodes[p];
-    if (!strcmp(n->op_type, "Conv")) {
+    const char *op = dd_model_node_op(m, p);
+    if (!strcmp(op, "Conv")) {
       *node = p;
       return DD_OK;
     }
-    if (!passes_channels(n->op_type) || n->n_in < 1 || n->in[0] < 0) break;
-    v = n->in[0];
+    if (!passes_channels(op) || dd_model_node_num_inputs(m, p) < 1 ||
+        dd_model_node_input(m, p, 0) < 0)
+      break;
+    v = dd_model_node_input(m, p, 0);
   }
   return dd_fail(err, DD_ENOTFOUND,
                  "%s: '%s' is not the output of a Conv (nor of an activation right after one)",
-                 m->name, m->values[value].name);
+                 dd_model_name(m), dd_model_value_name(m, value));
 }
 
 int dd_vis_logits(const dd_model *m, int *value, dd_err *err) {
-  if (m->n_outputs < 1) return dd_fail(err, DD_ENOTFOUND, "%s: the graph has no output", m->name);
-  int v = m->outputs[0];
-  int p = m->values[v].producer;
-  if (p >= 0 && !strcmp(m->nodes[p].op_type, "Softmax") && m->nodes[p].n_in >= 1 &&
-      m->nodes[p].in[0] >= 0)
-    v = m->nodes[p].in[0];
+  if (dd_model_num_outputs(m) < 1)
+    return dd_fail(err, DD_ENOTFOUND, "%s: the graph has no output", dd_model_name(m));
+  int v = dd_model_output(m, 0);
+  int p = dd_model_producer(m, v);
+  if (p >= 0 && !strcmp(dd_model_node_op(m, p), "Softmax") && dd_model_node_num_inputs(m, p) >= 1 &&
+      dd_model_node_input(m, p, 0) >= 0)
+    v = dd_model_node_input(m, p, 0);
   *value = v;
   return DD_OK;
 }
@@ -126,31 +128,33 @@ int dd_vis_logits(const dd_model *m, int *value, dd_err *err) {
 
 int dd_vis_filters(const dd_model *m, int node, int bgr, int zoom, int gap, dd_image **out,
                    dd_grid *grid, dd_err *err) {
-  if (node < 0 || node >= m->n_nodes) return dd_fail(err, DD_EARG, "no node %d", node);
-  const dd_node *n = &m->nodes[node];
-  if (strcmp(n->op_type, "Conv"))
-    return dd_fail(err, DD_EARG, "%s: node '%s' is a %s, not a Conv", m->name, n->name, n->op_type);
-  const dd_tensor *w = n->n_in >= 2 && n->in[1] >= 0 ? m->values[n->in[1]].init : NULL;
+  if (node < 0 || node >= dd_model_num_nodes(m)) return dd_fail(err, DD_EARG, "no node %d", node);
+  const char *name = dd_model_node_name(m, node), *op = dd_model_node_op(m, node);
+  if (strcmp(op, "Conv"))
+    return dd_fail(err, DD_EARG, "%s: node '%s' is a %s, not a Conv", dd_model_name(m), name, op);
+  int wv = dd_model_node_num_inputs(m, node) >= 2 ? dd_model_node_input(m, node, 1) : -1;
+  const dd_tensor *w = wv >= 0 ? dd_model_value_tensor(m, wv) : NULL;
   if (!w || w->dtype != DD_F32 || w->shape.ndim != 4)
     return dd_fail(err, DD_EUNSUPPORTED, "%s: node '%s': the kernels are not a constant 4-D "
-                   "float tensor", m->name, n->name);
-  const dd_attr *g = dd_node_attr(n, "group");
-  if (g && g->i != 1)
+                   "float tensor", dd_model_name(m), name);
+  int64_t group;
+  int rc = dd_model_node_attr_int(m, node, "group", 1, &group, err);
+  if (rc) return rc;
+  if (group != 1)
     return dd_fail(err, DD_EUNSUPPORTED, "%s: node '%s' is a grouped convolution (group %lld); "
-                   "only plain convolutions are drawn", m->name, n->name, (long long)g->i);
+                   "only plain convolutions are drawn", dd_model_name(m), name, (long long)group);
   int64_t O = w->shape.d[0], I = w->shape.d[1], kh = w->shape.d[2], kw = w->shape.d[3];
   if (I != 3)
     return dd_fail(err, DD_EUNSUPPORTED, "%s: node '%s' reads %lld channels; kernels are drawn "
-                   "as colour images only for a first convolution (3 channels)", m->name,
-                   n->name, (long long)I);
+                   "as colour images only for a first convolution (3 channels)", dd_model_name(m),
+                   name, (long long)I);
   if (O < 1 || O > 4096 || kh < 1 || kw < 1 || kh > 64 || kw > 64)
     return dd_fail(err, DD_ELIMIT, "%s: node '%s': %lld kernels of %lldx%lld is out of range",
-                   m->name, n->name, (long long)O, (long long)kh, (long long)kw);
+                   dd_model_name(m), name, (long long)O, (long long)kh, (long long)kw);
   if (zoom <= 0) zoom = (int)((32 + (kh > kw ? kh : kw) - 1) / (kh > kw ? kh : kw));
   if (zoom > 64) return dd_fail(err, DD_EARG, "zoom %d is larger than 64", zoom);
   dd_image **tiles = calloc((size_t)O, sizeof *tiles);
   if (!tiles) return dd_fail(err, DD_ENOMEM, "out of memory");
-  int rc = DD_OK;
   const float *wd = dd_f32(w);
   for (int64_t o = 0; o < O && !rc; o++) {
     const float *k = wd + o * 3 * kh * kw;
@@ -248,7 +252,7 @@ int dd_fv_new(const dd_model *m, const dd_preproc *pp, int value, const dd_fv_op
   int rc = check_preproc(pp, err);
   if (!rc) rc = dd_model_image_input(m, NULL, err);
   if (rc) return rc;
-  if (value < 0 || value >= m->n_values) return dd_fail(err, DD_EARG, "no value %d", value);
+  if (value < 0 || value >= dd_model_num_values(m)) return dd_fail(err, DD_EARG, "no value %d", value);
   if (o->size < 16 || o->size > 2048)
     return dd_fail(err, DD_EARG, "size %d is not in 16..2048", o->size);
   if (o->iters < 0 || o->iters > 100000)
@@ -278,12 +282,12 @@ int dd_fv_new(const dd_model *m, const dd_preproc *pp, int value, const dd_fv_op
   dd_tensor *t = dd_plan_tensor(fv->plan, value);
   if (!t || t->shape.ndim < 2 || t->shape.d[0] < 1 || t->shape.d[1] < 1) {
     rc = dd_fail(err, DD_ESHAPE, "%s: '%s' is not N x C [x H x W], so it has no channels",
-                 m->name, m->values[value].name);
+                 dd_model_name(m), dd_model_value_name(m, value));
     goto fail;
   }
   if (!dd_plan_grad(fv->plan, value) || !dd_plan_grad(fv->plan, fv->input)) {
-    rc = dd_fail(err, DD_EARG, "%s: '%s' does not depend on the input", m->name,
-                 m->values[value].name);
+    rc = dd_fail(err, DD_EARG, "%s: '%s' does not depend on the input", dd_model_name(m),
+                 dd_model_value_name(m, value));
     goto fail;
   }
   fv->channels = (int)t->shape.d[1];
@@ -327,24 +331,28 @@ static void fv_seed_target(const dd_fv *fv, int ch, int *value, int *channel) {
   const dd_model *m = fv->m;
   int v = fv->value;
   for (int hop = 0; hop < 16; hop++) {
-    int p = m->values[v].producer;
+    int p = dd_model_producer(m, v);
     if (p < 0) break;
-    const dd_node *n = &m->nodes[p];
-    if (!strcmp(n->op_type, "Relu") && n->n_in >= 1 && n->in[0] >= 0 &&
-        dd_plan_grad(fv->plan, n->in[0])) {
-      v = n->in[0];
+    const char *op = dd_model_node_op(m, p);
+    int n_in = dd_model_node_num_inputs(m, p);
+    int in0 = n_in >= 1 ? dd_model_node_input(m, p, 0) : -1;
+    if (!strcmp(op, "Relu") && in0 >= 0 && dd_plan_grad(fv->plan, in0)) {
+      v = in0;
       continue;
     }
-    if (strcmp(n->op_type, "Concat")) break;
-    const dd_attr *ax = dd_node_attr(n, "axis");
+    if (strcmp(op, "Concat")) break;
+    int64_t axis;
     dd_tensor *t = dd_plan_tensor(fv->plan, v);
-    if (!ax || !t || (ax->i != 1 && ax->i != 1 - t->shape.ndim)) break;
+    if (dd_model_node_attr_int(m, p, "axis", 1, &axis, NULL) || !t ||
+        (axis != 1 && axis != 1 - t->shape.ndim))
+      break;
     int next = -1;
-    for (int j = 0, off = 0; j < n->n_in; j++) {
-      dd_tensor *tj = n->in[j] >= 0 ? dd_plan_tensor(fv->plan, n->in[j]) : NULL;
+    for (int j = 0, off = 0; j < n_in; j++) {
+      int vj = dd_model_node_input(m, p, j);
+      dd_tensor *tj = vj >= 0 ? dd_plan_tensor(fv->plan, vj) : NULL;
       if (!tj) break;
       if (ch < off + tj->shape.d[1]) {
-        if (dd_plan_grad(fv->plan, n->in[j])) next = n->in[j], ch -= off;
+        if (dd_plan_grad(fv->plan, vj)) next = vj, ch -= off;
         break;
       }
       off += (int)tj->shape.d[1];
@@ -395,8 +403,8 @@ static void fv_backward(dd_fv *fv, int ch, const dd_warp *w) {
 int dd_fv_run(dd_fv *fv, int channel, uint64_t seed, dd_image **out, float *objective,
               dd_err *err) {
   if (channel < 0 || channel >= fv->channels)
-    return dd_fail(err, DD_EARG, "%s: channel %d of '%s' is not in 0..%d", fv->m->name, channel,
-                   fv->m->values[fv->value].name, fv->channels - 1);
+    return dd_fail(err, DD_EARG, "%s: channel %d of '%s' is not in 0..%d", dd_model_name(fv->m), channel,
+                   dd_model_value_name(fv->m, fv->value), fv->channels - 1);
   int S = fv->S, P = fv->P;
   size_t n6 = 6 * (size_t)P * P, ss = (size_t)S * S;
   dd_image *im;
@@ -456,7 +464,7 @@ int dd_vis_activations(const dd_model *m, const dd_preproc *pp, int value, const
   int rc = check_preproc(pp, err);
   if (!rc) rc = dd_model_image_input(m, NULL, err);
   if (rc) return rc;
-  if (value < 0 || value >= m->n_values) return dd_fail(err, DD_EARG, "no value %d", value);
+  if (value < 0 || value >= dd_model_num_values(m)) return dd_fail(err, DD_EARG, "no value %d", value);
   dd_binding b = input_binding(m, im->w, im->h);
   dd_plan *p;
   rc = dd_plan_new(m, &b, 1, &value, 1, 0, max_memory, &p, err);
@@ -464,8 +472,8 @@ int dd_vis_activations(const dd_model *m, const dd_preproc *pp, int value, const
   dd_tensor *t = dd_plan_tensor(p, value);
   if (!t || t->dtype != DD_F32 || t->shape.ndim < 2 || t->shape.ndim > 4 || t->shape.d[0] < 1) {
     dd_plan_free(p);
-    return dd_fail(err, DD_ESHAPE, "%s: '%s' is not a float N x C [x H [x W]] tensor", m->name,
-                   m->values[value].name);
+    return dd_fail(err, DD_ESHAPE, "%s: '%s' is not a float N x C [x H [x W]] tensor", dd_model_name(m),
+                   dd_model_value_name(m, value));
   }
   dd_image_to_input(im, pp, dd_f32(dd_plan_tensor(p, b.value)));
   dd_plan_forward(p);
@@ -583,11 +591,10 @@ void dd_explanation_free(dd_explanation *e) {
 /* The last value the score depends on that still has a spatial extent: where Grad-CAM
  * looks, just before global pooling. */
 static int last_spatial(const dd_model *m, dd_plan *p) {
-  for (int i = m->n_nodes - 1; i >= 0; i--) {
+  for (int i = dd_model_num_nodes(m) - 1; i >= 0; i--) {
     if (!dd_plan_node_runs(p, i)) continue;
-    const dd_node *n = &m->nodes[i];
-    for (int k = 0; k < n->n_out; k++) {
-      int v = n->out[k];
+    for (int k = 0; k < dd_model_node_num_outputs(m, i); k++) {
+      int v = dd_model_node_output(m, i, k);
       dd_tensor *t = v >= 0 ? dd_plan_tensor(p, v) : NULL;
       if (t && dd_plan_grad(p, v) && t->shape.ndim == 4 && t->shape.d[2] * t->shape.d[3] > 1)
         return v;
@@ -651,25 +658,25 @@ int dd_explain(const dd_model *m, const dd_preproc *pp, const dd_image *im,
   int64_t nc = dd_tensor_numel(lt);
   if (!dd_plan_grad(p, logits) || nc < 1 || nc > 1000000) {
     rc = dd_fail(err, DD_ESHAPE, "%s: the scores '%s' are not a vector computed from the input",
-                 m->name, m->values[logits].name);
+                 dd_model_name(m), dd_model_value_name(m, logits));
     goto done;
   }
   int layer = o->layer >= 0 ? o->layer : last_spatial(m, p);
-  if (layer < 0 || layer >= m->n_values) {
+  if (layer < 0 || layer >= dd_model_num_values(m)) {
     rc = dd_fail(err, DD_ENOTFOUND, "%s: no value with a spatial extent feeds the scores",
-                 m->name);
+                 dd_model_name(m));
     goto done;
   }
   dd_tensor *A = dd_plan_tensor(p, layer);
   if (!A || !dd_plan_grad(p, layer)) {
-    rc = dd_fail(err, DD_EARG, "%s: the score '%s' does not depend on '%s'", m->name,
-                 m->values[logits].name, m->values[layer].name);
+    rc = dd_fail(err, DD_EARG, "%s: the score '%s' does not depend on '%s'", dd_model_name(m),
+                 dd_model_value_name(m, logits), dd_model_value_name(m, layer));
     goto done;
   }
   if (A->shape.ndim != 4) {
     char sb[128];
-    rc = dd_fail(err, DD_ESHAPE, "%s: '%s' is %s, not N x C x H x W", m->name,
-                 m->values[layer].name, dd_shape_str(&A->shape, sb, sizeof sb));
+    rc = dd_fail(err, DD_ESHAPE, "%s: '%s' is %s, not N x C x H x W", dd_model_name(m),
+                 dd_model_value_name(m, layer), dd_shape_str(&A->shape, sb, sizeof sb));
     goto done;
   }
   int64_t K = A->shape.d[1], ch = A->shape.d[2], cw = A->shape.d[3];
