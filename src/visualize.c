@@ -621,6 +621,89 @@ static void top_k(const float *prob, int n, int *idx, float *val) {
       }
 }
 
+/* Seeds d score[cls] = 1 and runs the backward pass: every value's gradient is then that of
+ * the class's score, the input's and the Grad-CAM layer's alike. */
+static void backward_score(dd_plan *p, int logits, int cls) {
+  dd_plan_zero_grad(p);
+  dd_f32(dd_plan_grad(p, logits))[cls] = 1;
+  dd_plan_backward(p);
+}
+
+/* Grad-CAM (Selvaraju et al. 2017): the layer's channels weighted by their spatially
+ * averaged gradient, summed, then the ReLU.  a, ga: K x hw (the layer and its gradient after
+ * backward_score); cam: hw. */
+static void gradcam(const float *a, const float *ga, int64_t K, int64_t hw, float *cam) {
+  for (int64_t i = 0; i < hw; i++) cam[i] = 0;
+  for (int64_t k = 0; k < K; k++) {
+    double alpha = 0;
+    for (int64_t i = 0; i < hw; i++) alpha += ga[k * hw + i];
+    alpha /= (double)hw;
+    for (int64_t i = 0; i < hw; i++) cam[i] += (float)alpha * a[k * hw + i];
+  }
+  for (int64_t i = 0; i < hw; i++) cam[i] = fmaxf(cam[i], 0);
+}
+
+/* The gradient saliency (Simonyan et al. 2014): max over colours of |d score / d input|.
+ * With n > 1, SmoothGrad (Smilkov et al. 2017): the gradient averaged over n copies of the
+ * input with Gaussian noise of sigma = noise * the input's range, drawn from `seed`.  Needs
+ * backward_score on the clean input first (its gradient is the plain one); leaves the plan's
+ * input noisy.  x0, gsum: scratch of 3 x ss; sal: ss. */
+static void saliency(dd_plan *p, int input, int logits, int cls, size_t ss, int n, float noise,
+                     uint64_t seed, float *x0, float *gsum, float *sal) {
+  float *x = dd_f32(dd_plan_tensor(p, input));
+  const float *gx = dd_f32(dd_plan_grad(p, input));
+  memcpy(gsum, gx, 3 * ss * sizeof(float));
+  if (n > 1) {
+    memcpy(x0, x, 3 * ss * sizeof(float));
+    float lo = FLT_MAX, hi = -FLT_MAX;
+    for (size_t i = 0; i < 3 * ss; i++) {
+      lo = fminf(lo, x0[i]);
+      hi = fmaxf(hi, x0[i]);
+    }
+    float sigma = noise * (hi - lo);
+    uint64_t rng = seed;
+    memset(gsum, 0, 3 * ss * sizeof(float));
+    for (int s = 0; s < n; s++) {
+      for (size_t i = 0; i < 3 * ss; i++) x[i] = x0[i] + sigma * dd_rng_normal(&rng);
+      dd_plan_forward(p);
+      backward_score(p, logits, cls);
+      for (size_t i = 0; i < 3 * ss; i++) gsum[i] += gx[i] / (float)n;
+    }
+  }
+  for (size_t i = 0; i < ss; i++)
+    sal[i] = fmaxf(fabsf(gsum[i]), fmaxf(fabsf(gsum[ss + i]), fabsf(gsum[2 * ss + i])));
+}
+
+/* The image at the network's size.  One already framed at that size is used as it is: a
+ * resample at scale 1 still filters, and classify would then see other pixels than explain. */
+static int explain_input(const dd_image *im, int S, dd_image **small, dd_err *err) {
+  if (im->w != S || im->h != S) return dd_image_resize(im, S, S, small, err);
+  int rc = dd_image_new(S, S, small, err);
+  if (!rc) memcpy((*small)->rgb, im->rgb, (size_t)S * S * 3 * sizeof(float));
+  return rc;
+}
+
+/* The Grad-CAM layer: o->layer, or the last spatial value the scores depend on; checked to
+ * feed the scores and to be N x C x H x W. */
+static int explain_layer(const dd_model *m, dd_plan *p, int logits, int want, int *layer,
+                         dd_err *err) {
+  int v = want >= 0 ? want : last_spatial(m, p);
+  if (v < 0 || v >= dd_model_num_values(m))
+    return dd_fail(err, DD_ENOTFOUND, "%s: no value with a spatial extent feeds the scores",
+                   dd_model_name(m));
+  dd_tensor *A = dd_plan_tensor(p, v);
+  if (!A || !dd_plan_grad(p, v))
+    return dd_fail(err, DD_EARG, "%s: the score '%s' does not depend on '%s'", dd_model_name(m),
+                   dd_model_value_name(m, logits), dd_model_value_name(m, v));
+  if (A->shape.ndim != 4) {
+    char sb[128];
+    return dd_fail(err, DD_ESHAPE, "%s: '%s' is %s, not N x C x H x W", dd_model_name(m),
+                   dd_model_value_name(m, v), dd_shape_str(&A->shape, sb, sizeof sb));
+  }
+  *layer = v;
+  return DD_OK;
+}
+
 int dd_explain(const dd_model *m, const dd_preproc *pp, const dd_image *im,
                const dd_explain_opts *o, dd_explanation **out, dd_err *err) {
   int rc = check_preproc(pp, err);
@@ -636,20 +719,15 @@ int dd_explain(const dd_model *m, const dd_preproc *pp, const dd_image *im,
   rc = dd_vis_logits(m, &logits, err);
   if (rc) return rc;
   int S = o->size;
-  size_t ss = (size_t)S * S;
+  size_t ss = (size_t)S * S, npix = (size_t)im->w * im->h;
   dd_image *small = NULL;
   dd_plan *p = NULL;
   dd_explanation *e = calloc(1, sizeof *e);
   float *prob = NULL, *cam = NULL, *sal = NULL, *x0 = NULL, *gsum = NULL;
   if (!e) return dd_fail(err, DD_ENOMEM, "out of memory");
-  /* An image already framed at the network's size is used as it is: a resample at scale 1
-   * still filters, and classify would then see other pixels than explain. */
-  if (im->w == S && im->h == S) {
-    rc = dd_image_new(S, S, &small, err);
-    if (!rc) memcpy(small->rgb, im->rgb, ss * 3 * sizeof(float));
-  } else {
-    rc = dd_image_resize(im, S, S, &small, err);
-  }
+
+  /* 1. one gradient plan from the S x S input to the scores, and the Grad-CAM layer */
+  rc = explain_input(im, S, &small, err);
   if (rc) goto done;
   dd_binding b = input_binding(m, S, S);
   rc = dd_plan_new(m, &b, 1, &logits, 1, DD_PLAN_GRAD, o->max_memory, &p, err);
@@ -661,40 +739,27 @@ int dd_explain(const dd_model *m, const dd_preproc *pp, const dd_image *im,
                  dd_model_name(m), dd_model_value_name(m, logits));
     goto done;
   }
-  int layer = o->layer >= 0 ? o->layer : last_spatial(m, p);
-  if (layer < 0 || layer >= dd_model_num_values(m)) {
-    rc = dd_fail(err, DD_ENOTFOUND, "%s: no value with a spatial extent feeds the scores",
-                 dd_model_name(m));
-    goto done;
-  }
+  int layer = -1;
+  rc = explain_layer(m, p, logits, o->layer, &layer, err);
+  if (rc) goto done;
   dd_tensor *A = dd_plan_tensor(p, layer);
-  if (!A || !dd_plan_grad(p, layer)) {
-    rc = dd_fail(err, DD_EARG, "%s: the score '%s' does not depend on '%s'", dd_model_name(m),
-                 dd_model_value_name(m, logits), dd_model_value_name(m, layer));
-    goto done;
-  }
-  if (A->shape.ndim != 4) {
-    char sb[128];
-    rc = dd_fail(err, DD_ESHAPE, "%s: '%s' is %s, not N x C x H x W", dd_model_name(m),
-                 dd_model_value_name(m, layer), dd_shape_str(&A->shape, sb, sizeof sb));
-    goto done;
-  }
   int64_t K = A->shape.d[1], ch = A->shape.d[2], cw = A->shape.d[3];
-  float *x = dd_f32(dd_plan_tensor(p, b.value));
-  dd_image_to_input(small, pp, x);
-  dd_plan_forward(p);
 
-  prob = malloc((size_t)nc * sizeof(float));
-  cam = malloc((size_t)(ch * cw) * sizeof(float));
-  sal = malloc(ss * sizeof(float));
-  e->cam = malloc((size_t)im->w * im->h * sizeof(float));
-  e->saliency = malloc((size_t)im->w * im->h * sizeof(float));
-  x0 = malloc(3 * ss * sizeof(float));
-  gsum = calloc(3 * ss, sizeof(float));
+  prob = malloc((size_t)nc * sizeof(float));            /* nc */
+  cam = malloc((size_t)(ch * cw) * sizeof(float));      /* ch x cw */
+  sal = malloc(ss * sizeof(float));                     /* S x S */
+  e->cam = malloc(npix * sizeof(float));                /* h x w */
+  e->saliency = malloc(npix * sizeof(float));           /* h x w */
+  x0 = malloc(3 * ss * sizeof(float));                  /* 3 x S x S */
+  gsum = calloc(3 * ss, sizeof(float));                 /* 3 x S x S */
   if (!prob || !cam || !sal || !e->cam || !e->saliency || !x0 || !gsum) {
     rc = dd_fail(err, DD_ENOMEM, "out of memory");
     goto done;
   }
+
+  /* 2. classify: the forward pass, the softmax, the top 5 and the class explained */
+  dd_image_to_input(small, pp, dd_f32(dd_plan_tensor(p, b.value)));
+  dd_plan_forward(p);
   const float *z = dd_f32(lt);
   softmax(z, nc, prob);
   e->n_classes = (int)nc;
@@ -713,49 +778,17 @@ int dd_explain(const dd_model *m, const dd_preproc *pp, const dd_image *im,
   e->w = im->w;
   e->h = im->h;
 
-  dd_plan_zero_grad(p);
-  dd_f32(dd_plan_grad(p, logits))[cls] = 1;
-  dd_plan_backward(p);
-  /* Grad-CAM: each channel weighted by its spatially averaged gradient. */
-  const float *a = dd_f32(A), *ga = dd_f32(dd_plan_grad(p, layer));
-  for (int64_t i = 0; i < ch * cw; i++) cam[i] = 0;
-  for (int64_t k = 0; k < K; k++) {
-    double alpha = 0;
-    for (int64_t i = 0; i < ch * cw; i++) alpha += ga[k * ch * cw + i];
-    alpha /= (double)(ch * cw);
-    for (int64_t i = 0; i < ch * cw; i++) cam[i] += (float)alpha * a[k * ch * cw + i];
-  }
-  for (int64_t i = 0; i < ch * cw; i++) cam[i] = fmaxf(cam[i], 0);
+  /* 3. one backward pass of the class's score serves Grad-CAM and the plain saliency;
+   * Grad-CAM first, since SmoothGrad's noisy passes overwrite the layer */
+  backward_score(p, logits, cls);
+  gradcam(dd_f32(A), dd_f32(dd_plan_grad(p, layer)), K, ch * cw, cam);
+  saliency(p, b.value, logits, cls, ss, o->smoothgrad, o->noise, o->seed, x0, gsum, sal);
 
-  /* Saliency; SmoothGrad averages the gradient over noisy copies of the input. */
-  const float *gx = dd_f32(dd_plan_grad(p, b.value));
-  memcpy(gsum, gx, 3 * ss * sizeof(float));
-  if (o->smoothgrad > 1) {
-    memcpy(x0, x, 3 * ss * sizeof(float));
-    float lo = FLT_MAX, hi = -FLT_MAX;
-    for (size_t i = 0; i < 3 * ss; i++) {
-      lo = fminf(lo, x0[i]);
-      hi = fmaxf(hi, x0[i]);
-    }
-    float sigma = o->noise * (hi - lo);
-    uint64_t rng = o->seed;
-    memset(gsum, 0, 3 * ss * sizeof(float));
-    for (int s = 0; s < o->smoothgrad; s++) {
-      for (size_t i = 0; i < 3 * ss; i++) x[i] = x0[i] + sigma * dd_rng_normal(&rng);
-      dd_plan_forward(p);
-      dd_plan_zero_grad(p);
-      dd_f32(dd_plan_grad(p, logits))[cls] = 1;
-      dd_plan_backward(p);
-      for (size_t i = 0; i < 3 * ss; i++) gsum[i] += gx[i] / (float)o->smoothgrad;
-    }
-  }
-  for (size_t i = 0; i < ss; i++)
-    sal[i] = fmaxf(fabsf(gsum[i]), fmaxf(fabsf(gsum[ss + i]), fabsf(gsum[2 * ss + i])));
-
+  /* 4. both maps at the image's size, and where Grad-CAM peaks */
   resample_map(cam, (int)cw, (int)ch, e->cam, im->w, im->h);
   resample_map(sal, S, S, e->saliency, im->w, im->h);
   size_t best = 0;
-  for (size_t i = 1; i < (size_t)im->w * im->h; i++)
+  for (size_t i = 1; i < npix; i++)
     if (e->cam[i] > e->cam[best]) best = i;
   e->cam_x = (int)(best % (size_t)im->w);
   e->cam_y = (int)(best / (size_t)im->w);
