@@ -444,6 +444,50 @@ Test(visualize, bad_options_are_refused) {
   dd_model_free(m);
 }
 
+/* The progress callback of a feature visualization has the dream's shape: it sees a struct
+ * of the step and the user pointer, and a nonzero value stops the run, which returns it. */
+typedef struct fv_seen {
+  int calls, last_iter, n_iters, channel, stop_at;
+  double objective;
+} fv_seen;
+
+static int fv_progress(const dd_fv_progress *info, void *user) {
+  fv_seen *s = user;
+  cr_assert_eq(info->iter, s->calls);
+  s->calls++;
+  s->last_iter = info->iter;
+  s->n_iters = info->n_iters;
+  s->channel = info->channel;
+  s->objective = info->objective;
+  return info->iter == s->stop_at ? DD_EINTR : 0;
+}
+
+Test(visualize, fv_progress_sees_each_step_and_stops) {
+  dd_model *m = th_shared_model("models/squeezenet1.1.onnx");
+  dd_err err;
+  dd_fv_opts o;
+  dd_fv_opts_init(&o);
+  o.size = 32;
+  o.iters = 4;
+  fv_seen seen = {0, -1, 0, -1, -1, 0};
+  o.progress = fv_progress;
+  o.user = &seen;
+  dd_fv *fv;
+  cr_assert_eq(dd_fv_new(m, &caffe, value_of(m, "conv1"), &o, &fv, &err), 0, "%s", err.msg);
+  dd_image *im = NULL;
+  cr_assert_eq(dd_fv_run(fv, 2, 1, &im, NULL, &err), 0, "%s", err.msg);
+  cr_assert(seen.calls == 4 && seen.last_iter == 3 && seen.n_iters == 4 && seen.channel == 2);
+  cr_assert(isfinite(seen.objective));
+  dd_image_free(im);
+  im = NULL;
+  seen = (fv_seen){0, -1, 0, -1, 1, 0};
+  cr_assert_eq(dd_fv_run(fv, 0, 1, &im, NULL, &err), DD_EINTR);
+  cr_assert(seen.calls == 2 && im == NULL, "%d calls", seen.calls);
+  cr_assert(strstr(err.msg, "step 1"), "%s", err.msg);
+  dd_fv_free(fv);
+  dd_model_free(m);
+}
+
 /* ---- sizes of pictures and network inputs ---------------------------------------------- */
 
 /* A w x h image with a horizontal ramp from 0 to 250, and an explanation of it whose maps are the ramp too,
