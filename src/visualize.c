@@ -621,18 +621,31 @@ static void top_k(const float *prob, int n, int *idx, float *val) {
       }
 }
 
-/* Seeds d score[cls] = 1 and runs the backward pass: every value's gradient is then that of
- * the class's score, the input's and the Grad-CAM layer's alike. */
-static void backward_score(dd_plan *p, int logits, int cls) {
+int dd_explain_backward(dd_plan *p, int scores, int cls, dd_err *err) {
+  dd_tensor *g = dd_plan_grad(p, scores);
+  if (!g)
+    return dd_fail(err, DD_EARG, "the scores (value %d) have no gradient in this plan", scores);
+  if (cls < 0 || cls >= dd_tensor_numel(g))
+    return dd_fail(err, DD_EARG, "class %d is not in 0..%lld", cls,
+                   (long long)dd_tensor_numel(g) - 1);
   dd_plan_zero_grad(p);
-  dd_f32(dd_plan_grad(p, logits))[cls] = 1;
+  dd_f32(g)[cls] = 1;
   dd_plan_backward(p);
+  return DD_OK;
 }
 
-/* Grad-CAM (Selvaraju et al. 2017): the layer's channels weighted by their spatially
- * averaged gradient, summed, then the ReLU.  a, ga: K x hw (the layer and its gradient after
- * backward_score); cam: hw. */
-static void gradcam(const float *a, const float *ga, int64_t K, int64_t hw, float *cam) {
+int dd_gradcam(dd_plan *p, int layer, float *cam, dd_err *err) {
+  dd_tensor *A = dd_plan_tensor(p, layer), *gA = dd_plan_grad(p, layer);
+  if (!A || !gA)
+    return dd_fail(err, DD_EARG, "value %d has no gradient in this plan", layer);
+  if (A->shape.ndim != 4) {
+    char sb[128];
+    return dd_fail(err, DD_ESHAPE, "Grad-CAM: value %d is %s, not N x C x H x W", layer,
+                   dd_shape_str(&A->shape, sb, sizeof sb));
+  }
+  /* a, ga: K x hw (batch item 0) */
+  int64_t K = A->shape.d[1], hw = A->shape.d[2] * A->shape.d[3];
+  const float *a = dd_f32(A), *ga = dd_f32(gA);
   for (int64_t i = 0; i < hw; i++) cam[i] = 0;
   for (int64_t k = 0; k < K; k++) {
     double alpha = 0;
@@ -641,19 +654,31 @@ static void gradcam(const float *a, const float *ga, int64_t K, int64_t hw, floa
     for (int64_t i = 0; i < hw; i++) cam[i] += (float)alpha * a[k * hw + i];
   }
   for (int64_t i = 0; i < hw; i++) cam[i] = fmaxf(cam[i], 0);
+  return DD_OK;
 }
 
-/* The gradient saliency (Simonyan et al. 2014): max over colours of |d score / d input|.
- * With n > 1, SmoothGrad (Smilkov et al. 2017): the gradient averaged over n copies of the
- * input with Gaussian noise of sigma = noise * the input's range, drawn from `seed`.  Needs
- * backward_score on the clean input first (its gradient is the plain one); leaves the plan's
- * input noisy.  x0, gsum: scratch of 3 x ss; sal: ss. */
-static void saliency(dd_plan *p, int input, int logits, int cls, size_t ss, int n, float noise,
-                     uint64_t seed, float *x0, float *gsum, float *sal) {
-  float *x = dd_f32(dd_plan_tensor(p, input));
-  const float *gx = dd_f32(dd_plan_grad(p, input));
+int dd_saliency(dd_plan *p, int input, int scores, int cls, int smoothgrad, float noise,
+                uint64_t seed, float *sal, dd_err *err) {
+  dd_tensor *X = dd_plan_tensor(p, input), *gX = dd_plan_grad(p, input);
+  if (!X || !gX || X->shape.ndim != 4 || X->shape.d[0] != 1 || X->shape.d[1] != 3)
+    return dd_fail(err, DD_EARG, "saliency: value %d is not a 1 x 3 x H x W input with a "
+                   "gradient in this plan", input);
+  if (smoothgrad < 0 || smoothgrad > 1000)
+    return dd_fail(err, DD_EARG, "smoothgrad %d is not in 0..1000", smoothgrad);
+  if (!(noise >= 0 && noise <= 10)) return dd_fail(err, DD_EARG, "noise %g is not in 0..10", noise);
+  size_t ss = (size_t)(X->shape.d[2] * X->shape.d[3]);
+  float *x = dd_f32(X);
+  const float *gx = dd_f32(gX);
+  float *x0 = malloc(3 * ss * sizeof(float));   /* 3 x ss: the clean input */
+  float *gsum = malloc(3 * ss * sizeof(float)); /* 3 x ss: the (averaged) gradient */
+  if (!x0 || !gsum) {
+    free(x0);
+    free(gsum);
+    return dd_fail(err, DD_ENOMEM, "out of memory");
+  }
   memcpy(gsum, gx, 3 * ss * sizeof(float));
-  if (n > 1) {
+  int rc = DD_OK;
+  if (smoothgrad > 1) {
     memcpy(x0, x, 3 * ss * sizeof(float));
     float lo = FLT_MAX, hi = -FLT_MAX;
     for (size_t i = 0; i < 3 * ss; i++) {
@@ -663,15 +688,19 @@ static void saliency(dd_plan *p, int input, int logits, int cls, size_t ss, int 
     float sigma = noise * (hi - lo);
     uint64_t rng = seed;
     memset(gsum, 0, 3 * ss * sizeof(float));
-    for (int s = 0; s < n; s++) {
+    for (int s = 0; s < smoothgrad && !rc; s++) {
       for (size_t i = 0; i < 3 * ss; i++) x[i] = x0[i] + sigma * dd_rng_normal(&rng);
       dd_plan_forward(p);
-      backward_score(p, logits, cls);
-      for (size_t i = 0; i < 3 * ss; i++) gsum[i] += gx[i] / (float)n;
+      rc = dd_explain_backward(p, scores, cls, err);
+      for (size_t i = 0; i < 3 * ss; i++) gsum[i] += gx[i] / (float)smoothgrad;
     }
   }
-  for (size_t i = 0; i < ss; i++)
-    sal[i] = fmaxf(fabsf(gsum[i]), fmaxf(fabsf(gsum[ss + i]), fabsf(gsum[2 * ss + i])));
+  if (!rc)
+    for (size_t i = 0; i < ss; i++)
+      sal[i] = fmaxf(fabsf(gsum[i]), fmaxf(fabsf(gsum[ss + i]), fabsf(gsum[2 * ss + i])));
+  free(x0);
+  free(gsum);
+  return rc;
 }
 
 /* The image at the network's size.  One already framed at that size is used as it is: a
@@ -723,7 +752,7 @@ int dd_explain(const dd_model *m, const dd_preproc *pp, const dd_image *im,
   dd_image *small = NULL;
   dd_plan *p = NULL;
   dd_explanation *e = calloc(1, sizeof *e);
-  float *prob = NULL, *cam = NULL, *sal = NULL, *x0 = NULL, *gsum = NULL;
+  float *prob = NULL, *cam = NULL, *sal = NULL;
   if (!e) return dd_fail(err, DD_ENOMEM, "out of memory");
 
   /* 1. one gradient plan from the S x S input to the scores, and the Grad-CAM layer */
@@ -743,16 +772,14 @@ int dd_explain(const dd_model *m, const dd_preproc *pp, const dd_image *im,
   rc = explain_layer(m, p, logits, o->layer, &layer, err);
   if (rc) goto done;
   dd_tensor *A = dd_plan_tensor(p, layer);
-  int64_t K = A->shape.d[1], ch = A->shape.d[2], cw = A->shape.d[3];
+  int64_t ch = A->shape.d[2], cw = A->shape.d[3];
 
   prob = malloc((size_t)nc * sizeof(float));            /* nc */
   cam = malloc((size_t)(ch * cw) * sizeof(float));      /* ch x cw */
   sal = malloc(ss * sizeof(float));                     /* S x S */
   e->cam = malloc(npix * sizeof(float));                /* h x w */
   e->saliency = malloc(npix * sizeof(float));           /* h x w */
-  x0 = malloc(3 * ss * sizeof(float));                  /* 3 x S x S */
-  gsum = calloc(3 * ss, sizeof(float));                 /* 3 x S x S */
-  if (!prob || !cam || !sal || !e->cam || !e->saliency || !x0 || !gsum) {
+  if (!prob || !cam || !sal || !e->cam || !e->saliency) {
     rc = dd_fail(err, DD_ENOMEM, "out of memory");
     goto done;
   }
@@ -780,9 +807,10 @@ int dd_explain(const dd_model *m, const dd_preproc *pp, const dd_image *im,
 
   /* 3. one backward pass of the class's score serves Grad-CAM and the plain saliency;
    * Grad-CAM first, since SmoothGrad's noisy passes overwrite the layer */
-  backward_score(p, logits, cls);
-  gradcam(dd_f32(A), dd_f32(dd_plan_grad(p, layer)), K, ch * cw, cam);
-  saliency(p, b.value, logits, cls, ss, o->smoothgrad, o->noise, o->seed, x0, gsum, sal);
+  rc = dd_explain_backward(p, logits, cls, err);
+  if (!rc) rc = dd_gradcam(p, layer, cam, err);
+  if (!rc) rc = dd_saliency(p, b.value, logits, cls, o->smoothgrad, o->noise, o->seed, sal, err);
+  if (rc) goto done;
 
   /* 4. both maps at the image's size, and where Grad-CAM peaks */
   resample_map(cam, (int)cw, (int)ch, e->cam, im->w, im->h);
@@ -801,8 +829,6 @@ done:
   free(prob);
   free(cam);
   free(sal);
-  free(x0);
-  free(gsum);
   return rc;
 }
 

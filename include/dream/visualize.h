@@ -21,6 +21,7 @@
 #include <stdint.h>
 
 #include "dream/error.h"
+#include "dream/graph.h"
 #include "dream/image.h"
 #include "dream/model.h"
 #include "dream/tensor.h"
@@ -189,6 +190,27 @@ typedef struct dd_explanation {
 DD_API int dd_explain(const dd_model *m, const dd_preproc *pp, const dd_image *im,
                const dd_explain_opts *o, dd_explanation **out, dd_err *err);
 DD_API void dd_explanation_free(dd_explanation *e);
+
+/* The parts of dd_explain, for a caller with a gradient plan of its own (dd_plan_new with
+ * DD_PLAN_GRAD from the image input to the scores, as dd_explain builds it): run the plan
+ * forward on the image, dd_explain_backward, then dd_gradcam and dd_saliency, in that order
+ * (SmoothGrad runs the plan again and overwrites every value). */
+
+/* Zeroes the plan's gradients, seeds d scores[cls] = 1 and runs the backward pass.  DD_EARG
+ * when `scores` has no gradient in the plan or cls is out of range. */
+DD_API int dd_explain_backward(dd_plan *p, int scores, int cls, dd_err *err);
+/* Grad-CAM (Selvaraju et al. 2017) on `layer` (N x C x H x W, batch item 0) after
+ * dd_explain_backward: each channel weighted by its spatially averaged gradient, summed, ReLU;
+ * `cam` receives H x W floats.  DD_EARG when the layer has no gradient in the plan, DD_ESHAPE
+ * when it is not 4-D. */
+DD_API int dd_gradcam(dd_plan *p, int layer, float *cam, dd_err *err);
+/* The saliency map of the plan's input `input` (1 x 3 x H x W) after dd_explain_backward:
+ * `sal` receives H x W floats, the max over channels of |d score / d input|.  With
+ * smoothgrad > 1, SmoothGrad (Smilkov et al. 2017): the gradient averaged over that many
+ * copies of the input with Gaussian noise of sigma = noise * the input's range, drawn from
+ * `seed`; the input is left noisy.  DD_EARG for a bad input or option, DD_ENOMEM. */
+DD_API int dd_saliency(dd_plan *p, int input, int scores, int cls, int smoothgrad, float noise,
+                       uint64_t seed, float *sal, dd_err *err);
 
 /* Side by side, each `height` pixels high (<= 0: the image's height, within 64..320, and
  * a tall panel at least 64 wide): the image, the Grad-CAM heat map (inferno) blended over it
