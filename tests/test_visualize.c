@@ -426,6 +426,54 @@ Test(visualize, smoothgrad_is_reproducible) {
   dd_model_free(m);
 }
 
+/* dd_explain is dd_explain_backward, dd_gradcam and dd_saliency on one plan: composed by hand
+ * on an image already at the network's size, they give its saliency map bit for bit. */
+Test(visualize, explain_parts_compose_to_explain) {
+  dd_model *m = th_shared_model("models/squeezenet1.1.onnx");
+  dd_image *photo = load_photo("dog.jpg"), *im;
+  dd_err err;
+  const int S = 64;
+  cr_assert_eq(dd_image_resize(photo, S, S, &im, &err), 0, "%s", err.msg);
+  dd_explain_opts o;
+  dd_explain_opts_init(&o);
+  o.size = S;
+  o.smoothgrad = 3;
+  o.seed = 11;
+  dd_explanation *e;
+  cr_assert_eq(dd_explain(m, &caffe, im, &o, &e, &err), 0, "%s", err.msg);
+
+  int logits;
+  cr_assert_eq(dd_vis_logits(m, &logits, &err), 0, "%s", err.msg);
+  int64_t dims[4] = {1, 3, S, S};
+  dd_binding b = {0};
+  b.value = dd_model_input(m);
+  b.shape = dd_shape_make(4, dims);
+  dd_plan *p;
+  cr_assert_eq(dd_plan_new(m, &b, 1, &logits, 1, DD_PLAN_GRAD, 0, &p, &err), 0, "%s", err.msg);
+  dd_image_to_input(im, &caffe, dd_f32(dd_plan_tensor(p, b.value)));
+  dd_plan_forward(p);
+  cr_assert_eq(dd_explain_backward(p, logits, 1000, &err), DD_EARG);
+  cr_assert_eq(dd_explain_backward(p, logits, e->cls, &err), 0, "%s", err.msg);
+  float *cam = malloc((size_t)e->cam_w * e->cam_h * sizeof(float));
+  float *sal = malloc((size_t)S * S * sizeof(float));
+  cr_assert(cam && sal);
+  cr_assert_eq(dd_gradcam(p, logits, cam, &err), DD_ESHAPE); /* the scores are not 4-D */
+  cr_assert_eq(dd_gradcam(p, e->layer, cam, &err), 0, "%s", err.msg);
+  float cmax = 0;
+  for (int i = 0; i < e->cam_w * e->cam_h; i++) cmax = fmaxf(cmax, cam[i]);
+  cr_assert_gt(cmax, 0);
+  cr_assert_eq(dd_saliency(p, b.value, logits, e->cls, 3, 0.15f, 11, sal, &err), 0, "%s",
+               err.msg);
+  cr_assert_eq(memcmp(sal, e->saliency, (size_t)S * S * sizeof(float)), 0);
+  free(cam);
+  free(sal);
+  dd_plan_free(p);
+  dd_explanation_free(e);
+  dd_image_free(im);
+  dd_image_free(photo);
+  dd_model_free(m);
+}
+
 Test(visualize, bad_options_are_refused) {
   dd_model *m = th_shared_model("models/bvlc_googlenet.onnx");
   dd_err err;
