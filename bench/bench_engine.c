@@ -33,6 +33,7 @@
 #include "dream/model.h"
 #include "dream/preset.h"
 #include "ops/sgemm.h"
+#include "util.h"
 
 /* The same OpenMP spin default as the dream CLI (src/cli/omp_env.c): set GOMP_SPINCOUNT and
  * start again, unless the user chose a wait policy. */
@@ -75,13 +76,6 @@ static double peak_rss_mb(void) {
   struct rusage ru;
   getrusage(RUSAGE_SELF, &ru);
   return ru.ru_maxrss / 1024.0;
-}
-
-static uint64_t rng_next(uint64_t *s) {
-  uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-  return z ^ (z >> 31);
 }
 
 static int usage(void) {
@@ -137,8 +131,8 @@ static int bench_sgemm(const bench_opts *o) {
   if (!a || !b || !c || !t) return 1;
   uint64_t s = 1;
   for (size_t i = 0; i < (size_t)n * n; i++) {
-    a[i] = (float)(rng_next(&s) >> 40) / (1 << 24) - 0.5f;
-    b[i] = (float)(rng_next(&s) >> 40) / (1 << 24) - 0.5f;
+    a[i] = (float)(dd_rng_next(&s) >> 40) / (1 << 24) - 0.5f;
+    b[i] = (float)(dd_rng_next(&s) >> 40) / (1 << 24) - 0.5f;
   }
   cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1.f, a, n, b, n, 0.f, c, n);
   for (int r = 0; r < o->reps; r++) {
@@ -161,8 +155,8 @@ static int bench_gemm(const bench_opts *o) {
   double *t = malloc(sizeof(double) * (size_t)o->reps), *t2 = malloc(sizeof(double) * (size_t)o->reps);
   if (!a || !b || !c || !c2 || !t || !t2) return 1;
   uint64_t s = 1;
-  for (size_t i = 0; i < (size_t)m * k; i++) a[i] = (float)(rng_next(&s) >> 40) / (1 << 24) - 0.5f;
-  for (size_t i = 0; i < (size_t)k * n; i++) b[i] = (float)(rng_next(&s) >> 40) / (1 << 24) - 0.5f;
+  for (size_t i = 0; i < (size_t)m * k; i++) a[i] = (float)(dd_rng_next(&s) >> 40) / (1 << 24) - 0.5f;
+  for (size_t i = 0; i < (size_t)k * n; i++) b[i] = (float)(dd_rng_next(&s) >> 40) / (1 << 24) - 0.5f;
   for (int r = 0; r < o->reps; r++) {
     double t0 = now_seconds();
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, n, k, 1.f, a, k, b, n, 0.f, c, n);
@@ -238,7 +232,7 @@ static void fill_image(dd_image *im) {
     for (int x = 0; x < im->w; x++)
       for (int c = 0; c < 3; c++) {
         float ramp = c == 0 ? 255.f * x / im->w : c == 1 ? 255.f * y / im->h : 128.f;
-        float noise = (float)(rng_next(&s) >> 40) / (1 << 24) * 64.f - 32.f;
+        float noise = (float)(dd_rng_next(&s) >> 40) / (1 << 24) * 64.f - 32.f;
         float v = ramp + noise;
         im->rgb[((size_t)y * im->w + x) * 3 + c] = v < 0 ? 0 : v > 255 ? 255 : v;
       }
@@ -318,7 +312,7 @@ static int bench_model(const bench_opts *o, int grad) {
     dd_plan_free(p);
   } else {
     dd_dream_params dp;
-    dd_dream_params_default(&dp);
+    dd_dream_params_init(&dp);
     dp.n_layers = 1;
     dp.layers[0] = (dd_dream_layer){layer, -1, 1.f};
     dp.tile = o->tile;
@@ -328,7 +322,7 @@ static int bench_model(const bench_opts *o, int grad) {
     float *g = malloc(sizeof(float) * (size_t)o->w * o->h * 3);
     uint64_t s = 3;
     for (int r = 0; r < total && g; r++) {
-      int dx = (int)(rng_next(&s) % 65) - 32, dy = (int)(rng_next(&s) % 65) - 32;
+      int dx = (int)(dd_rng_next(&s) % 65) - 32, dy = (int)(dd_rng_next(&s) % 65) - 32;
       double t0 = now_seconds();
       if (dd_dreamer_gradient(d, im, dx, dy, g, NULL, &err)) {
         free(g);

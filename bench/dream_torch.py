@@ -41,7 +41,7 @@ MIN_SIDE = 32
 
 
 class SplitMix:
-    """dream's jitter generator (src/dream.c rng_next / rng_range)."""
+    """dream's jitter generator (src/util.c dd_rng_next / dd_rng_range)."""
 
     def __init__(self, seed):
         self.s = seed & MASK

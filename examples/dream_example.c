@@ -26,7 +26,7 @@ int main(int argc, char **argv) {
     goto done;
   }
   dd_dream_params p;
-  dd_dream_params_default(&p);
+  dd_dream_params_init(&p);
   p.octaves = 2;
   p.iters = 3;
   p.n_layers = 1;

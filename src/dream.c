@@ -10,6 +10,7 @@
 
 #include "dream/graph.h"
 #include "ops/sgemm.h"
+#include "util.h"
 
 /* Rows of the guide's dot-product matrix computed at once: bounds its buffer. */
 #define GUIDE_BLOCK 256
@@ -40,19 +41,6 @@ struct dd_dreamer {
 
 /* ---- small helpers ---- */
 
-static uint64_t rng_next(uint64_t *s) {
-  uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-  return z ^ (z >> 31);
-}
-
-/* Uniform integer in lo..hi. */
-static int rng_range(uint64_t *s, int lo, int hi) {
-  uint64_t span = (uint64_t)((int64_t)hi - lo + 1);
-  return lo + (int)(((rng_next(s) >> 32) * span) >> 32);
-}
-
 static int wrap(int64_t i, int n) {
   int64_t r = i % n;
   return (int)(r < 0 ? r + n : r);
@@ -60,8 +48,6 @@ static int wrap(int64_t i, int n) {
 
 static float *alloc_floats(size_t n) { return malloc((n ? n : 1) * sizeof(float)); }
 
-/* Element-wise passes over pictures use both cores above this many floats. */
-#define PAR_MIN 65536
 /* Sums are taken in at most this many chunks whose bounds depend only on n, added in order:
  * the result is the same whatever the number of threads, so a seed repeats exactly. */
 #define SUM_CHUNKS 1024
@@ -75,7 +61,7 @@ static double sum_of(const float *v, size_t n, int what) {
   size_t per = (n + SUM_CHUNKS - 1) / SUM_CHUNKS;
   per = per < 4096 ? 4096 : (per + 15) / 16 * 16;
   size_t chunks = (n + per - 1) / per;
-#pragma omp parallel for schedule(static) if (n > PAR_MIN)
+#pragma omp parallel for schedule(static) if (n > DD_PAR_MIN)
   for (size_t c = 0; c < chunks; c++) {
     size_t a = c * per, b = a + per < n ? a + per : n;
     float lane[16] = {0};
@@ -100,13 +86,13 @@ static double sum_of(const float *v, size_t n, int what) {
 }
 
 static void scale_floats(float *v, size_t n, double k) {
-#pragma omp parallel for schedule(static) if (n > PAR_MIN)
+#pragma omp parallel for schedule(static) if (n > DD_PAR_MIN)
   for (size_t i = 0; i < n; i++) v[i] = (float)(v[i] * k);
 }
 
 /* ---- layer specs ---- */
 
-void dd_dream_params_default(dd_dream_params *p) {
+void dd_dream_params_init(dd_dream_params *p) {
   memset(p, 0, sizeof *p);
   p->octaves = 4;
   p->octave_scale = 1.4f;
@@ -263,7 +249,7 @@ static double seed_objective(dd_plan *plan, const dd_dream_layer *ls, int n,
       const float *ab = a + off0 + bi * stride;
       float *gb = g + off0 + bi * stride;
       s += sum_of(ab, (size_t)per, SUM_SQ);
-#pragma omp parallel for schedule(static) if (per > PAR_MIN)
+#pragma omp parallel for schedule(static) if (per > DD_PAR_MIN)
       for (int64_t i = 0; i < per; i++) gb[i] += w * ab[i];
     }
     obj += 0.5 * w * s;
@@ -282,7 +268,7 @@ static int unique_targets(const dd_dream_layer *ls, int n, int *targets) {
 }
 
 int dd_input_gradient(const dd_model *m, const dd_tensor *input, const dd_dream_layer *layers,
-                      int n_layers, size_t max_bytes, dd_tensor **grad, double *objective,
+                      int n_layers, size_t max_memory, dd_tensor **grad, double *objective,
                       dd_err *err) {
   int in = dd_model_input(m);
   if (in < 0) return dd_fail(err, DD_EARG, "%s: the model has no data input", dd_model_name(m));
@@ -299,7 +285,7 @@ int dd_input_gradient(const dd_model *m, const dd_tensor *input, const dd_dream_
   int nt = unique_targets(layers, n_layers, targets);
   dd_binding b = {in, input->shape, NULL};
   dd_plan *plan;
-  int rc = dd_plan_new(m, &b, 1, targets, nt, DD_PLAN_GRAD | DD_PLAN_REUSE, max_bytes, &plan,
+  int rc = dd_plan_new(m, &b, 1, targets, nt, DD_PLAN_GRAD | DD_PLAN_REUSE, max_memory, &plan,
                        err);
   if (rc) return rc;
   rc = check_layers(m, plan, in, layers, n_layers, err);
@@ -379,7 +365,7 @@ static void fill_input(const dd_dreamer *d, const dd_image *img, const int *mapy
     float k = d->k[c], b = d->b[c];
     int src = d->src[c];
     float *o = out + c * plane;
-#pragma omp parallel for schedule(static) if (plane > 65536)
+#pragma omp parallel for schedule(static) if (plane > DD_PAR_MIN)
     for (int y = 0; y < th; y++) {
       const float *row = img->rgb + (size_t)mapy[y] * img->w * 3 + src;
       float *orow = o + (size_t)y * tw;
@@ -622,7 +608,7 @@ int dd_dreamer_gradient(dd_dreamer *d, const dd_image *img, int dx, int dy, floa
       dd_plan_backward(d->plan);
       /* the rows of a tile are distinct rows of the image (tiles are no taller than it) */
       const int *mapx = d->mapx, *mapy = d->mapy;
-#pragma omp parallel for schedule(static) if (plane > PAR_MIN)
+#pragma omp parallel for schedule(static) if (plane > DD_PAR_MIN)
       for (int ly = loy; ly < loy + (y1 - y0); ly++)
         for (int c = 0; c < 3; c++) {
           const float *g = gin + c * plane + (size_t)ly * tw;
@@ -689,7 +675,7 @@ static void up1(const float *in, int w, int h, int dir, int n, float *out) {
 static void scale_rms(float *v, size_t n) {
   double rms = sqrt(sum_of(v, n, SUM_SQ) / (double)(n ? n : 1));
   float inv = (float)(1.0 / (rms > 1e-10 ? rms : 1e-10));
-#pragma omp parallel for schedule(static) if (n > PAR_MIN)
+#pragma omp parallel for schedule(static) if (n > DD_PAR_MIN)
   for (size_t i = 0; i < n; i++) v[i] *= inv;
 }
 
@@ -770,7 +756,7 @@ void dd_dream_normalize(dd_dream_norm norm, int levels, float *g, int w, int h, 
  * values added, so either way gives the same sums bit for bit). */
 static void resize_bilinear_to(const float *src, int sw, int sh, float *dst, int dw, int dh,
                                int add) {
-#pragma omp parallel for schedule(static) if ((size_t)dw * dh * 3 > PAR_MIN)
+#pragma omp parallel for schedule(static) if ((size_t)dw * dh * 3 > DD_PAR_MIN)
   for (int y = 0; y < dh; y++) {
     double fy = dh > 1 ? (double)y * (sh - 1) / (dh - 1) : 0;
     int y0 = (int)fy, y1 = y0 + 1 < sh ? y0 + 1 : sh - 1;
@@ -795,13 +781,13 @@ static void resize_bilinear(const float *src, int sw, int sh, float *dst, int dw
 }
 
 static void clip255(float *v, size_t n) {
-#pragma omp parallel for schedule(static) if (n > PAR_MIN)
+#pragma omp parallel for schedule(static) if (n > DD_PAR_MIN)
   for (size_t i = 0; i < n; i++) v[i] = v[i] < 0.f ? 0.f : v[i] > 255.f ? 255.f : v[i];
 }
 
 /* cur = clip(cur + step * grad, 0, 255) */
 static void step_clip(float *cur, const float *grad, float step, size_t n) {
-#pragma omp parallel for schedule(static) if (n > PAR_MIN)
+#pragma omp parallel for schedule(static) if (n > DD_PAR_MIN)
   for (size_t i = 0; i < n; i++) {
     float v = cur[i] + step * grad[i];
     cur[i] = v < 0.f ? 0.f : v > 255.f ? 255.f : v;
@@ -904,7 +890,7 @@ int dd_dream_run(const dd_model *m, const dd_preproc *pp, const dd_dream_params 
       /* carry the detail dreamed at the smaller octave up to this one */
       size_t prev = (size_t)ow[k + 1] * oh[k + 1] * 3;
       const float *lo = b.base[k + 1], *hi = b.base[k];
-#pragma omp parallel for schedule(static) if (prev > PAR_MIN)
+#pragma omp parallel for schedule(static) if (prev > DD_PAR_MIN)
       for (size_t i = 0; i < prev; i++) b.grad[i] = b.cur[i] - lo[i];
       if (p->in_place && k == 0) {
         /* img += the detail, upscaled; then the small buffers give way to a full gradient */
@@ -923,7 +909,7 @@ int dd_dream_run(const dd_model *m, const dd_preproc *pp, const dd_dream_params 
         }
       } else {
         resize_bilinear(b.grad, ow[k + 1], oh[k + 1], b.cur, w, h);
-#pragma omp parallel for schedule(static) if (sz > PAR_MIN)
+#pragma omp parallel for schedule(static) if (sz > DD_PAR_MIN)
         for (size_t i = 0; i < sz; i++) b.cur[i] += hi[i];
       }
     }
@@ -934,10 +920,10 @@ int dd_dream_run(const dd_model *m, const dd_preproc *pp, const dd_dream_params 
         rc = dd_fail(err, DD_EINTR, "interrupted");
         break;
       }
-      int dx = rng_range(&rng, -p->jitter, p->jitter), dy = rng_range(&rng, -p->jitter, p->jitter);
+      int dx = dd_rng_range(&rng, -p->jitter, p->jitter), dy = dd_rng_range(&rng, -p->jitter, p->jitter);
       /* with tiles, move the tile borders anywhere so no seam stays in one place */
-      if (d->tw < w) dx += rng_range(&rng, 0, w - 1);
-      if (d->th < h) dy += rng_range(&rng, 0, h - 1);
+      if (d->tw < w) dx += dd_rng_range(&rng, 0, w - 1);
+      if (d->th < h) dy += dd_rng_range(&rng, 0, h - 1);
       double obj;
       rc = dd_dreamer_gradient(d, &view, dx, dy, b.grad, &obj, err);
       if (rc) break;

@@ -216,18 +216,23 @@ static unsigned char to_byte(float v) {
   return (unsigned char)lrintf(v);
 }
 
-dd_image_save_opts dd_image_save_opts_init(void) {
-  return (dd_image_save_opts){.quality = JPEG_QUALITY, .keep_meta = 1};
+void dd_image_save_opts_init(dd_image_save_opts *o) {
+  *o = (dd_image_save_opts){.quality = JPEG_QUALITY, .keep_meta = 1};
 }
 
 int dd_image_save(const char *path, const dd_image *im, dd_err *err) {
-  dd_image_save_opts o = dd_image_save_opts_init();
+  dd_image_save_opts o;
+  dd_image_save_opts_init(&o);
   return dd_image_save_with(path, im, &o, err);
 }
 
 int dd_image_save_with(const char *path, const dd_image *im, const dd_image_save_opts *opts,
                        dd_err *err) {
-  dd_image_save_opts o = opts ? *opts : dd_image_save_opts_init();
+  dd_image_save_opts o;
+  if (opts)
+    o = *opts;
+  else
+    dd_image_save_opts_init(&o);
   if (o.quality == 0) o.quality = JPEG_QUALITY;
   if (o.quality < 1 || o.quality > 100)
     return dd_fail(err, DD_EARG, "%s: JPEG quality %d is not in 1..100", path, o.quality);

@@ -118,6 +118,75 @@ const char *dd_model_node_op(const dd_model *m, int n) { return m->nodes[n].op_t
 int dd_model_node_num_outputs(const dd_model *m, int n) { return m->nodes[n].n_out; }
 int dd_model_node_output(const dd_model *m, int n, int i) { return m->nodes[n].out[i]; }
 int dd_model_producer(const dd_model *m, int v) { return m->values[v].producer; }
+int dd_model_node_num_inputs(const dd_model *m, int n) { return m->nodes[n].n_in; }
+int dd_model_node_input(const dd_model *m, int n, int i) { return m->nodes[n].in[i]; }
+const dd_tensor *dd_model_value_tensor(const dd_model *m, int v) { return m->values[v].init; }
+
+/* The attribute `name` of node `node` in *a (NULL when absent), or the failure: a node out
+ * of range, or an attribute that is not of type `type` (`want` names it). */
+static int public_attr(const dd_model *m, int node, const char *name, int type,
+                       const char *want, const dd_attr **a, dd_err *err) {
+  if (node < 0 || node >= m->n_nodes)
+    return dd_fail(err, DD_EARG, "%s: no node %d (the model has %d)", m->name, node, m->n_nodes);
+  const dd_node *n = &m->nodes[node];
+  *a = dd_node_attr(n, name);
+  if (*a && (*a)->type != type)
+    return dd_fail(err, DD_EFORMAT, "%s: node '%s': attribute '%s' is not %s", m->name, n->name,
+                   name, want);
+  return DD_OK;
+}
+
+int dd_model_node_attr_int(const dd_model *m, int node, const char *name, int64_t def,
+                           int64_t *out, dd_err *err) {
+  const dd_attr *a;
+  int rc = public_attr(m, node, name, DD_ATTR_INT, "an int", &a, err);
+  if (!rc) *out = a ? a->i : def;
+  return rc;
+}
+
+int dd_model_node_attr_float(const dd_model *m, int node, const char *name, float def,
+                             float *out, dd_err *err) {
+  const dd_attr *a;
+  int rc = public_attr(m, node, name, DD_ATTR_FLOAT, "a float", &a, err);
+  if (!rc) *out = a ? a->f : def;
+  return rc;
+}
+
+int dd_model_node_attr_string(const dd_model *m, int node, const char *name, const char *def,
+                              const char **out, dd_err *err) {
+  const dd_attr *a;
+  int rc = public_attr(m, node, name, DD_ATTR_STRING, "a string", &a, err);
+  if (!rc) *out = a ? a->s : def;
+  return rc;
+}
+
+int dd_model_node_attr_ints(const dd_model *m, int node, const char *name, const int64_t **vals,
+                            int *count, dd_err *err) {
+  const dd_attr *a;
+  int rc = public_attr(m, node, name, DD_ATTR_INTS, "a list of ints", &a, err);
+  if (rc) return rc;
+  *vals = a ? a->ints : NULL;
+  *count = a ? a->n : -1;
+  return DD_OK;
+}
+
+int dd_model_node_attr_floats(const dd_model *m, int node, const char *name, const float **vals,
+                              int *count, dd_err *err) {
+  const dd_attr *a;
+  int rc = public_attr(m, node, name, DD_ATTR_FLOATS, "a list of floats", &a, err);
+  if (rc) return rc;
+  *vals = a ? a->floats : NULL;
+  *count = a ? a->n : -1;
+  return DD_OK;
+}
+
+int dd_model_node_attr_tensor(const dd_model *m, int node, const char *name,
+                              const dd_tensor **out, dd_err *err) {
+  const dd_attr *a;
+  int rc = public_attr(m, node, name, DD_ATTR_TENSOR, "a tensor", &a, err);
+  if (!rc) *out = a ? a->t : NULL;
+  return rc;
+}
 
 /* ---- attributes ---- */
 

@@ -2,10 +2,12 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 char *dd_strdup(const char *s) {
@@ -122,4 +124,31 @@ int dd_edit_distance(const char *a, const char *b) {
     }
   }
   return row[lb];
+}
+
+uint64_t dd_rng_next(uint64_t *s) {
+  uint64_t z = (*s += UINT64_C(0x9E3779B97F4A7C15));
+  z = (z ^ (z >> 30)) * UINT64_C(0xBF58476D1CE4E5B9);
+  z = (z ^ (z >> 27)) * UINT64_C(0x94D049BB133111EB);
+  return z ^ (z >> 31);
+}
+
+float dd_rng_uniform(uint64_t *s) { return (float)(dd_rng_next(s) >> 40) * (1.0f / 16777216.0f); }
+
+int dd_rng_range(uint64_t *s, int lo, int hi) {
+  uint64_t span = (uint64_t)((int64_t)hi - lo + 1);
+  return lo + (int)(((dd_rng_next(s) >> 32) * span) >> 32);
+}
+
+float dd_rng_normal(uint64_t *s) {
+  const double pi = 3.14159265358979323846;
+  double u1 = ((double)(dd_rng_next(s) >> 11) + 1.0) / 9007199254740993.0;
+  double u2 = (double)(dd_rng_next(s) >> 11) / 9007199254740992.0;
+  return (float)(sqrt(-2.0 * log(u1)) * cos(2.0 * pi * u2));
+}
+
+double dd_now_seconds(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
 }

@@ -1,4 +1,5 @@
-/* Small internal helpers: strings, whole-file reading with a size cap, atomic writes. */
+/* Small internal helpers: strings, whole-file reading with a size cap, atomic writes, the
+ * random generator, the clock and the threading threshold that every module shares. */
 #ifndef DREAM_UTIL_H
 #define DREAM_UTIL_H
 
@@ -15,5 +16,24 @@ int dd_read_file(const char *path, size_t max, void **buf, size_t *len, dd_err *
 int dd_write_file_atomic(const char *path, const void *buf, size_t len, dd_err *err);
 /* Edit distance, for "did you mean" suggestions. */
 int dd_edit_distance(const char *a, const char *b);
+
+/* ---- random numbers ----
+ * splitmix64: the whole state is one word carried by the caller (seeded from the
+ * parameters), so a run repeats exactly from its seed and no state is global. */
+uint64_t dd_rng_next(uint64_t *s);
+/* Uniform in [0, 1), 24 bits. */
+float dd_rng_uniform(uint64_t *s);
+/* Uniform integer in lo..hi (inclusive). */
+int dd_rng_range(uint64_t *s, int lo, int hi);
+/* Standard normal (Box-Muller on two draws; the first kept away from 0 for the log). */
+float dd_rng_normal(uint64_t *s);
+
+/* Seconds on the monotonic clock, for durations. */
+double dd_now_seconds(void);
+
+/* Element counts below which a loop is not worth splitting across threads: under it the
+ * cost of waking the second core is more than the work.  The split never changes results
+ * (loops are element-wise, or sum in chunks fixed by the count). */
+#define DD_PAR_MIN 32768
 
 #endif

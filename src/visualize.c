@@ -9,30 +9,9 @@
 
 #include "dream/graph.h"
 #include "fourier.h"
-#include "model_internal.h"
+#include "util.h"
 
 #define PI 3.14159265358979323846
-
-/* ---- random numbers ------------------------------------------------------------------- */
-
-/* splitmix64: the whole state is one word carried by the caller, so runs are reproducible
- * from their seed alone.  (dream.h has no shared generator yet; this one is private.) */
-static uint64_t rng_next(uint64_t *s) {
-  uint64_t z = (*s += UINT64_C(0x9E3779B97F4A7C15));
-  z = (z ^ (z >> 30)) * UINT64_C(0xBF58476D1CE4E5B9);
-  z = (z ^ (z >> 27)) * UINT64_C(0x94D049BB133111EB);
-  return z ^ (z >> 31);
-}
-
-/* Uniform in [0, 1). */
-static float rng_uniform(uint64_t *s) { return (float)(rng_next(s) >> 40) * (1.0f / 16777216.0f); }
-
-/* Standard normal (Box-Muller; the first uniform is kept away from 0 for the log). */
-static float rng_normal(uint64_t *s) {
-  double u1 = ((double)(rng_next(s) >> 11) + 1.0) / 9007199254740993.0;
-  double u2 = (double)(rng_next(s) >> 11) / 9007199254740992.0;
-  return (float)(sqrt(-2.0 * log(u1)) * cos(2.0 * PI * u2));
-}
 
 /* ---- small image helpers -------------------------------------------------------------- */
 
@@ -113,31 +92,34 @@ static int passes_channels(const char *op) {
 }
 
 int dd_vis_find_conv(const dd_model *m, int value, int *node, dd_err *err) {
-  if (value < 0 || value >= m->n_values) return dd_fail(err, DD_EARG, "no value %d", value);
+  if (value < 0 || value >= dd_model_num_values(m)) return dd_fail(err, DD_EARG, "no value %d", value);
   int v = value;
   for (int hop = 0; hop < 16; hop++) {
-    int p = m->values[v].producer;
+    int p = dd_model_producer(m, v);
     if (p < 0) break;
-    const dd_node *n = &m->nodes[p];
-    if (!strcmp(n->op_type, "Conv")) {
+    const char *op = dd_model_node_op(m, p);
+    if (!strcmp(op, "Conv")) {
       *node = p;
       return DD_OK;
     }
-    if (!passes_channels(n->op_type) || n->n_in < 1 || n->in[0] < 0) break;
-    v = n->in[0];
+    if (!passes_channels(op) || dd_model_node_num_inputs(m, p) < 1 ||
+        dd_model_node_input(m, p, 0) < 0)
+      break;
+    v = dd_model_node_input(m, p, 0);
   }
   return dd_fail(err, DD_ENOTFOUND,
                  "%s: '%s' is not the output of a Conv (nor of an activation right after one)",
-                 m->name, m->values[value].name);
+                 dd_model_name(m), dd_model_value_name(m, value));
 }
 
 int dd_vis_logits(const dd_model *m, int *value, dd_err *err) {
-  if (m->n_outputs < 1) return dd_fail(err, DD_ENOTFOUND, "%s: the graph has no output", m->name);
-  int v = m->outputs[0];
-  int p = m->values[v].producer;
-  if (p >= 0 && !strcmp(m->nodes[p].op_type, "Softmax") && m->nodes[p].n_in >= 1 &&
-      m->nodes[p].in[0] >= 0)
-    v = m->nodes[p].in[0];
+  if (dd_model_num_outputs(m) < 1)
+    return dd_fail(err, DD_ENOTFOUND, "%s: the graph has no output", dd_model_name(m));
+  int v = dd_model_output(m, 0);
+  int p = dd_model_producer(m, v);
+  if (p >= 0 && !strcmp(dd_model_node_op(m, p), "Softmax") && dd_model_node_num_inputs(m, p) >= 1 &&
+      dd_model_node_input(m, p, 0) >= 0)
+    v = dd_model_node_input(m, p, 0);
   *value = v;
   return DD_OK;
 }
@@ -146,31 +128,33 @@ int dd_vis_logits(const dd_model *m, int *value, dd_err *err) {
 
 int dd_vis_filters(const dd_model *m, int node, int bgr, int zoom, int gap, dd_image **out,
                    dd_grid *grid, dd_err *err) {
-  if (node < 0 || node >= m->n_nodes) return dd_fail(err, DD_EARG, "no node %d", node);
-  const dd_node *n = &m->nodes[node];
-  if (strcmp(n->op_type, "Conv"))
-    return dd_fail(err, DD_EARG, "%s: node '%s' is a %s, not a Conv", m->name, n->name, n->op_type);
-  const dd_tensor *w = n->n_in >= 2 && n->in[1] >= 0 ? m->values[n->in[1]].init : NULL;
+  if (node < 0 || node >= dd_model_num_nodes(m)) return dd_fail(err, DD_EARG, "no node %d", node);
+  const char *name = dd_model_node_name(m, node), *op = dd_model_node_op(m, node);
+  if (strcmp(op, "Conv"))
+    return dd_fail(err, DD_EARG, "%s: node '%s' is a %s, not a Conv", dd_model_name(m), name, op);
+  int wv = dd_model_node_num_inputs(m, node) >= 2 ? dd_model_node_input(m, node, 1) : -1;
+  const dd_tensor *w = wv >= 0 ? dd_model_value_tensor(m, wv) : NULL;
   if (!w || w->dtype != DD_F32 || w->shape.ndim != 4)
     return dd_fail(err, DD_EUNSUPPORTED, "%s: node '%s': the kernels are not a constant 4-D "
-                   "float tensor", m->name, n->name);
-  const dd_attr *g = dd_node_attr(n, "group");
-  if (g && g->i != 1)
+                   "float tensor", dd_model_name(m), name);
+  int64_t group;
+  int rc = dd_model_node_attr_int(m, node, "group", 1, &group, err);
+  if (rc) return rc;
+  if (group != 1)
     return dd_fail(err, DD_EUNSUPPORTED, "%s: node '%s' is a grouped convolution (group %lld); "
-                   "only plain convolutions are drawn", m->name, n->name, (long long)g->i);
+                   "only plain convolutions are drawn", dd_model_name(m), name, (long long)group);
   int64_t O = w->shape.d[0], I = w->shape.d[1], kh = w->shape.d[2], kw = w->shape.d[3];
   if (I != 3)
     return dd_fail(err, DD_EUNSUPPORTED, "%s: node '%s' reads %lld channels; kernels are drawn "
-                   "as colour images only for a first convolution (3 channels)", m->name,
-                   n->name, (long long)I);
+                   "as colour images only for a first convolution (3 channels)", dd_model_name(m),
+                   name, (long long)I);
   if (O < 1 || O > 4096 || kh < 1 || kw < 1 || kh > 64 || kw > 64)
     return dd_fail(err, DD_ELIMIT, "%s: node '%s': %lld kernels of %lldx%lld is out of range",
-                   m->name, n->name, (long long)O, (long long)kh, (long long)kw);
+                   dd_model_name(m), name, (long long)O, (long long)kh, (long long)kw);
   if (zoom <= 0) zoom = (int)((32 + (kh > kw ? kh : kw) - 1) / (kh > kw ? kh : kw));
   if (zoom > 64) return dd_fail(err, DD_EARG, "zoom %d is larger than 64", zoom);
   dd_image **tiles = calloc((size_t)O, sizeof *tiles);
   if (!tiles) return dd_fail(err, DD_ENOMEM, "out of memory");
-  int rc = DD_OK;
   const float *wd = dd_f32(w);
   for (int64_t o = 0; o < O && !rc; o++) {
     const float *k = wd + o * 3 * kh * kw;
@@ -268,7 +252,7 @@ int dd_fv_new(const dd_model *m, const dd_preproc *pp, int value, const dd_fv_op
   int rc = check_preproc(pp, err);
   if (!rc) rc = dd_model_image_input(m, NULL, err);
   if (rc) return rc;
-  if (value < 0 || value >= m->n_values) return dd_fail(err, DD_EARG, "no value %d", value);
+  if (value < 0 || value >= dd_model_num_values(m)) return dd_fail(err, DD_EARG, "no value %d", value);
   if (o->size < 16 || o->size > 2048)
     return dd_fail(err, DD_EARG, "size %d is not in 16..2048", o->size);
   if (o->iters < 0 || o->iters > 100000)
@@ -293,17 +277,17 @@ int dd_fv_new(const dd_model *m, const dd_preproc *pp, int value, const dd_fv_op
   fv->P = 2;
   while (fv->P < fv->S + 2 * fv->o.jitter) fv->P *= 2;
   dd_binding b = input_binding(m, fv->S, fv->S);
-  rc = dd_plan_new(m, &b, 1, &value, 1, DD_PLAN_GRAD, o->max_bytes, &fv->plan, err);
+  rc = dd_plan_new(m, &b, 1, &value, 1, DD_PLAN_GRAD, o->max_memory, &fv->plan, err);
   if (rc) goto fail;
   dd_tensor *t = dd_plan_tensor(fv->plan, value);
   if (!t || t->shape.ndim < 2 || t->shape.d[0] < 1 || t->shape.d[1] < 1) {
     rc = dd_fail(err, DD_ESHAPE, "%s: '%s' is not N x C [x H x W], so it has no channels",
-                 m->name, m->values[value].name);
+                 dd_model_name(m), dd_model_value_name(m, value));
     goto fail;
   }
   if (!dd_plan_grad(fv->plan, value) || !dd_plan_grad(fv->plan, fv->input)) {
-    rc = dd_fail(err, DD_EARG, "%s: '%s' does not depend on the input", m->name,
-                 m->values[value].name);
+    rc = dd_fail(err, DD_EARG, "%s: '%s' does not depend on the input", dd_model_name(m),
+                 dd_model_value_name(m, value));
     goto fail;
   }
   fv->channels = (int)t->shape.d[1];
@@ -332,9 +316,9 @@ fail:
 /* A random view: shift, scale and rotation, the robustness transforms of lucid. */
 static dd_warp fv_warp(const dd_fv *fv, uint64_t *rng) {
   float J = (float)fv->o.jitter;
-  float tx = J * (2 * rng_uniform(rng) - 1), ty = J * (2 * rng_uniform(rng) - 1);
-  float s = 1 + fv->o.scale * (2 * rng_uniform(rng) - 1);
-  float th = (float)(fv->o.rotate * PI / 180) * (2 * rng_uniform(rng) - 1);
+  float tx = J * (2 * dd_rng_uniform(rng) - 1), ty = J * (2 * dd_rng_uniform(rng) - 1);
+  float s = 1 + fv->o.scale * (2 * dd_rng_uniform(rng) - 1);
+  float th = (float)(fv->o.rotate * PI / 180) * (2 * dd_rng_uniform(rng) - 1);
   return dd_warp_make(fv->P, tx, ty, s, th);
 }
 
@@ -347,24 +331,28 @@ static void fv_seed_target(const dd_fv *fv, int ch, int *value, int *channel) {
   const dd_model *m = fv->m;
   int v = fv->value;
   for (int hop = 0; hop < 16; hop++) {
-    int p = m->values[v].producer;
+    int p = dd_model_producer(m, v);
     if (p < 0) break;
-    const dd_node *n = &m->nodes[p];
-    if (!strcmp(n->op_type, "Relu") && n->n_in >= 1 && n->in[0] >= 0 &&
-        dd_plan_grad(fv->plan, n->in[0])) {
-      v = n->in[0];
+    const char *op = dd_model_node_op(m, p);
+    int n_in = dd_model_node_num_inputs(m, p);
+    int in0 = n_in >= 1 ? dd_model_node_input(m, p, 0) : -1;
+    if (!strcmp(op, "Relu") && in0 >= 0 && dd_plan_grad(fv->plan, in0)) {
+      v = in0;
       continue;
     }
-    if (strcmp(n->op_type, "Concat")) break;
-    const dd_attr *ax = dd_node_attr(n, "axis");
+    if (strcmp(op, "Concat")) break;
+    int64_t axis;
     dd_tensor *t = dd_plan_tensor(fv->plan, v);
-    if (!ax || !t || (ax->i != 1 && ax->i != 1 - t->shape.ndim)) break;
+    if (dd_model_node_attr_int(m, p, "axis", 1, &axis, NULL) || !t ||
+        (axis != 1 && axis != 1 - t->shape.ndim))
+      break;
     int next = -1;
-    for (int j = 0, off = 0; j < n->n_in; j++) {
-      dd_tensor *tj = n->in[j] >= 0 ? dd_plan_tensor(fv->plan, n->in[j]) : NULL;
+    for (int j = 0, off = 0; j < n_in; j++) {
+      int vj = dd_model_node_input(m, p, j);
+      dd_tensor *tj = vj >= 0 ? dd_plan_tensor(fv->plan, vj) : NULL;
       if (!tj) break;
       if (ch < off + tj->shape.d[1]) {
-        if (dd_plan_grad(fv->plan, n->in[j])) next = n->in[j], ch -= off;
+        if (dd_plan_grad(fv->plan, vj)) next = vj, ch -= off;
         break;
       }
       off += (int)tj->shape.d[1];
@@ -415,15 +403,15 @@ static void fv_backward(dd_fv *fv, int ch, const dd_warp *w) {
 int dd_fv_run(dd_fv *fv, int channel, uint64_t seed, dd_image **out, float *objective,
               dd_err *err) {
   if (channel < 0 || channel >= fv->channels)
-    return dd_fail(err, DD_EARG, "%s: channel %d of '%s' is not in 0..%d", fv->m->name, channel,
-                   fv->m->values[fv->value].name, fv->channels - 1);
+    return dd_fail(err, DD_EARG, "%s: channel %d of '%s' is not in 0..%d", dd_model_name(fv->m), channel,
+                   dd_model_value_name(fv->m, fv->value), fv->channels - 1);
   int S = fv->S, P = fv->P;
   size_t n6 = 6 * (size_t)P * P, ss = (size_t)S * S;
   dd_image *im;
   int rc = dd_image_new(S, S, &im, err);
   if (rc) return rc;
   uint64_t rng = seed;
-  for (size_t i = 0; i < n6; i++) fv->spec[i] = 0.01f * rng_normal(&rng);
+  for (size_t i = 0; i < n6; i++) fv->spec[i] = 0.01f * dd_rng_normal(&rng);
   memset(fv->adam_m, 0, n6 * sizeof(float));
   memset(fv->adam_v, 0, n6 * sizeof(float));
   const float b1 = 0.9f, b2 = 0.999f, eps = 1e-8f;
@@ -444,9 +432,13 @@ int dd_fv_run(dd_fv *fv, int channel, uint64_t seed, dd_image **out, float *obje
       fv->adam_v[i] = b2 * fv->adam_v[i] + (1 - b2) * g * g;
       fv->spec[i] += lr * fv->adam_m[i] / (sqrtf(fv->adam_v[i]) + eps);
     }
-    if (fv->o.progress && fv->o.progress(fv->o.user, it, obj)) {
-      dd_image_free(im);
-      return dd_fail(err, DD_EINTR, "stopped at step %d", it);
+    if (fv->o.progress) {
+      dd_fv_progress info = {channel, it, fv->o.iters, obj};
+      if ((rc = fv->o.progress(&info, fv->o.user)) != 0) {
+        dd_image_free(im);
+        return dd_fail(err, rc, "stopped at step %d by the progress callback (%s)", it,
+                       dd_strerror(rc));
+      }
     }
   }
   dd_fimage_render(fv->canvas, fv->spec);
@@ -468,20 +460,20 @@ int dd_fv_run(dd_fv *fv, int channel, uint64_t seed, dd_image **out, float *obje
 /* ---- activations ---------------------------------------------------------------------- */
 
 int dd_vis_activations(const dd_model *m, const dd_preproc *pp, int value, const dd_image *im,
-                       size_t max_bytes, dd_tensor **out, dd_err *err) {
+                       size_t max_memory, dd_tensor **out, dd_err *err) {
   int rc = check_preproc(pp, err);
   if (!rc) rc = dd_model_image_input(m, NULL, err);
   if (rc) return rc;
-  if (value < 0 || value >= m->n_values) return dd_fail(err, DD_EARG, "no value %d", value);
+  if (value < 0 || value >= dd_model_num_values(m)) return dd_fail(err, DD_EARG, "no value %d", value);
   dd_binding b = input_binding(m, im->w, im->h);
   dd_plan *p;
-  rc = dd_plan_new(m, &b, 1, &value, 1, 0, max_bytes, &p, err);
+  rc = dd_plan_new(m, &b, 1, &value, 1, 0, max_memory, &p, err);
   if (rc) return rc;
   dd_tensor *t = dd_plan_tensor(p, value);
   if (!t || t->dtype != DD_F32 || t->shape.ndim < 2 || t->shape.ndim > 4 || t->shape.d[0] < 1) {
     dd_plan_free(p);
-    return dd_fail(err, DD_ESHAPE, "%s: '%s' is not a float N x C [x H [x W]] tensor", m->name,
-                   m->values[value].name);
+    return dd_fail(err, DD_ESHAPE, "%s: '%s' is not a float N x C [x H [x W]] tensor", dd_model_name(m),
+                   dd_model_value_name(m, value));
   }
   dd_image_to_input(im, pp, dd_f32(dd_plan_tensor(p, b.value)));
   dd_plan_forward(p);
@@ -507,12 +499,12 @@ static void softmax(const float *z, int64_t n, float *p) {
 }
 
 int dd_vis_classify(const dd_model *m, const dd_preproc *pp, const dd_image *im,
-                    size_t max_bytes, dd_tensor **prob, dd_err *err) {
+                    size_t max_memory, dd_tensor **prob, dd_err *err) {
   int logits;
   int rc = dd_vis_logits(m, &logits, err);
   if (rc) return rc;
   dd_tensor *z;
-  rc = dd_vis_activations(m, pp, logits, im, max_bytes, &z, err);
+  rc = dd_vis_activations(m, pp, logits, im, max_memory, &z, err);
   if (rc) return rc;
   int64_t n = dd_tensor_numel(z);
   dd_shape s = dd_shape_make(1, &n);
@@ -599,11 +591,10 @@ void dd_explanation_free(dd_explanation *e) {
 /* The last value the score depends on that still has a spatial extent: where Grad-CAM
  * looks, just before global pooling. */
 static int last_spatial(const dd_model *m, dd_plan *p) {
-  for (int i = m->n_nodes - 1; i >= 0; i--) {
+  for (int i = dd_model_num_nodes(m) - 1; i >= 0; i--) {
     if (!dd_plan_node_runs(p, i)) continue;
-    const dd_node *n = &m->nodes[i];
-    for (int k = 0; k < n->n_out; k++) {
-      int v = n->out[k];
+    for (int k = 0; k < dd_model_node_num_outputs(m, i); k++) {
+      int v = dd_model_node_output(m, i, k);
       dd_tensor *t = v >= 0 ? dd_plan_tensor(p, v) : NULL;
       if (t && dd_plan_grad(p, v) && t->shape.ndim == 4 && t->shape.d[2] * t->shape.d[3] > 1)
         return v;
@@ -630,6 +621,118 @@ static void top_k(const float *prob, int n, int *idx, float *val) {
       }
 }
 
+int dd_explain_backward(dd_plan *p, int scores, int cls, dd_err *err) {
+  dd_tensor *g = dd_plan_grad(p, scores);
+  if (!g)
+    return dd_fail(err, DD_EARG, "the scores (value %d) have no gradient in this plan", scores);
+  if (cls < 0 || cls >= dd_tensor_numel(g))
+    return dd_fail(err, DD_EARG, "class %d is not in 0..%lld", cls,
+                   (long long)dd_tensor_numel(g) - 1);
+  dd_plan_zero_grad(p);
+  dd_f32(g)[cls] = 1;
+  dd_plan_backward(p);
+  return DD_OK;
+}
+
+int dd_gradcam(dd_plan *p, int layer, float *cam, dd_err *err) {
+  dd_tensor *A = dd_plan_tensor(p, layer), *gA = dd_plan_grad(p, layer);
+  if (!A || !gA)
+    return dd_fail(err, DD_EARG, "value %d has no gradient in this plan", layer);
+  if (A->shape.ndim != 4) {
+    char sb[128];
+    return dd_fail(err, DD_ESHAPE, "Grad-CAM: value %d is %s, not N x C x H x W", layer,
+                   dd_shape_str(&A->shape, sb, sizeof sb));
+  }
+  /* a, ga: K x hw (batch item 0) */
+  int64_t K = A->shape.d[1], hw = A->shape.d[2] * A->shape.d[3];
+  const float *a = dd_f32(A), *ga = dd_f32(gA);
+  for (int64_t i = 0; i < hw; i++) cam[i] = 0;
+  for (int64_t k = 0; k < K; k++) {
+    double alpha = 0;
+    for (int64_t i = 0; i < hw; i++) alpha += ga[k * hw + i];
+    alpha /= (double)hw;
+    for (int64_t i = 0; i < hw; i++) cam[i] += (float)alpha * a[k * hw + i];
+  }
+  for (int64_t i = 0; i < hw; i++) cam[i] = fmaxf(cam[i], 0);
+  return DD_OK;
+}
+
+int dd_saliency(dd_plan *p, int input, int scores, int cls, int smoothgrad, float noise,
+                uint64_t seed, float *sal, dd_err *err) {
+  dd_tensor *X = dd_plan_tensor(p, input), *gX = dd_plan_grad(p, input);
+  if (!X || !gX || X->shape.ndim != 4 || X->shape.d[0] != 1 || X->shape.d[1] != 3)
+    return dd_fail(err, DD_EARG, "saliency: value %d is not a 1 x 3 x H x W input with a "
+                   "gradient in this plan", input);
+  if (smoothgrad < 0 || smoothgrad > 1000)
+    return dd_fail(err, DD_EARG, "smoothgrad %d is not in 0..1000", smoothgrad);
+  if (!(noise >= 0 && noise <= 10)) return dd_fail(err, DD_EARG, "noise %g is not in 0..10", noise);
+  size_t ss = (size_t)(X->shape.d[2] * X->shape.d[3]);
+  float *x = dd_f32(X);
+  const float *gx = dd_f32(gX);
+  float *x0 = malloc(3 * ss * sizeof(float));   /* 3 x ss: the clean input */
+  float *gsum = malloc(3 * ss * sizeof(float)); /* 3 x ss: the (averaged) gradient */
+  if (!x0 || !gsum) {
+    free(x0);
+    free(gsum);
+    return dd_fail(err, DD_ENOMEM, "out of memory");
+  }
+  memcpy(gsum, gx, 3 * ss * sizeof(float));
+  int rc = DD_OK;
+  if (smoothgrad > 1) {
+    memcpy(x0, x, 3 * ss * sizeof(float));
+    float lo = FLT_MAX, hi = -FLT_MAX;
+    for (size_t i = 0; i < 3 * ss; i++) {
+      lo = fminf(lo, x0[i]);
+      hi = fmaxf(hi, x0[i]);
+    }
+    float sigma = noise * (hi - lo);
+    uint64_t rng = seed;
+    memset(gsum, 0, 3 * ss * sizeof(float));
+    for (int s = 0; s < smoothgrad && !rc; s++) {
+      for (size_t i = 0; i < 3 * ss; i++) x[i] = x0[i] + sigma * dd_rng_normal(&rng);
+      dd_plan_forward(p);
+      rc = dd_explain_backward(p, scores, cls, err);
+      for (size_t i = 0; i < 3 * ss; i++) gsum[i] += gx[i] / (float)smoothgrad;
+    }
+  }
+  if (!rc)
+    for (size_t i = 0; i < ss; i++)
+      sal[i] = fmaxf(fabsf(gsum[i]), fmaxf(fabsf(gsum[ss + i]), fabsf(gsum[2 * ss + i])));
+  free(x0);
+  free(gsum);
+  return rc;
+}
+
+/* The image at the network's size.  One already framed at that size is used as it is: a
+ * resample at scale 1 still filters, and classify would then see other pixels than explain. */
+static int explain_input(const dd_image *im, int S, dd_image **small, dd_err *err) {
+  if (im->w != S || im->h != S) return dd_image_resize(im, S, S, small, err);
+  int rc = dd_image_new(S, S, small, err);
+  if (!rc) memcpy((*small)->rgb, im->rgb, (size_t)S * S * 3 * sizeof(float));
+  return rc;
+}
+
+/* The Grad-CAM layer: o->layer, or the last spatial value the scores depend on; checked to
+ * feed the scores and to be N x C x H x W. */
+static int explain_layer(const dd_model *m, dd_plan *p, int logits, int want, int *layer,
+                         dd_err *err) {
+  int v = want >= 0 ? want : last_spatial(m, p);
+  if (v < 0 || v >= dd_model_num_values(m))
+    return dd_fail(err, DD_ENOTFOUND, "%s: no value with a spatial extent feeds the scores",
+                   dd_model_name(m));
+  dd_tensor *A = dd_plan_tensor(p, v);
+  if (!A || !dd_plan_grad(p, v))
+    return dd_fail(err, DD_EARG, "%s: the score '%s' does not depend on '%s'", dd_model_name(m),
+                   dd_model_value_name(m, logits), dd_model_value_name(m, v));
+  if (A->shape.ndim != 4) {
+    char sb[128];
+    return dd_fail(err, DD_ESHAPE, "%s: '%s' is %s, not N x C x H x W", dd_model_name(m),
+                   dd_model_value_name(m, v), dd_shape_str(&A->shape, sb, sizeof sb));
+  }
+  *layer = v;
+  return DD_OK;
+}
+
 int dd_explain(const dd_model *m, const dd_preproc *pp, const dd_image *im,
                const dd_explain_opts *o, dd_explanation **out, dd_err *err) {
   int rc = check_preproc(pp, err);
@@ -645,65 +748,45 @@ int dd_explain(const dd_model *m, const dd_preproc *pp, const dd_image *im,
   rc = dd_vis_logits(m, &logits, err);
   if (rc) return rc;
   int S = o->size;
-  size_t ss = (size_t)S * S;
+  size_t ss = (size_t)S * S, npix = (size_t)im->w * im->h;
   dd_image *small = NULL;
   dd_plan *p = NULL;
   dd_explanation *e = calloc(1, sizeof *e);
-  float *prob = NULL, *cam = NULL, *sal = NULL, *x0 = NULL, *gsum = NULL;
+  float *prob = NULL, *cam = NULL, *sal = NULL;
   if (!e) return dd_fail(err, DD_ENOMEM, "out of memory");
-  /* An image already framed at the network's size is used as it is: a resample at scale 1
-   * still filters, and classify would then see other pixels than explain. */
-  if (im->w == S && im->h == S) {
-    rc = dd_image_new(S, S, &small, err);
-    if (!rc) memcpy(small->rgb, im->rgb, ss * 3 * sizeof(float));
-  } else {
-    rc = dd_image_resize(im, S, S, &small, err);
-  }
+
+  /* 1. one gradient plan from the S x S input to the scores, and the Grad-CAM layer */
+  rc = explain_input(im, S, &small, err);
   if (rc) goto done;
   dd_binding b = input_binding(m, S, S);
-  rc = dd_plan_new(m, &b, 1, &logits, 1, DD_PLAN_GRAD, o->max_bytes, &p, err);
+  rc = dd_plan_new(m, &b, 1, &logits, 1, DD_PLAN_GRAD, o->max_memory, &p, err);
   if (rc) goto done;
   dd_tensor *lt = dd_plan_tensor(p, logits);
   int64_t nc = dd_tensor_numel(lt);
   if (!dd_plan_grad(p, logits) || nc < 1 || nc > 1000000) {
     rc = dd_fail(err, DD_ESHAPE, "%s: the scores '%s' are not a vector computed from the input",
-                 m->name, m->values[logits].name);
+                 dd_model_name(m), dd_model_value_name(m, logits));
     goto done;
   }
-  int layer = o->layer >= 0 ? o->layer : last_spatial(m, p);
-  if (layer < 0 || layer >= m->n_values) {
-    rc = dd_fail(err, DD_ENOTFOUND, "%s: no value with a spatial extent feeds the scores",
-                 m->name);
-    goto done;
-  }
+  int layer = -1;
+  rc = explain_layer(m, p, logits, o->layer, &layer, err);
+  if (rc) goto done;
   dd_tensor *A = dd_plan_tensor(p, layer);
-  if (!A || !dd_plan_grad(p, layer)) {
-    rc = dd_fail(err, DD_EARG, "%s: the score '%s' does not depend on '%s'", m->name,
-                 m->values[logits].name, m->values[layer].name);
-    goto done;
-  }
-  if (A->shape.ndim != 4) {
-    char sb[128];
-    rc = dd_fail(err, DD_ESHAPE, "%s: '%s' is %s, not N x C x H x W", m->name,
-                 m->values[layer].name, dd_shape_str(&A->shape, sb, sizeof sb));
-    goto done;
-  }
-  int64_t K = A->shape.d[1], ch = A->shape.d[2], cw = A->shape.d[3];
-  float *x = dd_f32(dd_plan_tensor(p, b.value));
-  dd_image_to_input(small, pp, x);
-  dd_plan_forward(p);
+  int64_t ch = A->shape.d[2], cw = A->shape.d[3];
 
-  prob = malloc((size_t)nc * sizeof(float));
-  cam = malloc((size_t)(ch * cw) * sizeof(float));
-  sal = malloc(ss * sizeof(float));
-  e->cam = malloc((size_t)im->w * im->h * sizeof(float));
-  e->saliency = malloc((size_t)im->w * im->h * sizeof(float));
-  x0 = malloc(3 * ss * sizeof(float));
-  gsum = calloc(3 * ss, sizeof(float));
-  if (!prob || !cam || !sal || !e->cam || !e->saliency || !x0 || !gsum) {
+  prob = malloc((size_t)nc * sizeof(float));            /* nc */
+  cam = malloc((size_t)(ch * cw) * sizeof(float));      /* ch x cw */
+  sal = malloc(ss * sizeof(float));                     /* S x S */
+  e->cam = malloc(npix * sizeof(float));                /* h x w */
+  e->saliency = malloc(npix * sizeof(float));           /* h x w */
+  if (!prob || !cam || !sal || !e->cam || !e->saliency) {
     rc = dd_fail(err, DD_ENOMEM, "out of memory");
     goto done;
   }
+
+  /* 2. classify: the forward pass, the softmax, the top 5 and the class explained */
+  dd_image_to_input(small, pp, dd_f32(dd_plan_tensor(p, b.value)));
+  dd_plan_forward(p);
   const float *z = dd_f32(lt);
   softmax(z, nc, prob);
   e->n_classes = (int)nc;
@@ -722,49 +805,18 @@ int dd_explain(const dd_model *m, const dd_preproc *pp, const dd_image *im,
   e->w = im->w;
   e->h = im->h;
 
-  dd_plan_zero_grad(p);
-  dd_f32(dd_plan_grad(p, logits))[cls] = 1;
-  dd_plan_backward(p);
-  /* Grad-CAM: each channel weighted by its spatially averaged gradient. */
-  const float *a = dd_f32(A), *ga = dd_f32(dd_plan_grad(p, layer));
-  for (int64_t i = 0; i < ch * cw; i++) cam[i] = 0;
-  for (int64_t k = 0; k < K; k++) {
-    double alpha = 0;
-    for (int64_t i = 0; i < ch * cw; i++) alpha += ga[k * ch * cw + i];
-    alpha /= (double)(ch * cw);
-    for (int64_t i = 0; i < ch * cw; i++) cam[i] += (float)alpha * a[k * ch * cw + i];
-  }
-  for (int64_t i = 0; i < ch * cw; i++) cam[i] = fmaxf(cam[i], 0);
+  /* 3. one backward pass of the class's score serves Grad-CAM and the plain saliency;
+   * Grad-CAM first, since SmoothGrad's noisy passes overwrite the layer */
+  rc = dd_explain_backward(p, logits, cls, err);
+  if (!rc) rc = dd_gradcam(p, layer, cam, err);
+  if (!rc) rc = dd_saliency(p, b.value, logits, cls, o->smoothgrad, o->noise, o->seed, sal, err);
+  if (rc) goto done;
 
-  /* Saliency; SmoothGrad averages the gradient over noisy copies of the input. */
-  const float *gx = dd_f32(dd_plan_grad(p, b.value));
-  memcpy(gsum, gx, 3 * ss * sizeof(float));
-  if (o->smoothgrad > 1) {
-    memcpy(x0, x, 3 * ss * sizeof(float));
-    float lo = FLT_MAX, hi = -FLT_MAX;
-    for (size_t i = 0; i < 3 * ss; i++) {
-      lo = fminf(lo, x0[i]);
-      hi = fmaxf(hi, x0[i]);
-    }
-    float sigma = o->noise * (hi - lo);
-    uint64_t rng = o->seed;
-    memset(gsum, 0, 3 * ss * sizeof(float));
-    for (int s = 0; s < o->smoothgrad; s++) {
-      for (size_t i = 0; i < 3 * ss; i++) x[i] = x0[i] + sigma * rng_normal(&rng);
-      dd_plan_forward(p);
-      dd_plan_zero_grad(p);
-      dd_f32(dd_plan_grad(p, logits))[cls] = 1;
-      dd_plan_backward(p);
-      for (size_t i = 0; i < 3 * ss; i++) gsum[i] += gx[i] / (float)o->smoothgrad;
-    }
-  }
-  for (size_t i = 0; i < ss; i++)
-    sal[i] = fmaxf(fabsf(gsum[i]), fmaxf(fabsf(gsum[ss + i]), fabsf(gsum[2 * ss + i])));
-
+  /* 4. both maps at the image's size, and where Grad-CAM peaks */
   resample_map(cam, (int)cw, (int)ch, e->cam, im->w, im->h);
   resample_map(sal, S, S, e->saliency, im->w, im->h);
   size_t best = 0;
-  for (size_t i = 1; i < (size_t)im->w * im->h; i++)
+  for (size_t i = 1; i < npix; i++)
     if (e->cam[i] > e->cam[best]) best = i;
   e->cam_x = (int)(best % (size_t)im->w);
   e->cam_y = (int)(best / (size_t)im->w);
@@ -777,8 +829,6 @@ done:
   free(prob);
   free(cam);
   free(sal);
-  free(x0);
-  free(gsum);
   return rc;
 }
 

@@ -6,15 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-uint64_t th_rand_next(uint64_t *s) {
-  uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-  return z ^ (z >> 31);
-}
-
 float th_rand_uniform(uint64_t *s, float lo, float hi) {
-  return lo + (hi - lo) * (float)((th_rand_next(s) >> 40) * (1.0 / 16777216.0));
+  return lo + (hi - lo) * dd_rng_uniform(s);
 }
 
 void th_init(th_node *t, const char *op_type, int n_in, int n_out) {

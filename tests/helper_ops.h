@@ -8,6 +8,7 @@
 #include "dream/tensor.h"
 #include "model_internal.h"
 #include "ops/op.h"
+#include "util.h" /* dd_rng_next, the generator the tests share with the library */
 
 #define TH_MAX_IO 16
 #define TH_MAX_ATTR 16
@@ -50,7 +51,6 @@ dd_tensor *th_random(int ndim, const int64_t *dims, uint64_t seed, float lo, flo
 /* Max |a-b| over elements; +inf when shapes differ. */
 double th_max_abs_diff(const dd_tensor *a, const dd_tensor *b);
 double th_max_abs(const dd_tensor *a);
-uint64_t th_rand_next(uint64_t *state);
 float th_rand_uniform(uint64_t *state, float lo, float hi);
 /* ||a - b|| / ||b|| over all elements (float32 tensors of one size). */
 double th_rel_l2(const dd_tensor *a, const dd_tensor *b);

@@ -110,7 +110,7 @@ static void write_bytes(const char *path, const void *data, size_t len) {
 
 static void write_random(const char *path, size_t len, uint64_t seed) {
   unsigned char *b = malloc(len);
-  for (size_t i = 0; i < len; i++) b[i] = (unsigned char)th_rand_next(&seed);
+  for (size_t i = 0; i < len; i++) b[i] = (unsigned char)dd_rng_next(&seed);
   write_bytes(path, b, len);
   free(b);
 }

@@ -47,7 +47,7 @@ static dd_image *clone_image(const dd_image *im) {
 
 static void params_for(const dd_model *m, const char *layer, dd_dream_params *p) {
   dd_err err;
-  dd_dream_params_default(p);
+  dd_dream_params_init(p);
   p->n_layers = 1;
   cr_assert_eq(dd_dream_layer_resolve(m, layer, &p->layers[0], &err), 0, "%s", err.msg);
 }

@@ -10,7 +10,6 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <stb_image.h>
@@ -20,17 +19,12 @@
 #include "dream/model.h"
 #include "dream/tensor.h"
 #include "helper_ops.h"
+#include "util.h"
 #include "onnx.pb-c.h"
 
 #include "fuzz/fuzz.h"
 
 /* ---- helpers -------------------------------------------------------------------------- */
-
-static double now(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
 
 /* Caps this test process's address space a little above what it uses now, so that any
  * large allocation fails (Criterion runs each test in its own process).  Under ASan the
@@ -181,9 +175,9 @@ static int replay_dir(const char *target, int (*one)(const uint8_t *, size_t)) {
     snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
     size_t len;
     uint8_t *buf = read_all(path, &len);
-    double t0 = now();
+    double t0 = dd_now_seconds();
     one(buf, len);
-    cr_log_info("%s/%s: %.3f s", target, e->d_name, now() - t0);
+    cr_log_info("%s/%s: %.3f s", target, e->d_name, dd_now_seconds() - t0);
     free(buf);
     n++;
   }
@@ -350,9 +344,9 @@ Test(hostile, huge_initializer_is_refused_without_allocating) {
   for (int i = 0; i < 5; i++) {
     dd_model *m = NULL;
     dd_err err = {0};
-    double t0 = now();
+    double t0 = dd_now_seconds();
     int rc = dd_model_parse(bufs[i], lens[i], "huge_init.onnx", &m, &err);
-    double dt = now() - t0;
+    double dt = dd_now_seconds() - t0;
     cr_assert_eq(rc, cases[i].code, "case %d: %s (%s)", i, dd_errname(rc), err.msg);
     cr_assert_null(m);
     cr_assert(strstr(err.msg, "huge_init.onnx: initializer 'w'") && strstr(err.msg, cases[i].says),
@@ -402,7 +396,7 @@ Test(hostile, plan_at_a_huge_declared_input_is_refused) {
   int y = dd_model_find(m, "y");
   limit_address_space((size_t)256 << 20);
   dd_plan *p = NULL;
-  double t0 = now();
+  double t0 = dd_now_seconds();
   int rc = dd_plan_new(m, &b, 1, &y, 1, DD_PLAN_GRAD, (size_t)1 << 30, &p, &err);
   cr_assert_eq(rc, DD_ELIMIT, "%s (%s)", dd_errname(rc), err.msg);
   cr_assert_null(p);
@@ -413,7 +407,7 @@ Test(hostile, plan_at_a_huge_declared_input_is_refused) {
   /* Without a budget the planner's own ceiling still refuses it. */
   rc = dd_plan_new(m, &b, 1, &y, 1, DD_PLAN_GRAD, 0, &p, &err);
   cr_assert_eq(rc, DD_ELIMIT, "%s (%s)", dd_errname(rc), err.msg);
-  cr_assert_lt(now() - t0, 1.0);
+  cr_assert_lt(dd_now_seconds() - t0, 1.0);
   dd_model_free(m);
 }
 
@@ -483,12 +477,12 @@ Test(hostile, huge_image_headers_are_refused_before_decoding) {
   for (int i = 0; i < 7; i++) {
     dd_image *im = NULL;
     dd_err err = {0};
-    double t0 = now();
+    double t0 = dd_now_seconds();
     int rc = dd_image_load(paths[i], 0, &im, &err);
     cr_assert_eq(rc, DD_ELIMIT, "%s: %s (%s)", files[i].name, dd_errname(rc), err.msg);
     cr_assert(strstr(err.msg, paths[i]) && strstr(err.msg, "20000x20000"), "%s", err.msg);
     cr_assert_null(im);
-    cr_assert_lt(now() - t0, 1.0);
+    cr_assert_lt(dd_now_seconds() - t0, 1.0);
     unlink(paths[i]);
   }
 }
@@ -501,7 +495,7 @@ Test(hostile, cli_refuses_an_image_over_the_memory_budget, .timeout = 60) {
   write_bytes(tmp_file(in, sizeof in, "bomb.pgm"), pgm, sizeof pgm - 1);
   snprintf(out, sizeof out, "%s.out.png", in);
   snprintf(cmd, sizeof cmd, "'%s' --quiet --max-memory 512M '%s' '%s' 2>&1", DREAM_BINARY, in, out);
-  double t0 = now();
+  double t0 = dd_now_seconds();
   FILE *f = popen(cmd, "r");
   cr_assert_not_null(f);
   size_t n = fread(msg, 1, sizeof msg - 1, f);
@@ -509,7 +503,7 @@ Test(hostile, cli_refuses_an_image_over_the_memory_budget, .timeout = 60) {
   int st = pclose(f);
   cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 1, "status %d: %s", st, msg);
   cr_assert(strstr(msg, in) && strstr(msg, "12000x12000") && strstr(msg, "limit"), "%s", msg);
-  cr_assert_lt(now() - t0, 10.0);
+  cr_assert_lt(dd_now_seconds() - t0, 10.0);
   cr_assert_neq(access(out, F_OK), 0, "an output was written");
   unlink(in);
 }
@@ -624,8 +618,8 @@ Test(hostile, random_bytes_everywhere, .timeout = 60) {
   tmp_file(path, sizeof path, "random.bin");
   int model_eformat = 0, n = 200;
   for (int k = 0; k < n; k++) {
-    size_t len = 1 + th_rand_next(&state) % sizeof buf;
-    for (size_t i = 0; i < len; i++) buf[i] = (uint8_t)th_rand_next(&state);
+    size_t len = 1 + dd_rng_next(&state) % sizeof buf;
+    for (size_t i = 0; i < len; i++) buf[i] = (uint8_t)dd_rng_next(&state);
     dd_err err;
     dd_model *m = NULL;
     int rc = dd_model_parse(buf, len, "random.onnx", &m, &err);
@@ -656,7 +650,7 @@ Test(hostile, a_chain_of_50000_nodes, .timeout = 60) {
   uint8_t *buf = pack_model(&s, &len);
   dd_model *m = NULL;
   dd_err err;
-  double t0 = now();
+  double t0 = dd_now_seconds();
   cr_assert_eq(dd_model_parse(buf, len, "chain.onnx", &m, &err), DD_OK, "%s", err.msg);
   free(buf);
   cr_assert_eq(dd_model_num_nodes(m), 50000);
@@ -674,7 +668,7 @@ Test(hostile, a_chain_of_50000_nodes, .timeout = 60) {
     cr_assert_eq(dd_f32(dd_plan_tensor(p, y))[i], x[i] > 0 ? x[i] : 0.f);
     cr_assert_eq(dd_f32(dd_plan_grad(p, b.value))[i], x[i] > 0 ? 1.f : 0.f);
   }
-  cr_log_info("50000-node chain: load + plan + forward + backward in %.2f s", now() - t0);
+  cr_log_info("50000-node chain: load + plan + forward + backward in %.2f s", dd_now_seconds() - t0);
   dd_plan_free(p);
   dd_model_free(m);
 }

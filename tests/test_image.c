@@ -90,7 +90,7 @@ static dd_image *random_image(int w, int h, uint64_t seed) {
   dd_err err;
   cr_assert_eq(dd_image_new(w, h, &im, &err), DD_OK);
   uint64_t s = seed;
-  for (size_t i = 0; i < (size_t)w * h * 3; i++) im->rgb[i] = (float)(th_rand_next(&s) % 256);
+  for (size_t i = 0; i < (size_t)w * h * 3; i++) im->rgb[i] = (float)(dd_rng_next(&s) % 256);
   return im;
 }
 
@@ -704,7 +704,7 @@ static void set_meta(dd_image *im, size_t icc_len, int be, unsigned orientation)
   uint64_t s = 42;
   im->icc = malloc(icc_len);
   cr_assert_not_null(im->icc);
-  for (size_t i = 0; i < icc_len; i++) im->icc[i] = (unsigned char)(th_rand_next(&s) % 7);
+  for (size_t i = 0; i < icc_len; i++) im->icc[i] = (unsigned char)(dd_rng_next(&s) % 7);
   memcpy(im->icc + 36, "acsp", 4); /* the signature a real profile has */
   im->icc_len = icc_len;
   bytes t = exif_block(be, orientation);
@@ -794,7 +794,8 @@ Test(image, exif_and_icc_survive_a_save_and_load) {
       dd_image_free(again);
 
       /* keep_meta 0 writes none; BMP and TGA have no place for any. */
-      dd_image_save_opts o = dd_image_save_opts_init();
+      dd_image_save_opts o;
+      dd_image_save_opts_init(&o);
       o.keep_meta = 0;
       cr_assert_eq(dd_image_save_with(path, small, &o, &err), DD_OK, "%s", err.msg);
       cr_assert_eq(dd_image_load(path, 0, &again, &err), DD_OK, "%s", err.msg);
@@ -821,7 +822,8 @@ Test(image, jpeg_quality_is_an_option) {
   dd_image *im;
   dd_err err;
   cr_assert_eq(dd_image_load(th_shared(src, sizeof src, "images/giraffe.jpg"), 0, &im, &err), 0);
-  dd_image_save_opts o = dd_image_save_opts_init();
+  dd_image_save_opts o;
+  dd_image_save_opts_init(&o);
   cr_assert(o.quality == 95 && o.keep_meta == 1);
   o.quality = 20;
   cr_assert_eq(dd_image_save_with(tmp_path(lo, sizeof lo, "q20.jpg"), im, &o, &err), DD_OK, "%s",

@@ -415,11 +415,11 @@ static void check_pad(const dd_tensor *x, const int64_t *pads, float value, int 
 Test(pad, random_pads_including_crops) {
   uint64_t st = 5;
   for (int trial = 0; trial < 40; trial++) {
-    int nd = 1 + (int)(th_rand_next(&st) % 4);
+    int nd = 1 + (int)(dd_rng_next(&st) % 4);
     int64_t dims[4], pads[8];
-    for (int i = 0; i < nd; i++) dims[i] = 1 + (int64_t)(th_rand_next(&st) % 4);
+    for (int i = 0; i < nd; i++) dims[i] = 1 + (int64_t)(dd_rng_next(&st) % 4);
     for (int i = 0; i < 2 * nd; i++) {
-      int64_t p = (int64_t)(th_rand_next(&st) % 6) - 2; /* -2..3 */
+      int64_t p = (int64_t)(dd_rng_next(&st) % 6) - 2; /* -2..3 */
       pads[i] = p;
     }
     for (int i = 0; i < nd; i++) /* keep sizes >= 0 */

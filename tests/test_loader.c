@@ -71,7 +71,7 @@ Test(loader, empty_file) {
 Test(loader, random_bytes) {
   uint8_t buf[4096];
   uint64_t s = 12345;
-  for (size_t i = 0; i < sizeof buf; i++) buf[i] = (uint8_t)th_rand_next(&s);
+  for (size_t i = 0; i < sizeof buf; i++) buf[i] = (uint8_t)dd_rng_next(&s);
   char path[64];
   write_temp(buf, sizeof buf, path, sizeof path);
   expect_load_error(path, DD_EFORMAT, (const char *[]){"not a valid ONNX model", NULL});
@@ -365,5 +365,50 @@ Test(loader, conv_alias_shadowed_by_a_real_name) {
   int count = 0;
   for (char *tok = strtok(sug, ", "); tok; tok = strtok(NULL, ", ")) count += !strcmp(tok, "conv10");
   cr_assert_eq(count, 1, "conv10 suggested %d times", count);
+  dd_model_free(m);
+}
+
+/* The public accessors give what visualize.c reads without model_internal.h: a node's op,
+ * inputs and outputs, its attributes by name (with the file's types enforced), a value's
+ * constant tensor. */
+Test(loader, node_accessors_and_attributes) {
+  dd_model *m = th_shared_model("models/squeezenet1.1.onnx");
+  dd_err err;
+  int conv = -1, concat = -1;
+  for (int i = 0; i < dd_model_num_nodes(m); i++) {
+    if (conv < 0 && !strcmp(dd_model_node_op(m, i), "Conv")) conv = i;
+    if (concat < 0 && !strcmp(dd_model_node_op(m, i), "Concat")) concat = i;
+  }
+  cr_assert(conv >= 0 && concat >= 0);
+  cr_assert_eq(dd_model_node_num_inputs(m, conv), 3);
+  cr_assert_eq(dd_model_node_input(m, conv, 0), dd_model_input(m));
+  cr_assert_null(dd_model_value_tensor(m, dd_model_input(m)));
+  const dd_tensor *w = dd_model_value_tensor(m, dd_model_node_input(m, conv, 1));
+  cr_assert(w && w->shape.ndim == 4 && w->shape.d[0] == 64 && w->shape.d[1] == 3);
+  cr_assert_eq(dd_model_producer(m, dd_model_node_output(m, conv, 0)), conv);
+
+  const int64_t *ks = NULL;
+  int n = 0;
+  cr_assert_eq(dd_model_node_attr_ints(m, conv, "kernel_shape", &ks, &n, &err), DD_OK, "%s",
+               err.msg);
+  cr_assert(n == 2 && ks[0] == 3 && ks[1] == 3, "%d", n);
+  cr_assert_eq(dd_model_node_attr_ints(m, conv, "dilations_absent", &ks, &n, &err), DD_OK);
+  cr_assert(ks == NULL && n == -1);
+  int64_t axis = -7;
+  cr_assert_eq(dd_model_node_attr_int(m, concat, "axis", 0, &axis, &err), DD_OK, "%s", err.msg);
+  cr_assert_eq(axis, 1);
+  int64_t group = 0;
+  cr_assert_eq(dd_model_node_attr_int(m, conv, "group_absent", 1, &group, &err), DD_OK);
+  cr_assert_eq(group, 1);
+  /* another type, or a node out of range, fails and leaves the output alone */
+  float f = 42;
+  cr_assert_eq(dd_model_node_attr_float(m, concat, "axis", 0, &f, &err), DD_EFORMAT);
+  cr_assert(strstr(err.msg, dd_model_node_name(m, concat)) && f == 42, "%s", err.msg);
+  const dd_tensor *t = w;
+  cr_assert_eq(dd_model_node_attr_tensor(m, concat, "axis", &t, &err), DD_EFORMAT);
+  cr_assert_eq(t, w);
+  cr_assert_eq(dd_model_node_attr_int(m, dd_model_num_nodes(m), "axis", 0, &axis, &err), DD_EARG);
+  cr_assert_eq(dd_model_node_attr_int(m, -1, "axis", 0, &axis, &err), DD_EARG);
+  cr_assert_eq(axis, 1);
   dd_model_free(m);
 }

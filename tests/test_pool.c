@@ -121,7 +121,7 @@ static void distinct_values(dd_tensor *x, uint64_t seed) {
   uint64_t st = seed;
   for (int64_t i = 0; i < n; i++) dd_f32(x)[i] = 0.05f * (float)(i - n / 2);
   for (int64_t i = n - 1; i > 0; i--) {
-    int64_t j = (int64_t)(th_rand_next(&st) % (uint64_t)(i + 1));
+    int64_t j = (int64_t)(dd_rng_next(&st) % (uint64_t)(i + 1));
     float tmp = dd_f32(x)[i];
     dd_f32(x)[i] = dd_f32(x)[j];
     dd_f32(x)[j] = tmp;

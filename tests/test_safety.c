@@ -425,7 +425,8 @@ Test(safety, exif_orientation_is_applied_and_metadata_carried) {
     for (int x = 0; x < up->w; x++)
       memcpy(sw->rgb + ((size_t)(up->w - 1 - x) * sw->w + y) * 3,
              up->rgb + ((size_t)y * up->w + x) * 3, 3 * sizeof(float));
-  dd_image_save_opts o = dd_image_save_opts_init();
+  dd_image_save_opts o;
+  dd_image_save_opts_init(&o);
   o.keep_meta = 0;
   cr_assert_eq(dd_image_save_with(th_tmp(side, sizeof side, "side.jpg"), sw, &o, &err), 0);
   dd_image_free(sw);

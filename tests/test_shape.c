@@ -278,22 +278,22 @@ Test(slice, random_starts_ends_steps_and_clamping) {
   for (int i = 0; i < 210; i++) dd_i64(xi)[i] = i * 3 - 100;
   uint64_t st = 9;
   for (int trial = 0; trial < 200; trial++) {
-    int n = 1 + (int)(th_rand_next(&st) % 3);
+    int n = 1 + (int)(dd_rng_next(&st) % 3);
     int64_t starts[3], ends[3], axes[3], steps[3];
     int perm[3] = {0, 1, 2};
     for (int i = 2; i > 0; i--) { /* distinct axes in random order */
-      int j = (int)(th_rand_next(&st) % (uint64_t)(i + 1)), tmp = perm[i];
+      int j = (int)(dd_rng_next(&st) % (uint64_t)(i + 1)), tmp = perm[i];
       perm[i] = perm[j];
       perm[j] = tmp;
     }
     for (int k = 0; k < n; k++) {
-      axes[k] = perm[k] - (th_rand_next(&st) % 2 ? 3 : 0);
-      starts[k] = (int64_t)(th_rand_next(&st) % 21) - 10;
-      ends[k] = (int64_t)(th_rand_next(&st) % 21) - 10;
-      steps[k] = (int64_t)(th_rand_next(&st) % 7) - 3;
+      axes[k] = perm[k] - (dd_rng_next(&st) % 2 ? 3 : 0);
+      starts[k] = (int64_t)(dd_rng_next(&st) % 21) - 10;
+      ends[k] = (int64_t)(dd_rng_next(&st) % 21) - 10;
+      steps[k] = (int64_t)(dd_rng_next(&st) % 7) - 3;
       if (steps[k] == 0) steps[k] = 1;
-      if (th_rand_next(&st) % 8 == 0) ends[k] = steps[k] > 0 ? INT64_MAX : INT64_MIN;
-      if (th_rand_next(&st) % 8 == 0) starts[k] = steps[k] > 0 ? INT64_MIN : INT64_MAX;
+      if (dd_rng_next(&st) % 8 == 0) ends[k] = steps[k] > 0 ? INT64_MAX : INT64_MIN;
+      if (dd_rng_next(&st) % 8 == 0) starts[k] = steps[k] > 0 ? INT64_MIN : INT64_MAX;
     }
     int form = trial % 3;
     if (form == 2) for (int k = 0; k < n; k++) axes[k] = k;

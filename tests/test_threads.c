@@ -324,7 +324,7 @@ static void check_dream(const dd_model *m, const dd_dream_params *p, const char 
 
 /* The notebook's parameters but fewer steps. */
 static void dream_params(const dd_model *m, dd_dream_params *p) {
-  dd_dream_params_default(p);
+  dd_dream_params_init(p);
   p->n_layers = 1;
   p->layers[0] = (dd_dream_layer){value_of(m, "inception_4c/output"), -1, 1.f};
   p->octaves = 3;

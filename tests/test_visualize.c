@@ -426,6 +426,54 @@ Test(visualize, smoothgrad_is_reproducible) {
   dd_model_free(m);
 }
 
+/* dd_explain is dd_explain_backward, dd_gradcam and dd_saliency on one plan: composed by hand
+ * on an image already at the network's size, they give its saliency map bit for bit. */
+Test(visualize, explain_parts_compose_to_explain) {
+  dd_model *m = th_shared_model("models/squeezenet1.1.onnx");
+  dd_image *photo = load_photo("dog.jpg"), *im;
+  dd_err err;
+  const int S = 64;
+  cr_assert_eq(dd_image_resize(photo, S, S, &im, &err), 0, "%s", err.msg);
+  dd_explain_opts o;
+  dd_explain_opts_init(&o);
+  o.size = S;
+  o.smoothgrad = 3;
+  o.seed = 11;
+  dd_explanation *e;
+  cr_assert_eq(dd_explain(m, &caffe, im, &o, &e, &err), 0, "%s", err.msg);
+
+  int logits;
+  cr_assert_eq(dd_vis_logits(m, &logits, &err), 0, "%s", err.msg);
+  int64_t dims[4] = {1, 3, S, S};
+  dd_binding b = {0};
+  b.value = dd_model_input(m);
+  b.shape = dd_shape_make(4, dims);
+  dd_plan *p;
+  cr_assert_eq(dd_plan_new(m, &b, 1, &logits, 1, DD_PLAN_GRAD, 0, &p, &err), 0, "%s", err.msg);
+  dd_image_to_input(im, &caffe, dd_f32(dd_plan_tensor(p, b.value)));
+  dd_plan_forward(p);
+  cr_assert_eq(dd_explain_backward(p, logits, 1000, &err), DD_EARG);
+  cr_assert_eq(dd_explain_backward(p, logits, e->cls, &err), 0, "%s", err.msg);
+  float *cam = malloc((size_t)e->cam_w * e->cam_h * sizeof(float));
+  float *sal = malloc((size_t)S * S * sizeof(float));
+  cr_assert(cam && sal);
+  cr_assert_eq(dd_gradcam(p, logits, cam, &err), DD_ESHAPE); /* the scores are not 4-D */
+  cr_assert_eq(dd_gradcam(p, e->layer, cam, &err), 0, "%s", err.msg);
+  float cmax = 0;
+  for (int i = 0; i < e->cam_w * e->cam_h; i++) cmax = fmaxf(cmax, cam[i]);
+  cr_assert_gt(cmax, 0);
+  cr_assert_eq(dd_saliency(p, b.value, logits, e->cls, 3, 0.15f, 11, sal, &err), 0, "%s",
+               err.msg);
+  cr_assert_eq(memcmp(sal, e->saliency, (size_t)S * S * sizeof(float)), 0);
+  free(cam);
+  free(sal);
+  dd_plan_free(p);
+  dd_explanation_free(e);
+  dd_image_free(im);
+  dd_image_free(photo);
+  dd_model_free(m);
+}
+
 Test(visualize, bad_options_are_refused) {
   dd_model *m = th_shared_model("models/bvlc_googlenet.onnx");
   dd_err err;
@@ -441,6 +489,50 @@ Test(visualize, bad_options_are_refused) {
   dd_preproc bad = caffe;
   bad.std[1] = 0;
   cr_assert_eq(dd_fv_new(m, &bad, value_of(m, "conv1"), &o, &fv, &err), DD_EARG);
+  dd_model_free(m);
+}
+
+/* The progress callback of a feature visualization has the dream's shape: it sees a struct
+ * of the step and the user pointer, and a nonzero value stops the run, which returns it. */
+typedef struct fv_seen {
+  int calls, last_iter, n_iters, channel, stop_at;
+  double objective;
+} fv_seen;
+
+static int fv_progress(const dd_fv_progress *info, void *user) {
+  fv_seen *s = user;
+  cr_assert_eq(info->iter, s->calls);
+  s->calls++;
+  s->last_iter = info->iter;
+  s->n_iters = info->n_iters;
+  s->channel = info->channel;
+  s->objective = info->objective;
+  return info->iter == s->stop_at ? DD_EINTR : 0;
+}
+
+Test(visualize, fv_progress_sees_each_step_and_stops) {
+  dd_model *m = th_shared_model("models/squeezenet1.1.onnx");
+  dd_err err;
+  dd_fv_opts o;
+  dd_fv_opts_init(&o);
+  o.size = 32;
+  o.iters = 4;
+  fv_seen seen = {0, -1, 0, -1, -1, 0};
+  o.progress = fv_progress;
+  o.user = &seen;
+  dd_fv *fv;
+  cr_assert_eq(dd_fv_new(m, &caffe, value_of(m, "conv1"), &o, &fv, &err), 0, "%s", err.msg);
+  dd_image *im = NULL;
+  cr_assert_eq(dd_fv_run(fv, 2, 1, &im, NULL, &err), 0, "%s", err.msg);
+  cr_assert(seen.calls == 4 && seen.last_iter == 3 && seen.n_iters == 4 && seen.channel == 2);
+  cr_assert(isfinite(seen.objective));
+  dd_image_free(im);
+  im = NULL;
+  seen = (fv_seen){0, -1, 0, -1, 1, 0};
+  cr_assert_eq(dd_fv_run(fv, 0, 1, &im, NULL, &err), DD_EINTR);
+  cr_assert(seen.calls == 2 && im == NULL, "%d calls", seen.calls);
+  cr_assert(strstr(err.msg, "step 1"), "%s", err.msg);
+  dd_fv_free(fv);
   dd_model_free(m);
 }
 

@@ -86,7 +86,7 @@ typedef struct dd_dream_params {
 } dd_dream_params;
 
 /* The notebook's defaults, no layers (n_layers = 0), seed 0. */
-DD_API void dd_dream_params_default(dd_dream_params *p);
+DD_API void dd_dream_params_init(dd_dream_params *p);
 
 /* Splits a layer spec "NAME[#CHANNEL][:WEIGHT]" (pure syntax, no model): `name` receives NAME,
  * *channel -1 when absent, *weight 1 when absent.  A weight must be a finite number, a
@@ -201,10 +201,10 @@ DD_API size_t dd_dream_norm_work(dd_dream_norm norm, int w, int h, int levels);
 
 /* The gradient of sum over `layers` of weight * 1/2 sum(a^2) with respect to the model input
  * `input` as given (any shape the model accepts), for `dream grad`: a new tensor of input's
- * shape in *grad, the objective in *objective (may be NULL).  max_bytes caps the plan (0:
+ * shape in *grad, the objective in *objective (may be NULL).  max_memory caps the plan (0:
  * none). */
 DD_API int dd_input_gradient(const dd_model *m, const dd_tensor *input, const dd_dream_layer *layers,
-                      int n_layers, size_t max_bytes, dd_tensor **grad, double *objective,
+                      int n_layers, size_t max_memory, dd_tensor **grad, double *objective,
                       dd_err *err);
 
 #ifdef __cplusplus

@@ -8,7 +8,8 @@
  *   if (dd_image_load("photo.jpg", 0, &in, &err)) return fail(&err);
  *   ... make `out` from `in` (dd_image_new, dd_image_resize) ...
  *   dd_image_copy_meta(out, in, &err);          // the input's EXIF and colour profile
- *   dd_image_save_opts o = dd_image_save_opts_init();
+ *   dd_image_save_opts o;
+ *   dd_image_save_opts_init(&o);
  *   o.quality = 90;
  *   dd_image_save_with("dream.jpg", out, &o, &err);
  *
@@ -84,7 +85,7 @@ typedef struct dd_image_save_opts {
 } dd_image_save_opts;
 
 /* The defaults: quality 95, keep_meta 1. */
-DD_API dd_image_save_opts dd_image_save_opts_init(void);
+DD_API void dd_image_save_opts_init(dd_image_save_opts *o);
 /* Encodes by extension (.png, .jpg/.jpeg, .bmp, .tga), pixels rounded and clamped to 0..255.
  * Written to a temporary file and renamed, so a failure never leaves a partial file.  With
  * keep_meta, a JPEG gets the EXIF block as APP1 and the ICC profile as APP2 chunks, a PNG

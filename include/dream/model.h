@@ -62,6 +62,31 @@ DD_API int dd_model_node_num_outputs(const dd_model *m, int node);
 DD_API int dd_model_node_output(const dd_model *m, int node, int i);
 /* Node that produces `value`, or -1 for inputs and initializers. */
 DD_API int dd_model_producer(const dd_model *m, int value);
+/* Inputs of a node: value indices, -1 for an omitted optional input. */
+DD_API int dd_model_node_num_inputs(const dd_model *m, int node);
+DD_API int dd_model_node_input(const dd_model *m, int node, int i);
+/* The constant tensor of `value` (an initializer or a folded Constant), owned by the model;
+ * NULL for a value computed at run time. */
+DD_API const dd_tensor *dd_model_value_tensor(const dd_model *m, int value);
+
+/* ---- node attributes ------------------------------------------------------------------
+ * By name, as the file gives them (the ONNX defaults are not filled in).  Each returns DD_OK
+ * and gives `def` (or NULL and a count of -1) when the node has no attribute of that name;
+ * DD_EFORMAT, naming the node, when it has one of another type; DD_EARG for a node out of
+ * range.  The outputs are untouched on failure.  Arrays, strings and tensors are borrowed
+ * from the model. */
+DD_API int dd_model_node_attr_int(const dd_model *m, int node, const char *name, int64_t def,
+                                  int64_t *out, dd_err *err);
+DD_API int dd_model_node_attr_float(const dd_model *m, int node, const char *name, float def,
+                                    float *out, dd_err *err);
+DD_API int dd_model_node_attr_string(const dd_model *m, int node, const char *name,
+                                     const char *def, const char **out, dd_err *err);
+DD_API int dd_model_node_attr_ints(const dd_model *m, int node, const char *name,
+                                   const int64_t **vals, int *count, dd_err *err);
+DD_API int dd_model_node_attr_floats(const dd_model *m, int node, const char *name,
+                                     const float **vals, int *count, dd_err *err);
+DD_API int dd_model_node_attr_tensor(const dd_model *m, int node, const char *name,
+                                     const dd_tensor **out, dd_err *err);
 
 /* Resolve a layer name for the CLI: a value name, or the alias "convN" (N from 1): the
  * N-th Conv in graph order, taken after the activation that directly follows it when

@@ -21,6 +21,7 @@
 #include <stdint.h>
 
 #include "dream/error.h"
+#include "dream/graph.h"
 #include "dream/image.h"
 #include "dream/model.h"
 #include "dream/tensor.h"
@@ -75,6 +76,17 @@ DD_API int dd_vis_filters(const dd_model *m, int node, int bgr, int zoom, int ga
 
 /* ---- feature visualization ------------------------------------------------------------ */
 
+/* What the progress callback sees after each step of dd_fv_run. */
+typedef struct dd_fv_progress {
+  int channel;      /* the channel being optimized */
+  int iter, n_iters; /* 0-based step just completed, of n_iters */
+  double objective; /* the channel's objective seen through this step's transform */
+} dd_fv_progress;
+
+/* As dd_dream_progress_fn: returns 0 to go on; any other value stops the run, which returns
+ * that value (use a dd_status, e.g. DD_EINTR). */
+typedef int (*dd_fv_progress_fn)(const dd_fv_progress *info, void *user);
+
 typedef struct dd_fv_opts {
   int size;       /* side of the square image the network sees, px (default 128) */
   int iters;      /* optimization steps (default 256) */
@@ -84,11 +96,9 @@ typedef struct dd_fv_opts {
   float rotate;   /* random rotation in [-rotate, rotate] degrees per step (default 10) */
   int pixels;     /* 1: the naive baseline, one free logit per pixel (no Fourier spectrum,
                      no colour decorrelation) -- what the Fourier image is there to avoid */
-  size_t max_bytes; /* memory cap of the gradient plan (0: none) */
-  /* Called after each step with the objective seen through that step's transform; a
-   * nonzero return stops the run with DD_EINTR.  May be NULL. */
-  int (*progress)(void *user, int iter, float objective);
-  void *user;
+  size_t max_memory; /* memory cap of the gradient plan (0: none) */
+  dd_fv_progress_fn progress; /* called after each step (may be NULL) */
+  void *user;                 /* passed to progress */
 } dd_fv_opts;
 
 /* The defaults above. */
@@ -111,22 +121,22 @@ DD_API int dd_fv_channels(const dd_fv *fv);
 /* Optimizes an image from noise (drawn from `seed`) by gradient ascent on channel
  * `channel`'s objective.  *out is the size x size image (the untransformed view of the
  * parameterization); *objective (may be NULL) its objective, measured on *out as saved
- * (rounded to 8 bits).  DD_EARG for a channel out of range, DD_EINTR when the progress
- * callback stopped it. */
+ * (rounded to 8 bits).  DD_EARG for a channel out of range; the progress callback's value
+ * when it stopped the run. */
 DD_API int dd_fv_run(dd_fv *fv, int channel, uint64_t seed, dd_image **out, float *objective,
               dd_err *err);
 
 /* Class probabilities of `im` at the image's own size: the softmax of the scores
  * (dd_vis_logits).  *prob is a 1-D tensor of the classes. */
 DD_API int dd_vis_classify(const dd_model *m, const dd_preproc *pp, const dd_image *im,
-                    size_t max_bytes, dd_tensor **prob, dd_err *err);
+                    size_t max_memory, dd_tensor **prob, dd_err *err);
 
 /* ---- activations ---------------------------------------------------------------------- */
 
 /* Runs the model forward on `im` at the image's own size and returns a copy of `value`'s
  * first batch item as a C x H x W tensor (a 2-D value N x C gives C x 1 x 1). */
 DD_API int dd_vis_activations(const dd_model *m, const dd_preproc *pp, int value, const dd_image *im,
-                       size_t max_bytes, dd_tensor **out, dd_err *err);
+                       size_t max_memory, dd_tensor **out, dd_err *err);
 
 typedef struct dd_chan_stats {
   float mean, max;
@@ -153,7 +163,7 @@ typedef struct dd_explain_opts {
   int smoothgrad; /* noisy copies averaged for the saliency map; 0 or 1: plain gradient */
   float noise;    /* SmoothGrad sigma as a fraction of the input's range (default 0.15) */
   uint64_t seed;  /* SmoothGrad noise */
-  size_t max_bytes;
+  size_t max_memory;
 } dd_explain_opts;
 
 /* The defaults above. */
@@ -180,6 +190,27 @@ typedef struct dd_explanation {
 DD_API int dd_explain(const dd_model *m, const dd_preproc *pp, const dd_image *im,
                const dd_explain_opts *o, dd_explanation **out, dd_err *err);
 DD_API void dd_explanation_free(dd_explanation *e);
+
+/* The parts of dd_explain, for a caller with a gradient plan of its own (dd_plan_new with
+ * DD_PLAN_GRAD from the image input to the scores, as dd_explain builds it): run the plan
+ * forward on the image, dd_explain_backward, then dd_gradcam and dd_saliency, in that order
+ * (SmoothGrad runs the plan again and overwrites every value). */
+
+/* Zeroes the plan's gradients, seeds d scores[cls] = 1 and runs the backward pass.  DD_EARG
+ * when `scores` has no gradient in the plan or cls is out of range. */
+DD_API int dd_explain_backward(dd_plan *p, int scores, int cls, dd_err *err);
+/* Grad-CAM (Selvaraju et al. 2017) on `layer` (N x C x H x W, batch item 0) after
+ * dd_explain_backward: each channel weighted by its spatially averaged gradient, summed, ReLU;
+ * `cam` receives H x W floats.  DD_EARG when the layer has no gradient in the plan, DD_ESHAPE
+ * when it is not 4-D. */
+DD_API int dd_gradcam(dd_plan *p, int layer, float *cam, dd_err *err);
+/* The saliency map of the plan's input `input` (1 x 3 x H x W) after dd_explain_backward:
+ * `sal` receives H x W floats, the max over channels of |d score / d input|.  With
+ * smoothgrad > 1, SmoothGrad (Smilkov et al. 2017): the gradient averaged over that many
+ * copies of the input with Gaussian noise of sigma = noise * the input's range, drawn from
+ * `seed`; the input is left noisy.  DD_EARG for a bad input or option, DD_ENOMEM. */
+DD_API int dd_saliency(dd_plan *p, int input, int scores, int cls, int smoothgrad, float noise,
+                       uint64_t seed, float *sal, dd_err *err);
 
 /* Side by side, each `height` pixels high (<= 0: the image's height, within 64..320, and
  * a tall panel at least 64 wide): the image, the Grad-CAM heat map (inferno) blended over it

@@ -659,7 +659,7 @@ def dream(rgb, model=None, layer=None, *, octaves=None, octave_scale=None, iters
     with _Closing(model) as m:
         # The steps of cmd_dream.c, in its order.
         p = ffi.new("dd_dream_params *")
-        lib.dd_dream_params_default(p)
+        lib.dd_dream_params_init(p)
         specs, n = m._layer_specs(layer)
         p.n_layers = n
         for i in range(n):
@@ -752,13 +752,14 @@ def _fv_opts(m, size, steps, lr, jitter, transforms, pixels, max_memory):
     o.pixels = 1 if pixels else 0
     if not transforms:  # --no-transforms
         o.jitter, o.scale, o.rotate = 0, 0, 0
-    o.max_bytes = max_memory or m.max_memory
+    o.max_memory = max_memory or m.max_memory
     return o
 
 
 def _fv_callback(progress):
     """progress(iter, objective) after each step of a feature visualization."""
-    return _Callback("int(void *, int, float)", lambda user, it, obj: (it, obj),
+    return _Callback("int(const dd_fv_progress *, void *)",
+                     lambda info, user: (info.iter, info.objective),
                      None if progress is None else lambda a: progress(*a))
 
 
@@ -943,7 +944,7 @@ def explain(model, rgb, cls=None, *, layer=None, smoothgrad=0, seed=0, size=None
         eo.smoothgrad = smoothgrad
         eo.seed = seed
         eo.size = size or m.size
-        eo.max_bytes = max_memory or m.max_memory
+        eo.max_memory = max_memory or m.max_memory
         err = ffi.new("dd_err *")
         _check(lib.dd_model_image_input(m._model, ffi.NULL, err), err)
         if cls is not None:

@@ -27,7 +27,7 @@ typedef struct dd_tensor {
 } dd_tensor;
 int64_t dd_shape_numel(const dd_shape *s);
 const char *dd_dtype_name(dd_dtype t);
-int dd_tensor_new(dd_dtype dtype, const dd_shape *shape, size_t max_bytes, dd_tensor **out,
+int dd_tensor_new(dd_dtype dtype, const dd_shape *shape, size_t max_memory, dd_tensor **out,
                   dd_err *err);
 void dd_tensor_free(dd_tensor *t);
 int dd_tensor_load_pb(const char *path, dd_tensor **out, char **name_out, dd_err *err);
@@ -97,7 +97,7 @@ int dd_image_cut(const dd_image *im, int x0, int y0, int cw, int ch, dd_image **
 typedef struct dd_plan dd_plan;
 typedef struct dd_binding { int value; dd_shape shape; const dd_tensor *constant; } dd_binding;
 int dd_plan_new(const dd_model *m, const dd_binding *inputs, int n_inputs, const int *targets,
-                int n_targets, unsigned flags, size_t max_bytes, dd_plan **out, dd_err *err);
+                int n_targets, unsigned flags, size_t max_memory, dd_plan **out, dd_err *err);
 void dd_plan_free(dd_plan *p);
 dd_tensor *dd_plan_tensor(dd_plan *p, int value);
 void dd_plan_forward(dd_plan *p);
@@ -117,7 +117,7 @@ typedef struct dd_dream_params {
   int checkpoint_every;
   int in_place;
 } dd_dream_params;
-void dd_dream_params_default(dd_dream_params *p);
+void dd_dream_params_init(dd_dream_params *p);
 int dd_dream_layer_resolve(const dd_model *m, const char *spec, dd_dream_layer *out,
                            dd_err *err);
 typedef struct dd_dream_progress {
@@ -135,7 +135,7 @@ int dd_dream_check_budget(const dd_model *m, const dd_dream_params *p, int w, in
                           size_t max_memory, dd_dream_budget *out, dd_err *err);
 size_t dd_dream_decode_bytes(int w, int h);
 int dd_input_gradient(const dd_model *m, const dd_tensor *input, const dd_dream_layer *layers,
-                      int n_layers, size_t max_bytes, dd_tensor **grad, double *objective,
+                      int n_layers, size_t max_memory, dd_tensor **grad, double *objective,
                       dd_err *err);
 
 /* visualize.h */
@@ -147,9 +147,11 @@ int dd_vis_find_conv(const dd_model *m, int value, int *node, dd_err *err);
 int dd_vis_logits(const dd_model *m, int *value, dd_err *err);
 int dd_vis_filters(const dd_model *m, int node, int bgr, int zoom, int gap, dd_image **out,
                    dd_grid *grid, dd_err *err);
+typedef struct dd_fv_progress { int channel; int iter, n_iters; double objective; } dd_fv_progress;
+typedef int (*dd_fv_progress_fn)(const dd_fv_progress *info, void *user);
 typedef struct dd_fv_opts {
   int size; int iters; float lr; int jitter; float scale; float rotate; int pixels;
-  size_t max_bytes; int (*progress)(void *user, int iter, float objective); void *user;
+  size_t max_memory; dd_fv_progress_fn progress; void *user;
 } dd_fv_opts;
 void dd_fv_opts_init(dd_fv_opts *o);
 typedef struct dd_fv dd_fv;
@@ -160,15 +162,15 @@ int dd_fv_channels(const dd_fv *fv);
 int dd_fv_run(dd_fv *fv, int channel, uint64_t seed, dd_image **out, float *objective,
               dd_err *err);
 int dd_vis_classify(const dd_model *m, const dd_preproc *pp, const dd_image *im,
-                    size_t max_bytes, dd_tensor **prob, dd_err *err);
+                    size_t max_memory, dd_tensor **prob, dd_err *err);
 int dd_vis_activations(const dd_model *m, const dd_preproc *pp, int value, const dd_image *im,
-                       size_t max_bytes, dd_tensor **out, dd_err *err);
+                       size_t max_memory, dd_tensor **out, dd_err *err);
 typedef struct dd_chan_stats { float mean, max; float zeros; } dd_chan_stats;
 void dd_vis_channel_stats(const dd_tensor *act, dd_chan_stats *st);
 int dd_vis_activation_grid(const dd_tensor *act, int c0, int c1, int zoom, int gap,
                            dd_cmap map, dd_image **out, dd_grid *grid, dd_err *err);
 typedef struct dd_explain_opts {
-  int size; int cls; int layer; int smoothgrad; float noise; uint64_t seed; size_t max_bytes;
+  int size; int cls; int layer; int smoothgrad; float noise; uint64_t seed; size_t max_memory;
 } dd_explain_opts;
 void dd_explain_opts_init(dd_explain_opts *o);
 typedef struct dd_explanation {

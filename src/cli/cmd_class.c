@@ -119,7 +119,7 @@ int cmd_class(int argc, char **argv) {
   dd_image *im = NULL;
   dd_tensor *prob = NULL;
   float logit = 0;
-  vo.fv.max_bytes = cm.max_memory;
+  vo.fv.max_memory = cm.max_memory;
   vo.what = "class";
   vo.count = 1;
   vis_fv_progress(&vo, &co);

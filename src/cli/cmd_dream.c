@@ -10,10 +10,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "dream/image.h"
+#include "util.h"
 
 static const char dream_help[] =
     "usage: dream [dream] [options] IN OUT\n\n"
@@ -88,7 +88,7 @@ int cli_dream_parse(int argc, char **argv, cli_dream_args *out, dd_err *err) {
   cli_dream_args a;
   memset(&a, 0, sizeof a);
   cli_common_init(&a.common);
-  dd_dream_params_default(&a.params);
+  dd_dream_params_init(&a.params);
   a.guide_size = 224;
   int c, rc = DD_OK;
   char name[512];
@@ -176,12 +176,6 @@ static volatile sig_atomic_t interrupted;
 
 static void on_signal(int sig) { interrupted = sig; }
 
-static double now_seconds(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
 typedef struct progress_state {
   int bar;         /* draw the bar (stderr is a terminal and not --quiet) */
   double start;
@@ -206,7 +200,7 @@ static int on_progress(const dd_dream_progress *p, void *user) {
     s->checkpoints++;
   }
   if (!s->bar) return 0;
-  double el = now_seconds() - s->start;
+  double el = dd_now_seconds() - s->start;
   double left = p->done > 0 ? el * (1 - p->done) / p->done : 0;
   char bar[21];
   int fill = (int)(p->done * 20 + 0.5);
@@ -357,10 +351,10 @@ int cmd_dream(int argc, char **argv) {
   sigaction(SIGINT, &sa, NULL);
   sigaction(SIGTERM, &sa, NULL);
 
-  progress_state ps = {cli_progress_shown(&a.common), now_seconds(), a.out, &a.common, 0, 0, 0};
-  double loop_start = now_seconds();
+  progress_state ps = {cli_progress_shown(&a.common), dd_now_seconds(), a.out, &a.common, 0, 0, 0};
+  double loop_start = dd_now_seconds();
   rc = dd_dream_run(cm.model, &cm.preset.pre, &p, img, on_progress, &ps, &err);
-  double loop_seconds = now_seconds() - loop_start;
+  double loop_seconds = dd_now_seconds() - loop_start;
   if (ps.drawn) fputc('\n', stderr);
   if (rc == DD_EINTR) {
     if (ps.checkpoints)
@@ -380,7 +374,7 @@ int cmd_dream(int argc, char **argv) {
   }
   if (a.timing) fprintf(stderr, "dream: loop %.3f s\n", loop_seconds);
   cli_summary(&a.common, "wrote %s (%dx%d) in %.1f s, seed %llu", a.out, img->w, img->h,
-              now_seconds() - ps.start, (unsigned long long)p.seed);
+              dd_now_seconds() - ps.start, (unsigned long long)p.seed);
   status = 0;
 done:
   signal(SIGINT, SIG_DFL);

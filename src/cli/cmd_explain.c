@@ -129,7 +129,7 @@ int cmd_explain(int argc, char **argv) {
   cli_model cm;
   if (cli_model_load(&co.model, &pre, &cm)) return 1;
   eo.size = size ? size : cm.preset.size;
-  eo.max_bytes = cm.max_memory;
+  eo.max_memory = cm.max_memory;
   dd_image *photo = NULL, *im = NULL, *pic = NULL;
   dd_explanation *e = NULL;
   dd_frame_rect rect;

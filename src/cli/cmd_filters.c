@@ -55,7 +55,7 @@ static int optimize_channels(const cli_model *cm, const cli_common *co, int valu
                              int c1, vis_fv_cli *vo, int gap, const char *out, const char *csv) {
   dd_err err;
   dd_fv *fv;
-  vo->fv.max_bytes = cm->max_memory;
+  vo->fv.max_memory = cm->max_memory;
   vis_fv_progress(vo, co);
   if (dd_fv_new(cm->model, &cm->preset.pre, value, &vo->fv, &fv, &err)) return cli_report(&err);
   int C = dd_fv_channels(fv);

@@ -126,7 +126,8 @@ int cli_load_image(const char *path, const cli_model *cm, dd_image **out) {
 
 int cli_save_image(const char *path, const dd_image *im, const cli_common *co,
                    const dd_image *meta_from, dd_err *err) {
-  dd_image_save_opts o = dd_image_save_opts_init();
+  dd_image_save_opts o;
+  dd_image_save_opts_init(&o);
   if (co && co->quality) o.quality = co->quality;
   /* A view of the pixels with the metadata of meta_from: nothing is copied or owned. */
   dd_image view = *im;

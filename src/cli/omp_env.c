@@ -3,14 +3,15 @@
  * libgomp's default is to spin for about 300000 iterations at every barrier.  On a machine
  * that other programs also use, the thread that spins burns the time slice its partner needs
  * to reach the barrier, and the dream loop, which passes thousands of barriers per
- * iteration, ran 9x slower than alone (108 s against 12 s for the default job on kite.jpg,
- * with other busy processes on the two cores); GOMP_SPINCOUNT=10000 (spin briefly, then
- * sleep) took 25 s there and costs about 5% on an idle machine (bench/README.md).
+ * iteration, runs many times slower than alone when other processes are busy on the same
+ * cores.  GOMP_SPINCOUNT=10000 (spin briefly, then sleep) recovers most of that for a small
+ * cost on an idle machine (the figures are in bench/README.md).
  *
  * libgomp reads its environment once, when it is loaded, before any code of this program
  * runs; so when neither OMP_WAIT_POLICY nor GOMP_SPINCOUNT is set, this constructor sets
- * GOMP_SPINCOUNT and executes the program again (a few milliseconds).  If that fails the
- * program simply goes on with libgomp's defaults.  A user's own setting is left alone. */
+ * GOMP_SPINCOUNT and executes the program again, once, before it has done anything.  If that
+ * fails the program simply goes on with libgomp's defaults.  A user's own setting is left
+ * alone. */
 #include <stdlib.h>
 #include <unistd.h>
 

@@ -42,8 +42,10 @@ void vis_fv_warn(const vis_fv_cli *o) {
     cli_warnf("--jitter does nothing with --no-transforms");
 }
 
-static int print_progress(void *user, int iter, float objective) {
+static int print_progress(const dd_fv_progress *info, void *user) {
   const vis_fv_cli *o = user;
+  int iter = info->iter;
+  double objective = info->objective;
   int last = iter + 1 == o->fv.iters;
   if (iter % 16 == 0 || last) {
     if (o->count > 1)

@@ -6,8 +6,6 @@
 #include "dream/tensor.h"
 #include "model_internal.h"
 #include "ops/op.h"
-
-/* Element counts below which a loop is not worth splitting across threads. */
-#define DD_PAR_MIN 32768
+#include "util.h" /* DD_PAR_MIN, the threading threshold */
 
 #endif

@@ -3,9 +3,9 @@
  * 256 rows of B are first copied, 4 blocks of 32 columns at a time, to a contiguous buffer on
  * the stack (128 KiB) while all the rows of A pass over each block (32 KiB, in L1): read in
  * place, B's rows would sit one page apart for wide images and every k would miss the TLB;
- * copied one block at a time, each row is a run of 128 bytes the prefetchers do not follow
- * (4 blocks: 64x12288x192 one thread 122-127 -> 132-136 GFLOP/s, 128x12288x256 122-126 ->
- * 125-132, the others within noise).  Elsewhere: cblas_sgemm. */
+ * and 4 blocks rather than 1, because a row of one block is a run of 128 bytes that the
+ * prefetchers do not follow, while 4 make it a 512-byte run they do (figures in
+ * bench/README.md).  Elsewhere: cblas_sgemm. */
 #include "ops/sgemm.h"
 
 #include <cblas.h>
