@@ -2,17 +2,11 @@
 #include "dream/graph.h"
 
 #include <string.h>
-#include <time.h>
 
 #include "model_internal.h"
 #include "ops/op.h"
 #include "plan/plan.h"
-
-static double now_seconds(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
+#include "util.h"
 
 void dd_plan_set_profile(dd_plan *p, double *seconds) { p->profile = seconds; }
 
@@ -36,9 +30,9 @@ void dd_plan_forward(dd_plan *p) {
     for (int j = 0; j < n->n_in; j++) in[j] = n->in[j] >= 0 ? &p->val[n->in[j]] : NULL;
     for (int k = 0; k < n->n_out; k++) outs[k] = n->out[k] >= 0 ? &p->val[n->out[k]] : NULL;
     dd_op_call call = {p->relu_out && p->relu_out[o], 0};
-    double t0 = p->profile ? now_seconds() : 0;
+    double t0 = p->profile ? dd_now_seconds() : 0;
     dd_op_forward(n, in, outs, p->scratch.base, &call);
-    if (p->profile) p->profile[2 * p->order[o]] += now_seconds() - t0;
+    if (p->profile) p->profile[2 * p->order[o]] += dd_now_seconds() - t0;
   }
 }
 
@@ -100,9 +94,9 @@ void dd_plan_backward(dd_plan *p) {
         if (v >= 0) zero_tensor(&p->grad[v]);
         else call.fresh |= fresh_bits(n, -1 - v);
       }
-    double t0 = p->profile ? now_seconds() : 0;
+    double t0 = p->profile ? dd_now_seconds() : 0;
     dd_op_backward(n, in, outs, dout, din, p->scratch.base, &call);
-    if (p->profile) p->profile[2 * p->order[o] + 1] += now_seconds() - t0;
+    if (p->profile) p->profile[2 * p->order[o] + 1] += dd_now_seconds() - t0;
   }
 }
 

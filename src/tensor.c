@@ -46,7 +46,7 @@ int dd_shape_eq(const dd_shape *a, const dd_shape *b) {
   return 1;
 }
 
-int dd_tensor_new(dd_dtype dtype, const dd_shape *shape, size_t max_bytes, dd_tensor **out,
+int dd_tensor_new(dd_dtype dtype, const dd_shape *shape, size_t max_memory, dd_tensor **out,
                   dd_err *err) {
   char sb[128];
   if (shape->ndim < 0 || shape->ndim > DD_MAX_DIMS)
@@ -58,9 +58,9 @@ int dd_tensor_new(dd_dtype dtype, const dd_shape *shape, size_t max_bytes, dd_te
     return dd_fail(err, DD_ELIMIT, "tensor of shape %s is too large",
                    dd_shape_str(shape, sb, sizeof sb));
   size_t bytes = (size_t)n * es;
-  if (max_bytes && bytes > max_bytes)
+  if (max_memory && bytes > max_memory)
     return dd_fail(err, DD_ELIMIT, "tensor of shape %s needs %.1f MiB, the limit is %.1f MiB",
-                   dd_shape_str(shape, sb, sizeof sb), bytes / 1048576.0, max_bytes / 1048576.0);
+                   dd_shape_str(shape, sb, sizeof sb), bytes / 1048576.0, max_memory / 1048576.0);
   dd_tensor *t = calloc(1, sizeof *t);
   void *data = calloc(bytes ? bytes : 1, 1);
   if (!t || !data) {

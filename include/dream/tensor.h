@@ -47,8 +47,8 @@ DD_API char *dd_shape_str(const dd_shape *s, char *buf, size_t size);
 DD_API int dd_shape_eq(const dd_shape *a, const dd_shape *b);
 
 /* New zero-filled tensor.  Fails with DD_ELIMIT when the size overflows or exceeds
- * `max_bytes` (0: no limit), DD_ENOMEM when allocation fails. */
-DD_API int dd_tensor_new(dd_dtype dtype, const dd_shape *shape, size_t max_bytes, dd_tensor **out,
+ * `max_memory` (0: no limit), DD_ENOMEM when allocation fails. */
+DD_API int dd_tensor_new(dd_dtype dtype, const dd_shape *shape, size_t max_memory, dd_tensor **out,
                   dd_err *err);
 /* A tensor header over borrowed memory (not freed by dd_tensor_free). */
 DD_API dd_tensor dd_tensor_wrap(dd_dtype dtype, const dd_shape *shape, void *data);

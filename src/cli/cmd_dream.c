@@ -328,12 +328,14 @@ int cmd_dream(int argc, char **argv) {
   rc = dd_dream_check_budget(cm.model, &p, img->w, img->h, cm.max_memory, &budget, &err);
   if (rc == DD_ELIMIT) {
     int side = budget.fit_w > budget.fit_h ? budget.fit_w : budget.fit_h;
-    if (side > 0)
-      cli_errorf("--max-memory %.0fM: %s; use --max-side %d or raise --max-memory to %.0fM",
-                 cm.max_memory / 1048576.0, err.msg, side, ceil(budget.need / 1048576.0));
+    char given[32], side_hint[48] = "";
+    if (cm.max_memory < ((size_t)1 << 20))
+      snprintf(given, sizeof given, "%.0fK", cm.max_memory / 1024.0);
     else
-      cli_errorf("--max-memory %.0fM: %s; raise --max-memory to %.0fM",
-                 cm.max_memory / 1048576.0, err.msg, ceil(budget.need / 1048576.0));
+      snprintf(given, sizeof given, "%.0fM", cm.max_memory / 1048576.0);
+    if (side > 0) snprintf(side_hint, sizeof side_hint, "use --max-side %d or ", side);
+    cli_errorf("--max-memory %s: %s; %sraise --max-memory to %.0fM", given, err.msg, side_hint,
+               ceil(budget.need / 1048576.0));
     goto done;
   }
   if (rc) {

@@ -70,7 +70,12 @@ void cli_model_close(cli_model *m) {
 }
 
 int cli_report(const dd_err *err) {
-  fprintf(stderr, "dream: %s\n", err && err->msg[0] ? err->msg : "unknown error");
+  /* The library names no option; a memory limit is --max-memory's here. */
+  const char *hint = err && err->code == DD_ELIMIT &&
+                             (strstr(err->msg, "iB limit") || strstr(err->msg, "B limit"))
+                         ? " (--max-memory: use a smaller image or raise --max-memory)"
+                         : "";
+  fprintf(stderr, "dream: %s%s\n", err && err->msg[0] ? err->msg : "unknown error", hint);
   return 1;
 }
 

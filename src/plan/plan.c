@@ -60,7 +60,7 @@ typedef struct plan_request {
   const int *targets;
   int n_targets;
   unsigned flags;
-  size_t max_bytes; /* 0: no limit */
+  size_t max_memory; /* 0: no limit */
   plan_mode mode;
 } plan_request;
 
@@ -189,7 +189,7 @@ static int too_small_input(const dd_model *m, const dd_binding *inputs, int n_in
 /* Output k of node n, once inferred: refused when it alone is over the cap (saying how much it
  * needs, even when it is too large to be planned at all) or when its shape is invalid; its
  * size in *bytes. */
-static int check_output(const dd_plan *p, const dd_node *n, int k, size_t max_bytes,
+static int check_output(const dd_plan *p, const dd_node *n, int k, size_t max_memory,
                         size_t *bytes, dd_err *err) {
   const dd_model *m = p->m;
   dd_tensor *t = &p->val[n->out[k]];
@@ -197,11 +197,11 @@ static int check_output(const dd_plan *p, const dd_node *n, int k, size_t max_by
   char sb[128], s1[32], s2[32];
   int64_t ne = t->shape.ndim >= 0 && t->shape.ndim <= DD_MAX_DIMS ? dd_shape_numel(&t->shape) : -1;
   double need_b = (double)ne * (double)dd_dtype_size(t->dtype);
-  if (ne >= 0 && max_bytes && need_b > (double)max_bytes)
+  if (ne >= 0 && max_memory && need_b > (double)max_memory)
     return dd_fail(err, DD_ELIMIT, "%s: node '%s' (%s): output '%s' of shape %s alone needs "
                    "%s, more than the %s limit", m->name, n->name, n->op_type, name,
                    dd_shape_str(&t->shape, sb, sizeof sb), fmt_size(need_b, s1, sizeof s1),
-                   fmt_size((double)max_bytes, s2, sizeof s2));
+                   fmt_size((double)max_memory, s2, sizeof s2));
   if (t->shape.ndim < 0 || t->shape.ndim > DD_MAX_DIMS || plan_tensor_bytes(t, bytes))
     return dd_fail(err, DD_ELIMIT, "%s: node '%s' (%s): output '%s' has an invalid or too "
                    "large shape %s", m->name, n->name, n->op_type, name,
@@ -253,13 +253,13 @@ static int infer_shapes(dd_plan *p, plan_state *s, const plan_request *rq, dd_er
       if (v < 0) continue;
       size_t b = 0;
       outs[k]->dtype = outs[k]->dtype ? outs[k]->dtype : DD_F32;
-      if ((rc = check_output(p, n, k, rq->max_bytes, &b, err))) return rc;
+      if ((rc = check_output(p, n, k, rq->max_memory, &b, err))) return rc;
       s->known[v] = 1;
       if (fold) {
         folded_bytes += b;
-        if (rq->max_bytes && folded_bytes > rq->max_bytes)
+        if (rq->max_memory && folded_bytes > rq->max_memory)
           return dd_fail(err, DD_ELIMIT, "%s: constants need more than the %s limit", m->name,
-                         fmt_size((double)rq->max_bytes, s2, sizeof s2));
+                         fmt_size((double)rq->max_memory, s2, sizeof s2));
         outs[k]->data = calloc(b ? b : 1, 1);
         if (!outs[k]->data) return dd_fail(err, DD_ENOMEM, "out of memory");
         p->folded[v] = 1;
@@ -314,20 +314,20 @@ static int layout(dd_plan *p, plan_state *s, const plan_request *rq, dd_err *err
  * *in_host: the host's memory is large enough to hold them. */
 static int check_budget(const dd_plan *p, const plan_request *rq, int *in_host, dd_err *err) {
   char sb[32], s1[32], s2[32];
-  size_t total = dd_plan_bytes(p), max_bytes = rq->max_bytes;
+  size_t total = dd_plan_bytes(p), max_memory = rq->max_memory;
   const dd_plan *host = rq->host;
-  if (max_bytes && total > max_bytes)
+  if (max_memory && total > max_memory)
     return dd_fail(err, DD_ELIMIT, "%s: this input size needs %s of buffers, more than the "
                    "%s limit", p->m->name, fmt_size((double)total, s1, sizeof s1),
-                   fmt_size((double)max_bytes, s2, sizeof s2));
+                   fmt_size((double)max_memory, s2, sizeof s2));
   *in_host = host && p->arena.size <= host->arena.size && p->scratch.size <= host->scratch.size;
   /* Buffers of its own are held beside the host's, which stays: both count. */
-  if (host && !*in_host && max_bytes && total + dd_plan_bytes(host) > max_bytes)
+  if (host && !*in_host && max_memory && total + dd_plan_bytes(host) > max_memory)
     return dd_fail(err, DD_ELIMIT, "%s: this input size needs %s of buffers besides the %s of "
                    "the plan it would share them with, more than the %s limit", p->m->name,
                    fmt_size((double)total, s1, sizeof s1),
                    fmt_size((double)dd_plan_bytes(host), sb, sizeof sb),
-                   fmt_size((double)max_bytes, s2, sizeof s2));
+                   fmt_size((double)max_memory, s2, sizeof s2));
   return DD_OK;
 }
 
@@ -398,15 +398,15 @@ done:
 }
 
 int dd_plan_new(const dd_model *m, const dd_binding *inputs, int n_inputs, const int *targets,
-                int n_targets, unsigned flags, size_t max_bytes, dd_plan **out, dd_err *err) {
-  plan_request rq = {NULL, m, inputs, n_inputs, targets, n_targets, flags, max_bytes, PLAN_BUILD};
+                int n_targets, unsigned flags, size_t max_memory, dd_plan **out, dd_err *err) {
+  plan_request rq = {NULL, m, inputs, n_inputs, targets, n_targets, flags, max_memory, PLAN_BUILD};
   return plan_new(&rq, NULL, NULL, out, err);
 }
 
 int dd_plan_new_within(dd_plan *host, const dd_model *m, const dd_binding *inputs, int n_inputs,
-                       const int *targets, int n_targets, unsigned flags, size_t max_bytes,
+                       const int *targets, int n_targets, unsigned flags, size_t max_memory,
                        dd_plan **out, dd_err *err) {
-  plan_request rq = {host, m, inputs, n_inputs, targets, n_targets, flags, max_bytes, PLAN_BUILD};
+  plan_request rq = {host, m, inputs, n_inputs, targets, n_targets, flags, max_memory, PLAN_BUILD};
   return plan_new(&rq, NULL, NULL, out, err);
 }
 
