@@ -147,6 +147,11 @@ int cli_model_resolve(const cli_model_opts *o, dd_preset *p);
 int cli_model_load(const cli_model_opts *o, dd_preset *p, cli_model *out);
 /* Both. */
 int cli_model_open(const cli_model_opts *o, cli_model *out);
+/* Both, with the files checked in between (cli_files_check, the model and labels counted
+ * as inputs): nothing is loaded when an output would be wrong.  Prints; 0, 1 or 2. */
+struct cli_files;
+int cli_model_open_checked(const char *cmd, const cli_model_opts *o, struct cli_files *files,
+                           cli_model *out);
 void cli_model_close(cli_model *m);
 
 /* ---- the files a command reads and writes ---- */

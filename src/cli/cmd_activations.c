@@ -100,22 +100,13 @@ int cmd_activations(int argc, char **argv) {
     return 1;
   }
   cli_common_warn(&co);
-  dd_preset pre;
-  if (cli_model_resolve(&co.model, &pre)) return 1;
   cli_files files = {0};
   cli_files_in(&files, in);
-  cli_files_in(&files, pre.model_path);
-  cli_files_in(&files, pre.labels_path);
   cli_files_out(&files, out, CLI_OUT_IMAGE);
   cli_files_out(&files, csv, CLI_OUT_CSV);
-  int status = cli_files_check("activations", &files);
-  if (status) {
-    dd_preset_clear(&pre);
-    return status;
-  }
-
   cli_model cm;
-  if (cli_model_load(&co.model, &pre, &cm)) return 1;
+  int status = cli_model_open_checked("activations", &co.model, &files, &cm);
+  if (status) return status;
   if (!layer) layer = cm.preset.layer[0] ? cm.preset.layer : "conv1";
   if (!w) w = h = cm.preset.size;
   dd_image *photo = NULL, *im = NULL, *grid = NULL;

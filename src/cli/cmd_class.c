@@ -99,21 +99,12 @@ int cmd_class(int argc, char **argv) {
   cli_common_warn(&co);
   char json[4096];
   if (cli_sibling(out, ".json", json, sizeof json)) return 1;
-  dd_preset pre;
-  if (cli_model_resolve(&co.model, &pre)) return 1;
   cli_files files = {0};
-  cli_files_in(&files, pre.model_path);
-  cli_files_in(&files, pre.labels_path);
   cli_files_out(&files, out, CLI_OUT_IMAGE);
   cli_files_out(&files, json, CLI_OUT_JSON);
-  int status = cli_files_check("class", &files);
-  if (status) {
-    dd_preset_clear(&pre);
-    return status;
-  }
-
   cli_model cm;
-  if (cli_model_load(&co.model, &pre, &cm)) return 1;
+  int status = cli_model_open_checked("class", &co.model, &files, &cm);
+  if (status) return status;
   int cls, logits;
   dd_fv *fv = NULL;
   dd_image *im = NULL;

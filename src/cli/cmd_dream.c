@@ -269,22 +269,13 @@ int cmd_dream(int argc, char **argv) {
     return 0;
   }
   warn_idle_options(&a);
-  dd_preset pre;
-  if (cli_model_resolve(&a.common.model, &pre)) return 1;
   cli_files files = {0};
   cli_files_in(&files, a.in);
   cli_files_in(&files, a.guide);
-  cli_files_in(&files, pre.model_path);
-  cli_files_in(&files, pre.labels_path);
   cli_files_out(&files, a.out, CLI_OUT_IMAGE);
-  int status = cli_files_check("dream", &files);
-  if (status) {
-    dd_preset_clear(&pre);
-    return status;
-  }
-
   cli_model cm;
-  if (cli_model_load(&a.common.model, &pre, &cm)) return 1;
+  int status = cli_model_open_checked("dream", &a.common.model, &files, &cm);
+  if (status) return status;
   status = 1;
   int rc;
   dd_image *img = NULL, *guide = NULL;

@@ -112,22 +112,13 @@ int cmd_explain(int argc, char **argv) {
     cli_warnf("--seed does nothing without --smoothgrad N (N > 1)");
   cli_common_warn(&co);
   eo.seed = co.seed.value;
-  dd_preset pre;
-  if (cli_model_resolve(&co.model, &pre)) return 1;
   cli_files files = {0};
   cli_files_in(&files, in);
-  cli_files_in(&files, pre.model_path);
-  cli_files_in(&files, pre.labels_path);
   cli_files_out(&files, out, CLI_OUT_IMAGE);
   cli_files_out(&files, json, CLI_OUT_JSON);
-  int status = cli_files_check("explain", &files);
-  if (status) {
-    dd_preset_clear(&pre);
-    return status;
-  }
-
   cli_model cm;
-  if (cli_model_load(&co.model, &pre, &cm)) return 1;
+  int status = cli_model_open_checked("explain", &co.model, &files, &cm);
+  if (status) return status;
   eo.size = size ? size : cm.preset.size;
   eo.max_memory = cm.max_memory;
   dd_image *photo = NULL, *im = NULL, *pic = NULL;

@@ -165,21 +165,12 @@ int cmd_filters(int argc, char **argv) {
   cli_common_warn(&co);
   char csv[4096];
   if (cli_sibling(out, ".csv", csv, sizeof csv)) return 1;
-  dd_preset pre;
-  if (cli_model_resolve(&co.model, &pre)) return 1;
   cli_files files = {0};
-  cli_files_in(&files, pre.model_path);
-  cli_files_in(&files, pre.labels_path);
   cli_files_out(&files, out, CLI_OUT_IMAGE);
   if (optimize) cli_files_out(&files, csv, CLI_OUT_CSV);
-  int status = cli_files_check("filters", &files);
-  if (status) {
-    dd_preset_clear(&pre);
-    return status;
-  }
-
   cli_model cm;
-  if (cli_model_load(&co.model, &pre, &cm)) return 1;
+  int status = cli_model_open_checked("filters", &co.model, &files, &cm);
+  if (status) return status;
   if (!layer) layer = optimize && cm.preset.layer[0] ? cm.preset.layer : "conv1";
   int value;
   if (cli_resolve(cm.model, layer, &value, &err)) status = cli_report(&err);

@@ -62,21 +62,12 @@ int cmd_grad(int argc, char **argv) {
     return cli_usage_error("grad", "%s is required",
                            !input ? "--input" : !n_specs ? "--layer" : "--save");
   cli_common_warn(&co);
-  dd_preset pre;
-  if (cli_model_resolve(&co.model, &pre)) return 1;
   cli_files files = {0};
   cli_files_in(&files, input);
-  cli_files_in(&files, pre.model_path);
-  cli_files_in(&files, pre.labels_path);
   cli_files_out(&files, save, CLI_OUT_PB);
-  int status = cli_files_check("grad", &files);
-  if (status) {
-    dd_preset_clear(&pre);
-    return status;
-  }
-
   cli_model cm;
-  if (cli_model_load(&co.model, &pre, &cm)) return 1;
+  int status = cli_model_open_checked("grad", &co.model, &files, &cm);
+  if (status) return status;
   const dd_model *m = cm.model;
   status = 1;
   dd_tensor *x = NULL, *g = NULL;

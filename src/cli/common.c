@@ -55,6 +55,21 @@ int cli_model_load(const cli_model_opts *o, dd_preset *p, cli_model *out) {
   return 0;
 }
 
+int cli_model_open_checked(const char *cmd, const cli_model_opts *o, cli_files *files,
+                           cli_model *out) {
+  dd_preset p;
+  memset(out, 0, sizeof *out);
+  if (cli_model_resolve(o, &p)) return 1;
+  cli_files_in(files, p.model_path);
+  cli_files_in(files, p.labels_path);
+  int status = cli_files_check(cmd, files);
+  if (status) {
+    dd_preset_clear(&p);
+    return status;
+  }
+  return cli_model_load(o, &p, out);
+}
+
 int cli_model_open(const cli_model_opts *o, cli_model *out) {
   dd_preset p;
   memset(out, 0, sizeof *out);
