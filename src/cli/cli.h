@@ -235,6 +235,16 @@ int cli_resolve_spec(const dd_model *m, const char *spec, struct dd_dream_layer 
                      dd_err *err);
 /* The warning alone. */
 void cli_warn_shadowed(const dd_model *m, const char *name);
+/* The one classification of every subcommand: output 0 of the model on an image already
+ * framed (dd_image_frame), as probabilities (dd_probabilities), through the inference path
+ * (dream/infer.h).  `s` is a session from cli_classify_session for the image's size, or
+ * NULL for a one-off.  *prob is malloc'ed (*n classes).  Prints; 0 or 1. */
+struct dd_infer;
+int cli_classify_session(const cli_model *cm, int w, int h, struct dd_infer **out);
+int cli_classify(const cli_model *cm, struct dd_infer *s, const struct dd_image *framed,
+                 double **prob, int64_t *n);
+/* The k best classes, best first (-1 past n). */
+void cli_top_k(const double *prob, int64_t n, int k, int *top);
 /* A class named by the user: its index, or its label matched exactly (case-insensitive).
  * Prints the error (with the closest labels) and returns 1. */
 int cli_find_class(const cli_model *cm, const char *query, int *cls);

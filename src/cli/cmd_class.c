@@ -28,18 +28,9 @@ static const char *label_of(const cli_model *cm, int i) {
 }
 
 static int write_json(const char *path, const cli_model *cm, const vis_fv_cli *vo,
-                      uint64_t seed, int cls, float logit, const dd_tensor *prob) {
-  const float *p = dd_f32(prob);
-  int64_t n = dd_tensor_numel(prob);
+                      uint64_t seed, int cls, float logit, const double *p, int64_t n) {
   int top[DD_TOPK];
-  for (int k = 0; k < DD_TOPK; k++) {
-    top[k] = -1;
-    for (int64_t i = 0; i < n; i++) {
-      int taken = 0;
-      for (int j = 0; j < k; j++) taken |= top[j] == i;
-      if (!taken && (top[k] < 0 || p[i] > p[top[k]])) top[k] = (int)i;
-    }
-  }
+  cli_top_k(p, n, DD_TOPK, top);
   char *buf;
   size_t len;
   FILE *f = vis_text_open(&buf, &len);
@@ -108,7 +99,8 @@ int cmd_class(int argc, char **argv) {
   int cls, logits;
   dd_fv *fv = NULL;
   dd_image *im = NULL;
-  dd_tensor *prob = NULL;
+  double *prob = NULL;
+  int64_t n_prob = 0;
   float logit = 0;
   vo.fv.max_memory = cm.max_memory;
   vo.what = "class";
@@ -128,20 +120,24 @@ int cmd_class(int argc, char **argv) {
     if (dd_fv_run(fv, cls, co.seed.value, &im, &logit, &err) ||
         cli_save_image(out, im, &co, NULL, &err) ||
         dd_image_load(out, 0, &saved, &err) ||
-        dd_image_frame(saved, co.framing, cm.preset.size, cm.preset.size, &framed, NULL, &err) ||
-        dd_vis_classify(cm.model, &cm.preset.pre, framed, cm.max_memory, &prob, &err))
+        dd_image_frame(saved, co.framing, cm.preset.size, cm.preset.size, &framed, NULL, &err))
       status = cli_report(&err);
+    else if (cli_classify(&cm, NULL, framed, &prob, &n_prob))
+      status = 1;
+    else if (cls >= n_prob)
+      status = cli_errorf("--class: class %d is not among the model's %lld outputs", cls,
+                          (long long)n_prob);
     else
-      status = write_json(json, &cm, &vo, co.seed.value, cls, logit, prob);
+      status = write_json(json, &cm, &vo, co.seed.value, cls, logit, prob, n_prob);
     dd_image_free(saved);
     dd_image_free(framed);
   }
   if (!status)
     cli_summary(&co, "class %d%s%s of %s, score %.4g, probability %.4f at %dx%d, seed %llu -> "
                 "%s, %s", cls, cm.labels ? " " : "", label_of(&cm, cls), dd_model_name(cm.model),
-                logit, dd_f32(prob)[cls], vo.fv.size, vo.fv.size,
+                logit, prob[cls], vo.fv.size, vo.fv.size,
                 (unsigned long long)co.seed.value, out, json);
-  dd_tensor_free(prob);
+  free(prob);
   dd_image_free(im);
   dd_fv_free(fv);
   cli_model_close(&cm);

@@ -5,7 +5,7 @@
 #include <string.h>
 
 #include "cli/cli.h"
-#include "dream/graph.h"
+#include "dream/infer.h"
 #include "dream/image.h"
 
 static const char classify_help[] =
@@ -23,34 +23,12 @@ static const char classify_help[] =
 
 enum { OPT_SIZE = 3001 };
 
-/* Probabilities from the model's output: kept when they already are (in [0,1], summing to
- * 1), otherwise a softmax of them as logits. */
-static void to_probabilities(const float *x, int64_t n, double *p) {
-  int is_prob = 1;
-  double sum = 0;
-  for (int64_t i = 0; i < n; i++) {
-    if (!(x[i] >= 0.f && x[i] <= 1.f)) is_prob = 0;
-    sum += x[i];
-  }
-  if (is_prob && fabs(sum - 1.0) < 1e-3) {
-    for (int64_t i = 0; i < n; i++) p[i] = x[i];
-    return;
-  }
-  double mx = -INFINITY;
-  for (int64_t i = 0; i < n; i++)
-    if (x[i] > mx) mx = x[i];
-  sum = 0;
-  for (int64_t i = 0; i < n; i++) sum += p[i] = exp(x[i] - mx);
-  for (int64_t i = 0; i < n; i++) p[i] /= sum;
-}
-
 typedef struct classify_job {
   const cli_model *cm;
   const cli_common *co;
-  dd_plan *plan;
-  int in, outv, top, w, h;
-  double *prob;
-  int progress; /* a progress line is on stderr */
+  dd_infer *session; /* planned once for the framed size */
+  int top, w, h;
+  int progress;      /* a progress line is on stderr */
 } classify_job;
 
 static void clear_progress(const classify_job *j) {
@@ -72,14 +50,12 @@ static int classify_one(const classify_job *j, const char *path) {
     return cli_errorf("%s: --framing fit gives each photo its own size; classify plans one size "
                       "(use crop or squash)", path);
   }
-  dd_image_to_input(framed, &j->cm->preset.pre, dd_f32(dd_plan_tensor(j->plan, j->in)));
+  double *prob;
+  int64_t n;
+  rc = cli_classify(j->cm, j->session, framed, &prob, &n);
   dd_image_free(framed);
-  dd_plan_forward(j->plan);
   clear_progress(j);
-  const dd_tensor *y = dd_plan_tensor(j->plan, j->outv);
-  int64_t n = dd_tensor_numel(y);
-  double *prob = j->prob;
-  to_probabilities(dd_f32(y), n, prob);
+  if (rc) return 1;
   printf("%s:\n", path);
   for (int k = 0; k < j->top && k < n; k++) {
     int64_t best = -1;
@@ -90,6 +66,7 @@ static int classify_one(const classify_job *j, const char *path) {
            label ? label : "");
     prob[best] = -1; /* taken */
   }
+  free(prob);
   /* Each finished image reaches the reader at once, even through a pipe that is then
    * interrupted. */
   fflush(stdout);
@@ -131,32 +108,18 @@ int cmd_classify(int argc, char **argv) {
   if (cli_model_open(&co.model, &cm)) return 1;
   const dd_model *m = cm.model;
   if (!w) w = h = cm.preset.size;
-  dd_shape shape;
-  if (cli_input_shape(m, w, h, &shape)) {
+  classify_job j = {&cm, &co, NULL, top, w, h, 0};
+  if (cli_classify_session(&cm, w, h, &j.session)) {
     cli_model_close(&cm);
     return 1;
   }
-  if (dd_model_num_outputs(m) < 1) {
-    cli_errorf("%s: the model has no output", dd_model_name(m));
-    cli_model_close(&cm);
-    return 1;
-  }
-  classify_job j = {&cm, &co, NULL, dd_model_input(m), dd_model_output(m, 0), top,
-                    (int)shape.d[3], (int)shape.d[2], NULL, 0};
-  dd_binding bind = {j.in, shape, NULL};
-  if (dd_plan_new(m, &bind, 1, &j.outv, 1, 0, cm.max_memory, &j.plan, &err)) {
-    cli_model_close(&cm);
-    return cli_report(&err);
-  }
-  int64_t n = dd_tensor_numel(dd_plan_tensor(j.plan, j.outv));
-  j.prob = malloc((size_t)(n > 0 ? n : 1) * sizeof *j.prob);
+  int64_t n = dd_tensor_numel(dd_infer_output(j.session, 0));
   int status = 0, n_images = argc - optind, progress = cli_progress_shown(&co) && n_images > 1;
-  if (!j.prob) status = cli_errorf("out of memory");
-  else if (cm.labels && n != cm.n_labels)
+  if (cm.labels && n != cm.n_labels)
     cli_warnf("%s gives %lld classes but %s has %d labels", dd_model_name(m), (long long)n,
               cm.preset.labels_path, cm.n_labels);
   /* One bad file does not stop the others; the exit status says something failed. */
-  for (int i = optind; i < argc && j.prob; i++) {
+  for (int i = optind; i < argc; i++) {
     if (progress) {
       fprintf(stderr, "\r\033[Kclassify %d/%d", i - optind + 1, n_images);
       fflush(stderr);
@@ -166,8 +129,7 @@ int cmd_classify(int argc, char **argv) {
     clear_progress(&j);
     j.progress = 0;
   }
-  free(j.prob);
-  dd_plan_free(j.plan);
+  dd_infer_free(j.session);
   cli_model_close(&cm);
   return status;
 }

@@ -33,7 +33,8 @@ static const char *label_of(const cli_model *cm, int i) {
 }
 
 static int write_json(const char *path, const cli_model *cm, const char *in,
-                      const dd_explanation *e, const dd_frame_rect *r, int smoothgrad) {
+                      const dd_explanation *e, const dd_frame_rect *r, const int *top,
+                      const double *prob, int smoothgrad) {
   char *buf;
   size_t len;
   FILE *f = vis_text_open(&buf, &len);
@@ -46,10 +47,10 @@ static int write_json(const char *path, const cli_model *cm, const char *in,
   fprintf(f, "  \"frame\": {\"x\": %.1f, \"y\": %.1f, \"width\": %.1f, \"height\": %.1f},\n",
           r->x, r->y, r->w, r->h);
   fprintf(f, "  \"top5\": [");
-  for (int k = 0; k < DD_TOPK && e->top[k] >= 0; k++) {
-    fprintf(f, "%s\n    {\"class\": %d, \"label\": ", k ? "," : "", e->top[k]);
-    vis_json_str(f, label_of(cm, e->top[k]));
-    fprintf(f, ", \"probability\": %.6g}", e->prob[k]);
+  for (int k = 0; k < DD_TOPK && top[k] >= 0; k++) {
+    fprintf(f, "%s\n    {\"class\": %d, \"label\": ", k ? "," : "", top[k]);
+    vis_json_str(f, label_of(cm, top[k]));
+    fprintf(f, ", \"probability\": %.6g}", prob[top[k]]);
   }
   fprintf(f, "\n  ],\n  \"class\": %d,\n  \"label\": ", e->cls);
   vis_json_str(f, label_of(cm, e->cls));
@@ -139,16 +140,30 @@ int cmd_explain(int argc, char **argv) {
            dd_explain_picture(im, e, height, &pic, &err) ||
            cli_save_image(out, pic, &co, NULL, &err))
     status = cli_report(&err);
-  if (!status) status = write_json(json, &cm, in, e, &rect, eo.smoothgrad);
+  /* The top 5 through the one classification path, on the same framing: the list classify
+   * prints. */
+  double *prob = NULL;
+  int64_t n = 0;
+  int top[DD_TOPK];
+  dd_image *framed = NULL;
+  if (!status && (dd_image_frame(photo, co.framing, eo.size, eo.size, &framed, NULL, &err)))
+    status = cli_report(&err);
+  if (!status && cli_classify(&cm, NULL, framed, &prob, &n)) status = 1;
+  if (!status) {
+    cli_top_k(prob, n, DD_TOPK, top);
+    status = write_json(json, &cm, in, e, &rect, top, prob, eo.smoothgrad);
+  }
   if (!status) {
     printf("%s:\n", in);
-    for (int k = 0; k < DD_TOPK && e->top[k] >= 0; k++)
-      printf("  %6.2f%%  %4d  %s\n", e->prob[k] * 100, e->top[k], label_of(&cm, e->top[k]));
+    for (int k = 0; k < DD_TOPK && top[k] >= 0; k++)
+      printf("  %6.2f%%  %4d  %s\n", prob[top[k]] * 100, top[k], label_of(&cm, top[k]));
     cli_summary(&co, "explained %d %s (%.2f%%); Grad-CAM on '%s' (%dx%d), maximum at (%d, %d) "
                 "-> %s, %s", e->cls, label_of(&cm, e->cls), e->prob_cls * 100,
                 dd_model_value_name(cm.model, e->layer), e->cam_w, e->cam_h, e->cam_x, e->cam_y,
                 out, json);
   }
+  free(prob);
+  dd_image_free(framed);
   dd_explanation_free(e);
   dd_image_free(pic);
   dd_image_free(im);

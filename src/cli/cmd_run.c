@@ -7,7 +7,7 @@
 #include <sys/stat.h>
 
 #include "cli/cli.h"
-#include "dream/graph.h"
+#include "dream/infer.h"
 
 static const char run_help[] =
     "usage: dream run [options] --input IN.pb --output NAME [--output NAME]... --save DIR\n\n"
@@ -74,7 +74,7 @@ int cmd_run(int argc, char **argv) {
   const dd_model *m = cm.model;
   int status = 1;
   dd_tensor *x = NULL;
-  dd_plan *plan = NULL;
+  dd_infer *session = NULL;
   int *targets = calloc((size_t)n_names + (size_t)dd_model_num_outputs(m) + 1, sizeof *targets);
   if (!targets) {
     cli_errorf("out of memory");
@@ -97,29 +97,19 @@ int cmd_run(int argc, char **argv) {
     cli_errorf("%s: the model has no data input", dd_model_name(m));
     goto done;
   }
-  char sb[128], db[128];
+  char sb[128];
   if (x->dtype != DD_F32) {
     cli_errorf("%s: the tensor is %s; the model's input '%s' takes float32", input,
                dd_dtype_name(x->dtype), dd_model_value_name(m, in));
     goto done;
   }
-  /* The declared input shape, where it is fixed, must match. */
-  dd_shape decl = dd_model_input_shape(m);
-  int fits = decl.ndim < 0 || decl.ndim == x->shape.ndim;
-  for (int i = 0; fits && i < decl.ndim; i++) fits = decl.d[i] < 0 || decl.d[i] == x->shape.d[i];
-  if (!fits) {
-    cli_errorf("%s: shape %s does not fit the model's input '%s' (%s; -1 is any size)", input,
-               dd_shape_str(&x->shape, sb, sizeof sb), dd_model_value_name(m, in),
-               dd_shape_str(&decl, db, sizeof db));
-    goto done;
-  }
-  dd_binding bind = {in, x->shape, NULL};
-  if (dd_plan_new(m, &bind, 1, targets, n_names, 0, cm.max_memory, &plan, &err)) {
+  /* The one inference path: it checks the tensor's shape against the declared input. */
+  if (dd_infer_new(m, &x->shape, targets, n_names, cm.max_memory, &session, &err) ||
+      dd_infer_run(session, dd_f32(x), &err)) {
+    if (err.code == DD_EARG && strstr(err.msg, "does not fit")) dd_err_prefix(&err, "%s", input);
     cli_report(&err);
     goto done;
   }
-  memcpy(dd_plan_tensor(plan, in)->data, x->data, (size_t)dd_tensor_numel(x) * sizeof(float));
-  dd_plan_forward(plan);
 
   struct stat st;
   if (mkdir(dir, 0777) != 0 && (errno != EEXIST || stat(dir, &st) != 0 || !S_ISDIR(st.st_mode))) {
@@ -127,11 +117,7 @@ int cmd_run(int argc, char **argv) {
     goto done;
   }
   for (int i = 0; i < n_names; i++) {
-    const dd_tensor *t = dd_plan_tensor(plan, targets[i]);
-    if (!t) { /* a model input or weight asked for by name: the plan only borrows it */
-      cli_errorf("%s: '%s' is not computed by the graph", dd_model_name(m), names[i]);
-      goto done;
-    }
+    const dd_tensor *t = dd_infer_output(session, i);
     size_t len = strlen(dir) + strlen(names[i]) + 8;
     char *path = malloc(len);
     if (!path) {
@@ -164,7 +150,7 @@ int cmd_run(int argc, char **argv) {
   }
   status = 0;
 done:
-  dd_plan_free(plan);
+  dd_infer_free(session);
   dd_tensor_free(x);
   free(targets);
   free(names);

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
+#include "dream/infer.h"
 #include "dream/dream.h"
 
 void cli_model_opts_init(cli_model_opts *o) {
@@ -210,4 +211,46 @@ int cli_resolve_spec(const dd_model *m, const char *spec, dd_dream_layer *out, d
   float w;
   if (!dd_dream_layer_spec(spec, name, sizeof name, &ch, &w, err)) cli_warn_shadowed(m, name);
   return DD_OK;
+}
+
+int cli_classify_session(const cli_model *cm, int w, int h, dd_infer **out) {
+  const dd_model *m = cm->model;
+  if (dd_model_num_outputs(m) < 1)
+    return cli_errorf("%s: the model has no output", dd_model_name(m));
+  dd_shape shape;
+  if (cli_input_shape(m, w, h, &shape)) return 1;
+  int outv = dd_model_output(m, 0);
+  dd_err err;
+  return dd_infer_new(m, &shape, &outv, 1, cm->max_memory, out, &err) ? cli_report(&err) : 0;
+}
+
+int cli_classify(const cli_model *cm, dd_infer *s, const struct dd_image *framed,
+                 double **prob, int64_t *n) {
+  dd_err err;
+  dd_infer *own = NULL;
+  if (!s && cli_classify_session(cm, framed->w, framed->h, &own)) return 1;
+  if (!s) s = own;
+  int status = 0;
+  if (dd_infer_image(s, framed, &cm->preset.pre, &err)) {
+    status = cli_report(&err);
+  } else {
+    const dd_tensor *y = dd_infer_output(s, 0);
+    *n = dd_tensor_numel(y);
+    *prob = malloc((size_t)(*n > 0 ? *n : 1) * sizeof **prob);
+    if (!*prob) status = cli_errorf("out of memory");
+    else dd_probabilities(dd_f32(y), *n, *prob);
+  }
+  dd_infer_free(own);
+  return status;
+}
+
+void cli_top_k(const double *prob, int64_t n, int k, int *top) {
+  for (int j = 0; j < k; j++) {
+    top[j] = -1;
+    for (int64_t i = 0; i < n; i++) {
+      int taken = 0;
+      for (int q = 0; q < j; q++) taken |= top[q] == i;
+      if (!taken && (top[j] < 0 || prob[i] > prob[top[j]])) top[j] = (int)i;
+    }
+  }
 }
