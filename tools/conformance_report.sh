@@ -1,5 +1,5 @@
 #!/bin/sh
-# Runs the ONNX operator conformance tests (tests/test_conformance.c) and prints a Markdown
+# Runs the ONNX operator conformance tests (tests/ops/test_conformance.c) and prints a Markdown
 # table of every in-scope case: status (pass/skip/fail) and reason.
 #
 #   tools/conformance_report.sh [BUILD_DIR] > docs/conformance.md
@@ -27,7 +27,7 @@ sort -t "$(printf '\t')" -k1,1 "$tmp" | awk -F '\t' -v data="$data" -v pkg="$pkg
   END {
     printf "# ONNX operator conformance\n\n"
     printf "The ONNX project'"'"'s own node tests (Debian `libonnx-testdata` %s, `%s`), every case whose\n", pkg, data
-    printf "model uses only operators of `src/ops/ops.def`, run by `tests/test_conformance.c`:\n"
+    printf "model uses only operators of `src/ops/ops.def`, run by `tests/ops/test_conformance.c`:\n"
     printf "load with `dd_model_load`, float inputs at run time, int64 inputs as plan-time constants,\n"
     printf "outputs compared as |ours - expected| <= 1e-7 + 1e-3 |expected| (the ONNX backend test\n"
     printf "defaults). A case is skipped only when our loader or planner refuses it as unsupported\n"
