@@ -3,7 +3,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "dream/graph.h"
 #include "helper_ops.h"
+#include "onnx.pb-c.h"
 
 static void unravel(const dd_shape *s, int64_t e, int64_t *idx) {
   for (int i = s->ndim - 1; i >= 0; i--) {
@@ -987,4 +989,160 @@ Test(pad, edge_and_reflect_refuse_what_they_cannot_do) {
     dd_tensor_free(in[1]);
     free(t.node.params);
   }
+}
+
+/* ---- the new ops in a plan ----
+ * x -> Pad(reflect) -> Split into a, b and an unnamed third part; y = Resize(a) (linear),
+ * w = Expand(Tile(b)).  The shape operands are initializers (opset 13).  Everything is linear
+ * in x, so with each target's gradient seeded with its value, backward must give dx with
+ * <dx, x> = |y|^2 + |w|^2; and plans that reuse memory must give the same dx. */
+
+typedef struct pb_node {
+  const char *op;
+  const char *in[4], *out[3];
+  int n_in, n_out;
+  const char *attr_name, *attr_s; /* one string attribute, or none */
+  int64_t attr_i;                 /* ... or one int attribute when attr_s is NULL */
+} pb_node;
+
+static dd_model *chain_model(void) {
+  static const int64_t pads[] = {0, 0, 1, 2, 0, 0, 2, 1}, split[] = {3, 4, 1},
+                       sizes[] = {1, 2, 5, 7}, reps[] = {1, 1, 2, 1}, shape[] = {2, 1, 1, 1};
+  static const struct {
+    const char *name;
+    const int64_t *v;
+    int64_t n;
+  } inits[] = {{"pads", pads, 8}, {"split", split, 3}, {"sizes", sizes, 4}, {"reps", reps, 4},
+               {"shape", shape, 4}};
+  static const pb_node nodes[] = {
+      {"Pad", {"x", "pads"}, {"p"}, 2, 1, "mode", "reflect", 0},
+      {"Split", {"p", "split"}, {"a", "b", ""}, 2, 3, "axis", NULL, 2},
+      {"Resize", {"a", "", "", "sizes"}, {"y"}, 4, 1, "mode", "linear", 0},
+      {"Tile", {"b", "reps"}, {"t"}, 2, 1, NULL, NULL, 0},
+      {"Expand", {"t", "shape"}, {"w"}, 2, 1, NULL, NULL, 0},
+  };
+  enum { NN = sizeof nodes / sizeof nodes[0], NI = sizeof inits / sizeof inits[0] };
+  Onnx__ModelProto model;
+  Onnx__GraphProto graph;
+  Onnx__OperatorSetIdProto opset, *opsets[1] = {&opset};
+  Onnx__NodeProto node[NN], *np[NN];
+  Onnx__AttributeProto attr[NN], *ap[NN][1];
+  Onnx__TensorProto tp[NI], *tps[NI];
+  int64_t dims[NI][1];
+  Onnx__ValueInfoProto vin, vy, vw, *vins[1] = {&vin}, *vouts[2] = {&vy, &vw};
+  onnx__model_proto__init(&model);
+  onnx__graph_proto__init(&graph);
+  onnx__operator_set_id_proto__init(&opset);
+  opset.has_version = 1;
+  opset.version = 13;
+  model.has_ir_version = 1;
+  model.ir_version = 8;
+  model.n_opset_import = 1;
+  model.opset_import = opsets;
+  model.graph = &graph;
+  graph.name = "layout_chain";
+  onnx__value_info_proto__init(&vin);
+  onnx__value_info_proto__init(&vy);
+  onnx__value_info_proto__init(&vw);
+  vin.name = "x";
+  vy.name = "y";
+  vw.name = "w";
+  graph.n_input = 1;
+  graph.input = vins;
+  graph.n_output = 2;
+  graph.output = vouts;
+  for (int i = 0; i < NI; i++) {
+    onnx__tensor_proto__init(&tp[i]);
+    tp[i].name = (char *)inits[i].name;
+    tp[i].has_data_type = 1;
+    tp[i].data_type = ONNX__TENSOR_PROTO__DATA_TYPE__INT64;
+    dims[i][0] = inits[i].n;
+    tp[i].n_dims = 1;
+    tp[i].dims = dims[i];
+    tp[i].n_int64_data = (size_t)inits[i].n;
+    tp[i].int64_data = (int64_t *)inits[i].v;
+    tps[i] = &tp[i];
+  }
+  graph.n_initializer = NI;
+  graph.initializer = tps;
+  for (int i = 0; i < NN; i++) {
+    onnx__node_proto__init(&node[i]);
+    node[i].op_type = (char *)nodes[i].op;
+    node[i].n_input = (size_t)nodes[i].n_in;
+    node[i].input = (char **)nodes[i].in;
+    node[i].n_output = (size_t)nodes[i].n_out;
+    node[i].output = (char **)nodes[i].out;
+    if (nodes[i].attr_name) {
+      onnx__attribute_proto__init(&attr[i]);
+      attr[i].name = (char *)nodes[i].attr_name;
+      attr[i].has_type = 1;
+      if (nodes[i].attr_s) {
+        attr[i].type = ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__STRING;
+        attr[i].has_s = 1;
+        attr[i].s.data = (uint8_t *)nodes[i].attr_s;
+        attr[i].s.len = strlen(nodes[i].attr_s);
+      } else {
+        attr[i].type = ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__INT;
+        attr[i].has_i = 1;
+        attr[i].i = nodes[i].attr_i;
+      }
+      ap[i][0] = &attr[i];
+      node[i].n_attribute = 1;
+      node[i].attribute = ap[i];
+    }
+    np[i] = &node[i];
+  }
+  graph.n_node = NN;
+  graph.node = np;
+  size_t len = onnx__model_proto__get_packed_size(&model);
+  uint8_t *buf = malloc(len);
+  cr_assert_not_null(buf);
+  onnx__model_proto__pack(&model, buf);
+  dd_model *m = NULL;
+  dd_err err = {0};
+  cr_assert_eq(dd_model_parse(buf, len, "layout_chain.onnx", &m, &err), 0, "%s", err.msg);
+  free(buf);
+  return m;
+}
+
+Test(layout_plan, split_pad_resize_tile_expand_gradient) {
+  dd_model *m = chain_model();
+  int64_t xd[] = {1, 2, 5, 6};
+  dd_tensor *x = th_random(4, xd, 21, -1, 1), *dx_first = NULL;
+  int targets[] = {dd_model_find(m, "y"), dd_model_find(m, "w")};
+  cr_assert(targets[0] >= 0 && targets[1] >= 0);
+  for (int reuse = 0; reuse < 2; reuse++) {
+    dd_binding b = {dd_model_input(m), x->shape, NULL};
+    dd_plan *p = NULL;
+    dd_err err;
+    cr_assert_eq(dd_plan_new(m, &b, 1, targets, 2, DD_PLAN_GRAD | (reuse ? DD_PLAN_REUSE : 0), 0,
+                             &p, &err), 0, "%s", err.msg);
+    dd_tensor *in = dd_plan_tensor(p, dd_model_input(m));
+    memcpy(in->data, x->data, (size_t)dd_tensor_numel(x) * sizeof(float));
+    dd_plan_forward(p);
+    dd_plan_zero_grad(p);
+    double sq = 0;
+    for (int t = 0; t < 2; t++) {
+      dd_tensor *v = dd_plan_tensor(p, targets[t]), *g = dd_plan_grad(p, targets[t]);
+      cr_assert(v && g);
+      static const int64_t want[2][4] = {{1, 2, 5, 7}, {2, 2, 8, 9}};
+      dd_shape ws = dd_shape_make(4, want[t]);
+      cr_assert(dd_shape_eq(&v->shape, &ws), "target %d has the wrong shape", t);
+      memcpy(g->data, v->data, (size_t)dd_tensor_numel(v) * sizeof(float));
+      for (int64_t i = 0; i < dd_tensor_numel(v); i++) sq += (double)dd_f32(v)[i] * dd_f32(v)[i];
+    }
+    dd_plan_backward(p);
+    dd_tensor *dx = dd_plan_grad(p, dd_model_input(m));
+    cr_assert_not_null(dx);
+    double dot = 0;
+    for (int64_t i = 0; i < dd_tensor_numel(x); i++) dot += (double)dd_f32(dx)[i] * dd_f32(x)[i];
+    cr_assert(fabs(dot - sq) <= 1e-5 * sq, "reuse %d: <dx, x> = %.9g but |y|^2 + |w|^2 = %.9g",
+              reuse, dot, sq);
+    if (!reuse) cr_assert_eq(dd_tensor_clone(dx, &dx_first, &err), 0);
+    else cr_assert_eq(th_max_abs_diff(dx, dx_first), 0, "memory reuse changed the gradient");
+    dd_plan_free(p);
+  }
+  dd_tensor_free(dx_first);
+  dd_tensor_free(x);
+  dd_model_free(m);
 }
