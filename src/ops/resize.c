@@ -195,7 +195,9 @@ static int resize_infer(const dd_node *node, const dd_tensor *const *in, dd_tens
   dd_shape o = {.ndim = g.rank};
   for (int i = 0; i < g.rank; i++) o.d[i] = g.out_d[i];
   int64_t ne = dd_shape_numel(&o);
-  if (ne < 0) return dd_fail(err, DD_ELIMIT, "the resized shape is too large");
+  /* the taps take one entry per output position of each dim: bounded with the size */
+  if (ne < 0 || ne > INT64_MAX / 256)
+    return dd_fail(err, DD_ELIMIT, "the resized shape is too large");
   if (out[0]) {
     out[0]->dtype = in[0]->dtype;
     out[0]->shape = o;
