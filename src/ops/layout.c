@@ -705,8 +705,8 @@ static int pad_preimage(int mode, int64_t i, int64_t b, int64_t n, int64_t m, in
     hi[nr++] = i == n - 1 ? m : i + b + 1;
   } else {
     lo[nr] = i + b, hi[nr] = i + b + 1, nr++;
-    if (i > 0) lo[nr] = b - i, hi[nr] = b - i + 1, nr++;          /* mirrored into the begin pad */
-    if (i < n - 1) lo[nr] = b + 2 * (n - 1) - i, hi[nr] = lo[nr] + 1, nr++; /* ... the end pad */
+    if (i > 0) lo[nr] = b - i, hi[nr] = b - i + 1, nr++; /* mirrored into the begin pad */
+    if (i < n - 1) lo[nr] = b + 2 * (n - 1) - i, hi[nr] = lo[nr] + 1, nr++; /* the end pad */
   }
   for (int j = 0; j < nr; j++) {
     int64_t l = lo[j] < 0 ? 0 : lo[j], h = hi[j] > m ? m : hi[j];
@@ -767,7 +767,7 @@ static void pad_mirror_backward(const pad_geom *g, int mode, const float *dy, fl
       nr[i] = pad_preimage(mode, idx, g->begin[i], g->in_d[i], g->out_d[i], rg[i]);
       empty |= nr[i] == 0;
       k[i] = 0;
-      pos[i] = rg[i][0][0];
+      pos[i] = nr[i] ? rg[i][0][0] : 0;
     }
     if (empty) continue;
     float *dxr = dx + ir * n;
