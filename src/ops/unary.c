@@ -115,8 +115,10 @@ static inline float sigmoidf(float x) {
   return e / (1.f + e);
 }
 
+/* clip(a x + b, 0, 1) as numpy.clip: NaN stays NaN (fmaxf would turn it into 0). */
 static inline float hardsigmoidf(float x, float a, float b) {
-  return fminf(fmaxf(a * x + b, 0.f), 1.f);
+  float v = a * x + b;
+  return v < 0.f ? 0.f : v > 1.f ? 1.f : v;
 }
 
 /* y[i] = EXPR of v = x[i]; y may be x (in place). */

@@ -140,20 +140,21 @@ Test(unary, extreme_inputs_do_not_overflow) {
     dd_tensor_free(y[0]);
     free(t.node.params);
   }
-  /* NaN where the function is not real, as numpy */
-  const char *nan_ops[] = {"Sqrt", "Log"};
-  for (int k = 0; k < 2; k++) {
+  /* NaN where the function is not real, as numpy; NaN passes through the others */
+  const char *nan_ops[] = {"Sqrt", "Log", "HardSigmoid", "HardSwish", "Elu", "Softplus", "Gelu", "Abs"};
+  for (int k = 0; k < 8; k++) {
     th_node t;
     th_init(&t, nan_ops[k], 1, 1);
     dd_err err;
     cr_assert_eq(th_setup(&t, &err), 0, "%s", err.msg);
     int64_t d[] = {1};
     dd_tensor *x = th_tensor(1, d), *y[1];
-    dd_f32(x)[0] = -1.f;
+    dd_f32(x)[0] = k < 2 ? -1.f : NAN;
     cr_assert_eq(th_forward(&t, &x, y, &err), 0, "%s", err.msg);
-    cr_assert(isnan(dd_f32(y[0])[0]), "%s(-1) = %g", nan_ops[k], dd_f32(y[0])[0]);
+    cr_assert(isnan(dd_f32(y[0])[0]), "%s(%g) = %g", nan_ops[k], dd_f32(x)[0], dd_f32(y[0])[0]);
     dd_tensor_free(x);
     dd_tensor_free(y[0]);
+    free(t.node.params);
   }
 }
 
