@@ -474,7 +474,12 @@ static void pow_forward(const dd_node *node, const dd_tensor *const *in, dd_tens
   const void *a = in[0]->data, *c = in[1]->data;
   void *y = out[0]->data;
   const int64_t total = dd_tensor_numel(out[0]);
-  if (in[0]->dtype == DD_F32 && in[1]->dtype == DD_F32)
+  /* x^2 (the variance of a LayerNorm written out, opset < 17) without a powf per element:
+   * the same correctly rounded x*x */
+  int square = in[1]->dtype == DD_F32 && dd_tensor_numel(in[1]) == 1 && dd_f32(in[1])[0] == 2.f;
+  if (in[0]->dtype == DD_F32 && square)
+    BINARY_KERNEL(float, ((void)z, x * x));
+  else if (in[0]->dtype == DD_F32 && in[1]->dtype == DD_F32)
     BINARY_KERNEL(float, powf(x, z));
   else if (in[0]->dtype == DD_F32) /* in double, as numpy promotes float32 ** int64 */
     BINARY_KERNEL_T(float, int64_t, float, (float)pow((double)x, (double)z));

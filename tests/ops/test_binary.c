@@ -291,6 +291,39 @@ Test(pow, matches_naive_reference_across_broadcasts) {
     }
 }
 
+/* A scalar exponent of 2 takes the x*x path: the same values as powf, and the gradient 2x. */
+Test(pow, square) {
+  th_node t;
+  th_init(&t, "Pow", 2, 1);
+  dd_err err;
+  cr_assert_eq(th_setup(&t, &err), 0, "%s", err.msg);
+  int64_t d[] = {1, 64, 40, 40}, d1[] = {1};
+  dd_tensor *in[2] = {th_random(4, d, 1, -3, 3), th_tensor(1, d1)}, *y[1];
+  dd_f32(in[1])[0] = 2.f;
+  dd_f32(in[0])[0] = NAN;
+  dd_f32(in[0])[1] = -INFINITY;
+  cr_assert_eq(th_forward(&t, in, y, &err), 0, "%s", err.msg);
+  for (int64_t i = 0; i < dd_tensor_numel(y[0]); i++) {
+    float x = dd_f32(in[0])[i], want = powf(x, 2.f);
+    cr_assert(dd_f32(y[0])[i] == want || (isnan(want) && isnan(dd_f32(y[0])[i])), "%g^2 = %g",
+              x, dd_f32(y[0])[i]);
+  }
+  dd_tensor_free(y[0]);
+  /* the base's gradient on both signs; the exponent's where the base is > 0 (elsewhere
+   * x^2.001 is NaN, which the checker cannot compare) */
+  int64_t ds[] = {3, 4};
+  for (int w = 0; w < 2; w++) {
+    dd_tensor *small[2] = {th_random(2, ds, 2, w ? 0.5f : -2.f, 2.f), in[1]};
+    int skipped = -1;
+    double e = th_gradcheck(&t, small, w, 1e-3f, 9, &skipped);
+    cr_assert(e >= 0 && e < 5e-4, "input %d: relative error %g", w, e);
+    cr_assert_eq(skipped, 0);
+    dd_tensor_free(small[0]);
+  }
+  dd_tensor_free(in[0]);
+  dd_tensor_free(in[1]);
+}
+
 Test(pow, int64_exponent_and_int64_base) {
   int64_t d[] = {6};
   const float fb[] = {2.f, -2.f, 0.5f, 3.f, -1.5f, 0.f};
