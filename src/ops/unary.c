@@ -5,12 +5,14 @@
  *
  * What backward reads decides the flags: an op whose derivative is a function of its output
  * (Exp, Sqrt, Reciprocal, Tanh) reads y only, so it may run in place (DD_OP_INPLACE) and the
- * plan may free x early (DD_OP_BWD_NO_X); the others read x only (DD_OP_BWD_NO_OUT).  Every
+ * plan may free x early (DD_OP_BWD_NO_X); Neg reads neither; the others read x only
+ * (DD_OP_BWD_NO_OUT).  Every
  * backward computes dx[i] from dy[i] at the same index, so din[0] may share dout[0]'s memory
  * (DD_OP_INPLACE_GRAD): it then overwrites instead of accumulating.
  *
  * At a kink the gradient is PyTorch's: Abs has 0 at 0; HardSigmoid passes only strictly
- * inside its linear part; HardSwish is x/3 + 1/2 on [-3, 3] (both ends included). */
+ * inside its linear part; HardSwish is x/3 + 1/2 on [-3, 3] (both ends included); Elu has
+ * alpha at 0. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
