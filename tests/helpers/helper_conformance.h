@@ -8,8 +8,8 @@
  * output numpy-style: |ours - expected| <= atol + rtol * |expected|.
  *
  * Outcomes: PASS; SKIP only when our loader or planner answers DD_EUNSUPPORTED (its message is
- * the reason) or when an expected output has an element type dream does not hold (bool,
- * uint8, double, ...); FAIL for anything else, with what differs. */
+ * the reason) or when an expected output has an element type dream does not hold (uint8,
+ * double, ...); FAIL for anything else, with what differs. */
 #ifndef DREAM_TEST_HELPER_CONFORMANCE_H
 #define DREAM_TEST_HELPER_CONFORMANCE_H
 
