@@ -440,3 +440,236 @@ Test(mod, refuses_bad_fmod) {
   cr_assert_eq(th_setup(&t, &err), DD_EFORMAT);
   cr_assert(strstr(err.msg, "fmod"), "%s", err.msg);
 }
+
+/* ---- in a graph: ViT's class-token arithmetic ----
+ * Through the real loader and planner.  The batch size is read off the image (Shape ->
+ * Gather -> Unsqueeze -> Concat), turned into the class token's target shape the way
+ * PyTorch exports expand(N, -1, -1) (Equal with -1 -> Where -> ConstantOfShape), the token
+ * is broadcast and concatenated before the patches; position ids (Range over the sequence
+ * length, Mod 2, Equal 0, Cast) add a bool-derived constant; then a runtime mask selects
+ * (Greater -> Where, a leaky ReLU made of selection).  All the int64 and bool arithmetic is
+ * folded at plan time, the mask runs on the image, and the gradient reaches the image. */
+
+#include "dream/graph.h"
+#include "onnx.pb-c.h"
+
+typedef struct gb {
+  Onnx__NodeProto node[32], *nodes[32];
+  Onnx__AttributeProto attr[32], *attrs[32];
+  Onnx__TensorProto init[16], *inits[16], attr_t[8];
+  int n_node, n_attr, n_init, n_attr_t;
+} gb;
+
+static Onnx__NodeProto *gb_node(gb *g, const char *op, char **in, int n_in, char **out) {
+  Onnx__NodeProto *n = &g->node[g->n_node];
+  onnx__node_proto__init(n);
+  n->op_type = (char *)op;
+  n->n_input = (size_t)n_in;
+  n->input = in;
+  n->n_output = 1;
+  n->output = out;
+  g->nodes[g->n_node++] = n;
+  return n;
+}
+
+/* One attribute on node n (one per node here). */
+static Onnx__AttributeProto *gb_attr(gb *g, Onnx__NodeProto *n, const char *name, int type) {
+  Onnx__AttributeProto *a = &g->attr[g->n_attr];
+  onnx__attribute_proto__init(a);
+  a->name = (char *)name;
+  a->has_type = 1;
+  a->type = type;
+  g->attrs[g->n_attr] = a;
+  n->n_attribute = 1;
+  n->attribute = &g->attrs[g->n_attr++];
+  return a;
+}
+
+static Onnx__TensorProto *gb_tensor(Onnx__TensorProto *tp, const char *name, int nd,
+                                    int64_t *dims, int type) {
+  onnx__tensor_proto__init(tp);
+  tp->name = (char *)name;
+  tp->n_dims = (size_t)nd;
+  tp->dims = dims;
+  tp->has_data_type = 1;
+  tp->data_type = type;
+  return tp;
+}
+
+static void gb_ints(gb *g, const char *name, int nd, int64_t *dims, int64_t *v, size_t n) {
+  Onnx__TensorProto *tp = gb_tensor(&g->init[g->n_init], name, nd, dims,
+                                    ONNX__TENSOR_PROTO__DATA_TYPE__INT64);
+  tp->n_int64_data = n;
+  tp->int64_data = v;
+  g->inits[g->n_init++] = tp;
+}
+
+static void gb_floats(gb *g, const char *name, int nd, int64_t *dims, float *v, size_t n) {
+  Onnx__TensorProto *tp = gb_tensor(&g->init[g->n_init], name, nd, dims,
+                                    ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT);
+  tp->n_float_data = n;
+  tp->float_data = v;
+  g->inits[g->n_init++] = tp;
+}
+
+enum { C = 4, H = 2, W = 3, N = 2, L = H * W + 1 };
+
+Test(masks, vit_class_token_arithmetic_folds_and_runs) {
+  static gb g;
+  memset(&g, 0, sizeof g);
+  /* constants */
+  int64_t sd[1], d1[] = {1}, d3[] = {3}, dcls[] = {1, 1, C};
+  int64_t zero = 0, one = 1, two = 2, minus1 = -1, three = 3, rshape[] = {0, 0, -1};
+  float cls[C] = {0.25f, -0.5f, 1.f, -2.f}, zerof = 0.f, tenth = 0.1f;
+  gb_ints(&g, "idx0", 0, sd, &zero, 1);
+  gb_ints(&g, "axes0", 1, d1, &zero, 1);
+  gb_ints(&g, "one1", 1, d1, &one, 1);
+  gb_ints(&g, "minus1", 1, d1, &minus1, 1);
+  gb_ints(&g, "three", 1, d1, &three, 1);
+  gb_ints(&g, "rshape", 1, d3, rshape, 3);
+  gb_ints(&g, "idx1", 0, sd, &one, 1);
+  gb_ints(&g, "zero", 0, sd, &zero, 1);
+  gb_ints(&g, "one", 0, sd, &one, 1);
+  gb_ints(&g, "two", 0, sd, &two, 1);
+  gb_ints(&g, "axes1", 1, d1, &one, 1);
+  gb_floats(&g, "cls", 3, dcls, cls, C);
+  gb_floats(&g, "zerof", 0, sd, &zerof, 1);
+  gb_floats(&g, "tenth", 0, sd, &tenth, 1);
+  /* ConstantOfShape values: int64 1 and float 1 */
+  int64_t v_one = 1;
+  float v_onef = 1.f;
+  Onnx__TensorProto *vi = gb_tensor(&g.attr_t[0], "", 1, d1, ONNX__TENSOR_PROTO__DATA_TYPE__INT64);
+  vi->n_int64_data = 1;
+  vi->int64_data = &v_one;
+  Onnx__TensorProto *vf = gb_tensor(&g.attr_t[1], "", 1, d1, ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT);
+  vf->n_float_data = 1;
+  vf->float_data = &v_onef;
+  static char *io[][4] = {
+      {"x"}, {"s"},                              /* 0 Shape */
+      {"s", "idx0"}, {"n"},                      /* 1 Gather */
+      {"n", "axes0"}, {"n1"},                    /* 2 Unsqueeze */
+      {"n1", "one1", "minus1"}, {"shp"},         /* 3 Concat: (N, 1, -1) */
+      {"shp", "minus1"}, {"eq"},                 /* 4 Equal */
+      {"three"}, {"ones3"},                      /* 5 ConstantOfShape (int64 1) */
+      {"eq", "ones3", "shp"}, {"tshape"},        /* 6 Where: (N, 1, 1) */
+      {"tshape"}, {"onesN"},                     /* 7 ConstantOfShape (float 1) */
+      {"onesN", "cls"}, {"clsN"},                /* 8 Mul: the token broadcast */
+      {"x", "rshape"}, {"xr"},                   /* 9 Reshape: (N, C, HW) */
+      {"xr"}, {"patches"},                       /* 10 Transpose: (N, HW, C) */
+      {"clsN", "patches"}, {"tokens"},           /* 11 Concat axis 1: (N, L, C) */
+      {"tokens"}, {"ts"},                        /* 12 Shape */
+      {"ts", "idx1"}, {"len"},                   /* 13 Gather: L */
+      {"zero", "len", "one"}, {"pos"},           /* 14 Range */
+      {"pos", "two"}, {"pm"},                    /* 15 Mod */
+      {"pm", "zero"}, {"even"},                  /* 16 Equal */
+      {"even"}, {"evenf"},                       /* 17 Cast to float */
+      {"evenf", "axes1"}, {"evenc"},             /* 18 Unsqueeze: (L, 1) */
+      {"tokens", "evenc"}, {"t2"},               /* 19 Add */
+      {"t2", "zerof"}, {"mask"},                 /* 20 Greater: at run time */
+      {"t2", "tenth"}, {"t2s"},                  /* 21 Mul */
+      {"mask", "t2", "t2s"}, {"z"},              /* 22 Where */
+  };
+  static const char *ops[] = {"Shape", "Gather", "Unsqueeze", "Concat", "Equal",
+                              "ConstantOfShape", "Where", "ConstantOfShape", "Mul", "Reshape",
+                              "Transpose", "Concat", "Shape", "Gather", "Range", "Mod", "Equal",
+                              "Cast", "Unsqueeze", "Add", "Greater", "Mul", "Where"};
+  static const int n_in[] = {1, 2, 2, 3, 2, 1, 3, 1, 2, 2, 1, 2, 1, 2, 3, 2, 2, 1, 2, 2, 2, 2, 3};
+  enum { NN = sizeof ops / sizeof ops[0] };
+  Onnx__NodeProto *nd[NN];
+  for (int i = 0; i < NN; i++) nd[i] = gb_node(&g, ops[i], io[2 * i], n_in[i], io[2 * i + 1]);
+  gb_attr(&g, nd[3], "axis", ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__INT)->i = 0;
+  gb_attr(&g, nd[11], "axis", ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__INT)->i = 1;
+  gb_attr(&g, nd[5], "value", ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__TENSOR)->t = vi;
+  gb_attr(&g, nd[7], "value", ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__TENSOR)->t = vf;
+  gb_attr(&g, nd[17], "to", ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__INT)->i = 1;
+  static int64_t perm[] = {0, 2, 1};
+  Onnx__AttributeProto *pa = gb_attr(&g, nd[10], "perm", ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__INTS);
+  pa->n_ints = 3;
+  pa->ints = perm;
+  for (int i = 0; i < g.n_attr; i++) g.attr[i].has_i = g.attr[i].type == ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__INT;
+
+  Onnx__ModelProto model;
+  Onnx__GraphProto graph;
+  Onnx__OperatorSetIdProto opset, *opsets[1] = {&opset};
+  Onnx__ValueInfoProto vin, vout, *vins[1] = {&vin}, *vouts[1] = {&vout};
+  onnx__model_proto__init(&model);
+  onnx__graph_proto__init(&graph);
+  onnx__operator_set_id_proto__init(&opset);
+  opset.has_version = 1;
+  opset.version = 13;
+  model.has_ir_version = 1;
+  model.ir_version = 8;
+  model.n_opset_import = 1;
+  model.opset_import = opsets;
+  model.graph = &graph;
+  graph.name = "vit_class_token";
+  onnx__value_info_proto__init(&vin);
+  onnx__value_info_proto__init(&vout);
+  vin.name = "x";
+  vout.name = "z";
+  graph.n_input = graph.n_output = 1;
+  graph.input = vins;
+  graph.output = vouts;
+  graph.n_initializer = (size_t)g.n_init;
+  graph.initializer = g.inits;
+  graph.n_node = (size_t)g.n_node;
+  graph.node = g.nodes;
+  size_t len = onnx__model_proto__get_packed_size(&model);
+  uint8_t *buf = malloc(len);
+  onnx__model_proto__pack(&model, buf);
+  dd_model *m = NULL;
+  dd_err err = {0};
+  cr_assert_eq(dd_model_parse(buf, len, "vit_class_token", &m, &err), 0, "%s", err.msg);
+  free(buf);
+
+  int64_t dims[] = {N, C, H, W};
+  int vx = dd_model_find(m, "x"), vz = dd_model_find(m, "z");
+  dd_binding b = {.value = vx, .shape = dd_shape_make(4, dims)};
+  dd_plan *p = NULL;
+  cr_assert_eq(dd_plan_new(m, &b, 1, &vz, 1, DD_PLAN_GRAD, 0, &p, &err), 0, "%s", err.msg);
+  /* folded: everything but the image's own path */
+  for (int i = 0; i < NN; i++) {
+    int runs = i == 9 || i == 10 || i == 11 || i >= 19;
+    cr_assert_eq(dd_plan_node_runs(p, i), runs, "node %d (%s)", i, dd_model_node_op(m, i));
+  }
+  dd_tensor *x = dd_plan_tensor(p, vx);
+  uint64_t st = 5;
+  for (int i = 0; i < N * C * H * W; i++) dd_f32(x)[i] = th_rand_uniform(&st, -1, 1);
+  dd_plan_forward(p);
+  dd_tensor *z = dd_plan_tensor(p, vz);
+  cr_assert(z && z->dtype == DD_F32 && z->shape.ndim == 3 && z->shape.d[0] == N &&
+            z->shape.d[1] == L && z->shape.d[2] == C);
+  /* the naive reference, and the slope each output has w.r.t. its token */
+  float slope[N][L][C];
+  for (int n = 0; n < N; n++)
+    for (int l = 0; l < L; l++)
+      for (int c = 0; c < C; c++) {
+        float tok = l == 0 ? cls[c] : dd_f32(x)[(n * C + c) * H * W + (l - 1)];
+        float t2 = tok + (l % 2 == 0 ? 1.f : 0.f);
+        float want = t2 > 0 ? t2 : t2 * 0.1f;
+        slope[n][l][c] = t2 > 0 ? 1.f : 0.1f;
+        cr_assert(fabsf(dd_f32(z)[(n * L + l) * C + c] - want) < 1e-6f, "z[%d,%d,%d] = %g, "
+                  "expected %g", n, l, c, dd_f32(z)[(n * L + l) * C + c], want);
+      }
+  dd_plan_zero_grad(p);
+  dd_tensor *gz = dd_plan_grad(p, vz), *gx = dd_plan_grad(p, vx);
+  cr_assert(gz && gx);
+  for (int i = 0; i < N * L * C; i++) dd_f32(gz)[i] = th_rand_uniform(&st, -1, 1);
+  dd_plan_backward(p);
+  for (int n = 0; n < N; n++)
+    for (int c = 0; c < C; c++)
+      for (int j = 0; j < H * W; j++) {
+        float want = dd_f32(gz)[(n * L + j + 1) * C + c] * slope[n][j + 1][c];
+        cr_assert(fabsf(dd_f32(gx)[(n * C + c) * H * W + j] - want) < 1e-6f);
+      }
+  dd_plan_free(p);
+
+  /* another batch size re-plans the folded shapes: N = 3 */
+  dims[0] = 3;
+  b.shape = dd_shape_make(4, dims);
+  cr_assert_eq(dd_plan_new(m, &b, 1, &vz, 1, 0, 0, &p, &err), 0, "%s", err.msg);
+  z = dd_plan_tensor(p, vz);
+  cr_assert(z->shape.d[0] == 3 && z->shape.d[1] == L);
+  dd_plan_free(p);
+  dd_model_free(m);
+}
