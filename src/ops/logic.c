@@ -415,4 +415,5 @@ static void mod_backward(const dd_node *node, const dd_tensor *const *in,
   }
 }
 
-const dd_op dd_op_Mod = {"Mod", mod_init, mod_infer, mod_forward, mod_backward, out_flops, 0};
+const dd_op dd_op_Mod = {"Mod", mod_init, mod_infer, mod_forward, mod_backward, out_flops,
+                         DD_OP_BWD_NO_OUT};

@@ -199,3 +199,29 @@ Test(scatternd, refuses_reductions_bad_shapes_and_indices) {
   dd_tensor_free(i_k3);
   dd_tensor_free(i_f);
 }
+
+Test(scatternd, indices_known_only_at_run_time_skip_what_is_out_of_range) {
+  /* infer sees no index values (computed at run time); forward then meets 7, out of range
+   * for 5 rows, and -6: those updates are skipped, the others land */
+  th_node t;
+  setup(&t);
+  int64_t dx[] = {5, 2}, di[] = {3, 1}, du[] = {3, 2};
+  const int64_t iv[] = {7, 1, -6};
+  dd_tensor *x = th_random(2, dx, 1, -1, 1), *idx = th_tensor_i64(2, di, iv);
+  dd_tensor *u = th_random(2, du, 2, 2, 3), *y = th_tensor(2, dx);
+  dd_tensor hidden = dd_tensor_wrap(DD_I64, &idx->shape, NULL), shape_y = {0};
+  const dd_tensor *at_plan[3] = {x, &hidden, u};
+  dd_tensor *outs[1] = {&shape_y};
+  size_t scratch = 0;
+  dd_err err;
+  cr_assert_eq(t.node.op->infer(&t.node, at_plan, outs, &scratch, &err), 0, "%s", err.msg);
+  const dd_tensor *in[3] = {x, idx, u};
+  t.node.op->forward(&t.node, in, &y, NULL);
+  for (int r = 0; r < 5; r++)
+    for (int j = 0; j < 2; j++)
+      cr_assert_eq(dd_f32(y)[r * 2 + j], r == 1 ? dd_f32(u)[2 + j] : dd_f32(x)[r * 2 + j]);
+  dd_tensor_free(x);
+  dd_tensor_free(idx);
+  dd_tensor_free(u);
+  dd_tensor_free(y);
+}
