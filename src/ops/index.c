@@ -2,13 +2,15 @@
  *
  * ScatterND(data, indices, updates): out = data, then for each index tuple i (the last dim of
  * indices, k <= rank(data) coordinates) out[indices[i]] = updates[i], a slice of the dims of
- * data after the first k.  Only reduction "none"; with repeated indices the last update wins
- * (ONNX leaves the order open; this is the order of the reference implementation).
+ * data after the first k.  Reduction "none": with repeated indices the last update wins (ONNX
+ * leaves the order open; this is the order of the reference implementation); "add": they all
+ * add up.  "mul", "max" and "min" are not implemented.
  *
- * Gradients: to data, the output gradient where no update landed (zero where overwritten);
- * to updates, the output gradient at the place each one landed, only for the update that
- * won.  Indices out of range are refused at plan time when known; at run time they are
- * skipped (forward never fails). */
+ * Gradients ("none"): to data, the output gradient where no update landed (zero where
+ * overwritten); to updates, the output gradient at the place each one landed, only for the
+ * update that won.  ("add"): to data, the output gradient; to each update, the output
+ * gradient where it landed.  Indices out of range are refused at plan time when known; at
+ * run time they are skipped (forward never fails). */
 #include <stdlib.h>
 #include <string.h>
 
@@ -21,6 +23,10 @@ typedef struct scatter_geom {
   int64_t slices; /* slices in data: the product of its first k dims */
 } scatter_geom;
 
+typedef struct scatter_params {
+  int add; /* reduction "add"; else "none" */
+} scatter_params;
+
 static int scatternd_init(dd_node *node, dd_err *err) {
   static const char *const known[] = {"reduction", NULL};
   int rc = dd_node_check_attrs(node, known, err);
@@ -30,9 +36,13 @@ static int scatternd_init(dd_node *node, dd_err *err) {
                    node->n_in);
   const char *red;
   if ((rc = dd_attr_string(node, "reduction", "none", &red, err))) return rc;
-  if (strcmp(red, "none"))
+  if (strcmp(red, "none") && strcmp(red, "add"))
     return dd_fail(err, DD_EUNSUPPORTED, "ScatterND with reduction '%s' is not supported (only "
-                   "'none')", red);
+                   "'none' and 'add')", red);
+  scatter_params *p = malloc(sizeof *p);
+  if (!p) return dd_fail(err, DD_ENOMEM, "out of memory");
+  p->add = !strcmp(red, "add");
+  node->params = p;
   return DD_OK;
 }
 
@@ -66,9 +76,10 @@ static int scatternd_infer(const dd_node *node, const dd_tensor *const *in,
   if (!in[0] || !in[1] || !in[2]) return dd_fail(err, DD_EFORMAT, "needs data, indices and updates");
   if (node->n_out < 1) return dd_fail(err, DD_EFORMAT, "needs an output");
   const dd_tensor *x = in[0], *idx = in[1], *u = in[2];
-  if (x->dtype != DD_F32 && x->dtype != DD_I64 && x->dtype != DD_BOOL)
-    return dd_fail(err, DD_EUNSUPPORTED, "data is %s; ScatterND supports float32, int64 and "
-                   "bool", dd_dtype_name(x->dtype));
+  const scatter_params *p = node->params;
+  if (x->dtype != DD_F32 && x->dtype != DD_I64 && (x->dtype != DD_BOOL || p->add))
+    return dd_fail(err, DD_EUNSUPPORTED, "data is %s; ScatterND supports float32, int64%s",
+                   dd_dtype_name(x->dtype), p->add ? " (reduction 'add')" : " and bool");
   if (u->dtype != x->dtype)
     return dd_fail(err, DD_EFORMAT, "updates are %s, data %s", dd_dtype_name(u->dtype),
                    dd_dtype_name(x->dtype));
@@ -115,10 +126,22 @@ static void scatternd_forward(const dd_node *node, const dd_tensor *const *in,
   char *y = out[0]->data;
   const char *u = in[2]->data;
   if (y != in[0]->data) memcpy(y, in[0]->data, (size_t)dd_tensor_numel(in[0]) * es);
+  const scatter_params *p = node->params;
   /* in order, so that the last of repeated indices wins */
   for (int64_t j = 0; j < g.n; j++) {
     int64_t at = scatter_target(in, &g, j);
-    if (at >= 0) memcpy(y + (size_t)at * row, u + (size_t)j * row, row);
+    if (at < 0) continue;
+    if (!p->add) {
+      memcpy(y + (size_t)at * row, u + (size_t)j * row, row);
+    } else if (in[0]->dtype == DD_F32) {
+      float *dst = dd_f32(out[0]) + at * g.slice;
+      const float *src = dd_f32(in[2]) + j * g.slice;
+      for (int64_t i = 0; i < g.slice; i++) dst[i] += src[i];
+    } else { /* wrapping, as numpy's int64 */
+      int64_t *dst = dd_i64(out[0]) + at * g.slice;
+      const int64_t *src = dd_i64(in[2]) + j * g.slice;
+      for (int64_t i = 0; i < g.slice; i++) dst[i] = (int64_t)((uint64_t)dst[i] + (uint64_t)src[i]);
+    }
   }
 }
 
@@ -129,9 +152,23 @@ static void scatternd_backward(const dd_node *node, const dd_tensor *const *in,
   if (!dout[0] || in[0]->dtype != DD_F32 || (!din[0] && !din[2])) return;
   scatter_geom g;
   scatter_geometry(in, &g);
+  const scatter_params *p = node->params;
+  const float *dy = dd_f32(dout[0]);
+  if (p->add) { /* every update adds: every one gets its gradient, data all of it */
+    for (int64_t j = 0; j < g.n && din[2]; j++) {
+      int64_t at = scatter_target(in, &g, j);
+      if (at < 0) continue;
+      float *du = dd_f32(din[2]) + j * g.slice;
+      for (int64_t i = 0; i < g.slice; i++) du[i] += dy[at * g.slice + i];
+    }
+    int64_t n = g.slices * g.slice;
+    float *dx = din[0] ? dd_f32(din[0]) : NULL;
+#pragma omp parallel for simd if (parallel : n > DD_PAR_MIN) schedule(static)
+    for (int64_t i = 0; i < (dx ? n : 0); i++) dx[i] += dy[i];
+    return;
+  }
   uint8_t *claimed = scratch; /* (slices) */
   memset(claimed, 0, (size_t)g.slices);
-  const float *dy = dd_f32(dout[0]);
   for (int64_t j = g.n - 1; j >= 0; j--) {
     int64_t at = scatter_target(in, &g, j);
     if (at < 0 || claimed[at]) continue;
