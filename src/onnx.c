@@ -96,7 +96,8 @@ int dd_tensor_from_proto(const Onnx__TensorProto *tp, const char *what, dd_tenso
                    dd_shape_str(&s, sb, sizeof sb), (long long)n, field, have);
   int is_float = type == ONNX_FLOAT || type == ONNX_DOUBLE;
   dd_tensor *t;
-  int rc = dd_tensor_new(is_float ? DD_F32 : type == ONNX_BOOL ? DD_BOOL : DD_I64, &s, 0, &t, err);
+  dd_dtype dt = is_float ? DD_F32 : type == ONNX_BOOL ? DD_BOOL : DD_I64;
+  int rc = dd_tensor_new(dt, &s, 0, &t, err);
   if (rc) return dd_err_prefix(err, "%s", what);
   if (is_float && n > 0) { /* an empty tensor's data pointers may be NULL */
     float *d = dd_f32(t);
@@ -289,7 +290,9 @@ static int read_value_info(dd_model *m, const Onnx__ValueInfoProto *vi, const ch
         et != ONNX_BOOL)
       return dd_fail(err, DD_EUNSUPPORTED, "%s: input '%s' has element type %s, not supported",
                      what, vi->name, onnx_type_name(et));
-    val->dtype = et == ONNX_INT64 || et == ONNX_INT32 ? DD_I64 : et == ONNX_BOOL ? DD_BOOL : DD_F32;
+    val->dtype = et == ONNX_INT64 || et == ONNX_INT32 ? DD_I64
+                 : et == ONNX_BOOL                    ? DD_BOOL
+                                                      : DD_F32;
     const Onnx__TensorShapeProto *sp = tp->tensor_type->shape;
     if (sp) {
       if (sp->n_dim > DD_MAX_DIMS)

@@ -1,4 +1,5 @@
-/* Concat along one axis, any rank, float32, int64 or bool (exporters concatenate shapes and masks).
+/* Concat along one axis, any rank, float32, int64 or bool (exporters concatenate shapes and
+ * masks).
  * Forward and backward side by side: the gradient of each input is its slice of dout.
  *
  * Viewing every tensor as outer x (extent along axis * inner), input i's block of each outer

@@ -73,7 +73,8 @@ static int64_t scatter_target(const dd_tensor *const *in, const scatter_geom *g,
 static int scatternd_infer(const dd_node *node, const dd_tensor *const *in,
                            dd_tensor *const *out, size_t *scratch, dd_err *err) {
   char s1[128], s2[128], s3[128];
-  if (!in[0] || !in[1] || !in[2]) return dd_fail(err, DD_EFORMAT, "needs data, indices and updates");
+  if (!in[0] || !in[1] || !in[2])
+    return dd_fail(err, DD_EFORMAT, "needs data, indices and updates");
   if (node->n_out < 1) return dd_fail(err, DD_EFORMAT, "needs an output");
   const dd_tensor *x = in[0], *idx = in[1], *u = in[2];
   const scatter_params *p = node->params;

@@ -152,7 +152,8 @@ Test(scatternd, gradient_is_zero_where_overwritten_and_only_the_winner_gets_it) 
   free(scratch);
   for (int r = 0; r < 5; r++)
     for (int j = 0; j < 3; j++)
-      cr_assert_eq(dd_f32(gx)[r * 3 + j], 0.5f + (r == 0 || r == 1 || r == 4 ? 0.f : dd_f32(dy)[r * 3 + j]));
+      cr_assert_eq(dd_f32(gx)[r * 3 + j],
+                   0.5f + (r == 0 || r == 1 || r == 4 ? 0.f : dd_f32(dy)[r * 3 + j]));
   /* updates in order: row 4 (lost), row 0, row 4 (won), row 1 */
   const int64_t *iv = dd_i64(in[1]);
   cr_assert(iv[0] == 4 && iv[1] == 0 && iv[2] == 4 && iv[3] == 1);
@@ -247,7 +248,8 @@ Test(scatternd, reduction_add_sums_repeated_indices) {
     float *one = malloc((size_t)n * sizeof *one);
     for (int64_t i = 0; i < n; i++) want[i] = dd_f32(in[0])[i];
     int k = (int)cases[c].i[cases[c].ni - 1];
-    int64_t tuples = dd_tensor_numel(in[1]) / k, slice = tuples ? dd_tensor_numel(in[2]) / tuples : 0;
+    int64_t tuples = dd_tensor_numel(in[1]) / k;
+    int64_t slice = tuples ? dd_tensor_numel(in[2]) / tuples : 0;
     dd_tensor *zero = th_tensor(cases[c].nx, cases[c].x);
     for (int64_t j = 0; j < tuples; j++) {
       int64_t di[] = {1, k}, du[DD_MAX_DIMS];

@@ -26,7 +26,8 @@ static dd_tensor *bool_tensor(int ndim, const int64_t *dims, uint64_t seed) {
   dd_tensor *t = NULL;
   cr_assert_eq(dd_tensor_new(DD_BOOL, &s, 0, &t, NULL), 0);
   uint64_t st = seed;
-  for (int64_t i = 0; i < dd_tensor_numel(t); i++) dd_bool(t)[i] = th_rand_uniform(&st, 0, 1) < 0.5f;
+  for (int64_t i = 0; i < dd_tensor_numel(t); i++)
+    dd_bool(t)[i] = th_rand_uniform(&st, 0, 1) < 0.5f;
   return t;
 }
 
@@ -124,8 +125,9 @@ Test(logic, comparisons_match_naive_reference) {
           trues += dd_bool(y)[o];
         }
         /* the data exercise both answers (against a scalar they may not) */
-        if (n > 100 && dd_tensor_numel(in[0]) > 1 && dd_tensor_numel(in[1]) > 1) cr_assert(trues > 0 && trues < n, "%s case %zu: %lld of %lld", ops[k], c,
-                               (long long)trues, (long long)n);
+        if (n > 100 && dd_tensor_numel(in[0]) > 1 && dd_tensor_numel(in[1]) > 1)
+          cr_assert(trues > 0 && trues < n, "%s case %zu: %lld of %lld", ops[k], c,
+                    (long long)trues, (long long)n);
         dd_tensor_free(in[0]);
         dd_tensor_free(in[1]);
         dd_tensor_free(y);
@@ -392,8 +394,9 @@ Test(mod, float_matches_fmod_and_floored_mod_across_broadcasts) {
         double a = dd_f32(in[0])[bidx(&y->shape, &in[0]->shape, o)];
         double b = dd_f32(in[1])[bidx(&y->shape, &in[1]->shape, o)];
         double want = f ? fmod(a, b) : a - floor(a / b) * b;
-        cr_assert(fabs(dd_f32(y)[o] - want) <= 1e-5 * fmax(1, fabs(a)), "fmod %d case %zu at "
-                  "%lld: %g mod %g = %g, expected %g", f, c, (long long)o, a, b, dd_f32(y)[o], want);
+        cr_assert(fabs(dd_f32(y)[o] - want) <= 1e-5 * fmax(1, fabs(a)),
+                  "fmod %d case %zu at %lld: %g mod %g = %g, expected %g", f, c, (long long)o, a,
+                  b, dd_f32(y)[o], want);
         if (want != 0) cr_assert(f ? (want < 0) == (a < 0) : (want < 0) == (b < 0));
       }
       dd_tensor_free(in[0]);
@@ -583,10 +586,12 @@ Test(masks, vit_class_token_arithmetic_folds_and_runs) {
   gb_attr(&g, nd[7], "value", ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__TENSOR)->t = vf;
   gb_attr(&g, nd[17], "to", ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__INT)->i = 1;
   static int64_t perm[] = {0, 2, 1};
-  Onnx__AttributeProto *pa = gb_attr(&g, nd[10], "perm", ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__INTS);
+  Onnx__AttributeProto *pa =
+      gb_attr(&g, nd[10], "perm", ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__INTS);
   pa->n_ints = 3;
   pa->ints = perm;
-  for (int i = 0; i < g.n_attr; i++) g.attr[i].has_i = g.attr[i].type == ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__INT;
+  for (int i = 0; i < g.n_attr; i++)
+    g.attr[i].has_i = g.attr[i].type == ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__INT;
 
   Onnx__ModelProto model;
   Onnx__GraphProto graph;
