@@ -37,11 +37,13 @@ static int no_attrs_init(dd_node *node, dd_err *err) {
   return dd_node_check_attrs(node, known, err);
 }
 
-static int dtype_in(dd_dtype t, unsigned mask) {
-  return (t == DD_F32 && (mask & 1)) || (t == DD_I64 && (mask & 2)) ||
-         (t == DD_BOOL && (mask & 4));
-}
+/* Sets of element types, as bit masks. */
 enum { T_F32 = 1, T_I64 = 2, T_BOOL = 4 };
+
+static int dtype_in(dd_dtype t, unsigned mask) {
+  return (t == DD_F32 && (mask & T_F32)) || (t == DD_I64 && (mask & T_I64)) ||
+         (t == DD_BOOL && (mask & T_BOOL));
+}
 
 static const char *dtype_list(unsigned mask) {
   static const char *const names[] = {"", "float32", "int64", "float32 or int64", "bool",
