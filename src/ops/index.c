@@ -3,14 +3,18 @@
  * ScatterND(data, indices, updates): out = data, then for each index tuple i (the last dim of
  * indices, k <= rank(data) coordinates) out[indices[i]] = updates[i], a slice of the dims of
  * data after the first k.  Reduction "none": with repeated indices the last update wins (ONNX
- * leaves the order open; this is the order of the reference implementation); "add": they all
- * add up.  "mul", "max" and "min" are not implemented.
+ * leaves the order open; this is the order of the reference implementation); "add" and "mul":
+ * they all add up, or multiply.  "max" and "min" are not implemented.
  *
  * Gradients ("none"): to data, the output gradient where no update landed (zero where
  * overwritten); to updates, the output gradient at the place each one landed, only for the
  * update that won.  ("add"): to data, the output gradient; to each update, the output
- * gradient where it landed.  Indices out of range are refused at plan time when known; at
- * run time they are skipped (forward never fails). */
+ * gradient where it landed.  ("mul"): y = x * u1 * u2 ... at a place, so data gets the
+ * output gradient times the product of the updates, each update the output gradient times
+ * x and the other updates (prefix and suffix products, no division: zeros are fine).
+ *
+ * Indices out of range are refused at plan time when known; at run time they are skipped
+ * (forward never fails). */
 #include <stdlib.h>
 #include <string.h>
 
@@ -23,8 +27,10 @@ typedef struct scatter_geom {
   int64_t slices; /* slices in data: the product of its first k dims */
 } scatter_geom;
 
+enum { RED_NONE, RED_ADD, RED_MUL };
+
 typedef struct scatter_params {
-  int add; /* reduction "add"; else "none" */
+  int red;
 } scatter_params;
 
 static int scatternd_init(dd_node *node, dd_err *err) {
@@ -36,12 +42,12 @@ static int scatternd_init(dd_node *node, dd_err *err) {
                    node->n_in);
   const char *red;
   if ((rc = dd_attr_string(node, "reduction", "none", &red, err))) return rc;
-  if (strcmp(red, "none") && strcmp(red, "add"))
+  if (strcmp(red, "none") && strcmp(red, "add") && strcmp(red, "mul"))
     return dd_fail(err, DD_EUNSUPPORTED, "ScatterND with reduction '%s' is not supported (only "
-                   "'none' and 'add')", red);
+                   "'none', 'add' and 'mul')", red);
   scatter_params *p = malloc(sizeof *p);
   if (!p) return dd_fail(err, DD_ENOMEM, "out of memory");
-  p->add = !strcmp(red, "add");
+  p->red = !strcmp(red, "add") ? RED_ADD : !strcmp(red, "mul") ? RED_MUL : RED_NONE;
   node->params = p;
   return DD_OK;
 }
@@ -78,9 +84,10 @@ static int scatternd_infer(const dd_node *node, const dd_tensor *const *in,
   if (node->n_out < 1) return dd_fail(err, DD_EFORMAT, "needs an output");
   const dd_tensor *x = in[0], *idx = in[1], *u = in[2];
   const scatter_params *p = node->params;
-  if (x->dtype != DD_F32 && x->dtype != DD_I64 && (x->dtype != DD_BOOL || p->add))
+  if (x->dtype != DD_F32 && x->dtype != DD_I64 && (x->dtype != DD_BOOL || p->red != RED_NONE))
     return dd_fail(err, DD_EUNSUPPORTED, "data is %s; ScatterND supports float32, int64%s",
-                   dd_dtype_name(x->dtype), p->add ? " (reduction 'add')" : " and bool");
+                   dd_dtype_name(x->dtype),
+                   p->red != RED_NONE ? " (with a reduction)" : " and bool");
   if (u->dtype != x->dtype)
     return dd_fail(err, DD_EFORMAT, "updates are %s, data %s", dd_dtype_name(u->dtype),
                    dd_dtype_name(x->dtype));
@@ -114,7 +121,12 @@ static int scatternd_infer(const dd_node *node, const dd_tensor *const *in,
     out[0]->dtype = x->dtype;
     out[0]->shape = x->shape;
   }
-  *scratch = (size_t)g.slices; /* backward: one byte per data slice, which update won it */
+  /* backward, "none": one byte per data slice, whether an update won it; "mul": a running
+   * product per data element and a prefix product per update element */
+  if (p->red == RED_MUL)
+    *scratch = ((size_t)dd_tensor_numel(x) + (size_t)dd_tensor_numel(u)) * sizeof(float);
+  else
+    *scratch = p->red == RED_NONE ? (size_t)g.slices : 0;
   return DD_OK;
 }
 
@@ -132,18 +144,56 @@ static void scatternd_forward(const dd_node *node, const dd_tensor *const *in,
   for (int64_t j = 0; j < g.n; j++) {
     int64_t at = scatter_target(in, &g, j);
     if (at < 0) continue;
-    if (!p->add) {
+    if (p->red == RED_NONE) {
       memcpy(y + (size_t)at * row, u + (size_t)j * row, row);
     } else if (in[0]->dtype == DD_F32) {
       float *dst = dd_f32(out[0]) + at * g.slice;
       const float *src = dd_f32(in[2]) + j * g.slice;
-      for (int64_t i = 0; i < g.slice; i++) dst[i] += src[i];
+      if (p->red == RED_ADD)
+        for (int64_t i = 0; i < g.slice; i++) dst[i] += src[i];
+      else
+        for (int64_t i = 0; i < g.slice; i++) dst[i] *= src[i];
     } else { /* wrapping, as numpy's int64 */
-      int64_t *dst = dd_i64(out[0]) + at * g.slice;
-      const int64_t *src = dd_i64(in[2]) + j * g.slice;
-      for (int64_t i = 0; i < g.slice; i++) dst[i] = (int64_t)((uint64_t)dst[i] + (uint64_t)src[i]);
+      uint64_t *dst = (uint64_t *)dd_i64(out[0]) + at * g.slice;
+      const uint64_t *src = (const uint64_t *)dd_i64(in[2]) + j * g.slice;
+      if (p->red == RED_ADD)
+        for (int64_t i = 0; i < g.slice; i++) dst[i] += src[i];
+      else
+        for (int64_t i = 0; i < g.slice; i++) dst[i] *= src[i];
     }
   }
+}
+
+/* "mul": at a place p hit by updates u1..um in order, y = x * u1 * ... * um.  Forward, the
+ * running product gives each update its prefix x * u1 * ... * u(j-1); backward, the running
+ * product of the later updates its suffix; at the end it holds u1 * ... * um for dx. */
+static void scatter_mul_backward(const dd_tensor *const *in, const scatter_geom *g,
+                                 const float *dy, dd_tensor *const *din, void *scratch) {
+  int64_t nx = g->slices * g->slice;
+  float *run = scratch;   /* (data) the running product */
+  float *pre = run + nx;  /* (updates) each update's prefix product */
+  const float *u = dd_f32(in[2]);
+  memcpy(run, in[0]->data, (size_t)nx * sizeof *run);
+  for (int64_t j = 0; j < g->n; j++) {
+    int64_t at = scatter_target(in, g, j);
+    if (at < 0) continue;
+    for (int64_t i = 0; i < g->slice; i++) {
+      pre[j * g->slice + i] = run[at * g->slice + i];
+      run[at * g->slice + i] *= u[j * g->slice + i];
+    }
+  }
+  for (int64_t i = 0; i < nx; i++) run[i] = 1.f;
+  for (int64_t j = g->n - 1; j >= 0; j--) {
+    int64_t at = scatter_target(in, g, j);
+    if (at < 0) continue;
+    for (int64_t i = 0; i < g->slice; i++) {
+      int64_t e = at * g->slice + i;
+      if (din[2]) dd_f32(din[2])[j * g->slice + i] += dy[e] * pre[j * g->slice + i] * run[e];
+      run[e] *= u[j * g->slice + i];
+    }
+  }
+  if (din[0])
+    for (int64_t i = 0; i < nx; i++) dd_f32(din[0])[i] += dy[i] * run[i];
 }
 
 /* The winners are found backwards: the first tuple met (the last in order) claims its slice. */
@@ -155,7 +205,11 @@ static void scatternd_backward(const dd_node *node, const dd_tensor *const *in,
   scatter_geometry(in, &g);
   const scatter_params *p = node->params;
   const float *dy = dd_f32(dout[0]);
-  if (p->add) { /* every update adds: every one gets its gradient, data all of it */
+  if (p->red == RED_MUL) {
+    scatter_mul_backward(in, &g, dy, din, scratch);
+    return;
+  }
+  if (p->red == RED_ADD) { /* every update adds: every one gets its gradient, data all of it */
     for (int64_t j = 0; j < g.n && din[2]; j++) {
       int64_t at = scatter_target(in, &g, j);
       if (at < 0) continue;
