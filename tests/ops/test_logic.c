@@ -630,50 +630,55 @@ Test(masks, vit_class_token_arithmetic_folds_and_runs) {
   int64_t dims[] = {N, C, H, W};
   int vx = dd_model_find(m, "x"), vz = dd_model_find(m, "z");
   dd_binding b = {.value = vx, .shape = dd_shape_make(4, dims)};
-  dd_plan *p = NULL;
-  cr_assert_eq(dd_plan_new(m, &b, 1, &vz, 1, DD_PLAN_GRAD, 0, &p, &err), 0, "%s", err.msg);
-  /* folded: everything but the image's own path */
-  for (int i = 0; i < NN; i++) {
-    int runs = i == 9 || i == 10 || i == 11 || i >= 19;
-    cr_assert_eq(dd_plan_node_runs(p, i), runs, "node %d (%s)", i, dd_model_node_op(m, i));
+  /* with and without buffers shared between values (the same results either way) */
+  for (int reuse = 0; reuse < 2; reuse++) {
+    dd_plan *p = NULL;
+    cr_assert_eq(dd_plan_new(m, &b, 1, &vz, 1, DD_PLAN_GRAD | (reuse ? DD_PLAN_REUSE : 0), 0, &p,
+                             &err), 0, "%s", err.msg);
+    /* folded: everything but the image's own path */
+    for (int i = 0; i < NN; i++) {
+      int runs = i == 9 || i == 10 || i == 11 || i >= 19;
+      cr_assert_eq(dd_plan_node_runs(p, i), runs, "node %d (%s)", i, dd_model_node_op(m, i));
+    }
+    dd_tensor *x = dd_plan_tensor(p, vx);
+    uint64_t st = 5;
+    for (int i = 0; i < N * C * H * W; i++) dd_f32(x)[i] = th_rand_uniform(&st, -1, 1);
+    dd_plan_forward(p);
+    dd_tensor *z = dd_plan_tensor(p, vz);
+    cr_assert(z && z->dtype == DD_F32 && z->shape.ndim == 3 && z->shape.d[0] == N &&
+              z->shape.d[1] == L && z->shape.d[2] == C);
+    /* the naive reference, and the slope each output has w.r.t. its token */
+    float slope[N][L][C];
+    for (int n = 0; n < N; n++)
+      for (int l = 0; l < L; l++)
+        for (int c = 0; c < C; c++) {
+          float tok = l == 0 ? cls[c] : dd_f32(x)[(n * C + c) * H * W + (l - 1)];
+          float t2 = tok + (l % 2 == 0 ? 1.f : 0.f);
+          float want = t2 > 0 ? t2 : t2 * 0.1f;
+          slope[n][l][c] = t2 > 0 ? 1.f : 0.1f;
+          cr_assert(fabsf(dd_f32(z)[(n * L + l) * C + c] - want) < 1e-6f, "z[%d,%d,%d] = %g, "
+                    "expected %g", n, l, c, dd_f32(z)[(n * L + l) * C + c], want);
+        }
+    dd_plan_zero_grad(p);
+    dd_tensor *gz = dd_plan_grad(p, vz), *gx = dd_plan_grad(p, vx);
+    cr_assert(gz && gx);
+    for (int i = 0; i < N * L * C; i++) dd_f32(gz)[i] = th_rand_uniform(&st, -1, 1);
+    dd_plan_backward(p);
+    for (int n = 0; n < N; n++)
+      for (int c = 0; c < C; c++)
+        for (int j = 0; j < H * W; j++) {
+          float want = dd_f32(gz)[(n * L + j + 1) * C + c] * slope[n][j + 1][c];
+          cr_assert(fabsf(dd_f32(gx)[(n * C + c) * H * W + j] - want) < 1e-6f);
+        }
+    dd_plan_free(p);
   }
-  dd_tensor *x = dd_plan_tensor(p, vx);
-  uint64_t st = 5;
-  for (int i = 0; i < N * C * H * W; i++) dd_f32(x)[i] = th_rand_uniform(&st, -1, 1);
-  dd_plan_forward(p);
-  dd_tensor *z = dd_plan_tensor(p, vz);
-  cr_assert(z && z->dtype == DD_F32 && z->shape.ndim == 3 && z->shape.d[0] == N &&
-            z->shape.d[1] == L && z->shape.d[2] == C);
-  /* the naive reference, and the slope each output has w.r.t. its token */
-  float slope[N][L][C];
-  for (int n = 0; n < N; n++)
-    for (int l = 0; l < L; l++)
-      for (int c = 0; c < C; c++) {
-        float tok = l == 0 ? cls[c] : dd_f32(x)[(n * C + c) * H * W + (l - 1)];
-        float t2 = tok + (l % 2 == 0 ? 1.f : 0.f);
-        float want = t2 > 0 ? t2 : t2 * 0.1f;
-        slope[n][l][c] = t2 > 0 ? 1.f : 0.1f;
-        cr_assert(fabsf(dd_f32(z)[(n * L + l) * C + c] - want) < 1e-6f, "z[%d,%d,%d] = %g, "
-                  "expected %g", n, l, c, dd_f32(z)[(n * L + l) * C + c], want);
-      }
-  dd_plan_zero_grad(p);
-  dd_tensor *gz = dd_plan_grad(p, vz), *gx = dd_plan_grad(p, vx);
-  cr_assert(gz && gx);
-  for (int i = 0; i < N * L * C; i++) dd_f32(gz)[i] = th_rand_uniform(&st, -1, 1);
-  dd_plan_backward(p);
-  for (int n = 0; n < N; n++)
-    for (int c = 0; c < C; c++)
-      for (int j = 0; j < H * W; j++) {
-        float want = dd_f32(gz)[(n * L + j + 1) * C + c] * slope[n][j + 1][c];
-        cr_assert(fabsf(dd_f32(gx)[(n * C + c) * H * W + j] - want) < 1e-6f);
-      }
-  dd_plan_free(p);
 
   /* another batch size re-plans the folded shapes: N = 3 */
   dims[0] = 3;
   b.shape = dd_shape_make(4, dims);
+  dd_plan *p = NULL;
   cr_assert_eq(dd_plan_new(m, &b, 1, &vz, 1, 0, 0, &p, &err), 0, "%s", err.msg);
-  z = dd_plan_tensor(p, vz);
+  dd_tensor *z = dd_plan_tensor(p, vz);
   cr_assert(z->shape.d[0] == 3 && z->shape.d[1] == L);
   dd_plan_free(p);
   dd_model_free(m);
