@@ -1,8 +1,7 @@
 /* Ops that only move data: Flatten, Reshape, Dropout (inference: the identity), Identity,
  * Transpose, Pad (constant, edge and reflect modes), Squeeze, Unsqueeze, Split, Expand, Tile.
- * Forward works on float32 and int64 (Split, Expand, Tile and Pad's edge and reflect modes
- * copy whole elements of any size); the gradient (float32 only) is the inverse movement,
- * accumulated into din.
+ * Forward works on float32, int64 and bool (shape arithmetic and masks pass through them at
+ * plan time); the gradient (float32 only) is the inverse movement, accumulated into din.
  *
  * Shape operands (Reshape's shape, Squeeze/Unsqueeze's axes, Pad's pads, Split's split,
  * Expand's shape, Tile's repeats) must be known at plan time: attributes, or inputs that are
@@ -32,8 +31,8 @@ static int const_ints(const dd_tensor *t, const char *what, int max, int64_t *va
 
 static int data_input_ok(const dd_node *node, const dd_tensor *const *in, dd_err *err) {
   if (node->n_in < 1 || !in[0]) return dd_fail(err, DD_EFORMAT, "needs an input");
-  if (in[0]->dtype != DD_F32 && in[0]->dtype != DD_I64)
-    return dd_fail(err, DD_EUNSUPPORTED, "input must be float32 or int64");
+  if (in[0]->dtype != DD_F32 && in[0]->dtype != DD_I64 && in[0]->dtype != DD_BOOL)
+    return dd_fail(err, DD_EUNSUPPORTED, "input must be float32, int64 or bool");
   if (node->n_out < 1) return dd_fail(err, DD_EFORMAT, "needs an output");
   return DD_OK;
 }
@@ -486,7 +485,8 @@ static void transpose_forward(const dd_node *node, const dd_tensor *const *in,
   transpose_moves(node, &in[0]->shape, &m);
   int64_t total = dd_tensor_numel(in[0]);
   if (in[0]->dtype == DD_F32) TRANSPOSE_ROWS(float);
-  else TRANSPOSE_ROWS(int64_t);
+  else if (in[0]->dtype == DD_I64) TRANSPOSE_ROWS(int64_t);
+  else TRANSPOSE_ROWS(uint8_t);
 }
 
 static void transpose_backward(const dd_node *node, const dd_tensor *const *in,
@@ -827,7 +827,8 @@ static void pad_forward(const dd_node *node, const dd_tensor *const *in, dd_tens
   }
   const dd_tensor *cv = node->n_in > 2 ? in[2] : NULL;
   if (in[0]->dtype == DD_F32) PAD_ROWS(float, cv ? dd_f32(cv)[0] : p->value);
-  else PAD_ROWS(int64_t, cv ? dd_i64(cv)[0] : (int64_t)p->value);
+  else if (in[0]->dtype == DD_I64) PAD_ROWS(int64_t, cv ? dd_i64(cv)[0] : (int64_t)p->value);
+  else PAD_ROWS(uint8_t, cv ? dd_bool(cv)[0] != 0 : p->value != 0.f);
 }
 
 static void pad_backward(const dd_node *node, const dd_tensor *const *in,

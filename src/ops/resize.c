@@ -1,5 +1,6 @@
-/* Resize (opsets 11 and 13): nearest and N-linear interpolation over any dims, with the
- * gradient w.r.t. X (the adjoint of the interpolation, accumulated into din).
+/* Resize (opsets 11 and 13): nearest (float32, int64, bool) and N-linear (float32)
+ * interpolation over any dims, with the gradient w.r.t. X (the adjoint of the
+ * interpolation, accumulated into din).
  *
  * Along each dim, output coordinate x maps to an input coordinate by the
  * coordinate_transformation_mode (half_pixel, pytorch_half_pixel, align_corners, asymmetric,
@@ -185,10 +186,11 @@ static int resize_infer(const dd_node *node, const dd_tensor *const *in, dd_tens
                         size_t *scratch, dd_err *err) {
   const resize_params *p = node->params;
   if (!in[0]) return dd_fail(err, DD_EFORMAT, "needs an input");
-  if (in[0]->dtype != DD_F32 && !(p->mode == RS_NEAREST && in[0]->dtype == DD_I64))
+  dd_dtype dt = in[0]->dtype;
+  if (dt != DD_F32 && !(p->mode == RS_NEAREST && (dt == DD_I64 || dt == DD_BOOL)))
     return dd_fail(err, DD_EUNSUPPORTED, "Resize mode '%s' takes float32%s input, not %s",
                    p->mode == RS_NEAREST ? "nearest" : "linear",
-                   p->mode == RS_NEAREST ? " or int64" : "", dd_dtype_name(in[0]->dtype));
+                   p->mode == RS_NEAREST ? ", int64 or bool" : "", dd_dtype_name(dt));
   rs_geom g;
   int rc = resize_geometry(node, in, &g, err);
   if (rc) return rc;
@@ -265,6 +267,21 @@ static int rs_corners(const rs_plan *r, int64_t row, int64_t *off, float *wt) {
 
 #define RS_MAX_CORNERS (1 << (DD_MAX_DIMS - 1))
 
+/* Nearest on elements of type T: each output element copies the one input element it reads
+ * (every weight is 0, so one corner). */
+#define RS_GATHER(T)                                                             \
+  do {                                                                           \
+    const T *x = (const T *)in[0]->data;                                         \
+    T *y = (T *)out[0]->data;                                                    \
+    _Pragma("omp parallel for if (total > DD_PAR_MIN) schedule(static)")         \
+    for (int64_t row = 0; row < r.rows; row++) {                                 \
+      int64_t off[RS_MAX_CORNERS];                                               \
+      float wt[RS_MAX_CORNERS];                                                  \
+      rs_corners(&r, row, off, wt);                                              \
+      for (int64_t j = 0; j < r.inner; j++) y[row * r.inner + j] = x[off[0] + tl[j].lo]; \
+    }                                                                            \
+  } while (0)
+
 static void resize_forward(const dd_node *node, const dd_tensor *const *in, dd_tensor *const *out,
                            void *scratch) {
   if (!out[0]) return;
@@ -273,16 +290,12 @@ static void resize_forward(const dd_node *node, const dd_tensor *const *in, dd_t
   rs_plan r;
   rs_prepare(node, in, scratch, &r);
   const rs_tap *tl = r.tap[r.g.rank - 1];
-  if (in[0]->dtype != DD_F32) { /* nearest on int64: a gather */
-    const int64_t *x = dd_i64(in[0]);
-    int64_t *y = dd_i64(out[0]);
-#pragma omp parallel for if (total > DD_PAR_MIN) schedule(static)
-    for (int64_t row = 0; row < r.rows; row++) {
-      int64_t off[RS_MAX_CORNERS];
-      float wt[RS_MAX_CORNERS];
-      rs_corners(&r, row, off, wt);
-      for (int64_t j = 0; j < r.inner; j++) y[row * r.inner + j] = x[off[0] + tl[j].lo];
-    }
+  if (in[0]->dtype == DD_I64) { /* nearest on int64 or bool: a gather */
+    RS_GATHER(int64_t);
+    return;
+  }
+  if (in[0]->dtype == DD_BOOL) {
+    RS_GATHER(uint8_t);
     return;
   }
   const float *x = dd_f32(in[0]);

@@ -287,6 +287,7 @@ static void check_transpose(const dd_tensor *x, const int64_t *perm, int has_per
     for (int i = 0; i < nd; i++) ii[p[i]] = oi[i];
     int64_t src = ravel(&x->shape, ii);
     if (x->dtype == DD_F32) cr_assert_eq(dd_f32(y[0])[o], dd_f32(x)[src]);
+    else if (x->dtype == DD_BOOL) cr_assert_eq(dd_bool(y[0])[o], dd_bool(x)[src]);
     else cr_assert_eq(dd_i64(y[0])[o], dd_i64(x)[src]);
   }
   if (grad) gradcheck_ok(&t, &xx, "transpose");
@@ -529,7 +530,9 @@ static void adjoint_ok(th_node *t, dd_tensor **in, uint64_t seed, const char *wh
 /* Compares element o of y with element src of x (either dtype). */
 static void same_elem(const dd_tensor *y, int64_t o, const dd_tensor *x, int64_t src,
                       const char *what) {
-  if (x->dtype == DD_F32)
+  if (x->dtype == DD_BOOL)
+    cr_assert_eq(dd_bool(y)[o], dd_bool(x)[src], "%s: element %lld", what, (long long)o);
+  else if (x->dtype == DD_F32)
     cr_assert_eq(dd_f32(y)[o], dd_f32(x)[src], "%s: element %lld", what, (long long)o);
   else
     cr_assert_eq(dd_i64(y)[o], dd_i64(x)[src], "%s: element %lld", what, (long long)o);
@@ -538,6 +541,16 @@ static void same_elem(const dd_tensor *y, int64_t o, const dd_tensor *x, int64_t
 static dd_tensor *counting_i64(int nd, const int64_t *dims) {
   dd_tensor *x = th_tensor_i64(nd, dims, NULL);
   for (int64_t i = 0; i < dd_tensor_numel(x); i++) dd_i64(x)[i] = 1000003 * i - 7;
+  return x;
+}
+
+/* A bool tensor of an irregular pattern of 0 and 1. */
+static dd_tensor *pattern_bool(int nd, const int64_t *dims) {
+  dd_shape s = dd_shape_make(nd, dims);
+  dd_tensor *x = NULL;
+  cr_assert_eq(dd_tensor_new(DD_BOOL, &s, 0, &x, NULL), 0);
+  for (int64_t i = 0; i < dd_tensor_numel(x); i++)
+    dd_bool(x)[i] = (uint8_t)((i * 7 + i / 3) % 3 == 0);
   return x;
 }
 
@@ -1145,4 +1158,67 @@ Test(layout_plan, split_pad_resize_tile_expand_gradient) {
   dd_tensor_free(dx_first);
   dd_tensor_free(x);
   dd_model_free(m);
+}
+
+/* ---- bool ----
+ * Masks pass through the layout ops at plan time: every one moves one-byte elements. */
+Test(layout_bool, every_op_moves_bool_elements) {
+  int64_t dims[] = {2, 6, 3};
+  dd_tensor *x = pattern_bool(3, dims);
+  dd_err err;
+  /* the copies */
+  const char *copies[] = {"Identity", "Flatten", "Dropout"};
+  for (int k = 0; k < 3; k++) {
+    th_node t;
+    th_init(&t, copies[k], 1, 1);
+    cr_assert_eq(th_setup(&t, &err), 0, "%s", err.msg);
+    int64_t flat[] = {2, 18};
+    same_data(&t, &x, k == 1 ? 2 : 3, k == 1 ? flat : dims, copies[k]);
+    free(t.node.params);
+  }
+  const int64_t perm[] = {2, 0, 1};
+  check_transpose(x, perm, 1, 0);
+  const int64_t v6[] = {1, 0, 2, 3}, e6[] = {2, 2, 2};
+  check_split(x, 1, 4, v6, 1, 0);
+  check_split(x, -2, 3, e6, 2, 0);
+  const int64_t s4[] = {2, 2, 6, 3}, reps[] = {2, 1, 3};
+  check_expand(x, 4, s4, 4, s4, 0);
+  check_tile(x, reps, 0);
+  const int64_t pads[] = {1, 2, 0, 0, 3, 2};
+  check_pad_mode(x, pads, "edge", 1, 0);
+  check_pad_mode(x, pads, "reflect", 0, 0);
+  /* constant: the value is true where it is non-zero, as attribute and as bool input */
+  for (int form = 0; form < 2; form++) {
+    th_node t;
+    th_init(&t, "Pad", form ? 3 : 1, 1);
+    if (!form) {
+      th_attr_ints(&t, "pads", 6, pads);
+      th_attr_float(&t, "value", 2.f);
+    }
+    cr_assert_eq(th_setup(&t, &err), 0, "%s", err.msg);
+    int64_t n6[] = {6};
+    dd_tensor *in[3] = {x, form ? th_tensor_i64(1, n6, pads) : NULL, NULL}, *y[1];
+    if (form) {
+      dd_shape s0 = {0};
+      cr_assert_eq(dd_tensor_new(DD_BOOL, &s0, 0, &in[2], &err), 0);
+      dd_bool(in[2])[0] = 1;
+    }
+    cr_assert_eq(th_forward(&t, in, y, &err), 0, "%s", err.msg);
+    cr_assert_eq(y[0]->dtype, DD_BOOL);
+    int64_t oi[3];
+    for (int64_t o = 0; o < dd_tensor_numel(y[0]); o++) {
+      unravel(&y[0]->shape, o, oi);
+      int inside = 1;
+      for (int i = 0; i < 3; i++) {
+        oi[i] -= pads[i];
+        inside &= oi[i] >= 0 && oi[i] < dims[i];
+      }
+      cr_assert_eq(dd_bool(y[0])[o], inside ? dd_bool(x)[ravel(&x->shape, oi)] : 1);
+    }
+    dd_tensor_free(y[0]);
+    dd_tensor_free(in[1]);
+    dd_tensor_free(in[2]);
+    free(t.node.params);
+  }
+  dd_tensor_free(x);
 }

@@ -88,7 +88,10 @@ static double *ref_resize(const ref_cfg *c, const dd_tensor *x, const dd_shape *
         w *= coef[i][b];
         src = src * x->shape.d[i] + idx[i][b];
       }
-      if (w != 0) acc += w * (x->dtype == DD_F32 ? dd_f32(x)[src] : (double)dd_i64(x)[src]);
+      if (w != 0)
+        acc += w * (x->dtype == DD_F32   ? dd_f32(x)[src]
+                    : x->dtype == DD_I64 ? (double)dd_i64(x)[src]
+                                         : (double)dd_bool(x)[src]);
     }
     y[e] = acc;
   }
@@ -169,7 +172,9 @@ static void check_resize(const ref_cfg *c, const dd_tensor *x, const float *scal
   double *r = ref_resize(c, x, &want, scale);
   int linear = !strcmp(c->mode, "linear");
   for (int64_t e = 0; e < dd_tensor_numel(y[0]); e++) {
-    double got = x->dtype == DD_F32 ? dd_f32(y[0])[e] : (double)dd_i64(y[0])[e];
+    double got = x->dtype == DD_F32   ? dd_f32(y[0])[e]
+                 : x->dtype == DD_I64 ? (double)dd_i64(y[0])[e]
+                                      : (double)dd_bool(y[0])[e];
     double tol = linear ? 1e-5 * (1 + fabs(r[e])) : 0;
     cr_assert(fabs(got - r[e]) <= tol, "%s %s %s %s: element %lld is %.9g, the reference %.9g",
               c->mode, c->ctm, c->nearest ? c->nearest : "", sizes ? "sizes" : "scales",
@@ -259,6 +264,19 @@ Test(resize, defaults_other_ranks_and_int64) {
     check_resize(&c, xi, NULL, z, 0);
   }
   dd_tensor_free(xi);
+  /* ... and bool masks */
+  dd_shape bs = dd_shape_make(2, d2);
+  dd_tensor *xb = NULL;
+  cr_assert_eq(dd_tensor_new(DD_BOOL, &bs, 0, &xb, NULL), 0);
+  for (int i = 0; i < 12; i++) dd_bool(xb)[i] = (uint8_t)(i % 3 == 1 || i == 4);
+  for (int m = 0; m < 4; m++) {
+    ref_cfg c = {"nearest", "half_pixel", nearests[m]};
+    const int64_t z[] = {7, 3};
+    const float sc[] = {1.5f, 2.5f};
+    check_resize(&c, xb, NULL, z, 0);
+    check_resize(&c, xb, sc, NULL, 0);
+  }
+  dd_tensor_free(xb);
 }
 
 /* The opset 11 form: empty roi and scales tensors stand for absent inputs. */
@@ -370,7 +388,7 @@ Test(resize, refuses_what_it_does_not_do) {
   dd_tensor *xi = th_tensor_i64(4, d, NULL);
   in[0] = xi;
   in[2] = f32_vec(4, s4);
-  cr_assert_eq(th_forward(&t, in, y, &err), DD_EUNSUPPORTED);
+  cr_assert_eq(th_forward(&t, in, y, &err), DD_EUNSUPPORTED); /* linear on int64 */
   cr_assert(strstr(err.msg, "int64"), "%s", err.msg);
   dd_tensor_free(in[2]);
   dd_tensor_free(xi);
