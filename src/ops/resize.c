@@ -13,7 +13,8 @@
  * The rules follow the ONNX reference (onnx/backend/test/case/node/resize.py) that made the
  * conformance data: with `scales`, an output dim is floor(in * scale) and the coordinates use
  * the scale as given, and the resized length of align_corners and pytorch_half_pixel is
- * in * scale (not the rounded output size); with `sizes`, scale = out / in.
+ * in * scale (not the rounded output size; PyTorch's align_corners uses the rounded size, so
+ * the two differ when in * scale is fractional); with `sizes`, scale = out / in.
  *
  * Not supported, refused at load: mode 'cubic', coordinate_transformation_mode
  * 'tf_crop_and_resize' (the only one that reads roi; roi is ignored otherwise), opsets

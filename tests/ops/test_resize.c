@@ -2,12 +2,16 @@
  * (onnx/backend/test/case/node/resize.py): per dim, the input coordinate of each output
  * coordinate, its two nearest positions in the edge-padded input (ties to the smaller), and
  * their coefficients; the N-d value is the product over dims.  Plus finite-difference and
- * adjoint checks of the gradient, and the refusals. */
+ * adjoint checks of the gradient, the refusals, and a network of the data-movement ops as
+ * PyTorch exports it, against torch autograd. */
 #include <criterion/criterion.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
+#include "dream/graph.h"
 #include "helper_ops.h"
 
 typedef struct ref_cfg {
@@ -395,4 +399,76 @@ Test(resize, refuses_what_it_does_not_do) {
   free(t.node.params);
   dd_tensor_free(x);
   dd_tensor_free(x0);
+}
+
+/* ---- against PyTorch ----
+ * tests/ref/layout_torch.py exports a small network of Resize (nearest and bilinear, as torch
+ * writes them), Pad (reflect, edge), Split, Expand and Tile at opsets 11 and 13, with the
+ * output and the input gradient of 1/2 sum(y^2) by torch autograd in float64. */
+
+static char tmpdir[64];
+
+static void make_tmpdir(void) {
+  snprintf(tmpdir, sizeof tmpdir, "/tmp/dream_layout_XXXXXX");
+  cr_assert_not_null(mkdtemp(tmpdir));
+}
+
+static void remove_tmpdir(void) {
+  char cmd[128];
+  snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
+  if (system(cmd) != 0) cr_log_warn("could not remove %s", tmpdir);
+}
+
+Test(resize_torch, layout_network_matches_torch_autograd, .init = make_tmpdir,
+     .fini = remove_tmpdir, .timeout = 300) {
+  char cmd[2048];
+  snprintf(cmd, sizeof cmd,
+           "/usr/bin/python3 '%s/tests/ref/layout_torch.py' '%s' >/dev/null 2>&1",
+           DREAM_SOURCE_DIR, tmpdir);
+  int rc = system(cmd);
+  cr_assert_eq(rc, 0, "the PyTorch reference failed (status %d): /usr/bin/python3 with torch and "
+               "onnx is required (Debian python3-torch, python3-onnx)\n%s", rc, cmd);
+  char path[256];
+  dd_err err;
+  dd_tensor *x, *want_y, *want_g;
+  snprintf(path, sizeof path, "%s/input.pb", tmpdir);
+  cr_assert_eq(dd_tensor_load_pb(path, &x, NULL, &err), 0, "%s", err.msg);
+  snprintf(path, sizeof path, "%s/output.pb", tmpdir);
+  cr_assert_eq(dd_tensor_load_pb(path, &want_y, NULL, &err), 0, "%s", err.msg);
+  snprintf(path, sizeof path, "%s/grad.pb", tmpdir);
+  cr_assert_eq(dd_tensor_load_pb(path, &want_g, NULL, &err), 0, "%s", err.msg);
+  const int opsets[] = {11, 13};
+  for (int k = 0; k < 2; k++) {
+    dd_model *m;
+    snprintf(path, sizeof path, "%s/opset%d.onnx", tmpdir, opsets[k]);
+    cr_assert_eq(dd_model_load(path, &m, &err), 0, "%s", err.msg);
+    int y = dd_model_find(m, "y");
+    cr_assert_geq(y, 0);
+    for (int reuse = 0; reuse < 2; reuse++) {
+      dd_binding b = {dd_model_input(m), x->shape, NULL};
+      dd_plan *p;
+      cr_assert_eq(dd_plan_new(m, &b, 1, &y, 1, DD_PLAN_GRAD | (reuse ? DD_PLAN_REUSE : 0), 0,
+                               &p, &err), 0, "%s", err.msg);
+      memcpy(dd_plan_tensor(p, b.value)->data, x->data,
+             (size_t)dd_tensor_numel(x) * sizeof(float));
+      dd_plan_forward(p);
+      const dd_tensor *ours = dd_plan_tensor(p, y);
+      cr_assert(dd_shape_eq(&ours->shape, &want_y->shape), "opset %d: output shape", opsets[k]);
+      double fe = th_max_abs_diff(ours, want_y) / th_max_abs(want_y);
+      dd_plan_zero_grad(p);
+      dd_tensor *gy = dd_plan_grad(p, y);
+      memcpy(gy->data, ours->data, (size_t)dd_tensor_numel(ours) * sizeof(float));
+      dd_plan_backward(p);
+      double ge = th_rel_l2(dd_plan_grad(p, b.value), want_g);
+      cr_log_info("layout network, opset %d%s: forward max|d|/max|y| %.3g, input gradient "
+                  "relative L2 %.3g", opsets[k], reuse ? " (memory reuse)" : "", fe, ge);
+      cr_expect(fe <= 1e-5, "opset %d: forward error %g > 1e-5", opsets[k], fe);
+      cr_expect(ge <= 1e-5, "opset %d: gradient error %g > 1e-5", opsets[k], ge);
+      dd_plan_free(p);
+    }
+    dd_model_free(m);
+  }
+  dd_tensor_free(x);
+  dd_tensor_free(want_y);
+  dd_tensor_free(want_g);
 }
