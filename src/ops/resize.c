@@ -209,14 +209,13 @@ static int resize_infer(const dd_node *node, const dd_tensor *const *in, dd_tens
   return DD_OK;
 }
 
-/* What forward and backward share: the taps of every dim in scratch, and which dims
- * interpolate (some tap with w != 0). */
+/* What forward and backward share: the taps of every dim, in scratch (dim i's out_d[i]
+ * taps after those of the dims behind it). */
 typedef struct rs_plan {
   rs_geom g;
   const rs_tap *tap[DD_MAX_DIMS];
   int64_t xs[DD_MAX_DIMS]; /* input strides */
-  unsigned char lerp[DD_MAX_DIMS];
-  int64_t rows, inner; /* output rows of the last dim */
+  int64_t rows, inner;     /* output rows of the last dim */
 } rs_plan;
 
 static void rs_prepare(const dd_node *node, const dd_tensor *const *in, void *scratch,
@@ -231,8 +230,6 @@ static void rs_prepare(const dd_node *node, const dd_tensor *const *in, void *sc
     int64_t m = r->g.out_d[i];
     rs_taps(p, r->g.in_d[i], m, r->g.scale[i], t);
     r->tap[i] = t;
-    r->lerp[i] = 0;
-    for (int64_t o = 0; o < m; o++) r->lerp[i] |= t[o].w != 0.f;
     t += m;
     r->xs[i] = acc;
     acc *= r->g.in_d[i];
