@@ -217,7 +217,7 @@ static int reshape_infer(const dd_node *node, const dd_tensor *const *in, dd_ten
 const dd_op dd_op_Reshape = {"Reshape", reshape_init, reshape_infer, copy_forward, copy_backward,
                              NULL, COPY_FLAGS};
 
-/* ---- Dropout: inference only, so the identity ----
+/* ---- Dropout: inference only, so the identity (also in training mode with ratio 0) ----
  * The optional mask output is all ones ("keep"): bool since opset 10, before it the
  * input's type. */
 
@@ -239,9 +239,20 @@ static int dropout_infer(const dd_node *node, const dd_tensor *const *in, dd_ten
     int on = t->dtype == DD_I64    ? dd_i64(t)[0] != 0
              : t->dtype == DD_BOOL ? dd_bool(t)[0] != 0
                                    : dd_f32(t)[0] != 0.f;
-    if (on)
-      return dd_fail(err, DD_EUNSUPPORTED, "Dropout with training_mode=true is not supported; "
-                     "only inference (the identity) is");
+    /* training with ratio 0 keeps everything: still the identity.  torchvision 0.14's
+     * Swin calls F.dropout(attn, p=0.0) in its default training mode, so its exports say
+     * training_mode=true with a ratio of 0. */
+    float ratio = 0.5f; /* the default when the ratio input is omitted */
+    if (on && node->n_in > 1 && in[1]) {
+      const dd_tensor *r = in[1];
+      if (!r->data || dd_tensor_numel(r) != 1 || r->dtype != DD_F32)
+        return dd_fail(err, DD_EUNSUPPORTED, "Dropout in training mode needs a constant "
+                       "float ratio");
+      ratio = dd_f32(r)[0];
+    }
+    if (on && ratio != 0.f)
+      return dd_fail(err, DD_EUNSUPPORTED, "Dropout with training_mode=true and ratio %g is "
+                     "not supported; only inference (the identity) is", (double)ratio);
   }
   if (node->n_out > 1 && out[1]) {
     out[1]->dtype = node->opset > 0 && node->opset < 10 ? in[0]->dtype : DD_BOOL;

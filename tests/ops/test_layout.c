@@ -186,6 +186,19 @@ Test(dropout, is_the_identity_with_an_all_ones_mask) {
   dd_tensor *in[3] = {th_random(1, dims, 1, -1, 1), NULL, th_tensor_i64(0, NULL, &one)}, *y[1];
   cr_assert_eq(th_forward(&t, in, y, &err), DD_EUNSUPPORTED);
   cr_assert(strstr(err.msg, "training_mode"), "%s", err.msg);
+  /* ... nor with an explicit ratio of 0.5 */
+  int64_t none[1] = {0};
+  dd_tensor *half = th_tensor(0, none);
+  dd_f32(half)[0] = 0.5f;
+  in[1] = half;
+  cr_assert_eq(th_forward(&t, in, y, &err), DD_EUNSUPPORTED);
+  cr_assert(strstr(err.msg, "ratio 0.5"), "%s", err.msg);
+  /* ... but with ratio 0 training keeps every element: the identity (Swin's exports) */
+  dd_f32(half)[0] = 0.f;
+  cr_assert_eq(th_forward(&t, in, y, &err), 0, "%s", err.msg);
+  cr_assert_eq(th_max_abs_diff(in[0], y[0]), 0);
+  dd_tensor_free(y[0]);
+  dd_tensor_free(half);
   dd_tensor_free(in[0]);
   dd_tensor_free(in[2]);
 }
