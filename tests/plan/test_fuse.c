@@ -3,7 +3,8 @@
  * scalars, the weights as initializers), run fused (DD_PLAN_REUSE) against the same plan with
  * DD_PLAN_NO_FUSE: same outputs and input gradients within float32 rounding, fewer nodes and
  * fewer bytes.  And the chains that must not be fused: an intermediate that is a target or
- * read elsewhere, a constant that differs from the formula's. */
+ * read elsewhere, a constant that differs from the formula's.  Last, a block exported by
+ * torch itself (tests/ref/fuse_torch.py) against torch autograd, fused and not. */
 #include <criterion/criterion.h>
 #include <math.h>
 #include <stdio.h>
@@ -11,6 +12,7 @@
 #include <string.h>
 
 #include "dream/graph.h"
+#include "helper_cli.h" /* th_cli_setup: a temporary directory */
 #include "helper_ops.h"
 #include "onnx.pb-c.h"
 
@@ -409,4 +411,54 @@ Test(fuse, intermediates_leave_the_plan) {
   run_free(&f);
   dd_model_free(m);
   free(g);
+}
+
+/* y = LN2(x + W2 GELU(W1 LN1(x))) as torch 1.13 exports it at opset 13: its three chains fuse
+ * (35 nodes, 7 Constants folded: 28 run unfused, 8 fused), and both plans agree with torch's
+ * float64 output and gradient of 1/2 sum(y^2). */
+Test(fuse, torch_block_matches_autograd_fused_and_unfused, .init = th_cli_setup,
+     .fini = th_cli_teardown, .timeout = 120) {
+  char cmd[1024], path[256];
+  snprintf(cmd, sizeof cmd, "/usr/bin/python3 '%s/tests/ref/fuse_torch.py' '%s' >/dev/null 2>&1",
+           DREAM_SOURCE_DIR, th_tmpdir);
+  int rc = system(cmd);
+  cr_assert_eq(rc, 0, "the PyTorch reference failed (status %d): /usr/bin/python3 with torch and "
+               "onnx is required (Debian python3-torch, python3-onnx)\n%s", rc, cmd);
+  dd_err err;
+  dd_model *m;
+  dd_tensor *x, *want_y, *want_g;
+  cr_assert_eq(dd_model_load(th_tmp(path, sizeof path, "block.onnx"), &m, &err), 0, "%s", err.msg);
+  cr_assert_eq(dd_tensor_load_pb(th_tmp(path, sizeof path, "input.pb"), &x, NULL, &err), 0);
+  cr_assert_eq(dd_tensor_load_pb(th_tmp(path, sizeof path, "output.pb"), &want_y, NULL, &err), 0);
+  cr_assert_eq(dd_tensor_load_pb(th_tmp(path, sizeof path, "grad.pb"), &want_g, NULL, &err), 0);
+  int xv = dd_model_input(m), yv = dd_model_find(m, "y");
+  cr_assert(yv >= 0);
+  dd_binding b = {xv, x->shape, NULL};
+  const unsigned flags[] = {DD_PLAN_REUSE, DD_PLAN_REUSE | DD_PLAN_NO_FUSE};
+  const int want_runs[] = {8, 28};
+  for (int k = 0; k < 2; k++) {
+    dd_plan *p;
+    cr_assert_eq(dd_plan_new(m, &b, 1, &yv, 1, DD_PLAN_GRAD | flags[k], 0, &p, &err), 0, "%s",
+                 err.msg);
+    memcpy(dd_plan_tensor(p, xv)->data, x->data, (size_t)dd_tensor_numel(x) * sizeof(float));
+    dd_plan_forward(p);
+    dd_plan_zero_grad(p);
+    dd_tensor *y = dd_plan_tensor(p, yv), *gy = dd_plan_grad(p, yv);
+    memcpy(gy->data, y->data, (size_t)dd_tensor_numel(y) * sizeof(float));
+    double fe = th_max_abs_diff(y, want_y) / th_max_abs(want_y);
+    dd_plan_backward(p);
+    double ge = th_rel_l2(dd_plan_grad(p, xv), want_g);
+    int runs = 0;
+    for (int i = 0; i < dd_model_num_nodes(m); i++) runs += dd_plan_node_runs(p, i);
+    cr_log_info("%s: %d nodes, %zu bytes; forward max|d|/max|y| %.3g, input gradient relative "
+                "L2 %.3g", k ? "unfused" : "fused", runs, dd_plan_bytes(p), fe, ge);
+    cr_expect_eq(runs, want_runs[k], "%s: %d nodes run", k ? "unfused" : "fused", runs);
+    cr_expect(fe <= 1e-5, "forward error %g", fe);
+    cr_expect(ge <= 1e-5, "gradient error %g", ge);
+    dd_plan_free(p);
+  }
+  dd_tensor_free(x);
+  dd_tensor_free(want_y);
+  dd_tensor_free(want_g);
+  dd_model_free(m);
 }
