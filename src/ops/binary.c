@@ -11,22 +11,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "ops/common.h"
+#include "ops/broadcast.h"
 
 enum { OP_ADD, OP_SUB, OP_MUL, OP_DIV, OP_MAX, OP_MIN, OP_PRELU };
 
-/* Elements per block of work: rows longer than this are split so threads share them. */
-#define BLOCK 8192
-
-/* An iteration space over the output with up to three operands: 0 is the output (or the
- * tensor iterated densely), 1 and 2 are inputs; s[k][i] is operand k's element stride along
- * dim i, 0 where it is broadcast. */
-typedef struct bcast {
-  int nd;
-  int64_t d[DD_MAX_DIMS];
-  int64_t s[3][DD_MAX_DIMS];
-  int64_t rows, nblk; /* rows of d[nd-1] elements, each cut into nblk blocks */
-} bcast;
+#define BLOCK DD_BCAST_BLOCK
 
 /* Strides of `in` aligned to the right of `out` (already checked to broadcast). */
 static void aligned_strides(const dd_shape *out, const dd_shape *in, int64_t *s) {
@@ -42,7 +31,7 @@ static void aligned_strides(const dd_shape *out, const dd_shape *in, int64_t *s)
   }
 }
 
-static void bcast_make(bcast *b, const dd_shape *out, const dd_shape *a, const dd_shape *c) {
+void bcast_make(bcast *b, const dd_shape *out, const dd_shape *a, const dd_shape *c) {
   int64_t s[3][DD_MAX_DIMS];
   aligned_strides(out, out, s[0]);
   aligned_strides(out, a, s[1]);
@@ -73,21 +62,6 @@ static void bcast_make(bcast *b, const dd_shape *out, const dd_shape *a, const d
   for (int i = 0; i < b->nd - 1; i++) b->rows *= b->d[i];
   b->nblk = inner > BLOCK ? (inner + BLOCK - 1) / BLOCK : 1;
   if (inner == 0) b->rows = 0;
-}
-
-/* Block `blk` of the iteration: operand offsets, and the element range of its row. */
-static inline void bcast_block(const bcast *b, int64_t blk, int64_t off[3], int64_t *i0,
-                               int64_t *i1) {
-  int64_t row = blk / b->nblk, part = blk % b->nblk;
-  off[0] = off[1] = off[2] = 0;
-  for (int i = b->nd - 2; i >= 0; i--) {
-    int64_t q = row % b->d[i];
-    row /= b->d[i];
-    for (int k = 0; k < 3; k++) off[k] += q * b->s[k][i];
-  }
-  int64_t inner = b->d[b->nd - 1];
-  *i0 = part * BLOCK;
-  *i1 = *i0 + BLOCK < inner ? *i0 + BLOCK : inner;
 }
 
 /* ---- forward ---- */
