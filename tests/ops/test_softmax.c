@@ -1,5 +1,6 @@
-/* Softmax and LogSoftmax: both ONNX semantics (opset < 13 coerces to 2-D at axis; from 13 one axis) against
- * a double-precision reference, numerical stability, the Jacobian, finite differences. */
+/* Softmax and LogSoftmax: both ONNX semantics (opset < 13 coerces to 2-D at axis; from 13 one
+ * axis) against a double-precision reference, numerical stability, the Jacobian, finite
+ * differences. */
 #include <criterion/criterion.h>
 #include <math.h>
 #include <stdlib.h>
