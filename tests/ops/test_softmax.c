@@ -195,7 +195,7 @@ Test(logsoftmax, matches_reference_in_both_opset_semantics) {
     t.node.op->backward(&t.node, (const dd_tensor *const *)&x, (const dd_tensor *const *)y, dout,
                         &dx, NULL);
     naive_softmax_kind(k, 1, dd_f32(x), NULL, dd_f32(dy), dd_f32(dref));
-    cr_assert(th_max_abs_diff(dx, dref) <= 1e-5, "case %zu: backward differs by %g", ci,
+    cr_assert(th_max_abs_diff(dx, dref) <= 1e-6, "case %zu: backward differs by %g", ci,
               th_max_abs_diff(dx, dref));
     dd_tensor *all[] = {x, y[0], ref, dy, dx, dref};
     for (size_t i = 0; i < 6; i++) dd_tensor_free(all[i]);
