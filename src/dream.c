@@ -285,8 +285,8 @@ int dd_input_gradient(const dd_model *m, const dd_tensor *input, const dd_dream_
   int nt = unique_targets(layers, n_layers, targets);
   dd_binding b = {in, input->shape, NULL};
   dd_plan *plan;
-  int rc = dd_plan_new(m, &b, 1, targets, nt, DD_PLAN_GRAD | DD_PLAN_REUSE, max_memory, &plan,
-                       err);
+  int rc = dd_plan_new(m, &b, 1, targets, nt, DD_PLAN_GRAD | DD_PLAN_REUSE | DD_PLAN_EXACT,
+                       max_memory, &plan, err);
   if (rc) return rc;
   rc = check_layers(m, plan, in, layers, n_layers, err);
   dd_tensor *out = NULL;

@@ -664,6 +664,7 @@ static void conv_forward_call(const dd_node *node, const dd_tensor *const *in,
   const dd_tensor *bt = node->n_in > 2 ? in[2] : NULL;
   conv_geom g;
   conv_geometry(node->params, in[0], in[1], bt, &g, NULL);
+  g.wino &= !call->exact;
   const float *x = dd_f32(in[0]), *wt = dd_f32(in[1]), *bias = bt ? dd_f32(bt) : NULL;
   float *y = dd_f32(out[0]), *col = scratch;
   int relu = call->relu_out ? DD_SGEMM_RELU : 0;
@@ -700,7 +701,7 @@ static void conv_forward_call(const dd_node *node, const dd_tensor *const *in,
 
 static void conv_forward(const dd_node *node, const dd_tensor *const *in, dd_tensor *const *out,
                          void *scratch) {
-  static const dd_op_call none = {0, 0};
+  static const dd_op_call none = {0, 0, 0};
   conv_forward_call(node, in, out, scratch, &none);
 }
 
@@ -842,6 +843,7 @@ static void conv_backward_call(const dd_node *node, const dd_tensor *const *in,
   const dd_tensor *bt = node->n_in > 2 ? in[2] : NULL;
   conv_geom g;
   conv_geometry(node->params, in[0], in[1], bt, &g, NULL);
+  g.wino &= !call->exact;
   const float *x = dd_f32(in[0]), *wt = dd_f32(in[1]), *dy = dd_f32(dout[0]);
   float *col = scratch;
   float *dx = din[0] ? dd_f32(din[0]) : NULL;
@@ -857,7 +859,7 @@ static void conv_backward_call(const dd_node *node, const dd_tensor *const *in,
 static void conv_backward(const dd_node *node, const dd_tensor *const *in,
                           const dd_tensor *const *out, const dd_tensor *const *dout,
                           dd_tensor *const *din, void *scratch) {
-  static const dd_op_call none = {0, 0};
+  static const dd_op_call none = {0, 0, 0};
   conv_backward_call(node, in, out, dout, din, scratch, &none);
 }
 

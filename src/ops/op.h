@@ -68,6 +68,8 @@
 typedef struct dd_op_call {
   int relu_out;   /* forward (DD_OP_FOLD_RELU): write max(0, y) to out[0] */
   uint64_t fresh; /* backward (DD_OP_GRAD_FRESH): bit j, din[j] is handed over fresh */
+  int exact;      /* the plan's DD_PLAN_EXACT: every output element by the same sequence of
+                   * operations wherever it lies (no Winograd), so ties stay ties */
 } dd_op_call;
 
 /* The op tables of src/ops/ are positional initializers that end at `flags`: the hooks after

@@ -390,6 +390,7 @@ static int plan_new(const plan_request *rq, size_t *measured, dd_shape *target_s
   plan_state s = {0};
   dd_plan *p;
   int rc = plan_alloc(rq->m, &p, &s, err), in_host = 0;
+  if (p) p->flags = rq->flags;
   if (!rc) rc = bind_known_values(p, &s, rq, err);
   if (!rc) rc = mark_needed(p, &s, rq, err);
   if (!rc) rc = infer_shapes(p, &s, rq, err);

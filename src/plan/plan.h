@@ -36,6 +36,7 @@ typedef struct plan_fused {
 
 struct dd_plan {
   const dd_model *m;
+  unsigned flags; /* DD_PLAN_* as given */
   int nv, nn;
   dd_tensor *val;         /* (nv) shape, dtype, data (arena, constant or folded) */
   dd_tensor *grad;        /* (nv) gradient buffer, data NULL when none */
