@@ -21,6 +21,7 @@
  * im2col blocks in the scratch buffer: dreams never ask for it).
  */
 #include <limits.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -487,6 +488,51 @@ static void store_row(float *dst, const float *src, int64_t n, int stream) {
   memcpy(dst + i, src + i, (size_t)(n - i) * sizeof *dst);
 }
 
+/* Under DD_PLAN_EXACT, convolutions of at most this many input channels per group (an image's
+ * first layer) sum in double: there the pixels are large (0..255 less a mean) and the taps of
+ * one colour cancel those of another, so a float sum loses several bits, enough to reorder two
+ * outputs a few ulp apart at the max-pool after it (a float64 reference keeps their order). */
+#define CONV_EXACT_DOUBLE_CH 4
+/* Output columns summed at a time by exact_forward (doubles on the stack). */
+#define CONV_EXACT_COLS 256
+
+/* y_g = bias + W_g * col(x_g) with every sum in double, rounded once, in the same order at
+ * every output position (taps outside the image are skipped, which changes nothing for the
+ * positions they do not reach); relu: then max(0, .). */
+static void exact_forward(const conv_geom *g, const float *xg, const float *wg, const float *bg,
+                          int relu, float *yg) {
+  int64_t chunks = (g->wo + CONV_EXACT_COLS - 1) / CONV_EXACT_COLS;
+  int64_t jobs = g->mg * g->ho * chunks;
+#pragma omp parallel for if (g->mg * g->ocol * g->kcol > DD_PAR_MIN) schedule(static)
+  for (int64_t job = 0; job < jobs; job++) {
+    int64_t m = job / (g->ho * chunks), oh = job / chunks % g->ho;
+    int64_t ow0 = job % chunks * CONV_EXACT_COLS;
+    int64_t len = g->wo - ow0 < CONV_EXACT_COLS ? g->wo - ow0 : CONV_EXACT_COLS;
+    double acc[CONV_EXACT_COLS];
+    double b0 = bg ? (double)bg[m] : 0.0;
+    for (int64_t i = 0; i < len; i++) acc[i] = b0;
+    for (int64_t r = 0; r < g->kcol; r++) {
+      int64_t c = r / (g->kh * g->kw), ki = r / g->kw % g->kh, kj = r % g->kw;
+      int64_t ih = oh * g->sh - g->ph + ki * g->dh;
+      if (ih < 0 || ih >= g->h) continue;
+      double wv = (double)wg[m * g->kcol + r];
+      const float *row = xg + (c * g->h + ih) * g->w;
+      int64_t o0, o1, off = kj * g->dw - g->pw;
+      col_range(g, kj, &o0, &o1);
+      if (o0 < ow0) o0 = ow0;
+      if (o1 > ow0 + len) o1 = ow0 + len;
+#pragma omp simd
+      for (int64_t ow = o0; ow < o1; ow++)
+        acc[ow - ow0] = fma(wv, (double)row[ow * g->sw + off], acc[ow - ow0]);
+    }
+    float *d = yg + m * g->ocol + oh * g->wo + ow0;
+    for (int64_t i = 0; i < len; i++) {
+      float v = (float)acc[i];
+      d[i] = relu && !(v > 0.f) ? 0.f : v;
+    }
+  }
+}
+
 /* y_g = bias + W_g * col(x_g), block by block; relu (DD_SGEMM_RELU or 0): then max(0, .). */
 static void fused_forward(const conv_geom *g, const float *xg, const float *wg,
                           const float *bg, int relu, float *yg) {
@@ -690,6 +736,10 @@ static void conv_forward_call(const dd_node *node, const dd_tensor *const *in,
       const float *xg = x + (n * g.c + gi * g.cg) * g.h * g.w;
       const float *wg = wt + gi * g.mg * g.kcol;
       float *yg = y + (n * g.m + gi * g.mg) * g.ocol;
+      if (call->exact && g.cg <= CONV_EXACT_DOUBLE_CH) {
+        exact_forward(&g, xg, wg, bg, relu, yg);
+        continue;
+      }
       if (g.pointwise) {
         dd_sgemm(g.mg, g.ocol, g.kcol, wg, g.kcol, 1, xg, g.ocol, yg, g.ocol, relu, bg, 1);
         continue;
