@@ -492,7 +492,9 @@ static void store_row(float *dst, const float *src, int64_t n, int stream) {
  * first layer) sum in double: there the pixels are large (0..255 less a mean) and the taps of
  * one colour cancel those of another, so a float sum loses several bits, enough to reorder two
  * outputs a few ulp apart at the max-pool after it (a float64 reference keeps their order). */
+#ifndef CONV_EXACT_DOUBLE_CH
 #define CONV_EXACT_DOUBLE_CH 4
+#endif
 /* Output columns summed at a time by exact_forward (doubles on the stack). */
 #define CONV_EXACT_COLS 256
 
