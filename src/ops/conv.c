@@ -495,8 +495,10 @@ static void store_row(float *dst, const float *src, int64_t n, int stream) {
 #ifndef CONV_EXACT_DOUBLE_CH
 #define CONV_EXACT_DOUBLE_CH 4
 #endif
-/* Output columns summed at a time by exact_forward (doubles on the stack). */
-#define CONV_EXACT_COLS 256
+/* exact_forward's block: output columns and output channels summed together (doubles on the
+ * stack, 8 KiB): each tap's input row is converted to double once for all the channels. */
+#define CONV_EXACT_COLS 64
+#define CONV_EXACT_M 16
 
 /* y_g = bias + W_g * col(x_g) with every sum in double, rounded once, in the same order at
  * every output position (taps outside the image are skipped, which changes nothing for the
@@ -504,33 +506,43 @@ static void store_row(float *dst, const float *src, int64_t n, int stream) {
 static void exact_forward(const conv_geom *g, const float *xg, const float *wg, const float *bg,
                           int relu, float *yg) {
   int64_t chunks = (g->wo + CONV_EXACT_COLS - 1) / CONV_EXACT_COLS;
-  int64_t jobs = g->mg * g->ho * chunks;
+  int64_t mblocks = (g->mg + CONV_EXACT_M - 1) / CONV_EXACT_M;
+  int64_t jobs = mblocks * g->ho * chunks;
 #pragma omp parallel for if (g->mg * g->ocol * g->kcol > DD_PAR_MIN) schedule(static)
   for (int64_t job = 0; job < jobs; job++) {
-    int64_t m = job / (g->ho * chunks), oh = job / chunks % g->ho;
+    int64_t m0 = job / (g->ho * chunks) * CONV_EXACT_M, oh = job / chunks % g->ho;
+    int64_t mn = g->mg - m0 < CONV_EXACT_M ? g->mg - m0 : CONV_EXACT_M;
     int64_t ow0 = job % chunks * CONV_EXACT_COLS;
     int64_t len = g->wo - ow0 < CONV_EXACT_COLS ? g->wo - ow0 : CONV_EXACT_COLS;
-    double acc[CONV_EXACT_COLS];
-    double b0 = bg ? (double)bg[m] : 0.0;
-    for (int64_t i = 0; i < len; i++) acc[i] = b0;
+    double acc[CONV_EXACT_M][CONV_EXACT_COLS]; /* (mn, len) */
+    double xd[CONV_EXACT_COLS];                 /* (len) one tap's inputs */
+    for (int64_t mi = 0; mi < mn; mi++) {
+      double b0 = bg ? (double)bg[m0 + mi] : 0.0;
+      for (int64_t i = 0; i < len; i++) acc[mi][i] = b0;
+    }
     for (int64_t r = 0; r < g->kcol; r++) {
       int64_t c = r / (g->kh * g->kw), ki = r / g->kw % g->kh, kj = r % g->kw;
       int64_t ih = oh * g->sh - g->ph + ki * g->dh;
       if (ih < 0 || ih >= g->h) continue;
-      double wv = (double)wg[m * g->kcol + r];
       const float *row = xg + (c * g->h + ih) * g->w;
       int64_t o0, o1, off = kj * g->dw - g->pw;
       col_range(g, kj, &o0, &o1);
       if (o0 < ow0) o0 = ow0;
       if (o1 > ow0 + len) o1 = ow0 + len;
+      if (o1 <= o0) continue;
+      for (int64_t ow = o0; ow < o1; ow++) xd[ow - ow0] = (double)row[ow * g->sw + off];
+      for (int64_t mi = 0; mi < mn; mi++) {
+        double wv = (double)wg[(m0 + mi) * g->kcol + r], *am = acc[mi];
 #pragma omp simd
-      for (int64_t ow = o0; ow < o1; ow++)
-        acc[ow - ow0] = fma(wv, (double)row[ow * g->sw + off], acc[ow - ow0]);
+        for (int64_t i = o0 - ow0; i < o1 - ow0; i++) am[i] = fma(wv, xd[i], am[i]);
+      }
     }
-    float *d = yg + m * g->ocol + oh * g->wo + ow0;
-    for (int64_t i = 0; i < len; i++) {
-      float v = (float)acc[i];
-      d[i] = relu && !(v > 0.f) ? 0.f : v;
+    for (int64_t mi = 0; mi < mn; mi++) {
+      float *d = yg + (m0 + mi) * g->ocol + oh * g->wo + ow0;
+      for (int64_t i = 0; i < len; i++) {
+        float v = (float)acc[mi][i];
+        d[i] = relu && !(v > 0.f) ? 0.f : v;
+      }
     }
   }
 }
