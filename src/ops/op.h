@@ -18,8 +18,11 @@
  *   flops    optional: multiply-adds x2 of one forward, for `dream layers` and the benchmark.
  *   forward_call, backward_call
  *            optional: forward and backward with the plan's hints for one call (dd_op_call:
- *            a Relu folded into the output, gradients handed over fresh).  The executor calls
- *            them through dd_op_forward and dd_op_backward; the hints never live in a tensor.
+ *            a Relu folded into the output, gradients handed over fresh, the plan's
+ *            DD_PLAN_EXACT).  The executor calls them through dd_op_forward and
+ *            dd_op_backward; the hints never live in a tensor.  Under `exact` an op computes
+ *            each output element by the same sequence of operations wherever it lies; ops
+ *            whose only paths already do (all but Conv's Winograd) ignore it.
  *
  * Kernels may use OpenMP for the outer loops; they never allocate: scratch is given.
  */
