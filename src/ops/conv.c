@@ -21,7 +21,6 @@
  * im2col blocks in the scratch buffer: dreams never ask for it).
  */
 #include <limits.h>
-#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -531,10 +530,12 @@ static void exact_forward(const conv_geom *g, const float *xg, const float *wg, 
       if (o1 > ow0 + len) o1 = ow0 + len;
       if (o1 <= o0) continue;
       for (int64_t ow = o0; ow < o1; ow++) xd[ow - ow0] = (double)row[ow * g->sw + off];
+      /* a product of two floats is exact in double, so with or without a fused multiply-add
+       * (contracted or not, vector body or tail) each step rounds once, the same way */
       for (int64_t mi = 0; mi < mn; mi++) {
         double wv = (double)wg[(m0 + mi) * g->kcol + r], *am = acc[mi];
 #pragma omp simd
-        for (int64_t i = o0 - ow0; i < o1 - ow0; i++) am[i] = fma(wv, xd[i], am[i]);
+        for (int64_t i = o0 - ow0; i < o1 - ow0; i++) am[i] += wv * xd[i];
       }
     }
     for (int64_t mi = 0; mi < mn; mi++) {
