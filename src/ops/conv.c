@@ -542,13 +542,14 @@ static void exact_forward(const conv_geom *g, const float *xg, const float *wg, 
       float *d = yg + (m0 + mi) * g->ocol + oh * g->wo + ow0;
       for (int64_t i = 0; i < len; i++) {
         float v = (float)acc[mi][i];
-        d[i] = relu && !(v > 0.f) ? 0.f : v;
+        d[i] = (relu & DD_SGEMM_RELU) && !(v > 0.f) ? 0.f : v;
       }
     }
   }
 }
 
-/* y_g = bias + W_g * col(x_g), block by block; relu (DD_SGEMM_RELU or 0): then max(0, .). */
+/* y_g = bias + W_g * col(x_g), block by block; relu (DD_SGEMM_RELU or 0): then max(0, .);
+ * relu may carry DD_SGEMM_EXACT too. */
 static void fused_forward(const conv_geom *g, const float *xg, const float *wg,
                           const float *bg, int relu, float *yg) {
   int64_t sc = stage_cols(g->mg), step = sc ? sc : CONV_NB;
@@ -569,7 +570,8 @@ static void fused_forward(const conv_geom *g, const float *xg, const float *wg,
           pack_block(g, xg, j0, nw, r0, r0 + kc, buf);
           int last = r0 + kc >= g->kcol;
           dd_sgemm(g->mg, nw, kc, wg + r0, g->kcol, 1, buf, CONV_NB,
-                   sc ? stage + (j0 - s0) : yg + j0, ldc, (r0 > 0) | (last ? relu : 0), bg, 0);
+                   sc ? stage + (j0 - s0) : yg + j0, ldc,
+                   (r0 > 0) | (relu & DD_SGEMM_EXACT) | (last ? relu : 0), bg, 0);
         }
       }
       for (int64_t m = 0; sc && m < g->mg; m++)
@@ -728,10 +730,11 @@ static void conv_forward_call(const dd_node *node, const dd_tensor *const *in,
   g.wino &= !call->exact;
   const float *x = dd_f32(in[0]), *wt = dd_f32(in[1]), *bias = bt ? dd_f32(bt) : NULL;
   float *y = dd_f32(out[0]), *col = scratch;
-  int relu = call->relu_out ? DD_SGEMM_RELU : 0;
+  /* dd_sgemm's bits: the folded Relu, and every column in the same order under exact */
+  int relu = (call->relu_out ? DD_SGEMM_RELU : 0) | (call->exact ? DD_SGEMM_EXACT : 0);
   if (g.depthwise) {
     depthwise_forward(&g, x, wt, bias, y);
-    if (relu) {
+    if (relu & DD_SGEMM_RELU) {
       int64_t n = g.n * g.m * g.ocol;
 #pragma omp parallel for simd if (parallel : n > DD_PAR_MIN) schedule(static)
       for (int64_t i = 0; i < n; i++) y[i] = y[i] > 0.f ? y[i] : 0.f;
@@ -742,7 +745,8 @@ static void conv_forward_call(const dd_node *node, const dd_tensor *const *in,
     dd_wino_conv fw, bw;
     wino_convs(&g, &fw, &bw);
     for (int64_t n = 0; n < g.n; n++)
-      dd_wino_run(&fw, x + n * g.c * g.h * g.w, wt, bias, y + n * g.m * g.ocol, relu, col);
+      dd_wino_run(&fw, x + n * g.c * g.h * g.w, wt, bias, y + n * g.m * g.ocol,
+                  relu & DD_SGEMM_RELU, col);
     return;
   }
   for (int64_t n = 0; n < g.n; n++) {

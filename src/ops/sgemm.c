@@ -188,15 +188,33 @@ void dd_sgemm(int64_t m, int64_t n, int64_t k, const float *a, int64_t ars, int6
 static void product(int64_t m, int64_t n, int64_t k, const float *a, int64_t ars, int64_t acs,
                     const float *b, int64_t ldb, float *c, int64_t ldc);
 
+/* C += A B, each element by c += a * b in k order (DD_SGEMM_EXACT): the same for every column,
+ * vector body and tail alike. */
+static void product_in_order(int64_t m, int64_t n, int64_t k, const float *a, int64_t ars,
+                             int64_t acs, const float *b, int64_t ldb, float *c, int64_t ldc,
+                             int parallel) {
+#pragma omp parallel for if (parallel && m * n * k > DD_PAR_MIN) schedule(static)
+  for (int64_t i = 0; i < m; i++)
+    for (int64_t q = 0; q < k; q++) {
+      float av = a[i * ars + q * acs];
+      const float *bq = b + q * ldb;
+      float *ci = c + i * ldc;
+#pragma omp simd
+      for (int64_t j = 0; j < n; j++) ci[j] += av * bq[j];
+    }
+}
+
 void dd_sgemm(int64_t m, int64_t n, int64_t k, const float *a, int64_t ars, int64_t acs,
               const float *b, int64_t ldb, float *c, int64_t ldc, int accumulate,
               const float *bias, int parallel) {
-  (void)parallel;
   if (m <= 0 || n <= 0) return;
   if (!(accumulate & DD_SGEMM_ACCUMULATE))
     for (int64_t i = 0; i < m; i++)
       for (int64_t j = 0; j < n; j++) c[i * ldc + j] = bias ? bias[i] : 0.f;
-  if (k > 0) product(m, n, k, a, ars, acs, b, ldb, c, ldc);
+  if (k > 0 && (accumulate & DD_SGEMM_EXACT))
+    product_in_order(m, n, k, a, ars, acs, b, ldb, c, ldc, parallel);
+  else if (k > 0)
+    product(m, n, k, a, ars, acs, b, ldb, c, ldc);
   if (accumulate & DD_SGEMM_RELU) relu_rows(m, n, c, ldc);
 }
 

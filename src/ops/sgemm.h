@@ -21,6 +21,10 @@
  * the sum C + A B). */
 #define DD_SGEMM_ACCUMULATE 1
 #define DD_SGEMM_RELU 2
+/* Every element of C by the same sequence of operations, whichever column it is in
+ * (DD_PLAN_EXACT): the AVX-512 kernel always does; without it, cblas_sgemm's edge blocks do
+ * not, and a plain loop in k order runs instead (slower). */
+#define DD_SGEMM_EXACT 4
 
 void dd_sgemm(int64_t m, int64_t n, int64_t k, const float *a, int64_t ars, int64_t acs,
               const float *b, int64_t ldb, float *c, int64_t ldc, int accumulate,
