@@ -39,7 +39,7 @@ static const char dream_help[] =
     "                       image would exceed --max-memory)\n"
     "      --guide IMG      guided dream: the features of IMG that best match each position\n"
     "      --guide-size N   shrink the guide to N pixels on its longer side first (224; 0: no)\n"
-    CLI_SEED_HELP
+    CLI_SEED_HELP CLI_PRECISION_HELP
     "      --checkpoint-every N  write OUT every N iterations, so an interrupted run leaves\n"
     "                       the last complete checkpoint\n"
     "      --max-side N     shrink IN first so that its longer side is at most N pixels\n"
@@ -80,6 +80,7 @@ int cli_dream_parse(int argc, char **argv, cli_dream_args *out, dd_err *err) {
       {"guide", required_argument, NULL, OPT_GUIDE},
       {"guide-size", required_argument, NULL, OPT_GUIDE_SIZE},
       CLI_SEED_LONGOPT,
+      CLI_PRECISION_LONGOPT,
       CLI_QUALITY_LONGOPT,
       {"checkpoint-every", required_argument, NULL, OPT_CHECKPOINT},
       {"max-side", required_argument, NULL, OPT_MAX_SIDE},
@@ -308,6 +309,7 @@ int cmd_dream(int argc, char **argv) {
     p.guide = guide;
   }
   p.seed = a.common.seed.value;
+  p.precision = cli_precision(&a.common, 1);
   p.cancel = &interrupted;
   /* An interrupted run writes nothing (or its last checkpoint, a buffer of its own), so the
    * largest octave may work in the image itself: one full-size picture less to hold. */

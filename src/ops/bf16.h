@@ -28,6 +28,12 @@ int dd_bf16_has(dd_bf16_isa isa);
 /* The bf16 kernel dd_bgemm runs: the best one this CPU has that has a kernel. */
 dd_bf16_isa dd_bf16_kernel(void);
 
+/* Whether the bf16 kernel is faster than float32 here: measured once (a few milliseconds, on
+ * the calling thread) by timing both on a product of a convolution's shape; bf16 must be at
+ * least 1.25x as fast.  AVX512-BF16 on Intel runs vdpbf16ps at half the multiply-add rate of
+ * two FMA ports (bench/README.md), so there it is not. */
+int dd_bf16_pays(void);
+
 /* dd_sgemm in bf16 on the kernel dd_bf16_kernel() names (dd_sgemm itself when none). */
 void dd_bgemm(int64_t m, int64_t n, int64_t k, const float *a, int64_t ars, int64_t acs,
               const float *b, int64_t ldb, float *c, int64_t ldc, int accumulate,
