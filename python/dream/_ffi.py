@@ -157,7 +157,7 @@ typedef struct dd_fv_progress { int channel; int iter, n_iters; double objective
 typedef int (*dd_fv_progress_fn)(const dd_fv_progress *info, void *user);
 typedef struct dd_fv_opts {
   int size; int iters; float lr; int jitter; float scale; float rotate; int pixels;
-  size_t max_memory; dd_fv_progress_fn progress; void *user;
+  size_t max_memory; dd_fv_progress_fn progress; void *user; dd_precision precision;
 } dd_fv_opts;
 void dd_fv_opts_init(dd_fv_opts *o);
 typedef struct dd_fv dd_fv;

@@ -99,9 +99,10 @@ enum {
 #define CLI_PRECISION_HELP                                                               \
   "      --precision P    number format of the convolutions: fp32, bf16 (products of\n"  \
   "                       bfloat16 values summed in float32: each output within ~2^-7 of\n" \
-  "                       its terms' magnitudes, a few % through 3x3 Winograd layers;\n"  \
-  "                       needs AVX512-BF16, else fp32 with a note) or auto (default:\n"  \
-  "                       bf16 where this CPU runs it faster than fp32, else fp32)\n"
+  "                       its terms' magnitudes, a few percent through 3x3 Winograd\n"  \
+  "                       layers; needs AVX512-BF16, else fp32 with a note) or auto\n"   \
+  "                       (default: bf16 where this CPU runs it faster than fp32, else\n" \
+  "                       fp32)\n"
 #define CLI_FRAMING_HELP                                                                 \
   "      --framing F      how the photo is framed for the network: crop (default: shorter\n" \
   "                       side to the size, centre cut out), squash or fit (aspect kept)\n"

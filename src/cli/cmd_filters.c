@@ -56,6 +56,7 @@ static int optimize_channels(const cli_model *cm, const cli_common *co, int valu
   dd_err err;
   dd_fv *fv;
   vo->fv.max_memory = cm->max_memory;
+  vo->fv.precision = cli_precision(co, 1);
   vis_fv_progress(vo, co);
   if (dd_fv_new(cm->model, &cm->preset.pre, value, &vo->fv, &fv, &err)) return cli_report(&err);
   int C = dd_fv_channels(fv);
