@@ -3,6 +3,9 @@
  * it), forward and data gradient, side by side.
  *
  *   bench_convs [--size WxH] [--layer L] [--iters N] [--preset P]
+ *   bench_convs --peak
+ *       the multiply-add rate of one core in vfmadd231ps (fp32) and in vdpbf16ps (bf16),
+ *       24 independent accumulators each: what the instructions themselves allow.
  *
  * dream's times are its executor's per-node profile (dd_plan_set_profile) of the dream
  * loop's own plan -- the gradient of --layer's 1/2 sum a^2 at WxH (default 1352x900, the
@@ -149,6 +152,57 @@ static void dnnl_conv_free(dnnl_conv *c) {
 }
 #endif
 
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+#define N_ACC 24
+/* GMAC/s of one core: fp32 FMA (16 per instruction) or bf16 dot products (32). */
+__attribute__((target("avx512f,avx512bw,avx512bf16"))) static double peak(int bf16) {
+  __m512 acc[N_ACC];
+  for (int i = 0; i < N_ACC; i++) acc[i] = _mm512_set1_ps((float)i * 1e-9f);
+  __m512 x = _mm512_set1_ps(1.0001f), y = _mm512_set1_ps(0.9999f);
+  __m512bh xb = _mm512_cvtne2ps_pbh(x, x), yb = _mm512_cvtne2ps_pbh(y, y);
+  long n = 4000000;
+  double t0 = now();
+  for (long i = 0; i < n; i++) {
+    if (bf16) {
+#pragma GCC unroll 24
+      for (int r = 0; r < N_ACC; r++) acc[r] = _mm512_dpbf16_ps(acc[r], xb, yb);
+      __asm__ volatile("" : "+v"(xb), "+v"(yb));
+    } else {
+#pragma GCC unroll 24
+      for (int r = 0; r < N_ACC; r++) acc[r] = _mm512_fmadd_ps(x, y, acc[r]);
+      __asm__ volatile("" : "+v"(x), "+v"(y));
+    }
+  }
+  double t = now() - t0;
+  float sink = 0;
+  for (int i = 0; i < N_ACC; i++) sink += _mm512_reduce_add_ps(acc[i]);
+  __asm__ volatile("" : : "x"(sink));
+  return (double)n * N_ACC * (bf16 ? 32 : 16) / t * 1e-9;
+}
+
+static int peak_main(void) {
+  if (dd_bf16_kernel() == DD_BF16_NONE) {
+    fprintf(stderr, "bench_convs: this CPU lacks AVX512-BF16\n");
+    return 1;
+  }
+  double best[2] = {0, 0};
+  for (int r = 0; r < 5; r++)
+    for (int v = 0; v < 2; v++) {
+      double g = peak(v);
+      if (g > best[v]) best[v] = g;
+    }
+  printf("peak one core, best of 5: fp32 vfmadd231ps %.1f GMAC/s, bf16 vdpbf16ps %.1f GMAC/s "
+         "(%.2fx)\n", best[0], best[1], best[1] / best[0]);
+  return 0;
+}
+#else
+static int peak_main(void) {
+  fprintf(stderr, "bench_convs: --peak needs x86-64\n");
+  return 1;
+}
+#endif
+
 /* The Conv nodes of the plan with their geometry (from the plan's shapes and the node's
  * window attributes). */
 static int find_convs(const dd_model *m, dd_plan *p, conv_shape *out) {
@@ -187,10 +241,12 @@ int main(int argc, char **argv) {
       layer_name = argv[++i];
     } else if (!strcmp(argv[i], "--iters") && i + 1 < argc) {
       iters = atoi(argv[++i]);
+    } else if (!strcmp(argv[i], "--peak")) {
+      return peak_main();
     } else if (!strcmp(argv[i], "--preset") && i + 1 < argc) {
       preset = argv[++i];
     } else {
-      fprintf(stderr, "usage: bench_convs [--size WxH] [--layer L] [--iters N] [--preset P]\n");
+      fprintf(stderr, "usage: bench_convs [--size WxH] [--layer L] [--iters N] [--preset P] | --peak\n");
       return 2;
     }
   }
