@@ -15,9 +15,11 @@
  * the float32 Winograd path's own tolerance (tests/ops/test_winograd.c).
  *
  * Each kernel the CPU lacks is skipped, saying so.  Every test also checks that bf16 really
- * ran: the error must exceed what float32 would make. */
+ * ran: the error must exceed what float32 would make.  The convolutions must also give the
+ * same bits on 1 and 3 threads as on the default number. */
 #include <criterion/criterion.h>
 #include <math.h>
+#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -291,11 +293,33 @@ Test(bf16, conv_forward_and_data_gradient_within_bf16_bound) {
     dd_op_call call = {0, 0, 1};
     dd_tensor *yo[1] = {y};
     dd_op_forward(&t.node, (const dd_tensor *const *)in, yo, s, &call);
+    /* the same bits on any number of threads (the README promises it of bf16 too) */
+    for (int nt = 1; nt <= 3; nt += 2) {
+      dd_tensor *y2 = th_tensor(4, y->shape.d), *yo2[1] = {y2};
+      int saved = omp_get_max_threads();
+      omp_set_num_threads(nt);
+      dd_op_forward(&t.node, (const dd_tensor *const *)in, yo2, s, &call);
+      omp_set_num_threads(saved);
+      cr_assert(!memcmp(y2->data, y->data, (size_t)ny * sizeof(float)),
+                "%s: forward on %d threads differs from %d threads", k->what, nt, saved);
+      dd_tensor_free(y2);
+    }
     dd_tensor *dy = th_random(4, y->shape.d, 400 + ci, -1, 1), *dx = th_tensor(4, xd);
     for (int64_t i = 0; i < nx; i++) dd_f32(dx)[i] = 0.25f; /* it accumulates */
     dd_tensor *din[3] = {dx, NULL, NULL};
     const dd_tensor *dout[1] = {dy}, *out[1] = {y};
     dd_op_backward(&t.node, (const dd_tensor *const *)in, out, dout, din, s, &call);
+    for (int nt = 1; nt <= 3; nt += 2) {
+      dd_tensor *dx2 = th_tensor(4, xd), *din2[3] = {dx2, NULL, NULL};
+      for (int64_t i = 0; i < nx; i++) dd_f32(dx2)[i] = 0.25f;
+      int saved = omp_get_max_threads();
+      omp_set_num_threads(nt);
+      dd_op_backward(&t.node, (const dd_tensor *const *)in, out, dout, din2, s, &call);
+      omp_set_num_threads(saved);
+      cr_assert(!memcmp(dx2->data, dx->data, (size_t)nx * sizeof(float)),
+                "%s: data gradient on %d threads differs from %d threads", k->what, nt, saved);
+      dd_tensor_free(dx2);
+    }
 
     double *yr = calloc((size_t)ny, sizeof *yr), *ym = calloc((size_t)ny, sizeof *ym);
     double *dr = calloc((size_t)nx, sizeof *dr), *dm = calloc((size_t)nx, sizeof *dm);
