@@ -108,7 +108,20 @@ int cmd_activations(int argc, char **argv) {
   int status = cli_model_open_checked("activations", &co.model, &files, &cm);
   if (status) return status;
   if (!layer) layer = cm.preset.layer[0] ? cm.preset.layer : "conv1";
-  if (!w) w = h = cm.preset.size;
+  int fixed = 0;
+  if (cli_network_size(&cm, NULL, 0, cm.preset.size, &w, &h, &fixed)) {
+    cli_model_close(&cm);
+    return 1;
+  }
+  if (fixed && co.framing == DD_FRAME_FIT) {
+    /* one size only: the photo is framed as classify frames it */
+    if (co.framing_given) {
+      cli_model_close(&cm);
+      return cli_errorf("%s takes only %dx%d inputs: --framing fit cannot keep the photo's "
+                        "aspect; use crop or squash", dd_model_name(cm.model), w, h);
+    }
+    co.framing = DD_FRAME_CROP;
+  }
   dd_image *photo = NULL, *im = NULL, *grid = NULL;
   dd_tensor *act = NULL;
   dd_grid g;

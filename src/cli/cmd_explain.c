@@ -120,7 +120,17 @@ int cmd_explain(int argc, char **argv) {
   cli_model cm;
   int status = cli_model_open_checked("explain", &co.model, &files, &cm);
   if (status) return status;
-  eo.size = size ? size : cm.preset.size;
+  int sw = size, sh = size, fixed = 0;
+  if (cli_network_size(&cm, NULL, 0, cm.preset.size, &sw, &sh, &fixed)) {
+    cli_model_close(&cm);
+    return 1;
+  }
+  if (sw != sh) {
+    cli_model_close(&cm);
+    return cli_errorf("%s takes only %dx%d inputs; explain needs a square input",
+                      dd_model_name(cm.model), sw, sh);
+  }
+  eo.size = sw;
   eo.max_memory = cm.max_memory;
   dd_image *photo = NULL, *im = NULL, *pic = NULL;
   dd_explanation *e = NULL;
