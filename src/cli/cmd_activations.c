@@ -116,9 +116,10 @@ int cmd_activations(int argc, char **argv) {
   if (fixed && co.framing == DD_FRAME_FIT) {
     /* one size only: the photo is framed as classify frames it */
     if (co.framing_given) {
+      cli_errorf("%s takes only %dx%d inputs: --framing fit cannot keep the photo's aspect; "
+                 "use crop or squash", dd_model_name(cm.model), w, h);
       cli_model_close(&cm);
-      return cli_errorf("%s takes only %dx%d inputs: --framing fit cannot keep the photo's "
-                        "aspect; use crop or squash", dd_model_name(cm.model), w, h);
+      return 1;
     }
     co.framing = DD_FRAME_CROP;
   }

@@ -126,9 +126,10 @@ int cmd_explain(int argc, char **argv) {
     return 1;
   }
   if (sw != sh) {
+    cli_errorf("%s takes only %dx%d inputs; explain needs a square input",
+               dd_model_name(cm.model), sw, sh);
     cli_model_close(&cm);
-    return cli_errorf("%s takes only %dx%d inputs; explain needs a square input",
-                      dd_model_name(cm.model), sw, sh);
+    return 1;
   }
   eo.size = sw;
   eo.max_memory = cm.max_memory;
