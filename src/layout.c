@@ -6,11 +6,20 @@
 
 #include "dream/graph.h"
 
-/* 1 when gh x gw is a grid of the in_w x in_h input: the same integer stride on both axes. */
+/* 1 when n is n_in / s: exactly, or for a power-of-two s (a CNN's strides) rounded down or
+ * up. */
+static int strided(int64_t n, int n_in, int s) {
+  if (n_in % s == 0) return n == n_in / s;
+  return (s & (s - 1)) == 0 && (n == n_in / s || n == (n_in + s - 1) / s);
+}
+
+/* 1 when gh x gw is a grid of the in_w x in_h input: the same integer stride s on both axes,
+ * each side the input's divided by s, rounded down or up (a strided Conv's output). */
 static int input_grid(int64_t gh, int64_t gw, int in_w, int in_h) {
   if (gh < 1 || gw < 1 || in_w < 1 || in_h < 1) return 0;
-  if (in_h % gh || in_w % gw) return 0;
-  return in_h / gh == in_w / gw;
+  for (int s = 1; s <= in_h && s <= in_w; s++)
+    if (strided(gh, in_h, s) && strided(gw, in_w, s)) return 1;
+  return 0;
 }
 
 /* The grid of T tokens: T = cls + gh * gw for a grid of the input (gh * gw > 1), the class
@@ -19,16 +28,18 @@ static int token_grid(int64_t T, int in_w, int in_h, int *gh, int *gw, int *cls)
   for (int c = 1; c >= 0; c--) {
     int64_t n = T - c;
     if (n < 2) continue;
-    /* the stride s with (in_h / s) * (in_w / s) = n */
+    /* the stride s with (in_h / s) * (in_w / s) = n, each rounded down or up */
     for (int s = 1; s <= in_h && s <= in_w; s++) {
-      if (in_h % s || in_w % s) continue;
-      int64_t h = in_h / s, w = in_w / s;
-      if (h * w < n) break;
-      if (h * w == n) {
-        *gh = (int)h;
-        *gw = (int)w;
-        *cls = c;
-        return 1;
+      int64_t hs[2] = {in_h / s, (in_h + s - 1) / s}, ws[2] = {in_w / s, (in_w + s - 1) / s};
+      if (hs[1] * ws[1] < n) break;
+      for (int i = 0; i < 4; i++) {
+        int64_t h = hs[i / 2], w = ws[i % 2];
+        if (h * w == n && strided(h, in_h, s) && strided(w, in_w, s)) {
+          *gh = (int)h;
+          *gw = (int)w;
+          *cls = c;
+          return 1;
+        }
       }
     }
   }

@@ -14,8 +14,10 @@
  *   DD_LAYOUT_OTHER   anything else: channels on dim 1 when there is one, no grid
  *
  * The rule, from the value's shape at an input of in_w x in_h and the graph:
- *   - a "grid of the input" is gh x gw with in_h = s * gh and in_w = s * gw for one integer
- *     stride s >= 1 (224 x 224 gives 56 x 56, 14 x 14, 7 x 7 ...);
+ *   - a "grid of the input" is gh x gw = in_h / s x in_w / s for one integer stride s >= 1,
+ *     exact, or for a power-of-two stride each rounded down or up as a strided Conv's output
+ *     is (224 x 224 gives 56 x 56, 16 x 16, 14 x 14, 7 x 7 ...; 18 x 24 gives 4 x 6 or 5 x 6
+ *     at stride 4);
  *   - 1 x T x C is tokens when T = 1 + gh * gw (class token) or T = gh * gw for a grid of the
  *     input with gh * gw > 1 (the class-token reading is tried first; both cannot hold at
  *     once for square grids); T x 1 x C likewise is DD_LAYOUT_SEQ;
