@@ -433,3 +433,21 @@ Test(tokens, feature_vis_on_tokens) {
   dd_fv_free(fv);
   dd_model_free(m);
 }
+
+/* An input of another size than a fixed-size model's is refused with the size it takes, not
+ * with the shape error of the node deep in the graph that cannot take it. */
+Test(tokens, other_sizes_are_refused_plainly) {
+  const char *names[] = {"vit", "clip", "swin"};
+  for (int i = 0; i < 3; i++) {
+    dd_model *m = load(names[i]);
+    int64_t dims[4] = {1, 3, 64, 48};
+    dd_tensor *x = th_random(4, dims, 1, 0, 1), *g = NULL;
+    dd_dream_layer dl = {dd_model_output(m, 0), -1, 1.f};
+    dd_err err;
+    cr_expect_eq(dd_input_gradient(m, x, &dl, 1, 0, &g, NULL, &err), DD_ESHAPE, "%s", names[i]);
+    cr_expect(strstr(err.msg, "a 48x64 input does not fit: the model takes only 32x32 inputs"),
+              "%s: %s", names[i], err.msg);
+    dd_tensor_free(x);
+    dd_model_free(m);
+  }
+}
