@@ -19,10 +19,12 @@ static const char explain_help[] =
     "options:\n" CLI_MODEL_HELP
     "      --class C        class to explain: its index or its label, matched whole and\n"
     "                       case-insensitively (default: the top one)\n"
-    "  -l, --layer L        Grad-CAM layer (default: the last one with a spatial extent)\n"
+    "  -l, --layer L        Grad-CAM layer (default: the last one with a spatial extent: a map,\n"
+    "                       tokens or a channels-last grid whose grid gets a gradient)\n"
     "      --smoothgrad N   average the gradient over N noisy copies (sigma 15% of the range)\n"
     CLI_SEED_HELP
-    "      --size S         side of the square the network sees (default: the preset's)\n"
+    "      --size S         side of the square the network sees (default: the model's own\n"
+    "                       when it takes one size only, else the preset's)\n"
     "      --height PX      height of each panel (default: the image's, at most 320)\n"
     CLI_FRAMING_HELP CLI_QUALITY_HELP CLI_COMMON_HELP;
 
