@@ -26,8 +26,13 @@ shift $((OPTIND - 1))
 [ $# -ge 3 ] || usage
 n=$1 dir=$2 report=$3
 shift 3
-case $n in '' | *[!0-9]* | 0) echo "$0: N must be a positive integer, got '$n'" >&2; exit 2 ;; esac
-command -v parallel >/dev/null || { echo "$0: GNU parallel is not installed (apt-get install parallel)" >&2; exit 1; }
+case $n in
+  '' | *[!0-9]* | 0) echo "$0: N must be a positive integer, got '$n'" >&2; exit 2 ;;
+esac
+if ! command -v parallel >/dev/null; then
+  echo "$0: GNU parallel is not installed (apt-get install parallel)" >&2
+  exit 1
+fi
 dream=${DREAM:-dream}
 parts=$report.parts
 mkdir -p "$parts"

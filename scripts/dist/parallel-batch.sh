@@ -30,8 +30,13 @@ shift $((OPTIND - 1))
 [ $# -ge 3 ] || usage
 n=$1 in=$2 out=$3
 shift 3
-case $n in '' | *[!0-9]* | 0) echo "$0: N must be a positive integer, got '$n'" >&2; exit 2 ;; esac
-command -v parallel >/dev/null || { echo "$0: GNU parallel is not installed (apt-get install parallel)" >&2; exit 1; }
+case $n in
+  '' | *[!0-9]* | 0) echo "$0: N must be a positive integer, got '$n'" >&2; exit 2 ;;
+esac
+if ! command -v parallel >/dev/null; then
+  echo "$0: GNU parallel is not installed (apt-get install parallel)" >&2
+  exit 1
+fi
 dream=${DREAM:-dream}
 # -q quotes every argument for the shell parallel runs (paths with spaces stay whole);
 # --halt never: the other shards go on when one fails.  OUT_DIR is made first, so that the

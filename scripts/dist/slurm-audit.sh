@@ -12,18 +12,22 @@ set -eu
 [ $# -ge 3 ] || { echo "usage: $0 N DIR REPORT_DIR [audit options]" >&2; exit 2; }
 n=$1 dir=$2 report=$3
 shift 3
-case $n in '' | *[!0-9]* | 0) echo "$0: N must be a positive integer, got '$n'" >&2; exit 2 ;; esac
+case $n in
+  '' | *[!0-9]* | 0) echo "$0: N must be a positive integer, got '$n'" >&2; exit 2 ;;
+esac
 dream=${DREAM:-dream}
 parts=$report.parts
 mkdir -p "$parts"
-# The command lines are quoted for the job's shell, one argument at a time.
-q() { printf "'%s' " "$(printf '%s' "$1" | sed "s/'/'\\\\''/g")"; }
+# The jobs' command lines, for their shell: q ARG prints 'ARG' (each ' as '\''), one word.
+q() { printf "'%s'" "$(printf '%s' "$1" | sed "s/'/'\\\\''/g")"; }
 opts=
-for a in "$@"; do opts="$opts$(q "$a")"; done
+for a in "$@"; do opts="$opts $(q "$a")"; done
+shard="$(q "$dream") audit$opts --shard \"\$SLURM_ARRAY_TASK_ID/$n\" $(q "$dir")"
+shard="$shard $(q "$parts")/\"\$SLURM_ARRAY_TASK_ID\""
 array=$(sbatch --parsable --array="1-$n" --job-name=dream-audit --output="$parts/%a.log" \
-  --wrap="$(q "$dream") audit $opts--shard \"\$SLURM_ARRAY_TASK_ID/$n\" $(q "$dir") $(q "$parts")/\$SLURM_ARRAY_TASK_ID")
+  --wrap="$shard")
 list=
-for i in $(seq "$n"); do list="$list$(q "$parts/$i")"; done
+for i in $(seq "$n"); do list="$list $(q "$parts/$i")"; done
 merge=$(sbatch --parsable --dependency="afterok:${array%%;*}" --job-name=dream-audit-merge \
-  --output="$parts/merge.log" --wrap="$(q "$dream") audit --merge $list$(q "$report")")
+  --output="$parts/merge.log" --wrap="$(q "$dream") audit --merge$list $(q "$report")")
 echo "array job $array, merge job $merge"

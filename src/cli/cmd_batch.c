@@ -23,12 +23,12 @@
 
 static const char batch_help[] =
     "usage: dream batch [dream options] [--shard I/N] [--force] [--dry-run] IN_DIR OUT_DIR\n\n"
-    "Dreams every image under IN_DIR (" DD_IMAGE_FORMATS ";\n"
-    "subfolders included, names beginning with '.' left out) with one set of options, those of\n"
-    "`dream` with the same defaults, one image at a time.  OUT_DIR mirrors IN_DIR: IN_DIR/a/b.jpg\n"
-    "gives OUT_DIR/a/b.jpg; a format the writer lacks (GIF, PSD, PNM, HDR, PIC) gets .png\n"
-    "appended (a/c.gif -> a/c.gif.png).  OUT_DIR is made if its parent exists; it may not be\n"
-    "IN_DIR, nor lie inside it, nor hold it.\n\n"
+    "Dreams every image under IN_DIR (subfolders included, names beginning with '.' left\n"
+    "out; " DD_IMAGE_FORMATS ")\n"
+    "with one set of options, those of `dream` with the same defaults, one image at a time.\n"
+    "OUT_DIR mirrors IN_DIR: IN_DIR/a/b.jpg gives OUT_DIR/a/b.jpg; a format the writer lacks\n"
+    "(GIF, PSD, PNM, HDR, PIC) gets .png appended (a/c.gif -> a/c.gif.png).  OUT_DIR is made\n"
+    "if its parent exists; it may not be IN_DIR, nor lie inside it, nor hold it.\n\n"
     "Each file's seed comes from --seed and the file's path relative to IN_DIR, so that\n"
     "  dream --seed SEED [the same options] IN_DIR/a/b.jpg x.jpg\n"
     "gives the same bytes as the batch; --dry-run lists every file's seed.\n\n"

@@ -132,7 +132,9 @@ static int parse(int argc, char **argv, int batch, cli_dream_args *out, dd_err *
         break;
       case OPT_MAX_SIDE: rc = parse_int("--max-side", v, 0, 1 << 20, &a.max_side, err); break;
       case OPT_TIMING: a.timing = 1; break;
-      case OPT_SHARD: rc = cli_parse_shard("--shard", v, &a.shard_index, &a.shard_count, err); break;
+      case OPT_SHARD:
+        rc = cli_parse_shard("--shard", v, &a.shard_index, &a.shard_count, err);
+        break;
       case OPT_FORCE: a.force = 1; break;
       case OPT_DRY_RUN: a.dry_run = 1; break;
       case 'h': a.help = 1; break;
@@ -362,7 +364,8 @@ int cli_dream_image(cli_dream_job *job, const char *in, const char *out, uint64_
   }
   p.max_memory = budget.plan_budget;
 
-  progress_state ps = {cli_progress_shown(&a->common), dd_now_seconds(), out, &a->common, 0, 0, 0};
+  progress_state ps = {cli_progress_shown(&a->common), dd_now_seconds(), out, &a->common,
+                       0, 0, 0};
   double loop_start = dd_now_seconds();
   rc = dd_dream_run(cm->model, &cm->preset.pre, &p, img, on_progress, &ps, &err);
   double loop_seconds = dd_now_seconds() - loop_start;

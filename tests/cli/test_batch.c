@@ -423,3 +423,46 @@ Test(batch, gnu_parallel_script_gives_the_unsharded_result) {
   free(text);
   expect_same_tree("one", "par");
 }
+
+/* scripts/dist/parallel-audit.sh with a stand-in for `dream audit` (this branch has none): it
+ * records its arguments, so the script's plumbing is checked: N shard runs with
+ * --shard I/N DIR REPORT.parts/I (a folder name with spaces kept whole), then one merge of the
+ * N parts in order into REPORT, after every shard. */
+Test(batch, gnu_parallel_audit_script_runs_the_shards_then_the_merge) {
+  char stub[256], log[256], dir[256], report[256], cmd[2048];
+  th_tmp(stub, sizeof stub, "fake-dream");
+  th_tmp(log, sizeof log, "calls.log");
+  static const char script[] =
+      "#!/bin/sh\n"
+      "line=\"\"\n"
+      "for a in \"$@\"; do line=\"$line[$a]\"; done\n"
+      "printf '%s\\n' \"$line\" >>\"$STUB_LOG\"\n";
+  th_write_bytes(stub, script, sizeof script - 1);
+  cr_assert_eq(chmod(stub, 0755), 0);
+  mkdir_tmp("my photos");
+  th_tmp(dir, sizeof dir, "my photos");
+  th_tmp(report, sizeof report, "the report");
+  snprintf(cmd, sizeof cmd,
+           "STUB_LOG='%s' DREAM='%s' '%s/scripts/dist/parallel-audit.sh' -j 2 3 '%s' '%s' "
+           "--top 5 >/dev/null 2>&1",
+           log, stub, DREAM_SOURCE_DIR, dir, report);
+  int rc = system(cmd);
+  cr_assert(WIFEXITED(rc) && WEXITSTATUS(rc) == 0, "status %d", rc);
+  char *calls = th_slurp(log, NULL);
+  cr_assert_not_null(calls);
+  int lines = 0;
+  for (char *p = calls; *p; p++) lines += *p == '\n';
+  cr_expect_eq(lines, 4, "%s", calls);
+  for (int i = 1; i <= 3; i++) {
+    char want[1024];
+    snprintf(want, sizeof want, "[audit][--top][5][--shard][%d/3][%s][%s.parts/%d]\n", i, dir,
+             report, i);
+    cr_expect(strstr(calls, want), "no '%s' in:\n%s", want, calls);
+  }
+  char merge[1024];
+  snprintf(merge, sizeof merge, "[audit][--merge][%s.parts/1][%s.parts/2][%s.parts/3][%s]\n",
+           report, report, report, report);
+  const char *m = strstr(calls, merge);
+  cr_expect(m && m[strlen(merge)] == 0, "the merge is not the last call:\n%s", calls);
+  free(calls);
+}
