@@ -1,11 +1,14 @@
-/* The classic CNN families as torch.onnx.export writes them, against PyTorch itself:
- * tests/ref/export_zoo.py builds torchvision's architectures with seeded random weights
- * (BatchNorm statistics randomized so no BN is an identity), exports each at opset 11 and 13,
- * and writes torch's output for one input, and for four models the input gradient of
- * 1/2 sum(a^2) of an intermediate layer by autograd in float64.  The files go to the build
- * directory's zoo/ (exported once per build directory; the script skips an up-to-date one).
- * The reference is required: without /usr/bin/python3, torch, torchvision and onnx these tests
- * fail, they do not skip. */
+/* torchvision's model families as torch.onnx.export writes them, against PyTorch itself:
+ * tests/ref/export_zoo.py builds the architectures with seeded random weights (BatchNorm
+ * statistics randomized so no BN is an identity), exports the classic CNNs at opsets 11 and
+ * 13 and the modern ones of issue #10 (efficientnet_b0, mobilenet_v3_small, regnet_y_400mf,
+ * convnext_tiny, swin_t, a 4-layer ViT) at opsets 13 and 17, and writes torch's output for one
+ * input, and for ten models the input gradient of 1/2 sum(a^2) of an intermediate layer by
+ * autograd in float64.  The files go to the build directory's zoo/ (exported once per build
+ * directory; the script skips an up-to-date one).  The reference is required: without
+ * /usr/bin/python3, torch, torchvision and onnx these tests fail, they do not skip.  A model
+ * the engine cannot load or plan fails its test with the engine's message (which names the
+ * missing operator or feature); every opset is still tried, so the log shows them all. */
 #include <criterion/criterion.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -21,19 +24,21 @@
 #include "dream/model.h"
 #include "helper_ops.h"
 
-/* Forward: |ours - torch| <= FWD_REL * max|torch| + FWD_ABS everywhere.  torch's own float32
- * output differs from its float64 output by 2e-7..8e-6 of the peak on these models (the
- * manifest records it per model), ours from torch's by 6e-7..9e-6: 1e-4 leaves room for a
- * different but equally valid float32 summation order (Winograd, blocked GEMM) over up to
- * ~120 layers.  It still catches small semantic slips: one of mobilenet_v2's 35 Clips with a
- * bound of 6.01 instead of 6 moves the logits by 3.5e-3 of their peak. */
+/* Forward: |ours - torch| <= FWD_REL * max|torch| everywhere (issue #10: "the logits within
+ * 1e-4 of torch's max").  torch's own float32 output differs from its float64 output by
+ * 2e-7..8e-6 of the peak on these models (the manifest records it per model), ours from
+ * torch's by 6e-7..9e-6: 1e-4 leaves room for a different but equally valid float32 summation
+ * order (Winograd, blocked GEMM) over up to ~120 layers.  It still catches small semantic
+ * slips: one of mobilenet_v2's 35 Clips with a bound of 6.01 instead of 6 moves the logits by
+ * 3.5e-3 of their peak. */
 #define FWD_REL 1e-4
-#define FWD_ABS 1e-5
 /* Backward: ||ours - torch|| / ||torch|| on the input gradient (torch in float64), once the
  * reference has been moved to our side of every element that lies within float32 rounding of
- * a ReLU, Clip or max-pool kink (apply_kinks): one such element can change the gradient by
- * 1e-2, so without that the comparison would test luck.  Measured after the move: 2e-6..2e-5. */
-#define GRAD_REL 1e-3
+ * a ReLU, Clip, HardSigmoid, HardSwish or max-pool kink (apply_kinks): one such element can
+ * change the gradient by 1e-2, so without that the comparison would test luck.  The bound is
+ * zoo.tsv's grad_bound, max(1e-3, 3 x torch float32's own distance to float64 measured the
+ * same way) (issue #10); torch's distance is 5e-7..1e-5 on these models, so it is 1e-3. */
+#define GRAD_FLOOR 1e-3
 
 #define ZOO_LINE 2048
 
@@ -68,7 +73,7 @@ typedef struct zoo_case {
   char model[64];
   int opset;
   char onnx[256], input[256], output[256], input1[256], output1[256];
-  char tap[512], act[256], grad[256], kinks_tsv[256], kinks_pb[256];
+  char tap[512], act[256], grad[256], kinks_tsv[256], kinks_pb[256], grad_bound[64];
 } zoo_case;
 
 /* The cases of `model` in zoo.tsv (one per opset); returns how many. */
@@ -82,10 +87,10 @@ static int find_cases(const char *model, zoo_case *out, int max) {
     zoo_case c;
     int k = sscanf(line,
                    "%63[^\t]\t%d\t%255[^\t]\t%255[^\t]\t%255[^\t]\t%255[^\t]\t%255[^\t]\t%511[^\t]"
-                   "\t%255[^\t]\t%255[^\t]\t%255[^\t]\t%255[^\t\n]",
+                   "\t%255[^\t]\t%255[^\t]\t%255[^\t]\t%255[^\t]\t%63[^\t\n]",
                    c.model, &c.opset, c.onnx, c.input, c.output, c.input1, c.output1, c.tap,
-                   c.act, c.grad, c.kinks_tsv, c.kinks_pb);
-    cr_assert_eq(k, 12, "%s: malformed line: %s", path, line);
+                   c.act, c.grad, c.kinks_tsv, c.kinks_pb, c.grad_bound);
+    cr_assert_eq(k, 13, "%s: malformed line: %s", path, line);
     if (strcmp(c.model, model) == 0) out[n++] = c;
   }
   fclose(f);
@@ -110,20 +115,25 @@ static int forward_ok(const char *what, const dd_tensor *ours, const dd_tensor *
             dd_shape_str(&ours->shape, s1, sizeof s1), dd_shape_str(&ref->shape, s2, sizeof s2));
   double diff = th_max_abs_diff(ours, ref), peak = th_max_abs(ref);
   *ratio = diff / peak;
-  int ok = diff <= FWD_REL * peak + FWD_ABS;
+  int ok = diff <= FWD_REL * peak;
   if (!ok)
-    cr_log_error("%s: max|ours - torch| = %.3g, max|torch| = %.4g: above %g * peak + %g", what,
-                 diff, peak, FWD_REL, FWD_ABS);
+    cr_log_error("%s: max|ours - torch| = %.3g, max|torch| = %.4g: above %g * peak", what, diff,
+                 peak, FWD_REL);
   return ok;
 }
 
+/* The case's model, or NULL (logged as an error, with the engine's message) when the engine
+ * refuses it. */
 static dd_model *load_model(const zoo_case *c) {
   char path[1400];
   snprintf(path, sizeof path, "%s/%s", zoo_dir, c->onnx);
   dd_model *m = NULL;
   dd_err err = {0};
-  cr_assert_eq(dd_model_load(path, &m, &err), DD_OK, "%s opset %d: %s", c->model, c->opset,
-               err.msg);
+  int rc = dd_model_load(path, &m, &err);
+  if (rc != DD_OK) {
+    cr_log_error("%s opset %d: does not load (status %d): %s", c->model, c->opset, rc, err.msg);
+    return NULL;
+  }
   return m;
 }
 
@@ -134,18 +144,23 @@ static int check_forward(const zoo_case *c, dd_model *m, const char *input, cons
   int out = dd_model_output(m, 0);
   dd_binding b = {.value = dd_model_input(m), .shape = x->shape};
   dd_plan *p = NULL;
-  cr_assert_eq(dd_plan_new(m, &b, 1, &out, 1, DD_PLAN_REUSE, 0, &p, &err), DD_OK,
-               "%s opset %d: %s", c->model, c->opset, err.msg);
+  char what[128], size[64];
+  dd_shape_str(&x->shape, size, sizeof size);
+  int rc = dd_plan_new(m, &b, 1, &out, 1, DD_PLAN_REUSE, 0, &p, &err);
+  if (rc != DD_OK) {
+    cr_log_error("%s opset %d: no forward plan at %s (status %d): %s", c->model, c->opset, size,
+                 rc, err.msg);
+    dd_tensor_free(x);
+    return 0;
+  }
   memcpy(dd_plan_tensor(p, b.value)->data, x->data, (size_t)dd_tensor_numel(x) * sizeof(float));
   dd_plan_forward(p);
   dd_tensor *ref = load_pb(output);
-  char what[128], size[64];
-  dd_shape_str(&x->shape, size, sizeof size);
   snprintf(what, sizeof what, "%s opset %d output at %s", c->model, c->opset, size);
   double ratio;
   int ok = forward_ok(what, dd_plan_tensor(p, out), ref, &ratio);
-  cr_log_info("%-20s opset %d forward %-12s max|d| / max|torch| = %.2g (bound %g + %g / peak "
-              "%.3g)", c->model, c->opset, size, ratio, FWD_REL, FWD_ABS, th_max_abs(ref));
+  cr_log_info("%-20s opset %d forward %-12s max|d| / max|torch| = %.2g (bound %g; peak %.3g)",
+              c->model, c->opset, size, ratio, FWD_REL, th_max_abs(ref));
   dd_tensor_free(ref);
   dd_tensor_free(x);
   dd_plan_free(p);
@@ -153,17 +168,20 @@ static int check_forward(const zoo_case *c, dd_model *m, const char *input, cons
 }
 
 /* An element near a kink of the gradient (tests/ref/export_zoo.py, gradient_reference): a
- * Relu or Clip input within float32 rounding of a bound, or a MaxPool window whose two largest
- * inputs (i: torch's float64 argmax, j: the runner-up) are that close. */
+ * Relu, Clip, HardSigmoid or HardSwish input within float32 rounding of a kink (lo or hi: 0
+ * and +inf, 0 and 6, -3 and 3), or a MaxPool window whose two largest inputs (i: torch's
+ * float64 argmax, j: the runner-up) are that close. */
 typedef struct zoo_kink {
   char value[512], kind[16];
   int64_t i, j;
   double pi, pj, lo, hi, peak;
 } zoo_kink;
 
-/* 1 when our forward put kink `k` on the other side than torch's float64 one.  The engine
- * passes the gradient strictly inside the bounds as torch does, and a max-pool tie goes to
- * the first input in scan order (the smaller index) in both. */
+/* 1 when our forward put kink `k` on the other side than torch's float64 one.  For Relu,
+ * Clip, HardSigmoid and HardSwish the sides are strictly inside (lo, hi) or not (torch passes
+ * the inside slope strictly inside; an input exactly on a kink is left to chance, as it is in
+ * float64 too), and a max-pool tie goes to the first input in scan order (the smaller index)
+ * in both.  tests/ref/export_zoo.py's kink_flipped is the same rule for torch's float32. */
 static int kink_flipped(const zoo_kink *k, const float *v) {
   if (strcmp(k->kind, "MaxPool") == 0) {
     float a = v[k->i], b = v[k->j];
@@ -251,8 +269,16 @@ static int check_gradient(const zoo_case *c, dd_model *m, const dd_tensor *x) {
   cr_assert(tap >= 0, "%s opset %d: no value '%s'", c->model, c->opset, c->tap);
   dd_binding b = {.value = dd_model_input(m), .shape = x->shape};
   dd_plan *p = NULL;
-  cr_assert_eq(dd_plan_new(m, &b, 1, &tap, 1, DD_PLAN_GRAD | DD_PLAN_REUSE, 0, &p, &err), DD_OK,
-               "%s opset %d: %s", c->model, c->opset, err.msg);
+  int rc = dd_plan_new(m, &b, 1, &tap, 1, DD_PLAN_GRAD | DD_PLAN_REUSE, 0, &p, &err);
+  if (rc != DD_OK) {
+    cr_log_error("%s opset %d: no gradient plan to '%s' (status %d): %s", c->model, c->opset,
+                 c->tap, rc, err.msg);
+    return 0;
+  }
+  char *end;
+  double bound = strtod(c->grad_bound, &end);
+  cr_assert(end != c->grad_bound && *end == 0 && bound >= GRAD_FLOOR,
+            "%s opset %d: gradient bound '%s' in zoo.tsv", c->model, c->opset, c->grad_bound);
   memcpy(dd_plan_tensor(p, b.value)->data, x->data, (size_t)dd_tensor_numel(x) * sizeof(float));
   dd_plan_forward(p);
   dd_tensor *a = dd_plan_tensor(p, tap), *act = load_pb(c->act);
@@ -271,11 +297,11 @@ static int check_gradient(const zoo_case *c, dd_model *m, const dd_tensor *x) {
   int n_kinks, flipped = apply_kinks(c, m, x, ref, &n_kinks);
   double e = th_rel_l2(g, ref);
   cr_log_info("%-20s opset %d gradient of 1/2 sum(a^2), a = %s: activation max|d| / max = %.2g; "
-              "input gradient relative L2 error %.2g (bound %g), %.2g before moving %d of %d "
+              "input gradient relative L2 error %.2g (bound %.3g), %.2g before moving %d of %d "
               "near-kink elements to our side",
-              c->model, c->opset, c->tap, act_ratio, e, GRAD_REL, raw, flipped, n_kinks);
-  if (!(e <= GRAD_REL)) {
-    cr_log_error("%s: input gradient relative L2 error %.3g > %g", what, e, GRAD_REL);
+              c->model, c->opset, c->tap, act_ratio, e, bound, raw, flipped, n_kinks);
+  if (!(e <= bound)) {
+    cr_log_error("%s: input gradient relative L2 error %.3g > %.3g", what, e, bound);
     ok = 0;
   }
   dd_tensor_free(act);
@@ -284,18 +310,27 @@ static int check_gradient(const zoo_case *c, dd_model *m, const dd_tensor *x) {
   return ok;
 }
 
-/* Every exported opset of `model`: forward, and the gradient where one was exported. */
-static void check_model(const char *model, int want_grad) {
+/* Every exported opset of `model` (the list `opsets`, ending in 0): forward, and the gradient
+ * where one was exported.  A model that does not load or plan counts as a failure; the other
+ * opsets are still tried. */
+static void check_model(const char *model, int want_grad, const int *opsets) {
   ensure_export();
   zoo_case cases[4];
-  int n = find_cases(model, cases, 4);
-  cr_assert_eq(n, 2, "%s: %d exports in zoo.tsv, expected opsets 11 and 13", model, n);
+  int n = find_cases(model, cases, 4), n_want = 0;
+  while (opsets[n_want]) n_want++;
+  cr_assert_eq(n, n_want, "%s: %d exports in zoo.tsv, expected %d", model, n, n_want);
   int bad = 0;
   for (int i = 0; i < n; i++) {
     const zoo_case *c = &cases[i];
+    cr_assert_eq(c->opset, opsets[i], "%s: export %d is opset %d, expected %d", model, i,
+                 c->opset, opsets[i]);
     cr_assert_eq(strcmp(c->tap, "-") != 0, want_grad, "%s: gradient case expected: %d", model,
                  want_grad);
     dd_model *m = load_model(c);
+    if (!m) {
+      bad++;
+      continue;
+    }
     bad += !check_forward(c, m, c->input, c->output);
     if (strcmp(c->input1, "-") != 0) bad += !check_forward(c, m, c->input1, c->output1);
     if (want_grad) {
@@ -305,11 +340,17 @@ static void check_model(const char *model, int want_grad) {
     }
     dd_model_free(m);
   }
-  cr_assert_eq(bad, 0, "%s: %d comparisons with PyTorch out of bounds (see the log)", model, bad);
+  cr_assert_eq(bad, 0, "%s: %d of its checks failed: not loaded, not planned or out of bounds "
+               "against PyTorch (see the log)", model, bad);
 }
 
+static const int classic_opsets[] = {11, 13, 0};
+static const int modern_opsets[] = {13, 17, 0};
+
 #define ZOO_TEST(model, grad) \
-  Test(zoo, model, .timeout = 900) { check_model(#model, grad); }
+  Test(zoo, model, .timeout = 900) { check_model(#model, grad, classic_opsets); }
+#define ZOO_MODERN_TEST(model) \
+  Test(zoo, model, .timeout = 900) { check_model(#model, 1, modern_opsets); }
 
 ZOO_TEST(resnet18, 1)
 ZOO_TEST(mobilenet_v2, 1)
@@ -322,24 +363,10 @@ ZOO_TEST(alexnet, 0)
 ZOO_TEST(squeezenet1_0, 0)
 ZOO_TEST(googlenet, 0)
 
-/* MobileNet v3 needs HardSigmoid (opsets 11 and 13 write hardswish as x * HardSigmoid(x)),
- * which the engine does not implement: the load must say so, naming the op.  When HardSigmoid
- * is added, this becomes ZOO_TEST(mobilenet_v3_small, 0). */
-Test(zoo, mobilenet_v3_small_is_refused_naming_hardsigmoid, .timeout = 900) {
-  ensure_export();
-  zoo_case cases[4];
-  int n = find_cases("mobilenet_v3_small", cases, 4);
-  cr_assert_eq(n, 2, "mobilenet_v3_small: %d exports in zoo.tsv", n);
-  for (int i = 0; i < n; i++) {
-    char path[1400];
-    snprintf(path, sizeof path, "%s/%s", zoo_dir, cases[i].onnx);
-    dd_model *m = NULL;
-    dd_err err = {0};
-    int rc = dd_model_load(path, &m, &err);
-    cr_assert_eq(rc, DD_EUNSUPPORTED, "mobilenet_v3_small opset %d: status %d (%s)",
-                 cases[i].opset, rc, err.msg);
-    cr_assert(m == NULL);
-    cr_assert(strstr(err.msg, "HardSigmoid"), "the message does not name the op: %s", err.msg);
-    cr_log_info("mobilenet_v3_small opset %d: refused: %s", cases[i].opset, err.msg);
-  }
-}
+/* Issue #10's modern families, each with a gradient at a block about two thirds deep. */
+ZOO_MODERN_TEST(efficientnet_b0)
+ZOO_MODERN_TEST(mobilenet_v3_small)
+ZOO_MODERN_TEST(regnet_y_400mf)
+ZOO_MODERN_TEST(convnext_tiny)
+ZOO_MODERN_TEST(swin_t)
+ZOO_MODERN_TEST(vit_p16_l4)
