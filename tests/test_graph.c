@@ -172,6 +172,54 @@ Test(graph, reuse_respects_every_reader) {
   dd_model_free(m);
 }
 
+/* The element-wise ops of src/ops/unary.c and binary.c under reuse: the ops whose backward
+ * reads y run in place and free x early (DD_OP_INPLACE, DD_OP_BWD_NO_X), the others keep x
+ * and not y (DD_OP_BWD_NO_OUT); all may write their input's gradient over their output's
+ * (DD_OP_INPLACE_GRAD).  Values and the input gradient are bit for bit those of the plan that
+ * keeps every buffer apart. */
+Test(graph, reuse_matches_for_elementwise_chains) {
+  mini_graph g = {0};
+  add_node(&g, "Exp", "x", NULL, "a");
+  add_node(&g, "Neg", "a", NULL, "b");
+  add_node(&g, "Tanh", "b", NULL, "c");
+  add_node(&g, "Gelu", "c", NULL, "d");
+  add_node(&g, "HardSwish", "d", NULL, "e");
+  add_node(&g, "Min", "e", "x", "f");
+  add_node(&g, "PRelu", "f", "x", "h");
+  add_node(&g, "Exp", "h", NULL, "i");
+  add_node(&g, "Sqrt", "i", NULL, "j");
+  add_node(&g, "Reciprocal", "j", NULL, "k");
+  add_node(&g, "Softplus", "k", NULL, "y");
+  add_node(&g, "Pow", "i", "x", "p");
+  add_node(&g, "Erf", "p", NULL, "q");
+  add_node(&g, "Log", "q", NULL, "r");
+  add_node(&g, "Elu", "r", NULL, "s");
+  add_node(&g, "HardSigmoid", "s", NULL, "w");
+  dd_model *m = load_graph(&g);
+  int targets[2] = {dd_model_find(m, "y"), dd_model_find(m, "w")};
+  int64_t dims[] = {1, 2, 3, 5};
+  dd_shape shape = dd_shape_make(4, dims);
+  float x[30];
+  uint64_t st = 12;
+  for (int i = 0; i < 30; i++) x[i] = th_rand_uniform(&st, -1, 1);
+  dd_plan *sep = run_plan(m, &shape, x, targets, 2, 0);
+  dd_plan *reu = run_plan(m, &shape, x, targets, 2, DD_PLAN_REUSE);
+  assert_same(dd_plan_tensor(reu, targets[0]), dd_plan_tensor(sep, targets[0]), "y");
+  assert_same(dd_plan_tensor(reu, targets[1]), dd_plan_tensor(sep, targets[1]), "w");
+  const dd_tensor *gx = dd_plan_grad(reu, dd_model_input(m));
+  assert_same(gx, dd_plan_grad(sep, dd_model_input(m)), "dx");
+  int nonzero = 0;
+  for (int i = 0; i < 30; i++) {
+    cr_assert(isfinite(dd_f32(gx)[i]), "dx[%d] = %g", i, dd_f32(gx)[i]);
+    nonzero += dd_f32(gx)[i] != 0.f;
+  }
+  cr_assert_gt(nonzero, 20);
+  cr_assert_lt(dd_plan_bytes(reu), dd_plan_bytes(sep));
+  dd_plan_free(sep);
+  dd_plan_free(reu);
+  dd_model_free(m);
+}
+
 /* GoogLeNet with three targets at once (one feeds the next): forward values and the input
  * gradient are bit for bit those of the plan that keeps everything, in a fraction of the
  * memory. */
