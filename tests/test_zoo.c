@@ -137,30 +137,46 @@ static dd_model *load_model(const zoo_case *c) {
   return m;
 }
 
-/* Forward to the graph output from input `in` vs `output` (files of the case). */
-static int check_forward(const zoo_case *c, dd_model *m, const char *input, const char *output) {
+/* How many of m's nodes run in p (fusion leaves all but the last node of a chain out). */
+static int nodes_run(const dd_model *m, const dd_plan *p) {
+  int n = 0;
+  for (int i = 0; i < dd_model_num_nodes(m); i++) n += dd_plan_node_runs(p, i);
+  return n;
+}
+
+/* " as written" for a plan without fusion: the log's label. */
+static const char *plan_label(unsigned flags) {
+  return flags & DD_PLAN_NO_FUSE ? " as written" : "";
+}
+
+/* Forward to the graph output from input `in` vs `output` (files of the case), in a plan with
+ * DD_PLAN_REUSE and `flags`; *runs (if not NULL) receives how many nodes the plan runs. */
+static int check_forward(const zoo_case *c, dd_model *m, const char *input, const char *output,
+                         unsigned flags, int *runs) {
   dd_tensor *x = load_pb(input);
   dd_err err = {0};
   int out = dd_model_output(m, 0);
   dd_binding b = {.value = dd_model_input(m), .shape = x->shape};
   dd_plan *p = NULL;
-  char what[128], size[64];
+  char what[160], size[64];
   dd_shape_str(&x->shape, size, sizeof size);
-  int rc = dd_plan_new(m, &b, 1, &out, 1, DD_PLAN_REUSE, 0, &p, &err);
+  int rc = dd_plan_new(m, &b, 1, &out, 1, DD_PLAN_REUSE | flags, 0, &p, &err);
   if (rc != DD_OK) {
     cr_log_error("%s opset %d: no forward plan at %s (status %d): %s", c->model, c->opset, size,
                  rc, err.msg);
     dd_tensor_free(x);
     return 0;
   }
+  if (runs) *runs = nodes_run(m, p);
   memcpy(dd_plan_tensor(p, b.value)->data, x->data, (size_t)dd_tensor_numel(x) * sizeof(float));
   dd_plan_forward(p);
   dd_tensor *ref = load_pb(output);
-  snprintf(what, sizeof what, "%s opset %d output at %s", c->model, c->opset, size);
+  snprintf(what, sizeof what, "%s opset %d output at %s%s", c->model, c->opset, size,
+           plan_label(flags));
   double ratio;
   int ok = forward_ok(what, dd_plan_tensor(p, out), ref, &ratio);
-  cr_log_info("%-20s opset %d forward %-12s max|d| / max|torch| = %.2g (bound %g; peak %.3g)",
-              c->model, c->opset, size, ratio, FWD_REL, th_max_abs(ref));
+  cr_log_info("%-20s opset %d forward %-12s max|d| / max|torch| = %.2g (bound %g; peak %.3g)%s",
+              c->model, c->opset, size, ratio, FWD_REL, th_max_abs(ref), plan_label(flags));
   dd_tensor_free(ref);
   dd_tensor_free(x);
   dd_plan_free(p);
@@ -263,16 +279,16 @@ static int apply_kinks(const zoo_case *c, dd_model *m, const dd_tensor *x, dd_te
 /* Backward from the tap seeded with the activation itself (d(1/2 sum a^2)/da = a) vs
  * grad_0.pb; the tap's forward value is checked against act_0.pb first, which also proves the
  * manifest named the right value. */
-static int check_gradient(const zoo_case *c, dd_model *m, const dd_tensor *x) {
+static int check_gradient(const zoo_case *c, dd_model *m, const dd_tensor *x, unsigned flags) {
   dd_err err = {0};
   int tap = dd_model_find(m, c->tap);
   cr_assert(tap >= 0, "%s opset %d: no value '%s'", c->model, c->opset, c->tap);
   dd_binding b = {.value = dd_model_input(m), .shape = x->shape};
   dd_plan *p = NULL;
-  int rc = dd_plan_new(m, &b, 1, &tap, 1, DD_PLAN_GRAD | DD_PLAN_REUSE, 0, &p, &err);
+  int rc = dd_plan_new(m, &b, 1, &tap, 1, DD_PLAN_GRAD | DD_PLAN_REUSE | flags, 0, &p, &err);
   if (rc != DD_OK) {
-    cr_log_error("%s opset %d: no gradient plan to '%s' (status %d): %s", c->model, c->opset,
-                 c->tap, rc, err.msg);
+    cr_log_error("%s opset %d: no gradient plan%s to '%s' (status %d): %s", c->model, c->opset,
+                 plan_label(flags), c->tap, rc, err.msg);
     return 0;
   }
   char *end;
@@ -283,7 +299,8 @@ static int check_gradient(const zoo_case *c, dd_model *m, const dd_tensor *x) {
   dd_plan_forward(p);
   dd_tensor *a = dd_plan_tensor(p, tap), *act = load_pb(c->act);
   char what[700];
-  snprintf(what, sizeof what, "%s opset %d value '%s'", c->model, c->opset, c->tap);
+  snprintf(what, sizeof what, "%s opset %d value '%s'%s", c->model, c->opset, c->tap,
+           plan_label(flags));
   double act_ratio;
   int ok = forward_ok(what, a, act, &act_ratio);
   dd_plan_zero_grad(p);
@@ -298,8 +315,9 @@ static int check_gradient(const zoo_case *c, dd_model *m, const dd_tensor *x) {
   double e = th_rel_l2(g, ref);
   cr_log_info("%-20s opset %d gradient of 1/2 sum(a^2), a = %s: activation max|d| / max = %.2g; "
               "input gradient relative L2 error %.2g (bound %.3g), %.2g before moving %d of %d "
-              "near-kink elements to our side",
-              c->model, c->opset, c->tap, act_ratio, e, bound, raw, flipped, n_kinks);
+              "near-kink elements to our side%s",
+              c->model, c->opset, c->tap, act_ratio, e, bound, raw, flipped, n_kinks,
+              plan_label(flags));
   if (!(e <= bound)) {
     cr_log_error("%s: input gradient relative L2 error %.3g > %.3g", what, e, bound);
     ok = 0;
@@ -312,8 +330,10 @@ static int check_gradient(const zoo_case *c, dd_model *m, const dd_tensor *x) {
 
 /* Every exported opset of `model` (the list `opsets`, ending in 0): forward, and the gradient
  * where one was exported.  A model that does not load or plan counts as a failure; the other
- * opsets are still tried. */
-static void check_model(const char *model, int want_grad, const int *opsets) {
+ * opsets are still tried.  With `as_written`, when the planner fuses chains of the graph (a
+ * LayerNorm or GELU written out), the forward at the export size and the gradient are checked
+ * again without fusion, so the ops the exporter wrote are checked end to end too. */
+static void check_model(const char *model, int want_grad, const int *opsets, int as_written) {
   ensure_export();
   zoo_case cases[4];
   int n = find_cases(model, cases, 4), n_want = 0;
@@ -331,13 +351,19 @@ static void check_model(const char *model, int want_grad, const int *opsets) {
       bad++;
       continue;
     }
-    bad += !check_forward(c, m, c->input, c->output);
-    if (strcmp(c->input1, "-") != 0) bad += !check_forward(c, m, c->input1, c->output1);
-    if (want_grad) {
-      dd_tensor *x = load_pb(c->input);
-      bad += !check_gradient(c, m, x);
-      dd_tensor_free(x);
+    int runs = 0, runs_written = 0;
+    bad += !check_forward(c, m, c->input, c->output, 0, &runs);
+    if (strcmp(c->input1, "-") != 0) bad += !check_forward(c, m, c->input1, c->output1, 0, NULL);
+    dd_tensor *x = want_grad ? load_pb(c->input) : NULL;
+    if (want_grad) bad += !check_gradient(c, m, x, 0);
+    if (as_written) {
+      bad += !check_forward(c, m, c->input, c->output, DD_PLAN_NO_FUSE, &runs_written);
+      if (runs_written == runs)
+        cr_log_info("%-20s opset %d: no chain fused (%d nodes run)", model, c->opset, runs);
+      else if (want_grad)
+        bad += !check_gradient(c, m, x, DD_PLAN_NO_FUSE);
     }
+    dd_tensor_free(x);
     dd_model_free(m);
   }
   cr_assert_eq(bad, 0, "%s: %d of its checks failed: not loaded, not planned or out of bounds "
@@ -349,9 +375,9 @@ static const int modern_opsets[] = {13, 17, 0};
 static const int mobilenet_v3_opsets[] = {11, 13, 17, 0};
 
 #define ZOO_TEST(model, grad) \
-  Test(zoo, model, .timeout = 900) { check_model(#model, grad, classic_opsets); }
+  Test(zoo, model, .timeout = 900) { check_model(#model, grad, classic_opsets, 0); }
 #define ZOO_MODERN_TEST(model, opsets) \
-  Test(zoo, model, .timeout = 900) { check_model(#model, 1, opsets); }
+  Test(zoo, model, .timeout = 900) { check_model(#model, 1, opsets, 1); }
 
 ZOO_TEST(resnet18, 1)
 ZOO_TEST(mobilenet_v2, 1)
