@@ -37,7 +37,7 @@
  * a ReLU, Clip, HardSigmoid, HardSwish or max-pool kink (apply_kinks): one such element can
  * change the gradient by 1e-2, so without that the comparison would test luck.  The bound is
  * zoo.tsv's grad_bound, max(1e-3, 3 x torch float32's own distance to float64 measured the
- * same way) (issue #10); torch's distance is 5e-7..1e-5 on these models, so it is 1e-3. */
+ * same way) (issue #10); torch's distance is 5e-7..3e-5 on these models, so it is 1e-3. */
 #define GRAD_FLOOR 1e-3
 
 #define ZOO_LINE 2048
