@@ -76,8 +76,8 @@ def vit_p16_l4(torchvision):
 # and 2 in its four stages.  Swin-T at 128 has maps of 32, 16, 8 and 4: every stage the
 # 224 model shifts its 7x7 windows in still does (a map is shifted when it is larger than the
 # window, here after padding 8 to 14), and stages 3 and 4 pad their maps to the window, so
-# the export has the window padding too; below 128 the exporter drops the third stage's shift
-# and the attention masks that go with it.  Swin and ViT are exported at a fixed size: the
+# the export has the window padding too; at 96 (and 112) the third stage's map fits one
+# window, and the exporter drops its shift and the attention masks that go with it.  Swin and ViT are exported at a fixed size: the
 # trace bakes Swin's padding, shift and mask decisions into the graph, and ViT's position
 # embedding has one row per patch of its image_size.
 # Taps, about two thirds deep: efficientnet_b0's stage 5 (block 11 of 16), mobilenet_v3_small's
