@@ -47,9 +47,13 @@ static char zoo_dir[1024];
 /* Runs the export script once per build directory (a lock keeps parallel test processes
  * from exporting at the same time; the script returns at once when up to date). */
 static void ensure_export(void) {
+  /* $DREAM_ZOO_DIR lets several build directories share one export (CI's sanitizer and
+   * release builds); by default each build directory has its own. */
+  const char *env = getenv("DREAM_ZOO_DIR");
   char bin[1024];
   snprintf(bin, sizeof bin, "%s", DREAM_BINARY);
-  snprintf(zoo_dir, sizeof zoo_dir, "%s/zoo", dirname(bin));
+  if (env && *env) snprintf(zoo_dir, sizeof zoo_dir, "%s", env);
+  else snprintf(zoo_dir, sizeof zoo_dir, "%s/zoo", dirname(bin));
   char lock[1100];
   snprintf(lock, sizeof lock, "%s.lock", zoo_dir);
   int fd = open(lock, O_CREAT | O_RDWR, 0644);
