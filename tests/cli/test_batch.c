@@ -369,9 +369,9 @@ Test(batch, interrupt_leaves_no_partial_file) {
           (char *)NULL);
     _exit(127);
   }
-  /* Interrupt once the first output is there (or after 60 s). */
+  /* Interrupt once the first output is there (or after 180 s: a sanitizer build is slow). */
   struct stat st;
-  for (int i = 0; i < 600 && stat(th_tmp(p, sizeof p, "out/0.png"), &st); i++)
+  for (int i = 0; i < 1800 && stat(th_tmp(p, sizeof p, "out/0.png"), &st); i++)
     nanosleep(&(struct timespec){0, 100000000}, NULL);
   kill(pid, SIGINT);
   int ws;
