@@ -246,7 +246,8 @@ int main(int argc, char **argv) {
     } else if (!strcmp(argv[i], "--preset") && i + 1 < argc) {
       preset = argv[++i];
     } else {
-      fprintf(stderr, "usage: bench_convs [--size WxH] [--layer L] [--iters N] [--preset P] | --peak\n");
+      fprintf(stderr,
+              "usage: bench_convs [--size WxH] [--layer L] [--iters N] [--preset P] | --peak\n");
       return 2;
     }
   }

@@ -37,6 +37,8 @@ typedef struct cli_seed {
 int cli_parse_seed(const char *opt, const char *s, cli_seed *out, dd_err *err);
 /* "A" or "A-B" (inclusive, from 0) -> [*c0, *c1). */
 int cli_parse_range(const char *opt, const char *s, int *c0, int *c1, dd_err *err);
+/* "I/N": shard I of N, 1 <= I <= N <= 1000000 (dream/dataset.h says which files). */
+int cli_parse_shard(const char *opt, const char *s, int *index, int *count, dd_err *err);
 /* "S" (S x S) or "WxH", 1..65536. */
 int cli_parse_wh(const char *opt, const char *s, int *w, int *h, dd_err *err);
 /* "4G", "512M", "1.5GiB", "1000000" (bytes), > 0. */
@@ -94,7 +96,7 @@ enum {
   CLI_SEED_SAME
 #define CLI_QUALITY_HELP                                                                 \
   "      --quality Q      JPEG quality of the output, 1..100 (default 95)\n"
-/* For the gradient-ascent commands (dream, filters --optimize, class), whose `auto` is bf16
+/* For the gradient-ascent commands (dream, batch, filters --optimize, class), whose `auto` is bf16
  * where it is faster; run, grad, classify and explain always compute in fp32. */
 #define CLI_PRECISION_HELP                                                               \
   "      --precision P    number format of the convolutions: fp32, bf16 (products of\n"  \
@@ -264,5 +266,17 @@ void cli_top_k(const double *prob, int64_t n, int k, int *top);
 /* A class named by the user: its index, or its label matched exactly (case-insensitive).
  * Prints the error (with the closest labels) and returns 1. */
 int cli_find_class(const cli_model *cm, const char *query, int *cls);
+
+/* ---- input sizes (src/cli/sizes.c) ---- */
+
+/* The network input size of a command, for `targets` (NULL: the model's outputs): a given
+ * *w x *h (> 0) is kept when the model can take it; with none given (0), the model's only
+ * size when it takes one (dd_model_input_sizes), else dflt x dflt.  A given size a
+ * fixed-size model cannot take is refused with the size it takes ("vit.onnx takes only
+ * 32x32 inputs: --size 64x64 cannot work; leave --size out"), never left to fail deep in
+ * the graph.  *fixed (may be NULL) says whether the model takes one size only.  Prints; 0 or
+ * 1. */
+int cli_network_size(const cli_model *cm, const int *targets, int n_targets, int dflt, int *w,
+                     int *h, int *fixed);
 
 #endif

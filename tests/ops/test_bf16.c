@@ -59,7 +59,8 @@ typedef struct gcase {
 } gcase;
 
 static void run_gemm_checks(dd_bf16_isa isa) {
-  if (!dd_bf16_has(isa)) cr_skip_test("this CPU lacks %s: its kernel is not tested here", isa_name(isa));
+  if (!dd_bf16_has(isa))
+    cr_skip_test("this CPU lacks %s: its kernel is not tested here", isa_name(isa));
   static const gcase cases[] = {{1, 1, 1},    {8, 32, 2},   {7, 33, 3},   {9, 31, 255},
                                 {17, 129, 256}, {130, 70, 257}, {24, 200, 600}, {3, 17, 1},
                                 {64, 96, 513}, {1, 300, 40}, {260, 33, 9}};
@@ -80,7 +81,8 @@ static void run_gemm_checks(dd_bf16_isa isa) {
       for (int64_t i = 0; i < k * ldb; i++) b[i] = th_rand_uniform(&st, -1, 1);
       for (int64_t i = 0; i < m * ldc; i++) c[i] = th_rand_uniform(&st, -1, 1);
       for (int64_t i = 0; i < m; i++) bias[i] = th_rand_uniform(&st, -1, 1);
-      double *ref = malloc((size_t)(m * n) * sizeof *ref), *mag = malloc((size_t)(m * n) * sizeof *mag);
+      double *ref = malloc((size_t)(m * n) * sizeof *ref);
+      double *mag = malloc((size_t)(m * n) * sizeof *mag);
       for (int64_t i = 0; i < m; i++)
         for (int64_t j = 0; j < n; j++) {
           double s = acc ? c[i * ldc + j] : bias_relu ? bias[i] : 0, t = fabs(s);
