@@ -5,8 +5,9 @@
  *   A: per tile of 8 rows, for each pair p, the 8 rows' (A(i, 2p), A(i, 2p+1)), broadcast.
  * Both packs live on the stack (64 KiB each: KC = 256 values of k, 4 blocks of columns,
  * 128 rows of A), are rounded with vcvtne2ps2bf16 (nearest even) where the source is
- * contiguous, and A is packed again for each panel of 128 columns: with contiguous A that
- * costs about 1% of the products, and there is no scratch to keep it in.
+ * contiguous, and A is packed again for each panel of 128 columns (and for each call: the
+ * convolutions call with blocks of 32 columns), since there is no scratch to keep it in; the
+ * cost of that was not measured apart from the whole (bench/README.md).
  *
  * The functions that use bf16 instructions carry their target attribute, so they build on
  * any x86-64 compiler setting and run only when cpuid says the CPU has them. */

@@ -30,8 +30,8 @@ dd_bf16_isa dd_bf16_kernel(void);
 
 /* Whether the bf16 kernel is faster than float32 here: measured once (a few milliseconds, on
  * the calling thread) by timing both on a product of a convolution's shape; bf16 must be at
- * least 1.25x as fast.  AVX512-BF16 on Intel runs vdpbf16ps at half the multiply-add rate of
- * two FMA ports (bench/README.md), so there it is not. */
+ * least 1.25x as fast.  On the Xeon of bench/README.md vdpbf16ps nets half the multiply-add
+ * rate of its two FMA ports, so there it is not. */
 int dd_bf16_pays(void);
 
 /* dd_sgemm in bf16 on the kernel dd_bf16_kernel() names (dd_sgemm itself when none). */
