@@ -71,13 +71,36 @@ int dd_bf16_has(dd_bf16_isa isa) {
   switch (isa) {
     case DD_BF16_NONE: return 1;
     case DD_BF16_AVX512: return has_avx512bf16;
-    case DD_BF16_AMX: return has_amx;
+    case DD_BF16_AMX: return has_amx && has_avx512bf16; /* its packing is AVX-512 */
   }
   return 0;
 }
 
+/* The AMX kernel was written where no CPU had AMX: it is chosen only once it gives the
+ * AVX512-BF16 kernel's bits on products of small integers (exact in bf16, and summed exactly
+ * in float32 in any order), A as given and transposed, across tiles and their edges. */
+static int amx_ok;
+static pthread_once_t amx_once = PTHREAD_ONCE_INIT;
+
+static void amx_check(void) {
+  enum { M = 45, N = 70, K = 101 };
+  static float a[M * K], at[K * M], b[K * N], c1[M * N], c2[M * N], c3[M * N];
+  for (int i = 0; i < M * K; i++) a[i] = (float)(i * 7 % 23) - 11.f;
+  for (int i = 0; i < M; i++)
+    for (int q = 0; q < K; q++) at[q * M + i] = a[i * K + q];
+  for (int i = 0; i < K * N; i++) b[i] = (float)(i * 5 % 19) - 9.f;
+  if (dd_bgemm_on(DD_BF16_AVX512, M, N, K, a, K, 1, b, N, c1, N, 0, NULL, 0) ||
+      dd_bgemm_on(DD_BF16_AMX, M, N, K, a, K, 1, b, N, c2, N, 0, NULL, 0) ||
+      dd_bgemm_on(DD_BF16_AMX, M, N, K, at, 1, M, b, N, c3, N, 0, NULL, 0))
+    return;
+  amx_ok = !memcmp(c1, c2, sizeof c1) && !memcmp(c1, c3, sizeof c1);
+}
+
 dd_bf16_isa dd_bf16_kernel(void) {
-  /* AMX has no kernel yet: an AMX CPU also has AVX512-BF16 (Sapphire Rapids). */
+  if (dd_bf16_has(DD_BF16_AMX)) {
+    pthread_once(&amx_once, amx_check);
+    if (amx_ok) return DD_BF16_AMX;
+  }
   return dd_bf16_has(DD_BF16_AVX512) ? DD_BF16_AVX512 : DD_BF16_NONE;
 }
 
@@ -240,10 +263,13 @@ static BF16_TARGET void pack_a(int64_t mc, int64_t kc, const float *a, int64_t a
           to_bf16(a[i * ars + q * acs]);
 }
 
-/* Rows [0, kc) and columns [0, w) of B (w <= PANEL * NR) as NR-column blocks of kp pairs. */
+/* Rows [0, kc) and columns [0, w) of B (w <= PANEL * NR) as NR-column blocks of kp pairs,
+ * block q at dst + q * kstride * NR. */
 static BF16_TARGET void pack_b(int64_t kc, int64_t w, const float *b, int64_t ldb,
-                               uint32_t *dst) {
+                               int64_t kstride, uint32_t *dst) {
   int64_t kp = (kc + 1) / 2, nb = (w + NR - 1) / NR;
+  for (int64_t jb = 0; jb < nb; jb++) /* rows kp..kstride (AMX's whole tiles of k) are 0 */
+    memset(dst + (jb * kstride + kp) * NR, 0, (size_t)((kstride - kp) * NR) * sizeof *dst);
   for (int64_t p = 0; p < kp; p++) {
     const float *r0 = b + 2 * p * ldb, *r1 = 2 * p + 1 < kc ? r0 + ldb : NULL;
     for (int64_t jb = 0; jb < nb; jb++) {
@@ -256,7 +282,7 @@ static BF16_TARGET void pack_b(int64_t kc, int64_t w, const float *b, int64_t ld
         b0 = _mm512_maskz_loadu_ps(m0, r1 + jb * NR);
         b1 = _mm512_maskz_loadu_ps(m1, r1 + jb * NR + 16);
       }
-      uint32_t *d = dst + (jb * kp + p) * NR;
+      uint32_t *d = dst + (jb * kstride + p) * NR;
       _mm512_store_si512(d, pairs(a0, b0));
       _mm512_store_si512(d + 16, pairs(a1, b1));
     }
@@ -302,7 +328,7 @@ static BF16_TARGET void column_run(int64_t m, int64_t n, int64_t k, const float 
                  : bias                                        ? INIT_BIAS
                                                                : INIT_ZERO;
       if ((accumulate & DD_SGEMM_RELU) && k0 + kc >= k) init |= INIT_RELU;
-      pack_b(kc, w, b + k0 * ldb + j, ldb, bpack);
+      pack_b(kc, w, b + k0 * ldb + j, ldb, kp, bpack);
       for (int64_t i0 = 0; i0 < m; i0 += MC) {
         int64_t mc = m - i0 < MC ? m - i0 : MC;
         pack_a(mc, kc, a + i0 * ars + k0 * acs, ars, acs, apack);
@@ -332,6 +358,179 @@ static void bgemm_avx512(int64_t m, int64_t n, int64_t k, const float *a, int64_
   }
 }
 
+/* ---- the AMX kernel ----
+ *
+ * Tiles of 16 rows x 64 bytes: C in tmm0..3 (a 32 x 32 block of floats, 2 x 2 tiles), A in
+ * tmm4..5 (16 rows x 16 pairs of k each), B in tmm6..7 (16 pairs of k x 16 columns each, the
+ * pairs of B's packed block as they are).  tdpbf16ps computes
+ * C[m][n] += sum over pairs p of A.bf16[m][2p] B.bf16[p][2n] + A.bf16[m][2p+1] B.bf16[p][2n+1],
+ * so A is packed row by row, its k contiguous (pairs in order), and both packs are padded
+ * with zeros to whole tiles: 32 rows of A, 16 pairs of k.  The tiles' sums are stored to a
+ * 32 x 32 buffer and added to C's starting values (C, the bias or 0) with the Relu, as the
+ * AVX512-BF16 kernel does in registers.
+ *
+ * No machine this was written on has AMX: the kernel runs only after dd_bf16_kernel's
+ * self-check found it bit-exact with the AVX512-BF16 kernel on products that bf16 and float32
+ * hold exactly, and tests/ops/test_bf16.c holds it to the bf16 bound where AMX exists. */
+
+#define AMX_TARGET \
+  __attribute__((target("amx-tile,amx-bf16,avx512f,avx512bw,avx512vl,avx512bf16")))
+#define AMX_MB 32 /* rows of the C block */
+#define AMX_KT 16 /* pairs of k per tile */
+
+typedef struct amx_config {
+  uint8_t palette, start_row, reserved[14];
+  uint16_t colsb[16];
+  uint8_t rows[16];
+} amx_config;
+
+/* Rows [0, mc) and k [0, kc) of A as rows of kstride pairs (k contiguous); rows up to a
+ * multiple of AMX_MB and pairs up to kstride are 0. */
+static AMX_TARGET void pack_a_rows(int64_t mc, int64_t kc, const float *a, int64_t ars,
+                                   int64_t acs, int64_t kstride, uint32_t *dst) {
+  int64_t rows = (mc + AMX_MB - 1) / AMX_MB * AMX_MB, kp = (kc + 1) / 2;
+  memset(dst, 0, (size_t)(rows * kstride) * sizeof *dst);
+  if (acs == 1) {
+    for (int64_t i = 0; i < mc; i++)
+      for (int64_t q = 0; q < kc; q += 32) {
+        __mmask16 m0, m1;
+        block_masks(kc - q, &m0, &m1);
+        const float *row = a + i * ars + q;
+        __m512i v = (__m512i)_mm512_cvtne2ps_pbh(_mm512_maskz_loadu_ps(m1, row + 16),
+                                                 _mm512_maskz_loadu_ps(m0, row));
+        int64_t np = (kc - q + 1) / 2 < 16 ? (kc - q + 1) / 2 : 16;
+        _mm512_mask_storeu_epi32(dst + i * kstride + q / 2, (__mmask16)((1u << np) - 1), v);
+      }
+    return;
+  }
+  if (ars == 1) {
+    const __m512i rows16 = _mm512_mullo_epi32(
+        _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
+        _mm512_set1_epi32((int)kstride));
+    for (int64_t p = 0; p < kp; p++) {
+      const float *k0 = a + 2 * p * acs, *k1 = k0 + acs;
+      int odd = 2 * p + 1 < kc;
+      for (int64_t i = 0; i < mc; i += 16) {
+        __mmask16 m = (__mmask16)(mc - i >= 16 ? 0xffff : (1u << (mc - i)) - 1);
+        __m512 lo = _mm512_maskz_loadu_ps(m, k0 + i);
+        __m512 hi = odd ? _mm512_maskz_loadu_ps(m, k1 + i) : _mm512_setzero_ps();
+        _mm512_mask_i32scatter_epi32(dst + i * kstride + p, m, rows16, pairs(lo, hi), 4);
+      }
+    }
+    return;
+  }
+  for (int64_t i = 0; i < mc; i++)
+    for (int64_t q = 0; q < kc; q++)
+      ((uint16_t *)(dst + i * kstride + q / 2))[q & 1] = to_bf16(a[i * ars + q * acs]);
+}
+
+/* C block (rows x w, rows <= 32, w <= 32) = start + the 32 x 32 sums in acc. */
+static AMX_TARGET void amx_store(int64_t rows, int64_t w, const float *acc, float *c,
+                                 int64_t ldc, int init, const float *bias) {
+  __mmask16 m0, m1;
+  block_masks(w, &m0, &m1);
+  int relu = init & INIT_RELU;
+  init &= ~INIT_RELU;
+  const __m512 zero = _mm512_setzero_ps();
+  for (int64_t r = 0; r < rows; r++) {
+    __m512 s0 = _mm512_loadu_ps(acc + r * 32), s1 = _mm512_loadu_ps(acc + r * 32 + 16);
+    if (init == INIT_LOAD) {
+      s0 = _mm512_add_ps(_mm512_maskz_loadu_ps(m0, c + r * ldc), s0);
+      s1 = _mm512_add_ps(_mm512_maskz_loadu_ps(m1, c + r * ldc + 16), s1);
+    } else if (init == INIT_BIAS) {
+      s0 = _mm512_add_ps(_mm512_set1_ps(bias[r]), s0);
+      s1 = _mm512_add_ps(_mm512_set1_ps(bias[r]), s1);
+    }
+    if (relu) {
+      s0 = _mm512_max_ps(s0, zero);
+      s1 = _mm512_max_ps(s1, zero);
+    }
+    _mm512_mask_storeu_ps(c + r * ldc, m0, s0);
+    _mm512_mask_storeu_ps(c + r * ldc + 16, m1, s1);
+  }
+}
+
+static AMX_TARGET void column_run_amx(int64_t m, int64_t n, int64_t k, const float *a,
+                                      int64_t ars, int64_t acs, const float *b, int64_t ldb,
+                                      float *c, int64_t ldc, int accumulate,
+                                      const float *bias, int64_t b0, int64_t b1) {
+  uint32_t bpack[PANEL * KP * NR] __attribute__((aligned(64)));
+  uint32_t apack[MC * KP] __attribute__((aligned(64)));
+  float acc[AMX_MB * 32] __attribute__((aligned(64)));
+  amx_config cfg;
+  memset(&cfg, 0, sizeof cfg);
+  cfg.palette = 1;
+  for (int t = 0; t < 8; t++) {
+    cfg.rows[t] = 16;
+    cfg.colsb[t] = 64;
+  }
+  _tile_loadconfig(&cfg); /* per thread: the tile configuration is thread state */
+  for (int64_t jb = b0; jb < b1; jb += PANEL) {
+    int64_t j = jb * NR, j1 = (jb + PANEL < b1 ? jb + PANEL : b1) * NR;
+    if (j1 > n) j1 = n;
+    int64_t w = j1 - j, nb = (w + NR - 1) / NR;
+    for (int64_t k0 = 0; k0 < k; k0 += KC) {
+      int64_t kc = k - k0 < KC ? k - k0 : KC, kp = (kc + 1) / 2;
+      int64_t kt = (kp + AMX_KT - 1) / AMX_KT * AMX_KT; /* <= KP: KP is a multiple of 16 */
+      int init = k0 > 0 || (accumulate & DD_SGEMM_ACCUMULATE) ? INIT_LOAD
+                 : bias                                        ? INIT_BIAS
+                                                               : INIT_ZERO;
+      if ((accumulate & DD_SGEMM_RELU) && k0 + kc >= k) init |= INIT_RELU;
+      pack_b(kc, w, b + k0 * ldb + j, ldb, kt, bpack);
+      for (int64_t i0 = 0; i0 < m; i0 += MC) {
+        int64_t mc = m - i0 < MC ? m - i0 : MC;
+        pack_a_rows(mc, kc, a + i0 * ars + k0 * acs, ars, acs, kt, apack);
+        __asm__ volatile("" ::: "memory"); /* the tile loads below read the packs */
+        for (int64_t q = 0; q < nb; q++) {
+          int64_t bw = w - q * NR < NR ? w - q * NR : NR;
+          const uint32_t *bq = bpack + q * kt * NR;
+          for (int64_t i = 0; i < mc; i += AMX_MB) {
+            const uint32_t *ai = apack + i * kt;
+            _tile_zero(0);
+            _tile_zero(1);
+            _tile_zero(2);
+            _tile_zero(3);
+            for (int64_t p = 0; p < kt; p += AMX_KT) {
+              _tile_loadd(4, ai + p, kt * 4);
+              _tile_loadd(5, ai + 16 * kt + p, kt * 4);
+              _tile_loadd(6, bq + p * NR, NR * 4);
+              _tile_loadd(7, bq + p * NR + 16, NR * 4);
+              _tile_dpbf16ps(0, 4, 6);
+              _tile_dpbf16ps(1, 4, 7);
+              _tile_dpbf16ps(2, 5, 6);
+              _tile_dpbf16ps(3, 5, 7);
+            }
+            _tile_stored(0, acc, 32 * 4);
+            _tile_stored(1, acc + 16, 32 * 4);
+            _tile_stored(2, acc + 16 * 32, 32 * 4);
+            _tile_stored(3, acc + 16 * 32 + 16, 32 * 4);
+            int64_t rows = mc - i < AMX_MB ? mc - i : AMX_MB;
+            amx_store(rows, bw, acc, c + (i0 + i) * ldc + j + q * NR, ldc, init,
+                      bias ? bias + i0 + i : NULL);
+          }
+        }
+      }
+    }
+  }
+  _tile_release();
+}
+
+static void bgemm_amx(int64_t m, int64_t n, int64_t k, const float *a, int64_t ars,
+                      int64_t acs, const float *b, int64_t ldb, float *c, int64_t ldc,
+                      int accumulate, const float *bias, int parallel) {
+  int64_t blocks = (n + NR - 1) / NR;
+  if (!parallel || blocks == 1 || m * n * k <= 4 * DD_PAR_MIN) {
+    column_run_amx(m, n, k, a, ars, acs, b, ldb, c, ldc, accumulate, bias, 0, blocks);
+    return;
+  }
+#pragma omp parallel
+  {
+    int64_t nt = omp_get_num_threads(), t = omp_get_thread_num();
+    column_run_amx(m, n, k, a, ars, acs, b, ldb, c, ldc, accumulate, bias, blocks * t / nt,
+                   blocks * (t + 1) / nt);
+  }
+}
+
 #endif /* DD_BF16_X86 */
 
 int dd_bgemm_on(dd_bf16_isa isa, int64_t m, int64_t n, int64_t k, const float *a, int64_t ars,
@@ -343,6 +542,12 @@ int dd_bgemm_on(dd_bf16_isa isa, int64_t m, int64_t n, int64_t k, const float *a
       dd_sgemm(m, n, k, a, ars, acs, b, ldb, c, ldc, accumulate, bias, parallel);
       return 0;
 #ifdef DD_BF16_X86
+    case DD_BF16_AMX:
+      if (m <= 0 || n <= 0 || k <= 0)
+        dd_sgemm(m, n, k, a, ars, acs, b, ldb, c, ldc, accumulate, bias, parallel);
+      else
+        bgemm_amx(m, n, k, a, ars, acs, b, ldb, c, ldc, accumulate, bias, parallel);
+      return 0;
     case DD_BF16_AVX512:
       /* k <= 0 and empty products: dd_sgemm's handling (bias, Relu) is the same in bf16 */
       if (m <= 0 || n <= 0 || k <= 0)

@@ -8,9 +8,10 @@
  * derives the bound).  C, the bias and the Relu are float32 as in dd_sgemm.
  *
  * The kernel is chosen at run time from cpuid: AMX tiles (AMX-BF16, after asking the kernel
- * for the tile state with arch_prctl(ARCH_REQ_XCOMP_PERM)) -- detected, but no AMX kernel
- * exists yet, so such CPUs use the next one; AVX512-BF16 (vdpbf16ps); else none, and
- * dd_bgemm is dd_sgemm. */
+ * for the tile state with arch_prctl(ARCH_REQ_XCOMP_PERM); a refusal means no AMX), once a
+ * self-check finds the AMX kernel bit-exact with the AVX512-BF16 one on exact products (it
+ * was written on a machine without AMX and has never run); else AVX512-BF16 (vdpbf16ps);
+ * else none, and dd_bgemm is dd_sgemm. */
 #ifndef DREAM_OPS_BF16_H
 #define DREAM_OPS_BF16_H
 
@@ -19,13 +20,14 @@
 typedef enum dd_bf16_isa {
   DD_BF16_NONE = 0,   /* no bf16 instructions: fp32 */
   DD_BF16_AVX512 = 1, /* AVX512-BF16: vdpbf16ps, 32 products per instruction */
-  DD_BF16_AMX = 2,    /* AMX-BF16 tiles (no kernel yet: runs as DD_BF16_AVX512) */
+  DD_BF16_AMX = 2,    /* AMX-BF16 tiles (tdpbf16ps), with AVX512-BF16 for the packing */
 } dd_bf16_isa;
 
 /* Whether the CPU (and the OS) offers `isa`; DD_BF16_NONE always.  Thread-safe; the AMX
  * permission is asked for once, and a refusal means no AMX. */
 int dd_bf16_has(dd_bf16_isa isa);
-/* The bf16 kernel dd_bgemm runs: the best one this CPU has that has a kernel. */
+/* The bf16 kernel dd_bgemm runs: AMX when the CPU has it and the kernel passed its
+ * self-check, else AVX512-BF16 when the CPU has it, else DD_BF16_NONE. */
 dd_bf16_isa dd_bf16_kernel(void);
 
 /* Whether the bf16 kernel is faster than float32 here: measured once (a few milliseconds, on
@@ -38,8 +40,8 @@ int dd_bf16_pays(void);
 void dd_bgemm(int64_t m, int64_t n, int64_t k, const float *a, int64_t ars, int64_t acs,
               const float *b, int64_t ldb, float *c, int64_t ldc, int accumulate,
               const float *bias, int parallel);
-/* The same on a given kernel, for the tests: nonzero (and nothing done) when the CPU lacks
- * it or it has no kernel. */
+/* The same on a given kernel, for the tests (no self-check): nonzero (and nothing done) when
+ * the CPU lacks it. */
 int dd_bgemm_on(dd_bf16_isa isa, int64_t m, int64_t n, int64_t k, const float *a, int64_t ars,
                 int64_t acs, const float *b, int64_t ldb, float *c, int64_t ldc, int accumulate,
                 const float *bias, int parallel);
