@@ -45,7 +45,8 @@ typedef struct dd_binding {
 #define DD_PLAN_NO_FUSE 4u
 /* bf16 mode: the convolutions' matrix products (forward and the data gradient; the weight
  * gradient stays float32) round their operands to bfloat16 -- 8 significant bits -- and sum
- * the products in float32, on the CPU's bf16 dot-product instructions (AVX512-BF16).  Each
+ * the products in float32, on the CPU's bf16 dot-product instructions (AVX512-BF16, or AMX
+ * tiles).  Each
  * output is then within about 2^-7 of the sum of the magnitudes of its terms, where float32
  * is within about k * 2^-24.  Ignored (float32) on a CPU without them: dd_precision_bf16()
  * (dream/dream.h) says which. */
