@@ -8,78 +8,8 @@
 #include <string.h>
 
 #include "dream/graph.h"
+#include "helper_model.h"
 #include "helper_ops.h"
-#include "onnx.pb-c.h"
-
-/* ---- a small graph built node by node ---- */
-
-#define G_MAX 16
-
-typedef struct mini_graph {
-  const char *op[G_MAX];
-  char *in[G_MAX][2], *out[G_MAX][1];
-  int n_in[G_MAX], n;
-} mini_graph;
-
-static void add_node(mini_graph *g, const char *op, const char *a, const char *b,
-                     const char *y) {
-  g->op[g->n] = op;
-  g->in[g->n][0] = (char *)a;
-  g->in[g->n][1] = (char *)b;
-  g->n_in[g->n] = b ? 2 : 1;
-  g->out[g->n][0] = (char *)y;
-  g->n++;
-}
-
-/* Input "x" (float32, shape set at plan time), outputs "y" and "w". */
-static dd_model *load_graph(const mini_graph *g) {
-  Onnx__ModelProto model;
-  Onnx__GraphProto graph;
-  Onnx__OperatorSetIdProto opset, *opsets[1] = {&opset};
-  Onnx__NodeProto node[G_MAX], *nodes[G_MAX];
-  Onnx__ValueInfoProto vin, vy, vw, *vins[1] = {&vin}, *vouts[2] = {&vy, &vw};
-  onnx__model_proto__init(&model);
-  onnx__graph_proto__init(&graph);
-  onnx__operator_set_id_proto__init(&opset);
-  opset.has_version = 1;
-  opset.version = 13;
-  model.has_ir_version = 1;
-  model.ir_version = 8;
-  model.n_opset_import = 1;
-  model.opset_import = opsets;
-  model.graph = &graph;
-  graph.name = "reuse";
-  onnx__value_info_proto__init(&vin);
-  onnx__value_info_proto__init(&vy);
-  onnx__value_info_proto__init(&vw);
-  vin.name = "x";
-  vy.name = "y";
-  vw.name = "w";
-  graph.n_input = 1;
-  graph.input = vins;
-  graph.n_output = 2;
-  graph.output = vouts;
-  for (int i = 0; i < g->n; i++) {
-    onnx__node_proto__init(&node[i]);
-    node[i].op_type = (char *)g->op[i];
-    node[i].n_input = (size_t)g->n_in[i];
-    node[i].input = (char **)g->in[i];
-    node[i].n_output = 1;
-    node[i].output = (char **)g->out[i];
-    nodes[i] = &node[i];
-  }
-  graph.n_node = (size_t)g->n;
-  graph.node = nodes;
-  size_t len = onnx__model_proto__get_packed_size(&model);
-  uint8_t *buf = malloc(len);
-  cr_assert_not_null(buf);
-  onnx__model_proto__pack(&model, buf);
-  dd_model *m = NULL;
-  dd_err err = {0};
-  cr_assert_eq(dd_model_parse(buf, len, "reuse.onnx", &m, &err), 0, "%s", err.msg);
-  free(buf);
-  return m;
-}
 
 /* Writes x into p's input and runs forward and backward (seeding each target's gradient with
  * its value: the gradient of 1/2 sum y^2 + 1/2 sum w^2). */
@@ -128,16 +58,21 @@ static void assert_same(const dd_tensor *a, const dd_tensor *b, const char *what
  * t aliases r (Identity) and is read at the end; u = c + t is read last by its Relu, which
  * may run in place; w = Relu(x) + x reads the graph input after a Relu of it. */
 Test(graph, reuse_respects_every_reader) {
-  mini_graph g = {0};
-  add_node(&g, "Add", "x", "x", "c");
-  add_node(&g, "Relu", "c", NULL, "r");
-  add_node(&g, "Identity", "r", NULL, "t");
-  add_node(&g, "Add", "c", "t", "u");
-  add_node(&g, "Relu", "u", NULL, "v");
-  add_node(&g, "Mul", "v", "t", "y");
-  add_node(&g, "Relu", "x", NULL, "z");
-  add_node(&g, "Add", "z", "x", "w");
-  dd_model *m = load_graph(&g);
+  /* input x (float32, shape set at plan time), outputs y and w */
+  th_model *b = th_model_new("reuse");
+  th_model_input(b, "x", -1, NULL);
+  th_model_output(b, "y");
+  th_model_output(b, "w");
+  th_model_node(b, "Add", NULL, "x,x", "c");
+  th_model_node(b, "Relu", NULL, "c", "r");
+  th_model_node(b, "Identity", NULL, "r", "t");
+  th_model_node(b, "Add", NULL, "c,t", "u");
+  th_model_node(b, "Relu", NULL, "u", "v");
+  th_model_node(b, "Mul", NULL, "v,t", "y");
+  th_model_node(b, "Relu", NULL, "x", "z");
+  th_model_node(b, "Add", NULL, "z,x", "w");
+  dd_model *m = th_model_load(b, "reuse.onnx");
+  th_model_free(b);
   int targets[2] = {dd_model_find(m, "y"), dd_model_find(m, "w")};
   int64_t dims[] = {1, 2, 3, 5};
   dd_shape shape = dd_shape_make(4, dims);
@@ -372,81 +307,13 @@ Test(graph, a_plan_beside_its_host_counts_both, .timeout = 60) {
 /* x -> Reshape(x, [1, 180]) -> y: only inputs of 60 pixels work (6x10, 10x6, 4x15 ...),
  * none of them square; `declare` gives x the declared shape 1x3x6x10. */
 static dd_model *load_fixed_size(int declare) {
-  Onnx__ModelProto model;
-  Onnx__GraphProto graph;
-  Onnx__OperatorSetIdProto opset, *opsets[1] = {&opset};
-  Onnx__NodeProto node, *nodes[1] = {&node};
-  Onnx__TensorProto shape, *inits[1] = {&shape};
-  Onnx__ValueInfoProto vin, vy, *vins[1] = {&vin}, *vouts[1] = {&vy};
-  Onnx__TypeProto type;
-  Onnx__TypeProto__Tensor tt;
-  Onnx__TensorShapeProto sp;
-  Onnx__TensorShapeProto__Dimension dim[4], *dims[4] = {&dim[0], &dim[1], &dim[2], &dim[3]};
-  int64_t decl[4] = {1, 3, 6, 10}, target[2] = {1, 180}, tdims[1] = {2};
-  char *in[2] = {"x", "s"}, *out[1] = {"y"};
-  onnx__model_proto__init(&model);
-  onnx__graph_proto__init(&graph);
-  onnx__operator_set_id_proto__init(&opset);
-  opset.has_version = 1;
-  opset.version = 13;
-  model.has_ir_version = 1;
-  model.ir_version = 8;
-  model.n_opset_import = 1;
-  model.opset_import = opsets;
-  model.graph = &graph;
-  graph.name = "fixed";
-  onnx__value_info_proto__init(&vin);
-  onnx__value_info_proto__init(&vy);
-  vin.name = "x";
-  vy.name = "y";
-  if (declare) {
-    onnx__type_proto__init(&type);
-    onnx__type_proto__tensor__init(&tt);
-    onnx__tensor_shape_proto__init(&sp);
-    for (int i = 0; i < 4; i++) {
-      onnx__tensor_shape_proto__dimension__init(&dim[i]);
-      dim[i].value_case = ONNX__TENSOR_SHAPE_PROTO__DIMENSION__VALUE_DIM_VALUE;
-      dim[i].dim_value = decl[i];
-    }
-    sp.n_dim = 4;
-    sp.dim = dims;
-    tt.has_elem_type = 1;
-    tt.elem_type = ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT;
-    tt.shape = &sp;
-    type.value_case = ONNX__TYPE_PROTO__VALUE_TENSOR_TYPE;
-    type.tensor_type = &tt;
-    vin.type = &type;
-  }
-  onnx__tensor_proto__init(&shape);
-  shape.name = "s";
-  shape.n_dims = 1;
-  shape.dims = tdims;
-  shape.has_data_type = 1;
-  shape.data_type = ONNX__TENSOR_PROTO__DATA_TYPE__INT64;
-  shape.n_int64_data = 2;
-  shape.int64_data = target;
-  graph.n_initializer = 1;
-  graph.initializer = inits;
-  graph.n_input = 1;
-  graph.input = vins;
-  graph.n_output = 1;
-  graph.output = vouts;
-  onnx__node_proto__init(&node);
-  node.op_type = "Reshape";
-  node.n_input = 2;
-  node.input = in;
-  node.n_output = 1;
-  node.output = out;
-  graph.n_node = 1;
-  graph.node = nodes;
-  size_t len = onnx__model_proto__get_packed_size(&model);
-  uint8_t *buf = malloc(len);
-  cr_assert_not_null(buf);
-  onnx__model_proto__pack(&model, buf);
-  dd_model *m = NULL;
-  dd_err err = {0};
-  cr_assert_eq(dd_model_parse(buf, len, "fixed.onnx", &m, &err), 0, "%s", err.msg);
-  free(buf);
+  th_model *b = th_model_new("fixed");
+  th_model_input(b, "x", declare ? 4 : -1, (int64_t[]){1, 3, 6, 10});
+  th_model_output(b, "y");
+  th_model_init_i64(b, "s", 1, (int64_t[]){2}, (int64_t[]){1, 180}, 2);
+  th_model_node(b, "Reshape", NULL, "x,s", "y");
+  dd_model *m = th_model_load(b, "fixed.onnx");
+  th_model_free(b);
   return m;
 }
 
