@@ -9,27 +9,16 @@
 #include <unistd.h>
 
 #include "dream/dream.h"
+#include "helper_cli.h"
 #include "helper_ops.h"
 
 static const char *const layers[] = {"conv2/3x3", "inception_3b/output", "inception_4c/output",
                                      "inception_5b/output"};
 #define N_LAYERS (int)(sizeof layers / sizeof layers[0])
 
-static char tmpdir[64];
+TestSuite(grad, .init = th_cli_setup, .fini = th_cli_teardown);
 
-static void make_tmpdir(void) {
-  snprintf(tmpdir, sizeof tmpdir, "/tmp/dream_grad_XXXXXX");
-  cr_assert_not_null(mkdtemp(tmpdir));
-}
-
-static void remove_tmpdir(void) {
-  char cmd[128];
-  snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
-  if (system(cmd) != 0) cr_log_warn("could not remove %s", tmpdir);
-}
-
-Test(grad, googlenet_matches_torch_autograd, .init = make_tmpdir, .fini = remove_tmpdir,
-     .timeout = 600) {
+Test(grad, googlenet_matches_torch_autograd, .timeout = 600) {
   char mp[512], dp[512];
   th_shared(mp, sizeof mp, "models/bvlc_googlenet.onnx");
   th_shared(dp, sizeof dp, "models/bvlc_googlenet.golden/data.pb");
@@ -39,7 +28,7 @@ Test(grad, googlenet_matches_torch_autograd, .init = make_tmpdir, .fini = remove
                    DREAM_SOURCE_DIR, mp, dp);
   for (int i = 0; i < N_LAYERS; i++)
     n += snprintf(cmd + n, sizeof cmd - (size_t)n, " --layer '%s' --save '%s/ref%d.pb'", layers[i],
-                  tmpdir, i);
+                  th_tmpdir, i);
   int rc = system(cmd);
   cr_assert_eq(rc, 0, "the PyTorch reference failed (status %d): /usr/bin/python3 with torch and "
                "onnx is required (Debian python3-torch, python3-onnx)\n%s", rc, cmd);
@@ -56,7 +45,7 @@ Test(grad, googlenet_matches_torch_autograd, .init = make_tmpdir, .fini = remove
     double obj;
     cr_assert_eq(dd_input_gradient(m, x, &l, 1, 0, &g, &obj, &err), 0, "%s", err.msg);
     char rp[256];
-    snprintf(rp, sizeof rp, "%s/ref%d.pb", tmpdir, i);
+    snprintf(rp, sizeof rp, "%s/ref%d.pb", th_tmpdir, i);
     char *name = NULL;
     cr_assert_eq(dd_tensor_load_pb(rp, &ref, &name, &err), 0, "%s", err.msg);
     cr_assert(dd_shape_eq(&g->shape, &ref->shape));
@@ -72,14 +61,15 @@ Test(grad, googlenet_matches_torch_autograd, .init = make_tmpdir, .fini = remove
 }
 
 /* The command line writes what the library computes, named after the graph input. */
-Test(grad, cli_writes_the_gradient, .init = make_tmpdir, .fini = remove_tmpdir, .timeout = 120) {
-  char mp[512], dp[512], out[256], cmd[2048];
+Test(grad, cli_writes_the_gradient, .timeout = 120) {
+  char mp[512], dp[512], out[256];
   th_shared(mp, sizeof mp, "models/bvlc_googlenet.onnx");
   th_shared(dp, sizeof dp, "models/bvlc_googlenet.golden/data.pb");
-  snprintf(out, sizeof out, "%s/cli.pb", tmpdir);
-  snprintf(cmd, sizeof cmd, "'%s' grad --model '%s' --input '%s' --layer 'conv2/3x3#5:2' --save '%s' >/dev/null",
-           DREAM_BINARY, mp, dp, out);
-  cr_assert_eq(system(cmd), 0, "%s", cmd);
+  th_tmp(out, sizeof out, "cli.pb");
+  th_result r = TH_RUN("grad", "--model", mp, "--input", dp, "--layer", "conv2/3x3#5:2", "--save",
+                       out);
+  cr_assert_eq(r.status, 0, "status %d, signal %d: %s", r.status, r.signal, r.err);
+  th_result_free(&r);
   dd_err err;
   dd_model *m;
   cr_assert_eq(dd_model_load(mp, &m, &err), 0, "%s", err.msg);
