@@ -47,16 +47,20 @@ pid_t th_spawn(const char *const *args) {
   pid_t pid = fork();
   cr_assert(pid >= 0, "fork: %s", strerror(errno));
   if (pid == 0) {
-    /* Only async-signal-safe calls from here.  The parent may have died before prctl. */
+    /* Only async-signal-safe calls from here.  The parent may have died before prctl took
+     * effect: then nobody waits for this child. */
     int e = 0;
-    if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || getppid() != parent) _exit(127);
-    int in = open("/dev/null", O_RDONLY | O_CLOEXEC);
-    int out = open(out_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    int err = open(err_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (in < 0 || out < 0 || err < 0 || dup2(in, 0) < 0 || dup2(out, 1) < 0 || dup2(err, 2) < 0) {
+    if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0) {
       e = errno;
+    } else if (getppid() != parent) {
+      _exit(127);
     } else {
-      execve(bin, argv, environ);
+      int in = open("/dev/null", O_RDONLY | O_CLOEXEC);
+      int out = open(out_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+      int err = open(err_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+      if (in >= 0 && out >= 0 && err >= 0 && dup2(in, 0) >= 0 && dup2(out, 1) >= 0 &&
+          dup2(err, 2) >= 0)
+        execve(bin, argv, environ);
       e = errno;
     }
     if (write(report[1], &e, sizeof e) < 0) _exit(126);
@@ -64,7 +68,9 @@ pid_t th_spawn(const char *const *args) {
   }
   close(report[1]);
   int e = 0;
-  ssize_t got = read(report[0], &e, sizeof e);
+  ssize_t got;
+  do got = read(report[0], &e, sizeof e);
+  while (got < 0 && errno == EINTR);
   close(report[0]);
   if (got > 0) {
     waitpid(pid, NULL, 0);
