@@ -42,7 +42,8 @@ dict=$build/onnx.dict
 {
   sed -n 's/^DD_OP(\(.*\))$/"\1"/p' src/ops/ops.def
   for a in kernel_shape strides pads dilations group auto_pad ceil_mode axis axes perm \
-    alpha beta bias size transA transB keepdims epsilon momentum value to starts ends; do
+    alpha beta bias size transA transB keepdims epsilon momentum value to starts ends fmod \
+    reduction; do
     echo "\"$a\""
   done
 } >"$dict"

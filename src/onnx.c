@@ -43,7 +43,8 @@ static int64_t raw_int(const uint8_t *p, int t, int64_t i) {
   }
 }
 
-/* Converts `tp` to float32 (FLOAT, DOUBLE) or int64 (integer and bool types).
+/* Converts `tp` to float32 (FLOAT, DOUBLE), bool (BOOL, one byte 0/1) or int64 (the integer
+ * types).
  * `what` names the tensor in messages ("model.onnx: initializer 'conv1/7x7_s2_w'"). */
 int dd_tensor_from_proto(const Onnx__TensorProto *tp, const char *what, dd_tensor **out,
                          dd_err *err) {
@@ -95,7 +96,8 @@ int dd_tensor_from_proto(const Onnx__TensorProto *tp, const char *what, dd_tenso
                    dd_shape_str(&s, sb, sizeof sb), (long long)n, field, have);
   int is_float = type == ONNX_FLOAT || type == ONNX_DOUBLE;
   dd_tensor *t;
-  int rc = dd_tensor_new(is_float ? DD_F32 : DD_I64, &s, 0, &t, err);
+  dd_dtype dt = is_float ? DD_F32 : type == ONNX_BOOL ? DD_BOOL : DD_I64;
+  int rc = dd_tensor_new(dt, &s, 0, &t, err);
   if (rc) return dd_err_prefix(err, "%s", what);
   if (is_float && n > 0) { /* an empty tensor's data pointers may be NULL */
     float *d = dd_f32(t);
@@ -108,6 +110,10 @@ int dd_tensor_from_proto(const Onnx__TensorProto *tp, const char *what, dd_tenso
         else v = tp->double_data[i];
         d[i] = (float)v;
       }
+  } else if (type == ONNX_BOOL) { /* any nonzero byte or int32 is true */
+    uint8_t *d = dd_bool(t);
+    for (int64_t i = 0; i < n; i++)
+      d[i] = (tp->has_raw_data ? tp->raw_data.data[i] : tp->int32_data[i]) != 0;
   } else if (!is_float) {
     int64_t *d = dd_i64(t);
     for (int64_t i = 0; i < n; i++) {
@@ -161,7 +167,7 @@ int dd_tensor_save_pb(const char *path, const dd_tensor *t, const char *name, dd
   tp.n_dims = (size_t)t->shape.ndim;
   tp.dims = dims;
   tp.has_data_type = 1;
-  tp.data_type = t->dtype == DD_I64 ? ONNX_INT64 : ONNX_FLOAT;
+  tp.data_type = t->dtype == DD_I64 ? ONNX_INT64 : t->dtype == DD_BOOL ? ONNX_BOOL : ONNX_FLOAT;
   tp.name = (char *)(name ? name : "");
   tp.has_raw_data = 1;
   tp.raw_data.len = (size_t)dd_tensor_numel(t) * dd_dtype_size(t->dtype);
@@ -280,10 +286,13 @@ static int read_value_info(dd_model *m, const Onnx__ValueInfoProto *vi, const ch
                                                                              : "sparse tensor");
   if (tp && tp->value_case == ONNX__TYPE_PROTO__VALUE_TENSOR_TYPE && tp->tensor_type) {
     int et = tp->tensor_type->has_elem_type ? tp->tensor_type->elem_type : ONNX_FLOAT;
-    if (et != ONNX_FLOAT && et != ONNX_INT64 && et != ONNX_INT32 && et != ONNX_DOUBLE)
+    if (et != ONNX_FLOAT && et != ONNX_INT64 && et != ONNX_INT32 && et != ONNX_DOUBLE &&
+        et != ONNX_BOOL)
       return dd_fail(err, DD_EUNSUPPORTED, "%s: input '%s' has element type %s, not supported",
                      what, vi->name, onnx_type_name(et));
-    val->dtype = et == ONNX_INT64 || et == ONNX_INT32 ? DD_I64 : DD_F32;
+    val->dtype = et == ONNX_INT64 || et == ONNX_INT32 ? DD_I64
+                 : et == ONNX_BOOL                    ? DD_BOOL
+                                                      : DD_F32;
     const Onnx__TensorShapeProto *sp = tp->tensor_type->shape;
     if (sp) {
       if (sp->n_dim > DD_MAX_DIMS)

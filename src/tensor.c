@@ -15,9 +15,11 @@ int64_t dd_shape_numel(const dd_shape *s) {
   return n;
 }
 
-size_t dd_dtype_size(dd_dtype t) { return t == DD_I64 ? 8 : 4; }
+size_t dd_dtype_size(dd_dtype t) { return t == DD_I64 ? 8 : t == DD_BOOL ? 1 : 4; }
 
-const char *dd_dtype_name(dd_dtype t) { return t == DD_I64 ? "int64" : "float32"; }
+const char *dd_dtype_name(dd_dtype t) {
+  return t == DD_I64 ? "int64" : t == DD_BOOL ? "bool" : "float32";
+}
 
 dd_shape dd_shape_make(int ndim, const int64_t *dims) {
   dd_shape s = {0};

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "dream/dream.h"
+#include "dream/graph.h"
 #include "helper_cli.h"
 #include "helper_ops.h"
 
@@ -112,4 +113,60 @@ Test(grad, cli_writes_the_gradient, .timeout = 120) {
   dd_tensor_free(g);
   dd_tensor_free(file);
   dd_model_free(m);
+}
+
+/* The element-wise ops of modern networks (GELU as torch 1.13 writes it, hardswish and
+ * hardsigmoid, PReLU, ELU, Softplus, Tanh, Max, Min, Pow, ...) in one network exported by
+ * PyTorch at opsets 13, 14 and 17, and at "opset 20" with the GELU pattern fused into a Gelu
+ * node (tests/ref/elementwise_torch.py): the output and the input gradient of 1/2 sum(y^2)
+ * against torch autograd in float64. */
+Test(grad, elementwise_network_matches_torch_autograd, .timeout = 300) {
+  char cmd[2048];
+  snprintf(cmd, sizeof cmd, "/usr/bin/python3 '%s/tests/ref/elementwise_torch.py' '%s' >/dev/null 2>&1",
+           DREAM_SOURCE_DIR, th_tmpdir);
+  int rc = system(cmd);
+  cr_assert_eq(rc, 0, "the PyTorch reference failed (status %d): /usr/bin/python3 with torch and "
+               "onnx is required (Debian python3-torch, python3-onnx)\n%s", rc, cmd);
+  char path[256];
+  dd_err err;
+  dd_tensor *x, *want_y, *want_g;
+  th_tmp(path, sizeof path, "input.pb");
+  cr_assert_eq(dd_tensor_load_pb(path, &x, NULL, &err), 0, "%s", err.msg);
+  th_tmp(path, sizeof path, "output.pb");
+  cr_assert_eq(dd_tensor_load_pb(path, &want_y, NULL, &err), 0, "%s", err.msg);
+  th_tmp(path, sizeof path, "grad.pb");
+  cr_assert_eq(dd_tensor_load_pb(path, &want_g, NULL, &err), 0, "%s", err.msg);
+  const int opsets[] = {13, 14, 17, 20};
+  for (int k = 0; k < 4; k++) {
+    dd_model *m;
+    snprintf(path, sizeof path, "%s/opset%d.onnx", th_tmpdir, opsets[k]);
+    cr_assert_eq(dd_model_load(path, &m, &err), 0, "%s", err.msg);
+    int y = dd_model_find(m, "y");
+    cr_assert_geq(y, 0);
+    /* forward */
+    dd_binding b = {dd_model_input(m), x->shape, NULL};
+    dd_plan *p;
+    cr_assert_eq(dd_plan_new(m, &b, 1, &y, 1, 0, 0, &p, &err), 0, "%s", err.msg);
+    memcpy(dd_plan_tensor(p, b.value)->data, x->data, (size_t)dd_tensor_numel(x) * sizeof(float));
+    dd_plan_forward(p);
+    const dd_tensor *ours = dd_plan_tensor(p, y);
+    cr_assert(dd_shape_eq(&ours->shape, &want_y->shape));
+    double fe = th_max_abs_diff(ours, want_y) / th_max_abs(want_y);
+    dd_plan_free(p);
+    /* gradient */
+    dd_dream_layer l = {y, -1, 1.f};
+    dd_tensor *g;
+    double obj;
+    cr_assert_eq(dd_input_gradient(m, x, &l, 1, 0, &g, &obj, &err), 0, "%s", err.msg);
+    double ge = th_rel_l2(g, want_g);
+    printf("elementwise network, opset %d: forward max|d|/max|y| %.3g, input gradient relative "
+           "L2 %.3g\n", opsets[k], fe, ge);
+    cr_expect(fe <= 1e-5, "opset %d: forward error %g > 1e-5", opsets[k], fe);
+    cr_expect(ge <= 1e-4, "opset %d: gradient error %g > 1e-4", opsets[k], ge);
+    dd_tensor_free(g);
+    dd_model_free(m);
+  }
+  dd_tensor_free(x);
+  dd_tensor_free(want_y);
+  dd_tensor_free(want_g);
 }

@@ -54,15 +54,21 @@ static void assert_same(const dd_tensor *a, const dd_tensor *b, const char *what
                  dd_f32(a)[i], dd_f32(b)[i]);
 }
 
-/* c = x + x is read after the Relu that follows it, so that Relu must not run in place;
- * t aliases r (Identity) and is read at the end; u = c + t is read last by its Relu, which
- * may run in place; w = Relu(x) + x reads the graph input after a Relu of it. */
-Test(graph, reuse_respects_every_reader) {
-  /* input x (float32, shape set at plan time), outputs y and w */
+/* A graph of input x (float32, its shape set at plan time) and outputs y and w, for the
+ * nodes between. */
+static th_model *x_to_y_and_w(void) {
   th_model *b = th_model_new("reuse");
   th_model_input(b, "x", -1, NULL);
   th_model_output(b, "y");
   th_model_output(b, "w");
+  return b;
+}
+
+/* c = x + x is read after the Relu that follows it, so that Relu must not run in place;
+ * t aliases r (Identity) and is read at the end; u = c + t is read last by its Relu, which
+ * may run in place; w = Relu(x) + x reads the graph input after a Relu of it. */
+Test(graph, reuse_respects_every_reader) {
+  th_model *b = x_to_y_and_w();
   th_model_node(b, "Add", NULL, "x,x", "c");
   th_model_node(b, "Relu", NULL, "c", "r");
   th_model_node(b, "Identity", NULL, "r", "t");
@@ -102,6 +108,55 @@ Test(graph, reuse_respects_every_reader) {
   cr_assert_lt(dd_plan_bytes(reu), dd_plan_bytes(sep));
   /* the input and the targets keep their values */
   for (int i = 0; i < 30; i++) cr_assert_eq(dd_f32(dd_plan_tensor(reu, dd_model_input(m)))[i], x[i]);
+  dd_plan_free(sep);
+  dd_plan_free(reu);
+  dd_model_free(m);
+}
+
+/* The element-wise ops of src/ops/unary.c and binary.c under reuse: the ops whose backward
+ * reads y run in place and free x early (DD_OP_INPLACE, DD_OP_BWD_NO_X), the others keep x
+ * and not y (DD_OP_BWD_NO_OUT); all may write their input's gradient over their output's
+ * (DD_OP_INPLACE_GRAD).  Values and the input gradient are bit for bit those of the plan that
+ * keeps every buffer apart. */
+Test(graph, reuse_matches_for_elementwise_chains) {
+  th_model *b = x_to_y_and_w();
+  th_model_node(b, "Exp", NULL, "x", "a");
+  th_model_node(b, "Neg", NULL, "a", "b");
+  th_model_node(b, "Tanh", NULL, "b", "c");
+  th_model_node(b, "Gelu", NULL, "c", "d");
+  th_model_node(b, "HardSwish", NULL, "d", "e");
+  th_model_node(b, "Min", NULL, "e,x", "f");
+  th_model_node(b, "PRelu", NULL, "f,x", "h");
+  th_model_node(b, "Exp", NULL, "h", "i");
+  th_model_node(b, "Sqrt", NULL, "i", "j");
+  th_model_node(b, "Reciprocal", NULL, "j", "k");
+  th_model_node(b, "Softplus", NULL, "k", "y");
+  th_model_node(b, "Pow", NULL, "i,x", "p");
+  th_model_node(b, "Erf", NULL, "p", "q");
+  th_model_node(b, "Log", NULL, "q", "r");
+  th_model_node(b, "Elu", NULL, "r", "s");
+  th_model_node(b, "HardSigmoid", NULL, "s", "w");
+  dd_model *m = th_model_load(b, "reuse.onnx");
+  th_model_free(b);
+  int targets[2] = {dd_model_find(m, "y"), dd_model_find(m, "w")};
+  int64_t dims[] = {1, 2, 3, 5};
+  dd_shape shape = dd_shape_make(4, dims);
+  float x[30];
+  uint64_t st = 12;
+  for (int i = 0; i < 30; i++) x[i] = th_rand_uniform(&st, -1, 1);
+  dd_plan *sep = run_plan(m, &shape, x, targets, 2, 0);
+  dd_plan *reu = run_plan(m, &shape, x, targets, 2, DD_PLAN_REUSE);
+  assert_same(dd_plan_tensor(reu, targets[0]), dd_plan_tensor(sep, targets[0]), "y");
+  assert_same(dd_plan_tensor(reu, targets[1]), dd_plan_tensor(sep, targets[1]), "w");
+  const dd_tensor *gx = dd_plan_grad(reu, dd_model_input(m));
+  assert_same(gx, dd_plan_grad(sep, dd_model_input(m)), "dx");
+  int nonzero = 0;
+  for (int i = 0; i < 30; i++) {
+    cr_assert(isfinite(dd_f32(gx)[i]), "dx[%d] = %g", i, dd_f32(gx)[i]);
+    nonzero += dd_f32(gx)[i] != 0.f;
+  }
+  cr_assert_gt(nonzero, 20);
+  cr_assert_lt(dd_plan_bytes(reu), dd_plan_bytes(sep));
   dd_plan_free(sep);
   dd_plan_free(reu);
   dd_model_free(m);

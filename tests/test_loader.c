@@ -305,3 +305,55 @@ Test(loader, node_accessors_and_attributes) {
   cr_assert_eq(axis, 1);
   dd_model_free(m);
 }
+
+/* bool tensors (ONNX BOOL, 9): one byte per element in raw_data, or int32_data; any nonzero
+ * is true; saved back as BOOL raw bytes. */
+Test(loader, bool_tensors_from_raw_and_int32_data_and_back) {
+  int64_t dims[] = {2, 3};
+  uint8_t raw[] = {0, 1, 2, 0, 255, 1};
+  int32_t i32[] = {0, 1, 0, -5, 1, 0};
+  const uint8_t want_raw[] = {0, 1, 1, 0, 1, 1}, want_i32[] = {0, 1, 0, 1, 1, 0};
+  for (int form = 0; form < 2; form++) {
+    Onnx__TensorProto tp;
+    onnx__tensor_proto__init(&tp);
+    tp.n_dims = 2;
+    tp.dims = dims;
+    tp.has_data_type = 1;
+    tp.data_type = ONNX__TENSOR_PROTO__DATA_TYPE__BOOL;
+    if (form == 0) {
+      tp.has_raw_data = 1;
+      tp.raw_data.len = 6;
+      tp.raw_data.data = raw;
+    } else {
+      tp.n_int32_data = 6;
+      tp.int32_data = i32;
+    }
+    size_t len = onnx__tensor_proto__get_packed_size(&tp);
+    uint8_t *buf = malloc(len);
+    onnx__tensor_proto__pack(&tp, buf);
+    dd_tensor *t = NULL;
+    dd_err err;
+    cr_assert_eq(dd_tensor_parse_pb(buf, len, "bool", &t, NULL, &err), 0, "%s", err.msg);
+    free(buf);
+    cr_assert_eq(t->dtype, DD_BOOL);
+    cr_assert_eq(dd_dtype_size(t->dtype), 1);
+    cr_assert_str_eq(dd_dtype_name(t->dtype), "bool");
+    for (int i = 0; i < 6; i++) cr_assert_eq(dd_bool(t)[i], (form ? want_i32 : want_raw)[i]);
+    char path[] = "/tmp/dream_bool_XXXXXX";
+    int fd = mkstemp(path);
+    cr_assert(fd >= 0);
+    close(fd);
+    cr_assert_eq(dd_tensor_save_pb(path, t, "mask", &err), 0, "%s", err.msg);
+    dd_tensor *back = NULL;
+    char *name = NULL;
+    cr_assert_eq(dd_tensor_load_pb(path, &back, &name, &err), 0, "%s", err.msg);
+    cr_assert_eq(back->dtype, DD_BOOL);
+    cr_assert_str_eq(name, "mask");
+    cr_assert(dd_shape_eq(&back->shape, &t->shape));
+    cr_assert_eq(memcmp(back->data, t->data, 6), 0);
+    unlink(path);
+    free(name);
+    dd_tensor_free(t);
+    dd_tensor_free(back);
+  }
+}

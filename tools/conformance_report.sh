@@ -34,7 +34,9 @@ sort -t "$(printf '\t')" -k1,1 "$tmp" | awk -F '\t' -v data="$data" -v pkg="$pkg
     printf "(its message is the reason) or when an expected output has an element type dream does not\n"
     printf "hold. For passes, the reason gives the worst |d|/tolerance. When an op refuses at run\n"
     printf "time a float input that real models hold as an initializer (Clip'"'"'s bounds, Pad'"'"'s value),\n"
-    printf "the case runs again with the inputs after the first bound as constants, and says so.\n\n"
+    printf "the case runs again with the inputs after the first bound as constants, and says so;\n"
+    printf "when an op needs every input at plan time (Range'"'"'s start, limit and delta), with all\n"
+    printf "of them bound as constants.\n\n"
     printf "Regenerate: `tools/conformance_report.sh BUILD_DIR > docs/conformance.md`.\n\n"
     printf "**%d cases: %d pass, %d skip, %d fail.**\n\n", NR, count["pass"], count["skip"], count["fail"]
     printf "| case | status | reason |\n|---|---|---|\n"

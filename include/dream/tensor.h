@@ -1,4 +1,4 @@
-/* dream/tensor.h - dense tensors of float32 or int64, row-major (NCHW for images).
+/* dream/tensor.h - dense tensors of float32, int64 or bool, row-major (NCHW for images).
  *
  * A tensor owns its data unless created with dd_tensor_wrap.  Shapes have at most
  * DD_MAX_DIMS dimensions; every element count is computed with overflow checks.
@@ -19,8 +19,8 @@ extern "C" {
 
 #define DD_MAX_DIMS 8
 
-/* Values are ONNX's TensorProto.DataType numbers. */
-typedef enum dd_dtype { DD_F32 = 1, DD_I64 = 7 } dd_dtype;
+/* Values are ONNX's TensorProto.DataType numbers.  A bool element is one byte, 0 or 1. */
+typedef enum dd_dtype { DD_F32 = 1, DD_I64 = 7, DD_BOOL = 9 } dd_dtype;
 
 typedef struct dd_shape {
   int ndim;
@@ -30,7 +30,7 @@ typedef struct dd_shape {
 typedef struct dd_tensor {
   dd_dtype dtype;
   dd_shape shape;
-  void *data; /* float * or int64_t *, numel elements */
+  void *data; /* float *, int64_t * or uint8_t * (bool), numel elements */
   int owns;   /* data is freed with the tensor */
 } dd_tensor;
 
@@ -38,7 +38,7 @@ typedef struct dd_tensor {
 DD_API int64_t dd_shape_numel(const dd_shape *s);
 /* Size in bytes of one element of `t`. */
 DD_API size_t dd_dtype_size(dd_dtype t);
-/* "float32" / "int64". */
+/* "float32" / "int64" / "bool". */
 DD_API const char *dd_dtype_name(dd_dtype t);
 /* Shape from a list of dims. */
 DD_API dd_shape dd_shape_make(int ndim, const int64_t *dims);
@@ -58,6 +58,7 @@ DD_API void dd_tensor_free(dd_tensor *t);
 DD_API int64_t dd_tensor_numel(const dd_tensor *t);
 static inline float *dd_f32(const dd_tensor *t) { return (float *)t->data; }
 static inline int64_t *dd_i64(const dd_tensor *t) { return (int64_t *)t->data; }
+static inline uint8_t *dd_bool(const dd_tensor *t) { return (uint8_t *)t->data; }
 
 /* Read one ONNX TensorProto file (as in the ONNX test sets).  `name_out` (may be NULL)
  * receives the tensor's name field, malloc'ed (NULL if empty).  Errors name `path`. */

@@ -153,8 +153,8 @@ def save_image(path, rgb, quality=95):
 def _tensor_to_array(t):
     shape = tuple(t.shape.d[i] for i in range(t.shape.ndim))
     n = int(np.prod(shape, dtype=np.int64)) if shape else 1
-    dtype = np.float32 if t.dtype == lib.DD_F32 else np.int64
-    return np.frombuffer(ffi.buffer(t.data, n * 4 if dtype == np.float32 else n * 8),
+    dtype = {lib.DD_F32: np.float32, lib.DD_I64: np.int64, lib.DD_BOOL: np.bool_}[t.dtype]
+    return np.frombuffer(ffi.buffer(t.data, n * np.dtype(dtype).itemsize),
                          dtype=dtype).reshape(shape).copy()
 
 
@@ -169,14 +169,16 @@ def _shape_of(a):
 
 
 def _array_to_tensor(a):
-    """An owned dd_tensor holding a copy of a float32 or int64 array."""
+    """An owned dd_tensor holding a copy of a float32, int64 or bool array."""
     a = np.ascontiguousarray(a)
     if a.dtype == np.float32:
         dt = lib.DD_F32
     elif a.dtype == np.int64:
         dt = lib.DD_I64
+    elif a.dtype == np.bool_:
+        dt = lib.DD_BOOL
     else:
-        raise TypeError("tensors are float32 or int64, not %s" % a.dtype)
+        raise TypeError("tensors are float32, int64 or bool, not %s" % a.dtype)
     err = ffi.new("dd_err *")
     out = ffi.new("dd_tensor **")
     _check(lib.dd_tensor_new(dt, _shape_of(a), 0, out, err), err)
@@ -199,7 +201,7 @@ def load_tensor(path):
 
 
 def save_tensor(path, a, name=None):
-    """Writes a float32 or int64 array as an ONNX TensorProto file (dd_tensor_save_pb)."""
+    """Writes a float32, int64 or bool array as an ONNX TensorProto file (dd_tensor_save_pb)."""
     t = _array_to_tensor(np.asarray(a))
     err = ffi.new("dd_err *")
     _check(lib.dd_tensor_save_pb(os.fsencode(path), t, name.encode() if name else ffi.NULL,

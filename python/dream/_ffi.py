@@ -20,7 +20,7 @@ const char *dd_strerror(int code);
 const char *dd_errname(int code);
 
 /* tensor.h */
-typedef enum dd_dtype { DD_F32 = 1, DD_I64 = 7 } dd_dtype;
+typedef enum dd_dtype { DD_F32 = 1, DD_I64 = 7, DD_BOOL = 9 } dd_dtype;
 typedef struct dd_shape { int ndim; int64_t d[8]; } dd_shape;
 typedef struct dd_tensor {
   dd_dtype dtype; dd_shape shape; void *data; int owns;

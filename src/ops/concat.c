@@ -1,4 +1,5 @@
-/* Concat along one axis, any rank, float32 or int64 (exporters concatenate shapes).
+/* Concat along one axis, any rank, float32, int64 or bool (exporters concatenate shapes and
+ * masks).
  * Forward and backward side by side: the gradient of each input is its slice of dout.
  *
  * Viewing every tensor as outer x (extent along axis * inner), input i's block of each outer
@@ -33,8 +34,8 @@ static int concat_infer(const dd_node *node, const dd_tensor *const *in, dd_tens
   for (int i = 0; i < node->n_in; i++)
     if (!in[i]) return dd_fail(err, DD_EFORMAT, "input %d is missing", i);
   const dd_shape *s0 = &in[0]->shape;
-  if (in[0]->dtype != DD_F32 && in[0]->dtype != DD_I64)
-    return dd_fail(err, DD_EUNSUPPORTED, "inputs must be float32 or int64");
+  if (in[0]->dtype != DD_F32 && in[0]->dtype != DD_I64 && in[0]->dtype != DD_BOOL)
+    return dd_fail(err, DD_EUNSUPPORTED, "inputs must be float32, int64 or bool");
   if (s0->ndim < 1) return dd_fail(err, DD_ESHAPE, "cannot concatenate scalars");
   if (p->axis < -s0->ndim || p->axis >= s0->ndim)
     return dd_fail(err, DD_ESHAPE, "axis %lld is out of range for %d dims", (long long)p->axis,

@@ -203,8 +203,8 @@ const dd_op dd_op_Reshape = {"Reshape", reshape_init, reshape_infer, copy_forwar
                              NULL, COPY_FLAGS};
 
 /* ---- Dropout: inference only, so the identity ----
- * The optional mask output is all ones ("keep"): bool in ONNX since opset 10, held as
- * int64 here; before opset 10 it has the input's type. */
+ * The optional mask output is all ones ("keep"): bool since opset 10, before it the
+ * input's type. */
 
 static int dropout_init(dd_node *node, dd_err *err) {
   static const char *const known[] = {"ratio", "seed", "is_test", NULL};
@@ -221,13 +221,15 @@ static int dropout_infer(const dd_node *node, const dd_tensor *const *in, dd_ten
     const dd_tensor *t = in[2];
     if (!t->data || dd_tensor_numel(t) != 1)
       return dd_fail(err, DD_EUNSUPPORTED, "Dropout's training_mode must be a constant scalar");
-    int on = t->dtype == DD_I64 ? dd_i64(t)[0] != 0 : dd_f32(t)[0] != 0.f;
+    int on = t->dtype == DD_I64    ? dd_i64(t)[0] != 0
+             : t->dtype == DD_BOOL ? dd_bool(t)[0] != 0
+                                   : dd_f32(t)[0] != 0.f;
     if (on)
       return dd_fail(err, DD_EUNSUPPORTED, "Dropout with training_mode=true is not supported; "
                      "only inference (the identity) is");
   }
   if (node->n_out > 1 && out[1]) {
-    out[1]->dtype = node->opset > 0 && node->opset < 10 ? in[0]->dtype : DD_I64;
+    out[1]->dtype = node->opset > 0 && node->opset < 10 ? in[0]->dtype : DD_BOOL;
     out[1]->shape = in[0]->shape;
   }
   return set_out(out, in[0]->dtype, &in[0]->shape, scratch);
@@ -240,6 +242,8 @@ static void dropout_forward(const dd_node *node, const dd_tensor *const *in,
     int64_t n = dd_tensor_numel(out[1]);
     if (out[1]->dtype == DD_F32)
       for (int64_t i = 0; i < n; i++) dd_f32(out[1])[i] = 1.f;
+    else if (out[1]->dtype == DD_BOOL)
+      memset(out[1]->data, 1, (size_t)n);
     else
       for (int64_t i = 0; i < n; i++) dd_i64(out[1])[i] = 1;
   }

@@ -168,8 +168,8 @@ static int gather_infer(const dd_node *node, const dd_tensor *const *in, dd_tens
   if (!in[0] || !in[1]) return dd_fail(err, DD_EFORMAT, "needs data and indices");
   if (node->n_out < 1) return dd_fail(err, DD_EFORMAT, "needs an output");
   const dd_tensor *x = in[0], *idx = in[1];
-  if (x->dtype != DD_F32 && x->dtype != DD_I64)
-    return dd_fail(err, DD_EUNSUPPORTED, "data must be float32 or int64");
+  if (x->dtype != DD_F32 && x->dtype != DD_I64 && x->dtype != DD_BOOL)
+    return dd_fail(err, DD_EUNSUPPORTED, "data must be float32, int64 or bool");
   if (idx->dtype != DD_I64) return dd_fail(err, DD_EFORMAT, "indices must be integers");
   int axis = 0;
   int rc = normalize_axis(p->axis, x->shape.ndim, &axis, err);
@@ -372,8 +372,8 @@ static int slice_resolve(const dd_node *node, const dd_tensor *const *in, slice_
 static int slice_infer(const dd_node *node, const dd_tensor *const *in, dd_tensor *const *out,
                        size_t *scratch, dd_err *err) {
   if (!in[0]) return dd_fail(err, DD_EFORMAT, "needs an input");
-  if (in[0]->dtype != DD_F32 && in[0]->dtype != DD_I64)
-    return dd_fail(err, DD_EUNSUPPORTED, "input must be float32 or int64");
+  if (in[0]->dtype != DD_F32 && in[0]->dtype != DD_I64 && in[0]->dtype != DD_BOOL)
+    return dd_fail(err, DD_EUNSUPPORTED, "input must be float32, int64 or bool");
   if (node->n_out < 1) return dd_fail(err, DD_EFORMAT, "needs an output");
   slice_box b;
   int rc = slice_resolve(node, in, &b, err);
@@ -442,7 +442,8 @@ static void slice_forward(const dd_node *node, const dd_tensor *const *in, dd_te
   slice_geometry(node, in, &g);
   int64_t total = dd_tensor_numel(out[0]);
   if (in[0]->dtype == DD_F32) SLICE_ROWS(float);
-  else SLICE_ROWS(int64_t);
+  else if (in[0]->dtype == DD_I64) SLICE_ROWS(int64_t);
+  else SLICE_ROWS(uint8_t);
 }
 
 /* Distinct output elements come from distinct input elements: rows write disjoint places. */
@@ -466,7 +467,7 @@ static void slice_backward(const dd_node *node, const dd_tensor *const *in,
 const dd_op dd_op_Slice = {"Slice", slice_init, slice_infer, slice_forward, slice_backward, NULL,
                            0};
 
-/* ---- Cast: to float32 (1) or int64 (7) ---- */
+/* ---- Cast: between float32 (1), int64 (7) and bool (9) ---- */
 
 typedef struct cast_params {
   dd_dtype to;
@@ -480,9 +481,9 @@ static int cast_init(dd_node *node, dd_err *err) {
   rc = dd_attr_int(node, "to", -1, &to, err);
   if (rc) return rc;
   if (to == -1) return dd_fail(err, DD_EFORMAT, "Cast needs the 'to' attribute");
-  if (to != DD_F32 && to != DD_I64)
+  if (to != DD_F32 && to != DD_I64 && to != DD_BOOL)
     return dd_fail(err, DD_EUNSUPPORTED, "Cast to ONNX type %lld is not supported (only FLOAT, "
-                   "1, and INT64, 7)", (long long)to);
+                   "1, INT64, 7, and BOOL, 9)", (long long)to);
   cast_params *p = malloc(sizeof *p);
   if (!p) return dd_fail(err, DD_ENOMEM, "out of memory");
   p->to = (dd_dtype)to;
@@ -495,6 +496,8 @@ static int cast_infer(const dd_node *node, const dd_tensor *const *in, dd_tensor
   const cast_params *p = node->params;
   if (node->n_in != 1 || !in[0]) return dd_fail(err, DD_EFORMAT, "needs one input");
   if (node->n_out < 1) return dd_fail(err, DD_EFORMAT, "needs an output");
+  if (in[0]->dtype != DD_F32 && in[0]->dtype != DD_I64 && in[0]->dtype != DD_BOOL)
+    return dd_fail(err, DD_EUNSUPPORTED, "input must be float32, int64 or bool");
   if (out[0]) {
     out[0]->dtype = p->to;
     out[0]->shape = in[0]->shape;
@@ -512,27 +515,30 @@ static inline int64_t f2i(float v) {
   return (int64_t)v;
 }
 
+#define CAST_LOOP(TX, TY, EXPR)                                          \
+  do {                                                                   \
+    const TX *x = (const TX *)in[0]->data;                               \
+    TY *y = (TY *)out[0]->data;                                          \
+    _Pragma("omp parallel for if (n > DD_PAR_MIN) schedule(static)")     \
+    for (int64_t i = 0; i < n; i++) y[i] = EXPR;                         \
+  } while (0)
+
+/* To bool: nonzero is true (NaN too, as numpy's astype(bool)); from bool: 0 or 1. */
 static void cast_forward(const dd_node *node, const dd_tensor *const *in, dd_tensor *const *out,
                          void *scratch) {
   if (!out[0]) return;
   int64_t n = dd_tensor_numel(in[0]);
   dd_dtype from = in[0]->dtype, to = out[0]->dtype;
-  if (from == to) {
-    memcpy(out[0]->data, in[0]->data, (size_t)n * dd_dtype_size(to));
-  } else if (to == DD_I64) {
-    const float *x = dd_f32(in[0]);
-    int64_t *y = dd_i64(out[0]);
-#pragma omp parallel for if (n > DD_PAR_MIN) schedule(static)
-    for (int64_t i = 0; i < n; i++) y[i] = f2i(x[i]);
-  } else {
-    const int64_t *x = dd_i64(in[0]);
-    float *y = dd_f32(out[0]);
-#pragma omp parallel for if (n > DD_PAR_MIN) schedule(static)
-    for (int64_t i = 0; i < n; i++) y[i] = (float)x[i];
-  }
+  if (from == to) memcpy(out[0]->data, in[0]->data, (size_t)n * dd_dtype_size(to));
+  else if (from == DD_F32 && to == DD_I64) CAST_LOOP(float, int64_t, f2i(x[i]));
+  else if (from == DD_F32) CAST_LOOP(float, uint8_t, x[i] != 0.f);
+  else if (from == DD_I64 && to == DD_F32) CAST_LOOP(int64_t, float, (float)x[i]);
+  else if (from == DD_I64) CAST_LOOP(int64_t, uint8_t, x[i] != 0);
+  else if (to == DD_F32) CAST_LOOP(uint8_t, float, (float)x[i]);
+  else CAST_LOOP(uint8_t, int64_t, (int64_t)x[i]);
 }
 
-/* float -> float passes the gradient; a cast to int64 is piecewise constant: zero. */
+/* float -> float passes the gradient; a cast to int64 or bool is piecewise constant: zero. */
 static void cast_backward(const dd_node *node, const dd_tensor *const *in,
                           const dd_tensor *const *out, const dd_tensor *const *dout,
                           dd_tensor *const *din, void *scratch) {
@@ -546,3 +552,170 @@ static void cast_backward(const dd_node *node, const dd_tensor *const *in,
 }
 
 const dd_op dd_op_Cast = {"Cast", cast_init, cast_infer, cast_forward, cast_backward, NULL, 0};
+
+/* A 1-D int64 input that must be known at plan time, since the output's shape is made of its
+ * values. */
+static int const_ints(const dd_tensor *t, const char *what, dd_err *err) {
+  if (t->dtype != DD_I64 || t->shape.ndim != 1)
+    return dd_fail(err, DD_EFORMAT, "%s must be a 1-D integer tensor", what);
+  if (!t->data)
+    return dd_fail(err, DD_EUNSUPPORTED, "%s must be constant (an initializer or computed from "
+                   "constants), it is computed at run time", what);
+  return DD_OK;
+}
+
+/* ---- ConstantOfShape: a tensor of the input's shape filled with `value` (float 0 when
+ * absent; a one-element float32, int64 or bool tensor). ---- */
+
+typedef struct cos_params {
+  dd_dtype dtype;
+  union {
+    float f;
+    int64_t i;
+    uint8_t b;
+  } v;
+} cos_params;
+
+static int cos_init(dd_node *node, dd_err *err) {
+  static const char *const known[] = {"value", NULL};
+  int rc = dd_node_check_attrs(node, known, err);
+  if (rc) return rc;
+  if (node->n_in != 1)
+    return dd_fail(err, DD_EFORMAT, "ConstantOfShape needs 1 input, got %d", node->n_in);
+  cos_params *p = calloc(1, sizeof *p);
+  if (!p) return dd_fail(err, DD_ENOMEM, "out of memory");
+  p->dtype = DD_F32;
+  const dd_attr *a = dd_node_attr(node, "value");
+  if (a) {
+    if (a->type != DD_ATTR_TENSOR || !a->t || dd_tensor_numel(a->t) != 1) {
+      free(p);
+      return dd_fail(err, DD_EFORMAT, "ConstantOfShape 'value' must be a one-element tensor");
+    }
+    p->dtype = a->t->dtype;
+    memcpy(&p->v, a->t->data, dd_dtype_size(p->dtype));
+  }
+  node->params = p;
+  return DD_OK;
+}
+
+static int cos_infer(const dd_node *node, const dd_tensor *const *in, dd_tensor *const *out,
+                     size_t *scratch, dd_err *err) {
+  const cos_params *p = node->params;
+  if (!in[0]) return dd_fail(err, DD_EFORMAT, "needs the shape input");
+  if (node->n_out < 1) return dd_fail(err, DD_EFORMAT, "needs an output");
+  int rc = const_ints(in[0], "the shape input", err);
+  if (rc) return rc;
+  int64_t nd = in[0]->shape.d[0];
+  if (nd > DD_MAX_DIMS)
+    return dd_fail(err, DD_ELIMIT, "the result would have %lld dims, at most %d are supported",
+                   (long long)nd, DD_MAX_DIMS);
+  dd_shape s = {.ndim = (int)nd};
+  for (int i = 0; i < s.ndim; i++) {
+    s.d[i] = dd_i64(in[0])[i];
+    if (s.d[i] < 0)
+      return dd_fail(err, DD_EFORMAT, "dim %d of the shape is negative (%lld)", i,
+                     (long long)s.d[i]);
+  }
+  if (dd_shape_numel(&s) < 0) return dd_fail(err, DD_ELIMIT, "the shape's size overflows");
+  if (out[0]) {
+    out[0]->dtype = p->dtype;
+    out[0]->shape = s;
+  }
+  *scratch = 0;
+  return DD_OK;
+}
+
+static void cos_forward(const dd_node *node, const dd_tensor *const *in, dd_tensor *const *out,
+                        void *scratch) {
+  const cos_params *p = node->params;
+  if (!out[0]) return;
+  int64_t n = dd_tensor_numel(out[0]);
+  if (p->dtype == DD_F32) {
+    float *y = dd_f32(out[0]);
+#pragma omp parallel for simd if (parallel : n > DD_PAR_MIN) schedule(static)
+    for (int64_t i = 0; i < n; i++) y[i] = p->v.f;
+  } else if (p->dtype == DD_I64) {
+    int64_t *y = dd_i64(out[0]);
+#pragma omp parallel for simd if (parallel : n > DD_PAR_MIN) schedule(static)
+    for (int64_t i = 0; i < n; i++) y[i] = p->v.i;
+  } else {
+    memset(out[0]->data, p->v.b, (size_t)n);
+  }
+}
+
+const dd_op dd_op_ConstantOfShape = {"ConstantOfShape", cos_init, cos_infer, cos_forward, NULL,
+                                     NULL, 0};
+
+/* ---- Range: start, start + delta, ... up to limit (excluded), n = max(ceil((limit - start)
+ * / delta), 0); three scalars of one type, float32 or int64, known at plan time. ---- */
+
+static int range_init(dd_node *node, dd_err *err) {
+  static const char *const known[] = {NULL};
+  if (node->n_in != 3)
+    return dd_fail(err, DD_EFORMAT, "Range needs 3 inputs (start, limit, delta), got %d",
+                   node->n_in);
+  return dd_node_check_attrs(node, known, err);
+}
+
+/* The element count, or -1 when it exceeds 2^40 (no tensor is that large). */
+static int64_t range_count(const dd_tensor *const *in) {
+  if (in[0]->dtype == DD_F32) {
+    double st = dd_f32(in[0])[0], li = dd_f32(in[1])[0], de = dd_f32(in[2])[0];
+    double n = ceil((li - st) / de);
+    if (n != n || n > (double)(INT64_C(1) << 40)) return -1;
+    return n > 0 ? (int64_t)n : 0;
+  }
+  int64_t st = dd_i64(in[0])[0], li = dd_i64(in[1])[0], de = dd_i64(in[2])[0];
+  /* the distance and the step as magnitudes in uint64_t: no signed overflow */
+  if ((de > 0 && li <= st) || (de < 0 && li >= st)) return 0;
+  uint64_t dist = de > 0 ? (uint64_t)li - (uint64_t)st : (uint64_t)st - (uint64_t)li;
+  uint64_t step = de > 0 ? (uint64_t)de : 0 - (uint64_t)de;
+  uint64_t n = dist / step + (dist % step != 0);
+  return n > (UINT64_C(1) << 40) ? -1 : (int64_t)n;
+}
+
+static int range_infer(const dd_node *node, const dd_tensor *const *in, dd_tensor *const *out,
+                       size_t *scratch, dd_err *err) {
+  static const char *const names[] = {"start", "limit", "delta"};
+  if (node->n_out < 1) return dd_fail(err, DD_EFORMAT, "needs an output");
+  for (int k = 0; k < 3; k++) {
+    if (!in[k]) return dd_fail(err, DD_EFORMAT, "needs %s", names[k]);
+    if (in[k]->dtype != DD_F32 && in[k]->dtype != DD_I64)
+      return dd_fail(err, DD_EUNSUPPORTED, "%s is %s; Range supports float32 and int64",
+                     names[k], dd_dtype_name(in[k]->dtype));
+    if (in[k]->dtype != in[0]->dtype)
+      return dd_fail(err, DD_EFORMAT, "start, limit and delta have different types");
+    if (dd_tensor_numel(in[k]) != 1 || in[k]->shape.ndim > 1)
+      return dd_fail(err, DD_EFORMAT, "%s must be a scalar", names[k]);
+    if (!in[k]->data)
+      return dd_fail(err, DD_EUNSUPPORTED, "%s must be constant (an initializer or computed "
+                     "from constants), it is computed at run time", names[k]);
+  }
+  if (in[0]->dtype == DD_F32 ? dd_f32(in[2])[0] == 0.f : dd_i64(in[2])[0] == 0)
+    return dd_fail(err, DD_EFORMAT, "delta is 0");
+  int64_t n = range_count(in);
+  if (n < 0) return dd_fail(err, DD_ELIMIT, "Range has too many elements (or a NaN bound)");
+  if (out[0]) {
+    out[0]->dtype = in[0]->dtype;
+    out[0]->shape = (dd_shape){.ndim = 1, .d = {n}};
+  }
+  *scratch = 0;
+  return DD_OK;
+}
+
+static void range_forward(const dd_node *node, const dd_tensor *const *in,
+                          dd_tensor *const *out, void *scratch) {
+  if (!out[0]) return;
+  int64_t n = out[0]->shape.d[0];
+  if (out[0]->dtype == DD_F32) {
+    float st = dd_f32(in[0])[0], de = dd_f32(in[2])[0], *y = dd_f32(out[0]);
+    for (int64_t i = 0; i < n; i++) y[i] = st + (float)i * de;
+  } else {
+    /* wrapping via uint64_t; the last value is below limit, so nothing wraps in fact */
+    uint64_t st = (uint64_t)dd_i64(in[0])[0], de = (uint64_t)dd_i64(in[2])[0];
+    int64_t *y = dd_i64(out[0]);
+    for (int64_t i = 0; i < n; i++) y[i] = (int64_t)(st + (uint64_t)i * de);
+  }
+}
+
+const dd_op dd_op_Range = {"Range", range_init, range_infer, range_forward, NULL, NULL, 0};

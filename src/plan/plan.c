@@ -265,7 +265,9 @@ static int infer_shapes(dd_plan *p, plan_state *s, const plan_request *rq, dd_er
         p->folded[v] = 1;
         s->isconst[v] = 1;
       } else {
-        s->onpath[v] = (unsigned char)path;
+        /* Only float values carry a gradient: an int64 or bool value (a comparison, a
+         * mask, indices) is piecewise constant in the input, so the path stops there. */
+        s->onpath[v] = (unsigned char)(path && outs[k]->dtype == DD_F32);
       }
     }
     if (fold) {
@@ -278,7 +280,9 @@ static int infer_shapes(dd_plan *p, plan_state *s, const plan_request *rq, dd_er
       p->order[p->n_order++] = i;
       p->runs[i] = 1;
       p->flops[i] = n->op->flops ? n->op->flops(n, in, (const dd_tensor *const *)outs) : 0;
-      if (path && (rq->flags & DD_PLAN_GRAD) && !n->op->backward)
+      int out_path = 0;
+      for (int k = 0; k < n->n_out; k++) out_path |= n->out[k] >= 0 && s->onpath[n->out[k]];
+      if (out_path && (rq->flags & DD_PLAN_GRAD) && !n->op->backward)
         return dd_fail(err, DD_EUNSUPPORTED,
                        "%s: node '%s': the gradient of %s is not implemented", m->name, n->name,
                        n->op_type);

@@ -3,13 +3,16 @@
  *
  * A case is in scope when every node of its model is an operator of src/ops/ops.def (decided
  * from the model's node op types, not from the directory name).  Running it loads the model
- * with dd_model_load, binds float inputs as runtime inputs and int64 inputs (shapes, axes,
- * indices) as plan-time constants, plans the graph outputs, runs forward and compares each
- * output numpy-style: |ours - expected| <= atol + rtol * |expected|.
+ * with dd_model_load, binds float and bool inputs as runtime inputs and int64 inputs (shapes,
+ * axes, indices) as plan-time constants, plans the graph outputs, runs forward and compares
+ * each output numpy-style: |ours - expected| <= atol + rtol * |expected| (bool and int64
+ * exactly).  When an op refuses a runtime input that real models hold as a constant, the case
+ * runs again with the inputs after the first bound as constants, then (when an op needs them
+ * all at plan time, as Range does) with every input bound, and the reason says so.
  *
  * Outcomes: PASS; SKIP only when our loader or planner answers DD_EUNSUPPORTED (its message is
- * the reason) or when an expected output has an element type dream does not hold (bool,
- * uint8, double, ...); FAIL for anything else, with what differs. */
+ * the reason) or when an expected output has an element type dream does not hold (uint8,
+ * double, ...); FAIL for anything else, with what differs. */
 #ifndef DREAM_TEST_HELPER_CONFORMANCE_H
 #define DREAM_TEST_HELPER_CONFORMANCE_H
 

@@ -107,9 +107,8 @@ Onnx__ValueInfoProto *th_model_output(th_model *b, const char *name) {
   return g->output[g->n_output++] = value_info(name);
 }
 
-static Onnx__TensorProto *initializer(th_model *b, const char *name, int data_type, int ndim,
-                                      const int64_t *dims) {
-  Onnx__GraphProto *g = b->model->graph;
+/* A tensor of `data_type` and dims, named (may be "": an attribute's value), no data yet. */
+static Onnx__TensorProto *tensor(const char *name, int data_type, int ndim, const int64_t *dims) {
   Onnx__TensorProto *t = alloc(sizeof *t);
   onnx__tensor_proto__init(t);
   t->name = copy_str(name);
@@ -117,6 +116,27 @@ static Onnx__TensorProto *initializer(th_model *b, const char *name, int data_ty
   t->data_type = data_type;
   t->n_dims = (size_t)ndim;
   t->dims = copy_mem(dims, (size_t)ndim * sizeof *dims);
+  return t;
+}
+
+static Onnx__TensorProto *tensor_f32(const char *name, int ndim, const int64_t *dims,
+                                     const float *v, size_t n) {
+  Onnx__TensorProto *t = tensor(name, ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT, ndim, dims);
+  t->n_float_data = n;
+  t->float_data = copy_mem(v, n * sizeof *v);
+  return t;
+}
+
+static Onnx__TensorProto *tensor_i64(const char *name, int ndim, const int64_t *dims,
+                                     const int64_t *v, size_t n) {
+  Onnx__TensorProto *t = tensor(name, ONNX__TENSOR_PROTO__DATA_TYPE__INT64, ndim, dims);
+  t->n_int64_data = n;
+  t->int64_data = copy_mem(v, n * sizeof *v);
+  return t;
+}
+
+static Onnx__TensorProto *initializer(th_model *b, Onnx__TensorProto *t) {
+  Onnx__GraphProto *g = b->model->graph;
   grow(&g->initializer, g->n_initializer, &b->cap_init);
   g->initializer[g->n_initializer++] = t;
   return t;
@@ -124,29 +144,23 @@ static Onnx__TensorProto *initializer(th_model *b, const char *name, int data_ty
 
 Onnx__TensorProto *th_model_init_f32(th_model *b, const char *name, int ndim,
                                      const int64_t *dims, const float *v, size_t n) {
-  Onnx__TensorProto *t = initializer(b, name, ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT, ndim, dims);
-  t->n_float_data = n;
-  t->float_data = copy_mem(v, n * sizeof *v);
-  return t;
+  return initializer(b, tensor_f32(name, ndim, dims, v, n));
 }
 
 Onnx__TensorProto *th_model_init_i64(th_model *b, const char *name, int ndim,
                                      const int64_t *dims, const int64_t *v, size_t n) {
-  Onnx__TensorProto *t = initializer(b, name, ONNX__TENSOR_PROTO__DATA_TYPE__INT64, ndim, dims);
-  t->n_int64_data = n;
-  t->int64_data = copy_mem(v, n * sizeof *v);
-  return t;
+  return initializer(b, tensor_i64(name, ndim, dims, v, n));
 }
 
 Onnx__TensorProto *th_model_init_raw(th_model *b, const char *name, int data_type, int ndim,
                                      const int64_t *dims, const void *raw, size_t len) {
-  Onnx__TensorProto *t = initializer(b, name, data_type, ndim, dims);
+  Onnx__TensorProto *t = tensor(name, data_type, ndim, dims);
   if (raw) {
     t->has_raw_data = 1;
     t->raw_data.len = len;
     t->raw_data.data = copy_mem(raw, len);
   }
-  return t;
+  return initializer(b, t);
 }
 
 /* The comma-separated names of `list` into *n and a new array. */
@@ -220,6 +234,18 @@ void th_model_attr_floats(th_model *b, const char *name, int n, const float *v) 
   Onnx__AttributeProto *a = attr(b, name, ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__FLOATS);
   a->n_floats = (size_t)n;
   a->floats = copy_mem(v, (size_t)n * sizeof *v);
+}
+
+void th_model_attr_tensor_f32(th_model *b, const char *name, int ndim, const int64_t *dims,
+                              const float *v, size_t n) {
+  Onnx__AttributeProto *a = attr(b, name, ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__TENSOR);
+  a->t = tensor_f32("", ndim, dims, v, n);
+}
+
+void th_model_attr_tensor_i64(th_model *b, const char *name, int ndim, const int64_t *dims,
+                              const int64_t *v, size_t n) {
+  Onnx__AttributeProto *a = attr(b, name, ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__TENSOR);
+  a->t = tensor_i64("", ndim, dims, v, n);
 }
 
 void th_model_attr_string(th_model *b, const char *name, const char *s) {

@@ -52,6 +52,11 @@ void th_model_attr_float(th_model *b, const char *name, float v);
 void th_model_attr_ints(th_model *b, const char *name, int n, const int64_t *v);
 void th_model_attr_floats(th_model *b, const char *name, int n, const float *v);
 void th_model_attr_string(th_model *b, const char *name, const char *s);
+/* A tensor attribute (ConstantOfShape's value): n values of `ndim` dims. */
+void th_model_attr_tensor_f32(th_model *b, const char *name, int ndim, const int64_t *dims,
+                              const float *v, size_t n);
+void th_model_attr_tensor_i64(th_model *b, const char *name, int ndim, const int64_t *dims,
+                              const int64_t *v, size_t n);
 
 /* The serialized model (malloc'ed: free it) and its length. */
 uint8_t *th_model_pack(const th_model *b, size_t *len);

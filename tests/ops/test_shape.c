@@ -377,7 +377,7 @@ Test(cast, float_and_int64_both_ways) {
 }
 
 Test(cast, refuses_other_types) {
-  const int64_t types[] = {10, 11, 6, 9, 8};
+  const int64_t types[] = {10, 11, 6, 2, 8};
   for (int k = 0; k < 5; k++) {
     th_node t;
     th_init(&t, "Cast", 1, 1);
@@ -442,4 +442,214 @@ Test(shape, folded_in_a_graph_with_gradient) {
       cr_assert_eq(dd_f32(gx)[n * 60 + j], dd_f32(gz)[j * 2 + n] * scale[j / 20]);
   dd_plan_free(p);
   dd_model_free(m);
+}
+
+/* ---- Cast with bool ---- */
+
+Test(cast, to_and_from_bool) {
+  int64_t d[] = {6};
+  const float fv[] = {0.f, -0.f, 2.5f, -1e-30f, NAN, INFINITY};
+  const int64_t iv[] = {0, 1, -1, INT64_MIN, 7, 0};
+  const uint8_t fb[] = {0, 0, 1, 1, 1, 1}, ib[] = {0, 1, 1, 1, 1, 0};
+  dd_tensor *f = th_tensor(1, d), *i = th_tensor_i64(1, d, iv), *y[1];
+  memcpy(f->data, fv, sizeof fv);
+  dd_err err;
+  th_node t;
+  th_init(&t, "Cast", 1, 1);
+  th_attr_int(&t, "to", 9);
+  cr_assert_eq(th_setup(&t, &err), 0, "%s", err.msg);
+  cr_assert_eq(th_forward(&t, &f, y, &err), 0, "%s", err.msg);
+  cr_assert_eq(y[0]->dtype, DD_BOOL);
+  for (int k = 0; k < 6; k++) cr_assert_eq(dd_bool(y[0])[k], fb[k], "float %g", fv[k]);
+  dd_tensor *b = y[0];
+  cr_assert_eq(th_forward(&t, &i, y, &err), 0, "%s", err.msg);
+  for (int k = 0; k < 6; k++) cr_assert_eq(dd_bool(y[0])[k], ib[k], "int64 %lld", (long long)iv[k]);
+  dd_tensor_free(y[0]);
+  /* bool -> float32, int64, bool */
+  const int64_t tos[] = {1, 7, 9};
+  for (int k = 0; k < 3; k++) {
+    free(t.node.params);
+    th_init(&t, "Cast", 1, 1);
+    th_attr_int(&t, "to", tos[k]);
+    cr_assert_eq(th_setup(&t, &err), 0, "%s", err.msg);
+    cr_assert_eq(th_forward(&t, &b, y, &err), 0, "%s", err.msg);
+    cr_assert_eq(y[0]->dtype, (dd_dtype)tos[k]);
+    for (int j = 0; j < 6; j++) {
+      double v = k == 0 ? dd_f32(y[0])[j] : k == 1 ? (double)dd_i64(y[0])[j] : dd_bool(y[0])[j];
+      cr_assert_eq(v, fb[j]);
+    }
+    dd_tensor_free(y[0]);
+  }
+  free(t.node.params);
+  dd_tensor_free(b);
+  dd_tensor_free(f);
+  dd_tensor_free(i);
+}
+
+/* ---- ConstantOfShape ---- */
+
+Test(constantofshape, fills_each_dtype) {
+  const int64_t shape[] = {2, 0, 3}, shape2[] = {2, 3, 4};
+  int64_t one = 1, three = 3;
+  dd_err err;
+  dd_tensor *y[1];
+  /* no value: float 0 */
+  th_node t;
+  th_init(&t, "ConstantOfShape", 1, 1);
+  cr_assert_eq(th_setup(&t, &err), 0, "%s", err.msg);
+  dd_tensor *s = th_tensor_i64(1, &three, shape2);
+  cr_assert_eq(th_forward(&t, &s, y, &err), 0, "%s", err.msg);
+  cr_assert_eq(y[0]->dtype, DD_F32);
+  cr_assert_eq(y[0]->shape.ndim, 3);
+  for (int i = 0; i < 3; i++) cr_assert_eq(y[0]->shape.d[i], shape2[i]);
+  for (int i = 0; i < 24; i++) cr_assert_eq(dd_f32(y[0])[i], 0.f);
+  dd_tensor_free(y[0]);
+  free(t.node.params);
+  /* a value of each type, over a shape with a 0 and over [] (a scalar) */
+  float fv = -1.5f;
+  int64_t iv = -7;
+  uint8_t bv = 1;
+  dd_shape s1 = dd_shape_make(1, &one);
+  dd_tensor vals[3] = {dd_tensor_wrap(DD_F32, &s1, &fv), dd_tensor_wrap(DD_I64, &s1, &iv),
+                       dd_tensor_wrap(DD_BOOL, &s1, &bv)};
+  for (int k = 0; k < 3; k++) {
+    th_init(&t, "ConstantOfShape", 1, 1);
+    t.attrs[0] = (dd_attr){.name = "value", .type = DD_ATTR_TENSOR, .t = &vals[k]};
+    t.node.n_attr = 1;
+    cr_assert_eq(th_setup(&t, &err), 0, "%s", err.msg);
+    cr_assert_eq(th_forward(&t, &s, y, &err), 0, "%s", err.msg);
+    cr_assert_eq(y[0]->dtype, vals[k].dtype);
+    for (int i = 0; i < 24; i++) {
+      double v = k == 0 ? dd_f32(y[0])[i] : k == 1 ? (double)dd_i64(y[0])[i] : dd_bool(y[0])[i];
+      cr_assert_eq(v, k == 0 ? fv : k == 1 ? iv : 1);
+    }
+    dd_tensor_free(y[0]);
+    dd_tensor *e = th_tensor_i64(1, &three, shape);
+    cr_assert_eq(th_forward(&t, &e, y, &err), 0, "%s", err.msg);
+    cr_assert_eq(dd_tensor_numel(y[0]), 0);
+    dd_tensor_free(y[0]);
+    dd_tensor_free(e);
+    int64_t zero = 0;
+    e = th_tensor_i64(1, &zero, NULL);
+    cr_assert_eq(th_forward(&t, &e, y, &err), 0, "%s", err.msg);
+    cr_assert_eq(y[0]->shape.ndim, 0);
+    double v = k == 0 ? dd_f32(y[0])[0] : k == 1 ? (double)dd_i64(y[0])[0] : dd_bool(y[0])[0];
+    cr_assert_eq(v, k == 0 ? fv : k == 1 ? iv : 1);
+    dd_tensor_free(y[0]);
+    dd_tensor_free(e);
+    free(t.node.params);
+  }
+  dd_tensor_free(s);
+}
+
+Test(constantofshape, refuses_runtime_negative_and_huge_shapes) {
+  dd_err err;
+  dd_tensor *y[1];
+  th_node t;
+  th_init(&t, "ConstantOfShape", 1, 1);
+  cr_assert_eq(th_setup(&t, &err), 0, "%s", err.msg);
+  int64_t two = 2, nine = 9;
+  dd_shape s2 = dd_shape_make(1, &two);
+  dd_tensor runtime = dd_tensor_wrap(DD_I64, &s2, NULL), *in = &runtime;
+  cr_assert_eq(th_forward(&t, &in, y, &err), DD_EUNSUPPORTED);
+  cr_assert(strstr(err.msg, "constant"), "%s", err.msg);
+  const int64_t neg[] = {3, -1}, huge[] = {INT64_MAX, 4}, many[9] = {1, 1, 1, 1, 1, 1, 1, 1, 1};
+  in = th_tensor_i64(1, &two, neg);
+  cr_assert_eq(th_forward(&t, &in, y, &err), DD_EFORMAT);
+  dd_tensor_free(in);
+  in = th_tensor_i64(1, &two, huge);
+  cr_assert_eq(th_forward(&t, &in, y, &err), DD_ELIMIT);
+  dd_tensor_free(in);
+  in = th_tensor_i64(1, &nine, many);
+  cr_assert_eq(th_forward(&t, &in, y, &err), DD_ELIMIT);
+  dd_tensor_free(in);
+  free(t.node.params);
+  /* a value that is not one element */
+  float v2[2] = {1, 2};
+  dd_tensor vt = dd_tensor_wrap(DD_F32, &s2, v2);
+  th_init(&t, "ConstantOfShape", 1, 1);
+  t.attrs[0] = (dd_attr){.name = "value", .type = DD_ATTR_TENSOR, .t = &vt};
+  t.node.n_attr = 1;
+  cr_assert_eq(th_setup(&t, &err), DD_EFORMAT);
+}
+
+/* ---- Range ---- */
+
+static dd_tensor *range_run(dd_tensor *const *in, dd_err *err, int *rc) {
+  th_node t;
+  th_init(&t, "Range", 3, 1);
+  cr_assert_eq(th_setup(&t, err), 0, "%s", err->msg);
+  dd_tensor *y[1] = {NULL};
+  *rc = th_forward(&t, in, y, err);
+  return y[0];
+}
+
+Test(range, int64_and_float_both_directions) {
+  static const int64_t ic[][3] = {{0, 10, 3}, {10, 0, -3}, {5, 5, 1}, {5, 1, 1}, {-3, 4, 1},
+                                  {INT64_MIN, INT64_MIN + 5, 2}, {INT64_MAX - 1, INT64_MAX, 7}};
+  for (size_t k = 0; k < sizeof ic / sizeof ic[0]; k++) {
+    dd_tensor *in[3];
+    for (int j = 0; j < 3; j++) in[j] = th_tensor_i64(0, NULL, &ic[k][j]);
+    dd_err err;
+    int rc;
+    dd_tensor *y = range_run(in, &err, &rc);
+    cr_assert_eq(rc, 0, "%s", err.msg);
+    cr_assert_eq(y->dtype, DD_I64);
+    /* naive: count by stepping (in __int128, no overflow) */
+    int64_t n = 0;
+    for (__int128 v = ic[k][0]; ic[k][2] > 0 ? v < ic[k][1] : v > ic[k][1]; v += ic[k][2]) {
+      cr_assert(n < y->shape.d[0], "case %zu: too few elements (%lld)", k,
+                (long long)y->shape.d[0]);
+      cr_assert_eq(dd_i64(y)[n], (int64_t)v);
+      n++;
+    }
+    cr_assert_eq(y->shape.d[0], n, "case %zu", k);
+    dd_tensor_free(y);
+    for (int j = 0; j < 3; j++) dd_tensor_free(in[j]);
+  }
+  static const float fc[][3] = {{1.f, 5.f, 0.5f}, {3.f, -1.f, -0.75f}, {0.f, 1.f, 0.3f},
+                                {2.f, 2.f, 1.f}};
+  static const int64_t fn[] = {8, 6, 4, 0};
+  for (size_t k = 0; k < 4; k++) {
+    dd_tensor *in[3];
+    for (int j = 0; j < 3; j++) {
+      in[j] = th_tensor(0, NULL);
+      dd_f32(in[j])[0] = fc[k][j];
+    }
+    dd_err err;
+    int rc;
+    dd_tensor *y = range_run(in, &err, &rc);
+    cr_assert_eq(rc, 0, "%s", err.msg);
+    cr_assert_eq(y->dtype, DD_F32);
+    cr_assert_eq(y->shape.d[0], fn[k], "case %zu: %lld", k, (long long)y->shape.d[0]);
+    for (int64_t i = 0; i < fn[k]; i++)
+      cr_assert(fabsf(dd_f32(y)[i] - (fc[k][0] + i * fc[k][2])) < 1e-6f);
+    dd_tensor_free(y);
+    for (int j = 0; j < 3; j++) dd_tensor_free(in[j]);
+  }
+}
+
+Test(range, refuses_zero_delta_mixed_types_runtime_and_huge) {
+  const int64_t z = 0, one = 1, big = INT64_MAX;
+  dd_err err;
+  int rc;
+  dd_tensor *in[3] = {th_tensor_i64(0, NULL, &z), th_tensor_i64(0, NULL, &one),
+                      th_tensor_i64(0, NULL, &z)};
+  cr_assert_null(range_run(in, &err, &rc));
+  cr_assert_eq(rc, DD_EFORMAT);
+  cr_assert(strstr(err.msg, "delta"), "%s", err.msg);
+  dd_i64(in[2])[0] = 1;
+  dd_i64(in[1])[0] = big;
+  cr_assert_null(range_run(in, &err, &rc));
+  cr_assert_eq(rc, DD_ELIMIT);
+  dd_tensor *f = th_tensor(0, NULL), *mixed[3] = {in[0], f, in[2]};
+  cr_assert_null(range_run(mixed, &err, &rc));
+  cr_assert_eq(rc, DD_EFORMAT);
+  dd_shape s0 = {0};
+  dd_tensor runtime = dd_tensor_wrap(DD_I64, &s0, NULL), *rt[3] = {&runtime, in[1], in[2]};
+  cr_assert_null(range_run(rt, &err, &rc));
+  cr_assert_eq(rc, DD_EUNSUPPORTED);
+  cr_assert(strstr(err.msg, "constant"), "%s", err.msg);
+  for (int j = 0; j < 3; j++) dd_tensor_free(in[j]);
+  dd_tensor_free(f);
 }
