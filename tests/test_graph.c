@@ -64,6 +64,33 @@ static th_model *x_to_y_and_w(void) {
   return b;
 }
 
+/* A graph of x_to_y_and_w, loaded (the builder freed) and run at 1x2x3x5 on an x drawn from
+ * `seed`, forward and backward, twice: with every buffer apart and with buffers shared. */
+typedef struct both_plans {
+  dd_model *m;
+  int targets[2]; /* y, w */
+  float x[30];
+  dd_plan *sep, *reu;
+} both_plans;
+
+static void run_both(both_plans *r, th_model *b, uint64_t seed) {
+  r->m = th_model_load(b, "reuse.onnx");
+  th_model_free(b);
+  r->targets[0] = dd_model_find(r->m, "y");
+  r->targets[1] = dd_model_find(r->m, "w");
+  int64_t dims[] = {1, 2, 3, 5};
+  dd_shape shape = dd_shape_make(4, dims);
+  for (int i = 0; i < 30; i++) r->x[i] = th_rand_uniform(&seed, -1, 1);
+  r->sep = run_plan(r->m, &shape, r->x, r->targets, 2, 0);
+  r->reu = run_plan(r->m, &shape, r->x, r->targets, 2, DD_PLAN_REUSE);
+}
+
+static void both_plans_free(both_plans *r) {
+  dd_plan_free(r->sep);
+  dd_plan_free(r->reu);
+  dd_model_free(r->m);
+}
+
 /* c = x + x is read after the Relu that follows it, so that Relu must not run in place;
  * t aliases r (Identity) and is read at the end; u = c + t is read last by its Relu, which
  * may run in place; w = Relu(x) + x reads the graph input after a Relu of it. */
@@ -77,16 +104,12 @@ Test(graph, reuse_respects_every_reader) {
   th_model_node(b, "Mul", NULL, "v,t", "y");
   th_model_node(b, "Relu", NULL, "x", "z");
   th_model_node(b, "Add", NULL, "z,x", "w");
-  dd_model *m = th_model_load(b, "reuse.onnx");
-  th_model_free(b);
-  int targets[2] = {dd_model_find(m, "y"), dd_model_find(m, "w")};
-  int64_t dims[] = {1, 2, 3, 5};
-  dd_shape shape = dd_shape_make(4, dims);
-  float x[30];
-  uint64_t st = 11;
-  for (int i = 0; i < 30; i++) x[i] = th_rand_uniform(&st, -1, 1);
-  dd_plan *sep = run_plan(m, &shape, x, targets, 2, 0);
-  dd_plan *reu = run_plan(m, &shape, x, targets, 2, DD_PLAN_REUSE);
+  both_plans run;
+  run_both(&run, b, 11);
+  const dd_model *m = run.m;
+  const float *x = run.x;
+  const int *targets = run.targets;
+  dd_plan *sep = run.sep, *reu = run.reu;
   const dd_tensor *y = dd_plan_tensor(reu, targets[0]), *w = dd_plan_tensor(reu, targets[1]);
   const dd_tensor *gx = dd_plan_grad(reu, dd_model_input(m));
   for (int i = 0; i < 30; i++) {
@@ -108,9 +131,7 @@ Test(graph, reuse_respects_every_reader) {
   cr_assert_lt(dd_plan_bytes(reu), dd_plan_bytes(sep));
   /* the input and the targets keep their values */
   for (int i = 0; i < 30; i++) cr_assert_eq(dd_f32(dd_plan_tensor(reu, dd_model_input(m)))[i], x[i]);
-  dd_plan_free(sep);
-  dd_plan_free(reu);
-  dd_model_free(m);
+  both_plans_free(&run);
 }
 
 /* The element-wise ops of src/ops/unary.c and binary.c under reuse: the ops whose backward
@@ -136,16 +157,11 @@ Test(graph, reuse_matches_for_elementwise_chains) {
   th_model_node(b, "Log", NULL, "q", "r");
   th_model_node(b, "Elu", NULL, "r", "s");
   th_model_node(b, "HardSigmoid", NULL, "s", "w");
-  dd_model *m = th_model_load(b, "reuse.onnx");
-  th_model_free(b);
-  int targets[2] = {dd_model_find(m, "y"), dd_model_find(m, "w")};
-  int64_t dims[] = {1, 2, 3, 5};
-  dd_shape shape = dd_shape_make(4, dims);
-  float x[30];
-  uint64_t st = 12;
-  for (int i = 0; i < 30; i++) x[i] = th_rand_uniform(&st, -1, 1);
-  dd_plan *sep = run_plan(m, &shape, x, targets, 2, 0);
-  dd_plan *reu = run_plan(m, &shape, x, targets, 2, DD_PLAN_REUSE);
+  both_plans run;
+  run_both(&run, b, 12);
+  const dd_model *m = run.m;
+  const int *targets = run.targets;
+  dd_plan *sep = run.sep, *reu = run.reu;
   assert_same(dd_plan_tensor(reu, targets[0]), dd_plan_tensor(sep, targets[0]), "y");
   assert_same(dd_plan_tensor(reu, targets[1]), dd_plan_tensor(sep, targets[1]), "w");
   const dd_tensor *gx = dd_plan_grad(reu, dd_model_input(m));
@@ -157,9 +173,7 @@ Test(graph, reuse_matches_for_elementwise_chains) {
   }
   cr_assert_gt(nonzero, 20);
   cr_assert_lt(dd_plan_bytes(reu), dd_plan_bytes(sep));
-  dd_plan_free(sep);
-  dd_plan_free(reu);
-  dd_model_free(m);
+  both_plans_free(&run);
 }
 
 /* GoogLeNet with three targets at once (one feeds the next): forward values and the input
