@@ -185,7 +185,8 @@ Test(cli, bad_model_files) {
 Test(cli, missing_model_file_says_how_to_get_it) {
   char dir[128], preset[160];
   th_tmp(dir, sizeof dir, "");
-  th_write_bytes(th_tmp(preset, sizeof preset, "gone.preset"), "file gone.onnx\nurl the moon\n", 28);
+  th_write_bytes(th_tmp(preset, sizeof preset, "gone.preset"), "file gone.onnx\nurl the moon\n",
+                 28);
   cr_assert_eq(setenv("DREAM_PRESET_PATH", dir, 1), 0);
   th_result r = TH_RUN("layers", "--model", "gone");
   cr_assert_eq(r.status, 1);
@@ -216,7 +217,7 @@ Test(cli, run_writes_the_requested_values) {
   tiny_reference(x, H, W, relu, logits);
   th_tmp(dir, sizeof dir, "out");
   th_result r = TH_RUN("run", "--model", model, "--input", in, "--output", "conv/out", "--output",
-                 "logits", "--save", dir);
+                       "logits", "--save", dir);
   cr_assert_eq(r.status, 0, "%s", r.err);
   th_result_free(&r);
 
@@ -262,7 +263,7 @@ Test(cli, run_unknown_value_suggests_close_names) {
   float x[3 * 4 * 4];
   write_input(th_tmp(in, sizeof in, "in.pb"), 4, 4, x);
   th_result r = TH_RUN("run", "--model", model, "--input", in, "--output", "conv/outt", "--save",
-                 th_tmp(dir, sizeof dir, "out"));
+                       th_tmp(dir, sizeof dir, "out"));
   cr_assert_eq(r.status, 1);
   cr_assert(strstr(r.err, "no layer named 'conv/outt'; closest: conv/out"), "%s", r.err);
   cr_assert(!strncmp(r.err, "dream: ", 7), "%s", r.err);
@@ -311,7 +312,7 @@ Test(cli, memory_limit_is_enforced) {
   float x[3 * 4 * 4];
   write_input(th_tmp(in, sizeof in, "in.pb"), 4, 4, x);
   th_result r = TH_RUN("run", "--model", model, "--max-memory", "100", "--input", in, "--save",
-                 th_tmp(dir, sizeof dir, "out"));
+                       th_tmp(dir, sizeof dir, "out"));
   cr_assert_eq(r.status, 1);
   cr_assert(strstr(r.err, "limit"), "%s", r.err);
   th_result_free(&r);
@@ -351,7 +352,8 @@ static int in_top5(const char *out, const char *label) {
 
 Test(cli, googlenet_sees_a_husky, .timeout = 120) {
   char img[512];
-  th_result r = TH_RUN("classify", "--model", "googlenet", th_shared(img, sizeof img, "images/dog.jpg"));
+  th_result r =
+      TH_RUN("classify", "--model", "googlenet", th_shared(img, sizeof img, "images/dog.jpg"));
   cr_assert_eq(r.status, 0, "%s", r.err);
   cr_assert(in_top5(r.out, "Siberian husky"), "%s", r.out);
   cr_assert(in_top5(r.out, "malamute"), "%s", r.out);
@@ -409,8 +411,9 @@ Test(cli, classify_preprocesses_and_applies_softmax) {
 
 Test(cli, squeezenet_classifies_photos, .timeout = 120) {
   char dog[512], eagle[512];
-  th_result r = TH_RUN("classify", "--model", "squeezenet", th_shared(dog, sizeof dog, "images/dog.jpg"),
-                 th_shared(eagle, sizeof eagle, "images/eagle.jpg"));
+  th_result r = TH_RUN("classify", "--model", "squeezenet",
+                       th_shared(dog, sizeof dog, "images/dog.jpg"),
+                       th_shared(eagle, sizeof eagle, "images/eagle.jpg"));
   cr_assert_eq(r.status, 0, "%s", r.err);
   /* Logits went through a softmax: probabilities, sorted. */
   double v[5], total = 0;
@@ -453,12 +456,13 @@ Test(cli, googlenet_layers_and_run, .timeout = 120) {
   th_shared(in, sizeof in, "models/bvlc_googlenet.golden/data.pb");
   th_shared(golden, sizeof golden, "models/bvlc_googlenet.golden/conv1_7x7_s2.pb");
   r = TH_RUN("run", "--model", "googlenet", "--input", in, "--output", "conv1/7x7_s2",
-          "--output", "inception_4c/outptu", "--save", th_tmp(dir, sizeof dir, "out"));
+             "--output", "inception_4c/outptu", "--save", th_tmp(dir, sizeof dir, "out"));
   cr_assert_eq(r.status, 1);
   cr_assert(strstr(r.err, "no layer named 'inception_4c/outptu'; closest: inception_4c/output"),
             "%s", r.err);
   th_result_free(&r);
-  r = TH_RUN("run", "--model", "googlenet", "--input", in, "--output", "conv1/7x7_s2", "--save", dir);
+  r = TH_RUN("run", "--model", "googlenet", "--input", in, "--output", "conv1/7x7_s2", "--save",
+             dir);
   cr_assert_eq(r.status, 0, "%s", r.err);
   th_result_free(&r);
   char path[256];
