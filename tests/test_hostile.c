@@ -5,9 +5,11 @@
 #define _GNU_SOURCE
 #include <criterion/criterion.h>
 #include <dirent.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -120,7 +122,9 @@ static int replay_cli(const uint8_t *data, size_t size) {
   pid_t pid = fork();
   cr_assert(pid >= 0);
   if (pid == 0) {
-    if (chdir(dir) != 0 || !freopen("/dev/null", "w", stdout) || !freopen("/dev/null", "w", stderr))
+    /* dies with the test, as th_spawn's children do */
+    if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || chdir(dir) != 0 ||
+        !freopen("/dev/null", "w", stdout) || !freopen("/dev/null", "w", stderr))
       _exit(99);
     alarm(60);
     execv(DREAM_BINARY, argv);
