@@ -8,7 +8,7 @@ set -eu
 cd "$(dirname "$0")/.."
 
 # Build: compiler, CMake, OpenBLAS (sgemm), stb (image IO), protobuf-c + Debian's onnx.proto.
-build_packages="gcc g++ make cmake pkg-config libopenblas-dev libstb-dev libprotobuf-c-dev protobuf-c-compiler libonnx-dev"
+build_packages="gcc g++ make cmake pkg-config libopenblas-dev libstb-dev libprotobuf-c-dev protobuf-c-compiler libonnx-dev libjansson-dev"
 # Tests: Criterion, the ONNX conformance suite, PyTorch as the gradient oracle, cffi and
 # pytest for the Python module (python/tests).
 test_packages="libcriterion-dev libonnx-testdata python3-torch python3-torchvision python3-onnx python3-numpy python3-cffi python3-pytest"

@@ -21,10 +21,9 @@ dd_tensor *dd_plan_grad(dd_plan *p, int v) {
 }
 
 void dd_plan_forward(dd_plan *p) {
-  const dd_model *m = p->m;
   for (int o = 0; o < p->n_order; o++) {
     if (p->skip && p->skip[o]) continue;
-    const dd_node *n = &m->nodes[p->order[o]];
+    const dd_node *n = p->onode[o];
     const dd_tensor *in[64];
     dd_tensor *outs[64];
     for (int j = 0; j < n->n_in; j++) in[j] = n->in[j] >= 0 ? &p->val[n->in[j]] : NULL;
@@ -68,9 +67,8 @@ static uint64_t fresh_bits(const dd_node *n, int v) {
 }
 
 void dd_plan_backward(dd_plan *p) {
-  const dd_model *m = p->m;
   for (int o = p->n_order - 1; o >= 0; o--) {
-    const dd_node *n = &m->nodes[p->order[o]];
+    const dd_node *n = p->onode[o];
     const dd_tensor *in[64], *outs[64], *dout[64];
     dd_tensor *din[64];
     int any_out = 0, any_in = 0;

@@ -282,8 +282,12 @@ int dd_node_axis_init(dd_node *n, int64_t def, dd_err *err) {
 /* ---- layer names ---- */
 
 static int is_activation(const char *op) {
-  return !strcmp(op, "Relu") || !strcmp(op, "LeakyRelu") || !strcmp(op, "Clip") ||
-         !strcmp(op, "Sigmoid");
+  static const char *const acts[] = {"Relu",    "LeakyRelu",   "Clip",      "Sigmoid",
+                                     "PRelu",   "Elu",         "Gelu",      "HardSigmoid",
+                                     "HardSwish", "Tanh",      "Softplus",  NULL};
+  for (int i = 0; acts[i]; i++)
+    if (!strcmp(op, acts[i])) return 1;
+  return 0;
 }
 
 int dd_model_build_aliases(dd_model *m, dd_err *err) {

@@ -35,6 +35,14 @@ typedef struct dd_binding {
  * binding and the targets have gradients (seed only the targets' after dd_plan_zero_grad);
  * other values and gradients are overwritten as the plan runs. */
 #define DD_PLAN_REUSE 2u
+/* With DD_PLAN_REUSE, chains of ops that one op computes are run as that op: a LayerNorm
+ * written as ReduceMean, Sub, Pow, ReduceMean, Add, Sqrt, Div, Mul, Add runs as
+ * LayerNormalization, a GELU written with Erf as Gelu -- when no intermediate value of the
+ * chain is a target or read by another node.  Their intermediate values are then not
+ * computed (dd_plan_tensor gives NULL), and dd_plan_node_runs says 0 for the chain's nodes
+ * but the last, which runs the fused op.  This flag turns fusion off: every node runs as
+ * the model writes it (the reference the fused plan is tested against). */
+#define DD_PLAN_NO_FUSE 4u
 
 /* Build a plan computing `targets` from `inputs`.  max_memory (0: none) caps the memory of
  * the plan's buffers: a plan that would need more fails with DD_ELIMIT, saying how much. */

@@ -1,9 +1,11 @@
 /* Ops that only move data: Flatten, Reshape, Dropout (inference: the identity), Identity,
- * Transpose, Pad (constant mode), Squeeze, Unsqueeze.  Forward works on float32 and int64;
- * the gradient (float32 only) is the inverse movement, accumulated into din.
+ * Transpose, Pad (constant, edge and reflect modes), Squeeze, Unsqueeze, Split, Expand, Tile.
+ * Forward works on float32, int64 and bool (shape arithmetic and masks pass through them at
+ * plan time); the gradient (float32 only) is the inverse movement, accumulated into din.
  *
- * Shape operands (Reshape's shape, Squeeze/Unsqueeze's axes, Pad's pads) must be known at
- * plan time: attributes, or inputs that are initializers or folded from constants. */
+ * Shape operands (Reshape's shape, Squeeze/Unsqueeze's axes, Pad's pads, Split's split,
+ * Expand's shape, Tile's repeats) must be known at plan time: attributes, or inputs that are
+ * initializers or folded from constants. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -29,8 +31,8 @@ static int const_ints(const dd_tensor *t, const char *what, int max, int64_t *va
 
 static int data_input_ok(const dd_node *node, const dd_tensor *const *in, dd_err *err) {
   if (node->n_in < 1 || !in[0]) return dd_fail(err, DD_EFORMAT, "needs an input");
-  if (in[0]->dtype != DD_F32 && in[0]->dtype != DD_I64)
-    return dd_fail(err, DD_EUNSUPPORTED, "input must be float32 or int64");
+  if (in[0]->dtype != DD_F32 && in[0]->dtype != DD_I64 && in[0]->dtype != DD_BOOL)
+    return dd_fail(err, DD_EUNSUPPORTED, "input must be float32, int64 or bool");
   if (node->n_out < 1) return dd_fail(err, DD_EFORMAT, "needs an output");
   return DD_OK;
 }
@@ -69,6 +71,19 @@ static void copy_backward(const dd_node *node, const dd_tensor *const *in,
   int64_t n = dd_tensor_numel(in[0]);
 #pragma omp parallel for simd if (parallel : n > DD_PAR_MIN) schedule(static)
   for (int64_t i = 0; i < n; i++) dx[i] += dy[i];
+}
+
+/* n elements of `es` bytes at dst, each a copy of the element at v.  The sizes the dtypes
+ * have are spelled out so that each memcpy is one store. */
+static void fill_elems(char *dst, const char *v, int64_t n, size_t es) {
+#define FILL_ES(ES) for (int64_t i = 0; i < n; i++) memcpy(dst + i * (ES), v, (ES))
+  switch (es) {
+  case 1: FILL_ES(1); break;
+  case 4: FILL_ES(4); break;
+  case 8: FILL_ES(8); break;
+  default: FILL_ES(es); break;
+  }
+#undef FILL_ES
 }
 
 /* Normalizes `axis` in [-rank, rank) (or [-rank, rank] when `end_ok`) into *out. */
@@ -202,7 +217,7 @@ static int reshape_infer(const dd_node *node, const dd_tensor *const *in, dd_ten
 const dd_op dd_op_Reshape = {"Reshape", reshape_init, reshape_infer, copy_forward, copy_backward,
                              NULL, COPY_FLAGS};
 
-/* ---- Dropout: inference only, so the identity ----
+/* ---- Dropout: inference only, so the identity (also in training mode with ratio 0) ----
  * The optional mask output is all ones ("keep"): bool since opset 10, before it the
  * input's type. */
 
@@ -224,9 +239,20 @@ static int dropout_infer(const dd_node *node, const dd_tensor *const *in, dd_ten
     int on = t->dtype == DD_I64    ? dd_i64(t)[0] != 0
              : t->dtype == DD_BOOL ? dd_bool(t)[0] != 0
                                    : dd_f32(t)[0] != 0.f;
-    if (on)
-      return dd_fail(err, DD_EUNSUPPORTED, "Dropout with training_mode=true is not supported; "
-                     "only inference (the identity) is");
+    /* training with ratio 0 keeps everything: still the identity.  torchvision 0.14's
+     * Swin calls F.dropout(attn, p=0.0) in its default training mode, so its exports say
+     * training_mode=true with a ratio of 0. */
+    float ratio = 0.5f; /* the default when the ratio input is omitted */
+    if (on && node->n_in > 1 && in[1]) {
+      const dd_tensor *r = in[1];
+      if (!r->data || dd_tensor_numel(r) != 1 || r->dtype != DD_F32)
+        return dd_fail(err, DD_EUNSUPPORTED, "Dropout in training mode needs a constant "
+                       "float ratio");
+      ratio = dd_f32(r)[0];
+    }
+    if (on && ratio != 0.f)
+      return dd_fail(err, DD_EUNSUPPORTED, "Dropout with training_mode=true and ratio %g is "
+                     "not supported; only inference (the identity) is", (double)ratio);
   }
   if (node->n_out > 1 && out[1]) {
     out[1]->dtype = node->opset > 0 && node->opset < 10 ? in[0]->dtype : DD_BOOL;
@@ -470,7 +496,8 @@ static void transpose_forward(const dd_node *node, const dd_tensor *const *in,
   transpose_moves(node, &in[0]->shape, &m);
   int64_t total = dd_tensor_numel(in[0]);
   if (in[0]->dtype == DD_F32) TRANSPOSE_ROWS(float);
-  else TRANSPOSE_ROWS(int64_t);
+  else if (in[0]->dtype == DD_I64) TRANSPOSE_ROWS(int64_t);
+  else TRANSPOSE_ROWS(uint8_t);
 }
 
 static void transpose_backward(const dd_node *node, const dd_tensor *const *in,
@@ -494,12 +521,20 @@ static void transpose_backward(const dd_node *node, const dd_tensor *const *in,
 const dd_op dd_op_Transpose = {"Transpose", transpose_init, transpose_infer, transpose_forward,
                                transpose_backward, NULL, 0};
 
-/* ---- Pad (constant mode) ----
- * pads = [x1_begin, x2_begin, ..., x1_end, x2_end, ...]; negative pads crop.  Before opset
- * 11 pads and value are attributes (`paddings` in opset 1); from 11 on they are inputs, pads
- * constant, and from 18 an optional axes input says which dims the pads are for. */
+/* ---- Pad ----
+ * pads = [x1_begin, x2_begin, ..., x1_end, x2_end, ...].  Before opset 11 pads and value
+ * are attributes (`paddings` in opset 1); from 11 on they are inputs, pads constant, and from
+ * 18 an optional axes input says which dims the pads are for.
+ * Modes: constant (the value; negative pads crop), edge (the nearest element repeated) and
+ * reflect (mirrored about the first and last element, without repeating them, so a pad must
+ * be smaller than its dim).  Edge and reflect take no negative pads: what a crop combined
+ * with a mirror means is not settled by the spec. */
+
+enum { PAD_CONSTANT, PAD_EDGE, PAD_REFLECT };
+static const char *const pad_mode_names[] = {"constant", "edge", "reflect"};
 
 typedef struct pad_params {
+  int mode;
   int n_pads; /* -1: from the input */
   int64_t pads[2 * DD_MAX_DIMS];
   float value;
@@ -512,10 +547,14 @@ static int pad_init(dd_node *node, dd_err *err) {
   const char *mode;
   rc = dd_attr_string(node, "mode", "constant", &mode, err);
   if (rc) return rc;
-  if (strcmp(mode, "constant") != 0)
-    return dd_fail(err, DD_EUNSUPPORTED, "Pad mode '%s' is not supported (only 'constant')", mode);
+  int m = 0;
+  while (m < 3 && strcmp(mode, pad_mode_names[m]) != 0) m++;
+  if (m == 3)
+    return dd_fail(err, DD_EUNSUPPORTED, "Pad mode '%s' is not supported (only 'constant', "
+                   "'edge' and 'reflect')", mode);
   pad_params *p = calloc(1, sizeof *p);
   if (!p) return dd_fail(err, DD_ENOMEM, "out of memory");
+  p->mode = m;
   const char *name = dd_node_attr(node, "pads") ? "pads" : "paddings";
   rc = dd_attr_ints(node, name, 2 * DD_MAX_DIMS, p->pads, &p->n_pads, err);
   if (!rc) rc = dd_attr_float(node, "value", 0.f, &p->value, err);
@@ -584,6 +623,20 @@ static int pad_infer(const dd_node *node, const dd_tensor *const *in, dd_tensor 
                      "run time");
   }
   const dd_shape *s = &in[0]->shape;
+  const pad_params *p = node->params;
+  for (int i = 0; p->mode != PAD_CONSTANT && i < s->ndim; i++) {
+    const char *mode = pad_mode_names[p->mode];
+    if (begin[i] < 0 || end[i] < 0)
+      return dd_fail(err, DD_EUNSUPPORTED, "negative pads (crops) with Pad mode '%s' are not "
+                     "supported, only with 'constant'", mode);
+    if (!begin[i] && !end[i]) continue;
+    if (s->d[i] == 0)
+      return dd_fail(err, DD_ESHAPE, "Pad mode '%s' cannot pad dim %d: it is empty", mode, i);
+    if (p->mode == PAD_REFLECT && (begin[i] >= s->d[i] || end[i] >= s->d[i]))
+      return dd_fail(err, DD_ESHAPE, "Pad mode 'reflect' needs pads smaller than the dim: pads "
+                     "%lld, %lld on dim %d of size %lld", (long long)begin[i], (long long)end[i],
+                     i, (long long)s->d[i]);
+  }
   dd_shape o = {.ndim = s->ndim};
   for (int i = 0; i < s->ndim; i++) {
     int64_t d = s->d[i] + begin[i] + end[i];
@@ -646,6 +699,114 @@ static inline int pad_row_src(const pad_geom *g, int64_t row, int64_t *src) {
   return 1;
 }
 
+/* ---- Pad's edge and reflect modes ----
+ * Along each dim output position o reads input position pad_src(o); pads are >= 0 here and,
+ * for reflect, smaller than the dim, so one mirror suffices. */
+
+static inline int64_t pad_src(int mode, int64_t o, int64_t b, int64_t n) {
+  int64_t s = o - b;
+  if (s >= 0 && s < n) return s;
+  if (mode == PAD_EDGE) return s < 0 ? 0 : n - 1;
+  return s < 0 ? -s : 2 * (n - 1) - s; /* reflect */
+}
+
+/* The output positions of a dim of n (padded to m, begin pad b) that read input position i:
+ * up to 3 ranges [r[k][0], r[k][1]).  Returns how many. */
+static int pad_preimage(int mode, int64_t i, int64_t b, int64_t n, int64_t m, int64_t r[3][2]) {
+  int k = 0;
+  int64_t lo[3], hi[3], nr = 0;
+  if (mode == PAD_EDGE) { /* the first and last element also fill the pads */
+    lo[nr] = i == 0 ? 0 : i + b;
+    hi[nr++] = i == n - 1 ? m : i + b + 1;
+  } else {
+    lo[nr] = i + b, hi[nr] = i + b + 1, nr++;
+    if (i > 0) lo[nr] = b - i, hi[nr] = b - i + 1, nr++; /* mirrored into the begin pad */
+    if (i < n - 1) lo[nr] = b + 2 * (n - 1) - i, hi[nr] = lo[nr] + 1, nr++; /* the end pad */
+  }
+  for (int j = 0; j < nr; j++) {
+    int64_t l = lo[j] < 0 ? 0 : lo[j], h = hi[j] > m ? m : hi[j];
+    if (l < h) r[k][0] = l, r[k][1] = h, k++;
+  }
+  return k;
+}
+
+static void pad_mirror_forward(const pad_geom *g, int mode, const char *x, char *y, size_t es,
+                               int64_t total) {
+  if (g->rank == 0) {
+    memcpy(y, x, es);
+    return;
+  }
+  int last = g->rank - 1;
+  int64_t n = g->in_d[last], b = g->begin[last], inner = g->inner;
+#pragma omp parallel for if (total > DD_PAR_MIN) schedule(static)
+  for (int64_t r = 0; r < g->rows; r++) {
+    /* where the input row starts: each outer dim mapped on its own */
+    int64_t rr = r, off = 0;
+    for (int i = last - 1; i >= 0; i--) {
+      int64_t o = rr % g->out_d[i];
+      rr /= g->out_d[i];
+      off += pad_src(mode, o, g->begin[i], g->in_d[i]) * g->xs[i];
+    }
+    const char *xr = x + off * (int64_t)es;
+    char *yr = y + r * inner * (int64_t)es;
+    for (int64_t j = 0; j < b; j++) memcpy(yr + j * es, xr + pad_src(mode, j, b, n) * es, es);
+    memcpy(yr + b * es, xr, (size_t)n * es);
+    for (int64_t j = b + n; j < inner; j++)
+      memcpy(yr + j * es, xr + pad_src(mode, j, b, n) * es, es);
+  }
+}
+
+/* Each input row gathers the output rows that read it (the product of its outer dims'
+ * preimages), so the rows write disjoint places. */
+static void pad_mirror_backward(const pad_geom *g, int mode, const float *dy, float *dx,
+                                int64_t total) {
+  if (g->rank == 0) {
+    dx[0] += dy[0];
+    return;
+  }
+  int last = g->rank - 1;
+  int64_t n = g->in_d[last], b = g->begin[last], inner = g->inner;
+  int64_t in_rows = 1, ors[DD_MAX_DIMS]; /* ors: stride of each outer dim in output rows */
+  for (int i = last - 1; i >= 0; i--) {
+    ors[i] = i == last - 1 ? 1 : ors[i + 1] * g->out_d[i + 1];
+    in_rows *= g->in_d[i];
+  }
+#pragma omp parallel for if (total > DD_PAR_MIN) schedule(static)
+  for (int64_t ir = 0; ir < in_rows; ir++) {
+    int64_t rg[DD_MAX_DIMS][3][2], pos[DD_MAX_DIMS];
+    int nr[DD_MAX_DIMS], k[DD_MAX_DIMS], empty = 0;
+    int64_t rr = ir;
+    for (int i = last - 1; i >= 0; i--) {
+      int64_t idx = rr % g->in_d[i];
+      rr /= g->in_d[i];
+      nr[i] = pad_preimage(mode, idx, g->begin[i], g->in_d[i], g->out_d[i], rg[i]);
+      empty |= nr[i] == 0;
+      k[i] = 0;
+      pos[i] = nr[i] ? rg[i][0][0] : 0;
+    }
+    if (empty) continue;
+    float *dxr = dx + ir * n;
+    for (;;) {
+      int64_t orow = 0;
+      for (int i = 0; i < last; i++) orow += pos[i] * ors[i];
+      const float *dyr = dy + orow * inner;
+      for (int64_t j = 0; j < inner; j++) dxr[pad_src(mode, j, b, n)] += dyr[j];
+      /* the next output row: an odometer over each dim's ranges */
+      int i = last - 1;
+      for (; i >= 0; i--) {
+        if (++pos[i] < rg[i][k[i]][1]) break;
+        if (++k[i] < nr[i]) {
+          pos[i] = rg[i][k[i]][0];
+          break;
+        }
+        k[i] = 0;
+        pos[i] = rg[i][0][0];
+      }
+      if (i < 0) break;
+    }
+  }
+}
+
 #define PAD_ROWS(T, VALUE)                                                       \
   do {                                                                           \
     const T *x = (const T *)in[0]->data;                                         \
@@ -670,20 +831,31 @@ static void pad_forward(const dd_node *node, const dd_tensor *const *in, dd_tens
   pad_geom g;
   pad_geometry(node, in, &out[0]->shape, &g);
   int64_t total = dd_tensor_numel(out[0]);
+  if (p->mode != PAD_CONSTANT) {
+    pad_mirror_forward(&g, p->mode, in[0]->data, out[0]->data, dd_dtype_size(in[0]->dtype),
+                       total);
+    return;
+  }
   const dd_tensor *cv = node->n_in > 2 ? in[2] : NULL;
   if (in[0]->dtype == DD_F32) PAD_ROWS(float, cv ? dd_f32(cv)[0] : p->value);
-  else PAD_ROWS(int64_t, cv ? dd_i64(cv)[0] : (int64_t)p->value);
+  else if (in[0]->dtype == DD_I64) PAD_ROWS(int64_t, cv ? dd_i64(cv)[0] : (int64_t)p->value);
+  else PAD_ROWS(uint8_t, cv ? dd_bool(cv)[0] != 0 : p->value != 0.f);
 }
 
 static void pad_backward(const dd_node *node, const dd_tensor *const *in,
                          const dd_tensor *const *out, const dd_tensor *const *dout,
                          dd_tensor *const *din, void *scratch) {
   if (!din[0] || !dout[0] || in[0]->dtype != DD_F32) return;
+  const pad_params *p = node->params;
   pad_geom g;
   pad_geometry(node, in, &dout[0]->shape, &g);
   int64_t total = dd_tensor_numel(dout[0]);
   const float *dy = dd_f32(dout[0]);
   float *dx = dd_f32(din[0]);
+  if (p->mode != PAD_CONSTANT) {
+    pad_mirror_backward(&g, p->mode, dy, dx, total);
+    return;
+  }
   /* Every input element lands in at most one output place: rows write disjoint places. */
 #pragma omp parallel for if (total > DD_PAR_MIN) schedule(static)
   for (int64_t r = 0; r < g.rows; r++) {
@@ -695,3 +867,338 @@ static void pad_backward(const dd_node *node, const dd_tensor *const *in,
 }
 
 const dd_op dd_op_Pad = {"Pad", pad_init, pad_infer, pad_forward, pad_backward, NULL, 0};
+
+/* ---- Split ----
+ * The sizes along `axis` come from the `split` attribute (opset < 13), the optional constant
+ * split input (13 on), or else are equal: the dim divided by the number of outputs, or with
+ * num_outputs (18) ceil(dim / n) each and what is left for the last. */
+
+#define SPLIT_MAX_OUT 64
+
+typedef struct split_params {
+  int64_t axis, num_outputs; /* num_outputs 0: absent */
+  int n_split;               /* -1: no split attribute */
+  int64_t split[SPLIT_MAX_OUT];
+} split_params;
+
+static int split_init(dd_node *node, dd_err *err) {
+  static const char *const known[] = {"axis", "split", "num_outputs", NULL};
+  int rc = dd_node_check_attrs(node, known, err);
+  if (rc) return rc;
+  if (node->n_in < 1 || node->n_in > 2)
+    return dd_fail(err, DD_EFORMAT, "Split takes 1 or 2 inputs, got %d", node->n_in);
+  if (node->n_out < 1 || node->n_out > SPLIT_MAX_OUT)
+    return dd_fail(err, DD_ELIMIT, "Split has %d outputs, 1 to %d are supported", node->n_out,
+                   SPLIT_MAX_OUT);
+  split_params *p = calloc(1, sizeof *p);
+  if (!p) return dd_fail(err, DD_ENOMEM, "out of memory");
+  rc = dd_attr_int(node, "axis", 0, &p->axis, err);
+  if (!rc) rc = dd_attr_int(node, "num_outputs", 0, &p->num_outputs, err);
+  if (!rc) rc = dd_attr_ints(node, "split", SPLIT_MAX_OUT, p->split, &p->n_split, err);
+  if (!rc && p->n_split >= 0 && node->n_in > 1 && node->in[1] >= 0)
+    rc = dd_fail(err, DD_EFORMAT, "split given both as attribute and as input");
+  if (!rc && dd_node_attr(node, "num_outputs") && p->num_outputs != node->n_out)
+    rc = dd_fail(err, DD_EFORMAT, "num_outputs is %lld but the node has %d outputs",
+                 (long long)p->num_outputs, node->n_out);
+  if (rc) {
+    free(p);
+    return rc;
+  }
+  node->params = p;
+  return DD_OK;
+}
+
+/* The normalized axis and the size of each output along it. */
+static int split_sizes(const dd_node *node, const dd_tensor *const *in, int *axis, int64_t *len,
+                       dd_err *err) {
+  const split_params *p = node->params;
+  const dd_shape *s = &in[0]->shape;
+  int rc = norm_axis(p->axis, s->ndim, 0, axis, err);
+  if (rc) return rc;
+  int64_t dim = s->d[*axis];
+  int k = node->n_out, n = p->n_split;
+  if (n >= 0) memcpy(len, p->split, (size_t)n * sizeof *len);
+  else if (node->n_in > 1 && in[1]) {
+    rc = const_ints(in[1], "the split input", SPLIT_MAX_OUT, len, &n, err);
+    if (rc) return rc;
+    if (n == 0) n = -1; /* an empty split input: none */
+  }
+  if (n >= 0) {
+    if (n != k) return dd_fail(err, DD_EFORMAT, "split has %d values for %d outputs", n, k);
+    int64_t sum = 0;
+    for (int i = 0; i < n; i++) {
+      if (len[i] < 0 || len[i] > dim - sum)
+        return dd_fail(err, DD_ESHAPE, "split sizes do not add up to %lld, the size of axis %d",
+                       (long long)dim, *axis);
+      sum += len[i];
+    }
+    if (sum != dim)
+      return dd_fail(err, DD_ESHAPE, "split sizes add up to %lld, not to %lld, the size of "
+                     "axis %d", (long long)sum, (long long)dim, *axis);
+  } else if (p->num_outputs) {
+    int64_t chunk = dim / k + (dim % k != 0), left = dim;
+    for (int i = 0; i < k; i++) {
+      len[i] = left < chunk ? left : chunk;
+      left -= len[i];
+    }
+  } else {
+    if (dim % k)
+      return dd_fail(err, DD_ESHAPE, "cannot split axis %d of size %lld into %d equal parts",
+                     *axis, (long long)dim, k);
+    for (int i = 0; i < k; i++) len[i] = dim / k;
+  }
+  return DD_OK;
+}
+
+static int split_infer(const dd_node *node, const dd_tensor *const *in, dd_tensor *const *out,
+                       size_t *scratch, dd_err *err) {
+  int rc = data_input_ok(node, in, err);
+  if (rc) return rc;
+  int axis;
+  int64_t len[SPLIT_MAX_OUT];
+  rc = split_sizes(node, in, &axis, len, err);
+  if (rc) return rc;
+  for (int k = 0; k < node->n_out; k++) {
+    if (!out[k]) continue;
+    out[k]->dtype = in[0]->dtype;
+    out[k]->shape = in[0]->shape;
+    out[k]->shape.d[axis] = len[k];
+  }
+  *scratch = 0;
+  return DD_OK;
+}
+
+/* Elements before and after `axis`. */
+static void split_extent(const dd_shape *s, int axis, int64_t *outer, int64_t *inner) {
+  *outer = *inner = 1;
+  for (int i = 0; i < axis; i++) *outer *= s->d[i];
+  for (int i = axis + 1; i < s->ndim; i++) *inner *= s->d[i];
+}
+
+/* Output k is, in each of the `outer` blocks of the input, the len[k] * inner elements that
+ * start at the sizes of the outputs before it. */
+static void split_forward(const dd_node *node, const dd_tensor *const *in, dd_tensor *const *out,
+                          void *scratch) {
+  int axis;
+  int64_t len[SPLIT_MAX_OUT], outer, inner;
+  split_sizes(node, in, &axis, len, NULL);
+  split_extent(&in[0]->shape, axis, &outer, &inner);
+  int64_t dim = in[0]->shape.d[axis], total = dd_tensor_numel(in[0]);
+  size_t es = dd_dtype_size(in[0]->dtype);
+  const char *x = in[0]->data;
+  int64_t off = 0;
+  for (int k = 0; k < node->n_out; off += len[k], k++) {
+    if (!out[k]) continue;
+    char *y = out[k]->data;
+    int64_t block = len[k] * inner;
+#pragma omp parallel for if (total > DD_PAR_MIN) schedule(static)
+    for (int64_t o = 0; o < outer; o++)
+      memcpy(y + o * block * (int64_t)es, x + ((o * dim + off) * inner) * (int64_t)es,
+             (size_t)block * es);
+  }
+}
+
+static void split_backward(const dd_node *node, const dd_tensor *const *in,
+                           const dd_tensor *const *out, const dd_tensor *const *dout,
+                           dd_tensor *const *din, void *scratch) {
+  if (!din[0] || in[0]->dtype != DD_F32) return;
+  int axis;
+  int64_t len[SPLIT_MAX_OUT], outer, inner;
+  split_sizes(node, in, &axis, len, NULL);
+  split_extent(&in[0]->shape, axis, &outer, &inner);
+  int64_t dim = in[0]->shape.d[axis], total = dd_tensor_numel(in[0]);
+  float *dx = dd_f32(din[0]);
+  int64_t off = 0;
+  for (int k = 0; k < node->n_out; off += len[k], k++) {
+    if (!dout[k]) continue;
+    const float *dy = dd_f32(dout[k]);
+    int64_t block = len[k] * inner;
+#pragma omp parallel for if (total > DD_PAR_MIN) schedule(static)
+    for (int64_t o = 0; o < outer; o++) {
+      float *d = dx + (o * dim + off) * inner;
+      const float *g = dy + o * block;
+      for (int64_t j = 0; j < block; j++) d[j] += g[j];
+    }
+  }
+}
+
+const dd_op dd_op_Split = {"Split", split_init, split_infer, split_forward, split_backward, NULL,
+                           DD_OP_BWD_NO_OUT | DD_OP_BWD_NO_X};
+
+/* ---- Expand and Tile ----
+ * Both repeat the input: along each dim (the input's dims aligned to the right of the
+ * output's, missing ones 1) output position o reads input position o % in_d.  Expand
+ * broadcasts dims of 1 to the constant shape input (numpy rules, in both directions: the
+ * output has the larger rank, and a 1 in the shape keeps the input's dim); Tile repeats each
+ * dim by the constant repeats input.  The gradient of an input element is the sum over its
+ * copies. */
+
+typedef struct tile_geom {
+  int rank;
+  int64_t in_d[DD_MAX_DIMS], out_d[DD_MAX_DIMS];
+  int64_t inner, out_inner; /* the last dim, input and output */
+  int64_t in_rows, out_rows; /* rows of the last dim */
+} tile_geom;
+
+static void tile_geometry(const dd_shape *is, const dd_shape *os, tile_geom *g) {
+  int lead = os->ndim - is->ndim;
+  g->rank = os->ndim;
+  for (int i = 0; i < os->ndim; i++) {
+    g->in_d[i] = i < lead ? 1 : is->d[i - lead];
+    g->out_d[i] = os->d[i];
+  }
+  g->inner = g->out_inner = 1;
+  g->in_rows = g->out_rows = 1;
+  if (!g->rank) return;
+  int last = g->rank - 1;
+  g->inner = g->in_d[last];
+  g->out_inner = g->out_d[last];
+  for (int i = 0; i < last; i++) {
+    g->in_rows *= g->in_d[i];
+    g->out_rows *= g->out_d[i];
+  }
+}
+
+/* An output with elements has every input dim > 0 (an empty input dim stays empty). */
+static void tile_forward(const tile_geom *g, const char *x, char *y, size_t es, int64_t total) {
+  if (total == 0) return;
+  int last = g->rank - 1;
+#pragma omp parallel for if (total > DD_PAR_MIN) schedule(static)
+  for (int64_t r = 0; r < g->out_rows; r++) {
+    int64_t rr = r, src = 0, mul = 1;
+    for (int i = last - 1; i >= 0; i--) {
+      int64_t o = rr % g->out_d[i];
+      rr /= g->out_d[i];
+      src += (o % g->in_d[i]) * mul;
+      mul *= g->in_d[i];
+    }
+    const char *xr = x + src * g->inner * (int64_t)es;
+    char *yr = y + r * g->out_inner * (int64_t)es;
+    if (g->inner == 1) fill_elems(yr, xr, g->out_inner, es);
+    else
+      for (int64_t k = 0; k < g->out_inner; k += g->inner)
+        memcpy(yr + k * (int64_t)es, xr, (size_t)g->inner * es);
+  }
+}
+
+/* Each input row sums the output rows that copy it (an odometer over the repeats of the
+ * outer dims), so the rows write disjoint places. */
+static void tile_backward(const tile_geom *g, const float *dy, float *dx, int64_t total) {
+  if (total == 0) return;
+  int last = g->rank - 1;
+  int64_t rep[DD_MAX_DIMS], ors[DD_MAX_DIMS]; /* ors: stride of each outer dim in output rows */
+  for (int i = last - 1; i >= 0; i--) {
+    rep[i] = g->out_d[i] / g->in_d[i];
+    ors[i] = i == last - 1 ? 1 : ors[i + 1] * g->out_d[i + 1];
+  }
+  int64_t inner = g->inner, out_inner = g->out_inner;
+#pragma omp parallel for if (total > DD_PAR_MIN) schedule(static)
+  for (int64_t ir = 0; ir < g->in_rows; ir++) {
+    int64_t idx[DD_MAX_DIMS], q[DD_MAX_DIMS], rr = ir;
+    for (int i = last - 1; i >= 0; i--) {
+      idx[i] = rr % g->in_d[i];
+      rr /= g->in_d[i];
+      q[i] = 0;
+    }
+    float *dxr = dx + ir * inner;
+    for (;;) {
+      int64_t orow = 0;
+      for (int i = 0; i < last; i++) orow += (q[i] * g->in_d[i] + idx[i]) * ors[i];
+      const float *dyr = dy + orow * out_inner;
+      if (inner == 1) {
+        float s = 0.f;
+        for (int64_t k = 0; k < out_inner; k++) s += dyr[k];
+        dxr[0] += s;
+      } else {
+        for (int64_t k = 0; k < out_inner; k += inner)
+          for (int64_t j = 0; j < inner; j++) dxr[j] += dyr[k + j];
+      }
+      int i = last - 1;
+      while (i >= 0 && ++q[i] == rep[i]) q[i--] = 0;
+      if (i < 0) break;
+    }
+  }
+}
+
+static void repeat_forward(const dd_node *node, const dd_tensor *const *in, dd_tensor *const *out,
+                           void *scratch) {
+  if (!out[0]) return;
+  tile_geom g;
+  tile_geometry(&in[0]->shape, &out[0]->shape, &g);
+  tile_forward(&g, in[0]->data, out[0]->data, dd_dtype_size(in[0]->dtype),
+               dd_tensor_numel(out[0]));
+}
+
+static void repeat_backward(const dd_node *node, const dd_tensor *const *in,
+                            const dd_tensor *const *out, const dd_tensor *const *dout,
+                            dd_tensor *const *din, void *scratch) {
+  if (!din[0] || !dout[0] || in[0]->dtype != DD_F32) return;
+  tile_geom g;
+  tile_geometry(&in[0]->shape, &dout[0]->shape, &g);
+  tile_backward(&g, dd_f32(dout[0]), dd_f32(din[0]), dd_tensor_numel(dout[0]));
+}
+
+static int repeat_init(dd_node *node, dd_err *err) {
+  static const char *const known[] = {NULL};
+  int rc = dd_node_check_attrs(node, known, err);
+  if (rc) return rc;
+  if (node->n_in != 2 || node->in[1] < 0)
+    return dd_fail(err, DD_EFORMAT, "%s takes 2 inputs (%s), got %d", node->op_type,
+                   strcmp(node->op_type, "Tile") ? "input, shape" : "input, repeats", node->n_in);
+  return DD_OK;
+}
+
+static int expand_infer(const dd_node *node, const dd_tensor *const *in, dd_tensor *const *out,
+                        size_t *scratch, dd_err *err) {
+  char s1[128];
+  int rc = data_input_ok(node, in, err);
+  if (rc) return rc;
+  if (!in[1]) return dd_fail(err, DD_EFORMAT, "Expand needs a shape input");
+  int64_t sh[DD_MAX_DIMS];
+  int n;
+  rc = const_ints(in[1], "the shape input", DD_MAX_DIMS, sh, &n, err);
+  if (rc) return rc;
+  const dd_shape *s = &in[0]->shape;
+  dd_shape o = {.ndim = n > s->ndim ? n : s->ndim};
+  for (int i = 0; i < o.ndim; i++) {
+    int ia = i - (o.ndim - s->ndim), ib = i - (o.ndim - n);
+    int64_t a = ia >= 0 ? s->d[ia] : 1, b = ib >= 0 ? sh[ib] : 1;
+    if (b < 0) return dd_fail(err, DD_ESHAPE, "shape[%d] = %lld is negative", ib, (long long)b);
+    if (a != b && a != 1 && b != 1)
+      return dd_fail(err, DD_ESHAPE, "cannot expand %s: dim %d is %lld, the shape asks for %lld",
+                     dd_shape_str(s, s1, sizeof s1), ia, (long long)a, (long long)b);
+    o.d[i] = a == 1 ? b : a;
+  }
+  if (dd_shape_numel(&o) < 0) return dd_fail(err, DD_ELIMIT, "the expanded shape is too large");
+  return set_out(out, in[0]->dtype, &o, scratch);
+}
+
+static int tile_infer(const dd_node *node, const dd_tensor *const *in, dd_tensor *const *out,
+                      size_t *scratch, dd_err *err) {
+  int rc = data_input_ok(node, in, err);
+  if (rc) return rc;
+  if (!in[1]) return dd_fail(err, DD_EFORMAT, "Tile needs a repeats input");
+  int64_t rep[DD_MAX_DIMS];
+  int n;
+  rc = const_ints(in[1], "the repeats input", DD_MAX_DIMS, rep, &n, err);
+  if (rc) return rc;
+  const dd_shape *s = &in[0]->shape;
+  if (n != s->ndim)
+    return dd_fail(err, DD_ESHAPE, "repeats has %d values but the input has %d dims", n,
+                   s->ndim);
+  dd_shape o = {.ndim = s->ndim};
+  for (int i = 0; i < n; i++) {
+    if (rep[i] < 0)
+      return dd_fail(err, DD_ESHAPE, "repeats[%d] = %lld is negative", i, (long long)rep[i]);
+    if (s->d[i] && rep[i] > INT64_MAX / s->d[i])
+      return dd_fail(err, DD_ELIMIT, "the tiled shape is too large");
+    o.d[i] = s->d[i] * rep[i];
+  }
+  if (dd_shape_numel(&o) < 0) return dd_fail(err, DD_ELIMIT, "the tiled shape is too large");
+  return set_out(out, in[0]->dtype, &o, scratch);
+}
+
+const dd_op dd_op_Expand = {"Expand", repeat_init, expand_infer, repeat_forward, repeat_backward,
+                            NULL, DD_OP_BWD_NO_OUT | DD_OP_BWD_NO_X};
+const dd_op dd_op_Tile = {"Tile", repeat_init, tile_infer, repeat_forward, repeat_backward, NULL,
+                          DD_OP_BWD_NO_OUT | DD_OP_BWD_NO_X};

@@ -1,4 +1,6 @@
-/* BatchNormalization in inference mode: y = (x - mean) / sqrt(var + eps) * scale + bias per
+/* Normalizations: BatchNormalization (inference mode) and LayerNormalization.
+ *
+ * BatchNormalization in inference mode: y = (x - mean) / sqrt(var + eps) * scale + bias per
  * channel (dim 1), i.e. y = x * a[c] + b[c].  Training mode (batch statistics) is refused.
  * The per-channel a and b are recomputed on each call: C divisions and square roots are
  * nothing next to the N*C*H*W multiply-adds, and infer may not write the node's params. */
@@ -155,3 +157,273 @@ static int64_t bn_flops(const dd_node *node, const dd_tensor *const *in,
 
 const dd_op dd_op_BatchNormalization = {"BatchNormalization", bn_init, bn_infer, bn_forward,
                                         bn_backward, bn_flops, 0};
+
+/* ---- LayerNormalization (opset 17) ----
+ * Each "row" -- the dims from `axis` on, D elements contiguous in memory -- is normalized by
+ * its own mean and variance: y = (x - mean) * invstd * scale + bias, invstd =
+ * 1 / sqrt(var + eps), var the biased variance (divided by D).  Scale and B broadcast to the
+ * normalized dims X[axis:] (numpy rules, aligned right); they are expanded to D values in the
+ * workspace, so the kernels index them directly.  The optional outputs Mean and InvStdDev have
+ * X's shape with the normalized dims set to 1.  Statistics are accumulated in double
+ * (stash_type 1, float32 storage; other stash types are refused). */
+
+typedef struct ln_params {
+  int64_t axis;
+  float eps;
+} ln_params;
+
+static int ln_init(dd_node *node, dd_err *err) {
+  static const char *const known[] = {"axis", "epsilon", "stash_type", NULL};
+  int rc = dd_node_check_attrs(node, known, err);
+  if (rc) return rc;
+  int64_t axis, stash;
+  float eps;
+  rc = dd_attr_int(node, "axis", -1, &axis, err);
+  if (!rc) rc = dd_attr_int(node, "stash_type", 1, &stash, err);
+  if (!rc) rc = dd_attr_float(node, "epsilon", 1e-5f, &eps, err);
+  if (rc) return rc;
+  if (stash != 1)
+    return dd_fail(err, DD_EUNSUPPORTED, "LayerNormalization with stash_type=%lld is not "
+                   "supported; only stash_type=1 (float32 statistics) is", (long long)stash);
+  if (!(eps >= 0.f)) return dd_fail(err, DD_EFORMAT, "epsilon must be >= 0, got %g", eps);
+  if (node->n_in < 2 || node->n_in > 3)
+    return dd_fail(err, DD_EFORMAT, "LayerNormalization takes 2 or 3 inputs (X, Scale, B), "
+                   "got %d", node->n_in);
+  if (node->n_out < 1 || node->n_out > 3)
+    return dd_fail(err, DD_EFORMAT, "LayerNormalization has 1 to 3 outputs (Y, Mean, "
+                   "InvStdDev), got %d", node->n_out);
+  ln_params *p = malloc(sizeof *p);
+  if (!p) return dd_fail(err, DD_ENOMEM, "out of memory");
+  p->axis = axis;
+  p->eps = eps;
+  node->params = p;
+  return DD_OK;
+}
+
+/* Rows and row length of X for the node's axis (already checked by infer). */
+static void ln_dims(const dd_node *node, const dd_shape *xs, int *axis, int64_t *rows,
+                    int64_t *d) {
+  const ln_params *p = node->params;
+  int a = (int)(p->axis < 0 ? p->axis + xs->ndim : p->axis);
+  *axis = a;
+  *rows = *d = 1;
+  for (int i = 0; i < xs->ndim; i++) {
+    if (i < a) *rows *= xs->d[i];
+    else *d *= xs->d[i];
+  }
+}
+
+/* `t` (Scale or B) broadcasts to the normalized dims xs[axis:]. */
+static int ln_param_ok(const dd_tensor *t, const char *what, const dd_shape *xs, int axis,
+                       dd_err *err) {
+  char s1[128], s2[128];
+  if (t->dtype != DD_F32) return dd_fail(err, DD_EUNSUPPORTED, "%s must be float32", what);
+  int nk = xs->ndim - axis;
+  int ok = t->shape.ndim <= nk;
+  for (int i = 0; ok && i < t->shape.ndim; i++) {
+    int64_t sd = t->shape.d[t->shape.ndim - 1 - i], xd = xs->d[xs->ndim - 1 - i];
+    ok = sd == xd || sd == 1;
+  }
+  if (!ok) {
+    dd_shape norm = {.ndim = nk};
+    for (int i = 0; i < nk; i++) norm.d[i] = xs->d[axis + i];
+    return dd_fail(err, DD_ESHAPE, "%s has shape %s, which does not broadcast to the "
+                   "normalized dims %s", what, dd_shape_str(&t->shape, s1, sizeof s1),
+                   dd_shape_str(&norm, s2, sizeof s2));
+  }
+  return DD_OK;
+}
+
+static int ln_infer(const dd_node *node, const dd_tensor *const *in, dd_tensor *const *out,
+                    size_t *scratch, dd_err *err) {
+  const ln_params *p = node->params;
+  if (!in[0]) return dd_fail(err, DD_EFORMAT, "input X is missing");
+  if (!in[1]) return dd_fail(err, DD_EFORMAT, "input Scale is missing");
+  if (in[0]->dtype != DD_F32) return dd_fail(err, DD_EUNSUPPORTED, "X must be float32");
+  const dd_shape *xs = &in[0]->shape;
+  int r = xs->ndim;
+  if (r < 1) return dd_fail(err, DD_ESHAPE, "X is a scalar; LayerNormalization needs an axis");
+  if (p->axis < -r || p->axis >= r)
+    return dd_fail(err, DD_ESHAPE, "axis %lld is out of range for %d dims", (long long)p->axis, r);
+  int axis;
+  int64_t rows, d;
+  ln_dims(node, xs, &axis, &rows, &d);
+  int rc = ln_param_ok(in[1], "Scale", xs, axis, err);
+  if (!rc && node->n_in > 2 && in[2]) rc = ln_param_ok(in[2], "B", xs, axis, err);
+  if (rc) return rc;
+  if (out[0]) {
+    out[0]->dtype = DD_F32;
+    out[0]->shape = *xs;
+  }
+  for (int k = 1; k < node->n_out; k++) {
+    if (!out[k]) continue;
+    out[k]->dtype = DD_F32;
+    out[k]->shape = *xs;
+    for (int i = axis; i < r; i++) out[k]->shape.d[i] = 1;
+  }
+  /* forward: scale and bias expanded (2 D); backward: scale expanded and the per-element
+   * sums for dScale and dB (3 D) and each row's mean and invstd (2 rows) */
+  *scratch = (size_t)(3 * d + 2 * rows) * sizeof(float);
+  return DD_OK;
+}
+
+/* Index into `t` (broadcast to the normalized dims nd[0..nk-1], aligned right) of every one of
+ * the D positions, in order: calls BODY with j the position and k the index in t. */
+#define LN_FOR_EXPANDED(t, nd, nk, BODY)                                             \
+  do {                                                                               \
+    int64_t st_[DD_MAX_DIMS], idx_[DD_MAX_DIMS] = {0}, acc_ = 1, k = 0, dtot_ = 1;   \
+    int off_ = (nk) - (t)->shape.ndim;                                               \
+    for (int i_ = (nk) - 1; i_ >= 0; i_--) {                                         \
+      int ti_ = i_ - off_;                                                           \
+      st_[i_] = ti_ >= 0 && (t)->shape.d[ti_] != 1 ? acc_ : 0;                       \
+      if (ti_ >= 0) acc_ *= (t)->shape.d[ti_];                                       \
+      dtot_ *= (nd)[i_];                                                             \
+    }                                                                                \
+    for (int64_t j = 0; j < dtot_; j++) {                                            \
+      BODY;                                                                          \
+      for (int i_ = (nk) - 1; i_ >= 0; i_--) {                                       \
+        k += st_[i_];                                                                \
+        if (++idx_[i_] < (nd)[i_]) break;                                            \
+        k -= st_[i_] * (nd)[i_];                                                     \
+        idx_[i_] = 0;                                                                \
+      }                                                                              \
+    }                                                                                \
+  } while (0)
+
+/* full[j] = t broadcast to the normalized dims (t NULL: `fill`). */
+static void ln_expand(const dd_tensor *t, const dd_shape *xs, int axis, float fill, float *full) {
+  int nk = xs->ndim - axis;
+  const int64_t *nd = xs->d + axis;
+  if (!t) {
+    int64_t d = 1;
+    for (int i = 0; i < nk; i++) d *= nd[i];
+    for (int64_t j = 0; j < d; j++) full[j] = fill;
+    return;
+  }
+  const float *v = dd_f32(t);
+  LN_FOR_EXPANDED(t, nd, nk, full[j] = v[k]);
+}
+
+/* t += the sums of full over the positions that broadcast from each of t's elements. */
+static void ln_reduce_into(const float *full, const dd_shape *xs, int axis, dd_tensor *t) {
+  int nk = xs->ndim - axis;
+  const int64_t *nd = xs->d + axis;
+  float *v = dd_f32(t);
+  LN_FOR_EXPANDED(t, nd, nk, v[k] += full[j]);
+}
+
+/* Mean and invstd of one row, in double: two passes, so a large mean does not cancel. */
+static inline void ln_stats(const float *x, int64_t d, float eps, double *mean, double *invstd) {
+  double s = 0, v = 0;
+  for (int64_t j = 0; j < d; j++) s += x[j];
+  double m = s / (double)d;
+  for (int64_t j = 0; j < d; j++) v += (x[j] - m) * (x[j] - m);
+  *mean = m;
+  *invstd = 1.0 / sqrt(v / (double)d + eps);
+}
+
+static void ln_forward(const dd_node *node, const dd_tensor *const *in, dd_tensor *const *out,
+                       void *scratch) {
+  const ln_params *p = node->params;
+  const dd_shape *xs = &in[0]->shape;
+  int axis;
+  int64_t rows, d;
+  ln_dims(node, xs, &axis, &rows, &d);
+  if (d == 0) return; /* no element in any row: Y is empty, and so would the stats be */
+  float *scale = scratch, *bias = scale + d;
+  ln_expand(in[1], xs, axis, 1.f, scale);
+  ln_expand(node->n_in > 2 ? in[2] : NULL, xs, axis, 0.f, bias);
+  const float *x = dd_f32(in[0]);
+  float *y = out[0] ? dd_f32(out[0]) : NULL;
+  float *mo = node->n_out > 1 && out[1] ? dd_f32(out[1]) : NULL;
+  float *io = node->n_out > 2 && out[2] ? dd_f32(out[2]) : NULL;
+#pragma omp parallel for if (rows * d > DD_PAR_MIN) schedule(static)
+  for (int64_t r = 0; r < rows; r++) {
+    const float *xr = x + r * d;
+    double mean, invstd;
+    ln_stats(xr, d, p->eps, &mean, &invstd);
+    if (mo) mo[r] = (float)mean;
+    if (io) io[r] = (float)invstd;
+    if (!y) continue;
+    float *yr = y + r * d;
+    const float m = (float)mean, is = (float)invstd;
+    for (int64_t j = 0; j < d; j++) yr[j] = (xr[j] - m) * is * scale[j] + bias[j];
+  }
+}
+
+/* With xh = (x - mean) * invstd and g = dY * scale, per row:
+ *   dX += invstd * (g - mean(g) - xh * mean(g * xh))
+ *       + dMean / D - dInvStdDev * invstd^2 * xh / D
+ *   dScale += sum over rows of dY * xh,  dB += sum over rows of dY. */
+static void ln_backward(const dd_node *node, const dd_tensor *const *in,
+                        const dd_tensor *const *out, const dd_tensor *const *dout,
+                        dd_tensor *const *din, void *scratch) {
+  const ln_params *p = node->params;
+  const dd_shape *xs = &in[0]->shape;
+  int axis;
+  int64_t rows, d;
+  ln_dims(node, xs, &axis, &rows, &d);
+  if (d == 0) return;
+  const dd_tensor *dy_t = dout[0];
+  const dd_tensor *dm_t = node->n_out > 1 ? dout[1] : NULL;
+  const dd_tensor *di_t = node->n_out > 2 ? dout[2] : NULL;
+  dd_tensor *ds_t = din[1], *db_t = node->n_in > 2 ? din[2] : NULL;
+  if (!dy_t && !dm_t && !di_t) return;
+  float *scale = scratch, *sd = scale + d, *bd = sd + d, *rm = bd + d, *ri = rm + rows;
+  ln_expand(in[1], xs, axis, 1.f, scale);
+  const float *x = dd_f32(in[0]);
+  const float *dy = dy_t ? dd_f32(dy_t) : NULL;
+  const float *dmean = dm_t ? dd_f32(dm_t) : NULL, *dinv = di_t ? dd_f32(di_t) : NULL;
+  float *dx = din[0] ? dd_f32(din[0]) : NULL;
+  const double invd = 1.0 / (double)d;
+#pragma omp parallel for if (rows * d > DD_PAR_MIN) schedule(static)
+  for (int64_t r = 0; r < rows; r++) {
+    const float *xr = x + r * d;
+    double mean, invstd;
+    ln_stats(xr, d, p->eps, &mean, &invstd);
+    rm[r] = (float)mean;
+    ri[r] = (float)invstd;
+    if (!dx) continue;
+    const float m = (float)mean, is = (float)invstd;
+    double sg = 0, sgx = 0; /* sum g, sum g * xh */
+    if (dy) {
+      const float *g = dy + r * d;
+      for (int64_t j = 0; j < d; j++) {
+        double gj = (double)g[j] * scale[j];
+        sg += gj;
+        sgx += gj * ((xr[j] - m) * is);
+      }
+    }
+    const float a = (float)(sg * invd), b = (float)(sgx * invd);
+    const float cm = dmean ? (float)(dmean[r] * invd) : 0.f;
+    const float ci = dinv ? (float)(-dinv[r] * invstd * invstd * invd) : 0.f;
+    float *dxr = dx + r * d;
+    for (int64_t j = 0; j < d; j++) {
+      float xh = (xr[j] - m) * is;
+      float gj = dy ? dy[r * d + j] * scale[j] : 0.f;
+      dxr[j] += is * (gj - a - xh * b) + cm + ci * xh;
+    }
+  }
+  if (!dy || (!ds_t && !db_t)) return;
+#pragma omp parallel for if (rows * d > DD_PAR_MIN) schedule(static)
+  for (int64_t j = 0; j < d; j++) {
+    double s = 0, b = 0;
+    for (int64_t r = 0; r < rows; r++) {
+      float g = dy[r * d + j];
+      s += (double)g * ((x[r * d + j] - rm[r]) * ri[r]);
+      b += g;
+    }
+    sd[j] = (float)s;
+    bd[j] = (float)b;
+  }
+  if (ds_t) ln_reduce_into(sd, xs, axis, ds_t);
+  if (db_t) ln_reduce_into(bd, xs, axis, db_t);
+}
+
+static int64_t ln_flops(const dd_node *node, const dd_tensor *const *in,
+                        const dd_tensor *const *out) {
+  return 8 * dd_tensor_numel(in[0]);
+}
+
+const dd_op dd_op_LayerNormalization = {"LayerNormalization", ln_init, ln_infer, ln_forward,
+                                        ln_backward, ln_flops, DD_OP_BWD_NO_OUT};

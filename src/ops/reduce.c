@@ -1,34 +1,46 @@
-/* ReduceMean over a set of axes.  The axes come from the attribute (opset < 18) or from the
- * optional second input (opset 18), which must then be constant.
+/* Reductions over a set of axes: ReduceMean, ReduceSum, ReduceMax, one machinery.  The axes
+ * come from the attribute or from the optional second input, which must then be constant;
+ * which form a node uses is decided by what it carries (ONNX moved the axes to an input at
+ * opset 13 for ReduceSum and at opset 18 for the others), so a mislabelled opset does not
+ * matter.  Both at once is refused.
  *
  * The input's dims are split into kept and reduced ones, neighbours of the same kind merged:
  * a mean over H and W of NCHW is N*C outputs of H*W contiguous elements each.  Forward and
  * backward iterate over output elements, each owning its reduced elements, so they run in
- * parallel without races. */
+ * parallel without races.
+ *
+ * ReduceMax's gradient goes to the first maximal element of each reduced group (in row-major
+ * order of the input), all of it, as PyTorch's max with a dim does; a group whose maximum is
+ * NaN sends it to its first NaN.  An empty group's maximum is -inf, its mean NaN, its sum 0. */
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "ops/common.h"
 
+enum { RED_MEAN, RED_SUM, RED_MAX };
+
 typedef struct reduce_params {
+  int kind;
   int64_t keepdims, noop_empty;
   int n_axes; /* -1: no attribute */
   int64_t axes[DD_MAX_DIMS];
 } reduce_params;
 
-static int reduce_init(dd_node *node, dd_err *err) {
+static int reduce_init_kind(dd_node *node, int kind, dd_err *err) {
   static const char *const known[] = {"axes", "keepdims", "noop_with_empty_axes", NULL};
   int rc = dd_node_check_attrs(node, known, err);
   if (rc) return rc;
   reduce_params *p = calloc(1, sizeof *p);
   if (!p) return dd_fail(err, DD_ENOMEM, "out of memory");
+  p->kind = kind;
   rc = dd_attr_int(node, "keepdims", 1, &p->keepdims, err);
   if (!rc) rc = dd_attr_int(node, "noop_with_empty_axes", 0, &p->noop_empty, err);
   if (!rc) rc = dd_attr_ints(node, "axes", DD_MAX_DIMS, p->axes, &p->n_axes, err);
   if (!rc && p->n_axes >= 0 && node->n_in > 1 && node->in[1] >= 0)
     rc = dd_fail(err, DD_EFORMAT, "axes given both as attribute and as input");
   if (!rc && (node->n_in < 1 || node->n_in > 2))
-    rc = dd_fail(err, DD_EFORMAT, "ReduceMean takes 1 or 2 inputs, got %d", node->n_in);
+    rc = dd_fail(err, DD_EFORMAT, "%s takes 1 or 2 inputs, got %d", node->op_type, node->n_in);
   if (rc) {
     free(p);
     return rc;
@@ -36,6 +48,10 @@ static int reduce_init(dd_node *node, dd_err *err) {
   node->params = p;
   return DD_OK;
 }
+
+static int mean_init(dd_node *node, dd_err *err) { return reduce_init_kind(node, RED_MEAN, err); }
+static int sum_init(dd_node *node, dd_err *err) { return reduce_init_kind(node, RED_SUM, err); }
+static int max_init(dd_node *node, dd_err *err) { return reduce_init_kind(node, RED_MAX, err); }
 
 /* The resolved reduction: which input dims are reduced (0 when the op is the identity). */
 typedef struct reduction {
@@ -108,7 +124,7 @@ typedef struct rplan {
   int nk, nr;
   int64_t kd[DD_MAX_DIMS], kxs[DD_MAX_DIMS];
   int64_t rd[DD_MAX_DIMS], rxs[DD_MAX_DIMS];
-  int64_t nout, count; /* output elements, elements averaged into each */
+  int64_t nout, count; /* output elements, elements reduced into each */
 } rplan;
 
 static void rplan_make(const dd_shape *xs, const reduction *r, rplan *q) {
@@ -179,24 +195,46 @@ static inline int64_t kept_offset(const rplan *q, int64_t o) {
     }                                                                                \
   } while (0)
 
+/* Offset in x of the first maximal element of the group at `base` (the first NaN when there
+ * is one); -1 for an empty group. */
+static inline int64_t group_argmax(const rplan *q, const float *x, int64_t base) {
+  int64_t best = -1;
+  float m = 0.f;
+  FOR_REDUCED(q, base, {
+    float v = x[xo];
+    if (best < 0 || (m == m && (v > m || v != v))) {
+      m = v;
+      best = xo;
+    }
+  });
+  return best;
+}
+
 static void reduce_forward(const dd_node *node, const dd_tensor *const *in,
                            dd_tensor *const *out, void *scratch) {
   if (!out[0]) return;
+  const reduce_params *p = node->params;
   reduction r;
   reduce_resolve(node, in, &r, NULL);
   rplan q;
   rplan_make(&in[0]->shape, &r, &q);
   const float *x = dd_f32(in[0]);
   float *y = dd_f32(out[0]);
+  const int kind = p->kind;
   /* A mean over nothing is 0/0, NaN, as numpy gives. */
-  const double inv = 1.0 / (double)q.count;
+  const double inv = kind == RED_MEAN ? 1.0 / (double)q.count : 1.0;
   int64_t total = dd_tensor_numel(in[0]);
 #pragma omp parallel for if (total > DD_PAR_MIN) schedule(static)
   for (int64_t o = 0; o < q.nout; o++) {
-    double acc = 0;
     int64_t base = kept_offset(&q, o);
+    if (kind == RED_MAX) {
+      int64_t at = group_argmax(&q, x, base);
+      y[o] = at < 0 ? -INFINITY : x[at];
+      continue;
+    }
+    double acc = 0;
     FOR_REDUCED(&q, base, acc += x[xo]);
-    y[o] = (float)(q.count ? acc * inv : acc / 0.0);
+    y[o] = (float)(q.count || kind == RED_SUM ? acc * inv : acc / 0.0);
   }
 }
 
@@ -204,6 +242,7 @@ static void reduce_backward(const dd_node *node, const dd_tensor *const *in,
                             const dd_tensor *const *out, const dd_tensor *const *dout,
                             dd_tensor *const *din, void *scratch) {
   if (!din[0] || !dout[0]) return;
+  const reduce_params *p = node->params;
   reduction r;
   reduce_resolve(node, in, &r, NULL);
   rplan q;
@@ -211,12 +250,18 @@ static void reduce_backward(const dd_node *node, const dd_tensor *const *in,
   if (q.count == 0) return;
   const float *dy = dd_f32(dout[0]);
   float *dx = dd_f32(din[0]);
-  const float inv = (float)(1.0 / (double)q.count);
+  const int kind = p->kind;
+  const float inv = kind == RED_MEAN ? (float)(1.0 / (double)q.count) : 1.f;
+  const float *x = kind == RED_MAX ? dd_f32(in[0]) : NULL;
   int64_t total = dd_tensor_numel(in[0]);
 #pragma omp parallel for if (total > DD_PAR_MIN) schedule(static)
   for (int64_t o = 0; o < q.nout; o++) {
-    float g = dy[o] * inv;
     int64_t base = kept_offset(&q, o);
+    if (kind == RED_MAX) {
+      dx[group_argmax(&q, x, base)] += dy[o];
+      continue;
+    }
+    float g = dy[o] * inv;
     FOR_REDUCED(&q, base, dx[xo] += g);
   }
 }
@@ -226,5 +271,11 @@ static int64_t reduce_flops(const dd_node *node, const dd_tensor *const *in,
   return dd_tensor_numel(in[0]);
 }
 
-const dd_op dd_op_ReduceMean = {"ReduceMean", reduce_init, reduce_infer, reduce_forward,
-                                reduce_backward, reduce_flops, 0};
+/* Sums and means read neither tensor in backward, only shapes; the max reads x. */
+const dd_op dd_op_ReduceMean = {"ReduceMean", mean_init, reduce_infer, reduce_forward,
+                                reduce_backward, reduce_flops,
+                                DD_OP_BWD_NO_X | DD_OP_BWD_NO_OUT};
+const dd_op dd_op_ReduceSum = {"ReduceSum", sum_init, reduce_infer, reduce_forward,
+                               reduce_backward, reduce_flops, DD_OP_BWD_NO_X | DD_OP_BWD_NO_OUT};
+const dd_op dd_op_ReduceMax = {"ReduceMax", max_init, reduce_infer, reduce_forward,
+                               reduce_backward, reduce_flops, DD_OP_BWD_NO_OUT};

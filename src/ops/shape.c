@@ -154,6 +154,36 @@ static void shape_forward(const dd_node *node, const dd_tensor *const *in, dd_te
 const dd_op dd_op_Shape = {"Shape", shape_init, shape_infer, shape_forward, NULL, NULL,
                            DD_OP_SHAPE_ONLY};
 
+/* ---- Size: the input's element count as an int64 scalar ---- */
+
+static int size_init(dd_node *node, dd_err *err) {
+  static const char *const known[] = {NULL};
+  return dd_node_check_attrs(node, known, err);
+}
+
+static int size_infer(const dd_node *node, const dd_tensor *const *in, dd_tensor *const *out,
+                      size_t *scratch, dd_err *err) {
+  if (node->n_in != 1 || !in[0]) return dd_fail(err, DD_EFORMAT, "Size needs 1 input");
+  if (node->n_out < 1) return dd_fail(err, DD_EFORMAT, "needs an output");
+  if (dd_shape_numel(&in[0]->shape) < 0)
+    return dd_fail(err, DD_ESHAPE, "the input's element count overflows int64");
+  if (out[0]) {
+    out[0]->dtype = DD_I64;
+    out[0]->shape = (dd_shape){.ndim = 0};
+  }
+  *scratch = 0;
+  return DD_OK;
+}
+
+/* Reads only the input's shape, like Shape. */
+static void size_forward(const dd_node *node, const dd_tensor *const *in, dd_tensor *const *out,
+                         void *scratch) {
+  if (out[0]) dd_i64(out[0])[0] = dd_shape_numel(&in[0]->shape);
+}
+
+const dd_op dd_op_Size = {"Size", size_init, size_infer, size_forward, NULL, NULL,
+                          DD_OP_SHAPE_ONLY};
+
 /* ---- Gather: out[o, j..., i] = data[o, idx[j...], i] along `axis` ---- */
 
 static int gather_init(dd_node *node, dd_err *err) {

@@ -112,14 +112,13 @@ static int find_root(int *root, size_t *rel, int v, size_t *off) {
 
 /* def, last and nread from the forward order; inputs and targets live to the end. */
 static void pass_liveness(mem_ctx *c) {
-  const dd_model *m = c->p->m;
   for (int v = 0; v < c->nv; v++) {
     c->def[v] = -1;
     c->last[v] = -1;
   }
   for (int t = 0; t < c->b->n_targets; t++) c->target[c->b->targets[t]] = 1;
   for (int o = 0; o < c->N; o++) {
-    const dd_node *n = &m->nodes[c->p->order[o]];
+    const dd_node *n = c->p->onode[o];
     for (int k = 0; k < n->n_out; k++)
       if (runtime_value(c->b, n->out[k])) c->def[n->out[k]] = c->last[n->out[k]] = o;
     for (int j = 0; j < n->n_in; j++) {
@@ -134,7 +133,6 @@ static void pass_liveness(mem_ctx *c) {
 /* Which gradients exist (reach a target), which backward steps run, when each gradient is
  * first written; the backward steps that read a value extend its life. */
 static void pass_gradient_liveness(mem_ctx *c) {
-  const dd_model *m = c->p->m;
   plan_build *b = c->b;
   int N = c->N;
   for (int v = 0; v < c->nv; v++) c->gfirst[v] = c->END;
@@ -142,7 +140,7 @@ static void pass_gradient_liveness(mem_ctx *c) {
   for (int v = 0; v < c->nv; v++)
     if (c->target[v] && runtime_value(b, v) && b->onpath[v]) b->hasgrad[v] = 1;
   for (int o = N - 1; o >= 0; o--) {
-    const dd_node *n = &m->nodes[c->p->order[o]];
+    const dd_node *n = c->p->onode[o];
     int any_out = 0;
     for (int k = 0; k < n->n_out; k++) any_out |= n->out[k] >= 0 && b->hasgrad[n->out[k]];
     if (!any_out || !n->op->backward) continue;
@@ -156,7 +154,7 @@ static void pass_gradient_liveness(mem_ctx *c) {
   }
   for (int o = 0; o < N; o++) {
     if (!c->bwd[o]) continue;
-    const dd_node *n = &m->nodes[c->p->order[o]];
+    const dd_node *n = c->p->onode[o];
     unsigned fl = n->op->flags;
     int others = 0;
     for (int j = 1; j < n->n_in; j++) others |= n->in[j] >= 0 && b->hasgrad[n->in[j]];
@@ -266,7 +264,7 @@ static void pass_join_values(mem_ctx *c) {
     c->sdef[v] = c->def[v];
   }
   for (int o = 0; o < c->N; o++) {
-    const dd_node *n = &c->p->m->nodes[c->p->order[o]];
+    const dd_node *n = c->p->onode[o];
     if (n->op->flags & DD_OP_CONCAT) {
       if (join_concat(c, n, c->sdef, c->slast, c->root, c->rel)) c->p->skip[o] = 1;
     } else {
@@ -283,11 +281,11 @@ static void pass_join_values(mem_ctx *c) {
 static void pass_fold_relu(mem_ctx *c) {
   dd_plan *p = c->p;
   for (int o = 0; o < c->N; o++) {
-    const dd_node *n = &p->m->nodes[p->order[o]];
+    const dd_node *n = p->onode[o];
     if (!c->inplace[o] || !(n->op->flags & DD_OP_RELU) || p->skip[o]) continue;
     int x = n->in[0], q = c->def[x];
     if (q < 0 || c->nread[x] != 1 || c->target[x]) continue;
-    const dd_node *pn = &p->m->nodes[p->order[q]];
+    const dd_node *pn = p->onode[q];
     unsigned pf = pn->op->flags;
     if ((pf & DD_OP_FOLD_RELU) && (pf & DD_OP_BWD_NO_OUT) && pn->n_out >= 1 && pn->out[0] == x) {
       p->skip[o] = 1;
@@ -307,7 +305,7 @@ static void pass_join_gradients(mem_ctx *c) {
   int N = c->N;
   for (int v = 0; v < c->nv; v++) c->groot[v] = v;
   for (int o = 0; o < N; o++) {
-    const dd_node *n = &p->m->nodes[p->order[o]];
+    const dd_node *n = p->onode[o];
     if (c->bwd[o] && (n->op->flags & DD_OP_CONCAT) &&
         join_concat(c, n, NULL, NULL, c->groot, c->grel)) {
       p->bskip[o] = 1;
@@ -389,7 +387,7 @@ static size_t pass_place(mem_ctx *c, dd_arena *arena) {
  * it fresh: the op says it can, v is one of its inputs exactly once, and none of its other
  * gradients, in or out, lives in v's buffer. */
 static int first_writer_overwrites(const mem_ctx *c, int o, int v) {
-  const dd_node *n = &c->p->m->nodes[c->p->order[o]];
+  const dd_node *n = c->p->onode[o];
   if (!(n->op->flags & DD_OP_GRAD_FRESH)) return 0;
   int uses = 0;
   for (int j = 0; j < n->n_in; j++) {

@@ -17,6 +17,8 @@ void dd_plan_free(dd_plan *p) {
   free(p->grad);
   free(p->folded);
   free(p->order);
+  free(p->onode);
+  plan_fused_free(p);
   free(p->flops);
   free(p->runs);
   dd_arena_free(&p->arena);
@@ -100,6 +102,7 @@ static int plan_alloc(const dd_model *m, dd_plan **out, plan_state *s, dd_err *e
   p->grad = calloc((size_t)p->nv, sizeof *p->grad);
   p->folded = calloc((size_t)p->nv, 1);
   p->order = malloc(((size_t)p->nn + 1) * sizeof(int));
+  p->onode = malloc(((size_t)p->nn + 1) * sizeof *p->onode);
   p->flops = calloc((size_t)p->nn + 1, sizeof(int64_t));
   p->runs = calloc((size_t)p->nn + 1, 1);
   s->needed = calloc((size_t)p->nn + 1, 1);
@@ -108,8 +111,8 @@ static int plan_alloc(const dd_model *m, dd_plan **out, plan_state *s, dd_err *e
   s->onpath = calloc((size_t)p->nv, 1);
   s->offset = calloc((size_t)p->nv, sizeof(size_t));
   s->goffset = calloc((size_t)p->nv, sizeof(size_t));
-  if (!p->val || !p->grad || !p->folded || !p->order || !p->flops || !p->runs || !s->needed ||
-      !s->known || !s->isconst || !s->onpath || !s->offset || !s->goffset)
+  if (!p->val || !p->grad || !p->folded || !p->order || !p->onode || !p->flops || !p->runs ||
+      !s->needed || !s->known || !s->isconst || !s->onpath || !s->offset || !s->goffset)
     return dd_fail(err, DD_ENOMEM, "out of memory");
   return DD_OK;
 }
@@ -277,6 +280,7 @@ static int infer_shapes(dd_plan *p, plan_state *s, const plan_request *rq, dd_er
       free(tmp);
     } else {
       if (need > s->scratch) s->scratch = need;
+      p->onode[p->n_order] = n;
       p->order[p->n_order++] = i;
       p->runs[i] = 1;
       p->flops[i] = n->op->flops ? n->op->flops(n, in, (const dd_tensor *const *)outs) : 0;
@@ -289,6 +293,15 @@ static int infer_shapes(dd_plan *p, plan_state *s, const plan_request *rq, dd_er
     }
   }
   return DD_OK;
+}
+
+/* ---- phase 3b: fusion ---- */
+
+/* Under DD_PLAN_REUSE, where values other than the inputs and targets are not kept anyway,
+ * unless DD_PLAN_NO_FUSE: plan/fuse.c. */
+static int fuse(dd_plan *p, plan_state *s, const plan_request *rq, dd_err *err) {
+  if (!(rq->flags & DD_PLAN_REUSE) || (rq->flags & DD_PLAN_NO_FUSE)) return DD_OK;
+  return plan_fuse(p, s->known, s->isconst, rq->targets, rq->n_targets, &s->scratch, err);
 }
 
 /* ---- phase 4: memory layout ---- */
@@ -381,7 +394,8 @@ static int plan_new(const plan_request *rq, size_t *measured, dd_shape *target_s
   if (!rc) rc = mark_needed(p, &s, rq, err);
   if (!rc) rc = infer_shapes(p, &s, rq, err);
   if (rc || rq->mode == PLAN_SHAPES) goto done;
-  rc = layout(p, &s, rq, err);
+  rc = fuse(p, &s, rq, err);
+  if (!rc) rc = layout(p, &s, rq, err);
   if (rc) goto done;
   if (rq->mode == PLAN_MEASURE) {
     *measured = dd_plan_bytes(p);

@@ -6,6 +6,9 @@
  *   2. needed nodes: walked back from the targets;
  *   3. shape inference and constant folding, in node order: the order of the nodes that run,
  *      their flops and the scratch they need;
+ *   3b. fusion (plan/fuse.c), with DD_PLAN_REUSE unless DD_PLAN_NO_FUSE: chains of ops that
+ *      one op computes (a decomposed LayerNorm, GELU) replaced by that op, their
+ *      intermediate values dropped;
  *   4. memory layout (plan/memory.c): every runtime value and gradient reserved in the arena
  *      (plan/arena.h), shared by lifetime under DD_PLAN_REUSE, and the executor's schedule
  *      (skipped nodes, folded Relus, gradients zeroed or handed over fresh);
@@ -22,13 +25,26 @@
 #include "model_internal.h"
 #include "plan/arena.h"
 
+/* A node the plan made (fusion): it runs in place of a chain of the model's nodes. */
+typedef struct plan_fused {
+  dd_node node;
+  int in[3], out[1];
+  dd_attr attrs[2];
+  char name[160];
+  int last; /* the model node whose place it takes (and whose output it writes) */
+} plan_fused;
+
 struct dd_plan {
   const dd_model *m;
   int nv, nn;
   dd_tensor *val;         /* (nv) shape, dtype, data (arena, constant or folded) */
   dd_tensor *grad;        /* (nv) gradient buffer, data NULL when none */
   unsigned char *folded;  /* (nv) plan-owned constant data (free it) */
-  int *order, n_order;    /* (nn) nodes that run, topological */
+  int *order, n_order;    /* (nn) nodes that run, topological: model node indices */
+  const dd_node **onode;  /* (nn) the node run at each order index: the model's node, or the
+                             fused node that replaces a chain ending at it */
+  plan_fused *fused;      /* the fused nodes, n_fused of them (plan/fuse.c) */
+  int n_fused;
   int64_t *flops;         /* (nn) */
   unsigned char *runs;    /* (nn) */
   int grad_input;
@@ -57,6 +73,14 @@ typedef struct plan_build {
 
 /* Bytes of t's data; -1 when its shape is invalid or too large. */
 int plan_tensor_bytes(const dd_tensor *t, size_t *bytes);
+
+/* Phase 3b: replaces the chains of p's order that one op computes by that op (plan/fuse.c):
+ * values that leave the plan get known[v] = 0; *scratch grows to the fused ops' workspace.
+ * Returns DD_OK or DD_ENOMEM. */
+int plan_fuse(dd_plan *p, unsigned char *known, const unsigned char *isconst,
+              const int *targets, int n_targets, size_t *scratch, dd_err *err);
+/* Frees p's fused nodes (with their params). */
+void plan_fused_free(dd_plan *p);
 
 /* Phase 4: reserves every runtime value (and gradient, with DD_PLAN_GRAD) of p in `arena`,
  * places them and fills b's offsets; with DD_PLAN_REUSE also p's schedule.  Returns the

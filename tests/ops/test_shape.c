@@ -90,6 +90,33 @@ Test(constant, refuses_strings_and_ambiguity) {
   cr_assert_eq(th_setup(&t, &err), DD_EFORMAT);
 }
 
+/* ---- Size ---- */
+
+Test(size, counts_elements_without_reading_them) {
+  static const struct {
+    int ndim;
+    int64_t d[4], n;
+  } cases[] = {{4, {2, 3, 4, 5}, 120}, {0, {0}, 1}, {2, {7, 0}, 0}, {1, {9}, 9}};
+  for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+    dd_tensor x = {.dtype = DD_F32, .shape = dd_shape_make(cases[k].ndim, cases[k].d)};
+    dd_tensor *xp = &x, *y[1];
+    th_node t;
+    th_init(&t, "Size", 1, 1);
+    dd_err err;
+    cr_assert_eq(th_setup(&t, &err), 0, "%s", err.msg);
+    cr_assert_eq(th_forward(&t, &xp, y, &err), 0, "%s", err.msg);
+    cr_assert_eq(y[0]->dtype, DD_I64);
+    cr_assert_eq(y[0]->shape.ndim, 0);
+    cr_assert_eq(dd_i64(y[0])[0], cases[k].n, "case %zu: %lld", k, (long long)dd_i64(y[0])[0]);
+    dd_tensor_free(y[0]);
+  }
+  th_node t;
+  th_init(&t, "Size", 1, 1);
+  th_attr_int(&t, "axis", 0);
+  dd_err err;
+  cr_assert_neq(th_setup(&t, &err), 0, "an unknown attribute is refused");
+}
+
 /* ---- Shape ---- */
 
 Test(shape, start_and_end_clamped) {

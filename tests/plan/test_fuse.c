@@ -1,0 +1,464 @@
+/* Fusion (src/plan/fuse.c): the chains torch 1.13 writes at opset 13 for nn.LayerNorm and
+ * nn.GELU, built here node for node as the exporter writes them (Constant nodes for the
+ * scalars, the weights as initializers), run fused (DD_PLAN_REUSE) against the same plan with
+ * DD_PLAN_NO_FUSE: same outputs and input gradients within float32 rounding, fewer nodes and
+ * fewer bytes.  And the chains that must not be fused: an intermediate that is a target or
+ * read elsewhere, a constant that differs from the formula's.  Last, a block exported by
+ * torch itself (tests/ref/fuse_torch.py) against torch autograd, fused and not. */
+#include <criterion/criterion.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "dream/graph.h"
+#include "helper_cli.h" /* th_cli_setup: a temporary directory */
+#include "helper_ops.h"
+#include "onnx.pb-c.h"
+
+/* ---- a graph built node by node ---- */
+
+#define FG_NODES 48
+#define FG_INITS 8
+
+typedef struct fgraph {
+  Onnx__NodeProto node[FG_NODES], *nodes[FG_NODES];
+  char *in[FG_NODES][2], *out[FG_NODES][1];
+  char names[FG_NODES][3][48];
+  Onnx__AttributeProto attr[FG_NODES], *attrs[FG_NODES][1];
+  Onnx__TensorProto cval[FG_NODES];
+  int64_t axes[FG_NODES][4];
+  float cfloat[FG_NODES];
+  Onnx__TensorProto init[FG_INITS], *inits[FG_INITS];
+  char init_names[FG_INITS][32];
+  float init_data[FG_INITS][64];
+  int64_t init_dims[FG_INITS][4];
+  int n, n_init, n_const;
+} fgraph;
+
+/* y = op(a, b) (b NULL: one input). */
+static void fg_node(fgraph *g, const char *op, const char *a, const char *b, const char *y) {
+  int i = g->n++;
+  cr_assert(i < FG_NODES);
+  onnx__node_proto__init(&g->node[i]);
+  snprintf(g->names[i][0], 48, "%s", a);
+  snprintf(g->names[i][1], 48, "%s", b ? b : "");
+  snprintf(g->names[i][2], 48, "%s", y);
+  g->in[i][0] = g->names[i][0];
+  g->in[i][1] = g->names[i][1];
+  g->out[i][0] = g->names[i][2];
+  g->node[i].op_type = (char *)op;
+  g->node[i].n_input = b ? 2 : 1;
+  g->node[i].input = g->in[i];
+  g->node[i].n_output = 1;
+  g->node[i].output = g->out[i];
+  g->nodes[i] = &g->node[i];
+}
+
+/* The last node gets the ints attribute "axes". */
+static void fg_axes(fgraph *g, int n, const int64_t *axes) {
+  int i = g->n - 1;
+  onnx__attribute_proto__init(&g->attr[i]);
+  g->attr[i].name = "axes";
+  g->attr[i].has_type = 1;
+  g->attr[i].type = ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__INTS;
+  memcpy(g->axes[i], axes, (size_t)n * sizeof *axes);
+  g->attr[i].n_ints = (size_t)n;
+  g->attr[i].ints = g->axes[i];
+  g->attrs[i][0] = &g->attr[i];
+  g->node[i].n_attribute = 1;
+  g->node[i].attribute = g->attrs[i];
+}
+
+/* name = Constant(value), a float32 scalar (0 dims), as torch writes them. */
+static void fg_const(fgraph *g, const char *name, float v) {
+  fg_node(g, "Constant", "", NULL, name);
+  int i = g->n - 1;
+  g->node[i].n_input = 0;
+  onnx__tensor_proto__init(&g->cval[i]);
+  g->cval[i].has_data_type = 1;
+  g->cval[i].data_type = ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT;
+  g->cfloat[i] = v;
+  g->cval[i].n_float_data = 1;
+  g->cval[i].float_data = &g->cfloat[i];
+  onnx__attribute_proto__init(&g->attr[i]);
+  g->attr[i].name = "value";
+  g->attr[i].has_type = 1;
+  g->attr[i].type = ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__TENSOR;
+  g->attr[i].t = &g->cval[i];
+  g->attrs[i][0] = &g->attr[i];
+  g->node[i].n_attribute = 1;
+  g->node[i].attribute = g->attrs[i];
+}
+
+/* An initializer of n random floats in [lo, hi), shape [n]. */
+static void fg_init(fgraph *g, const char *name, int n, uint64_t seed, float lo, float hi) {
+  int i = g->n_init++;
+  cr_assert(i < FG_INITS && n <= 64);
+  onnx__tensor_proto__init(&g->init[i]);
+  snprintf(g->init_names[i], 32, "%s", name);
+  g->init[i].name = g->init_names[i];
+  g->init[i].has_data_type = 1;
+  g->init[i].data_type = ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT;
+  g->init_dims[i][0] = n;
+  g->init[i].n_dims = 1;
+  g->init[i].dims = g->init_dims[i];
+  uint64_t st = seed;
+  for (int k = 0; k < n; k++) g->init_data[i][k] = th_rand_uniform(&st, lo, hi);
+  g->init[i].n_float_data = (size_t)n;
+  g->init[i].float_data = g->init_data[i];
+  g->inits[i] = &g->init[i];
+}
+
+/* Input "x", the outputs named in `outs`. */
+static dd_model *fg_load(fgraph *g, int n_out, const char *const *outs) {
+  Onnx__ModelProto model;
+  Onnx__GraphProto graph;
+  Onnx__OperatorSetIdProto opset, *opsets[1] = {&opset};
+  Onnx__ValueInfoProto vin, vout[4], *vins[1] = {&vin}, *vouts[4];
+  onnx__model_proto__init(&model);
+  onnx__graph_proto__init(&graph);
+  onnx__operator_set_id_proto__init(&opset);
+  opset.has_version = 1;
+  opset.version = 13;
+  model.has_ir_version = 1;
+  model.ir_version = 8;
+  model.n_opset_import = 1;
+  model.opset_import = opsets;
+  model.graph = &graph;
+  graph.name = "fuse";
+  onnx__value_info_proto__init(&vin);
+  vin.name = "x";
+  for (int k = 0; k < n_out; k++) {
+    onnx__value_info_proto__init(&vout[k]);
+    vout[k].name = (char *)outs[k];
+    vouts[k] = &vout[k];
+  }
+  graph.n_input = 1;
+  graph.input = vins;
+  graph.n_output = (size_t)n_out;
+  graph.output = vouts;
+  graph.n_node = (size_t)g->n;
+  graph.node = g->nodes;
+  graph.n_initializer = (size_t)g->n_init;
+  graph.initializer = g->inits;
+  size_t len = onnx__model_proto__get_packed_size(&model);
+  uint8_t *buf = malloc(len);
+  cr_assert_not_null(buf);
+  onnx__model_proto__pack(&model, buf);
+  dd_model *m = NULL;
+  dd_err err = {0};
+  cr_assert_eq(dd_model_parse(buf, len, "fuse.onnx", &m, &err), 0, "%s", err.msg);
+  free(buf);
+  return m;
+}
+
+/* Operand orders of the commutative Adds and Muls, bit by bit (torch's is 0). */
+enum { SWAP_SCALE = 1, SWAP_BIAS = 2, SWAP_EPS = 4, SWAP_GELU_X = 8, SWAP_HALF = 16,
+       SWAP_ONE = 32 };
+
+/* y = Add(Mul(Div(d, Sqrt(Add(ReduceMean(Pow(d, 2)), eps))), w), b), d = x - ReduceMean(x):
+ * nn.LayerNorm as torch 1.13 exports it (prefix p for the names). */
+static void fg_layernorm(fgraph *g, const char *p, const char *x, const char *y, int n_axes,
+                         int d, float two, float eps, int swaps, uint64_t seed) {
+  char nm[12][48];
+  const char *suffix[] = {"mean", "sub", "two", "pow", "var", "eps", "veps", "std", "div",
+                          "mul", "w", "b"};
+  for (int k = 0; k < 12; k++) snprintf(nm[k], 48, "%s/%s", p, suffix[k]);
+  int64_t axes[] = {-1, -2, -3};
+  int64_t ax[3];
+  for (int k = 0; k < n_axes; k++) ax[k] = axes[n_axes - 1 - k];
+  fg_init(g, nm[10], d, seed, 0.5f, 1.5f);
+  fg_init(g, nm[11], d, seed + 1, -0.5f, 0.5f);
+  fg_node(g, "ReduceMean", x, NULL, nm[0]);
+  fg_axes(g, n_axes, ax);
+  fg_node(g, "Sub", x, nm[0], nm[1]);
+  fg_const(g, nm[2], two);
+  fg_node(g, "Pow", nm[1], nm[2], nm[3]);
+  fg_node(g, "ReduceMean", nm[3], NULL, nm[4]);
+  fg_axes(g, n_axes, ax);
+  fg_const(g, nm[5], eps);
+  if (swaps & SWAP_EPS) fg_node(g, "Add", nm[5], nm[4], nm[6]);
+  else fg_node(g, "Add", nm[4], nm[5], nm[6]);
+  fg_node(g, "Sqrt", nm[6], NULL, nm[7]);
+  fg_node(g, "Div", nm[1], nm[7], nm[8]);
+  if (swaps & SWAP_SCALE) fg_node(g, "Mul", nm[10], nm[8], nm[9]);
+  else fg_node(g, "Mul", nm[8], nm[10], nm[9]);
+  if (swaps & SWAP_BIAS) fg_node(g, "Add", nm[11], nm[9], y);
+  else fg_node(g, "Add", nm[9], nm[11], y);
+}
+
+/* y = Mul(Mul(x, Add(Erf(Div(x, sqrt2)), 1)), 0.5): nn.GELU as torch 1.13 exports it. */
+static void fg_gelu(fgraph *g, const char *p, const char *x, const char *y, float sqrt2,
+                    int swaps) {
+  char nm[7][48];
+  const char *suffix[] = {"sqrt2", "div", "erf", "one", "add", "mul", "half"};
+  for (int k = 0; k < 7; k++) snprintf(nm[k], 48, "%s/%s", p, suffix[k]);
+  fg_const(g, nm[0], sqrt2);
+  fg_node(g, "Div", x, nm[0], nm[1]);
+  fg_node(g, "Erf", nm[1], NULL, nm[2]);
+  fg_const(g, nm[3], 1.f);
+  if (swaps & SWAP_ONE) fg_node(g, "Add", nm[3], nm[2], nm[4]);
+  else fg_node(g, "Add", nm[2], nm[3], nm[4]);
+  if (swaps & SWAP_GELU_X) fg_node(g, "Mul", nm[4], x, nm[5]);
+  else fg_node(g, "Mul", x, nm[4], nm[5]);
+  fg_const(g, nm[6], 0.5f);
+  if (swaps & SWAP_HALF) fg_node(g, "Mul", nm[6], nm[5], y);
+  else fg_node(g, "Mul", nm[5], nm[6], y);
+}
+
+/* ---- running a plan ---- */
+
+typedef struct run {
+  dd_plan *p;
+  int runs;     /* nodes that run */
+  size_t bytes; /* dd_plan_bytes */
+  dd_tensor *y[4], *dx;
+} run;
+
+/* A plan of m for x (values in [-2, 3)) to `targets`, forward, and backward from the
+ * gradient of sum(w_t * y_t) with fixed random w. */
+static void run_plan(const dd_model *m, const dd_shape *xs, const char *const *targets, int nt,
+                     unsigned flags, run *r) {
+  int tv[4];
+  for (int t = 0; t < nt; t++) {
+    tv[t] = dd_model_find(m, targets[t]);
+    cr_assert(tv[t] >= 0, "no value %s", targets[t]);
+  }
+  int xv = dd_model_input(m);
+  dd_binding b = {xv, *xs, NULL};
+  dd_err err;
+  memset(r, 0, sizeof *r);
+  cr_assert_eq(dd_plan_new(m, &b, 1, tv, nt, DD_PLAN_GRAD | flags, 0, &r->p, &err), 0, "%s",
+               err.msg);
+  dd_tensor *x = dd_plan_tensor(r->p, xv);
+  uint64_t st = 17;
+  for (int64_t i = 0; i < dd_tensor_numel(x); i++) dd_f32(x)[i] = th_rand_uniform(&st, -2, 3);
+  dd_plan_forward(r->p);
+  dd_plan_zero_grad(r->p);
+  for (int t = 0; t < nt; t++) {
+    dd_tensor *g = dd_plan_grad(r->p, tv[t]);
+    cr_assert_not_null(g);
+    for (int64_t i = 0; i < dd_tensor_numel(g); i++) dd_f32(g)[i] = th_rand_uniform(&st, -1, 1);
+    cr_assert_eq(dd_tensor_clone(dd_plan_tensor(r->p, tv[t]), &r->y[t], &err), 0);
+  }
+  dd_plan_backward(r->p);
+  cr_assert_eq(dd_tensor_clone(dd_plan_grad(r->p, xv), &r->dx, &err), 0);
+  for (int i = 0; i < dd_model_num_nodes(m); i++) r->runs += dd_plan_node_runs(r->p, i);
+  r->bytes = dd_plan_bytes(r->p);
+}
+
+static void run_free(run *r) {
+  dd_plan_free(r->p);
+  for (int t = 0; t < 4; t++) dd_tensor_free(r->y[t]);
+  dd_tensor_free(r->dx);
+}
+
+/* Max |a - b| relative to max |b|. */
+static double rel_diff(const dd_tensor *a, const dd_tensor *b) {
+  return th_max_abs_diff(a, b) / fmax(th_max_abs(b), 1e-30);
+}
+
+/* The fused plan against the unfused one; returns the nodes the fusion saved. */
+static int compare_fused(const dd_model *m, const dd_shape *xs, const char *const *targets,
+                         int nt) {
+  run f, u, s;
+  run_plan(m, xs, targets, nt, DD_PLAN_REUSE, &f);
+  run_plan(m, xs, targets, nt, DD_PLAN_REUSE | DD_PLAN_NO_FUSE, &u);
+  run_plan(m, xs, targets, nt, 0, &s); /* every buffer apart: never fused */
+  for (int t = 0; t < nt; t++) {
+    cr_assert(rel_diff(f.y[t], u.y[t]) < 1e-5, "%s differs by %g", targets[t],
+              rel_diff(f.y[t], u.y[t]));
+    cr_assert_eq(th_max_abs_diff(u.y[t], s.y[t]), 0);
+  }
+  cr_assert(rel_diff(f.dx, u.dx) < 1e-5, "the input gradient differs by %g",
+            rel_diff(f.dx, u.dx));
+  cr_assert_eq(s.runs, u.runs);
+  cr_log_info("fused: %d nodes, %zu bytes; unfused: %d nodes, %zu bytes", f.runs, f.bytes,
+              u.runs, u.bytes);
+  int saved = u.runs - f.runs;
+  if (saved > 0) cr_assert(f.bytes < u.bytes, "%zu bytes fused, %zu unfused", f.bytes, u.bytes);
+  run_free(&f);
+  run_free(&u);
+  run_free(&s);
+  return saved;
+}
+
+/* ---- the tests ---- */
+
+Test(fuse, torch_layernorm_then_gelu) {
+  fgraph *g = calloc(1, sizeof *g);
+  fg_layernorm(g, "ln", "x", "h", 1, 8, 2.f, 1e-5f, 0, 1);
+  fg_gelu(g, "g", "h", "y", 1.41421354f, 0);
+  const char *outs[] = {"y"};
+  dd_model *m = fg_load(g, 1, outs);
+  int64_t d[] = {2, 3, 8};
+  dd_shape xs = dd_shape_make(3, d);
+  /* 9 + 5 nodes become 2 (the Constants are folded in either plan) */
+  cr_assert_eq(compare_fused(m, &xs, outs, 1), 12);
+  dd_model_free(m);
+  free(g);
+}
+
+Test(fuse, every_operand_order) {
+  for (int swaps = 0; swaps < 64; swaps++) {
+    fgraph *g = calloc(1, sizeof *g);
+    fg_layernorm(g, "ln", "x", "h", 1, 8, 2.f, 1e-3f, swaps, 3);
+    fg_gelu(g, "g", "h", "y", 1.41421354f, swaps);
+    const char *outs[] = {"y"};
+    dd_model *m = fg_load(g, 1, outs);
+    int64_t d[] = {4, 8};
+    dd_shape xs = dd_shape_make(2, d);
+    cr_assert_eq(compare_fused(m, &xs, outs, 1), 12, "swaps %d", swaps);
+    dd_model_free(m);
+    free(g);
+  }
+}
+
+Test(fuse, layernorm_over_several_trailing_dims) {
+  /* means over axes (-2, -1): LayerNormalization at axis 1 of 3x4x2, with weights of shape
+   * [2] broadcast over the normalized dims [4, 2] */
+  fgraph *g = calloc(1, sizeof *g);
+  fg_layernorm(g, "ln", "x", "y", 2, 2, 2.f, 1e-5f, 0, 5);
+  const char *outs[] = {"y"};
+  dd_model *m = fg_load(g, 1, outs);
+  int64_t d[] = {3, 4, 2};
+  dd_shape xs = dd_shape_make(3, d);
+  cr_assert_eq(compare_fused(m, &xs, outs, 1), 8);
+  dd_model_free(m);
+  free(g);
+}
+
+Test(fuse, two_layers_and_a_residual) {
+  /* x -> LN -> GELU -> + x -> LN: the residual reads x and the first LN's input, which are
+   * not intermediates; both chains fuse */
+  fgraph *g = calloc(1, sizeof *g);
+  fg_layernorm(g, "ln1", "x", "h1", 1, 16, 2.f, 1e-5f, 0, 7);
+  fg_gelu(g, "g", "h1", "h2", 1.41421354f, 0);
+  fg_node(g, "Add", "h2", "x", "h3");
+  fg_layernorm(g, "ln2", "h3", "y", 1, 16, 2.f, 1e-6f, SWAP_SCALE, 9);
+  const char *outs[] = {"y"};
+  dd_model *m = fg_load(g, 1, outs);
+  int64_t d[] = {1, 5, 16};
+  dd_shape xs = dd_shape_make(3, d);
+  cr_assert_eq(compare_fused(m, &xs, outs, 1), 8 + 4 + 8);
+  dd_model_free(m);
+  free(g);
+}
+
+Test(fuse, not_when_an_intermediate_is_a_target_or_read_elsewhere) {
+  int64_t d[] = {2, 3, 8};
+  dd_shape xs = dd_shape_make(3, d);
+  /* the centred x (Sub) and the erf are targets too: neither chain fuses */
+  fgraph *g = calloc(1, sizeof *g);
+  fg_layernorm(g, "ln", "x", "h", 1, 8, 2.f, 1e-5f, 0, 1);
+  fg_gelu(g, "g", "h", "y", 1.41421354f, 0);
+  const char *outs[] = {"y", "ln/sub", "g/erf"};
+  dd_model *m = fg_load(g, 3, outs);
+  cr_assert_eq(compare_fused(m, &xs, outs, 3), 0);
+  /* only one of them a target: the other chain fuses */
+  cr_assert_eq(compare_fused(m, &xs, outs, 2), 4);
+  dd_model_free(m);
+  free(g);
+  /* the variance and the Div by sqrt(2) are read by another node */
+  g = calloc(1, sizeof *g);
+  fg_layernorm(g, "ln", "x", "h", 1, 8, 2.f, 1e-5f, 0, 1);
+  fg_gelu(g, "g", "h", "y0", 1.41421354f, 0);
+  fg_node(g, "Add", "ln/var", "g/div", "z");
+  fg_node(g, "Add", "y0", "z", "y");
+  const char *outs2[] = {"y"};
+  m = fg_load(g, 1, outs2);
+  cr_assert_eq(compare_fused(m, &xs, outs2, 1), 0);
+  dd_model_free(m);
+  free(g);
+}
+
+Test(fuse, not_when_a_constant_differs) {
+  int64_t d[] = {2, 3, 8};
+  dd_shape xs = dd_shape_make(3, d);
+  /* a mean of d^4 is no variance; x / 1.4142 is not x / sqrt(2) in float32 */
+  fgraph *g = calloc(1, sizeof *g);
+  fg_layernorm(g, "ln", "x", "h", 1, 8, 4.f, 1e-5f, 0, 1);
+  fg_gelu(g, "g", "h", "y", 1.4142f, 0);
+  const char *outs[] = {"y"};
+  dd_model *m = fg_load(g, 1, outs);
+  cr_assert_eq(compare_fused(m, &xs, outs, 1), 0);
+  dd_model_free(m);
+  free(g);
+}
+
+Test(fuse, intermediates_leave_the_plan) {
+  fgraph *g = calloc(1, sizeof *g);
+  fg_layernorm(g, "ln", "x", "h", 1, 8, 2.f, 1e-5f, 0, 1);
+  fg_gelu(g, "g", "h", "y", 1.41421354f, 0);
+  const char *outs[] = {"y"};
+  dd_model *m = fg_load(g, 1, outs);
+  int64_t d[] = {2, 3, 8};
+  dd_shape xs = dd_shape_make(3, d);
+  run f;
+  run_plan(m, &xs, outs, 1, DD_PLAN_REUSE, &f);
+  const char *gone[] = {"ln/mean", "ln/sub", "ln/pow", "ln/var", "ln/veps", "ln/std",
+                        "ln/div", "ln/mul", "g/div", "g/erf", "g/add", "g/mul"};
+  for (size_t k = 0; k < sizeof gone / sizeof gone[0]; k++) {
+    int v = dd_model_find(m, gone[k]);
+    cr_assert(v >= 0 && !dd_plan_tensor(f.p, v) && !dd_plan_grad(f.p, v), "%s", gone[k]);
+  }
+  /* the fused nodes run where the chains ended: the bias Add and the Mul by 0.5 */
+  int runs = 0;
+  for (int i = 0; i < dd_model_num_nodes(m); i++) runs += dd_plan_node_runs(f.p, i);
+  cr_assert_eq(runs, 2);
+  cr_assert(dd_plan_tensor(f.p, dd_model_find(m, "h")));
+  run_free(&f);
+  dd_model_free(m);
+  free(g);
+}
+
+/* y = LN2(x + W2 GELU(W1 LN1(x))) as torch 1.13 exports it at opset 13: its three chains fuse
+ * (35 nodes, 7 Constants folded: 28 run unfused, 8 fused), and both plans agree with torch's
+ * float64 output and gradient of 1/2 sum(y^2). */
+Test(fuse, torch_block_matches_autograd_fused_and_unfused, .init = th_cli_setup,
+     .fini = th_cli_teardown, .timeout = 120) {
+  char cmd[1024], path[256];
+  snprintf(cmd, sizeof cmd, "/usr/bin/python3 '%s/tests/ref/fuse_torch.py' '%s' >/dev/null 2>&1",
+           DREAM_SOURCE_DIR, th_tmpdir);
+  int rc = system(cmd);
+  cr_assert_eq(rc, 0, "the PyTorch reference failed (status %d): /usr/bin/python3 with torch and "
+               "onnx is required (Debian python3-torch, python3-onnx)\n%s", rc, cmd);
+  dd_err err;
+  dd_model *m;
+  dd_tensor *x, *want_y, *want_g;
+  cr_assert_eq(dd_model_load(th_tmp(path, sizeof path, "block.onnx"), &m, &err), 0, "%s", err.msg);
+  cr_assert_eq(dd_tensor_load_pb(th_tmp(path, sizeof path, "input.pb"), &x, NULL, &err), 0);
+  cr_assert_eq(dd_tensor_load_pb(th_tmp(path, sizeof path, "output.pb"), &want_y, NULL, &err), 0);
+  cr_assert_eq(dd_tensor_load_pb(th_tmp(path, sizeof path, "grad.pb"), &want_g, NULL, &err), 0);
+  int xv = dd_model_input(m), yv = dd_model_find(m, "y");
+  cr_assert(yv >= 0);
+  dd_binding b = {xv, x->shape, NULL};
+  const unsigned flags[] = {DD_PLAN_REUSE, DD_PLAN_REUSE | DD_PLAN_NO_FUSE};
+  const int want_runs[] = {8, 28};
+  for (int k = 0; k < 2; k++) {
+    dd_plan *p;
+    cr_assert_eq(dd_plan_new(m, &b, 1, &yv, 1, DD_PLAN_GRAD | flags[k], 0, &p, &err), 0, "%s",
+                 err.msg);
+    memcpy(dd_plan_tensor(p, xv)->data, x->data, (size_t)dd_tensor_numel(x) * sizeof(float));
+    dd_plan_forward(p);
+    dd_plan_zero_grad(p);
+    dd_tensor *y = dd_plan_tensor(p, yv), *gy = dd_plan_grad(p, yv);
+    memcpy(gy->data, y->data, (size_t)dd_tensor_numel(y) * sizeof(float));
+    double fe = th_max_abs_diff(y, want_y) / th_max_abs(want_y);
+    dd_plan_backward(p);
+    double ge = th_rel_l2(dd_plan_grad(p, xv), want_g);
+    int runs = 0;
+    for (int i = 0; i < dd_model_num_nodes(m); i++) runs += dd_plan_node_runs(p, i);
+    cr_log_info("%s: %d nodes, %zu bytes; forward max|d|/max|y| %.3g, input gradient relative "
+                "L2 %.3g", k ? "unfused" : "fused", runs, dd_plan_bytes(p), fe, ge);
+    cr_expect_eq(runs, want_runs[k], "%s: %d nodes run", k ? "unfused" : "fused", runs);
+    cr_expect(fe <= 1e-5, "forward error %g", fe);
+    cr_expect(ge <= 1e-5, "gradient error %g", ge);
+    dd_plan_free(p);
+  }
+  dd_tensor_free(x);
+  dd_tensor_free(want_y);
+  dd_tensor_free(want_g);
+  dd_model_free(m);
+}
