@@ -107,11 +107,11 @@ Onnx__ValueInfoProto *th_model_output(th_model *b, const char *name) {
   return g->output[g->n_output++] = value_info(name);
 }
 
-/* A tensor of `data_type` and dims, named (may be "": an attribute's value), no data yet. */
+/* A tensor of `data_type` and dims, named (or not: "", an attribute's value), no data yet. */
 static Onnx__TensorProto *tensor(const char *name, int data_type, int ndim, const int64_t *dims) {
   Onnx__TensorProto *t = alloc(sizeof *t);
   onnx__tensor_proto__init(t);
-  t->name = copy_str(name);
+  if (*name) t->name = copy_str(name);
   t->has_data_type = 1;
   t->data_type = data_type;
   t->n_dims = (size_t)ndim;

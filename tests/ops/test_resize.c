@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "dream/graph.h"
+#include "helper_files.h"
 #include "helper_ops.h"
 
 typedef struct ref_cfg {
@@ -406,41 +407,28 @@ Test(resize, refuses_what_it_does_not_do) {
  * writes them), Pad (reflect, edge), Split, Expand and Tile at opsets 11 and 13, with the
  * output and the input gradient of 1/2 sum(y^2) by torch autograd in float64. */
 
-static char tmpdir[64];
-
-static void make_tmpdir(void) {
-  snprintf(tmpdir, sizeof tmpdir, "/tmp/dream_layout_XXXXXX");
-  cr_assert_not_null(mkdtemp(tmpdir));
-}
-
-static void remove_tmpdir(void) {
-  char cmd[128];
-  snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
-  if (system(cmd) != 0) cr_log_warn("could not remove %s", tmpdir);
-}
-
-Test(resize_torch, layout_network_matches_torch_autograd, .init = make_tmpdir,
-     .fini = remove_tmpdir, .timeout = 300) {
+Test(resize_torch, layout_network_matches_torch_autograd, .init = th_tmpdir_setup,
+     .fini = th_tmpdir_teardown, .timeout = 300) {
   char cmd[2048];
   snprintf(cmd, sizeof cmd,
            "/usr/bin/python3 '%s/tests/ref/layout_torch.py' '%s' >/dev/null 2>&1",
-           DREAM_SOURCE_DIR, tmpdir);
+           DREAM_SOURCE_DIR, th_tmpdir);
   int rc = system(cmd);
   cr_assert_eq(rc, 0, "the PyTorch reference failed (status %d): /usr/bin/python3 with torch and "
                "onnx is required (Debian python3-torch, python3-onnx)\n%s", rc, cmd);
   char path[256];
   dd_err err;
   dd_tensor *x, *want_y, *want_g;
-  snprintf(path, sizeof path, "%s/input.pb", tmpdir);
+  th_tmp(path, sizeof path, "input.pb");
   cr_assert_eq(dd_tensor_load_pb(path, &x, NULL, &err), 0, "%s", err.msg);
-  snprintf(path, sizeof path, "%s/output.pb", tmpdir);
+  th_tmp(path, sizeof path, "output.pb");
   cr_assert_eq(dd_tensor_load_pb(path, &want_y, NULL, &err), 0, "%s", err.msg);
-  snprintf(path, sizeof path, "%s/grad.pb", tmpdir);
+  th_tmp(path, sizeof path, "grad.pb");
   cr_assert_eq(dd_tensor_load_pb(path, &want_g, NULL, &err), 0, "%s", err.msg);
   const int opsets[] = {11, 13};
   for (int k = 0; k < 2; k++) {
     dd_model *m;
-    snprintf(path, sizeof path, "%s/opset%d.onnx", tmpdir, opsets[k]);
+    snprintf(path, sizeof path, "%s/opset%d.onnx", th_tmpdir, opsets[k]);
     cr_assert_eq(dd_model_load(path, &m, &err), 0, "%s", err.msg);
     int y = dd_model_find(m, "y");
     cr_assert_geq(y, 0);
