@@ -12,6 +12,7 @@
 #include "dream/graph.h"
 #include "helper_cli.h"
 #include "helper_ops.h"
+#include "helper_torch.h"
 
 static const char *const layers[] = {"conv2/3x3", "inception_3b/output", "inception_4c/output",
                                      "inception_5b/output"};
@@ -121,21 +122,11 @@ Test(grad, cli_writes_the_gradient, .timeout = 120) {
  * node (tests/ref/elementwise_torch.py): the output and the input gradient of 1/2 sum(y^2)
  * against torch autograd in float64. */
 Test(grad, elementwise_network_matches_torch_autograd, .timeout = 300) {
-  char cmd[2048];
-  snprintf(cmd, sizeof cmd, "/usr/bin/python3 '%s/tests/ref/elementwise_torch.py' '%s' >/dev/null 2>&1",
-           DREAM_SOURCE_DIR, th_tmpdir);
-  int rc = system(cmd);
-  cr_assert_eq(rc, 0, "the PyTorch reference failed (status %d): /usr/bin/python3 with torch and "
-               "onnx is required (Debian python3-torch, python3-onnx)\n%s", rc, cmd);
+  th_torch_ref ref;
+  th_torch_reference("elementwise_torch.py", &ref);
+  const dd_tensor *x = ref.x, *want_y = ref.y, *want_g = ref.grad;
   char path[256];
   dd_err err;
-  dd_tensor *x, *want_y, *want_g;
-  th_tmp(path, sizeof path, "input.pb");
-  cr_assert_eq(dd_tensor_load_pb(path, &x, NULL, &err), 0, "%s", err.msg);
-  th_tmp(path, sizeof path, "output.pb");
-  cr_assert_eq(dd_tensor_load_pb(path, &want_y, NULL, &err), 0, "%s", err.msg);
-  th_tmp(path, sizeof path, "grad.pb");
-  cr_assert_eq(dd_tensor_load_pb(path, &want_g, NULL, &err), 0, "%s", err.msg);
   const int opsets[] = {13, 14, 17, 20};
   for (int k = 0; k < 4; k++) {
     dd_model *m;
@@ -166,7 +157,5 @@ Test(grad, elementwise_network_matches_torch_autograd, .timeout = 300) {
     dd_tensor_free(g);
     dd_model_free(m);
   }
-  dd_tensor_free(x);
-  dd_tensor_free(want_y);
-  dd_tensor_free(want_g);
+  th_torch_ref_free(&ref);
 }

@@ -14,6 +14,7 @@
 #include "dream/graph.h"
 #include "helper_files.h"
 #include "helper_ops.h"
+#include "helper_torch.h"
 
 typedef struct ref_cfg {
   const char *mode, *ctm, *nearest;
@@ -409,22 +410,11 @@ Test(resize, refuses_what_it_does_not_do) {
 
 Test(resize_torch, layout_network_matches_torch_autograd, .init = th_tmpdir_setup,
      .fini = th_tmpdir_teardown, .timeout = 300) {
-  char cmd[2048];
-  snprintf(cmd, sizeof cmd,
-           "/usr/bin/python3 '%s/tests/ref/layout_torch.py' '%s' >/dev/null 2>&1",
-           DREAM_SOURCE_DIR, th_tmpdir);
-  int rc = system(cmd);
-  cr_assert_eq(rc, 0, "the PyTorch reference failed (status %d): /usr/bin/python3 with torch and "
-               "onnx is required (Debian python3-torch, python3-onnx)\n%s", rc, cmd);
+  th_torch_ref ref;
+  th_torch_reference("layout_torch.py", &ref);
+  const dd_tensor *x = ref.x, *want_y = ref.y, *want_g = ref.grad;
   char path[256];
   dd_err err;
-  dd_tensor *x, *want_y, *want_g;
-  th_tmp(path, sizeof path, "input.pb");
-  cr_assert_eq(dd_tensor_load_pb(path, &x, NULL, &err), 0, "%s", err.msg);
-  th_tmp(path, sizeof path, "output.pb");
-  cr_assert_eq(dd_tensor_load_pb(path, &want_y, NULL, &err), 0, "%s", err.msg);
-  th_tmp(path, sizeof path, "grad.pb");
-  cr_assert_eq(dd_tensor_load_pb(path, &want_g, NULL, &err), 0, "%s", err.msg);
   const int opsets[] = {11, 13};
   for (int k = 0; k < 2; k++) {
     dd_model *m;
@@ -456,7 +446,5 @@ Test(resize_torch, layout_network_matches_torch_autograd, .init = th_tmpdir_setu
     }
     dd_model_free(m);
   }
-  dd_tensor_free(x);
-  dd_tensor_free(want_y);
-  dd_tensor_free(want_g);
+  th_torch_ref_free(&ref);
 }

@@ -15,6 +15,7 @@
 #include "helper_cli.h" /* th_cli_setup: a temporary directory */
 #include "helper_model.h"
 #include "helper_ops.h"
+#include "helper_torch.h"
 
 /* ---- a graph built node by node ---- */
 
@@ -306,19 +307,13 @@ Test(fuse, intermediates_leave_the_plan) {
  * float64 output and gradient of 1/2 sum(y^2). */
 Test(fuse, torch_block_matches_autograd_fused_and_unfused, .init = th_cli_setup,
      .fini = th_cli_teardown, .timeout = 120) {
-  char cmd[1024], path[256];
-  snprintf(cmd, sizeof cmd, "/usr/bin/python3 '%s/tests/ref/fuse_torch.py' '%s' >/dev/null 2>&1",
-           DREAM_SOURCE_DIR, th_tmpdir);
-  int rc = system(cmd);
-  cr_assert_eq(rc, 0, "the PyTorch reference failed (status %d): /usr/bin/python3 with torch and "
-               "onnx is required (Debian python3-torch, python3-onnx)\n%s", rc, cmd);
+  th_torch_ref ref;
+  th_torch_reference("fuse_torch.py", &ref);
+  const dd_tensor *x = ref.x, *want_y = ref.y, *want_g = ref.grad;
+  char path[256];
   dd_err err;
   dd_model *m;
-  dd_tensor *x, *want_y, *want_g;
   cr_assert_eq(dd_model_load(th_tmp(path, sizeof path, "block.onnx"), &m, &err), 0, "%s", err.msg);
-  cr_assert_eq(dd_tensor_load_pb(th_tmp(path, sizeof path, "input.pb"), &x, NULL, &err), 0);
-  cr_assert_eq(dd_tensor_load_pb(th_tmp(path, sizeof path, "output.pb"), &want_y, NULL, &err), 0);
-  cr_assert_eq(dd_tensor_load_pb(th_tmp(path, sizeof path, "grad.pb"), &want_g, NULL, &err), 0);
   int xv = dd_model_input(m), yv = dd_model_find(m, "y");
   cr_assert(yv >= 0);
   dd_binding b = {xv, x->shape, NULL};
@@ -345,8 +340,6 @@ Test(fuse, torch_block_matches_autograd_fused_and_unfused, .init = th_cli_setup,
     cr_expect(ge <= 1e-5, "gradient error %g", ge);
     dd_plan_free(p);
   }
-  dd_tensor_free(x);
-  dd_tensor_free(want_y);
-  dd_tensor_free(want_g);
+  th_torch_ref_free(&ref);
   dd_model_free(m);
 }
