@@ -12,7 +12,7 @@
 #include <string.h>
 
 #include "dream/graph.h"
-#include "helper_cli.h" /* th_cli_setup: a temporary directory */
+#include "helper_files.h"
 #include "helper_model.h"
 #include "helper_ops.h"
 #include "helper_torch.h"
@@ -305,8 +305,8 @@ Test(fuse, intermediates_leave_the_plan) {
 /* y = LN2(x + W2 GELU(W1 LN1(x))) as torch 1.13 exports it at opset 13: its three chains fuse
  * (35 nodes, 7 Constants folded: 28 run unfused, 8 fused), and both plans agree with torch's
  * float64 output and gradient of 1/2 sum(y^2). */
-Test(fuse, torch_block_matches_autograd_fused_and_unfused, .init = th_cli_setup,
-     .fini = th_cli_teardown, .timeout = 120) {
+Test(fuse, torch_block_matches_autograd_fused_and_unfused, .init = th_tmpdir_setup,
+     .fini = th_tmpdir_teardown, .timeout = 120) {
   th_torch_ref ref;
   th_torch_reference("fuse_torch.py", &ref);
   const dd_tensor *x = ref.x, *want_y = ref.y, *want_g = ref.grad;
