@@ -36,6 +36,8 @@ typedef struct cli_seed {
 int cli_parse_seed(const char *opt, const char *s, cli_seed *out, dd_err *err);
 /* "A" or "A-B" (inclusive, from 0) -> [*c0, *c1). */
 int cli_parse_range(const char *opt, const char *s, int *c0, int *c1, dd_err *err);
+/* "I/N": shard I of N, 1 <= I <= N <= 1000000 (dream/dataset.h says which files). */
+int cli_parse_shard(const char *opt, const char *s, int *index, int *count, dd_err *err);
 /* "S" (S x S) or "WxH", 1..65536. */
 int cli_parse_wh(const char *opt, const char *s, int *w, int *h, dd_err *err);
 /* "4G", "512M", "1.5GiB", "1000000" (bytes), > 0. */

@@ -75,6 +75,22 @@ int cli_parse_range(const char *opt, const char *s, int *c0, int *c1, dd_err *er
   return DD_OK;
 }
 
+int cli_parse_shard(const char *opt, const char *s, int *index, int *count, dd_err *err) {
+  char *end = (char *)s;
+  long i = -1, n = -1;
+  errno = 0;
+  if (isdigit((unsigned char)s[0])) {
+    i = strtol(s, &end, 10);
+    if (*end == '/' && isdigit((unsigned char)end[1])) n = strtol(end + 1, &end, 10);
+  }
+  if (i < 1 || n < 1 || i > n || n > 1000000 || *end || errno)
+    return dd_fail(err, DD_EARG, "%s: expected I/N with 1 <= I <= N, like 1/4 (shard 1 of 4), "
+                   "got '%s'", opt, s);
+  *index = (int)i;
+  *count = (int)n;
+  return DD_OK;
+}
+
 int cli_parse_wh(const char *opt, const char *s, int *w, int *h, dd_err *err) {
   char *end = (char *)s;
   long a = -1, b = -1;
