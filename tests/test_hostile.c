@@ -33,7 +33,9 @@
 /* Caps this test process's address space a little above what it uses now, so that any
  * large allocation fails (Criterion runs each test in its own process).  Under ASan the
  * shadow memory makes RLIMIT_AS unusable, but ASan itself aborts on an allocation over
- * its maximum, which is as good a witness. */
+ * its maximum, which is as good a witness.  The cap is the soft limit, lifted again by the
+ * suite's teardown: an OpenBLAS thread that started late, under the cap, retries its buffer's
+ * mmap until then, and the process's exit waits for that thread. */
 static void limit_address_space(size_t extra) {
 #ifndef __SANITIZE_ADDRESS__
   FILE *f = fopen("/proc/self/statm", "r");
@@ -41,12 +43,22 @@ static void limit_address_space(size_t extra) {
   unsigned long pages = 0;
   cr_assert_eq(fscanf(f, "%lu", &pages), 1);
   fclose(f);
-  rlim_t lim = pages * (rlim_t)sysconf(_SC_PAGESIZE) + extra;
-  struct rlimit rl = {lim, lim};
+  struct rlimit rl;
+  cr_assert_eq(getrlimit(RLIMIT_AS, &rl), 0);
+  rl.rlim_cur = pages * (rlim_t)sysconf(_SC_PAGESIZE) + extra;
   cr_assert_eq(setrlimit(RLIMIT_AS, &rl), 0);
 #else
   (void)extra;
 #endif
+}
+
+static void teardown(void) {
+  struct rlimit rl;
+  if (getrlimit(RLIMIT_AS, &rl) == 0 && rl.rlim_cur != rl.rlim_max) {
+    rl.rlim_cur = rl.rlim_max;
+    setrlimit(RLIMIT_AS, &rl);
+  }
+  th_cli_teardown();
 }
 
 /* A model of graph input "x" (float32, `n_dims` dims) and `n_relu` Relu nodes in a chain
@@ -93,7 +105,7 @@ static int replay_dir(const char *target, int (*one)(const uint8_t *, size_t)) {
 
 /* Files go to a temporary directory of each test's own (th_tmp); the binary finds the shared
  * models whether or not weights/setup.sh was run. */
-TestSuite(hostile, .init = th_cli_setup, .fini = th_cli_teardown);
+TestSuite(hostile, .init = th_cli_setup, .fini = teardown);
 
 Test(hostile, replay_fuzz_onnx, .timeout = 120) { replay_dir("fuzz_onnx", dd_fuzz_onnx); }
 
