@@ -43,14 +43,23 @@ typedef struct dd_binding {
  * but the last, which runs the fused op.  This flag turns fusion off: every node runs as
  * the model writes it (the reference the fused plan is tested against). */
 #define DD_PLAN_NO_FUSE 4u
+/* bf16 mode: the convolutions' matrix products (forward and the data gradient; the weight
+ * gradient stays float32) round their operands to bfloat16 -- 8 significant bits -- and sum
+ * the products in float32, on the CPU's bf16 dot-product instructions (AVX512-BF16, or AMX
+ * tiles).  Each
+ * output is then within about 2^-7 of the sum of the magnitudes of its terms, where float32
+ * is within about k * 2^-24.  Ignored (float32) on a CPU without them: dd_precision_bf16()
+ * (dream/dream.h) says which. */
+#define DD_PLAN_BF16 8u
 /* fp32-exact: every kernel computes each output element by the same sequence of operations
  * wherever the element lies (no vector body against scalar tail, no blocked against edge
  * path, no Winograd tile position), so inputs that are equal give outputs that are bit-equal
  * and an exact tie at a max-pool or a Relu stays a tie, as in float64.  It costs speed: 3x3
  * convolutions take the direct path instead of Winograd's F(4x4, 3x3), whose outputs round
  * differently at each of a tile's 16 positions (bench/README.md has the figures).
- * dd_input_gradient uses it; `--precision fp32` is this flag. */
-#define DD_PLAN_EXACT 8u
+ * dd_input_gradient uses it; `--precision fp32` is this flag.  With DD_PLAN_BF16 too, this
+ * flag wins: the products stay in float32. */
+#define DD_PLAN_EXACT 16u
 
 /* Build a plan computing `targets` from `inputs`.  max_memory (0: none) caps the memory of
  * the plan's buffers: a plan that would need more fails with DD_ELIMIT, saying how much. */

@@ -27,7 +27,7 @@ import numpy as np
 from dream._ffi import ffi, lib, library_path
 
 __all__ = [
-    "Error", "Model", "Layer", "dream", "load_image", "save_image", "load_tensor",
+    "Error", "Model", "Layer", "InputSizes", "dream", "load_image", "save_image", "load_tensor",
     "save_tensor", "filters", "optimize_channels", "class_image", "activations", "explain",
     "Filters", "ChannelImages", "ClassImage", "Activations", "Explanation", "Progress",
     "default_max_memory", "library_path",
@@ -210,11 +210,34 @@ def save_tensor(path, a, name=None):
 
 # ---- models ----------------------------------------------------------------------------
 
-Layer = namedtuple("Layer", "name op shape params mflops alias runs")
+Layer = namedtuple("Layer", "name op shape params mflops alias runs layout")
 Layer.__doc__ = """One value of `Model.layers()`, as `dream layers` lists it: the op that
 computes it (None for the input), its shape at the listed size, the parameters its node reads
-(0 after a node's first output), its MFLOPs (0 when folded), its convN alias (None) and
-whether its node runs at run time (False: folded into a constant)."""
+(0 after a node's first output), its MFLOPs (0 when folded), its convN alias (None), whether
+its node runs at run time (False: folded into a constant) and how it is read (its layout, the
+text of the listing's layout column: "NCHW 14x14", "tokens 1+14x14", "seq 1+7x7",
+"NHWC 56x56", "vector", "other"; None for the input)."""
+
+InputSizes = namedtuple("InputSizes", "fixed native min")
+InputSizes.__doc__ = """The input sizes a model accepts (`Model.input_sizes()`): fixed (it
+takes native = (w, h) only: a ViT's position embeddings, a Swin's windows), else any size from
+min = (w, h)."""
+
+
+def _layout_text(m, v, shape, w, h):
+    """dream layers' layout column (src/cli/cmd_layers.c)."""
+    s = ffi.new("dd_shape *")
+    s.ndim = len(shape)
+    for i, d in enumerate(shape):
+        s.d[i] = d
+    lay = ffi.new("dd_layout *")
+    k = lib.dd_value_layout(m, v, s, w, h, lay)
+    if k in (lib.DD_LAYOUT_TOKENS, lib.DD_LAYOUT_SEQ):
+        return "%s %s%dx%d" % ("seq" if k == lib.DD_LAYOUT_SEQ else "tokens",
+                               "1+" if lay.cls else "", lay.grid_h, lay.grid_w)
+    if k in (lib.DD_LAYOUT_NCHW, lib.DD_LAYOUT_NHWC):
+        return "%s %dx%d" % (_str(lib.dd_layout_name(k)), lay.grid_h, lay.grid_w)
+    return _str(lib.dd_layout_name(k))
 
 
 def _triple(v, what, positive):
@@ -321,8 +344,17 @@ class Model:
 
     @property
     def size(self):
-        """The classification input side (224)."""
-        return self._preset.size
+        """The classification input side: the model's own when it takes one square size only
+        (Model.input_sizes), else the preset's (224), as the CLI's default --size."""
+        if not hasattr(self, "_own_size"):
+            self._own_size = None
+            try:
+                s = self.input_sizes()
+                if s.fixed and s.native[0] == s.native[1]:
+                    self._own_size = s.native[0]
+            except Error:
+                pass
+        return self._own_size or self._preset.size
 
     @property
     def preprocessing(self):
@@ -439,12 +471,31 @@ class Model:
             d[2 + i] = want
         return d
 
+    def input_sizes(self, layers=None):
+        """Which input sizes the model accepts for `layers` (names; default its outputs), as
+        `dream layers` says on its first line: an InputSizes."""
+        m = self._model
+        targets = [self.resolve(n) for n in layers] if layers else []
+        t = ffi.new("int[]", targets) if targets else ffi.NULL
+        sz = ffi.new("dd_input_sizes *")
+        err = ffi.new("dd_err *")
+        _check(lib.dd_model_input_sizes(m, t, len(targets), sz, err), err)
+        return InputSizes(bool(sz.fixed), (sz.native_w, sz.native_h), (sz.min_w, sz.min_h))
+
     def layers(self, size=None):
         """Every value computed by the graph, in graph order, at an input of `size` (an int
-        or (w, h); default the preset's, unless the model fixes it), as `dream layers`
-        lists them: a list of Layer, the input first."""
+        or (w, h); default the model's own when it takes one size only, else the preset's,
+        unless the model declares one), as `dream layers` lists them: a list of Layer, the
+        input first."""
         m = self._model
-        if size is None:
+        sizes = None
+        try:
+            sizes = self.input_sizes()
+        except Error:
+            pass
+        if size is None and sizes is not None and sizes.fixed:
+            w, h = sizes.native
+        elif size is None:
             s = lib.dd_model_input_shape(m)
             fixed = s.ndim == 4 and s.d[2] > 0 and s.d[3] > 0
             w = h = 0 if fixed else self.size
@@ -457,7 +508,8 @@ class Model:
                    if lib.dd_model_node_output(m, i, k) >= 0]
         plan = self._plan(np.empty(0), targets, 0, self.max_memory, shape=shape)
         try:
-            out = [Layer(self.input_name, None, tuple(shape), 0, 0.0, None, True)]
+            out = [Layer(self.input_name, None, tuple(shape), 0, 0.0, None, True, None)]
+            iw, ih = (shape[3], shape[2]) if len(shape) == 4 else (0, 0)
             for i in range(lib.dd_model_num_nodes(m)):
                 runs = bool(lib.dd_plan_node_runs(plan, i))
                 for k in range(lib.dd_model_node_num_outputs(m, i)):
@@ -472,7 +524,8 @@ class Model:
                                      _str(lib.dd_model_node_op(m, i)), tshape,
                                      lib.dd_model_node_params(m, i) if k == 0 else 0,
                                      lib.dd_plan_node_flops(plan, i) / 1e6 if k == 0 and runs
-                                     else 0.0, alias, runs))
+                                     else 0.0, alias, runs,
+                                     _layout_text(m, v, tshape, iw, ih) if tshape else None))
             return out
         finally:
             lib.dd_plan_free(plan)
@@ -603,6 +656,7 @@ Progress = namedtuple("Progress", "octave n_octaves iter n_iters w h tiles objec
 Progress.__doc__ = "What a dream's progress callback receives after each iteration."
 
 _NORMS = {"meanabs": 0, "std": 1, "laplacian": 2}
+_PRECISIONS = {"auto": 0, "fp32": 1, "bf16": 2}
 
 
 class _Callback:
@@ -647,7 +701,8 @@ def _round_half_away(v):
 
 def dream(rgb, model=None, layer=None, *, octaves=None, octave_scale=None, iters=None,
           step=None, jitter=None, norm=None, lap_levels=None, tile=None, guide=None,
-          guide_size=224, seed=0, max_side=0, max_memory=None, progress=None):
+          guide_size=224, seed=0, max_side=0, max_memory=None, progress=None,
+          precision="auto"):
     """DeepDreams an H x W x 3 image (uint8, or floats in 0..255) and returns the uint8
     H' x W' x 3 pixels `dream` writes to a PNG with the same options (H' x W': after
     max_side).  model: a Model, a preset name or an .onnx path (default googlenet); layer: a
@@ -657,7 +712,11 @@ def dream(rgb, model=None, layer=None, *, octaves=None, octave_scale=None, iters
     image whose features guide the dream (shrunk to guide_size first).  max_memory: the
     whole job's budget in bytes (default the model's, half of RAM).  progress(Progress) is
     called after each iteration; an exception in it (or Ctrl-C) stops the dream and is
-    raised."""
+    raised.  precision: "fp32", "bf16" (bfloat16 products summed in float32, on AVX512-BF16;
+    fp32 with a warning where the CPU lacks it) or "auto" (bf16 where this CPU runs it faster
+    than fp32), as `dream --precision`."""
+    if precision not in _PRECISIONS:
+        _fail(EARG, "precision: expected bf16, fp32 or auto, got '%s'" % (precision,))
     with _Closing(model) as m:
         # The steps of cmd_dream.c, in its order.
         p = ffi.new("dd_dream_params *")
@@ -686,6 +745,10 @@ def dream(rgb, model=None, layer=None, *, octaves=None, octave_scale=None, iters
             g = _shrunk(_image_from_array(guide, "guide"), guide_size)
             p.guide = g
         p.seed = seed
+        p.precision = lib.dd_precision_resolve(_PRECISIONS[precision], 1)
+        if precision == "bf16" and p.precision != lib.DD_PRECISION_BF16:
+            warnings.warn("this CPU has no bf16 instructions (AVX512-BF16): precision='bf16' "
+                          "runs in fp32", stacklevel=2)
         # as the CLI: the largest octave is dreamed in the image (the module's own copy)
         p.in_place = 1
         budget_bytes = max_memory or m.max_memory

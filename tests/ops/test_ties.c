@@ -23,7 +23,7 @@ static dd_tensor *forward_call(th_node *t, dd_tensor **in, int exact, int relu) 
                "%s", err.msg);
   dd_tensor *y = th_tensor(shape.shape.ndim, shape.shape.d);
   for (int64_t i = 0; i < dd_tensor_numel(y); i++) dd_f32(y)[i] = NAN;
-  dd_op_call call = {relu, 0, exact};
+  dd_op_call call = {relu, 0, 0, exact};
   void *s = scratch ? malloc(scratch) : NULL;
   dd_op_forward(&t->node, (const dd_tensor *const *)in, &y, s, &call);
   free(s);
@@ -42,7 +42,7 @@ static dd_tensor *backward_call(th_node *t, dd_tensor **in, dd_tensor *y, dd_ten
   dd_tensor *dx = th_tensor(in[0]->shape.ndim, in[0]->shape.d);
   dd_tensor *din[3] = {dx, NULL, NULL};
   const dd_tensor *dout[1] = {dy}, *out[1] = {y};
-  dd_op_call call = {0, 0, exact};
+  dd_op_call call = {0, 0, 0, exact};
   void *s = scratch ? malloc(scratch) : NULL;
   dd_op_backward(&t->node, (const dd_tensor *const *)in, out, dout, din, s, &call);
   free(s);
