@@ -507,8 +507,11 @@ static int ensure_plan(dd_dreamer *d, int w, int h, dd_err *err) {
   }
   dd_binding b = image_binding(d->input, w, h);
   dd_plan *plan;
+  /* fp32 asked for is fp32-exact (ties stay ties: no Winograd); auto keeps the fast path */
   unsigned bf16 =
-      dd_precision_resolve(d->p.precision, 1) == DD_PRECISION_BF16 ? DD_PLAN_BF16 : 0;
+      dd_precision_resolve(d->p.precision, 1) == DD_PRECISION_BF16 ? DD_PLAN_BF16
+      : d->p.precision == DD_PRECISION_FP32                         ? DD_PLAN_EXACT
+                                                                    : 0;
   int rc = dd_plan_new_within(d->host, d->m, &b, 1, d->targets, d->n_targets,
                               DD_PLAN_GRAD | DD_PLAN_REUSE | bf16, d->p.max_memory, &plan, err);
   if (rc) return rc;

@@ -298,7 +298,10 @@ int dd_fv_new(const dd_model *m, const dd_preproc *pp, int value, const dd_fv_op
   fv->P = 2;
   while (fv->P < fv->S + 2 * fv->o.jitter) fv->P *= 2;
   dd_binding b = input_binding(m, fv->S, fv->S);
-  unsigned bf16 = dd_precision_resolve(o->precision, 1) == DD_PRECISION_BF16 ? DD_PLAN_BF16 : 0;
+  /* fp32 asked for is fp32-exact (ties stay ties: no Winograd); auto keeps the fast path */
+  unsigned bf16 = dd_precision_resolve(o->precision, 1) == DD_PRECISION_BF16 ? DD_PLAN_BF16
+                  : o->precision == DD_PRECISION_FP32                         ? DD_PLAN_EXACT
+                                                                              : 0;
   rc = dd_plan_new(m, &b, 1, &value, 1, DD_PLAN_GRAD | bf16, o->max_memory, &fv->plan, err);
   if (rc) goto fail;
   dd_tensor *t = dd_plan_tensor(fv->plan, value);
@@ -821,7 +824,7 @@ int dd_explain(const dd_model *m, const dd_preproc *pp, const dd_image *im,
   rc = explain_input(im, S, &small, err);
   if (rc) goto done;
   dd_binding b = input_binding(m, S, S);
-  rc = dd_plan_new(m, &b, 1, &logits, 1, DD_PLAN_GRAD, o->max_memory, &p, err);
+  rc = dd_plan_new(m, &b, 1, &logits, 1, DD_PLAN_GRAD | DD_PLAN_EXACT, o->max_memory, &p, err);
   if (rc) goto done;
   dd_tensor *lt = dd_plan_tensor(p, logits);
   int64_t nc = dd_tensor_numel(lt);
