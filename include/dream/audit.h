@@ -1,0 +1,104 @@
+/* dream/audit.h - a classifier audited on a folder of labelled images: per image top-5,
+ * top-1/top-5 accuracy, per-class accuracy, the most frequent confusions, the images that
+ * could not be read; sharded runs and their merge.  The report is a jansson object.
+ *
+ *   dd_audit_opts o;
+ *   dd_audit_opts_init(&o);
+ *   o.size = 224;
+ *   json_t *report;
+ *   if (dd_audit_run(model, "googlenet.onnx", &preset.pre, preset.labels_path, "photos", &o,
+ *                    &report, &err)) ...
+ *   dd_audit_write(report, "out", &err);                 // out/report.json, atomically
+ *   json_decref(report);
+ *
+ * Labels: the first folder of an image's path below DIR names its class, matched against
+ * the labels file as dd_labels_find does (the label text case-insensitively, or the class
+ * index), or the class's wnid ("n02110185") when the labels file has them; images directly
+ * in DIR are unlabelled.  With o.labels_csv, a CSV of `path,label` (path relative to DIR;
+ * an optional header line `path,label`; fields may be "quoted") gives them instead, and
+ * images it does not name are unlabelled.  An unknown name fails the whole audit before
+ * anything is classified (DD_ENOTFOUND, the closest labels suggested).
+ *
+ * Classification is every command's (dream/frame.h, dream/infer.h): the photo decoded,
+ * framed with o.framing to o.size, run through a dd_infer session, dd_probabilities, the
+ * classes ranked by probability with ties to the lower index.  So an image's top5 is what
+ * `dream classify --top 5` prints for it.
+ *
+ * Report keys (JSON, in this order): format, model {name, bytes, fnv1a64}, options
+ * {framing, size, top, labels, labels_fnv1a64, preprocessing}, listing {images, digest},
+ * shard (null, or {index, count} for a part), images [{path, label, top5 [{class, p}],
+ * rank, correct}], errors [{path, message}], accuracy ({labelled, top1, top5, k, topk} or
+ * null without labels), classes [{class, name, images, top1, top5}], confusions [{true,
+ * predicted, count}] (most frequent first, at most DD_AUDIT_MAX_CONFUSIONS), names {"index":
+ * label} for every class the report mentions.  `rank` is the true class's 1-based rank (null
+ * when unlabelled); `correct` is rank == 1.
+ *
+ * A merge of the parts of one sharded run is the report an unsharded run gives, byte for
+ * byte once written (the summary is computed from the images by the same code).
+ */
+#ifndef DREAM_AUDIT_H
+#define DREAM_AUDIT_H
+
+#include "dream/api.h"
+
+#include <jansson.h>
+#include <stddef.h>
+
+#include "dream/error.h"
+#include "dream/frame.h"
+#include "dream/image.h"
+#include "dream/model.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define DD_AUDIT_FORMAT "dream-audit 1"
+#define DD_AUDIT_MAX_CONFUSIONS 50
+
+typedef struct dd_audit_opts {
+  dd_framing framing;       /* crop (default) or squash; fit is refused (one plan, one size) */
+  int size;                 /* the network's square input (default 224) */
+  int top;                  /* k of accuracy.topk, 1..1000 (default 5) */
+  const char *labels_csv;   /* NULL: labels from the folder names */
+  int shard_index;          /* shard I of N (dream/dataset.h); 1/1 is the whole folder */
+  int shard_count;
+  size_t max_memory;        /* the inference plan's budget (0: none) */
+  size_t max_pixels;        /* largest photo decoded (0: DD_IMAGE_MAX_PIXELS) */
+  int max_files;            /* more images fail with DD_ELIMIT (0: no limit) */
+} dd_audit_opts;
+
+/* The defaults above. */
+DD_API void dd_audit_opts_init(dd_audit_opts *o);
+
+/* Audits the images under `dir` (only the shard's, with o->shard_count > 1) and returns the
+ * report (*report, a new reference).  `model_path` is the model's file: its name, size and
+ * FNV-1a hash identify the model in the report.  `labels_path` may be NULL or "" (then
+ * labels are class indices).  An image that cannot be read is listed under `errors` and the
+ * others are audited.  Errors: DD_EARG for a folder with no image (an empty folder) or a
+ * bad option, DD_ENOTFOUND for an unknown label, DD_EFORMAT for a malformed CSV, the
+ * model's and the listing's errors. */
+DD_API int dd_audit_run(const dd_model *m, const char *model_path, const dd_preproc *pp,
+                        const char *labels_path, const char *dir, const dd_audit_opts *o,
+                        json_t **report, dd_err *err);
+
+/* Merges the reports of the parts of one sharded run into the report of the whole run.
+ * Refused (DD_EARG, saying what differs and which part) when parts come from different
+ * models, options or listings, when a shard appears twice or is missing, or a part is not
+ * an audit report. */
+DD_API int dd_audit_merge(json_t *const *parts, const char *const *names, int n,
+                          json_t **report, dd_err *err);
+
+/* Writes `report` to dir/report.json atomically (2-space indent, keys in order). */
+DD_API int dd_audit_write(const json_t *report, const char *dir, dd_err *err);
+/* Reads dir/report.json (at most 1 GiB).  DD_EFORMAT with jansson's line and column. */
+DD_API int dd_audit_read(const char *dir, json_t **report, dd_err *err);
+
+/* The FNV-1a 64-bit hash of a file, as 16 hex digits. */
+DD_API int dd_file_fnv1a64(const char *path, char hex[17], long long *bytes, dd_err *err);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif
