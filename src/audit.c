@@ -641,7 +641,7 @@ int dd_audit_merge(json_t *const *parts, const char *const *names, int n, json_t
         char *a = json_dumps(json_object_get(parts[0], same[k]), JSON_COMPACT);
         char *b = json_dumps(json_object_get(parts[i], same[k]), JSON_COMPACT);
         int rc = dd_fail(err, DD_EARG,
-                         "%s and %s come from different runs: their %s differ (%s vs %s)",
+                         "%s and %s come from different runs: they differ in '%s' (%s vs %s)",
                          names[0], names[i], same[k], a ? a : "?", b ? b : "?");
         free(a);
         free(b);
