@@ -285,6 +285,8 @@ static int int_of(const json_t *o, const char *key, int def) {
   return json_is_integer(v) ? (int)json_integer_value(v) : def;
 }
 
+static void summarize_layers(json_t *r);
+
 /* Sets accuracy, classes, confusions and names on `r` from its images.  `lookup` maps class
  * indices (as strings) to label text; NULL or missing entries give no name. */
 static int summarize(json_t *r, const json_t *lookup, dd_err *err) {
@@ -384,6 +386,7 @@ static int summarize(json_t *r, const json_t *lookup, dd_err *err) {
   json_object_set_new(r, "classes", classes);
   json_object_set_new(r, "confusions", confs);
   json_object_set_new(r, "names", names);
+  summarize_layers(r);
 done:
   free(label);
   free(rank);
@@ -391,6 +394,138 @@ done:
   free(mention);
   free(conf);
   return rc;
+}
+
+/* ---- units of chosen layers ---- */
+
+typedef struct example {
+  float value;
+  int image; /* listing position */
+  int x, y;  /* feature-map cell of the maximum */
+} example;
+
+typedef struct units {
+  int value, c, h, w, k;
+  int images;
+  long long *positive; /* c */
+  int *active;         /* c */
+  example *ex;         /* c x k, best first */
+  int *n_ex;           /* c */
+} units;
+
+static void units_free(units *u) {
+  free(u->positive);
+  free(u->active);
+  free(u->ex);
+  free(u->n_ex);
+}
+
+static int units_init(units *u, int value, const dd_tensor *t, int k, const char *name,
+                      dd_err *err) {
+  memset(u, 0, sizeof *u);
+  const dd_shape *sh = &t->shape;
+  if (sh->ndim != 4 || sh->d[0] != 1 || sh->d[1] < 1 || sh->d[2] < 1 || sh->d[3] < 1)
+    return dd_fail(err, DD_ESHAPE, "layer '%s' is not 1 x C x H x W: its units cannot be "
+                   "audited", name);
+  u->value = value;
+  u->c = (int)sh->d[1];
+  u->h = (int)sh->d[2];
+  u->w = (int)sh->d[3];
+  u->k = k;
+  size_t c = (size_t)u->c;
+  u->positive = calloc(c, sizeof *u->positive);
+  u->active = calloc(c, sizeof *u->active);
+  u->ex = calloc(c * (size_t)k, sizeof *u->ex);
+  u->n_ex = calloc(c, sizeof *u->n_ex);
+  if (!u->positive || !u->active || !u->ex || !u->n_ex) {
+    units_free(u);
+    return dd_fail(err, DD_ENOMEM, "out of memory for the units of '%s'", name);
+  }
+  return DD_OK;
+}
+
+/* Keeps the k best, by value, then by listing position (images come in listing order, so
+ * an equal value never displaces an earlier image). */
+static void keep_example(example *ex, int *n, int k, example e) {
+  int at = *n;
+  while (at > 0 && ex[at - 1].value < e.value) at--;
+  if (at >= k) return;
+  int last = *n < k ? *n : k - 1;
+  memmove(ex + at + 1, ex + at, (size_t)(last - at) * sizeof *ex);
+  ex[at] = e;
+  if (*n < k) (*n)++;
+}
+
+static void units_add(units *u, const dd_tensor *t, int image) {
+  const float *a = dd_f32(t);
+  size_t hw = (size_t)u->h * u->w;
+  u->images++;
+  for (int c = 0; c < u->c; c++) {
+    const float *p = a + (size_t)c * hw;
+    size_t best = 0;
+    long long pos = 0;
+    for (size_t i = 0; i < hw; i++) {
+      pos += p[i] > 0;
+      if (p[i] > p[best]) best = i;
+    }
+    u->positive[c] += pos;
+    u->active[c] += pos > 0;
+    keep_example(u->ex + (size_t)c * u->k, &u->n_ex[c], u->k,
+                 (example){p[best], image, (int)(best % u->w), (int)(best / u->w)});
+  }
+}
+
+/* The box of cell (x, y) of an h x w map in the framed size x size image. */
+static json_t *cell_box(int x, int y, int w, int h, int size) {
+  int x0 = (int)((long long)x * size / w), x1 = (int)(((long long)x + 1) * size / w);
+  int y0 = (int)((long long)y * size / h), y1 = (int)(((long long)y + 1) * size / h);
+  return json_pack("[i,i,i,i]", x0, y0, x1 - x0 > 0 ? x1 - x0 : 1, y1 - y0 > 0 ? y1 - y0 : 1);
+}
+
+/* The layer's record as the run and the merge both build it (dead and rare: summarize). */
+static json_t *layer_json(const char *name, int c, int h, int w, int images, json_t *positive,
+                          json_t *active, json_t *examples) {
+  return json_pack("{s:s, s:i, s:i, s:i, s:i, s:o, s:o, s:o}", "name", name, "channels", c,
+                   "height", h, "width", w, "images", images, "positive", positive,
+                   "active_images", active, "examples", examples);
+}
+
+static json_t *units_json(const units *u, const dd_model *m, const dd_dataset *ds, int size) {
+  json_t *pos = json_array(), *act = json_array(), *exs = json_array();
+  for (int c = 0; c < u->c; c++) {
+    json_array_append_new(pos, json_integer(u->positive[c]));
+    json_array_append_new(act, json_integer(u->active[c]));
+    json_t *list = json_array();
+    for (int j = 0; j < u->n_ex[c]; j++) {
+      const example *e = u->ex + (size_t)c * u->k + j;
+      json_array_append_new(list, json_pack("{s:s, s:f, s:o}", "path", ds->rel[e->image],
+                                            "value", (double)e->value, "box",
+                                            cell_box(e->x, e->y, u->w, u->h, size)));
+    }
+    json_array_append_new(exs, list);
+  }
+  return layer_json(dd_model_value_name(m, u->value), u->c, u->h, u->w, u->images, pos, act,
+                    exs);
+}
+
+/* dead and rare of each layer, from its sums. */
+static void summarize_layers(json_t *r) {
+  json_t *layers = json_object_get(r, "layers");
+  for (size_t l = 0; l < json_array_size(layers); l++) {
+    json_t *L = json_array_get(layers, l);
+    const json_t *pos = json_object_get(L, "positive");
+    double total = (double)int_of(L, "images", 0) * int_of(L, "height", 0) *
+                   int_of(L, "width", 0);
+    json_t *dead = json_array(), *rare = json_array();
+    for (size_t c = 0; c < json_array_size(pos); c++) {
+      json_int_t p = json_integer_value(json_array_get(pos, c));
+      if (p == 0) json_array_append_new(dead, json_integer((json_int_t)c));
+      else if (total > 0 && (double)p < DD_AUDIT_RARE * total)
+        json_array_append_new(rare, json_integer((json_int_t)c));
+    }
+    json_object_set_new(L, "dead", dead);
+    json_object_set_new(L, "rare", rare);
+  }
 }
 
 /* ---- the run ---- */
@@ -415,8 +550,9 @@ static void top_k(const double *prob, int64_t n, int k, int *top) {
   }
 }
 
-static json_t *header(const char *model_path, const dd_preproc *pp, const char *csv,
-                      const dd_dataset *ds, const dd_audit_opts *o, dd_err *err) {
+static json_t *header(const dd_model *m, const char *model_path, const dd_preproc *pp,
+                      const char *csv, const dd_dataset *ds, const dd_audit_opts *o,
+                      dd_err *err) {
   char hex[17], ldig[17], csvhex[17];
   long long bytes;
   if (dd_file_fnv1a64(model_path, hex, &bytes, err)) return NULL;
@@ -438,6 +574,10 @@ static json_t *header(const char *model_path, const dd_preproc *pp, const char *
     dd_fail(err, DD_ENOMEM, "out of memory (report header)");
     return NULL;
   }
+  json_t *names = json_array();
+  for (int l = 0; l < o->n_layers; l++)
+    json_array_append_new(names, json_string(dd_model_value_name(m, o->layers[l])));
+  json_object_set_new(json_object_get(r, "options"), "layers", names);
   if (o->shard_count > 1)
     json_object_set_new(r, "shard",
                         json_pack("{s:i, s:i}", "index", o->shard_index, "count", o->shard_count));
@@ -454,6 +594,8 @@ static int check_opts(const dd_audit_opts *o, dd_err *err) {
   if (o->size < 16 || o->size > 4096)
     return dd_fail(err, DD_EARG, "size %d is not in 16..4096", o->size);
   if (o->top < 1 || o->top > 1000) return dd_fail(err, DD_EARG, "top %d is not in 1..1000", o->top);
+  if (o->n_layers < 0 || o->n_layers > DD_AUDIT_MAX_LAYERS || (o->n_layers && !o->layers))
+    return dd_fail(err, DD_EARG, "%d layers: at most %d", o->n_layers, DD_AUDIT_MAX_LAYERS);
   if (o->shard_count < 1 || o->shard_index < 1 || o->shard_index > o->shard_count)
     return dd_fail(err, DD_EARG, "shard %d/%d: expected 1 <= I <= N", o->shard_index,
                    o->shard_count);
@@ -474,6 +616,8 @@ int dd_audit_run(const dd_model *m, const char *model_path, const dd_preproc *pp
                    dd_image_formats);
   }
   labelset ls;
+  units u[DD_AUDIT_MAX_LAYERS];
+  int n_units = 0;
   dd_infer *s = NULL;
   int *label = NULL;
   double *prob = NULL;
@@ -487,7 +631,16 @@ int dd_audit_run(const dd_model *m, const char *model_path, const dd_preproc *pp
     goto fail;
   }
   dd_shape shape = {4, {1, 3, o->size, o->size}};
-  rc = dd_infer_new(m, &shape, &outv, 1, o->max_memory, &s, err);
+  int targets[1 + DD_AUDIT_MAX_LAYERS];
+  targets[0] = outv;
+  for (int l = 0; l < o->n_layers; l++) targets[1 + l] = o->layers[l];
+  rc = dd_infer_new(m, &shape, targets, 1 + o->n_layers, o->max_memory, &s, err);
+  if (rc) goto fail;
+  for (int l = 0; l < o->n_layers && !rc; l++) {
+    rc = units_init(&u[l], o->layers[l], dd_infer_output(s, 1 + l), o->top,
+                    dd_model_value_name(m, o->layers[l]), err);
+    if (!rc) n_units++;
+  }
   if (rc) goto fail;
   int64_t n_classes = dd_tensor_numel(dd_infer_output(s, 0));
   if (n_classes < TOP5 || n_classes > 1000000) {
@@ -505,7 +658,7 @@ int dd_audit_run(const dd_model *m, const char *model_path, const dd_preproc *pp
   rc = o->labels_csv ? labels_from_csv(o->labels_csv, &ds, &ls, (int)n_classes, label, err)
                      : labels_from_folders(&ds, &ls, (int)n_classes, label, err);
   if (rc) goto fail;
-  r = header(model_path, pp, o->labels_csv, &ds, o, err);
+  r = header(m, model_path, pp, o->labels_csv, &ds, o, err);
   if (!r) {
     rc = err ? err->code : DD_ENOMEM;
     goto fail;
@@ -545,6 +698,7 @@ int dd_audit_run(const dd_model *m, const char *model_path, const dd_preproc *pp
       continue;
     }
     dd_probabilities(dd_f32(dd_infer_output(s, 0)), n_classes, prob);
+    for (int l = 0; l < n_units; l++) units_add(&u[l], dd_infer_output(s, 1 + l), i);
     int top[TOP5];
     top_k(prob, n_classes, TOP5, top);
     json_t *t = json_array();
@@ -563,12 +717,19 @@ int dd_audit_run(const dd_model *m, const char *model_path, const dd_preproc *pp
   }
   json_object_set(r, "images", images);
   json_object_set(r, "errors", errors);
+  if (n_units) {
+    json_t *layers = json_array();
+    for (int l = 0; l < n_units; l++)
+      json_array_append_new(layers, units_json(&u[l], m, &ds, o->size));
+    json_object_set_new(r, "layers", layers);
+  }
   rc = summarize(r, lookup, err);
   if (rc) goto fail;
   *report = r;
   r = NULL;
 fail:
   labelset_free(&ls);
+  for (int l = 0; l < n_units; l++) units_free(&u[l]);
 fail_early:
   json_decref(r);
   json_decref(images);
@@ -625,6 +786,101 @@ static int check_part(const json_t *p, const char *name, dd_err *err) {
     return dd_fail(err, DD_EARG, "%s: not a part of a sharded run (its shard is %s)", name,
                    json_is_null(sh) ? "null: it is a whole report already" : "missing");
   return DD_OK;
+}
+
+static int cmp_example(const void *a, const void *b) {
+  const json_t *x = *(json_t *const *)a, *y = *(json_t *const *)b;
+  double u = json_real_value(json_object_get(x, "value"));
+  double v = json_real_value(json_object_get(y, "value"));
+  if (u != v) return u > v ? -1 : 1;
+  return cmp_path(a, b);
+}
+
+/* The parts' unit sums added up and their examples re-ranked: what one run over all the
+ * images computes. */
+static int merge_layers(json_t *const *parts, const char *const *names, int n, json_t *r,
+                        dd_err *err) {
+  const json_t *first = json_object_get(parts[0], "layers");
+  if (!first) return DD_OK;
+  int k = int_of(json_object_get(parts[0], "options"), "top", 5);
+  json_t *layers = json_array();
+  int rc = DD_OK;
+  for (size_t l = 0; l < json_array_size(first) && !rc; l++) {
+    const json_t *L0 = json_array_get(first, l);
+    int c = int_of(L0, "channels", -1), images = 0;
+    long long *pos = calloc((size_t)(c > 0 ? c : 1), sizeof *pos);
+    long long *act = calloc((size_t)(c > 0 ? c : 1), sizeof *act);
+    if (!pos || !act) rc = dd_fail(err, DD_ENOMEM, "out of memory");
+    for (int i = 0; i < n && !rc; i++) {
+      const json_t *L = json_array_get(json_object_get(parts[i], "layers"), l);
+      const json_t *P = json_object_get(L, "positive"), *A = json_object_get(L, "active_images");
+      if (c < 1 || !json_is_string(json_object_get(L, "name")) ||
+          strcmp(json_string_value(json_object_get(L, "name")),
+                 json_string_value(json_object_get(L0, "name"))) ||
+          int_of(L, "channels", -2) != c || int_of(L, "height", -1) != int_of(L0, "height", -2) ||
+          int_of(L, "width", -1) != int_of(L0, "width", -2) || json_array_size(P) != (size_t)c ||
+          json_array_size(A) != (size_t)c ||
+          json_array_size(json_object_get(L, "examples")) != (size_t)c) {
+        rc = dd_fail(err, DD_EARG, "%s: layers[%zu] does not match %s's", names[i], l, names[0]);
+        break;
+      }
+      images += int_of(L, "images", 0);
+      for (int ch = 0; ch < c; ch++) {
+        pos[ch] += json_integer_value(json_array_get(P, (size_t)ch));
+        act[ch] += json_integer_value(json_array_get(A, (size_t)ch));
+      }
+    }
+    json_t *P = json_array(), *A = json_array(), *E = json_array();
+    for (int ch = 0; ch < c && !rc; ch++) {
+      json_array_append_new(P, json_integer(pos[ch]));
+      json_array_append_new(A, json_integer(act[ch]));
+      size_t total = 0;
+      for (int i = 0; i < n; i++)
+        total += json_array_size(json_array_get(
+            json_object_get(json_array_get(json_object_get(parts[i], "layers"), l), "examples"),
+            (size_t)ch));
+      json_t **all = malloc((total ? total : 1) * sizeof *all);
+      if (!all) {
+        rc = dd_fail(err, DD_ENOMEM, "out of memory");
+        break;
+      }
+      size_t m = 0;
+      for (int i = 0; i < n; i++) {
+        const json_t *ex = json_array_get(
+            json_object_get(json_array_get(json_object_get(parts[i], "layers"), l), "examples"),
+            (size_t)ch);
+        for (size_t j = 0; j < json_array_size(ex); j++) {
+          json_t *e = json_array_get(ex, j);
+          if (!json_is_string(json_object_get(e, "path"))) {
+            rc = dd_fail(err, DD_EARG, "%s: an example has no path", names[i]);
+            break;
+          }
+          all[m++] = e;
+        }
+      }
+      if (!rc) {
+        qsort(all, m, sizeof *all, cmp_example);
+        json_t *list = json_array();
+        for (size_t j = 0; j < m && j < (size_t)k; j++) json_array_append(list, all[j]);
+        json_array_append_new(E, list);
+      }
+      free(all);
+    }
+    if (!rc)
+      json_array_append_new(layers, layer_json(json_string_value(json_object_get(L0, "name")), c,
+                                               int_of(L0, "height", 0), int_of(L0, "width", 0),
+                                               images, P, A, E));
+    else {
+      json_decref(P);
+      json_decref(A);
+      json_decref(E);
+    }
+    free(pos);
+    free(act);
+  }
+  if (rc) json_decref(layers);
+  else json_object_set_new(r, "layers", layers);
+  return rc;
 }
 
 int dd_audit_merge(json_t *const *parts, const char *const *names, int n, json_t **report,
@@ -697,7 +953,8 @@ int dd_audit_merge(json_t *const *parts, const char *const *names, int n, json_t
     json_object_set_new(r, "shard", json_null());
     json_object_set(r, "images", images);
     json_object_set(r, "errors", errors);
-    rc = summarize(r, lookup, err);
+    rc = merge_layers(parts, names, n, r, err);
+    if (!rc) rc = summarize(r, lookup, err);
   }
   json_decref(images);
   json_decref(errors);

@@ -30,8 +30,14 @@
  * rank, correct}], errors [{path, message}], accuracy ({labelled, top1, top5, k, topk} or
  * null without labels), classes [{class, name, images, top1, top5}], confusions [{true,
  * predicted, count}] (most frequent first, at most DD_AUDIT_MAX_CONFUSIONS), names {"index":
- * label} for every class the report mentions.  `rank` is the true class's 1-based rank (null
- * when unlabelled); `correct` is rank == 1.
+ * label} for every class the report mentions, and with o.layers, layers [{name, channels,
+ * height, width, images, positive, active_images, examples, dead, rare}]: per channel the
+ * number of positions where it is > 0 (summed over images), the images where it is > 0
+ * somewhere, its o.top best images {path, value, box [x, y, w, h]} (value: its maximum; box:
+ * the feature-map cell of that maximum in the framed image's pixels, not the receptive
+ * field), and the channels that are never > 0 (dead) or at fewer than DD_AUDIT_RARE of the
+ * positions (rare).  `rank` is the true class's 1-based rank (null when unlabelled);
+ * `correct` is rank == 1.
  *
  * A merge of the parts of one sharded run is the report an unsharded run gives, byte for
  * byte once written (the summary is computed from the images by the same code).
@@ -55,6 +61,10 @@ extern "C" {
 
 #define DD_AUDIT_FORMAT "dream-audit 1"
 #define DD_AUDIT_MAX_CONFUSIONS 50
+#define DD_AUDIT_MAX_LAYERS 16
+/* A unit is rarely active when it is positive at fewer than this fraction of the positions
+ * it was evaluated at, over the whole dataset (and more than none: then it is dead). */
+#define DD_AUDIT_RARE 0.01
 
 typedef struct dd_audit_opts {
   dd_framing framing;       /* crop (default) or squash; fit is refused (one plan, one size) */
@@ -66,6 +76,8 @@ typedef struct dd_audit_opts {
   size_t max_memory;        /* the inference plan's budget (0: none) */
   size_t max_pixels;        /* largest photo decoded (0: DD_IMAGE_MAX_PIXELS) */
   int max_files;            /* more images fail with DD_ELIMIT (0: no limit) */
+  const int *layers;        /* values whose units are audited (N x C x H x W), or NULL */
+  int n_layers;             /* at most DD_AUDIT_MAX_LAYERS */
 } dd_audit_opts;
 
 /* The defaults above. */

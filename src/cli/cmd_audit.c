@@ -30,7 +30,11 @@ static const char audit_help[] =
     "unsharded run writes, byte for byte, and refuses parts of different models, options or\n"
     "folders, a shard given twice and a missing one.\n\n"
     "options:\n" CLI_MODEL_HELP
-    "  -k, --top K          also the top-K accuracy (accuracy.topk; default 5)\n"
+    "  -l, --layer L        audit the units (channels) of layer L too (repeatable, up to 16):\n"
+    "                       dead and rarely active units over the dataset, and per unit the\n"
+    "                       K images where it is highest, with the spot boxed\n"
+    "  -k, --top K          the top-K accuracy (accuracy.topk) and the images per unit\n"
+    "                       (default 5)\n"
     "      --labels CSV     labels from a CSV of path,label (paths relative to DIR) instead of\n"
     "                       the folder names; images it does not name are unlabelled\n"
     "      --shard I/N      audit shard I of N only (1 <= I <= N)\n"
@@ -103,6 +107,7 @@ static int merge(const cli_common *co, int n, char **dirs, const char *out) {
 int cmd_audit(int argc, char **argv) {
   static const struct option longopts[] = {CLI_MODEL_LONGOPTS, CLI_FRAMING_LONGOPT,
                                            {"top", required_argument, NULL, 'k'},
+                                           {"layer", required_argument, NULL, 'l'},
                                            {"labels", required_argument, NULL, OPT_LABELS},
                                            {"shard", required_argument, NULL, OPT_SHARD},
                                            {"merge", no_argument, NULL, OPT_MERGE},
@@ -113,11 +118,12 @@ int cmd_audit(int argc, char **argv) {
   cli_common_init(&co);
   dd_audit_opts o;
   dd_audit_opts_init(&o);
-  int c, merging = 0, panels = 1, size = 0, model_opts = 0;
+  int c, merging = 0, panels = 1, size = 0, model_opts = 0, n_layers = 0;
+  const char *layer_names[DD_AUDIT_MAX_LAYERS];
   dd_err err;
   opterr = 0;
   optind = 0;
-  while ((c = getopt_long(argc, argv, ":m:k:qh", longopts, NULL)) != -1) {
+  while ((c = getopt_long(argc, argv, ":m:k:l:qh", longopts, NULL)) != -1) {
     int r = cli_common_opt(&co, c, optarg, &err);
     if (r < 0) return cli_usage_error("audit", "%s", err.msg);
     if (r) {
@@ -128,6 +134,11 @@ int cmd_audit(int argc, char **argv) {
     switch (c) {
       case 'k': r = cli_parse_int("--top", optarg, 1, 1000, &o.top, &err); break;
       case OPT_LABELS: o.labels_csv = optarg; break;
+      case 'l':
+        if (n_layers == DD_AUDIT_MAX_LAYERS)
+          return cli_usage_error("audit", "--layer: at most %d layers", DD_AUDIT_MAX_LAYERS);
+        layer_names[n_layers++] = optarg;
+        break;
       case OPT_SHARD:
         r = cli_parse_shard("--shard", optarg, &o.shard_index, &o.shard_count, &err);
         break;
@@ -176,6 +187,16 @@ int cmd_audit(int argc, char **argv) {
     if (made) audit_dir_remove(out);
     return status;
   }
+  int layers[DD_AUDIT_MAX_LAYERS];
+  for (int l = 0; l < n_layers && !status; l++)
+    if (cli_resolve(cm.model, layer_names[l], &layers[l], &err)) status = cli_report(&err);
+  if (status) {
+    if (made) audit_dir_remove(out);
+    cli_model_close(&cm);
+    return status;
+  }
+  o.layers = layers;
+  o.n_layers = n_layers;
   o.size = size ? size : cm.preset.size;
   o.max_memory = cm.max_memory;
   o.max_pixels = cli_max_pixels(cm.max_memory);
