@@ -11,6 +11,9 @@
 #include <unistd.h>
 
 #include "helper_cli.h"
+#include "dream/frame.h"
+#include "dream/infer.h"
+#include "dream/model.h"
 #include "helper_ops.h"
 
 TestSuite(audit, .init = th_cli_setup, .fini = th_cli_teardown, .timeout = 600);
@@ -386,7 +389,7 @@ Test(audit, page_in_headless_chromium) {
   cr_assert_eq(system("command -v chromium >/dev/null"), 0,
                "chromium is a test dependency (scripts/setup.sh installs it)");
   make_dataset(1);
-  th_result r = TH_RUN("audit", "-q", tmp("ds"), tmp("out"));
+  th_result r = TH_RUN("audit", "-q", "-l", "conv1/7x7_s2", tmp("ds"), tmp("out"));
   cr_assert_eq(r.status, 1, "%s", r.err);
   th_result_free(&r);
   size_t len;
@@ -423,8 +426,8 @@ Test(audit, page_in_headless_chromium) {
                       &broken, sorted, first), 4, "%.500s", res);
   char *ep = strstr(res, "errors=");
   cr_assert(ep && sscanf(ep, "errors=%d", &errors) == 1, "%.500s", res);
-  /* 7 thumbnails and two panels per misclassified image */
-  cr_assert_geq(images, 9, "%.500s", res);
+  /* 7 thumbnails, two panels per misclassified image, 5 examples of each of 64 units */
+  cr_assert_geq(images, 7 + 2 + 64 * 5, "%.500s", res);
   cr_assert_eq(broken, 0, "%.500s", res);
   cr_assert_eq(errors, 0, "%.500s", res);
   cr_assert_str_eq(sorted, "desc", "%.500s", res);
@@ -434,4 +437,114 @@ Test(audit, page_in_headless_chromium) {
             "console messages: %s", log);
   free(dom);
   free(log);
+}
+
+/* --layer: the report's unit statistics against a naive pass over the same activations
+ * (each photo framed and run through a session of its own here), and the merge of shards. */
+Test(audit, units_of_a_layer) {
+  make_dataset(0);
+  th_result r = TH_RUN("audit", "-q", "--no-panels", "-k", "3", "-l", "conv2/3x3", tmp("ds"),
+                       tmp("whole"));
+  cr_assert_eq(r.status, 0, "%s", r.err);
+  th_result_free(&r);
+  r = TH_RUN("audit", "-q", "--no-panels", "-k", "3", "-l", "conv2/3x3", "--shard", "1/2",
+             tmp("ds"), tmp("p1"));
+  cr_assert_eq(r.status, 0, "%s", r.err);
+  th_result_free(&r);
+  r = TH_RUN("audit", "-q", "--no-panels", "-k", "3", "-l", "conv2/3x3", "--shard", "2/2",
+             tmp("ds"), tmp("p2"));
+  cr_assert_eq(r.status, 0, "%s", r.err);
+  th_result_free(&r);
+  r = TH_RUN("audit", "-q", "--merge", tmp("p1"), tmp("p2"), tmp("merged"));
+  cr_assert_eq(r.status, 0, "%s", r.err);
+  th_result_free(&r);
+  assert_same_file("whole/report.json", "merged/report.json");
+
+  json_t *rep = load_report("whole");
+  const json_t *L = json_array_get(json_object_get(rep, "layers"), 0);
+  cr_assert_str_eq(json_string_value(json_object_get(L, "name")), "conv2/3x3");
+  int C = get_int(L, "channels"), H = get_int(L, "height"), W = get_int(L, "width");
+  cr_assert_eq(C, 192);
+  const json_t *images = json_object_get(rep, "images");
+  size_t n = json_array_size(images);
+  cr_assert_eq(get_int(L, "images"), (int)n);
+
+  dd_model *m = th_shared_model("models/bvlc_googlenet.onnx");
+  int out = dd_model_output(m, 0), layer;
+  dd_err err;
+  cr_assert_eq(dd_model_resolve(m, "conv2/3x3", &layer, &err), 0, "%s", err.msg);
+  int targets[2] = {out, layer};
+  dd_shape shape = {4, {1, 3, 224, 224}};
+  dd_infer *s;
+  cr_assert_eq(dd_infer_new(m, &shape, targets, 2, 0, &s, &err), 0, "%s", err.msg);
+  dd_preproc pp = {1, 255, {104, 117, 123}, {1, 1, 1}};
+  long long *pos = calloc((size_t)C, sizeof *pos);
+  int *act = calloc((size_t)C, sizeof *act);
+  float *mx = malloc(n * (size_t)C * sizeof *mx);
+  int *arg = malloc(n * (size_t)C * sizeof *arg);
+  for (size_t i = 0; i < n; i++) {
+    char rel[512];
+    snprintf(rel, sizeof rel, "ds/%s",
+             json_string_value(json_object_get(json_array_get(images, i), "path")));
+    dd_image *im, *fr;
+    cr_assert_eq(dd_image_load(tmp(rel), 0, &im, &err), 0, "%s", err.msg);
+    cr_assert_eq(dd_image_frame(im, DD_FRAME_CROP, 224, 224, &fr, NULL, &err), 0);
+    cr_assert_eq(dd_infer_image(s, fr, &pp, &err), 0, "%s", err.msg);
+    const dd_tensor *a = dd_infer_output(s, 1);
+    cr_assert_eq(a->shape.d[1], C);
+    cr_assert_eq(a->shape.d[2], H);
+    cr_assert_eq(a->shape.d[3], W);
+    for (int c = 0; c < C; c++) {
+      const float *p = dd_f32(a) + (size_t)c * H * W;
+      int best = 0, any = 0;
+      for (int j = 0; j < H * W; j++) {
+        if (p[j] > 0) pos[c]++, any = 1;
+        if (p[j] > p[best]) best = j;
+      }
+      act[c] += any;
+      mx[i * (size_t)C + (size_t)c] = p[best];
+      arg[i * (size_t)C + (size_t)c] = best;
+    }
+    dd_image_free(im);
+    dd_image_free(fr);
+  }
+  const json_t *P = json_object_get(L, "positive"), *A = json_object_get(L, "active_images");
+  const json_t *E = json_object_get(L, "examples"), *dead = json_object_get(L, "dead");
+  size_t n_dead = 0, n_rare = 0;
+  for (int c = 0; c < C; c++) {
+    cr_assert_eq(json_integer_value(json_array_get(P, (size_t)c)), pos[c], "unit %d", c);
+    cr_assert_eq(json_integer_value(json_array_get(A, (size_t)c)), act[c], "unit %d", c);
+    n_dead += pos[c] == 0;
+    n_rare += pos[c] > 0 && (double)pos[c] < 0.01 * (double)n * H * W;
+    /* the 3 best images, by their maximum, with the cell of the maximum boxed */
+    const json_t *ex = json_array_get(E, (size_t)c);
+    cr_assert_eq(json_array_size(ex), 3);
+    for (size_t k = 0; k < 3; k++) {
+      const json_t *e = json_array_get(ex, k);
+      size_t i = 0;
+      while (i < n && strcmp(json_string_value(json_object_get(json_array_get(images, i),
+                                                               "path")),
+                             json_string_value(json_object_get(e, "path"))))
+        i++;
+      cr_assert_lt(i, n);
+      float v = mx[i * (size_t)C + (size_t)c];
+      cr_assert_eq((float)json_real_value(json_object_get(e, "value")), v, "unit %d", c);
+      int better = 0;
+      for (size_t j = 0; j < n; j++) better += mx[j * (size_t)C + (size_t)c] > v;
+      cr_assert_leq(better, (int)k, "unit %d: example %zu is not among the best", c, k);
+      int cell = arg[i * (size_t)C + (size_t)c];
+      const json_t *box = json_object_get(e, "box");
+      cr_assert_eq(json_integer_value(json_array_get(box, 0)), (cell % W) * 224 / W);
+      cr_assert_eq(json_integer_value(json_array_get(box, 1)), (cell / W) * 224 / H);
+    }
+  }
+  cr_assert_eq(json_array_size(dead), n_dead);
+  cr_assert_eq(json_array_size(json_object_get(L, "rare")), n_rare);
+  free(pos);
+  free(act);
+  free(mx);
+  free(arg);
+  dd_infer_free(s);
+  dd_model_free(m);
+  json_decref(rep);
 }
