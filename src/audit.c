@@ -7,6 +7,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <inttypes.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -286,6 +287,7 @@ static int int_of(const json_t *o, const char *key, int def) {
 }
 
 static void summarize_layers(json_t *r);
+static int summarize_perturb(json_t *r, dd_err *err);
 
 /* Sets accuracy, classes, confusions and names on `r` from its images.  `lookup` maps class
  * indices (as strings) to label text; NULL or missing entries give no name. */
@@ -387,6 +389,7 @@ static int summarize(json_t *r, const json_t *lookup, dd_err *err) {
   json_object_set_new(r, "confusions", confs);
   json_object_set_new(r, "names", names);
   summarize_layers(r);
+  rc = summarize_perturb(r, err);
 done:
   free(label);
   free(rank);
@@ -528,6 +531,223 @@ static void summarize_layers(json_t *r) {
   }
 }
 
+/* ---- the perturbation sweep ---- */
+
+static const char *const perturb_names[DD_PERTURB_COUNT] = {
+    "blur", "noise", "brightness", "contrast", "rotation", "occlusion", "framing"};
+static const double perturb_levels[DD_PERTURB_FRAMING][DD_PERTURB_LEVELS] = {
+    {1, 2, 3, 4, 6},           {8, 16, 32, 48, 64},       {0.8, 0.6, 0.4, 0.25, 0.1},
+    {0.8, 0.6, 0.4, 0.25, 0.1}, {5, 10, 20, 30, 45},      {0.1, 0.2, 0.3, 0.4, 0.5}};
+
+const char *dd_perturb_name(int kind) {
+  return kind >= 0 && kind < DD_PERTURB_COUNT ? perturb_names[kind] : NULL;
+}
+
+static int perturb_kind(const char *name, size_t len) {
+  for (int k = 0; k < DD_PERTURB_COUNT; k++)
+    if (strlen(perturb_names[k]) == len && !strncmp(perturb_names[k], name, len)) return k;
+  return -1;
+}
+
+int dd_perturb_parse(const char *list, unsigned *bits, dd_err *err) {
+  if (!strcmp(list, "all")) {
+    *bits = (1u << DD_PERTURB_COUNT) - 1;
+    return DD_OK;
+  }
+  unsigned b = 0;
+  const char *p = list;
+  for (;;) {
+    const char *comma = strchr(p, ',');
+    size_t len = comma ? (size_t)(comma - p) : strlen(p);
+    int k = perturb_kind(p, len);
+    if (k < 0)
+      return dd_fail(err, DD_EARG, "'%.*s' is not a perturbation: blur, noise, brightness, "
+                     "contrast, rotation, occlusion, framing or all", (int)len, p);
+    b |= 1u << k;
+    if (!comma) break;
+    p = comma + 1;
+  }
+  *bits = b;
+  return DD_OK;
+}
+
+static int n_levels(int kind) { return kind == DD_PERTURB_FRAMING ? 1 : DD_PERTURB_LEVELS; }
+
+static float clamp255(float v) { return v < 0 ? 0 : v > 255 ? 255 : v; }
+
+static void blur(dd_image *im, double sigma, float *tmp) {
+  int r = (int)(3 * sigma + 0.999), w = im->w, h = im->h;
+  float k[64];
+  if (r > 31) r = 31;
+  double sum = 0;
+  for (int i = -r; i <= r; i++) sum += k[i + r] = (float)exp(-0.5 * i * i / (sigma * sigma));
+  for (int i = 0; i <= 2 * r; i++) k[i] = (float)(k[i] / sum);
+  for (int pass = 0; pass < 2; pass++) {
+    const float *src = pass ? tmp : im->rgb;
+    float *dst = pass ? im->rgb : tmp;
+    for (int y = 0; y < h; y++)
+      for (int x = 0; x < w; x++)
+        for (int c = 0; c < 3; c++) {
+          float acc = 0;
+          for (int i = -r; i <= r; i++) {
+            int xx = pass ? x : x + i, yy = pass ? y + i : y;
+            xx = xx < 0 ? 0 : xx >= w ? w - 1 : xx;
+            yy = yy < 0 ? 0 : yy >= h ? h - 1 : yy;
+            acc += k[i + r] * src[((size_t)yy * w + xx) * 3 + c];
+          }
+          dst[((size_t)y * w + x) * 3 + c] = acc;
+        }
+  }
+}
+
+static void rotate(dd_image *im, double deg, const float *src) {
+  int w = im->w, h = im->h;
+  double a = deg * 3.14159265358979323846 / 180, ca = cos(a), sa = sin(a);
+  double cx = (w - 1) / 2.0, cy = (h - 1) / 2.0;
+  for (int y = 0; y < h; y++)
+    for (int x = 0; x < w; x++) {
+      double u = ca * (x - cx) + sa * (y - cy) + cx, v = -sa * (x - cx) + ca * (y - cy) + cy;
+      int x0 = (int)floor(u), y0 = (int)floor(v);
+      double fx = u - x0, fy = v - y0;
+      for (int c = 0; c < 3; c++) {
+        double acc = 0;
+        for (int j = 0; j < 2; j++)
+          for (int i = 0; i < 2; i++) {
+            int xx = x0 + i, yy = y0 + j;
+            if (xx < 0 || yy < 0 || xx >= w || yy >= h) continue;
+            acc += (i ? fx : 1 - fx) * (j ? fy : 1 - fy) * src[((size_t)yy * w + xx) * 3 + c];
+          }
+        im->rgb[((size_t)y * w + x) * 3 + c] = (float)acc;
+      }
+    }
+}
+
+/* Level `lv` of `kind` applied to the framed image (framing: the photo framed the other
+ * way), into a new image. */
+static int perturbed(int kind, int lv, const dd_image *photo, const dd_image *framed,
+                     const dd_audit_opts *o, uint64_t seed, dd_image **out, dd_err *err) {
+  if (kind == DD_PERTURB_FRAMING)
+    return dd_image_frame(photo, o->framing == DD_FRAME_CROP ? DD_FRAME_SQUASH : DD_FRAME_CROP,
+                          o->size, o->size, out, NULL, err);
+  dd_image *im;
+  int rc = dd_image_new(framed->w, framed->h, &im, err);
+  if (rc) return rc;
+  size_t n = (size_t)framed->w * framed->h * 3;
+  float *px = im->rgb, *tmp = NULL;
+  memcpy(px, framed->rgb, n * sizeof *px);
+  double v = perturb_levels[kind][lv];
+  if (kind == DD_PERTURB_BLUR || kind == DD_PERTURB_ROTATION) {
+    tmp = malloc(n * sizeof *tmp);
+    if (!tmp) {
+      dd_image_free(im);
+      return dd_fail(err, DD_ENOMEM, "out of memory");
+    }
+    if (kind == DD_PERTURB_ROTATION) memcpy(tmp, px, n * sizeof *tmp);
+  }
+  uint64_t s = seed ^ (0x9e3779b97f4a7c15ULL * (uint64_t)(lv + 1));
+  switch (kind) {
+    case DD_PERTURB_BLUR: blur(im, v, tmp); break;
+    case DD_PERTURB_NOISE:
+      for (size_t i = 0; i < n; i++) px[i] = clamp255(px[i] + (float)v * dd_rng_normal(&s));
+      break;
+    case DD_PERTURB_BRIGHTNESS:
+      for (size_t i = 0; i < n; i++) px[i] = px[i] * (float)v;
+      break;
+    case DD_PERTURB_CONTRAST:
+      for (size_t i = 0; i < n; i++) px[i] = (px[i] - 128) * (float)v + 128;
+      break;
+    case DD_PERTURB_ROTATION: rotate(im, v, tmp); break;
+    case DD_PERTURB_OCCLUSION: {
+      int side = (int)(v * (im->w < im->h ? im->w : im->h) + 0.5);
+      int x0 = (im->w - side) / 2, y0 = (im->h - side) / 2;
+      for (int y = y0; y < y0 + side; y++)
+        for (int x = x0; x < x0 + side; x++)
+          for (int c = 0; c < 3; c++) px[((size_t)y * im->w + x) * 3 + c] = 128;
+      break;
+    }
+  }
+  free(tmp);
+  *out = im;
+  return DD_OK;
+}
+
+static int cmp_flip(const void *a, const void *b) {
+  const int *x = a, *y = b; /* level, image */
+  return x[0] != y[0] ? x[0] - y[0] : x[1] - y[1];
+}
+
+/* perturbation, from the images' `perturbed` records. */
+static int summarize_perturb(json_t *r, dd_err *err) {
+  const json_t *opts = json_object_get(r, "options"), *kinds = json_object_get(opts, "perturb");
+  if (!json_array_size(kinds)) return DD_OK;
+  const json_t *images = json_object_get(r, "images");
+  size_t n = json_array_size(images);
+  int *flips = malloc((n ? n : 1) * 2 * sizeof *flips);
+  if (!flips) return dd_fail(err, DD_ENOMEM, "out of memory");
+  json_t *out = json_array();
+  const char *framing = json_string_value(json_object_get(opts, "framing"));
+  for (size_t q = 0; q < json_array_size(kinds); q++) {
+    const char *name = json_string_value(json_array_get(kinds, q));
+    int kind = name ? perturb_kind(name, strlen(name)) : -1;
+    if (kind < 0) continue;
+    int nl = n_levels(kind);
+    json_t *levels = json_array(), *acc = json_array(), *flipped = json_array();
+    for (int lv = 0; lv < nl; lv++) {
+      if (kind == DD_PERTURB_FRAMING)
+        json_array_append_new(levels, json_string(framing && !strcmp(framing, "crop") ? "squash"
+                                                                                      : "crop"));
+      else
+        json_array_append_new(levels, json_real(perturb_levels[kind][lv]));
+      int labelled = 0, hit = 0, flip = 0;
+      for (size_t i = 0; i < n; i++) {
+        const json_t *im = json_array_get(images, i);
+        const json_t *cv = json_array_get(
+            json_object_get(json_object_get(im, "perturbed"), name), (size_t)lv);
+        int c = json_is_integer(cv) ? (int)json_integer_value(cv) : -1;
+        int label = int_of(im, "label", -1);
+        int clean = int_of(json_array_get(json_object_get(im, "top5"), 0), "class", -1);
+        if (label >= 0) labelled++, hit += c == label;
+        flip += c != clean;
+      }
+      json_array_append_new(acc, labelled ? json_real((double)hit / labelled) : json_null());
+      json_array_append_new(flipped, json_real(n ? (double)flip / (double)n : 0));
+    }
+    size_t nf = 0;
+    for (size_t i = 0; i < n; i++) {
+      const json_t *im = json_array_get(images, i);
+      const json_t *pv = json_object_get(json_object_get(im, "perturbed"), name);
+      int clean = int_of(json_array_get(json_object_get(im, "top5"), 0), "class", -1);
+      for (int lv = 0; lv < nl; lv++) {
+        const json_t *cv = json_array_get(pv, (size_t)lv);
+        if (json_is_integer(cv) && json_integer_value(cv) != clean) {
+          flips[2 * nf] = lv;
+          flips[2 * nf + 1] = (int)i;
+          nf++;
+          break;
+        }
+      }
+    }
+    qsort(flips, nf, 2 * sizeof *flips, cmp_flip);
+    json_t *first = json_array();
+    for (size_t f = 0; f < nf && f < 20; f++) {
+      const json_t *im = json_array_get(images, (size_t)flips[2 * f + 1]);
+      int lv = flips[2 * f];
+      json_array_append_new(
+          first, json_pack("{s:O, s:O, s:i, s:O}", "path", json_object_get(im, "path"), "level",
+                           json_array_get(levels, (size_t)lv), "from",
+                           int_of(json_array_get(json_object_get(im, "top5"), 0), "class", -1),
+                           "to", json_array_get(json_object_get(json_object_get(im, "perturbed"),
+                                                                name), (size_t)lv)));
+    }
+    json_array_append_new(out, json_pack("{s:s, s:o, s:o, s:o, s:o}", "kind", name, "levels",
+                                         levels, "accuracy", acc, "flipped", flipped,
+                                         "first_flips", first));
+  }
+  free(flips);
+  json_object_set_new(r, "perturbation", out);
+  return DD_OK;
+}
+
 /* ---- the run ---- */
 
 /* 1-based rank of class c: the classes before it have a higher probability, or the same
@@ -578,6 +798,13 @@ static json_t *header(const dd_model *m, const char *model_path, const dd_prepro
   for (int l = 0; l < o->n_layers; l++)
     json_array_append_new(names, json_string(dd_model_value_name(m, o->layers[l])));
   json_object_set_new(json_object_get(r, "options"), "layers", names);
+  if (o->perturb) {
+    json_t *kinds = json_array();
+    for (int k = 0; k < DD_PERTURB_COUNT; k++)
+      if (o->perturb & (1u << k)) json_array_append_new(kinds, json_string(perturb_names[k]));
+    json_object_set_new(json_object_get(r, "options"), "perturb", kinds);
+    json_object_set_new(json_object_get(r, "options"), "seed", json_integer((json_int_t)o->seed));
+  }
   if (o->shard_count > 1)
     json_object_set_new(r, "shard",
                         json_pack("{s:i, s:i}", "index", o->shard_index, "count", o->shard_count));
@@ -594,6 +821,8 @@ static int check_opts(const dd_audit_opts *o, dd_err *err) {
   if (o->size < 16 || o->size > 4096)
     return dd_fail(err, DD_EARG, "size %d is not in 16..4096", o->size);
   if (o->top < 1 || o->top > 1000) return dd_fail(err, DD_EARG, "top %d is not in 1..1000", o->top);
+  if (o->perturb >> DD_PERTURB_COUNT)
+    return dd_fail(err, DD_EARG, "unknown perturbation bits 0x%x", o->perturb);
   if (o->n_layers < 0 || o->n_layers > DD_AUDIT_MAX_LAYERS || (o->n_layers && !o->layers))
     return dd_fail(err, DD_EARG, "%d layers: at most %d", o->n_layers, DD_AUDIT_MAX_LAYERS);
   if (o->shard_count < 1 || o->shard_index < 1 || o->shard_index > o->shard_count)
@@ -684,10 +913,10 @@ int dd_audit_run(const dd_model *m, const char *model_path, const dd_preproc *pp
     int bad = dd_image_load(path, max_px, &im, &e);
     if (!bad) bad = dd_image_frame(im, o->framing, o->size, o->size, &framed, NULL, &e);
     if (!bad) bad = dd_infer_image(s, framed, pp, &e);
-    dd_image_free(im);
-    dd_image_free(framed);
     free(path);
     if (bad) {
+      dd_image_free(im);
+      dd_image_free(framed);
       if (e.code == DD_ENOMEM) {
         *err = e;
         rc = e.code;
@@ -710,10 +939,37 @@ int dd_audit_run(const dd_model *m, const char *model_path, const dd_preproc *pp
                             "rank", rank ? json_integer(rank) : json_null(), "correct",
                             rank ? json_boolean(rank == 1) : json_null());
     if (!rec) {
+      dd_image_free(im);
+      dd_image_free(framed);
       rc = dd_fail(err, DD_EFORMAT, "%s/%s: the path is not valid UTF-8", ds.root, ds.rel[i]);
       goto fail;
     }
     json_array_append_new(images, rec);
+    if (o->perturb) {
+      json_t *pv = json_object();
+      uint64_t seed = dd_dataset_seed(o->seed, ds.rel[i]);
+      for (int k = 0; k < DD_PERTURB_COUNT && !rc; k++) {
+        if (!(o->perturb & (1u << k))) continue;
+        json_t *cls = json_array();
+        for (int lv = 0; lv < n_levels(k) && !rc; lv++) {
+          dd_image *pi = NULL;
+          rc = perturbed(k, lv, im, framed, o, seed, &pi, err);
+          if (!rc) rc = dd_infer_image(s, pi, pp, err);
+          dd_image_free(pi);
+          if (rc) break;
+          dd_probabilities(dd_f32(dd_infer_output(s, 0)), n_classes, prob);
+          int best;
+          top_k(prob, n_classes, 1, &best);
+          json_array_append_new(cls, json_integer(best));
+        }
+        json_object_set_new(pv, perturb_names[k], cls);
+      }
+      json_object_set_new(rec, "perturbed", pv);
+      if (rc) dd_err_prefix(err, "%s/%s", ds.root, ds.rel[i]);
+    }
+    dd_image_free(im);
+    dd_image_free(framed);
+    if (rc) goto fail;
   }
   json_object_set(r, "images", images);
   json_object_set(r, "errors", errors);

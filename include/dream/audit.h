@@ -36,7 +36,10 @@
  * somewhere, its o.top best images {path, value, box [x, y, w, h]} (value: its maximum; box:
  * the feature-map cell of that maximum in the framed image's pixels, not the receptive
  * field), and the channels that are never > 0 (dead) or at fewer than DD_AUDIT_RARE of the
- * positions (rare).  `rank` is the true class's 1-based rank (null when unlabelled);
+ * positions (rare).  With o.perturb, each image has `perturbed` {kind: [top-1 class per
+ * level]} and the report `perturbation` [{kind, levels, accuracy (top-1 per level, null
+ * without labels), flipped (fraction of images whose top-1 changed), first_flips (the
+ * images that flip at the mildest level: {path, level, from, to}, at most 20)}].  `rank` is the true class's 1-based rank (null when unlabelled);
  * `correct` is rank == 1.
  *
  * A merge of the parts of one sharded run is the report an unsharded run gives, byte for
@@ -49,6 +52,7 @@
 
 #include <jansson.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "dream/error.h"
 #include "dream/frame.h"
@@ -78,7 +82,30 @@ typedef struct dd_audit_opts {
   int max_files;            /* more images fail with DD_ELIMIT (0: no limit) */
   const int *layers;        /* values whose units are audited (N x C x H x W), or NULL */
   int n_layers;             /* at most DD_AUDIT_MAX_LAYERS */
+  unsigned perturb;         /* bits 1 << dd_perturb_kind: the sweep (0: none) */
+  uint64_t seed;            /* the noise's, mixed with each file's path (dd_dataset_seed) */
 } dd_audit_opts;
+
+/* The perturbation sweep: each kind at DD_PERTURB_LEVELS severities, mildest first, applied
+ * to the framed image (framing: the other framing of the photo, one level). */
+typedef enum dd_perturb_kind {
+  DD_PERTURB_BLUR,       /* Gaussian, sigma 1, 2, 3, 4, 6 pixels */
+  DD_PERTURB_NOISE,      /* Gaussian, sigma 8, 16, 32, 48, 64 levels of 255, clamped */
+  DD_PERTURB_BRIGHTNESS, /* pixels times 0.8, 0.6, 0.4, 0.25, 0.1 */
+  DD_PERTURB_CONTRAST,   /* (p - 128) times 0.8, 0.6, 0.4, 0.25, 0.1, plus 128 */
+  DD_PERTURB_ROTATION,   /* 5, 10, 20, 30, 45 degrees about the centre, black outside */
+  DD_PERTURB_OCCLUSION,  /* a grey (128) square in the centre, 10 to 50% of the side */
+  DD_PERTURB_FRAMING,    /* full frame (squash) instead of the centre crop, or the reverse */
+  DD_PERTURB_COUNT
+} dd_perturb_kind;
+
+#define DD_PERTURB_LEVELS 5
+/* "blur", "noise", "brightness", "contrast", "rotation", "occlusion", "framing"; NULL out
+ * of range. */
+DD_API const char *dd_perturb_name(int kind);
+/* A comma-separated list of those names, or "all", into bits; DD_EARG naming the unknown
+ * one. */
+DD_API int dd_perturb_parse(const char *list, unsigned *bits, dd_err *err);
 
 /* The defaults above. */
 DD_API void dd_audit_opts_init(dd_audit_opts *o);

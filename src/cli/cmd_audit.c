@@ -33,6 +33,11 @@ static const char audit_help[] =
     "  -l, --layer L        audit the units (channels) of layer L too (repeatable, up to 16):\n"
     "                       dead and rarely active units over the dataset, and per unit the\n"
     "                       K images where it is highest, with the spot boxed\n"
+    "      --perturb LIST   the perturbation sweep: blur, noise, brightness, contrast, rotation,\n"
+    "                       occlusion, framing (comma-separated) or all; each at 5 severities\n"
+    "                       (framing: the other framing), accuracy per severity and the\n"
+    "                       images whose top-1 flips first\n"
+    "      --seed N         the noise's seed, mixed with each file's path (default 0)\n"
     "  -k, --top K          the top-K accuracy (accuracy.topk) and the images per unit\n"
     "                       (default 5)\n"
     "      --labels CSV     labels from a CSV of path,label (paths relative to DIR) instead of\n"
@@ -43,7 +48,7 @@ static const char audit_help[] =
     "      --size S         side of the square the network sees (default: the preset's)\n"
     CLI_FRAMING_HELP CLI_COMMON_HELP;
 
-enum { OPT_LABELS = 3001, OPT_SHARD, OPT_MERGE, OPT_NO_PANELS, OPT_SIZE };
+enum { OPT_PERTURB = 2001, OPT_LABELS = 3001, OPT_SHARD, OPT_MERGE, OPT_NO_PANELS, OPT_SIZE };
 
 /* REPORT_DIR exists or is created (its parent must exist). *made says we made it. */
 static int report_dir(const char *dir, int *made) {
@@ -108,6 +113,8 @@ int cmd_audit(int argc, char **argv) {
   static const struct option longopts[] = {CLI_MODEL_LONGOPTS, CLI_FRAMING_LONGOPT,
                                            {"top", required_argument, NULL, 'k'},
                                            {"layer", required_argument, NULL, 'l'},
+                                           {"perturb", required_argument, NULL, OPT_PERTURB},
+                                           CLI_SEED_LONGOPT,
                                            {"labels", required_argument, NULL, OPT_LABELS},
                                            {"shard", required_argument, NULL, OPT_SHARD},
                                            {"merge", no_argument, NULL, OPT_MERGE},
@@ -134,6 +141,10 @@ int cmd_audit(int argc, char **argv) {
     switch (c) {
       case 'k': r = cli_parse_int("--top", optarg, 1, 1000, &o.top, &err); break;
       case OPT_LABELS: o.labels_csv = optarg; break;
+      case OPT_PERTURB:
+        r = dd_perturb_parse(optarg, &o.perturb, &err);
+        if (r) dd_err_prefix(&err, "--perturb");
+        break;
       case 'l':
         if (n_layers == DD_AUDIT_MAX_LAYERS)
           return cli_usage_error("audit", "--layer: at most %d layers", DD_AUDIT_MAX_LAYERS);
@@ -169,6 +180,9 @@ int cmd_audit(int argc, char **argv) {
                            "one size (use crop or squash)");
   cli_common_warn(&co);
   o.framing = co.framing;
+  o.seed = co.seed.value;
+  if (co.seed_given && !(o.perturb & (1u << DD_PERTURB_NOISE)))
+    cli_warnf("--seed does nothing without --perturb noise");
   const char *dir = argv[optind], *out = argv[optind + 1];
   if (!strcmp(dir, out)) return cli_usage_error("audit", "REPORT_DIR is DIR");
 
