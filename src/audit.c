@@ -287,6 +287,7 @@ static int int_of(const json_t *o, const char *key, int def) {
 }
 
 static void summarize_layers(json_t *r);
+static int perturb_kind(const char *name, size_t len);
 static int summarize_perturb(json_t *r, dd_err *err);
 
 /* Sets accuracy, classes, confusions and names on `r` from its images.  `lookup` maps class
@@ -296,7 +297,8 @@ static int summarize(json_t *r, const json_t *lookup, dd_err *err) {
   size_t n = json_array_size(images);
   int *label = malloc((n ? n : 1) * sizeof *label), *rank = malloc((n ? n : 1) * sizeof *rank);
   int *pred = malloc((n ? n : 1) * sizeof *pred);
-  int *mention = malloc((n * (TOP5 + 1) + 1) * sizeof *mention);
+  int *mention = malloc((n * (TOP5 + 1 + DD_PERTURB_COUNT * DD_PERTURB_LEVELS) + 1) *
+                       sizeof *mention);
   confusion *conf = malloc((n ? n : 1) * sizeof *conf);
   int rc = DD_OK;
   if (!label || !rank || !pred || !mention || !conf) {
@@ -311,8 +313,16 @@ static int summarize(json_t *r, const json_t *lookup, dd_err *err) {
     label[i] = int_of(im, "label", -1);
     rank[i] = int_of(im, "rank", 0);
     pred[i] = int_of(json_array_get(top, 0), "class", -1);
-    for (size_t j = 0; j < json_array_size(top); j++)
+    for (size_t j = 0; j < json_array_size(top) && j < TOP5; j++)
       mention[n_mention++] = int_of(json_array_get(top, j), "class", -1);
+    const char *kind;
+    json_t *levels;
+    json_object_foreach((json_t *)json_object_get(im, "perturbed"), kind, levels) {
+      if (perturb_kind(kind, strlen(kind)) < 0) continue;
+      for (size_t j = 0; j < json_array_size(levels) && j < DD_PERTURB_LEVELS; j++)
+        if (json_is_integer(json_array_get(levels, j)))
+          mention[n_mention++] = (int)json_integer_value(json_array_get(levels, j));
+    }
     if (label[i] < 0) continue;
     mention[n_mention++] = label[i];
     labelled++;

@@ -548,3 +548,114 @@ Test(audit, units_of_a_layer) {
   dd_model_free(m);
   json_decref(rep);
 }
+
+/* --perturb: the framing level against `dream classify --framing squash`, the summary
+ * recomputed from the per-image records, noise reproducible across shards. */
+Test(audit, perturbation_sweep) {
+  make_dataset(0);
+  th_result r = TH_RUN("audit", "-q", "--no-panels", "--perturb", "framing,noise", tmp("ds"),
+                       tmp("whole"));
+  cr_assert_eq(r.status, 0, "%s", r.err);
+  th_result_free(&r);
+  r = TH_RUN("audit", "-q", "--no-panels", "--perturb", "noise,framing", "--shard", "1/2",
+             tmp("ds"), tmp("p1"));
+  cr_assert_eq(r.status, 0, "%s", r.err);
+  th_result_free(&r);
+  r = TH_RUN("audit", "-q", "--no-panels", "--perturb", "framing,noise", "--shard", "2/2",
+             tmp("ds"), tmp("p2"));
+  cr_assert_eq(r.status, 0, "%s", r.err);
+  th_result_free(&r);
+  r = TH_RUN("audit", "-q", "--merge", tmp("p1"), tmp("p2"), tmp("merged"));
+  cr_assert_eq(r.status, 0, "%s", r.err);
+  th_result_free(&r);
+  assert_same_file("whole/report.json", "merged/report.json");
+
+  json_t *rep = load_report("whole");
+  const json_t *images = json_object_get(rep, "images");
+  size_t n = json_array_size(images);
+  /* full frame: what classify says with --framing squash */
+  const char *args[16] = {"classify", "--top", "1", "--framing", "squash"};
+  int na = 5;
+  for (size_t i = 0; i < n; i++) {
+    char rel[512];
+    snprintf(rel, sizeof rel, "ds/%s",
+             json_string_value(json_object_get(json_array_get(images, i), "path")));
+    args[na++] = strdup(tmp(rel));
+  }
+  args[na] = NULL;
+  r = th_run(args);
+  cr_assert_eq(r.status, 0, "%s", r.err);
+  const char *p = r.out;
+  for (size_t i = 0; i < n; i++) {
+    p = strstr(p, ":\n");
+    cr_assert(p);
+    p += 2;
+    double pct;
+    int cls;
+    cr_assert_eq(sscanf(p, " %lf%% %d", &pct, &cls), 2);
+    const json_t *pv = json_object_get(json_array_get(images, i), "perturbed");
+    cr_assert_eq(json_integer_value(json_array_get(json_object_get(pv, "framing"), 0)), cls,
+                 "%s", args[5 + i]);
+  }
+  th_result_free(&r);
+  for (int i = 5; i < na; i++) free((char *)args[i]);
+
+  const json_t *sweep = json_object_get(rep, "perturbation");
+  cr_assert_eq(json_array_size(sweep), 2);
+  for (size_t q = 0; q < 2; q++) {
+    const json_t *K = json_array_get(sweep, q);
+    const char *kind = json_string_value(json_object_get(K, "kind"));
+    cr_assert_str_eq(kind, q ? "framing" : "noise"); /* in the library's order */
+    size_t nl = json_array_size(json_object_get(K, "levels"));
+    cr_assert_eq(nl, q ? 1u : 5u);
+    int expect_first[64];
+    for (size_t i = 0; i < n; i++) expect_first[i] = -1;
+    for (size_t lv = 0; lv < nl; lv++) {
+      int labelled = 0, hit = 0, flip = 0;
+      for (size_t i = 0; i < n; i++) {
+        const json_t *im = json_array_get(images, i);
+        int c = (int)json_integer_value(
+            json_array_get(json_object_get(json_object_get(im, "perturbed"), kind), lv));
+        int clean = get_int(json_array_get(json_object_get(im, "top5"), 0), "class");
+        const json_t *lab = json_object_get(im, "label");
+        if (json_is_integer(lab)) labelled++, hit += c == json_integer_value(lab);
+        flip += c != clean;
+        if (c != clean && expect_first[i] < 0) expect_first[i] = (int)lv;
+      }
+      cr_assert_eq(json_real_value(json_array_get(json_object_get(K, "accuracy"), lv)),
+                   (double)hit / labelled, "%s level %zu", kind, lv);
+      cr_assert_eq(json_real_value(json_array_get(json_object_get(K, "flipped"), lv)),
+                   (double)flip / (double)n, "%s level %zu", kind, lv);
+    }
+    /* first flips: every image that flips, mildest level first, then by path */
+    const json_t *ff = json_object_get(K, "first_flips");
+    size_t want = 0;
+    for (size_t i = 0; i < n; i++) want += expect_first[i] >= 0;
+    cr_assert_eq(json_array_size(ff), want, "%s", kind);
+    for (size_t f = 0; f < json_array_size(ff); f++) {
+      const json_t *e = json_array_get(ff, f);
+      const char *path = json_string_value(json_object_get(e, "path"));
+      size_t i = 0;
+      while (strcmp(json_string_value(json_object_get(json_array_get(images, i), "path")), path))
+        i++;
+      cr_assert(json_equal(json_object_get(e, "level"),
+                           json_array_get(json_object_get(K, "levels"),
+                                          (size_t)expect_first[i])), "%s: %s", kind, path);
+      if (f) {
+        const json_t *prev = json_array_get(ff, f - 1);
+        size_t j = 0;
+        while (strcmp(json_string_value(json_object_get(json_array_get(images, j), "path")),
+                      json_string_value(json_object_get(prev, "path"))))
+          j++;
+        cr_assert(expect_first[j] < expect_first[i] ||
+                      (expect_first[j] == expect_first[i] && j < i), "order of %s", kind);
+      }
+    }
+  }
+  json_decref(rep);
+
+  r = TH_RUN("audit", "--perturb", "blurr", tmp("ds"), tmp("x"));
+  cr_assert_eq(r.status, 2);
+  cr_assert(strstr(r.err, "'blurr' is not a perturbation"), "%s", r.err);
+  th_result_free(&r);
+}
