@@ -1235,8 +1235,14 @@ int dd_audit_merge(json_t *const *parts, const char *const *names, int n, json_t
 
 /* ---- files ---- */
 
+char *dd_audit_dumps(const json_t *report) {
+  return json_dumps(report, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_ENSURE_ASCII);
+}
+
+void dd_audit_free(json_t *report) { json_decref(report); }
+
 int dd_audit_write(const json_t *report, const char *dir, dd_err *err) {
-  char *text = json_dumps(report, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_ENSURE_ASCII);
+  char *text = dd_audit_dumps(report);
   if (!text) return dd_fail(err, DD_ENOMEM, "cannot serialize the report");
   size_t len = strlen(text);
   char *buf = realloc(text, len + 2);

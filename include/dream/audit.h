@@ -133,6 +133,12 @@ DD_API int dd_audit_write(const json_t *report, const char *dir, dd_err *err);
 /* Reads dir/report.json (at most 1 GiB).  DD_EFORMAT with jansson's line and column. */
 DD_API int dd_audit_read(const char *dir, json_t **report, dd_err *err);
 
+/* The text dd_audit_write puts in report.json, without the final newline (malloc'ed: free
+ * it); NULL when out of memory.  For callers that do not link jansson (bindings). */
+DD_API char *dd_audit_dumps(const json_t *report);
+/* Drops the caller's reference to a report (json_decref), for the same callers. */
+DD_API void dd_audit_free(json_t *report);
+
 /* The FNV-1a 64-bit hash of a file, as 16 hex digits. */
 DD_API int dd_file_fnv1a64(const char *path, char hex[17], long long *bytes, dd_err *err);
 
