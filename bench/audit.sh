@@ -31,7 +31,8 @@ run() {
   t0=$(date +%s.%N)
   "$build/dream" audit -q "$@" "$work/ds" "$work/out-$label" || true
   t1=$(date +%s.%N)
-  echo "$label $n images: $(echo "$t1 - $t0" | bc) s, $(echo "scale=2; $n / ($t1 - $t0)" | bc) images/s"
+  s=$(echo "$t1 - $t0" | bc)
+  echo "$label $n images: $s s, $(echo "scale=2; $n / $s" | bc) images/s"
 }
 run plain --no-panels
 run panels

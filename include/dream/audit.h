@@ -39,7 +39,8 @@
  * positions (rare).  With o.perturb, each image has `perturbed` {kind: [top-1 class per
  * level]} and the report `perturbation` [{kind, levels, accuracy (top-1 per level, null
  * without labels), flipped (fraction of images whose top-1 changed), first_flips (the
- * images that flip at the mildest level: {path, level, from, to}, at most 20)}].  `rank` is the true class's 1-based rank (null when unlabelled);
+ * images that flip at the mildest level: {path, level, from, to}, at most 20)}].  `rank`
+ * is the true class's 1-based rank (null when unlabelled);
  * `correct` is rank == 1.
  *
  * A merge of the parts of one sharded run is the report an unsharded run gives, byte for
