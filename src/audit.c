@@ -780,6 +780,36 @@ static void top_k(const double *prob, int64_t n, int k, int *top) {
   }
 }
 
+/* `s` with each byte that is not part of valid UTF-8 written \xNN (malloc'ed). */
+static char *escaped(const char *s) {
+  size_t n = strlen(s);
+  char *out = malloc(4 * n + 1), *o = out;
+  if (!out) return NULL;
+  const unsigned char *p = (const unsigned char *)s;
+  while (*p) {
+    int len = *p < 0x80 ? 1 : (*p >> 5) == 6 ? 2 : (*p >> 4) == 14 ? 3 : (*p >> 3) == 30 ? 4 : 0;
+    int ok = len > 0;
+    for (int k = 1; ok && k < len; k++) ok = (p[k] & 0xc0) == 0x80;
+    if (ok && len > 1) { /* overlong forms and surrogates: let jansson decide */
+      char tmp[5] = {0};
+      memcpy(tmp, p, (size_t)len);
+      json_t *t = json_string(tmp);
+      ok = t != NULL;
+      json_decref(t);
+    }
+    if (ok) {
+      memcpy(o, p, (size_t)len);
+      o += len;
+      p += len;
+    } else {
+      o += sprintf(o, "\\x%02x", *p);
+      p++;
+    }
+  }
+  *o = 0;
+  return out;
+}
+
 static json_t *header(const dd_model *m, const char *model_path, const dd_preproc *pp,
                       const char *csv, const dd_dataset *ds, const dd_audit_opts *o,
                       dd_err *err) {
@@ -911,6 +941,24 @@ int dd_audit_run(const dd_model *m, const char *model_path, const dd_preproc *pp
   size_t max_px = o->max_pixels ? o->max_pixels : DD_IMAGE_MAX_PIXELS;
   for (int i = 0; i < ds.n; i++) {
     if (!dd_dataset_in_shard(i, o->shard_index, o->shard_count)) continue;
+    json_t *name = json_string(ds.rel[i]);
+    if (!name) { /* JSON holds text: such a file is reported under a readable name */
+      char *shown = escaped(ds.rel[i]), *root = escaped(ds.root);
+      char msg[DD_ERR_MSG_MAX];
+      if (shown && root)
+        snprintf(msg, sizeof msg, "%s/%s: the file name is not valid UTF-8: not audited", root,
+                 shown);
+      json_t *e = shown && root ? json_pack("{s:s, s:s}", "path", shown, "message", msg) : NULL;
+      free(shown);
+      free(root);
+      if (!e) {
+        rc = dd_fail(err, DD_ENOMEM, "out of memory");
+        goto fail;
+      }
+      json_array_append_new(errors, e);
+      continue;
+    }
+    json_decref(name);
     size_t plen = strlen(ds.root) + strlen(ds.rel[i]) + 2;
     char *path = malloc(plen);
     if (!path) {

@@ -659,3 +659,24 @@ Test(audit, perturbation_sweep) {
   cr_assert(strstr(r.err, "'blurr' is not a perturbation"), "%s", r.err);
   th_result_free(&r);
 }
+
+/* A file name that is not UTF-8 cannot be a JSON string: it is reported (its bytes shown as
+ * \xNN) and the others are audited; the report stays valid JSON. */
+Test(audit, file_name_not_utf8) {
+  mkdir_tmp("d");
+  copy_photo("images/dog.jpg", "d/dog.jpg");
+  copy_photo("images/eagle.jpg", "d/bad\xff name.jpg");
+  th_result r = TH_RUN("audit", "--no-panels", tmp("d"), tmp("out"));
+  cr_assert_eq(r.status, 1, "%s", r.err);
+  cr_assert(strstr(r.err, "bad\\xff name.jpg: the file name is not valid UTF-8"), "%s", r.err);
+  th_result_free(&r);
+  json_t *rep = load_report("out");
+  cr_assert_eq(json_array_size(json_object_get(rep, "images")), 1);
+  const json_t *e = json_array_get(json_object_get(rep, "errors"), 0);
+  cr_assert_str_eq(json_string_value(json_object_get(e, "path")), "bad\\xff name.jpg");
+  json_decref(rep);
+  size_t len;
+  char *page = th_slurp(tmp("out/index.html"), &len);
+  cr_assert(page && strstr(page, "bad\\\\xff name.jpg"), "the page lists it");
+  free(page);
+}
