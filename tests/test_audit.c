@@ -290,6 +290,12 @@ Test(audit, empty_folder_and_unknown_label_write_nothing) {
   cr_assert(!exists("out"), "no REPORT_DIR left behind");
   th_result_free(&r);
 
+  /* a REPORT_DIR inside DIR: its thumbnails would be audited next time */
+  r = TH_RUN("audit", tmp("empty"), tmp("empty/sub/report"));
+  cr_assert_eq(r.status, 2);
+  cr_assert(strstr(r.err, "is inside DIR"), "%s", r.err);
+  th_result_free(&r);
+
   make_dataset(0);
   mkdir_tmp("ds/bald eagel");
   copy_photo("images/eagle.jpg", "ds/bald eagel/e.jpg");

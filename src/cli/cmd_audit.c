@@ -1,6 +1,9 @@
 /* dream audit: a classifier on a folder of labelled images (dream/audit.h), a sharded run's
  * parts merged, the report written as REPORT_DIR/report.json and REPORT_DIR/index.html. */
+/* realpath is XSI */
+#define _XOPEN_SOURCE 700
 #include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -49,6 +52,25 @@ static const char audit_help[] =
     CLI_FRAMING_HELP CLI_COMMON_HELP;
 
 enum { OPT_PERTURB = 2001, OPT_LABELS = 3001, OPT_SHARD, OPT_MERGE, OPT_NO_PANELS, OPT_SIZE };
+
+/* 1 when `out` (existing or not) lies inside the folder `dir`: its thumbnails would be
+ * listed as images by the next run. */
+static int inside(const char *dir, const char *out) {
+  char rd[PATH_MAX], ro[PATH_MAX + 256], parent[PATH_MAX];
+  if (!realpath(dir, rd)) return 0;
+  if (!realpath(out, ro)) {
+    const char *slash = strrchr(out, '/');
+    size_t len = slash ? (size_t)(slash - out) : 0;
+    if (len >= sizeof parent) return 0;
+    memcpy(parent, out, len);
+    parent[len] = 0;
+    char rp[PATH_MAX];
+    if (!realpath(slash ? (len ? parent : "/") : ".", rp)) return 0;
+    snprintf(ro, sizeof ro, "%s/%s", rp, slash ? slash + 1 : out);
+  }
+  size_t n = strlen(rd);
+  return !strcmp(ro, rd) || (!strncmp(ro, rd, n) && (ro[n] == '/' || n == 1));
+}
 
 /* REPORT_DIR exists or is created (its parent must exist). *made says we made it. */
 static int report_dir(const char *dir, int *made) {
@@ -184,7 +206,9 @@ int cmd_audit(int argc, char **argv) {
   if (co.seed_given && !(o.perturb & (1u << DD_PERTURB_NOISE)))
     cli_warnf("--seed does nothing without --perturb noise");
   const char *dir = argv[optind], *out = argv[optind + 1];
-  if (!strcmp(dir, out)) return cli_usage_error("audit", "REPORT_DIR is DIR");
+  if (inside(dir, out))
+    return cli_usage_error("audit", "REPORT_DIR %s is inside DIR %s: its pictures would be "
+                           "audited next time", out, dir);
 
   int made = 0, status = report_dir(out, &made);
   if (status) return status;
