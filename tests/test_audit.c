@@ -269,6 +269,18 @@ Test(audit, merge_refuses_parts_of_different_runs) {
     cr_assert(!exists("m"), "nothing written for a refused merge");
     th_result_free(&r);
   }
+  /* a part whose report names a file outside its folder: nothing is copied */
+  json_t *evil = load_report("p1");
+  json_object_set_new(json_array_get(json_object_get(evil, "images"), 0), "thumb",
+                      json_string("../../outside.jpg"));
+  mkdir_tmp("evil");
+  cr_assert_eq(json_dump_file(evil, tmp("evil/report.json"), 0), 0);
+  json_decref(evil);
+  th_result e = TH_RUN("audit", "--merge", tmp("evil"), tmp("p2"), tmp("m"));
+  cr_assert_eq(e.status, 1);
+  cr_assert(strstr(e.err, "names '../../outside.jpg'"), "%s", e.err);
+  cr_assert(!exists("m"));
+  th_result_free(&e);
   /* a part from another folder: its listing differs */
   mkdir_tmp("ds2");
   copy_photo("images/dog.jpg", "ds2/dog.jpg");

@@ -110,9 +110,26 @@ static int copy_file(const char *from, const char *to, dd_err *err) {
   return rc;
 }
 
+/* The names audit_panels gives: thumbs/<16 hex>.jpg, panels/<16 hex>-predicted.jpg or
+ * -true.jpg.  A part's report is a file like any other: nothing else is copied (no "../"). */
+static int asset_name(const char *rel) {
+  const char *id;
+  if (!strncmp(rel, "thumbs/", 7)) id = rel + 7;
+  else if (!strncmp(rel, "panels/", 7)) id = rel + 7;
+  else return 0;
+  for (int i = 0; i < 16; i++)
+    if (!strchr("0123456789abcdef", id[i]) || !id[i]) return 0;
+  const char *rest = id + 16;
+  if (rel[0] == 't') return !strcmp(rest, ".jpg");
+  return !strcmp(rest, "-predicted.jpg") || !strcmp(rest, "-true.jpg");
+}
+
 static int copy_from_parts(const char *rel, const char *const *parts, int n, const char *out,
                            dd_err *err) {
   char from[4096], to[4096];
+  if (!rel || !asset_name(rel))
+    return dd_fail(err, DD_EFORMAT, "a part's report names '%s' as a thumbnail or panel",
+                   rel ? rel : "(not a string)");
   snprintf(to, sizeof to, "%s/%s", out, rel);
   for (int i = 0; i < n; i++) {
     snprintf(from, sizeof from, "%s/%s", parts[i], rel);
