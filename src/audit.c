@@ -939,8 +939,11 @@ int dd_audit_run(const dd_model *m, const char *model_path, const dd_preproc *pp
   }
 
   size_t max_px = o->max_pixels ? o->max_pixels : DD_IMAGE_MAX_PIXELS;
+  int total = 0, done = 0;
+  for (int i = 0; i < ds.n; i++) total += dd_dataset_in_shard(i, o->shard_index, o->shard_count);
   for (int i = 0; i < ds.n; i++) {
     if (!dd_dataset_in_shard(i, o->shard_index, o->shard_count)) continue;
+    if (o->progress) o->progress(done++, total, o->user);
     json_t *name = json_string(ds.rel[i]);
     if (!name) { /* JSON holds text: such a file is reported under a readable name */
       char *shown = escaped(ds.rel[i]), *root = escaped(ds.root);

@@ -85,6 +85,9 @@ typedef struct dd_audit_opts {
   int n_layers;             /* at most DD_AUDIT_MAX_LAYERS */
   unsigned perturb;         /* bits 1 << dd_perturb_kind: the sweep (0: none) */
   uint64_t seed;            /* the noise's, mixed with each file's path (dd_dataset_seed) */
+  /* Called after each image of the shard (done of total); NULL: none.  Nothing else. */
+  void (*progress)(int done, int total, void *user);
+  void *user;
 } dd_audit_opts;
 
 /* The perturbation sweep: each kind at DD_PERTURB_LEVELS severities, mildest first, applied

@@ -189,6 +189,7 @@ typedef struct dd_audit_opts {
   dd_framing framing; int size; int top; const char *labels_csv;
   int shard_index; int shard_count; size_t max_memory; size_t max_pixels; int max_files;
   const int *layers; int n_layers; unsigned perturb; uint64_t seed;
+  void (*progress)(int done, int total, void *user); void *user;
 } dd_audit_opts;
 void dd_audit_opts_init(dd_audit_opts *o);
 int dd_audit_run(const dd_model *m, const char *model_path, const dd_preproc *pp,

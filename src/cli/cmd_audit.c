@@ -86,6 +86,12 @@ static int report_dir(const char *dir, int *made) {
   return 0;
 }
 
+static void progress(int done, int total, void *user) {
+  (void)user;
+  fprintf(stderr, "\r\033[Kaudit %d/%d", done + 1, total);
+  fflush(stderr);
+}
+
 static void summary(const cli_common *co, const json_t *r, const char *dir) {
   const json_t *acc = json_object_get(r, "accuracy");
   size_t n = json_array_size(json_object_get(r, "images"));
@@ -238,10 +244,12 @@ int cmd_audit(int argc, char **argv) {
   o.size = size ? size : cm.preset.size;
   o.max_memory = cm.max_memory;
   o.max_pixels = cli_max_pixels(cm.max_memory);
+  if (cli_progress_shown(&co)) o.progress = progress;
   json_t *r = NULL;
-  if (dd_audit_run(cm.model, cm.preset.model_path, &cm.preset.pre, cm.preset.labels_path, dir,
-                   &o, &r, &err))
-    status = cli_report(&err);
+  int rc = dd_audit_run(cm.model, cm.preset.model_path, &cm.preset.pre, cm.preset.labels_path,
+                        dir, &o, &r, &err);
+  if (o.progress) fputs("\r\033[K", stderr);
+  if (rc) status = cli_report(&err);
   if (!status && audit_panels(r, &cm, dir, o.framing, o.size, panels, out, &err))
     status = cli_report(&err);
   if (!status && (audit_html_write(r, out, &err) || dd_audit_write(r, out, &err)))
