@@ -35,33 +35,33 @@ def _cli_only(report):
     return report
 
 
-def test_same_report_as_the_cli(cli, folder, tmp_path):
+def test_same_report_as_the_cli(cli, googlenet, folder, tmp_path):
     out = tmp_path / "out"
     r = cli("audit", "-q", "--no-panels", "-l", "conv2/3x3", "--perturb", "occlusion", "-k", "3",
-            folder, out, ok=False)
+            folder, out, ok=False)  # the preset the fixture opened
     assert r.returncode == 1, r.stderr  # broken.jpg
     want = _cli_only(json.loads((out / "report.json").read_text()))
-    got = dream.audit(str(folder), "googlenet", layers=["conv2/3x3"], perturb="occlusion", top=3)
+    got = dream.audit(str(folder), googlenet, layers=["conv2/3x3"], perturb="occlusion", top=3)
     assert got == want
     assert got["errors"][0]["path"] == "broken.jpg"
     assert got["accuracy"]["labelled"] == 3
     assert [t["class"] for t in got["images"][0]["top5"]][:2] == [21, 22]  # eagle: kite first
 
 
-def test_shards_and_errors(folder, tmp_path):
-    whole = dream.audit(str(folder), "googlenet")
-    parts = [dream.audit(str(folder), "googlenet", shard=(i, 2)) for i in (1, 2)]
+def test_shards_and_errors(googlenet, folder, tmp_path):
+    whole = dream.audit(str(folder), googlenet)
+    parts = [dream.audit(str(folder), googlenet, shard=(i, 2)) for i in (1, 2)]
     assert sorted(im["path"] for p in parts for im in p["images"]) == \
         [im["path"] for im in whole["images"]]
     assert all(p["shard"]["count"] == 2 for p in parts)
     with pytest.raises(dream.Error) as e:
-        dream.audit(str(tmp_path / "nothing"), "googlenet")
+        dream.audit(str(tmp_path / "nothing"), googlenet)
     (tmp_path / "empty").mkdir()
     with pytest.raises(dream.Error, match="no images"):
-        dream.audit(str(tmp_path / "empty"), "googlenet")
+        dream.audit(str(tmp_path / "empty"), googlenet)
     (folder / "bald eagel").mkdir()
     shutil.copy(folder / "scream.jpg", folder / "bald eagel" / "s.jpg")
     with pytest.raises(dream.Error, match="did you mean 'bald eagle'"):
-        dream.audit(str(folder), "googlenet")
+        dream.audit(str(folder), googlenet)
     with pytest.raises(dream.Error, match="not a perturbation"):
-        dream.audit(str(folder), "googlenet", perturb="blurr")
+        dream.audit(str(folder), googlenet, perturb="blurr")
