@@ -4,6 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <jansson.h>
+
 #include "cli/cli.h"
 #include "cli/visopt.h"
 #include "dream/visualize.h"
@@ -31,27 +33,42 @@ static int write_json(const char *path, const cli_model *cm, const vis_fv_cli *v
                       uint64_t seed, int cls, float logit, const double *p, int64_t n) {
   int top[DD_TOPK];
   cli_top_k(p, n, DD_TOPK, top);
-  char *buf;
-  size_t len;
-  FILE *f = vis_text_open(&buf, &len);
-  if (!f) return cli_errorf("out of memory");
-  fprintf(f, "{\n  \"model\": ");
-  vis_json_str(f, dd_model_name(cm->model));
-  fprintf(f, ",\n  \"class\": %d,\n  \"label\": ", cls);
-  vis_json_str(f, label_of(cm, cls));
-  fprintf(f, ",\n  \"size\": %d,\n  \"steps\": %d,\n  \"seed\": %llu,\n  \"lr\": %g,\n",
-          vo->fv.size, vo->fv.iters, (unsigned long long)seed, vo->fv.lr);
-  fprintf(f, "  \"logit\": %.6g,\n  \"probability\": %.6g,\n  \"top5\": [", logit, p[cls]);
-  for (int k = 0; k < DD_TOPK && top[k] >= 0; k++) {
-    fprintf(f, "%s\n    {\"class\": %d, \"label\": ", k ? "," : "", top[k]);
-    vis_json_str(f, label_of(cm, top[k]));
-    fprintf(f, ", \"probability\": %.6g}", p[top[k]]);
+  json_t *o = json_object(), *t = json_array();
+  int bad = !o || !t;
+  bad |= vis_json_set_path(o, "model", dd_model_name(cm->model));
+  bad |= json_object_set_new(o, "class", json_integer(cls));
+  bad |= json_object_set_new(o, "label", vis_json_text(label_of(cm, cls), NULL));
+  bad |= json_object_set_new(o, "size", json_integer(vo->fv.size));
+  bad |= json_object_set_new(o, "steps", json_integer(vo->fv.iters));
+  bad |= json_object_set_new(o, "seed", vis_json_seed(seed));
+  bad |= json_object_set_new(o, "lr", json_real(vo->fv.lr));
+  bad |= json_object_set_new(o, "logit", json_real(logit));
+  bad |= json_object_set_new(o, "probability", json_real(p[cls]));
+  for (int k = 0; k < DD_TOPK && top[k] >= 0 && !bad; k++)
+    bad |= json_array_append_new(t, json_pack("{s:i, s:o, s:f}", "class", top[k], "label",
+                                              vis_json_text(label_of(cm, top[k]), NULL),
+                                              "probability", p[top[k]]));
+  bad |= json_object_set(o, "top5", t);
+  json_decref(t);
+  if (bad) {
+    json_decref(o);
+    o = NULL;
   }
-  fprintf(f, "\n  ]\n}\n");
-  return vis_text_close(f, &buf, &len, path);
+  return vis_json_write(o, path);
 }
 
 enum { OPT_CLASS = 3001 };
+
+/* The side of the optimized image: --size, or a fixed-size model's own. */
+static int class_size(const cli_model *cm, int logits, vis_fv_cli *vo) {
+  int sw = vo->size_given ? vo->fv.size : 0, sh = sw;
+  if (cli_network_size(cm, &logits, 1, vo->fv.size, &sw, &sh, NULL)) return 1;
+  if (sw != sh)
+    return cli_errorf("%s takes only %dx%d inputs; class needs a square input",
+                      dd_model_name(cm->model), sw, sh);
+  vo->fv.size = sw;
+  return 0;
+}
 
 int cmd_class(int argc, char **argv) {
   static const struct option longopts[] = {CLI_MODEL_LONGOPTS,
@@ -107,21 +124,25 @@ int cmd_class(int argc, char **argv) {
   vo.count = 1;
   vis_fv_progress(&vo, &co);
   if (cli_find_class(&cm, query, &cls)) status = 1;
-  else if (dd_vis_logits(cm.model, &logits, &err) ||
-           dd_fv_new(cm.model, &cm.preset.pre, logits, &vo.fv, &fv, &err))
+  else if (dd_vis_logits(cm.model, &logits, &err)) status = cli_report(&err);
+  else if (class_size(&cm, logits, &vo)) status = 1;
+  else if (dd_fv_new(cm.model, &cm.preset.pre, logits, &vo.fv, &fv, &err))
     status = cli_report(&err);
   else if (cls >= dd_fv_channels(fv))
     status = cli_errorf("--class: class %d out of range 0..%d", cls, dd_fv_channels(fv) - 1);
   else {
     vo.index = cls;
     dd_image *saved = NULL, *framed = NULL;
+    int cw = 0, ch = 0;
+    err.msg[0] = 0;
     /* Classified as read back from the file (a JPEG's compression can undo a pattern that
      * only fools the network pixel by pixel), framed as classify frames a photo. */
     if (dd_fv_run(fv, cls, co.seed.value, &im, &logit, &err) ||
         cli_save_image(out, im, &co, NULL, &err) ||
         dd_image_load(out, 0, &saved, &err) ||
-        dd_image_frame(saved, co.framing, cm.preset.size, cm.preset.size, &framed, NULL, &err))
-      status = cli_report(&err);
+        cli_network_size(&cm, NULL, 0, cm.preset.size, &cw, &ch, NULL) ||
+        dd_image_frame(saved, co.framing, cw, ch, &framed, NULL, &err))
+      status = err.msg[0] ? cli_report(&err) : 1;
     else if (cli_classify(&cm, NULL, framed, &prob, &n_prob))
       status = 1;
     else if (cls >= n_prob)
