@@ -38,6 +38,10 @@ DD_API int dd_infer_run(dd_infer *s, const float *input, dd_err *err);
 /* The same from an image of the session's width and height (1x3xHxW input), preprocessed by
  * `pp`.  DD_EARG when its size is not the session's. */
 DD_API int dd_infer_image(dd_infer *s, const dd_image *im, const dd_preproc *pp, dd_err *err);
+/* Bytes of the session's buffers (dd_plan_bytes of its plan).  The plan is forward only
+ * and shares memory between values whose lifetimes do not meet (DD_PLAN_REUSE): only the
+ * input and the targets hold their values after a run. */
+DD_API size_t dd_infer_bytes(const dd_infer *s);
 /* The i-th target after the last run; valid until the next run or dd_infer_free. */
 DD_API const dd_tensor *dd_infer_output(const dd_infer *s, int i);
 
