@@ -43,6 +43,11 @@ typedef struct dd_binding {
  * but the last, which runs the fused op.  This flag turns fusion off: every node runs as
  * the model writes it (the reference the fused plan is tested against). */
 #define DD_PLAN_NO_FUSE 4u
+/* With DD_PLAN_REUSE, the bound inputs need not keep their values after forward: their
+ * memory goes to other values once their last reader has run, as any value's does.  Write
+ * every input again before each forward (dd_infer does).  A forward-only plan then holds
+ * only what is live at each step. */
+#define DD_PLAN_FORGET_INPUTS 16u
 
 /* Build a plan computing `targets` from `inputs`.  max_memory (0: none) caps the memory of
  * the plan's buffers: a plan that would need more fails with DD_ELIMIT, saying how much. */

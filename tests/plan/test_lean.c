@@ -1,8 +1,9 @@
 /* A lean forward pass: a forward-only plan holds only what is live.  The session of
- * dream/infer.h (what `dream run`, `classify` and the top-5 lists use) must take no more
- * arena than the largest sum of bytes live at one step of its order -- the liveness bound,
- * computed here from the plan's own order, independently of plan/memory.c -- and give the
- * same bits as the plan that keeps every value (no DD_PLAN_REUSE). */
+ * dream/infer.h (what `dream run`, `classify` and the top-5 lists use: DD_PLAN_REUSE |
+ * DD_PLAN_FORGET_INPUTS) must take no more arena than the largest sum of bytes live at one
+ * step of its order -- the liveness bound, computed here from the plan's own order,
+ * independently of plan/memory.c -- and give the same bits as the plan that keeps every
+ * value (no DD_PLAN_REUSE). */
 #include <criterion/criterion.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -28,9 +29,11 @@ static size_t rounded_bytes(const dd_tensor *t) {
 
 /* The liveness bound of p's forward: over the steps of its order, the largest sum of the
  * bytes of the runtime values live there.  A value lives from its producer's step (-1 for
- * inputs) to its last reader's; inputs and targets to the end.  Nothing is shared here: no
- * in-place op, no Concat join, so a plan that does those may only be below it. */
-static size_t liveness_bound(const dd_plan *p, const int *targets, int n_targets) {
+ * inputs) to its last reader's; targets to the end (inputs too when keep_inputs).  Nothing
+ * is shared here: no in-place op, no Concat join, so a plan that does those may only be
+ * below it. */
+static size_t liveness_bound(const dd_plan *p, const int *targets, int n_targets,
+                             int keep_inputs) {
   int nv = p->nv, N = p->n_order;
   int *def = malloc(sizeof(int) * (size_t)nv), *last = malloc(sizeof(int) * (size_t)nv);
   cr_assert(def && last);
@@ -45,7 +48,7 @@ static size_t liveness_bound(const dd_plan *p, const int *targets, int n_targets
       if (n->in[j] >= 0 && def[n->in[j]] >= -1 && last[n->in[j]] < o) last[n->in[j]] = o;
   }
   for (int v = 0; v < nv; v++)
-    if (def[v] == -1) last[v] = N; /* an input */
+    if (def[v] == -1 && keep_inputs) last[v] = N; /* an input */
   for (int t = 0; t < n_targets; t++) last[targets[t]] = N;
   size_t bound = 0;
   for (int s = -1; s <= N; s++) {
@@ -83,18 +86,26 @@ static void check_lean(const char *const *names, int n_targets) {
   dd_shape sh = dd_shape_make(4, dims);
   dd_binding b = {in, sh, NULL};
   dd_err err;
-  dd_plan *lean, *full;
-  cr_assert_eq(dd_plan_new(m, &b, 1, targets, n_targets, DD_PLAN_REUSE, 0, &lean, &err), 0,
+  dd_plan *lean, *reuse, *full;
+  cr_assert_eq(dd_plan_new(m, &b, 1, targets, n_targets, DD_PLAN_REUSE | DD_PLAN_FORGET_INPUTS,
+                           0, &lean, &err), 0, "%s", err.msg);
+  cr_assert_eq(dd_plan_new(m, &b, 1, targets, n_targets, DD_PLAN_REUSE, 0, &reuse, &err), 0,
                "%s", err.msg);
   cr_assert_eq(dd_plan_new(m, &b, 1, targets, n_targets, 0, 0, &full, &err), 0, "%s", err.msg);
   dd_infer *s;
   cr_assert_eq(dd_infer_new(m, &sh, targets, n_targets, 0, &s, &err), 0, "%s", err.msg);
 
-  size_t bound = liveness_bound(lean, targets, n_targets);
-  cr_log_info("arena %zu B, liveness bound %zu B, every value kept %zu B; scratch %zu B\n",
-              lean->arena.size, bound, full->arena.size, lean->scratch.size);
+  size_t bound = liveness_bound(lean, targets, n_targets, 0);
+  size_t rbound = liveness_bound(reuse, targets, n_targets, 1);
+  cr_log_info("arena %zu B, liveness bound %zu B; keeping the input %zu B (bound %zu B); "
+              "every value kept %zu B; scratch %zu B\n", lean->arena.size, bound,
+              reuse->arena.size, rbound, full->arena.size, lean->scratch.size);
   cr_expect_leq(lean->arena.size, bound, "arena %zu B over the liveness bound %zu B",
                 lean->arena.size, bound);
+  cr_expect_leq(reuse->arena.size, rbound, "arena %zu B over the liveness bound %zu B",
+                reuse->arena.size, rbound);
+  /* GoogLeNet's busiest step (conv2/norm2) comes long after the input's last reader. */
+  cr_expect_lt(lean->arena.size, reuse->arena.size, "forgetting the input saves nothing");
   cr_expect_lt(lean->arena.size, full->arena.size / 3, "arena %zu B, every value %zu B",
                lean->arena.size, full->arena.size);
   /* The session is that plan: the same bytes, and well under the plan keeping everything. */
@@ -109,7 +120,12 @@ static void check_lean(const char *const *names, int n_targets) {
   memcpy(dd_plan_tensor(full, in)->data, x, sizeof(float) * (size_t)n);
   dd_plan_forward(full);
   for (int round = 0; round < 2; round++) { /* a second run on buffers the first overwrote */
-    cr_assert_eq(dd_infer_run(s, x, &err), 0, "%s", err.msg);
+    if (round == 0) { /* from the caller's buffer */
+      cr_assert_eq(dd_infer_run(s, x, &err), 0, "%s", err.msg);
+    } else { /* written into the session's own input buffer, which the first run reused */
+      memcpy(dd_infer_input(s), x, sizeof(float) * (size_t)n);
+      cr_assert_eq(dd_infer_run(s, NULL, &err), 0, "%s", err.msg);
+    }
     for (int t = 0; t < n_targets; t++) {
       const dd_tensor *y = dd_infer_output(s, t), *ref = dd_plan_tensor(full, targets[t]);
       cr_assert(y && ref);
@@ -122,6 +138,7 @@ static void check_lean(const char *const *names, int n_targets) {
   free(x);
   dd_infer_free(s);
   dd_plan_free(lean);
+  dd_plan_free(reuse);
   dd_plan_free(full);
   dd_model_free(m);
 }
