@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "dream/graph.h"
+#include "dream/layout.h"
 #include "ops/sgemm.h"
 #include "util.h"
 
@@ -37,6 +38,8 @@ struct dd_dreamer {
   int *mapx, *mapy, map_cap;
   guide_feat guide[DD_DREAM_MAX_LAYERS];
   float *gemm;
+  int fixed, nw, nh;  /* a fixed-size model (dream/layout.h): every tile is nw x nh */
+  dd_layout lay[DD_DREAM_MAX_LAYERS]; /* each layer's layout in the current plan */
 };
 
 /* ---- small helpers ---- */
@@ -176,7 +179,7 @@ int dd_dream_layer_resolve(const dd_model *m, const char *spec, dd_dream_layer *
 
 /* Checks the layers against a built plan: each must reach the input and have its channel. */
 static int check_layers(const dd_model *m, dd_plan *plan, int input, const dd_dream_layer *ls,
-                        int n, dd_err *err) {
+                        int n, dd_layout *lay, dd_err *err) {
   if (!dd_plan_grad(plan, input))
     return dd_fail(err, DD_EARG, "%s: no gradient reaches the input '%s'", dd_model_name(m),
                    dd_model_value_name(m, input));
@@ -186,9 +189,12 @@ static int check_layers(const dd_model *m, dd_plan *plan, int input, const dd_dr
     if (!t || t->dtype != DD_F32 || !dd_plan_grad(plan, ls[i].value))
       return dd_fail(err, DD_EARG, "%s: layer '%s' does not depend on the input",
                      dd_model_name(m), name);
+    const dd_shape *is = &dd_plan_tensor(plan, input)->shape;
+    dd_value_layout(m, ls[i].value, &t->shape, (int)is->d[is->ndim - 1],
+                    (int)is->d[is->ndim >= 2 ? is->ndim - 2 : 0], &lay[i]);
     if (ls[i].channel >= 0) {
-      int64_t c = t->shape.ndim >= 2 ? t->shape.d[1] : 1;
-      if (ls[i].channel >= c)
+      int64_t c = lay[i].channels;
+      if (lay[i].channel_axis < 0 || ls[i].channel >= c)
         return dd_fail(err, DD_EARG, "%s: layer '%s' has %lld channels; channel %d is out of "
                        "range (0..%lld)", dd_model_name(m), name, (long long)c, ls[i].channel,
                        (long long)c - 1);
@@ -221,8 +227,8 @@ static double guide_seed(const float *a, float *g, int64_t c, int64_t n, const g
 }
 
 /* Seeds the layers' gradients (after dd_plan_zero_grad) and returns the objective. */
-static double seed_objective(dd_plan *plan, const dd_dream_layer *ls, int n,
-                             const guide_feat *guide, float *gemm) {
+static double seed_objective(dd_plan *plan, const dd_dream_layer *ls, const dd_layout *lay,
+                             int n, const guide_feat *guide, float *gemm) {
   double obj = 0;
   for (int l = 0; l < n; l++) {
     const dd_tensor *t = dd_plan_tensor(plan, ls[l].value);
@@ -235,13 +241,13 @@ static double seed_objective(dd_plan *plan, const dd_dream_layer *ls, int n,
       obj += guide_seed(a, g, c, total / c, &guide[l], w, gemm);
       continue;
     }
-    /* the whole tensor, or one channel in each image of the batch */
+    /* the whole tensor, or one channel: along its channel axis (dream/layout.h), the
+     * elements (o, channel, i) for every o before the axis and i after it */
     int64_t batch = 1, per = total, stride = 0, off0 = 0;
     if (ls[l].channel >= 0) {
-      int64_t c = t->shape.d[1];
-      batch = t->shape.d[0];
-      per = total / (batch * c);
-      stride = c * per;
+      batch = lay[l].outer;
+      per = lay[l].inner;
+      stride = lay[l].channels * per;
       off0 = ls[l].channel * per;
     }
     double s = 0;
@@ -288,7 +294,8 @@ int dd_input_gradient(const dd_model *m, const dd_tensor *input, const dd_dream_
   int rc = dd_plan_new(m, &b, 1, targets, nt, DD_PLAN_GRAD | DD_PLAN_REUSE, max_memory, &plan,
                        err);
   if (rc) return rc;
-  rc = check_layers(m, plan, in, layers, n_layers, err);
+  dd_layout lay[DD_DREAM_MAX_LAYERS];
+  rc = check_layers(m, plan, in, layers, n_layers, lay, err);
   dd_tensor *out = NULL;
   if (!rc) rc = dd_tensor_new(DD_F32, &input->shape, 0, &out, err);
   if (rc) {
@@ -299,7 +306,7 @@ int dd_input_gradient(const dd_model *m, const dd_tensor *input, const dd_dream_
   memcpy(x->data, input->data, (size_t)dd_tensor_numel(input) * sizeof(float));
   dd_plan_forward(plan);
   dd_plan_zero_grad(plan);
-  double obj = seed_objective(plan, layers, n_layers, NULL, NULL);
+  double obj = seed_objective(plan, layers, lay, n_layers, NULL, NULL);
   dd_plan_backward(plan);
   memcpy(out->data, dd_plan_grad(plan, in)->data, (size_t)dd_tensor_numel(out) * sizeof(float));
   dd_plan_free(plan);
@@ -374,7 +381,22 @@ static void fill_input(const dd_dreamer *d, const dd_image *img, const int *mapy
   }
 }
 
+static int compute_guide_at(dd_dreamer *d, const dd_image *guide, dd_err *err);
+
 static int compute_guide(dd_dreamer *d, const dd_image *guide, dd_err *err) {
+  dd_image *resized = NULL;
+  if (d->fixed && (guide->w != d->nw || guide->h != d->nh)) {
+    /* a fixed-size model sees the guide at its size */
+    int rc = dd_image_resize(guide, d->nw, d->nh, &resized, err);
+    if (rc) return rc;
+    guide = resized;
+  }
+  int rc = compute_guide_at(d, guide, err);
+  dd_image_free(resized);
+  return rc;
+}
+
+static int compute_guide_at(dd_dreamer *d, const dd_image *guide, dd_err *err) {
   dd_plan *plan;
   dd_binding b = image_binding(d->input, guide->w, guide->h);
   int rc = dd_plan_new(d->m, &b, 1, d->targets, d->n_targets, DD_PLAN_REUSE, d->p.max_memory,
@@ -396,6 +418,14 @@ static int compute_guide(dd_dreamer *d, const dd_image *guide, dd_err *err) {
   int64_t max_m = 0;
   for (int l = 0; l < d->p.n_layers && !rc; l++) {
     const dd_tensor *t = dd_plan_tensor(plan, d->p.layers[l].value);
+    dd_layout gl;
+    if (t) dd_value_layout(d->m, d->p.layers[l].value, &t->shape, guide->w, guide->h, &gl);
+    if (t && gl.kind != DD_LAYOUT_NCHW && gl.kind != DD_LAYOUT_VECTOR && gl.kind != DD_LAYOUT_OTHER) {
+      rc = dd_fail(err, DD_EUNSUPPORTED, "%s: layer '%s' is %s: a guide works on N x C x H x W "
+                   "maps only", dd_model_name(d->m), dd_model_value_name(d->m, d->p.layers[l].value),
+                   dd_layout_name(gl.kind));
+      break;
+    }
     if (!t || t->dtype != DD_F32 || t->shape.ndim < 2 || t->shape.d[0] != 1) {
       rc = dd_fail(err, DD_EARG, "%s: layer '%s' cannot be guided (not a 1xCx... activation)",
                    dd_model_name(d->m), dd_model_value_name(d->m, d->p.layers[l].value));
@@ -446,6 +476,14 @@ int dd_dreamer_new(const dd_model *m, const dd_preproc *pp, const dd_dream_param
     d->src[c] = pp->bgr ? 2 - c : c;
   }
   d->n_targets = unique_targets(p->layers, p->n_layers, d->targets);
+  /* a model that takes one size only is dreamed in tiles of that size; an error here is
+   * left to the plans, which say it in their own words */
+  dd_input_sizes sz;
+  if (!dd_model_input_sizes(m, d->targets, d->n_targets, &sz, NULL) && sz.fixed) {
+    d->fixed = 1;
+    d->nw = sz.native_w;
+    d->nh = sz.native_h;
+  }
   if (p->guide && (rc = compute_guide(d, p->guide, err))) {
     dd_dreamer_free(d);
     return rc;
@@ -469,7 +507,7 @@ static int ensure_plan(dd_dreamer *d, int w, int h, dd_err *err) {
   int rc = dd_plan_new_within(d->host, d->m, &b, 1, d->targets, d->n_targets,
                               DD_PLAN_GRAD | DD_PLAN_REUSE, d->p.max_memory, &plan, err);
   if (rc) return rc;
-  rc = check_layers(d->m, plan, d->input, d->p.layers, d->p.n_layers, err);
+  rc = check_layers(d->m, plan, d->input, d->p.layers, d->p.n_layers, d->lay, err);
   for (int l = 0; !rc && l < d->p.n_layers; l++) {
     const dd_tensor *t = dd_plan_tensor(plan, d->p.layers[l].value);
     if (d->guide[l].y && (t->shape.ndim < 2 || t->shape.d[0] != 1 || t->shape.d[1] != d->guide[l].c))
@@ -504,7 +542,13 @@ static int prepare(dd_dreamer *d, int w, int h, dd_err *err) {
   if (d->plan && d->iw == w && d->ih == h) return DD_OK;
   static const int sizes[] = {1024, 768, 512, 384, 256, 192, 128, 96, 64, 48, DD_DREAM_MIN_TILE};
   int tw = w, th = h, rc;
-  if (d->p.tile > 0) {
+  if (d->fixed) {
+    /* tiles of the model's only size; an image smaller than it is wrapped around to fill
+     * the tile (the gradient is taken from its one central copy) */
+    tw = d->nw;
+    th = d->nh;
+    rc = ensure_plan(d, tw, th, err);
+  } else if (d->p.tile > 0) {
     tw = d->p.tile < w ? d->p.tile : w;
     th = d->p.tile < h ? d->p.tile : h;
     rc = ensure_plan(d, tw, th, err);
@@ -604,7 +648,7 @@ int dd_dreamer_gradient(dd_dreamer *d, const dd_image *img, int dx, int dy, floa
       fill_input(d, img, d->mapy, d->mapx, tw, th, x);
       dd_plan_forward(d->plan);
       dd_plan_zero_grad(d->plan);
-      obj += seed_objective(d->plan, d->p.layers, d->p.n_layers, d->guide, d->gemm);
+      obj += seed_objective(d->plan, d->p.layers, d->lay, d->p.n_layers, d->guide, d->gemm);
       dd_plan_backward(d->plan);
       /* the rows of a tile are distinct rows of the image (tiles are no taller than it) */
       const int *mapx = d->mapx, *mapy = d->mapy;
@@ -840,6 +884,8 @@ int dd_dream_run(const dd_model *m, const dd_preproc *pp, const dd_dream_params 
   while (n < p->octaves) {
     int w = (int)lround(ow[n - 1] / p->octave_scale), h = (int)lround(oh[n - 1] / p->octave_scale);
     if ((w < h ? w : h) < DD_DREAM_MIN_SIDE) break;
+    /* a fixed-size model: octaves smaller than its size are skipped */
+    if (d->fixed && (w < d->nw || h < d->nh)) break;
     ow[n] = w;
     oh[n] = h;
     n++;
@@ -1015,12 +1061,17 @@ static int grad_plan_bytes(const dd_model *m, const int *targets, int nt, int w,
 /* The parts of a budget that depend on the image size: fills b->image, b->min_plan, b->tile
  * and b->need (the guide's part and the weights already in b). */
 static int budget_at(const dd_model *m, const dd_dream_params *p, const int *targets, int nt,
-                     int min_side, size_t guide_plan, int w, int h, dd_dream_budget *b,
-                     dd_err *err) {
+                     int min_side, const dd_input_sizes *sz, size_t guide_plan, int w, int h,
+                     dd_dream_budget *b, dd_err *err) {
   int t = p->tile;
   for (size_t i = sizeof budget_tile_sides / sizeof budget_tile_sides[0]; !t && i-- > 0;)
     if (budget_tile_sides[i] >= min_side || i == 0) t = budget_tile_sides[i];
   int tw = t < w ? t : w, th = t < h ? t : h;
+  if (sz->fixed) { /* the model's own size, whatever the image's */
+    t = sz->native_w > sz->native_h ? sz->native_w : sz->native_h;
+    tw = sz->native_w;
+    th = sz->native_h;
+  }
   size_t plan;
   int rc = grad_plan_bytes(m, targets, nt, tw, th, &plan, err);
   if (rc) return rc;
@@ -1049,8 +1100,16 @@ int dd_dream_check_budget(const dd_model *m, const dd_dream_params *p, int w, in
   int targets[DD_DREAM_MAX_LAYERS], nt = unique_targets(p->layers, p->n_layers, targets);
   /* the image and every octave must be at least the smallest input of the layers */
   int mw, mh, ow[64], oh[64], n = dd_dream_octaves(w, h, p, ow, oh);
-  rc = dd_plan_min_input(m, targets, nt, &mw, &mh, err);
+  dd_input_sizes sz;
+  rc = dd_model_input_sizes(m, targets, nt, &sz, err);
   if (rc) return rc;
+  mw = sz.min_w;
+  mh = sz.min_h;
+  if (sz.fixed) {
+    /* tiles of the model's size: any image works, octaves below it are skipped */
+    mw = mh = 1;
+    while (n > 1 && (ow[n - 1] < sz.native_w || oh[n - 1] < sz.native_h)) n--;
+  }
   if (w < mw || h < mh)
     return dd_fail(err, DD_ESHAPE, "%s: a %dx%d image is too small for '%s': the smallest "
                    "input this model accepts is %dx%d pixels", mname, w, h, layer, mw, mh);
@@ -1068,7 +1127,8 @@ int dd_dream_check_budget(const dd_model *m, const dd_dream_params *p, int w, in
     /* the guide's picture, its features at each layer and their dot products; its
      * forward-only plan is held while the features are computed, before the dream's */
     dd_shape shapes[DD_DREAM_MAX_LAYERS];
-    dd_binding gb = image_binding(dd_model_input(m), p->guide->w, p->guide->h);
+    dd_binding gb = sz.fixed ? image_binding(dd_model_input(m), sz.native_w, sz.native_h)
+                             : image_binding(dd_model_input(m), p->guide->w, p->guide->h);
     rc = dd_plan_measure(m, &gb, 1, targets, nt, DD_PLAN_REUSE, &guide_plan, shapes, err);
     if (rc) return dd_err_prefix(err, "guide image (%dx%d)", p->guide->w, p->guide->h);
     size_t feats = 0, max_m = 0;
@@ -1081,7 +1141,7 @@ int dd_dream_check_budget(const dd_model *m, const dd_dream_params *p, int w, in
     }
     b.guide = picture_bytes(p->guide->w, p->guide->h) + feats + GUIDE_BLOCK * max_m * sizeof(float);
   }
-  rc = budget_at(m, p, targets, nt, mw > mh ? mw : mh, guide_plan, w, h, &b, err);
+  rc = budget_at(m, p, targets, nt, mw > mh ? mw : mh, &sz, guide_plan, w, h, &b, err);
   if (rc) return rc;
   /* what is left for the plans; 0 would mean no limit to dd_dream_run */
   size_t fixed = b.weights + b.image + b.guide;
@@ -1096,7 +1156,7 @@ int dd_dream_check_budget(const dd_model *m, const dd_dream_params *p, int w, in
       int mid = lo + (hi - lo + 1) / 2;
       int sw = (int)lround((double)w * mid / longer), sh = (int)lround((double)h * mid / longer);
       int ok = sw >= mw && sh >= mh &&
-               !budget_at(m, p, targets, nt, mw > mh ? mw : mh, guide_plan, sw, sh, &t, NULL) &&
+               !budget_at(m, p, targets, nt, mw > mh ? mw : mh, &sz, guide_plan, sw, sh, &t, NULL) &&
                t.need <= max_memory;
       if (ok) lo = mid;
       else hi = mid - 1;

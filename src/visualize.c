@@ -8,10 +8,27 @@
 #include <string.h>
 
 #include "dream/graph.h"
+#include "dream/layout.h"
 #include "fourier.h"
+#include "plan/plan.h"
 #include "util.h"
 
 #define PI 3.14159265358979323846
+
+/* The layout of `v` in plan p, at the plan's input size. */
+static void plan_layout(dd_plan *p, int v, dd_layout *l) {
+  const dd_shape *is = &p->val[dd_model_input(p->m)].shape;
+  int iw = is->ndim == 4 ? (int)is->d[3] : 0, ih = is->ndim == 4 ? (int)is->d[2] : 0;
+  dd_value_layout(p->m, v, &p->val[v].shape, iw, ih, l);
+}
+
+/* 1 when the value has a grid Grad-CAM can draw: an N x C x H x W map, tokens with a square
+ * (or input-shaped) grid, a channels-last grid. */
+static int has_grid(const dd_layout *l) {
+  return (l->kind == DD_LAYOUT_NCHW || l->kind == DD_LAYOUT_TOKENS || l->kind == DD_LAYOUT_SEQ ||
+          l->kind == DD_LAYOUT_NHWC) && l->grid_h > 0 && l->grid_w > 0;
+}
+
 
 /* ---- small image helpers -------------------------------------------------------------- */
 
@@ -213,7 +230,8 @@ struct dd_fv {
   int value, input;
   dd_plan *plan;
   int channels;
-  int64_t per_channel; /* elements of one channel of the value */
+  int64_t per_channel; /* elements of one channel of the value: outer x inner */
+  dd_layout lay;       /* the value's layout: channel c is (o, c, i) for every o and i */
   int S, P;            /* view side, canvas side (a power of two) */
   dd_fimage *canvas;
   float *spec, *gspec;    /* 6*P*P */
@@ -280,7 +298,8 @@ int dd_fv_new(const dd_model *m, const dd_preproc *pp, int value, const dd_fv_op
   rc = dd_plan_new(m, &b, 1, &value, 1, DD_PLAN_GRAD, o->max_memory, &fv->plan, err);
   if (rc) goto fail;
   dd_tensor *t = dd_plan_tensor(fv->plan, value);
-  if (!t || t->shape.ndim < 2 || t->shape.d[0] < 1 || t->shape.d[1] < 1) {
+  if (t) plan_layout(fv->plan, value, &fv->lay);
+  if (!t || t->shape.ndim < 2 || t->shape.d[0] < 1 || fv->lay.channels < 1) {
     rc = dd_fail(err, DD_ESHAPE, "%s: '%s' is not N x C [x H x W], so it has no channels",
                  dd_model_name(m), dd_model_value_name(m, value));
     goto fail;
@@ -290,9 +309,8 @@ int dd_fv_new(const dd_model *m, const dd_preproc *pp, int value, const dd_fv_op
                  dd_model_value_name(m, value));
     goto fail;
   }
-  fv->channels = (int)t->shape.d[1];
-  fv->per_channel = 1;
-  for (int d = 2; d < t->shape.ndim; d++) fv->per_channel *= t->shape.d[d];
+  fv->channels = (int)fv->lay.channels;
+  fv->per_channel = fv->lay.outer * fv->lay.inner;
   rc = dd_fimage_new(fv->P, o->pixels, &fv->canvas, err);
   if (rc) goto fail;
   size_t pp2 = (size_t)fv->P * fv->P, ss = (size_t)fv->S * fv->S;
@@ -369,9 +387,13 @@ static float fv_forward(dd_fv *fv, int ch) {
   size_t ss = (size_t)fv->S * fv->S;
   planar_to_input(fv->view, ss, &fv->pp, dd_f32(dd_plan_tensor(fv->plan, fv->input)));
   dd_plan_forward(fv->plan);
-  const float *a = dd_f32(dd_plan_tensor(fv->plan, fv->value)) + (size_t)ch * fv->per_channel;
+  const float *a = dd_f32(dd_plan_tensor(fv->plan, fv->value));
+  const dd_layout *l = &fv->lay;
   double s = 0;
-  for (int64_t i = 0; i < fv->per_channel; i++) s += a[i];
+  for (int64_t o = 0; o < l->outer; o++) {
+    const float *ao = a + (o * l->channels + ch) * l->inner;
+    for (int64_t i = 0; i < l->inner; i++) s += ao[i];
+  }
   return (float)(s / (double)fv->per_channel);
 }
 
@@ -381,12 +403,21 @@ static void fv_backward(dd_fv *fv, int ch, const dd_warp *w) {
   int P = fv->P, S = fv->S;
   size_t ss = (size_t)S * S;
   int tv, tch;
-  fv_seed_target(fv, ch, &tv, &tch);
   dd_plan_zero_grad(fv->plan);
-  dd_tensor *g = dd_plan_grad(fv->plan, tv);
-  int64_t per = dd_tensor_numel(g) / g->shape.d[1];
-  float *seed = dd_f32(g) + (size_t)tch * per;
-  for (int64_t i = 0; i < per; i++) seed[i] = 1.0f / (float)per;
+  if (fv->lay.channel_axis == 1) {
+    fv_seed_target(fv, ch, &tv, &tch);
+    dd_tensor *g = dd_plan_grad(fv->plan, tv);
+    int64_t per = dd_tensor_numel(g) / g->shape.d[1];
+    float *seed = dd_f32(g) + (size_t)tch * per;
+    for (int64_t i = 0; i < per; i++) seed[i] = 1.0f / (float)per;
+  } else {
+    /* tokens, channels-last: channel ch at every position, through the layout */
+    const dd_layout *l = &fv->lay;
+    float *g = dd_f32(dd_plan_grad(fv->plan, fv->value));
+    for (int64_t o = 0; o < l->outer; o++)
+      for (int64_t i = 0; i < l->inner; i++)
+        g[(o * l->channels + ch) * l->inner + i] = 1.0f / (float)fv->per_channel;
+  }
   dd_plan_backward(fv->plan);
   /* d input / d view, into the view buffer (the view itself is no longer needed). */
   const float *gx = dd_f32(dd_plan_grad(fv->plan, fv->input));
@@ -470,7 +501,11 @@ int dd_vis_activations(const dd_model *m, const dd_preproc *pp, int value, const
   rc = dd_plan_new(m, &b, 1, &value, 1, 0, max_memory, &p, err);
   if (rc) return rc;
   dd_tensor *t = dd_plan_tensor(p, value);
-  if (!t || t->dtype != DD_F32 || t->shape.ndim < 2 || t->shape.ndim > 4 || t->shape.d[0] < 1) {
+  dd_layout lay;
+  if (t) dd_value_layout(m, value, &t->shape, im->w, im->h, &lay);
+  int grid = t && t->dtype == DD_F32 &&
+             (lay.kind == DD_LAYOUT_TOKENS || lay.kind == DD_LAYOUT_SEQ || lay.kind == DD_LAYOUT_NHWC);
+  if (!grid && (!t || t->dtype != DD_F32 || t->shape.ndim < 2 || t->shape.ndim > 4 || t->shape.d[0] < 1)) {
     dd_plan_free(p);
     return dd_fail(err, DD_ESHAPE, "%s: '%s' is not a float N x C [x H [x W]] tensor", dd_model_name(m),
                    dd_model_value_name(m, value));
@@ -478,12 +513,19 @@ int dd_vis_activations(const dd_model *m, const dd_preproc *pp, int value, const
   dd_image_to_input(im, pp, dd_f32(dd_plan_tensor(p, b.value)));
   dd_plan_forward(p);
   int64_t dims[3] = {t->shape.d[1], 1, 1};
-  for (int d = 2; d < t->shape.ndim; d++) dims[d - 1] = t->shape.d[d];
+  if (grid) { /* tokens or a channels-last grid: C x grid, the class token left out */
+    dims[0] = lay.channels;
+    dims[1] = lay.grid_h;
+    dims[2] = lay.grid_w;
+  } else {
+    for (int d = 2; d < t->shape.ndim; d++) dims[d - 1] = t->shape.d[d];
+  }
   dd_shape s = dd_shape_make(3, dims);
   dd_tensor *a;
   rc = dd_tensor_new(DD_F32, &s, 0, &a, err);
   if (!rc) {
-    memcpy(a->data, t->data, (size_t)dd_tensor_numel(a) * sizeof(float));
+    if (grid) dd_layout_to_chw(&lay, dd_f32(t), dd_f32(a), NULL);
+    else memcpy(a->data, t->data, (size_t)dd_tensor_numel(a) * sizeof(float));
     *out = a;
   }
   dd_plan_free(p);
@@ -596,8 +638,19 @@ static int last_spatial(const dd_model *m, dd_plan *p) {
     for (int k = 0; k < dd_model_node_num_outputs(m, i); k++) {
       int v = dd_model_node_output(m, i, k);
       dd_tensor *t = v >= 0 ? dd_plan_tensor(p, v) : NULL;
-      if (t && dd_plan_grad(p, v) && t->shape.ndim == 4 && t->shape.d[2] * t->shape.d[3] > 1)
-        return v;
+      if (!t || !dd_plan_grad(p, v)) continue;
+      dd_layout l;
+      plan_layout(p, v, &l);
+      if (!has_grid(&l) || (int64_t)l.grid_h * l.grid_w <= 1) continue;
+      if (l.kind == DD_LAYOUT_NCHW) return v;
+      /* tokens or a channels-last grid: only where the grid positions get a gradient (a
+       * ViT's last blocks hand the head its class token alone: their patch tokens have
+       * none, and Grad-CAM there would be empty) -- needs the backward pass done */
+      const float *g = dd_f32(dd_plan_grad(p, v));
+      int64_t hw = (int64_t)l.grid_h * l.grid_w;
+      for (int64_t c = 0; c < l.channels; c++)
+        for (int64_t j = 0; j < hw; j++)
+          if (g[dd_layout_index(&l, c, j)] != 0) return v;
     }
   }
   return -1;
@@ -638,20 +691,22 @@ int dd_gradcam(dd_plan *p, int layer, float *cam, dd_err *err) {
   dd_tensor *A = dd_plan_tensor(p, layer), *gA = dd_plan_grad(p, layer);
   if (!A || !gA)
     return dd_fail(err, DD_EARG, "value %d has no gradient in this plan", layer);
-  if (A->shape.ndim != 4) {
+  dd_layout l;
+  plan_layout(p, layer, &l);
+  if (!has_grid(&l)) {
     char sb[128];
-    return dd_fail(err, DD_ESHAPE, "Grad-CAM: value %d is %s, not N x C x H x W", layer,
-                   dd_shape_str(&A->shape, sb, sizeof sb));
+    return dd_fail(err, DD_ESHAPE, "Grad-CAM: value %d is %s, neither N x C x H x W nor tokens "
+                   "nor a channels-last grid", layer, dd_shape_str(&A->shape, sb, sizeof sb));
   }
-  /* a, ga: K x hw (batch item 0) */
-  int64_t K = A->shape.d[1], hw = A->shape.d[2] * A->shape.d[3];
+  /* channel k at grid position i of batch item 0 (the class token left out) */
+  int64_t K = l.channels, hw = (int64_t)l.grid_h * l.grid_w;
   const float *a = dd_f32(A), *ga = dd_f32(gA);
   for (int64_t i = 0; i < hw; i++) cam[i] = 0;
   for (int64_t k = 0; k < K; k++) {
     double alpha = 0;
-    for (int64_t i = 0; i < hw; i++) alpha += ga[k * hw + i];
+    for (int64_t i = 0; i < hw; i++) alpha += ga[dd_layout_index(&l, k, i)];
     alpha /= (double)hw;
-    for (int64_t i = 0; i < hw; i++) cam[i] += (float)alpha * a[k * hw + i];
+    for (int64_t i = 0; i < hw; i++) cam[i] += (float)alpha * a[dd_layout_index(&l, k, i)];
   }
   for (int64_t i = 0; i < hw; i++) cam[i] = fmaxf(cam[i], 0);
   return DD_OK;
@@ -724,10 +779,13 @@ static int explain_layer(const dd_model *m, dd_plan *p, int logits, int want, in
   if (!A || !dd_plan_grad(p, v))
     return dd_fail(err, DD_EARG, "%s: the score '%s' does not depend on '%s'", dd_model_name(m),
                    dd_model_value_name(m, logits), dd_model_value_name(m, v));
-  if (A->shape.ndim != 4) {
+  dd_layout l;
+  plan_layout(p, v, &l);
+  if (!has_grid(&l)) {
     char sb[128];
-    return dd_fail(err, DD_ESHAPE, "%s: '%s' is %s, not N x C x H x W", dd_model_name(m),
-                   dd_model_value_name(m, v), dd_shape_str(&A->shape, sb, sizeof sb));
+    return dd_fail(err, DD_ESHAPE, "%s: '%s' is %s, neither N x C x H x W nor tokens nor a "
+                   "channels-last grid", dd_model_name(m), dd_model_value_name(m, v),
+                   dd_shape_str(&A->shape, sb, sizeof sb));
   }
   *layer = v;
   return DD_OK;
@@ -769,17 +827,15 @@ int dd_explain(const dd_model *m, const dd_preproc *pp, const dd_image *im,
     goto done;
   }
   int layer = -1;
-  rc = explain_layer(m, p, logits, o->layer, &layer, err);
-  if (rc) goto done;
-  dd_tensor *A = dd_plan_tensor(p, layer);
-  int64_t ch = A->shape.d[2], cw = A->shape.d[3];
-
+  if (o->layer >= 0) { /* a layer given is checked before any work */
+    rc = explain_layer(m, p, logits, o->layer, &layer, err);
+    if (rc) goto done;
+  }
   prob = malloc((size_t)nc * sizeof(float));            /* nc */
-  cam = malloc((size_t)(ch * cw) * sizeof(float));      /* ch x cw */
   sal = malloc(ss * sizeof(float));                     /* S x S */
   e->cam = malloc(npix * sizeof(float));                /* h x w */
   e->saliency = malloc(npix * sizeof(float));           /* h x w */
-  if (!prob || !cam || !sal || !e->cam || !e->saliency) {
+  if (!prob || !sal || !e->cam || !e->saliency) {
     rc = dd_fail(err, DD_ENOMEM, "out of memory");
     goto done;
   }
@@ -799,16 +855,27 @@ int dd_explain(const dd_model *m, const dd_preproc *pp, const dd_image *im,
   e->cls = cls;
   e->logit = z[cls];
   e->prob_cls = prob[cls];
-  e->layer = layer;
-  e->cam_w = (int)cw;
-  e->cam_h = (int)ch;
   e->w = im->w;
   e->h = im->h;
 
   /* 3. one backward pass of the class's score serves Grad-CAM and the plain saliency;
-   * Grad-CAM first, since SmoothGrad's noisy passes overwrite the layer */
+   * Grad-CAM first, since SmoothGrad's noisy passes overwrite the layer.  The default layer
+   * is chosen after the backward pass: a token layer must get a gradient on its grid. */
   rc = dd_explain_backward(p, logits, cls, err);
-  if (!rc) rc = dd_gradcam(p, layer, cam, err);
+  if (!rc && layer < 0) rc = explain_layer(m, p, logits, -1, &layer, err);
+  if (rc) goto done;
+  dd_layout lay;
+  plan_layout(p, layer, &lay);
+  int64_t ch = lay.grid_h, cw = lay.grid_w;
+  e->layer = layer;
+  e->cam_w = (int)cw;
+  e->cam_h = (int)ch;
+  cam = malloc((size_t)(ch * cw) * sizeof(float)); /* ch x cw */
+  if (!cam) {
+    rc = dd_fail(err, DD_ENOMEM, "out of memory");
+    goto done;
+  }
+  rc = dd_gradcam(p, layer, cam, err);
   if (!rc) rc = dd_saliency(p, b.value, logits, cls, o->smoothgrad, o->noise, o->seed, sal, err);
   if (rc) goto done;
 

@@ -1,11 +1,14 @@
-/* The classic CNN families as torch.onnx.export writes them, against PyTorch itself:
- * tests/ref/export_zoo.py builds torchvision's architectures with seeded random weights
- * (BatchNorm statistics randomized so no BN is an identity), exports each at opset 11 and 13,
- * and writes torch's output for one input, and for four models the input gradient of
- * 1/2 sum(a^2) of an intermediate layer by autograd in float64.  The files go to the build
- * directory's zoo/ (exported once per build directory; the script skips an up-to-date one).
- * The reference is required: without /usr/bin/python3, torch, torchvision and onnx these tests
- * fail, they do not skip. */
+/* torchvision's model families as torch.onnx.export writes them, against PyTorch itself:
+ * tests/ref/export_zoo.py builds the architectures with seeded random weights (BatchNorm
+ * statistics randomized so no BN is an identity), exports the classic CNNs at opsets 11 and
+ * 13 and the modern ones of issue #10 (efficientnet_b0, mobilenet_v3_small, regnet_y_400mf,
+ * convnext_tiny, swin_t, a 4-layer ViT) at opsets 13 and 17, and writes torch's output for one
+ * input, and for ten models the input gradient of 1/2 sum(a^2) of an intermediate layer by
+ * autograd in float64.  The files go to the build directory's zoo/ (exported once per build
+ * directory; the script skips an up-to-date one).  The reference is required: without
+ * /usr/bin/python3, torch, torchvision and onnx these tests fail, they do not skip.  A model
+ * the engine cannot load or plan fails its test with the engine's message (which names the
+ * missing operator or feature); every opset is still tried, so the log shows them all. */
 #include <criterion/criterion.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -21,19 +24,21 @@
 #include "dream/model.h"
 #include "helper_ops.h"
 
-/* Forward: |ours - torch| <= FWD_REL * max|torch| + FWD_ABS everywhere.  torch's own float32
- * output differs from its float64 output by 2e-7..8e-6 of the peak on these models (the
- * manifest records it per model), ours from torch's by 6e-7..9e-6: 1e-4 leaves room for a
- * different but equally valid float32 summation order (Winograd, blocked GEMM) over up to
- * ~120 layers.  It still catches small semantic slips: one of mobilenet_v2's 35 Clips with a
- * bound of 6.01 instead of 6 moves the logits by 3.5e-3 of their peak. */
+/* Forward: |ours - torch| <= FWD_REL * max|torch| everywhere (issue #10: "the logits within
+ * 1e-4 of torch's max").  torch's own float32 output differs from its float64 output by
+ * 2e-7..8e-6 of the peak on these models (the manifest records it per model), ours from
+ * torch's by 6e-7..9e-6: 1e-4 leaves room for a different but equally valid float32 summation
+ * order (Winograd, blocked GEMM) over up to ~120 layers.  It still catches small semantic
+ * slips: one of mobilenet_v2's 35 Clips with a bound of 6.01 instead of 6 moves the logits by
+ * 3.5e-3 of their peak. */
 #define FWD_REL 1e-4
-#define FWD_ABS 1e-5
 /* Backward: ||ours - torch|| / ||torch|| on the input gradient (torch in float64), once the
  * reference has been moved to our side of every element that lies within float32 rounding of
- * a ReLU, Clip or max-pool kink (apply_kinks): one such element can change the gradient by
- * 1e-2, so without that the comparison would test luck.  Measured after the move: 2e-6..2e-5. */
-#define GRAD_REL 1e-3
+ * a ReLU, Clip, HardSigmoid, HardSwish or max-pool kink (apply_kinks): one such element can
+ * change the gradient by 1e-2, so without that the comparison would test luck.  The bound is
+ * zoo.tsv's grad_bound, max(1e-3, 3 x torch float32's own distance to float64 measured the
+ * same way) (issue #10); torch's distance is 5e-7..3e-5 on these models, so it is 1e-3. */
+#define GRAD_FLOOR 1e-3
 
 #define ZOO_LINE 2048
 
@@ -42,9 +47,13 @@ static char zoo_dir[1024];
 /* Runs the export script once per build directory (a lock keeps parallel test processes
  * from exporting at the same time; the script returns at once when up to date). */
 static void ensure_export(void) {
+  /* $DREAM_ZOO_DIR lets several build directories share one export (CI's sanitizer and
+   * release builds); by default each build directory has its own. */
+  const char *env = getenv("DREAM_ZOO_DIR");
   char bin[1024];
   snprintf(bin, sizeof bin, "%s", DREAM_BINARY);
-  snprintf(zoo_dir, sizeof zoo_dir, "%s/zoo", dirname(bin));
+  if (env && *env) snprintf(zoo_dir, sizeof zoo_dir, "%s", env);
+  else snprintf(zoo_dir, sizeof zoo_dir, "%s/zoo", dirname(bin));
   char lock[1100];
   snprintf(lock, sizeof lock, "%s.lock", zoo_dir);
   int fd = open(lock, O_CREAT | O_RDWR, 0644);
@@ -68,7 +77,7 @@ typedef struct zoo_case {
   char model[64];
   int opset;
   char onnx[256], input[256], output[256], input1[256], output1[256];
-  char tap[512], act[256], grad[256], kinks_tsv[256], kinks_pb[256];
+  char tap[512], act[256], grad[256], kinks_tsv[256], kinks_pb[256], grad_bound[64];
 } zoo_case;
 
 /* The cases of `model` in zoo.tsv (one per opset); returns how many. */
@@ -82,10 +91,10 @@ static int find_cases(const char *model, zoo_case *out, int max) {
     zoo_case c;
     int k = sscanf(line,
                    "%63[^\t]\t%d\t%255[^\t]\t%255[^\t]\t%255[^\t]\t%255[^\t]\t%255[^\t]\t%511[^\t]"
-                   "\t%255[^\t]\t%255[^\t]\t%255[^\t]\t%255[^\t\n]",
+                   "\t%255[^\t]\t%255[^\t]\t%255[^\t]\t%255[^\t]\t%63[^\t\n]",
                    c.model, &c.opset, c.onnx, c.input, c.output, c.input1, c.output1, c.tap,
-                   c.act, c.grad, c.kinks_tsv, c.kinks_pb);
-    cr_assert_eq(k, 12, "%s: malformed line: %s", path, line);
+                   c.act, c.grad, c.kinks_tsv, c.kinks_pb, c.grad_bound);
+    cr_assert_eq(k, 13, "%s: malformed line: %s", path, line);
     if (strcmp(c.model, model) == 0) out[n++] = c;
   }
   fclose(f);
@@ -110,42 +119,68 @@ static int forward_ok(const char *what, const dd_tensor *ours, const dd_tensor *
             dd_shape_str(&ours->shape, s1, sizeof s1), dd_shape_str(&ref->shape, s2, sizeof s2));
   double diff = th_max_abs_diff(ours, ref), peak = th_max_abs(ref);
   *ratio = diff / peak;
-  int ok = diff <= FWD_REL * peak + FWD_ABS;
+  int ok = diff <= FWD_REL * peak;
   if (!ok)
-    cr_log_error("%s: max|ours - torch| = %.3g, max|torch| = %.4g: above %g * peak + %g", what,
-                 diff, peak, FWD_REL, FWD_ABS);
+    cr_log_error("%s: max|ours - torch| = %.3g, max|torch| = %.4g: above %g * peak", what, diff,
+                 peak, FWD_REL);
   return ok;
 }
 
+/* The case's model, or NULL (logged as an error, with the engine's message) when the engine
+ * refuses it. */
 static dd_model *load_model(const zoo_case *c) {
   char path[1400];
   snprintf(path, sizeof path, "%s/%s", zoo_dir, c->onnx);
   dd_model *m = NULL;
   dd_err err = {0};
-  cr_assert_eq(dd_model_load(path, &m, &err), DD_OK, "%s opset %d: %s", c->model, c->opset,
-               err.msg);
+  int rc = dd_model_load(path, &m, &err);
+  if (rc != DD_OK) {
+    cr_log_error("%s opset %d: does not load (status %d): %s", c->model, c->opset, rc, err.msg);
+    return NULL;
+  }
   return m;
 }
 
-/* Forward to the graph output from input `in` vs `output` (files of the case). */
-static int check_forward(const zoo_case *c, dd_model *m, const char *input, const char *output) {
+/* How many of m's nodes run in p (fusion leaves all but the last node of a chain out). */
+static int nodes_run(const dd_model *m, const dd_plan *p) {
+  int n = 0;
+  for (int i = 0; i < dd_model_num_nodes(m); i++) n += dd_plan_node_runs(p, i);
+  return n;
+}
+
+/* " as written" for a plan without fusion: the log's label. */
+static const char *plan_label(unsigned flags) {
+  return flags & DD_PLAN_NO_FUSE ? " as written" : "";
+}
+
+/* Forward to the graph output from input `in` vs `output` (files of the case), in a plan with
+ * DD_PLAN_REUSE and `flags`; *runs (if not NULL) receives how many nodes the plan runs. */
+static int check_forward(const zoo_case *c, dd_model *m, const char *input, const char *output,
+                         unsigned flags, int *runs) {
   dd_tensor *x = load_pb(input);
   dd_err err = {0};
   int out = dd_model_output(m, 0);
   dd_binding b = {.value = dd_model_input(m), .shape = x->shape};
   dd_plan *p = NULL;
-  cr_assert_eq(dd_plan_new(m, &b, 1, &out, 1, DD_PLAN_REUSE, 0, &p, &err), DD_OK,
-               "%s opset %d: %s", c->model, c->opset, err.msg);
+  char what[160], size[64];
+  dd_shape_str(&x->shape, size, sizeof size);
+  int rc = dd_plan_new(m, &b, 1, &out, 1, DD_PLAN_REUSE | flags, 0, &p, &err);
+  if (rc != DD_OK) {
+    cr_log_error("%s opset %d: no forward plan at %s (status %d): %s", c->model, c->opset, size,
+                 rc, err.msg);
+    dd_tensor_free(x);
+    return 0;
+  }
+  if (runs) *runs = nodes_run(m, p);
   memcpy(dd_plan_tensor(p, b.value)->data, x->data, (size_t)dd_tensor_numel(x) * sizeof(float));
   dd_plan_forward(p);
   dd_tensor *ref = load_pb(output);
-  char what[128], size[64];
-  dd_shape_str(&x->shape, size, sizeof size);
-  snprintf(what, sizeof what, "%s opset %d output at %s", c->model, c->opset, size);
+  snprintf(what, sizeof what, "%s opset %d output at %s%s", c->model, c->opset, size,
+           plan_label(flags));
   double ratio;
   int ok = forward_ok(what, dd_plan_tensor(p, out), ref, &ratio);
-  cr_log_info("%-20s opset %d forward %-12s max|d| / max|torch| = %.2g (bound %g + %g / peak "
-              "%.3g)", c->model, c->opset, size, ratio, FWD_REL, FWD_ABS, th_max_abs(ref));
+  cr_log_info("%-20s opset %d forward %-12s max|d| / max|torch| = %.2g (bound %g; peak %.3g)%s",
+              c->model, c->opset, size, ratio, FWD_REL, th_max_abs(ref), plan_label(flags));
   dd_tensor_free(ref);
   dd_tensor_free(x);
   dd_plan_free(p);
@@ -153,17 +188,20 @@ static int check_forward(const zoo_case *c, dd_model *m, const char *input, cons
 }
 
 /* An element near a kink of the gradient (tests/ref/export_zoo.py, gradient_reference): a
- * Relu or Clip input within float32 rounding of a bound, or a MaxPool window whose two largest
- * inputs (i: torch's float64 argmax, j: the runner-up) are that close. */
+ * Relu, Clip, HardSigmoid or HardSwish input within float32 rounding of a kink (lo or hi: 0
+ * and +inf, 0 and 6, -3 and 3), or a MaxPool window whose two largest inputs (i: torch's
+ * float64 argmax, j: the runner-up) are that close. */
 typedef struct zoo_kink {
   char value[512], kind[16];
   int64_t i, j;
   double pi, pj, lo, hi, peak;
 } zoo_kink;
 
-/* 1 when our forward put kink `k` on the other side than torch's float64 one.  The engine
- * passes the gradient strictly inside the bounds as torch does, and a max-pool tie goes to
- * the first input in scan order (the smaller index) in both. */
+/* 1 when our forward put kink `k` on the other side than torch's float64 one.  For Relu,
+ * Clip, HardSigmoid and HardSwish the sides are strictly inside (lo, hi) or not (torch passes
+ * the inside slope strictly inside; an input exactly on a kink is left to chance, as it is in
+ * float64 too), and a max-pool tie goes to the first input in scan order (the smaller index)
+ * in both.  tests/ref/export_zoo.py's kink_flipped is the same rule for torch's float32. */
 static int kink_flipped(const zoo_kink *k, const float *v) {
   if (strcmp(k->kind, "MaxPool") == 0) {
     float a = v[k->i], b = v[k->j];
@@ -245,19 +283,28 @@ static int apply_kinks(const zoo_case *c, dd_model *m, const dd_tensor *x, dd_te
 /* Backward from the tap seeded with the activation itself (d(1/2 sum a^2)/da = a) vs
  * grad_0.pb; the tap's forward value is checked against act_0.pb first, which also proves the
  * manifest named the right value. */
-static int check_gradient(const zoo_case *c, dd_model *m, const dd_tensor *x) {
+static int check_gradient(const zoo_case *c, dd_model *m, const dd_tensor *x, unsigned flags) {
   dd_err err = {0};
   int tap = dd_model_find(m, c->tap);
   cr_assert(tap >= 0, "%s opset %d: no value '%s'", c->model, c->opset, c->tap);
   dd_binding b = {.value = dd_model_input(m), .shape = x->shape};
   dd_plan *p = NULL;
-  cr_assert_eq(dd_plan_new(m, &b, 1, &tap, 1, DD_PLAN_GRAD | DD_PLAN_REUSE, 0, &p, &err), DD_OK,
-               "%s opset %d: %s", c->model, c->opset, err.msg);
+  int rc = dd_plan_new(m, &b, 1, &tap, 1, DD_PLAN_GRAD | DD_PLAN_REUSE | flags, 0, &p, &err);
+  if (rc != DD_OK) {
+    cr_log_error("%s opset %d: no gradient plan%s to '%s' (status %d): %s", c->model, c->opset,
+                 plan_label(flags), c->tap, rc, err.msg);
+    return 0;
+  }
+  char *end;
+  double bound = strtod(c->grad_bound, &end);
+  cr_assert(end != c->grad_bound && *end == 0 && bound >= GRAD_FLOOR,
+            "%s opset %d: gradient bound '%s' in zoo.tsv", c->model, c->opset, c->grad_bound);
   memcpy(dd_plan_tensor(p, b.value)->data, x->data, (size_t)dd_tensor_numel(x) * sizeof(float));
   dd_plan_forward(p);
   dd_tensor *a = dd_plan_tensor(p, tap), *act = load_pb(c->act);
   char what[700];
-  snprintf(what, sizeof what, "%s opset %d value '%s'", c->model, c->opset, c->tap);
+  snprintf(what, sizeof what, "%s opset %d value '%s'%s", c->model, c->opset, c->tap,
+           plan_label(flags));
   double act_ratio;
   int ok = forward_ok(what, a, act, &act_ratio);
   dd_plan_zero_grad(p);
@@ -271,11 +318,12 @@ static int check_gradient(const zoo_case *c, dd_model *m, const dd_tensor *x) {
   int n_kinks, flipped = apply_kinks(c, m, x, ref, &n_kinks);
   double e = th_rel_l2(g, ref);
   cr_log_info("%-20s opset %d gradient of 1/2 sum(a^2), a = %s: activation max|d| / max = %.2g; "
-              "input gradient relative L2 error %.2g (bound %g), %.2g before moving %d of %d "
-              "near-kink elements to our side",
-              c->model, c->opset, c->tap, act_ratio, e, GRAD_REL, raw, flipped, n_kinks);
-  if (!(e <= GRAD_REL)) {
-    cr_log_error("%s: input gradient relative L2 error %.3g > %g", what, e, GRAD_REL);
+              "input gradient relative L2 error %.2g (bound %.3g), %.2g before moving %d of %d "
+              "near-kink elements to our side%s",
+              c->model, c->opset, c->tap, act_ratio, e, bound, raw, flipped, n_kinks,
+              plan_label(flags));
+  if (!(e <= bound)) {
+    cr_log_error("%s: input gradient relative L2 error %.3g > %.3g", what, e, bound);
     ok = 0;
   }
   dd_tensor_free(act);
@@ -284,32 +332,56 @@ static int check_gradient(const zoo_case *c, dd_model *m, const dd_tensor *x) {
   return ok;
 }
 
-/* Every exported opset of `model`: forward, and the gradient where one was exported. */
-static void check_model(const char *model, int want_grad) {
+/* Every exported opset of `model` (the list `opsets`, ending in 0): forward, and the gradient
+ * where one was exported.  A model that does not load or plan counts as a failure; the other
+ * opsets are still tried.  With `as_written`, when the planner fuses chains of the graph (a
+ * LayerNorm or GELU written out), the forward at the export size and the gradient are checked
+ * again without fusion, so the ops the exporter wrote are checked end to end too. */
+static void check_model(const char *model, int want_grad, const int *opsets, int as_written) {
   ensure_export();
   zoo_case cases[4];
-  int n = find_cases(model, cases, 4);
-  cr_assert_eq(n, 2, "%s: %d exports in zoo.tsv, expected opsets 11 and 13", model, n);
+  int n = find_cases(model, cases, 4), n_want = 0;
+  while (opsets[n_want]) n_want++;
+  cr_assert_eq(n, n_want, "%s: %d exports in zoo.tsv, expected %d", model, n, n_want);
   int bad = 0;
   for (int i = 0; i < n; i++) {
     const zoo_case *c = &cases[i];
+    cr_assert_eq(c->opset, opsets[i], "%s: export %d is opset %d, expected %d", model, i,
+                 c->opset, opsets[i]);
     cr_assert_eq(strcmp(c->tap, "-") != 0, want_grad, "%s: gradient case expected: %d", model,
                  want_grad);
     dd_model *m = load_model(c);
-    bad += !check_forward(c, m, c->input, c->output);
-    if (strcmp(c->input1, "-") != 0) bad += !check_forward(c, m, c->input1, c->output1);
-    if (want_grad) {
-      dd_tensor *x = load_pb(c->input);
-      bad += !check_gradient(c, m, x);
-      dd_tensor_free(x);
+    if (!m) {
+      bad++;
+      continue;
     }
+    int runs = 0, runs_written = 0;
+    bad += !check_forward(c, m, c->input, c->output, 0, &runs);
+    if (strcmp(c->input1, "-") != 0) bad += !check_forward(c, m, c->input1, c->output1, 0, NULL);
+    dd_tensor *x = want_grad ? load_pb(c->input) : NULL;
+    if (want_grad) bad += !check_gradient(c, m, x, 0);
+    if (as_written) {
+      bad += !check_forward(c, m, c->input, c->output, DD_PLAN_NO_FUSE, &runs_written);
+      if (runs_written == runs)
+        cr_log_info("%-20s opset %d: no chain fused (%d nodes run)", model, c->opset, runs);
+      else if (want_grad)
+        bad += !check_gradient(c, m, x, DD_PLAN_NO_FUSE);
+    }
+    dd_tensor_free(x);
     dd_model_free(m);
   }
-  cr_assert_eq(bad, 0, "%s: %d comparisons with PyTorch out of bounds (see the log)", model, bad);
+  cr_assert_eq(bad, 0, "%s: %d of its checks failed: not loaded, not planned or out of bounds "
+               "against PyTorch (see the log)", model, bad);
 }
 
+static const int classic_opsets[] = {11, 13, 0};
+static const int modern_opsets[] = {13, 17, 0};
+static const int mobilenet_v3_opsets[] = {11, 13, 17, 0};
+
 #define ZOO_TEST(model, grad) \
-  Test(zoo, model, .timeout = 900) { check_model(#model, grad); }
+  Test(zoo, model, .timeout = 900) { check_model(#model, grad, classic_opsets, 0); }
+#define ZOO_MODERN_TEST(model, opsets) \
+  Test(zoo, model, .timeout = 900) { check_model(#model, 1, opsets, 1); }
 
 ZOO_TEST(resnet18, 1)
 ZOO_TEST(mobilenet_v2, 1)
@@ -322,6 +394,12 @@ ZOO_TEST(alexnet, 0)
 ZOO_TEST(squeezenet1_0, 0)
 ZOO_TEST(googlenet, 0)
 
-/* MobileNet v3: hardswish as x * HardSigmoid(x) (opsets 11 and 13), hardsigmoid in the
- * squeeze-excitation blocks. */
-ZOO_TEST(mobilenet_v3_small, 0)
+/* Issue #10's modern families at opsets 13 and 17, each with a gradient at a block about two
+ * thirds deep (tests/ref/export_zoo.py says which and why). */
+ZOO_MODERN_TEST(efficientnet_b0, modern_opsets)
+/* at opset 11 too, as before it joined this group */
+ZOO_MODERN_TEST(mobilenet_v3_small, mobilenet_v3_opsets)
+ZOO_MODERN_TEST(regnet_y_400mf, modern_opsets)
+ZOO_MODERN_TEST(convnext_tiny, modern_opsets)
+ZOO_MODERN_TEST(swin_t, modern_opsets)
+ZOO_MODERN_TEST(vit_p16_l4, modern_opsets)

@@ -17,7 +17,11 @@
  *   - large images are cut into tiles that share one plan (built once per tile size); a random
  *     roll moves the tile borders every iteration so no seams show, and the normalization
  *     still runs once over the whole image.  Tiles are used when asked (`tile`) or when the
- *     whole image's plan would exceed the memory budget.
+ *     whole image's plan would exceed the memory budget;
+ *   - a model that takes one input size only for the layers (dd_model_input_sizes in
+ *     dream/layout.h: a ViT, a Swin) is always dreamed in tiles of that size, `tile` ignored:
+ *     octaves smaller than it are skipped, and an image smaller than it is wrapped around
+ *     (periodically) to fill one tile and takes its gradient from the central copy.
  *
  * Nothing is allocated inside the iteration loop: buffers are made once per run, plans once
  * per input size.  Results depend only on the inputs and `seed` (no global random state).
@@ -49,7 +53,9 @@ extern "C" {
 /* One term of the objective. */
 typedef struct dd_dream_layer {
   int value;    /* value index in the model (dd_model_resolve) */
-  int channel;  /* -1: every channel; otherwise only this index of dimension 1 */
+  int channel;  /* -1: every channel; otherwise only this index of the value's channel axis
+                   (dream/layout.h: dim 1 of a map, the last dim of tokens and channels-last
+                   grids), at every position (a class token included) */
   float weight; /* the term's weight; negative weights suppress what the layer sees */
 } dd_dream_layer;
 

@@ -107,15 +107,17 @@ DD_API void dd_fv_opts_init(dd_fv_opts *o);
 typedef struct dd_fv dd_fv;
 
 /* Prepares feature visualization of `value` (any value computed from the model's input with
- * dims N x C [x H x W]): one gradient plan at size x size, reused by every dd_fv_run.  The
- * objective of channel c is the mean of value[0, c, ...] -- for a class logit, the logit.
+ * dims N x C [x H x W], or tokens or a channels-last grid: dream/layout.h): one gradient plan
+ * at size x size, reused by every dd_fv_run.  The objective of channel c is the mean of the
+ * value over every position of channel c (on the layout's channel axis) -- for a class
+ * logit, the logit.
  * When the value is a Relu's output (or a channel Concat of them), the gradient is seeded on
  * the channel's pre-activation, which a dead-at-start channel still has a gradient for.
  * The model and preprocessing are borrowed and must outlive the context. */
 DD_API int dd_fv_new(const dd_model *m, const dd_preproc *pp, int value, const dd_fv_opts *o,
               dd_fv **out, dd_err *err);
 DD_API void dd_fv_free(dd_fv *fv);
-/* Number of channels of the value (its dim 1). */
+/* Number of channels of the value (the length of its layout's channel axis). */
 DD_API int dd_fv_channels(const dd_fv *fv);
 
 /* Optimizes an image from noise (drawn from `seed`) by gradient ascent on channel
@@ -134,7 +136,9 @@ DD_API int dd_vis_classify(const dd_model *m, const dd_preproc *pp, const dd_ima
 /* ---- activations ---------------------------------------------------------------------- */
 
 /* Runs the model forward on `im` at the image's own size and returns a copy of `value`'s
- * first batch item as a C x H x W tensor (a 2-D value N x C gives C x 1 x 1). */
+ * first batch item as a C x H x W tensor (a 2-D value N x C gives C x 1 x 1).  Tokens and
+ * channels-last grids (dream/layout.h) give C x grid_h x grid_w: the tokens put back on
+ * their grid, the class token left out. */
 DD_API int dd_vis_activations(const dd_model *m, const dd_preproc *pp, int value, const dd_image *im,
                        size_t max_memory, dd_tensor **out, dd_err *err);
 
@@ -159,7 +163,10 @@ DD_API int dd_vis_activation_grid(const dd_tensor *act, int c0, int c1, int zoom
 typedef struct dd_explain_opts {
   int size;       /* the image is resized to size x size for the network (default 224) */
   int cls;        /* class to explain; -1: the top prediction */
-  int layer;      /* Grad-CAM value; -1: the last value with spatial dims > 1 */
+  int layer;      /* Grad-CAM value; -1: the last value with a grid of more than one
+                     position (a map, tokens, a channels-last grid: dream/layout.h) -- for
+                     tokens and grids, the last whose grid receives a gradient from the
+                     score (a ViT's last blocks pass the head their class token only) */
   int smoothgrad; /* noisy copies averaged for the saliency map; 0 or 1: plain gradient */
   float noise;    /* SmoothGrad sigma as a fraction of the input's range (default 0.15) */
   uint64_t seed;  /* SmoothGrad noise */
@@ -185,8 +192,8 @@ typedef struct dd_explanation {
 
 /* Classifies `im` and explains class o->cls (or the top one): Grad-CAM on o->layer and the
  * gradient saliency map, both brought back to the image's size.  DD_EARG for a class out of
- * range or a layer the score does not depend on, DD_ESHAPE for a layer that is not
- * N x C x H x W. */
+ * range or a layer the score does not depend on, DD_ESHAPE for a layer without a grid
+ * (neither N x C x H x W nor tokens nor a channels-last grid). */
 DD_API int dd_explain(const dd_model *m, const dd_preproc *pp, const dd_image *im,
                const dd_explain_opts *o, dd_explanation **out, dd_err *err);
 DD_API void dd_explanation_free(dd_explanation *e);
@@ -199,10 +206,11 @@ DD_API void dd_explanation_free(dd_explanation *e);
 /* Zeroes the plan's gradients, seeds d scores[cls] = 1 and runs the backward pass.  DD_EARG
  * when `scores` has no gradient in the plan or cls is out of range. */
 DD_API int dd_explain_backward(dd_plan *p, int scores, int cls, dd_err *err);
-/* Grad-CAM (Selvaraju et al. 2017) on `layer` (N x C x H x W, batch item 0) after
- * dd_explain_backward: each channel weighted by its spatially averaged gradient, summed, ReLU;
- * `cam` receives H x W floats.  DD_EARG when the layer has no gradient in the plan, DD_ESHAPE
- * when it is not 4-D. */
+/* Grad-CAM (Selvaraju et al. 2017) on `layer` (N x C x H x W, batch item 0, or tokens or a
+ * channels-last grid, dream/layout.h, at the plan's input size) after dd_explain_backward:
+ * each channel weighted by its gradient averaged over the grid positions, summed, ReLU; `cam`
+ * receives H x W floats (the grid; a class token left out).  DD_EARG when the layer has no
+ * gradient in the plan, DD_ESHAPE when it has no grid. */
 DD_API int dd_gradcam(dd_plan *p, int layer, float *cam, dd_err *err);
 /* The saliency map of the plan's input `input` (1 x 3 x H x W) after dd_explain_backward:
  * `sal` receives H x W floats, the max over channels of |d score / d input|.  With

@@ -27,7 +27,7 @@ import numpy as np
 from dream._ffi import ffi, lib, library_path
 
 __all__ = [
-    "Error", "Model", "Layer", "dream", "load_image", "save_image", "load_tensor",
+    "Error", "Model", "Layer", "InputSizes", "dream", "load_image", "save_image", "load_tensor",
     "save_tensor", "filters", "optimize_channels", "class_image", "activations", "explain",
     "Filters", "ChannelImages", "ClassImage", "Activations", "Explanation", "Progress",
     "default_max_memory", "library_path",
@@ -210,11 +210,34 @@ def save_tensor(path, a, name=None):
 
 # ---- models ----------------------------------------------------------------------------
 
-Layer = namedtuple("Layer", "name op shape params mflops alias runs")
+Layer = namedtuple("Layer", "name op shape params mflops alias runs layout")
 Layer.__doc__ = """One value of `Model.layers()`, as `dream layers` lists it: the op that
 computes it (None for the input), its shape at the listed size, the parameters its node reads
-(0 after a node's first output), its MFLOPs (0 when folded), its convN alias (None) and
-whether its node runs at run time (False: folded into a constant)."""
+(0 after a node's first output), its MFLOPs (0 when folded), its convN alias (None), whether
+its node runs at run time (False: folded into a constant) and how it is read (its layout, the
+text of the listing's layout column: "NCHW 14x14", "tokens 1+14x14", "seq 1+7x7",
+"NHWC 56x56", "vector", "other"; None for the input)."""
+
+InputSizes = namedtuple("InputSizes", "fixed native min")
+InputSizes.__doc__ = """The input sizes a model accepts (`Model.input_sizes()`): fixed (it
+takes native = (w, h) only: a ViT's position embeddings, a Swin's windows), else any size from
+min = (w, h)."""
+
+
+def _layout_text(m, v, shape, w, h):
+    """dream layers' layout column (src/cli/cmd_layers.c)."""
+    s = ffi.new("dd_shape *")
+    s.ndim = len(shape)
+    for i, d in enumerate(shape):
+        s.d[i] = d
+    lay = ffi.new("dd_layout *")
+    k = lib.dd_value_layout(m, v, s, w, h, lay)
+    if k in (lib.DD_LAYOUT_TOKENS, lib.DD_LAYOUT_SEQ):
+        return "%s %s%dx%d" % ("seq" if k == lib.DD_LAYOUT_SEQ else "tokens",
+                               "1+" if lay.cls else "", lay.grid_h, lay.grid_w)
+    if k in (lib.DD_LAYOUT_NCHW, lib.DD_LAYOUT_NHWC):
+        return "%s %dx%d" % (_str(lib.dd_layout_name(k)), lay.grid_h, lay.grid_w)
+    return _str(lib.dd_layout_name(k))
 
 
 def _triple(v, what, positive):
@@ -321,8 +344,17 @@ class Model:
 
     @property
     def size(self):
-        """The classification input side (224)."""
-        return self._preset.size
+        """The classification input side: the model's own when it takes one square size only
+        (Model.input_sizes), else the preset's (224), as the CLI's default --size."""
+        if not hasattr(self, "_own_size"):
+            self._own_size = None
+            try:
+                s = self.input_sizes()
+                if s.fixed and s.native[0] == s.native[1]:
+                    self._own_size = s.native[0]
+            except Error:
+                pass
+        return self._own_size or self._preset.size
 
     @property
     def preprocessing(self):
@@ -439,12 +471,31 @@ class Model:
             d[2 + i] = want
         return d
 
+    def input_sizes(self, layers=None):
+        """Which input sizes the model accepts for `layers` (names; default its outputs), as
+        `dream layers` says on its first line: an InputSizes."""
+        m = self._model
+        targets = [self.resolve(n) for n in layers] if layers else []
+        t = ffi.new("int[]", targets) if targets else ffi.NULL
+        sz = ffi.new("dd_input_sizes *")
+        err = ffi.new("dd_err *")
+        _check(lib.dd_model_input_sizes(m, t, len(targets), sz, err), err)
+        return InputSizes(bool(sz.fixed), (sz.native_w, sz.native_h), (sz.min_w, sz.min_h))
+
     def layers(self, size=None):
         """Every value computed by the graph, in graph order, at an input of `size` (an int
-        or (w, h); default the preset's, unless the model fixes it), as `dream layers`
-        lists them: a list of Layer, the input first."""
+        or (w, h); default the model's own when it takes one size only, else the preset's,
+        unless the model declares one), as `dream layers` lists them: a list of Layer, the
+        input first."""
         m = self._model
-        if size is None:
+        sizes = None
+        try:
+            sizes = self.input_sizes()
+        except Error:
+            pass
+        if size is None and sizes is not None and sizes.fixed:
+            w, h = sizes.native
+        elif size is None:
             s = lib.dd_model_input_shape(m)
             fixed = s.ndim == 4 and s.d[2] > 0 and s.d[3] > 0
             w = h = 0 if fixed else self.size
@@ -457,7 +508,8 @@ class Model:
                    if lib.dd_model_node_output(m, i, k) >= 0]
         plan = self._plan(np.empty(0), targets, 0, self.max_memory, shape=shape)
         try:
-            out = [Layer(self.input_name, None, tuple(shape), 0, 0.0, None, True)]
+            out = [Layer(self.input_name, None, tuple(shape), 0, 0.0, None, True, None)]
+            iw, ih = (shape[3], shape[2]) if len(shape) == 4 else (0, 0)
             for i in range(lib.dd_model_num_nodes(m)):
                 runs = bool(lib.dd_plan_node_runs(plan, i))
                 for k in range(lib.dd_model_node_num_outputs(m, i)):
@@ -472,7 +524,8 @@ class Model:
                                      _str(lib.dd_model_node_op(m, i)), tshape,
                                      lib.dd_model_node_params(m, i) if k == 0 else 0,
                                      lib.dd_plan_node_flops(plan, i) / 1e6 if k == 0 and runs
-                                     else 0.0, alias, runs))
+                                     else 0.0, alias, runs,
+                                     _layout_text(m, v, tshape, iw, ih) if tshape else None))
             return out
         finally:
             lib.dd_plan_free(plan)

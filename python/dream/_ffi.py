@@ -106,6 +106,22 @@ int64_t dd_plan_node_flops(const dd_plan *p, int node);
 int dd_plan_node_runs(const dd_plan *p, int node);
 int64_t dd_model_node_params(const dd_model *m, int node);
 
+/* layout.h */
+typedef enum dd_layout_kind {
+  DD_LAYOUT_OTHER, DD_LAYOUT_NCHW, DD_LAYOUT_VECTOR, DD_LAYOUT_TOKENS, DD_LAYOUT_SEQ,
+  DD_LAYOUT_NHWC
+} dd_layout_kind;
+typedef struct dd_layout {
+  dd_layout_kind kind; int channel_axis; int64_t channels; int64_t outer; int64_t inner;
+  int grid_h, grid_w; int cls;
+} dd_layout;
+dd_layout_kind dd_value_layout(const dd_model *m, int value, const dd_shape *shape, int in_w,
+                               int in_h, dd_layout *out);
+const char *dd_layout_name(dd_layout_kind kind);
+typedef struct dd_input_sizes { int fixed; int native_w, native_h; int min_w, min_h; } dd_input_sizes;
+int dd_model_input_sizes(const dd_model *m, const int *targets, int n_targets,
+                         dd_input_sizes *out, dd_err *err);
+
 /* dream.h */
 typedef struct dd_dream_layer { int value; int channel; float weight; } dd_dream_layer;
 typedef enum dd_dream_norm { DD_NORM_MEANABS, DD_NORM_STD, DD_NORM_LAPLACIAN } dd_dream_norm;

@@ -251,4 +251,16 @@ void cli_top_k(const double *prob, int64_t n, int k, int *top);
  * Prints the error (with the closest labels) and returns 1. */
 int cli_find_class(const cli_model *cm, const char *query, int *cls);
 
+/* ---- input sizes (src/cli/sizes.c) ---- */
+
+/* The network input size of a command, for `targets` (NULL: the model's outputs): a given
+ * *w x *h (> 0) is kept when the model can take it; with none given (0), the model's only
+ * size when it takes one (dd_model_input_sizes), else dflt x dflt.  A given size a
+ * fixed-size model cannot take is refused with the size it takes ("vit.onnx takes only
+ * 32x32 inputs: --size 64x64 cannot work; leave --size out"), never left to fail deep in
+ * the graph.  *fixed (may be NULL) says whether the model takes one size only.  Prints; 0 or
+ * 1. */
+int cli_network_size(const cli_model *cm, const int *targets, int n_targets, int dflt, int *w,
+                     int *h, int *fixed);
+
 #endif

@@ -15,11 +15,14 @@ static const char activations_help[] =
     "default: its shorter side resized to the preset's size (224), the aspect kept, the\n"
     "longer side at most 4 times the shorter (a longer image is cut to its centre).  A CSV of\n"
     "per-channel statistics (channel, mean, max, fraction of zeros) is written beside OUT\n"
-    "(OUT.csv) or to --stats.\n\n"
+    "(OUT.csv) or to --stats.  Tokens (ViT's 1 x (1+N) x C, CLIP's (1+N) x 1 x C) and\n"
+    "channels-last grids (Swin's 1 x H x W x C) are drawn as their grid per channel, the class\n"
+    "token left out.  A model that takes one size only is fed that size, framed with crop.\n\n"
     "options:\n" CLI_MODEL_HELP
     "  -l, --layer L        layer (default: the preset's layer)\n"
     "  -c, --channels A-B   channels to draw (default: all; the CSV always has all)\n"
-    "      --size S|WxH     the network's input size (default: the preset's)\n"
+    "      --size S|WxH     the network's input size (default: the model's own when it takes\n"
+    "                       one size only, else the preset's)\n"
     "      --framing F      crop, squash or fit (default fit, see above)\n"
     "      --zoom Z         enlarge each map Z times (default: tiles of 24 pixels or more)\n"
     "      --gap PX         pixels between maps (default 2)\n"
@@ -108,7 +111,21 @@ int cmd_activations(int argc, char **argv) {
   int status = cli_model_open_checked("activations", &co.model, &files, &cm);
   if (status) return status;
   if (!layer) layer = cm.preset.layer[0] ? cm.preset.layer : "conv1";
-  if (!w) w = h = cm.preset.size;
+  int fixed = 0;
+  if (cli_network_size(&cm, NULL, 0, cm.preset.size, &w, &h, &fixed)) {
+    cli_model_close(&cm);
+    return 1;
+  }
+  if (fixed && co.framing == DD_FRAME_FIT) {
+    /* one size only: the photo is framed as classify frames it */
+    if (co.framing_given) {
+      cli_errorf("%s takes only %dx%d inputs: --framing fit cannot keep the photo's aspect; "
+                 "use crop or squash", dd_model_name(cm.model), w, h);
+      cli_model_close(&cm);
+      return 1;
+    }
+    co.framing = DD_FRAME_CROP;
+  }
   dd_image *photo = NULL, *im = NULL, *grid = NULL;
   dd_tensor *act = NULL;
   dd_grid g;

@@ -53,6 +53,17 @@ static int write_json(const char *path, const cli_model *cm, const vis_fv_cli *v
 
 enum { OPT_CLASS = 3001 };
 
+/* The side of the optimized image: --size, or a fixed-size model's own. */
+static int class_size(const cli_model *cm, int logits, vis_fv_cli *vo) {
+  int sw = vo->size_given ? vo->fv.size : 0, sh = sw;
+  if (cli_network_size(cm, &logits, 1, vo->fv.size, &sw, &sh, NULL)) return 1;
+  if (sw != sh)
+    return cli_errorf("%s takes only %dx%d inputs; class needs a square input",
+                      dd_model_name(cm->model), sw, sh);
+  vo->fv.size = sw;
+  return 0;
+}
+
 int cmd_class(int argc, char **argv) {
   static const struct option longopts[] = {CLI_MODEL_LONGOPTS,
                                            VIS_FV_LONGOPTS,
@@ -107,21 +118,25 @@ int cmd_class(int argc, char **argv) {
   vo.count = 1;
   vis_fv_progress(&vo, &co);
   if (cli_find_class(&cm, query, &cls)) status = 1;
-  else if (dd_vis_logits(cm.model, &logits, &err) ||
-           dd_fv_new(cm.model, &cm.preset.pre, logits, &vo.fv, &fv, &err))
+  else if (dd_vis_logits(cm.model, &logits, &err)) status = cli_report(&err);
+  else if (class_size(&cm, logits, &vo)) status = 1;
+  else if (dd_fv_new(cm.model, &cm.preset.pre, logits, &vo.fv, &fv, &err))
     status = cli_report(&err);
   else if (cls >= dd_fv_channels(fv))
     status = cli_errorf("--class: class %d out of range 0..%d", cls, dd_fv_channels(fv) - 1);
   else {
     vo.index = cls;
     dd_image *saved = NULL, *framed = NULL;
+    int cw = 0, ch = 0;
+    err.msg[0] = 0;
     /* Classified as read back from the file (a JPEG's compression can undo a pattern that
      * only fools the network pixel by pixel), framed as classify frames a photo. */
     if (dd_fv_run(fv, cls, co.seed.value, &im, &logit, &err) ||
         cli_save_image(out, im, &co, NULL, &err) ||
         dd_image_load(out, 0, &saved, &err) ||
-        dd_image_frame(saved, co.framing, cm.preset.size, cm.preset.size, &framed, NULL, &err))
-      status = cli_report(&err);
+        cli_network_size(&cm, NULL, 0, cm.preset.size, &cw, &ch, NULL) ||
+        dd_image_frame(saved, co.framing, cw, ch, &framed, NULL, &err))
+      status = err.msg[0] ? cli_report(&err) : 1;
     else if (cli_classify(&cm, NULL, framed, &prob, &n_prob))
       status = 1;
     else if (cls >= n_prob)

@@ -107,7 +107,10 @@ int cmd_classify(int argc, char **argv) {
   cli_model cm;
   if (cli_model_open(&co.model, &cm)) return 1;
   const dd_model *m = cm.model;
-  if (!w) w = h = cm.preset.size;
+  if (cli_network_size(&cm, NULL, 0, cm.preset.size, &w, &h, NULL)) {
+    cli_model_close(&cm);
+    return 1;
+  }
   classify_job j = {&cm, &co, NULL, top, w, h, 0};
   if (cli_classify_session(&cm, w, h, &j.session)) {
     cli_model_close(&cm);

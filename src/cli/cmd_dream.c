@@ -26,8 +26,11 @@ static const char dream_help[] =
     "its EXIF orientation is applied.\n\n"
     "options:\n" CLI_MODEL_HELP
     "  -l, --layer SPEC     NAME[#CHANNEL][:WEIGHT], repeatable: a value name as `dream layers`\n"
-    "                       lists it or a convN alias; #CHANNEL: that channel only; :WEIGHT\n"
-    "                       (default 1, may be negative).  Default: the preset's layer.\n"
+    "                       lists it or a convN alias; #CHANNEL: that channel only (on the\n"
+    "                       channel axis: the last one of tokens and channels-last grids);\n"
+    "                       :WEIGHT (default 1, may be negative).  Default: the preset's\n"
+    "                       layer.  A model that takes one size only is dreamed in tiles of\n"
+    "                       that size.\n"
     "      --octaves N      number of scales (4)\n"
     "      --octave-scale S size ratio between octaves, > 1 (1.4)\n"
     "      --iters N        iterations per octave (10)\n"

@@ -19,10 +19,12 @@ static const char explain_help[] =
     "options:\n" CLI_MODEL_HELP
     "      --class C        class to explain: its index or its label, matched whole and\n"
     "                       case-insensitively (default: the top one)\n"
-    "  -l, --layer L        Grad-CAM layer (default: the last one with a spatial extent)\n"
+    "  -l, --layer L        Grad-CAM layer (default: the last one with a spatial extent: a map,\n"
+    "                       tokens or a channels-last grid whose grid gets a gradient)\n"
     "      --smoothgrad N   average the gradient over N noisy copies (sigma 15% of the range)\n"
     CLI_SEED_HELP
-    "      --size S         side of the square the network sees (default: the preset's)\n"
+    "      --size S         side of the square the network sees (default: the model's own\n"
+    "                       when it takes one size only, else the preset's)\n"
     "      --height PX      height of each panel (default: the image's, at most 320)\n"
     CLI_FRAMING_HELP CLI_QUALITY_HELP CLI_COMMON_HELP;
 
@@ -120,7 +122,18 @@ int cmd_explain(int argc, char **argv) {
   cli_model cm;
   int status = cli_model_open_checked("explain", &co.model, &files, &cm);
   if (status) return status;
-  eo.size = size ? size : cm.preset.size;
+  int sw = size, sh = size, fixed = 0;
+  if (cli_network_size(&cm, NULL, 0, cm.preset.size, &sw, &sh, &fixed)) {
+    cli_model_close(&cm);
+    return 1;
+  }
+  if (sw != sh) {
+    cli_errorf("%s takes only %dx%d inputs; explain needs a square input",
+               dd_model_name(cm.model), sw, sh);
+    cli_model_close(&cm);
+    return 1;
+  }
+  eo.size = sw;
   eo.max_memory = cm.max_memory;
   dd_image *photo = NULL, *im = NULL, *pic = NULL;
   dd_explanation *e = NULL;

@@ -57,6 +57,12 @@ static int optimize_channels(const cli_model *cm, const cli_common *co, int valu
   dd_fv *fv;
   vo->fv.max_memory = cm->max_memory;
   vis_fv_progress(vo, co);
+  int sw = vo->size_given ? vo->fv.size : 0, sh = sw;
+  if (cli_network_size(cm, &value, 1, vo->fv.size, &sw, &sh, NULL)) return 1;
+  if (sw != sh)
+    return cli_errorf("%s takes only %dx%d inputs; --optimize needs a square input",
+                      dd_model_name(cm->model), sw, sh);
+  vo->fv.size = sw;
   if (dd_fv_new(cm->model, &cm->preset.pre, value, &vo->fv, &fv, &err)) return cli_report(&err);
   int C = dd_fv_channels(fv);
   if (c1 < 0) {

@@ -21,6 +21,7 @@ int vis_fv_opt(vis_fv_cli *o, int opt, const char *arg, dd_err *err) {
               "takes --steps N");
       return -1;
     case VIS_OPT_SIZE:
+      o->size_given = 1;
       return cli_parse_int("--size", arg, 16, 2048, &o->fv.size, err) ? -1 : 1;
     case VIS_OPT_LR:
       return cli_parse_float("--lr", arg, 0, 10, 1, &o->fv.lr, err) ? -1 : 1;

@@ -32,6 +32,7 @@ enum { VIS_OPT_STEPS = 2001, VIS_OPT_SIZE, VIS_OPT_LR, VIS_OPT_JITTER, VIS_OPT_P
 typedef struct vis_fv_cli {
   dd_fv_opts fv;
   int jitter_given, no_transforms;
+  int size_given; /* --size was given (else a fixed-size model's own size is used) */
   /* progress display */
   const char *what;
   int index, count;

@@ -496,8 +496,29 @@ static int too_small_input(const dd_model *m, const dd_binding *inputs, int n_in
                            const int *targets, int n_targets, const dd_node *node, dd_err *err) {
   if (!err || n_inputs < 1 || inputs[0].constant || inputs[0].shape.ndim != 4) return DD_OK;
   int w = (int)inputs[0].shape.d[3], h = (int)inputs[0].shape.d[2], mw, mh;
-  if (find_min_input(m, inputs, n_inputs, targets, n_targets, &mw, &mh) || (w >= mw && h >= mh))
-    return DD_OK;
+  if (find_min_input(m, inputs, n_inputs, targets, n_targets, &mw, &mh)) return DD_OK;
+  if (w >= mw && h >= mh) {
+    /* larger than the smallest: is the model one of a single size (a ViT's position
+     * embeddings, a Swin's windows)?  Its size is the declared one when that works, else
+     * the smallest; it takes one size when twice that does not work (dream/layout.h) */
+    dd_binding *work = malloc(sizeof *work * (size_t)n_inputs);
+    if (!work) return DD_OK;
+    memcpy(work, inputs, sizeof *work * (size_t)n_inputs);
+    const dd_shape *decl = &m->values[inputs[0].value].shape;
+    int nw = mw, nh = mh;
+    if (decl->ndim == 4 && decl->d[2] > 0 && decl->d[3] > 0 && decl->d[2] <= MIN_INPUT_MAX &&
+        decl->d[3] <= MIN_INPUT_MAX &&
+        !try_size(m, work, n_inputs, targets, n_targets, (int)decl->d[3], (int)decl->d[2], NULL)) {
+      nw = (int)decl->d[3];
+      nh = (int)decl->d[2];
+    }
+    int fixed = try_size(m, work, n_inputs, targets, n_targets, 2 * nw, 2 * nh, NULL) != DD_OK;
+    free(work);
+    if (!fixed || (w == nw && h == nh)) return DD_OK;
+    return dd_fail(err, DD_ESHAPE, "%s: a %dx%d input does not fit: the model takes only %dx%d "
+                   "inputs (a fixed size: '%s' cannot take another)", m->name, w, h, nw, nh,
+                   node->name);
+  }
   /* a window larger than its input is the usual case; a fixed-size Reshape or Gemm another */
   int window = !strcmp(node->op_type, "Conv") || strstr(node->op_type, "Pool") != NULL;
   return dd_fail(err, DD_ESHAPE, "%s: a %dx%d input is too small: '%s' %s; the smallest input "
