@@ -4,7 +4,6 @@
 #include <ctype.h>
 #include <errno.h>
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -220,23 +219,3 @@ void cli_common_warn(const cli_common *c) {
 }
 
 int cli_progress_shown(const cli_common *c) { return !c->quiet && isatty(STDERR_FILENO); }
-
-int cli_warnf(const char *fmt, ...) {
-  va_list ap;
-  va_start(ap, fmt);
-  fputs("dream: warning: ", stderr);
-  vfprintf(stderr, fmt, ap);
-  fputc('\n', stderr);
-  va_end(ap);
-  return 0;
-}
-
-void cli_summary(const cli_common *c, const char *fmt, ...) {
-  if (c->quiet) return;
-  va_list ap;
-  va_start(ap, fmt);
-  fputs("dream: ", stderr);
-  vfprintf(stderr, fmt, ap);
-  fputc('\n', stderr);
-  va_end(ap);
-}
