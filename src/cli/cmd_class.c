@@ -120,6 +120,7 @@ int cmd_class(int argc, char **argv) {
   int64_t n_prob = 0;
   float logit = 0;
   vo.fv.max_memory = cm.max_memory;
+  vo.fv.precision = cli_precision(&co, 1);
   vo.what = "class";
   vo.count = 1;
   vis_fv_progress(&vo, &co);

@@ -61,6 +61,7 @@ static int parse(int argc, char **argv, int batch, cli_dream_args *out, dd_err *
       {"guide", required_argument, NULL, OPT_GUIDE},
       {"guide-size", required_argument, NULL, OPT_GUIDE_SIZE},
       CLI_SEED_LONGOPT,
+      CLI_PRECISION_LONGOPT,
       CLI_QUALITY_LONGOPT,
       {"checkpoint-every", required_argument, NULL, OPT_CHECKPOINT},
       {"max-side", required_argument, NULL, OPT_MAX_SIDE},
@@ -288,6 +289,7 @@ int cli_dream_begin(const cli_dream_args *a, cli_model *cm, cli_dream_job *job) 
   job->cm = cm;
   dd_dream_params *p = &job->p;
   *p = a->params;
+  p->precision = cli_precision(&a->common, 1);
   const char *layers[DD_DREAM_MAX_LAYERS];
   int n_layers = a->n_layers;
   memcpy(layers, a->layers, sizeof layers);

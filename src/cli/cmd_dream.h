@@ -26,7 +26,7 @@
     "                       image would exceed --max-memory)\n" \
     "      --guide IMG      guided dream: the features of IMG that best match each position\n" \
     "      --guide-size N   shrink the guide to N pixels on its longer side first (224; 0: no)\n" \
-    CLI_SEED_HELP \
+    CLI_SEED_HELP CLI_PRECISION_HELP \
     "      --max-side N     shrink IN first so that its longer side is at most N pixels\n" \
     "      --timing         print the time of the dream itself (after loading, before\n" \
     "                       writing) on stderr, for benchmarks: 'dream: loop S s'\n" \

@@ -19,7 +19,8 @@ enum { VIS_OPT_STEPS = 2001, VIS_OPT_SIZE, VIS_OPT_LR, VIS_OPT_JITTER, VIS_OPT_P
       {"lr", required_argument, NULL, VIS_OPT_LR},               \
       {"jitter", required_argument, NULL, VIS_OPT_JITTER},       \
       {"pixels", no_argument, NULL, VIS_OPT_PIXELS},             \
-      {"no-transforms", no_argument, NULL, VIS_OPT_NO_TRANSFORMS}, CLI_SEED_LONGOPT
+      {"no-transforms", no_argument, NULL, VIS_OPT_NO_TRANSFORMS}, CLI_SEED_LONGOPT, \
+      CLI_PRECISION_LONGOPT
 #define VIS_FV_HELP                                                                       \
   "      --steps N        optimization steps (default 256)\n"                              \
   "      --size S         side of the optimized image, the network's input (default %d)\n"  \
@@ -27,7 +28,7 @@ enum { VIS_OPT_STEPS = 2001, VIS_OPT_SIZE, VIS_OPT_LR, VIS_OPT_JITTER, VIS_OPT_P
   "      --jitter PX      largest random shift per step (default size/16)\n"               \
   "      --no-transforms  no random shift, scale or rotation (to see why they are there)\n" \
   "      --pixels         optimize raw pixels, not the decorrelated Fourier image (same)\n" \
-  CLI_SEED_HELP
+  CLI_SEED_HELP CLI_PRECISION_HELP
 
 typedef struct vis_fv_cli {
   dd_fv_opts fv;
