@@ -12,6 +12,8 @@ build_packages="gcc g++ make cmake pkg-config libopenblas-dev libstb-dev libprot
 # Tests: Criterion, the ONNX conformance suite, PyTorch as the gradient oracle, cffi and
 # pytest for the Python module (python/tests).
 test_packages="libcriterion-dev libonnx-testdata python3-torch python3-torchvision python3-onnx python3-numpy python3-cffi python3-pytest"
+# dream audit's page is tested in a real browser, headless
+test_packages="$test_packages chromium"
 # Scale-out tests (tests/cli/test_batch.c, ctest's slurm): GNU parallel, a one-node Slurm.
 dist_packages="parallel slurm-wlm"
 

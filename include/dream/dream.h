@@ -67,7 +67,7 @@ typedef enum dd_dream_norm {
 
 /* The number format of the convolutions' products (the CLI's --precision). */
 typedef enum dd_precision {
-  /* bf16 where it is faster on this CPU (see dd_precision_resolve), else fp32 */
+  /* bf16 where this CPU makes it faster (AMX; see dd_precision_resolve), else fp32 */
   DD_PRECISION_AUTO = 0,
   /* float32 throughout: the reference */
   DD_PRECISION_FP32 = 1,
@@ -110,9 +110,11 @@ typedef struct dd_dream_params {
 /* What `asked` means on this CPU, for a gradient-ascent loop (dream_loop != 0: dream,
  * batch, filters --optimize, class) or for a computation whose numbers are the result (0: run,
  * grad, classify, explain): FP32 or BF16, never AUTO.  AUTO is BF16 for a loop when the CPU
- * has a bf16 kernel that is faster than float32 here (timed once, a few milliseconds, at the
- * first call), else FP32; BF16 is BF16 when the CPU has a bf16 kernel (AVX512-BF16), else
- * FP32 (dd_precision_has_bf16 says which); FP32 is FP32.  Thread-safe. */
+ * has AMX-BF16 tiles (usable, and bit-exact with the AVX512-BF16 kernel in a self-check at
+ * the first call), else FP32: with AVX512-BF16 alone bf16 measured slower than float32
+ * (bench/README.md).  The rule reads the CPU, never the clock, so a seed gives one picture.
+ * BF16 is BF16 when the CPU has a bf16 kernel (AVX512-BF16), else FP32
+ * (dd_precision_has_bf16 says which); FP32 is FP32.  Thread-safe. */
 DD_API dd_precision dd_precision_resolve(dd_precision asked, int dream_loop);
 /* Whether this CPU has a bf16 kernel (AVX512-BF16), so that BF16 is not FP32. */
 DD_API int dd_precision_has_bf16(void);

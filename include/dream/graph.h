@@ -48,9 +48,14 @@ typedef struct dd_binding {
  * the products in float32, on the CPU's bf16 dot-product instructions (AVX512-BF16, or AMX
  * tiles).  Each
  * output is then within about 2^-7 of the sum of the magnitudes of its terms, where float32
- * is within about k * 2^-24.  Ignored (float32) on a CPU without them: dd_precision_bf16()
- * (dream/dream.h) says which. */
+ * is within about k * 2^-24.  Ignored (float32) on a CPU without them:
+ * dd_precision_has_bf16() (dream/dream.h) says which. */
 #define DD_PLAN_BF16 8u
+/* With DD_PLAN_REUSE, the bound inputs need not keep their values after forward: their
+ * memory goes to other values once their last reader has run, as any value's does.  Write
+ * every input again before each forward (dd_infer does).  A forward-only plan then holds
+ * only what is live at each step. */
+#define DD_PLAN_FORGET_INPUTS 16u
 /* fp32-exact: every kernel computes each output element by the same sequence of operations
  * wherever the element lies (no vector body against scalar tail, no blocked against edge
  * path, no Winograd tile position), so inputs that are equal give outputs that are bit-equal
@@ -60,7 +65,7 @@ typedef struct dd_binding {
  * A first layer (at most 4 input channels) sums in double.  dd_input_gradient and dd_explain
  * always use it, the dream loop and dd_fv when DD_PRECISION_FP32 is asked for (`--precision
  * fp32`; auto keeps Winograd).  With DD_PLAN_BF16 too, this flag wins: products in float32. */
-#define DD_PLAN_EXACT 16u
+#define DD_PLAN_EXACT 32u
 
 /* Build a plan computing `targets` from `inputs`.  max_memory (0: none) caps the memory of
  * the plan's buffers: a plan that would need more fails with DD_ELIMIT, saying how much. */

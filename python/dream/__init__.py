@@ -12,8 +12,9 @@ H x W x 3 arrays (uint8, or floats in 0..255); pictures come back as uint8, roun
 clamped as the library rounds them when it writes a file.  Failures raise dream.Error with
 the library's message and status code.
 
-Not here yet: the audit report (issue #14), which has no C API to call.
+dream.audit(dir, ...) returns the report of `dream audit` (dd_audit_run) as Python objects.
 """
+import json
 import math
 import os
 import re
@@ -30,7 +31,7 @@ __all__ = [
     "Error", "Model", "Layer", "InputSizes", "dream", "load_image", "save_image", "load_tensor",
     "save_tensor", "filters", "optimize_channels", "class_image", "activations", "explain",
     "Filters", "ChannelImages", "ClassImage", "Activations", "Explanation", "Progress",
-    "default_max_memory", "library_path",
+    "audit", "default_max_memory", "library_path",
 ]
 
 # Status codes (include/dream/error.h, DD_ERRNO_MAP).
@@ -1039,3 +1040,73 @@ def explain(model, rgb, cls=None, *, layer=None, smoothgrad=0, seed=0, size=None
                            cam, sal, (e.cam_x, e.cam_y),
                            (int(r.x) + e.cam_x, int(r.y) + e.cam_y), (r.x, r.y, r.w, r.h),
                            picture)
+
+
+# ---- audit ------------------------------------------------------------------------------
+
+def _report(pp, err, rc):
+    """The json_t the library returned, as Python objects (through its report.json text)."""
+    _check(rc, err)
+    r = pp[0]
+    try:
+        text = lib.dd_audit_dumps(r)
+        if text == ffi.NULL:
+            _fail(ENOMEM, "out of memory serializing the report")
+        try:
+            return json.loads(ffi.string(text).decode("ascii"))
+        finally:
+            lib.free(text)
+    finally:
+        lib.dd_audit_free(r)
+
+
+def audit(dir, model=None, *, labels=None, top=5, layers=(), perturb=None, seed=0,
+          shard=None, framing="crop", size=None, max_memory=None, report_dir=None):
+    """`dream audit` without its thumbnails, panels and page (--no-panels): the report of a
+    folder of labelled images (dd_audit_run) as Python objects, the dict report.json holds.
+    labels: a CSV of path,label (default: the subfolder names); top: K of accuracy.topk and
+    the examples per unit; layers: names whose units are audited; perturb: "blur,noise",
+    "all" or a list of names; shard: (I, N); report_dir: also write report_dir/report.json
+    (the folder must exist).  Options the CLI records in the report (options.panels) are the
+    CLI's: compare a report written here with `dream audit --no-panels`."""
+    with _Closing(model) as m:
+        if framing not in ("crop", "squash"):
+            _fail(EUNSUPPORTED, "framing %s: audit plans one size (crop or squash)" % (framing,))
+        o = ffi.new("dd_audit_opts *")
+        lib.dd_audit_opts_init(o)
+        err = ffi.new("dd_err *")
+        o.framing = _framing(framing)
+        o.size = size or m.size
+        o.top = top
+        o.max_memory = max_memory or m.max_memory
+        # the CLI's cap: a decoded pixel costs about 64 bytes of the budget (cli_max_pixels)
+        o.max_pixels = min(o.max_memory // 64, 1 << 28)
+        keep = []
+        if labels is not None:
+            keep.append(ffi.new("char[]", os.fsencode(labels)))
+            o.labels_csv = keep[-1]
+        if shard is not None:
+            o.shard_index, o.shard_count = shard
+        values = [m.resolve(name) for name in (layers or ())]
+        if values:
+            keep.append(ffi.new("int[]", values))
+            o.layers = keep[-1]
+            o.n_layers = len(values)
+        if perturb:
+            bits = ffi.new("unsigned *")
+            spec = perturb if isinstance(perturb, str) else ",".join(perturb)
+            _check(lib.dd_perturb_parse(spec.encode(), bits, err), err)
+            o.perturb = bits[0]
+        o.seed = seed
+        pp = ffi.new("json_t **")
+        rc = lib.dd_audit_run(m._model, m._preset.model_path, ffi.addressof(m._preset.pre),
+                              m._preset.labels_path, os.fsencode(dir), o, pp, err)
+        if rc:
+            _check(rc, err)
+        if report_dir is not None:
+            try:
+                _check(lib.dd_audit_write(pp[0], os.fsencode(report_dir), err), err)
+            except Exception:
+                lib.dd_audit_free(pp[0])
+                raise
+        return _report(pp, err, rc)

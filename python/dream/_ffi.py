@@ -204,6 +204,26 @@ int dd_explain(const dd_model *m, const dd_preproc *pp, const dd_image *im,
 void dd_explanation_free(dd_explanation *e);
 int dd_explain_picture(const dd_image *im, const dd_explanation *e, int height, dd_image **out,
                        dd_err *err);
+
+/* audit.h (the report is jansson's json_t, opaque here: it crosses as text) */
+typedef struct json_t json_t;
+typedef struct dd_audit_opts {
+  dd_framing framing; int size; int top; const char *labels_csv;
+  int shard_index; int shard_count; size_t max_memory; size_t max_pixels; int max_files;
+  const int *layers; int n_layers; unsigned perturb; uint64_t seed;
+  void (*progress)(int done, int total, void *user); void *user;
+} dd_audit_opts;
+void dd_audit_opts_init(dd_audit_opts *o);
+int dd_audit_run(const dd_model *m, const char *model_path, const dd_preproc *pp,
+                 const char *labels_path, const char *dir, const dd_audit_opts *o,
+                 json_t **report, dd_err *err);
+int dd_audit_merge(json_t *const *parts, const char *const *names, int n, json_t **report,
+                   dd_err *err);
+int dd_audit_write(const json_t *report, const char *dir, dd_err *err);
+int dd_audit_read(const char *dir, json_t **report, dd_err *err);
+char *dd_audit_dumps(const json_t *report);
+void dd_audit_free(json_t *report);
+int dd_perturb_parse(const char *list, unsigned *bits, dd_err *err);
 """)
 
 _HERE = os.path.dirname(os.path.abspath(__file__))

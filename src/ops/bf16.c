@@ -107,41 +107,14 @@ dd_bf16_isa dd_bf16_kernel(void) {
   return dd_bf16_has(DD_BF16_AVX512) ? DD_BF16_AVX512 : DD_BF16_NONE;
 }
 
-/* ---- is it faster? ---- */
+/* ---- does it pay? ----
+ * Decided from the CPU alone, never by timing, so that a seed gives the same picture
+ * whatever the machine's load: on the AVX512-BF16 kernel, vdpbf16ps runs at 0.44-0.52x the
+ * multiply-add rate of fp32 FMA on Intel (Emerald Rapids; bench/README.md), and oneDNN's
+ * bf16 convolutions are about 2x slower than its fp32 ones there too; AMX tiles are what
+ * make bf16 faster. */
 
-static int pays;
-static pthread_once_t pays_once = PTHREAD_ONCE_INIT;
-
-static double seconds(void) {
-  struct timespec t;
-  clock_gettime(CLOCK_MONOTONIC, &t);
-  return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
-
-/* 64 x 256 x 256 (a 1x1 convolution of 256 channels to 64 on a 16x16 image): the best of 5
- * runs of each, alternated so that a change of load hits both. */
-static void probe(void) {
-  enum { M = 64, N = 256, K = 256 };
-  static float a[M * K], b[K * N], c[M * N];
-  for (int i = 0; i < M * K; i++) a[i] = (float)(i % 7) - 3.f;
-  for (int i = 0; i < K * N; i++) b[i] = (float)(i % 5) - 2.f;
-  double best[2] = {1e9, 1e9};
-  for (int r = 0; r < 5; r++)
-    for (int v = 0; v < 2; v++) {
-      double t0 = seconds();
-      if (v) dd_bgemm_on(dd_bf16_kernel(), M, N, K, a, K, 1, b, N, c, N, 0, NULL, 0);
-      else dd_sgemm(M, N, K, a, K, 1, b, N, c, N, 0, NULL, 0);
-      double t = seconds() - t0;
-      if (t < best[v]) best[v] = t;
-    }
-  pays = best[1] * 1.25 <= best[0];
-}
-
-int dd_bf16_pays(void) {
-  if (dd_bf16_kernel() == DD_BF16_NONE) return 0;
-  pthread_once(&pays_once, probe);
-  return pays;
-}
+int dd_bf16_pays(void) { return dd_bf16_kernel() == DD_BF16_AMX; }
 
 /* ---- the AVX512-BF16 kernel ---- */
 #ifdef DD_BF16_X86

@@ -30,10 +30,10 @@ int dd_bf16_has(dd_bf16_isa isa);
  * self-check, else AVX512-BF16 when the CPU has it, else DD_BF16_NONE. */
 dd_bf16_isa dd_bf16_kernel(void);
 
-/* Whether the bf16 kernel is faster than float32 here: measured once (a few milliseconds, on
- * the calling thread) by timing both on a product of a convolution's shape; bf16 must be at
- * least 1.25x as fast.  On the Xeon of bench/README.md vdpbf16ps nets half the multiply-add
- * rate of its two FMA ports, so there it is not. */
+/* Whether bf16 pays on this CPU: the AMX kernel is usable.  Read from the CPU, never timed,
+ * so that --precision auto gives the same picture whatever the load.  On the Xeon of
+ * bench/README.md vdpbf16ps nets half the multiply-add rate of its two FMA ports, so the
+ * AVX512-BF16 kernel alone does not pay. */
 int dd_bf16_pays(void);
 
 /* dd_sgemm in bf16 on the kernel dd_bf16_kernel() names (dd_sgemm itself when none). */
