@@ -230,6 +230,9 @@ Test(tokens, fixed_size_tiles_are_crops) {
   dd_dream_params_init(&p);
   p.layers[0] = (dd_dream_layer){value(m, "block1"), 2, 1.f};
   p.n_layers = 1;
+  /* the crops' gradients below come from dd_input_gradient, which computes exactly
+   * (DD_PLAN_EXACT); an explicit fp32 dream computes the same way */
+  p.precision = DD_PRECISION_FP32;
   dd_dreamer *d;
   dd_err err;
   cr_assert_eq(dd_dreamer_new(m, &unit_pp, &p, &d, &err), 0, "%s", err.msg);

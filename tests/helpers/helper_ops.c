@@ -147,7 +147,8 @@ double th_gradcheck(th_node *t, dd_tensor *const *in, int which, float eps, uint
     }
     double a = dd_f32(g)[i];
     double rel = fabs(a - d[1]) / fmax(fmax(fabs(a), fabs(d[1])), fmax(scale, 1e-6));
-    if (rel > worst) worst = rel;
+    if (isnan(rel)) worst = INFINITY; /* a NaN gradient (or quotient) is never a pass */
+    else if (rel > worst) worst = rel;
   }
   if (skipped) *skipped = skip;
   dd_tensor_free(g);
