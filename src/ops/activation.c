@@ -5,6 +5,7 @@
 #include <stdlib.h>
 
 #include "ops/common.h"
+#include "ops/fastexp.h"
 
 typedef struct act_params {
   float alpha;        /* LeakyRelu slope */
@@ -208,32 +209,11 @@ static int sigmoid_init(dd_node *node, dd_err *err) {
   return dd_node_check_attrs(node, known, err);
 }
 
-/* exp(-a) for a >= 0, without a call, so that the loops below vectorize (libm's expf does
- * not, without -ffast-math; it made Sigmoid half of EfficientNet-B0's forward pass): Cephes'
- * expf, a = n ln2 - r with |r| <= ln2 / 2, e^r by its degree-7 polynomial (within 2 ulp),
- * times 2^n built in the exponent bits.  Below 2^-126 (a > 87.3, where expf is denormal) it
- * gives 0. */
-static inline float exp_neg(float a) {
-  float big = a > 87.3f ? 1.f : 0.f;
-  a = a > 87.3f ? 87.3f : a;
-  float n = nearbyintf(a * 1.44269504088896341f); /* 0 .. 126 */
-  float r = n * 0.693359375f - a;                  /* -a + n ln2, in two parts */
-  r = r - n * 2.12194440e-4f;
-  float p = 1.9875691500e-4f;
-  p = p * r + 1.3981999507e-3f;
-  p = p * r + 8.3334519073e-3f;
-  p = p * r + 4.1665795894e-2f;
-  p = p * r + 1.6666665459e-1f;
-  p = p * r + 5.0000001201e-1f;
-  p = p * r * r + r + 1.f;
-  union { uint32_t u; float f; } scale = {(uint32_t)(127 - (int32_t)n) << 23};
-  return big != 0.f ? 0.f : p * scale.f;
-}
-
 /* exp of a non-positive number only, so it never overflows: e = exp(-|x|), then 1 / (1 + e)
- * for x >= 0 and e / (1 + e) below. */
+ * for x >= 0 and e / (1 + e) below.  dd_exp_neg rather than expf: the loops vectorize (it
+ * made Sigmoid half of EfficientNet-B0's forward pass). */
 static inline float sigmoidf(float x) {
-  float e = exp_neg(fabsf(x)), s = 1.f / (1.f + e);
+  float e = dd_exp_neg(fabsf(x)), s = 1.f / (1.f + e);
   return x >= 0.f ? s : e * s;
 }
 
