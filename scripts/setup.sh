@@ -12,13 +12,16 @@ build_packages="gcc g++ make cmake pkg-config libopenblas-dev libstb-dev libprot
 # Tests: Criterion, the ONNX conformance suite, PyTorch as the gradient oracle, cffi and
 # pytest for the Python module (python/tests).
 test_packages="libcriterion-dev libonnx-testdata python3-torch python3-torchvision python3-onnx python3-numpy python3-cffi python3-pytest"
+# Scale-out tests (tests/cli/test_batch.c, ctest's slurm): GNU parallel, a one-node Slurm.
+dist_packages="parallel slurm-wlm"
 
 if [ "${DREAM_SKIP_APT:-0}" != 1 ]; then
   sudo=
   if [ "$(id -u)" -ne 0 ]; then sudo=sudo; fi
   $sudo apt-get update -q
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q --no-install-recommends \
-    $build_packages $test_packages
+    $build_packages $test_packages \
+    $dist_packages
 fi
 
 cmake -S . -B build -DCMAKE_BUILD_TYPE=Release

@@ -344,6 +344,9 @@ static int check_params(const dd_model *m, const dd_dream_params *p, dd_err *err
     return dd_fail(err, DD_EARG, "the jitter must be >= 0 (got %d)", p->jitter);
   if (p->norm != DD_NORM_MEANABS && p->norm != DD_NORM_STD && p->norm != DD_NORM_LAPLACIAN)
     return dd_fail(err, DD_EARG, "unknown normalization %d", (int)p->norm);
+  if (p->precision != DD_PRECISION_AUTO && p->precision != DD_PRECISION_FP32 &&
+      p->precision != DD_PRECISION_BF16)
+    return dd_fail(err, DD_EARG, "unknown precision %d", (int)p->precision);
   if (p->norm == DD_NORM_LAPLACIAN && (p->lap_levels < 1 || p->lap_levels > 12))
     return dd_fail(err, DD_EARG, "Laplacian levels must be 1..12 (got %d)", p->lap_levels);
   if (p->tile != 0 && (p->tile < DD_DREAM_MIN_TILE || p->tile > 1 << 16))
@@ -504,8 +507,10 @@ static int ensure_plan(dd_dreamer *d, int w, int h, dd_err *err) {
   }
   dd_binding b = image_binding(d->input, w, h);
   dd_plan *plan;
+  unsigned bf16 =
+      dd_precision_resolve(d->p.precision, 1) == DD_PRECISION_BF16 ? DD_PLAN_BF16 : 0;
   int rc = dd_plan_new_within(d->host, d->m, &b, 1, d->targets, d->n_targets,
-                              DD_PLAN_GRAD | DD_PLAN_REUSE, d->p.max_memory, &plan, err);
+                              DD_PLAN_GRAD | DD_PLAN_REUSE | bf16, d->p.max_memory, &plan, err);
   if (rc) return rc;
   rc = check_layers(d->m, plan, d->input, d->p.layers, d->p.n_layers, d->lay, err);
   for (int l = 0; !rc && l < d->p.n_layers; l++) {

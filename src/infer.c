@@ -40,8 +40,13 @@ int dd_infer_new(const dd_model *m, const dd_shape *input, const int *targets, i
   s->n_targets = n_targets;
   s->input = in;
   s->shape = *input;
+  /* Forward only, and only the targets must stay readable: every other value, the input
+   * too (each run writes it afresh), shares memory with those whose lifetimes do not meet
+   * its own (liveness, in-place ops, Concat joins, ReLU folding: plan/memory.c), so the
+   * session holds what is live at its busiest step, not every value of the graph. */
   dd_binding b = {in, *input, NULL};
-  int rc = dd_plan_new(m, &b, 1, targets, n_targets, 0, max_memory, &s->plan, err);
+  int rc = dd_plan_new(m, &b, 1, targets, n_targets, DD_PLAN_REUSE | DD_PLAN_FORGET_INPUTS,
+                       max_memory, &s->plan, err);
   for (int i = 0; !rc && i < n_targets; i++)
     if (!dd_plan_tensor(s->plan, targets[i]))
       rc = dd_fail(err, DD_EARG, "%s: '%s' is not computed by the graph", dd_model_name(m),
@@ -61,10 +66,12 @@ void dd_infer_free(dd_infer *s) {
   free(s);
 }
 
+float *dd_infer_input(dd_infer *s) { return dd_f32(dd_plan_tensor(s->plan, s->input)); }
+
 int dd_infer_run(dd_infer *s, const float *input, dd_err *err) {
   (void)err;
-  dd_tensor *x = dd_plan_tensor(s->plan, s->input);
-  memcpy(x->data, input, (size_t)dd_shape_numel(&s->shape) * sizeof(float));
+  if (input)
+    memcpy(dd_infer_input(s), input, (size_t)dd_shape_numel(&s->shape) * sizeof(float));
   dd_plan_forward(s->plan);
   return DD_OK;
 }
@@ -78,6 +85,8 @@ int dd_infer_image(dd_infer *s, const dd_image *im, const dd_preproc *pp, dd_err
   dd_plan_forward(s->plan);
   return DD_OK;
 }
+
+size_t dd_infer_bytes(const dd_infer *s) { return dd_plan_bytes(s->plan); }
 
 const dd_tensor *dd_infer_output(const dd_infer *s, int i) {
   return i >= 0 && i < s->n_targets ? dd_plan_tensor(s->plan, s->targets[i]) : NULL;

@@ -471,7 +471,9 @@ static int read_node(dd_model *m, const Onnx__NodeProto *np, int index, dd_err *
   return DD_OK;
 }
 
-static int build_model(dd_model *m, const Onnx__ModelProto *mp, dd_err *err) {
+/* Builds m from the unpacked proto; each initializer's bytes in mp are freed as soon as they
+ * are copied, so that the weights are not held twice while the model is built. */
+static int build_model(dd_model *m, Onnx__ModelProto *mp, dd_err *err) {
   m->opset = -1;
   for (size_t i = 0; i < mp->n_opset_import; i++) {
     const Onnx__OperatorSetIdProto *o = mp->opset_import[i];
@@ -486,7 +488,7 @@ static int build_model(dd_model *m, const Onnx__ModelProto *mp, dd_err *err) {
       g->n_initializer > (1u << 24))
     return dd_fail(err, DD_ELIMIT, "%s: too many nodes, inputs or initializers", m->name);
   for (size_t i = 0; i < g->n_initializer; i++) {
-    const Onnx__TensorProto *tp = g->initializer[i];
+    Onnx__TensorProto *tp = g->initializer[i];
     char what[600];
     snprintf(what, sizeof what, "%s: initializer '%s'", m->name, tp->name ? tp->name : "");
     if (!tp->name || !tp->name[0]) return dd_fail(err, DD_EFORMAT, "%s: an initializer has no name", m->name);
@@ -495,6 +497,11 @@ static int build_model(dd_model *m, const Onnx__ModelProto *mp, dd_err *err) {
     if (m->values[v].init) return dd_fail(err, DD_EFORMAT, "%s: defined twice", what);
     rc = dd_tensor_from_proto(tp, what, &m->values[v].init, err);
     if (rc) return rc;
+    if (tp->has_raw_data && tp->raw_data.data) { /* protobuf-c's default allocator: malloc */
+      free(tp->raw_data.data);
+      tp->raw_data.data = NULL;
+      tp->raw_data.len = 0;
+    }
     if (m->values[v].init->dtype == DD_F32) m->n_params += dd_tensor_numel(m->values[v].init);
   }
   m->inputs = malloc((g->n_input + 1) * sizeof(int));
@@ -534,9 +541,9 @@ static int build_model(dd_model *m, const Onnx__ModelProto *mp, dd_err *err) {
   return dd_model_build_aliases(m, err);
 }
 
-int dd_model_parse(const void *buf, size_t len, const char *what, dd_model **out, dd_err *err) {
-  if (len == 0) return dd_fail(err, DD_EFORMAT, "%s: empty file, expected an ONNX model", what);
-  Onnx__ModelProto *mp = onnx__model_proto__unpack(NULL, len, buf);
+/* m from the unpacked proto, which is freed here whatever happens. */
+static int model_from_proto(Onnx__ModelProto *mp, const char *what, dd_model **out,
+                            dd_err *err) {
   if (!mp)
     return dd_fail(err, DD_EFORMAT,
                    "%s: not a valid ONNX model (protobuf decoding failed: truncated or not ONNX)",
@@ -559,12 +566,24 @@ int dd_model_parse(const void *buf, size_t len, const char *what, dd_model **out
   return DD_OK;
 }
 
+int dd_model_parse(const void *buf, size_t len, const char *what, dd_model **out, dd_err *err) {
+  if (len == 0) return dd_fail(err, DD_EFORMAT, "%s: empty file, expected an ONNX model", what);
+  return model_from_proto(onnx__model_proto__unpack(NULL, len, buf), what, out, err);
+}
+
+/* The file's bytes are freed once unpacked (protobuf-c copies what it keeps), before the
+ * model is built: the weights are never held three times (file, proto, model), at most
+ * about twice for the largest initializer. */
 int dd_model_load(const char *path, dd_model **out, dd_err *err) {
   void *buf;
   size_t len;
   int rc = dd_read_file(path, DD_MODEL_MAX_FILE, &buf, &len, err);
   if (rc) return rc;
-  rc = dd_model_parse(buf, len, path, out, err);
+  if (len == 0) {
+    free(buf);
+    return dd_fail(err, DD_EFORMAT, "%s: empty file, expected an ONNX model", path);
+  }
+  Onnx__ModelProto *mp = onnx__model_proto__unpack(NULL, len, buf);
   free(buf);
-  return rc;
+  return model_from_proto(mp, path, out, err);
 }

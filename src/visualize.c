@@ -282,6 +282,9 @@ int dd_fv_new(const dd_model *m, const dd_preproc *pp, int value, const dd_fv_op
     return dd_fail(err, DD_EARG, "random rotation %g is not in [0, 180] degrees", o->rotate);
   if (o->jitter > o->size / 2)
     return dd_fail(err, DD_EARG, "jitter %d is more than half the size %d", o->jitter, o->size);
+  if (o->precision != DD_PRECISION_AUTO && o->precision != DD_PRECISION_FP32 &&
+      o->precision != DD_PRECISION_BF16)
+    return dd_fail(err, DD_EARG, "unknown precision %d", (int)o->precision);
   dd_fv *fv = calloc(1, sizeof *fv);
   if (!fv) return dd_fail(err, DD_ENOMEM, "out of memory");
   fv->m = m;
@@ -295,7 +298,8 @@ int dd_fv_new(const dd_model *m, const dd_preproc *pp, int value, const dd_fv_op
   fv->P = 2;
   while (fv->P < fv->S + 2 * fv->o.jitter) fv->P *= 2;
   dd_binding b = input_binding(m, fv->S, fv->S);
-  rc = dd_plan_new(m, &b, 1, &value, 1, DD_PLAN_GRAD, o->max_memory, &fv->plan, err);
+  unsigned bf16 = dd_precision_resolve(o->precision, 1) == DD_PRECISION_BF16 ? DD_PLAN_BF16 : 0;
+  rc = dd_plan_new(m, &b, 1, &value, 1, DD_PLAN_GRAD | bf16, o->max_memory, &fv->plan, err);
   if (rc) goto fail;
   dd_tensor *t = dd_plan_tensor(fv->plan, value);
   if (t) plan_layout(fv->plan, value, &fv->lay);

@@ -4,38 +4,21 @@
  *
  * To stay fast the photos are shrunk first (224 px wide for the default-parameter run). */
 #include <criterion/criterion.h>
-#include <fcntl.h>
 #include <math.h>
 #include <signal.h>
-#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "dream/dream.h"
 #include "dream/graph.h"
+#include "helper_cli.h"
 #include "helper_ops.h"
 
-extern char **environ;
-
 static const dd_preproc caffe = {1, 255.f, {104.f, 117.f, 123.f}, {1.f, 1.f, 1.f}};
-
-/* A photo of ../shared/images shrunk to `w` pixels wide. */
-static dd_image *photo(const char *name, int w) {
-  char p[512], rel[128];
-  dd_err err;
-  dd_image *im, *r;
-  snprintf(rel, sizeof rel, "images/%s", name);
-  cr_assert_eq(dd_image_load(th_shared(p, sizeof p, rel), 0, &im, &err), 0, "%s", err.msg);
-  int h = (int)lround((double)im->h * w / im->w);
-  cr_assert_eq(dd_image_resize(im, w, h, &r, &err), 0, "%s", err.msg);
-  dd_image_free(im);
-  return r;
-}
 
 static dd_image *clone_image(const dd_image *im) {
   dd_image *c;
@@ -70,7 +53,7 @@ static double objective_of(const dd_model *m, const dd_dream_params *p, const dd
 
 Test(dream, objective_rises_threefold_with_default_parameters, .timeout = 600) {
   dd_model *m = th_shared_model("models/bvlc_googlenet.onnx");
-  dd_image *im = photo("dog.jpg", 224);
+  dd_image *im = th_shared_photo("dog.jpg", 224);
   dd_dream_params p;
   params_for(m, "inception_4c/output", &p);
   p.seed = 1;
@@ -95,7 +78,7 @@ static void quick(dd_dream_params *p) {
 
 Test(dream, same_seed_same_output, .timeout = 300) {
   dd_model *m = th_shared_model("models/bvlc_googlenet.onnx");
-  dd_image *im = photo("eagle.jpg", 128);
+  dd_image *im = th_shared_photo("eagle.jpg", 128);
   dd_image *a = clone_image(im), *b = clone_image(im), *c = clone_image(im);
   dd_dream_params p;
   params_for(m, "inception_3b/output", &p);
@@ -131,7 +114,7 @@ static float *gradient(const dd_model *m, const dd_dream_params *p, const dd_ima
 
 Test(dream, one_tile_equals_the_whole_image, .timeout = 300) {
   dd_model *m = th_shared_model("models/bvlc_googlenet.onnx");
-  dd_image *im = photo("horses.jpg", 200);
+  dd_image *im = th_shared_photo("horses.jpg", 200);
   dd_dream_params p;
   params_for(m, "inception_4c/output", &p);
   int tw, th;
@@ -152,7 +135,7 @@ Test(dream, one_tile_equals_the_whole_image, .timeout = 300) {
  * tile or image border get exactly the whole image's gradient. */
 Test(dream, tiles_agree_with_the_whole_image_away_from_borders, .timeout = 300) {
   dd_model *m = th_shared_model("models/bvlc_googlenet.onnx");
-  dd_image *full = photo("giraffe.jpg", 160);
+  dd_image *full = th_shared_photo("giraffe.jpg", 160);
   cr_assert_eq(full->h, 160);
   dd_dream_params p;
   params_for(m, "conv2/3x3", &p);
@@ -193,7 +176,7 @@ Test(dream, tiles_agree_with_the_whole_image_away_from_borders, .timeout = 300) 
 
 Test(dream, tiles_when_the_budget_is_too_small, .timeout = 300) {
   dd_model *m = th_shared_model("models/bvlc_googlenet.onnx");
-  dd_image *im = photo("kite.jpg", 400);
+  dd_image *im = th_shared_photo("kite.jpg", 400);
   dd_dream_params p;
   params_for(m, "inception_4c/output", &p);
   /* half of what the whole image's plan needs */
@@ -295,7 +278,7 @@ static int record_octave(const dd_dream_progress *info, void *user) {
  * does not; the octaves are those dd_dream_octaves says. */
 Test(dream, a_budget_of_the_stated_need_is_enough, .timeout = 300) {
   dd_model *m = th_shared_model("models/bvlc_googlenet.onnx");
-  dd_image *im = photo("kite.jpg", 120);
+  dd_image *im = th_shared_photo("kite.jpg", 120);
   dd_dream_params p;
   params_for(m, "inception_4c/output", &p);
   p.iters = 1;
@@ -479,7 +462,7 @@ Test(dream, meanabs_and_std_normalization) {
  * features, computed here naively from the activations of both images. */
 Test(dream, guide_objective_is_the_best_matching_dot_product, .timeout = 300) {
   dd_model *m = th_shared_model("models/bvlc_googlenet.onnx");
-  dd_image *im = photo("dog.jpg", 160), *guide = photo("scream.jpg", 96);
+  dd_image *im = th_shared_photo("dog.jpg", 160), *guide = th_shared_photo("scream.jpg", 96);
   dd_dream_params p;
   params_for(m, "inception_3b/output", &p);
   p.guide = guide;
@@ -556,7 +539,7 @@ Test(dream, layer_specs) {
 
 Test(dream, rejects_bad_parameters_with_clear_errors, .timeout = 120) {
   dd_model *m = th_shared_model("models/bvlc_googlenet.onnx");
-  dd_image *im = photo("person.jpg", 96);
+  dd_image *im = th_shared_photo("person.jpg", 96);
   dd_dream_layer l;
   dd_err err;
   cr_assert_eq(dd_dream_layer_resolve(m, "inception_4c/outptu", &l, &err), DD_ENOTFOUND);
@@ -630,7 +613,7 @@ static int on_progress(const dd_dream_progress *p, void *user) {
 
 Test(dream, cancel_stops_between_iterations_and_leaves_the_image, .timeout = 300) {
   dd_model *m = th_shared_model("models/bvlc_googlenet.onnx");
-  dd_image *im = photo("horses.jpg", 128), *copy = clone_image(im);
+  dd_image *im = th_shared_photo("horses.jpg", 128), *copy = clone_image(im);
   dd_dream_params p;
   params_for(m, "inception_3b/output", &p);
   quick(&p);
@@ -648,7 +631,7 @@ Test(dream, cancel_stops_between_iterations_and_leaves_the_image, .timeout = 300
 
 Test(dream, checkpoints_are_full_size_and_the_last_is_the_result, .timeout = 300) {
   dd_model *m = th_shared_model("models/bvlc_googlenet.onnx");
-  dd_image *im = photo("horses.jpg", 128);
+  dd_image *im = th_shared_photo("horses.jpg", 128);
   dd_dream_params p;
   params_for(m, "inception_3b/output", &p);
   quick(&p); /* 2 octaves x 3 iterations */
@@ -669,94 +652,23 @@ Test(dream, checkpoints_are_full_size_and_the_last_is_the_result, .timeout = 300
 
 /* ---- the command line ---- */
 
-static char tmpdir[64];
+TestSuite(dream_cli, .init = th_cli_setup, .fini = th_cli_teardown, .timeout = 300);
 
-static void cli_setup(void) {
-  snprintf(tmpdir, sizeof tmpdir, "/tmp/dream_cli_XXXXXX");
-  cr_assert_not_null(mkdtemp(tmpdir));
-  char models[512];
-  setenv("DREAM_MODEL_PATH", th_shared(models, sizeof models, "models"), 1);
-}
-
-static void cli_teardown(void) {
-  char cmd[128];
-  snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
-  if (system(cmd) != 0) cr_log_warn("could not remove %s", tmpdir);
-}
-
-static const char *tmp(char *buf, size_t size, const char *name) {
-  snprintf(buf, size, "%s/%s", tmpdir, name);
-  return buf;
-}
-
-static char *slurp(const char *path, size_t *len) {
-  FILE *f = fopen(path, "rb");
-  if (!f) return NULL;
-  fseek(f, 0, SEEK_END);
-  long n = ftell(f);
-  fseek(f, 0, SEEK_SET);
-  char *s = malloc((size_t)n + 1);
-  size_t got = fread(s, 1, (size_t)n, f);
-  s[got] = 0;
-  fclose(f);
-  if (len) *len = got;
-  return s;
-}
-
-/* Starts DREAM_BINARY with the NULL-terminated args, stderr to tmpdir/stderr.txt. */
-static pid_t spawn(const char *const *args) {
-  char err_path[128];
-  tmp(err_path, sizeof err_path, "stderr.txt");
-  posix_spawn_file_actions_t fa;
-  posix_spawn_file_actions_init(&fa);
-  posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
-  posix_spawn_file_actions_addopen(&fa, 2, err_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-  char *argv[64];
-  int n = 0;
-  argv[n++] = DREAM_BINARY;
-  for (; args[n - 1] && n < 63; n++) argv[n] = (char *)args[n - 1];
-  argv[n] = NULL;
-  pid_t pid;
-  cr_assert_eq(posix_spawn(&pid, DREAM_BINARY, &fa, NULL, argv, environ), 0);
-  posix_spawn_file_actions_destroy(&fa);
-  return pid;
-}
-
-/* Exit status (-signal when killed); *err_out receives stderr. */
-static int finish(pid_t pid, char **err_out) {
-  int ws;
-  cr_assert_eq(waitpid(pid, &ws, 0), pid);
-  char p[128];
-  *err_out = slurp(tmp(p, sizeof p, "stderr.txt"), NULL);
-  return WIFEXITED(ws) ? WEXITSTATUS(ws) : -WTERMSIG(ws);
-}
-
-static int run(const char *const *args, char **err_out) { return finish(spawn(args), err_out); }
-
-static void small_photo(const char *path, int w) {
-  dd_image *im = photo("dog.jpg", w);
-  dd_err err;
-  cr_assert_eq(dd_image_save(path, im, &err), 0, "%s", err.msg);
-  dd_image_free(im);
-}
-
-Test(dream_cli, same_seed_gives_byte_identical_files, .init = cli_setup, .fini = cli_teardown,
-     .timeout = 300) {
+Test(dream_cli, same_seed_gives_byte_identical_files) {
   char in[128], a[128], b[128];
-  small_photo(tmp(in, sizeof in, "in.png"), 112);
-  tmp(a, sizeof a, "a.jpg");
-  tmp(b, sizeof b, "b.jpg");
-  const char *args1[] = {"--layer", "inception_3b/output", "--octaves", "2", "--iters", "2",
-                         "--seed", "7", "-q", in, a, NULL};
-  const char *args2[] = {"dream", "--layer", "inception_3b/output", "--octaves", "2", "--iters",
-                         "2", "--seed", "7", "-q", in, b, NULL};
-  char *e;
-  cr_assert_eq(run(args1, &e), 0, "%s", e);
-  free(e);
-  cr_assert_eq(run(args2, &e), 0, "%s", e);
-  free(e);
+  th_photo("dog.jpg", 112, th_tmp(in, sizeof in, "in.png"));
+  th_tmp(a, sizeof a, "a.jpg");
+  th_tmp(b, sizeof b, "b.jpg");
+  th_result r = TH_RUN("--layer", "inception_3b/output", "--octaves", "2", "--iters", "2",
+                       "--seed", "7", "-q", in, a);
+  cr_assert_eq(r.status, 0, "%s", r.err);
+  th_result_free(&r);
+  r = TH_RUN("dream", "--layer", "inception_3b/output", "--octaves", "2", "--iters", "2",
+             "--seed", "7", "-q", in, b);
+  cr_assert_eq(r.status, 0, "%s", r.err);
+  th_result_free(&r);
   size_t la, lb;
-  char *da = slurp(a, &la), *db = slurp(b, &lb);
+  char *da = th_slurp(a, &la), *db = th_slurp(b, &lb);
   cr_assert(da && db && la > 1000);
   cr_assert((unsigned char)da[0] == 0xFF && (unsigned char)da[1] == 0xD8, "not a JPEG");
   cr_assert(la == lb && memcmp(da, db, la) == 0, "the same seed gave different files");
@@ -764,12 +676,11 @@ Test(dream_cli, same_seed_gives_byte_identical_files, .init = cli_setup, .fini =
   free(db);
 }
 
-Test(dream_cli, rejects_nonsense_with_clear_errors, .init = cli_setup, .fini = cli_teardown,
-     .timeout = 300) {
+Test(dream_cli, rejects_nonsense_with_clear_errors) {
   char in[128], out[128], link[128];
-  small_photo(tmp(in, sizeof in, "in.png"), 64);
-  tmp(out, sizeof out, "out.jpg");
-  tmp(link, sizeof link, "link.png");
+  th_photo("dog.jpg", 64, th_tmp(in, sizeof in, "in.png"));
+  th_tmp(out, sizeof out, "out.jpg");
+  th_tmp(link, sizeof link, "link.png");
   cr_assert_eq(symlink(in, link), 0);
   struct {
     const char *args[8];
@@ -796,51 +707,49 @@ Test(dream_cli, rejects_nonsense_with_clear_errors, .init = cli_setup, .fini = c
       {{"--seed", "-1", in, out}, {"--seed"}},
   };
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-    char *e;
-    int st = run(cases[i].args, &e);
-    cr_expect_neq(st, 0, "case %zu was accepted", i);
+    th_result r = th_run(cases[i].args);
+    cr_expect_neq(r.status, 0, "case %zu was accepted", i);
     for (int k = 0; k < 3 && cases[i].words[k]; k++)
-      cr_expect(e && strstr(e, cases[i].words[k]), "case %zu: '%s' not in: %s", i,
-                cases[i].words[k], e ? e : "(nothing)");
-    free(e);
+      cr_expect(strstr(r.err, cases[i].words[k]), "case %zu: '%s' not in: %s", i,
+                cases[i].words[k], r.err);
+    th_result_free(&r);
   }
   struct stat st;
   cr_assert_neq(stat(out, &st), 0, "an output was written");
 }
 
 /* Ctrl-C: no output, or with checkpoints the last complete one. */
-Test(dream_cli, interrupt_writes_nothing_or_the_last_checkpoint, .init = cli_setup,
-     .fini = cli_teardown, .timeout = 300) {
+Test(dream_cli, interrupt_writes_nothing_or_the_last_checkpoint) {
   char in[128], out[128], ck[128];
-  small_photo(tmp(in, sizeof in, "in.png"), 160);
-  tmp(out, sizeof out, "out.png");
-  tmp(ck, sizeof ck, "ck.png");
+  th_photo("dog.jpg", 160, th_tmp(in, sizeof in, "in.png"));
+  th_tmp(out, sizeof out, "out.png");
+  th_tmp(ck, sizeof ck, "ck.png");
   const char *args[] = {"--layer", "inception_3b/output", "--iters", "1000", "-q", in, out, NULL};
-  pid_t pid = spawn(args);
+  pid_t pid = th_spawn(args);
   struct timespec ts = {1, 500000000};
   nanosleep(&ts, NULL);
   kill(pid, SIGINT);
-  char *e;
-  int st = finish(pid, &e);
+  th_result r = th_wait(pid);
   /* 130 when the signal came during the dream, killed by it when still loading */
-  cr_assert(st == 130 || st == -SIGINT, "status %d: %s", st, e);
+  cr_assert(r.status == 130 || r.signal == SIGINT, "status %d, signal %d: %s", r.status,
+            r.signal, r.err);
   struct stat sb;
   cr_assert_neq(stat(out, &sb), 0, "an interrupted run wrote its output");
-  free(e);
+  th_result_free(&r);
 
   const char *args2[] = {"--layer", "inception_3b/output", "--iters", "1000",
                          "--checkpoint-every", "1", "-q", in, ck, NULL};
-  pid = spawn(args2);
+  pid = th_spawn(args2);
   for (int i = 0; i < 600 && stat(ck, &sb) != 0; i++) {
     struct timespec t = {0, 100000000};
     nanosleep(&t, NULL);
   }
   cr_assert_eq(stat(ck, &sb), 0, "no checkpoint after a minute");
   kill(pid, SIGTERM);
-  st = finish(pid, &e);
-  cr_assert_eq(st, 143, "status %d: %s", st, e);
-  cr_assert(e && strstr(e, "checkpoint"), "%s", e);
-  free(e);
+  r = th_wait(pid);
+  cr_assert_eq(r.status, 143, "status %d, signal %d: %s", r.status, r.signal, r.err);
+  cr_assert(strstr(r.err, "checkpoint"), "%s", r.err);
+  th_result_free(&r);
   dd_image *im;
   dd_err err;
   cr_assert_eq(dd_image_load(ck, 0, &im, &err), 0, "%s", err.msg);
@@ -853,7 +762,7 @@ Test(dream_cli, interrupt_writes_nothing_or_the_last_checkpoint, .init = cli_set
  * checkpoints. */
 Test(dream, in_place_gives_the_same_picture_with_less_memory, .timeout = 300) {
   dd_model *m = th_shared_model("models/bvlc_googlenet.onnx");
-  dd_image *im = photo("horses.jpg", 160);
+  dd_image *im = th_shared_photo("horses.jpg", 160);
   dd_dream_params p;
   params_for(m, "inception_3b/output", &p);
   p.iters = 2;

@@ -10,27 +10,17 @@
 
 #include "dream/dream.h"
 #include "dream/graph.h"
+#include "helper_cli.h"
 #include "helper_ops.h"
+#include "helper_torch.h"
 
 static const char *const layers[] = {"conv2/3x3", "inception_3b/output", "inception_4c/output",
                                      "inception_5b/output"};
 #define N_LAYERS (int)(sizeof layers / sizeof layers[0])
 
-static char tmpdir[64];
+TestSuite(grad, .init = th_cli_setup, .fini = th_cli_teardown);
 
-static void make_tmpdir(void) {
-  snprintf(tmpdir, sizeof tmpdir, "/tmp/dream_grad_XXXXXX");
-  cr_assert_not_null(mkdtemp(tmpdir));
-}
-
-static void remove_tmpdir(void) {
-  char cmd[128];
-  snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
-  if (system(cmd) != 0) cr_log_warn("could not remove %s", tmpdir);
-}
-
-Test(grad, googlenet_matches_torch_autograd, .init = make_tmpdir, .fini = remove_tmpdir,
-     .timeout = 600) {
+Test(grad, googlenet_matches_torch_autograd, .timeout = 600) {
   char mp[512], dp[512];
   th_shared(mp, sizeof mp, "models/bvlc_googlenet.onnx");
   th_shared(dp, sizeof dp, "models/bvlc_googlenet.golden/data.pb");
@@ -40,7 +30,7 @@ Test(grad, googlenet_matches_torch_autograd, .init = make_tmpdir, .fini = remove
                    DREAM_SOURCE_DIR, mp, dp);
   for (int i = 0; i < N_LAYERS; i++)
     n += snprintf(cmd + n, sizeof cmd - (size_t)n, " --layer '%s' --save '%s/ref%d.pb'", layers[i],
-                  tmpdir, i);
+                  th_tmpdir, i);
   int rc = system(cmd);
   cr_assert_eq(rc, 0, "the PyTorch reference failed (status %d): /usr/bin/python3 with torch and "
                "onnx is required (Debian python3-torch, python3-onnx)\n%s", rc, cmd);
@@ -57,7 +47,7 @@ Test(grad, googlenet_matches_torch_autograd, .init = make_tmpdir, .fini = remove
     double obj;
     cr_assert_eq(dd_input_gradient(m, x, &l, 1, 0, &g, &obj, &err), 0, "%s", err.msg);
     char rp[256];
-    snprintf(rp, sizeof rp, "%s/ref%d.pb", tmpdir, i);
+    snprintf(rp, sizeof rp, "%s/ref%d.pb", th_tmpdir, i);
     char *name = NULL;
     cr_assert_eq(dd_tensor_load_pb(rp, &ref, &name, &err), 0, "%s", err.msg);
     cr_assert(dd_shape_eq(&g->shape, &ref->shape));
@@ -73,14 +63,15 @@ Test(grad, googlenet_matches_torch_autograd, .init = make_tmpdir, .fini = remove
 }
 
 /* The command line writes what the library computes, named after the graph input. */
-Test(grad, cli_writes_the_gradient, .init = make_tmpdir, .fini = remove_tmpdir, .timeout = 120) {
-  char mp[512], dp[512], out[256], cmd[2048];
+Test(grad, cli_writes_the_gradient, .timeout = 120) {
+  char mp[512], dp[512], out[256];
   th_shared(mp, sizeof mp, "models/bvlc_googlenet.onnx");
   th_shared(dp, sizeof dp, "models/bvlc_googlenet.golden/data.pb");
-  snprintf(out, sizeof out, "%s/cli.pb", tmpdir);
-  snprintf(cmd, sizeof cmd, "'%s' grad --model '%s' --input '%s' --layer 'conv2/3x3#5:2' --save '%s' >/dev/null",
-           DREAM_BINARY, mp, dp, out);
-  cr_assert_eq(system(cmd), 0, "%s", cmd);
+  th_tmp(out, sizeof out, "cli.pb");
+  th_result r = TH_RUN("grad", "--model", mp, "--input", dp, "--layer", "conv2/3x3#5:2", "--save",
+                       out);
+  cr_assert_eq(r.status, 0, "status %d, signal %d: %s", r.status, r.signal, r.err);
+  th_result_free(&r);
   dd_err err;
   dd_model *m;
   cr_assert_eq(dd_model_load(mp, &m, &err), 0, "%s", err.msg);
@@ -130,27 +121,16 @@ Test(grad, cli_writes_the_gradient, .init = make_tmpdir, .fini = remove_tmpdir, 
  * PyTorch at opsets 13, 14 and 17, and at "opset 20" with the GELU pattern fused into a Gelu
  * node (tests/ref/elementwise_torch.py): the output and the input gradient of 1/2 sum(y^2)
  * against torch autograd in float64. */
-Test(grad, elementwise_network_matches_torch_autograd, .init = make_tmpdir,
-     .fini = remove_tmpdir, .timeout = 300) {
-  char cmd[2048];
-  snprintf(cmd, sizeof cmd, "/usr/bin/python3 '%s/tests/ref/elementwise_torch.py' '%s' >/dev/null 2>&1",
-           DREAM_SOURCE_DIR, tmpdir);
-  int rc = system(cmd);
-  cr_assert_eq(rc, 0, "the PyTorch reference failed (status %d): /usr/bin/python3 with torch and "
-               "onnx is required (Debian python3-torch, python3-onnx)\n%s", rc, cmd);
+Test(grad, elementwise_network_matches_torch_autograd, .timeout = 300) {
+  th_torch_ref ref;
+  th_torch_reference("elementwise_torch.py", &ref);
+  const dd_tensor *x = ref.x, *want_y = ref.y, *want_g = ref.grad;
   char path[256];
   dd_err err;
-  dd_tensor *x, *want_y, *want_g;
-  snprintf(path, sizeof path, "%s/input.pb", tmpdir);
-  cr_assert_eq(dd_tensor_load_pb(path, &x, NULL, &err), 0, "%s", err.msg);
-  snprintf(path, sizeof path, "%s/output.pb", tmpdir);
-  cr_assert_eq(dd_tensor_load_pb(path, &want_y, NULL, &err), 0, "%s", err.msg);
-  snprintf(path, sizeof path, "%s/grad.pb", tmpdir);
-  cr_assert_eq(dd_tensor_load_pb(path, &want_g, NULL, &err), 0, "%s", err.msg);
   const int opsets[] = {13, 14, 17, 20};
   for (int k = 0; k < 4; k++) {
     dd_model *m;
-    snprintf(path, sizeof path, "%s/opset%d.onnx", tmpdir, opsets[k]);
+    snprintf(path, sizeof path, "%s/opset%d.onnx", th_tmpdir, opsets[k]);
     cr_assert_eq(dd_model_load(path, &m, &err), 0, "%s", err.msg);
     int y = dd_model_find(m, "y");
     cr_assert_geq(y, 0);
@@ -177,7 +157,5 @@ Test(grad, elementwise_network_matches_torch_autograd, .init = make_tmpdir,
     dd_tensor_free(g);
     dd_model_free(m);
   }
-  dd_tensor_free(x);
-  dd_tensor_free(want_y);
-  dd_tensor_free(want_g);
+  th_torch_ref_free(&ref);
 }

@@ -8,78 +8,8 @@
 #include <string.h>
 
 #include "dream/graph.h"
+#include "helper_model.h"
 #include "helper_ops.h"
-#include "onnx.pb-c.h"
-
-/* ---- a small graph built node by node ---- */
-
-#define G_MAX 16
-
-typedef struct mini_graph {
-  const char *op[G_MAX];
-  char *in[G_MAX][2], *out[G_MAX][1];
-  int n_in[G_MAX], n;
-} mini_graph;
-
-static void add_node(mini_graph *g, const char *op, const char *a, const char *b,
-                     const char *y) {
-  g->op[g->n] = op;
-  g->in[g->n][0] = (char *)a;
-  g->in[g->n][1] = (char *)b;
-  g->n_in[g->n] = b ? 2 : 1;
-  g->out[g->n][0] = (char *)y;
-  g->n++;
-}
-
-/* Input "x" (float32, shape set at plan time), outputs "y" and "w". */
-static dd_model *load_graph(const mini_graph *g) {
-  Onnx__ModelProto model;
-  Onnx__GraphProto graph;
-  Onnx__OperatorSetIdProto opset, *opsets[1] = {&opset};
-  Onnx__NodeProto node[G_MAX], *nodes[G_MAX];
-  Onnx__ValueInfoProto vin, vy, vw, *vins[1] = {&vin}, *vouts[2] = {&vy, &vw};
-  onnx__model_proto__init(&model);
-  onnx__graph_proto__init(&graph);
-  onnx__operator_set_id_proto__init(&opset);
-  opset.has_version = 1;
-  opset.version = 13;
-  model.has_ir_version = 1;
-  model.ir_version = 8;
-  model.n_opset_import = 1;
-  model.opset_import = opsets;
-  model.graph = &graph;
-  graph.name = "reuse";
-  onnx__value_info_proto__init(&vin);
-  onnx__value_info_proto__init(&vy);
-  onnx__value_info_proto__init(&vw);
-  vin.name = "x";
-  vy.name = "y";
-  vw.name = "w";
-  graph.n_input = 1;
-  graph.input = vins;
-  graph.n_output = 2;
-  graph.output = vouts;
-  for (int i = 0; i < g->n; i++) {
-    onnx__node_proto__init(&node[i]);
-    node[i].op_type = (char *)g->op[i];
-    node[i].n_input = (size_t)g->n_in[i];
-    node[i].input = (char **)g->in[i];
-    node[i].n_output = 1;
-    node[i].output = (char **)g->out[i];
-    nodes[i] = &node[i];
-  }
-  graph.n_node = (size_t)g->n;
-  graph.node = nodes;
-  size_t len = onnx__model_proto__get_packed_size(&model);
-  uint8_t *buf = malloc(len);
-  cr_assert_not_null(buf);
-  onnx__model_proto__pack(&model, buf);
-  dd_model *m = NULL;
-  dd_err err = {0};
-  cr_assert_eq(dd_model_parse(buf, len, "reuse.onnx", &m, &err), 0, "%s", err.msg);
-  free(buf);
-  return m;
-}
 
 /* Writes x into p's input and runs forward and backward (seeding each target's gradient with
  * its value: the gradient of 1/2 sum y^2 + 1/2 sum w^2). */
@@ -124,28 +54,62 @@ static void assert_same(const dd_tensor *a, const dd_tensor *b, const char *what
                  dd_f32(a)[i], dd_f32(b)[i]);
 }
 
+/* A graph of input x (float32, its shape set at plan time) and outputs y and w, for the
+ * nodes between. */
+static th_model *x_to_y_and_w(void) {
+  th_model *b = th_model_new("reuse");
+  th_model_input(b, "x", -1, NULL);
+  th_model_output(b, "y");
+  th_model_output(b, "w");
+  return b;
+}
+
+/* A graph of x_to_y_and_w, loaded (the builder freed) and run at 1x2x3x5 on an x drawn from
+ * `seed`, forward and backward, twice: with every buffer apart and with buffers shared. */
+typedef struct both_plans {
+  dd_model *m;
+  int targets[2]; /* y, w */
+  float x[30];
+  dd_plan *sep, *reu;
+} both_plans;
+
+static void run_both(both_plans *r, th_model *b, uint64_t seed) {
+  r->m = th_model_load(b, "reuse.onnx");
+  th_model_free(b);
+  r->targets[0] = dd_model_find(r->m, "y");
+  r->targets[1] = dd_model_find(r->m, "w");
+  int64_t dims[] = {1, 2, 3, 5};
+  dd_shape shape = dd_shape_make(4, dims);
+  for (int i = 0; i < 30; i++) r->x[i] = th_rand_uniform(&seed, -1, 1);
+  r->sep = run_plan(r->m, &shape, r->x, r->targets, 2, 0);
+  r->reu = run_plan(r->m, &shape, r->x, r->targets, 2, DD_PLAN_REUSE);
+}
+
+static void both_plans_free(both_plans *r) {
+  dd_plan_free(r->sep);
+  dd_plan_free(r->reu);
+  dd_model_free(r->m);
+}
+
 /* c = x + x is read after the Relu that follows it, so that Relu must not run in place;
  * t aliases r (Identity) and is read at the end; u = c + t is read last by its Relu, which
  * may run in place; w = Relu(x) + x reads the graph input after a Relu of it. */
 Test(graph, reuse_respects_every_reader) {
-  mini_graph g = {0};
-  add_node(&g, "Add", "x", "x", "c");
-  add_node(&g, "Relu", "c", NULL, "r");
-  add_node(&g, "Identity", "r", NULL, "t");
-  add_node(&g, "Add", "c", "t", "u");
-  add_node(&g, "Relu", "u", NULL, "v");
-  add_node(&g, "Mul", "v", "t", "y");
-  add_node(&g, "Relu", "x", NULL, "z");
-  add_node(&g, "Add", "z", "x", "w");
-  dd_model *m = load_graph(&g);
-  int targets[2] = {dd_model_find(m, "y"), dd_model_find(m, "w")};
-  int64_t dims[] = {1, 2, 3, 5};
-  dd_shape shape = dd_shape_make(4, dims);
-  float x[30];
-  uint64_t st = 11;
-  for (int i = 0; i < 30; i++) x[i] = th_rand_uniform(&st, -1, 1);
-  dd_plan *sep = run_plan(m, &shape, x, targets, 2, 0);
-  dd_plan *reu = run_plan(m, &shape, x, targets, 2, DD_PLAN_REUSE);
+  th_model *b = x_to_y_and_w();
+  th_model_node(b, "Add", NULL, "x,x", "c");
+  th_model_node(b, "Relu", NULL, "c", "r");
+  th_model_node(b, "Identity", NULL, "r", "t");
+  th_model_node(b, "Add", NULL, "c,t", "u");
+  th_model_node(b, "Relu", NULL, "u", "v");
+  th_model_node(b, "Mul", NULL, "v,t", "y");
+  th_model_node(b, "Relu", NULL, "x", "z");
+  th_model_node(b, "Add", NULL, "z,x", "w");
+  both_plans run;
+  run_both(&run, b, 11);
+  const dd_model *m = run.m;
+  const float *x = run.x;
+  const int *targets = run.targets;
+  dd_plan *sep = run.sep, *reu = run.reu;
   const dd_tensor *y = dd_plan_tensor(reu, targets[0]), *w = dd_plan_tensor(reu, targets[1]);
   const dd_tensor *gx = dd_plan_grad(reu, dd_model_input(m));
   for (int i = 0; i < 30; i++) {
@@ -167,9 +131,7 @@ Test(graph, reuse_respects_every_reader) {
   cr_assert_lt(dd_plan_bytes(reu), dd_plan_bytes(sep));
   /* the input and the targets keep their values */
   for (int i = 0; i < 30; i++) cr_assert_eq(dd_f32(dd_plan_tensor(reu, dd_model_input(m)))[i], x[i]);
-  dd_plan_free(sep);
-  dd_plan_free(reu);
-  dd_model_free(m);
+  both_plans_free(&run);
 }
 
 /* The element-wise ops of src/ops/unary.c and binary.c under reuse: the ops whose backward
@@ -178,32 +140,28 @@ Test(graph, reuse_respects_every_reader) {
  * (DD_OP_INPLACE_GRAD).  Values and the input gradient are bit for bit those of the plan that
  * keeps every buffer apart. */
 Test(graph, reuse_matches_for_elementwise_chains) {
-  mini_graph g = {0};
-  add_node(&g, "Exp", "x", NULL, "a");
-  add_node(&g, "Neg", "a", NULL, "b");
-  add_node(&g, "Tanh", "b", NULL, "c");
-  add_node(&g, "Gelu", "c", NULL, "d");
-  add_node(&g, "HardSwish", "d", NULL, "e");
-  add_node(&g, "Min", "e", "x", "f");
-  add_node(&g, "PRelu", "f", "x", "h");
-  add_node(&g, "Exp", "h", NULL, "i");
-  add_node(&g, "Sqrt", "i", NULL, "j");
-  add_node(&g, "Reciprocal", "j", NULL, "k");
-  add_node(&g, "Softplus", "k", NULL, "y");
-  add_node(&g, "Pow", "i", "x", "p");
-  add_node(&g, "Erf", "p", NULL, "q");
-  add_node(&g, "Log", "q", NULL, "r");
-  add_node(&g, "Elu", "r", NULL, "s");
-  add_node(&g, "HardSigmoid", "s", NULL, "w");
-  dd_model *m = load_graph(&g);
-  int targets[2] = {dd_model_find(m, "y"), dd_model_find(m, "w")};
-  int64_t dims[] = {1, 2, 3, 5};
-  dd_shape shape = dd_shape_make(4, dims);
-  float x[30];
-  uint64_t st = 12;
-  for (int i = 0; i < 30; i++) x[i] = th_rand_uniform(&st, -1, 1);
-  dd_plan *sep = run_plan(m, &shape, x, targets, 2, 0);
-  dd_plan *reu = run_plan(m, &shape, x, targets, 2, DD_PLAN_REUSE);
+  th_model *b = x_to_y_and_w();
+  th_model_node(b, "Exp", NULL, "x", "a");
+  th_model_node(b, "Neg", NULL, "a", "b");
+  th_model_node(b, "Tanh", NULL, "b", "c");
+  th_model_node(b, "Gelu", NULL, "c", "d");
+  th_model_node(b, "HardSwish", NULL, "d", "e");
+  th_model_node(b, "Min", NULL, "e,x", "f");
+  th_model_node(b, "PRelu", NULL, "f,x", "h");
+  th_model_node(b, "Exp", NULL, "h", "i");
+  th_model_node(b, "Sqrt", NULL, "i", "j");
+  th_model_node(b, "Reciprocal", NULL, "j", "k");
+  th_model_node(b, "Softplus", NULL, "k", "y");
+  th_model_node(b, "Pow", NULL, "i,x", "p");
+  th_model_node(b, "Erf", NULL, "p", "q");
+  th_model_node(b, "Log", NULL, "q", "r");
+  th_model_node(b, "Elu", NULL, "r", "s");
+  th_model_node(b, "HardSigmoid", NULL, "s", "w");
+  both_plans run;
+  run_both(&run, b, 12);
+  const dd_model *m = run.m;
+  const int *targets = run.targets;
+  dd_plan *sep = run.sep, *reu = run.reu;
   assert_same(dd_plan_tensor(reu, targets[0]), dd_plan_tensor(sep, targets[0]), "y");
   assert_same(dd_plan_tensor(reu, targets[1]), dd_plan_tensor(sep, targets[1]), "w");
   const dd_tensor *gx = dd_plan_grad(reu, dd_model_input(m));
@@ -215,9 +173,7 @@ Test(graph, reuse_matches_for_elementwise_chains) {
   }
   cr_assert_gt(nonzero, 20);
   cr_assert_lt(dd_plan_bytes(reu), dd_plan_bytes(sep));
-  dd_plan_free(sep);
-  dd_plan_free(reu);
-  dd_model_free(m);
+  both_plans_free(&run);
 }
 
 /* GoogLeNet with three targets at once (one feeds the next): forward values and the input
@@ -420,81 +376,13 @@ Test(graph, a_plan_beside_its_host_counts_both, .timeout = 60) {
 /* x -> Reshape(x, [1, 180]) -> y: only inputs of 60 pixels work (6x10, 10x6, 4x15 ...),
  * none of them square; `declare` gives x the declared shape 1x3x6x10. */
 static dd_model *load_fixed_size(int declare) {
-  Onnx__ModelProto model;
-  Onnx__GraphProto graph;
-  Onnx__OperatorSetIdProto opset, *opsets[1] = {&opset};
-  Onnx__NodeProto node, *nodes[1] = {&node};
-  Onnx__TensorProto shape, *inits[1] = {&shape};
-  Onnx__ValueInfoProto vin, vy, *vins[1] = {&vin}, *vouts[1] = {&vy};
-  Onnx__TypeProto type;
-  Onnx__TypeProto__Tensor tt;
-  Onnx__TensorShapeProto sp;
-  Onnx__TensorShapeProto__Dimension dim[4], *dims[4] = {&dim[0], &dim[1], &dim[2], &dim[3]};
-  int64_t decl[4] = {1, 3, 6, 10}, target[2] = {1, 180}, tdims[1] = {2};
-  char *in[2] = {"x", "s"}, *out[1] = {"y"};
-  onnx__model_proto__init(&model);
-  onnx__graph_proto__init(&graph);
-  onnx__operator_set_id_proto__init(&opset);
-  opset.has_version = 1;
-  opset.version = 13;
-  model.has_ir_version = 1;
-  model.ir_version = 8;
-  model.n_opset_import = 1;
-  model.opset_import = opsets;
-  model.graph = &graph;
-  graph.name = "fixed";
-  onnx__value_info_proto__init(&vin);
-  onnx__value_info_proto__init(&vy);
-  vin.name = "x";
-  vy.name = "y";
-  if (declare) {
-    onnx__type_proto__init(&type);
-    onnx__type_proto__tensor__init(&tt);
-    onnx__tensor_shape_proto__init(&sp);
-    for (int i = 0; i < 4; i++) {
-      onnx__tensor_shape_proto__dimension__init(&dim[i]);
-      dim[i].value_case = ONNX__TENSOR_SHAPE_PROTO__DIMENSION__VALUE_DIM_VALUE;
-      dim[i].dim_value = decl[i];
-    }
-    sp.n_dim = 4;
-    sp.dim = dims;
-    tt.has_elem_type = 1;
-    tt.elem_type = ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT;
-    tt.shape = &sp;
-    type.value_case = ONNX__TYPE_PROTO__VALUE_TENSOR_TYPE;
-    type.tensor_type = &tt;
-    vin.type = &type;
-  }
-  onnx__tensor_proto__init(&shape);
-  shape.name = "s";
-  shape.n_dims = 1;
-  shape.dims = tdims;
-  shape.has_data_type = 1;
-  shape.data_type = ONNX__TENSOR_PROTO__DATA_TYPE__INT64;
-  shape.n_int64_data = 2;
-  shape.int64_data = target;
-  graph.n_initializer = 1;
-  graph.initializer = inits;
-  graph.n_input = 1;
-  graph.input = vins;
-  graph.n_output = 1;
-  graph.output = vouts;
-  onnx__node_proto__init(&node);
-  node.op_type = "Reshape";
-  node.n_input = 2;
-  node.input = in;
-  node.n_output = 1;
-  node.output = out;
-  graph.n_node = 1;
-  graph.node = nodes;
-  size_t len = onnx__model_proto__get_packed_size(&model);
-  uint8_t *buf = malloc(len);
-  cr_assert_not_null(buf);
-  onnx__model_proto__pack(&model, buf);
-  dd_model *m = NULL;
-  dd_err err = {0};
-  cr_assert_eq(dd_model_parse(buf, len, "fixed.onnx", &m, &err), 0, "%s", err.msg);
-  free(buf);
+  th_model *b = th_model_new("fixed");
+  th_model_input(b, "x", declare ? 4 : -1, (int64_t[]){1, 3, 6, 10});
+  th_model_output(b, "y");
+  th_model_init_i64(b, "s", 1, (int64_t[]){2}, (int64_t[]){1, 180}, 2);
+  th_model_node(b, "Reshape", NULL, "x,s", "y");
+  dd_model *m = th_model_load(b, "fixed.onnx");
+  th_model_free(b);
   return m;
 }
 

@@ -11,37 +11,13 @@
 #include <stb_image_write.h>
 
 #include "dream/image.h"
+#include "helper_files.h"
 #include "helper_ops.h"
 
 /* Exported by libstb.so; stb_image_write.h declares it only in its implementation part. */
 unsigned char *stbi_zlib_compress(unsigned char *data, int data_len, int *out_len, int quality);
 
-static char tmpdir[64];
-
-static void make_tmpdir(void) {
-  snprintf(tmpdir, sizeof tmpdir, "/tmp/dream_test_image.XXXXXX");
-  cr_assert_not_null(mkdtemp(tmpdir));
-}
-
-static void remove_tmpdir(void) {
-  char cmd[128];
-  snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
-  cr_assert_eq(system(cmd), 0);
-}
-
-static const char *tmp_path(char *buf, size_t size, const char *name) {
-  snprintf(buf, size, "%s/%s", tmpdir, name);
-  return buf;
-}
-
-static void write_bytes(const char *path, const void *data, size_t len) {
-  FILE *f = fopen(path, "wb");
-  cr_assert_not_null(f);
-  cr_assert_eq(fwrite(data, 1, len, f), len);
-  cr_assert_eq(fclose(f), 0);
-}
-
-TestSuite(image, .init = make_tmpdir, .fini = remove_tmpdir);
+TestSuite(image, .init = th_tmpdir_setup, .fini = th_tmpdir_teardown);
 
 Test(image, loads_the_shared_photos_at_their_sizes) {
   static const struct {
@@ -100,7 +76,7 @@ Test(image, png_and_bmp_round_trip_exactly) {
   for (int k = 0; k < 4; k++) {
     char path[128];
     dd_err err;
-    cr_assert_eq(dd_image_save(tmp_path(path, sizeof path, names[k]), im, &err), DD_OK, "%s",
+    cr_assert_eq(dd_image_save(th_tmp(path, sizeof path, names[k]), im, &err), DD_OK, "%s",
                  err.msg);
     dd_image *back;
     cr_assert_eq(dd_image_load(path, 0, &back, &err), DD_OK, "%s", err.msg);
@@ -119,7 +95,7 @@ Test(image, save_rounds_and_clamps) {
   float v[12] = {-20, 0.4f, 0.6f, 254.5f, 300, NAN, 1e9f, -1e9f, 127.49f, 10, 20, 30};
   memcpy(im->rgb, v, sizeof v);
   char path[128];
-  cr_assert_eq(dd_image_save(tmp_path(path, sizeof path, "clamp.png"), im, &err), DD_OK);
+  cr_assert_eq(dd_image_save(th_tmp(path, sizeof path, "clamp.png"), im, &err), DD_OK);
   dd_image *back;
   cr_assert_eq(dd_image_load(path, 0, &back, &err), DD_OK);
   float want[12] = {0, 0, 1, 254, 255, 0, 255, 0, 127, 10, 20, 30};
@@ -133,7 +109,7 @@ Test(image, jpeg_round_trip_is_close) {
   dd_image *im, *back;
   dd_err err;
   cr_assert_eq(dd_image_load(th_shared(path, sizeof path, "images/giraffe.jpg"), 0, &im, &err), 0);
-  cr_assert_eq(dd_image_save(tmp_path(out, sizeof out, "g.jpeg"), im, &err), DD_OK, "%s", err.msg);
+  cr_assert_eq(dd_image_save(th_tmp(out, sizeof out, "g.jpeg"), im, &err), DD_OK, "%s", err.msg);
   cr_assert_eq(dd_image_load(out, 0, &back, &err), DD_OK, "%s", err.msg);
   double sum = 0;
   size_t n = (size_t)im->w * im->h * 3;
@@ -147,14 +123,14 @@ Test(image, save_failures_leave_no_file) {
   dd_image *im = random_image(8, 8, 1);
   dd_err err;
   char path[128];
-  cr_assert_eq(dd_image_save(tmp_path(path, sizeof path, "x.gif"), im, &err), DD_EARG);
+  cr_assert_eq(dd_image_save(th_tmp(path, sizeof path, "x.gif"), im, &err), DD_EARG);
   cr_assert(strstr(err.msg, "unknown image format"), "%s", err.msg);
-  cr_assert_eq(dd_image_save(tmp_path(path, sizeof path, "noext"), im, &err), DD_EARG);
-  cr_assert_eq(dd_image_save(tmp_path(path, sizeof path, "missing/dir/x.png"), im, &err), DD_EIO);
+  cr_assert_eq(dd_image_save(th_tmp(path, sizeof path, "noext"), im, &err), DD_EARG);
+  cr_assert_eq(dd_image_save(th_tmp(path, sizeof path, "missing/dir/x.png"), im, &err), DD_EIO);
   cr_assert(strstr(err.msg, "missing/dir/x.png"), "%s", err.msg);
   /* The directory holds nothing: no temporary file was left behind. */
   char cmd[160];
-  snprintf(cmd, sizeof cmd, "test -z \"$(ls -A '%s')\"", tmpdir);
+  snprintf(cmd, sizeof cmd, "test -z \"$(ls -A '%s')\"", th_tmpdir);
   cr_assert_eq(system(cmd), 0);
   dd_image_free(im);
 }
@@ -162,7 +138,7 @@ Test(image, save_failures_leave_no_file) {
 Test(image, grey_and_alpha) {
   char path[128];
   unsigned char grey[6] = {0, 50, 100, 150, 200, 255};
-  cr_assert(stbi_write_png(tmp_path(path, sizeof path, "grey.png"), 3, 2, 1, grey, 3));
+  cr_assert(stbi_write_png(th_tmp(path, sizeof path, "grey.png"), 3, 2, 1, grey, 3));
   dd_image *im;
   dd_err err;
   cr_assert_eq(dd_image_load(path, 0, &im, &err), DD_OK, "%s", err.msg);
@@ -173,7 +149,7 @@ Test(image, grey_and_alpha) {
 
   /* Opaque, fully transparent and half transparent red: composited on white. */
   unsigned char rgba[12] = {255, 0, 0, 255, 255, 0, 0, 0, 255, 0, 0, 128};
-  cr_assert(stbi_write_png(tmp_path(path, sizeof path, "rgba.png"), 3, 1, 4, rgba, 12));
+  cr_assert(stbi_write_png(th_tmp(path, sizeof path, "rgba.png"), 3, 1, 4, rgba, 12));
   cr_assert_eq(dd_image_load(path, 0, &im, &err), DD_OK, "%s", err.msg);
   float want[9] = {255, 0, 0, 255, 255, 255, 255, 127, 127};
   for (int i = 0; i < 9; i++) cr_assert_float_eq(im->rgb[i], want[i], 0.6f, "%d: %g", i, im->rgb[i]);
@@ -181,7 +157,7 @@ Test(image, grey_and_alpha) {
 
   /* Grey + alpha. */
   unsigned char ga[4] = {100, 255, 100, 0};
-  cr_assert(stbi_write_png(tmp_path(path, sizeof path, "ga.png"), 2, 1, 2, ga, 4));
+  cr_assert(stbi_write_png(th_tmp(path, sizeof path, "ga.png"), 2, 1, 2, ga, 4));
   cr_assert_eq(dd_image_load(path, 0, &im, &err), DD_OK, "%s", err.msg);
   cr_assert_eq(im->rgb[0], 100);
   cr_assert_eq(im->rgb[5], 255);
@@ -192,11 +168,11 @@ Test(image, refuses_files_that_are_not_images) {
   char path[128];
   dd_image *im = NULL;
   dd_err err;
-  write_bytes(tmp_path(path, sizeof path, "text.jpg"), "hello, world\n", 13);
+  th_write_bytes(th_tmp(path, sizeof path, "text.jpg"), "hello, world\n", 13);
   cr_assert_eq(dd_image_load(path, 0, &im, &err), DD_EFORMAT);
   cr_assert(strstr(err.msg, "text.jpg: not an image (stb_image: "), "%s", err.msg);
 
-  write_bytes(tmp_path(path, sizeof path, "empty.png"), "", 0);
+  th_write_bytes(th_tmp(path, sizeof path, "empty.png"), "", 0);
   cr_assert_eq(dd_image_load(path, 0, &im, &err), DD_EFORMAT);
   cr_assert(strstr(err.msg, "empty.png: not an image"), "%s", err.msg);
 
@@ -208,7 +184,7 @@ Test(image, refuses_files_that_are_not_images) {
   buf = malloc(4096);
   size_t got = fread(buf, 1, 4096, f);
   fclose(f);
-  write_bytes(tmp_path(path, sizeof path, "cut.jpg"), buf, got);
+  th_write_bytes(th_tmp(path, sizeof path, "cut.jpg"), buf, got);
   free(buf);
   int rc = dd_image_load(path, 0, &im, &err);
   /* stb_image decodes what it can of a truncated JPEG; either way nothing crashes and an
@@ -216,9 +192,9 @@ Test(image, refuses_files_that_are_not_images) {
   if (rc) cr_assert(strstr(err.msg, "cut.jpg"), "%s", err.msg);
   else dd_image_free(im);
 
-  cr_assert_eq(dd_image_load(tmp_path(path, sizeof path, "absent.png"), 0, &im, &err), DD_EIO);
+  cr_assert_eq(dd_image_load(th_tmp(path, sizeof path, "absent.png"), 0, &im, &err), DD_EIO);
   cr_assert(strstr(err.msg, "absent.png: cannot open"), "%s", err.msg);
-  cr_assert_eq(dd_image_load(tmpdir, 0, &im, &err), DD_EIO);
+  cr_assert_eq(dd_image_load(th_tmpdir, 0, &im, &err), DD_EIO);
   cr_assert(strstr(err.msg, "directory"), "%s", err.msg);
   cr_assert_null(im);
 }
@@ -239,7 +215,7 @@ Test(image, refuses_a_huge_header_without_allocating) {
   /* A 20000x20000 image would take 1.2 GB to decode and 4.8 GB as floats. */
   char ppm_path[128], png_path[128];
   const char ppm[] = "P6\n20000 20000\n255\n\x01\x02\x03";
-  write_bytes(tmp_path(ppm_path, sizeof ppm_path, "huge.ppm"), ppm, sizeof ppm - 1);
+  th_write_bytes(th_tmp(ppm_path, sizeof ppm_path, "huge.ppm"), ppm, sizeof ppm - 1);
   /* PNG signature + IHDR chunk (CRC of "IHDR" + data) for 20000x20000 grey 8-bit, no data.
    * (Grey, because stb_image itself refuses RGB PNGs over 1 GiB before we see them.) */
   unsigned char png[33] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n', 0, 0, 0, 13,
@@ -254,7 +230,7 @@ Test(image, refuses_a_huge_header_without_allocating) {
   png[30] = crc >> 16;
   png[31] = crc >> 8;
   png[32] = crc;
-  write_bytes(tmp_path(png_path, sizeof png_path, "huge.png"), png, sizeof png);
+  th_write_bytes(th_tmp(png_path, sizeof png_path, "huge.png"), png, sizeof png);
 
   limit_address_space((size_t)256 << 20);
   const char *paths[] = {ppm_path, png_path};
@@ -487,7 +463,7 @@ static bytes png_with_chunk(const bytes *png, const char *type, const void *data
 
 static dd_image *load_bytes(const bytes *b, const char *name, int *rc, dd_err *err) {
   char path[128];
-  write_bytes(tmp_path(path, sizeof path, name), b->p, b->len);
+  th_write_bytes(th_tmp(path, sizeof path, name), b->p, b->len);
   dd_image *im = NULL;
   *rc = dd_image_load(path, 0, &im, err);
   return im;
@@ -741,7 +717,7 @@ Test(image, exif_and_icc_survive_a_save_and_load) {
       set_meta(im, 70000, be, 6);
       char path[128];
       dd_err err;
-      cr_assert_eq(dd_image_save(tmp_path(path, sizeof path, names[f]), im, &err), DD_OK, "%s",
+      cr_assert_eq(dd_image_save(th_tmp(path, sizeof path, names[f]), im, &err), DD_OK, "%s",
                    err.msg);
       dd_image *back;
       cr_assert_eq(dd_image_load(path, 0, &back, &err), DD_OK, "%s", err.msg);
@@ -801,7 +777,7 @@ Test(image, exif_and_icc_survive_a_save_and_load) {
       cr_assert_eq(dd_image_load(path, 0, &again, &err), DD_OK, "%s", err.msg);
       cr_assert(!again->icc && !again->exif && again->icc_len == 0 && again->exif_len == 0);
       dd_image_free(again);
-      cr_assert_eq(dd_image_save(tmp_path(path, sizeof path, "meta.bmp"), small, &err), DD_OK);
+      cr_assert_eq(dd_image_save(th_tmp(path, sizeof path, "meta.bmp"), small, &err), DD_OK);
       cr_assert_eq(dd_image_load(path, 0, &again, &err), DD_OK, "%s", err.msg);
       cr_assert(!again->icc && !again->exif);
       dd_image_free(again);
@@ -826,12 +802,12 @@ Test(image, jpeg_quality_is_an_option) {
   dd_image_save_opts_init(&o);
   cr_assert(o.quality == 95 && o.keep_meta == 1);
   o.quality = 20;
-  cr_assert_eq(dd_image_save_with(tmp_path(lo, sizeof lo, "q20.jpg"), im, &o, &err), DD_OK, "%s",
+  cr_assert_eq(dd_image_save_with(th_tmp(lo, sizeof lo, "q20.jpg"), im, &o, &err), DD_OK, "%s",
                err.msg);
   o.quality = 95;
-  cr_assert_eq(dd_image_save_with(tmp_path(hi, sizeof hi, "q95.jpg"), im, &o, &err), DD_OK);
+  cr_assert_eq(dd_image_save_with(th_tmp(hi, sizeof hi, "q95.jpg"), im, &o, &err), DD_OK);
   o.quality = 0; /* the default */
-  cr_assert_eq(dd_image_save_with(tmp_path(def, sizeof def, "q0.jpg"), im, &o, &err), DD_OK);
+  cr_assert_eq(dd_image_save_with(th_tmp(def, sizeof def, "q0.jpg"), im, &o, &err), DD_OK);
   size_t nlo, nhi, ndef;
   uint8_t *blo = read_whole(lo, &nlo), *bhi = read_whole(hi, &nhi), *bdef = read_whole(def, &ndef);
   cr_assert_lt(nlo, nhi, "quality 20: %zu bytes, 95: %zu", nlo, nhi);
@@ -856,16 +832,16 @@ Test(image, jpeg_quality_is_an_option) {
   for (int k = 0; k < 3; k++) {
     char path[128];
     o.quality = bad[k];
-    cr_assert_eq(dd_image_save_with(tmp_path(path, sizeof path, "bad.jpg"), im, &o, &err), DD_EARG);
+    cr_assert_eq(dd_image_save_with(th_tmp(path, sizeof path, "bad.jpg"), im, &o, &err), DD_EARG);
     cr_assert(strstr(err.msg, "bad.jpg") && strstr(err.msg, "quality"), "%s", err.msg);
     cr_assert_neq(access(path, F_OK), 0, "a file was left");
   }
   /* NULL options are the defaults; quality 1 and 100 are in range. */
-  cr_assert_eq(dd_image_save_with(tmp_path(def, sizeof def, "null.jpg"), im, NULL, &err), DD_OK);
+  cr_assert_eq(dd_image_save_with(th_tmp(def, sizeof def, "null.jpg"), im, NULL, &err), DD_OK);
   o.quality = 1;
-  cr_assert_eq(dd_image_save_with(tmp_path(def, sizeof def, "q1.jpg"), im, &o, &err), DD_OK);
+  cr_assert_eq(dd_image_save_with(th_tmp(def, sizeof def, "q1.jpg"), im, &o, &err), DD_OK);
   o.quality = 100;
-  cr_assert_eq(dd_image_save_with(tmp_path(def, sizeof def, "q100.jpg"), im, &o, &err), DD_OK);
+  cr_assert_eq(dd_image_save_with(th_tmp(def, sizeof def, "q100.jpg"), im, &o, &err), DD_OK);
   dd_image_free(im);
 }
 
@@ -893,7 +869,7 @@ Test(image, unsupported_formats_are_named) {
 #undef MAGIC
   for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
     char path[128], want[256];
-    write_bytes(tmp_path(path, sizeof path, files[i].name), files[i].data, files[i].len);
+    th_write_bytes(th_tmp(path, sizeof path, files[i].name), files[i].data, files[i].len);
     dd_image *im = NULL;
     dd_err err;
     cr_assert_eq(dd_image_load(path, 0, &im, &err), DD_EFORMAT, "%s: %s", files[i].name, err.msg);
@@ -908,7 +884,7 @@ Test(image, unsupported_formats_are_named) {
   char path[128];
   dd_image *im = NULL;
   dd_err err;
-  write_bytes(tmp_path(path, sizeof path, "movie.mp4"), "\0\0\0\x14" "ftypisom\0\0\0\0isom", 20);
+  th_write_bytes(th_tmp(path, sizeof path, "movie.mp4"), "\0\0\0\x14" "ftypisom\0\0\0\0isom", 20);
   cr_assert_eq(dd_image_load(path, 0, &im, &err), DD_EFORMAT);
   cr_assert(strstr(err.msg, "movie.mp4: not an image (stb_image: ") &&
             strstr(err.msg, "); supported formats: " DD_IMAGE_FORMATS), "%s", err.msg);

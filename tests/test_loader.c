@@ -9,30 +9,17 @@
 
 #include "dream/model.h"
 #include "dream/tensor.h"
+#include "helper_files.h"
+#include "helper_model.h"
 #include "helper_ops.h"
 #include "onnx.pb-c.h"
 
-/* Writes `len` bytes to a new file under /tmp; its name goes to `path`. */
-static void write_temp(const void *buf, size_t len, char *path, size_t size) {
-  snprintf(path, size, "/tmp/dream_loader_XXXXXX");
-  int fd = mkstemp(path);
-  cr_assert(fd >= 0, "mkstemp failed");
-  cr_assert_eq(write(fd, buf, len), (ssize_t)len);
-  close(fd);
-}
+TestSuite(loader, .init = th_tmpdir_setup, .fini = th_tmpdir_teardown);
 
 static void *read_shared(const char *rel, size_t *len) {
   char path[1024];
-  th_shared(path, sizeof path, rel);
-  FILE *f = fopen(path, "rb");
-  cr_assert(f, "%s: missing (the shared models)", path);
-  fseek(f, 0, SEEK_END);
-  long n = ftell(f);
-  fseek(f, 0, SEEK_SET);
-  void *buf = malloc((size_t)n);
-  cr_assert(buf && fread(buf, 1, (size_t)n, f) == (size_t)n);
-  fclose(f);
-  *len = (size_t)n;
+  void *buf = th_slurp(th_shared(path, sizeof path, rel), len);
+  cr_assert(buf, "%s: missing (the shared models)", path);
   return buf;
 }
 
@@ -52,30 +39,28 @@ static void expect_load_error(const char *path, int code, const char *const *wor
 }
 
 Test(loader, missing_file) {
-  const char *path = "/tmp/dream_loader_no_such_file.onnx";
-  unlink(path);
+  char path[128];
+  th_tmp(path, sizeof path, "no_such_file.onnx");
   expect_load_error(path, DD_EIO, (const char *[]){"cannot open", "No such file", NULL});
 }
 
 Test(loader, directory_instead_of_file) {
-  expect_load_error("/tmp", DD_EIO, (const char *[]){"directory", NULL});
+  expect_load_error(th_tmpdir, DD_EIO, (const char *[]){"directory", NULL});
 }
 
 Test(loader, empty_file) {
-  char path[64];
-  write_temp("", 0, path, sizeof path);
+  char path[128];
+  th_write_bytes(th_tmp(path, sizeof path, "empty.onnx"), "", 0);
   expect_load_error(path, DD_EFORMAT, (const char *[]){"empty", NULL});
-  unlink(path);
 }
 
 Test(loader, random_bytes) {
   uint8_t buf[4096];
   uint64_t s = 12345;
   for (size_t i = 0; i < sizeof buf; i++) buf[i] = (uint8_t)dd_rng_next(&s);
-  char path[64];
-  write_temp(buf, sizeof buf, path, sizeof path);
+  char path[128];
+  th_write_bytes(th_tmp(path, sizeof path, "random.onnx"), buf, sizeof buf);
   expect_load_error(path, DD_EFORMAT, (const char *[]){"not a valid ONNX model", NULL});
-  unlink(path);
 }
 
 Test(loader, truncated_squeezenet) {
@@ -84,198 +69,110 @@ Test(loader, truncated_squeezenet) {
   /* inside the header, inside the weights, and one byte short of the end */
   size_t cuts[] = {7, 1000, len / 3, len / 2, len - 1};
   for (size_t i = 0; i < sizeof cuts / sizeof cuts[0]; i++) {
-    char path[64];
-    write_temp(buf, cuts[i], path, sizeof path);
+    char path[128];
+    th_write_bytes(th_tmp(path, sizeof path, "cut.onnx"), buf, cuts[i]);
     expect_load_error(path, DD_EFORMAT, (const char *[]){"truncated", NULL});
-    unlink(path);
   }
   free(buf);
 }
 
 /* ---- hand-built models ---------------------------------------------------------------- */
 
-#define TINY_MAX 4
-
-/* A ModelProto of up to TINY_MAX nodes, initializers, inputs and outputs; everything lives in
- * the struct, so packing needs no allocation. */
-typedef struct tiny {
-  Onnx__ModelProto model;
-  Onnx__GraphProto graph;
-  Onnx__OperatorSetIdProto opset, *opsets[1];
-  Onnx__NodeProto node[TINY_MAX], *nodes[TINY_MAX];
-  Onnx__TensorProto init[TINY_MAX], *inits[TINY_MAX];
-  Onnx__ValueInfoProto in[TINY_MAX], *ins[TINY_MAX], out[TINY_MAX], *outs[TINY_MAX];
-} tiny;
-
-static void tiny_init(tiny *t) {
-  memset(t, 0, sizeof *t);
-  onnx__model_proto__init(&t->model);
-  onnx__graph_proto__init(&t->graph);
-  onnx__operator_set_id_proto__init(&t->opset);
-  t->opset.has_version = 1;
-  t->opset.version = 13;
-  t->opsets[0] = &t->opset;
-  t->model.has_ir_version = 1;
-  t->model.ir_version = 8;
-  t->model.n_opset_import = 1;
-  t->model.opset_import = t->opsets;
-  t->model.graph = &t->graph;
-  t->graph.name = "tiny";
-  t->graph.node = t->nodes;
-  t->graph.initializer = t->inits;
-  t->graph.input = t->ins;
-  t->graph.output = t->outs;
+/* Writes the model to th_tmpdir/<name> (its path into path) and frees the builder. */
+static const char *write_model(th_model *b, const char *name, char *path, size_t size) {
+  th_model_write(b, th_tmp(path, size, name));
+  th_model_free(b);
+  return path;
 }
 
-static void tiny_node(tiny *t, const char *name, const char *op, int n_in, char **in, int n_out,
-                      char **out) {
-  size_t i = t->graph.n_node++;
-  onnx__node_proto__init(&t->node[i]);
-  t->node[i].name = (char *)name;
-  t->node[i].op_type = (char *)op;
-  t->node[i].n_input = (size_t)n_in;
-  t->node[i].input = in;
-  t->node[i].n_output = (size_t)n_out;
-  t->node[i].output = out;
-  t->nodes[i] = &t->node[i];
-}
-
-static void tiny_io(tiny *t, int is_output, const char *name) {
-  Onnx__ValueInfoProto *v = is_output ? &t->out[t->graph.n_output] : &t->in[t->graph.n_input];
-  onnx__value_info_proto__init(v);
-  v->name = (char *)name;
-  if (is_output) t->outs[t->graph.n_output++] = v;
-  else t->ins[t->graph.n_input++] = v;
-}
-
-/* Packs the model into a temporary file; returns its bytes' length. */
-static void tiny_write(tiny *t, char *path, size_t size) {
-  size_t len = onnx__model_proto__get_packed_size(&t->model);
-  uint8_t *buf = malloc(len);
-  cr_assert(buf);
-  onnx__model_proto__pack(&t->model, buf);
-  write_temp(buf, len, path, size);
-  free(buf);
+/* A model of input x and output y, for the nodes between. */
+static th_model *x_to_y(void) {
+  th_model *b = th_model_new("tiny");
+  th_model_input(b, "x", -1, NULL);
+  th_model_output(b, "y");
+  return b;
 }
 
 Test(loader, valid_tiny_model_loads) {
   /* the builder itself is sound: a Relu graph loads */
-  tiny t;
-  tiny_init(&t);
-  char *x[] = {"x"}, *y[] = {"y"};
-  tiny_io(&t, 0, "x");
-  tiny_io(&t, 1, "y");
-  tiny_node(&t, "relu1", "Relu", 1, x, 1, y);
-  char path[64];
-  tiny_write(&t, path, sizeof path);
+  th_model *b = x_to_y();
+  th_model_node(b, "Relu", "relu1", "x", "y");
+  char path[128];
+  write_model(b, "relu.onnx", path, sizeof path);
   dd_model *m = NULL;
   dd_err err = {0};
   cr_assert_eq(dd_model_load(path, &m, &err), DD_OK, "%s", err.msg);
   cr_assert_eq(dd_model_num_nodes(m), 1);
   dd_model_free(m);
-  unlink(path);
 }
 
 Test(loader, initializer_length_disagrees_with_dims) {
-  tiny t;
-  tiny_init(&t);
+  th_model *b = x_to_y();
   float w[10] = {0};
-  int64_t dims[] = {8, 3, 3, 3};
-  Onnx__TensorProto *tp = &t.init[0];
-  onnx__tensor_proto__init(tp);
-  tp->name = "conv1_w";
-  tp->n_dims = 4;
-  tp->dims = dims;
-  tp->has_data_type = 1;
-  tp->data_type = ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT;
-  tp->has_raw_data = 1;
-  tp->raw_data.len = sizeof w;
-  tp->raw_data.data = (uint8_t *)w;
-  t.inits[0] = tp;
-  t.graph.n_initializer = 1;
-  char *in[] = {"x", "conv1_w"}, *out[] = {"y"};
-  tiny_io(&t, 0, "x");
-  tiny_io(&t, 1, "y");
-  tiny_node(&t, "conv1", "Conv", 2, in, 1, out);
-  char path[64];
-  tiny_write(&t, path, sizeof path);
+  th_model_init_raw(b, "conv1_w", ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT, 4,
+                    (int64_t[]){8, 3, 3, 3}, w, sizeof w);
+  th_model_node(b, "Conv", "conv1", "x,conv1_w", "y");
+  char path[128];
+  write_model(b, "conv.onnx", path, sizeof path);
   /* 8x3x3x3 = 216 floats declared, 10 stored */
   expect_load_error(path, DD_EFORMAT,
                     (const char *[]){"conv1_w", "8x3x3x3", "216", "raw_data", "10", NULL});
-  unlink(path);
 }
 
 Test(loader, unsupported_operator_names_node_and_type) {
-  tiny t;
-  tiny_init(&t);
-  char *x[] = {"x"}, *h[] = {"h"}, *y[] = {"y"};
-  tiny_io(&t, 0, "x");
-  tiny_io(&t, 1, "y");
-  tiny_node(&t, "relu1", "Relu", 1, x, 1, h);
-  tiny_node(&t, "warp7", "GridSample", 1, h, 1, y);
-  char path[64];
-  tiny_write(&t, path, sizeof path);
+  th_model *b = x_to_y();
+  th_model_node(b, "Relu", "relu1", "x", "h");
+  th_model_node(b, "GridSample", "warp7", "h", "y");
+  char path[128];
+  write_model(b, "warp.onnx", path, sizeof path);
   expect_load_error(path, DD_EUNSUPPORTED,
                     (const char *[]){"warp7", "GridSample", "not supported", NULL});
-  unlink(path);
 }
 
 Test(loader, graph_cycle) {
   /* a -> relu_b -> b -> relu_a -> a: every value has a producer, none can run first */
-  tiny t;
-  tiny_init(&t);
-  char *a[] = {"a"}, *b[] = {"b"}, *x[] = {"x"}, *y[] = {"y"};
-  tiny_io(&t, 0, "x");
-  tiny_io(&t, 1, "y");
-  tiny_node(&t, "relu_a", "Relu", 1, b, 1, a);
-  tiny_node(&t, "relu_b", "Relu", 1, a, 1, b);
-  tiny_node(&t, "relu_y", "Relu", 1, x, 1, y);
-  char path[64];
-  tiny_write(&t, path, sizeof path);
+  th_model *b = x_to_y();
+  th_model_node(b, "Relu", "relu_a", "b", "a");
+  th_model_node(b, "Relu", "relu_b", "a", "b");
+  th_model_node(b, "Relu", "relu_y", "x", "y");
+  char path[128];
+  write_model(b, "cycle.onnx", path, sizeof path);
   expect_load_error(path, DD_EFORMAT, (const char *[]){"cycle", "relu_", NULL});
-  unlink(path);
 }
 
 Test(loader, node_reads_an_undefined_value) {
-  tiny t;
-  tiny_init(&t);
-  char *ghost[] = {"ghost"}, *y[] = {"y"};
-  tiny_io(&t, 0, "x");
-  tiny_io(&t, 1, "y");
-  tiny_node(&t, "relu1", "Relu", 1, ghost, 1, y);
-  char path[64];
-  tiny_write(&t, path, sizeof path);
+  th_model *b = x_to_y();
+  th_model_node(b, "Relu", "relu1", "ghost", "y");
+  char path[128];
+  write_model(b, "ghost.onnx", path, sizeof path);
   expect_load_error(path, DD_EFORMAT, (const char *[]){"relu1", "ghost", NULL});
-  unlink(path);
 }
 
 Test(loader, sequence_input_is_unsupported) {
-  /* a sequence of float tensors must not be taken for a float tensor of unknown rank */
-  Onnx__TypeProto__Tensor elem;
-  onnx__type_proto__tensor__init(&elem);
-  elem.has_elem_type = 1;
-  elem.elem_type = ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT;
-  Onnx__TypeProto inner, type;
-  onnx__type_proto__init(&inner);
-  inner.value_case = ONNX__TYPE_PROTO__VALUE_TENSOR_TYPE;
-  inner.tensor_type = &elem;
-  Onnx__TypeProto__Sequence seq;
-  onnx__type_proto__sequence__init(&seq);
-  seq.elem_type = &inner;
-  onnx__type_proto__init(&type);
-  type.value_case = ONNX__TYPE_PROTO__VALUE_SEQUENCE_TYPE;
-  type.sequence_type = &seq;
-  tiny t;
-  tiny_init(&t);
-  char *x[] = {"x"}, *y[] = {"y"};
-  tiny_io(&t, 0, "x");
-  t.in[0].type = &type;
-  tiny_io(&t, 1, "y");
-  tiny_node(&t, "id1", "Identity", 1, x, 1, y);
-  char path[64];
-  tiny_write(&t, path, sizeof path);
+  /* a sequence of float tensors must not be taken for a float tensor of unknown rank; the
+   * types are the builder's once attached, so they are allocated */
+  Onnx__TypeProto__Tensor *elem = calloc(1, sizeof *elem);
+  Onnx__TypeProto *inner = calloc(1, sizeof *inner), *type = calloc(1, sizeof *type);
+  Onnx__TypeProto__Sequence *seq = calloc(1, sizeof *seq);
+  cr_assert(elem && inner && type && seq);
+  onnx__type_proto__tensor__init(elem);
+  elem->has_elem_type = 1;
+  elem->elem_type = ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT;
+  onnx__type_proto__init(inner);
+  inner->value_case = ONNX__TYPE_PROTO__VALUE_TENSOR_TYPE;
+  inner->tensor_type = elem;
+  onnx__type_proto__sequence__init(seq);
+  seq->elem_type = inner;
+  onnx__type_proto__init(type);
+  type->value_case = ONNX__TYPE_PROTO__VALUE_SEQUENCE_TYPE;
+  type->sequence_type = seq;
+  th_model *b = th_model_new("tiny");
+  th_model_input(b, "x", -1, NULL)->type = type;
+  th_model_output(b, "y");
+  th_model_node(b, "Identity", "id1", "x", "y");
+  char path[128];
+  write_model(b, "sequence.onnx", path, sizeof path);
   expect_load_error(path, DD_EUNSUPPORTED, (const char *[]){"'x'", "sequence", NULL});
-  unlink(path);
 }
 
 /* ---- TensorProto files ---------------------------------------------------------------- */
@@ -308,34 +205,30 @@ Test(loader, tensor_pb_with_wrong_length) {
   tp.raw_data.data = (uint8_t *)v;
   uint8_t buf[256];
   size_t len = onnx__tensor_proto__pack(&tp, buf);
-  char path[64];
-  write_temp(buf, len, path, sizeof path);
+  char path[128];
+  th_write_bytes(th_tmp(path, sizeof path, "short.pb"), buf, len);
   expect_pb_error(path, DD_EFORMAT, (const char *[]){"2x3", "6", "raw_data", "4", NULL});
-  unlink(path);
   /* a byte count that is not a whole number of floats */
   tp.raw_data.len = 10;
   len = onnx__tensor_proto__pack(&tp, buf);
-  write_temp(buf, len, path, sizeof path);
+  th_write_bytes(th_tmp(path, sizeof path, "short.pb"), buf, len);
   expect_pb_error(path, DD_EFORMAT, (const char *[]){"raw_data", "10", NULL});
-  unlink(path);
 }
 
 Test(loader, tensor_pb_truncated_and_empty) {
   size_t len;
   uint8_t *buf = read_shared("models/squeezenet1.1.test_data_set_0/output_0.pb", &len);
-  char path[64];
-  write_temp(buf, len / 2, path, sizeof path);
+  char path[128];
+  th_write_bytes(th_tmp(path, sizeof path, "output_0.pb"), buf, len / 2);
   expect_pb_error(path, DD_EFORMAT, (const char *[]){"TensorProto", NULL});
-  unlink(path);
-  write_temp(buf, 0, path, sizeof path);
+  th_write_bytes(th_tmp(path, sizeof path, "output_0.pb"), buf, 0);
   expect_pb_error(path, DD_EFORMAT, (const char *[]){"empty", NULL});
-  unlink(path);
   free(buf);
 }
 
 Test(loader, tensor_pb_missing_file) {
-  const char *path = "/tmp/dream_loader_no_such_tensor.pb";
-  unlink(path);
+  char path[128];
+  th_tmp(path, sizeof path, "no_such_tensor.pb");
   expect_pb_error(path, DD_EIO, (const char *[]){"cannot open", NULL});
 }
 

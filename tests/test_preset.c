@@ -5,35 +5,23 @@
 #include <unistd.h>
 
 #include "dream/preset.h"
+#include "helper_files.h"
 #include "helper_ops.h"
 
-static char tmpdir[64];
-
 static void setup(void) {
-  snprintf(tmpdir, sizeof tmpdir, "/tmp/dream_test_preset.XXXXXX");
-  cr_assert_not_null(mkdtemp(tmpdir));
+  th_tmpdir_setup();
   /* The shared models, whether or not weights/setup.sh was run. */
   char models[512];
   cr_assert_eq(setenv("DREAM_MODEL_PATH", th_shared(models, sizeof models, "models"), 1), 0);
   unsetenv("DREAM_PRESET_PATH");
 }
 
-static void teardown(void) {
-  char cmd[128];
-  snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
-  cr_assert_eq(system(cmd), 0);
-}
-
 static void write_text(const char *name, const char *text) {
   char path[256];
-  snprintf(path, sizeof path, "%s/%s", tmpdir, name);
-  FILE *f = fopen(path, "w");
-  cr_assert_not_null(f);
-  cr_assert_eq(fputs(text, f) >= 0, 1);
-  cr_assert_eq(fclose(f), 0);
+  th_write_bytes(th_tmp(path, sizeof path, name), text, strlen(text));
 }
 
-TestSuite(preset, .init = setup, .fini = teardown);
+TestSuite(preset, .init = setup, .fini = th_tmpdir_teardown);
 
 static int ends_with(const char *s, const char *suffix) {
   size_t a = strlen(s), b = strlen(suffix);
@@ -104,7 +92,7 @@ Test(preset, unknown_name_lists_the_presets) {
 }
 
 Test(preset, missing_model_says_where_it_looked_and_what_to_do) {
-  cr_assert_eq(setenv("DREAM_PRESET_PATH", tmpdir, 1), 0);
+  cr_assert_eq(setenv("DREAM_PRESET_PATH", th_tmpdir, 1), 0);
   cr_assert_eq(setenv("DREAM_MODEL_PATH", "/nonexistent/a:/nonexistent/b", 1), 0);
   write_text("ghost.preset", "file ghost.onnx\nurl https://example.org/ghost.onnx\n");
   dd_preset p __attribute__((cleanup(dd_preset_clear))) = {0};
@@ -118,7 +106,7 @@ Test(preset, missing_model_says_where_it_looked_and_what_to_do) {
 }
 
 Test(preset, user_presets_and_files_beside_them) {
-  cr_assert_eq(setenv("DREAM_PRESET_PATH", tmpdir, 1), 0);
+  cr_assert_eq(setenv("DREAM_PRESET_PATH", th_tmpdir, 1), 0);
   write_text("mine.onnx", "not really a model, but a file");
   write_text("mine.txt", "cat\ndog\n");
   write_text("mine.preset",
@@ -130,7 +118,7 @@ Test(preset, user_presets_and_files_beside_them) {
   dd_err err;
   cr_assert_eq(dd_preset_resolve("mine", &p, &err), DD_OK, "%s", err.msg);
   char want[256];
-  snprintf(want, sizeof want, "%s/mine.onnx", tmpdir);
+  th_tmp(want, sizeof want, "mine.onnx");
   cr_assert_str_eq(p.model_path, want);
   cr_assert(ends_with(p.labels_path, "/mine.txt"));
   cr_assert_eq(p.pre.bgr, 1);
@@ -141,13 +129,13 @@ Test(preset, user_presets_and_files_beside_them) {
 
   /* A path to a preset file works too. */
   char path[256];
-  snprintf(path, sizeof path, "%s/mine.preset", tmpdir);
+  th_tmp(path, sizeof path, "mine.preset");
   cr_assert_eq(dd_preset_resolve(path, &p, &err), DD_OK, "%s", err.msg);
   cr_assert_str_eq(p.name, "mine");
 }
 
 Test(preset, malformed_presets_name_the_line) {
-  cr_assert_eq(setenv("DREAM_PRESET_PATH", tmpdir, 1), 0);
+  cr_assert_eq(setenv("DREAM_PRESET_PATH", th_tmpdir, 1), 0);
   static const struct {
     const char *text, *want;
   } cases[] = {
@@ -212,7 +200,7 @@ Test(preset, labels_files_of_other_shapes) {
   char **labels;
   int n;
   dd_err err;
-  snprintf(path, sizeof path, "%s/plain.txt", tmpdir);
+  th_tmp(path, sizeof path, "plain.txt");
   cr_assert_eq(dd_labels_load(path, &labels, &n, &err), DD_OK, "%s", err.msg);
   cr_assert_eq(n, 4);
   cr_assert_str_eq(labels[0], "cat");
@@ -220,9 +208,9 @@ Test(preset, labels_files_of_other_shapes) {
   cr_assert_str_eq(labels[2], "wnid-prefixed");
   cr_assert_str_eq(labels[3], "n123 short id kept");
   dd_labels_free(labels, n);
-  snprintf(path, sizeof path, "%s/empty.txt", tmpdir);
+  th_tmp(path, sizeof path, "empty.txt");
   cr_assert_eq(dd_labels_load(path, &labels, &n, &err), DD_EFORMAT);
-  snprintf(path, sizeof path, "%s/absent.txt", tmpdir);
+  th_tmp(path, sizeof path, "absent.txt");
   cr_assert_eq(dd_labels_load(path, &labels, &n, &err), DD_EIO);
   dd_labels_free(NULL, 0);
 }

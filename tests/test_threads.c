@@ -61,18 +61,6 @@ static void assert_same(const float *want, const float *got, size_t n, const cha
                  what, diff, n, threads, i, want[i], got[i], worst);
 }
 
-static dd_image *photo(const char *name, int w) {
-  char p[512], rel[128];
-  dd_err err;
-  dd_image *im, *r;
-  snprintf(rel, sizeof rel, "images/%s", name);
-  cr_assert_eq(dd_image_load(th_shared(p, sizeof p, rel), 0, &im, &err), 0, "%s", err.msg);
-  int h = (int)lround((double)im->h * w / im->w);
-  cr_assert_eq(dd_image_resize(im, w, h, &r, &err), 0, "%s", err.msg);
-  dd_image_free(im);
-  return r;
-}
-
 static int value_of(const dd_model *m, const char *name) {
   int v;
   dd_err err;
@@ -303,7 +291,7 @@ Test(threads, input_gradient_is_bit_identical_at_every_depth, .timeout = 300) {
 /* dd_dream_run of dog.jpg (200 px wide) with `p` on each number of threads; the pictures must
  * be identical to the float. */
 static void check_dream(const dd_model *m, const dd_dream_params *p, const char *what) {
-  dd_image *src = photo("dog.jpg", 200), *ref = NULL;
+  dd_image *src = th_shared_photo("dog.jpg", 200), *ref = NULL;
   for (int i = 0; i < N_COUNTS; i++) {
     set_threads(counts[i]);
     dd_image *im;
@@ -362,7 +350,7 @@ Test(threads, guided_dream_is_bit_identical, .timeout = 300) {
   dd_model *m = th_shared_model("models/bvlc_googlenet.onnx");
   dd_dream_params p;
   dream_params(m, &p);
-  dd_image *guide = photo("eagle.jpg", 112);
+  dd_image *guide = th_shared_photo("eagle.jpg", 112);
   p.guide = guide;
   check_dream(m, &p, "--guide eagle.jpg");
   dd_image_free(guide);
@@ -415,7 +403,7 @@ Test(threads, filter_and_class_visualizations_are_bit_identical, .timeout = 300)
 Test(threads, smoothgrad_explanation_is_bit_identical, .timeout = 300) {
   need_own_kernels();
   dd_model *m = th_shared_model("models/bvlc_googlenet.onnx");
-  dd_image *im = photo("dog.jpg", 320);
+  dd_image *im = th_shared_photo("dog.jpg", 320);
   dd_explain_opts o;
   dd_explain_opts_init(&o);
   o.smoothgrad = 4;

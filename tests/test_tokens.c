@@ -13,31 +13,20 @@
 #include "dream/infer.h"
 #include "dream/layout.h"
 #include "dream/visualize.h"
+#include "helper_files.h"
 #include "helper_ops.h"
-
-static char dir[64];
+#include "helper_torch.h"
 
 static void make_models(void) {
-  strcpy(dir, "/tmp/dream_tokens_XXXXXX");
-  cr_assert(mkdtemp(dir), "mkdtemp");
-  char cmd[512];
-  snprintf(cmd, sizeof cmd, "/usr/bin/python3 '%s/tests/ref/tokens_models.py' '%s' >/dev/null",
-           DREAM_SOURCE_DIR, dir);
-  cr_assert_eq(system(cmd), 0, "tokens_models.py failed: /usr/bin/python3 with numpy and onnx is "
-               "required\n%s", cmd);
+  th_tmpdir_setup();
+  th_ref_script("tokens_models.py", "numpy and onnx");
 }
 
-static void remove_models(void) {
-  char cmd[128];
-  snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-  if (system(cmd) != 0) cr_log_warn("could not remove %s", dir);
-}
-
-TestSuite(tokens, .init = make_models, .fini = remove_models, .timeout = 120);
+TestSuite(tokens, .init = make_models, .fini = th_tmpdir_teardown, .timeout = 120);
 
 static dd_model *load(const char *name) {
   char path[128];
-  snprintf(path, sizeof path, "%s/%s.onnx", dir, name);
+  snprintf(path, sizeof path, "%s/%s.onnx", th_tmpdir, name);
   dd_model *m;
   dd_err err;
   cr_assert_eq(dd_model_load(path, &m, &err), 0, "%s", err.msg);

@@ -6,13 +6,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
 #include <unistd.h>
+
+#include <jansson.h>
 
 #include "dream/graph.h"
 #include "dream/image.h"
 #include "dream/visualize.h"
 #include "fourier.h"
+#include "helper_cli.h"
 #include "helper_ops.h"
 #include "model_internal.h"
 
@@ -604,39 +606,28 @@ Test(visualize, explain_panels_have_a_usable_size) {
 
 /* ---- the subcommands ------------------------------------------------------------------- */
 
-static int run(const char *args, char *out, size_t size) {
-  char models[512], cmd[2048];
-  snprintf(cmd, sizeof cmd, "DREAM_MODEL_PATH='%s' OMP_NUM_THREADS=2 %s %s 2>&1",
-           th_shared(models, sizeof models, "models"), DREAM_BINARY, args);
-  FILE *p = popen(cmd, "r");
-  cr_assert_not_null(p);
-  size_t n = fread(out, 1, size - 1, p);
-  out[n] = 0;
-  int st = pclose(p);
-  return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
-
-Test(visualize, cli_filters_activations_explain, .timeout = 120) {
-  char dir[] = "/tmp/dream_test_vis.XXXXXX", args[1024], out[8192], path[512], photo[512];
-  cr_assert_not_null(mkdtemp(dir));
+Test(visualize, cli_filters_activations_explain, .init = th_cli_setup, .fini = th_cli_teardown,
+     .timeout = 120) {
+  char out[256], path[256], photo[512];
   th_shared(photo, sizeof photo, "images/dog.jpg");
   dd_err err;
   dd_image *im;
 
-  snprintf(args, sizeof args, "filters --layer conv1 %s/f.png", dir);
-  cr_assert_eq(run(args, out, sizeof out), 0, "%s", out);
-  snprintf(path, sizeof path, "%s/f.png", dir);
-  cr_assert_eq(dd_image_load(path, 0, &im, &err), 0, "%s", err.msg);
+  th_result r = TH_RUN("filters", "--layer", "conv1", th_tmp(out, sizeof out, "f.png"));
+  cr_assert_eq(r.status, 0, "%s", r.err);
+  th_result_free(&r);
+  cr_assert_eq(dd_image_load(out, 0, &im, &err), 0, "%s", err.msg);
   cr_assert_eq(im->w, 298);
   dd_image_free(im);
-  snprintf(args, sizeof args, "filters --layer inception_4c/output %s/f.png", dir);
-  cr_assert_eq(run(args, out, sizeof out), 1, "%s", out);
-  cr_assert(strstr(out, "--optimize"), "%s", out);
-  snprintf(args, sizeof args, "filters --optimize --layer conv2/3x3 --channels 5-6 --size 32 "
-           "--steps 4 -q %s/o.png", dir);
-  cr_assert_eq(run(args, out, sizeof out), 0, "%s", out);
-  snprintf(path, sizeof path, "%s/o.csv", dir);
-  FILE *f = fopen(path, "r");
+  r = TH_RUN("filters", "--layer", "inception_4c/output", out);
+  cr_assert_eq(r.status, 1, "%s", r.err);
+  cr_assert(strstr(r.err, "--optimize"), "%s", r.err);
+  th_result_free(&r);
+  r = TH_RUN("filters", "--optimize", "--layer", "conv2/3x3", "--channels", "5-6", "--size", "32",
+             "--steps", "4", "-q", th_tmp(out, sizeof out, "o.png"));
+  cr_assert_eq(r.status, 0, "%s", r.err);
+  th_result_free(&r);
+  FILE *f = fopen(th_tmp(path, sizeof path, "o.csv"), "r");
   cr_assert_not_null(f);
   char line[256];
   cr_assert_not_null(fgets(line, sizeof line, f));
@@ -645,31 +636,30 @@ Test(visualize, cli_filters_activations_explain, .timeout = 120) {
   cr_assert_eq(strncmp(line, "5,", 2), 0, "%s", line);
   fclose(f);
 
-  snprintf(args, sizeof args, "activations --layer conv2/3x3 %s %s/a.png", photo, dir);
-  cr_assert_eq(run(args, out, sizeof out), 0, "%s", out);
-  snprintf(path, sizeof path, "%s/a.csv", dir);
-  f = fopen(path, "r");
+  r = TH_RUN("activations", "--layer", "conv2/3x3", photo, th_tmp(out, sizeof out, "a.png"));
+  cr_assert_eq(r.status, 0, "%s", r.err);
+  th_result_free(&r);
+  f = fopen(th_tmp(path, sizeof path, "a.csv"), "r");
   cr_assert_not_null(f);
   int lines = 0;
   while (fgets(line, sizeof line, f)) lines++;
   fclose(f);
   cr_assert_eq(lines, 1 + 192);
 
-  snprintf(args, sizeof args, "explain --class 'Siberian husky' %s %s/e.png", photo, dir);
-  cr_assert_eq(run(args, out, sizeof out), 0, "%s", out);
-  cr_assert(strstr(out, "Siberian husky"), "%s", out);
-  snprintf(path, sizeof path, "%s/e.json", dir);
-  f = fopen(path, "r");
-  cr_assert_not_null(f);
-  char json[4096];
-  size_t n = fread(json, 1, sizeof json - 1, f);
-  json[n] = 0;
-  fclose(f);
-  cr_assert(strstr(json, "\"argmax\": {\"x\": "), "%s", json);
-  cr_assert(strstr(json, "\"class\": 250"), "%s", json);
+  r = TH_RUN("explain", "--class", "Siberian husky", photo, th_tmp(out, sizeof out, "e.png"));
+  cr_assert_eq(r.status, 0, "%s", r.err);
+  cr_assert(strstr(r.err, "explained 250 Siberian husky"), "%s", r.err);
+  th_result_free(&r);
+  th_tmp(path, sizeof path, "e.json");
+  json_error_t jerr;
+  json_t *root = json_load_file(path, 0, &jerr);
+  cr_assert_not_null(root, "%s: %s", path, jerr.text);
+  cr_assert(json_is_integer(json_object_get(json_object_get(json_object_get(root, "gradcam"),
+                                                            "argmax"), "x")));
+  cr_assert_eq(json_integer_value(json_object_get(root, "class")), 250);
+  json_decref(root);
 
-  snprintf(args, sizeof args, "class --class 'no such thing' %s/c.png", dir);
-  cr_assert_eq(run(args, out, sizeof out), 1, "%s", out);
-  snprintf(args, sizeof args, "rm -rf '%s'", dir);
-  cr_assert_eq(system(args), 0);
+  r = TH_RUN("class", "--class", "no such thing", th_tmp(out, sizeof out, "c.png"));
+  cr_assert_eq(r.status, 1, "%s", r.err);
+  th_result_free(&r);
 }

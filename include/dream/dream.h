@@ -65,6 +65,20 @@ typedef enum dd_dream_norm {
   DD_NORM_LAPLACIAN /* each level of a Laplacian pyramid scaled to unit RMS, then merged */
 } dd_dream_norm;
 
+/* The number format of the convolutions' products (the CLI's --precision). */
+typedef enum dd_precision {
+  /* bf16 where this CPU makes it faster (AMX; see dd_precision_resolve), else fp32 */
+  DD_PRECISION_AUTO = 0,
+  /* float32 throughout: the reference */
+  DD_PRECISION_FP32 = 1,
+  /* operands rounded to bfloat16 (8 significant bits), products summed in float32, on the
+   * CPU's bf16 instructions (AVX512-BF16); fp32 on a CPU without them.  Each convolution
+   * output is then within about 2^-7 of the sum of its terms' magnitudes (float32: about
+   * k 2^-24); through Winograd's transforms (3x3 layers) the error grows to a few percent
+   * of the largest output.  The weight gradient stays float32. */
+  DD_PRECISION_BF16 = 2,
+} dd_precision;
+
 typedef struct dd_dream_params {
   dd_dream_layer layers[DD_DREAM_MAX_LAYERS];
   int n_layers;
@@ -89,7 +103,21 @@ typedef struct dd_dream_params {
                    (dd_dream_image_bytes); the result is the same, but a run stopped or failed
                    in the largest octave leaves img partly dreamed.  0: img is untouched
                    unless the run succeeds. */
+  dd_precision precision; /* of the gradient's convolutions (DD_PRECISION_AUTO): resolved
+                             by dd_precision_resolve(precision, 1) */
 } dd_dream_params;
+
+/* What `asked` means on this CPU, for a gradient-ascent loop (dream_loop != 0: dream,
+ * batch, filters --optimize, class) or for a computation whose numbers are the result (0: run,
+ * grad, classify, explain): FP32 or BF16, never AUTO.  AUTO is BF16 for a loop when the CPU
+ * has AMX-BF16 tiles (usable, and bit-exact with the AVX512-BF16 kernel in a self-check at
+ * the first call), else FP32: with AVX512-BF16 alone bf16 measured slower than float32
+ * (bench/README.md).  The rule reads the CPU, never the clock, so a seed gives one picture.
+ * BF16 is BF16 when the CPU has a bf16 kernel (AVX512-BF16), else FP32
+ * (dd_precision_has_bf16 says which); FP32 is FP32.  Thread-safe. */
+DD_API dd_precision dd_precision_resolve(dd_precision asked, int dream_loop);
+/* Whether this CPU has a bf16 kernel (AVX512-BF16), so that BF16 is not FP32. */
+DD_API int dd_precision_has_bf16(void);
 
 /* The notebook's defaults, no layers (n_layers = 0), seed 0. */
 DD_API void dd_dream_params_init(dd_dream_params *p);

@@ -43,6 +43,19 @@ typedef struct dd_binding {
  * but the last, which runs the fused op.  This flag turns fusion off: every node runs as
  * the model writes it (the reference the fused plan is tested against). */
 #define DD_PLAN_NO_FUSE 4u
+/* bf16 mode: the convolutions' matrix products (forward and the data gradient; the weight
+ * gradient stays float32) round their operands to bfloat16 -- 8 significant bits -- and sum
+ * the products in float32, on the CPU's bf16 dot-product instructions (AVX512-BF16, or AMX
+ * tiles).  Each
+ * output is then within about 2^-7 of the sum of the magnitudes of its terms, where float32
+ * is within about k * 2^-24.  Ignored (float32) on a CPU without them:
+ * dd_precision_has_bf16() (dream/dream.h) says which. */
+#define DD_PLAN_BF16 8u
+/* With DD_PLAN_REUSE, the bound inputs need not keep their values after forward: their
+ * memory goes to other values once their last reader has run, as any value's does.  Write
+ * every input again before each forward (dd_infer does).  A forward-only plan then holds
+ * only what is live at each step. */
+#define DD_PLAN_FORGET_INPUTS 16u
 
 /* Build a plan computing `targets` from `inputs`.  max_memory (0: none) caps the memory of
  * the plan's buffers: a plan that would need more fails with DD_ELIMIT, saying how much. */

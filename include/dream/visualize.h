@@ -20,6 +20,7 @@
 
 #include <stdint.h>
 
+#include "dream/dream.h" /* dd_precision */
 #include "dream/error.h"
 #include "dream/graph.h"
 #include "dream/image.h"
@@ -99,6 +100,8 @@ typedef struct dd_fv_opts {
   size_t max_memory; /* memory cap of the gradient plan (0: none) */
   dd_fv_progress_fn progress; /* called after each step (may be NULL) */
   void *user;                 /* passed to progress */
+  dd_precision precision; /* of the gradient plan's convolutions (DD_PRECISION_AUTO),
+                             resolved by dd_precision_resolve(precision, 1) (dream.h) */
 } dd_fv_opts;
 
 /* The defaults above. */

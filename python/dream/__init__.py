@@ -656,6 +656,7 @@ Progress = namedtuple("Progress", "octave n_octaves iter n_iters w h tiles objec
 Progress.__doc__ = "What a dream's progress callback receives after each iteration."
 
 _NORMS = {"meanabs": 0, "std": 1, "laplacian": 2}
+_PRECISIONS = {"auto": 0, "fp32": 1, "bf16": 2}
 
 
 class _Callback:
@@ -700,7 +701,8 @@ def _round_half_away(v):
 
 def dream(rgb, model=None, layer=None, *, octaves=None, octave_scale=None, iters=None,
           step=None, jitter=None, norm=None, lap_levels=None, tile=None, guide=None,
-          guide_size=224, seed=0, max_side=0, max_memory=None, progress=None):
+          guide_size=224, seed=0, max_side=0, max_memory=None, progress=None,
+          precision="auto"):
     """DeepDreams an H x W x 3 image (uint8, or floats in 0..255) and returns the uint8
     H' x W' x 3 pixels `dream` writes to a PNG with the same options (H' x W': after
     max_side).  model: a Model, a preset name or an .onnx path (default googlenet); layer: a
@@ -710,7 +712,11 @@ def dream(rgb, model=None, layer=None, *, octaves=None, octave_scale=None, iters
     image whose features guide the dream (shrunk to guide_size first).  max_memory: the
     whole job's budget in bytes (default the model's, half of RAM).  progress(Progress) is
     called after each iteration; an exception in it (or Ctrl-C) stops the dream and is
-    raised."""
+    raised.  precision: "fp32", "bf16" (bfloat16 products summed in float32, on AVX512-BF16;
+    fp32 with a warning where the CPU lacks it) or "auto" (bf16 where this CPU runs it faster
+    than fp32), as `dream --precision`."""
+    if precision not in _PRECISIONS:
+        _fail(EARG, "precision: expected bf16, fp32 or auto, got '%s'" % (precision,))
     with _Closing(model) as m:
         # The steps of cmd_dream.c, in its order.
         p = ffi.new("dd_dream_params *")
@@ -739,6 +745,10 @@ def dream(rgb, model=None, layer=None, *, octaves=None, octave_scale=None, iters
             g = _shrunk(_image_from_array(guide, "guide"), guide_size)
             p.guide = g
         p.seed = seed
+        p.precision = lib.dd_precision_resolve(_PRECISIONS[precision], 1)
+        if precision == "bf16" and p.precision != lib.DD_PRECISION_BF16:
+            warnings.warn("this CPU has no bf16 instructions (AVX512-BF16): precision='bf16' "
+                          "runs in fp32", stacklevel=2)
         # as the CLI: the largest octave is dreamed in the image (the module's own copy)
         p.in_place = 1
         budget_bytes = max_memory or m.max_memory

@@ -125,6 +125,9 @@ int dd_model_input_sizes(const dd_model *m, const int *targets, int n_targets,
 /* dream.h */
 typedef struct dd_dream_layer { int value; int channel; float weight; } dd_dream_layer;
 typedef enum dd_dream_norm { DD_NORM_MEANABS, DD_NORM_STD, DD_NORM_LAPLACIAN } dd_dream_norm;
+typedef enum dd_precision {
+  DD_PRECISION_AUTO = 0, DD_PRECISION_FP32 = 1, DD_PRECISION_BF16 = 2
+} dd_precision;
 typedef struct dd_dream_params {
   dd_dream_layer layers[16]; int n_layers; int octaves; float octave_scale; int iters;
   float step; int jitter; dd_dream_norm norm; int lap_levels; int tile; size_t max_memory;
@@ -132,8 +135,11 @@ typedef struct dd_dream_params {
   const void *cancel; /* const volatile sig_atomic_t * */
   int checkpoint_every;
   int in_place;
+  dd_precision precision;
 } dd_dream_params;
 void dd_dream_params_init(dd_dream_params *p);
+dd_precision dd_precision_resolve(dd_precision asked, int dream_loop);
+int dd_precision_has_bf16(void);
 int dd_dream_layer_resolve(const dd_model *m, const char *spec, dd_dream_layer *out,
                            dd_err *err);
 typedef struct dd_dream_progress {
@@ -167,7 +173,7 @@ typedef struct dd_fv_progress { int channel; int iter, n_iters; double objective
 typedef int (*dd_fv_progress_fn)(const dd_fv_progress *info, void *user);
 typedef struct dd_fv_opts {
   int size; int iters; float lr; int jitter; float scale; float rotate; int pixels;
-  size_t max_memory; dd_fv_progress_fn progress; void *user;
+  size_t max_memory; dd_fv_progress_fn progress; void *user; dd_precision precision;
 } dd_fv_opts;
 void dd_fv_opts_init(dd_fv_opts *o);
 typedef struct dd_fv dd_fv;

@@ -13,7 +13,7 @@ STRUCTS = ["dd_err", "dd_shape", "dd_tensor", "dd_image", "dd_image_save_opts", 
            "dd_preset", "dd_frame_rect", "dd_binding", "dd_dream_layer", "dd_dream_params",
            "dd_dream_progress", "dd_dream_budget", "dd_grid", "dd_fv_opts", "dd_chan_stats",
            "dd_explain_opts", "dd_explanation", "dd_layout", "dd_input_sizes"]
-ENUMS = ["dd_dtype", "dd_framing", "dd_dream_norm", "dd_cmap", "dd_layout_kind"]
+ENUMS = ["dd_dtype", "dd_framing", "dd_dream_norm", "dd_cmap", "dd_layout_kind", "dd_precision"]
 
 
 def test_layouts_match_the_headers(tmp_path):

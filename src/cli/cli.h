@@ -11,6 +11,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "dream/dream.h"
 #include "dream/error.h"
 #include "dream/frame.h"
 #include "dream/model.h"
@@ -51,7 +52,7 @@ long long cli_parse_size(const char *s);
 
 enum {
   CLI_OPT_MODEL = 'm', CLI_OPT_MEAN = 1001, CLI_OPT_STD, CLI_OPT_BGR, CLI_OPT_RGB, CLI_OPT_SCALE,
-  CLI_OPT_MAX_MEMORY, CLI_OPT_SEED, CLI_OPT_QUALITY, CLI_OPT_FRAMING
+  CLI_OPT_MAX_MEMORY, CLI_OPT_SEED, CLI_OPT_QUALITY, CLI_OPT_FRAMING, CLI_OPT_PRECISION
 };
 #define CLI_MODEL_LONGOPTS                                                           \
   {"model", required_argument, NULL, CLI_OPT_MODEL},                                 \
@@ -64,6 +65,7 @@ enum {
 #define CLI_SEED_LONGOPT {"seed", required_argument, NULL, CLI_OPT_SEED}
 #define CLI_QUALITY_LONGOPT {"quality", required_argument, NULL, CLI_OPT_QUALITY}
 #define CLI_FRAMING_LONGOPT {"framing", required_argument, NULL, CLI_OPT_FRAMING}
+#define CLI_PRECISION_LONGOPT {"precision", required_argument, NULL, CLI_OPT_PRECISION}
 
 #define CLI_MODEL_HELP                                                                   \
   "  -m, --model M        preset name (googlenet, squeezenet) or path to an .onnx file\n" \
@@ -94,6 +96,15 @@ enum {
   CLI_SEED_SAME
 #define CLI_QUALITY_HELP                                                                 \
   "      --quality Q      JPEG quality of the output, 1..100 (default 95)\n"
+/* For the gradient-ascent commands (dream, batch, filters --optimize, class), whose `auto` is bf16
+ * where it is faster; run, grad, classify and explain always compute in fp32. */
+#define CLI_PRECISION_HELP                                                               \
+  "      --precision P    number format of the convolutions: fp32, bf16 (products of\n"  \
+  "                       bfloat16 values summed in float32: each output within ~2^-7 of\n" \
+  "                       its terms' magnitudes, a few percent through 3x3 Winograd\n"  \
+  "                       layers; needs AVX512-BF16, else fp32 with a note) or auto\n"   \
+  "                       (default: bf16 where this CPU runs it faster than fp32, else\n" \
+  "                       fp32)\n"
 #define CLI_FRAMING_HELP                                                                 \
   "      --framing F      how the photo is framed for the network: crop (default: shorter\n" \
   "                       side to the size, centre cut out), squash or fit (aspect kept)\n"
@@ -117,6 +128,7 @@ typedef struct cli_common {
   int quality;   /* 0: the default */
   dd_framing framing;
   int framing_given;
+  dd_precision precision; /* --precision, DD_PRECISION_AUTO when not given */
 } cli_common;
 
 void cli_common_init(cli_common *c);
@@ -124,6 +136,10 @@ void cli_common_init(cli_common *c);
 int cli_common_opt(cli_common *c, int opt, const char *arg, dd_err *err);
 /* Warnings for shared options that do nothing as given (--bgr with --rgb). */
 void cli_common_warn(const cli_common *c);
+/* --precision resolved for this command (dream_loop: a gradient-ascent loop, see
+ * dd_precision_resolve); `bf16` asked for on a CPU without it notes on stderr (unless -q)
+ * that fp32 is used. */
+dd_precision cli_precision(const cli_common *c, int dream_loop);
 /* Progress is drawn only on a terminal, and not with -q. */
 int cli_progress_shown(const cli_common *c);
 /* The summary line ("dream: wrote ..."): stderr, not with -q. */

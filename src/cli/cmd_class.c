@@ -4,6 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <jansson.h>
+
 #include "cli/cli.h"
 #include "cli/visopt.h"
 #include "dream/visualize.h"
@@ -31,24 +33,28 @@ static int write_json(const char *path, const cli_model *cm, const vis_fv_cli *v
                       uint64_t seed, int cls, float logit, const double *p, int64_t n) {
   int top[DD_TOPK];
   cli_top_k(p, n, DD_TOPK, top);
-  char *buf;
-  size_t len;
-  FILE *f = vis_text_open(&buf, &len);
-  if (!f) return cli_errorf("out of memory");
-  fprintf(f, "{\n  \"model\": ");
-  vis_json_str(f, dd_model_name(cm->model));
-  fprintf(f, ",\n  \"class\": %d,\n  \"label\": ", cls);
-  vis_json_str(f, label_of(cm, cls));
-  fprintf(f, ",\n  \"size\": %d,\n  \"steps\": %d,\n  \"seed\": %llu,\n  \"lr\": %g,\n",
-          vo->fv.size, vo->fv.iters, (unsigned long long)seed, vo->fv.lr);
-  fprintf(f, "  \"logit\": %.6g,\n  \"probability\": %.6g,\n  \"top5\": [", logit, p[cls]);
-  for (int k = 0; k < DD_TOPK && top[k] >= 0; k++) {
-    fprintf(f, "%s\n    {\"class\": %d, \"label\": ", k ? "," : "", top[k]);
-    vis_json_str(f, label_of(cm, top[k]));
-    fprintf(f, ", \"probability\": %.6g}", p[top[k]]);
+  json_t *o = json_object(), *t = json_array();
+  int bad = !o || !t;
+  bad |= vis_json_set_path(o, "model", dd_model_name(cm->model));
+  bad |= json_object_set_new(o, "class", json_integer(cls));
+  bad |= json_object_set_new(o, "label", vis_json_text(label_of(cm, cls), NULL));
+  bad |= json_object_set_new(o, "size", json_integer(vo->fv.size));
+  bad |= json_object_set_new(o, "steps", json_integer(vo->fv.iters));
+  bad |= json_object_set_new(o, "seed", vis_json_seed(seed));
+  bad |= json_object_set_new(o, "lr", json_real(vo->fv.lr));
+  bad |= json_object_set_new(o, "logit", json_real(logit));
+  bad |= json_object_set_new(o, "probability", json_real(p[cls]));
+  for (int k = 0; k < DD_TOPK && top[k] >= 0 && !bad; k++)
+    bad |= json_array_append_new(t, json_pack("{s:i, s:o, s:f}", "class", top[k], "label",
+                                              vis_json_text(label_of(cm, top[k]), NULL),
+                                              "probability", p[top[k]]));
+  bad |= json_object_set(o, "top5", t);
+  json_decref(t);
+  if (bad) {
+    json_decref(o);
+    o = NULL;
   }
-  fprintf(f, "\n  ]\n}\n");
-  return vis_text_close(f, &buf, &len, path);
+  return vis_json_write(o, path);
 }
 
 enum { OPT_CLASS = 3001 };
@@ -114,6 +120,7 @@ int cmd_class(int argc, char **argv) {
   int64_t n_prob = 0;
   float logit = 0;
   vo.fv.max_memory = cm.max_memory;
+  vo.fv.precision = cli_precision(&co, 1);
   vo.what = "class";
   vo.count = 1;
   vis_fv_progress(&vo, &co);

@@ -24,37 +24,15 @@ static const char dream_help[] =
     "gradient divided by its mean absolute value.\n\n"
     "IN: " DD_IMAGE_FORMATS ";\n"
     "its EXIF orientation is applied.\n\n"
-    "options:\n" CLI_MODEL_HELP
-    "  -l, --layer SPEC     NAME[#CHANNEL][:WEIGHT], repeatable: a value name as `dream layers`\n"
-    "                       lists it or a convN alias; #CHANNEL: that channel only (on the\n"
-    "                       channel axis: the last one of tokens and channels-last grids);\n"
-    "                       :WEIGHT (default 1, may be negative).  Default: the preset's\n"
-    "                       layer.  A model that takes one size only is dreamed in tiles of\n"
-    "                       that size.\n"
-    "      --octaves N      number of scales (4)\n"
-    "      --octave-scale S size ratio between octaves, > 1 (1.4)\n"
-    "      --iters N        iterations per octave (10)\n"
-    "      --step S         step size in pixel units, after normalization (1.5)\n"
-    "      --jitter N       random roll of up to N pixels each way (32)\n"
-    "      --norm NORM      gradient normalization: meanabs, std or laplacian (meanabs)\n"
-    "      --lap-levels N   levels of the Laplacian pyramid (4)\n"
-    "      --tile N         compute gradients in N x N tiles (default: only when the whole\n"
-    "                       image would exceed --max-memory)\n"
-    "      --guide IMG      guided dream: the features of IMG that best match each position\n"
-    "      --guide-size N   shrink the guide to N pixels on its longer side first (224; 0: no)\n"
-    CLI_SEED_HELP
+    "options:\n" CLI_DREAM_OPTIONS_HELP
     "      --checkpoint-every N  write OUT every N iterations, so an interrupted run leaves\n"
     "                       the last complete checkpoint\n"
-    "      --max-side N     shrink IN first so that its longer side is at most N pixels\n"
-    "      --timing         print the time of the dream itself (after loading, before\n"
-    "                       writing) on stderr, for benchmarks: 'dream: loop S s'\n"
-    CLI_QUALITY_HELP CLI_COMMON_HELP "\n"
-    "Ctrl-C stops between iterations without writing OUT (a second Ctrl-C kills at once).\n";
+    "\nCtrl-C stops between iterations without writing OUT (a second Ctrl-C kills at once).\n";
 
 enum {
   OPT_OCTAVES = 2001, OPT_OCTAVE_SCALE, OPT_ITERS, OPT_STEP, OPT_JITTER, OPT_NORM,
   OPT_LAP_LEVELS, OPT_TILE, OPT_GUIDE, OPT_GUIDE_SIZE, OPT_CHECKPOINT, OPT_MAX_SIDE,
-  OPT_TIMING
+  OPT_TIMING, OPT_SHARD, OPT_FORCE, OPT_DRY_RUN
 };
 
 /* ---- parsing (pure) ---- */
@@ -68,7 +46,7 @@ static int parse_float(const char *opt, const char *s, double lo_excl, double hi
   return cli_parse_float(opt, s, lo_excl, hi, 1, out, err);
 }
 
-int cli_dream_parse(int argc, char **argv, cli_dream_args *out, dd_err *err) {
+static int parse(int argc, char **argv, int batch, cli_dream_args *out, dd_err *err) {
   static const struct option longopts[] = {
       CLI_MODEL_LONGOPTS,
       {"layer", required_argument, NULL, 'l'},
@@ -83,22 +61,32 @@ int cli_dream_parse(int argc, char **argv, cli_dream_args *out, dd_err *err) {
       {"guide", required_argument, NULL, OPT_GUIDE},
       {"guide-size", required_argument, NULL, OPT_GUIDE_SIZE},
       CLI_SEED_LONGOPT,
+      CLI_PRECISION_LONGOPT,
       CLI_QUALITY_LONGOPT,
       {"checkpoint-every", required_argument, NULL, OPT_CHECKPOINT},
       {"max-side", required_argument, NULL, OPT_MAX_SIDE},
       {"timing", no_argument, NULL, OPT_TIMING},
+      {"shard", required_argument, NULL, OPT_SHARD}, /* these three: batch only */
+      {"force", no_argument, NULL, OPT_FORCE},
+      {"dry-run", no_argument, NULL, OPT_DRY_RUN},
       {NULL, 0, NULL, 0}};
   cli_dream_args a;
   memset(&a, 0, sizeof a);
   cli_common_init(&a.common);
   dd_dream_params_init(&a.params);
   a.guide_size = 224;
+  a.shard_index = a.shard_count = 1;
   int c, rc = DD_OK;
   char name[512];
   opterr = 0;
   optind = 0;
   while (!rc && (c = getopt_long(argc, argv, ":m:l:qh", longopts, NULL)) != -1) {
     const char *v = optarg;
+    if (!batch && (c == OPT_SHARD || c == OPT_FORCE || c == OPT_DRY_RUN)) {
+      rc = dd_fail(err, DD_EARG, "unknown option '%s' (it is `dream batch`'s)",
+                   optind > 0 && optind <= argc ? argv[optind - 1] : "?");
+      break;
+    }
     int r = cli_common_opt(&a.common, c, v, err);
     if (r) {
       if (r < 0) rc = DD_EARG;
@@ -136,10 +124,20 @@ int cli_dream_parse(int argc, char **argv, cli_dream_args *out, dd_err *err) {
       case OPT_GUIDE: a.guide = v; break;
       case OPT_GUIDE_SIZE: rc = parse_int("--guide-size", v, 0, 65536, &a.guide_size, err); break;
       case OPT_CHECKPOINT:
+        if (batch) {
+          rc = dd_fail(err, DD_EARG, "--checkpoint-every: not in a batch, where a checkpoint "
+                       "would pass for a finished output when the batch resumes");
+          break;
+        }
         rc = parse_int("--checkpoint-every", v, 1, 1 << 30, &a.params.checkpoint_every, err);
         break;
       case OPT_MAX_SIDE: rc = parse_int("--max-side", v, 0, 1 << 20, &a.max_side, err); break;
       case OPT_TIMING: a.timing = 1; break;
+      case OPT_SHARD:
+        rc = cli_parse_shard("--shard", v, &a.shard_index, &a.shard_count, err);
+        break;
+      case OPT_FORCE: a.force = 1; break;
+      case OPT_DRY_RUN: a.dry_run = 1; break;
       case 'h': a.help = 1; break;
       case ':':
         rc = dd_fail(err, DD_EARG, "option '%s' needs a value",
@@ -157,6 +155,17 @@ int cli_dream_parse(int argc, char **argv, cli_dream_args *out, dd_err *err) {
     return DD_OK;
   }
   int npos = argc - optind;
+  if (batch) {
+    if (npos < 2) return dd_fail(err, DD_EARG, "expected IN_DIR and OUT_DIR");
+    if (npos > 2)
+      return dd_fail(err, DD_EARG, "expected only IN_DIR and OUT_DIR, got also '%s'",
+                     argv[optind + 2]);
+    a.in = argv[optind];
+    a.out = argv[optind + 1];
+    if (!*a.in || !*a.out) return dd_fail(err, DD_EARG, "empty folder name");
+    *out = a;
+    return DD_OK;
+  }
   if (npos < 2) return dd_fail(err, DD_EARG, "expected IN and OUT image paths");
   if (npos > 2)
     return dd_fail(err, DD_EARG, "expected only IN and OUT, got also '%s'", argv[optind + 2]);
@@ -170,6 +179,14 @@ int cli_dream_parse(int argc, char **argv, cli_dream_args *out, dd_err *err) {
     return dd_fail(err, DD_EARG, "OUT is IN (%s): the input is never overwritten", a.in);
   *out = a;
   return DD_OK;
+}
+
+int cli_dream_parse(int argc, char **argv, cli_dream_args *out, dd_err *err) {
+  return parse(argc, argv, 0, out, err);
+}
+
+int cli_batch_parse(int argc, char **argv, cli_dream_args *out, dd_err *err) {
+  return parse(argc, argv, 1, out, err);
 }
 
 /* ---- running ---- */
@@ -244,7 +261,7 @@ static int load_shrunk(const char *path, int size, const cli_model *cm, dd_image
 }
 
 /* Warnings for options that do nothing as given. */
-static void warn_idle_options(const cli_dream_args *a) {
+void cli_dream_warn_idle(const cli_dream_args *a) {
   if (a->lap_levels_given && a->params.norm != DD_NORM_LAPLACIAN)
     cli_warnf("--lap-levels does nothing without --norm laplacian");
   if (a->guide_size != 224 && !a->guide) cli_warnf("--guide-size does nothing without --guide");
@@ -263,6 +280,123 @@ static void warn_idle_options(const cli_dream_args *a) {
   cli_common_warn(&a->common);
 }
 
+int cli_dream_interrupted(void) { return (int)interrupted; }
+
+int cli_dream_begin(const cli_dream_args *a, cli_model *cm, cli_dream_job *job) {
+  dd_err err;
+  memset(job, 0, sizeof *job);
+  job->a = a;
+  job->cm = cm;
+  dd_dream_params *p = &job->p;
+  *p = a->params;
+  p->precision = cli_precision(&a->common, 1);
+  const char *layers[DD_DREAM_MAX_LAYERS];
+  int n_layers = a->n_layers;
+  memcpy(layers, a->layers, sizeof layers);
+  if (!n_layers) {
+    if (!cm->preset.layer[0])
+      return cli_errorf("%s: the model has no default layer; give one with --layer",
+                        dd_model_name(cm->model));
+    layers[n_layers++] = cm->preset.layer;
+  }
+  p->n_layers = n_layers;
+  for (int i = 0; i < n_layers; i++) {
+    if (cli_resolve_spec(cm->model, layers[i], &p->layers[i], &err)) return cli_report(&err);
+    if (p->layers[i].value == dd_model_input(cm->model))
+      cli_warnf("--layer %s is the model's input: its gradient is the image itself, so the "
+                "dream only brightens what is bright", layers[i]);
+  }
+  if (dd_model_image_input(cm->model, NULL, &err)) return cli_report(&err);
+  if (a->guide) {
+    if (load_shrunk(a->guide, a->guide_size, cm, &job->guide, &err)) return 1;
+    p->guide = job->guide;
+  }
+  p->cancel = &interrupted;
+  /* An interrupted run writes nothing (or its last checkpoint, a buffer of its own), so the
+   * largest octave may work in the image itself: one full-size picture less to hold. */
+  p->in_place = 1;
+  interrupted = 0;
+  struct sigaction sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = on_signal;
+  sigemptyset(&sa.sa_mask);
+  sa.sa_flags = SA_RESETHAND; /* a second signal acts as usual */
+  sigaction(SIGINT, &sa, NULL);
+  sigaction(SIGTERM, &sa, NULL);
+  return 0;
+}
+
+void cli_dream_end(cli_dream_job *job) {
+  signal(SIGINT, SIG_DFL);
+  signal(SIGTERM, SIG_DFL);
+  dd_image_free(job->guide);
+  job->guide = NULL;
+}
+
+int cli_dream_image(cli_dream_job *job, const char *in, const char *out, uint64_t seed) {
+  const cli_dream_args *a = job->a;
+  cli_model *cm = job->cm;
+  dd_err err;
+  dd_image *img = NULL;
+  int status = 1, rc;
+  dd_dream_params p = job->p;
+  p.seed = seed;
+  if (load_shrunk(in, a->max_side, cm, &img, &err)) goto done;
+  /* The whole job within --max-memory: the image's buffers, the weights and the plans (in
+   * tiles when the whole image's would not fit); refused only when even the smallest tiles
+   * would not, naming the size that would. */
+  dd_dream_budget budget;
+  rc = dd_dream_check_budget(cm->model, &p, img->w, img->h, cm->max_memory, &budget, &err);
+  if (rc == DD_ELIMIT) {
+    int side = budget.fit_w > budget.fit_h ? budget.fit_w : budget.fit_h;
+    char given[32], side_hint[48] = "";
+    if (cm->max_memory < ((size_t)1 << 20))
+      snprintf(given, sizeof given, "%.0fK", cm->max_memory / 1024.0);
+    else
+      snprintf(given, sizeof given, "%.0fM", cm->max_memory / 1048576.0);
+    if (side > 0) snprintf(side_hint, sizeof side_hint, "use --max-side %d or ", side);
+    cli_errorf("--max-memory %s: %s; %sraise --max-memory to %.0fM", given, err.msg, side_hint,
+               ceil(budget.need / 1048576.0));
+    goto done;
+  }
+  if (rc) {
+    if (a->max_side) dd_err_prefix(&err, "--max-side %d", a->max_side);
+    cli_report(&err);
+    goto done;
+  }
+  p.max_memory = budget.plan_budget;
+
+  progress_state ps = {cli_progress_shown(&a->common), dd_now_seconds(), out, &a->common,
+                       0, 0, 0};
+  double loop_start = dd_now_seconds();
+  rc = dd_dream_run(cm->model, &cm->preset.pre, &p, img, on_progress, &ps, &err);
+  double loop_seconds = dd_now_seconds() - loop_start;
+  if (ps.drawn) fputc('\n', stderr);
+  if (rc == DD_EINTR) {
+    if (ps.checkpoints)
+      cli_errorf("interrupted; %s holds the last checkpoint", out);
+    else
+      cli_errorf("interrupted; %s was not written", out);
+    status = 128 + (interrupted ? (int)interrupted : SIGINT); /* 130 SIGINT, 143 SIGTERM */
+    goto done;
+  }
+  if (rc) {
+    if (!ps.failed) cli_report(&err);
+    goto done;
+  }
+  if (cli_save_image(out, img, &a->common, img, &err)) {
+    cli_report(&err);
+    goto done;
+  }
+  if (a->timing) fprintf(stderr, "dream: loop %.3f s\n", loop_seconds);
+  cli_summary(&a->common, "wrote %s (%dx%d) in %.1f s, seed %llu", out, img->w, img->h,
+              dd_now_seconds() - ps.start, (unsigned long long)p.seed);
+  status = 0;
+done:
+  dd_image_free(img);
+  return status;
+}
+
 int cmd_dream(int argc, char **argv) {
   cli_dream_args a;
   dd_err err;
@@ -271,7 +405,7 @@ int cmd_dream(int argc, char **argv) {
     fputs(dream_help, stdout);
     return 0;
   }
-  warn_idle_options(&a);
+  cli_dream_warn_idle(&a);
   cli_files files = {0};
   cli_files_in(&files, a.in);
   cli_files_in(&files, a.guide);
@@ -279,104 +413,10 @@ int cmd_dream(int argc, char **argv) {
   cli_model cm;
   int status = cli_model_open_checked("dream", &a.common.model, &files, &cm);
   if (status) return status;
-  status = 1;
-  int rc;
-  dd_image *img = NULL, *guide = NULL;
-  dd_dream_params p = a.params;
-  if (!a.n_layers) {
-    if (!cm.preset.layer[0]) {
-      cli_errorf("%s: the model has no default layer; give one with --layer",
-                 dd_model_name(cm.model));
-      goto done;
-    }
-    a.layers[a.n_layers++] = cm.preset.layer;
-  }
-  p.n_layers = a.n_layers;
-  for (int i = 0; i < a.n_layers; i++) {
-    if (cli_resolve_spec(cm.model, a.layers[i], &p.layers[i], &err)) {
-      cli_report(&err);
-      goto done;
-    }
-    if (p.layers[i].value == dd_model_input(cm.model))
-      cli_warnf("--layer %s is the model's input: its gradient is the image itself, so the "
-                "dream only brightens what is bright", a.layers[i]);
-  }
-  if (dd_model_image_input(cm.model, NULL, &err)) {
-    cli_report(&err);
-    goto done;
-  }
-  if (load_shrunk(a.in, a.max_side, &cm, &img, &err)) goto done;
-  if (a.guide) {
-    if (load_shrunk(a.guide, a.guide_size, &cm, &guide, &err)) goto done;
-    p.guide = guide;
-  }
-  p.seed = a.common.seed.value;
-  p.cancel = &interrupted;
-  /* An interrupted run writes nothing (or its last checkpoint, a buffer of its own), so the
-   * largest octave may work in the image itself: one full-size picture less to hold. */
-  p.in_place = 1;
-  /* The whole job within --max-memory: the image's buffers, the weights and the plans (in
-   * tiles when the whole image's would not fit); refused only when even the smallest tiles
-   * would not, naming the size that would. */
-  dd_dream_budget budget;
-  rc = dd_dream_check_budget(cm.model, &p, img->w, img->h, cm.max_memory, &budget, &err);
-  if (rc == DD_ELIMIT) {
-    int side = budget.fit_w > budget.fit_h ? budget.fit_w : budget.fit_h;
-    char given[32], side_hint[48] = "";
-    if (cm.max_memory < ((size_t)1 << 20))
-      snprintf(given, sizeof given, "%.0fK", cm.max_memory / 1024.0);
-    else
-      snprintf(given, sizeof given, "%.0fM", cm.max_memory / 1048576.0);
-    if (side > 0) snprintf(side_hint, sizeof side_hint, "use --max-side %d or ", side);
-    cli_errorf("--max-memory %s: %s; %sraise --max-memory to %.0fM", given, err.msg, side_hint,
-               ceil(budget.need / 1048576.0));
-    goto done;
-  }
-  if (rc) {
-    if (a.max_side) dd_err_prefix(&err, "--max-side %d", a.max_side);
-    cli_report(&err);
-    goto done;
-  }
-  p.max_memory = budget.plan_budget;
-
-  struct sigaction sa;
-  memset(&sa, 0, sizeof sa);
-  sa.sa_handler = on_signal;
-  sigemptyset(&sa.sa_mask);
-  sa.sa_flags = SA_RESETHAND; /* a second signal acts as usual */
-  sigaction(SIGINT, &sa, NULL);
-  sigaction(SIGTERM, &sa, NULL);
-
-  progress_state ps = {cli_progress_shown(&a.common), dd_now_seconds(), a.out, &a.common, 0, 0, 0};
-  double loop_start = dd_now_seconds();
-  rc = dd_dream_run(cm.model, &cm.preset.pre, &p, img, on_progress, &ps, &err);
-  double loop_seconds = dd_now_seconds() - loop_start;
-  if (ps.drawn) fputc('\n', stderr);
-  if (rc == DD_EINTR) {
-    if (ps.checkpoints)
-      cli_errorf("interrupted; %s holds the last checkpoint", a.out);
-    else
-      cli_errorf("interrupted; %s was not written", a.out);
-    status = 128 + (interrupted ? (int)interrupted : SIGINT); /* 130 SIGINT, 143 SIGTERM */
-    goto done;
-  }
-  if (rc) {
-    if (!ps.failed) cli_report(&err);
-    goto done;
-  }
-  if (cli_save_image(a.out, img, &a.common, img, &err)) {
-    cli_report(&err);
-    goto done;
-  }
-  if (a.timing) fprintf(stderr, "dream: loop %.3f s\n", loop_seconds);
-  cli_summary(&a.common, "wrote %s (%dx%d) in %.1f s, seed %llu", a.out, img->w, img->h,
-              dd_now_seconds() - ps.start, (unsigned long long)p.seed);
-  status = 0;
-done:
-  signal(SIGINT, SIG_DFL);
-  signal(SIGTERM, SIG_DFL);
-  dd_image_free(img);
-  dd_image_free(guide);
+  cli_dream_job job;
+  status = cli_dream_begin(&a, &cm, &job);
+  if (!status) status = cli_dream_image(&job, a.in, a.out, a.common.seed.value);
+  cli_dream_end(&job);
   cli_model_close(&cm);
   return status;
 }

@@ -4,6 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <jansson.h>
+
 #include "cli/cli.h"
 #include "cli/visopt.h"
 #include "dream/visualize.h"
@@ -37,35 +39,39 @@ static const char *label_of(const cli_model *cm, int i) {
 static int write_json(const char *path, const cli_model *cm, const char *in,
                       const dd_explanation *e, const dd_frame_rect *r, const int *top,
                       const double *prob, int smoothgrad) {
-  char *buf;
-  size_t len;
-  FILE *f = vis_text_open(&buf, &len);
-  if (!f) return cli_errorf("out of memory");
-  fprintf(f, "{\n  \"model\": ");
-  vis_json_str(f, dd_model_name(cm->model));
-  fprintf(f, ",\n  \"image\": ");
-  vis_json_str(f, in);
-  fprintf(f, ",\n  \"width\": %d,\n  \"height\": %d,\n", e->w, e->h);
-  fprintf(f, "  \"frame\": {\"x\": %.1f, \"y\": %.1f, \"width\": %.1f, \"height\": %.1f},\n",
-          r->x, r->y, r->w, r->h);
-  fprintf(f, "  \"top5\": [");
-  for (int k = 0; k < DD_TOPK && top[k] >= 0; k++) {
-    fprintf(f, "%s\n    {\"class\": %d, \"label\": ", k ? "," : "", top[k]);
-    vis_json_str(f, label_of(cm, top[k]));
-    fprintf(f, ", \"probability\": %.6g}", prob[top[k]]);
-  }
-  fprintf(f, "\n  ],\n  \"class\": %d,\n  \"label\": ", e->cls);
-  vis_json_str(f, label_of(cm, e->cls));
-  fprintf(f, ",\n  \"score\": %.6g,\n  \"probability\": %.6g,\n", e->logit, e->prob_cls);
-  fprintf(f, "  \"gradcam\": {\"layer\": ");
-  vis_json_str(f, dd_model_value_name(cm->model, e->layer));
+  json_t *o = json_object(), *t = json_array();
+  int bad = !o || !t;
+  bad |= vis_json_set_path(o, "model", dd_model_name(cm->model));
+  bad |= vis_json_set_path(o, "image", in);
+  bad |= json_object_set_new(o, "width", json_integer(e->w));
+  bad |= json_object_set_new(o, "height", json_integer(e->h));
+  bad |= json_object_set_new(o, "frame", json_pack("{s:f, s:f, s:f, s:f}", "x", (double)r->x,
+                                                   "y", (double)r->y, "width", (double)r->w,
+                                                   "height", (double)r->h));
+  for (int k = 0; k < DD_TOPK && top[k] >= 0 && !bad; k++)
+    bad |= json_array_append_new(t, json_pack("{s:i, s:o, s:f}", "class", top[k], "label",
+                                              vis_json_text(label_of(cm, top[k]), NULL),
+                                              "probability", prob[top[k]]));
+  bad |= json_object_set(o, "top5", t);
+  json_decref(t);
+  bad |= json_object_set_new(o, "class", json_integer(e->cls));
+  bad |= json_object_set_new(o, "label", vis_json_text(label_of(cm, e->cls), NULL));
+  bad |= json_object_set_new(o, "score", json_real(e->logit));
+  bad |= json_object_set_new(o, "probability", json_real(e->prob_cls));
   /* The maximum in the framed image, and where that pixel's centre lies in the photo. */
   int px = (int)r->x + e->cam_x, py = (int)r->y + e->cam_y;
-  fprintf(f, ", \"resolution\": [%d, %d], \"argmax\": {\"x\": %d, \"y\": %d}, "
-          "\"argmax_in_photo\": {\"x\": %d, \"y\": %d}},\n", e->cam_w, e->cam_h, e->cam_x,
-          e->cam_y, px, py);
-  fprintf(f, "  \"smoothgrad\": %d\n}\n", smoothgrad);
-  return vis_text_close(f, &buf, &len, path);
+  bad |= json_object_set_new(
+      o, "gradcam",
+      json_pack("{s:o, s:[i, i], s:{s:i, s:i}, s:{s:i, s:i}}", "layer",
+                vis_json_text(dd_model_value_name(cm->model, e->layer), NULL), "resolution",
+                e->cam_w, e->cam_h, "argmax", "x", e->cam_x, "y", e->cam_y, "argmax_in_photo",
+                "x", px, "y", py));
+  bad |= json_object_set_new(o, "smoothgrad", json_integer(smoothgrad));
+  if (bad) {
+    json_decref(o);
+    o = NULL;
+  }
+  return vis_json_write(o, path);
 }
 
 int cmd_explain(int argc, char **argv) {

@@ -56,6 +56,7 @@ static int optimize_channels(const cli_model *cm, const cli_common *co, int valu
   dd_err err;
   dd_fv *fv;
   vo->fv.max_memory = cm->max_memory;
+  vo->fv.precision = cli_precision(co, 1);
   vis_fv_progress(vo, co);
   int sw = vo->size_given ? vo->fv.size : 0, sh = sw;
   if (cli_network_size(cm, &value, 1, vo->fv.size, &sw, &sh, NULL)) return 1;

@@ -1,6 +1,7 @@
 /* dream run: the graph on one TensorProto input; chosen values saved as TensorProto files,
  * the format of the ONNX test sets, so they compare directly with other runtimes. */
 #include <errno.h>
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -65,6 +66,11 @@ int cmd_run(int argc, char **argv) {
   }
 
   cli_common_warn(&co);
+  /* Large buffers from mmap, and back to the kernel when freed: glibc otherwise raises its
+   * mmap threshold to the size of the first large block freed (the model file's bytes, freed
+   * once parsed) and keeps freed heap memory below twice that, so the freed file and input
+   * tensor would still count in the process's memory while the network runs. */
+  mallopt(M_MMAP_THRESHOLD, 1 << 20);
   dd_preset pre;
   cli_model cm;
   if (cli_model_resolve(&co.model, &pre) || cli_model_load(&co.model, &pre, &cm)) {
@@ -103,9 +109,16 @@ int cmd_run(int argc, char **argv) {
                dd_dtype_name(x->dtype), dd_model_value_name(m, in));
     goto done;
   }
-  /* The one inference path: it checks the tensor's shape against the declared input. */
-  if (dd_infer_new(m, &x->shape, targets, n_names, cm.max_memory, &session, &err) ||
-      dd_infer_run(session, dd_f32(x), &err)) {
+  /* The one inference path: it checks the tensor's shape against the declared input.  The
+   * tensor goes into the session's input and is freed before the run: held once. */
+  int rc = dd_infer_new(m, &x->shape, targets, n_names, cm.max_memory, &session, &err);
+  if (!rc) {
+    memcpy(dd_infer_input(session), x->data, (size_t)dd_tensor_numel(x) * sizeof(float));
+    dd_tensor_free(x);
+    x = NULL;
+    rc = dd_infer_run(session, NULL, &err);
+  }
+  if (rc) {
     if (err.code == DD_EARG && strstr(err.msg, "does not fit")) dd_err_prefix(&err, "%s", input);
     cli_report(&err);
     goto done;

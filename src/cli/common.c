@@ -91,27 +91,46 @@ int cli_report(const dd_err *err) {
                              (strstr(err->msg, "iB limit") || strstr(err->msg, "B limit"))
                          ? " (--max-memory: use a smaller image or raise --max-memory)"
                          : "";
-  fprintf(stderr, "dream: %s%s\n", err && err->msg[0] ? err->msg : "unknown error", hint);
-  return 1;
+  return cli_errorf("%s%s", err && err->msg[0] ? err->msg : "unknown error", hint);
+}
+
+/* Every message the CLI prints: "dream[ CMD]: [KIND]MESSAGE\n" on stderr. */
+static void vmessage(const char *cmd, const char *kind, const char *fmt, va_list ap) {
+  fprintf(stderr, "dream%s%s: %s", cmd ? " " : "", cmd ? cmd : "", kind);
+  vfprintf(stderr, fmt, ap);
+  fputc('\n', stderr);
 }
 
 int cli_errorf(const char *fmt, ...) {
   va_list ap;
   va_start(ap, fmt);
-  fputs("dream: ", stderr);
-  vfprintf(stderr, fmt, ap);
-  fputc('\n', stderr);
+  vmessage(NULL, "", fmt, ap);
   va_end(ap);
   return 1;
+}
+
+int cli_warnf(const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  vmessage(NULL, "warning: ", fmt, ap);
+  va_end(ap);
+  return 0;
+}
+
+void cli_summary(const cli_common *c, const char *fmt, ...) {
+  if (c->quiet) return;
+  va_list ap;
+  va_start(ap, fmt);
+  vmessage(NULL, "", fmt, ap);
+  va_end(ap);
 }
 
 int cli_usage_error(const char *cmd, const char *fmt, ...) {
   va_list ap;
   va_start(ap, fmt);
-  fprintf(stderr, "dream %s: ", cmd);
-  vfprintf(stderr, fmt, ap);
-  fprintf(stderr, "\nTry 'dream %s --help'.\n", cmd);
+  vmessage(cmd, "", fmt, ap);
   va_end(ap);
+  fprintf(stderr, "Try 'dream %s --help'.\n", cmd);
   return 2;
 }
 

@@ -4,7 +4,6 @@
 #include <ctype.h>
 #include <errno.h>
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -209,8 +208,25 @@ int cli_common_opt(cli_common *c, int opt, const char *arg, dd_err *err) {
       }
       c->framing_given = 1;
       return 1;
+    case CLI_OPT_PRECISION:
+      if (!strcmp(arg, "auto")) c->precision = DD_PRECISION_AUTO;
+      else if (!strcmp(arg, "fp32")) c->precision = DD_PRECISION_FP32;
+      else if (!strcmp(arg, "bf16")) c->precision = DD_PRECISION_BF16;
+      else {
+        dd_fail(err, DD_EARG, "--precision: expected bf16, fp32 or auto, got '%s'", arg);
+        return -1;
+      }
+      return 1;
   }
   return 0;
+}
+
+dd_precision cli_precision(const cli_common *c, int dream_loop) {
+  dd_precision p = dd_precision_resolve(c->precision, dream_loop);
+  if (c->precision == DD_PRECISION_BF16 && p != DD_PRECISION_BF16 && !c->quiet)
+    fprintf(stderr, "dream: note: this CPU has no bf16 instructions (AVX512-BF16): "
+            "--precision bf16 runs in fp32\n");
+  return p;
 }
 
 void cli_common_warn(const cli_common *c) {
@@ -220,23 +236,3 @@ void cli_common_warn(const cli_common *c) {
 }
 
 int cli_progress_shown(const cli_common *c) { return !c->quiet && isatty(STDERR_FILENO); }
-
-int cli_warnf(const char *fmt, ...) {
-  va_list ap;
-  va_start(ap, fmt);
-  fputs("dream: warning: ", stderr);
-  vfprintf(stderr, fmt, ap);
-  fputc('\n', stderr);
-  va_end(ap);
-  return 0;
-}
-
-void cli_summary(const cli_common *c, const char *fmt, ...) {
-  if (c->quiet) return;
-  va_list ap;
-  va_start(ap, fmt);
-  fputs("dream: ", stderr);
-  vfprintf(stderr, fmt, ap);
-  fputc('\n', stderr);
-  va_end(ap);
-}

@@ -1,6 +1,8 @@
 /* Helpers shared by the visualization subcommands. */
 #include "cli/visopt.h"
 
+#include <jansson.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -92,6 +94,17 @@ int vis_text_close(FILE *f, char **buf, size_t *len, const char *path) {
 }
 
 /* Length of the valid UTF-8 sequence at p (1..4), or 0 when it is not one. */
+static int utf8_len(const unsigned char *p);
+/* 1 when s holds a byte that is not part of a valid UTF-8 sequence. */
+static int utf8_bad(const char *s) {
+  for (const unsigned char *p = (const unsigned char *)s; *p;) {
+    int n = utf8_len(p);
+    if (!n) return 1;
+    p += n;
+  }
+  return 0;
+}
+
 static int utf8_len(const unsigned char *p) {
   int n = p[0] < 0x80 ? 1 : (p[0] & 0xE0) == 0xC0 ? 2 : (p[0] & 0xF0) == 0xE0 ? 3
           : (p[0] & 0xF8) == 0xF0 ? 4 : 0;
@@ -106,21 +119,75 @@ static int utf8_len(const unsigned char *p) {
   return n;
 }
 
-void vis_json_str(FILE *f, const char *s) {
-  fputc('"', f);
+json_t *vis_json_text(const char *s, int *lossy) {
+  size_t n = strlen(s);
+  if (lossy) *lossy = 0;
+  if (!utf8_bad(s)) return json_stringn(s, n);
+  /* Each bad byte (3 bytes of U+FFFD) at most triples the length. */
+  char *t = malloc(3 * n + 1);
+  if (!t) return NULL;
+  size_t k = 0;
   for (const unsigned char *p = (const unsigned char *)s; *p;) {
-    int n = utf8_len(p);
-    if (!n) {
-      fputs("\\ufffd", f);
+    int len = utf8_len(p);
+    if (!len) {
+      memcpy(t + k, "\xef\xbf\xbd", 3);
+      k += 3;
       p++;
-    } else if (*p == '"' || *p == '\\') {
-      fprintf(f, "\\%c", *p++);
-    } else if (*p < 0x20 || *p == 0x7F) {
-      fprintf(f, "\\u%04x", *p++);
     } else {
-      fwrite(p, 1, (size_t)n, f);
-      p += n;
+      memcpy(t + k, p, (size_t)len);
+      k += (size_t)len;
+      p += len;
     }
   }
-  fputc('"', f);
+  if (lossy) *lossy = 1;
+  json_t *j = json_stringn(t, k);
+  free(t);
+  return j;
+}
+
+json_t *vis_json_bytes(const char *s) {
+  size_t n = strlen(s);
+  char *t = malloc(2 * n + 1);
+  if (!t) return NULL;
+  for (size_t i = 0; i < n; i++) snprintf(t + 2 * i, 3, "%02x", (unsigned char)s[i]);
+  t[2 * n] = 0;
+  json_t *j = json_string(t);
+  free(t);
+  return j;
+}
+
+int vis_json_set_path(json_t *obj, const char *key, const char *s) {
+  int lossy;
+  if (json_object_set_new(obj, key, vis_json_text(s, &lossy))) return -1;
+  if (!lossy) return 0;
+  char k[128];
+  snprintf(k, sizeof k, "%s_bytes", key);
+  return json_object_set_new(obj, k, vis_json_bytes(s));
+}
+
+json_t *vis_json_seed(uint64_t seed) {
+  if (seed <= (uint64_t)INT64_MAX) return json_integer((json_int_t)seed);
+  char digits[24];
+  snprintf(digits, sizeof digits, "%llu", (unsigned long long)seed);
+  return json_string(digits);
+}
+
+int vis_json_write(json_t *root, const char *path) {
+  if (!root) return cli_errorf("%s: out of memory composing the file", path);
+  char *text = json_dumps(root, JSON_INDENT(2) | JSON_REAL_PRECISION(6) | JSON_ENSURE_ASCII);
+  json_decref(root);
+  if (!text) return cli_errorf("%s: out of memory composing the file", path);
+  size_t len = strlen(text);
+  /* A final newline, as a text file has. */
+  char *t = realloc(text, len + 2);
+  if (!t) {
+    free(text);
+    return cli_errorf("%s: out of memory composing the file", path);
+  }
+  t[len] = '\n';
+  t[len + 1] = 0;
+  dd_err err;
+  int rc = dd_write_file_atomic(path, t, len + 1, &err);
+  free(t);
+  return rc ? cli_report(&err) : 0;
 }

@@ -31,6 +31,7 @@
 #include <immintrin.h>
 #endif
 
+#include "ops/bf16.h"
 #include "ops/common.h"
 #include "ops/sgemm.h"
 #include "ops/window.h"
@@ -55,7 +56,11 @@ typedef struct conv_geom {
   int64_t ocol; /* columns: ho * wo */
   int64_t block; /* output rows per im2col block */
   int pointwise, depthwise, wino;
+  int bf16; /* this call's products in bf16 (dd_op_call.bf16, and the CPU has a kernel) */
 } conv_geom;
+
+/* The product of the forward and data-gradient paths: dd_sgemm, or in bf16 mode dd_bgemm. */
+#define conv_gemm(g, ...) ((g)->bf16 ? dd_bgemm(__VA_ARGS__) : dd_sgemm(__VA_ARGS__))
 
 /* The im2col buffer of the weight gradient holds at most this many floats (or one output
  * row): large images are taken in blocks of output rows, which bounds the scratch memory. */
@@ -151,8 +156,8 @@ static int conv_geometry(const conv_params *p, const dd_tensor *x, const dd_tens
 
 /* The forward convolution and the data gradient as Winograd convolutions of one image. */
 static void wino_convs(const conv_geom *g, dd_wino_conv *fw, dd_wino_conv *bw) {
-  *fw = (dd_wino_conv){g->c, g->h, g->w, g->m, g->ho, g->wo, g->ph, g->pw, 0};
-  *bw = (dd_wino_conv){g->m, g->ho, g->wo, g->c, g->h, g->w, 2 - g->ph, 2 - g->pw, 1};
+  *fw = (dd_wino_conv){g->c, g->h, g->w, g->m, g->ho, g->wo, g->ph, g->pw, 0, g->bf16};
+  *bw = (dd_wino_conv){g->m, g->ho, g->wo, g->c, g->h, g->w, 2 - g->ph, 2 - g->pw, 1, g->bf16};
 }
 
 static int conv_infer(const dd_node *node, const dd_tensor *const *in, dd_tensor *const *out,
@@ -507,7 +512,7 @@ static void fused_forward(const conv_geom *g, const float *xg, const float *wg,
           int64_t kc = g->kcol - r0 < CONV_KB ? g->kcol - r0 : CONV_KB;
           pack_block(g, xg, j0, nw, r0, r0 + kc, buf);
           int last = r0 + kc >= g->kcol;
-          dd_sgemm(g->mg, nw, kc, wg + r0, g->kcol, 1, buf, CONV_NB,
+          conv_gemm(g, g->mg, nw, kc, wg + r0, g->kcol, 1, buf, CONV_NB,
                    sc ? stage + (j0 - s0) : yg + j0, ldc, (r0 > 0) | (last ? relu : 0), bg, 0);
         }
       }
@@ -589,7 +594,7 @@ static void fused_backward_data(const conv_geom *g, const float *wg, const float
         for (int64_t r0 = r_lo, r1; r0 < r_hi; r0 = r1) {
           r1 = row_block_end(g, r0, r_hi);
           int64_t kc = r1 - r0;
-          dd_sgemm(kc, nw, g->mg, wg + r0, ars, g->kcol, sc ? stage + (j0 - s0) : dyg + j0,
+          conv_gemm(g, kc, nw, g->mg, wg + r0, ars, g->kcol, sc ? stage + (j0 - s0) : dyg + j0,
                    ldb, buf, CONV_NB, 0, NULL, 0);
           unpack_add_block(g, buf, j0, nw, r0, r1, ih0, ih1, dxg);
         }
@@ -664,6 +669,7 @@ static void conv_forward_call(const dd_node *node, const dd_tensor *const *in,
   const dd_tensor *bt = node->n_in > 2 ? in[2] : NULL;
   conv_geom g;
   conv_geometry(node->params, in[0], in[1], bt, &g, NULL);
+  g.bf16 = call->bf16 && dd_bf16_kernel() != DD_BF16_NONE;
   const float *x = dd_f32(in[0]), *wt = dd_f32(in[1]), *bias = bt ? dd_f32(bt) : NULL;
   float *y = dd_f32(out[0]), *col = scratch;
   int relu = call->relu_out ? DD_SGEMM_RELU : 0;
@@ -690,7 +696,7 @@ static void conv_forward_call(const dd_node *node, const dd_tensor *const *in,
       const float *wg = wt + gi * g.mg * g.kcol;
       float *yg = y + (n * g.m + gi * g.mg) * g.ocol;
       if (g.pointwise) {
-        dd_sgemm(g.mg, g.ocol, g.kcol, wg, g.kcol, 1, xg, g.ocol, yg, g.ocol, relu, bg, 1);
+        conv_gemm(&g, g.mg, g.ocol, g.kcol, wg, g.kcol, 1, xg, g.ocol, yg, g.ocol, relu, bg, 1);
         continue;
       }
       fused_forward(&g, xg, wg, bg, relu, yg);
@@ -748,7 +754,7 @@ static void backward_data_pointwise(const conv_geom *g, const float *wt, const f
                                     float *dx, int overwrite) {
   for (int64_t n = 0; n < g->n; n++)
     for (int64_t gi = 0; gi < g->group; gi++)
-      dd_sgemm(g->cg, g->ocol, g->mg, wt + gi * g->mg * g->kcol, 1, g->kcol,
+      conv_gemm(g, g->cg, g->ocol, g->mg, wt + gi * g->mg * g->kcol, 1, g->kcol,
                dy + (n * g->m + gi * g->mg) * g->ocol, g->ocol,
                dx + (n * g->c + gi * g->cg) * g->h * g->w, g->ocol, !overwrite, NULL, 1);
 }
@@ -842,6 +848,7 @@ static void conv_backward_call(const dd_node *node, const dd_tensor *const *in,
   const dd_tensor *bt = node->n_in > 2 ? in[2] : NULL;
   conv_geom g;
   conv_geometry(node->params, in[0], in[1], bt, &g, NULL);
+  g.bf16 = call->bf16 && dd_bf16_kernel() != DD_BF16_NONE;
   const float *x = dd_f32(in[0]), *wt = dd_f32(in[1]), *dy = dd_f32(dout[0]);
   float *col = scratch;
   float *dx = din[0] ? dd_f32(din[0]) : NULL;

@@ -68,6 +68,8 @@
 typedef struct dd_op_call {
   int relu_out;   /* forward (DD_OP_FOLD_RELU): write max(0, y) to out[0] */
   uint64_t fresh; /* backward (DD_OP_GRAD_FRESH): bit j, din[j] is handed over fresh */
+  int bf16;       /* the plan is in bf16 mode (DD_PLAN_BF16): matrix products may round their
+                     operands to bfloat16 and sum in float32 (ops/bf16.h) */
 } dd_op_call;
 
 /* The op tables of src/ops/ are positional initializers that end at `flags`: the hooks after

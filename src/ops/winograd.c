@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "ops/common.h"
+#include "ops/bf16.h"
 #include "ops/sgemm.h"
 
 #ifdef __AVX512F__
@@ -428,8 +429,8 @@ void dd_wino_run(const dd_wino_conv *c, const float *x, const float *wt, const f
       for (int64_t job = 0; job < 36 * blocks; job++) {
         int64_t k = job / blocks, j = job % blocks * BLOCK;
         int64_t w = nt - j < BLOCK ? nt - j : BLOCK;
-        dd_sgemm(co, w, ci, u + k * co * ci, ci, 1, v + k * ci * tb + j, tb,
-                 p + k * co * tb + j, tb, 0, NULL, 0);
+        (c->bf16 ? dd_bgemm : dd_sgemm)(co, w, ci, u + k * co * ci, ci, 1, v + k * ci * tb + j,
+                                         tb, p + k * co * tb + j, tb, 0, NULL, 0);
       }
 #pragma omp for schedule(static)
       for (int64_t job = 0; job < co * groups; job++) {

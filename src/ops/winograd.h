@@ -20,6 +20,7 @@ typedef struct dd_wino_conv {
   int64_t co, oh, ow; /* output planes */
   int64_t pad_y, pad_x;
   int flip;
+  int bf16; /* the products in bf16 (dd_bgemm, ops/bf16.h) */
 } dd_wino_conv;
 
 /* Floats of workspace dd_wino_run needs. */

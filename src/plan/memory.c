@@ -16,7 +16,8 @@
  * Steps: bound inputs are written at -1, node o of the order runs forward at o (0..N-1), the
  * targets' gradients are seeded at N, and the backward of node o runs at 2N - o.  A value
  * lives from its producer's step to its last reader's: forward consumers, the backward of
- * nodes that read it (DD_OP_BWD_* say which do not), and the caller for inputs and targets.
+ * nodes that read it (DD_OP_BWD_* say which do not), and the caller for targets, and for
+ * inputs unless DD_PLAN_FORGET_INPUTS.
  * A gradient lives from its first accumulation (or the seeding) to its producer's backward.
  */
 #include <stdlib.h>
@@ -110,7 +111,8 @@ static int find_root(int *root, size_t *rel, int v, size_t *off) {
 
 /* ---- liveness ---- */
 
-/* def, last and nread from the forward order; inputs and targets live to the end. */
+/* def, last and nread from the forward order; targets (and inputs, unless
+ * DD_PLAN_FORGET_INPUTS) live to the end. */
 static void pass_liveness(mem_ctx *c) {
   for (int v = 0; v < c->nv; v++) {
     c->def[v] = -1;
@@ -126,8 +128,10 @@ static void pass_liveness(mem_ctx *c) {
       if (n->in[j] >= 0) c->nread[n->in[j]]++;
     }
   }
+  int keep_inputs = !(c->b->flags & DD_PLAN_FORGET_INPUTS);
   for (int v = 0; v < c->nv; v++)
-    if (runtime_value(c->b, v) && (c->target[v] || c->def[v] < 0)) c->last[v] = c->END;
+    if (runtime_value(c->b, v) && (c->target[v] || (c->def[v] < 0 && keep_inputs)))
+      c->last[v] = c->END;
 }
 
 /* Which gradients exist (reach a target), which backward steps run, when each gradient is

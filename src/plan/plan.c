@@ -406,6 +406,7 @@ static int plan_new(const plan_request *rq, size_t *measured, dd_shape *target_s
   rc = check_budget(p, rq, &in_host, err);
   if (!rc) rc = bind_arena(p, &s, rq, in_host, err);
   if (!rc) {
+    p->bf16 = (rq->flags & DD_PLAN_BF16) != 0;
     *out = p;
     p = NULL;
   }

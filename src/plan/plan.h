@@ -48,6 +48,7 @@ struct dd_plan {
   int64_t *flops;         /* (nn) */
   unsigned char *runs;    /* (nn) */
   int grad_input;
+  int bf16; /* DD_PLAN_BF16 was asked for: each call carries dd_op_call.bf16 */
   dd_arena arena;   /* every runtime value and gradient */
   dd_arena scratch; /* the ops' workspace, one buffer for all */
   double *profile; /* NULL, or 2 per node: forward and backward seconds (caller's) */

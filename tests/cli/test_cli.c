@@ -1,117 +1,24 @@
 /* The dream binary as a user runs it: exit codes, what it prints, the files it writes. */
 #include <criterion/criterion.h>
-#include <fcntl.h>
 #include <math.h>
-#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include <stb_image_write.h>
 
 #include "dream/tensor.h"
+#include "helper_cli.h"
+#include "helper_model.h"
 #include "helper_ops.h"
-#include "onnx.pb-c.h"
 
-extern char **environ;
-
-static char tmpdir[64];
-
-static void setup(void) {
-  snprintf(tmpdir, sizeof tmpdir, "/tmp/dream_test_cli.XXXXXX");
-  cr_assert_not_null(mkdtemp(tmpdir));
-  /* The shared models, whether or not weights/setup.sh was run. */
-  char models[512];
-  cr_assert_eq(setenv("DREAM_MODEL_PATH", th_shared(models, sizeof models, "models"), 1), 0);
-  unsetenv("DREAM_PRESET_PATH");
-  setenv("OMP_NUM_THREADS", "2", 0);
-}
-
-static void teardown(void) {
-  char cmd[128];
-  snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
-  cr_assert_eq(system(cmd), 0);
-}
-
-TestSuite(cli, .init = setup, .fini = teardown);
-
-static const char *tmp(char *buf, size_t size, const char *name) {
-  snprintf(buf, size, "%s/%s", tmpdir, name);
-  return buf;
-}
-
-static char *slurp(const char *path) {
-  FILE *f = fopen(path, "rb");
-  cr_assert_not_null(f, "%s", path);
-  char *s = NULL;
-  size_t len = 0, cap = 0, got;
-  char chunk[4096];
-  while ((got = fread(chunk, 1, sizeof chunk, f)) > 0) {
-    if (len + got + 1 > cap) {
-      cap = (len + got + 1) * 2;
-      s = realloc(s, cap);
-      cr_assert_not_null(s);
-    }
-    memcpy(s + len, chunk, got);
-    len += got;
-  }
-  fclose(f);
-  if (!s) s = calloc(1, 1);
-  s[len] = 0;
-  return s;
-}
-
-typedef struct result {
-  int status; /* exit status, or -1 when killed by a signal */
-  char *out, *err;
-} result;
-
-/* Runs DREAM_BINARY with the NULL-terminated arguments, stdout and stderr captured. */
-static result run(const char *const *args) {
-  char out_path[128], err_path[128];
-  tmp(out_path, sizeof out_path, "stdout.txt");
-  tmp(err_path, sizeof err_path, "stderr.txt");
-  posix_spawn_file_actions_t fa;
-  posix_spawn_file_actions_init(&fa);
-  posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-  posix_spawn_file_actions_addopen(&fa, 1, out_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-  posix_spawn_file_actions_addopen(&fa, 2, err_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-  char *argv[64];
-  int n = 0;
-  argv[n++] = DREAM_BINARY;
-  for (; args[n - 1] && n < 63; n++) argv[n] = (char *)args[n - 1];
-  argv[n] = NULL;
-  pid_t pid;
-  int rc = posix_spawn(&pid, DREAM_BINARY, &fa, NULL, argv, environ);
-  posix_spawn_file_actions_destroy(&fa);
-  cr_assert_eq(rc, 0, "cannot run %s", DREAM_BINARY);
-  int ws;
-  cr_assert_eq(waitpid(pid, &ws, 0), pid);
-  result r = {WIFEXITED(ws) ? WEXITSTATUS(ws) : -1, slurp(out_path), slurp(err_path)};
-  return r;
-}
-
-static void result_free(result *r) {
-  free(r->out);
-  free(r->err);
-}
-
-#define RUN(...) run((const char *const[]){__VA_ARGS__, NULL})
-
-static void write_bytes(const char *path, const void *data, size_t len) {
-  FILE *f = fopen(path, "wb");
-  cr_assert_not_null(f);
-  cr_assert_eq(fwrite(data, 1, len, f), len);
-  cr_assert_eq(fclose(f), 0);
-}
+TestSuite(cli, .init = th_cli_setup, .fini = th_cli_teardown);
 
 static void write_random(const char *path, size_t len, uint64_t seed) {
   unsigned char *b = malloc(len);
   for (size_t i = 0; i < len; i++) b[i] = (unsigned char)dd_rng_next(&seed);
-  write_bytes(path, b, len);
+  th_write_bytes(path, b, len);
   free(b);
 }
 
@@ -121,70 +28,17 @@ static const float tiny_w[12] = {0.5f, -1, 0.25f, 1, 1, 1, -0.5f, 0, 2, 0.1f, 0.
 static const float tiny_b[4] = {0.1f, -2, 0, 1};
 
 static void write_tiny_model(const char *path) {
-  Onnx__ModelProto model = ONNX__MODEL_PROTO__INIT;
-  Onnx__GraphProto graph = ONNX__GRAPH_PROTO__INIT;
-  Onnx__OperatorSetIdProto opset = ONNX__OPERATOR_SET_ID_PROTO__INIT, *opsets[] = {&opset};
-  opset.has_version = 1;
-  opset.version = 13;
-  model.has_ir_version = 1;
-  model.ir_version = 8;
-  model.n_opset_import = 1;
-  model.opset_import = opsets;
-  model.graph = &graph;
-  graph.name = "tiny";
-
-  Onnx__TensorProto w = ONNX__TENSOR_PROTO__INIT, b = ONNX__TENSOR_PROTO__INIT;
-  int64_t wdims[] = {4, 3, 1, 1}, bdims[] = {4};
-  w.name = "w";
-  w.n_dims = 4;
-  w.dims = wdims;
-  w.has_data_type = 1;
-  w.data_type = ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT;
-  w.n_float_data = 12;
-  w.float_data = (float *)tiny_w;
-  b.name = "b";
-  b.n_dims = 1;
-  b.dims = bdims;
-  b.has_data_type = 1;
-  b.data_type = ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT;
-  b.n_float_data = 4;
-  b.float_data = (float *)tiny_b;
-  Onnx__TensorProto *inits[] = {&w, &b};
-  graph.n_initializer = 2;
-  graph.initializer = inits;
-
-  char *conv_in[] = {"data", "w", "b"}, *conv_out[] = {"conv/pre"}, *relu_out[] = {"conv/out"},
-       *gap_out[] = {"gap"}, *flat_out[] = {"logits"};
-  Onnx__NodeProto nodes[4] = {ONNX__NODE_PROTO__INIT, ONNX__NODE_PROTO__INIT,
-                              ONNX__NODE_PROTO__INIT, ONNX__NODE_PROTO__INIT};
-  const char *ops[] = {"Conv", "Relu", "GlobalAveragePool", "Flatten"};
-  char **ins[] = {conv_in, conv_out, relu_out, gap_out}, **outs[] = {conv_out, relu_out, gap_out, flat_out};
-  Onnx__NodeProto *np[4];
-  for (int i = 0; i < 4; i++) {
-    nodes[i].name = (char *)ops[i];
-    nodes[i].op_type = (char *)ops[i];
-    nodes[i].n_input = i == 0 ? 3 : 1;
-    nodes[i].input = ins[i];
-    nodes[i].n_output = 1;
-    nodes[i].output = outs[i];
-    np[i] = &nodes[i];
-  }
-  graph.n_node = 4;
-  graph.node = np;
-  Onnx__ValueInfoProto in = ONNX__VALUE_INFO_PROTO__INIT, out = ONNX__VALUE_INFO_PROTO__INIT;
-  in.name = "data";
-  out.name = "logits";
-  Onnx__ValueInfoProto *ins_v[] = {&in}, *outs_v[] = {&out};
-  graph.n_input = 1;
-  graph.input = ins_v;
-  graph.n_output = 1;
-  graph.output = outs_v;
-
-  size_t len = onnx__model_proto__get_packed_size(&model);
-  uint8_t *buf = malloc(len);
-  onnx__model_proto__pack(&model, buf);
-  write_bytes(path, buf, len);
-  free(buf);
+  th_model *b = th_model_new("tiny");
+  th_model_input(b, "data", -1, NULL);
+  th_model_output(b, "logits");
+  th_model_init_f32(b, "w", 4, (int64_t[]){4, 3, 1, 1}, tiny_w, 12);
+  th_model_init_f32(b, "b", 1, (int64_t[]){4}, tiny_b, 4);
+  th_model_node(b, "Conv", "Conv", "data,w,b", "conv/pre");
+  th_model_node(b, "Relu", "Relu", "conv/pre", "conv/out");
+  th_model_node(b, "GlobalAveragePool", "GlobalAveragePool", "conv/out", "gap");
+  th_model_node(b, "Flatten", "Flatten", "gap", "logits");
+  th_model_write(b, path);
+  th_model_free(b);
 }
 
 /* The tiny model's values, computed directly. */
@@ -227,118 +81,119 @@ static int ends_with(const char *s, const char *suffix) {
 Test(cli, help_for_each_subcommand) {
   const char *cmds[] = {"layers", "classify", "run"};
   for (int i = 0; i < 3; i++) {
-    result r = RUN(cmds[i], "--help");
+    th_result r = TH_RUN(cmds[i], "--help");
     cr_assert_eq(r.status, 0, "%s: %s", cmds[i], r.err);
     char want[64];
     snprintf(want, sizeof want, "usage: dream %s", cmds[i]);
     cr_assert(!strncmp(r.out, want, strlen(want)), "%s", r.out);
     cr_assert(strstr(r.out, "--model"), "%s", r.out);
     cr_assert_str_empty(r.err);
-    result_free(&r);
+    th_result_free(&r);
   }
 }
 
 Test(cli, usage_errors_exit_2) {
-  result r = RUN("classify", "--bogus", "x.jpg");
+  th_result r = TH_RUN("classify", "--bogus", "x.jpg");
   cr_assert_eq(r.status, 2);
   cr_assert(strstr(r.err, "unknown option '--bogus'"), "%s", r.err);
   cr_assert(strstr(r.err, "dream classify --help"), "%s", r.err);
-  result_free(&r);
-  r = RUN("classify");
+  th_result_free(&r);
+  r = TH_RUN("classify");
   cr_assert_eq(r.status, 2);
   cr_assert(strstr(r.err, "no image given"), "%s", r.err);
-  result_free(&r);
-  r = RUN("run", "--output", "x", "--save", "/tmp");
+  th_result_free(&r);
+  r = TH_RUN("run", "--output", "x", "--save", "/tmp");
   cr_assert_eq(r.status, 2);
   cr_assert(strstr(r.err, "--input is required"), "%s", r.err);
-  result_free(&r);
-  r = RUN("layers", "--size", "0x3");
+  th_result_free(&r);
+  r = TH_RUN("layers", "--size", "0x3");
   cr_assert_eq(r.status, 2);
   cr_assert(strstr(r.err, "--size"), "%s", r.err);
-  result_free(&r);
-  r = RUN("classify", "--mean", "1,2", "x.jpg");
+  th_result_free(&r);
+  r = TH_RUN("classify", "--mean", "1,2", "x.jpg");
   cr_assert_eq(r.status, 2);
   cr_assert(strstr(r.err, "--mean"), "%s", r.err);
-  result_free(&r);
-  r = RUN("layers", "--model");
+  th_result_free(&r);
+  r = TH_RUN("layers", "--model");
   cr_assert_eq(r.status, 2);
   cr_assert(strstr(r.err, "'--model' needs a value"), "%s", r.err);
-  result_free(&r);
+  th_result_free(&r);
 }
 
 /* ---- bad files ---- */
 
 Test(cli, bad_image_files) {
   char model[128], path[128];
-  write_tiny_model(tmp(model, sizeof model, "tiny.onnx"));
+  write_tiny_model(th_tmp(model, sizeof model, "tiny.onnx"));
   char img[512];
   th_shared(img, sizeof img, "images/eagle.jpg");
 
-  result r = RUN("classify", "--model", model, "/nonexistent/x.jpg");
+  th_result r = TH_RUN("classify", "--model", model, "/nonexistent/x.jpg");
   cr_assert_eq(r.status, 1);
   cr_assert_str_eq(r.err, "dream: /nonexistent/x.jpg: cannot open: No such file or directory\n");
-  result_free(&r);
+  th_result_free(&r);
 
-  write_bytes(tmp(path, sizeof path, "empty.jpg"), "", 0);
-  r = RUN("classify", "--model", model, path);
+  th_write_bytes(th_tmp(path, sizeof path, "empty.jpg"), "", 0);
+  r = TH_RUN("classify", "--model", model, path);
   cr_assert_eq(r.status, 1);
   cr_assert(strstr(r.err, "empty.jpg: not an image"), "%s", r.err);
   cr_assert(!strncmp(r.err, "dream: ", 7), "%s", r.err);
-  result_free(&r);
+  th_result_free(&r);
 
-  write_random(tmp(path, sizeof path, "random.png"), 5000, 3);
-  r = RUN("classify", "--model", model, path);
+  write_random(th_tmp(path, sizeof path, "random.png"), 5000, 3);
+  r = TH_RUN("classify", "--model", model, path);
   cr_assert_eq(r.status, 1);
   cr_assert(strstr(r.err, "random.png: not an image (stb_image: "), "%s", r.err);
-  result_free(&r);
+  th_result_free(&r);
 
   /* A bad file among good ones: the good ones are still classified, the status says 1. */
-  write_bytes(tmp(path, sizeof path, "notes.jpg"), "shopping list\n", 14);
-  r = RUN("classify", "--model", model, img, path);
+  th_write_bytes(th_tmp(path, sizeof path, "notes.jpg"), "shopping list\n", 14);
+  r = TH_RUN("classify", "--model", model, img, path);
   cr_assert_eq(r.status, 1);
   cr_assert(strstr(r.err, "notes.jpg: not an image (stb_image: "), "%s", r.err);
   cr_assert(strstr(r.out, "eagle.jpg:"), "%s", r.out);
-  result_free(&r);
+  th_result_free(&r);
 }
 
 Test(cli, bad_model_files) {
   char path[128], img[512];
   th_shared(img, sizeof img, "images/eagle.jpg");
-  result r = RUN("classify", "--model", "/nonexistent/m.onnx", img);
+  th_result r = TH_RUN("classify", "--model", "/nonexistent/m.onnx", img);
   cr_assert_eq(r.status, 1);
   cr_assert(strstr(r.err, "dream: /nonexistent/m.onnx: cannot open"), "%s", r.err);
-  result_free(&r);
+  th_result_free(&r);
 
-  write_bytes(tmp(path, sizeof path, "empty.onnx"), "", 0);
-  r = RUN("layers", "--model", path);
+  th_write_bytes(th_tmp(path, sizeof path, "empty.onnx"), "", 0);
+  r = TH_RUN("layers", "--model", path);
   cr_assert_eq(r.status, 1);
   cr_assert(strstr(r.err, "empty.onnx: "), "%s", r.err);
-  result_free(&r);
+  th_result_free(&r);
 
-  write_random(tmp(path, sizeof path, "random.onnx"), 3000, 9);
-  r = RUN("layers", "--model", path);
+  write_random(th_tmp(path, sizeof path, "random.onnx"), 3000, 9);
+  r = TH_RUN("layers", "--model", path);
   cr_assert_eq(r.status, 1);
   cr_assert(strstr(r.err, "random.onnx: not a valid ONNX model"), "%s", r.err);
-  result_free(&r);
+  th_result_free(&r);
 
-  r = RUN("layers", "--model", "alexnet");
+  r = TH_RUN("layers", "--model", "alexnet");
   cr_assert_eq(r.status, 1);
   cr_assert(strstr(r.err, "alexnet: no such model"), "%s", r.err);
   cr_assert(strstr(r.err, "googlenet") && strstr(r.err, "squeezenet"), "%s", r.err);
-  result_free(&r);
+  th_result_free(&r);
 }
 
 Test(cli, missing_model_file_says_how_to_get_it) {
   char dir[128], preset[160];
-  tmp(dir, sizeof dir, "");
-  write_bytes(tmp(preset, sizeof preset, "gone.preset"), "file gone.onnx\nurl the moon\n", 28);
+  th_tmp(dir, sizeof dir, "");
+  th_write_bytes(th_tmp(preset, sizeof preset, "gone.preset"), "file gone.onnx\nurl the moon\n",
+                 28);
   cr_assert_eq(setenv("DREAM_PRESET_PATH", dir, 1), 0);
-  result r = RUN("layers", "--model", "gone");
+  th_result r = TH_RUN("layers", "--model", "gone");
   cr_assert_eq(r.status, 1);
   cr_assert(strstr(r.err, "gone.onnx not found"), "%s", r.err);
   cr_assert(strstr(r.err, "weights/setup.sh"), "%s", r.err);
   cr_assert(strstr(r.err, "the moon"), "%s", r.err);
-  result_free(&r);
+  th_result_free(&r);
 }
 
 /* ---- run ---- */
@@ -355,16 +210,16 @@ static void write_input(const char *path, int h, int w, float *x) {
 
 Test(cli, run_writes_the_requested_values) {
   char model[128], in[128], dir[128];
-  write_tiny_model(tmp(model, sizeof model, "tiny.onnx"));
+  write_tiny_model(th_tmp(model, sizeof model, "tiny.onnx"));
   enum { H = 5, W = 7 };
   float x[3 * H * W], relu[4 * H * W], logits[4];
-  write_input(tmp(in, sizeof in, "in.pb"), H, W, x);
+  write_input(th_tmp(in, sizeof in, "in.pb"), H, W, x);
   tiny_reference(x, H, W, relu, logits);
-  tmp(dir, sizeof dir, "out");
-  result r = RUN("run", "--model", model, "--input", in, "--output", "conv/out", "--output",
-                 "logits", "--save", dir);
+  th_tmp(dir, sizeof dir, "out");
+  th_result r = TH_RUN("run", "--model", model, "--input", in, "--output", "conv/out", "--output",
+                       "logits", "--save", dir);
   cr_assert_eq(r.status, 0, "%s", r.err);
-  result_free(&r);
+  th_result_free(&r);
 
   char path[256];
   dd_tensor *t;
@@ -391,9 +246,9 @@ Test(cli, run_writes_the_requested_values) {
   free(name);
 
   /* The convN alias works; the file is named after what was asked for. */
-  r = RUN("run", "--model", model, "--input", in, "--output", "conv1", "--save", dir);
+  r = TH_RUN("run", "--model", model, "--input", in, "--output", "conv1", "--save", dir);
   cr_assert_eq(r.status, 0, "%s", r.err);
-  result_free(&r);
+  th_result_free(&r);
   snprintf(path, sizeof path, "%s/conv1.pb", dir);
   cr_assert_eq(dd_tensor_load_pb(path, &t, &name, &err), DD_OK, "%s", err.msg);
   cr_assert_str_eq(name, "conv/out");
@@ -404,39 +259,39 @@ Test(cli, run_writes_the_requested_values) {
 
 Test(cli, run_unknown_value_suggests_close_names) {
   char model[128], in[128], dir[128];
-  write_tiny_model(tmp(model, sizeof model, "tiny.onnx"));
+  write_tiny_model(th_tmp(model, sizeof model, "tiny.onnx"));
   float x[3 * 4 * 4];
-  write_input(tmp(in, sizeof in, "in.pb"), 4, 4, x);
-  result r = RUN("run", "--model", model, "--input", in, "--output", "conv/outt", "--save",
-                 tmp(dir, sizeof dir, "out"));
+  write_input(th_tmp(in, sizeof in, "in.pb"), 4, 4, x);
+  th_result r = TH_RUN("run", "--model", model, "--input", in, "--output", "conv/outt", "--save",
+                       th_tmp(dir, sizeof dir, "out"));
   cr_assert_eq(r.status, 1);
   cr_assert(strstr(r.err, "no layer named 'conv/outt'; closest: conv/out"), "%s", r.err);
   cr_assert(!strncmp(r.err, "dream: ", 7), "%s", r.err);
-  result_free(&r);
+  th_result_free(&r);
   struct stat st;
   cr_assert_neq(stat(dir, &st), 0, "nothing is written when a name is wrong");
 }
 
 Test(cli, run_bad_input_files) {
   char model[128], path[128], dir[128];
-  write_tiny_model(tmp(model, sizeof model, "tiny.onnx"));
-  tmp(dir, sizeof dir, "out");
-  write_bytes(tmp(path, sizeof path, "empty.pb"), "", 0);
-  result r = RUN("run", "--model", model, "--input", path, "--save", dir);
+  write_tiny_model(th_tmp(model, sizeof model, "tiny.onnx"));
+  th_tmp(dir, sizeof dir, "out");
+  th_write_bytes(th_tmp(path, sizeof path, "empty.pb"), "", 0);
+  th_result r = TH_RUN("run", "--model", model, "--input", path, "--save", dir);
   cr_assert_eq(r.status, 1);
   cr_assert(strstr(r.err, "dream: ") && strstr(r.err, "empty.pb"), "%s", r.err);
-  result_free(&r);
+  th_result_free(&r);
 
-  write_random(tmp(path, sizeof path, "random.pb"), 777, 5);
-  r = RUN("run", "--model", model, "--input", path, "--save", dir);
+  write_random(th_tmp(path, sizeof path, "random.pb"), 777, 5);
+  r = TH_RUN("run", "--model", model, "--input", path, "--save", dir);
   cr_assert_eq(r.status, 1);
   cr_assert(strstr(r.err, "random.pb: "), "%s", r.err);
-  result_free(&r);
+  th_result_free(&r);
 
-  r = RUN("run", "--model", model, "--input", "/nonexistent/in.pb", "--save", dir);
+  r = TH_RUN("run", "--model", model, "--input", "/nonexistent/in.pb", "--save", dir);
   cr_assert_eq(r.status, 1);
   cr_assert(strstr(r.err, "/nonexistent/in.pb: cannot open"), "%s", r.err);
-  result_free(&r);
+  th_result_free(&r);
 
   /* A 2-channel input does not fit a 3-channel Conv: the planner says so. */
   float x[2 * 3 * 3] = {0};
@@ -444,31 +299,31 @@ Test(cli, run_bad_input_files) {
   dd_shape shape = dd_shape_make(4, dims);
   dd_tensor t = dd_tensor_wrap(DD_F32, &shape, x);
   dd_err err;
-  cr_assert_eq(dd_tensor_save_pb(tmp(path, sizeof path, "two.pb"), &t, "data", &err), DD_OK);
-  r = RUN("run", "--model", model, "--input", path, "--save", dir);
+  cr_assert_eq(dd_tensor_save_pb(th_tmp(path, sizeof path, "two.pb"), &t, "data", &err), DD_OK);
+  r = TH_RUN("run", "--model", model, "--input", path, "--save", dir);
   cr_assert_eq(r.status, 1);
   cr_assert(strstr(r.err, "tiny.onnx: node 'Conv'"), "%s", r.err);
-  result_free(&r);
+  th_result_free(&r);
 }
 
 Test(cli, memory_limit_is_enforced) {
   char model[128], in[128], dir[128];
-  write_tiny_model(tmp(model, sizeof model, "tiny.onnx"));
+  write_tiny_model(th_tmp(model, sizeof model, "tiny.onnx"));
   float x[3 * 4 * 4];
-  write_input(tmp(in, sizeof in, "in.pb"), 4, 4, x);
-  result r = RUN("run", "--model", model, "--max-memory", "100", "--input", in, "--save",
-                 tmp(dir, sizeof dir, "out"));
+  write_input(th_tmp(in, sizeof in, "in.pb"), 4, 4, x);
+  th_result r = TH_RUN("run", "--model", model, "--max-memory", "100", "--input", in, "--save",
+                       th_tmp(dir, sizeof dir, "out"));
   cr_assert_eq(r.status, 1);
   cr_assert(strstr(r.err, "limit"), "%s", r.err);
-  result_free(&r);
+  th_result_free(&r);
 }
 
 /* ---- layers ---- */
 
 Test(cli, layers_of_the_tiny_model) {
   char model[128];
-  write_tiny_model(tmp(model, sizeof model, "tiny.onnx"));
-  result r = RUN("layers", "--model", model, "--size", "7x5");
+  write_tiny_model(th_tmp(model, sizeof model, "tiny.onnx"));
+  th_result r = TH_RUN("layers", "--model", model, "--size", "7x5");
   cr_assert_eq(r.status, 0, "%s", r.err);
   cr_assert(strstr(r.out, "input 'data' 1x3x5x7"), "%s", r.out);
   /* conv/pre: 4x3 weights + 4 biases */
@@ -484,7 +339,7 @@ Test(cli, layers_of_the_tiny_model) {
   line_of(r.out, "conv/out", line, sizeof line);
   cr_assert(ends_with(line, "  conv1"), "alias: %s", line);
   cr_assert(strstr(r.out, "total: 4 nodes, 16 parameters"), "%s", r.out);
-  result_free(&r);
+  th_result_free(&r);
 }
 
 /* ---- the real models (need Conv, LRN, MaxPool, Concat, Gemm, Softmax) ---- */
@@ -497,12 +352,13 @@ static int in_top5(const char *out, const char *label) {
 
 Test(cli, googlenet_sees_a_husky, .timeout = 120) {
   char img[512];
-  result r = RUN("classify", "--model", "googlenet", th_shared(img, sizeof img, "images/dog.jpg"));
+  th_result r =
+      TH_RUN("classify", "--model", "googlenet", th_shared(img, sizeof img, "images/dog.jpg"));
   cr_assert_eq(r.status, 0, "%s", r.err);
   cr_assert(in_top5(r.out, "Siberian husky"), "%s", r.out);
   cr_assert(in_top5(r.out, "malamute"), "%s", r.out);
   cr_assert(in_top5(r.out, "Eskimo dog"), "%s", r.out);
-  result_free(&r);
+  th_result_free(&r);
 }
 
 /* The first `n` percentages printed after "<name>:" in classify's output. */
@@ -522,11 +378,11 @@ Test(cli, classify_preprocesses_and_applies_softmax) {
   /* A constant image: cropping and resizing keep it constant, so the tiny model's logits are
    * computable here from the formula of an .onnx file's default preprocessing. */
   char model[128], img[128];
-  write_tiny_model(tmp(model, sizeof model, "tiny.onnx"));
+  write_tiny_model(th_tmp(model, sizeof model, "tiny.onnx"));
   unsigned char px[30 * 20 * 3];
   const unsigned char rgb[3] = {200, 30, 90};
   for (int i = 0; i < 30 * 20; i++) memcpy(px + 3 * i, rgb, 3);
-  cr_assert(stbi_write_png(tmp(img, sizeof img, "flat.png"), 30, 20, 3, px, 90));
+  cr_assert(stbi_write_png(th_tmp(img, sizeof img, "flat.png"), 30, 20, 3, px, 90));
   const float mean[3] = {0.485f, 0.456f, 0.406f}, std[3] = {0.229f, 0.224f, 0.225f};
   float x[3], relu[4], logits[4];
   for (int c = 0; c < 3; c++) x[c] = (rgb[c] / 255.f - mean[c]) / std[c];
@@ -535,7 +391,7 @@ Test(cli, classify_preprocesses_and_applies_softmax) {
   for (int o = 1; o < 4; o++) mx = fmax(mx, logits[o]);
   for (int o = 0; o < 4; o++) sum += e[o] = exp(logits[o] - mx);
 
-  result r = RUN("classify", "--model", model, "--top", "4", img);
+  th_result r = TH_RUN("classify", "--model", model, "--top", "4", img);
   cr_assert_eq(r.status, 0, "%s", r.err);
   double got[4];
   percentages(r.out, img, 4, got);
@@ -550,13 +406,14 @@ Test(cli, classify_preprocesses_and_applies_softmax) {
     if (k) cr_assert_geq(got[k - 1], got[k]);
     p = strchr(p, '\n') + 1;
   }
-  result_free(&r);
+  th_result_free(&r);
 }
 
 Test(cli, squeezenet_classifies_photos, .timeout = 120) {
   char dog[512], eagle[512];
-  result r = RUN("classify", "--model", "squeezenet", th_shared(dog, sizeof dog, "images/dog.jpg"),
-                 th_shared(eagle, sizeof eagle, "images/eagle.jpg"));
+  th_result r = TH_RUN("classify", "--model", "squeezenet",
+                       th_shared(dog, sizeof dog, "images/dog.jpg"),
+                       th_shared(eagle, sizeof eagle, "images/eagle.jpg"));
   cr_assert_eq(r.status, 0, "%s", r.err);
   /* Logits went through a softmax: probabilities, sorted. */
   double v[5], total = 0;
@@ -576,11 +433,11 @@ Test(cli, squeezenet_classifies_photos, .timeout = 120) {
   cr_assert(in_top5(r.out, "Siberian husky") && in_top5(r.out, "malamute") &&
                 in_top5(r.out, "Eskimo dog"),
             "%s", r.out);
-  result_free(&r);
+  th_result_free(&r);
 }
 
 Test(cli, googlenet_layers_and_run, .timeout = 120) {
-  result r = RUN("layers", "--model", "googlenet");
+  th_result r = TH_RUN("layers", "--model", "googlenet");
   cr_assert_eq(r.status, 0, "%s", r.err);
   const char *total = strstr(r.out, "6,998,552 parameters, ");
   cr_assert(total, "%s", r.out);
@@ -592,21 +449,22 @@ Test(cli, googlenet_layers_and_run, .timeout = 120) {
   cr_assert(strstr(line, " 1x512x14x14 "), "%s", r.out);
   line_of(r.out, "conv1/7x7_s2", line, sizeof line);
   cr_assert(ends_with(line, "  conv1"), "alias: %s", line);
-  result_free(&r);
+  th_result_free(&r);
 
   /* Caffe's own conv1 output for the golden input. */
   char in[512], golden[512], dir[128];
   th_shared(in, sizeof in, "models/bvlc_googlenet.golden/data.pb");
   th_shared(golden, sizeof golden, "models/bvlc_googlenet.golden/conv1_7x7_s2.pb");
-  r = RUN("run", "--model", "googlenet", "--input", in, "--output", "conv1/7x7_s2",
-          "--output", "inception_4c/outptu", "--save", tmp(dir, sizeof dir, "out"));
+  r = TH_RUN("run", "--model", "googlenet", "--input", in, "--output", "conv1/7x7_s2",
+             "--output", "inception_4c/outptu", "--save", th_tmp(dir, sizeof dir, "out"));
   cr_assert_eq(r.status, 1);
   cr_assert(strstr(r.err, "no layer named 'inception_4c/outptu'; closest: inception_4c/output"),
             "%s", r.err);
-  result_free(&r);
-  r = RUN("run", "--model", "googlenet", "--input", in, "--output", "conv1/7x7_s2", "--save", dir);
+  th_result_free(&r);
+  r = TH_RUN("run", "--model", "googlenet", "--input", in, "--output", "conv1/7x7_s2", "--save",
+             dir);
   cr_assert_eq(r.status, 0, "%s", r.err);
-  result_free(&r);
+  th_result_free(&r);
   char path[256];
   snprintf(path, sizeof path, "%s/conv1_7x7_s2.pb", dir);
   dd_tensor *got, *want;

@@ -10,6 +10,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <jansson.h>
+
 #include "dream/image.h"
 #include "helper_cli.h"
 #include "helper_ops.h"
@@ -303,6 +305,8 @@ Test(safety, classify_flushes_each_image) {
   free(text);
 }
 
+/* JSON is written by jansson: a file name that is not UTF-8 becomes U+FFFD in "image", with
+ * its exact bytes in hex in "image_bytes"; the file parses, and is ASCII. */
 Test(safety, json_stays_valid_for_any_file_name) {
   char in[256], out[256];
   th_photo("dog.jpg", 64, th_tmp(in, sizeof in, "d\xff\xfe.png"));
@@ -314,9 +318,65 @@ Test(safety, json_stays_valid_for_any_file_name) {
   size_t n;
   char *j = th_slurp(th_tmp(jp, sizeof jp, "e.json"), &n);
   cr_assert_not_null(j);
-  cr_expect(strstr(j, "d\\ufffd\\ufffd.png"), "%s", j);
+  cr_expect(strstr(j, "d\\uFFFD\\uFFFD.png"), "%s", j);
   for (size_t i = 0; i < n; i++)
     cr_expect((unsigned char)j[i] < 0x80, "a raw byte 0x%02x in the JSON", (unsigned char)j[i]);
+  json_error_t jerr;
+  json_t *root = json_loads(j, 0, &jerr);
+  cr_assert_not_null(root, "invalid JSON: %s at line %d: %s", jerr.text, jerr.line, j);
+  const char *image = json_string_value(json_object_get(root, "image"));
+  const char *bytes = json_string_value(json_object_get(root, "image_bytes"));
+  cr_assert_not_null(image);
+  cr_assert_not_null(bytes, "no image_bytes for a name that is not UTF-8: %s", j);
+  /* The hex is the name's bytes, exactly. */
+  cr_expect_eq(strlen(bytes), 2 * strlen(in), "%s", bytes);
+  for (size_t i = 0; i < strlen(in) && 2 * i + 1 < strlen(bytes); i++) {
+    unsigned v;
+    cr_assert_eq(sscanf(bytes + 2 * i, "%2x", &v), 1);
+    cr_expect_eq(v, (unsigned char)in[i], "byte %zu", i);
+  }
+  char want[300];
+  snprintf(want, sizeof want, "%s", in);
+  char *bad = strstr(want, "\xff\xfe");
+  cr_assert_not_null(bad);
+  memmove(bad + 6, bad + 2, strlen(bad + 2) + 1);
+  memcpy(bad, "\xef\xbf\xbd\xef\xbf\xbd", 6);
+  cr_expect_str_eq(image, want);
+  json_decref(root);
+  free(j);
+  /* A valid UTF-8 name (not ASCII) is kept as it is, with no image_bytes. */
+  th_photo("dog.jpg", 64, th_tmp(in, sizeof in, "chien \xc3\xa9t\xc3\xa9.png"));
+  r = TH_RUN("explain", "-q", in, out);
+  cr_expect_eq(r.status, 0, "%s", r.err);
+  th_result_free(&r);
+  j = th_slurp(jp, NULL);
+  cr_assert_not_null(j);
+  root = json_loads(j, 0, &jerr);
+  cr_assert_not_null(root, "invalid JSON: %s", jerr.text);
+  cr_expect_str_eq(json_string_value(json_object_get(root, "image")), in);
+  cr_expect_null(json_object_get(root, "image_bytes"), "%s", j);
+  json_decref(root);
+  free(j);
+}
+
+/* class's JSON parses too, with its numbers where they were. */
+Test(safety, class_json_is_valid) {
+  char out[256], jp[256];
+  th_result r = TH_RUN("class", "-q", "--class", "1", "--size", "64", "--steps", "2", "--seed",
+                       "18446744073709551615", th_tmp(out, sizeof out, "c.png"));
+  cr_expect_eq(r.status, 0, "%s", r.err);
+  th_result_free(&r);
+  char *j = th_slurp(th_tmp(jp, sizeof jp, "c.json"), NULL);
+  cr_assert_not_null(j);
+  json_error_t jerr;
+  json_t *root = json_loads(j, 0, &jerr);
+  cr_assert_not_null(root, "invalid JSON: %s: %s", jerr.text, j);
+  cr_expect_eq(json_integer_value(json_object_get(root, "class")), 1);
+  cr_expect_str_eq(json_string_value(json_object_get(root, "label")), "goldfish");
+  /* A seed above INT64_MAX is kept whole, as a string. */
+  cr_expect_str_eq(json_string_value(json_object_get(root, "seed")), "18446744073709551615");
+  cr_expect_eq(json_array_size(json_object_get(root, "top5")), 5);
+  json_decref(root);
   free(j);
 }
 

@@ -8,14 +8,11 @@
 
 #include "dream/image.h"
 #include "helper_cli.h"
+#include "helper_torch.h"
 
 static void setup(void) {
   th_cli_setup();
-  char cmd[512];
-  snprintf(cmd, sizeof cmd, "/usr/bin/python3 '%s/tests/ref/tokens_models.py' '%s' >/dev/null",
-           DREAM_SOURCE_DIR, th_tmpdir);
-  cr_assert_eq(system(cmd), 0, "tokens_models.py failed: /usr/bin/python3 with numpy and onnx "
-               "is required\n%s", cmd);
+  th_ref_script("tokens_models.py", "numpy and onnx");
 }
 
 TestSuite(tokens_cli, .init = setup, .fini = th_cli_teardown, .timeout = 120);

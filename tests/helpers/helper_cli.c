@@ -1,12 +1,15 @@
 /* Running the dream binary in a temporary directory; see helper_cli.h. */
+#define _GNU_SOURCE
 #include "helper_cli.h"
 
 #include <criterion/criterion.h>
+#include <errno.h>
 #include <fcntl.h>
-#include <spawn.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -15,66 +18,20 @@
 
 extern char **environ;
 
-char th_tmpdir[64];
-
 void th_cli_setup(void) {
-  snprintf(th_tmpdir, sizeof th_tmpdir, "/tmp/dream_test.XXXXXX");
-  cr_assert_not_null(mkdtemp(th_tmpdir));
+  th_tmpdir_setup();
   char models[512];
   cr_assert_eq(setenv("DREAM_MODEL_PATH", th_shared(models, sizeof models, "models"), 1), 0);
   unsetenv("DREAM_PRESET_PATH");
   setenv("OMP_NUM_THREADS", "2", 0);
 }
 
-void th_cli_teardown(void) {
-  char cmd[128];
-  snprintf(cmd, sizeof cmd, "rm -rf '%s'", th_tmpdir);
-  cr_assert_eq(system(cmd), 0);
-}
+void th_cli_teardown(void) { th_tmpdir_teardown(); }
 
-const char *th_tmp(char *buf, size_t size, const char *name) {
-  snprintf(buf, size, "%s/%s", th_tmpdir, name);
-  return buf;
-}
-
-char *th_slurp(const char *path, size_t *len) {
-  FILE *f = fopen(path, "rb");
-  if (!f) return NULL;
-  char *s = NULL;
-  size_t n = 0, cap = 0, got;
-  char chunk[4096];
-  while ((got = fread(chunk, 1, sizeof chunk, f)) > 0) {
-    if (n + got + 1 > cap) {
-      cap = (n + got + 1) * 2;
-      s = realloc(s, cap);
-      cr_assert_not_null(s);
-    }
-    memcpy(s + n, chunk, got);
-    n += got;
-  }
-  fclose(f);
-  if (!s) s = calloc(1, 1);
-  s[n] = 0;
-  if (len) *len = n;
-  return s;
-}
-
-void th_write_bytes(const char *path, const void *data, size_t len) {
-  FILE *f = fopen(path, "wb");
-  cr_assert_not_null(f, "%s", path);
-  cr_assert_eq(fwrite(data, 1, len, f), len);
-  cr_assert_eq(fclose(f), 0);
-}
-
-th_result th_run(const char *const *args) {
+pid_t th_spawn(const char *const *args) {
   char out_path[128], err_path[128];
   th_tmp(out_path, sizeof out_path, ".stdout");
   th_tmp(err_path, sizeof err_path, ".stderr");
-  posix_spawn_file_actions_t fa;
-  posix_spawn_file_actions_init(&fa);
-  posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-  posix_spawn_file_actions_addopen(&fa, 1, out_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-  posix_spawn_file_actions_addopen(&fa, 2, err_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
   /* DREAM_TEST_BINARY runs the tests against another build (an older one, to see them
    * fail on the defects they were written for). */
   const char *bin = getenv("DREAM_TEST_BINARY") ? getenv("DREAM_TEST_BINARY") : DREAM_BINARY;
@@ -83,19 +40,58 @@ th_result th_run(const char *const *args) {
   argv[n++] = (char *)bin;
   for (; args[n - 1] && n < 63; n++) argv[n] = (char *)args[n - 1];
   argv[n] = NULL;
-  pid_t pid;
-  int rc = posix_spawn(&pid, bin, &fa, NULL, argv, environ);
-  posix_spawn_file_actions_destroy(&fa);
-  cr_assert_eq(rc, 0, "cannot run %s", bin);
+  /* exec's failure comes back through a pipe that a successful exec closes */
+  int report[2];
+  cr_assert_eq(pipe2(report, O_CLOEXEC), 0);
+  pid_t parent = getpid();
+  pid_t pid = fork();
+  cr_assert(pid >= 0, "fork: %s", strerror(errno));
+  if (pid == 0) {
+    /* Only async-signal-safe calls from here.  The parent may have died before prctl took
+     * effect: then nobody waits for this child. */
+    int e = 0;
+    if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0) {
+      e = errno;
+    } else if (getppid() != parent) {
+      _exit(127);
+    } else {
+      int in = open("/dev/null", O_RDONLY | O_CLOEXEC);
+      int out = open(out_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+      int err = open(err_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+      if (in >= 0 && out >= 0 && err >= 0 && dup2(in, 0) >= 0 && dup2(out, 1) >= 0 &&
+          dup2(err, 2) >= 0)
+        execve(bin, argv, environ);
+      e = errno;
+    }
+    if (write(report[1], &e, sizeof e) < 0) _exit(126);
+    _exit(127);
+  }
+  close(report[1]);
+  int e = 0;
+  ssize_t got;
+  do got = read(report[0], &e, sizeof e);
+  while (got < 0 && errno == EINTR);
+  close(report[0]);
+  if (got > 0) {
+    waitpid(pid, NULL, 0);
+    cr_assert_fail("cannot run %s: %s", bin, strerror(e));
+  }
+  return pid;
+}
+
+th_result th_wait(pid_t pid) {
   int ws;
   cr_assert_eq(waitpid(pid, &ws, 0), pid);
   th_result r = {WIFEXITED(ws) ? WEXITSTATUS(ws) : -1, WIFSIGNALED(ws) ? WTERMSIG(ws) : 0,
                  NULL, NULL, 0, 0};
-  r.out = th_slurp(out_path, &r.out_len);
-  r.err = th_slurp(err_path, &r.err_len);
+  char path[128];
+  r.out = th_slurp(th_tmp(path, sizeof path, ".stdout"), &r.out_len);
+  r.err = th_slurp(th_tmp(path, sizeof path, ".stderr"), &r.err_len);
   cr_assert(r.out && r.err);
   return r;
 }
+
+th_result th_run(const char *const *args) { return th_wait(th_spawn(args)); }
 
 void th_result_free(th_result *r) {
   free(r->out);

@@ -6,6 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "dream/image.h"
+
 float th_rand_uniform(uint64_t *s, float lo, float hi) {
   return lo + (hi - lo) * dd_rng_uniform(s);
 }
@@ -217,4 +219,29 @@ const char *th_shared(char *buf, size_t size, const char *rel) {
   if (!root || !*root) root = DREAM_SOURCE_DIR "/../shared";
   snprintf(buf, size, "%s/%s", root, rel);
   return buf;
+}
+
+int th_infer_status(th_node *t, dd_tensor *const *in, dd_err *err) {
+  dd_tensor shapes[TH_MAX_IO], *outs[TH_MAX_IO];
+  memset(shapes, 0, sizeof shapes);
+  for (int i = 0; i < TH_MAX_IO; i++) outs[i] = &shapes[i];
+  size_t scratch = 0;
+  int rc = th_setup(t, err);
+  if (rc) return rc;
+  rc = t->node.op->infer(&t->node, (const dd_tensor *const *)in, outs, &scratch, err);
+  free(t->node.params);
+  t->node.params = NULL;
+  return rc;
+}
+
+dd_image *th_shared_photo(const char *name, int w) {
+  char p[512], rel[128];
+  dd_err err;
+  dd_image *im, *r;
+  snprintf(rel, sizeof rel, "images/%s", name);
+  cr_assert_eq(dd_image_load(th_shared(p, sizeof p, rel), 0, &im, &err), 0, "%s", err.msg);
+  int h = (int)lround((double)im->h * w / im->w);
+  cr_assert_eq(dd_image_resize(im, w, h, &r, &err), 0, "%s", err.msg);
+  dd_image_free(im);
+  return r;
 }

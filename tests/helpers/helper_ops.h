@@ -5,6 +5,7 @@
 
 #include <stdint.h>
 
+#include "dream/image.h"
 #include "dream/tensor.h"
 #include "model_internal.h"
 #include "ops/op.h"
@@ -43,6 +44,10 @@ int th_forward(th_node *t, dd_tensor *const *in, dd_tensor **out, dd_err *err);
  * receives how many.  Returns a negative number on error. */
 double th_gradcheck(th_node *t, dd_tensor *const *in, int which, float eps, uint64_t seed,
                     int *skipped);
+/* Calls op->init (th_setup), then infer on `in` (NULL entries for omitted inputs): the first
+ * failing status (message in err), or 0.  Frees the node's params: th_init it again before
+ * another call. */
+int th_infer_status(th_node *t, dd_tensor *const *in, dd_err *err);
 
 /* Tensors for tests. */
 dd_tensor *th_tensor(int ndim, const int64_t *dims);           /* zeros, float32 */
@@ -58,5 +63,7 @@ double th_rel_l2(const dd_tensor *a, const dd_tensor *b);
 const char *th_shared(char *buf, size_t size, const char *rel);
 /* The model at `rel` under ../shared, loaded; the test fails when it cannot be. */
 dd_model *th_shared_model(const char *rel);
+/* ../shared/images/<name>, resized to `w` pixels wide (the height in proportion). */
+dd_image *th_shared_photo(const char *name, int w);
 
 #endif

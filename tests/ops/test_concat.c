@@ -144,18 +144,6 @@ Test(concat, gradient_matches_finite_differences) {
   free(t.node.params);
 }
 
-static int infer_status(th_node *t, dd_tensor **in, dd_err *err) {
-  dd_tensor shape, *outs[1] = {&shape};
-  memset(&shape, 0, sizeof shape);
-  size_t scratch = 0;
-  int rc = th_setup(t, err);
-  if (rc) return rc;
-  rc = t->node.op->infer(&t->node, (const dd_tensor *const *)in, outs, &scratch, err);
-  free(t->node.params);
-  t->node.params = NULL;
-  return rc;
-}
-
 Test(concat, infer_rejects_mismatches_with_clear_errors) {
   dd_err err;
   th_node t;
@@ -166,29 +154,29 @@ Test(concat, infer_rejects_mismatches_with_clear_errors) {
 
   th_init(&t, "Concat", 2, 1);
   th_attr_int(&t, "axis", 1);
-  cr_assert_eq(infer_status(&t, (dd_tensor *[]){ta, tb}, &err), 0, "%s", err.msg);
+  cr_assert_eq(th_infer_status(&t, (dd_tensor *[]){ta, tb}, &err), 0, "%s", err.msg);
 
   th_init(&t, "Concat", 2, 1);
   th_attr_int(&t, "axis", 1);
-  cr_assert_eq(infer_status(&t, (dd_tensor *[]){ta, tc}, &err), DD_ESHAPE);
+  cr_assert_eq(th_infer_status(&t, (dd_tensor *[]){ta, tc}, &err), DD_ESHAPE);
   cr_assert(strstr(err.msg, "2x3x5"), "%s", err.msg);
 
   th_init(&t, "Concat", 2, 1);
   th_attr_int(&t, "axis", 0);
-  cr_assert_eq(infer_status(&t, (dd_tensor *[]){ta, td}, &err), DD_ESHAPE);
+  cr_assert_eq(th_infer_status(&t, (dd_tensor *[]){ta, td}, &err), DD_ESHAPE);
 
   th_init(&t, "Concat", 2, 1);
   th_attr_int(&t, "axis", 3);
-  cr_assert_eq(infer_status(&t, (dd_tensor *[]){ta, ta}, &err), DD_ESHAPE);
+  cr_assert_eq(th_infer_status(&t, (dd_tensor *[]){ta, ta}, &err), DD_ESHAPE);
   cr_assert(strstr(err.msg, "axis"), "%s", err.msg);
 
   th_init(&t, "Concat", 2, 1);
   th_attr_int(&t, "axis", -4);
-  cr_assert_eq(infer_status(&t, (dd_tensor *[]){ta, ta}, &err), DD_ESHAPE);
+  cr_assert_eq(th_infer_status(&t, (dd_tensor *[]){ta, ta}, &err), DD_ESHAPE);
 
   th_init(&t, "Concat", 2, 1);
   th_attr_int(&t, "axis", 0);
-  cr_assert_eq(infer_status(&t, (dd_tensor *[]){ta, ti}, &err), DD_ESHAPE);
+  cr_assert_eq(th_infer_status(&t, (dd_tensor *[]){ta, ti}, &err), DD_ESHAPE);
   cr_assert(strstr(err.msg, "int64"), "%s", err.msg);
 
   th_init(&t, "Concat", 2, 1);

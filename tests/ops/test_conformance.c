@@ -10,10 +10,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <unistd.h>
 
 #include "dream/tensor.h"
 #include "helper_conformance.h"
+#include "helper_files.h"
 
 static void free_cases(struct criterion_test_params *p) { cr_free(p->params); }
 
@@ -55,19 +55,18 @@ Test(conformance, testdata_present) {
 /* The runner itself: a copy of test_relu passes, and the same case with one expected value
  * nudged by 1e-2 relative fails, naming the element. */
 static void copy_file(const char *from, const char *to) {
-  FILE *in = fopen(from, "rb"), *out = fopen(to, "wb");
-  cr_assert(in && out, "cannot copy %s to %s", from, to);
-  char buf[4096];
   size_t n;
-  while ((n = fread(buf, 1, sizeof buf, in)) > 0) cr_assert_eq(fwrite(buf, 1, n, out), n);
-  fclose(in);
-  fclose(out);
+  char *data = th_slurp(from, &n);
+  cr_assert_not_null(data, "cannot read %s", from);
+  th_write_bytes(to, data, n);
+  free(data);
 }
 
-Test(conformance, runner_detects_a_wrong_value) {
-  char src[1024], dir[] = "/tmp/dream_conformance_XXXXXX", a[1200], b[1200], reason[HC_REASON_MAX];
+Test(conformance, runner_detects_a_wrong_value, .init = th_tmpdir_setup,
+     .fini = th_tmpdir_teardown) {
+  char src[1024], a[1200], b[1200], reason[HC_REASON_MAX];
+  const char *dir = th_tmpdir;
   snprintf(src, sizeof src, "%s/test_relu", hc_node_dir());
-  cr_assert(mkdtemp(dir));
   snprintf(a, sizeof a, "%s/model.onnx", src);
   snprintf(b, sizeof b, "%s/model.onnx", dir);
   copy_file(a, b);
@@ -93,12 +92,4 @@ Test(conformance, runner_detects_a_wrong_value) {
   cr_assert(strstr(reason, "1 of 60 elements") && strstr(reason, "worst at [0,1,2]"), "%s", reason);
   dd_tensor_free(y);
   free(name);
-  unlink(b);
-  snprintf(b, sizeof b, "%s/test_data_set_0/input_0.pb", dir);
-  unlink(b);
-  snprintf(b, sizeof b, "%s/test_data_set_0", dir);
-  rmdir(b);
-  snprintf(b, sizeof b, "%s/model.onnx", dir);
-  unlink(b);
-  rmdir(dir);
 }

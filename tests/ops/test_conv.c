@@ -337,18 +337,6 @@ Test(conv, weight_and_bias_gradients_match_finite_differences) {
   }
 }
 
-static int infer_status(th_node *t, dd_tensor **in, dd_err *err) {
-  dd_tensor shape, *outs[1] = {&shape};
-  memset(&shape, 0, sizeof shape);
-  size_t scratch = 0;
-  int rc = th_setup(t, err);
-  if (rc) return rc;
-  rc = t->node.op->infer(&t->node, (const dd_tensor *const *)in, outs, &scratch, err);
-  free(t->node.params);
-  t->node.params = NULL;
-  return rc;
-}
-
 Test(conv, infer_rejects_bad_shapes_with_clear_errors) {
   dd_err err;
   th_node t;
@@ -357,48 +345,48 @@ Test(conv, infer_rejects_bad_shapes_with_clear_errors) {
 
   th_init(&t, "Conv", 2, 1);
   th_attr_int(&t, "group", 2);
-  cr_assert_eq(infer_status(&t, (dd_tensor *[]){x, w}, &err), 0, "%s", err.msg);
+  cr_assert_eq(th_infer_status(&t, (dd_tensor *[]){x, w}, &err), 0, "%s", err.msg);
 
   th_init(&t, "Conv", 2, 1);
   th_attr_int(&t, "group", 3);
-  cr_assert_eq(infer_status(&t, (dd_tensor *[]){x, w}, &err), DD_ESHAPE);
+  cr_assert_eq(th_infer_status(&t, (dd_tensor *[]){x, w}, &err), DD_ESHAPE);
   cr_assert(strstr(err.msg, "group"), "%s", err.msg);
 
   th_init(&t, "Conv", 2, 1);
   th_attr_int(&t, "group", 2);
-  cr_assert_eq(infer_status(&t, (dd_tensor *[]){x, wb}, &err), DD_ESHAPE);
+  cr_assert_eq(th_infer_status(&t, (dd_tensor *[]){x, wb}, &err), DD_ESHAPE);
   cr_assert(strstr(err.msg, "input channels per group"), "%s", err.msg);
 
   th_init(&t, "Conv", 2, 1);
   th_attr_int(&t, "group", 2);
   th_attr_ints(&t, "kernel_shape", 2, (int64_t[]){3, 2});
-  cr_assert_eq(infer_status(&t, (dd_tensor *[]){x, w}, &err), DD_ESHAPE);
+  cr_assert_eq(th_infer_status(&t, (dd_tensor *[]){x, w}, &err), DD_ESHAPE);
   cr_assert(strstr(err.msg, "kernel_shape"), "%s", err.msg);
 
   int64_t big[4] = {6, 2, 7, 7};
   dd_tensor *wbig = th_tensor(4, big);
   th_init(&t, "Conv", 2, 1);
   th_attr_int(&t, "group", 2);
-  cr_assert_eq(infer_status(&t, (dd_tensor *[]){x, wbig}, &err), DD_ESHAPE);
+  cr_assert_eq(th_infer_status(&t, (dd_tensor *[]){x, wbig}, &err), DD_ESHAPE);
   cr_assert(strstr(err.msg, "larger than the padded input"), "%s", err.msg);
 
   int64_t bd[1] = {5};
   dd_tensor *b = th_tensor(1, bd);
   th_init(&t, "Conv", 3, 1);
   th_attr_int(&t, "group", 2);
-  cr_assert_eq(infer_status(&t, (dd_tensor *[]){x, w, b}, &err), DD_ESHAPE);
+  cr_assert_eq(th_infer_status(&t, (dd_tensor *[]){x, w, b}, &err), DD_ESHAPE);
   cr_assert(strstr(err.msg, "bias"), "%s", err.msg);
 
   int64_t x5[5] = {1, 2, 4, 4, 4}, w5[5] = {2, 2, 1, 1, 1};
   dd_tensor *x3d = th_tensor(5, x5), *w3d = th_tensor(5, w5);
   th_init(&t, "Conv", 2, 1);
-  cr_assert_eq(infer_status(&t, (dd_tensor *[]){x3d, w3d}, &err), DD_EUNSUPPORTED);
+  cr_assert_eq(th_infer_status(&t, (dd_tensor *[]){x3d, w3d}, &err), DD_EUNSUPPORTED);
   cr_assert(strstr(err.msg, "3-D"), "%s", err.msg);
 
   th_init(&t, "Conv", 2, 1);
   th_attr_int(&t, "group", 2);
   th_attr_ints(&t, "strides", 3, (int64_t[]){1, 1, 1});
-  cr_assert_eq(infer_status(&t, (dd_tensor *[]){x, w}, &err), DD_ESHAPE);
+  cr_assert_eq(th_infer_status(&t, (dd_tensor *[]){x, w}, &err), DD_ESHAPE);
   cr_assert(strstr(err.msg, "strides"), "%s", err.msg);
 
   th_init(&t, "Conv", 2, 1);

@@ -454,179 +454,66 @@ Test(mod, refuses_bad_fmod) {
  * folded at plan time, the mask runs on the image, and the gradient reaches the image. */
 
 #include "dream/graph.h"
-#include "onnx.pb-c.h"
-
-typedef struct gb {
-  Onnx__NodeProto node[32], *nodes[32];
-  Onnx__AttributeProto attr[32], *attrs[32];
-  Onnx__TensorProto init[16], *inits[16], attr_t[8];
-  int n_node, n_attr, n_init, n_attr_t;
-} gb;
-
-static Onnx__NodeProto *gb_node(gb *g, const char *op, char **in, int n_in, char **out) {
-  Onnx__NodeProto *n = &g->node[g->n_node];
-  onnx__node_proto__init(n);
-  n->op_type = (char *)op;
-  n->n_input = (size_t)n_in;
-  n->input = in;
-  n->n_output = 1;
-  n->output = out;
-  g->nodes[g->n_node++] = n;
-  return n;
-}
-
-/* One attribute on node n (one per node here). */
-static Onnx__AttributeProto *gb_attr(gb *g, Onnx__NodeProto *n, const char *name, int type) {
-  Onnx__AttributeProto *a = &g->attr[g->n_attr];
-  onnx__attribute_proto__init(a);
-  a->name = (char *)name;
-  a->has_type = 1;
-  a->type = type;
-  g->attrs[g->n_attr] = a;
-  n->n_attribute = 1;
-  n->attribute = &g->attrs[g->n_attr++];
-  return a;
-}
-
-static Onnx__TensorProto *gb_tensor(Onnx__TensorProto *tp, const char *name, int nd,
-                                    int64_t *dims, int type) {
-  onnx__tensor_proto__init(tp);
-  tp->name = (char *)name;
-  tp->n_dims = (size_t)nd;
-  tp->dims = dims;
-  tp->has_data_type = 1;
-  tp->data_type = type;
-  return tp;
-}
-
-static void gb_ints(gb *g, const char *name, int nd, int64_t *dims, int64_t *v, size_t n) {
-  Onnx__TensorProto *tp = gb_tensor(&g->init[g->n_init], name, nd, dims,
-                                    ONNX__TENSOR_PROTO__DATA_TYPE__INT64);
-  tp->n_int64_data = n;
-  tp->int64_data = v;
-  g->inits[g->n_init++] = tp;
-}
-
-static void gb_floats(gb *g, const char *name, int nd, int64_t *dims, float *v, size_t n) {
-  Onnx__TensorProto *tp = gb_tensor(&g->init[g->n_init], name, nd, dims,
-                                    ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT);
-  tp->n_float_data = n;
-  tp->float_data = v;
-  g->inits[g->n_init++] = tp;
-}
+#include "helper_model.h"
 
 enum { C = 4, H = 2, W = 3, N = 2, L = H * W + 1 };
 
 Test(masks, vit_class_token_arithmetic_folds_and_runs) {
-  static gb g;
-  memset(&g, 0, sizeof g);
+  const float cls[C] = {0.25f, -0.5f, 1.f, -2.f};
+  const int64_t d1[] = {1};
+  th_model *mb = th_model_new("vit_class_token");
+  th_model_input(mb, "x", -1, NULL);
+  th_model_output(mb, "z");
   /* constants */
-  int64_t sd[1], d1[] = {1}, d3[] = {3}, dcls[] = {1, 1, C};
-  int64_t zero = 0, one = 1, two = 2, minus1 = -1, three = 3, rshape[] = {0, 0, -1};
-  float cls[C] = {0.25f, -0.5f, 1.f, -2.f}, zerof = 0.f, tenth = 0.1f;
-  gb_ints(&g, "idx0", 0, sd, &zero, 1);
-  gb_ints(&g, "axes0", 1, d1, &zero, 1);
-  gb_ints(&g, "one1", 1, d1, &one, 1);
-  gb_ints(&g, "minus1", 1, d1, &minus1, 1);
-  gb_ints(&g, "three", 1, d1, &three, 1);
-  gb_ints(&g, "rshape", 1, d3, rshape, 3);
-  gb_ints(&g, "idx1", 0, sd, &one, 1);
-  gb_ints(&g, "zero", 0, sd, &zero, 1);
-  gb_ints(&g, "one", 0, sd, &one, 1);
-  gb_ints(&g, "two", 0, sd, &two, 1);
-  gb_ints(&g, "axes1", 1, d1, &one, 1);
-  gb_floats(&g, "cls", 3, dcls, cls, C);
-  gb_floats(&g, "zerof", 0, sd, &zerof, 1);
-  gb_floats(&g, "tenth", 0, sd, &tenth, 1);
-  /* ConstantOfShape values: int64 1 and float 1 */
-  int64_t v_one = 1;
-  float v_onef = 1.f;
-  Onnx__TensorProto *vi = gb_tensor(&g.attr_t[0], "", 1, d1, ONNX__TENSOR_PROTO__DATA_TYPE__INT64);
-  vi->n_int64_data = 1;
-  vi->int64_data = &v_one;
-  Onnx__TensorProto *vf = gb_tensor(&g.attr_t[1], "", 1, d1, ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT);
-  vf->n_float_data = 1;
-  vf->float_data = &v_onef;
-  static char *io[][4] = {
-      {"x"}, {"s"},                              /* 0 Shape */
-      {"s", "idx0"}, {"n"},                      /* 1 Gather */
-      {"n", "axes0"}, {"n1"},                    /* 2 Unsqueeze */
-      {"n1", "one1", "minus1"}, {"shp"},         /* 3 Concat: (N, 1, -1) */
-      {"shp", "minus1"}, {"eq"},                 /* 4 Equal */
-      {"three"}, {"ones3"},                      /* 5 ConstantOfShape (int64 1) */
-      {"eq", "ones3", "shp"}, {"tshape"},        /* 6 Where: (N, 1, 1) */
-      {"tshape"}, {"onesN"},                     /* 7 ConstantOfShape (float 1) */
-      {"onesN", "cls"}, {"clsN"},                /* 8 Mul: the token broadcast */
-      {"x", "rshape"}, {"xr"},                   /* 9 Reshape: (N, C, HW) */
-      {"xr"}, {"patches"},                       /* 10 Transpose: (N, HW, C) */
-      {"clsN", "patches"}, {"tokens"},           /* 11 Concat axis 1: (N, L, C) */
-      {"tokens"}, {"ts"},                        /* 12 Shape */
-      {"ts", "idx1"}, {"len"},                   /* 13 Gather: L */
-      {"zero", "len", "one"}, {"pos"},           /* 14 Range */
-      {"pos", "two"}, {"pm"},                    /* 15 Mod */
-      {"pm", "zero"}, {"even"},                  /* 16 Equal */
-      {"even"}, {"evenf"},                       /* 17 Cast to float */
-      {"evenf", "axes1"}, {"evenc"},             /* 18 Unsqueeze: (L, 1) */
-      {"tokens", "evenc"}, {"t2"},               /* 19 Add */
-      {"t2", "zerof"}, {"mask"},                 /* 20 Greater: at run time */
-      {"t2", "tenth"}, {"t2s"},                  /* 21 Mul */
-      {"mask", "t2", "t2s"}, {"z"},              /* 22 Where */
-  };
-  static const char *ops[] = {"Shape", "Gather", "Unsqueeze", "Concat", "Equal",
-                              "ConstantOfShape", "Where", "ConstantOfShape", "Mul", "Reshape",
-                              "Transpose", "Concat", "Shape", "Gather", "Range", "Mod", "Equal",
-                              "Cast", "Unsqueeze", "Add", "Greater", "Mul", "Where"};
-  static const int n_in[] = {1, 2, 2, 3, 2, 1, 3, 1, 2, 2, 1, 2, 1, 2, 3, 2, 2, 1, 2, 2, 2, 2, 3};
-  enum { NN = sizeof ops / sizeof ops[0] };
-  Onnx__NodeProto *nd[NN];
-  for (int i = 0; i < NN; i++) nd[i] = gb_node(&g, ops[i], io[2 * i], n_in[i], io[2 * i + 1]);
-  gb_attr(&g, nd[3], "axis", ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__INT)->i = 0;
-  gb_attr(&g, nd[11], "axis", ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__INT)->i = 1;
-  gb_attr(&g, nd[5], "value", ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__TENSOR)->t = vi;
-  gb_attr(&g, nd[7], "value", ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__TENSOR)->t = vf;
-  gb_attr(&g, nd[17], "to", ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__INT)->i = 1;
-  static int64_t perm[] = {0, 2, 1};
-  Onnx__AttributeProto *pa =
-      gb_attr(&g, nd[10], "perm", ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__INTS);
-  pa->n_ints = 3;
-  pa->ints = perm;
-  for (int i = 0; i < g.n_attr; i++)
-    g.attr[i].has_i = g.attr[i].type == ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__INT;
+  th_model_init_i64(mb, "idx0", 0, NULL, (int64_t[]){0}, 1);
+  th_model_init_i64(mb, "axes0", 1, d1, (int64_t[]){0}, 1);
+  th_model_init_i64(mb, "one1", 1, d1, (int64_t[]){1}, 1);
+  th_model_init_i64(mb, "minus1", 1, d1, (int64_t[]){-1}, 1);
+  th_model_init_i64(mb, "three", 1, d1, (int64_t[]){3}, 1);
+  th_model_init_i64(mb, "rshape", 1, (int64_t[]){3}, (int64_t[]){0, 0, -1}, 3);
+  th_model_init_i64(mb, "idx1", 0, NULL, (int64_t[]){1}, 1);
+  th_model_init_i64(mb, "zero", 0, NULL, (int64_t[]){0}, 1);
+  th_model_init_i64(mb, "one", 0, NULL, (int64_t[]){1}, 1);
+  th_model_init_i64(mb, "two", 0, NULL, (int64_t[]){2}, 1);
+  th_model_init_i64(mb, "axes1", 1, d1, (int64_t[]){1}, 1);
+  th_model_init_f32(mb, "cls", 3, (int64_t[]){1, 1, C}, cls, C);
+  th_model_init_f32(mb, "zerof", 0, NULL, (float[]){0.f}, 1);
+  th_model_init_f32(mb, "tenth", 0, NULL, (float[]){0.1f}, 1);
+  /* the nodes, numbered as the plan numbers them */
+  th_model_node(mb, "Shape", NULL, "x", "s");                        /* 0 */
+  th_model_node(mb, "Gather", NULL, "s,idx0", "n");                  /* 1 */
+  th_model_node(mb, "Unsqueeze", NULL, "n,axes0", "n1");             /* 2 */
+  th_model_node(mb, "Concat", NULL, "n1,one1,minus1", "shp");        /* 3: (N, 1, -1) */
+  th_model_attr_int(mb, "axis", 0);
+  th_model_node(mb, "Equal", NULL, "shp,minus1", "eq");              /* 4 */
+  th_model_node(mb, "ConstantOfShape", NULL, "three", "ones3");      /* 5: int64 1 */
+  th_model_attr_tensor_i64(mb, "value", 1, d1, (int64_t[]){1}, 1);
+  th_model_node(mb, "Where", NULL, "eq,ones3,shp", "tshape");        /* 6: (N, 1, 1) */
+  th_model_node(mb, "ConstantOfShape", NULL, "tshape", "onesN");     /* 7: float 1 */
+  th_model_attr_tensor_f32(mb, "value", 1, d1, (float[]){1.f}, 1);
+  th_model_node(mb, "Mul", NULL, "onesN,cls", "clsN");               /* 8: the token broadcast */
+  th_model_node(mb, "Reshape", NULL, "x,rshape", "xr");              /* 9: (N, C, HW) */
+  th_model_node(mb, "Transpose", NULL, "xr", "patches");             /* 10: (N, HW, C) */
+  th_model_attr_ints(mb, "perm", 3, (int64_t[]){0, 2, 1});
+  th_model_node(mb, "Concat", NULL, "clsN,patches", "tokens");       /* 11: axis 1, (N, L, C) */
+  th_model_attr_int(mb, "axis", 1);
+  th_model_node(mb, "Shape", NULL, "tokens", "ts");                  /* 12 */
+  th_model_node(mb, "Gather", NULL, "ts,idx1", "len");               /* 13: L */
+  th_model_node(mb, "Range", NULL, "zero,len,one", "pos");           /* 14 */
+  th_model_node(mb, "Mod", NULL, "pos,two", "pm");                   /* 15 */
+  th_model_node(mb, "Equal", NULL, "pm,zero", "even");               /* 16 */
+  th_model_node(mb, "Cast", NULL, "even", "evenf");                  /* 17: to float */
+  th_model_attr_int(mb, "to", 1);
+  th_model_node(mb, "Unsqueeze", NULL, "evenf,axes1", "evenc");      /* 18: (L, 1) */
+  th_model_node(mb, "Add", NULL, "tokens,evenc", "t2");              /* 19 */
+  th_model_node(mb, "Greater", NULL, "t2,zerof", "mask");            /* 20: at run time */
+  th_model_node(mb, "Mul", NULL, "t2,tenth", "t2s");                 /* 21 */
+  th_model_node(mb, "Where", NULL, "mask,t2,t2s", "z");              /* 22 */
+  enum { NN = 23 };
+  dd_model *m = th_model_load(mb, "vit_class_token");
+  th_model_free(mb);
 
-  Onnx__ModelProto model;
-  Onnx__GraphProto graph;
-  Onnx__OperatorSetIdProto opset, *opsets[1] = {&opset};
-  Onnx__ValueInfoProto vin, vout, *vins[1] = {&vin}, *vouts[1] = {&vout};
-  onnx__model_proto__init(&model);
-  onnx__graph_proto__init(&graph);
-  onnx__operator_set_id_proto__init(&opset);
-  opset.has_version = 1;
-  opset.version = 13;
-  model.has_ir_version = 1;
-  model.ir_version = 8;
-  model.n_opset_import = 1;
-  model.opset_import = opsets;
-  model.graph = &graph;
-  graph.name = "vit_class_token";
-  onnx__value_info_proto__init(&vin);
-  onnx__value_info_proto__init(&vout);
-  vin.name = "x";
-  vout.name = "z";
-  graph.n_input = graph.n_output = 1;
-  graph.input = vins;
-  graph.output = vouts;
-  graph.n_initializer = (size_t)g.n_init;
-  graph.initializer = g.inits;
-  graph.n_node = (size_t)g.n_node;
-  graph.node = g.nodes;
-  size_t len = onnx__model_proto__get_packed_size(&model);
-  uint8_t *buf = malloc(len);
-  onnx__model_proto__pack(&model, buf);
-  dd_model *m = NULL;
-  dd_err err = {0};
-  cr_assert_eq(dd_model_parse(buf, len, "vit_class_token", &m, &err), 0, "%s", err.msg);
-  free(buf);
-
+  dd_err err;
   int64_t dims[] = {N, C, H, W};
   int vx = dd_model_find(m, "x"), vz = dd_model_find(m, "z");
   dd_binding b = {.value = vx, .shape = dd_shape_make(4, dims)};

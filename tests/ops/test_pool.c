@@ -453,18 +453,6 @@ Test(pool, global_pools_match_reference_and_gradients) {
   }
 }
 
-static int infer_status(th_node *t, dd_tensor *x, dd_err *err) {
-  dd_tensor shape[2], *outs[2] = {&shape[0], &shape[1]};
-  memset(shape, 0, sizeof shape);
-  size_t scratch = 0;
-  int rc = th_setup(t, err);
-  if (rc) return rc;
-  rc = t->node.op->infer(&t->node, (const dd_tensor *const *)&x, outs, &scratch, err);
-  free(t->node.params);
-  t->node.params = NULL;
-  return rc;
-}
-
 Test(pool, infer_rejects_bad_attributes_with_clear_errors) {
   dd_err err;
   th_node t;
@@ -483,18 +471,18 @@ Test(pool, infer_rejects_bad_attributes_with_clear_errors) {
 
   th_init(&t, "MaxPool", 1, 1);
   th_attr_ints(&t, "kernel_shape", 3, (int64_t[]){2, 2, 2});
-  cr_assert_eq(infer_status(&t, x, &err), DD_ESHAPE);
+  cr_assert_eq(th_infer_status(&t, &x, &err), DD_ESHAPE);
   cr_assert(strstr(err.msg, "kernel_shape"), "%s", err.msg);
 
   th_init(&t, "MaxPool", 1, 1);
   th_attr_ints(&t, "kernel_shape", 2, (int64_t[]){6, 2});
-  cr_assert_eq(infer_status(&t, x, &err), DD_ESHAPE);
+  cr_assert_eq(th_infer_status(&t, &x, &err), DD_ESHAPE);
   cr_assert(strstr(err.msg, "larger than the padded input"), "%s", err.msg);
 
   th_init(&t, "MaxPool", 1, 1);
   th_attr_ints(&t, "kernel_shape", 2, (int64_t[]){2, 2});
   th_attr_ints(&t, "pads", 4, (int64_t[]){2, 0, 0, 0});
-  cr_assert_eq(infer_status(&t, x, &err), DD_ESHAPE);
+  cr_assert_eq(th_infer_status(&t, &x, &err), DD_ESHAPE);
   cr_assert(strstr(err.msg, "padding only"), "%s", err.msg);
 
   th_init(&t, "AveragePool", 1, 1);
@@ -506,12 +494,12 @@ Test(pool, infer_rejects_bad_attributes_with_clear_errors) {
   dd_tensor *x6 = th_tensor(6, d6);
   th_init(&t, "AveragePool", 1, 1);
   th_attr_ints(&t, "kernel_shape", 3, (int64_t[]){1, 1, 1});
-  cr_assert_eq(infer_status(&t, x6, &err), DD_EUNSUPPORTED);
+  cr_assert_eq(th_infer_status(&t, &x6, &err), DD_EUNSUPPORTED);
 
   int64_t d2[2] = {2, 3};
   dd_tensor *x2 = th_tensor(2, d2);
   th_init(&t, "GlobalAveragePool", 1, 1);
-  cr_assert_eq(infer_status(&t, x2, &err), DD_ESHAPE);
+  cr_assert_eq(th_infer_status(&t, &x2, &err), DD_ESHAPE);
 
   dd_tensor_free(x);
   dd_tensor_free(x6);

@@ -12,7 +12,9 @@
 #include <unistd.h>
 
 #include "dream/graph.h"
+#include "helper_files.h"
 #include "helper_ops.h"
+#include "helper_torch.h"
 
 typedef struct ref_cfg {
   const char *mode, *ctm, *nearest;
@@ -406,41 +408,17 @@ Test(resize, refuses_what_it_does_not_do) {
  * writes them), Pad (reflect, edge), Split, Expand and Tile at opsets 11 and 13, with the
  * output and the input gradient of 1/2 sum(y^2) by torch autograd in float64. */
 
-static char tmpdir[64];
-
-static void make_tmpdir(void) {
-  snprintf(tmpdir, sizeof tmpdir, "/tmp/dream_layout_XXXXXX");
-  cr_assert_not_null(mkdtemp(tmpdir));
-}
-
-static void remove_tmpdir(void) {
-  char cmd[128];
-  snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
-  if (system(cmd) != 0) cr_log_warn("could not remove %s", tmpdir);
-}
-
-Test(resize_torch, layout_network_matches_torch_autograd, .init = make_tmpdir,
-     .fini = remove_tmpdir, .timeout = 300) {
-  char cmd[2048];
-  snprintf(cmd, sizeof cmd,
-           "/usr/bin/python3 '%s/tests/ref/layout_torch.py' '%s' >/dev/null 2>&1",
-           DREAM_SOURCE_DIR, tmpdir);
-  int rc = system(cmd);
-  cr_assert_eq(rc, 0, "the PyTorch reference failed (status %d): /usr/bin/python3 with torch and "
-               "onnx is required (Debian python3-torch, python3-onnx)\n%s", rc, cmd);
+Test(resize_torch, layout_network_matches_torch_autograd, .init = th_tmpdir_setup,
+     .fini = th_tmpdir_teardown, .timeout = 300) {
+  th_torch_ref ref;
+  th_torch_reference("layout_torch.py", &ref);
+  const dd_tensor *x = ref.x, *want_y = ref.y, *want_g = ref.grad;
   char path[256];
   dd_err err;
-  dd_tensor *x, *want_y, *want_g;
-  snprintf(path, sizeof path, "%s/input.pb", tmpdir);
-  cr_assert_eq(dd_tensor_load_pb(path, &x, NULL, &err), 0, "%s", err.msg);
-  snprintf(path, sizeof path, "%s/output.pb", tmpdir);
-  cr_assert_eq(dd_tensor_load_pb(path, &want_y, NULL, &err), 0, "%s", err.msg);
-  snprintf(path, sizeof path, "%s/grad.pb", tmpdir);
-  cr_assert_eq(dd_tensor_load_pb(path, &want_g, NULL, &err), 0, "%s", err.msg);
   const int opsets[] = {11, 13};
   for (int k = 0; k < 2; k++) {
     dd_model *m;
-    snprintf(path, sizeof path, "%s/opset%d.onnx", tmpdir, opsets[k]);
+    snprintf(path, sizeof path, "%s/opset%d.onnx", th_tmpdir, opsets[k]);
     cr_assert_eq(dd_model_load(path, &m, &err), 0, "%s", err.msg);
     int y = dd_model_find(m, "y");
     cr_assert_geq(y, 0);
@@ -468,7 +446,5 @@ Test(resize_torch, layout_network_matches_torch_autograd, .init = make_tmpdir,
     }
     dd_model_free(m);
   }
-  dd_tensor_free(x);
-  dd_tensor_free(want_y);
-  dd_tensor_free(want_g);
+  th_torch_ref_free(&ref);
 }

@@ -420,96 +420,29 @@ Test(cast, refuses_other_types) {
  * and the gradient reaches x through Transpose, Reshape and Mul. */
 
 #include "dream/graph.h"
-#include "onnx.pb-c.h"
-
-static void int_init(Onnx__TensorProto *tp, const char *name, int nd, int64_t *dims, int64_t *v,
-                     size_t n) {
-  onnx__tensor_proto__init(tp);
-  tp->name = (char *)name;
-  tp->n_dims = (size_t)nd;
-  tp->dims = dims;
-  tp->has_data_type = 1;
-  tp->data_type = ONNX__TENSOR_PROTO__DATA_TYPE__INT64;
-  tp->n_int64_data = n;
-  tp->int64_data = v;
-}
+#include "helper_model.h"
 
 Test(shape, folded_in_a_graph_with_gradient) {
-  Onnx__ModelProto model;
-  Onnx__GraphProto graph;
-  Onnx__OperatorSetIdProto opset, *opsets[1] = {&opset};
-  Onnx__NodeProto node[7], *nodes[7];
-  Onnx__TensorProto init[4], *inits[4];
-  Onnx__ValueInfoProto vin, vout, *vins[1] = {&vin}, *vouts[1] = {&vout};
-  Onnx__AttributeProto axis, *concat_attrs[1] = {&axis};
-  onnx__model_proto__init(&model);
-  onnx__graph_proto__init(&graph);
-  onnx__operator_set_id_proto__init(&opset);
-  opset.has_version = 1;
-  opset.version = 13;
-  model.has_ir_version = 1;
-  model.ir_version = 8;
-  model.n_opset_import = 1;
-  model.opset_import = opsets;
-  model.graph = &graph;
-  graph.name = "flatten_export";
-  onnx__value_info_proto__init(&vin);
-  onnx__value_info_proto__init(&vout);
-  vin.name = "x";
-  vout.name = "z";
-  graph.n_input = graph.n_output = 1;
-  graph.input = vins;
-  graph.output = vouts;
-  int64_t scalar_dims[1], one[] = {1}, c_dims[] = {1, 3, 1, 1};
-  int64_t zero = 0, axes0 = 0, minus1 = -1;
-  int_init(&init[0], "idx0", 0, scalar_dims, &zero, 1);
-  int_init(&init[1], "axes0", 1, one, &axes0, 1);
-  int_init(&init[2], "minus1", 1, one, &minus1, 1);
   float scale[] = {0.5f, -2.f, 3.f};
-  onnx__tensor_proto__init(&init[3]);
-  init[3].name = "scale";
-  init[3].n_dims = 4;
-  init[3].dims = c_dims;
-  init[3].has_data_type = 1;
-  init[3].data_type = ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT;
-  init[3].n_float_data = 3;
-  init[3].float_data = scale;
-  for (int i = 0; i < 4; i++) inits[i] = &init[i];
-  graph.n_initializer = 4;
-  graph.initializer = inits;
-  onnx__attribute_proto__init(&axis);
-  axis.name = "axis";
-  axis.has_type = 1;
-  axis.type = ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__INT;
-  axis.has_i = 1;
-  axis.i = 0;
-  static char *io[][3] = {{"x"}, {"s"}, {"s", "idx0"}, {"n"}, {"n", "axes0"}, {"n1"},
-                          {"n1", "minus1"}, {"shp"}, {"x", "scale"}, {"xs"},
-                          {"xs", "shp"}, {"y"}, {"y"}, {"z"}};
-  static const char *ops[] = {"Shape", "Gather", "Unsqueeze", "Concat", "Mul", "Reshape",
-                              "Transpose"};
-  static const int n_in[] = {1, 2, 2, 2, 2, 2, 1};
-  for (int i = 0; i < 7; i++) {
-    onnx__node_proto__init(&node[i]);
-    node[i].op_type = (char *)ops[i];
-    node[i].n_input = (size_t)n_in[i];
-    node[i].input = io[2 * i];
-    node[i].n_output = 1;
-    node[i].output = io[2 * i + 1];
-    nodes[i] = &node[i];
-  }
-  node[3].n_attribute = 1;
-  node[3].attribute = concat_attrs;
-  graph.n_node = 7;
-  graph.node = nodes;
-  size_t len = onnx__model_proto__get_packed_size(&model);
-  uint8_t *buf = malloc(len);
-  onnx__model_proto__pack(&model, buf);
-  dd_model *m = NULL;
-  dd_err err = {0};
-  cr_assert_eq(dd_model_parse(buf, len, "flatten_export", &m, &err), 0, "%s", err.msg);
-  free(buf);
+  th_model *mb = th_model_new("flatten_export");
+  th_model_input(mb, "x", -1, NULL);
+  th_model_output(mb, "z");
+  th_model_init_i64(mb, "idx0", 0, NULL, (int64_t[]){0}, 1);
+  th_model_init_i64(mb, "axes0", 1, (int64_t[]){1}, (int64_t[]){0}, 1);
+  th_model_init_i64(mb, "minus1", 1, (int64_t[]){1}, (int64_t[]){-1}, 1);
+  th_model_init_f32(mb, "scale", 4, (int64_t[]){1, 3, 1, 1}, scale, 3);
+  th_model_node(mb, "Shape", NULL, "x", "s");
+  th_model_node(mb, "Gather", NULL, "s,idx0", "n");
+  th_model_node(mb, "Unsqueeze", NULL, "n,axes0", "n1");
+  th_model_node(mb, "Concat", NULL, "n1,minus1", "shp");
+  th_model_attr_int(mb, "axis", 0);
+  th_model_node(mb, "Mul", NULL, "x,scale", "xs");
+  th_model_node(mb, "Reshape", NULL, "xs,shp", "y");
+  th_model_node(mb, "Transpose", NULL, "y", "z");
+  dd_model *m = th_model_load(mb, "flatten_export");
+  th_model_free(mb);
 
+  dd_err err;
   int64_t dims[] = {2, 3, 4, 5};
   int vx = dd_model_find(m, "x"), vz = dd_model_find(m, "z");
   dd_binding b = {.value = vx, .shape = dd_shape_make(4, dims)};

@@ -12,144 +12,41 @@
 #include <string.h>
 
 #include "dream/graph.h"
-#include "helper_cli.h" /* th_cli_setup: a temporary directory */
+#include "helper_files.h"
+#include "helper_model.h"
 #include "helper_ops.h"
-#include "onnx.pb-c.h"
+#include "helper_torch.h"
 
 /* ---- a graph built node by node ---- */
 
-#define FG_NODES 48
-#define FG_INITS 8
-
-typedef struct fgraph {
-  Onnx__NodeProto node[FG_NODES], *nodes[FG_NODES];
-  char *in[FG_NODES][2], *out[FG_NODES][1];
-  char names[FG_NODES][3][48];
-  Onnx__AttributeProto attr[FG_NODES], *attrs[FG_NODES][1];
-  Onnx__TensorProto cval[FG_NODES];
-  int64_t axes[FG_NODES][4];
-  float cfloat[FG_NODES];
-  Onnx__TensorProto init[FG_INITS], *inits[FG_INITS];
-  char init_names[FG_INITS][32];
-  float init_data[FG_INITS][64];
-  int64_t init_dims[FG_INITS][4];
-  int n, n_init, n_const;
-} fgraph;
-
 /* y = op(a, b) (b NULL: one input). */
-static void fg_node(fgraph *g, const char *op, const char *a, const char *b, const char *y) {
-  int i = g->n++;
-  cr_assert(i < FG_NODES);
-  onnx__node_proto__init(&g->node[i]);
-  snprintf(g->names[i][0], 48, "%s", a);
-  snprintf(g->names[i][1], 48, "%s", b ? b : "");
-  snprintf(g->names[i][2], 48, "%s", y);
-  g->in[i][0] = g->names[i][0];
-  g->in[i][1] = g->names[i][1];
-  g->out[i][0] = g->names[i][2];
-  g->node[i].op_type = (char *)op;
-  g->node[i].n_input = b ? 2 : 1;
-  g->node[i].input = g->in[i];
-  g->node[i].n_output = 1;
-  g->node[i].output = g->out[i];
-  g->nodes[i] = &g->node[i];
-}
-
-/* The last node gets the ints attribute "axes". */
-static void fg_axes(fgraph *g, int n, const int64_t *axes) {
-  int i = g->n - 1;
-  onnx__attribute_proto__init(&g->attr[i]);
-  g->attr[i].name = "axes";
-  g->attr[i].has_type = 1;
-  g->attr[i].type = ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__INTS;
-  memcpy(g->axes[i], axes, (size_t)n * sizeof *axes);
-  g->attr[i].n_ints = (size_t)n;
-  g->attr[i].ints = g->axes[i];
-  g->attrs[i][0] = &g->attr[i];
-  g->node[i].n_attribute = 1;
-  g->node[i].attribute = g->attrs[i];
+static void fg_node(th_model *g, const char *op, const char *a, const char *b, const char *y) {
+  char in[100];
+  snprintf(in, sizeof in, "%s%s%s", a, b ? "," : "", b ? b : "");
+  th_model_node(g, op, NULL, in, y);
 }
 
 /* name = Constant(value), a float32 scalar (0 dims), as torch writes them. */
-static void fg_const(fgraph *g, const char *name, float v) {
-  fg_node(g, "Constant", "", NULL, name);
-  int i = g->n - 1;
-  g->node[i].n_input = 0;
-  onnx__tensor_proto__init(&g->cval[i]);
-  g->cval[i].has_data_type = 1;
-  g->cval[i].data_type = ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT;
-  g->cfloat[i] = v;
-  g->cval[i].n_float_data = 1;
-  g->cval[i].float_data = &g->cfloat[i];
-  onnx__attribute_proto__init(&g->attr[i]);
-  g->attr[i].name = "value";
-  g->attr[i].has_type = 1;
-  g->attr[i].type = ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__TENSOR;
-  g->attr[i].t = &g->cval[i];
-  g->attrs[i][0] = &g->attr[i];
-  g->node[i].n_attribute = 1;
-  g->node[i].attribute = g->attrs[i];
+static void fg_const(th_model *g, const char *name, float v) {
+  th_model_node(g, "Constant", NULL, NULL, name);
+  th_model_attr_tensor_f32(g, "value", 0, NULL, &v, 1);
 }
 
 /* An initializer of n random floats in [lo, hi), shape [n]. */
-static void fg_init(fgraph *g, const char *name, int n, uint64_t seed, float lo, float hi) {
-  int i = g->n_init++;
-  cr_assert(i < FG_INITS && n <= 64);
-  onnx__tensor_proto__init(&g->init[i]);
-  snprintf(g->init_names[i], 32, "%s", name);
-  g->init[i].name = g->init_names[i];
-  g->init[i].has_data_type = 1;
-  g->init[i].data_type = ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT;
-  g->init_dims[i][0] = n;
-  g->init[i].n_dims = 1;
-  g->init[i].dims = g->init_dims[i];
+static void fg_init(th_model *g, const char *name, int n, uint64_t seed, float lo, float hi) {
+  float v[64];
+  cr_assert(n <= 64);
   uint64_t st = seed;
-  for (int k = 0; k < n; k++) g->init_data[i][k] = th_rand_uniform(&st, lo, hi);
-  g->init[i].n_float_data = (size_t)n;
-  g->init[i].float_data = g->init_data[i];
-  g->inits[i] = &g->init[i];
+  for (int k = 0; k < n; k++) v[k] = th_rand_uniform(&st, lo, hi);
+  th_model_init_f32(g, name, 1, (int64_t[]){n}, v, (size_t)n);
 }
 
-/* Input "x", the outputs named in `outs`. */
-static dd_model *fg_load(fgraph *g, int n_out, const char *const *outs) {
-  Onnx__ModelProto model;
-  Onnx__GraphProto graph;
-  Onnx__OperatorSetIdProto opset, *opsets[1] = {&opset};
-  Onnx__ValueInfoProto vin, vout[4], *vins[1] = {&vin}, *vouts[4];
-  onnx__model_proto__init(&model);
-  onnx__graph_proto__init(&graph);
-  onnx__operator_set_id_proto__init(&opset);
-  opset.has_version = 1;
-  opset.version = 13;
-  model.has_ir_version = 1;
-  model.ir_version = 8;
-  model.n_opset_import = 1;
-  model.opset_import = opsets;
-  model.graph = &graph;
-  graph.name = "fuse";
-  onnx__value_info_proto__init(&vin);
-  vin.name = "x";
-  for (int k = 0; k < n_out; k++) {
-    onnx__value_info_proto__init(&vout[k]);
-    vout[k].name = (char *)outs[k];
-    vouts[k] = &vout[k];
-  }
-  graph.n_input = 1;
-  graph.input = vins;
-  graph.n_output = (size_t)n_out;
-  graph.output = vouts;
-  graph.n_node = (size_t)g->n;
-  graph.node = g->nodes;
-  graph.n_initializer = (size_t)g->n_init;
-  graph.initializer = g->inits;
-  size_t len = onnx__model_proto__get_packed_size(&model);
-  uint8_t *buf = malloc(len);
-  cr_assert_not_null(buf);
-  onnx__model_proto__pack(&model, buf);
-  dd_model *m = NULL;
-  dd_err err = {0};
-  cr_assert_eq(dd_model_parse(buf, len, "fuse.onnx", &m, &err), 0, "%s", err.msg);
-  free(buf);
+/* Input "x", the outputs named in `outs`: the model, loaded; the builder is freed. */
+static dd_model *fg_load(th_model *g, int n_out, const char *const *outs) {
+  th_model_input(g, "x", -1, NULL);
+  for (int k = 0; k < n_out; k++) th_model_output(g, outs[k]);
+  dd_model *m = th_model_load(g, "fuse.onnx");
+  th_model_free(g);
   return m;
 }
 
@@ -159,7 +56,7 @@ enum { SWAP_SCALE = 1, SWAP_BIAS = 2, SWAP_EPS = 4, SWAP_GELU_X = 8, SWAP_HALF =
 
 /* y = Add(Mul(Div(d, Sqrt(Add(ReduceMean(Pow(d, 2)), eps))), w), b), d = x - ReduceMean(x):
  * nn.LayerNorm as torch 1.13 exports it (prefix p for the names). */
-static void fg_layernorm(fgraph *g, const char *p, const char *x, const char *y, int n_axes,
+static void fg_layernorm(th_model *g, const char *p, const char *x, const char *y, int n_axes,
                          int d, float two, float eps, int swaps, uint64_t seed) {
   char nm[12][48];
   const char *suffix[] = {"mean", "sub", "two", "pow", "var", "eps", "veps", "std", "div",
@@ -171,12 +68,12 @@ static void fg_layernorm(fgraph *g, const char *p, const char *x, const char *y,
   fg_init(g, nm[10], d, seed, 0.5f, 1.5f);
   fg_init(g, nm[11], d, seed + 1, -0.5f, 0.5f);
   fg_node(g, "ReduceMean", x, NULL, nm[0]);
-  fg_axes(g, n_axes, ax);
+  th_model_attr_ints(g, "axes", n_axes, ax);
   fg_node(g, "Sub", x, nm[0], nm[1]);
   fg_const(g, nm[2], two);
   fg_node(g, "Pow", nm[1], nm[2], nm[3]);
   fg_node(g, "ReduceMean", nm[3], NULL, nm[4]);
-  fg_axes(g, n_axes, ax);
+  th_model_attr_ints(g, "axes", n_axes, ax);
   fg_const(g, nm[5], eps);
   if (swaps & SWAP_EPS) fg_node(g, "Add", nm[5], nm[4], nm[6]);
   else fg_node(g, "Add", nm[4], nm[5], nm[6]);
@@ -189,7 +86,7 @@ static void fg_layernorm(fgraph *g, const char *p, const char *x, const char *y,
 }
 
 /* y = Mul(Mul(x, Add(Erf(Div(x, sqrt2)), 1)), 0.5): nn.GELU as torch 1.13 exports it. */
-static void fg_gelu(fgraph *g, const char *p, const char *x, const char *y, float sqrt2,
+static void fg_gelu(th_model *g, const char *p, const char *x, const char *y, float sqrt2,
                     int swaps) {
   char nm[7][48];
   const char *suffix[] = {"sqrt2", "div", "erf", "one", "add", "mul", "half"};
@@ -287,7 +184,7 @@ static int compare_fused(const dd_model *m, const dd_shape *xs, const char *cons
 /* ---- the tests ---- */
 
 Test(fuse, torch_layernorm_then_gelu) {
-  fgraph *g = calloc(1, sizeof *g);
+  th_model *g = th_model_new("fuse");
   fg_layernorm(g, "ln", "x", "h", 1, 8, 2.f, 1e-5f, 0, 1);
   fg_gelu(g, "g", "h", "y", 1.41421354f, 0);
   const char *outs[] = {"y"};
@@ -297,12 +194,11 @@ Test(fuse, torch_layernorm_then_gelu) {
   /* 9 + 5 nodes become 2 (the Constants are folded in either plan) */
   cr_assert_eq(compare_fused(m, &xs, outs, 1), 12);
   dd_model_free(m);
-  free(g);
 }
 
 Test(fuse, every_operand_order) {
   for (int swaps = 0; swaps < 64; swaps++) {
-    fgraph *g = calloc(1, sizeof *g);
+    th_model *g = th_model_new("fuse");
     fg_layernorm(g, "ln", "x", "h", 1, 8, 2.f, 1e-3f, swaps, 3);
     fg_gelu(g, "g", "h", "y", 1.41421354f, swaps);
     const char *outs[] = {"y"};
@@ -311,14 +207,13 @@ Test(fuse, every_operand_order) {
     dd_shape xs = dd_shape_make(2, d);
     cr_assert_eq(compare_fused(m, &xs, outs, 1), 12, "swaps %d", swaps);
     dd_model_free(m);
-    free(g);
   }
 }
 
 Test(fuse, layernorm_over_several_trailing_dims) {
   /* means over axes (-2, -1): LayerNormalization at axis 1 of 3x4x2, with weights of shape
    * [2] broadcast over the normalized dims [4, 2] */
-  fgraph *g = calloc(1, sizeof *g);
+  th_model *g = th_model_new("fuse");
   fg_layernorm(g, "ln", "x", "y", 2, 2, 2.f, 1e-5f, 0, 5);
   const char *outs[] = {"y"};
   dd_model *m = fg_load(g, 1, outs);
@@ -326,13 +221,12 @@ Test(fuse, layernorm_over_several_trailing_dims) {
   dd_shape xs = dd_shape_make(3, d);
   cr_assert_eq(compare_fused(m, &xs, outs, 1), 8);
   dd_model_free(m);
-  free(g);
 }
 
 Test(fuse, two_layers_and_a_residual) {
   /* x -> LN -> GELU -> + x -> LN: the residual reads x and the first LN's input, which are
    * not intermediates; both chains fuse */
-  fgraph *g = calloc(1, sizeof *g);
+  th_model *g = th_model_new("fuse");
   fg_layernorm(g, "ln1", "x", "h1", 1, 16, 2.f, 1e-5f, 0, 7);
   fg_gelu(g, "g", "h1", "h2", 1.41421354f, 0);
   fg_node(g, "Add", "h2", "x", "h3");
@@ -343,14 +237,13 @@ Test(fuse, two_layers_and_a_residual) {
   dd_shape xs = dd_shape_make(3, d);
   cr_assert_eq(compare_fused(m, &xs, outs, 1), 8 + 4 + 8);
   dd_model_free(m);
-  free(g);
 }
 
 Test(fuse, not_when_an_intermediate_is_a_target_or_read_elsewhere) {
   int64_t d[] = {2, 3, 8};
   dd_shape xs = dd_shape_make(3, d);
   /* the centred x (Sub) and the erf are targets too: neither chain fuses */
-  fgraph *g = calloc(1, sizeof *g);
+  th_model *g = th_model_new("fuse");
   fg_layernorm(g, "ln", "x", "h", 1, 8, 2.f, 1e-5f, 0, 1);
   fg_gelu(g, "g", "h", "y", 1.41421354f, 0);
   const char *outs[] = {"y", "ln/sub", "g/erf"};
@@ -359,9 +252,8 @@ Test(fuse, not_when_an_intermediate_is_a_target_or_read_elsewhere) {
   /* only one of them a target: the other chain fuses */
   cr_assert_eq(compare_fused(m, &xs, outs, 2), 4);
   dd_model_free(m);
-  free(g);
   /* the variance and the Div by sqrt(2) are read by another node */
-  g = calloc(1, sizeof *g);
+  g = th_model_new("fuse");
   fg_layernorm(g, "ln", "x", "h", 1, 8, 2.f, 1e-5f, 0, 1);
   fg_gelu(g, "g", "h", "y0", 1.41421354f, 0);
   fg_node(g, "Add", "ln/var", "g/div", "z");
@@ -370,25 +262,23 @@ Test(fuse, not_when_an_intermediate_is_a_target_or_read_elsewhere) {
   m = fg_load(g, 1, outs2);
   cr_assert_eq(compare_fused(m, &xs, outs2, 1), 0);
   dd_model_free(m);
-  free(g);
 }
 
 Test(fuse, not_when_a_constant_differs) {
   int64_t d[] = {2, 3, 8};
   dd_shape xs = dd_shape_make(3, d);
   /* a mean of d^4 is no variance; x / 1.4142 is not x / sqrt(2) in float32 */
-  fgraph *g = calloc(1, sizeof *g);
+  th_model *g = th_model_new("fuse");
   fg_layernorm(g, "ln", "x", "h", 1, 8, 4.f, 1e-5f, 0, 1);
   fg_gelu(g, "g", "h", "y", 1.4142f, 0);
   const char *outs[] = {"y"};
   dd_model *m = fg_load(g, 1, outs);
   cr_assert_eq(compare_fused(m, &xs, outs, 1), 0);
   dd_model_free(m);
-  free(g);
 }
 
 Test(fuse, intermediates_leave_the_plan) {
-  fgraph *g = calloc(1, sizeof *g);
+  th_model *g = th_model_new("fuse");
   fg_layernorm(g, "ln", "x", "h", 1, 8, 2.f, 1e-5f, 0, 1);
   fg_gelu(g, "g", "h", "y", 1.41421354f, 0);
   const char *outs[] = {"y"};
@@ -410,27 +300,20 @@ Test(fuse, intermediates_leave_the_plan) {
   cr_assert(dd_plan_tensor(f.p, dd_model_find(m, "h")));
   run_free(&f);
   dd_model_free(m);
-  free(g);
 }
 
 /* y = LN2(x + W2 GELU(W1 LN1(x))) as torch 1.13 exports it at opset 13: its three chains fuse
  * (35 nodes, 7 Constants folded: 28 run unfused, 8 fused), and both plans agree with torch's
  * float64 output and gradient of 1/2 sum(y^2). */
-Test(fuse, torch_block_matches_autograd_fused_and_unfused, .init = th_cli_setup,
-     .fini = th_cli_teardown, .timeout = 120) {
-  char cmd[1024], path[256];
-  snprintf(cmd, sizeof cmd, "/usr/bin/python3 '%s/tests/ref/fuse_torch.py' '%s' >/dev/null 2>&1",
-           DREAM_SOURCE_DIR, th_tmpdir);
-  int rc = system(cmd);
-  cr_assert_eq(rc, 0, "the PyTorch reference failed (status %d): /usr/bin/python3 with torch and "
-               "onnx is required (Debian python3-torch, python3-onnx)\n%s", rc, cmd);
+Test(fuse, torch_block_matches_autograd_fused_and_unfused, .init = th_tmpdir_setup,
+     .fini = th_tmpdir_teardown, .timeout = 120) {
+  th_torch_ref ref;
+  th_torch_reference("fuse_torch.py", &ref);
+  const dd_tensor *x = ref.x, *want_y = ref.y, *want_g = ref.grad;
+  char path[256];
   dd_err err;
   dd_model *m;
-  dd_tensor *x, *want_y, *want_g;
   cr_assert_eq(dd_model_load(th_tmp(path, sizeof path, "block.onnx"), &m, &err), 0, "%s", err.msg);
-  cr_assert_eq(dd_tensor_load_pb(th_tmp(path, sizeof path, "input.pb"), &x, NULL, &err), 0);
-  cr_assert_eq(dd_tensor_load_pb(th_tmp(path, sizeof path, "output.pb"), &want_y, NULL, &err), 0);
-  cr_assert_eq(dd_tensor_load_pb(th_tmp(path, sizeof path, "grad.pb"), &want_g, NULL, &err), 0);
   int xv = dd_model_input(m), yv = dd_model_find(m, "y");
   cr_assert(yv >= 0);
   dd_binding b = {xv, x->shape, NULL};
@@ -457,8 +340,6 @@ Test(fuse, torch_block_matches_autograd_fused_and_unfused, .init = th_cli_setup,
     cr_expect(ge <= 1e-5, "gradient error %g", ge);
     dd_plan_free(p);
   }
-  dd_tensor_free(x);
-  dd_tensor_free(want_y);
-  dd_tensor_free(want_g);
+  th_torch_ref_free(&ref);
   dd_model_free(m);
 }
