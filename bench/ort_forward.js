@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 // ONNX Runtime (npm onnxruntime-node, CPU), the forward-only peer of bench/run.py: times the
 // forward pass of MODEL to VALUE (which must be a graph output: see add_output.py) on a
-// 1x3xHxW input, and prints one key=value line like bench_engine's.
+// 1x3xHxW input, and prints one key=value line like bench_engine's (median_cpu_ms: the
+// process's CPU time per run, user + system, all threads, for a loaded machine).
 //
 //   node ort_forward.js MODEL VALUE WxH [--iters N] [--warmup N] [--threads N]
 'use strict';
@@ -36,19 +37,24 @@ async function main() {
   const data = new Float32Array(3 * w * h);
   for (let i = 0; i < data.length; i++) data[i] = ((i * 2654435761) % 256) - 128;
   const feeds = { [session.inputNames[0]]: new ort.Tensor('float32', data, [1, 3, h, w]) };
-  const times = [];
+  const times = [], cpu = [];
   let shape = null;
   for (let r = 0; r < opt.warmup + opt.iters; r++) {
+    const c = process.cpuUsage();
     const a = process.hrtime.bigint();
     const out = await session.run(feeds, [value]);
     const ms = Number(process.hrtime.bigint() - a) / 1e6;
-    if (r >= opt.warmup) times.push(ms);
+    const dc = process.cpuUsage(c);
+    if (r >= opt.warmup) {
+      times.push(ms);
+      cpu.push((dc.user + dc.system) / 1e3);
+    }
     shape = out[value].dims;
   }
   const rss = process.resourceUsage().maxRSS / 1024;
   console.log(`ort_forward size=${w}x${h} out=${shape.join('x')} iters=${opt.iters} ` +
               `median_ms=${median(times).toFixed(2)} min_ms=${Math.min(...times).toFixed(2)} ` +
-              `setup_ms=${setupMs.toFixed(1)} threads=${opt.threads} peak_rss_mb=${rss.toFixed(1)}`);
+              `median_cpu_ms=${median(cpu).toFixed(2)} setup_ms=${setupMs.toFixed(1)} threads=${opt.threads} peak_rss_mb=${rss.toFixed(1)}`);
 }
 
 main().catch((e) => { console.error('ort_forward.js: ' + e.message); process.exit(1); });

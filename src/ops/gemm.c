@@ -10,12 +10,15 @@
 #include <limits.h>
 
 #include "ops/common.h"
+#include "ops/sgemm.h"
 
 /* Products with at most this many rows or columns are matrix-vector products (a classifier
  * at batch 1, and its data gradient): product() computes them itself. */
 #define FEW 4
 /* Columns of C one thread takes at a time in the row-by-row product (on its stack). */
 #define ROW_CHUNK 256
+/* Rows of C per task when a product goes to dd_sgemm in row blocks. */
+#define SGEMM_ROWS 64
 
 /* sum x[q * sx] y[q * sy] over q < k, in 16 lane sums added in order at the end (strides of
  * 1 apart, so that they compile to vector loads) */
@@ -46,6 +49,28 @@ static float dot(const float *x, int64_t sx, const float *y, int64_t sy, int64_t
 static void product(int ta, int tb, int m, int n, int k, float alpha, const float *a, int lda,
                     const float *b, int ldb, float beta, float *c, int ldc) {
   if (m <= 0 || n <= 0) return;
+  if (m > FEW && n > FEW && k > 0 && !tb && alpha == 1.f && (beta == 0.f || beta == 1.f)) {
+    /* B row-major: dd_sgemm (the convolutions' product), which packs no A and only blocks of
+     * B, and runs on AVX-512 whatever CPU OpenBLAS thinks it has (on a VM that hides the CPU
+     * model it picks its SSE3 kernels: 30 GFLOP/s against dd_sgemm's 90-120 on one thread).
+     * Token-major products have many rows and few columns, so the threads take blocks of rows
+     * (dd_sgemm itself splits columns); every element's sum runs over k in the same order
+     * however the rows are split, so the result does not depend on the number of threads. */
+    int64_t ars = ta ? 1 : lda, acs = ta ? lda : 1;
+    int acc = beta != 0.f ? DD_SGEMM_ACCUMULATE : 0;
+    int par = (int64_t)m * n * k > DD_PAR_MIN;
+    int64_t tasks = (m + SGEMM_ROWS - 1) / SGEMM_ROWS;
+    if (tasks == 1) {
+      dd_sgemm(m, n, k, a, ars, acs, b, ldb, c, ldc, acc, NULL, par);
+      return;
+    }
+#pragma omp parallel for schedule(static) if (par)
+    for (int64_t t = 0; t < tasks; t++) {
+      int64_t r0 = t * SGEMM_ROWS, rows = m - r0 < SGEMM_ROWS ? m - r0 : SGEMM_ROWS;
+      dd_sgemm(rows, n, k, a + r0 * ars, ars, acs, b, ldb, c + r0 * ldc, ldc, acc, NULL, 0);
+    }
+    return;
+  }
   if ((m > FEW && n > FEW) || k <= 0) {
     cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, m,
                 n, k, alpha, a, lda, b, ldb, beta, c, ldc);

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 
 #include "ops/common.h"
+#include "ops/fastexp.h"
 
 typedef struct softmax_params {
   int64_t axis;
@@ -68,12 +69,12 @@ static int softmax_infer(const dd_node *node, const dd_tensor *const *in, dd_ten
   return DD_OK;
 }
 
-/* max and sum(exp(x - max)) of one row. */
+/* max and sum(exp(x - max)) of one row (dd_exp_neg: no libm call, see ops/fastexp.h). */
 static inline void row_stats(const float *x, int64_t n, int64_t stride, float *mx, double *sum) {
   float m = x[0];
   for (int64_t j = 1; j < n; j++) m = x[j * stride] > m ? x[j * stride] : m;
   double s = 0;
-  for (int64_t j = 0; j < n; j++) s += expf(x[j * stride] - m);
+  for (int64_t j = 0; j < n; j++) s += dd_exp_neg(m - x[j * stride]);
   *mx = m;
   *sum = s;
 }
@@ -100,7 +101,7 @@ static void softmax_forward(const dd_node *node, const dd_tensor *const *in,
       for (int64_t j = 0; j < n; j++) y[base + j * inner] = (x[base + j * inner] - m) - ls;
     } else {
       float inv = (float)(1.0 / sum);
-      for (int64_t j = 0; j < n; j++) y[base + j * inner] = expf(x[base + j * inner] - m) * inv;
+      for (int64_t j = 0; j < n; j++) y[base + j * inner] = dd_exp_neg(m - x[base + j * inner]) * inv;
     }
   }
 }
@@ -129,11 +130,11 @@ static void softmax_backward(const dd_node *node, const dd_tensor *const *in,
     double dot = 0;
     for (int64_t j = 0; j < n; j++) {
       int64_t i = base + j * inner;
-      dot += is_log ? (double)dy[i] : (double)dy[i] * (expf(x[i] - m) * inv);
+      dot += is_log ? (double)dy[i] : (double)dy[i] * (dd_exp_neg(m - x[i]) * inv);
     }
     for (int64_t j = 0; j < n; j++) {
       int64_t i = base + j * inner;
-      float s = expf(x[i] - m) * inv;
+      float s = dd_exp_neg(m - x[i]) * inv;
       dx[i] += is_log ? dy[i] - s * (float)dot : s * (dy[i] - (float)dot);
     }
   }

@@ -33,6 +33,11 @@ static const gemm_case gcases[] = {
     {3, 4, 5, 0, 1, 1.f, 0.25f, 1, {4}},    {3, 4, 5, 1, 1, -2.f, 3.f, 2, {3, 1}},
     {2, 6, 3, 0, 1, 1.f, 1.f, 2, {1, 6}},   {2, 6, 3, 1, 1, 1.f, 2.f, 0, {0}},
     {5, 1, 7, 0, 0, 0.7f, -1.f, 2, {1, 1}}, {1, 10, 64, 0, 1, 1.f, 1.f, 1, {10}},
+    /* more than 4 rows and columns, B not transposed, alpha 1: dd_sgemm, in blocks of 64 rows
+     * over the threads (70 rows: two blocks) or one block (9 rows); otherwise cblas */
+    {70, 37, 19, 0, 0, 1.f, 1.f, 2, {1, 37}}, {70, 37, 19, 1, 0, 1.f, 0.5f, 1, {37}},
+    {9, 40, 33, 1, 0, 1.f, 1.f, -1, {0}},      {70, 37, 19, 0, 0, 0.5f, 1.f, 2, {70, 1}},
+    {70, 37, 19, 0, 1, 1.f, 1.f, -1, {0}},
 };
 
 static void gemm_setup(th_node *t, const gemm_case *k) {
@@ -164,6 +169,11 @@ static const mm_case mcases[] = {
     {3, 3, {2, 3, 4}, {2, 4, 1}, 3, {2, 3, 1}},
     {1, 3, {4}, {3, 4, 2}, 2, {3, 2}},
     {3, 1, {2, 3, 4}, {4}, 2, {2, 3}},
+    /* dd_sgemm's path (more than 4 rows and columns): stacked to 140 rows in three blocks of
+     * at most 64 over the threads (its B gradient with A transposed), and per batch with 9
+     * rows, dd_sgemm splitting the 40 columns */
+    {3, 2, {2, 70, 19}, {19, 37}, 3, {2, 70, 37}},
+    {3, 3, {2, 9, 33}, {2, 33, 40}, 3, {2, 9, 40}},
 };
 
 /* Naive batched product: operands padded to rank 4 with leading 1s, broadcasting by index. */

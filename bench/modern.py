@@ -1,0 +1,259 @@
+#!/usr/bin/python3
+"""The six modern networks of issue #10 against ONNX Runtime and PyTorch, side by side,
+alternating (A B A B ...) so that a change of machine load hits both:
+
+  forward  the forward pass to the output of the last block: bench_engine forward against
+           ONNX Runtime in-process (bench/ort_forward.js: session created once, then timed
+           runs; a copy of the model with that value as a graph output, bench/add_output.py);
+  grad     one dream iteration, the gradient of 1/2 sum(a^2) at the dream layer (the zoo
+           tests' tap, about two thirds deep) with respect to the input pixels: bench_engine
+           grad (dd_dreamer_gradient) against PyTorch running the very torchvision module the
+           ONNX file was exported from (same seeded weights), forward stopped at the tap by a
+           hook, backward with torch.autograd.grad; --threads threads each (2).
+
+    bench/modern.py [--build DIR] [--rounds N] [--iters N] [--only NAME,...] [--skip-export]
+
+The models are exported by tests/ref/export_zoo.py's own recipe (torchvision 0.14, seeded
+random weights, randomize_modern) at opset 17 into bench/out/modern/ (never committed), at a
+realistic size where the model allows: 224x224 for the four with dynamic axes; the ViT
+(image_size 64) and Swin-T (128, the zoo's size, see export_zoo.py) take their export size
+only.  Prints a Markdown table and writes it to bench/out/modern_tN[_cpu].md.
+"""
+import argparse
+import importlib.util
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+OUT = os.path.join(HERE, "out", "modern")
+PY = "/usr/bin/python3"
+
+# name -> (size, the last block's module): the last stage/block before the head's final
+# conv, norm or pooling.
+LAST = {
+    "efficientnet_b0": (224, "features.7"),
+    "mobilenet_v3_small": (224, "features.11"),
+    "regnet_y_400mf": (224, "trunk_output.block4"),
+    "convnext_tiny": (224, "features.7"),
+    "swin_t": (128, "features.7"),
+    "vit_p16_l4": (64, "encoder.layers.encoder_layer_3"),
+}
+
+
+def load_zoo():
+    spec = importlib.util.spec_from_file_location("export_zoo", os.path.join(ROOT, "tests", "ref",
+                                                                             "export_zoo.py"))
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def build_model(zoo, torch, torchvision, name):
+    """The model exactly as export_one builds it (same seeds, same randomization)."""
+    spec = zoo.MODELS[name]
+    torch.manual_seed(0)
+    gen = torch.Generator().manual_seed(0)
+    model = spec.build(torchvision)
+    zoo.randomize_batchnorm_sequential(torch, model, spec.side, gen)
+    zoo.randomize_modern(torch, model, gen)
+    return model.eval()
+
+
+def export(zoo, name):
+    """Writes OUT/name.onnx (fixed size), OUT/name_last.onnx (the last block as an output);
+    returns (size, tap value, last-block value)."""
+    import onnx
+    import torch
+    import torchvision
+    size, last = LAST[name]
+    model = build_model(zoo, torch, torchvision, name)
+    path = os.path.join(OUT, name + ".onnx")
+    x = torch.randn(1, 3, size, size, generator=torch.Generator().manual_seed(1))
+    torch.onnx.export(model, x, path, opset_version=17, input_names=["input"],
+                      output_names=["logits"])
+    g = onnx.load(path).graph
+    tap, last_v = zoo.tap_value(g, zoo.MODELS[name].tap), zoo.tap_value(g, last)
+    run([PY, os.path.join(HERE, "add_output.py"), path, last_v,
+         os.path.join(OUT, name + "_last.onnx")])
+    with open(os.path.join(OUT, name + ".values"), "w") as f:
+        f.write("%d\n%s\n%s\n" % (size, tap, last_v))
+    return size, tap, last_v
+
+
+def torch_grad(name, size, iters, warmup, threads, cpu_time):
+    """Runs in a child process (python3 modern.py --torch-grad NAME SIZE ...): one dream
+    iteration in PyTorch, median ms."""
+    import torch
+    import torchvision
+    torch.set_num_threads(threads)
+    clock = time.process_time if cpu_time else time.monotonic
+    zoo = load_zoo()
+    model = build_model(zoo, torch, torchvision, name)
+    module = dict(model.named_modules())[zoo.MODELS[name].tap]
+
+    class Stop(Exception):
+        pass
+
+    st = {}
+
+    def hook(mod, inp, out):
+        st["a"] = out
+        raise Stop()  # what follows the dream layer is not needed (ours does not run it)
+
+    module.register_forward_hook(hook)
+    gen = torch.Generator().manual_seed(7)
+    img = torch.rand((size, size, 3), generator=gen) * 255
+    mean = torch.tensor([123.675, 116.28, 103.53])
+    std = torch.tensor([58.395, 57.12, 57.375])
+    times = []
+    for r in range(warmup + iters):
+        t0 = clock()
+        rolled = torch.roll(img, shifts=(-5, 3), dims=(0, 1))
+        x = ((rolled - mean) / std).permute(2, 0, 1).unsqueeze(0).contiguous()
+        x.requires_grad_(True)
+        try:
+            model(x)
+        except Stop:
+            pass
+        a = st["a"]
+        (g,) = torch.autograd.grad(0.5 * (a * a).sum(), x)
+        g = torch.roll(g.squeeze(0).permute(1, 2, 0), shifts=(5, -3), dims=(0, 1)).contiguous()
+        if r >= warmup:
+            times.append(clock() - t0)
+    print("grad_torch size=%dx%d iters=%d median_ms=%.2f min_ms=%.2f" %
+          (size, size, iters, statistics.median(times) * 1e3, min(times) * 1e3))
+    return 0
+
+
+def run(cmd):
+    p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    if p.returncode:
+        sys.exit("bench/modern.py: %s failed (%d):\n%s" % (" ".join(cmd), p.returncode,
+                                                           p.stderr.decode()[-2000:]))
+    return p.stdout.decode()
+
+
+def field(out, prefix, key):
+    for line in reversed(out.splitlines()):
+        if line.startswith(prefix):
+            for kv in line.split():
+                if kv.startswith(key + "="):
+                    return float(kv.split("=", 1)[1])
+    sys.exit("bench/modern.py: no %s %s in:\n%s" % (prefix, key, out[-2000:]))
+
+
+def cpu_name():
+    name, flags = "?", set()
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name") and name == "?":
+                name = line.split(":", 1)[1].strip()
+            elif line.startswith("flags") and not flags:
+                flags = set(line.split(":", 1)[1].split())
+    isa = sorted(f for f in flags if f.startswith("avx512") or f.startswith("amx"))
+    return name, isa
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--build", default=os.path.join(ROOT, "build"))
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--iters", type=int, default=5)
+    ap.add_argument("--only", default=",".join(LAST))
+    ap.add_argument("--threads", type=int, default=2, help="threads of every engine (2)")
+    ap.add_argument("--openblas-coretype", metavar="CORE",
+                    help="set OPENBLAS_CORETYPE=CORE for every engine (e.g. SkylakeX where "
+                         "OpenBLAS does not recognize the CPU and falls back to Prescott)")
+    ap.add_argument("--cpu-time", action="store_true",
+                    help="time the process's CPU time per run instead of wall time (all "
+                         "threads; for a loaded machine, with --threads 1)")
+    ap.add_argument("--skip-export", action="store_true", help="reuse bench/out/modern/")
+    ap.add_argument("--torch-grad", nargs=2, metavar=("NAME", "SIZE"), help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.torch_grad:
+        return torch_grad(args.torch_grad[0], int(args.torch_grad[1]), args.iters, 1,
+                          args.threads, args.cpu_time)
+    # ours: OpenMP and OpenBLAS threads as the user's environment would set them
+    os.environ["OMP_NUM_THREADS"] = str(args.threads)
+    os.environ["OPENBLAS_NUM_THREADS"] = str(args.threads)
+    if args.cpu_time:
+        os.environ["BENCH_CPU_TIME"] = "1"
+    if args.openblas_coretype:
+        os.environ["OPENBLAS_CORETYPE"] = args.openblas_coretype
+    ort_key = "median_cpu_ms" if args.cpu_time else "median_ms"
+    os.makedirs(OUT, exist_ok=True)
+    names = args.only.split(",")
+    zoo = load_zoo()
+    values = {}
+    for n in names:
+        vf = os.path.join(OUT, n + ".values")
+        if args.skip_export and os.path.exists(vf):
+            s, tap, last = open(vf).read().split("\n")[:3]
+            values[n] = (int(s), tap, last)
+        else:
+            t0 = time.monotonic()
+            values[n] = export(zoo, n)
+            print("exported %s in %.1f s" % (n, time.monotonic() - t0), flush=True)
+    load0 = os.getloadavg()
+    eng = os.path.join(args.build, "bench_engine")
+    rows = []
+    for n in names:
+        size, tap, last = values[n]
+        sz = "%dx%d" % (size, size)
+        onnx_path = os.path.join(OUT, n + ".onnx")
+        f_ours = [eng, "forward", "--preset", onnx_path, "--layer", last, "--size", sz,
+                  "--iters", str(args.iters), "--warmup", "2"]
+        f_ort = ["node", os.path.join(HERE, "ort_forward.js"), os.path.join(OUT, n + "_last.onnx"),
+                 last, sz, "--iters", str(args.iters), "--warmup", "2", "--threads", str(args.threads)]
+        g_ours = [eng, "grad", "--preset", onnx_path, "--layer", tap, "--size", sz,
+                  "--iters", str(args.iters), "--warmup", "1"]
+        g_torch = [PY, os.path.abspath(__file__), "--torch-grad", n, str(size),
+                   "--iters", str(args.iters), "--threads", str(args.threads)] + \
+            (["--cpu-time"] if args.cpu_time else [])
+        fo, ft, go, gt = [], [], [], []
+        for r in range(args.rounds):
+            fo.append(field(run(f_ours), "forward", "median_ms"))
+            ft.append(field(run(f_ort), "ort_forward", ort_key))
+            go.append(field(run(g_ours), "grad", "median_ms"))
+            gt.append(field(run(g_torch), "grad_torch", "median_ms"))
+            print("  %s round %d: forward %.1f vs ORT %.1f ms; grad %.1f vs torch %.1f ms" %
+                  (n, r + 1, fo[-1], ft[-1], go[-1], gt[-1]), flush=True)
+        m = statistics.median
+        rows.append((n, sz, last, tap, m(fo), m(ft), m(go), m(gt)))
+    load1 = os.getloadavg()
+    name, isa = cpu_name()
+    env = dict(os.environ, OPENBLAS_VERBOSE="2")
+    core = subprocess.run([eng, "sgemm", "--threads", "1", "--size", "64", "--reps", "1"], env=env,
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT).stdout.decode()
+    core = core.split("Core:")[1].split()[0] if "Core:" in core else "?"
+    lines = ["CPU: %s; %s" % (name, " ".join(isa) if isa else "no AVX-512/AMX"),
+             "OpenBLAS %s kernels (%s)" % (core, "OPENBLAS_CORETYPE=" + args.openblas_coretype
+                                           if args.openblas_coretype else "as it detects the CPU"),
+             "load average before %.2f, after %.2f (1 min)" % (load0[0], load1[0]),
+             "%s; %d thread(s) each; medians of %d alternating rounds x %d timed runs each" %
+             ("CPU time per run (all threads)" if args.cpu_time else "wall time per run",
+              args.threads, args.rounds, args.iters),
+             "",
+             "| model | size | forward to last block: dream | ORT | ratio | dream iteration: "
+             "dream | PyTorch | ratio |",
+             "|---|---|---|---|---|---|---|---|"]
+    for n, sz, last, tap, a, b, c, d in rows:
+        lines.append("| %s | %s | %.1f ms | %.1f ms | **%.2fx** | %.1f ms | %.1f ms | **%.2fx** |" %
+                     (n, sz, a, b, a / b, c, d, c / d))
+    lines.append("")
+    lines.append("Values (last block; dream layer):")
+    for n, sz, last, tap, *_ in rows:
+        lines.append("- %s: `%s`; `%s`" % (n, last, tap))
+    text = "\n".join(lines) + "\n"
+    print(text)
+    with open(os.path.join(HERE, "out", "modern_t%d%s.md" % (args.threads, "_cpu" if args.cpu_time else "")), "w") as f:
+        f.write(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
