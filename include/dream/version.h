@@ -4,7 +4,7 @@
 #define DREAM_VERSION_H
 
 #define DD_VERSION_MAJOR 0
-#define DD_VERSION_MINOR 3
+#define DD_VERSION_MINOR 4
 #define DD_VERSION_PATCH 0
 
 #define DD_VERSION_STR_(a, b, c) #a "." #b "." #c
