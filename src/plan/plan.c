@@ -147,6 +147,11 @@ static int bind_known_values(dd_plan *p, plan_state *s, const plan_request *rq, 
       s->isconst[v] = 1;
     }
     if (i == 0 && (rq->flags & DD_PLAN_GRAD)) {
+      /* gradients are float32: an int64 or bool first input has none (a fuzzed model with a
+       * bool input was given a float gradient in a 1-byte-per-element buffer) */
+      if (p->val[v].dtype != DD_F32)
+        return dd_fail(err, DD_EUNSUPPORTED, "%s: input '%s' is %s; a gradient needs a float32 "
+                       "input", m->name, m->values[v].name, dd_dtype_name(p->val[v].dtype));
       p->grad_input = v;
       s->onpath[v] = 1;
     }

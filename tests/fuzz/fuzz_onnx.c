@@ -38,7 +38,7 @@ static void fill(dd_tensor *t) {
   if (t->dtype == DD_F32)
     for (int64_t i = 0; i < n; i++) dd_f32(t)[i] = sinf((float)i * 0.37f);
   else
-    memset(t->data, 0, (size_t)n * sizeof(int64_t));
+    memset(t->data, 0, (size_t)n * dd_dtype_size(t->dtype)); /* int64, bool */
 }
 
 static void run_plan(const dd_model *m, const dd_binding *b, int nb, const int *targets,

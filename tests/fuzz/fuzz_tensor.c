@@ -14,7 +14,9 @@ int dd_fuzz_tensor(const uint8_t *data, size_t size) {
   volatile double sum = 0;
   int64_t n = dd_tensor_numel(t);
   for (int64_t i = 0; i < n; i++)
-    sum += t->dtype == DD_F32 ? (double)dd_f32(t)[i] : (double)dd_i64(t)[i];
+    sum += t->dtype == DD_F32    ? (double)dd_f32(t)[i]
+           : t->dtype == DD_BOOL ? (double)dd_bool(t)[i]
+                                 : (double)dd_i64(t)[i];
   (void)sum;
   dd_tensor *c = NULL;
   if (!dd_tensor_clone(t, &c, &err)) dd_tensor_free(c);
