@@ -1,6 +1,5 @@
 /* dream: the command line.  `dream [SUBCOMMAND] [options]`; without a subcommand word the
  * arguments are the dream's, so `dream --layer inception_4c/output in.jpg out.jpg` works. */
-#include <cblas.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -78,7 +77,7 @@ int main(int argc, char **argv) {
     return 0;
   }
   if (!strcmp(first, "--version")) {
-    printf("dream %s (OpenBLAS core: %s)\n", DD_VERSION_STRING, openblas_get_corename());
+    printf("dream %s\n", DD_VERSION_STRING);
     return 0;
   }
   if (!strcmp(first, "help")) {
