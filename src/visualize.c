@@ -824,7 +824,7 @@ int dd_explain(const dd_model *m, const dd_preproc *pp, const dd_image *im,
   rc = explain_input(im, S, &small, err);
   if (rc) goto done;
   dd_binding b = input_binding(m, S, S);
-  rc = dd_plan_new(m, &b, 1, &logits, 1, DD_PLAN_GRAD | DD_PLAN_EXACT, o->max_memory, &p, err);
+  rc = dd_plan_new(m, &b, 1, &logits, 1, DD_PLAN_GRAD, o->max_memory, &p, err);
   if (rc) goto done;
   dd_tensor *lt = dd_plan_tensor(p, logits);
   int64_t nc = dd_tensor_numel(lt);

@@ -174,7 +174,7 @@ json_t *vis_json_seed(uint64_t seed) {
 
 int vis_json_write(json_t *root, const char *path) {
   if (!root) return cli_errorf("%s: out of memory composing the file", path);
-  char *text = json_dumps(root, JSON_INDENT(2) | JSON_REAL_PRECISION(6) | JSON_ENSURE_ASCII);
+  char *text = json_dumps(root, JSON_INDENT(2) | JSON_REAL_PRECISION(9) | JSON_ENSURE_ASCII);
   json_decref(root);
   if (!text) return cli_errorf("%s: out of memory composing the file", path);
   size_t len = strlen(text);
