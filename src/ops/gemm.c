@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include <limits.h>
+#include <omp.h>
 
 #include "ops/common.h"
 #include "ops/sgemm.h"
@@ -16,7 +17,7 @@
 #define FEW 4
 /* Columns of C one thread takes at a time in the row-by-row product (on its stack). */
 #define ROW_CHUNK 256
-/* Rows of C per task when a product goes to dd_sgemm in row blocks. */
+/* Rows of C per task, at least, when a product goes to dd_sgemm in row blocks. */
 #define SGEMM_ROWS 64
 
 /* sum x[q * sx] y[q * sy] over q < k, in 16 lane sums added in order at the end (strides of
@@ -97,14 +98,19 @@ static void product(int ta, int tb, int m, int n, int k, float alpha, const floa
     int64_t ars = ta ? 1 : lda, acs = ta ? lda : 1;
     int acc = beta != 0.f ? DD_SGEMM_ACCUMULATE : 0;
     int par = (int64_t)m * n * k > DD_PAR_MIN;
-    int64_t tasks = (m + SGEMM_ROWS - 1) / SGEMM_ROWS;
+    /* one block of rows per thread (at least SGEMM_ROWS): each block packs B again, so
+     * fewer, taller blocks pay (1 thread, 196 x 1536 x 384: 121 -> 151 GFLOP/s) */
+    int64_t nt = par ? omp_get_max_threads() : 1;
+    int64_t block = (m + nt - 1) / nt;
+    block = block < SGEMM_ROWS ? SGEMM_ROWS : (block + 7) / 8 * 8;
+    int64_t tasks = (m + block - 1) / block;
     if (tasks == 1) {
       dd_sgemm(m, n, k, a, ars, acs, b, ldb, c, ldc, acc, NULL, par);
       return;
     }
 #pragma omp parallel for schedule(static) if (par)
     for (int64_t t = 0; t < tasks; t++) {
-      int64_t r0 = t * SGEMM_ROWS, rows = m - r0 < SGEMM_ROWS ? m - r0 : SGEMM_ROWS;
+      int64_t r0 = t * block, rows = m - r0 < block ? m - r0 : block;
       dd_sgemm(rows, n, k, a + r0 * ars, ars, acs, b, ldb, c + r0 * ldc, ldc, acc, NULL, 0);
     }
     return;
