@@ -89,6 +89,7 @@ static void gather(const float *row, int64_t p, int64_t s, int64_t w, int64_t le
     memcpy(d + a, row + p + a, (size_t)(b - a) * sizeof *d);
   } else if (s == 2) { /* a constant stride, which vectorizes */
     const float *r = row + p;
+#pragma omp simd
     for (int64_t t = a; t < b; t++) d[t] = r[2 * t];
   } else {
     for (int64_t t = a; t < b; t++) d[t] = row[p + t * s];
@@ -262,10 +263,15 @@ void dd_dw_backward_data(const dd_dw_plan *pl, const float *k, const float *dy, 
         for (int64_t i = 0; i < rows; i++) {
           float *dr = dx + (a + g->sh * (i0 + i)) * g->w + b;
           const float *o = out + i * p->wq;
-          if (g->sw == 1)
+          if (g->sw == 1) {
+#pragma omp simd
             for (int64_t jx = 0; jx < p->wi; jx++) dr[jx] += o[jx];
-          else
+          } else if (g->sw == 2) {
+#pragma omp simd
+            for (int64_t jx = 0; jx < p->wi; jx++) dr[2 * jx] += o[jx];
+          } else {
             for (int64_t jx = 0; jx < p->wi; jx++) dr[jx * g->sw] += o[jx];
+          }
         }
       }
     }
