@@ -73,14 +73,20 @@ static void stencil(int64_t n, int ntaps, const float *wt, const int64_t *off, c
   }
 }
 
+/* n / s rounded up, n >= 0, s >= 1: without a division for the strides that occur (a 64-bit
+ * division was the largest cost of staging a small plane). */
+static inline int64_t ceil_div(int64_t n, int64_t s) {
+  return s == 1 ? n : s == 2 ? (n + 1) >> 1 : (n + s - 1) / s;
+}
+
 /* d[t] = row[p + t*s] where 0 <= p + t*s < w, else 0, for t < len (row NULL: all 0). */
 static void gather(const float *row, int64_t p, int64_t s, int64_t w, int64_t len, float *d) {
   if (!row) {
     memset(d, 0, (size_t)len * sizeof *d);
     return;
   }
-  int64_t a = p >= 0 ? 0 : (-p + s - 1) / s;
-  int64_t b = p >= w ? 0 : (w - p + s - 1) / s;
+  int64_t a = p >= 0 ? 0 : ceil_div(-p, s);
+  int64_t b = p >= w ? 0 : ceil_div(w - p, s);
   if (a > len) a = len;
   if (b > len) b = len;
   if (b < a) b = a;
