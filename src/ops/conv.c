@@ -4,8 +4,10 @@
  * Four paths, chosen from the geometry:
  *   pointwise  1x1 kernel, stride 1, no padding: the NCHW data already is the column matrix,
  *              so each group is one sgemm with no copy.
- *   depthwise  one input channel per group: a direct loop (a gemm with one row would spend
- *              its time on im2col copies).
+ *   depthwise  one input channel per group: the vectorized stencils of ops/depthwise.c, one
+ *              plane per task (a gemm with one row would spend its time on im2col copies);
+ *              direct loops for the geometries those do not take (more than 256 taps, rows
+ *              too wide for their stage buffer).
  *   winograd   3x3, stride 1, no dilation, one group, at least WINO_MIN_CH channels in and
  *              out: Winograd F(4x4, 3x3) (ops/winograd.c): fewer multiplications than
  *              im2col + sgemm, which pays from that many channels (bench/README.md).
@@ -33,6 +35,7 @@
 
 #include "ops/bf16.h"
 #include "ops/common.h"
+#include "ops/depthwise.h"
 #include "ops/sgemm.h"
 #include "ops/window.h"
 #include "ops/winograd.h"
@@ -745,6 +748,51 @@ static void fused_backward_data(const conv_geom *g, const float *wg, const float
   }
 }
 
+/* The plan of ops/depthwise.c for this geometry; 0 when it does not take it. */
+static int dw_prepare(const conv_geom *g, dd_dw_plan *p) {
+  dd_dw_geom dg = {g->h, g->w, g->ho, g->wo, g->kh, g->kw, g->sh, g->sw, g->dh, g->dw,
+                   g->ph, g->pw};
+  return dd_dw_prepare(&dg, p);
+}
+
+/* Depthwise forward through ops/depthwise.c, one plane per task; relu folded in. */
+static void depthwise_forward_vec(const conv_geom *g, const dd_dw_plan *dg, const float *x,
+                                  const float *wt, const float *bias, int relu, float *y) {
+#pragma omp parallel for if (g->n * g->m * g->ocol * g->kh * g->kw > DD_PAR_MIN) schedule(static)
+  for (int64_t nm = 0; nm < g->n * g->m; nm++) {
+    int64_t n = nm / g->m, m = nm % g->m;
+    dd_dw_forward(dg, x + (n * g->c + m / g->mg) * g->h * g->w, wt + m * g->kh * g->kw,
+                  bias ? bias[m] : 0.f, y + nm * g->ocol, relu);
+  }
+}
+
+/* Depthwise data gradient through ops/depthwise.c: channel c collects its mg outputs. */
+static void depthwise_backward_vec(const conv_geom *g, const dd_dw_plan *dg, const float *wt,
+                                   const float *dy, float *dx) {
+#pragma omp parallel for if (g->n * g->m * g->ocol * g->kh * g->kw > DD_PAR_MIN) schedule(static)
+  for (int64_t nc = 0; nc < g->n * g->c; nc++) {
+    int64_t n = nc / g->c, c = nc % g->c;
+    for (int64_t m = c * g->mg; m < (c + 1) * g->mg; m++)
+      dd_dw_backward_data(dg, wt + m * g->kh * g->kw, dy + (n * g->m + m) * g->ocol,
+                          dx + nc * g->h * g->w);
+  }
+}
+
+/* Depthwise weight gradient through ops/depthwise.c: one output channel per task, its taps
+ * summed over the images in double. */
+static void depthwise_weights_vec(const conv_geom *g, const dd_dw_plan *dg, const float *x,
+                                  const float *dy, float *dw) {
+  int64_t taps = g->kh * g->kw;
+#pragma omp parallel for if (g->n * g->m * g->ocol * taps > DD_PAR_MIN) schedule(static)
+  for (int64_t m = 0; m < g->m; m++) {
+    double dk[DD_DW_TAPS] = {0};
+    for (int64_t n = 0; n < g->n; n++)
+      dd_dw_backward_weights(dg, x + (n * g->c + m / g->mg) * g->h * g->w,
+                             dy + (n * g->m + m) * g->ocol, dk);
+    for (int64_t t = 0; t < taps; t++) dw[m * taps + t] += (float)dk[t];
+  }
+}
+
 /* Depthwise forward: output channel m of image n reads input channel m / mg only. */
 static void depthwise_forward(const conv_geom *g, const float *x, const float *wt,
                               const float *bias, float *y) {
@@ -817,6 +865,11 @@ static void conv_forward_call(const dd_node *node, const dd_tensor *const *in,
   float *y = dd_f32(out[0]), *col = scratch;
   /* dd_sgemm's bits: the folded Relu, and every column in the same order under exact */
   int relu = (call->relu_out ? DD_SGEMM_RELU : 0) | (call->exact ? DD_SGEMM_EXACT : 0);
+  dd_dw_plan dg;
+  if (g.depthwise && dw_prepare(&g, &dg)) {
+    depthwise_forward_vec(&g, &dg, x, wt, bias, relu & DD_SGEMM_RELU, y);
+    return;
+  }
   if (g.depthwise) {
     depthwise_forward(&g, x, wt, bias, y);
     if (relu & DD_SGEMM_RELU) {
@@ -920,7 +973,9 @@ static void backward_data_general(const conv_geom *g, const float *wt, const flo
 /* The data gradient dx (N, C, H, W) on the path of the geometry. */
 static void backward_data(const conv_geom *g, const float *wt, const float *dy, float *dx,
                           int overwrite, float *col) {
-  if (g->depthwise) depthwise_backward(g, wt, dy, dx);
+  dd_dw_plan dg;
+  if (g->depthwise && dw_prepare(g, &dg)) depthwise_backward_vec(g, &dg, wt, dy, dx);
+  else if (g->depthwise) depthwise_backward(g, wt, dy, dx);
   else if (g->wino) backward_data_winograd(g, wt, dy, dx, overwrite, col);
   else if (g->pointwise) backward_data_pointwise(g, wt, dy, dx, overwrite);
   else backward_data_general(g, wt, dy, dx);
@@ -983,7 +1038,9 @@ static void backward_weights_im2col(const conv_geom *g, const float *x, const fl
 /* The weight gradient dw (M, cg, kh, kw) on the path of the geometry. */
 static void backward_weights(const conv_geom *g, const float *x, const float *dy, float *dw,
                              float *col) {
-  if (g->depthwise) backward_weights_depthwise(g, x, dy, dw);
+  dd_dw_plan dg;
+  if (g->depthwise && dw_prepare(g, &dg)) depthwise_weights_vec(g, &dg, x, dy, dw);
+  else if (g->depthwise) backward_weights_depthwise(g, x, dy, dw);
   else if (g->pointwise) backward_weights_pointwise(g, x, dy, dw);
   else backward_weights_im2col(g, x, dy, dw, col);
 }
