@@ -53,6 +53,10 @@ extern "C" int dd_flow_compute(dd_flow *f, const dd_image *a, const dd_image *b,
   try {
     grey(a, f->ga);
     grey(b, f->gb);
+    // A fresh DIS each time: one kept from call to call gives (slightly) different flows for
+    // the same frames, so a resumed video would not make the frames of an uninterrupted one.
+    f->dis = cv::DISOpticalFlow::create(cv::DISOpticalFlow::PRESET_MEDIUM);
+    f->fl.release();
     f->dis->calc(f->ga, f->gb, f->fl);
     for (int y = 0; y < f->h; y++) {
       const float *row = f->fl.ptr<float>(y);

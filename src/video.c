@@ -152,7 +152,10 @@ dd_movie_reader *dd_movie_read_open(const char *path, size_t max_pixels, dd_err 
               av_reason(e, why, sizeof why));
     goto fail;
   }
-  if ((e = avformat_find_stream_info(r->ic, NULL)) < 0) {
+  /* A movie closed without frames ends before its streams are probed: it is a movie with no
+   * frames, which dd_movie_read says (0), not a broken file. */
+  if ((e = avformat_find_stream_info(r->ic, NULL)) < 0 &&
+      !(e == AVERROR_EOF && r->ic->nb_streams > 0)) {
     dd_fail(err, DD_EFORMAT, "%s: not a video, or truncated (libavformat: %s)", path,
             av_reason(e, why, sizeof why));
     goto fail;
@@ -160,7 +163,14 @@ dd_movie_reader *dd_movie_read_open(const char *path, size_t max_pixels, dd_err 
   const AVCodec *codec = NULL;
   r->vi = av_find_best_stream(r->ic, AVMEDIA_TYPE_VIDEO, -1, -1, &codec, 0);
   if (r->vi == AVERROR_STREAM_NOT_FOUND) {
-    dd_fail(err, DD_EFORMAT, "%s: no video stream", path);
+    /* a video stream that libavformat passes over is one without a single frame */
+    int video = 0;
+    for (unsigned i = 0; i < r->ic->nb_streams; i++)
+      video |= r->ic->streams[i]->codecpar->codec_type == AVMEDIA_TYPE_VIDEO;
+    if (video)
+      dd_fail(err, DD_EFORMAT, "%s: no frames in its video stream", path);
+    else
+      dd_fail(err, DD_EFORMAT, "%s: no video stream", path);
     goto fail;
   }
   if (r->vi < 0 || !codec) {
@@ -313,6 +323,11 @@ struct dd_movie_writer {
   struct SwsContext *sws;
   uint8_t *rgb; /* w*h*3 */
   int header;
+  /* GIF: median-cut palettes' work */
+  int gif;
+  long long *cut_cnt, *cut_sum; /* 32768, 3*32768 */
+  int *cut_order, *cut_tmp;     /* 32768 each */
+  uint8_t *cut_map;             /* 32768 */
   /* audio copy */
   AVFormatContext *ac;
   int ai;
@@ -322,6 +337,102 @@ struct dd_movie_writer {
   int a_ended;
   int64_t a_start, a_end; /* in the input stream's time base; a_end < 0: none */
 };
+
+/* ---- GIF palettes: median cut per frame ---- */
+
+/* A box of the 5-5-5 colour histogram: bins [lo, hi) of `order`. */
+typedef struct cut_box {
+  int lo, hi;
+  long long count;
+} cut_box;
+
+/* Sorts bins a[0..n) by their 5-bit value on channel `axis` (stable counting sort). */
+static void sort_axis(int *a, int n, int axis, int *tmp) {
+  int start[33] = {0};
+  int sh = (2 - axis) * 5;
+  for (int i = 0; i < n; i++) start[((a[i] >> sh) & 31) + 1]++;
+  for (int v = 0; v < 32; v++) start[v + 1] += start[v];
+  for (int i = 0; i < n; i++) tmp[start[(a[i] >> sh) & 31]++] = a[i];
+  memcpy(a, tmp, sizeof(int) * n);
+}
+
+/* Fills pal (256 ARGB entries) and idx (one byte a pixel) for the w*h RGB24 pixels by median
+ * cut of their 5-bit-per-channel histogram, each pixel mapped to the palette entry nearest to
+ * its bin's mean colour.  cnt, sum, order, tmp and map: 32768 (sum: 3 * 32768) entries. */
+static void median_cut(const uint8_t *rgb, size_t n, uint32_t *pal, uint8_t *idx, long long *cnt,
+                       long long *sum, int *order, int *tmp, uint8_t *map) {
+  memset(cnt, 0, sizeof(long long) * 32768);
+  memset(sum, 0, sizeof(long long) * 3 * 32768);
+  for (size_t i = 0; i < n; i++) {
+    const uint8_t *p = rgb + 3 * i;
+    int bin = (p[0] >> 3) << 10 | (p[1] >> 3) << 5 | (p[2] >> 3);
+    cnt[bin]++;
+    sum[3 * bin] += p[0], sum[3 * bin + 1] += p[1], sum[3 * bin + 2] += p[2];
+  }
+  int nb = 0;
+  for (int b = 0; b < 32768; b++)
+    if (cnt[b]) order[nb++] = b;
+  cut_box box[256];
+  int nbox = 1;
+  box[0] = (cut_box){0, nb, (long long)n};
+  while (nbox < 256) {
+    /* split the most populous box that has two bins or more, along its longest side */
+    int best = -1;
+    for (int k = 0; k < nbox; k++)
+      if (box[k].hi - box[k].lo > 1 && (best < 0 || box[k].count > box[best].count)) best = k;
+    if (best < 0) break;
+    cut_box *bx = &box[best];
+    int mn[3] = {31, 31, 31}, mx[3] = {0, 0, 0};
+    for (int i = bx->lo; i < bx->hi; i++)
+      for (int c = 0; c < 3; c++) {
+        int v = (order[i] >> ((2 - c) * 5)) & 31;
+        if (v < mn[c]) mn[c] = v;
+        if (v > mx[c]) mx[c] = v;
+      }
+    int axis = 0;
+    for (int c = 1; c < 3; c++)
+      if (mx[c] - mn[c] > mx[axis] - mn[axis]) axis = c;
+    sort_axis(order + bx->lo, bx->hi - bx->lo, axis, tmp);
+    long long half = 0, acc = 0;
+    int mid = bx->lo;
+    half = bx->count / 2;
+    while (mid < bx->hi - 1 && acc + cnt[order[mid]] <= half) acc += cnt[order[mid++]];
+    if (mid == bx->lo) acc += cnt[order[mid++]];
+    box[nbox] = (cut_box){mid, bx->hi, bx->count - acc};
+    bx->hi = mid;
+    bx->count = acc;
+    nbox++;
+  }
+  int pr[256], pg[256], pb[256];
+  for (int k = 0; k < 256; k++) {
+    long long c = 0, r = 0, g = 0, b = 0;
+    if (k < nbox)
+      for (int i = box[k].lo; i < box[k].hi; i++) {
+        int bin = order[i];
+        c += cnt[bin], r += sum[3 * bin], g += sum[3 * bin + 1], b += sum[3 * bin + 2];
+      }
+    pr[k] = c ? (int)((r + c / 2) / c) : 0;
+    pg[k] = c ? (int)((g + c / 2) / c) : 0;
+    pb[k] = c ? (int)((b + c / 2) / c) : 0;
+    pal[k] = 0xFFu << 24 | (uint32_t)pr[k] << 16 | (uint32_t)pg[k] << 8 | (uint32_t)pb[k];
+  }
+  /* each bin to the entry nearest its mean colour */
+  for (int i = 0; i < nb; i++) {
+    int bin = order[i];
+    long long c = cnt[bin];
+    int r = (int)(sum[3 * bin] / c), g = (int)(sum[3 * bin + 1] / c), b = (int)(sum[3 * bin + 2] / c);
+    int bestk = 0, bestd = 1 << 30;
+    for (int k = 0; k < nbox; k++) {
+      int d = (r - pr[k]) * (r - pr[k]) + (g - pg[k]) * (g - pg[k]) + (b - pb[k]) * (b - pb[k]);
+      if (d < bestd) bestd = d, bestk = k;
+    }
+    map[bin] = (uint8_t)bestk;
+  }
+  for (size_t i = 0; i < n; i++) {
+    const uint8_t *p = rgb + 3 * i;
+    idx[i] = map[(p[0] >> 3) << 10 | (p[1] >> 3) << 5 | (p[2] >> 3)];
+  }
+}
 
 void dd_movie_opts_init(dd_movie_opts *o) {
   memset(o, 0, sizeof *o);
@@ -341,6 +452,11 @@ static void writer_free(dd_movie_writer *mw) {
   }
   avformat_close_input(&mw->ac);
   free(mw->rgb);
+  free(mw->cut_cnt);
+  free(mw->cut_sum);
+  free(mw->cut_order);
+  free(mw->cut_tmp);
+  free(mw->cut_map);
   free(mw->path);
   free(mw->tmp);
   free(mw);
@@ -503,7 +619,8 @@ static dd_movie_writer *open_movie(dd_movie_writer *mw, const dd_movie_opts *o, 
   c->framerate = rate;
   c->sample_aspect_ratio = (AVRational){1, 1};
   if (gif) {
-    c->pix_fmt = AV_PIX_FMT_RGB8;
+    c->pix_fmt = AV_PIX_FMT_PAL8;
+    mw->gif = 1;
   } else if (codec->id == AV_CODEC_ID_H264) {
     /* 4:2:0 needs even sides; an odd size keeps every pixel in 4:4:4 */
     c->pix_fmt = (mw->w % 2 || mw->h % 2) ? AV_PIX_FMT_YUV444P : AV_PIX_FMT_YUV420P;
@@ -540,10 +657,18 @@ static dd_movie_writer *open_movie(dd_movie_writer *mw, const dd_movie_opts *o, 
   mw->frame->width = mw->w;
   mw->frame->height = mw->h;
   if (av_frame_get_buffer(mw->frame, 0) < 0) goto nomem;
-  mw->sws = sws_getContext(mw->w, mw->h, AV_PIX_FMT_RGB24, mw->w, mw->h, c->pix_fmt,
-                           SWS_BICUBIC | SWS_ACCURATE_RND | SWS_FULL_CHR_H_INP | SWS_FULL_CHR_H_INT |
-                           (gif ? SWS_ERROR_DIFFUSION : 0), NULL, NULL, NULL);
-  if (!mw->sws) {
+  if (gif) {
+    if (!(mw->cut_cnt = malloc(sizeof(long long) * 32768)) ||
+        !(mw->cut_sum = malloc(sizeof(long long) * 3 * 32768)) ||
+        !(mw->cut_order = malloc(sizeof(int) * 32768)) ||
+        !(mw->cut_tmp = malloc(sizeof(int) * 32768)) || !(mw->cut_map = malloc(32768)))
+      goto nomem;
+  } else {
+    mw->sws = sws_getContext(mw->w, mw->h, AV_PIX_FMT_RGB24, mw->w, mw->h, c->pix_fmt,
+                             SWS_BICUBIC | SWS_ACCURATE_RND | SWS_FULL_CHR_H_INP |
+                             SWS_FULL_CHR_H_INT, NULL, NULL, NULL);
+  }
+  if (!gif && !mw->sws) {
     dd_fail(err, DD_EUNSUPPORTED, "%s: swscale cannot make %s", mw->path,
             av_get_pix_fmt_name(c->pix_fmt));
     goto fail;
@@ -659,9 +784,21 @@ int dd_movie_write(dd_movie_writer *mw, const dd_image *im, dd_err *err) {
   }
   if (av_frame_make_writable(mw->frame) < 0)
     return dd_fail(err, DD_ENOMEM, "%s: out of memory", mw->path);
-  const uint8_t *src[4] = {mw->rgb, NULL, NULL, NULL};
-  int stride[4] = {mw->w * 3, 0, 0, 0};
-  sws_scale(mw->sws, src, stride, 0, mw->h, mw->frame->data, mw->frame->linesize);
+  if (mw->gif) {
+    /* a palette of this frame's own colours; rows are padded in the frame */
+    uint8_t *idx = malloc((size_t)mw->w * mw->h);
+    if (!idx) return dd_fail(err, DD_ENOMEM, "%s: out of memory", mw->path);
+    median_cut(mw->rgb, (size_t)mw->w * mw->h, (uint32_t *)mw->frame->data[1], idx, mw->cut_cnt,
+               mw->cut_sum, mw->cut_order, mw->cut_tmp, mw->cut_map);
+    for (int y = 0; y < mw->h; y++)
+      memcpy(mw->frame->data[0] + (size_t)y * mw->frame->linesize[0], idx + (size_t)y * mw->w,
+             mw->w);
+    free(idx);
+  } else {
+    const uint8_t *src[4] = {mw->rgb, NULL, NULL, NULL};
+    int stride[4] = {mw->w * 3, 0, 0, 0};
+    sws_scale(mw->sws, src, stride, 0, mw->h, mw->frame->data, mw->frame->linesize);
+  }
   mw->frame->pts = mw->n;
   int rc = encode(mw, mw->frame, err);
   if (rc) return rc;

@@ -46,7 +46,7 @@ Test(video, every_container_round_trips) {
     double max_err; /* mean |written - read| in 0..255 levels */
     double fps_tol;
   } cases[] = {{"a.mp4", 6, 1e-6}, {"a.mkv", 6, 1e-3}, {"a.mov", 6, 1e-6}, {"a.webm", 8, 1e-3},
-               {"a.gif", 14, 0.5}, {"a_%04d.png", 0, -1}, {"a_%03d.jpg", 6, -1}};
+               {"a.gif", 4, 0.5}, {"a_%04d.png", 0, -1}, {"a_%03d.jpg", 6, -1}};
   dd_image *photo = th_shared_photo("kite.jpg", 200);
   for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
     char path[256];
@@ -170,16 +170,14 @@ Test(video, bad_inputs_are_refused_naming_the_file) {
     cr_expect(strstr(err.msg, p), "%s", err.msg);
   }
   /* zero frames: a movie closed without any */
-  dd_movie_writer *mw = dd_movie_open(th_tmp(p, sizeof p, "empty.mkv"), 32, 32, 10, &err);
+  dd_movie_writer *mw = dd_movie_open(th_tmp(p, sizeof p, "empty.mp4"), 32, 32, 10, &err);
   cr_assert_not_null(mw, "%s", err.msg);
   cr_assert_eq(dd_movie_close(mw, &err), 0, "%s", err.msg);
-  dd_movie_reader *r = dd_movie_read_open(p, 0, &err);
-  if (r) {
-    dd_image *f = NULL;
-    cr_expect_leq(dd_movie_read(r, &f, &err), 0, "a frame in an empty movie");
-    dd_image_free(f);
-    dd_movie_read_close(r);
-  }
+  cr_expect_null(dd_movie_read_open(p, 0, &err));
+  cr_expect_eq(err.code, DD_EFORMAT);
+  /* the mp4 muxer keeps no track without samples: "no video stream" is what the file holds */
+  cr_expect(strstr(err.msg, p) && (strstr(err.msg, "no frames") || strstr(err.msg, "no video stream")),
+            "%s", err.msg);
   /* an extension without an encoder or a muxer */
   cr_expect_null(dd_movie_open(th_tmp(p, sizeof p, "x.avi2"), 32, 32, 10, &err));
   cr_expect_eq(err.code, DD_EUNSUPPORTED);

@@ -19,8 +19,9 @@
  *  - frames are taken in decoding order, one per decoded picture: a variable frame rate is
  *    read as the stream's average rate (info.fps), no frame is duplicated or dropped;
  *  - the writer encodes video only, 8 bits: H.264 (libx264, yuv420p, or yuv444p for odd
- *    sizes) or MPEG-4 part 2 in .mp4/.mkv/.mov, VP9 or VP8 in .webm, GIF with swscale's
- *    dithered 8-bit RGB (3-3-2) colours; audio is only stream-copied from another file;
+ *    sizes) or MPEG-4 part 2 in .mp4/.mkv/.mov, VP9 or VP8 in .webm, GIF with a palette of
+ *    256 colours per frame (median cut, no dithering); audio is only stream-copied from
+ *    another file;
  *  - numbered images: PNG or JPEG, written through dd_image_save (each frame atomically).
  */
 #ifndef DREAM_VIDEO_H
@@ -73,7 +74,7 @@ DD_API void dd_movie_read_close(dd_movie_reader *r);
 typedef struct dd_movie_writer dd_movie_writer;
 
 /* path's extension picks the container: .mp4 .mkv .mov (H.264 via libx264 when present, else
- * mpeg4), .webm (VP9/VP8 when present), .gif (swscale's dithered 8-bit RGB), or a printf
+ * mpeg4), .webm (VP9/VP8 when present), .gif (a median-cut palette per frame), or a printf
  * pattern with %d (numbered PNG/JPEG frames, from 1).  A movie is written to a temporary
  * file beside `path` ("path.tmp-PID"), renamed on close.  fps > 0.  Errors: DD_EARG (bad
  * size, fps, pattern), DD_EUNSUPPORTED ("out.webm: no VP9 or VP8 encoder in this libavcodec",

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "cli/movie.h"
 #include "flow.h"
@@ -121,6 +122,24 @@ int cmd_video(int argc, char **argv) {
   span sp = {0, 0};
   if (prescan(a.in, cap, &a, &info, &sp)) return 1;
   int carried_iters = a.carried_iters ? a.carried_iters : (a.params.iters + 1) / 2;
+  /* OUT opened and dropped once before any dream: the encoder takes this size and rate, the
+   * container takes IN's audio (found now, not after the last frame). */
+  const char *audio = NULL;
+  if (info.has_audio) {
+    const char *dot = strrchr(a.out, '.');
+    if (dd_movie_is_pattern(a.out) || (dot && !strcasecmp(dot, ".gif")))
+      cli_warnf("%s has an audio track, which %s cannot hold: dropped", a.in, a.out);
+    else
+      audio = a.in;
+  }
+  if (!dd_movie_is_pattern(a.out)) {
+    dd_movie_opts o;
+    dd_movie_opts_init(&o);
+    o.audio_from = audio;
+    dd_movie_writer *probe = dd_movie_open_ex(a.out, info.w, info.h, info.fps, &o, &err);
+    if (!probe) return cli_report(&err);
+    dd_movie_abort(probe);
+  }
 
   cli_files files = {0};
   cli_files_in(&files, a.guide);
@@ -160,8 +179,8 @@ int cmd_video(int argc, char **argv) {
   mo.h = h;
   mo.fps = info.fps;
   mo.quality = a.common.quality;
-  if (info.has_audio) {
-    mo.audio_from = a.in;
+  if (audio) {
+    mo.audio_from = audio;
     mo.audio_start = sp.first / info.fps;
   }
   if (cli_movie_out_begin(&mo, a.out, a.resume, a.common.quiet)) goto done;

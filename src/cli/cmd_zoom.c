@@ -70,6 +70,14 @@ int cmd_zoom(int argc, char **argv) {
     img = r;
   }
   if (cli_movie_budget(&job, img->w, img->h)) goto done;
+  if (!dd_movie_is_pattern(a.out)) { /* the encoder takes this size and rate */
+    dd_movie_writer *probe = dd_movie_open(a.out, img->w, img->h, a.fps, &err);
+    if (!probe) {
+      cli_report(&err);
+      goto done;
+    }
+    dd_movie_abort(probe);
+  }
   mo.w = img->w;
   mo.h = img->h;
   mo.fps = a.fps;
