@@ -2,8 +2,8 @@
 """Seconds per frame of `dream video` against a PyTorch peer doing the same per-frame work,
 at 640x360 and 1280x720 (bench/README.md, "Video").
 
-The clip is a pan over ../shared/images/kite.jpg (3 px right, 1 px down per frame), written
-as numbered PNGs.  Both programs run the same job with dream video's defaults on GoogLeNet
+The clip is a pan over ../shared/images/kite.jpg, resized to just cover the pan (3 px right,
+1 px down per frame), written as numbered PNGs.  Both programs run the same job with dream video's defaults on GoogLeNet
 (inception_4c/output, 4 octaves x 1.4, step 1.5, jitter 32): frame 1 dreamed with 10
 iterations per octave; every next frame starts from raw + 0.6 x the previous hallucination
 warped along OpenCV's DIS flow (medium preset, one thread, grey frames, bilinear warp with
@@ -35,9 +35,10 @@ SHARED = os.environ.get("DREAM_SHARED", os.path.join(ROOT, "..", "shared"))
 def make_clip(folder, w, h, n):
     os.makedirs(folder, exist_ok=True)
     photo = Image.open(os.path.join(SHARED, "images", "kite.jpg")).convert("RGB")
-    scale = max((w + 3 * n + 16) / photo.width, (h + n + 16) / photo.height, 1.0)
-    if scale > 1:
-        photo = photo.resize((int(photo.width * scale) + 1, int(photo.height * scale) + 1))
+    # the whole photo, just large enough for the pan
+    scale = max((w + 3 * n + 16) / photo.width, (h + n + 16) / photo.height)
+    photo = photo.resize((int(photo.width * scale) + 1, int(photo.height * scale) + 1),
+                         Image.LANCZOS)
     for t in range(n):
         photo.crop((8 + 3 * t, 8 + t, 8 + 3 * t + w, 8 + t + h)).save(
             os.path.join(folder, "in_%04d.png" % (t + 1)))
