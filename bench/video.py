@@ -14,12 +14,14 @@ normalization) in PyTorch on the same ONNX graph, with OpenCV's DIS from python3
 Each program runs once as a whole process on N frames; a frame's time is the interval
 between the modification times of its PNG and the previous one's (the first frame's counts
 from the process start, start-up included), so both are timed by the same clock at the same
-point of their work, whatever each prints.
+point of their work, whatever each prints.  The CPU time (user + system) of each whole job is
+printed too: on a machine shared with other jobs it is the steadier comparison.
 
     /usr/bin/python3 bench/video.py [--build build] [--frames 3] [--sizes 640x360,1280x720]
 """
 import argparse
 import os
+import resource
 import subprocess
 import sys
 import time
@@ -145,7 +147,7 @@ def main():
         clip = make_clip(os.path.join(out, size), w, h, args.frames)
         if args.only_clip:
             continue
-        times = {}
+        times, cpu = {}, {}
         for name in ("dream", "torch"):
             pat = os.path.join(out, size, name + "_%04d.png")
             for t in range(args.frames):
@@ -158,28 +160,35 @@ def main():
                        "--peer-in", clip, "--peer-out", pat, "--threads", str(args.threads),
                        "--model", args.model]
             t0 = time.time_ns()
+            r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
             subprocess.run(cmd, check=True, env=env, stdout=subprocess.DEVNULL)
+            r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+            cpu[name] = (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)
             marks = [t0] + [os.stat(pat % (t + 1)).st_mtime_ns for t in range(args.frames)]
             times[name] = [(b - a) / 1e9 for a, b in zip(marks, marks[1:])]
         d1, p1 = times["dream"][0], times["torch"][0]
         d = sum(times["dream"][1:]) / (args.frames - 1)
         p = sum(times["torch"][1:]) / (args.frames - 1)
-        rows.append((size, d1, p1, d, p))
+        rows.append((size, d1, p1, d, p, cpu["dream"], cpu["torch"]))
         print("%s: first frame (with start-up) dream %.2f s, torch %.2f s; carried frames dream "
               "%s s, torch %s s; ratio %.2f" % (size, d1, p1,
                                                  " ".join("%.2f" % v for v in times["dream"][1:]),
                                                  " ".join("%.2f" % v for v in times["torch"][1:]),
                                                  d / p), flush=True)
+        print("%s: CPU time of the whole job (%d frames, start-up included): dream %.1f s, torch "
+              "%.1f s, ratio %.2f" % (size, args.frames, cpu["dream"], cpu["torch"],
+                                      cpu["dream"] / cpu["torch"]), flush=True)
     if args.only_clip:
         return 0
     load1 = os.getloadavg()
     print("\n%s, %d threads, load average %.2f before, %.2f after\n" %
           (cpu_name(), args.threads, load0[0], load1[0]))
     print("| size | dream: 1st frame + start-up | torch: 1st frame + start-up | dream s/frame "
-          "| torch s/frame | dream / torch |")
-    print("|---|---|---|---|---|---|")
-    for size, d1, p1, d, p in rows:
-        print("| %s | %.2f s | %.2f s | %.2f | %.2f | %.2f |" % (size, d1, p1, d, p, d / p))
+          "| torch s/frame | dream / torch | CPU s of the job: dream / torch |")
+    print("|---|---|---|---|---|---|---|")
+    for size, d1, p1, d, p, cd, cp in rows:
+        print("| %s | %.2f s | %.2f s | %.2f | %.2f | %.2f | %.1f / %.1f = %.2f |" %
+              (size, d1, p1, d, p, d / p, cd, cp, cd / cp))
     return 0
 
 
