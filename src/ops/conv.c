@@ -507,8 +507,87 @@ static void store_row(float *dst, const float *src, int64_t n, int stream) {
 /* y_g = bias + W_g * col(x_g) with every sum in double, rounded once, in the same order at
  * every output position (taps outside the image are skipped, which changes nothing for the
  * positions they do not reach); relu: then max(0, .). */
+#ifdef __AVX512F__
+/* exact_forward with AVX-512: a job is one output row's block of 32 columns, for every output
+ * channel.  The block's inputs are converted to double once per tap into a panel (taps past
+ * the image's columns hold 0, which adds an exact zero; taps on rows past the image are
+ * skipped for the whole row, as in the portable loop), then 4 channels x 32 columns stay in
+ * 16 registers over all the taps.  Each output is still bias + its taps in tap order, each
+ * step rounded once in double: the same value as the portable loop gives (but the sign of an
+ * exact zero), wherever the output lies. */
+#define CONV_EXACT_VCOLS 32
+#define CONV_EXACT_VTAPS 160 /* a panel of up to this many taps on the stack (40 KiB) */
+static int exact_forward_avx512(const conv_geom *g, const float *xg, const float *wg,
+                                const float *bg, int relu, float *yg) {
+  if (g->kcol > CONV_EXACT_VTAPS) return 0;
+  int64_t chunks = (g->wo + CONV_EXACT_VCOLS - 1) / CONV_EXACT_VCOLS, jobs = g->ho * chunks;
+#pragma omp parallel for if (g->mg * g->ocol * g->kcol > DD_PAR_MIN) schedule(static)
+  for (int64_t job = 0; job < jobs; job++) {
+    int64_t oh = job / chunks, ow0 = job % chunks * CONV_EXACT_VCOLS;
+    int64_t len = g->wo - ow0 < CONV_EXACT_VCOLS ? g->wo - ow0 : CONV_EXACT_VCOLS;
+    double panel[CONV_EXACT_VTAPS][CONV_EXACT_VCOLS] __attribute__((aligned(64)));
+    int16_t taps[CONV_EXACT_VTAPS];
+    int nt = 0;
+    for (int64_t r = 0; r < g->kcol; r++) {
+      int64_t c = r / (g->kh * g->kw), ki = r / g->kw % g->kh, kj = r % g->kw;
+      int64_t ih = oh * g->sh - g->ph + ki * g->dh;
+      if (ih < 0 || ih >= g->h) continue;
+      const float *row = xg + (c * g->h + ih) * g->w;
+      int64_t o0, o1, off = kj * g->dw - g->pw;
+      col_range(g, kj, &o0, &o1);
+      int64_t a = o0 > ow0 ? o0 - ow0 : 0, b = o1 - ow0 < len ? o1 - ow0 : len;
+      if (b < a) b = a;
+      double *pr = panel[nt];
+      for (int64_t i = 0; i < a; i++) pr[i] = 0.0;
+      for (int64_t i = a; i < b; i++) pr[i] = (double)row[(ow0 + i) * g->sw + off];
+      for (int64_t i = b; i < CONV_EXACT_VCOLS; i++) pr[i] = 0.0;
+      taps[nt++] = (int16_t)r;
+    }
+    for (int64_t m0 = 0; m0 < g->mg; m0 += 4) {
+      int64_t mn = g->mg - m0 < 4 ? g->mg - m0 : 4;
+      __m512d acc[4][4];
+      const float *wm[4];
+#pragma GCC unroll 4
+      for (int k = 0; k < 4; k++) {
+        int64_t m = m0 + (k < mn ? k : 0); /* a missing channel repeats the first, unstored */
+        wm[k] = wg + m * g->kcol;
+        __m512d b = _mm512_set1_pd(bg ? (double)bg[m] : 0.0);
+        for (int j = 0; j < 4; j++) acc[k][j] = b;
+      }
+#pragma GCC unroll 1
+      for (int t = 0; t < nt; t++) {
+        const double *pr = panel[t];
+        __m512d x0 = _mm512_load_pd(pr), x1 = _mm512_load_pd(pr + 8);
+        __m512d x2 = _mm512_load_pd(pr + 16), x3 = _mm512_load_pd(pr + 24);
+#pragma GCC unroll 4
+        for (int k = 0; k < 4; k++) {
+          __m512d w = _mm512_set1_pd((double)wm[k][taps[t]]);
+          acc[k][0] = _mm512_fmadd_pd(w, x0, acc[k][0]);
+          acc[k][1] = _mm512_fmadd_pd(w, x1, acc[k][1]);
+          acc[k][2] = _mm512_fmadd_pd(w, x2, acc[k][2]);
+          acc[k][3] = _mm512_fmadd_pd(w, x3, acc[k][3]);
+        }
+      }
+      for (int64_t k = 0; k < mn; k++) {
+        float *d = yg + (m0 + k) * g->ocol + oh * g->wo + ow0;
+        for (int j = 0; j < 4 && 8 * j < len; j++) {
+          __m256 v = _mm512_cvtpd_ps(acc[k][j]);
+          if (relu & DD_SGEMM_RELU) v = _mm256_max_ps(v, _mm256_setzero_ps());
+          int64_t n = len - 8 * j < 8 ? len - 8 * j : 8;
+          _mm256_mask_storeu_ps(d + 8 * j, (__mmask8)((1u << n) - 1u), v);
+        }
+      }
+    }
+  }
+  return 1;
+}
+#endif
+
 static void exact_forward(const conv_geom *g, const float *xg, const float *wg, const float *bg,
                           int relu, float *yg) {
+#ifdef __AVX512F__
+  if (exact_forward_avx512(g, xg, wg, bg, relu, yg)) return;
+#endif
   int64_t chunks = (g->wo + CONV_EXACT_COLS - 1) / CONV_EXACT_COLS;
   int64_t mblocks = (g->mg + CONV_EXACT_M - 1) / CONV_EXACT_M;
   int64_t jobs = mblocks * g->ho * chunks;
