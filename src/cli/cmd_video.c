@@ -183,7 +183,9 @@ int cmd_video(int argc, char **argv) {
     mo.audio_from = audio;
     mo.audio_start = sp.first / info.fps;
   }
-  if (cli_movie_out_begin(&mo, a.out, a.resume, a.common.quiet)) goto done;
+  int begun = cli_movie_out_begin(&mo, a.out, a.resume, a.common.quiet);
+  if (begun == 2) status = 0;
+  if (begun) goto done;
   if (mo.done > sp.count) mo.done = sp.count;
   if (!(r = dd_movie_read_open(a.in, cap, &err))) {
     cli_report(&err);

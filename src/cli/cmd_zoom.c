@@ -82,7 +82,9 @@ int cmd_zoom(int argc, char **argv) {
   mo.h = img->h;
   mo.fps = a.fps;
   mo.quality = a.common.quality;
-  if (cli_movie_out_begin(&mo, a.out, a.resume, a.common.quiet)) goto done;
+  int begun = cli_movie_out_begin(&mo, a.out, a.resume, a.common.quiet);
+  if (begun == 2) status = 0;
+  if (begun) goto done;
   if (mo.done > a.frames) mo.done = a.frames;
   double zoom = 1.0 / (1.0 - a.zoom);
   dd_image *next = NULL;

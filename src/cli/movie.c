@@ -61,6 +61,14 @@ int cli_movie_out_begin(cli_movie_out *mo, const char *out, int resume, int quie
     int n = snprintf(mo->sidecar, sizeof mo->sidecar, "%s.frames", out);
     if (n < 0 || (size_t)n + 16 >= sizeof mo->sidecar) return cli_errorf("%s: path too long", out);
     if (!resume) remove_sidecar(mo->sidecar);
+    struct stat st;
+    /* a finished job removed its sidecar: nothing to resume, and nothing is redone */
+    if (resume && stat(mo->sidecar, &st) && exists(out)) {
+      if (!quiet)
+        fprintf(stderr, "dream: --resume: %s is finished (no %s): nothing to do; run without "
+                "--resume to make it again\n", out, mo->sidecar);
+      return 2;
+    }
     if (mkdir(mo->sidecar, 0777) && errno != EEXIST)
       return cli_errorf("%s: %s", mo->sidecar, strerror(errno));
     snprintf(mo->frames, sizeof mo->frames, "%s/%%06d.png", mo->sidecar);

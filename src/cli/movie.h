@@ -33,7 +33,8 @@ typedef struct cli_movie_out {
  * 0 or 1. */
 int cli_movie_out_check(const char *out);
 /* Sets up mo for OUT: with `resume`, counts the frames already finished (consecutive from
- * the first); without, starts afresh (an old sidecar is emptied).  Prints; 0 or 1. */
+ * the first); without, starts afresh (an old sidecar is emptied).  Prints; 0, 1, or 2 when
+ * `resume` finds a movie OUT already finished (there is nothing to do). */
 int cli_movie_out_begin(cli_movie_out *mo, const char *out, int resume, int quiet);
 /* Writes frame `index` (0-based) atomically and reads it back into *back (the pixels a later
  * frame carries).  Prints; 0 or 1. */

@@ -246,6 +246,16 @@ Test(video_slow, resume_after_a_kill_gives_the_same_frames) {
               "decoded frame %d differs", t);
   th_free_all(a, n);
   th_free_all(b, m);
+  /* resuming a finished movie does nothing */
+  struct stat before, after;
+  cr_assert_eq(stat(mpart, &before), 0);
+  r = TH_RUN("video", "-m", "squeezenet", "--iters", "16", "--resume", in, mpart);
+  cr_expect_eq(r.status, 0, "%s", r.err);
+  cr_expect(strstr(r.err, "nothing to do"), "%s", r.err);
+  th_result_free(&r);
+  cr_assert_eq(stat(mpart, &after), 0);
+  cr_expect(before.st_ino == after.st_ino && before.st_mtime == after.st_mtime,
+            "the finished movie was made again");
 }
 
 Test(video_slow, zoom_resumes_into_the_same_frames) {
