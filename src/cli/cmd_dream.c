@@ -47,7 +47,8 @@ static const char *option_owner(int c) {
     case OPT_FRAMES: case OPT_ZOOM: case OPT_ROTATE: return "zoom";
     case OPT_BLEND: case OPT_BLEND_STATIC: case OPT_NO_FLOW: case OPT_FLOW_THRESHOLD:
     case OPT_START: case OPT_END: case OPT_CARRIED_ITERS: return "video";
-    case OPT_FPS: case OPT_RESUME: return "zoom"; /* and video */
+    case OPT_FPS: return "zoom";
+    case OPT_RESUME: return "zoom"; /* and video's: parse() lets it through there */
     default: return NULL;
   }
 }
@@ -90,7 +91,7 @@ static int parse(int argc, char **argv, int mode, cli_dream_args *out, dd_err *e
       {"frames", required_argument, NULL, OPT_FRAMES}, /* zoom */
       {"zoom", required_argument, NULL, OPT_ZOOM},
       {"rotate", required_argument, NULL, OPT_ROTATE},
-      {"fps", required_argument, NULL, OPT_FPS},       /* zoom (video: refused) */
+      {"fps", required_argument, NULL, OPT_FPS},       /* zoom (video keeps IN's rate) */
       {"blend", required_argument, NULL, OPT_BLEND},   /* video */
       {"blend-static", required_argument, NULL, OPT_BLEND_STATIC},
       {"no-flow", no_argument, NULL, OPT_NO_FLOW},
