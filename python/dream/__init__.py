@@ -31,7 +31,8 @@ __all__ = [
     "Error", "Model", "Layer", "InputSizes", "dream", "load_image", "save_image", "load_tensor",
     "save_tensor", "filters", "optimize_channels", "class_image", "activations", "explain",
     "Filters", "ChannelImages", "ClassImage", "Activations", "Explanation", "Progress",
-    "audit", "default_max_memory", "library_path",
+    "audit", "default_max_memory", "library_path", "MovieInfo", "movie_info", "read_movie",
+    "MovieWriter",
 ]
 
 # Status codes (include/dream/error.h, DD_ERRNO_MAP).
@@ -1110,3 +1111,107 @@ def audit(dir, model=None, *, labels=None, top=5, layers=(), perturb=None, seed=
                 lib.dd_audit_free(pp[0])
                 raise
         return _report(pp, err, rc)
+
+
+# ---- movies ------------------------------------------------------------------------------
+# dream/video.h: what `dream video` and `dream zoom` read and write.  The commands themselves
+# (the dream of each frame, the flow, resuming) are the CLI's: run `dream video` for them.
+
+MovieInfo = namedtuple("MovieInfo", "w h fps frames has_audio duration")
+
+
+def _open_reader(path, max_pixels):
+    err = ffi.new("dd_err *")
+    r = lib.dd_movie_read_open(os.fsencode(path), max_pixels, err)
+    if r == ffi.NULL:
+        _check(err.code, err)
+    return ffi.gc(r, lib.dd_movie_read_close)
+
+
+def movie_info(path, max_pixels=0):
+    """What a movie (or numbered images, "frames/in_%04d.png") declares: size, frame rate,
+    frame count (-1 when the container does not say), audio, duration (0: unknown)."""
+    r = _open_reader(path, max_pixels)
+    i = ffi.new("dd_movie_info *")
+    lib.dd_movie_read_info(r, i)
+    return MovieInfo(i.w, i.h, i.fps, i.frames, bool(i.has_audio), i.duration)
+
+
+def read_movie(path, dtype=np.uint8, max_pixels=0):
+    """The frames of a movie, one at a time, as H x W x 3 arrays (a generator: memory holds
+    one frame).  Bad files raise dream.Error naming the file (not a video, truncated, no video
+    stream, over max_pixels)."""
+    r = _open_reader(path, max_pixels)
+    err = ffi.new("dd_err *")
+    pp = ffi.new("dd_image **")
+    try:
+        while True:
+            rc = lib.dd_movie_read(r, pp, err)
+            if rc == 0:
+                return
+            if rc < 0:
+                _check(rc, err)
+            v = _image_view(pp[0])
+            yield _to_bytes(v) if np.dtype(dtype) == np.uint8 else v.astype(dtype)
+    finally:
+        lib.dd_image_free(pp[0])
+
+
+class MovieWriter:
+    """Writes frames to a movie (.mp4 .mkv .mov .webm .gif) or numbered images
+    ("out_%04d.png"), as dd_movie_open_ex: a temporary file renamed by close(); abort() (or
+    leaving a `with` block by an exception) removes it.  audio_from: a file whose audio is
+    stream-copied, [audio_start, audio_end) seconds of it."""
+
+    def __init__(self, path, w, h, fps, *, audio_from=None, audio_start=0.0, audio_end=0.0):
+        self._mw = None
+        err = ffi.new("dd_err *")
+        o = ffi.new("dd_movie_opts *")
+        lib.dd_movie_opts_init(o)
+        keep = os.fsencode(audio_from) if audio_from is not None else None
+        if keep is not None:
+            self._audio = ffi.new("char[]", keep)
+            o.audio_from = self._audio
+        o.audio_start, o.audio_end = audio_start, audio_end
+        self._w, self._h = int(w), int(h)
+        mw = lib.dd_movie_open_ex(os.fsencode(path), self._w, self._h, float(fps), o, err)
+        if mw == ffi.NULL:
+            _check(err.code, err)
+        self._mw = mw
+
+    def write(self, frame):
+        """One frame: an H x W x 3 (or H x W grey) array of 0..255 values of the movie's size."""
+        if self._mw is None:
+            raise ValueError("the movie is closed")
+        im = _image_from_array(frame, "frame")
+        err = ffi.new("dd_err *")
+        _check(lib.dd_movie_write(self._mw, im, err), err)
+
+    @property
+    def frames(self):
+        return lib.dd_movie_write_count(self._mw) if self._mw is not None else 0
+
+    def close(self):
+        """Finishes the movie and renames it into place."""
+        if self._mw is None:
+            return
+        mw, self._mw = self._mw, None
+        err = ffi.new("dd_err *")
+        _check(lib.dd_movie_close(mw, err), err)
+
+    def abort(self):
+        if self._mw is not None:
+            lib.dd_movie_abort(self._mw)
+            self._mw = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc, *rest):
+        if exc is None:
+            self.close()
+        else:
+            self.abort()
+
+    def __del__(self):
+        self.abort()

@@ -225,6 +225,36 @@ int dd_audit_read(const char *dir, json_t **report, dd_err *err);
 char *dd_audit_dumps(const json_t *report);
 void dd_audit_free(json_t *report);
 int dd_perturb_parse(const char *list, unsigned *bits, dd_err *err);
+
+/* video.h */
+typedef struct dd_movie_reader dd_movie_reader;
+typedef struct dd_movie_info {
+  int w, h;
+  double fps;
+  long long frames;
+  int has_audio;
+  double duration;
+} dd_movie_info;
+dd_movie_reader *dd_movie_read_open(const char *path, size_t max_pixels, dd_err *err);
+void dd_movie_read_info(const dd_movie_reader *r, dd_movie_info *info);
+int dd_movie_read(dd_movie_reader *r, dd_image **frame, dd_err *err);
+long long dd_movie_read_count(const dd_movie_reader *r);
+void dd_movie_read_close(dd_movie_reader *r);
+typedef struct dd_movie_writer dd_movie_writer;
+typedef struct dd_movie_opts {
+  const char *audio_from;
+  double audio_start, audio_end;
+  long long start_frame;
+  int first_number;
+  int quality;
+} dd_movie_opts;
+void dd_movie_opts_init(dd_movie_opts *o);
+dd_movie_writer *dd_movie_open_ex(const char *path, int w, int h, double fps,
+                                  const dd_movie_opts *opts, dd_err *err);
+int dd_movie_write(dd_movie_writer *mw, const dd_image *frame, dd_err *err);
+int dd_movie_close(dd_movie_writer *mw, dd_err *err);
+void dd_movie_abort(dd_movie_writer *mw);
+long long dd_movie_write_count(const dd_movie_writer *mw);
 """)
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
