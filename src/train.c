@@ -428,6 +428,8 @@ fail:
   return rc;
 }
 
+const dd_model *dd_trainer_model(const dd_trainer *t) { return t->m; }
+
 void dd_trainer_geometry(const dd_trainer *t, int *c, int *h, int *w, int *k) {
   if (c) *c = t->c;
   if (h) *h = t->h;
