@@ -1,9 +1,13 @@
 /* Training (dream/train.h): built-in architectures as ONNX, a plan with parameter gradients
  * (DD_PLAN_PARAMS), softmax cross-entropy, torch.optim's SGD and Adam, ONNX export. */
+#define _FILE_OFFSET_BITS 64
+#define _DEFAULT_SOURCE /* fseeko */
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/types.h>
 
 #include "dream/graph.h"
 #include "dream/model.h"
@@ -662,21 +666,73 @@ static int parse_floats(const char *s, float *v, int n) {
   return 0;
 }
 
+static int read_varint(FILE *f, uint64_t *v) {
+  *v = 0;
+  for (int shift = 0; shift < 64; shift += 7) {
+    int c = getc(f);
+    if (c == EOF) return -1;
+    *v |= (uint64_t)(c & 0x7f) << shift;
+    if (!(c & 0x80)) return 0;
+  }
+  return -1;
+}
+
+/* The metadata_props (field 14) of the ModelProto in `path`, read by walking its top-level
+ * fields and seeking past the others (the graph and its weights are not read): at most
+ * `max` entries unpacked into kv (free each with onnx__string_string_entry_proto__free_unpacked). */
+static int scan_metadata(const char *path, Onnx__StringStringEntryProto **kv, int max, int *n,
+                         dd_err *err) {
+  *n = 0;
+  FILE *f = fopen(path, "rb");
+  if (!f) return dd_fail(err, DD_EIO, "%s: cannot open: %s", path, strerror(errno));
+  int rc = DD_OK;
+  uint64_t tag, len;
+  while (!rc && read_varint(f, &tag) == 0) {
+    int wire = (int)(tag & 7);
+    uint64_t field = tag >> 3;
+    if (wire == 0) {
+      if (read_varint(f, &len)) rc = -1;
+    } else if (wire == 1 || wire == 5) {
+      if (fseek(f, wire == 1 ? 8 : 4, SEEK_CUR)) rc = -1;
+    } else if (wire == 2) {
+      if (read_varint(f, &len) || len > ((uint64_t)1 << 40)) {
+        rc = -1;
+      } else if (field == 14 && *n < max && len < ((uint64_t)1 << 26)) {
+        uint8_t *b = malloc(len ? len : 1);
+        if (!b) {
+          fclose(f);
+          return dd_fail(err, DD_ENOMEM, "out of memory");
+        }
+        if (fread(b, 1, len, f) != len) rc = -1;
+        else if ((kv[*n] = onnx__string_string_entry_proto__unpack(NULL, len, b))) (*n)++;
+        free(b);
+      } else if (fseeko(f, (off_t)len, SEEK_CUR)) {
+        rc = -1;
+      }
+    } else {
+      rc = -1;
+    }
+  }
+  fclose(f);
+  if (rc) { /* not protobuf as far as the scan went: no metadata; the loader will say why */
+    for (int i = 0; i < *n; i++) onnx__string_string_entry_proto__free_unpacked(kv[i], NULL);
+    *n = 0;
+  }
+  return DD_OK;
+}
+
 int dd_train_read_meta(const char *path, int *found, dd_preproc *pre, int *size, char ***labels,
                        int *n_labels, dd_err *err) {
   *found = 0;
-  void *buf;
-  size_t len;
-  int rc = dd_read_file(path, DD_MODEL_MAX_FILE, &buf, &len, err);
+  Onnx__StringStringEntryProto *kv[64];
+  int nkv;
+  int rc = scan_metadata(path, kv, 64, &nkv, err);
   if (rc) return rc;
-  Onnx__ModelProto *mp = onnx__model_proto__unpack(NULL, len, buf);
-  free(buf);
-  if (!mp) return dd_fail(err, DD_EFORMAT, "%s: not a valid ONNX model", path);
   dd_preproc pp = {0, 1.0f, {0, 0, 0}, {1, 1, 1}};
   int sz = 0, any = 0;
   const char *lab = NULL;
-  for (size_t i = 0; i < mp->n_metadata_props && !rc; i++) {
-    const char *k = mp->metadata_props[i]->key, *v = mp->metadata_props[i]->value;
+  for (int i = 0; i < nkv && !rc; i++) {
+    const char *k = kv[i]->key, *v = kv[i]->value;
     if (!k || !v || strncmp(k, "dream.", 6)) continue;
     any = 1;
     if (!strcmp(k, "dream.size")) sz = atoi(v);
@@ -717,6 +773,6 @@ int dd_train_read_meta(const char *path, int *found, dd_preproc *pre, int *size,
       }
     }
   }
-  onnx__model_proto__free_unpacked(mp, NULL);
+  for (int i = 0; i < nkv; i++) onnx__string_string_entry_proto__free_unpacked(kv[i], NULL);
   return rc;
 }
