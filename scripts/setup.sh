@@ -9,6 +9,8 @@ cd "$(dirname "$0")/.."
 
 # Build: compiler, CMake, OpenBLAS (sgemm), stb (image IO), protobuf-c + Debian's onnx.proto.
 build_packages="gcc g++ make cmake pkg-config libopenblas-dev libstb-dev libprotobuf-c-dev protobuf-c-compiler libonnx-dev libjansson-dev"
+# Movies (dream zoom, dream video): FFmpeg's libraries; optical flow: OpenCV's video module.
+build_packages="$build_packages libavformat-dev libavcodec-dev libswscale-dev libavutil-dev libopencv-video-dev"
 # Tests: Criterion, the ONNX conformance suite, PyTorch as the gradient oracle, cffi and
 # pytest for the Python module (python/tests).
 test_packages="libcriterion-dev libonnx-testdata python3-torch python3-torchvision python3-onnx python3-numpy python3-cffi python3-pytest"

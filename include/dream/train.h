@@ -25,6 +25,7 @@
 
 #include "dream/error.h"
 #include "dream/image.h"
+#include "dream/model.h"
 #include "dream/tensor.h"
 
 #ifdef __cplusplus
@@ -62,6 +63,10 @@ typedef struct dd_trainer dd_trainer;
 DD_API int dd_trainer_new(const void *onnx, size_t len, const char *what, const dd_train_opts *o,
                           dd_trainer **out, dd_err *err);
 DD_API void dd_trainer_free(dd_trainer *t);
+
+/* The model being trained: its weights are the trainer's, current after each step (draw
+ * them with dream/visualize.h).  Owned by the trainer. */
+DD_API const dd_model *dd_trainer_model(const dd_trainer *t);
 
 /* The model's input (C, H, W) and the number of classes K. */
 DD_API void dd_trainer_geometry(const dd_trainer *t, int *c, int *h, int *w, int *k);

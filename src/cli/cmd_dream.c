@@ -32,8 +32,25 @@ static const char dream_help[] =
 enum {
   OPT_OCTAVES = 2001, OPT_OCTAVE_SCALE, OPT_ITERS, OPT_STEP, OPT_JITTER, OPT_NORM,
   OPT_LAP_LEVELS, OPT_TILE, OPT_GUIDE, OPT_GUIDE_SIZE, OPT_CHECKPOINT, OPT_MAX_SIDE,
-  OPT_TIMING, OPT_SHARD, OPT_FORCE, OPT_DRY_RUN
+  OPT_TIMING, OPT_SHARD, OPT_FORCE, OPT_DRY_RUN, OPT_FRAMES, OPT_ZOOM, OPT_ROTATE, OPT_FPS,
+  OPT_BLEND, OPT_BLEND_STATIC, OPT_NO_FLOW, OPT_FLOW_THRESHOLD, OPT_START, OPT_END,
+  OPT_CARRIED_ITERS, OPT_RESUME
 };
+
+/* Which command's grammar. */
+enum { MODE_DREAM, MODE_BATCH, MODE_ZOOM, MODE_VIDEO };
+
+/* The command an option belongs to (NULL: every dream command). */
+static const char *option_owner(int c) {
+  switch (c) {
+    case OPT_SHARD: case OPT_FORCE: case OPT_DRY_RUN: return "batch";
+    case OPT_FRAMES: case OPT_ZOOM: case OPT_ROTATE: return "zoom";
+    case OPT_BLEND: case OPT_BLEND_STATIC: case OPT_NO_FLOW: case OPT_FLOW_THRESHOLD:
+    case OPT_START: case OPT_END: case OPT_CARRIED_ITERS: return "video";
+    case OPT_FPS: case OPT_RESUME: return "zoom"; /* and video */
+    default: return NULL;
+  }
+}
 
 /* ---- parsing (pure) ---- */
 
@@ -46,7 +63,8 @@ static int parse_float(const char *opt, const char *s, double lo_excl, double hi
   return cli_parse_float(opt, s, lo_excl, hi, 1, out, err);
 }
 
-static int parse(int argc, char **argv, int batch, cli_dream_args *out, dd_err *err) {
+static int parse(int argc, char **argv, int mode, cli_dream_args *out, dd_err *err) {
+  int batch = mode == MODE_BATCH;
   static const struct option longopts[] = {
       CLI_MODEL_LONGOPTS,
       {"layer", required_argument, NULL, 'l'},
@@ -69,6 +87,18 @@ static int parse(int argc, char **argv, int batch, cli_dream_args *out, dd_err *
       {"shard", required_argument, NULL, OPT_SHARD}, /* these three: batch only */
       {"force", no_argument, NULL, OPT_FORCE},
       {"dry-run", no_argument, NULL, OPT_DRY_RUN},
+      {"frames", required_argument, NULL, OPT_FRAMES}, /* zoom */
+      {"zoom", required_argument, NULL, OPT_ZOOM},
+      {"rotate", required_argument, NULL, OPT_ROTATE},
+      {"fps", required_argument, NULL, OPT_FPS},       /* zoom (video: refused) */
+      {"blend", required_argument, NULL, OPT_BLEND},   /* video */
+      {"blend-static", required_argument, NULL, OPT_BLEND_STATIC},
+      {"no-flow", no_argument, NULL, OPT_NO_FLOW},
+      {"flow-threshold", required_argument, NULL, OPT_FLOW_THRESHOLD},
+      {"start", required_argument, NULL, OPT_START},
+      {"end", required_argument, NULL, OPT_END},
+      {"carried-iters", required_argument, NULL, OPT_CARRIED_ITERS},
+      {"resume", no_argument, NULL, OPT_RESUME},       /* zoom and video */
       {NULL, 0, NULL, 0}};
   cli_dream_args a;
   memset(&a, 0, sizeof a);
@@ -76,15 +106,23 @@ static int parse(int argc, char **argv, int batch, cli_dream_args *out, dd_err *
   dd_dream_params_init(&a.params);
   a.guide_size = 224;
   a.shard_index = a.shard_count = 1;
+  a.zoom = 0.05f;
+  a.fps = mode == MODE_ZOOM ? 12 : 0;
+  a.blend = 0.6f;
+  a.blend_static = -1;
   int c, rc = DD_OK;
   char name[512];
   opterr = 0;
   optind = 0;
   while (!rc && (c = getopt_long(argc, argv, ":m:l:qh", longopts, NULL)) != -1) {
     const char *v = optarg;
-    if (!batch && (c == OPT_SHARD || c == OPT_FORCE || c == OPT_DRY_RUN)) {
-      rc = dd_fail(err, DD_EARG, "unknown option '%s' (it is `dream batch`'s)",
-                   optind > 0 && optind <= argc ? argv[optind - 1] : "?");
+    static const char *const mode_name[] = {"dream", "batch", "zoom", "video"};
+    const char *owner = option_owner(c);
+    int fits = !owner || !strcmp(owner, mode_name[mode]) ||
+               (mode == MODE_VIDEO && c == OPT_RESUME);
+    if (!fits) {
+      rc = dd_fail(err, DD_EARG, "unknown option '%s' (it is `dream %s`'s)",
+                   optind > 0 && optind <= argc ? argv[optind - 1] : "?", owner);
       break;
     }
     int r = cli_common_opt(&a.common, c, v, err);
@@ -138,6 +176,24 @@ static int parse(int argc, char **argv, int batch, cli_dream_args *out, dd_err *
         break;
       case OPT_FORCE: a.force = 1; break;
       case OPT_DRY_RUN: a.dry_run = 1; break;
+      case OPT_FRAMES: rc = parse_int("--frames", v, 1, 1000000, &a.frames, err); break;
+      case OPT_ZOOM: rc = cli_parse_float("--zoom", v, -1, 0.5, 1, &a.zoom, err); break;
+      case OPT_ROTATE: rc = cli_parse_float("--rotate", v, -360, 360, 0, &a.rotate, err); break;
+      case OPT_FPS: rc = parse_float("--fps", v, 0, 1000, &a.fps, err); break;
+      case OPT_BLEND: rc = cli_parse_float("--blend", v, 0, 1, 0, &a.blend, err); break;
+      case OPT_BLEND_STATIC:
+        rc = cli_parse_float("--blend-static", v, 0, 1, 0, &a.blend_static, err);
+        break;
+      case OPT_NO_FLOW: a.no_flow = 1; break;
+      case OPT_FLOW_THRESHOLD:
+        rc = cli_parse_float("--flow-threshold", v, 0, 1e6, 0, &a.flow_threshold, err);
+        break;
+      case OPT_START: rc = cli_parse_float("--start", v, 0, 1e9, 0, &a.start, err); break;
+      case OPT_END: rc = parse_float("--end", v, 0, 1e9, &a.end, err); break;
+      case OPT_CARRIED_ITERS:
+        rc = parse_int("--carried-iters", v, 1, 1000000, &a.carried_iters, err);
+        break;
+      case OPT_RESUME: a.resume = 1; break;
       case 'h': a.help = 1; break;
       case ':':
         rc = dd_fail(err, DD_EARG, "option '%s' needs a value",
@@ -166,6 +222,25 @@ static int parse(int argc, char **argv, int batch, cli_dream_args *out, dd_err *
     *out = a;
     return DD_OK;
   }
+  if (mode == MODE_ZOOM || mode == MODE_VIDEO) {
+    if (npos < 2) return dd_fail(err, DD_EARG, "expected IN and OUT");
+    if (npos > 2)
+      return dd_fail(err, DD_EARG, "expected only IN and OUT, got also '%s'", argv[optind + 2]);
+    a.in = argv[optind];
+    a.out = argv[optind + 1];
+    if (!*a.in || !*a.out) return dd_fail(err, DD_EARG, "empty file name");
+    if (!strcmp(a.in, a.out))
+      return dd_fail(err, DD_EARG, "OUT is IN (%s): the input is never overwritten", a.in);
+    if (mode == MODE_ZOOM && !a.frames)
+      return dd_fail(err, DD_EARG, "--frames N is required");
+    if (mode == MODE_VIDEO && a.end > 0 && a.end <= a.start)
+      return dd_fail(err, DD_EARG, "--end %g is not after --start %g", a.end, a.start);
+    if (a.params.checkpoint_every)
+      return dd_fail(err, DD_EARG, "--checkpoint-every: not for movies, whose frames are "
+                     "written as they are finished");
+    *out = a;
+    return DD_OK;
+  }
   if (npos < 2) return dd_fail(err, DD_EARG, "expected IN and OUT image paths");
   if (npos > 2)
     return dd_fail(err, DD_EARG, "expected only IN and OUT, got also '%s'", argv[optind + 2]);
@@ -182,11 +257,19 @@ static int parse(int argc, char **argv, int batch, cli_dream_args *out, dd_err *
 }
 
 int cli_dream_parse(int argc, char **argv, cli_dream_args *out, dd_err *err) {
-  return parse(argc, argv, 0, out, err);
+  return parse(argc, argv, MODE_DREAM, out, err);
 }
 
 int cli_batch_parse(int argc, char **argv, cli_dream_args *out, dd_err *err) {
-  return parse(argc, argv, 1, out, err);
+  return parse(argc, argv, MODE_BATCH, out, err);
+}
+
+int cli_zoom_parse(int argc, char **argv, cli_dream_args *out, dd_err *err) {
+  return parse(argc, argv, MODE_ZOOM, out, err);
+}
+
+int cli_video_parse(int argc, char **argv, cli_dream_args *out, dd_err *err) {
+  return parse(argc, argv, MODE_VIDEO, out, err);
 }
 
 /* ---- running ---- */

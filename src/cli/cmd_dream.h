@@ -51,6 +51,22 @@ typedef struct cli_dream_args {
   int shard_index, shard_count;
   int force;
   int dry_run;
+  /* dream zoom only (cli_zoom_parse) */
+  int frames;   /* --frames N, required */
+  float zoom;   /* --zoom S: each frame is the last one zoomed by 1/(1-S) (0.05) */
+  float rotate; /* --rotate DEG, counter-clockwise per frame (0) */
+  float fps;    /* --fps F of the output (zoom: 12; video: the input's) */
+  /* dream video only (cli_video_parse) */
+  float blend;          /* --blend B: weight of the carried hallucination (0.6) */
+  float blend_static;   /* --blend-static B: its weight where the flow is under the
+                           threshold; < 0: --blend */
+  int no_flow;          /* --no-flow: carried without warping */
+  float flow_threshold; /* --flow-threshold T: pixels per frame (0: every pixel moves) */
+  float start, end;     /* --start T0, --end T1 in seconds of IN (end 0: to the end) */
+  int carried_iters;    /* --carried-iters N: iterations per octave of every frame but the
+                           first (0: half of --iters, rounded up) */
+  /* both */
+  int resume; /* --resume */
 } cli_dream_args;
 
 /* Parses `dream [dream] [options] IN OUT` (argv[0] is the command's name).  Pure: no I/O, no
@@ -61,6 +77,12 @@ int cli_dream_parse(int argc, char **argv, cli_dream_args *out, dd_err *err);
  * OUT_DIR` (argv[0] "batch"); --checkpoint-every is refused there (a checkpoint would pass for
  * a finished output when the batch resumes). */
 int cli_batch_parse(int argc, char **argv, cli_dream_args *out, dd_err *err);
+/* `dream zoom [dream options] --frames N [--zoom S] [--rotate DEG] [--fps F] [--resume] IN OUT`
+ * (argv[0] "zoom"). */
+int cli_zoom_parse(int argc, char **argv, cli_dream_args *out, dd_err *err);
+/* `dream video [dream options] [--blend B] [--blend-static B] [--no-flow] [--flow-threshold T]
+ * [--start T0] [--end T1] [--carried-iters N] [--resume] IN OUT` (argv[0] "video"). */
+int cli_video_parse(int argc, char **argv, cli_dream_args *out, dd_err *err);
 
 /* ---- running, shared by `dream` and `dream batch` ---- */
 

@@ -15,9 +15,7 @@
 #include "dream/train.h"
 #include "dream/visualize.h"
 #include "util.h"
-#ifdef DREAM_HAVE_VIDEO
 #include "dream/video.h"
-#endif
 
 static const char train_help[] =
     "usage: dream train [options] TRAIN_DIR OUT.onnx\n\n"
@@ -45,11 +43,8 @@ static const char train_help[] =
     "                       epoch (its classes must be TRAIN_DIR's)\n"
     "      --snapshots DIR  per epoch: the first layer's filters (DIR/filters_EEEE.png) and the\n"
     "                       curves so far (DIR/curves.png: loss above, accuracy below; train\n"
-    "                       red, validation blue)" 
-#ifdef DREAM_HAVE_VIDEO
-    "; at the end DIR/filters.gif, the filters forming"
-#endif
-    "\n" CLI_SEED_HELP CLI_COMMON_HELP;
+    "                       red, validation blue); at the end DIR/filters.gif, the filters\n"
+    "                       forming, one frame per epoch\n" CLI_SEED_HELP CLI_COMMON_HELP;
 
 static volatile sig_atomic_t stop_signal;
 static void on_signal(int sig) { stop_signal = sig; }
@@ -503,9 +498,7 @@ int cmd_train(int argc, char **argv) {
   int shown = cli_progress_shown(&co), done_epochs = 0;
   double start = dd_now_seconds();
   char path[4096];
-#ifdef DREAM_HAVE_VIDEO
   dd_movie_writer *gif = NULL;
-#endif
   if (!bx || !by) {
     cli_errorf("out of memory");
     goto free_loop;
@@ -596,14 +589,12 @@ int cmd_train(int argc, char **argv) {
       } else {
         snprintf(path, sizeof path, "%s/filters_%04d.png", snap, e + 1);
         rc = dd_image_save(path, fl, &err);
-#ifdef DREAM_HAVE_VIDEO
         if (!rc && !gif) {
           snprintf(path, sizeof path, "%s/filters.gif", snap);
           gif = dd_movie_open(path, fl->w, fl->h, 4, &err);
           if (!gif) rc = err.code ? err.code : DD_EIO;
         }
         if (!rc) rc = dd_movie_write(gif, fl, &err);
-#endif
         dd_image_free(fl);
         if (rc) {
           cli_report(&err);
@@ -622,7 +613,6 @@ int cmd_train(int argc, char **argv) {
     status = 128 + stop_signal;
     goto free_loop;
   }
-#ifdef DREAM_HAVE_VIDEO
   if (gif) {
     dd_movie_writer *g = gif;
     gif = NULL;
@@ -631,7 +621,6 @@ int cmd_train(int argc, char **argv) {
       goto free_loop;
     }
   }
-#endif
   {
     double *last = hist + 4 * (done_epochs - 1);
     if (val.n)
@@ -643,9 +632,7 @@ int cmd_train(int argc, char **argv) {
   }
   status = 0;
 free_loop:
-#ifdef DREAM_HAVE_VIDEO
   if (gif) dd_movie_abort(gif);
-#endif
   free(bx);
   free(by);
   free(order);

@@ -1,0 +1,189 @@
+/* The frames of `dream zoom` and `dream video`: written, found again, made into a movie
+ * (src/cli/movie.h). */
+#define _DEFAULT_SOURCE /* DT_REG */
+#include "cli/movie.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "util.h"
+
+int cli_movie_out_check(const char *out) {
+  dd_err err;
+  if (!dd_movie_can_write(out, &err)) return cli_report(&err);
+  cli_files files = {0};
+  /* the folder of OUT (or of its frames) must exist and be writable */
+  char probe[PATH_MAX];
+  if (dd_movie_is_pattern(out)) {
+    if (dd_movie_frame_path(out, 1, probe, sizeof probe, &err)) return cli_report(&err);
+  } else {
+    snprintf(probe, sizeof probe, "%s", out);
+  }
+  cli_files_out(&files, probe, CLI_OUT_ANY);
+  return cli_files_check("video", &files) ? 1 : 0;
+}
+
+static int exists(const char *path) {
+  struct stat st;
+  return stat(path, &st) == 0 && S_ISREG(st.st_mode);
+}
+
+/* Removes the sidecar's frames and the folder. */
+static void remove_sidecar(const char *dir) {
+  DIR *d = opendir(dir);
+  if (!d) return;
+  struct dirent *e;
+  char path[PATH_MAX];
+  while ((e = readdir(d))) {
+    if (e->d_name[0] == '.') continue;
+    snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+    unlink(path);
+  }
+  closedir(d);
+  rmdir(dir);
+}
+
+int cli_movie_out_begin(cli_movie_out *mo, const char *out, int resume, int quiet) {
+  dd_err err;
+  mo->out = out;
+  mo->done = 0;
+  mo->pattern = dd_movie_is_pattern(out);
+  mo->sidecar[0] = 0;
+  if (mo->pattern) {
+    snprintf(mo->frames, sizeof mo->frames, "%s", out);
+  } else {
+    int n = snprintf(mo->sidecar, sizeof mo->sidecar, "%s.frames", out);
+    if (n < 0 || (size_t)n + 16 >= sizeof mo->sidecar) return cli_errorf("%s: path too long", out);
+    if (!resume) remove_sidecar(mo->sidecar);
+    if (mkdir(mo->sidecar, 0777) && errno != EEXIST)
+      return cli_errorf("%s: %s", mo->sidecar, strerror(errno));
+    snprintf(mo->frames, sizeof mo->frames, "%s/%%06d.png", mo->sidecar);
+  }
+  if (!resume) return 0;
+  char path[PATH_MAX];
+  for (;;) {
+    if (dd_movie_frame_path(mo->frames, mo->done + 1, path, sizeof path, &err))
+      return cli_report(&err);
+    if (!exists(path)) break;
+    mo->done++;
+  }
+  if (!quiet)
+    fprintf(stderr, "dream: --resume: %lld frame%s already finished in %s\n", mo->done,
+            mo->done == 1 ? "" : "s", mo->pattern ? out : mo->sidecar);
+  return 0;
+}
+
+int cli_movie_out_frame(cli_movie_out *mo, long long index, const dd_image *im, dd_image **back) {
+  dd_err err;
+  char path[PATH_MAX];
+  if (dd_movie_frame_path(mo->frames, index + 1, path, sizeof path, &err)) return cli_report(&err);
+  dd_image_save_opts o;
+  dd_image_save_opts_init(&o);
+  o.keep_meta = 0;
+  if (mo->pattern && mo->quality) o.quality = mo->quality;
+  if (dd_image_save_with(path, im, &o, &err)) return cli_report(&err);
+  dd_image_free(*back);
+  *back = NULL;
+  if (dd_image_load(path, 0, back, &err)) return cli_report(&err);
+  return 0;
+}
+
+int cli_movie_out_load(const cli_movie_out *mo, long long index, dd_image **out) {
+  dd_err err;
+  char path[PATH_MAX];
+  if (dd_movie_frame_path(mo->frames, index + 1, path, sizeof path, &err)) return cli_report(&err);
+  if (dd_image_load(path, 0, out, &err)) return cli_report(&err);
+  if ((*out)->w != mo->w || (*out)->h != mo->h) {
+    cli_errorf("%s: %dx%d, the job's frames are %dx%d: not this job's frame (start afresh "
+               "without --resume)", path, (*out)->w, (*out)->h, mo->w, mo->h);
+    dd_image_free(*out);
+    *out = NULL;
+    return 1;
+  }
+  return 0;
+}
+
+int cli_movie_out_finish(cli_movie_out *mo, long long n, int complete) {
+  if (mo->pattern || n == 0) return 0;
+  dd_err err;
+  dd_movie_opts o;
+  dd_movie_opts_init(&o);
+  o.audio_from = mo->audio_from;
+  o.audio_start = mo->audio_start;
+  /* the audio of the frames there are */
+  o.audio_end = mo->audio_from ? mo->audio_start + n / mo->fps : 0;
+  dd_movie_writer *w = dd_movie_open_ex(mo->out, mo->w, mo->h, mo->fps, &o, &err);
+  if (!w) return cli_report(&err);
+  dd_image *f = NULL;
+  for (long long i = 0; i < n; i++) {
+    if (cli_movie_out_load(mo, i, &f) || dd_movie_write(w, f, &err)) {
+      if (f) cli_report(&err);
+      dd_image_free(f);
+      dd_movie_abort(w);
+      return 1;
+    }
+  }
+  dd_image_free(f);
+  if (dd_movie_close(w, &err)) return cli_report(&err);
+  if (complete) remove_sidecar(mo->sidecar);
+  return 0;
+}
+
+int cli_movie_budget(cli_dream_job *job, int w, int h) {
+  dd_err err;
+  cli_model *cm = job->cm;
+  dd_dream_budget b;
+  int rc = dd_dream_check_budget(cm->model, &job->p, w, h, cm->max_memory, &b, &err);
+  if (rc == DD_ELIMIT)
+    return cli_errorf("--max-memory: %s; raise --max-memory to %.0fM", err.msg,
+                      ceil(b.need / 1048576.0));
+  if (rc) return cli_report(&err);
+  job->p.max_memory = b.plan_budget;
+  return 0;
+}
+
+static int on_progress(const dd_dream_progress *p, void *user) {
+  cli_movie_progress *pr = user;
+  if (!pr->shown) return 0;
+  double el = dd_now_seconds() - pr->start;
+  double frames_done = (double)(pr->frame - pr->first) + p->done;
+  char left[32] = "--:--";
+  if (pr->total > 0 && frames_done > 0) {
+    double s = el / frames_done * ((double)(pr->total - pr->first) - frames_done);
+    if (s < 0) s = 0;
+    snprintf(left, sizeof left, "%d:%02d:%02d", (int)s / 3600, (int)s / 60 % 60, (int)s % 60);
+  }
+  char total[32] = "?";
+  if (pr->total > 0) snprintf(total, sizeof total, "%lld", pr->total);
+  fprintf(stderr, "\r\033[Kframe %lld/%s  octave %d/%d iter %2d/%d  %s left", pr->frame + 1, total,
+          p->octave + 1, p->n_octaves, p->iter + 1, p->n_iters, left);
+  fflush(stderr);
+  pr->drawn = 1;
+  return 0;
+}
+
+void cli_movie_progress_end(cli_movie_progress *pr) {
+  if (pr->drawn) fputc('\n', stderr);
+  pr->drawn = 0;
+}
+
+int cli_movie_dream(cli_dream_job *job, dd_image *img, int iters, uint64_t seed,
+                    cli_movie_progress *pr) {
+  dd_err err;
+  dd_dream_params p = job->p;
+  p.iters = iters;
+  p.seed = seed;
+  int rc = dd_dream_run(job->cm->model, &job->cm->preset.pre, &p, img, on_progress, pr, &err);
+  if (rc == DD_EINTR) return DD_EINTR;
+  if (rc) {
+    cli_movie_progress_end(pr);
+    return cli_report(&err);
+  }
+  return 0;
+}
