@@ -29,6 +29,8 @@ static const char shapes_help[] =
     "                       flawed set, where colour alone tells the classes apart\n"
     "      --color-shift K  with --color-by-class, class i gets class i+K's colour: the\n"
     "                       recoloured test set on which a colour-reader fails\n"
+    "      --one-vs-rest C  two folders: C, and 'other' with each image a random one of the\n"
+    "                       other --classes (the perceptron's circle-versus-rest question)\n"
     "      --seed N         seed (default 0)\n" CLI_COMMON_HELP;
 
 static const char *const all_classes[] = {"circle", "square", "triangle", "cross", "ring", "star"};
@@ -105,13 +107,14 @@ static void draw_shape(dd_image *im, int cls, int slot, int n_slots, int by_clas
 }
 
 int cmd_shapes(int argc, char **argv) {
-  enum { O_SIZE = 2001, O_COUNT, O_CLASSES, O_NOISE, O_BYCLASS, O_SHIFT };
+  enum { O_SIZE = 2001, O_COUNT, O_CLASSES, O_NOISE, O_BYCLASS, O_SHIFT, O_OVR };
   static const struct option longopts[] = {{"size", required_argument, NULL, O_SIZE},
                                            {"count", required_argument, NULL, O_COUNT},
                                            {"classes", required_argument, NULL, O_CLASSES},
                                            {"noise", required_argument, NULL, O_NOISE},
                                            {"color-by-class", no_argument, NULL, O_BYCLASS},
                                            {"color-shift", required_argument, NULL, O_SHIFT},
+                                           {"one-vs-rest", required_argument, NULL, O_OVR},
                                            CLI_SEED_LONGOPT,
                                            {"quiet", no_argument, NULL, 'q'},
                                            {"help", no_argument, NULL, 'h'},
@@ -120,6 +123,7 @@ int cmd_shapes(int argc, char **argv) {
   cli_common_init(&co);
   int size = 32, count = 200, by_class = 0, shift = 0, shift_given = 0, c;
   float noise = 8;
+  const char *ovr = NULL;
   int cls[N_ALL], n_cls = 4;
   for (int i = 0; i < 4; i++) cls[i] = i;
   dd_err err;
@@ -143,6 +147,7 @@ int cmd_shapes(int argc, char **argv) {
           return cli_usage_error("shapes", "%s", err.msg);
         break;
       case O_BYCLASS: by_class = 1; break;
+      case O_OVR: ovr = optarg; break;
       case O_SHIFT:
         if (cli_parse_int("--color-shift", optarg, -100, 100, &shift, &err))
           return cli_usage_error("shapes", "%s", err.msg);
@@ -176,6 +181,16 @@ int cmd_shapes(int argc, char **argv) {
   if (optind + 1 != argc)
     return cli_usage_error("shapes", optind == argc ? "OUT_DIR is required"
                                                     : "one OUT_DIR, got more arguments");
+  int ovr_cls = -1;
+  if (ovr) {
+    for (int i = 0; i < n_cls; i++)
+      if (!strcmp(all_classes[cls[i]], ovr)) ovr_cls = i;
+    if (ovr_cls < 0 || n_cls < 2)
+      return cli_usage_error("shapes", "--one-vs-rest %s: not one of --classes (of which it "
+                             "needs two or more)", ovr);
+    if (by_class) return cli_usage_error("shapes", "--one-vs-rest with --color-by-class: not "
+                                         "supported");
+  }
   if (shift_given && !by_class)
     cli_warnf("--color-shift does nothing without --color-by-class");
   const char *out = argv[optind];
@@ -186,19 +201,26 @@ int cmd_shapes(int argc, char **argv) {
   if (dd_image_new(size, size, &im, &err)) return cli_report(&err);
   char path[4096];
   int status = 0;
-  for (int k = 0; k < n_cls && !status; k++) {
-    snprintf(path, sizeof path, "%s/%s", out, all_classes[cls[k]]);
+  int n_folders = ovr ? 2 : n_cls;
+  for (int k = 0; k < n_folders && !status; k++) {
+    const char *folder = ovr ? (k ? "other" : ovr) : all_classes[cls[k]];
+    snprintf(path, sizeof path, "%s/%s", out, folder);
     if (mkdir(path, 0777) && errno != EEXIST) {
       status = cli_errorf("%s: %s", path, strerror(errno));
       break;
     }
     for (int i = 0; i < count; i++) {
       /* one stream per image: any one file can be made again alone */
-      uint64_t rng = co.seed.value * 0x9E3779B97F4A7C15ull + (uint64_t)cls[k] * 1000003u + (uint64_t)i;
+      uint64_t rng = co.seed.value * 0x9E3779B97F4A7C15ull +
+                     (uint64_t)(ovr ? 17 + k : cls[k]) * 1000003u + (uint64_t)i;
       for (int w = 0; w < 4; w++) dd_rng_next(&rng);
-      draw_shape(im, cls[k], k, n_cls, by_class, shift, noise, &rng);
-      snprintf(path, sizeof path, "%s/%s/%s_%05d.png", out, all_classes[cls[k]],
-               all_classes[cls[k]], i);
+      int draw = ovr ? ovr_cls : k;
+      if (ovr && k) { /* a random one of the others */
+        draw = (int)(dd_rng_next(&rng) % (uint64_t)(n_cls - 1));
+        if (draw >= ovr_cls) draw++;
+      }
+      draw_shape(im, cls[draw], draw, n_cls, by_class, shift, noise, &rng);
+      snprintf(path, sizeof path, "%s/%s/%s_%05d.png", out, folder, folder, i);
       if (dd_image_save(path, im, &err)) {
         status = cli_report(&err);
         break;
@@ -207,6 +229,6 @@ int cmd_shapes(int argc, char **argv) {
   }
   dd_image_free(im);
   if (!status)
-    cli_summary(&co, "wrote %d x %d images of %dx%d to %s/", n_cls, count, size, size, out);
+    cli_summary(&co, "wrote %d x %d images of %dx%d to %s/", n_folders, count, size, size, out);
   return status;
 }

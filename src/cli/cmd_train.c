@@ -41,7 +41,8 @@ static const char train_help[] =
     "                       image's width); images of another size are resized, and said so\n"
     "      --val DIR        a labelled folder to measure held-out loss and accuracy after each\n"
     "                       epoch (its classes must be TRAIN_DIR's)\n"
-    "      --snapshots DIR  per epoch: the first layer's filters (DIR/filters_EEEE.png) and the\n"
+    "      --snapshots DIR  before training (DIR/initial.onnx, DIR/filters_0000.png) and after\n"
+    "                       each epoch: the first layer's filters (DIR/filters_EEEE.png) and the\n"
     "                       curves so far (DIR/curves.png: loss above, accuracy below; train\n"
     "                       red, validation blue); at the end DIR/filters.gif, the filters\n"
     "                       forming, one frame per epoch\n" CLI_SEED_HELP CLI_COMMON_HELP;
@@ -315,6 +316,46 @@ static int first_layer_picture(const dd_model *m, int c, int s, dd_image **out, 
   return DD_ENOTFOUND;
 }
 
+/* The snapshot after `epoch` epochs (0: before training, with DIR/initial.onnx): the curves
+ * so far, the first layer's picture and a frame of the GIF.  Prints; 0 or 1. */
+static int snapshot(const char *dir, dd_trainer *t, const dataset *train, const char *arch,
+                    int epoch, const double *hist, const dd_train_meta *meta,
+                    dd_movie_writer **gif) {
+  dd_err err;
+  char path[4096];
+  int rc = DD_OK;
+  if (epoch == 0) {
+    snprintf(path, sizeof path, "%s/initial.onnx", dir);
+    if (dd_trainer_save(t, path, meta, &err)) return cli_report(&err);
+  } else {
+    double *cur = malloc(sizeof(double) * 4 * (size_t)epoch);
+    if (!cur) return cli_errorf("out of memory");
+    for (int q = 0; q < epoch; q++)
+      for (int f = 0; f < 4; f++) cur[f * epoch + q] = hist[4 * q + f];
+    snprintf(path, sizeof path, "%s/curves.png", dir);
+    rc = plot_curves(path, cur, cur + epoch, cur + 2 * epoch, cur + 3 * epoch, epoch, &err);
+    free(cur);
+    if (rc) return cli_report(&err);
+  }
+  dd_image *fl;
+  rc = first_layer_picture(dd_trainer_model(t), train->c, train->s, &fl, &err);
+  if (rc == DD_ENOTFOUND) {
+    if (epoch == 0) cli_warnf("--snapshots: no first layer to draw in %s", arch);
+    return 0;
+  }
+  if (rc) return cli_report(&err);
+  snprintf(path, sizeof path, "%s/filters_%04d.png", dir, epoch);
+  rc = dd_image_save(path, fl, &err);
+  if (!rc && !*gif) {
+    snprintf(path, sizeof path, "%s/filters.gif", dir);
+    *gif = dd_movie_open(path, fl->w, fl->h, 4, &err);
+    if (!*gif) rc = err.code ? err.code : DD_EIO;
+  }
+  if (!rc) rc = dd_movie_write(*gif, fl, &err);
+  dd_image_free(fl);
+  return rc ? cli_report(&err) : 0;
+}
+
 /* ---- the command ---- */
 
 static int evaluate(dd_trainer *t, const dataset *d, int batch, double *loss, double *acc,
@@ -497,12 +538,12 @@ int cmd_train(int argc, char **argv) {
   dd_train_meta meta = {pre, size, labels, n_classes};
   int shown = cli_progress_shown(&co), done_epochs = 0;
   double start = dd_now_seconds();
-  char path[4096];
   dd_movie_writer *gif = NULL;
   if (!bx || !by) {
     cli_errorf("out of memory");
     goto free_loop;
   }
+  if (snap && snapshot(snap, t, &train, arch, 0, hist, &meta, &gif)) goto free_loop;
   for (int e = 0; e < epochs && !stop_signal; e++) {
     for (int i = train.n - 1; i > 0; i--) { /* Fisher-Yates */
       int j = (int)(dd_rng_next(&rng) % (uint64_t)(i + 1)), tmp = order[i];
@@ -563,45 +604,7 @@ int cmd_train(int argc, char **argv) {
       if (val.n) fprintf(stderr, "  val loss %.4f acc %5.1f%%", h[2], 100 * h[3]);
       fprintf(stderr, "  %.1f s%*s\n", dd_now_seconds() - start, shown ? 10 : 0, "");
     }
-    if (snap) {
-      double *cur = malloc(sizeof(double) * 4 * (size_t)(e + 1));
-      if (!cur) {
-        cli_errorf("out of memory");
-        goto free_loop;
-      }
-      for (int q = 0; q <= e; q++)
-        for (int f = 0; f < 4; f++) cur[f * (e + 1) + q] = hist[4 * q + f];
-      snprintf(path, sizeof path, "%s/curves.png", snap);
-      int rc = plot_curves(path, cur, cur + (e + 1), cur + 2 * (e + 1), cur + 3 * (e + 1), e + 1,
-                           &err);
-      free(cur);
-      if (rc) {
-        cli_report(&err);
-        goto free_loop;
-      }
-      dd_image *fl;
-      rc = first_layer_picture(dd_trainer_model(t), train.c, train.s, &fl, &err);
-      if (rc == DD_ENOTFOUND) {
-        if (e == 0) cli_warnf("--snapshots: no first layer to draw in %s", arch);
-      } else if (rc) {
-        cli_report(&err);
-        goto free_loop;
-      } else {
-        snprintf(path, sizeof path, "%s/filters_%04d.png", snap, e + 1);
-        rc = dd_image_save(path, fl, &err);
-        if (!rc && !gif) {
-          snprintf(path, sizeof path, "%s/filters.gif", snap);
-          gif = dd_movie_open(path, fl->w, fl->h, 4, &err);
-          if (!gif) rc = err.code ? err.code : DD_EIO;
-        }
-        if (!rc) rc = dd_movie_write(gif, fl, &err);
-        dd_image_free(fl);
-        if (rc) {
-          cli_report(&err);
-          goto free_loop;
-        }
-      }
-    }
+    if (snap && snapshot(snap, t, &train, arch, e + 1, hist, &meta, &gif)) goto free_loop;
   }
   if (stop_signal) {
     if (shown) fputc('\n', stderr);
