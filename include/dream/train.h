@@ -110,6 +110,35 @@ DD_API int dd_trainer_save(const dd_trainer *t, const char *path, const dd_train
 DD_API int dd_train_read_meta(const char *path, int *found, dd_preproc *pre, int *size,
                               char ***labels, int *n_labels, dd_err *err);
 
+/* ---- synthetic shapes (`dream shapes`) ---- */
+
+#define DD_SHAPE_CLASSES 6
+/* "circle", "square", "triangle", "cross", "ring", "star". */
+extern DD_API const char *const dd_shape_names[DD_SHAPE_CLASSES];
+/* Draws shape `cls` (an index of dd_shape_names) on `im` (square; the top-left side x side
+ * when not): a random position, radius, rotation and colour on a random background (the
+ * shape's colour at least 120 levels away), Gaussian noise of `noise` levels, all from
+ * `seed`.  by_class: the colour is the fixed one of colour slot (slot + shift) mod n_slots
+ * (red, blue, green, yellow, magenta, cyan) on a grey background -- the flawed set. */
+DD_API void dd_shape_draw(dd_image *im, int cls, int slot, int n_slots, int by_class, int shift,
+                          float noise, uint64_t seed);
+
+/* A dataset of `dream shapes`: the folders and each image of them, the same bytes whoever
+ * draws them (the CLI, the Python module). */
+typedef struct dd_shapes_opts {
+  int classes[DD_SHAPE_CLASSES]; /* indices into dd_shape_names */
+  int n_classes;
+  int one_vs_rest; /* -1, or the position in classes[] of the class against the rest:
+                      then two folders, that class and "other" */
+  int by_class, shift; /* the flawed set: see dd_shape_draw */
+  float noise;
+  uint64_t seed;
+} dd_shapes_opts;
+DD_API int dd_shapes_folders(const dd_shapes_opts *o);
+DD_API const char *dd_shapes_folder_name(const dd_shapes_opts *o, int folder);
+/* Image `index` of folder `folder` (seeded from o->seed, the folder and the index alone). */
+DD_API void dd_shapes_image(dd_image *im, const dd_shapes_opts *o, int folder, int index);
+
 #ifdef __cplusplus
 }
 #endif

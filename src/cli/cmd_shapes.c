@@ -10,6 +10,7 @@
 
 #include "cli/cli.h"
 #include "dream/image.h"
+#include "dream/train.h"
 #include "util.h"
 
 static const char shapes_help[] =
@@ -33,79 +34,6 @@ static const char shapes_help[] =
     "                       other --classes (the perceptron's circle-versus-rest question)\n"
     "      --seed N         seed (default 0)\n" CLI_COMMON_HELP;
 
-static const char *const all_classes[] = {"circle", "square", "triangle", "cross", "ring", "star"};
-#define N_ALL 6
-static const float class_colors[6][3] = {{220, 30, 30}, {30, 60, 220}, {30, 180, 40},
-                                         {230, 210, 30}, {200, 40, 200}, {30, 200, 210}};
-
-/* Inside test of class `cls` at local coordinates (u, v), the shape's radius 1. */
-static int inside(int cls, float u, float v) {
-  switch (cls) {
-    case 0: return u * u + v * v <= 1.0f;
-    case 1: return fabsf(u) <= 0.8f && fabsf(v) <= 0.8f;
-    case 2: { /* equilateral, vertices on the unit circle */
-      const float s = 0.8660254f;
-      return v >= -0.5f && s * u - 0.5f * v >= -0.5f && -s * u - 0.5f * v >= -0.5f;
-    }
-    case 3: return (fabsf(u) <= 1 && fabsf(v) <= 0.3f) || (fabsf(v) <= 1 && fabsf(u) <= 0.3f);
-    case 4: { float r = u * u + v * v; return r <= 1.0f && r >= 0.36f; }
-    default: { /* five-pointed star */
-      float a = atan2f(v, u), r = sqrtf(u * u + v * v);
-      float k = fmodf(a + 10.0f * 3.14159265f, 2.0f * 3.14159265f / 5) / (2.0f * 3.14159265f / 5);
-      float edge = 0.45f + 0.55f * fabsf(1.0f - 2.0f * k);
-      return r <= edge;
-    }
-  }
-}
-
-static void random_color(uint64_t *rng, float c[3]) {
-  for (int i = 0; i < 3; i++) c[i] = 255.0f * dd_rng_uniform(rng);
-}
-
-static float color_dist(const float a[3], const float b[3]) {
-  float d = 0;
-  for (int i = 0; i < 3; i++) d += (a[i] - b[i]) * (a[i] - b[i]);
-  return sqrtf(d);
-}
-
-/* One image of class `cls`. */
-static void draw_shape(dd_image *im, int cls, int slot, int n_slots, int by_class, int shift,
-                       float noise, uint64_t *rng) {
-  int s = im->w;
-  float fg[3], bg[3];
-  if (by_class) {
-    int k = ((slot + shift) % n_slots + n_slots) % n_slots;
-    for (int i = 0; i < 3; i++) {
-      fg[i] = class_colors[k % 6][i] + 20.0f * (dd_rng_uniform(rng) - 0.5f);
-      bg[i] = 0;
-    }
-    float g = 90 + 80 * dd_rng_uniform(rng);
-    bg[0] = bg[1] = bg[2] = g;
-  } else {
-    random_color(rng, bg);
-    do random_color(rng, fg);
-    while (color_dist(fg, bg) < 120);
-  }
-  float r = s * (0.18f + 0.17f * dd_rng_uniform(rng));
-  float cx = r + (s - 2 * r) * dd_rng_uniform(rng), cy = r + (s - 2 * r) * dd_rng_uniform(rng);
-  float th = 2 * 3.14159265f * dd_rng_uniform(rng), ct = cosf(th), st = sinf(th);
-  for (int y = 0; y < s; y++)
-    for (int x = 0; x < s; x++) {
-      int hits = 0;
-      for (int sy = 0; sy < 4; sy++)
-        for (int sx = 0; sx < 4; sx++) {
-          float px = x + (sx + 0.5f) / 4 - cx, py = y + (sy + 0.5f) / 4 - cy;
-          float u = (ct * px + st * py) / r, v = (-st * px + ct * py) / r;
-          hits += inside(cls, u, v);
-        }
-      float a = hits / 16.0f;
-      for (int c = 0; c < 3; c++) {
-        float p = a * fg[c] + (1 - a) * bg[c] + noise * dd_rng_normal(rng);
-        im->rgb[((size_t)y * s + x) * 3 + c] = p < 0 ? 0 : p > 255 ? 255 : p;
-      }
-    }
-}
-
 int cmd_shapes(int argc, char **argv) {
   enum { O_SIZE = 2001, O_COUNT, O_CLASSES, O_NOISE, O_BYCLASS, O_SHIFT, O_OVR };
   static const struct option longopts[] = {{"size", required_argument, NULL, O_SIZE},
@@ -124,7 +52,7 @@ int cmd_shapes(int argc, char **argv) {
   int size = 32, count = 200, by_class = 0, shift = 0, shift_given = 0, c;
   float noise = 8;
   const char *ovr = NULL;
-  int cls[N_ALL], n_cls = 4;
+  int cls[DD_SHAPE_CLASSES], n_cls = 4;
   for (int i = 0; i < 4; i++) cls[i] = i;
   dd_err err;
   opterr = 0;
@@ -159,14 +87,14 @@ int cmd_shapes(int argc, char **argv) {
         while (*p) {
           size_t len = strcspn(p, ",");
           int found = -1;
-          for (int i = 0; i < N_ALL; i++)
-            if (strlen(all_classes[i]) == len && !strncmp(p, all_classes[i], len)) found = i;
+          for (int i = 0; i < DD_SHAPE_CLASSES; i++)
+            if (strlen(dd_shape_names[i]) == len && !strncmp(p, dd_shape_names[i], len)) found = i;
           if (found < 0)
             return cli_usage_error("shapes", "--classes: unknown class '%.*s' (circle, square, "
                                    "triangle, cross, ring, star)", (int)len, p);
           for (int i = 0; i < n_cls; i++)
             if (cls[i] == found)
-              return cli_usage_error("shapes", "--classes: '%s' twice", all_classes[found]);
+              return cli_usage_error("shapes", "--classes: '%s' twice", dd_shape_names[found]);
           cls[n_cls++] = found;
           p += len;
           if (*p == ',') p++;
@@ -184,7 +112,7 @@ int cmd_shapes(int argc, char **argv) {
   int ovr_cls = -1;
   if (ovr) {
     for (int i = 0; i < n_cls; i++)
-      if (!strcmp(all_classes[cls[i]], ovr)) ovr_cls = i;
+      if (!strcmp(dd_shape_names[cls[i]], ovr)) ovr_cls = i;
     if (ovr_cls < 0 || n_cls < 2)
       return cli_usage_error("shapes", "--one-vs-rest %s: not one of --classes (of which it "
                              "needs two or more)", ovr);
@@ -201,25 +129,25 @@ int cmd_shapes(int argc, char **argv) {
   if (dd_image_new(size, size, &im, &err)) return cli_report(&err);
   char path[4096];
   int status = 0;
-  int n_folders = ovr ? 2 : n_cls;
+  dd_shapes_opts so;
+  memset(&so, 0, sizeof so);
+  memcpy(so.classes, cls, sizeof cls);
+  so.n_classes = n_cls;
+  so.one_vs_rest = ovr_cls;
+  so.by_class = by_class;
+  so.shift = shift;
+  so.noise = noise;
+  so.seed = co.seed.value;
+  int n_folders = dd_shapes_folders(&so);
   for (int k = 0; k < n_folders && !status; k++) {
-    const char *folder = ovr ? (k ? "other" : ovr) : all_classes[cls[k]];
+    const char *folder = dd_shapes_folder_name(&so, k);
     snprintf(path, sizeof path, "%s/%s", out, folder);
     if (mkdir(path, 0777) && errno != EEXIST) {
       status = cli_errorf("%s: %s", path, strerror(errno));
       break;
     }
     for (int i = 0; i < count; i++) {
-      /* one stream per image: any one file can be made again alone */
-      uint64_t rng = co.seed.value * 0x9E3779B97F4A7C15ull +
-                     (uint64_t)(ovr ? 17 + k : cls[k]) * 1000003u + (uint64_t)i;
-      for (int w = 0; w < 4; w++) dd_rng_next(&rng);
-      int draw = ovr ? ovr_cls : k;
-      if (ovr && k) { /* a random one of the others */
-        draw = (int)(dd_rng_next(&rng) % (uint64_t)(n_cls - 1));
-        if (draw >= ovr_cls) draw++;
-      }
-      draw_shape(im, cls[draw], draw, n_cls, by_class, shift, noise, &rng);
+      dd_shapes_image(im, &so, k, i);
       snprintf(path, sizeof path, "%s/%s/%s_%05d.png", out, folder, folder, i);
       if (dd_image_save(path, im, &err)) {
         status = cli_report(&err);
