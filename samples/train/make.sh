@@ -36,12 +36,9 @@ $D train --arch cnn --optimizer adam --lr 0.003 --epochs 30 --batch 32 --seed 1 
   2>&1 | tail -n 1 | tee "$W/cnn-s32.txt"
 cp "$W/snap-cnn-s32/filters.gif" "$S/cnn_filters_forming.gif"
 cp "$W/snap-cnn-s32/curves.png" "$S/cnn_curves.png"
-cp "$W/snap-cnn-s32/filters_0000.png" "$S/cnn_filters_before.png"
-cp "$W/snap-cnn-s32/filters_0030.png" "$S/cnn_filters_after.png"
 img="$W/s32-test/cross/cross_00003.png"
-cp "$img" "$S/cnn_input.png"
-$D activations -q --model "$W/snap-cnn-s32/initial.onnx" --layer relu1_out "$img" "$S/cnn_maps_before.png"
-$D activations -q --model "$W/cnn-s32.onnx" --layer relu1_out "$img" "$S/cnn_maps_after.png"
+$D activations -q --model "$W/snap-cnn-s32/initial.onnx" --layer relu1_out "$img" "$W/cnn_maps_before.png"
+$D activations -q --model "$W/cnn-s32.onnx" --layer relu1_out "$img" "$W/cnn_maps_after.png"
 $D audit -q --model "$W/cnn-s32.onnx" "$W/s32-test" "$W/audit-s32"
 
 # 3. Why does my trained network fail: circles always red, squares always blue, ...
@@ -57,8 +54,32 @@ for set in flawed-test fair recoloured; do
     | tee "$W/audit-flawed-$set.txt"
 done
 $D filters -q --model "$W/flawed.onnx" --optimize --layer relu2_out --size 32 --steps 128 \
-  "$S/flawed_channels.png"
+  "$W/flawed_channels.png"
 $D filters -q --model "$W/cnn-s32.onnx" --optimize --layer relu2_out --size 32 --steps 128 \
-  "$S/fair_channels.png"
-$D explain -q --model "$W/flawed.onnx" "$W/recoloured/circle/circle_00000.png" "$S/flawed_explain.png" || true
+  "$W/fair_channels.png"
+$D explain --model "$W/flawed.onnx" "$W/recoloured/circle/circle_00000.png" "$W/flawed_explain.png"
+
+# The README's side-by-side figures, enlarged 2x (nearest neighbour).
+log figures
+/usr/bin/python3 - "$W" "$S" <<'PY'
+import sys
+from PIL import Image
+w, s = sys.argv[1:]
+def row(files, out):
+    ims = [Image.open(f).convert("RGB") for f in files]
+    ims = [i.resize((i.width * 2, i.height * 2), Image.NEAREST) for i in ims]
+    canvas = Image.new("RGB", (sum(i.width for i in ims) + 10 * (len(ims) - 1),
+                               max(i.height for i in ims)), (255, 255, 255))
+    x = 0
+    for i in ims:
+        canvas.paste(i, (x, 0))
+        x += i.width + 10
+    canvas.save(out)
+big = Image.open(w + "/s32-test/cross/cross_00003.png").resize((104, 104), Image.NEAREST)
+big.save(w + "/cnn_input_big.png")
+row([w + "/cnn_input_big.png", w + "/snap-cnn-s32/filters_0000.png", w + "/cnn_maps_before.png",
+     w + "/snap-cnn-s32/filters_0030.png", w + "/cnn_maps_after.png"], s + "/cnn_before_after.png")
+row([w + "/flawed_channels.png", w + "/fair_channels.png", w + "/flawed_explain.png"],
+    s + "/flawed_vs_fair.png")
+PY
 log done
