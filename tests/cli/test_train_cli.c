@@ -145,6 +145,25 @@ Test(train_cli, trains_exports_and_the_model_opens_with_no_flags) {
   cr_assert_eq(r.status, 0, "%s", r.err);
   th_result_free(&r);
   th_ref_script("train_export.py", "torch and onnx (Debian python3-torch, python3-onnx)");
+  /* fine-tuning: the trained file goes on from its own weights, preprocessing and labels */
+  char tuned[256];
+  r = TH_RUN("train", "--arch", out, "--epochs", "1", "--batch", "8", th_tmp(p, sizeof p, "tr"),
+             th_tmp(tuned, sizeof tuned, "tuned.onnx"));
+  cr_assert_eq(r.status, 0, "%s", r.err);
+  th_result_free(&r);
+  r = TH_RUN("classify", "--model", tuned, th_tmp(p, sizeof p, "va/cross/cross_00000.png"));
+  cr_assert_eq(r.status, 0, "%s", r.err);
+  expect_in(&r, "triangle", "labels kept");
+  th_result_free(&r);
+  /* a folder whose class count is not the model's outputs */
+  th_result s2 = TH_RUN("shapes", "--size", "16", "--count", "2", "--classes", "circle,square",
+                        th_tmp(p, sizeof p, "two"));
+  cr_assert_eq(s2.status, 0, "%s", s2.err);
+  th_result_free(&s2);
+  r = TH_RUN("train", "--arch", out, "--epochs", "1", p, th_tmp(tuned, sizeof tuned, "t2.onnx"));
+  cr_assert_eq(r.status, 1);
+  expect_in(&r, "has 4 outputs but", "class count");
+  th_result_free(&r);
 }
 
 Test(train_cli, same_seed_same_bytes) {
