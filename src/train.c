@@ -432,6 +432,13 @@ fail:
   return rc;
 }
 
+int dd_trainer_set_lr(dd_trainer *t, float lr, dd_err *err) {
+  if (!(lr > 0) || !(lr < 1e6f))
+    return dd_fail(err, DD_EARG, "learning rate %g: expected 0 < lr < 1e6", lr);
+  t->o.lr = lr;
+  return DD_OK;
+}
+
 const dd_model *dd_trainer_model(const dd_trainer *t) { return t->m; }
 
 void dd_trainer_geometry(const dd_trainer *t, int *c, int *h, int *w, int *k) {

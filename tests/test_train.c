@@ -378,5 +378,10 @@ Test(train, refuses_bad_architectures_and_options) {
   dd_trainer *t = NULL;
   cr_assert_eq(dd_trainer_new(onnx, len, "mlp", &o, &t, &err), DD_EARG);
   cr_assert(strstr(err.msg, "learning rate"), "%s", err.msg);
+  o.lr = 0.1f;
+  cr_assert_eq(dd_trainer_new(onnx, len, "mlp", &o, &t, &err), 0, "%s", err.msg);
+  cr_assert_eq(dd_trainer_set_lr(t, 0, &err), DD_EARG);
+  cr_assert_eq(dd_trainer_set_lr(t, 0.5f, &err), 0);
+  dd_trainer_free(t);
   free(onnx);
 }

@@ -64,6 +64,10 @@ DD_API int dd_trainer_new(const void *onnx, size_t len, const char *what, const 
                           dd_trainer **out, dd_err *err);
 DD_API void dd_trainer_free(dd_trainer *t);
 
+/* Changes the learning rate for the next steps (a schedule; torch: param_group["lr"] = lr).
+ * DD_EARG unless 0 < lr < 1e6. */
+DD_API int dd_trainer_set_lr(dd_trainer *t, float lr, dd_err *err);
+
 /* The model being trained: its weights are the trainer's, current after each step (draw
  * them with dream/visualize.h).  Owned by the trainer. */
 DD_API const dd_model *dd_trainer_model(const dd_trainer *t);

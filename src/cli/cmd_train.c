@@ -35,6 +35,8 @@ static const char train_help[] =
     "      --lr R           learning rate (default 0.05 for sgd, 0.001 for adam)\n"
     "      --optimizer O    sgd (torch.optim.SGD, momentum 0.9) or adam (torch.optim.Adam)\n"
     "                       (default sgd)\n"
+    "      --schedule S     constant (default) or cosine: epoch e (from 0) of E runs at\n"
+    "                       lr * (1 + cos(pi * e / E)) / 2\n"
     "      --momentum M     SGD momentum, 0..0.999 (default 0.9)\n"
     "      --weight-decay W L2 penalty added to the gradient (default 0)\n"
     "      --size S         input side for the built-in architectures (default: the first\n"
@@ -377,7 +379,7 @@ static int evaluate(dd_trainer *t, const dataset *d, int batch, double *loss, do
 }
 
 int cmd_train(int argc, char **argv) {
-  enum { O_ARCH = 2101, O_EPOCHS, O_BATCH, O_LR, O_OPT, O_MOM, O_WD, O_SNAP, O_VAL, O_SIZE };
+  enum { O_ARCH = 2101, O_EPOCHS, O_BATCH, O_LR, O_OPT, O_MOM, O_WD, O_SNAP, O_VAL, O_SIZE, O_SCHED };
   static const struct option longopts[] = {{"arch", required_argument, NULL, O_ARCH},
                                            {"epochs", required_argument, NULL, O_EPOCHS},
                                            {"batch", required_argument, NULL, O_BATCH},
@@ -388,6 +390,7 @@ int cmd_train(int argc, char **argv) {
                                            {"snapshots", required_argument, NULL, O_SNAP},
                                            {"val", required_argument, NULL, O_VAL},
                                            {"size", required_argument, NULL, O_SIZE},
+                                           {"schedule", required_argument, NULL, O_SCHED},
                                            CLI_SEED_LONGOPT,
                                            {"quiet", no_argument, NULL, 'q'},
                                            {"help", no_argument, NULL, 'h'},
@@ -395,7 +398,7 @@ int cmd_train(int argc, char **argv) {
   cli_common co;
   cli_common_init(&co);
   const char *arch = "cnn", *snap = NULL, *val_dir = NULL;
-  int epochs = 10, batch = 32, size = 0, c, lr_given = 0;
+  int epochs = 10, batch = 32, size = 0, c, lr_given = 0, cosine = 0;
   dd_train_opts o;
   dd_train_opts_init(&o);
   o.momentum = 0.9f;
@@ -422,6 +425,11 @@ int cmd_train(int argc, char **argv) {
         if (!strcmp(optarg, "sgd")) o.optimizer = DD_OPT_SGD;
         else if (!strcmp(optarg, "adam")) o.optimizer = DD_OPT_ADAM;
         else return cli_usage_error("train", "--optimizer: sgd or adam, not '%s'", optarg);
+        break;
+      case O_SCHED:
+        if (!strcmp(optarg, "cosine")) cosine = 1;
+        else if (!strcmp(optarg, "constant")) cosine = 0;
+        else return cli_usage_error("train", "--schedule: constant or cosine, not '%s'", optarg);
         break;
       case O_SNAP: snap = optarg; break;
       case O_VAL: val_dir = optarg; break;
@@ -549,6 +557,11 @@ int cmd_train(int argc, char **argv) {
       int j = (int)(dd_rng_next(&rng) % (uint64_t)(i + 1)), tmp = order[i];
       order[i] = order[j];
       order[j] = tmp;
+    }
+    if (cosine && dd_trainer_set_lr(t, (float)(o.lr * (1 + cos(3.14159265358979 * e / epochs)) / 2),
+                                    &err)) {
+      cli_report(&err);
+      goto free_loop;
     }
     double total = 0;
     int good = 0, seen = 0, steps = (train.n + batch - 1) / batch;
