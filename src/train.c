@@ -686,7 +686,8 @@ static int read_varint(FILE *f, uint64_t *v) {
 
 /* The metadata_props (field 14) of the ModelProto in `path`, read by walking its top-level
  * fields and seeking past the others (the graph and its weights are not read): at most
- * `max` entries unpacked into kv (free each with onnx__string_string_entry_proto__free_unpacked). */
+ * `max` entries unpacked into kv (each freed with
+ * onnx__string_string_entry_proto__free_unpacked). */
 static int scan_metadata(const char *path, Onnx__StringStringEntryProto **kv, int max, int *n,
                          dd_err *err) {
   *n = 0;

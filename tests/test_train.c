@@ -92,7 +92,8 @@ static void check_gradients(dd_trainer *t, const float *x, const int *labels, in
               dd_trainer_param_name(t, i));
     cr_assert(fabs(s) > 1e-3, "%s: %s: gradient along a random direction is %g: not exercised",
               what, dd_trainer_param_name(t, i), s);
-    cr_assert(fabs(fd - s) <= 2e-3 * fabs(s) + 2e-5, "%s: %s: finite difference %.8g, analytic %.8g",
+    cr_assert(fabs(fd - s) <= 2e-3 * fabs(s) + 2e-5,
+              "%s: %s: finite difference %.8g, analytic %.8g",
               what, dd_trainer_param_name(t, i), fd, s);
   }
   for (int i = 0; i < np; i++) {

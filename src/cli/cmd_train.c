@@ -379,7 +379,8 @@ static int evaluate(dd_trainer *t, const dataset *d, int batch, double *loss, do
 }
 
 int cmd_train(int argc, char **argv) {
-  enum { O_ARCH = 2101, O_EPOCHS, O_BATCH, O_LR, O_OPT, O_MOM, O_WD, O_SNAP, O_VAL, O_SIZE, O_SCHED };
+  enum { O_ARCH = 2101, O_EPOCHS, O_BATCH, O_LR, O_OPT, O_MOM, O_WD, O_SNAP, O_VAL, O_SIZE,
+         O_SCHED };
   static const struct option longopts[] = {{"arch", required_argument, NULL, O_ARCH},
                                            {"epochs", required_argument, NULL, O_EPOCHS},
                                            {"batch", required_argument, NULL, O_BATCH},
@@ -419,8 +420,12 @@ int cmd_train(int argc, char **argv) {
         bad = cli_parse_float("--lr", optarg, 0, 1000, 1, &o.lr, &err);
         lr_given = 1;
         break;
-      case O_MOM: bad = cli_parse_float("--momentum", optarg, 0, 0.999, 0, &o.momentum, &err); break;
-      case O_WD: bad = cli_parse_float("--weight-decay", optarg, 0, 1, 0, &o.weight_decay, &err); break;
+      case O_MOM:
+        bad = cli_parse_float("--momentum", optarg, 0, 0.999, 0, &o.momentum, &err);
+        break;
+      case O_WD:
+        bad = cli_parse_float("--weight-decay", optarg, 0, 1, 0, &o.weight_decay, &err);
+        break;
       case O_OPT:
         if (!strcmp(optarg, "sgd")) o.optimizer = DD_OPT_SGD;
         else if (!strcmp(optarg, "adam")) o.optimizer = DD_OPT_ADAM;
@@ -454,7 +459,8 @@ int cmd_train(int argc, char **argv) {
                            arch);
   if (!strcmp(arch, out_path))
     return cli_usage_error("train", "OUT.onnx is the model being fine-tuned: write elsewhere");
-  if (snap && mkdir(snap, 0777) && errno != EEXIST) return cli_errorf("%s: %s", snap, strerror(errno));
+  if (snap && mkdir(snap, 0777) && errno != EEXIST)
+    return cli_errorf("%s: %s", snap, strerror(errno));
 
   /* preprocessing: built-ins map 0..255 to -1..1; a file keeps its own (its dream.*
    * metadata, else what its preset says) */

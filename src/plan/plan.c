@@ -115,7 +115,8 @@ static int plan_alloc(const dd_model *m, dd_plan **out, plan_state *s, dd_err *e
   s->offset = calloc((size_t)p->nv, sizeof(size_t));
   s->goffset = calloc((size_t)p->nv, sizeof(size_t));
   if (!p->val || !p->grad || !p->folded || !p->order || !p->onode || !p->flops || !p->runs ||
-      !s->needed || !s->known || !s->isconst || !s->onpath || !s->param || !s->offset || !s->goffset)
+      !s->needed || !s->known || !s->isconst || !s->onpath || !s->param || !s->offset ||
+      !s->goffset)
     return dd_fail(err, DD_ENOMEM, "out of memory");
   return DD_OK;
 }
