@@ -44,7 +44,9 @@ static const char train_help[] =
     "      --val DIR        a labelled folder to measure held-out loss and accuracy after each\n"
     "                       epoch (its classes must be TRAIN_DIR's)\n"
     "      --snapshots DIR  before training (DIR/initial.onnx, DIR/filters_0000.png) and after\n"
-    "                       each epoch: the first layer's filters (DIR/filters_EEEE.png) and the\n"
+    "                       each epoch: the first layer's filters (DIR/filters_EEEE.png), the\n"
+    "                       first 4 channels of the last Conv visualized (DIR/channels_EEEE.png,\n"
+    "                       64 steps of `dream filters --optimize`) and the\n"
     "                       curves so far (DIR/curves.png: loss above, accuracy below; train\n"
     "                       red, validation blue); at the end DIR/filters.gif, the filters\n"
     "                       forming, one frame per epoch\n" CLI_SEED_HELP CLI_COMMON_HELP;
@@ -318,11 +320,53 @@ static int first_layer_picture(const dd_model *m, int c, int s, dd_image **out, 
   return DD_ENOTFOUND;
 }
 
+/* A few channel visualizations (dd_fv: 64 steps each at the input's size) of the last Conv's
+ * output, the first four channels, as one grid: DD_ENOTFOUND when there is no Conv or the
+ * input is not 3-channel. */
+static int channel_picture(const dd_model *m, const dd_preproc *pre, int c, int s, uint64_t seed,
+                           dd_image **out, dd_err *err) {
+  *out = NULL;
+  int value = -1;
+  for (int i = 0; i < dd_model_num_nodes(m); i++)
+    if (!strcmp(dd_model_node_op(m, i), "Conv")) value = dd_model_node_output(m, i, 0);
+  if (value < 0 || c != 3) return DD_ENOTFOUND;
+  dd_fv_opts o;
+  dd_fv_opts_init(&o);
+  o.size = s;
+  o.iters = 64;
+  o.jitter = s / 16;
+  dd_fv *fv;
+  int rc = dd_fv_new(m, pre, value, &o, &fv, err);
+  if (rc) return rc;
+  int n = dd_fv_channels(fv) < 4 ? dd_fv_channels(fv) : 4;
+  dd_image *tiles[4] = {NULL, NULL, NULL, NULL};
+  for (int k = 0; !rc && k < n; k++)
+    rc = dd_fv_run(fv, k, seed + (uint64_t)k, &tiles[k], NULL, err);
+  if (!rc) rc = dd_vis_grid((const dd_image *const *)tiles, n, 2, 255, out, NULL, err);
+  for (int k = 0; k < n; k++) dd_image_free(tiles[k]);
+  dd_fv_free(fv);
+  return rc;
+}
+
 /* The snapshot after `epoch` epochs (0: before training, with DIR/initial.onnx): the curves
  * so far, the first layer's picture and a frame of the GIF.  Prints; 0 or 1. */
 static int snapshot(const char *dir, dd_trainer *t, const dataset *train, const char *arch,
                     int epoch, const double *hist, const dd_train_meta *meta,
                     dd_movie_writer **gif) {
+  {
+    dd_err e2;
+    char cp[4096];
+    dd_image *ch;
+    int r2 = channel_picture(dd_trainer_model(t), &meta->pre, train->c, train->s,
+                             (uint64_t)epoch, &ch, &e2);
+    if (r2 && r2 != DD_ENOTFOUND) return cli_report(&e2);
+    if (!r2) {
+      snprintf(cp, sizeof cp, "%s/channels_%04d.png", dir, epoch);
+      r2 = dd_image_save(cp, ch, &e2);
+      dd_image_free(ch);
+      if (r2) return cli_report(&e2);
+    }
+  }
   dd_err err;
   char path[4096];
   int rc = DD_OK;

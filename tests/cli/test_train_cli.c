@@ -112,6 +112,8 @@ Test(train_cli, trains_exports_and_the_model_opens_with_no_flags) {
   th_result_free(&r);
   cr_assert(exists("snap/filters_0001.png") && exists("snap/filters_0002.png"));
   cr_assert(exists("snap/curves.png") && exists("snap/filters.gif"));
+  cr_assert(exists("snap/filters_0000.png") && exists("snap/initial.onnx"));
+  cr_assert(exists("snap/channels_0000.png") && exists("snap/channels_0002.png"));
   /* classify: the labels come from the file */
   r = TH_RUN("classify", "--model", out, th_tmp(p, sizeof p, "va/cross/cross_00000.png"));
   cr_assert_eq(r.status, 0, "%s", r.err);
