@@ -12,6 +12,7 @@
  *   bench_engine count   [--preset P] [--layer L] [--size WxH]
  *       the forward convolution GFLOP at that size, without running anything.
  *   --profile  also prints the time per operator type and every node's time.
+ *   --exact    forward: plans with DD_PLAN_EXACT (as dd_infer does: run, classify, audit).
  *
  * Prints one line of key=value pairs per run (times in ms, the median over --iters after
  * --warmup), for the harness to parse.  Convolution GFLOP counts forward Conv work, twice
@@ -50,7 +51,7 @@ void openblas_set_num_threads(int n);
 typedef struct bench_opts {
   const char *preset, *layer;
   int gm, gn, gk;
-  int w, h, iters, warmup, tile, profile, threads, size, reps;
+  int w, h, iters, warmup, tile, profile, exact, threads, size, reps;
   size_t max_memory;
 } bench_opts;
 
@@ -81,7 +82,7 @@ static double peak_rss_mb(void) {
 static int usage(void) {
   fputs("usage: bench_engine sgemm|forward|grad|count|gemm [--preset P] [--layer L] [--size WxH|N]\n"
         "       [--iters N] [--warmup N] [--tile N] [--max-memory BYTES] [--threads N]\n"
-        "       [--reps N] [--profile] [--shape MxNxK]\n",
+        "       [--reps N] [--profile] [--exact] [--shape MxNxK]\n",
         stderr);
   return 2;
 }
@@ -96,6 +97,10 @@ static int parse_opts(int argc, char **argv, bench_opts *o) {
     const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
     if (!strcmp(a, "--profile")) {
       o->profile = 1;
+      continue;
+    }
+    if (!strcmp(a, "--exact")) {
+      o->exact = 1;
       continue;
     }
     if (!v) return -1;
@@ -297,7 +302,8 @@ static int bench_model(const bench_opts *o, int grad) {
     int64_t dims[4] = {1, 3, o->h, o->w};
     dd_binding b = {in, dd_shape_make(4, dims), NULL};
     dd_plan *p;
-    if (dd_plan_new(m, &b, 1, &layer, 1, DD_PLAN_REUSE, o->max_memory, &p, &err)) goto done;
+    unsigned flags = DD_PLAN_REUSE | (o->exact ? DD_PLAN_EXACT : 0u);
+    if (dd_plan_new(m, &b, 1, &layer, 1, flags, o->max_memory, &p, &err)) goto done;
     t_setup = now_seconds() - t_setup;
     dd_image_to_input(im, &ps.pre, dd_f32(dd_plan_tensor(p, in)));
     for (int r = 0; r < total; r++) {

@@ -45,7 +45,7 @@ int dd_infer_new(const dd_model *m, const dd_shape *input, const int *targets, i
    * its own (liveness, in-place ops, Concat joins, ReLU folding: plan/memory.c), so the
    * session holds what is live at its busiest step, not every value of the graph. */
   dd_binding b = {in, *input, NULL};
-  int rc = dd_plan_new(m, &b, 1, targets, n_targets, DD_PLAN_REUSE | DD_PLAN_FORGET_INPUTS,
+  int rc = dd_plan_new(m, &b, 1, targets, n_targets, DD_PLAN_REUSE | DD_PLAN_FORGET_INPUTS | DD_PLAN_EXACT,
                        max_memory, &s->plan, err);
   for (int i = 0; !rc && i < n_targets; i++)
     if (!dd_plan_tensor(s->plan, targets[i]))

@@ -505,7 +505,7 @@ int dd_vis_activations(const dd_model *m, const dd_preproc *pp, int value, const
   if (value < 0 || value >= dd_model_num_values(m)) return dd_fail(err, DD_EARG, "no value %d", value);
   dd_binding b = input_binding(m, im->w, im->h);
   dd_plan *p;
-  rc = dd_plan_new(m, &b, 1, &value, 1, 0, max_memory, &p, err);
+  rc = dd_plan_new(m, &b, 1, &value, 1, DD_PLAN_EXACT, max_memory, &p, err);
   if (rc) return rc;
   dd_tensor *t = dd_plan_tensor(p, value);
   dd_layout lay;
@@ -824,7 +824,7 @@ int dd_explain(const dd_model *m, const dd_preproc *pp, const dd_image *im,
   rc = explain_input(im, S, &small, err);
   if (rc) goto done;
   dd_binding b = input_binding(m, S, S);
-  rc = dd_plan_new(m, &b, 1, &logits, 1, DD_PLAN_GRAD, o->max_memory, &p, err);
+  rc = dd_plan_new(m, &b, 1, &logits, 1, DD_PLAN_GRAD | DD_PLAN_EXACT, o->max_memory, &p, err);
   if (rc) goto done;
   dd_tensor *lt = dd_plan_tensor(p, logits);
   int64_t nc = dd_tensor_numel(lt);

@@ -10,6 +10,7 @@
 
 #include "dream/dream.h"
 #include "dream/graph.h"
+#include "dream/infer.h"
 #include "helper_cli.h"
 #include "helper_ops.h"
 #include "helper_torch.h"
@@ -252,5 +253,32 @@ Test(grad, exact_plan_keeps_ties_on_constant_input, .timeout = 300) {
     }
     dd_plan_free(p);
   }
+  dd_model_free(m);
+}
+
+/* dd_infer (run, classify, audit) plans fp32-exact as dd_input_gradient does: on a constant
+ * image every channel's interior is bit-equal at every depth, so a tie stays a tie in the
+ * scores that classify and audit rank. */
+Test(grad, infer_keeps_ties_on_constant_input, .timeout = 300) {
+  static const char *const names[] = {"conv2/3x3", "inception_4c/output"};
+  static const int64_t margin[] = {4, 11};
+  dd_model *m = th_shared_model("models/bvlc_googlenet.onnx");
+  int targets[2];
+  for (int i = 0; i < 2; i++) cr_assert_geq(targets[i] = dd_model_find(m, names[i]), 0);
+  dd_shape s = {4, {1, 3, 448, 448}};
+  dd_infer *inf;
+  dd_err err;
+  cr_assert_eq(dd_infer_new(m, &s, targets, 2, 0, &inf, &err), 0, "%s", err.msg);
+  float *x = malloc(3 * 448 * 448 * sizeof *x);
+  cr_assert(x);
+  const float bgr[3] = {20.25f, -3.125f, 7.7f};
+  for (int64_t i = 0; i < 3 * 448 * 448; i++) x[i] = bgr[i / (448 * 448)];
+  cr_assert_eq(dd_infer_run(inf, x, &err), 0, "%s", err.msg);
+  for (int i = 0; i < 2; i++) {
+    int bad = untied_channels(dd_infer_output(inf, i), margin[i]);
+    cr_expect_eq(bad, 0, "dd_infer, %s: %d channels untied", names[i], bad);
+  }
+  free(x);
+  dd_infer_free(inf);
   dd_model_free(m);
 }

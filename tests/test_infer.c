@@ -21,7 +21,7 @@ Test(infer, matches_a_plan_and_repeats, .timeout = 120) {
   cr_assert_eq(dd_infer_new(m, &x->shape, &out, 1, 0, &s, &err), 0, "%s", err.msg);
   dd_binding b = {in, x->shape, NULL};
   dd_plan *p;
-  cr_assert_eq(dd_plan_new(m, &b, 1, &out, 1, 0, 0, &p, &err), 0, "%s", err.msg);
+  cr_assert_eq(dd_plan_new(m, &b, 1, &out, 1, DD_PLAN_EXACT, 0, &p, &err), 0, "%s", err.msg);
   memcpy(dd_plan_tensor(p, in)->data, x->data, (size_t)dd_tensor_numel(x) * sizeof(float));
   dd_plan_forward(p);
   const dd_tensor *ref = dd_plan_tensor(p, out);

@@ -452,7 +452,8 @@ Test(visualize, explain_parts_compose_to_explain) {
   b.shape = dd_shape_make(4, dims);
   dd_plan *p;
   /* as dd_explain plans it */
-  cr_assert_eq(dd_plan_new(m, &b, 1, &logits, 1, DD_PLAN_GRAD, 0, &p, &err), 0, "%s", err.msg);
+  cr_assert_eq(dd_plan_new(m, &b, 1, &logits, 1, DD_PLAN_GRAD | DD_PLAN_EXACT, 0, &p, &err), 0,
+               "%s", err.msg);
   dd_image_to_input(im, &caffe, dd_f32(dd_plan_tensor(p, b.value)));
   dd_plan_forward(p);
   cr_assert_eq(dd_explain_backward(p, logits, 1000, &err), DD_EARG);

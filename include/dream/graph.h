@@ -62,11 +62,12 @@ typedef struct dd_binding {
  * and an exact tie at a max-pool or a Relu stays a tie, as in float64.  It costs speed: 3x3
  * convolutions take the direct path instead of Winograd's F(4x4, 3x3), whose outputs round
  * differently at each of a tile's 16 positions (bench/README.md has the figures).
- * A first layer (at most 4 input channels) sums in double.  dd_input_gradient always uses
- * it, the dream loop and dd_fv when DD_PRECISION_FP32 is asked for (`--precision fp32`; auto
- * keeps Winograd).  dd_explain and dd_infer (run, classify, audit) do not yet: their scores
- * must stay bit-equal between the CLI and the library, and moving them all at once is
- * still to do.  With DD_PLAN_BF16 too, this flag wins: products in float32. */
+ * A first layer (at most 4 input channels) sums in double.  Always used by
+ * dd_input_gradient (grad), dd_infer (run, classify, audit), dd_vis_activations and
+ * dd_vis_classify (activations, the Python module's run and classify) and dd_explain
+ * (explain, audit), which all agree bit for bit; by the dream loop and dd_fv when
+ * DD_PRECISION_FP32 is asked for (`--precision fp32`; auto keeps Winograd).  With
+ * DD_PLAN_BF16 too, this flag wins: products in float32. */
 #define DD_PLAN_EXACT 32u
 /* Training: the model's float32 initializers (its weights) are parameters.  Each gets a
  * gradient buffer, dd_plan_grad(p, v), that backward accumulates into after

@@ -202,8 +202,9 @@ DD_API int dd_explain(const dd_model *m, const dd_preproc *pp, const dd_image *i
 DD_API void dd_explanation_free(dd_explanation *e);
 
 /* The parts of dd_explain, for a caller with a gradient plan of its own (dd_plan_new with
- * DD_PLAN_GRAD from the image input to the scores, as dd_explain builds it): run the plan
- * forward on the image, dd_explain_backward, then dd_gradcam and dd_saliency, in that order
+ * DD_PLAN_GRAD | DD_PLAN_EXACT from the image input to the scores, as dd_explain builds
+ * it): run the plan forward on the image, dd_explain_backward, then dd_gradcam and
+ * dd_saliency, in that order
  * (SmoothGrad runs the plan again and overwrites every value). */
 
 /* Zeroes the plan's gradients, seeds d scores[cls] = 1 and runs the backward pass.  DD_EARG

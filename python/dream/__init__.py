@@ -565,7 +565,7 @@ class Model:
                                  any(d >= 0 and d != e for d, e in zip(decl, x.shape))):
             _fail(ESHAPE, "shape %s does not fit the model's input '%s' (%s; -1 is any size)" % (
                 "x".join(map(str, x.shape)), self.input_name, "x".join(map(str, decl))))
-        plan = self._plan(x, targets, 0, max_memory or self.max_memory)
+        plan = self._plan(x, targets, lib.DD_PLAN_EXACT, max_memory or self.max_memory)
         try:
             inp = lib.dd_plan_tensor(plan, lib.dd_model_input(m))
             ffi.memmove(inp.data, x, x.nbytes)

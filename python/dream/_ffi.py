@@ -95,6 +95,7 @@ int dd_image_cut(const dd_image *im, int x0, int y0, int cw, int ch, dd_image **
 
 /* graph.h */
 typedef struct dd_plan dd_plan;
+#define DD_PLAN_EXACT 32
 typedef struct dd_binding { int value; dd_shape shape; const dd_tensor *constant; } dd_binding;
 int dd_plan_new(const dd_model *m, const dd_binding *inputs, int n_inputs, const int *targets,
                 int n_targets, unsigned flags, size_t max_memory, dd_plan **out, dd_err *err);

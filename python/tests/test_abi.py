@@ -6,7 +6,7 @@ import subprocess
 
 import pytest
 
-from dream._ffi import ffi
+from dream._ffi import ffi, lib
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 STRUCTS = ["dd_err", "dd_shape", "dd_tensor", "dd_image", "dd_image_save_opts", "dd_preproc",
@@ -14,6 +14,7 @@ STRUCTS = ["dd_err", "dd_shape", "dd_tensor", "dd_image", "dd_image_save_opts", 
            "dd_dream_progress", "dd_dream_budget", "dd_grid", "dd_fv_opts", "dd_chan_stats",
            "dd_explain_opts", "dd_explanation", "dd_layout", "dd_input_sizes", "dd_audit_opts",
            "dd_train_opts", "dd_train_meta", "dd_shapes_opts"]
+DEFINES = ["DD_PLAN_EXACT"]
 ENUMS = ["dd_dtype", "dd_framing", "dd_dream_norm", "dd_cmap", "dd_layout_kind", "dd_precision",
          "dd_optimizer"]
 
@@ -41,6 +42,9 @@ def test_layouts_match_the_headers(tmp_path):
         for name, value in sorted(ffi.typeof(e).relements.items()):
             lines.append('  printf("%%s %%d\\n", "%s", (int)%s);' % (name, name))
             want.append("%s %d" % (name, value))
+    for d in DEFINES:
+        lines.append('  printf("%%s %%ld\\n", "%s", (long)%s);' % (d, d))
+        want.append("%s %d" % (d, getattr(lib, d)))
     lines += ["  return 0;", "}"]
     src, exe = tmp_path / "abi.c", tmp_path / "abi"
     src.write_text("\n".join(lines) + "\n")

@@ -249,3 +249,45 @@ static int64_t sigmoid_flops(const dd_node *node, const dd_tensor *const *in,
 
 const dd_op dd_op_Sigmoid = {"Sigmoid", sigmoid_init, same_shape_infer, sigmoid_forward,
                              sigmoid_backward, sigmoid_flops, 0};
+
+/* ---- SiLU: x * Sigmoid(x), fused by the planner (plan/fuse.c) ---- */
+
+/* Not an ONNX op (no model can name it): the planner puts it in place of Sigmoid(x) and the
+ * Mul(x, that) reading it alone, the SiLU that torch exports for EfficientNet's activations.
+ * One pass instead of two and no sigmoid tensor; the forward computes the same float
+ * operations as the two nodes (sigmoidf, then the product), so the outputs are the same bit
+ * for bit, and the backward the sum of their two gradients. */
+static int silu_init(dd_node *node, dd_err *err) { return DD_OK; }
+
+static void silu_forward(const dd_node *node, const dd_tensor *const *in, dd_tensor *const *out,
+                         void *scratch) {
+  if (!out[0]) return;
+  const float *x = dd_f32(in[0]);
+  float *y = dd_f32(out[0]);
+  int64_t n = dd_tensor_numel(in[0]);
+#pragma omp parallel for simd if (parallel : n > DD_PAR_MIN) schedule(static)
+  for (int64_t i = 0; i < n; i++) y[i] = x[i] * sigmoidf(x[i]);
+}
+
+/* d/dx x s(x) = s + x s (1 - s): the Mul's gradient through its x, then the Sigmoid's. */
+static void silu_backward(const dd_node *node, const dd_tensor *const *in,
+                          const dd_tensor *const *out, const dd_tensor *const *dout,
+                          dd_tensor *const *din, void *scratch) {
+  if (!din[0] || !dout[0]) return;
+  const float *x = dd_f32(in[0]), *dy = dd_f32(dout[0]);
+  float *dx = dd_f32(din[0]);
+  int64_t n = dd_tensor_numel(in[0]);
+#pragma omp parallel for simd if (parallel : n > DD_PAR_MIN) schedule(static)
+  for (int64_t i = 0; i < n; i++) {
+    float s = sigmoidf(x[i]);
+    dx[i] = (dx[i] + dy[i] * s) + dy[i] * x[i] * s * (1.f - s);
+  }
+}
+
+static int64_t silu_flops(const dd_node *node, const dd_tensor *const *in,
+                          const dd_tensor *const *out) {
+  return 5 * dd_tensor_numel(in[0]);
+}
+
+const dd_op dd_op_FusedSilu = {"Silu", silu_init, same_shape_infer, silu_forward, silu_backward,
+                               silu_flops, DD_OP_BWD_NO_OUT};

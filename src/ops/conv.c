@@ -4,8 +4,10 @@
  * Four paths, chosen from the geometry:
  *   pointwise  1x1 kernel, stride 1, no padding: the NCHW data already is the column matrix,
  *              so each group is one sgemm with no copy.
- *   depthwise  one input channel per group: a direct loop (a gemm with one row would spend
- *              its time on im2col copies).
+ *   depthwise  one input channel per group: the vectorized stencils of ops/depthwise.c, one
+ *              plane per task (a gemm with one row would spend its time on im2col copies);
+ *              direct loops for the geometries those do not take (more than 256 taps, rows
+ *              too wide for their stage buffer).
  *   winograd   3x3, stride 1, no dilation, one group, at least WINO_MIN_CH channels in and
  *              out: Winograd F(4x4, 3x3) (ops/winograd.c): fewer multiplications than
  *              im2col + sgemm, which pays from that many channels (bench/README.md).
@@ -33,6 +35,7 @@
 
 #include "ops/bf16.h"
 #include "ops/common.h"
+#include "ops/depthwise.h"
 #include "ops/sgemm.h"
 #include "ops/window.h"
 #include "ops/winograd.h"
@@ -507,8 +510,87 @@ static void store_row(float *dst, const float *src, int64_t n, int stream) {
 /* y_g = bias + W_g * col(x_g) with every sum in double, rounded once, in the same order at
  * every output position (taps outside the image are skipped, which changes nothing for the
  * positions they do not reach); relu: then max(0, .). */
+#ifdef __AVX512F__
+/* exact_forward with AVX-512: a job is one output row's block of 32 columns, for every output
+ * channel.  The block's inputs are converted to double once per tap into a panel (taps past
+ * the image's columns hold 0, which adds an exact zero; taps on rows past the image are
+ * skipped for the whole row, as in the portable loop), then 4 channels x 32 columns stay in
+ * 16 registers over all the taps.  Each output is still bias + its taps in tap order, each
+ * step rounded once in double: the same value as the portable loop gives (but the sign of an
+ * exact zero), wherever the output lies. */
+#define CONV_EXACT_VCOLS 32
+#define CONV_EXACT_VTAPS 160 /* a panel of up to this many taps on the stack (40 KiB) */
+static int exact_forward_avx512(const conv_geom *g, const float *xg, const float *wg,
+                                const float *bg, int relu, float *yg) {
+  if (g->kcol > CONV_EXACT_VTAPS) return 0;
+  int64_t chunks = (g->wo + CONV_EXACT_VCOLS - 1) / CONV_EXACT_VCOLS, jobs = g->ho * chunks;
+#pragma omp parallel for if (g->mg * g->ocol * g->kcol > DD_PAR_MIN) schedule(static)
+  for (int64_t job = 0; job < jobs; job++) {
+    int64_t oh = job / chunks, ow0 = job % chunks * CONV_EXACT_VCOLS;
+    int64_t len = g->wo - ow0 < CONV_EXACT_VCOLS ? g->wo - ow0 : CONV_EXACT_VCOLS;
+    double panel[CONV_EXACT_VTAPS][CONV_EXACT_VCOLS] __attribute__((aligned(64)));
+    int16_t taps[CONV_EXACT_VTAPS];
+    int nt = 0;
+    for (int64_t r = 0; r < g->kcol; r++) {
+      int64_t c = r / (g->kh * g->kw), ki = r / g->kw % g->kh, kj = r % g->kw;
+      int64_t ih = oh * g->sh - g->ph + ki * g->dh;
+      if (ih < 0 || ih >= g->h) continue;
+      const float *row = xg + (c * g->h + ih) * g->w;
+      int64_t o0, o1, off = kj * g->dw - g->pw;
+      col_range(g, kj, &o0, &o1);
+      int64_t a = o0 > ow0 ? o0 - ow0 : 0, b = o1 - ow0 < len ? o1 - ow0 : len;
+      if (b < a) b = a;
+      double *pr = panel[nt];
+      for (int64_t i = 0; i < a; i++) pr[i] = 0.0;
+      for (int64_t i = a; i < b; i++) pr[i] = (double)row[(ow0 + i) * g->sw + off];
+      for (int64_t i = b; i < CONV_EXACT_VCOLS; i++) pr[i] = 0.0;
+      taps[nt++] = (int16_t)r;
+    }
+    for (int64_t m0 = 0; m0 < g->mg; m0 += 4) {
+      int64_t mn = g->mg - m0 < 4 ? g->mg - m0 : 4;
+      __m512d acc[4][4];
+      const float *wm[4];
+#pragma GCC unroll 4
+      for (int k = 0; k < 4; k++) {
+        int64_t m = m0 + (k < mn ? k : 0); /* a missing channel repeats the first, unstored */
+        wm[k] = wg + m * g->kcol;
+        __m512d b = _mm512_set1_pd(bg ? (double)bg[m] : 0.0);
+        for (int j = 0; j < 4; j++) acc[k][j] = b;
+      }
+#pragma GCC unroll 1
+      for (int t = 0; t < nt; t++) {
+        const double *pr = panel[t];
+        __m512d x0 = _mm512_load_pd(pr), x1 = _mm512_load_pd(pr + 8);
+        __m512d x2 = _mm512_load_pd(pr + 16), x3 = _mm512_load_pd(pr + 24);
+#pragma GCC unroll 4
+        for (int k = 0; k < 4; k++) {
+          __m512d w = _mm512_set1_pd((double)wm[k][taps[t]]);
+          acc[k][0] = _mm512_fmadd_pd(w, x0, acc[k][0]);
+          acc[k][1] = _mm512_fmadd_pd(w, x1, acc[k][1]);
+          acc[k][2] = _mm512_fmadd_pd(w, x2, acc[k][2]);
+          acc[k][3] = _mm512_fmadd_pd(w, x3, acc[k][3]);
+        }
+      }
+      for (int64_t k = 0; k < mn; k++) {
+        float *d = yg + (m0 + k) * g->ocol + oh * g->wo + ow0;
+        for (int j = 0; j < 4 && 8 * j < len; j++) {
+          __m256 v = _mm512_cvtpd_ps(acc[k][j]);
+          if (relu & DD_SGEMM_RELU) v = _mm256_max_ps(v, _mm256_setzero_ps());
+          int64_t n = len - 8 * j < 8 ? len - 8 * j : 8;
+          _mm256_mask_storeu_ps(d + 8 * j, (__mmask8)((1u << n) - 1u), v);
+        }
+      }
+    }
+  }
+  return 1;
+}
+#endif
+
 static void exact_forward(const conv_geom *g, const float *xg, const float *wg, const float *bg,
                           int relu, float *yg) {
+#ifdef __AVX512F__
+  if (exact_forward_avx512(g, xg, wg, bg, relu, yg)) return;
+#endif
   int64_t chunks = (g->wo + CONV_EXACT_COLS - 1) / CONV_EXACT_COLS;
   int64_t mblocks = (g->mg + CONV_EXACT_M - 1) / CONV_EXACT_M;
   int64_t jobs = mblocks * g->ho * chunks;
@@ -666,6 +748,51 @@ static void fused_backward_data(const conv_geom *g, const float *wg, const float
   }
 }
 
+/* The plan of ops/depthwise.c for this geometry; 0 when it does not take it. */
+static int dw_prepare(const conv_geom *g, dd_dw_plan *p) {
+  dd_dw_geom dg = {g->h, g->w, g->ho, g->wo, g->kh, g->kw, g->sh, g->sw, g->dh, g->dw,
+                   g->ph, g->pw};
+  return dd_dw_prepare(&dg, p);
+}
+
+/* Depthwise forward through ops/depthwise.c, one plane per task; relu folded in. */
+static void depthwise_forward_vec(const conv_geom *g, const dd_dw_plan *dg, const float *x,
+                                  const float *wt, const float *bias, int relu, float *y) {
+#pragma omp parallel for if (g->n * g->m * g->ocol * g->kh * g->kw > DD_PAR_MIN) schedule(static)
+  for (int64_t nm = 0; nm < g->n * g->m; nm++) {
+    int64_t n = nm / g->m, m = nm % g->m;
+    dd_dw_forward(dg, x + (n * g->c + m / g->mg) * g->h * g->w, wt + m * g->kh * g->kw,
+                  bias ? bias[m] : 0.f, y + nm * g->ocol, relu);
+  }
+}
+
+/* Depthwise data gradient through ops/depthwise.c: channel c collects its mg outputs. */
+static void depthwise_backward_vec(const conv_geom *g, const dd_dw_plan *dg, const float *wt,
+                                   const float *dy, float *dx) {
+#pragma omp parallel for if (g->n * g->m * g->ocol * g->kh * g->kw > DD_PAR_MIN) schedule(static)
+  for (int64_t nc = 0; nc < g->n * g->c; nc++) {
+    int64_t n = nc / g->c, c = nc % g->c;
+    for (int64_t m = c * g->mg; m < (c + 1) * g->mg; m++)
+      dd_dw_backward_data(dg, wt + m * g->kh * g->kw, dy + (n * g->m + m) * g->ocol,
+                          dx + nc * g->h * g->w);
+  }
+}
+
+/* Depthwise weight gradient through ops/depthwise.c: one output channel per task, its taps
+ * summed over the images in double. */
+static void depthwise_weights_vec(const conv_geom *g, const dd_dw_plan *dg, const float *x,
+                                  const float *dy, float *dw) {
+  int64_t taps = g->kh * g->kw;
+#pragma omp parallel for if (g->n * g->m * g->ocol * taps > DD_PAR_MIN) schedule(static)
+  for (int64_t m = 0; m < g->m; m++) {
+    double dk[DD_DW_TAPS] = {0};
+    for (int64_t n = 0; n < g->n; n++)
+      dd_dw_backward_weights(dg, x + (n * g->c + m / g->mg) * g->h * g->w,
+                             dy + (n * g->m + m) * g->ocol, dk);
+    for (int64_t t = 0; t < taps; t++) dw[m * taps + t] += (float)dk[t];
+  }
+}
+
 /* Depthwise forward: output channel m of image n reads input channel m / mg only. */
 static void depthwise_forward(const conv_geom *g, const float *x, const float *wt,
                               const float *bias, float *y) {
@@ -738,6 +865,11 @@ static void conv_forward_call(const dd_node *node, const dd_tensor *const *in,
   float *y = dd_f32(out[0]), *col = scratch;
   /* dd_sgemm's bits: the folded Relu, and every column in the same order under exact */
   int relu = (call->relu_out ? DD_SGEMM_RELU : 0) | (call->exact ? DD_SGEMM_EXACT : 0);
+  dd_dw_plan dg;
+  if (g.depthwise && dw_prepare(&g, &dg)) {
+    depthwise_forward_vec(&g, &dg, x, wt, bias, relu & DD_SGEMM_RELU, y);
+    return;
+  }
   if (g.depthwise) {
     depthwise_forward(&g, x, wt, bias, y);
     if (relu & DD_SGEMM_RELU) {
@@ -841,7 +973,9 @@ static void backward_data_general(const conv_geom *g, const float *wt, const flo
 /* The data gradient dx (N, C, H, W) on the path of the geometry. */
 static void backward_data(const conv_geom *g, const float *wt, const float *dy, float *dx,
                           int overwrite, float *col) {
-  if (g->depthwise) depthwise_backward(g, wt, dy, dx);
+  dd_dw_plan dg;
+  if (g->depthwise && dw_prepare(g, &dg)) depthwise_backward_vec(g, &dg, wt, dy, dx);
+  else if (g->depthwise) depthwise_backward(g, wt, dy, dx);
   else if (g->wino) backward_data_winograd(g, wt, dy, dx, overwrite, col);
   else if (g->pointwise) backward_data_pointwise(g, wt, dy, dx, overwrite);
   else backward_data_general(g, wt, dy, dx);
@@ -904,7 +1038,9 @@ static void backward_weights_im2col(const conv_geom *g, const float *x, const fl
 /* The weight gradient dw (M, cg, kh, kw) on the path of the geometry. */
 static void backward_weights(const conv_geom *g, const float *x, const float *dy, float *dw,
                              float *col) {
-  if (g->depthwise) backward_weights_depthwise(g, x, dy, dw);
+  dd_dw_plan dg;
+  if (g->depthwise && dw_prepare(g, &dg)) depthwise_weights_vec(g, &dg, x, dy, dw);
+  else if (g->depthwise) backward_weights_depthwise(g, x, dy, dw);
   else if (g->pointwise) backward_weights_pointwise(g, x, dy, dw);
   else backward_weights_im2col(g, x, dy, dw, col);
 }

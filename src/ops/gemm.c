@@ -6,8 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <cblas.h>
 #include <limits.h>
+#include <omp.h>
 
 #include "ops/common.h"
 #include "ops/sgemm.h"
@@ -17,7 +17,7 @@
 #define FEW 4
 /* Columns of C one thread takes at a time in the row-by-row product (on its stack). */
 #define ROW_CHUNK 256
-/* Rows of C per task when a product goes to dd_sgemm in row blocks. */
+/* Rows of C per task, at least, when a product goes to dd_sgemm in row blocks. */
 #define SGEMM_ROWS 64
 
 /* sum x[q * sx] y[q * sy] over q < k, in 16 lane sums added in order at the end (strides of
@@ -40,40 +40,79 @@ static float dot(const float *x, int64_t sx, const float *y, int64_t sy, int64_t
   return t;
 }
 
-/* C = alpha op(A) op(B) + beta C, row-major, as cblas_sgemm (beta 0: C is not read).
- * OpenBLAS's results depend on its number of threads (it shares a product out differently),
- * which would make a dream through a classifier differ between 1 and 2 threads.  So a
- * matrix-vector product, where OpenBLAS's blocking brings nothing anyway, is computed here:
- * every element of C by one thread, its sum in an order fixed by the shapes alone.  Larger
- * products go to OpenBLAS. */
+/* Floats of scratch product() needs for op(B) alpha as a row-major k x n copy: dd_sgemm reads
+ * B row-major and unscaled, so a transposed or scaled B is copied first. */
+static int64_t product_tmp(int tb, int64_t m, int64_t n, int64_t k, float alpha) {
+  return m > FEW && n > FEW && k > 0 && (tb || alpha != 1.f) ? k * n : 0;
+}
+
+/* t (k x n, row-major) = alpha op(B), op(B)(q, j) = b[j * ldb + q] when tb, else b[q * ldb +
+ * j]; the transpose in 32 x 32 blocks, so that both sides stay in cache lines. */
+static void copy_b(int tb, int64_t n, int64_t k, float alpha, const float *b, int64_t ldb,
+                   float *t) {
+  if (!tb) {
+#pragma omp parallel for schedule(static) if (k * n > DD_PAR_MIN)
+    for (int64_t q = 0; q < k; q++)
+      for (int64_t j = 0; j < n; j++) t[q * n + j] = alpha * b[q * ldb + j];
+    return;
+  }
+  int64_t qb = (k + 31) / 32;
+#pragma omp parallel for schedule(static) if (k * n > DD_PAR_MIN)
+  for (int64_t bq = 0; bq < qb; bq++)
+    for (int64_t j0 = 0; j0 < n; j0 += 32)
+      for (int64_t q = bq * 32; q < k && q < bq * 32 + 32; q++)
+        for (int64_t j = j0; j < n && j < j0 + 32; j++) t[q * n + j] = alpha * b[j * ldb + q];
+}
+
+/* C = alpha op(A) op(B) + beta C, row-major, as cblas_sgemm (beta 0: C is not read); tmp
+ * holds product_tmp() floats.  OpenBLAS's results depend on its number of threads (it shares
+ * a product out differently), and on a VM that hides the CPU model it picks its SSE3 kernels
+ * (30 GFLOP/s against dd_sgemm's 90-140 on one thread); so every product is computed here:
+ * every element of C by one thread, its sum in an order fixed by the shapes alone. */
 static void product(int ta, int tb, int m, int n, int k, float alpha, const float *a, int lda,
-                    const float *b, int ldb, float beta, float *c, int ldc) {
+                    const float *b, int ldb, float beta, float *c, int ldc, float *tmp) {
   if (m <= 0 || n <= 0) return;
-  if (m > FEW && n > FEW && k > 0 && !tb && alpha == 1.f && (beta == 0.f || beta == 1.f)) {
-    /* B row-major: dd_sgemm (the convolutions' product), which packs no A and only blocks of
-     * B, and runs on AVX-512 whatever CPU OpenBLAS thinks it has (on a VM that hides the CPU
-     * model it picks its SSE3 kernels: 30 GFLOP/s against dd_sgemm's 90-120 on one thread).
+  if (beta != 0.f && beta != 1.f) {
+    for (int64_t i = 0; i < m; i++)
+      for (int64_t j = 0; j < n; j++) c[i * ldc + j] *= beta;
+    beta = 1.f;
+  }
+  if (k <= 0) {
+    for (int64_t i = 0; i < m && beta == 0.f; i++)
+      for (int64_t j = 0; j < n; j++) c[i * ldc + j] = 0.f;
+    return;
+  }
+  if (m > FEW && n > FEW && (tmp || (!tb && alpha == 1.f))) {
+    /* dd_sgemm (the convolutions' product), which packs no A and only blocks of B, with B
+     * row-major and unscaled: a transposed or scaled B is copied to tmp first (B^T of the
+     * data gradients: the weights, or the other operand of an attention product).  Without
+     * tmp (a caller that skipped infer's scratch) the dot products below do it, slower.
      * Token-major products have many rows and few columns, so the threads take blocks of rows
      * (dd_sgemm itself splits columns); every element's sum runs over k in the same order
      * however the rows are split, so the result does not depend on the number of threads. */
+    if (tb || alpha != 1.f) {
+      copy_b(tb, n, k, alpha, b, ldb, tmp);
+      b = tmp;
+      ldb = n;
+    }
     int64_t ars = ta ? 1 : lda, acs = ta ? lda : 1;
     int acc = beta != 0.f ? DD_SGEMM_ACCUMULATE : 0;
     int par = (int64_t)m * n * k > DD_PAR_MIN;
-    int64_t tasks = (m + SGEMM_ROWS - 1) / SGEMM_ROWS;
+    /* one block of rows per thread (at least SGEMM_ROWS): each block packs B again, so
+     * fewer, taller blocks pay (1 thread, 196 x 1536 x 384: 121 -> 151 GFLOP/s) */
+    int64_t nt = par ? omp_get_max_threads() : 1;
+    int64_t block = (m + nt - 1) / nt;
+    block = block < SGEMM_ROWS ? SGEMM_ROWS : (block + 7) / 8 * 8;
+    int64_t tasks = (m + block - 1) / block;
     if (tasks == 1) {
       dd_sgemm(m, n, k, a, ars, acs, b, ldb, c, ldc, acc, NULL, par);
       return;
     }
 #pragma omp parallel for schedule(static) if (par)
     for (int64_t t = 0; t < tasks; t++) {
-      int64_t r0 = t * SGEMM_ROWS, rows = m - r0 < SGEMM_ROWS ? m - r0 : SGEMM_ROWS;
+      int64_t r0 = t * block, rows = m - r0 < block ? m - r0 : block;
       dd_sgemm(rows, n, k, a + r0 * ars, ars, acs, b, ldb, c + r0 * ldc, ldc, acc, NULL, 0);
     }
-    return;
-  }
-  if ((m > FEW && n > FEW) || k <= 0) {
-    cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, m,
-                n, k, alpha, a, lda, b, ldb, beta, c, ldc);
     return;
   }
   /* op(A)(i, q) = a[i * ai + q * aq], op(B)(q, j) = b[q * bq + j * bj] */
@@ -195,7 +234,16 @@ static int gemm_infer(const dd_node *node, const dd_tensor *const *in, dd_tensor
     out[0]->dtype = DD_F32;
     out[0]->shape = dd_shape_make(2, (int64_t[]){g.m, g.n});
   }
-  *scratch = 0;
+  /* the copies of B product() makes, forward and backward (see gemm_backward) */
+  const gemm_params *p = node->params;
+  int ta = p->trans_a, tb = p->trans_b;
+  float al = p->alpha;
+  int64_t t[5] = {product_tmp(tb, g.m, g.n, g.k, al),
+                  ta ? product_tmp(1, g.k, g.m, g.n, al) : product_tmp(!tb, g.m, g.k, g.n, al),
+                  tb ? product_tmp(ta, g.n, g.k, g.m, al) : product_tmp(0, g.k, g.n, g.m, al), 0,
+                  0};
+  for (int i = 0; i < 3; i++) t[3] = t[i] > t[3] ? t[i] : t[3];
+  *scratch = (size_t)t[3] * sizeof(float);
   return DD_OK;
 }
 
@@ -217,7 +265,8 @@ static void gemm_forward(const dd_node *node, const dd_tensor *const *in, dd_ten
   }
   if (g.k == 0) return;
   product(p->trans_a, p->trans_b, (int)g.m, (int)g.n, (int)g.k, p->alpha, dd_f32(in[0]),
-          (int)in[0]->shape.d[1], dd_f32(in[1]), (int)in[1]->shape.d[1], 1.f, y, (int)g.n);
+          (int)in[0]->shape.d[1], dd_f32(in[1]), (int)in[1]->shape.d[1], 1.f, y, (int)g.n,
+          scratch);
 }
 
 static void gemm_backward(const dd_node *node, const dd_tensor *const *in,
@@ -235,16 +284,16 @@ static void gemm_backward(const dd_node *node, const dd_tensor *const *in,
   if (din[0] && k > 0) {
     float *da = dd_f32(din[0]);
     if (!p->trans_a) /* dA (MxK) = alpha dY B'^T */
-      product(0, !p->trans_b, m, k, n, p->alpha, dy, n, b, ldb, 1.f, da, k);
+      product(0, !p->trans_b, m, k, n, p->alpha, dy, n, b, ldb, 1.f, da, k, scratch);
     else /* dA (KxM) = alpha B' dY^T */
-      product(p->trans_b, 1, k, m, n, p->alpha, b, ldb, dy, n, 1.f, da, m);
+      product(p->trans_b, 1, k, m, n, p->alpha, b, ldb, dy, n, 1.f, da, m, scratch);
   }
   if (din[1] && k > 0) {
     float *db = dd_f32(din[1]);
     if (!p->trans_b) /* dB (KxN) = alpha A'^T dY */
-      product(!p->trans_a, 0, k, n, m, p->alpha, a, lda, dy, n, 1.f, db, n);
+      product(!p->trans_a, 0, k, n, m, p->alpha, a, lda, dy, n, 1.f, db, n, scratch);
     else /* dB (NxK) = alpha dY^T A' */
-      product(1, p->trans_a, n, k, m, p->alpha, dy, n, a, lda, 1.f, db, k);
+      product(1, p->trans_a, n, k, m, p->alpha, dy, n, a, lda, 1.f, db, k, scratch);
   }
   if (ct && node->n_in > 2 && din[2]) {
     float *dc = dd_f32(din[2]);
@@ -332,7 +381,8 @@ static int matmul_infer(const dd_node *node, const dd_tensor *const *in, dd_tens
     out[0]->dtype = DD_F32;
     out[0]->shape = g.y;
   }
-  *scratch = 0;
+  /* the data gradient's copy of B^T (product_tmp; at most one batch's at a time) */
+  *scratch = g.k > FEW && g.n > FEW ? (size_t)(g.k * g.n) * sizeof(float) : 0;
   return DD_OK;
 }
 
@@ -368,14 +418,14 @@ static void matmul_forward(const dd_node *node, const dd_tensor *const *in,
   }
   int m = (int)g.m, n = (int)g.n, k = (int)g.k;
   if (mm_stacked(&g) && g.batch * g.m <= INT_MAX) {
-    product(0, 0, (int)(g.batch * g.m), n, k, 1.f, a, k, b, n, 0.f, y, n);
+    product(0, 0, (int)(g.batch * g.m), n, k, 1.f, a, k, b, n, 0.f, y, n, NULL);
     return;
   }
   for (int64_t bi = 0; bi < g.batch; bi++) {
     int64_t oa, ob;
     mm_offsets(&g, bi, &oa, &ob);
     product(0, 0, m, n, k, 1.f, a + oa * g.m * g.k, k, b + ob * g.k * g.n, n, 0.f,
-            y + bi * g.m * g.n, n);
+            y + bi * g.m * g.n, n, NULL);
   }
 }
 
@@ -392,9 +442,9 @@ static void matmul_backward(const dd_node *node, const dd_tensor *const *in,
   if (mm_stacked(&g) && g.batch * g.m <= INT_MAX) {
     int rows = (int)(g.batch * g.m);
     if (da)
-      product(0, 1, rows, k, n, 1.f, dy, n, b, n, 1.f, da, k);
+      product(0, 1, rows, k, n, 1.f, dy, n, b, n, 1.f, da, k, scratch);
     if (db)
-      product(1, 0, k, n, rows, 1.f, a, k, dy, n, 1.f, db, n);
+      product(1, 0, k, n, rows, 1.f, a, k, dy, n, 1.f, db, n, NULL);
     return;
   }
   /* One batch at a time: broadcast operands collect from several batches in turn. */
@@ -403,9 +453,11 @@ static void matmul_backward(const dd_node *node, const dd_tensor *const *in,
     mm_offsets(&g, bi, &oa, &ob);
     const float *dyb = dy + bi * g.m * g.n;
     if (da)
-      product(0, 1, m, k, n, 1.f, dyb, n, b + ob * g.k * g.n, n, 1.f, da + oa * g.m * g.k, k);
+      product(0, 1, m, k, n, 1.f, dyb, n, b + ob * g.k * g.n, n, 1.f, da + oa * g.m * g.k, k,
+              scratch);
     if (db)
-      product(1, 0, k, n, m, 1.f, a + oa * g.m * g.k, k, dyb, n, 1.f, db + ob * g.k * g.n, n);
+      product(1, 0, k, n, m, 1.f, a + oa * g.m * g.k, k, dyb, n, 1.f, db + ob * g.k * g.n, n,
+              NULL);
   }
 }
 

@@ -315,8 +315,12 @@ static void ln_reduce_into(const float *full, const dd_shape *xs, int axis, dd_t
 /* Mean and invstd of one row, in double: two passes, so a large mean does not cancel. */
 static inline void ln_stats(const float *x, int64_t d, float eps, double *mean, double *invstd) {
   double s = 0, v = 0;
+  /* in vector lanes (an order fixed at compile time, the same for every row and thread
+   * count), which the strict sequential sum would not allow */
+#pragma omp simd reduction(+ : s)
   for (int64_t j = 0; j < d; j++) s += x[j];
   double m = s / (double)d;
+#pragma omp simd reduction(+ : v)
   for (int64_t j = 0; j < d; j++) v += (x[j] - m) * (x[j] - m);
   *mean = m;
   *invstd = 1.0 / sqrt(v / (double)d + eps);
@@ -388,6 +392,7 @@ static void ln_backward(const dd_node *node, const dd_tensor *const *in,
     double sg = 0, sgx = 0; /* sum g, sum g * xh */
     if (dy) {
       const float *g = dy + r * d;
+#pragma omp simd reduction(+ : sg, sgx)
       for (int64_t j = 0; j < d; j++) {
         double gj = (double)g[j] * scale[j];
         sg += gj;

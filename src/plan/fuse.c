@@ -7,6 +7,8 @@
  *              -> LayerNormalization(x, scale, bias; axis, epsilon = eps), also without the
  *              bias Add; the means reduce the trailing dims of x from `axis` on, keepdims.
  *   GELU       y = Mul(Mul(x, Add(Erf(Div(x, sqrt(2))), 1)), 0.5)  -> Gelu(x) (exact)
+ *   SiLU       y = Mul(x, Sigmoid(x))  -> the planner's own Silu (ops/activation.c; no ONNX
+ *              op), as torch writes nn.SiLU (EfficientNet's activations)
  *
  * Add and Mul match in either operand order.  A chain is fused only when every node of it
  * runs at run time, every intermediate value is read by the chain alone and is no target,
@@ -288,6 +290,40 @@ static int fuse_gelu(fuse_ctx *c, int last, size_t *scratch) {
   return r ? r : fuse_gelu_as(c, last, 1, scratch);
 }
 
+/* ---- SiLU ---- */
+
+/* Not in ops.def (no ONNX op): ops/activation.c. */
+extern const dd_op dd_op_FusedSilu;
+
+/* y = Mul(x, Sigmoid(x)) ending at `last`, in either operand order: 1 fused, 0 no match, -1
+ * out of memory. */
+static int fuse_silu(fuse_ctx *c, int last, size_t *scratch) {
+  dd_plan *p = c->p;
+  const dd_node *mul = node(c, last);
+  if (mul->n_in != 2 || mul->n_out != 1) return 0;
+  for (int k = 0; k < 2; k++) {
+    int sv = mul->in[k], x = mul->in[1 - k];
+    int isig = producer(c, sv, "Sigmoid");
+    if (x < 0 || isig < 0 || !inner(c, sv, 1) || node(c, isig)->n_in != 1 ||
+        node(c, isig)->in[0] != x)
+      continue;
+    if (p->val[x].dtype != DD_F32 || !dd_shape_eq(&p->val[x].shape, &p->val[mul->out[0]].shape))
+      continue;
+    plan_fused *f = new_fused(p, &dd_op_FusedSilu, last);
+    f->node.n_in = 1;
+    f->node.n_out = 1;
+    f->in[0] = x;
+    f->out[0] = mul->out[0];
+    int rc = adopt(c, f, scratch);
+    if (rc <= 0) return rc;
+    int nodes[] = {isig, last};
+    int vals[] = {sv};
+    replace_chain(c, f, nodes, 2, vals, 1);
+    return 1;
+  }
+  return 0;
+}
+
 /* ---- the pass ---- */
 
 int plan_fuse(dd_plan *p, unsigned char *known, const unsigned char *isconst,
@@ -298,8 +334,8 @@ int plan_fuse(dd_plan *p, unsigned char *known, const unsigned char *isconst,
   c.target = calloc((size_t)p->nv + 1, 1);
   c.used = calloc((size_t)p->nn + 1, 1);
   c.pos = malloc(((size_t)p->nn + 1) * sizeof(int));
-  /* a chain has at least 5 nodes */
-  p->fused = calloc((size_t)p->n_order / 5 + 1, sizeof *p->fused);
+  /* a chain has at least 2 nodes (SiLU) */
+  p->fused = calloc((size_t)p->n_order / 2 + 1, sizeof *p->fused);
   int rc = DD_OK;
   if (!c.nread || !c.target || !c.used || !c.pos || !p->fused) {
     rc = dd_fail(err, DD_ENOMEM, "out of memory");
@@ -324,6 +360,7 @@ int plan_fuse(dd_plan *p, unsigned char *known, const unsigned char *isconst,
     else if (!strcmp(t, "Mul")) {
       r = fuse_gelu(&c, i, scratch);
       if (!r) r = fuse_layernorm(&c, i, 0, scratch);
+      if (!r) r = fuse_silu(&c, i, scratch);
     }
     if (r < 0) {
       rc = dd_fail(err, DD_ENOMEM, "out of memory");

@@ -73,6 +73,27 @@ static const conv_case cases[] = {
     /* 16 x 511 x 521 floats (17 MB): streamed past the caches, planes not 64-byte aligned */
     {"large output streamed, 1x1 stride 2", 0, 1, 1, 1021, 1041, 16, 1, 1, 1, 2, 2, 1, 1, 0, 0,
      0, 0, NULL, 1, 0},
+    /* Depthwise through ops/depthwise.c: channel counts that are not multiples of 16, odd
+     * planes, strides 1 and 2 (and 2 down, 1 across), asymmetric pads, dilation, kernels of
+     * ConvNeXt (7x7) and EfficientNet (5x5); a plane taller than one band of its stage
+     * buffer; and geometries it refuses (6 stride phases, 17x17 = 289 taps), which take the
+     * direct loops. */
+    {"depthwise 7x7 pad 3, 17 channels, 9x19", 0, 1, 17, 9, 19, 17, 7, 7, 17, 1, 1, 1, 1, 3, 3, 3,
+     3, NULL, 1, 0},
+    {"depthwise 5x5 stride 2 pad 2, 5 channels, 31x29", 0, 1, 5, 31, 29, 5, 5, 5, 5, 2, 2, 1, 1,
+     2, 2, 2, 2, NULL, 1, 1},
+    {"depthwise 3x3 stride 2 down 1 across, pads (0,1,2,0)", 0, 1, 3, 20, 19, 3, 3, 3, 3, 2, 1,
+     1, 1, 0, 1, 2, 0, NULL, 0, 0},
+    {"depthwise x3 3x3 dilation 2 SAME_UPPER", 0, 1, 2, 15, 18, 6, 3, 3, 2, 1, 1, 2, 2, 0, 0, 0,
+     0, "SAME_UPPER", 1, 0},
+    {"depthwise 3x3 on 150 x 333: several bands", 0, 1, 2, 150, 333, 2, 3, 3, 2, 1, 1, 1, 1, 1,
+     1, 1, 1, NULL, 1, 0},
+    {"depthwise 3x2 stride 3x2 (6 phases: direct loops)", 0, 1, 3, 13, 14, 3, 3, 2, 3, 3, 2, 1,
+     1, 1, 0, 1, 1, NULL, 1, 0},
+    {"depthwise 17x17 (289 taps: direct loops)", 0, 1, 2, 20, 21, 2, 17, 17, 2, 1, 1, 1, 1, 8, 8,
+     8, 8, NULL, 1, 0},
+    {"1-D depthwise 5 taps stride 2", 1, 2, 4, 1, 41, 4, 1, 5, 4, 1, 2, 1, 1, 0, 2, 0, 2, NULL, 1,
+     1},
 };
 
 /* Pads and output size as the ONNX Conv definition gives them, computed independently of
@@ -297,7 +318,7 @@ Test(conv, parallel_splits_match_naive_reference) {
 }
 
 Test(conv, gradient_matches_finite_differences) {
-  static const int picks[] = {0, 2, 4, 6, 8, 11};
+  static const int picks[] = {0, 2, 4, 6, 8, 11, 29, 30, 31, 32, 34, 36};
   for (size_t pi = 0; pi < sizeof picks / sizeof picks[0]; pi++) {
     const conv_case *k = &cases[picks[pi]];
     th_node t;
@@ -317,7 +338,7 @@ Test(conv, gradient_matches_finite_differences) {
 
 /* The weight and bias gradients, for plans where W is computed rather than constant. */
 Test(conv, weight_and_bias_gradients_match_finite_differences) {
-  static const int picks[] = {0, 1, 4, 6};
+  static const int picks[] = {0, 1, 4, 6, 29, 30, 31, 32, 36};
   for (size_t pi = 0; pi < sizeof picks / sizeof picks[0]; pi++) {
     const conv_case *k = &cases[picks[pi]];
     th_node t;

@@ -7,13 +7,21 @@
 
 #include "helper_ops.h"
 
-/* Runs backward with dout = dy into zeroed gradients for the inputs flagged in `want`. */
+/* Runs backward with dout = dy into zeroed gradients for the inputs flagged in `want`, with
+ * the scratch infer asks for (the copies of B^T the products make). */
 static void run_backward(th_node *t, dd_tensor **in, int n_in, dd_tensor *dy, const int *want,
                          dd_tensor **din) {
   for (int i = 0; i < n_in; i++)
     din[i] = want[i] && in[i] ? th_tensor(in[i]->shape.ndim, in[i]->shape.d) : NULL;
   const dd_tensor *dout[1] = {dy};
-  t->node.op->backward(&t->node, (const dd_tensor *const *)in, NULL, dout, din, NULL);
+  dd_tensor shape, *outs[1] = {&shape};
+  memset(&shape, 0, sizeof shape);
+  size_t scratch = 0;
+  dd_err err;
+  cr_assert_eq(t->node.op->infer(&t->node, (const dd_tensor *const *)in, outs, &scratch, &err), 0);
+  void *s = scratch ? malloc(scratch) : NULL;
+  t->node.op->backward(&t->node, (const dd_tensor *const *)in, NULL, dout, din, s);
+  free(s);
 }
 
 static double tol_for(const dd_tensor *ref) { return 1e-5 * fmax(1.0, th_max_abs(ref)); }

@@ -264,6 +264,49 @@ Test(fuse, not_when_an_intermediate_is_a_target_or_read_elsewhere) {
   dd_model_free(m);
 }
 
+/* SiLU, y = x * Sigmoid(x) in either operand order (EfficientNet's activation): the two
+ * nodes become one, the forward bit for bit the same as the unfused plan's, the gradient
+ * within rounding; not fused when the sigmoid is a target or read elsewhere, nor for x *
+ * Sigmoid(z) (EfficientNet's squeeze-excitation scale). */
+Test(fuse, silu_either_order_and_not_otherwise) {
+  int64_t d[] = {2, 3, 37};
+  dd_shape xs = dd_shape_make(3, d);
+  for (int swap = 0; swap < 2; swap++) {
+    th_model *g = th_model_new("fuse");
+    fg_node(g, "Sigmoid", "x", NULL, "s");
+    fg_node(g, "Mul", swap ? "s" : "x", swap ? "x" : "s", "y");
+    const char *outs[] = {"y", "s"};
+    dd_model *m = fg_load(g, 2, outs);
+    cr_assert_eq(compare_fused(m, &xs, outs, 1), 1, "order %d", swap);
+    run f, u;
+    run_plan(m, &xs, outs, 1, DD_PLAN_REUSE, &f);
+    run_plan(m, &xs, outs, 1, DD_PLAN_REUSE | DD_PLAN_NO_FUSE, &u);
+    cr_assert_eq(th_max_abs_diff(f.y[0], u.y[0]), 0, "the fused forward is not the same");
+    cr_assert_null(dd_plan_tensor(f.p, dd_model_find(m, "s")));
+    run_free(&f);
+    run_free(&u);
+    /* the sigmoid a target as well: nothing fuses */
+    cr_assert_eq(compare_fused(m, &xs, outs, 2), 0);
+    dd_model_free(m);
+  }
+  th_model *g = th_model_new("fuse");
+  fg_node(g, "Neg", "x", NULL, "z");
+  fg_node(g, "Sigmoid", "z", NULL, "s");
+  fg_node(g, "Mul", "x", "s", "y");
+  const char *outs[] = {"y"};
+  dd_model *m = fg_load(g, 1, outs);
+  cr_assert_eq(compare_fused(m, &xs, outs, 1), 0);
+  dd_model_free(m);
+  /* the sigmoid read by a second node */
+  g = th_model_new("fuse");
+  fg_node(g, "Sigmoid", "x", NULL, "s");
+  fg_node(g, "Mul", "x", "s", "y0");
+  fg_node(g, "Add", "y0", "s", "y");
+  m = fg_load(g, 1, outs);
+  cr_assert_eq(compare_fused(m, &xs, outs, 1), 0);
+  dd_model_free(m);
+}
+
 Test(fuse, not_when_a_constant_differs) {
   int64_t d[] = {2, 3, 8};
   dd_shape xs = dd_shape_make(3, d);

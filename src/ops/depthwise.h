@@ -1,0 +1,67 @@
+/* Depthwise convolution planes (one input channel per group: EfficientNet's and MobileNet's
+ * 3x3 and 5x5, ConvNeXt's 7x7), vectorized.  Conv (ops/conv.c) calls these per plane, in
+ * parallel over planes, when dd_dw_prepare() accepts the geometry, and keeps its direct
+ * loops for the rest.
+ *
+ * Every kernel is one stencil over a staged copy of its input: a band of output rows at a
+ * time, the input rows it reads are copied (zeros in the padding) into a buffer on the stack,
+ * split into stride phases, so that every tap of every output of the band is the same
+ * contiguous offset from the output's index in the band: y[j] = init + sum_t w[t] * s[o[t] +
+ * j].  The band is taken whole, across row ends (the staged rows are a little wider than the
+ * output rows, and the extra columns are computed and dropped), which keeps the vectors full
+ * on the 7x7 and 14x14 planes of the last stages.  The data gradient is the same stencil on
+ * dy, one stride phase of dx at a time (the taps that reach it, the kernel flipped); the
+ * weight gradient dots the staged dy with the staged input at each tap's offset.
+ *
+ * The vectors are GCC's generic 16-float vectors: AVX-512 when the build targets it (as
+ * -march=native does on the machines of bench/README.md), pairs of AVX2 or quads of SSE
+ * otherwise; there is no other variant to dispatch to at run time.  Each output element is
+ * computed by the same sequence of operations wherever it lies (DD_PLAN_EXACT holds). */
+#ifndef DREAM_OPS_DEPTHWISE_H
+#define DREAM_OPS_DEPTHWISE_H
+
+#include <stdint.h>
+
+/* One plane's geometry: input h x w, output ho x wo, kernel kh x kw, strides, dilations and
+ * the leading pads (the trailing ones follow from the sizes). */
+typedef struct dd_dw_geom {
+  int64_t h, w, ho, wo, kh, kw, sh, sw, dh, dw, ph, pw;
+} dd_dw_geom;
+
+/* At most this many taps, and stride phases (sh * sw): other geometries take Conv's direct
+ * loops. */
+#define DD_DW_TAPS 256
+#define DD_DW_PHASES 4
+
+/* One stride phase of the data gradient (see depthwise.c). */
+typedef struct dd_dw_phase {
+  int64_t hi, wi, rmin, cmin, wq, eh, rows;
+  int ntaps;           /* 0: no tap reaches this phase of dx */
+  int tap[DD_DW_TAPS]; /* the kernel's index of each tap */
+  int64_t off[DD_DW_TAPS];
+} dd_dw_phase;
+
+/* The geometry with its band layouts and tap offsets, computed once per convolution. */
+typedef struct dd_dw_plan {
+  dd_dw_geom g;
+  int64_t wq, eh, rows, hq; /* the forward's band (depthwise.c, fw_plan) */
+  int64_t off[DD_DW_TAPS];
+  dd_dw_phase phase[DD_DW_PHASES];
+} dd_dw_plan;
+
+/* Fills *p and returns 1 when the kernels below take the geometry: the taps and stride phases
+ * fit the tables and one row (with the rows it reads) fits the stage buffer; else 0. */
+int dd_dw_prepare(const dd_dw_geom *g, dd_dw_plan *p);
+
+/* y (ho x wo) = bias + the convolution of x (h x w) by k (kh x kw), then max(0, .) when
+ * relu. */
+void dd_dw_forward(const dd_dw_plan *p, const float *x, const float *k, float bias, float *y,
+                   int relu);
+
+/* dx (h x w) += the gradient w.r.t. x of the forward above, given dy (ho x wo). */
+void dd_dw_backward_data(const dd_dw_plan *p, const float *k, const float *dy, float *dx);
+
+/* dk[t] (kh x kw) += sum over the outputs of dy * the input under tap t, in double. */
+void dd_dw_backward_weights(const dd_dw_plan *p, const float *x, const float *dy, double *dk);
+
+#endif

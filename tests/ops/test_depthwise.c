@@ -1,0 +1,181 @@
+/* ops/depthwise.c, the vectorized depthwise planes, on their own: forward, data gradient and
+ * weight gradient against a direct convolution in double written from the definition, over
+ * geometries that reach every part of the kernels (vector tails, stride phases, bands,
+ * padding wider than the kernel, dilation); the geometries dd_dw_prepare must refuse; and
+ * the DD_PLAN_EXACT promise that an output does not depend on where it lies.
+ *
+ * The vectors are the build's (AVX-512 with -march=native on an AVX-512 machine, AVX2 or SSE
+ * halves of them otherwise): there is one vectorized variant, no run-time choice to cover.
+ * The direct loops Conv keeps for refused geometries are tested through Conv (test_conv.c). */
+#include <criterion/criterion.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ops/depthwise.h"
+
+/* h, w, kh, kw, sh, sw, dh, dw, ph, pw, and the trailing pads pb, pr */
+typedef struct dw_case {
+  int64_t h, w, kh, kw, sh, sw, dh, dw, ph, pw, pb, pr;
+} dw_case;
+
+static const dw_case dcases[] = {
+    {7, 7, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1},         /* EfficientNet's last stage */
+    {56, 56, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1},       /* a full band of 56 rows */
+    {112, 112, 3, 3, 2, 2, 1, 1, 0, 0, 1, 1},     /* TF-style asymmetric stride 2 */
+    {14, 14, 7, 7, 1, 1, 1, 1, 3, 3, 3, 3},       /* ConvNeXt */
+    {9, 9, 5, 5, 2, 2, 1, 1, 2, 2, 2, 2},         /* MobileNet v3 5x5 stride 2 */
+    {1, 1, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1},         /* one pixel, every tap but the centre in padding */
+    {1, 17, 1, 3, 1, 1, 1, 1, 0, 1, 0, 1},        /* 1-D */
+    {5, 33, 3, 3, 1, 2, 2, 1, 2, 1, 2, 1},        /* stride 1 down, 2 across, dilation 2 down */
+    {13, 11, 3, 5, 2, 1, 1, 3, 4, 0, 0, 5},       /* pads wider than the kernel's reach */
+    {300, 45, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1},      /* several bands of rows */
+    {20, 600, 5, 5, 2, 2, 1, 1, 2, 2, 2, 2},      /* wide rows: bands of a few rows */
+    {12, 10, 2, 2, 2, 2, 1, 1, 0, 0, 0, 0},       /* even kernel, phases without taps in dx */
+    {10, 10, 1, 1, 2, 2, 1, 1, 0, 0, 0, 0},       /* 1x1 stride 2: 3 of 4 dx phases unreached */
+};
+
+static int64_t out_size(int64_t in, int64_t k, int64_t s, int64_t d, int64_t pb, int64_t pe) {
+  return (in + pb + pe - ((k - 1) * d + 1)) / s + 1;
+}
+
+static dd_dw_geom geom_of(const dw_case *c) {
+  return (dd_dw_geom){c->h,
+                      c->w,
+                      out_size(c->h, c->kh, c->sh, c->dh, c->ph, c->pb),
+                      out_size(c->w, c->kw, c->sw, c->dw, c->pw, c->pr),
+                      c->kh,
+                      c->kw,
+                      c->sh,
+                      c->sw,
+                      c->dh,
+                      c->dw,
+                      c->ph,
+                      c->pw};
+}
+
+static uint64_t rng = 88172645463325252ull;
+static float uniform(void) {
+  rng ^= rng << 13, rng ^= rng >> 7, rng ^= rng << 17;
+  return (float)((rng >> 40) * (1.0 / (1 << 24))) * 2.f - 1.f;
+}
+
+static float *randoms(int64_t n) {
+  float *v = malloc((size_t)n * sizeof *v);
+  for (int64_t i = 0; i < n; i++) v[i] = uniform();
+  return v;
+}
+
+/* The input pixel under tap (ki, kj) of output (oh, ow), or -1 in the padding. */
+static int64_t under(const dd_dw_geom *g, int64_t oh, int64_t ow, int64_t ki, int64_t kj) {
+  int64_t ih = oh * g->sh - g->ph + ki * g->dh, iw = ow * g->sw - g->pw + kj * g->dw;
+  return ih < 0 || ih >= g->h || iw < 0 || iw >= g->w ? -1 : ih * g->w + iw;
+}
+
+static double tol(double scale) { return 1e-5 * (scale > 1 ? scale : 1); }
+
+static void check_case(const dw_case *c, size_t ci) {
+  dd_dw_geom g = geom_of(c);
+  dd_dw_plan *p = malloc(sizeof *p);
+  cr_assert(dd_dw_prepare(&g, p), "case %zu: refused", ci);
+  int64_t nx = g.h * g.w, ny = g.ho * g.wo, nk = g.kh * g.kw;
+  float *x = randoms(nx), *k = randoms(nk), *dy = randoms(ny);
+  float *y = malloc((size_t)ny * sizeof *y), *dx = malloc((size_t)nx * sizeof *dx);
+  double *ry = calloc((size_t)ny, sizeof *ry), *rdx = calloc((size_t)nx, sizeof *rdx);
+  double *rdk = calloc((size_t)nk, sizeof *rdk), *dk = calloc((size_t)nk, sizeof *dk);
+  for (int64_t o = 0; o < ny; o++) {
+    ry[o] = 0.25;
+    for (int64_t t = 0; t < nk; t++) {
+      int64_t i = under(&g, o / g.wo, o % g.wo, t / g.kw, t % g.kw);
+      if (i < 0) continue;
+      ry[o] += (double)k[t] * x[i];
+      rdx[i] += (double)k[t] * dy[o];
+      rdk[t] += (double)x[i] * dy[o];
+    }
+  }
+  for (int relu = 0; relu < 2; relu++) {
+    for (int64_t o = 0; o < ny; o++) y[o] = NAN;
+    dd_dw_forward(p, x, k, 0.25f, y, relu);
+    for (int64_t o = 0; o < ny; o++) {
+      double want = relu && ry[o] < 0 ? 0 : ry[o];
+      cr_assert(fabs(y[o] - want) <= tol(fabs(want)), "case %zu relu %d: y[%lld] = %g, want %g",
+                ci, relu, (long long)o, y[o], want);
+    }
+  }
+  /* accumulates: dx starts at 0.5, dk at 2 */
+  for (int64_t i = 0; i < nx; i++) dx[i] = 0.5f;
+  for (int64_t t = 0; t < nk; t++) dk[t] = 2;
+  dd_dw_backward_data(p, k, dy, dx);
+  dd_dw_backward_weights(p, x, dy, dk);
+  for (int64_t i = 0; i < nx; i++)
+    cr_assert(fabs(dx[i] - 0.5 - rdx[i]) <= tol(fabs(rdx[i])), "case %zu: dx[%lld] = %g, want %g",
+              ci, (long long)i, dx[i] - 0.5, rdx[i]);
+  for (int64_t t = 0; t < nk; t++)
+    cr_assert(fabs(dk[t] - 2 - rdk[t]) <= tol(fabs(rdk[t])), "case %zu: dk[%lld] = %g, want %g",
+              ci, (long long)t, dk[t] - 2, rdk[t]);
+  free(p), free(x), free(k), free(dy), free(y), free(dx), free(ry), free(rdx), free(rdk), free(dk);
+}
+
+Test(depthwise, planes_match_direct_convolution) {
+  for (size_t ci = 0; ci < sizeof dcases / sizeof dcases[0]; ci++) check_case(&dcases[ci], ci);
+}
+
+/* Every geometry whose output rows are 1 to 40 wide, 3x3 and 5x5, strides 1 and 2: the
+ * vector tails (n mod 16) and the staged rows' dropped columns at each width. */
+Test(depthwise, every_width_to_40) {
+  for (int64_t w = 1; w <= 40; w++)
+    for (int64_t s = 1; s <= 2; s++)
+      for (int64_t kk = 3; kk <= 5; kk += 2) {
+        dw_case c = {6, w, kk, kk, s, s, 1, 1, kk / 2, kk / 2, kk / 2, kk / 2};
+        check_case(&c, (size_t)(w * 10 + s * 3 + kk));
+      }
+}
+
+Test(depthwise, prepare_refuses_what_it_cannot_stage) {
+  dd_dw_plan *p = malloc(sizeof *p);
+  dw_case too_many_taps = {20, 20, 17, 17, 1, 1, 1, 1, 8, 8, 8, 8};
+  dw_case six_phases = {20, 20, 3, 3, 3, 2, 1, 1, 1, 1, 1, 1};
+  dw_case too_wide = {10, 20000, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1}; /* one band row > 4096 floats */
+  dw_case fine = {10, 4000, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1};
+  dd_dw_geom g = geom_of(&too_many_taps);
+  cr_assert_not(dd_dw_prepare(&g, p));
+  g = geom_of(&six_phases);
+  cr_assert_not(dd_dw_prepare(&g, p));
+  g = geom_of(&too_wide);
+  cr_assert_not(dd_dw_prepare(&g, p));
+  g = geom_of(&fine);
+  cr_assert(dd_dw_prepare(&g, p));
+  free(p);
+}
+
+/* DD_PLAN_EXACT: every output by the same operations wherever it lies (vector lane, tail,
+ * band, row).  A constant plane without padding must give one value, bit for bit, over a
+ * plane of several bands; and the data gradient of a constant dy one value at every input
+ * pixel that all taps reach. */
+Test(depthwise, outputs_do_not_depend_on_their_place) {
+  dw_case c = {400, 37, 3, 3, 1, 1, 1, 1, 0, 0, 0, 0};
+  dd_dw_geom g = geom_of(&c);
+  dd_dw_plan *p = malloc(sizeof *p);
+  cr_assert(dd_dw_prepare(&g, p));
+  cr_assert_lt(p->rows, g.ho, "one band: the test would not cross bands");
+  int64_t nx = g.h * g.w, ny = g.ho * g.wo;
+  float *x = malloc((size_t)nx * sizeof *x), *y = malloc((size_t)ny * sizeof *y);
+  float *dx = calloc((size_t)nx, sizeof *dx), *dy = malloc((size_t)ny * sizeof *dy);
+  float k[9];
+  for (int t = 0; t < 9; t++) k[t] = uniform();
+  for (int64_t i = 0; i < nx; i++) x[i] = 0.3183099f;
+  for (int64_t o = 0; o < ny; o++) dy[o] = 0.7071068f;
+  dd_dw_forward(p, x, k, 0.1f, y, 0);
+  for (int64_t o = 1; o < ny; o++)
+    cr_assert(!memcmp(&y[o], &y[0], sizeof y[0]), "y[%lld] = %.9g, y[0] = %.9g", (long long)o,
+              y[o], y[0]);
+  dd_dw_backward_data(p, k, dy, dx);
+  float ref = dx[2 * g.w + 2];
+  for (int64_t ih = 2; ih < g.h - 2; ih++)
+    for (int64_t iw = 2; iw < g.w - 2; iw++)
+      cr_assert(!memcmp(&dx[ih * g.w + iw], &ref, sizeof ref), "dx at (%lld, %lld): %.9g vs %.9g",
+                (long long)ih, (long long)iw, dx[ih * g.w + iw], ref);
+  free(p), free(x), free(y), free(dx), free(dy);
+}
