@@ -158,5 +158,7 @@ int cmd_shapes(int argc, char **argv) {
   dd_image_free(im);
   if (!status)
     cli_summary(&co, "wrote %d x %d images of %dx%d to %s/", n_folders, count, size, size, out);
+  if (!status && co.seed.random && !co.quiet)
+    fprintf(stderr, "dream: --seed %llu\n", (unsigned long long)co.seed.value);
   return status;
 }

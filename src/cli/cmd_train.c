@@ -696,6 +696,8 @@ int cmd_train(int argc, char **argv) {
       cli_summary(&co, "trained %s for %d epochs: train acc %.1f%% -> %s", arch, done_epochs,
                   100 * last[1], out_path);
   }
+  if (co.seed.random && !co.quiet)
+    fprintf(stderr, "dream: --seed %llu\n", (unsigned long long)co.seed.value);
   status = 0;
 free_loop:
   if (gif) dd_movie_abort(gif);
