@@ -16,6 +16,7 @@
 #include "dream/dataset.h"
 #include "dream/infer.h"
 #include "dream/preset.h"
+#include "dream/train.h"
 #include "util.h"
 
 #define TOP5 5
@@ -72,8 +73,19 @@ static int is_wnid(const char *s, size_t len) {
   return 1;
 }
 
-static int labelset_load(const char *path, labelset *ls, dd_err *err) {
+static int labelset_load(const char *path, const char *model_path, labelset *ls, dd_err *err) {
   memset(ls, 0, sizeof *ls);
+  if ((!path || !path[0]) && model_path) { /* the labels a `dream train` model carries */
+    int found = 0;
+    dd_preproc pre;
+    int rc = dd_train_read_meta(model_path, &found, &pre, NULL, &ls->names, &ls->n, err);
+    if (rc) return rc;
+    if (ls->names && !ls->n) {
+      free(ls->names);
+      ls->names = NULL;
+    }
+    return DD_OK;
+  }
   if (!path || !path[0]) return DD_OK;
   int rc = dd_labels_load(path, &ls->names, &ls->n, err);
   if (rc) return rc;
@@ -891,7 +903,7 @@ int dd_audit_run(const dd_model *m, const char *model_path, const dd_preproc *pp
   int *label = NULL;
   double *prob = NULL;
   json_t *r = NULL, *images = json_array(), *errors = json_array(), *lookup = json_object();
-  rc = labelset_load(labels_path, &ls, err);
+  rc = labelset_load(labels_path, model_path, &ls, err);
   if (rc) goto fail_early;
 
   int outv = dd_model_output(m, 0);
@@ -912,7 +924,7 @@ int dd_audit_run(const dd_model *m, const char *model_path, const dd_preproc *pp
   }
   if (rc) goto fail;
   int64_t n_classes = dd_tensor_numel(dd_infer_output(s, 0));
-  if (n_classes < TOP5 || n_classes > 1000000) {
+  if (n_classes < 2 || n_classes > 1000000) {
     rc = dd_fail(err, DD_ESHAPE, "%s: %lld outputs are not the classes of a classifier",
                  dd_model_name(m), (long long)n_classes);
     goto fail;
@@ -989,10 +1001,11 @@ int dd_audit_run(const dd_model *m, const char *model_path, const dd_preproc *pp
     }
     dd_probabilities(dd_f32(dd_infer_output(s, 0)), n_classes, prob);
     for (int l = 0; l < n_units; l++) units_add(&u[l], dd_infer_output(s, 1 + l), i);
-    int top[TOP5];
-    top_k(prob, n_classes, TOP5, top);
+    /* a classifier of fewer than 5 classes (dream train's) lists them all */
+    int top[TOP5], nk = n_classes < TOP5 ? (int)n_classes : TOP5;
+    top_k(prob, n_classes, nk, top);
     json_t *t = json_array();
-    for (int j = 0; j < TOP5; j++)
+    for (int j = 0; j < nk; j++)
       json_array_append_new(t, json_pack("{s:i, s:f}", "class", top[j], "p", prob[top[j]]));
     int rank = label[i] >= 0 && label[i] < n_classes ? rank_of(prob, n_classes, label[i]) : 0;
     json_t *rec = json_pack("{s:s, s:o, s:o, s:o, s:o}", "path", ds.rel[i], "label",

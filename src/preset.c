@@ -1,6 +1,7 @@
 /* Model presets: small `key value` text files in weights/ (or $DREAM_PRESET_PATH) that say
  * which ONNX file a model is, how its input is preprocessed, its default layer and labels. */
 #include "dream/preset.h"
+#include "dream/train.h"
 
 #include <ctype.h>
 #include <dirent.h>
@@ -294,6 +295,15 @@ static int resolve(const char *spec, preset_buf *out, dd_err *err) {
     if (ends_with(base, ".onnx")) n -= 5;
     snprintf(p.name, sizeof p.name, "%.*s", (int)n, base);
     snprintf(p.model_path, sizeof p.model_path, "%s", spec);
+    /* A model `dream train` wrote says how it reads its input (dream/train.h). */
+    int found = 0, size = 0;
+    dd_preproc pre;
+    int rc = dd_train_read_meta(spec, &found, &pre, &size, NULL, NULL, err);
+    if (rc) return rc;
+    if (found) {
+      p.pre = pre;
+      if (size > 0) p.size = size;
+    }
     *out = p;
     return DD_OK;
   }

@@ -69,6 +69,14 @@ typedef struct dd_binding {
  * DD_PRECISION_FP32 is asked for (`--precision fp32`; auto keeps Winograd).  With
  * DD_PLAN_BF16 too, this flag wins: products in float32. */
 #define DD_PLAN_EXACT 32u
+/* Training: the model's float32 initializers (its weights) are parameters.  Each gets a
+ * gradient buffer, dd_plan_grad(p, v), that backward accumulates into after
+ * dd_plan_zero_grad (every gradient is zeroed).  The plan reads them from the model's own
+ * memory at every forward, so a caller that updates them in place (dream/train.h) needs no
+ * new plan; nodes whose inputs are all initializers run at each forward instead of being
+ * folded.  Implies gradients (the first binding's too only with DD_PLAN_GRAD); not with
+ * DD_PLAN_REUSE (DD_EARG). */
+#define DD_PLAN_PARAMS 64u
 
 /* Build a plan computing `targets` from `inputs`.  max_memory (0: none) caps the memory of
  * the plan's buffers: a plan that would need more fails with DD_ELIMIT, saying how much. */

@@ -13,6 +13,8 @@ clamped as the library rounds them when it writes a file.  Failures raise dream.
 the library's message and status code.
 
 dream.audit(dir, ...) returns the report of `dream audit` (dd_audit_run) as Python objects.
+dream.shapes(out_dir, ...) and dream.train(train_dir, out, ...) write what `dream shapes` and
+`dream train` write, byte for byte.
 """
 import json
 import math
@@ -32,7 +34,7 @@ __all__ = [
     "save_tensor", "filters", "optimize_channels", "class_image", "activations", "explain",
     "Filters", "ChannelImages", "ClassImage", "Activations", "Explanation", "Progress",
     "audit", "default_max_memory", "library_path", "MovieInfo", "movie_info", "read_movie",
-    "MovieWriter",
+    "MovieWriter", "shapes", "train", "TrainResult",
 ]
 
 # Status codes (include/dream/error.h, DD_ERRNO_MAP).
@@ -1215,3 +1217,218 @@ class MovieWriter:
 
     def __del__(self):
         self.abort()
+# ---- shapes and train (dream/train.h) ----
+
+SHAPE_CLASSES = ("circle", "square", "triangle", "cross", "ring", "star")
+
+
+def shapes(out_dir=None, *, size=32, count=200, classes=("circle", "square", "triangle", "cross"),
+           noise=8.0, color_by_class=False, color_shift=0, one_vs_rest=None, seed=0):
+    """`dream shapes`: the labelled folder of synthetic shapes (dd_shapes_image), as a dict
+    {folder: [uint8 H x W x 3 arrays]}; with out_dir also written as the CLI writes it,
+    out_dir/<folder>/<folder>_NNNNN.png, the same bytes."""
+    names = [str(c) for c in classes]
+    for c in names:
+        if c not in SHAPE_CLASSES:
+            _fail(EARG, "unknown class '%s' (%s)" % (c, ", ".join(SHAPE_CLASSES)))
+    if len(set(names)) != len(names) or not names:
+        _fail(EARG, "classes: each class once, at least one")
+    if not 8 <= size <= 1024 or not 1 <= count <= 1000000:
+        _fail(EARG, "size 8..1024 and count 1..1000000")
+    o = ffi.new("dd_shapes_opts *")
+    for i, c in enumerate(names):
+        o.classes[i] = SHAPE_CLASSES.index(c)
+    o.n_classes = len(names)
+    o.one_vs_rest = -1
+    if one_vs_rest is not None:
+        if one_vs_rest not in names or len(names) < 2 or color_by_class:
+            _fail(EARG, "one_vs_rest %s: one of two or more classes, without color_by_class"
+                  % (one_vs_rest,))
+        o.one_vs_rest = names.index(one_vs_rest)
+    o.by_class = 1 if color_by_class else 0
+    o.shift = color_shift
+    o.noise = noise
+    o.seed = seed
+    err = ffi.new("dd_err *")
+    out = ffi.new("dd_image **")
+    _check(lib.dd_image_new(size, size, out, err), err)
+    im = ffi.gc(out[0], lib.dd_image_free)
+    result = {}
+    if out_dir is not None:
+        os.makedirs(out_dir, exist_ok=True)
+    for k in range(lib.dd_shapes_folders(o)):
+        folder = _str(lib.dd_shapes_folder_name(o, k))
+        pics = []
+        if out_dir is not None:
+            os.makedirs(os.path.join(out_dir, folder), exist_ok=True)
+        for i in range(count):
+            lib.dd_shapes_image(im, o, k, i)
+            if out_dir is not None:
+                path = os.path.join(out_dir, folder, "%s_%05d.png" % (folder, i))
+                _check(lib.dd_image_save_with(os.fsencode(path), im, ffi.NULL, err), err)
+            pics.append(_image_bytes(im))
+        result[folder] = pics
+    return result
+
+
+@dataclass
+class TrainResult:
+    """What dream.train did: per epoch (train loss, train accuracy, val loss, val accuracy),
+    NaN where there is no validation set; the classes in logit order."""
+    history: List[Tuple[float, float, float, float]]
+    classes: List[str]
+
+
+def _splitmix(state):
+    """dd_rng_next (src/util.c): the next value and the new state."""
+    m = (1 << 64) - 1
+    state = (state + 0x9E3779B97F4A7C15) & m
+    z = state
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & m
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & m
+    return z ^ (z >> 31), state
+
+
+def _labelled_folder(dir, classes, size, pre, channels):
+    """A folder as `dream train` reads it: files sorted by their relative paths' bytes, the
+    class their first folder; each image through dd_image_to_input (resized when needed)."""
+    rel = []
+    for root, dirs, files in os.walk(dir):
+        dirs[:] = [d for d in dirs if not d.startswith(".")]
+        for f in files:
+            if not f.startswith(".") and lib.dd_dataset_is_image_name(os.fsencode(f)):
+                rel.append(os.path.relpath(os.path.join(root, f), dir).replace(os.sep, "/"))
+    rel.sort(key=os.fsencode)
+    if not rel:
+        _fail(EARG, "%s: no images in it (one subfolder of images per class)" % dir)
+    find = not classes
+    for r in rel:
+        if "/" not in r:
+            _fail(EARG, "%s/%s: an image outside a class folder" % (dir, r))
+        c = r.split("/", 1)[0]
+        if c not in classes:
+            if not find:
+                _fail(EARG, "%s: class '%s' is not one the model was trained on" % (dir, c))
+            classes.append(c)
+    if find and len(classes) < 2:
+        _fail(EARG, "%s: one class only ('%s'): a classifier needs at least two class folders"
+              % (dir, classes[0]))
+    err = ffi.new("dd_err *")
+    xs, ys = None, []
+    for i, r in enumerate(rel):
+        out = ffi.new("dd_image **")
+        _check(lib.dd_image_load(os.fsencode(os.path.join(dir, r)), 0, out, err), err)
+        im = ffi.gc(out[0], lib.dd_image_free)
+        if not size:
+            size = im.w
+        if im.w != size or im.h != size:
+            rs = ffi.new("dd_image **")
+            _check(lib.dd_image_resize(im, size, size, rs, err), err)
+            im = ffi.gc(rs[0], lib.dd_image_free)
+        if xs is None:
+            xs = np.zeros((len(rel), channels, size, size), np.float32)
+        buf = np.zeros((3, size, size), np.float32)
+        lib.dd_image_to_input(im, pre, ffi.cast("float *", ffi.from_buffer(buf)))
+        xs[i] = buf if channels == 3 else (buf[0] + buf[1] + buf[2]) / 3
+        ys.append(classes.index(r.split("/", 1)[0]))
+    return xs, np.array(ys, np.int32), size
+
+
+def train(train_dir, out, *, arch="cnn", epochs=10, batch=32, lr=None, optimizer="sgd",
+          momentum=0.9, weight_decay=0.0, seed=0, val=None, size=None, progress=None):
+    """`dream train` without its snapshots: trains `arch` (perceptron, mlp, cnn or a path to an
+    .onnx file) on a labelled folder and writes `out` after every epoch, the bytes the CLI
+    writes for the same options.  progress(epoch, loss, accuracy, val_loss, val_accuracy) after
+    each epoch.  Returns a TrainResult."""
+    if optimizer not in ("sgd", "adam"):
+        _fail(EARG, "optimizer: sgd or adam, not %r" % (optimizer,))
+    err = ffi.new("dd_err *")
+    o = ffi.new("dd_train_opts *")
+    lib.dd_train_opts_init(o)
+    o.optimizer = lib.DD_OPT_ADAM if optimizer == "adam" else lib.DD_OPT_SGD
+    o.lr = lr if lr is not None else (0.001 if optimizer == "adam" else 0.05)
+    o.momentum = momentum
+    o.weight_decay = weight_decay
+    builtin = arch in ("perceptron", "mlp", "cnn")
+    pre = ffi.new("dd_preproc *", {"bgr": 0, "scale": 1.0, "mean": [0.5] * 3, "std": [0.5] * 3})
+    channels = 3
+    onnx = None
+    if not builtin:
+        with open(arch, "rb") as f:
+            onnx = f.read()
+        found, msize = ffi.new("int *"), ffi.new("int *")
+        _check(lib.dd_train_read_meta(os.fsencode(arch), found, pre, msize, ffi.NULL, ffi.NULL,
+                                      err), err)
+        if not found[0]:
+            pre[0] = Model(arch)._preset.pre
+        probe = ffi.new("dd_trainer **")
+        _check(lib.dd_trainer_new(onnx, len(onnx), os.fsencode(arch), o, probe, err), err)
+        c, h, w = ffi.new("int *"), ffi.new("int *"), ffi.new("int *")
+        lib.dd_trainer_geometry(probe[0], c, h, w, ffi.NULL)
+        lib.dd_trainer_free(probe[0])
+        channels, size = c[0], h[0]
+    classes = []
+    x, y, size = _labelled_folder(train_dir, classes, size or 0, pre, channels)
+    vx = vy = None
+    if val is not None:
+        vx, vy, _ = _labelled_folder(val, classes, size, pre, channels)
+    if builtin:
+        buf, blen = ffi.new("void **"), ffi.new("size_t *")
+        _check(lib.dd_train_arch(arch.encode(), channels, size, len(classes), seed, buf, blen,
+                                 err), err)
+        onnx = bytes(ffi.buffer(buf[0], blen[0]))
+        lib.free(buf[0])
+    tp = ffi.new("dd_trainer **")
+    _check(lib.dd_trainer_new(onnx, len(onnx), os.fsencode(arch), o, tp, err), err)
+    t = ffi.gc(tp[0], lib.dd_trainer_free)
+    k = ffi.new("int *")
+    lib.dd_trainer_geometry(t, ffi.NULL, ffi.NULL, ffi.NULL, k)
+    if k[0] != len(classes):
+        _fail(EARG, "%s has %d outputs but %s has %d classes" % (arch, k[0], train_dir,
+                                                                 len(classes)))
+    keep = [ffi.new("char[]", c.encode()) for c in classes]
+    labels = ffi.new("const char *[]", keep)
+    meta = ffi.new("dd_train_meta *", {"pre": pre[0], "size": size, "labels": labels,
+                                       "n_labels": len(classes)})
+    n = len(y)
+    order = list(range(n))
+    state = (seed ^ 0x73687566666c65) & ((1 << 64) - 1)
+    loss, good = ffi.new("double *"), ffi.new("int *")
+    history = []
+
+    def evaluate(ex, ey):
+        total, right = 0.0, 0
+        for i in range(0, len(ey), batch):
+            xb = np.ascontiguousarray(ex[i:i + batch])
+            yb = np.ascontiguousarray(ey[i:i + batch])
+            _check(lib.dd_trainer_eval(t, ffi.cast("float *", ffi.from_buffer(xb)),
+                                       ffi.cast("int *", ffi.from_buffer(yb)), len(yb), loss,
+                                       good, ffi.NULL, err), err)
+            total += loss[0] * len(yb)
+            right += good[0]
+        return total / len(ey), right / len(ey)
+
+    for e in range(epochs):
+        for i in range(n - 1, 0, -1):  # Fisher-Yates with dd_rng_next, as the CLI
+            r, state = _splitmix(state)
+            j = r % (i + 1)
+            order[i], order[j] = order[j], order[i]
+        total, right = 0.0, 0
+        for s in range(0, n, batch):
+            idx = order[s:s + batch]
+            xb = np.ascontiguousarray(x[idx])
+            yb = np.ascontiguousarray(y[idx])
+            rc = lib.dd_trainer_step(t, ffi.cast("float *", ffi.from_buffer(xb)),
+                                     ffi.cast("int *", ffi.from_buffer(yb)), len(idx), loss,
+                                     good, err)
+            _check(rc, err)
+            total += loss[0] * len(idx)
+            right += good[0]
+        h = [total / n, right / n, math.nan, math.nan]
+        if vx is not None:
+            h[2], h[3] = evaluate(vx, vy)
+        _check(lib.dd_trainer_save(t, os.fsencode(out), meta, err), err)
+        history.append(tuple(h))
+        if progress is not None:
+            progress(e + 1, *h)
+    return TrainResult(history, classes)

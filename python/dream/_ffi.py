@@ -255,6 +255,43 @@ int dd_movie_write(dd_movie_writer *mw, const dd_image *frame, dd_err *err);
 int dd_movie_close(dd_movie_writer *mw, dd_err *err);
 void dd_movie_abort(dd_movie_writer *mw);
 long long dd_movie_write_count(const dd_movie_writer *mw);
+/* train.h */
+typedef enum { DD_OPT_SGD = 0, DD_OPT_ADAM = 1 } dd_optimizer;
+typedef struct dd_train_opts {
+  dd_optimizer optimizer; float lr; float momentum; float weight_decay;
+  float beta1, beta2, eps;
+} dd_train_opts;
+void dd_train_opts_init(dd_train_opts *o);
+int dd_train_arch(const char *arch, int channels, int size, int n_classes, uint64_t seed,
+                  void **onnx, size_t *len, dd_err *err);
+typedef struct dd_trainer dd_trainer;
+int dd_trainer_new(const void *onnx, size_t len, const char *what, const dd_train_opts *o,
+                   dd_trainer **out, dd_err *err);
+void dd_trainer_free(dd_trainer *t);
+void dd_trainer_geometry(const dd_trainer *t, int *c, int *h, int *w, int *k);
+int dd_trainer_step(dd_trainer *t, const float *x, const int *labels, int n, double *loss,
+                    int *correct, dd_err *err);
+int dd_trainer_eval(dd_trainer *t, const float *x, const int *labels, int n, double *loss,
+                    int *correct, float *logits, dd_err *err);
+int dd_trainer_num_params(const dd_trainer *t);
+const char *dd_trainer_param_name(const dd_trainer *t, int i);
+typedef struct dd_train_meta {
+  dd_preproc pre; int size; const char *const *labels; int n_labels;
+} dd_train_meta;
+int dd_trainer_save(const dd_trainer *t, const char *path, const dd_train_meta *meta,
+                    dd_err *err);
+int dd_train_read_meta(const char *path, int *found, dd_preproc *pre, int *size,
+                       char ***labels, int *n_labels, dd_err *err);
+extern const char *const dd_shape_names[6];
+typedef struct dd_shapes_opts {
+  int classes[6]; int n_classes; int one_vs_rest; int by_class, shift; float noise;
+  uint64_t seed;
+} dd_shapes_opts;
+int dd_shapes_folders(const dd_shapes_opts *o);
+const char *dd_shapes_folder_name(const dd_shapes_opts *o, int folder);
+void dd_shapes_image(dd_image *im, const dd_shapes_opts *o, int folder, int index);
+int dd_dataset_is_image_name(const char *name);
+void dd_image_to_input(const dd_image *im, const dd_preproc *pp, float *out);
 """)
 
 _HERE = os.path.dirname(os.path.abspath(__file__))

@@ -13,9 +13,11 @@ STRUCTS = ["dd_err", "dd_shape", "dd_tensor", "dd_image", "dd_image_save_opts", 
            "dd_preset", "dd_frame_rect", "dd_binding", "dd_dream_layer", "dd_dream_params",
            "dd_dream_progress", "dd_dream_budget", "dd_grid", "dd_fv_opts", "dd_chan_stats",
            "dd_explain_opts", "dd_explanation", "dd_layout", "dd_input_sizes", "dd_audit_opts",
-           "dd_movie_info", "dd_movie_opts"]
+           "dd_movie_info", "dd_movie_opts", "dd_train_opts", "dd_train_meta",
+           "dd_shapes_opts"]
 DEFINES = ["DD_PLAN_EXACT"]
-ENUMS = ["dd_dtype", "dd_framing", "dd_dream_norm", "dd_cmap", "dd_layout_kind", "dd_precision"]
+ENUMS = ["dd_dtype", "dd_framing", "dd_dream_norm", "dd_cmap", "dd_layout_kind", "dd_precision",
+         "dd_optimizer"]
 
 
 def test_layouts_match_the_headers(tmp_path):
@@ -26,7 +28,7 @@ def test_layouts_match_the_headers(tmp_path):
     lines = ["#include <stddef.h>", "#include <stdio.h>"] + \
         ['#include "dream/%s.h"' % h for h in
          ("error", "tensor", "image", "preset", "frame", "graph", "dream", "visualize",
-          "layout", "audit", "video")] + \
+          "layout", "audit", "video", "train")] + \
         ["int main(void) {"]
     want = []
     for s in STRUCTS:

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
+#include "dream/train.h"
 #include "dream/infer.h"
 #include "dream/dream.h"
 
@@ -45,6 +46,19 @@ int cli_model_load(const cli_model_opts *o, dd_preset *p, cli_model *out) {
     dd_model_free(m);
     dd_preset_clear(p);
     return cli_report(&err);
+  }
+  if (!p->labels_path[0]) { /* the labels a model `dream train` wrote carries */
+    int found = 0;
+    dd_preproc pre;
+    if (dd_train_read_meta(p->model_path, &found, &pre, NULL, &labels, &n_labels, &err)) {
+      dd_model_free(m);
+      dd_preset_clear(p);
+      return cli_report(&err);
+    }
+    if (labels && !n_labels) {
+      free(labels);
+      labels = NULL;
+    }
   }
   out->preset = *p; /* the strings move to out */
   memset(p, 0, sizeof *p);

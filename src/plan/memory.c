@@ -53,9 +53,9 @@ static size_t layout_separate(const dd_plan *p, plan_build *b, dd_arena *arena) 
     if (runtime_value(b, v) && (id[v] = dd_arena_reserve(arena, value_bytes(p, v), -1, 0)) < 0)
       goto done;
   }
-  if (b->flags & DD_PLAN_GRAD)
+  if (b->flags & (DD_PLAN_GRAD | DD_PLAN_PARAMS))
     for (int v = 0; v < p->nv; v++)
-      if (runtime_value(b, v) && b->onpath[v]) {
+      if ((runtime_value(b, v) || (b->param && b->param[v])) && b->onpath[v]) {
         b->hasgrad[v] = 1;
         if ((id[p->nv + v] = dd_arena_reserve(arena, value_bytes(p, v), -1, 0)) < 0) goto done;
       }

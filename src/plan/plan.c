@@ -71,7 +71,8 @@ typedef struct plan_state {
   unsigned char *needed;    /* (nn + 1) the targets need the node */
   unsigned char *known;     /* (nv) shape known */
   unsigned char *isconst;   /* (nv) data known at plan time */
-  unsigned char *onpath;    /* (nv) depends on the grad input */
+  unsigned char *onpath;    /* (nv) depends on the grad input (or on a parameter) */
+  unsigned char *param;     /* (nv) a trainable initializer (DD_PLAN_PARAMS) */
   size_t *offset, *goffset; /* (nv) arena offsets of each value and of its gradient */
   unsigned char *hasgrad;   /* (nv) made once the shapes are known */
   size_t scratch;           /* the largest workspace of a node that runs */
@@ -82,6 +83,7 @@ static void state_free(plan_state *s) {
   free(s->known);
   free(s->isconst);
   free(s->onpath);
+  free(s->param);
   free(s->offset);
   free(s->goffset);
   free(s->hasgrad);
@@ -109,10 +111,12 @@ static int plan_alloc(const dd_model *m, dd_plan **out, plan_state *s, dd_err *e
   s->known = calloc((size_t)p->nv, 1);
   s->isconst = calloc((size_t)p->nv, 1);
   s->onpath = calloc((size_t)p->nv, 1);
+  s->param = calloc((size_t)p->nv, 1);
   s->offset = calloc((size_t)p->nv, sizeof(size_t));
   s->goffset = calloc((size_t)p->nv, sizeof(size_t));
   if (!p->val || !p->grad || !p->folded || !p->order || !p->onode || !p->flops || !p->runs ||
-      !s->needed || !s->known || !s->isconst || !s->onpath || !s->offset || !s->goffset)
+      !s->needed || !s->known || !s->isconst || !s->onpath || !s->param || !s->offset ||
+      !s->goffset)
     return dd_fail(err, DD_ENOMEM, "out of memory");
   return DD_OK;
 }
@@ -129,7 +133,12 @@ static int bind_known_values(dd_plan *p, plan_state *s, const plan_request *rq, 
       p->val[v] = *m->values[v].init;
       p->val[v].owns = 0;
       s->known[v] = s->isconst[v] = 1;
+      if ((rq->flags & DD_PLAN_PARAMS) && p->val[v].dtype == DD_F32)
+        s->param[v] = s->onpath[v] = 1;
     }
+  if ((rq->flags & DD_PLAN_PARAMS) && (rq->flags & DD_PLAN_REUSE))
+    return dd_fail(err, DD_EARG, "%s: a plan of parameter gradients keeps every value: "
+                   "DD_PLAN_REUSE is not for it", m->name);
   for (int i = 0; i < rq->n_inputs; i++) {
     int v = rq->inputs[i].value;
     if (v < 0 || v >= p->nv)
@@ -237,7 +246,7 @@ static int infer_shapes(dd_plan *p, plan_state *s, const plan_request *rq, dd_er
     for (int j = 0; j < n->n_in; j++) {
       int v = n->in[j];
       in[j] = v >= 0 ? &p->val[v] : NULL;
-      if (v >= 0 && !s->isconst[v]) all_const = 0;
+      if (v >= 0 && (!s->isconst[v] || s->param[v])) all_const = 0;
       if (v >= 0) path |= s->onpath[v];
     }
     for (int k = 0; k < n->n_out; k++) outs[k] = n->out[k] >= 0 ? &p->val[n->out[k]] : NULL;
@@ -291,7 +300,7 @@ static int infer_shapes(dd_plan *p, plan_state *s, const plan_request *rq, dd_er
       p->flops[i] = n->op->flops ? n->op->flops(n, in, (const dd_tensor *const *)outs) : 0;
       int out_path = 0;
       for (int k = 0; k < n->n_out; k++) out_path |= n->out[k] >= 0 && s->onpath[n->out[k]];
-      if (out_path && (rq->flags & DD_PLAN_GRAD) && !n->op->backward)
+      if (out_path && (rq->flags & (DD_PLAN_GRAD | DD_PLAN_PARAMS)) && !n->op->backward)
         return dd_fail(err, DD_EUNSUPPORTED,
                        "%s: node '%s': the gradient of %s is not implemented", m->name, n->name,
                        n->op_type);
@@ -324,7 +333,7 @@ static int layout(dd_plan *p, plan_state *s, const plan_request *rq, dd_err *err
   s->hasgrad = calloc((size_t)p->nv, 1);
   if (!s->hasgrad) return dd_fail(err, DD_ENOMEM, "out of memory");
   plan_build pb = {rq->targets, rq->n_targets, rq->flags, s->known, s->isconst,
-                   s->onpath,   s->offset,     s->goffset, s->hasgrad};
+                   s->onpath,   s->offset,     s->goffset, s->hasgrad, s->param};
   if (plan_memory(p, &pb, &p->arena) == SIZE_MAX ||
       dd_arena_reserve(&p->scratch, s->scratch, 0, 0) < 0 ||
       dd_arena_place(&p->scratch, DD_ARENA_STACK) == SIZE_MAX)

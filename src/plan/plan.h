@@ -71,6 +71,8 @@ typedef struct plan_build {
   const unsigned char *known, *isconst, *onpath; /* (nv) */
   size_t *offset, *goffset; /* (nv) out: arena offsets of each value and of its gradient */
   unsigned char *hasgrad;   /* (nv) out: the value has a gradient buffer */
+  const unsigned char *param; /* (nv) a trainable initializer (DD_PLAN_PARAMS): constant data,
+                                 but a gradient of its own */
 } plan_build;
 
 /* Bytes of t's data; -1 when its shape is invalid or too large. */

@@ -184,7 +184,7 @@ Test(safety, help_texts_are_clean_and_everywhere) {
   th_result_free(&r);
   /* -q and -h in every subcommand. */
   const char *cmds[] = {"dream", "layers", "classify", "run", "grad", "filters", "class",
-                        "activations", "explain"};
+                        "activations", "explain", "shapes", "train"};
   for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++) {
     r = TH_RUN(cmds[i], "-q", "-h");
     cr_expect_eq(r.status, 0, "%s -q -h: exit %d: %s", cmds[i], r.status, r.err);
@@ -228,6 +228,7 @@ Test(safety, one_meaning_per_option_name) {
       {"classify", "--top", "0", in}, {"layers", "--size", "0x0"},
       {"activations", "--zoom", "x", in, out}, {"explain", "--smoothgrad", "-1", in, out},
       {"grad", "--bogus"}, {"run", "--max-memory", "lots"}, {"class", "--class"},
+      {"shapes", "--size", "2", "x"}, {"train", "--epochs", "0", "a", "b.onnx"},
   };
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
     r = th_run(cases[i]);
