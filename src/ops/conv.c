@@ -510,6 +510,19 @@ static void store_row(float *dst, const float *src, int64_t n, int stream) {
 /* y_g = bias + W_g * col(x_g) with every sum in double, rounded once, in the same order at
  * every output position (taps outside the image are skipped, which changes nothing for the
  * positions they do not reach); relu: then max(0, .). */
+/* Tap r (a row of the column matrix) for output row oh: the input row it reads (NULL when the
+ * tap falls on a padding row), the column offset `off` (output column ow reads
+ * row[ow * sw + off]) and the output columns [o0, o1) whose input lies inside the image. */
+static const float *exact_tap(const conv_geom *g, const float *xg, int64_t oh, int64_t r,
+                              int64_t *off, int64_t *o0, int64_t *o1) {
+  int64_t c = r / (g->kh * g->kw), ki = r / g->kw % g->kh, kj = r % g->kw;
+  int64_t ih = oh * g->sh - g->ph + ki * g->dh;
+  if (ih < 0 || ih >= g->h) return NULL;
+  *off = kj * g->dw - g->pw;
+  col_range(g, kj, o0, o1);
+  return xg + (c * g->h + ih) * g->w;
+}
+
 #ifdef __AVX512F__
 /* exact_forward with AVX-512: a job is one output row's block of 32 columns, for every output
  * channel.  The block's inputs are converted to double once per tap into a panel (taps past
@@ -532,12 +545,9 @@ static int exact_forward_avx512(const conv_geom *g, const float *xg, const float
     int16_t taps[CONV_EXACT_VTAPS];
     int nt = 0;
     for (int64_t r = 0; r < g->kcol; r++) {
-      int64_t c = r / (g->kh * g->kw), ki = r / g->kw % g->kh, kj = r % g->kw;
-      int64_t ih = oh * g->sh - g->ph + ki * g->dh;
-      if (ih < 0 || ih >= g->h) continue;
-      const float *row = xg + (c * g->h + ih) * g->w;
-      int64_t o0, o1, off = kj * g->dw - g->pw;
-      col_range(g, kj, &o0, &o1);
+      int64_t o0, o1, off;
+      const float *row = exact_tap(g, xg, oh, r, &off, &o0, &o1);
+      if (!row) continue;
       int64_t a = o0 > ow0 ? o0 - ow0 : 0, b = o1 - ow0 < len ? o1 - ow0 : len;
       if (b < a) b = a;
       double *pr = panel[nt];
@@ -607,12 +617,9 @@ static void exact_forward(const conv_geom *g, const float *xg, const float *wg, 
       for (int64_t i = 0; i < len; i++) acc[mi][i] = b0;
     }
     for (int64_t r = 0; r < g->kcol; r++) {
-      int64_t c = r / (g->kh * g->kw), ki = r / g->kw % g->kh, kj = r % g->kw;
-      int64_t ih = oh * g->sh - g->ph + ki * g->dh;
-      if (ih < 0 || ih >= g->h) continue;
-      const float *row = xg + (c * g->h + ih) * g->w;
-      int64_t o0, o1, off = kj * g->dw - g->pw;
-      col_range(g, kj, &o0, &o1);
+      int64_t o0, o1, off;
+      const float *row = exact_tap(g, xg, oh, r, &off, &o0, &o1);
+      if (!row) continue;
       if (o0 < ow0) o0 = ow0;
       if (o1 > ow0 + len) o1 = ow0 + len;
       if (o1 <= o0) continue;
