@@ -128,16 +128,16 @@ int cli_movie_out_finish(cli_movie_out *mo, long long n, int complete) {
   o.audio_end = mo->audio_from ? mo->audio_start + n / mo->fps : 0;
   dd_movie_writer *w = dd_movie_open_ex(mo->out, mo->w, mo->h, mo->fps, &o, &err);
   if (!w) return cli_report(&err);
-  dd_image *f = NULL;
   for (long long i = 0; i < n; i++) {
-    if (cli_movie_out_load(mo, i, &f) || dd_movie_write(w, f, &err)) {
-      if (f) cli_report(&err);
-      dd_image_free(f);
+    dd_image *f = NULL;
+    int rc = cli_movie_out_load(mo, i, &f); /* prints its own errors */
+    if (!rc && dd_movie_write(w, f, &err)) rc = cli_report(&err);
+    dd_image_free(f);
+    if (rc) {
       dd_movie_abort(w);
       return 1;
     }
   }
-  dd_image_free(f);
   if (dd_movie_close(w, &err)) return cli_report(&err);
   if (complete) remove_sidecar(mo->sidecar);
   return 0;
