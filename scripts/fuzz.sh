@@ -28,7 +28,7 @@ else
   targets=$(for f in tests/fuzz/fuzz_*.c; do basename "$f" .c; done)
 fi
 
-CC=clang cmake -S . -B "$build" -DDREAM_FUZZ=ON -DDREAM_TESTS=OFF \
+CC=clang CXX=clang++ cmake -S . -B "$build" -DDREAM_FUZZ=ON -DDREAM_TESTS=OFF \
   -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 # shellcheck disable=SC2086
 cmake --build "$build" -j "$(nproc)" --target $targets >"$build/build.log" 2>&1 || {
@@ -61,6 +61,7 @@ for t in $targets; do
   fuzz_onnx) max_len=65536 extra="-dict=$dict" ;;
   fuzz_tensor) max_len=65536 extra= ;;
   fuzz_image) max_len=16384 extra= ;;
+  fuzz_movie) max_len=16384 extra= ;;
   fuzz_cli) max_len=4096 extra="-dict=$cli_dict" ;;
   # Whole subcommands on GoogLeNet under ASan take seconds: a unit is slow only past the
   # 60 s timeout, which is a finding as for every target.

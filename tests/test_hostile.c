@@ -117,6 +117,12 @@ Test(hostile, replay_fuzz_image, .timeout = 60) {
   cr_assert_gt(replay_dir("fuzz_image", dd_fuzz_image), 0);
 }
 
+/* fuzz_movie's findings, and a few movies that are nearly valid (kept in its regressions so
+ * that the replay always decodes something). */
+Test(hostile, replay_fuzz_movie, .timeout = 60) {
+  cr_assert_gt(replay_dir("fuzz_movie", dd_fuzz_movie), 0);
+}
+
 /* fuzz_cli's findings: cli_dream_parse lives in the dream binary, not in the library the
  * tests link, so each input's NUL-separated words are given to the binary itself, in an
  * empty directory; it must exit (0, 1, 2 or 130), not die of a signal or hang. */

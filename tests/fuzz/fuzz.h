@@ -12,6 +12,7 @@
 int dd_fuzz_onnx(const uint8_t *data, size_t size);
 int dd_fuzz_tensor(const uint8_t *data, size_t size);
 int dd_fuzz_image(const uint8_t *data, size_t size);
+int dd_fuzz_movie(const uint8_t *data, size_t size);
 
 #ifdef DD_FUZZ_REPLAY
 #define DD_FUZZ_TARGET(fn)

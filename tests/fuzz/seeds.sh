@@ -1,8 +1,8 @@
 #!/bin/sh
 # Seed corpora for the fuzz targets, gathered from what is on the machine (nothing here is
 # committed): tests/fuzz/seeds.sh TARGET DIR fills DIR for fuzz_onnx, fuzz_tensor,
-# fuzz_image or fuzz_cli.  The regression inputs of tests/fuzz/regressions/TARGET are always
-# included, so a fixed crash stays in the corpus.
+# fuzz_image, fuzz_movie or fuzz_cli.  The regression inputs of
+# tests/fuzz/regressions/TARGET are always included, so a fixed crash stays in the corpus.
 set -eu
 target=$1
 dir=$2
@@ -62,6 +62,31 @@ im.convert("L").save(f"{out}/grey.pgm")
 PY
   fi
   for f in "$shared"/images/*.jpg; do copy "$f" "$(basename "$f")"; done
+  ;;
+fuzz_movie)
+  # Tiny movies in the containers and codecs OpenCV's and PIL's writers make (Debian's
+  # python3-opencv writes through the same FFmpeg libraries): 16x12, 4 frames.
+  if /usr/bin/python3 -c 'import cv2, numpy, PIL' 2>/dev/null; then
+    /usr/bin/python3 - "$dir" <<'PY' || true
+import sys
+import cv2
+import numpy as np
+from PIL import Image
+out = sys.argv[1]
+frames = [np.full((12, 16, 3), 40 * i, np.uint8) for i in range(4)]
+for i, f in enumerate(frames):
+    f[i:i + 4, 2 * i:2 * i + 5] = (200, 30, 90)
+for name, fourcc in (("mjpg.avi", "MJPG"), ("mp4v.mp4", "mp4v"), ("xvid.avi", "XVID"),
+                     ("mjpg.mkv", "MJPG")):
+    w = cv2.VideoWriter("%s/%s" % (out, name), cv2.VideoWriter_fourcc(*fourcc), 10, (16, 12))
+    if w.isOpened():
+        for f in frames:
+            w.write(f)
+    w.release()
+ims = [Image.fromarray(f[:, :, ::-1]) for f in frames]
+ims[0].save("%s/anim.gif" % out, save_all=True, append_images=ims[1:], duration=100, loop=0)
+PY
+  fi
   ;;
 fuzz_cli)
   # NUL-separated argv words, as fuzz_cli splits its input.
