@@ -659,6 +659,9 @@ done:
   return rc;
 }
 
+/* The largest input side a model's dream.size may declare. */
+#define DD_TRAIN_MAX_META_SIZE 8192
+
 static int parse_floats(const char *s, float *v, int n) {
   for (int i = 0; i < n; i++) {
     char *end;
@@ -743,14 +746,30 @@ int dd_train_read_meta(const char *path, int *found, dd_preproc *pre, int *size,
     const char *k = kv[i]->key, *v = kv[i]->value;
     if (!k || !v || strncmp(k, "dream.", 6)) continue;
     any = 1;
-    if (!strcmp(k, "dream.size")) sz = atoi(v);
-    else if (!strcmp(k, "dream.scale")) pp.scale = strtof(v, NULL);
+    if (!strcmp(k, "dream.size")) {
+      char *end;
+      long s = strtol(v, &end, 10);
+      if (end == v || *end || s < 1 || s > DD_TRAIN_MAX_META_SIZE)
+        rc = dd_fail(err, DD_EFORMAT, "%s: metadata dream.size = '%s' is not a size from 1 to %d",
+                     path, v, DD_TRAIN_MAX_META_SIZE);
+      sz = (int)s;
+    } else if (!strcmp(k, "dream.scale")) {
+      char *end;
+      pp.scale = strtof(v, &end);
+      if (end == v || !isfinite(pp.scale) || !(pp.scale > 0))
+        rc = dd_fail(err, DD_EFORMAT, "%s: metadata dream.scale = '%s' is not a positive number",
+                     path, v);
+    }
     else if (!strcmp(k, "dream.channel_order")) pp.bgr = !strcmp(v, "BGR");
     else if (!strcmp(k, "dream.labels")) lab = v;
     else if ((!strcmp(k, "dream.mean") && parse_floats(v, pp.mean, 3)) ||
              (!strcmp(k, "dream.std") && parse_floats(v, pp.std, 3)))
       rc = dd_fail(err, DD_EFORMAT, "%s: metadata %s = '%s' is not three numbers", path, k, v);
   }
+  for (int c = 0; !rc && c < 3; c++)
+    if (!isfinite(pp.mean[c]) || !isfinite(pp.std[c]) || !(fabsf(pp.std[c]) > 0))
+      rc = dd_fail(err, DD_EFORMAT, "%s: metadata dream.mean/dream.std: channel %d has mean %g and "
+                   "std %g (finite numbers, std not 0)", path, c, pp.mean[c], pp.std[c]);
   if (!rc && any) {
     *found = 1;
     if (pre) *pre = pp;

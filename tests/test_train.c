@@ -9,6 +9,7 @@
 
 #include "dream/graph.h"
 #include "dream/model.h"
+#include "dream/preset.h"
 #include "dream/train.h"
 #include "helper_files.h"
 #include "helper_model.h"
@@ -385,4 +386,59 @@ Test(train, refuses_bad_architectures_and_options) {
   cr_assert_eq(dd_trainer_set_lr(t, 0.5f, &err), 0);
   dd_trainer_free(t);
   free(onnx);
+}
+
+/* Writes a ModelProto holding only metadata_props (field 14) entries {key, value}: what
+ * dd_train_read_meta reads, whatever else the file holds. */
+static void write_meta(const char *path, const char *const *kv, int n) {
+  FILE *f = fopen(path, "wb");
+  cr_assert_not_null(f, "%s", path);
+  for (int i = 0; i < n; i++) {
+    size_t lk = strlen(kv[2 * i]), lv = strlen(kv[2 * i + 1]);
+    cr_assert(lk < 100 && lv < 100);
+    fputc(14 << 3 | 2, f);
+    fputc((int)(2 + lk + 2 + lv), f);
+    fputc(1 << 3 | 2, f);
+    fputc((int)lk, f);
+    fwrite(kv[2 * i], 1, lk, f);
+    fputc(2 << 3 | 2, f);
+    fputc((int)lv, f);
+    fwrite(kv[2 * i + 1], 1, lv, f);
+  }
+  fclose(f);
+}
+
+/* The metadata a trained model carries is read back; values no model could mean (a size of
+ * -1, a zero std, a scale that is not a number) are refused naming the file and the key,
+ * never passed on to the preprocessing. */
+Test(train, metadata_read_back_and_bad_values_refused) {
+  char path[256];
+  snprintf(path, sizeof path, "%s/meta.onnx", th_tmpdir);
+  static const char *const good[] = {"dream.size", "32", "dream.mean", "0.5,0.25,0",
+                                     "dream.std", "2,2,2", "dream.labels", "circle\nsquare"};
+  write_meta(path, good, 4);
+  int found = 0, size = 0, n = 0;
+  char **labels = NULL;
+  dd_preproc pp;
+  dd_err err;
+  cr_assert_eq(dd_train_read_meta(path, &found, &pp, &size, &labels, &n, &err), 0, "%s",
+               err.msg);
+  cr_assert(found);
+  cr_expect_eq(size, 32);
+  cr_expect_eq(pp.mean[1], 0.25f);
+  cr_expect_eq(pp.std[2], 2.f);
+  cr_assert_eq(n, 2);
+  cr_expect_str_eq(labels[1], "square");
+  dd_labels_free(labels, n);
+  static const char *const bad[][2] = {{"dream.size", "-1"},        {"dream.size", "99999999"},
+                                       {"dream.size", "12abc"},     {"dream.std", "1,0,1"},
+                                       {"dream.mean", "nan,0,0"},   {"dream.scale", "0"},
+                                       {"dream.scale", "inf"},      {"dream.std", "1,1"}};
+  for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+    write_meta(path, bad[i], 1);
+    found = 0;
+    cr_expect_eq(dd_train_read_meta(path, &found, &pp, &size, NULL, NULL, &err), DD_EFORMAT,
+                 "%s = %s accepted", bad[i][0], bad[i][1]);
+    cr_expect(strstr(err.msg, path) && strstr(err.msg, bad[i][0]), "%s", err.msg);
+  }
 }

@@ -1,14 +1,21 @@
 /* libFuzzer target: ONNX model bytes -> dd_model_parse, then, when the model loads, a plan
  * at a small input size under a memory cap, one forward and, when the graph supports it, one
- * backward.  Any crash, sanitizer report, leak or hang is a finding. */
+ * backward; first the bytes as a file through dd_train_read_meta, the metadata scan every
+ * model path goes through.  Any crash, sanitizer report, leak or hang is a finding. */
+#define _GNU_SOURCE
 #include <math.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include "fuzz/fuzz.h"
 #include "dream/graph.h"
 #include "dream/model.h"
+#include "dream/preset.h"
+#include "dream/train.h"
 #include "model_internal.h"
 
 /* Large enough for every real input the node tests use, small enough that a forward at the
@@ -79,7 +86,27 @@ static void run_plan(const dd_model *m, const dd_binding *b, int nb, const int *
   dd_plan_free(p);
 }
 
+/* The metadata scan every model path goes through first (dd_preset_resolve, cli_model_load:
+ * a model `dream train` wrote says how it reads its input), on the same bytes as a file. */
+static void read_meta(const uint8_t *data, size_t size) {
+  static int fd = -1;
+  static char path[64];
+  if (fd < 0) {
+    fd = memfd_create("fuzz_onnx", 0);
+    if (fd < 0) abort();
+    snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
+  }
+  if (ftruncate(fd, 0) != 0 || (size && pwrite(fd, data, size, 0) != (ssize_t)size)) abort();
+  int found = 0, side = 0, n = 0;
+  char **labels = NULL;
+  dd_preproc pp;
+  dd_err err;
+  if (!dd_train_read_meta(path, &found, &pp, &side, &labels, &n, &err) && found)
+    dd_labels_free(labels, n);
+}
+
 int dd_fuzz_onnx(const uint8_t *data, size_t size) {
+  read_meta(data, size);
   dd_err err;
   dd_model *m = NULL;
   if (dd_model_parse(data, size, "fuzz.onnx", &m, &err)) return 0;
