@@ -21,6 +21,8 @@ import subprocess
 import sys
 import time
 
+from cpu import cpu_name  # bench/cpu.py
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 OUT = os.path.join(HERE, "out")
@@ -29,24 +31,6 @@ MODEL = os.path.join(SHARED, "models", "bvlc_googlenet.onnx")
 KITE = os.path.join(SHARED, "images", "kite.jpg")
 LAYER = "inception_4c/output"
 PY = "/usr/bin/python3"
-
-
-def cpu_name():
-    """The CPU as /proc/cpuinfo names it, with its family and model (a virtual machine may
-    report only "Intel(R) Xeon(R) Processor") and its widest vector extensions."""
-    info = {}
-    with open("/proc/cpuinfo") as f:
-        for line in f:
-            if ":" in line:
-                k, v = line.split(":", 1)
-                info.setdefault(k.strip(), v.strip())
-            elif info:
-                break
-    flags = info.get("flags", "").split()
-    ext = [x for x in ("avx512f", "avx512_bf16", "amx_bf16") if x in flags]
-    return "%s (family %s, model %s; %s)" % (info.get("model name", "unknown CPU"),
-                                             info.get("cpu family", "?"),
-                                             info.get("model", "?"), ", ".join(ext) or "no AVX-512")
 
 
 def measure(cmd):

@@ -33,6 +33,8 @@ import time
 
 import numpy as np
 
+from cpu import cpu_name  # bench/cpu.py
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 OUT = os.path.join(HERE, "out")
@@ -370,17 +372,6 @@ def main():
     rep.add("- load average after the run: %.2f %.2f %.2f" % os.getloadavg())
     rep.save(os.path.join(OUT, "report.md"))
     return 0
-
-
-def cpu_name():
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return "unknown CPU"
 
 
 if __name__ == "__main__":

@@ -29,6 +29,8 @@ import time
 import numpy as np
 from PIL import Image
 
+from cpu import cpu_name  # bench/cpu.py
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 SHARED = os.environ.get("DREAM_SHARED", os.path.join(ROOT, "..", "shared"))
@@ -111,14 +113,6 @@ def peer(args):
         prev_out = np.asarray(Image.open(args.peer_out % (t + 1)), dtype=np.float32)
         prev_raw = raw
     return 0
-
-
-def cpu_name():
-    with open("/proc/cpuinfo") as f:
-        for line in f:
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return "unknown CPU"
 
 
 def main():
