@@ -19,14 +19,14 @@
  * Backward w.r.t. the data is the transpose of each: W^T * dY then col2im (accumulating),
  * for the general path block by block as in forward; for winograd, the same algorithm on dY
  * with the flipped, transposed kernel.
- * Gradients w.r.t. W and the bias are computed too when the plan asks for them (W's through
- * im2col blocks in the scratch buffer: dreams never ask for it).
+ * Gradients w.r.t. W and the bias are computed too when the plan asks for them (W's by
+ * dd_sgemm on transposed im2col blocks, or for 1x1 the transposed input, in the scratch
+ * buffer: dreams never ask for it).
  */
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include <cblas.h>
 #include <omp.h>
 
 #ifdef __AVX512F__
@@ -68,6 +68,9 @@ typedef struct conv_geom {
 /* The im2col buffer of the weight gradient holds at most this many floats (or one output
  * row): large images are taken in blocks of output rows, which bounds the scratch memory. */
 #define CONV_COL_MAX (1 << 21)
+/* The weight gradient sums at most this many output pixels in one product (then adds the
+ * partial sum into dW): float sums in one long run lose precision with their length. */
+#define CONV_DW_K 2048
 
 static int conv_init(dd_node *node, dd_err *err) {
   static const char *const known[] = {"auto_pad", "dilations", "group",   "kernel_shape",
@@ -152,6 +155,7 @@ static int conv_geometry(const conv_params *p, const dd_tensor *x, const dd_tens
   g->wino = nsp == 2 && g->kh == 3 && g->kw == 3 && g->sh == 1 && g->sw == 1 && g->dh == 1 &&
             g->dw == 1 && g->group == 1 && g->c >= WINO_MIN_CH && g->m >= WINO_MIN_CH;
   g->block = CONV_COL_MAX / (g->kcol * g->wo);
+  if (g->wo > 0 && g->block > CONV_DW_K / g->wo) g->block = CONV_DW_K / g->wo;
   if (g->block < 1) g->block = 1;
   if (g->block > g->ho) g->block = g->ho;
   return DD_OK;
@@ -161,6 +165,14 @@ static int conv_geometry(const conv_params *p, const dd_tensor *x, const dd_tens
 static void wino_convs(const conv_geom *g, dd_wino_conv *fw, dd_wino_conv *bw) {
   *fw = (dd_wino_conv){g->c, g->h, g->w, g->m, g->ho, g->wo, g->ph, g->pw, 0, g->bf16};
   *bw = (dd_wino_conv){g->m, g->ho, g->wo, g->c, g->h, g->w, 2 - g->ph, 2 - g->pw, 1, g->bf16};
+}
+
+/* Columns of X_g that the pointwise weight gradient transposes at a time into the scratch. */
+static int64_t pointwise_chunk(const conv_geom *g) {
+  int64_t chunk = CONV_COL_MAX / (g->cg > 0 ? g->cg : 1);
+  if (chunk > CONV_DW_K) chunk = CONV_DW_K;
+  if (chunk < 1) chunk = 1;
+  return chunk < g->ocol ? chunk : g->ocol;
 }
 
 static int conv_infer(const dd_node *node, const dd_tensor *const *in, dd_tensor *const *out,
@@ -176,7 +188,10 @@ static int conv_infer(const dd_node *node, const dd_tensor *const *in, dd_tensor
   int rc = conv_geometry(p, in[0], in[1], b, &g, err);
   if (rc) return rc;
   /* The column buffer, counted in elements first so a huge image reports a limit, not a wrap. */
-  int64_t col = (g.pointwise || g.depthwise) ? 0 : g.kcol * g.block * g.wo;
+  /* (and after it, the weight gradient's partial sum: mg x kcol) */
+  int64_t col = g.depthwise   ? 0
+                : g.pointwise ? g.cg * pointwise_chunk(&g) + g.mg * g.kcol
+                              : g.kcol * g.block * g.wo + g.mg * g.kcol;
   if (g.wino) {
     dd_wino_conv fw, bw;
     wino_convs(&g, &fw, &bw);
@@ -206,39 +221,6 @@ static void col_range(const conv_geom *g, int64_t kj, int64_t *o0, int64_t *o1) 
   *o0 = a < g->wo ? a : g->wo;
   *o1 = b < g->wo ? b : g->wo;
   if (*o1 < *o0) *o1 = *o0;
-}
-
-/* col[(c*kh + ki)*kw + kj][(oh - oh0)*wo + ow] = x[c][oh*sh - ph + ki*dh][ow*sw - pw + kj*dw]
- * for the output rows oh0 <= oh < oh1, 0 in the padding.  x holds the cg channels of one
- * image and group. */
-static void im2col(const conv_geom *g, const float *x, int64_t oh0, int64_t oh1, float *col) {
-  int64_t rows = g->kcol, ncols = (oh1 - oh0) * g->wo;
-#pragma omp parallel for if (rows * ncols > DD_PAR_MIN) schedule(static)
-  for (int64_t r = 0; r < rows; r++) {
-    int64_t c = r / (g->kh * g->kw), ki = r / g->kw % g->kh, kj = r % g->kw;
-    const float *src = x + c * g->h * g->w;
-    float *dst = col + r * ncols;
-    int64_t o0, o1;
-    col_range(g, kj, &o0, &o1);
-    int64_t off = kj * g->dw - g->pw;
-    for (int64_t oh = oh0; oh < oh1; oh++) {
-      float *d = dst + (oh - oh0) * g->wo;
-      int64_t ih = oh * g->sh - g->ph + ki * g->dh;
-      if (ih < 0 || ih >= g->h) {
-        memset(d, 0, (size_t)g->wo * sizeof *d);
-        continue;
-      }
-      const float *row = src + ih * g->w; /* ow*sw + off is inside it for o0 <= ow < o1 */
-      for (int64_t ow = 0; ow < o0; ow++) d[ow] = 0.f;
-      if (g->sw == 1 && o1 > o0) {
-        memcpy(d + o0, row + o0 + off, (size_t)(o1 - o0) * sizeof *d);
-      } else {
-#pragma omp simd
-        for (int64_t ow = o0; ow < o1; ow++) d[ow] = row[ow * g->sw + off];
-      }
-      for (int64_t ow = o1; ow < g->wo; ow++) d[ow] = 0.f;
-    }
-  }
 }
 
 /* The fused path: the column matrix is never built whole.  Each thread takes blocks of
@@ -1005,21 +987,70 @@ static void backward_weights_depthwise(const conv_geom *g, const float *x, const
     }
 }
 
-/* 1x1: dW_g (mg, cg) += dY_g (mg, H*W) * X_g^T (H*W, cg). */
-static void backward_weights_pointwise(const conv_geom *g, const float *x, const float *dy,
-                                       float *dw) {
-  for (int64_t n = 0; n < g->n; n++)
-    for (int64_t gi = 0; gi < g->group; gi++)
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)g->mg, (int)g->cg, (int)g->ocol,
-                  1.f, dy + (n * g->m + gi * g->mg) * g->ocol, (int)g->ocol,
-                  x + (n * g->c + gi * g->cg) * g->h * g->w, (int)g->ocol, 1.f,
-                  dw + gi * g->mg * g->kcol, (int)g->cg);
+/* dW_g (mg, kcol) += dY_g's columns [p0, p0 + np) (mg, np) * bt (np, kcol): the product into
+ * tmp (mg x kcol), then added, so each element's sum runs over at most CONV_DW_K terms. */
+static void weights_partial(const conv_geom *g, const float *dyg, int64_t p0, int64_t np,
+                            const float *bt, float *dwg, float *tmp) {
+  const int64_t nw = g->mg * g->kcol;
+  dd_sgemm(g->mg, g->kcol, np, dyg + p0, g->ocol, 1, bt, g->kcol, tmp, g->kcol, 0, NULL, 1);
+#pragma omp parallel for simd if (nw > DD_PAR_MIN) schedule(static)
+  for (int64_t i = 0; i < nw; i++) dwg[i] += tmp[i];
 }
 
-/* General and Winograd: dW_g (mg, kcol) += dY_g * col(X_g)^T, through im2col blocks of
- * g->block output rows in col, the scratch buffer (kcol, block*wo). */
+/* 1x1: dW_g (mg, cg) += dY_g (mg, H*W) * X_g^T (H*W, cg), X_g^T copied a chunk of columns at
+ * a time into xt, the scratch buffer (then the partial sum), for dd_sgemm's row-major B (same order of sums whatever
+ * the thread count). */
+static void backward_weights_pointwise(const conv_geom *g, const float *x, const float *dy,
+                                       float *dw, float *xt) {
+  const int64_t chunk = pointwise_chunk(g), cg = g->cg;
+  for (int64_t n = 0; n < g->n; n++)
+    for (int64_t gi = 0; gi < g->group; gi++) {
+      const float *xg = x + (n * g->c + gi * cg) * g->ocol;
+      const float *dyg = dy + (n * g->m + gi * g->mg) * g->ocol;
+      for (int64_t p0 = 0; p0 < g->ocol; p0 += chunk) {
+        const int64_t np = g->ocol - p0 < chunk ? g->ocol - p0 : chunk;
+#pragma omp parallel for if (np * cg > DD_PAR_MIN) schedule(static)
+        for (int64_t p = 0; p < np; p++)
+          for (int64_t c = 0; c < cg; c++) xt[p * cg + c] = xg[c * g->ocol + p0 + p];
+        weights_partial(g, dyg, p0, np, xt, dw + gi * g->mg * g->kcol, xt + chunk * cg);
+      }
+    }
+}
+
+/* The column matrix of the output rows oh0 <= oh < oh1, transposed:
+ *   colt[(oh - oh0)*wo + ow][(c*kh + ki)*kw + kj] = x[c][oh*sh - ph + ki*dh][ow*sw - pw + kj*dw]
+ * (row-major, kcol columns), 0 in the padding, so that the weight gradient's product reads it
+ * as a row-major B.  x holds the cg channels of one image and group. */
+static void im2col_t(const conv_geom *g, const float *x, int64_t oh0, int64_t oh1, float *colt) {
+  const int64_t kcol = g->kcol, rows = oh1 - oh0;
+#pragma omp parallel for if (rows * g->wo * kcol > DD_PAR_MIN) schedule(static)
+  for (int64_t oh = oh0; oh < oh1; oh++) {
+    float *blk = colt + (oh - oh0) * g->wo * kcol;
+    for (int64_t r = 0; r < kcol; r++) {
+      int64_t c = r / (g->kh * g->kw), ki = r / g->kw % g->kh, kj = r % g->kw;
+      float *d = blk + r;
+      int64_t ih = oh * g->sh - g->ph + ki * g->dh;
+      if (ih < 0 || ih >= g->h) {
+        for (int64_t ow = 0; ow < g->wo; ow++) d[ow * kcol] = 0.f;
+        continue;
+      }
+      int64_t o0, o1;
+      col_range(g, kj, &o0, &o1);
+      const int64_t off = kj * g->dw - g->pw;
+      const float *row = x + (c * g->h + ih) * g->w; /* ow*sw + off is inside for o0 <= ow < o1 */
+      for (int64_t ow = 0; ow < o0; ow++) d[ow * kcol] = 0.f;
+      for (int64_t ow = o0; ow < o1; ow++) d[ow * kcol] = row[ow * g->sw + off];
+      for (int64_t ow = o1; ow < g->wo; ow++) d[ow * kcol] = 0.f;
+    }
+  }
+}
+
+/* General and Winograd: dW_g (mg, kcol) += dY_g * col(X_g)^T, through transposed im2col
+ * blocks of g->block output rows in colt, the scratch buffer (block*wo, kcol, then the partial
+ * sum), multiplied by dd_sgemm.  Each element of dW is summed in the same order whatever the thread count (the
+ * threads split dW's columns, never a sum), so training stays deterministic. */
 static void backward_weights_im2col(const conv_geom *g, const float *x, const float *dy,
-                                    float *dw, float *col) {
+                                    float *dw, float *colt) {
   for (int64_t n = 0; n < g->n; n++)
     for (int64_t gi = 0; gi < g->group; gi++) {
       const float *xg = x + (n * g->c + gi * g->cg) * g->h * g->w;
@@ -1027,10 +1058,9 @@ static void backward_weights_im2col(const conv_geom *g, const float *x, const fl
       float *dwg = dw + gi * g->mg * g->kcol;
       for (int64_t oh0 = 0; oh0 < g->ho; oh0 += g->block) {
         int64_t oh1 = oh0 + g->block < g->ho ? oh0 + g->block : g->ho, ncols = (oh1 - oh0) * g->wo;
-        im2col(g, xg, oh0, oh1, col);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)g->mg, (int)g->kcol,
-                    (int)ncols, 1.f, dyg + oh0 * g->wo, (int)g->ocol, col, (int)ncols, 1.f, dwg,
-                    (int)g->kcol);
+        im2col_t(g, xg, oh0, oh1, colt);
+        weights_partial(g, dyg, oh0 * g->wo, ncols, colt, dwg,
+                        colt + g->block * g->wo * g->kcol);
       }
     }
 }
@@ -1041,7 +1071,7 @@ static void backward_weights(const conv_geom *g, const float *x, const float *dy
   dd_dw_plan dg;
   if (g->depthwise && dw_prepare(g, &dg)) depthwise_weights_vec(g, &dg, x, dy, dw);
   else if (g->depthwise) backward_weights_depthwise(g, x, dy, dw);
-  else if (g->pointwise) backward_weights_pointwise(g, x, dy, dw);
+  else if (g->pointwise) backward_weights_pointwise(g, x, dy, dw, col);
   else backward_weights_im2col(g, x, dy, dw, col);
 }
 

@@ -430,6 +430,65 @@ static inline __attribute__((always_inline)) void max2d_plane(
   }
 }
 
+/* ---- MaxPool over windows that tile the plane: kernel == stride, no padding, no dilation ----
+ *
+ * The 2x2 stride-2 pooling of small CNNs.  Every input element lies in at most one window, so
+ * backward needs no serial adds: each tap gets dy where it is the window's argmax and 0
+ * elsewhere, in one vector pass.  The argmax is the same first maximum in scan order as the
+ * general walk's (strict >, starting from -inf on the first tap), so NaN and -inf windows
+ * give the same value and gradient target. */
+
+static int is_tiling_2d(const dd_window *w) {
+  return w->in[0] == 1 && w->k[0] == 1 && w->out[0] == 1 && w->d[1] == 1 && w->d[2] == 1 &&
+         w->k[1] == w->s[1] && w->k[2] == w->s[2] && w->pb[1] == 0 && w->pb[2] == 0 &&
+         w->out[1] * w->k[1] <= w->in[1] && w->out[2] * w->k[2] <= w->in[2] &&
+         w->k[1] * w->k[2] <= INT32_MAX;
+}
+
+/* One plane: forward y, or backward dx += dy at each window's first maximum. */
+static inline __attribute__((always_inline)) void tile_plane(const float *x, int64_t W,
+                                                             int64_t ho, int64_t wo,
+                                                             const int64_t kh, const int64_t kw,
+                                                             float *y, const float *dy,
+                                                             float *dx) {
+  for (int64_t oh = 0; oh < ho; oh++) {
+    const float *xr = x + oh * kh * W;
+    float *dxr = dx ? dx + oh * kh * W : NULL;
+    const float *dyr = dx ? dy + oh * wo : NULL;
+    float *yr = dx ? NULL : y + oh * wo;
+#pragma omp simd
+    for (int64_t ow = 0; ow < wo; ow++) {
+      float bv = -INFINITY;
+      int32_t bt = 0;
+      for (int64_t a = 0; a < kh; a++)
+        for (int64_t c = 0; c < kw; c++) {
+          const float v = xr[a * W + ow * kw + c];
+          const int gt = v > bv;
+          bv = gt ? v : bv;
+          bt = gt ? (int32_t)(a * kw + c) : bt;
+        }
+      if (dx) {
+        const float g = dyr[ow];
+        for (int64_t a = 0; a < kh; a++)
+          for (int64_t c = 0; c < kw; c++)
+            dxr[a * W + ow * kw + c] += bt == (int32_t)(a * kw + c) ? g : 0.f;
+      } else {
+        /* bt == 0 with no tap above -inf: the first tap, as the general walk gives */
+        yr[ow] = bt == 0 ? xr[ow * kw] : bv;
+      }
+    }
+  }
+}
+
+static void tile_max_plane(const dd_window *w, const float *x, float *y, const float *dy,
+                           float *dx) {
+  const int64_t W = w->in[2], ho = w->out[1], wo = w->out[2];
+  if (w->k[1] == 2 && w->k[2] == 2)
+    tile_plane(x, W, ho, wo, 2, 2, y, dy, dx);
+  else
+    tile_plane(x, W, ho, wo, w->k[1], w->k[2], y, dy, dx);
+}
+
 static int is_plain_2d(const dd_window *w) {
   return w->in[0] == 1 && w->k[0] == 1 && w->out[0] == 1 && w->d[1] == 1 && w->d[2] == 1 &&
          w->k[1] <= MAX_KERNEL && w->k[2] <= MAX_KERNEL && w->in[1] * w->in[2] <= INT32_MAX;
@@ -440,6 +499,10 @@ static int is_plain_2d(const dd_window *w) {
  * dx. */
 static void max_plane(const pool_params *p, const dd_window *w, const float *x, float *y,
                       int64_t *idx, int64_t idx_base, const float *dy, float *dx) {
+  if (!idx && is_tiling_2d(w)) {
+    tile_max_plane(w, x, y, dy, dx);
+    return;
+  }
   if (!is_plain_2d(w)) {
     pool_plane(p, w, dx ? WALK_MAX_BACK : WALK_MAX, x, y, idx, idx_base, dy, dx);
     return;

@@ -78,6 +78,17 @@ static const pool_case cases[] = {
      {0, 0, 1, 0, 1, 1}, NULL, 0, 0, 0},
     {"avg 7x7 global-like, threads", "AveragePool", 2, 2, 40, {28, 28}, {7, 7}, {3, 3}, {1, 1},
      {0}, NULL, 0, 0, 0},
+    /* Windows that tile the plane (kernel == stride, no padding): the vectorized path of
+     * src/ops/pool.c; the same 2x2 s2 windows past the edge (ceil) take the general kernel */
+    {"max 2x2 s2 tiling, odd sizes: last row and column in no window", "MaxPool", 2, 2, 3,
+     {7, 9}, {2, 2}, {2, 2}, {1, 1}, {0}, NULL, 0, 0, 0},
+    {"max 2x2 s2 ceil, odd sizes: windows past the edge, general kernel", "MaxPool", 2, 2, 3,
+     {7, 9}, {2, 2}, {2, 2}, {1, 1}, {0}, NULL, 1, 0, 0},
+    {"max 3x2 s(3,2) tiling, not 2x2", "MaxPool", 2, 1, 2, {9, 11}, {3, 2}, {3, 2}, {1, 1}, {0},
+     NULL, 0, 0, 0},
+    {"max 1-D 4 s4 tiling", "MaxPool", 1, 1, 2, {18}, {4}, {4}, {1}, {0}, NULL, 0, 0, 0},
+    {"max 2x2 s2 tiling, threads (the cnn's first pool)", "MaxPool", 2, 8, 16, {32, 32}, {2, 2},
+     {2, 2}, {1, 1}, {0}, NULL, 0, 0, 0},
 };
 
 /* Output size and padding from the ONNX definitions, independently of the library. */
@@ -368,6 +379,40 @@ Test(pool, max_of_minus_infinity_goes_to_the_first_tap_inside) {
   free(t.node.params);
 }
 
+/* The tiling path (2x2 s2 here) keeps the general walk's choices: on ties the first maximum
+ * in scan order (rows, then columns) gets the gradient, and a window of -inf only gives -inf
+ * and sends its gradient to its first tap. */
+Test(pool, max_tiling_ties_and_minus_infinity_take_the_first_tap) {
+  th_node t;
+  th_init(&t, "MaxPool", 1, 1);
+  th_attr_ints(&t, "kernel_shape", 2, (int64_t[]){2, 2});
+  th_attr_ints(&t, "strides", 2, (int64_t[]){2, 2});
+  dd_err err;
+  cr_assert_eq(th_setup(&t, &err), 0);
+  int64_t dims[4] = {1, 1, 4, 4}, od[4] = {1, 1, 2, 2};
+  /* windows: all tied; -inf only; tied along the second row; tied down the last column */
+  static const float v[16] = {1, 1, -INFINITY, -INFINITY, 1, 1, -INFINITY, -INFINITY,
+                              0, 0, 0,         2,         2, 2, 0,         2};
+  dd_tensor *x = th_tensor(4, dims), *y[1];
+  memcpy(dd_f32(x), v, sizeof v);
+  cr_assert_eq(th_forward(&t, &x, y, &err), 0, "%s", err.msg);
+  cr_assert_eq(dd_f32(y[0])[0], 1.f);
+  cr_assert(isinf(dd_f32(y[0])[1]) && dd_f32(y[0])[1] < 0);
+  cr_assert_eq(dd_f32(y[0])[2], 2.f);
+  cr_assert_eq(dd_f32(y[0])[3], 2.f);
+  dd_tensor *dy = th_tensor(4, od);
+  for (int i = 0; i < 4; i++) dd_f32(dy)[i] = (float)(i + 1);
+  dd_tensor *dx = run_backward(&t, x, dy, 0.f, 1);
+  static const float want[16] = {1, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 4, 3, 0, 0, 0};
+  for (int i = 0; i < 16; i++)
+    cr_assert_eq(dd_f32(dx)[i], want[i], "dx[%d] is %g, expected %g", i, dd_f32(dx)[i], want[i]);
+  dd_tensor_free(x);
+  dd_tensor_free(y[0]);
+  dd_tensor_free(dy);
+  dd_tensor_free(dx);
+  free(t.node.params);
+}
+
 Test(pool, max_indices_output_row_and_column_major) {
   for (int order = 0; order < 2; order++) {
     const pool_case *k = &cases[2];
@@ -400,7 +445,8 @@ Test(pool, max_indices_output_row_and_column_major) {
 }
 
 Test(pool, gradient_matches_finite_differences) {
-  static const int picks[] = {0, 2, 4, 8, 9, 10, 12, 15, 16, 18, 19, 21, 24, 26, 30, 31};
+  static const int picks[] = {0,  2,  4,  8,  9,  10, 12, 15, 16, 18,
+                              19, 21, 24, 26, 30, 31, 33, 34, 35, 36};
   for (size_t pi = 0; pi < sizeof picks / sizeof picks[0]; pi++) {
     const pool_case *k = &cases[picks[pi]];
     th_node t;
