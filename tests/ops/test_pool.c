@@ -89,6 +89,8 @@ static const pool_case cases[] = {
     {"max 1-D 4 s4 tiling", "MaxPool", 1, 1, 2, {18}, {4}, {4}, {1}, {0}, NULL, 0, 0, 0},
     {"max 2x2 s2 tiling, threads (the cnn's first pool)", "MaxPool", 2, 8, 16, {32, 32}, {2, 2},
      {2, 2}, {1, 1}, {0}, NULL, 0, 0, 0},
+    {"max 2x2 s2 tiling, 22 columns: one vector of 16 and 6 left", "MaxPool", 2, 1, 3, {6, 45},
+     {2, 2}, {2, 2}, {1, 1}, {0}, NULL, 0, 0, 0},
 };
 
 /* Output size and padding from the ONNX definitions, independently of the library. */
@@ -357,26 +359,31 @@ Test(pool, max_is_bit_exact_against_the_naive_reference) {
 /* Windows of -inf only still take a tap of the window (its first inside the input), never a
  * padding position, so the gradient lands inside the plane. */
 Test(pool, max_of_minus_infinity_goes_to_the_first_tap_inside) {
-  const pool_case *k = &cases[9]; /* 3x3 s1 pad 1 */
-  th_node t;
-  setup_node(&t, k);
-  dd_err err;
-  cr_assert_eq(th_setup(&t, &err), 0);
-  dd_tensor *x = make_input(k, 5, 0), *y[1];
-  for (int64_t i = 0; i < dd_tensor_numel(x); i++) dd_f32(x)[i] = -INFINITY;
-  cr_assert_eq(th_forward(&t, &x, y, &err), 0, "%s", err.msg);
-  for (int64_t i = 0; i < dd_tensor_numel(y[0]); i++) cr_assert(isinf(dd_f32(y[0])[i]));
-  dd_tensor *dy = th_random(y[0]->shape.ndim, y[0]->shape.d, 6, -1, 1);
-  dd_tensor *dx = run_backward(&t, x, dy, 0.f, 0);
-  dd_tensor *dref = th_tensor(x->shape.ndim, x->shape.d);
-  naive_pool(k, dd_f32(x), NULL, NULL, dd_f32(dy), dd_f32(dref));
-  cr_assert_eq(th_max_abs_diff(dx, dref), 0.0);
-  dd_tensor_free(x);
-  dd_tensor_free(y[0]);
-  dd_tensor_free(dy);
-  dd_tensor_free(dx);
-  dd_tensor_free(dref);
-  free(t.node.params);
+  /* 3x3 s1 pad 1; 2x2 s2 tiling, vectorized (32x32) and with a column tail (6x45) */
+  static const int picks[] = {9, 37, 38};
+  for (size_t pi = 0; pi < sizeof picks / sizeof picks[0]; pi++) {
+    const pool_case *k = &cases[picks[pi]];
+    th_node t;
+    setup_node(&t, k);
+    dd_err err;
+    cr_assert_eq(th_setup(&t, &err), 0);
+    dd_tensor *x = make_input(k, 5, 0), *y[1];
+    for (int64_t i = 0; i < dd_tensor_numel(x); i++) dd_f32(x)[i] = -INFINITY;
+    cr_assert_eq(th_forward(&t, &x, y, &err), 0, "%s", err.msg);
+    for (int64_t i = 0; i < dd_tensor_numel(y[0]); i++)
+      cr_assert(isinf(dd_f32(y[0])[i]), "%s: y[%lld]", k->what, (long long)i);
+    dd_tensor *dy = th_random(y[0]->shape.ndim, y[0]->shape.d, 6, -1, 1);
+    dd_tensor *dx = run_backward(&t, x, dy, 0.f, 0);
+    dd_tensor *dref = th_tensor(x->shape.ndim, x->shape.d);
+    naive_pool(k, dd_f32(x), NULL, NULL, dd_f32(dy), dd_f32(dref));
+    cr_assert_eq(th_max_abs_diff(dx, dref), 0.0, "%s", k->what);
+    dd_tensor_free(x);
+    dd_tensor_free(y[0]);
+    dd_tensor_free(dy);
+    dd_tensor_free(dx);
+    dd_tensor_free(dref);
+    free(t.node.params);
+  }
 }
 
 /* The tiling path (2x2 s2 here) keeps the general walk's choices: on ties the first maximum
@@ -446,7 +453,7 @@ Test(pool, max_indices_output_row_and_column_major) {
 
 Test(pool, gradient_matches_finite_differences) {
   static const int picks[] = {0,  2,  4,  8,  9,  10, 12, 15, 16, 18,
-                              19, 21, 24, 26, 30, 31, 33, 34, 35, 36};
+                              19, 21, 24, 26, 30, 31, 33, 34, 35, 36, 38};
   for (size_t pi = 0; pi < sizeof picks / sizeof picks[0]; pi++) {
     const pool_case *k = &cases[picks[pi]];
     th_node t;
