@@ -71,6 +71,17 @@ typedef struct conv_geom {
 /* The weight gradient sums at most this many output pixels in one product (then adds the
  * partial sum into dW): float sums in one long run lose precision with their length. */
 #define CONV_DW_K 2048
+/* Batches of images this small (multiply-adds per image and group) are shared among the
+ * threads image by image, rather than each image among all of them: small images (training
+ * on 32x32 shapes) would otherwise open a parallel region, and wait at its barrier, for a few
+ * microseconds of work per image.  Each image's result is computed as with one thread. */
+#define CONV_BATCH_PAR_MAX (64 * DD_PAR_MIN)
+
+/* Whether the per-image loops of this geometry run in parallel over the images. */
+static int batch_parallel(const conv_geom *g) {
+  int64_t per = g->mg * g->ocol * g->kcol;
+  return g->n > 1 && per <= CONV_BATCH_PAR_MAX && g->n * g->group * per > 4 * DD_PAR_MIN;
+}
 
 static int conv_init(dd_node *node, dd_err *err) {
   static const char *const known[] = {"auto_pad", "dilations", "group",   "kernel_shape",
@@ -869,6 +880,7 @@ static void conv_forward_call(const dd_node *node, const dd_tensor *const *in,
                   relu & DD_SGEMM_RELU, col);
     return;
   }
+#pragma omp parallel for if (batch_parallel(&g)) schedule(static)
   for (int64_t n = 0; n < g.n; n++) {
     for (int64_t gi = 0; gi < g.group; gi++) {
       const float *bg = bias ? bias + gi * g.mg : NULL;
@@ -946,6 +958,7 @@ static void backward_data_pointwise(const conv_geom *g, const float *wt, const f
 /* General: dX_g += col2im(W_g^T * dY_g), block by block (fused_backward_data). */
 static void backward_data_general(const conv_geom *g, const float *wt, const float *dy,
                                   float *dx) {
+#pragma omp parallel for if (batch_parallel(g)) schedule(static)
   for (int64_t n = 0; n < g->n; n++)
     for (int64_t gi = 0; gi < g->group; gi++)
       fused_backward_data(g, wt + gi * g->mg * g->kcol, dy + (n * g->m + gi * g->mg) * g->ocol,
@@ -1047,10 +1060,54 @@ static void im2col_t(const conv_geom *g, const float *x, int64_t oh0, int64_t oh
 
 /* General and Winograd: dW_g (mg, kcol) += dY_g * col(X_g)^T, through transposed im2col
  * blocks of g->block output rows in colt, the scratch buffer (block*wo, kcol, then the partial
- * sum), multiplied by dd_sgemm.  Each element of dW is summed in the same order whatever the thread count (the
- * threads split dW's columns, never a sum), so training stays deterministic. */
+ * sum), multiplied by dd_sgemm.  Each element of dW is summed in the same order whatever the
+ * thread count (the threads split dW's columns, never a sum), so training stays
+ * deterministic.  Small images (batch_parallel) share the images among the threads instead:
+ * each (image, group, block) product into its own partial sum, then the partial sums added
+ * into dW in the same order as one thread adds them, so the result is bit for bit the same. */
 static void backward_weights_im2col(const conv_geom *g, const float *x, const float *dy,
                                     float *dw, float *colt) {
+  const int64_t nblk = (g->ho + g->block - 1) / g->block, nw = g->mg * g->kcol;
+  const int64_t jobs = g->n * g->group * nblk, cs = g->block * g->wo * g->kcol;
+  const int nt = omp_get_max_threads();
+  float *parts = NULL, *cols = NULL;
+  if (nt > 1 && batch_parallel(g) && jobs * nw <= (INT64_C(1) << 26)) {
+    parts = malloc((size_t)(jobs * nw) * sizeof *parts);
+    cols = malloc((size_t)(nt * cs) * sizeof *cols);
+    if (!parts || !cols) { /* then one image at a time, as below */
+      free(parts);
+      free(cols);
+      parts = cols = NULL;
+    }
+  }
+  if (parts) {
+#pragma omp parallel
+    {
+      float *ct = cols + omp_get_thread_num() * cs;
+#pragma omp for schedule(static)
+      for (int64_t j = 0; j < jobs; j++) {
+        int64_t n = j / (g->group * nblk), gi = j / nblk % g->group, oh0 = j % nblk * g->block;
+        int64_t oh1 = oh0 + g->block < g->ho ? oh0 + g->block : g->ho, ncols = (oh1 - oh0) * g->wo;
+        im2col_t(g, x + (n * g->c + gi * g->cg) * g->h * g->w, oh0, oh1, ct);
+        dd_sgemm(g->mg, g->kcol, ncols, dy + (n * g->m + gi * g->mg) * g->ocol + oh0 * g->wo,
+                 g->ocol, 1, ct, g->kcol, parts + j * nw, g->kcol, 0, NULL, 1);
+      }
+      for (int64_t gi = 0; gi < g->group; gi++) {
+        float *dwg = dw + gi * nw;
+#pragma omp for schedule(static)
+        for (int64_t i = 0; i < nw; i++) {
+          float acc = dwg[i];
+          for (int64_t n = 0; n < g->n; n++)
+            for (int64_t b = 0; b < nblk; b++)
+              acc += parts[((n * g->group + gi) * nblk + b) * nw + i];
+          dwg[i] = acc;
+        }
+      }
+    }
+    free(parts);
+    free(cols);
+    return;
+  }
   for (int64_t n = 0; n < g->n; n++)
     for (int64_t gi = 0; gi < g->group; gi++) {
       const float *xg = x + (n * g->c + gi * g->cg) * g->h * g->w;
