@@ -1035,25 +1035,39 @@ static void backward_weights_pointwise(const conv_geom *g, const float *x, const
  * (row-major, kcol columns), 0 in the padding, so that the weight gradient's product reads it
  * as a row-major B.  x holds the cg channels of one image and group. */
 static void im2col_t(const conv_geom *g, const float *x, int64_t oh0, int64_t oh1, float *colt) {
-  const int64_t kcol = g->kcol, rows = oh1 - oh0;
+  enum { RB = 256 }; /* rows of the column matrix (taps) prepared at a time */
+  const int64_t kcol = g->kcol, rows = oh1 - oh0, khw = g->kh * g->kw;
+  /* output columns whose every tap lies inside the input row */
+  int64_t in0 = (g->pw + g->sw - 1) / g->sw, in1 = 0;
+  const int64_t last = g->w + g->pw - (g->kw - 1) * g->dw - 1; /* the last tap at its rightmost */
+  if (last >= 0) in1 = last / g->sw + 1;
+  if (in1 > g->wo) in1 = g->wo;
+  if (in0 > in1) in0 = in1;
 #pragma omp parallel for if (rows * g->wo * kcol > DD_PAR_MIN) schedule(static)
   for (int64_t oh = oh0; oh < oh1; oh++) {
     float *blk = colt + (oh - oh0) * g->wo * kcol;
-    for (int64_t r = 0; r < kcol; r++) {
-      int64_t c = r / (g->kh * g->kw), ki = r / g->kw % g->kh, kj = r % g->kw;
-      float *d = blk + r;
-      int64_t ih = oh * g->sh - g->ph + ki * g->dh;
-      if (ih < 0 || ih >= g->h) {
-        for (int64_t ow = 0; ow < g->wo; ow++) d[ow * kcol] = 0.f;
-        continue;
+    for (int64_t r0 = 0; r0 < kcol; r0 += RB) {
+      const int64_t nr = kcol - r0 < RB ? kcol - r0 : RB;
+      const float *src[RB]; /* the tap's input row shifted by its column offset, or NULL */
+      int64_t off[RB];
+      for (int64_t i = 0; i < nr; i++) {
+        int64_t r = r0 + i, c = r / khw, ki = r / g->kw % g->kh, kj = r % g->kw;
+        int64_t ih = oh * g->sh - g->ph + ki * g->dh;
+        off[i] = kj * g->dw - g->pw;
+        src[i] = ih < 0 || ih >= g->h ? NULL : x + (c * g->h + ih) * g->w;
       }
-      int64_t o0, o1;
-      col_range(g, kj, &o0, &o1);
-      const int64_t off = kj * g->dw - g->pw;
-      const float *row = x + (c * g->h + ih) * g->w; /* ow*sw + off is inside for o0 <= ow < o1 */
-      for (int64_t ow = 0; ow < o0; ow++) d[ow * kcol] = 0.f;
-      for (int64_t ow = o0; ow < o1; ow++) d[ow * kcol] = row[ow * g->sw + off];
-      for (int64_t ow = o1; ow < g->wo; ow++) d[ow * kcol] = 0.f;
+      for (int64_t ow = 0; ow < g->wo; ow++) {
+        float *d = blk + ow * kcol + r0;
+        const int64_t base = ow * g->sw;
+        if (ow >= in0 && ow < in1) {
+          for (int64_t i = 0; i < nr; i++) d[i] = src[i] ? src[i][base + off[i]] : 0.f;
+        } else {
+          for (int64_t i = 0; i < nr; i++) {
+            int64_t iw = base + off[i];
+            d[i] = src[i] && iw >= 0 && iw < g->w ? src[i][iw] : 0.f;
+          }
+        }
+      }
     }
   }
 }

@@ -486,22 +486,27 @@ static inline __attribute__((always_inline)) void tile_plane(const float *x, int
 }
 
 #ifdef __AVX512F__
-/* 2x2 stride 2 with AVX-512, 16 outputs at a time: the even and odd columns of the window's
- * two rows are its four taps, compared in scan order as tile_plane does; backward puts dy
- * back at the argmax tap and 0 at the others, interleaves them into the rows' layout and adds
- * them.  The columns past the last multiple of 16 go through tile_plane. */
+/* 2x2 stride 2 with AVX-512, 16 outputs at a time (the last ones masked): the even and odd
+ * columns of the window's two rows are its four taps, compared in scan order as tile_plane
+ * does; backward puts dy back at the argmax tap and 0 at the others, interleaves them into
+ * the rows' layout and adds them. */
 static void tile_plane_2x2(const float *x, int64_t W, int64_t ho, int64_t wo, float *y,
                            const float *dy, float *dx) {
   const __m512i even = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
   const __m512i odd = _mm512_set_epi32(31, 29, 27, 25, 23, 21, 19, 17, 15, 13, 11, 9, 7, 5, 3, 1);
   const __m512i lo = _mm512_set_epi32(23, 7, 22, 6, 21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
   const __m512i hi = _mm512_set_epi32(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8);
-  const int64_t wv = wo - wo % 16;
   for (int64_t oh = 0; oh < ho; oh++) {
     const float *r0 = x + 2 * oh * W, *r1 = r0 + W;
-    for (int64_t ow = 0; ow < wv; ow += 16) {
-      const __m512 a0 = _mm512_loadu_ps(r0 + 2 * ow), a1 = _mm512_loadu_ps(r0 + 2 * ow + 16);
-      const __m512 b0 = _mm512_loadu_ps(r1 + 2 * ow), b1 = _mm512_loadu_ps(r1 + 2 * ow + 16);
+    for (int64_t ow = 0; ow < wo; ow += 16) {
+      const int n = wo - ow < 16 ? (int)(wo - ow) : 16; /* outputs, 2n inputs per row */
+      const __mmask16 mo = (__mmask16)((1u << n) - 1);
+      const __mmask16 m0 = (__mmask16)(n >= 8 ? 0xffff : (1u << (2 * n)) - 1);
+      const __mmask16 m1 = (__mmask16)(n <= 8 ? 0 : (1u << (2 * n - 16)) - 1);
+      const __m512 a0 = _mm512_maskz_loadu_ps(m0, r0 + 2 * ow);
+      const __m512 a1 = _mm512_maskz_loadu_ps(m1, r0 + 2 * ow + 16);
+      const __m512 b0 = _mm512_maskz_loadu_ps(m0, r1 + 2 * ow);
+      const __m512 b1 = _mm512_maskz_loadu_ps(m1, r1 + 2 * ow + 16);
       const __m512 t[4] = {_mm512_permutex2var_ps(a0, even, a1),
                            _mm512_permutex2var_ps(a0, odd, a1),
                            _mm512_permutex2var_ps(b0, even, b1),
@@ -516,25 +521,23 @@ static void tile_plane_2x2(const float *x, int64_t W, int64_t ho, int64_t wo, fl
       if (!dx) {
         /* bt == 0 with no tap above -inf: the first tap, as the general walk gives */
         const __mmask16 first = _mm512_cmpeq_epi32_mask(bt, _mm512_setzero_si512());
-        _mm512_storeu_ps(y + oh * wo + ow, _mm512_mask_blend_ps(first, bv, t[0]));
+        _mm512_mask_storeu_ps(y + oh * wo + ow, mo, _mm512_mask_blend_ps(first, bv, t[0]));
         continue;
       }
-      const __m512 g = _mm512_loadu_ps(dy + oh * wo + ow);
+      const __m512 g = _mm512_maskz_loadu_ps(mo, dy + oh * wo + ow);
       __m512 d[4];
       for (int k = 0; k < 4; k++)
         d[k] = _mm512_maskz_mov_ps(_mm512_cmpeq_epi32_mask(bt, _mm512_set1_epi32(k)), g);
-      float *q0 = dx + 2 * oh * W + 2 * ow, *q1 = q0 + W;
-      _mm512_storeu_ps(q0, _mm512_add_ps(_mm512_loadu_ps(q0), _mm512_permutex2var_ps(d[0], lo, d[1])));
-      _mm512_storeu_ps(q0 + 16,
-                       _mm512_add_ps(_mm512_loadu_ps(q0 + 16), _mm512_permutex2var_ps(d[0], hi, d[1])));
-      _mm512_storeu_ps(q1, _mm512_add_ps(_mm512_loadu_ps(q1), _mm512_permutex2var_ps(d[2], lo, d[3])));
-      _mm512_storeu_ps(q1 + 16,
-                       _mm512_add_ps(_mm512_loadu_ps(q1 + 16), _mm512_permutex2var_ps(d[2], hi, d[3])));
+      float *q[2] = {dx + 2 * oh * W + 2 * ow, dx + (2 * oh + 1) * W + 2 * ow};
+      for (int rr = 0; rr < 2; rr++) {
+        const __m512 l = _mm512_permutex2var_ps(d[2 * rr], lo, d[2 * rr + 1]);
+        const __m512 h = _mm512_permutex2var_ps(d[2 * rr], hi, d[2 * rr + 1]);
+        _mm512_mask_storeu_ps(q[rr], m0, _mm512_add_ps(_mm512_maskz_loadu_ps(m0, q[rr]), l));
+        _mm512_mask_storeu_ps(q[rr] + 16, m1,
+                              _mm512_add_ps(_mm512_maskz_loadu_ps(m1, q[rr] + 16), h));
+      }
     }
   }
-  if (wv < wo)
-    tile_plane(x + 2 * wv, W, ho, wo - wv, wo, 2, 2, y ? y + wv : NULL, dy ? dy + wv : NULL,
-               dx ? dx + 2 * wv : NULL);
 }
 #endif
 
