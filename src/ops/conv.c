@@ -29,7 +29,7 @@
 
 #include <omp.h>
 
-#ifdef __AVX512F__
+#ifdef __AVX__ /* AVX-512 kernels, and the 8x8 transposes of the weight gradient */
 #include <immintrin.h>
 #endif
 
@@ -199,10 +199,10 @@ static int conv_infer(const dd_node *node, const dd_tensor *const *in, dd_tensor
   int rc = conv_geometry(p, in[0], in[1], b, &g, err);
   if (rc) return rc;
   /* The column buffer, counted in elements first so a huge image reports a limit, not a wrap. */
-  /* (and after it, the weight gradient's partial sum: mg x kcol) */
+  /* (for the weight gradient: the column block, its transpose, then the partial sum) */
   int64_t col = g.depthwise   ? 0
                 : g.pointwise ? g.cg * pointwise_chunk(&g) + g.mg * g.kcol
-                              : g.kcol * g.block * g.wo + g.mg * g.kcol;
+                              : 2 * g.kcol * g.block * g.wo + g.mg * g.kcol;
   if (g.wino) {
     dd_wino_conv fw, bw;
     wino_convs(&g, &fw, &bw);
@@ -1030,51 +1030,88 @@ static void backward_weights_pointwise(const conv_geom *g, const float *x, const
     }
 }
 
-/* The column matrix of the output rows oh0 <= oh < oh1, transposed:
- *   colt[(oh - oh0)*wo + ow][(c*kh + ki)*kw + kj] = x[c][oh*sh - ph + ki*dh][ow*sw - pw + kj*dw]
- * (row-major, kcol columns), 0 in the padding, so that the weight gradient's product reads it
- * as a row-major B.  x holds the cg channels of one image and group. */
-static void im2col_t(const conv_geom *g, const float *x, int64_t oh0, int64_t oh1, float *colt) {
-  enum { RB = 256 }; /* rows of the column matrix (taps) prepared at a time */
-  const int64_t kcol = g->kcol, rows = oh1 - oh0, khw = g->kh * g->kw;
-  /* output columns whose every tap lies inside the input row */
-  int64_t in0 = (g->pw + g->sw - 1) / g->sw, in1 = 0;
-  const int64_t last = g->w + g->pw - (g->kw - 1) * g->dw - 1; /* the last tap at its rightmost */
-  if (last >= 0) in1 = last / g->sw + 1;
-  if (in1 > g->wo) in1 = g->wo;
-  if (in0 > in1) in0 = in1;
-#pragma omp parallel for if (rows * g->wo * kcol > DD_PAR_MIN) schedule(static)
-  for (int64_t oh = oh0; oh < oh1; oh++) {
-    float *blk = colt + (oh - oh0) * g->wo * kcol;
-    for (int64_t r0 = 0; r0 < kcol; r0 += RB) {
-      const int64_t nr = kcol - r0 < RB ? kcol - r0 : RB;
-      const float *src[RB]; /* the tap's input row shifted by its column offset, or NULL */
-      int64_t off[RB];
-      for (int64_t i = 0; i < nr; i++) {
-        int64_t r = r0 + i, c = r / khw, ki = r / g->kw % g->kh, kj = r % g->kw;
-        int64_t ih = oh * g->sh - g->ph + ki * g->dh;
-        off[i] = kj * g->dw - g->pw;
-        src[i] = ih < 0 || ih >= g->h ? NULL : x + (c * g->h + ih) * g->w;
+/* col[(c*kh + ki)*kw + kj][(oh - oh0)*wo + ow] = x[c][oh*sh - ph + ki*dh][ow*sw - pw + kj*dw]
+ * for the output rows oh0 <= oh < oh1, 0 in the padding.  x holds the cg channels of one
+ * image and group. */
+static void im2col(const conv_geom *g, const float *x, int64_t oh0, int64_t oh1, float *col) {
+  int64_t rows = g->kcol, ncols = (oh1 - oh0) * g->wo;
+#pragma omp parallel for if (rows * ncols > DD_PAR_MIN) schedule(static)
+  for (int64_t r = 0; r < rows; r++) {
+    int64_t c = r / (g->kh * g->kw), ki = r / g->kw % g->kh, kj = r % g->kw;
+    const float *src = x + c * g->h * g->w;
+    float *dst = col + r * ncols;
+    int64_t o0, o1;
+    col_range(g, kj, &o0, &o1);
+    int64_t off = kj * g->dw - g->pw;
+    for (int64_t oh = oh0; oh < oh1; oh++) {
+      float *d = dst + (oh - oh0) * g->wo;
+      int64_t ih = oh * g->sh - g->ph + ki * g->dh;
+      if (ih < 0 || ih >= g->h) {
+        memset(d, 0, (size_t)g->wo * sizeof *d);
+        continue;
       }
-      for (int64_t ow = 0; ow < g->wo; ow++) {
-        float *d = blk + ow * kcol + r0;
-        const int64_t base = ow * g->sw;
-        if (ow >= in0 && ow < in1) {
-          for (int64_t i = 0; i < nr; i++) d[i] = src[i] ? src[i][base + off[i]] : 0.f;
-        } else {
-          for (int64_t i = 0; i < nr; i++) {
-            int64_t iw = base + off[i];
-            d[i] = src[i] && iw >= 0 && iw < g->w ? src[i][iw] : 0.f;
-          }
-        }
+      const float *row = src + ih * g->w; /* ow*sw + off is inside it for o0 <= ow < o1 */
+      for (int64_t ow = 0; ow < o0; ow++) d[ow] = 0.f;
+      if (g->sw == 1 && o1 > o0) {
+        memcpy(d + o0, row + o0 + off, (size_t)(o1 - o0) * sizeof *d);
+      } else {
+#pragma omp simd
+        for (int64_t ow = o0; ow < o1; ow++) d[ow] = row[ow * g->sw + off];
       }
+      for (int64_t ow = o1; ow < g->wo; ow++) d[ow] = 0.f;
     }
   }
 }
 
+/* im2col's block (into col) transposed into colt: colt[(oh - oh0)*wo + ow][(c*kh + ki)*kw + kj]
+ * (row-major, kcol columns), so that the weight gradient's product reads it as a row-major B.
+ * The transpose goes by 16 x 16 tiles, which stay in L1. */
+#ifdef __AVX__
+/* d (8 x 8, row stride ld) = the transpose of s (8 x 8, row stride ls). */
+static inline void transpose8x8(const float *s, int64_t ls, float *d, int64_t ld) {
+  __m256 r[8], t[8], u[8];
+  for (int i = 0; i < 8; i++) r[i] = _mm256_loadu_ps(s + i * ls);
+  for (int i = 0; i < 4; i++) {
+    t[2 * i] = _mm256_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+    t[2 * i + 1] = _mm256_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+  }
+  for (int h = 0; h < 2; h++) { /* rows 0-3, then 4-7 */
+    u[4 * h + 0] = _mm256_shuffle_ps(t[4 * h + 0], t[4 * h + 2], _MM_SHUFFLE(1, 0, 1, 0));
+    u[4 * h + 1] = _mm256_shuffle_ps(t[4 * h + 0], t[4 * h + 2], _MM_SHUFFLE(3, 2, 3, 2));
+    u[4 * h + 2] = _mm256_shuffle_ps(t[4 * h + 1], t[4 * h + 3], _MM_SHUFFLE(1, 0, 1, 0));
+    u[4 * h + 3] = _mm256_shuffle_ps(t[4 * h + 1], t[4 * h + 3], _MM_SHUFFLE(3, 2, 3, 2));
+  }
+  for (int i = 0; i < 4; i++) {
+    _mm256_storeu_ps(d + i * ld, _mm256_permute2f128_ps(u[i], u[4 + i], 0x20));
+    _mm256_storeu_ps(d + (4 + i) * ld, _mm256_permute2f128_ps(u[i], u[4 + i], 0x31));
+  }
+}
+#endif
+
+static void im2col_t(const conv_geom *g, const float *x, int64_t oh0, int64_t oh1, float *col,
+                     float *colt) {
+  const int64_t rows = g->kcol, cols = (oh1 - oh0) * g->wo;
+  im2col(g, x, oh0, oh1, col);
+  for (int64_t i0 = 0; i0 < rows; i0 += 16)
+    for (int64_t j0 = 0; j0 < cols; j0 += 16) {
+      const int64_t i1 = i0 + 16 < rows ? i0 + 16 : rows, j1 = j0 + 16 < cols ? j0 + 16 : cols;
+#ifdef __AVX__
+      if (i1 - i0 == 16 && j1 - j0 == 16) {
+        for (int a = 0; a < 16; a += 8)
+          for (int b = 0; b < 16; b += 8)
+            transpose8x8(col + (i0 + a) * cols + j0 + b, cols, colt + (j0 + b) * rows + i0 + a,
+                         rows);
+        continue;
+      }
+#endif
+      for (int64_t j = j0; j < j1; j++)
+        for (int64_t i = i0; i < i1; i++) colt[j * rows + i] = col[i * cols + j];
+    }
+}
+
 /* General and Winograd: dW_g (mg, kcol) += dY_g * col(X_g)^T, through transposed im2col
- * blocks of g->block output rows in colt, the scratch buffer (block*wo, kcol, then the partial
- * sum), multiplied by dd_sgemm.  Each element of dW is summed in the same order whatever the
+ * blocks of g->block output rows in colt, the scratch buffer (block*wo, kcol; then the
+ * untransposed block and the partial sum), multiplied by dd_sgemm.  Each element of dW is summed in the same order whatever the
  * thread count (the threads split dW's columns, never a sum), so training stays
  * deterministic.  Small images (batch_parallel) share the images among the threads instead:
  * each (image, group, block) product into its own partial sum, then the partial sums added
@@ -1082,7 +1119,7 @@ static void im2col_t(const conv_geom *g, const float *x, int64_t oh0, int64_t oh
 static void backward_weights_im2col(const conv_geom *g, const float *x, const float *dy,
                                     float *dw, float *colt) {
   const int64_t nblk = (g->ho + g->block - 1) / g->block, nw = g->mg * g->kcol;
-  const int64_t jobs = g->n * g->group * nblk, cs = g->block * g->wo * g->kcol;
+  const int64_t jobs = g->n * g->group * nblk, cs = 2 * g->block * g->wo * g->kcol;
   const int nt = omp_get_max_threads();
   float *parts = NULL, *cols = NULL;
   if (nt > 1 && batch_parallel(g) && jobs * nw <= (INT64_C(1) << 26)) {
@@ -1102,7 +1139,7 @@ static void backward_weights_im2col(const conv_geom *g, const float *x, const fl
       for (int64_t j = 0; j < jobs; j++) {
         int64_t n = j / (g->group * nblk), gi = j / nblk % g->group, oh0 = j % nblk * g->block;
         int64_t oh1 = oh0 + g->block < g->ho ? oh0 + g->block : g->ho, ncols = (oh1 - oh0) * g->wo;
-        im2col_t(g, x + (n * g->c + gi * g->cg) * g->h * g->w, oh0, oh1, ct);
+        im2col_t(g, x + (n * g->c + gi * g->cg) * g->h * g->w, oh0, oh1, ct + cs / 2, ct);
         dd_sgemm(g->mg, g->kcol, ncols, dy + (n * g->m + gi * g->mg) * g->ocol + oh0 * g->wo,
                  g->ocol, 1, ct, g->kcol, parts + j * nw, g->kcol, 0, NULL, 1);
       }
@@ -1129,9 +1166,9 @@ static void backward_weights_im2col(const conv_geom *g, const float *x, const fl
       float *dwg = dw + gi * g->mg * g->kcol;
       for (int64_t oh0 = 0; oh0 < g->ho; oh0 += g->block) {
         int64_t oh1 = oh0 + g->block < g->ho ? oh0 + g->block : g->ho, ncols = (oh1 - oh0) * g->wo;
-        im2col_t(g, xg, oh0, oh1, colt);
+        im2col_t(g, xg, oh0, oh1, colt + g->block * g->wo * g->kcol, colt);
         weights_partial(g, dyg, oh0 * g->wo, ncols, colt, dwg,
-                        colt + g->block * g->wo * g->kcol);
+                        colt + 2 * g->block * g->wo * g->kcol);
       }
     }
 }
