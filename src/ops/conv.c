@@ -19,17 +19,17 @@
  * Backward w.r.t. the data is the transpose of each: W^T * dY then col2im (accumulating),
  * for the general path block by block as in forward; for winograd, the same algorithm on dY
  * with the flipped, transposed kernel.
- * Gradients w.r.t. W and the bias are computed too when the plan asks for them (W's through
- * im2col blocks in the scratch buffer: dreams never ask for it).
+ * Gradients w.r.t. W and the bias are computed too when the plan asks for them (W's by
+ * dd_sgemm on transposed im2col blocks, or for 1x1 the transposed input, in the scratch
+ * buffer: dreams never ask for it).
  */
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include <cblas.h>
 #include <omp.h>
 
-#ifdef __AVX512F__
+#ifdef __AVX__ /* AVX-512 kernels, and the 8x8 transposes of the weight gradient */
 #include <immintrin.h>
 #endif
 
@@ -68,6 +68,20 @@ typedef struct conv_geom {
 /* The im2col buffer of the weight gradient holds at most this many floats (or one output
  * row): large images are taken in blocks of output rows, which bounds the scratch memory. */
 #define CONV_COL_MAX (1 << 21)
+/* The weight gradient sums at most this many output pixels in one product (then adds the
+ * partial sum into dW): float sums in one long run lose precision with their length. */
+#define CONV_DW_K 2048
+/* Batches of images this small (multiply-adds per image and group) are shared among the
+ * threads image by image, rather than each image among all of them: small images (training
+ * on 32x32 shapes) would otherwise open a parallel region, and wait at its barrier, for a few
+ * microseconds of work per image.  Each image's result is computed as with one thread. */
+#define CONV_BATCH_PAR_MAX (64 * DD_PAR_MIN)
+
+/* Whether the per-image loops of this geometry run in parallel over the images. */
+static int batch_parallel(const conv_geom *g) {
+  int64_t per = g->mg * g->ocol * g->kcol;
+  return g->n > 1 && per <= CONV_BATCH_PAR_MAX && g->n * g->group * per > 4 * DD_PAR_MIN;
+}
 
 static int conv_init(dd_node *node, dd_err *err) {
   static const char *const known[] = {"auto_pad", "dilations", "group",   "kernel_shape",
@@ -152,6 +166,7 @@ static int conv_geometry(const conv_params *p, const dd_tensor *x, const dd_tens
   g->wino = nsp == 2 && g->kh == 3 && g->kw == 3 && g->sh == 1 && g->sw == 1 && g->dh == 1 &&
             g->dw == 1 && g->group == 1 && g->c >= WINO_MIN_CH && g->m >= WINO_MIN_CH;
   g->block = CONV_COL_MAX / (g->kcol * g->wo);
+  if (g->wo > 0 && g->block > CONV_DW_K / g->wo) g->block = CONV_DW_K / g->wo;
   if (g->block < 1) g->block = 1;
   if (g->block > g->ho) g->block = g->ho;
   return DD_OK;
@@ -161,6 +176,14 @@ static int conv_geometry(const conv_params *p, const dd_tensor *x, const dd_tens
 static void wino_convs(const conv_geom *g, dd_wino_conv *fw, dd_wino_conv *bw) {
   *fw = (dd_wino_conv){g->c, g->h, g->w, g->m, g->ho, g->wo, g->ph, g->pw, 0, g->bf16};
   *bw = (dd_wino_conv){g->m, g->ho, g->wo, g->c, g->h, g->w, 2 - g->ph, 2 - g->pw, 1, g->bf16};
+}
+
+/* Columns of X_g that the pointwise weight gradient transposes at a time into the scratch. */
+static int64_t pointwise_chunk(const conv_geom *g) {
+  int64_t chunk = CONV_COL_MAX / (g->cg > 0 ? g->cg : 1);
+  if (chunk > CONV_DW_K) chunk = CONV_DW_K;
+  if (chunk < 1) chunk = 1;
+  return chunk < g->ocol ? chunk : g->ocol;
 }
 
 static int conv_infer(const dd_node *node, const dd_tensor *const *in, dd_tensor *const *out,
@@ -176,7 +199,10 @@ static int conv_infer(const dd_node *node, const dd_tensor *const *in, dd_tensor
   int rc = conv_geometry(p, in[0], in[1], b, &g, err);
   if (rc) return rc;
   /* The column buffer, counted in elements first so a huge image reports a limit, not a wrap. */
-  int64_t col = (g.pointwise || g.depthwise) ? 0 : g.kcol * g.block * g.wo;
+  /* (for the weight gradient: the column block, its transpose, then the partial sum) */
+  int64_t col = g.depthwise   ? 0
+                : g.pointwise ? g.cg * pointwise_chunk(&g) + g.mg * g.kcol
+                              : 2 * g.kcol * g.block * g.wo + g.mg * g.kcol;
   if (g.wino) {
     dd_wino_conv fw, bw;
     wino_convs(&g, &fw, &bw);
@@ -206,39 +232,6 @@ static void col_range(const conv_geom *g, int64_t kj, int64_t *o0, int64_t *o1) 
   *o0 = a < g->wo ? a : g->wo;
   *o1 = b < g->wo ? b : g->wo;
   if (*o1 < *o0) *o1 = *o0;
-}
-
-/* col[(c*kh + ki)*kw + kj][(oh - oh0)*wo + ow] = x[c][oh*sh - ph + ki*dh][ow*sw - pw + kj*dw]
- * for the output rows oh0 <= oh < oh1, 0 in the padding.  x holds the cg channels of one
- * image and group. */
-static void im2col(const conv_geom *g, const float *x, int64_t oh0, int64_t oh1, float *col) {
-  int64_t rows = g->kcol, ncols = (oh1 - oh0) * g->wo;
-#pragma omp parallel for if (rows * ncols > DD_PAR_MIN) schedule(static)
-  for (int64_t r = 0; r < rows; r++) {
-    int64_t c = r / (g->kh * g->kw), ki = r / g->kw % g->kh, kj = r % g->kw;
-    const float *src = x + c * g->h * g->w;
-    float *dst = col + r * ncols;
-    int64_t o0, o1;
-    col_range(g, kj, &o0, &o1);
-    int64_t off = kj * g->dw - g->pw;
-    for (int64_t oh = oh0; oh < oh1; oh++) {
-      float *d = dst + (oh - oh0) * g->wo;
-      int64_t ih = oh * g->sh - g->ph + ki * g->dh;
-      if (ih < 0 || ih >= g->h) {
-        memset(d, 0, (size_t)g->wo * sizeof *d);
-        continue;
-      }
-      const float *row = src + ih * g->w; /* ow*sw + off is inside it for o0 <= ow < o1 */
-      for (int64_t ow = 0; ow < o0; ow++) d[ow] = 0.f;
-      if (g->sw == 1 && o1 > o0) {
-        memcpy(d + o0, row + o0 + off, (size_t)(o1 - o0) * sizeof *d);
-      } else {
-#pragma omp simd
-        for (int64_t ow = o0; ow < o1; ow++) d[ow] = row[ow * g->sw + off];
-      }
-      for (int64_t ow = o1; ow < g->wo; ow++) d[ow] = 0.f;
-    }
-  }
 }
 
 /* The fused path: the column matrix is never built whole.  Each thread takes blocks of
@@ -894,6 +887,7 @@ static void conv_forward_call(const dd_node *node, const dd_tensor *const *in,
                   relu & DD_SGEMM_RELU, col);
     return;
   }
+#pragma omp parallel for if (batch_parallel(&g)) schedule(static)
   for (int64_t n = 0; n < g.n; n++) {
     for (int64_t gi = 0; gi < g.group; gi++) {
       const float *bg = bias ? bias + gi * g.mg : NULL;
@@ -971,6 +965,7 @@ static void backward_data_pointwise(const conv_geom *g, const float *wt, const f
 /* General: dX_g += col2im(W_g^T * dY_g), block by block (fused_backward_data). */
 static void backward_data_general(const conv_geom *g, const float *wt, const float *dy,
                                   float *dx) {
+#pragma omp parallel for if (batch_parallel(g)) schedule(static)
   for (int64_t n = 0; n < g->n; n++)
     for (int64_t gi = 0; gi < g->group; gi++)
       fused_backward_data(g, wt + gi * g->mg * g->kcol, dy + (n * g->m + gi * g->mg) * g->ocol,
@@ -1012,21 +1007,165 @@ static void backward_weights_depthwise(const conv_geom *g, const float *x, const
     }
 }
 
-/* 1x1: dW_g (mg, cg) += dY_g (mg, H*W) * X_g^T (H*W, cg). */
-static void backward_weights_pointwise(const conv_geom *g, const float *x, const float *dy,
-                                       float *dw) {
-  for (int64_t n = 0; n < g->n; n++)
-    for (int64_t gi = 0; gi < g->group; gi++)
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)g->mg, (int)g->cg, (int)g->ocol,
-                  1.f, dy + (n * g->m + gi * g->mg) * g->ocol, (int)g->ocol,
-                  x + (n * g->c + gi * g->cg) * g->h * g->w, (int)g->ocol, 1.f,
-                  dw + gi * g->mg * g->kcol, (int)g->cg);
+/* dW_g (mg, kcol) += dY_g's columns [p0, p0 + np) (mg, np) * bt (np, kcol): the product into
+ * tmp (mg x kcol), then added, so each element's sum runs over at most CONV_DW_K terms. */
+static void weights_partial(const conv_geom *g, const float *dyg, int64_t p0, int64_t np,
+                            const float *bt, float *dwg, float *tmp) {
+  const int64_t nw = g->mg * g->kcol;
+  dd_sgemm(g->mg, g->kcol, np, dyg + p0, g->ocol, 1, bt, g->kcol, tmp, g->kcol, 0, NULL, 1);
+#pragma omp parallel for simd if (nw > DD_PAR_MIN) schedule(static)
+  for (int64_t i = 0; i < nw; i++) dwg[i] += tmp[i];
 }
 
-/* General and Winograd: dW_g (mg, kcol) += dY_g * col(X_g)^T, through im2col blocks of
- * g->block output rows in col, the scratch buffer (kcol, block*wo). */
+/* 1x1: dW_g (mg, cg) += dY_g (mg, H*W) * X_g^T (H*W, cg), X_g^T copied a chunk of columns at
+ * a time into xt, the scratch buffer (then the partial sum), for dd_sgemm's row-major B (same order of sums whatever
+ * the thread count). */
+static void backward_weights_pointwise(const conv_geom *g, const float *x, const float *dy,
+                                       float *dw, float *xt) {
+  const int64_t chunk = pointwise_chunk(g), cg = g->cg;
+  for (int64_t n = 0; n < g->n; n++)
+    for (int64_t gi = 0; gi < g->group; gi++) {
+      const float *xg = x + (n * g->c + gi * cg) * g->ocol;
+      const float *dyg = dy + (n * g->m + gi * g->mg) * g->ocol;
+      for (int64_t p0 = 0; p0 < g->ocol; p0 += chunk) {
+        const int64_t np = g->ocol - p0 < chunk ? g->ocol - p0 : chunk;
+#pragma omp parallel for if (np * cg > DD_PAR_MIN) schedule(static)
+        for (int64_t p = 0; p < np; p++)
+          for (int64_t c = 0; c < cg; c++) xt[p * cg + c] = xg[c * g->ocol + p0 + p];
+        weights_partial(g, dyg, p0, np, xt, dw + gi * g->mg * g->kcol, xt + chunk * cg);
+      }
+    }
+}
+
+/* col[(c*kh + ki)*kw + kj][(oh - oh0)*wo + ow] = x[c][oh*sh - ph + ki*dh][ow*sw - pw + kj*dw]
+ * for the output rows oh0 <= oh < oh1, 0 in the padding.  x holds the cg channels of one
+ * image and group. */
+static void im2col(const conv_geom *g, const float *x, int64_t oh0, int64_t oh1, float *col) {
+  int64_t rows = g->kcol, ncols = (oh1 - oh0) * g->wo;
+#pragma omp parallel for if (rows * ncols > DD_PAR_MIN) schedule(static)
+  for (int64_t r = 0; r < rows; r++) {
+    int64_t c = r / (g->kh * g->kw), ki = r / g->kw % g->kh, kj = r % g->kw;
+    const float *src = x + c * g->h * g->w;
+    float *dst = col + r * ncols;
+    int64_t o0, o1;
+    col_range(g, kj, &o0, &o1);
+    int64_t off = kj * g->dw - g->pw;
+    for (int64_t oh = oh0; oh < oh1; oh++) {
+      float *d = dst + (oh - oh0) * g->wo;
+      int64_t ih = oh * g->sh - g->ph + ki * g->dh;
+      if (ih < 0 || ih >= g->h) {
+        memset(d, 0, (size_t)g->wo * sizeof *d);
+        continue;
+      }
+      const float *row = src + ih * g->w; /* ow*sw + off is inside it for o0 <= ow < o1 */
+      for (int64_t ow = 0; ow < o0; ow++) d[ow] = 0.f;
+      if (g->sw == 1 && o1 > o0) {
+        memcpy(d + o0, row + o0 + off, (size_t)(o1 - o0) * sizeof *d);
+      } else {
+#pragma omp simd
+        for (int64_t ow = o0; ow < o1; ow++) d[ow] = row[ow * g->sw + off];
+      }
+      for (int64_t ow = o1; ow < g->wo; ow++) d[ow] = 0.f;
+    }
+  }
+}
+
+/* im2col's block (into col) transposed into colt: colt[(oh - oh0)*wo + ow][(c*kh + ki)*kw + kj]
+ * (row-major, kcol columns), so that the weight gradient's product reads it as a row-major B.
+ * The transpose goes by 16 x 16 tiles, which stay in L1. */
+#ifdef __AVX__
+/* d (8 x 8, row stride ld) = the transpose of s (8 x 8, row stride ls). */
+static inline void transpose8x8(const float *s, int64_t ls, float *d, int64_t ld) {
+  __m256 r[8], t[8], u[8];
+  for (int i = 0; i < 8; i++) r[i] = _mm256_loadu_ps(s + i * ls);
+  for (int i = 0; i < 4; i++) {
+    t[2 * i] = _mm256_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+    t[2 * i + 1] = _mm256_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+  }
+  for (int h = 0; h < 2; h++) { /* rows 0-3, then 4-7 */
+    u[4 * h + 0] = _mm256_shuffle_ps(t[4 * h + 0], t[4 * h + 2], _MM_SHUFFLE(1, 0, 1, 0));
+    u[4 * h + 1] = _mm256_shuffle_ps(t[4 * h + 0], t[4 * h + 2], _MM_SHUFFLE(3, 2, 3, 2));
+    u[4 * h + 2] = _mm256_shuffle_ps(t[4 * h + 1], t[4 * h + 3], _MM_SHUFFLE(1, 0, 1, 0));
+    u[4 * h + 3] = _mm256_shuffle_ps(t[4 * h + 1], t[4 * h + 3], _MM_SHUFFLE(3, 2, 3, 2));
+  }
+  for (int i = 0; i < 4; i++) {
+    _mm256_storeu_ps(d + i * ld, _mm256_permute2f128_ps(u[i], u[4 + i], 0x20));
+    _mm256_storeu_ps(d + (4 + i) * ld, _mm256_permute2f128_ps(u[i], u[4 + i], 0x31));
+  }
+}
+#endif
+
+static void im2col_t(const conv_geom *g, const float *x, int64_t oh0, int64_t oh1, float *col,
+                     float *colt) {
+  const int64_t rows = g->kcol, cols = (oh1 - oh0) * g->wo;
+  im2col(g, x, oh0, oh1, col);
+  for (int64_t i0 = 0; i0 < rows; i0 += 16)
+    for (int64_t j0 = 0; j0 < cols; j0 += 16) {
+      const int64_t i1 = i0 + 16 < rows ? i0 + 16 : rows, j1 = j0 + 16 < cols ? j0 + 16 : cols;
+#ifdef __AVX__
+      if (i1 - i0 == 16 && j1 - j0 == 16) {
+        for (int a = 0; a < 16; a += 8)
+          for (int b = 0; b < 16; b += 8)
+            transpose8x8(col + (i0 + a) * cols + j0 + b, cols, colt + (j0 + b) * rows + i0 + a,
+                         rows);
+        continue;
+      }
+#endif
+      for (int64_t j = j0; j < j1; j++)
+        for (int64_t i = i0; i < i1; i++) colt[j * rows + i] = col[i * cols + j];
+    }
+}
+
+/* General and Winograd: dW_g (mg, kcol) += dY_g * col(X_g)^T, through transposed im2col
+ * blocks of g->block output rows in colt, the scratch buffer (block*wo, kcol; then the
+ * untransposed block and the partial sum), multiplied by dd_sgemm.  Each element of dW is summed in the same order whatever the
+ * thread count (the threads split dW's columns, never a sum), so training stays
+ * deterministic.  Small images (batch_parallel) share the images among the threads instead:
+ * each (image, group, block) product into its own partial sum, then the partial sums added
+ * into dW in the same order as one thread adds them, so the result is bit for bit the same. */
 static void backward_weights_im2col(const conv_geom *g, const float *x, const float *dy,
-                                    float *dw, float *col) {
+                                    float *dw, float *colt) {
+  const int64_t nblk = (g->ho + g->block - 1) / g->block, nw = g->mg * g->kcol;
+  const int64_t jobs = g->n * g->group * nblk, cs = 2 * g->block * g->wo * g->kcol;
+  const int nt = omp_get_max_threads();
+  float *parts = NULL, *cols = NULL;
+  if (nt > 1 && batch_parallel(g) && jobs * nw <= (INT64_C(1) << 26)) {
+    parts = malloc((size_t)(jobs * nw) * sizeof *parts);
+    cols = malloc((size_t)(nt * cs) * sizeof *cols);
+    if (!parts || !cols) { /* then one image at a time, as below */
+      free(parts);
+      free(cols);
+      parts = cols = NULL;
+    }
+  }
+  if (parts) {
+#pragma omp parallel
+    {
+      float *ct = cols + omp_get_thread_num() * cs;
+#pragma omp for schedule(static)
+      for (int64_t j = 0; j < jobs; j++) {
+        int64_t n = j / (g->group * nblk), gi = j / nblk % g->group, oh0 = j % nblk * g->block;
+        int64_t oh1 = oh0 + g->block < g->ho ? oh0 + g->block : g->ho, ncols = (oh1 - oh0) * g->wo;
+        im2col_t(g, x + (n * g->c + gi * g->cg) * g->h * g->w, oh0, oh1, ct + cs / 2, ct);
+        dd_sgemm(g->mg, g->kcol, ncols, dy + (n * g->m + gi * g->mg) * g->ocol + oh0 * g->wo,
+                 g->ocol, 1, ct, g->kcol, parts + j * nw, g->kcol, 0, NULL, 1);
+      }
+      for (int64_t gi = 0; gi < g->group; gi++) {
+        float *dwg = dw + gi * nw;
+#pragma omp for schedule(static)
+        for (int64_t i = 0; i < nw; i++) {
+          float acc = dwg[i];
+          for (int64_t n = 0; n < g->n; n++)
+            for (int64_t b = 0; b < nblk; b++)
+              acc += parts[((n * g->group + gi) * nblk + b) * nw + i];
+          dwg[i] = acc;
+        }
+      }
+    }
+    free(parts);
+    free(cols);
+    return;
+  }
   for (int64_t n = 0; n < g->n; n++)
     for (int64_t gi = 0; gi < g->group; gi++) {
       const float *xg = x + (n * g->c + gi * g->cg) * g->h * g->w;
@@ -1034,10 +1173,9 @@ static void backward_weights_im2col(const conv_geom *g, const float *x, const fl
       float *dwg = dw + gi * g->mg * g->kcol;
       for (int64_t oh0 = 0; oh0 < g->ho; oh0 += g->block) {
         int64_t oh1 = oh0 + g->block < g->ho ? oh0 + g->block : g->ho, ncols = (oh1 - oh0) * g->wo;
-        im2col(g, xg, oh0, oh1, col);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)g->mg, (int)g->kcol,
-                    (int)ncols, 1.f, dyg + oh0 * g->wo, (int)g->ocol, col, (int)ncols, 1.f, dwg,
-                    (int)g->kcol);
+        im2col_t(g, xg, oh0, oh1, colt + g->block * g->wo * g->kcol, colt);
+        weights_partial(g, dyg, oh0 * g->wo, ncols, colt, dwg,
+                        colt + 2 * g->block * g->wo * g->kcol);
       }
     }
 }
@@ -1048,7 +1186,7 @@ static void backward_weights(const conv_geom *g, const float *x, const float *dy
   dd_dw_plan dg;
   if (g->depthwise && dw_prepare(g, &dg)) depthwise_weights_vec(g, &dg, x, dy, dw);
   else if (g->depthwise) backward_weights_depthwise(g, x, dy, dw);
-  else if (g->pointwise) backward_weights_pointwise(g, x, dy, dw);
+  else if (g->pointwise) backward_weights_pointwise(g, x, dy, dw, col);
   else backward_weights_im2col(g, x, dy, dw, col);
 }
 

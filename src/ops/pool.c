@@ -11,6 +11,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#ifdef __AVX512F__
+#include <immintrin.h>
+#endif
+
 #include "ops/common.h"
 #include "ops/window.h"
 
@@ -430,6 +434,128 @@ static inline __attribute__((always_inline)) void max2d_plane(
   }
 }
 
+/* ---- MaxPool over windows that tile the plane: kernel == stride, no padding, no dilation ----
+ *
+ * The 2x2 stride-2 pooling of small CNNs.  Every input element lies in at most one window, so
+ * backward needs no serial adds: each tap gets dy where it is the window's argmax and 0
+ * elsewhere, in one vector pass.  The argmax is the same first maximum in scan order as the
+ * general walk's (strict >, starting from -inf on the first tap), so NaN and -inf windows
+ * give the same value and gradient target. */
+
+static int is_tiling_2d(const dd_window *w) {
+  return w->in[0] == 1 && w->k[0] == 1 && w->out[0] == 1 && w->d[1] == 1 && w->d[2] == 1 &&
+         w->k[1] == w->s[1] && w->k[2] == w->s[2] && w->pb[1] == 0 && w->pb[2] == 0 &&
+         w->out[1] * w->k[1] <= w->in[1] && w->out[2] * w->k[2] <= w->in[2] &&
+         w->k[1] * w->k[2] <= INT32_MAX;
+}
+
+/* One plane, or its outputs' columns [0, wo) of rows ys apart: forward y, or backward
+ * dx += dy at each window's first maximum. */
+static inline __attribute__((always_inline)) void tile_plane(const float *x, int64_t W,
+                                                             int64_t ho, int64_t wo, int64_t ys,
+                                                             const int64_t kh, const int64_t kw,
+                                                             float *y, const float *dy,
+                                                             float *dx) {
+  for (int64_t oh = 0; oh < ho; oh++) {
+    const float *xr = x + oh * kh * W;
+    float *dxr = dx ? dx + oh * kh * W : NULL;
+    const float *dyr = dx ? dy + oh * ys : NULL;
+    float *yr = dx ? NULL : y + oh * ys;
+#pragma omp simd
+    for (int64_t ow = 0; ow < wo; ow++) {
+      float bv = -INFINITY;
+      int32_t bt = 0;
+      for (int64_t a = 0; a < kh; a++)
+        for (int64_t c = 0; c < kw; c++) {
+          const float v = xr[a * W + ow * kw + c];
+          const int gt = v > bv;
+          bv = gt ? v : bv;
+          bt = gt ? (int32_t)(a * kw + c) : bt;
+        }
+      if (dx) {
+        const float g = dyr[ow];
+        for (int64_t a = 0; a < kh; a++)
+          for (int64_t c = 0; c < kw; c++)
+            dxr[a * W + ow * kw + c] += bt == (int32_t)(a * kw + c) ? g : 0.f;
+      } else {
+        /* bt == 0 with no tap above -inf: the first tap, as the general walk gives */
+        yr[ow] = bt == 0 ? xr[ow * kw] : bv;
+      }
+    }
+  }
+}
+
+#ifdef __AVX512F__
+/* 2x2 stride 2 with AVX-512, 16 outputs at a time (the last ones masked): the even and odd
+ * columns of the window's two rows are its four taps, compared in scan order as tile_plane
+ * does; backward puts dy back at the argmax tap and 0 at the others, interleaves them into
+ * the rows' layout and adds them. */
+static void tile_plane_2x2(const float *x, int64_t W, int64_t ho, int64_t wo, float *y,
+                           const float *dy, float *dx) {
+  const __m512i even = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
+  const __m512i odd = _mm512_set_epi32(31, 29, 27, 25, 23, 21, 19, 17, 15, 13, 11, 9, 7, 5, 3, 1);
+  const __m512i lo = _mm512_set_epi32(23, 7, 22, 6, 21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
+  const __m512i hi = _mm512_set_epi32(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8);
+  for (int64_t oh = 0; oh < ho; oh++) {
+    const float *r0 = x + 2 * oh * W, *r1 = r0 + W;
+    for (int64_t ow = 0; ow < wo; ow += 16) {
+      const int n = wo - ow < 16 ? (int)(wo - ow) : 16; /* outputs, 2n inputs per row */
+      const __mmask16 mo = (__mmask16)((1u << n) - 1);
+      const __mmask16 m0 = (__mmask16)(n >= 8 ? 0xffff : (1u << (2 * n)) - 1);
+      const __mmask16 m1 = (__mmask16)(n <= 8 ? 0 : (1u << (2 * n - 16)) - 1);
+      const __m512 a0 = _mm512_maskz_loadu_ps(m0, r0 + 2 * ow);
+      const __m512 a1 = _mm512_maskz_loadu_ps(m1, r0 + 2 * ow + 16);
+      const __m512 b0 = _mm512_maskz_loadu_ps(m0, r1 + 2 * ow);
+      const __m512 b1 = _mm512_maskz_loadu_ps(m1, r1 + 2 * ow + 16);
+      const __m512 t[4] = {_mm512_permutex2var_ps(a0, even, a1),
+                           _mm512_permutex2var_ps(a0, odd, a1),
+                           _mm512_permutex2var_ps(b0, even, b1),
+                           _mm512_permutex2var_ps(b0, odd, b1)};
+      __m512 bv = _mm512_set1_ps(-INFINITY);
+      __m512i bt = _mm512_setzero_si512();
+      for (int k = 0; k < 4; k++) {
+        const __mmask16 gt = _mm512_cmp_ps_mask(t[k], bv, _CMP_GT_OQ);
+        bv = _mm512_mask_blend_ps(gt, bv, t[k]);
+        bt = _mm512_mask_blend_epi32(gt, bt, _mm512_set1_epi32(k));
+      }
+      if (!dx) {
+        /* bt == 0 with no tap above -inf: the first tap, as the general walk gives */
+        const __mmask16 first = _mm512_cmpeq_epi32_mask(bt, _mm512_setzero_si512());
+        _mm512_mask_storeu_ps(y + oh * wo + ow, mo, _mm512_mask_blend_ps(first, bv, t[0]));
+        continue;
+      }
+      const __m512 g = _mm512_maskz_loadu_ps(mo, dy + oh * wo + ow);
+      __m512 d[4];
+      for (int k = 0; k < 4; k++)
+        d[k] = _mm512_maskz_mov_ps(_mm512_cmpeq_epi32_mask(bt, _mm512_set1_epi32(k)), g);
+      float *q[2] = {dx + 2 * oh * W + 2 * ow, dx + (2 * oh + 1) * W + 2 * ow};
+      for (int rr = 0; rr < 2; rr++) {
+        const __m512 l = _mm512_permutex2var_ps(d[2 * rr], lo, d[2 * rr + 1]);
+        const __m512 h = _mm512_permutex2var_ps(d[2 * rr], hi, d[2 * rr + 1]);
+        _mm512_mask_storeu_ps(q[rr], m0, _mm512_add_ps(_mm512_maskz_loadu_ps(m0, q[rr]), l));
+        _mm512_mask_storeu_ps(q[rr] + 16, m1,
+                              _mm512_add_ps(_mm512_maskz_loadu_ps(m1, q[rr] + 16), h));
+      }
+    }
+  }
+}
+#endif
+
+static void tile_max_plane(const dd_window *w, const float *x, float *y, const float *dy,
+                           float *dx) {
+  const int64_t W = w->in[2], ho = w->out[1], wo = w->out[2];
+#ifdef __AVX512F__
+  if (w->k[1] == 2 && w->k[2] == 2) {
+    tile_plane_2x2(x, W, ho, wo, y, dy, dx);
+    return;
+  }
+#endif
+  if (w->k[1] == 2 && w->k[2] == 2)
+    tile_plane(x, W, ho, wo, wo, 2, 2, y, dy, dx);
+  else
+    tile_plane(x, W, ho, wo, wo, w->k[1], w->k[2], y, dy, dx);
+}
+
 static int is_plain_2d(const dd_window *w) {
   return w->in[0] == 1 && w->k[0] == 1 && w->out[0] == 1 && w->d[1] == 1 && w->d[2] == 1 &&
          w->k[1] <= MAX_KERNEL && w->k[2] <= MAX_KERNEL && w->in[1] * w->in[2] <= INT32_MAX;
@@ -440,6 +566,10 @@ static int is_plain_2d(const dd_window *w) {
  * dx. */
 static void max_plane(const pool_params *p, const dd_window *w, const float *x, float *y,
                       int64_t *idx, int64_t idx_base, const float *dy, float *dx) {
+  if (!idx && is_tiling_2d(w)) {
+    tile_max_plane(w, x, y, dy, dx);
+    return;
+  }
   if (!is_plain_2d(w)) {
     pool_plane(p, w, dx ? WALK_MAX_BACK : WALK_MAX, x, y, idx, idx_base, dy, dx);
     return;

@@ -94,6 +94,12 @@ static const conv_case cases[] = {
      8, 8, NULL, 1, 0},
     {"1-D depthwise 5 taps stride 2", 1, 2, 4, 1, 41, 4, 1, 5, 4, 1, 2, 1, 1, 0, 2, 0, 2, NULL, 1,
      1},
+    /* Batches of small images, shared among the threads image by image (batch_parallel in
+     * src/ops/conv.c): the training cnn's conv2 on 8 images, and a grouped stride-2 one */
+    {"batch of 8: the cnn's conv2, 8 to 16 channels, 16x16 pad 1", 0, 8, 8, 16, 16, 16, 3, 3, 1,
+     1, 1, 1, 1, 1, 1, 1, 1, NULL, 1, 0},
+    {"batch of 12: 2 groups, 3x3 stride 2 pad 1, 25x23", 0, 12, 6, 25, 23, 8, 3, 3, 2, 2, 2, 1, 1,
+     1, 1, 1, 1, NULL, 1, 0},
 };
 
 /* Pads and output size as the ONNX Conv definition gives them, computed independently of
@@ -308,12 +314,50 @@ Test(conv, matches_naive_reference_forward_and_backward) {
  * input channel when they share evenly (or there are many), by input rows otherwise.  Cases
  * large enough to run in parallel, with thread counts that take each split. */
 Test(conv, parallel_splits_match_naive_reference) {
-  static const int picks[] = {15, 16, 24, 26, 28}; /* 3 channels, 16, groups of 5, 24, streamed */
+  /* 3 channels, 16, groups of 5, 24, streamed, and the two batches */
+  static const int picks[] = {15, 16, 24, 26, 28, 37, 38};
   static const int threads[] = {2, 3, 4};
   for (size_t ti = 0; ti < sizeof threads / sizeof threads[0]; ti++) {
     omp_set_num_threads(threads[ti]);
     for (size_t pi = 0; pi < sizeof picks / sizeof picks[0]; pi++)
       check_case(&cases[picks[pi]], 40 + pi);
+  }
+}
+
+/* Batches shared among the threads image by image give bit for bit the output and the
+ * gradients of one thread (training's same-seed-same-weights promise rests on it). */
+Test(conv, batch_parallel_is_bit_exact_across_thread_counts) {
+  static const int picks[] = {37, 38};
+  for (size_t pi = 0; pi < sizeof picks / sizeof picks[0]; pi++) {
+    const conv_case *k = &cases[picks[pi]];
+    dd_tensor *y[2], *dx[2], *dw[2], *in[3];
+    make_inputs(k, 500 + pi, in);
+    for (int r = 0; r < 2; r++) {
+      omp_set_num_threads(r ? 2 : 1);
+      th_node t;
+      setup_node(&t, k);
+      dd_err err;
+      cr_assert_eq(th_setup(&t, &err), 0, "%s: %s", k->what, err.msg);
+      dd_tensor *ys[1];
+      cr_assert_eq(th_forward(&t, in, ys, &err), 0, "%s: %s", k->what, err.msg);
+      y[r] = ys[0];
+      dd_tensor *dy = th_random(y[r]->shape.ndim, y[r]->shape.d, 600 + pi, -1, 1);
+      dx[r] = run_backward(&t, in, y[r], dy, 0.25f, 0, &dw[r]);
+      dd_tensor_free(dy);
+      free(t.node.params);
+    }
+    omp_set_num_threads(2);
+    size_t ny = (size_t)dd_tensor_numel(y[0]), nx = (size_t)dd_tensor_numel(dx[0]),
+           nw = (size_t)dd_tensor_numel(dw[0]);
+    cr_assert_eq(memcmp(dd_f32(y[0]), dd_f32(y[1]), ny * sizeof(float)), 0, "%s: y", k->what);
+    cr_assert_eq(memcmp(dd_f32(dx[0]), dd_f32(dx[1]), nx * sizeof(float)), 0, "%s: dx", k->what);
+    cr_assert_eq(memcmp(dd_f32(dw[0]), dd_f32(dw[1]), nw * sizeof(float)), 0, "%s: dw", k->what);
+    for (int r = 0; r < 2; r++) {
+      dd_tensor_free(y[r]);
+      dd_tensor_free(dx[r]);
+      dd_tensor_free(dw[r]);
+    }
+    for (int i = 0; i < 3; i++) dd_tensor_free(in[i]);
   }
 }
 

@@ -78,6 +78,19 @@ static const pool_case cases[] = {
      {0, 0, 1, 0, 1, 1}, NULL, 0, 0, 0},
     {"avg 7x7 global-like, threads", "AveragePool", 2, 2, 40, {28, 28}, {7, 7}, {3, 3}, {1, 1},
      {0}, NULL, 0, 0, 0},
+    /* Windows that tile the plane (kernel == stride, no padding): the vectorized path of
+     * src/ops/pool.c; the same 2x2 s2 windows past the edge (ceil) take the general kernel */
+    {"max 2x2 s2 tiling, odd sizes: last row and column in no window", "MaxPool", 2, 2, 3,
+     {7, 9}, {2, 2}, {2, 2}, {1, 1}, {0}, NULL, 0, 0, 0},
+    {"max 2x2 s2 ceil, odd sizes: windows past the edge, general kernel", "MaxPool", 2, 2, 3,
+     {7, 9}, {2, 2}, {2, 2}, {1, 1}, {0}, NULL, 1, 0, 0},
+    {"max 3x2 s(3,2) tiling, not 2x2", "MaxPool", 2, 1, 2, {9, 11}, {3, 2}, {3, 2}, {1, 1}, {0},
+     NULL, 0, 0, 0},
+    {"max 1-D 4 s4 tiling", "MaxPool", 1, 1, 2, {18}, {4}, {4}, {1}, {0}, NULL, 0, 0, 0},
+    {"max 2x2 s2 tiling, threads (the cnn's first pool)", "MaxPool", 2, 8, 16, {32, 32}, {2, 2},
+     {2, 2}, {1, 1}, {0}, NULL, 0, 0, 0},
+    {"max 2x2 s2 tiling, 22 columns: one vector of 16 and 6 left", "MaxPool", 2, 1, 3, {6, 45},
+     {2, 2}, {2, 2}, {1, 1}, {0}, NULL, 0, 0, 0},
 };
 
 /* Output size and padding from the ONNX definitions, independently of the library. */
@@ -346,25 +359,64 @@ Test(pool, max_is_bit_exact_against_the_naive_reference) {
 /* Windows of -inf only still take a tap of the window (its first inside the input), never a
  * padding position, so the gradient lands inside the plane. */
 Test(pool, max_of_minus_infinity_goes_to_the_first_tap_inside) {
-  const pool_case *k = &cases[9]; /* 3x3 s1 pad 1 */
+  /* 3x3 s1 pad 1; 2x2 s2 tiling, vectorized (32x32) and with a column tail (6x45) */
+  static const int picks[] = {9, 37, 38};
+  for (size_t pi = 0; pi < sizeof picks / sizeof picks[0]; pi++) {
+    const pool_case *k = &cases[picks[pi]];
+    th_node t;
+    setup_node(&t, k);
+    dd_err err;
+    cr_assert_eq(th_setup(&t, &err), 0);
+    dd_tensor *x = make_input(k, 5, 0), *y[1];
+    for (int64_t i = 0; i < dd_tensor_numel(x); i++) dd_f32(x)[i] = -INFINITY;
+    cr_assert_eq(th_forward(&t, &x, y, &err), 0, "%s", err.msg);
+    for (int64_t i = 0; i < dd_tensor_numel(y[0]); i++)
+      cr_assert(isinf(dd_f32(y[0])[i]), "%s: y[%lld]", k->what, (long long)i);
+    dd_tensor *dy = th_random(y[0]->shape.ndim, y[0]->shape.d, 6, -1, 1);
+    dd_tensor *dx = run_backward(&t, x, dy, 0.f, 0);
+    dd_tensor *dref = th_tensor(x->shape.ndim, x->shape.d);
+    naive_pool(k, dd_f32(x), NULL, NULL, dd_f32(dy), dd_f32(dref));
+    cr_assert_eq(th_max_abs_diff(dx, dref), 0.0, "%s", k->what);
+    dd_tensor_free(x);
+    dd_tensor_free(y[0]);
+    dd_tensor_free(dy);
+    dd_tensor_free(dx);
+    dd_tensor_free(dref);
+    free(t.node.params);
+  }
+}
+
+/* The tiling path (2x2 s2 here) keeps the general walk's choices: on ties the first maximum
+ * in scan order (rows, then columns) gets the gradient, and a window of -inf only gives -inf
+ * and sends its gradient to its first tap. */
+Test(pool, max_tiling_ties_and_minus_infinity_take_the_first_tap) {
   th_node t;
-  setup_node(&t, k);
+  th_init(&t, "MaxPool", 1, 1);
+  th_attr_ints(&t, "kernel_shape", 2, (int64_t[]){2, 2});
+  th_attr_ints(&t, "strides", 2, (int64_t[]){2, 2});
   dd_err err;
   cr_assert_eq(th_setup(&t, &err), 0);
-  dd_tensor *x = make_input(k, 5, 0), *y[1];
-  for (int64_t i = 0; i < dd_tensor_numel(x); i++) dd_f32(x)[i] = -INFINITY;
+  int64_t dims[4] = {1, 1, 4, 4}, od[4] = {1, 1, 2, 2};
+  /* windows: all tied; -inf only; tied along the second row; tied down the last column */
+  static const float v[16] = {1, 1, -INFINITY, -INFINITY, 1, 1, -INFINITY, -INFINITY,
+                              0, 0, 0,         2,         2, 2, 0,         2};
+  dd_tensor *x = th_tensor(4, dims), *y[1];
+  memcpy(dd_f32(x), v, sizeof v);
   cr_assert_eq(th_forward(&t, &x, y, &err), 0, "%s", err.msg);
-  for (int64_t i = 0; i < dd_tensor_numel(y[0]); i++) cr_assert(isinf(dd_f32(y[0])[i]));
-  dd_tensor *dy = th_random(y[0]->shape.ndim, y[0]->shape.d, 6, -1, 1);
-  dd_tensor *dx = run_backward(&t, x, dy, 0.f, 0);
-  dd_tensor *dref = th_tensor(x->shape.ndim, x->shape.d);
-  naive_pool(k, dd_f32(x), NULL, NULL, dd_f32(dy), dd_f32(dref));
-  cr_assert_eq(th_max_abs_diff(dx, dref), 0.0);
+  cr_assert_eq(dd_f32(y[0])[0], 1.f);
+  cr_assert(isinf(dd_f32(y[0])[1]) && dd_f32(y[0])[1] < 0);
+  cr_assert_eq(dd_f32(y[0])[2], 2.f);
+  cr_assert_eq(dd_f32(y[0])[3], 2.f);
+  dd_tensor *dy = th_tensor(4, od);
+  for (int i = 0; i < 4; i++) dd_f32(dy)[i] = (float)(i + 1);
+  dd_tensor *dx = run_backward(&t, x, dy, 0.f, 1);
+  static const float want[16] = {1, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 4, 3, 0, 0, 0};
+  for (int i = 0; i < 16; i++)
+    cr_assert_eq(dd_f32(dx)[i], want[i], "dx[%d] is %g, expected %g", i, dd_f32(dx)[i], want[i]);
   dd_tensor_free(x);
   dd_tensor_free(y[0]);
   dd_tensor_free(dy);
   dd_tensor_free(dx);
-  dd_tensor_free(dref);
   free(t.node.params);
 }
 
@@ -400,7 +452,8 @@ Test(pool, max_indices_output_row_and_column_major) {
 }
 
 Test(pool, gradient_matches_finite_differences) {
-  static const int picks[] = {0, 2, 4, 8, 9, 10, 12, 15, 16, 18, 19, 21, 24, 26, 30, 31};
+  static const int picks[] = {0,  2,  4,  8,  9,  10, 12, 15, 16, 18,
+                              19, 21, 24, 26, 30, 31, 33, 34, 35, 36, 38};
   for (size_t pi = 0; pi < sizeof picks / sizeof picks[0]; pi++) {
     const pool_case *k = &cases[picks[pi]];
     th_node t;
