@@ -30,13 +30,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-
-def cpu_name():
-    with open("/proc/cpuinfo") as f:
-        for line in f:
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return "unknown CPU"
+from cpu import cpu_name  # bench/cpu.py
 
 
 def dream_rate(dream, data, out, epochs, batch, n, threads):
