@@ -8,8 +8,6 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <sys/mman.h>
-#include <unistd.h>
 
 #ifndef DD_FUZZ_REPLAY /* tests/test_hostile.c replays through libstb as the product does */
 /* stb's arithmetic leans on wrap-around (shifts of negative numbers in the IDCT, header
@@ -32,14 +30,7 @@
 #define FUZZ_MAX_PIXELS ((size_t)1 << 16)
 
 int dd_fuzz_image(const uint8_t *data, size_t size) {
-  static int fd = -1;
-  static char path[64];
-  if (fd < 0) {
-    fd = memfd_create("fuzz_image", 0);
-    if (fd < 0) abort();
-    snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
-  }
-  if (ftruncate(fd, 0) != 0 || (size && pwrite(fd, data, size, 0) != (ssize_t)size)) abort();
+  const char *path = dd_fuzz_file("fuzz_image", data, size);
 
   dd_err err;
   dd_image *im = NULL;

@@ -8,8 +8,6 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <sys/mman.h>
-#include <unistd.h>
 
 #include "fuzz/fuzz.h"
 #include "dream/video.h"
@@ -19,14 +17,7 @@
 #define FUZZ_MAX_FRAMES 8
 
 int dd_fuzz_movie(const uint8_t *data, size_t size) {
-  static int fd = -1;
-  static char path[64];
-  if (fd < 0) {
-    fd = memfd_create("fuzz_movie", 0);
-    if (fd < 0) abort();
-    snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
-  }
-  if (ftruncate(fd, 0) != 0 || (size && pwrite(fd, data, size, 0) != (ssize_t)size)) abort();
+  const char *path = dd_fuzz_file("fuzz_movie", data, size);
 
   dd_err err;
   dd_movie_reader *r = dd_movie_read_open(path, FUZZ_MAX_PIXELS, &err);

@@ -8,8 +8,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
-#include <unistd.h>
 
 #include "fuzz/fuzz.h"
 #include "dream/graph.h"
@@ -89,14 +87,7 @@ static void run_plan(const dd_model *m, const dd_binding *b, int nb, const int *
 /* The metadata scan every model path goes through first (dd_preset_resolve, cli_model_load:
  * a model `dream train` wrote says how it reads its input), on the same bytes as a file. */
 static void read_meta(const uint8_t *data, size_t size) {
-  static int fd = -1;
-  static char path[64];
-  if (fd < 0) {
-    fd = memfd_create("fuzz_onnx", 0);
-    if (fd < 0) abort();
-    snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
-  }
-  if (ftruncate(fd, 0) != 0 || (size && pwrite(fd, data, size, 0) != (ssize_t)size)) abort();
+  const char *path = dd_fuzz_file("fuzz_onnx", data, size);
   int found = 0, side = 0, n = 0;
   char **labels = NULL;
   dd_preproc pp;

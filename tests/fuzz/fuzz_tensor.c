@@ -1,5 +1,6 @@
 /* libFuzzer target: TensorProto bytes -> dd_tensor_parse_pb.  What it accepts is read in
  * full and cloned, so a tensor whose data is shorter than its dims shows up under ASan. */
+#define _GNU_SOURCE /* fuzz.h: memfd_create */
 #include <stdint.h>
 #include <stdlib.h>
 
