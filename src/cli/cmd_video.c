@@ -238,14 +238,7 @@ int cmd_video(int argc, char **argv) {
   dd_movie_read_close(r);
   r = NULL;
   if (t < sp.count) {
-    int sig = cli_dream_interrupted() ? cli_dream_interrupted() : SIGINT;
-    if (cli_movie_out_finish(&mo, t, 0)) goto done;
-    if (t)
-      cli_errorf("interrupted after %lld of %lld frames; %s holds them; --resume continues", t,
-                 sp.count, a.out);
-    else
-      cli_errorf("interrupted before the first frame was finished; %s was not written", a.out);
-    status = 128 + sig;
+    status = cli_movie_out_interrupted(&mo, t, sp.count);
     goto done;
   }
   if (cli_movie_out_finish(&mo, t, 1)) goto done;

@@ -112,14 +112,7 @@ int cmd_zoom(int argc, char **argv) {
   }
   cli_movie_progress_end(&pr);
   if (t < a.frames) {
-    int sig = cli_dream_interrupted() ? cli_dream_interrupted() : SIGINT;
-    if (cli_movie_out_finish(&mo, t, 0)) goto done_next;
-    if (t)
-      cli_errorf("interrupted after %lld of %d frames; %s holds them; --resume continues", t,
-                 a.frames, a.out);
-    else
-      cli_errorf("interrupted before the first frame was finished; %s was not written", a.out);
-    status = 128 + sig;
+    status = cli_movie_out_interrupted(&mo, t, a.frames);
     goto done_next;
   }
   if (cli_movie_out_finish(&mo, t, 1)) goto done_next;

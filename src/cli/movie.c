@@ -6,6 +6,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <math.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -141,6 +142,17 @@ int cli_movie_out_finish(cli_movie_out *mo, long long n, int complete) {
   if (dd_movie_close(w, &err)) return cli_report(&err);
   if (complete) remove_sidecar(mo->sidecar);
   return 0;
+}
+
+int cli_movie_out_interrupted(cli_movie_out *mo, long long n, long long total) {
+  int sig = cli_dream_interrupted() ? cli_dream_interrupted() : SIGINT;
+  if (cli_movie_out_finish(mo, n, 0)) return 1;
+  if (n)
+    cli_errorf("interrupted after %lld of %lld frames; %s holds them; --resume continues", n,
+               total, mo->out);
+  else
+    cli_errorf("interrupted before the first frame was finished; %s was not written", mo->out);
+  return 128 + sig;
 }
 
 int cli_movie_budget(cli_dream_job *job, int w, int h) {

@@ -44,6 +44,10 @@ int cli_movie_out_load(const cli_movie_out *mo, long long index, dd_image **out)
 /* The job ends with `n` frames finished: a movie OUT is encoded from them (nothing when n is
  * 0); `complete` removes the sidecar.  Prints; 0 or 1. */
 int cli_movie_out_finish(cli_movie_out *mo, long long n, int complete);
+/* The job was interrupted after `n` of `total` frames: encodes OUT from them, says what is
+ * where and how to go on.  Returns the exit status: 128 + the signal, or 1 when OUT could not
+ * be written. */
+int cli_movie_out_interrupted(cli_movie_out *mo, long long n, long long total);
 
 /* The progress of a job: drawn on stderr when it is a terminal and not -q. */
 typedef struct cli_movie_progress {
