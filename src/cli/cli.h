@@ -136,9 +136,9 @@ void cli_common_init(cli_common *c);
 int cli_common_opt(cli_common *c, int opt, const char *arg, dd_err *err);
 /* Warnings for shared options that do nothing as given (--bgr with --rgb). */
 void cli_common_warn(const cli_common *c);
-/* --precision resolved for this command (dream_loop: a gradient-ascent loop, see
- * dd_precision_resolve); `bf16` asked for on a CPU without it notes on stderr (unless -q)
- * that fp32 is used. */
+/* --precision for this command's library call (dream_loop: a gradient-ascent loop, see
+ * dd_precision_resolve): auto stays auto (fast fp32 unless bf16 pays), fp32 is fp32-exact;
+ * `bf16` asked for on a CPU without it notes on stderr (unless -q) that fp32 is used. */
 dd_precision cli_precision(const cli_common *c, int dream_loop);
 /* Progress is drawn only on a terminal, and not with -q. */
 int cli_progress_shown(const cli_common *c);

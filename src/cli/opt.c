@@ -226,7 +226,9 @@ dd_precision cli_precision(const cli_common *c, int dream_loop) {
   if (c->precision == DD_PRECISION_BF16 && p != DD_PRECISION_BF16 && !c->quiet)
     fprintf(stderr, "dream: note: this CPU has no bf16 instructions (AVX512-BF16): "
             "--precision bf16 runs in fp32\n");
-  return p;
+  /* auto stays auto: the library resolves it the same way, and its fp32 keeps the fast
+   * kernels (Winograd), where fp32 asked for is fp32-exact */
+  return c->precision == DD_PRECISION_AUTO ? DD_PRECISION_AUTO : p;
 }
 
 void cli_common_warn(const cli_common *c) {
