@@ -11,6 +11,7 @@
 #include "dream/graph.h"
 #include "dream/layout.h"
 #include "ops/sgemm.h"
+#include "plan/plan.h"
 #include "util.h"
 
 /* Rows of the guide's dot-product matrix computed at once: bounds its buffer. */
@@ -20,6 +21,17 @@ typedef struct guide_feat {
   float *y; /* c x m: the guide image's activations at the layer */
   int64_t c, m;
 } guide_feat;
+
+/* Plans a dreamer keeps for sizes it has seen (the octaves of a movie's frames): those in the
+ * host's memory cost only their bookkeeping; the least recently used goes first. */
+#define DREAM_PLANS 8
+
+typedef struct kept_plan {
+  dd_plan *plan; /* NULL: a free slot */
+  int w, h;      /* its input size */
+  dd_layout lay[DD_DREAM_MAX_LAYERS];
+  unsigned long used; /* the dreamer's clock when last used */
+} kept_plan;
 
 struct dd_dreamer {
   const dd_model *m;
@@ -32,6 +44,9 @@ struct dd_dreamer {
   int pw, ph; /* the plan's input size */
   dd_plan *host; /* NULL, or the plan of the largest size to come: smaller ones use its memory */
   int hw, hh;    /* its input size */
+  int rw, rh;    /* the image size the host was reserved for */
+  kept_plan kept[DREAM_PLANS]; /* plans in the host's memory, the host's own among them */
+  unsigned long clock;
   int iw, ih; /* the image size the tiling was chosen for */
   int tw, th; /* tile size for that image (the image's size when untiled) */
   int over_w, over_h; /* smallest whole image found over the budget (0: none yet) */
@@ -449,10 +464,35 @@ static int compute_guide_at(dd_dreamer *d, const dd_image *guide, dd_err *err) {
   return DD_OK;
 }
 
+/* Is plan `p` one of the kept ones? */
+static kept_plan *kept_of(dd_dreamer *d, const dd_plan *p) {
+  for (int i = 0; p && i < DREAM_PLANS; i++)
+    if (d->kept[i].plan == p) return &d->kept[i];
+  return NULL;
+}
+
+/* Frees the current plan unless it is kept. */
+static void drop_current(dd_dreamer *d) {
+  if (d->plan && !kept_of(d, d->plan)) dd_plan_free(d->plan);
+  d->plan = NULL;
+}
+
+/* Frees every plan: the current one, the kept ones, the host last (the others use its memory). */
+static void drop_plans(dd_dreamer *d) {
+  drop_current(d);
+  for (int i = 0; i < DREAM_PLANS; i++) {
+    if (d->kept[i].plan != d->host) dd_plan_free(d->kept[i].plan);
+    d->kept[i].plan = NULL;
+  }
+  dd_plan_free(d->host);
+  d->host = NULL;
+  d->pw = d->ph = d->hw = d->hh = d->rw = d->rh = 0;
+  d->iw = d->ih = 0;
+}
+
 void dd_dreamer_free(dd_dreamer *d) {
   if (!d) return;
-  if (d->plan != d->host) dd_plan_free(d->plan);
-  dd_plan_free(d->host);
+  drop_plans(d);
   free(d->mapx);
   free(d->mapy);
   for (int l = 0; l < DD_DREAM_MAX_LAYERS; l++) free(d->guide[l].y);
@@ -495,15 +535,40 @@ int dd_dreamer_new(const dd_model *m, const dd_preproc *pp, const dd_dream_param
   return DD_OK;
 }
 
+/* Keeps plan p (of size w x h, its layouts in d->lay) when it lives in the host's memory,
+ * making room by freeing the least recently used kept plan (never the host). */
+static void keep(dd_dreamer *d, dd_plan *p, int w, int h) {
+  if (!d->host || (p != d->host && p->arena.base != d->host->arena.base)) return;
+  kept_plan *slot = NULL;
+  for (int i = 0; i < DREAM_PLANS && !slot; i++)
+    if (!d->kept[i].plan) slot = &d->kept[i];
+  for (int i = 0; i < DREAM_PLANS && !slot; i++) {
+    kept_plan *k = &d->kept[i];
+    if (k->plan == d->host || k->plan == d->plan) continue;
+    if (!slot || k->used < slot->used) slot = k;
+  }
+  if (!slot) return;
+  if (slot->plan) dd_plan_free(slot->plan);
+  slot->plan = p;
+  slot->w = w;
+  slot->h = h;
+  memcpy(slot->lay, d->lay, sizeof d->lay);
+  slot->used = ++d->clock;
+}
+
 static int ensure_plan(dd_dreamer *d, int w, int h, dd_err *err) {
   if (d->plan && d->pw == w && d->ph == h) return DD_OK;
-  if (d->plan != d->host) dd_plan_free(d->plan);
-  d->plan = NULL;
-  if (d->host && d->hw == w && d->hh == h) {
-    d->plan = d->host;
-    d->pw = w;
-    d->ph = h;
-    return DD_OK;
+  drop_current(d);
+  for (int i = 0; i < DREAM_PLANS; i++) {
+    kept_plan *k = &d->kept[i];
+    if (k->plan && k->w == w && k->h == h) {
+      d->plan = k->plan;
+      d->pw = w;
+      d->ph = h;
+      memcpy(d->lay, k->lay, sizeof d->lay);
+      k->used = ++d->clock;
+      return DD_OK;
+    }
   }
   dd_binding b = image_binding(d->input, w, h);
   dd_plan *plan;
@@ -529,6 +594,7 @@ static int ensure_plan(dd_dreamer *d, int w, int h, dd_err *err) {
   d->plan = plan;
   d->pw = w;
   d->ph = h;
+  keep(d, plan, w, h);
   return DD_OK;
 }
 
@@ -611,11 +677,16 @@ static int prepare(dd_dreamer *d, int w, int h, dd_err *err) {
  * of the smaller sizes (earlier octaves) then run in its memory instead of faulting in fresh
  * pages for each one. */
 static int reserve(dd_dreamer *d, int w, int h, dd_err *err) {
+  if (d->host && d->rw == w && d->rh == h) return DD_OK;
+  drop_plans(d);
   int rc = prepare(d, w, h, err);
   if (rc) return rc;
   d->host = d->plan;
   d->hw = d->pw;
   d->hh = d->ph;
+  d->rw = w;
+  d->rh = h;
+  keep(d, d->plan, d->pw, d->ph);
   return DD_OK;
 }
 
@@ -885,6 +956,22 @@ int dd_dream_run(const dd_model *m, const dd_preproc *pp, const dd_dream_params 
   dd_dreamer *d;
   int rc = dd_dreamer_new(m, pp, p, &d, err);
   if (rc) return rc;
+  rc = dd_dreamer_dream(d, img, p->iters, p->seed, fn, user, err);
+  dd_dreamer_free(d);
+  return rc;
+}
+
+int dd_dreamer_dream(dd_dreamer *d, dd_image *img, int iters, uint64_t seed,
+                     dd_dream_progress_fn fn, void *user, dd_err *err) {
+  if (!img || !img->rgb || img->w < 1 || img->h < 1)
+    return dd_fail(err, DD_EARG, "empty image");
+  if (iters < 1 || iters > 1000000)
+    return dd_fail(err, DD_EARG, "iterations per octave must be 1..1000000 (got %d)", iters);
+  dd_dream_params params = d->p;
+  params.iters = iters;
+  params.seed = seed;
+  const dd_dream_params *p = &params;
+  int rc = 0;
   /* Octave sizes, largest first, each the previous one divided by the scale. */
   int ow[64], oh[64], n = 1;
   ow[0] = img->w;
@@ -925,7 +1012,6 @@ int dd_dream_run(const dd_model *m, const dd_preproc *pp, const dd_dream_params 
   }
   if (!ok || !b.cur || !b.grad || (nw && !b.work)) {
     free_bufs(&b, n);
-    dd_dreamer_free(d);
     return dd_fail(err, DD_ENOMEM, "out of memory for a %dx%d image", img->w, img->h);
   }
   for (int k = 1; k < n; k++)
@@ -1005,7 +1091,6 @@ int dd_dream_run(const dd_model *m, const dd_preproc *pp, const dd_dream_params 
   }
   if (!rc && !b.cur_is_img) memcpy(img->rgb, b.cur, full * sizeof(float));
   free_bufs(&b, n);
-  dd_dreamer_free(d);
   return rc;
 }
 

@@ -100,6 +100,77 @@ Test(dream, same_seed_same_output, .timeout = 300) {
   dd_model_free(m);
 }
 
+/* dd_dream_run's picture of `im` with iters and seed changed (the reference). */
+static dd_image *run_once(const dd_model *m, const dd_dream_params *p, const dd_image *im,
+                          int iters, uint64_t seed) {
+  dd_dream_params q = *p;
+  q.iters = iters;
+  q.seed = seed;
+  dd_image *out = clone_image(im);
+  dd_err err;
+  cr_assert_eq(dd_dream_run(m, &caffe, &q, out, NULL, NULL, &err), 0, "%s", err.msg);
+  return out;
+}
+
+/* One dreamer over a sequence of images (a movie's frames, then other sizes, with more
+ * octaves than it keeps plans for, and in tiles): each picture is dd_dream_run's, bit for
+ * bit, though the plans of a size seen before are not made again. */
+static int dreamer_matches_run(const dd_model *m, const dd_dream_params *p, dd_image **ims,
+                               int n) {
+  dd_dreamer *d;
+  dd_err err;
+  cr_assert_eq(dd_dreamer_new(m, &caffe, p, &d, &err), 0, "%s", err.msg);
+  for (int i = 0; i < n; i++) {
+    int iters = 1 + i % 2;
+    uint64_t seed = 7 + (uint64_t)i;
+    dd_image *want = run_once(m, p, ims[i], iters, seed), *got = clone_image(ims[i]);
+    cr_assert_eq(dd_dreamer_dream(d, got, iters, seed, NULL, NULL, &err), 0, "%s", err.msg);
+    size_t bytes = (size_t)got->w * got->h * 3 * sizeof(float);
+    cr_assert_eq(memcmp(want->rgb, got->rgb, bytes), 0, "image %d (%dx%d) differs", i, got->w,
+                 got->h);
+    cr_assert_neq(memcmp(ims[i]->rgb, got->rgb, bytes), 0, "image %d did not change", i);
+    dd_image_free(want);
+    dd_image_free(got);
+  }
+  int tw, th;
+  dd_dreamer_tile_size(d, &tw, &th);
+  dd_dreamer_free(d);
+  return tw; /* the last octave's tile width */
+}
+
+Test(dream, a_kept_dreamer_gives_dd_dream_runs_pictures, .timeout = 600) {
+  dd_model *m = th_shared_model("models/bvlc_googlenet.onnx");
+  dd_image *a = th_shared_photo("eagle.jpg", 96), *b = th_shared_photo("kite.jpg", 120);
+  dd_dream_params p;
+  params_for(m, "inception_3b/output", &p);
+  p.octaves = 3;
+  dd_image *seq[] = {a, a, b, a, a};
+  dreamer_matches_run(m, &p, seq, 5);
+  /* 11 octaves of 1.08 from 120 px: more sizes than the dreamer keeps plans for */
+  p.octaves = 11;
+  p.octave_scale = 1.08f;
+  dd_image *many[] = {b, b, b};
+  dreamer_matches_run(m, &p, many, 3);
+  /* in tiles: a budget of half the whole image's plan */
+  dd_image *c = th_shared_photo("horses.jpg", 256);
+  p.octaves = 2;
+  p.octave_scale = 1.4f;
+  int64_t dims[] = {1, 3, c->h, c->w};
+  dd_binding bind = {dd_model_input(m), dd_shape_make(4, dims), NULL};
+  size_t bytes;
+  dd_err err;
+  cr_assert_eq(dd_plan_measure(m, &bind, 1, &p.layers[0].value, 1, DD_PLAN_GRAD | DD_PLAN_REUSE,
+                               &bytes, NULL, &err), 0, "%s", err.msg);
+  p.max_memory = bytes / 2;
+  dd_image *tiled[] = {c, c};
+  int tw = dreamer_matches_run(m, &p, tiled, 2);
+  cr_assert_lt(tw, c->w, "a budget of half the plan, yet no tiles");
+  dd_image_free(c);
+  dd_image_free(a);
+  dd_image_free(b);
+  dd_model_free(m);
+}
+
 static float *gradient(const dd_model *m, const dd_dream_params *p, const dd_image *im, int dx,
                        int dy, int *tw, int *th) {
   dd_dreamer *d;

@@ -208,14 +208,22 @@ typedef struct dd_dream_budget {
 DD_API int dd_dream_check_budget(const dd_model *m, const dd_dream_params *p, int w, int h,
                           size_t max_memory, dd_dream_budget *out, dd_err *err);
 
-/* The gradient machinery of a dream, for tools and tests: plans (one at a time, rebuilt when
- * the size changes), the guide's features, tile buffers. */
+/* The gradient machinery of a dream: plans, the guide's features, tile buffers.  A dreamer
+ * keeps the plans of the sizes it has dreamed (up to 8 octaves' worth, in the memory of the
+ * largest), so a sequence of images of one size -- a movie's frames -- plans and touches fresh
+ * memory only for the first. */
 typedef struct dd_dreamer dd_dreamer;
 
 /* Validates `p` and computes the guide's features (p->guide is not kept). */
 DD_API int dd_dreamer_new(const dd_model *m, const dd_preproc *pp, const dd_dream_params *p,
                    dd_dreamer **out, dd_err *err);
 DD_API void dd_dreamer_free(dd_dreamer *d);
+
+/* dd_dream_run with this dreamer's parameters, but `iters` iterations per octave and `seed`:
+ * the same picture, bit for bit, as dd_dream_run gives with those two changed, without
+ * planning again for a size seen before. */
+DD_API int dd_dreamer_dream(dd_dreamer *d, dd_image *img, int iters, uint64_t seed,
+                            dd_dream_progress_fn fn, void *user, dd_err *err);
 
 /* Gradient of the objective with respect to the pixels of `img` rolled by (dx, dy) (the
  * notebook's np.roll: the network sees img[y - dy][x - dx]), un-rolled: grad[i] is the

@@ -415,6 +415,8 @@ void cli_dream_end(cli_dream_job *job) {
   signal(SIGTERM, SIG_DFL);
   dd_image_free(job->guide);
   job->guide = NULL;
+  dd_dreamer_free(job->dreamer);
+  job->dreamer = NULL;
 }
 
 int cli_dream_image(cli_dream_job *job, const char *in, const char *out, uint64_t seed) {

@@ -91,6 +91,7 @@ typedef struct cli_dream_job {
   cli_model *cm;
   dd_dream_params p; /* layers resolved, the guide loaded; seed and budget set per image */
   dd_image *guide;
+  dd_dreamer *dreamer; /* a movie's frames: one dreamer keeps its plans for every frame */
 } cli_dream_job;
 
 /* After the model is open: resolves the layers, checks the model takes an image, loads the

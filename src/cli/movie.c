@@ -196,10 +196,11 @@ void cli_movie_progress_end(cli_movie_progress *pr) {
 int cli_movie_dream(cli_dream_job *job, dd_image *img, int iters, uint64_t seed,
                     cli_movie_progress *pr) {
   dd_err err;
-  dd_dream_params p = job->p;
-  p.iters = iters;
-  p.seed = seed;
-  int rc = dd_dream_run(job->cm->model, &job->cm->preset.pre, &p, img, on_progress, pr, &err);
+  int rc = 0;
+  /* made at the first frame, when the budget is set; the frames share its plans */
+  if (!job->dreamer)
+    rc = dd_dreamer_new(job->cm->model, &job->cm->preset.pre, &job->p, &job->dreamer, &err);
+  if (!rc) rc = dd_dreamer_dream(job->dreamer, img, iters, seed, on_progress, pr, &err);
   if (rc == DD_EINTR) return DD_EINTR;
   if (rc) {
     cli_movie_progress_end(pr);

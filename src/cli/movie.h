@@ -59,7 +59,8 @@ typedef struct cli_movie_progress {
   double start;      /* when this run's first frame began */
 } cli_movie_progress;
 
-/* One frame: dd_dream_run on img with `iters` per octave and `seed`, the progress bar drawn.
+/* One frame: dd_dreamer_dream on img with `iters` per octave and `seed` (the dreamer, made at
+ * the first frame, keeps its plans for the next), the progress bar drawn.
  * Returns 0, 1 (printed) or DD_EINTR (interrupted; nothing printed). */
 int cli_movie_dream(cli_dream_job *job, dd_image *img, int iters, uint64_t seed,
                     cli_movie_progress *pr);
