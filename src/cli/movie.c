@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -97,6 +98,18 @@ int cli_movie_out_frame(cli_movie_out *mo, long long index, const dd_image *im, 
   o.keep_meta = 0;
   if (mo->pattern && mo->quality) o.quality = mo->quality;
   if (dd_image_save_with(path, im, &o, &err)) return cli_report(&err);
+  const char *dot = strrchr(path, '.');
+  if (dot && strcasecmp(dot, ".jpg") && strcasecmp(dot, ".jpeg")) {
+    /* a lossless file holds the picture rounded to bytes as dd_image_save rounds it: made
+     * here, not decoded back (what a resumed job loads is the same) */
+    if (!*back && dd_image_new(im->w, im->h, back, &err)) return cli_report(&err);
+    size_t n = (size_t)im->w * im->h * 3;
+    for (size_t i = 0; i < n; i++) {
+      float v = im->rgb[i];
+      (*back)->rgb[i] = !(v > 0.f) ? 0.f : v >= 255.f ? 255.f : (float)lrintf(v);
+    }
+    return 0;
+  }
   dd_image_free(*back);
   *back = NULL;
   if (dd_image_load(path, 0, back, &err)) return cli_report(&err);
