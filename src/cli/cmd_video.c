@@ -35,8 +35,9 @@ static const char video_help[] =
     "      --end T1         stop before T1 seconds of IN (default: the end)\n"
     "      --carried-iters N  iterations per octave of every frame but the first (default:\n"
     "                       half of --iters, rounded up: 5)\n"
-    "      --resume         continue a stopped job from its last finished frame (the same\n"
-    "                       options): finished frames are never dreamed again\n\n"
+    "      --resume         continue a stopped job from its last finished frame: finished\n"
+    "                       frames are never dreamed again; refused when the options differ\n"
+    "                       from those the frames were made with\n\n"
     "dream options (see `dream --help`; the same defaults, --max-side and --checkpoint-every\n"
     "excepted; frame t is dreamed with seed --seed + t):\n" CLI_DREAM_OPTIONS_HELP "\n"
     "Frames are written as they are finished: straight into a numbered OUT, else into the\n"
@@ -185,7 +186,7 @@ int cmd_video(int argc, char **argv) {
   }
   int begun = cli_movie_out_begin(&mo, a.out, a.resume, a.common.quiet);
   if (begun == 2) status = 0;
-  if (begun) goto done;
+  if (begun || cli_movie_out_job(&mo, &a, "video", a.resume, &a.common.seed)) goto done;
   if (mo.done > sp.count) mo.done = sp.count;
   if (!(r = dd_movie_read_open(a.in, cap, &err))) {
     cli_report(&err);

@@ -22,8 +22,9 @@ static const char zoom_help[] =
     "      --zoom S         zoom by 1/(1-S) per frame (0.05; negative: zoom out)\n"
     "      --rotate DEG     turn by DEG degrees per frame, counter-clockwise (0)\n"
     "      --fps F          frame rate of OUT (12)\n"
-    "      --resume         continue a stopped job from its last finished frame (the same\n"
-    "                       options): finished frames are never dreamed again\n\n"
+    "      --resume         continue a stopped job from its last finished frame: finished\n"
+    "                       frames are never dreamed again; refused when the options differ\n"
+    "                       from those the frames were made with\n\n"
     "dream options (see `dream --help`; the same defaults: frame t is dreamed with seed\n"
     "--seed + t):\n" CLI_DREAM_OPTIONS_HELP "\n"
     "Frames are written as they are finished: straight into a numbered OUT, else into the\n"
@@ -84,7 +85,7 @@ int cmd_zoom(int argc, char **argv) {
   mo.quality = a.common.quality;
   int begun = cli_movie_out_begin(&mo, a.out, a.resume, a.common.quiet);
   if (begun == 2) status = 0;
-  if (begun) goto done;
+  if (begun || cli_movie_out_job(&mo, &a, "zoom", a.resume, &a.common.seed)) goto done;
   if (mo.done > a.frames) mo.done = a.frames;
   double zoom = 1.0 / (1.0 - a.zoom);
   dd_image *next = NULL;

@@ -89,6 +89,121 @@ int cli_movie_out_begin(cli_movie_out *mo, const char *out, int resume, int quie
   return 0;
 }
 
+void cli_movie_describe(const cli_dream_args *a, const char *cmd, char *buf, size_t size) {
+  static const char *const norms[] = {"meanabs", "std", "laplacian"};
+  static const char *const precisions[] = {"auto", "fp32", "bf16"};
+  const cli_model_opts *mo = &a->common.model;
+  const dd_dream_params *p = &a->params;
+  size_t n = 0;
+#define LINE(...)                                                     \
+  do {                                                                \
+    int k = snprintf(buf + n, n < size ? size - n : 0, __VA_ARGS__); \
+    if (k > 0) n += (size_t)k;                                        \
+  } while (0)
+  LINE("dream %s\nin %s\n", cmd, a->in);
+  LINE("model %s\nmean %s\nstd %s\nbgr %d\nscale %.9g\nmax-memory %zu\n",
+       mo->model ? mo->model : "(default)", mo->mean ? mo->mean : "(preset)",
+       mo->std ? mo->std : "(preset)", mo->bgr, (double)mo->scale, mo->max_memory);
+  for (int l = 0; l < a->n_layers; l++) LINE("layer %s\n", a->layers[l]);
+  LINE("octaves %d\noctave-scale %.9g\niters %d\nstep %.9g\njitter %d\n", p->octaves,
+       (double)p->octave_scale, p->iters, (double)p->step, p->jitter);
+  LINE("norm %s\nlap-levels %d\ntile %d\nprecision %s\n",
+       (unsigned)p->norm < 3 ? norms[p->norm] : "?", p->lap_levels, p->tile,
+       (unsigned)a->common.precision < 3 ? precisions[a->common.precision] : "?");
+  LINE("guide %s\nguide-size %d\nmax-side %d\nquality %d\nseed %llu\n",
+       a->guide ? a->guide : "(none)", a->guide_size, a->max_side, a->common.quality,
+       (unsigned long long)a->common.seed.value);
+  if (!strcmp(cmd, "zoom")) {
+    LINE("zoom %.9g\nrotate %.9g\n", (double)a->zoom, (double)a->rotate);
+  } else {
+    LINE("carried-iters %d\nblend %.9g\nblend-static %.9g\nno-flow %d\nflow-threshold %.9g\n"
+         "start %.9g\n", a->carried_iters, (double)a->blend, (double)a->blend_static,
+         a->no_flow, (double)a->flow_threshold, (double)a->start);
+  }
+#undef LINE
+  if (n >= size && size) buf[size - 1] = 0;
+}
+
+/* Where a job's description is kept: in the sidecar, or beside numbered frames as a hidden
+ * file named after the pattern. */
+static int job_path(const cli_movie_out *mo, char *path, size_t size) {
+  int n;
+  if (!mo->pattern) {
+    n = snprintf(path, size, "%s/job", mo->sidecar);
+  } else {
+    const char *slash = strrchr(mo->out, '/');
+    int dir = slash ? (int)(slash - mo->out + 1) : 0;
+    n = snprintf(path, size, "%.*s.%s.dream-job", dir, mo->out, mo->out + dir);
+  }
+  return n < 0 || (size_t)n >= size ? cli_errorf("%s: path too long", mo->out) : 0;
+}
+
+/* The value of `key` in description `d` ("" when absent), into val. */
+static void job_value(const char *d, const char *key, char *val, size_t size) {
+  size_t kl = strlen(key);
+  val[0] = 0;
+  for (const char *l = d; l && *l; l = strchr(l, '\n') ? strchr(l, '\n') + 1 : NULL)
+    if (!strncmp(l, key, kl) && l[kl] == ' ') {
+      const char *e = strchr(l, '\n');
+      size_t n = e ? (size_t)(e - l - kl - 1) : strlen(l + kl + 1);
+      snprintf(val, size, "%.*s", (int)n, l + kl + 1);
+      return;
+    }
+}
+
+int cli_movie_out_job(cli_movie_out *mo, const cli_dream_args *a, const char *cmd, int resume,
+                      cli_seed *seed) {
+  char path[PATH_MAX], want[8192], had[8192];
+  if (job_path(mo, path, sizeof path)) return 1;
+  if (!resume) {
+    cli_movie_describe(a, cmd, want, sizeof want);
+    dd_err err;
+    if (dd_write_file_atomic(path, want, strlen(want), &err)) return cli_report(&err);
+    return 0;
+  }
+  FILE *f = fopen(path, "rb");
+  if (!f) {
+    if (mo->done > 0)
+      cli_warnf("--resume: %s is missing: the finished frames cannot be checked against this "
+                "job's options", path);
+    return 0;
+  }
+  size_t n = fread(had, 1, sizeof had - 1, f);
+  fclose(f);
+  had[n] = 0;
+  cli_dream_args b = *a;
+  if (a->common.seed.random) {
+    /* the job there drew its seed; go on with it */
+    char v[64];
+    job_value(had, "seed", v, sizeof v);
+    char *end;
+    unsigned long long s = strtoull(v, &end, 10);
+    if (v[0] && !*end) seed->value = b.common.seed.value = s;
+  }
+  cli_movie_describe(&b, cmd, want, sizeof want);
+  if (!strcmp(want, had)) return 0;
+  /* the first line that differs, named */
+  const char *x = had, *y = want;
+  while (*x && *y) {
+    const char *ex = strchr(x, '\n'), *ey = strchr(y, '\n');
+    size_t lx = ex ? (size_t)(ex - x) : strlen(x), ly = ey ? (size_t)(ey - y) : strlen(y);
+    if (lx != ly || memcmp(x, y, lx)) break;
+    x += lx + (ex != NULL);
+    y += ly + (ey != NULL);
+  }
+  char key[64] = "", vx[512], vy[512];
+  const char *l = *y ? y : x;
+  sscanf(l, "%63s", key);
+  job_value(had, key, vx, sizeof vx);
+  job_value(want, key, vy, sizeof vy);
+  const char *opt = !strcmp(key, "in") ? "IN" : !strcmp(key, "dream") ? "dream" : key;
+  const char *dash = opt == key ? "--" : "";
+  return cli_errorf("--resume: %s: its finished frames were made with %s%s %s, this job has "
+                    "%s%s %s; run it as it was, or without --resume to start afresh",
+                    mo->pattern ? mo->out : mo->sidecar, dash, opt, vx[0] ? vx : "(none)", dash,
+                    opt, vy[0] ? vy : "(none)");
+}
+
 int cli_movie_out_frame(cli_movie_out *mo, long long index, const dd_image *im, dd_image **back) {
   dd_err err;
   char path[PATH_MAX];

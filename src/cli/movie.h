@@ -36,6 +36,16 @@ int cli_movie_out_check(const char *out);
  * the first); without, starts afresh (an old sidecar is emptied).  Prints; 0, 1, or 2 when
  * `resume` finds a movie OUT already finished (there is nothing to do). */
 int cli_movie_out_begin(cli_movie_out *mo, const char *out, int resume, int quiet);
+/* What makes a job's frames, one "key value" line each (`cmd` "video" or "zoom"): IN, the
+ * model and its preprocessing, every dream option, the command's own (not --frames, --end or
+ * --fps, which a resumed job may change).  With --seed random, a->common.seed as drawn. */
+void cli_movie_describe(const cli_dream_args *a, const char *cmd, char *buf, size_t size);
+/* Keeps the job's description (cli_movie_describe) beside its frames: a fresh job writes it;
+ * a resumed one compares it with the one there and refuses a job made otherwise, naming the
+ * first line that differs (with --seed random, the seed of the job there is taken into
+ * *seed instead).  Call after cli_movie_out_begin.  Prints; 0 or 1. */
+int cli_movie_out_job(cli_movie_out *mo, const cli_dream_args *a, const char *cmd, int resume,
+                      cli_seed *seed);
 /* Writes frame `index` (0-based) atomically and reads it back into *back (the pixels a later
  * frame carries).  Prints; 0 or 1. */
 int cli_movie_out_frame(cli_movie_out *mo, long long index, const dd_image *im, dd_image **back);

@@ -277,6 +277,76 @@ Test(video_slow, zoom_resumes_into_the_same_frames) {
   expect_same_files(full, part, 6);
 }
 
+/* --resume goes on only with the options the finished frames were made with: another
+ * --iters, --layer or IN is refused, naming the option, and the frames stay as they were;
+ * --frames may grow; with --seed random the job's own seed is taken up again. */
+Test(video_cli, resume_refuses_a_job_made_otherwise) {
+  char in[256], out[256], first[300], other[256];
+  th_photo("giraffe.jpg", 64, th_tmp(in, sizeof in, "g.png"));
+  th_photo("kite.jpg", 64, th_tmp(other, sizeof other, "k.png"));
+  th_tmp(out, sizeof out, "z_%04d.png");
+  th_result r = TH_RUN("zoom", SQUEEZE, "--iters", "1", "--octaves", "2", "--frames", "2", in, out);
+  expect_ok(&r, "zoom");
+  th_result_free(&r);
+  th_tmp(first, sizeof first, "z_0001.png");
+  size_t n0;
+  char *before = th_slurp(first, &n0);
+  r = TH_RUN("zoom", SQUEEZE, "--iters", "2", "--octaves", "2", "--frames", "3", "--resume", in,
+             out);
+  cr_expect_eq(r.status, 1, "status %d: %s", r.status, r.err);
+  cr_expect(strstr(r.err, "--iters 1") && strstr(r.err, "--iters 2"), "%s", r.err);
+  th_result_free(&r);
+  r = TH_RUN("zoom", SQUEEZE, "-l", "fire3/concat", "--iters", "1", "--octaves", "2", "--frames",
+             "3", "--resume", in, out);
+  cr_expect_eq(r.status, 1, "status %d: %s", r.status, r.err);
+  cr_expect(strstr(r.err, "--layer"), "%s", r.err);
+  th_result_free(&r);
+  r = TH_RUN("zoom", SQUEEZE, "--iters", "1", "--octaves", "2", "--frames", "3", "--resume",
+             other, out);
+  cr_expect_eq(r.status, 1, "status %d: %s", r.status, r.err);
+  cr_expect(strstr(r.err, "IN"), "%s", r.err);
+  th_result_free(&r);
+  char third[300];
+  th_tmp(third, sizeof third, "z_0003.png");
+  cr_expect_not(file_exists(third), "a refused job wrote a frame");
+  size_t n1;
+  char *after = th_slurp(first, &n1);
+  cr_expect(n0 == n1 && !memcmp(before, after, n0), "a refused job changed a finished frame");
+  free(before);
+  free(after);
+  /* the same job, one frame longer: goes on */
+  r = TH_RUN("zoom", SQUEEZE, "--iters", "1", "--octaves", "2", "--frames", "3", "--resume", in,
+             out);
+  expect_ok(&r, "zoom --resume --frames 3");
+  th_result_free(&r);
+  cr_expect(file_exists(third));
+  /* --seed random: a resumed job keeps the seed its frames were made with */
+  char rnd[256], whole[256];
+  th_tmp(rnd, sizeof rnd, "r_%04d.png");
+  r = TH_RUN("zoom", SQUEEZE, "--seed", "random", "--iters", "1", "--octaves", "2", "--frames",
+             "1", in, rnd);
+  expect_ok(&r, "zoom --seed random");
+  th_result_free(&r);
+  char job[300], seed[64] = "";
+  th_tmp(job, sizeof job, ".r_%04d.png.dream-job");
+  size_t nj;
+  char *text = th_slurp(job, &nj);
+  const char *s = strstr(text, "\nseed ");
+  cr_assert(s, "no seed in %s", text);
+  sscanf(s + 6, "%63s", seed);
+  free(text);
+  r = TH_RUN("zoom", SQUEEZE, "--seed", "random", "--iters", "1", "--octaves", "2", "--frames",
+             "2", "--resume", in, rnd);
+  expect_ok(&r, "zoom --seed random --resume");
+  th_result_free(&r);
+  th_tmp(whole, sizeof whole, "w_%04d.png");
+  r = TH_RUN("zoom", SQUEEZE, "--seed", seed, "--iters", "1", "--octaves", "2", "--frames", "2",
+             in, whole);
+  expect_ok(&r, "zoom --seed N");
+  th_result_free(&r);
+  expect_same_files(whole, rnd, 2);
+}
+
 /* The job fails with status 1, names `name`, and leaves neither OUT nor its sidecar. */
 static void expect_refused(th_result *r, const char *name, const char *out) {
   cr_expect_eq(r->status, 1, "%s: status %d: %s", name, r->status, r->err);
