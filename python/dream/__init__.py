@@ -34,7 +34,7 @@ __all__ = [
     "save_tensor", "filters", "optimize_channels", "class_image", "activations", "explain",
     "Filters", "ChannelImages", "ClassImage", "Activations", "Explanation", "Progress",
     "audit", "default_max_memory", "library_path", "MovieInfo", "movie_info", "read_movie",
-    "MovieWriter", "shapes", "train", "TrainResult",
+    "MovieWriter", "shapes", "train", "TrainResult", "Dreamer",
 ]
 
 # Status codes (include/dream/error.h, DD_ERRNO_MAP).
@@ -58,6 +58,7 @@ class Error(Exception):
 _model_free = lib.dd_model_free
 _labels_free = lib.dd_labels_free
 _preset_clear = lib.dd_preset_clear
+_dreamer_free = lib.dd_dreamer_free
 
 
 def _str(p):
@@ -703,6 +704,72 @@ def _round_half_away(v):
     return int(math.floor(v + 0.5)) if v >= 0 else -int(math.floor(-v + 0.5))
 
 
+def _dream_params(m, layer, octaves, octave_scale, iters, step, jitter, norm, lap_levels, tile,
+                  guide, guide_size, seed, precision):
+    """The dd_dream_params of cmd_dream.c's steps, in its order (the guide image, which p
+    points at, returned beside it)."""
+    if precision not in _PRECISIONS:
+        _fail(EARG, "precision: expected bf16, fp32 or auto, got '%s'" % (precision,))
+    p = ffi.new("dd_dream_params *")
+    lib.dd_dream_params_init(p)
+    specs, n = m._layer_specs(layer)
+    p.n_layers = n
+    for i in range(n):
+        p.layers[i] = specs[i]
+        if specs[i].value == lib.dd_model_input(m._model):
+            warnings.warn("layer %d is the model's input: its gradient is the image itself, "
+                          "so the dream only brightens what is bright" % i, stacklevel=3)
+    for k, v in (("octaves", octaves), ("octave_scale", octave_scale), ("iters", iters),
+                 ("step", step), ("jitter", jitter), ("lap_levels", lap_levels),
+                 ("tile", tile)):
+        if v is not None:
+            setattr(p, k, v)
+    if norm is not None:
+        if norm not in _NORMS:
+            _fail(EARG, "norm: expected meanabs, std or laplacian, got '%s'" % (norm,))
+        p.norm = _NORMS[norm]
+    err = ffi.new("dd_err *")
+    _check(lib.dd_model_image_input(m._model, ffi.NULL, err), err)
+    g = None
+    if guide is not None:
+        g = _shrunk(_image_from_array(guide, "guide"), guide_size)
+        p.guide = g
+    p.seed = seed
+    # auto stays auto (the library's fast fp32 unless bf16 pays); fp32 is fp32-exact
+    asked = _PRECISIONS[precision]
+    p.precision = asked if precision == "auto" else lib.dd_precision_resolve(asked, 1)
+    if precision == "bf16" and p.precision != lib.DD_PRECISION_BF16:
+        warnings.warn("this CPU has no bf16 instructions (AVX512-BF16): precision='bf16' "
+                      "runs in fp32", stacklevel=3)
+    # as the CLI: the largest octave is dreamed in the image (the module's own copy)
+    p.in_place = 1
+    return p, g
+
+
+def _dream_budget(m, p, img, max_memory, max_side):
+    """dd_dream_check_budget for img, refused as cmd_dream.c refuses it: the plans' share."""
+    err = ffi.new("dd_err *")
+    budget_bytes = max_memory or m.max_memory
+    b = ffi.new("dd_dream_budget *")
+    rc = lib.dd_dream_check_budget(m._model, p, img.w, img.h, budget_bytes, b, err)
+    if rc == ELIMIT:
+        side = max(b.fit_w, b.fit_h)
+        hint = "use max_side=%d or " % side if side > 0 else ""
+        _fail(rc, "max_memory=%.0fM: %s; %sraise max_memory to %.0fM" % (
+            budget_bytes / 1048576.0, _str(err.msg), hint, math.ceil(b.need / 1048576.0)))
+    if rc and max_side:
+        _fail(rc, "max_side=%d: %s" % (max_side, _str(err.msg)))
+    _check(rc, err)
+    return b.plan_budget
+
+
+def _dream_callback(progress):
+    return _Callback("int(const dd_dream_progress *, void *)",
+                     lambda info, user: Progress(info.octave, info.n_octaves, info.iter,
+                                                 info.n_iters, info.w, info.h, info.tiles,
+                                                 info.objective, info.done), progress)
+
+
 def dream(rgb, model=None, layer=None, *, octaves=None, octave_scale=None, iters=None,
           step=None, jitter=None, norm=None, lap_levels=None, tile=None, guide=None,
           guide_size=224, seed=0, max_side=0, max_memory=None, progress=None,
@@ -716,65 +783,87 @@ def dream(rgb, model=None, layer=None, *, octaves=None, octave_scale=None, iters
     image whose features guide the dream (shrunk to guide_size first).  max_memory: the
     whole job's budget in bytes (default the model's, half of RAM).  progress(Progress) is
     called after each iteration; an exception in it (or Ctrl-C) stops the dream and is
-    raised.  precision: "fp32", "bf16" (bfloat16 products summed in float32, on AVX512-BF16;
-    fp32 with a warning where the CPU lacks it) or "auto" (bf16 where this CPU runs it faster
-    than fp32), as `dream --precision`."""
-    if precision not in _PRECISIONS:
-        _fail(EARG, "precision: expected bf16, fp32 or auto, got '%s'" % (precision,))
+    raised.  precision: "fp32" (fp32-exact: no Winograd, ties kept), "bf16" (bfloat16
+    products summed in float32, on AVX512-BF16; fp32 with a warning where the CPU lacks it)
+    or "auto" (the fast fp32 kernels, or bf16 where this CPU runs it faster), as `dream
+    --precision`.  For many pictures of one size (a movie's frames), Dreamer plans once."""
     with _Closing(model) as m:
-        # The steps of cmd_dream.c, in its order.
-        p = ffi.new("dd_dream_params *")
-        lib.dd_dream_params_init(p)
-        specs, n = m._layer_specs(layer)
-        p.n_layers = n
-        for i in range(n):
-            p.layers[i] = specs[i]
-            if specs[i].value == lib.dd_model_input(m._model):
-                warnings.warn("layer %d is the model's input: its gradient is the image itself, "
-                              "so the dream only brightens what is bright" % i, stacklevel=2)
-        for k, v in (("octaves", octaves), ("octave_scale", octave_scale), ("iters", iters),
-                     ("step", step), ("jitter", jitter), ("lap_levels", lap_levels),
-                     ("tile", tile)):
-            if v is not None:
-                setattr(p, k, v)
-        if norm is not None:
-            if norm not in _NORMS:
-                _fail(EARG, "norm: expected meanabs, std or laplacian, got '%s'" % (norm,))
-            p.norm = _NORMS[norm]
-        err = ffi.new("dd_err *")
-        _check(lib.dd_model_image_input(m._model, ffi.NULL, err), err)
+        p, g = _dream_params(m, layer, octaves, octave_scale, iters, step, jitter, norm,
+                             lap_levels, tile, guide, guide_size, seed, precision)
         img = _shrunk(_image_from_array(rgb), max_side)
-        g = None
-        if guide is not None:
-            g = _shrunk(_image_from_array(guide, "guide"), guide_size)
-            p.guide = g
-        p.seed = seed
-        p.precision = lib.dd_precision_resolve(_PRECISIONS[precision], 1)
-        if precision == "bf16" and p.precision != lib.DD_PRECISION_BF16:
-            warnings.warn("this CPU has no bf16 instructions (AVX512-BF16): precision='bf16' "
-                          "runs in fp32", stacklevel=2)
-        # as the CLI: the largest octave is dreamed in the image (the module's own copy)
-        p.in_place = 1
-        budget_bytes = max_memory or m.max_memory
-        b = ffi.new("dd_dream_budget *")
-        rc = lib.dd_dream_check_budget(m._model, p, img.w, img.h, budget_bytes, b, err)
-        if rc == ELIMIT:
-            side = max(b.fit_w, b.fit_h)
-            hint = "use max_side=%d or " % side if side > 0 else ""
-            _fail(rc, "max_memory=%.0fM: %s; %sraise max_memory to %.0fM" % (
-                budget_bytes / 1048576.0, _str(err.msg), hint, math.ceil(b.need / 1048576.0)))
-        if rc and max_side:
-            _fail(rc, "max_side=%d: %s" % (max_side, _str(err.msg)))
-        _check(rc, err)
-        p.max_memory = b.plan_budget
-        cb = _Callback("int(const dd_dream_progress *, void *)",
-                       lambda info, user: Progress(info.octave, info.n_octaves, info.iter,
-                                                   info.n_iters, info.w, info.h, info.tiles,
-                                                   info.objective, info.done), progress)
+        p.max_memory = _dream_budget(m, p, img, max_memory, max_side)
+        cb = _dream_callback(progress)
+        err = ffi.new("dd_err *")
         rc = lib.dd_dream_run(m._model, ffi.addressof(m._preset.pre), p, img, cb.c, ffi.NULL,
                               err)
         cb.check(rc, err)
         return _image_bytes(img)
+
+
+class Dreamer:
+    """dream() for a sequence of pictures -- the frames of a movie, a zoom -- as `dream video`
+    and `dream zoom` run it: one dd_dreamer keeps the network's plans of every octave size it
+    has seen, so each picture after the first of its size plans nothing and touches no fresh
+    memory.  The options are dream()'s; dream(rgb, iters=None, seed=None) takes a picture
+    and, for it alone, other iterations per octave or another seed (the defaults: those given
+    here), and returns what dream() returns with the same options, bit for bit.  close() (or
+    a `with` block) frees the plans."""
+
+    def __init__(self, model=None, layer=None, *, octaves=None, octave_scale=None, iters=None,
+                 step=None, jitter=None, norm=None, lap_levels=None, tile=None, guide=None,
+                 guide_size=224, seed=0, max_side=0, max_memory=None, precision="auto"):
+        self._d = None
+        self._m, self._owned = _open_model(model)
+        try:
+            self._p, self._guide = _dream_params(self._m, layer, octaves, octave_scale, iters,
+                                                 step, jitter, norm, lap_levels, tile, guide,
+                                                 guide_size, seed, precision)
+        except BaseException:
+            self.close()
+            raise
+        self._max_side, self._max_memory = max_side, max_memory
+
+    def dream(self, rgb, iters=None, seed=None, progress=None):
+        """One picture (H x W x 3, uint8 or floats in 0..255): the uint8 dreamed pixels."""
+        if self._m is None:
+            raise ValueError("the Dreamer is closed")
+        img = _shrunk(_image_from_array(rgb), self._max_side)
+        budget = _dream_budget(self._m, self._p, img, self._max_memory, self._max_side)
+        err = ffi.new("dd_err *")
+        if self._d is None or budget != self._p.max_memory:
+            # the plans' share of the budget is fixed when the dreamer is made
+            self._free_dreamer()
+            self._p.max_memory = budget
+            dp = ffi.new("dd_dreamer **")
+            _check(lib.dd_dreamer_new(self._m._model, ffi.addressof(self._m._preset.pre),
+                                      self._p, dp, err), err)
+            self._d = dp[0]
+        cb = _dream_callback(progress)
+        rc = lib.dd_dreamer_dream(self._d, img, self._p.iters if iters is None else int(iters),
+                                  self._p.seed if seed is None else int(seed), cb.c, ffi.NULL,
+                                  err)
+        cb.check(rc, err)
+        return _image_bytes(img)
+
+    def _free_dreamer(self):
+        if self._d is not None:
+            _dreamer_free(self._d)
+            self._d = None
+
+    def close(self):
+        self._free_dreamer()
+        if getattr(self, "_owned", False) and self._m is not None:
+            self._m.close()
+        self._m = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __del__(self):
+        self.close()
 
 
 # ---- visualizations ---------------------------------------------------------------------

@@ -150,6 +150,12 @@ typedef struct dd_dream_progress {
 typedef int (*dd_dream_progress_fn)(const dd_dream_progress *info, void *user);
 int dd_dream_run(const dd_model *m, const dd_preproc *pp, const dd_dream_params *p,
                  dd_image *img, dd_dream_progress_fn fn, void *user, dd_err *err);
+typedef struct dd_dreamer dd_dreamer;
+int dd_dreamer_new(const dd_model *m, const dd_preproc *pp, const dd_dream_params *p,
+                   dd_dreamer **out, dd_err *err);
+void dd_dreamer_free(dd_dreamer *d);
+int dd_dreamer_dream(dd_dreamer *d, dd_image *img, int iters, uint64_t seed,
+                     dd_dream_progress_fn fn, void *user, dd_err *err);
 typedef struct dd_dream_budget {
   size_t weights; size_t image; size_t guide; size_t min_plan; int tile; size_t need;
   size_t plan_budget; int fit_w, fit_h;

@@ -217,3 +217,38 @@ def test_grad_specs(googlenet, tensor):
     gc, objc = googlenet.grad(tensor[1], "conv3#5")
     assert 0 < objc < obj and np.any(gc) and not np.array_equal(gc, g)
     assert googlenet.grad(tensor[1])[0].shape == tensor[1].shape  # the preset's layer
+
+
+def test_dreamer_gives_dreams_pictures(googlenet, squeezenet, photo):
+    """A Dreamer over frames of two sizes, with per-frame iterations and seeds, gives dream()'s
+    pictures bit for bit (its plans are kept between frames), tiled too."""
+    small = np.ascontiguousarray(photo[1][:64, :96])
+    frames = [(photo[1], 2, 1), (photo[1], 1, 2), (small, 2, 3), (photo[1], 2, 4)]
+    for m, kw in ((googlenet, dict(layer="inception_3b/output")),
+                  (squeezenet, dict(layer="fire4/concat", tile=48))):
+        with dream.Dreamer(m, octaves=3, **kw) as d:
+            for rgb, iters, seed in frames:
+                got = d.dream(rgb, iters=iters, seed=seed)
+                want = dream.dream(rgb, model=m, octaves=3, iters=iters, seed=seed, **kw)
+                assert np.array_equal(got, want)
+                assert not np.array_equal(got, rgb)
+    with pytest.raises(ValueError):
+        d.dream(photo[1])
+    with pytest.raises(dream.Error) as e:
+        dream.Dreamer(squeezenet, layer="no/such/layer")
+    assert "no/such/layer" in str(e.value)
+
+
+def test_precision_fp32_is_exact_and_auto_is_the_clis_default(cli, squeezenet, photo, tmp_path):
+    """precision="auto" (the CLI's default) keeps the fast kernels; "fp32" is fp32-exact, as
+    `dream --precision fp32`: the two pictures differ a little, each equal to the CLI's."""
+    pics = {}
+    for prec in ("auto", "fp32"):
+        out = tmp_path / ("%s.png" % prec)
+        args = ["--precision", prec] if prec != "auto" else []
+        cli("-q", "-m", "squeezenet", "--seed", 2, "--octaves", 2, "--iters", 2, *args,
+            photo[0], out)
+        pics[prec] = dream.dream(photo[1], model=squeezenet, seed=2, octaves=2, iters=2,
+                                 precision=prec)
+        assert np.array_equal(pics[prec], dream.load_image(out))
+    assert not np.array_equal(pics["auto"], pics["fp32"])
