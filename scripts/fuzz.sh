@@ -52,7 +52,7 @@ dict=$build/onnx.dict
 cli_dict=$build/cli.dict
 grep -oh '{"[a-z-]*", *[a-z]*_argument' src/cli/*.c src/cli/*.h |
   sed 's/{"\([a-z-]*\)".*/"--\1"/' | sort -u >"$cli_dict"
-printf '"meanabs"\n"laplacian"\n"std"\n"#"\n":"\n"@in"\n"@out"\n"@csv"\n"@json"\n"random"\n' >>"$cli_dict"
+printf '"meanabs"\n"laplacian"\n"std"\n"#"\n":"\n"@in"\n"@out"\n"@csv"\n"@json"\n"@clip"\n"@data"\n"@gif"\n"@pat"\n"@dir"\n"@onnx"\n"random"\n' >>"$cli_dict"
 
 fail=0
 printf '%-12s %12s %8s %10s  %s\n' target executions seconds exec/s result

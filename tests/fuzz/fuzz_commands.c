@@ -1,12 +1,15 @@
-/* libFuzzer target: the subcommands that take an image and a model, run in-process end to
- * end on real models: BVLC GoogLeNet (../shared or $DREAM_SHARED) and every small model of
- * the ONNX conformance suite (libonnx-testdata), most of which do not take an image at all.
+/* libFuzzer target: the subcommands that take an image, a movie or a folder and a model, run
+ * in-process end to end on real models: BVLC GoogLeNet (../shared or $DREAM_SHARED) and every
+ * small model of the ONNX conformance suite (libonnx-testdata), most of which do not take an
+ * image at all.
  *
  * Input: byte 0 picks the subcommand, bytes 1-2 the model (0: GoogLeNet), the rest are argv
- * words separated by NUL bytes, where "@in" is a 64x64 photo and "@out", "@csv", "@json" are
+ * words separated by NUL bytes, where "@in" is a 64x64 photo, "@clip" a 3-frame 32x32 GIF,
+ * "@data" a labelled folder of 16x16 shapes (2 classes x 3), and "@out", "@csv", "@json",
+ * "@gif" (out.gif), "@pat" (numbered PNGs), "@dir" (a folder) and "@onnx" (out.onnx) are
  * outputs in a scratch directory.  Bounding options are appended after the fuzzed words (the
  * last value of an option wins), so no input asks for hours of work.  Every run must return
- * 0, 1 or 2, and the photo must never change. */
+ * 0, 1 or 2, and the photo and the clip must never change. */
 #include <glob.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -16,15 +19,41 @@
 
 #include "cli/cli.h"
 #include "dream/image.h"
+#include "dream/video.h"
 
 #define MAX_WORDS 48
 
 static char dir[] = "/tmp/dream_fuzz_commands_XXXXXX";
-static char in_path[128], out_path[128], csv_path[128], json_path[128];
+static char in_path[128], out_path[128], csv_path[128], json_path[128], clip_path[128],
+    data_path[128], gif_path[128], pat_path[128], dir_path[128], onnx_path[128];
 static char **models;
 static size_t n_models;
-static unsigned char *photo;
-static size_t photo_len;
+static unsigned char *photo, *clip;
+static size_t photo_len, clip_len;
+
+static unsigned char *read_whole(const char *path, size_t *len) {
+  FILE *f = fopen(path, "rb");
+  if (!f) abort();
+  unsigned char *b = malloc(1 << 20);
+  if (!b) abort();
+  *len = fread(b, 1, 1 << 20, f);
+  fclose(f);
+  return b;
+}
+
+/* The input `path` still holds `want`; else abort naming the command. */
+static void check_unchanged(const char *path, const unsigned char *want, size_t len,
+                            const char *cmd) {
+  FILE *f = fopen(path, "rb");
+  unsigned char *now = malloc(len + 1);
+  size_t n = f && now ? fread(now, 1, len + 1, f) : 0;
+  if (f) fclose(f);
+  if (n != len || memcmp(now, want, len)) {
+    fprintf(stderr, "fuzz_commands: %s changed its input %s\n", cmd, path);
+    abort();
+  }
+  free(now);
+}
 
 static void setup(void) {
   if (!mkdtemp(dir)) abort();
@@ -39,11 +68,26 @@ static void setup(void) {
   for (int i = 0; i < 64 * 64 * 3; i++) im->rgb[i] = (float)((i * 37 + (i / 192) * 11) % 256);
   if (dd_image_save(in_path, im, &err)) abort();
   dd_image_free(im);
-  FILE *f = fopen(in_path, "rb");
-  if (!f) abort();
-  photo = malloc(1 << 20);
-  photo_len = fread(photo, 1, 1 << 20, f);
-  fclose(f);
+  photo = read_whole(in_path, &photo_len);
+  /* a 3-frame clip, and a labelled folder made by `dream shapes` */
+  snprintf(clip_path, sizeof clip_path, "%s/clip.gif", dir);
+  snprintf(data_path, sizeof data_path, "%s/data", dir);
+  snprintf(gif_path, sizeof gif_path, "%s/out.gif", dir);
+  snprintf(pat_path, sizeof pat_path, "%s/f_%%03d.png", dir);
+  snprintf(dir_path, sizeof dir_path, "%s/outdir", dir);
+  snprintf(onnx_path, sizeof onnx_path, "%s/out.onnx", dir);
+  dd_movie_writer *mw = dd_movie_open(clip_path, 32, 32, 10, &err);
+  if (!mw || dd_image_new(32, 32, &im, &err)) abort();
+  for (int t = 0; t < 3; t++) {
+    for (int i = 0; i < 32 * 32 * 3; i++) im->rgb[i] = (float)((i * 7 + t * 40) % 256);
+    if (dd_movie_write(mw, im, &err)) abort();
+  }
+  dd_image_free(im);
+  if (dd_movie_close(mw, &err)) abort();
+  clip = read_whole(clip_path, &clip_len);
+  char *shapes_argv[] = {"shapes", "-q", "--size", "16", "--count", "3", "--classes",
+                         "circle,square", data_path, NULL};
+  if (cmd_shapes(9, shapes_argv) != 0) abort();
   /* Model 0 is GoogLeNet; then the conformance suite's models in sorted order. */
   static char googlenet[512];
   const char *shared = getenv("DREAM_SHARED");
@@ -71,6 +115,10 @@ static const command commands[] = {
     {"class", cmd_class, 0, {"--size", "64", "--steps", "1"}},
     {"filters", cmd_filters, 0, {"--size", "64", "--steps", "1", "--channels", "0-1"}},
     {"dream", cmd_dream, 1, {"--iters", "1", "--octaves", "1", "--max-side", "64"}},
+    {"zoom", cmd_zoom, 1, {"--frames", "2", "--iters", "1", "--octaves", "1"}},
+    {"video", cmd_video, 0, {"--iters", "1", "--octaves", "1", "--carried-iters", "1"}},
+    {"shapes", cmd_shapes, 0, {"--count", "2", "--size", "16"}},
+    {"train", cmd_train, 0, {"--epochs", "1", "--batch", "4"}},
 };
 
 static const char *expand(const char *w) {
@@ -78,6 +126,12 @@ static const char *expand(const char *w) {
   if (!strcmp(w, "@out")) return out_path;
   if (!strcmp(w, "@csv")) return csv_path;
   if (!strcmp(w, "@json")) return json_path;
+  if (!strcmp(w, "@clip")) return clip_path;
+  if (!strcmp(w, "@data")) return data_path;
+  if (!strcmp(w, "@gif")) return gif_path;
+  if (!strcmp(w, "@pat")) return pat_path;
+  if (!strcmp(w, "@dir")) return dir_path;
+  if (!strcmp(w, "@onnx")) return onnx_path;
   return w;
 }
 
@@ -93,12 +147,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   char *argv[MAX_WORDS + 24];
   int argc = 0;
   argv[argc++] = (char *)c->name;
-  argv[argc++] = "--model";
-  argv[argc++] = (char *)model;
+  if (strcmp(c->name, "shapes") && strcmp(c->name, "train")) { /* they take no --model */
+    argv[argc++] = "--model";
+    argv[argc++] = (char *)model;
+  }
   for (size_t i = 0; i < size - 3 && argc < MAX_WORDS; i += strlen(text + i) + 1)
     if (text[i]) argv[argc++] = (char *)expand(text + i);
-  argv[argc++] = "--max-memory";
-  argv[argc++] = "512M";
+  if (strcmp(c->name, "shapes") && strcmp(c->name, "train")) {
+    argv[argc++] = "--max-memory";
+    argv[argc++] = "512M";
+  }
   argv[argc++] = "-q";
   for (int k = 0; c->bounds[k]; k++) argv[argc++] = (char *)c->bounds[k];
   argv[argc] = NULL;
@@ -107,21 +165,25 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     fprintf(stderr, "fuzz_commands: %s exited %d\n", c->name, status);
     abort();
   }
-  /* Where the photo is an input, whatever the words said, it is unchanged.  (filters and
-   * class read no image: "@in" is then just an output name, and the photo is restored.) */
-  FILE *f = fopen(in_path, "rb");
-  unsigned char *now = malloc(photo_len + 1);
-  size_t n = f && now ? fread(now, 1, photo_len + 1, f) : 0;
-  if (f) fclose(f);
-  if (n != photo_len || memcmp(now, photo, photo_len)) {
-    if (c->reads_image) {
-      fprintf(stderr, "fuzz_commands: %s changed its input\n", c->name);
-      abort();
-    }
-    f = fopen(in_path, "wb");
-    if (!f || fwrite(photo, 1, photo_len, f) != photo_len || fclose(f)) abort();
+  /* Where the photo (or the clip) is an input, whatever the words said, it is unchanged.
+   * (Commands that do not read it may have been given "@in" as an output name: it is then
+   * restored.) */
+  const char *inputs[] = {in_path, clip_path};
+  const unsigned char *want[] = {photo, clip};
+  size_t lens[] = {photo_len, clip_len};
+  int reads[] = {c->reads_image, !strcmp(c->name, "video")};
+  for (int k = 0; k < 2; k++) {
+    FILE *f = fopen(inputs[k], "rb");
+    unsigned char *now = malloc(lens[k] + 1);
+    size_t n = f && now ? fread(now, 1, lens[k] + 1, f) : 0;
+    if (f) fclose(f);
+    int same = n == lens[k] && !memcmp(now, want[k], lens[k]);
+    free(now);
+    if (same) continue;
+    if (reads[k]) check_unchanged(inputs[k], want[k], lens[k], c->name); /* aborts */
+    f = fopen(inputs[k], "wb");
+    if (!f || fwrite(want[k], 1, lens[k], f) != lens[k] || fclose(f)) abort();
   }
-  free(now);
   free(text);
   return 0;
 }

@@ -107,7 +107,7 @@ ARGS
   ;;
 fuzz_commands)
   # Byte 0: the subcommand (0 classify, 1 explain, 2 activations, 3 class, 4 filters,
-  # 5 dream); bytes 1-2: the model (0: GoogLeNet, then libonnx-testdata's in sorted order);
+  # 5 dream, 6 zoom, 7 video, 8 shapes, 9 train); bytes 1-2: the model (0: GoogLeNet, then libonnx-testdata's in sorted order);
   # then NUL-separated words.
   n=0
   while IFS='|' read -r head words; do
@@ -126,6 +126,16 @@ fuzz_commands)
 \001\000\021|@in @out
 \002\001\003|--layer y @in @out
 \005\000\100|--layer y @in @out
+\006\000\000|--layer inception_3b/output @in @pat
+\006\000\000|--rotate 5 --zoom 0.1 @in @gif
+\007\000\000|--layer inception_3b/output @clip @pat
+\007\000\000|--no-flow --blend 0.3 @clip @gif
+\007\000\000|--start 0.1 --end 0.2 @clip @pat
+\010\000\000|--classes ring,star --color-by-class @dir
+\010\000\000|--one-vs-rest circle @dir
+\011\000\000|--arch perceptron @data @onnx
+\011\000\000|--arch cnn --optimizer adam --val @data @data @onnx
+\011\000\000|--arch mlp --snapshots @dir @data @onnx
 ARGS
   ;;
 *)
