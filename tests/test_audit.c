@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "helper_cli.h"
@@ -238,6 +239,44 @@ Test(audit, two_shards_merged_are_the_unsharded_report) {
   }
   cr_assert_geq(panels, 1);
   json_decref(rep);
+}
+
+/* scripts/dist/parallel-audit.sh with the real binary on a folder with an unreadable file:
+ * the shard that meets it exits 1, yet the merge runs, lists the file, and gives the
+ * unsharded report byte for byte; the script's status is the merge's (1).  A stale part
+ * from an earlier run is not taken: its report.json is removed before the shards run, so a
+ * shard that fails outright leaves the merge a missing part, which it names. */
+Test(audit, gnu_parallel_audit_merges_despite_an_unreadable_image, .timeout = 300) {
+  make_dataset(1);
+  th_result r = TH_RUN("audit", "-q", "--no-panels", tmp("ds"), tmp("whole"));
+  cr_assert_eq(r.status, 1, "%s", r.err);
+  th_result_free(&r);
+  const char *bin = getenv("DREAM_TEST_BINARY") ? getenv("DREAM_TEST_BINARY") : DREAM_BINARY;
+  char cmd[2048];
+  snprintf(cmd, sizeof cmd,
+           "DREAM='%s' '%s/scripts/dist/parallel-audit.sh' -j 2 2 '%s' '%s' --no-panels -q "
+           ">'%s' 2>&1",
+           bin, DREAM_SOURCE_DIR, tmp("ds"), tmp("par"), tmp("parallel.log"));
+  int rc = system(cmd);
+  char *log = th_slurp(tmp("parallel.log"), NULL);
+  cr_assert(WIFEXITED(rc) && WEXITSTATUS(rc) == 1, "parallel-audit.sh: status %d: %s", rc,
+            log ? log : "");
+  cr_expect(log && strstr(log, "broken.jpg"), "the unreadable file is not named: %s",
+            log ? log : "");
+  free(log);
+  assert_same_file("whole/report.json", "par/report.json");
+  /* a shard that cannot run (a DIR that is gone) leaves no part: the merge says which, and
+   * the parts of the run before are not merged in its place */
+  snprintf(cmd, sizeof cmd,
+           "DREAM='%s' '%s/scripts/dist/parallel-audit.sh' -j 2 2 '%s' '%s' --no-panels -q "
+           ">'%s' 2>&1",
+           bin, DREAM_SOURCE_DIR, tmp("no such folder"), tmp("par"), tmp("parallel2.log"));
+  rc = system(cmd);
+  log = th_slurp(tmp("parallel2.log"), NULL);
+  cr_expect(WIFEXITED(rc) && WEXITSTATUS(rc) != 0, "status %d: %s", rc, log ? log : "");
+  cr_expect(log && strstr(log, "par.parts/1"), "the missing part is not named: %s",
+            log ? log : "");
+  free(log);
 }
 
 Test(audit, merge_refuses_parts_of_different_runs) {

@@ -4,7 +4,7 @@
 #
 #   DREAM=build/dream DREAM_SHARED=../shared scripts/dist/slurm-test.sh
 #
-# Then slurm-audit.sh's plumbing (an array, then a merge job afterok) with a stand-in for
+# Then slurm-audit.sh's plumbing (an array, then a merge job afterany) with a stand-in for
 # `dream audit` that records its arguments.
 #
 # Needs root (slurmd runs the jobs as the submitting user) and no other Slurm on the ports

@@ -424,8 +424,8 @@ Test(batch, gnu_parallel_script_gives_the_unsharded_result) {
   expect_same_tree("one", "par");
 }
 
-/* scripts/dist/parallel-audit.sh with a stand-in for `dream audit` (this branch has none): it
- * records its arguments, so the script's plumbing is checked: N shard runs with
+/* scripts/dist/parallel-audit.sh with a stand-in for `dream audit` that records its arguments
+ * (tests/test_audit.c runs the script with the real one), so the plumbing is checked: N shard runs with
  * --shard I/N DIR REPORT.parts/I (a folder name with spaces kept whole), then one merge of the
  * N parts in order into REPORT, after every shard. */
 Test(batch, gnu_parallel_audit_script_runs_the_shards_then_the_merge) {
