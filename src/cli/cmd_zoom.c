@@ -28,7 +28,7 @@ static const char zoom_help[] =
     "dream options (see `dream --help`; the same defaults: frame t is dreamed with seed\n"
     "--seed + t):\n" CLI_DREAM_OPTIONS_HELP "\n"
     "Frames are written as they are finished: straight into a numbered OUT, else into the\n"
-    "folder OUT.frames/ (PNG), from which OUT is encoded at the end and which is then removed.\n"
+    "folder OUT.frames/ (BMP), from which OUT is encoded at the end and which is then removed.\n"
     "Ctrl-C (or SIGTERM) stops after writing OUT with the frames finished so far; --resume\n"
     "continues.\n";
 

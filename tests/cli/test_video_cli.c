@@ -226,7 +226,7 @@ Test(video_slow, resume_after_a_kill_gives_the_same_frames) {
   expect_ok(&r, "video to mkv");
   th_result_free(&r);
   th_tmp(mpart, sizeof mpart, "part.mkv");
-  snprintf(marker, sizeof marker, "%s.frames/000002.png", mpart);
+  snprintf(marker, sizeof marker, "%s.frames/000002.bmp", mpart);
   r = kill_when((const char *const[]){"video", SLOW, in, mpart, NULL}, marker, SIGINT);
   cr_expect_eq(r.status, 130, "status %d: %s", r.status, r.err);
   th_result_free(&r);
