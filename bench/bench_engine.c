@@ -7,8 +7,9 @@
  *   bench_engine grad    [... same ...] [--tile N] [--max-memory BYTES]
  *       one dream iteration's gradient (forward + backward to the pixels, through
  *       dd_dreamer_gradient, tiled when asked or when over the memory budget).
- *   bench_engine gemm    --shape MxNxK [--reps N]
- *       OpenBLAS cblas_sgemm against dd_sgemm (src/ops/sgemm.c) on one product shape.
+ *   bench_engine gemm    --shape MxNxK [--reps N] [--cold]
+ *       OpenBLAS cblas_sgemm against dd_sgemm (src/ops/sgemm.c) on one product shape
+ *       (--cold: caches flushed before each product, as a layer's weights come in a network).
  *   bench_engine count   [--preset P] [--layer L] [--size WxH]
  *       the forward convolution GFLOP at that size, without running anything.
  *   --profile  also prints the time per operator type and every node's time.
@@ -51,7 +52,7 @@ void openblas_set_num_threads(int n);
 typedef struct bench_opts {
   const char *preset, *layer;
   int gm, gn, gk;
-  int w, h, iters, warmup, tile, profile, exact, threads, size, reps;
+  int w, h, iters, warmup, tile, profile, exact, threads, size, reps, cold;
   size_t max_memory;
 } bench_opts;
 
@@ -82,7 +83,7 @@ static double peak_rss_mb(void) {
 static int usage(void) {
   fputs("usage: bench_engine sgemm|forward|grad|count|gemm [--preset P] [--layer L] [--size WxH|N]\n"
         "       [--iters N] [--warmup N] [--tile N] [--max-memory BYTES] [--threads N]\n"
-        "       [--reps N] [--profile] [--exact] [--shape MxNxK]\n",
+        "       [--reps N] [--profile] [--exact] [--shape MxNxK] [--cold]\n",
         stderr);
   return 2;
 }
@@ -97,6 +98,10 @@ static int parse_opts(int argc, char **argv, bench_opts *o) {
     const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
     if (!strcmp(a, "--profile")) {
       o->profile = 1;
+      continue;
+    }
+    if (!strcmp(a, "--cold")) {
+      o->cold = 1;
       continue;
     }
     if (!strcmp(a, "--exact")) {
@@ -162,10 +167,17 @@ static int bench_gemm(const bench_opts *o) {
   uint64_t s = 1;
   for (size_t i = 0; i < (size_t)m * k; i++) a[i] = (float)(dd_rng_next(&s) >> 40) / (1 << 24) - 0.5f;
   for (size_t i = 0; i < (size_t)k * n; i++) b[i] = (float)(dd_rng_next(&s) >> 40) / (1 << 24) - 0.5f;
+  /* --cold: 64 MiB written before each product, so A and B come from memory as the weights
+   * of a layer do inside a network */
+  size_t flush_n = o->cold ? (size_t)16 << 20 : 0;
+  float *flush = flush_n ? malloc(sizeof(float) * flush_n) : NULL;
+  if (flush_n && !flush) return 1;
   for (int r = 0; r < o->reps; r++) {
+    for (size_t i = 0; i < flush_n; i++) flush[i] = (float)(i + (size_t)r);
     double t0 = now_seconds();
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, n, k, 1.f, a, k, b, n, 0.f, c, n);
     t[r] = now_seconds() - t0;
+    for (size_t i = 0; i < flush_n; i++) flush[i] = (float)(i + (size_t)r + 1);
     t0 = now_seconds();
     dd_sgemm(m, n, k, a, k, 1, b, n, c2, n, 0, NULL, 1);
     t2[r] = now_seconds() - t0;
@@ -179,7 +191,7 @@ static int bench_gemm(const bench_opts *o) {
   double mt = median(t, o->reps), mt2 = median(t2, o->reps);
   printf("gemm shape=%dx%dx%d cblas_ms=%.3f cblas_gflops=%.1f dd_ms=%.3f dd_gflops=%.1f "
          "max_diff=%.2g\n", m, n, k, mt * 1e3, f / mt * 1e-9, mt2 * 1e3, f / mt2 * 1e-9, err);
-  free(a), free(b), free(c), free(c2), free(t), free(t2);
+  free(a), free(b), free(c), free(c2), free(t), free(t2), free(flush);
   return 0;
 }
 
