@@ -1,6 +1,6 @@
 // Optical flow with OpenCV's DIS (Kroeger et al. 2016), behind src/flow.h's C interface: the
 // library's one C++ file.  DIS rather than Farneback: README.md, "Video and zoom".
-#include "flow.h"
+#include "dream/video.h"
 
 #include <new>
 

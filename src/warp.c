@@ -1,8 +1,9 @@
-/* Moving pictures along a flow field or a zoom (src/flow.h): bilinear, borders replicated. */
+/* Moving pictures along a flow field or a zoom, and the carry of `dream video`
+ * (dream/video.h): bilinear, borders replicated. */
 #include <math.h>
 #include <stddef.h>
 
-#include "flow.h"
+#include "dream/video.h"
 #include "util.h"
 
 /* src sampled at (x, y) into out[3], borders replicated. */
@@ -24,7 +25,7 @@ static void sample(const dd_image *src, float x, float y, float *out) {
   }
 }
 
-void dd_warp(const dd_image *src, const float *flow, dd_image *dst) {
+void dd_flow_warp(const dd_image *src, const float *flow, dd_image *dst) {
   int w = src->w, h = src->h;
 #pragma omp parallel for schedule(static) if (parallel : (size_t)w * h > DD_PAR_MIN)
   for (int y = 0; y < h; y++)
@@ -48,4 +49,30 @@ void dd_zoom_rotate(const dd_image *src, double zoom, double degrees, dd_image *
       double sx = cx + ca * dx - sa * dy, sy = cy + sa * dx + ca * dy;
       sample(src, (float)sx, (float)sy, dst->rgb + 3 * ((size_t)y * w + x));
     }
+}
+
+void dd_video_carry(const dd_image *raw, const dd_image *raw_prev, const dd_image *back,
+                    const float *flow, float blend, float blend_static, float flow_threshold,
+                    dd_image *scratch, dd_image *out) {
+  size_t n = (size_t)raw->w * raw->h;
+  float bs = blend_static >= 0 ? blend_static : blend;
+  float t2 = flow_threshold * flow_threshold;
+  if (!flow) {
+    for (size_t i = 0; i < 3 * n; i++) {
+      float v = raw->rgb[i] + blend * (back->rgb[i] - raw_prev->rgb[i]);
+      out->rgb[i] = v < 0 ? 0 : v > 255 ? 255 : v;
+    }
+    return;
+  }
+  for (size_t i = 0; i < 3 * n; i++) scratch->rgb[i] = back->rgb[i] - raw_prev->rgb[i];
+  dd_flow_warp(scratch, flow, out);
+  for (size_t i = 0; i < n; i++) {
+    float b = blend;
+    if (flow_threshold > 0 && flow[2 * i] * flow[2 * i] + flow[2 * i + 1] * flow[2 * i + 1] < t2)
+      b = bs;
+    for (int c = 0; c < 3; c++) {
+      float v = raw->rgb[3 * i + c] + b * out->rgb[3 * i + c];
+      out->rgb[3 * i + c] = v < 0 ? 0 : v > 255 ? 255 : v;
+    }
+  }
 }

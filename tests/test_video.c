@@ -10,7 +10,6 @@
 #include <unistd.h>
 
 #include "dream/video.h"
-#include "flow.h"
 #include "helper_files.h"
 #include "helper_ops.h"
 #include "helper_video.h"
@@ -229,7 +228,7 @@ Test(video, flow_and_warp_follow_a_pan) {
   cr_expect_leq(fabs(sy / n - dy), 0.3, "mean flow y %.2f, the pan is %d", sy / n, dy);
   dd_image *wp;
   cr_assert_eq(dd_image_new(w, h, &wp, &err), 0);
-  dd_warp(f0, flow, wp);
+  dd_flow_warp(f0, flow, wp);
   double e_warp = 0, e_still = 0;
   for (int y = 4; y < h - 4; y++)
     for (int x = 4; x < w - 4; x++)
@@ -241,7 +240,7 @@ Test(video, flow_and_warp_follow_a_pan) {
   cr_expect_lt(e_warp, 0.35 * e_still, "warped error %.0f vs unmoved %.0f", e_warp, e_still);
   /* an exact integer flow warps exactly */
   for (size_t i = 0; i < (size_t)w * h; i++) flow[2 * i] = dx, flow[2 * i + 1] = dy;
-  dd_warp(f0, flow, wp);
+  dd_flow_warp(f0, flow, wp);
   for (int y = 0; y < h - dy; y++)
     for (int x = 0; x < w - dx; x++)
       for (int c = 0; c < 3; c++)

@@ -121,6 +121,42 @@ DD_API int dd_movie_frame_path(const char *pattern, long long number, char *buf,
  * reason in err (DD_EUNSUPPORTED, DD_EARG). */
 DD_API int dd_movie_can_write(const char *path, dd_err *err);
 
+/* ---- the pieces of `dream video` and `dream zoom` ----------------------------------------
+ *
+ * Dense optical flow between two frames (OpenCV's DIS, src/flow.cpp: the one C++ file), the
+ * warp that moves a picture along it, the zoom, and the carry of a hallucination to the next
+ * frame (src/warp.c).  A loop of dd_dreamer_dream (dream/dream.h) and these makes the frames
+ * of the two commands bit for bit (the Python module's dream.video and dream.zoom do). */
+
+typedef struct dd_flow dd_flow;
+
+/* A DIS optical flow for w x h frames (OpenCV's "medium" preset, run on one thread so that
+ * the result does not depend on the machine).  DD_ENOMEM, DD_EUNSUPPORTED (OpenCV failed). */
+DD_API int dd_flow_new(int w, int h, dd_flow **out, dd_err *err);
+DD_API void dd_flow_free(dd_flow *f);
+/* Flow from `a` to `b` (both w x h, RGB 0..255, turned grey): flow (w*h*2 floats, (dx, dy)
+ * per pixel) such that a(x, y) ~ b(x + dx, y + dy).  To carry a picture P made on b's frame
+ * onto a's: dd_flow_warp(P, flow). */
+DD_API int dd_flow_compute(dd_flow *f, const dd_image *a, const dd_image *b, float *flow,
+                           dd_err *err);
+/* dst(x, y) = src(x + dx, y + dy) by bilinear interpolation, borders replicated; src and dst
+ * are w x h and distinct. */
+DD_API void dd_flow_warp(const dd_image *src, const float *flow, dd_image *dst);
+/* dst = src zoomed about its centre by `zoom` (> 1 enlarges) and turned by `degrees`
+ * (counter-clockwise), bilinear, borders replicated; src and dst distinct, same size. */
+DD_API void dd_zoom_rotate(const dd_image *src, double zoom, double degrees, dd_image *dst);
+
+/* The frame `dream video` dreams: out = clamp(raw + b * H, 0, 255), H the previous frame's
+ * hallucination (back - raw_prev: the previous frame as dreamed, less its raw frame) warped
+ * along `flow` (from raw to raw_prev, dd_flow_compute(f, raw, raw_prev, ...); NULL: not
+ * warped, the plain blend).  b is `blend`, or `blend_static` (when >= 0) where the flow moves
+ * less than `flow_threshold` pixels (0: everywhere blend).  All w x h; `scratch` (needed with
+ * a flow, else may be NULL) is distinct from the others; out is distinct from scratch and,
+ * with a flow, from raw. */
+DD_API void dd_video_carry(const dd_image *raw, const dd_image *raw_prev, const dd_image *back,
+                           const float *flow, float blend, float blend_static,
+                           float flow_threshold, dd_image *scratch, dd_image *out);
+
 #ifdef __cplusplus
 }
 #endif

@@ -34,7 +34,7 @@ __all__ = [
     "save_tensor", "filters", "optimize_channels", "class_image", "activations", "explain",
     "Filters", "ChannelImages", "ClassImage", "Activations", "Explanation", "Progress",
     "audit", "default_max_memory", "library_path", "MovieInfo", "movie_info", "read_movie",
-    "MovieWriter", "shapes", "train", "TrainResult", "Dreamer",
+    "MovieWriter", "shapes", "train", "TrainResult", "Dreamer", "zoom", "video",
 ]
 
 # Status codes (include/dream/error.h, DD_ERRNO_MAP).
@@ -1306,6 +1306,97 @@ class MovieWriter:
 
     def __del__(self):
         self.abort()
+def _new_image(w, h):
+    err = ffi.new("dd_err *")
+    out = ffi.new("dd_image **")
+    _check(lib.dd_image_new(w, h, out, err), err)
+    return ffi.gc(out[0], lib.dd_image_free)
+
+
+def zoom(rgb, frames, model=None, layer=None, *, zoom=0.05, rotate=0.0, seed=0, progress=None,
+         **options):
+    """`dream zoom` as a generator: yields `frames` uint8 H x W x 3 pictures, frame t dreamed
+    with seed + t and fed back zoomed about the centre by 1/(1 - zoom) and turned by `rotate`
+    degrees -- the numbered frames `dream zoom` writes with the same options, bit for bit.
+    The other keyword arguments are dream()'s (octaves, iters, step, max_side, ...);
+    progress(t, Progress) is called after each iteration."""
+    frames = int(frames)
+    if frames < 1:
+        _fail(EARG, "frames must be at least 1, got %d" % frames)
+    z = float(np.float32(zoom))
+    if not 0 <= z < 1:
+        _fail(EARG, "zoom must be in [0, 1), got %g" % z)
+    factor, turn = 1.0 / (1.0 - z), float(np.float32(rotate))
+    with Dreamer(model, layer, seed=seed, **options) as d:
+        cur = rgb
+        for t in range(frames):
+            cb = None if progress is None else (lambda p, t=t: progress(t, p))
+            out = d.dream(cur, seed=seed + t, progress=cb)
+            yield out
+            if t + 1 < frames:
+                src = _image_from_array(out)
+                dst = _new_image(src.w, src.h)
+                lib.dd_zoom_rotate(src, factor, turn, dst)
+                cur = _image_view(dst).copy()
+
+
+def video(frames, model=None, layer=None, *, blend=0.6, blend_static=None, flow=True,
+          flow_threshold=0.0, iters=None, carried_iters=None, seed=0, progress=None,
+          **options):
+    """`dream video` as a generator over `frames` (any iterable of H x W x 3 pictures of one
+    size, e.g. read_movie(path)): yields each dreamed uint8 frame -- the numbered frames
+    `dream video` writes with the same options, bit for bit.  Frame 0 is dreamed with
+    `iters` per octave (10); every next one starts from raw + blend x the previous frame's
+    hallucination, warped along OpenCV's DIS flow (flow=False: not warped), with
+    `blend_static` where the flow moves less than `flow_threshold` pixels, and is dreamed
+    with `carried_iters` (half of iters, rounded up); frame t with seed + t.  The other
+    keyword arguments are dream()'s but max_side (a movie keeps its size); progress(t,
+    Progress) after each iteration."""
+    if options.get("max_side"):
+        _fail(EARG, "max_side: not for video, whose frames keep their size")
+    base = lib.dd_dream_params_init
+    p0 = ffi.new("dd_dream_params *")
+    base(p0)
+    it = p0.iters if iters is None else int(iters)
+    carried = (it + 1) // 2 if carried_iters is None else int(carried_iters)
+    bs = -1.0 if blend_static is None else float(blend_static)
+    err = ffi.new("dd_err *")
+    fl = None
+    raw_prev = back = scratch = out = flow_buf = None
+    with Dreamer(model, layer, iters=it, seed=seed, **options) as d:
+        try:
+            for t, frame in enumerate(frames):
+                raw = _image_from_array(frame, "frame %d" % t)
+                cb = None if progress is None else (lambda p, t=t: progress(t, p))
+                if t == 0:
+                    start, n = _image_view(raw).copy(), it
+                    w, h = raw.w, raw.h
+                    scratch, out = _new_image(w, h), _new_image(w, h)
+                    if flow:
+                        pf = ffi.new("dd_flow **")
+                        _check(lib.dd_flow_new(w, h, pf, err), err)
+                        fl = pf[0]
+                        flow_buf = ffi.new("float[]", 2 * w * h)
+                else:
+                    if (raw.w, raw.h) != (w, h):
+                        _fail(ESHAPE, "frame %d is %dx%d, the first was %dx%d"
+                              % (t, raw.w, raw.h, w, h))
+                    fp = ffi.NULL
+                    if fl is not None:
+                        _check(lib.dd_flow_compute(fl, raw, raw_prev, flow_buf, err), err)
+                        fp = flow_buf
+                    lib.dd_video_carry(raw, raw_prev, back, fp, blend, bs, flow_threshold,
+                                       scratch, out)
+                    start, n = _image_view(out).copy(), carried
+                dreamed = d.dream(start, iters=n, seed=seed + t, progress=cb)
+                yield dreamed
+                back = _image_from_array(dreamed)
+                raw_prev = raw
+        finally:
+            if fl is not None:
+                lib.dd_flow_free(fl)
+
+
 # ---- shapes and train (dream/train.h) ----
 
 SHAPE_CLASSES = ("circle", "square", "triangle", "cross", "ring", "star")

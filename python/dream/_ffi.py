@@ -241,6 +241,15 @@ typedef struct dd_movie_info {
   int has_audio;
   double duration;
 } dd_movie_info;
+typedef struct dd_flow dd_flow;
+int dd_flow_new(int w, int h, dd_flow **out, dd_err *err);
+void dd_flow_free(dd_flow *f);
+int dd_flow_compute(dd_flow *f, const dd_image *a, const dd_image *b, float *flow, dd_err *err);
+void dd_flow_warp(const dd_image *src, const float *flow, dd_image *dst);
+void dd_zoom_rotate(const dd_image *src, double zoom, double degrees, dd_image *dst);
+void dd_video_carry(const dd_image *raw, const dd_image *raw_prev, const dd_image *back,
+                    const float *flow, float blend, float blend_static, float flow_threshold,
+                    dd_image *scratch, dd_image *out);
 dd_movie_reader *dd_movie_read_open(const char *path, size_t max_pixels, dd_err *err);
 void dd_movie_read_info(const dd_movie_reader *r, dd_movie_info *info);
 int dd_movie_read(dd_movie_reader *r, dd_image **frame, dd_err *err);

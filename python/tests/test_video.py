@@ -1,6 +1,7 @@
 """dream.read_movie / dream.MovieWriter / dream.movie_info against the CLI: a clip written
 from Python is what `dream video` reads, and `dream video`'s output is what Python reads back,
-frame count, size and rate kept."""
+frame count, size and rate kept; dream.video and dream.zoom give the CLI's frames bit for
+bit."""
 import os
 
 import numpy as np
@@ -64,3 +65,60 @@ def test_errors_name_the_file(tmp_path):
             mw.write(_pan(1)[0])
             raise RuntimeError("stop")
     assert not [p for p in os.listdir(tmp_path) if p.startswith("gone")]
+
+
+@pytest.mark.parametrize("opts,kw", [
+    ([], {}),
+    (["--no-flow", "--blend", "0.4"], dict(flow=False, blend=0.4)),
+    (["--flow-threshold", "0.5", "--blend-static", "0.2", "--carried-iters", "1", "--seed", "7"],
+     dict(flow_threshold=0.5, blend_static=0.2, carried_iters=1, seed=7)),
+], ids=["flow", "no-flow", "threshold"])
+def test_video_gives_the_clis_frames(cli, squeezenet, tmp_path, opts, kw):
+    """dream.video on the frames of a clip gives `dream video`'s numbered frames bit for bit,
+    and the hallucination is carried (frames after the first differ from dreaming each alone)."""
+    src = str(tmp_path / "in_%04d.png")
+    with dream.MovieWriter(src, 96, 64, 10) as mw:
+        for f in _pan(4):
+            mw.write(f)
+    out = str(tmp_path / "out_%04d.png")
+    cli("video", "-q", "-m", "squeezenet", "--octaves", "2", "--iters", "2", *opts, src, out)
+    want = list(dream.read_movie(out))
+    seen = []
+    got = list(dream.video(dream.read_movie(src), model=squeezenet, octaves=2, iters=2,
+                           progress=lambda t, p: seen.append(t), **kw))
+    assert len(got) == len(want) == 4
+    for t, (a, b) in enumerate(zip(got, want)):
+        assert np.array_equal(a, b), "frame %d differs" % t
+    assert sorted(set(seen)) == [0, 1, 2, 3]
+    alone = dream.dream(next(dream.read_movie(src, dtype=np.float32)), model=squeezenet,
+                        octaves=2, iters=2, seed=kw.get("seed", 0))
+    assert np.array_equal(alone, got[0])
+
+
+@pytest.mark.parametrize("opts,kw", [
+    (["--octaves", "2"], dict(octaves=2)),
+    (["--zoom", "0.1", "--rotate", "4", "--seed", "3", "--octaves", "1"],
+     dict(zoom=0.1, rotate=4, seed=3, octaves=1)),
+], ids=["default", "rotate"])
+def test_zoom_gives_the_clis_frames(cli, squeezenet, photo, tmp_path, opts, kw):
+    out = str(tmp_path / "z_%04d.png")
+    cli("zoom", "-q", "-m", "squeezenet", "--iters", "2", "--frames", "3", "--max-side", "80",
+        *opts, photo[0], out)
+    want = list(dream.read_movie(out))
+    got = list(dream.zoom(photo[1], 3, model=squeezenet, iters=2, max_side=80, **kw))
+    assert len(got) == len(want) == 3
+    for t, (a, b) in enumerate(zip(got, want)):
+        assert np.array_equal(a, b), "frame %d differs" % t
+
+
+def test_video_and_zoom_refuse_nonsense(squeezenet):
+    with pytest.raises(dream.Error) as e:
+        list(dream.video(_pan(2), model=squeezenet, max_side=32))
+    assert "max_side" in str(e.value)
+    with pytest.raises(dream.Error) as e:
+        list(dream.zoom(_pan(1)[0], 0, model=squeezenet))
+    assert "frames" in str(e.value)
+    frames = _pan(2) + [np.zeros((32, 32, 3), np.uint8)]
+    with pytest.raises(dream.Error) as e:
+        list(dream.video(frames, model=squeezenet, octaves=1, iters=1))
+    assert "frame 2 is 32x32" in str(e.value)

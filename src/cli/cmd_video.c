@@ -9,7 +9,6 @@
 #include <strings.h>
 
 #include "cli/movie.h"
-#include "flow.h"
 #include "util.h"
 
 static const char video_help[] =
@@ -75,32 +74,6 @@ static int prescan(const char *in, size_t cap, const cli_dream_args *a, dd_movie
   return 0;
 }
 
-/* The frame to dream: raw + blend * the previous hallucination (back - raw_prev), warped
- * along the flow from raw to raw_prev unless there is none. */
-static void carry(const cli_dream_args *a, const dd_image *raw, const dd_image *raw_prev,
-                  const dd_image *back, const float *flow, dd_image *hall, dd_image *warped,
-                  dd_image *img) {
-  size_t n = (size_t)raw->w * raw->h;
-  for (size_t i = 0; i < 3 * n; i++) hall->rgb[i] = back->rgb[i] - raw_prev->rgb[i];
-  const dd_image *h = hall;
-  if (flow) {
-    dd_warp(hall, flow, warped);
-    h = warped;
-  }
-  float bs = a->blend_static >= 0 ? a->blend_static : a->blend;
-  float t2 = a->flow_threshold * a->flow_threshold;
-  for (size_t i = 0; i < n; i++) {
-    float b = a->blend;
-    if (flow && a->flow_threshold > 0 &&
-        flow[2 * i] * flow[2 * i] + flow[2 * i + 1] * flow[2 * i + 1] < t2)
-      b = bs;
-    for (int c = 0; c < 3; c++) {
-      float v = raw->rgb[3 * i + c] + b * h->rgb[3 * i + c];
-      img->rgb[3 * i + c] = v < 0 ? 0 : v > 255 ? 255 : v;
-    }
-  }
-}
-
 int cmd_video(int argc, char **argv) {
   cli_dream_args a;
   dd_err err;
@@ -153,8 +126,7 @@ int cmd_video(int argc, char **argv) {
   dd_movie_reader *r = NULL;
   dd_flow *fl = NULL;
   float *flow = NULL;
-  dd_image *raw = NULL, *raw_prev = NULL, *back = NULL, *img = NULL, *hall = NULL,
-           *warped = NULL;
+  dd_image *raw = NULL, *raw_prev = NULL, *back = NULL, *img = NULL, *hall = NULL;
   cli_movie_out mo;
   memset(&mo, 0, sizeof mo);
   long long t = 0;
@@ -162,7 +134,7 @@ int cmd_video(int argc, char **argv) {
   if (cli_dream_begin(&a, &cm, &job)) goto done;
   if (cli_movie_budget(&job, w, h)) goto done;
   if (dd_image_new(w, h, &img, &err) || dd_image_new(w, h, &hall, &err) ||
-      dd_image_new(w, h, &warped, &err) || dd_image_new(w, h, &raw_prev, &err)) {
+      dd_image_new(w, h, &raw_prev, &err)) {
     cli_report(&err);
     goto done;
   }
@@ -226,7 +198,8 @@ int cmd_video(int argc, char **argv) {
         cli_report(&err);
         goto done;
       }
-      carry(&a, raw, raw_prev, back, fl ? flow : NULL, hall, warped, img);
+      dd_video_carry(raw, raw_prev, back, fl ? flow : NULL, a.blend, a.blend_static,
+                     a.flow_threshold, hall, img);
       iters = carried_iters;
     }
     rc = cli_movie_dream(&job, img, iters, a.common.seed.value + (uint64_t)t, &pr);
@@ -255,7 +228,6 @@ done:
   dd_image_free(back);
   dd_image_free(img);
   dd_image_free(hall);
-  dd_image_free(warped);
   if (began) cli_dream_end(&job);
   cli_model_close(&cm);
   return status;

@@ -6,7 +6,6 @@
 #include <string.h>
 
 #include "cli/movie.h"
-#include "flow.h"
 #include "util.h"
 
 static const char zoom_help[] =

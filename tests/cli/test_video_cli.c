@@ -13,7 +13,6 @@
 #include <unistd.h>
 
 #include "dream/video.h"
-#include "flow.h"
 #include "helper_cli.h"
 #include "helper_ops.h"
 #include "helper_video.h"
