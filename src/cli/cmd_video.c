@@ -215,7 +215,11 @@ int cmd_video(int argc, char **argv) {
     status = cli_movie_out_interrupted(&mo, t, sp.count);
     goto done;
   }
-  if (cli_movie_out_finish(&mo, t, 1)) goto done;
+  int fin = cli_movie_out_finish(&mo, t, 1);
+  if (fin) {
+    status = fin;
+    goto done;
+  }
   cli_summary(&a.common, "wrote %s (%lld frames of %dx%d at %g fps%s)", a.out, sp.count, w, h,
               info.fps, mo.audio_from && !mo.pattern ? ", audio copied" : "");
   status = 0;

@@ -115,7 +115,11 @@ int cmd_zoom(int argc, char **argv) {
     status = cli_movie_out_interrupted(&mo, t, a.frames);
     goto done_next;
   }
-  if (cli_movie_out_finish(&mo, t, 1)) goto done_next;
+  int fin = cli_movie_out_finish(&mo, t, 1);
+  if (fin) {
+    status = fin;
+    goto done_next;
+  }
   cli_summary(&a.common, "wrote %s (%d frames of %dx%d at %g fps)", a.out, a.frames, img->w,
               img->h, (double)a.fps);
   status = 0;

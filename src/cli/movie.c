@@ -248,8 +248,12 @@ int cli_movie_out_load(const cli_movie_out *mo, long long index, dd_image **out)
   return 0;
 }
 
-int cli_movie_out_finish(cli_movie_out *mo, long long n, int complete) {
-  if (mo->pattern || n == 0) return 0;
+/* SIGINT or SIGTERM while a movie is encoded: the encode stops and its temporary file goes. */
+static volatile sig_atomic_t encode_stop;
+static void on_encode_signal(int sig) { encode_stop = sig; }
+
+/* Encodes OUT from the first n frames with the signals caught (see cli_movie_out_finish). */
+static int encode(cli_movie_out *mo, long long n) {
   dd_err err;
   dd_movie_opts o;
   dd_movie_opts_init(&o);
@@ -260,6 +264,12 @@ int cli_movie_out_finish(cli_movie_out *mo, long long n, int complete) {
   dd_movie_writer *w = dd_movie_open_ex(mo->out, mo->w, mo->h, mo->fps, &o, &err);
   if (!w) return cli_report(&err);
   for (long long i = 0; i < n; i++) {
+    if (encode_stop) {
+      dd_movie_abort(w);
+      cli_errorf("interrupted while encoding %s: not written; %s keeps the %lld frames, and "
+                 "--resume encodes them", mo->out, mo->sidecar, n);
+      return 128 + encode_stop;
+    }
     dd_image *f = NULL;
     int rc = cli_movie_out_load(mo, i, &f); /* prints its own errors */
     if (!rc && dd_movie_write(w, f, &err)) rc = cli_report(&err);
@@ -269,14 +279,31 @@ int cli_movie_out_finish(cli_movie_out *mo, long long n, int complete) {
       return 1;
     }
   }
-  if (dd_movie_close(w, &err)) return cli_report(&err);
-  if (complete) remove_sidecar(mo->sidecar);
-  return 0;
+  return dd_movie_close(w, &err) ? cli_report(&err) : 0;
+}
+
+int cli_movie_out_finish(cli_movie_out *mo, long long n, int complete) {
+  if (mo->pattern || n == 0) return 0;
+  /* a signal now (a second Ctrl-C after the one that stopped the job, too) stops the encode
+   * cleanly instead of killing the process with a temporary file left behind */
+  struct sigaction sa, old_int, old_term;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = on_encode_signal;
+  sigemptyset(&sa.sa_mask);
+  encode_stop = 0;
+  sigaction(SIGINT, &sa, &old_int);
+  sigaction(SIGTERM, &sa, &old_term);
+  int rc = encode(mo, n);
+  sigaction(SIGINT, &old_int, NULL);
+  sigaction(SIGTERM, &old_term, NULL);
+  if (!rc && complete) remove_sidecar(mo->sidecar);
+  return rc;
 }
 
 int cli_movie_out_interrupted(cli_movie_out *mo, long long n, long long total) {
   int sig = cli_dream_interrupted() ? cli_dream_interrupted() : SIGINT;
-  if (cli_movie_out_finish(mo, n, 0)) return 1;
+  int rc = cli_movie_out_finish(mo, n, 0);
+  if (rc) return rc;
   if (n)
     cli_errorf("interrupted after %lld of %lld frames; %s holds them; --resume continues", n,
                total, mo->out);

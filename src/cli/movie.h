@@ -52,7 +52,8 @@ int cli_movie_out_frame(cli_movie_out *mo, long long index, const dd_image *im, 
 /* Reads finished frame `index` into *out.  Prints; 0 or 1. */
 int cli_movie_out_load(const cli_movie_out *mo, long long index, dd_image **out);
 /* The job ends with `n` frames finished: a movie OUT is encoded from them (nothing when n is
- * 0); `complete` removes the sidecar.  Prints; 0 or 1. */
+ * 0); `complete` removes the sidecar.  SIGINT or SIGTERM during the encode stop it, remove
+ * its temporary file and keep the sidecar.  Prints; 0, 1, or 128 + the signal. */
 int cli_movie_out_finish(cli_movie_out *mo, long long n, int complete);
 /* The job was interrupted after `n` of `total` frames: encodes OUT from them, says what is
  * where and how to go on.  Returns the exit status: 128 + the signal, or 1 when OUT could not

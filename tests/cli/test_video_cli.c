@@ -346,6 +346,40 @@ Test(video_cli, resume_refuses_a_job_made_otherwise) {
   expect_same_files(whole, rnd, 2);
 }
 
+/* Ctrl-C while the finished frames are encoded into a movie: the encode stops, its temporary
+ * file goes, no OUT, the sidecar keeps every frame; --resume then encodes them, dreaming none
+ * again, and removes the sidecar. */
+Test(video_slow, a_signal_during_the_encode_leaves_no_temporary_file) {
+  char in[256], out[256], tmp[320], side[300], last[320];
+  th_photo("kite.jpg", 640, th_tmp(in, sizeof in, "k.png"));
+  th_tmp(out, sizeof out, "z.mp4");
+  snprintf(side, sizeof side, "%s.frames", out);
+#define ZENC SQUEEZE, "--iters", "1", "--octaves", "1", "--frames", "48"
+  pid_t pid = th_spawn((const char *const[]){"zoom", ZENC, in, out, NULL});
+  snprintf(tmp, sizeof tmp, "%s.tmp-%ld", out, (long)pid);
+  struct timespec ts = {0, 1000000};
+  for (int i = 0; i < 120000 && !file_exists(tmp); i++) nanosleep(&ts, NULL);
+  cr_assert(file_exists(tmp), "%s never appeared", tmp);
+  kill(pid, SIGINT);
+  th_result r = th_wait(pid);
+  cr_expect_eq(r.status, 130, "status %d: %s", r.status, r.err);
+  cr_expect(strstr(r.err, "interrupted while encoding"), "%s", r.err);
+  th_result_free(&r);
+  cr_expect_not(file_exists(tmp), "%s left behind", tmp);
+  cr_expect_not(file_exists(out), "%s written", out);
+  snprintf(last, sizeof last, "%s/000048.bmp", side);
+  cr_expect(file_exists(last), "the sidecar lost its frames");
+  r = TH_RUN("zoom", ZENC, "--resume", in, out);
+  expect_ok(&r, "zoom --resume");
+  th_result_free(&r);
+  cr_expect(file_exists(out));
+  cr_expect_not(file_exists(side), "%s kept after the encode", side);
+  int n;
+  dd_image **fr = th_read_all(out, &n, NULL);
+  cr_expect_eq(n, 48);
+  th_free_all(fr, n);
+}
+
 /* The job fails with status 1, names `name`, and leaves neither OUT nor its sidecar. */
 static void expect_refused(th_result *r, const char *name, const char *out) {
   cr_expect_eq(r->status, 1, "%s: status %d: %s", name, r->status, r->err);
