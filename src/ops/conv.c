@@ -59,6 +59,7 @@ typedef struct conv_geom {
   int64_t ocol; /* columns: ho * wo */
   int64_t block; /* output rows per im2col block */
   int pointwise, depthwise, wino;
+  int direct; /* the direct 3x3 path (AVX-512), set by each call: not under exact or bf16 */
   int bf16; /* this call's products in bf16 (dd_op_call.bf16, and the CPU has a kernel) */
 } conv_geom;
 
@@ -172,6 +173,28 @@ static int conv_geometry(const conv_params *p, const dd_tensor *x, const dd_tens
   return DD_OK;
 }
 
+#ifdef __AVX512F__
+/* The direct path (below, "the direct path"): its geometries and its scratch. */
+#define DIRECT_MAX_C 16
+#define DIRECT_MAX_M 32
+#define DIRECT_MB 16 /* output channels a block holds at most */
+
+static int direct_geometry(const conv_geom *g) {
+  return g->kh == 3 && g->kw == 3 && g->sh == 1 && g->sw == 1 && g->dh == 1 && g->dw == 1 &&
+         g->ph == 1 && g->pw == 1 && g->ho == g->h && g->wo == g->w && g->group == 1 &&
+         g->c <= DIRECT_MAX_C && g->m <= DIRECT_MAX_M;
+}
+
+/* Floats of scratch the packed kernels need (forward, and the flipped one of the data
+ * gradient). */
+static int64_t direct_scratch(const conv_geom *g) {
+  int64_t a = (g->m + DIRECT_MB - 1) / DIRECT_MB * DIRECT_MB * g->c * 9;
+  int64_t b = (g->c + DIRECT_MB - 1) / DIRECT_MB * DIRECT_MB * g->m * 9;
+  return a > b ? a : b;
+}
+
+#endif
+
 /* The forward convolution and the data gradient as Winograd convolutions of one image. */
 static void wino_convs(const conv_geom *g, dd_wino_conv *fw, dd_wino_conv *bw) {
   *fw = (dd_wino_conv){g->c, g->h, g->w, g->m, g->ho, g->wo, g->ph, g->pw, 0, g->bf16};
@@ -211,6 +234,9 @@ static int conv_infer(const dd_node *node, const dd_tensor *const *in, dd_tensor
     col = col > a ? col : a;
     col = col > b ? col : b;
   }
+#ifdef __AVX512F__
+  if (direct_geometry(&g) && col < direct_scratch(&g)) col = direct_scratch(&g);
+#endif
   if (col < 0 || (uint64_t)col > SIZE_MAX / sizeof(float) / 2)
     return dd_fail(err, DD_ELIMIT, "the im2col buffer would be too large");
   *scratch = (size_t)col * sizeof(float);
@@ -851,6 +877,190 @@ static void depthwise_backward(const conv_geom *g, const float *wt, const float 
   }
 }
 
+#ifdef __AVX512F__
+/* ---- the direct path: 3x3, stride 1, pad 1, few channels (AVX-512) ----------------------
+ * The training cnn's convolutions (3 -> 8 channels on 32x32, 8 -> 16 on 16x16) are too
+ * narrow for im2col and 8-row product tiles (a third to a half of each tile's work is
+ * padding, and the column matrix is copied and transposed for a few dozen products per
+ * pixel) and too narrow for Winograd's transforms to pay.  Here the convolution is computed
+ * straight from the NCHW planes: 16 output columns a vector, a block of output channels in
+ * registers, every tap a masked load of the input row shifted by -1, 0 or +1 (the masks
+ * give the zero padding) and one broadcast weight per channel.  The data gradient is the
+ * same kernel on dY with the flipped, transposed kernel; the weight gradient keeps 8
+ * channels x 3 taps of 16-lane partial sums in registers, added into doubles every
+ * CONV_DW_K pixels (a fixed grid: the same sums on any thread count). */
+/* wp[((b * ci + c) * 9 + t) * mb + k] = the weight of output channel b*mb + k, input channel
+ * c, tap t (0 for channels past m), from wt (m, ci, 3, 3); flip: from the data gradient's
+ * kernel instead, wt (ci, m, 3, 3) read as w'[k][c][t] = wt[c][k][8 - t]. */
+static void direct_pack(const float *wt, int64_t m, int64_t ci, int mb, int flip, float *wp) {
+  int64_t blocks = (m + mb - 1) / mb;
+  for (int64_t b = 0; b < blocks; b++)
+    for (int64_t c = 0; c < ci; c++)
+      for (int t = 0; t < 9; t++)
+        for (int k = 0; k < mb; k++) {
+          int64_t o = b * mb + k;
+          float v = 0.f;
+          if (o < m) v = flip ? wt[(c * m + o) * 9 + 8 - t] : wt[(o * ci + c) * 9 + t];
+          wp[((b * ci + c) * 9 + t) * mb + k] = v;
+        }
+}
+
+/* One output row oh of one image: y (m, h, w) row oh = (accumulate ? y : bias) + the 3x3
+ * convolution of x (ci, h, w) with the packed kernel wp; relu: then max(0, .).  NV vectors
+ * of 16 columns and MB channels at a time. */
+static inline __attribute__((always_inline)) void direct_row(
+    const float *x, const float *wp, const float *bias, int64_t ci, int64_t m, int64_t h,
+    int64_t w, int64_t oh, int accumulate, int relu, float *y, const int NV, const int MB) {
+  const int64_t hw = h * w;
+  for (int64_t j0 = 0; j0 < w; j0 += 16 * NV) {
+    __mmask16 mk[3][2], mo[2];
+    #pragma GCC unroll 16
+    for (int v = 0; v < NV; v++) {
+      #pragma GCC unroll 16
+      for (int d = 0; d < 3; d++) {
+        int64_t at = j0 + 16 * v + d - 1;
+        mk[d][v] = lanes(-at, w - at);
+      }
+      mo[v] = lanes(0, w - j0 - 16 * v);
+    }
+    for (int64_t m0 = 0; m0 < m; m0 += MB) {
+      __m512 acc[16][2];
+      #pragma GCC unroll 16
+      for (int k = 0; k < MB; k++) {
+        int64_t o = m0 + k < m ? m0 + k : m - 1; /* past m: computed, not stored */
+        #pragma GCC unroll 16
+        for (int v = 0; v < NV; v++)
+          acc[k][v] = accumulate ? _mm512_maskz_loadu_ps(mo[v], y + o * hw + oh * w + j0 + 16 * v)
+                                 : _mm512_set1_ps(bias ? bias[o] : 0.f);
+      }
+      const float *wb = wp + m0 / MB * ci * 9 * MB;
+      for (int64_t c = 0; c < ci; c++)
+        for (int ki = 0; ki < 3; ki++) {
+          int64_t ih = oh + ki - 1;
+          if (ih < 0 || ih >= h) continue;
+          const float *row = x + (c * h + ih) * w + j0 - 1; /* masked: never read outside */
+          const float *wt = wb + (c * 9 + ki * 3) * MB;
+          #pragma GCC unroll 16
+          for (int kj = 0; kj < 3; kj++, wt += MB) {
+            __m512 xv[2];
+            #pragma GCC unroll 16
+            for (int v = 0; v < NV; v++)
+              xv[v] = _mm512_maskz_loadu_ps(mk[kj][v], row + kj + 16 * v);
+            #pragma GCC unroll 16
+            for (int k = 0; k < MB; k++) {
+              __m512 wv = _mm512_set1_ps(wt[k]);
+              #pragma GCC unroll 16
+              for (int v = 0; v < NV; v++) acc[k][v] = _mm512_fmadd_ps(wv, xv[v], acc[k][v]);
+            }
+          }
+        }
+            for (int k = 0; k < MB && m0 + k < m; k++)
+        #pragma GCC unroll 16
+        for (int v = 0; v < NV; v++) {
+          __m512 r = acc[k][v];
+          if (relu) r = _mm512_max_ps(r, _mm512_setzero_ps());
+          _mm512_mask_storeu_ps(y + (m0 + k) * hw + oh * w + j0 + 16 * v, mo[v], r);
+        }
+    }
+  }
+}
+
+/* The register blocking of a geometry: 16 columns x 16 channels for rows of at most 16
+ * columns and more than 8 channels, else 32 columns x 8 channels. */
+static int direct_mb(int64_t w, int64_t m) { return w <= 16 && m > 8 ? 16 : 8; }
+
+/* y (n images of m x h x w) (+)= conv3x3(x (n, ci, h, w)) for the packed kernel wp (blocks
+ * of direct_mb channels); one output row of one image per job. */
+static void direct_conv(const conv_geom *g, int64_t n, const float *x, int64_t ci,
+                        const float *wp, const float *bias, int64_t m, int accumulate, int relu,
+                        float *y) {
+  const int64_t h = g->h, w = g->w, hw = h * w, jobs = n * h;
+  const int mb = direct_mb(w, m);
+#pragma omp parallel for if (jobs > 1 && n * m * hw * ci * 9 > 4 * DD_PAR_MIN) schedule(static)
+  for (int64_t j = 0; j < jobs; j++) {
+    int64_t i = j / h, oh = j % h;
+    const float *xi = x + i * ci * hw;
+    float *yi = y + i * m * hw;
+    if (w <= 16 && mb == 16)
+      direct_row(xi, wp, bias, ci, m, h, w, oh, accumulate, relu, yi, 1, 16);
+    else if (w <= 16)
+      direct_row(xi, wp, bias, ci, m, h, w, oh, accumulate, relu, yi, 1, 8);
+    else
+      direct_row(xi, wp, bias, ci, m, h, w, oh, accumulate, relu, yi, 2, 8);
+  }
+}
+
+static void direct_forward(const conv_geom *g, const float *x, const float *wt,
+                           const float *bias, int relu, float *y, float *wp) {
+  direct_pack(wt, g->m, g->c, direct_mb(g->w, g->m), 0, wp);
+  direct_conv(g, g->n, x, g->c, wp, bias, g->m, 0, relu, y);
+}
+
+/* dx (+)= the convolution of dy with the flipped, transposed kernel (stride 1, pad 1). */
+static void direct_backward_data(const conv_geom *g, const float *wt, const float *dy,
+                                 float *dx, int overwrite, float *wp) {
+  direct_pack(wt, g->c, g->m, direct_mb(g->w, g->c), 1, wp);
+  direct_conv(g, g->n, dy, g->m, wp, NULL, g->c, !overwrite, 0, dx);
+}
+
+/* dw (m, c, 3, 3) += sum over the images and pixels of dy[m][p] * x[c][p shifted by the
+ * tap].  A job is one input channel, one kernel row and 8 output channels: 24 partial sums
+ * of 16 lanes in registers, over every image in order. */
+static void direct_backward_weights(const conv_geom *g, const float *x, const float *dy,
+                                    float *dw) {
+  const int64_t h = g->h, w = g->w, hw = h * w, c = g->c, m = g->m;
+  const int64_t mblocks = (m + 7) / 8, jobs = c * 3 * mblocks;
+#pragma omp parallel for if (g->n * m * hw * c * 9 > 4 * DD_PAR_MIN) schedule(static)
+  for (int64_t job = 0; job < jobs; job++) {
+    int64_t ci = job / (3 * mblocks), ki = job / mblocks % 3, m0 = job % mblocks * 8;
+    double sum[8][3] = {{0}};
+    __m512 acc[8][3];
+    #pragma GCC unroll 16
+    for (int k = 0; k < 8; k++)
+      #pragma GCC unroll 16
+      for (int d = 0; d < 3; d++) acc[k][d] = _mm512_setzero_ps();
+    int64_t pix = 0;
+    for (int64_t n = 0; n < g->n; n++) {
+      const float *xc = x + (n * c + ci) * hw, *dyn = dy + n * m * hw;
+      for (int64_t oh = 0; oh < h; oh++) {
+        int64_t ih = oh + ki - 1;
+        if (ih >= 0 && ih < h) {
+          const float *row = xc + ih * w;
+          for (int64_t j0 = 0; j0 < w; j0 += 16) {
+            __mmask16 mo = lanes(0, w - j0);
+            __m512 xv[3];
+            #pragma GCC unroll 16
+            for (int d = 0; d < 3; d++)
+              xv[d] = _mm512_maskz_loadu_ps(lanes(1 - j0 - d, w + 1 - j0 - d), row + j0 + d - 1);
+            #pragma GCC unroll 16
+            for (int k = 0; k < 8; k++) {
+              int64_t o = m0 + k < m ? m0 + k : m - 1; /* past m: computed, not stored */
+              __m512 dv = _mm512_maskz_loadu_ps(mo, dyn + o * hw + oh * w + j0);
+              #pragma GCC unroll 16
+              for (int d = 0; d < 3; d++) acc[k][d] = _mm512_fmadd_ps(dv, xv[d], acc[k][d]);
+            }
+          }
+        }
+        pix += w;
+        if (pix >= CONV_DW_K || (n == g->n - 1 && oh == h - 1)) { /* into the doubles */
+          #pragma GCC unroll 16
+          for (int k = 0; k < 8; k++)
+            #pragma GCC unroll 16
+            for (int d = 0; d < 3; d++) {
+              sum[k][d] += (double)_mm512_reduce_add_ps(acc[k][d]);
+              acc[k][d] = _mm512_setzero_ps();
+            }
+          pix = 0;
+        }
+      }
+    }
+        for (int k = 0; k < 8 && m0 + k < m; k++)
+      #pragma GCC unroll 16
+      for (int d = 0; d < 3; d++) dw[((m0 + k) * c + ci) * 9 + ki * 3 + d] += (float)sum[k][d];
+  }
+}
+#endif
+
 /* call->relu_out (DD_OP_FOLD_RELU): the plan folded the Relu reading y into this node, and
  * y = max(0, conv). */
 static void conv_forward_call(const dd_node *node, const dd_tensor *const *in,
@@ -863,6 +1073,12 @@ static void conv_forward_call(const dd_node *node, const dd_tensor *const *in,
   g.bf16 = call->bf16 && !call->exact && dd_bf16_kernel() != DD_BF16_NONE;
   const float *x = dd_f32(in[0]), *wt = dd_f32(in[1]), *bias = bt ? dd_f32(bt) : NULL;
   float *y = dd_f32(out[0]), *col = scratch;
+#ifdef __AVX512F__
+  if (direct_geometry(&g) && !call->exact && !g.bf16) {
+    direct_forward(&g, x, wt, bias, call->relu_out, y, col);
+    return;
+  }
+#endif
   /* dd_sgemm's bits: the folded Relu, and every column in the same order under exact */
   int relu = (call->relu_out ? DD_SGEMM_RELU : 0) | (call->exact ? DD_SGEMM_EXACT : 0);
   dd_dw_plan dg;
@@ -918,7 +1134,7 @@ static void conv_forward(const dd_node *node, const dd_tensor *const *in, dd_ten
 /* Whether the data gradient's path writes dx outright instead of adding into it: the
  * Winograd and 1x1 products can, and do when dx is handed over fresh. */
 static int backward_data_overwrites(const conv_geom *g, int dx_fresh) {
-  return dx_fresh && (g->wino || g->pointwise);
+  return dx_fresh && (g->direct || g->wino || g->pointwise);
 }
 
 /* A fresh gradient (DD_OP_GRAD_FRESH) holds garbage: zeroed here, except dx when its path
@@ -976,6 +1192,12 @@ static void backward_data_general(const conv_geom *g, const float *wt, const flo
 static void backward_data(const conv_geom *g, const float *wt, const float *dy, float *dx,
                           int overwrite, float *col) {
   dd_dw_plan dg;
+#ifdef __AVX512F__
+  if (g->direct) {
+    direct_backward_data(g, wt, dy, dx, overwrite, col);
+    return;
+  }
+#endif
   if (g->depthwise && dw_prepare(g, &dg)) depthwise_backward_vec(g, &dg, wt, dy, dx);
   else if (g->depthwise) depthwise_backward(g, wt, dy, dx);
   else if (g->wino) backward_data_winograd(g, wt, dy, dx, overwrite, col);
@@ -1184,6 +1406,12 @@ static void backward_weights_im2col(const conv_geom *g, const float *x, const fl
 static void backward_weights(const conv_geom *g, const float *x, const float *dy, float *dw,
                              float *col) {
   dd_dw_plan dg;
+#ifdef __AVX512F__
+  if (g->direct) {
+    direct_backward_weights(g, x, dy, dw);
+    return;
+  }
+#endif
   if (g->depthwise && dw_prepare(g, &dg)) depthwise_weights_vec(g, &dg, x, dy, dw);
   else if (g->depthwise) backward_weights_depthwise(g, x, dy, dw);
   else if (g->pointwise) backward_weights_pointwise(g, x, dy, dw, col);
@@ -1201,6 +1429,9 @@ static void conv_backward_call(const dd_node *node, const dd_tensor *const *in,
   conv_geometry(node->params, in[0], in[1], bt, &g, NULL);
   g.wino &= !call->exact;
   g.bf16 = call->bf16 && !call->exact && dd_bf16_kernel() != DD_BF16_NONE;
+#ifdef __AVX512F__
+  g.direct = direct_geometry(&g) && !call->exact && !g.bf16;
+#endif
   const float *x = dd_f32(in[0]), *wt = dd_f32(in[1]), *dy = dd_f32(dout[0]);
   float *col = scratch;
   float *dx = din[0] ? dd_f32(din[0]) : NULL;
