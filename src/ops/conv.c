@@ -905,34 +905,35 @@ static void direct_pack(const float *wt, int64_t m, int64_t ci, int mb, int flip
         }
 }
 
+/* The accumulators are named variables, not an array: GCC keeps an array of vectors on the
+ * stack (a load and a store around every multiply-add) even when its loops are unrolled. */
+#define DR_REP8(X) X(0) X(1) X(2) X(3) X(4) X(5) X(6) X(7)
+#define DR_REP16(X) DR_REP8(X) X(8) X(9) X(10) X(11) X(12) X(13) X(14) X(15)
+
 /* One output row oh of one image: y (m, h, w) row oh = (accumulate ? y : bias) + the 3x3
- * convolution of x (ci, h, w) with the packed kernel wp; relu: then max(0, .).  NV vectors
- * of 16 columns and MB channels at a time. */
+ * convolution of x (ci, h, w) with the packed kernel wp; relu: then max(0, .).  NV (1 or 2)
+ * vectors of 16 columns and MB (8 or 16) channels at a time. */
 static inline __attribute__((always_inline)) void direct_row(
     const float *x, const float *wp, const float *bias, int64_t ci, int64_t m, int64_t h,
     int64_t w, int64_t oh, int accumulate, int relu, float *y, const int NV, const int MB) {
   const int64_t hw = h * w;
   for (int64_t j0 = 0; j0 < w; j0 += 16 * NV) {
-    __mmask16 mk[3][2], mo[2];
-    #pragma GCC unroll 16
-    for (int v = 0; v < NV; v++) {
-      #pragma GCC unroll 16
-      for (int d = 0; d < 3; d++) {
-        int64_t at = j0 + 16 * v + d - 1;
-        mk[d][v] = lanes(-at, w - at);
-      }
-      mo[v] = lanes(0, w - j0 - 16 * v);
-    }
+    /* masks: tap column kj reads columns j0 + 16v + lane + kj - 1, inside [0, w) */
+    const __mmask16 k00 = lanes(1 - j0, w + 1 - j0), k01 = lanes(-15 - j0, w - 15 - j0);
+    const __mmask16 k10 = lanes(-j0, w - j0), k11 = lanes(-16 - j0, w - 16 - j0);
+    const __mmask16 k20 = lanes(-1 - j0, w - 1 - j0), k21 = lanes(-17 - j0, w - 17 - j0);
+    const __mmask16 mo0 = lanes(0, w - j0), mo1 = lanes(0, w - j0 - 16);
     for (int64_t m0 = 0; m0 < m; m0 += MB) {
-      __m512 acc[16][2];
-      #pragma GCC unroll 16
-      for (int k = 0; k < MB; k++) {
-        int64_t o = m0 + k < m ? m0 + k : m - 1; /* past m: computed, not stored */
-        #pragma GCC unroll 16
-        for (int v = 0; v < NV; v++)
-          acc[k][v] = accumulate ? _mm512_maskz_loadu_ps(mo[v], y + o * hw + oh * w + j0 + 16 * v)
-                                 : _mm512_set1_ps(bias ? bias[o] : 0.f);
-      }
+#define DR_INIT(k)                                                                          \
+  __m512 a##k##_0 = _mm512_setzero_ps(), a##k##_1 = _mm512_setzero_ps();                    \
+  if (k < MB) {                                                                             \
+    int64_t o = m0 + k < m ? m0 + k : m - 1; /* past m: computed, not stored */             \
+    const float *yo = y + o * hw + oh * w + j0;                                             \
+    a##k##_0 = accumulate ? _mm512_maskz_loadu_ps(mo0, yo) : _mm512_set1_ps(bias ? bias[o] : 0.f); \
+    if (NV > 1) a##k##_1 = accumulate ? _mm512_maskz_loadu_ps(mo1, yo + 16) : a##k##_0;      \
+  }
+      DR_REP16(DR_INIT)
+#undef DR_INIT
       const float *wb = wp + m0 / MB * ci * 9 * MB;
       for (int64_t c = 0; c < ci; c++)
         for (int ki = 0; ki < 3; ki++) {
@@ -940,27 +941,38 @@ static inline __attribute__((always_inline)) void direct_row(
           if (ih < 0 || ih >= h) continue;
           const float *row = x + (c * h + ih) * w + j0 - 1; /* masked: never read outside */
           const float *wt = wb + (c * 9 + ki * 3) * MB;
-          #pragma GCC unroll 16
-          for (int kj = 0; kj < 3; kj++, wt += MB) {
-            __m512 xv[2];
-            #pragma GCC unroll 16
-            for (int v = 0; v < NV; v++)
-              xv[v] = _mm512_maskz_loadu_ps(mk[kj][v], row + kj + 16 * v);
-            #pragma GCC unroll 16
-            for (int k = 0; k < MB; k++) {
-              __m512 wv = _mm512_set1_ps(wt[k]);
-              #pragma GCC unroll 16
-              for (int v = 0; v < NV; v++) acc[k][v] = _mm512_fmadd_ps(wv, xv[v], acc[k][v]);
-            }
-          }
+#define DR_FMA(k)                                                        \
+  if (k < MB) {                                                          \
+    __m512 wv = _mm512_set1_ps(wt[k]);                                   \
+    a##k##_0 = _mm512_fmadd_ps(wv, x0, a##k##_0);                        \
+    if (NV > 1) a##k##_1 = _mm512_fmadd_ps(wv, x1, a##k##_1);            \
+  }
+#define DR_TAP(kj, m0_, m1_)                                                             \
+  {                                                                                      \
+    __m512 x0 = _mm512_maskz_loadu_ps(m0_, row + kj);                                    \
+    __m512 x1 = NV > 1 ? _mm512_maskz_loadu_ps(m1_, row + kj + 16) : _mm512_setzero_ps(); \
+    DR_REP16(DR_FMA)                                                                     \
+    wt += MB;                                                                            \
+  }
+          DR_TAP(0, k00, k01)
+          DR_TAP(1, k10, k11)
+          DR_TAP(2, k20, k21)
+#undef DR_TAP
+#undef DR_FMA
         }
-            for (int k = 0; k < MB && m0 + k < m; k++)
-        #pragma GCC unroll 16
-        for (int v = 0; v < NV; v++) {
-          __m512 r = acc[k][v];
-          if (relu) r = _mm512_max_ps(r, _mm512_setzero_ps());
-          _mm512_mask_storeu_ps(y + (m0 + k) * hw + oh * w + j0 + 16 * v, mo[v], r);
-        }
+#define DR_STORE(k)                                                          \
+  if (k < MB && m0 + k < m) {                                                \
+    float *yo = y + (m0 + k) * hw + oh * w + j0;                             \
+    __m512 r0 = a##k##_0, r1 = a##k##_1;                                     \
+    if (relu) {                                                              \
+      r0 = _mm512_max_ps(r0, _mm512_setzero_ps());                           \
+      r1 = _mm512_max_ps(r1, _mm512_setzero_ps());                           \
+    }                                                                        \
+    _mm512_mask_storeu_ps(yo, mo0, r0);                                      \
+    if (NV > 1) _mm512_mask_storeu_ps(yo + 16, mo1, r1);                     \
+  }
+      DR_REP16(DR_STORE)
+#undef DR_STORE
     }
   }
 }
@@ -1014,48 +1026,50 @@ static void direct_backward_weights(const conv_geom *g, const float *x, const fl
   for (int64_t job = 0; job < jobs; job++) {
     int64_t ci = job / (3 * mblocks), ki = job / mblocks % 3, m0 = job % mblocks * 8;
     double sum[8][3] = {{0}};
-    __m512 acc[8][3];
-    #pragma GCC unroll 16
-    for (int k = 0; k < 8; k++)
-      #pragma GCC unroll 16
-      for (int d = 0; d < 3; d++) acc[k][d] = _mm512_setzero_ps();
+    const float *dyo[8]; /* past m: channel m - 1 again, computed, not stored */
+    for (int k = 0; k < 8; k++) dyo[k] = dy + (m0 + k < m ? m0 + k : m - 1) * hw;
+#define DW_DECL(k) __m512 a##k##_0 = _mm512_setzero_ps(), a##k##_1 = a##k##_0, a##k##_2 = a##k##_0;
+    DR_REP8(DW_DECL)
+#undef DW_DECL
     int64_t pix = 0;
     for (int64_t n = 0; n < g->n; n++) {
-      const float *xc = x + (n * c + ci) * hw, *dyn = dy + n * m * hw;
+      const float *xc = x + (n * c + ci) * hw;
+      const int64_t yoff = n * m * hw;
       for (int64_t oh = 0; oh < h; oh++) {
         int64_t ih = oh + ki - 1;
         if (ih >= 0 && ih < h) {
           const float *row = xc + ih * w;
           for (int64_t j0 = 0; j0 < w; j0 += 16) {
-            __mmask16 mo = lanes(0, w - j0);
-            __m512 xv[3];
-            #pragma GCC unroll 16
-            for (int d = 0; d < 3; d++)
-              xv[d] = _mm512_maskz_loadu_ps(lanes(1 - j0 - d, w + 1 - j0 - d), row + j0 + d - 1);
-            #pragma GCC unroll 16
-            for (int k = 0; k < 8; k++) {
-              int64_t o = m0 + k < m ? m0 + k : m - 1; /* past m: computed, not stored */
-              __m512 dv = _mm512_maskz_loadu_ps(mo, dyn + o * hw + oh * w + j0);
-              #pragma GCC unroll 16
-              for (int d = 0; d < 3; d++) acc[k][d] = _mm512_fmadd_ps(dv, xv[d], acc[k][d]);
-            }
+            const __mmask16 mo = lanes(0, w - j0);
+            const __m512 x0 = _mm512_maskz_loadu_ps(lanes(1 - j0, w + 1 - j0), row + j0 - 1);
+            const __m512 x1 = _mm512_maskz_loadu_ps(lanes(-j0, w - j0), row + j0);
+            const __m512 x2 = _mm512_maskz_loadu_ps(lanes(-1 - j0, w - 1 - j0), row + j0 + 1);
+            const int64_t at = yoff + oh * w + j0;
+#define DW_FMA(k)                                                 \
+  {                                                               \
+    __m512 dv = _mm512_maskz_loadu_ps(mo, dyo[k] + at);           \
+    a##k##_0 = _mm512_fmadd_ps(dv, x0, a##k##_0);                 \
+    a##k##_1 = _mm512_fmadd_ps(dv, x1, a##k##_1);                 \
+    a##k##_2 = _mm512_fmadd_ps(dv, x2, a##k##_2);                 \
+  }
+            DR_REP8(DW_FMA)
+#undef DW_FMA
           }
         }
         pix += w;
         if (pix >= CONV_DW_K || (n == g->n - 1 && oh == h - 1)) { /* into the doubles */
-          #pragma GCC unroll 16
-          for (int k = 0; k < 8; k++)
-            #pragma GCC unroll 16
-            for (int d = 0; d < 3; d++) {
-              sum[k][d] += (double)_mm512_reduce_add_ps(acc[k][d]);
-              acc[k][d] = _mm512_setzero_ps();
-            }
+#define DW_FLUSH(k)                                                \
+  sum[k][0] += (double)_mm512_reduce_add_ps(a##k##_0);             \
+  sum[k][1] += (double)_mm512_reduce_add_ps(a##k##_1);             \
+  sum[k][2] += (double)_mm512_reduce_add_ps(a##k##_2);             \
+  a##k##_0 = a##k##_1 = a##k##_2 = _mm512_setzero_ps();
+          DR_REP8(DW_FLUSH)
+#undef DW_FLUSH
           pix = 0;
         }
       }
     }
-        for (int k = 0; k < 8 && m0 + k < m; k++)
-      #pragma GCC unroll 16
+    for (int k = 0; k < 8 && m0 + k < m; k++)
       for (int d = 0; d < 3; d++) dw[((m0 + k) * c + ci) * 9 + ki * 3 + d] += (float)sum[k][d];
   }
 }
@@ -1146,14 +1160,20 @@ static void backward_clear_fresh(const dd_node *node, dd_tensor *const *din, uin
       memset(din[j]->data, 0, (size_t)dd_tensor_numel(din[j]) * sizeof(float));
 }
 
-/* db (M) += the sum of dy (N, M, ho*wo) over images and positions, in double. */
+/* db (M) += the sum of dy (N, M, ho*wo) over images and positions, in double: eight partial
+ * sums (position i into sum i % 8, which vectorizes without reordering any sum), added in a
+ * fixed order at the end of each plane. */
 static void backward_bias(const conv_geom *g, const float *dy, float *db) {
   for (int64_t n = 0; n < g->n; n++)
     for (int64_t m = 0; m < g->m; m++) {
       const float *s = dy + (n * g->m + m) * g->ocol;
-      double acc = 0;
-      for (int64_t i = 0; i < g->ocol; i++) acc += s[i];
-      db[m] += (float)acc;
+      double a[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+      int64_t i = 0;
+      for (; i + 8 <= g->ocol; i += 8)
+#pragma GCC unroll 8
+        for (int j = 0; j < 8; j++) a[j] += (double)s[i + j];
+      for (int j = 0; i < g->ocol; i++, j++) a[j] += (double)s[i];
+      db[m] += (float)(((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7])));
     }
 }
 
