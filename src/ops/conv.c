@@ -1,7 +1,12 @@
 /* Conv: 1-D and 2-D convolution with groups, strides, dilations, explicit or automatic
  * padding and an optional bias.  Forward and backward side by side.
  *
- * Four paths, chosen from the geometry:
+ * Five paths, chosen from the geometry:
+ *   direct     (AVX-512 builds) 3x3, stride 1, pad 1, one group, at most 16 input and 32
+ *              output channels: straight from the NCHW planes, 16 output columns and a block
+ *              of output channels in registers (a small training network's layers, too
+ *              narrow for the product tiles and for Winograd); not under DD_PLAN_EXACT or
+ *              bf16.  Forward, data gradient and weight gradient (see "the direct path").
  *   pointwise  1x1 kernel, stride 1, no padding: the NCHW data already is the column matrix,
  *              so each group is one sgemm with no copy.
  *   depthwise  one input channel per group: the vectorized stencils of ops/depthwise.c, one
