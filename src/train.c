@@ -287,9 +287,11 @@ int dd_train_arch(const char *arch, int channels, int size, int n_classes, uint6
 /* A batch is cut into chunks of TRAIN_CHUNK images (the last one shorter), a number fixed by
  * the batch size alone, never by the thread count.  Each thread runs whole chunks, forward
  * and backward, through plans of its own (DD_PLAN_SERIAL: the ops inside stay on that
- * thread), in one parallel region per step; then one pass adds the chunks' parameter
- * gradients in chunk order.  Every sum is thus the same on any number of threads, and a step
- * costs one barrier instead of one per op. */
+ * thread), in one parallel region per step: in waves of one chunk per thread, after each of
+ * which the threads add the wave's parameter gradients, straight from the plans, into the sum
+ * in chunk order (no copy per chunk: a large model's gradient is held once per plan and once
+ * summed).  Every sum is thus the same on any number of threads, and a step costs two
+ * barriers per wave instead of one per op. */
 #define TRAIN_CHUNK 8
 /* Plans kept per thread, by chunk size (the full chunk and the recent remainders). */
 #define N_PLANS 3
@@ -315,8 +317,7 @@ struct dd_trainer {
   int n_slot;
   float *grad;            /* (poff[np]) the last step's summed gradient */
   dd_tensor *gt;          /* (np) views of grad, one per parameter; data NULL before a step */
-  float *cgrad;           /* (cgrad_n x poff[np]) each chunk's gradient */
-  int cgrad_n;
+  dd_plan **wave;         /* (n_slot) the plan each slot ran in the current wave, or NULL */
   float *seed;            /* n x K gradient of the loss w.r.t. the logits */
   double *iloss;          /* (n) each image's loss */
   int *igood;             /* (n) each image: 1 when its top class is its label */
@@ -338,7 +339,7 @@ void dd_trainer_free(dd_trainer *t) {
   free(t->poff);
   free(t->grad);
   free(t->gt);
-  free(t->cgrad);
+  free(t->wave);
   free(t->seed);
   free(t->iloss);
   free(t->igood);
@@ -353,9 +354,11 @@ void dd_trainer_free(dd_trainer *t) {
 static int get_plan(dd_trainer *t, int s, int n, dd_plan **out, dd_err *err) {
   if (s >= t->n_slot) {
     plan_slot *ns = realloc(t->slot, sizeof *ns * (size_t)(s + 1));
-    if (!ns) return dd_fail(err, DD_ENOMEM, "out of memory");
+    if (ns) t->slot = ns;
+    dd_plan **w = realloc(t->wave, sizeof *w * (size_t)(s + 1));
+    if (w) t->wave = w;
+    if (!ns || !w) return dd_fail(err, DD_ENOMEM, "out of memory");
     memset(ns + t->n_slot, 0, sizeof *ns * (size_t)(s + 1 - t->n_slot));
-    t->slot = ns;
     t->n_slot = s + 1;
   }
   plan_slot *ps = &t->slot[s];
@@ -517,9 +520,8 @@ static dd_plan *find_plan(const dd_trainer *t, int s, int n) {
   return NULL;
 }
 
-/* Room for a batch of n: the seed and per-image results, and with `train` the gradients of
- * its chunks. */
-static int reserve(dd_trainer *t, int n, int chunks, int train, dd_err *err) {
+/* Room for a batch of n: the seed and per-image results. */
+static int reserve(dd_trainer *t, int n, dd_err *err) {
   if (n > t->seed_n) {
     float *s = realloc(t->seed, sizeof(float) * (size_t)n * t->k);
     if (s) t->seed = s;
@@ -530,21 +532,15 @@ static int reserve(dd_trainer *t, int n, int chunks, int train, dd_err *err) {
     if (!s || !l || !g) return dd_fail(err, DD_ENOMEM, "out of memory");
     t->seed_n = n;
   }
-  if (train && chunks > t->cgrad_n) {
-    float *c = realloc(t->cgrad, sizeof(float) * (size_t)chunks * (size_t)t->poff[t->np]);
-    if (!c) return dd_fail(err, DD_ENOMEM, "out of memory");
-    t->cgrad = c;
-    t->cgrad_n = chunks;
-  }
   return DD_OK;
 }
 
 /* One chunk (images [i0, i0 + cn) of a batch of n) through plan p: its logits, each image's
  * loss and whether it is right, the seed (the loss's gradient w.r.t. the logits, as
- * nn.CrossEntropyLoss: the mean over the whole batch); with `train`, backward and the
- * parameters' gradients copied into g (poff[np] floats). */
+ * nn.CrossEntropyLoss: the mean over the whole batch); with `train`, backward (the
+ * parameters' gradients are then in the plan). */
 static void run_chunk(dd_trainer *t, dd_plan *p, const float *x, const int *labels, int i0,
-                      int cn, int n, int train, float *logits, float *g) {
+                      int cn, int n, int train, float *logits) {
   size_t per = (size_t)t->c * t->h * t->w;
   memcpy(dd_plan_tensor(p, t->input)->data, x + per * (size_t)i0, sizeof(float) * per * cn);
   dd_plan_forward(p);
@@ -569,9 +565,24 @@ static void run_chunk(dd_trainer *t, dd_plan *p, const float *x, const int *labe
   memcpy(dd_plan_grad(p, t->logits)->data, t->seed + (size_t)i0 * t->k,
          sizeof(float) * (size_t)cn * t->k);
   dd_plan_backward(p);
-  for (int j = 0; j < t->np; j++)
-    memcpy(g + t->poff[j], dd_plan_grad(p, t->pv[j])->data,
-           sizeof(float) * (size_t)(t->poff[j + 1] - t->poff[j]));
+}
+
+/* Elements [a, b) of the summed gradient (t->grad, parameters end to end): the gradients of
+ * the wave's plans (t->wave[0 .. k), chunks `first` .. first + k - 1) added to it in chunk
+ * order; the first chunk of the batch starts the sum. */
+static void fold_wave(dd_trainer *t, int first, int k, int64_t a, int64_t b) {
+  for (int j = 0; j < t->np; j++) {
+    int64_t lo = t->poff[j] > a ? t->poff[j] : a, hi = t->poff[j + 1] < b ? t->poff[j + 1] : b;
+    if (lo >= hi) continue;
+    float *gs = t->grad + lo;
+    const int64_t len = hi - lo, off = lo - t->poff[j];
+    for (int c = 0; c < k; c++) {
+      const float *g = dd_f32(dd_plan_grad(t->wave[c], t->pv[j])) + off;
+      if (first == 0 && c == 0) memcpy(gs, g, sizeof(float) * (size_t)len);
+      else
+        for (int64_t e = 0; e < len; e++) gs[e] += g[e];
+    }
+  }
 }
 
 /* A batch in chunks, the chunks shared among the threads: loss, correct, logits (may be
@@ -587,21 +598,32 @@ static int run_batch(dd_trainer *t, const float *x, const int *labels, int n, in
   int nt = omp_get_max_threads();
   if (nt > chunks) nt = chunks;
   if (nt < 1) nt = 1;
-  int rc = reserve(t, n, chunks, train, err);
+  int rc = reserve(t, n, err);
   for (int s = 0; !rc && s < nt; s++) { /* any slot may run a full chunk and the last */
     dd_plan *p;
     if (chunks > 1) rc = get_plan(t, s, TRAIN_CHUNK, &p, err);
     if (!rc) rc = get_plan(t, s, last, &p, err);
   }
   if (rc) return rc;
+  /* In waves of one chunk per thread; after each wave its gradients are added to the sum in
+   * chunk order, each thread a share of the elements, before the next wave overwrites them:
+   * the sum is ((c0 + c1) + c2) + ... however many threads run. */
   const int64_t np = t->poff[t->np];
 #pragma omp parallel num_threads(nt) if (nt > 1)
   {
-    int s = omp_get_thread_num(), ns = omp_get_num_threads();
-    for (int ci = s; ci < chunks; ci += ns) {
-      int cn = ci == chunks - 1 ? last : TRAIN_CHUNK;
-      run_chunk(t, find_plan(t, s, cn), x, labels, ci * TRAIN_CHUNK, cn, n, train, logits,
-                train ? t->cgrad + (size_t)ci * (size_t)np : NULL);
+    const int s = omp_get_thread_num(), ns = omp_get_num_threads();
+    for (int first = 0; first < chunks; first += ns) {
+      const int ci = first + s, k = chunks - first < ns ? chunks - first : ns;
+      if (ci < chunks) {
+        const int cn = ci == chunks - 1 ? last : TRAIN_CHUNK;
+        t->wave[s] = find_plan(t, s, cn);
+        run_chunk(t, t->wave[s], x, labels, ci * TRAIN_CHUNK, cn, n, train, logits);
+      }
+      if (train) {
+#pragma omp barrier
+        fold_wave(t, first, k, np * s / ns, np * (s + 1) / ns);
+#pragma omp barrier
+      }
     }
   }
   double total = 0;
@@ -616,15 +638,6 @@ static int run_batch(dd_trainer *t, const float *x, const int *labels, int n, in
     return dd_fail(err, DD_ELIMIT, "%s: the loss is not finite (%g): the weights diverged; try "
                    "a smaller learning rate", t->what, total / n);
   if (!train) return DD_OK;
-  /* the chunks' gradients added in chunk order, element by element */
-  const float *cg = t->cgrad;
-  float *gs = t->grad;
-#pragma omp parallel for if (np > DD_PAR_MIN) schedule(static)
-  for (int64_t e = 0; e < np; e++) {
-    float acc = cg[e];
-    for (int ci = 1; ci < chunks; ci++) acc += cg[(size_t)ci * (size_t)np + e];
-    gs[e] = acc;
-  }
   for (int j = 0; j < t->np; j++) {
     const dd_tensor *w = t->m->values[t->pv[j]].init;
     t->gt[j] = (dd_tensor){DD_F32, w->shape, t->grad + t->poff[j], 0};
