@@ -309,14 +309,14 @@ Test(train, same_seed_gives_byte_identical_weights_and_files) {
 
 /* A batch of several chunks (src/train.c shares them among the threads): the same bytes of
  * weights and gradients on 1 and 2 threads, and the loss and gradient of the whole batch
- * (against steps taken image by image: the mean of their gradients). */
-Test(train, chunked_batches_are_bit_exact_across_thread_counts) {
-  enum { n = 37, c = 3, s = 16, k = 4 };
+ * (against steps taken image by image: the mean of their gradients).  n images of c x s x s
+ * (n <= 37), k classes. */
+static void check_chunked(const char *arch, int n, int c, int s, int k) {
   dd_train_opts o;
   dd_train_opts_init(&o);
   o.momentum = 0.9f;
   dd_err err;
-  int labels[n];
+  int labels[37];
   float *x = random_batch(n, c, s, 4242, labels, k);
   float *w[2][8] = {{0}};
   float *g[2][8] = {{0}};
@@ -324,7 +324,7 @@ Test(train, chunked_batches_are_bit_exact_across_thread_counts) {
   int np = 0;
   for (int r = 0; r < 2; r++) {
     omp_set_num_threads(r ? 2 : 1);
-    dd_trainer *t = make_trainer("cnn", c, s, k, 5, &o);
+    dd_trainer *t = make_trainer(arch, c, s, k, 5, &o);
     np = dd_trainer_num_params(t);
     cr_assert(np <= 8);
     for (int step = 0; step < 3; step++)
@@ -341,7 +341,7 @@ Test(train, chunked_batches_are_bit_exact_across_thread_counts) {
   }
   omp_set_num_threads(2);
   cr_assert_eq(loss[0], loss[1]);
-  dd_trainer *t = make_trainer("cnn", c, s, k, 5, &o);
+  dd_trainer *t = make_trainer(arch, c, s, k, 5, &o);
   for (int i = 0; i < np; i++) {
     int64_t ne = dd_tensor_numel(dd_trainer_param(t, i));
     cr_assert_eq(memcmp(w[0][i], w[1][i], sizeof(float) * (size_t)ne), 0, "weights %d differ", i);
@@ -350,7 +350,7 @@ Test(train, chunked_batches_are_bit_exact_across_thread_counts) {
   }
   /* the summed gradient of a batch of 37 is the mean of the 37 single images' */
   cr_assert_eq(dd_trainer_step(t, x, labels, n, NULL, NULL, &err), 0, "%s", err.msg);
-  dd_trainer *t1 = make_trainer("cnn", c, s, k, 5, &o);
+  dd_trainer *t1 = make_trainer(arch, c, s, k, 5, &o);
   for (int i = 0; i < np; i++) {
     const dd_tensor *gb = dd_trainer_param_grad(t, i);
     int64_t ne = dd_tensor_numel(gb);
@@ -390,6 +390,18 @@ Test(train, chunked_batches_are_bit_exact_across_thread_counts) {
       free(g[r][i]);
     }
   free(x);
+}
+
+/* The cnn's chunk gradients are copied out of the plans and summed after the parallel
+ * region; a perceptron on 512x512 images with 13 classes (3.4M weights, 5 chunks: more than
+ * TRAIN_COPY_MAX floats together) has them summed wave by wave straight from the plans. */
+Test(train, chunked_batches_are_bit_exact_across_thread_counts) {
+  check_chunked("cnn", 37, 3, 16, 4);
+}
+
+Test(train, chunked_batches_of_a_large_model_are_bit_exact_across_thread_counts,
+     .timeout = 120) {
+  check_chunked("perceptron", 37, 1, 512, 13);
 }
 
 /* DD_PLAN_SERIAL (the trainer's per-thread plans) keeps every op on the calling thread and
