@@ -21,6 +21,8 @@ dd_tensor *dd_plan_grad(dd_plan *p, int v) {
 }
 
 void dd_plan_forward(dd_plan *p) {
+  int serial = dd_par_serial;
+  if (p->flags & DD_PLAN_SERIAL) dd_par_serial = 1;
   for (int o = 0; o < p->n_order; o++) {
     if (p->skip && p->skip[o]) continue;
     const dd_node *n = p->onode[o];
@@ -34,6 +36,7 @@ void dd_plan_forward(dd_plan *p) {
     dd_op_forward(n, in, outs, p->scratch.base, &call);
     if (p->profile) p->profile[2 * p->order[o]] += dd_now_seconds() - t0;
   }
+  dd_par_serial = serial;
 }
 
 /* Floats per thread below which zeroing stays on one thread. */
@@ -42,7 +45,7 @@ void dd_plan_forward(dd_plan *p) {
 static void zero_tensor(dd_tensor *t) {
   int64_t n = dd_tensor_numel(t), chunks = (n + ZERO_CHUNK - 1) / ZERO_CHUNK;
   float *d = t->data;
-#pragma omp parallel for if (chunks > 1) schedule(static)
+#pragma omp parallel for if (chunks > 1 && !dd_par_serial) schedule(static)
   for (int64_t c = 0; c < chunks; c++) {
     int64_t a = c * ZERO_CHUNK, len = n - a < ZERO_CHUNK ? n - a : ZERO_CHUNK;
     memset(d + a, 0, (size_t)len * sizeof(float));
@@ -50,12 +53,15 @@ static void zero_tensor(dd_tensor *t) {
 }
 
 void dd_plan_zero_grad(dd_plan *p) {
+  int serial = dd_par_serial;
+  if (p->flags & DD_PLAN_SERIAL) dd_par_serial = 1;
   if (p->seeds) {
     for (int i = 0; i < p->n_seeds; i++) zero_tensor(&p->grad[p->seeds[i]]);
-    return;
+  } else {
+    for (int v = 0; v < p->nv; v++)
+      if (p->grad[v].data) zero_tensor(&p->grad[v]);
   }
-  for (int v = 0; v < p->nv; v++)
-    if (p->grad[v].data) zero_tensor(&p->grad[v]);
+  dd_par_serial = serial;
 }
 
 /* The bits of dd_op_call.fresh for gradient v handed over fresh to node n: those of the
@@ -68,6 +74,8 @@ static uint64_t fresh_bits(const dd_node *n, int v) {
 }
 
 void dd_plan_backward(dd_plan *p) {
+  int serial = dd_par_serial;
+  if (p->flags & DD_PLAN_SERIAL) dd_par_serial = 1;
   for (int o = p->n_order - 1; o >= 0; o--) {
     const dd_node *n = p->onode[o];
     const dd_tensor *in[64], *outs[64], *dout[64];
@@ -97,6 +105,7 @@ void dd_plan_backward(dd_plan *p) {
     dd_op_backward(n, in, outs, dout, din, p->scratch.base, &call);
     if (p->profile) p->profile[2 * p->order[o] + 1] += dd_now_seconds() - t0;
   }
+  dd_par_serial = serial;
 }
 
 size_t dd_plan_bytes(const dd_plan *p) { return p->arena.size + p->scratch.size; }

@@ -147,6 +147,8 @@ float dd_rng_normal(uint64_t *s) {
   return (float)(sqrt(-2.0 * log(u1)) * cos(2.0 * pi * u2));
 }
 
+_Thread_local int dd_par_serial;
+
 double dd_now_seconds(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);

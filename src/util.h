@@ -31,9 +31,16 @@ float dd_rng_normal(uint64_t *s);
 /* Seconds on the monotonic clock, for durations. */
 double dd_now_seconds(void);
 
+/* Nonzero (on this thread) while a plan made with DD_PLAN_SERIAL runs (src/graph.c): every
+ * loop of the ops then stays on the calling thread, which is itself one of several running
+ * plans side by side (the trainer's chunks of a batch, src/train.c). */
+extern _Thread_local int dd_par_serial;
+/* A threshold no loop reaches (with room for the multiples of DD_PAR_MIN the ops use). */
+#define DD_PAR_NEVER (INT64_MAX / 1024)
 /* Element counts below which a loop is not worth splitting across threads: under it the
  * cost of waking the second core is more than the work.  The split never changes results
- * (loops are element-wise, or sum in chunks fixed by the count). */
-#define DD_PAR_MIN 32768
+ * (loops are element-wise, or sum in chunks fixed by the count).  Under dd_par_serial no
+ * loop is split. */
+#define DD_PAR_MIN (dd_par_serial ? DD_PAR_NEVER : INT64_C(32768))
 
 #endif

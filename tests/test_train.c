@@ -3,6 +3,7 @@
  * refusals. */
 #include <criterion/criterion.h>
 #include <math.h>
+#include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -198,16 +199,18 @@ static void expect_close(const dd_tensor *a, const dd_tensor *ref, const char *w
 }
 
 Test(train, sgd_and_adam_steps_match_torch_optim, .timeout = 120) {
-  const int n = 6, c = 3, s = 8, k = 4;
+  /* 20 images: three chunks (8, 8, 4) whose gradients the trainer adds (src/train.c) */
+  enum { n = 20 };
+  const int c = 3, s = 8, k = 4;
   void *onnx;
   size_t len;
   dd_err err;
   char p[256];
   cr_assert_eq(dd_train_arch("cnn", c, s, k, 21, &onnx, &len, &err), 0, "%s", err.msg);
   th_write_bytes(th_tmp(p, sizeof p, "init.onnx"), onnx, len);
-  int labels[6];
+  int labels[n];
   float *x = random_batch(n, c, s, 77, labels, k);
-  int64_t xd[4] = {n, c, s, s}, ld[1] = {n}, lv[6];
+  int64_t xd[4] = {n, c, s, s}, ld[1] = {n}, lv[n];
   for (int i = 0; i < n; i++) lv[i] = labels[i];
   dd_shape xs = dd_shape_make(4, xd);
   dd_tensor xt = dd_tensor_wrap(DD_F32, &xs, x);
@@ -302,6 +305,153 @@ Test(train, same_seed_gives_byte_identical_weights_and_files) {
             pre.std[2] == 0.5f && !pre.bgr);
   for (int i = 0; i < nl; i++) free(labels[i]);
   free(labels);
+}
+
+/* A batch of several chunks (src/train.c shares them among the threads): the same bytes of
+ * weights and gradients on 1 and 2 threads, and the loss and gradient of the whole batch
+ * (against steps taken image by image: the mean of their gradients).  n images of c x s x s
+ * (n <= 37), k classes. */
+static void check_chunked(const char *arch, int n, int c, int s, int k) {
+  dd_train_opts o;
+  dd_train_opts_init(&o);
+  o.momentum = 0.9f;
+  dd_err err;
+  int labels[37];
+  float *x = random_batch(n, c, s, 4242, labels, k);
+  float *w[2][8] = {{0}};
+  float *g[2][8] = {{0}};
+  double loss[2];
+  int np = 0;
+  for (int r = 0; r < 2; r++) {
+    omp_set_num_threads(r ? 2 : 1);
+    dd_trainer *t = make_trainer(arch, c, s, k, 5, &o);
+    np = dd_trainer_num_params(t);
+    cr_assert(np <= 8);
+    for (int step = 0; step < 3; step++)
+      cr_assert_eq(dd_trainer_step(t, x, labels, n - step, &loss[r], NULL, &err), 0, "%s",
+                   err.msg);
+    for (int i = 0; i < np; i++) {
+      size_t b = sizeof(float) * (size_t)dd_tensor_numel(dd_trainer_param(t, i));
+      w[r][i] = malloc(b);
+      g[r][i] = malloc(b);
+      memcpy(w[r][i], dd_trainer_param(t, i)->data, b);
+      memcpy(g[r][i], dd_trainer_param_grad(t, i)->data, b);
+    }
+    dd_trainer_free(t);
+  }
+  omp_set_num_threads(2);
+  cr_assert_eq(loss[0], loss[1]);
+  dd_trainer *t = make_trainer(arch, c, s, k, 5, &o);
+  for (int i = 0; i < np; i++) {
+    int64_t ne = dd_tensor_numel(dd_trainer_param(t, i));
+    cr_assert_eq(memcmp(w[0][i], w[1][i], sizeof(float) * (size_t)ne), 0, "weights %d differ", i);
+    cr_assert_eq(memcmp(g[0][i], g[1][i], sizeof(float) * (size_t)ne), 0, "gradient %d differs",
+                 i);
+  }
+  /* the summed gradient of a batch of 37 is the mean of the 37 single images' */
+  cr_assert_eq(dd_trainer_step(t, x, labels, n, NULL, NULL, &err), 0, "%s", err.msg);
+  dd_trainer *t1 = make_trainer(arch, c, s, k, 5, &o);
+  for (int i = 0; i < np; i++) {
+    const dd_tensor *gb = dd_trainer_param_grad(t, i);
+    int64_t ne = dd_tensor_numel(gb);
+    double *mean = calloc((size_t)ne, sizeof *mean);
+    for (int j = 0; j < n; j++) {
+      float *saved[8]; /* every step from the initial weights: undone after it */
+      for (int q = 0; q < np; q++) {
+        size_t b = sizeof(float) * (size_t)dd_tensor_numel(dd_trainer_param(t1, q));
+        saved[q] = malloc(b);
+        memcpy(saved[q], dd_trainer_param(t1, q)->data, b);
+      }
+      cr_assert_eq(dd_trainer_step(t1, x + (size_t)j * c * s * s, labels + j, 1, NULL, NULL,
+                                   &err), 0, "%s", err.msg);
+      const float *gj = dd_f32(dd_trainer_param_grad(t1, i));
+      for (int64_t e = 0; e < ne; e++) mean[e] += gj[e] / n;
+      for (int q = 0; q < np; q++) {
+        memcpy(dd_trainer_param(t1, q)->data, saved[q],
+               sizeof(float) * (size_t)dd_tensor_numel(dd_trainer_param(t1, q)));
+        free(saved[q]);
+      }
+    }
+    double worst = 0, scale = 0;
+    for (int64_t e = 0; e < ne; e++) {
+      double d = fabs(mean[e] - dd_f32(gb)[e]);
+      worst = d > worst ? d : worst;
+      scale = fabs(mean[e]) > scale ? fabs(mean[e]) : scale;
+    }
+    cr_assert(scale > 0 && worst <= 1e-5 * scale, "%s: batch gradient off the images' mean by "
+              "%g (largest %g)", dd_trainer_param_name(t, i), worst, scale);
+    free(mean);
+  }
+  dd_trainer_free(t1);
+  dd_trainer_free(t);
+  for (int r = 0; r < 2; r++)
+    for (int i = 0; i < np; i++) {
+      free(w[r][i]);
+      free(g[r][i]);
+    }
+  free(x);
+}
+
+/* The cnn's chunk gradients are copied out of the plans and summed after the parallel
+ * region; a perceptron on 512x512 images with 13 classes (3.4M weights, 5 chunks: more than
+ * TRAIN_COPY_MAX floats together) has them summed wave by wave straight from the plans. */
+Test(train, chunked_batches_are_bit_exact_across_thread_counts) {
+  check_chunked("cnn", 37, 3, 16, 4);
+}
+
+Test(train, chunked_batches_of_a_large_model_are_bit_exact_across_thread_counts,
+     .timeout = 120) {
+  check_chunked("perceptron", 37, 1, 512, 13);
+}
+
+/* DD_PLAN_SERIAL (the trainer's per-thread plans) keeps every op on the calling thread and
+ * changes no byte: the cnn at batch 16 of 64x64 images, large enough for its ops to split
+ * their loops on 2 threads, forward and backward with and without it. */
+Test(train, serial_plans_give_the_same_bytes) {
+  void *onnx;
+  size_t len;
+  dd_err err;
+  cr_assert_eq(dd_train_arch("cnn", 3, 64, 4, 3, &onnx, &len, &err), 0, "%s", err.msg);
+  dd_model *m;
+  cr_assert_eq(dd_model_parse(onnx, len, "cnn", &m, &err), 0, "%s", err.msg);
+  free(onnx);
+  omp_set_num_threads(2);
+  int in = dd_model_input(m), out = dd_model_output(m, 0), labels[16];
+  int64_t dims[4] = {16, 3, 64, 64};
+  float *x = random_batch(16, 3, 64, 99, labels, 4);
+  static const char *const names[] = {"conv1.weight", "conv1.bias", "conv2.weight",
+                                      "conv2.bias",   "fc1.weight", "fc1.bias"};
+  float *res[2][7];
+  size_t bytes[7];
+  for (int r = 0; r < 2; r++) {
+    dd_binding b = {in, dd_shape_make(4, dims), NULL};
+    dd_plan *p;
+    cr_assert_eq(dd_plan_new(m, &b, 1, &out, 1, DD_PLAN_PARAMS | (r ? DD_PLAN_SERIAL : 0), 0, &p,
+                             &err), 0, "%s", err.msg);
+    memcpy(dd_plan_tensor(p, in)->data, x, sizeof(float) * 16 * 3 * 64 * 64);
+    dd_plan_forward(p);
+    dd_plan_zero_grad(p);
+    dd_tensor *g = dd_plan_grad(p, out);
+    for (int64_t i = 0; i < dd_tensor_numel(g); i++) dd_f32(g)[i] = (float)(i % 7) - 3.0f;
+    dd_plan_backward(p);
+    for (int i = 0; i < 7; i++) {
+      const dd_tensor *t = i ? dd_plan_grad(p, dd_model_find(m, names[i - 1]))
+                             : dd_plan_tensor(p, out);
+      cr_assert_not_null(t, "%s", i ? names[i - 1] : "logits");
+      bytes[i] = sizeof(float) * (size_t)dd_tensor_numel(t);
+      res[r][i] = malloc(bytes[i]);
+      memcpy(res[r][i], t->data, bytes[i]);
+    }
+    dd_plan_free(p);
+  }
+  for (int i = 0; i < 7; i++) {
+    cr_assert_eq(memcmp(res[0][i], res[1][i], bytes[i]), 0, "%s differs with DD_PLAN_SERIAL",
+                 i ? names[i - 1] : "the logits");
+    free(res[0][i]);
+    free(res[1][i]);
+  }
+  free(x);
+  dd_model_free(m);
 }
 
 Test(train, saved_weights_are_the_trained_ones) {

@@ -77,6 +77,11 @@ typedef struct dd_binding {
  * folded.  Implies gradients (the first binding's too only with DD_PLAN_GRAD); not with
  * DD_PLAN_REUSE (DD_EARG). */
 #define DD_PLAN_PARAMS 64u
+/* Forward, backward and dd_plan_zero_grad run every op on the calling thread (no OpenMP
+ * region is opened): for callers that run several plans side by side, one per thread, as
+ * the trainer does with the chunks of a batch.  Results are the same bytes as without it
+ * (the ops' splits never change a result). */
+#define DD_PLAN_SERIAL 128u
 
 /* Build a plan computing `targets` from `inputs`.  max_memory (0: none) caps the memory of
  * the plan's buffers: a plan that would need more fails with DD_ELIMIT, saying how much. */

@@ -12,8 +12,10 @@
  *
  * The parameters are the model's float32 initializers that the logits depend on (a plan with
  * DD_PLAN_PARAMS, dream/graph.h); the model's first output is taken as the logits, N x K.
- * A batch of n runs through one plan of batch n (plans for the last two batch sizes are
- * kept).  Deterministic: the same build, inputs and options give byte-identical weights.
+ * A batch is cut into chunks of 8 images, which the threads share, each chunk running
+ * forward and backward through a plan of its thread (DD_PLAN_SERIAL); the chunks' gradients
+ * are then added in chunk order.  Deterministic: the same build, inputs and options give
+ * byte-identical weights, on any number of threads.
  */
 #ifndef DREAM_TRAIN_H
 #define DREAM_TRAIN_H

@@ -1,7 +1,12 @@
 /* Conv: 1-D and 2-D convolution with groups, strides, dilations, explicit or automatic
  * padding and an optional bias.  Forward and backward side by side.
  *
- * Four paths, chosen from the geometry:
+ * Five paths, chosen from the geometry:
+ *   direct     (AVX-512 builds) 3x3, stride 1, pad 1, one group, at most 16 input and 32
+ *              output channels: straight from the NCHW planes, 16 output columns and a block
+ *              of output channels in registers (a small training network's layers, too
+ *              narrow for the product tiles and for Winograd); not under DD_PLAN_EXACT or
+ *              bf16.  Forward, data gradient and weight gradient (see "the direct path").
  *   pointwise  1x1 kernel, stride 1, no padding: the NCHW data already is the column matrix,
  *              so each group is one sgemm with no copy.
  *   depthwise  one input channel per group: the vectorized stencils of ops/depthwise.c, one
@@ -59,6 +64,7 @@ typedef struct conv_geom {
   int64_t ocol; /* columns: ho * wo */
   int64_t block; /* output rows per im2col block */
   int pointwise, depthwise, wino;
+  int direct; /* the direct 3x3 path (AVX-512), set by each call: not under exact or bf16 */
   int bf16; /* this call's products in bf16 (dd_op_call.bf16, and the CPU has a kernel) */
 } conv_geom;
 
@@ -172,6 +178,28 @@ static int conv_geometry(const conv_params *p, const dd_tensor *x, const dd_tens
   return DD_OK;
 }
 
+#ifdef __AVX512F__
+/* The direct path (below, "the direct path"): its geometries and its scratch. */
+#define DIRECT_MAX_C 16
+#define DIRECT_MAX_M 32
+#define DIRECT_MB 16 /* output channels a block holds at most */
+
+static int direct_geometry(const conv_geom *g) {
+  return g->kh == 3 && g->kw == 3 && g->sh == 1 && g->sw == 1 && g->dh == 1 && g->dw == 1 &&
+         g->ph == 1 && g->pw == 1 && g->ho == g->h && g->wo == g->w && g->group == 1 &&
+         g->c <= DIRECT_MAX_C && g->m <= DIRECT_MAX_M;
+}
+
+/* Floats of scratch the packed kernels need (forward, and the flipped one of the data
+ * gradient). */
+static int64_t direct_scratch(const conv_geom *g) {
+  int64_t a = (g->m + DIRECT_MB - 1) / DIRECT_MB * DIRECT_MB * g->c * 9;
+  int64_t b = (g->c + DIRECT_MB - 1) / DIRECT_MB * DIRECT_MB * g->m * 9;
+  return a > b ? a : b;
+}
+
+#endif
+
 /* The forward convolution and the data gradient as Winograd convolutions of one image. */
 static void wino_convs(const conv_geom *g, dd_wino_conv *fw, dd_wino_conv *bw) {
   *fw = (dd_wino_conv){g->c, g->h, g->w, g->m, g->ho, g->wo, g->ph, g->pw, 0, g->bf16};
@@ -211,6 +239,9 @@ static int conv_infer(const dd_node *node, const dd_tensor *const *in, dd_tensor
     col = col > a ? col : a;
     col = col > b ? col : b;
   }
+#ifdef __AVX512F__
+  if (direct_geometry(&g) && col < direct_scratch(&g)) col = direct_scratch(&g);
+#endif
   if (col < 0 || (uint64_t)col > SIZE_MAX / sizeof(float) / 2)
     return dd_fail(err, DD_ELIMIT, "the im2col buffer would be too large");
   *scratch = (size_t)col * sizeof(float);
@@ -851,6 +882,204 @@ static void depthwise_backward(const conv_geom *g, const float *wt, const float 
   }
 }
 
+#ifdef __AVX512F__
+/* ---- the direct path: 3x3, stride 1, pad 1, few channels (AVX-512) ----------------------
+ * The training cnn's convolutions (3 -> 8 channels on 32x32, 8 -> 16 on 16x16) are too
+ * narrow for im2col and 8-row product tiles (a third to a half of each tile's work is
+ * padding, and the column matrix is copied and transposed for a few dozen products per
+ * pixel) and too narrow for Winograd's transforms to pay.  Here the convolution is computed
+ * straight from the NCHW planes: 16 output columns a vector, a block of output channels in
+ * registers, every tap a masked load of the input row shifted by -1, 0 or +1 (the masks
+ * give the zero padding) and one broadcast weight per channel.  The data gradient is the
+ * same kernel on dY with the flipped, transposed kernel; the weight gradient keeps 8
+ * channels x 3 taps of 16-lane partial sums in registers, added into doubles every
+ * CONV_DW_K pixels (a fixed grid: the same sums on any thread count). */
+/* wp[((b * ci + c) * 9 + t) * mb + k] = the weight of output channel b*mb + k, input channel
+ * c, tap t (0 for channels past m), from wt (m, ci, 3, 3); flip: from the data gradient's
+ * kernel instead, wt (ci, m, 3, 3) read as w'[k][c][t] = wt[c][k][8 - t]. */
+static void direct_pack(const float *wt, int64_t m, int64_t ci, int mb, int flip, float *wp) {
+  int64_t blocks = (m + mb - 1) / mb;
+  for (int64_t b = 0; b < blocks; b++)
+    for (int64_t c = 0; c < ci; c++)
+      for (int t = 0; t < 9; t++)
+        for (int k = 0; k < mb; k++) {
+          int64_t o = b * mb + k;
+          float v = 0.f;
+          if (o < m) v = flip ? wt[(c * m + o) * 9 + 8 - t] : wt[(o * ci + c) * 9 + t];
+          wp[((b * ci + c) * 9 + t) * mb + k] = v;
+        }
+}
+
+/* The accumulators are named variables, not an array: GCC keeps an array of vectors on the
+ * stack (a load and a store around every multiply-add) even when its loops are unrolled. */
+#define DR_REP8(X) X(0) X(1) X(2) X(3) X(4) X(5) X(6) X(7)
+#define DR_REP16(X) DR_REP8(X) X(8) X(9) X(10) X(11) X(12) X(13) X(14) X(15)
+
+/* One output row oh of one image: y (m, h, w) row oh = (accumulate ? y : bias) + the 3x3
+ * convolution of x (ci, h, w) with the packed kernel wp; relu: then max(0, .).  NV (1 or 2)
+ * vectors of 16 columns and MB (8 or 16) channels at a time. */
+static inline __attribute__((always_inline)) void direct_row(
+    const float *x, const float *wp, const float *bias, int64_t ci, int64_t m, int64_t h,
+    int64_t w, int64_t oh, int accumulate, int relu, float *y, const int NV, const int MB) {
+  const int64_t hw = h * w;
+  for (int64_t j0 = 0; j0 < w; j0 += 16 * NV) {
+    /* masks: tap column kj reads columns j0 + 16v + lane + kj - 1, inside [0, w) */
+    const __mmask16 k00 = lanes(1 - j0, w + 1 - j0), k01 = lanes(-15 - j0, w - 15 - j0);
+    const __mmask16 k10 = lanes(-j0, w - j0), k11 = lanes(-16 - j0, w - 16 - j0);
+    const __mmask16 k20 = lanes(-1 - j0, w - 1 - j0), k21 = lanes(-17 - j0, w - 17 - j0);
+    const __mmask16 mo0 = lanes(0, w - j0), mo1 = lanes(0, w - j0 - 16);
+    for (int64_t m0 = 0; m0 < m; m0 += MB) {
+#define DR_INIT(k)                                                                          \
+  __m512 a##k##_0 = _mm512_setzero_ps(), a##k##_1 = _mm512_setzero_ps();                    \
+  if (k < MB) {                                                                             \
+    int64_t o = m0 + k < m ? m0 + k : m - 1; /* past m: computed, not stored */             \
+    const float *yo = y + o * hw + oh * w + j0;                                             \
+    a##k##_0 = accumulate ? _mm512_maskz_loadu_ps(mo0, yo) : _mm512_set1_ps(bias ? bias[o] : 0.f); \
+    if (NV > 1) a##k##_1 = accumulate ? _mm512_maskz_loadu_ps(mo1, yo + 16) : a##k##_0;      \
+  }
+      DR_REP16(DR_INIT)
+#undef DR_INIT
+      const float *wb = wp + m0 / MB * ci * 9 * MB;
+      for (int64_t c = 0; c < ci; c++)
+        for (int ki = 0; ki < 3; ki++) {
+          int64_t ih = oh + ki - 1;
+          if (ih < 0 || ih >= h) continue;
+          const float *row = x + (c * h + ih) * w + j0 - 1; /* masked: never read outside */
+          const float *wt = wb + (c * 9 + ki * 3) * MB;
+#define DR_FMA(k)                                                        \
+  if (k < MB) {                                                          \
+    __m512 wv = _mm512_set1_ps(wt[k]);                                   \
+    a##k##_0 = _mm512_fmadd_ps(wv, x0, a##k##_0);                        \
+    if (NV > 1) a##k##_1 = _mm512_fmadd_ps(wv, x1, a##k##_1);            \
+  }
+#define DR_TAP(kj, m0_, m1_)                                                             \
+  {                                                                                      \
+    __m512 x0 = _mm512_maskz_loadu_ps(m0_, row + kj);                                    \
+    __m512 x1 = NV > 1 ? _mm512_maskz_loadu_ps(m1_, row + kj + 16) : _mm512_setzero_ps(); \
+    DR_REP16(DR_FMA)                                                                     \
+    wt += MB;                                                                            \
+  }
+          DR_TAP(0, k00, k01)
+          DR_TAP(1, k10, k11)
+          DR_TAP(2, k20, k21)
+#undef DR_TAP
+#undef DR_FMA
+        }
+#define DR_STORE(k)                                                          \
+  if (k < MB && m0 + k < m) {                                                \
+    float *yo = y + (m0 + k) * hw + oh * w + j0;                             \
+    __m512 r0 = a##k##_0, r1 = a##k##_1;                                     \
+    if (relu) {                                                              \
+      r0 = _mm512_max_ps(r0, _mm512_setzero_ps());                           \
+      r1 = _mm512_max_ps(r1, _mm512_setzero_ps());                           \
+    }                                                                        \
+    _mm512_mask_storeu_ps(yo, mo0, r0);                                      \
+    if (NV > 1) _mm512_mask_storeu_ps(yo + 16, mo1, r1);                     \
+  }
+      DR_REP16(DR_STORE)
+#undef DR_STORE
+    }
+  }
+}
+
+/* The register blocking of a geometry: 16 columns x 16 channels for rows of at most 16
+ * columns and more than 8 channels, else 32 columns x 8 channels. */
+static int direct_mb(int64_t w, int64_t m) { return w <= 16 && m > 8 ? 16 : 8; }
+
+/* y (n images of m x h x w) (+)= conv3x3(x (n, ci, h, w)) for the packed kernel wp (blocks
+ * of direct_mb channels); one output row of one image per job. */
+static void direct_conv(const conv_geom *g, int64_t n, const float *x, int64_t ci,
+                        const float *wp, const float *bias, int64_t m, int accumulate, int relu,
+                        float *y) {
+  const int64_t h = g->h, w = g->w, hw = h * w, jobs = n * h;
+  const int mb = direct_mb(w, m);
+#pragma omp parallel for if (jobs > 1 && n * m * hw * ci * 9 > 4 * DD_PAR_MIN) schedule(static)
+  for (int64_t j = 0; j < jobs; j++) {
+    int64_t i = j / h, oh = j % h;
+    const float *xi = x + i * ci * hw;
+    float *yi = y + i * m * hw;
+    if (w <= 16 && mb == 16)
+      direct_row(xi, wp, bias, ci, m, h, w, oh, accumulate, relu, yi, 1, 16);
+    else if (w <= 16)
+      direct_row(xi, wp, bias, ci, m, h, w, oh, accumulate, relu, yi, 1, 8);
+    else
+      direct_row(xi, wp, bias, ci, m, h, w, oh, accumulate, relu, yi, 2, 8);
+  }
+}
+
+static void direct_forward(const conv_geom *g, const float *x, const float *wt,
+                           const float *bias, int relu, float *y, float *wp) {
+  direct_pack(wt, g->m, g->c, direct_mb(g->w, g->m), 0, wp);
+  direct_conv(g, g->n, x, g->c, wp, bias, g->m, 0, relu, y);
+}
+
+/* dx (+)= the convolution of dy with the flipped, transposed kernel (stride 1, pad 1). */
+static void direct_backward_data(const conv_geom *g, const float *wt, const float *dy,
+                                 float *dx, int overwrite, float *wp) {
+  direct_pack(wt, g->c, g->m, direct_mb(g->w, g->c), 1, wp);
+  direct_conv(g, g->n, dy, g->m, wp, NULL, g->c, !overwrite, 0, dx);
+}
+
+/* dw (m, c, 3, 3) += sum over the images and pixels of dy[m][p] * x[c][p shifted by the
+ * tap].  A job is one input channel, one kernel row and 8 output channels: 24 partial sums
+ * of 16 lanes in registers, over every image in order. */
+static void direct_backward_weights(const conv_geom *g, const float *x, const float *dy,
+                                    float *dw) {
+  const int64_t h = g->h, w = g->w, hw = h * w, c = g->c, m = g->m;
+  const int64_t mblocks = (m + 7) / 8, jobs = c * 3 * mblocks;
+#pragma omp parallel for if (g->n * m * hw * c * 9 > 4 * DD_PAR_MIN) schedule(static)
+  for (int64_t job = 0; job < jobs; job++) {
+    int64_t ci = job / (3 * mblocks), ki = job / mblocks % 3, m0 = job % mblocks * 8;
+    double sum[8][3] = {{0}};
+    const float *dyo[8]; /* past m: channel m - 1 again, computed, not stored */
+    for (int k = 0; k < 8; k++) dyo[k] = dy + (m0 + k < m ? m0 + k : m - 1) * hw;
+#define DW_DECL(k) __m512 a##k##_0 = _mm512_setzero_ps(), a##k##_1 = a##k##_0, a##k##_2 = a##k##_0;
+    DR_REP8(DW_DECL)
+#undef DW_DECL
+    int64_t pix = 0;
+    for (int64_t n = 0; n < g->n; n++) {
+      const float *xc = x + (n * c + ci) * hw;
+      const int64_t yoff = n * m * hw;
+      for (int64_t oh = 0; oh < h; oh++) {
+        int64_t ih = oh + ki - 1;
+        if (ih >= 0 && ih < h) {
+          const float *row = xc + ih * w;
+          for (int64_t j0 = 0; j0 < w; j0 += 16) {
+            const __mmask16 mo = lanes(0, w - j0);
+            const __m512 x0 = _mm512_maskz_loadu_ps(lanes(1 - j0, w + 1 - j0), row + j0 - 1);
+            const __m512 x1 = _mm512_maskz_loadu_ps(lanes(-j0, w - j0), row + j0);
+            const __m512 x2 = _mm512_maskz_loadu_ps(lanes(-1 - j0, w - 1 - j0), row + j0 + 1);
+            const int64_t at = yoff + oh * w + j0;
+#define DW_FMA(k)                                                 \
+  {                                                               \
+    __m512 dv = _mm512_maskz_loadu_ps(mo, dyo[k] + at);           \
+    a##k##_0 = _mm512_fmadd_ps(dv, x0, a##k##_0);                 \
+    a##k##_1 = _mm512_fmadd_ps(dv, x1, a##k##_1);                 \
+    a##k##_2 = _mm512_fmadd_ps(dv, x2, a##k##_2);                 \
+  }
+            DR_REP8(DW_FMA)
+#undef DW_FMA
+          }
+        }
+        pix += w;
+        if (pix >= CONV_DW_K || (n == g->n - 1 && oh == h - 1)) { /* into the doubles */
+#define DW_FLUSH(k)                                                \
+  sum[k][0] += (double)_mm512_reduce_add_ps(a##k##_0);             \
+  sum[k][1] += (double)_mm512_reduce_add_ps(a##k##_1);             \
+  sum[k][2] += (double)_mm512_reduce_add_ps(a##k##_2);             \
+  a##k##_0 = a##k##_1 = a##k##_2 = _mm512_setzero_ps();
+          DR_REP8(DW_FLUSH)
+#undef DW_FLUSH
+          pix = 0;
+        }
+      }
+    }
+    for (int k = 0; k < 8 && m0 + k < m; k++)
+      for (int d = 0; d < 3; d++) dw[((m0 + k) * c + ci) * 9 + ki * 3 + d] += (float)sum[k][d];
+  }
+}
+#endif
+
 /* call->relu_out (DD_OP_FOLD_RELU): the plan folded the Relu reading y into this node, and
  * y = max(0, conv). */
 static void conv_forward_call(const dd_node *node, const dd_tensor *const *in,
@@ -863,6 +1092,12 @@ static void conv_forward_call(const dd_node *node, const dd_tensor *const *in,
   g.bf16 = call->bf16 && !call->exact && dd_bf16_kernel() != DD_BF16_NONE;
   const float *x = dd_f32(in[0]), *wt = dd_f32(in[1]), *bias = bt ? dd_f32(bt) : NULL;
   float *y = dd_f32(out[0]), *col = scratch;
+#ifdef __AVX512F__
+  if (direct_geometry(&g) && !call->exact && !g.bf16) {
+    direct_forward(&g, x, wt, bias, call->relu_out, y, col);
+    return;
+  }
+#endif
   /* dd_sgemm's bits: the folded Relu, and every column in the same order under exact */
   int relu = (call->relu_out ? DD_SGEMM_RELU : 0) | (call->exact ? DD_SGEMM_EXACT : 0);
   dd_dw_plan dg;
@@ -918,7 +1153,7 @@ static void conv_forward(const dd_node *node, const dd_tensor *const *in, dd_ten
 /* Whether the data gradient's path writes dx outright instead of adding into it: the
  * Winograd and 1x1 products can, and do when dx is handed over fresh. */
 static int backward_data_overwrites(const conv_geom *g, int dx_fresh) {
-  return dx_fresh && (g->wino || g->pointwise);
+  return dx_fresh && (g->direct || g->wino || g->pointwise);
 }
 
 /* A fresh gradient (DD_OP_GRAD_FRESH) holds garbage: zeroed here, except dx when its path
@@ -930,14 +1165,20 @@ static void backward_clear_fresh(const dd_node *node, dd_tensor *const *din, uin
       memset(din[j]->data, 0, (size_t)dd_tensor_numel(din[j]) * sizeof(float));
 }
 
-/* db (M) += the sum of dy (N, M, ho*wo) over images and positions, in double. */
+/* db (M) += the sum of dy (N, M, ho*wo) over images and positions, in double: eight partial
+ * sums (position i into sum i % 8, which vectorizes without reordering any sum), added in a
+ * fixed order at the end of each plane. */
 static void backward_bias(const conv_geom *g, const float *dy, float *db) {
   for (int64_t n = 0; n < g->n; n++)
     for (int64_t m = 0; m < g->m; m++) {
       const float *s = dy + (n * g->m + m) * g->ocol;
-      double acc = 0;
-      for (int64_t i = 0; i < g->ocol; i++) acc += s[i];
-      db[m] += (float)acc;
+      double a[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+      int64_t i = 0;
+      for (; i + 8 <= g->ocol; i += 8)
+#pragma GCC unroll 8
+        for (int j = 0; j < 8; j++) a[j] += (double)s[i + j];
+      for (int j = 0; i < g->ocol; i++, j++) a[j] += (double)s[i];
+      db[m] += (float)(((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7])));
     }
 }
 
@@ -976,6 +1217,12 @@ static void backward_data_general(const conv_geom *g, const float *wt, const flo
 static void backward_data(const conv_geom *g, const float *wt, const float *dy, float *dx,
                           int overwrite, float *col) {
   dd_dw_plan dg;
+#ifdef __AVX512F__
+  if (g->direct) {
+    direct_backward_data(g, wt, dy, dx, overwrite, col);
+    return;
+  }
+#endif
   if (g->depthwise && dw_prepare(g, &dg)) depthwise_backward_vec(g, &dg, wt, dy, dx);
   else if (g->depthwise) depthwise_backward(g, wt, dy, dx);
   else if (g->wino) backward_data_winograd(g, wt, dy, dx, overwrite, col);
@@ -1184,6 +1431,12 @@ static void backward_weights_im2col(const conv_geom *g, const float *x, const fl
 static void backward_weights(const conv_geom *g, const float *x, const float *dy, float *dw,
                              float *col) {
   dd_dw_plan dg;
+#ifdef __AVX512F__
+  if (g->direct) {
+    direct_backward_weights(g, x, dy, dw);
+    return;
+  }
+#endif
   if (g->depthwise && dw_prepare(g, &dg)) depthwise_weights_vec(g, &dg, x, dy, dw);
   else if (g->depthwise) backward_weights_depthwise(g, x, dy, dw);
   else if (g->pointwise) backward_weights_pointwise(g, x, dy, dw, col);
@@ -1201,6 +1454,9 @@ static void conv_backward_call(const dd_node *node, const dd_tensor *const *in,
   conv_geometry(node->params, in[0], in[1], bt, &g, NULL);
   g.wino &= !call->exact;
   g.bf16 = call->bf16 && !call->exact && dd_bf16_kernel() != DD_BF16_NONE;
+#ifdef __AVX512F__
+  g.direct = direct_geometry(&g) && !call->exact && !g.bf16;
+#endif
   const float *x = dd_f32(in[0]), *wt = dd_f32(in[1]), *dy = dd_f32(dout[0]);
   float *col = scratch;
   float *dx = din[0] ? dd_f32(din[0]) : NULL;

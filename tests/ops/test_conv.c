@@ -100,6 +100,21 @@ static const conv_case cases[] = {
      1, 1, 1, 1, 1, 1, 1, 1, NULL, 1, 0},
     {"batch of 12: 2 groups, 3x3 stride 2 pad 1, 25x23", 0, 12, 6, 25, 23, 8, 3, 3, 2, 2, 2, 1, 1,
      1, 1, 1, 1, NULL, 1, 0},
+    /* The direct 3x3 path (AVX-512 builds; 3x3 stride 1 pad 1, at most 16 channels in and 32
+     * out): the cnn's conv1 (32 columns: two vectors), rows of 37 columns (a masked third
+     * vector) with 13 channels (a partial block of 8), 16-column rows with 24 channels (blocks
+     * of 16, the second partial), a 3-column row with 32 channels, and a 1x1 image (every tap
+     * but the centre in the padding) */
+    {"direct: the cnn's conv1, 3 to 8 channels, 32x32, batch 3", 0, 3, 3, 32, 32, 8, 3, 3, 1, 1,
+     1, 1, 1, 1, 1, 1, 1, NULL, 1, 0},
+    {"direct: 5 to 13 channels, 9x37, batch 2", 0, 2, 5, 9, 37, 13, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1,
+     1, NULL, 1, 1},
+    {"direct: 16 to 24 channels, 6x16", 0, 1, 16, 6, 16, 24, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+     NULL, 0, 0},
+    {"direct: 7 to 32 channels, 5x3", 0, 2, 7, 5, 3, 32, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, NULL, 1,
+     0},
+    {"direct: 2 to 5 channels, a 1x1 image, batch 4", 0, 4, 2, 1, 1, 5, 3, 3, 1, 1, 1, 1, 1, 1, 1,
+     1, 1, NULL, 1, 0},
 };
 
 /* Pads and output size as the ONNX Conv definition gives them, computed independently of
@@ -315,7 +330,7 @@ Test(conv, matches_naive_reference_forward_and_backward) {
  * large enough to run in parallel, with thread counts that take each split. */
 Test(conv, parallel_splits_match_naive_reference) {
   /* 3 channels, 16, groups of 5, 24, streamed, and the two batches */
-  static const int picks[] = {15, 16, 24, 26, 28, 37, 38};
+  static const int picks[] = {15, 16, 24, 26, 28, 37, 38, 39, 40};
   static const int threads[] = {2, 3, 4};
   for (size_t ti = 0; ti < sizeof threads / sizeof threads[0]; ti++) {
     omp_set_num_threads(threads[ti]);
@@ -327,7 +342,7 @@ Test(conv, parallel_splits_match_naive_reference) {
 /* Batches shared among the threads image by image give bit for bit the output and the
  * gradients of one thread (training's same-seed-same-weights promise rests on it). */
 Test(conv, batch_parallel_is_bit_exact_across_thread_counts) {
-  static const int picks[] = {37, 38};
+  static const int picks[] = {37, 38, 39, 40};
   for (size_t pi = 0; pi < sizeof picks / sizeof picks[0]; pi++) {
     const conv_case *k = &cases[picks[pi]];
     dd_tensor *y[2], *dx[2], *dw[2], *in[3];
@@ -362,7 +377,7 @@ Test(conv, batch_parallel_is_bit_exact_across_thread_counts) {
 }
 
 Test(conv, gradient_matches_finite_differences) {
-  static const int picks[] = {0, 2, 4, 6, 8, 11, 29, 30, 31, 32, 34, 36};
+  static const int picks[] = {0, 2, 4, 6, 8, 11, 29, 30, 31, 32, 34, 36, 39, 40, 41, 42, 43};
   for (size_t pi = 0; pi < sizeof picks / sizeof picks[0]; pi++) {
     const conv_case *k = &cases[picks[pi]];
     th_node t;
@@ -382,7 +397,7 @@ Test(conv, gradient_matches_finite_differences) {
 
 /* The weight and bias gradients, for plans where W is computed rather than constant. */
 Test(conv, weight_and_bias_gradients_match_finite_differences) {
-  static const int picks[] = {0, 1, 4, 6, 29, 30, 31, 32, 36};
+  static const int picks[] = {0, 1, 4, 6, 29, 30, 31, 32, 36, 39, 40, 41, 42, 43};
   for (size_t pi = 0; pi < sizeof picks / sizeof picks[0]; pi++) {
     const conv_case *k = &cases[picks[pi]];
     th_node t;
