@@ -535,10 +535,19 @@ int dd_dreamer_new(const dd_model *m, const dd_preproc *pp, const dd_dream_param
   return DD_OK;
 }
 
-/* Keeps plan p (of size w x h, its layouts in d->lay) when it lives in the host's memory,
- * making room by freeing the least recently used kept plan (never the host). */
+/* Whether kept plan p holds a workspace of its own (its arena is always the host's). */
+static int own_scratch(const dd_dreamer *d, const dd_plan *p) {
+  return p && p != d->host && p->scratch.size && p->scratch.base != d->host->scratch.base;
+}
+
+/* Keeps plan p (of size w x h, its layouts in d->lay) when it lives in the host's memory --
+ * its arena, and its workspace too but for one plan at most (the budget counts one plan's own
+ * buffers beside the host's) -- making room by freeing the least recently used kept plan
+ * (never the host). */
 static void keep(dd_dreamer *d, dd_plan *p, int w, int h) {
   if (!d->host || (p != d->host && p->arena.base != d->host->arena.base)) return;
+  for (int i = 0; own_scratch(d, p) && i < DREAM_PLANS; i++)
+    if (own_scratch(d, d->kept[i].plan)) return;
   kept_plan *slot = NULL;
   for (int i = 0; i < DREAM_PLANS && !slot; i++)
     if (!d->kept[i].plan) slot = &d->kept[i];

@@ -87,8 +87,9 @@ typedef struct dd_binding {
  * the plan's buffers: a plan that would need more fails with DD_ELIMIT, saying how much. */
 DD_API int dd_plan_new(const dd_model *m, const dd_binding *inputs, int n_inputs, const int *targets,
                 int n_targets, unsigned flags, size_t max_memory, dd_plan **out, dd_err *err);
-/* As dd_plan_new, but in the buffers of `host` when they are large enough (else in its own,
- * and then max_memory caps them and the host's together, since both are held):
+/* As dd_plan_new, but in the buffers of `host` when they are large enough, each of the two
+ * (the values' arena, the ops' workspace) on its own (else in buffers of its own, and then
+ * max_memory caps them and the host's together, since both are held):
  * a sequence of plans for sizes up to the host's -- a dream's octaves -- then touches no fresh
  * memory (the kernel zeroes every new page at first touch, about 0.8 s per GB here).  The
  * plan's buffers are the host's: the two must never run interleaved (run one, then the other;

@@ -342,7 +342,7 @@ static int layout(dd_plan *p, plan_state *s, const plan_request *rq, dd_err *err
 }
 
 /* The plan's buffers against the cap: alone, and beside a host's when they cannot be in it.
- * *in_host: the host's memory is large enough to hold them. */
+ * in_host bit 0: the host's arena is large enough to hold the plan's; bit 1: its scratch. */
 static int check_budget(const dd_plan *p, const plan_request *rq, int *in_host, dd_err *err) {
   char sb[32], s1[32], s2[32];
   size_t total = dd_plan_bytes(p), max_memory = rq->max_memory;
@@ -351,12 +351,15 @@ static int check_budget(const dd_plan *p, const plan_request *rq, int *in_host, 
     return dd_fail(err, DD_ELIMIT, "%s: this input size needs %s of buffers, more than the "
                    "%s limit", p->m->name, fmt_size((double)total, s1, sizeof s1),
                    fmt_size((double)max_memory, s2, sizeof s2));
-  *in_host = host && p->arena.size <= host->arena.size && p->scratch.size <= host->scratch.size;
+  *in_host = !host ? 0
+                   : (p->arena.size <= host->arena.size ? 1 : 0) |
+                         (p->scratch.size <= host->scratch.size ? 2 : 0);
   /* Buffers of its own are held beside the host's, which stays: both count. */
-  if (host && !*in_host && max_memory && total + dd_plan_bytes(host) > max_memory)
+  size_t own = (*in_host & 1 ? 0 : p->arena.size) + (*in_host & 2 ? 0 : p->scratch.size);
+  if (host && own && max_memory && own + dd_plan_bytes(host) > max_memory)
     return dd_fail(err, DD_ELIMIT, "%s: this input size needs %s of buffers besides the %s of "
                    "the plan it would share them with, more than the %s limit", p->m->name,
-                   fmt_size((double)total, s1, sizeof s1),
+                   fmt_size((double)own, s1, sizeof s1),
                    fmt_size((double)dd_plan_bytes(host), sb, sizeof sb),
                    fmt_size((double)max_memory, s2, sizeof s2));
   return DD_OK;
@@ -370,13 +373,12 @@ static int bind_arena(dd_plan *p, plan_state *s, const plan_request *rq, int in_
                       dd_err *err) {
   char s1[32];
   int failed = 0;
-  if (in_host) {
-    dd_arena_borrow(&p->arena, &rq->host->arena);
-    dd_arena_borrow(&p->scratch, &rq->host->scratch);
-  } else {
-    failed = dd_arena_alloc(&p->arena) != 0;
-    if (p->scratch.size) failed |= dd_arena_alloc(&p->scratch) != 0;
-  }
+  /* each buffer in the host's when that one is large enough (a smaller image can need a
+   * larger workspace: its own then, the arena still the host's) */
+  if (in_host & 1) dd_arena_borrow(&p->arena, &rq->host->arena);
+  else failed = dd_arena_alloc(&p->arena) != 0;
+  if (in_host & 2) dd_arena_borrow(&p->scratch, &rq->host->scratch);
+  else if (p->scratch.size) failed |= dd_arena_alloc(&p->scratch) != 0;
   if (failed)
     return dd_fail(err, DD_ENOMEM, "%s: out of memory allocating %s", p->m->name,
                    fmt_size((double)dd_plan_bytes(p), s1, sizeof s1));
