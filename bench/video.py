@@ -18,10 +18,16 @@ point of their work, whatever each prints.  The CPU time (user + system) of each
 printed too: on a machine shared with other jobs it is the steadier comparison.
 
     /usr/bin/python3 bench/video.py [--build build] [--frames 3] [--sizes 640x360,1280x720]
+                                    [--rounds 1]
+
+With --rounds N the two programs alternate N times per size (dream, torch, dream, ...) and the
+table gives medians over the rounds (of each round's mean carried frame): on a machine whose
+neighbours come and go, one round says little.
 """
 import argparse
 import os
 import resource
+import statistics
 import subprocess
 import sys
 import time
@@ -121,6 +127,8 @@ def main():
     ap.add_argument("--frames", type=int, default=3)
     ap.add_argument("--sizes", default="640x360,1280x720")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--rounds", type=int, default=1,
+                    help="alternate dream and torch this many times per size; medians")
     ap.add_argument("--model", default=os.path.join(SHARED, "models", "bvlc_googlenet.onnx"))
     ap.add_argument("--only-clip", action="store_true",
                     help="write the clips to bench/out/video/WxH/in_%%04d.png and stop")
@@ -141,8 +149,8 @@ def main():
         clip = make_clip(os.path.join(out, size), w, h, args.frames)
         if args.only_clip:
             continue
-        times, cpu = {}, {}
-        for name in ("dream", "torch"):
+        times, cpu = {"dream": [], "torch": []}, {"dream": [], "torch": []}
+        for name in ("dream", "torch") * args.rounds:
             pat = os.path.join(out, size, name + "_%04d.png")
             for t in range(args.frames):
                 if os.path.exists(pat % (t + 1)):
@@ -157,21 +165,25 @@ def main():
             r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
             subprocess.run(cmd, check=True, env=env, stdout=subprocess.DEVNULL)
             r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
-            cpu[name] = (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)
+            cpu[name].append((r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime))
             marks = [t0] + [os.stat(pat % (t + 1)).st_mtime_ns for t in range(args.frames)]
-            times[name] = [(b - a) / 1e9 for a, b in zip(marks, marks[1:])]
-        d1, p1 = times["dream"][0], times["torch"][0]
-        d = sum(times["dream"][1:]) / (args.frames - 1)
-        p = sum(times["torch"][1:]) / (args.frames - 1)
-        rows.append((size, d1, p1, d, p, cpu["dream"], cpu["torch"]))
-        print("%s: first frame (with start-up) dream %.2f s, torch %.2f s; carried frames dream "
-              "%s s, torch %s s; ratio %.2f" % (size, d1, p1,
-                                                 " ".join("%.2f" % v for v in times["dream"][1:]),
-                                                 " ".join("%.2f" % v for v in times["torch"][1:]),
-                                                 d / p), flush=True)
-        print("%s: CPU time of the whole job (%d frames, start-up included): dream %.1f s, torch "
-              "%.1f s, ratio %.2f" % (size, args.frames, cpu["dream"], cpu["torch"],
-                                      cpu["dream"] / cpu["torch"]), flush=True)
+            times[name].append([(b - a) / 1e9 for a, b in zip(marks, marks[1:])])
+            f = times[name][-1]
+            print("%s round %d %s: first frame (with start-up) %.2f s; carried frames %s s; CPU "
+                  "%.1f s; load %.2f" % (size, len(times[name]), name, f[0],
+                                         " ".join("%.2f" % v for v in f[1:]), cpu[name][-1],
+                                         os.getloadavg()[0]), flush=True)
+        med = statistics.median
+        d1 = med(f[0] for f in times["dream"])
+        p1 = med(f[0] for f in times["torch"])
+        # per round, the mean carried frame; then the median over rounds
+        d = med(sum(f[1:]) / (args.frames - 1) for f in times["dream"])
+        p = med(sum(f[1:]) / (args.frames - 1) for f in times["torch"])
+        cd, cp = med(cpu["dream"]), med(cpu["torch"])
+        rows.append((size, d1, p1, d, p, cd, cp))
+        print("%s: medians of %d rounds: carried frame dream %.2f s, torch %.2f s, ratio %.2f; "
+              "CPU of the job %.1f / %.1f = %.2f" % (size, args.rounds, d, p, d / p, cd, cp,
+                                                    cd / cp), flush=True)
     if args.only_clip:
         return 0
     load1 = os.getloadavg()
