@@ -357,7 +357,12 @@ Test(video_slow, a_signal_during_the_encode_leaves_no_temporary_file) {
 #define ZENC SQUEEZE, "--iters", "1", "--octaves", "1", "--frames", "48"
   pid_t pid = th_spawn((const char *const[]){"zoom", ZENC, in, out, NULL});
   snprintf(tmp, sizeof tmp, "%s.tmp-%ld", out, (long)pid);
+  snprintf(last, sizeof last, "%s/000048.bmp", side);
+  /* the encode begins once the last frame is saved (before the frames, the job opens and
+   * drops OUT's encoder once: that temporary file comes and goes at the start) */
   struct timespec ts = {0, 1000000};
+  for (int i = 0; i < 240000 && !file_exists(last); i++) nanosleep(&ts, NULL);
+  cr_assert(file_exists(last), "%s never appeared", last);
   for (int i = 0; i < 120000 && !file_exists(tmp); i++) nanosleep(&ts, NULL);
   cr_assert(file_exists(tmp), "%s never appeared", tmp);
   kill(pid, SIGINT);
@@ -367,7 +372,6 @@ Test(video_slow, a_signal_during_the_encode_leaves_no_temporary_file) {
   th_result_free(&r);
   cr_expect_not(file_exists(tmp), "%s left behind", tmp);
   cr_expect_not(file_exists(out), "%s written", out);
-  snprintf(last, sizeof last, "%s/000048.bmp", side);
   cr_expect(file_exists(last), "the sidecar lost its frames");
   r = TH_RUN("zoom", ZENC, "--resume", in, out);
   expect_ok(&r, "zoom --resume");
