@@ -10,6 +10,7 @@
  * outputs in a scratch directory.  Bounding options are appended after the fuzzed words (the
  * last value of an option wins), so no input asks for hours of work.  Every run must return
  * 0, 1 or 2, and the photo and the clip must never change. */
+#define _DEFAULT_SOURCE /* realpath, mkdtemp */
 #include <glob.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -99,6 +100,14 @@ static void setup(void) {
   models[0] = googlenet;
   for (size_t i = 1; i < n_models; i++) models[i] = strdup(g.gl_pathv[i - 1]);
   if (rc == 0) globfree(&g);
+  /* Fuzzed words are paths too: relative ones land in the scratch directory, never in the
+   * checkout the fuzzer runs from (GoogLeNet's path made absolute first). */
+  char *abs = realpath(googlenet, NULL);
+  if (abs) {
+    snprintf(googlenet, sizeof googlenet, "%s", abs);
+    free(abs);
+  }
+  if (chdir(dir)) abort();
 }
 
 typedef struct command {
