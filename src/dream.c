@@ -43,7 +43,6 @@ struct dd_dreamer {
   dd_plan *plan;
   int pw, ph; /* the plan's input size */
   dd_plan *host; /* NULL, or the plan of the largest size to come: smaller ones use its memory */
-  int hw, hh;    /* its input size */
   int rw, rh;    /* the image size the host was reserved for */
   kept_plan kept[DREAM_PLANS]; /* plans in the host's memory, the host's own among them */
   unsigned long clock;
@@ -486,7 +485,7 @@ static void drop_plans(dd_dreamer *d) {
   }
   dd_plan_free(d->host);
   d->host = NULL;
-  d->pw = d->ph = d->hw = d->hh = d->rw = d->rh = 0;
+  d->pw = d->ph = d->rw = d->rh = 0;
   d->iw = d->ih = 0;
 }
 
@@ -691,8 +690,6 @@ static int reserve(dd_dreamer *d, int w, int h, dd_err *err) {
   int rc = prepare(d, w, h, err);
   if (rc) return rc;
   d->host = d->plan;
-  d->hw = d->pw;
-  d->hh = d->ph;
   d->rw = w;
   d->rh = h;
   keep(d, d->plan, d->pw, d->ph);

@@ -1354,9 +1354,8 @@ def video(frames, model=None, layer=None, *, blend=0.6, blend_static=None, flow=
     Progress) after each iteration."""
     if options.get("max_side"):
         _fail(EARG, "max_side: not for video, whose frames keep their size")
-    base = lib.dd_dream_params_init
     p0 = ffi.new("dd_dream_params *")
-    base(p0)
+    lib.dd_dream_params_init(p0)
     it = p0.iters if iters is None else int(iters)
     carried = (it + 1) // 2 if carried_iters is None else int(carried_iters)
     bs = -1.0 if blend_static is None else float(blend_static)
