@@ -16,6 +16,10 @@ set -eu
 cd "$(dirname "$0")/.."
 secs=${FUZZ_SECONDS:-60}
 build=${FUZZ_BUILD:-build-fuzz}
+# Absolute: fuzz_commands changes into its scratch directory on its first input, after which
+# libFuzzer still reads the corpus and writes artifacts by these paths.
+mkdir -p "$build"
+build=$(cd "$build" && pwd)
 
 if ! command -v clang >/dev/null 2>&1; then
   echo "fuzz.sh: clang is missing (apt-get install clang libclang-rt-14-dev libomp-dev)" >&2
