@@ -362,6 +362,7 @@ Test(batch, interrupt_leaves_no_partial_file) {
   pid_t pid = fork();
   cr_assert_neq(pid, -1);
   if (pid == 0) {
+    signal(SIGINT, SIG_DFL); /* as th_run's children: ignored in a background shell's jobs */
     freopen("/dev/null", "w", stdout);
     freopen("/dev/null", "w", stderr);
     const char *bin = getenv("DREAM_TEST_BINARY") ? getenv("DREAM_TEST_BINARY") : DREAM_BINARY;

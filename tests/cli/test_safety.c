@@ -282,6 +282,7 @@ Test(safety, classify_flushes_each_image) {
   pid_t pid = fork();
   cr_assert_neq(pid, -1);
   if (pid == 0) {
+    signal(SIGINT, SIG_DFL); /* as th_run's children: ignored in a background shell's jobs */
     freopen(outp, "w", stdout);
     freopen("/dev/null", "w", stderr);
     const char *bin = getenv("DREAM_TEST_BINARY") ? getenv("DREAM_TEST_BINARY") : DREAM_BINARY;

@@ -50,6 +50,10 @@ pid_t th_spawn(const char *const *args) {
     /* Only async-signal-safe calls from here.  The parent may have died before prctl took
      * effect: then nobody waits for this child. */
     int e = 0;
+    /* A shell without job control starts background jobs with SIGINT and SIGQUIT ignored,
+     * which exec keeps: the tests' Ctrl-C must reach the program as it would from a terminal. */
+    signal(SIGINT, SIG_DFL);
+    signal(SIGQUIT, SIG_DFL);
     if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0) {
       e = errno;
     } else if (getppid() != parent) {
