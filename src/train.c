@@ -284,7 +284,8 @@ int dd_train_arch(const char *arch, int channels, int size, int n_classes, uint6
 
 /* ---- the trainer ---------------------------------------------------------------------- */
 
-/* A batch is cut into chunks of TRAIN_CHUNK images (the last one shorter), a number fixed by
+/* A batch is cut into chunks of TRAIN_CHUNK images (1 for a model pinned to one image; the last
+ * chunk shorter), a number fixed by
  * the batch size alone, never by the thread count.  Each thread runs whole chunks, forward
  * and backward, through plans of its own (DD_PLAN_SERIAL: the ops inside stay on that
  * thread), in one parallel region per step; the chunks' parameter gradients are then added
@@ -314,6 +315,7 @@ struct dd_trainer {
   dd_train_opts o;
   int input, logits;
   int c, h, w, k;
+  int chunk;              /* images per chunk: TRAIN_CHUNK, or 1 for a graph pinned to one */
   int np;
   int *pv;                /* (np) value index of each parameter */
   int64_t *poff;          /* (np + 1) offset of each parameter in a gradient vector */
@@ -459,6 +461,21 @@ int dd_trainer_new(const void *onnx, size_t len, const char *what, const dd_trai
     goto fail;
   }
   t->k = (int)k;
+  /* A graph exported at batch 1 without a dynamic batch axis often pins it (a Reshape to
+   * [1, -1] before the classifier, torch's default export): such a model learns from chunks
+   * of one image.  Chunks of TRAIN_CHUNK are kept only when their plan gives TRAIN_CHUNK x K
+   * logits; a pinned batch fails to plan (the sizes no longer meet) or gives other logits. */
+  t->chunk = TRAIN_CHUNK;
+  dd_err probe = {0};
+  if (get_plan(t, 0, TRAIN_CHUNK, &p, &probe) != DD_OK) {
+    t->chunk = 1;
+  } else {
+    const dd_tensor *l8 = dd_plan_tensor(p, t->logits);
+    if (!l8 || l8->shape.ndim < 1 || l8->shape.d[0] != TRAIN_CHUNK ||
+        dd_tensor_numel(l8) != (int64_t)TRAIN_CHUNK * k)
+      t->chunk = 1;
+  }
+  if ((rc = get_plan(t, 0, 1, &p, err))) goto fail; /* kept: found again */
   t->pv = malloc(sizeof(int) * (size_t)(t->m->n_values ? t->m->n_values : 1));
   if (!t->pv) {
     rc = dd_fail(err, DD_ENOMEM, "out of memory");
@@ -606,14 +623,15 @@ static int run_batch(dd_trainer *t, const float *x, const int *labels, int n, in
     if (labels[i] < 0 || labels[i] >= t->k)
       return dd_fail(err, DD_EARG, "%s: label %d of sample %d is not a class (0..%d)", t->what,
                      labels[i], i, t->k - 1);
-  int chunks = (n + TRAIN_CHUNK - 1) / TRAIN_CHUNK, last = n - (chunks - 1) * TRAIN_CHUNK;
+  const int cs = t->chunk;
+  int chunks = (n + cs - 1) / cs, last = n - (chunks - 1) * cs;
   int nt = omp_get_max_threads();
   if (nt > chunks) nt = chunks;
   if (nt < 1) nt = 1;
   int rc = reserve(t, n, err);
   for (int s = 0; !rc && s < nt; s++) { /* any slot may run a full chunk and the last */
     dd_plan *p;
-    if (chunks > 1) rc = get_plan(t, s, TRAIN_CHUNK, &p, err);
+    if (chunks > 1) rc = get_plan(t, s, cs, &p, err);
     if (!rc) rc = get_plan(t, s, last, &p, err);
   }
   if (rc) return rc;
@@ -631,8 +649,8 @@ static int run_batch(dd_trainer *t, const float *x, const int *labels, int n, in
     {
       const int s = omp_get_thread_num(), ns = omp_get_num_threads();
       for (int ci = s; ci < chunks; ci += ns) {
-        const int cn = ci == chunks - 1 ? last : TRAIN_CHUNK;
-        run_chunk(t, find_plan(t, s, cn), x, labels, ci * TRAIN_CHUNK, cn, n, train, logits,
+        const int cn = ci == chunks - 1 ? last : cs;
+        run_chunk(t, find_plan(t, s, cn), x, labels, ci * cs, cn, n, train, logits,
                   copy ? t->cgrad + (size_t)ci * (size_t)np : NULL);
       }
     }
@@ -656,9 +674,9 @@ static int run_batch(dd_trainer *t, const float *x, const int *labels, int n, in
       for (int first = 0; first < chunks; first += ns) {
         const int ci = first + s, k = chunks - first < ns ? chunks - first : ns;
         if (ci < chunks) {
-          const int cn = ci == chunks - 1 ? last : TRAIN_CHUNK;
+          const int cn = ci == chunks - 1 ? last : cs;
           t->wave[s] = find_plan(t, s, cn);
-          run_chunk(t, t->wave[s], x, labels, ci * TRAIN_CHUNK, cn, n, train, logits, NULL);
+          run_chunk(t, t->wave[s], x, labels, ci * cs, cn, n, train, logits, NULL);
         }
 #pragma omp barrier
         fold_wave(t, first, k, np * s / ns, np * (s + 1) / ns);

@@ -592,3 +592,66 @@ Test(train, metadata_read_back_and_bad_values_refused) {
     cr_expect(strstr(err.msg, path) && strstr(err.msg, bad[i][0]), "%s", err.msg);
   }
 }
+
+/* A conv net as torch.onnx.export writes it without a dynamic batch axis: the input is
+ * 1 x 3 x 6 x 6 and the Reshape before the classifier pins the batch ([1, -1]).  It trains
+ * (in chunks of one image) and its batch gradient and loss are those of the same net whose
+ * Reshape takes any batch ([-1, 144]), which runs in chunks of eight. */
+static uint8_t *pinned_net(int pinned, size_t *len) {
+  th_model *b = th_model_new(pinned ? "pinned" : "free");
+  th_model_input(b, "x", 4, (int64_t[]){pinned ? 1 : -1, 3, 6, 6});
+  th_model_output(b, "logits");
+  uint64_t s = 77;
+  float w[720];
+  for (int i = 0; i < 720; i++) w[i] = th_rand_uniform(&s, -0.3f, 0.3f);
+  th_model_init_f32(b, "cw", 4, (int64_t[]){4, 3, 3, 3}, w, 108);
+  th_model_init_f32(b, "cb", 1, (int64_t[]){4}, w + 108, 4);
+  th_model_init_f32(b, "fw", 2, (int64_t[]){5, 144}, w, 720);
+  th_model_init_f32(b, "fb", 1, (int64_t[]){5}, w + 300, 5);
+  th_model_init_i64(b, "shape", 1, (int64_t[]){2},
+                    (int64_t[]){pinned ? 1 : -1, pinned ? -1 : 144}, 2);
+  th_model_node(b, "Conv", "conv", "x,cw,cb", "c");
+  th_model_attr_ints(b, "pads", 4, (int64_t[]){1, 1, 1, 1});
+  th_model_node(b, "Relu", "relu", "c", "r");
+  th_model_node(b, "Reshape", "flat", "r,shape", "f");
+  th_model_node(b, "Gemm", "fc", "f,fw,fb", "logits");
+  th_model_attr_int(b, "transB", 1);
+  uint8_t *bytes = th_model_pack(b, len);
+  th_model_free(b);
+  return bytes;
+}
+
+Test(train, a_model_pinned_to_one_image_trains_in_chunks_of_one) {
+  dd_train_opts o;
+  dd_train_opts_init(&o);
+  dd_err err;
+  int labels[19];
+  float *x = random_batch(19, 3, 6, 31, labels, 5);
+  dd_trainer *t[2];
+  double loss[2];
+  for (int r = 0; r < 2; r++) {
+    size_t len;
+    uint8_t *onnx = pinned_net(r, &len);
+    cr_assert_eq(dd_trainer_new(onnx, len, r ? "pinned" : "free", &o, &t[r], &err), 0, "%s",
+                 err.msg);
+    free(onnx);
+    cr_assert_eq(dd_trainer_step(t[r], x, labels, 19, &loss[r], NULL, &err), 0, "%s", err.msg);
+  }
+  cr_expect(fabs(loss[0] - loss[1]) <= 1e-6 * fabs(loss[0]), "loss %.9g against %.9g", loss[1],
+            loss[0]);
+  cr_assert_eq(dd_trainer_num_params(t[0]), dd_trainer_num_params(t[1]));
+  for (int i = 0; i < dd_trainer_num_params(t[0]); i++) {
+    const dd_tensor *g0 = dd_trainer_param_grad(t[0], i), *g1 = dd_trainer_param_grad(t[1], i);
+    cr_assert(g0 && g1 && dd_tensor_numel(g0) == dd_tensor_numel(g1));
+    double worst = 0, scale = 0;
+    for (int64_t e = 0; e < dd_tensor_numel(g0); e++) {
+      worst = fmax(worst, fabs((double)dd_f32(g0)[e] - dd_f32(g1)[e]));
+      scale = fmax(scale, fabs((double)dd_f32(g0)[e]));
+    }
+    cr_expect(scale > 0 && worst <= 1e-5 * scale, "%s: %g apart (largest %g)",
+              dd_trainer_param_name(t[0], i), worst, scale);
+  }
+  dd_trainer_free(t[0]);
+  dd_trainer_free(t[1]);
+  free(x);
+}
