@@ -216,6 +216,16 @@ static unsigned char to_byte(float v) {
   return (unsigned char)lrintf(v);
 }
 
+void dd_image_to_bytes(const dd_image *im, unsigned char *out) {
+  size_t n = (size_t)im->w * (size_t)im->h * 3;
+  for (size_t i = 0; i < n; i++) out[i] = to_byte(im->rgb[i]);
+}
+
+void dd_image_round(const dd_image *im, dd_image *out) {
+  size_t n = (size_t)im->w * (size_t)im->h * 3;
+  for (size_t i = 0; i < n; i++) out->rgb[i] = to_byte(im->rgb[i]);
+}
+
 void dd_image_save_opts_init(dd_image_save_opts *o) {
   *o = (dd_image_save_opts){.quality = JPEG_QUALITY, .keep_meta = 1};
 }
@@ -254,7 +264,7 @@ int dd_image_save_with(const char *path, const dd_image *im, const dd_image_save
   size_t n = (size_t)im->w * (size_t)im->h * 3;
   unsigned char *px = malloc(n);
   if (!px) return dd_fail(err, DD_ENOMEM, "%s: out of memory", path);
-  for (size_t i = 0; i < n; i++) px[i] = to_byte(im->rgb[i]);
+  dd_image_to_bytes(im, px);
   membuf b = {0};
   int ok = 0;
   switch (fmt) {

@@ -923,3 +923,36 @@ Test(image, every_listed_format_loads) {
     free(files[i].p);
   }
 }
+
+/* The one rounding of floats to a file's bytes (saves, dream video's carried frames, the
+ * Python module): not above 0 (NaN too) is 0, 255 and up is 255, else nearest, ties to even;
+ * and what a saved PNG decodes to is dd_image_round's picture. */
+Test(image, bytes_are_rounded_one_way) {
+  static const float v[12] = {-3.f, NAN, 0.f, 0.5f, 1.5f, 2.5f, 2.49f, 254.5f, 254.51f, 255.f,
+                              1e9f, INFINITY};
+  static const unsigned char want[12] = {0, 0, 0, 0, 2, 2, 2, 254, 255, 255, 255, 255};
+  dd_image *im, *r;
+  dd_err err;
+  cr_assert_eq(dd_image_new(2, 2, &im, &err), 0);
+  cr_assert_eq(dd_image_new(2, 2, &r, &err), 0);
+  memcpy(im->rgb, v, sizeof v);
+  unsigned char b[12];
+  dd_image_to_bytes(im, b);
+  dd_image_round(im, r);
+  for (int i = 0; i < 12; i++) {
+    cr_expect_eq(b[i], want[i], "%g: %d, expected %d", v[i], b[i], want[i]);
+    cr_expect_eq(r->rgb[i], (float)want[i], "%g rounds to %g", v[i], r->rgb[i]);
+  }
+  char path[256];
+  snprintf(path, sizeof path, "/tmp/dream_round_%d.png", (int)getpid());
+  cr_assert_eq(dd_image_save(path, im, &err), 0, "%s", err.msg);
+  dd_image *back;
+  cr_assert_eq(dd_image_load(path, 0, &back, &err), 0, "%s", err.msg);
+  cr_expect_eq(memcmp(back->rgb, r->rgb, sizeof v), 0, "the PNG decodes to other values");
+  remove(path);
+  dd_image_round(im, im); /* in place */
+  cr_expect_eq(memcmp(im->rgb, r->rgb, sizeof v), 0);
+  dd_image_free(back);
+  dd_image_free(r);
+  dd_image_free(im);
+}

@@ -97,6 +97,12 @@ DD_API int dd_image_save_with(const char *path, const dd_image *im, const dd_ima
                        dd_err *err);
 /* dd_image_save_with with the defaults. */
 DD_API int dd_image_save(const char *path, const dd_image *im, dd_err *err);
+/* The byte a file stores for each of im's w*h*3 floats, as every save writes them: 0 for
+ * anything not above 0 (NaN too), 255 from 255 up, else the nearest integer, ties to even. */
+DD_API void dd_image_to_bytes(const dd_image *im, unsigned char *out);
+/* out (the size of im; may be im) gets im's pixels as a lossless file gives them back: each
+ * rounded as dd_image_to_bytes rounds it, as a float. */
+DD_API void dd_image_round(const dd_image *im, dd_image *out);
 /* Resampled copy without metadata (stb_image_resize, Mitchell filter down / Catmull-Rom up,
  * edges clamped).  Not clamped to 0..255: the cubic filters may overshoot by a few levels at
  * sharp edges. */

@@ -120,13 +120,18 @@ def _take_image(pp):
 
 
 def _to_bytes(v):
-    """Pixels to bytes exactly as the library writes them (to_byte in src/image.c): 0 for
-    anything not > 0 (NaN too), 255 from 255 up, else rounded to nearest, ties to even
-    (lrintf in the default rounding mode, which is np.rint's)."""
-    v = np.asarray(v, dtype=np.float32)
-    v = np.where(v > 0, v, np.float32(0))
-    v = np.minimum(v, np.float32(255))
-    return np.rint(v).astype(np.uint8)
+    """H x W x 3 pixels to bytes by the library's own rounding, as every save writes them
+    (dd_image_to_bytes: 0 for anything not > 0, NaN too; 255 from 255 up; else the nearest
+    integer, ties to even)."""
+    v = np.ascontiguousarray(v, dtype=np.float32)
+    if v.ndim != 3 or v.shape[2] != 3:
+        raise ValueError("expected an H x W x 3 array, got shape %s" % (v.shape,))
+    out = np.empty(v.shape, dtype=np.uint8)
+    if v.size:
+        view = ffi.new("dd_image *", {"w": v.shape[1], "h": v.shape[0],
+                                       "rgb": ffi.cast("float *", ffi.from_buffer(v))})
+        lib.dd_image_to_bytes(view, ffi.cast("unsigned char *", ffi.from_buffer(out)))
+    return out
 
 
 def _image_bytes(im):

@@ -70,6 +70,8 @@ typedef struct dd_image_save_opts { int quality; int keep_meta; } dd_image_save_
 int dd_image_save_with(const char *path, const dd_image *im, const dd_image_save_opts *opts,
                        dd_err *err);
 int dd_image_resize(const dd_image *im, int w, int h, dd_image **out, dd_err *err);
+void dd_image_to_bytes(const dd_image *im, unsigned char *out);
+void dd_image_round(const dd_image *im, dd_image *out);
 typedef struct dd_preproc { int bgr; float scale; float mean[3]; float std[3]; } dd_preproc;
 
 /* preset.h */

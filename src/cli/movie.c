@@ -220,11 +220,7 @@ int cli_movie_out_frame(cli_movie_out *mo, long long index, const dd_image *im, 
     /* a lossless file holds the picture rounded to bytes as dd_image_save rounds it: made
      * here, not decoded back (what a resumed job loads is the same) */
     if (!*back && dd_image_new(im->w, im->h, back, &err)) return cli_report(&err);
-    size_t n = (size_t)im->w * im->h * 3;
-    for (size_t i = 0; i < n; i++) {
-      float v = im->rgb[i];
-      (*back)->rgb[i] = !(v > 0.f) ? 0.f : v >= 255.f ? 255.f : (float)lrintf(v);
-    }
+    dd_image_round(im, *back);
     return 0;
   }
   dd_image_free(*back);
