@@ -133,12 +133,15 @@ int cmd_video(int argc, char **argv) {
   int w = info.w, h = info.h;
   if (cli_dream_begin(&a, &cm, &job)) goto done;
   if (cli_movie_budget(&job, w, h)) goto done;
-  if (dd_image_new(w, h, &img, &err) || dd_image_new(w, h, &hall, &err) ||
-      dd_image_new(w, h, &raw_prev, &err)) {
+  if (dd_image_new(w, h, &img, &err) || dd_image_new(w, h, &raw_prev, &err)) {
     cli_report(&err);
     goto done;
   }
-  if (!a.no_flow) {
+  if (!a.no_flow) { /* the flow, and the carry's scratch (the hallucination to warp) */
+    if (dd_image_new(w, h, &hall, &err)) {
+      cli_report(&err);
+      goto done;
+    }
     if (!(flow = malloc(sizeof(float) * 2 * (size_t)w * h))) {
       cli_errorf("out of memory");
       goto done;
