@@ -338,13 +338,15 @@ static inline DD_TARGET_AVX512 __mmask16 window_mask(int64_t p, int64_t w, int q
 
 /* v[q] = row[p + 16q + lane], 0 outside [0, w).  Masked-off lanes are never read, so the
  * windows may start before or end after the row. */
-static inline DD_TARGET_AVX512 void load_windows(const float *row, int64_t p, int64_t w, int nv, __m512 *v) {
+static inline DD_TARGET_AVX512 void load_windows(const float *row, int64_t p, int64_t w, int nv,
+                                                 __m512 *v) {
   for (int q = 0; q < nv; q++)
     v[q] = _mm512_maskz_loadu_ps(window_mask(p, w, q), row + p + 16 * q);
 }
 
 /* row[p + 16q + lane] += v[q] inside [0, w). */
-static inline DD_TARGET_AVX512 void add_windows(float *row, int64_t p, int64_t w, int nv, const __m512 *v) {
+static inline DD_TARGET_AVX512 void add_windows(float *row, int64_t p, int64_t w, int nv,
+                                                const __m512 *v) {
   for (int q = 0; q < nv; q++) {
     __mmask16 m = window_mask(p, w, q);
     float *d = row + p + 16 * q;
@@ -354,12 +356,14 @@ static inline DD_TARGET_AVX512 void add_windows(float *row, int64_t p, int64_t w
 
 /* Windows of 16 lanes holding row[p + t*sw + kj] for t < 32, kj < kb (at most 3 per
  * parity). */
-static inline DD_TARGET_AVX512 int windows(int64_t sw, int64_t kb) { return (int)((31 * sw + kb - 1) / 16 + 1); }
+static inline DD_TARGET_AVX512 int windows(int64_t sw, int64_t kb) {
+  return (int)((31 * sw + kb - 1) / 16 + 1);
+}
 
 /* Taps [ka, kb) of one kernel row: d[(kj - ka) * CONV_NB_AVX512 + t] = row[p + kj + t*sw] (0
  * outside the row, row NULL: all 0) for t < len, whose lanes are lm. */
-static inline DD_TARGET_AVX512 void pack_taps(const conv_geom *g, const float *row, int64_t p, int64_t ka,
-                             int64_t kb, uint32_t lm, float *d) {
+static inline DD_TARGET_AVX512 void pack_taps(const conv_geom *g, const float *row, int64_t p,
+                                              int64_t ka, int64_t kb, uint32_t lm, float *d) {
   __mmask16 l0 = (__mmask16)lm, l1 = (__mmask16)(lm >> 16);
   const __m512 z = _mm512_setzero_ps();
   if (!row) {
@@ -397,9 +401,11 @@ static inline DD_TARGET_AVX512 void pack_taps(const conv_geom *g, const float *r
   }
 }
 
-/* The adjoint of pack_taps: row[p + kj + t*sw] += s[(kj - ka) * CONV_NB_AVX512 + t] inside the row. */
-static inline DD_TARGET_AVX512 void unpack_taps(const conv_geom *g, float *row, int64_t p, int64_t ka,
-                               int64_t kb, uint32_t lm, const float *s) {
+/* The adjoint of pack_taps: row[p + kj + t*sw] += s[(kj - ka) * CONV_NB_AVX512 + t] inside
+ * the row. */
+static inline DD_TARGET_AVX512 void unpack_taps(const conv_geom *g, float *row, int64_t p,
+                                                int64_t ka, int64_t kb, uint32_t lm,
+                                                const float *s) {
   __mmask16 l0 = (__mmask16)lm, l1 = (__mmask16)(lm >> 16);
   const __m512 z = _mm512_setzero_ps();
   /* windows of the even (stride 1: all) and odd positions, each tap shifted into place */
@@ -570,8 +576,9 @@ static const float *exact_tap(const conv_geom *g, const float *xg, int64_t oh, i
  * exact zero), wherever the output lies. */
 #define CONV_EXACT_VCOLS 32
 #define CONV_EXACT_VTAPS 160 /* a panel of up to this many taps on the stack (40 KiB) */
-DD_TARGET_AVX512 static int exact_forward_avx512(const conv_geom *g, const float *xg, const float *wg,
-                                const float *bg, int relu, float *yg) {
+DD_TARGET_AVX512 static int exact_forward_avx512(const conv_geom *g, const float *xg,
+                                                 const float *wg, const float *bg, int relu,
+                                                 float *yg) {
   if (g->kcol > CONV_EXACT_VTAPS) return 0;
   int64_t chunks = (g->wo + CONV_EXACT_VCOLS - 1) / CONV_EXACT_VCOLS, jobs = g->ho * chunks;
 #pragma omp parallel for if (g->mg * g->ocol * g->kcol > DD_PAR_MIN) schedule(static)
@@ -1037,8 +1044,8 @@ static void direct_backward_data(const conv_geom *g, const float *wt, const floa
 /* dw (m, c, 3, 3) += sum over the images and pixels of dy[m][p] * x[c][p shifted by the
  * tap].  A job is one input channel, one kernel row and 8 output channels: 24 partial sums
  * of 16 lanes in registers, over every image in order. */
-DD_TARGET_AVX512 static void direct_backward_weights(const conv_geom *g, const float *x, const float *dy,
-                                    float *dw) {
+DD_TARGET_AVX512 static void direct_backward_weights(const conv_geom *g, const float *x,
+                                                     const float *dy, float *dw) {
   const int64_t h = g->h, w = g->w, hw = h * w, c = g->c, m = g->m;
   const int64_t mblocks = (m + 7) / 8, jobs = c * 3 * mblocks;
 #pragma omp parallel for if (g->n * m * hw * c * 9 > 4 * DD_PAR_MIN) schedule(static)

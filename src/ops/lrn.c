@@ -188,8 +188,9 @@ static int64_t chunk_len(int64_t nn, int64_t sp) {
 #ifdef DD_AVX512_KERNELS
 /* Forward of one channel for beta = 0.75 and windows of up to LRN_RING rows, everything in
  * registers: yc = xc s^-0.75, s from the window x0 (rows rows `spatial` apart). */
-DD_TARGET_AVX512 static void forward_row_075(const lrn_params *p, int64_t len, const float *x0, int64_t rows,
-                            int64_t spatial, const float *xc, float *yc) {
+DD_TARGET_AVX512 static void forward_row_075(const lrn_params *p, int64_t len, const float *x0,
+                                             int64_t rows, int64_t spatial, const float *xc,
+                                             float *yc) {
   __m512 a = _mm512_set1_ps(p->alpha / (float)p->size), bias = _mm512_set1_ps(p->bias);
   for (int64_t i = 0; i < len; i += 16) {
     __mmask16 m = len - i >= 16 ? 0xffff : (__mmask16)((1u << (len - i)) - 1);
@@ -249,10 +250,11 @@ static void lrn_forward(const dd_node *node, const dd_tensor *const *in, dd_tens
  * on the stack, with every intermediate in registers: when rows > 0, channel j's window x0
  * (rows rows `spatial` apart) gives t[j] (into tj) and dx[j]'s direct term; when m > 0,
  * channel c is finished from the m rows tq of t in its window. */
-DD_TARGET_AVX512 static void backward_step_075(const lrn_params *p, int64_t len, const float *x0, int64_t rows,
-                              int64_t spatial, const float *xj, const float *dyj, float *dxj,
-                              int inplace, float *tj, const float *const *tq, int64_t m,
-                              const float *xc, float *dxc, float k) {
+DD_TARGET_AVX512 static void backward_step_075(const lrn_params *p, int64_t len, const float *x0,
+                                               int64_t rows, int64_t spatial, const float *xj,
+                                               const float *dyj, float *dxj, int inplace, float *tj,
+                                               const float *const *tq, int64_t m, const float *xc,
+                                               float *dxc, float k) {
   __m512 a = _mm512_set1_ps(p->alpha / (float)p->size), bias = _mm512_set1_ps(p->bias);
   __m512 kv = _mm512_set1_ps(k);
   for (int64_t i = 0; i < len; i += 16) {

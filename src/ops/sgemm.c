@@ -89,9 +89,9 @@ static inline DD_TARGET_AVX512 void block_masks(int64_t w, __mmask16 *m0, __mmas
 }
 
 /* All rows of C's columns [0, w), w <= NR, from the packed kc x NR block bk. */
-DD_TARGET_AVX512 static void rows_of_block(int64_t m, int64_t w, int64_t kc, const float *a, int64_t ars,
-                          int64_t acs, const float *bk, float *c, int64_t ldc, int init,
-                          const float *bias) {
+DD_TARGET_AVX512 static void rows_of_block(int64_t m, int64_t w, int64_t kc, const float *a,
+                                           int64_t ars, int64_t acs, const float *bk, float *c,
+                                           int64_t ldc, int init, const float *bias) {
   __mmask16 m0, m1;
   block_masks(w, &m0, &m1);
   for (int64_t i = 0; i < m; i += MR) {
@@ -115,9 +115,10 @@ DD_TARGET_AVX512 static void rows_of_block(int64_t m, int64_t w, int64_t kc, con
  * once, reading every row of B as one run of w floats (the hardware prefetchers follow a few
  * long runs, not KC short ones a page apart), then each 32-column block of the pack meets
  * every row of A while it is in L1. */
-DD_TARGET_AVX512 static void column_panel(int64_t m, int64_t w, int64_t k, const float *a, int64_t ars,
-                         int64_t acs, const float *b, int64_t ldb, float *c, int64_t ldc,
-                         int accumulate, const float *bias) {
+DD_TARGET_AVX512 static void column_panel(int64_t m, int64_t w, int64_t k, const float *a,
+                                          int64_t ars, int64_t acs, const float *b, int64_t ldb,
+                                          float *c, int64_t ldc, int accumulate,
+                                          const float *bias) {
   float pack[PANEL * KC * NR] __attribute__((aligned(64)));
   int64_t nb = (w + NR - 1) / NR;
   for (int64_t k0 = 0; k0 < k; k0 += KC) {
@@ -150,9 +151,10 @@ DD_TARGET_AVX512 static void column_panel(int64_t m, int64_t w, int64_t k, const
 }
 
 /* Column blocks [b0, b1) of C (of n columns), a panel at a time. */
-DD_TARGET_AVX512 static void column_run(int64_t m, int64_t n, int64_t k, const float *a, int64_t ars, int64_t acs,
-                       const float *b, int64_t ldb, float *c, int64_t ldc, int accumulate,
-                       const float *bias, int64_t b0, int64_t b1) {
+DD_TARGET_AVX512 static void column_run(int64_t m, int64_t n, int64_t k, const float *a,
+                                        int64_t ars, int64_t acs, const float *b, int64_t ldb,
+                                        float *c, int64_t ldc, int accumulate, const float *bias,
+                                        int64_t b0, int64_t b1) {
   for (int64_t jb = b0; jb < b1; jb += PANEL) {
     int64_t j = jb * NR, j1 = (jb + PANEL < b1 ? jb + PANEL : b1) * NR;
     if (j1 > n) j1 = n;
@@ -160,9 +162,10 @@ DD_TARGET_AVX512 static void column_run(int64_t m, int64_t n, int64_t k, const f
   }
 }
 
-DD_TARGET_AVX512 static void sgemm_avx512(int64_t m, int64_t n, int64_t k, const float *a, int64_t ars, int64_t acs,
-              const float *b, int64_t ldb, float *c, int64_t ldc, int accumulate,
-              const float *bias, int parallel) {
+DD_TARGET_AVX512 static void sgemm_avx512(int64_t m, int64_t n, int64_t k, const float *a,
+                                          int64_t ars, int64_t acs, const float *b, int64_t ldb,
+                                          float *c, int64_t ldc, int accumulate, const float *bias,
+                                          int parallel) {
   if (m <= 0 || n <= 0) return;
   if (k <= 0) {
     for (int64_t i = 0; i < m && !(accumulate & DD_SGEMM_ACCUMULATE); i++)

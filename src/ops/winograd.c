@@ -97,7 +97,8 @@ static inline DD_TARGET_AVX512 __mmask16 lane_range(int64_t lo, int64_t hi) {
   return hi <= lo ? 0 : (__mmask16)(((1u << hi) - 1) & ~((1u << lo) - 1));
 }
 
-DD_TARGET_AVX512 static void transform_weights_avx512(const dd_wino_conv *c, const float *wt, float *u) {
+DD_TARGET_AVX512 static void transform_weights_avx512(const dd_wino_conv *c, const float *wt,
+                                                      float *u) {
   int64_t co = c->co, ci = c->ci, groups = (ci + LANES - 1) / LANES;
   /* lane l reads input channel i0 + l: 9 floats further on, or 9 co for the flipped kernel */
   int64_t step = c->flip ? 9 * co : 9;
@@ -135,8 +136,8 @@ DD_TARGET_AVX512 static void transform_weights_avx512(const dd_wino_conv *c, con
 /* B^T d down the columns of the 6 x 66 block of plane x at (y0, x0), zero outside the plane,
  * split by patch column: e[r][j] lane l = (B^T d)[r][x0 + 4 l + j], the patch of lane l
  * starting at column x0 + 4 l. */
-static inline DD_TARGET_AVX512 void patch_columns(const dd_wino_conv *c, const float *x, int64_t y0, int64_t x0,
-                                 vf e[6][6]) {
+static inline DD_TARGET_AVX512 void patch_columns(const dd_wino_conv *c, const float *x, int64_t y0,
+                                                  int64_t x0, vf e[6][6]) {
   vf t[6][5];
   for (int v = 0; v < 5; v++) {
     int64_t xv = x0 + 16 * v;
@@ -174,8 +175,9 @@ static inline DD_TARGET_AVX512 void patch_columns(const dd_wino_conv *c, const f
 
 /* The transformed patches of `n` (<= LANES) consecutive tiles from tile `t` of one input
  * plane, into v[k * kstride + lane] (all 16 lanes are written). */
-DD_TARGET_AVX512 static void input_group_avx512(const dd_wino_conv *c, const float *x, int64_t tiles_w, int64_t t,
-                        int n, float *v, int64_t kstride) {
+DD_TARGET_AVX512 static void input_group_avx512(const dd_wino_conv *c, const float *x,
+                                                int64_t tiles_w, int64_t t, int n, float *v,
+                                                int64_t kstride) {
   vf e[6][6];
   int64_t ty = t / tiles_w, tx = t % tiles_w;
   int len = tiles_w - tx < n ? (int)(tiles_w - tx) : n;
@@ -199,9 +201,9 @@ DD_TARGET_AVX512 static void input_group_avx512(const dd_wino_conv *c, const flo
 
 /* Output tiles of `n` consecutive tiles from tile `t` of output plane y (bias b0 added, or
  * accumulated, then with `relu` max(0, .)), from the products p[k * kstride + lane]. */
-DD_TARGET_AVX512 static void output_group_avx512(const dd_wino_conv *c, const float *p, int64_t kstride,
-                         int64_t tiles_w, int64_t t, int n, float b0, int accumulate, int relu,
-                         float *y) {
+DD_TARGET_AVX512 static void output_group_avx512(const dd_wino_conv *c, const float *p,
+                                                 int64_t kstride, int64_t tiles_w, int64_t t, int n,
+                                                 float b0, int accumulate, int relu, float *y) {
   vf q[4][6], w[4][4];
   for (int j = 0; j < 6; j++) {
     vf s[6];

@@ -323,7 +323,9 @@ static void check_case(const conv_case *k, uint64_t ci) {
 }
 
 static void conv_matches_naive_reference_forward_and_backward_on(void);
-Test(conv, matches_naive_reference_forward_and_backward) { th_each_kernels(conv_matches_naive_reference_forward_and_backward_on); }
+Test(conv, matches_naive_reference_forward_and_backward) {
+  th_each_kernels(conv_matches_naive_reference_forward_and_backward_on);
+}
 static void conv_matches_naive_reference_forward_and_backward_on(void) {
   for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ci++) check_case(&cases[ci], ci);
 }
@@ -332,7 +334,9 @@ static void conv_matches_naive_reference_forward_and_backward_on(void) {
  * input channel when they share evenly (or there are many), by input rows otherwise.  Cases
  * large enough to run in parallel, with thread counts that take each split. */
 static void conv_parallel_splits_match_naive_reference_on(void);
-Test(conv, parallel_splits_match_naive_reference) { th_each_kernels(conv_parallel_splits_match_naive_reference_on); }
+Test(conv, parallel_splits_match_naive_reference) {
+  th_each_kernels(conv_parallel_splits_match_naive_reference_on);
+}
 static void conv_parallel_splits_match_naive_reference_on(void) {
   /* 3 channels, 16, groups of 5, 24, streamed, and the two batches */
   static const int picks[] = {15, 16, 24, 26, 28, 37, 38, 39, 40};
@@ -347,7 +351,9 @@ static void conv_parallel_splits_match_naive_reference_on(void) {
 /* Batches shared among the threads image by image give bit for bit the output and the
  * gradients of one thread (training's same-seed-same-weights promise rests on it). */
 static void conv_batch_parallel_is_bit_exact_across_thread_counts_on(void);
-Test(conv, batch_parallel_is_bit_exact_across_thread_counts) { th_each_kernels(conv_batch_parallel_is_bit_exact_across_thread_counts_on); }
+Test(conv, batch_parallel_is_bit_exact_across_thread_counts) {
+  th_each_kernels(conv_batch_parallel_is_bit_exact_across_thread_counts_on);
+}
 static void conv_batch_parallel_is_bit_exact_across_thread_counts_on(void) {
   static const int picks[] = {37, 38, 39, 40};
   for (size_t pi = 0; pi < sizeof picks / sizeof picks[0]; pi++) {
@@ -384,7 +390,9 @@ static void conv_batch_parallel_is_bit_exact_across_thread_counts_on(void) {
 }
 
 static void conv_gradient_matches_finite_differences_on(void);
-Test(conv, gradient_matches_finite_differences) { th_each_kernels(conv_gradient_matches_finite_differences_on); }
+Test(conv, gradient_matches_finite_differences) {
+  th_each_kernels(conv_gradient_matches_finite_differences_on);
+}
 static void conv_gradient_matches_finite_differences_on(void) {
   static const int picks[] = {0, 2, 4, 6, 8, 11, 29, 30, 31, 32, 34, 36, 39, 40, 41, 42, 43};
   for (size_t pi = 0; pi < sizeof picks / sizeof picks[0]; pi++) {
@@ -406,7 +414,9 @@ static void conv_gradient_matches_finite_differences_on(void) {
 
 /* The weight and bias gradients, for plans where W is computed rather than constant. */
 static void conv_weight_and_bias_gradients_match_finite_differences_on(void);
-Test(conv, weight_and_bias_gradients_match_finite_differences) { th_each_kernels(conv_weight_and_bias_gradients_match_finite_differences_on); }
+Test(conv, weight_and_bias_gradients_match_finite_differences) {
+  th_each_kernels(conv_weight_and_bias_gradients_match_finite_differences_on);
+}
 static void conv_weight_and_bias_gradients_match_finite_differences_on(void) {
   static const int picks[] = {0, 1, 4, 6, 29, 30, 31, 32, 36, 39, 40, 41, 42, 43};
   for (size_t pi = 0; pi < sizeof picks / sizeof picks[0]; pi++) {

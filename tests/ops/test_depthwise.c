@@ -120,7 +120,9 @@ static void check_case(const dw_case *c, size_t ci) {
 }
 
 static void depthwise_planes_match_direct_convolution_on(void);
-Test(depthwise, planes_match_direct_convolution) { th_each_kernels(depthwise_planes_match_direct_convolution_on); }
+Test(depthwise, planes_match_direct_convolution) {
+  th_each_kernels(depthwise_planes_match_direct_convolution_on);
+}
 static void depthwise_planes_match_direct_convolution_on(void) {
   for (size_t ci = 0; ci < sizeof dcases / sizeof dcases[0]; ci++) check_case(&dcases[ci], ci);
 }
@@ -160,7 +162,9 @@ Test(depthwise, prepare_refuses_what_it_cannot_stage) {
  * plane of several bands; and the data gradient of a constant dy one value at every input
  * pixel that all taps reach. */
 static void depthwise_outputs_do_not_depend_on_their_place_on(void);
-Test(depthwise, outputs_do_not_depend_on_their_place) { th_each_kernels(depthwise_outputs_do_not_depend_on_their_place_on); }
+Test(depthwise, outputs_do_not_depend_on_their_place) {
+  th_each_kernels(depthwise_outputs_do_not_depend_on_their_place_on);
+}
 static void depthwise_outputs_do_not_depend_on_their_place_on(void) {
   dw_case c = {400, 37, 3, 3, 1, 1, 1, 1, 0, 0, 0, 0};
   dd_dw_geom g = geom_of(&c);

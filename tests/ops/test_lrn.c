@@ -81,7 +81,9 @@ static void naive_lrn(const lrn_case *k, const float *x, float *y, const float *
 }
 
 static void lrn_matches_naive_reference_forward_and_backward_on(void);
-Test(lrn, matches_naive_reference_forward_and_backward) { th_each_kernels(lrn_matches_naive_reference_forward_and_backward_on); }
+Test(lrn, matches_naive_reference_forward_and_backward) {
+  th_each_kernels(lrn_matches_naive_reference_forward_and_backward_on);
+}
 static void lrn_matches_naive_reference_forward_and_backward_on(void) {
   for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ci++) {
     const lrn_case *k = &cases[ci];
@@ -138,7 +140,9 @@ static void lrn_matches_naive_reference_forward_and_backward_on(void) {
 }
 
 static void lrn_gradient_matches_finite_differences_on(void);
-Test(lrn, gradient_matches_finite_differences) { th_each_kernels(lrn_gradient_matches_finite_differences_on); }
+Test(lrn, gradient_matches_finite_differences) {
+  th_each_kernels(lrn_gradient_matches_finite_differences_on);
+}
 static void lrn_gradient_matches_finite_differences_on(void) {
   for (size_t ci = 0; ci < 6; ci++) {
     const lrn_case *k = &cases[ci];

@@ -189,7 +189,9 @@ static void ties_conv_direct_keeps_ties_on(void) {
  * register-blocked kernel (4 channels x 32 columns; 19 channels and 148 columns leave edges
  * of both); with 4 channels (196 taps, more than its panel holds) the portable loop. */
 static void ties_conv_first_layer_exact_in_double_on(void);
-Test(ties, conv_first_layer_exact_in_double) { th_each_kernels(ties_conv_first_layer_exact_in_double_on); }
+Test(ties, conv_first_layer_exact_in_double) {
+  th_each_kernels(ties_conv_first_layer_exact_in_double_on);
+}
 static void ties_conv_first_layer_exact_in_double_on(void) {
   for (int64_t cin = 3; cin <= 4; cin++) {
     th_node t;

@@ -65,7 +65,9 @@ static void setup(th_node *t, const wcase *k) {
 }
 
 static void winograd_conv_matches_naive_reference_on(void);
-Test(winograd, conv_matches_naive_reference) { th_each_kernels(winograd_conv_matches_naive_reference_on); }
+Test(winograd, conv_matches_naive_reference) {
+  th_each_kernels(winograd_conv_matches_naive_reference_on);
+}
 static void winograd_conv_matches_naive_reference_on(void) {
   for (size_t ci = 0; ci < sizeof wcases / sizeof wcases[0]; ci++) {
     const wcase *k = &wcases[ci];
@@ -116,7 +118,9 @@ static void winograd_conv_matches_naive_reference_on(void) {
 }
 
 static void winograd_gradient_matches_finite_differences_on(void);
-Test(winograd, gradient_matches_finite_differences) { th_each_kernels(winograd_gradient_matches_finite_differences_on); }
+Test(winograd, gradient_matches_finite_differences) {
+  th_each_kernels(winograd_gradient_matches_finite_differences_on);
+}
 static void winograd_gradient_matches_finite_differences_on(void) {
   const wcase k = {"small", 1, 8, 6, 7, 8, 1, 1, 1, 1, 1};
   th_node t;
@@ -184,7 +188,9 @@ static void sgemm_matches_naive_product_on(void) {
 /* A single row or a single column of A leaves one of its strides unused: any value must do,
  * 1 included (cblas would refuse lda = 1 for a row of k > 1 and leave C unchanged). */
 static void sgemm_degenerate_strides_of_a_single_row_or_column_on(void);
-Test(sgemm, degenerate_strides_of_a_single_row_or_column) { th_each_kernels(sgemm_degenerate_strides_of_a_single_row_or_column_on); }
+Test(sgemm, degenerate_strides_of_a_single_row_or_column) {
+  th_each_kernels(sgemm_degenerate_strides_of_a_single_row_or_column_on);
+}
 static void sgemm_degenerate_strides_of_a_single_row_or_column_on(void) {
   static const int64_t shapes[][2] = {{1, 9}, {6, 1}}; /* m x k */
   uint64_t st = 8;
