@@ -576,13 +576,12 @@ static const float *exact_tap(const conv_geom *g, const float *xg, int64_t oh, i
  * exact zero), wherever the output lies. */
 #define CONV_EXACT_VCOLS 32
 #define CONV_EXACT_VTAPS 160 /* a panel of up to this many taps on the stack (40 KiB) */
-DD_TARGET_AVX512 static int exact_forward_avx512(const conv_geom *g, const float *xg,
-                                                 const float *wg, const float *bg, int relu,
-                                                 float *yg) {
-  if (g->kcol > CONV_EXACT_VTAPS) return 0;
-  int64_t chunks = (g->wo + CONV_EXACT_VCOLS - 1) / CONV_EXACT_VCOLS, jobs = g->ho * chunks;
-#pragma omp parallel for if (g->mg * g->ocol * g->kcol > DD_PAR_MIN) schedule(static)
-  for (int64_t job = 0; job < jobs; job++) {
+/* One job of exact_forward_avx512 (a function of its own: Clang does not give an OpenMP
+ * region the target of the function around it). */
+DD_TARGET_AVX512 static void exact_job_avx512(const conv_geom *g, const float *xg,
+                                              const float *wg, const float *bg, int relu,
+                                              float *yg, int64_t chunks, int64_t job) {
+  {
     int64_t oh = job / chunks, ow0 = job % chunks * CONV_EXACT_VCOLS;
     int64_t len = g->wo - ow0 < CONV_EXACT_VCOLS ? g->wo - ow0 : CONV_EXACT_VCOLS;
     double panel[CONV_EXACT_VTAPS][CONV_EXACT_VCOLS] __attribute__((aligned(64)));
@@ -636,6 +635,14 @@ DD_TARGET_AVX512 static int exact_forward_avx512(const conv_geom *g, const float
       }
     }
   }
+}
+
+static int exact_forward_avx512(const conv_geom *g, const float *xg, const float *wg,
+                                const float *bg, int relu, float *yg) {
+  if (g->kcol > CONV_EXACT_VTAPS) return 0;
+  int64_t chunks = (g->wo + CONV_EXACT_VCOLS - 1) / CONV_EXACT_VCOLS, jobs = g->ho * chunks;
+#pragma omp parallel for if (g->mg * g->ocol * g->kcol > DD_PAR_MIN) schedule(static)
+  for (int64_t job = 0; job < jobs; job++) exact_job_avx512(g, xg, wg, bg, relu, yg, chunks, job);
   return 1;
 }
 #endif
@@ -1007,25 +1014,33 @@ static inline __attribute__((always_inline)) DD_TARGET_AVX512 void direct_row(
  * columns and more than 8 channels, else 32 columns x 8 channels. */
 static int direct_mb(int64_t w, int64_t m) { return w <= 16 && m > 8 ? 16 : 8; }
 
+/* Output row oh of image i (a job of direct_conv, in a function of its own: Clang does not
+ * give an OpenMP region the target of the function around it). */
+DD_TARGET_AVX512 static void direct_conv_row(const conv_geom *g, const float *x, int64_t ci,
+                                             const float *wp, const float *bias, int64_t m,
+                                             int accumulate, int relu, float *y, int mb, int64_t i,
+                                             int64_t oh) {
+  const int64_t h = g->h, w = g->w, hw = h * w;
+  const float *xi = x + i * ci * hw;
+  float *yi = y + i * m * hw;
+  if (w <= 16 && mb == 16)
+    direct_row(xi, wp, bias, ci, m, h, w, oh, accumulate, relu, yi, 1, 16);
+  else if (w <= 16)
+    direct_row(xi, wp, bias, ci, m, h, w, oh, accumulate, relu, yi, 1, 8);
+  else
+    direct_row(xi, wp, bias, ci, m, h, w, oh, accumulate, relu, yi, 2, 8);
+}
+
 /* y (n images of m x h x w) (+)= conv3x3(x (n, ci, h, w)) for the packed kernel wp (blocks
  * of direct_mb channels); one output row of one image per job. */
-DD_TARGET_AVX512 static void direct_conv(const conv_geom *g, int64_t n, const float *x, int64_t ci,
+static void direct_conv(const conv_geom *g, int64_t n, const float *x, int64_t ci,
                         const float *wp, const float *bias, int64_t m, int accumulate, int relu,
                         float *y) {
-  const int64_t h = g->h, w = g->w, hw = h * w, jobs = n * h;
-  const int mb = direct_mb(w, m);
+  const int64_t h = g->h, hw = h * g->w, jobs = n * h;
+  const int mb = direct_mb(g->w, m);
 #pragma omp parallel for if (jobs > 1 && n * m * hw * ci * 9 > 4 * DD_PAR_MIN) schedule(static)
-  for (int64_t j = 0; j < jobs; j++) {
-    int64_t i = j / h, oh = j % h;
-    const float *xi = x + i * ci * hw;
-    float *yi = y + i * m * hw;
-    if (w <= 16 && mb == 16)
-      direct_row(xi, wp, bias, ci, m, h, w, oh, accumulate, relu, yi, 1, 16);
-    else if (w <= 16)
-      direct_row(xi, wp, bias, ci, m, h, w, oh, accumulate, relu, yi, 1, 8);
-    else
-      direct_row(xi, wp, bias, ci, m, h, w, oh, accumulate, relu, yi, 2, 8);
-  }
+  for (int64_t j = 0; j < jobs; j++)
+    direct_conv_row(g, x, ci, wp, bias, m, accumulate, relu, y, mb, j / h, j % h);
 }
 
 static void direct_forward(const conv_geom *g, const float *x, const float *wt,
@@ -1044,12 +1059,13 @@ static void direct_backward_data(const conv_geom *g, const float *wt, const floa
 /* dw (m, c, 3, 3) += sum over the images and pixels of dy[m][p] * x[c][p shifted by the
  * tap].  A job is one input channel, one kernel row and 8 output channels: 24 partial sums
  * of 16 lanes in registers, over every image in order. */
-DD_TARGET_AVX512 static void direct_backward_weights(const conv_geom *g, const float *x,
-                                                     const float *dy, float *dw) {
+/* One job of direct_backward_weights (a function of its own: Clang does not give an OpenMP
+ * region the target of the function around it). */
+DD_TARGET_AVX512 static void direct_weights_job(const conv_geom *g, const float *x,
+                                                const float *dy, float *dw, int64_t job) {
   const int64_t h = g->h, w = g->w, hw = h * w, c = g->c, m = g->m;
-  const int64_t mblocks = (m + 7) / 8, jobs = c * 3 * mblocks;
-#pragma omp parallel for if (g->n * m * hw * c * 9 > 4 * DD_PAR_MIN) schedule(static)
-  for (int64_t job = 0; job < jobs; job++) {
+  const int64_t mblocks = (m + 7) / 8;
+  {
     int64_t ci = job / (3 * mblocks), ki = job / mblocks % 3, m0 = job % mblocks * 8;
     double sum[8][3] = {{0}};
     const float *dyo[8]; /* past m: channel m - 1 again, computed, not stored */
@@ -1098,6 +1114,14 @@ DD_TARGET_AVX512 static void direct_backward_weights(const conv_geom *g, const f
     for (int k = 0; k < 8 && m0 + k < m; k++)
       for (int d = 0; d < 3; d++) dw[((m0 + k) * c + ci) * 9 + ki * 3 + d] += (float)sum[k][d];
   }
+}
+
+static void direct_backward_weights(const conv_geom *g, const float *x, const float *dy,
+                                    float *dw) {
+  const int64_t hw = g->h * g->w, c = g->c, m = g->m;
+  const int64_t mblocks = (m + 7) / 8, jobs = c * 3 * mblocks;
+#pragma omp parallel for if (g->n * m * hw * c * 9 > 4 * DD_PAR_MIN) schedule(static)
+  for (int64_t job = 0; job < jobs; job++) direct_weights_job(g, x, dy, dw, job);
 }
 #endif
 

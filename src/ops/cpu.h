@@ -12,11 +12,13 @@
  * is read before any caller could be told.
  *
  * The kernels are compiled on every x86-64 build with GCC or Clang, in functions that carry
- * DD_TARGET_AVX512; elsewhere DD_KERNELS_AVX512 is never chosen. */
+ * DD_TARGET_AVX512; elsewhere (or with -DDD_NO_AVX512_KERNELS, which checks that the generic
+ * code builds alone) DD_KERNELS_AVX512 is never chosen. */
 #ifndef DREAM_OPS_CPU_H
 #define DREAM_OPS_CPU_H
 
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__)) && \
+    !defined(DD_NO_AVX512_KERNELS)
 /* The AVX-512 kernels are compiled in: each function that uses their intrinsics (and each
  * static inline helper it calls) carries DD_TARGET_AVX512 and runs only when
  * dd_kernels_avx512() says so. */

@@ -17,20 +17,6 @@
 
 typedef float v16 __attribute__((vector_size(64)));
 
-static inline v16 vload(const float *p) {
-  v16 v;
-  memcpy(&v, p, sizeof v);
-  return v;
-}
-
-static inline void vstore(float *p, v16 v) { memcpy(p, &v, sizeof v); }
-
-static inline v16 vsplat(float x) {
-  v16 v;
-  for (int i = 0; i < 16; i++) v[i] = x;
-  return v;
-}
-
 static inline int64_t round16(int64_t n) { return (n + 15) / 16 * 16; }
 
 /* The stencils and the weight gradient's dot products, once per path (ops/cpu.h): the
