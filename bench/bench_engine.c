@@ -34,6 +34,7 @@
 #include "dream/image.h"
 #include "dream/model.h"
 #include "dream/preset.h"
+#include "ops/cpu.h"
 #include "ops/sgemm.h"
 #include "util.h"
 
@@ -400,6 +401,8 @@ int main(int argc, char **argv) {
   bench_opts o;
   memset(&o, 0, sizeof o);
   if (argc < 2 || parse_opts(argc, argv, &o)) return usage();
+  /* the CPU beside every figure, and the fp32 kernels chosen at run time on it */
+  printf("# cpu: %s; fp32 kernels: %s\n", dd_cpu_name(), dd_kernels_name(dd_kernels_chosen()));
   if (!strcmp(argv[1], "sgemm")) return bench_sgemm(&o);
   if (!strcmp(argv[1], "forward")) return bench_model(&o, 0);
   if (!strcmp(argv[1], "grad")) return bench_model(&o, 1);

@@ -22,6 +22,7 @@
 #include "dream/graph.h"
 #include "dream/visualize.h"
 #include "helper_ops.h"
+#include "ops/cpu.h"
 
 static const dd_preproc caffe = {1, 255.f, {104.f, 117.f, 123.f}, {1.f, 1.f, 1.f}};
 
@@ -36,13 +37,15 @@ static void set_threads(int n) {
   openblas_set_num_threads(n);
 }
 
-/* Without AVX-512 the convolution products run in OpenBLAS, whose sums depend on its thread
- * count and on the shapes of the pieces our threads hand it: there a picture repeats only on
- * the same numbers of threads (README, "Reproducible"), and there is nothing to check. */
+/* On the generic kernel path (ops/cpu.h: a CPU without AVX-512, or DREAM_KERNELS=generic)
+ * the convolution products run in OpenBLAS, whose sums depend on its thread count and on the
+ * shapes of the pieces our threads hand it: there a picture repeats only on the same numbers
+ * of threads (README, "Reproducible"), and there is nothing to check. */
 static void need_own_kernels(void) {
-#ifndef __AVX512F__
-  cr_skip_test("a build without AVX-512: its convolution products run in OpenBLAS");
-#endif
+  if (dd_kernels_chosen() != DD_KERNELS_AVX512)
+    cr_skip_test("the generic kernels (%s): the convolution products run in OpenBLAS",
+                 dd_kernels_has(DD_KERNELS_AVX512) ? "DREAM_KERNELS=generic"
+                                                   : "this CPU has no AVX-512");
 }
 
 /* Asserts that n floats are bit-identical, naming the first that is not. */

@@ -78,18 +78,14 @@ enum {
 #define CLI_COMMON_HELP                                                  \
   "  -q, --quiet          no progress and no summary line on stderr\n"    \
   "  -h, --help           this help\n"
-/* Without AVX-512 the convolution products run in OpenBLAS, whose sums depend on its thread
- * count and on the pieces our threads hand it (README, "Reproducible"). */
-#ifdef __AVX512F__
-#define CLI_SEED_SAME                                                                    \
-  "                       byte for byte on any number of threads, from the same build on\n" \
-  "                       the same kind of CPU\n"
-#else
-#define CLI_SEED_SAME                                                                    \
-  "                       byte for byte from the same build on the same kind of CPU with\n" \
-  "                       the same OMP_NUM_THREADS and OPENBLAS_NUM_THREADS (this build's\n" \
-  "                       products run in OpenBLAS)\n"
-#endif
+/* On the generic kernel path the convolution products run in OpenBLAS, whose sums depend on
+ * its thread count and on the pieces our threads hand it (README, "Reproducible"); the path
+ * is chosen at run time (ops/cpu.h), so the help says both. */
+#define CLI_SEED_SAME                                                                        \
+  "                       byte for byte from the same build on the same kind of CPU: on\n"  \
+  "                       any number of threads with the AVX-512 kernels, else with the\n"   \
+  "                       same OMP_NUM_THREADS and OPENBLAS_NUM_THREADS (products in\n"     \
+  "                       OpenBLAS); 'dream --version' names the kernels that run\n"
 #define CLI_SEED_HELP                                                                    \
   "      --seed N         seed of every random choice (default 0; 'random': from the\n"   \
   "                       clock, printed); the same seed gives the same output,\n"       \

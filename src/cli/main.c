@@ -6,6 +6,8 @@
 
 #include "cli/cli.h"
 #include "dream/version.h"
+#include "ops/bf16.h"
+#include "ops/cpu.h"
 #include "util.h"
 
 typedef struct command {
@@ -78,6 +80,11 @@ int main(int argc, char **argv) {
   }
   if (!strcmp(first, "--version")) {
     printf("dream %s\n", DD_VERSION_STRING);
+    /* the kernels are chosen at run time (ops/cpu.h, ops/bf16.h): say which, on which CPU */
+    dd_bf16_isa b = dd_bf16_kernel();
+    printf("cpu: %s\nfp32 kernels: %s\nbf16 kernels: %s\n", dd_cpu_name(),
+           dd_kernels_name(dd_kernels_chosen()),
+           b == DD_BF16_AMX ? "amx" : b == DD_BF16_AVX512 ? "avx512-bf16" : "none (fp32)");
     return 0;
   }
   if (!strcmp(first, "help")) {

@@ -2,7 +2,7 @@
  * padding and an optional bias.  Forward and backward side by side.
  *
  * Five paths, chosen from the geometry:
- *   direct     (AVX-512 builds) 3x3, stride 1, pad 1, one group, at most 16 input and 32
+ *   direct     (the AVX-512 path) 3x3, stride 1, pad 1, one group, at most 16 input and 32
  *              output channels: straight from the NCHW planes, 16 output columns and a block
  *              of output channels in registers (a small training network's layers, too
  *              narrow for the product tiles and for Winograd); not under DD_PLAN_EXACT or
@@ -34,16 +34,17 @@
 
 #include <omp.h>
 
-#ifdef __AVX__ /* AVX-512 kernels, and the 8x8 transposes of the weight gradient */
-#include <immintrin.h>
-#endif
-
 #include "ops/bf16.h"
 #include "ops/common.h"
+#include "ops/cpu.h"
 #include "ops/depthwise.h"
 #include "ops/sgemm.h"
 #include "ops/window.h"
 #include "ops/winograd.h"
+
+#ifdef DD_AVX512_KERNELS /* AVX-512 kernels, and the 8x8 transposes of the weight gradient */
+#include <immintrin.h>
+#endif
 
 /* Fewer channels than this leave Winograd's transforms with too little sgemm to pay for.
  * (A build with -DWINO_MIN_CH=1000000 runs im2col everywhere, for comparison.) */
@@ -65,6 +66,7 @@ typedef struct conv_geom {
   int64_t block; /* output rows per im2col block */
   int pointwise, depthwise, wino;
   int direct; /* the direct 3x3 path (AVX-512), set by each call: not under exact or bf16 */
+  int avx512; /* the AVX-512 kernels run (ops/cpu.h): read once per call */
   int bf16; /* this call's products in bf16 (dd_op_call.bf16, and the CPU has a kernel) */
 } conv_geom;
 
@@ -171,6 +173,7 @@ static int conv_geometry(const conv_params *p, const dd_tensor *x, const dd_tens
   g->depthwise = !g->pointwise && g->cg == 1 && g->group > 1;
   g->wino = nsp == 2 && g->kh == 3 && g->kw == 3 && g->sh == 1 && g->sw == 1 && g->dh == 1 &&
             g->dw == 1 && g->group == 1 && g->c >= WINO_MIN_CH && g->m >= WINO_MIN_CH;
+  g->avx512 = dd_kernels_avx512();
   g->block = CONV_COL_MAX / (g->kcol * g->wo);
   if (g->wo > 0 && g->block > CONV_DW_K / g->wo) g->block = CONV_DW_K / g->wo;
   if (g->block < 1) g->block = 1;
@@ -178,7 +181,7 @@ static int conv_geometry(const conv_params *p, const dd_tensor *x, const dd_tens
   return DD_OK;
 }
 
-#ifdef __AVX512F__
+#ifdef DD_AVX512_KERNELS
 /* The direct path (below, "the direct path"): its geometries and its scratch. */
 #define DIRECT_MAX_C 16
 #define DIRECT_MAX_M 32
@@ -239,8 +242,10 @@ static int conv_infer(const dd_node *node, const dd_tensor *const *in, dd_tensor
     col = col > a ? col : a;
     col = col > b ? col : b;
   }
-#ifdef __AVX512F__
-  if (direct_geometry(&g) && col < direct_scratch(&g)) col = direct_scratch(&g);
+#ifdef DD_AVX512_KERNELS
+  /* whenever the CPU could take the direct path, whichever path runs now */
+  if (dd_kernels_has(DD_KERNELS_AVX512) && direct_geometry(&g) && col < direct_scratch(&g))
+    col = direct_scratch(&g);
 #endif
   if (col < 0 || (uint64_t)col > SIZE_MAX / sizeof(float) / 2)
     return dd_fail(err, DD_ELIMIT, "the im2col buffer would be too large");
@@ -270,12 +275,12 @@ static void col_range(const conv_geom *g, int64_t kj, int64_t *o0, int64_t *o1) 
  * time, into a buffer on its stack (32 KiB, in L1), which dd_sgemm multiplies in place (its
  * own packed layout); the data gradient computes the same block of W^T * dY into that buffer
  * and adds it into dx at once.  No scratch, and nothing written to memory but the result. */
-#ifdef __AVX512F__
-#define CONV_NB 32 /* dd_sgemm's column block, which it reads in place when packed */
-#else
-#define CONV_NB 128
-#endif
-#define CONV_KB (8192 / CONV_NB)
+#define CONV_NB_AVX512 32 /* dd_sgemm's column block, which it reads in place when packed */
+#define CONV_NB_GENERIC 128
+#define CONV_BUF 8192 /* floats of the block buffer: CONV_KB * CONV_NB */
+/* CONV_NB and CONV_KB of the path that runs (g->avx512), read once per function. */
+#define CONV_NB(g) ((g)->avx512 ? CONV_NB_AVX512 : CONV_NB_GENERIC)
+#define CONV_KB(g) (CONV_BUF / CONV_NB(g))
 
 /* d[t] = row[p + t*sw] for 0 <= t < len where 0 <= p + t*sw < w, else 0 (row NULL: all 0). */
 static void gather(const float *row, int64_t p, int64_t sw, int64_t w, int64_t len, float *d) {
@@ -305,7 +310,7 @@ static void scatter_add(float *row, int64_t p, int64_t sw, int64_t w, int64_t le
   for (int64_t t = a; t < b; t++) row[p + t * sw] += s[t];
 }
 
-#ifdef __AVX512F__
+#ifdef DD_AVX512_KERNELS
 /* The taps of one kernel row read one input row at offsets p + kj + t*sw: with stride 1 or
  * 2 and no dilation, the row is loaded once (2 or 3 windows of 16 lanes per parity) and
  * every tap is a lane shift of it, instead of loading each tap's 32 values again. */
@@ -313,33 +318,35 @@ static void scatter_add(float *row, int64_t p, int64_t sw, int64_t w, int64_t le
   ((g)->dw == 1 && (((g)->sw == 1 && (g)->kw <= 17) || ((g)->sw == 2 && (g)->kw <= 33)))
 
 /* Lanes [lo, hi) of 16. */
-static inline __mmask16 lanes(int64_t lo, int64_t hi) {
+static inline DD_TARGET_AVX512 __mmask16 lanes(int64_t lo, int64_t hi) {
   if (lo < 0) lo = 0;
   if (hi > 16) hi = 16;
   if (hi <= lo) return 0;
   return (__mmask16)(((1u << hi) - 1) & ~((1u << lo) - 1));
 }
 
-static inline __m512i iota_plus(int64_t k) {
+static inline DD_TARGET_AVX512 __m512i iota_plus(int64_t k) {
   return _mm512_add_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
                           _mm512_set1_epi32((int)k));
 }
 
 /* The mask of window q (lanes row[p + 16q + lane]) inside [0, w). */
-static inline __mmask16 window_mask(int64_t p, int64_t w, int q) {
+static inline DD_TARGET_AVX512 __mmask16 window_mask(int64_t p, int64_t w, int q) {
   if (p >= 0 && p + 16 * (q + 1) <= w) return 0xffff; /* the common case, in one test */
   return lanes(-p - 16 * q, w - p - 16 * q);
 }
 
 /* v[q] = row[p + 16q + lane], 0 outside [0, w).  Masked-off lanes are never read, so the
  * windows may start before or end after the row. */
-static inline void load_windows(const float *row, int64_t p, int64_t w, int nv, __m512 *v) {
+static inline DD_TARGET_AVX512 void load_windows(const float *row, int64_t p, int64_t w, int nv,
+                                                 __m512 *v) {
   for (int q = 0; q < nv; q++)
     v[q] = _mm512_maskz_loadu_ps(window_mask(p, w, q), row + p + 16 * q);
 }
 
 /* row[p + 16q + lane] += v[q] inside [0, w). */
-static inline void add_windows(float *row, int64_t p, int64_t w, int nv, const __m512 *v) {
+static inline DD_TARGET_AVX512 void add_windows(float *row, int64_t p, int64_t w, int nv,
+                                                const __m512 *v) {
   for (int q = 0; q < nv; q++) {
     __mmask16 m = window_mask(p, w, q);
     float *d = row + p + 16 * q;
@@ -349,16 +356,18 @@ static inline void add_windows(float *row, int64_t p, int64_t w, int nv, const _
 
 /* Windows of 16 lanes holding row[p + t*sw + kj] for t < 32, kj < kb (at most 3 per
  * parity). */
-static inline int windows(int64_t sw, int64_t kb) { return (int)((31 * sw + kb - 1) / 16 + 1); }
+static inline DD_TARGET_AVX512 int windows(int64_t sw, int64_t kb) {
+  return (int)((31 * sw + kb - 1) / 16 + 1);
+}
 
-/* Taps [ka, kb) of one kernel row: d[(kj - ka) * CONV_NB + t] = row[p + kj + t*sw] (0
+/* Taps [ka, kb) of one kernel row: d[(kj - ka) * CONV_NB_AVX512 + t] = row[p + kj + t*sw] (0
  * outside the row, row NULL: all 0) for t < len, whose lanes are lm. */
-static inline void pack_taps(const conv_geom *g, const float *row, int64_t p, int64_t ka,
-                             int64_t kb, uint32_t lm, float *d) {
+static inline DD_TARGET_AVX512 void pack_taps(const conv_geom *g, const float *row, int64_t p,
+                                              int64_t ka, int64_t kb, uint32_t lm, float *d) {
   __mmask16 l0 = (__mmask16)lm, l1 = (__mmask16)(lm >> 16);
   const __m512 z = _mm512_setzero_ps();
   if (!row) {
-    for (int64_t kj = ka; kj < kb; kj++, d += CONV_NB) {
+    for (int64_t kj = ka; kj < kb; kj++, d += CONV_NB_AVX512) {
       _mm512_mask_storeu_ps(d, l0, z);
       _mm512_mask_storeu_ps(d + 16, l1, z);
     }
@@ -367,7 +376,7 @@ static inline void pack_taps(const conv_geom *g, const float *row, int64_t p, in
   __m512 v[6] = {z, z, z, z, z, z};
   load_windows(row, p, g->w, windows(g->sw, kb), v);
   if (g->sw == 1) {
-    for (int64_t kj = ka; kj < kb; kj++, d += CONV_NB) {
+    for (int64_t kj = ka; kj < kb; kj++, d += CONV_NB_AVX512) {
       __m512i idx = iota_plus(kj);
       _mm512_mask_storeu_ps(d, l0, _mm512_permutex2var_ps(v[0], idx, v[1]));
       _mm512_mask_storeu_ps(d + 16, l1, _mm512_permutex2var_ps(v[1], idx, v[2]));
@@ -383,7 +392,7 @@ static inline void pack_taps(const conv_geom *g, const float *row, int64_t p, in
   __m512 o0 = _mm512_permutex2var_ps(v[0], odd, v[1]);
   __m512 o1 = _mm512_permutex2var_ps(v[2], odd, v[3]);
   __m512 o2 = _mm512_permutex2var_ps(v[4], odd, v[5]);
-  for (int64_t kj = ka; kj < kb; kj++, d += CONV_NB) {
+  for (int64_t kj = ka; kj < kb; kj++, d += CONV_NB_AVX512) {
     __m512i idx = iota_plus(kj >> 1);
     __m512 lo = _mm512_permutex2var_ps(kj & 1 ? o0 : e0, idx, kj & 1 ? o1 : e1);
     __m512 hi = _mm512_permutex2var_ps(kj & 1 ? o1 : e1, idx, kj & 1 ? o2 : e2);
@@ -392,14 +401,16 @@ static inline void pack_taps(const conv_geom *g, const float *row, int64_t p, in
   }
 }
 
-/* The adjoint of pack_taps: row[p + kj + t*sw] += s[(kj - ka) * CONV_NB + t] inside the row. */
-static inline void unpack_taps(const conv_geom *g, float *row, int64_t p, int64_t ka,
-                               int64_t kb, uint32_t lm, const float *s) {
+/* The adjoint of pack_taps: row[p + kj + t*sw] += s[(kj - ka) * CONV_NB_AVX512 + t] inside
+ * the row. */
+static inline DD_TARGET_AVX512 void unpack_taps(const conv_geom *g, float *row, int64_t p,
+                                                int64_t ka, int64_t kb, uint32_t lm,
+                                                const float *s) {
   __mmask16 l0 = (__mmask16)lm, l1 = (__mmask16)(lm >> 16);
   const __m512 z = _mm512_setzero_ps();
   /* windows of the even (stride 1: all) and odd positions, each tap shifted into place */
   __m512 e0 = z, e1 = z, e2 = z, o0 = z, o1 = z, o2 = z;
-  for (int64_t kj = ka; kj < kb; kj++, s += CONV_NB) {
+  for (int64_t kj = ka; kj < kb; kj++, s += CONV_NB_AVX512) {
     __m512 s0 = _mm512_maskz_loadu_ps(l0, s), s1 = _mm512_maskz_loadu_ps(l1, s + 16);
     int odd_tap = g->sw == 2 && (kj & 1);
     __m512i idx = iota_plus(16 - (g->sw == 2 ? kj >> 1 : kj)); /* lane i takes s[i - shift] */
@@ -429,7 +440,7 @@ static inline void unpack_taps(const conv_geom *g, float *row, int64_t p, int64_
  * [j0, j0 + nw): buf[(r - r0) * CONV_NB + i] = col[r][j0 + i]. */
 static void pack_block(const conv_geom *g, const float *x, int64_t j0, int64_t nw, int64_t r0,
                        int64_t r1, float *buf) {
-  int64_t khw = g->kh * g->kw;
+  int64_t khw = g->kh * g->kw, nb = CONV_NB(g);
   int64_t c0 = r0 / khw, ki0 = r0 / g->kw % g->kh, kj0 = r0 % g->kw;
   int64_t oh = j0 / g->wo, owa = j0 % g->wo;
   for (int64_t i = 0, len; i < nw; i += len, oh++, owa = 0) { /* one output row at a time */
@@ -440,15 +451,15 @@ static void pack_block(const conv_geom *g, const float *x, int64_t j0, int64_t n
       int64_t kb = g->kw - kj < r1 - r ? g->kw : kj + r1 - r;
       int64_t ih = oh * g->sh - g->ph + ki * g->dh;
       const float *row = ih >= 0 && ih < g->h ? x + (c * g->h + ih) * g->w : NULL;
-      float *d = buf + (r - r0) * CONV_NB + i;
-#ifdef __AVX512F__
-      if (TAPS_FAST(g)) {
+      float *d = buf + (r - r0) * nb + i;
+#ifdef DD_AVX512_KERNELS
+      if (g->avx512 && TAPS_FAST(g)) {
         pack_taps(g, row, p, kj, kb, (uint32_t)(((uint64_t)1 << len) - 1), d);
         r += kb - kj;
         continue;
       }
 #endif
-      for (; kj < kb; kj++, r++, d += CONV_NB) gather(row, p + kj * g->dw, g->sw, g->w, len, d);
+      for (; kj < kb; kj++, r++, d += nb) gather(row, p + kj * g->dw, g->sw, g->w, len, d);
     }
   }
 }
@@ -457,7 +468,7 @@ static void pack_block(const conv_geom *g, const float *x, int64_t j0, int64_t n
  * entry of buf that pack_block would have copied from there. */
 static void unpack_add_block(const conv_geom *g, const float *buf, int64_t j0, int64_t nw,
                              int64_t r0, int64_t r1, int64_t ih0, int64_t ih1, float *dx) {
-  int64_t khw = g->kh * g->kw;
+  int64_t khw = g->kh * g->kw, nb = CONV_NB(g);
   int64_t c0 = r0 / khw, ki0 = r0 / g->kw % g->kh, kj0 = r0 % g->kw;
   int64_t oh = j0 / g->wo, owa = j0 % g->wo;
   for (int64_t i = 0, len; i < nw; i += len, oh++, owa = 0) {
@@ -467,20 +478,20 @@ static void unpack_add_block(const conv_geom *g, const float *buf, int64_t j0, i
       if (ki == g->kh) ki = 0, c++;
       int64_t kb = g->kw - kj < r1 - r ? g->kw : kj + r1 - r;
       int64_t ih = oh * g->sh - g->ph + ki * g->dh;
-      const float *s = buf + (r - r0) * CONV_NB + i;
+      const float *s = buf + (r - r0) * nb + i;
       if (ih < ih0 || ih >= ih1) {
         r += kb - kj;
         continue;
       }
       float *row = dx + (c * g->h + ih) * g->w;
-#ifdef __AVX512F__
-      if (TAPS_FAST(g)) {
+#ifdef DD_AVX512_KERNELS
+      if (g->avx512 && TAPS_FAST(g)) {
         unpack_taps(g, row, p, kj, kb, (uint32_t)(((uint64_t)1 << len) - 1), s);
         r += kb - kj;
         continue;
       }
 #endif
-      for (; kj < kb; kj++, r++, s += CONV_NB)
+      for (; kj < kb; kj++, r++, s += nb)
         scatter_add(row, p + kj * g->dw, g->sw, g->w, len, s);
     }
   }
@@ -498,21 +509,29 @@ static void unpack_add_block(const conv_geom *g, const float *buf, int64_t j0, i
 
 /* Columns of the stage for `rows` rows: a multiple of CONV_NB, 0 when even one block does
  * not fit. */
-static int64_t stage_cols(int64_t rows) {
-  int64_t sc = CONV_STAGE / rows / CONV_NB * CONV_NB;
-  return sc < 4 * CONV_NB ? sc : 4 * CONV_NB;
+static int64_t stage_cols(const conv_geom *g, int64_t rows) {
+  const int64_t nb = CONV_NB(g);
+  int64_t sc = CONV_STAGE / rows / nb * nb;
+  return sc < 4 * nb ? sc : 4 * nb;
 }
 
-/* dst[0, n) = src[0, n), with `stream` by non-temporal stores where dst is aligned. */
+#ifdef DD_AVX512_KERNELS
+/* The aligned part of store_row by non-temporal stores: returns how far it got. */
+DD_TARGET_AVX512 static int64_t stream_row(float *dst, const float *src, int64_t n) {
+  int64_t head = (int64_t)((64 - (uintptr_t)dst % 64) % 64 / sizeof *dst);
+  int64_t i = head < n ? head : n;
+  memcpy(dst, src, (size_t)i * sizeof *dst);
+  for (; i + 16 <= n; i += 16) _mm512_stream_ps(dst + i, _mm512_loadu_ps(src + i));
+  return i;
+}
+#endif
+
+/* dst[0, n) = src[0, n), with `stream` (only on the AVX-512 path) by non-temporal stores
+ * where dst is aligned. */
 static void store_row(float *dst, const float *src, int64_t n, int stream) {
   int64_t i = 0;
-#ifdef __AVX512F__
-  if (stream) {
-    int64_t head = (int64_t)((64 - (uintptr_t)dst % 64) % 64 / sizeof *dst);
-    i = head < n ? head : n;
-    memcpy(dst, src, (size_t)i * sizeof *dst);
-    for (; i + 16 <= n; i += 16) _mm512_stream_ps(dst + i, _mm512_loadu_ps(src + i));
-  }
+#ifdef DD_AVX512_KERNELS
+  if (stream) i = stream_row(dst, src, n);
 #else
   (void)stream;
 #endif
@@ -547,7 +566,7 @@ static const float *exact_tap(const conv_geom *g, const float *xg, int64_t oh, i
   return xg + (c * g->h + ih) * g->w;
 }
 
-#ifdef __AVX512F__
+#ifdef DD_AVX512_KERNELS
 /* exact_forward with AVX-512: a job is one output row's block of 32 columns, for every output
  * channel.  The block's inputs are converted to double once per tap into a panel (taps past
  * the image's columns hold 0, which adds an exact zero; taps on rows past the image are
@@ -557,12 +576,12 @@ static const float *exact_tap(const conv_geom *g, const float *xg, int64_t oh, i
  * exact zero), wherever the output lies. */
 #define CONV_EXACT_VCOLS 32
 #define CONV_EXACT_VTAPS 160 /* a panel of up to this many taps on the stack (40 KiB) */
-static int exact_forward_avx512(const conv_geom *g, const float *xg, const float *wg,
-                                const float *bg, int relu, float *yg) {
-  if (g->kcol > CONV_EXACT_VTAPS) return 0;
-  int64_t chunks = (g->wo + CONV_EXACT_VCOLS - 1) / CONV_EXACT_VCOLS, jobs = g->ho * chunks;
-#pragma omp parallel for if (g->mg * g->ocol * g->kcol > DD_PAR_MIN) schedule(static)
-  for (int64_t job = 0; job < jobs; job++) {
+/* One job of exact_forward_avx512 (a function of its own: Clang does not give an OpenMP
+ * region the target of the function around it). */
+DD_TARGET_AVX512 static void exact_job_avx512(const conv_geom *g, const float *xg,
+                                              const float *wg, const float *bg, int relu,
+                                              float *yg, int64_t chunks, int64_t job) {
+  {
     int64_t oh = job / chunks, ow0 = job % chunks * CONV_EXACT_VCOLS;
     int64_t len = g->wo - ow0 < CONV_EXACT_VCOLS ? g->wo - ow0 : CONV_EXACT_VCOLS;
     double panel[CONV_EXACT_VTAPS][CONV_EXACT_VCOLS] __attribute__((aligned(64)));
@@ -616,14 +635,22 @@ static int exact_forward_avx512(const conv_geom *g, const float *xg, const float
       }
     }
   }
+}
+
+static int exact_forward_avx512(const conv_geom *g, const float *xg, const float *wg,
+                                const float *bg, int relu, float *yg) {
+  if (g->kcol > CONV_EXACT_VTAPS) return 0;
+  int64_t chunks = (g->wo + CONV_EXACT_VCOLS - 1) / CONV_EXACT_VCOLS, jobs = g->ho * chunks;
+#pragma omp parallel for if (g->mg * g->ocol * g->kcol > DD_PAR_MIN) schedule(static)
+  for (int64_t job = 0; job < jobs; job++) exact_job_avx512(g, xg, wg, bg, relu, yg, chunks, job);
   return 1;
 }
 #endif
 
 static void exact_forward(const conv_geom *g, const float *xg, const float *wg, const float *bg,
                           int relu, float *yg) {
-#ifdef __AVX512F__
-  if (exact_forward_avx512(g, xg, wg, bg, relu, yg)) return;
+#ifdef DD_AVX512_KERNELS
+  if (g->avx512 && exact_forward_avx512(g, xg, wg, bg, relu, yg)) return;
 #endif
   int64_t chunks = (g->wo + CONV_EXACT_COLS - 1) / CONV_EXACT_COLS;
   int64_t mblocks = (g->mg + CONV_EXACT_M - 1) / CONV_EXACT_M;
@@ -670,24 +697,25 @@ static void exact_forward(const conv_geom *g, const float *xg, const float *wg, 
  * relu may carry DD_SGEMM_EXACT too. */
 static void fused_forward(const conv_geom *g, const float *xg, const float *wg,
                           const float *bg, int relu, float *yg) {
-  int64_t sc = stage_cols(g->mg), step = sc ? sc : CONV_NB;
+  const int64_t nb = CONV_NB(g), kb = CONV_KB(g);
+  int64_t sc = stage_cols(g, g->mg), step = sc ? sc : nb;
   int64_t stages = (g->ocol + step - 1) / step;
-  int stream = sc && g->mg * g->ocol * (int64_t)sizeof(float) >= CONV_STREAM_MIN;
+  int stream = g->avx512 && sc && g->mg * g->ocol * (int64_t)sizeof(float) >= CONV_STREAM_MIN;
 #pragma omp parallel if (g->mg * g->ocol * g->kcol > 4 * DD_PAR_MIN)
   {
 #pragma omp for schedule(static) nowait
     for (int64_t si = 0; si < stages; si++) {
-      float buf[CONV_KB * CONV_NB] __attribute__((aligned(64)));
+      float buf[CONV_BUF] __attribute__((aligned(64)));
       float stage[CONV_STAGE] __attribute__((aligned(64)));
       int64_t s0 = si * step, sw = g->ocol - s0 < step ? g->ocol - s0 : step;
       int64_t ldc = sc ? sc : g->ocol;
-      for (int64_t j0 = s0; j0 < s0 + sw; j0 += CONV_NB) {
-        int64_t nw = s0 + sw - j0 < CONV_NB ? s0 + sw - j0 : CONV_NB;
-        for (int64_t r0 = 0; r0 < g->kcol; r0 += CONV_KB) {
-          int64_t kc = g->kcol - r0 < CONV_KB ? g->kcol - r0 : CONV_KB;
+      for (int64_t j0 = s0; j0 < s0 + sw; j0 += nb) {
+        int64_t nw = s0 + sw - j0 < nb ? s0 + sw - j0 : nb;
+        for (int64_t r0 = 0; r0 < g->kcol; r0 += kb) {
+          int64_t kc = g->kcol - r0 < kb ? g->kcol - r0 : kb;
           pack_block(g, xg, j0, nw, r0, r0 + kc, buf);
           int last = r0 + kc >= g->kcol;
-          conv_gemm(g, g->mg, nw, kc, wg + r0, g->kcol, 1, buf, CONV_NB,
+          conv_gemm(g, g->mg, nw, kc, wg + r0, g->kcol, 1, buf, nb,
                     sc ? stage + (j0 - s0) : yg + j0, ldc,
                     (r0 > 0) | (relu & DD_SGEMM_EXACT) | (last ? relu : 0), bg, 0);
         }
@@ -695,7 +723,7 @@ static void fused_forward(const conv_geom *g, const float *xg, const float *wg,
       for (int64_t m = 0; sc && m < g->mg; m++)
         store_row(yg + m * g->ocol + s0, stage + m * sc, sw, stream);
     }
-#ifdef __AVX512F__
+#ifdef DD_AVX512_KERNELS
     if (stream) _mm_sfence(); /* the streamed stores, before the barrier that ends the region */
 #endif
   }
@@ -709,12 +737,12 @@ static void fused_forward(const conv_geom *g, const float *xg, const float *wg,
  * output row by output row, summing the taps of a kernel row first, so a block boundary that
  * moved with the number of threads would regroup those sums and round differently. */
 static int64_t row_block_end(const conv_geom *g, int64_t r0, int64_t r_hi) {
-  int64_t khw = g->kh * g->kw, end;
-  if (khw <= CONV_KB) {
-    end = r0 + CONV_KB / khw * khw;
+  int64_t khw = g->kh * g->kw, kb = CONV_KB(g), end;
+  if (khw <= kb) {
+    end = r0 + kb / khw * khw;
   } else {
     int64_t channel_end = (r0 / khw + 1) * khw;
-    end = r0 + CONV_KB < channel_end ? r0 + CONV_KB : channel_end;
+    end = r0 + kb < channel_end ? r0 + kb : channel_end;
   }
   return end < r_hi ? end : r_hi;
 }
@@ -728,8 +756,8 @@ static int64_t row_block_end(const conv_geom *g, int64_t r0, int64_t r_hi) {
  * of CONV_NB columns from column 0 (a range of input rows starts its columns on that grid). */
 static void fused_backward_data(const conv_geom *g, const float *wg, const float *dyg,
                                 float *dxg) {
-  int64_t khw = g->kh * g->kw;
-  int64_t sc = stage_cols(g->mg), step = sc ? sc : CONV_NB;
+  int64_t khw = g->kh * g->kw, nb = CONV_NB(g);
+  int64_t sc = stage_cols(g, g->mg), step = sc ? sc : nb;
   /* A = W_g^T has row stride 1; with a single row (kcol 1) that stride is never used, and
    * dd_sgemm's cblas fallback takes A for untransposed then, with the row stride as its
    * leading dimension, which must be at least mg. */
@@ -750,10 +778,10 @@ static void fused_backward_data(const conv_geom *g, const float *wg, const float
       int64_t oh_hi = hi < 0 ? 0 : hi / g->sh + 1;
       if (oh_hi > g->ho) oh_hi = g->ho;
       if (oh_lo > oh_hi) oh_lo = oh_hi;
-      j_lo = oh_lo * g->wo / CONV_NB * CONV_NB;
+      j_lo = oh_lo * g->wo / nb * nb;
       j_hi = oh_hi * g->wo;
     }
-    float buf[CONV_KB * CONV_NB] __attribute__((aligned(64)));
+    float buf[CONV_BUF] __attribute__((aligned(64)));
     float stage[CONV_STAGE] __attribute__((aligned(64)));
     for (int64_t s0 = j_lo; s0 < j_hi; s0 += step) {
       int64_t sw = j_hi - s0 < step ? j_hi - s0 : step;
@@ -765,13 +793,13 @@ static void fused_backward_data(const conv_geom *g, const float *wg, const float
         for (int64_t q = sw; q < 2 * sw && s0 + q < j_hi; q += 16)
           __builtin_prefetch(src + q, 0, 2);
       }
-      for (int64_t j0 = s0; j0 < s0 + sw; j0 += CONV_NB) {
-        int64_t nw = s0 + sw - j0 < CONV_NB ? s0 + sw - j0 : CONV_NB;
+      for (int64_t j0 = s0; j0 < s0 + sw; j0 += nb) {
+        int64_t nw = s0 + sw - j0 < nb ? s0 + sw - j0 : nb;
         for (int64_t r0 = r_lo, r1; r0 < r_hi; r0 = r1) {
           r1 = row_block_end(g, r0, r_hi);
           int64_t kc = r1 - r0;
           conv_gemm(g, kc, nw, g->mg, wg + r0, ars, g->kcol, sc ? stage + (j0 - s0) : dyg + j0,
-                   ldb, buf, CONV_NB, 0, NULL, 0);
+                   ldb, buf, nb, 0, NULL, 0);
           unpack_add_block(g, buf, j0, nw, r0, r1, ih0, ih1, dxg);
         }
       }
@@ -882,7 +910,7 @@ static void depthwise_backward(const conv_geom *g, const float *wt, const float 
   }
 }
 
-#ifdef __AVX512F__
+#ifdef DD_AVX512_KERNELS
 /* ---- the direct path: 3x3, stride 1, pad 1, few channels (AVX-512) ----------------------
  * The training cnn's convolutions (3 -> 8 channels on 32x32, 8 -> 16 on 16x16) are too
  * narrow for im2col and 8-row product tiles (a third to a half of each tile's work is
@@ -918,7 +946,7 @@ static void direct_pack(const float *wt, int64_t m, int64_t ci, int mb, int flip
 /* One output row oh of one image: y (m, h, w) row oh = (accumulate ? y : bias) + the 3x3
  * convolution of x (ci, h, w) with the packed kernel wp; relu: then max(0, .).  NV (1 or 2)
  * vectors of 16 columns and MB (8 or 16) channels at a time. */
-static inline __attribute__((always_inline)) void direct_row(
+static inline __attribute__((always_inline)) DD_TARGET_AVX512 void direct_row(
     const float *x, const float *wp, const float *bias, int64_t ci, int64_t m, int64_t h,
     int64_t w, int64_t oh, int accumulate, int relu, float *y, const int NV, const int MB) {
   const int64_t hw = h * w;
@@ -986,25 +1014,33 @@ static inline __attribute__((always_inline)) void direct_row(
  * columns and more than 8 channels, else 32 columns x 8 channels. */
 static int direct_mb(int64_t w, int64_t m) { return w <= 16 && m > 8 ? 16 : 8; }
 
+/* Output row oh of image i (a job of direct_conv, in a function of its own: Clang does not
+ * give an OpenMP region the target of the function around it). */
+DD_TARGET_AVX512 static void direct_conv_row(const conv_geom *g, const float *x, int64_t ci,
+                                             const float *wp, const float *bias, int64_t m,
+                                             int accumulate, int relu, float *y, int mb, int64_t i,
+                                             int64_t oh) {
+  const int64_t h = g->h, w = g->w, hw = h * w;
+  const float *xi = x + i * ci * hw;
+  float *yi = y + i * m * hw;
+  if (w <= 16 && mb == 16)
+    direct_row(xi, wp, bias, ci, m, h, w, oh, accumulate, relu, yi, 1, 16);
+  else if (w <= 16)
+    direct_row(xi, wp, bias, ci, m, h, w, oh, accumulate, relu, yi, 1, 8);
+  else
+    direct_row(xi, wp, bias, ci, m, h, w, oh, accumulate, relu, yi, 2, 8);
+}
+
 /* y (n images of m x h x w) (+)= conv3x3(x (n, ci, h, w)) for the packed kernel wp (blocks
  * of direct_mb channels); one output row of one image per job. */
 static void direct_conv(const conv_geom *g, int64_t n, const float *x, int64_t ci,
                         const float *wp, const float *bias, int64_t m, int accumulate, int relu,
                         float *y) {
-  const int64_t h = g->h, w = g->w, hw = h * w, jobs = n * h;
-  const int mb = direct_mb(w, m);
+  const int64_t h = g->h, hw = h * g->w, jobs = n * h;
+  const int mb = direct_mb(g->w, m);
 #pragma omp parallel for if (jobs > 1 && n * m * hw * ci * 9 > 4 * DD_PAR_MIN) schedule(static)
-  for (int64_t j = 0; j < jobs; j++) {
-    int64_t i = j / h, oh = j % h;
-    const float *xi = x + i * ci * hw;
-    float *yi = y + i * m * hw;
-    if (w <= 16 && mb == 16)
-      direct_row(xi, wp, bias, ci, m, h, w, oh, accumulate, relu, yi, 1, 16);
-    else if (w <= 16)
-      direct_row(xi, wp, bias, ci, m, h, w, oh, accumulate, relu, yi, 1, 8);
-    else
-      direct_row(xi, wp, bias, ci, m, h, w, oh, accumulate, relu, yi, 2, 8);
-  }
+  for (int64_t j = 0; j < jobs; j++)
+    direct_conv_row(g, x, ci, wp, bias, m, accumulate, relu, y, mb, j / h, j % h);
 }
 
 static void direct_forward(const conv_geom *g, const float *x, const float *wt,
@@ -1023,12 +1059,13 @@ static void direct_backward_data(const conv_geom *g, const float *wt, const floa
 /* dw (m, c, 3, 3) += sum over the images and pixels of dy[m][p] * x[c][p shifted by the
  * tap].  A job is one input channel, one kernel row and 8 output channels: 24 partial sums
  * of 16 lanes in registers, over every image in order. */
-static void direct_backward_weights(const conv_geom *g, const float *x, const float *dy,
-                                    float *dw) {
+/* One job of direct_backward_weights (a function of its own: Clang does not give an OpenMP
+ * region the target of the function around it). */
+DD_TARGET_AVX512 static void direct_weights_job(const conv_geom *g, const float *x,
+                                                const float *dy, float *dw, int64_t job) {
   const int64_t h = g->h, w = g->w, hw = h * w, c = g->c, m = g->m;
-  const int64_t mblocks = (m + 7) / 8, jobs = c * 3 * mblocks;
-#pragma omp parallel for if (g->n * m * hw * c * 9 > 4 * DD_PAR_MIN) schedule(static)
-  for (int64_t job = 0; job < jobs; job++) {
+  const int64_t mblocks = (m + 7) / 8;
+  {
     int64_t ci = job / (3 * mblocks), ki = job / mblocks % 3, m0 = job % mblocks * 8;
     double sum[8][3] = {{0}};
     const float *dyo[8]; /* past m: channel m - 1 again, computed, not stored */
@@ -1078,6 +1115,14 @@ static void direct_backward_weights(const conv_geom *g, const float *x, const fl
       for (int d = 0; d < 3; d++) dw[((m0 + k) * c + ci) * 9 + ki * 3 + d] += (float)sum[k][d];
   }
 }
+
+static void direct_backward_weights(const conv_geom *g, const float *x, const float *dy,
+                                    float *dw) {
+  const int64_t hw = g->h * g->w, c = g->c, m = g->m;
+  const int64_t mblocks = (m + 7) / 8, jobs = c * 3 * mblocks;
+#pragma omp parallel for if (g->n * m * hw * c * 9 > 4 * DD_PAR_MIN) schedule(static)
+  for (int64_t job = 0; job < jobs; job++) direct_weights_job(g, x, dy, dw, job);
+}
 #endif
 
 /* call->relu_out (DD_OP_FOLD_RELU): the plan folded the Relu reading y into this node, and
@@ -1092,8 +1137,8 @@ static void conv_forward_call(const dd_node *node, const dd_tensor *const *in,
   g.bf16 = call->bf16 && !call->exact && dd_bf16_kernel() != DD_BF16_NONE;
   const float *x = dd_f32(in[0]), *wt = dd_f32(in[1]), *bias = bt ? dd_f32(bt) : NULL;
   float *y = dd_f32(out[0]), *col = scratch;
-#ifdef __AVX512F__
-  if (direct_geometry(&g) && !call->exact && !g.bf16) {
+#ifdef DD_AVX512_KERNELS
+  if (g.avx512 && direct_geometry(&g) && !call->exact && !g.bf16) {
     direct_forward(&g, x, wt, bias, call->relu_out, y, col);
     return;
   }
@@ -1217,7 +1262,7 @@ static void backward_data_general(const conv_geom *g, const float *wt, const flo
 static void backward_data(const conv_geom *g, const float *wt, const float *dy, float *dx,
                           int overwrite, float *col) {
   dd_dw_plan dg;
-#ifdef __AVX512F__
+#ifdef DD_AVX512_KERNELS
   if (g->direct) {
     direct_backward_data(g, wt, dy, dx, overwrite, col);
     return;
@@ -1320,9 +1365,9 @@ static void im2col(const conv_geom *g, const float *x, int64_t oh0, int64_t oh1,
 /* im2col's block (into col) transposed into colt: colt[(oh - oh0)*wo + ow][(c*kh + ki)*kw + kj]
  * (row-major, kcol columns), so that the weight gradient's product reads it as a row-major B.
  * The transpose goes by 16 x 16 tiles, which stay in L1. */
-#ifdef __AVX__
+#ifdef DD_AVX512_KERNELS
 /* d (8 x 8, row stride ld) = the transpose of s (8 x 8, row stride ls). */
-static inline void transpose8x8(const float *s, int64_t ls, float *d, int64_t ld) {
+static inline DD_TARGET_AVX512 void transpose8x8(const float *s, int64_t ls, float *d, int64_t ld) {
   __m256 r[8], t[8], u[8];
   for (int i = 0; i < 8; i++) r[i] = _mm256_loadu_ps(s + i * ls);
   for (int i = 0; i < 4; i++) {
@@ -1340,6 +1385,12 @@ static inline void transpose8x8(const float *s, int64_t ls, float *d, int64_t ld
     _mm256_storeu_ps(d + (4 + i) * ld, _mm256_permute2f128_ps(u[i], u[4 + i], 0x31));
   }
 }
+
+/* d (16 x 16, row stride ld) = the transpose of s (16 x 16, row stride ls). */
+DD_TARGET_AVX512 static void transpose16x16(const float *s, int64_t ls, float *d, int64_t ld) {
+  for (int a = 0; a < 16; a += 8)
+    for (int b = 0; b < 16; b += 8) transpose8x8(s + a * ls + b, ls, d + b * ld + a, ld);
+}
 #endif
 
 static void im2col_t(const conv_geom *g, const float *x, int64_t oh0, int64_t oh1, float *col,
@@ -1349,12 +1400,9 @@ static void im2col_t(const conv_geom *g, const float *x, int64_t oh0, int64_t oh
   for (int64_t i0 = 0; i0 < rows; i0 += 16)
     for (int64_t j0 = 0; j0 < cols; j0 += 16) {
       const int64_t i1 = i0 + 16 < rows ? i0 + 16 : rows, j1 = j0 + 16 < cols ? j0 + 16 : cols;
-#ifdef __AVX__
-      if (i1 - i0 == 16 && j1 - j0 == 16) {
-        for (int a = 0; a < 16; a += 8)
-          for (int b = 0; b < 16; b += 8)
-            transpose8x8(col + (i0 + a) * cols + j0 + b, cols, colt + (j0 + b) * rows + i0 + a,
-                         rows);
+#ifdef DD_AVX512_KERNELS
+      if (g->avx512 && i1 - i0 == 16 && j1 - j0 == 16) {
+        transpose16x16(col + i0 * cols + j0, cols, colt + j0 * rows + i0, rows);
         continue;
       }
 #endif
@@ -1431,7 +1479,7 @@ static void backward_weights_im2col(const conv_geom *g, const float *x, const fl
 static void backward_weights(const conv_geom *g, const float *x, const float *dy, float *dw,
                              float *col) {
   dd_dw_plan dg;
-#ifdef __AVX512F__
+#ifdef DD_AVX512_KERNELS
   if (g->direct) {
     direct_backward_weights(g, x, dy, dw);
     return;
@@ -1454,8 +1502,8 @@ static void conv_backward_call(const dd_node *node, const dd_tensor *const *in,
   conv_geometry(node->params, in[0], in[1], bt, &g, NULL);
   g.wino &= !call->exact;
   g.bf16 = call->bf16 && !call->exact && dd_bf16_kernel() != DD_BF16_NONE;
-#ifdef __AVX512F__
-  g.direct = direct_geometry(&g) && !call->exact && !g.bf16;
+#ifdef DD_AVX512_KERNELS
+  g.direct = g.avx512 && direct_geometry(&g) && !call->exact && !g.bf16;
 #endif
   const float *x = dd_f32(in[0]), *wt = dd_f32(in[1]), *dy = dd_f32(dout[0]);
   float *col = scratch;

@@ -3,7 +3,9 @@
 
 #include <string.h>
 
-#ifdef __AVX512F__
+#include "ops/cpu.h"
+
+#ifdef DD_AVX512_KERNELS
 #include <immintrin.h>
 #endif
 
@@ -15,62 +17,32 @@
 
 typedef float v16 __attribute__((vector_size(64)));
 
-static inline v16 vload(const float *p) {
-  v16 v;
-  memcpy(&v, p, sizeof v);
-  return v;
-}
-
-static inline void vstore(float *p, v16 v) { memcpy(p, &v, sizeof v); }
-
-static inline v16 vsplat(float x) {
-  v16 v;
-  for (int i = 0; i < 16; i++) v[i] = x;
-  return v;
-}
-
-/* a * b + c, fused where the build has the instruction (the ISO C mode does not contract). */
-static inline v16 vfma(v16 a, v16 b, v16 c) {
-#ifdef __AVX512F__
-  return (v16)_mm512_fmadd_ps((__m512)a, (__m512)b, (__m512)c);
-#else
-  return a * b + c;
-#endif
-}
-
 static inline int64_t round16(int64_t n) { return (n + 15) / 16 * 16; }
 
-/* out[j] = init + sum_t wt[t] * src[off[t] + j] for nv * 16 values of j, in registers. */
-static inline __attribute__((always_inline)) void stencil_block(const int nv, int ntaps,
-                                                                const float *wt,
-                                                                const int64_t *off,
-                                                                const float *src, float *out,
-                                                                float init) {
-  v16 acc[4];
-#pragma GCC unroll 4
-  for (int v = 0; v < nv; v++) acc[v] = vsplat(init);
-  for (int t = 0; t < ntaps; t++) {
-    const float *s = src + off[t];
-    v16 kv = vsplat(wt[t]);
-#pragma GCC unroll 4
-    for (int v = 0; v < nv; v++) acc[v] = vfma(kv, vload(s + 16 * v), acc[v]);
-  }
-#pragma GCC unroll 4
-  for (int v = 0; v < nv; v++) vstore(out + 16 * v, acc[v]);
-}
+/* The stencils and the weight gradient's dot products, once per path (ops/cpu.h): the
+ * generic one in the build's vectors with a * b + c (ISO C does not contract it), the AVX-512
+ * one in zmm registers with fused multiply-adds. */
+#define DW_NAME(f) f##_generic
+#define DW_TARGET
+#define DW_FMA(a, b, c) ((a) * (b) + (c))
+#include "ops/depthwise_kernels.h"
+#ifdef DD_AVX512_KERNELS
+#define DW_NAME(f) f##_avx512
+#define DW_TARGET DD_TARGET_AVX512
+#define DW_FMA(a, b, c) ((v16)_mm512_fmadd_ps((__m512)(a), (__m512)(b), (__m512)(c)))
+#include "ops/depthwise_kernels.h"
+#endif
 
-/* out[j] for j < round16(n), as stencil_block (the taps in the same order for every j). */
+/* The stencil of the path that runs. */
 static void stencil(int64_t n, int ntaps, const float *wt, const int64_t *off, const float *src,
                     float *out, float init) {
-  int64_t j = 0;
-  for (; j + 64 <= n; j += 64) stencil_block(4, ntaps, wt, off, src + j, out + j, init);
-  switch ((n - j + 15) / 16) {
-    case 4: stencil_block(4, ntaps, wt, off, src + j, out + j, init); break;
-    case 3: stencil_block(3, ntaps, wt, off, src + j, out + j, init); break;
-    case 2: stencil_block(2, ntaps, wt, off, src + j, out + j, init); break;
-    case 1: stencil_block(1, ntaps, wt, off, src + j, out + j, init); break;
-    default: break;
+#ifdef DD_AVX512_KERNELS
+  if (dd_kernels_avx512()) {
+    stencil_avx512(n, ntaps, wt, off, src, out, init);
+    return;
   }
+#endif
+  stencil_generic(n, ntaps, wt, off, src, out, init);
 }
 
 /* n / s rounded up, n >= 0, s >= 1: without a division for the strides that occur (a 64-bit
@@ -182,14 +154,12 @@ void dd_dw_backward_weights(const dd_dw_plan *p, const float *x, const float *dy
     }
     int64_t n = (rows - 1) * p->wq + g->wo, nr = round16(n);
     memset(d + n, 0, (size_t)(nr - n) * sizeof *d);
-    for (int t = 0; t < ntaps; t++) {
-      v16 acc = vsplat(0.f);
-      const float *s = in + p->off[t];
-      for (int64_t j = 0; j < nr; j += 16) acc = vfma(vload(d + j), vload(s + j), acc);
-      double sum = 0;
-      for (int i = 0; i < 16; i++) sum += acc[i];
-      dk[t] += sum;
-    }
+#ifdef DD_AVX512_KERNELS
+    if (dd_kernels_avx512())
+      tap_dots_avx512(nr, ntaps, p->off, in, d, dk);
+    else
+#endif
+      tap_dots_generic(nr, ntaps, p->off, in, d, dk);
   }
 }
 

@@ -13,10 +13,11 @@
  * dy, one stride phase of dx at a time (the taps that reach it, the kernel flipped); the
  * weight gradient dots the staged dy with the staged input at each tap's offset.
  *
- * The vectors are GCC's generic 16-float vectors: AVX-512 when the build targets it (as
- * -march=native does on the machines of bench/README.md), pairs of AVX2 or quads of SSE
- * otherwise; there is no other variant to dispatch to at run time.  Each output element is
- * computed by the same sequence of operations wherever it lies (DD_PLAN_EXACT holds). */
+ * The vectors are GCC's generic 16-float vectors, compiled twice: on the AVX-512 path
+ * (ops/cpu.h, chosen at run time) in zmm registers with fused multiply-adds, on the generic
+ * path for the build's -march (pairs of AVX2 or quads of SSE, or AVX-512 when the build
+ * targets it) with a separate multiply and add.  Each output element is computed by the same
+ * sequence of operations wherever it lies (DD_PLAN_EXACT holds). */
 #ifndef DREAM_OPS_DEPTHWISE_H
 #define DREAM_OPS_DEPTHWISE_H
 

@@ -7,11 +7,12 @@
  */
 #include <math.h>
 #include <stdlib.h>
-#ifdef __AVX512F__
+#include "ops/common.h"
+#include "ops/cpu.h"
+
+#ifdef DD_AVX512_KERNELS
 #include <immintrin.h>
 #endif
-
-#include "ops/common.h"
 
 /* Spatial elements handled per chunk: small enough for the stack and for L1 with the window's
  * rows, long enough to vectorize. */
@@ -102,12 +103,12 @@ static inline void window_scale(const lrn_params *p, const float *x0, int64_t ro
   for (int64_t i = 0; i < len; i++) scale[i] = bias + a * scale[i];
 }
 
-#ifdef __AVX512F__
+#ifdef DD_AVX512_KERNELS
 /* s^-0.75, and s^-1.75 in *pws, for 16 lanes of s.  Estimates refined by one Newton step
  * whose residual is formed with FMAs: r = s^-1/2, q = sqrt(r) = s^-1/4, pw = r q, and 1/s
  * from rcp14 for pws = pw / s.  Measured against double precision over s in [1, 1e5]: pw
  * within 2.7 ulp and pws within 4.0 ulp, the square-root-and-divide path 3.8 and 4.1. */
-static inline __m512 pow_075_16(__m512 s, __m512 *pws) {
+static inline DD_TARGET_AVX512 __m512 pow_075_16(__m512 s, __m512 *pws) {
   const __m512 one = _mm512_set1_ps(1.f), half = _mm512_set1_ps(0.5f);
   const __m512 c38 = _mm512_set1_ps(0.375f);
   __m512 r0 = _mm512_rsqrt14_ps(s);
@@ -184,11 +185,12 @@ static int64_t chunk_len(int64_t nn, int64_t sp) {
   return len;
 }
 
-#ifdef __AVX512F__
+#ifdef DD_AVX512_KERNELS
 /* Forward of one channel for beta = 0.75 and windows of up to LRN_RING rows, everything in
  * registers: yc = xc s^-0.75, s from the window x0 (rows rows `spatial` apart). */
-static void forward_row_075(const lrn_params *p, int64_t len, const float *x0, int64_t rows,
-                            int64_t spatial, const float *xc, float *yc) {
+DD_TARGET_AVX512 static void forward_row_075(const lrn_params *p, int64_t len, const float *x0,
+                                             int64_t rows, int64_t spatial, const float *xc,
+                                             float *yc) {
   __m512 a = _mm512_set1_ps(p->alpha / (float)p->size), bias = _mm512_set1_ps(p->bias);
   for (int64_t i = 0; i < len; i += 16) {
     __mmask16 m = len - i >= 16 ? 0xffff : (__mmask16)((1u << (len - i)) - 1);
@@ -213,9 +215,9 @@ static void lrn_forward(const dd_node *node, const dd_tensor *const *in, dd_tens
   float *y = dd_f32(out[0]);
   int64_t chunk = chunk_len(nn, sp), chunks = (sp + chunk - 1) / chunk;
   int64_t hi = p->size / 2;
-#ifdef __AVX512F__
+#ifdef DD_AVX512_KERNELS
   int64_t lo = (p->size - 1) / 2;
-  int fused = p->size <= LRN_RING && p->beta == 0.75f;
+  int fused = p->size <= LRN_RING && p->beta == 0.75f && dd_kernels_avx512();
 #endif
   /* A job is one chunk of one image through all its channels: the window's rows of x were
    * read by the previous channels and are still in L1. */
@@ -228,7 +230,7 @@ static void lrn_forward(const dd_node *node, const dd_tensor *const *in, dd_tens
       if (c + hi + LRN_AHEAD < cc)
         prefetch_row(x + (n * cc + c + hi + LRN_AHEAD) * sp + s0, len, 0);
       int64_t base = (n * cc + c) * sp + s0;
-#ifdef __AVX512F__
+#ifdef DD_AVX512_KERNELS
       if (fused) {
         int64_t c0 = c - lo < 0 ? 0 : c - lo, c1 = c + hi >= cc ? cc - 1 : c + hi;
         forward_row_075(p, len, x + (n * cc + c0) * sp + s0, c1 - c0 + 1, sp, x + base,
@@ -243,15 +245,16 @@ static void lrn_forward(const dd_node *node, const dd_tensor *const *in, dd_tens
   }
 }
 
-#ifdef __AVX512F__
+#ifdef DD_AVX512_KERNELS
 /* One step of backward's pass over a chunk (see lrn_backward), for beta = 0.75 and windows
  * on the stack, with every intermediate in registers: when rows > 0, channel j's window x0
  * (rows rows `spatial` apart) gives t[j] (into tj) and dx[j]'s direct term; when m > 0,
  * channel c is finished from the m rows tq of t in its window. */
-static void backward_step_075(const lrn_params *p, int64_t len, const float *x0, int64_t rows,
-                              int64_t spatial, const float *xj, const float *dyj, float *dxj,
-                              int inplace, float *tj, const float *const *tq, int64_t m,
-                              const float *xc, float *dxc, float k) {
+DD_TARGET_AVX512 static void backward_step_075(const lrn_params *p, int64_t len, const float *x0,
+                                               int64_t rows, int64_t spatial, const float *xj,
+                                               const float *dyj, float *dxj, int inplace, float *tj,
+                                               const float *const *tq, int64_t m, const float *xc,
+                                               float *dxc, float k) {
   __m512 a = _mm512_set1_ps(p->alpha / (float)p->size), bias = _mm512_set1_ps(p->bias);
   __m512 kv = _mm512_set1_ps(k);
   for (int64_t i = 0; i < len; i += 16) {
@@ -301,8 +304,8 @@ static void lrn_backward(const dd_node *node, const dd_tensor *const *in,
   float k = -2.f * p->alpha * p->beta / (float)p->size;
   int64_t lo = (p->size - 1) / 2, hi = p->size / 2;
   int on_stack = p->size <= LRN_RING;
-#ifdef __AVX512F__
-  int fused = on_stack && p->beta == 0.75f;
+#ifdef DD_AVX512_KERNELS
+  int fused = on_stack && p->beta == 0.75f && dd_kernels_avx512();
 #endif
 #pragma omp parallel for if (nn * cc * sp * p->size > DD_PAR_MIN) schedule(static)
   for (int64_t job = 0; job < nn * chunks; job++) {
@@ -321,7 +324,7 @@ static void lrn_backward(const dd_node *node, const dd_tensor *const *in,
           if (!inplace) prefetch_row(dx + ahead, len, 1);
         }
       }
-#ifdef __AVX512F__
+#ifdef DD_AVX512_KERNELS
       if (fused) {
         /* pointers of a missing channel j (>= cc) or c (< 0) are clamped and left unused */
         int64_t c = j - lo, j0 = j - lo < 0 ? 0 : j - lo, j1 = j + hi >= cc ? cc - 1 : j + hi;

@@ -11,7 +11,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#ifdef __AVX512F__
+#include "ops/cpu.h"
+
+#ifdef DD_AVX512_KERNELS
 #include <immintrin.h>
 #endif
 
@@ -485,13 +487,13 @@ static inline __attribute__((always_inline)) void tile_plane(const float *x, int
   }
 }
 
-#ifdef __AVX512F__
+#ifdef DD_AVX512_KERNELS
 /* 2x2 stride 2 with AVX-512, 16 outputs at a time (the last ones masked): the even and odd
  * columns of the window's two rows are its four taps, compared in scan order as tile_plane
  * does; backward puts dy back at the argmax tap and 0 at the others, interleaves them into
  * the rows' layout and adds them. */
-static void tile_plane_2x2(const float *x, int64_t W, int64_t ho, int64_t wo, float *y,
-                           const float *dy, float *dx) {
+DD_TARGET_AVX512 static void tile_plane_2x2(const float *x, int64_t W, int64_t ho, int64_t wo,
+                                            float *y, const float *dy, float *dx) {
   const __m512i even = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
   const __m512i odd = _mm512_set_epi32(31, 29, 27, 25, 23, 21, 19, 17, 15, 13, 11, 9, 7, 5, 3, 1);
   const __m512i lo = _mm512_set_epi32(23, 7, 22, 6, 21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
@@ -544,8 +546,8 @@ static void tile_plane_2x2(const float *x, int64_t W, int64_t ho, int64_t wo, fl
 static void tile_max_plane(const dd_window *w, const float *x, float *y, const float *dy,
                            float *dx) {
   const int64_t W = w->in[2], ho = w->out[1], wo = w->out[2];
-#ifdef __AVX512F__
-  if (w->k[1] == 2 && w->k[2] == 2) {
+#ifdef DD_AVX512_KERNELS
+  if (w->k[1] == 2 && w->k[2] == 2 && dd_kernels_avx512()) {
     tile_plane_2x2(x, W, ho, wo, y, dy, dx);
     return;
   }

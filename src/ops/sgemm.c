@@ -1,22 +1,23 @@
-/* dd_sgemm (see sgemm.h).  With AVX-512: an 8 x 32 register tile (16 accumulators), B's 32
- * columns loaded once per k and A broadcast from memory, 256 values of k at a time.  Those
- * 256 rows of B are first copied, 4 blocks of 32 columns at a time, to a contiguous buffer on
- * the stack (128 KiB) while all the rows of A pass over each block (32 KiB, in L1): read in
- * place, B's rows would sit one page apart for wide images and every k would miss the TLB;
- * and 4 blocks rather than 1, because a row of one block is a run of 128 bytes that the
- * prefetchers do not follow, while 4 make it a 512-byte run they do (figures in
- * bench/README.md).  Elsewhere: cblas_sgemm. */
+/* dd_sgemm (see sgemm.h).  On the AVX-512 path (ops/cpu.h, chosen at run time from cpuid):
+ * an 8 x 32 register tile (16 accumulators), B's 32 columns loaded once per k and A broadcast
+ * from memory, 256 values of k at a time.  Those 256 rows of B are first copied, 4 blocks of
+ * 32 columns at a time, to a contiguous buffer on the stack (128 KiB) while all the rows of A
+ * pass over each block (32 KiB, in L1): read in place, B's rows would sit one page apart for
+ * wide images and every k would miss the TLB; and 4 blocks rather than 1, because a row of
+ * one block is a run of 128 bytes that the prefetchers do not follow, while 4 make it a
+ * 512-byte run they do (figures in bench/README.md).  On the generic path: cblas_sgemm. */
 #include "ops/sgemm.h"
 
 #include <cblas.h>
 #include <omp.h>
 #include <stdint.h>
 
-#ifdef __AVX512F__
+#include "ops/common.h"
+#include "ops/cpu.h"
+
+#ifdef DD_AVX512_KERNELS
 #include <immintrin.h>
 #endif
-
-#include "ops/common.h"
 
 /* C = max(0, C) over m x n (NaN and -0 become +0, as Relu does). */
 static void relu_rows(int64_t m, int64_t n, float *c, int64_t ldc) {
@@ -24,7 +25,7 @@ static void relu_rows(int64_t m, int64_t n, float *c, int64_t ldc) {
     for (int64_t j = 0; j < n; j++) c[i * ldc + j] = c[i * ldc + j] > 0.f ? c[i * ldc + j] : 0.f;
 }
 
-#ifdef __AVX512F__
+#ifdef DD_AVX512_KERNELS
 
 #define MR 8
 #define NR 32
@@ -37,7 +38,7 @@ static void relu_rows(int64_t m, int64_t n, float *c, int64_t ldc) {
 enum { INIT_ZERO, INIT_BIAS, INIT_LOAD, INIT_RELU = 4 /* or'ed: max(0, C) at the store */ };
 
 /* rows x w (w <= NR: masks m0, m1) of C from A and the packed block b (kc x NR). */
-static inline __attribute__((always_inline)) void tile(const int rows, int64_t kc,
+static inline __attribute__((always_inline)) DD_TARGET_AVX512 void tile(const int rows, int64_t kc,
                                                        const float *a, int64_t ars,
                                                        int64_t acs, const float *b, float *c,
                                                        int64_t ldc, int init,
@@ -82,15 +83,15 @@ static inline __attribute__((always_inline)) void tile(const int rows, int64_t k
 }
 
 /* Masks of the first w (<= NR) of a block's 32 columns, 16 per half. */
-static inline void block_masks(int64_t w, __mmask16 *m0, __mmask16 *m1) {
+static inline DD_TARGET_AVX512 void block_masks(int64_t w, __mmask16 *m0, __mmask16 *m1) {
   *m0 = (__mmask16)(w >= 16 ? 0xffff : (1u << w) - 1);
   *m1 = (__mmask16)(w >= 32 ? 0xffff : w > 16 ? (1u << (w - 16)) - 1 : 0);
 }
 
 /* All rows of C's columns [0, w), w <= NR, from the packed kc x NR block bk. */
-static void rows_of_block(int64_t m, int64_t w, int64_t kc, const float *a, int64_t ars,
-                          int64_t acs, const float *bk, float *c, int64_t ldc, int init,
-                          const float *bias) {
+DD_TARGET_AVX512 static void rows_of_block(int64_t m, int64_t w, int64_t kc, const float *a,
+                                           int64_t ars, int64_t acs, const float *bk, float *c,
+                                           int64_t ldc, int init, const float *bias) {
   __mmask16 m0, m1;
   block_masks(w, &m0, &m1);
   for (int64_t i = 0; i < m; i += MR) {
@@ -114,9 +115,10 @@ static void rows_of_block(int64_t m, int64_t w, int64_t kc, const float *a, int6
  * once, reading every row of B as one run of w floats (the hardware prefetchers follow a few
  * long runs, not KC short ones a page apart), then each 32-column block of the pack meets
  * every row of A while it is in L1. */
-static void column_panel(int64_t m, int64_t w, int64_t k, const float *a, int64_t ars,
-                         int64_t acs, const float *b, int64_t ldb, float *c, int64_t ldc,
-                         int accumulate, const float *bias) {
+DD_TARGET_AVX512 static void column_panel(int64_t m, int64_t w, int64_t k, const float *a,
+                                          int64_t ars, int64_t acs, const float *b, int64_t ldb,
+                                          float *c, int64_t ldc, int accumulate,
+                                          const float *bias) {
   float pack[PANEL * KC * NR] __attribute__((aligned(64)));
   int64_t nb = (w + NR - 1) / NR;
   for (int64_t k0 = 0; k0 < k; k0 += KC) {
@@ -149,9 +151,10 @@ static void column_panel(int64_t m, int64_t w, int64_t k, const float *a, int64_
 }
 
 /* Column blocks [b0, b1) of C (of n columns), a panel at a time. */
-static void column_run(int64_t m, int64_t n, int64_t k, const float *a, int64_t ars, int64_t acs,
-                       const float *b, int64_t ldb, float *c, int64_t ldc, int accumulate,
-                       const float *bias, int64_t b0, int64_t b1) {
+DD_TARGET_AVX512 static void column_run(int64_t m, int64_t n, int64_t k, const float *a,
+                                        int64_t ars, int64_t acs, const float *b, int64_t ldb,
+                                        float *c, int64_t ldc, int accumulate, const float *bias,
+                                        int64_t b0, int64_t b1) {
   for (int64_t jb = b0; jb < b1; jb += PANEL) {
     int64_t j = jb * NR, j1 = (jb + PANEL < b1 ? jb + PANEL : b1) * NR;
     if (j1 > n) j1 = n;
@@ -159,9 +162,10 @@ static void column_run(int64_t m, int64_t n, int64_t k, const float *a, int64_t 
   }
 }
 
-void dd_sgemm(int64_t m, int64_t n, int64_t k, const float *a, int64_t ars, int64_t acs,
-              const float *b, int64_t ldb, float *c, int64_t ldc, int accumulate,
-              const float *bias, int parallel) {
+DD_TARGET_AVX512 static void sgemm_avx512(int64_t m, int64_t n, int64_t k, const float *a,
+                                          int64_t ars, int64_t acs, const float *b, int64_t ldb,
+                                          float *c, int64_t ldc, int accumulate, const float *bias,
+                                          int parallel) {
   if (m <= 0 || n <= 0) return;
   if (k <= 0) {
     for (int64_t i = 0; i < m && !(accumulate & DD_SGEMM_ACCUMULATE); i++)
@@ -183,7 +187,7 @@ void dd_sgemm(int64_t m, int64_t n, int64_t k, const float *a, int64_t ars, int6
   }
 }
 
-#else
+#endif
 
 static void product(int64_t m, int64_t n, int64_t k, const float *a, int64_t ars, int64_t acs,
                     const float *b, int64_t ldb, float *c, int64_t ldc);
@@ -204,7 +208,7 @@ static void product_in_order(int64_t m, int64_t n, int64_t k, const float *a, in
     }
 }
 
-void dd_sgemm(int64_t m, int64_t n, int64_t k, const float *a, int64_t ars, int64_t acs,
+static void sgemm_generic(int64_t m, int64_t n, int64_t k, const float *a, int64_t ars, int64_t acs,
               const float *b, int64_t ldb, float *c, int64_t ldc, int accumulate,
               const float *bias, int parallel) {
   if (m <= 0 || n <= 0) return;
@@ -244,4 +248,14 @@ static void product(int64_t m, int64_t n, int64_t k, const float *a, int64_t ars
               (int)ldb, 1.f, c, (int)ldc);
 }
 
+void dd_sgemm(int64_t m, int64_t n, int64_t k, const float *a, int64_t ars, int64_t acs,
+              const float *b, int64_t ldb, float *c, int64_t ldc, int accumulate,
+              const float *bias, int parallel) {
+#ifdef DD_AVX512_KERNELS
+  if (dd_kernels_avx512()) {
+    sgemm_avx512(m, n, k, a, ars, acs, b, ldb, c, ldc, accumulate, bias, parallel);
+    return;
+  }
 #endif
+  sgemm_generic(m, n, k, a, ars, acs, b, ldb, c, ldc, accumulate, bias, parallel);
+}

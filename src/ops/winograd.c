@@ -5,8 +5,9 @@
  * for a 6x6 input patch d and a 3x3 kernel w.  The 36 element-wise products, summed over the
  * input channels, are 36 independent matrix products U_k (co x ci) * V_k (ci x tiles): that is
  * where the time goes, and sgemm does it.  The transforms work on 16 tiles side by side (one
- * per vector lane): with AVX-512 as whole rows and masks (borders included), elsewhere in
- * plain C that the compiler vectorizes, with a per-tile path for the borders.
+ * per vector lane): on the AVX-512 path (ops/cpu.h) as whole rows and masks (borders
+ * included), on the generic path in plain C that the compiler vectorizes, with a per-tile
+ * path for the borders.
  */
 #include "ops/winograd.h"
 
@@ -15,9 +16,10 @@
 
 #include "ops/common.h"
 #include "ops/bf16.h"
+#include "ops/cpu.h"
 #include "ops/sgemm.h"
 
-#ifdef __AVX512F__
+#ifdef DD_AVX512_KERNELS
 #include <immintrin.h>
 #endif
 
@@ -75,7 +77,7 @@ int64_t dd_wino_scratch(const dd_wino_conv *c) {
     r3 = (((s1) - (s2)) + 8.f * ((s3) - (s4))) + (s5);          \
   } while (0)
 
-#ifdef __AVX512F__
+#ifdef DD_AVX512_KERNELS
 
 /* The AVX-512 transforms.  A group is 16 consecutive tiles, one per lane.  Its patches are
  * read as whole rows (5 vectors cover the 66 columns of 16 overlapping 6-wide patches),
@@ -89,13 +91,14 @@ int64_t dd_wino_scratch(const dd_wino_conv *c) {
 typedef __m512 vf;
 
 /* Lanes [lo, hi) of 16. */
-static inline __mmask16 lane_range(int64_t lo, int64_t hi) {
+static inline DD_TARGET_AVX512 __mmask16 lane_range(int64_t lo, int64_t hi) {
   lo = lo < 0 ? 0 : lo > LANES ? LANES : lo;
   hi = hi < 0 ? 0 : hi > LANES ? LANES : hi;
   return hi <= lo ? 0 : (__mmask16)(((1u << hi) - 1) & ~((1u << lo) - 1));
 }
 
-static void transform_weights(const dd_wino_conv *c, const float *wt, float *u) {
+DD_TARGET_AVX512 static void transform_weights_avx512(const dd_wino_conv *c, const float *wt,
+                                                      float *u) {
   int64_t co = c->co, ci = c->ci, groups = (ci + LANES - 1) / LANES;
   /* lane l reads input channel i0 + l: 9 floats further on, or 9 co for the flipped kernel */
   int64_t step = c->flip ? 9 * co : 9;
@@ -133,8 +136,8 @@ static void transform_weights(const dd_wino_conv *c, const float *wt, float *u) 
 /* B^T d down the columns of the 6 x 66 block of plane x at (y0, x0), zero outside the plane,
  * split by patch column: e[r][j] lane l = (B^T d)[r][x0 + 4 l + j], the patch of lane l
  * starting at column x0 + 4 l. */
-static inline void patch_columns(const dd_wino_conv *c, const float *x, int64_t y0, int64_t x0,
-                                 vf e[6][6]) {
+static inline DD_TARGET_AVX512 void patch_columns(const dd_wino_conv *c, const float *x, int64_t y0,
+                                                  int64_t x0, vf e[6][6]) {
   vf t[6][5];
   for (int v = 0; v < 5; v++) {
     int64_t xv = x0 + 16 * v;
@@ -172,8 +175,9 @@ static inline void patch_columns(const dd_wino_conv *c, const float *x, int64_t 
 
 /* The transformed patches of `n` (<= LANES) consecutive tiles from tile `t` of one input
  * plane, into v[k * kstride + lane] (all 16 lanes are written). */
-static void input_group(const dd_wino_conv *c, const float *x, int64_t tiles_w, int64_t t,
-                        int n, float *v, int64_t kstride) {
+DD_TARGET_AVX512 static void input_group_avx512(const dd_wino_conv *c, const float *x,
+                                                int64_t tiles_w, int64_t t, int n, float *v,
+                                                int64_t kstride) {
   vf e[6][6];
   int64_t ty = t / tiles_w, tx = t % tiles_w;
   int len = tiles_w - tx < n ? (int)(tiles_w - tx) : n;
@@ -197,9 +201,9 @@ static void input_group(const dd_wino_conv *c, const float *x, int64_t tiles_w, 
 
 /* Output tiles of `n` consecutive tiles from tile `t` of output plane y (bias b0 added, or
  * accumulated, then with `relu` max(0, .)), from the products p[k * kstride + lane]. */
-static void output_group(const dd_wino_conv *c, const float *p, int64_t kstride,
-                         int64_t tiles_w, int64_t t, int n, float b0, int accumulate, int relu,
-                         float *y) {
+DD_TARGET_AVX512 static void output_group_avx512(const dd_wino_conv *c, const float *p,
+                                                 int64_t kstride, int64_t tiles_w, int64_t t, int n,
+                                                 float b0, int accumulate, int relu, float *y) {
   vf q[4][6], w[4][4];
   for (int j = 0; j < 6; j++) {
     vf s[6];
@@ -240,12 +244,14 @@ static void output_group(const dd_wino_conv *c, const float *p, int64_t kstride,
   }
 }
 
-#else /* the portable transforms, vectorized by the compiler */
+#endif
+
+/* the portable transforms, vectorized by the compiler: the generic path */
 
 /* U[k][o][i] = (G w(o, i) G^T)[k]: 36 rows of co x ci, one per k.  16 input channels at a
  * time, one per lane, so that the 36 results are stored as 16 contiguous floats each.  Shares
  * the work among the threads of the enclosing parallel region. */
-static void transform_weights(const dd_wino_conv *c, const float *wt, float *u) {
+static void transform_weights_generic(const dd_wino_conv *c, const float *wt, float *u) {
   int64_t co = c->co, ci = c->ci, groups = (ci + LANES - 1) / LANES;
 #pragma omp for schedule(static)
   for (int64_t job = 0; job < co * groups; job++) {
@@ -285,7 +291,7 @@ static void transform_weights(const dd_wino_conv *c, const float *wt, float *u) 
 
 /* The transformed patches of `n` (<= LANES) consecutive tiles from tile `t` of one input
  * plane, into v[k * kstride + lane]. */
-static void input_group(const dd_wino_conv *c, const float *x, int64_t tiles_w, int64_t t,
+static void input_group_generic(const dd_wino_conv *c, const float *x, int64_t tiles_w, int64_t t,
                         int n, float *v, int64_t kstride) {
   float d[6][6][LANES], m[6][6][LANES];
   int64_t ty = t / tiles_w, tx = t % tiles_w;
@@ -348,7 +354,7 @@ static void input_group(const dd_wino_conv *c, const float *x, int64_t tiles_w, 
 
 /* Output tiles of `n` consecutive tiles from tile `t` of output plane y (bias b0 added, or
  * accumulated, then with `relu` max(0, .)), from the products p[k * kstride + lane]. */
-static void output_group(const dd_wino_conv *c, const float *p, int64_t kstride,
+static void output_group_generic(const dd_wino_conv *c, const float *p, int64_t kstride,
                          int64_t tiles_w, int64_t t, int n, float b0, int accumulate, int relu,
                          float *y) {
   float s[6][6][LANES], q[4][6][LANES], o[4][4][LANES];
@@ -398,7 +404,6 @@ static void output_group(const dd_wino_conv *c, const float *p, int64_t kstride,
   }
 }
 
-#endif
 
 void dd_wino_run(const dd_wino_conv *c, const float *x, const float *wt, const float *bias,
                  float *y, int accumulate, float *work) {
@@ -411,9 +416,16 @@ void dd_wino_run(const dd_wino_conv *c, const float *x, const float *wt, const f
   float *p = v + 36 * ci * tb;
   /* One parallel region for the whole convolution, three barriers per chunk: a team entered
    * hundreds of times per layer spends its time in the runtime when the machine is busy. */
+  const int avx512 = dd_kernels_avx512();
+  (void)avx512; /* (builds without the AVX-512 kernels) */
 #pragma omp parallel if (co * ci * tiles > 4 * DD_PAR_MIN)
   {
-    transform_weights(c, wt, u);
+#ifdef DD_AVX512_KERNELS
+    if (avx512)
+      transform_weights_avx512(c, wt, u);
+    else
+#endif
+      transform_weights_generic(c, wt, u);
     for (int64_t t0 = 0; t0 < tiles; t0 += tb) {
       int64_t nt = tiles - t0 < tb ? tiles - t0 : tb;
       int64_t groups = (nt + LANES - 1) / LANES, blocks = (nt + BLOCK - 1) / BLOCK;
@@ -421,8 +433,14 @@ void dd_wino_run(const dd_wino_conv *c, const float *x, const float *wt, const f
       for (int64_t job = 0; job < ci * groups; job++) {
         int64_t i = job / groups, g = job % groups;
         int n = (int)(nt - g * LANES < LANES ? nt - g * LANES : LANES);
-        input_group(c, x + i * c->ih * c->iw, tiles_w, t0 + g * LANES, n,
-                    v + i * tb + g * LANES, ci * tb);
+#ifdef DD_AVX512_KERNELS
+        if (avx512)
+          input_group_avx512(c, x + i * c->ih * c->iw, tiles_w, t0 + g * LANES, n,
+                             v + i * tb + g * LANES, ci * tb);
+        else
+#endif
+          input_group_generic(c, x + i * c->ih * c->iw, tiles_w, t0 + g * LANES, n,
+                              v + i * tb + g * LANES, ci * tb);
       }
       /* k-major: each thread runs one U_k over many column blocks while it is in cache */
 #pragma omp for schedule(static)
@@ -436,8 +454,14 @@ void dd_wino_run(const dd_wino_conv *c, const float *x, const float *wt, const f
       for (int64_t job = 0; job < co * groups; job++) {
         int64_t o = job / groups, g = job % groups;
         int n = (int)(nt - g * LANES < LANES ? nt - g * LANES : LANES);
-        output_group(c, p + o * tb + g * LANES, co * tb, tiles_w, t0 + g * LANES, n,
-                     bias && !acc ? bias[o] : 0.f, acc, relu, y + o * c->oh * c->ow);
+#ifdef DD_AVX512_KERNELS
+        if (avx512)
+          output_group_avx512(c, p + o * tb + g * LANES, co * tb, tiles_w, t0 + g * LANES, n,
+                              bias && !acc ? bias[o] : 0.f, acc, relu, y + o * c->oh * c->ow);
+        else
+#endif
+          output_group_generic(c, p + o * tb + g * LANES, co * tb, tiles_w, t0 + g * LANES, n,
+                               bias && !acc ? bias[o] : 0.f, acc, relu, y + o * c->oh * c->ow);
       }
     }
   }

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "helper_kernels.h"
 #include "helper_ops.h"
 
 typedef struct conv_case {
@@ -321,14 +322,22 @@ static void check_case(const conv_case *k, uint64_t ci) {
   free(t.node.params);
 }
 
+static void conv_matches_naive_reference_forward_and_backward_on(void);
 Test(conv, matches_naive_reference_forward_and_backward) {
+  th_each_kernels(conv_matches_naive_reference_forward_and_backward_on);
+}
+static void conv_matches_naive_reference_forward_and_backward_on(void) {
   for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ci++) check_case(&cases[ci], ci);
 }
 
 /* The data gradient splits its work so that no two threads add into one element of dx: by
  * input channel when they share evenly (or there are many), by input rows otherwise.  Cases
  * large enough to run in parallel, with thread counts that take each split. */
+static void conv_parallel_splits_match_naive_reference_on(void);
 Test(conv, parallel_splits_match_naive_reference) {
+  th_each_kernels(conv_parallel_splits_match_naive_reference_on);
+}
+static void conv_parallel_splits_match_naive_reference_on(void) {
   /* 3 channels, 16, groups of 5, 24, streamed, and the two batches */
   static const int picks[] = {15, 16, 24, 26, 28, 37, 38, 39, 40};
   static const int threads[] = {2, 3, 4};
@@ -341,7 +350,11 @@ Test(conv, parallel_splits_match_naive_reference) {
 
 /* Batches shared among the threads image by image give bit for bit the output and the
  * gradients of one thread (training's same-seed-same-weights promise rests on it). */
+static void conv_batch_parallel_is_bit_exact_across_thread_counts_on(void);
 Test(conv, batch_parallel_is_bit_exact_across_thread_counts) {
+  th_each_kernels(conv_batch_parallel_is_bit_exact_across_thread_counts_on);
+}
+static void conv_batch_parallel_is_bit_exact_across_thread_counts_on(void) {
   static const int picks[] = {37, 38, 39, 40};
   for (size_t pi = 0; pi < sizeof picks / sizeof picks[0]; pi++) {
     const conv_case *k = &cases[picks[pi]];
@@ -376,7 +389,11 @@ Test(conv, batch_parallel_is_bit_exact_across_thread_counts) {
   }
 }
 
+static void conv_gradient_matches_finite_differences_on(void);
 Test(conv, gradient_matches_finite_differences) {
+  th_each_kernels(conv_gradient_matches_finite_differences_on);
+}
+static void conv_gradient_matches_finite_differences_on(void) {
   static const int picks[] = {0, 2, 4, 6, 8, 11, 29, 30, 31, 32, 34, 36, 39, 40, 41, 42, 43};
   for (size_t pi = 0; pi < sizeof picks / sizeof picks[0]; pi++) {
     const conv_case *k = &cases[picks[pi]];
@@ -396,7 +413,11 @@ Test(conv, gradient_matches_finite_differences) {
 }
 
 /* The weight and bias gradients, for plans where W is computed rather than constant. */
+static void conv_weight_and_bias_gradients_match_finite_differences_on(void);
 Test(conv, weight_and_bias_gradients_match_finite_differences) {
+  th_each_kernels(conv_weight_and_bias_gradients_match_finite_differences_on);
+}
+static void conv_weight_and_bias_gradients_match_finite_differences_on(void) {
   static const int picks[] = {0, 1, 4, 6, 29, 30, 31, 32, 36, 39, 40, 41, 42, 43};
   for (size_t pi = 0; pi < sizeof picks / sizeof picks[0]; pi++) {
     const conv_case *k = &cases[picks[pi]];

@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "helper_kernels.h"
 #include "ops/depthwise.h"
 
 /* h, w, kh, kw, sh, sw, dh, dw, ph, pw, and the trailing pads pb, pr */
@@ -118,13 +119,19 @@ static void check_case(const dw_case *c, size_t ci) {
   free(p), free(x), free(k), free(dy), free(y), free(dx), free(ry), free(rdx), free(rdk), free(dk);
 }
 
+static void depthwise_planes_match_direct_convolution_on(void);
 Test(depthwise, planes_match_direct_convolution) {
+  th_each_kernels(depthwise_planes_match_direct_convolution_on);
+}
+static void depthwise_planes_match_direct_convolution_on(void) {
   for (size_t ci = 0; ci < sizeof dcases / sizeof dcases[0]; ci++) check_case(&dcases[ci], ci);
 }
 
 /* Every geometry whose output rows are 1 to 40 wide, 3x3 and 5x5, strides 1 and 2: the
  * vector tails (n mod 16) and the staged rows' dropped columns at each width. */
-Test(depthwise, every_width_to_40) {
+static void depthwise_every_width_to_40_on(void);
+Test(depthwise, every_width_to_40) { th_each_kernels(depthwise_every_width_to_40_on); }
+static void depthwise_every_width_to_40_on(void) {
   for (int64_t w = 1; w <= 40; w++)
     for (int64_t s = 1; s <= 2; s++)
       for (int64_t kk = 3; kk <= 5; kk += 2) {
@@ -154,7 +161,11 @@ Test(depthwise, prepare_refuses_what_it_cannot_stage) {
  * band, row).  A constant plane without padding must give one value, bit for bit, over a
  * plane of several bands; and the data gradient of a constant dy one value at every input
  * pixel that all taps reach. */
+static void depthwise_outputs_do_not_depend_on_their_place_on(void);
 Test(depthwise, outputs_do_not_depend_on_their_place) {
+  th_each_kernels(depthwise_outputs_do_not_depend_on_their_place_on);
+}
+static void depthwise_outputs_do_not_depend_on_their_place_on(void) {
   dw_case c = {400, 37, 3, 3, 1, 1, 1, 1, 0, 0, 0, 0};
   dd_dw_geom g = geom_of(&c);
   dd_dw_plan *p = malloc(sizeof *p);

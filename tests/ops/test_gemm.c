@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "helper_kernels.h"
 #include "helper_ops.h"
 
 /* Runs backward with dout = dy into zeroed gradients for the inputs flagged in `want`, with
@@ -72,7 +73,11 @@ static int64_t c_index(const gemm_case *k, int64_t i, int64_t j) {
   return ci * k->c_dims[1] + cj;
 }
 
+static void gemm_matches_naive_reference_forward_and_backward_on(void);
 Test(gemm, matches_naive_reference_forward_and_backward) {
+  th_each_kernels(gemm_matches_naive_reference_forward_and_backward_on);
+}
+static void gemm_matches_naive_reference_forward_and_backward_on(void) {
   for (size_t ci = 0; ci < sizeof gcases / sizeof gcases[0]; ci++) {
     const gemm_case *k = &gcases[ci];
     th_node t;
@@ -115,7 +120,11 @@ Test(gemm, matches_naive_reference_forward_and_backward) {
   }
 }
 
+static void gemm_gradient_matches_finite_differences_on(void);
 Test(gemm, gradient_matches_finite_differences) {
+  th_each_kernels(gemm_gradient_matches_finite_differences_on);
+}
+static void gemm_gradient_matches_finite_differences_on(void) {
   for (size_t ci = 1; ci < 6; ci += 2) {
     const gemm_case *k = &gcases[ci];
     th_node t;
@@ -214,7 +223,11 @@ static void naive_matmul(const mm_case *k, const float *a, const float *b, float
         }
 }
 
+static void matmul_matches_naive_reference_forward_and_backward_on(void);
 Test(matmul, matches_naive_reference_forward_and_backward) {
+  th_each_kernels(matmul_matches_naive_reference_forward_and_backward_on);
+}
+static void matmul_matches_naive_reference_forward_and_backward_on(void) {
   for (size_t ci = 0; ci < sizeof mcases / sizeof mcases[0]; ci++) {
     const mm_case *k = &mcases[ci];
     th_node t;
@@ -240,7 +253,11 @@ Test(matmul, matches_naive_reference_forward_and_backward) {
   }
 }
 
+static void matmul_gradient_matches_finite_differences_on(void);
 Test(matmul, gradient_matches_finite_differences) {
+  th_each_kernels(matmul_gradient_matches_finite_differences_on);
+}
+static void matmul_gradient_matches_finite_differences_on(void) {
   static const int picks[] = {1, 4, 6};
   for (size_t pi = 0; pi < 3; pi++) {
     const mm_case *k = &mcases[picks[pi]];

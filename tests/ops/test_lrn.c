@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "helper_kernels.h"
 #include "helper_ops.h"
 
 typedef struct lrn_case {
@@ -79,7 +80,11 @@ static void naive_lrn(const lrn_case *k, const float *x, float *y, const float *
       }
 }
 
+static void lrn_matches_naive_reference_forward_and_backward_on(void);
 Test(lrn, matches_naive_reference_forward_and_backward) {
+  th_each_kernels(lrn_matches_naive_reference_forward_and_backward_on);
+}
+static void lrn_matches_naive_reference_forward_and_backward_on(void) {
   for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ci++) {
     const lrn_case *k = &cases[ci];
     th_node t;
@@ -134,7 +139,11 @@ Test(lrn, matches_naive_reference_forward_and_backward) {
   }
 }
 
+static void lrn_gradient_matches_finite_differences_on(void);
 Test(lrn, gradient_matches_finite_differences) {
+  th_each_kernels(lrn_gradient_matches_finite_differences_on);
+}
+static void lrn_gradient_matches_finite_differences_on(void) {
   for (size_t ci = 0; ci < 6; ci++) {
     const lrn_case *k = &cases[ci];
     th_node t;

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "helper_kernels.h"
 #include "helper_ops.h"
 
 typedef struct pool_case {
@@ -230,7 +231,11 @@ static dd_tensor *run_backward(th_node *t, dd_tensor *x, dd_tensor *dy, float in
 
 /* Each case twice: on random values, and on rectified ones (half of them exactly 0, as after
  * a ReLU), where windows tie and the first maximum in scan order must get the gradient. */
+static void pool_matches_naive_reference_forward_and_backward_on(void);
 Test(pool, matches_naive_reference_forward_and_backward) {
+  th_each_kernels(pool_matches_naive_reference_forward_and_backward_on);
+}
+static void pool_matches_naive_reference_forward_and_backward_on(void) {
   for (size_t run = 0; run < 2 * sizeof cases / sizeof cases[0]; run++) {
     size_t ci = run / 2;
     const pool_case *k = &cases[ci];
@@ -299,7 +304,11 @@ Test(pool, ceil_mode_output_sizes_follow_onnx) {
   free(t.node.params);
 }
 
+static void pool_max_ties_go_to_the_first_maximum_on(void);
 Test(pool, max_ties_go_to_the_first_maximum) {
+  th_each_kernels(pool_max_ties_go_to_the_first_maximum_on);
+}
+static void pool_max_ties_go_to_the_first_maximum_on(void) {
   th_node t;
   th_init(&t, "MaxPool", 1, 1);
   th_attr_ints(&t, "kernel_shape", 2, (int64_t[]){2, 2});
@@ -323,7 +332,11 @@ Test(pool, max_ties_go_to_the_first_maximum) {
 /* Max pooling's values and gradients are exact: y is an input element and dx receives the
  * same additions in the same order (output order) as the naive reference, whatever kernel
  * computes them.  Checked bit for bit on every max case, on rectified inputs (ties). */
+static void pool_max_is_bit_exact_against_the_naive_reference_on(void);
 Test(pool, max_is_bit_exact_against_the_naive_reference) {
+  th_each_kernels(pool_max_is_bit_exact_against_the_naive_reference_on);
+}
+static void pool_max_is_bit_exact_against_the_naive_reference_on(void) {
   for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ci++) {
     const pool_case *k = &cases[ci];
     if (strcmp(k->op, "MaxPool")) continue;
@@ -358,7 +371,11 @@ Test(pool, max_is_bit_exact_against_the_naive_reference) {
 
 /* Windows of -inf only still take a tap of the window (its first inside the input), never a
  * padding position, so the gradient lands inside the plane. */
+static void pool_max_of_minus_infinity_goes_to_the_first_tap_inside_on(void);
 Test(pool, max_of_minus_infinity_goes_to_the_first_tap_inside) {
+  th_each_kernels(pool_max_of_minus_infinity_goes_to_the_first_tap_inside_on);
+}
+static void pool_max_of_minus_infinity_goes_to_the_first_tap_inside_on(void) {
   /* 3x3 s1 pad 1; 2x2 s2 tiling, vectorized (32x32) and with a column tail (6x45) */
   static const int picks[] = {9, 37, 38};
   for (size_t pi = 0; pi < sizeof picks / sizeof picks[0]; pi++) {
@@ -389,7 +406,11 @@ Test(pool, max_of_minus_infinity_goes_to_the_first_tap_inside) {
 /* The tiling path (2x2 s2 here) keeps the general walk's choices: on ties the first maximum
  * in scan order (rows, then columns) gets the gradient, and a window of -inf only gives -inf
  * and sends its gradient to its first tap. */
+static void pool_max_tiling_ties_and_minus_infinity_take_the_first_tap_on(void);
 Test(pool, max_tiling_ties_and_minus_infinity_take_the_first_tap) {
+  th_each_kernels(pool_max_tiling_ties_and_minus_infinity_take_the_first_tap_on);
+}
+static void pool_max_tiling_ties_and_minus_infinity_take_the_first_tap_on(void) {
   th_node t;
   th_init(&t, "MaxPool", 1, 1);
   th_attr_ints(&t, "kernel_shape", 2, (int64_t[]){2, 2});
@@ -420,7 +441,11 @@ Test(pool, max_tiling_ties_and_minus_infinity_take_the_first_tap) {
   free(t.node.params);
 }
 
+static void pool_max_indices_output_row_and_column_major_on(void);
 Test(pool, max_indices_output_row_and_column_major) {
+  th_each_kernels(pool_max_indices_output_row_and_column_major_on);
+}
+static void pool_max_indices_output_row_and_column_major_on(void) {
   for (int order = 0; order < 2; order++) {
     const pool_case *k = &cases[2];
     th_node t;
@@ -451,7 +476,11 @@ Test(pool, max_indices_output_row_and_column_major) {
   }
 }
 
+static void pool_gradient_matches_finite_differences_on(void);
 Test(pool, gradient_matches_finite_differences) {
+  th_each_kernels(pool_gradient_matches_finite_differences_on);
+}
+static void pool_gradient_matches_finite_differences_on(void) {
   static const int picks[] = {0,  2,  4,  8,  9,  10, 12, 15, 16, 18,
                               19, 21, 24, 26, 30, 31, 33, 34, 35, 36, 38};
   for (size_t pi = 0; pi < sizeof picks / sizeof picks[0]; pi++) {
@@ -470,7 +499,11 @@ Test(pool, gradient_matches_finite_differences) {
   }
 }
 
+static void pool_global_pools_match_reference_and_gradients_on(void);
 Test(pool, global_pools_match_reference_and_gradients) {
+  th_each_kernels(pool_global_pools_match_reference_and_gradients_on);
+}
+static void pool_global_pools_match_reference_and_gradients_on(void) {
   int64_t shapes[3][5] = {{2, 3, 7}, {2, 3, 4, 5}, {1, 2, 3, 2, 4}};
   for (int r = 0; r < 3; r++) {
     int nd = 3 + r;

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "helper_kernels.h"
 #include "helper_ops.h"
 #include "ops/sgemm.h"
 
@@ -107,7 +108,9 @@ static void conv_node(th_node *t, int64_t k, int64_t s, int64_t p) {
 /* A 3x3 convolution that takes Winograd by default: under exact, the direct path, whose
  * every interior output is bit-equal on a constant input, and which matches a double
  * reference to float rounding; its data gradient too (the direct col2im). */
-Test(ties, conv_3x3_exact_keeps_ties) {
+static void ties_conv_3x3_exact_keeps_ties_on(void);
+Test(ties, conv_3x3_exact_keeps_ties) { th_each_kernels(ties_conv_3x3_exact_keeps_ties_on); }
+static void ties_conv_3x3_exact_keeps_ties_on(void) {
   th_node t;
   conv_node(&t, 3, 1, 1);
   int64_t xd[4] = {1, 24, 29, 45}, wd[4] = {40, 24, 3, 3}, bd[1] = {40};
@@ -160,7 +163,9 @@ Test(ties, conv_3x3_exact_keeps_ties) {
 
 /* The direct path (im2col blocks of 32 columns through dd_sgemm, a 5x5 kernel of stride 2:
  * no Winograd) on the default path: its interior is bit-equal too. */
-Test(ties, conv_direct_keeps_ties) {
+static void ties_conv_direct_keeps_ties_on(void);
+Test(ties, conv_direct_keeps_ties) { th_each_kernels(ties_conv_direct_keeps_ties_on); }
+static void ties_conv_direct_keeps_ties_on(void) {
   th_node t;
   conv_node(&t, 5, 2, 2);
   int64_t xd[4] = {1, 19, 41, 67}, wd[4] = {21, 19, 5, 5}, bd[1] = {21};
@@ -183,7 +188,11 @@ Test(ties, conv_direct_keeps_ties) {
  * of a constant image is bit-equal.  With 3 channels (147 taps) AVX-512 builds take the
  * register-blocked kernel (4 channels x 32 columns; 19 channels and 148 columns leave edges
  * of both); with 4 channels (196 taps, more than its panel holds) the portable loop. */
+static void ties_conv_first_layer_exact_in_double_on(void);
 Test(ties, conv_first_layer_exact_in_double) {
+  th_each_kernels(ties_conv_first_layer_exact_in_double_on);
+}
+static void ties_conv_first_layer_exact_in_double_on(void) {
   for (int64_t cin = 3; cin <= 4; cin++) {
     th_node t;
     conv_node(&t, 7, 2, 3);
@@ -222,7 +231,9 @@ Test(ties, conv_first_layer_exact_in_double) {
  * 11), k in blocks of 256 (and an edge of 44): with every column of B equal, every row of C
  * is bit-equal, with bias, accumulation and the folded Relu; and C matches a double product.
  * (Without AVX-512 and without the flag, cblas_sgemm's column edges round differently.) */
-Test(ties, sgemm_edges_keep_ties) {
+static void ties_sgemm_edges_keep_ties_on(void);
+Test(ties, sgemm_edges_keep_ties) { th_each_kernels(ties_sgemm_edges_keep_ties_on); }
+static void ties_sgemm_edges_keep_ties_on(void) {
   enum { M = 13, N = 75, K = 300 };
   int64_t ad[2] = {M, K}, bd[1] = {M};
   dd_tensor *a = th_random(2, ad, 41, -1.f, 1.f), *bias = th_random(1, bd, 42, -1.f, 1.f);
@@ -254,7 +265,9 @@ Test(ties, sgemm_edges_keep_ties) {
 /* LRN across channels, GoogLeNet's parameters, on a spatial size that leaves tails in its
  * chunks of 256 and vectors of 16: forward and backward bit-equal over each channel (LRN has
  * no spatial border). */
-Test(ties, lrn_keeps_ties) {
+static void ties_lrn_keeps_ties_on(void);
+Test(ties, lrn_keeps_ties) { th_each_kernels(ties_lrn_keeps_ties_on); }
+static void ties_lrn_keeps_ties_on(void) {
   th_node t;
   th_init(&t, "LRN", 1, 1);
   th_attr_int(&t, "size", 5);
@@ -282,7 +295,9 @@ Test(ties, lrn_keeps_ties) {
 /* Pools on a constant input: max and average (with and without the padding counted) give
  * bit-equal interiors; the max-pool's gradient of a window of ties goes to its first element
  * in row-major order (PyTorch's rule), each window's to one element. */
-Test(ties, pools_keep_ties) {
+static void ties_pools_keep_ties_on(void);
+Test(ties, pools_keep_ties) { th_each_kernels(ties_pools_keep_ties_on); }
+static void ties_pools_keep_ties_on(void) {
   int64_t xd[4] = {1, 5, 23, 37};
   dd_tensor *x = channel_constants(xd, consts, 7), *in[1] = {x};
   const char *ops[] = {"MaxPool", "AveragePool", "AveragePool"};

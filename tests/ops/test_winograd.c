@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "helper_kernels.h"
 #include "helper_ops.h"
 #include "ops/sgemm.h"
 
@@ -63,7 +64,11 @@ static void setup(th_node *t, const wcase *k) {
   cr_assert_eq(th_setup(t, &err), 0, "%s", err.msg);
 }
 
+static void winograd_conv_matches_naive_reference_on(void);
 Test(winograd, conv_matches_naive_reference) {
+  th_each_kernels(winograd_conv_matches_naive_reference_on);
+}
+static void winograd_conv_matches_naive_reference_on(void) {
   for (size_t ci = 0; ci < sizeof wcases / sizeof wcases[0]; ci++) {
     const wcase *k = &wcases[ci];
     th_node t;
@@ -112,7 +117,11 @@ Test(winograd, conv_matches_naive_reference) {
   }
 }
 
+static void winograd_gradient_matches_finite_differences_on(void);
 Test(winograd, gradient_matches_finite_differences) {
+  th_each_kernels(winograd_gradient_matches_finite_differences_on);
+}
+static void winograd_gradient_matches_finite_differences_on(void) {
   const wcase k = {"small", 1, 8, 6, 7, 8, 1, 1, 1, 1, 1};
   th_node t;
   setup(&t, &k);
@@ -129,7 +138,9 @@ Test(winograd, gradient_matches_finite_differences) {
 
 /* dd_sgemm against a double-precision triple loop, A as given and transposed, with and
  * without accumulation and bias, on shapes that cut its panels and blocks every way. */
-Test(sgemm, matches_naive_product) {
+static void sgemm_matches_naive_product_on(void);
+Test(sgemm, matches_naive_product) { th_each_kernels(sgemm_matches_naive_product_on); }
+static void sgemm_matches_naive_product_on(void) {
   static const int64_t shapes[][3] = {{1, 1, 1},   {8, 32, 5},   {7, 33, 300}, {19, 70, 9},
                                       {64, 100, 513}, {3, 17, 2}, {16, 31, 0},
                                       /* several panels of 4 blocks per thread, a short last
@@ -176,7 +187,11 @@ Test(sgemm, matches_naive_product) {
 
 /* A single row or a single column of A leaves one of its strides unused: any value must do,
  * 1 included (cblas would refuse lda = 1 for a row of k > 1 and leave C unchanged). */
+static void sgemm_degenerate_strides_of_a_single_row_or_column_on(void);
 Test(sgemm, degenerate_strides_of_a_single_row_or_column) {
+  th_each_kernels(sgemm_degenerate_strides_of_a_single_row_or_column_on);
+}
+static void sgemm_degenerate_strides_of_a_single_row_or_column_on(void) {
   static const int64_t shapes[][2] = {{1, 9}, {6, 1}}; /* m x k */
   uint64_t st = 8;
   for (size_t si = 0; si < 2; si++) {
