@@ -118,6 +118,11 @@ typedef struct dd_dream_params {
 DD_API dd_precision dd_precision_resolve(dd_precision asked, int dream_loop);
 /* Whether this CPU has a bf16 kernel (AVX512-BF16), so that BF16 is not FP32. */
 DD_API int dd_precision_has_bf16(void);
+/* What this process computes on, for reports beside any figure: the CPU's brand string, the
+ * fp32 kernel path ("avx512" or "generic": chosen once from cpuid, DREAM_KERNELS forces one)
+ * and the bf16 kernels ("amx", "avx512-bf16" or "none").  Any pointer may be NULL; the
+ * strings are static.  Thread-safe. */
+DD_API void dd_system_kernels(const char **cpu, const char **fp32, const char **bf16);
 
 /* The notebook's defaults, no layers (n_layers = 0), seed 0. */
 DD_API void dd_dream_params_init(dd_dream_params *p);

@@ -34,7 +34,7 @@ __all__ = [
     "save_tensor", "filters", "optimize_channels", "class_image", "activations", "explain",
     "Filters", "ChannelImages", "ClassImage", "Activations", "Explanation", "Progress",
     "audit", "default_max_memory", "library_path", "MovieInfo", "movie_info", "read_movie",
-    "MovieWriter", "shapes", "train", "TrainResult", "Dreamer", "zoom", "video",
+    "MovieWriter", "shapes", "train", "TrainResult", "Dreamer", "zoom", "video", "system",
 ]
 
 # Status codes (include/dream/error.h, DD_ERRNO_MAP).
@@ -84,6 +84,16 @@ def default_max_memory():
     if pages <= 0 or page <= 0:
         return 1 << 31
     return pages * page // 2
+
+
+def system():
+    """What this process computes on, to print beside any figure (as `dream --version`):
+    {"cpu": the CPU's brand string, "fp32_kernels": "avx512" or "generic" (chosen once from
+    cpuid; the environment variable DREAM_KERNELS forces one), "bf16_kernels": "amx",
+    "avx512-bf16" or "none"}."""
+    p = ffi.new("const char *[3]")
+    lib.dd_system_kernels(p, p + 1, p + 2)
+    return {"cpu": _str(p[0]), "fp32_kernels": _str(p[1]), "bf16_kernels": _str(p[2])}
 
 
 # ---- images and tensors ----------------------------------------------------------------

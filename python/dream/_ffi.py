@@ -143,6 +143,7 @@ typedef struct dd_dream_params {
 void dd_dream_params_init(dd_dream_params *p);
 dd_precision dd_precision_resolve(dd_precision asked, int dream_loop);
 int dd_precision_has_bf16(void);
+void dd_system_kernels(const char **cpu, const char **fp32, const char **bf16);
 int dd_dream_layer_resolve(const dd_model *m, const char *spec, dd_dream_layer *out,
                            dd_err *err);
 typedef struct dd_dream_progress {

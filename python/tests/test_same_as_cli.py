@@ -2,7 +2,10 @@
 PNGs it writes, tensors as its TensorProto files, numbers as it prints them."""
 import csv
 import json
+import os
 import re
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -252,3 +255,20 @@ def test_precision_fp32_is_exact_and_auto_is_the_clis_default(cli, squeezenet, p
                                  precision=prec)
         assert np.array_equal(pics[prec], dream.load_image(out))
     assert not np.array_equal(pics["auto"], pics["fp32"])
+
+
+def test_system_is_what_dream_version_says(cli, monkeypatch):
+    """dream.system() names the CPU and kernels as `dream --version` does; DREAM_KERNELS=generic
+    is obeyed by both (a subprocess for the module: the path is chosen once per process)."""
+    lines = dict(l.split(": ", 1) for l in cli("--version").stdout.splitlines()[1:])
+    s = dream.system()
+    assert s == {"cpu": lines["cpu"], "fp32_kernels": lines["fp32 kernels"],
+                 "bf16_kernels": lines["bf16 kernels"]}
+    assert s["fp32_kernels"] in ("avx512", "generic")
+    monkeypatch.setenv("DREAM_KERNELS", "generic")
+    assert "fp32 kernels: generic" in cli("--version").stdout
+    env = dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(dream.__file__)))
+    out = subprocess.run([sys.executable, "-c",
+                          "import dream; print(dream.system()['fp32_kernels'])"],
+                         capture_output=True, text=True, check=True, env=env)
+    assert out.stdout.strip() == "generic"

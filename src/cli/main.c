@@ -81,10 +81,9 @@ int main(int argc, char **argv) {
   if (!strcmp(first, "--version")) {
     printf("dream %s\n", DD_VERSION_STRING);
     /* the kernels are chosen at run time (ops/cpu.h, ops/bf16.h): say which, on which CPU */
-    dd_bf16_isa b = dd_bf16_kernel();
-    printf("cpu: %s\nfp32 kernels: %s\nbf16 kernels: %s\n", dd_cpu_name(),
-           dd_kernels_name(dd_kernels_chosen()),
-           b == DD_BF16_AMX ? "amx" : b == DD_BF16_AVX512 ? "avx512-bf16" : "none (fp32)");
+    const char *cpu, *fp32, *bf16;
+    dd_system_kernels(&cpu, &fp32, &bf16);
+    printf("cpu: %s\nfp32 kernels: %s\nbf16 kernels: %s\n", cpu, fp32, bf16);
     return 0;
   }
   if (!strcmp(first, "help")) {
