@@ -8,7 +8,7 @@ set -eu
 cd "$(dirname "$0")/.."
 
 # Build: compiler, CMake, OpenBLAS (sgemm), stb (image IO), protobuf-c + Debian's onnx.proto.
-build_packages="gcc g++ make cmake pkg-config libopenblas-dev libstb-dev libprotobuf-c-dev protobuf-c-compiler libonnx-dev libjansson-dev"
+build_packages="gcc g++ make cmake pkg-config libopenblas-dev libopenblas-openmp-dev libstb-dev libprotobuf-c-dev protobuf-c-compiler libonnx-dev libjansson-dev"
 # Movies (dream zoom, dream video): FFmpeg's libraries; optical flow: OpenCV's video module.
 build_packages="$build_packages libavformat-dev libavcodec-dev libswscale-dev libavutil-dev libopencv-video-dev"
 # Tests: Criterion, the ONNX conformance suite, PyTorch as the gradient oracle, cffi and
