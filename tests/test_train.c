@@ -16,6 +16,7 @@
 #include "helper_model.h"
 #include "helper_ops.h"
 #include "helper_torch.h"
+#include "ops/cpu.h"
 
 TestSuite(train, .init = th_tmpdir_setup, .fini = th_tmpdir_teardown);
 
@@ -406,7 +407,10 @@ Test(train, chunked_batches_of_a_large_model_are_bit_exact_across_thread_counts,
 
 /* DD_PLAN_SERIAL (the trainer's per-thread plans) keeps every op on the calling thread and
  * changes no byte: the cnn at batch 16 of 64x64 images, large enough for its ops to split
- * their loops on 2 threads, forward and backward with and without it. */
+ * their loops on 2 threads, forward and backward with and without it.  On the generic
+ * kernels the products are OpenBLAS's, whose sums depend on the pieces they are handed and
+ * on its own threads (README, "Reproducible": bytes are promised on the AVX-512 kernels only):
+ * there the two agree within float32 rounding of the largest value instead. */
 Test(train, serial_plans_give_the_same_bytes) {
   void *onnx;
   size_t len;
@@ -444,9 +448,20 @@ Test(train, serial_plans_give_the_same_bytes) {
     }
     dd_plan_free(p);
   }
+  const int own = dd_kernels_chosen() == DD_KERNELS_AVX512;
   for (int i = 0; i < 7; i++) {
-    cr_assert_eq(memcmp(res[0][i], res[1][i], bytes[i]), 0, "%s differs with DD_PLAN_SERIAL",
-                 i ? names[i - 1] : "the logits");
+    if (own) {
+      cr_assert_eq(memcmp(res[0][i], res[1][i], bytes[i]), 0, "%s differs with DD_PLAN_SERIAL",
+                   i ? names[i - 1] : "the logits");
+    } else {
+      double worst = 0, scale = 0;
+      for (size_t e = 0; e < bytes[i] / sizeof(float); e++) {
+        worst = fmax(worst, fabs((double)res[0][i][e] - res[1][i][e]));
+        scale = fmax(scale, fabs((double)res[0][i][e]));
+      }
+      cr_assert(worst <= 1e-5 * scale, "%s: %g apart with DD_PLAN_SERIAL on the generic kernels "
+                "(largest %g)", i ? names[i - 1] : "the logits", worst, scale);
+    }
     free(res[0][i]);
     free(res[1][i]);
   }
