@@ -284,15 +284,14 @@ int dd_train_arch(const char *arch, int channels, int size, int n_classes, uint6
 
 /* ---- the trainer ---------------------------------------------------------------------- */
 
-/* A batch is cut into chunks of TRAIN_CHUNK images (1 for a model pinned to one image; the last
- * chunk shorter), a number fixed by
- * the batch size alone, never by the thread count.  Each thread runs whole chunks, forward
- * and backward, through plans of its own (DD_PLAN_SERIAL: the ops inside stay on that
- * thread), in one parallel region per step; the chunks' parameter gradients are then added
- * in chunk order (copied out of the plans and summed after the region, or for a large model
- * summed wave by wave straight from the plans: TRAIN_COPY_MAX).  Every sum is thus the same
- * on any number of threads, and a step costs one barrier (or two a wave) instead of one per
- * op. */
+/* A batch is cut into chunks of TRAIN_CHUNK images (1 for a model pinned to one image; the
+ * last chunk shorter), a number fixed by the batch size alone, never by the thread count.
+ * Each thread runs whole chunks, forward and backward, through plans of its own
+ * (DD_PLAN_SERIAL: the ops inside stay on that thread), in one parallel region per step;
+ * the chunks' parameter gradients are then added in chunk order (copied out of the plans
+ * and summed after the region, or for a large model summed wave by wave straight from the
+ * plans: TRAIN_COPY_MAX).  Every sum is thus the same on any number of threads, and a step
+ * costs one barrier (or two a wave) instead of one per op. */
 #define TRAIN_CHUNK 8
 /* The chunks' gradients are copied out of the plans (then summed in one pass after a single
  * barrier) when they take at most this many floats all together (64 MiB); a larger model's

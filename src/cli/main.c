@@ -6,8 +6,6 @@
 
 #include "cli/cli.h"
 #include "dream/version.h"
-#include "ops/bf16.h"
-#include "ops/cpu.h"
 #include "util.h"
 
 typedef struct command {
@@ -80,7 +78,7 @@ int main(int argc, char **argv) {
   }
   if (!strcmp(first, "--version")) {
     printf("dream %s\n", DD_VERSION_STRING);
-    /* the kernels are chosen at run time (ops/cpu.h, ops/bf16.h): say which, on which CPU */
+    /* the kernels are chosen at run time: say which, on which CPU */
     const char *cpu, *fp32, *bf16;
     dd_system_kernels(&cpu, &fp32, &bf16);
     printf("cpu: %s\nfp32 kernels: %s\nbf16 kernels: %s\n", cpu, fp32, bf16);
