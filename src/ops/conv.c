@@ -1125,6 +1125,24 @@ static void direct_backward_weights(const conv_geom *g, const float *x, const fl
 }
 #endif
 
+/* The forward of image n (all its groups) on the im2col, 1x1 or exact paths. */
+static void forward_image(const conv_geom *g, int exact, const float *x, const float *wt,
+                          const float *bias, int relu, float *y, int64_t n) {
+  for (int64_t gi = 0; gi < g->group; gi++) {
+    const float *bg = bias ? bias + gi * g->mg : NULL;
+    const float *xg = x + (n * g->c + gi * g->cg) * g->h * g->w;
+    const float *wg = wt + gi * g->mg * g->kcol;
+    float *yg = y + (n * g->m + gi * g->mg) * g->ocol;
+    if (exact && g->cg <= CONV_EXACT_DOUBLE_CH)
+      exact_forward(g, xg, wg, bg, relu, yg);
+    else if (g->pointwise)
+      conv_gemm(g, g->mg, g->ocol, g->kcol, wg, g->kcol, 1, xg, g->ocol, yg, g->ocol, relu, bg,
+                1);
+    else
+      fused_forward(g, xg, wg, bg, relu, yg);
+  }
+}
+
 /* call->relu_out (DD_OP_FOLD_RELU): the plan folded the Relu reading y into this node, and
  * y = max(0, conv). */
 static void conv_forward_call(const dd_node *node, const dd_tensor *const *in,
@@ -1167,23 +1185,14 @@ static void conv_forward_call(const dd_node *node, const dd_tensor *const *in,
                   relu & DD_SGEMM_RELU, col);
     return;
   }
-#pragma omp parallel for if (batch_parallel(&g)) schedule(static)
-  for (int64_t n = 0; n < g.n; n++) {
-    for (int64_t gi = 0; gi < g.group; gi++) {
-      const float *bg = bias ? bias + gi * g.mg : NULL;
-      const float *xg = x + (n * g.c + gi * g.cg) * g.h * g.w;
-      const float *wg = wt + gi * g.mg * g.kcol;
-      float *yg = y + (n * g.m + gi * g.mg) * g.ocol;
-      if (call->exact && g.cg <= CONV_EXACT_DOUBLE_CH) {
-        exact_forward(&g, xg, wg, bg, relu, yg);
-        continue;
-      }
-      if (g.pointwise) {
-        conv_gemm(&g, g.mg, g.ocol, g.kcol, wg, g.kcol, 1, xg, g.ocol, yg, g.ocol, relu, bg, 1);
-        continue;
-      }
-      fused_forward(&g, xg, wg, bg, relu, yg);
-    }
+  /* Not `parallel for if (...)`: a region the if turns off is still a level of nesting, and
+   * libgomp starts new threads for every parallel region opened inside one (the products
+   * below open theirs) instead of taking them from its pool. */
+  if (batch_parallel(&g)) {
+#pragma omp parallel for schedule(static)
+    for (int64_t n = 0; n < g.n; n++) forward_image(&g, call->exact, x, wt, bias, relu, y, n);
+  } else {
+    for (int64_t n = 0; n < g.n; n++) forward_image(&g, call->exact, x, wt, bias, relu, y, n);
   }
 }
 
@@ -1248,14 +1257,24 @@ static void backward_data_pointwise(const conv_geom *g, const float *wt, const f
                dx + (n * g->c + gi * g->cg) * g->h * g->w, g->ocol, !overwrite, NULL, 1);
 }
 
+/* The data gradient of image n (all its groups) on the im2col path. */
+static void backward_data_image(const conv_geom *g, const float *wt, const float *dy, float *dx,
+                                int64_t n) {
+  for (int64_t gi = 0; gi < g->group; gi++)
+    fused_backward_data(g, wt + gi * g->mg * g->kcol, dy + (n * g->m + gi * g->mg) * g->ocol,
+                        dx + (n * g->c + gi * g->cg) * g->h * g->w);
+}
+
 /* General: dX_g += col2im(W_g^T * dY_g), block by block (fused_backward_data). */
 static void backward_data_general(const conv_geom *g, const float *wt, const float *dy,
                                   float *dx) {
-#pragma omp parallel for if (batch_parallel(g)) schedule(static)
-  for (int64_t n = 0; n < g->n; n++)
-    for (int64_t gi = 0; gi < g->group; gi++)
-      fused_backward_data(g, wt + gi * g->mg * g->kcol, dy + (n * g->m + gi * g->mg) * g->ocol,
-                          dx + (n * g->c + gi * g->cg) * g->h * g->w);
+  /* as in conv_forward_call: no region the if turns off around the blocks' own regions */
+  if (batch_parallel(g)) {
+#pragma omp parallel for schedule(static)
+    for (int64_t n = 0; n < g->n; n++) backward_data_image(g, wt, dy, dx, n);
+  } else {
+    for (int64_t n = 0; n < g->n; n++) backward_data_image(g, wt, dy, dx, n);
+  }
 }
 
 /* The data gradient dx (N, C, H, W) on the path of the geometry. */
