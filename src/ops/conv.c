@@ -14,8 +14,9 @@
  *              direct loops for the geometries those do not take (more than 256 taps, rows
  *              too wide for their stage buffer).
  *   winograd   3x3, stride 1, no dilation, one group, at least WINO_MIN_CH channels in and
- *              out: Winograd F(4x4, 3x3) (ops/winograd.c): fewer multiplications than
- *              im2col + sgemm, which pays from that many channels (bench/README.md).
+ *              out, at least WINO_MIN_TILES 4x4 output tiles: Winograd F(4x4, 3x3)
+ *              (ops/winograd.c): fewer multiplications than im2col + sgemm, which pays from
+ *              that many channels and tiles (bench/README.md).
  *   general    im2col fused with the product: each thread packs 32 output columns of the
  *              column matrix at a time on its stack and multiplies them at once (see "The
  *              fused path" below); the column matrix is never written to memory.
@@ -50,6 +51,15 @@
  * (A build with -DWINO_MIN_CH=1000000 runs im2col everywhere, for comparison.) */
 #ifndef WINO_MIN_CH
 #define WINO_MIN_CH 8
+#endif
+
+/* Fewer 4x4 output tiles than this leave the transform of the weights (36 floats per pair
+ * of channels, written on every call) costing more than the products it saves: GoogLeNet's
+ * inception_4c/3x3 on a 15x9 plane (12 tiles, the smallest octave of a 640x360 dream) took
+ * 0.63 ms forward in Winograd and about half that in im2col; the whole gradient at 233x131
+ * went from 13.9-15.4 to 12.4-12.7 ms (bench/README.md, "Video"). */
+#ifndef WINO_MIN_TILES
+#define WINO_MIN_TILES 16
 #endif
 
 typedef struct conv_params {
@@ -172,7 +182,8 @@ static int conv_geometry(const conv_params *p, const dd_tensor *x, const dd_tens
     return dd_fail(err, DD_ELIMIT, "the convolution is too large for the BLAS interface");
   g->depthwise = !g->pointwise && g->cg == 1 && g->group > 1;
   g->wino = nsp == 2 && g->kh == 3 && g->kw == 3 && g->sh == 1 && g->sw == 1 && g->dh == 1 &&
-            g->dw == 1 && g->group == 1 && g->c >= WINO_MIN_CH && g->m >= WINO_MIN_CH;
+            g->dw == 1 && g->group == 1 && g->c >= WINO_MIN_CH && g->m >= WINO_MIN_CH &&
+            ((g->ho + 3) / 4) * ((g->wo + 3) / 4) >= WINO_MIN_TILES;
   g->avx512 = dd_kernels_avx512();
   g->block = CONV_COL_MAX / (g->kcol * g->wo);
   if (g->wo > 0 && g->block > CONV_DW_K / g->wo) g->block = CONV_DW_K / g->wo;
