@@ -1,3 +1,4 @@
+#define _GNU_SOURCE /* O_TMPFILE, linkat */
 #include "util.h"
 
 #include <errno.h>
@@ -63,40 +64,89 @@ int dd_read_file(const char *path, size_t max, void **buf, size_t *len, dd_err *
   return DD_OK;
 }
 
+/* All len bytes of buf into fd, EINTR retried: 0, or the errno of the failure. */
+static int write_all(int fd, const void *buf, size_t len) {
+  const char *p = buf;
+  while (len) {
+    ssize_t w = write(fd, p, len);
+    if (w < 0 && errno == EINTR) continue;
+    if (w <= 0) return w < 0 ? errno : EIO;
+    p += w;
+    len -= (size_t)w;
+  }
+  return 0;
+}
+
+/* An unnamed file (O_TMPFILE) in the directory of path, for writing; -1 when the filesystem
+ * or the kernel has none. */
+static int open_unnamed(const char *path) {
+#ifdef O_TMPFILE
+  const char *slash = strrchr(path, '/');
+  size_t n = slash ? (size_t)(slash - path) : 0;
+  char *dir = malloc(n + 2);
+  if (!dir) return -1;
+  if (!slash) strcpy(dir, ".");
+  else if (n == 0) strcpy(dir, "/");
+  else {
+    memcpy(dir, path, n);
+    dir[n] = 0;
+  }
+  int fd = open(dir, O_TMPFILE | O_WRONLY | O_CLOEXEC, 0644);
+  free(dir);
+  return fd;
+#else
+  (void)path;
+  return -1;
+#endif
+}
+
+/* The data goes first into an unnamed file in path's directory, which gets the temporary
+ * name only once it is complete and synced, then is renamed over path: a writer killed while
+ * writing (SIGKILL, SIGXFSZ at a file size limit) leaves nothing behind, where a named
+ * temporary file used to stay as PATH.tmp.PID.  Without O_TMPFILE (some filesystems) or /proc
+ * to link the file by, the named temporary file is written from the start. */
 int dd_write_file_atomic(const char *path, const void *buf, size_t len, dd_err *err) {
   size_t pl = strlen(path);
-  char *tmp = malloc(pl + 32);
+  char *tmp = malloc(pl + 32), proc[64];
   if (!tmp) return dd_fail(err, DD_ENOMEM, "out of memory");
   snprintf(tmp, pl + 32, "%s.tmp.%ld", path, (long)getpid());
-  int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-  if (fd < 0) {
-    int e = errno;
-    free(tmp);
-    return dd_fail(err, DD_EIO, "%s: cannot create: %s", path, strerror(e));
-  }
-  const char *p = buf;
-  size_t left = len;
-  while (left) {
-    ssize_t w = write(fd, p, left);
-    if (w < 0 && errno == EINTR) continue;
-    if (w <= 0) {
-      int e = errno;
+  int e, fd = open_unnamed(path), linked = 0;
+  if (fd >= 0) {
+    e = write_all(fd, buf, len);
+    if (!e && fsync(fd) != 0) e = errno;
+    if (e) {
       close(fd);
+      free(tmp);
+      return dd_fail(err, DD_EIO, "%s: write failed: %s", path, strerror(e));
+    }
+    snprintf(proc, sizeof proc, "/proc/self/fd/%d", fd);
+    unlink(tmp); /* a file of a dead process of the same pid */
+    linked = linkat(AT_FDCWD, proc, AT_FDCWD, tmp, AT_SYMLINK_FOLLOW) == 0;
+    if (close(fd) != 0 && linked) {
+      e = errno;
       unlink(tmp);
       free(tmp);
       return dd_fail(err, DD_EIO, "%s: write failed: %s", path, strerror(e));
     }
-    p += w;
-    left -= (size_t)w;
   }
-  if (fsync(fd) != 0 || close(fd) != 0) {
-    int e = errno;
-    unlink(tmp);
-    free(tmp);
-    return dd_fail(err, DD_EIO, "%s: write failed: %s", path, strerror(e));
+  if (!linked) {
+    fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0) {
+      e = errno;
+      free(tmp);
+      return dd_fail(err, DD_EIO, "%s: cannot create: %s", path, strerror(e));
+    }
+    e = write_all(fd, buf, len);
+    if (!e && fsync(fd) != 0) e = errno;
+    if (close(fd) != 0 && !e) e = errno;
+    if (e) {
+      unlink(tmp);
+      free(tmp);
+      return dd_fail(err, DD_EIO, "%s: write failed: %s", path, strerror(e));
+    }
   }
   if (rename(tmp, path) != 0) {
-    int e = errno;
+    e = errno;
     unlink(tmp);
     free(tmp);
     return dd_fail(err, DD_EIO, "%s: cannot rename into place: %s", path, strerror(e));

@@ -11,8 +11,9 @@
 char *dd_strdup(const char *s);
 /* Reads all of `path` (at most `max` bytes) into a malloc'ed buffer. */
 int dd_read_file(const char *path, size_t max, void **buf, size_t *len, dd_err *err);
-/* Writes `len` bytes to a temporary file beside `path`, syncs it and renames it over `path`:
- * readers see the old file or the whole new one, never a part. */
+/* Writes `len` bytes to a temporary file beside `path` (unnamed while it is written, where the
+ * filesystem allows), syncs it and renames it over `path`: readers see the old file or the
+ * whole new one, never a part, and a writer killed while writing leaves no file behind. */
 int dd_write_file_atomic(const char *path, const void *buf, size_t len, dd_err *err);
 /* Edit distance, for "did you mean" suggestions. */
 int dd_edit_distance(const char *a, const char *b);
