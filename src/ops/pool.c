@@ -605,7 +605,10 @@ static void pool_forward(const dd_node *node, const dd_tensor *const *in, dd_ten
       for (int64_t i = 1; i < g.in_sz; i++) m = xp[i] > m ? xp[i] : m;
       y[pl] = m;
     } else if (p->kind == POOL_GLOBAL_AVG) {
+      /* in double, in vector lanes: one running sum was a 4-cycle add per element, 7% of
+       * EfficientNet-B0's forward (its squeeze-excitation means) */
       double s = 0;
+#pragma omp simd reduction(+ : s)
       for (int64_t i = 0; i < g.in_sz; i++) s += xp[i];
       y[pl] = (float)(s / (double)g.in_sz);
     } else if (p->kind == POOL_MAX) {
