@@ -69,13 +69,15 @@ def test_too_small(squeezenet):
     assert e.value.code == dream.ESHAPE and "too small" in e.value.message
 
 
-def test_memory_budget(squeezenet, photo):
+def test_memory_budget(squeezenet):
     """A budget too small for the image names the max_side that fits, in the module's
     words (the CLI's say --max-side and --max-memory)."""
+    grey = np.full((300, 450, 3), 128, np.uint8)
     with pytest.raises(dream.Error) as e:
-        dream.dream(photo[1], model=squeezenet, max_memory=6 << 20, iters=1, octaves=1)
+        dream.dream(grey, model=squeezenet, max_memory=6 << 20, iters=1, octaves=1)
     assert e.value.code == dream.ELIMIT
     assert "max_memory=6M" in e.value.message and "raise max_memory to" in e.value.message
+    assert "use max_side=" in e.value.message, e.value.message
     assert "--" not in e.value.message.split(";")[-1]
 
 

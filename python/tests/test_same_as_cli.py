@@ -244,14 +244,16 @@ def test_dreamer_gives_dreams_pictures(googlenet, squeezenet, photo):
 
 def test_precision_fp32_is_exact_and_auto_is_the_clis_default(cli, squeezenet, photo, tmp_path):
     """precision="auto" (the CLI's default) keeps the fast kernels; "fp32" is fp32-exact, as
-    `dream --precision fp32`: the two pictures differ a little, each equal to the CLI's."""
+    `dream --precision fp32`: the two pictures differ a little, each equal to the CLI's.
+    (6 iterations: only fire2 and fire3 have enough 4x4 tiles for Winograd at this size, and
+    after 2 the two pictures still rounded to the same bytes.)"""
     pics = {}
     for prec in ("auto", "fp32"):
         out = tmp_path / ("%s.png" % prec)
         args = ["--precision", prec] if prec != "auto" else []
-        cli("-q", "-m", "squeezenet", "--seed", 2, "--octaves", 2, "--iters", 2, *args,
+        cli("-q", "-m", "squeezenet", "--seed", 2, "--octaves", 2, "--iters", 6, *args,
             photo[0], out)
-        pics[prec] = dream.dream(photo[1], model=squeezenet, seed=2, octaves=2, iters=2,
+        pics[prec] = dream.dream(photo[1], model=squeezenet, seed=2, octaves=2, iters=6,
                                  precision=prec)
         assert np.array_equal(pics[prec], dream.load_image(out))
     assert not np.array_equal(pics["auto"], pics["fp32"])
