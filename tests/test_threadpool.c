@@ -34,39 +34,21 @@ int pthread_create(pthread_t *thread, const pthread_attr_t *attr, void *(*fn)(vo
   return next(thread, attr, fn, arg);
 }
 
-static int value_of(const dd_model *m, const char *name) {
-  for (int v = 0; v < dd_model_num_values(m); v++)
-    if (!strcmp(dd_model_value_name(m, v), name)) return v;
-  cr_assert_fail("no value '%s' in the model", name);
-  return -1;
-}
-
-/* One forward and backward of the plan from a fixed input, seeded with the target's values. */
-static void run(dd_plan *p, int in, int target, const dd_tensor *input) {
-  dd_tensor *x = dd_plan_tensor(p, in);
-  memcpy(x->data, input->data, (size_t)dd_tensor_numel(x) * sizeof(float));
-  dd_plan_forward(p);
-  dd_plan_zero_grad(p);
-  const dd_tensor *a = dd_plan_tensor(p, target);
-  memcpy(dd_plan_grad(p, target)->data, a->data, (size_t)dd_tensor_numel(a) * sizeof(float));
-  dd_plan_backward(p);
-}
-
 /* The gradient plan of `file` to `layer` on n images of h x w: run once, then twice more,
  * which must start no thread. */
 static void check_plan(const char *file, const char *layer, int64_t n, int64_t h, int64_t w,
                        int flags) {
   dd_model *m = th_shared_model(file);
-  int in = dd_model_input(m), target = value_of(m, layer);
+  int in = dd_model_input(m), target = th_value(m, layer);
   int64_t dims[4] = {n, 3, h, w};
   dd_binding b = {in, dd_shape_make(4, dims), NULL};
   dd_plan *p;
   dd_err err;
   cr_assert_eq(dd_plan_new(m, &b, 1, &target, 1, flags, 0, &p, &err), 0, "%s", err.msg);
   dd_tensor *input = th_random(4, dims, 3, -120.f, 130.f);
-  run(p, in, target, input);
+  th_plan_half_sq(p, in, target, input);
   int before = atomic_load(&started);
-  for (int i = 0; i < 2; i++) run(p, in, target, input);
+  for (int i = 0; i < 2; i++) th_plan_half_sq(p, in, target, input);
   int after = atomic_load(&started);
   cr_expect_eq(after, before,
                "%s to %s, %lld image(s) of %lldx%lld: %d threads started by two more runs of "
@@ -103,7 +85,7 @@ Test(threadpool, a_second_dream_starts_no_thread, .timeout = 120) {
   dd_dream_params p;
   dd_dream_params_init(&p);
   p.n_layers = 1;
-  p.layers[0] = (dd_dream_layer){value_of(m, "inception_4c/output"), -1, 1.f};
+  p.layers[0] = (dd_dream_layer){th_value(m, "inception_4c/output"), -1, 1.f};
   p.octaves = 3;
   p.iters = 2;
   p.seed = 7;

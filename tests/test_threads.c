@@ -64,13 +64,6 @@ static void assert_same(const float *want, const float *got, size_t n, const cha
                  what, diff, n, threads, i, want[i], got[i], worst);
 }
 
-static int value_of(const dd_model *m, const char *name) {
-  int v;
-  dd_err err;
-  cr_assert_eq(dd_model_resolve(m, name, &v, &err), 0, "%s", err.msg);
-  return v;
-}
-
 /* ---- the op: Conv's data gradient ---------------------------------------------------------- */
 
 typedef struct conv_case {
@@ -198,7 +191,7 @@ Test(threads, gemm_at_batch_1_is_bit_identical) {
 Test(threads, googlenet_every_gradient_is_bit_identical, .timeout = 300) {
   need_own_kernels();
   dd_model *m = th_shared_model("models/bvlc_googlenet.onnx");
-  int in = dd_model_input(m), target = value_of(m, "inception_4c/output");
+  int in = dd_model_input(m), target = th_value(m, "inception_4c/output");
   int64_t dims[4] = {1, 3, 150, 200};
   dd_binding b = {in, dd_shape_make(4, dims), NULL};
   dd_plan *p;
@@ -206,16 +199,10 @@ Test(threads, googlenet_every_gradient_is_bit_identical, .timeout = 300) {
   cr_assert_eq(dd_plan_new(m, &b, 1, &target, 1, DD_PLAN_GRAD, 0, &p, &err), 0, "%s", err.msg);
   int nv = dd_model_num_values(m);
   float **val = calloc((size_t)nv, sizeof *val), **grad = calloc((size_t)nv, sizeof *grad);
-  dd_tensor *x = dd_plan_tensor(p, in);
   dd_tensor *input = th_random(4, dims, 5, -120.f, 130.f);
   for (int i = 0; i < N_COUNTS; i++) {
     set_threads(counts[i]);
-    memcpy(x->data, input->data, (size_t)dd_tensor_numel(x) * sizeof(float));
-    dd_plan_forward(p);
-    dd_plan_zero_grad(p);
-    const dd_tensor *a = dd_plan_tensor(p, target);
-    memcpy(dd_plan_grad(p, target)->data, a->data, (size_t)dd_tensor_numel(a) * sizeof(float));
-    dd_plan_backward(p);
+    th_plan_half_sq(p, in, target, input);
     int deepest = -1, differ = 0;
     for (int v = 0; v < nv; v++) {
       dd_tensor *t = dd_plan_tensor(p, v), *g = dd_plan_grad(p, v);
@@ -264,7 +251,7 @@ Test(threads, input_gradient_is_bit_identical_at_every_depth, .timeout = 300) {
   int64_t dims[4] = {1, 3, 224, 224};
   dd_tensor *input = th_random(4, dims, 9, -120.f, 130.f);
   for (size_t l = 0; l < sizeof layers / sizeof layers[0]; l++) {
-    dd_dream_layer layer = {value_of(m, layers[l]), -1, 1.f};
+    dd_dream_layer layer = {th_value(m, layers[l]), -1, 1.f};
     dd_tensor *ref = NULL;
     double ref_obj = 0;
     for (int i = 0; i < N_COUNTS; i++) {
@@ -317,7 +304,7 @@ static void check_dream(const dd_model *m, const dd_dream_params *p, const char 
 static void dream_params(const dd_model *m, dd_dream_params *p) {
   dd_dream_params_init(p);
   p->n_layers = 1;
-  p->layers[0] = (dd_dream_layer){value_of(m, "inception_4c/output"), -1, 1.f};
+  p->layers[0] = (dd_dream_layer){th_value(m, "inception_4c/output"), -1, 1.f};
   p->octaves = 3;
   p->iters = 4;
   p->seed = 7;
@@ -395,7 +382,7 @@ static void check_fv(const dd_model *m, int value, int channel, const char *what
 Test(threads, filter_and_class_visualizations_are_bit_identical, .timeout = 300) {
   need_own_kernels();
   dd_model *m = th_shared_model("models/bvlc_googlenet.onnx");
-  check_fv(m, value_of(m, "inception_4a/output"), 100, "filters --optimize inception_4a#100");
+  check_fv(m, th_value(m, "inception_4a/output"), 100, "filters --optimize inception_4a#100");
   int logits;
   dd_err err;
   cr_assert_eq(dd_vis_logits(m, &logits, &err), 0, "%s", err.msg);

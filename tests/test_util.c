@@ -15,7 +15,10 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "helper_files.h"
 #include "util.h"
+
+TestSuite(files, .init = th_tmpdir_setup, .fini = th_tmpdir_teardown);
 
 /* The names in dir, joined by spaces (at most size bytes); returns how many. */
 static int list_dir(const char *dir, char *names, size_t size) {
@@ -39,45 +42,42 @@ static void need_unnamed_files(const char *dir) {
   close(fd);
 }
 
-static void read_back(const char *path, unsigned char *buf, size_t len) {
-  FILE *f = fopen(path, "rb");
-  cr_assert_not_null(f, "%s: %s", path, strerror(errno));
-  cr_assert_eq(fread(buf, 1, len + 1, f), len, "%s: not %zu bytes", path, len);
-  fclose(f);
+/* path holds exactly the len bytes of want. */
+static void expect_file(const char *path, const void *want, size_t len) {
+  size_t got;
+  char *s = th_slurp(path, &got);
+  cr_assert_not_null(s, "%s cannot be read", path);
+  cr_assert(got == len && !memcmp(s, want, len), "%s: not the %zu bytes written", path, len);
+  free(s);
 }
 
 Test(files, atomic_write_replaces_the_file_and_leaves_nothing_else) {
-  char dir[] = "/tmp/dream-files-XXXXXX", path[64], names[256];
-  cr_assert_not_null(mkdtemp(dir));
-  snprintf(path, sizeof path, "%s/out.bin", dir);
-  unsigned char a[1000], b[3000], got[3000];
+  char path[128], names[256];
+  const char *dir = th_tmpdir;
+  th_tmp(path, sizeof path, "out.bin");
+  unsigned char a[1000], b[3000];
   memset(a, 1, sizeof a);
   for (size_t i = 0; i < sizeof b; i++) b[i] = (unsigned char)(i * 7);
   dd_err err;
   cr_assert_eq(dd_write_file_atomic(path, a, sizeof a, &err), 0, "%s", err.msg);
   cr_assert_eq(dd_write_file_atomic(path, b, sizeof b, &err), 0, "%s", err.msg);
-  read_back(path, got, sizeof b);
-  cr_assert_eq(memcmp(got, b, sizeof b), 0);
+  expect_file(path, b, sizeof b);
   cr_assert_eq(list_dir(dir, names, sizeof names), 1, "left in the directory: %s", names);
   /* a relative path: the current directory's unnamed file */
   cr_assert_eq(chdir(dir), 0);
   cr_assert_eq(dd_write_file_atomic("rel.bin", a, sizeof a, &err), 0, "%s", err.msg);
-  read_back("rel.bin", got, sizeof a);
-  cr_assert_eq(memcmp(got, a, sizeof a), 0);
+  expect_file("rel.bin", a, sizeof a);
   cr_assert_eq(list_dir(dir, names, sizeof names), 2, "left in the directory: %s", names);
   /* a directory that cannot be written: the error names the file */
   cr_assert_neq(dd_write_file_atomic("/proc/dream-no/out.bin", a, sizeof a, &err), 0);
   cr_assert(strstr(err.msg, "/proc/dream-no/out.bin"), "%s", err.msg);
-  unlink("rel.bin");
-  unlink(path);
-  rmdir(dir);
 }
 
 Test(files, a_writer_killed_while_writing_leaves_the_old_file_and_nothing_else) {
-  char dir[] = "/tmp/dream-files-XXXXXX", path[64], names[256];
-  cr_assert_not_null(mkdtemp(dir));
+  char path[128], names[256];
+  const char *dir = th_tmpdir;
   need_unnamed_files(dir);
-  snprintf(path, sizeof path, "%s/out.bin", dir);
+  th_tmp(path, sizeof path, "out.bin");
   unsigned char old[100];
   memset(old, 9, sizeof old);
   dd_err err;
@@ -98,9 +98,5 @@ Test(files, a_writer_killed_while_writing_leaves_the_old_file_and_nothing_else) 
   cr_assert(WIFSIGNALED(st) && WTERMSIG(st) == SIGXFSZ,
             "the writer was not killed by SIGXFSZ (status %#x)", st);
   cr_assert_eq(list_dir(dir, names, sizeof names), 1, "left in the directory: %s", names);
-  unsigned char got[100];
-  read_back(path, got, sizeof old);
-  cr_assert_eq(memcmp(got, old, sizeof old), 0, "the old file changed");
-  unlink(path);
-  rmdir(dir);
+  expect_file(path, old, sizeof old); /* the old file, untouched */
 }

@@ -20,13 +20,6 @@
 
 static const dd_preproc caffe = {1, 255.f, {104.f, 117.f, 123.f}, {1.f, 1.f, 1.f}};
 
-static int value_of(const dd_model *m, const char *name) {
-  int v;
-  dd_err err;
-  cr_assert_eq(dd_model_resolve(m, name, &v, &err), 0, "%s", err.msg);
-  return v;
-}
-
 static dd_image *load_photo(const char *name) {
   char rel[128], p[512];
   snprintf(rel, sizeof rel, "images/%s", name);
@@ -236,10 +229,10 @@ Test(visualize, conv1_filter_grid) {
   dd_model *m = th_shared_model("models/bvlc_googlenet.onnx");
   dd_err err;
   int node;
-  cr_assert_eq(dd_vis_find_conv(m, value_of(m, "conv1"), &node, &err), 0, "%s", err.msg);
+  cr_assert_eq(dd_vis_find_conv(m, th_value(m, "conv1"), &node, &err), 0, "%s", err.msg);
   cr_assert_str_eq(m->nodes[node].name, "conv1/7x7_s2");
   int node2;
-  cr_assert_eq(dd_vis_find_conv(m, value_of(m, "conv1/7x7_s2_pre_relu"), &node2, &err), 0);
+  cr_assert_eq(dd_vis_find_conv(m, th_value(m, "conv1/7x7_s2_pre_relu"), &node2, &err), 0);
   cr_assert_eq(node2, node);
   dd_image *g;
   dd_grid gr;
@@ -271,10 +264,10 @@ Test(visualize, conv1_filter_grid) {
   }
   dd_image_free(g);
   /* Not a first convolution, not a convolution. */
-  cr_assert_eq(dd_vis_find_conv(m, value_of(m, "conv2/3x3"), &node, &err), 0);
+  cr_assert_eq(dd_vis_find_conv(m, th_value(m, "conv2/3x3"), &node, &err), 0);
   cr_assert_eq(dd_vis_filters(m, node, 1, 0, 2, &g, &gr, &err), DD_EUNSUPPORTED);
   cr_assert(strstr(err.msg, "64 channels"), "%s", err.msg);
-  cr_assert_eq(dd_vis_find_conv(m, value_of(m, "pool1/3x3_s2"), &node, &err), DD_ENOTFOUND);
+  cr_assert_eq(dd_vis_find_conv(m, th_value(m, "pool1/3x3_s2"), &node, &err), DD_ENOTFOUND);
   dd_model_free(m);
 }
 
@@ -322,7 +315,7 @@ Test(visualize, channel_visualization_beats_every_photo, .timeout = 240) {
                                  "kite.jpg", "person.jpg", "scream.jpg"};
   dd_model *m = th_shared_model("models/bvlc_googlenet.onnx");
   dd_err err;
-  int v = value_of(m, "inception_4c/output");
+  int v = th_value(m, "inception_4c/output");
   dd_fv_opts o;
   dd_fv_opts_init(&o);
   o.size = 96;
@@ -399,7 +392,7 @@ Test(visualize, gradcam_finds_the_dog, .timeout = 120) {
   o.cls = 1000;
   cr_assert_eq(dd_explain(m, &caffe, im, &o, &e, &err), DD_EARG);
   o.cls = -1;
-  o.layer = value_of(m, "prob");
+  o.layer = th_value(m, "prob");
   cr_assert_neq(dd_explain(m, &caffe, im, &o, &e, &err), 0);
   dd_image_free(im);
   dd_model_free(m);
@@ -485,14 +478,14 @@ Test(visualize, bad_options_are_refused) {
   dd_fv_opts_init(&o);
   dd_fv *fv;
   o.size = 8;
-  cr_assert_eq(dd_fv_new(m, &caffe, value_of(m, "conv1"), &o, &fv, &err), DD_EARG);
+  cr_assert_eq(dd_fv_new(m, &caffe, th_value(m, "conv1"), &o, &fv, &err), DD_EARG);
   dd_fv_opts_init(&o);
   o.lr = -1;
-  cr_assert_eq(dd_fv_new(m, &caffe, value_of(m, "conv1"), &o, &fv, &err), DD_EARG);
+  cr_assert_eq(dd_fv_new(m, &caffe, th_value(m, "conv1"), &o, &fv, &err), DD_EARG);
   dd_fv_opts_init(&o);
   dd_preproc bad = caffe;
   bad.std[1] = 0;
-  cr_assert_eq(dd_fv_new(m, &bad, value_of(m, "conv1"), &o, &fv, &err), DD_EARG);
+  cr_assert_eq(dd_fv_new(m, &bad, th_value(m, "conv1"), &o, &fv, &err), DD_EARG);
   dd_model_free(m);
 }
 
@@ -525,7 +518,7 @@ Test(visualize, fv_progress_sees_each_step_and_stops) {
   o.progress = fv_progress;
   o.user = &seen;
   dd_fv *fv;
-  cr_assert_eq(dd_fv_new(m, &caffe, value_of(m, "conv1"), &o, &fv, &err), 0, "%s", err.msg);
+  cr_assert_eq(dd_fv_new(m, &caffe, th_value(m, "conv1"), &o, &fv, &err), 0, "%s", err.msg);
   dd_image *im = NULL;
   cr_assert_eq(dd_fv_run(fv, 2, 1, &im, NULL, &err), 0, "%s", err.msg);
   cr_assert(seen.calls == 4 && seen.last_iter == 3 && seen.n_iters == 4 && seen.channel == 2);

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "dream/graph.h"
 #include "dream/image.h"
 
 float th_rand_uniform(uint64_t *s, float lo, float hi) {
@@ -213,6 +214,23 @@ dd_model *th_shared_model(const char *rel) {
   dd_err err;
   cr_assert_eq(dd_model_load(th_shared(p, sizeof p, rel), &m, &err), 0, "%s", err.msg);
   return m;
+}
+
+int th_value(const dd_model *m, const char *name) {
+  int v;
+  dd_err err;
+  cr_assert_eq(dd_model_resolve(m, name, &v, &err), 0, "%s", err.msg);
+  return v;
+}
+
+void th_plan_half_sq(dd_plan *p, int in, int target, const dd_tensor *input) {
+  dd_tensor *x = dd_plan_tensor(p, in);
+  memcpy(x->data, input->data, (size_t)dd_tensor_numel(x) * sizeof(float));
+  dd_plan_forward(p);
+  dd_plan_zero_grad(p);
+  const dd_tensor *a = dd_plan_tensor(p, target);
+  memcpy(dd_plan_grad(p, target)->data, a->data, (size_t)dd_tensor_numel(a) * sizeof(float));
+  dd_plan_backward(p);
 }
 
 const char *th_shared(char *buf, size_t size, const char *rel) {

@@ -65,5 +65,11 @@ const char *th_shared(char *buf, size_t size, const char *rel);
 dd_model *th_shared_model(const char *rel);
 /* ../shared/images/<name>, resized to `w` pixels wide (the height in proportion). */
 dd_image *th_shared_photo(const char *name, int w);
+/* The value of m named `name` (or an alias such as conv3); the test fails when there is none. */
+int th_value(const dd_model *m, const char *name);
+struct dd_plan;
+/* One dream step of a gradient plan: `input` into the plan's input value `in`, forward, then
+ * backward from the gradient of 1/2 sum a^2 at `target` (its values as its gradient). */
+void th_plan_half_sq(struct dd_plan *p, int in, int target, const dd_tensor *input);
 
 #endif
