@@ -64,8 +64,9 @@ int dd_read_file(const char *path, size_t max, void **buf, size_t *len, dd_err *
   return DD_OK;
 }
 
-/* All len bytes of buf into fd, EINTR retried: 0, or the errno of the failure. */
-static int write_all(int fd, const void *buf, size_t len) {
+/* All len bytes of buf into fd (EINTR retried), then synced: 0, or the errno of the
+ * failure. */
+static int write_synced(int fd, const void *buf, size_t len) {
   const char *p = buf;
   while (len) {
     ssize_t w = write(fd, p, len);
@@ -74,7 +75,7 @@ static int write_all(int fd, const void *buf, size_t len) {
     p += w;
     len -= (size_t)w;
   }
-  return 0;
+  return fsync(fd) != 0 ? errno : 0;
 }
 
 /* An unnamed file (O_TMPFILE) in the directory of path, for writing; -1 when the filesystem
@@ -112,8 +113,7 @@ int dd_write_file_atomic(const char *path, const void *buf, size_t len, dd_err *
   snprintf(tmp, pl + 32, "%s.tmp.%ld", path, (long)getpid());
   int e, fd = open_unnamed(path), linked = 0;
   if (fd >= 0) {
-    e = write_all(fd, buf, len);
-    if (!e && fsync(fd) != 0) e = errno;
+    e = write_synced(fd, buf, len);
     if (e) {
       close(fd);
       free(tmp);
@@ -136,8 +136,7 @@ int dd_write_file_atomic(const char *path, const void *buf, size_t len, dd_err *
       free(tmp);
       return dd_fail(err, DD_EIO, "%s: cannot create: %s", path, strerror(e));
     }
-    e = write_all(fd, buf, len);
-    if (!e && fsync(fd) != 0) e = errno;
+    e = write_synced(fd, buf, len);
     if (close(fd) != 0 && !e) e = errno;
     if (e) {
       unlink(tmp);
