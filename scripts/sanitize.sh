@@ -27,6 +27,12 @@ export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 export LSAN_OPTIONS=suppressions=$supp
 export DREAM_SHARED=${DREAM_SHARED:-$(pwd)/../shared}
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
+# Tests run two at a time (--jobs), each on OMP_NUM_THREADS threads: more threads than cores.
+# libgomp's default waits at a barrier by spinning, so a thread whose partner is descheduled
+# spins out its time slice, at every one of the op tests' thousands of small parallel
+# regions: conv's two finite-difference tests took 87 s side by side, 41 s with passive
+# waiting (and over 500 s inside the whole suite).  Results do not depend on it.
+export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
 
 # A leak is reported when a test's process exits, after Criterion has counted the test as
 # passed, so the log is searched too.
