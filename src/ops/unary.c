@@ -119,16 +119,16 @@ static inline float phi(float v) {
   z = z < 10.f ? z : 10.f;
   float t = 1.f / (1.f + 0.5f * z);
   float q = 0.17087277f;
-  q = q * t - 0.82215223f;
-  q = q * t + 1.48851587f;
-  q = q * t - 1.13520398f;
-  q = q * t + 0.27886807f;
-  q = q * t - 0.18628806f;
-  q = q * t + 0.09678418f;
-  q = q * t + 0.37409196f;
-  q = q * t + 1.00002368f;
-  q = q * t - 1.26551223f;
-  float half_erfc = 0.5f * t * dd_exp_neg(z * z - q); /* -q + z^2 >= -3e-8: fine for exp_neg */
+  q = DD_FMAF(q, t, -0.82215223f);
+  q = DD_FMAF(q, t, 1.48851587f);
+  q = DD_FMAF(q, t, -1.13520398f);
+  q = DD_FMAF(q, t, 0.27886807f);
+  q = DD_FMAF(q, t, -0.18628806f);
+  q = DD_FMAF(q, t, 0.09678418f);
+  q = DD_FMAF(q, t, 0.37409196f);
+  q = DD_FMAF(q, t, 1.00002368f);
+  q = DD_FMAF(q, t, -1.26551223f);
+  float half_erfc = 0.5f * t * dd_exp_neg(DD_FMAF(z, z, -q)); /* -q + z^2 >= -3e-8: fine for exp_neg */
   return v >= 0.f ? 1.f - half_erfc : half_erfc;
 }
 
