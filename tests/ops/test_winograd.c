@@ -145,7 +145,10 @@ static void sgemm_matches_naive_product_on(void) {
                                       {64, 100, 513}, {3, 17, 2}, {16, 31, 0},
                                       /* several panels of 4 blocks per thread, a short last
                                        * panel and a short last block, k over two passes */
-                                      {9, 300, 40}, {5, 1000, 260}, {12, 161, 7}};
+                                      {9, 300, 40}, {5, 1000, 260}, {12, 161, 7},
+                                      /* on 2 threads split by rows (7 blocks, 6 row
+                                       * tiles, the last one short): a 14x14 plane */
+                                      {46, 196, 64}};
   uint64_t st = 3;
   for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++)
     for (int mode = 0; mode < 4; mode++) {
