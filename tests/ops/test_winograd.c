@@ -7,6 +7,8 @@
  * that are not multiples of the register tile, k longer than one block. */
 #include <criterion/criterion.h>
 #include <math.h>
+#include <omp.h>
+#include <xmmintrin.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -186,6 +188,37 @@ static void sgemm_matches_naive_product_on(void) {
       free(c0);
       free(bias);
     }
+}
+
+/* The AVX-512 kernel reads denormal operands as zero and flushes denormal results (MXCSR's
+ * DAZ and FTZ) for the length of its call only: the caller's threads, the calling one and the
+ * OpenMP workers, get their own setting back (a host process's other code must not change
+ * its arithmetic under it).  Products of denormals come out as zeros, never as NaN or junk. */
+static void sgemm_restores_the_callers_floating_point_mode_on(void);
+Test(sgemm, restores_the_callers_floating_point_mode) {
+  th_each_kernels(sgemm_restores_the_callers_floating_point_mode_on);
+}
+static void sgemm_restores_the_callers_floating_point_mode_on(void) {
+  const int64_t m = 48, n = 200, k = 64; /* large enough to run on every thread */
+  float *a = malloc(sizeof(float) * m * k), *b = malloc(sizeof(float) * k * n),
+        *c = malloc(sizeof(float) * m * n);
+  for (int64_t i = 0; i < m * k; i++) a[i] = 1e-39f * (float)(1 + i % 5); /* denormals */
+  for (int64_t i = 0; i < k * n; i++) b[i] = 0.5f + (float)(i % 3);
+  unsigned before = _mm_getcsr();
+  int threads = omp_get_max_threads(), same = 0;
+  for (int parallel = 0; parallel < 2; parallel++) {
+    dd_sgemm(m, n, k, a, k, 1, b, n, c, n, 0, NULL, parallel);
+    cr_assert_eq(_mm_getcsr(), before, "MXCSR %#x after the call, %#x before", _mm_getcsr(),
+                 before);
+#pragma omp parallel reduction(+ : same)
+    same += _mm_getcsr() == before;
+    cr_assert_eq(same, threads * (parallel + 1), "a worker kept another MXCSR");
+    for (int64_t i = 0; i < m * n; i++)
+      cr_assert(c[i] >= 0.f && c[i] < 1e-36f, "c[%lld] = %g", (long long)i, c[i]);
+  }
+  free(a);
+  free(b);
+  free(c);
 }
 
 /* A single row or a single column of A leaves one of its strides unused: any value must do,
