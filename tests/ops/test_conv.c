@@ -116,6 +116,10 @@ static const conv_case cases[] = {
      0},
     {"direct: 2 to 5 channels, a 1x1 image, batch 4", 0, 4, 2, 1, 1, 5, 3, 3, 1, 1, 1, 1, 1, 1, 1,
      1, 1, NULL, 1, 0},
+    /* Groups shared among the threads group by group (group_parallel): RegNet's 3x3, 6 groups
+     * of 8 channels on one 14x14 image */
+    {"one image, 6 groups of 8 channels, 3x3 pad 1, 14x14", 0, 1, 48, 14, 14, 48, 3, 3, 6, 1, 1,
+     1, 1, 1, 1, 1, 1, NULL, 1, 0},
 };
 
 /* Pads and output size as the ONNX Conv definition gives them, computed independently of
@@ -338,8 +342,8 @@ Test(conv, parallel_splits_match_naive_reference) {
   th_each_kernels(conv_parallel_splits_match_naive_reference_on);
 }
 static void conv_parallel_splits_match_naive_reference_on(void) {
-  /* 3 channels, 16, groups of 5, 24, streamed, and the two batches */
-  static const int picks[] = {15, 16, 24, 26, 28, 37, 38, 39, 40};
+  /* 3 channels, 16, groups of 5, 24, streamed, the two batches and the groups shared out */
+  static const int picks[] = {15, 16, 24, 26, 28, 37, 38, 39, 40, 44};
   static const int threads[] = {2, 3, 4};
   for (size_t ti = 0; ti < sizeof threads / sizeof threads[0]; ti++) {
     omp_set_num_threads(threads[ti]);
@@ -348,14 +352,15 @@ static void conv_parallel_splits_match_naive_reference_on(void) {
   }
 }
 
-/* Batches shared among the threads image by image give bit for bit the output and the
- * gradients of one thread (training's same-seed-same-weights promise rests on it). */
+/* Batches shared among the threads image by image, and groups group by group, give bit for
+ * bit the output and the gradients of one thread (training's same-seed-same-weights promise
+ * rests on it). */
 static void conv_batch_parallel_is_bit_exact_across_thread_counts_on(void);
 Test(conv, batch_parallel_is_bit_exact_across_thread_counts) {
   th_each_kernels(conv_batch_parallel_is_bit_exact_across_thread_counts_on);
 }
 static void conv_batch_parallel_is_bit_exact_across_thread_counts_on(void) {
-  static const int picks[] = {37, 38, 39, 40};
+  static const int picks[] = {37, 38, 39, 40, 44};
   for (size_t pi = 0; pi < sizeof picks / sizeof picks[0]; pi++) {
     const conv_case *k = &cases[picks[pi]];
     dd_tensor *y[2], *dx[2], *dw[2], *in[3];
