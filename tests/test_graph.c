@@ -176,6 +176,48 @@ Test(graph, reuse_matches_for_elementwise_chains) {
   both_plans_free(&run);
 }
 
+/* The same chain in plans without gradients, where every op of unary.c (and Silu, Sigmoid)
+ * runs in place, those whose backward reads x included: values bit for bit those of the plan
+ * that keeps every buffer apart, in less memory than the reusing plan with gradients keeps
+ * for its forward values. */
+Test(graph, reuse_in_place_forward_only_chains) {
+  th_model *b = x_to_y_and_w();
+  th_model_node(b, "Gelu", NULL, "x", "a");
+  th_model_node(b, "HardSwish", NULL, "a", "c");
+  th_model_node(b, "Sigmoid", NULL, "c", "d");
+  th_model_node(b, "Erf", NULL, "d", "e");
+  th_model_node(b, "Softplus", NULL, "e", "y");
+  th_model_node(b, "Elu", NULL, "x", "f");
+  th_model_node(b, "HardSigmoid", NULL, "f", "w");
+  dd_model *m = th_model_load(b, "reuse.onnx");
+  th_model_free(b);
+  int targets[2] = {dd_model_find(m, "y"), dd_model_find(m, "w")};
+  int64_t dims[] = {1, 2, 3, 5};
+  dd_shape shape = dd_shape_make(4, dims);
+  float x[30];
+  uint64_t seed = 31;
+  for (int i = 0; i < 30; i++) x[i] = th_rand_uniform(&seed, -3, 3);
+  dd_plan *p[2];
+  for (int r = 0; r < 2; r++) {
+    dd_binding bind = {dd_model_input(m), shape, NULL};
+    dd_err err;
+    cr_assert_eq(dd_plan_new(m, &bind, 1, targets, 2, r ? DD_PLAN_REUSE : 0, 0, &p[r], &err), 0,
+                 "%s", err.msg);
+    memcpy(dd_plan_tensor(p[r], dd_model_input(m))->data, x, sizeof x);
+    dd_plan_forward(p[r]);
+  }
+  assert_same(dd_plan_tensor(p[1], targets[0]), dd_plan_tensor(p[0], targets[0]), "y");
+  assert_same(dd_plan_tensor(p[1], targets[1]), dd_plan_tensor(p[0], targets[1]), "w");
+  /* the input keeps its value: only values the plan owns are overwritten */
+  for (int i = 0; i < 30; i++) cr_assert_eq(dd_f32(dd_plan_tensor(p[1], dd_model_input(m)))[i], x[i]);
+  /* x, y and w, and one buffer for the chains between: 4 of 30 floats (8 values apart) */
+  cr_assert_lt(dd_plan_bytes(p[1]), dd_plan_bytes(p[0]) / 2, "%zu vs %zu bytes",
+               dd_plan_bytes(p[1]), dd_plan_bytes(p[0]));
+  dd_plan_free(p[0]);
+  dd_plan_free(p[1]);
+  dd_model_free(m);
+}
+
 /* GoogLeNet with three targets at once (one feeds the next): forward values and the input
  * gradient are bit for bit those of the plan that keeps everything, in a fraction of the
  * memory. */

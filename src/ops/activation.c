@@ -248,7 +248,8 @@ static int64_t sigmoid_flops(const dd_node *node, const dd_tensor *const *in,
 }
 
 const dd_op dd_op_Sigmoid = {"Sigmoid", sigmoid_init, same_shape_infer, sigmoid_forward,
-                             sigmoid_backward, sigmoid_flops, 0};
+                             sigmoid_backward, sigmoid_flops,
+                             DD_OP_BWD_NO_OUT | DD_OP_INPLACE};
 
 /* ---- SiLU: x * Sigmoid(x), fused by the planner (plan/fuse.c) ---- */
 
@@ -290,4 +291,4 @@ static int64_t silu_flops(const dd_node *node, const dd_tensor *const *in,
 }
 
 const dd_op dd_op_FusedSilu = {"Silu", silu_init, same_shape_infer, silu_forward, silu_backward,
-                               silu_flops, DD_OP_BWD_NO_OUT};
+                               silu_flops, DD_OP_BWD_NO_OUT | DD_OP_INPLACE};

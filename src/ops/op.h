@@ -40,7 +40,10 @@
  * them.  Inputs after the first (weights and the like) always count as read. */
 #define DD_OP_BWD_NO_OUT 2u /* backward never reads the outputs' data */
 #define DD_OP_BWD_NO_X 4u   /* ... nor in[0]'s, unless another input's gradient is asked for */
-/* Forward and backward are correct with out[0] in the memory of in[0] (same size). */
+/* Forward is correct with out[0] in the memory of in[0] (same size), and so is backward unless
+ * it reads in[0] (no DD_OP_BWD_NO_X): the planner runs a node in place only as the last reader
+ * of in[0], and a backward that reads it is a later reader, so such ops run in place in plans
+ * without their gradient (a forward pass, or a branch no gradient goes through). */
 #define DD_OP_INPLACE 8u
 /* Backward is correct with din[0] in the memory of dout[0]: the planner may do so when this
  * node writes the first gradient of in[0]; backward sees din[0]->data == dout[0]->data and

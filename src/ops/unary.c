@@ -6,7 +6,7 @@
  * What backward reads decides the flags: an op whose derivative is a function of its output
  * (Exp, Sqrt, Reciprocal, Tanh) reads y only, so it may run in place (DD_OP_INPLACE) and the
  * plan may free x early (DD_OP_BWD_NO_X); Neg reads neither; the others read x only
- * (DD_OP_BWD_NO_OUT).  Every
+ * (DD_OP_BWD_NO_OUT), and run in place in plans without their gradient.  Every
  * backward computes dx[i] from dy[i] at the same index, so din[0] may share dout[0]'s memory
  * (DD_OP_INPLACE_GRAD): it then overwrites instead of accumulating.
  *
@@ -276,8 +276,8 @@ static int64_t unary_flops(const dd_node *node, const dd_tensor *const *in,
   return cost[p->kind] * dd_tensor_numel(in[0]);
 }
 
-/* backward reads x only */
-#define FLAGS_X (DD_OP_BWD_NO_OUT | DD_OP_INPLACE_GRAD)
+/* backward reads x only: forward runs in place where the gradient is not asked for (op.h) */
+#define FLAGS_X (DD_OP_BWD_NO_OUT | DD_OP_INPLACE | DD_OP_INPLACE_GRAD)
 /* backward reads y only: forward may run in place */
 #define FLAGS_Y (DD_OP_BWD_NO_X | DD_OP_INPLACE | DD_OP_INPLACE_GRAD)
 
