@@ -64,13 +64,16 @@ static void copy_b(int tb, int64_t n, int64_t k, float alpha, const float *b, in
         for (int64_t j = j0; j < n && j < j0 + 32; j++) t[q * n + j] = alpha * b[j * ldb + q];
 }
 
-/* C = alpha op(A) op(B) + beta C, row-major, as cblas_sgemm (beta 0: C is not read); tmp
- * holds product_tmp() floats.  OpenBLAS's results depend on its number of threads (it shares
- * a product out differently), and on a VM that hides the CPU model it picks its SSE3 kernels
- * (30 GFLOP/s against dd_sgemm's 90-140 on one thread); so every product is computed here:
- * every element of C by one thread, its sum in an order fixed by the shapes alone. */
-static void product(int ta, int tb, int m, int n, int k, float alpha, const float *a, int lda,
-                    const float *b, int ldb, float beta, float *c, int ldc, float *tmp) {
+/* C = alpha op(A) op(B) + beta C, plus cbias[j] in column j when cbias is not NULL (the
+ * products start from it: MatMul with its bias Add fused), row-major, as cblas_sgemm (beta 0:
+ * C is not read); tmp holds product_tmp() floats.  OpenBLAS's results depend on its number of
+ * threads (it shares a product out differently), and on a VM that hides the CPU model it
+ * picks its SSE3 kernels (30 GFLOP/s against dd_sgemm's 90-140 on one thread); so every
+ * product is computed here: every element of C by one thread, its sum in an order fixed by the
+ * shapes alone. */
+static void product_cb(int ta, int tb, int m, int n, int k, float alpha, const float *a, int lda,
+                       const float *b, int ldb, float beta, float *c, int ldc, float *tmp,
+                       const float *cbias) {
   if (m <= 0 || n <= 0) return;
   if (beta != 0.f && beta != 1.f) {
     for (int64_t i = 0; i < m; i++)
@@ -80,6 +83,8 @@ static void product(int ta, int tb, int m, int n, int k, float alpha, const floa
   if (k <= 0) {
     for (int64_t i = 0; i < m && beta == 0.f; i++)
       for (int64_t j = 0; j < n; j++) c[i * ldc + j] = 0.f;
+    for (int64_t i = 0; i < m && cbias; i++)
+      for (int64_t j = 0; j < n; j++) c[i * ldc + j] += cbias[j];
     return;
   }
   if (m > FEW && n > FEW && (tmp || (!tb && alpha == 1.f))) {
@@ -97,6 +102,12 @@ static void product(int ta, int tb, int m, int n, int k, float alpha, const floa
     }
     int64_t ars = ta ? 1 : lda, acs = ta ? lda : 1;
     int acc = beta != 0.f ? DD_SGEMM_ACCUMULATE : 0;
+    const float *bias = NULL; /* the product starts from the column bias */
+    if (cbias && beta == 0.f) {
+      acc |= DD_SGEMM_COL_BIAS;
+      bias = cbias;
+      cbias = NULL;
+    }
     int par = (int64_t)m * n * k > DD_PAR_MIN;
     /* one block of rows per thread (at least SGEMM_ROWS): each block packs B again, so
      * fewer, taller blocks pay (1 thread, 196 x 1536 x 384: 121 -> 151 GFLOP/s) */
@@ -105,14 +116,16 @@ static void product(int ta, int tb, int m, int n, int k, float alpha, const floa
     block = block < SGEMM_ROWS ? SGEMM_ROWS : (block + 7) / 8 * 8;
     int64_t tasks = (m + block - 1) / block;
     if (tasks == 1) {
-      dd_sgemm(m, n, k, a, ars, acs, b, ldb, c, ldc, acc, NULL, par);
-      return;
-    }
+      dd_sgemm(m, n, k, a, ars, acs, b, ldb, c, ldc, acc, bias, par);
+    } else {
 #pragma omp parallel for schedule(static) if (par)
-    for (int64_t t = 0; t < tasks; t++) {
-      int64_t r0 = t * block, rows = m - r0 < block ? m - r0 : block;
-      dd_sgemm(rows, n, k, a + r0 * ars, ars, acs, b, ldb, c + r0 * ldc, ldc, acc, NULL, 0);
+      for (int64_t t = 0; t < tasks; t++) {
+        int64_t r0 = t * block, rows = m - r0 < block ? m - r0 : block;
+        dd_sgemm(rows, n, k, a + r0 * ars, ars, acs, b, ldb, c + r0 * ldc, ldc, acc, bias, 0);
+      }
     }
+    for (int64_t i = 0; i < m && cbias; i++) /* beta != 0: the bias after */
+      for (int64_t j = 0; j < n; j++) c[i * ldc + j] += cbias[j];
     return;
   }
   /* op(A)(i, q) = a[i * ai + q * aq], op(B)(q, j) = b[q * bq + j * bj] */
@@ -136,7 +149,8 @@ static void product(int ta, int tb, int m, int n, int k, float alpha, const floa
         }
         float *cr = c + i * ldc + j0;
         for (int64_t j = 0; j < w; j++)
-          cr[j] = alpha * acc[j] + (beta != 0.f ? beta * cr[j] : 0.f);
+          cr[j] = alpha * acc[j] + (beta != 0.f ? beta * cr[j] : 0.f) +
+                  (cbias ? cbias[j0 + j] : 0.f);
       }
     return;
   }
@@ -145,8 +159,13 @@ static void product(int ta, int tb, int m, int n, int k, float alpha, const floa
   for (int64_t i = 0; i < m; i++)
     for (int64_t j = 0; j < n; j++) {
       float t = dot(a + i * ai, aq, b + j * bj, bq, k), *e = c + i * ldc + j;
-      *e = alpha * t + (beta != 0.f ? beta * *e : 0.f);
+      *e = alpha * t + (beta != 0.f ? beta * *e : 0.f) + (cbias ? cbias[j] : 0.f);
     }
+}
+
+static void product(int ta, int tb, int m, int n, int k, float alpha, const float *a, int lda,
+                    const float *b, int ldb, float beta, float *c, int ldc, float *tmp) {
+  product_cb(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, tmp, NULL);
 }
 
 typedef struct gemm_params {
@@ -368,9 +387,10 @@ static int mm_geometry(const dd_shape *as, const dd_shape *bs, mm_geom *g, dd_er
   return DD_OK;
 }
 
-static int matmul_infer(const dd_node *node, const dd_tensor *const *in, dd_tensor *const *out,
-                        size_t *scratch, dd_err *err) {
-  if (node->n_in != 2 || !in[0] || !in[1]) return dd_fail(err, DD_EFORMAT, "needs inputs A and B");
+/* Infer from A = in[0] and B = in[1] (MatMul, and the fused MatMulBias). */
+static int mm_infer_ab(const dd_node *node, const dd_tensor *const *in, dd_tensor *const *out,
+                       size_t *scratch, dd_err *err) {
+  if (!in[0] || !in[1]) return dd_fail(err, DD_EFORMAT, "needs inputs A and B");
   if (in[0]->dtype != DD_F32 || in[1]->dtype != DD_F32)
     return dd_fail(err, DD_EUNSUPPORTED, "inputs must be float32");
   mm_geom g;
@@ -384,6 +404,12 @@ static int matmul_infer(const dd_node *node, const dd_tensor *const *in, dd_tens
   /* the data gradient's copy of B^T (product_tmp; at most one batch's at a time) */
   *scratch = g.k > FEW && g.n > FEW ? (size_t)(g.k * g.n) * sizeof(float) : 0;
   return DD_OK;
+}
+
+static int matmul_infer(const dd_node *node, const dd_tensor *const *in, dd_tensor *const *out,
+                        size_t *scratch, dd_err *err) {
+  if (node->n_in != 2) return dd_fail(err, DD_EFORMAT, "needs inputs A and B");
+  return mm_infer_ab(node, in, out, scratch, err);
 }
 
 /* Matrix offsets of A and B for batch index b of Y. */
@@ -470,3 +496,74 @@ static int64_t matmul_flops(const dd_node *node, const dd_tensor *const *in,
 
 const dd_op dd_op_MatMul = {"MatMul", matmul_init, matmul_infer, matmul_forward,
                             matmul_backward, matmul_flops, 0};
+
+/* ---- MatMul with its bias: MatMul(A, B) + bias, fused by the planner (plan/fuse.c) ---- */
+
+/* Not an ONNX op (no model can name it): the planner puts it in place of Y = MatMul(A, B) and
+ * the Add(Y, bias) reading Y alone, where bias is one value per column of Y (shape [n], or
+ * [1, ..., 1, n]): torch's nn.Linear on tokens (ViT, Swin, ConvNeXt's pointwise layers).  The
+ * products start from the bias instead of adding it in a second pass over Y; the sums are
+ * the same but for where the bias enters them (fused and unfused agree within float32
+ * rounding, tests/plan/test_fuse.c). */
+static int mmb_init(dd_node *node, dd_err *err) { return DD_OK; }
+
+static int mmb_infer(const dd_node *node, const dd_tensor *const *in, dd_tensor *const *out,
+                     size_t *scratch, dd_err *err) {
+  if (node->n_in != 3 || !in[2]) return dd_fail(err, DD_EFORMAT, "needs A, B and a bias");
+  int rc = mm_infer_ab(node, in, out, scratch, err);
+  if (rc) return rc;
+  const dd_tensor *bias = in[2];
+  mm_geom g;
+  mm_geometry(&in[0]->shape, &in[1]->shape, &g, NULL);
+  if (bias->dtype != DD_F32 || bias->shape.ndim < 1 || bias->shape.ndim > g.y.ndim ||
+      dd_tensor_numel(bias) != g.n || bias->shape.d[bias->shape.ndim - 1] != g.n ||
+      g.y.ndim < 1 || g.y.d[g.y.ndim - 1] != g.n)
+    return dd_fail(err, DD_ESHAPE, "the bias is not one value per column of the product");
+  return DD_OK;
+}
+
+static void mmb_forward(const dd_node *node, const dd_tensor *const *in, dd_tensor *const *out,
+                        void *scratch) {
+  if (!out[0]) return;
+  mm_geom g;
+  mm_geometry(&in[0]->shape, &in[1]->shape, &g, NULL);
+  const float *a = dd_f32(in[0]), *b = dd_f32(in[1]), *bias = dd_f32(in[2]);
+  float *y = dd_f32(out[0]);
+  int m = (int)g.m, n = (int)g.n, k = (int)g.k;
+  if (mm_stacked(&g) && g.batch * g.m <= INT_MAX) {
+    product_cb(0, 0, (int)(g.batch * g.m), n, k, 1.f, a, k, b, n, 0.f, y, n, NULL, bias);
+    return;
+  }
+  for (int64_t bi = 0; bi < g.batch; bi++) {
+    int64_t oa, ob;
+    mm_offsets(&g, bi, &oa, &ob);
+    product_cb(0, 0, m, n, k, 1.f, a + oa * g.m * g.k, k, b + ob * g.k * g.n, n, 0.f,
+               y + bi * g.m * g.n, n, NULL, bias);
+  }
+}
+
+/* MatMul's gradients, and the bias's: the sum of dY over its rows (in double, rows in order). */
+static void mmb_backward(const dd_node *node, const dd_tensor *const *in,
+                         const dd_tensor *const *out, const dd_tensor *const *dout,
+                         dd_tensor *const *din, void *scratch) {
+  if (!dout[0]) return;
+  matmul_backward(node, in, out, dout, din, scratch);
+  if (!din[2]) return;
+  int64_t n = dd_tensor_numel(din[2]), rows = n ? dd_tensor_numel(dout[0]) / n : 0;
+  const float *dy = dd_f32(dout[0]);
+  float *db = dd_f32(din[2]);
+#pragma omp parallel for if (rows * n > DD_PAR_MIN) schedule(static)
+  for (int64_t j = 0; j < n; j++) {
+    double s = 0;
+    for (int64_t r = 0; r < rows; r++) s += dy[r * n + j];
+    db[j] += (float)s;
+  }
+}
+
+static int64_t mmb_flops(const dd_node *node, const dd_tensor *const *in,
+                         const dd_tensor *const *out) {
+  return matmul_flops(node, in, out) + dd_tensor_numel(out[0]);
+}
+
+const dd_op dd_op_FusedMatMulBias = {"MatMulBias", mmb_init, mmb_infer, mmb_forward,
+                                     mmb_backward, mmb_flops, 0};

@@ -35,7 +35,8 @@ static void relu_rows(int64_t m, int64_t n, float *c, int64_t ldc) {
 #define PANEL 4
 #endif
 
-enum { INIT_ZERO, INIT_BIAS, INIT_LOAD, INIT_RELU = 4 /* or'ed: max(0, C) at the store */ };
+/* INIT_CBIAS: bias per column, bias[0..NR) the block's own */
+enum { INIT_ZERO, INIT_BIAS, INIT_LOAD, INIT_CBIAS, INIT_RELU = 4 /* or'ed: max(0, C) at the store */ };
 
 /* rows x w (w <= NR: masks m0, m1) of C from A and the packed block b (kc x NR). */
 static inline __attribute__((always_inline)) DD_TARGET_AVX512 void tile(const int rows, int64_t kc,
@@ -52,6 +53,9 @@ static inline __attribute__((always_inline)) DD_TARGET_AVX512 void tile(const in
     if (init == INIT_LOAD) {
       c0[r] = _mm512_maskz_loadu_ps(m0, c + r * ldc);
       c1[r] = _mm512_maskz_loadu_ps(m1, c + r * ldc + 16);
+    } else if (init == INIT_CBIAS) {
+      c0[r] = _mm512_maskz_loadu_ps(m0, bias);
+      c1[r] = _mm512_maskz_loadu_ps(m1, bias + 16);
     } else {
       c0[r] = c1[r] = init == INIT_BIAS ? _mm512_set1_ps(bias[r]) : _mm512_setzero_ps();
     }
@@ -97,7 +101,7 @@ DD_TARGET_AVX512 static void rows_of_block(int64_t m, int64_t w, int64_t kc, con
   for (int64_t i = 0; i < m; i += MR) {
     const float *ai = a + i * ars;
     float *ci = c + i * ldc;
-    const float *bi = bias ? bias + i : NULL;
+    const float *bi = bias && (init & ~INIT_RELU) == INIT_BIAS ? bias + i : bias;
     switch (m - i < MR ? (int)(m - i) : MR) {
       case 8: tile(8, kc, ai, ars, acs, bk, ci, ldc, init, bi, m0, m1); break;
       case 7: tile(7, kc, ai, ars, acs, bk, ci, ldc, init, bi, m0, m1); break;
@@ -124,8 +128,8 @@ DD_TARGET_AVX512 static void column_panel(int64_t m, int64_t w, int64_t k, const
   for (int64_t k0 = 0; k0 < k; k0 += KC) {
     int64_t kc = k - k0 < KC ? k - k0 : KC;
     int init = k0 > 0 || (accumulate & DD_SGEMM_ACCUMULATE) ? INIT_LOAD
-               : bias                                        ? INIT_BIAS
-                                                             : INIT_ZERO;
+               : bias ? (accumulate & DD_SGEMM_COL_BIAS ? INIT_CBIAS : INIT_BIAS)
+                      : INIT_ZERO;
     if ((accumulate & DD_SGEMM_RELU) && k0 + kc >= k) init |= INIT_RELU;
     const float *bk = pack;
     if (ldb == NR && w == NR && !((uintptr_t)b & 63)) {
@@ -145,13 +149,12 @@ DD_TARGET_AVX512 static void column_panel(int64_t m, int64_t w, int64_t k, const
     for (int64_t jb = 0; jb < nb; jb++) {
       int64_t bw = w - jb * NR < NR ? w - jb * NR : NR;
       rows_of_block(m, bw, kc, a + k0 * acs, ars, acs, bk + jb * kc * NR, c + jb * NR, ldc, init,
-                    bias);
+                    bias && (accumulate & DD_SGEMM_COL_BIAS) ? bias + jb * NR : bias);
     }
   }
 }
 
-/* Column blocks [b0, b1) of C (of n columns), a panel at a time. */
-/* Column blocks [b0, b1) of C, with denormal operands read as zero and denormal results
+/* Column blocks [b0, b1) of C (of n columns), a panel at a time, with denormal operands read as zero and denormal results
  * flushed to zero (MXCSR's DAZ and FTZ, on this thread for this call only; the caller's
  * setting is restored).  A denormal is below 1.2e-38: flushing one changes a sum by less
  * than that times the other factor.  Reading one costs the core a microcode assist of about a
@@ -168,7 +171,8 @@ DD_TARGET_AVX512 static void column_run(int64_t m, int64_t n, int64_t k, const f
   for (int64_t jb = b0; jb < b1; jb += PANEL) {
     int64_t j = jb * NR, j1 = (jb + PANEL < b1 ? jb + PANEL : b1) * NR;
     if (j1 > n) j1 = n;
-    column_panel(m, j1 - j, k, a, ars, acs, b + j, ldb, c + j, ldc, accumulate, bias);
+    column_panel(m, j1 - j, k, a, ars, acs, b + j, ldb, c + j, ldc, accumulate,
+                 bias && (accumulate & DD_SGEMM_COL_BIAS) ? bias + j : bias);
   }
   _mm_setcsr(csr);
 }
@@ -180,7 +184,8 @@ DD_TARGET_AVX512 static void sgemm_avx512(int64_t m, int64_t n, int64_t k, const
   if (m <= 0 || n <= 0) return;
   if (k <= 0) {
     for (int64_t i = 0; i < m && !(accumulate & DD_SGEMM_ACCUMULATE); i++)
-      for (int64_t j = 0; j < n; j++) c[i * ldc + j] = bias ? bias[i] : 0.f;
+      for (int64_t j = 0; j < n; j++)
+        c[i * ldc + j] = !bias ? 0.f : accumulate & DD_SGEMM_COL_BIAS ? bias[j] : bias[i];
     if (accumulate & DD_SGEMM_RELU) relu_rows(m, n, c, ldc);
     return;
   }
@@ -203,7 +208,8 @@ DD_TARGET_AVX512 static void sgemm_avx512(int64_t m, int64_t n, int64_t k, const
       if (i1 > m) i1 = m;
       if (i0 < i1)
         column_run(i1 - i0, n, k, a + i0 * ars, ars, acs, b, ldb, c + i0 * ldc, ldc,
-                   accumulate, bias ? bias + i0 : NULL, 0, blocks);
+                   accumulate, bias && !(accumulate & DD_SGEMM_COL_BIAS) ? bias + i0 : bias, 0,
+                   blocks);
     } else {
       column_run(m, n, k, a, ars, acs, b, ldb, c, ldc, accumulate, bias, blocks * t / nt,
                  blocks * (t + 1) / nt);
@@ -238,7 +244,8 @@ static void sgemm_generic(int64_t m, int64_t n, int64_t k, const float *a, int64
   if (m <= 0 || n <= 0) return;
   if (!(accumulate & DD_SGEMM_ACCUMULATE))
     for (int64_t i = 0; i < m; i++)
-      for (int64_t j = 0; j < n; j++) c[i * ldc + j] = bias ? bias[i] : 0.f;
+      for (int64_t j = 0; j < n; j++)
+        c[i * ldc + j] = !bias ? 0.f : accumulate & DD_SGEMM_COL_BIAS ? bias[j] : bias[i];
   if (k > 0 && (accumulate & DD_SGEMM_EXACT))
     product_in_order(m, n, k, a, ars, acs, b, ldb, c, ldc, parallel);
   else if (k > 0)

@@ -3,6 +3,8 @@
  *
  *   C[i][j] = (accumulate ? C[i][j] : bias ? bias[i] : 0) + sum_k A(i, k) * B[k][j]
  *
+ * (bias[j] with DD_SGEMM_COL_BIAS)
+ *
  * for 0 <= i < m, 0 <= j < n, where A(i, k) is a[i * ars + k * acs] (so a row-major A has
  * ars = lda, acs = 1, and its transpose ars = 1, acs = lda), B and C are row-major with
  * leading dimensions ldb and ldc.
@@ -25,6 +27,9 @@
  * (DD_PLAN_EXACT): the AVX-512 kernel always does; without it, cblas_sgemm's edge blocks do
  * not, and a plain loop in k order runs instead (slower). */
 #define DD_SGEMM_EXACT 4
+/* bias is one value per column of C (C[i][j] starts from bias[j]: the bias of a linear layer
+ * over token rows, MatMul + Add fused by the planner) instead of one per row. */
+#define DD_SGEMM_COL_BIAS 8
 
 void dd_sgemm(int64_t m, int64_t n, int64_t k, const float *a, int64_t ars, int64_t acs,
               const float *b, int64_t ldb, float *c, int64_t ldc, int accumulate,

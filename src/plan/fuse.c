@@ -9,6 +9,9 @@
  *   GELU       y = Mul(Mul(x, Add(Erf(Div(x, sqrt(2))), 1)), 0.5)  -> Gelu(x) (exact)
  *   SiLU       y = Mul(x, Sigmoid(x))  -> the planner's own Silu (ops/activation.c; no ONNX
  *              op), as torch writes nn.SiLU (EfficientNet's activations)
+ *   Linear     y = Add(MatMul(a, w), b), b one value per column  -> the planner's own
+ *              MatMulBias (ops/gemm.c), as torch writes nn.Linear on tokens (ViT, Swin,
+ *              ConvNeXt): the products start from b
  *
  * Add and Mul match in either operand order.  A chain is fused only when every node of it
  * runs at run time, every intermediate value is read by the chain alone and is no target,
@@ -324,6 +327,45 @@ static int fuse_silu(fuse_ctx *c, int last, size_t *scratch) {
   return 0;
 }
 
+/* ---- MatMul + bias ---- */
+
+/* Not in ops.def (no ONNX op): ops/gemm.c. */
+extern const dd_op dd_op_FusedMatMulBias;
+
+/* y = Add(MatMul(a, b), bias) ending at `last`, in either operand order, where bias holds one
+ * value per column of the product (shape [n] or [1, ..., 1, n]) and the Add does not
+ * broadcast the product: 1 fused, 0 no match, -1 out of memory. */
+static int fuse_matmul_bias(fuse_ctx *c, int last, size_t *scratch) {
+  dd_plan *p = c->p;
+  const dd_node *add = node(c, last);
+  if (add->n_in != 2 || add->n_out != 1 || add->in[0] == add->in[1]) return 0;
+  for (int k = 0; k < 2; k++) {
+    int yv = add->in[k], bias = add->in[1 - k];
+    int imm = producer(c, yv, "MatMul");
+    if (bias < 0 || imm < 0 || !inner(c, yv, 1) || node(c, imm)->n_in != 2) continue;
+    const dd_shape *ys = &p->val[yv].shape, *bs = &p->val[bias].shape;
+    if (p->val[yv].dtype != DD_F32 || p->val[bias].dtype != DD_F32 || ys->ndim < 1 ||
+        bs->ndim < 1 || bs->ndim > ys->ndim || bs->d[bs->ndim - 1] != ys->d[ys->ndim - 1] ||
+        dd_shape_numel(bs) != bs->d[bs->ndim - 1] ||
+        !dd_shape_eq(ys, &p->val[add->out[0]].shape))
+      continue;
+    plan_fused *f = new_fused(p, &dd_op_FusedMatMulBias, last);
+    f->node.n_in = 3;
+    f->node.n_out = 1;
+    f->in[0] = node(c, imm)->in[0];
+    f->in[1] = node(c, imm)->in[1];
+    f->in[2] = bias;
+    f->out[0] = add->out[0];
+    int rc = adopt(c, f, scratch);
+    if (rc <= 0) return rc;
+    int nodes[] = {imm, last};
+    int vals[] = {yv};
+    replace_chain(c, f, nodes, 2, vals, 1);
+    return 1;
+  }
+  return 0;
+}
+
 /* ---- the pass ---- */
 
 int plan_fuse(dd_plan *p, unsigned char *known, const unsigned char *isconst,
@@ -356,7 +398,10 @@ int plan_fuse(dd_plan *p, unsigned char *known, const unsigned char *isconst,
     int i = p->order[o], r = 0;
     if (c.used[i]) continue;
     const char *t = m->nodes[i].op_type;
-    if (!strcmp(t, "Add")) r = fuse_layernorm(&c, i, 1, scratch);
+    if (!strcmp(t, "Add")) {
+      r = fuse_layernorm(&c, i, 1, scratch);
+      if (!r) r = fuse_matmul_bias(&c, i, scratch);
+    }
     else if (!strcmp(t, "Mul")) {
       r = fuse_gelu(&c, i, scratch);
       if (!r) r = fuse_layernorm(&c, i, 0, scratch);

@@ -139,7 +139,7 @@ static void winograd_gradient_matches_finite_differences_on(void) {
 }
 
 /* dd_sgemm against a double-precision triple loop, A as given and transposed, with and
- * without accumulation and bias, on shapes that cut its panels and blocks every way. */
+ * without accumulation, with a bias per row or per column, on shapes that cut its panels and blocks every way. */
 static void sgemm_matches_naive_product_on(void);
 Test(sgemm, matches_naive_product) { th_each_kernels(sgemm_matches_naive_product_on); }
 static void sgemm_matches_naive_product_on(void) {
@@ -153,29 +153,31 @@ static void sgemm_matches_naive_product_on(void) {
                                       {46, 196, 64}};
   uint64_t st = 3;
   for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++)
-    for (int mode = 0; mode < 4; mode++) {
+    for (int mode = 0; mode < 6; mode++) {
       int64_t m = shapes[si][0], n = shapes[si][1], k = shapes[si][2];
-      int trans = mode & 1, acc = mode >> 1;
+      /* modes 4, 5: a bias per column (DD_SGEMM_COL_BIAS) */
+      int trans = mode & 1, acc = mode >> 1 == 1, colb = mode >= 4;
       int64_t lda = k + 3, ldb = n + 5, ldc = n + 2, ldat = m + 1;
       float *a = malloc(sizeof(float) * (size_t)(m * lda + k * ldat + 1));
       float *b = malloc(sizeof(float) * (size_t)(k * ldb + 1));
       float *c = malloc(sizeof(float) * (size_t)(m * ldc));
-      float *bias = malloc(sizeof(float) * (size_t)m);
+      float *bias = malloc(sizeof(float) * (size_t)(m > n ? m : n));
       for (int64_t i = 0; i < m * lda + k * ldat + 1; i++) a[i] = th_rand_uniform(&st, -1, 1);
       for (int64_t i = 0; i < k * ldb + 1; i++) b[i] = th_rand_uniform(&st, -1, 1);
       for (int64_t i = 0; i < m * ldc; i++) c[i] = th_rand_uniform(&st, -1, 1);
-      for (int64_t i = 0; i < m; i++) bias[i] = th_rand_uniform(&st, -1, 1);
+      for (int64_t i = 0; i < (m > n ? m : n); i++) bias[i] = th_rand_uniform(&st, -1, 1);
       float *c0 = malloc(sizeof(float) * (size_t)(m * ldc));
       memcpy(c0, c, sizeof(float) * (size_t)(m * ldc));
       int64_t ars = trans ? 1 : lda, acs = trans ? ldat : 1;
-      dd_sgemm(m, n, k, a, ars, acs, b, ldb, c, ldc, acc, acc ? NULL : bias, 1);
+      dd_sgemm(m, n, k, a, ars, acs, b, ldb, c, ldc, acc | (colb ? DD_SGEMM_COL_BIAS : 0),
+               acc ? NULL : bias, 1);
       for (int64_t i = 0; i < m; i++)
         for (int64_t j = 0; j < ldc; j++) {
           if (j >= n) { /* outside the product: untouched */
             cr_assert_eq(c[i * ldc + j], c0[i * ldc + j]);
             continue;
           }
-          double want = acc ? c0[i * ldc + j] : bias[i];
+          double want = acc ? c0[i * ldc + j] : colb ? bias[j] : bias[i];
           for (int64_t q = 0; q < k; q++) want += (double)a[i * ars + q * acs] * b[q * ldb + j];
           cr_assert(fabs(c[i * ldc + j] - want) <= 1e-5 * (1 + fabs(want)),
                     "%lldx%lldx%lld mode %d at (%lld, %lld): %g vs %g", (long long)m,
