@@ -1588,3 +1588,62 @@ const dd_op dd_op_Conv = {"Conv",
                           DD_OP_BWD_NO_OUT | DD_OP_BWD_NO_X | DD_OP_GRAD_FRESH | DD_OP_FOLD_RELU,
                           conv_forward_call,
                           conv_backward_call};
+
+/* ---- a 1x1 convolution of x scaled per channel, fused by the planner (plan/fuse.c) ---- */
+
+/* Not an ONNX op (no model can name it): in plans without gradients, the planner puts it in
+ * place of t = Mul(x, s), s one value per image and channel (N or 1, C, 1, 1), and the 1x1
+ * convolution y = Conv(t, W, b) reading t alone: the squeeze-excitation scale of EfficientNet
+ * and MobileNet v3 followed by the block's projection.  Conv(x * s) = (W diag(s)) x, so the
+ * scale goes into a copy of the weights (M x C, per image) instead of a pass over x (C x H x
+ * W).  Inputs x, s, W, optional b.  Forward only: the plan that asks for a gradient keeps the
+ * two nodes. */
+static int conv_scaled_init(dd_node *node, dd_err *err) { return DD_OK; }
+
+static int conv_scaled_infer(const dd_node *node, const dd_tensor *const *in,
+                             dd_tensor *const *out, size_t *scratch, dd_err *err) {
+  if (node->n_in < 3 || !in[0] || !in[1] || !in[2])
+    return dd_fail(err, DD_EFORMAT, "needs x, a scale and weights");
+  const dd_tensor *x = in[0], *s = in[1], *w = in[2], *b = node->n_in > 3 ? in[3] : NULL;
+  if (x->dtype != DD_F32 || s->dtype != DD_F32 || w->dtype != DD_F32 || (b && b->dtype != DD_F32) ||
+      x->shape.ndim != 4 || s->shape.ndim != 4 || w->shape.ndim != 4)
+    return dd_fail(err, DD_EUNSUPPORTED, "4-D float32 tensors only");
+  int64_t n = x->shape.d[0], c = x->shape.d[1], m = w->shape.d[0];
+  if ((s->shape.d[0] != 1 && s->shape.d[0] != n) || s->shape.d[1] != c || s->shape.d[2] != 1 ||
+      s->shape.d[3] != 1 || w->shape.d[1] != c || w->shape.d[2] != 1 || w->shape.d[3] != 1 ||
+      (b && dd_tensor_numel(b) != m) || m > INT_MAX || c > INT_MAX)
+    return dd_fail(err, DD_ESHAPE, "not a per-channel scale before a 1x1 convolution");
+  if (out[0]) {
+    out[0]->dtype = DD_F32;
+    out[0]->shape = x->shape;
+    out[0]->shape.d[1] = m;
+  }
+  *scratch = (size_t)(m * c) * sizeof(float);
+  return DD_OK;
+}
+
+static void conv_scaled_forward(const dd_node *node, const dd_tensor *const *in,
+                                dd_tensor *const *out, void *scratch) {
+  if (!out[0]) return;
+  const dd_tensor *x = in[0], *s = in[1], *w = in[2];
+  const float *bias = node->n_in > 3 && in[3] ? dd_f32(in[3]) : NULL;
+  int64_t n = x->shape.d[0], c = x->shape.d[1], hw = x->shape.d[2] * x->shape.d[3],
+          m = w->shape.d[0];
+  float *ws = scratch, *y = dd_f32(out[0]);
+  const float *wt = dd_f32(w);
+  for (int64_t i = 0; i < n; i++) {
+    const float *si = dd_f32(s) + (s->shape.d[0] == 1 ? 0 : i) * c;
+    if (i == 0 || s->shape.d[0] != 1)
+      for (int64_t o = 0; o < m; o++)
+        for (int64_t k = 0; k < c; k++) ws[o * c + k] = wt[o * c + k] * si[k];
+    dd_sgemm(m, hw, c, ws, c, 1, dd_f32(x) + i * c * hw, hw, y + i * m * hw, hw, 0, bias, 1);
+  }
+}
+
+static int64_t conv_scaled_flops(const dd_node *node, const dd_tensor *const *in,
+                                 const dd_tensor *const *out) {
+  return 2 * dd_tensor_numel(out[0]) * in[0]->shape.d[1];
+}
+
+const dd_op dd_op_FusedConvScaled = {"ConvScaled", conv_scaled_init, conv_scaled_infer,
+                                     conv_scaled_forward, NULL, conv_scaled_flops, 0};

@@ -9,6 +9,9 @@
  *   GELU       y = Mul(Mul(x, Add(Erf(Div(x, sqrt(2))), 1)), 0.5)  -> Gelu(x) (exact)
  *   SiLU       y = Mul(x, Sigmoid(x))  -> the planner's own Silu (ops/activation.c; no ONNX
  *              op), as torch writes nn.SiLU (EfficientNet's activations)
+ *   SE scale   y = Conv(Mul(x, s), W, b), W 1x1 (stride 1, no padding, one group), s one
+ *              value per image and channel  -> the planner's own ConvScaled (ops/conv.c),
+ *              the weights scaled instead of x; in plans without gradients only
  *   Linear     y = Add(MatMul(a, w), b), b one value per column  -> the planner's own
  *              MatMulBias (ops/gemm.c), as torch writes nn.Linear on tokens (ViT, Swin,
  *              ConvNeXt): the products start from b
@@ -113,7 +116,7 @@ static int adopt(fuse_ctx *c, plan_fused *f, size_t *scratch) {
     free(f->node.params);
     return err.code == DD_ENOMEM ? -1 : 0;
   }
-  const dd_tensor *in[3];
+  const dd_tensor *in[4];
   for (int j = 0; j < f->node.n_in; j++) in[j] = f->in[j] >= 0 ? &p->val[f->in[j]] : NULL;
   dd_tensor y = {0}, *outs[1] = {&y};
   size_t need = 0;
@@ -143,7 +146,7 @@ static void replace_chain(fuse_ctx *c, plan_fused *f, const int *nodes, int n,
   for (int k = 0; k < n_inner; k++) c->known[inner_values[k]] = 0;
   p->onode[c->pos[f->last]] = &f->node;
   p->runs[f->last] = 1;
-  const dd_tensor *in[3];
+  const dd_tensor *in[4];
   for (int j = 0; j < f->node.n_in; j++) in[j] = f->in[j] >= 0 ? &p->val[f->in[j]] : NULL;
   const dd_tensor *outs[1] = {&p->val[f->out[0]]};
   p->flops[f->last] = f->node.op->flops ? f->node.op->flops(&f->node, in, outs) : 0;
@@ -366,6 +369,75 @@ static int fuse_matmul_bias(fuse_ctx *c, int last, size_t *scratch) {
   return 0;
 }
 
+/* ---- a per-channel scale into a 1x1 convolution ---- */
+
+/* Not in ops.def (no ONNX op): ops/conv.c. */
+extern const dd_op dd_op_FusedConvScaled;
+
+/* The ints attribute `name` of n all equal to `want` (absent: its default, which is `want`). */
+static int ints_all(const dd_node *n, const char *name, int64_t want) {
+  int64_t v[8];
+  int count = 0;
+  if (dd_attr_ints(n, name, 8, v, &count, NULL)) return 0;
+  for (int i = 0; i < count; i++)
+    if (v[i] != want) return 0;
+  return 1;
+}
+
+/* y = Conv(Mul(x, s), W[, b]) ending at the Conv `last`, W a constant M x C x 1 x 1, stride 1,
+ * no padding, one group, s of shape (N or 1, C, 1, 1), in either operand order of the Mul:
+ * 1 fused, 0 no match, -1 out of memory.  Only in plans without gradients, not under
+ * DD_PLAN_EXACT or DD_PLAN_BF16 (whose convolutions take other paths), and where M is less
+ * than H x W. */
+static int fuse_conv_scaled(fuse_ctx *c, int last, size_t *scratch) {
+  dd_plan *p = c->p;
+  if (p->flags & (DD_PLAN_GRAD | DD_PLAN_PARAMS | DD_PLAN_EXACT | DD_PLAN_BF16)) return 0;
+  const dd_node *conv = node(c, last);
+  if (conv->n_in < 2 || conv->n_in > 3 || conv->n_out != 1 || conv->in[1] < 0 ||
+      !c->isconst[conv->in[1]] || (conv->n_in == 3 && conv->in[2] >= 0 && !c->isconst[conv->in[2]]))
+    return 0;
+  int64_t group = 1;
+  const char *pad = NULL;
+  if (dd_attr_int(conv, "group", 1, &group, NULL) || group != 1 ||
+      dd_attr_string(conv, "auto_pad", "NOTSET", &pad, NULL) ||
+      (strcmp(pad, "NOTSET") && strcmp(pad, "VALID")) || !ints_all(conv, "strides", 1) ||
+      !ints_all(conv, "dilations", 1) || !ints_all(conv, "pads", 0))
+    return 0;
+  const dd_shape *ws = &p->val[conv->in[1]].shape;
+  if (ws->ndim != 4 || ws->d[2] != 1 || ws->d[3] != 1) return 0;
+  int tv = conv->in[0];
+  int imul = producer(c, tv, "Mul");
+  if (imul < 0 || !inner(c, tv, 1) || node(c, imul)->n_in != 2) return 0;
+  for (int k = 0; k < 2; k++) {
+    int x = node(c, imul)->in[k], sv = node(c, imul)->in[1 - k];
+    if (x < 0 || sv < 0 || x == sv) continue;
+    const dd_shape *xs = &p->val[x].shape, *ss = &p->val[sv].shape;
+    if (p->val[x].dtype != DD_F32 || !dd_shape_eq(xs, &p->val[tv].shape) || xs->ndim != 4 ||
+        ss->ndim != 4 || (ss->d[0] != 1 && ss->d[0] != xs->d[0]) || ss->d[1] != xs->d[1] ||
+        ss->d[2] != 1 || ss->d[3] != 1)
+      continue;
+    /* scaling the M x C weights costs less than a pass over the C x H x W input only when
+     * there are fewer output channels than pixels (EfficientNet's 7x7 stages have 320
+     * channels and 49 pixels) */
+    if (ws->d[0] >= xs->d[2] * xs->d[3]) return 0;
+    plan_fused *f = new_fused(p, &dd_op_FusedConvScaled, last);
+    f->node.n_in = conv->n_in == 3 && conv->in[2] >= 0 ? 4 : 3;
+    f->node.n_out = 1;
+    f->in[0] = x;
+    f->in[1] = sv;
+    f->in[2] = conv->in[1];
+    f->in[3] = conv->n_in == 3 ? conv->in[2] : -1;
+    f->out[0] = conv->out[0];
+    int rc = adopt(c, f, scratch);
+    if (rc <= 0) return rc;
+    int nodes[] = {imul, last};
+    int vals[] = {tv};
+    replace_chain(c, f, nodes, 2, vals, 1);
+    return 1;
+  }
+  return 0;
+}
+
 /* ---- the pass ---- */
 
 int plan_fuse(dd_plan *p, unsigned char *known, const unsigned char *isconst,
@@ -401,6 +473,8 @@ int plan_fuse(dd_plan *p, unsigned char *known, const unsigned char *isconst,
     if (!strcmp(t, "Add")) {
       r = fuse_layernorm(&c, i, 1, scratch);
       if (!r) r = fuse_matmul_bias(&c, i, scratch);
+    } else if (!strcmp(t, "Conv")) {
+      r = fuse_conv_scaled(&c, i, scratch);
     }
     else if (!strcmp(t, "Mul")) {
       r = fuse_gelu(&c, i, scratch);

@@ -28,7 +28,7 @@
 /* A node the plan made (fusion): it runs in place of a chain of the model's nodes. */
 typedef struct plan_fused {
   dd_node node;
-  int in[3], out[1];
+  int in[4], out[1];
   dd_attr attrs[2];
   char name[160];
   int last; /* the model node whose place it takes (and whose output it writes) */

@@ -381,6 +381,82 @@ Test(fuse, matmul_bias_either_order_and_not_otherwise) {
   dd_model_free(m);
 }
 
+/* y = Conv(Mul(x, s), W, b) with s = Sigmoid(ReduceMean(x)) over H and W, per image and
+ * channel (a squeeze-excitation scale), W m x 6 x 1 x 1 (stride `stride`), x n x 6 x 8 x 8. */
+static dd_model *fg_se_conv(int swap, int64_t m, int stride, int per_pixel) {
+  th_model *g = th_model_new("fuse");
+  float w[80 * 6], b[80];
+  uint64_t st = 47;
+  for (int i = 0; i < 80 * 6; i++) w[i] = th_rand_uniform(&st, -0.5f, 0.5f);
+  for (int i = 0; i < 80; i++) b[i] = th_rand_uniform(&st, -1, 1);
+  th_model_init_f32(g, "w", 4, (int64_t[]){m, 6, 1, 1}, w, (size_t)(m * 6));
+  th_model_init_f32(g, "b", 1, (int64_t[]){m}, b, (size_t)m);
+  if (per_pixel) { /* Sigmoid(-x): x * Sigmoid(x) would fuse as SiLU */
+    fg_node(g, "Neg", "x", NULL, "r");
+    fg_node(g, "Sigmoid", "r", NULL, "s");
+  } else {
+    fg_node(g, "ReduceMean", "x", NULL, "r");
+    th_model_attr_ints(g, "axes", 2, (int64_t[]){2, 3});
+    fg_node(g, "Sigmoid", "r", NULL, "s");
+  }
+  fg_node(g, "Mul", swap ? "s" : "x", swap ? "x" : "s", "t");
+  th_model_node(g, "Conv", NULL, "t,w,b", "y");
+  th_model_attr_ints(g, "kernel_shape", 2, (int64_t[]){1, 1});
+  th_model_attr_ints(g, "strides", 2, (int64_t[]){stride, stride});
+  const char *outs[] = {"y"};
+  return fg_load(g, 1, outs);
+}
+
+/* Forward only, fused (DD_PLAN_REUSE) against unfused: y within float32 rounding; returns the
+ * nodes the fusion saved. */
+static int compare_forward(const dd_model *m, const dd_shape *xs) {
+  int yv = dd_model_find(m, "y"), xv = dd_model_input(m), runs[2] = {0, 0};
+  dd_tensor *y[2];
+  for (int k = 0; k < 2; k++) {
+    dd_binding b = {xv, *xs, NULL};
+    dd_plan *p;
+    dd_err err;
+    cr_assert_eq(dd_plan_new(m, &b, 1, &yv, 1, DD_PLAN_REUSE | (k ? DD_PLAN_NO_FUSE : 0), 0, &p,
+                             &err),
+                 0, "%s", err.msg);
+    dd_tensor *x = dd_plan_tensor(p, xv);
+    uint64_t st = 19;
+    for (int64_t i = 0; i < dd_tensor_numel(x); i++) dd_f32(x)[i] = th_rand_uniform(&st, -2, 3);
+    dd_plan_forward(p);
+    cr_assert_eq(dd_tensor_clone(dd_plan_tensor(p, yv), &y[k], &err), 0);
+    for (int i = 0; i < dd_model_num_nodes(m); i++) runs[k] += dd_plan_node_runs(p, i);
+    dd_plan_free(p);
+  }
+  cr_assert(rel_diff(y[0], y[1]) < 1e-5, "y differs by %g", rel_diff(y[0], y[1]));
+  dd_tensor_free(y[0]);
+  dd_tensor_free(y[1]);
+  return runs[1] - runs[0];
+}
+
+Test(fuse, se_scale_into_the_1x1_convolution_forward_only) {
+  int64_t d1[] = {1, 6, 8, 8}, d2[] = {2, 6, 8, 8};
+  dd_shape x1 = dd_shape_make(4, d1), x2 = dd_shape_make(4, d2);
+  const char *outs[] = {"y"};
+  for (int swap = 0; swap < 2; swap++) {
+    dd_model *m = fg_se_conv(swap, 5, 1, 0);
+    cr_assert_eq(compare_forward(m, &x1), 1, "order %d", swap);
+    cr_assert_eq(compare_forward(m, &x2), 1, "order %d, two images", swap);
+    /* a plan with gradients keeps the two nodes */
+    cr_assert_eq(compare_fused(m, &x1, outs, 1), 0);
+    dd_model_free(m);
+  }
+  /* as many output channels as pixels or more, a stride, a scale per pixel: not fused */
+  dd_model *m = fg_se_conv(0, 64, 1, 0);
+  cr_assert_eq(compare_forward(m, &x1), 0);
+  dd_model_free(m);
+  m = fg_se_conv(0, 5, 2, 0);
+  cr_assert_eq(compare_forward(m, &x1), 0);
+  dd_model_free(m);
+  m = fg_se_conv(0, 5, 1, 1);
+  cr_assert_eq(compare_forward(m, &x1), 0);
+  dd_model_free(m);
+}
+
 Test(fuse, not_when_a_constant_differs) {
   int64_t d[] = {2, 3, 8};
   dd_shape xs = dd_shape_make(3, d);
