@@ -176,10 +176,9 @@ Test(graph, reuse_matches_for_elementwise_chains) {
   both_plans_free(&run);
 }
 
-/* The same chain in plans without gradients, where every op of unary.c (and Silu, Sigmoid)
- * runs in place, those whose backward reads x included: values bit for bit those of the plan
- * that keeps every buffer apart, in less memory than the reusing plan with gradients keeps
- * for its forward values. */
+/* A chain in plans without gradients, where every op of unary.c (and Silu, Sigmoid) runs in
+ * place, those whose backward reads x included: values bit for bit those of the plan that
+ * keeps every buffer apart, in less than half its memory. */
 Test(graph, reuse_in_place_forward_only_chains) {
   th_model *b = x_to_y_and_w();
   th_model_node(b, "Gelu", NULL, "x", "a");

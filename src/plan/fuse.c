@@ -152,6 +152,23 @@ static void replace_chain(fuse_ctx *c, plan_fused *f, const int *nodes, int n,
   p->flops[f->last] = f->node.op->flops ? f->node.op->flops(&f->node, in, outs) : 0;
 }
 
+/* The two-node chain `first` -> `last` (first's output `mid` read by last alone) replaced by
+ * one node of `op` with the n_in inputs `ins` and last's output: 1 fused, 0 when op does not
+ * take it, -1 out of memory. */
+static int fuse_pair(fuse_ctx *c, const dd_op *op, int first, int last, int mid, const int *ins,
+                     int n_in, size_t *scratch) {
+  plan_fused *f = new_fused(c->p, op, last);
+  f->node.n_in = n_in;
+  f->node.n_out = 1;
+  for (int j = 0; j < n_in; j++) f->in[j] = ins[j];
+  f->out[0] = node(c, last)->out[0];
+  int rc = adopt(c, f, scratch);
+  if (rc <= 0) return rc;
+  int nodes[] = {first, last};
+  replace_chain(c, f, nodes, 2, &mid, 1);
+  return 1;
+}
+
 /* ---- LayerNorm ---- */
 
 /* The axis from which ReduceMean's output `m` (keepdims) reduces x: dims of x larger than 1
@@ -315,17 +332,7 @@ static int fuse_silu(fuse_ctx *c, int last, size_t *scratch) {
       continue;
     if (p->val[x].dtype != DD_F32 || !dd_shape_eq(&p->val[x].shape, &p->val[mul->out[0]].shape))
       continue;
-    plan_fused *f = new_fused(p, &dd_op_FusedSilu, last);
-    f->node.n_in = 1;
-    f->node.n_out = 1;
-    f->in[0] = x;
-    f->out[0] = mul->out[0];
-    int rc = adopt(c, f, scratch);
-    if (rc <= 0) return rc;
-    int nodes[] = {isig, last};
-    int vals[] = {sv};
-    replace_chain(c, f, nodes, 2, vals, 1);
-    return 1;
+    return fuse_pair(c, &dd_op_FusedSilu, isig, last, sv, &x, 1, scratch);
   }
   return 0;
 }
@@ -352,19 +359,8 @@ static int fuse_matmul_bias(fuse_ctx *c, int last, size_t *scratch) {
         dd_shape_numel(bs) != bs->d[bs->ndim - 1] ||
         !dd_shape_eq(ys, &p->val[add->out[0]].shape))
       continue;
-    plan_fused *f = new_fused(p, &dd_op_FusedMatMulBias, last);
-    f->node.n_in = 3;
-    f->node.n_out = 1;
-    f->in[0] = node(c, imm)->in[0];
-    f->in[1] = node(c, imm)->in[1];
-    f->in[2] = bias;
-    f->out[0] = add->out[0];
-    int rc = adopt(c, f, scratch);
-    if (rc <= 0) return rc;
-    int nodes[] = {imm, last};
-    int vals[] = {yv};
-    replace_chain(c, f, nodes, 2, vals, 1);
-    return 1;
+    int ins[] = {node(c, imm)->in[0], node(c, imm)->in[1], bias};
+    return fuse_pair(c, &dd_op_FusedMatMulBias, imm, last, yv, ins, 3, scratch);
   }
   return 0;
 }
@@ -420,20 +416,9 @@ static int fuse_conv_scaled(fuse_ctx *c, int last, size_t *scratch) {
      * there are fewer output channels than pixels (EfficientNet's 7x7 stages have 320
      * channels and 49 pixels) */
     if (ws->d[0] >= xs->d[2] * xs->d[3]) return 0;
-    plan_fused *f = new_fused(p, &dd_op_FusedConvScaled, last);
-    f->node.n_in = conv->n_in == 3 && conv->in[2] >= 0 ? 4 : 3;
-    f->node.n_out = 1;
-    f->in[0] = x;
-    f->in[1] = sv;
-    f->in[2] = conv->in[1];
-    f->in[3] = conv->n_in == 3 ? conv->in[2] : -1;
-    f->out[0] = conv->out[0];
-    int rc = adopt(c, f, scratch);
-    if (rc <= 0) return rc;
-    int nodes[] = {imul, last};
-    int vals[] = {tv};
-    replace_chain(c, f, nodes, 2, vals, 1);
-    return 1;
+    int ins[] = {x, sv, conv->in[1], conv->n_in == 3 ? conv->in[2] : -1};
+    return fuse_pair(c, &dd_op_FusedConvScaled, imul, last, tv, ins,
+                     conv->n_in == 3 && conv->in[2] >= 0 ? 4 : 3, scratch);
   }
   return 0;
 }
