@@ -3,6 +3,7 @@
 
 #include <string.h>
 
+#include "ops/common.h"
 #include "ops/cpu.h"
 
 #ifdef DD_AVX512_KERNELS
@@ -264,4 +265,229 @@ int dd_dw_prepare(const dd_dw_geom *g, dd_dw_plan *p) {
     for (int64_t b = 0; b < g->sw; b++)
       if (bw_plan(g, a, b, &p->phase[a * g->sw + b]) < 0) return 0;
   return 1;
+}
+
+/* ---- forward, 16 channels in the vector lanes (AVX-512) ---- */
+
+#ifdef DD_AVX512_KERNELS
+/* Staged pixels of 16 floats each, on the stack: the input band (128 KiB) and its outputs
+ * (64 KiB). */
+#define LANES_IN 2048
+#define LANES_OUT 1024
+/* Output pixels per register tile. */
+#define LANES_TILE 8
+
+/* r[j] (j < 16) becomes column j of the 16 x 16 matrix whose rows were r[0..16): unpacks of
+ * pairs, then of 64-bit pairs, then two rounds of 128-bit lane shuffles (64 shuffles). */
+static inline __attribute__((always_inline)) DD_TARGET_AVX512 void transpose16(__m512 r[16]) {
+  __m512 t[16], u[16];
+#pragma GCC unroll 8
+  for (int i = 0; i < 8; i++) {
+    t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+    t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+  }
+  /* u[4 g + c], lane L: rows 4g .. 4g+3 of column 4L + c */
+#pragma GCC unroll 4
+  for (int g = 0; g < 4; g++) {
+    __m512d a = _mm512_castps_pd(t[4 * g]), b = _mm512_castps_pd(t[4 * g + 1]);
+    __m512d c = _mm512_castps_pd(t[4 * g + 2]), d = _mm512_castps_pd(t[4 * g + 3]);
+    u[4 * g] = _mm512_castpd_ps(_mm512_unpacklo_pd(a, c));
+    u[4 * g + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a, c));
+    u[4 * g + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(b, d));
+    u[4 * g + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(b, d));
+  }
+#pragma GCC unroll 4
+  for (int c = 0; c < 4; c++) {
+    /* v: lanes 0 and 2 of row groups 0, 1 (2, 3 in v2); w: lanes 1 and 3 */
+    __m512 v = _mm512_shuffle_f32x4(u[c], u[4 + c], 0x88);
+    __m512 w = _mm512_shuffle_f32x4(u[c], u[4 + c], 0xdd);
+    __m512 v2 = _mm512_shuffle_f32x4(u[8 + c], u[12 + c], 0x88);
+    __m512 w2 = _mm512_shuffle_f32x4(u[8 + c], u[12 + c], 0xdd);
+    r[c] = _mm512_shuffle_f32x4(v, v2, 0x88);
+    r[4 + c] = _mm512_shuffle_f32x4(w, w2, 0x88);
+    r[8 + c] = _mm512_shuffle_f32x4(v, v2, 0xdd);
+    r[12 + c] = _mm512_shuffle_f32x4(w, w2, 0xdd);
+  }
+}
+
+/* The staged layout of lanes_forward: rows of wst pixels (input column iw at pixel pw + iw),
+ * hst rows for a band of `rows` output rows (input row ih at row ih - (oh0 sh - ph)). */
+typedef struct lanes_plan {
+  int64_t wst, rows;
+} lanes_plan;
+
+static int lanes_plan_of(const dd_dw_geom *g, lanes_plan *p) {
+  int64_t reach = (g->wo - 1) * g->sw + (g->kw - 1) * g->dw + 1, own = g->pw + round16(g->w);
+  p->wst = reach > own ? reach : own;
+  int64_t eh = (g->kh - 1) * g->dh;
+  int64_t a = LANES_OUT / g->wo, b = (LANES_IN / p->wst - eh - 1) / g->sh + 1;
+  if (LANES_IN / p->wst < eh + 1) b = 0;
+  p->rows = a < b ? a : b;
+  if (p->rows > g->ho) p->rows = g->ho;
+  return p->rows >= 1;
+}
+
+/* Input rows [ih0, ih0 + hst) of nc (<= 16) planes x (plane stride hw) into in, 16 channels
+ * per pixel, zeros in the padding and the missing channels. */
+DD_TARGET_AVX512 static void lanes_stage(const dd_dw_geom *g, int64_t wst, const float *x,
+                                         int64_t nc, int64_t ih0, int64_t hst, float *in) {
+  const __m512 zero = _mm512_setzero_ps();
+  int64_t hw = g->h * g->w, own = g->pw + round16(g->w);
+  for (int64_t q = 0; q < hst; q++) {
+    float *row = in + q * wst * 16;
+    int64_t ih = ih0 + q;
+    if (ih < 0 || ih >= g->h) {
+      for (int64_t j = 0; j < wst; j++) _mm512_store_ps(row + j * 16, zero);
+      continue;
+    }
+    for (int64_t j = 0; j < g->pw; j++) _mm512_store_ps(row + j * 16, zero);
+    for (int64_t j = own; j < wst; j++) _mm512_store_ps(row + j * 16, zero);
+    const float *src = x + ih * g->w;
+    for (int64_t iw0 = 0; iw0 < g->w; iw0 += 16) {
+      __mmask16 m = (__mmask16)(g->w - iw0 >= 16 ? 0xffff : (1u << (g->w - iw0)) - 1);
+      __m512 r[16];
+#pragma GCC unroll 16
+      for (int c = 0; c < 16; c++)
+        r[c] = c < nc ? _mm512_maskz_loadu_ps(m, src + c * hw + iw0) : zero;
+      transpose16(r);
+      float *dst = row + (g->pw + iw0) * 16;
+#pragma GCC unroll 16
+      for (int j = 0; j < 16; j++) _mm512_store_ps(dst + j * 16, r[j]);
+    }
+  }
+}
+
+/* LANES_TILE output pixels whose tap-origin pixels are src[o]: out[o] = bias + sum over the
+ * taps, in k's order, of kt[t] * the staged pixel src[o] + toff[t]; then max(0, .) when
+ * relu. */
+static inline __attribute__((always_inline)) DD_TARGET_AVX512 void lanes_tile(
+    int ntaps, const float *kt, const int64_t *toff, const float *const *src, __m512 bias,
+    int relu, float *out) {
+  __m512 acc[LANES_TILE];
+  const float *s[LANES_TILE];
+#pragma GCC unroll 8
+  for (int o = 0; o < LANES_TILE; o++) acc[o] = bias, s[o] = src[o];
+  for (int t = 0; t < ntaps; t++) {
+    __m512 kv = _mm512_load_ps(kt + t * 16);
+    int64_t d = toff[t];
+#pragma GCC unroll 8
+    for (int o = 0; o < LANES_TILE; o++)
+      acc[o] = _mm512_fmadd_ps(kv, _mm512_load_ps(s[o] + d), acc[o]);
+  }
+  const __m512 zero = _mm512_setzero_ps(); /* max_ps returns this operand for NaN and -0 */
+#pragma GCC unroll 8
+  for (int o = 0; o < LANES_TILE; o++)
+    _mm512_store_ps(out + o * 16, relu ? _mm512_max_ps(acc[o], zero) : acc[o]);
+}
+
+/* LANES_TILE output pixels of one row, stride sw (a constant: 1 or 2) apart, the first's tap
+ * origin s0: as lanes_tile, with one pointer and constant offsets. */
+static inline __attribute__((always_inline)) DD_TARGET_AVX512 void lanes_row_tile(
+    const int sw, int ntaps, const float *kt, const int64_t *toff, const float *s0,
+    __m512 bias, int relu, float *out) {
+  __m512 acc[LANES_TILE];
+#pragma GCC unroll 8
+  for (int o = 0; o < LANES_TILE; o++) acc[o] = bias;
+  for (int t = 0; t < ntaps; t++) {
+    __m512 kv = _mm512_load_ps(kt + t * 16);
+    const float *s = s0 + toff[t];
+#pragma GCC unroll 8
+    for (int o = 0; o < LANES_TILE; o++)
+      acc[o] = _mm512_fmadd_ps(kv, _mm512_load_ps(s + o * sw * 16), acc[o]);
+  }
+  const __m512 zero = _mm512_setzero_ps();
+#pragma GCC unroll 8
+  for (int o = 0; o < LANES_TILE; o++)
+    _mm512_store_ps(out + o * 16, relu ? _mm512_max_ps(acc[o], zero) : acc[o]);
+}
+
+/* One band of one block of 16 channels: output rows [oh0, oh0 + rows) of the nc planes y
+ * from the nc planes x, weights k (nc x kh kw), bias (nc or NULL). */
+DD_TARGET_AVX512 static void lanes_band(const dd_dw_geom *g, const lanes_plan *lp,
+                                        const float *x, const float *k, const float *bias,
+                                        int64_t nc, int64_t oh0, int64_t rows, int relu,
+                                        float *y) {
+  float in[LANES_IN * 16] __attribute__((aligned(64)));
+  float out[(LANES_OUT + LANES_TILE) * 16] __attribute__((aligned(64)));
+  float kt[DD_DW_TAPS * 16] __attribute__((aligned(64)));
+  int64_t toff[DD_DW_TAPS];
+  int ntaps = (int)(g->kh * g->kw);
+  __mmask16 cm = (__mmask16)(nc >= 16 ? 0xffff : (1u << nc) - 1);
+  /* kt[t][c] = k[c][t]: the nc x ntaps weights transposed, 16 taps at a time */
+  for (int t0 = 0; t0 < ntaps; t0 += 16) {
+    __mmask16 m = (__mmask16)(ntaps - t0 >= 16 ? 0xffff : (1u << (ntaps - t0)) - 1);
+    __m512 r[16];
+#pragma GCC unroll 16
+    for (int c = 0; c < 16; c++)
+      r[c] = c < nc ? _mm512_maskz_loadu_ps(m, k + c * ntaps + t0) : _mm512_setzero_ps();
+    transpose16(r);
+#pragma GCC unroll 16
+    for (int j = 0; j < 16; j++)
+      if (t0 + j < ntaps) _mm512_store_ps(kt + (t0 + j) * 16, r[j]);
+  }
+  for (int t = 0; t < ntaps; t++)
+    toff[t] = ((t / g->kw) * g->dh * lp->wst + (t % g->kw) * g->dw) * 16;
+  __m512 bv = bias ? _mm512_maskz_loadu_ps(cm, bias) : _mm512_setzero_ps();
+  int64_t hst = (rows - 1) * g->sh + (g->kh - 1) * g->dh + 1;
+  lanes_stage(g, lp->wst, x, nc, oh0 * g->sh - g->ph, hst, in);
+  /* the band's outputs in row-major order, LANES_TILE at a time across row ends; the last
+   * tile repeats its last pixel (computed, not stored past the band) */
+  int64_t np = rows * g->wo, r = 0, ow = 0, p0 = 0;
+  while (p0 < np) {
+    const float *s0 = in + (r * g->sh * lp->wst + ow * g->sw) * 16;
+    if (ow + LANES_TILE <= g->wo && g->sw <= 2) { /* within the row */
+      if (g->sw == 1)
+        lanes_row_tile(1, ntaps, kt, toff, s0, bv, relu, out + p0 * 16);
+      else
+        lanes_row_tile(2, ntaps, kt, toff, s0, bv, relu, out + p0 * 16);
+      p0 += LANES_TILE, ow += LANES_TILE;
+      if (ow == g->wo) ow = 0, r++;
+      continue;
+    }
+    const float *src[LANES_TILE];
+    for (int o = 0; o < LANES_TILE; o++) {
+      src[o] = in + (r * g->sh * lp->wst + ow * g->sw) * 16;
+      if (p0 + o + 1 < np && ++ow == g->wo) ow = 0, r++; /* (r, ow): pixel p0 + o + 1 */
+    }
+    lanes_tile(ntaps, kt, toff, src, bv, relu, out + p0 * 16);
+    p0 += LANES_TILE;
+  }
+  /* back to planes, 16 pixels at a time */
+  int64_t plane = g->ho * g->wo;
+  float *yb = y + oh0 * g->wo;
+  for (int64_t p0 = 0; p0 < np; p0 += 16) {
+    int64_t n = np - p0 < 16 ? np - p0 : 16;
+    __m512 r[16];
+#pragma GCC unroll 16
+    for (int i = 0; i < 16; i++) r[i] = _mm512_load_ps(out + (p0 + (i < n ? i : 0)) * 16);
+    transpose16(r);
+    __mmask16 m = (__mmask16)(n >= 16 ? 0xffff : (1u << n) - 1);
+#pragma GCC unroll 16
+    for (int c = 0; c < 16; c++)
+      if (c < nc) _mm512_mask_storeu_ps(yb + c * plane + p0, m, r[c]);
+  }
+}
+#endif
+
+int dd_dw_forward_lanes(const dd_dw_geom *g, int64_t n, int64_t c, const float *x,
+                        const float *k, const float *bias, float *y, int relu, int parallel) {
+#ifdef DD_AVX512_KERNELS
+  lanes_plan lp;
+  if (!dd_kernels_avx512() || g->kh * g->kw > DD_DW_TAPS || !lanes_plan_of(g, &lp)) return 0;
+  int64_t blocks = (c + 15) / 16, bands = (g->ho + lp.rows - 1) / lp.rows;
+  int64_t tasks = n * blocks * bands, hw = g->h * g->w, plane = g->ho * g->wo;
+  int64_t taps = g->kh * g->kw;
+#pragma omp parallel for if (parallel && n * c * plane * taps > DD_PAR_MIN) schedule(static)
+  for (int64_t t = 0; t < tasks; t++) {
+    int64_t i = t / (blocks * bands), b = t / bands % blocks, band = t % bands;
+    int64_t c0 = b * 16, nc = c - c0 < 16 ? c - c0 : 16, oh0 = band * lp.rows;
+    int64_t rows = g->ho - oh0 < lp.rows ? g->ho - oh0 : lp.rows;
+    lanes_band(g, &lp, x + (i * c + c0) * hw, k + c0 * taps, bias ? bias + c0 : NULL, nc, oh0,
+               rows, relu, y + (i * c + c0) * plane);
+  }
+  return 1;
+#else
+  (void)g, (void)n, (void)c, (void)x, (void)k, (void)bias, (void)y, (void)relu, (void)parallel;
+  return 0;
+#endif
 }

@@ -190,3 +190,55 @@ static void depthwise_outputs_do_not_depend_on_their_place_on(void) {
                 (long long)ih, (long long)iw, dx[ih * g.w + iw], ref);
   free(p), free(x), free(y), free(dx), free(dy);
 }
+
+/* dd_dw_forward_lanes (16 channels in the vector lanes, AVX-512 only) against dd_dw_forward
+ * plane by plane, bit for bit: the same operations per output, so the same floats, for every
+ * geometry above and channel counts around the 16-channel blocks (1, 15, 17, 40: the masked
+ * last block), two images, with and without bias and relu.  On the generic path it must
+ * decline (return 0) and leave y alone. */
+static void depthwise_lanes_match_the_planes_bit_for_bit_on(void);
+Test(depthwise, lanes_match_the_planes_bit_for_bit) {
+  th_each_kernels(depthwise_lanes_match_the_planes_bit_for_bit_on);
+}
+static void depthwise_lanes_match_the_planes_bit_for_bit_on(void) {
+  static const int64_t chans[] = {1, 15, 17, 40};
+  dd_dw_plan *p = malloc(sizeof *p);
+  int ran = 0;
+  for (size_t ci = 0; ci < sizeof dcases / sizeof dcases[0]; ci++) {
+    dd_dw_geom g = geom_of(&dcases[ci]);
+    cr_assert(dd_dw_prepare(&g, p));
+    int64_t nx = g.h * g.w, ny = g.ho * g.wo, nk = g.kh * g.kw, n = 2;
+    for (size_t cc = 0; cc < sizeof chans / sizeof chans[0]; cc++) {
+      int64_t c = chans[cc];
+      float *x = randoms(n * c * nx), *k = randoms(c * nk), *b = randoms(c);
+      float *want = malloc((size_t)(n * c * ny) * sizeof *want);
+      float *y = malloc((size_t)(n * c * ny) * sizeof *y);
+      for (int mode = 0; mode < 4; mode++) {
+        int relu = mode & 1;
+        const float *bias = mode & 2 ? b : NULL;
+        for (int64_t i = 0; i < n * c; i++)
+          dd_dw_forward(p, x + i * nx, k + i % c * nk, bias ? bias[i % c] : 0.f, want + i * ny,
+                        relu);
+        for (int64_t i = 0; i < n * c * ny; i++) y[i] = NAN;
+        int done = dd_dw_forward_lanes(&g, n, c, x, k, bias, y, relu, 1);
+        if (th_kernels_now != DD_KERNELS_AVX512) {
+          cr_assert_not(done, "case %zu: the lanes ran on the generic path", ci);
+          for (int64_t i = 0; i < n * c * ny; i++) cr_assert(isnan(y[i]), "y written");
+          continue;
+        }
+        /* only the 600-wide case's band row is too wide for the stage */
+        cr_assert_eq(done, g.w < 600, "case %zu (%lld x %lld): lanes %s", ci, (long long)g.h,
+                     (long long)g.w, done ? "ran" : "declined");
+        if (!done) continue;
+        ran++;
+        for (int64_t i = 0; i < n * c * ny; i++)
+          cr_assert(!memcmp(&y[i], &want[i], sizeof y[i]),
+                    "case %zu, %lld channels, mode %d: y[%lld] = %.9g, planes %.9g", ci,
+                    (long long)c, mode, (long long)i, y[i], want[i]);
+      }
+      free(x), free(k), free(b), free(want), free(y);
+    }
+  }
+  if (th_kernels_now == DD_KERNELS_AVX512) cr_assert_gt(ran, 0);
+  free(p);
+}
