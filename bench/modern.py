@@ -4,7 +4,7 @@ alternating (A B A B ...) so that a change of machine load hits both:
 
   forward  the forward pass to the output of the last block: bench_engine forward against
            ONNX Runtime in-process (bench/ort_forward.js: session created once, then timed
-           runs; a copy of the model with that value as a graph output, bench/add_output.py);
+           runs; a copy of the model cut at that value, bench/add_output.py);
   grad     one dream iteration, the gradient of 1/2 sum(a^2) at the dream layer (the zoo
            tests' tap, about two thirds deep) with respect to the input pixels: bench_engine
            grad (dd_dreamer_gradient) against PyTorch running the very torchvision module the

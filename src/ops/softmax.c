@@ -69,16 +69,84 @@ static int softmax_infer(const dd_node *node, const dd_tensor *const *in, dd_ten
   return DD_OK;
 }
 
-/* max and sum(exp(x - max)) of one row (dd_exp_neg: no libm call, see ops/fastexp.h). */
-static inline void row_stats(const float *x, int64_t n, int64_t stride, float *mx, double *sum) {
+/* The largest of n >= 1 floats `stride` apart, as the loop m = x[j] > m ? x[j] : m from m =
+ * x[0] finds it (NaNs after the first are passed over); 16 lanes for a contiguous row. */
+static inline __attribute__((always_inline)) float row_max(const float *x, int64_t n,
+                                                           int64_t stride) {
   float m = x[0];
-  for (int64_t j = 1; j < n; j++) m = x[j * stride] > m ? x[j * stride] : m;
+  int64_t j = 1;
+  if (stride == 1 && n >= 16) {
+    float lane[16];
+    for (int l = 0; l < 16; l++) lane[l] = x[0];
+    for (j = 0; j + 16 <= n; j += 16)
+#pragma omp simd
+      for (int l = 0; l < 16; l++) lane[l] = x[j + l] > lane[l] ? x[j + l] : lane[l];
+    for (int l = 0; l < 16; l++) m = lane[l] > m ? lane[l] : m;
+  }
+  for (; j < n; j++) m = x[j * stride] > m ? x[j * stride] : m;
+  return m;
+}
+
+/* max and sum(exp(x - max)) of one row (dd_exp_neg: no libm call, see ops/fastexp.h); e,
+ * when not NULL, gets each exp(x - max) (`stride` apart too). */
+static inline __attribute__((always_inline)) void row_stats(const float *x, int64_t n,
+                                                            int64_t stride, float *mx,
+                                                            double *sum, float *e) {
+  float m = row_max(x, n, stride);
   double s = 0;
-  /* in vector lanes: the exps vectorize only with the sum split (Swin's 49-wide rows) */
+  if (stride == 1) {
+    /* 16 double partial sums, added in lane order, then the tail: written out rather than
+     * left to an omp simd reduction, which GCC 12 leaves scalar when it does not know the
+     * CPU (Zen 4: 12 cycles an element in Swin-T's 49-wide rows) */
+    double lane[16] = {0};
+    int64_t j = 0;
+    for (; j + 16 <= n; j += 16) {
+      float v[16];
+#pragma omp simd
+      for (int l = 0; l < 16; l++) v[l] = dd_exp_neg(m - x[j + l]);
+      if (e)
+        for (int l = 0; l < 16; l++) e[j + l] = v[l];
+#pragma omp simd
+      for (int l = 0; l < 16; l++) lane[l] += v[l];
+    }
+    for (int l = 0; l < 16; l++) s += lane[l];
+    for (; j < n; j++) {
+      float v = dd_exp_neg(m - x[j]);
+      if (e) e[j] = v;
+      s += v;
+    }
+  } else if (e) {
 #pragma omp simd reduction(+ : s)
-  for (int64_t j = 0; j < n; j++) s += dd_exp_neg(m - x[j * stride]);
+    for (int64_t j = 0; j < n; j++) {
+      float v = dd_exp_neg(m - x[j * stride]);
+      e[j * stride] = v;
+      s += v;
+    }
+  } else {
+#pragma omp simd reduction(+ : s)
+    for (int64_t j = 0; j < n; j++) s += dd_exp_neg(m - x[j * stride]);
+  }
   *mx = m;
   *sum = s;
+}
+
+/* One row of Softmax, y = exp(x - max) / sum (each exp computed once, kept in y while the
+ * sum runs), or of LogSoftmax, y = (x - max) - log(sum).  Inlined twice: with stride 1 (the
+ * last axis, where every loop runs in vector lanes) and with the row's stride. */
+static inline __attribute__((always_inline)) void forward_row(const float *x, float *y,
+                                                              int64_t n, int64_t stride,
+                                                              int is_log) {
+  float m;
+  double sum;
+  row_stats(x, n, stride, &m, &sum, is_log ? NULL : y);
+  if (is_log) {
+    float ls = (float)log(sum);
+    for (int64_t j = 0; j < n; j++) y[j * stride] = (x[j * stride] - m) - ls;
+  } else {
+    float inv = (float)(1.0 / sum);
+#pragma omp simd
+    for (int64_t j = 0; j < n; j++) y[j * stride] *= inv;
+  }
 }
 
 /* Softmax: y = exp(x - max) / sum.  LogSoftmax: y = (x - max) - log(sum). */
@@ -95,22 +163,37 @@ static void softmax_forward(const dd_node *node, const dd_tensor *const *in,
 #pragma omp parallel for if (outer * n * inner > DD_PAR_MIN) schedule(static)
   for (int64_t r = 0; r < outer * inner; r++) {
     int64_t base = r / inner * n * inner + r % inner;
-    float m;
-    double sum;
-    row_stats(x + base, n, inner, &m, &sum);
-    if (is_log) {
-      float ls = (float)log(sum);
-      for (int64_t j = 0; j < n; j++) y[base + j * inner] = (x[base + j * inner] - m) - ls;
-    } else {
-      float inv = (float)(1.0 / sum);
-      for (int64_t j = 0; j < n; j++) y[base + j * inner] = dd_exp_neg(m - x[base + j * inner]) * inv;
-    }
+    if (inner == 1)
+      forward_row(x + base, y + base, n, 1, is_log);
+    else
+      forward_row(x + base, y + base, n, inner, is_log);
   }
 }
 
 /* With s = softmax(x), recomputed from x, along each row:
  *   Softmax:    dx = s * (dy - sum(dy * s))
  *   LogSoftmax: dx = dy - s * sum(dy) */
+/* One row of the backward below, inlined with stride 1 and with the row's stride as
+ * forward_row is. */
+static inline __attribute__((always_inline)) void backward_row(const float *x, const float *dy,
+                                                               float *dx, int64_t n,
+                                                               int64_t stride, int is_log) {
+  float m;
+  double sum;
+  row_stats(x, n, stride, &m, &sum, NULL);
+  float inv = (float)(1.0 / sum);
+  double dot = 0;
+  for (int64_t j = 0; j < n; j++) {
+    int64_t i = j * stride;
+    dot += is_log ? (double)dy[i] : (double)dy[i] * (dd_exp_neg(m - x[i]) * inv);
+  }
+  for (int64_t j = 0; j < n; j++) {
+    int64_t i = j * stride;
+    float s = dd_exp_neg(m - x[i]) * inv;
+    dx[i] += is_log ? dy[i] - s * (float)dot : s * (dy[i] - (float)dot);
+  }
+}
+
 static void softmax_backward(const dd_node *node, const dd_tensor *const *in,
                              const dd_tensor *const *out, const dd_tensor *const *dout,
                              dd_tensor *const *din, void *scratch) {
@@ -125,20 +208,10 @@ static void softmax_backward(const dd_node *node, const dd_tensor *const *in,
 #pragma omp parallel for if (outer * n * inner > DD_PAR_MIN) schedule(static)
   for (int64_t r = 0; r < outer * inner; r++) {
     int64_t base = r / inner * n * inner + r % inner;
-    float m;
-    double sum;
-    row_stats(x + base, n, inner, &m, &sum);
-    float inv = (float)(1.0 / sum);
-    double dot = 0;
-    for (int64_t j = 0; j < n; j++) {
-      int64_t i = base + j * inner;
-      dot += is_log ? (double)dy[i] : (double)dy[i] * (dd_exp_neg(m - x[i]) * inv);
-    }
-    for (int64_t j = 0; j < n; j++) {
-      int64_t i = base + j * inner;
-      float s = dd_exp_neg(m - x[i]) * inv;
-      dx[i] += is_log ? dy[i] - s * (float)dot : s * (dy[i] - (float)dot);
-    }
+    if (inner == 1)
+      backward_row(x + base, dy + base, dx + base, n, 1, is_log);
+    else
+      backward_row(x + base, dy + base, dx + base, n, inner, is_log);
   }
 }
 
