@@ -34,6 +34,9 @@ static void relu_rows(int64_t m, int64_t n, float *c, int64_t ldc) {
 #ifndef PANEL
 #define PANEL 4
 #endif
+#ifndef PREFETCH_ROWS
+#define PREFETCH_ROWS 8
+#endif
 
 /* INIT_CBIAS: bias per column, bias[0..NR) the block's own */
 enum { INIT_ZERO, INIT_BIAS, INIT_LOAD, INIT_CBIAS, INIT_RELU = 4 /* or'ed: max(0, C) at the store */ };
@@ -137,6 +140,12 @@ DD_TARGET_AVX512 static void column_panel(int64_t m, int64_t w, int64_t k, const
     } else {
       for (int64_t kk = 0; kk < kc; kk++) {
         const float *src = b + (k0 + kk) * ldb;
+        /* the row PREFETCH_ROWS ahead (this panel's columns of it, one line in 16 floats): the
+         * rows are ldb apart, a stride the hardware follows late, and a product with few
+         * rows (a transformer's last stage: 16 tokens, 9 MB of weights) waits on them */
+        if (kk + PREFETCH_ROWS < k - k0)
+          for (int64_t j = 0; j < w; j += 16)
+            _mm_prefetch((const char *)(src + PREFETCH_ROWS * ldb + j), _MM_HINT_T0);
         for (int64_t jb = 0; jb < nb; jb++) {
           __mmask16 m0, m1;
           block_masks(w - jb * NR, &m0, &m1);
