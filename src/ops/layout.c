@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "ops/common.h"
+#include "ops/rows.h"
 
 /* ---- shared helpers ---- */
 
@@ -380,7 +381,7 @@ const dd_op dd_op_Unsqueeze = {"Unsqueeze", axes_init, unsqueeze_infer, copy_for
 
 /* ---- Transpose ----
  * The output is walked in rows of its innermost dim after dropping size-1 dims and merging
- * output dims that are also neighbours, in order, in the input. */
+ * output dims that are also neighbours, in order, in the input (ops/rows.h). */
 
 typedef struct transpose_params {
   int n_perm; /* -1: reverse the dims */
@@ -429,93 +430,39 @@ static int transpose_infer(const dd_node *node, const dd_tensor *const *in,
   return set_out(out, in[0]->dtype, &o, scratch);
 }
 
-/* Merged output dims with the input stride of each. */
-typedef struct moves {
-  int nd;
-  int64_t d[DD_MAX_DIMS], xs[DD_MAX_DIMS];
-  int64_t rows, inner, ixs; /* rows of `inner` elements, input stride along a row */
-} moves;
-
-static void transpose_moves(const dd_node *node, const dd_shape *s, moves *m) {
+/* The output walked in rows (ops/rows.h): output dim i is input dim perm[i]. */
+static void transpose_rows(const dd_node *node, const dd_shape *s, dd_rows *w) {
   int perm[DD_MAX_DIMS];
   node_perm(node, s->ndim, perm);
-  int64_t st[DD_MAX_DIMS], acc = 1;
+  int64_t st[DD_MAX_DIMS], len[DD_MAX_DIMS], xs[DD_MAX_DIMS], acc = 1;
   for (int i = s->ndim - 1; i >= 0; i--) {
     st[i] = acc;
     acc *= s->d[i];
   }
-  m->nd = 0;
-  int prev = -2;
   for (int i = 0; i < s->ndim; i++) {
-    int a = perm[i];
-    if (s->d[a] == 1) continue;
-    if (m->nd && a == prev + 1) {
-      m->d[m->nd - 1] *= s->d[a];
-      m->xs[m->nd - 1] = st[a];
-    } else {
-      m->d[m->nd] = s->d[a];
-      m->xs[m->nd++] = st[a];
-    }
-    prev = a;
+    len[i] = s->d[perm[i]];
+    xs[i] = st[perm[i]];
   }
-  if (m->nd == 0) {
-    m->nd = 1;
-    m->d[0] = 1;
-    m->xs[0] = 1;
-  }
-  m->inner = m->d[m->nd - 1];
-  m->ixs = m->xs[m->nd - 1];
-  m->rows = m->inner ? dd_shape_numel(s) / m->inner : 0;
+  dd_rows_make(w, s->ndim, len, xs, 0);
 }
-
-static inline int64_t row_offset(const moves *m, int64_t row) {
-  int64_t off = 0;
-  for (int i = m->nd - 2; i >= 0; i--) {
-    off += (row % m->d[i]) * m->xs[i];
-    row /= m->d[i];
-  }
-  return off;
-}
-
-#define TRANSPOSE_ROWS(T)                                                        \
-  do {                                                                           \
-    const T *x = (const T *)in[0]->data;                                         \
-    T *y = (T *)out[0]->data;                                                    \
-    _Pragma("omp parallel for if (total > DD_PAR_MIN) schedule(static)")         \
-    for (int64_t r = 0; r < m.rows; r++) {                                       \
-      const T *xr = x + row_offset(&m, r);                                       \
-      T *yr = y + r * m.inner;                                                   \
-      for (int64_t j = 0; j < m.inner; j++) yr[j] = xr[j * m.ixs];               \
-    }                                                                            \
-  } while (0)
 
 static void transpose_forward(const dd_node *node, const dd_tensor *const *in,
                               dd_tensor *const *out, void *scratch) {
   if (!out[0]) return;
-  moves m;
-  transpose_moves(node, &in[0]->shape, &m);
-  int64_t total = dd_tensor_numel(in[0]);
-  if (in[0]->dtype == DD_F32) TRANSPOSE_ROWS(float);
-  else if (in[0]->dtype == DD_I64) TRANSPOSE_ROWS(int64_t);
-  else TRANSPOSE_ROWS(uint8_t);
+  dd_rows w;
+  transpose_rows(node, &in[0]->shape, &w);
+  size_t esize = in[0]->dtype == DD_F32 ? 4 : in[0]->dtype == DD_I64 ? 8 : 1;
+  dd_rows_gather(&w, in[0]->data, out[0]->data, esize, 1);
 }
 
+/* Each output element comes from one input element: the rows write disjoint places. */
 static void transpose_backward(const dd_node *node, const dd_tensor *const *in,
                                const dd_tensor *const *out, const dd_tensor *const *dout,
                                dd_tensor *const *din, void *scratch) {
   if (!din[0] || !dout[0] || in[0]->dtype != DD_F32) return;
-  moves m;
-  transpose_moves(node, &in[0]->shape, &m);
-  int64_t total = dd_tensor_numel(in[0]);
-  const float *dy = dd_f32(dout[0]);
-  float *dx = dd_f32(din[0]);
-  /* Each output element comes from one input element: the rows write disjoint places. */
-#pragma omp parallel for if (total > DD_PAR_MIN) schedule(static)
-  for (int64_t r = 0; r < m.rows; r++) {
-    float *xr = dx + row_offset(&m, r);
-    const float *yr = dy + r * m.inner;
-    for (int64_t j = 0; j < m.inner; j++) xr[j * m.ixs] += yr[j];
-  }
+  dd_rows w;
+  transpose_rows(node, &in[0]->shape, &w);
+  dd_rows_scatter_add(&w, dd_f32(dout[0]), dd_f32(din[0]), 1);
 }
 
 const dd_op dd_op_Transpose = {"Transpose", transpose_init, transpose_infer, transpose_forward,

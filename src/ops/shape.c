@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "ops/common.h"
+#include "ops/rows.h"
 
 static int normalize_axis(int64_t axis, int rank, int *out, dd_err *err) {
   if (axis < -(int64_t)rank || axis >= rank)
@@ -417,63 +418,27 @@ static int slice_infer(const dd_node *node, const dd_tensor *const *in, dd_tenso
   return DD_OK;
 }
 
-/* Output rows (innermost dim) and the input offset of each. */
-typedef struct slice_geom {
-  int rank;
-  int64_t len[DD_MAX_DIMS], base, xs[DD_MAX_DIMS]; /* xs: input stride * step per dim */
-  int64_t rows, inner, ixs;
-} slice_geom;
-
-static void slice_geometry(const dd_node *node, const dd_tensor *const *in, slice_geom *g) {
+/* The output walked in rows (ops/rows.h): dim i from start[i], step[i] apart. */
+static void slice_rows(const dd_node *node, const dd_tensor *const *in, dd_rows *w) {
   slice_box b;
   slice_resolve(node, in, &b, NULL);
   const dd_shape *s = &in[0]->shape;
-  g->rank = s->ndim;
-  g->base = 0;
-  int64_t acc = 1;
+  int64_t xs[DD_MAX_DIMS], base = 0, acc = 1;
   for (int i = s->ndim - 1; i >= 0; i--) {
-    g->len[i] = b.len[i];
-    g->base += b.start[i] * acc;
-    g->xs[i] = b.step[i] * acc;
+    base += b.start[i] * acc;
+    xs[i] = b.step[i] * acc;
     acc *= s->d[i];
   }
-  g->inner = s->ndim ? g->len[s->ndim - 1] : 1;
-  g->ixs = s->ndim ? g->xs[s->ndim - 1] : 0;
-  int64_t total = 1;
-  for (int i = 0; i < s->ndim; i++) total *= g->len[i];
-  g->rows = g->inner ? total / g->inner : 0;
+  dd_rows_make(w, s->ndim, b.len, xs, base);
 }
-
-static inline int64_t slice_row(const slice_geom *g, int64_t row) {
-  int64_t off = g->base;
-  for (int i = g->rank - 2; i >= 0; i--) {
-    off += (row % g->len[i]) * g->xs[i];
-    row /= g->len[i];
-  }
-  return off;
-}
-
-#define SLICE_ROWS(T)                                                            \
-  do {                                                                           \
-    const T *x = (const T *)in[0]->data;                                         \
-    T *y = (T *)out[0]->data;                                                    \
-    _Pragma("omp parallel for if (total > DD_PAR_MIN) schedule(static)")         \
-    for (int64_t r = 0; r < g.rows; r++) {                                       \
-      const T *xr = x + slice_row(&g, r);                                        \
-      T *yr = y + r * g.inner;                                                   \
-      for (int64_t j = 0; j < g.inner; j++) yr[j] = xr[j * g.ixs];               \
-    }                                                                            \
-  } while (0)
 
 static void slice_forward(const dd_node *node, const dd_tensor *const *in, dd_tensor *const *out,
                           void *scratch) {
   if (!out[0]) return;
-  slice_geom g;
-  slice_geometry(node, in, &g);
-  int64_t total = dd_tensor_numel(out[0]);
-  if (in[0]->dtype == DD_F32) SLICE_ROWS(float);
-  else if (in[0]->dtype == DD_I64) SLICE_ROWS(int64_t);
-  else SLICE_ROWS(uint8_t);
+  dd_rows w;
+  slice_rows(node, in, &w);
+  size_t esize = in[0]->dtype == DD_F32 ? 4 : in[0]->dtype == DD_I64 ? 8 : 1;
+  dd_rows_gather(&w, in[0]->data, out[0]->data, esize, 1);
 }
 
 /* Distinct output elements come from distinct input elements: rows write disjoint places. */
@@ -481,17 +446,9 @@ static void slice_backward(const dd_node *node, const dd_tensor *const *in,
                            const dd_tensor *const *out, const dd_tensor *const *dout,
                            dd_tensor *const *din, void *scratch) {
   if (!din[0] || !dout[0] || in[0]->dtype != DD_F32) return;
-  slice_geom g;
-  slice_geometry(node, in, &g);
-  int64_t total = dd_tensor_numel(dout[0]);
-  const float *dy = dd_f32(dout[0]);
-  float *dx = dd_f32(din[0]);
-#pragma omp parallel for if (total > DD_PAR_MIN) schedule(static)
-  for (int64_t r = 0; r < g.rows; r++) {
-    float *xr = dx + slice_row(&g, r);
-    const float *yr = dy + r * g.inner;
-    for (int64_t j = 0; j < g.inner; j++) xr[j * g.ixs] += yr[j];
-  }
+  dd_rows w;
+  slice_rows(node, in, &w);
+  dd_rows_scatter_add(&w, dd_f32(dout[0]), dd_f32(din[0]), 1);
 }
 
 const dd_op dd_op_Slice = {"Slice", slice_init, slice_infer, slice_forward, slice_backward, NULL,
