@@ -186,6 +186,40 @@ DD_TARGET_AVX512 static void column_run(int64_t m, int64_t n, int64_t k, const f
   _mm_setcsr(csr);
 }
 
+/* C's one column (n == 1) with A's rows and B's column contiguous (acs == 1, ldb == 1): each
+ * C[i] a dot product of A's row i with B in 16 lanes (four rows at a time sharing B's loads),
+ * the lanes added by _mm512_reduce_add_ps, then the start value (C, the bias or 0) added.
+ * The tiles would spend a 32-column block on the one column: a squeeze-excitation's 1x1
+ * convolutions on a 1x1 plane (1152 x 48 in EfficientNet-B0) took 60-70 us that way, 2 us
+ * this way.  Denormals are flushed as in column_run. */
+DD_TARGET_AVX512 static void one_column(int64_t m, int64_t k, const float *a, int64_t ars,
+                                        const float *b, float *c, int64_t ldc, int accumulate,
+                                        const float *bias) {
+  unsigned csr = _mm_getcsr();
+  _mm_setcsr(csr | 0x8040u);
+  for (int64_t i = 0; i < m; i += 4) {
+    int rows = m - i < 4 ? (int)(m - i) : 4;
+    __m512 acc[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(),
+                     _mm512_setzero_ps()};
+    for (int64_t q = 0; q < k; q += 16) {
+      __mmask16 mk = (__mmask16)(k - q >= 16 ? 0xffff : (1u << (k - q)) - 1);
+      __m512 bv = _mm512_maskz_loadu_ps(mk, b + q);
+      for (int r = 0; r < rows; r++)
+        acc[r] = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(mk, a + (i + r) * ars + q), bv, acc[r]);
+    }
+    for (int r = 0; r < rows; r++) {
+      float *e = c + (i + r) * ldc;
+      float init = accumulate & DD_SGEMM_ACCUMULATE ? *e
+                   : !bias                          ? 0.f
+                   : accumulate & DD_SGEMM_COL_BIAS ? bias[0]
+                                                    : bias[i + r];
+      float v = init + _mm512_reduce_add_ps(acc[r]);
+      *e = accumulate & DD_SGEMM_RELU ? (v > 0.f ? v : 0.f) : v;
+    }
+  }
+  _mm_setcsr(csr);
+}
+
 DD_TARGET_AVX512 static void sgemm_avx512(int64_t m, int64_t n, int64_t k, const float *a,
                                           int64_t ars, int64_t acs, const float *b, int64_t ldb,
                                           float *c, int64_t ldc, int accumulate, const float *bias,
@@ -196,6 +230,10 @@ DD_TARGET_AVX512 static void sgemm_avx512(int64_t m, int64_t n, int64_t k, const
       for (int64_t j = 0; j < n; j++)
         c[i * ldc + j] = !bias ? 0.f : accumulate & DD_SGEMM_COL_BIAS ? bias[j] : bias[i];
     if (accumulate & DD_SGEMM_RELU) relu_rows(m, n, c, ldc);
+    return;
+  }
+  if (n == 1 && acs == 1 && ldb == 1 && !(accumulate & DD_SGEMM_EXACT)) {
+    one_column(m, k, a, ars, b, c, ldc, accumulate, bias);
     return;
   }
   int64_t blocks = (n + NR - 1) / NR, tiles = (m + MR - 1) / MR;

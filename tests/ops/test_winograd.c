@@ -150,14 +150,22 @@ static void sgemm_matches_naive_product_on(void) {
                                       {9, 300, 40}, {5, 1000, 260}, {12, 161, 7},
                                       /* on 2 threads split by rows (7 blocks, 6 row
                                        * tiles, the last one short): a 14x14 plane */
-                                      {46, 196, 64}};
+                                      {46, 196, 64},
+                                      /* one column with B contiguous (ldb 1): the AVX-512
+                                       * path's dot products (a squeeze-excitation's 1x1
+                                       * convolution on a 1x1 plane), 4-row groups and
+                                       * their tails, k past and short of 16 */
+                                      {1152, 1, 48}, {7, 1, 37}, {3, 1, 5}};
   uint64_t st = 3;
   for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++)
     for (int mode = 0; mode < 6; mode++) {
       int64_t m = shapes[si][0], n = shapes[si][1], k = shapes[si][2];
       /* modes 4, 5: a bias per column (DD_SGEMM_COL_BIAS) */
       int trans = mode & 1, acc = mode >> 1 == 1, colb = mode >= 4;
-      int64_t lda = k + 3, ldb = n + 5, ldc = n + 2, ldat = m + 1;
+      /* the last three shapes: B's one column contiguous (ldb 1) */
+      int tight = si + 3 >= sizeof shapes / sizeof shapes[0];
+      int64_t lda = k + 3, ldb = tight ? 1 : n + 5, ldc = n + 2, ldat = m + 1;
+      int relu = tight && (mode == 0 || mode == 4); /* Relu folded in, on the one column */
       float *a = malloc(sizeof(float) * (size_t)(m * lda + k * ldat + 1));
       float *b = malloc(sizeof(float) * (size_t)(k * ldb + 1));
       float *c = malloc(sizeof(float) * (size_t)(m * ldc));
@@ -169,7 +177,8 @@ static void sgemm_matches_naive_product_on(void) {
       float *c0 = malloc(sizeof(float) * (size_t)(m * ldc));
       memcpy(c0, c, sizeof(float) * (size_t)(m * ldc));
       int64_t ars = trans ? 1 : lda, acs = trans ? ldat : 1;
-      dd_sgemm(m, n, k, a, ars, acs, b, ldb, c, ldc, acc | (colb ? DD_SGEMM_COL_BIAS : 0),
+      dd_sgemm(m, n, k, a, ars, acs, b, ldb, c, ldc,
+               acc | (colb ? DD_SGEMM_COL_BIAS : 0) | (relu ? DD_SGEMM_RELU : 0),
                acc ? NULL : bias, 1);
       for (int64_t i = 0; i < m; i++)
         for (int64_t j = 0; j < ldc; j++) {
@@ -179,6 +188,7 @@ static void sgemm_matches_naive_product_on(void) {
           }
           double want = acc ? c0[i * ldc + j] : colb ? bias[j] : bias[i];
           for (int64_t q = 0; q < k; q++) want += (double)a[i * ars + q * acs] * b[q * ldb + j];
+          if (relu && want < 0) want = 0;
           cr_assert(fabs(c[i * ldc + j] - want) <= 1e-5 * (1 + fabs(want)),
                     "%lldx%lldx%lld mode %d at (%lld, %lld): %g vs %g", (long long)m,
                     (long long)n, (long long)k, mode, (long long)i, (long long)j,
