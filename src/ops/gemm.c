@@ -10,6 +10,7 @@
 #include <omp.h>
 
 #include "ops/common.h"
+#include "ops/cpu.h"
 #include "ops/sgemm.h"
 
 /* Products with at most this many rows or columns are matrix-vector products (a classifier
@@ -17,6 +18,8 @@
 #define FEW 4
 /* Columns of C one thread takes at a time in the row-by-row product (on its stack). */
 #define ROW_CHUNK 256
+/* At most this many rows of C for the swapped product of a transposed B (product_cb). */
+#define SWAP_ROWS 32
 /* Rows of C per task, at least, when a product goes to dd_sgemm in row blocks. */
 #define SGEMM_ROWS 64
 
@@ -95,6 +98,27 @@ static void product_cb(int ta, int tb, int m, int n, int k, float alpha, const f
      * Token-major products have many rows and few columns, so the threads take blocks of rows
      * (dd_sgemm itself splits columns); every element's sum runs over k in the same order
      * however the rows are split, so the result does not depend on the number of threads. */
+    if (tb && alpha == 1.f && m <= SWAP_ROWS && tmp && (int64_t)m * (k + n) <= (int64_t)k * n &&
+        dd_kernels_avx512()) {
+      /* Few rows against a transposed B (torch's Linear as Gemm transB=1 on a ViT's 17
+       * tokens): C^T = B op(A)^T, with B read in place as the product's rows and only
+       * op(A)^T (k x m) and C^T (n x m) copied, not B^T (k x n).  Each element is the same
+       * chain of fused multiply-adds over k from the same start (C, or the bias), with the
+       * bias added after when C is accumulated, so the same float as below.  On the AVX-512
+       * path only: cblas_sgemm's order depends on the shape it is given. */
+      float *at = tmp, *ct = tmp + (int64_t)k * m;
+      for (int64_t i = 0; i < m; i++)
+        for (int64_t q = 0; q < k; q++) at[q * m + i] = a[ta ? q * lda + i : i * lda + q];
+      int acc = beta != 0.f ? DD_SGEMM_ACCUMULATE : 0;
+      for (int64_t i = 0; i < m && acc; i++)
+        for (int64_t j = 0; j < n; j++) ct[j * m + i] = c[i * ldc + j];
+      dd_sgemm(n, m, k, b, ldb, 1, at, m, ct, m, acc, acc ? NULL : cbias,
+               (int64_t)m * n * k > DD_PAR_MIN);
+      for (int64_t i = 0; i < m; i++)
+        for (int64_t j = 0; j < n; j++)
+          c[i * ldc + j] = acc && cbias ? ct[j * m + i] + cbias[j] : ct[j * m + i];
+      return;
+    }
     if (tb || alpha != 1.f) {
       copy_b(tb, n, k, alpha, b, ldb, tmp);
       b = tmp;

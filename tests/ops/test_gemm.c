@@ -47,6 +47,11 @@ static const gemm_case gcases[] = {
     {70, 37, 19, 0, 0, 1.f, 1.f, 2, {1, 37}}, {70, 37, 19, 1, 0, 1.f, 0.5f, 1, {37}},
     {9, 40, 33, 1, 0, 1.f, 1.f, -1, {0}},      {70, 37, 19, 0, 0, 0.5f, 1.f, 2, {70, 1}},
     {70, 37, 19, 0, 1, 1.f, 1.f, -1, {0}},
+    /* a transposed B against at most 32 rows: the swapped product C^T = B op(A)^T (a ViT's
+     * token Linear), with a bias row, A transposed, k past one 256-deep pass, no C; and a
+     * shape it declines (m (k + n) > k n) */
+    {17, 192, 40, 0, 1, 1.f, 1.f, 1, {192}}, {17, 100, 64, 1, 1, 1.f, 1.f, 2, {17, 100}},
+    {20, 50, 300, 0, 1, 1.f, 1.f, -1, {0}},  {30, 8, 8, 0, 1, 1.f, 1.f, 1, {8}},
 };
 
 static void gemm_setup(th_node *t, const gemm_case *k) {
@@ -117,6 +122,42 @@ static void gemm_matches_naive_reference_forward_and_backward_on(void) {
     dd_tensor *all[] = {in[0], in[1], in[2], y[0], ref, dy, da, db, dc, din[0], din[1], din[2]};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) dd_tensor_free(all[i]);
     free(t.node.params);
+  }
+}
+
+/* The swapped product (a transposed B, few rows) computes each element by the same chain of
+ * multiply-adds as the product of the untransposed B it stands for: Gemm with transB=1 and
+ * W, and with transB=0 and W^T written out, give the same floats, with a bias (beta 1) and
+ * without C. */
+static void gemm_transposed_b_with_few_rows_is_bit_identical_on(void);
+Test(gemm, transposed_b_with_few_rows_is_bit_identical) {
+  th_each_kernels(gemm_transposed_b_with_few_rows_is_bit_identical_on);
+}
+static void gemm_transposed_b_with_few_rows_is_bit_identical_on(void) {
+  for (int withc = 0; withc < 2; withc++) {
+    gemm_case kt = {17, 192, 300, 0, 1, 1.f, 1.f, withc ? 1 : -1, {192}}, kn = kt;
+    kn.tb = 0;
+    th_node t, u;
+    gemm_setup(&t, &kt);
+    gemm_setup(&u, &kn);
+    dd_err err;
+    cr_assert_eq(th_setup(&t, &err), 0, "%s", err.msg);
+    cr_assert_eq(th_setup(&u, &err), 0, "%s", err.msg);
+    dd_tensor *in[3], *inn[3], *y[1], *yn[1];
+    gemm_inputs(&kt, 5, in);
+    int64_t wd[2] = {kt.k, kt.n};
+    dd_tensor *w = th_tensor(2, wd);
+    for (int64_t j = 0; j < kt.n; j++)
+      for (int64_t q = 0; q < kt.k; q++) dd_f32(w)[q * kt.n + j] = dd_f32(in[1])[j * kt.k + q];
+    inn[0] = in[0], inn[1] = w, inn[2] = in[2];
+    cr_assert_eq(th_forward(&t, in, y, &err), 0, "%s", err.msg);
+    cr_assert_eq(th_forward(&u, inn, yn, &err), 0, "%s", err.msg);
+    cr_assert(!memcmp(dd_f32(y[0]), dd_f32(yn[0]), (size_t)(kt.m * kt.n) * sizeof(float)),
+              "C %d: transB=1 and transB=0 differ (max %g)", withc, th_max_abs_diff(y[0], yn[0]));
+    dd_tensor *all[] = {in[0], in[1], in[2], w, y[0], yn[0]};
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) dd_tensor_free(all[i]);
+    free(t.node.params);
+    free(u.node.params);
   }
 }
 
