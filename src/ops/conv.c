@@ -1203,6 +1203,14 @@ static void conv_forward_call(const dd_node *node, const dd_tensor *const *in,
     }
     return;
   }
+  if (g.group > 1 && g.cg == g.mg && g.cg <= 16 && !g.bf16) {
+    /* groups of up to 16 channels (RegNet's 8) with the output channels in the vector
+     * lanes, as the depthwise planes are (ops/depthwise.h), when the kernels take them */
+    dd_dw_geom dg = {g.h, g.w, g.ho, g.wo, g.kh, g.kw, g.sh, g.sw, g.dh, g.dw, g.ph, g.pw};
+    if (dd_group_forward_lanes(&dg, g.n, g.m, (int)g.cg, x, wt, bias, y, relu & DD_SGEMM_RELU,
+                               1))
+      return;
+  }
   if (g.wino) {
     dd_wino_conv fw, bw;
     wino_convs(&g, &fw, &bw);

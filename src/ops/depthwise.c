@@ -401,9 +401,40 @@ static inline __attribute__((always_inline)) DD_TARGET_AVX512 void lanes_row_til
     _mm512_store_ps(out + o * 16, relu ? _mm512_max_ps(acc[o], zero) : acc[o]);
 }
 
+/* A grouped convolution's tile (cg > 1 input channels per group, as many outputs): lane l
+ * of the 16 is output channel l, of group l / cg, whose input channel c (< cg) is lane
+ * l / cg * cg + c of the staged pixel, brought to lane l by a permutation.  out[o] = bias +
+ * the sum over c, then the taps (the order of the im2col product's k: channel, row, column),
+ * of kt[c][t] * that lane of the staged pixel src[o] + toff[t]. */
+static inline __attribute__((always_inline)) DD_TARGET_AVX512 void lanes_group_tile(
+    int cg, int ntaps, const float *kt, const int64_t *toff, const float *const *src,
+    __m512 bias, int relu, float *out) {
+  __m512 acc[LANES_TILE];
+  const float *s[LANES_TILE];
+#pragma GCC unroll 8
+  for (int o = 0; o < LANES_TILE; o++) acc[o] = bias, s[o] = src[o];
+  const __m512i lane = _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0);
+  const __m512i first = _mm512_and_si512(lane, _mm512_set1_epi32(~(cg - 1))); /* cg: 2^j */
+  for (int c = 0; c < cg; c++) {
+    __m512i idx = _mm512_add_epi32(first, _mm512_set1_epi32(c));
+    for (int t = 0; t < ntaps; t++) {
+      __m512 kv = _mm512_load_ps(kt + (c * ntaps + t) * 16);
+      int64_t d = toff[t];
+#pragma GCC unroll 8
+      for (int o = 0; o < LANES_TILE; o++)
+        acc[o] = _mm512_fmadd_ps(kv, _mm512_permutexvar_ps(idx, _mm512_load_ps(s[o] + d)), acc[o]);
+    }
+  }
+  const __m512 zero = _mm512_setzero_ps();
+#pragma GCC unroll 8
+  for (int o = 0; o < LANES_TILE; o++)
+    _mm512_store_ps(out + o * 16, relu ? _mm512_max_ps(acc[o], zero) : acc[o]);
+}
+
 /* One band of one block of 16 channels: output rows [oh0, oh0 + rows) of the nc planes y
- * from the nc planes x, weights k (nc x kh kw), bias (nc or NULL). */
-DD_TARGET_AVX512 static void lanes_band(const dd_dw_geom *g, const lanes_plan *lp,
+ * from the nc planes x, weights k (nc x cg x kh kw: cg input channels per group, whole groups
+ * in the block), bias (nc or NULL). */
+DD_TARGET_AVX512 static void lanes_band(const dd_dw_geom *g, const lanes_plan *lp, int cg,
                                         const float *x, const float *k, const float *bias,
                                         int64_t nc, int64_t oh0, int64_t rows, int relu,
                                         float *y) {
@@ -411,19 +442,19 @@ DD_TARGET_AVX512 static void lanes_band(const dd_dw_geom *g, const lanes_plan *l
   float out[(LANES_OUT + LANES_TILE) * 16] __attribute__((aligned(64)));
   float kt[DD_DW_TAPS * 16] __attribute__((aligned(64)));
   int64_t toff[DD_DW_TAPS];
-  int ntaps = (int)(g->kh * g->kw);
+  int ntaps = (int)(g->kh * g->kw), nk = cg * ntaps;
   __mmask16 cm = (__mmask16)(nc >= 16 ? 0xffff : (1u << nc) - 1);
-  /* kt[t][c] = k[c][t]: the nc x ntaps weights transposed, 16 taps at a time */
-  for (int t0 = 0; t0 < ntaps; t0 += 16) {
-    __mmask16 m = (__mmask16)(ntaps - t0 >= 16 ? 0xffff : (1u << (ntaps - t0)) - 1);
+  /* kt[j][c] = k[c][j]: the nc x nk weights transposed, 16 of j at a time */
+  for (int t0 = 0; t0 < nk; t0 += 16) {
+    __mmask16 m = (__mmask16)(nk - t0 >= 16 ? 0xffff : (1u << (nk - t0)) - 1);
     __m512 r[16];
 #pragma GCC unroll 16
     for (int c = 0; c < 16; c++)
-      r[c] = c < nc ? _mm512_maskz_loadu_ps(m, k + c * ntaps + t0) : _mm512_setzero_ps();
+      r[c] = c < nc ? _mm512_maskz_loadu_ps(m, k + c * nk + t0) : _mm512_setzero_ps();
     transpose16(r);
 #pragma GCC unroll 16
     for (int j = 0; j < 16; j++)
-      if (t0 + j < ntaps) _mm512_store_ps(kt + (t0 + j) * 16, r[j]);
+      if (t0 + j < nk) _mm512_store_ps(kt + (t0 + j) * 16, r[j]);
   }
   for (int t = 0; t < ntaps; t++)
     toff[t] = ((t / g->kw) * g->dh * lp->wst + (t % g->kw) * g->dw) * 16;
@@ -435,7 +466,7 @@ DD_TARGET_AVX512 static void lanes_band(const dd_dw_geom *g, const lanes_plan *l
   int64_t np = rows * g->wo, r = 0, ow = 0, p0 = 0;
   while (p0 < np) {
     const float *s0 = in + (r * g->sh * lp->wst + ow * g->sw) * 16;
-    if (ow + LANES_TILE <= g->wo && g->sw <= 2) { /* within the row */
+    if (cg == 1 && ow + LANES_TILE <= g->wo && g->sw <= 2) { /* within the row */
       if (g->sw == 1)
         lanes_row_tile(1, ntaps, kt, toff, s0, bv, relu, out + p0 * 16);
       else
@@ -449,7 +480,10 @@ DD_TARGET_AVX512 static void lanes_band(const dd_dw_geom *g, const lanes_plan *l
       src[o] = in + (r * g->sh * lp->wst + ow * g->sw) * 16;
       if (p0 + o + 1 < np && ++ow == g->wo) ow = 0, r++; /* (r, ow): pixel p0 + o + 1 */
     }
-    lanes_tile(ntaps, kt, toff, src, bv, relu, out + p0 * 16);
+    if (cg == 1)
+      lanes_tile(ntaps, kt, toff, src, bv, relu, out + p0 * 16);
+    else
+      lanes_group_tile(cg, ntaps, kt, toff, src, bv, relu, out + p0 * 16);
     p0 += LANES_TILE;
   }
   /* back to planes, 16 pixels at a time */
@@ -469,25 +503,41 @@ DD_TARGET_AVX512 static void lanes_band(const dd_dw_geom *g, const lanes_plan *l
 }
 #endif
 
-int dd_dw_forward_lanes(const dd_dw_geom *g, int64_t n, int64_t c, const float *x,
-                        const float *k, const float *bias, float *y, int relu, int parallel) {
+/* The forward of dd_dw_forward_lanes and dd_group_forward_lanes: cg input channels per group
+ * (1: depthwise), as many outputs. */
+static int lanes_forward(const dd_dw_geom *g, int64_t n, int64_t c, int cg, const float *x,
+                         const float *k, const float *bias, float *y, int relu, int parallel) {
 #ifdef DD_AVX512_KERNELS
   lanes_plan lp;
-  if (!dd_kernels_avx512() || g->kh * g->kw > DD_DW_TAPS || !lanes_plan_of(g, &lp)) return 0;
+  if (!dd_kernels_avx512() || cg * g->kh * g->kw > DD_DW_TAPS || !lanes_plan_of(g, &lp))
+    return 0;
   int64_t blocks = (c + 15) / 16, bands = (g->ho + lp.rows - 1) / lp.rows;
   int64_t tasks = n * blocks * bands, hw = g->h * g->w, plane = g->ho * g->wo;
-  int64_t taps = g->kh * g->kw;
-#pragma omp parallel for if (parallel && n * c * plane * taps > DD_PAR_MIN) schedule(static)
+  int64_t nk = cg * g->kh * g->kw;
+#pragma omp parallel for if (parallel && n * c * plane * nk > DD_PAR_MIN) schedule(static)
   for (int64_t t = 0; t < tasks; t++) {
     int64_t i = t / (blocks * bands), b = t / bands % blocks, band = t % bands;
     int64_t c0 = b * 16, nc = c - c0 < 16 ? c - c0 : 16, oh0 = band * lp.rows;
     int64_t rows = g->ho - oh0 < lp.rows ? g->ho - oh0 : lp.rows;
-    lanes_band(g, &lp, x + (i * c + c0) * hw, k + c0 * taps, bias ? bias + c0 : NULL, nc, oh0,
-               rows, relu, y + (i * c + c0) * plane);
+    lanes_band(g, &lp, cg, x + (i * c + c0) * hw, k + c0 * nk, bias ? bias + c0 : NULL, nc,
+               oh0, rows, relu, y + (i * c + c0) * plane);
   }
   return 1;
 #else
-  (void)g, (void)n, (void)c, (void)x, (void)k, (void)bias, (void)y, (void)relu, (void)parallel;
+  (void)g, (void)n, (void)c, (void)cg, (void)x, (void)k, (void)bias, (void)y, (void)relu,
+      (void)parallel;
   return 0;
 #endif
+}
+
+int dd_dw_forward_lanes(const dd_dw_geom *g, int64_t n, int64_t c, const float *x,
+                        const float *k, const float *bias, float *y, int relu, int parallel) {
+  return lanes_forward(g, n, c, 1, x, k, bias, y, relu, parallel);
+}
+
+int dd_group_forward_lanes(const dd_dw_geom *g, int64_t n, int64_t c, int cg, const float *x,
+                           const float *k, const float *bias, float *y, int relu,
+                           int parallel) {
+  if (cg < 2 || cg > 16 || 16 % cg || c % cg) return 0;
+  return lanes_forward(g, n, c, cg, x, k, bias, y, relu, parallel);
 }

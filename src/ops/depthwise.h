@@ -72,6 +72,17 @@ void dd_dw_forward(const dd_dw_plan *p, const float *x, const float *k, float bi
 int dd_dw_forward_lanes(const dd_dw_geom *g, int64_t n, int64_t c, const float *x,
                         const float *k, const float *bias, float *y, int relu, int parallel);
 
+/* The same for a grouped convolution of c channels in and out, cg (2, 4, 8 or 16) input
+ * channels and as many outputs per group (RegNet's groups of 8): k is c x cg x kh x kw, and
+ * lane l of a block, output channel l, reads its group's input channel j as lane l / cg * cg
+ * + j of the staged pixel (a permutation).  Each output is bias + the sum over its group's
+ * channels, then the taps, in fused multiply-adds: the order of the im2col product's k.
+ * AVX-512 only; 0 (and nothing done) for another cg, c not a multiple of cg, more than
+ * DD_DW_TAPS weights per output, or a band row that does not fit. */
+int dd_group_forward_lanes(const dd_dw_geom *g, int64_t n, int64_t c, int cg, const float *x,
+                           const float *k, const float *bias, float *y, int relu,
+                           int parallel);
+
 /* dx (h x w) += the gradient w.r.t. x of the forward above, given dy (ho x wo). */
 void dd_dw_backward_data(const dd_dw_plan *p, const float *k, const float *dy, float *dx);
 
