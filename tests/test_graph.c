@@ -217,6 +217,50 @@ Test(graph, reuse_in_place_forward_only_chains) {
   dd_model_free(m);
 }
 
+/* Dropout (the identity at inference) is an alias, and does not run, when nothing reads its
+ * mask output (Swin-T's attention: the mask is named and never read): its output is its
+ * input's memory.  With the mask a target it runs, and the mask is all ones. */
+Test(graph, dropout_with_an_unread_mask_is_an_alias) {
+  for (int masked = 0; masked < 2; masked++) {
+    th_model *b = th_model_new("dropout");
+    th_model_input(b, "x", -1, NULL);
+    th_model_output(b, "y");
+    if (masked) th_model_output(b, "mask");
+    th_model_node(b, "Relu", NULL, "x", "r");
+    th_model_node(b, "Dropout", NULL, "r", "d,mask");
+    th_model_node(b, "Relu", NULL, "d", "y");
+    dd_model *m = th_model_load(b, "dropout.onnx");
+    th_model_free(b);
+    int targets[2] = {dd_model_find(m, "y"), dd_model_find(m, "mask")};
+    int64_t dims[] = {1, 2, 3, 5};
+    dd_shape shape = dd_shape_make(4, dims);
+    dd_binding bind = {dd_model_input(m), shape, NULL};
+    dd_plan *p;
+    dd_err err;
+    cr_assert_eq(dd_plan_new(m, &bind, 1, targets, masked ? 2 : 1, DD_PLAN_REUSE, 0, &p, &err),
+                 0, "%s", err.msg);
+    float x[30];
+    uint64_t seed = 5;
+    for (int i = 0; i < 30; i++) x[i] = th_rand_uniform(&seed, -1, 1);
+    memcpy(dd_plan_tensor(p, dd_model_input(m))->data, x, sizeof x);
+    dd_plan_forward(p);
+    for (int i = 0; i < 30; i++)
+      cr_assert_eq(dd_f32(dd_plan_tensor(p, targets[0]))[i], x[i] > 0 ? x[i] : 0.f);
+    const dd_tensor *r = dd_plan_tensor(p, dd_model_find(m, "r"));
+    const dd_tensor *d = dd_plan_tensor(p, dd_model_find(m, "d"));
+    cr_assert(r && d);
+    if (!masked) {
+      cr_assert_eq(d->data, r->data, "Dropout with an unread mask did not alias its input");
+    } else {
+      cr_assert_neq(d->data, r->data, "Dropout whose mask is read was skipped");
+      const dd_tensor *mk = dd_plan_tensor(p, targets[1]);
+      for (int i = 0; i < 30; i++) cr_assert(dd_bool(mk)[i], "mask[%d] is not 1", i);
+    }
+    dd_plan_free(p);
+    dd_model_free(m);
+  }
+}
+
 /* GoogLeNet with three targets at once (one feeds the next): forward values and the input
  * gradient are bit for bit those of the plan that keeps everything, in a fraction of the
  * memory. */

@@ -247,7 +247,10 @@ static void join_inplace(mem_ctx *c, int o, const dd_node *n) {
   size_t ox;
   int r = find_root(c->root, c->rel, x, &ox), uses = 0, extra = 0;
   for (int j = 0; j < n->n_in; j++) uses += n->in[j] == x;
-  for (int k = 1; k < n->n_out; k++) extra |= n->out[k] >= 0;
+  /* other outputs nothing reads (Dropout's mask, in Swin-T's attention) do not keep an
+   * alias op running: they are not written then */
+  for (int k = 1; k < n->n_out; k++)
+    extra |= n->out[k] >= 0 && (c->nread[n->out[k]] > 0 || c->target[n->out[k]]);
   if ((fl & DD_OP_ALIAS) && !extra) {
     p->skip[o] = 1;
   } else if (!(fl & DD_OP_INPLACE) || uses != 1 || c->slast[r] != o) {
