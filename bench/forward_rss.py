@@ -67,9 +67,8 @@ def prepare(w, h):
             f.write(numpy_helper.from_array(x, onnx.load(MODEL).graph.input[0].name)
                     .SerializeToString())
     onnx4c = os.path.join(OUT, "googlenet_4c.onnx")
-    if not os.path.exists(onnx4c):
-        subprocess.run([PY, os.path.join(HERE, "add_output.py"), MODEL, LAYER, onnx4c],
-                       check=True)
+    # made again every run: a copy from before add_output.py cut the graph ran all of it
+    subprocess.run([PY, os.path.join(HERE, "add_output.py"), MODEL, LAYER, onnx4c], check=True)
     return pb, onnx4c
 
 

@@ -223,7 +223,12 @@ def main():
             print("  %s round %d: forward %.1f vs ORT %.1f ms; grad %.1f vs torch %.1f ms" %
                   (n, r + 1, fo[-1], ft[-1], go[-1], gt[-1]), flush=True)
         m = statistics.median
-        rows.append((n, sz, last, tap, m(fo), m(ft), m(go), m(gt)))
+        # the ratio of each round's pair (run back to back, so a change of the host's speed
+        # between rounds cancels), their median and range
+        fr = [a / b for a, b in zip(fo, ft)]
+        gr = [a / b for a, b in zip(go, gt)]
+        rows.append((n, sz, last, tap, m(fo), m(ft), m(go), m(gt), m(fr), min(fr), max(fr),
+                     m(gr), min(gr), max(gr)))
     load1 = os.getloadavg()
     name, isa = cpu_name()
     env = dict(os.environ, OPENBLAS_VERBOSE="2")
@@ -234,16 +239,18 @@ def main():
              "OpenBLAS %s kernels (%s)" % (core, "OPENBLAS_CORETYPE=" + args.openblas_coretype
                                            if args.openblas_coretype else "as it detects the CPU"),
              "load average before %.2f, after %.2f (1 min)" % (load0[0], load1[0]),
-             "%s; %d thread(s) each; medians of %d alternating rounds x %d timed runs each" %
+             "%s; %d thread(s) each; medians of %d alternating rounds x %d timed runs each; "
+             "ratio: the median of the rounds' ratios (each round's two runs back to back), "
+             "with their range" %
              ("CPU time per run (all threads)" if args.cpu_time else "wall time per run",
               args.threads, args.rounds, args.iters),
              "",
-             "| model | size | forward to last block: dream | ORT | ratio | dream iteration: "
-             "dream | PyTorch | ratio |",
+             "| model | size | forward to last block: dream | ORT | ratio (range) | dream "
+             "iteration: dream | PyTorch | ratio (range) |",
              "|---|---|---|---|---|---|---|---|"]
-    for n, sz, last, tap, a, b, c, d in rows:
-        lines.append("| %s | %s | %.1f ms | %.1f ms | **%.2fx** | %.1f ms | %.1f ms | **%.2fx** |" %
-                     (n, sz, a, b, a / b, c, d, c / d))
+    for n, sz, last, tap, a, b, c, d, fr, fr0, fr1, gr, gr0, gr1 in rows:
+        lines.append("| %s | %s | %.1f ms | %.1f ms | **%.2fx** (%.2f-%.2f) | %.1f ms | %.1f ms | "
+                     "**%.2fx** (%.2f-%.2f) |" % (n, sz, a, b, fr, fr0, fr1, c, d, gr, gr0, gr1))
     lines.append("")
     lines.append("Values (last block; dream layer):")
     for n, sz, last, tap, *_ in rows:

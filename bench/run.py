@@ -230,8 +230,8 @@ def image_diff(a, b, ref):
 
 def bench_forward(build, rounds, rep, sgemm2, iters):
     onnx4c = os.path.join(OUT, "googlenet_4c.onnx")
-    if not os.path.exists(onnx4c):
-        run([PY, os.path.join(HERE, "add_output.py"), MODEL, LAYER, onnx4c])
+    # made again every run: a copy from before add_output.py cut the graph ran all of it
+    run([PY, os.path.join(HERE, "add_output.py"), MODEL, LAYER, onnx4c])
     ours_cmd = [os.path.join(build, "bench_engine"), "forward", "--size", "1024x768",
                 "--iters", str(iters), "--warmup", "2"]
     ort_cmd = ["node", os.path.join(HERE, "ort_forward.js"), onnx4c, LAYER, "1024x768",
