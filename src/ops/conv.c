@@ -1138,8 +1138,7 @@ static void direct_backward_weights(const conv_geom *g, const float *x, const fl
 }
 #endif
 
-/* The forward of image n (all its groups) on the im2col, 1x1 or exact paths. */
-/* Group gi of image n. */
+/* Group gi of image n, on the im2col, 1x1 or exact paths. */
 static void forward_group(const conv_geom *g, int exact, const float *x, const float *wt,
                           const float *bias, int relu, float *y, int64_t n, int64_t gi) {
   const float *bg = bias ? bias + gi * g->mg : NULL;
@@ -1154,6 +1153,7 @@ static void forward_group(const conv_geom *g, int exact, const float *x, const f
     fused_forward(g, xg, wg, bg, relu, yg);
 }
 
+/* The forward of image n, all its groups. */
 static void forward_image(const conv_geom *g, int exact, const float *x, const float *wt,
                           const float *bias, int relu, float *y, int64_t n) {
   for (int64_t gi = 0; gi < g->group; gi++) forward_group(g, exact, x, wt, bias, relu, y, n, gi);

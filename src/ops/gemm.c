@@ -107,11 +107,9 @@ static void product_cb(int ta, int tb, int m, int n, int k, float alpha, const f
        * bias added after when C is accumulated, so the same float as below.  On the AVX-512
        * path only: cblas_sgemm's order depends on the shape it is given. */
       float *at = tmp, *ct = tmp + (int64_t)k * m;
-      for (int64_t i = 0; i < m; i++)
-        for (int64_t q = 0; q < k; q++) at[q * m + i] = a[ta ? q * lda + i : i * lda + q];
+      copy_b(!ta, m, k, 1.f, a, lda, at); /* at (k x m) = op(A)^T */
       int acc = beta != 0.f ? DD_SGEMM_ACCUMULATE : 0;
-      for (int64_t i = 0; i < m && acc; i++)
-        for (int64_t j = 0; j < n; j++) ct[j * m + i] = c[i * ldc + j];
+      if (acc) copy_b(1, m, n, 1.f, c, ldc, ct); /* ct (n x m) = C^T */
       dd_sgemm(n, m, k, b, ldb, 1, at, m, ct, m, acc, acc ? NULL : cbias,
                (int64_t)m * n * k > DD_PAR_MIN);
       for (int64_t i = 0; i < m; i++)

@@ -451,8 +451,7 @@ static void transpose_forward(const dd_node *node, const dd_tensor *const *in,
   if (!out[0]) return;
   dd_rows w;
   transpose_rows(node, &in[0]->shape, &w);
-  size_t esize = in[0]->dtype == DD_F32 ? 4 : in[0]->dtype == DD_I64 ? 8 : 1;
-  dd_rows_gather(&w, in[0]->data, out[0]->data, esize, 1);
+  dd_rows_gather(&w, in[0]->data, out[0]->data, dd_dtype_size(in[0]->dtype), 1);
 }
 
 /* Each output element comes from one input element: the rows write disjoint places. */

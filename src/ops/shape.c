@@ -437,8 +437,7 @@ static void slice_forward(const dd_node *node, const dd_tensor *const *in, dd_te
   if (!out[0]) return;
   dd_rows w;
   slice_rows(node, in, &w);
-  size_t esize = in[0]->dtype == DD_F32 ? 4 : in[0]->dtype == DD_I64 ? 8 : 1;
-  dd_rows_gather(&w, in[0]->data, out[0]->data, esize, 1);
+  dd_rows_gather(&w, in[0]->data, out[0]->data, dd_dtype_size(in[0]->dtype), 1);
 }
 
 /* Distinct output elements come from distinct input elements: rows write disjoint places. */

@@ -170,11 +170,10 @@ static void softmax_forward(const dd_node *node, const dd_tensor *const *in,
   }
 }
 
-/* With s = softmax(x), recomputed from x, along each row:
+/* One row of the backward, with s = softmax(x) recomputed from x:
  *   Softmax:    dx = s * (dy - sum(dy * s))
- *   LogSoftmax: dx = dy - s * sum(dy) */
-/* One row of the backward below, inlined with stride 1 and with the row's stride as
- * forward_row is. */
+ *   LogSoftmax: dx = dy - s * sum(dy)
+ * inlined with stride 1 and with the row's stride, as forward_row is. */
 static inline __attribute__((always_inline)) void backward_row(const float *x, const float *dy,
                                                                float *dx, int64_t n,
                                                                int64_t stride, int is_log) {
