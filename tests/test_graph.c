@@ -176,6 +176,20 @@ Test(graph, reuse_matches_for_elementwise_chains) {
   both_plans_free(&run);
 }
 
+/* A plan of m at 1x2x3x5 for nt targets without gradients, with x (30 floats) in its input
+ * and one forward pass run. */
+static dd_plan *forward_plan(const dd_model *m, const int *targets, int nt, unsigned flags,
+                             const float *x) {
+  int64_t dims[] = {1, 2, 3, 5};
+  dd_binding bind = {dd_model_input(m), dd_shape_make(4, dims), NULL};
+  dd_plan *p;
+  dd_err err;
+  cr_assert_eq(dd_plan_new(m, &bind, 1, targets, nt, flags, 0, &p, &err), 0, "%s", err.msg);
+  memcpy(dd_plan_tensor(p, dd_model_input(m))->data, x, 30 * sizeof *x);
+  dd_plan_forward(p);
+  return p;
+}
+
 /* A chain in plans without gradients, where every op of unary.c (and Silu, Sigmoid) runs in
  * place, those whose backward reads x included: values bit for bit those of the plan that
  * keeps every buffer apart, in less than half its memory. */
@@ -191,20 +205,11 @@ Test(graph, reuse_in_place_forward_only_chains) {
   dd_model *m = th_model_load(b, "reuse.onnx");
   th_model_free(b);
   int targets[2] = {dd_model_find(m, "y"), dd_model_find(m, "w")};
-  int64_t dims[] = {1, 2, 3, 5};
-  dd_shape shape = dd_shape_make(4, dims);
   float x[30];
   uint64_t seed = 31;
   for (int i = 0; i < 30; i++) x[i] = th_rand_uniform(&seed, -3, 3);
   dd_plan *p[2];
-  for (int r = 0; r < 2; r++) {
-    dd_binding bind = {dd_model_input(m), shape, NULL};
-    dd_err err;
-    cr_assert_eq(dd_plan_new(m, &bind, 1, targets, 2, r ? DD_PLAN_REUSE : 0, 0, &p[r], &err), 0,
-                 "%s", err.msg);
-    memcpy(dd_plan_tensor(p[r], dd_model_input(m))->data, x, sizeof x);
-    dd_plan_forward(p[r]);
-  }
+  for (int r = 0; r < 2; r++) p[r] = forward_plan(m, targets, 2, r ? DD_PLAN_REUSE : 0, x);
   assert_same(dd_plan_tensor(p[1], targets[0]), dd_plan_tensor(p[0], targets[0]), "y");
   assert_same(dd_plan_tensor(p[1], targets[1]), dd_plan_tensor(p[0], targets[1]), "w");
   /* the input keeps its value: only values the plan owns are overwritten */
@@ -232,18 +237,10 @@ Test(graph, dropout_with_an_unread_mask_is_an_alias) {
     dd_model *m = th_model_load(b, "dropout.onnx");
     th_model_free(b);
     int targets[2] = {dd_model_find(m, "y"), dd_model_find(m, "mask")};
-    int64_t dims[] = {1, 2, 3, 5};
-    dd_shape shape = dd_shape_make(4, dims);
-    dd_binding bind = {dd_model_input(m), shape, NULL};
-    dd_plan *p;
-    dd_err err;
-    cr_assert_eq(dd_plan_new(m, &bind, 1, targets, masked ? 2 : 1, DD_PLAN_REUSE, 0, &p, &err),
-                 0, "%s", err.msg);
     float x[30];
     uint64_t seed = 5;
     for (int i = 0; i < 30; i++) x[i] = th_rand_uniform(&seed, -1, 1);
-    memcpy(dd_plan_tensor(p, dd_model_input(m))->data, x, sizeof x);
-    dd_plan_forward(p);
+    dd_plan *p = forward_plan(m, targets, masked ? 2 : 1, DD_PLAN_REUSE, x);
     for (int i = 0; i < 30; i++)
       cr_assert_eq(dd_f32(dd_plan_tensor(p, targets[0]))[i], x[i] > 0 ? x[i] : 0.f);
     const dd_tensor *r = dd_plan_tensor(p, dd_model_find(m, "r"));
