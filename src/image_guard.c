@@ -1,13 +1,18 @@
-/* JPEG checks for Debian's stb_image 2.27, found by tests/fuzz/fuzz_image.c:
+/* Checks for Debian's stb_image 2.27, found by tests/fuzz/fuzz_image.c.  JPEG:
  *  - a Huffman table (DHT) whose 16 code counts sum past 256 makes stb write past the
  *    table's arrays, in stbi_info as in decoding (fixed upstream in 2.28);
  *  - a scan (SOS) that uses a Huffman table no DHT defined makes stb decode with
  *    uninitialized memory: wild reads, a crash or garbage depending on the heap.
  * The walk mirrors stb's: fill bytes before SOI, segments by their length, and anything else
- * (entropy-coded data, stuffing, restart markers, junk) skipped up to the next marker. */
+ * (entropy-coded data, stuffing, restart markers, junk) skipped up to the next marker.
+ * PNG:
+ *  - stb grows its buffer of IDAT data to a chunk's stated length before it reads the chunk,
+ *    so an IDAT that says 1.1 GB in a 3 KB file made it allocate 2 GB.  A chunk longer than
+ *    the rest of the file can only end in stb's "outofdata" error, so it is refused first. */
 #include "image_guard.h"
 
 #include <stdint.h>
+#include <string.h>
 
 static int jpeg_check(const unsigned char *p, size_t len, const char **why) {
   size_t i = 0;
@@ -61,8 +66,26 @@ static int jpeg_check(const unsigned char *p, size_t len, const char **why) {
   return 1;
 }
 
+/* stb reads the chunks in order, up to IEND: each a 4-byte length, a 4-byte type, the data
+ * and a 4-byte CRC. */
+static int png_check(const unsigned char *p, size_t len, const char **why) {
+  static const unsigned char sig[8] = {137, 80, 78, 71, 13, 10, 26, 10};
+  if (len < 8 || memcmp(p, sig, 8)) return 1; /* not a PNG: nothing to check */
+  for (size_t i = 8; i + 8 <= len;) {
+    size_t n = (size_t)p[i] << 24 | (size_t)p[i + 1] << 16 | (size_t)p[i + 2] << 8 | p[i + 3];
+    if (n > len - i - 8) {
+      *why = "a chunk is longer than the rest of the file";
+      return 0;
+    }
+    if (!memcmp(p + i + 4, "IEND", 4)) break;
+    i += 12 + n;
+  }
+  return 1;
+}
+
 int dd_image_guard(const void *buf, size_t len, const char *path, dd_err *err) {
   const char *why = NULL;
   if (!jpeg_check(buf, len, &why)) return dd_fail(err, DD_EFORMAT, "%s: corrupt JPEG (%s)", path, why);
+  if (!png_check(buf, len, &why)) return dd_fail(err, DD_EFORMAT, "%s: corrupt PNG (%s)", path, why);
   return DD_OK;
 }

@@ -163,8 +163,9 @@ static int replay_cli(const uint8_t *data, size_t size) {
 Test(hostile, replay_fuzz_cli, .timeout = 300) { replay_dir("fuzz_cli", replay_cli); }
 
 /* What each image finding now gives: the JPEGs that made stb 2.27 write past its Huffman
- * tables or decode with tables never defined are refused before stb sees them; the 16-bit
- * PGMs, which stb's channel conversion read past, load at their size. */
+ * tables or decode with tables never defined, and the PNG whose IDAT says 1.1 GB in 3 KB
+ * (stb allocated 2 GB for it), are refused before stb sees them; the 16-bit PGMs, which
+ * stb's channel conversion read past, load at their size. */
 Test(hostile, image_findings_are_refused_or_decoded_safely) {
   static const struct {
     const char *file;
@@ -179,6 +180,7 @@ Test(hostile, image_findings_are_refused_or_decoded_safely) {
       {"pgm_16bit_overread_1", DD_OK, "1x3"},
       {"pgm_16bit_overread_2", DD_OK, "13x1"},
       {"pgm_width_int_overflow", DD_ELIMIT, "more than the limit"},
+      {"png_idat_length_past_the_file", DD_EFORMAT, "chunk is longer than the rest of the file"},
   };
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
     char path[1024];
