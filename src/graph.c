@@ -108,7 +108,9 @@ void dd_plan_backward(dd_plan *p) {
   dd_par_serial = serial;
 }
 
-size_t dd_plan_bytes(const dd_plan *p) { return p->arena.size + p->scratch.size; }
+size_t dd_plan_bytes(const dd_plan *p) {
+  return p->arena.size + p->scratch.size + p->packed;
+}
 
 int64_t dd_plan_node_flops(const dd_plan *p, int node) {
   return node >= 0 && node < p->nn ? p->flops[node] : 0;

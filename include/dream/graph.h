@@ -140,7 +140,11 @@ DD_API void dd_plan_backward(dd_plan *p);
  * node's wall time to seconds[2 * node] and backward to seconds[2 * node + 1].  NULL: off. */
 DD_API void dd_plan_set_profile(dd_plan *p, double *seconds);
 
-/* Bytes of all buffers the plan holds. */
+/* Bytes of all buffers the plan holds: its values, gradients and workspace, and the weight
+ * matrices a forward-only plan (no DD_PLAN_GRAD, not within a host) packed once for its
+ * products: a linear layer on at most 256 tokens, on CPUs whose kernels read packs, only in
+ * what max_memory leaves after the rest.  dd_plan_measure leaves those packs out: it gives
+ * what the plan needs. */
 DD_API size_t dd_plan_bytes(const dd_plan *p);
 /* FLOPs of one forward of `node` in this plan (0 when it does not run at run time). */
 DD_API int64_t dd_plan_node_flops(const dd_plan *p, int node);

@@ -20,6 +20,8 @@
 #define ROW_CHUNK 256
 /* At most this many rows of C for the swapped product of a transposed B (product_cb). */
 #define SWAP_ROWS 32
+/* At most this many rows for a MatMulBias to pack its constant B once per plan. */
+#define PACK_ROWS 256
 /* Rows of C per task, at least, when a product goes to dd_sgemm in row blocks. */
 #define SGEMM_ROWS 64
 
@@ -67,6 +69,36 @@ static void copy_b(int tb, int64_t n, int64_t k, float alpha, const float *b, in
         for (int64_t j = j0; j < n && j < j0 + 32; j++) t[q * n + j] = alpha * b[j * ldb + q];
 }
 
+/* C = A B by dd_sgemm (B row-major, or dd_sgemm_pack's `pack` of it when not NULL), `acc`
+ * and `bias` as dd_sgemm takes them, the rows in one block per thread (at least SGEMM_ROWS):
+ * each block packs B again, so fewer, taller blocks pay (1 thread, 196 x 1536 x 384: 121 ->
+ * 151 GFLOP/s).  Token-major products have many rows and few columns, so the threads take
+ * blocks of rows (dd_sgemm itself splits columns); every element's sum runs over k in the
+ * same order however the rows are split, so the result does not depend on the number of
+ * threads. */
+static void row_blocks(int64_t m, int64_t n, int64_t k, const float *a, int64_t ars,
+                       int64_t acs, const float *b, int64_t ldb, const float *pack, float *c,
+                       int64_t ldc, int acc, const float *bias) {
+  int par = m * n * k > DD_PAR_MIN;
+  int64_t nt = par ? omp_get_max_threads() : 1;
+  int64_t block = (m + nt - 1) / nt;
+  block = block < SGEMM_ROWS ? SGEMM_ROWS : (block + 7) / 8 * 8;
+  int64_t tasks = (m + block - 1) / block;
+  if (tasks == 1) {
+    if (pack) dd_sgemm_packed(m, n, k, a, ars, acs, pack, c, ldc, acc, bias, par);
+    else dd_sgemm(m, n, k, a, ars, acs, b, ldb, c, ldc, acc, bias, par);
+    return;
+  }
+#pragma omp parallel for schedule(static) if (par)
+  for (int64_t t = 0; t < tasks; t++) {
+    int64_t r0 = t * block, rows = m - r0 < block ? m - r0 : block;
+    if (pack)
+      dd_sgemm_packed(rows, n, k, a + r0 * ars, ars, acs, pack, c + r0 * ldc, ldc, acc, bias, 0);
+    else
+      dd_sgemm(rows, n, k, a + r0 * ars, ars, acs, b, ldb, c + r0 * ldc, ldc, acc, bias, 0);
+  }
+}
+
 /* C = alpha op(A) op(B) + beta C, plus cbias[j] in column j when cbias is not NULL (the
  * products start from it: MatMul with its bias Add fused), row-major, as cblas_sgemm (beta 0:
  * C is not read); tmp holds product_tmp() floats.  OpenBLAS's results depend on its number of
@@ -94,10 +126,7 @@ static void product_cb(int ta, int tb, int m, int n, int k, float alpha, const f
     /* dd_sgemm (the convolutions' product), which packs no A and only blocks of B, with B
      * row-major and unscaled: a transposed or scaled B is copied to tmp first (B^T of the
      * data gradients: the weights, or the other operand of an attention product).  Without
-     * tmp (a caller that skipped infer's scratch) the dot products below do it, slower.
-     * Token-major products have many rows and few columns, so the threads take blocks of rows
-     * (dd_sgemm itself splits columns); every element's sum runs over k in the same order
-     * however the rows are split, so the result does not depend on the number of threads. */
+     * tmp (a caller that skipped infer's scratch) the dot products below do it, slower. */
     if (tb && alpha == 1.f && m <= SWAP_ROWS && tmp && (int64_t)m * (k + n) <= (int64_t)k * n &&
         dd_kernels_avx512()) {
       /* Few rows against a transposed B (torch's Linear as Gemm transB=1 on a ViT's 17
@@ -130,22 +159,7 @@ static void product_cb(int ta, int tb, int m, int n, int k, float alpha, const f
       bias = cbias;
       cbias = NULL;
     }
-    int par = (int64_t)m * n * k > DD_PAR_MIN;
-    /* one block of rows per thread (at least SGEMM_ROWS): each block packs B again, so
-     * fewer, taller blocks pay (1 thread, 196 x 1536 x 384: 121 -> 151 GFLOP/s) */
-    int64_t nt = par ? omp_get_max_threads() : 1;
-    int64_t block = (m + nt - 1) / nt;
-    block = block < SGEMM_ROWS ? SGEMM_ROWS : (block + 7) / 8 * 8;
-    int64_t tasks = (m + block - 1) / block;
-    if (tasks == 1) {
-      dd_sgemm(m, n, k, a, ars, acs, b, ldb, c, ldc, acc, bias, par);
-    } else {
-#pragma omp parallel for schedule(static) if (par)
-      for (int64_t t = 0; t < tasks; t++) {
-        int64_t r0 = t * block, rows = m - r0 < block ? m - r0 : block;
-        dd_sgemm(rows, n, k, a + r0 * ars, ars, acs, b, ldb, c + r0 * ldc, ldc, acc, bias, 0);
-      }
-    }
+    row_blocks(m, n, k, a, ars, acs, b, ldb, NULL, c, ldc, acc, bias);
     for (int64_t i = 0; i < m && cbias; i++) /* beta != 0: the bias after */
       for (int64_t j = 0; j < n; j++) c[i * ldc + j] += cbias[j];
     return;
@@ -552,6 +566,11 @@ static void mmb_forward(const dd_node *node, const dd_tensor *const *in, dd_tens
   const float *a = dd_f32(in[0]), *b = dd_f32(in[1]), *bias = dd_f32(in[2]);
   float *y = dd_f32(out[0]);
   int m = (int)g.m, n = (int)g.n, k = (int)g.k;
+  if (node->params) { /* B packed by dd_matmul_bias_pack: stacked, more than FEW rows */
+    row_blocks(g.batch * g.m, n, k, a, k, 1, NULL, 0, node->params, y, n, DD_SGEMM_COL_BIAS,
+               bias);
+    return;
+  }
   if (mm_stacked(&g) && g.batch * g.m <= INT_MAX) {
     product_cb(0, 0, (int)(g.batch * g.m), n, k, 1.f, a, k, b, n, 0.f, y, n, NULL, bias);
     return;
@@ -585,6 +604,37 @@ static void mmb_backward(const dd_node *node, const dd_tensor *const *in,
 static int64_t mmb_flops(const dd_node *node, const dd_tensor *const *in,
                          const dd_tensor *const *out) {
   return matmul_flops(node, in, out) + dd_tensor_numel(out[0]);
+}
+
+/* A MatMulBias whose B is constant, with at most PACK_ROWS rows: B packed once, into
+ * node->params (the plan frees it with the node), for every forward of the plan.  dd_sgemm
+ * packs its blocks of B on each call, and with few rows that is a large part of the work (a
+ * ViT's 17 tokens by 192 x 768 weights: a quarter of the product's time by perf); the
+ * packed product gives the same floats.  The bytes the pack takes, 0 when B is not packed
+ * (the plain path then: more rows, a batched product, or kernels that take no pack). */
+extern const dd_op dd_op_FusedMatMulBias;
+size_t dd_matmul_bias_pack_bytes(const dd_node *node, const dd_tensor *a, const dd_tensor *b);
+int dd_matmul_bias_pack(dd_node *node, const dd_tensor *a, const dd_tensor *b, int parallel);
+size_t dd_matmul_bias_pack_bytes(const dd_node *node, const dd_tensor *a, const dd_tensor *b) {
+  mm_geom g;
+  if (node->op != &dd_op_FusedMatMulBias || node->params || !b->data ||
+      mm_geometry(&a->shape, &b->shape, &g, NULL) || !mm_stacked(&g) ||
+      g.batch * g.m > PACK_ROWS || g.m <= FEW || g.n <= FEW || g.k <= 0)
+    return 0;
+  int64_t floats = dd_sgemm_pack_floats(g.k, g.n);
+  return floats > 0 ? ((size_t)floats * sizeof(float) + 63) / 64 * 64 : 0;
+}
+
+/* Packs B into node->params (on the threads when `parallel`): -1 when out of memory. */
+int dd_matmul_bias_pack(dd_node *node, const dd_tensor *a, const dd_tensor *b, int parallel) {
+  size_t bytes = dd_matmul_bias_pack_bytes(node, a, b);
+  if (!bytes) return 0;
+  float *pack = aligned_alloc(64, bytes);
+  if (!pack) return -1;
+  int64_t k = b->shape.d[b->shape.ndim - 2], n = b->shape.d[b->shape.ndim - 1];
+  dd_sgemm_pack(k, n, dd_f32(b), n, pack, parallel);
+  node->params = pack;
+  return 0;
 }
 
 const dd_op dd_op_FusedMatMulBias = {"MatMulBias", mmb_init, mmb_infer, mmb_forward,

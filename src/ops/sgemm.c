@@ -121,11 +121,14 @@ DD_TARGET_AVX512 static void rows_of_block(int64_t m, int64_t w, int64_t kc, con
 /* Columns [0, w) of C, w <= PANEL * NR: each KC rows of B are packed for the whole panel at
  * once, reading every row of B as one run of w floats (the hardware prefetchers follow a few
  * long runs, not KC short ones a page apart), then each 32-column block of the pack meets
- * every row of A while it is in L1. */
+ * every row of A while it is in L1.  With `packed` (dd_sgemm_pack's layout, at the panel's
+ * first block of the whole matrix's `npad` columns) B was packed before: its blocks are read
+ * from there. */
 DD_TARGET_AVX512 static void column_panel(int64_t m, int64_t w, int64_t k, const float *a,
                                           int64_t ars, int64_t acs, const float *b, int64_t ldb,
                                           float *c, int64_t ldc, int accumulate,
-                                          const float *bias) {
+                                          const float *bias, const float *packed,
+                                          int64_t npad, int64_t jb0) {
   float pack[PANEL * KC * NR] __attribute__((aligned(64)));
   int64_t nb = (w + NR - 1) / NR;
   for (int64_t k0 = 0; k0 < k; k0 += KC) {
@@ -135,7 +138,9 @@ DD_TARGET_AVX512 static void column_panel(int64_t m, int64_t w, int64_t k, const
                       : INIT_ZERO;
     if ((accumulate & DD_SGEMM_RELU) && k0 + kc >= k) init |= INIT_RELU;
     const float *bk = pack;
-    if (ldb == NR && w == NR && !((uintptr_t)b & 63)) {
+    if (packed) {
+      bk = packed + k0 * npad + jb0 * kc * NR;
+    } else if (ldb == NR && w == NR && !((uintptr_t)b & 63)) {
       bk = b + k0 * ldb; /* already a packed block */
     } else {
       for (int64_t kk = 0; kk < kc; kk++) {
@@ -174,14 +179,15 @@ DD_TARGET_AVX512 static void column_panel(int64_t m, int64_t w, int64_t k, const
 DD_TARGET_AVX512 static void column_run(int64_t m, int64_t n, int64_t k, const float *a,
                                         int64_t ars, int64_t acs, const float *b, int64_t ldb,
                                         float *c, int64_t ldc, int accumulate, const float *bias,
-                                        int64_t b0, int64_t b1) {
+                                        const float *packed, int64_t b0, int64_t b1) {
   unsigned csr = _mm_getcsr();
   _mm_setcsr(csr | 0x8040u); /* FTZ (bit 15), DAZ (bit 6) */
   for (int64_t jb = b0; jb < b1; jb += PANEL) {
     int64_t j = jb * NR, j1 = (jb + PANEL < b1 ? jb + PANEL : b1) * NR;
     if (j1 > n) j1 = n;
-    column_panel(m, j1 - j, k, a, ars, acs, b + j, ldb, c + j, ldc, accumulate,
-                 bias && (accumulate & DD_SGEMM_COL_BIAS) ? bias + j : bias);
+    column_panel(m, j1 - j, k, a, ars, acs, packed ? b : b + j, ldb, c + j, ldc, accumulate,
+                 bias && (accumulate & DD_SGEMM_COL_BIAS) ? bias + j : bias, packed,
+                 (n + NR - 1) / NR * NR, jb);
   }
   _mm_setcsr(csr);
 }
@@ -223,7 +229,7 @@ DD_TARGET_AVX512 static void one_column(int64_t m, int64_t k, const float *a, in
 DD_TARGET_AVX512 static void sgemm_avx512(int64_t m, int64_t n, int64_t k, const float *a,
                                           int64_t ars, int64_t acs, const float *b, int64_t ldb,
                                           float *c, int64_t ldc, int accumulate, const float *bias,
-                                          int parallel) {
+                                          int parallel, const float *packed) {
   if (m <= 0 || n <= 0) return;
   if (k <= 0) {
     for (int64_t i = 0; i < m && !(accumulate & DD_SGEMM_ACCUMULATE); i++)
@@ -232,13 +238,13 @@ DD_TARGET_AVX512 static void sgemm_avx512(int64_t m, int64_t n, int64_t k, const
     if (accumulate & DD_SGEMM_RELU) relu_rows(m, n, c, ldc);
     return;
   }
-  if (n == 1 && acs == 1 && ldb == 1 && !(accumulate & DD_SGEMM_EXACT)) {
+  if (n == 1 && acs == 1 && ldb == 1 && !packed && !(accumulate & DD_SGEMM_EXACT)) {
     one_column(m, k, a, ars, b, c, ldc, accumulate, bias);
     return;
   }
   int64_t blocks = (n + NR - 1) / NR, tiles = (m + MR - 1) / MR;
   if (!parallel || (blocks == 1 && tiles == 1) || m * n * k <= 4 * DD_PAR_MIN) {
-    column_run(m, n, k, a, ars, acs, b, ldb, c, ldc, accumulate, bias, 0, blocks);
+    column_run(m, n, k, a, ars, acs, b, ldb, c, ldc, accumulate, bias, packed, 0, blocks);
     return;
   }
   /* Each thread takes one contiguous run of column blocks (balanced to a block) or, when that
@@ -255,16 +261,67 @@ DD_TARGET_AVX512 static void sgemm_avx512(int64_t m, int64_t n, int64_t k, const
       if (i1 > m) i1 = m;
       if (i0 < i1)
         column_run(i1 - i0, n, k, a + i0 * ars, ars, acs, b, ldb, c + i0 * ldc, ldc,
-                   accumulate, bias && !(accumulate & DD_SGEMM_COL_BIAS) ? bias + i0 : bias, 0,
-                   blocks);
+                   accumulate, bias && !(accumulate & DD_SGEMM_COL_BIAS) ? bias + i0 : bias,
+                   packed, 0, blocks);
     } else {
-      column_run(m, n, k, a, ars, acs, b, ldb, c, ldc, accumulate, bias, blocks * t / nt,
-                 blocks * (t + 1) / nt);
+      column_run(m, n, k, a, ars, acs, b, ldb, c, ldc, accumulate, bias, packed,
+                 blocks * t / nt, blocks * (t + 1) / nt);
+    }
+  }
+}
+
+/* B (k x n) in the layout column_panel packs it to, for the whole matrix: for each KC rows
+ * k0 (kc of them), for each block of NR columns jb, kc x NR floats (columns past n zero), at
+ * pack + k0 * npad + jb * kc * NR with npad = n rounded up to NR. */
+DD_TARGET_AVX512 static void pack_b(int64_t k, int64_t n, const float *b, int64_t ldb,
+                                    float *pack, int parallel) {
+  int64_t npad = (n + NR - 1) / NR * NR;
+  for (int64_t k0 = 0; k0 < k; k0 += KC) {
+    int64_t kc = k - k0 < KC ? k - k0 : KC;
+#pragma omp parallel for schedule(static) if (parallel && kc * n > DD_PAR_MIN)
+    for (int64_t jb = 0; jb < npad / NR; jb++) {
+      __mmask16 m0, m1;
+      block_masks(n - jb * NR, &m0, &m1);
+      for (int64_t kk = 0; kk < kc; kk++) {
+        const float *src = b + (k0 + kk) * ldb + jb * NR;
+        float *dst = pack + k0 * npad + (jb * kc + kk) * NR;
+        _mm512_store_ps(dst, _mm512_maskz_loadu_ps(m0, src));
+        _mm512_store_ps(dst + 16, _mm512_maskz_loadu_ps(m1, src + 16));
+      }
     }
   }
 }
 
 #endif
+
+int64_t dd_sgemm_pack_floats(int64_t k, int64_t n) {
+#ifdef DD_AVX512_KERNELS
+  if (dd_kernels_avx512() && k > 0 && n > 0) return (n + NR - 1) / NR * NR * k;
+#endif
+  (void)k;
+  (void)n;
+  return 0;
+}
+
+void dd_sgemm_pack(int64_t k, int64_t n, const float *b, int64_t ldb, float *pack,
+                   int parallel) {
+#ifdef DD_AVX512_KERNELS
+  if (dd_sgemm_pack_floats(k, n) > 0) pack_b(k, n, b, ldb, pack, parallel);
+#else
+  (void)k, (void)n, (void)b, (void)ldb, (void)pack, (void)parallel;
+#endif
+}
+
+void dd_sgemm_packed(int64_t m, int64_t n, int64_t k, const float *a, int64_t ars, int64_t acs,
+                     const float *pack, float *c, int64_t ldc, int accumulate, const float *bias,
+                     int parallel) {
+#ifdef DD_AVX512_KERNELS
+  sgemm_avx512(m, n, k, a, ars, acs, NULL, 0, c, ldc, accumulate, bias, parallel, pack);
+#else
+  (void)m, (void)n, (void)k, (void)a, (void)ars, (void)acs, (void)pack, (void)c, (void)ldc;
+  (void)accumulate, (void)bias, (void)parallel;
+#endif
+}
 
 static void product(int64_t m, int64_t n, int64_t k, const float *a, int64_t ars, int64_t acs,
                     const float *b, int64_t ldb, float *c, int64_t ldc);
@@ -331,7 +388,7 @@ void dd_sgemm(int64_t m, int64_t n, int64_t k, const float *a, int64_t ars, int6
               const float *bias, int parallel) {
 #ifdef DD_AVX512_KERNELS
   if (dd_kernels_avx512()) {
-    sgemm_avx512(m, n, k, a, ars, acs, b, ldb, c, ldc, accumulate, bias, parallel);
+    sgemm_avx512(m, n, k, a, ars, acs, b, ldb, c, ldc, accumulate, bias, parallel, NULL);
     return;
   }
 #endif

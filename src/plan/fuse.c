@@ -341,6 +341,8 @@ static int fuse_silu(fuse_ctx *c, int last, size_t *scratch) {
 
 /* Not in ops.def (no ONNX op): ops/gemm.c. */
 extern const dd_op dd_op_FusedMatMulBias;
+size_t dd_matmul_bias_pack_bytes(const dd_node *node, const dd_tensor *a, const dd_tensor *b);
+int dd_matmul_bias_pack(dd_node *node, const dd_tensor *a, const dd_tensor *b, int parallel);
 
 /* y = Add(MatMul(a, b), bias) ending at `last`, in either operand order, where bias holds one
  * value per column of the product (shape [n] or [1, ..., 1, n]) and the Add does not
@@ -487,6 +489,27 @@ done:
   free(c.used);
   free(c.pos);
   return rc;
+}
+
+/* ---- weights packed once ---- */
+
+int plan_pack(dd_plan *p, const unsigned char *isconst, size_t room, dd_err *err) {
+  p->packed = 0;
+  for (int k = 0; k < p->n_fused; k++) {
+    dd_node *n = &p->fused[k].node;
+    int b = p->fused[k].in[1];
+    /* the weights of the file, or folded from them: the same for the plan's life */
+    if (n->op != &dd_op_FusedMatMulBias || b < 0 || !isconst[b] ||
+        !(p->m->values[b].init || p->folded[b]))
+      continue;
+    const dd_tensor *a = &p->val[p->fused[k].in[0]], *w = &p->val[b];
+    size_t bytes = dd_matmul_bias_pack_bytes(n, a, w);
+    if (!bytes || bytes > room - p->packed) continue;
+    if (dd_matmul_bias_pack(n, a, w, !(p->flags & DD_PLAN_SERIAL)))
+      return dd_fail(err, DD_ENOMEM, "out of memory");
+    p->packed += bytes;
+  }
+  return DD_OK;
 }
 
 void plan_fused_free(dd_plan *p) {

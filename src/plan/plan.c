@@ -422,6 +422,11 @@ static int plan_new(const plan_request *rq, size_t *measured, dd_shape *target_s
   }
   rc = check_budget(p, rq, &in_host, err);
   if (!rc) rc = bind_arena(p, &s, rq, in_host, err);
+  if (!rc && !rq->host && !(rq->flags & (DD_PLAN_GRAD | DD_PLAN_PARAMS))) {
+    /* forward-only plans of their own: the packs in what the cap leaves */
+    size_t used = dd_plan_bytes(p), cap = rq->max_memory;
+    rc = plan_pack(p, s.isconst, !cap ? SIZE_MAX : cap > used ? cap - used : 0, err);
+  }
   if (!rc) {
     p->bf16 = (rq->flags & DD_PLAN_BF16) != 0;
     *out = p;

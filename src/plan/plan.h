@@ -13,7 +13,9 @@
  *      (plan/arena.h), shared by lifetime under DD_PLAN_REUSE, and the executor's schedule
  *      (skipped nodes, folded Relus, gradients zeroed or handed over fresh);
  *   5. arena binding: one allocation, or the host plan's memory, and every tensor's data
- *      pointed into it.
+ *      pointed into it;
+ *   6. weights packed once (plan/fuse.c, plan_pack): a fused MatMulBias's constant B with few
+ *      rows, in forward-only plans, in the memory the cap leaves.
  */
 #ifndef DREAM_PLAN_PLAN_H
 #define DREAM_PLAN_PLAN_H
@@ -46,6 +48,7 @@ struct dd_plan {
                              fused node that replaces a chain ending at it */
   plan_fused *fused;      /* the fused nodes, n_fused of them (plan/fuse.c) */
   int n_fused;
+  size_t packed;          /* bytes of the weights packed once for the plan (plan_pack) */
   int64_t *flops;         /* (nn) */
   unsigned char *runs;    /* (nn) */
   int grad_input;
@@ -83,6 +86,11 @@ int plan_tensor_bytes(const dd_tensor *t, size_t *bytes);
  * Returns DD_OK or DD_ENOMEM. */
 int plan_fuse(dd_plan *p, unsigned char *known, const unsigned char *isconst,
               const int *targets, int n_targets, size_t *scratch, dd_err *err);
+/* Phase 6, in forward-only plans with memory of their own: the constant weight matrices of
+ * p's fused MatMulBias nodes with few rows packed once into the layout of the products'
+ * kernel (ops/gemm.c, dd_sgemm_pack), as long as p->packed, their bytes, stays within
+ * `room`.  Returns DD_OK or DD_ENOMEM. */
+int plan_pack(dd_plan *p, const unsigned char *isconst, size_t room, dd_err *err);
 /* Frees p's fused nodes (with their params). */
 void plan_fused_free(dd_plan *p);
 

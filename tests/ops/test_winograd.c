@@ -257,3 +257,56 @@ static void sgemm_degenerate_strides_of_a_single_row_or_column_on(void) {
       }
   }
 }
+
+/* B packed once (dd_sgemm_pack, a plan's constant weights) gives the same floats as dd_sgemm
+ * packing it on each call: every start (zero, a bias per row or per column, accumulation),
+ * the Relu, A transposed, and shapes that cut the panels, the blocks and k's passes, on one
+ * thread and split over the threads by columns and by rows.  Only the AVX-512 kernels take a
+ * pack (dd_sgemm_pack_floats is 0 on the generic path, which is checked too). */
+static void sgemm_packed_b_gives_the_same_floats_on(void);
+Test(sgemm, packed_b_gives_the_same_floats) {
+  th_each_kernels(sgemm_packed_b_gives_the_same_floats_on);
+}
+static void sgemm_packed_b_gives_the_same_floats_on(void) {
+  if (th_kernels_now != DD_KERNELS_AVX512) {
+    cr_assert_eq(dd_sgemm_pack_floats(8, 40), 0, "the generic path takes no pack");
+    return;
+  }
+  static const int64_t shapes[][3] = {{17, 768, 192}, {5, 33, 7},  {9, 300, 513},
+                                      {46, 196, 64},  {64, 40, 12}, {16, 2304, 300},
+                                      {3, 1, 5},      {130, 97, 256}};
+  uint64_t st = 11;
+  for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++)
+    for (int mode = 0; mode < 8; mode++) {
+      int64_t m = shapes[si][0], n = shapes[si][1], k = shapes[si][2];
+      int trans = mode & 1, acc = (mode >> 1) % 2, colb = mode >= 4, relu = mode == 6;
+      int parallel = (mode % 3) != 0;
+      int64_t lda = k + 3, ldb = n + 5, ldc = n + 2, ldat = m + 1;
+      int64_t floats = dd_sgemm_pack_floats(k, n);
+      cr_assert_eq(floats, (n + 31) / 32 * 32 * k);
+      float *a = malloc(sizeof(float) * (size_t)(m * lda + k * ldat));
+      float *b = malloc(sizeof(float) * (size_t)(k * ldb));
+      float *pack = aligned_alloc(64, ((size_t)floats * sizeof(float) + 63) / 64 * 64);
+      float *c0 = malloc(sizeof(float) * (size_t)(m * ldc));
+      float *c1 = malloc(sizeof(float) * (size_t)(m * ldc));
+      float *bias = malloc(sizeof(float) * (size_t)(m > n ? m : n));
+      for (int64_t i = 0; i < m * lda + k * ldat; i++) a[i] = th_rand_uniform(&st, -1, 1);
+      for (int64_t i = 0; i < k * ldb; i++) b[i] = th_rand_uniform(&st, -1, 1);
+      for (int64_t i = 0; i < m * ldc; i++) c0[i] = c1[i] = th_rand_uniform(&st, -1, 1);
+      for (int64_t i = 0; i < (m > n ? m : n); i++) bias[i] = th_rand_uniform(&st, -1, 1);
+      dd_sgemm_pack(k, n, b, ldb, pack, parallel);
+      int64_t ars = trans ? 1 : lda, acs = trans ? ldat : 1;
+      int flags = acc | (colb ? DD_SGEMM_COL_BIAS : 0) | (relu ? DD_SGEMM_RELU : 0);
+      dd_sgemm(m, n, k, a, ars, acs, b, ldb, c0, ldc, flags, acc ? NULL : bias, parallel);
+      dd_sgemm_packed(m, n, k, a, ars, acs, pack, c1, ldc, flags, acc ? NULL : bias, parallel);
+      cr_assert_eq(memcmp(c0, c1, sizeof(float) * (size_t)(m * ldc)), 0,
+                   "%lldx%lldx%lld mode %d: the packed product differs", (long long)m,
+                   (long long)n, (long long)k, mode);
+      free(a);
+      free(b);
+      free(pack);
+      free(c0);
+      free(c1);
+      free(bias);
+    }
+}

@@ -13,9 +13,11 @@
 
 #include "dream/graph.h"
 #include "helper_files.h"
+#include "helper_kernels.h"
 #include "helper_model.h"
 #include "helper_ops.h"
 #include "helper_torch.h"
+#include "plan/plan.h"
 
 /* ---- a graph built node by node ---- */
 
@@ -534,5 +536,92 @@ Test(fuse, torch_block_matches_autograd_fused_and_unfused, .init = th_tmpdir_set
     dd_plan_free(p);
   }
   th_torch_ref_free(&ref);
+  dd_model_free(m);
+}
+
+/* y = Add(MatMul(x, w), b), w a k x n initializer, b one value per column. */
+static dd_model *fg_wide_linear(int64_t k, int64_t n) {
+  th_model *g = th_model_new("fuse");
+  float *w = malloc(sizeof(float) * (size_t)(k * n)), *b = malloc(sizeof(float) * (size_t)n);
+  uint64_t st = 53;
+  for (int64_t i = 0; i < k * n; i++) w[i] = th_rand_uniform(&st, -0.5f, 0.5f);
+  for (int64_t i = 0; i < n; i++) b[i] = th_rand_uniform(&st, -1, 1);
+  th_model_init_f32(g, "w", 2, (int64_t[]){k, n}, w, (size_t)(k * n));
+  th_model_init_f32(g, "b", 1, (int64_t[]){n}, b, (size_t)n);
+  free(w);
+  free(b);
+  fg_node(g, "MatMul", "x", "w", "t");
+  fg_node(g, "Add", "t", "b", "y");
+  const char *outs[] = {"y"};
+  return fg_load(g, 1, outs);
+}
+
+/* A plan (REUSE, so fused; `flags` besides) with the cap `cap`: y, and the bytes it packed
+ * and holds. */
+static void packed_run(const dd_model *m, const dd_shape *xs, unsigned flags, size_t cap,
+                       dd_tensor **y, size_t *packed, size_t *bytes) {
+  int xv = dd_model_input(m), yv = dd_model_find(m, "y");
+  dd_binding b = {xv, *xs, NULL};
+  dd_plan *p;
+  dd_err err;
+  cr_assert_eq(dd_plan_new(m, &b, 1, &yv, 1, DD_PLAN_REUSE | flags, cap, &p, &err), 0, "%s",
+               err.msg);
+  dd_tensor *x = dd_plan_tensor(p, xv);
+  uint64_t st = 29;
+  for (int64_t i = 0; i < dd_tensor_numel(x); i++) dd_f32(x)[i] = th_rand_uniform(&st, -2, 3);
+  dd_plan_forward(p);
+  cr_assert_eq(dd_tensor_clone(dd_plan_tensor(p, yv), y, &err), 0);
+  *packed = p->packed;
+  *bytes = dd_plan_bytes(p);
+  dd_plan_free(p);
+}
+
+/* A forward-only plan of a linear layer on few tokens packs its constant weights once
+ * (phase 6): the same floats as the plan that packs nothing (a cap that leaves no room for
+ * the pack, or DD_PLAN_GRAD, whose plans never pack), the pack counted in dd_plan_bytes and
+ * left out of dd_plan_measure; more rows than PACK_ROWS (256), or the generic kernels, pack
+ * nothing.  Shapes: 17 tokens (a ViT's), k = 300 over two of the kernel's passes, n = 70 in
+ * three blocks the last one short. */
+static void fuse_packed_weights_on(void);
+Test(fuse, packed_weights_give_the_same_floats_and_count_in_the_bytes) {
+  th_each_kernels(fuse_packed_weights_on);
+}
+static void fuse_packed_weights_on(void) {
+  const int64_t k = 300, n = 70;
+  dd_model *m = fg_wide_linear(k, n);
+  int64_t few[] = {1, 17, k}, many[] = {2, 129, k};
+  for (int shape = 0; shape < 2; shape++) {
+    dd_shape xs = dd_shape_make(3, shape ? many : few);
+    dd_tensor *y0, *y1, *y2;
+    size_t packed0, bytes0, packed1, bytes1, packed2, bytes2, measured;
+    packed_run(m, &xs, 0, 0, &y0, &packed0, &bytes0);
+    int xv = dd_model_input(m), yv = dd_model_find(m, "y");
+    dd_binding b = {xv, xs, NULL};
+    dd_err err;
+    cr_assert_eq(dd_plan_measure(m, &b, 1, &yv, 1, DD_PLAN_REUSE, &measured, NULL, &err), 0,
+                 "%s", err.msg);
+    cr_assert_eq(measured, bytes0 - packed0, "measured %zu, built %zu with %zu packed",
+                 measured, bytes0, packed0);
+    /* a plan with gradients packs nothing */
+    packed_run(m, &xs, DD_PLAN_GRAD, 0, &y2, &packed2, &bytes2);
+    cr_assert_eq(packed2, 0);
+    cr_assert_eq(th_max_abs_diff(y0, y2), 0, "y differs by %g", th_max_abs_diff(y0, y2));
+    int packs = shape == 0 && th_kernels_now == DD_KERNELS_AVX512;
+    if (!packs) {
+      cr_assert_eq(packed0, 0, "%s kernels, %lld rows: packed %zu bytes",
+                   dd_kernels_name(th_kernels_now), (long long)(xs.d[0] * xs.d[1]), packed0);
+    } else {
+      size_t want = (size_t)((n + 31) / 32 * 32 * k) * sizeof(float);
+      cr_assert_eq(packed0, want, "packed %zu bytes, the pack is %zu", packed0, want);
+      /* capped at the rest of the plan's bytes: no room for the pack */
+      packed_run(m, &xs, 0, bytes0 - packed0, &y1, &packed1, &bytes1);
+      cr_assert_eq(packed1, 0);
+      cr_assert_eq(bytes1, bytes0 - packed0);
+      cr_assert_eq(th_max_abs_diff(y0, y1), 0, "y differs by %g", th_max_abs_diff(y0, y1));
+      dd_tensor_free(y1);
+    }
+    dd_tensor_free(y0);
+    dd_tensor_free(y2);
+  }
   dd_model_free(m);
 }
