@@ -116,6 +116,18 @@ static const conv_case cases[] = {
      0},
     {"direct: 2 to 5 channels, a 1x1 image, batch 4", 0, 4, 2, 1, 1, 5, 3, 3, 1, 1, 1, 1, 1, 1, 1,
      1, 1, NULL, 1, 0},
+    /* The direct path at stride 2 (AVX-512 builds; 3x3 stride 2 pad 1, at most 16 channels in
+     * and 32 out, forward): a photo's first convolution to 32 channels (two blocks of 16) on
+     * odd sizes, the bottom and right pads 0 on even ones, 20 channels (a partial second
+     * block) with a second vector of output columns, and images of 2x3 */
+    {"direct stride 2: 3 to 32 channels, 45x67", 0, 1, 3, 45, 67, 32, 3, 3, 1, 2, 2, 1, 1, 1, 1,
+     1, 1, NULL, 1, 0},
+    {"direct stride 2: 3 to 16 channels, 16x34, pads (1,1,0,0), batch 2", 0, 2, 3, 16, 34, 16, 3,
+     3, 1, 2, 2, 1, 1, 1, 1, 0, 0, NULL, 0, 0},
+    {"direct stride 2: 4 to 20 channels, 7x65", 0, 1, 4, 7, 65, 20, 3, 3, 1, 2, 2, 1, 1, 1, 1, 1,
+     1, NULL, 1, 1},
+    {"direct stride 2: 2 to 12 channels, 2x3 images, batch 2", 0, 2, 2, 2, 3, 12, 3, 3, 1, 2, 2,
+     1, 1, 1, 1, 1, 1, NULL, 1, 0},
     /* Groups shared among the threads group by group (group_parallel): RegNet's 3x3, 6 groups
      * of 8 channels on one 14x14 image */
     {"one image, 6 groups of 8 channels, 3x3 pad 1, 14x14", 0, 1, 48, 14, 14, 48, 3, 3, 6, 1, 1,
