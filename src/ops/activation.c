@@ -4,7 +4,9 @@
 #include <math.h>
 #include <stdlib.h>
 
+#include "ops/act.h"
 #include "ops/common.h"
+#include "ops/cpu.h"
 #include "ops/fastexp.h"
 
 typedef struct act_params {
@@ -217,9 +219,31 @@ static inline float sigmoidf(float x) {
   return x >= 0.f ? s : e * s;
 }
 
+#ifdef DD_AVX512_KERNELS
+/* y = sigmoid(x) (times x when `times_x`) over n floats, in blocks of 4096 on the threads. */
+DD_TARGET_AVX512 static void sigmoid_rows_avx512(const float *x, float *y, int64_t n,
+                                                 int times_x, int parallel) {
+  const int64_t blocks = (n + 4095) / 4096;
+#pragma omp parallel for if (parallel && n > DD_PAR_MIN) schedule(static)
+  for (int64_t b = 0; b < blocks; b++) {
+    int64_t i1 = (b + 1) * 4096 < n ? (b + 1) * 4096 : n;
+    for (int64_t i = b * 4096; i < i1; i += 16) {
+      __mmask16 m = (__mmask16)(i1 - i >= 16 ? 0xffff : (1u << (i1 - i)) - 1);
+      _mm512_mask_storeu_ps(y + i, m, dd_sigmoid16(_mm512_maskz_loadu_ps(m, x + i), times_x));
+    }
+  }
+}
+#endif
+
 static void sigmoid_forward(const dd_node *node, const dd_tensor *const *in,
                             dd_tensor *const *out, void *scratch) {
   if (!out[0]) return;
+#ifdef DD_AVX512_KERNELS
+  if (dd_kernels_avx512()) {
+    sigmoid_rows_avx512(dd_f32(in[0]), dd_f32(out[0]), dd_tensor_numel(in[0]), 0, 1);
+    return;
+  }
+#endif
   const float *x = dd_f32(in[0]);
   float *y = dd_f32(out[0]);
   int64_t n = dd_tensor_numel(in[0]);
@@ -263,10 +287,17 @@ static int silu_init(dd_node *node, dd_err *err) { return DD_OK; }
 static void silu_forward(const dd_node *node, const dd_tensor *const *in, dd_tensor *const *out,
                          void *scratch) {
   if (!out[0]) return;
-  const float *x = dd_f32(in[0]);
-  float *y = dd_f32(out[0]);
-  int64_t n = dd_tensor_numel(in[0]);
-#pragma omp parallel for simd if (parallel : n > DD_PAR_MIN) schedule(static)
+  dd_silu_rows(dd_f32(in[0]), dd_f32(out[0]), dd_tensor_numel(in[0]), 1);
+}
+
+void dd_silu_rows(const float *x, float *y, int64_t n, int parallel) {
+#ifdef DD_AVX512_KERNELS
+  if (dd_kernels_avx512()) {
+    sigmoid_rows_avx512(x, y, n, 1, parallel);
+    return;
+  }
+#endif
+#pragma omp parallel for simd if (parallel : parallel && n > DD_PAR_MIN) schedule(static)
   for (int64_t i = 0; i < n; i++) y[i] = x[i] * sigmoidf(x[i]);
 }
 
@@ -291,4 +322,4 @@ static int64_t silu_flops(const dd_node *node, const dd_tensor *const *in,
 }
 
 const dd_op dd_op_FusedSilu = {"Silu", silu_init, same_shape_infer, silu_forward, silu_backward,
-                               silu_flops, DD_OP_BWD_NO_OUT | DD_OP_INPLACE};
+                               silu_flops, DD_OP_BWD_NO_OUT | DD_OP_INPLACE | DD_OP_SILU};

@@ -35,6 +35,7 @@
 
 #include <omp.h>
 
+#include "ops/act.h"
 #include "ops/bf16.h"
 #include "ops/common.h"
 #include "ops/cpu.h"
@@ -837,16 +838,19 @@ static int dw_prepare(const conv_geom *g, dd_dw_plan *p) {
 }
 
 /* Depthwise forward through ops/depthwise.c: 16 planes at a time in the vector lanes where
- * it can (no channel multiplier, AVX-512), else one plane per task; relu folded in. */
-static void depthwise_forward_vec(const conv_geom *g, const dd_dw_plan *dg, const float *x,
-                                  const float *wt, const float *bias, int relu, float *y) {
-  if (g->mg == 1 && dd_dw_forward_lanes(&dg->g, g->n, g->m, x, wt, bias, y, relu, 1)) return;
+ * it can (no channel multiplier, AVX-512), else one plane per task; the activation `act`
+ * (DD_ACT_*) folded in.  Returns 0 when it left a SiLU undone (the planes do only Relu). */
+static int depthwise_forward_vec(const conv_geom *g, const dd_dw_plan *dg, const float *x,
+                                 const float *wt, const float *bias, int act, float *y) {
+  if (g->mg == 1 && dd_dw_forward_lanes(&dg->g, g->n, g->m, x, wt, bias, y, act, 1)) return 1;
+  int relu = act == DD_ACT_RELU;
 #pragma omp parallel for if (g->n * g->m * g->ocol * g->kh * g->kw > DD_PAR_MIN) schedule(static)
   for (int64_t nm = 0; nm < g->n * g->m; nm++) {
     int64_t n = nm / g->m, m = nm % g->m;
     dd_dw_forward(dg, x + (n * g->c + m / g->mg) * g->h * g->w, wt + m * g->kh * g->kw,
                   bias ? bias[m] : 0.f, y + nm * g->ocol, relu);
   }
+  return act != DD_ACT_SILU;
 }
 
 /* Depthwise data gradient through ops/depthwise.c: channel c collects its mg outputs. */
@@ -1036,14 +1040,14 @@ static inline __attribute__((always_inline)) DD_TARGET_AVX512 void direct_row(
 
 /* Output row oh of one image at stride 2: y (m, ho, wo) row oh = bias + the 3x3 convolution
  * at stride 2, pad 1, of x (ci, h, w) with the packed kernel wp (blocks of 16 channels);
- * relu: then max(0, .).  16 output columns a vector: output column j reads input columns
+ * 16 output columns a vector: output column j reads input columns
  * 2j - 1, 2j and 2j + 1, the even and odd lanes of two 16-lane loads at 2 j0 - 1 and 2 j0
  * (masked to [0, w): the padding), picked by one permutation each.  Each output is the
  * bias plus its taps in the order c, ki, kj by fused multiply-adds, as the im2col product
- * sums them. */
+ * sums them; then the activation `act` (DD_ACT_*, ops/act.h). */
 DD_TARGET_AVX512 static void direct_row_s2(const float *x, const float *wp, const float *bias,
                                            int64_t ci, int64_t m, int64_t h, int64_t w,
-                                           int64_t ho, int64_t wo, int64_t oh, int relu,
+                                           int64_t ho, int64_t wo, int64_t oh, int act,
                                            float *y) {
   const int64_t ohw = ho * wo;
   const __m512i even = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
@@ -1083,11 +1087,8 @@ DD_TARGET_AVX512 static void direct_row_s2(const float *x, const float *wp, cons
 #undef DS_TAP
 #undef DS_FMA
         }
-#define DS_STORE(k)                                                          \
-  if (m0 + k < m) {                                                          \
-    __m512 r = relu ? _mm512_max_ps(a##k##_0, _mm512_setzero_ps()) : a##k##_0; \
-    _mm512_mask_storeu_ps(y + (m0 + k) * ohw + oh * wo + j0, mo, r);          \
-  }
+#define DS_STORE(k)                                                                      \
+  if (m0 + k < m) _mm512_mask_storeu_ps(y + (m0 + k) * ohw + oh * wo + j0, mo, dd_act16(a##k##_0, act));
       DR_REP16(DS_STORE)
 #undef DS_STORE
     }
@@ -1097,7 +1098,7 @@ DD_TARGET_AVX512 static void direct_row_s2(const float *x, const float *wp, cons
 /* y = conv3x3 at stride 2, pad 1 (direct_s2_geometry) of x for every image, one output row
  * of one image per job. */
 static void direct_forward_s2(const conv_geom *g, const float *x, const float *wt,
-                              const float *bias, int relu, float *y, float *wp) {
+                              const float *bias, int act, float *y, float *wp) {
   direct_pack(wt, g->m, g->c, 16, 0, wp);
   const int64_t jobs = g->n * g->ho;
 #pragma omp parallel for if (jobs > 1 && g->n * g->m * g->ho * g->wo * g->c * 9 > 4 * DD_PAR_MIN) \
@@ -1105,7 +1106,7 @@ static void direct_forward_s2(const conv_geom *g, const float *x, const float *w
   for (int64_t j = 0; j < jobs; j++) {
     int64_t i = j / g->ho;
     direct_row_s2(x + i * g->c * g->h * g->w, wp, bias, g->c, g->m, g->h, g->w, g->ho, g->wo,
-                  j % g->ho, relu, y + i * g->m * g->ho * g->wo);
+                  j % g->ho, act, y + i * g->m * g->ho * g->wo);
   }
 }
 
@@ -1255,35 +1256,31 @@ static int group_parallel(const conv_geom *g) {
          g->n * g->group >= 2 * omp_get_max_threads() && g->n * g->group * per > 4 * DD_PAR_MIN;
 }
 
-/* call->relu_out (DD_OP_FOLD_RELU): the plan folded the Relu reading y into this node, and
- * y = max(0, conv). */
-static void conv_forward_call(const dd_node *node, const dd_tensor *const *in,
-                              dd_tensor *const *out, void *scratch, const dd_op_call *call) {
-  if (!out[0]) return;
-  const dd_tensor *bt = node->n_in > 2 ? in[2] : NULL;
-  conv_geom g;
-  conv_geometry(node->params, in[0], in[1], bt, &g, NULL);
-  g.wino &= !call->exact;
-  g.bf16 = call->bf16 && !call->exact && dd_bf16_kernel() != DD_BF16_NONE;
-  const float *x = dd_f32(in[0]), *wt = dd_f32(in[1]), *bias = bt ? dd_f32(bt) : NULL;
-  float *y = dd_f32(out[0]), *col = scratch;
+/* The forward by the path the geometry takes, with the folded activation `act` (DD_ACT_*):
+ * returns 0 when the path left a SiLU undone (conv_forward_call then runs the Silu op's pass
+ * over y). */
+static int conv_forward_paths(const conv_geom *gp, const dd_op_call *call, const float *x,
+                              const float *wt, const float *bias, int act, float *y,
+                              float *col) {
+  conv_geom g = *gp;
 #ifdef DD_AVX512_KERNELS
   if (g.avx512 && direct_geometry(&g) && !call->exact && !g.bf16) {
-    direct_forward(&g, x, wt, bias, call->relu_out, y, col);
-    return;
+    direct_forward(&g, x, wt, bias, act == DD_ACT_RELU, y, col);
+    return act != DD_ACT_SILU;
   }
   if (g.avx512 && direct_s2_geometry(&g) && !call->exact && !g.bf16) {
-    direct_forward_s2(&g, x, wt, bias, call->relu_out, y, col);
-    return;
+    direct_forward_s2(&g, x, wt, bias, act, y, col);
+    return 1;
   }
 #endif
-  /* dd_sgemm's bits: the folded Relu, and every column in the same order under exact */
-  int relu = (call->relu_out ? DD_SGEMM_RELU : 0) | (call->exact ? DD_SGEMM_EXACT : 0);
+  /* dd_sgemm's bits: the folded Relu (or SiLU, not for dd_bgemm), and every column in the
+   * same order under exact */
+  int relu = (act == DD_ACT_RELU ? DD_SGEMM_RELU : 0) |
+             (act == DD_ACT_SILU && !g.bf16 ? DD_SGEMM_SILU : 0) |
+             (call->exact ? DD_SGEMM_EXACT : 0);
   dd_dw_plan dg;
-  if (g.depthwise && dw_prepare(&g, &dg)) {
-    depthwise_forward_vec(&g, &dg, x, wt, bias, relu & DD_SGEMM_RELU, y);
-    return;
-  }
+  if (g.depthwise && dw_prepare(&g, &dg))
+    return depthwise_forward_vec(&g, &dg, x, wt, bias, act, y);
   if (g.depthwise) {
     depthwise_forward(&g, x, wt, bias, y);
     if (relu & DD_SGEMM_RELU) {
@@ -1291,15 +1288,13 @@ static void conv_forward_call(const dd_node *node, const dd_tensor *const *in,
 #pragma omp parallel for simd if (parallel : n > DD_PAR_MIN) schedule(static)
       for (int64_t i = 0; i < n; i++) y[i] = y[i] > 0.f ? y[i] : 0.f;
     }
-    return;
+    return act != DD_ACT_SILU;
   }
   if (g.group > 1 && g.cg == g.mg && g.cg <= 16 && !g.bf16) {
     /* groups of up to 16 channels (RegNet's 8) with the output channels in the vector
      * lanes, as the depthwise planes are (ops/depthwise.h), when the kernels take them */
     dd_dw_geom dg = {g.h, g.w, g.ho, g.wo, g.kh, g.kw, g.sh, g.sw, g.dh, g.dw, g.ph, g.pw};
-    if (dd_group_forward_lanes(&dg, g.n, g.m, (int)g.cg, x, wt, bias, y, relu & DD_SGEMM_RELU,
-                               1))
-      return;
+    if (dd_group_forward_lanes(&dg, g.n, g.m, (int)g.cg, x, wt, bias, y, act, 1)) return 1;
   }
   if (g.wino) {
     dd_wino_conv fw, bw;
@@ -1307,7 +1302,7 @@ static void conv_forward_call(const dd_node *node, const dd_tensor *const *in,
     for (int64_t n = 0; n < g.n; n++)
       dd_wino_run(&fw, x + n * g.c * g.h * g.w, wt, bias, y + n * g.m * g.ocol,
                   relu & DD_SGEMM_RELU, col);
-    return;
+    return act != DD_ACT_SILU;
   }
   /* Not `parallel for if (...)`: a region the if turns off is still a level of nesting, and
    * libgomp starts new threads for every parallel region opened inside one (the products
@@ -1322,6 +1317,26 @@ static void conv_forward_call(const dd_node *node, const dd_tensor *const *in,
   } else {
     for (int64_t n = 0; n < g.n; n++) forward_image(&g, call->exact, x, wt, bias, relu, y, n);
   }
+  /* the products applied it, but not the double sums of an exact first layer, nor dd_bgemm */
+  return act != DD_ACT_SILU || (!(call->exact && g.cg <= CONV_EXACT_DOUBLE_CH) && !g.bf16);
+}
+
+/* call->relu_out (DD_OP_FOLD_RELU): the plan folded the Relu reading y into this node, and
+ * y = max(0, conv); call->silu_out (DD_OP_FOLD_SILU): the Silu, y = conv * sigmoid(conv),
+ * in the kernel's registers where the path can, else by the Silu op's pass over y after. */
+static void conv_forward_call(const dd_node *node, const dd_tensor *const *in,
+                              dd_tensor *const *out, void *scratch, const dd_op_call *call) {
+  if (!out[0]) return;
+  const dd_tensor *bt = node->n_in > 2 ? in[2] : NULL;
+  conv_geom g;
+  conv_geometry(node->params, in[0], in[1], bt, &g, NULL);
+  g.wino &= !call->exact;
+  g.bf16 = call->bf16 && !call->exact && dd_bf16_kernel() != DD_BF16_NONE;
+  const float *x = dd_f32(in[0]), *wt = dd_f32(in[1]), *bias = bt ? dd_f32(bt) : NULL;
+  float *y = dd_f32(out[0]);
+  int act = call->relu_out ? DD_ACT_RELU : call->silu_out ? DD_ACT_SILU : DD_ACT_NONE;
+  if (!conv_forward_paths(&g, call, x, wt, bias, act, y, scratch))
+    dd_silu_rows(y, y, g.n * g.m * g.ocol, 1);
 }
 
 static void conv_forward(const dd_node *node, const dd_tensor *const *in, dd_tensor *const *out,
@@ -1685,7 +1700,8 @@ const dd_op dd_op_Conv = {"Conv",
                           conv_forward,
                           conv_backward,
                           conv_flops,
-                          DD_OP_BWD_NO_OUT | DD_OP_BWD_NO_X | DD_OP_GRAD_FRESH | DD_OP_FOLD_RELU,
+                          DD_OP_BWD_NO_OUT | DD_OP_BWD_NO_X | DD_OP_GRAD_FRESH | DD_OP_FOLD_RELU |
+                              DD_OP_FOLD_SILU,
                           conv_forward_call,
                           conv_backward_call};
 

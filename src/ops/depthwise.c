@@ -3,6 +3,7 @@
 
 #include <string.h>
 
+#include "ops/act.h"
 #include "ops/common.h"
 #include "ops/cpu.h"
 
@@ -358,11 +359,11 @@ DD_TARGET_AVX512 static void lanes_stage(const dd_dw_geom *g, int64_t wst, const
 }
 
 /* LANES_TILE output pixels whose tap-origin pixels are src[o]: out[o] = bias + sum over the
- * taps, in k's order, of kt[t] * the staged pixel src[o] + toff[t]; then max(0, .) when
- * relu. */
+ * taps, in k's order, of kt[t] * the staged pixel src[o] + toff[t]; then the activation
+ * `act` (DD_ACT_*, ops/act.h). */
 static inline __attribute__((always_inline)) DD_TARGET_AVX512 void lanes_tile(
     int ntaps, const float *kt, const int64_t *toff, const float *const *src, __m512 bias,
-    int relu, float *out) {
+    int act, float *out) {
   __m512 acc[LANES_TILE];
   const float *s[LANES_TILE];
 #pragma GCC unroll 8
@@ -374,17 +375,16 @@ static inline __attribute__((always_inline)) DD_TARGET_AVX512 void lanes_tile(
     for (int o = 0; o < LANES_TILE; o++)
       acc[o] = _mm512_fmadd_ps(kv, _mm512_load_ps(s[o] + d), acc[o]);
   }
-  const __m512 zero = _mm512_setzero_ps(); /* max_ps returns this operand for NaN and -0 */
 #pragma GCC unroll 8
   for (int o = 0; o < LANES_TILE; o++)
-    _mm512_store_ps(out + o * 16, relu ? _mm512_max_ps(acc[o], zero) : acc[o]);
+    _mm512_store_ps(out + o * 16, dd_act16(acc[o], act));
 }
 
 /* LANES_TILE output pixels of one row, stride sw (a constant: 1 or 2) apart, the first's tap
  * origin s0: as lanes_tile, with one pointer and constant offsets. */
 static inline __attribute__((always_inline)) DD_TARGET_AVX512 void lanes_row_tile(
     const int sw, int ntaps, const float *kt, const int64_t *toff, const float *s0,
-    __m512 bias, int relu, float *out) {
+    __m512 bias, int act, float *out) {
   __m512 acc[LANES_TILE];
 #pragma GCC unroll 8
   for (int o = 0; o < LANES_TILE; o++) acc[o] = bias;
@@ -395,10 +395,9 @@ static inline __attribute__((always_inline)) DD_TARGET_AVX512 void lanes_row_til
     for (int o = 0; o < LANES_TILE; o++)
       acc[o] = _mm512_fmadd_ps(kv, _mm512_load_ps(s + o * sw * 16), acc[o]);
   }
-  const __m512 zero = _mm512_setzero_ps();
 #pragma GCC unroll 8
   for (int o = 0; o < LANES_TILE; o++)
-    _mm512_store_ps(out + o * 16, relu ? _mm512_max_ps(acc[o], zero) : acc[o]);
+    _mm512_store_ps(out + o * 16, dd_act16(acc[o], act));
 }
 
 /* A grouped convolution's tile (cg > 1 input channels per group, as many outputs): lane l
@@ -408,7 +407,7 @@ static inline __attribute__((always_inline)) DD_TARGET_AVX512 void lanes_row_til
  * of kt[c][t] * that lane of the staged pixel src[o] + toff[t]. */
 static inline __attribute__((always_inline)) DD_TARGET_AVX512 void lanes_group_tile(
     int cg, int ntaps, const float *kt, const int64_t *toff, const float *const *src,
-    __m512 bias, int relu, float *out) {
+    __m512 bias, int act, float *out) {
   __m512 acc[LANES_TILE];
   const float *s[LANES_TILE];
 #pragma GCC unroll 8
@@ -425,10 +424,9 @@ static inline __attribute__((always_inline)) DD_TARGET_AVX512 void lanes_group_t
         acc[o] = _mm512_fmadd_ps(kv, _mm512_permutexvar_ps(idx, _mm512_load_ps(s[o] + d)), acc[o]);
     }
   }
-  const __m512 zero = _mm512_setzero_ps();
 #pragma GCC unroll 8
   for (int o = 0; o < LANES_TILE; o++)
-    _mm512_store_ps(out + o * 16, relu ? _mm512_max_ps(acc[o], zero) : acc[o]);
+    _mm512_store_ps(out + o * 16, dd_act16(acc[o], act));
 }
 
 /* One band of one block of 16 channels: output rows [oh0, oh0 + rows) of the nc planes y
@@ -436,7 +434,7 @@ static inline __attribute__((always_inline)) DD_TARGET_AVX512 void lanes_group_t
  * in the block), bias (nc or NULL). */
 DD_TARGET_AVX512 static void lanes_band(const dd_dw_geom *g, const lanes_plan *lp, int cg,
                                         const float *x, const float *k, const float *bias,
-                                        int64_t nc, int64_t oh0, int64_t rows, int relu,
+                                        int64_t nc, int64_t oh0, int64_t rows, int act,
                                         float *y) {
   float in[LANES_IN * 16] __attribute__((aligned(64)));
   float out[(LANES_OUT + LANES_TILE) * 16] __attribute__((aligned(64)));
@@ -468,9 +466,9 @@ DD_TARGET_AVX512 static void lanes_band(const dd_dw_geom *g, const lanes_plan *l
     const float *s0 = in + (r * g->sh * lp->wst + ow * g->sw) * 16;
     if (cg == 1 && ow + LANES_TILE <= g->wo && g->sw <= 2) { /* within the row */
       if (g->sw == 1)
-        lanes_row_tile(1, ntaps, kt, toff, s0, bv, relu, out + p0 * 16);
+        lanes_row_tile(1, ntaps, kt, toff, s0, bv, act, out + p0 * 16);
       else
-        lanes_row_tile(2, ntaps, kt, toff, s0, bv, relu, out + p0 * 16);
+        lanes_row_tile(2, ntaps, kt, toff, s0, bv, act, out + p0 * 16);
       p0 += LANES_TILE, ow += LANES_TILE;
       if (ow == g->wo) ow = 0, r++;
       continue;
@@ -481,9 +479,9 @@ DD_TARGET_AVX512 static void lanes_band(const dd_dw_geom *g, const lanes_plan *l
       if (p0 + o + 1 < np && ++ow == g->wo) ow = 0, r++; /* (r, ow): pixel p0 + o + 1 */
     }
     if (cg == 1)
-      lanes_tile(ntaps, kt, toff, src, bv, relu, out + p0 * 16);
+      lanes_tile(ntaps, kt, toff, src, bv, act, out + p0 * 16);
     else
-      lanes_group_tile(cg, ntaps, kt, toff, src, bv, relu, out + p0 * 16);
+      lanes_group_tile(cg, ntaps, kt, toff, src, bv, act, out + p0 * 16);
     p0 += LANES_TILE;
   }
   /* back to planes, 16 pixels at a time */
@@ -506,7 +504,7 @@ DD_TARGET_AVX512 static void lanes_band(const dd_dw_geom *g, const lanes_plan *l
 /* The forward of dd_dw_forward_lanes and dd_group_forward_lanes: cg input channels per group
  * (1: depthwise), as many outputs. */
 static int lanes_forward(const dd_dw_geom *g, int64_t n, int64_t c, int cg, const float *x,
-                         const float *k, const float *bias, float *y, int relu, int parallel) {
+                         const float *k, const float *bias, float *y, int act, int parallel) {
 #ifdef DD_AVX512_KERNELS
   lanes_plan lp;
   if (!dd_kernels_avx512() || cg * g->kh * g->kw > DD_DW_TAPS || !lanes_plan_of(g, &lp))
@@ -520,24 +518,24 @@ static int lanes_forward(const dd_dw_geom *g, int64_t n, int64_t c, int cg, cons
     int64_t c0 = b * 16, nc = c - c0 < 16 ? c - c0 : 16, oh0 = band * lp.rows;
     int64_t rows = g->ho - oh0 < lp.rows ? g->ho - oh0 : lp.rows;
     lanes_band(g, &lp, cg, x + (i * c + c0) * hw, k + c0 * nk, bias ? bias + c0 : NULL, nc,
-               oh0, rows, relu, y + (i * c + c0) * plane);
+               oh0, rows, act, y + (i * c + c0) * plane);
   }
   return 1;
 #else
-  (void)g, (void)n, (void)c, (void)cg, (void)x, (void)k, (void)bias, (void)y, (void)relu,
+  (void)g, (void)n, (void)c, (void)cg, (void)x, (void)k, (void)bias, (void)y, (void)act,
       (void)parallel;
   return 0;
 #endif
 }
 
 int dd_dw_forward_lanes(const dd_dw_geom *g, int64_t n, int64_t c, const float *x,
-                        const float *k, const float *bias, float *y, int relu, int parallel) {
-  return lanes_forward(g, n, c, 1, x, k, bias, y, relu, parallel);
+                        const float *k, const float *bias, float *y, int act, int parallel) {
+  return lanes_forward(g, n, c, 1, x, k, bias, y, act, parallel);
 }
 
 int dd_group_forward_lanes(const dd_dw_geom *g, int64_t n, int64_t c, int cg, const float *x,
-                           const float *k, const float *bias, float *y, int relu,
+                           const float *k, const float *bias, float *y, int act,
                            int parallel) {
   if (cg < 2 || cg > 16 || 16 % cg || c % cg) return 0;
-  return lanes_forward(g, n, c, cg, x, k, bias, y, relu, parallel);
+  return lanes_forward(g, n, c, cg, x, k, bias, y, act, parallel);
 }

@@ -68,9 +68,10 @@ void dd_dw_forward(const dd_dw_plan *p, const float *x, const float *k, float bi
  * per-plane staging and per-row copies, which cost more than the stencil on 7x7 and 14x14
  * planes.  AVX-512 only: returns 0, and does nothing, on the generic path or when one row
  * of the band does not fit the stage (then dd_dw_forward per plane); 1 when done.  Parallel
- * over images, blocks of 16 planes and bands when `parallel`. */
+ * over images, blocks of 16 planes and bands when `parallel`.  Each output then goes through
+ * the activation `act` (DD_ACT_NONE, _RELU or _SILU: ops/act.h). */
 int dd_dw_forward_lanes(const dd_dw_geom *g, int64_t n, int64_t c, const float *x,
-                        const float *k, const float *bias, float *y, int relu, int parallel);
+                        const float *k, const float *bias, float *y, int act, int parallel);
 
 /* The same for a grouped convolution of c channels in and out, cg (2, 4, 8 or 16) input
  * channels and as many outputs per group (RegNet's groups of 8): k is c x cg x kh x kw, and
@@ -80,7 +81,7 @@ int dd_dw_forward_lanes(const dd_dw_geom *g, int64_t n, int64_t c, const float *
  * AVX-512 only; 0 (and nothing done) for another cg, c not a multiple of cg, more than
  * DD_DW_TAPS weights per output, or a band row that does not fit. */
 int dd_group_forward_lanes(const dd_dw_geom *g, int64_t n, int64_t c, int cg, const float *x,
-                           const float *k, const float *bias, float *y, int relu,
+                           const float *k, const float *bias, float *y, int act,
                            int parallel);
 
 /* dx (h x w) += the gradient w.r.t. x of the forward above, given dy (ho x wo). */

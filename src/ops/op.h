@@ -67,6 +67,12 @@
  * then skips the Relu that runs in place on out[0] (out[0] read by that Relu alone, and no
  * target). */
 #define DD_OP_FOLD_RELU 512u
+/* The op is y = x * sigmoid(x) elementwise (the planner's Silu, ops/activation.c). */
+#define DD_OP_SILU 1024u
+/* Forward (forward_call) applies SiLU to out[0] when call->silu_out is set, with the floats of
+ * the Silu op (ops/act.h): the planner then skips the Silu that runs in place on out[0]
+ * (out[0] read by that Silu alone, and no target; so only where no gradient goes through). */
+#define DD_OP_FOLD_SILU 2048u
 
 /* What the plan tells one call of forward or backward beyond its tensors: hints that hold
  * for this call only, so they travel with the call and not with the tensors.  All zero: no
@@ -78,6 +84,7 @@ typedef struct dd_op_call {
                      operands to bfloat16 and sum in float32 (ops/bf16.h) */
   int exact;      /* the plan's DD_PLAN_EXACT: every output element by the same sequence of
                    * operations wherever it lies (no Winograd), so ties stay ties */
+  int silu_out;   /* forward (DD_OP_FOLD_SILU): write x * sigmoid(x) of y to out[0] */
 } dd_op_call;
 
 /* The op tables of src/ops/ are positional initializers that end at `flags`: the hooks after

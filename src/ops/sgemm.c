@@ -12,6 +12,7 @@
 #include <omp.h>
 #include <stdint.h>
 
+#include "ops/act.h"
 #include "ops/common.h"
 #include "ops/cpu.h"
 
@@ -39,7 +40,8 @@ static void relu_rows(int64_t m, int64_t n, float *c, int64_t ldc) {
 #endif
 
 /* INIT_CBIAS: bias per column, bias[0..NR) the block's own */
-enum { INIT_ZERO, INIT_BIAS, INIT_LOAD, INIT_CBIAS, INIT_RELU = 4 /* or'ed: max(0, C) at the store */ };
+enum { INIT_ZERO, INIT_BIAS, INIT_LOAD, INIT_CBIAS, INIT_RELU = 4 /* or'ed: max(0, C) at the store */,
+       INIT_SILU = 8 /* or'ed: C sigmoid(C) at the store */ };
 
 /* rows x w (w <= NR: masks m0, m1) of C from A and the packed block b (kc x NR). */
 static inline __attribute__((always_inline)) DD_TARGET_AVX512 void tile(const int rows, int64_t kc,
@@ -49,8 +51,8 @@ static inline __attribute__((always_inline)) DD_TARGET_AVX512 void tile(const in
                                                        const float *bias, __mmask16 m0,
                                                        __mmask16 m1) {
   __m512 c0[MR], c1[MR];
-  int relu = init & INIT_RELU;
-  init &= ~INIT_RELU;
+  int relu = init & INIT_RELU, silu = init & INIT_SILU;
+  init &= ~(INIT_RELU | INIT_SILU);
 #pragma GCC unroll 8
   for (int r = 0; r < rows; r++) {
     if (init == INIT_LOAD) {
@@ -82,6 +84,12 @@ static inline __attribute__((always_inline)) DD_TARGET_AVX512 void tile(const in
       c1[r] = _mm512_max_ps(c1[r], zero);
     }
   }
+  if (silu) {
+    for (int r = 0; r < rows; r++) {
+      c0[r] = dd_sigmoid16(c0[r], 1);
+      c1[r] = dd_sigmoid16(c1[r], 1);
+    }
+  }
 #pragma GCC unroll 8
   for (int r = 0; r < rows; r++) {
     _mm512_mask_storeu_ps(c + r * ldc, m0, c0[r]);
@@ -104,7 +112,7 @@ DD_TARGET_AVX512 static void rows_of_block(int64_t m, int64_t w, int64_t kc, con
   for (int64_t i = 0; i < m; i += MR) {
     const float *ai = a + i * ars;
     float *ci = c + i * ldc;
-    const float *bi = bias && (init & ~INIT_RELU) == INIT_BIAS ? bias + i : bias;
+    const float *bi = bias && (init & ~(INIT_RELU | INIT_SILU)) == INIT_BIAS ? bias + i : bias;
     switch (m - i < MR ? (int)(m - i) : MR) {
       case 8: tile(8, kc, ai, ars, acs, bk, ci, ldc, init, bi, m0, m1); break;
       case 7: tile(7, kc, ai, ars, acs, bk, ci, ldc, init, bi, m0, m1); break;
@@ -137,6 +145,7 @@ DD_TARGET_AVX512 static void column_panel(int64_t m, int64_t w, int64_t k, const
                : bias ? (accumulate & DD_SGEMM_COL_BIAS ? INIT_CBIAS : INIT_BIAS)
                       : INIT_ZERO;
     if ((accumulate & DD_SGEMM_RELU) && k0 + kc >= k) init |= INIT_RELU;
+    if ((accumulate & DD_SGEMM_SILU) && k0 + kc >= k) init |= INIT_SILU;
     const float *bk = pack;
     if (packed) {
       bk = packed + k0 * npad + jb0 * kc * NR;
@@ -220,6 +229,7 @@ DD_TARGET_AVX512 static void one_column(int64_t m, int64_t k, const float *a, in
                    : accumulate & DD_SGEMM_COL_BIAS ? bias[0]
                                                     : bias[i + r];
       float v = init + _mm512_reduce_add_ps(acc[r]);
+      if (accumulate & DD_SGEMM_SILU) v = _mm512_cvtss_f32(dd_sigmoid16(_mm512_set1_ps(v), 1));
       *e = accumulate & DD_SGEMM_RELU ? (v > 0.f ? v : 0.f) : v;
     }
   }
@@ -236,6 +246,8 @@ DD_TARGET_AVX512 static void sgemm_avx512(int64_t m, int64_t n, int64_t k, const
       for (int64_t j = 0; j < n; j++)
         c[i * ldc + j] = !bias ? 0.f : accumulate & DD_SGEMM_COL_BIAS ? bias[j] : bias[i];
     if (accumulate & DD_SGEMM_RELU) relu_rows(m, n, c, ldc);
+    for (int64_t i = 0; i < m && (accumulate & DD_SGEMM_SILU); i++)
+      dd_silu_rows(c + i * ldc, c + i * ldc, n, 0);
     return;
   }
   if (n == 1 && acs == 1 && ldb == 1 && !packed && !(accumulate & DD_SGEMM_EXACT)) {
@@ -355,6 +367,8 @@ static void sgemm_generic(int64_t m, int64_t n, int64_t k, const float *a, int64
   else if (k > 0)
     product(m, n, k, a, ars, acs, b, ldb, c, ldc);
   if (accumulate & DD_SGEMM_RELU) relu_rows(m, n, c, ldc);
+  for (int64_t i = 0; i < m && (accumulate & DD_SGEMM_SILU); i++)
+    dd_silu_rows(c + i * ldc, c + i * ldc, n, 0);
 }
 
 /* C += A B in cblas_sgemm, or a plain loop for strides it cannot express. */

@@ -30,6 +30,9 @@
 /* bias is one value per column of C (C[i][j] starts from bias[j]: the bias of a linear layer
  * over token rows, MatMul + Add fused by the planner) instead of one per row. */
 #define DD_SGEMM_COL_BIAS 8
+/* Once the sum is complete, C = C * sigmoid(C) (a SiLU folded into the product, with the
+ * floats of the Silu op: ops/act.h).  Not with DD_SGEMM_RELU. */
+#define DD_SGEMM_SILU 16
 
 void dd_sgemm(int64_t m, int64_t n, int64_t k, const float *a, int64_t ars, int64_t acs,
               const float *b, int64_t ldb, float *c, int64_t ldc, int accumulate,

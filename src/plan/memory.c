@@ -282,21 +282,26 @@ static void pass_join_values(mem_ctx *c) {
 
 /* ---- ReLU folding ---- */
 
-/* A Relu that runs in place on the output of an op that can apply it as it writes
- * (DD_OP_FOLD_RELU) is folded there, when nothing else reads the value before the Relu (nor
- * after: the producer's backward must not read its output). */
+/* A Relu (a SiLU) that runs in place on the output of an op that can apply it as it writes
+ * (DD_OP_FOLD_RELU, DD_OP_FOLD_SILU) is folded there, when nothing else reads the value before
+ * it (nor after: the producer's backward must not read its output).  relu_out[q] is then 1
+ * (Relu) or 2 (SiLU).  A SiLU runs in place only where no gradient goes through it (its
+ * backward reads its input). */
 static void pass_fold_relu(mem_ctx *c) {
   dd_plan *p = c->p;
   for (int o = 0; o < c->N; o++) {
     const dd_node *n = p->onode[o];
-    if (!c->inplace[o] || !(n->op->flags & DD_OP_RELU) || p->skip[o]) continue;
+    unsigned act = n->op->flags & (DD_OP_RELU | DD_OP_SILU);
+    if (!c->inplace[o] || !act || p->skip[o]) continue;
     int x = n->in[0], q = c->def[x];
     if (q < 0 || c->nread[x] != 1 || c->target[x]) continue;
     const dd_node *pn = p->onode[q];
     unsigned pf = pn->op->flags;
-    if ((pf & DD_OP_FOLD_RELU) && (pf & DD_OP_BWD_NO_OUT) && pn->n_out >= 1 && pn->out[0] == x) {
+    unsigned fold = act == DD_OP_RELU ? DD_OP_FOLD_RELU : DD_OP_FOLD_SILU;
+    if ((pf & fold) && (pf & DD_OP_BWD_NO_OUT) && pn->n_out >= 1 && pn->out[0] == x &&
+        !p->relu_out[q]) {
       p->skip[o] = 1;
-      p->relu_out[q] = 1;
+      p->relu_out[q] = act == DD_OP_RELU ? 1 : 2;
     }
   }
 }

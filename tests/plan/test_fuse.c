@@ -625,3 +625,89 @@ static void fuse_packed_weights_on(void) {
   }
   dd_model_free(m);
 }
+
+/* y = x * Sigmoid(x) of a Conv (kernel k x k, stride s, `group` groups, c -> m channels, a
+ * bias), as torch writes nn.SiLU after a convolution. */
+static dd_model *fg_conv_silu(int64_t c, int64_t m, int64_t k, int64_t s, int64_t group) {
+  th_model *g = th_model_new("fuse");
+  int64_t nw = m * (c / group) * k * k;
+  float *w = malloc(sizeof(float) * (size_t)nw), *b = malloc(sizeof(float) * (size_t)m);
+  uint64_t st = 59;
+  for (int64_t i = 0; i < nw; i++) w[i] = th_rand_uniform(&st, -0.5f, 0.5f);
+  for (int64_t i = 0; i < m; i++) b[i] = th_rand_uniform(&st, -1, 1);
+  th_model_init_f32(g, "w", 4, (int64_t[]){m, c / group, k, k}, w, (size_t)nw);
+  th_model_init_f32(g, "b", 1, (int64_t[]){m}, b, (size_t)m);
+  free(w);
+  free(b);
+  th_model_node(g, "Conv", NULL, "x,w,b", "t");
+  th_model_attr_ints(g, "kernel_shape", 2, (int64_t[]){k, k});
+  th_model_attr_ints(g, "strides", 2, (int64_t[]){s, s});
+  th_model_attr_ints(g, "pads", 4, (int64_t[]){k / 2, k / 2, k / 2, k / 2});
+  th_model_attr_int(g, "group", group);
+  fg_node(g, "Sigmoid", "t", NULL, "u");
+  fg_node(g, "Mul", "t", "u", "y");
+  const char *outs[] = {"y"};
+  return fg_load(g, 1, outs);
+}
+
+/* A forward-only plan folds a SiLU (the fused Silu of Sigmoid and Mul) into the convolution
+ * before it (DD_OP_FOLD_SILU): every path of the convolution gives the floats of the Sigmoid
+ * and Mul nodes run one by one (DD_PLAN_NO_FUSE), bit for bit, whether its kernel applies
+ * the SiLU in registers (1x1 products, depthwise and grouped lanes, the direct stride-2 path,
+ * im2col products) or the Silu op's pass runs after (direct stride 1, Winograd, the double
+ * sums of an exact first layer).  A plan with gradients folds nothing. */
+static void fuse_silu_folds_on(void);
+Test(fuse, silu_folds_into_every_convolution_path_bit_for_bit) {
+  th_each_kernels(fuse_silu_folds_on);
+}
+static void fuse_silu_folds_on(void) {
+  static const struct {
+    const char *what;
+    int64_t c, m, k, s, group, h, w;
+    unsigned flags;
+  } cases[] = {
+      {"1x1 on 14x14", 24, 40, 1, 1, 1, 14, 14, 0},
+      {"depthwise 3x3 on 19x23", 40, 40, 3, 1, 40, 19, 23, 0},
+      {"depthwise 5x5 stride 2", 24, 24, 5, 2, 24, 17, 16, 0},
+      {"groups of 8, 3x3", 32, 32, 3, 1, 4, 11, 9, 0},
+      {"first layer 3 -> 32, 3x3 stride 2", 3, 32, 3, 2, 1, 37, 45, 0},
+      {"first layer, exact (double sums)", 3, 32, 3, 2, 1, 37, 45, DD_PLAN_EXACT},
+      {"3x3 stride 1, 5 -> 13 (direct)", 5, 13, 3, 1, 1, 9, 37, 0},
+      {"3x3, 24 -> 24 (Winograd)", 24, 24, 3, 1, 1, 20, 20, 0},
+      {"3x3, 24 -> 24, exact (im2col)", 24, 24, 3, 1, 1, 20, 20, DD_PLAN_EXACT},
+      {"5x5, 20 -> 36 (im2col)", 20, 36, 5, 1, 1, 15, 13, 0},
+  };
+  for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ci++) {
+    dd_model *m = fg_conv_silu(cases[ci].c, cases[ci].m, cases[ci].k, cases[ci].s,
+                               cases[ci].group);
+    int64_t d[] = {1, cases[ci].c, cases[ci].h, cases[ci].w};
+    dd_shape xs = dd_shape_make(4, d);
+    int xv = dd_model_input(m), yv = dd_model_find(m, "y");
+    dd_tensor *y[3];
+    int folded[3] = {0, 0, 0};
+    const unsigned flags[3] = {DD_PLAN_REUSE, DD_PLAN_REUSE | DD_PLAN_NO_FUSE,
+                               DD_PLAN_REUSE | DD_PLAN_GRAD};
+    for (int k = 0; k < 3; k++) {
+      dd_binding b = {xv, xs, NULL};
+      dd_plan *p;
+      dd_err err;
+      cr_assert_eq(dd_plan_new(m, &b, 1, &yv, 1, flags[k] | cases[ci].flags, 0, &p, &err), 0,
+                   "%s", err.msg);
+      dd_tensor *x = dd_plan_tensor(p, xv);
+      uint64_t st = 61;
+      for (int64_t i = 0; i < dd_tensor_numel(x); i++) dd_f32(x)[i] = th_rand_uniform(&st, -2, 2);
+      dd_plan_forward(p);
+      cr_assert_eq(dd_tensor_clone(dd_plan_tensor(p, yv), &y[k], &err), 0);
+      for (int o = 0; o < p->n_order && p->relu_out; o++) folded[k] |= p->relu_out[o] == 2;
+      dd_plan_free(p);
+    }
+    cr_assert(folded[0] && !folded[1] && !folded[2], "%s: folded %d %d %d", cases[ci].what,
+              folded[0], folded[1], folded[2]);
+    cr_assert_eq(th_max_abs_diff(y[0], y[1]), 0, "%s (%s kernels): folded differs by %g",
+                 cases[ci].what, dd_kernels_name(th_kernels_now), th_max_abs_diff(y[0], y[1]));
+    cr_assert_eq(th_max_abs_diff(y[2], y[1]), 0, "%s: the gradient plan differs",
+                 cases[ci].what);
+    for (int k = 0; k < 3; k++) dd_tensor_free(y[k]);
+    dd_model_free(m);
+  }
+}

@@ -1,0 +1,61 @@
+/* The activations a producer applies to its output as it stores it, when the plan folds the
+ * activation node into it (DD_OP_FOLD_RELU, DD_OP_FOLD_SILU): the codes its kernels take,
+ * and the SiLU that the Silu op (ops/activation.c) and every folding kernel compute alike, so
+ * that a folded SiLU gives the floats of the Silu node it replaces. */
+#ifndef DREAM_OPS_ACT_H
+#define DREAM_OPS_ACT_H
+
+#include <stdint.h>
+
+#include "ops/cpu.h"
+
+#ifdef DD_AVX512_KERNELS
+#include <immintrin.h>
+#endif
+
+enum { DD_ACT_NONE = 0, DD_ACT_RELU = 1, DD_ACT_SILU = 2 };
+
+/* y = x * sigmoid(x) over n floats (y may be x), on the threads when `parallel`: the Silu
+ * op's forward. */
+void dd_silu_rows(const float *x, float *y, int64_t n, int parallel);
+
+#ifdef DD_AVX512_KERNELS
+/* sigmoid(x) (times x when `times_x`: SiLU) of 16 lanes on the AVX-512 kernels: e = exp(-|x|)
+ * by dd_exp_neg's steps (ops/fastexp.h) in vector instructions, then 1 / (1 + e) by the
+ * reciprocal estimate and one Newton step instead of a division (within 2 ulp of it), e / (1
+ * + e) below 0. */
+static inline DD_TARGET_AVX512 __m512 dd_sigmoid16(__m512 x, int times_x) {
+  const __m512 a0 = _mm512_abs_ps(x);
+  const __mmask16 big = _mm512_cmp_ps_mask(a0, _mm512_set1_ps(87.3f), _CMP_GT_OQ);
+  const __m512 a = _mm512_min_ps(a0, _mm512_set1_ps(87.3f));
+  const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(a, _mm512_set1_ps(1.44269504088896341f)),
+                                        _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m512 r = _mm512_fmsub_ps(n, _mm512_set1_ps(0.693359375f), a);
+  r = _mm512_fmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
+  __m512 p = _mm512_set1_ps(1.9875691500e-4f);
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507e-3f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
+  p = _mm512_add_ps(_mm512_fmadd_ps(_mm512_mul_ps(p, r), r, r), _mm512_set1_ps(1.f));
+  /* p 2^-n, rounded once as the product by the power of two is */
+  const __m512 e = _mm512_maskz_scalef_ps((__mmask16)~big, p, _mm512_sub_ps(_mm512_setzero_ps(), n));
+  const __m512 d = _mm512_add_ps(e, _mm512_set1_ps(1.f));
+  __m512 q = _mm512_rcp14_ps(d);
+  q = _mm512_fmadd_ps(_mm512_fnmadd_ps(d, q, _mm512_set1_ps(1.f)), q, q);
+  const __mmask16 neg = _mm512_cmp_ps_mask(x, _mm512_setzero_ps(), _CMP_LT_OQ);
+  const __m512 sg = _mm512_mask_mul_ps(q, neg, e, q);
+  return times_x ? _mm512_mul_ps(x, sg) : sg;
+}
+
+/* v after the folded activation `act` (DD_ACT_*). */
+static inline DD_TARGET_AVX512 __m512 dd_act16(__m512 v, int act) {
+  /* max_ps returns its second operand for NaN and -0, as Relu does */
+  return act == DD_ACT_RELU ? _mm512_max_ps(v, _mm512_setzero_ps())
+         : act == DD_ACT_SILU ? dd_sigmoid16(v, 1)
+                              : v;
+}
+#endif
+
+#endif
