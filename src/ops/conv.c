@@ -225,6 +225,22 @@ static int64_t direct_scratch(const conv_geom *g) {
 
 #endif
 
+/* A 1x1 convolution on a small plane (a 7x7 or 14x14 stage) computed transposed, Y^T (HW x M)
+ * = X^T (HW x C) W^T (C x M), from W^T packed once by the plan (dd_conv_pack): its HW pixels
+ * are the product's rows and its M channels the columns, where HW columns (49 or 196) would
+ * fill dd_sgemm's 32-column tiles to 77% or 88%, and the weights stream once from the pack.
+ * Each output is the same chain of fused multiply-adds over the channels from the bias, so
+ * the same float.  Forward-only plans on the AVX-512 kernels (the pack is theirs). */
+#define CONV_T_MAX_PLANE 256
+#define CONV_T_MIN_M 32
+static int conv_t_shape(int64_t hw, int64_t m) {
+  return hw <= CONV_T_MAX_PLANE && m >= CONV_T_MIN_M;
+}
+
+static int conv_t_geometry(const conv_geom *g) {
+  return g->pointwise && g->group == 1 && conv_t_shape(g->ocol, g->m);
+}
+
 /* The forward convolution and the data gradient as Winograd convolutions of one image. */
 static void wino_convs(const conv_geom *g, dd_wino_conv *fw, dd_wino_conv *bw) {
   *fw = (dd_wino_conv){g->c, g->h, g->w, g->m, g->ho, g->wo, g->ph, g->pw, 0, g->bf16};
@@ -270,6 +286,8 @@ static int conv_infer(const dd_node *node, const dd_tensor *const *in, dd_tensor
       col < direct_scratch(&g))
     col = direct_scratch(&g);
 #endif
+  /* Y^T of one image, when the plan packs W^T */
+  if (dd_sgemm_pack_floats(1, 1) && conv_t_geometry(&g) && col < g.ocol * g.m) col = g.ocol * g.m;
   if (col < 0 || (uint64_t)col > SIZE_MAX / sizeof(float) / 2)
     return dd_fail(err, DD_ELIMIT, "the im2col buffer would be too large");
   *scratch = (size_t)col * sizeof(float);
@@ -1256,6 +1274,78 @@ static int group_parallel(const conv_geom *g) {
          g->n * g->group >= 2 * omp_get_max_threads() && g->n * g->group * per > 4 * DD_PAR_MIN;
 }
 
+#ifdef DD_AVX512_KERNELS
+DD_TARGET_AVX512 static void transpose16x16(const float *s, int64_t ls, float *d, int64_t ld);
+#endif
+
+/* y (m x hw) = ct (hw x m) transposed, in 16 x 16 blocks (in registers on the AVX-512
+ * kernels, the only ones that take this path). */
+static void transpose_to_planes(const float *ct, int64_t hw, int64_t m, float *y) {
+#pragma omp parallel for if (hw * m > 4 * DD_PAR_MIN) schedule(static)
+  for (int64_t m0 = 0; m0 < m; m0 += 16)
+    for (int64_t p0 = 0; p0 < hw; p0 += 16) {
+#ifdef DD_AVX512_KERNELS
+      if (m0 + 16 <= m && p0 + 16 <= hw) {
+        transpose16x16(ct + p0 * m + m0, m, y + m0 * hw + p0, hw);
+        continue;
+      }
+#endif
+      for (int64_t o = m0; o < m0 + 16 && o < m; o++)
+        for (int64_t q = p0; q < p0 + 16 && q < hw; q++) y[o * hw + q] = ct[q * m + o];
+    }
+}
+
+/* The n images' y (m x hw each) = W x (+ bias, then the activation `act`) from x (c x hw
+ * each) and pack, W^T packed (conv_t_geometry); ct: hw x m floats of scratch. */
+static void conv_t_forward(int64_t n, int64_t c, int64_t hw, int64_t m, const float *x,
+                           const float *pack, const float *bias, int act, float *y, float *ct) {
+  int flags = (bias ? DD_SGEMM_COL_BIAS : 0) | (act == DD_ACT_RELU ? DD_SGEMM_RELU : 0) |
+              (act == DD_ACT_SILU ? DD_SGEMM_SILU : 0);
+  for (int64_t i = 0; i < n; i++) {
+    dd_sgemm_packed(hw, m, c, x + i * c * hw, 1, hw, pack, ct, m, flags, bias, 1);
+    transpose_to_planes(ct, hw, m, y + i * m * hw);
+  }
+}
+
+/* The packs plan_pack makes (plan/plan.h): W^T of a Conv or ConvScaled node on a small plane
+ * (conv_t_geometry), in dd_sgemm_pack's layout; its bytes, 0 when the node takes none. */
+extern const dd_op dd_op_FusedConvScaled;
+size_t dd_conv_pack_bytes(const dd_node *node, const dd_tensor *const *in);
+float *dd_conv_pack(const dd_node *node, const dd_tensor *const *in, int parallel);
+size_t dd_conv_pack_bytes(const dd_node *node, const dd_tensor *const *in) {
+  const dd_tensor *x = in[0], *w = node->op == &dd_op_FusedConvScaled ? in[2] : in[1];
+  if (!x || !w || !w->data || x->shape.ndim != 4 || w->shape.ndim != 4) return 0;
+  int64_t c = x->shape.d[1], hw = x->shape.d[2] * x->shape.d[3], m = w->shape.d[0];
+  if (node->op == &dd_op_FusedConvScaled) {
+    if (!conv_t_shape(hw, m)) return 0;
+  } else {
+    conv_geom g;
+    if (conv_geometry(node->params, x, w, node->n_in > 2 ? in[2] : NULL, &g, NULL) ||
+        !conv_t_geometry(&g))
+      return 0;
+  }
+  int64_t floats = dd_sgemm_pack_floats(c, m);
+  return floats > 0 ? ((size_t)floats * sizeof(float) + 63) / 64 * 64 : 0;
+}
+
+float *dd_conv_pack(const dd_node *node, const dd_tensor *const *in, int parallel) {
+  size_t bytes = dd_conv_pack_bytes(node, in);
+  const dd_tensor *w = node->op == &dd_op_FusedConvScaled ? in[2] : in[1];
+  int64_t m = w->shape.d[0], c = w->shape.d[1];
+  float *pack = bytes ? aligned_alloc(64, bytes) : NULL;
+  float *wt = pack ? malloc(sizeof(float) * (size_t)(m * c)) : NULL;
+  if (!wt) {
+    free(pack);
+    return NULL;
+  }
+  const float *wf = dd_f32(w);
+  for (int64_t o = 0; o < m; o++)
+    for (int64_t k = 0; k < c; k++) wt[k * m + o] = wf[o * c + k];
+  dd_sgemm_pack(c, m, wt, m, pack, parallel);
+  free(wt);
+  return pack;
+}
+
 /* The forward by the path the geometry takes, with the folded activation `act` (DD_ACT_*):
  * returns 0 when the path left a SiLU undone (conv_forward_call then runs the Silu op's pass
  * over y). */
@@ -1263,6 +1353,10 @@ static int conv_forward_paths(const conv_geom *gp, const dd_op_call *call, const
                               const float *wt, const float *bias, int act, float *y,
                               float *col) {
   conv_geom g = *gp;
+  if (call->prep && conv_t_geometry(&g) && !g.bf16) { /* W^T packed by the plan */
+    conv_t_forward(g.n, g.c, g.ocol, g.m, x, call->prep, bias, act, y, col);
+    return 1;
+  }
 #ifdef DD_AVX512_KERNELS
   if (g.avx512 && direct_geometry(&g) && !call->exact && !g.bf16) {
     direct_forward(&g, x, wt, bias, act == DD_ACT_RELU, y, col);
@@ -1734,18 +1828,35 @@ static int conv_scaled_infer(const dd_node *node, const dd_tensor *const *in,
     out[0]->shape = x->shape;
     out[0]->shape.d[1] = m;
   }
-  *scratch = (size_t)(m * c) * sizeof(float);
+  /* W scaled, or (W^T packed by the plan) x scaled and Y^T */
+  int64_t hw = x->shape.d[2] * x->shape.d[3], need = m * c;
+  if (conv_t_shape(hw, m) && hw * (c + m) > need) need = hw * (c + m);
+  *scratch = (size_t)need * sizeof(float);
   return DD_OK;
 }
 
-static void conv_scaled_forward(const dd_node *node, const dd_tensor *const *in,
-                                dd_tensor *const *out, void *scratch) {
+/* With W^T packed by the plan (call->prep, a small plane): the scale goes into x instead, x
+ * s (c x hw, fewer floats than W there), and Y^T = (x s)^T W^T as conv_t_forward computes
+ * it: the floats of the Mul and the Conv run one by one. */
+static void conv_scaled_forward_call(const dd_node *node, const dd_tensor *const *in,
+                                     dd_tensor *const *out, void *scratch,
+                                     const dd_op_call *call) {
   if (!out[0]) return;
   const dd_tensor *x = in[0], *s = in[1], *w = in[2];
   const float *bias = node->n_in > 3 && in[3] ? dd_f32(in[3]) : NULL;
   int64_t n = x->shape.d[0], c = x->shape.d[1], hw = x->shape.d[2] * x->shape.d[3],
           m = w->shape.d[0];
   float *ws = scratch, *y = dd_f32(out[0]);
+  if (call->prep) {
+    float *xs = scratch, *ct = xs + c * hw;
+    for (int64_t i = 0; i < n; i++) {
+      const float *si = dd_f32(s) + (s->shape.d[0] == 1 ? 0 : i) * c, *xi = dd_f32(x) + i * c * hw;
+      for (int64_t k = 0; k < c; k++)
+        for (int64_t q = 0; q < hw; q++) xs[k * hw + q] = xi[k * hw + q] * si[k];
+      conv_t_forward(1, c, hw, m, xs, call->prep, bias, DD_ACT_NONE, y + i * m * hw, ct);
+    }
+    return;
+  }
   const float *wt = dd_f32(w);
   for (int64_t i = 0; i < n; i++) {
     const float *si = dd_f32(s) + (s->shape.d[0] == 1 ? 0 : i) * c;
@@ -1761,5 +1872,12 @@ static int64_t conv_scaled_flops(const dd_node *node, const dd_tensor *const *in
   return 2 * dd_tensor_numel(out[0]) * in[0]->shape.d[1];
 }
 
+static void conv_scaled_forward(const dd_node *node, const dd_tensor *const *in,
+                                dd_tensor *const *out, void *scratch) {
+  static const dd_op_call none = {0};
+  conv_scaled_forward_call(node, in, out, scratch, &none);
+}
+
 const dd_op dd_op_FusedConvScaled = {"ConvScaled", conv_scaled_init, conv_scaled_infer,
-                                     conv_scaled_forward, NULL, conv_scaled_flops, 0};
+                                     conv_scaled_forward, NULL, conv_scaled_flops, 0,
+                                     conv_scaled_forward_call};

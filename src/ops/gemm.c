@@ -558,16 +558,16 @@ static int mmb_infer(const dd_node *node, const dd_tensor *const *in, dd_tensor 
   return DD_OK;
 }
 
-static void mmb_forward(const dd_node *node, const dd_tensor *const *in, dd_tensor *const *out,
-                        void *scratch) {
+static void mmb_forward_call(const dd_node *node, const dd_tensor *const *in,
+                             dd_tensor *const *out, void *scratch, const dd_op_call *call) {
   if (!out[0]) return;
   mm_geom g;
   mm_geometry(&in[0]->shape, &in[1]->shape, &g, NULL);
   const float *a = dd_f32(in[0]), *b = dd_f32(in[1]), *bias = dd_f32(in[2]);
   float *y = dd_f32(out[0]);
   int m = (int)g.m, n = (int)g.n, k = (int)g.k;
-  if (node->params) { /* B packed by dd_matmul_bias_pack: stacked, more than FEW rows */
-    row_blocks(g.batch * g.m, n, k, a, k, 1, NULL, 0, node->params, y, n, DD_SGEMM_COL_BIAS,
+  if (call->prep) { /* B packed by dd_matmul_bias_pack: stacked, more than FEW rows */
+    row_blocks(g.batch * g.m, n, k, a, k, 1, NULL, 0, call->prep, y, n, DD_SGEMM_COL_BIAS,
                bias);
     return;
   }
@@ -581,6 +581,12 @@ static void mmb_forward(const dd_node *node, const dd_tensor *const *in, dd_tens
     product_cb(0, 0, m, n, k, 1.f, a + oa * g.m * g.k, k, b + ob * g.k * g.n, n, 0.f,
                y + bi * g.m * g.n, n, NULL, bias);
   }
+}
+
+static void mmb_forward(const dd_node *node, const dd_tensor *const *in, dd_tensor *const *out,
+                        void *scratch) {
+  static const dd_op_call none = {0};
+  mmb_forward_call(node, in, out, scratch, &none);
 }
 
 /* MatMul's gradients, and the bias's: the sum of dY over its rows (in double, rows in order). */
@@ -606,18 +612,19 @@ static int64_t mmb_flops(const dd_node *node, const dd_tensor *const *in,
   return matmul_flops(node, in, out) + dd_tensor_numel(out[0]);
 }
 
-/* A MatMulBias whose B is constant, with at most PACK_ROWS rows: B packed once, into
- * node->params (the plan frees it with the node), for every forward of the plan.  dd_sgemm
+/* A MatMulBias whose B is constant, with at most PACK_ROWS rows: B packed once by the plan
+ * (plan_pack), handed to every forward as call->prep.  dd_sgemm
  * packs its blocks of B on each call, and with few rows that is a large part of the work (a
  * ViT's 17 tokens by 192 x 768 weights: a quarter of the product's time by perf); the
  * packed product gives the same floats.  The bytes the pack takes, 0 when B is not packed
  * (the plain path then: more rows, a batched product, or kernels that take no pack). */
 extern const dd_op dd_op_FusedMatMulBias;
 size_t dd_matmul_bias_pack_bytes(const dd_node *node, const dd_tensor *a, const dd_tensor *b);
-int dd_matmul_bias_pack(dd_node *node, const dd_tensor *a, const dd_tensor *b, int parallel);
+float *dd_matmul_bias_pack(const dd_node *node, const dd_tensor *a, const dd_tensor *b,
+                           int parallel);
 size_t dd_matmul_bias_pack_bytes(const dd_node *node, const dd_tensor *a, const dd_tensor *b) {
   mm_geom g;
-  if (node->op != &dd_op_FusedMatMulBias || node->params || !b->data ||
+  if (node->op != &dd_op_FusedMatMulBias || !b->data ||
       mm_geometry(&a->shape, &b->shape, &g, NULL) || !mm_stacked(&g) ||
       g.batch * g.m > PACK_ROWS || g.m <= FEW || g.n <= FEW || g.k <= 0)
     return 0;
@@ -625,17 +632,16 @@ size_t dd_matmul_bias_pack_bytes(const dd_node *node, const dd_tensor *a, const 
   return floats > 0 ? ((size_t)floats * sizeof(float) + 63) / 64 * 64 : 0;
 }
 
-/* Packs B into node->params (on the threads when `parallel`): -1 when out of memory. */
-int dd_matmul_bias_pack(dd_node *node, const dd_tensor *a, const dd_tensor *b, int parallel) {
+/* B packed (on the threads when `parallel`) into a new buffer: NULL when out of memory. */
+float *dd_matmul_bias_pack(const dd_node *node, const dd_tensor *a, const dd_tensor *b,
+                           int parallel) {
   size_t bytes = dd_matmul_bias_pack_bytes(node, a, b);
-  if (!bytes) return 0;
-  float *pack = aligned_alloc(64, bytes);
-  if (!pack) return -1;
+  float *pack = bytes ? aligned_alloc(64, bytes) : NULL;
+  if (!pack) return NULL;
   int64_t k = b->shape.d[b->shape.ndim - 2], n = b->shape.d[b->shape.ndim - 1];
   dd_sgemm_pack(k, n, dd_f32(b), n, pack, parallel);
-  node->params = pack;
-  return 0;
+  return pack;
 }
 
 const dd_op dd_op_FusedMatMulBias = {"MatMulBias", mmb_init, mmb_infer, mmb_forward,
-                                     mmb_backward, mmb_flops, 0};
+                                     mmb_backward, mmb_flops, 0, mmb_forward_call};

@@ -85,6 +85,8 @@ typedef struct dd_op_call {
   int exact;      /* the plan's DD_PLAN_EXACT: every output element by the same sequence of
                    * operations wherever it lies (no Winograd), so ties stay ties */
   int silu_out;   /* forward (DD_OP_FOLD_SILU): write x * sigmoid(x) of y to out[0] */
+  const void *prep; /* forward: what the plan prepared once for this node (its weights packed
+                       by plan_pack, plan/plan.h), or NULL */
 } dd_op_call;
 
 /* The op tables of src/ops/ are positional initializers that end at `flags`: the hooks after

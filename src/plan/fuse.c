@@ -342,7 +342,12 @@ static int fuse_silu(fuse_ctx *c, int last, size_t *scratch) {
 /* Not in ops.def (no ONNX op): ops/gemm.c. */
 extern const dd_op dd_op_FusedMatMulBias;
 size_t dd_matmul_bias_pack_bytes(const dd_node *node, const dd_tensor *a, const dd_tensor *b);
-int dd_matmul_bias_pack(dd_node *node, const dd_tensor *a, const dd_tensor *b, int parallel);
+float *dd_matmul_bias_pack(const dd_node *node, const dd_tensor *a, const dd_tensor *b,
+                           int parallel);
+/* ops/conv.c */
+extern const dd_op dd_op_Conv;
+size_t dd_conv_pack_bytes(const dd_node *node, const dd_tensor *const *in);
+float *dd_conv_pack(const dd_node *node, const dd_tensor *const *in, int parallel);
 
 /* y = Add(MatMul(a, b), bias) ending at `last`, in either operand order, where bias holds one
  * value per column of the product (shape [n] or [1, ..., 1, n]) and the Add does not
@@ -495,18 +500,24 @@ done:
 
 int plan_pack(dd_plan *p, const unsigned char *isconst, size_t room, dd_err *err) {
   p->packed = 0;
-  for (int k = 0; k < p->n_fused; k++) {
-    dd_node *n = &p->fused[k].node;
-    int b = p->fused[k].in[1];
+  for (int o = 0; o < p->n_order; o++) {
+    const dd_node *n = p->onode[o];
+    int wi = n->op == &dd_op_FusedMatMulBias ? 1 : n->op == &dd_op_Conv ? 1
+             : n->op == &dd_op_FusedConvScaled ? 2 : -1;
+    int w = wi >= 0 && wi < n->n_in ? n->in[wi] : -1;
     /* the weights of the file, or folded from them: the same for the plan's life */
-    if (n->op != &dd_op_FusedMatMulBias || b < 0 || !isconst[b] ||
-        !(p->m->values[b].init || p->folded[b]))
-      continue;
-    const dd_tensor *a = &p->val[p->fused[k].in[0]], *w = &p->val[b];
-    size_t bytes = dd_matmul_bias_pack_bytes(n, a, w);
+    if (w < 0 || !isconst[w] || !(p->m->values[w].init || p->folded[w])) continue;
+    const dd_tensor *in[4] = {NULL, NULL, NULL, NULL};
+    for (int j = 0; j < n->n_in && j < 4; j++) in[j] = n->in[j] >= 0 ? &p->val[n->in[j]] : NULL;
+    size_t bytes = n->op == &dd_op_FusedMatMulBias ? dd_matmul_bias_pack_bytes(n, in[0], in[1])
+                                                   : dd_conv_pack_bytes(n, in);
     if (!bytes || bytes > room - p->packed) continue;
-    if (dd_matmul_bias_pack(n, a, w, !(p->flags & DD_PLAN_SERIAL)))
+    if (!p->prep && !(p->prep = calloc((size_t)p->n_order, sizeof *p->prep)))
       return dd_fail(err, DD_ENOMEM, "out of memory");
+    int parallel = !(p->flags & DD_PLAN_SERIAL);
+    p->prep[o] = n->op == &dd_op_FusedMatMulBias ? dd_matmul_bias_pack(n, in[0], in[1], parallel)
+                                                 : dd_conv_pack(n, in, parallel);
+    if (!p->prep[o]) return dd_fail(err, DD_ENOMEM, "out of memory");
     p->packed += bytes;
   }
   return DD_OK;

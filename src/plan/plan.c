@@ -16,6 +16,8 @@ void dd_plan_free(dd_plan *p) {
   free(p->val);
   free(p->grad);
   free(p->folded);
+  for (int o = 0; p->prep && o < p->n_order; o++) free(p->prep[o]);
+  free(p->prep);
   free(p->order);
   free(p->onode);
   plan_fused_free(p);

@@ -49,6 +49,8 @@ struct dd_plan {
   plan_fused *fused;      /* the fused nodes, n_fused of them (plan/fuse.c) */
   int n_fused;
   size_t packed;          /* bytes of the weights packed once for the plan (plan_pack) */
+  void **prep;            /* (n_order) or NULL: what plan_pack made for the node at each order
+                             index (its packed weights), handed to it as dd_op_call.prep */
   int64_t *flops;         /* (nn) */
   unsigned char *runs;    /* (nn) */
   int grad_input;
@@ -86,10 +88,11 @@ int plan_tensor_bytes(const dd_tensor *t, size_t *bytes);
  * Returns DD_OK or DD_ENOMEM. */
 int plan_fuse(dd_plan *p, unsigned char *known, const unsigned char *isconst,
               const int *targets, int n_targets, size_t *scratch, dd_err *err);
-/* Phase 6, in forward-only plans with memory of their own: the constant weight matrices of
- * p's fused MatMulBias nodes with few rows packed once into the layout of the products'
- * kernel (ops/gemm.c, dd_sgemm_pack), as long as p->packed, their bytes, stays within
- * `room`.  Returns DD_OK or DD_ENOMEM. */
+/* Phase 6, in forward-only plans with memory of their own: constant weight matrices packed
+ * once into the layout of the products' kernel (dd_sgemm_pack) into p->prep, as long as
+ * p->packed, their bytes, stays within `room`: a fused MatMulBias's B with few rows
+ * (ops/gemm.c), a 1x1 convolution's W^T on a small plane (ops/conv.c).  Returns DD_OK or
+ * DD_ENOMEM. */
 int plan_pack(dd_plan *p, const unsigned char *isconst, size_t room, dd_err *err);
 /* Frees p's fused nodes (with their params). */
 void plan_fused_free(dd_plan *p);
