@@ -31,7 +31,8 @@ void dd_plan_forward(dd_plan *p) {
     for (int j = 0; j < n->n_in; j++) in[j] = n->in[j] >= 0 ? &p->val[n->in[j]] : NULL;
     for (int k = 0; k < n->n_out; k++) outs[k] = n->out[k] >= 0 ? &p->val[n->out[k]] : NULL;
     dd_op_call call = {p->relu_out && p->relu_out[o] == 1, 0, p->bf16,
-                       (p->flags & DD_PLAN_EXACT) != 0, p->relu_out && p->relu_out[o] == 2,
+                       (p->flags & DD_PLAN_EXACT) != 0,
+                       p->relu_out && p->relu_out[o] >= 2 ? p->relu_out[o] : 0,
                        p->prep ? p->prep[o] : NULL};
     double t0 = p->profile ? dd_now_seconds() : 0;
     dd_op_forward(n, in, outs, p->scratch.base, &call);

@@ -1,7 +1,8 @@
 /* The activations a producer applies to its output as it stores it, when the plan folds the
- * activation node into it (DD_OP_FOLD_RELU, DD_OP_FOLD_SILU): the codes its kernels take,
- * and the SiLU that the Silu op (ops/activation.c) and every folding kernel compute alike, so
- * that a folded SiLU gives the floats of the Silu node it replaces. */
+ * activation node into it (DD_OP_FOLD_RELU, DD_OP_FOLD_ACT): the codes its kernels take, and
+ * the SiLU and HardSwish that their ops (ops/activation.c, ops/unary.c) and every folding
+ * kernel compute alike, so that a folded activation gives the floats of the node it
+ * replaces. */
 #ifndef DREAM_OPS_ACT_H
 #define DREAM_OPS_ACT_H
 
@@ -13,11 +14,20 @@
 #include <immintrin.h>
 #endif
 
-enum { DD_ACT_NONE = 0, DD_ACT_RELU = 1, DD_ACT_SILU = 2 };
+/* The plan's relu_out codes (plan/plan.h) too. */
+enum { DD_ACT_NONE = 0, DD_ACT_RELU = 1, DD_ACT_SILU = 2, DD_ACT_HARDSWISH = 3 };
+
+/* HardSwish's x * clamp(x / 6 + 1/2, 0, 1), as the HardSwish op computes it (a product, then
+ * a sum: no fused multiply-add, C11 contracts none). */
+#define DD_HARDSWISH_A (1.f / 6.f)
+#define DD_HARDSWISH_B 0.5f
 
 /* y = x * sigmoid(x) over n floats (y may be x), on the threads when `parallel`: the Silu
  * op's forward. */
 void dd_silu_rows(const float *x, float *y, int64_t n, int parallel);
+/* y = act(x) in place over n floats for act DD_ACT_SILU or DD_ACT_HARDSWISH: their ops'
+ * forwards (the activation a kernel left to a pass after it). */
+void dd_act_rows(float *y, int64_t n, int act, int parallel);
 
 #ifdef DD_AVX512_KERNELS
 /* sigmoid(x) (times x when `times_x`: SiLU) of 16 lanes on the AVX-512 kernels: e = exp(-|x|)
@@ -49,12 +59,24 @@ static inline DD_TARGET_AVX512 __m512 dd_sigmoid16(__m512 x, int times_x) {
   return times_x ? _mm512_mul_ps(x, sg) : sg;
 }
 
+/* HardSwish of 16 lanes: the HardSwish op's operations (NaN stays NaN: both tests fail). */
+static inline DD_TARGET_AVX512 __m512 dd_hardswish16(__m512 x) {
+  const __m512 v = _mm512_add_ps(_mm512_mul_ps(x, _mm512_set1_ps(DD_HARDSWISH_A)),
+                                 _mm512_set1_ps(DD_HARDSWISH_B));
+  __m512 h = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(v, _mm512_setzero_ps(), _CMP_LT_OQ), v,
+                                  _mm512_setzero_ps());
+  h = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(v, _mm512_set1_ps(1.f), _CMP_GT_OQ), h,
+                           _mm512_set1_ps(1.f));
+  return _mm512_mul_ps(x, h);
+}
+
 /* v after the folded activation `act` (DD_ACT_*). */
 static inline DD_TARGET_AVX512 __m512 dd_act16(__m512 v, int act) {
   /* max_ps returns its second operand for NaN and -0, as Relu does */
-  return act == DD_ACT_RELU ? _mm512_max_ps(v, _mm512_setzero_ps())
-         : act == DD_ACT_SILU ? dd_sigmoid16(v, 1)
-                              : v;
+  return act == DD_ACT_RELU        ? _mm512_max_ps(v, _mm512_setzero_ps())
+         : act == DD_ACT_SILU      ? dd_sigmoid16(v, 1)
+         : act == DD_ACT_HARDSWISH ? dd_hardswish16(v)
+                                   : v;
 }
 #endif
 

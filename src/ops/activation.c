@@ -290,6 +290,19 @@ static void silu_forward(const dd_node *node, const dd_tensor *const *in, dd_ten
   dd_silu_rows(dd_f32(in[0]), dd_f32(out[0]), dd_tensor_numel(in[0]), 1);
 }
 
+void dd_act_rows(float *y, int64_t n, int act, int parallel) {
+  if (act == DD_ACT_SILU) {
+    dd_silu_rows(y, y, n, parallel);
+    return;
+  }
+  if (act != DD_ACT_HARDSWISH) return;
+#pragma omp parallel for simd if (parallel : parallel && n > DD_PAR_MIN) schedule(static)
+  for (int64_t i = 0; i < n; i++) {
+    float v = y[i] * DD_HARDSWISH_A + DD_HARDSWISH_B; /* ops/unary.c's hardsigmoidf */
+    y[i] = y[i] * (v < 0.f ? 0.f : v > 1.f ? 1.f : v);
+  }
+}
+
 void dd_silu_rows(const float *x, float *y, int64_t n, int parallel) {
 #ifdef DD_AVX512_KERNELS
   if (dd_kernels_avx512()) {

@@ -857,7 +857,8 @@ static int dw_prepare(const conv_geom *g, dd_dw_plan *p) {
 
 /* Depthwise forward through ops/depthwise.c: 16 planes at a time in the vector lanes where
  * it can (no channel multiplier, AVX-512), else one plane per task; the activation `act`
- * (DD_ACT_*) folded in.  Returns 0 when it left a SiLU undone (the planes do only Relu). */
+ * (DD_ACT_*) folded in.  Returns 0 when it left a SiLU or HardSwish undone (the planes do
+ * only Relu). */
 static int depthwise_forward_vec(const conv_geom *g, const dd_dw_plan *dg, const float *x,
                                  const float *wt, const float *bias, int act, float *y) {
   if (g->mg == 1 && dd_dw_forward_lanes(&dg->g, g->n, g->m, x, wt, bias, y, act, 1)) return 1;
@@ -868,7 +869,7 @@ static int depthwise_forward_vec(const conv_geom *g, const dd_dw_plan *dg, const
     dd_dw_forward(dg, x + (n * g->c + m / g->mg) * g->h * g->w, wt + m * g->kh * g->kw,
                   bias ? bias[m] : 0.f, y + nm * g->ocol, relu);
   }
-  return act != DD_ACT_SILU;
+  return act < DD_ACT_SILU;
 }
 
 /* Depthwise data gradient through ops/depthwise.c: channel c collects its mg outputs. */
@@ -1300,7 +1301,8 @@ static void transpose_to_planes(const float *ct, int64_t hw, int64_t m, float *y
 static void conv_t_forward(int64_t n, int64_t c, int64_t hw, int64_t m, const float *x,
                            const float *pack, const float *bias, int act, float *y, float *ct) {
   int flags = (bias ? DD_SGEMM_COL_BIAS : 0) | (act == DD_ACT_RELU ? DD_SGEMM_RELU : 0) |
-              (act == DD_ACT_SILU ? DD_SGEMM_SILU : 0);
+              (act == DD_ACT_SILU ? DD_SGEMM_SILU : 0) |
+              (act == DD_ACT_HARDSWISH ? DD_SGEMM_HARDSWISH : 0);
   for (int64_t i = 0; i < n; i++) {
     dd_sgemm_packed(hw, m, c, x + i * c * hw, 1, hw, pack, ct, m, flags, bias, 1);
     transpose_to_planes(ct, hw, m, y + i * m * hw);
@@ -1347,8 +1349,8 @@ float *dd_conv_pack(const dd_node *node, const dd_tensor *const *in, int paralle
 }
 
 /* The forward by the path the geometry takes, with the folded activation `act` (DD_ACT_*):
- * returns 0 when the path left a SiLU undone (conv_forward_call then runs the Silu op's pass
- * over y). */
+ * returns 0 when the path left a SiLU or HardSwish undone (conv_forward_call then runs its
+ * op's pass over y). */
 static int conv_forward_paths(const conv_geom *gp, const dd_op_call *call, const float *x,
                               const float *wt, const float *bias, int act, float *y,
                               float *col) {
@@ -1360,7 +1362,7 @@ static int conv_forward_paths(const conv_geom *gp, const dd_op_call *call, const
 #ifdef DD_AVX512_KERNELS
   if (g.avx512 && direct_geometry(&g) && !call->exact && !g.bf16) {
     direct_forward(&g, x, wt, bias, act == DD_ACT_RELU, y, col);
-    return act != DD_ACT_SILU;
+    return act < DD_ACT_SILU;
   }
   if (g.avx512 && direct_s2_geometry(&g) && !call->exact && !g.bf16) {
     direct_forward_s2(&g, x, wt, bias, act, y, col);
@@ -1371,6 +1373,7 @@ static int conv_forward_paths(const conv_geom *gp, const dd_op_call *call, const
    * same order under exact */
   int relu = (act == DD_ACT_RELU ? DD_SGEMM_RELU : 0) |
              (act == DD_ACT_SILU && !g.bf16 ? DD_SGEMM_SILU : 0) |
+             (act == DD_ACT_HARDSWISH && !g.bf16 ? DD_SGEMM_HARDSWISH : 0) |
              (call->exact ? DD_SGEMM_EXACT : 0);
   dd_dw_plan dg;
   if (g.depthwise && dw_prepare(&g, &dg))
@@ -1382,7 +1385,7 @@ static int conv_forward_paths(const conv_geom *gp, const dd_op_call *call, const
 #pragma omp parallel for simd if (parallel : n > DD_PAR_MIN) schedule(static)
       for (int64_t i = 0; i < n; i++) y[i] = y[i] > 0.f ? y[i] : 0.f;
     }
-    return act != DD_ACT_SILU;
+    return act < DD_ACT_SILU;
   }
   if (g.group > 1 && g.cg == g.mg && g.cg <= 16 && !g.bf16) {
     /* groups of up to 16 channels (RegNet's 8) with the output channels in the vector
@@ -1396,7 +1399,7 @@ static int conv_forward_paths(const conv_geom *gp, const dd_op_call *call, const
     for (int64_t n = 0; n < g.n; n++)
       dd_wino_run(&fw, x + n * g.c * g.h * g.w, wt, bias, y + n * g.m * g.ocol,
                   relu & DD_SGEMM_RELU, col);
-    return act != DD_ACT_SILU;
+    return act < DD_ACT_SILU;
   }
   /* Not `parallel for if (...)`: a region the if turns off is still a level of nesting, and
    * libgomp starts new threads for every parallel region opened inside one (the products
@@ -1412,12 +1415,12 @@ static int conv_forward_paths(const conv_geom *gp, const dd_op_call *call, const
     for (int64_t n = 0; n < g.n; n++) forward_image(&g, call->exact, x, wt, bias, relu, y, n);
   }
   /* the products applied it, but not the double sums of an exact first layer, nor dd_bgemm */
-  return act != DD_ACT_SILU || (!(call->exact && g.cg <= CONV_EXACT_DOUBLE_CH) && !g.bf16);
+  return act < DD_ACT_SILU || (!(call->exact && g.cg <= CONV_EXACT_DOUBLE_CH) && !g.bf16);
 }
 
 /* call->relu_out (DD_OP_FOLD_RELU): the plan folded the Relu reading y into this node, and
- * y = max(0, conv); call->silu_out (DD_OP_FOLD_SILU): the Silu, y = conv * sigmoid(conv),
- * in the kernel's registers where the path can, else by the Silu op's pass over y after. */
+ * y = max(0, conv); call->act_out (DD_OP_FOLD_ACT): the SiLU or HardSwish after it, in the
+ * kernel's registers where the path can, else by the op's pass over y after. */
 static void conv_forward_call(const dd_node *node, const dd_tensor *const *in,
                               dd_tensor *const *out, void *scratch, const dd_op_call *call) {
   if (!out[0]) return;
@@ -1428,9 +1431,9 @@ static void conv_forward_call(const dd_node *node, const dd_tensor *const *in,
   g.bf16 = call->bf16 && !call->exact && dd_bf16_kernel() != DD_BF16_NONE;
   const float *x = dd_f32(in[0]), *wt = dd_f32(in[1]), *bias = bt ? dd_f32(bt) : NULL;
   float *y = dd_f32(out[0]);
-  int act = call->relu_out ? DD_ACT_RELU : call->silu_out ? DD_ACT_SILU : DD_ACT_NONE;
+  int act = call->relu_out ? DD_ACT_RELU : call->act_out;
   if (!conv_forward_paths(&g, call, x, wt, bias, act, y, scratch))
-    dd_silu_rows(y, y, g.n * g.m * g.ocol, 1);
+    dd_act_rows(y, g.n * g.m * g.ocol, act, 1);
 }
 
 static void conv_forward(const dd_node *node, const dd_tensor *const *in, dd_tensor *const *out,
@@ -1795,7 +1798,7 @@ const dd_op dd_op_Conv = {"Conv",
                           conv_backward,
                           conv_flops,
                           DD_OP_BWD_NO_OUT | DD_OP_BWD_NO_X | DD_OP_GRAD_FRESH | DD_OP_FOLD_RELU |
-                              DD_OP_FOLD_SILU,
+                              DD_OP_FOLD_ACT,
                           conv_forward_call,
                           conv_backward_call};
 

@@ -67,12 +67,14 @@
  * then skips the Relu that runs in place on out[0] (out[0] read by that Relu alone, and no
  * target). */
 #define DD_OP_FOLD_RELU 512u
-/* The op is y = x * sigmoid(x) elementwise (the planner's Silu, ops/activation.c). */
+/* The op is y = x * sigmoid(x) elementwise (the planner's Silu, ops/activation.c), or
+ * HardSwish (ops/unary.c). */
 #define DD_OP_SILU 1024u
-/* Forward (forward_call) applies SiLU to out[0] when call->silu_out is set, with the floats of
- * the Silu op (ops/act.h): the planner then skips the Silu that runs in place on out[0]
- * (out[0] read by that Silu alone, and no target; so only where no gradient goes through). */
-#define DD_OP_FOLD_SILU 2048u
+#define DD_OP_HARDSWISH 4096u
+/* Forward (forward_call) applies call->act_out (SiLU or HardSwish, with the floats of their
+ * ops: ops/act.h) to out[0]: the planner then skips that node, run in place on out[0] (out[0]
+ * read by it alone, and no target; so only where no gradient goes through). */
+#define DD_OP_FOLD_ACT 2048u
 
 /* What the plan tells one call of forward or backward beyond its tensors: hints that hold
  * for this call only, so they travel with the call and not with the tensors.  All zero: no
@@ -84,7 +86,8 @@ typedef struct dd_op_call {
                      operands to bfloat16 and sum in float32 (ops/bf16.h) */
   int exact;      /* the plan's DD_PLAN_EXACT: every output element by the same sequence of
                    * operations wherever it lies (no Winograd), so ties stay ties */
-  int silu_out;   /* forward (DD_OP_FOLD_SILU): write x * sigmoid(x) of y to out[0] */
+  int act_out;    /* forward (DD_OP_FOLD_ACT): DD_ACT_SILU or DD_ACT_HARDSWISH (ops/act.h) of
+                     y to out[0], 0 none */
   const void *prep; /* forward: what the plan prepared once for this node (its weights packed
                        by plan_pack, plan/plan.h), or NULL */
 } dd_op_call;

@@ -26,6 +26,15 @@ static void relu_rows(int64_t m, int64_t n, float *c, int64_t ldc) {
     for (int64_t j = 0; j < n; j++) c[i * ldc + j] = c[i * ldc + j] > 0.f ? c[i * ldc + j] : 0.f;
 }
 
+/* C = SiLU(C) or HardSwish(C) over m x n as their ops compute them (DD_SGEMM_SILU,
+ * DD_SGEMM_HARDSWISH). */
+static void act_rows(int64_t m, int64_t n, float *c, int64_t ldc, int accumulate) {
+  int act = accumulate & DD_SGEMM_SILU ? DD_ACT_SILU
+            : accumulate & DD_SGEMM_HARDSWISH ? DD_ACT_HARDSWISH
+                                               : DD_ACT_NONE;
+  for (int64_t i = 0; i < m && act; i++) dd_act_rows(c + i * ldc, n, act, 0);
+}
+
 #ifdef DD_AVX512_KERNELS
 
 #define MR 8
@@ -41,7 +50,8 @@ static void relu_rows(int64_t m, int64_t n, float *c, int64_t ldc) {
 
 /* INIT_CBIAS: bias per column, bias[0..NR) the block's own */
 enum { INIT_ZERO, INIT_BIAS, INIT_LOAD, INIT_CBIAS, INIT_RELU = 4 /* or'ed: max(0, C) at the store */,
-       INIT_SILU = 8 /* or'ed: C sigmoid(C) at the store */ };
+       INIT_SILU = 8 /* or'ed: C sigmoid(C) at the store */,
+       INIT_HSWISH = 16 /* or'ed: HardSwish(C) at the store */ };
 
 /* rows x w (w <= NR: masks m0, m1) of C from A and the packed block b (kc x NR). */
 static inline __attribute__((always_inline)) DD_TARGET_AVX512 void tile(const int rows, int64_t kc,
@@ -51,8 +61,8 @@ static inline __attribute__((always_inline)) DD_TARGET_AVX512 void tile(const in
                                                        const float *bias, __mmask16 m0,
                                                        __mmask16 m1) {
   __m512 c0[MR], c1[MR];
-  int relu = init & INIT_RELU, silu = init & INIT_SILU;
-  init &= ~(INIT_RELU | INIT_SILU);
+  int relu = init & INIT_RELU, silu = init & INIT_SILU, hswish = init & INIT_HSWISH;
+  init &= ~(INIT_RELU | INIT_SILU | INIT_HSWISH);
 #pragma GCC unroll 8
   for (int r = 0; r < rows; r++) {
     if (init == INIT_LOAD) {
@@ -90,6 +100,13 @@ static inline __attribute__((always_inline)) DD_TARGET_AVX512 void tile(const in
       c1[r] = dd_sigmoid16(c1[r], 1);
     }
   }
+  if (hswish) {
+#pragma GCC unroll 8
+    for (int r = 0; r < rows; r++) {
+      c0[r] = dd_hardswish16(c0[r]);
+      c1[r] = dd_hardswish16(c1[r]);
+    }
+  }
 #pragma GCC unroll 8
   for (int r = 0; r < rows; r++) {
     _mm512_mask_storeu_ps(c + r * ldc, m0, c0[r]);
@@ -112,7 +129,8 @@ DD_TARGET_AVX512 static void rows_of_block(int64_t m, int64_t w, int64_t kc, con
   for (int64_t i = 0; i < m; i += MR) {
     const float *ai = a + i * ars;
     float *ci = c + i * ldc;
-    const float *bi = bias && (init & ~(INIT_RELU | INIT_SILU)) == INIT_BIAS ? bias + i : bias;
+    const float *bi =
+        bias && (init & ~(INIT_RELU | INIT_SILU | INIT_HSWISH)) == INIT_BIAS ? bias + i : bias;
     switch (m - i < MR ? (int)(m - i) : MR) {
       case 8: tile(8, kc, ai, ars, acs, bk, ci, ldc, init, bi, m0, m1); break;
       case 7: tile(7, kc, ai, ars, acs, bk, ci, ldc, init, bi, m0, m1); break;
@@ -146,6 +164,7 @@ DD_TARGET_AVX512 static void column_panel(int64_t m, int64_t w, int64_t k, const
                       : INIT_ZERO;
     if ((accumulate & DD_SGEMM_RELU) && k0 + kc >= k) init |= INIT_RELU;
     if ((accumulate & DD_SGEMM_SILU) && k0 + kc >= k) init |= INIT_SILU;
+    if ((accumulate & DD_SGEMM_HARDSWISH) && k0 + kc >= k) init |= INIT_HSWISH;
     const float *bk = pack;
     if (packed) {
       bk = packed + k0 * npad + jb0 * kc * NR;
@@ -230,6 +249,7 @@ DD_TARGET_AVX512 static void one_column(int64_t m, int64_t k, const float *a, in
                                                     : bias[i + r];
       float v = init + _mm512_reduce_add_ps(acc[r]);
       if (accumulate & DD_SGEMM_SILU) v = _mm512_cvtss_f32(dd_sigmoid16(_mm512_set1_ps(v), 1));
+      if (accumulate & DD_SGEMM_HARDSWISH) v = _mm512_cvtss_f32(dd_hardswish16(_mm512_set1_ps(v)));
       *e = accumulate & DD_SGEMM_RELU ? (v > 0.f ? v : 0.f) : v;
     }
   }
@@ -246,8 +266,7 @@ DD_TARGET_AVX512 static void sgemm_avx512(int64_t m, int64_t n, int64_t k, const
       for (int64_t j = 0; j < n; j++)
         c[i * ldc + j] = !bias ? 0.f : accumulate & DD_SGEMM_COL_BIAS ? bias[j] : bias[i];
     if (accumulate & DD_SGEMM_RELU) relu_rows(m, n, c, ldc);
-    for (int64_t i = 0; i < m && (accumulate & DD_SGEMM_SILU); i++)
-      dd_silu_rows(c + i * ldc, c + i * ldc, n, 0);
+    act_rows(m, n, c, ldc, accumulate);
     return;
   }
   if (n == 1 && acs == 1 && ldb == 1 && !packed && !(accumulate & DD_SGEMM_EXACT)) {
@@ -367,8 +386,7 @@ static void sgemm_generic(int64_t m, int64_t n, int64_t k, const float *a, int64
   else if (k > 0)
     product(m, n, k, a, ars, acs, b, ldb, c, ldc);
   if (accumulate & DD_SGEMM_RELU) relu_rows(m, n, c, ldc);
-  for (int64_t i = 0; i < m && (accumulate & DD_SGEMM_SILU); i++)
-    dd_silu_rows(c + i * ldc, c + i * ldc, n, 0);
+  act_rows(m, n, c, ldc, accumulate);
 }
 
 /* C += A B in cblas_sgemm, or a plain loop for strides it cannot express. */

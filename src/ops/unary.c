@@ -295,6 +295,6 @@ UNARY_OP(Reciprocal, reciprocal_init, FLAGS_Y);
 UNARY_OP(Tanh, tanh_init, FLAGS_Y);
 UNARY_OP(Softplus, softplus_init, FLAGS_X);
 UNARY_OP(HardSigmoid, hardsigmoid_init, FLAGS_X);
-UNARY_OP(HardSwish, hardswish_init, FLAGS_X);
+UNARY_OP(HardSwish, hardswish_init, FLAGS_X | DD_OP_HARDSWISH);
 UNARY_OP(Gelu, gelu_init, FLAGS_X);
 UNARY_OP(Elu, elu_init, FLAGS_X);

@@ -23,6 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ops/act.h"
 #include "ops/op.h"
 #include "plan/plan.h"
 
@@ -282,26 +283,29 @@ static void pass_join_values(mem_ctx *c) {
 
 /* ---- ReLU folding ---- */
 
-/* A Relu (a SiLU) that runs in place on the output of an op that can apply it as it writes
- * (DD_OP_FOLD_RELU, DD_OP_FOLD_SILU) is folded there, when nothing else reads the value before
- * it (nor after: the producer's backward must not read its output).  relu_out[q] is then 1
- * (Relu) or 2 (SiLU).  A SiLU runs in place only where no gradient goes through it (its
- * backward reads its input). */
+/* A Relu (a SiLU, a HardSwish) that runs in place on the output of an op that can apply it
+ * as it writes (DD_OP_FOLD_RELU, DD_OP_FOLD_ACT) is folded there, when nothing else reads the
+ * value before it (nor after: the producer's backward must not read its output).
+ * relu_out[q] is then its DD_ACT_* code (ops/act.h): 1 Relu, 2 SiLU, 3 HardSwish.  A SiLU or
+ * HardSwish runs in place only where no gradient goes through it (its backward reads its
+ * input). */
 static void pass_fold_relu(mem_ctx *c) {
   dd_plan *p = c->p;
   for (int o = 0; o < c->N; o++) {
     const dd_node *n = p->onode[o];
-    unsigned act = n->op->flags & (DD_OP_RELU | DD_OP_SILU);
+    unsigned act = n->op->flags & (DD_OP_RELU | DD_OP_SILU | DD_OP_HARDSWISH);
     if (!c->inplace[o] || !act || p->skip[o]) continue;
     int x = n->in[0], q = c->def[x];
     if (q < 0 || c->nread[x] != 1 || c->target[x]) continue;
     const dd_node *pn = p->onode[q];
     unsigned pf = pn->op->flags;
-    unsigned fold = act == DD_OP_RELU ? DD_OP_FOLD_RELU : DD_OP_FOLD_SILU;
+    unsigned fold = act == DD_OP_RELU ? DD_OP_FOLD_RELU : DD_OP_FOLD_ACT;
     if ((pf & fold) && (pf & DD_OP_BWD_NO_OUT) && pn->n_out >= 1 && pn->out[0] == x &&
         !p->relu_out[q]) {
       p->skip[o] = 1;
-      p->relu_out[q] = act == DD_OP_RELU ? 1 : 2;
+      p->relu_out[q] = act == DD_OP_RELU ? DD_ACT_RELU
+                       : act == DD_OP_SILU ? DD_ACT_SILU
+                                           : DD_ACT_HARDSWISH;
     }
   }
 }

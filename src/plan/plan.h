@@ -61,8 +61,9 @@ struct dd_plan {
   /* The executor's schedule, per order index; DD_PLAN_REUSE only (NULL otherwise): */
   unsigned char *skip;     /* (n_order) forward skipped, the output aliases the input */
   unsigned char *bskip;    /* (n_order) backward skipped (a Concat's gradients alias) */
-  unsigned char *relu_out; /* (n_order) 1 (2): the node applies the Relu (SiLU) after it (which is skipped)
-                              to its output: DD_OP_FOLD_RELU */
+  unsigned char *relu_out; /* (n_order) the node applies the activation after it (which is
+                              skipped) to its output: DD_ACT_RELU, _SILU or _HARDSWISH
+                              (ops/act.h; DD_OP_FOLD_RELU, DD_OP_FOLD_ACT) */
   int *zstart, *zlist; /* gradients zeroed before the backward of order index o:
                           zlist[zstart[o] .. zstart[o + 1]); -1 - v: v is handed over fresh */
   int *seeds, n_seeds; /* gradients dd_plan_zero_grad clears: the targets' */

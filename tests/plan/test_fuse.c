@@ -627,8 +627,10 @@ static void fuse_packed_weights_on(void) {
 }
 
 /* y = x * Sigmoid(x) of a Conv (kernel k x k, stride s, `group` groups, c -> m channels, a
- * bias), as torch writes nn.SiLU after a convolution. */
-static dd_model *fg_conv_silu(int64_t c, int64_t m, int64_t k, int64_t s, int64_t group) {
+ * bias), as torch writes nn.SiLU after a convolution; with `hardswish`, HardSwish(x) (opset
+ * 14, nn.Hardswish). */
+static dd_model *fg_conv_act(int64_t c, int64_t m, int64_t k, int64_t s, int64_t group,
+                             int hardswish) {
   th_model *g = th_model_new("fuse");
   int64_t nw = m * (c / group) * k * k;
   float *w = malloc(sizeof(float) * (size_t)nw), *b = malloc(sizeof(float) * (size_t)m);
@@ -644,23 +646,28 @@ static dd_model *fg_conv_silu(int64_t c, int64_t m, int64_t k, int64_t s, int64_
   th_model_attr_ints(g, "strides", 2, (int64_t[]){s, s});
   th_model_attr_ints(g, "pads", 4, (int64_t[]){k / 2, k / 2, k / 2, k / 2});
   th_model_attr_int(g, "group", group);
-  fg_node(g, "Sigmoid", "t", NULL, "u");
-  fg_node(g, "Mul", "t", "u", "y");
+  if (hardswish) {
+    fg_node(g, "HardSwish", "t", NULL, "y");
+  } else {
+    fg_node(g, "Sigmoid", "t", NULL, "u");
+    fg_node(g, "Mul", "t", "u", "y");
+  }
   const char *outs[] = {"y"};
   return fg_load(g, 1, outs);
 }
 
-/* A forward-only plan folds a SiLU (the fused Silu of Sigmoid and Mul) into the convolution
- * before it (DD_OP_FOLD_SILU): every path of the convolution gives the floats of the Sigmoid
- * and Mul nodes run one by one (DD_PLAN_NO_FUSE), bit for bit, whether its kernel applies
- * the SiLU in registers (1x1 products, depthwise and grouped lanes, the direct stride-2 path,
- * im2col products) or the Silu op's pass runs after (direct stride 1, Winograd, the double
- * sums of an exact first layer).  A plan with gradients folds nothing. */
-static void fuse_silu_folds_on(void);
-Test(fuse, silu_folds_into_every_convolution_path_bit_for_bit) {
-  th_each_kernels(fuse_silu_folds_on);
+/* A forward-only plan folds a SiLU (the fused Silu of Sigmoid and Mul) or a HardSwish into
+ * the convolution before it (DD_OP_FOLD_ACT).  Every path of the convolution gives, bit for
+ * bit, the floats of the activation's own nodes: the SiLU's Sigmoid and Mul one by one
+ * (DD_PLAN_NO_FUSE), and either activation in a plan with gradients, which folds nothing.
+ * Some paths apply the activation in registers (1x1 products, depthwise and grouped lanes,
+ * the direct stride-2 path, im2col products), others run the op's pass after (direct stride
+ * 1, Winograd, the double sums of an exact first layer). */
+static void fuse_act_folds_on(void);
+Test(fuse, silu_and_hardswish_fold_into_every_convolution_path_bit_for_bit) {
+  th_each_kernels(fuse_act_folds_on);
 }
-static void fuse_silu_folds_on(void) {
+static void fuse_act_folds_on(void) {
   static const struct {
     const char *what;
     int64_t c, m, k, s, group, h, w;
@@ -677,9 +684,11 @@ static void fuse_silu_folds_on(void) {
       {"3x3, 24 -> 24, exact (im2col)", 24, 24, 3, 1, 1, 20, 20, DD_PLAN_EXACT},
       {"5x5, 20 -> 36 (im2col)", 20, 36, 5, 1, 1, 15, 13, 0},
   };
-  for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ci++) {
-    dd_model *m = fg_conv_silu(cases[ci].c, cases[ci].m, cases[ci].k, cases[ci].s,
-                               cases[ci].group);
+  for (size_t cj = 0; cj < 2 * sizeof cases / sizeof cases[0]; cj++) {
+    size_t ci = cj / 2;
+    int hswish = (int)(cj % 2), code = hswish ? 3 : 2; /* DD_ACT_HARDSWISH, DD_ACT_SILU */
+    dd_model *m = fg_conv_act(cases[ci].c, cases[ci].m, cases[ci].k, cases[ci].s,
+                              cases[ci].group, hswish);
     int64_t d[] = {1, cases[ci].c, cases[ci].h, cases[ci].w};
     dd_shape xs = dd_shape_make(4, d);
     int xv = dd_model_input(m), yv = dd_model_find(m, "y");
@@ -698,15 +707,18 @@ static void fuse_silu_folds_on(void) {
       for (int64_t i = 0; i < dd_tensor_numel(x); i++) dd_f32(x)[i] = th_rand_uniform(&st, -2, 2);
       dd_plan_forward(p);
       cr_assert_eq(dd_tensor_clone(dd_plan_tensor(p, yv), &y[k], &err), 0);
-      for (int o = 0; o < p->n_order && p->relu_out; o++) folded[k] |= p->relu_out[o] == 2;
+      for (int o = 0; o < p->n_order && p->relu_out; o++) folded[k] |= p->relu_out[o] == code;
       dd_plan_free(p);
     }
-    cr_assert(folded[0] && !folded[1] && !folded[2], "%s: folded %d %d %d", cases[ci].what,
-              folded[0], folded[1], folded[2]);
-    cr_assert_eq(th_max_abs_diff(y[0], y[1]), 0, "%s (%s kernels): folded differs by %g",
-                 cases[ci].what, dd_kernels_name(th_kernels_now), th_max_abs_diff(y[0], y[1]));
-    cr_assert_eq(th_max_abs_diff(y[2], y[1]), 0, "%s: the gradient plan differs",
-                 cases[ci].what);
+    const char *act = hswish ? "HardSwish" : "SiLU";
+    /* a HardSwish is one node: folded with or without fusion, as a Relu is */
+    cr_assert(folded[0] && folded[1] == hswish && !folded[2], "%s, %s: folded %d %d %d",
+              cases[ci].what, act, folded[0], folded[1], folded[2]);
+    cr_assert_eq(th_max_abs_diff(y[0], y[1]), 0, "%s, %s (%s kernels): folded differs by %g",
+                 cases[ci].what, act, dd_kernels_name(th_kernels_now),
+                 th_max_abs_diff(y[0], y[1]));
+    cr_assert_eq(th_max_abs_diff(y[2], y[1]), 0, "%s, %s: the gradient plan differs",
+                 cases[ci].what, act);
     for (int k = 0; k < 3; k++) dd_tensor_free(y[k]);
     dd_model_free(m);
   }
