@@ -302,8 +302,10 @@ static int gemm_infer(const dd_node *node, const dd_tensor *const *in, dd_tensor
   return DD_OK;
 }
 
-static void gemm_forward(const dd_node *node, const dd_tensor *const *in, dd_tensor *const *out,
-                         void *scratch) {
+/* Forward; with call->prep, op(B) packed by dd_gemm_pack (the plan's): the product from it,
+ * each element the same chain of multiply-adds from beta C as the other paths. */
+static void gemm_forward_call(const dd_node *node, const dd_tensor *const *in,
+                              dd_tensor *const *out, void *scratch, const dd_op_call *call) {
   if (!out[0]) return;
   const gemm_params *p = node->params;
   const dd_tensor *ct = gemm_c(node, in);
@@ -319,9 +321,53 @@ static void gemm_forward(const dd_node *node, const dd_tensor *const *in, dd_ten
     memset(y, 0, (size_t)(g.m * g.n) * sizeof *y);
   }
   if (g.k == 0) return;
+  if (call->prep) {
+    int64_t lda = in[0]->shape.d[1];
+    row_blocks(g.m, g.n, g.k, dd_f32(in[0]), p->trans_a ? 1 : lda, p->trans_a ? lda : 1, NULL, 0,
+               call->prep, y, g.n, DD_SGEMM_ACCUMULATE, NULL);
+    return;
+  }
   product(p->trans_a, p->trans_b, (int)g.m, (int)g.n, (int)g.k, p->alpha, dd_f32(in[0]),
           (int)in[0]->shape.d[1], dd_f32(in[1]), (int)in[1]->shape.d[1], 1.f, y, (int)g.n,
           scratch);
+}
+
+static void gemm_forward(const dd_node *node, const dd_tensor *const *in, dd_tensor *const *out,
+                         void *scratch) {
+  static const dd_op_call none = {0};
+  gemm_forward_call(node, in, out, scratch, &none);
+}
+
+/* A Gemm whose B is constant, alpha 1, with at most PACK_ROWS rows (a ViT's out-projection
+ * on its tokens, a classifier): op(B) packed once by the plan (plan_pack), as MatMulBias's
+ * below.  Its bytes, 0 when it takes none. */
+size_t dd_gemm_pack_bytes(const dd_node *node, const dd_tensor *const *in);
+float *dd_gemm_pack(const dd_node *node, const dd_tensor *const *in, int parallel);
+size_t dd_gemm_pack_bytes(const dd_node *node, const dd_tensor *const *in) {
+  const gemm_params *p = node->params;
+  gemm_geom g;
+  if (!in[0] || !in[1] || !in[1]->data || p->alpha != 1.f ||
+      gemm_geometry(p, in[0], in[1], gemm_c(node, in), &g, NULL) || g.m > PACK_ROWS ||
+      g.m <= FEW || g.n <= FEW || g.k <= 0)
+    return 0;
+  int64_t floats = dd_sgemm_pack_floats(g.k, g.n);
+  return floats > 0 ? ((size_t)floats * sizeof(float) + 63) / 64 * 64 : 0;
+}
+
+float *dd_gemm_pack(const dd_node *node, const dd_tensor *const *in, int parallel) {
+  const gemm_params *p = node->params;
+  size_t bytes = dd_gemm_pack_bytes(node, in);
+  int64_t k = in[1]->shape.d[p->trans_b ? 1 : 0], n = in[1]->shape.d[p->trans_b ? 0 : 1];
+  float *pack = bytes ? aligned_alloc(64, bytes) : NULL;
+  float *t = pack ? malloc(sizeof(float) * (size_t)(k * n)) : NULL;
+  if (!t) {
+    free(pack);
+    return NULL;
+  }
+  copy_b(p->trans_b, n, k, 1.f, dd_f32(in[1]), in[1]->shape.d[1], t); /* op(B), k x n */
+  dd_sgemm_pack(k, n, t, n, pack, parallel);
+  free(t);
+  return pack;
 }
 
 static void gemm_backward(const dd_node *node, const dd_tensor *const *in,
@@ -365,7 +411,7 @@ static int64_t gemm_flops(const dd_node *node, const dd_tensor *const *in,
 }
 
 const dd_op dd_op_Gemm = {"Gemm", gemm_init, gemm_infer, gemm_forward, gemm_backward,
-                          gemm_flops, 0};
+                          gemm_flops, 0, gemm_forward_call};
 
 /* ---- MatMul ---- */
 

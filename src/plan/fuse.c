@@ -344,6 +344,9 @@ extern const dd_op dd_op_FusedMatMulBias;
 size_t dd_matmul_bias_pack_bytes(const dd_node *node, const dd_tensor *a, const dd_tensor *b);
 float *dd_matmul_bias_pack(const dd_node *node, const dd_tensor *a, const dd_tensor *b,
                            int parallel);
+extern const dd_op dd_op_Gemm;
+size_t dd_gemm_pack_bytes(const dd_node *node, const dd_tensor *const *in);
+float *dd_gemm_pack(const dd_node *node, const dd_tensor *const *in, int parallel);
 /* ops/conv.c */
 extern const dd_op dd_op_Conv;
 size_t dd_conv_pack_bytes(const dd_node *node, const dd_tensor *const *in);
@@ -502,20 +505,24 @@ int plan_pack(dd_plan *p, const unsigned char *isconst, size_t room, dd_err *err
   p->packed = 0;
   for (int o = 0; o < p->n_order; o++) {
     const dd_node *n = p->onode[o];
-    int wi = n->op == &dd_op_FusedMatMulBias ? 1 : n->op == &dd_op_Conv ? 1
-             : n->op == &dd_op_FusedConvScaled ? 2 : -1;
+    int wi = n->op == &dd_op_FusedMatMulBias || n->op == &dd_op_Conv || n->op == &dd_op_Gemm
+                 ? 1
+             : n->op == &dd_op_FusedConvScaled ? 2
+                                               : -1;
     int w = wi >= 0 && wi < n->n_in ? n->in[wi] : -1;
     /* the weights of the file, or folded from them: the same for the plan's life */
     if (w < 0 || !isconst[w] || !(p->m->values[w].init || p->folded[w])) continue;
     const dd_tensor *in[4] = {NULL, NULL, NULL, NULL};
     for (int j = 0; j < n->n_in && j < 4; j++) in[j] = n->in[j] >= 0 ? &p->val[n->in[j]] : NULL;
     size_t bytes = n->op == &dd_op_FusedMatMulBias ? dd_matmul_bias_pack_bytes(n, in[0], in[1])
+                   : n->op == &dd_op_Gemm          ? dd_gemm_pack_bytes(n, in)
                                                    : dd_conv_pack_bytes(n, in);
     if (!bytes || bytes > room - p->packed) continue;
     if (!p->prep && !(p->prep = calloc((size_t)p->n_order, sizeof *p->prep)))
       return dd_fail(err, DD_ENOMEM, "out of memory");
     int parallel = !(p->flags & DD_PLAN_SERIAL);
     p->prep[o] = n->op == &dd_op_FusedMatMulBias ? dd_matmul_bias_pack(n, in[0], in[1], parallel)
+                 : n->op == &dd_op_Gemm          ? dd_gemm_pack(n, in, parallel)
                                                  : dd_conv_pack(n, in, parallel);
     if (!p->prep[o]) return dd_fail(err, DD_ENOMEM, "out of memory");
     p->packed += bytes;

@@ -91,9 +91,9 @@ int plan_fuse(dd_plan *p, unsigned char *known, const unsigned char *isconst,
               const int *targets, int n_targets, size_t *scratch, dd_err *err);
 /* Phase 6, in forward-only plans with memory of their own: constant weight matrices packed
  * once into the layout of the products' kernel (dd_sgemm_pack) into p->prep, as long as
- * p->packed, their bytes, stays within `room`: a fused MatMulBias's B with few rows
- * (ops/gemm.c), a 1x1 convolution's W^T on a small plane (ops/conv.c).  Returns DD_OK or
- * DD_ENOMEM. */
+ * p->packed, their bytes, stays within `room`: a fused MatMulBias's B and a Gemm's op(B)
+ * with few rows (ops/gemm.c), a 1x1 convolution's W^T on a small plane (ops/conv.c).
+ * Returns DD_OK or DD_ENOMEM. */
 int plan_pack(dd_plan *p, const unsigned char *isconst, size_t room, dd_err *err);
 /* Frees p's fused nodes (with their params). */
 void plan_fused_free(dd_plan *p);

@@ -804,3 +804,76 @@ static void fuse_pointwise_packed_on(void) {
     dd_model_free(m);
   }
 }
+
+/* y = Gemm(x, w, c) with w an initializer (n x k with transB, else k x n), c one value per
+ * column; alpha, beta and the transposes as given. */
+static dd_model *fg_gemm(int64_t k, int64_t n, int ta, int tb, float alpha, float beta) {
+  th_model *g = th_model_new("fuse");
+  float *w = malloc(sizeof(float) * (size_t)(k * n)), *c = malloc(sizeof(float) * (size_t)n);
+  uint64_t st = 73;
+  for (int64_t i = 0; i < k * n; i++) w[i] = th_rand_uniform(&st, -0.5f, 0.5f);
+  for (int64_t i = 0; i < n; i++) c[i] = th_rand_uniform(&st, -1, 1);
+  th_model_init_f32(g, "w", 2, tb ? (int64_t[]){n, k} : (int64_t[]){k, n}, w, (size_t)(k * n));
+  th_model_init_f32(g, "c", 1, (int64_t[]){n}, c, (size_t)n);
+  free(w);
+  free(c);
+  th_model_node(g, "Gemm", NULL, "x,w,c", "y");
+  th_model_attr_int(g, "transA", ta);
+  th_model_attr_int(g, "transB", tb);
+  th_model_attr_float(g, "alpha", alpha);
+  th_model_attr_float(g, "beta", beta);
+  const char *outs[] = {"y"};
+  return fg_load(g, 1, outs);
+}
+
+/* A forward-only plan packs a Gemm's constant op(B) when alpha is 1 and there are at most 256
+ * rows (a ViT's out-projection on 17 tokens): the floats of the plan that packs nothing
+ * (capped at its measure), bit for bit, with B transposed or not, A transposed, beta 0.5; 300
+ * rows or alpha 2 pack nothing. */
+static void fuse_gemm_packed_on(void);
+Test(fuse, gemm_weights_packed_bit_for_bit) { th_each_kernels(fuse_gemm_packed_on); }
+static void fuse_gemm_packed_on(void) {
+  static const struct {
+    int64_t m, k, n;
+    int ta, tb;
+    float alpha, beta;
+    int packs;
+  } cases[] = {{17, 192, 192, 0, 1, 1.f, 1.f, 1}, {17, 300, 70, 0, 0, 1.f, 0.5f, 1},
+               {9, 40, 33, 1, 1, 1.f, 1.f, 1},    {300, 40, 33, 0, 1, 1.f, 1.f, 0},
+               {17, 40, 33, 0, 1, 2.f, 1.f, 0}};
+  for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ci++) {
+    dd_model *m = fg_gemm(cases[ci].k, cases[ci].n, cases[ci].ta, cases[ci].tb,
+                          cases[ci].alpha, cases[ci].beta);
+    int64_t d[] = {cases[ci].ta ? cases[ci].k : cases[ci].m, cases[ci].ta ? cases[ci].m : cases[ci].k};
+    dd_shape xs = dd_shape_make(2, d);
+    int xv = dd_model_input(m), yv = dd_model_find(m, "y");
+    dd_binding b = {xv, xs, NULL};
+    dd_err err;
+    size_t need;
+    cr_assert_eq(dd_plan_measure(m, &b, 1, &yv, 1, DD_PLAN_REUSE, &need, NULL, &err), 0, "%s",
+                 err.msg);
+    dd_tensor *y[2];
+    size_t packed[2];
+    for (int k = 0; k < 2; k++) {
+      dd_plan *p;
+      cr_assert_eq(dd_plan_new(m, &b, 1, &yv, 1, DD_PLAN_REUSE, k ? need : 0, &p, &err), 0, "%s",
+                   err.msg);
+      dd_tensor *x = dd_plan_tensor(p, xv);
+      uint64_t st = 79;
+      for (int64_t i = 0; i < dd_tensor_numel(x); i++) dd_f32(x)[i] = th_rand_uniform(&st, -2, 2);
+      dd_plan_forward(p);
+      cr_assert_eq(dd_tensor_clone(dd_plan_tensor(p, yv), &y[k], &err), 0);
+      packed[k] = p->packed;
+      dd_plan_free(p);
+    }
+    int packs = cases[ci].packs && th_kernels_now == DD_KERNELS_AVX512;
+    size_t want = (size_t)((cases[ci].n + 31) / 32 * 32 * cases[ci].k) * sizeof(float);
+    cr_assert_eq(packed[0], packs ? want : 0, "case %zu: packed %zu", ci, packed[0]);
+    cr_assert_eq(packed[1], 0);
+    cr_assert_eq(th_max_abs_diff(y[0], y[1]), 0, "case %zu: packed differs by %g", ci,
+                 th_max_abs_diff(y[0], y[1]));
+    dd_tensor_free(y[0]);
+    dd_tensor_free(y[1]);
+    dd_model_free(m);
+  }
+}
