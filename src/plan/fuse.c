@@ -507,8 +507,7 @@ int plan_pack(dd_plan *p, const unsigned char *isconst, size_t room, dd_err *err
     const dd_node *n = p->onode[o];
     int wi = n->op == &dd_op_FusedMatMulBias || n->op == &dd_op_Conv || n->op == &dd_op_Gemm
                  ? 1
-             : n->op == &dd_op_FusedConvScaled ? 2
-                                               : -1;
+                 : -1;
     int w = wi >= 0 && wi < n->n_in ? n->in[wi] : -1;
     /* the weights of the file, or folded from them: the same for the plan's life */
     if (w < 0 || !isconst[w] || !(p->m->values[w].init || p->folded[w])) continue;
