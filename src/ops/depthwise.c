@@ -6,6 +6,7 @@
 #include "ops/act.h"
 #include "ops/common.h"
 #include "ops/cpu.h"
+#include "ops/transpose16.h"
 
 #ifdef DD_AVX512_KERNELS
 #include <immintrin.h>
@@ -278,39 +279,6 @@ int dd_dw_prepare(const dd_dw_geom *g, dd_dw_plan *p) {
 /* Output pixels per register tile. */
 #define LANES_TILE 8
 
-/* r[j] (j < 16) becomes column j of the 16 x 16 matrix whose rows were r[0..16): unpacks of
- * pairs, then of 64-bit pairs, then two rounds of 128-bit lane shuffles (64 shuffles). */
-static inline __attribute__((always_inline)) DD_TARGET_AVX512 void transpose16(__m512 r[16]) {
-  __m512 t[16], u[16];
-#pragma GCC unroll 8
-  for (int i = 0; i < 8; i++) {
-    t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
-    t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
-  }
-  /* u[4 g + c], lane L: rows 4g .. 4g+3 of column 4L + c */
-#pragma GCC unroll 4
-  for (int g = 0; g < 4; g++) {
-    __m512d a = _mm512_castps_pd(t[4 * g]), b = _mm512_castps_pd(t[4 * g + 1]);
-    __m512d c = _mm512_castps_pd(t[4 * g + 2]), d = _mm512_castps_pd(t[4 * g + 3]);
-    u[4 * g] = _mm512_castpd_ps(_mm512_unpacklo_pd(a, c));
-    u[4 * g + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a, c));
-    u[4 * g + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(b, d));
-    u[4 * g + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(b, d));
-  }
-#pragma GCC unroll 4
-  for (int c = 0; c < 4; c++) {
-    /* v: lanes 0 and 2 of row groups 0, 1 (2, 3 in v2); w: lanes 1 and 3 */
-    __m512 v = _mm512_shuffle_f32x4(u[c], u[4 + c], 0x88);
-    __m512 w = _mm512_shuffle_f32x4(u[c], u[4 + c], 0xdd);
-    __m512 v2 = _mm512_shuffle_f32x4(u[8 + c], u[12 + c], 0x88);
-    __m512 w2 = _mm512_shuffle_f32x4(u[8 + c], u[12 + c], 0xdd);
-    r[c] = _mm512_shuffle_f32x4(v, v2, 0x88);
-    r[4 + c] = _mm512_shuffle_f32x4(w, w2, 0x88);
-    r[8 + c] = _mm512_shuffle_f32x4(v, v2, 0xdd);
-    r[12 + c] = _mm512_shuffle_f32x4(w, w2, 0xdd);
-  }
-}
-
 /* The staged layout of lanes_forward: rows of wst pixels (input column iw at pixel pw + iw),
  * hst rows for a band of `rows` output rows (input row ih at row ih - (oh0 sh - ph)). */
 typedef struct lanes_plan {
@@ -350,7 +318,7 @@ DD_TARGET_AVX512 static void lanes_stage(const dd_dw_geom *g, int64_t wst, const
 #pragma GCC unroll 16
       for (int c = 0; c < 16; c++)
         r[c] = c < nc ? _mm512_maskz_loadu_ps(m, src + c * hw + iw0) : zero;
-      transpose16(r);
+      dd_transpose16(r);
       float *dst = row + (g->pw + iw0) * 16;
 #pragma GCC unroll 16
       for (int j = 0; j < 16; j++) _mm512_store_ps(dst + j * 16, r[j]);
@@ -449,7 +417,7 @@ DD_TARGET_AVX512 static void lanes_band(const dd_dw_geom *g, const lanes_plan *l
 #pragma GCC unroll 16
     for (int c = 0; c < 16; c++)
       r[c] = c < nc ? _mm512_maskz_loadu_ps(m, k + c * nk + t0) : _mm512_setzero_ps();
-    transpose16(r);
+    dd_transpose16(r);
 #pragma GCC unroll 16
     for (int j = 0; j < 16; j++)
       if (t0 + j < nk) _mm512_store_ps(kt + (t0 + j) * 16, r[j]);
@@ -492,7 +460,7 @@ DD_TARGET_AVX512 static void lanes_band(const dd_dw_geom *g, const lanes_plan *l
     __m512 r[16];
 #pragma GCC unroll 16
     for (int i = 0; i < 16; i++) r[i] = _mm512_load_ps(out + (p0 + (i < n ? i : 0)) * 16);
-    transpose16(r);
+    dd_transpose16(r);
     __mmask16 m = (__mmask16)(n >= 16 ? 0xffff : (1u << n) - 1);
 #pragma GCC unroll 16
     for (int c = 0; c < 16; c++)

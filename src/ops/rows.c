@@ -2,8 +2,11 @@
 #include "ops/rows.h"
 
 #include <omp.h>
+#include <stdint.h>
 #include <string.h>
 
+#include "ops/cpu.h"
+#include "ops/transpose16.h"
 #include "util.h" /* DD_PAR_MIN */
 
 void dd_rows_make(dd_rows *w, int n, const int64_t *len, const int64_t *xs, int64_t base) {
@@ -67,9 +70,50 @@ static inline int64_t advance(const dd_rows *w, int64_t off, int64_t *idx) {
     }                                                                         \
   } while (0)
 
+#ifdef DD_AVX512_KERNELS
+/* Rows [r0, r1) of a gather of 4-byte elements whose innermost outer dim reads with stride 1
+ * (a transpose: NCHW to NHWC turns each image's C x HW matrix to HW x C): where 16 rows in a
+ * row of that dim read 16 adjacent elements per column, they go as 16 x 16 blocks through
+ * the registers (ops/transpose16.h), 16 loads and 16 stores of 16 elements, instead of one
+ * element per load a stride apart (ConvNeXt-T's 18 permutes: 5.9 ms on one core). */
+DD_TARGET_AVX512 static void gather_blocks(const dd_rows *w, const float *x, float *y,
+                                           int64_t r0, int64_t r1) {
+  int64_t idx[DD_MAX_DIMS], off = start(w, r0, idx), n = w->inner, s = w->ixs;
+  const int last = w->nd - 1;
+  for (int64_t r = r0; r < r1;) {
+    if (r + 16 <= r1 && idx[last] + 16 <= w->len[last]) {
+      for (int64_t j0 = 0; j0 < n; j0 += 16) {
+        int64_t jn = n - j0 < 16 ? n - j0 : 16;
+        __mmask16 mj = (__mmask16)(jn == 16 ? 0xffff : (1u << jn) - 1);
+        __m512 v[16];
+        for (int j = 0; j < 16; j++)
+          v[j] = j < jn ? _mm512_loadu_ps(x + off + (j0 + j) * s) : _mm512_setzero_ps();
+        dd_transpose16(v); /* v[i]: element i of each of the 16 columns j */
+        for (int i = 0; i < 16; i++) _mm512_mask_storeu_ps(y + (r + i) * n + j0, mj, v[i]);
+      }
+      for (int i = 0; i < 16; i++) off = advance(w, off, idx);
+      r += 16;
+    } else {
+      const float *xr = x + off;
+      float *yr = y + r * n;
+      for (int64_t j = 0; j < n; j++) yr[j] = xr[j * s];
+      off = advance(w, off, idx);
+      r++;
+    }
+  }
+}
+#endif
+
 /* Rows [r0, r1) of the gather. */
 static void gather_run(const dd_rows *w, const void *x, void *y, size_t esize, int64_t r0,
                        int64_t r1) {
+#ifdef DD_AVX512_KERNELS
+  if (esize == 4 && w->ixs != 1 && w->nd >= 1 && w->xs[w->nd - 1] == 1 &&
+      w->len[w->nd - 1] >= 16 && dd_kernels_avx512()) {
+    gather_blocks(w, x, y, r0, r1);
+    return;
+  }
+#endif
   int64_t idx[DD_MAX_DIMS], off = start(w, r0, idx), n = w->inner, s = w->ixs;
   if (s == 1) {
     for (int64_t r = r0; r < r1; r++, off = advance(w, off, idx))

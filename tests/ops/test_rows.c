@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "helper_kernels.h"
 #include "ops/rows.h"
 
 static uint64_t rng = 0x9e3779b97f4a7c15ull;
@@ -100,4 +101,39 @@ Test(rows, gather_and_scatter_add_match_the_definition) {
     free(x), free(y), free(xi), free(yi), free(dx), free(want);
   }
   cr_assert_gt(walks, 50, "the random geometries rarely merged dims");
+}
+
+/* The permutes of a channels-last network (ConvNeXt's NCHW -> NHWC and back), where the
+ * AVX-512 kernels gather 16 x 16 blocks through the registers: odd sizes (blocks cut by the
+ * plane's end, by the row's end and by the split between two threads) and the plane merged
+ * across H and W, against the definition, on each kernel path. */
+static void rows_channel_permutes_on(void);
+Test(rows, channel_permutes_match_the_definition) { th_each_kernels(rows_channel_permutes_on); }
+static void rows_channel_permutes_on(void) {
+  omp_set_num_threads(2);
+  static const int64_t shapes[][4] = {{2, 37, 9, 7}, {1, 96, 56, 56}, {3, 16, 4, 4}, {1, 5, 17, 3}};
+  for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++)
+    for (int dir = 0; dir < 2; dir++) {
+      const int64_t *d = shapes[si]; /* N, C, H, W */
+      geo g = {4, {0}, {0}, 0, d[0] * d[1] * d[2] * d[3]};
+      if (!dir) { /* NCHW input, output N H W C */
+        int64_t len[4] = {d[0], d[2], d[3], d[1]}, xs[4] = {d[1] * d[2] * d[3], d[3], 1, d[2] * d[3]};
+        memcpy(g.len, len, sizeof len), memcpy(g.xs, xs, sizeof xs);
+      } else { /* NHWC input, output N C H W */
+        int64_t len[4] = {d[0], d[1], d[2], d[3]}, xs[4] = {d[1] * d[2] * d[3], 1, d[3] * d[1], d[1]};
+        memcpy(g.len, len, sizeof len), memcpy(g.xs, xs, sizeof xs);
+      }
+      dd_rows w;
+      dd_rows_make(&w, 4, g.len, g.xs, 0);
+      float *x = malloc((size_t)g.in_numel * sizeof *x), *y = malloc((size_t)g.in_numel * sizeof *y);
+      for (int64_t i = 0; i < g.in_numel; i++) x[i] = (float)i;
+      for (int parallel = 0; parallel < 2; parallel++) {
+        memset(y, 0xff, (size_t)g.in_numel * sizeof *y);
+        dd_rows_gather(&w, x, y, sizeof *x, parallel);
+        for (int64_t e = 0; e < g.in_numel; e++)
+          cr_assert_eq(y[e], x[offset_of(&g, e)], "shape %zu dir %d: y[%lld] = %g, want %g", si,
+                       dir, (long long)e, y[e], x[offset_of(&g, e)]);
+      }
+      free(x), free(y);
+    }
 }
