@@ -15,7 +15,7 @@
 #endif
 
 /* The plan's relu_out codes (plan/plan.h) too. */
-enum { DD_ACT_NONE = 0, DD_ACT_RELU = 1, DD_ACT_SILU = 2, DD_ACT_HARDSWISH = 3 };
+enum { DD_ACT_NONE = 0, DD_ACT_RELU = 1, DD_ACT_SILU = 2, DD_ACT_HARDSWISH = 3, DD_ACT_GELU = 4 };
 
 /* HardSwish's x * clamp(x / 6 + 1/2, 0, 1), as the HardSwish op computes it (a product, then
  * a sum: no fused multiply-add, C11 contracts none). */
@@ -25,17 +25,20 @@ enum { DD_ACT_NONE = 0, DD_ACT_RELU = 1, DD_ACT_SILU = 2, DD_ACT_HARDSWISH = 3 }
 /* y = x * sigmoid(x) over n floats (y may be x), on the threads when `parallel`: the Silu
  * op's forward. */
 void dd_silu_rows(const float *x, float *y, int64_t n, int parallel);
-/* y = act(x) in place over n floats for act DD_ACT_SILU or DD_ACT_HARDSWISH: their ops'
- * forwards (the activation a kernel left to a pass after it). */
+/* y = act(x) in place over n floats for act DD_ACT_SILU, DD_ACT_HARDSWISH or DD_ACT_GELU:
+ * their ops' forwards (the activation a kernel left to a pass after it). */
 void dd_act_rows(float *y, int64_t n, int act, int parallel);
+/* y = x Phi(x) in place over n floats: the Gelu op's exact form (ops/unary.c). */
+void dd_gelu_rows(float *y, int64_t n, int parallel);
 
 #ifdef DD_AVX512_KERNELS
 /* sigmoid(x) (times x when `times_x`: SiLU) of 16 lanes on the AVX-512 kernels: e = exp(-|x|)
  * by dd_exp_neg's steps (ops/fastexp.h) in vector instructions, then 1 / (1 + e) by the
  * reciprocal estimate and one Newton step instead of a division (within 2 ulp of it), e / (1
  * + e) below 0. */
-static inline DD_TARGET_AVX512 __m512 dd_sigmoid16(__m512 x, int times_x) {
-  const __m512 a0 = _mm512_abs_ps(x);
+/* exp(-a) of 16 lanes, a >= 0: dd_exp_neg's steps (ops/fastexp.h) in vector instructions, 2^-n
+ * by vscalefps (the product by the power of two, rounded once). */
+static inline DD_TARGET_AVX512 __m512 dd_exp_neg16(__m512 a0) {
   const __mmask16 big = _mm512_cmp_ps_mask(a0, _mm512_set1_ps(87.3f), _CMP_GT_OQ);
   const __m512 a = _mm512_min_ps(a0, _mm512_set1_ps(87.3f));
   const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(a, _mm512_set1_ps(1.44269504088896341f)),
@@ -49,8 +52,11 @@ static inline DD_TARGET_AVX512 __m512 dd_sigmoid16(__m512 x, int times_x) {
   p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
   p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
   p = _mm512_add_ps(_mm512_fmadd_ps(_mm512_mul_ps(p, r), r, r), _mm512_set1_ps(1.f));
-  /* p 2^-n, rounded once as the product by the power of two is */
-  const __m512 e = _mm512_maskz_scalef_ps((__mmask16)~big, p, _mm512_sub_ps(_mm512_setzero_ps(), n));
+  return _mm512_maskz_scalef_ps((__mmask16)~big, p, _mm512_sub_ps(_mm512_setzero_ps(), n));
+}
+
+static inline DD_TARGET_AVX512 __m512 dd_sigmoid16(__m512 x, int times_x) {
+  const __m512 e = dd_exp_neg16(_mm512_abs_ps(x));
   const __m512 d = _mm512_add_ps(e, _mm512_set1_ps(1.f));
   __m512 q = _mm512_rcp14_ps(d);
   q = _mm512_fmadd_ps(_mm512_fnmadd_ps(d, q, _mm512_set1_ps(1.f)), q, q);
@@ -70,12 +76,39 @@ static inline DD_TARGET_AVX512 __m512 dd_hardswish16(__m512 x) {
   return _mm512_mul_ps(x, h);
 }
 
+/* x Phi(x) of 16 lanes: the steps of ops/unary.c's phi (erfc by Numerical Recipes' erfcc
+ * polynomial in t = 1 / (1 + z / 2), z = |x| / sqrt 2), t by the reciprocal estimate and a
+ * Newton step instead of the division. */
+static inline DD_TARGET_AVX512 __m512 dd_gelu16(__m512 v) {
+  __m512 z = _mm512_mul_ps(_mm512_abs_ps(v), _mm512_set1_ps(0.7071067811865476f));
+  z = _mm512_min_ps(z, _mm512_set1_ps(10.f));
+  const __m512 d = _mm512_fmadd_ps(_mm512_set1_ps(0.5f), z, _mm512_set1_ps(1.f));
+  __m512 t = _mm512_rcp14_ps(d);
+  t = _mm512_fmadd_ps(_mm512_fnmadd_ps(d, t, _mm512_set1_ps(1.f)), t, t);
+  __m512 q = _mm512_set1_ps(0.17087277f);
+  q = _mm512_fmadd_ps(q, t, _mm512_set1_ps(-0.82215223f));
+  q = _mm512_fmadd_ps(q, t, _mm512_set1_ps(1.48851587f));
+  q = _mm512_fmadd_ps(q, t, _mm512_set1_ps(-1.13520398f));
+  q = _mm512_fmadd_ps(q, t, _mm512_set1_ps(0.27886807f));
+  q = _mm512_fmadd_ps(q, t, _mm512_set1_ps(-0.18628806f));
+  q = _mm512_fmadd_ps(q, t, _mm512_set1_ps(0.09678418f));
+  q = _mm512_fmadd_ps(q, t, _mm512_set1_ps(0.37409196f));
+  q = _mm512_fmadd_ps(q, t, _mm512_set1_ps(1.00002368f));
+  q = _mm512_fmadd_ps(q, t, _mm512_set1_ps(-1.26551223f));
+  const __m512 half_erfc = _mm512_mul_ps(_mm512_mul_ps(_mm512_set1_ps(0.5f), t),
+                                         dd_exp_neg16(_mm512_fmsub_ps(z, z, q)));
+  const __mmask16 pos = _mm512_cmp_ps_mask(v, _mm512_setzero_ps(), _CMP_GE_OQ);
+  const __m512 phi = _mm512_mask_sub_ps(half_erfc, pos, _mm512_set1_ps(1.f), half_erfc);
+  return _mm512_mul_ps(v, phi);
+}
+
 /* v after the folded activation `act` (DD_ACT_*). */
 static inline DD_TARGET_AVX512 __m512 dd_act16(__m512 v, int act) {
   /* max_ps returns its second operand for NaN and -0, as Relu does */
   return act == DD_ACT_RELU        ? _mm512_max_ps(v, _mm512_setzero_ps())
          : act == DD_ACT_SILU      ? dd_sigmoid16(v, 1)
          : act == DD_ACT_HARDSWISH ? dd_hardswish16(v)
+         : act == DD_ACT_GELU      ? dd_gelu16(v)
                                    : v;
 }
 #endif

@@ -295,6 +295,10 @@ void dd_act_rows(float *y, int64_t n, int act, int parallel) {
     dd_silu_rows(y, y, n, parallel);
     return;
   }
+  if (act == DD_ACT_GELU) {
+    dd_gelu_rows(y, n, parallel);
+    return;
+  }
   if (act != DD_ACT_HARDSWISH) return;
 #pragma omp parallel for simd if (parallel : parallel && n > DD_PAR_MIN) schedule(static)
   for (int64_t i = 0; i < n; i++) {

@@ -9,6 +9,7 @@
 #include <limits.h>
 #include <omp.h>
 
+#include "ops/act.h"
 #include "ops/common.h"
 #include "ops/cpu.h"
 #include "ops/sgemm.h"
@@ -105,11 +106,13 @@ static void row_blocks(int64_t m, int64_t n, int64_t k, const float *a, int64_t 
  * threads (it shares a product out differently), and on a VM that hides the CPU model it
  * picks its SSE3 kernels (30 GFLOP/s against dd_sgemm's 90-140 on one thread); so every
  * product is computed here: every element of C by one thread, its sum in an order fixed by the
- * shapes alone. */
-static void product_cb(int ta, int tb, int m, int n, int k, float alpha, const float *a, int lda,
-                       const float *b, int ldb, float beta, float *c, int ldc, float *tmp,
-                       const float *cbias) {
-  if (m <= 0 || n <= 0) return;
+ * shapes alone.  `act` (DD_SGEMM_SILU, _HARDSWISH or _GELU, or 0) is applied to the sums by
+ * dd_sgemm where the path ends in it with the bias inside (beta 0): returns 1 then, 0 when
+ * the caller must apply it. */
+static int product_cb(int ta, int tb, int m, int n, int k, float alpha, const float *a, int lda,
+                      const float *b, int ldb, float beta, float *c, int ldc, float *tmp,
+                      const float *cbias, int act) {
+  if (m <= 0 || n <= 0) return 1;
   if (beta != 0.f && beta != 1.f) {
     for (int64_t i = 0; i < m; i++)
       for (int64_t j = 0; j < n; j++) c[i * ldc + j] *= beta;
@@ -120,7 +123,7 @@ static void product_cb(int ta, int tb, int m, int n, int k, float alpha, const f
       for (int64_t j = 0; j < n; j++) c[i * ldc + j] = 0.f;
     for (int64_t i = 0; i < m && cbias; i++)
       for (int64_t j = 0; j < n; j++) c[i * ldc + j] += cbias[j];
-    return;
+    return 0;
   }
   if (m > FEW && n > FEW && (tmp || (!tb && alpha == 1.f))) {
     /* dd_sgemm (the convolutions' product), which packs no A and only blocks of B, with B
@@ -144,7 +147,7 @@ static void product_cb(int ta, int tb, int m, int n, int k, float alpha, const f
       for (int64_t i = 0; i < m; i++)
         for (int64_t j = 0; j < n; j++)
           c[i * ldc + j] = acc && cbias ? ct[j * m + i] + cbias[j] : ct[j * m + i];
-      return;
+      return 0;
     }
     if (tb || alpha != 1.f) {
       copy_b(tb, n, k, alpha, b, ldb, tmp);
@@ -159,10 +162,10 @@ static void product_cb(int ta, int tb, int m, int n, int k, float alpha, const f
       bias = cbias;
       cbias = NULL;
     }
-    row_blocks(m, n, k, a, ars, acs, b, ldb, NULL, c, ldc, acc, bias);
+    row_blocks(m, n, k, a, ars, acs, b, ldb, NULL, c, ldc, acc | (cbias ? 0 : act), bias);
     for (int64_t i = 0; i < m && cbias; i++) /* beta != 0: the bias after */
       for (int64_t j = 0; j < n; j++) c[i * ldc + j] += cbias[j];
-    return;
+    return !cbias;
   }
   /* op(A)(i, q) = a[i * ai + q * aq], op(B)(q, j) = b[q * bq + j * bj] */
   int64_t ai = ta ? 1 : lda, aq = ta ? lda : 1, bq = tb ? 1 : ldb, bj = tb ? ldb : 1;
@@ -188,7 +191,7 @@ static void product_cb(int ta, int tb, int m, int n, int k, float alpha, const f
           cr[j] = alpha * acc[j] + (beta != 0.f ? beta * cr[j] : 0.f) +
                   (cbias ? cbias[j0 + j] : 0.f);
       }
-    return;
+    return 0;
   }
   /* each element one dot product */
 #pragma omp parallel for collapse(2) schedule(static) if (par)
@@ -197,11 +200,12 @@ static void product_cb(int ta, int tb, int m, int n, int k, float alpha, const f
       float t = dot(a + i * ai, aq, b + j * bj, bq, k), *e = c + i * ldc + j;
       *e = alpha * t + (beta != 0.f ? beta * *e : 0.f) + (cbias ? cbias[j] : 0.f);
     }
+  return 0;
 }
 
 static void product(int ta, int tb, int m, int n, int k, float alpha, const float *a, int lda,
                     const float *b, int ldb, float beta, float *c, int ldc, float *tmp) {
-  product_cb(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, tmp, NULL);
+  product_cb(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, tmp, NULL, 0);
 }
 
 typedef struct gemm_params {
@@ -612,21 +616,28 @@ static void mmb_forward_call(const dd_node *node, const dd_tensor *const *in,
   const float *a = dd_f32(in[0]), *b = dd_f32(in[1]), *bias = dd_f32(in[2]);
   float *y = dd_f32(out[0]);
   int m = (int)g.m, n = (int)g.n, k = (int)g.k;
+  int act = call->act_out == DD_ACT_SILU        ? DD_SGEMM_SILU
+            : call->act_out == DD_ACT_HARDSWISH ? DD_SGEMM_HARDSWISH
+            : call->act_out == DD_ACT_GELU      ? DD_SGEMM_GELU
+                                                : 0;
   if (call->prep) { /* B packed by dd_matmul_bias_pack: stacked, more than FEW rows */
-    row_blocks(g.batch * g.m, n, k, a, k, 1, NULL, 0, call->prep, y, n, DD_SGEMM_COL_BIAS,
-               bias);
+    row_blocks(g.batch * g.m, n, k, a, k, 1, NULL, 0, call->prep, y, n,
+               DD_SGEMM_COL_BIAS | act, bias);
     return;
   }
+  int done = 1; /* the activation applied by the products */
   if (mm_stacked(&g) && g.batch * g.m <= INT_MAX) {
-    product_cb(0, 0, (int)(g.batch * g.m), n, k, 1.f, a, k, b, n, 0.f, y, n, NULL, bias);
-    return;
+    done = product_cb(0, 0, (int)(g.batch * g.m), n, k, 1.f, a, k, b, n, 0.f, y, n, NULL, bias,
+                      act);
+  } else {
+    for (int64_t bi = 0; bi < g.batch; bi++) {
+      int64_t oa, ob;
+      mm_offsets(&g, bi, &oa, &ob);
+      done &= product_cb(0, 0, m, n, k, 1.f, a + oa * g.m * g.k, k, b + ob * g.k * g.n, n, 0.f,
+                         y + bi * g.m * g.n, n, NULL, bias, act);
+    }
   }
-  for (int64_t bi = 0; bi < g.batch; bi++) {
-    int64_t oa, ob;
-    mm_offsets(&g, bi, &oa, &ob);
-    product_cb(0, 0, m, n, k, 1.f, a + oa * g.m * g.k, k, b + ob * g.k * g.n, n, 0.f,
-               y + bi * g.m * g.n, n, NULL, bias);
-  }
+  if (act && !done) dd_act_rows(y, g.batch * g.m * g.n, call->act_out, 1);
 }
 
 static void mmb_forward(const dd_node *node, const dd_tensor *const *in, dd_tensor *const *out,
@@ -689,5 +700,8 @@ float *dd_matmul_bias_pack(const dd_node *node, const dd_tensor *a, const dd_ten
   return pack;
 }
 
+/* A SiLU, HardSwish or GELU after it folds in (DD_OP_FOLD_ACT): in the products' registers
+ * when B is packed, else by the op's pass after them. */
 const dd_op dd_op_FusedMatMulBias = {"MatMulBias", mmb_init, mmb_infer, mmb_forward,
-                                     mmb_backward, mmb_flops, 0, mmb_forward_call};
+                                     mmb_backward, mmb_flops,
+                                     DD_OP_BWD_NO_OUT | DD_OP_FOLD_ACT, mmb_forward_call};

@@ -71,9 +71,11 @@
  * HardSwish (ops/unary.c). */
 #define DD_OP_SILU 1024u
 #define DD_OP_HARDSWISH 4096u
-/* Forward (forward_call) applies call->act_out (SiLU or HardSwish, with the floats of their
- * ops: ops/act.h) to out[0]: the planner then skips that node, run in place on out[0] (out[0]
- * read by it alone, and no target; so only where no gradient goes through). */
+/* The op is Gelu: foldable where the node's form is the exact one (approximate "none"). */
+#define DD_OP_GELU 8192u
+/* Forward (forward_call) applies call->act_out (SiLU, HardSwish or exact GELU, with the floats
+ * of their ops: ops/act.h) to out[0]: the planner then skips that node, run in place on
+ * out[0] (out[0] read by it alone, and no target; so only where no gradient goes through). */
 #define DD_OP_FOLD_ACT 2048u
 
 /* What the plan tells one call of forward or backward beyond its tensors: hints that hold
@@ -86,8 +88,8 @@ typedef struct dd_op_call {
                      operands to bfloat16 and sum in float32 (ops/bf16.h) */
   int exact;      /* the plan's DD_PLAN_EXACT: every output element by the same sequence of
                    * operations wherever it lies (no Winograd), so ties stay ties */
-  int act_out;    /* forward (DD_OP_FOLD_ACT): DD_ACT_SILU or DD_ACT_HARDSWISH (ops/act.h) of
-                     y to out[0], 0 none */
+  int act_out;    /* forward (DD_OP_FOLD_ACT): DD_ACT_SILU, _HARDSWISH or _GELU (ops/act.h)
+                     of y to out[0], 0 none */
   const void *prep; /* forward: what the plan prepared once for this node (its weights packed
                        by plan_pack, plan/plan.h), or NULL */
 } dd_op_call;

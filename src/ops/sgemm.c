@@ -26,11 +26,12 @@ static void relu_rows(int64_t m, int64_t n, float *c, int64_t ldc) {
     for (int64_t j = 0; j < n; j++) c[i * ldc + j] = c[i * ldc + j] > 0.f ? c[i * ldc + j] : 0.f;
 }
 
-/* C = SiLU(C) or HardSwish(C) over m x n as their ops compute them (DD_SGEMM_SILU,
- * DD_SGEMM_HARDSWISH). */
+/* C = SiLU(C), HardSwish(C) or GELU(C) over m x n as their ops compute them (DD_SGEMM_SILU,
+ * DD_SGEMM_HARDSWISH, DD_SGEMM_GELU). */
 static void act_rows(int64_t m, int64_t n, float *c, int64_t ldc, int accumulate) {
-  int act = accumulate & DD_SGEMM_SILU ? DD_ACT_SILU
+  int act = accumulate & DD_SGEMM_SILU        ? DD_ACT_SILU
             : accumulate & DD_SGEMM_HARDSWISH ? DD_ACT_HARDSWISH
+            : accumulate & DD_SGEMM_GELU      ? DD_ACT_GELU
                                                : DD_ACT_NONE;
   for (int64_t i = 0; i < m && act; i++) dd_act_rows(c + i * ldc, n, act, 0);
 }
@@ -51,7 +52,8 @@ static void act_rows(int64_t m, int64_t n, float *c, int64_t ldc, int accumulate
 /* INIT_CBIAS: bias per column, bias[0..NR) the block's own */
 enum { INIT_ZERO, INIT_BIAS, INIT_LOAD, INIT_CBIAS, INIT_RELU = 4 /* or'ed: max(0, C) at the store */,
        INIT_SILU = 8 /* or'ed: C sigmoid(C) at the store */,
-       INIT_HSWISH = 16 /* or'ed: HardSwish(C) at the store */ };
+       INIT_HSWISH = 16 /* or'ed: HardSwish(C) at the store */,
+       INIT_GELU = 32 /* or'ed: GELU(C) at the store */ };
 
 /* rows x w (w <= NR: masks m0, m1) of C from A and the packed block b (kc x NR). */
 static inline __attribute__((always_inline)) DD_TARGET_AVX512 void tile(const int rows, int64_t kc,
@@ -61,8 +63,9 @@ static inline __attribute__((always_inline)) DD_TARGET_AVX512 void tile(const in
                                                        const float *bias, __mmask16 m0,
                                                        __mmask16 m1) {
   __m512 c0[MR], c1[MR];
-  int relu = init & INIT_RELU, silu = init & INIT_SILU, hswish = init & INIT_HSWISH;
-  init &= ~(INIT_RELU | INIT_SILU | INIT_HSWISH);
+  int relu = init & INIT_RELU, silu = init & INIT_SILU, hswish = init & INIT_HSWISH,
+      gelu = init & INIT_GELU;
+  init &= ~(INIT_RELU | INIT_SILU | INIT_HSWISH | INIT_GELU);
 #pragma GCC unroll 8
   for (int r = 0; r < rows; r++) {
     if (init == INIT_LOAD) {
@@ -107,6 +110,12 @@ static inline __attribute__((always_inline)) DD_TARGET_AVX512 void tile(const in
       c1[r] = dd_hardswish16(c1[r]);
     }
   }
+  if (gelu) {
+    for (int r = 0; r < rows; r++) {
+      c0[r] = dd_gelu16(c0[r]);
+      c1[r] = dd_gelu16(c1[r]);
+    }
+  }
 #pragma GCC unroll 8
   for (int r = 0; r < rows; r++) {
     _mm512_mask_storeu_ps(c + r * ldc, m0, c0[r]);
@@ -130,7 +139,8 @@ DD_TARGET_AVX512 static void rows_of_block(int64_t m, int64_t w, int64_t kc, con
     const float *ai = a + i * ars;
     float *ci = c + i * ldc;
     const float *bi =
-        bias && (init & ~(INIT_RELU | INIT_SILU | INIT_HSWISH)) == INIT_BIAS ? bias + i : bias;
+        bias && (init & ~(INIT_RELU | INIT_SILU | INIT_HSWISH | INIT_GELU)) == INIT_BIAS ? bias + i
+                                                                                       : bias;
     switch (m - i < MR ? (int)(m - i) : MR) {
       case 8: tile(8, kc, ai, ars, acs, bk, ci, ldc, init, bi, m0, m1); break;
       case 7: tile(7, kc, ai, ars, acs, bk, ci, ldc, init, bi, m0, m1); break;
@@ -165,6 +175,7 @@ DD_TARGET_AVX512 static void column_panel(int64_t m, int64_t w, int64_t k, const
     if ((accumulate & DD_SGEMM_RELU) && k0 + kc >= k) init |= INIT_RELU;
     if ((accumulate & DD_SGEMM_SILU) && k0 + kc >= k) init |= INIT_SILU;
     if ((accumulate & DD_SGEMM_HARDSWISH) && k0 + kc >= k) init |= INIT_HSWISH;
+    if ((accumulate & DD_SGEMM_GELU) && k0 + kc >= k) init |= INIT_GELU;
     const float *bk = pack;
     if (packed) {
       bk = packed + k0 * npad + jb0 * kc * NR;
@@ -250,6 +261,7 @@ DD_TARGET_AVX512 static void one_column(int64_t m, int64_t k, const float *a, in
       float v = init + _mm512_reduce_add_ps(acc[r]);
       if (accumulate & DD_SGEMM_SILU) v = _mm512_cvtss_f32(dd_sigmoid16(_mm512_set1_ps(v), 1));
       if (accumulate & DD_SGEMM_HARDSWISH) v = _mm512_cvtss_f32(dd_hardswish16(_mm512_set1_ps(v)));
+      if (accumulate & DD_SGEMM_GELU) v = _mm512_cvtss_f32(dd_gelu16(_mm512_set1_ps(v)));
       *e = accumulate & DD_SGEMM_RELU ? (v > 0.f ? v : 0.f) : v;
     }
   }

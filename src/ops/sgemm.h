@@ -33,8 +33,9 @@
 /* Once the sum is complete, C = C * sigmoid(C) (a SiLU folded into the product, with the
  * floats of the Silu op: ops/act.h).  Not with DD_SGEMM_RELU. */
 #define DD_SGEMM_SILU 16
-/* The same for HardSwish (ops/act.h). */
+/* The same for HardSwish and the exact GELU (ops/act.h). */
 #define DD_SGEMM_HARDSWISH 32
+#define DD_SGEMM_GELU 64
 
 void dd_sgemm(int64_t m, int64_t n, int64_t k, const float *a, int64_t ars, int64_t acs,
               const float *b, int64_t ldb, float *c, int64_t ldc, int accumulate,

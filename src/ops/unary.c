@@ -17,7 +17,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ops/act.h"
 #include "ops/common.h"
+#include "ops/cpu.h"
 #include "ops/fastexp.h"
 
 enum {
@@ -167,6 +169,37 @@ static void unary_forward_i64(int kind, const int64_t *x, int64_t *y, int64_t n)
   }
 }
 
+#ifdef DD_AVX512_KERNELS
+/* y = x Phi(x) over n floats on the AVX-512 kernels (ops/act.h, dd_gelu16), y may be x. */
+DD_TARGET_AVX512 static void gelu_rows_avx512(const float *x, float *y, int64_t n,
+                                              int parallel) {
+  const int64_t blocks = (n + 4095) / 4096;
+#pragma omp parallel for if (parallel && n > DD_PAR_MIN) schedule(static)
+  for (int64_t b = 0; b < blocks; b++) {
+    int64_t i1 = (b + 1) * 4096 < n ? (b + 1) * 4096 : n;
+    for (int64_t i = b * 4096; i < i1; i += 16) {
+      __mmask16 m = (__mmask16)(i1 - i >= 16 ? 0xffff : (1u << (i1 - i)) - 1);
+      _mm512_mask_storeu_ps(y + i, m, dd_gelu16(_mm512_maskz_loadu_ps(m, x + i)));
+    }
+  }
+}
+#endif
+
+void dd_gelu_rows(float *y, int64_t n, int parallel) {
+#ifdef DD_AVX512_KERNELS
+  if (dd_kernels_avx512()) {
+    gelu_rows_avx512(y, y, n, parallel);
+    return;
+  }
+#endif
+  const float *x = y;
+#pragma omp parallel for simd if (parallel : parallel && n > DD_PAR_MIN) schedule(static)
+  for (int64_t i = 0; i < n; i++) {
+    const float v = x[i];
+    y[i] = v * phi(v);
+  }
+}
+
 static void unary_forward(const dd_node *node, const dd_tensor *const *in,
                           dd_tensor *const *out, void *scratch) {
   if (!out[0]) return;
@@ -191,7 +224,15 @@ static void unary_forward(const dd_node *node, const dd_tensor *const *in,
     case U_SOFTPLUS: UNARY_FWD(softplusf(v)); break;
     case U_HARDSIGMOID: UNARY_FWD(hardsigmoidf(v, a, b)); break;
     case U_HARDSWISH: UNARY_FWD(v * hardsigmoidf(v, a, b)); break;
-    case U_GELU: UNARY_FWD(v * phi(v)); break;
+    case U_GELU:
+#ifdef DD_AVX512_KERNELS
+      if (dd_kernels_avx512()) {
+        gelu_rows_avx512(x, y, n, 1);
+        break;
+      }
+#endif
+      UNARY_FWD(v * phi(v));
+      break;
     case U_GELU_TANH:
       UNARY_FWD(0.5f * v * (1.f + tanhf(SQRT_2_OVER_PI * (v + GELU_TANH_C * v * v * v))));
       break;
@@ -296,5 +337,5 @@ UNARY_OP(Tanh, tanh_init, FLAGS_Y);
 UNARY_OP(Softplus, softplus_init, FLAGS_X);
 UNARY_OP(HardSigmoid, hardsigmoid_init, FLAGS_X);
 UNARY_OP(HardSwish, hardswish_init, FLAGS_X | DD_OP_HARDSWISH);
-UNARY_OP(Gelu, gelu_init, FLAGS_X);
+UNARY_OP(Gelu, gelu_init, FLAGS_X | DD_OP_GELU);
 UNARY_OP(Elu, elu_init, FLAGS_X);

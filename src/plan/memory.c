@@ -286,15 +286,19 @@ static void pass_join_values(mem_ctx *c) {
 /* A Relu (a SiLU, a HardSwish) that runs in place on the output of an op that can apply it
  * as it writes (DD_OP_FOLD_RELU, DD_OP_FOLD_ACT) is folded there, when nothing else reads the
  * value before it (nor after: the producer's backward must not read its output).
- * relu_out[q] is then its DD_ACT_* code (ops/act.h): 1 Relu, 2 SiLU, 3 HardSwish.  A SiLU or
- * HardSwish runs in place only where no gradient goes through it (its backward reads its
- * input). */
+ * relu_out[q] is then its DD_ACT_* code (ops/act.h): 1 Relu, 2 SiLU, 3 HardSwish, 4 GELU.
+ * Those but Relu run in place only where no gradient goes through them (their backward reads
+ * their input). */
 static void pass_fold_relu(mem_ctx *c) {
   dd_plan *p = c->p;
   for (int o = 0; o < c->N; o++) {
     const dd_node *n = p->onode[o];
-    unsigned act = n->op->flags & (DD_OP_RELU | DD_OP_SILU | DD_OP_HARDSWISH);
+    unsigned act = n->op->flags & (DD_OP_RELU | DD_OP_SILU | DD_OP_HARDSWISH | DD_OP_GELU);
     if (!c->inplace[o] || !act || p->skip[o]) continue;
+    const char *form = NULL; /* a Gelu folds in its exact form only */
+    if (act == DD_OP_GELU &&
+        (dd_attr_string(n, "approximate", "none", &form, NULL) || strcmp(form, "none")))
+      continue;
     int x = n->in[0], q = c->def[x];
     if (q < 0 || c->nread[x] != 1 || c->target[x]) continue;
     const dd_node *pn = p->onode[q];
@@ -303,8 +307,9 @@ static void pass_fold_relu(mem_ctx *c) {
     if ((pf & fold) && (pf & DD_OP_BWD_NO_OUT) && pn->n_out >= 1 && pn->out[0] == x &&
         !p->relu_out[q]) {
       p->skip[o] = 1;
-      p->relu_out[q] = act == DD_OP_RELU ? DD_ACT_RELU
+      p->relu_out[q] = act == DD_OP_RELU   ? DD_ACT_RELU
                        : act == DD_OP_SILU ? DD_ACT_SILU
+                       : act == DD_OP_GELU ? DD_ACT_GELU
                                            : DD_ACT_HARDSWISH;
     }
   }

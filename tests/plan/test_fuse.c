@@ -870,3 +870,72 @@ static void fuse_gemm_packed_on(void) {
     dd_model_free(m);
   }
 }
+
+/* y = act(Add(MatMul(x, w), b)): a linear layer and its activation (act 0 GELU, 1 GELU with
+ * approximate = "tanh", 2 HardSwish, 3 SiLU as Sigmoid and Mul), w 40 x 70. */
+static dd_model *fg_linear_act(int act) {
+  th_model *g = th_model_new("fuse");
+  float w[40 * 70], b[70];
+  uint64_t st = 83;
+  for (int i = 0; i < 40 * 70; i++) w[i] = th_rand_uniform(&st, -0.5f, 0.5f);
+  for (int i = 0; i < 70; i++) b[i] = th_rand_uniform(&st, -1, 1);
+  th_model_init_f32(g, "w", 2, (int64_t[]){40, 70}, w, 40 * 70);
+  th_model_init_f32(g, "b", 1, (int64_t[]){70}, b, 70);
+  fg_node(g, "MatMul", "x", "w", "t");
+  fg_node(g, "Add", "t", "b", "u");
+  if (act <= 1) {
+    fg_node(g, "Gelu", "u", NULL, "y");
+    if (act == 1) th_model_attr_string(g, "approximate", "tanh");
+  } else if (act == 2) {
+    fg_node(g, "HardSwish", "u", NULL, "y");
+  } else {
+    fg_node(g, "Sigmoid", "u", NULL, "s");
+    fg_node(g, "Mul", "u", "s", "y");
+  }
+  const char *outs[] = {"y"};
+  return fg_load(g, 1, outs);
+}
+
+/* A forward-only plan folds the exact GELU, a HardSwish or a SiLU into the linear layer before
+ * it (MatMulBias, DD_OP_FOLD_ACT), in the product's registers when its weights are packed
+ * (17 tokens) and where the product ends in dd_sgemm (300 tokens): the floats of the plan
+ * with gradients, which folds nothing, bit for bit.  The tanh form of GELU is not folded. */
+static void fuse_linear_act_on(void);
+Test(fuse, activations_fold_into_linear_layers_bit_for_bit) {
+  th_each_kernels(fuse_linear_act_on);
+}
+static void fuse_linear_act_on(void) {
+  for (int act = 0; act < 4; act++)
+    for (int64_t rows = 17; rows <= 300; rows += 283) {
+      dd_model *m = fg_linear_act(act);
+      int64_t d[] = {1, rows, 40};
+      dd_shape xs = dd_shape_make(3, d);
+      int xv = dd_model_input(m), yv = dd_model_find(m, "y");
+      dd_tensor *y[2];
+      int folded[2] = {0, 0};
+      for (int k = 0; k < 2; k++) {
+        dd_binding b = {xv, xs, NULL};
+        dd_plan *p;
+        dd_err err;
+        cr_assert_eq(dd_plan_new(m, &b, 1, &yv, 1, DD_PLAN_REUSE | (k ? DD_PLAN_GRAD : 0), 0, &p,
+                                 &err),
+                     0, "%s", err.msg);
+        dd_tensor *x = dd_plan_tensor(p, xv);
+        uint64_t st = 89;
+        for (int64_t i = 0; i < dd_tensor_numel(x); i++) dd_f32(x)[i] = th_rand_uniform(&st, -2, 2);
+        dd_plan_forward(p);
+        cr_assert_eq(dd_tensor_clone(dd_plan_tensor(p, yv), &y[k], &err), 0);
+        for (int o = 0; o < p->n_order && p->relu_out; o++) folded[k] |= p->relu_out[o] >= 2;
+        dd_plan_free(p);
+      }
+      cr_assert_eq(folded[0], act != 1, "act %d, %lld rows: folded %d", act, (long long)rows,
+                   folded[0]);
+      cr_assert_eq(folded[1], 0);
+      cr_assert_eq(th_max_abs_diff(y[0], y[1]), 0, "act %d, %lld rows (%s kernels): differs by %g",
+                   act, (long long)rows, dd_kernels_name(th_kernels_now),
+                   th_max_abs_diff(y[0], y[1]));
+      dd_tensor_free(y[0]);
+      dd_tensor_free(y[1]);
+      dd_model_free(m);
+    }
+}
