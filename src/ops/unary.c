@@ -116,7 +116,7 @@ static int unary_infer(const dd_node *node, const dd_tensor *const *in, dd_tenso
  * accuracy in the far left tail, where GELU's output is tiny), exp through dd_exp_neg.  z is
  * capped at 10 (erfc(10) < 3e-44): a NaN v becomes 10 here, and GELU stays NaN through its
  * factor v. */
-static inline float phi(float v) {
+static inline __attribute__((always_inline)) float phi(float v) {
   float z = fabsf(v) * SQRT_HALF;
   z = z < 10.f ? z : 10.f;
   float t = 1.f / (1.f + 0.5f * z);
@@ -264,14 +264,14 @@ static void unary_forward(const dd_node *node, const dd_tensor *const *in,
 #define FROM_NONE (void)0
 
 /* d/dx of GELU's exact form: Phi(x) + x phi(x). */
-static inline float gelu_grad(float v) {
+static inline __attribute__((always_inline)) float gelu_grad(float v) {
   const float inv_sqrt_2pi = 0.3989422804014327f;
   float h = 0.5f * v * v;
   h = h < 88.f ? h : 88.f; /* exp(-88) is 0 in float32 anyway; a NaN v stays NaN through v */
   return phi(v) + v * inv_sqrt_2pi * dd_exp_neg(h);
 }
 
-static inline float gelu_tanh_grad(float v) {
+static inline __attribute__((always_inline)) float gelu_tanh_grad(float v) {
   float t = tanhf(SQRT_2_OVER_PI * (v + GELU_TANH_C * v * v * v));
   return 0.5f * (1.f + t) +
          0.5f * v * (1.f - t * t) * SQRT_2_OVER_PI * (1.f + 3.f * GELU_TANH_C * v * v);
