@@ -9,6 +9,7 @@
 #include <stdint.h>
 
 #include "ops/cpu.h"
+#include "ops/sgemm.h"
 
 #ifdef DD_AVX512_KERNELS
 #include <immintrin.h>
@@ -16,6 +17,16 @@
 
 /* The plan's relu_out codes (plan/plan.h) too. */
 enum { DD_ACT_NONE = 0, DD_ACT_RELU = 1, DD_ACT_SILU = 2, DD_ACT_HARDSWISH = 3, DD_ACT_GELU = 4 };
+
+/* dd_sgemm's bits for the folded activation `act`: DD_SGEMM_RELU, _SILU, _HARDSWISH or _GELU,
+ * 0 for none. */
+static inline int dd_act_sgemm(int act) {
+  return act == DD_ACT_RELU        ? DD_SGEMM_RELU
+         : act == DD_ACT_SILU      ? DD_SGEMM_SILU
+         : act == DD_ACT_HARDSWISH ? DD_SGEMM_HARDSWISH
+         : act == DD_ACT_GELU      ? DD_SGEMM_GELU
+                                   : 0;
+}
 
 /* HardSwish's x * clamp(x / 6 + 1/2, 0, 1), as the HardSwish op computes it (a product, then
  * a sum: no fused multiply-add, C11 contracts none). */

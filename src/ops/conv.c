@@ -1308,10 +1308,7 @@ static void transpose_to_planes(const float *ct, int64_t hw, int64_t m, float *y
  * each) and pack, W^T packed (conv_t_geometry); ct: hw x m floats of scratch. */
 static void conv_t_forward(int64_t n, int64_t c, int64_t hw, int64_t m, const float *x,
                            const float *pack, const float *bias, int act, float *y, float *ct) {
-  int flags = (bias ? DD_SGEMM_COL_BIAS : 0) | (act == DD_ACT_RELU ? DD_SGEMM_RELU : 0) |
-              (act == DD_ACT_SILU ? DD_SGEMM_SILU : 0) |
-              (act == DD_ACT_HARDSWISH ? DD_SGEMM_HARDSWISH : 0) |
-              (act == DD_ACT_GELU ? DD_SGEMM_GELU : 0);
+  int flags = (bias ? DD_SGEMM_COL_BIAS : 0) | dd_act_sgemm(act);
   for (int64_t i = 0; i < n; i++) {
     dd_sgemm_packed(hw, m, c, x + i * c * hw, 1, hw, pack, ct, m, flags, bias, 1);
     transpose_to_planes(ct, hw, m, y + i * m * hw);
@@ -1377,10 +1374,7 @@ static int conv_forward_paths(const conv_geom *gp, const dd_op_call *call, const
 #endif
   /* dd_sgemm's bits: the folded Relu (or SiLU, not for dd_bgemm), and every column in the
    * same order under exact */
-  int relu = (act == DD_ACT_RELU ? DD_SGEMM_RELU : 0) |
-             (act == DD_ACT_SILU && !g.bf16 ? DD_SGEMM_SILU : 0) |
-             (act == DD_ACT_HARDSWISH && !g.bf16 ? DD_SGEMM_HARDSWISH : 0) |
-             (act == DD_ACT_GELU && !g.bf16 ? DD_SGEMM_GELU : 0) |
+  int relu = (act == DD_ACT_RELU || !g.bf16 ? dd_act_sgemm(act) : 0) |
              (call->exact ? DD_SGEMM_EXACT : 0);
   dd_dw_plan dg;
   if (g.depthwise && dw_prepare(&g, &dg))

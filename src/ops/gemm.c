@@ -616,10 +616,7 @@ static void mmb_forward_call(const dd_node *node, const dd_tensor *const *in,
   const float *a = dd_f32(in[0]), *b = dd_f32(in[1]), *bias = dd_f32(in[2]);
   float *y = dd_f32(out[0]);
   int m = (int)g.m, n = (int)g.n, k = (int)g.k;
-  int act = call->act_out == DD_ACT_SILU        ? DD_SGEMM_SILU
-            : call->act_out == DD_ACT_HARDSWISH ? DD_SGEMM_HARDSWISH
-            : call->act_out == DD_ACT_GELU      ? DD_SGEMM_GELU
-                                                : 0;
+  int act = dd_act_sgemm(call->act_out);
   if (call->prep) { /* B packed by dd_matmul_bias_pack: stacked, more than FEW rows */
     row_blocks(g.batch * g.m, n, k, a, k, 1, NULL, 0, call->prep, y, n,
                DD_SGEMM_COL_BIAS | act, bias);
