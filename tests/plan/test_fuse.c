@@ -556,10 +556,17 @@ static dd_model *fg_wide_linear(int64_t k, int64_t n) {
   return fg_load(g, 1, outs);
 }
 
-/* A plan (REUSE, so fused; `flags` besides) with the cap `cap`: y, and the bytes it packed
- * and holds. */
-static void packed_run(const dd_model *m, const dd_shape *xs, unsigned flags, size_t cap,
-                       dd_tensor **y, size_t *packed, size_t *bytes) {
+/* What a plan did besides computing y: the bytes it packed and holds, and the activations it
+ * folded (bit c set for each relu_out code c, plan/plan.h). */
+typedef struct run_info {
+  size_t packed, bytes;
+  unsigned folded;
+} run_info;
+
+/* One forward of a plan (REUSE, so fused; `flags` besides) of y from x, with the cap `cap`, on
+ * the same random x every time: y, and what the plan did. */
+static void forward_run(const dd_model *m, const dd_shape *xs, unsigned flags, size_t cap,
+                        dd_tensor **y, run_info *info) {
   int xv = dd_model_input(m), yv = dd_model_find(m, "y");
   dd_binding b = {xv, *xs, NULL};
   dd_plan *p;
@@ -571,9 +578,22 @@ static void packed_run(const dd_model *m, const dd_shape *xs, unsigned flags, si
   for (int64_t i = 0; i < dd_tensor_numel(x); i++) dd_f32(x)[i] = th_rand_uniform(&st, -2, 3);
   dd_plan_forward(p);
   cr_assert_eq(dd_tensor_clone(dd_plan_tensor(p, yv), y, &err), 0);
-  *packed = p->packed;
-  *bytes = dd_plan_bytes(p);
+  info->packed = p->packed;
+  info->bytes = dd_plan_bytes(p);
+  info->folded = 0;
+  for (int o = 0; o < p->n_order && p->relu_out; o++) info->folded |= 1u << p->relu_out[o];
   dd_plan_free(p);
+}
+
+/* dd_plan_measure of the forward plan of y (REUSE). */
+static size_t forward_measure(const dd_model *m, const dd_shape *xs) {
+  int xv = dd_model_input(m), yv = dd_model_find(m, "y");
+  dd_binding b = {xv, *xs, NULL};
+  dd_err err;
+  size_t need;
+  cr_assert_eq(dd_plan_measure(m, &b, 1, &yv, 1, DD_PLAN_REUSE, &need, NULL, &err), 0, "%s",
+               err.msg);
+  return need;
 }
 
 /* A forward-only plan of a linear layer on few tokens packs its constant weights once
@@ -593,18 +613,14 @@ static void fuse_packed_weights_on(void) {
   for (int shape = 0; shape < 2; shape++) {
     dd_shape xs = dd_shape_make(3, shape ? many : few);
     dd_tensor *y0, *y1, *y2;
-    size_t packed0, bytes0, packed1, bytes1, packed2, bytes2, measured;
-    packed_run(m, &xs, 0, 0, &y0, &packed0, &bytes0);
-    int xv = dd_model_input(m), yv = dd_model_find(m, "y");
-    dd_binding b = {xv, xs, NULL};
-    dd_err err;
-    cr_assert_eq(dd_plan_measure(m, &b, 1, &yv, 1, DD_PLAN_REUSE, &measured, NULL, &err), 0,
-                 "%s", err.msg);
+    run_info r0, r1, r2;
+    forward_run(m, &xs, 0, 0, &y0, &r0);
+    size_t packed0 = r0.packed, bytes0 = r0.bytes, measured = forward_measure(m, &xs);
     cr_assert_eq(measured, bytes0 - packed0, "measured %zu, built %zu with %zu packed",
                  measured, bytes0, packed0);
     /* a plan with gradients packs nothing */
-    packed_run(m, &xs, DD_PLAN_GRAD, 0, &y2, &packed2, &bytes2);
-    cr_assert_eq(packed2, 0);
+    forward_run(m, &xs, DD_PLAN_GRAD, 0, &y2, &r2);
+    cr_assert_eq(r2.packed, 0);
     cr_assert_eq(th_max_abs_diff(y0, y2), 0, "y differs by %g", th_max_abs_diff(y0, y2));
     int packs = shape == 0 && th_kernels_now == DD_KERNELS_AVX512;
     if (!packs) {
@@ -614,9 +630,9 @@ static void fuse_packed_weights_on(void) {
       size_t want = (size_t)((n + 31) / 32 * 32 * k) * sizeof(float);
       cr_assert_eq(packed0, want, "packed %zu bytes, the pack is %zu", packed0, want);
       /* capped at the rest of the plan's bytes: no room for the pack */
-      packed_run(m, &xs, 0, bytes0 - packed0, &y1, &packed1, &bytes1);
-      cr_assert_eq(packed1, 0);
-      cr_assert_eq(bytes1, bytes0 - packed0);
+      forward_run(m, &xs, 0, bytes0 - packed0, &y1, &r1);
+      cr_assert_eq(r1.packed, 0);
+      cr_assert_eq(r1.bytes, bytes0 - packed0);
       cr_assert_eq(th_max_abs_diff(y0, y1), 0, "y differs by %g", th_max_abs_diff(y0, y1));
       dd_tensor_free(y1);
     }
@@ -691,24 +707,13 @@ static void fuse_act_folds_on(void) {
                               cases[ci].group, hswish);
     int64_t d[] = {1, cases[ci].c, cases[ci].h, cases[ci].w};
     dd_shape xs = dd_shape_make(4, d);
-    int xv = dd_model_input(m), yv = dd_model_find(m, "y");
     dd_tensor *y[3];
-    int folded[3] = {0, 0, 0};
-    const unsigned flags[3] = {DD_PLAN_REUSE, DD_PLAN_REUSE | DD_PLAN_NO_FUSE,
-                               DD_PLAN_REUSE | DD_PLAN_GRAD};
+    int folded[3];
+    const unsigned flags[3] = {0, DD_PLAN_NO_FUSE, DD_PLAN_GRAD};
     for (int k = 0; k < 3; k++) {
-      dd_binding b = {xv, xs, NULL};
-      dd_plan *p;
-      dd_err err;
-      cr_assert_eq(dd_plan_new(m, &b, 1, &yv, 1, flags[k] | cases[ci].flags, 0, &p, &err), 0,
-                   "%s", err.msg);
-      dd_tensor *x = dd_plan_tensor(p, xv);
-      uint64_t st = 61;
-      for (int64_t i = 0; i < dd_tensor_numel(x); i++) dd_f32(x)[i] = th_rand_uniform(&st, -2, 2);
-      dd_plan_forward(p);
-      cr_assert_eq(dd_tensor_clone(dd_plan_tensor(p, yv), &y[k], &err), 0);
-      for (int o = 0; o < p->n_order && p->relu_out; o++) folded[k] |= p->relu_out[o] == code;
-      dd_plan_free(p);
+      run_info r;
+      forward_run(m, &xs, flags[k] | cases[ci].flags, 0, &y[k], &r);
+      folded[k] = (r.folded >> code) & 1;
     }
     const char *act = hswish ? "HardSwish" : "SiLU";
     /* a HardSwish is one node: folded with or without fusion, as a Relu is */
@@ -767,25 +772,12 @@ static void fuse_pointwise_packed_on(void) {
     dd_model *m = fg_pointwise(cases[ci].c, cases[ci].m, cases[ci].scaled);
     int64_t d[] = {cases[ci].n, cases[ci].c, cases[ci].h, cases[ci].w};
     dd_shape xs = dd_shape_make(4, d);
-    int xv = dd_model_input(m), yv = dd_model_find(m, "y");
-    dd_binding b = {xv, xs, NULL};
-    dd_err err;
-    size_t need;
-    cr_assert_eq(dd_plan_measure(m, &b, 1, &yv, 1, DD_PLAN_REUSE, &need, NULL, &err), 0, "%s",
-                 err.msg);
+    size_t need = forward_measure(m, &xs), packed[2];
     dd_tensor *y[2];
-    size_t packed[2];
     for (int k = 0; k < 2; k++) {
-      dd_plan *p;
-      cr_assert_eq(dd_plan_new(m, &b, 1, &yv, 1, DD_PLAN_REUSE, k ? need : 0, &p, &err), 0,
-                   "%s", err.msg);
-      dd_tensor *x = dd_plan_tensor(p, xv);
-      uint64_t st = 71;
-      for (int64_t i = 0; i < dd_tensor_numel(x); i++) dd_f32(x)[i] = th_rand_uniform(&st, -2, 2);
-      dd_plan_forward(p);
-      cr_assert_eq(dd_tensor_clone(dd_plan_tensor(p, yv), &y[k], &err), 0);
-      packed[k] = p->packed;
-      dd_plan_free(p);
+      run_info r;
+      forward_run(m, &xs, 0, k ? need : 0, &y[k], &r);
+      packed[k] = r.packed;
     }
     int packs = cases[ci].packs && th_kernels_now == DD_KERNELS_AVX512;
     size_t want = (size_t)((cases[ci].m + 31) / 32 * 32 * cases[ci].c) * sizeof(float);
@@ -839,25 +831,12 @@ static void fuse_gemm_packed_on(void) {
                           cases[ci].alpha, cases[ci].beta);
     int64_t d[] = {cases[ci].ta ? cases[ci].k : cases[ci].m, cases[ci].ta ? cases[ci].m : cases[ci].k};
     dd_shape xs = dd_shape_make(2, d);
-    int xv = dd_model_input(m), yv = dd_model_find(m, "y");
-    dd_binding b = {xv, xs, NULL};
-    dd_err err;
-    size_t need;
-    cr_assert_eq(dd_plan_measure(m, &b, 1, &yv, 1, DD_PLAN_REUSE, &need, NULL, &err), 0, "%s",
-                 err.msg);
+    size_t need = forward_measure(m, &xs), packed[2];
     dd_tensor *y[2];
-    size_t packed[2];
     for (int k = 0; k < 2; k++) {
-      dd_plan *p;
-      cr_assert_eq(dd_plan_new(m, &b, 1, &yv, 1, DD_PLAN_REUSE, k ? need : 0, &p, &err), 0, "%s",
-                   err.msg);
-      dd_tensor *x = dd_plan_tensor(p, xv);
-      uint64_t st = 79;
-      for (int64_t i = 0; i < dd_tensor_numel(x); i++) dd_f32(x)[i] = th_rand_uniform(&st, -2, 2);
-      dd_plan_forward(p);
-      cr_assert_eq(dd_tensor_clone(dd_plan_tensor(p, yv), &y[k], &err), 0);
-      packed[k] = p->packed;
-      dd_plan_free(p);
+      run_info r;
+      forward_run(m, &xs, 0, k ? need : 0, &y[k], &r);
+      packed[k] = r.packed;
     }
     int packs = cases[ci].packs && th_kernels_now == DD_KERNELS_AVX512;
     size_t want = (size_t)((cases[ci].n + 31) / 32 * 32 * cases[ci].k) * sizeof(float);
@@ -910,23 +889,12 @@ static void fuse_linear_act_on(void) {
       dd_model *m = fg_linear_act(act);
       int64_t d[] = {1, rows, 40};
       dd_shape xs = dd_shape_make(3, d);
-      int xv = dd_model_input(m), yv = dd_model_find(m, "y");
       dd_tensor *y[2];
-      int folded[2] = {0, 0};
+      int folded[2];
       for (int k = 0; k < 2; k++) {
-        dd_binding b = {xv, xs, NULL};
-        dd_plan *p;
-        dd_err err;
-        cr_assert_eq(dd_plan_new(m, &b, 1, &yv, 1, DD_PLAN_REUSE | (k ? DD_PLAN_GRAD : 0), 0, &p,
-                                 &err),
-                     0, "%s", err.msg);
-        dd_tensor *x = dd_plan_tensor(p, xv);
-        uint64_t st = 89;
-        for (int64_t i = 0; i < dd_tensor_numel(x); i++) dd_f32(x)[i] = th_rand_uniform(&st, -2, 2);
-        dd_plan_forward(p);
-        cr_assert_eq(dd_tensor_clone(dd_plan_tensor(p, yv), &y[k], &err), 0);
-        for (int o = 0; o < p->n_order && p->relu_out; o++) folded[k] |= p->relu_out[o] >= 2;
-        dd_plan_free(p);
+        run_info r;
+        forward_run(m, &xs, k ? DD_PLAN_GRAD : 0, 0, &y[k], &r);
+        folded[k] = (r.folded & ~3u) != 0; /* a code past Relu's (1): SiLU, HardSwish, GELU */
       }
       cr_assert_eq(folded[0], act != 1, "act %d, %lld rows: folded %d", act, (long long)rows,
                    folded[0]);
