@@ -15,8 +15,16 @@
 #include <immintrin.h>
 #endif
 
-/* The plan's relu_out codes (plan/plan.h) too. */
-enum { DD_ACT_NONE = 0, DD_ACT_RELU = 1, DD_ACT_SILU = 2, DD_ACT_HARDSWISH = 3, DD_ACT_GELU = 4 };
+/* The plan's relu_out codes (plan/plan.h) too; DD_ACT_SIGMOID is the Sigmoid op's own, which
+ * no plan folds. */
+enum {
+  DD_ACT_NONE = 0,
+  DD_ACT_RELU = 1,
+  DD_ACT_SILU = 2,
+  DD_ACT_HARDSWISH = 3,
+  DD_ACT_GELU = 4,
+  DD_ACT_SIGMOID = 5
+};
 
 /* dd_sgemm's bits for the folded activation `act`: DD_SGEMM_RELU, _SILU, _HARDSWISH or _GELU,
  * 0 for none. */
@@ -120,8 +128,13 @@ static inline DD_TARGET_AVX512 __m512 dd_act16(__m512 v, int act) {
          : act == DD_ACT_SILU      ? dd_sigmoid16(v, 1)
          : act == DD_ACT_HARDSWISH ? dd_hardswish16(v)
          : act == DD_ACT_GELU      ? dd_gelu16(v)
+         : act == DD_ACT_SIGMOID   ? dd_sigmoid16(v, 0)
                                    : v;
 }
+
+/* y = act(x) over n floats by dd_act16 (y may be x), in blocks of 4096 on the threads when
+ * `parallel`: the AVX-512 forwards of Sigmoid, SiLU and Gelu (ops/activation.c). */
+void dd_act16_rows(const float *x, float *y, int64_t n, int act, int parallel);
 #endif
 
 #endif

@@ -220,16 +220,14 @@ static inline float sigmoidf(float x) {
 }
 
 #ifdef DD_AVX512_KERNELS
-/* y = sigmoid(x) (times x when `times_x`) over n floats, in blocks of 4096 on the threads. */
-DD_TARGET_AVX512 static void sigmoid_rows_avx512(const float *x, float *y, int64_t n,
-                                                 int times_x, int parallel) {
+DD_TARGET_AVX512 void dd_act16_rows(const float *x, float *y, int64_t n, int act, int parallel) {
   const int64_t blocks = (n + 4095) / 4096;
 #pragma omp parallel for if (parallel && n > DD_PAR_MIN) schedule(static)
   for (int64_t b = 0; b < blocks; b++) {
     int64_t i1 = (b + 1) * 4096 < n ? (b + 1) * 4096 : n;
     for (int64_t i = b * 4096; i < i1; i += 16) {
       __mmask16 m = (__mmask16)(i1 - i >= 16 ? 0xffff : (1u << (i1 - i)) - 1);
-      _mm512_mask_storeu_ps(y + i, m, dd_sigmoid16(_mm512_maskz_loadu_ps(m, x + i), times_x));
+      _mm512_mask_storeu_ps(y + i, m, dd_act16(_mm512_maskz_loadu_ps(m, x + i), act));
     }
   }
 }
@@ -240,7 +238,7 @@ static void sigmoid_forward(const dd_node *node, const dd_tensor *const *in,
   if (!out[0]) return;
 #ifdef DD_AVX512_KERNELS
   if (dd_kernels_avx512()) {
-    sigmoid_rows_avx512(dd_f32(in[0]), dd_f32(out[0]), dd_tensor_numel(in[0]), 0, 1);
+    dd_act16_rows(dd_f32(in[0]), dd_f32(out[0]), dd_tensor_numel(in[0]), DD_ACT_SIGMOID, 1);
     return;
   }
 #endif
@@ -310,7 +308,7 @@ void dd_act_rows(float *y, int64_t n, int act, int parallel) {
 void dd_silu_rows(const float *x, float *y, int64_t n, int parallel) {
 #ifdef DD_AVX512_KERNELS
   if (dd_kernels_avx512()) {
-    sigmoid_rows_avx512(x, y, n, 1, parallel);
+    dd_act16_rows(x, y, n, DD_ACT_SILU, parallel);
     return;
   }
 #endif

@@ -169,26 +169,10 @@ static void unary_forward_i64(int kind, const int64_t *x, int64_t *y, int64_t n)
   }
 }
 
-#ifdef DD_AVX512_KERNELS
-/* y = x Phi(x) over n floats on the AVX-512 kernels (ops/act.h, dd_gelu16), y may be x. */
-DD_TARGET_AVX512 static void gelu_rows_avx512(const float *x, float *y, int64_t n,
-                                              int parallel) {
-  const int64_t blocks = (n + 4095) / 4096;
-#pragma omp parallel for if (parallel && n > DD_PAR_MIN) schedule(static)
-  for (int64_t b = 0; b < blocks; b++) {
-    int64_t i1 = (b + 1) * 4096 < n ? (b + 1) * 4096 : n;
-    for (int64_t i = b * 4096; i < i1; i += 16) {
-      __mmask16 m = (__mmask16)(i1 - i >= 16 ? 0xffff : (1u << (i1 - i)) - 1);
-      _mm512_mask_storeu_ps(y + i, m, dd_gelu16(_mm512_maskz_loadu_ps(m, x + i)));
-    }
-  }
-}
-#endif
-
 void dd_gelu_rows(float *y, int64_t n, int parallel) {
 #ifdef DD_AVX512_KERNELS
   if (dd_kernels_avx512()) {
-    gelu_rows_avx512(y, y, n, parallel);
+    dd_act16_rows(y, y, n, DD_ACT_GELU, parallel);
     return;
   }
 #endif
@@ -227,7 +211,7 @@ static void unary_forward(const dd_node *node, const dd_tensor *const *in,
     case U_GELU:
 #ifdef DD_AVX512_KERNELS
       if (dd_kernels_avx512()) {
-        gelu_rows_avx512(x, y, n, 1);
+        dd_act16_rows(x, y, n, DD_ACT_GELU, 1);
         break;
       }
 #endif
