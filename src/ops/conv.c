@@ -1328,27 +1328,14 @@ size_t dd_conv_pack_bytes(const dd_node *node, const dd_tensor *const *in) {
       conv_geometry(node->params, x, w, node->n_in > 2 ? in[2] : NULL, &g, NULL) ||
       !conv_t_geometry(&g))
     return 0;
-  int64_t c = x->shape.d[1], m = w->shape.d[0];
-  int64_t floats = dd_sgemm_pack_floats(c, m);
-  return floats > 0 ? ((size_t)floats * sizeof(float) + 63) / 64 * 64 : 0;
+  return (size_t)dd_sgemm_pack_floats(x->shape.d[1], w->shape.d[0]) * sizeof(float);
 }
 
+/* W^T (c x m) packed: W (m x c) is W^T stored transposed. */
 float *dd_conv_pack(const dd_node *node, const dd_tensor *const *in, int parallel) {
-  size_t bytes = dd_conv_pack_bytes(node, in);
   const dd_tensor *w = in[1];
-  int64_t m = w->shape.d[0], c = w->shape.d[1];
-  float *pack = bytes ? aligned_alloc(64, bytes) : NULL;
-  float *wt = pack ? malloc(sizeof(float) * (size_t)(m * c)) : NULL;
-  if (!wt) {
-    free(pack);
-    return NULL;
-  }
-  const float *wf = dd_f32(w);
-  for (int64_t o = 0; o < m; o++)
-    for (int64_t k = 0; k < c; k++) wt[k * m + o] = wf[o * c + k];
-  dd_sgemm_pack(c, m, wt, m, pack, parallel);
-  free(wt);
-  return pack;
+  if (!dd_conv_pack_bytes(node, in)) return NULL;
+  return dd_sgemm_pack_new(w->shape.d[1], w->shape.d[0], dd_f32(w), w->shape.d[1], 1, parallel);
 }
 
 /* The forward by the path the geometry takes, with the folded activation `act` (DD_ACT_*):

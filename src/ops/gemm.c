@@ -354,24 +354,14 @@ size_t dd_gemm_pack_bytes(const dd_node *node, const dd_tensor *const *in) {
       gemm_geometry(p, in[0], in[1], gemm_c(node, in), &g, NULL) || g.m > PACK_ROWS ||
       g.m <= FEW || g.n <= FEW || g.k <= 0)
     return 0;
-  int64_t floats = dd_sgemm_pack_floats(g.k, g.n);
-  return floats > 0 ? ((size_t)floats * sizeof(float) + 63) / 64 * 64 : 0;
+  return (size_t)dd_sgemm_pack_floats(g.k, g.n) * sizeof(float);
 }
 
 float *dd_gemm_pack(const dd_node *node, const dd_tensor *const *in, int parallel) {
   const gemm_params *p = node->params;
-  size_t bytes = dd_gemm_pack_bytes(node, in);
+  if (!dd_gemm_pack_bytes(node, in)) return NULL;
   int64_t k = in[1]->shape.d[p->trans_b ? 1 : 0], n = in[1]->shape.d[p->trans_b ? 0 : 1];
-  float *pack = bytes ? aligned_alloc(64, bytes) : NULL;
-  float *t = pack ? malloc(sizeof(float) * (size_t)(k * n)) : NULL;
-  if (!t) {
-    free(pack);
-    return NULL;
-  }
-  copy_b(p->trans_b, n, k, 1.f, dd_f32(in[1]), in[1]->shape.d[1], t); /* op(B), k x n */
-  dd_sgemm_pack(k, n, t, n, pack, parallel);
-  free(t);
-  return pack;
+  return dd_sgemm_pack_new(k, n, dd_f32(in[1]), in[1]->shape.d[1], p->trans_b, parallel);
 }
 
 static void gemm_backward(const dd_node *node, const dd_tensor *const *in,
@@ -682,19 +672,15 @@ size_t dd_matmul_bias_pack_bytes(const dd_node *node, const dd_tensor *a, const 
       mm_geometry(&a->shape, &b->shape, &g, NULL) || !mm_stacked(&g) ||
       g.batch * g.m > PACK_ROWS || g.m <= FEW || g.n <= FEW || g.k <= 0)
     return 0;
-  int64_t floats = dd_sgemm_pack_floats(g.k, g.n);
-  return floats > 0 ? ((size_t)floats * sizeof(float) + 63) / 64 * 64 : 0;
+  return (size_t)dd_sgemm_pack_floats(g.k, g.n) * sizeof(float);
 }
 
 /* B packed (on the threads when `parallel`) into a new buffer: NULL when out of memory. */
 float *dd_matmul_bias_pack(const dd_node *node, const dd_tensor *a, const dd_tensor *b,
                            int parallel) {
-  size_t bytes = dd_matmul_bias_pack_bytes(node, a, b);
-  float *pack = bytes ? aligned_alloc(64, bytes) : NULL;
-  if (!pack) return NULL;
+  if (!dd_matmul_bias_pack_bytes(node, a, b)) return NULL;
   int64_t k = b->shape.d[b->shape.ndim - 2], n = b->shape.d[b->shape.ndim - 1];
-  dd_sgemm_pack(k, n, dd_f32(b), n, pack, parallel);
-  return pack;
+  return dd_sgemm_pack_new(k, n, dd_f32(b), n, 0, parallel);
 }
 
 /* A SiLU, HardSwish or GELU after it folds in (DD_OP_FOLD_ACT): in the products' registers

@@ -315,8 +315,9 @@ DD_TARGET_AVX512 static void sgemm_avx512(int64_t m, int64_t n, int64_t k, const
 
 /* B (k x n) in the layout column_panel packs it to, for the whole matrix: for each KC rows
  * k0 (kc of them), for each block of NR columns jb, kc x NR floats (columns past n zero), at
- * pack + k0 * npad + jb * kc * NR with npad = n rounded up to NR. */
-DD_TARGET_AVX512 static void pack_b(int64_t k, int64_t n, const float *b, int64_t ldb,
+ * pack + k0 * npad + jb * kc * NR with npad = n rounded up to NR.  With tb, B(q, j) is
+ * b[j * ldb + q] (stored transposed), gathered element by element (once per plan). */
+DD_TARGET_AVX512 static void pack_b(int64_t k, int64_t n, const float *b, int64_t ldb, int tb,
                                     float *pack, int parallel) {
   int64_t npad = (n + NR - 1) / NR * NR;
   for (int64_t k0 = 0; k0 < k; k0 += KC) {
@@ -328,6 +329,11 @@ DD_TARGET_AVX512 static void pack_b(int64_t k, int64_t n, const float *b, int64_
       for (int64_t kk = 0; kk < kc; kk++) {
         const float *src = b + (k0 + kk) * ldb + jb * NR;
         float *dst = pack + k0 * npad + (jb * kc + kk) * NR;
+        if (tb) {
+          for (int64_t jj = 0; jj < NR; jj++)
+            dst[jj] = jb * NR + jj < n ? b[(jb * NR + jj) * ldb + k0 + kk] : 0.f;
+          continue;
+        }
         _mm512_store_ps(dst, _mm512_maskz_loadu_ps(m0, src));
         _mm512_store_ps(dst + 16, _mm512_maskz_loadu_ps(m1, src + 16));
       }
@@ -346,13 +352,21 @@ int64_t dd_sgemm_pack_floats(int64_t k, int64_t n) {
   return 0;
 }
 
-void dd_sgemm_pack(int64_t k, int64_t n, const float *b, int64_t ldb, float *pack,
+void dd_sgemm_pack(int64_t k, int64_t n, const float *b, int64_t ldb, int tb, float *pack,
                    int parallel) {
 #ifdef DD_AVX512_KERNELS
-  if (dd_sgemm_pack_floats(k, n) > 0) pack_b(k, n, b, ldb, pack, parallel);
+  if (dd_sgemm_pack_floats(k, n) > 0) pack_b(k, n, b, ldb, tb, pack, parallel);
 #else
-  (void)k, (void)n, (void)b, (void)ldb, (void)pack, (void)parallel;
+  (void)k, (void)n, (void)b, (void)ldb, (void)tb, (void)pack, (void)parallel;
 #endif
+}
+
+float *dd_sgemm_pack_new(int64_t k, int64_t n, const float *b, int64_t ldb, int tb,
+                         int parallel) {
+  int64_t floats = dd_sgemm_pack_floats(k, n); /* n padded to 32: whole 64-byte lines */
+  float *pack = floats > 0 ? aligned_alloc(64, (size_t)floats * sizeof(float)) : NULL;
+  if (pack) dd_sgemm_pack(k, n, b, ldb, tb, pack, parallel);
+  return pack;
 }
 
 void dd_sgemm_packed(int64_t m, int64_t n, int64_t k, const float *a, int64_t ars, int64_t acs,

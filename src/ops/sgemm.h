@@ -41,12 +41,18 @@ void dd_sgemm(int64_t m, int64_t n, int64_t k, const float *a, int64_t ars, int6
               const float *b, int64_t ldb, float *c, int64_t ldc, int accumulate,
               const float *bias, int parallel);
 
-/* B packed once for many products (a layer's constant weights): the floats the pack needs,
- * 0 when this CPU's kernels take no pack (then call dd_sgemm); the pack, 64-byte aligned, on
- * the OpenMP threads when `parallel`; and the product from it, which gives the same floats as
- * dd_sgemm from B itself (the pack is the one dd_sgemm makes on each call, made once). */
+/* B packed once for many products (a layer's constant weights): the floats the pack needs (a
+ * multiple of 16), 0 when this CPU's kernels take no pack (then call dd_sgemm); the pack,
+ * 64-byte aligned, of B (k x n, row-major with ldb), or with tb of B stored transposed (B(q,
+ * j) = b[j * ldb + q]), on the OpenMP threads when `parallel`; the same into a new buffer
+ * (free it; NULL when out of memory or no pack is taken); and the product from it, which
+ * gives the same floats as dd_sgemm from B itself (the pack is the one dd_sgemm makes on
+ * each call, made once). */
 int64_t dd_sgemm_pack_floats(int64_t k, int64_t n);
-void dd_sgemm_pack(int64_t k, int64_t n, const float *b, int64_t ldb, float *pack, int parallel);
+void dd_sgemm_pack(int64_t k, int64_t n, const float *b, int64_t ldb, int tb, float *pack,
+                   int parallel);
+float *dd_sgemm_pack_new(int64_t k, int64_t n, const float *b, int64_t ldb, int tb,
+                         int parallel);
 void dd_sgemm_packed(int64_t m, int64_t n, int64_t k, const float *a, int64_t ars, int64_t acs,
                      const float *pack, float *c, int64_t ldc, int accumulate, const float *bias,
                      int parallel);

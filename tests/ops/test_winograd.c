@@ -294,7 +294,7 @@ static void sgemm_packed_b_gives_the_same_floats_on(void) {
       for (int64_t i = 0; i < k * ldb; i++) b[i] = th_rand_uniform(&st, -1, 1);
       for (int64_t i = 0; i < m * ldc; i++) c0[i] = c1[i] = th_rand_uniform(&st, -1, 1);
       for (int64_t i = 0; i < (m > n ? m : n); i++) bias[i] = th_rand_uniform(&st, -1, 1);
-      dd_sgemm_pack(k, n, b, ldb, pack, parallel);
+      dd_sgemm_pack(k, n, b, ldb, 0, pack, parallel);
       int64_t ars = trans ? 1 : lda, acs = trans ? ldat : 1;
       int flags = acc | (colb ? DD_SGEMM_COL_BIAS : 0) | (relu ? DD_SGEMM_RELU : 0);
       dd_sgemm(m, n, k, a, ars, acs, b, ldb, c0, ldc, flags, acc ? NULL : bias, parallel);
