@@ -61,7 +61,7 @@ static inline __attribute__((always_inline)) DD_TARGET_AVX512 void tile(const in
                                                        int64_t acs, const float *b, float *c,
                                                        int64_t ldc, int init,
                                                        const float *bias, __mmask16 m0,
-                                                       __mmask16 m1) {
+                                                       __mmask16 m1, const float *pf) {
   __m512 c0[MR], c1[MR];
   int relu = init & INIT_RELU, silu = init & INIT_SILU, hswish = init & INIT_HSWISH,
       gelu = init & INIT_GELU;
@@ -82,6 +82,10 @@ static inline __attribute__((always_inline)) DD_TARGET_AVX512 void tile(const in
     __m512 b0 = _mm512_load_ps(b + k * NR);
     __m512 b1 = _mm512_load_ps(b + k * NR + 16);
     const float *ak = a + k * acs;
+    if (pf) { /* the next packed block's row k, into L2 (into L1 it would evict this one) */
+      _mm_prefetch((const char *)(pf + k * NR), _MM_HINT_T1);
+      _mm_prefetch((const char *)(pf + k * NR + 16), _MM_HINT_T1);
+    }
 #pragma GCC unroll 8
     for (int r = 0; r < rows; r++) {
       __m512 av = _mm512_set1_ps(ak[r * ars]);
@@ -129,10 +133,12 @@ static inline DD_TARGET_AVX512 void block_masks(int64_t w, __mmask16 *m0, __mmas
   *m1 = (__mmask16)(w >= 32 ? 0xffff : w > 16 ? (1u << (w - 16)) - 1 : 0);
 }
 
-/* All rows of C's columns [0, w), w <= NR, from the packed kc x NR block bk. */
+/* All rows of C's columns [0, w), w <= NR, from the packed kc x NR block bk; with pf, the
+ * first row tile prefetches the kc x NR block there into L2 as it goes. */
 DD_TARGET_AVX512 static void rows_of_block(int64_t m, int64_t w, int64_t kc, const float *a,
                                            int64_t ars, int64_t acs, const float *bk, float *c,
-                                           int64_t ldc, int init, const float *bias) {
+                                           int64_t ldc, int init, const float *bias,
+                                           const float *pf) {
   __mmask16 m0, m1;
   block_masks(w, &m0, &m1);
   for (int64_t i = 0; i < m; i += MR) {
@@ -142,14 +148,14 @@ DD_TARGET_AVX512 static void rows_of_block(int64_t m, int64_t w, int64_t kc, con
         bias && (init & ~(INIT_RELU | INIT_SILU | INIT_HSWISH | INIT_GELU)) == INIT_BIAS ? bias + i
                                                                                        : bias;
     switch (m - i < MR ? (int)(m - i) : MR) {
-      case 8: tile(8, kc, ai, ars, acs, bk, ci, ldc, init, bi, m0, m1); break;
-      case 7: tile(7, kc, ai, ars, acs, bk, ci, ldc, init, bi, m0, m1); break;
-      case 6: tile(6, kc, ai, ars, acs, bk, ci, ldc, init, bi, m0, m1); break;
-      case 5: tile(5, kc, ai, ars, acs, bk, ci, ldc, init, bi, m0, m1); break;
-      case 4: tile(4, kc, ai, ars, acs, bk, ci, ldc, init, bi, m0, m1); break;
-      case 3: tile(3, kc, ai, ars, acs, bk, ci, ldc, init, bi, m0, m1); break;
-      case 2: tile(2, kc, ai, ars, acs, bk, ci, ldc, init, bi, m0, m1); break;
-      default: tile(1, kc, ai, ars, acs, bk, ci, ldc, init, bi, m0, m1); break;
+      case 8: tile(8, kc, ai, ars, acs, bk, ci, ldc, init, bi, m0, m1, i ? NULL : pf); break;
+      case 7: tile(7, kc, ai, ars, acs, bk, ci, ldc, init, bi, m0, m1, i ? NULL : pf); break;
+      case 6: tile(6, kc, ai, ars, acs, bk, ci, ldc, init, bi, m0, m1, i ? NULL : pf); break;
+      case 5: tile(5, kc, ai, ars, acs, bk, ci, ldc, init, bi, m0, m1, i ? NULL : pf); break;
+      case 4: tile(4, kc, ai, ars, acs, bk, ci, ldc, init, bi, m0, m1, i ? NULL : pf); break;
+      case 3: tile(3, kc, ai, ars, acs, bk, ci, ldc, init, bi, m0, m1, i ? NULL : pf); break;
+      case 2: tile(2, kc, ai, ars, acs, bk, ci, ldc, init, bi, m0, m1, i ? NULL : pf); break;
+      default: tile(1, kc, ai, ars, acs, bk, ci, ldc, init, bi, m0, m1, i ? NULL : pf); break;
     }
   }
 }
@@ -201,8 +207,19 @@ DD_TARGET_AVX512 static void column_panel(int64_t m, int64_t w, int64_t k, const
     }
     for (int64_t jb = 0; jb < nb; jb++) {
       int64_t bw = w - jb * NR < NR ? w - jb * NR : NR;
+      /* a pack made before comes from memory (a layer's weights, read once per forward):
+       * the next block of it is fetched while this one is in use */
+      const float *pf = NULL;
+      if (packed && jb + 1 < nb) {
+        pf = bk + (jb + 1) * kc * NR;
+      } else if (packed && k0 + kc < k) { /* the panel's first block, the next KC rows */
+        int64_t kn = k - k0 - kc < KC ? k - k0 - kc : KC;
+        pf = packed + (k0 + kc) * npad + jb0 * kn * NR;
+      } else if (packed && jb0 + nb < npad / NR) { /* the next panel's first block */
+        pf = packed + (jb0 + nb) * (k < KC ? k : KC) * NR;
+      }
       rows_of_block(m, bw, kc, a + k0 * acs, ars, acs, bk + jb * kc * NR, c + jb * NR, ldc, init,
-                    bias && (accumulate & DD_SGEMM_COL_BIAS) ? bias + jb * NR : bias);
+                    bias && (accumulate & DD_SGEMM_COL_BIAS) ? bias + jb * NR : bias, pf);
     }
   }
 }
