@@ -1795,10 +1795,12 @@ const dd_op dd_op_Conv = {"Conv",
 /* Not an ONNX op (no model can name it): in plans without gradients, the planner puts it in
  * place of t = Mul(x, s), s one value per image and channel (N or 1, C, 1, 1), and the 1x1
  * convolution y = Conv(t, W, b) reading t alone: the squeeze-excitation scale of EfficientNet
- * and MobileNet v3 followed by the block's projection.  Conv(x * s) = (W diag(s)) x, so the
- * scale goes into a copy of the weights (M x C, per image) instead of a pass over x (C x H x
- * W).  Inputs x, s, W, optional b.  Forward only: the plan that asks for a gradient keeps the
- * two nodes. */
+ * and MobileNet v3 followed by the block's projection.  Conv(x * s) = W (diag(s) x): the
+ * AVX-512 kernels scale x's rows as they pack them for the product (dd_sgemm_scaled), at no
+ * cost of its own; the generic path scales a copy of the weights (M x C, per image), which
+ * costs less than a pass over x (C x H x W) when M < H x W, where the planner fuses.  Inputs
+ * x, s, W, optional b.  Forward only: the plan that asks for a gradient keeps the two
+ * nodes. */
 static int conv_scaled_init(dd_node *node, dd_err *err) { return DD_OK; }
 
 static int conv_scaled_infer(const dd_node *node, const dd_tensor *const *in,
@@ -1819,6 +1821,8 @@ static int conv_scaled_infer(const dd_node *node, const dd_tensor *const *in,
     out[0]->shape = x->shape;
     out[0]->shape.d[1] = m;
   }
+  /* W's copy for the generic path (asked for whatever the kernels: they can be forced to the
+   * generic ones between plan and run) */
   *scratch = (size_t)(m * c) * sizeof(float);
   return DD_OK;
 }
@@ -1834,6 +1838,11 @@ static void conv_scaled_forward(const dd_node *node, const dd_tensor *const *in,
   const float *wt = dd_f32(w);
   for (int64_t i = 0; i < n; i++) {
     const float *si = dd_f32(s) + (s->shape.d[0] == 1 ? 0 : i) * c;
+    /* the AVX-512 kernels scale x's rows as they pack them, which costs nothing; the others
+     * scale a copy of W */
+    if (dd_sgemm_scaled(m, hw, c, wt, c, 1, dd_f32(x) + i * c * hw, hw, si, y + i * m * hw, hw,
+                        0, bias, 1))
+      continue;
     if (i == 0 || s->shape.d[0] != 1)
       for (int64_t o = 0; o < m; o++)
         for (int64_t k = 0; k < c; k++) ws[o * c + k] = wt[o * c + k] * si[k];

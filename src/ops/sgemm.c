@@ -170,7 +170,7 @@ DD_TARGET_AVX512 static void column_panel(int64_t m, int64_t w, int64_t k, const
                                           int64_t ars, int64_t acs, const float *b, int64_t ldb,
                                           float *c, int64_t ldc, int accumulate,
                                           const float *bias, const float *packed,
-                                          int64_t npad, int64_t jb0) {
+                                          int64_t npad, int64_t jb0, const float *bscale) {
   float pack[PANEL * KC * NR] __attribute__((aligned(64)));
   int64_t nb = (w + NR - 1) / NR;
   for (int64_t k0 = 0; k0 < k; k0 += KC) {
@@ -185,7 +185,7 @@ DD_TARGET_AVX512 static void column_panel(int64_t m, int64_t w, int64_t k, const
     const float *bk = pack;
     if (packed) {
       bk = packed + k0 * npad + jb0 * kc * NR;
-    } else if (ldb == NR && w == NR && !((uintptr_t)b & 63)) {
+    } else if (ldb == NR && w == NR && !((uintptr_t)b & 63) && !bscale) {
       bk = b + k0 * ldb; /* already a packed block */
     } else {
       for (int64_t kk = 0; kk < kc; kk++) {
@@ -196,6 +196,18 @@ DD_TARGET_AVX512 static void column_panel(int64_t m, int64_t w, int64_t k, const
         if (kk + PREFETCH_ROWS < k - k0)
           for (int64_t j = 0; j < w; j += 16)
             _mm_prefetch((const char *)(src + PREFETCH_ROWS * ldb + j), _MM_HINT_T0);
+        if (bscale) { /* B's row scaled as it is packed */
+          const __m512 sk = _mm512_set1_ps(bscale[k0 + kk]);
+          for (int64_t jb = 0; jb < nb; jb++) {
+            __mmask16 m0, m1;
+            block_masks(w - jb * NR, &m0, &m1);
+            float *dst = pack + (jb * kc + kk) * NR;
+            _mm512_store_ps(dst, _mm512_mul_ps(_mm512_maskz_loadu_ps(m0, src + jb * NR), sk));
+            _mm512_store_ps(dst + 16,
+                            _mm512_mul_ps(_mm512_maskz_loadu_ps(m1, src + jb * NR + 16), sk));
+          }
+          continue;
+        }
         for (int64_t jb = 0; jb < nb; jb++) {
           __mmask16 m0, m1;
           block_masks(w - jb * NR, &m0, &m1);
@@ -235,7 +247,8 @@ DD_TARGET_AVX512 static void column_panel(int64_t m, int64_t w, int64_t k, const
 DD_TARGET_AVX512 static void column_run(int64_t m, int64_t n, int64_t k, const float *a,
                                         int64_t ars, int64_t acs, const float *b, int64_t ldb,
                                         float *c, int64_t ldc, int accumulate, const float *bias,
-                                        const float *packed, int64_t b0, int64_t b1) {
+                                        const float *packed, int64_t b0, int64_t b1,
+                                        const float *bscale) {
   unsigned csr = _mm_getcsr();
   _mm_setcsr(csr | 0x8040u); /* FTZ (bit 15), DAZ (bit 6) */
   for (int64_t jb = b0; jb < b1; jb += PANEL) {
@@ -243,7 +256,7 @@ DD_TARGET_AVX512 static void column_run(int64_t m, int64_t n, int64_t k, const f
     if (j1 > n) j1 = n;
     column_panel(m, j1 - j, k, a, ars, acs, packed ? b : b + j, ldb, c + j, ldc, accumulate,
                  bias && (accumulate & DD_SGEMM_COL_BIAS) ? bias + j : bias, packed,
-                 (n + NR - 1) / NR * NR, jb);
+                 (n + NR - 1) / NR * NR, jb, bscale);
   }
   _mm_setcsr(csr);
 }
@@ -256,7 +269,7 @@ DD_TARGET_AVX512 static void column_run(int64_t m, int64_t n, int64_t k, const f
  * this way.  Denormals are flushed as in column_run. */
 DD_TARGET_AVX512 static void one_column(int64_t m, int64_t k, const float *a, int64_t ars,
                                         const float *b, float *c, int64_t ldc, int accumulate,
-                                        const float *bias) {
+                                        const float *bias, const float *bscale) {
   unsigned csr = _mm_getcsr();
   _mm_setcsr(csr | 0x8040u);
   for (int64_t i = 0; i < m; i += 4) {
@@ -266,6 +279,7 @@ DD_TARGET_AVX512 static void one_column(int64_t m, int64_t k, const float *a, in
     for (int64_t q = 0; q < k; q += 16) {
       __mmask16 mk = (__mmask16)(k - q >= 16 ? 0xffff : (1u << (k - q)) - 1);
       __m512 bv = _mm512_maskz_loadu_ps(mk, b + q);
+      if (bscale) bv = _mm512_mul_ps(bv, _mm512_maskz_loadu_ps(mk, bscale + q));
       for (int r = 0; r < rows; r++)
         acc[r] = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(mk, a + (i + r) * ars + q), bv, acc[r]);
     }
@@ -288,7 +302,8 @@ DD_TARGET_AVX512 static void one_column(int64_t m, int64_t k, const float *a, in
 DD_TARGET_AVX512 static void sgemm_avx512(int64_t m, int64_t n, int64_t k, const float *a,
                                           int64_t ars, int64_t acs, const float *b, int64_t ldb,
                                           float *c, int64_t ldc, int accumulate, const float *bias,
-                                          int parallel, const float *packed) {
+                                          int parallel, const float *packed,
+                                          const float *bscale) {
   if (m <= 0 || n <= 0) return;
   if (k <= 0) {
     for (int64_t i = 0; i < m && !(accumulate & DD_SGEMM_ACCUMULATE); i++)
@@ -299,12 +314,13 @@ DD_TARGET_AVX512 static void sgemm_avx512(int64_t m, int64_t n, int64_t k, const
     return;
   }
   if (n == 1 && acs == 1 && ldb == 1 && !packed && !(accumulate & DD_SGEMM_EXACT)) {
-    one_column(m, k, a, ars, b, c, ldc, accumulate, bias);
+    one_column(m, k, a, ars, b, c, ldc, accumulate, bias, bscale);
     return;
   }
   int64_t blocks = (n + NR - 1) / NR, tiles = (m + MR - 1) / MR;
   if (!parallel || (blocks == 1 && tiles == 1) || m * n * k <= 4 * DD_PAR_MIN) {
-    column_run(m, n, k, a, ars, acs, b, ldb, c, ldc, accumulate, bias, packed, 0, blocks);
+    column_run(m, n, k, a, ars, acs, b, ldb, c, ldc, accumulate, bias, packed, 0, blocks,
+               bscale);
     return;
   }
   /* Each thread takes one contiguous run of column blocks (balanced to a block) or, when that
@@ -322,10 +338,10 @@ DD_TARGET_AVX512 static void sgemm_avx512(int64_t m, int64_t n, int64_t k, const
       if (i0 < i1)
         column_run(i1 - i0, n, k, a + i0 * ars, ars, acs, b, ldb, c + i0 * ldc, ldc,
                    accumulate, bias && !(accumulate & DD_SGEMM_COL_BIAS) ? bias + i0 : bias,
-                   packed, 0, blocks);
+                   packed, 0, blocks, bscale);
     } else {
       column_run(m, n, k, a, ars, acs, b, ldb, c, ldc, accumulate, bias, packed,
-                 blocks * t / nt, blocks * (t + 1) / nt);
+                 blocks * t / nt, blocks * (t + 1) / nt, bscale);
     }
   }
 }
@@ -390,7 +406,7 @@ void dd_sgemm_packed(int64_t m, int64_t n, int64_t k, const float *a, int64_t ar
                      const float *pack, float *c, int64_t ldc, int accumulate, const float *bias,
                      int parallel) {
 #ifdef DD_AVX512_KERNELS
-  sgemm_avx512(m, n, k, a, ars, acs, NULL, 0, c, ldc, accumulate, bias, parallel, pack);
+  sgemm_avx512(m, n, k, a, ars, acs, NULL, 0, c, ldc, accumulate, bias, parallel, pack, NULL);
 #else
   (void)m, (void)n, (void)k, (void)a, (void)ars, (void)acs, (void)pack, (void)c, (void)ldc;
   (void)accumulate, (void)bias, (void)parallel;
@@ -463,9 +479,23 @@ void dd_sgemm(int64_t m, int64_t n, int64_t k, const float *a, int64_t ars, int6
               const float *bias, int parallel) {
 #ifdef DD_AVX512_KERNELS
   if (dd_kernels_avx512()) {
-    sgemm_avx512(m, n, k, a, ars, acs, b, ldb, c, ldc, accumulate, bias, parallel, NULL);
+    sgemm_avx512(m, n, k, a, ars, acs, b, ldb, c, ldc, accumulate, bias, parallel, NULL, NULL);
     return;
   }
 #endif
   sgemm_generic(m, n, k, a, ars, acs, b, ldb, c, ldc, accumulate, bias, parallel);
+}
+
+int dd_sgemm_scaled(int64_t m, int64_t n, int64_t k, const float *a, int64_t ars, int64_t acs,
+                    const float *b, int64_t ldb, const float *bscale, float *c, int64_t ldc,
+                    int accumulate, const float *bias, int parallel) {
+#ifdef DD_AVX512_KERNELS
+  if (dd_kernels_avx512() && !(accumulate & DD_SGEMM_EXACT)) {
+    sgemm_avx512(m, n, k, a, ars, acs, b, ldb, c, ldc, accumulate, bias, parallel, NULL, bscale);
+    return 1;
+  }
+#endif
+  (void)m, (void)n, (void)k, (void)a, (void)ars, (void)acs, (void)b, (void)ldb, (void)bscale;
+  (void)c, (void)ldc, (void)accumulate, (void)bias, (void)parallel;
+  return 0;
 }

@@ -41,6 +41,13 @@ void dd_sgemm(int64_t m, int64_t n, int64_t k, const float *a, int64_t ars, int6
               const float *b, int64_t ldb, float *c, int64_t ldc, int accumulate,
               const float *bias, int parallel);
 
+/* dd_sgemm with B's row q scaled by bscale[q] (C = A diag(bscale) B + ...), the scale applied
+ * as the AVX-512 kernels pack B, so it costs no pass of its own: returns 0, computing
+ * nothing, on kernels that cannot (the generic path, DD_SGEMM_EXACT). */
+int dd_sgemm_scaled(int64_t m, int64_t n, int64_t k, const float *a, int64_t ars, int64_t acs,
+                    const float *b, int64_t ldb, const float *bscale, float *c, int64_t ldc,
+                    int accumulate, const float *bias, int parallel);
+
 /* B packed once for many products (a layer's constant weights): the floats the pack needs (a
  * multiple of 16), 0 when this CPU's kernels take no pack (then call dd_sgemm); the pack,
  * 64-byte aligned, of B (k x n, row-major with ldb), or with tb of B stored transposed (B(q,

@@ -310,3 +310,47 @@ static void sgemm_packed_b_gives_the_same_floats_on(void) {
       free(bias);
     }
 }
+
+/* dd_sgemm_scaled against dd_sgemm on a copy of B with its rows scaled: the kernels scale each
+ * row as they pack it, one rounding per element as the copy has, so the floats are the same;
+ * the generic path declines. */
+static void sgemm_scaled_rows_give_the_floats_of_a_scaled_copy_on(void);
+Test(sgemm, scaled_rows_give_the_floats_of_a_scaled_copy) {
+  th_each_kernels(sgemm_scaled_rows_give_the_floats_of_a_scaled_copy_on);
+}
+static void sgemm_scaled_rows_give_the_floats_of_a_scaled_copy_on(void) {
+  /* one column (which dd_sgemm takes as dot products), B already one aligned block, several
+   * KC chunks and panels, a 7x7 plane */
+  static const int64_t shapes[][3] = {{192, 49, 1152}, {5, 1, 40}, {8, 32, 300},
+                                      {33, 200, 17},   {3, 7, 5}};
+  uint64_t st = 23;
+  for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++)
+    for (int mode = 0; mode < 4; mode++) {
+      int64_t m = shapes[si][0], n = shapes[si][1], k = shapes[si][2];
+      int parallel = mode & 1, relu = mode >> 1;
+      int64_t ldb = mode == 2 ? n : n + 3; /* ldb == n == 32: B is a packed block already */
+      float *a = malloc(sizeof(float) * (size_t)(m * k));
+      float *b = aligned_alloc(64, (sizeof(float) * (size_t)(k * ldb) + 63) / 64 * 64);
+      float *bs = malloc(sizeof(float) * (size_t)(k * ldb));
+      float *s = malloc(sizeof(float) * (size_t)k), *bias = malloc(sizeof(float) * (size_t)m);
+      float *c0 = malloc(sizeof(float) * (size_t)(m * n)), *c1 = malloc(sizeof(float) * (size_t)(m * n));
+      for (int64_t i = 0; i < m * k; i++) a[i] = th_rand_uniform(&st, -1, 1);
+      for (int64_t i = 0; i < k; i++) s[i] = th_rand_uniform(&st, -2, 2);
+      for (int64_t i = 0; i < m; i++) bias[i] = th_rand_uniform(&st, -1, 1);
+      for (int64_t q = 0; q < k; q++)
+        for (int64_t j = 0; j < ldb; j++) {
+          b[q * ldb + j] = th_rand_uniform(&st, -1, 1);
+          bs[q * ldb + j] = b[q * ldb + j] * s[q];
+        }
+      int flags = relu ? DD_SGEMM_RELU : 0;
+      int took = dd_sgemm_scaled(m, n, k, a, k, 1, b, ldb, s, c1, n, flags, bias, parallel);
+      cr_assert_eq(took, th_kernels_now == DD_KERNELS_AVX512);
+      if (took) {
+        dd_sgemm(m, n, k, a, k, 1, bs, ldb, c0, n, flags, bias, parallel);
+        cr_assert_eq(memcmp(c0, c1, sizeof(float) * (size_t)(m * n)), 0,
+                     "%lldx%lldx%lld mode %d: the scaled product differs", (long long)m,
+                     (long long)n, (long long)k, mode);
+      }
+      free(a), free(b), free(bs), free(s), free(bias), free(c0), free(c1);
+    }
+}
