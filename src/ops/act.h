@@ -140,7 +140,7 @@ static inline DD_TARGET_AVX512 __m512 dd_gelu16(__m512 v) {
 }
 
 /* v after the folded activation `act` (DD_ACT_*). */
-static inline DD_TARGET_AVX512 __m512 dd_act16(__m512 v, int act) {
+static inline __attribute__((always_inline)) DD_TARGET_AVX512 __m512 dd_act16(__m512 v, int act) {
   /* max_ps returns its second operand for NaN and -0, as Relu does */
   return act == DD_ACT_RELU        ? _mm512_max_ps(v, _mm512_setzero_ps())
          : act == DD_ACT_SILU      ? dd_sigmoid16(v, 1)
