@@ -139,8 +139,10 @@ static inline DD_TARGET_AVX512 __m512 dd_gelu16(__m512 v) {
   return _mm512_mul_ps(v, phi);
 }
 
-/* v after the folded activation `act` (DD_ACT_*). */
-static inline __attribute__((always_inline)) DD_TARGET_AVX512 __m512 dd_act16(__m512 v, int act) {
+/* v after the folded activation `act` (DD_ACT_*).  Always inlined: out of line, the depthwise
+ * lanes paid a call for every 16 floats (15% of their time in EfficientNet-B0). */
+static inline __attribute__((always_inline)) DD_TARGET_AVX512 __m512 dd_act16(__m512 v,
+                                                                              int act) {
   /* max_ps returns its second operand for NaN and -0, as Relu does */
   return act == DD_ACT_RELU        ? _mm512_max_ps(v, _mm512_setzero_ps())
          : act == DD_ACT_SILU      ? dd_sigmoid16(v, 1)
