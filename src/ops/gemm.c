@@ -125,11 +125,15 @@ static int product_cb(int ta, int tb, int m, int n, int k, float alpha, const fl
       for (int64_t j = 0; j < n; j++) c[i * ldc + j] += cbias[j];
     return 0;
   }
-  if (m > FEW && n > FEW && (tmp || (!tb && alpha == 1.f))) {
+  /* B^T transposed as the AVX-512 kernels pack it (DD_SGEMM_TRANS_B), not copied first */
+  int trans_b = tb && alpha == 1.f && dd_kernels_avx512();
+  if (m > FEW && n > FEW && (tmp || (!tb && alpha == 1.f) || trans_b)) {
     /* dd_sgemm (the convolutions' product), which packs no A and only blocks of B, with B
-     * row-major and unscaled: a transposed or scaled B is copied to tmp first (B^T of the
-     * data gradients: the weights, or the other operand of an attention product).  Without
-     * tmp (a caller that skipped infer's scratch) the dot products below do it, slower. */
+     * row-major and unscaled: a transposed B (B^T of the data gradients: the weights, or the
+     * other operand of an attention product) is transposed as the AVX-512 kernels pack it
+     * (the copy cost Swin-T's dream iteration 7%), and a scaled one, or a transposed one on
+     * the generic path, is copied to tmp first.  Without tmp (a caller that skipped infer's
+     * scratch) the dot products below do it, slower. */
     if (tb && alpha == 1.f && m <= SWAP_ROWS && tmp && (int64_t)m * (k + n) <= (int64_t)k * n &&
         dd_kernels_avx512()) {
       /* Few rows against a transposed B (torch's Linear as Gemm transB=1 on a ViT's 17
@@ -149,13 +153,13 @@ static int product_cb(int ta, int tb, int m, int n, int k, float alpha, const fl
           c[i * ldc + j] = acc && cbias ? ct[j * m + i] + cbias[j] : ct[j * m + i];
       return 0;
     }
-    if (tb || alpha != 1.f) {
+    if ((tb || alpha != 1.f) && !trans_b) {
       copy_b(tb, n, k, alpha, b, ldb, tmp);
       b = tmp;
       ldb = n;
     }
     int64_t ars = ta ? 1 : lda, acs = ta ? lda : 1;
-    int acc = beta != 0.f ? DD_SGEMM_ACCUMULATE : 0;
+    int acc = (beta != 0.f ? DD_SGEMM_ACCUMULATE : 0) | (trans_b ? DD_SGEMM_TRANS_B : 0);
     const float *bias = NULL; /* the product starts from the column bias */
     if (cbias && beta == 0.f) {
       acc |= DD_SGEMM_COL_BIAS;

@@ -15,6 +15,7 @@
 #include "ops/act.h"
 #include "ops/common.h"
 #include "ops/cpu.h"
+#include "ops/transpose16.h"
 
 #ifdef DD_AVX512_KERNELS
 #include <immintrin.h>
@@ -160,6 +161,27 @@ DD_TARGET_AVX512 static void rows_of_block(int64_t m, int64_t w, int64_t kc, con
   }
 }
 
+/* The pack of rows [k0, k0 + kc) of B's columns [0, w) (nb blocks of NR, columns past w zero)
+ * when B is stored transposed (DD_SGEMM_TRANS_B: B[q][j] = b[j * ldb + q]): 16 x 16 blocks
+ * of b, each 16 runs of 16 floats, transposed in registers into 16 rows of the pack. */
+DD_TARGET_AVX512 static void pack_transposed(const float *b, int64_t ldb, int64_t k0,
+                                             int64_t kc, int64_t w, int64_t nb, float *pack) {
+  for (int64_t q0 = 0; q0 < kc; q0 += 16) {
+    __mmask16 qm = (__mmask16)(kc - q0 >= 16 ? 0xffff : (1u << (kc - q0)) - 1);
+    int rows = kc - q0 < 16 ? (int)(kc - q0) : 16;
+    for (int64_t j0 = 0; j0 < nb * NR; j0 += 16) {
+      __m512 r[16];
+#pragma GCC unroll 16
+      for (int t = 0; t < 16; t++)
+        r[t] = j0 + t < w ? _mm512_maskz_loadu_ps(qm, b + (j0 + t) * ldb + k0 + q0)
+                          : _mm512_setzero_ps();
+      dd_transpose16(r); /* r[t]: B's row k0 + q0 + t, columns j0 .. j0 + 15 */
+      float *dst = pack + ((j0 / NR) * kc + q0) * NR + j0 % NR;
+      for (int t = 0; t < rows; t++) _mm512_store_ps(dst + t * NR, r[t]);
+    }
+  }
+}
+
 /* Columns [0, w) of C, w <= PANEL * NR: each KC rows of B are packed for the whole panel at
  * once, reading every row of B as one run of w floats (the hardware prefetchers follow a few
  * long runs, not KC short ones a page apart), then each 32-column block of the pack meets
@@ -185,6 +207,8 @@ DD_TARGET_AVX512 static void column_panel(int64_t m, int64_t w, int64_t k, const
     const float *bk = pack;
     if (packed) {
       bk = packed + k0 * npad + jb0 * kc * NR;
+    } else if (accumulate & DD_SGEMM_TRANS_B) {
+      pack_transposed(b, ldb, k0, kc, w, nb, pack);
     } else if (ldb == NR && w == NR && !((uintptr_t)b & 63) && !bscale) {
       bk = b + k0 * ldb; /* already a packed block */
     } else {
@@ -254,7 +278,10 @@ DD_TARGET_AVX512 static void column_run(int64_t m, int64_t n, int64_t k, const f
   for (int64_t jb = b0; jb < b1; jb += PANEL) {
     int64_t j = jb * NR, j1 = (jb + PANEL < b1 ? jb + PANEL : b1) * NR;
     if (j1 > n) j1 = n;
-    column_panel(m, j1 - j, k, a, ars, acs, packed ? b : b + j, ldb, c + j, ldc, accumulate,
+    const float *bj = packed                          ? b
+                      : accumulate & DD_SGEMM_TRANS_B ? b + j * ldb
+                                                      : b + j;
+    column_panel(m, j1 - j, k, a, ars, acs, bj, ldb, c + j, ldc, accumulate,
                  bias && (accumulate & DD_SGEMM_COL_BIAS) ? bias + j : bias, packed,
                  (n + NR - 1) / NR * NR, jb, bscale);
   }
@@ -313,7 +340,9 @@ DD_TARGET_AVX512 static void sgemm_avx512(int64_t m, int64_t n, int64_t k, const
     act_rows(m, n, c, ldc, accumulate);
     return;
   }
-  if (n == 1 && acs == 1 && ldb == 1 && !packed && !(accumulate & DD_SGEMM_EXACT)) {
+  /* (B's one column is b[0 .. k) when stored transposed, whatever ldb) */
+  if (n == 1 && acs == 1 && (ldb == 1 || (accumulate & DD_SGEMM_TRANS_B)) && !packed &&
+      !(accumulate & DD_SGEMM_EXACT)) {
     one_column(m, k, a, ars, b, c, ldc, accumulate, bias, bscale);
     return;
   }
@@ -414,21 +443,21 @@ void dd_sgemm_packed(int64_t m, int64_t n, int64_t k, const float *a, int64_t ar
 }
 
 static void product(int64_t m, int64_t n, int64_t k, const float *a, int64_t ars, int64_t acs,
-                    const float *b, int64_t ldb, float *c, int64_t ldc);
+                    const float *b, int64_t ldb, int tb, float *c, int64_t ldc);
 
 /* C += A B, each element by c += a * b in k order (DD_SGEMM_EXACT): the same for every column,
- * vector body and tail alike. */
+ * vector body and tail alike; B(q, j) = b[q * bqs + j * bjs]. */
 static void product_in_order(int64_t m, int64_t n, int64_t k, const float *a, int64_t ars,
-                             int64_t acs, const float *b, int64_t ldb, float *c, int64_t ldc,
-                             int parallel) {
+                             int64_t acs, const float *b, int64_t bqs, int64_t bjs, float *c,
+                             int64_t ldc, int parallel) {
 #pragma omp parallel for if (parallel && m * n * k > DD_PAR_MIN) schedule(static)
   for (int64_t i = 0; i < m; i++)
     for (int64_t q = 0; q < k; q++) {
       float av = a[i * ars + q * acs];
-      const float *bq = b + q * ldb;
+      const float *bq = b + q * bqs;
       float *ci = c + i * ldc;
 #pragma omp simd
-      for (int64_t j = 0; j < n; j++) ci[j] += av * bq[j];
+      for (int64_t j = 0; j < n; j++) ci[j] += av * bq[j * bjs];
     }
 }
 
@@ -440,17 +469,19 @@ static void sgemm_generic(int64_t m, int64_t n, int64_t k, const float *a, int64
     for (int64_t i = 0; i < m; i++)
       for (int64_t j = 0; j < n; j++)
         c[i * ldc + j] = !bias ? 0.f : accumulate & DD_SGEMM_COL_BIAS ? bias[j] : bias[i];
+  int tb = (accumulate & DD_SGEMM_TRANS_B) != 0;
   if (k > 0 && (accumulate & DD_SGEMM_EXACT))
-    product_in_order(m, n, k, a, ars, acs, b, ldb, c, ldc, parallel);
+    product_in_order(m, n, k, a, ars, acs, b, tb ? 1 : ldb, tb ? ldb : 1, c, ldc, parallel);
   else if (k > 0)
-    product(m, n, k, a, ars, acs, b, ldb, c, ldc);
+    product(m, n, k, a, ars, acs, b, ldb, tb, c, ldc);
   if (accumulate & DD_SGEMM_RELU) relu_rows(m, n, c, ldc);
   act_rows(m, n, c, ldc, accumulate);
 }
 
-/* C += A B in cblas_sgemm, or a plain loop for strides it cannot express. */
+/* C += A B in cblas_sgemm, or a plain loop for strides it cannot express; with tb, B stored
+ * transposed. */
 static void product(int64_t m, int64_t n, int64_t k, const float *a, int64_t ars, int64_t acs,
-                    const float *b, int64_t ldb, float *c, int64_t ldc) {
+                    const float *b, int64_t ldb, int tb, float *c, int64_t ldc) {
   /* A(i, q) = a[i * ars + q * acs] as cblas sees it: row-major with lda = ars (acs == 1), or
    * the transpose of a row-major k x m with lda = acs (ars == 1).  A stride that never moves
    * (one row, or one column) can be anything here, but cblas wants lda >= the row length. */
@@ -466,12 +497,12 @@ static void product(int64_t m, int64_t n, int64_t k, const float *a, int64_t ars
     for (int64_t i = 0; i < m; i++)
       for (int64_t q = 0; q < k; q++) {
         float av = a[i * ars + q * acs];
-        for (int64_t j = 0; j < n; j++) c[i * ldc + j] += av * b[q * ldb + j];
+        for (int64_t j = 0; j < n; j++) c[i * ldc + j] += av * b[tb ? j * ldb + q : q * ldb + j];
       }
     return;
   }
-  cblas_sgemm(CblasRowMajor, ta, CblasNoTrans, (int)m, (int)n, (int)k, 1.f, a, (int)lda, b,
-              (int)ldb, 1.f, c, (int)ldc);
+  cblas_sgemm(CblasRowMajor, ta, tb ? CblasTrans : CblasNoTrans, (int)m, (int)n, (int)k, 1.f, a,
+              (int)lda, b, (int)ldb, 1.f, c, (int)ldc);
 }
 
 void dd_sgemm(int64_t m, int64_t n, int64_t k, const float *a, int64_t ars, int64_t acs,
@@ -490,7 +521,7 @@ int dd_sgemm_scaled(int64_t m, int64_t n, int64_t k, const float *a, int64_t ars
                     const float *b, int64_t ldb, const float *bscale, float *c, int64_t ldc,
                     int accumulate, const float *bias, int parallel) {
 #ifdef DD_AVX512_KERNELS
-  if (dd_kernels_avx512() && !(accumulate & DD_SGEMM_EXACT)) {
+  if (dd_kernels_avx512() && !(accumulate & (DD_SGEMM_EXACT | DD_SGEMM_TRANS_B))) {
     sgemm_avx512(m, n, k, a, ars, acs, b, ldb, c, ldc, accumulate, bias, parallel, NULL, bscale);
     return 1;
   }

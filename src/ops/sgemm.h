@@ -36,6 +36,11 @@
 /* The same for HardSwish and the exact GELU (ops/act.h). */
 #define DD_SGEMM_HARDSWISH 32
 #define DD_SGEMM_GELU 64
+/* B is stored transposed: B[k][j] is b[j * ldb + k] (a layer's weights in a data gradient,
+ * dY W^T, or the keys of an attention product, Q K^T).  The AVX-512 kernels transpose it as
+ * they pack their blocks, 16 x 16 in registers, instead of the caller copying B^T first; the
+ * floats are those of dd_sgemm on the copy.  Not with dd_sgemm_scaled. */
+#define DD_SGEMM_TRANS_B 128
 
 void dd_sgemm(int64_t m, int64_t n, int64_t k, const float *a, int64_t ars, int64_t acs,
               const float *b, int64_t ldb, float *c, int64_t ldc, int accumulate,

@@ -354,3 +354,47 @@ static void sgemm_scaled_rows_give_the_floats_of_a_scaled_copy_on(void) {
       free(a), free(b), free(bs), free(s), free(bias), free(c0), free(c1);
     }
 }
+
+/* DD_SGEMM_TRANS_B (B stored transposed, transposed as it is packed) against dd_sgemm on a
+ * copy of B^T: the same floats on the AVX-512 kernels; within rounding on the generic path
+ * (cblas_sgemm's transposed B). */
+static void sgemm_transposed_b_gives_the_floats_of_a_copy_on(void);
+Test(sgemm, transposed_b_gives_the_floats_of_a_copy) {
+  th_each_kernels(sgemm_transposed_b_gives_the_floats_of_a_copy_on);
+}
+static void sgemm_transposed_b_gives_the_floats_of_a_copy_on(void) {
+  /* partial 16 x 16 blocks on both sides, several KC chunks and panels, one column */
+  static const int64_t shapes[][3] = {{196, 384, 1536}, {33, 200, 17}, {9, 7, 300},
+                                      {64, 129, 40},    {5, 1, 40},    {40, 31, 257}};
+  uint64_t st = 29;
+  for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++)
+    for (int mode = 0; mode < 4; mode++) {
+      int64_t m = shapes[si][0], n = shapes[si][1], k = shapes[si][2];
+      int parallel = mode & 1, acc = mode >> 1;
+      int64_t ldbt = k + 3; /* b: n x k, row j holds B's column j */
+      float *a = malloc(sizeof(float) * (size_t)(m * k));
+      float *bt = malloc(sizeof(float) * (size_t)(n * ldbt));
+      float *b = malloc(sizeof(float) * (size_t)(k * n)), *bias = malloc(sizeof(float) * (size_t)n);
+      float *c0 = malloc(sizeof(float) * (size_t)(m * n)), *c1 = malloc(sizeof(float) * (size_t)(m * n));
+      for (int64_t i = 0; i < m * k; i++) a[i] = th_rand_uniform(&st, -1, 1);
+      for (int64_t i = 0; i < n * ldbt; i++) bt[i] = th_rand_uniform(&st, -1, 1);
+      for (int64_t j = 0; j < n; j++) bias[j] = th_rand_uniform(&st, -1, 1);
+      for (int64_t q = 0; q < k; q++)
+        for (int64_t j = 0; j < n; j++) b[q * n + j] = bt[j * ldbt + q];
+      for (int64_t i = 0; i < m * n; i++) c0[i] = c1[i] = th_rand_uniform(&st, -1, 1);
+      int flags = acc ? DD_SGEMM_ACCUMULATE : DD_SGEMM_COL_BIAS;
+      dd_sgemm(m, n, k, a, k, 1, b, n, c0, n, flags, acc ? NULL : bias, parallel);
+      dd_sgemm(m, n, k, a, k, 1, bt, ldbt, c1, n, flags | DD_SGEMM_TRANS_B, acc ? NULL : bias,
+               parallel);
+      if (th_kernels_now == DD_KERNELS_AVX512) {
+        cr_assert_eq(memcmp(c0, c1, sizeof(float) * (size_t)(m * n)), 0,
+                     "%lldx%lldx%lld mode %d: the product of the stored transpose differs",
+                     (long long)m, (long long)n, (long long)k, mode);
+      } else { /* cblas_sgemm's transposed B: its own summation order */
+        for (int64_t i = 0; i < m * n; i++)
+          cr_assert(fabsf(c0[i] - c1[i]) <= 1e-5f * (float)k, "%lldx%lldx%lld mode %d at %lld",
+                    (long long)m, (long long)n, (long long)k, mode, (long long)i);
+      }
+      free(a), free(bt), free(b), free(bias), free(c0), free(c1);
+    }
+}
