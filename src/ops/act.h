@@ -51,33 +51,37 @@ void dd_act_rows(float *y, int64_t n, int act, int parallel);
 void dd_gelu_rows(float *y, int64_t n, int parallel);
 
 #ifdef DD_AVX512_KERNELS
-/* exp(-a) of 16 lanes, a >= 0: dd_exp_neg's steps (ops/fastexp.h) in vector instructions, 2^-n
- * by vscalefps (the product by the power of two, rounded once). */
+/* exp(-s) of 16 lanes for |s| <= ln2 / 2 (a reduced argument): a degree-5 polynomial fitted
+ * for relative error (tests/ref/fit_exp_poly.py: 0.77 ulp in exact arithmetic), written in s
+ * = -r, so its odd coefficients are negated. */
+static inline __attribute__((always_inline)) DD_TARGET_AVX512 __m512 dd_exp_reduced16(__m512 s) {
+  __m512 p = _mm512_set1_ps(-8.290272122e-3f);
+  p = _mm512_fmadd_ps(p, s, _mm512_set1_ps(4.189816037e-2f));
+  p = _mm512_fmadd_ps(p, s, _mm512_set1_ps(-1.666763813e-1f));
+  p = _mm512_fmadd_ps(p, s, _mm512_set1_ps(4.999914784e-1f));
+  p = _mm512_fmadd_ps(p, s, _mm512_set1_ps(-9.999997063e-1f));
+  return _mm512_fmadd_ps(p, s, _mm512_set1_ps(1.f));
+}
+
+/* exp(-a) of 16 lanes, a >= 0 (or a rounding below), 0 above 87.3 (where it would leave the
+ * normal floats): 2^n exp(r) with n = round(-a log2 e) and r = -a - n ln 2 in one fused
+ * multiply-add (|n| <= 126, so ln 2's rounding moves r by at most 2.4e-7), exp(r) by
+ * dd_exp_reduced16, 2^n by vscalefps.  Within 3 ulp; 11 instructions (Cody and Waite's two-part
+ * reduction and a degree-7 polynomial took 16). */
 static inline DD_TARGET_AVX512 __m512 dd_exp_neg16(__m512 a0) {
   const __mmask16 big = _mm512_cmp_ps_mask(a0, _mm512_set1_ps(87.3f), _CMP_GT_OQ);
   const __m512 a = _mm512_min_ps(a0, _mm512_set1_ps(87.3f));
-  const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(a, _mm512_set1_ps(1.44269504088896341f)),
+  const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(a, _mm512_set1_ps(-1.44269504088896341f)),
                                         _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-  __m512 r = _mm512_fmsub_ps(n, _mm512_set1_ps(0.693359375f), a);
-  r = _mm512_fmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
-  __m512 p = _mm512_set1_ps(1.9875691500e-4f);
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507e-3f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
-  p = _mm512_add_ps(_mm512_fmadd_ps(_mm512_mul_ps(p, r), r, r), _mm512_set1_ps(1.f));
-  return _mm512_maskz_scalef_ps((__mmask16)~big, p, _mm512_sub_ps(_mm512_setzero_ps(), n));
+  const __m512 s = _mm512_fmadd_ps(n, _mm512_set1_ps(0.693147180559945f), a);
+  return _mm512_maskz_scalef_ps((__mmask16)~big, dd_exp_reduced16(s), n);
 }
 
 /* sigmoid(x) (times x when `times_x`: SiLU) of 16 lanes on the AVX-512 kernels, in 17
- * instructions (the exp(-|x|) of dd_exp_neg16 and the branch on the sign took 25, and a
- * fifth of EfficientNet-B0's forward pass was SiLU):
+ * instructions (exp(-|x|) and the branch on the sign took 25, and a fifth of EfficientNet-B0's
+ * forward pass was SiLU):
  * - a = x clamped to [-87.3, 87.3] by one vrangeps (sign of x, the smaller magnitude);
- * - e = exp(-a) = 2^n exp(r), n = round(-a log2 e), r = -a - n ln 2 (one fused multiply-add:
- *   |n| <= 126, so ln 2's rounding moves r by at most 2.4e-7), exp(r) by a degree-5
- *   polynomial fitted for relative error on |r| <= ln2 / 2 (tests/ref/fit_exp_poly.py: 0.77 ulp
- *   in exact arithmetic), 2^n by vscalefps;
+ * - e = exp(-a) as dd_exp_neg16 takes it (without its cap: a is capped already);
  * - 1 / (1 + e) by the reciprocal estimate and one Newton step instead of a division;
  * - 0 below -87.3 (where 1 + e would need a reciprocal below the normal floats), then the
  *   product by x, so that SiLU is x times the Sigmoid op's float, -0 and all.
@@ -86,15 +90,9 @@ static inline DD_TARGET_AVX512 __m512 dd_sigmoid16(__m512 x, int times_x) {
   const __m512 a = _mm512_range_ps(x, _mm512_set1_ps(87.3f), 0x02);
   const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(a, _mm512_set1_ps(-1.44269504088896341f)),
                                         _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-  /* s = a + n ln2 = -r: the polynomial's odd coefficients negated */
-  const __m512 s = _mm512_fmadd_ps(n, _mm512_set1_ps(0.693147180559945f), a);
-  __m512 p = _mm512_set1_ps(-8.290272122e-3f);
-  p = _mm512_fmadd_ps(p, s, _mm512_set1_ps(4.189816037e-2f));
-  p = _mm512_fmadd_ps(p, s, _mm512_set1_ps(-1.666763813e-1f));
-  p = _mm512_fmadd_ps(p, s, _mm512_set1_ps(4.999914784e-1f));
-  p = _mm512_fmadd_ps(p, s, _mm512_set1_ps(-9.999997063e-1f));
-  p = _mm512_fmadd_ps(p, s, _mm512_set1_ps(1.f));
-  const __m512 d = _mm512_add_ps(_mm512_scalef_ps(p, n), _mm512_set1_ps(1.f));
+  const __m512 s = _mm512_fmadd_ps(n, _mm512_set1_ps(0.693147180559945f), a); /* -r */
+  const __m512 d =
+      _mm512_add_ps(_mm512_scalef_ps(dd_exp_reduced16(s), n), _mm512_set1_ps(1.f));
   __m512 q = _mm512_rcp14_ps(d);
   q = _mm512_fmadd_ps(_mm512_fnmadd_ps(d, q, _mm512_set1_ps(1.f)), q, q);
   const __mmask16 keep = _mm512_cmp_ps_mask(x, _mm512_set1_ps(-87.3f), _CMP_NLT_UQ);
@@ -113,10 +111,10 @@ static inline DD_TARGET_AVX512 __m512 dd_hardswish16(__m512 x) {
   return _mm512_mul_ps(x, h);
 }
 
-/* x Phi(x) of 16 lanes: the steps of ops/unary.c's phi (erfc by Numerical Recipes' erfcc
+/* Phi(x) of 16 lanes: the steps of ops/unary.c's phi (erfc by Numerical Recipes' erfcc
  * polynomial in t = 1 / (1 + z / 2), z = |x| / sqrt 2), t by the reciprocal estimate and a
- * Newton step instead of the division. */
-static inline DD_TARGET_AVX512 __m512 dd_gelu16(__m512 v) {
+ * Newton step instead of the division; GELU is x Phi(x). */
+static inline __attribute__((always_inline)) DD_TARGET_AVX512 __m512 dd_phi16(__m512 v) {
   __m512 z = _mm512_mul_ps(_mm512_abs_ps(v), _mm512_set1_ps(0.7071067811865476f));
   z = _mm512_min_ps(z, _mm512_set1_ps(10.f));
   const __m512 d = _mm512_fmadd_ps(_mm512_set1_ps(0.5f), z, _mm512_set1_ps(1.f));
@@ -135,8 +133,18 @@ static inline DD_TARGET_AVX512 __m512 dd_gelu16(__m512 v) {
   const __m512 half_erfc = _mm512_mul_ps(_mm512_mul_ps(_mm512_set1_ps(0.5f), t),
                                          dd_exp_neg16(_mm512_fmsub_ps(z, z, q)));
   const __mmask16 pos = _mm512_cmp_ps_mask(v, _mm512_setzero_ps(), _CMP_GE_OQ);
-  const __m512 phi = _mm512_mask_sub_ps(half_erfc, pos, _mm512_set1_ps(1.f), half_erfc);
-  return _mm512_mul_ps(v, phi);
+  return _mm512_mask_sub_ps(half_erfc, pos, _mm512_set1_ps(1.f), half_erfc);
+}
+
+static inline DD_TARGET_AVX512 __m512 dd_gelu16(__m512 v) { return _mm512_mul_ps(v, dd_phi16(v)); }
+
+/* GELU's derivative Phi(v) + v phi(v) of 16 lanes, phi(v) = exp(-v^2 / 2) / sqrt(2 pi) with
+ * v^2 / 2 capped at 88 (a NaN v stays NaN through the factor v): ops/unary.c's gelu_grad. */
+static inline DD_TARGET_AVX512 __m512 dd_gelu_grad16(__m512 v) {
+  const __m512 h = _mm512_min_ps(_mm512_mul_ps(_mm512_mul_ps(_mm512_set1_ps(0.5f), v), v),
+                                 _mm512_set1_ps(88.f));
+  return _mm512_fmadd_ps(_mm512_mul_ps(v, _mm512_set1_ps(0.3989422804014327f)),
+                         dd_exp_neg16(h), dd_phi16(v));
 }
 
 /* v after the folded activation `act` (DD_ACT_*).  Always inlined: out of line, the depthwise

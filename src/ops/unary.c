@@ -255,6 +255,27 @@ static inline __attribute__((always_inline)) float gelu_grad(float v) {
   return phi(v) + v * inv_sqrt_2pi * dd_exp_neg(h);
 }
 
+#ifdef DD_AVX512_KERNELS
+/* dx (+)= dy GELU'(x) by dd_gelu_grad16 (ops/act.h), in blocks of 4096 on the threads; dx ==
+ * dy overwrites, as UNARY_BWD. */
+DD_TARGET_AVX512 static void gelu_backward_avx512(const float *x, const float *dy, float *dx,
+                                                  int64_t n) {
+  const int64_t blocks = (n + 4095) / 4096;
+  const int add = dx != dy;
+#pragma omp parallel for if (n > DD_PAR_MIN) schedule(static)
+  for (int64_t b = 0; b < blocks; b++) {
+    int64_t i1 = (b + 1) * 4096 < n ? (b + 1) * 4096 : n;
+    for (int64_t i = b * 4096; i < i1; i += 16) {
+      __mmask16 m = (__mmask16)(i1 - i >= 16 ? 0xffff : (1u << (i1 - i)) - 1);
+      __m512 g = _mm512_mul_ps(_mm512_maskz_loadu_ps(m, dy + i),
+                               dd_gelu_grad16(_mm512_maskz_loadu_ps(m, x + i)));
+      if (add) g = _mm512_add_ps(_mm512_maskz_loadu_ps(m, dx + i), g);
+      _mm512_mask_storeu_ps(dx + i, m, g);
+    }
+  }
+}
+#endif
+
 static inline __attribute__((always_inline)) float gelu_tanh_grad(float v) {
   float t = tanhf(SQRT_2_OVER_PI * (v + GELU_TANH_C * v * v * v));
   return 0.5f * (1.f + t) +
@@ -284,7 +305,15 @@ static void unary_backward(const dd_node *node, const dd_tensor *const *in,
     case U_HARDSWISH:
       UNARY_BWD(FROM_X, v < -3.f ? 0.f : v <= 3.f ? v * (1.f / 3.f) + 0.5f : 1.f);
       break;
-    case U_GELU: UNARY_BWD(FROM_X, gelu_grad(v)); break;
+    case U_GELU:
+#ifdef DD_AVX512_KERNELS
+      if (dd_kernels_avx512()) {
+        gelu_backward_avx512(x, dy, dx, n);
+        break;
+      }
+#endif
+      UNARY_BWD(FROM_X, gelu_grad(v));
+      break;
     case U_GELU_TANH: UNARY_BWD(FROM_X, gelu_tanh_grad(v)); break;
     default: UNARY_BWD(FROM_X, v > 0.f ? 1.f : a * expf(v)); break; /* U_ELU */
   }
