@@ -8,6 +8,11 @@
 #include <stdlib.h>
 
 #include "ops/common.h"
+#include "ops/cpu.h"
+
+#ifdef DD_AVX512_KERNELS
+#include <immintrin.h>
+#endif
 
 typedef struct bn_params {
   float eps;
@@ -313,7 +318,82 @@ static void ln_reduce_into(const float *full, const dd_shape *xs, int axis, dd_t
 }
 
 /* Mean and invstd of one row, in double: two passes, so a large mean does not cancel. */
+#ifdef DD_AVX512_KERNELS
+/* The floats x[j .. j + 16) (the first `w` of them, the rest 0) as two vectors of 8 doubles. */
+static inline __attribute__((always_inline)) DD_TARGET_AVX512 void ln_load16(const float *x,
+                                                                            int64_t w,
+                                                                            __m512d *lo,
+                                                                            __m512d *hi) {
+  __m512 v = _mm512_maskz_loadu_ps((__mmask16)(w >= 16 ? 0xffff : (1u << w) - 1), x);
+  *lo = _mm512_cvtps_pd(_mm512_castps512_ps256(v));
+  *hi = _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)));
+}
+
+/* ln_stats in 16 double lanes (two vectors), each lane's sum in row order, the lanes added at
+ * the end: GCC 12 left the omp simd double reductions scalar on Zen 4, as it did Softmax's
+ * (ops/softmax.c). */
+DD_TARGET_AVX512 static void ln_stats_avx512(const float *x, int64_t d, float eps, double *mean,
+                                             double *invstd) {
+  __m512d s0 = _mm512_setzero_pd(), s1 = _mm512_setzero_pd();
+  for (int64_t j = 0; j < d; j += 16) {
+    __m512d lo, hi;
+    ln_load16(x + j, d - j, &lo, &hi);
+    s0 = _mm512_add_pd(s0, lo);
+    s1 = _mm512_add_pd(s1, hi);
+  }
+  double m = _mm512_reduce_add_pd(_mm512_add_pd(s0, s1)) / (double)d;
+  const __m512d mv = _mm512_set1_pd(m);
+  __m512d v0 = _mm512_setzero_pd(), v1 = _mm512_setzero_pd();
+  for (int64_t j = 0; j < d; j += 16) {
+    __m512d lo, hi;
+    ln_load16(x + j, d - j, &lo, &hi);
+    int64_t w = d - j;
+    /* lanes past d stay out: (0 - m)^2 is not 0 */
+    __mmask8 ml = (__mmask8)(w >= 8 ? 0xff : (1u << w) - 1);
+    __mmask8 mh = (__mmask8)(w >= 16 ? 0xff : w > 8 ? (1u << (w - 8)) - 1 : 0);
+    lo = _mm512_maskz_sub_pd(ml, lo, mv);
+    hi = _mm512_maskz_sub_pd(mh, hi, mv);
+    v0 = _mm512_fmadd_pd(lo, lo, v0);
+    v1 = _mm512_fmadd_pd(hi, hi, v1);
+  }
+  *mean = m;
+  *invstd = 1.0 / sqrt(_mm512_reduce_add_pd(_mm512_add_pd(v0, v1)) / (double)d + eps);
+}
+
+/* ln_backward's sums over a row, sum g and sum g * xh with g = dy * scale (in double) and xh
+ * = (x - m) * is (in float), in 16 double lanes as ln_stats_avx512. */
+DD_TARGET_AVX512 static void ln_sums_avx512(const float *x, const float *dy, const float *scale,
+                                            int64_t d, float m, float is, double *sg,
+                                            double *sgx) {
+  __m512d g0 = _mm512_setzero_pd(), g1 = _mm512_setzero_pd();
+  __m512d x0 = _mm512_setzero_pd(), x1 = _mm512_setzero_pd();
+  const __m512 mv = _mm512_set1_ps(m), iv = _mm512_set1_ps(is);
+  for (int64_t j = 0; j < d; j += 16) {
+    __mmask16 mk = (__mmask16)(d - j >= 16 ? 0xffff : (1u << (d - j)) - 1);
+    __m512 xh = _mm512_mul_ps(_mm512_sub_ps(_mm512_maskz_loadu_ps(mk, x + j), mv), iv);
+    __m512d dl, dh, sl, sh, xl, xhh;
+    ln_load16(dy + j, d - j, &dl, &dh); /* zero past d: those lanes add nothing */
+    ln_load16(scale + j, d - j, &sl, &sh);
+    xl = _mm512_cvtps_pd(_mm512_castps512_ps256(xh));
+    xhh = _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(xh), 1)));
+    __m512d gl = _mm512_mul_pd(dl, sl), gh = _mm512_mul_pd(dh, sh);
+    g0 = _mm512_add_pd(g0, gl);
+    g1 = _mm512_add_pd(g1, gh);
+    x0 = _mm512_fmadd_pd(gl, xl, x0);
+    x1 = _mm512_fmadd_pd(gh, xhh, x1);
+  }
+  *sg = _mm512_reduce_add_pd(_mm512_add_pd(g0, g1));
+  *sgx = _mm512_reduce_add_pd(_mm512_add_pd(x0, x1));
+}
+#endif
+
 static inline void ln_stats(const float *x, int64_t d, float eps, double *mean, double *invstd) {
+#ifdef DD_AVX512_KERNELS
+  if (dd_kernels_avx512()) {
+    ln_stats_avx512(x, d, eps, mean, invstd);
+    return;
+  }
+#endif
   double s = 0, v = 0;
   /* in vector lanes (an order fixed at compile time, the same for every row and thread
    * count), which the strict sequential sum would not allow */
@@ -390,6 +470,11 @@ static void ln_backward(const dd_node *node, const dd_tensor *const *in,
     if (!dx) continue;
     const float m = (float)mean, is = (float)invstd;
     double sg = 0, sgx = 0; /* sum g, sum g * xh */
+#ifdef DD_AVX512_KERNELS
+    if (dy && dd_kernels_avx512()) {
+      ln_sums_avx512(xr, dy + r * d, scale, d, m, is, &sg, &sgx);
+    } else
+#endif
     if (dy) {
       const float *g = dy + r * d;
 #pragma omp simd reduction(+ : sg, sgx)
@@ -403,10 +488,20 @@ static void ln_backward(const dd_node *node, const dd_tensor *const *in,
     const float cm = dmean ? (float)(dmean[r] * invd) : 0.f;
     const float ci = dinv ? (float)(-dinv[r] * invstd * invstd * invd) : 0.f;
     float *dxr = dx + r * d;
-    for (int64_t j = 0; j < d; j++) {
-      float xh = (xr[j] - m) * is;
-      float gj = dy ? dy[r * d + j] * scale[j] : 0.f;
-      dxr[j] += is * (gj - a - xh * b) + cm + ci * xh;
+    const float *dyr = dy ? dy + r * d : NULL;
+    /* element by element (dx may be dy itself): in vector lanes, the same floats */
+    if (dyr) {
+#pragma omp simd
+      for (int64_t j = 0; j < d; j++) {
+        float xh = (xr[j] - m) * is;
+        dxr[j] += is * (dyr[j] * scale[j] - a - xh * b) + cm + ci * xh;
+      }
+    } else {
+#pragma omp simd
+      for (int64_t j = 0; j < d; j++) {
+        float xh = (xr[j] - m) * is;
+        dxr[j] += is * (0.f - a - xh * b) + cm + ci * xh;
+      }
     }
   }
   if (!dy || (!ds_t && !db_t)) return;
