@@ -237,7 +237,7 @@ static void print_profile(const dd_model *m, const dd_plan *p, const double *sec
     double f = sec[2 * i] / runs, b = sec[2 * i + 1] / runs;
     double fl = (double)dd_plan_node_flops(p, i);
     if (strcmp(dd_model_node_op(m, i), "Conv")) fl = 0;
-    printf("#   %-32s %-8s %8.2f %8.2f  %6.1f %6.1f\n", dd_model_node_name(m, i),
+    printf("#   %-32s %-8s %8.4f %8.4f  %6.1f %6.1f\n", dd_model_node_name(m, i),
            dd_model_node_op(m, i), f * 1e3, b * 1e3, f > 0 ? fl / f * 1e-9 : 0,
            b > 0 ? fl / b * 1e-9 : 0);
   }

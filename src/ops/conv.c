@@ -41,6 +41,7 @@
 #include "ops/cpu.h"
 #include "ops/depthwise.h"
 #include "ops/sgemm.h"
+#include "ops/transpose16.h"
 #include "ops/window.h"
 #include "ops/winograd.h"
 
@@ -1284,18 +1285,32 @@ static int group_parallel(const conv_geom *g) {
 }
 
 #ifdef DD_AVX512_KERNELS
-DD_TARGET_AVX512 static void transpose16x16(const float *s, int64_t ls, float *d, int64_t ld);
+/* y's block of channels [m0, m0 + 16) and pixels [p0, p0 + 16) (those below m and hw) from ct
+ * (hw x m): 16 masked loads, dd_transpose16 in registers, 16 masked stores. */
+DD_TARGET_AVX512 static void planes_block(const float *ct, int64_t hw, int64_t m, int64_t m0,
+                                          int64_t p0, float *y) {
+  int64_t mh = m - m0 < 16 ? m - m0 : 16, pw = hw - p0 < 16 ? hw - p0 : 16;
+  __mmask16 cm = (__mmask16)((1u << mh) - 1), pm = (__mmask16)((1u << pw) - 1);
+  __m512 r[16];
+#pragma GCC unroll 16
+  for (int q = 0; q < 16; q++)
+    r[q] = q < pw ? _mm512_maskz_loadu_ps(cm, ct + (p0 + q) * m + m0) : _mm512_setzero_ps();
+  dd_transpose16(r); /* r[o]: channel m0 + o over the block's pixels */
+#pragma GCC unroll 16
+  for (int o = 0; o < 16; o++)
+    if (o < mh) _mm512_mask_storeu_ps(y + (m0 + o) * hw + p0, pm, r[o]);
+}
 #endif
 
-/* y (m x hw) = ct (hw x m) transposed, in 16 x 16 blocks (in registers on the AVX-512
- * kernels, the only ones that take this path). */
+/* y (m x hw) = ct (hw x m) transposed, in 16 x 16 blocks through the registers (the AVX-512
+ * kernels are the only ones that take this path; the loop below is for the others). */
 static void transpose_to_planes(const float *ct, int64_t hw, int64_t m, float *y) {
-#pragma omp parallel for if (hw * m > 4 * DD_PAR_MIN) schedule(static)
+#pragma omp parallel for if (hw * m > DD_PAR_MIN) schedule(static)
   for (int64_t m0 = 0; m0 < m; m0 += 16)
     for (int64_t p0 = 0; p0 < hw; p0 += 16) {
 #ifdef DD_AVX512_KERNELS
-      if (m0 + 16 <= m && p0 + 16 <= hw) {
-        transpose16x16(ct + p0 * m + m0, m, y + m0 * hw + p0, hw);
+      if (dd_kernels_avx512()) {
+        planes_block(ct, hw, m, m0, p0, y);
         continue;
       }
 #endif
@@ -1613,30 +1628,14 @@ static void im2col(const conv_geom *g, const float *x, int64_t oh0, int64_t oh1,
  * (row-major, kcol columns), so that the weight gradient's product reads it as a row-major B.
  * The transpose goes by 16 x 16 tiles, which stay in L1. */
 #ifdef DD_AVX512_KERNELS
-/* d (8 x 8, row stride ld) = the transpose of s (8 x 8, row stride ls). */
-static inline DD_TARGET_AVX512 void transpose8x8(const float *s, int64_t ls, float *d, int64_t ld) {
-  __m256 r[8], t[8], u[8];
-  for (int i = 0; i < 8; i++) r[i] = _mm256_loadu_ps(s + i * ls);
-  for (int i = 0; i < 4; i++) {
-    t[2 * i] = _mm256_unpacklo_ps(r[2 * i], r[2 * i + 1]);
-    t[2 * i + 1] = _mm256_unpackhi_ps(r[2 * i], r[2 * i + 1]);
-  }
-  for (int h = 0; h < 2; h++) { /* rows 0-3, then 4-7 */
-    u[4 * h + 0] = _mm256_shuffle_ps(t[4 * h + 0], t[4 * h + 2], _MM_SHUFFLE(1, 0, 1, 0));
-    u[4 * h + 1] = _mm256_shuffle_ps(t[4 * h + 0], t[4 * h + 2], _MM_SHUFFLE(3, 2, 3, 2));
-    u[4 * h + 2] = _mm256_shuffle_ps(t[4 * h + 1], t[4 * h + 3], _MM_SHUFFLE(1, 0, 1, 0));
-    u[4 * h + 3] = _mm256_shuffle_ps(t[4 * h + 1], t[4 * h + 3], _MM_SHUFFLE(3, 2, 3, 2));
-  }
-  for (int i = 0; i < 4; i++) {
-    _mm256_storeu_ps(d + i * ld, _mm256_permute2f128_ps(u[i], u[4 + i], 0x20));
-    _mm256_storeu_ps(d + (4 + i) * ld, _mm256_permute2f128_ps(u[i], u[4 + i], 0x31));
-  }
-}
-
-/* d (16 x 16, row stride ld) = the transpose of s (16 x 16, row stride ls). */
+/* d (16 x 16, row stride ld) = the transpose of s (16 x 16, row stride ls), in registers. */
 DD_TARGET_AVX512 static void transpose16x16(const float *s, int64_t ls, float *d, int64_t ld) {
-  for (int a = 0; a < 16; a += 8)
-    for (int b = 0; b < 16; b += 8) transpose8x8(s + a * ls + b, ls, d + b * ld + a, ld);
+  __m512 r[16];
+#pragma GCC unroll 16
+  for (int i = 0; i < 16; i++) r[i] = _mm512_loadu_ps(s + i * ls);
+  dd_transpose16(r);
+#pragma GCC unroll 16
+  for (int i = 0; i < 16; i++) _mm512_storeu_ps(d + i * ld, r[i]);
 }
 #endif
 
