@@ -66,7 +66,8 @@ static inline __attribute__((always_inline)) DD_TARGET_AVX512 __m512 dd_exp_redu
 /* exp(-a) of 16 lanes, a >= 0 (or a rounding below), 0 above 87.3 (where it would leave the
  * normal floats): 2^n exp(r) with n = round(-a log2 e) and r = -a - n ln 2 in one fused
  * multiply-add (|n| <= 126, so ln 2's rounding moves r by at most 2.4e-7), exp(r) by
- * dd_exp_reduced16, 2^n by vscalefps.  Within 3 ulp; 11 instructions (Cody and Waite's two-part
+ * dd_exp_reduced16, 2^n by vscalefps.  Within 4.8 ulp (measured over 128M points: the most
+ * near a = 87, from ln 2's rounding times n); 11 instructions (Cody and Waite's two-part
  * reduction and a degree-7 polynomial took 16). */
 static inline DD_TARGET_AVX512 __m512 dd_exp_neg16(__m512 a0) {
   const __mmask16 big = _mm512_cmp_ps_mask(a0, _mm512_set1_ps(87.3f), _CMP_GT_OQ);
@@ -85,7 +86,8 @@ static inline DD_TARGET_AVX512 __m512 dd_exp_neg16(__m512 a0) {
  * - 1 / (1 + e) by the reciprocal estimate and one Newton step instead of a division;
  * - 0 below -87.3 (where 1 + e would need a reciprocal below the normal floats), then the
  *   product by x, so that SiLU is x times the Sigmoid op's float, -0 and all.
- * Within 4 ulp of sigmoid everywhere, 2 ulp where it is above 1e-8; NaN stays NaN. */
+ * Measured over 128M points of [-100, 100]: within 4.1 ulp of sigmoid where it is above 1e-8
+ * (x > -18), 6.1 ulp down to x = -87; NaN stays NaN. */
 static inline DD_TARGET_AVX512 __m512 dd_sigmoid16(__m512 x, int times_x) {
   const __m512 a = _mm512_range_ps(x, _mm512_set1_ps(87.3f), 0x02);
   const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(a, _mm512_set1_ps(-1.44269504088896341f)),
