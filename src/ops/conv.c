@@ -1303,20 +1303,28 @@ DD_TARGET_AVX512 static void planes_block(const float *ct, int64_t hw, int64_t m
 #endif
 
 /* y (m x hw) = ct (hw x m) transposed, in 16 x 16 blocks through the registers (the AVX-512
- * kernels are the only ones that take this path; the loop below is for the others). */
+ * kernels are the only ones that take this path; the loop below is for the others).  The
+ * threads split the blocks the way dd_sgemm split the product that wrote ct (its 8 x 32
+ * tiles: by rows, here pixels, when that keeps its busiest thread to fewer tiles, else by
+ * columns, here channels), so that each mostly reads what its own core wrote: split the
+ * other way, half of ct crossed between the cores' caches (MobileNet v3's 14x14 expansions
+ * gained nothing from a second thread). */
 static void transpose_to_planes(const float *ct, int64_t hw, int64_t m, float *y) {
+  int64_t nt = omp_get_max_threads(), tiles = (hw + 7) / 8, blocks = (m + 31) / 32;
+  int by_pixels = (blocks + nt - 1) / nt * tiles > (tiles + nt - 1) / nt * blocks;
+  int64_t pb = (hw + 15) / 16, mb = (m + 15) / 16;
 #pragma omp parallel for if (hw * m > DD_PAR_MIN) schedule(static)
-  for (int64_t m0 = 0; m0 < m; m0 += 16)
-    for (int64_t p0 = 0; p0 < hw; p0 += 16) {
+  for (int64_t t = 0; t < pb * mb; t++) {
+    int64_t m0 = (by_pixels ? t % mb : t / pb) * 16, p0 = (by_pixels ? t / mb : t % pb) * 16;
 #ifdef DD_AVX512_KERNELS
-      if (dd_kernels_avx512()) {
-        planes_block(ct, hw, m, m0, p0, y);
-        continue;
-      }
-#endif
-      for (int64_t o = m0; o < m0 + 16 && o < m; o++)
-        for (int64_t q = p0; q < p0 + 16 && q < hw; q++) y[o * hw + q] = ct[q * m + o];
+    if (dd_kernels_avx512()) {
+      planes_block(ct, hw, m, m0, p0, y);
+      continue;
     }
+#endif
+    for (int64_t o = m0; o < m0 + 16 && o < m; o++)
+      for (int64_t q = p0; q < p0 + 16 && q < hw; q++) y[o * hw + q] = ct[q * m + o];
+  }
 }
 
 /* The n images' y (m x hw each) = W x (+ bias, then the activation `act`) from x (c x hw
