@@ -1286,32 +1286,22 @@ static int group_parallel(const conv_geom *g) {
 
 #ifdef DD_AVX512_KERNELS
 /* y's block of channels [m0, m0 + 16) and pixels [p0, p0 + 16) (those below m and hw) from ct
- * (hw x m): 16 masked loads, dd_transpose16 in registers, 16 masked stores. */
+ * (hw x m), through the registers. */
 DD_TARGET_AVX512 static void planes_block(const float *ct, int64_t hw, int64_t m, int64_t m0,
                                           int64_t p0, float *y) {
-  int64_t mh = m - m0 < 16 ? m - m0 : 16, pw = hw - p0 < 16 ? hw - p0 : 16;
-  __mmask16 cm = (__mmask16)((1u << mh) - 1), pm = (__mmask16)((1u << pw) - 1);
-  __m512 r[16];
-#pragma GCC unroll 16
-  for (int q = 0; q < 16; q++)
-    r[q] = q < pw ? _mm512_maskz_loadu_ps(cm, ct + (p0 + q) * m + m0) : _mm512_setzero_ps();
-  dd_transpose16(r); /* r[o]: channel m0 + o over the block's pixels */
-#pragma GCC unroll 16
-  for (int o = 0; o < 16; o++)
-    if (o < mh) _mm512_mask_storeu_ps(y + (m0 + o) * hw + p0, pm, r[o]);
+  dd_transpose16_block(ct + p0 * m + m0, m, y + m0 * hw + p0, hw, hw - p0 < 16 ? hw - p0 : 16,
+                       m - m0 < 16 ? m - m0 : 16);
 }
 #endif
 
 /* y (m x hw) = ct (hw x m) transposed, in 16 x 16 blocks through the registers (the AVX-512
  * kernels are the only ones that take this path; the loop below is for the others).  The
- * threads split the blocks the way dd_sgemm split the product that wrote ct (its 8 x 32
- * tiles: by rows, here pixels, when that keeps its busiest thread to fewer tiles, else by
- * columns, here channels), so that each mostly reads what its own core wrote: split the
- * other way, half of ct crossed between the cores' caches (MobileNet v3's 14x14 expansions
- * gained nothing from a second thread). */
+ * threads split the blocks the way dd_sgemm split the product that wrote ct (by rows, here
+ * pixels, or by columns, here channels: dd_sgemm_splits_rows), so that each mostly reads
+ * what its own core wrote: split the other way, half of ct crossed between the cores' caches
+ * (MobileNet v3's 14x14 expansions gained nothing from a second thread). */
 static void transpose_to_planes(const float *ct, int64_t hw, int64_t m, float *y) {
-  int64_t nt = omp_get_max_threads(), tiles = (hw + 7) / 8, blocks = (m + 31) / 32;
-  int by_pixels = (blocks + nt - 1) / nt * tiles > (tiles + nt - 1) / nt * blocks;
+  int by_pixels = dd_sgemm_splits_rows(hw, m, omp_get_max_threads());
   int64_t pb = (hw + 15) / 16, mb = (m + 15) / 16;
 #pragma omp parallel for if (hw * m > DD_PAR_MIN) schedule(static)
   for (int64_t t = 0; t < pb * mb; t++) {
@@ -1636,14 +1626,10 @@ static void im2col(const conv_geom *g, const float *x, int64_t oh0, int64_t oh1,
  * (row-major, kcol columns), so that the weight gradient's product reads it as a row-major B.
  * The transpose goes by 16 x 16 tiles, which stay in L1. */
 #ifdef DD_AVX512_KERNELS
-/* d (16 x 16, row stride ld) = the transpose of s (16 x 16, row stride ls), in registers. */
-DD_TARGET_AVX512 static void transpose16x16(const float *s, int64_t ls, float *d, int64_t ld) {
-  __m512 r[16];
-#pragma GCC unroll 16
-  for (int i = 0; i < 16; i++) r[i] = _mm512_loadu_ps(s + i * ls);
-  dd_transpose16(r);
-#pragma GCC unroll 16
-  for (int i = 0; i < 16; i++) _mm512_storeu_ps(d + i * ld, r[i]);
+/* One 16 x 16 tile of im2col_t (rows x cols of it, the edges fewer), through the registers. */
+DD_TARGET_AVX512 static void im2col_t_block(const float *s, int64_t ls, float *d, int64_t ld,
+                                            int64_t rows, int64_t cols) {
+  dd_transpose16_block(s, ls, d, ld, rows, cols);
 }
 #endif
 
@@ -1655,8 +1641,8 @@ static void im2col_t(const conv_geom *g, const float *x, int64_t oh0, int64_t oh
     for (int64_t j0 = 0; j0 < cols; j0 += 16) {
       const int64_t i1 = i0 + 16 < rows ? i0 + 16 : rows, j1 = j0 + 16 < cols ? j0 + 16 : cols;
 #ifdef DD_AVX512_KERNELS
-      if (g->avx512 && i1 - i0 == 16 && j1 - j0 == 16) {
-        transpose16x16(col + i0 * cols + j0, cols, colt + j0 * rows + i0, rows);
+      if (g->avx512) {
+        im2col_t_block(col + i0 * cols + j0, cols, colt + j0 * rows + i0, rows, i1 - i0, j1 - j0);
         continue;
       }
 #endif

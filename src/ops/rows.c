@@ -82,15 +82,10 @@ DD_TARGET_AVX512 static void gather_blocks(const dd_rows *w, const float *x, flo
   const int last = w->nd - 1;
   for (int64_t r = r0; r < r1;) {
     if (r + 16 <= r1 && idx[last] + 16 <= w->len[last]) {
-      for (int64_t j0 = 0; j0 < n; j0 += 16) {
-        int64_t jn = n - j0 < 16 ? n - j0 : 16;
-        __mmask16 mj = (__mmask16)(jn == 16 ? 0xffff : (1u << jn) - 1);
-        __m512 v[16];
-        for (int j = 0; j < 16; j++)
-          v[j] = j < jn ? _mm512_loadu_ps(x + off + (j0 + j) * s) : _mm512_setzero_ps();
-        dd_transpose16(v); /* v[i]: element i of each of the 16 columns j */
-        for (int i = 0; i < 16; i++) _mm512_mask_storeu_ps(y + (r + i) * n + j0, mj, v[i]);
-      }
+      /* column j of y's 16 rows is 16 adjacent elements at x + off + j * s */
+      for (int64_t j0 = 0; j0 < n; j0 += 16)
+        dd_transpose16_block(x + off + j0 * s, s, y + r * n + j0, n, n - j0 < 16 ? n - j0 : 16,
+                             16);
       for (int i = 0; i < 16; i++) off = advance(w, off, idx);
       r += 16;
     } else {

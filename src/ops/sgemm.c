@@ -37,10 +37,12 @@ static void act_rows(int64_t m, int64_t n, float *c, int64_t ldc, int accumulate
   for (int64_t i = 0; i < m && act; i++) dd_act_rows(c + i * ldc, n, act, 0);
 }
 
-#ifdef DD_AVX512_KERNELS
-
+/* The AVX-512 kernels' register tile: MR rows by NR columns of C. */
 #define MR 8
 #define NR 32
+
+#ifdef DD_AVX512_KERNELS
+
 #define KC 256
 /* Blocks of NR columns packed together: the pack is PANEL x 32 KiB on the stack. */
 #ifndef PANEL
@@ -360,8 +362,7 @@ DD_TARGET_AVX512 static void sgemm_avx512(int64_t m, int64_t n, int64_t k, const
 #pragma omp parallel
   {
     int64_t nt = omp_get_num_threads(), t = omp_get_thread_num();
-    int64_t by_cols = (blocks + nt - 1) / nt * tiles, by_rows = (tiles + nt - 1) / nt * blocks;
-    if (by_rows < by_cols) {
+    if (dd_sgemm_splits_rows(m, n, nt)) {
       int64_t i0 = tiles * t / nt * MR, i1 = tiles * (t + 1) / nt * MR;
       if (i1 > m) i1 = m;
       if (i0 < i1)
@@ -375,6 +376,14 @@ DD_TARGET_AVX512 static void sgemm_avx512(int64_t m, int64_t n, int64_t k, const
   }
 }
 
+#endif
+
+int dd_sgemm_splits_rows(int64_t m, int64_t n, int64_t nt) {
+  int64_t blocks = (n + NR - 1) / NR, tiles = (m + MR - 1) / MR;
+  return (tiles + nt - 1) / nt * blocks < (blocks + nt - 1) / nt * tiles;
+}
+
+#ifdef DD_AVX512_KERNELS
 /* B (k x n) in the layout column_panel packs it to, for the whole matrix: for each KC rows
  * k0 (kc of them), for each block of NR columns jb, kc x NR floats (columns past n zero), at
  * pack + k0 * npad + jb * kc * NR with npad = n rounded up to NR.  With tb, B(q, j) is

@@ -46,6 +46,12 @@ void dd_sgemm(int64_t m, int64_t n, int64_t k, const float *a, int64_t ars, int6
               const float *b, int64_t ldb, float *c, int64_t ldc, int accumulate,
               const float *bias, int parallel);
 
+/* Whether dd_sgemm, with `parallel` on nt threads, gives each thread rows of C (m x n) rather
+ * than columns: true where a split by its 32-column blocks would leave the busiest thread
+ * more 8 x 32 tiles.  For work after the product that should stay on the core that wrote its
+ * part (ops/conv.c's transpose back to planes). */
+int dd_sgemm_splits_rows(int64_t m, int64_t n, int64_t nt);
+
 /* dd_sgemm with B's row q scaled by bscale[q] (C = A diag(bscale) B + ...), the scale applied
  * as the AVX-512 kernels pack B, so it costs no pass of its own: returns 0, computing
  * nothing, on kernels that cannot (the generic path, DD_SGEMM_EXACT). */

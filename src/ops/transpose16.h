@@ -1,5 +1,6 @@
 /* A 16 x 16 float transpose in AVX-512 registers, for the kernels that turn planes into
- * vector lanes and back (ops/depthwise.c) and the transposing gathers (ops/rows.c). */
+ * vector lanes and back (ops/depthwise.c), the transposing gathers (ops/rows.c) and the
+ * convolutions' transposed products and im2col (ops/conv.c). */
 #ifndef DREAM_OPS_TRANSPOSE16_H
 #define DREAM_OPS_TRANSPOSE16_H
 
@@ -39,6 +40,22 @@ static inline __attribute__((always_inline)) DD_TARGET_AVX512 void dd_transpose1
     r[8 + c] = _mm512_shuffle_f32x4(v, v2, 0xdd);
     r[12 + c] = _mm512_shuffle_f32x4(w, w2, 0xdd);
   }
+}
+
+/* d (cols x rows, row stride ld) = the transpose of s (rows x cols, row stride ls), rows and
+ * cols at most 16: masked loads (rows past `rows` zero), dd_transpose16, masked stores. */
+static inline __attribute__((always_inline)) DD_TARGET_AVX512 void dd_transpose16_block(
+    const float *s, int64_t ls, float *d, int64_t ld, int64_t rows, int64_t cols) {
+  const __mmask16 cm = (__mmask16)(cols >= 16 ? 0xffff : (1u << cols) - 1);
+  const __mmask16 rm = (__mmask16)(rows >= 16 ? 0xffff : (1u << rows) - 1);
+  __m512 r[16];
+#pragma GCC unroll 16
+  for (int i = 0; i < 16; i++)
+    r[i] = i < rows ? _mm512_maskz_loadu_ps(cm, s + i * ls) : _mm512_setzero_ps();
+  dd_transpose16(r); /* r[j]: column j of s */
+#pragma GCC unroll 16
+  for (int j = 0; j < 16; j++)
+    if (j < cols) _mm512_mask_storeu_ps(d + j * ld, rm, r[j]);
 }
 #endif
 
