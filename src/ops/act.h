@@ -47,8 +47,9 @@ void dd_silu_rows(const float *x, float *y, int64_t n, int parallel);
 /* y = act(x) in place over n floats for act DD_ACT_SILU, DD_ACT_HARDSWISH or DD_ACT_GELU:
  * their ops' forwards (the activation a kernel left to a pass after it). */
 void dd_act_rows(float *y, int64_t n, int act, int parallel);
-/* y = x Phi(x) in place over n floats: the Gelu op's exact form (ops/unary.c). */
-void dd_gelu_rows(float *y, int64_t n, int parallel);
+/* y = x Phi(x) over n floats (y may be x), on the threads when `parallel`: the Gelu op's
+ * exact form (ops/unary.c). */
+void dd_gelu_rows(const float *x, float *y, int64_t n, int parallel);
 
 #ifdef DD_AVX512_KERNELS
 /* exp(-s) of 16 lanes for |s| <= ln2 / 2 (a reduced argument): a degree-5 polynomial fitted

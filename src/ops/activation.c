@@ -294,7 +294,7 @@ void dd_act_rows(float *y, int64_t n, int act, int parallel) {
     return;
   }
   if (act == DD_ACT_GELU) {
-    dd_gelu_rows(y, n, parallel);
+    dd_gelu_rows(y, y, n, parallel);
     return;
   }
   if (act != DD_ACT_HARDSWISH) return;

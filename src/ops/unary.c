@@ -169,14 +169,13 @@ static void unary_forward_i64(int kind, const int64_t *x, int64_t *y, int64_t n)
   }
 }
 
-void dd_gelu_rows(float *y, int64_t n, int parallel) {
+void dd_gelu_rows(const float *x, float *y, int64_t n, int parallel) {
 #ifdef DD_AVX512_KERNELS
   if (dd_kernels_avx512()) {
-    dd_act16_rows(y, y, n, DD_ACT_GELU, parallel);
+    dd_act16_rows(x, y, n, DD_ACT_GELU, parallel);
     return;
   }
 #endif
-  const float *x = y;
 #pragma omp parallel for simd if (parallel : parallel && n > DD_PAR_MIN) schedule(static)
   for (int64_t i = 0; i < n; i++) {
     const float v = x[i];
@@ -208,15 +207,7 @@ static void unary_forward(const dd_node *node, const dd_tensor *const *in,
     case U_SOFTPLUS: UNARY_FWD(softplusf(v)); break;
     case U_HARDSIGMOID: UNARY_FWD(hardsigmoidf(v, a, b)); break;
     case U_HARDSWISH: UNARY_FWD(v * hardsigmoidf(v, a, b)); break;
-    case U_GELU:
-#ifdef DD_AVX512_KERNELS
-      if (dd_kernels_avx512()) {
-        dd_act16_rows(x, y, n, DD_ACT_GELU, 1);
-        break;
-      }
-#endif
-      UNARY_FWD(v * phi(v));
-      break;
+    case U_GELU: dd_gelu_rows(x, y, n, 1); break;
     case U_GELU_TANH:
       UNARY_FWD(0.5f * v * (1.f + tanhf(SQRT_2_OVER_PI * (v + GELU_TANH_C * v * v * v))));
       break;
