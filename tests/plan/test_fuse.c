@@ -642,6 +642,45 @@ static void fuse_packed_weights_on(void) {
   dd_model_free(m);
 }
 
+/* Case ci: the forward plan of m on xs packs a k x n weight matrix (its bytes in dd_sgemm's
+ * layout, n padded to 32) where `packs` and the kernels take packs, else nothing; a plan
+ * capped at its measure packs nothing; and the two give the same floats. */
+static void check_packed(const dd_model *m, const dd_shape *xs, int packs, int64_t k, int64_t n,
+                         size_t ci) {
+  size_t need = forward_measure(m, xs), packed[2];
+  dd_tensor *y[2];
+  for (int i = 0; i < 2; i++) {
+    run_info r;
+    forward_run(m, xs, 0, i ? need : 0, &y[i], &r);
+    packed[i] = r.packed;
+  }
+  packs = packs && th_kernels_now == DD_KERNELS_AVX512;
+  size_t want = (size_t)((n + 31) / 32 * 32 * k) * sizeof(float);
+  cr_assert_eq(packed[0], packs ? want : 0, "case %zu: packed %zu", ci, packed[0]);
+  cr_assert_eq(packed[1], 0);
+  cr_assert_eq(th_max_abs_diff(y[0], y[1]), 0, "case %zu: packed differs by %g", ci,
+               th_max_abs_diff(y[0], y[1]));
+  dd_tensor_free(y[0]);
+  dd_tensor_free(y[1]);
+}
+
+/* y = act(t) as torch exports it (SiLU as Sigmoid and Mul), then the model loaded with output
+ * y: the activations that fg_conv_act and fg_linear_act end in. */
+enum { FG_GELU, FG_GELU_TANH, FG_HARDSWISH, FG_SILU };
+static dd_model *fg_act_load(th_model *g, const char *t, int act) {
+  if (act == FG_GELU || act == FG_GELU_TANH) {
+    fg_node(g, "Gelu", t, NULL, "y");
+    if (act == FG_GELU_TANH) th_model_attr_string(g, "approximate", "tanh");
+  } else if (act == FG_HARDSWISH) {
+    fg_node(g, "HardSwish", t, NULL, "y");
+  } else {
+    fg_node(g, "Sigmoid", t, NULL, "act_s");
+    fg_node(g, "Mul", t, "act_s", "y");
+  }
+  const char *outs[] = {"y"};
+  return fg_load(g, 1, outs);
+}
+
 /* y = x * Sigmoid(x) of a Conv (kernel k x k, stride s, `group` groups, c -> m channels, a
  * bias), as torch writes nn.SiLU after a convolution; with `hardswish`, HardSwish(x) (opset
  * 14, nn.Hardswish). */
@@ -662,14 +701,7 @@ static dd_model *fg_conv_act(int64_t c, int64_t m, int64_t k, int64_t s, int64_t
   th_model_attr_ints(g, "strides", 2, (int64_t[]){s, s});
   th_model_attr_ints(g, "pads", 4, (int64_t[]){k / 2, k / 2, k / 2, k / 2});
   th_model_attr_int(g, "group", group);
-  if (hardswish) {
-    fg_node(g, "HardSwish", "t", NULL, "y");
-  } else {
-    fg_node(g, "Sigmoid", "t", NULL, "u");
-    fg_node(g, "Mul", "t", "u", "y");
-  }
-  const char *outs[] = {"y"};
-  return fg_load(g, 1, outs);
+  return fg_act_load(g, "t", hardswish ? FG_HARDSWISH : FG_SILU);
 }
 
 /* A forward-only plan folds a SiLU (the fused Silu of Sigmoid and Mul) or a HardSwish into
@@ -772,20 +804,7 @@ static void fuse_pointwise_packed_on(void) {
     dd_model *m = fg_pointwise(cases[ci].c, cases[ci].m, cases[ci].scaled);
     int64_t d[] = {cases[ci].n, cases[ci].c, cases[ci].h, cases[ci].w};
     dd_shape xs = dd_shape_make(4, d);
-    size_t need = forward_measure(m, &xs), packed[2];
-    dd_tensor *y[2];
-    for (int k = 0; k < 2; k++) {
-      run_info r;
-      forward_run(m, &xs, 0, k ? need : 0, &y[k], &r);
-      packed[k] = r.packed;
-    }
-    int packs = cases[ci].packs && th_kernels_now == DD_KERNELS_AVX512;
-    size_t want = (size_t)((cases[ci].m + 31) / 32 * 32 * cases[ci].c) * sizeof(float);
-    cr_assert_eq(packed[0], packs ? want : 0, "case %zu: packed %zu", ci, packed[0]);
-    cr_assert_eq(packed[1], 0);
-    cr_assert_eq(th_max_abs_diff(y[0], y[1]), 0, "case %zu: packed differs by %g", ci,
-                 th_max_abs_diff(y[0], y[1]));
-    for (int k = 0; k < 2; k++) dd_tensor_free(y[k]);
+    check_packed(m, &xs, cases[ci].packs, cases[ci].c, cases[ci].m, ci);
     dd_model_free(m);
   }
 }
@@ -831,27 +850,13 @@ static void fuse_gemm_packed_on(void) {
                           cases[ci].alpha, cases[ci].beta);
     int64_t d[] = {cases[ci].ta ? cases[ci].k : cases[ci].m, cases[ci].ta ? cases[ci].m : cases[ci].k};
     dd_shape xs = dd_shape_make(2, d);
-    size_t need = forward_measure(m, &xs), packed[2];
-    dd_tensor *y[2];
-    for (int k = 0; k < 2; k++) {
-      run_info r;
-      forward_run(m, &xs, 0, k ? need : 0, &y[k], &r);
-      packed[k] = r.packed;
-    }
-    int packs = cases[ci].packs && th_kernels_now == DD_KERNELS_AVX512;
-    size_t want = (size_t)((cases[ci].n + 31) / 32 * 32 * cases[ci].k) * sizeof(float);
-    cr_assert_eq(packed[0], packs ? want : 0, "case %zu: packed %zu", ci, packed[0]);
-    cr_assert_eq(packed[1], 0);
-    cr_assert_eq(th_max_abs_diff(y[0], y[1]), 0, "case %zu: packed differs by %g", ci,
-                 th_max_abs_diff(y[0], y[1]));
-    dd_tensor_free(y[0]);
-    dd_tensor_free(y[1]);
+    check_packed(m, &xs, cases[ci].packs, cases[ci].k, cases[ci].n, ci);
     dd_model_free(m);
   }
 }
 
-/* y = act(Add(MatMul(x, w), b)): a linear layer and its activation (act 0 GELU, 1 GELU with
- * approximate = "tanh", 2 HardSwish, 3 SiLU as Sigmoid and Mul), w 40 x 70. */
+/* y = act(Add(MatMul(x, w), b)): a linear layer and its activation (FG_GELU, FG_GELU_TANH,
+ * FG_HARDSWISH or FG_SILU), w 40 x 70. */
 static dd_model *fg_linear_act(int act) {
   th_model *g = th_model_new("fuse");
   float w[40 * 70], b[70];
@@ -862,17 +867,7 @@ static dd_model *fg_linear_act(int act) {
   th_model_init_f32(g, "b", 1, (int64_t[]){70}, b, 70);
   fg_node(g, "MatMul", "x", "w", "t");
   fg_node(g, "Add", "t", "b", "u");
-  if (act <= 1) {
-    fg_node(g, "Gelu", "u", NULL, "y");
-    if (act == 1) th_model_attr_string(g, "approximate", "tanh");
-  } else if (act == 2) {
-    fg_node(g, "HardSwish", "u", NULL, "y");
-  } else {
-    fg_node(g, "Sigmoid", "u", NULL, "s");
-    fg_node(g, "Mul", "u", "s", "y");
-  }
-  const char *outs[] = {"y"};
-  return fg_load(g, 1, outs);
+  return fg_act_load(g, "u", act);
 }
 
 /* A forward-only plan folds the exact GELU, a HardSwish or a SiLU into the linear layer before
@@ -884,7 +879,7 @@ Test(fuse, activations_fold_into_linear_layers_bit_for_bit) {
   th_each_kernels(fuse_linear_act_on);
 }
 static void fuse_linear_act_on(void) {
-  for (int act = 0; act < 4; act++)
+  for (int act = FG_GELU; act <= FG_SILU; act++)
     for (int64_t rows = 17; rows <= 300; rows += 283) {
       dd_model *m = fg_linear_act(act);
       int64_t d[] = {1, rows, 40};
@@ -896,8 +891,8 @@ static void fuse_linear_act_on(void) {
         forward_run(m, &xs, k ? DD_PLAN_GRAD : 0, 0, &y[k], &r);
         folded[k] = (r.folded & ~3u) != 0; /* a code past Relu's (1): SiLU, HardSwish, GELU */
       }
-      cr_assert_eq(folded[0], act != 1, "act %d, %lld rows: folded %d", act, (long long)rows,
-                   folded[0]);
+      cr_assert_eq(folded[0], act != FG_GELU_TANH, "act %d, %lld rows: folded %d", act,
+                   (long long)rows, folded[0]);
       cr_assert_eq(folded[1], 0);
       cr_assert_eq(th_max_abs_diff(y[0], y[1]), 0, "act %d, %lld rows (%s kernels): differs by %g",
                    act, (long long)rows, dd_kernels_name(th_kernels_now),
