@@ -96,37 +96,31 @@ static inline __attribute__((always_inline)) DD_TARGET_AVX512 void tile(const in
       c1[r] = _mm512_fmadd_ps(av, b1, c1[r]);
     }
   }
-  if (relu) {
-    const __m512 zero = _mm512_setzero_ps(); /* max_ps returns this operand for NaN and -0 */
-#pragma GCC unroll 8
-    for (int r = 0; r < rows; r++) {
-      c0[r] = _mm512_max_ps(c0[r], zero);
-      c1[r] = _mm512_max_ps(c1[r], zero);
-    }
-  }
-  if (silu) {
-    for (int r = 0; r < rows; r++) {
-      c0[r] = dd_sigmoid16(c0[r], 1);
-      c1[r] = dd_sigmoid16(c1[r], 1);
-    }
-  }
-  if (hswish) {
-#pragma GCC unroll 8
-    for (int r = 0; r < rows; r++) {
-      c0[r] = dd_hardswish16(c0[r]);
-      c1[r] = dd_hardswish16(c1[r]);
-    }
-  }
-  if (gelu) {
-    for (int r = 0; r < rows; r++) {
-      c0[r] = dd_gelu16(c0[r]);
-      c1[r] = dd_gelu16(c1[r]);
-    }
-  }
+  /* the activation row by row as it is stored, the accumulators staying in registers (a
+   * separate loop over all rows for each activation had GCC spill them to the stack and read
+   * them back: 15% of a 16 -> 96 convolution with SiLU on a 112 x 112 plane) */
+  const __m512 zero = _mm512_setzero_ps(); /* max_ps returns this operand for NaN and -0 */
 #pragma GCC unroll 8
   for (int r = 0; r < rows; r++) {
-    _mm512_mask_storeu_ps(c + r * ldc, m0, c0[r]);
-    _mm512_mask_storeu_ps(c + r * ldc + 16, m1, c1[r]);
+    __m512 v0 = c0[r], v1 = c1[r];
+    if (relu) {
+      v0 = _mm512_max_ps(v0, zero);
+      v1 = _mm512_max_ps(v1, zero);
+    }
+    if (silu) {
+      v0 = dd_sigmoid16(v0, 1);
+      v1 = dd_sigmoid16(v1, 1);
+    }
+    if (hswish) {
+      v0 = dd_hardswish16(v0);
+      v1 = dd_hardswish16(v1);
+    }
+    if (gelu) {
+      v0 = dd_gelu16(v0);
+      v1 = dd_gelu16(v1);
+    }
+    _mm512_mask_storeu_ps(c + r * ldc, m0, v0);
+    _mm512_mask_storeu_ps(c + r * ldc + 16, m1, v1);
   }
 }
 
