@@ -47,6 +47,9 @@ void dd_silu_rows(const float *x, float *y, int64_t n, int parallel);
 /* y = act(x) in place over n floats for act DD_ACT_SILU, DD_ACT_HARDSWISH or DD_ACT_GELU:
  * their ops' forwards (the activation a kernel left to a pass after it). */
 void dd_act_rows(float *y, int64_t n, int act, int parallel);
+/* y += r over n floats on the threads: a residual Add folded into the node before it
+ * (DD_OP_FOLD_ADD) where that node's path cannot add it as it stores. */
+void dd_add_rows(float *y, const float *r, int64_t n);
 /* y = x Phi(x) over n floats (y may be x), on the threads when `parallel`: the Gelu op's
  * exact form (ops/unary.c). */
 void dd_gelu_rows(const float *x, float *y, int64_t n, int parallel);

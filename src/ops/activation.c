@@ -305,6 +305,11 @@ void dd_act_rows(float *y, int64_t n, int act, int parallel) {
   }
 }
 
+void dd_add_rows(float *y, const float *r, int64_t n) {
+#pragma omp parallel for simd if (n > DD_PAR_MIN) schedule(static)
+  for (int64_t i = 0; i < n; i++) y[i] += r[i];
+}
+
 void dd_silu_rows(const float *x, float *y, int64_t n, int parallel) {
 #ifdef DD_AVX512_KERNELS
   if (dd_kernels_avx512()) {

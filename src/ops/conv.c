@@ -1286,11 +1286,11 @@ static int group_parallel(const conv_geom *g) {
 
 #ifdef DD_AVX512_KERNELS
 /* y's block of channels [m0, m0 + 16) and pixels [p0, p0 + 16) (those below m and hw) from ct
- * (hw x m), through the registers. */
+ * (hw x m), through the registers; with radd (y's layout), plus radd's block. */
 DD_TARGET_AVX512 static void planes_block(const float *ct, int64_t hw, int64_t m, int64_t m0,
-                                          int64_t p0, float *y) {
+                                          int64_t p0, float *y, const float *radd) {
   dd_transpose16_block(ct + p0 * m + m0, m, y + m0 * hw + p0, hw, hw - p0 < 16 ? hw - p0 : 16,
-                       m - m0 < 16 ? m - m0 : 16);
+                       m - m0 < 16 ? m - m0 : 16, radd ? radd + m0 * hw + p0 : NULL);
 }
 #endif
 
@@ -1300,7 +1300,8 @@ DD_TARGET_AVX512 static void planes_block(const float *ct, int64_t hw, int64_t m
  * pixels, or by columns, here channels: dd_sgemm_splits_rows), so that each mostly reads
  * what its own core wrote: split the other way, half of ct crossed between the cores' caches
  * (MobileNet v3's 14x14 expansions gained nothing from a second thread). */
-static void transpose_to_planes(const float *ct, int64_t hw, int64_t m, float *y) {
+static void transpose_to_planes(const float *ct, int64_t hw, int64_t m, float *y,
+                                const float *radd) {
   int by_pixels = dd_sgemm_splits_rows(hw, m, omp_get_max_threads());
   int64_t pb = (hw + 15) / 16, mb = (m + 15) / 16;
 #pragma omp parallel for if (hw * m > DD_PAR_MIN) schedule(static)
@@ -1308,23 +1309,26 @@ static void transpose_to_planes(const float *ct, int64_t hw, int64_t m, float *y
     int64_t m0 = (by_pixels ? t % mb : t / pb) * 16, p0 = (by_pixels ? t / mb : t % pb) * 16;
 #ifdef DD_AVX512_KERNELS
     if (dd_kernels_avx512()) {
-      planes_block(ct, hw, m, m0, p0, y);
+      planes_block(ct, hw, m, m0, p0, y, radd);
       continue;
     }
 #endif
     for (int64_t o = m0; o < m0 + 16 && o < m; o++)
-      for (int64_t q = p0; q < p0 + 16 && q < hw; q++) y[o * hw + q] = ct[q * m + o];
+      for (int64_t q = p0; q < p0 + 16 && q < hw; q++)
+        y[o * hw + q] = radd ? ct[q * m + o] + radd[o * hw + q] : ct[q * m + o];
   }
 }
 
-/* The n images' y (m x hw each) = W x (+ bias, then the activation `act`) from x (c x hw
- * each) and pack, W^T packed (conv_t_geometry); ct: hw x m floats of scratch. */
+/* The n images' y (m x hw each) = W x (+ bias, then the activation `act`, then radd when
+ * not NULL: n x m x hw) from x (c x hw each) and pack, W^T packed (conv_t_geometry); ct:
+ * hw x m floats of scratch. */
 static void conv_t_forward(int64_t n, int64_t c, int64_t hw, int64_t m, const float *x,
-                           const float *pack, const float *bias, int act, float *y, float *ct) {
+                           const float *pack, const float *bias, int act, float *y, float *ct,
+                           const float *radd) {
   int flags = (bias ? DD_SGEMM_COL_BIAS : 0) | dd_act_sgemm(act);
   for (int64_t i = 0; i < n; i++) {
     dd_sgemm_packed(hw, m, c, x + i * c * hw, 1, hw, pack, ct, m, flags, bias, 1);
-    transpose_to_planes(ct, hw, m, y + i * m * hw);
+    transpose_to_planes(ct, hw, m, y + i * m * hw, radd ? radd + i * m * hw : NULL);
   }
 }
 
@@ -1359,7 +1363,7 @@ static int conv_forward_paths(const conv_geom *gp, const dd_op_call *call, const
                               float *col) {
   conv_geom g = *gp;
   if (call->prep && conv_t_geometry(&g) && !g.bf16) { /* W^T packed by the plan */
-    conv_t_forward(g.n, g.c, g.ocol, g.m, x, call->prep, bias, act, y, col);
+    conv_t_forward(g.n, g.c, g.ocol, g.m, x, call->prep, bias, act, y, col, NULL);
     return 1;
   }
 #ifdef DD_AVX512_KERNELS
@@ -1433,8 +1437,22 @@ static void conv_forward_call(const dd_node *node, const dd_tensor *const *in,
   const float *x = dd_f32(in[0]), *wt = dd_f32(in[1]), *bias = bt ? dd_f32(bt) : NULL;
   float *y = dd_f32(out[0]);
   int act = call->relu_out ? DD_ACT_RELU : call->act_out;
+  const float *radd = call->add_in;
+  if (radd && call->prep && conv_t_geometry(&g) && !g.bf16) { /* the Add as y is transposed */
+    conv_t_forward(g.n, g.c, g.ocol, g.m, x, call->prep, bias, act, y, scratch, radd);
+    return;
+  }
+  if (radd && g.pointwise && g.group == 1 && !call->exact && !g.bf16) { /* as tiles are stored */
+    int flags = dd_act_sgemm(act), done = 1;
+    for (int64_t n = 0; n < g.n && done; n++)
+      done = dd_sgemm_scaled_add(g.m, g.ocol, g.c, wt, g.c, 1, x + n * g.c * g.ocol, g.ocol, NULL,
+                                 y + n * g.m * g.ocol, g.ocol, flags, bias, 1,
+                                 radd + n * g.m * g.ocol);
+    if (done) return; /* (the generic kernels compute nothing: n == 0 then) */
+  }
   if (!conv_forward_paths(&g, call, x, wt, bias, act, y, scratch))
     dd_act_rows(y, g.n * g.m * g.ocol, act, 1);
+  if (radd) dd_add_rows(y, radd, g.n * g.m * g.ocol);
 }
 
 static void conv_forward(const dd_node *node, const dd_tensor *const *in, dd_tensor *const *out,
@@ -1629,7 +1647,7 @@ static void im2col(const conv_geom *g, const float *x, int64_t oh0, int64_t oh1,
 /* One 16 x 16 tile of im2col_t (rows x cols of it, the edges fewer), through the registers. */
 DD_TARGET_AVX512 static void im2col_t_block(const float *s, int64_t ls, float *d, int64_t ld,
                                             int64_t rows, int64_t cols) {
-  dd_transpose16_block(s, ls, d, ld, rows, cols);
+  dd_transpose16_block(s, ls, d, ld, rows, cols, NULL);
 }
 #endif
 
@@ -1779,7 +1797,7 @@ const dd_op dd_op_Conv = {"Conv",
                           conv_backward,
                           conv_flops,
                           DD_OP_BWD_NO_OUT | DD_OP_BWD_NO_X | DD_OP_GRAD_FRESH | DD_OP_FOLD_RELU |
-                              DD_OP_FOLD_ACT,
+                              DD_OP_FOLD_ACT | DD_OP_FOLD_ADD,
                           conv_forward_call,
                           conv_backward_call};
 
@@ -1820,9 +1838,11 @@ static int conv_scaled_infer(const dd_node *node, const dd_tensor *const *in,
   return DD_OK;
 }
 
-static void conv_scaled_forward(const dd_node *node, const dd_tensor *const *in,
-                                dd_tensor *const *out, void *scratch) {
+static void conv_scaled_forward_call(const dd_node *node, const dd_tensor *const *in,
+                                     dd_tensor *const *out, void *scratch,
+                                     const dd_op_call *call) {
   if (!out[0]) return;
+  const float *radd = call->add_in;
   const dd_tensor *x = in[0], *s = in[1], *w = in[2];
   const float *bias = node->n_in > 3 && in[3] ? dd_f32(in[3]) : NULL;
   int64_t n = x->shape.d[0], c = x->shape.d[1], hw = x->shape.d[2] * x->shape.d[3],
@@ -1833,14 +1853,21 @@ static void conv_scaled_forward(const dd_node *node, const dd_tensor *const *in,
     const float *si = dd_f32(s) + (s->shape.d[0] == 1 ? 0 : i) * c;
     /* the AVX-512 kernels scale x's rows as they pack them, which costs nothing; the others
      * scale a copy of W */
-    if (dd_sgemm_scaled(m, hw, c, wt, c, 1, dd_f32(x) + i * c * hw, hw, si, y + i * m * hw, hw,
-                        0, bias, 1))
+    if (dd_sgemm_scaled_add(m, hw, c, wt, c, 1, dd_f32(x) + i * c * hw, hw, si, y + i * m * hw,
+                            hw, 0, bias, 1, radd ? radd + i * m * hw : NULL))
       continue;
     if (i == 0 || s->shape.d[0] != 1)
       for (int64_t o = 0; o < m; o++)
         for (int64_t k = 0; k < c; k++) ws[o * c + k] = wt[o * c + k] * si[k];
     dd_sgemm(m, hw, c, ws, c, 1, dd_f32(x) + i * c * hw, hw, y + i * m * hw, hw, 0, bias, 1);
+    if (radd) dd_add_rows(y + i * m * hw, radd + i * m * hw, m * hw);
   }
+}
+
+static void conv_scaled_forward(const dd_node *node, const dd_tensor *const *in,
+                                dd_tensor *const *out, void *scratch) {
+  static const dd_op_call none = {0, 0, 0};
+  conv_scaled_forward_call(node, in, out, scratch, &none);
 }
 
 static int64_t conv_scaled_flops(const dd_node *node, const dd_tensor *const *in,
@@ -1848,5 +1875,7 @@ static int64_t conv_scaled_flops(const dd_node *node, const dd_tensor *const *in
   return 2 * dd_tensor_numel(out[0]) * in[0]->shape.d[1];
 }
 
-const dd_op dd_op_FusedConvScaled = {"ConvScaled", conv_scaled_init, conv_scaled_infer,
-                                     conv_scaled_forward, NULL, conv_scaled_flops, 0};
+const dd_op dd_op_FusedConvScaled = {"ConvScaled",      conv_scaled_init,
+                                     conv_scaled_infer, conv_scaled_forward,
+                                     NULL,              conv_scaled_flops,
+                                     DD_OP_FOLD_ADD,    conv_scaled_forward_call};

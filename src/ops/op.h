@@ -77,6 +77,11 @@
  * of their ops: ops/act.h) to out[0]: the planner then skips that node, run in place on
  * out[0] (out[0] read by it alone, and no target; so only where no gradient goes through). */
 #define DD_OP_FOLD_ACT 2048u
+/* Forward (forward_call) adds call->add_in (a float32 value of out[0]'s shape) to out[0]
+ * once out[0] is complete, each element y + r as Add computes it: the planner then skips the
+ * Add(y, r) that runs in place on out[0] (out[0] read by that Add alone, no target, no
+ * gradient through it, r computed before this node). */
+#define DD_OP_FOLD_ADD 16384u
 
 /* What the plan tells one call of forward or backward beyond its tensors: hints that hold
  * for this call only, so they travel with the call and not with the tensors.  All zero: no
@@ -92,6 +97,7 @@ typedef struct dd_op_call {
                      of y to out[0], 0 none */
   const void *prep; /* forward: what the plan prepared once for this node (its weights packed
                        by plan_pack, plan/plan.h), or NULL */
+  const float *add_in; /* forward (DD_OP_FOLD_ADD): add this to out[0] at the end, or NULL */
 } dd_op_call;
 
 /* The op tables of src/ops/ are positional initializers that end at `flags`: the hooks after

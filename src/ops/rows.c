@@ -85,7 +85,7 @@ DD_TARGET_AVX512 static void gather_blocks(const dd_rows *w, const float *x, flo
       /* column j of y's 16 rows is 16 adjacent elements at x + off + j * s */
       for (int64_t j0 = 0; j0 < n; j0 += 16)
         dd_transpose16_block(x + off + j0 * s, s, y + r * n + j0, n, n - j0 < 16 ? n - j0 : 16,
-                             16);
+                             16, NULL);
       for (int i = 0; i < 16; i++) off = advance(w, off, idx);
       r += 16;
     } else {

@@ -64,7 +64,8 @@ static inline __attribute__((always_inline)) DD_TARGET_AVX512 void tile(const in
                                                        int64_t acs, const float *b, float *c,
                                                        int64_t ldc, int init,
                                                        const float *bias, __mmask16 m0,
-                                                       __mmask16 m1, const float *pf) {
+                                                       __mmask16 m1, const float *pf,
+                                                       const float *radd) {
   __m512 c0[MR], c1[MR];
   int relu = init & INIT_RELU, silu = init & INIT_SILU, hswish = init & INIT_HSWISH,
       gelu = init & INIT_GELU;
@@ -119,6 +120,10 @@ static inline __attribute__((always_inline)) DD_TARGET_AVX512 void tile(const in
       v0 = dd_gelu16(v0);
       v1 = dd_gelu16(v1);
     }
+    if (radd) { /* the residual, last (dd_sgemm_scaled_add) */
+      v0 = _mm512_add_ps(v0, _mm512_maskz_loadu_ps(m0, radd + r * ldc));
+      v1 = _mm512_add_ps(v1, _mm512_maskz_loadu_ps(m1, radd + r * ldc + 16));
+    }
     _mm512_mask_storeu_ps(c + r * ldc, m0, v0);
     _mm512_mask_storeu_ps(c + r * ldc + 16, m1, v1);
   }
@@ -135,24 +140,24 @@ static inline DD_TARGET_AVX512 void block_masks(int64_t w, __mmask16 *m0, __mmas
 DD_TARGET_AVX512 static void rows_of_block(int64_t m, int64_t w, int64_t kc, const float *a,
                                            int64_t ars, int64_t acs, const float *bk, float *c,
                                            int64_t ldc, int init, const float *bias,
-                                           const float *pf) {
+                                           const float *pf, const float *radd) {
   __mmask16 m0, m1;
   block_masks(w, &m0, &m1);
   for (int64_t i = 0; i < m; i += MR) {
-    const float *ai = a + i * ars;
+    const float *ai = a + i * ars, *ri = radd ? radd + i * ldc : NULL;
     float *ci = c + i * ldc;
     const float *bi =
         bias && (init & ~(INIT_RELU | INIT_SILU | INIT_HSWISH | INIT_GELU)) == INIT_BIAS ? bias + i
                                                                                        : bias;
     switch (m - i < MR ? (int)(m - i) : MR) {
-      case 8: tile(8, kc, ai, ars, acs, bk, ci, ldc, init, bi, m0, m1, i ? NULL : pf); break;
-      case 7: tile(7, kc, ai, ars, acs, bk, ci, ldc, init, bi, m0, m1, i ? NULL : pf); break;
-      case 6: tile(6, kc, ai, ars, acs, bk, ci, ldc, init, bi, m0, m1, i ? NULL : pf); break;
-      case 5: tile(5, kc, ai, ars, acs, bk, ci, ldc, init, bi, m0, m1, i ? NULL : pf); break;
-      case 4: tile(4, kc, ai, ars, acs, bk, ci, ldc, init, bi, m0, m1, i ? NULL : pf); break;
-      case 3: tile(3, kc, ai, ars, acs, bk, ci, ldc, init, bi, m0, m1, i ? NULL : pf); break;
-      case 2: tile(2, kc, ai, ars, acs, bk, ci, ldc, init, bi, m0, m1, i ? NULL : pf); break;
-      default: tile(1, kc, ai, ars, acs, bk, ci, ldc, init, bi, m0, m1, i ? NULL : pf); break;
+      case 8: tile(8, kc, ai, ars, acs, bk, ci, ldc, init, bi, m0, m1, i ? NULL : pf, ri); break;
+      case 7: tile(7, kc, ai, ars, acs, bk, ci, ldc, init, bi, m0, m1, i ? NULL : pf, ri); break;
+      case 6: tile(6, kc, ai, ars, acs, bk, ci, ldc, init, bi, m0, m1, i ? NULL : pf, ri); break;
+      case 5: tile(5, kc, ai, ars, acs, bk, ci, ldc, init, bi, m0, m1, i ? NULL : pf, ri); break;
+      case 4: tile(4, kc, ai, ars, acs, bk, ci, ldc, init, bi, m0, m1, i ? NULL : pf, ri); break;
+      case 3: tile(3, kc, ai, ars, acs, bk, ci, ldc, init, bi, m0, m1, i ? NULL : pf, ri); break;
+      case 2: tile(2, kc, ai, ars, acs, bk, ci, ldc, init, bi, m0, m1, i ? NULL : pf, ri); break;
+      default: tile(1, kc, ai, ars, acs, bk, ci, ldc, init, bi, m0, m1, i ? NULL : pf, ri); break;
     }
   }
 }
@@ -188,7 +193,8 @@ DD_TARGET_AVX512 static void column_panel(int64_t m, int64_t w, int64_t k, const
                                           int64_t ars, int64_t acs, const float *b, int64_t ldb,
                                           float *c, int64_t ldc, int accumulate,
                                           const float *bias, const float *packed,
-                                          int64_t npad, int64_t jb0, const float *bscale) {
+                                          int64_t npad, int64_t jb0, const float *bscale,
+                                          const float *radd) {
   float pack[PANEL * KC * NR] __attribute__((aligned(64)));
   int64_t nb = (w + NR - 1) / NR;
   for (int64_t k0 = 0; k0 < k; k0 += KC) {
@@ -251,7 +257,8 @@ DD_TARGET_AVX512 static void column_panel(int64_t m, int64_t w, int64_t k, const
         pf = packed + (jb0 + nb) * (k < KC ? k : KC) * NR;
       }
       rows_of_block(m, bw, kc, a + k0 * acs, ars, acs, bk + jb * kc * NR, c + jb * NR, ldc, init,
-                    bias && (accumulate & DD_SGEMM_COL_BIAS) ? bias + jb * NR : bias, pf);
+                    bias && (accumulate & DD_SGEMM_COL_BIAS) ? bias + jb * NR : bias, pf,
+                    radd && k0 + kc >= k ? radd + jb * NR : NULL);
     }
   }
 }
@@ -268,7 +275,7 @@ DD_TARGET_AVX512 static void column_run(int64_t m, int64_t n, int64_t k, const f
                                         int64_t ars, int64_t acs, const float *b, int64_t ldb,
                                         float *c, int64_t ldc, int accumulate, const float *bias,
                                         const float *packed, int64_t b0, int64_t b1,
-                                        const float *bscale) {
+                                        const float *bscale, const float *radd) {
   unsigned csr = _mm_getcsr();
   _mm_setcsr(csr | 0x8040u); /* FTZ (bit 15), DAZ (bit 6) */
   for (int64_t jb = b0; jb < b1; jb += PANEL) {
@@ -279,7 +286,7 @@ DD_TARGET_AVX512 static void column_run(int64_t m, int64_t n, int64_t k, const f
                                                       : b + j;
     column_panel(m, j1 - j, k, a, ars, acs, bj, ldb, c + j, ldc, accumulate,
                  bias && (accumulate & DD_SGEMM_COL_BIAS) ? bias + j : bias, packed,
-                 (n + NR - 1) / NR * NR, jb, bscale);
+                 (n + NR - 1) / NR * NR, jb, bscale, radd ? radd + j : NULL);
   }
   _mm_setcsr(csr);
 }
@@ -292,7 +299,8 @@ DD_TARGET_AVX512 static void column_run(int64_t m, int64_t n, int64_t k, const f
  * this way.  Denormals are flushed as in column_run. */
 DD_TARGET_AVX512 static void one_column(int64_t m, int64_t k, const float *a, int64_t ars,
                                         const float *b, float *c, int64_t ldc, int accumulate,
-                                        const float *bias, const float *bscale) {
+                                        const float *bias, const float *bscale,
+                                        const float *radd) {
   unsigned csr = _mm_getcsr();
   _mm_setcsr(csr | 0x8040u);
   for (int64_t i = 0; i < m; i += 4) {
@@ -316,7 +324,8 @@ DD_TARGET_AVX512 static void one_column(int64_t m, int64_t k, const float *a, in
       if (accumulate & DD_SGEMM_SILU) v = _mm512_cvtss_f32(dd_sigmoid16(_mm512_set1_ps(v), 1));
       if (accumulate & DD_SGEMM_HARDSWISH) v = _mm512_cvtss_f32(dd_hardswish16(_mm512_set1_ps(v)));
       if (accumulate & DD_SGEMM_GELU) v = _mm512_cvtss_f32(dd_gelu16(_mm512_set1_ps(v)));
-      *e = accumulate & DD_SGEMM_RELU ? (v > 0.f ? v : 0.f) : v;
+      if (accumulate & DD_SGEMM_RELU) v = v > 0.f ? v : 0.f;
+      *e = radd ? v + radd[(i + r) * ldc] : v;
     }
   }
   _mm_setcsr(csr);
@@ -326,7 +335,7 @@ DD_TARGET_AVX512 static void sgemm_avx512(int64_t m, int64_t n, int64_t k, const
                                           int64_t ars, int64_t acs, const float *b, int64_t ldb,
                                           float *c, int64_t ldc, int accumulate, const float *bias,
                                           int parallel, const float *packed,
-                                          const float *bscale) {
+                                          const float *bscale, const float *radd) {
   if (m <= 0 || n <= 0) return;
   if (k <= 0) {
     for (int64_t i = 0; i < m && !(accumulate & DD_SGEMM_ACCUMULATE); i++)
@@ -334,18 +343,20 @@ DD_TARGET_AVX512 static void sgemm_avx512(int64_t m, int64_t n, int64_t k, const
         c[i * ldc + j] = !bias ? 0.f : accumulate & DD_SGEMM_COL_BIAS ? bias[j] : bias[i];
     if (accumulate & DD_SGEMM_RELU) relu_rows(m, n, c, ldc);
     act_rows(m, n, c, ldc, accumulate);
+    for (int64_t i = 0; i < m && radd; i++)
+      for (int64_t j = 0; j < n; j++) c[i * ldc + j] += radd[i * ldc + j];
     return;
   }
   /* (B's one column is b[0 .. k) when stored transposed, whatever ldb) */
   if (n == 1 && acs == 1 && (ldb == 1 || (accumulate & DD_SGEMM_TRANS_B)) && !packed &&
       !(accumulate & DD_SGEMM_EXACT)) {
-    one_column(m, k, a, ars, b, c, ldc, accumulate, bias, bscale);
+    one_column(m, k, a, ars, b, c, ldc, accumulate, bias, bscale, radd);
     return;
   }
   int64_t blocks = (n + NR - 1) / NR, tiles = (m + MR - 1) / MR;
   if (!parallel || (blocks == 1 && tiles == 1) || m * n * k <= 4 * DD_PAR_MIN) {
     column_run(m, n, k, a, ars, acs, b, ldb, c, ldc, accumulate, bias, packed, 0, blocks,
-               bscale);
+               bscale, radd);
     return;
   }
   /* Each thread takes one contiguous run of column blocks (balanced to a block) or, when that
@@ -362,10 +373,10 @@ DD_TARGET_AVX512 static void sgemm_avx512(int64_t m, int64_t n, int64_t k, const
       if (i0 < i1)
         column_run(i1 - i0, n, k, a + i0 * ars, ars, acs, b, ldb, c + i0 * ldc, ldc,
                    accumulate, bias && !(accumulate & DD_SGEMM_COL_BIAS) ? bias + i0 : bias,
-                   packed, 0, blocks, bscale);
+                   packed, 0, blocks, bscale, radd ? radd + i0 * ldc : NULL);
     } else {
       column_run(m, n, k, a, ars, acs, b, ldb, c, ldc, accumulate, bias, packed,
-                 blocks * t / nt, blocks * (t + 1) / nt, bscale);
+                 blocks * t / nt, blocks * (t + 1) / nt, bscale, radd);
     }
   }
 }
@@ -438,7 +449,8 @@ void dd_sgemm_packed(int64_t m, int64_t n, int64_t k, const float *a, int64_t ar
                      const float *pack, float *c, int64_t ldc, int accumulate, const float *bias,
                      int parallel) {
 #ifdef DD_AVX512_KERNELS
-  sgemm_avx512(m, n, k, a, ars, acs, NULL, 0, c, ldc, accumulate, bias, parallel, pack, NULL);
+  sgemm_avx512(m, n, k, a, ars, acs, NULL, 0, c, ldc, accumulate, bias, parallel, pack, NULL,
+               NULL);
 #else
   (void)m, (void)n, (void)k, (void)a, (void)ars, (void)acs, (void)pack, (void)c, (void)ldc;
   (void)accumulate, (void)bias, (void)parallel;
@@ -513,23 +525,33 @@ void dd_sgemm(int64_t m, int64_t n, int64_t k, const float *a, int64_t ars, int6
               const float *bias, int parallel) {
 #ifdef DD_AVX512_KERNELS
   if (dd_kernels_avx512()) {
-    sgemm_avx512(m, n, k, a, ars, acs, b, ldb, c, ldc, accumulate, bias, parallel, NULL, NULL);
+    sgemm_avx512(m, n, k, a, ars, acs, b, ldb, c, ldc, accumulate, bias, parallel, NULL, NULL,
+                 NULL);
     return;
   }
 #endif
   sgemm_generic(m, n, k, a, ars, acs, b, ldb, c, ldc, accumulate, bias, parallel);
 }
 
-int dd_sgemm_scaled(int64_t m, int64_t n, int64_t k, const float *a, int64_t ars, int64_t acs,
-                    const float *b, int64_t ldb, const float *bscale, float *c, int64_t ldc,
-                    int accumulate, const float *bias, int parallel) {
+int dd_sgemm_scaled_add(int64_t m, int64_t n, int64_t k, const float *a, int64_t ars,
+                        int64_t acs, const float *b, int64_t ldb, const float *bscale, float *c,
+                        int64_t ldc, int accumulate, const float *bias, int parallel,
+                        const float *radd) {
 #ifdef DD_AVX512_KERNELS
   if (dd_kernels_avx512() && !(accumulate & (DD_SGEMM_EXACT | DD_SGEMM_TRANS_B))) {
-    sgemm_avx512(m, n, k, a, ars, acs, b, ldb, c, ldc, accumulate, bias, parallel, NULL, bscale);
+    sgemm_avx512(m, n, k, a, ars, acs, b, ldb, c, ldc, accumulate, bias, parallel, NULL, bscale,
+                 radd);
     return 1;
   }
 #endif
   (void)m, (void)n, (void)k, (void)a, (void)ars, (void)acs, (void)b, (void)ldb, (void)bscale;
-  (void)c, (void)ldc, (void)accumulate, (void)bias, (void)parallel;
+  (void)c, (void)ldc, (void)accumulate, (void)bias, (void)parallel, (void)radd;
   return 0;
+}
+
+int dd_sgemm_scaled(int64_t m, int64_t n, int64_t k, const float *a, int64_t ars, int64_t acs,
+                    const float *b, int64_t ldb, const float *bscale, float *c, int64_t ldc,
+                    int accumulate, const float *bias, int parallel) {
+  return dd_sgemm_scaled_add(m, n, k, a, ars, acs, b, ldb, bscale, c, ldc, accumulate, bias,
+                             parallel, NULL);
 }

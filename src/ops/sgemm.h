@@ -59,6 +59,15 @@ int dd_sgemm_scaled(int64_t m, int64_t n, int64_t k, const float *a, int64_t ars
                     const float *b, int64_t ldb, const float *bscale, float *c, int64_t ldc,
                     int accumulate, const float *bias, int parallel);
 
+/* dd_sgemm_scaled (bscale may be NULL: no scale) then, once C's sum and its activation are
+ * complete, C[i][j] += R[i][j] where R[i][j] is radd[i * ldc + j] (a residual Add folded into
+ * the product, DD_OP_FOLD_ADD: the floats of the product, then of the Add), as each tile is
+ * stored; radd may be NULL.  Returns 0, computing nothing, where dd_sgemm_scaled would. */
+int dd_sgemm_scaled_add(int64_t m, int64_t n, int64_t k, const float *a, int64_t ars,
+                        int64_t acs, const float *b, int64_t ldb, const float *bscale, float *c,
+                        int64_t ldc, int accumulate, const float *bias, int parallel,
+                        const float *radd);
+
 /* B packed once for many products (a layer's constant weights): the floats the pack needs (a
  * multiple of 16), 0 when this CPU's kernels take no pack (then call dd_sgemm); the pack,
  * 64-byte aligned, of B (k x n, row-major with ldb), or with tb of B stored transposed (B(q,

@@ -43,9 +43,11 @@ static inline __attribute__((always_inline)) DD_TARGET_AVX512 void dd_transpose1
 }
 
 /* d (cols x rows, row stride ld) = the transpose of s (rows x cols, row stride ls), rows and
- * cols at most 16: masked loads (rows past `rows` zero), dd_transpose16, masked stores. */
+ * cols at most 16: masked loads (rows past `rows` zero), dd_transpose16, masked stores; with
+ * add (d's layout), d = add + the transpose, each element by one float addition. */
 static inline __attribute__((always_inline)) DD_TARGET_AVX512 void dd_transpose16_block(
-    const float *s, int64_t ls, float *d, int64_t ld, int64_t rows, int64_t cols) {
+    const float *s, int64_t ls, float *d, int64_t ld, int64_t rows, int64_t cols,
+    const float *add) {
   const __mmask16 cm = (__mmask16)(cols >= 16 ? 0xffff : (1u << cols) - 1);
   const __mmask16 rm = (__mmask16)(rows >= 16 ? 0xffff : (1u << rows) - 1);
   __m512 r[16];
@@ -55,7 +57,10 @@ static inline __attribute__((always_inline)) DD_TARGET_AVX512 void dd_transpose1
   dd_transpose16(r); /* r[j]: column j of s */
 #pragma GCC unroll 16
   for (int j = 0; j < 16; j++)
-    if (j < cols) _mm512_mask_storeu_ps(d + j * ld, rm, r[j]);
+    if (j < cols)
+      _mm512_mask_storeu_ps(d + j * ld, rm,
+                            add ? _mm512_add_ps(r[j], _mm512_maskz_loadu_ps(rm, add + j * ld))
+                                : r[j]);
 }
 #endif
 

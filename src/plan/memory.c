@@ -6,7 +6,9 @@
  *   gradient liveness   which gradients exist, which backward steps run, when each gradient
  *                       is first written;
  *   value joins         alias ops (no copy), in-place ops and Concat joins: outputs in the
- *                       memory of their inputs, inputs inside a Concat's output;
+ *                       memory of their inputs, inputs inside a Concat's output; and a
+ *                       residual Add folded into the convolution whose output it reads
+ *                       (fold_add: the Add's output in that memory, the Add skipped);
  *   ReLU folding        a Relu in place on a Conv's output applied by the Conv instead;
  *   gradient joins      a Concat's input gradients inside its output's, in-place gradients;
  *   placement           one reservation per set of joined buffers, placed by the arena;
@@ -263,6 +265,39 @@ static void join_inplace(mem_ctx *c, int o, const dd_node *n) {
   c->inplace[o] = 1;
 }
 
+/* An Add(x, r) whose x is the output of an op that can add r as it writes it
+ * (DD_OP_FOLD_ADD) is folded there: x read by the Add alone and no target, r of x's shape
+ * and computed before that op runs (or a constant or an input), no gradient through the Add.
+ * The Add's output joins x's memory, the Add is skipped, and add_in[q] of x's producer q is
+ * r.  (Add runs out of place otherwise: it broadcasts.)  No activation can be folded into q
+ * as well: x has no other reader.  Returns 1 when folded. */
+static int fold_add(mem_ctx *c, int o, const dd_node *n) {
+  dd_plan *p = c->p;
+  if (c->bwd[o] || strcmp(n->op_type, "Add") || n->n_in != 2 || n->n_out != 1) return 0;
+  int x = n->in[0], r = n->in[1], y = n->out[0], q = x >= 0 ? c->def[x] : -1;
+  if (q < 0 || r < 0 || r == x || !runtime_value(c->b, x) || !runtime_value(c->b, y) ||
+      c->nread[x] != 1 || c->target[x] || c->def[r] >= q)
+    return 0;
+  const dd_node *pn = p->onode[q];
+  if (!(pn->op->flags & DD_OP_FOLD_ADD) || pn->n_out < 1 || pn->out[0] != x || p->skip[q] ||
+      p->add_in[q] >= 0)
+    return 0;
+  const dd_tensor *tx = &p->val[x], *tr = &p->val[r], *ty = &p->val[y];
+  if (tx->dtype != DD_F32 || tr->dtype != DD_F32 || ty->dtype != DD_F32 ||
+      !dd_shape_eq(&tx->shape, &tr->shape) || !dd_shape_eq(&tx->shape, &ty->shape))
+    return 0;
+  size_t ox;
+  int rx = find_root(c->root, c->rel, x, &ox);
+  if (c->slast[rx] != o) return 0;
+  c->root[y] = rx;
+  c->rel[y] = ox;
+  if (c->slast[y] > c->slast[rx]) c->slast[rx] = c->slast[y];
+  c->inplace[o] = 1;
+  p->skip[o] = 1;
+  p->add_in[q] = r;
+  return 1;
+}
+
 /* Outputs join the memory of their inputs, and a Concat's inputs its output's, node by node
  * in order: each join sees the sets the earlier ones made. */
 static void pass_join_values(mem_ctx *c) {
@@ -275,7 +310,7 @@ static void pass_join_values(mem_ctx *c) {
     const dd_node *n = c->p->onode[o];
     if (n->op->flags & DD_OP_CONCAT) {
       if (join_concat(c, n, c->sdef, c->slast, c->root, c->rel)) c->p->skip[o] = 1;
-    } else {
+    } else if (!fold_add(c, o, n)) {
       join_inplace(c, o, n);
     }
   }
@@ -469,13 +504,15 @@ static size_t layout_shared(dd_plan *p, plan_build *b, dd_arena *arena) {
   p->skip = calloc((size_t)N + 1, 1);
   p->bskip = calloc((size_t)N + 1, 1);
   p->relu_out = calloc((size_t)N + 1, 1);
+  p->add_in = malloc(sizeof(int) * ((size_t)N + 1));
   p->zstart = calloc((size_t)N + 2, sizeof(int));
   p->zlist = malloc(sizeof(int) * unv);
   p->seeds = malloc(sizeof(int) * (size_t)(b->n_targets + 1));
   size_t size = SIZE_MAX;
   if (c.def && c.last && c.nread && c.target && c.bwd && c.gfirst && c.root && c.rel && c.sdef &&
       c.slast && c.inplace && c.groot && c.grel && c.item_of_value && c.item_of && p->skip &&
-      p->bskip && p->relu_out && p->zstart && p->zlist && p->seeds) {
+      p->bskip && p->relu_out && p->add_in && p->zstart && p->zlist && p->seeds) {
+    for (int o = 0; o < N; o++) p->add_in[o] = -1;
     pass_liveness(&c);
     pass_gradient_liveness(&c);
     pass_join_values(&c);

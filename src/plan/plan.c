@@ -28,6 +28,7 @@ void dd_plan_free(dd_plan *p) {
   free(p->skip);
   free(p->bskip);
   free(p->relu_out);
+  free(p->add_in);
   free(p->zstart);
   free(p->zlist);
   free(p->seeds);

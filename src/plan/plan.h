@@ -11,7 +11,8 @@
  *      intermediate values dropped;
  *   4. memory layout (plan/memory.c): every runtime value and gradient reserved in the arena
  *      (plan/arena.h), shared by lifetime under DD_PLAN_REUSE, and the executor's schedule
- *      (skipped nodes, folded Relus, gradients zeroed or handed over fresh);
+ *      (skipped nodes, folded Relus and residual Adds, gradients zeroed or handed over
+ *      fresh);
  *   5. arena binding: one allocation, or the host plan's memory, and every tensor's data
  *      pointed into it;
  *   6. weights packed once (plan/fuse.c, plan_pack): a fused MatMulBias's constant B with few
@@ -64,6 +65,8 @@ struct dd_plan {
   unsigned char *relu_out; /* (n_order) the node applies the activation after it (which is
                               skipped) to its output: DD_ACT_RELU, _SILU or _HARDSWISH
                               (ops/act.h; DD_OP_FOLD_RELU, DD_OP_FOLD_ACT) */
+  int *add_in;             /* (n_order) the value the node adds to its output after everything
+                              else (the Add of it, skipped), -1 none (DD_OP_FOLD_ADD) */
   int *zstart, *zlist; /* gradients zeroed before the backward of order index o:
                           zlist[zstart[o] .. zstart[o + 1]); -1 - v: v is handed over fresh */
   int *seeds, n_seeds; /* gradients dd_plan_zero_grad clears: the targets' */

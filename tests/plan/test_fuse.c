@@ -902,3 +902,135 @@ static void fuse_linear_act_on(void) {
       dd_model_free(m);
     }
 }
+
+/* ---- a residual Add folded into the convolution before it ---- */
+
+/* Where r comes from in fg_residual. */
+enum { RES_BEFORE, RES_AFTER, RES_INPUT, RES_BROADCAST };
+
+/* y = Add(t, r), t = Conv(x, w, b) (kernel k x k, `group` groups, c -> m channels, padding
+ * k / 2), or with `scaled` t = Conv(Mul(x, Sigmoid(ReduceMean(x))), w, b) (1x1: it fuses into
+ * ConvScaled); r = Conv(x, w2) 1x1 c -> m placed before t's nodes (RES_BEFORE) or after
+ * (RES_AFTER), or x itself (RES_INPUT, c == m), or Conv(ReduceMean(x), w2): one value per
+ * channel, broadcast over the plane (RES_BROADCAST). */
+static dd_model *fg_residual(int64_t c, int64_t m, int64_t k, int64_t group, int scaled,
+                             int res) {
+  th_model *g = th_model_new("fuse");
+  int64_t nw = m * (c / group) * k * k;
+  float *w = malloc(sizeof(float) * (size_t)nw), *w2 = malloc(sizeof(float) * (size_t)(m * c)),
+        *b = malloc(sizeof(float) * (size_t)m);
+  uint64_t st = 71;
+  for (int64_t i = 0; i < nw; i++) w[i] = th_rand_uniform(&st, -0.5f, 0.5f);
+  for (int64_t i = 0; i < m * c; i++) w2[i] = th_rand_uniform(&st, -0.5f, 0.5f);
+  for (int64_t i = 0; i < m; i++) b[i] = th_rand_uniform(&st, -1, 1);
+  th_model_init_f32(g, "w", 4, (int64_t[]){m, c / group, k, k}, w, (size_t)nw);
+  th_model_init_f32(g, "w2", 4, (int64_t[]){m, c, 1, 1}, w2, (size_t)(m * c));
+  th_model_init_f32(g, "b", 1, (int64_t[]){m}, b, (size_t)m);
+  free(w);
+  free(w2);
+  free(b);
+  for (int pass = 0; pass < 2; pass++) {
+    if (pass == 0 && res == RES_BROADCAST) {
+      fg_node(g, "ReduceMean", "x", NULL, "xm");
+      th_model_attr_ints(g, "axes", 2, (int64_t[]){2, 3});
+    }
+    if ((pass == 0 && res != RES_AFTER) || (pass == 1 && res == RES_AFTER)) {
+      if (res != RES_INPUT) {
+        th_model_node(g, "Conv", NULL, res == RES_BROADCAST ? "xm,w2" : "x,w2", "r");
+        th_model_attr_ints(g, "kernel_shape", 2, (int64_t[]){1, 1});
+      }
+    }
+    if (pass == 1) break;
+    if (scaled) {
+      fg_node(g, "ReduceMean", "x", NULL, "sm");
+      th_model_attr_ints(g, "axes", 2, (int64_t[]){2, 3});
+      fg_node(g, "Sigmoid", "sm", NULL, "s");
+      fg_node(g, "Mul", "x", "s", "u");
+    }
+    th_model_node(g, "Conv", NULL, scaled ? "u,w,b" : "x,w,b", "t");
+    th_model_attr_ints(g, "kernel_shape", 2, (int64_t[]){k, k});
+    th_model_attr_ints(g, "pads", 4, (int64_t[]){k / 2, k / 2, k / 2, k / 2});
+    th_model_attr_int(g, "group", group);
+  }
+  fg_node(g, "Add", "t", res == RES_INPUT ? "x" : "r", "y");
+  const char *outs[] = {"y", "t"};
+  return fg_load(g, 2, outs);
+}
+
+/* y of m on xs from the forward plan (REUSE, `flags` besides) of the targets y, and t too
+ * when `t_too`; *folded: the plan folded an Add into a node (add_in). */
+static dd_tensor *residual_run(const dd_model *m, const dd_shape *xs, unsigned flags, int t_too,
+                               int *folded) {
+  int xv = dd_model_input(m), tg[2] = {dd_model_find(m, "y"), dd_model_find(m, "t")};
+  dd_binding b = {xv, *xs, NULL};
+  dd_plan *p;
+  dd_err err;
+  cr_assert_eq(dd_plan_new(m, &b, 1, tg, t_too ? 2 : 1, DD_PLAN_REUSE | flags, 0, &p, &err), 0,
+               "%s", err.msg);
+  dd_tensor *x = dd_plan_tensor(p, xv), *y;
+  uint64_t st = 31;
+  for (int64_t i = 0; i < dd_tensor_numel(x); i++) dd_f32(x)[i] = th_rand_uniform(&st, -2, 3);
+  dd_plan_forward(p);
+  cr_assert_eq(dd_tensor_clone(dd_plan_tensor(p, tg[0]), &y, &err), 0);
+  *folded = 0;
+  for (int o = 0; o < p->n_order && p->add_in; o++) *folded += p->add_in[o] >= 0;
+  dd_plan_free(p);
+  return y;
+}
+
+/* A forward-only plan folds y = Add(t, r) into the convolution that writes t (DD_OP_FOLD_ADD)
+ * when t is read by the Add alone, is no target, and r is there before the convolution runs:
+ * the 1x1 products add r as their tiles are stored (one image and two, a one-pixel plane,
+ * the squeeze-excitation ConvScaled), the transposed 1x1 path as it transposes back, the
+ * other paths in a pass after.  Every case gives, bit for bit, the floats of the plan that
+ * also keeps t (a target: nothing folds) and of the plan with gradients.  Not folded: r
+ * computed after the convolution, r broadcast, a plan with gradients. */
+static void fuse_residual_on(void);
+Test(fuse, residual_add_folds_into_the_convolution_bit_for_bit) {
+  th_each_kernels(fuse_residual_on);
+}
+static void fuse_residual_on(void) {
+  static const struct {
+    const char *what;
+    int64_t n, c, m, k, group, h, w;
+    int scaled, res, folds;
+  } cases[] = {
+      {"1x1 on 23x29, 24 -> 16", 1, 24, 16, 1, 1, 23, 29, 0, RES_BEFORE, 1},
+      {"1x1 on 18x18, 2 images, 16 -> 40", 2, 16, 40, 1, 1, 18, 18, 0, RES_BEFORE, 1},
+      {"1x1 on 7x7, 48 -> 72 (transposed)", 1, 48, 72, 1, 1, 7, 7, 0, RES_BEFORE, 1},
+      {"1x1 on 14x14, 2 images, 40 -> 40, r = x (transposed)", 2, 40, 40, 1, 1, 14, 14, 0,
+       RES_INPUT, 1},
+      {"1x1 on one pixel, 40 -> 24", 1, 40, 24, 1, 1, 1, 1, 0, RES_BEFORE, 1},
+      {"1x1 on 4x5, 80 -> 24 (rows split over threads)", 1, 80, 24, 1, 1, 4, 5, 0, RES_BEFORE,
+       1},
+      {"squeeze-excitation 1x1 on 14x14, 40 -> 24", 1, 40, 24, 1, 1, 14, 14, 1, RES_BEFORE, 1},
+      {"squeeze-excitation, 2 images on 9x11, r = x", 2, 24, 24, 1, 1, 9, 11, 1, RES_INPUT, 1},
+      {"3x3, 24 -> 24 (Winograd)", 1, 24, 24, 3, 1, 20, 20, 0, RES_BEFORE, 1},
+      {"depthwise 3x3 on 19x23", 1, 40, 40, 3, 40, 19, 23, 0, RES_INPUT, 1},
+      {"1x1, r after the convolution", 1, 24, 16, 1, 1, 12, 12, 0, RES_AFTER, 0},
+      {"1x1, r broadcast", 1, 24, 16, 1, 1, 12, 12, 0, RES_BROADCAST, 0},
+  };
+  for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ci++) {
+    dd_model *m = fg_residual(cases[ci].c, cases[ci].m, cases[ci].k, cases[ci].group,
+                              cases[ci].scaled, cases[ci].res);
+    int64_t d[] = {cases[ci].n, cases[ci].c, cases[ci].h, cases[ci].w};
+    dd_shape xs = dd_shape_make(4, d);
+    int folded[3];
+    dd_tensor *y0 = residual_run(m, &xs, 0, 0, &folded[0]);
+    dd_tensor *y1 = residual_run(m, &xs, 0, 1, &folded[1]);
+    dd_tensor *y2 = residual_run(m, &xs, DD_PLAN_GRAD, 0, &folded[2]);
+    cr_assert(folded[0] == cases[ci].folds && !folded[1] && !folded[2], "%s: folded %d %d %d",
+              cases[ci].what, folded[0], folded[1], folded[2]);
+    cr_assert_eq(th_max_abs_diff(y0, y1), 0, "%s (%s kernels): folded differs by %g",
+                 cases[ci].what, dd_kernels_name(th_kernels_now), th_max_abs_diff(y0, y1));
+    /* the plan with gradients does not fuse the squeeze-excitation scale, whose generic path
+     * scales the weights instead of x */
+    double tol = cases[ci].scaled && th_kernels_now != DD_KERNELS_AVX512 ? 1e-5 : 0;
+    cr_assert(rel_diff(y0, y2) <= tol, "%s: the gradient plan differs by %g", cases[ci].what,
+              rel_diff(y0, y2));
+    dd_tensor_free(y0);
+    dd_tensor_free(y1);
+    dd_tensor_free(y2);
+    dd_model_free(m);
+  }
+}
