@@ -258,6 +258,49 @@ Test(graph, dropout_with_an_unread_mask_is_an_alias) {
   }
 }
 
+/* A Transpose that moves only dims of 1 keeps the elements in order and is aliased like a
+ * Reshape (no copy, its output in its input's memory; torch's MultiheadAttention writes
+ * (1, N, C) -> (N, 1, C) and back); one that reorders dims larger than 1 runs.  Either way
+ * the values and the input gradient are those of the plan that keeps every buffer apart. */
+Test(graph, transpose_of_dims_of_one_is_an_alias) {
+  static const int64_t perms[3][4] = {{1, 0, 2, 3}, {1, 2, 0, 3}, {0, 2, 1, 3}};
+  for (int k = 0; k < 3; k++) {
+    th_model *b = x_to_y_and_w();
+    th_model_node(b, "Relu", NULL, "x", "r");
+    th_model_node(b, "Transpose", NULL, "r", "d");
+    th_model_attr_ints(b, "perm", 4, perms[k]);
+    th_model_node(b, "Sigmoid", NULL, "d", "y");
+    th_model_node(b, "Neg", NULL, "x", "w");
+    both_plans run;
+    run_both(&run, b, 13);
+    assert_same(dd_plan_tensor(run.reu, run.targets[0]), dd_plan_tensor(run.sep, run.targets[0]),
+                "y");
+    assert_same(dd_plan_grad(run.reu, dd_model_input(run.m)),
+                dd_plan_grad(run.sep, dd_model_input(run.m)), "dx");
+    /* x is 1x2x3x5: perms 0 and 1 move the dim of 1 only; perm 2 swaps 2 and 3 */
+    float x[30];
+    for (int i = 0; i < 30; i++) x[i] = run.x[i];
+    int ty = dd_model_find(run.m, "y");
+    dd_plan *p = forward_plan(run.m, &ty, 1, DD_PLAN_REUSE, x);
+    const dd_tensor *r = dd_plan_tensor(p, dd_model_find(run.m, "r"));
+    const dd_tensor *d = dd_plan_tensor(p, dd_model_find(run.m, "d"));
+    const dd_tensor *y = dd_plan_tensor(p, ty);
+    cr_assert(r && d && y);
+    cr_assert_eq(d->data == r->data, k < 2, "perm %d: aliased %d", k, d->data == r->data);
+    for (int i = 0; i < 30; i++) { /* y's element i: d[i] = r at the permuted index */
+      int j = i;
+      if (k == 2) { /* d is 1x3x2x5: d[0][a][c][e] = r[0][c][a][e] */
+        int e = i % 5, c = i / 5 % 2, a = i / 10;
+        j = (c * 3 + a) * 5 + e;
+      }
+      float rv = x[j] > 0 ? x[j] : 0.f;
+      cr_assert(fabsf(dd_f32(y)[i] - 1.f / (1.f + expf(-rv))) < 1e-6f, "perm %d, y[%d]", k, i);
+    }
+    dd_plan_free(p);
+    both_plans_free(&run);
+  }
+}
+
 /* GoogLeNet with three targets at once (one feeds the next): forward values and the input
  * gradient are bit for bit those of the plan that keeps everything, in a fraction of the
  * memory. */

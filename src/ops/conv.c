@@ -1327,7 +1327,7 @@ static void conv_t_forward(int64_t n, int64_t c, int64_t hw, int64_t m, const fl
                            const float *radd) {
   int flags = (bias ? DD_SGEMM_COL_BIAS : 0) | dd_act_sgemm(act);
   for (int64_t i = 0; i < n; i++) {
-    dd_sgemm_packed(hw, m, c, x + i * c * hw, 1, hw, pack, ct, m, flags, bias, 1);
+    dd_sgemm_packed(hw, m, c, x + i * c * hw, 1, hw, pack, ct, m, flags, bias, 1, NULL);
     transpose_to_planes(ct, hw, m, y + i * m * hw, radd ? radd + i * m * hw : NULL);
   }
 }

@@ -76,17 +76,18 @@ static void copy_b(int tb, int64_t n, int64_t k, float alpha, const float *b, in
  * 151 GFLOP/s).  Token-major products have many rows and few columns, so the threads take
  * blocks of rows (dd_sgemm itself splits columns); every element's sum runs over k in the
  * same order however the rows are split, so the result does not depend on the number of
- * threads. */
+ * threads.  With a pack, radd (C's layout, or NULL) is added last (dd_sgemm_packed); without
+ * one it must be NULL. */
 static void row_blocks(int64_t m, int64_t n, int64_t k, const float *a, int64_t ars,
                        int64_t acs, const float *b, int64_t ldb, const float *pack, float *c,
-                       int64_t ldc, int acc, const float *bias) {
+                       int64_t ldc, int acc, const float *bias, const float *radd) {
   int par = m * n * k > DD_PAR_MIN;
   int64_t nt = par ? omp_get_max_threads() : 1;
   int64_t block = (m + nt - 1) / nt;
   block = block < SGEMM_ROWS ? SGEMM_ROWS : (block + 7) / 8 * 8;
   int64_t tasks = (m + block - 1) / block;
   if (tasks == 1) {
-    if (pack) dd_sgemm_packed(m, n, k, a, ars, acs, pack, c, ldc, acc, bias, par);
+    if (pack) dd_sgemm_packed(m, n, k, a, ars, acs, pack, c, ldc, acc, bias, par, radd);
     else dd_sgemm(m, n, k, a, ars, acs, b, ldb, c, ldc, acc, bias, par);
     return;
   }
@@ -94,7 +95,8 @@ static void row_blocks(int64_t m, int64_t n, int64_t k, const float *a, int64_t 
   for (int64_t t = 0; t < tasks; t++) {
     int64_t r0 = t * block, rows = m - r0 < block ? m - r0 : block;
     if (pack)
-      dd_sgemm_packed(rows, n, k, a + r0 * ars, ars, acs, pack, c + r0 * ldc, ldc, acc, bias, 0);
+      dd_sgemm_packed(rows, n, k, a + r0 * ars, ars, acs, pack, c + r0 * ldc, ldc, acc, bias, 0,
+                      radd ? radd + r0 * ldc : NULL);
     else
       dd_sgemm(rows, n, k, a + r0 * ars, ars, acs, b, ldb, c + r0 * ldc, ldc, acc, bias, 0);
   }
@@ -166,7 +168,7 @@ static int product_cb(int ta, int tb, int m, int n, int k, float alpha, const fl
       bias = cbias;
       cbias = NULL;
     }
-    row_blocks(m, n, k, a, ars, acs, b, ldb, NULL, c, ldc, acc | (cbias ? 0 : act), bias);
+    row_blocks(m, n, k, a, ars, acs, b, ldb, NULL, c, ldc, acc | (cbias ? 0 : act), bias, NULL);
     for (int64_t i = 0; i < m && cbias; i++) /* beta != 0: the bias after */
       for (int64_t j = 0; j < n; j++) c[i * ldc + j] += cbias[j];
     return !cbias;
@@ -328,16 +330,20 @@ static void gemm_forward_call(const dd_node *node, const dd_tensor *const *in,
   } else {
     memset(y, 0, (size_t)(g.m * g.n) * sizeof *y);
   }
-  if (g.k == 0) return;
+  if (g.k == 0) {
+    if (call->add_in) dd_add_rows(y, call->add_in, g.m * g.n);
+    return;
+  }
   if (call->prep) {
     int64_t lda = in[0]->shape.d[1];
     row_blocks(g.m, g.n, g.k, dd_f32(in[0]), p->trans_a ? 1 : lda, p->trans_a ? lda : 1, NULL, 0,
-               call->prep, y, g.n, DD_SGEMM_ACCUMULATE, NULL);
+               call->prep, y, g.n, DD_SGEMM_ACCUMULATE, NULL, call->add_in);
     return;
   }
   product(p->trans_a, p->trans_b, (int)g.m, (int)g.n, (int)g.k, p->alpha, dd_f32(in[0]),
           (int)in[0]->shape.d[1], dd_f32(in[1]), (int)in[1]->shape.d[1], 1.f, y, (int)g.n,
           scratch);
+  if (call->add_in) dd_add_rows(y, call->add_in, g.m * g.n);
 }
 
 static void gemm_forward(const dd_node *node, const dd_tensor *const *in, dd_tensor *const *out,
@@ -409,7 +415,7 @@ static int64_t gemm_flops(const dd_node *node, const dd_tensor *const *in,
 }
 
 const dd_op dd_op_Gemm = {"Gemm", gemm_init, gemm_infer, gemm_forward, gemm_backward,
-                          gemm_flops, 0, gemm_forward_call};
+                          gemm_flops, DD_OP_FOLD_ADD, gemm_forward_call};
 
 /* ---- MatMul ---- */
 
@@ -613,7 +619,7 @@ static void mmb_forward_call(const dd_node *node, const dd_tensor *const *in,
   int act = dd_act_sgemm(call->act_out);
   if (call->prep) { /* B packed by dd_matmul_bias_pack: stacked, more than FEW rows */
     row_blocks(g.batch * g.m, n, k, a, k, 1, NULL, 0, call->prep, y, n,
-               DD_SGEMM_COL_BIAS | act, bias);
+               DD_SGEMM_COL_BIAS | act, bias, call->add_in);
     return;
   }
   int done = 1; /* the activation applied by the products */
@@ -629,6 +635,7 @@ static void mmb_forward_call(const dd_node *node, const dd_tensor *const *in,
     }
   }
   if (act && !done) dd_act_rows(y, g.batch * g.m * g.n, call->act_out, 1);
+  if (call->add_in) dd_add_rows(y, call->add_in, g.batch * g.m * g.n);
 }
 
 static void mmb_forward(const dd_node *node, const dd_tensor *const *in, dd_tensor *const *out,
@@ -691,4 +698,5 @@ float *dd_matmul_bias_pack(const dd_node *node, const dd_tensor *a, const dd_ten
  * when B is packed, else by the op's pass after them. */
 const dd_op dd_op_FusedMatMulBias = {"MatMulBias", mmb_init, mmb_infer, mmb_forward,
                                      mmb_backward, mmb_flops,
-                                     DD_OP_BWD_NO_OUT | DD_OP_FOLD_ACT, mmb_forward_call};
+                                     DD_OP_BWD_NO_OUT | DD_OP_FOLD_ACT | DD_OP_FOLD_ADD,
+                                     mmb_forward_call};

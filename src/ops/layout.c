@@ -467,6 +467,26 @@ static void transpose_backward(const dd_node *node, const dd_tensor *const *in,
 const dd_op dd_op_Transpose = {"Transpose", transpose_init, transpose_infer, transpose_forward,
                                transpose_backward, NULL, 0};
 
+/* Whether Transpose node `node` keeps its input's elements in order on input shape x: the
+ * dims larger than 1 stay in their order, only dims of 1 move (torch's MultiheadAttention
+ * turns (1, N, C) tokens into (N, 1, C) and back).  The planner then aliases it as it does a
+ * Reshape (plan/memory.c). */
+int dd_transpose_keeps_order(const dd_node *node, const dd_shape *x);
+int dd_transpose_keeps_order(const dd_node *node, const dd_shape *x) {
+  if (node->op != &dd_op_Transpose || !node->params || x->ndim < 1 || x->ndim > DD_MAX_DIMS)
+    return 0;
+  const transpose_params *p = node->params;
+  if (p->n_perm >= 0 && p->n_perm != x->ndim) return 0;
+  int perm[DD_MAX_DIMS], last = -1;
+  node_perm(node, x->ndim, perm);
+  for (int i = 0; i < x->ndim; i++) {
+    if (x->d[perm[i]] == 1) continue;
+    if (perm[i] < last) return 0;
+    last = perm[i];
+  }
+  return 1;
+}
+
 /* ---- Pad ----
  * pads = [x1_begin, x2_begin, ..., x1_end, x2_end, ...].  Before opset 11 pads and value
  * are attributes (`paddings` in opset 1); from 11 on they are inputs, pads constant, and from

@@ -447,13 +447,13 @@ float *dd_sgemm_pack_new(int64_t k, int64_t n, const float *b, int64_t ldb, int 
 
 void dd_sgemm_packed(int64_t m, int64_t n, int64_t k, const float *a, int64_t ars, int64_t acs,
                      const float *pack, float *c, int64_t ldc, int accumulate, const float *bias,
-                     int parallel) {
+                     int parallel, const float *radd) {
 #ifdef DD_AVX512_KERNELS
   sgemm_avx512(m, n, k, a, ars, acs, NULL, 0, c, ldc, accumulate, bias, parallel, pack, NULL,
-               NULL);
+               radd);
 #else
   (void)m, (void)n, (void)k, (void)a, (void)ars, (void)acs, (void)pack, (void)c, (void)ldc;
-  (void)accumulate, (void)bias, (void)parallel;
+  (void)accumulate, (void)bias, (void)parallel, (void)radd;
 #endif
 }
 

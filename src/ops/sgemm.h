@@ -74,7 +74,7 @@ int dd_sgemm_scaled_add(int64_t m, int64_t n, int64_t k, const float *a, int64_t
  * j) = b[j * ldb + q]), on the OpenMP threads when `parallel`; the same into a new buffer
  * (free it; NULL when out of memory or no pack is taken); and the product from it, which
  * gives the same floats as dd_sgemm from B itself (the pack is the one dd_sgemm makes on
- * each call, made once). */
+ * each call, made once), with radd (NULL: none) added last as in dd_sgemm_scaled_add. */
 int64_t dd_sgemm_pack_floats(int64_t k, int64_t n);
 void dd_sgemm_pack(int64_t k, int64_t n, const float *b, int64_t ldb, int tb, float *pack,
                    int parallel);
@@ -82,6 +82,6 @@ float *dd_sgemm_pack_new(int64_t k, int64_t n, const float *b, int64_t ldb, int 
                          int parallel);
 void dd_sgemm_packed(int64_t m, int64_t n, int64_t k, const float *a, int64_t ars, int64_t acs,
                      const float *pack, float *c, int64_t ldc, int accumulate, const float *bias,
-                     int parallel);
+                     int parallel, const float *radd);
 
 #endif

@@ -239,10 +239,18 @@ static int join_concat(const mem_ctx *c, const dd_node *n, int *sdef, int *slast
 /* ---- aliasing: in-place and alias ops ---- */
 
 /* An in-place op (DD_OP_INPLACE) writes into its input's memory when it is the last reader
- * of that memory; an alias op (DD_OP_ALIAS) points its output at it and does not run. */
+ * of that memory; an alias op (DD_OP_ALIAS) points its output at it and does not run, and so
+ * does a Transpose that moves only dims of 1 (ops/layout.c). */
+int dd_transpose_keeps_order(const dd_node *node, const dd_shape *x);
+
+/* Whether node n is an alias (DD_OP_ALIAS, or a Transpose that keeps the order). */
+static int is_alias(const dd_plan *p, const dd_node *n) {
+  return (n->op->flags & DD_OP_ALIAS) ||
+         (n->n_in >= 1 && n->in[0] >= 0 && dd_transpose_keeps_order(n, &p->val[n->in[0]].shape));
+}
 static void join_inplace(mem_ctx *c, int o, const dd_node *n) {
   dd_plan *p = c->p;
-  unsigned fl = n->op->flags;
+  unsigned fl = n->op->flags | (is_alias(p, n) ? DD_OP_ALIAS : 0u);
   if (!(fl & (DD_OP_INPLACE | DD_OP_ALIAS)) || n->n_in < 1 || n->n_out < 1) return;
   int x = n->in[0], y = n->out[0];
   if (!runtime_value(c->b, x) || !runtime_value(c->b, y) || value_bytes(p, x) != value_bytes(p, y))
@@ -265,26 +273,32 @@ static void join_inplace(mem_ctx *c, int o, const dd_node *n) {
   c->inplace[o] = 1;
 }
 
-/* An Add(x, r) whose x is the output of an op that can add r as it writes it
- * (DD_OP_FOLD_ADD) is folded there: x read by the Add alone and no target, r of x's shape
- * and computed before that op runs (or a constant or an input), no gradient through the Add.
- * The Add's output joins x's memory, the Add is skipped, and add_in[q] of x's producer q is
- * r.  (Add runs out of place otherwise: it broadcasts.)  No activation can be folded into q
- * as well: x has no other reader.  Returns 1 when folded. */
-static int fold_add(mem_ctx *c, int o, const dd_node *n) {
+/* fold_add with x the operand the producer writes, r the other.  Between the producer and
+ * the Add there may be aliases (a Reshape, a Transpose of dims of 1: skipped, their output in
+ * their input's memory, element for element), each value read once and no target. */
+static int fold_add_into(mem_ctx *c, int o, const dd_node *n, int x, int r) {
   dd_plan *p = c->p;
-  if (c->bwd[o] || strcmp(n->op_type, "Add") || n->n_in != 2 || n->n_out != 1) return 0;
-  int x = n->in[0], r = n->in[1], y = n->out[0], q = x >= 0 ? c->def[x] : -1;
-  if (q < 0 || r < 0 || r == x || !runtime_value(c->b, x) || !runtime_value(c->b, y) ||
-      c->nread[x] != 1 || c->target[x] || c->def[r] >= q)
+  int y = n->out[0];
+  if (x < 0 || r < 0 || r == x || !runtime_value(c->b, x) || !runtime_value(c->b, y) ||
+      c->nread[x] != 1 || c->target[x])
     return 0;
+  int w = x, q = c->def[x]; /* w: the value the producer q writes */
+  while (q >= 0 && p->skip[q] && is_alias(p, p->onode[q]) && p->onode[q]->n_in >= 1) {
+    int v = p->onode[q]->in[0];
+    if (!runtime_value(c->b, v) || c->nread[v] != 1 || c->target[v] ||
+        exact_bytes(p, v) != exact_bytes(p, x))
+      return 0;
+    w = v, q = c->def[v];
+  }
+  if (q < 0 || c->def[r] >= q) return 0;
   const dd_node *pn = p->onode[q];
-  if (!(pn->op->flags & DD_OP_FOLD_ADD) || pn->n_out < 1 || pn->out[0] != x || p->skip[q] ||
+  if (!(pn->op->flags & DD_OP_FOLD_ADD) || pn->n_out < 1 || pn->out[0] != w ||
       p->add_in[q] >= 0)
     return 0;
-  const dd_tensor *tx = &p->val[x], *tr = &p->val[r], *ty = &p->val[y];
+  const dd_tensor *tx = &p->val[x], *tr = &p->val[r], *ty = &p->val[y], *tw = &p->val[w];
   if (tx->dtype != DD_F32 || tr->dtype != DD_F32 || ty->dtype != DD_F32 ||
-      !dd_shape_eq(&tx->shape, &tr->shape) || !dd_shape_eq(&tx->shape, &ty->shape))
+      tw->dtype != DD_F32 || !dd_shape_eq(&tx->shape, &tr->shape) ||
+      !dd_shape_eq(&tx->shape, &ty->shape))
     return 0;
   size_t ox;
   int rx = find_root(c->root, c->rel, x, &ox);
@@ -296,6 +310,21 @@ static int fold_add(mem_ctx *c, int o, const dd_node *n) {
   p->skip[o] = 1;
   p->add_in[q] = r;
   return 1;
+}
+
+/* An Add(x, r) (in either order) whose x is the output of an op that can add r as it writes it
+ * (DD_OP_FOLD_ADD) is folded there: x read by the Add alone and no target, r of x's shape
+ * and computed before that op runs (or a constant or an input), no gradient through the Add.
+ * The Add's output joins x's memory, the Add is skipped, and add_in[q] of x's producer q is
+ * r.  (Add runs out of place otherwise: it broadcasts.)  No activation can be folded into q
+ * as well: x has no other reader.  Returns 1 when folded. */
+static int fold_add(mem_ctx *c, int o, const dd_node *n) {
+  if (c->bwd[o] || strcmp(n->op_type, "Add") || n->n_in != 2 || n->n_out != 1) return 0;
+  for (int k = 0; k < 2; k++) { /* either operand (float addition commutes) */
+    int x = n->in[k], r = n->in[1 - k];
+    if (fold_add_into(c, o, n, x, r)) return 1;
+  }
+  return 0;
 }
 
 /* Outputs join the memory of their inputs, and a Concat's inputs its output's, node by node

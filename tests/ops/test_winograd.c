@@ -298,7 +298,8 @@ static void sgemm_packed_b_gives_the_same_floats_on(void) {
       int64_t ars = trans ? 1 : lda, acs = trans ? ldat : 1;
       int flags = acc | (colb ? DD_SGEMM_COL_BIAS : 0) | (relu ? DD_SGEMM_RELU : 0);
       dd_sgemm(m, n, k, a, ars, acs, b, ldb, c0, ldc, flags, acc ? NULL : bias, parallel);
-      dd_sgemm_packed(m, n, k, a, ars, acs, pack, c1, ldc, flags, acc ? NULL : bias, parallel);
+      dd_sgemm_packed(m, n, k, a, ars, acs, pack, c1, ldc, flags, acc ? NULL : bias, parallel,
+                      NULL);
       cr_assert_eq(memcmp(c0, c1, sizeof(float) * (size_t)(m * ldc)), 0,
                    "%lldx%lldx%lld mode %d: the packed product differs", (long long)m,
                    (long long)n, (long long)k, mode);

@@ -905,16 +905,19 @@ static void fuse_linear_act_on(void) {
 
 /* ---- a residual Add folded into the convolution before it ---- */
 
-/* Where r comes from in fg_residual. */
-enum { RES_BEFORE, RES_AFTER, RES_INPUT, RES_BROADCAST };
+/* Where r comes from in fg_residual; RES_SWAP: Add(r, t) instead of Add(t, r). */
+enum { RES_BEFORE, RES_AFTER, RES_INPUT, RES_BROADCAST, RES_SWAP = 8 };
 
 /* y = Add(t, r), t = Conv(x, w, b) (kernel k x k, `group` groups, c -> m channels, padding
  * k / 2), or with `scaled` t = Conv(Mul(x, Sigmoid(ReduceMean(x))), w, b) (1x1: it fuses into
- * ConvScaled); r = Conv(x, w2) 1x1 c -> m placed before t's nodes (RES_BEFORE) or after
- * (RES_AFTER), or x itself (RES_INPUT, c == m), or Conv(ReduceMean(x), w2): one value per
- * channel, broadcast over the plane (RES_BROADCAST). */
+ * ConvScaled); r = Conv(x, w2) 1x1 c -> m placed before t's nodes (RES_BEFORE), or
+ * Neg(Conv(x, w2)) after them (RES_AFTER: neither operand's producer runs after the other's
+ * and can add it), or x itself (RES_INPUT, c == m), or Conv(ReduceMean(x), w2): one value
+ * per channel, broadcast over the plane (RES_BROADCAST). */
 static dd_model *fg_residual(int64_t c, int64_t m, int64_t k, int64_t group, int scaled,
                              int res) {
+  int swap = res & RES_SWAP;
+  res &= ~RES_SWAP;
   th_model *g = th_model_new("fuse");
   int64_t nw = m * (c / group) * k * k;
   float *w = malloc(sizeof(float) * (size_t)nw), *w2 = malloc(sizeof(float) * (size_t)(m * c)),
@@ -936,9 +939,11 @@ static dd_model *fg_residual(int64_t c, int64_t m, int64_t k, int64_t group, int
     }
     if ((pass == 0 && res != RES_AFTER) || (pass == 1 && res == RES_AFTER)) {
       if (res != RES_INPUT) {
-        th_model_node(g, "Conv", NULL, res == RES_BROADCAST ? "xm,w2" : "x,w2", "r");
+        th_model_node(g, "Conv", NULL, res == RES_BROADCAST ? "xm,w2" : "x,w2",
+                      res == RES_AFTER ? "r0" : "r");
         th_model_attr_ints(g, "kernel_shape", 2, (int64_t[]){1, 1});
       }
+      if (res == RES_AFTER) fg_node(g, "Neg", "r0", NULL, "r");
     }
     if (pass == 1) break;
     if (scaled) {
@@ -952,7 +957,8 @@ static dd_model *fg_residual(int64_t c, int64_t m, int64_t k, int64_t group, int
     th_model_attr_ints(g, "pads", 4, (int64_t[]){k / 2, k / 2, k / 2, k / 2});
     th_model_attr_int(g, "group", group);
   }
-  fg_node(g, "Add", "t", res == RES_INPUT ? "x" : "r", "y");
+  const char *r = res == RES_INPUT ? "x" : "r";
+  fg_node(g, "Add", swap ? r : "t", swap ? "t" : r, "y");
   const char *outs[] = {"y", "t"};
   return fg_load(g, 2, outs);
 }
@@ -982,7 +988,7 @@ static dd_tensor *residual_run(const dd_model *m, const dd_shape *xs, unsigned f
  * when t is read by the Add alone, is no target, and r is there before the convolution runs:
  * the 1x1 products add r as their tiles are stored (one image and two, a one-pixel plane,
  * the squeeze-excitation ConvScaled), the transposed 1x1 path as it transposes back, the
- * other paths in a pass after.  Every case gives, bit for bit, the floats of the plan that
+ * other paths in a pass after; t may be either operand.  Every case gives, bit for bit, the floats of the plan that
  * also keeps t (a target: nothing folds) and of the plan with gradients.  Not folded: r
  * computed after the convolution, r broadcast, a plan with gradients. */
 static void fuse_residual_on(void);
@@ -996,6 +1002,7 @@ static void fuse_residual_on(void) {
     int scaled, res, folds;
   } cases[] = {
       {"1x1 on 23x29, 24 -> 16", 1, 24, 16, 1, 1, 23, 29, 0, RES_BEFORE, 1},
+      {"1x1 on 23x29, Add(r, t)", 1, 24, 16, 1, 1, 23, 29, 0, RES_BEFORE | RES_SWAP, 1},
       {"1x1 on 18x18, 2 images, 16 -> 40", 2, 16, 40, 1, 1, 18, 18, 0, RES_BEFORE, 1},
       {"1x1 on 7x7, 48 -> 72 (transposed)", 1, 48, 72, 1, 1, 7, 7, 0, RES_BEFORE, 1},
       {"1x1 on 14x14, 2 images, 40 -> 40, r = x (transposed)", 2, 40, 40, 1, 1, 14, 14, 0,
@@ -1008,6 +1015,8 @@ static void fuse_residual_on(void) {
       {"3x3, 24 -> 24 (Winograd)", 1, 24, 24, 3, 1, 20, 20, 0, RES_BEFORE, 1},
       {"depthwise 3x3 on 19x23", 1, 40, 40, 3, 40, 19, 23, 0, RES_INPUT, 1},
       {"1x1, r after the convolution", 1, 24, 16, 1, 1, 12, 12, 0, RES_AFTER, 0},
+      {"1x1, r after the convolution, Add(r, t)", 1, 24, 16, 1, 1, 12, 12, 0,
+       RES_AFTER | RES_SWAP, 0},
       {"1x1, r broadcast", 1, 24, 16, 1, 1, 12, 12, 0, RES_BROADCAST, 0},
   };
   for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ci++) {
@@ -1033,4 +1042,142 @@ static void fuse_residual_on(void) {
     dd_tensor_free(y2);
     dd_model_free(m);
   }
+}
+
+/* y = Add(x, t) or Add(t, x) (`swap`), t = Add(MatMul(x, w), b): a linear layer on tokens
+ * (x ... x 40, w 40 x 40) and its residual, as a transformer's MLP ends. */
+static dd_model *fg_linear_residual(int swap) {
+  th_model *g = th_model_new("fuse");
+  float w[40 * 40], b[40];
+  uint64_t st = 43;
+  for (int i = 0; i < 40 * 40; i++) w[i] = th_rand_uniform(&st, -0.5f, 0.5f);
+  for (int i = 0; i < 40; i++) b[i] = th_rand_uniform(&st, -1, 1);
+  th_model_init_f32(g, "w", 2, (int64_t[]){40, 40}, w, 40 * 40);
+  th_model_init_f32(g, "b", 1, (int64_t[]){40}, b, 40);
+  fg_node(g, "MatMul", "x", "w", "p");
+  fg_node(g, "Add", "p", "b", "t");
+  fg_node(g, "Add", swap ? "t" : "x", swap ? "x" : "t", "y");
+  const char *outs[] = {"y", "t"};
+  return fg_load(g, 2, outs);
+}
+
+/* The residual Add after a linear layer (the fused MatMulBias) folds into it in a
+ * forward-only plan: added as the tiles are stored where the weights are packed (17 tokens),
+ * in a pass after otherwise (300 tokens); the floats of the plan that keeps t, and of the plan
+ * with gradients, bit for bit. */
+static void fuse_linear_residual_on(void);
+Test(fuse, residual_add_folds_into_linear_layers_bit_for_bit) {
+  th_each_kernels(fuse_linear_residual_on);
+}
+static void fuse_linear_residual_on(void) {
+  for (int swap = 0; swap < 2; swap++)
+    for (int64_t rows = 17; rows <= 300; rows += 283) {
+      dd_model *m = fg_linear_residual(swap);
+      int64_t d[] = {1, rows, 40};
+      dd_shape xs = dd_shape_make(3, d);
+      int folded[3];
+      dd_tensor *y0 = residual_run(m, &xs, 0, 0, &folded[0]);
+      dd_tensor *y1 = residual_run(m, &xs, 0, 1, &folded[1]);
+      dd_tensor *y2 = residual_run(m, &xs, DD_PLAN_GRAD, 0, &folded[2]);
+      cr_assert(folded[0] == 1 && !folded[1] && !folded[2], "%lld rows, swap %d: folded %d %d %d",
+                (long long)rows, swap, folded[0], folded[1], folded[2]);
+      cr_assert_eq(th_max_abs_diff(y0, y1), 0, "%lld rows (%s kernels): folded differs by %g",
+                   (long long)rows, dd_kernels_name(th_kernels_now), th_max_abs_diff(y0, y1));
+      cr_assert_eq(th_max_abs_diff(y0, y2), 0, "%lld rows: the gradient plan differs by %g",
+                   (long long)rows, th_max_abs_diff(y0, y2));
+      dd_tensor_free(y0);
+      dd_tensor_free(y1);
+      dd_tensor_free(y2);
+      dd_model_free(m);
+    }
+}
+
+/* y = Add(t, r) with t = Transpose(Reshape(Gemm(x, w, c), [T, 1, 40]), perm 1 0 2) and
+ * r = Reshape(x, [1, T, 40]): a ViT's attention out-projection (torch's MultiheadAttention,
+ * Gemm with transB) and its residual, x T x 40.  The Reshape and the Transpose (it moves a
+ * dim of 1) are aliases, so the Add folds into the Gemm through them. */
+static dd_model *fg_gemm_residual(int64_t t) {
+  th_model *g = th_model_new("fuse");
+  float w[40 * 40], c[40];
+  uint64_t st = 79;
+  for (int i = 0; i < 40 * 40; i++) w[i] = th_rand_uniform(&st, -0.5f, 0.5f);
+  for (int i = 0; i < 40; i++) c[i] = th_rand_uniform(&st, -1, 1);
+  th_model_init_f32(g, "w", 2, (int64_t[]){40, 40}, w, 40 * 40);
+  th_model_init_f32(g, "c", 1, (int64_t[]){40}, c, 40);
+  th_model_node(g, "Constant", NULL, NULL, "s1");
+  th_model_attr_tensor_i64(g, "value", 1, (int64_t[]){3}, (int64_t[]){1, t, 40}, 3);
+  th_model_node(g, "Constant", NULL, NULL, "s2");
+  th_model_attr_tensor_i64(g, "value", 1, (int64_t[]){3}, (int64_t[]){t, 1, 40}, 3);
+  fg_node(g, "Reshape", "x", "s1", "r");
+  th_model_node(g, "Gemm", NULL, "x,w,c", "p");
+  th_model_attr_int(g, "transB", 1);
+  fg_node(g, "Reshape", "p", "s2", "p2");
+  fg_node(g, "Transpose", "p2", NULL, "t");
+  th_model_attr_ints(g, "perm", 3, (int64_t[]){1, 0, 2});
+  fg_node(g, "Add", "t", "r", "y");
+  const char *outs[] = {"y", "t"};
+  return fg_load(g, 2, outs);
+}
+
+/* The residual Add after a Gemm, through a Reshape and a Transpose of a dim of 1, folds into
+ * the Gemm in a forward-only plan: added as the tiles are stored where its weights are packed
+ * (17 rows), in a pass after otherwise (300 rows); bit for bit the floats of the plan that
+ * keeps t (nothing folds) and of the plan with gradients. */
+static void fuse_gemm_residual_on(void);
+Test(fuse, residual_add_folds_into_a_gemm_through_aliases_bit_for_bit) {
+  th_each_kernels(fuse_gemm_residual_on);
+}
+static void fuse_gemm_residual_on(void) {
+  for (int64_t rows = 17; rows <= 300; rows += 283) {
+    dd_model *m = fg_gemm_residual(rows);
+    int64_t d[] = {rows, 40};
+    dd_shape xs = dd_shape_make(2, d);
+    int folded[3];
+    dd_tensor *y0 = residual_run(m, &xs, 0, 0, &folded[0]);
+    dd_tensor *y1 = residual_run(m, &xs, 0, 1, &folded[1]);
+    dd_tensor *y2 = residual_run(m, &xs, DD_PLAN_GRAD, 0, &folded[2]);
+    cr_assert(folded[0] == 1 && !folded[1] && !folded[2], "%lld rows: folded %d %d %d",
+              (long long)rows, folded[0], folded[1], folded[2]);
+    cr_assert_eq(th_max_abs_diff(y0, y1), 0, "%lld rows (%s kernels): folded differs by %g",
+                 (long long)rows, dd_kernels_name(th_kernels_now), th_max_abs_diff(y0, y1));
+    cr_assert_eq(th_max_abs_diff(y0, y2), 0, "%lld rows: the gradient plan differs by %g",
+                 (long long)rows, th_max_abs_diff(y0, y2));
+    dd_tensor_free(y0);
+    dd_tensor_free(y1);
+    dd_tensor_free(y2);
+    dd_model_free(m);
+  }
+}
+
+/* y = Add(Add(r, t), q): t = Conv(x, w) and r = Conv(x, w2) (1x1), q = Relu(x) computed first.
+ * The inner Add folds into t's convolution (its output in t's memory); the outer one must
+ * not fold through it into r's convolution, whose memory the inner sum is not in: one fold,
+ * and the floats of the plan that keeps t. */
+Test(fuse, a_folded_add_is_no_alias_for_the_next) {
+  th_model *g = th_model_new("fuse");
+  float w[24 * 24], w2[24 * 24];
+  uint64_t st = 83;
+  for (int i = 0; i < 24 * 24; i++) w[i] = th_rand_uniform(&st, -0.5f, 0.5f);
+  for (int i = 0; i < 24 * 24; i++) w2[i] = th_rand_uniform(&st, -0.5f, 0.5f);
+  th_model_init_f32(g, "w", 4, (int64_t[]){24, 24, 1, 1}, w, 24 * 24);
+  th_model_init_f32(g, "w2", 4, (int64_t[]){24, 24, 1, 1}, w2, 24 * 24);
+  fg_node(g, "Relu", "x", NULL, "q");
+  th_model_node(g, "Conv", NULL, "x,w2", "r");
+  th_model_attr_ints(g, "kernel_shape", 2, (int64_t[]){1, 1});
+  th_model_node(g, "Conv", NULL, "x,w", "t");
+  th_model_attr_ints(g, "kernel_shape", 2, (int64_t[]){1, 1});
+  fg_node(g, "Add", "r", "t", "a");
+  fg_node(g, "Add", "a", "q", "y");
+  const char *outs[] = {"y", "t"};
+  dd_model *m = fg_load(g, 2, outs);
+  int64_t d[] = {1, 24, 12, 12};
+  dd_shape xs = dd_shape_make(4, d);
+  int folded[2];
+  dd_tensor *y0 = residual_run(m, &xs, 0, 0, &folded[0]);
+  dd_tensor *y1 = residual_run(m, &xs, 0, 1, &folded[1]);
+  cr_assert(folded[0] == 1 && folded[1] == 0, "folded %d %d", folded[0], folded[1]);
+  cr_assert_eq(th_max_abs_diff(y0, y1), 0, "differs by %g", th_max_abs_diff(y0, y1));
+  dd_tensor_free(y0);
+  dd_tensor_free(y1);
+  dd_model_free(m);
 }
