@@ -984,6 +984,26 @@ static dd_tensor *residual_run(const dd_model *m, const dd_shape *xs, unsigned f
   return y;
 }
 
+/* The forward plan of m on xs folds `folds` residual Adds, the plan that also keeps t and the
+ * plan with gradients none; y is the same in the first two bit for bit, and in the third
+ * within `tol` (relative; 0: bit for bit). */
+static void check_residual(const dd_model *m, const dd_shape *xs, int folds, double tol,
+                           const char *what) {
+  int folded[3];
+  dd_tensor *y0 = residual_run(m, xs, 0, 0, &folded[0]);
+  dd_tensor *y1 = residual_run(m, xs, 0, 1, &folded[1]);
+  dd_tensor *y2 = residual_run(m, xs, DD_PLAN_GRAD, 0, &folded[2]);
+  cr_assert(folded[0] == folds && !folded[1] && !folded[2], "%s: folded %d %d %d", what,
+            folded[0], folded[1], folded[2]);
+  cr_assert_eq(th_max_abs_diff(y0, y1), 0, "%s (%s kernels): folded differs by %g", what,
+               dd_kernels_name(th_kernels_now), th_max_abs_diff(y0, y1));
+  cr_assert(rel_diff(y0, y2) <= tol, "%s (%s kernels): the gradient plan differs by %g", what,
+            dd_kernels_name(th_kernels_now), rel_diff(y0, y2));
+  dd_tensor_free(y0);
+  dd_tensor_free(y1);
+  dd_tensor_free(y2);
+}
+
 /* A forward-only plan folds y = Add(t, r) into the convolution that writes t (DD_OP_FOLD_ADD)
  * when t is read by the Add alone, is no target, and r is there before the convolution runs:
  * the 1x1 products add r as their tiles are stored (one image and two, a one-pixel plane,
@@ -1024,22 +1044,10 @@ static void fuse_residual_on(void) {
                               cases[ci].scaled, cases[ci].res);
     int64_t d[] = {cases[ci].n, cases[ci].c, cases[ci].h, cases[ci].w};
     dd_shape xs = dd_shape_make(4, d);
-    int folded[3];
-    dd_tensor *y0 = residual_run(m, &xs, 0, 0, &folded[0]);
-    dd_tensor *y1 = residual_run(m, &xs, 0, 1, &folded[1]);
-    dd_tensor *y2 = residual_run(m, &xs, DD_PLAN_GRAD, 0, &folded[2]);
-    cr_assert(folded[0] == cases[ci].folds && !folded[1] && !folded[2], "%s: folded %d %d %d",
-              cases[ci].what, folded[0], folded[1], folded[2]);
-    cr_assert_eq(th_max_abs_diff(y0, y1), 0, "%s (%s kernels): folded differs by %g",
-                 cases[ci].what, dd_kernels_name(th_kernels_now), th_max_abs_diff(y0, y1));
     /* the plan with gradients does not fuse the squeeze-excitation scale, whose generic path
      * scales the weights instead of x */
     double tol = cases[ci].scaled && th_kernels_now != DD_KERNELS_AVX512 ? 1e-5 : 0;
-    cr_assert(rel_diff(y0, y2) <= tol, "%s: the gradient plan differs by %g", cases[ci].what,
-              rel_diff(y0, y2));
-    dd_tensor_free(y0);
-    dd_tensor_free(y1);
-    dd_tensor_free(y2);
+    check_residual(m, &xs, cases[ci].folds, tol, cases[ci].what);
     dd_model_free(m);
   }
 }
@@ -1075,19 +1083,9 @@ static void fuse_linear_residual_on(void) {
       dd_model *m = fg_linear_residual(swap);
       int64_t d[] = {1, rows, 40};
       dd_shape xs = dd_shape_make(3, d);
-      int folded[3];
-      dd_tensor *y0 = residual_run(m, &xs, 0, 0, &folded[0]);
-      dd_tensor *y1 = residual_run(m, &xs, 0, 1, &folded[1]);
-      dd_tensor *y2 = residual_run(m, &xs, DD_PLAN_GRAD, 0, &folded[2]);
-      cr_assert(folded[0] == 1 && !folded[1] && !folded[2], "%lld rows, swap %d: folded %d %d %d",
-                (long long)rows, swap, folded[0], folded[1], folded[2]);
-      cr_assert_eq(th_max_abs_diff(y0, y1), 0, "%lld rows (%s kernels): folded differs by %g",
-                   (long long)rows, dd_kernels_name(th_kernels_now), th_max_abs_diff(y0, y1));
-      cr_assert_eq(th_max_abs_diff(y0, y2), 0, "%lld rows: the gradient plan differs by %g",
-                   (long long)rows, th_max_abs_diff(y0, y2));
-      dd_tensor_free(y0);
-      dd_tensor_free(y1);
-      dd_tensor_free(y2);
+      char what[64];
+      snprintf(what, sizeof what, "linear layer, %lld rows, swap %d", (long long)rows, swap);
+      check_residual(m, &xs, 1, 0, what);
       dd_model_free(m);
     }
 }
@@ -1132,19 +1130,9 @@ static void fuse_gemm_residual_on(void) {
     dd_model *m = fg_gemm_residual(rows);
     int64_t d[] = {rows, 40};
     dd_shape xs = dd_shape_make(2, d);
-    int folded[3];
-    dd_tensor *y0 = residual_run(m, &xs, 0, 0, &folded[0]);
-    dd_tensor *y1 = residual_run(m, &xs, 0, 1, &folded[1]);
-    dd_tensor *y2 = residual_run(m, &xs, DD_PLAN_GRAD, 0, &folded[2]);
-    cr_assert(folded[0] == 1 && !folded[1] && !folded[2], "%lld rows: folded %d %d %d",
-              (long long)rows, folded[0], folded[1], folded[2]);
-    cr_assert_eq(th_max_abs_diff(y0, y1), 0, "%lld rows (%s kernels): folded differs by %g",
-                 (long long)rows, dd_kernels_name(th_kernels_now), th_max_abs_diff(y0, y1));
-    cr_assert_eq(th_max_abs_diff(y0, y2), 0, "%lld rows: the gradient plan differs by %g",
-                 (long long)rows, th_max_abs_diff(y0, y2));
-    dd_tensor_free(y0);
-    dd_tensor_free(y1);
-    dd_tensor_free(y2);
+    char what[64];
+    snprintf(what, sizeof what, "Gemm, %lld rows", (long long)rows);
+    check_residual(m, &xs, 1, 0, what);
     dd_model_free(m);
   }
 }
