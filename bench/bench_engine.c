@@ -8,8 +8,9 @@
  *       one dream iteration's gradient (forward + backward to the pixels, through
  *       dd_dreamer_gradient, tiled when asked or when over the memory budget).
  *   bench_engine gemm    --shape MxNxK [--reps N] [--cold]
- *       OpenBLAS cblas_sgemm against dd_sgemm (src/ops/sgemm.c) on one product shape
- *       (--cold: caches flushed before each product, as a layer's weights come in a network).
+ *       OpenBLAS cblas_sgemm against dd_sgemm (src/ops/sgemm.c) on one product shape, and
+ *       dd_sgemm_packed from B packed once, as a plan packs a layer's weights (--cold: caches
+ *       flushed before each product, as a layer's weights come in a network).
  *   bench_engine count   [--preset P] [--layer L] [--size WxH]
  *       the forward convolution GFLOP at that size, without running anything.
  *   --profile  also prints the time per operator type and every node's time.
@@ -164,10 +165,13 @@ static int bench_gemm(const bench_opts *o) {
   float *a = malloc(sizeof(float) * (size_t)m * k), *b = malloc(sizeof(float) * (size_t)k * n);
   float *c = malloc(sizeof(float) * (size_t)m * n), *c2 = malloc(sizeof(float) * (size_t)m * n);
   double *t = malloc(sizeof(double) * (size_t)o->reps), *t2 = malloc(sizeof(double) * (size_t)o->reps);
-  if (!a || !b || !c || !c2 || !t || !t2) return 1;
+  double *t3 = malloc(sizeof(double) * (size_t)o->reps);
+  if (!a || !b || !c || !c2 || !t || !t2 || !t3) return 1;
   uint64_t s = 1;
   for (size_t i = 0; i < (size_t)m * k; i++) a[i] = (float)(dd_rng_next(&s) >> 40) / (1 << 24) - 0.5f;
   for (size_t i = 0; i < (size_t)k * n; i++) b[i] = (float)(dd_rng_next(&s) >> 40) / (1 << 24) - 0.5f;
+  /* B packed once, as a plan packs a layer's weights (NULL where the kernels take no pack) */
+  float *pack = dd_sgemm_pack_new(k, n, b, n, 0, 1);
   /* --cold: 64 MiB written before each product, so A and B come from memory as the weights
    * of a layer do inside a network */
   size_t flush_n = o->cold ? (size_t)16 << 20 : 0;
@@ -182,6 +186,12 @@ static int bench_gemm(const bench_opts *o) {
     t0 = now_seconds();
     dd_sgemm(m, n, k, a, k, 1, b, n, c2, n, 0, NULL, 1);
     t2[r] = now_seconds() - t0;
+    t3[r] = 0;
+    if (!pack) continue;
+    for (size_t i = 0; i < flush_n; i++) flush[i] = (float)(i + (size_t)r + 2);
+    t0 = now_seconds();
+    dd_sgemm_packed(m, n, k, a, k, 1, pack, c2, n, 0, NULL, 1, NULL);
+    t3[r] = now_seconds() - t0;
   }
   double err = 0;
   for (size_t i = 0; i < (size_t)m * n; i++) {
@@ -189,10 +199,11 @@ static int bench_gemm(const bench_opts *o) {
     err = d > err ? d : err;
   }
   double f = 2.0 * m * n * (double)k;
-  double mt = median(t, o->reps), mt2 = median(t2, o->reps);
+  double mt = median(t, o->reps), mt2 = median(t2, o->reps), mt3 = median(t3, o->reps);
   printf("gemm shape=%dx%dx%d cblas_ms=%.3f cblas_gflops=%.1f dd_ms=%.3f dd_gflops=%.1f "
-         "max_diff=%.2g\n", m, n, k, mt * 1e3, f / mt * 1e-9, mt2 * 1e3, f / mt2 * 1e-9, err);
-  free(a), free(b), free(c), free(c2), free(t), free(t2), free(flush);
+         "packed_ms=%.3f max_diff=%.2g\n", m, n, k, mt * 1e3, f / mt * 1e-9, mt2 * 1e3,
+         f / mt2 * 1e-9, mt3 * 1e3, err);
+  free(a), free(b), free(c), free(c2), free(t), free(t2), free(t3), free(flush), free(pack);
   return 0;
 }
 

@@ -681,7 +681,7 @@ size_t dd_matmul_bias_pack_bytes(const dd_node *node, const dd_tensor *a, const 
   mm_geom g;
   if (node->op != &dd_op_FusedMatMulBias || !b->data ||
       mm_geometry(&a->shape, &b->shape, &g, NULL) || !mm_stacked(&g) ||
-      g.batch * g.m > PACK_ROWS || g.m <= FEW || g.n <= FEW || g.k <= 0)
+      g.batch * g.m > PACK_ROWS || g.batch * g.m <= FEW || g.n <= FEW || g.k <= 0)
     return 0;
   return (size_t)dd_sgemm_pack_floats(g.k, g.n) * sizeof(float);
 }
