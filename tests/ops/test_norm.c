@@ -119,6 +119,7 @@ static const ln_case ln_cases[] = {
     {4, {2, 3, 4, 5}, 2, 1, 1, 0, 1, 2, 0, 2},   /* Scale [5], B [4, 1] */
     {4, {2, 3, 4, 5}, 1, 1, 1, 0, 1, 3, 1, 5},   /* Scale [1], B [1, 4, 1] */
     {3, {3, 1, 200}, -1, 1, 1, 0, 1, 1, 0, 0},   /* long rows */
+    {3, {2, 2, 97}, -1, 1, 1, 0, 1, 1, 0, 0},    /* three steps of 32 lanes and one left */
 };
 
 static int ln_axis(const ln_case *k) {
