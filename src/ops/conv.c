@@ -77,6 +77,7 @@ typedef struct conv_geom {
   int64_t ocol; /* columns: ho * wo */
   int64_t block; /* output rows per im2col block */
   int pointwise, depthwise, wino;
+  int patch; /* kernel = stride, no padding or dilation, not 1x1: patches that do not overlap */
   int direct; /* the direct 3x3 path (AVX-512), set by each call: not under exact or bf16 */
   int avx512; /* the AVX-512 kernels run (ops/cpu.h): read once per call */
   int bf16; /* this call's products in bf16 (dd_op_call.bf16, and the CPU has a kernel) */
@@ -183,6 +184,8 @@ static int conv_geometry(const conv_params *p, const dd_tensor *x, const dd_tens
   if (g->kcol > INT_MAX || g->ocol > INT_MAX || g->mg > INT_MAX || g->h * g->w > INT_MAX)
     return dd_fail(err, DD_ELIMIT, "the convolution is too large for the BLAS interface");
   g->depthwise = !g->pointwise && g->cg == 1 && g->group > 1;
+  g->patch = !g->pointwise && g->kh == g->sh && g->kw == g->sw && g->dh == 1 && g->dw == 1 &&
+             g->ph == 0 && g->pw == 0 && g->ho * g->kh <= g->h && g->wo * g->kw <= g->w;
   g->wino = nsp == 2 && g->kh == 3 && g->kw == 3 && g->sh == 1 && g->sw == 1 && g->dh == 1 &&
             g->dw == 1 && g->group == 1 && g->c >= WINO_MIN_CH && g->m >= WINO_MIN_CH &&
             ((g->ho + 3) / 4) * ((g->wo + 3) / 4) >= WINO_MIN_TILES;
@@ -231,15 +234,29 @@ static int64_t direct_scratch(const conv_geom *g) {
  * are the product's rows and its M channels the columns, where HW columns (49 or 196) would
  * fill dd_sgemm's 32-column tiles to 77% or 88%, and the weights stream once from the pack.
  * Each output is the same chain of fused multiply-adds over the channels from the bias, so
- * the same float.  Forward-only plans on the AVX-512 kernels (the pack is theirs). */
+ * the same float.  Forward-only plans on the AVX-512 kernels (the pack is theirs).
+ * A convolution in patches (g->patch: ConvNeXt's 2x2 stride-2 downsampling, 384
+ * -> 768 channels to 7x7 at 224x224) takes the same path on its column matrix, gathered
+ * first (patches_to_columns): its 4.7 MB of weights were packed on every call before. */
 #define CONV_T_MAX_PLANE 256
 #define CONV_T_MIN_M 32
-static int conv_t_shape(int64_t hw, int64_t m) {
-  return hw <= CONV_T_MAX_PLANE && m >= CONV_T_MIN_M;
-}
+/* Patches: the packed weights paid on larger planes too, at 28x28 (ConvNeXt-T's first
+ * downsampling, 96 -> 192: 1.26 -> 1.15 ms on one core).  A stem of 4x4 patches of 3
+ * channels (48 rows of W^T) does not: level at 56x56 (0.36 against 0.35 ms), slower at 32x32
+ * (Swin-T's at 128x128, 0.136 against 0.161 ms); it and larger planes keep im2col. */
+#define CONV_T_MAX_PATCHES 1024
+#define CONV_T_MIN_PATCH 64
 
 static int conv_t_geometry(const conv_geom *g) {
-  return g->pointwise && g->group == 1 && conv_t_shape(g->ocol, g->m);
+  if (g->group != 1 || g->m < CONV_T_MIN_M) return 0;
+  return (g->pointwise && g->ocol <= CONV_T_MAX_PLANE) ||
+         (g->patch && g->ocol <= CONV_T_MAX_PATCHES && g->kcol >= CONV_T_MIN_PATCH);
+}
+
+/* Floats of scratch conv_t_forward takes: Y^T of one image, and a patch convolution's column
+ * matrix. */
+static int64_t conv_t_scratch(const conv_geom *g) {
+  return g->ocol * g->m + (g->patch ? g->kcol * g->ocol : 0);
 }
 
 /* The forward convolution and the data gradient as Winograd convolutions of one image. */
@@ -288,7 +305,8 @@ static int conv_infer(const dd_node *node, const dd_tensor *const *in, dd_tensor
     col = direct_scratch(&g);
 #endif
   /* Y^T of one image, when the plan packs W^T */
-  if (dd_sgemm_pack_floats(1, 1) && conv_t_geometry(&g) && col < g.ocol * g.m) col = g.ocol * g.m;
+  if (dd_sgemm_pack_floats(1, 1) && conv_t_geometry(&g) && col < conv_t_scratch(&g))
+    col = conv_t_scratch(&g);
   if (col < 0 || (uint64_t)col > SIZE_MAX / sizeof(float) / 2)
     return dd_fail(err, DD_ELIMIT, "the im2col buffer would be too large");
   *scratch = (size_t)col * sizeof(float);
@@ -1319,15 +1337,36 @@ static void transpose_to_planes(const float *ct, int64_t hw, int64_t m, float *y
   }
 }
 
-/* The n images' y (m x hw each) = W x (+ bias, then the activation `act`, then radd when
- * not NULL: n x m x hw) from x (c x hw each) and pack, W^T packed (conv_t_geometry); ct:
- * hw x m floats of scratch. */
-static void conv_t_forward(int64_t n, int64_t c, int64_t hw, int64_t m, const float *x,
-                           const float *pack, const float *bias, int act, float *y, float *ct,
+/* col (kcol x ocol) = the column matrix of one image x (c x h x w) of a patch convolution:
+ * row (ci, ki, kj), column (oh, ow) holds x[ci][oh * kh + ki][ow * kw + kj]. */
+static void patches_to_columns(const conv_geom *g, const float *x, float *col) {
+  for (int64_t ci = 0; ci < g->c; ci++)
+    for (int64_t ki = 0; ki < g->kh; ki++)
+      for (int64_t kj = 0; kj < g->kw; kj++) {
+        const float *src = x + ci * g->h * g->w + ki * g->w + kj;
+        float *dst = col + ((ci * g->kh + ki) * g->kw + kj) * g->ocol;
+        for (int64_t oh = 0; oh < g->ho; oh++)
+          for (int64_t ow = 0; ow < g->wo; ow++)
+            dst[oh * g->wo + ow] = src[oh * g->kh * g->w + ow * g->kw];
+      }
+}
+
+/* The n images' y (m x ocol each) = W x (+ bias, then the activation `act`, then radd when
+ * not NULL: n x m x ocol) from x and pack, W^T packed (conv_t_geometry); scratch:
+ * conv_t_scratch floats. */
+static void conv_t_forward(const conv_geom *g, const float *x, const float *pack,
+                           const float *bias, int act, float *y, float *scratch,
                            const float *radd) {
   int flags = (bias ? DD_SGEMM_COL_BIAS : 0) | dd_act_sgemm(act);
-  for (int64_t i = 0; i < n; i++) {
-    dd_sgemm_packed(hw, m, c, x + i * c * hw, 1, hw, pack, ct, m, flags, bias, 1, NULL);
+  const int64_t hw = g->ocol, m = g->m, in = g->c * g->h * g->w;
+  float *ct = scratch, *col = scratch + hw * m;
+  for (int64_t i = 0; i < g->n; i++) {
+    const float *a = x + i * in;
+    if (g->patch) {
+      patches_to_columns(g, a, col);
+      a = col;
+    }
+    dd_sgemm_packed(hw, m, g->kcol, a, 1, hw, pack, ct, m, flags, bias, 1, NULL);
     transpose_to_planes(ct, hw, m, y + i * m * hw, radd ? radd + i * m * hw : NULL);
   }
 }
@@ -1345,14 +1384,15 @@ size_t dd_conv_pack_bytes(const dd_node *node, const dd_tensor *const *in) {
       conv_geometry(node->params, x, w, node->n_in > 2 ? in[2] : NULL, &g, NULL) ||
       !conv_t_geometry(&g))
     return 0;
-  return (size_t)dd_sgemm_pack_floats(x->shape.d[1], w->shape.d[0]) * sizeof(float);
+  return (size_t)dd_sgemm_pack_floats(g.kcol, g.m) * sizeof(float);
 }
 
-/* W^T (c x m) packed: W (m x c) is W^T stored transposed. */
+/* W^T (kcol x m) packed: W (m x kcol) is W^T stored transposed. */
 float *dd_conv_pack(const dd_node *node, const dd_tensor *const *in, int parallel) {
   const dd_tensor *w = in[1];
   if (!dd_conv_pack_bytes(node, in)) return NULL;
-  return dd_sgemm_pack_new(w->shape.d[1], w->shape.d[0], dd_f32(w), w->shape.d[1], 1, parallel);
+  int64_t kcol = dd_tensor_numel(w) / w->shape.d[0];
+  return dd_sgemm_pack_new(kcol, w->shape.d[0], dd_f32(w), kcol, 1, parallel);
 }
 
 /* The forward by the path the geometry takes, with the folded activation `act` (DD_ACT_*):
@@ -1363,7 +1403,7 @@ static int conv_forward_paths(const conv_geom *gp, const dd_op_call *call, const
                               float *col) {
   conv_geom g = *gp;
   if (call->prep && conv_t_geometry(&g) && !g.bf16) { /* W^T packed by the plan */
-    conv_t_forward(g.n, g.c, g.ocol, g.m, x, call->prep, bias, act, y, col, NULL);
+    conv_t_forward(&g, x, call->prep, bias, act, y, col, NULL);
     return 1;
   }
 #ifdef DD_AVX512_KERNELS
@@ -1439,7 +1479,7 @@ static void conv_forward_call(const dd_node *node, const dd_tensor *const *in,
   int act = call->relu_out ? DD_ACT_RELU : call->act_out;
   const float *radd = call->add_in;
   if (radd && call->prep && conv_t_geometry(&g) && !g.bf16) { /* the Add as y is transposed */
-    conv_t_forward(g.n, g.c, g.ocol, g.m, x, call->prep, bias, act, y, scratch, radd);
+    conv_t_forward(&g, x, call->prep, bias, act, y, scratch, radd);
     return;
   }
   if (radd && g.pointwise && g.group == 1 && !call->exact && !g.bf16) { /* as tiles are stored */

@@ -765,13 +765,14 @@ static void fuse_act_folds_on(void) {
 
 /* y = Conv(x, w, b) (1x1, c -> m channels), or with `scaled` the squeeze-excitation chain
  * y = Conv(Mul(x, Sigmoid(ReduceMean(x))), w, b) that fuses into ConvScaled. */
-static dd_model *fg_pointwise(int64_t c, int64_t m, int scaled) {
+static dd_model *fg_pointwise(int64_t c, int64_t m, int scaled, int64_t k) {
   th_model *g = th_model_new("fuse");
-  float *w = malloc(sizeof(float) * (size_t)(m * c)), *b = malloc(sizeof(float) * (size_t)m);
+  int64_t nw = m * c * k * k;
+  float *w = malloc(sizeof(float) * (size_t)nw), *b = malloc(sizeof(float) * (size_t)m);
   uint64_t st = 67;
-  for (int64_t i = 0; i < m * c; i++) w[i] = th_rand_uniform(&st, -0.5f, 0.5f);
+  for (int64_t i = 0; i < nw; i++) w[i] = th_rand_uniform(&st, -0.5f, 0.5f);
   for (int64_t i = 0; i < m; i++) b[i] = th_rand_uniform(&st, -1, 1);
-  th_model_init_f32(g, "w", 4, (int64_t[]){m, c, 1, 1}, w, (size_t)(m * c));
+  th_model_init_f32(g, "w", 4, (int64_t[]){m, c, k, k}, w, (size_t)nw);
   th_model_init_f32(g, "b", 1, (int64_t[]){m}, b, (size_t)m);
   free(w);
   free(b);
@@ -782,7 +783,8 @@ static dd_model *fg_pointwise(int64_t c, int64_t m, int scaled) {
     fg_node(g, "Mul", "x", "s", "t");
   }
   th_model_node(g, "Conv", NULL, scaled ? "t,w,b" : "x,w,b", "y");
-  th_model_attr_ints(g, "kernel_shape", 2, (int64_t[]){1, 1});
+  th_model_attr_ints(g, "kernel_shape", 2, (int64_t[]){k, k});
+  th_model_attr_ints(g, "strides", 2, (int64_t[]){k, k});
   const char *outs[] = {"y"};
   return fg_load(g, 1, outs);
 }
@@ -791,22 +793,31 @@ static dd_model *fg_pointwise(int64_t c, int64_t m, int scaled) {
  * at least 32 output channels) and computes it transposed (ops/conv.c, conv_t_forward): the
  * floats of the plan that packs nothing (capped at its measure), bit for bit.  A ConvScaled
  * (a squeeze-excitation scale fused in: fewer output channels than pixels), the generic
- * kernels, 16 output channels or a 17x17 plane pack nothing. */
+ * kernels, 16 output channels or a 17x17 plane pack nothing.  So do convolutions in patches
+ * (kernel = stride, ConvNeXt's downsampling) up to 1024 output pixels with at least 64
+ * weights per output, from their gathered column matrix: an odd plane drops its last row and
+ * column, as im2col does; a stem's 4x4 patches of 3 channels pack nothing. */
 static void fuse_pointwise_packed_on(void);
 Test(fuse, pointwise_on_small_planes_packed_bit_for_bit) {
   th_each_kernels(fuse_pointwise_packed_on);
 }
 static void fuse_pointwise_packed_on(void) {
   static const struct {
-    int64_t n, c, m, h, w;
+    int64_t n, c, m, h, w, k;
     int scaled, packs;
-  } cases[] = {{1, 192, 1152, 7, 7, 0, 1}, {2, 40, 72, 14, 14, 0, 1}, {1, 48, 40, 7, 7, 1, 0},
-               {2, 36, 64, 12, 12, 1, 0},  {1, 24, 16, 7, 7, 0, 0},   {1, 24, 40, 17, 17, 0, 0}};
+  } cases[] = {{1, 192, 1152, 7, 7, 1, 0, 1}, {2, 40, 72, 14, 14, 1, 0, 1},
+               {1, 48, 40, 7, 7, 1, 1, 0},    {2, 36, 64, 12, 12, 1, 1, 0},
+               {1, 24, 16, 7, 7, 1, 0, 0},    {1, 24, 40, 17, 17, 1, 0, 0},
+               {1, 48, 96, 14, 14, 2, 0, 1},  {2, 24, 40, 15, 13, 2, 0, 1},
+               {1, 16, 48, 64, 64, 2, 0, 1},  {1, 4, 32, 19, 18, 4, 0, 1},
+               {1, 3, 32, 19, 18, 4, 0, 0},
+               {1, 16, 48, 66, 66, 2, 0, 0},  {1, 16, 24, 14, 14, 2, 0, 0}};
   for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ci++) {
-    dd_model *m = fg_pointwise(cases[ci].c, cases[ci].m, cases[ci].scaled);
+    dd_model *m = fg_pointwise(cases[ci].c, cases[ci].m, cases[ci].scaled, cases[ci].k);
     int64_t d[] = {cases[ci].n, cases[ci].c, cases[ci].h, cases[ci].w};
     dd_shape xs = dd_shape_make(4, d);
-    check_packed(m, &xs, cases[ci].packs, cases[ci].c, cases[ci].m, ci);
+    check_packed(m, &xs, cases[ci].packs, cases[ci].c * cases[ci].k * cases[ci].k, cases[ci].m,
+                 ci);
     dd_model_free(m);
   }
 }
