@@ -172,6 +172,9 @@ def main():
                     help="time the process's CPU time per run instead of wall time (all "
                          "threads; for a loaded machine, with --threads 1)")
     ap.add_argument("--skip-export", action="store_true", help="reuse bench/out/modern/")
+    ap.add_argument("--forward-only", action="store_true",
+                    help="time the forward passes only (no dream iteration): shorter rounds, "
+                         "so each pair runs closer together on a host whose speed changes")
     ap.add_argument("--torch-grad", nargs=2, metavar=("NAME", "SIZE"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.torch_grad:
@@ -218,17 +221,21 @@ def main():
         for r in range(args.rounds):
             fo.append(field(run(f_ours), "forward", "median_ms"))
             ft.append(field(run(f_ort), "ort_forward", ort_key))
+            if args.forward_only:
+                print("  %s round %d: forward %.3g vs ORT %.3g ms" % (n, r + 1, fo[-1], ft[-1]),
+                      flush=True)
+                continue
             go.append(field(run(g_ours), "grad", "median_ms"))
             gt.append(field(run(g_torch), "grad_torch", "median_ms"))
-            print("  %s round %d: forward %.1f vs ORT %.1f ms; grad %.1f vs torch %.1f ms" %
+            print("  %s round %d: forward %.3g vs ORT %.3g ms; grad %.3g vs torch %.3g ms" %
                   (n, r + 1, fo[-1], ft[-1], go[-1], gt[-1]), flush=True)
         m = statistics.median
         # the ratio of each round's pair (run back to back, so a change of the host's speed
         # between rounds cancels), their median and range
         fr = [a / b for a, b in zip(fo, ft)]
-        gr = [a / b for a, b in zip(go, gt)]
-        rows.append((n, sz, last, tap, m(fo), m(ft), m(go), m(gt), m(fr), min(fr), max(fr),
-                     m(gr), min(gr), max(gr)))
+        gr = [a / b for a, b in zip(go, gt)] or [float("nan")]
+        rows.append((n, sz, last, tap, m(fo), m(ft), m(go or gr), m(gt or gr), m(fr), min(fr),
+                     max(fr), m(gr), min(gr), max(gr)))
     load1 = os.getloadavg()
     name, isa = cpu_name()
     env = dict(os.environ, OPENBLAS_VERBOSE="2")
@@ -249,15 +256,19 @@ def main():
              "iteration: dream | PyTorch | ratio (range) |",
              "|---|---|---|---|---|---|---|---|"]
     for n, sz, last, tap, a, b, c, d, fr, fr0, fr1, gr, gr0, gr1 in rows:
-        lines.append("| %s | %s | %.1f ms | %.1f ms | **%.2fx** (%.2f-%.2f) | %.1f ms | %.1f ms | "
-                     "**%.2fx** (%.2f-%.2f) |" % (n, sz, a, b, fr, fr0, fr1, c, d, gr, gr0, gr1))
+        it = ("%.3g ms | %.3g ms | **%.2fx** (%.2f-%.2f)" % (c, d, gr, gr0, gr1)
+              if not args.forward_only else "not timed | | ")
+        lines.append("| %s | %s | %.3g ms | %.3g ms | **%.2fx** (%.2f-%.2f) | %s |" %
+                     (n, sz, a, b, fr, fr0, fr1, it))
     lines.append("")
     lines.append("Values (last block; dream layer):")
     for n, sz, last, tap, *_ in rows:
         lines.append("- %s: `%s`; `%s`" % (n, last, tap))
     text = "\n".join(lines) + "\n"
     print(text)
-    with open(os.path.join(HERE, "out", "modern_t%d%s.md" % (args.threads, "_cpu" if args.cpu_time else "")), "w") as f:
+    with open(os.path.join(HERE, "out", "modern_t%d%s%s.md" % (
+            args.threads, "_cpu" if args.cpu_time else "",
+            "_forward" if args.forward_only else "")), "w") as f:
         f.write(text)
     return 0
 
