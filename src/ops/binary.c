@@ -73,17 +73,26 @@ static inline int64_t idiv(int64_t a, int64_t b) {
 }
 
 /* y[i] = a[i*sa] OP c[i*sc] for one block; sa, sc are 0 or 1 (the innermost strides).
- * TA, TC: the element types of a and c. */
+ * TA, TC: the element types of a and c.  In vector lanes (omp simd: y is a, c or neither,
+ * never a partial overlap, and each element is one operation, so the same values): GCC 12 at
+ * -O2 left these loops scalar, and a squeeze-excitation scale of 576 channels on 7x7 planes
+ * (MobileNet v3's last blocks) took 16 us. */
 #define BINARY_BLOCK(TA, TC, EXPR)                                        \
   do {                                                                    \
-    if (sa && sc)                                                         \
+    if (sa && sc) {                                                       \
+      _Pragma("omp simd")                                                 \
       for (int64_t i = i0; i < i1; i++) { TA x = pa[i]; TC z = pc[i]; py[i] = EXPR; } \
-    else if (sa)                                                          \
-      for (int64_t i = i0; i < i1; i++) { TA x = pa[i]; TC z = pc[0]; py[i] = EXPR; } \
-    else if (sc)                                                          \
-      for (int64_t i = i0; i < i1; i++) { TA x = pa[0]; TC z = pc[i]; py[i] = EXPR; } \
-    else                                                                  \
+    } else if (sa) {                                                      \
+      const TC z = pc[0];                                                 \
+      _Pragma("omp simd")                                                 \
+      for (int64_t i = i0; i < i1; i++) { TA x = pa[i]; py[i] = EXPR; }   \
+    } else if (sc) {                                                      \
+      const TA x = pa[0];                                                 \
+      _Pragma("omp simd")                                                 \
+      for (int64_t i = i0; i < i1; i++) { TC z = pc[i]; py[i] = EXPR; }   \
+    } else {                                                              \
       for (int64_t i = i0; i < i1; i++) { TA x = pa[0]; TC z = pc[0]; py[i] = EXPR; } \
+    }                                                                     \
   } while (0)
 
 /* y = EXPR(x, z) with x of type TA, z of TC and y of TY. */

@@ -27,12 +27,18 @@ void bcast_make(bcast *b, const dd_shape *out, const dd_shape *a, const dd_shape
  * [*i0, *i1) of its row. */
 static inline void bcast_block(const bcast *b, int64_t blk, int64_t off[3], int64_t *i0,
                                int64_t *i1) {
-  int64_t row = blk / b->nblk, part = blk % b->nblk;
+  int64_t row = blk, part = 0;
+  if (b->nblk > 1) row = blk / b->nblk, part = blk % b->nblk;
   off[0] = off[1] = off[2] = 0;
-  for (int i = b->nd - 2; i >= 0; i--) {
-    int64_t q = row % b->d[i];
-    row /= b->d[i];
-    for (int k = 0; k < 3; k++) off[k] += q * b->s[k][i];
+  if (b->nd == 2) { /* rows of one dim (a per-channel operand against NCHW): no division, which
+                       cost more than the 49 multiplications of a 7x7 plane */
+    for (int k = 0; k < 3; k++) off[k] = row * b->s[k][0];
+  } else {
+    for (int i = b->nd - 2; i >= 0; i--) {
+      int64_t q = row % b->d[i];
+      row /= b->d[i];
+      for (int k = 0; k < 3; k++) off[k] += q * b->s[k][i];
+    }
   }
   int64_t inner = b->d[b->nd - 1];
   *i0 = part * DD_BCAST_BLOCK;
