@@ -34,7 +34,8 @@ void dd_plan_forward(dd_plan *p) {
                        (p->flags & DD_PLAN_EXACT) != 0,
                        p->relu_out && p->relu_out[o] >= 2 ? p->relu_out[o] : 0,
                        p->prep ? p->prep[o] : NULL,
-                       p->add_in && p->add_in[o] >= 0 ? dd_f32(&p->val[p->add_in[o]]) : NULL};
+                       p->add_in && p->add_in[o] >= 0 ? dd_f32(&p->val[p->add_in[o]]) : NULL,
+                       p->sums ? p->sums[o] : NULL};
     double t0 = p->profile ? dd_now_seconds() : 0;
     dd_op_forward(n, in, outs, p->scratch.base, &call);
     if (p->profile) p->profile[2 * p->order[o]] += dd_now_seconds() - t0;

@@ -876,10 +876,18 @@ static int dw_prepare(const conv_geom *g, dd_dw_plan *p) {
 
 /* Depthwise forward through ops/depthwise.c: 16 planes at a time in the vector lanes where
  * it can (no channel multiplier, AVX-512), else one plane per task; the activation `act`
- * (DD_ACT_*) folded in.  Returns 0 when it left a SiLU or HardSwish undone (the planes do
- * only Relu). */
+ * (DD_ACT_*) folded in; the lanes also sum the output planes into `sums` (when not NULL and
+ * room enough) and set sums->ok.  Returns 0 when it left a SiLU or HardSwish undone (the
+ * planes do only Relu). */
 static int depthwise_forward_vec(const conv_geom *g, const dd_dw_plan *dg, const float *x,
-                                 const float *wt, const float *bias, int act, float *y) {
+                                 const float *wt, const float *bias, int act, float *y,
+                                 dd_plane_sums *sums) {
+  if (sums && g->mg == 1 && sums->nparts >= dd_dw_lanes_parts(&dg->g, g->n, g->m) &&
+      dd_dw_forward_lanes_sums(&dg->g, g->n, g->m, x, wt, bias, y, act, sums->sum,
+                               sums->part)) {
+    sums->ok = 1;
+    return 1;
+  }
   if (g->mg == 1 && dd_dw_forward_lanes(&dg->g, g->n, g->m, x, wt, bias, y, act, 1)) return 1;
   int relu = act == DD_ACT_RELU;
 #pragma omp parallel for if (g->n * g->m * g->ocol * g->kh * g->kw > DD_PAR_MIN) schedule(static)
@@ -1387,6 +1395,23 @@ size_t dd_conv_pack_bytes(const dd_node *node, const dd_tensor *const *in) {
   return (size_t)dd_sgemm_pack_floats(g.kcol, g.m) * sizeof(float);
 }
 
+/* The doubles of the dd_plane_sums of a depthwise convolution whose output a
+ * GlobalAveragePool reads (plan_pool_sums): its planes' sums and the partial sums of the
+ * lanes' bands; 0 when its path sums nothing (another kind of convolution, the generic
+ * kernels, a row too wide for the lanes). */
+int64_t dd_conv_sums_doubles(const dd_node *node, const dd_tensor *const *in, int64_t *nparts);
+int64_t dd_conv_sums_doubles(const dd_node *node, const dd_tensor *const *in, int64_t *nparts) {
+  const dd_tensor *x = in[0], *w = in[1];
+  conv_geom g;
+  dd_dw_plan dg;
+  if (!x || !w || x->shape.ndim != 4 || w->shape.ndim != 4 ||
+      conv_geometry(node->params, x, w, node->n_in > 2 ? in[2] : NULL, &g, NULL) ||
+      !g.depthwise || g.mg != 1 || !dw_prepare(&g, &dg))
+    return 0;
+  *nparts = dd_dw_lanes_parts(&dg.g, g.n, g.m);
+  return *nparts ? g.n * g.m + *nparts : 0;
+}
+
 /* W^T (kcol x m) packed: W (m x kcol) is W^T stored transposed. */
 float *dd_conv_pack(const dd_node *node, const dd_tensor *const *in, int parallel) {
   const dd_tensor *w = in[1];
@@ -1422,7 +1447,7 @@ static int conv_forward_paths(const conv_geom *gp, const dd_op_call *call, const
              (call->exact ? DD_SGEMM_EXACT : 0);
   dd_dw_plan dg;
   if (g.depthwise && dw_prepare(&g, &dg))
-    return depthwise_forward_vec(&g, &dg, x, wt, bias, act, y);
+    return depthwise_forward_vec(&g, &dg, x, wt, bias, act, y, call->add_in ? NULL : call->sums);
   if (g.depthwise) {
     depthwise_forward(&g, x, wt, bias, y);
     if (relu & DD_SGEMM_RELU) {
@@ -1478,6 +1503,7 @@ static void conv_forward_call(const dd_node *node, const dd_tensor *const *in,
   float *y = dd_f32(out[0]);
   int act = call->relu_out ? DD_ACT_RELU : call->act_out;
   const float *radd = call->add_in;
+  if (call->sums) call->sums->ok = 0; /* until the path writes them */
   if (radd && call->prep && conv_t_geometry(&g) && !g.bf16) { /* the Add as y is transposed */
     conv_t_forward(&g, x, call->prep, bias, act, y, scratch, radd);
     return;

@@ -426,11 +426,13 @@ static inline __attribute__((always_inline)) DD_TARGET_AVX512 void lanes_group_t
 
 /* One band of one block of 16 channels: output rows [oh0, oh0 + rows) of the nc planes y
  * from the nc planes x, weights k (nc x cg x kh kw: cg input channels per group, whole groups
- * in the block), bias (nc or NULL). */
+ * in the block), bias (nc or NULL); with bsum, bsum[l] = the sum of the band's outputs of
+ * lane l: in groups of 16 pixels in float (the even ones, the odd ones, then the two), the
+ * groups' sums in double. */
 DD_TARGET_AVX512 static void lanes_band(const dd_dw_geom *g, const lanes_plan *lp, int cg,
                                         const float *x, const float *k, const float *bias,
                                         int64_t nc, int64_t oh0, int64_t rows, int act,
-                                        float *y) {
+                                        float *y, double *bsum) {
   float in[LANES_IN * 16] __attribute__((aligned(64)));
   float out[(LANES_OUT + LANES_TILE) * 16] __attribute__((aligned(64)));
   float kt[DD_DW_TAPS * 16] __attribute__((aligned(64)));
@@ -489,6 +491,26 @@ DD_TARGET_AVX512 static void lanes_band(const dd_dw_geom *g, const lanes_plan *l
   /* back to planes, 16 pixels at a time */
   int64_t plane = g->ho * g->wo;
   float *yb = y + oh0 * g->wo;
+  if (bsum) { /* groups of 16 pixels summed in float (even and odd pixels, then the two), each
+                 group's sum added in double: converting every pixel to double cost as much as
+                 the GlobalAveragePool pass this replaces */
+    __m512d slo = _mm512_setzero_pd(), shi = _mm512_setzero_pd();
+    for (int64_t q0 = 0; q0 < np; q0 += 16) {
+      int64_t q1 = np - q0 < 16 ? np : q0 + 16, q = q0;
+      __m512 f0 = _mm512_setzero_ps(), f1 = _mm512_setzero_ps();
+      for (; q + 2 <= q1; q += 2) {
+        f0 = _mm512_add_ps(f0, _mm512_load_ps(out + q * 16));
+        f1 = _mm512_add_ps(f1, _mm512_load_ps(out + (q + 1) * 16));
+      }
+      if (q < q1) f0 = _mm512_add_ps(f0, _mm512_load_ps(out + q * 16));
+      __m512 f = _mm512_add_ps(f0, f1);
+      slo = _mm512_add_pd(slo, _mm512_cvtps_pd(_mm512_castps512_ps256(f)));
+      shi = _mm512_add_pd(
+          shi, _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(f), 1))));
+    }
+    _mm512_storeu_pd(bsum, slo);
+    _mm512_storeu_pd(bsum + 8, shi);
+  }
   for (int64_t p0 = 0; p0 < np; p0 += 16) {
     int64_t n = np - p0 < 16 ? np - p0 : 16;
     __m512 r[16];
@@ -504,9 +526,11 @@ DD_TARGET_AVX512 static void lanes_band(const dd_dw_geom *g, const lanes_plan *l
 #endif
 
 /* The forward of dd_dw_forward_lanes and dd_group_forward_lanes: cg input channels per group
- * (1: depthwise), as many outputs. */
+ * (1: depthwise), as many outputs; with part (cg 1 only), each task's 16 sums of its band at
+ * part + 16 t (tasks: images, then blocks of 16 channels, then bands). */
 static int lanes_forward(const dd_dw_geom *g, int64_t n, int64_t c, int cg, const float *x,
-                         const float *k, const float *bias, float *y, int act, int parallel) {
+                         const float *k, const float *bias, float *y, int act, int parallel,
+                         double *part) {
 #ifdef DD_AVX512_KERNELS
   lanes_plan lp;
   if (!dd_kernels_avx512() || cg * g->kh * g->kw > DD_DW_TAPS || !lanes_plan_of(g, &lp))
@@ -520,24 +544,51 @@ static int lanes_forward(const dd_dw_geom *g, int64_t n, int64_t c, int cg, cons
     int64_t c0 = b * 16, nc = c - c0 < 16 ? c - c0 : 16, oh0 = band * lp.rows;
     int64_t rows = g->ho - oh0 < lp.rows ? g->ho - oh0 : lp.rows;
     lanes_band(g, &lp, cg, x + (i * c + c0) * hw, k + c0 * nk, bias ? bias + c0 : NULL, nc,
-               oh0, rows, act, y + (i * c + c0) * plane);
+               oh0, rows, act, y + (i * c + c0) * plane, part ? part + 16 * t : NULL);
   }
   return 1;
 #else
   (void)g, (void)n, (void)c, (void)cg, (void)x, (void)k, (void)bias, (void)y, (void)act,
-      (void)parallel;
+      (void)parallel, (void)part;
   return 0;
 #endif
 }
 
 int dd_dw_forward_lanes(const dd_dw_geom *g, int64_t n, int64_t c, const float *x,
                         const float *k, const float *bias, float *y, int act, int parallel) {
-  return lanes_forward(g, n, c, 1, x, k, bias, y, act, parallel);
+  return lanes_forward(g, n, c, 1, x, k, bias, y, act, parallel, NULL);
+}
+
+int64_t dd_dw_lanes_parts(const dd_dw_geom *g, int64_t n, int64_t c) {
+#ifdef DD_AVX512_KERNELS
+  lanes_plan lp;
+  if (!dd_kernels_avx512() || g->kh * g->kw > DD_DW_TAPS || !lanes_plan_of(g, &lp)) return 0;
+  return n * ((c + 15) / 16) * ((g->ho + lp.rows - 1) / lp.rows) * 16;
+#else
+  (void)g, (void)n, (void)c;
+  return 0;
+#endif
+}
+
+int dd_dw_forward_lanes_sums(const dd_dw_geom *g, int64_t n, int64_t c, const float *x,
+                             const float *k, const float *bias, float *y, int act,
+                             double *sum, double *part) {
+  int64_t nparts = dd_dw_lanes_parts(g, n, c);
+  if (!nparts || !lanes_forward(g, n, c, 1, x, k, bias, y, act, 1, part)) return 0;
+  int64_t blocks = (c + 15) / 16, bands = nparts / 16 / (n * blocks);
+  for (int64_t i = 0; i < n; i++)
+    for (int64_t m = 0; m < c; m++) {
+      const double *pb = part + ((i * blocks + m / 16) * bands) * 16 + m % 16;
+      double s = 0;
+      for (int64_t band = 0; band < bands; band++) s += pb[16 * band];
+      sum[i * c + m] = s;
+    }
+  return 1;
 }
 
 int dd_group_forward_lanes(const dd_dw_geom *g, int64_t n, int64_t c, int cg, const float *x,
                            const float *k, const float *bias, float *y, int act,
                            int parallel) {
   if (cg < 2 || cg > 16 || 16 % cg || c % cg) return 0;
-  return lanes_forward(g, n, c, cg, x, k, bias, y, act, parallel);
+  return lanes_forward(g, n, c, cg, x, k, bias, y, act, parallel, NULL);
 }

@@ -73,6 +73,19 @@ void dd_dw_forward(const dd_dw_plan *p, const float *x, const float *k, float bi
 int dd_dw_forward_lanes(const dd_dw_geom *g, int64_t n, int64_t c, const float *x,
                         const float *k, const float *bias, float *y, int act, int parallel);
 
+/* dd_dw_forward_lanes that also sums each output plane (after the activation) as the band
+ * is staged: sum[i c + m] for image i, plane m, groups of 16 pixels of a band in float, then
+ * the groups and the bands in order in double (the same sums with any number of threads), from
+ * the partial sums of the bands in part (dd_dw_lanes_parts doubles).  Returns 0, doing
+ * nothing, where dd_dw_forward_lanes would. */
+int dd_dw_forward_lanes_sums(const dd_dw_geom *g, int64_t n, int64_t c, const float *x,
+                             const float *k, const float *bias, float *y, int act,
+                             double *sum, double *part);
+
+/* The doubles of part that dd_dw_forward_lanes_sums takes for n images of c planes; 0 where
+ * the lanes do not run (the generic kernels, a row that does not fit). */
+int64_t dd_dw_lanes_parts(const dd_dw_geom *g, int64_t n, int64_t c);
+
 /* The same for a grouped convolution of c channels in and out, cg (2, 4, 8 or 16) input
  * channels and as many outputs per group (RegNet's groups of 8): k is c x cg x kh x kw, and
  * lane l of a block, output channel l, reads its group's input channel j as lane l / cg * cg

@@ -83,6 +83,17 @@
  * gradient through it, r computed before this node). */
 #define DD_OP_FOLD_ADD 16384u
 
+/* The sums of a convolution's output planes, which a GlobalAveragePool reading that output
+ * takes instead of summing the planes again (plan_pool_sums, plan/plan.h): the convolution
+ * writes them as its output leaves the registers, when its path can (the depthwise lanes,
+ * ops/depthwise.h), and says so in `ok`; the pool sums the planes itself otherwise. */
+typedef struct dd_plane_sums {
+  int ok;         /* the convolution wrote `sum` in this forward */
+  double *sum;    /* (images x channels) each output plane's sum */
+  double *part;   /* (nparts) the convolution's partial sums, per band of rows */
+  int64_t nparts;
+} dd_plane_sums;
+
 /* What the plan tells one call of forward or backward beyond its tensors: hints that hold
  * for this call only, so they travel with the call and not with the tensors.  All zero: no
  * hint, the plain forward and backward. */
@@ -98,6 +109,8 @@ typedef struct dd_op_call {
   const void *prep; /* forward: what the plan prepared once for this node (its weights packed
                        by plan_pack, plan/plan.h), or NULL */
   const float *add_in; /* forward (DD_OP_FOLD_ADD): add this to out[0] at the end, or NULL */
+  dd_plane_sums *sums; /* forward: a Conv writes its planes' sums here when it can; the
+                          GlobalAveragePool reading its output takes them (or NULL) */
 } dd_op_call;
 
 /* The op tables of src/ops/ are positional initializers that end at `flags`: the hooks after

@@ -652,6 +652,22 @@ static void pool_forward(const dd_node *node, const dd_tensor *const *in, dd_ten
   }
 }
 
+/* A GlobalAveragePool whose input's planes the convolution before it summed as it wrote them
+ * (call->sums, plan_pool_sums): each mean from its sum, as pool_forward divides plane_sum. */
+static void pool_forward_call(const dd_node *node, const dd_tensor *const *in,
+                              dd_tensor *const *out, void *scratch, const dd_op_call *call) {
+  const pool_params *p = node->params;
+  if (!call->sums || !call->sums->ok || p->kind != POOL_GLOBAL_AVG || !out[0]) {
+    pool_forward(node, in, out, scratch);
+    return;
+  }
+  pool_geom g;
+  pool_geometry(p, &in[0]->shape, &g, NULL);
+  float *y = dd_f32(out[0]);
+  for (int64_t pl = 0; pl < g.planes; pl++)
+    y[pl] = (float)(call->sums->sum[pl] / (double)g.in_sz);
+}
+
 /* call->fresh bit 0 (DD_OP_GRAD_FRESH): dx holds garbage and is overwritten. */
 static void pool_backward_call(const dd_node *node, const dd_tensor *const *in,
                                const dd_tensor *const *out, const dd_tensor *const *dout,
@@ -711,5 +727,5 @@ const dd_op dd_op_AveragePool = {"AveragePool", avgpool_init, pool_infer, pool_f
 const dd_op dd_op_GlobalMaxPool = {"GlobalMaxPool", gmaxpool_init, pool_infer, pool_forward,
                                    pool_backward, pool_flops, POOL_FLAGS, NULL, pool_backward_call};
 const dd_op dd_op_GlobalAveragePool = {"GlobalAveragePool", gavgpool_init, pool_infer,
-                                       pool_forward, pool_backward, pool_flops, POOL_FLAGS, NULL,
-                                       pool_backward_call};
+                                       pool_forward, pool_backward, pool_flops, POOL_FLAGS,
+                                       pool_forward_call, pool_backward_call};

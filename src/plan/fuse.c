@@ -351,6 +351,9 @@ float *dd_gemm_pack(const dd_node *node, const dd_tensor *const *in, int paralle
 extern const dd_op dd_op_Conv;
 size_t dd_conv_pack_bytes(const dd_node *node, const dd_tensor *const *in);
 float *dd_conv_pack(const dd_node *node, const dd_tensor *const *in, int parallel);
+int64_t dd_conv_sums_doubles(const dd_node *node, const dd_tensor *const *in, int64_t *nparts);
+/* ops/pool.c */
+extern const dd_op dd_op_GlobalAveragePool;
 
 /* y = Add(MatMul(a, b), bias) ending at `last`, in either operand order, where bias holds one
  * value per column of the product (shape [n] or [1, ..., 1, n]) and the Add does not
@@ -527,6 +530,54 @@ int plan_pack(dd_plan *p, const unsigned char *isconst, size_t room, dd_err *err
     p->packed += bytes;
   }
   return DD_OK;
+}
+
+/* ---- plane sums from the depthwise convolution ---- */
+
+int plan_pool_sums(dd_plan *p, dd_err *err) {
+  int *def = malloc(sizeof(int) * (size_t)(p->nv > 0 ? p->nv : 1)); /* order index */
+  if (!def) return dd_fail(err, DD_ENOMEM, "out of memory");
+  for (int v = 0; v < p->nv; v++) def[v] = -1;
+  for (int o = 0; o < p->n_order; o++)
+    for (int k = 0; k < p->onode[o]->n_out; k++)
+      if (p->onode[o]->out[k] >= 0) def[p->onode[o]->out[k]] = o;
+  int rc = DD_OK;
+  for (int o = 0; o < p->n_order && !rc; o++) {
+    const dd_node *n = p->onode[o];
+    if (n->op != &dd_op_GlobalAveragePool || n->n_in < 1 || n->in[0] < 0 ||
+        (p->skip && p->skip[o]))
+      continue;
+    int q = def[n->in[0]];
+    if (q >= 0 && p->skip && p->skip[q]) { /* an activation folded into its producer */
+      const dd_node *a = p->onode[q];
+      int x = a->n_in >= 1 ? a->in[0] : -1, qa = x >= 0 ? def[x] : -1;
+      unsigned act = DD_OP_RELU | DD_OP_SILU | DD_OP_HARDSWISH | DD_OP_GELU;
+      q = (a->op->flags & act) && qa >= 0 && p->relu_out && p->relu_out[qa] ? qa : -1;
+    }
+    if (q < 0 || p->onode[q]->op != &dd_op_Conv || (p->skip && p->skip[q]) ||
+        (p->add_in && p->add_in[q] >= 0) || (p->sums && p->sums[q]))
+      continue;
+    const dd_node *c = p->onode[q];
+    const dd_tensor *in[3] = {NULL, NULL, NULL};
+    for (int j = 0; j < c->n_in && j < 3; j++) in[j] = c->in[j] >= 0 ? &p->val[c->in[j]] : NULL;
+    int64_t nparts = 0, nd = dd_conv_sums_doubles(c, in, &nparts);
+    if (!nd) continue;
+    if (!p->sums && !(p->sums = calloc((size_t)p->n_order, sizeof *p->sums))) {
+      rc = dd_fail(err, DD_ENOMEM, "out of memory");
+      break;
+    }
+    dd_plane_sums *s = calloc(1, sizeof *s + sizeof(double) * (size_t)nd);
+    if (!s) {
+      rc = dd_fail(err, DD_ENOMEM, "out of memory");
+      break;
+    }
+    s->sum = (double *)(s + 1);
+    s->part = s->sum + (nd - nparts);
+    s->nparts = nparts;
+    p->sums[q] = p->sums[o] = s;
+  }
+  free(def);
+  return rc;
 }
 
 void plan_fused_free(dd_plan *p) {

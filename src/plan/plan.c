@@ -8,6 +8,8 @@
 #include "ops/op.h"
 #include "plan/plan.h"
 
+extern const dd_op dd_op_Conv; /* ops/conv.c: it owns the plane sums */
+
 void dd_plan_free(dd_plan *p) {
   if (!p) return;
   if (p->val)
@@ -18,6 +20,9 @@ void dd_plan_free(dd_plan *p) {
   free(p->folded);
   for (int o = 0; p->prep && o < p->n_order; o++) free(p->prep[o]);
   free(p->prep);
+  for (int o = 0; p->sums && o < p->n_order; o++)
+    if (p->sums[o] && p->onode[o]->op == &dd_op_Conv) free(p->sums[o]);
+  free(p->sums);
   free(p->order);
   free(p->onode);
   plan_fused_free(p);
@@ -429,6 +434,7 @@ static int plan_new(const plan_request *rq, size_t *measured, dd_shape *target_s
     /* forward-only plans of their own: the packs in what the cap leaves */
     size_t used = dd_plan_bytes(p), cap = rq->max_memory;
     rc = plan_pack(p, s.isconst, !cap ? SIZE_MAX : cap > used ? cap - used : 0, err);
+    if (!rc) rc = plan_pool_sums(p, err);
   }
   if (!rc) {
     p->bf16 = (rq->flags & DD_PLAN_BF16) != 0;

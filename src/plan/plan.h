@@ -52,6 +52,9 @@ struct dd_plan {
   size_t packed;          /* bytes of the weights packed once for the plan (plan_pack) */
   void **prep;            /* (n_order) or NULL: what plan_pack made for the node at each order
                              index (its packed weights), handed to it as dd_op_call.prep */
+  struct dd_plane_sums **sums; /* (n_order) or NULL: the plane sums a depthwise Conv writes for the
+                             GlobalAveragePool that reads its output (dd_op_call.sums, both
+                             nodes; plan_pool_sums), owned by the Conv's index */
   int64_t *flops;         /* (nn) */
   unsigned char *runs;    /* (nn) */
   int grad_input;
@@ -98,6 +101,12 @@ int plan_fuse(dd_plan *p, unsigned char *known, const unsigned char *isconst,
  * with few rows (ops/gemm.c), a 1x1 convolution's W^T on a small plane (ops/conv.c).
  * Returns DD_OK or DD_ENOMEM. */
 int plan_pack(dd_plan *p, const unsigned char *isconst, size_t room, dd_err *err);
+/* In forward-only plans after plan_pack: a GlobalAveragePool that reads the output of a
+ * depthwise Conv (directly, or through the activation folded into it) takes the planes' sums
+ * the Conv's lanes write as they store them, instead of reading the planes again: p->sums of
+ * both.  Not where the Conv also adds a residual (DD_OP_FOLD_ADD).  Returns DD_OK or
+ * DD_ENOMEM. */
+int plan_pool_sums(dd_plan *p, dd_err *err);
 /* Frees p's fused nodes (with their params). */
 void plan_fused_free(dd_plan *p);
 

@@ -561,6 +561,7 @@ static dd_model *fg_wide_linear(int64_t k, int64_t n) {
 typedef struct run_info {
   size_t packed, bytes;
   unsigned folded;
+  int sums; /* nodes handed plane sums (plan_pool_sums): a Conv and its pool count 2 */
 } run_info;
 
 /* One forward of a plan (REUSE, so fused; `flags` besides) of y from x, with the cap `cap`, on
@@ -582,6 +583,8 @@ static void forward_run(const dd_model *m, const dd_shape *xs, unsigned flags, s
   info->bytes = dd_plan_bytes(p);
   info->folded = 0;
   for (int o = 0; o < p->n_order && p->relu_out; o++) info->folded |= 1u << p->relu_out[o];
+  info->sums = 0;
+  for (int o = 0; o < p->n_order && p->sums; o++) info->sums += p->sums[o] != NULL;
   dd_plan_free(p);
 }
 
@@ -1181,4 +1184,75 @@ Test(fuse, a_folded_add_is_no_alias_for_the_next) {
   dd_tensor_free(y0);
   dd_tensor_free(y1);
   dd_model_free(m);
+}
+
+/* y = Mul(t, GlobalAveragePool(t)), t = act(Conv(x)) depthwise (c channels, k x k, stride s,
+ * pad k / 2, a bias): a squeeze-excitation's pool and the product that reads t again.  act:
+ * 0 none, 1 Relu, 2 SiLU (Sigmoid and Mul), 3 HardSwish. */
+static dd_model *fg_dw_pool(int64_t c, int64_t k, int64_t s, int act) {
+  th_model *g = th_model_new("fuse");
+  int64_t nw = c * k * k;
+  float *w = malloc(sizeof(float) * (size_t)nw), *b = malloc(sizeof(float) * (size_t)c);
+  uint64_t st = 83;
+  for (int64_t i = 0; i < nw; i++) w[i] = th_rand_uniform(&st, -0.5f, 0.5f);
+  for (int64_t i = 0; i < c; i++) b[i] = th_rand_uniform(&st, -1, 1);
+  th_model_init_f32(g, "w", 4, (int64_t[]){c, 1, k, k}, w, (size_t)nw);
+  th_model_init_f32(g, "b", 1, (int64_t[]){c}, b, (size_t)c);
+  free(w);
+  free(b);
+  th_model_node(g, "Conv", NULL, "x,w,b", act ? "t0" : "t");
+  th_model_attr_ints(g, "kernel_shape", 2, (int64_t[]){k, k});
+  th_model_attr_ints(g, "strides", 2, (int64_t[]){s, s});
+  th_model_attr_ints(g, "pads", 4, (int64_t[]){k / 2, k / 2, k / 2, k / 2});
+  th_model_attr_int(g, "group", c);
+  if (act == 1) fg_node(g, "Relu", "t0", NULL, "t");
+  if (act == 2) {
+    fg_node(g, "Sigmoid", "t0", NULL, "ts");
+    fg_node(g, "Mul", "t0", "ts", "t");
+  }
+  if (act == 3) fg_node(g, "HardSwish", "t0", NULL, "t");
+  fg_node(g, "GlobalAveragePool", "t", NULL, "m");
+  fg_node(g, "Mul", "t", "m", "y");
+  const char *outs[] = {"y"};
+  return fg_load(g, 1, outs);
+}
+
+/* A forward-only plan hands a GlobalAveragePool the sums of its input's planes that the
+ * depthwise convolution before it (with its activation folded in, or none) made as its lanes
+ * stored them (plan_pool_sums, ops/depthwise.c): the pool reads no plane.  The means match
+ * those the pool sums itself, in the plan with gradients (which hands over nothing), within
+ * the rounding of the two orders of summation: every y within 1e-6 of its size.  Several
+ * bands of rows (112 x 112), blocks of 16 channels with the last one short, stride 2, two
+ * images; the generic kernels hand over nothing. */
+static void fuse_pool_sums_on(void);
+Test(fuse, global_average_pool_takes_the_depthwise_convolutions_sums) {
+  th_each_kernels(fuse_pool_sums_on);
+}
+static void fuse_pool_sums_on(void) {
+  static const struct {
+    int64_t n, c, k, s, h, w;
+    int act;
+  } cases[] = {{1, 40, 3, 1, 19, 23, 2}, {2, 24, 5, 2, 28, 28, 3}, {1, 32, 3, 1, 112, 112, 2},
+               {1, 16, 3, 2, 56, 56, 1}, {1, 72, 5, 1, 7, 7, 0},    {2, 17, 3, 1, 9, 30, 2}};
+  for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ci++) {
+    dd_model *m = fg_dw_pool(cases[ci].c, cases[ci].k, cases[ci].s, cases[ci].act);
+    int64_t d[] = {cases[ci].n, cases[ci].c, cases[ci].h, cases[ci].w};
+    dd_shape xs = dd_shape_make(4, d);
+    dd_tensor *y[2];
+    run_info r[2];
+    forward_run(m, &xs, 0, 0, &y[0], &r[0]);
+    forward_run(m, &xs, DD_PLAN_GRAD, 0, &y[1], &r[1]);
+    cr_assert_eq(r[0].sums, th_kernels_now == DD_KERNELS_AVX512 ? 2 : 0, "case %zu: %d", ci,
+                 r[0].sums);
+    cr_assert_eq(r[1].sums, 0);
+    cr_assert(dd_shape_eq(&y[0]->shape, &y[1]->shape));
+    for (int64_t i = 0; i < dd_tensor_numel(y[1]); i++) {
+      float a = dd_f32(y[0])[i], b = dd_f32(y[1])[i];
+      cr_assert(fabsf(a - b) <= 1e-6f * fmaxf(1.f, fabsf(b)), "case %zu at %lld: %.9g vs %.9g",
+                ci, (long long)i, a, b);
+    }
+    dd_tensor_free(y[0]);
+    dd_tensor_free(y[1]);
+    dd_model_free(m);
+  }
 }
