@@ -882,6 +882,11 @@ static int dw_prepare(const conv_geom *g, dd_dw_plan *p) {
 static int depthwise_forward_vec(const conv_geom *g, const dd_dw_plan *dg, const float *x,
                                  const float *wt, const float *bias, int act, float *y,
                                  dd_plane_sums *sums) {
+  if (g->mg == 1 && dd_dw_forward_s2(&dg->g, g->n, g->m, x, wt, bias, y, act,
+                                     sums ? sums->sum : NULL)) {
+    if (sums) sums->ok = 1;
+    return 1;
+  }
   if (sums && g->mg == 1 && sums->nparts >= dd_dw_lanes_parts(&dg->g, g->n, g->m) &&
       dd_dw_forward_lanes_sums(&dg->g, g->n, g->m, x, wt, bias, y, act, sums->sum,
                                sums->part)) {

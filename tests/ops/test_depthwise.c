@@ -306,3 +306,67 @@ static void depthwise_group_lanes_match_their_arithmetic_on(void) {
     free(x), free(k), free(b), free(y);
   }
 }
+
+/* dd_dw_forward_s2 (3x3 at stride 2, pad 1, rows at most 64 wide, 16 output columns of a
+ * plane in the lanes) against dd_dw_forward_lanes: the same floats bit for bit, with every
+ * activation, with and without a bias, two images, odd and even sizes, rows of 5 to 64 (one
+ * column block to three, the last short) and a trailing pad of 0 or 1; its plane sums within
+ * 1e-6 of the sum of the outputs' sizes from their double sum (each lane adds at most 16 rows
+ * in float, 15 roundings of at most 2^-24 each, before double).  It declines 5x5, stride 1, rows of 65 and the
+ * generic kernels (writing nothing). */
+static void depthwise_s2_matches_the_lanes_on(void);
+Test(depthwise, stride2_planes_match_the_lanes_bit_for_bit) {
+  th_each_kernels(depthwise_s2_matches_the_lanes_on);
+}
+static void depthwise_s2_matches_the_lanes_on(void) {
+  static const dw_case cases[] = {
+      {56, 56, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1}, {28, 28, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1},
+      {9, 5, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1},   {17, 33, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1},
+      {6, 64, 3, 3, 2, 2, 1, 1, 1, 1, 0, 0},  {2, 34, 3, 3, 2, 2, 1, 1, 1, 1, 0, 1},
+  };
+  static const dw_case refused[] = {
+      {9, 9, 5, 5, 2, 2, 1, 1, 2, 2, 2, 2},   /* 5x5 */
+      {9, 9, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1},   /* stride 1 */
+      {9, 65, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1},  /* rows of 65 */
+      {112, 112, 3, 3, 2, 2, 1, 1, 0, 0, 1, 1} /* padded after only */
+  };
+  const int avx = th_kernels_now == DD_KERNELS_AVX512;
+  const int64_t n = 2, c = 17;
+  for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ci++) {
+    dd_dw_geom g = geom_of(&cases[ci]);
+    int64_t nx = g.h * g.w, ny = g.ho * g.wo;
+    float *x = randoms(n * c * nx), *k = randoms(c * 9), *b = randoms(c);
+    float *want = malloc((size_t)(n * c * ny) * sizeof *want);
+    float *y = malloc((size_t)(n * c * ny) * sizeof *y);
+    double sum[2 * 17];
+    for (int mode = 0; mode < 8; mode++) {
+      int act = mode & 3; /* DD_ACT_NONE, _RELU, _SILU, _HARDSWISH */
+      const float *bias = mode & 4 ? b : NULL;
+      for (int64_t i = 0; i < n * c * ny; i++) y[i] = NAN;
+      int done = dd_dw_forward_s2(&g, n, c, x, k, bias, y, act, sum);
+      cr_assert_eq(done, avx, "case %zu: s2 %s", ci, done ? "ran" : "declined");
+      if (!done) {
+        for (int64_t i = 0; i < n * c * ny; i++) cr_assert(isnan(y[i]), "y written");
+        continue;
+      }
+      cr_assert(dd_dw_forward_lanes(&g, n, c, x, k, bias, want, act, 1));
+      for (int64_t i = 0; i < n * c * ny; i++)
+        cr_assert(!memcmp(&y[i], &want[i], sizeof y[i]),
+                  "case %zu, mode %d: y[%lld] = %.9g, lanes %.9g", ci, mode, (long long)i, y[i],
+                  want[i]);
+      for (int64_t p = 0; p < n * c; p++) {
+        double s = 0, a = 0;
+        for (int64_t i = 0; i < ny; i++) s += y[p * ny + i], a += fabs(y[p * ny + i]);
+        cr_assert(fabs(sum[p] - s) <= 1e-6 * a, "case %zu, plane %lld: %.17g vs %.17g",
+                  ci, (long long)p, sum[p], s);
+      }
+    }
+    free(x), free(k), free(b), free(want), free(y);
+  }
+  for (size_t ci = 0; ci < sizeof refused / sizeof refused[0]; ci++) {
+    dd_dw_geom g = geom_of(&refused[ci]);
+    float one = 1.f, out = NAN;
+    /* declines before reading or writing anything */
+    cr_assert_not(dd_dw_forward_s2(&g, 0, 0, &one, &one, NULL, &out, 0, NULL), "case %zu", ci);
+  }
+}
