@@ -13,6 +13,12 @@
  *       flushed before each product, as a layer's weights come in a network).
  *   bench_engine count   [--preset P] [--layer L] [--size WxH]
  *       the forward convolution GFLOP at that size, without running anything.
+ *   bench_engine pingpong [--reps N]
+ *       the round trip of one cache line between two OpenMP threads, in ns: what every
+ *       barrier and every value one thread writes and the other reads pays.  On the AMD EPYC
+ *       VM of sessions 10-14 it was about 60 ns for minutes, then about 370 ns (the two vCPUs
+ *       no longer sharing a cache), when every two-thread forward, ours and ONNX Runtime's,
+ *       took 45-70% longer; bench/modern.py records it beside each round.
  *   --profile  also prints the time per operator type and every node's time.
  *   --exact    forward: plans with DD_PLAN_EXACT (as dd_infer does: run, classify, audit).
  *
@@ -22,6 +28,8 @@
  */
 #include <cblas.h>
 #include <errno.h>
+#include <omp.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -85,7 +93,8 @@ static double peak_rss_mb(void) {
 static int usage(void) {
   fputs("usage: bench_engine sgemm|forward|grad|count|gemm [--preset P] [--layer L] [--size WxH|N]\n"
         "       [--iters N] [--warmup N] [--tile N] [--max-memory BYTES] [--threads N]\n"
-        "       [--reps N] [--profile] [--exact] [--shape MxNxK] [--cold]\n",
+        "       [--reps N] [--profile] [--exact] [--shape MxNxK] [--cold]\n"
+        "       bench_engine pingpong [--reps N]\n",
         stderr);
   return 2;
 }
@@ -408,6 +417,43 @@ done:
   return rc;
 }
 
+/* Two threads hand a counter back and forth --reps times (at least 1000; 100000 by default): the median
+ * over 5 runs of the round trip. */
+static int bench_pingpong(const bench_opts *o) {
+  if (omp_get_num_procs() < 2) {
+    printf("pingpong skipped=one_cpu\n");
+    return 0;
+  }
+  const int64_t n = o->reps >= 1000 ? o->reps : 100000; /* (--reps under 1000: the default) */
+  static _Atomic int64_t flag;
+  double t[5];
+  for (int k = 0; k < 5; k++) {
+    atomic_store(&flag, 0);
+    double t0 = 0, t1 = 0;
+#pragma omp parallel num_threads(2)
+    {
+      int me = omp_get_thread_num();
+#pragma omp barrier
+      if (me == 0) t0 = dd_now_seconds();
+      for (int64_t i = 0; i < n; i++) {
+        int64_t want = 2 * i + me;
+        while (atomic_load_explicit(&flag, memory_order_acquire) != want) {
+        }
+        atomic_store_explicit(&flag, want + 1, memory_order_release);
+      }
+      if (me == 0) {
+        while (atomic_load_explicit(&flag, memory_order_acquire) != 2 * n) {
+        }
+        t1 = dd_now_seconds();
+      }
+    }
+    t[k] = (t1 - t0) / (double)n * 1e9;
+  }
+  qsort(t, 5, sizeof t[0], cmp_double);
+  printf("pingpong round_trip_ns=%.0f min_ns=%.0f\n", t[2], t[0]);
+  return 0;
+}
+
 int main(int argc, char **argv) {
   bench_opts o;
   memset(&o, 0, sizeof o);
@@ -419,5 +465,6 @@ int main(int argc, char **argv) {
   if (!strcmp(argv[1], "grad")) return bench_model(&o, 1);
   if (!strcmp(argv[1], "count")) return count_flops(&o);
   if (!strcmp(argv[1], "gemm")) return bench_gemm(&o);
+  if (!strcmp(argv[1], "pingpong")) return bench_pingpong(&o);
   return usage();
 }

@@ -137,6 +137,24 @@ def run(cmd):
     return p.stdout.decode()
 
 
+# The host's two-thread modes (AMD EPYC VM, sessions 13-14): the two vCPUs sharing a cache
+# (a cache line's round trip about 60 ns) or not (about 370 ns), minutes at a time.
+SPLIT_NS = 150
+MODES = ("shared", "split", "mixed")
+
+
+def pingpong(eng):
+    return field(run([eng, "pingpong"]), "pingpong", "round_trip_ns")
+
+
+def host_mode(a, b):
+    if a < SPLIT_NS and b < SPLIT_NS:
+        return "shared"
+    if a >= SPLIT_NS and b >= SPLIT_NS:
+        return "split"
+    return "mixed"
+
+
 def field(out, prefix, key):
     for line in reversed(out.splitlines()):
         if line.startswith(prefix):
@@ -203,7 +221,7 @@ def main():
             print("exported %s in %.1f s" % (n, time.monotonic() - t0), flush=True)
     load0 = os.getloadavg()
     eng = os.path.join(args.build, "bench_engine")
-    rows = []
+    rows, by_mode = [], {}
     for n in names:
         size, tap, last = values[n]
         sz = "%dx%d" % (size, size)
@@ -217,18 +235,26 @@ def main():
         g_torch = [PY, os.path.abspath(__file__), "--torch-grad", n, str(size),
                    "--iters", str(args.iters), "--threads", str(args.threads)] + \
             (["--cpu-time"] if args.cpu_time else [])
-        fo, ft, go, gt = [], [], [], []
+        fo, ft, go, gt, mode = [], [], [], [], []
         for r in range(args.rounds):
+            pp0 = pingpong(eng) if args.threads > 1 else 0
             fo.append(field(run(f_ours), "forward", "median_ms"))
             ft.append(field(run(f_ort), "ort_forward", ort_key))
+            pp1 = pingpong(eng) if args.threads > 1 else 0
+            mode.append(host_mode(pp0, pp1))
             if args.forward_only:
-                print("  %s round %d: forward %.3g vs ORT %.3g ms" % (n, r + 1, fo[-1], ft[-1]),
-                      flush=True)
+                print("  %s round %d: forward %.3g vs ORT %.3g ms%s" %
+                      (n, r + 1, fo[-1], ft[-1],
+                       "; threads' round trip before %.0f, after %.0f ns (%s)" %
+                       (pp0, pp1, mode[-1])
+                       if args.threads > 1 else ""), flush=True)
                 continue
             go.append(field(run(g_ours), "grad", "median_ms"))
             gt.append(field(run(g_torch), "grad_torch", "median_ms"))
-            print("  %s round %d: forward %.3g vs ORT %.3g ms; grad %.3g vs torch %.3g ms" %
-                  (n, r + 1, fo[-1], ft[-1], go[-1], gt[-1]), flush=True)
+            print("  %s round %d: forward %.3g vs ORT %.3g ms; grad %.3g vs torch %.3g ms%s" %
+                  (n, r + 1, fo[-1], ft[-1], go[-1], gt[-1],
+                   "; threads' round trip before the forwards %.0f, after %.0f ns (%s)" %
+                   (pp0, pp1, mode[-1]) if args.threads > 1 else ""), flush=True)
         m = statistics.median
         # the ratio of each round's pair (run back to back, so a change of the host's speed
         # between rounds cancels), their median and range
@@ -236,6 +262,7 @@ def main():
         gr = [a / b for a, b in zip(go, gt)] or [float("nan")]
         rows.append((n, sz, last, tap, m(fo), m(ft), m(go or gr), m(gt or gr), m(fr), min(fr),
                      max(fr), m(gr), min(gr), max(gr)))
+        by_mode[n] = {k: [x for x, md in zip(fr, mode) if md == k] for k in MODES}
     load1 = os.getloadavg()
     name, isa = cpu_name()
     env = dict(os.environ, OPENBLAS_VERBOSE="2")
@@ -260,6 +287,22 @@ def main():
               if not args.forward_only else "not timed | | ")
         lines.append("| %s | %s | %.3g ms | %.3g ms | **%.2fx** (%.2f-%.2f) | %s |" %
                      (n, sz, a, b, fr, fr0, fr1, it))
+    if args.threads > 1:
+        lines.append("")
+        lines.append("Forward ratios by the host's mode, from `bench_engine pingpong` (one cache "
+                     "line's round trip between two threads) before and after each round: "
+                     "`shared` under %d ns both times, `split` over it both times, `mixed` "
+                     "otherwise:" % SPLIT_NS)
+        lines.append("")
+        lines.append("| model | " + " | ".join(MODES) + " |")
+        lines.append("|---|" + "---|" * len(MODES))
+        for n in names:
+            cells = []
+            for k in MODES:
+                v = by_mode[n][k]
+                cells.append("%d: **%.2fx** (%.2f-%.2f)" % (len(v), statistics.median(v), min(v),
+                                                            max(v)) if v else "0")
+            lines.append("| %s | %s |" % (n, " | ".join(cells)))
     lines.append("")
     lines.append("Values (last block; dream layer):")
     for n, sz, last, tap, *_ in rows:
