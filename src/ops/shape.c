@@ -3,6 +3,7 @@
  * move float data and have gradients w.r.t. it. */
 #include <math.h>
 #include <stdlib.h>
+#include <omp.h>
 #include <string.h>
 
 #include "ops/common.h"
@@ -256,14 +257,31 @@ static void gather_forward(const dd_node *node, const dd_tensor *const *in,
   char *y = out[0]->data;
   const int64_t *idx = dd_i64(in[1]);
   int64_t total = dd_tensor_numel(out[0]);
-#pragma omp parallel for if (total > DD_PAR_MIN) schedule(static)
-  for (int64_t o = 0; o < g.outer; o++)
-    for (int64_t j = 0; j < g.nidx; j++) {
-      int64_t v = idx[j] < 0 ? idx[j] + g.d : idx[j];
-      char *dst = y + (size_t)(o * g.nidx + j) * row;
-      if (v < 0 || v >= g.d) memset(dst, 0, row);
-      else memcpy(dst, x + (size_t)(o * g.d + v) * row, row);
-    }
+  /* Each thread copies the bytes that lie in its share of x, the share of x's bytes the op
+   * that wrote x gave the same thread (the producers split their outputs in contiguous
+   * shares), so the copies read what is in their own core's cache: Swin-T's q, k and v come
+   * out of one tensor with one index each (one row), which one thread copied, two thirds of
+   * it from the other core (its Gathers 0.67 ms on two threads against 0.31 on one). */
+  const size_t xbytes = (size_t)g.outer * (size_t)g.d * row, ybytes = (size_t)total * es;
+#pragma omp parallel if (total > DD_PAR_MIN)
+  {
+    size_t nt = (size_t)omp_get_num_threads(), t = (size_t)omp_get_thread_num();
+    size_t lo = xbytes * t / nt, hi = xbytes * (t + 1) / nt;   /* this thread's x */
+    size_t ylo = ybytes * t / nt, yhi = ybytes * (t + 1) / nt; /* and y, for the zeros */
+    for (int64_t o = 0; o < g.outer; o++)
+      for (int64_t j = 0; j < g.nidx; j++) {
+        int64_t v = idx[j] < 0 ? idx[j] + g.d : idx[j];
+        size_t d0 = (size_t)(o * g.nidx + j) * row;
+        if (v < 0 || v >= g.d) {
+          size_t a = d0 > ylo ? d0 : ylo, b = d0 + row < yhi ? d0 + row : yhi;
+          if (a < b) memset(y + a, 0, b - a);
+          continue;
+        }
+        size_t s0 = (size_t)(o * g.d + v) * row;
+        size_t a = s0 > lo ? s0 : lo, b = s0 + row < hi ? s0 + row : hi;
+        if (a < b) memcpy(y + d0 + (a - s0), x + a, b - a);
+      }
+  }
 }
 
 /* Repeated indices add up; parallel over the outer dims only, whose rows are disjoint. */

@@ -205,6 +205,25 @@ Test(gather, every_axis_negative_and_repeated_indices) {
   dd_tensor_free(x);
 }
 
+/* Large enough for the threads (more than DD_PAR_MIN elements out), where each copies the
+ * bytes in its share of x: one index per row of 3200 floats (Swin-T's q, k and v out of one
+ * tensor), repeated and negative indices, rows split across the shares' boundary, and many
+ * short rows. */
+Test(gather, shares_of_x_copied_by_the_threads) {
+  int64_t dims[] = {3, 50, 64}, i3[] = {3}, i1[] = {1}, i5[] = {5};
+  dd_tensor *x = th_random(3, dims, 7, -1, 1);
+  const int64_t v3[] = {2, 0, -1}, v1[] = {1}, v5[] = {49, 0, 25, 24, -26};
+  check_gather(x, 0, 1, i3, v3, 0);
+  check_gather(x, 0, 1, i1, v1, 0);
+  check_gather(x, 1, 1, i5, v5, 0);
+  int64_t big[] = {2, 9000}, iw[] = {2};
+  dd_tensor *xb = th_random(2, big, 8, -1, 1);
+  const int64_t vw[] = {1, 0};
+  check_gather(xb, 0, 1, iw, vw, 0);
+  dd_tensor_free(xb);
+  dd_tensor_free(x);
+}
+
 Test(gather, refuses_indices_out_of_range) {
   int64_t dims[] = {3, 4}, ni[] = {1};
   const int64_t bad[] = {4, -5};
