@@ -335,9 +335,16 @@ static inline __attribute__((always_inline)) DD_TARGET_AVX512 void ln_load16(con
   ln_widen(_mm512_maskz_loadu_ps((__mmask16)(w >= 16 ? 0xffff : (1u << w) - 1), x), lo, hi);
 }
 
-/* ln_stats in 16 double lanes (two vectors), each lane's sum in row order, the lanes added at
- * the end: GCC 12 left the omp simd double reductions scalar on Zen 4, as it did Softmax's
- * (ops/softmax.c). */
+/* The 32 floats x[0 .. 32) as four vectors of 8 doubles. */
+static inline __attribute__((always_inline)) DD_TARGET_AVX512 void ln_widen32(const float *x,
+                                                                             __m512d v[4]) {
+  ln_widen(_mm512_loadu_ps(x), &v[0], &v[1]);
+  ln_widen(_mm512_loadu_ps(x + 16), &v[2], &v[3]);
+}
+
+/* ln_stats in double lanes: four vectors of 8 while 32 floats remain, then two, each lane's
+ * sum in row order, the lanes added at the end: GCC 12 left the omp simd double reductions
+ * scalar on Zen 4, as it did Softmax's (ops/softmax.c). */
 DD_TARGET_AVX512 static void ln_stats_avx512(const float *x, int64_t d, float eps, double *mean,
                                              double *invstd) {
   /* two vectors of 16 floats a step: four chains of adds, not two latency-bound ones */
@@ -345,13 +352,12 @@ DD_TARGET_AVX512 static void ln_stats_avx512(const float *x, int64_t d, float ep
   __m512d s2 = _mm512_setzero_pd(), s3 = _mm512_setzero_pd();
   int64_t j = 0;
   for (; j + 32 <= d; j += 32) {
-    __m512d a, b, c, e;
-    ln_widen(_mm512_loadu_ps(x + j), &a, &b);
-    ln_widen(_mm512_loadu_ps(x + j + 16), &c, &e);
-    s0 = _mm512_add_pd(s0, a);
-    s1 = _mm512_add_pd(s1, b);
-    s2 = _mm512_add_pd(s2, c);
-    s3 = _mm512_add_pd(s3, e);
+    __m512d v[4];
+    ln_widen32(x + j, v);
+    s0 = _mm512_add_pd(s0, v[0]);
+    s1 = _mm512_add_pd(s1, v[1]);
+    s2 = _mm512_add_pd(s2, v[2]);
+    s3 = _mm512_add_pd(s3, v[3]);
   }
   for (; j < d; j += 16) {
     __m512d lo, hi;
@@ -366,17 +372,14 @@ DD_TARGET_AVX512 static void ln_stats_avx512(const float *x, int64_t d, float ep
   __m512d v0 = _mm512_setzero_pd(), v1 = _mm512_setzero_pd();
   __m512d v2 = _mm512_setzero_pd(), v3 = _mm512_setzero_pd();
   for (j = 0; j + 32 <= d; j += 32) {
-    __m512d a, b, c, e;
-    ln_widen(_mm512_loadu_ps(x + j), &a, &b);
-    ln_widen(_mm512_loadu_ps(x + j + 16), &c, &e);
-    a = _mm512_sub_pd(a, mv);
-    b = _mm512_sub_pd(b, mv);
-    c = _mm512_sub_pd(c, mv);
-    e = _mm512_sub_pd(e, mv);
-    v0 = _mm512_fmadd_pd(a, a, v0);
-    v1 = _mm512_fmadd_pd(b, b, v1);
-    v2 = _mm512_fmadd_pd(c, c, v2);
-    v3 = _mm512_fmadd_pd(e, e, v3);
+    __m512d v[4];
+    ln_widen32(x + j, v);
+#pragma GCC unroll 4
+    for (int k = 0; k < 4; k++) v[k] = _mm512_sub_pd(v[k], mv);
+    v0 = _mm512_fmadd_pd(v[0], v[0], v0);
+    v1 = _mm512_fmadd_pd(v[1], v[1], v1);
+    v2 = _mm512_fmadd_pd(v[2], v[2], v2);
+    v3 = _mm512_fmadd_pd(v[3], v[3], v3);
   }
   for (; j < d; j += 16) {
     __m512d lo, hi;
