@@ -9,8 +9,11 @@
  * "@gif" (out.gif), "@pat" (numbered PNGs), "@dir" (a folder) and "@onnx" (out.onnx) are
  * outputs in a scratch directory.  Bounding options are appended after the fuzzed words (the
  * last value of an option wins), so no input asks for hours of work.  Every run must return
- * 0, 1 or 2, and the photo and the clip must never change. */
+ * 0, 1 or 2, and the photo and the clip must never change.  The scratch directory goes when
+ * the fuzzer exits (it left one in /tmp per run before). */
 #define _DEFAULT_SOURCE /* realpath, mkdtemp */
+#define _XOPEN_SOURCE 700 /* nftw's FTW_DEPTH and FTW_PHYS */
+#include <ftw.h>
 #include <glob.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -56,8 +59,21 @@ static void check_unchanged(const char *path, const unsigned char *want, size_t 
   free(now);
 }
 
+static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw) {
+  (void)st, (void)flag, (void)ftw;
+  remove(path);
+  return 0;
+}
+
+/* At exit: the scratch directory and everything the commands wrote in it. */
+static void remove_scratch(void) {
+  if (chdir("/")) return;
+  nftw(dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
 static void setup(void) {
   if (!mkdtemp(dir)) abort();
+  atexit(remove_scratch);
   snprintf(in_path, sizeof in_path, "%s/in.png", dir);
   snprintf(out_path, sizeof out_path, "%s/out.png", dir);
   snprintf(csv_path, sizeof csv_path, "%s/stats.csv", dir);
