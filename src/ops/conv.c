@@ -237,7 +237,7 @@ static int64_t direct_scratch(const conv_geom *g) {
  * the same float.  Forward-only plans on the AVX-512 kernels (the pack is theirs).
  * A convolution in patches (g->patch: ConvNeXt's 2x2 stride-2 downsampling, 384
  * -> 768 channels to 7x7 at 224x224) takes the same path on its column matrix, gathered
- * first (patches_to_columns): its 4.7 MB of weights were packed on every call before. */
+ * first (im2col): its 4.7 MB of weights were packed on every call before. */
 #define CONV_T_MAX_PLANE 256
 #define CONV_T_MIN_M 32
 /* Patches: the packed weights paid on larger planes too, at 28x28 (ConvNeXt-T's first
@@ -1350,19 +1350,8 @@ static void transpose_to_planes(const float *ct, int64_t hw, int64_t m, float *y
   }
 }
 
-/* col (kcol x ocol) = the column matrix of one image x (c x h x w) of a patch convolution:
- * row (ci, ki, kj), column (oh, ow) holds x[ci][oh * kh + ki][ow * kw + kj]. */
-static void patches_to_columns(const conv_geom *g, const float *x, float *col) {
-  for (int64_t ci = 0; ci < g->c; ci++)
-    for (int64_t ki = 0; ki < g->kh; ki++)
-      for (int64_t kj = 0; kj < g->kw; kj++) {
-        const float *src = x + ci * g->h * g->w + ki * g->w + kj;
-        float *dst = col + ((ci * g->kh + ki) * g->kw + kj) * g->ocol;
-        for (int64_t oh = 0; oh < g->ho; oh++)
-          for (int64_t ow = 0; ow < g->wo; ow++)
-            dst[oh * g->wo + ow] = src[oh * g->kh * g->w + ow * g->kw];
-      }
-}
+/* (below, with the weight gradient's paths) */
+static void im2col(const conv_geom *g, const float *x, int64_t oh0, int64_t oh1, float *col);
 
 /* The n images' y (m x ocol each) = W x (+ bias, then the activation `act`, then radd when
  * not NULL: n x m x ocol) from x and pack, W^T packed (conv_t_geometry); scratch:
@@ -1375,8 +1364,8 @@ static void conv_t_forward(const conv_geom *g, const float *x, const float *pack
   float *ct = scratch, *col = scratch + hw * m;
   for (int64_t i = 0; i < g->n; i++) {
     const float *a = x + i * in;
-    if (g->patch) {
-      patches_to_columns(g, a, col);
+    if (g->patch) { /* its column matrix: kcol x ocol */
+      im2col(g, a, 0, g->ho, col);
       a = col;
     }
     dd_sgemm_packed(hw, m, g->kcol, a, 1, hw, pack, ct, m, flags, bias, 1, NULL);
