@@ -424,6 +424,16 @@ static inline __attribute__((always_inline)) DD_TARGET_AVX512 void lanes_group_t
     _mm512_store_ps(out + o * 16, dd_act16(acc[o], act));
 }
 
+/* lo += lanes 0-7 of f and hi += lanes 8-15, in double: the planes' sums of the pooling that
+ * follows (dd_dw_forward_lanes_sums, dd_dw_forward_s2). */
+static inline __attribute__((always_inline)) DD_TARGET_AVX512 void add_widened(__m512 f,
+                                                                              __m512d *lo,
+                                                                              __m512d *hi) {
+  *lo = _mm512_add_pd(*lo, _mm512_cvtps_pd(_mm512_castps512_ps256(f)));
+  *hi = _mm512_add_pd(
+      *hi, _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(f), 1))));
+}
+
 /* One band of one block of 16 channels: output rows [oh0, oh0 + rows) of the nc planes y
  * from the nc planes x, weights k (nc x cg x kh kw: cg input channels per group, whole groups
  * in the block), bias (nc or NULL); with bsum, bsum[l] = the sum of the band's outputs of
@@ -503,10 +513,7 @@ DD_TARGET_AVX512 static void lanes_band(const dd_dw_geom *g, const lanes_plan *l
         f1 = _mm512_add_ps(f1, _mm512_load_ps(out + (q + 1) * 16));
       }
       if (q < q1) f0 = _mm512_add_ps(f0, _mm512_load_ps(out + q * 16));
-      __m512 f = _mm512_add_ps(f0, f1);
-      slo = _mm512_add_pd(slo, _mm512_cvtps_pd(_mm512_castps512_ps256(f)));
-      shi = _mm512_add_pd(
-          shi, _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(f), 1))));
+      add_widened(_mm512_add_ps(f0, f1), &slo, &shi);
     }
     _mm512_storeu_pd(bsum, slo);
     _mm512_storeu_pd(bsum + 8, shi);
@@ -560,7 +567,8 @@ static inline __attribute__((always_inline)) DD_TARGET_AVX512 void s2_row(
                                     _mm512_maskz_loadu_ps(mb[kj], row + kj + 16));
 }
 
-/* One plane of dd_dw_forward_s2, the kernel K x K (a constant: 3 or 5), pad K / 2: column
+/* One plane of dd_dw_forward_s2, the kernel K x K (a constant: 3 is the one taken, see
+ * S2_MAX_W), pad K / 2: column
  * block by column block, the window's K input rows of tap vectors in registers, two rows
  * shifted in per output row. */
 static inline __attribute__((always_inline)) DD_TARGET_AVX512 void s2_plane(
@@ -603,9 +611,7 @@ static inline __attribute__((always_inline)) DD_TARGET_AVX512 void s2_plane(
       if (sum) { /* 16 rows of a column block in float lanes, then into double */
         fs = _mm512_add_ps(fs, _mm512_maskz_mov_ps(mo, acc));
         if ((oh & 15) == 15 || oh == g->ho - 1) {
-          s0 = _mm512_add_pd(s0, _mm512_cvtps_pd(_mm512_castps512_ps256(fs)));
-          s1 = _mm512_add_pd(s1, _mm512_cvtps_pd(_mm256_castpd_ps(
-                                     _mm512_extractf64x4_pd(_mm512_castps_pd(fs), 1))));
+          add_widened(fs, &s0, &s1);
           fs = _mm512_setzero_ps();
         }
       }
