@@ -84,14 +84,14 @@ int dd_dw_forward_lanes_sums(const dd_dw_geom *g, int64_t n, int64_t c, const fl
 
 /* The forward of n images of c planes at stride 2, a 3x3 kernel padded by 1, rows at most
  * 64 wide (MobileNet's and EfficientNet's downsampling), with 16 output columns of one
- * plane in the vector lanes, read in place: each input row's taps are the even lanes of two loads (one
- * permutation), made once for the output rows that take them.  The lanes' staging cost four
- * times the outputs' pixels at stride 2, and more than the stencil.  Each output is bias +
- * the taps in k's order by fused multiply-adds, zeros in the padding, then the activation
- * `act`: the floats of dd_dw_forward_lanes, bit for bit.  With sum (n c doubles), each
- * output plane's sum too: per column block, groups of 16 rows in float lanes, each added
- * into double lanes, then the lanes added.  Parallel over the planes.  Returns 0, doing
- * nothing, for another geometry or on the generic kernels. */
+ * plane in the vector lanes, read in place: each input row's taps are the even lanes of two
+ * loads (one permutation), made once for the output rows that take them.  The lanes'
+ * staging cost four times the outputs' pixels at stride 2, and more than the stencil.
+ * Each output is bias + the taps in k's order by fused multiply-adds, zeros in the padding,
+ * then the activation `act`: the floats of dd_dw_forward_lanes, bit for bit.  With sum (n c
+ * doubles), each output plane's sum too: per column block, groups of 16 rows in float lanes,
+ * each added into double lanes, then the lanes added.  Parallel over the planes.  Returns 0,
+ * doing nothing, for another geometry or on the generic kernels. */
 int dd_dw_forward_s2(const dd_dw_geom *g, int64_t n, int64_t c, const float *x,
                      const float *k, const float *bias, float *y, int act, double *sum);
 
