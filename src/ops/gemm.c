@@ -516,6 +516,27 @@ static int mm_stacked(const mm_geom *g) {
   return 1;
 }
 
+/* Whether A or B is broadcast over a batch dim (its matrices then serve several batches). */
+static int mm_broadcast(const mm_geom *g) {
+  for (int i = 0; i < g->nb; i++)
+    if (g->dims[i] > 1 && (g->sa[i] == 0 || g->sb[i] == 0)) return 1;
+  return 0;
+}
+
+/* Whether the batches of a batched product go to the threads whole, each product on one
+ * thread, instead of one after the other, each split across the threads: attention's
+ * products (a window's 49 tokens by 32 features per head, Swin-T's 75 to 24 batches) are too
+ * small to split well.  Split, each costs the threads a fork and a join and reads rows the
+ * other core wrote; Swin-T's attention products took as long on two threads as on one.  A
+ * thread's batches are one contiguous run, the share of the rows the op before gave it.
+ * Each element's sum is the same either way (the products never split k).  Not when the
+ * batches would share out unevenly (fewer than 4 per thread and not a multiple). */
+static int batch_per_thread(const mm_geom *g) {
+  if (dd_par_serial || g->batch < 2 || g->batch * g->m * g->n * g->k <= DD_PAR_MIN) return 0;
+  int64_t nt = omp_get_max_threads();
+  return nt > 1 && g->batch >= nt && (g->batch % nt == 0 || g->batch >= 4 * nt);
+}
+
 static void matmul_forward(const dd_node *node, const dd_tensor *const *in,
                            dd_tensor *const *out, void *scratch) {
   if (!out[0]) return;
@@ -531,6 +552,22 @@ static void matmul_forward(const dd_node *node, const dd_tensor *const *in,
   int m = (int)g.m, n = (int)g.n, k = (int)g.k;
   if (mm_stacked(&g) && g.batch * g.m <= INT_MAX) {
     product(0, 0, (int)(g.batch * g.m), n, k, 1.f, a, k, b, n, 0.f, y, n, NULL);
+    return;
+  }
+  if (batch_per_thread(&g)) {
+#pragma omp parallel
+    {
+      int serial = dd_par_serial;
+      dd_par_serial = 1; /* this thread's products stay on it */
+#pragma omp for schedule(static)
+      for (int64_t bi = 0; bi < g.batch; bi++) {
+        int64_t oa, ob;
+        mm_offsets(&g, bi, &oa, &ob);
+        product(0, 0, m, n, k, 1.f, a + oa * g.m * g.k, k, b + ob * g.k * g.n, n, 0.f,
+                y + bi * g.m * g.n, n, NULL);
+      }
+      dd_par_serial = serial;
+    }
     return;
   }
   for (int64_t bi = 0; bi < g.batch; bi++) {
@@ -557,6 +594,28 @@ static void matmul_backward(const dd_node *node, const dd_tensor *const *in,
       product(0, 1, rows, k, n, 1.f, dy, n, b, n, 1.f, da, k, scratch);
     if (db)
       product(1, 0, k, n, rows, 1.f, a, k, dy, n, 1.f, db, n, NULL);
+    return;
+  }
+  if (batch_per_thread(&g) && !mm_broadcast(&g) && dd_kernels_avx512()) {
+    /* Every batch its own matrices of dA and dB: a batch per thread, as forward.  Without
+     * the scratch, which one batch's product at a time uses: on the AVX-512 kernels dY B^T
+     * then takes the transposed-B path, whose floats the scratch's path also gives. */
+#pragma omp parallel
+    {
+      int serial = dd_par_serial;
+      dd_par_serial = 1;
+#pragma omp for schedule(static)
+      for (int64_t bi = 0; bi < g.batch; bi++) {
+        const float *dyb = dy + bi * g.m * g.n;
+        if (da)
+          product(0, 1, m, k, n, 1.f, dyb, n, b + bi * g.k * g.n, n, 1.f, da + bi * g.m * g.k, k,
+                  NULL);
+        if (db)
+          product(1, 0, k, n, m, 1.f, a + bi * g.m * g.k, k, dyb, n, 1.f, db + bi * g.k * g.n, n,
+                  NULL);
+      }
+      dd_par_serial = serial;
+    }
     return;
   }
   /* One batch at a time: broadcast operands collect from several batches in turn. */

@@ -2,6 +2,7 @@
  * index), their adjoints, finite-difference gradient checks and infer's errors. */
 #include <criterion/criterion.h>
 #include <math.h>
+#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -232,6 +233,12 @@ static const mm_case mcases[] = {
      * rows, dd_sgemm splitting the 40 columns */
     {3, 2, {2, 70, 19}, {19, 37}, 3, {2, 70, 37}},
     {3, 3, {2, 9, 33}, {2, 33, 40}, 3, {2, 9, 40}},
+    /* batches to the threads whole (attention's per-head products): 6 of 49 x 32 x 49, and
+     * 2 x 3 of 17 rows (dY B^T then on the few-rows path, without the scratch); 5 batches,
+     * which 2 threads would share unevenly, one after the other */
+    {3, 3, {6, 49, 32}, {6, 32, 49}, 3, {6, 49, 49}},
+    {4, 4, {2, 3, 17, 24}, {2, 3, 24, 17}, 4, {2, 3, 17, 17}},
+    {3, 3, {5, 9, 33}, {5, 33, 40}, 3, {5, 9, 40}},
 };
 
 /* Naive batched product: operands padded to rank 4 with leading 1s, broadcasting by index. */
@@ -291,6 +298,50 @@ static void matmul_matches_naive_reference_forward_and_backward_on(void) {
     cr_assert(th_max_abs_diff(din[1], db) <= tol_for(db), "case %zu dB", ci);
     dd_tensor *all[] = {in[0], in[1], y[0], ref, dy, da, db, din[0], din[1]};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) dd_tensor_free(all[i]);
+  }
+}
+
+/* A batched product, its dA and dB on 1, 2 and 3 threads: the same floats, whether the
+ * batches go to the threads whole or each product is split (each element's sum runs over k
+ * in one order). */
+static void matmul_batches_give_the_same_floats_on_any_threads_on(void);
+Test(matmul, batches_give_the_same_floats_on_any_threads) {
+  th_each_kernels(matmul_batches_give_the_same_floats_on_any_threads_on);
+}
+static void matmul_batches_give_the_same_floats_on_any_threads_on(void) {
+  static const int picks[] = {12, 13, 14};
+  int saved = omp_get_max_threads();
+  for (size_t pi = 0; pi < 3; pi++) {
+    const mm_case *k = &mcases[picks[pi]];
+    dd_tensor *in[2] = {th_random(k->na, k->a, pi, -1, 1), th_random(k->nb, k->b, pi + 9, -1, 1)};
+    dd_tensor *dy = th_random(k->ny, k->y, 77, -1, 1), *want[3] = {NULL};
+    for (int nt = 1; nt <= 3; nt++) {
+      omp_set_num_threads(nt);
+      th_node t;
+      th_init(&t, "MatMul", 2, 1);
+      dd_err err;
+      cr_assert_eq(th_setup(&t, &err), 0);
+      dd_tensor *y[1], *din[2];
+      cr_assert_eq(th_forward(&t, in, y, &err), 0, "%s", err.msg);
+      run_backward(&t, in, 2, dy, (int[]){1, 1}, din);
+      dd_tensor *got[3] = {y[0], din[0], din[1]};
+      for (int j = 0; j < 3; j++) {
+        if (nt == 1) {
+          want[j] = got[j];
+          continue;
+        }
+        cr_assert(!memcmp(dd_f32(want[j]), dd_f32(got[j]),
+                          (size_t)dd_tensor_numel(got[j]) * sizeof(float)),
+                  "case %d, %d threads: %s differs from one thread's", picks[pi], nt,
+                  j ? j == 1 ? "dA" : "dB" : "Y");
+        dd_tensor_free(got[j]);
+      }
+    }
+    omp_set_num_threads(saved);
+    for (int j = 0; j < 3; j++) dd_tensor_free(want[j]);
+    dd_tensor_free(in[0]);
+    dd_tensor_free(in[1]);
+    dd_tensor_free(dy);
   }
 }
 
