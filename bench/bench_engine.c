@@ -14,9 +14,10 @@
  *   bench_engine count   [--preset P] [--layer L] [--size WxH]
  *       the forward convolution GFLOP at that size, without running anything.
  *   bench_engine pingpong [--reps N]
- *       the round trip of one cache line between two OpenMP threads, in ns: what every
+ *       the round trip of one cache line between two OpenMP threads, in ns
+ *       (dd_threads_round_trip_ns, the probe forward-only plans take every 2 s): what every
  *       barrier and every value one thread writes and the other reads pays.  On the AMD EPYC
- *       VM of sessions 10-14 it was about 60 ns for minutes, then about 370 ns (the two vCPUs
+ *       VM of sessions 10-15 it was about 60 ns for minutes, then about 370 ns (the two vCPUs
  *       no longer sharing a cache), when every two-thread forward, ours and ONNX Runtime's,
  *       took 45-70% longer; bench/modern.py records it beside each round.
  *   --profile  also prints the time per operator type and every node's time.
@@ -29,7 +30,6 @@
 #include <cblas.h>
 #include <errno.h>
 #include <omp.h>
-#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -425,30 +425,8 @@ static int bench_pingpong(const bench_opts *o) {
     return 0;
   }
   const int64_t n = o->reps >= 1000 ? o->reps : 100000; /* (--reps under 1000: the default) */
-  static _Atomic int64_t flag;
   double t[5];
-  for (int k = 0; k < 5; k++) {
-    atomic_store(&flag, 0);
-    double t0 = 0, t1 = 0;
-#pragma omp parallel num_threads(2)
-    {
-      int me = omp_get_thread_num();
-#pragma omp barrier
-      if (me == 0) t0 = dd_now_seconds();
-      for (int64_t i = 0; i < n; i++) {
-        int64_t want = 2 * i + me;
-        while (atomic_load_explicit(&flag, memory_order_acquire) != want) {
-        }
-        atomic_store_explicit(&flag, want + 1, memory_order_release);
-      }
-      if (me == 0) {
-        while (atomic_load_explicit(&flag, memory_order_acquire) != 2 * n) {
-        }
-        t1 = dd_now_seconds();
-      }
-    }
-    t[k] = (t1 - t0) / (double)n * 1e9;
-  }
+  for (int k = 0; k < 5; k++) t[k] = dd_threads_round_trip_ns(n);
   qsort(t, 5, sizeof t[0], cmp_double);
   printf("pingpong round_trip_ns=%.0f min_ns=%.0f\n", t[2], t[0]);
   return 0;

@@ -23,6 +23,8 @@
 #include "dream/visualize.h"
 #include "helper_ops.h"
 #include "ops/cpu.h"
+#include "plan/plan.h"
+#include "util.h"
 
 static const dd_preproc caffe = {1, 255.f, {104.f, 117.f, 123.f}, {1.f, 1.f, 1.f}};
 
@@ -414,5 +416,78 @@ Test(threads, smoothgrad_explanation_is_bit_identical, .timeout = 300) {
   }
   dd_explanation_free(ref);
   dd_image_free(im);
+  dd_model_free(m);
+}
+
+/* ---- forward-only plans on threads that share no cache ----------------------------------- */
+
+/* The probe: a round trip between the two threads, none on one thread or inside a team. */
+Test(threads, round_trip_is_measured_on_two_threads_only) {
+  set_threads(1);
+  cr_assert_eq(dd_threads_round_trip_ns(100), 0);
+  if (omp_get_num_procs() < 2) {
+    set_threads(2);
+    cr_skip_test("one processor: no round trip to measure");
+  }
+  set_threads(2);
+  double ns = dd_threads_round_trip_ns(1000);
+  cr_assert(ns > 0 && isfinite(ns), "round trip %g ns", ns);
+  double inside = -1;
+#pragma omp parallel num_threads(2)
+  {
+#pragma omp single
+    inside = dd_threads_round_trip_ns(100);
+  }
+  cr_assert_eq(inside, 0);
+}
+
+/* A forward-only SqueezeNet plan on two threads: while the probe says the threads share a
+ * cache it never times a forward; told they do not (dd_round_trip_fake), it times TRIES (2)
+ * forwards on one thread and 2 on both, then keeps the faster, every output bit for bit the
+ * first's; a plan with gradients never probes. */
+Test(threads, forward_apart_times_one_thread_and_both_with_the_same_floats, .timeout = 120) {
+  need_own_kernels();
+  set_threads(2);
+  dd_model *m = th_shared_model("models/squeezenet1.1.onnx");
+  int in = dd_model_input(m), target = dd_model_output(m, 0);
+  int64_t dims[4] = {1, 3, 96, 128};
+  dd_binding b = {in, dd_shape_make(4, dims), NULL};
+  dd_plan *p, *pg;
+  dd_err err;
+  cr_assert_eq(dd_plan_new(m, &b, 1, &target, 1, 0, 0, &p, &err), 0, "%s", err.msg);
+  cr_assert_eq(dd_plan_new(m, &b, 1, &target, 1, DD_PLAN_GRAD, 0, &pg, &err), 0, "%s", err.msg);
+  dd_tensor *input = th_random(4, dims, 5, -2.f, 2.f);
+  const dd_tensor *y = dd_plan_tensor(p, target);
+  size_t bytes = (size_t)dd_tensor_numel(y) * sizeof(float);
+  float *first = malloc(bytes);
+  dd_round_trip_fake = 60;
+  for (int r = 0; r < 7; r++) {
+    if (r == 1) { /* from here on the threads are apart, from the next probe */
+      dd_round_trip_fake = 400;
+      p->threads.probed = 0;
+    }
+    memcpy(dd_plan_tensor(p, in)->data, input->data, (size_t)dd_tensor_numel(input) * 4);
+    dd_plan_forward(p);
+    if (r == 0) {
+      memcpy(first, y->data, bytes);
+      cr_assert(!p->threads.apart && !p->threads.tried[0] && !p->threads.tried[1]);
+    } else {
+      cr_assert(!memcmp(first, y->data, bytes), "forward %d differs from the first", r);
+      cr_assert(p->threads.apart);
+      /* one thread first, then both, then neither timed again */
+      int one = r < 3 ? r : 2, all = r < 3 ? 0 : r < 5 ? r - 2 : 2;
+      cr_assert(p->threads.tried[1] == one && p->threads.tried[0] == all,
+                "forward %d: %d timed on one thread, %d on both", r, p->threads.tried[1],
+                p->threads.tried[0]);
+    }
+  }
+  cr_assert(p->threads.best[0] > 0 && p->threads.best[1] > 0);
+  th_plan_half_sq(pg, in, target, input);
+  cr_assert(!pg->threads.probed && !pg->threads.tried[1], "a plan with gradients probed");
+  dd_round_trip_fake = 0;
+  free(first);
+  dd_tensor_free(input);
+  dd_plan_free(p);
+  dd_plan_free(pg);
   dd_model_free(m);
 }

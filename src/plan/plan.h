@@ -73,6 +73,15 @@ struct dd_plan {
   int *zstart, *zlist; /* gradients zeroed before the backward of order index o:
                           zlist[zstart[o] .. zstart[o + 1]); -1 - v: v is handed over fresh */
   int *seeds, n_seeds; /* gradients dd_plan_zero_grad clears: the targets' */
+  /* Forward-only plans on more than one thread, when the threads do not share a cache
+   * (src/graph.c, forward_on_one_thread): the fastest forward seen on one thread [1] and on
+   * all [0] since the last probe, and how many of each were timed. */
+  struct {
+    double probed; /* dd_now_seconds() of the last probe, 0 before the first */
+    int apart;     /* the probe's round trip was over SPLIT_NS */
+    int tried[2];
+    double best[2];
+  } threads;
 };
 
 /* What memory planning needs to know about the plan being built, and what it gives back. */
