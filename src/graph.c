@@ -27,12 +27,15 @@ dd_tensor *dd_plan_grad(dd_plan *p, int v) {
  * line's round trip about 60 ns) and minutes apart (about 370 ns), MobileNet v3's
  * forward took 0.9 ms on two threads in the first state, 1.8-2.1 ms in the second, and 1.42 ms
  * on one thread in either; a larger network, Swin-T, 27 and 38 ms on two, 50 on one.
- * So a forward-only plan measures the round trip every PROBE_SECONDS; while it is over
- * SPLIT_NS, it times TRIES forwards on one thread and TRIES on all, then runs on the
- * faster.  The floats are the same either way (the ops' loops never split a sum
- * differently by thread count on the AVX-512 kernels; the generic path's OpenBLAS products
- * would, so it never takes this). */
+ * So a forward-only plan measures the round trip every PROBE_SECONDS; when it goes over
+ * SPLIT_NS, and every EXPLORE_SECONDS while it stays there, the plan times TRIES forwards on
+ * all threads, then (unless those took over MAX_TRIED_SECONDS: large ops, which split well)
+ * TRIES on one, and runs on the faster until the next exploration.  The floats are the same
+ * either way (the ops' loops never split a sum differently by thread count on the AVX-512
+ * kernels; the generic path's OpenBLAS products would, so it never takes this). */
 #define PROBE_SECONDS 2.0
+#define EXPLORE_SECONDS 30.0
+#define MAX_TRIED_SECONDS 0.1
 #define SPLIT_NS 150.0
 #define PROBE_TRIPS 200
 #define TRIES 2
@@ -46,12 +49,16 @@ static int forward_on_one_thread(dd_plan *p) {
   double now = dd_now_seconds();
   if (!p->threads.probed || now - p->threads.probed >= PROBE_SECONDS) {
     p->threads.probed = now;
-    p->threads.apart = dd_threads_round_trip_ns(PROBE_TRIPS) > SPLIT_NS;
-    p->threads.tried[0] = p->threads.tried[1] = 0; /* timed again after every probe */
+    int apart = dd_threads_round_trip_ns(PROBE_TRIPS) > SPLIT_NS;
+    if (apart && (!p->threads.apart || now - p->threads.explored >= EXPLORE_SECONDS)) {
+      p->threads.explored = now;
+      p->threads.tried[0] = p->threads.tried[1] = 0;
+    }
+    p->threads.apart = apart;
   }
-  if (!p->threads.apart) return -1;
+  if (!p->threads.apart || p->threads.tried[0] < TRIES) return p->threads.apart ? 0 : -1;
+  if (p->threads.best[0] > MAX_TRIED_SECONDS) return 0;
   if (p->threads.tried[1] < TRIES) return 1;
-  if (p->threads.tried[0] < TRIES) return 0;
   return p->threads.best[1] < p->threads.best[0];
 }
 

@@ -443,8 +443,8 @@ Test(threads, round_trip_is_measured_on_two_threads_only) {
 
 /* A forward-only SqueezeNet plan on two threads: while the probe says the threads share a
  * cache it never times a forward; told they do not (dd_round_trip_fake), it times TRIES (2)
- * forwards on one thread and 2 on both, then keeps the faster, every output bit for bit the
- * first's; a plan with gradients never probes. */
+ * forwards on both threads and 2 on one, then keeps the faster, every output bit for bit the
+ * first's; not on one when a forward on both took long; a plan with gradients never probes. */
 Test(threads, forward_apart_times_one_thread_and_both_with_the_same_floats, .timeout = 120) {
   need_own_kernels();
   set_threads(2);
@@ -474,14 +474,19 @@ Test(threads, forward_apart_times_one_thread_and_both_with_the_same_floats, .tim
     } else {
       cr_assert(!memcmp(first, y->data, bytes), "forward %d differs from the first", r);
       cr_assert(p->threads.apart);
-      /* one thread first, then both, then neither timed again */
-      int one = r < 3 ? r : 2, all = r < 3 ? 0 : r < 5 ? r - 2 : 2;
+      /* all threads first, then one, then neither timed again */
+      int all = r < 3 ? r : 2, one = r < 3 ? 0 : r < 5 ? r - 2 : 2;
       cr_assert(p->threads.tried[1] == one && p->threads.tried[0] == all,
                 "forward %d: %d timed on one thread, %d on both", r, p->threads.tried[1],
                 p->threads.tried[0]);
     }
   }
   cr_assert(p->threads.best[0] > 0 && p->threads.best[1] > 0);
+  /* a forward that took long on all threads is not tried on one */
+  p->threads.tried[1] = 0;
+  p->threads.best[0] = 1.0;
+  dd_plan_forward(p);
+  cr_assert(!p->threads.tried[1], "a forward of 1 s tried on one thread");
   th_plan_half_sq(pg, in, target, input);
   cr_assert(!pg->threads.probed && !pg->threads.tried[1], "a plan with gradients probed");
   dd_round_trip_fake = 0;

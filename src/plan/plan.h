@@ -75,9 +75,10 @@ struct dd_plan {
   int *seeds, n_seeds; /* gradients dd_plan_zero_grad clears: the targets' */
   /* Forward-only plans on more than one thread, when the threads do not share a cache
    * (src/graph.c, forward_on_one_thread): the fastest forward seen on one thread [1] and on
-   * all [0] since the last probe, and how many of each were timed. */
+   * all [0] since the last exploration, and how many of each were timed. */
   struct {
-    double probed; /* dd_now_seconds() of the last probe, 0 before the first */
+    double probed;   /* dd_now_seconds() of the last probe, 0 before the first */
+    double explored; /* of the last time both were timed afresh */
     int apart;     /* the probe's round trip was over SPLIT_NS */
     int tried[2];
     double best[2];
