@@ -12,12 +12,13 @@ alternating (A B A B ...) so that a change of machine load hits both:
            hook, backward with torch.autograd.grad; --threads threads each (2).
 
     bench/modern.py [--build DIR] [--rounds N] [--iters N] [--only NAME,...] [--skip-export]
+                    [--threads N] [--cpu-time] [--forward-only] [--wait-mode shared|split]
 
 The models are exported by tests/ref/export_zoo.py's own recipe (torchvision 0.14, seeded
 random weights, randomize_modern) at opset 17 into bench/out/modern/ (never committed), at a
 realistic size where the model allows: 224x224 for the four with dynamic axes; the ViT
 (image_size 64) and Swin-T (128, the zoo's size, see export_zoo.py) take their export size
-only.  Prints a Markdown table and writes it to bench/out/modern_tN[_cpu].md.
+only.  Prints a Markdown table and writes it to bench/out/modern_tN[_cpu][_forward][_MODE].md.
 """
 import argparse
 import importlib.util
@@ -193,6 +194,14 @@ def main():
     ap.add_argument("--forward-only", action="store_true",
                     help="time the forward passes only (no dream iteration): shorter rounds, "
                          "so each pair runs closer together on a host whose speed changes")
+    ap.add_argument("--wait-mode", choices=("shared", "split"),
+                    help="on two threads, start each round only once bench_engine pingpong "
+                         "finds the host in this mode (polled every 2 s), to measure one mode "
+                         "on a host that switches; a round the host leaves it during still "
+                         "counts as mixed")
+    ap.add_argument("--wait-max", type=float, default=1800,
+                    help="with --wait-mode: seconds of waiting in all before the remaining "
+                         "rounds are given up (1800)")
     ap.add_argument("--torch-grad", nargs=2, metavar=("NAME", "SIZE"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.torch_grad:
@@ -222,6 +231,7 @@ def main():
     load0 = os.getloadavg()
     eng = os.path.join(args.build, "bench_engine")
     rows, by_mode = [], {}
+    waited = 0.0  # seconds spent waiting for --wait-mode
     for n in names:
         size, tap, last = values[n]
         sz = "%dx%d" % (size, size)
@@ -238,6 +248,16 @@ def main():
         fo, ft, go, gt, mode = [], [], [], [], []
         for r in range(args.rounds):
             pp0 = pingpong(eng) if args.threads > 1 else 0
+            while args.wait_mode and args.threads > 1 and \
+                    (pp0 >= SPLIT_NS) != (args.wait_mode == "split") and waited < args.wait_max:
+                time.sleep(2)
+                waited += 2
+                pp0 = pingpong(eng)
+            if args.wait_mode and args.threads > 1 and \
+                    (pp0 >= SPLIT_NS) != (args.wait_mode == "split"):
+                print("  %s: the host did not return to the %s mode within --wait-max; "
+                      "%d of %d rounds run" % (n, args.wait_mode, r, args.rounds), flush=True)
+                break
             fo.append(field(run(f_ours), "forward", "median_ms"))
             ft.append(field(run(f_ort), "ort_forward", ort_key))
             pp1 = pingpong(eng) if args.threads > 1 else 0
@@ -256,6 +276,9 @@ def main():
                    "; threads' round trip before the forwards %.0f, after %.0f ns (%s)" %
                    (pp0, pp1, mode[-1]) if args.threads > 1 else ""), flush=True)
         m = statistics.median
+        if not fo:  # --wait-mode gave up before the first round
+            by_mode[n] = {k: [] for k in MODES}
+            continue
         # the ratio of each round's pair (run back to back, so a change of the host's speed
         # between rounds cancels), their median and range
         fr = [a / b for a, b in zip(fo, ft)]
@@ -282,6 +305,9 @@ def main():
              "| model | size | forward to last block: dream | ORT | ratio (range) | dream "
              "iteration: dream | PyTorch | ratio (range) |",
              "|---|---|---|---|---|---|---|---|"]
+    if args.wait_mode:
+        lines.insert(3, "rounds started only in the `%s` mode (--wait-mode); %.0f s waited" %
+                     (args.wait_mode, waited))
     for n, sz, last, tap, a, b, c, d, fr, fr0, fr1, gr, gr0, gr1 in rows:
         it = ("%.3g ms | %.3g ms | **%.2fx** (%.2f-%.2f)" % (c, d, gr, gr0, gr1)
               if not args.forward_only else "not timed | | ")
@@ -309,9 +335,10 @@ def main():
         lines.append("- %s: `%s`; `%s`" % (n, last, tap))
     text = "\n".join(lines) + "\n"
     print(text)
-    with open(os.path.join(HERE, "out", "modern_t%d%s%s.md" % (
+    with open(os.path.join(HERE, "out", "modern_t%d%s%s%s.md" % (
             args.threads, "_cpu" if args.cpu_time else "",
-            "_forward" if args.forward_only else "")), "w") as f:
+            "_forward" if args.forward_only else "",
+            "_" + args.wait_mode if args.wait_mode else "")), "w") as f:
         f.write(text)
     return 0
 
