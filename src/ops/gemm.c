@@ -554,27 +554,19 @@ static void matmul_forward(const dd_node *node, const dd_tensor *const *in,
     product(0, 0, (int)(g.batch * g.m), n, k, 1.f, a, k, b, n, 0.f, y, n, NULL);
     return;
   }
-  if (batch_per_thread(&g)) {
-#pragma omp parallel
-    {
-      int serial = dd_par_serial;
-      dd_par_serial = 1; /* this thread's products stay on it */
+  int par = batch_per_thread(&g);
+#pragma omp parallel if (par)
+  {
+    int serial = dd_par_serial;
+    if (par) dd_par_serial = 1; /* this thread's products stay on it */
 #pragma omp for schedule(static)
-      for (int64_t bi = 0; bi < g.batch; bi++) {
-        int64_t oa, ob;
-        mm_offsets(&g, bi, &oa, &ob);
-        product(0, 0, m, n, k, 1.f, a + oa * g.m * g.k, k, b + ob * g.k * g.n, n, 0.f,
-                y + bi * g.m * g.n, n, NULL);
-      }
-      dd_par_serial = serial;
+    for (int64_t bi = 0; bi < g.batch; bi++) {
+      int64_t oa, ob;
+      mm_offsets(&g, bi, &oa, &ob);
+      product(0, 0, m, n, k, 1.f, a + oa * g.m * g.k, k, b + ob * g.k * g.n, n, 0.f,
+              y + bi * g.m * g.n, n, NULL);
     }
-    return;
-  }
-  for (int64_t bi = 0; bi < g.batch; bi++) {
-    int64_t oa, ob;
-    mm_offsets(&g, bi, &oa, &ob);
-    product(0, 0, m, n, k, 1.f, a + oa * g.m * g.k, k, b + ob * g.k * g.n, n, 0.f,
-            y + bi * g.m * g.n, n, NULL);
+    dd_par_serial = serial;
   }
 }
 
@@ -596,39 +588,29 @@ static void matmul_backward(const dd_node *node, const dd_tensor *const *in,
       product(1, 0, k, n, rows, 1.f, a, k, dy, n, 1.f, db, n, NULL);
     return;
   }
-  if (batch_per_thread(&g) && !mm_broadcast(&g) && dd_kernels_avx512()) {
-    /* Every batch its own matrices of dA and dB: a batch per thread, as forward.  Without
-     * the scratch, which one batch's product at a time uses: on the AVX-512 kernels dY B^T
-     * then takes the transposed-B path, whose floats the scratch's path also gives. */
-#pragma omp parallel
-    {
-      int serial = dd_par_serial;
-      dd_par_serial = 1;
+  /* One batch at a time, each product split across the threads, when an operand is
+   * broadcast (its gradient collects from several batches in turn); else, where
+   * batch_per_thread says so, a batch per thread as forward, on the AVX-512 kernels and
+   * without the scratch (which one batch's product at a time uses: dY B^T then takes the
+   * transposed-B path, whose floats the scratch's path also gives). */
+  int par = batch_per_thread(&g) && !mm_broadcast(&g) && dd_kernels_avx512();
+#pragma omp parallel if (par)
+  {
+    int serial = dd_par_serial;
+    if (par) dd_par_serial = 1;
 #pragma omp for schedule(static)
-      for (int64_t bi = 0; bi < g.batch; bi++) {
-        const float *dyb = dy + bi * g.m * g.n;
-        if (da)
-          product(0, 1, m, k, n, 1.f, dyb, n, b + bi * g.k * g.n, n, 1.f, da + bi * g.m * g.k, k,
-                  NULL);
-        if (db)
-          product(1, 0, k, n, m, 1.f, a + bi * g.m * g.k, k, dyb, n, 1.f, db + bi * g.k * g.n, n,
-                  NULL);
-      }
-      dd_par_serial = serial;
+    for (int64_t bi = 0; bi < g.batch; bi++) {
+      int64_t oa, ob;
+      mm_offsets(&g, bi, &oa, &ob);
+      const float *dyb = dy + bi * g.m * g.n;
+      if (da)
+        product(0, 1, m, k, n, 1.f, dyb, n, b + ob * g.k * g.n, n, 1.f, da + oa * g.m * g.k, k,
+                par ? NULL : scratch);
+      if (db)
+        product(1, 0, k, n, m, 1.f, a + oa * g.m * g.k, k, dyb, n, 1.f, db + ob * g.k * g.n, n,
+                NULL);
     }
-    return;
-  }
-  /* One batch at a time: broadcast operands collect from several batches in turn. */
-  for (int64_t bi = 0; bi < g.batch; bi++) {
-    int64_t oa, ob;
-    mm_offsets(&g, bi, &oa, &ob);
-    const float *dyb = dy + bi * g.m * g.n;
-    if (da)
-      product(0, 1, m, k, n, 1.f, dyb, n, b + ob * g.k * g.n, n, 1.f, da + oa * g.m * g.k, k,
-              scratch);
-    if (db)
-      product(1, 0, k, n, m, 1.f, a + oa * g.m * g.k, k, dyb, n, 1.f, db + ob * g.k * g.n, n,
-              NULL);
+    dd_par_serial = serial;
   }
 }
 
