@@ -232,6 +232,11 @@ def main():
     eng = os.path.join(args.build, "bench_engine")
     rows, by_mode = [], {}
     waited = 0.0  # seconds spent waiting for --wait-mode
+
+    def elsewhere(pp):  # the host not in the --wait-mode mode
+        return args.wait_mode and args.threads > 1 and \
+            (pp >= SPLIT_NS) != (args.wait_mode == "split")
+
     for n in names:
         size, tap, last = values[n]
         sz = "%dx%d" % (size, size)
@@ -248,13 +253,11 @@ def main():
         fo, ft, go, gt, mode = [], [], [], [], []
         for r in range(args.rounds):
             pp0 = pingpong(eng) if args.threads > 1 else 0
-            while args.wait_mode and args.threads > 1 and \
-                    (pp0 >= SPLIT_NS) != (args.wait_mode == "split") and waited < args.wait_max:
+            while elsewhere(pp0) and waited < args.wait_max:
                 time.sleep(2)
                 waited += 2
                 pp0 = pingpong(eng)
-            if args.wait_mode and args.threads > 1 and \
-                    (pp0 >= SPLIT_NS) != (args.wait_mode == "split"):
+            if elsewhere(pp0):
                 print("  %s: the host did not return to the %s mode within --wait-max; "
                       "%d of %d rounds run" % (n, args.wait_mode, r, args.rounds), flush=True)
                 break

@@ -56,8 +56,8 @@ static int forward_on_one_thread(dd_plan *p) {
     }
     p->threads.apart = apart;
   }
-  if (!p->threads.apart || p->threads.tried[0] < TRIES) return p->threads.apart ? 0 : -1;
-  if (p->threads.best[0] > MAX_TRIED_SECONDS) return 0;
+  if (!p->threads.apart) return -1;
+  if (p->threads.tried[0] < TRIES || p->threads.best[0] > MAX_TRIED_SECONDS) return 0;
   if (p->threads.tried[1] < TRIES) return 1;
   return p->threads.best[1] < p->threads.best[0];
 }

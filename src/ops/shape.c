@@ -2,8 +2,8 @@
  * Gather, Slice, Cast.  Constant and Shape are folded at plan time; Gather and Slice also
  * move float data and have gradients w.r.t. it. */
 #include <math.h>
-#include <stdlib.h>
 #include <omp.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "ops/common.h"

@@ -79,7 +79,7 @@ struct dd_plan {
   struct {
     double probed;   /* dd_now_seconds() of the last probe, 0 before the first */
     double explored; /* of the last time both were timed afresh */
-    int apart;     /* the probe's round trip was over SPLIT_NS */
+    int apart;       /* the probe's round trip was over SPLIT_NS */
     int tried[2];
     double best[2];
   } threads;
