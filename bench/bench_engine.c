@@ -20,6 +20,10 @@
  *       VM of sessions 10-15 it was about 60 ns for minutes, then about 370 ns (the two vCPUs
  *       no longer sharing a cache), when every two-thread forward, ours and ONNX Runtime's,
  *       took 45-70% longer; bench/modern.py records it beside each round.
+ *   bench_engine serve   [--preset P] [--layer L] [--size WxH] [--exact]
+ *       forward's plan built once, then forwards and probes on request, one command per line
+ *       of stdin (see serve_forward): bench/modern.py --pairs alternates it with ONNX
+ *       Runtime's bench/ort_forward.js --serve run by run.
  *   --profile  also prints the time per operator type and every node's time.
  *   --exact    forward: plans with DD_PLAN_EXACT (as dd_infer does: run, classify, audit).
  *
@@ -94,7 +98,8 @@ static int usage(void) {
   fputs("usage: bench_engine sgemm|forward|grad|count|gemm [--preset P] [--layer L] [--size WxH|N]\n"
         "       [--iters N] [--warmup N] [--tile N] [--max-memory BYTES] [--threads N]\n"
         "       [--reps N] [--profile] [--exact] [--shape MxNxK] [--cold]\n"
-        "       bench_engine pingpong [--reps N]\n",
+        "       bench_engine pingpong [--reps N]\n"
+        "       bench_engine serve [--preset P] [--layer L] [--size WxH] [--exact]\n",
         stderr);
   return 2;
 }
@@ -276,19 +281,42 @@ static void fill_image(dd_image *im) {
       }
 }
 
+/* The preset's model and the layer --layer names in it; on failure, prints why and returns
+ * 1 with nothing to free. */
+static int load_model(const bench_opts *o, dd_preset *ps, dd_model **m, int *layer) {
+  dd_err err;
+  *m = NULL;
+  if (dd_preset_resolve(o->preset, ps, &err) || dd_model_load(ps->model_path, m, &err) ||
+      dd_model_resolve(*m, o->layer, layer, &err)) {
+    fprintf(stderr, "bench_engine: %s\n", err.msg);
+    dd_model_free(*m);
+    *m = NULL;
+    dd_preset_clear(ps);
+    return 1;
+  }
+  return 0;
+}
+
+/* The forward-only plan of `forward` and `serve` (DD_PLAN_EXACT with --exact), its input set
+ * from the test picture. */
+static int forward_plan(const bench_opts *o, dd_model *m, int layer, const dd_preproc *pre,
+                        const dd_image *im, dd_plan **p, dd_err *err) {
+  int in = dd_model_input(m);
+  int64_t dims[4] = {1, 3, o->h, o->w};
+  dd_binding b = {in, dd_shape_make(4, dims), NULL};
+  unsigned flags = DD_PLAN_REUSE | (o->exact ? DD_PLAN_EXACT : 0u);
+  if (dd_plan_new(m, &b, 1, &layer, 1, flags, o->max_memory, p, err)) return 1;
+  dd_image_to_input(im, pre, dd_f32(dd_plan_tensor(*p, in)));
+  return 0;
+}
+
 static int count_flops(const bench_opts *o) {
   dd_err err;
   dd_preset ps = {0};
   dd_model *m = NULL;
   dd_plan *p = NULL;
   int layer, in;
-  if (dd_preset_resolve(o->preset, &ps, &err) || dd_model_load(ps.model_path, &m, &err) ||
-      dd_model_resolve(m, o->layer, &layer, &err)) {
-    fprintf(stderr, "bench_engine: %s\n", err.msg);
-    dd_model_free(m);
-    dd_preset_clear(&ps);
-    return 1;
-  }
+  if (load_model(o, &ps, &m, &layer)) return 1;
   dd_preset_clear(&ps);
   in = dd_model_input(m);
   /* The plan's buffers are allocated but never touched, so this costs address space only. */
@@ -309,18 +337,8 @@ static int bench_model(const bench_opts *o, int grad) {
   dd_err err;
   dd_preset ps = {0};
   dd_model *m = NULL;
-  if (dd_preset_resolve(o->preset, &ps, &err) || dd_model_load(ps.model_path, &m, &err)) {
-    fprintf(stderr, "bench_engine: %s\n", err.msg);
-    dd_preset_clear(&ps);
-    return 1;
-  }
   int layer;
-  if (dd_model_resolve(m, o->layer, &layer, &err)) {
-    fprintf(stderr, "bench_engine: %s\n", err.msg);
-    dd_model_free(m);
-    dd_preset_clear(&ps);
-    return 1;
-  }
+  if (load_model(o, &ps, &m, &layer)) return 1;
   int nn = dd_model_num_nodes(m), total = o->warmup + o->iters;
   double *t = calloc((size_t)total, sizeof(double));
   double *prof = calloc(2 * (size_t)nn, sizeof(double));
@@ -331,14 +349,9 @@ static int bench_model(const bench_opts *o, int grad) {
   fill_image(im);
   double t_setup = now_seconds();
   if (!grad) {
-    int in = dd_model_input(m);
-    int64_t dims[4] = {1, 3, o->h, o->w};
-    dd_binding b = {in, dd_shape_make(4, dims), NULL};
     dd_plan *p;
-    unsigned flags = DD_PLAN_REUSE | (o->exact ? DD_PLAN_EXACT : 0u);
-    if (dd_plan_new(m, &b, 1, &layer, 1, flags, o->max_memory, &p, &err)) goto done;
+    if (forward_plan(o, m, layer, &ps.pre, im, &p, &err)) goto done;
     t_setup = now_seconds() - t_setup;
-    dd_image_to_input(im, &ps.pre, dd_f32(dd_plan_tensor(p, in)));
     for (int r = 0; r < total; r++) {
       if (o->profile && r == o->warmup) dd_plan_set_profile(p, prof);
       double t0 = now_seconds();
@@ -417,6 +430,77 @@ done:
   return rc;
 }
 
+/* `serve`: the forward plan built once, then one command per line of stdin, one answer line
+ * each on stdout, for a harness that alternates engines run by run (bench/modern.py --pairs):
+ *   run N   N forwards: `runs ms=A,B,... cpu_ms=A,B,...`, each run's wall time and the
+ *           process's CPU time (all threads) in ms;
+ *   probe   `probe round_trip_ns=X` (dd_threads_round_trip_ns over 1000 trips, again while it
+ *           gives up; 0 on one CPU);
+ *   quit    (or end of input) exits. */
+static int serve_forward(const bench_opts *o) {
+  dd_err err;
+  dd_preset ps = {0};
+  dd_model *m = NULL;
+  dd_plan *p = NULL;
+  dd_image *im = NULL;
+  double *wall = NULL, *cpu = NULL;
+  int layer, rc = 1;
+  if (load_model(o, &ps, &m, &layer)) return 1;
+  if (dd_image_new(o->w, o->h, &im, &err)) goto done;
+  fill_image(im);
+  if (forward_plan(o, m, layer, &ps.pre, im, &p, &err)) goto done;
+  printf("ready size=%dx%d\n", o->w, o->h);
+  fflush(stdout);
+  char line[64];
+  while (fgets(line, sizeof line, stdin)) {
+    int n;
+    if (sscanf(line, "run %d", &n) == 1 && n >= 1 && n <= 10000) {
+      double *w2 = realloc(wall, sizeof(double) * (size_t)n), *c2;
+      if (w2) wall = w2;
+      c2 = w2 ? realloc(cpu, sizeof(double) * (size_t)n) : NULL;
+      if (c2) cpu = c2;
+      if (!w2 || !c2) break;
+      for (int r = 0; r < n; r++) {
+        struct timespec a, b, ca, cb;
+        clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ca);
+        clock_gettime(CLOCK_MONOTONIC, &a);
+        dd_plan_forward(p);
+        clock_gettime(CLOCK_MONOTONIC, &b);
+        clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &cb);
+        wall[r] = (double)(b.tv_sec - a.tv_sec) * 1e3 + (b.tv_nsec - a.tv_nsec) * 1e-6;
+        cpu[r] = (double)(cb.tv_sec - ca.tv_sec) * 1e3 + (cb.tv_nsec - ca.tv_nsec) * 1e-6;
+      }
+      printf("runs ms=");
+      for (int r = 0; r < n; r++) printf("%s%.4f", r ? "," : "", wall[r]);
+      printf(" cpu_ms=");
+      for (int r = 0; r < n; r++) printf("%s%.4f", r ? "," : "", cpu[r]);
+      printf("\n");
+    } else if (!strncmp(line, "probe", 5)) {
+      /* again while the probe gives up (3e6 ns and more), up to 5 times: after some ms of
+       * rest, this host can take longer than that to run the other thread's vCPU again */
+      double ns = 0;
+      for (int k = 0; k < 5 && omp_get_num_procs() >= 2 && (!k || ns > 1e6); k++)
+        ns = dd_threads_round_trip_ns(1000);
+      printf("probe round_trip_ns=%.0f\n", ns);
+    } else if (!strncmp(line, "quit", 4)) {
+      break;
+    } else {
+      printf("error unknown command\n");
+    }
+    fflush(stdout);
+  }
+  rc = 0;
+done:
+  if (rc) fprintf(stderr, "bench_engine: %s\n", err.msg);
+  free(wall);
+  free(cpu);
+  dd_plan_free(p);
+  dd_image_free(im);
+  dd_model_free(m);
+  dd_preset_clear(&ps);
+  return rc;
+}
+
 /* Two threads hand a counter back and forth --reps times (at least 1000; 100000 by default): the median
  * over 5 runs of the round trip. */
 static int bench_pingpong(const bench_opts *o) {
@@ -444,5 +528,6 @@ int main(int argc, char **argv) {
   if (!strcmp(argv[1], "count")) return count_flops(&o);
   if (!strcmp(argv[1], "gemm")) return bench_gemm(&o);
   if (!strcmp(argv[1], "pingpong")) return bench_pingpong(&o);
+  if (!strcmp(argv[1], "serve")) return serve_forward(&o);
   return usage();
 }

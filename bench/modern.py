@@ -13,6 +13,10 @@ alternating (A B A B ...) so that a change of machine load hits both:
 
     bench/modern.py [--build DIR] [--rounds N] [--iters N] [--only NAME,...] [--skip-export]
                     [--threads N] [--cpu-time] [--forward-only] [--wait-mode shared|split]
+                    [--pairs N [--turn K] [--turn-warmup W] [--gap S]]
+
+With --pairs, the forwards only, both engines kept running and alternated turn by turn, each
+pair of turns classified by the host's mode measured just before and after it (run_pairs).
 
 The models are exported by tests/ref/export_zoo.py's own recipe (torchvision 0.14, seeded
 random weights, randomize_modern) at opset 17 into bench/out/modern/ (never committed), at a
@@ -177,6 +181,158 @@ def cpu_name():
     return name, isa
 
 
+class Server:
+    """One engine's forward plan or session, kept alive and asked for runs line by line
+    (bench_engine serve, ort_forward.js --serve 1)."""
+
+    def __init__(self, cmd):
+        self.cmd = cmd
+        self.p = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, text=True, bufsize=1)
+        self.expect("ready")
+
+    def expect(self, prefix):
+        while True:
+            line = self.p.stdout.readline()
+            if not line:
+                sys.exit("bench/modern.py: %s ended:\n%s" % (" ".join(self.cmd),
+                                                           self.p.stderr.read()[-2000:]))
+            if line.startswith(prefix):
+                return line
+
+    def ask(self, command, prefix):
+        self.p.stdin.write(command + "\n")
+        return self.expect(prefix)
+
+    def runs(self, n, key):
+        line = self.ask("run %d" % n, "runs")
+        return [float(x) for x in line.split(key + "=", 1)[1].split()[0].split(",")]
+
+    def close(self):
+        try:
+            self.p.stdin.write("quit\n")
+            self.p.stdin.close()
+        except BrokenPipeError:
+            pass
+        self.p.wait()
+
+
+def quantile(v, q):
+    v = sorted(v)
+    x = q * (len(v) - 1)
+    i = int(x)
+    return v[i] if i + 1 >= len(v) else v[i] + (x - i) * (v[i + 1] - v[i])
+
+
+PROBE_GAVE_UP_NS = 1e6  # dd_threads_round_trip_ns gives up after 2 ms + 1 us a trip
+
+
+def probe(ours, args):
+    """The threads' round trip, bench_engine serve's probe after --gap seconds of rest (0 on
+    one thread)."""
+    if args.threads == 1:
+        return 0
+    time.sleep(args.gap)
+    return field(ours.ask("probe", "probe"), "probe", "round_trip_ns")
+
+
+def run_pairs(args, names, values, eng):
+    """--pairs N: both engines kept running side by side (bench_engine serve, ort_forward.js
+    --serve), then N pairs of turns, ours and ONNX Runtime's in alternating order, each turn
+    --turn timed forwards after --gap seconds of rest (so that neither engine's threads still
+    spin when the other starts: ONNX Runtime's pool went on taking a CPU for up to 30 ms after
+    its last run, on this host) and --turn-warmup untimed ones (after the rest, the first
+    forward ran 1.2-16x slower on this host, ours and ONNX Runtime's, and ONNX Runtime's next
+    two up to 1.7x), each pair bracketed by two probes of the threads' round trip.  A
+    pair's ratio is the median of our turn over the median of theirs; a pair lasts tens of
+    milliseconds, so the host rarely changes mode inside one, and each pair is classified by
+    its own probes."""
+    key = "cpu_ms" if args.cpu_time else "ms"
+    m = statistics.median
+    load0 = os.getloadavg()
+    res = {}
+    for n in names:
+        size, tap, last = values[n]
+        sz = "%dx%d" % (size, size)
+        ours = Server([eng, "serve", "--preset", os.path.join(OUT, n + ".onnx"), "--layer", last,
+                       "--size", sz])
+        ort = Server(["node", os.path.join(HERE, "ort_forward.js"),
+                      os.path.join(OUT, n + "_last.onnx"), last, sz, "--threads",
+                      str(args.threads), "--serve", "1"])
+        for e in (ours, ort, ours, ort):  # warm-up
+            time.sleep(args.gap)
+            e.runs(args.turn, key)
+        pairs = []  # (ratio, ours ms, ORT ms, mode)
+        t0 = time.monotonic()
+        for i in range(args.pairs):
+            pp0 = probe(ours, args)
+            t = {}
+            for e in ((ours, ort) if i % 2 == 0 else (ort, ours)):
+                time.sleep(args.gap)
+                t[e] = m(e.runs(args.turn_warmup + args.turn, key)[args.turn_warmup:])
+            pp1 = probe(ours, args)
+            # a probe that gave up (its threads waited on the scheduler) tells no mode
+            mode = "one thread" if args.threads == 1 else \
+                "mixed" if max(pp0, pp1) >= PROBE_GAVE_UP_NS else host_mode(pp0, pp1)
+            pairs.append((t[ours] / t[ort], t[ours], t[ort], mode))
+        ours.close()
+        ort.close()
+        res[n] = pairs
+        by = {}
+        for r in pairs:
+            by.setdefault(r[3], []).append(r[0])
+        print("  %s: %d pairs in %.0f s; %s" % (
+            n, len(pairs), time.monotonic() - t0,
+            "; ".join("%s %d, median %.3f" % (k, len(v), m(v)) for k, v in sorted(by.items()))),
+            flush=True)
+    load1 = os.getloadavg()
+    name, isa = cpu_name()
+    modes = MODES if args.threads > 1 else ("one thread",)
+
+    def cell(pairs):
+        r = [x[0] for x in pairs]
+        if not r:
+            return "-"
+        return "%d: **%.2fx** (%.2f-%.2f), %d%% faster; %.3g / %.3g ms" % (
+            len(r), m(r), quantile(r, 0.25), quantile(r, 0.75),
+            round(100.0 * sum(1 for x in r if x < 1) / len(r)),
+            m([x[1] for x in pairs]), m([x[2] for x in pairs]))
+
+    lines = ["CPU: %s; %s" % (name, " ".join(isa) if isa else "no AVX-512/AMX"),
+             "load average before %.2f, after %.2f (1 min)" % (load0[0], load1[0]),
+             "%s; %d thread(s) each; %d pairs of turns per model, the two engines' turns in "
+             "alternating order, each turn (and probe) after %.3g s of rest, each turn %d timed "
+             "forwards after %d untimed; "
+             "a pair's ratio: "
+             "our turn's median over ONNX Runtime's" %
+             ("CPU time per run (all threads)" if args.cpu_time else "wall time per run",
+              args.threads, args.pairs, args.gap, args.turn, args.turn_warmup),
+             "",
+             "Each cell: pairs: the median ratio (the quartiles), the share of pairs where ours "
+             "was faster; the median forward times, ours / ONNX Runtime's." +
+             (" Modes by the threads' round trip (bench_engine serve's probe) before and after "
+              "each pair: `shared` under %d ns both times, `split` over it both times, `mixed` "
+              "otherwise or when a probe gave up (its threads waited on the scheduler)." % SPLIT_NS if args.threads > 1 else ""),
+             "",
+             "| model | size | all pairs | " + " | ".join(modes) + " |" if args.threads > 1
+             else "| model | size | all pairs |",
+             "|---|---|---|" + ("---|" * len(modes) if args.threads > 1 else "")]
+    for n in names:
+        size = values[n][0]
+        row = "| %s | %dx%d | %s |" % (n, size, size, cell(res[n]))
+        if args.threads > 1:
+            row += " %s |" % " | ".join(cell([x for x in res[n] if x[3] == k]) for k in modes)
+        lines.append(row)
+    text = "\n".join(lines) + "\n"
+    print("\n" + text)
+    path = os.path.join(HERE, "out", "modern_pairs_t%d%s.md" % (args.threads,
+                                                               "_cpu" if args.cpu_time else ""))
+    with open(path, "w") as f:
+        f.write(text)
+    print("written to %s" % path)
+    return 0
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--build", default=os.path.join(ROOT, "build"))
@@ -202,6 +358,15 @@ def main():
     ap.add_argument("--wait-max", type=float, default=1800,
                     help="with --wait-mode: seconds of waiting in all before the remaining "
                          "rounds are given up (1800)")
+    ap.add_argument("--pairs", type=int, metavar="N",
+                    help="forward only: keep both engines running and alternate them turn by "
+                         "turn, N pairs per model, each pair classified by its own probes of "
+                         "the host's mode (see run_pairs); instead of --rounds")
+    ap.add_argument("--turn", type=int, default=5, help="with --pairs: timed forwards per turn (5)")
+    ap.add_argument("--turn-warmup", type=int, default=3,
+                    help="with --pairs: untimed forwards first in each turn (3)")
+    ap.add_argument("--gap", type=float, default=0.1,
+                    help="with --pairs: seconds of rest before each turn and each probe (0.1)")
     ap.add_argument("--torch-grad", nargs=2, metavar=("NAME", "SIZE"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.torch_grad:
@@ -230,6 +395,8 @@ def main():
             print("exported %s in %.1f s" % (n, time.monotonic() - t0), flush=True)
     load0 = os.getloadavg()
     eng = os.path.join(args.build, "bench_engine")
+    if args.pairs:
+        return run_pairs(args, names, values, eng)
     rows, by_mode = [], {}
     waited = 0.0  # seconds spent waiting for --wait-mode
 

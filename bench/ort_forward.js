@@ -4,7 +4,11 @@
 // 1x3xHxW input, and prints one key=value line like bench_engine's (median_cpu_ms: the
 // process's CPU time per run, user + system, all threads, for a loaded machine).
 //
-//   node ort_forward.js MODEL VALUE WxH [--iters N] [--warmup N] [--threads N]
+//   node ort_forward.js MODEL VALUE WxH [--iters N] [--warmup N] [--threads N] [--serve 1]
+//
+// With --serve 1: the session created once, then one command per line of stdin, answered as
+// bench_engine serve answers it (`run N` -> `runs ms=A,B,... cpu_ms=A,B,...`; `quit`), for
+// bench/modern.py --pairs, which alternates the two engines run by run.
 'use strict';
 const ort = require('onnxruntime-node');
 
@@ -21,7 +25,7 @@ async function main() {
     process.exit(2);
   }
   const [model, value, size] = args;
-  const opt = { iters: 5, warmup: 1, threads: 2 };
+  const opt = { iters: 5, warmup: 1, threads: 2, serve: 0 };
   for (let i = 3; i + 1 < args.length; i += 2) opt[args[i].replace(/^--/, '')] = Number(args[i + 1]);
   const [w, h] = size.split('x').map(Number);
   const t0 = process.hrtime.bigint();
@@ -37,6 +41,7 @@ async function main() {
   const data = new Float32Array(3 * w * h);
   for (let i = 0; i < data.length; i++) data[i] = ((i * 2654435761) % 256) - 128;
   const feeds = { [session.inputNames[0]]: new ort.Tensor('float32', data, [1, 3, h, w]) };
+  if (opt.serve) return serve(session, feeds, value, w, h);
   const times = [], cpu = [];
   let shape = null;
   for (let r = 0; r < opt.warmup + opt.iters; r++) {
@@ -55,6 +60,32 @@ async function main() {
   console.log(`ort_forward size=${w}x${h} out=${shape.join('x')} iters=${opt.iters} ` +
               `median_ms=${median(times).toFixed(2)} min_ms=${Math.min(...times).toFixed(2)} ` +
               `median_cpu_ms=${median(cpu).toFixed(2)} setup_ms=${setupMs.toFixed(1)} threads=${opt.threads} peak_rss_mb=${rss.toFixed(1)}`);
+}
+
+async function serve(session, feeds, value, w, h) {
+  const rl = require('readline').createInterface({ input: process.stdin, terminal: false });
+  console.log(`ready size=${w}x${h}`);
+  for await (const line of rl) {
+    const m = /^run (\d+)/.exec(line);
+    if (m && Number(m[1]) >= 1) {
+      const ms = [], cpu = [];
+      for (let r = 0; r < Number(m[1]); r++) {
+        const c = process.cpuUsage();
+        const a = process.hrtime.bigint();
+        await session.run(feeds, [value]);
+        ms.push(Number(process.hrtime.bigint() - a) / 1e6);
+        const dc = process.cpuUsage(c);
+        cpu.push((dc.user + dc.system) / 1e3);
+      }
+      console.log(`runs ms=${ms.map((x) => x.toFixed(4)).join(',')} ` +
+                  `cpu_ms=${cpu.map((x) => x.toFixed(4)).join(',')}`);
+    } else if (line.startsWith('quit')) {
+      break;
+    } else {
+      console.log('error unknown command');
+    }
+  }
+  rl.close();
 }
 
 main().catch((e) => { console.error('ort_forward.js: ' + e.message); process.exit(1); });
