@@ -429,9 +429,10 @@ static inline __attribute__((always_inline)) DD_TARGET_AVX512 void lanes_group_t
 static inline __attribute__((always_inline)) DD_TARGET_AVX512 void add_widened(__m512 f,
                                                                               __m512d *lo,
                                                                               __m512d *hi) {
-  *lo = _mm512_add_pd(*lo, _mm512_cvtps_pd(_mm512_castps512_ps256(f)));
-  *hi = _mm512_add_pd(
-      *hi, _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(f), 1))));
+  __m512d a, b;
+  dd_widen16(f, &a, &b);
+  *lo = _mm512_add_pd(*lo, a);
+  *hi = _mm512_add_pd(*hi, b);
 }
 
 /* One band of one block of 16 channels: output rows [oh0, oh0 + rows) of the nc planes y

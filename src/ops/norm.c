@@ -9,6 +9,7 @@
 
 #include "ops/common.h"
 #include "ops/cpu.h"
+#include "ops/transpose16.h" /* dd_widen16 */
 
 #ifdef DD_AVX512_KERNELS
 #include <immintrin.h>
@@ -319,27 +320,19 @@ static void ln_reduce_into(const float *full, const dd_shape *xs, int axis, dd_t
 
 /* Mean and invstd of one row, in double: two passes, so a large mean does not cancel. */
 #ifdef DD_AVX512_KERNELS
-/* 16 floats as two vectors of 8 doubles. */
-static inline __attribute__((always_inline)) DD_TARGET_AVX512 void ln_widen(__m512 v,
-                                                                           __m512d *lo,
-                                                                           __m512d *hi) {
-  *lo = _mm512_cvtps_pd(_mm512_castps512_ps256(v));
-  *hi = _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)));
-}
-
 /* The floats x[j .. j + 16) (the first `w` of them, the rest 0) as two vectors of 8 doubles. */
 static inline __attribute__((always_inline)) DD_TARGET_AVX512 void ln_load16(const float *x,
                                                                             int64_t w,
                                                                             __m512d *lo,
                                                                             __m512d *hi) {
-  ln_widen(_mm512_maskz_loadu_ps((__mmask16)(w >= 16 ? 0xffff : (1u << w) - 1), x), lo, hi);
+  dd_widen16(_mm512_maskz_loadu_ps((__mmask16)(w >= 16 ? 0xffff : (1u << w) - 1), x), lo, hi);
 }
 
 /* The 32 floats x[0 .. 32) as four vectors of 8 doubles. */
 static inline __attribute__((always_inline)) DD_TARGET_AVX512 void ln_widen32(const float *x,
                                                                              __m512d v[4]) {
-  ln_widen(_mm512_loadu_ps(x), &v[0], &v[1]);
-  ln_widen(_mm512_loadu_ps(x + 16), &v[2], &v[3]);
+  dd_widen16(_mm512_loadu_ps(x), &v[0], &v[1]);
+  dd_widen16(_mm512_loadu_ps(x + 16), &v[2], &v[3]);
 }
 
 /* ln_stats in double lanes: four vectors of 8 while 32 floats remain, then two, each lane's
@@ -426,7 +419,7 @@ DD_TARGET_AVX512 static void ln_sums_avx512(const float *x, const float *dy, con
     __m512d dl, dh, sl, sh, xl, xhh;
     ln_load16(dy + j, d - j, &dl, &dh); /* zero past d: those lanes add nothing */
     ln_load16(scale + j, d - j, &sl, &sh);
-    ln_widen(xh, &xl, &xhh);
+    dd_widen16(xh, &xl, &xhh);
     __m512d gl = _mm512_mul_pd(dl, sl), gh = _mm512_mul_pd(dh, sh);
     g0 = _mm512_add_pd(g0, gl);
     g1 = _mm512_add_pd(g1, gh);

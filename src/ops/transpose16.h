@@ -1,6 +1,8 @@
 /* A 16 x 16 float transpose in AVX-512 registers, for the kernels that turn planes into
  * vector lanes and back (ops/depthwise.c), the transposing gathers (ops/rows.c) and the
- * convolutions' transposed products and im2col (ops/conv.c). */
+ * convolutions' transposed products and im2col (ops/conv.c); and 16 floats widened to two
+ * vectors of 8 doubles, for the sums those kernels and LayerNorm keep in double
+ * (ops/depthwise.c, ops/norm.c). */
 #ifndef DREAM_OPS_TRANSPOSE16_H
 #define DREAM_OPS_TRANSPOSE16_H
 
@@ -8,6 +10,14 @@
 
 #ifdef DD_AVX512_KERNELS
 #include <immintrin.h>
+
+/* lo = lanes 0-7 of v as doubles, hi = lanes 8-15 (exact: every float is a double). */
+static inline __attribute__((always_inline)) DD_TARGET_AVX512 void dd_widen16(__m512 v,
+                                                                             __m512d *lo,
+                                                                             __m512d *hi) {
+  *lo = _mm512_cvtps_pd(_mm512_castps512_ps256(v));
+  *hi = _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)));
+}
 
 /* r[j] (j < 16) becomes column j of the 16 x 16 matrix whose rows were r[0..16): unpacks of
  * pairs, then of 64-bit pairs, then two rounds of 128-bit lane shuffles (64 shuffles). */
