@@ -443,9 +443,16 @@ static int serve_forward(const bench_opts *o) {
   dd_model *m = NULL;
   dd_plan *p = NULL;
   dd_image *im = NULL;
+  enum { MAX_RUNS = 10000 }; /* forwards per `run` */
   double *wall = NULL, *cpu = NULL;
   int layer, rc = 1;
   if (load_model(o, &ps, &m, &layer)) return 1;
+  wall = malloc(sizeof(double) * MAX_RUNS);
+  cpu = malloc(sizeof(double) * MAX_RUNS);
+  if (!wall || !cpu) {
+    snprintf(err.msg, sizeof err.msg, "out of memory");
+    goto done;
+  }
   if (dd_image_new(o->w, o->h, &im, &err)) goto done;
   fill_image(im);
   if (forward_plan(o, m, layer, &ps.pre, im, &p, &err)) goto done;
@@ -454,12 +461,7 @@ static int serve_forward(const bench_opts *o) {
   char line[64];
   while (fgets(line, sizeof line, stdin)) {
     int n;
-    if (sscanf(line, "run %d", &n) == 1 && n >= 1 && n <= 10000) {
-      double *w2 = realloc(wall, sizeof(double) * (size_t)n), *c2;
-      if (w2) wall = w2;
-      c2 = w2 ? realloc(cpu, sizeof(double) * (size_t)n) : NULL;
-      if (c2) cpu = c2;
-      if (!w2 || !c2) break;
+    if (sscanf(line, "run %d", &n) == 1 && n >= 1 && n <= MAX_RUNS) {
       for (int r = 0; r < n; r++) {
         struct timespec a, b, ca, cb;
         clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ca);

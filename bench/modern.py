@@ -287,7 +287,7 @@ def run_pairs(args, names, values, eng):
             flush=True)
     load1 = os.getloadavg()
     name, isa = cpu_name()
-    modes = MODES if args.threads > 1 else ("one thread",)
+    modes = MODES if args.threads > 1 else ()  # columns beside "all pairs"
 
     def cell(pairs):
         r = [x[0] for x in pairs]
@@ -314,15 +314,12 @@ def run_pairs(args, names, values, eng):
               "each pair: `shared` under %d ns both times, `split` over it both times, `mixed` "
               "otherwise or when a probe gave up (its threads waited on the scheduler)." % SPLIT_NS if args.threads > 1 else ""),
              "",
-             "| model | size | all pairs | " + " | ".join(modes) + " |" if args.threads > 1
-             else "| model | size | all pairs |",
-             "|---|---|---|" + ("---|" * len(modes) if args.threads > 1 else "")]
+             "| model | size | all pairs |" + "".join(" %s |" % k for k in modes),
+             "|---|---|---|" + "---|" * len(modes)]
     for n in names:
         size = values[n][0]
-        row = "| %s | %dx%d | %s |" % (n, size, size, cell(res[n]))
-        if args.threads > 1:
-            row += " %s |" % " | ".join(cell([x for x in res[n] if x[3] == k]) for k in modes)
-        lines.append(row)
+        lines.append("| %s | %dx%d | %s |" % (n, size, size, cell(res[n])) +
+                     "".join(" %s |" % cell([x for x in res[n] if x[3] == k]) for k in modes))
     text = "\n".join(lines) + "\n"
     print("\n" + text)
     path = os.path.join(HERE, "out", "modern_pairs_t%d%s.md" % (args.threads,

@@ -18,6 +18,17 @@ function median(v) {
   return n % 2 ? s[(n - 1) / 2] : 0.5 * (s[n / 2 - 1] + s[n / 2]);
 }
 
+// One run of the session: its outputs, wall time and the process's CPU time (user + system,
+// all threads), in ms.
+async function timedRun(session, feeds, value) {
+  const c = process.cpuUsage();
+  const a = process.hrtime.bigint();
+  const out = await session.run(feeds, [value]);
+  const ms = Number(process.hrtime.bigint() - a) / 1e6;
+  const dc = process.cpuUsage(c);
+  return { out, ms, cpuMs: (dc.user + dc.system) / 1e3 };
+}
+
 async function main() {
   const args = process.argv.slice(2);
   if (args.length < 3) {
@@ -45,16 +56,12 @@ async function main() {
   const times = [], cpu = [];
   let shape = null;
   for (let r = 0; r < opt.warmup + opt.iters; r++) {
-    const c = process.cpuUsage();
-    const a = process.hrtime.bigint();
-    const out = await session.run(feeds, [value]);
-    const ms = Number(process.hrtime.bigint() - a) / 1e6;
-    const dc = process.cpuUsage(c);
+    const t = await timedRun(session, feeds, value);
     if (r >= opt.warmup) {
-      times.push(ms);
-      cpu.push((dc.user + dc.system) / 1e3);
+      times.push(t.ms);
+      cpu.push(t.cpuMs);
     }
-    shape = out[value].dims;
+    shape = t.out[value].dims;
   }
   const rss = process.resourceUsage().maxRSS / 1024;
   console.log(`ort_forward size=${w}x${h} out=${shape.join('x')} iters=${opt.iters} ` +
@@ -70,12 +77,9 @@ async function serve(session, feeds, value, w, h) {
     if (m && Number(m[1]) >= 1) {
       const ms = [], cpu = [];
       for (let r = 0; r < Number(m[1]); r++) {
-        const c = process.cpuUsage();
-        const a = process.hrtime.bigint();
-        await session.run(feeds, [value]);
-        ms.push(Number(process.hrtime.bigint() - a) / 1e6);
-        const dc = process.cpuUsage(c);
-        cpu.push((dc.user + dc.system) / 1e3);
+        const t = await timedRun(session, feeds, value);
+        ms.push(t.ms);
+        cpu.push(t.cpuMs);
       }
       console.log(`runs ms=${ms.map((x) => x.toFixed(4)).join(',')} ` +
                   `cpu_ms=${cpu.map((x) => x.toFixed(4)).join(',')}`);
