@@ -36,17 +36,8 @@ static void detect(void) {
     return;
   }
   int fma = c >> 12 & 1, osxsave = c >> 27 & 1;
-  if (!osxsave) {
-    avx512_lack = "OS support for the AVX state (OSXSAVE)";
-    return;
-  }
-  unsigned lo, hi;
-  __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
-  /* XCR0: SSE (1), AVX (2), opmask (5), upper halves of zmm0-15 (6), zmm16-31 (7) */
-  if ((lo & 0xe6u) != 0xe6u) {
-    avx512_lack = "OS support for the zmm and opmask registers (XCR0)";
-    return;
-  }
+  /* the instructions first, then the OS's support for their registers: a CPU without
+   * AVX-512 is named for that ("avx512f"), not for the XCR0 bits its OS has no reason to set */
   if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) {
     avx512_lack = "avx512f";
     return;
@@ -57,6 +48,15 @@ static void detect(void) {
                 : !(b >> 17 & 1) ? "avx512dq"
                 : !fma           ? "fma"
                                  : NULL;
+  if (avx512_lack) return;
+  if (!osxsave) {
+    avx512_lack = "OS support for the AVX state (OSXSAVE)";
+    return;
+  }
+  unsigned lo, hi;
+  __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+  /* XCR0: SSE (1), AVX (2), opmask (5), upper halves of zmm0-15 (6), zmm16-31 (7) */
+  if ((lo & 0xe6u) != 0xe6u) avx512_lack = "OS support for the zmm and opmask registers (XCR0)";
 }
 #else
 static void detect(void) { avx512_lack = "an x86-64 build (this one has no AVX-512 kernels)"; }

@@ -162,7 +162,10 @@ static void ties_conv_3x3_exact_keeps_ties_on(void) {
 }
 
 /* The direct path (im2col blocks of 32 columns through dd_sgemm, a 5x5 kernel of stride 2:
- * no Winograd) on the default path: its interior is bit-equal too. */
+ * no Winograd) on the default path: its interior is bit-equal too, on the AVX-512 kernels.
+ * On the generic ones the default product is cblas_sgemm, whose edge blocks sum in another
+ * order (sgemm.h, DD_SGEMM_EXACT: OpenBLAS's Zen 3 kernels untie channels here): there only
+ * the exact plan keeps ties, and the default one is checked against double instead. */
 static void ties_conv_direct_keeps_ties_on(void);
 Test(ties, conv_direct_keeps_ties) { th_each_kernels(ties_conv_direct_keeps_ties_on); }
 static void ties_conv_direct_keeps_ties_on(void) {
@@ -174,7 +177,18 @@ static void ties_conv_direct_keeps_ties_on(void) {
   dd_tensor *in[3] = {x, w, b};
   for (int exact = 0; exact < 2; exact++) {
     dd_tensor *y = forward_call(&t, in, exact, 1);
-    cr_expect_eq(untied_channels(y, 1, 1), 0, "exact %d", exact);
+    int bad = untied_channels(y, 1, 1);
+    if (exact || th_kernels_now == DD_KERNELS_AVX512) cr_expect_eq(bad, 0, "exact %d", exact);
+    else printf("5x5 stride-2 conv, generic default path: %d of 21 channels untied\n", bad);
+    double e = 0;
+    for (int64_t m = 0; m < 21; m++)
+      for (int64_t i = 0; i < y->shape.d[2]; i++)
+        for (int64_t j = 0; j < y->shape.d[3]; j++) {
+          double r = fmax(0.0, conv_ref(x, w, b, 2, 2, m, i, j)); /* relu: forward_call(.., 1) */
+          double d = fabs(dd_f32(y)[(m * y->shape.d[2] + i) * y->shape.d[3] + j] - r) / (fabs(r) + 1.0);
+          e = d > e ? d : e;
+        }
+    cr_expect_leq(e, 1e-5, "exact %d: forward error %g", exact, e);
     dd_tensor_free(y);
   }
   dd_tensor_free(x);
