@@ -298,11 +298,19 @@ void dd_act_rows(float *y, int64_t n, int act, int parallel) {
     return;
   }
   if (act != DD_ACT_HARDSWISH) return;
-#pragma omp parallel for simd if (parallel : parallel && n > DD_PAR_MIN) schedule(static)
-  for (int64_t i = 0; i < n; i++) {
-    float v = y[i] * DD_HARDSWISH_A + DD_HARDSWISH_B; /* ops/unary.c's hardsigmoidf */
-    y[i] = y[i] * (v < 0.f ? 0.f : v > 1.f ? 1.f : v);
+#define HARDSWISH_BODY                                                                    \
+  for (int64_t i = 0; i < n; i++) {                                                       \
+    float v = y[i] * DD_HARDSWISH_A + DD_HARDSWISH_B; /* ops/unary.c's hardsigmoidf */    \
+    y[i] = y[i] * (v < 0.f ? 0.f : v > 1.f ? 1.f : v);                                    \
   }
+  if (!parallel || n <= DD_PAR_MIN) { /* no region: see dd_silu_rows */
+#pragma omp simd
+    HARDSWISH_BODY
+  } else {
+#pragma omp parallel for simd schedule(static)
+    HARDSWISH_BODY
+  }
+#undef HARDSWISH_BODY
 }
 
 void dd_add_rows(float *y, const float *r, int64_t n) {
@@ -317,8 +325,17 @@ void dd_silu_rows(const float *x, float *y, int64_t n, int parallel) {
     return;
   }
 #endif
-#pragma omp parallel for simd if (parallel : parallel && n > DD_PAR_MIN) schedule(static)
-  for (int64_t i = 0; i < n; i++) y[i] = x[i] * sigmoidf(x[i]);
+  /* Not `parallel for if (...)`: called with parallel 0 from inside a parallel region (a
+   * product's rows on the generic path), a region the if turns off is still a nested team,
+   * which libgomp starts and ends with futex calls: 2 per row of a 32-row block, a third of
+   * EfficientNet-B0's first layer on a Zen 3. */
+  if (!parallel || n <= DD_PAR_MIN) {
+#pragma omp simd
+    for (int64_t i = 0; i < n; i++) y[i] = x[i] * sigmoidf(x[i]);
+  } else {
+#pragma omp parallel for simd schedule(static)
+    for (int64_t i = 0; i < n; i++) y[i] = x[i] * sigmoidf(x[i]);
+  }
 }
 
 /* d/dx x s(x) = s + x s (1 - s): the Mul's gradient through its x, then the Sigmoid's. */

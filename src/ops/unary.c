@@ -176,10 +176,12 @@ void dd_gelu_rows(const float *x, float *y, int64_t n, int parallel) {
     return;
   }
 #endif
-#pragma omp parallel for simd if (parallel : parallel && n > DD_PAR_MIN) schedule(static)
-  for (int64_t i = 0; i < n; i++) {
-    const float v = x[i];
-    y[i] = v * phi(v);
+  if (!parallel || n <= DD_PAR_MIN) { /* no region: see dd_silu_rows */
+#pragma omp simd
+    for (int64_t i = 0; i < n; i++) y[i] = x[i] * phi(x[i]);
+  } else {
+#pragma omp parallel for simd schedule(static)
+    for (int64_t i = 0; i < n; i++) y[i] = x[i] * phi(x[i]);
   }
 }
 
