@@ -879,6 +879,13 @@ static int dw_prepare(const conv_geom *g, dd_dw_plan *p) {
  * (DD_ACT_*) folded in; the lanes also sum the output planes into `sums` (when not NULL and
  * room enough) and set sums->ok.  Returns 0 when it left a SiLU or HardSwish undone (the
  * planes do only Relu). */
+/* On the generic path the lanes (8 channels a pixel, staged by scalar copies) beat the planes
+ * on output planes of at most this many pixels (28 x 28) and lose above: on a Zen 3, one
+ * thread, MobileNet v3's forward 5.5 -> 3.5 ms and EfficientNet-B0's 22.0 -> 20.9 with this
+ * bound, 23.2 with 3200 pixels and 30.2 with every plane (bench/README.md, "A CPU without
+ * AVX-512"). */
+#define GENERIC_LANES_PIXELS 784
+
 static int depthwise_forward_vec(const conv_geom *g, const dd_dw_plan *dg, const float *x,
                                  const float *wt, const float *bias, int act, float *y,
                                  dd_plane_sums *sums) {
@@ -893,7 +900,9 @@ static int depthwise_forward_vec(const conv_geom *g, const dd_dw_plan *dg, const
     sums->ok = 1;
     return 1;
   }
-  if (g->mg == 1 && dd_dw_forward_lanes(&dg->g, g->n, g->m, x, wt, bias, y, act, 1)) return 1;
+  if (g->mg == 1 && (dd_kernels_avx512() || g->ocol <= GENERIC_LANES_PIXELS) &&
+      dd_dw_forward_lanes(&dg->g, g->n, g->m, x, wt, bias, y, act, 1))
+    return 1;
   int relu = act == DD_ACT_RELU;
 #pragma omp parallel for if (g->n * g->m * g->ocol * g->kh * g->kw > DD_PAR_MIN) schedule(static)
   for (int64_t nm = 0; nm < g->n * g->m; nm++) {

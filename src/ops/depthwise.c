@@ -23,15 +23,39 @@ typedef float v16 __attribute__((vector_size(64)));
 static inline int64_t round16(int64_t n) { return (n + 15) / 16 * 16; }
 
 /* The stencils and the weight gradient's dot products, once per path (ops/cpu.h): the
- * generic one in the build's vectors with a * b + c (ISO C does not contract it), the AVX-512
- * one in zmm registers with fused multiply-adds. */
+ * generic one in vectors of 8 floats (a ymm register on AVX2, two xmm on SSE; 16 on an AVX-512
+ * build), with fused multiply-adds where the build's ISA has them (an AVX2 or AVX-512 build)
+ * and a * b + c elsewhere (ISO C does not contract it); the AVX-512 one in zmm registers with
+ * fused multiply-adds.  On a Zen 3 (AVX2, no AVX-512) the former 16-float vectors, pairs of
+ * ymm that GCC spilled to the stack, held stencil_generic at 25% of EfficientNet-B0's forward
+ * pass (perf samples, one thread); with these it takes 5%. */
+#if defined(__AVX512F__)
+typedef float vgen __attribute__((vector_size(64)));
+#define DW_L 16
+#else
+typedef float vgen __attribute__((vector_size(32)));
+#define DW_L 8
+#endif
+#ifdef __FMA__
+/* a * b + c rounded once, lane by lane: GCC makes one vfmadd of each register of it. */
+static inline __attribute__((always_inline)) vgen fma_gen(vgen a, vgen b, vgen c) {
+  vgen r;
+  for (int i = 0; i < DW_L; i++) r[i] = __builtin_fmaf(a[i], b[i], c[i]);
+  return r;
+}
+#define DW_FMA(a, b, c) fma_gen((a), (b), (c))
+#else
+#define DW_FMA(a, b, c) ((a) * (b) + (c))
+#endif
 #define DW_NAME(f) f##_generic
 #define DW_TARGET
-#define DW_FMA(a, b, c) ((a) * (b) + (c))
+#define DW_V vgen
 #include "ops/depthwise_kernels.h"
 #ifdef DD_AVX512_KERNELS
 #define DW_NAME(f) f##_avx512
 #define DW_TARGET DD_TARGET_AVX512
+#define DW_V v16
+#define DW_L 16
 #define DW_FMA(a, b, c) ((v16)_mm512_fmadd_ps((__m512)(a), (__m512)(b), (__m512)(c)))
 #include "ops/depthwise_kernels.h"
 #endif
@@ -647,16 +671,157 @@ int dd_dw_forward_s2(const dd_dw_geom *g, int64_t n, int64_t c, const float *x,
 #endif
 }
 
+/* ---- forward, 8 channels in the vector lanes (the generic path) ----
+ * lanes_band's arithmetic in the build's vectors of 8 floats, for the depthwise case alone (no
+ * groups, no sums): a band of output rows of 8 planes staged 8 channels per pixel (scalar
+ * copies: no transposes to write portably), every output pixel the bias then the taps in k's
+ * order by DW_FMA, as stencil_generic computes each output, so the floats of dd_dw_forward on
+ * this path; then the activation over the band, and back to planes.  On the small planes of a
+ * network's last stages (7 x 7, 14 x 14) it replaces dd_dw_forward's staging per plane and
+ * per row, which cost more than the stencil (conv.c takes it below GENERIC_LANES_PIXELS). */
+#define GLANES_IN 4096  /* staged input pixels of 8 floats: 128 KiB */
+#define GLANES_OUT 2048 /* staged output pixels: 64 KiB */
+#define GLANES_TILE 8   /* output pixels per register tile */
+
+typedef float v8 __attribute__((vector_size(32)));
+
+static inline v8 v8_load(const float *p) {
+  v8 v;
+  memcpy(&v, p, sizeof v);
+  return v;
+}
+
+#ifdef __FMA__
+static inline __attribute__((always_inline)) v8 v8_fma(v8 a, v8 b, v8 c) {
+  v8 r;
+  for (int i = 0; i < 8; i++) r[i] = __builtin_fmaf(a[i], b[i], c[i]);
+  return r;
+}
+#else
+static inline __attribute__((always_inline)) v8 v8_fma(v8 a, v8 b, v8 c) { return a * b + c; }
+#endif
+
+static int glanes_plan_of(const dd_dw_geom *g, int64_t *wst, int64_t *rows) {
+  int64_t reach = (g->wo - 1) * g->sw + (g->kw - 1) * g->dw + 1, own = g->pw + g->w;
+  *wst = reach > own ? reach : own;
+  int64_t eh = (g->kh - 1) * g->dh;
+  if (GLANES_IN / *wst < eh + 1) return 0;
+  int64_t a = GLANES_OUT / g->wo, b = (GLANES_IN / *wst - eh - 1) / g->sh + 1;
+  *rows = a < b ? a : b;
+  if (*rows > g->ho) *rows = g->ho;
+  return *rows >= 1;
+}
+
+/* Output rows [oh0, oh0 + rows) of the nc (<= 8) planes y from the planes x (weights k, nc x
+ * kh kw; bias nc floats or NULL), wst staged pixels a row. */
+static void glanes_band(const dd_dw_geom *g, int64_t wst, const float *x, const float *k,
+                        const float *bias, int64_t nc, int64_t oh0, int64_t rows, int act,
+                        float *y) {
+  float in[GLANES_IN * 8] __attribute__((aligned(32)));
+  float out[(GLANES_OUT + GLANES_TILE) * 8] __attribute__((aligned(32)));
+  float kt[DD_DW_TAPS * 8] __attribute__((aligned(32)));
+  int64_t toff[DD_DW_TAPS];
+  int ntaps = (int)(g->kh * g->kw);
+  for (int t = 0; t < ntaps; t++) {
+    for (int c = 0; c < 8; c++) kt[t * 8 + c] = c < nc ? k[c * ntaps + t] : 0.f;
+    toff[t] = ((t / g->kw) * g->dh * wst + (t % g->kw) * g->dw) * 8;
+  }
+  v8 bv = {0};
+  for (int c = 0; c < nc && bias; c++) bv[c] = bias[c];
+  /* stage: input rows ih0 .. ih0 + hst - 1, input column iw at pixel pw + iw */
+  int64_t hst = (rows - 1) * g->sh + (g->kh - 1) * g->dh + 1, ih0 = oh0 * g->sh - g->ph;
+  int64_t hw = g->h * g->w;
+  for (int64_t q = 0; q < hst; q++) {
+    float *row = in + q * wst * 8;
+    int64_t ih = ih0 + q;
+    if (ih < 0 || ih >= g->h) {
+      memset(row, 0, (size_t)wst * 8 * sizeof *row);
+      continue;
+    }
+    memset(row, 0, (size_t)g->pw * 8 * sizeof *row);
+    memset(row + (g->pw + g->w) * 8, 0, (size_t)(wst - g->pw - g->w) * 8 * sizeof *row);
+    const float *src = x + ih * g->w;
+    float *dst = row + g->pw * 8;
+    for (int64_t iw = 0; iw < g->w; iw++)
+      for (int c = 0; c < 8; c++) dst[iw * 8 + c] = c < nc ? src[c * hw + iw] : 0.f;
+  }
+  /* every output pixel: LANES_TILE at a time within a row, one at a time at its end */
+  for (int64_t r = 0; r < rows; r++) {
+    const float *srow = in + r * g->sh * wst * 8;
+    float *orow = out + r * g->wo * 8;
+    int64_t ow = 0;
+    for (; ow + GLANES_TILE <= g->wo; ow += GLANES_TILE) {
+      v8 acc[GLANES_TILE];
+      for (int o = 0; o < GLANES_TILE; o++) acc[o] = bv;
+      const float *s0 = srow + ow * g->sw * 8;
+      for (int t = 0; t < ntaps; t++) {
+        v8 kv = v8_load(kt + t * 8);
+        const float *s = s0 + toff[t];
+#pragma GCC unroll 8
+        for (int o = 0; o < GLANES_TILE; o++)
+          acc[o] = v8_fma(kv, v8_load(s + o * g->sw * 8), acc[o]);
+      }
+      for (int o = 0; o < GLANES_TILE; o++) memcpy(orow + (ow + o) * 8, &acc[o], sizeof acc[o]);
+    }
+    for (; ow < g->wo; ow++) {
+      v8 acc = bv;
+      const float *s0 = srow + ow * g->sw * 8;
+      for (int t = 0; t < ntaps; t++) acc = v8_fma(v8_load(kt + t * 8), v8_load(s0 + toff[t]), acc);
+      memcpy(orow + ow * 8, &acc, sizeof acc);
+    }
+  }
+  int64_t np = rows * g->wo;
+  if (act == DD_ACT_RELU) {
+    for (int64_t i = 0; i < np * 8; i++) out[i] = out[i] > 0.f ? out[i] : 0.f;
+  } else if (act != DD_ACT_NONE) {
+    dd_act_rows(out, np * 8, act, 0);
+  }
+  int64_t plane = g->ho * g->wo;
+  float *yb = y + oh0 * g->wo;
+  for (int64_t c = 0; c < nc; c++)
+    for (int64_t p = 0; p < np; p++) yb[c * plane + p] = out[p * 8 + c];
+}
+
+/* dd_dw_forward_lanes on the generic path: tasks of 8 planes by bands, as lanes_forward. */
+static int glanes_forward(const dd_dw_geom *g, int64_t n, int64_t c, const float *x,
+                          const float *k, const float *bias, float *y, int act, int parallel) {
+  int64_t wst, rows;
+  if (g->kh * g->kw > DD_DW_TAPS || !glanes_plan_of(g, &wst, &rows)) return 0;
+  int64_t blocks = (c + 7) / 8, bands = (g->ho + rows - 1) / rows;
+  int64_t tasks = n * blocks * bands, hw = g->h * g->w, plane = g->ho * g->wo;
+  int64_t nk = g->kh * g->kw;
+  if (parallel && n * c * plane * nk > DD_PAR_MIN) {
+#pragma omp parallel for schedule(static)
+    for (int64_t t = 0; t < tasks; t++) {
+      int64_t i = t / (blocks * bands), b = t / bands % blocks, band = t % bands;
+      int64_t c0 = b * 8, nc = c - c0 < 8 ? c - c0 : 8, oh0 = band * rows;
+      int64_t r = g->ho - oh0 < rows ? g->ho - oh0 : rows;
+      glanes_band(g, wst, x + (i * c + c0) * hw, k + c0 * nk, bias ? bias + c0 : NULL, nc, oh0,
+                  r, act, y + (i * c + c0) * plane);
+    }
+  } else {
+    for (int64_t t = 0; t < tasks; t++) {
+      int64_t i = t / (blocks * bands), b = t / bands % blocks, band = t % bands;
+      int64_t c0 = b * 8, nc = c - c0 < 8 ? c - c0 : 8, oh0 = band * rows;
+      int64_t r = g->ho - oh0 < rows ? g->ho - oh0 : rows;
+      glanes_band(g, wst, x + (i * c + c0) * hw, k + c0 * nk, bias ? bias + c0 : NULL, nc, oh0,
+                  r, act, y + (i * c + c0) * plane);
+    }
+  }
+  return 1;
+}
+
 /* The forward of dd_dw_forward_lanes and dd_group_forward_lanes: cg input channels per group
  * (1: depthwise), as many outputs; with part (cg 1 only), each task's 16 sums of its band at
  * part + 16 t (tasks: images, then blocks of 16 channels, then bands). */
 static int lanes_forward(const dd_dw_geom *g, int64_t n, int64_t c, int cg, const float *x,
                          const float *k, const float *bias, float *y, int act, int parallel,
                          double *part) {
+  if (!dd_kernels_avx512())
+    return cg == 1 && !part && glanes_forward(g, n, c, x, k, bias, y, act, parallel);
 #ifdef DD_AVX512_KERNELS
   lanes_plan lp;
-  if (!dd_kernels_avx512() || cg * g->kh * g->kw > DD_DW_TAPS || !lanes_plan_of(g, &lp))
-    return 0;
+  if (cg * g->kh * g->kw > DD_DW_TAPS || !lanes_plan_of(g, &lp)) return 0;
   int64_t blocks = (c + 15) / 16, bands = (g->ho + lp.rows - 1) / lp.rows;
   int64_t tasks = n * blocks * bands, hw = g->h * g->w, plane = g->ho * g->wo;
   int64_t nk = cg * g->kh * g->kw;
