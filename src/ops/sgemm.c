@@ -11,6 +11,7 @@
 #include <cblas.h>
 #include <omp.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "ops/act.h"
 #include "ops/common.h"
@@ -24,6 +25,7 @@
 /* C = max(0, C) over m x n (NaN and -0 become +0, as Relu does). */
 static void relu_rows(int64_t m, int64_t n, float *c, int64_t ldc) {
   for (int64_t i = 0; i < m; i++)
+#pragma omp simd
     for (int64_t j = 0; j < n; j++) c[i * ldc + j] = c[i * ldc + j] > 0.f ? c[i * ldc + j] : 0.f;
 }
 
@@ -476,15 +478,39 @@ static void product_in_order(int64_t m, int64_t n, int64_t k, const float *a, in
     }
 }
 
+/* Columns of C per cblas_sgemm call on the generic path: the product and then its activation
+ * a panel at a time, the panel still in L2 when the activation reads it (96 rows x 512
+ * columns: 192 KiB), rather than the whole C through memory twice.  Every product is split so,
+ * with an activation or without: cblas_sgemm's sums depend on the shape it is given, and a
+ * plan that folds a Relu into its product must give the floats of one that does not
+ * (graph/reuse_matches_on_googlenet). */
+#define GENERIC_COLS 512
+
 static void sgemm_generic(int64_t m, int64_t n, int64_t k, const float *a, int64_t ars, int64_t acs,
               const float *b, int64_t ldb, float *c, int64_t ldc, int accumulate,
               const float *bias, int parallel) {
   if (m <= 0 || n <= 0) return;
-  if (!(accumulate & DD_SGEMM_ACCUMULATE))
-    for (int64_t i = 0; i < m; i++)
-      for (int64_t j = 0; j < n; j++)
-        c[i * ldc + j] = !bias ? 0.f : accumulate & DD_SGEMM_COL_BIAS ? bias[j] : bias[i];
   int tb = (accumulate & DD_SGEMM_TRANS_B) != 0;
+  if (n > GENERIC_COLS && !(accumulate & DD_SGEMM_EXACT)) {
+    /* each element's sum is cblas_sgemm's on its panel, its activation then the same */
+    for (int64_t j = 0; j < n; j += GENERIC_COLS) {
+      int64_t w = n - j < GENERIC_COLS ? n - j : GENERIC_COLS;
+      sgemm_generic(m, w, k, a, ars, acs, tb ? b + j * ldb : b + j, ldb, c + j, ldc, accumulate,
+                    bias && (accumulate & DD_SGEMM_COL_BIAS) ? bias + j : bias, parallel);
+    }
+    return;
+  }
+  if (!(accumulate & DD_SGEMM_ACCUMULATE))
+    for (int64_t i = 0; i < m; i++) { /* the start value, row by row (vectorized) */
+      float *ci = c + i * ldc;
+      if (bias && (accumulate & DD_SGEMM_COL_BIAS)) {
+        memcpy(ci, bias, (size_t)n * sizeof *ci);
+      } else {
+        const float v = bias ? bias[i] : 0.f;
+#pragma omp simd
+        for (int64_t j = 0; j < n; j++) ci[j] = v;
+      }
+    }
   if (k > 0 && (accumulate & DD_SGEMM_EXACT))
     product_in_order(m, n, k, a, ars, acs, b, tb ? 1 : ldb, tb ? ldb : 1, c, ldc, parallel);
   else if (k > 0)
