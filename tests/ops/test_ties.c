@@ -185,7 +185,8 @@ static void ties_conv_direct_keeps_ties_on(void) {
       for (int64_t i = 0; i < y->shape.d[2]; i++)
         for (int64_t j = 0; j < y->shape.d[3]; j++) {
           double r = fmax(0.0, conv_ref(x, w, b, 2, 2, m, i, j)); /* relu: forward_call(.., 1) */
-          double d = fabs(dd_f32(y)[(m * y->shape.d[2] + i) * y->shape.d[3] + j] - r) / (fabs(r) + 1.0);
+          double v = dd_f32(y)[(m * y->shape.d[2] + i) * y->shape.d[3] + j];
+          double d = fabs(v - r) / (fabs(r) + 1.0);
           e = d > e ? d : e;
         }
     cr_expect_leq(e, 1e-5, "exact %d: forward error %g", exact, e);
