@@ -672,18 +672,26 @@ int dd_dw_forward_s2(const dd_dw_geom *g, int64_t n, int64_t c, const float *x,
 }
 
 /* ---- forward, 8 channels in the vector lanes (the generic path) ----
- * lanes_band's arithmetic in the build's vectors of 8 floats, for the depthwise case alone (no
- * groups, no sums): a band of output rows of 8 planes staged 8 channels per pixel (scalar
- * copies: no transposes to write portably), every output pixel the bias then the taps in k's
- * order by DW_FMA, as stencil_generic computes each output, so the floats of dd_dw_forward on
- * this path; then the activation over the band, and back to planes.  On the small planes of a
- * network's last stages (7 x 7, 14 x 14) it replaces dd_dw_forward's staging per plane and
- * per row, which cost more than the stencil (conv.c takes it below GENERIC_LANES_PIXELS). */
+ * lanes_band's arithmetic in vectors of 8 floats, without the sums: a band of output rows of
+ * 8 planes staged 8 channels per pixel (scalar copies: no transposes to write portably),
+ * every output pixel the bias then the taps in k's order by fused multiply-adds where the
+ * build has FMA (else a * b + c), as stencil_generic computes each output, so the floats of
+ * dd_dw_forward on this path; then the activation over the band, and back to planes.  On the
+ * small planes of a network's last stages (7 x 7, 14 x 14) it replaces dd_dw_forward's staging
+ * per plane and per row, which cost more than the stencil (conv.c takes it below
+ * GENERIC_LANES_PIXELS).  Groups of 8 channels too (RegNet's), as lanes_band takes them: a
+ * block is one group, and output lane l is the bias, then over the group's input channels j
+ * and the taps, k[l][j][t] times the staged pixel's channel j (a broadcast); where the generic
+ * path otherwise packs im2col blocks of 8 rows for products too small for OpenBLAS.  (Groups
+ * of 2 and 4 would need a shuffle per tap: one pixel at a time that way, RegNetY-400MF took
+ * 31 ms against the im2col path's 22.5 on a Zen 3, one thread, so they are declined.) */
 #define GLANES_IN 4096  /* staged input pixels of 8 floats: 128 KiB */
 #define GLANES_OUT 2048 /* staged output pixels: 64 KiB */
 #define GLANES_TILE 8   /* output pixels per register tile */
 
 typedef float v8 __attribute__((vector_size(32)));
+
+static inline v8 v8_splat(float x) { return (v8){x, x, x, x, x, x, x, x}; }
 
 static inline v8 v8_load(const float *p) {
   v8 v;
@@ -713,19 +721,20 @@ static int glanes_plan_of(const dd_dw_geom *g, int64_t *wst, int64_t *rows) {
 }
 
 /* Output rows [oh0, oh0 + rows) of the nc (<= 8) planes y from the planes x (weights k, nc x
- * kh kw; bias nc floats or NULL), wst staged pixels a row. */
-static void glanes_band(const dd_dw_geom *g, int64_t wst, const float *x, const float *k,
-                        const float *bias, int64_t nc, int64_t oh0, int64_t rows, int act,
-                        float *y) {
+ * cg x kh kw, whole groups of cg in the block; bias nc floats or NULL), wst staged pixels a
+ * row. */
+static void glanes_band(const dd_dw_geom *g, int64_t wst, int cg, const float *x,
+                        const float *k, const float *bias, int64_t nc, int64_t oh0,
+                        int64_t rows, int act, float *y) {
   float in[GLANES_IN * 8] __attribute__((aligned(32)));
   float out[(GLANES_OUT + GLANES_TILE) * 8] __attribute__((aligned(32)));
   float kt[DD_DW_TAPS * 8] __attribute__((aligned(32)));
   int64_t toff[DD_DW_TAPS];
-  int ntaps = (int)(g->kh * g->kw);
-  for (int t = 0; t < ntaps; t++) {
-    for (int c = 0; c < 8; c++) kt[t * 8 + c] = c < nc ? k[c * ntaps + t] : 0.f;
+  int ntaps = (int)(g->kh * g->kw), nk = cg * ntaps;
+  for (int j = 0; j < nk; j++) /* kt[j][l] = k[l][j] */
+    for (int l = 0; l < 8; l++) kt[j * 8 + l] = l < nc ? k[l * nk + j] : 0.f;
+  for (int t = 0; t < ntaps; t++)
     toff[t] = ((t / g->kw) * g->dh * wst + (t % g->kw) * g->dw) * 8;
-  }
   v8 bv = {0};
   for (int c = 0; c < nc && bias; c++) bv[c] = bias[c];
   /* stage: input rows ih0 .. ih0 + hst - 1, input column iw at pixel pw + iw */
@@ -750,6 +759,23 @@ static void glanes_band(const dd_dw_geom *g, int64_t wst, const float *x, const 
     const float *srow = in + r * g->sh * wst * 8;
     float *orow = out + r * g->wo * 8;
     int64_t ow = 0;
+    if (cg == 8) { /* the block is one group: input channel j of every lane is a broadcast */
+      for (; ow < g->wo; ow += GLANES_TILE) {
+        int64_t nt = g->wo - ow < GLANES_TILE ? g->wo - ow : GLANES_TILE;
+        v8 acc[GLANES_TILE];
+        for (int o = 0; o < GLANES_TILE; o++) acc[o] = bv;
+        const float *s0 = srow + ow * g->sw * 8;
+        for (int j = 0; j < 8; j++)
+          for (int t = 0; t < ntaps; t++) {
+            v8 kv = v8_load(kt + (j * ntaps + t) * 8);
+            const float *s = s0 + toff[t] + j;
+#pragma GCC unroll 8
+            for (int o = 0; o < GLANES_TILE; o++) /* past the row's end: staged, not stored */
+              acc[o] = v8_fma(kv, v8_splat(s[o < nt ? o * g->sw * 8 : 0]), acc[o]);
+          }
+        for (int o = 0; o < nt; o++) memcpy(orow + (ow + o) * 8, &acc[o], sizeof acc[o]);
+      }
+    }
     for (; ow + GLANES_TILE <= g->wo; ow += GLANES_TILE) {
       v8 acc[GLANES_TILE];
       for (int o = 0; o < GLANES_TILE; o++) acc[o] = bv;
@@ -782,30 +808,31 @@ static void glanes_band(const dd_dw_geom *g, int64_t wst, const float *x, const 
     for (int64_t p = 0; p < np; p++) yb[c * plane + p] = out[p * 8 + c];
 }
 
-/* dd_dw_forward_lanes on the generic path: tasks of 8 planes by bands, as lanes_forward. */
-static int glanes_forward(const dd_dw_geom *g, int64_t n, int64_t c, const float *x,
+/* lanes_forward on the generic path (no sums): tasks of 8 planes by bands, as there. */
+static int glanes_forward(const dd_dw_geom *g, int64_t n, int64_t c, int cg, const float *x,
                           const float *k, const float *bias, float *y, int act, int parallel) {
   int64_t wst, rows;
-  if (g->kh * g->kw > DD_DW_TAPS || !glanes_plan_of(g, &wst, &rows)) return 0;
+  if ((cg != 1 && cg != 8) || cg * g->kh * g->kw > DD_DW_TAPS || !glanes_plan_of(g, &wst, &rows))
+    return 0;
   int64_t blocks = (c + 7) / 8, bands = (g->ho + rows - 1) / rows;
   int64_t tasks = n * blocks * bands, hw = g->h * g->w, plane = g->ho * g->wo;
-  int64_t nk = g->kh * g->kw;
+  int64_t nk = cg * g->kh * g->kw;
   if (parallel && n * c * plane * nk > DD_PAR_MIN) {
 #pragma omp parallel for schedule(static)
     for (int64_t t = 0; t < tasks; t++) {
       int64_t i = t / (blocks * bands), b = t / bands % blocks, band = t % bands;
       int64_t c0 = b * 8, nc = c - c0 < 8 ? c - c0 : 8, oh0 = band * rows;
       int64_t r = g->ho - oh0 < rows ? g->ho - oh0 : rows;
-      glanes_band(g, wst, x + (i * c + c0) * hw, k + c0 * nk, bias ? bias + c0 : NULL, nc, oh0,
-                  r, act, y + (i * c + c0) * plane);
+      glanes_band(g, wst, cg, x + (i * c + c0) * hw, k + c0 * nk, bias ? bias + c0 : NULL, nc,
+                  oh0, r, act, y + (i * c + c0) * plane);
     }
   } else {
     for (int64_t t = 0; t < tasks; t++) {
       int64_t i = t / (blocks * bands), b = t / bands % blocks, band = t % bands;
       int64_t c0 = b * 8, nc = c - c0 < 8 ? c - c0 : 8, oh0 = band * rows;
       int64_t r = g->ho - oh0 < rows ? g->ho - oh0 : rows;
-      glanes_band(g, wst, x + (i * c + c0) * hw, k + c0 * nk, bias ? bias + c0 : NULL, nc, oh0,
-                  r, act, y + (i * c + c0) * plane);
+      glanes_band(g, wst, cg, x + (i * c + c0) * hw, k + c0 * nk, bias ? bias + c0 : NULL, nc,
+                  oh0, r, act, y + (i * c + c0) * plane);
     }
   }
   return 1;
@@ -818,7 +845,7 @@ static int lanes_forward(const dd_dw_geom *g, int64_t n, int64_t c, int cg, cons
                          const float *k, const float *bias, float *y, int act, int parallel,
                          double *part) {
   if (!dd_kernels_avx512())
-    return cg == 1 && !part && glanes_forward(g, n, c, x, k, bias, y, act, parallel);
+    return !part && glanes_forward(g, n, c, cg, x, k, bias, y, act, parallel);
 #ifdef DD_AVX512_KERNELS
   lanes_plan lp;
   if (cg * g->kh * g->kw > DD_DW_TAPS || !lanes_plan_of(g, &lp)) return 0;
