@@ -879,11 +879,11 @@ static int dw_prepare(const conv_geom *g, dd_dw_plan *p) {
  * (DD_ACT_*) folded in; the lanes also sum the output planes into `sums` (when not NULL and
  * room enough) and set sums->ok.  Returns 0 when it left a SiLU or HardSwish undone (the
  * planes do only Relu). */
-/* On the generic path the lanes (8 channels a pixel, staged by scalar copies) beat the planes
- * on output planes of at most this many pixels (28 x 28) and lose above: on a Zen 3, one
- * thread, MobileNet v3's forward 5.5 -> 3.5 ms and EfficientNet-B0's 22.0 -> 20.9 with this
- * bound, 23.2 with 3200 pixels and 30.2 with every plane (bench/README.md, "A CPU without
- * AVX-512"). */
+/* On the generic path the lanes (8 channels a pixel) beat the planes on output planes of at
+ * most this many pixels (28 x 28) and do not above: on a Zen 3, one thread (CPU time, two runs
+ * each, beside a CI run), EfficientNet-B0's forward 20.4-20.7 ms with this bound, 20.7-25.0
+ * with 3136 pixels (56 x 56), 21.0-26.0 with every plane (22.0 with none); MobileNet v3
+ * 3.2-3.4, 3.3-4.5 and 3.3-4.3 (5.5 with none). */
 #define GENERIC_LANES_PIXELS 784
 
 static int depthwise_forward_vec(const conv_geom *g, const dd_dw_plan *dg, const float *x,

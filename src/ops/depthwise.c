@@ -693,6 +693,31 @@ typedef float v8 __attribute__((vector_size(32)));
 
 static inline v8 v8_splat(float x) { return (v8){x, x, x, x, x, x, x, x}; }
 
+typedef int32_t v8i __attribute__((vector_size(32)));
+
+/* r[i][j] becomes r[j][i]: the 8 x 8 transpose in three rounds of two-vector shuffles (GCC
+ * makes unpack, shufps and permute instructions of them). */
+static inline __attribute__((always_inline)) void v8_transpose(v8 r[8]) {
+  const v8i lo = {0, 8, 1, 9, 4, 12, 5, 13}, hi = {2, 10, 3, 11, 6, 14, 7, 15};
+  const v8i lo2 = {0, 1, 8, 9, 4, 5, 12, 13}, hi2 = {2, 3, 10, 11, 6, 7, 14, 15};
+  const v8i lo4 = {0, 1, 2, 3, 8, 9, 10, 11}, hi4 = {4, 5, 6, 7, 12, 13, 14, 15};
+  v8 t[8], u[8];
+  for (int i = 0; i < 8; i += 2) {
+    t[i] = __builtin_shuffle(r[i], r[i + 1], lo);
+    t[i + 1] = __builtin_shuffle(r[i], r[i + 1], hi);
+  }
+  for (int i = 0; i < 8; i += 4) {
+    u[i] = __builtin_shuffle(t[i], t[i + 2], lo2);
+    u[i + 1] = __builtin_shuffle(t[i], t[i + 2], hi2);
+    u[i + 2] = __builtin_shuffle(t[i + 1], t[i + 3], lo2);
+    u[i + 3] = __builtin_shuffle(t[i + 1], t[i + 3], hi2);
+  }
+  for (int i = 0; i < 4; i++) {
+    r[i] = __builtin_shuffle(u[i], u[i + 4], lo4);
+    r[i + 4] = __builtin_shuffle(u[i], u[i + 4], hi4);
+  }
+}
+
 static inline v8 v8_load(const float *p) {
   v8 v;
   memcpy(&v, p, sizeof v);
@@ -751,52 +776,48 @@ static void glanes_band(const dd_dw_geom *g, int64_t wst, int cg, const float *x
     memset(row + (g->pw + g->w) * 8, 0, (size_t)(wst - g->pw - g->w) * 8 * sizeof *row);
     const float *src = x + ih * g->w;
     float *dst = row + g->pw * 8;
-    for (int64_t iw = 0; iw < g->w; iw++)
+    int64_t iw0 = 0;
+    for (; iw0 + 8 <= g->w; iw0 += 8) { /* 8 columns of the 8 planes, transposed */
+      v8 r[8];
+      for (int c = 0; c < 8; c++) r[c] = c < nc ? v8_load(src + c * hw + iw0) : v8_splat(0.f);
+      v8_transpose(r);
+      for (int j = 0; j < 8; j++) memcpy(dst + (iw0 + j) * 8, &r[j], sizeof r[j]);
+    }
+    for (int64_t iw = iw0; iw < g->w; iw++)
       for (int c = 0; c < 8; c++) dst[iw * 8 + c] = c < nc ? src[c * hw + iw] : 0.f;
   }
-  /* every output pixel: LANES_TILE at a time within a row, one at a time at its end */
-  for (int64_t r = 0; r < rows; r++) {
-    const float *srow = in + r * g->sh * wst * 8;
-    float *orow = out + r * g->wo * 8;
-    int64_t ow = 0;
-    if (cg == 8) { /* the block is one group: input channel j of every lane is a broadcast */
-      for (; ow < g->wo; ow += GLANES_TILE) {
-        int64_t nt = g->wo - ow < GLANES_TILE ? g->wo - ow : GLANES_TILE;
-        v8 acc[GLANES_TILE];
-        for (int o = 0; o < GLANES_TILE; o++) acc[o] = bv;
-        const float *s0 = srow + ow * g->sw * 8;
-        for (int j = 0; j < 8; j++)
-          for (int t = 0; t < ntaps; t++) {
-            v8 kv = v8_load(kt + (j * ntaps + t) * 8);
-            const float *s = s0 + toff[t] + j;
-#pragma GCC unroll 8
-            for (int o = 0; o < GLANES_TILE; o++) /* past the row's end: staged, not stored */
-              acc[o] = v8_fma(kv, v8_splat(s[o < nt ? o * g->sw * 8 : 0]), acc[o]);
-          }
-        for (int o = 0; o < nt; o++) memcpy(orow + (ow + o) * 8, &acc[o], sizeof acc[o]);
-      }
+  /* the band's output pixels in row-major order, GLANES_TILE at a time across row ends (as
+   * lanes_band: a 7 x 7 plane is 6 full tiles and one short, not 7 rows of single pixels
+   * whose chains of fused multiply-adds wait on each other); a short last tile repeats its
+   * last pixel, computed and not stored */
+  int64_t np = rows * g->wo;
+  for (int64_t p0 = 0; p0 < np; p0 += GLANES_TILE) {
+    const float *src[GLANES_TILE];
+    for (int o = 0; o < GLANES_TILE; o++) {
+      int64_t p = p0 + o < np ? p0 + o : np - 1, r = p / g->wo, ow = p % g->wo;
+      src[o] = in + (r * g->sh * wst + ow * g->sw) * 8;
     }
-    for (; ow + GLANES_TILE <= g->wo; ow += GLANES_TILE) {
-      v8 acc[GLANES_TILE];
-      for (int o = 0; o < GLANES_TILE; o++) acc[o] = bv;
-      const float *s0 = srow + ow * g->sw * 8;
+    v8 acc[GLANES_TILE];
+    for (int o = 0; o < GLANES_TILE; o++) acc[o] = bv;
+    if (cg == 8) { /* the block is one group: input channel j of every lane is a broadcast */
+      for (int j = 0; j < 8; j++)
+        for (int t = 0; t < ntaps; t++) {
+          v8 kv = v8_load(kt + (j * ntaps + t) * 8);
+          int64_t d = toff[t] + j;
+#pragma GCC unroll 8
+          for (int o = 0; o < GLANES_TILE; o++) acc[o] = v8_fma(kv, v8_splat(src[o][d]), acc[o]);
+        }
+    } else {
       for (int t = 0; t < ntaps; t++) {
         v8 kv = v8_load(kt + t * 8);
-        const float *s = s0 + toff[t];
+        int64_t d = toff[t];
 #pragma GCC unroll 8
-        for (int o = 0; o < GLANES_TILE; o++)
-          acc[o] = v8_fma(kv, v8_load(s + o * g->sw * 8), acc[o]);
+        for (int o = 0; o < GLANES_TILE; o++) acc[o] = v8_fma(kv, v8_load(src[o] + d), acc[o]);
       }
-      for (int o = 0; o < GLANES_TILE; o++) memcpy(orow + (ow + o) * 8, &acc[o], sizeof acc[o]);
     }
-    for (; ow < g->wo; ow++) {
-      v8 acc = bv;
-      const float *s0 = srow + ow * g->sw * 8;
-      for (int t = 0; t < ntaps; t++) acc = v8_fma(v8_load(kt + t * 8), v8_load(s0 + toff[t]), acc);
-      memcpy(orow + ow * 8, &acc, sizeof acc);
-    }
+    int n = np - p0 < GLANES_TILE ? (int)(np - p0) : GLANES_TILE;
+    for (int o = 0; o < n; o++) memcpy(out + (p0 + o) * 8, &acc[o], sizeof acc[o]);
   }
-  int64_t np = rows * g->wo;
   if (act == DD_ACT_RELU) {
     for (int64_t i = 0; i < np * 8; i++) out[i] = out[i] > 0.f ? out[i] : 0.f;
   } else if (act != DD_ACT_NONE) {
@@ -804,8 +825,15 @@ static void glanes_band(const dd_dw_geom *g, int64_t wst, int cg, const float *x
   }
   int64_t plane = g->ho * g->wo;
   float *yb = y + oh0 * g->wo;
+  int64_t p0 = 0;
+  for (; p0 + 8 <= np; p0 += 8) { /* 8 pixels of the 8 channels, transposed back */
+    v8 r[8];
+    for (int j = 0; j < 8; j++) r[j] = v8_load(out + (p0 + j) * 8);
+    v8_transpose(r);
+    for (int64_t c = 0; c < nc; c++) memcpy(yb + c * plane + p0, &r[c], sizeof r[c]);
+  }
   for (int64_t c = 0; c < nc; c++)
-    for (int64_t p = 0; p < np; p++) yb[c * plane + p] = out[p * 8 + c];
+    for (int64_t p = p0; p < np; p++) yb[c * plane + p] = out[p * 8 + c];
 }
 
 /* lanes_forward on the generic path (no sums): tasks of 8 planes by bands, as there. */
