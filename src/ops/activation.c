@@ -220,16 +220,23 @@ static inline float sigmoidf(float x) {
 }
 
 #ifdef DD_AVX512_KERNELS
-DD_TARGET_AVX512 void dd_act16_rows(const float *x, float *y, int64_t n, int act, int parallel) {
+/* y[i] = act(x[i]) for i in [i0, i1).  A function of its own: the body of an OpenMP loop is
+ * outlined into a function that Clang does not give the enclosing function's target, and it
+ * refuses the zmm values passed to dd_act16 there (on a build without -mavx512f: the fuzzing
+ * build on a CPU without AVX-512). */
+DD_TARGET_AVX512 static void act16_block(const float *x, float *y, int64_t i0, int64_t i1,
+                                         int act) {
+  for (int64_t i = i0; i < i1; i += 16) {
+    __mmask16 m = (__mmask16)(i1 - i >= 16 ? 0xffff : (1u << (i1 - i)) - 1);
+    _mm512_mask_storeu_ps(y + i, m, dd_act16(_mm512_maskz_loadu_ps(m, x + i), act));
+  }
+}
+
+void dd_act16_rows(const float *x, float *y, int64_t n, int act, int parallel) {
   const int64_t blocks = (n + 4095) / 4096;
 #pragma omp parallel for if (parallel && n > DD_PAR_MIN) schedule(static)
-  for (int64_t b = 0; b < blocks; b++) {
-    int64_t i1 = (b + 1) * 4096 < n ? (b + 1) * 4096 : n;
-    for (int64_t i = b * 4096; i < i1; i += 16) {
-      __mmask16 m = (__mmask16)(i1 - i >= 16 ? 0xffff : (1u << (i1 - i)) - 1);
-      _mm512_mask_storeu_ps(y + i, m, dd_act16(_mm512_maskz_loadu_ps(m, x + i), act));
-    }
-  }
+  for (int64_t b = 0; b < blocks; b++)
+    act16_block(x, y, b * 4096, (b + 1) * 4096 < n ? (b + 1) * 4096 : n, act);
 }
 #endif
 

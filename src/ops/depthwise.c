@@ -693,28 +693,33 @@ typedef float v8 __attribute__((vector_size(32)));
 
 static inline v8 v8_splat(float x) { return (v8){x, x, x, x, x, x, x, x}; }
 
+/* Two-vector shuffles with constant lanes, in GCC's builtin or Clang's. */
+#ifdef __clang__
+#define V8_SHUF(a, b, i0, i1, i2, i3, i4, i5, i6, i7) \
+  __builtin_shufflevector((a), (b), i0, i1, i2, i3, i4, i5, i6, i7)
+#else
 typedef int32_t v8i __attribute__((vector_size(32)));
+#define V8_SHUF(a, b, i0, i1, i2, i3, i4, i5, i6, i7) \
+  __builtin_shuffle((a), (b), (v8i){i0, i1, i2, i3, i4, i5, i6, i7})
+#endif
 
-/* r[i][j] becomes r[j][i]: the 8 x 8 transpose in three rounds of two-vector shuffles (GCC
- * makes unpack, shufps and permute instructions of them). */
+/* r[i][j] becomes r[j][i]: the 8 x 8 transpose in three rounds of two-vector shuffles (the
+ * compilers make unpack, shufps and permute instructions of them). */
 static inline __attribute__((always_inline)) void v8_transpose(v8 r[8]) {
-  const v8i lo = {0, 8, 1, 9, 4, 12, 5, 13}, hi = {2, 10, 3, 11, 6, 14, 7, 15};
-  const v8i lo2 = {0, 1, 8, 9, 4, 5, 12, 13}, hi2 = {2, 3, 10, 11, 6, 7, 14, 15};
-  const v8i lo4 = {0, 1, 2, 3, 8, 9, 10, 11}, hi4 = {4, 5, 6, 7, 12, 13, 14, 15};
   v8 t[8], u[8];
   for (int i = 0; i < 8; i += 2) {
-    t[i] = __builtin_shuffle(r[i], r[i + 1], lo);
-    t[i + 1] = __builtin_shuffle(r[i], r[i + 1], hi);
+    t[i] = V8_SHUF(r[i], r[i + 1], 0, 8, 1, 9, 4, 12, 5, 13);
+    t[i + 1] = V8_SHUF(r[i], r[i + 1], 2, 10, 3, 11, 6, 14, 7, 15);
   }
   for (int i = 0; i < 8; i += 4) {
-    u[i] = __builtin_shuffle(t[i], t[i + 2], lo2);
-    u[i + 1] = __builtin_shuffle(t[i], t[i + 2], hi2);
-    u[i + 2] = __builtin_shuffle(t[i + 1], t[i + 3], lo2);
-    u[i + 3] = __builtin_shuffle(t[i + 1], t[i + 3], hi2);
+    u[i] = V8_SHUF(t[i], t[i + 2], 0, 1, 8, 9, 4, 5, 12, 13);
+    u[i + 1] = V8_SHUF(t[i], t[i + 2], 2, 3, 10, 11, 6, 7, 14, 15);
+    u[i + 2] = V8_SHUF(t[i + 1], t[i + 3], 0, 1, 8, 9, 4, 5, 12, 13);
+    u[i + 3] = V8_SHUF(t[i + 1], t[i + 3], 2, 3, 10, 11, 6, 7, 14, 15);
   }
   for (int i = 0; i < 4; i++) {
-    r[i] = __builtin_shuffle(u[i], u[i + 4], lo4);
-    r[i + 4] = __builtin_shuffle(u[i], u[i + 4], hi4);
+    r[i] = V8_SHUF(u[i], u[i + 4], 0, 1, 2, 3, 8, 9, 10, 11);
+    r[i + 4] = V8_SHUF(u[i], u[i + 4], 4, 5, 6, 7, 12, 13, 14, 15);
   }
 }
 

@@ -395,27 +395,34 @@ int dd_sgemm_splits_rows(int64_t m, int64_t n, int64_t nt) {
  * k0 (kc of them), for each block of NR columns jb, kc x NR floats (columns past n zero), at
  * pack + k0 * npad + jb * kc * NR with npad = n rounded up to NR.  With tb, B(q, j) is
  * b[j * ldb + q] (stored transposed), gathered element by element (once per plan). */
+/* pack_b's block jb of rows [k0, k0 + kc).  A function of its own: Clang does not give the
+ * outlined body of an OpenMP loop its function's target, and refuses zmm values there on a
+ * build without -mavx512f (activation.c's act16_block says more). */
+DD_TARGET_AVX512 static void pack_b_block(int64_t k0, int64_t kc, int64_t n, int64_t npad,
+                                          int64_t jb, const float *b, int64_t ldb, int tb,
+                                          float *pack) {
+  __mmask16 m0, m1;
+  block_masks(n - jb * NR, &m0, &m1);
+  for (int64_t kk = 0; kk < kc; kk++) {
+    const float *src = b + (k0 + kk) * ldb + jb * NR;
+    float *dst = pack + k0 * npad + (jb * kc + kk) * NR;
+    if (tb) {
+      for (int64_t jj = 0; jj < NR; jj++)
+        dst[jj] = jb * NR + jj < n ? b[(jb * NR + jj) * ldb + k0 + kk] : 0.f;
+      continue;
+    }
+    _mm512_store_ps(dst, _mm512_maskz_loadu_ps(m0, src));
+    _mm512_store_ps(dst + 16, _mm512_maskz_loadu_ps(m1, src + 16));
+  }
+}
+
 DD_TARGET_AVX512 static void pack_b(int64_t k, int64_t n, const float *b, int64_t ldb, int tb,
                                     float *pack, int parallel) {
   int64_t npad = (n + NR - 1) / NR * NR;
   for (int64_t k0 = 0; k0 < k; k0 += KC) {
     int64_t kc = k - k0 < KC ? k - k0 : KC;
 #pragma omp parallel for schedule(static) if (parallel && kc * n > DD_PAR_MIN)
-    for (int64_t jb = 0; jb < npad / NR; jb++) {
-      __mmask16 m0, m1;
-      block_masks(n - jb * NR, &m0, &m1);
-      for (int64_t kk = 0; kk < kc; kk++) {
-        const float *src = b + (k0 + kk) * ldb + jb * NR;
-        float *dst = pack + k0 * npad + (jb * kc + kk) * NR;
-        if (tb) {
-          for (int64_t jj = 0; jj < NR; jj++)
-            dst[jj] = jb * NR + jj < n ? b[(jb * NR + jj) * ldb + k0 + kk] : 0.f;
-          continue;
-        }
-        _mm512_store_ps(dst, _mm512_maskz_loadu_ps(m0, src));
-        _mm512_store_ps(dst + 16, _mm512_maskz_loadu_ps(m1, src + 16));
-      }
-    }
+    for (int64_t jb = 0; jb < npad / NR; jb++) pack_b_block(k0, kc, n, npad, jb, b, ldb, tb, pack);
   }
 }
 

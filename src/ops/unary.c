@@ -251,21 +251,25 @@ static inline __attribute__((always_inline)) float gelu_grad(float v) {
 #ifdef DD_AVX512_KERNELS
 /* dx (+)= dy GELU'(x) by dd_gelu_grad16 (ops/act.h), in blocks of 4096 on the threads; dx ==
  * dy overwrites, as UNARY_BWD. */
-DD_TARGET_AVX512 static void gelu_backward_avx512(const float *x, const float *dy, float *dx,
-                                                  int64_t n) {
-  const int64_t blocks = (n + 4095) / 4096;
+/* One block, [i0, i1), of gelu_backward_avx512: a function of its own for Clang, as
+ * activation.c's act16_block. */
+DD_TARGET_AVX512 static void gelu_backward_block(const float *x, const float *dy, float *dx,
+                                                 int64_t i0, int64_t i1) {
   const int add = dx != dy;
-#pragma omp parallel for if (n > DD_PAR_MIN) schedule(static)
-  for (int64_t b = 0; b < blocks; b++) {
-    int64_t i1 = (b + 1) * 4096 < n ? (b + 1) * 4096 : n;
-    for (int64_t i = b * 4096; i < i1; i += 16) {
-      __mmask16 m = (__mmask16)(i1 - i >= 16 ? 0xffff : (1u << (i1 - i)) - 1);
-      __m512 g = _mm512_mul_ps(_mm512_maskz_loadu_ps(m, dy + i),
-                               dd_gelu_grad16(_mm512_maskz_loadu_ps(m, x + i)));
-      if (add) g = _mm512_add_ps(_mm512_maskz_loadu_ps(m, dx + i), g);
-      _mm512_mask_storeu_ps(dx + i, m, g);
-    }
+  for (int64_t i = i0; i < i1; i += 16) {
+    __mmask16 m = (__mmask16)(i1 - i >= 16 ? 0xffff : (1u << (i1 - i)) - 1);
+    __m512 g = _mm512_mul_ps(_mm512_maskz_loadu_ps(m, dy + i),
+                             dd_gelu_grad16(_mm512_maskz_loadu_ps(m, x + i)));
+    if (add) g = _mm512_add_ps(_mm512_maskz_loadu_ps(m, dx + i), g);
+    _mm512_mask_storeu_ps(dx + i, m, g);
   }
+}
+
+static void gelu_backward_avx512(const float *x, const float *dy, float *dx, int64_t n) {
+  const int64_t blocks = (n + 4095) / 4096;
+#pragma omp parallel for if (n > DD_PAR_MIN) schedule(static)
+  for (int64_t b = 0; b < blocks; b++)
+    gelu_backward_block(x, dy, dx, b * 4096, (b + 1) * 4096 < n ? (b + 1) * 4096 : n);
 }
 #endif
 
