@@ -469,20 +469,57 @@ void dd_sgemm_packed(int64_t m, int64_t n, int64_t k, const float *a, int64_t ar
 static void product(int64_t m, int64_t n, int64_t k, const float *a, int64_t ars, int64_t acs,
                     const float *b, int64_t ldb, int tb, float *c, int64_t ldc);
 
+typedef float vf8 __attribute__((vector_size(32)));
+
+/* Rows [i0, i0 + 4) by columns [j0, j0 + 16) of product_in_order with B's rows contiguous
+ * (bjs 1): the 4 x 16 sums in registers over the whole of k, each element c = c + a * b in k
+ * order as below, with one load of B's 16 floats per 4 rows and no load or store of C inside
+ * the loop (the loop below loads and stores C's row at every q: on the generic path, exact
+ * plans, classify's among them, ran a whole GoogLeNet through it, and a fuzzing build, whose
+ * sanitizer checks every access, took more than 80 s for one `dream class`). */
+static void in_order_tile(int64_t k, const float *a, int64_t ars, int64_t acs, const float *b,
+                          int64_t bqs, float *c, int64_t ldc) {
+  vf8 acc[4][2];
+  for (int r = 0; r < 4; r++) {
+    memcpy(&acc[r][0], c + r * ldc, sizeof acc[r][0]);
+    memcpy(&acc[r][1], c + r * ldc + 8, sizeof acc[r][1]);
+  }
+  for (int64_t q = 0; q < k; q++) {
+    vf8 b0, b1;
+    memcpy(&b0, b + q * bqs, sizeof b0);
+    memcpy(&b1, b + q * bqs + 8, sizeof b1);
+    for (int r = 0; r < 4; r++) {
+      const float av = a[r * ars + q * acs];
+      acc[r][0] += av * b0;
+      acc[r][1] += av * b1;
+    }
+  }
+  for (int r = 0; r < 4; r++) {
+    memcpy(c + r * ldc, &acc[r][0], sizeof acc[r][0]);
+    memcpy(c + r * ldc + 8, &acc[r][1], sizeof acc[r][1]);
+  }
+}
+
 /* C += A B, each element by c += a * b in k order (DD_SGEMM_EXACT): the same for every column,
- * vector body and tail alike; B(q, j) = b[q * bqs + j * bjs]. */
+ * tiles and edges alike; B(q, j) = b[q * bqs + j * bjs]. */
 static void product_in_order(int64_t m, int64_t n, int64_t k, const float *a, int64_t ars,
                              int64_t acs, const float *b, int64_t bqs, int64_t bjs, float *c,
                              int64_t ldc, int parallel) {
+  const int64_t mt = bjs == 1 ? m / 4 * 4 : 0, nt = bjs == 1 ? n / 16 * 16 : 0;
 #pragma omp parallel for if (parallel && m * n * k > DD_PAR_MIN) schedule(static)
-  for (int64_t i = 0; i < m; i++)
+  for (int64_t i = 0; i < m; i++) {
+    if (i < mt && i % 4 == 0) /* rows i .. i + 3 of the tiles (the task of row i) */
+      for (int64_t j = 0; j < nt; j += 16)
+        in_order_tile(k, a + i * ars, ars, acs, b + j, bqs, c + i * ldc + j, ldc);
+    int64_t j0 = i < mt ? nt : 0; /* the columns no tile covers */
     for (int64_t q = 0; q < k; q++) {
       float av = a[i * ars + q * acs];
       const float *bq = b + q * bqs;
       float *ci = c + i * ldc;
 #pragma omp simd
-      for (int64_t j = 0; j < n; j++) ci[j] += av * bq[j * bjs];
+      for (int64_t j = j0; j < n; j++) ci[j] += av * bq[j * bjs];
     }
+  }
 }
 
 /* Columns of C per cblas_sgemm call on the generic path: the product and then its activation
