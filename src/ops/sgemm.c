@@ -512,7 +512,7 @@ static void product_in_order(int64_t m, int64_t n, int64_t k, const float *a, in
       for (int64_t j = 0; j < nt; j += 16)
         in_order_tile(k, a + i * ars, ars, acs, b + j, bqs, c + i * ldc + j, ldc);
     int64_t j0 = i < mt ? nt : 0; /* the columns no tile covers */
-    for (int64_t q = 0; q < k; q++) {
+    for (int64_t q = 0; q < k && j0 < n; q++) {
       float av = a[i * ars + q * acs];
       const float *bq = b + q * bqs;
       float *ci = c + i * ldc;
