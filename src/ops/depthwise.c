@@ -845,28 +845,19 @@ static void glanes_band(const dd_dw_geom *g, int64_t wst, int cg, const float *x
 static int glanes_forward(const dd_dw_geom *g, int64_t n, int64_t c, int cg, const float *x,
                           const float *k, const float *bias, float *y, int act, int parallel) {
   int64_t wst, rows;
-  if ((cg != 1 && cg != 8) || cg * g->kh * g->kw > DD_DW_TAPS || !glanes_plan_of(g, &wst, &rows))
+  if ((cg != 1 && cg != 8) || cg * g->kh * g->kw > DD_DW_TAPS ||
+      !glanes_plan_of(g, &wst, &rows))
     return 0;
   int64_t blocks = (c + 7) / 8, bands = (g->ho + rows - 1) / rows;
   int64_t tasks = n * blocks * bands, hw = g->h * g->w, plane = g->ho * g->wo;
   int64_t nk = cg * g->kh * g->kw;
-  if (parallel && n * c * plane * nk > DD_PAR_MIN) {
-#pragma omp parallel for schedule(static)
-    for (int64_t t = 0; t < tasks; t++) {
-      int64_t i = t / (blocks * bands), b = t / bands % blocks, band = t % bands;
-      int64_t c0 = b * 8, nc = c - c0 < 8 ? c - c0 : 8, oh0 = band * rows;
-      int64_t r = g->ho - oh0 < rows ? g->ho - oh0 : rows;
-      glanes_band(g, wst, cg, x + (i * c + c0) * hw, k + c0 * nk, bias ? bias + c0 : NULL, nc,
-                  oh0, r, act, y + (i * c + c0) * plane);
-    }
-  } else {
-    for (int64_t t = 0; t < tasks; t++) {
-      int64_t i = t / (blocks * bands), b = t / bands % blocks, band = t % bands;
-      int64_t c0 = b * 8, nc = c - c0 < 8 ? c - c0 : 8, oh0 = band * rows;
-      int64_t r = g->ho - oh0 < rows ? g->ho - oh0 : rows;
-      glanes_band(g, wst, cg, x + (i * c + c0) * hw, k + c0 * nk, bias ? bias + c0 : NULL, nc,
-                  oh0, r, act, y + (i * c + c0) * plane);
-    }
+#pragma omp parallel for if (parallel && n * c * plane * nk > DD_PAR_MIN) schedule(static)
+  for (int64_t t = 0; t < tasks; t++) {
+    int64_t i = t / (blocks * bands), b = t / bands % blocks, band = t % bands;
+    int64_t c0 = b * 8, nc = c - c0 < 8 ? c - c0 : 8, oh0 = band * rows;
+    int64_t r = g->ho - oh0 < rows ? g->ho - oh0 : rows;
+    glanes_band(g, wst, cg, x + (i * c + c0) * hw, k + c0 * nk, bias ? bias + c0 : NULL, nc,
+                oh0, r, act, y + (i * c + c0) * plane);
   }
   return 1;
 }
