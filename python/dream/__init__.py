@@ -88,7 +88,7 @@ def default_max_memory():
 
 def system():
     """What this process computes on, to print beside any figure (as `dream --version`):
-    {"cpu": the CPU's brand string, "fp32_kernels": "avx512" or "generic" (chosen once from
+    {"cpu": the CPU's brand string, "fp32_kernels": "avx512", "avx2" or "generic" (chosen once from
     cpuid; the environment variable DREAM_KERNELS forces one), "bf16_kernels": "amx",
     "avx512-bf16" or "none"}."""
     p = ffi.new("const char *[3]")

@@ -12,6 +12,7 @@
 #endif
 
 static const char *avx512_lack; /* NULL: the CPU runs the AVX-512 kernels */
+static const char *avx2_lack;   /* NULL: the CPU runs the AVX2 kernels */
 static char cpu_name[49] = "unknown CPU";
 static pthread_once_t detect_once = PTHREAD_ONCE_INIT;
 
@@ -32,7 +33,7 @@ static void detect(void) {
     if (!cpu_name[0]) strcpy(cpu_name, "unknown CPU");
   }
   if (!__get_cpuid(1, &a, &b, &c, &d)) {
-    avx512_lack = "cpuid leaf 1";
+    avx512_lack = avx2_lack = "cpuid leaf 1";
     return;
   }
   int fma = c >> 12 & 1, osxsave = c >> 27 & 1;
@@ -40,8 +41,15 @@ static void detect(void) {
    * AVX-512 is named for that ("avx512f"), not for the XCR0 bits its OS has no reason to set */
   if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) {
     avx512_lack = "avx512f";
+    avx2_lack = "avx2";
     return;
   }
+  avx2_lack = !(b >> 5 & 1) ? "avx2" : !fma ? "fma" : NULL;
+  unsigned lo = 0, hi;
+  if (osxsave) __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+  /* XCR0: SSE (1), AVX (2) */
+  if (!avx2_lack && (!osxsave || (lo & 0x6u) != 0x6u))
+    avx2_lack = "OS support for the AVX state (XCR0)";
   avx512_lack = !(b >> 16 & 1) ? "avx512f"
                 : !(b >> 30 & 1) ? "avx512bw"
                 : !(b >> 31 & 1) ? "avx512vl"
@@ -53,24 +61,25 @@ static void detect(void) {
     avx512_lack = "OS support for the AVX state (OSXSAVE)";
     return;
   }
-  unsigned lo, hi;
-  __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
   /* XCR0: SSE (1), AVX (2), opmask (5), upper halves of zmm0-15 (6), zmm16-31 (7) */
   if ((lo & 0xe6u) != 0xe6u) avx512_lack = "OS support for the zmm and opmask registers (XCR0)";
 }
 #else
-static void detect(void) { avx512_lack = "an x86-64 build (this one has no AVX-512 kernels)"; }
+static void detect(void) {
+  avx512_lack = "an x86-64 build (this one has no AVX-512 kernels)";
+  avx2_lack = "an x86-64 build (this one has no AVX2 kernels)";
+}
 #endif
 
 int dd_kernels_has(dd_kernels k) { return dd_kernels_lack(k) == NULL; }
 
 const char *dd_kernels_lack(dd_kernels k) {
   pthread_once(&detect_once, detect);
-  return k == DD_KERNELS_AVX512 ? avx512_lack : NULL;
+  return k == DD_KERNELS_AVX512 ? avx512_lack : k == DD_KERNELS_AVX2 ? avx2_lack : NULL;
 }
 
 const char *dd_kernels_name(dd_kernels k) {
-  return k == DD_KERNELS_AVX512 ? "avx512" : "generic";
+  return k == DD_KERNELS_AVX512 ? "avx512" : k == DD_KERNELS_AVX2 ? "avx2" : "generic";
 }
 
 const char *dd_cpu_name(void) {
@@ -83,24 +92,26 @@ static atomic_int chosen;
 static pthread_once_t choose_once = PTHREAD_ONCE_INIT;
 
 static void choose(void) {
-  dd_kernels best = dd_kernels_has(DD_KERNELS_AVX512) ? DD_KERNELS_AVX512 : DD_KERNELS_GENERIC;
+  dd_kernels best = dd_kernels_has(DD_KERNELS_AVX512) ? DD_KERNELS_AVX512
+                    : dd_kernels_has(DD_KERNELS_AVX2) ? DD_KERNELS_AVX2
+                                                       : DD_KERNELS_GENERIC;
   dd_kernels k = best;
   const char *env = getenv("DREAM_KERNELS");
   if (env && *env) {
     if (!strcmp(env, "generic")) {
       k = DD_KERNELS_GENERIC;
-    } else if (!strcmp(env, "avx512")) {
-      if (dd_kernels_has(DD_KERNELS_AVX512))
-        k = DD_KERNELS_AVX512;
+    } else if (!strcmp(env, "avx512") || !strcmp(env, "avx2")) {
+      dd_kernels want = !strcmp(env, "avx512") ? DD_KERNELS_AVX512 : DD_KERNELS_AVX2;
+      if (dd_kernels_has(want))
+        k = want;
       else
         fprintf(stderr,
-                "dream: DREAM_KERNELS=avx512, but this CPU (%s) lacks %s: the generic "
-                "kernels run\n",
-                dd_cpu_name(), dd_kernels_lack(DD_KERNELS_AVX512));
+                "dream: DREAM_KERNELS=%s, but this CPU (%s) lacks %s: the %s kernels run\n",
+                env, dd_cpu_name(), dd_kernels_lack(want), dd_kernels_name(best));
     } else {
       fprintf(stderr,
-              "dream: DREAM_KERNELS='%s' is not a kernel path (expected generic or avx512): "
-              "the %s kernels run\n",
+              "dream: DREAM_KERNELS='%s' is not a kernel path (expected generic, avx2 or "
+              "avx512): the %s kernels run\n",
               env, dd_kernels_name(best));
     }
   }

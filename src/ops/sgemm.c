@@ -16,6 +16,7 @@
 #include "ops/act.h"
 #include "ops/common.h"
 #include "ops/cpu.h"
+#include "ops/sgemm_avx2.h"
 #include "ops/transpose16.h"
 
 #ifdef DD_AVX512_KERNELS
@@ -386,6 +387,9 @@ DD_TARGET_AVX512 static void sgemm_avx512(int64_t m, int64_t n, int64_t k, const
 #endif
 
 int dd_sgemm_splits_rows(int64_t m, int64_t n, int64_t nt) {
+#ifdef DD_AVX512_KERNELS
+  if (dd_kernels_avx2()) return dd_sgemm_avx2_splits_rows(m, n, nt);
+#endif
   int64_t blocks = (n + NR - 1) / NR, tiles = (m + MR - 1) / MR;
   return (tiles + nt - 1) / nt * blocks < (blocks + nt - 1) / nt * tiles;
 }
@@ -431,6 +435,7 @@ DD_TARGET_AVX512 static void pack_b(int64_t k, int64_t n, const float *b, int64_
 int64_t dd_sgemm_pack_floats(int64_t k, int64_t n) {
 #ifdef DD_AVX512_KERNELS
   if (dd_kernels_avx512() && k > 0 && n > 0) return (n + NR - 1) / NR * NR * k;
+  if (dd_kernels_avx2()) return dd_sgemm_avx2_pack_floats(k, n);
 #endif
   (void)k;
   (void)n;
@@ -440,7 +445,10 @@ int64_t dd_sgemm_pack_floats(int64_t k, int64_t n) {
 void dd_sgemm_pack(int64_t k, int64_t n, const float *b, int64_t ldb, int tb, float *pack,
                    int parallel) {
 #ifdef DD_AVX512_KERNELS
-  if (dd_sgemm_pack_floats(k, n) > 0) pack_b(k, n, b, ldb, tb, pack, parallel);
+  if (dd_kernels_avx2() && dd_sgemm_pack_floats(k, n) > 0)
+    dd_sgemm_avx2_pack(k, n, b, ldb, tb, pack, parallel);
+  else if (dd_sgemm_pack_floats(k, n) > 0)
+    pack_b(k, n, b, ldb, tb, pack, parallel);
 #else
   (void)k, (void)n, (void)b, (void)ldb, (void)tb, (void)pack, (void)parallel;
 #endif
@@ -458,6 +466,12 @@ void dd_sgemm_packed(int64_t m, int64_t n, int64_t k, const float *a, int64_t ar
                      const float *pack, float *c, int64_t ldc, int accumulate, const float *bias,
                      int parallel, const float *radd) {
 #ifdef DD_AVX512_KERNELS
+  if (dd_kernels_avx2()) {
+    dd_sgemm_avx2(m, n, k, a, ars, acs, NULL, 0, c, ldc, accumulate, bias, parallel, pack);
+    for (int64_t i = 0; i < m && radd; i++) /* the residual, once C is complete */
+      for (int64_t j = 0; j < n; j++) c[i * ldc + j] += radd[i * ldc + j];
+    return;
+  }
   sgemm_avx512(m, n, k, a, ars, acs, NULL, 0, c, ldc, accumulate, bias, parallel, pack, NULL,
                radd);
 #else
@@ -597,6 +611,10 @@ void dd_sgemm(int64_t m, int64_t n, int64_t k, const float *a, int64_t ars, int6
   if (dd_kernels_avx512()) {
     sgemm_avx512(m, n, k, a, ars, acs, b, ldb, c, ldc, accumulate, bias, parallel, NULL, NULL,
                  NULL);
+    return;
+  }
+  if (dd_kernels_avx2()) {
+    dd_sgemm_avx2(m, n, k, a, ars, acs, b, ldb, c, ldc, accumulate, bias, parallel, NULL);
     return;
   }
 #endif

@@ -9,7 +9,7 @@
 dd_kernels th_kernels_now = DD_KERNELS_GENERIC;
 
 void th_each_kernels(void (*body)(void)) {
-  static const dd_kernels paths[] = {DD_KERNELS_GENERIC, DD_KERNELS_AVX512};
+  static const dd_kernels paths[] = {DD_KERNELS_GENERIC, DD_KERNELS_AVX2, DD_KERNELS_AVX512};
   const char *only = getenv("DREAM_KERNELS");
   if (only && !*only) only = NULL;
   int ran = 0;

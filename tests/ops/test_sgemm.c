@@ -11,6 +11,7 @@
 
 #include "helper_kernels.h"
 #include "helper_ops.h"
+#include "ops/act.h"
 #include "ops/sgemm.h"
 
 /* dd_sgemm against a double-precision triple loop, A as given and transposed, with and
@@ -136,17 +137,19 @@ static void sgemm_degenerate_strides_of_a_single_row_or_column_on(void) {
 /* B packed once (dd_sgemm_pack, a plan's constant weights) gives the same floats as dd_sgemm
  * packing it on each call: every start (zero, a bias per row or per column, accumulation),
  * the Relu, A transposed, and shapes that cut the panels, the blocks and k's passes, on one
- * thread and split over the threads by columns and by rows.  Only the AVX-512 kernels take a
- * pack (dd_sgemm_pack_floats is 0 on the generic path, which is checked too). */
+ * thread and split over the threads by columns and by rows.  The AVX-512 and AVX2 kernels take
+ * a pack, in blocks of 32 and 16 columns (dd_sgemm_pack_floats is 0 on the generic path,
+ * which is checked too). */
 static void sgemm_packed_b_gives_the_same_floats_on(void);
 Test(sgemm, packed_b_gives_the_same_floats) {
   th_each_kernels(sgemm_packed_b_gives_the_same_floats_on);
 }
 static void sgemm_packed_b_gives_the_same_floats_on(void) {
-  if (th_kernels_now != DD_KERNELS_AVX512) {
+  if (th_kernels_now == DD_KERNELS_GENERIC) {
     cr_assert_eq(dd_sgemm_pack_floats(8, 40), 0, "the generic path takes no pack");
     return;
   }
+  const int64_t nr = th_kernels_now == DD_KERNELS_AVX512 ? 32 : 16;
   static const int64_t shapes[][3] = {{17, 768, 192}, {5, 33, 7},  {9, 300, 513},
                                       {46, 196, 64},  {64, 40, 12}, {16, 2304, 300},
                                       {3, 1, 5},      {130, 97, 256}};
@@ -158,7 +161,7 @@ static void sgemm_packed_b_gives_the_same_floats_on(void) {
       int parallel = (mode % 3) != 0;
       int64_t lda = k + 3, ldb = n + 5, ldc = n + 2, ldat = m + 1;
       int64_t floats = dd_sgemm_pack_floats(k, n);
-      cr_assert_eq(floats, (n + 31) / 32 * 32 * k);
+      cr_assert_eq(floats, (n + nr - 1) / nr * nr * k);
       float *a = malloc(sizeof(float) * (size_t)(m * lda + k * ldat));
       float *b = malloc(sizeof(float) * (size_t)(k * ldb));
       float *pack = aligned_alloc(64, ((size_t)floats * sizeof(float) + 63) / 64 * 64);
@@ -232,8 +235,8 @@ static void sgemm_scaled_rows_give_the_floats_of_a_scaled_copy_on(void) {
 }
 
 /* DD_SGEMM_TRANS_B (B stored transposed, transposed as it is packed) against dd_sgemm on a
- * copy of B^T: the same floats on the AVX-512 kernels; within rounding on the generic path
- * (cblas_sgemm's transposed B). */
+ * copy of B^T: the same floats on the AVX-512 and AVX2 kernels; within rounding on the
+ * generic path (cblas_sgemm's transposed B). */
 static void sgemm_transposed_b_gives_the_floats_of_a_copy_on(void);
 Test(sgemm, transposed_b_gives_the_floats_of_a_copy) {
   th_each_kernels(sgemm_transposed_b_gives_the_floats_of_a_copy_on);
@@ -262,7 +265,7 @@ static void sgemm_transposed_b_gives_the_floats_of_a_copy_on(void) {
       dd_sgemm(m, n, k, a, k, 1, b, n, c0, n, flags, acc ? NULL : bias, parallel);
       dd_sgemm(m, n, k, a, k, 1, bt, ldbt, c1, n, flags | DD_SGEMM_TRANS_B, acc ? NULL : bias,
                parallel);
-      if (th_kernels_now == DD_KERNELS_AVX512) {
+      if (th_kernels_now != DD_KERNELS_GENERIC) {
         cr_assert_eq(memcmp(c0, c1, sizeof(float) * (size_t)(m * n)), 0,
                      "%lldx%lldx%lld mode %d: the product of the stored transpose differs",
                      (long long)m, (long long)n, (long long)k, mode);
@@ -272,5 +275,63 @@ static void sgemm_transposed_b_gives_the_floats_of_a_copy_on(void) {
                     (long long)m, (long long)n, (long long)k, mode, (long long)i);
       }
       free(a), free(bt), free(b), free(bias), free(c0), free(c1);
+    }
+}
+
+/* On the hand-written kernels each element of C gets the same operations whichever thread
+ * takes it and however the threads split C (by columns or by rows), and a folded activation
+ * (SiLU, HardSwish, GELU) gives the floats of the product then the op's own pass
+ * (dd_act_rows): the product on 1 thread against all of them, and folded against unfolded.
+ * The generic path promises neither (OpenBLAS splits its sums by thread count). */
+static void sgemm_threads_and_folds_keep_the_floats_on(void);
+Test(sgemm, threads_and_folded_activations_keep_the_floats) {
+  th_each_kernels(sgemm_threads_and_folds_keep_the_floats_on);
+}
+static void sgemm_threads_and_folds_keep_the_floats_on(void) {
+  if (th_kernels_now == DD_KERNELS_GENERIC) {
+    cr_log_info("the generic path: OpenBLAS's sums depend on the thread count, not checked");
+    return;
+  }
+  /* split by columns (many columns), by rows (a 7x7 plane), short tiles and blocks */
+  static const int64_t shapes[][3] = {{96, 3136, 16}, {1152, 49, 192}, {13, 197, 300},
+                                      {7, 45, 9}};
+  static const int acts[] = {0, DD_SGEMM_RELU, DD_SGEMM_SILU, DD_SGEMM_HARDSWISH,
+                             DD_SGEMM_GELU};
+  uint64_t st = 31;
+  int threads = omp_get_max_threads();
+  for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++)
+    for (size_t ai = 0; ai < sizeof acts / sizeof acts[0]; ai++) {
+      int64_t m = shapes[si][0], n = shapes[si][1], k = shapes[si][2];
+      float *a = malloc(sizeof(float) * (size_t)(m * k)), *b = malloc(sizeof(float) * (size_t)(k * n));
+      float *bias = malloc(sizeof(float) * (size_t)m);
+      float *c1 = malloc(sizeof(float) * (size_t)(m * n)), *cn = malloc(sizeof(float) * (size_t)(m * n));
+      float *cu = malloc(sizeof(float) * (size_t)(m * n));
+      for (int64_t i = 0; i < m * k; i++) a[i] = th_rand_uniform(&st, -1, 1);
+      for (int64_t i = 0; i < k * n; i++) b[i] = th_rand_uniform(&st, -1, 1);
+      for (int64_t i = 0; i < m; i++) bias[i] = th_rand_uniform(&st, -1, 1);
+      omp_set_num_threads(1);
+      dd_sgemm(m, n, k, a, k, 1, b, n, c1, n, acts[ai], bias, 1);
+      omp_set_num_threads(threads);
+      dd_sgemm(m, n, k, a, k, 1, b, n, cn, n, acts[ai], bias, 1);
+      cr_assert_eq(memcmp(c1, cn, sizeof(float) * (size_t)(m * n)), 0,
+                   "%lldx%lldx%lld act %d: 1 thread and %d differ", (long long)m, (long long)n,
+                   (long long)k, acts[ai], threads);
+      if (acts[ai] != 0 && acts[ai] != DD_SGEMM_RELU) {
+        dd_sgemm(m, n, k, a, k, 1, b, n, cu, n, 0, bias, 1);
+        int act = acts[ai] == DD_SGEMM_SILU ? DD_ACT_SILU
+                  : acts[ai] == DD_SGEMM_GELU ? DD_ACT_GELU
+                                              : DD_ACT_HARDSWISH;
+        dd_act_rows(cu, m * n, act, 1);
+        /* The AVX-512 tiles compute the activation in registers, in the products' flush to
+         * zero (ops/sgemm.c's column_run): there a result below 2^-120 (a GELU of -13 is
+         * 13 times a denormal) may be 0.  Every other float is the same. */
+        const int avx512 = th_kernels_now == DD_KERNELS_AVX512;
+        for (int64_t i = 0; i < m * n; i++)
+          if (memcmp(&cu[i], &cn[i], sizeof cu[i]) &&
+              !(avx512 && cn[i] == 0.f && fabsf(cu[i]) < 0x1p-120f))
+            cr_assert_fail("%lldx%lldx%lld act %d at %lld: folded %a, unfolded %a", (long long)m,
+                           (long long)n, (long long)k, acts[ai], (long long)i, cn[i], cu[i]);
+      }
+      free(a), free(b), free(bias), free(c1), free(cn), free(cu);
     }
 }

@@ -627,12 +627,13 @@ static void fuse_packed_weights_on(void) {
     forward_run(m, &xs, DD_PLAN_GRAD, 0, &y2, &r2);
     cr_assert_eq(r2.packed, 0);
     cr_assert_eq(th_max_abs_diff(y0, y2), 0, "y differs by %g", th_max_abs_diff(y0, y2));
-    int packs = shape != 1 && th_kernels_now == DD_KERNELS_AVX512;
+    int packs = shape != 1 && th_kernels_now != DD_KERNELS_GENERIC;
     if (!packs) {
       cr_assert_eq(packed0, 0, "%s kernels, shape %d: packed %zu bytes",
                    dd_kernels_name(th_kernels_now), shape, packed0);
     } else {
-      size_t want = (size_t)((n + 31) / 32 * 32 * k) * sizeof(float);
+      const int64_t nr = th_kernels_now == DD_KERNELS_AVX512 ? 32 : 16; /* the tile's columns */
+      size_t want = (size_t)((n + nr - 1) / nr * nr * k) * sizeof(float);
       cr_assert_eq(packed0, want, "packed %zu bytes, the pack is %zu", packed0, want);
       /* capped at the rest of the plan's bytes: no room for the pack */
       forward_run(m, &xs, 0, bytes0 - packed0, &y1, &r1);
@@ -648,10 +649,12 @@ static void fuse_packed_weights_on(void) {
 }
 
 /* Case ci: the forward plan of m on xs packs a k x n weight matrix (its bytes in dd_sgemm's
- * layout, n padded to 32) where `packs` and the kernels take packs, else nothing; a plan
- * capped at its measure packs nothing; and the two give the same floats. */
-static void check_packed(const dd_model *m, const dd_shape *xs, int packs, int64_t k, int64_t n,
-                         size_t ci) {
+ * layout, n padded to the tile's 32 or 16 columns) where `packs` and the kernels take packs,
+ * else nothing; a plan capped at its measure packs nothing; and the two give the same
+ * floats.  `avx2`: the AVX2 kernels pack it too (a Gemm's; a Conv's transposed product is the
+ * AVX-512 kernels' alone). */
+static void check_packed(const dd_model *m, const dd_shape *xs, int packs, int avx2, int64_t k,
+                         int64_t n, size_t ci) {
   size_t need = forward_measure(m, xs), packed[2];
   dd_tensor *y[2];
   for (int i = 0; i < 2; i++) {
@@ -659,8 +662,10 @@ static void check_packed(const dd_model *m, const dd_shape *xs, int packs, int64
     forward_run(m, xs, 0, i ? need : 0, &y[i], &r);
     packed[i] = r.packed;
   }
-  packs = packs && th_kernels_now == DD_KERNELS_AVX512;
-  size_t want = (size_t)((n + 31) / 32 * 32 * k) * sizeof(float);
+  packs = packs && (th_kernels_now == DD_KERNELS_AVX512 ||
+                    (avx2 && th_kernels_now == DD_KERNELS_AVX2));
+  const int64_t nr = th_kernels_now == DD_KERNELS_AVX512 ? 32 : 16;
+  size_t want = (size_t)((n + nr - 1) / nr * nr * k) * sizeof(float);
   cr_assert_eq(packed[0], packs ? want : 0, "case %zu: packed %zu", ci, packed[0]);
   cr_assert_eq(packed[1], 0);
   cr_assert_eq(th_max_abs_diff(y[0], y[1]), 0, "case %zu: packed differs by %g", ci,
@@ -819,8 +824,8 @@ static void fuse_pointwise_packed_on(void) {
     dd_model *m = fg_pointwise(cases[ci].c, cases[ci].m, cases[ci].scaled, cases[ci].k);
     int64_t d[] = {cases[ci].n, cases[ci].c, cases[ci].h, cases[ci].w};
     dd_shape xs = dd_shape_make(4, d);
-    check_packed(m, &xs, cases[ci].packs, cases[ci].c * cases[ci].k * cases[ci].k, cases[ci].m,
-                 ci);
+    check_packed(m, &xs, cases[ci].packs, 0, cases[ci].c * cases[ci].k * cases[ci].k,
+                 cases[ci].m, ci);
     dd_model_free(m);
   }
 }
@@ -866,7 +871,7 @@ static void fuse_gemm_packed_on(void) {
                           cases[ci].alpha, cases[ci].beta);
     int64_t d[] = {cases[ci].ta ? cases[ci].k : cases[ci].m, cases[ci].ta ? cases[ci].m : cases[ci].k};
     dd_shape xs = dd_shape_make(2, d);
-    check_packed(m, &xs, cases[ci].packs, cases[ci].k, cases[ci].n, ci);
+    check_packed(m, &xs, cases[ci].packs, 1, cases[ci].k, cases[ci].n, ci);
     dd_model_free(m);
   }
 }
