@@ -169,6 +169,11 @@ static inline __attribute__((always_inline)) DD_TARGET_AVX512 __m512 dd_act16(__
 /* y = act(x) over n floats by dd_act16 (y may be x), in blocks of 4096 on the threads when
  * `parallel`: the AVX-512 forwards of Sigmoid, SiLU and Gelu (ops/activation.c). */
 void dd_act16_rows(const float *x, float *y, int64_t n, int act, int parallel);
+
+/* The same on the AVX2 path (ops/act_avx2.c) for act DD_ACT_SILU, DD_ACT_SIGMOID or
+ * DD_ACT_GELU: the forwards of Sigmoid, SiLU and Gelu there, and so of the activations its
+ * kernels fold. */
+void dd_act8_rows(const float *x, float *y, int64_t n, int act, int parallel);
 #endif
 
 #endif

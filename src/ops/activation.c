@@ -248,6 +248,10 @@ static void sigmoid_forward(const dd_node *node, const dd_tensor *const *in,
     dd_act16_rows(dd_f32(in[0]), dd_f32(out[0]), dd_tensor_numel(in[0]), DD_ACT_SIGMOID, 1);
     return;
   }
+  if (dd_kernels_avx2()) {
+    dd_act8_rows(dd_f32(in[0]), dd_f32(out[0]), dd_tensor_numel(in[0]), DD_ACT_SIGMOID, 1);
+    return;
+  }
 #endif
   const float *x = dd_f32(in[0]);
   float *y = dd_f32(out[0]);
@@ -329,6 +333,10 @@ void dd_silu_rows(const float *x, float *y, int64_t n, int parallel) {
 #ifdef DD_AVX512_KERNELS
   if (dd_kernels_avx512()) {
     dd_act16_rows(x, y, n, DD_ACT_SILU, parallel);
+    return;
+  }
+  if (dd_kernels_avx2()) {
+    dd_act8_rows(x, y, n, DD_ACT_SILU, parallel);
     return;
   }
 #endif

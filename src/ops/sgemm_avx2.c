@@ -30,6 +30,8 @@
 #define KC 256
 #endif
 #define PANEL 4
+/* The most blocks a panel takes when k is short (k < KC): 256 columns. */
+#define MAX_PANEL 16
 /* Rows of A per pass over a panel's blocks: 120 x KC floats, 120 KiB, stay in L2 (512 KiB on
  * a Zen 3) while the panel's 4 blocks meet them, where all the rows of a tall A would come
  * from L3 for each block. */
@@ -159,9 +161,10 @@ static int act_of(int accumulate) {
                                             : DD_ACT_NONE;
 }
 
-/* Columns [0, w) of C, w <= PANEL * NR: each KC rows of B packed for the panel, then each
- * block of the pack meets every row of A; once the sums are complete, the activation other
- * than Relu over the panel's rows (still in L2), in the caller's MXCSR `csr`: the floats of
+/* Columns [0, w) of C, w <= the panel's width: each KC rows of B packed for the panel, then
+ * MC rows of A at a time meet each block of the pack; once a chunk of rows has its sums
+ * complete, the activation other than Relu over them (still in L2: a tall C, 3136 x 384 in
+ * ConvNeXt-T's first stage, would have left it), in the caller's MXCSR `csr`: the floats of
  * the op's own pass, which runs without the products' flush to zero (a GELU of -13 is a
  * denormal times 13, a normal float the flush would make 0). */
 DD_TARGET_AVX2 static void column_panel(int64_t m, int64_t w, int64_t k, const float *a,
@@ -169,7 +172,7 @@ DD_TARGET_AVX2 static void column_panel(int64_t m, int64_t w, int64_t k, const f
                                         float *c, int64_t ldc, int accumulate, const float *bias,
                                         const float *packed, int64_t npad, int64_t jb0,
                                         unsigned csr) {
-  float pack[PANEL * KC * NR] __attribute__((aligned(32)));
+  float pack[PANEL * KC * NR] __attribute__((aligned(32))); /* nb * kc * NR <= this */
   int64_t nb = (w + NR - 1) / NR;
   for (int64_t k0 = 0; k0 < k; k0 += KC) {
     int64_t kc = k - k0 < KC ? k - k0 : KC;
@@ -182,22 +185,25 @@ DD_TARGET_AVX2 static void column_panel(int64_t m, int64_t w, int64_t k, const f
       bk = packed + k0 * npad + jb0 * kc * NR;
     else
       pack_rows(b, ldb, (accumulate & DD_SGEMM_TRANS_B) != 0, k0, kc, w, nb, pack);
-    for (int64_t i0 = 0; i0 < m; i0 += MC) /* MC rows of A in L2 over the panel's blocks */
+    const int act = k0 + kc >= k ? act_of(accumulate) : DD_ACT_NONE;
+    for (int64_t i0 = 0; i0 < m; i0 += MC) { /* MC rows of A in L2 over the panel's blocks */
+      int64_t rows = m - i0 < MC ? m - i0 : MC;
       for (int64_t jb = 0; jb < nb; jb++) {
-        int64_t bw = w - jb * NR < NR ? w - jb * NR : NR, rows = m - i0 < MC ? m - i0 : MC;
+        int64_t bw = w - jb * NR < NR ? w - jb * NR : NR;
         const float *bi = !bias                             ? NULL
                           : accumulate & DD_SGEMM_COL_BIAS ? bias + jb * NR
                                                             : bias + i0;
         rows_of_block(rows, bw, kc, a + i0 * ars + k0 * acs, ars, acs, bk + jb * kc * NR,
                       c + i0 * ldc + jb * NR, ldc, init, bi);
       }
+      if (act) { /* these rows' sums are complete, and in L2 */
+        unsigned flush = _mm_getcsr();
+        _mm_setcsr(csr);
+        for (int64_t i = i0; i < i0 + rows; i++) dd_act_rows(c + i * ldc, w, act, 0);
+        _mm_setcsr(flush);
+      }
+    }
   }
-  int act = act_of(accumulate);
-  if (!act) return;
-  unsigned flush = _mm_getcsr();
-  _mm_setcsr(csr);
-  for (int64_t i = 0; i < m; i++) dd_act_rows(c + i * ldc, w, act, 0);
-  _mm_setcsr(flush);
 }
 
 /* Column blocks [b0, b1) of C (n columns), a panel at a time, with denormals flushed and read
@@ -208,8 +214,13 @@ DD_TARGET_AVX2 static void column_run(int64_t m, int64_t n, int64_t k, const flo
                                       const float *packed, int64_t b0, int64_t b1) {
   unsigned csr = _mm_getcsr();
   _mm_setcsr(csr | 0x8040u); /* FTZ (bit 15), DAZ (bit 6) */
-  for (int64_t jb = b0; jb < b1; jb += PANEL) {
-    int64_t j = jb * NR, j1 = (jb + PANEL < b1 ? jb + PANEL : b1) * NR;
+  /* as many blocks per panel as the pack holds: a short k (a transformer's 96 or a 1x1
+   * convolution's 16 channels) packs more of B's columns, and a tall A, which each panel
+   * reads again, is read fewer times */
+  const int64_t panel = PANEL * KC / (k < KC ? k : KC) < MAX_PANEL ? PANEL * KC / (k < KC ? k : KC)
+                                                                   : MAX_PANEL;
+  for (int64_t jb = b0; jb < b1; jb += panel) {
+    int64_t j = jb * NR, j1 = (jb + panel < b1 ? jb + panel : b1) * NR;
     if (j1 > n) j1 = n;
     const float *bj = packed                          ? b
                       : accumulate & DD_SGEMM_TRANS_B ? b + j * ldb

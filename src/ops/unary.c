@@ -175,6 +175,10 @@ void dd_gelu_rows(const float *x, float *y, int64_t n, int parallel) {
     dd_act16_rows(x, y, n, DD_ACT_GELU, parallel);
     return;
   }
+  if (dd_kernels_avx2()) {
+    dd_act8_rows(x, y, n, DD_ACT_GELU, parallel);
+    return;
+  }
 #endif
   if (!parallel || n <= DD_PAR_MIN) { /* no region: see dd_silu_rows */
 #pragma omp simd
