@@ -96,6 +96,42 @@ tile(const int rows, int64_t kc, const float *a, int64_t ars, int64_t acs, const
   }
 }
 
+/* 12 rows x w (w <= 8: mask m0 when w < 8) of C from the first 8 columns of the packed kc x NR
+ * block b: a block's last columns when they are at most 8 (a 7x7 plane's 49th), where the
+ * 6 x 16 tile would spend half its multiply-adds on zeros.  Each element gets the operations
+ * the wide tile gives it. */
+static inline __attribute__((always_inline)) DD_TARGET_AVX2 void
+tile_narrow(int64_t kc, const float *a, int64_t ars, int64_t acs, const float *b, float *c,
+            int64_t ldc, int init, const float *bias, int full, __m256i m0) {
+  __m256 acc[2 * MR];
+  int relu = init & INIT_RELU;
+  init &= ~INIT_RELU;
+#pragma GCC unroll 12
+  for (int r = 0; r < 2 * MR; r++) {
+    const float *src = init == INIT_LOAD ? c + r * ldc : bias;
+    if (init == INIT_LOAD || init == INIT_CBIAS)
+      acc[r] = full ? _mm256_loadu_ps(src) : _mm256_maskload_ps(src, m0);
+    else
+      acc[r] = init == INIT_BIAS ? _mm256_set1_ps(bias[r]) : _mm256_setzero_ps();
+  }
+  for (int64_t k = 0; k < kc; k++) {
+    const __m256 b0 = _mm256_load_ps(b + k * NR);
+    const float *ak = a + k * acs;
+#pragma GCC unroll 12
+    for (int r = 0; r < 2 * MR; r++)
+      acc[r] = _mm256_fmadd_ps(_mm256_broadcast_ss(ak + r * ars), b0, acc[r]);
+  }
+  const __m256 zero = _mm256_setzero_ps();
+#pragma GCC unroll 12
+  for (int r = 0; r < 2 * MR; r++) {
+    __m256 v = relu ? _mm256_max_ps(acc[r], zero) : acc[r];
+    if (full)
+      _mm256_storeu_ps(c + r * ldc, v);
+    else
+      _mm256_maskstore_ps(c + r * ldc, m0, v);
+  }
+}
+
 /* All rows of C's columns [0, w), w <= NR, from the packed kc x NR block bk. */
 DD_TARGET_AVX2 static void rows_of_block(int64_t m, int64_t w, int64_t kc, const float *a,
                                          int64_t ars, int64_t acs, const float *bk, float *c,
@@ -103,7 +139,12 @@ DD_TARGET_AVX2 static void rows_of_block(int64_t m, int64_t w, int64_t kc, const
   __m256i m0, m1;
   block_masks(w, &m0, &m1);
   const int full = w == NR;
-  for (int64_t i = 0; i < m; i += MR) {
+  int64_t i = 0;
+  if (w <= NR / 2) /* 12 rows at a time by the narrow tile, the rest by the wide one */
+    for (; i + 2 * MR <= m; i += 2 * MR)
+      tile_narrow(kc, a + i * ars, ars, acs, bk, c + i * ldc, ldc, init,
+                  bias && (init & ~INIT_RELU) == INIT_BIAS ? bias + i : bias, w == NR / 2, m0);
+  for (; i < m; i += MR) {
     const float *ai = a + i * ars;
     float *ci = c + i * ldc;
     const float *bi = bias && (init & ~INIT_RELU) == INIT_BIAS ? bias + i : bias;
