@@ -31,8 +31,9 @@ dd_tensor *dd_plan_grad(dd_plan *p, int v) {
  * SPLIT_NS, and every EXPLORE_SECONDS while it stays there, the plan times TRIES forwards on
  * all threads, then (unless those took over MAX_TRIED_SECONDS: large ops, which split well)
  * TRIES on one, and runs on the faster until the next exploration.  The floats are the same
- * either way (the ops' loops never split a sum differently by thread count on the AVX-512
- * kernels; the generic path's OpenBLAS products would, so it never takes this). */
+ * either way (the ops' loops never split a sum differently by thread count on the AVX-512 and
+ * AVX2 kernels, as the threads tests check; the generic path's OpenBLAS products would, so it never
+ * takes this). */
 #define PROBE_SECONDS 2.0
 #define EXPLORE_SECONDS 30.0
 #define MAX_TRIED_SECONDS 0.1
@@ -44,7 +45,7 @@ dd_tensor *dd_plan_grad(dd_plan *p, int v) {
  * plan does not take part, or its threads share a cache). */
 static int forward_on_one_thread(dd_plan *p) {
   if ((p->flags & (DD_PLAN_GRAD | DD_PLAN_PARAMS | DD_PLAN_SERIAL)) || p->profile ||
-      dd_par_serial || !dd_kernels_avx512() || omp_get_max_threads() < 2)
+      dd_par_serial || dd_kernels_chosen() == DD_KERNELS_GENERIC || omp_get_max_threads() < 2)
     return -1;
   double now = dd_now_seconds();
   if (!p->threads.probed || now - p->threads.probed >= PROBE_SECONDS) {
