@@ -357,8 +357,16 @@ static void gather(const float *row, int64_t p, int64_t sw, int64_t w, int64_t l
   if (b > len) b = len;
   if (b < a) b = a;
   for (int64_t t = 0; t < a; t++) d[t] = 0.f;
+  if (sw == 1) {
+    memcpy(d + a, row + p + a, (size_t)(b - a) * sizeof *d);
+  } else if (sw == 2) { /* a constant stride: two loads and a shuffle a vector, not a gather */
+    const float *r = row + p;
 #pragma omp simd
-  for (int64_t t = a; t < b; t++) d[t] = row[p + t * sw];
+    for (int64_t t = a; t < b; t++) d[t] = r[2 * t];
+  } else {
+#pragma omp simd
+    for (int64_t t = a; t < b; t++) d[t] = row[p + t * sw];
+  }
   for (int64_t t = b; t < len; t++) d[t] = 0.f;
 }
 

@@ -52,7 +52,8 @@ static inline DD_TARGET_AVX2 void block_masks(int64_t w, __m256i *m0, __m256i *m
 /* rows x w (w <= NR; masks m0, m1 when w < NR) of C from A and the packed block b (kc x NR). */
 static inline __attribute__((always_inline)) DD_TARGET_AVX2 void
 tile(const int rows, int64_t kc, const float *a, int64_t ars, int64_t acs, const float *b,
-     float *c, int64_t ldc, int init, const float *bias, int full, __m256i m0, __m256i m1) {
+     int64_t bs, float *c, int64_t ldc, int init, const float *bias, int full, __m256i m0,
+     __m256i m1) {
   __m256 c0[MR], c1[MR];
   int relu = init & INIT_RELU;
   init &= ~INIT_RELU;
@@ -68,8 +69,8 @@ tile(const int rows, int64_t kc, const float *a, int64_t ars, int64_t acs, const
   }
 #pragma GCC unroll 2
   for (int64_t k = 0; k < kc; k++) {
-    __m256 b0 = _mm256_load_ps(b + k * NR);
-    __m256 b1 = _mm256_load_ps(b + k * NR + 8);
+    __m256 b0 = _mm256_loadu_ps(b + k * bs);
+    __m256 b1 = _mm256_loadu_ps(b + k * bs + 8);
     const float *ak = a + k * acs;
 #pragma GCC unroll 6
     for (int r = 0; r < rows; r++) {
@@ -101,8 +102,8 @@ tile(const int rows, int64_t kc, const float *a, int64_t ars, int64_t acs, const
  * 6 x 16 tile would spend half its multiply-adds on zeros.  Each element gets the operations
  * the wide tile gives it. */
 static inline __attribute__((always_inline)) DD_TARGET_AVX2 void
-tile_narrow(int64_t kc, const float *a, int64_t ars, int64_t acs, const float *b, float *c,
-            int64_t ldc, int init, const float *bias, int full, __m256i m0) {
+tile_narrow(int64_t kc, const float *a, int64_t ars, int64_t acs, const float *b, int64_t bs,
+            float *c, int64_t ldc, int init, const float *bias, int full, __m256i m0) {
   __m256 acc[2 * MR];
   int relu = init & INIT_RELU;
   init &= ~INIT_RELU;
@@ -115,7 +116,7 @@ tile_narrow(int64_t kc, const float *a, int64_t ars, int64_t acs, const float *b
       acc[r] = init == INIT_BIAS ? _mm256_set1_ps(bias[r]) : _mm256_setzero_ps();
   }
   for (int64_t k = 0; k < kc; k++) {
-    const __m256 b0 = _mm256_load_ps(b + k * NR);
+    const __m256 b0 = _mm256_loadu_ps(b + k * bs);
     const float *ak = a + k * acs;
 #pragma GCC unroll 12
     for (int r = 0; r < 2 * MR; r++)
@@ -132,29 +133,30 @@ tile_narrow(int64_t kc, const float *a, int64_t ars, int64_t acs, const float *b
   }
 }
 
-/* All rows of C's columns [0, w), w <= NR, from the packed kc x NR block bk. */
+/* All rows of C's columns [0, w), w <= NR, from the kc x NR block bk, its rows bs apart (NR:
+ * packed; columns past w are read, and must be there, but do not reach C). */
 DD_TARGET_AVX2 static void rows_of_block(int64_t m, int64_t w, int64_t kc, const float *a,
-                                         int64_t ars, int64_t acs, const float *bk, float *c,
-                                         int64_t ldc, int init, const float *bias) {
+                                         int64_t ars, int64_t acs, const float *bk, int64_t bs,
+                                         float *c, int64_t ldc, int init, const float *bias) {
   __m256i m0, m1;
   block_masks(w, &m0, &m1);
   const int full = w == NR;
   int64_t i = 0;
   if (w <= NR / 2) /* 12 rows at a time by the narrow tile, the rest by the wide one */
     for (; i + 2 * MR <= m; i += 2 * MR)
-      tile_narrow(kc, a + i * ars, ars, acs, bk, c + i * ldc, ldc, init,
+      tile_narrow(kc, a + i * ars, ars, acs, bk, bs, c + i * ldc, ldc, init,
                   bias && (init & ~INIT_RELU) == INIT_BIAS ? bias + i : bias, w == NR / 2, m0);
   for (; i < m; i += MR) {
     const float *ai = a + i * ars;
     float *ci = c + i * ldc;
     const float *bi = bias && (init & ~INIT_RELU) == INIT_BIAS ? bias + i : bias;
     switch (m - i < MR ? (int)(m - i) : MR) {
-      case 6: tile(6, kc, ai, ars, acs, bk, ci, ldc, init, bi, full, m0, m1); break;
-      case 5: tile(5, kc, ai, ars, acs, bk, ci, ldc, init, bi, full, m0, m1); break;
-      case 4: tile(4, kc, ai, ars, acs, bk, ci, ldc, init, bi, full, m0, m1); break;
-      case 3: tile(3, kc, ai, ars, acs, bk, ci, ldc, init, bi, full, m0, m1); break;
-      case 2: tile(2, kc, ai, ars, acs, bk, ci, ldc, init, bi, full, m0, m1); break;
-      default: tile(1, kc, ai, ars, acs, bk, ci, ldc, init, bi, full, m0, m1); break;
+      case 6: tile(6, kc, ai, ars, acs, bk, bs, ci, ldc, init, bi, full, m0, m1); break;
+      case 5: tile(5, kc, ai, ars, acs, bk, bs, ci, ldc, init, bi, full, m0, m1); break;
+      case 4: tile(4, kc, ai, ars, acs, bk, bs, ci, ldc, init, bi, full, m0, m1); break;
+      case 3: tile(3, kc, ai, ars, acs, bk, bs, ci, ldc, init, bi, full, m0, m1); break;
+      case 2: tile(2, kc, ai, ars, acs, bk, bs, ci, ldc, init, bi, full, m0, m1); break;
+      default: tile(1, kc, ai, ars, acs, bk, bs, ci, ldc, init, bi, full, m0, m1); break;
     }
   }
 }
@@ -222,10 +224,15 @@ DD_TARGET_AVX2 static void column_panel(int64_t m, int64_t w, int64_t k, const f
                       : INIT_ZERO;
     if ((accumulate & DD_SGEMM_RELU) && k0 + kc >= k) init |= INIT_RELU;
     const float *bk = pack;
+    /* B's rows read in place for its whole blocks when they are in L1 already (a block of a
+     * convolution's column matrix, 32 KiB: fused_forward's), rather than copied there */
+    const int in_place = !packed && !(accumulate & DD_SGEMM_TRANS_B) && kc * ldb <= 8192;
     if (packed)
       bk = packed + k0 * npad + jb0 * kc * NR;
-    else
+    else if (!in_place)
       pack_rows(b, ldb, (accumulate & DD_SGEMM_TRANS_B) != 0, k0, kc, w, nb, pack);
+    else if (w % NR) /* the last, partial block packed (its columns past w zero) */
+      pack_rows(b + w / NR * NR + k0 * ldb, ldb, 0, 0, kc, w % NR, 1, pack);
     const int act = k0 + kc >= k ? act_of(accumulate) : DD_ACT_NONE;
     for (int64_t i0 = 0; i0 < m; i0 += MC) { /* MC rows of A in L2 over the panel's blocks */
       int64_t rows = m - i0 < MC ? m - i0 : MC;
@@ -234,8 +241,10 @@ DD_TARGET_AVX2 static void column_panel(int64_t m, int64_t w, int64_t k, const f
         const float *bi = !bias                             ? NULL
                           : accumulate & DD_SGEMM_COL_BIAS ? bias + jb * NR
                                                             : bias + i0;
-        rows_of_block(rows, bw, kc, a + i0 * ars + k0 * acs, ars, acs, bk + jb * kc * NR,
-                      c + i0 * ldc + jb * NR, ldc, init, bi);
+        const int own = in_place && bw == NR; /* read where it is */
+        rows_of_block(rows, bw, kc, a + i0 * ars + k0 * acs, ars, acs,
+                      own ? b + k0 * ldb + jb * NR : in_place ? pack : bk + jb * kc * NR,
+                      own ? ldb : NR, c + i0 * ldc + jb * NR, ldc, init, bi);
       }
       if (act) { /* these rows' sums are complete, and in L2 */
         unsigned flush = _mm_getcsr();
