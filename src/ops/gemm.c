@@ -127,8 +127,10 @@ static int product_cb(int ta, int tb, int m, int n, int k, float alpha, const fl
       for (int64_t j = 0; j < n; j++) c[i * ldc + j] += cbias[j];
     return 0;
   }
-  /* B^T transposed as the AVX-512 kernels pack it (DD_SGEMM_TRANS_B), not copied first */
-  int trans_b = tb && alpha == 1.f && dd_kernels_avx512();
+  /* B^T transposed as the AVX-512 and AVX2 kernels pack it (DD_SGEMM_TRANS_B), not copied
+   * first */
+  const int own = dd_kernels_chosen() != DD_KERNELS_GENERIC; /* our products, not OpenBLAS's */
+  int trans_b = tb && alpha == 1.f && own;
   if (m > FEW && n > FEW && (tmp || (!tb && alpha == 1.f) || trans_b)) {
     /* dd_sgemm (the convolutions' product), which packs no A and only blocks of B, with B
      * row-major and unscaled: a transposed B (B^T of the data gradients: the weights, or the
@@ -137,13 +139,13 @@ static int product_cb(int ta, int tb, int m, int n, int k, float alpha, const fl
      * the generic path, is copied to tmp first.  Without tmp (a caller that skipped infer's
      * scratch) the dot products below do it, slower. */
     if (tb && alpha == 1.f && m <= SWAP_ROWS && tmp && (int64_t)m * (k + n) <= (int64_t)k * n &&
-        dd_kernels_avx512()) {
+        own) {
       /* Few rows against a transposed B (torch's Linear as Gemm transB=1 on a ViT's 17
        * tokens): C^T = B op(A)^T, with B read in place as the product's rows and only
        * op(A)^T (k x m) and C^T (n x m) copied, not B^T (k x n).  Each element is the same
        * chain of fused multiply-adds over k from the same start (C, or the bias), with the
        * bias added after when C is accumulated, so the same float as below.  On the AVX-512
-       * path only: cblas_sgemm's order depends on the shape it is given. */
+       * and AVX2 paths only: cblas_sgemm's order depends on the shape it is given. */
       float *at = tmp, *ct = tmp + (int64_t)k * m;
       copy_b(!ta, m, k, 1.f, a, lda, at); /* at (k x m) = op(A)^T */
       int acc = beta != 0.f ? DD_SGEMM_ACCUMULATE : 0;
@@ -590,10 +592,12 @@ static void matmul_backward(const dd_node *node, const dd_tensor *const *in,
   }
   /* One batch at a time, each product split across the threads, when an operand is
    * broadcast (its gradient collects from several batches in turn); else, where
-   * batch_per_thread says so, a batch per thread as forward, on the AVX-512 kernels and
-   * without the scratch (which one batch's product at a time uses: dY B^T then takes the
-   * transposed-B path, whose floats the scratch's path also gives). */
-  int par = batch_per_thread(&g) && !mm_broadcast(&g) && dd_kernels_avx512();
+   * batch_per_thread says so, a batch per thread as forward, on the AVX-512 and AVX2 kernels
+   * and without the scratch (which one batch's product at a time uses: dY B^T then takes the
+   * transposed-B path, whose floats the scratch's path also gives).  Not on the generic path,
+   * whose OpenBLAS products the scratch's path rounds otherwise; there each of Swin-T's
+   * window products went to OpenBLAS, which keeps small ones on one thread. */
+  int par = batch_per_thread(&g) && !mm_broadcast(&g) && dd_kernels_chosen() != DD_KERNELS_GENERIC;
 #pragma omp parallel if (par)
   {
     int serial = dd_par_serial;
