@@ -1,5 +1,6 @@
-/* The two fp32 kernel paths (ops/cpu.h) on a real network: BVLC GoogLeNet to
- * inception_4c/output, forward and the input gradient, generic against AVX-512.  Within the
+/* The fp32 kernel paths (ops/cpu.h) on a real network: BVLC GoogLeNet to
+ * inception_4c/output, forward and the input gradient, generic against AVX-512 and against
+ * AVX2.  Within the
  * tolerances the other model tests use: the forward within 3e-5 of the output's peak (the
  * golden test's bound against Caffe), the gradient within 1e-3 relative L2 (the grad test's
  * bound against torch). */
@@ -37,11 +38,14 @@ static void run(dd_model *m, const dd_tensor *x, unsigned flags, dd_tensor **y, 
   dd_plan_free(p);
 }
 
-Test(kernels, googlenet_generic_and_avx512_agree, .timeout = 300) {
-  if (!dd_kernels_has(DD_KERNELS_AVX512)) {
-    fprintf(stderr, "skipped: this CPU has no AVX-512 (it lacks %s)\n",
-            dd_kernels_lack(DD_KERNELS_AVX512));
-    cr_skip_test("this CPU has no AVX-512 (it lacks %s)", dd_kernels_lack(DD_KERNELS_AVX512));
+/* GoogLeNet on the generic kernels and on path k, within the bounds above; skipped, with a
+ * line on stderr, when the CPU lacks k. */
+static void generic_and_agree(dd_kernels k2) {
+  const char *name = dd_kernels_name(k2);
+  if (!dd_kernels_has(k2)) {
+    fprintf(stderr, "skipped: this CPU lacks %s (for the %s kernels)\n", dd_kernels_lack(k2),
+            name);
+    cr_skip_test("this CPU lacks %s (for the %s kernels)", dd_kernels_lack(k2), name);
   }
   dd_model *m = th_shared_model("models/bvlc_googlenet.onnx");
   int64_t dims[4] = {1, 3, 160, 192};
@@ -51,15 +55,15 @@ Test(kernels, googlenet_generic_and_avx512_agree, .timeout = 300) {
   for (int f = 0; f < 2; f++) {
     dd_tensor *y[2], *g[2];
     for (int k = 0; k < 2; k++) {
-      cr_assert_eq(dd_kernels_force(k ? DD_KERNELS_AVX512 : DD_KERNELS_GENERIC), 0);
+      cr_assert_eq(dd_kernels_force(k ? k2 : DD_KERNELS_GENERIC), 0);
       run(m, x, flags[f], &y[k], &g[k]);
     }
     double fe = th_max_abs_diff(y[1], y[0]) / th_max_abs(y[0]), ge = th_rel_l2(g[1], g[0]);
     cr_log_info("%s: forward max|d|/max|y| %.3g, input gradient relative L2 %.3g",
                 f ? "exact" : "default", fe, ge);
-    printf("kernels googlenet %s plan: avx512 vs generic: forward max|d|/max|y| %.3g, input "
+    printf("kernels googlenet %s plan: %s vs generic: forward max|d|/max|y| %.3g, input "
            "gradient relative L2 %.3g\n",
-           f ? "exact" : "default", fe, ge);
+           f ? "exact" : "default", name, fe, ge);
     cr_expect(fe <= 3e-5, "%s plan: forward differs by %g of the peak (> 3e-5)",
               f ? "exact" : "default", fe);
     cr_expect(ge <= 1e-3, "%s plan: input gradient differs by %g relative L2 (> 1e-3)",
@@ -72,4 +76,12 @@ Test(kernels, googlenet_generic_and_avx512_agree, .timeout = 300) {
   }
   dd_tensor_free(x);
   dd_model_free(m);
+}
+
+Test(kernels, googlenet_generic_and_avx512_agree, .timeout = 300) {
+  generic_and_agree(DD_KERNELS_AVX512);
+}
+
+Test(kernels, googlenet_generic_and_avx2_agree, .timeout = 300) {
+  generic_and_agree(DD_KERNELS_AVX2);
 }

@@ -54,16 +54,24 @@ void dd_add_rows(float *y, const float *r, int64_t n);
  * exact form (ops/unary.c). */
 void dd_gelu_rows(const float *x, float *y, int64_t n, int parallel);
 
+/* The coefficients of s^5 .. s^1 in dd_exp_reduced16 (below) and its AVX2 twin
+ * (ops/act_avx2.c). */
+#define DD_EXP_REDUCED_C5 (-8.290272122e-3f)
+#define DD_EXP_REDUCED_C4 4.189816037e-2f
+#define DD_EXP_REDUCED_C3 (-1.666763813e-1f)
+#define DD_EXP_REDUCED_C2 4.999914784e-1f
+#define DD_EXP_REDUCED_C1 (-9.999997063e-1f)
+
 #ifdef DD_AVX512_KERNELS
 /* exp(-s) of 16 lanes for |s| <= ln2 / 2 (a reduced argument): a degree-5 polynomial fitted
  * for relative error (tests/ref/fit_exp_poly.py: 0.77 ulp in exact arithmetic), written in s
  * = -r, so its odd coefficients are negated. */
 static inline __attribute__((always_inline)) DD_TARGET_AVX512 __m512 dd_exp_reduced16(__m512 s) {
-  __m512 p = _mm512_set1_ps(-8.290272122e-3f);
-  p = _mm512_fmadd_ps(p, s, _mm512_set1_ps(4.189816037e-2f));
-  p = _mm512_fmadd_ps(p, s, _mm512_set1_ps(-1.666763813e-1f));
-  p = _mm512_fmadd_ps(p, s, _mm512_set1_ps(4.999914784e-1f));
-  p = _mm512_fmadd_ps(p, s, _mm512_set1_ps(-9.999997063e-1f));
+  __m512 p = _mm512_set1_ps(DD_EXP_REDUCED_C5);
+  p = _mm512_fmadd_ps(p, s, _mm512_set1_ps(DD_EXP_REDUCED_C4));
+  p = _mm512_fmadd_ps(p, s, _mm512_set1_ps(DD_EXP_REDUCED_C3));
+  p = _mm512_fmadd_ps(p, s, _mm512_set1_ps(DD_EXP_REDUCED_C2));
+  p = _mm512_fmadd_ps(p, s, _mm512_set1_ps(DD_EXP_REDUCED_C1));
   return _mm512_fmadd_ps(p, s, _mm512_set1_ps(1.f));
 }
 

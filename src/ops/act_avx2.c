@@ -23,11 +23,11 @@
 
 /* exp(-s) for |s| <= ln2 / 2: ops/act.h's dd_exp_reduced16. */
 ALWAYS __m256 exp_reduced8(__m256 s) {
-  __m256 p = _mm256_set1_ps(-8.290272122e-3f);
-  p = _mm256_fmadd_ps(p, s, _mm256_set1_ps(4.189816037e-2f));
-  p = _mm256_fmadd_ps(p, s, _mm256_set1_ps(-1.666763813e-1f));
-  p = _mm256_fmadd_ps(p, s, _mm256_set1_ps(4.999914784e-1f));
-  p = _mm256_fmadd_ps(p, s, _mm256_set1_ps(-9.999997063e-1f));
+  __m256 p = _mm256_set1_ps(DD_EXP_REDUCED_C5);
+  p = _mm256_fmadd_ps(p, s, _mm256_set1_ps(DD_EXP_REDUCED_C4));
+  p = _mm256_fmadd_ps(p, s, _mm256_set1_ps(DD_EXP_REDUCED_C3));
+  p = _mm256_fmadd_ps(p, s, _mm256_set1_ps(DD_EXP_REDUCED_C2));
+  p = _mm256_fmadd_ps(p, s, _mm256_set1_ps(DD_EXP_REDUCED_C1));
   return _mm256_fmadd_ps(p, s, _mm256_set1_ps(1.f));
 }
 
