@@ -1,16 +1,17 @@
 /* dd_sgemm on the AVX2 path (ops/cpu.h: a CPU with AVX2 and FMA but not AVX-512, such as AMD's
  * Zen 3): the AVX-512 kernel's design (ops/sgemm.c) in 8-float registers.  A 6 x 16 register
  * tile (12 accumulators, B's 16 columns in two registers, A broadcast from memory), KC values
- * of k at a time, B's KC rows copied PANEL blocks of 16 columns at a time to a buffer on the
- * stack that every row of A then passes over.
+ * of k at a time, B's KC rows copied a panel of 16-column blocks at a time to a buffer on the
+ * stack (or read in place when they are in L1 already), then MC rows of A at a time passed
+ * over each block; a 12 x 8 tile for a block's last 8 columns or fewer.
  *
  * Against cblas_sgemm, which the generic path calls, it packs nothing of A (a convolution's
  * weights are read in place), folds the Relu into the tile's store and the other activations
- * into a pass over the panel while it is in L2, and runs on the caller's OpenMP threads with
- * the AVX-512 kernel's split: every element of C gets the same operations whatever the thread
- * count (each in k order, one fused multiply-add per k).  OpenBLAS packs both operands on
- * every call, and on a product of 7 x 7 pixels or 197 tokens the copies are a tenth of its
- * time. */
+ * into a pass over each chunk of rows while it is in L2, and runs on the caller's OpenMP
+ * threads with the AVX-512 kernel's split: every element of C gets the same operations
+ * whatever the thread count (each in k order, one fused multiply-add per k).  OpenBLAS packs
+ * both operands on every call, and on a product of 7 x 7 pixels or 197 tokens the copies
+ * were a tenth of its time (session 17's profiles, bench/README.md). */
 #include "ops/sgemm_avx2.h"
 
 #ifdef DD_AVX512_KERNELS
@@ -49,7 +50,8 @@ static inline DD_TARGET_AVX2 void block_masks(int64_t w, __m256i *m0, __m256i *m
   *m1 = _mm256_cmpgt_epi32(_mm256_set1_epi32(w1), lane);
 }
 
-/* rows x w (w <= NR; masks m0, m1 when w < NR) of C from A and the packed block b (kc x NR). */
+/* rows x w (w <= NR; masks m0, m1 when w < NR) of C from A and the kc x NR block b, its rows
+ * bs apart. */
 static inline __attribute__((always_inline)) DD_TARGET_AVX2 void
 tile(const int rows, int64_t kc, const float *a, int64_t ars, int64_t acs, const float *b,
      int64_t bs, float *c, int64_t ldc, int init, const float *bias, int full, __m256i m0,
