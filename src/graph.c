@@ -45,7 +45,7 @@ dd_tensor *dd_plan_grad(dd_plan *p, int v) {
  * plan does not take part, or its threads share a cache). */
 static int forward_on_one_thread(dd_plan *p) {
   if ((p->flags & (DD_PLAN_GRAD | DD_PLAN_PARAMS | DD_PLAN_SERIAL)) || p->profile ||
-      dd_par_serial || dd_kernels_chosen() == DD_KERNELS_GENERIC || omp_get_max_threads() < 2)
+      dd_par_serial || !dd_kernels_own_products() || omp_get_max_threads() < 2)
     return -1;
   double now = dd_now_seconds();
   if (!p->threads.probed || now - p->threads.probed >= PROBE_SECONDS) {

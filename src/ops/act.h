@@ -36,6 +36,16 @@ static inline int dd_act_sgemm(int act) {
                                    : 0;
 }
 
+/* The folded activation other than Relu that dd_sgemm's bits `accumulate` ask for
+ * (DD_ACT_SILU, DD_ACT_HARDSWISH, DD_ACT_GELU), DD_ACT_NONE for none: dd_act_sgemm's
+ * inverse, for the products that apply it after their sums. */
+static inline int dd_sgemm_act(int accumulate) {
+  return accumulate & DD_SGEMM_SILU        ? DD_ACT_SILU
+         : accumulate & DD_SGEMM_HARDSWISH ? DD_ACT_HARDSWISH
+         : accumulate & DD_SGEMM_GELU      ? DD_ACT_GELU
+                                            : DD_ACT_NONE;
+}
+
 /* HardSwish's x * clamp(x / 6 + 1/2, 0, 1), as the HardSwish op computes it (a product, then
  * a sum: no fused multiply-add, C11 contracts none). */
 #define DD_HARDSWISH_A (1.f / 6.f)

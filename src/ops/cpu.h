@@ -58,6 +58,12 @@ static inline int dd_kernels_avx512(void) {
 #endif
 }
 
+/* Whether the products are our own (the AVX-512 or AVX2 path), not OpenBLAS's: every element
+ * of C then gets the same operations whatever the thread count and the split. */
+static inline int dd_kernels_own_products(void) {
+  return dd_kernels_chosen() != DD_KERNELS_GENERIC;
+}
+
 /* Whether the AVX2 path runs: the generic path but for its products (ops/sgemm_avx2.h). */
 static inline int dd_kernels_avx2(void) {
 #ifdef DD_AVX512_KERNELS

@@ -129,7 +129,7 @@ static int product_cb(int ta, int tb, int m, int n, int k, float alpha, const fl
   }
   /* B^T transposed as the AVX-512 and AVX2 kernels pack it (DD_SGEMM_TRANS_B), not copied
    * first */
-  const int own = dd_kernels_chosen() != DD_KERNELS_GENERIC; /* our products, not OpenBLAS's */
+  const int own = dd_kernels_own_products();
   int trans_b = tb && alpha == 1.f && own;
   if (m > FEW && n > FEW && (tmp || (!tb && alpha == 1.f) || trans_b)) {
     /* dd_sgemm (the convolutions' product), which packs no A and only blocks of B, with B
@@ -597,7 +597,7 @@ static void matmul_backward(const dd_node *node, const dd_tensor *const *in,
    * transposed-B path, whose floats the scratch's path also gives).  Not on the generic path,
    * whose OpenBLAS products the scratch's path rounds otherwise; there each of Swin-T's
    * window products went to OpenBLAS, which keeps small ones on one thread. */
-  int par = batch_per_thread(&g) && !mm_broadcast(&g) && dd_kernels_chosen() != DD_KERNELS_GENERIC;
+  int par = batch_per_thread(&g) && !mm_broadcast(&g) && dd_kernels_own_products();
 #pragma omp parallel if (par)
   {
     int serial = dd_par_serial;

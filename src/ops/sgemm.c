@@ -33,10 +33,7 @@ static void relu_rows(int64_t m, int64_t n, float *c, int64_t ldc) {
 /* C = SiLU(C), HardSwish(C) or GELU(C) over m x n as their ops compute them (DD_SGEMM_SILU,
  * DD_SGEMM_HARDSWISH, DD_SGEMM_GELU). */
 static void act_rows(int64_t m, int64_t n, float *c, int64_t ldc, int accumulate) {
-  int act = accumulate & DD_SGEMM_SILU        ? DD_ACT_SILU
-            : accumulate & DD_SGEMM_HARDSWISH ? DD_ACT_HARDSWISH
-            : accumulate & DD_SGEMM_GELU      ? DD_ACT_GELU
-                                               : DD_ACT_NONE;
+  int act = dd_sgemm_act(accumulate);
   for (int64_t i = 0; i < m && act; i++) dd_act_rows(c + i * ldc, n, act, 0);
 }
 

@@ -199,13 +199,6 @@ DD_TARGET_AVX2 static void pack_rows(const float *b, int64_t ldb, int tb, int64_
   }
 }
 
-static int act_of(int accumulate) {
-  return accumulate & DD_SGEMM_SILU        ? DD_ACT_SILU
-         : accumulate & DD_SGEMM_HARDSWISH ? DD_ACT_HARDSWISH
-         : accumulate & DD_SGEMM_GELU      ? DD_ACT_GELU
-                                            : DD_ACT_NONE;
-}
-
 /* Columns [0, w) of C, w <= the panel's width: each KC rows of B packed for the panel, then
  * MC rows of A at a time meet each block of the pack; once a chunk of rows has its sums
  * complete, the activation other than Relu over them (still in L2: a tall C, 3136 x 384 in
@@ -235,7 +228,7 @@ DD_TARGET_AVX2 static void column_panel(int64_t m, int64_t w, int64_t k, const f
       pack_rows(b, ldb, (accumulate & DD_SGEMM_TRANS_B) != 0, k0, kc, w, nb, pack);
     else if (w % NR) /* the last, partial block packed (its columns past w zero) */
       pack_rows(b + w / NR * NR + k0 * ldb, ldb, 0, 0, kc, w % NR, 1, pack);
-    const int act = k0 + kc >= k ? act_of(accumulate) : DD_ACT_NONE;
+    const int act = k0 + kc >= k ? dd_sgemm_act(accumulate) : DD_ACT_NONE;
     for (int64_t i0 = 0; i0 < m; i0 += MC) { /* MC rows of A in L2 over the panel's blocks */
       int64_t rows = m - i0 < MC ? m - i0 : MC;
       for (int64_t jb = 0; jb < nb; jb++) {
@@ -291,7 +284,7 @@ DD_TARGET_AVX2 static void one_column(int64_t m, int64_t k, const float *a, int6
                                       const float *b, float *c, int64_t ldc, int accumulate,
                                       const float *bias) {
   unsigned csr = _mm_getcsr();
-  const int act = act_of(accumulate);
+  const int act = dd_sgemm_act(accumulate);
   for (int64_t i = 0; i < m; i += 4) {
     int rows = m - i < 4 ? (int)(m - i) : 4;
     /* two accumulators a row, for 16 floats of k a step: eight chains of multiply-adds
@@ -354,7 +347,7 @@ void dd_sgemm_avx2(int64_t m, int64_t n, int64_t k, const float *a, int64_t ars,
                    const float *b, int64_t ldb, float *c, int64_t ldc, int accumulate,
                    const float *bias, int parallel, const float *packed) {
   if (m <= 0 || n <= 0) return;
-  const int act = act_of(accumulate);
+  const int act = dd_sgemm_act(accumulate);
   if (k <= 0) {
     for (int64_t i = 0; i < m && !(accumulate & DD_SGEMM_ACCUMULATE); i++)
       for (int64_t j = 0; j < n; j++)
